@@ -1,0 +1,66 @@
+"""The control room's one typed settings object (environment prefix ``LAKEHOUSE_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = PROJECT_ROOT / "supabase" / "migrations"
+SEED_FILE = PROJECT_ROOT / "supabase" / "seed.sql"
+
+
+class Settings(BaseSettings):
+    """Everything the control room reads from its environment, with working defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+
+    env: str = Field(
+        default="development",
+        description="development, test or production; production refuses the built-in development secrets.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Postgres URL of the control plane (a Supabase project's direct connection works). "
+        "Unset: an embedded PostgreSQL is started under data_dir.",
+    )
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / ".lakehouse",
+        description="Where the embedded Postgres, local artifacts and agent spools live.",
+    )
+    port: int = Field(default=3000, ge=1, le=65535, description="The one port serving UI and API.")
+    host: str = Field(default="127.0.0.1", description="Interface the web server binds to.")
+    session_secret: str = Field(
+        default="dev-only-session-secret-change-me",
+        description="Secret used to sign user sessions; must be set outside development.",
+    )
+    load_demo_data: bool = Field(default=True, description="Load the demo org, project and runs once.")
+    lease_seconds: int = Field(default=60, ge=5, description="Task lease length granted by a claim.")
+    reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
+    claim_wait_max_seconds: float = Field(default=25.0, ge=0, description="Longest claim long-poll.")
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, description="SSE comment keep-alive interval.")
+    executor_offline_after_seconds: int = Field(
+        default=90, ge=1, description="Heartbeat age after which an executor counts as offline."
+    )
+    db_pool_min: int = Field(default=1, ge=0, description="Minimum pooled DB connections per process.")
+    db_pool_max: int = Field(default=10, ge=1, description="Maximum pooled DB connections per process.")
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.env == "production" and self.session_secret.startswith("dev-only"):
+            raise ValueError("LAKEHOUSE_SESSION_SECRET must be set to a random value when LAKEHOUSE_ENV=production")
+        return self
+
+    @property
+    def pgdata_dir(self) -> Path:
+        """Data directory of the embedded PostgreSQL."""
+        return self.data_dir / "pgdata"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

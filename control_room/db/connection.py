@@ -1,0 +1,55 @@
+"""Connections to the control-plane database: the URL in use and one async pool per process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from psycopg_pool import AsyncConnectionPool
+
+from control_room.config import get_settings
+
+_pool: AsyncConnectionPool | None = None
+_pool_lock = asyncio.Lock()
+
+
+class DatabaseNotConfigured(RuntimeError):
+    """No database URL: the process was started outside `lakehouse run` without LAKEHOUSE_DATABASE_URL."""
+
+
+def database_url() -> str:
+    """The control plane's Postgres URL (``lakehouse run`` sets it for the embedded server)."""
+    url = get_settings().database_url
+    if not url:
+        raise DatabaseNotConfigured(
+            "LAKEHOUSE_DATABASE_URL is not set: start the control room with `make run` "
+            "(which starts the embedded Postgres) or point the variable at a Postgres/Supabase database."
+        )
+    return url
+
+
+async def get_pool() -> AsyncConnectionPool:
+    """The process-wide async pool, opened on first use."""
+    global _pool
+    if _pool is None:
+        async with _pool_lock:
+            if _pool is None:
+                settings = get_settings()
+                pool = AsyncConnectionPool(
+                    database_url(),
+                    min_size=settings.db_pool_min,
+                    max_size=settings.db_pool_max,
+                    kwargs={"autocommit": True},
+                    open=False,
+                    name="lakehouse",
+                )
+                await pool.open(wait=False)
+                _pool = pool
+    return _pool
+
+
+async def close_pool() -> None:
+    """Close the pool (lifespan shutdown)."""
+    global _pool
+    if _pool is not None:
+        await _pool.close()
+        _pool = None

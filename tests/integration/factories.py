@@ -1,0 +1,128 @@
+"""Factories for integration tests: tenants, executors and runs created through the real SQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+
+@dataclass
+class Tenant:
+    org_id: uuid.UUID
+    project_id: uuid.UUID
+    environments: dict[str, uuid.UUID]
+
+
+def make_tenant(conn: psycopg.Connection, slug: str | None = None) -> Tenant:
+    """A fresh org with one project and its dev/staging/prod environments."""
+    slug = slug or f"t-{uuid.uuid4().hex[:8]}"
+    org = conn.execute("insert into ops.orgs (slug, name) values (%s, %s) returning id", (slug, slug)).fetchone()
+    assert org
+    project = conn.execute(
+        "insert into ops.projects (org_id, slug, name) values (%s, %s, %s) returning id", (org[0], slug, slug)
+    ).fetchone()
+    assert project
+    envs = {}
+    for name in ("dev", "staging", "prod"):
+        row = conn.execute(
+            "insert into ops.environments (project_id, name) values (%s, %s) returning id", (project[0], name)
+        ).fetchone()
+        assert row
+        envs[name] = row[0]
+    return Tenant(org[0], project[0], envs)
+
+
+def make_executor(
+    conn: psycopg.Connection,
+    *,
+    pool: str = "default",
+    engines: tuple[str, ...] = ("shell", "python"),
+    labels: tuple[str, ...] = (),
+    max_concurrency: int = 100,
+) -> uuid.UUID:
+    row = conn.execute(
+        "insert into ops.executors (name, pool, engines, labels, max_concurrency, status) "
+        "values (%s, %s, %s, %s, %s, 'online') returning id",
+        (f"agent-{uuid.uuid4().hex[:8]}", pool, list(engines), list(labels), max_concurrency),
+    ).fetchone()
+    assert row
+    return uuid.UUID(str(row[0]))
+
+
+def task(key: str, engine: str = "shell", **fields: Any) -> dict[str, Any]:
+    return {"key": key, "engine": engine, **fields}
+
+
+def submit(
+    conn: psycopg.Connection,
+    tenant: Tenant,
+    tasks: list[dict[str, Any]],
+    *,
+    environment: str = "dev",
+    idempotency_key: str | None = None,
+    name: str = "test-run",
+    tags: list[str] | None = None,
+    priority: int = 0,
+) -> uuid.UUID:
+    row = conn.execute(
+        "select run_id, created, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', null, null, "
+        "%s, %s, %s)",
+        (
+            tenant.project_id,
+            environment,
+            json.dumps({"name": name, "tasks": tasks}),
+            idempotency_key,
+            priority,
+            tags or [],
+        ),
+    ).fetchone()
+    assert row and row[0] is not None, row
+    return uuid.UUID(str(row[0]))
+
+
+def claim(
+    conn: psycopg.Connection,
+    executor: uuid.UUID,
+    max_tasks: int = 1,
+    lease_seconds: int = 60,
+    engines: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from ops.claim_tasks(%s, %s, null, %s, %s)", (executor, engines, max_tasks, lease_seconds)
+        )
+        return cur.fetchall()
+
+
+def finalize(
+    conn: psycopg.Connection,
+    task_id: Any,
+    lease: Any,
+    outcome: str = "succeeded",
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from ops.finalize_task(%s, %s, %s, %s::jsonb, %s)",
+            (task_id, lease, outcome, json.dumps(result) if result is not None else None, error),
+        )
+        row = cur.fetchone()
+        assert row
+        return row
+
+
+def task_status(conn: psycopg.Connection, run_id: uuid.UUID) -> dict[str, str]:
+    rows = conn.execute("select key, status from ops.tasks where run_id = %s", (run_id,)).fetchall()
+    return {k: s for k, s in rows}
+
+
+def run_status(conn: psycopg.Connection, run_id: uuid.UUID) -> str:
+    row = conn.execute("select status from ops.runs where id = %s", (run_id,)).fetchone()
+    assert row
+    return str(row[0])
