@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,12 +38,29 @@ class Settings(BaseSettings):
         description="Secret used to sign user sessions; must be set outside development.",
     )
     load_demo_data: bool = Field(default=True, description="Load the demo org, project and runs once.")
-    lease_seconds: int = Field(default=60, ge=5, description="Task lease length granted by a claim.")
+    lease_seconds: int = Field(default=60, ge=1, description="Task lease length granted by a claim.")
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
     claim_wait_max_seconds: float = Field(default=25.0, ge=0, description="Longest claim long-poll.")
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, description="SSE comment keep-alive interval.")
     executor_offline_after_seconds: int = Field(
         default=90, ge=1, description="Heartbeat age after which an executor counts as offline."
+    )
+    artifact_store: str = Field(
+        default="local", pattern="^(local|s3)$", description="Where artifact bytes live: local or s3."
+    )
+    artifacts_dir: Path | None = Field(
+        default=None, description="Folder of the local artifact store (default: <data_dir>/artifacts)."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, SeaweedFS, Supabase Storage); unset: AWS."
+    )
+    s3_bucket: str = Field(default="lakehouse-artifacts", description="Bucket holding artifacts.")
+    s3_prefix: str = Field(default="artifacts/", description="Key prefix for artifacts in the bucket.")
+    s3_region: str = Field(default="us-east-1", description="S3 region name.")
+    s3_access_key_id: str | None = Field(default=None, description="S3 access key id (unset: boto3's chain).")
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
+    upload_url_expiry_seconds: int = Field(
+        default=900, ge=30, description="Lifetime of an artifact upload URL (presigned or local)."
     )
     db_pool_min: int = Field(default=1, ge=0, description="Minimum pooled DB connections per process.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum pooled DB connections per process.")
@@ -53,6 +70,11 @@ class Settings(BaseSettings):
         if self.env == "production" and self.session_secret.startswith("dev-only"):
             raise ValueError("LAKEHOUSE_SESSION_SECRET must be set to a random value when LAKEHOUSE_ENV=production")
         return self
+
+    @property
+    def artifacts_path(self) -> Path:
+        """Folder of the local artifact store."""
+        return self.artifacts_dir or self.data_dir / "artifacts"
 
     @property
     def pgdata_dir(self) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +15,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from control_room.db.migrate import migrate
+from tests.live import LiveServer, Provisioner, live_server
+from tests.seaweedfs import SeaweedS3, seaweedfs_s3
 
 
 class PostgresServer:
@@ -51,12 +55,14 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServ
         return
     from control_room.db.embedded import start_embedded
 
-    pgdata = Path(tmp_path_factory.mktemp("embedded-pg")) / "pgdata"
-    embedded = start_embedded(pgdata)
+    # Not under pytest's tmp dir: pytest re-restricts that folder, and the server runs as another user.
+    root = Path(tempfile.mkdtemp(prefix="lh-test-pg-"))
+    embedded = start_embedded(root / "pgdata")
     try:
         yield PostgresServer(embedded.url("postgres"))
     finally:
         embedded.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -78,3 +84,55 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the shared migrated database."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def api_database_url(pg_server: PostgresServer) -> str:
+    """A migrated database of its own for the live API server (its reaper must not touch other tests' rows)."""
+    url = pg_server.create_database("lh_api")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def live_api(api_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real API server for the session: short leases and a fast reaper so expiry tests finish quickly."""
+    with live_server(
+        api_database_url,
+        tmp_path_factory.mktemp("lakehouse-data"),
+        lease_seconds="3",
+        reaper_interval_seconds="0.2",
+        claim_wait_max_seconds="10",
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def provision(api_database_url: str) -> Provisioner:
+    return Provisioner(api_database_url)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One real SeaweedFS S3 endpoint per session (verifies signatures and checksums)."""
+    with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_api_s3(
+    api_database_url: str, seaweedfs: SeaweedS3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A second API server on the same database whose artifact store is S3 (SeaweedFS)."""
+    with live_server(
+        api_database_url,
+        tmp_path_factory.mktemp("lakehouse-data-s3"),
+        artifact_store="s3",
+        s3_endpoint_url=seaweedfs.endpoint_url,
+        s3_access_key_id=seaweedfs.access_key_id,
+        s3_secret_access_key=seaweedfs.secret_access_key,
+        s3_region=seaweedfs.region,
+        s3_bucket="lakehouse-api-test",
+        lease_seconds="30",
+    ) as server:
+        yield server

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
 
-from control_room.api import health
-from control_room.db.connection import close_pool
+from control_room.api import executors, health, metrics, problems, runs
+from control_room.api.models import Problem
+from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
+from control_room.loops.notifier import stop_notifier
+from control_room.loops.reaper import run_reaper
 
 API_PREFIX = "/api/v1"
 
 # Every router of the contract API; add new ones here (they are mounted under API_PREFIX).
-ROUTERS: tuple[APIRouter, ...] = (health.router,)
+ROUTERS: tuple[APIRouter, ...] = (health.router, metrics.router, executors.router, runs.router)
+
+DESCRIPTION = """\
+The one HTTP contract of Lakehouse Control Room.
+
+* **Executor agents** authenticate with a pool-scoped executor token (`lhx_…`, created with
+  `lakehouse executors token create`): register, claim (long-poll), heartbeat their leases, append events,
+  upload artifacts (size and SHA-256 verified) and finalize. A lost lease answers 409: stop the work.
+* **Clients** authenticate with a user API token (`lhu_…`): submit, list, inspect, cancel and retry runs,
+  read and stream events (Server-Sent Events, resumable with `Last-Event-ID`), download artifacts.
+
+Errors are `application/problem+json` with `field` naming the offending input. Text is stored in
+PostgreSQL, so strings (also inside free-form JSON objects) cannot contain NUL (U+0000) characters or
+unpaired surrogates: such requests get 422.
+"""
 
 
 @asynccontextmanager
@@ -23,19 +44,39 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
     Under ``reflex run`` Starlette does not run a mounted app's lifespan, so control_room.py also
     registers this function as a Reflex lifespan task; FastAPI runs it when served alone (tests).
     """
-    # Background loops (control_room/loops: lease reaper, scheduler, alert evaluator) start here
-    # as asyncio tasks and are cancelled before the pool closes.
+    loops: list[asyncio.Task[None]] = []
+    with contextlib.suppress(DatabaseNotConfigured):
+        loops.append(asyncio.create_task(run_reaper(database_url()), name="lease-reaper"))
     try:
         yield
     finally:
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await stop_notifier()
         await close_pool()
+
+
+def _plain_event_streams(schema: dict[str, Any]) -> dict[str, Any]:
+    """Describe SSE bodies as text (OpenAPI 3.1 has no `itemSchema`; that arrives with 3.2)."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for response in operation.get("responses", {}).values():
+                stream = response.get("content", {}).get("text/event-stream")
+                if stream is not None:
+                    stream.pop("itemSchema", None)
+                    stream["schema"] = {"type": "string", "description": "Server-Sent Events stream."}
+    return schema
 
 
 def create_api() -> FastAPI:
     """A new FastAPI app with every router; OpenAPI docs live under /api so they never shadow a page."""
     app = FastAPI(
         title="Lakehouse Control Room API",
-        version="0.1.0",
+        version="1.0.0",
+        description=DESCRIPTION,
         lifespan=lifespan,
         docs_url="/api/docs",
         redoc_url=None,
@@ -43,6 +84,16 @@ def create_api() -> FastAPI:
     )
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    problems.install(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema = problems.document_problems(schema, Problem.model_json_schema())
+            app.openapi_schema = _plain_event_streams(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

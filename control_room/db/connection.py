@@ -38,7 +38,7 @@ async def get_pool() -> AsyncConnectionPool:
                     database_url(),
                     min_size=settings.db_pool_min,
                     max_size=settings.db_pool_max,
-                    kwargs={"autocommit": True},
+                    kwargs={"autocommit": True, "connect_timeout": 5},
                     open=False,
                     name="lakehouse",
                 )
@@ -51,5 +51,5 @@ async def close_pool() -> None:
     """Close the pool (lifespan shutdown)."""
     global _pool
     if _pool is not None:
-        await _pool.close()
+        await _pool.close(timeout=1)
         _pool = None

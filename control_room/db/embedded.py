@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -39,8 +41,25 @@ class EmbeddedPostgres:
         server = self._server
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=server.system_user)  # type: ignore[attr-defined]
-        except Exception as exc:  # already stopped is fine; anything else is logged, not fatal at exit
-            log.info("embedded postgres stop: %s", exc)
+        except Exception as exc:
+            # pg_ctl could not do it (already stopped, or the data dir became unreadable to the server's
+            # user): SIGINT is Postgres's own "fast shutdown", sent to the postmaster directly.
+            log.info("embedded postgres: pg_ctl stop failed (%s); signalling the postmaster", exc)
+            self._signal_postmaster()
+
+    def _signal_postmaster(self) -> None:
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        try:
+            process = psutil.Process(pid)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=15)
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            process.kill()
 
 
 def start_embedded(pgdata: Path) -> EmbeddedPostgres:

@@ -112,7 +112,9 @@ as $$
 declare
     v_env text;
     v_tags text[];
-    v_route record;
+    v_rule uuid;
+    v_pool text;
+    v_rule_labels text[];
     v_spec_labels text[] := ops.json_text_array(new.spec -> 'required_labels');
 begin
     if new.status <> 'queued' or (tg_op = 'UPDATE' and old.status = 'queued') then
@@ -125,17 +127,16 @@ begin
         new.route_rule_id := null;
         return new;
     end if;
-    v_route := null;
     if exists (select 1 from ops.routing_rules r where r.org_id = new.org_id and r.enabled) then
         select e.name into v_env from ops.environments e where e.id = new.environment_id;
         select r.tags into v_tags from ops.runs r where r.id = new.run_id;
-        select * into v_route
-        from ops.resolve_route(new.org_id, new.project_id, v_env, new.engine, new.labels, v_tags);
+        select x.rule_id, x.pool, x.required_labels into v_rule, v_pool, v_rule_labels
+        from ops.resolve_route(new.org_id, new.project_id, v_env, new.engine, new.labels, v_tags) x;
     end if;
-    new.pool := coalesce(v_route.pool, 'default');
-    new.route_rule_id := v_route.rule_id;
+    new.pool := coalesce(v_pool, 'default');
+    new.route_rule_id := v_rule;
     new.required_labels := array(
-        select distinct l from unnest(v_spec_labels || coalesce(v_route.required_labels, '{}')) l order by l);
+        select distinct l from unnest(v_spec_labels || coalesce(v_rule_labels, '{}')) l order by l);
     return new;
 end;
 $$;
@@ -717,6 +718,9 @@ begin
     if jsonb_typeof(p_events) is distinct from 'array' then
         perform ops.invalid('events', 'must be an array of events');
     end if;
+    -- One writer per run at a time, so a run's event ids commit in increasing order and a
+    -- reader resuming "after id N" (SSE Last-Event-ID) can never miss a later-committed lower id.
+    perform pg_advisory_xact_lock(hashtextextended(v_run::text, 42));
     insert into ops.events (run_id, task_id, attempt, seq, ts, type, level, message, data)
     select v_run, p_task, v_attempt, (e ->> 'seq')::integer, coalesce((e ->> 'ts')::timestamptz, now()),
            coalesce(e ->> 'type', 'log'), coalesce(e ->> 'level', 'info'), coalesce(e ->> 'message', ''),
@@ -763,6 +767,11 @@ begin
         if v_attempt.outcome = p_outcome then
             return query select v_task.status, (select r.status from ops.runs r where r.id = v_task.run_id), true;
             return;
+        end if;
+        if v_attempt.outcome = 'lost' then
+            raise exception using errcode = 'LH409',
+                message = format('lease lost: attempt %s of task %s expired and was reaped; its outcome is not recorded',
+                                 v_attempt.attempt, p_task);
         end if;
         raise exception using errcode = 'LH409',
             message = format('task %s attempt %s already ended %s; it cannot be finalized %s',

@@ -1,0 +1,47 @@
+"""Request dependencies: the DB pool and who is calling (executor or user)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import AsyncConnectionPool
+
+from control_room.db.connection import get_pool
+from control_room.services.auth import ExecutorPrincipal, UserPrincipal, authenticate
+from control_room.services.errors import Forbidden, Unauthorized
+
+bearer = HTTPBearer(auto_error=False, description="Executor token (lhx_…) or user API token (lhu_…).")
+
+
+async def pool() -> AsyncConnectionPool:
+    return await get_pool()
+
+
+Pool = Annotated[AsyncConnectionPool, Depends(pool)]
+
+
+async def principal(
+    db: Pool, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> ExecutorPrincipal | UserPrincipal:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("send `Authorization: Bearer <token>`")
+    async with db.connection() as conn:
+        return await authenticate(conn, credentials.credentials)
+
+
+async def executor(who: Annotated[ExecutorPrincipal | UserPrincipal, Depends(principal)]) -> ExecutorPrincipal:
+    if not isinstance(who, ExecutorPrincipal):
+        raise Forbidden("this operation is for executor agents; use an executor token (lakehouse executors token)")
+    return who
+
+
+async def user(who: Annotated[ExecutorPrincipal | UserPrincipal, Depends(principal)]) -> UserPrincipal:
+    if not isinstance(who, UserPrincipal):
+        raise Forbidden("this operation is for users; use a user API token")
+    return who
+
+
+Executor = Annotated[ExecutorPrincipal, Depends(executor)]
+User = Annotated[UserPrincipal, Depends(user)]

@@ -1,0 +1,186 @@
+"""Executor-facing operations: register, heartbeats, claim, events, artifacts, finalize."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from control_room.api.deps import Executor, Pool
+from control_room.api.models import (
+    ArtifactInitiate,
+    ArtifactPublic,
+    ClaimReply,
+    ClaimRequest,
+    EventBatch,
+    EventBatchReply,
+    ExecutorHeartbeat,
+    ExecutorHeartbeatReply,
+    ExecutorPublic,
+    ExecutorRegister,
+    FinalizeBatch,
+    FinalizeBatchReply,
+    FinalizeReply,
+    FinalizeRequest,
+    LeaseBatch,
+    LeaseBatchReply,
+    LeaseRef,
+    TaskHeartbeatReply,
+    UploadTicket,
+)
+from control_room.loops.notifier import get_notifier
+from control_room.services import artifacts, tasks
+
+router = APIRouter(tags=["executors"])
+LEASE_ERRORS: dict[int | str, dict[str, Any]] = {"409": {"description": "Lease lost: stop working on the task."}}
+
+
+@router.post("/executors/register", operation_id="registerExecutor", response_model=ExecutorPublic)
+async def register_executor(body: ExecutorRegister, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Announce this agent's engines, labels and capacity; returns the lease timing to use."""
+    async with db.connection() as conn:
+        return await tasks.register(
+            conn,
+            executor,
+            labels=body.labels,
+            engines=body.engines,
+            max_concurrency=body.max_concurrency,
+            version=body.version,
+            hostname=body.hostname,
+            metadata=body.metadata,
+        )
+
+
+@router.post("/executors/heartbeat", operation_id="executorHeartbeat", response_model=ExecutorHeartbeatReply)
+async def executor_heartbeat(body: ExecutorHeartbeat, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Liveness; the reply carries drain and cancel signals."""
+    async with db.connection() as conn:
+        return await tasks.executor_heartbeat(conn, executor, running_task_ids=body.running_task_ids)
+
+
+@router.post("/tasks/claim", operation_id="claimTasks", response_model=ClaimReply)
+async def claim_tasks(body: ClaimRequest, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Claim up to max_tasks of this executor's pool; with none queued, wait up to wait_s (long poll)."""
+    notifier = await get_notifier() if body.wait_s > 0 else None
+    rows = await tasks.claim(
+        db,
+        notifier,
+        executor,
+        tasks.ClaimOptions(max_tasks=body.max_tasks, engines=body.engines, labels=body.labels, wait_s=body.wait_s),
+    )
+    return {"tasks": rows}
+
+
+@router.post("/tasks/heartbeat", operation_id="heartbeatTasks", response_model=LeaseBatchReply, responses=LEASE_ERRORS)
+async def heartbeat_tasks(body: LeaseBatch, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Extend many leases at once; each item says whether its lease is still held."""
+    async with db.connection() as conn:
+        return {"items": await tasks.task_heartbeats(conn, items=[i.model_dump() for i in body.items])}
+
+
+@router.post("/tasks/finalize", operation_id="finalizeTasks", response_model=FinalizeBatchReply, responses=LEASE_ERRORS)
+async def finalize_tasks(body: FinalizeBatch, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Finalize many tasks at once; each item succeeds or fails on its own."""
+    async with db.connection() as conn:
+        return {"items": await tasks.finalize_many(conn, items=[i.model_dump(mode="json") for i in body.items])}
+
+
+@router.post(
+    "/tasks/{task_id}/heartbeat",
+    operation_id="heartbeatTask",
+    response_model=TaskHeartbeatReply,
+    responses=LEASE_ERRORS,
+)
+async def heartbeat_task(task_id: uuid.UUID, body: LeaseRef, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Extend the task's lease; 409 when it was lost. The reply says whether a cancel was requested."""
+    async with db.connection() as conn:
+        return await tasks.task_heartbeat(conn, task_id=task_id, lease_token=body.lease_token)
+
+
+@router.post(
+    "/tasks/{task_id}/events", operation_id="appendEvents", response_model=EventBatchReply, responses=LEASE_ERRORS
+)
+async def append_events(task_id: uuid.UUID, body: EventBatch, executor: Executor, db: Pool) -> dict[str, int]:
+    """Append a batch of the attempt's events; idempotent by seq (re-sends are counted as duplicates)."""
+    async with db.connection() as conn:
+        return await tasks.append_events(
+            conn,
+            task_id=task_id,
+            lease_token=body.lease_token,
+            events=[e.model_dump(mode="json", exclude_none=True) for e in body.events],
+        )
+
+
+@router.post(
+    "/tasks/{task_id}/finalize", operation_id="finalizeTask", response_model=FinalizeReply, responses=LEASE_ERRORS
+)
+async def finalize_task(task_id: uuid.UUID, body: FinalizeRequest, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Record the attempt's outcome; repeating the same finalize is harmless, a stale lease gets 409."""
+    async with db.connection() as conn:
+        return await tasks.finalize(
+            conn,
+            task_id=task_id,
+            lease_token=body.lease_token,
+            outcome=body.outcome,
+            result=body.result,
+            error=body.error,
+        )
+
+
+@router.post(
+    "/tasks/{task_id}/artifacts",
+    operation_id="initiateArtifact",
+    response_model=UploadTicket,
+    responses=LEASE_ERRORS,
+)
+async def initiate_artifact(
+    task_id: uuid.UUID, body: ArtifactInitiate, request: Request, executor: Executor, db: Pool
+) -> dict[str, Any]:
+    """Start an upload: returns where to PUT the bytes (a presigned S3 URL or this server)."""
+    async with db.connection() as conn:
+        return await artifacts.initiate_upload(
+            conn,
+            task_id=task_id,
+            lease_token=body.lease_token,
+            name=body.name,
+            size_bytes=body.size_bytes,
+            sha256=body.sha256,
+            content_type=body.content_type,
+            metadata=body.metadata,
+            base_url=str(request.base_url),
+        )
+
+
+@router.put(
+    "/uploads/{upload_id}",
+    operation_id="uploadArtifactBytes",
+    status_code=204,
+    response_class=Response,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "x-problems": ["400", "401", "403", "404", "409", "422", "500"],
+    },
+)
+async def upload_artifact_bytes(upload_id: uuid.UUID, request: Request, executor: Executor, db: Pool) -> Response:
+    """The bytes of an upload to the local store; size and SHA-256 are verified while streaming."""
+    async with db.connection() as conn:
+        await artifacts.receive_upload(conn, upload_id=upload_id, chunks=request.stream())
+    return Response(status_code=204)
+
+
+@router.post(
+    "/tasks/{task_id}/artifacts/{upload_id}/complete",
+    operation_id="completeArtifact",
+    response_model=ArtifactPublic,
+    responses=LEASE_ERRORS,
+)
+async def complete_artifact(
+    task_id: uuid.UUID, upload_id: uuid.UUID, body: LeaseRef, executor: Executor, db: Pool
+) -> dict[str, Any]:
+    """Verify the stored bytes (size and SHA-256) and register the artifact; a mismatch registers nothing."""
+    async with db.connection() as conn:
+        return await artifacts.complete_upload(conn, task_id=task_id, upload_id=upload_id, lease_token=body.lease_token)

@@ -1,0 +1,241 @@
+"""Client-facing operations: submit, list, inspect, cancel and retry runs; events (pages and SSE); artifacts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from control_room.api.deps import Pool, User
+from control_room.api.models import (
+    ArtifactList,
+    ArtifactPublic,
+    EventPage,
+    IsoDatetime,
+    RunCreate,
+    RunDetail,
+    RunPage,
+    RunPublic,
+)
+from control_room.loops.notifier import EVENTS_CHANNEL, get_notifier
+from control_room.services import artifacts, events, runs
+from control_room.services.auth import scoped
+from control_room.services.errors import Invalid
+from control_room.storage import get_store
+
+router = APIRouter(tags=["runs"])
+STREAM_PAGE = 500
+
+
+@router.post(
+    "/runs",
+    operation_id="submitRun",
+    response_model=RunPublic,
+    status_code=201,
+    responses={
+        "200": {"description": "A run with this idempotency key already existed.", "model": RunPublic},
+        "429": {"description": "A runs-per-day cap was reached."},
+        "409": {"description": "Conflict."},
+    },
+)
+async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) -> dict[str, Any]:
+    """Submit a run of a spec with params; the same idempotency key returns the existing run (200)."""
+    async with db.connection() as conn, scoped(conn, user):
+        run, created = await runs.submit_run(
+            conn,
+            project=body.project,
+            environment=body.environment,
+            spec=body.spec.model_dump(mode="json", exclude_unset=True),
+            params=body.params,
+            idempotency_key=body.idempotency_key,
+            priority=body.priority,
+            tags=body.tags,
+            trigger="api",
+            requested_by=user.user_id,
+            requested_by_name=user.email,
+        )
+    if not created:
+        response.status_code = 200
+    return run
+
+
+@router.get("/runs", operation_id="listRuns", response_model=RunPage)
+async def list_runs(
+    user: User,
+    db: Pool,
+    status: Annotated[list[str] | None, Query(description="One or more run statuses.")] = None,
+    project: Annotated[str | None, Query(max_length=100)] = None,
+    environment: Annotated[str | None, Query(pattern="^(dev|staging|prod)$")] = None,
+    engine: Annotated[str | None, Query(max_length=40)] = None,
+    trigger: Annotated[str | None, Query(max_length=40)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the run name, or an id prefix.")] = None,
+    created_after: IsoDatetime | None = None,
+    created_before: IsoDatetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Runs newest first, filtered; keyset pagination through `cursor`."""
+    filters = runs.RunFilters(
+        statuses=status or [],
+        project=project,
+        environment=environment,
+        engine=engine,
+        trigger=trigger,
+        text=q,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    async with db.connection() as conn, scoped(conn, user):
+        items, next_cursor = await runs.list_runs(conn, filters=filters, cursor=cursor, limit=limit)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/runs/{run_id}", operation_id="getRun", response_model=RunDetail)
+async def get_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """A run with its spec, tasks and every task's attempts."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await runs.get_run(conn, run_id=run_id)
+
+
+@router.post("/runs/{run_id}/cancel", operation_id="cancelRun", response_model=RunDetail)
+async def cancel_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Cancel a run (operators): waiting tasks end at once, running ones are stopped by their agents."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await runs.cancel_run(conn, run_id=run_id, by=user.email)
+
+
+@router.post("/runs/{run_id}/retry", operation_id="retryRun", response_model=RunPublic, status_code=201)
+async def retry_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Submit a new run with the same spec and params as a failed or cancelled one (operators)."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await runs.retry_run(conn, run_id=run_id, requested_by=user.user_id, requested_by_name=user.email)
+
+
+@router.get("/runs/{run_id}/events", operation_id="listRunEvents", response_model=EventPage)
+async def list_run_events(
+    run_id: uuid.UUID,
+    user: User,
+    db: Pool,
+    after_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    before_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    task_id: uuid.UUID | None = None,
+    level: Annotated[str | None, Query(pattern="^(debug|info|warning|error)$", description="Minimum level.")] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    """Events in id order. Without after_id the newest page comes back (to open a timeline at its end);
+    page older with before_id, newer with after_id."""
+    async with db.connection() as conn, scoped(conn, user):
+        await runs.get_run(conn, run_id=run_id, with_tasks=False)
+        items = await events.list_events(
+            conn,
+            run_id=run_id,
+            after_id=after_id,
+            before_id=before_id,
+            task_id=task_id,
+            min_level=level,
+            text=q,
+            limit=limit,
+        )
+    return {
+        "items": items,
+        "next_after_id": items[-1]["id"] if items else after_id,
+        "next_before_id": items[0]["id"] if items else None,
+    }
+
+
+@router.get(
+    "/runs/{run_id}/events/stream",
+    operation_id="streamRunEvents",
+    response_class=EventSourceResponse,
+    responses={"200": {"description": "text/event-stream of events (id = event id, event = type, data = JSON)."}},
+)
+async def stream_run_events(
+    run_id: uuid.UUID,
+    user: User,
+    db: Pool,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after_id: Annotated[int | None, Query(ge=0, le=2**62, description="Start after this id (header wins).")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events of the run, resuming after `Last-Event-ID`; ends with an `end` event once the
+    run has finished and every event was sent."""
+    start = after_id or 0
+    if last_event_id:
+        try:
+            start = int(last_event_id)
+        except ValueError as exc:
+            raise Invalid("Last-Event-ID must be an event id returned by this stream", field="Last-Event-ID") from exc
+    async with db.connection() as conn, scoped(conn, user):
+        await runs.get_run(conn, run_id=run_id, with_tasks=False)
+    notifier = await get_notifier()
+    last = start
+    while True:
+        waiter = notifier.waiter(EVENTS_CHANNEL, str(run_id))
+        async with db.connection() as conn, scoped(conn, user):
+            finished = await events.run_is_finished(conn, run_id=run_id)
+            page = await events.list_events(conn, run_id=run_id, after_id=last, limit=STREAM_PAGE)
+        for row in page:
+            last = row["id"]
+            yield ServerSentEvent(id=str(row["id"]), event=row["type"], data=_jsonable(row))
+        if len(page) == STREAM_PAGE:
+            continue
+        if finished:
+            yield ServerSentEvent(event="end", data={"run_id": str(run_id), "last_event_id": last})
+            return
+        await notifier.wait(waiter, 5.0)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("run_id", "task_id"):
+        if out.get(key) is not None:
+            out[key] = str(out[key])
+    out["ts"] = row["ts"].isoformat()
+    return out
+
+
+@router.get("/runs/{run_id}/artifacts", operation_id="listRunArtifacts", response_model=ArtifactList)
+async def list_run_artifacts(
+    run_id: uuid.UUID, user: User, db: Pool, task_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """Artifacts of a run (optionally of one task)."""
+    async with db.connection() as conn, scoped(conn, user):
+        await runs.get_run(conn, run_id=run_id, with_tasks=False)
+        return {"items": await artifacts.list_run_artifacts(conn, run_id=run_id, task_id=task_id)}
+
+
+@router.get("/artifacts/{artifact_id}", operation_id="getArtifact", response_model=ArtifactPublic)
+async def get_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """One artifact's metadata (name, size, SHA-256, content type)."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await artifacts.get_artifact(conn, artifact_id=artifact_id)
+
+
+@router.get(
+    "/artifacts/{artifact_id}/content",
+    operation_id="downloadArtifact",
+    response_class=StreamingResponse,
+    responses={"200": {"description": "The artifact's bytes.", "content": {"application/octet-stream": {}}}},
+)
+async def download_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> StreamingResponse:
+    """The artifact's bytes, with its SHA-256 as the ETag."""
+    async with db.connection() as conn, scoped(conn, user):
+        artifact = await artifacts.get_artifact(conn, artifact_id=artifact_id)
+    store = get_store()
+    key = artifacts.storage_key_of(artifact)
+    chunks: Iterator[bytes] = await to_thread.run_sync(lambda: store.iter_bytes(key))
+    filename = artifact["name"].rsplit("/", 1)[-1].replace('"', "")
+    return StreamingResponse(
+        chunks,
+        media_type=artifact["content_type"],
+        headers={
+            "Content-Length": str(artifact["size_bytes"]),
+            "ETag": f'"{artifact["sha256"]}"',
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )

@@ -1,0 +1,29 @@
+"""The `lakehouse` command: assembles the command groups (db, later executors, users, bundle, validate)."""
+
+from __future__ import annotations
+
+import typer
+
+from control_room import supervisor
+from control_room.commands import db
+
+app = typer.Typer(
+    name="lakehouse",
+    help="Lakehouse Control Room: control plane, web UI and contract API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Command groups: one Typer app per module in control_room/commands/, mounted here.
+app.add_typer(db.app, name="db")
+
+
+@app.command("run")
+def run_command() -> None:
+    """Start Postgres (embedded unless LAKEHOUSE_DATABASE_URL is set), migrate, serve UI + API on one port."""
+    raise typer.Exit(supervisor.run())
+
+
+def main() -> None:
+    """Console-script entry point (``lakehouse``)."""
+    app()

@@ -1,0 +1,523 @@
+"""Read models of the ``ops`` schema: SQLModel classes mirroring supabase/migrations, never creating tables.
+
+The migrations own the schema (DESIGN.md, decision 1). These classes describe what the migrations
+create, column for column (types, nullability, primary keys, unique constraints and foreign keys),
+so the UI can read rows with typed objects; ``control_room.db.drift.schema_drift`` fails the build
+when the two disagree. Defaults, checks, indexes, triggers and RLS live only in the SQL.
+
+The classes use their own registry and ``OPS_METADATA`` instead of SQLModel's global metadata:
+Reflex registers ``rx.Model`` (whose metadata *is* ``SQLModel.metadata``) for ``create_all`` and
+alembic autogeneration, and our tables must never be reachable from either. Never call
+``OPS_METADATA.create_all``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+SCHEMA = "ops"
+
+# Separate from SQLModel.metadata on purpose: see the module docstring.
+OPS_METADATA = MetaData()
+
+
+class OpsTable(SQLModel, registry=registry(metadata=OPS_METADATA)):
+    """Base of every ``ops`` read model: binds the classes to ``OPS_METADATA``, away from Reflex."""
+
+
+# Column builders: one per SQL type, so each field states its SQL type and nullability in one call.
+
+
+def _uuid(
+    *,
+    nullable: bool,
+    primary_key: bool = False,
+    fk: str | None = None,
+    ondelete: str | None = None,
+    unique: bool = False,
+) -> Any:
+    args: list[Any] = [ForeignKey(fk, ondelete=ondelete)] if fk else []
+    return Column(Uuid(), *args, nullable=nullable, primary_key=primary_key, unique=unique)
+
+
+def _text(*, nullable: bool, primary_key: bool = False, unique: bool = False) -> Any:
+    return Column(Text(), nullable=nullable, primary_key=primary_key, unique=unique)
+
+
+def _text_array() -> Any:
+    # Every text[] column of the schema is `not null default '{}'`.
+    return Column(ARRAY(Text()), nullable=False)
+
+
+def _jsonb(*, nullable: bool, name: str | None = None) -> Any:
+    if name:
+        return Column(name, JSONB(), nullable=nullable)
+    return Column(JSONB(), nullable=nullable)
+
+
+def _timestamptz(*, nullable: bool) -> Any:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+def _integer(*, nullable: bool, primary_key: bool = False) -> Any:
+    return Column(Integer(), nullable=nullable, primary_key=primary_key, autoincrement=False)
+
+
+def _bigint(*, nullable: bool, primary_key: bool = False) -> Any:
+    # bigserial primary keys are plain bigint columns with a sequence default.
+    return Column(BigInteger(), nullable=nullable, primary_key=primary_key)
+
+
+def _double(*, nullable: bool) -> Any:
+    return Column(Double(), nullable=nullable)
+
+
+def _boolean(*, nullable: bool) -> Any:
+    return Column(Boolean(), nullable=nullable)
+
+
+def _date(*, nullable: bool, primary_key: bool = False) -> Any:
+    return Column(Date(), nullable=nullable, primary_key=primary_key)
+
+
+# Bookkeeping of the migration runner ------------------------------------------------------------
+
+
+class SchemaMigration(OpsTable, table=True):
+    """One applied migration file (written by control_room/db/migrate.py)."""
+
+    __tablename__ = "schema_migrations"
+    __table_args__ = {"schema": SCHEMA}
+
+    filename: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    sha256: str = Field(sa_column=_text(nullable=False), description="SHA-256 of the file when applied")
+    applied_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    duration_ms: int = Field(sa_column=_integer(nullable=False))
+
+
+# Tenancy -----------------------------------------------------------------------------------------
+
+
+class Org(OpsTable, table=True):
+    """An organization: owns projects, routing rules and caps."""
+
+    __tablename__ = "orgs"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    slug: str = Field(sa_column=_text(nullable=False, unique=True))
+    name: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Project(OpsTable, table=True):
+    """A project of an org; roles, runs and artifacts are scoped to it."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("org_id", "slug"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    slug: str = Field(sa_column=_text(nullable=False))
+    name: str = Field(sa_column=_text(nullable=False))
+    description: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Environment(OpsTable, table=True):
+    """One of a project's environments: dev, staging or prod."""
+
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    name: str = Field(sa_column=_text(nullable=False), description="dev | staging | prod")
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class OrgMember(OpsTable, table=True):
+    """A user's role in an org (user ids are auth.uid() values)."""
+
+    __tablename__ = "org_members"
+    __table_args__ = {"schema": SCHEMA}
+
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.orgs.id"))
+    user_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    role: str = Field(sa_column=_text(nullable=False), description="viewer | operator | admin")
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class ProjectMember(OpsTable, table=True):
+    """A user's role in a project (user ids are auth.uid() values)."""
+
+    __tablename__ = "project_members"
+    __table_args__ = {"schema": SCHEMA}
+
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.projects.id"))
+    user_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    role: str = Field(sa_column=_text(nullable=False), description="viewer | operator | admin")
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+# Executors ---------------------------------------------------------------------------------------
+
+
+class Executor(OpsTable, table=True):
+    """A registered executor agent, its capacity and liveness."""
+
+    __tablename__ = "executors"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    name: str = Field(sa_column=_text(nullable=False, unique=True))
+    pool: str = Field(sa_column=_text(nullable=False))
+    labels: list[str] = Field(sa_column=_text_array())
+    engines: list[str] = Field(sa_column=_text_array())
+    max_concurrency: int = Field(sa_column=_integer(nullable=False))
+    running_tasks: int = Field(sa_column=_integer(nullable=False))
+    version: str | None = Field(sa_column=_text(nullable=True))
+    hostname: str | None = Field(sa_column=_text(nullable=True))
+    status: str = Field(sa_column=_text(nullable=False), description="pending | online | draining | offline | revoked")
+    drain_requested: bool = Field(sa_column=_boolean(nullable=False))
+    last_heartbeat_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    token_hash: str | None = Field(
+        sa_column=_text(nullable=True, unique=True), description="hash of the bearer token, never the token"
+    )
+    token_revoked_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    registered_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    # `metadata` is reserved by SQLAlchemy's declarative classes, hence the trailing underscore.
+    metadata_: dict[str, Any] = Field(sa_column=_jsonb(nullable=False, name="metadata"))
+
+
+# Runs and tasks ----------------------------------------------------------------------------------
+
+
+class Run(OpsTable, table=True):
+    """One execution of a job spec; its status is derived from its tasks."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("project_id", "idempotency_key"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    environment_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.environments.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    spec: dict[str, Any] = Field(sa_column=_jsonb(nullable=False), description="immutable job spec")
+    params: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    tags: list[str] = Field(sa_column=_text_array())
+    engines: list[str] = Field(sa_column=_text_array())
+    task_count: int = Field(sa_column=_integer(nullable=False))
+    status: str = Field(
+        sa_column=_text(nullable=False), description="queued | running | succeeded | failed | cancelled"
+    )
+    priority: int = Field(sa_column=_integer(nullable=False))
+    trigger: str = Field(sa_column=_text(nullable=False))
+    requested_by: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    requested_by_name: str | None = Field(sa_column=_text(nullable=True))
+    idempotency_key: str | None = Field(sa_column=_text(nullable=True))
+    retry_of: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    error: str | None = Field(sa_column=_text(nullable=True))
+    cancel_requested_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    cancel_requested_by: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    started_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    finished_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Task(OpsTable, table=True):
+    """One node of a run's DAG, with its current lease and attempt."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("run_id", "key"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    environment_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.environments.id"))
+    key: str = Field(sa_column=_text(nullable=False), description="unique within the run")
+    engine: str = Field(sa_column=_text(nullable=False))
+    spec: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    depends_on: list[str] = Field(sa_column=_text_array(), description="keys of tasks of the same run")
+    pending_deps: int = Field(sa_column=_integer(nullable=False))
+    status: str = Field(
+        sa_column=_text(nullable=False),
+        description="pending | queued | claimed | running | succeeded | failed | cancelled | timed_out"
+        " | lost | skipped",
+    )
+    priority: int = Field(sa_column=_integer(nullable=False))
+    attempt: int = Field(sa_column=_integer(nullable=False))
+    max_attempts: int = Field(sa_column=_integer(nullable=False))
+    retry_backoff_s: int = Field(sa_column=_integer(nullable=False))
+    timeout_s: int | None = Field(sa_column=_integer(nullable=True))
+    labels: list[str] = Field(sa_column=_text_array())
+    requested_pool: str | None = Field(sa_column=_text(nullable=True))
+    pool: str | None = Field(sa_column=_text(nullable=True), description="pool chosen by routing")
+    required_labels: list[str] = Field(sa_column=_text_array())
+    route_rule_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    not_before: datetime = Field(sa_column=_timestamptz(nullable=False))
+    lease_token: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    lease_expires_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    executor_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.executors.id"))
+    cancel_requested: bool = Field(sa_column=_boolean(nullable=False))
+    result: dict[str, Any] | None = Field(sa_column=_jsonb(nullable=True))
+    error: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    queued_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    claimed_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    started_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    finished_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class TaskAttempt(OpsTable, table=True):
+    """One claim of a task by an executor, and how it ended."""
+
+    __tablename__ = "task_attempts"
+    __table_args__ = {"schema": SCHEMA}
+
+    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.tasks.id"))
+    attempt: int = Field(sa_column=_integer(nullable=False, primary_key=True))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    executor_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.executors.id"))
+    lease_token: uuid.UUID = Field(sa_column=_uuid(nullable=False, unique=True))
+    claimed_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    started_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    finished_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    outcome: str | None = Field(
+        sa_column=_text(nullable=True),
+        description="succeeded | failed | cancelled | timed_out | lost; null while in flight",
+    )
+    result: dict[str, Any] | None = Field(sa_column=_jsonb(nullable=True))
+    error: str | None = Field(sa_column=_text(nullable=True))
+
+
+# Events and artifacts (append-only) --------------------------------------------------------------
+
+
+class Event(OpsTable, table=True):
+    """One append-only log line or state event of a run, deduplicated per attempt by ``seq``."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("task_id", "attempt", "seq"), {"schema": SCHEMA})
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id"))
+    attempt: int | None = Field(sa_column=_integer(nullable=True))
+    seq: int | None = Field(sa_column=_integer(nullable=True))
+    ts: datetime = Field(sa_column=_timestamptz(nullable=False))
+    type: str = Field(sa_column=_text(nullable=False))
+    level: str = Field(sa_column=_text(nullable=False), description="debug | info | warning | error")
+    message: str = Field(sa_column=_text(nullable=False))
+    data: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+
+
+class Artifact(OpsTable, table=True):
+    """Metadata of a write-once artifact; the bytes live in object storage at ``uri``."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("task_id", "attempt", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id"))
+    attempt: int | None = Field(sa_column=_integer(nullable=True))
+    name: str = Field(sa_column=_text(nullable=False))
+    uri: str = Field(sa_column=_text(nullable=False))
+    size_bytes: int = Field(sa_column=_bigint(nullable=False))
+    sha256: str = Field(sa_column=_text(nullable=False), description="lowercase hex, verified on upload")
+    content_type: str = Field(sa_column=_text(nullable=False))
+    # `metadata` is reserved by SQLAlchemy's declarative classes, hence the trailing underscore.
+    metadata_: dict[str, Any] = Field(sa_column=_jsonb(nullable=False, name="metadata"))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+# Routing and caps --------------------------------------------------------------------------------
+
+
+class RoutingRule(OpsTable, table=True):
+    """An ordered rule sending matching tasks to a pool (first match by ``position`` wins)."""
+
+    __tablename__ = "routing_rules"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        UniqueConstraint("org_id", "position"),
+        {"schema": SCHEMA},
+    )
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    position: int = Field(sa_column=_integer(nullable=False))
+    match_project_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.projects.id"))
+    match_environment: str | None = Field(sa_column=_text(nullable=True))
+    match_engine: str | None = Field(sa_column=_text(nullable=True))
+    match_labels: list[str] = Field(sa_column=_text_array())
+    match_tags: list[str] = Field(sa_column=_text_array())
+    pool: str = Field(sa_column=_text(nullable=False))
+    required_labels: list[str] = Field(sa_column=_text_array())
+    owner: str | None = Field(sa_column=_text(nullable=True))
+    escalation: list[Any] = Field(sa_column=_jsonb(nullable=False), description="a JSON array")
+    enabled: bool = Field(sa_column=_boolean(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Cap(OpsTable, table=True):
+    """A limit (concurrency, runtime, daily usage, ...) on an org, project, environment, pool or engine."""
+
+    __tablename__ = "caps"
+    __table_args__ = (UniqueConstraint("org_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    scope: str = Field(sa_column=_text(nullable=False), description="org | project | environment | pool | engine")
+    project_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.projects.id"))
+    environment_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.environments.id"))
+    pool: str | None = Field(sa_column=_text(nullable=True))
+    engine: str | None = Field(sa_column=_text(nullable=True))
+    kind: str = Field(sa_column=_text(nullable=False))
+    limit_value: int = Field(sa_column=_bigint(nullable=False))
+    enabled: bool = Field(sa_column=_boolean(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class CapUsage(OpsTable, table=True):
+    """A cap's usage on one UTC day."""
+
+    __tablename__ = "cap_usage"
+    __table_args__ = {"schema": SCHEMA}
+
+    cap_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.caps.id", ondelete="CASCADE"))
+    day: date = Field(sa_column=_date(nullable=False, primary_key=True))
+    runs: int = Field(sa_column=_integer(nullable=False))
+    compute_seconds: float = Field(sa_column=_double(nullable=False))
+    peak_concurrency: int = Field(sa_column=_integer(nullable=False))
+    max_runtime_s: float = Field(sa_column=_double(nullable=False))
+    scanned_bytes: int = Field(sa_column=_bigint(nullable=False))
+    breaches: int = Field(sa_column=_integer(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+# Audit -------------------------------------------------------------------------------------------
+
+
+class AuditLogEntry(OpsTable, table=True):
+    """One audited action: a create or a status change of a run, task or executor."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    actor: str = Field(sa_column=_text(nullable=False))
+    entity: str = Field(sa_column=_text(nullable=False), description="the table: runs | tasks | executors")
+    entity_id: uuid.UUID = Field(sa_column=_uuid(nullable=False))
+    project_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    action: str = Field(sa_column=_text(nullable=False), description="create | status")
+    old_status: str | None = Field(sa_column=_text(nullable=True))
+    new_status: str | None = Field(sa_column=_text(nullable=True))
+    detail: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+
+
+# API access (local users, API tokens, sessions) and artifact uploads -----------------------------
+
+
+class User(OpsTable, table=True):
+    """A local account of the embedded default (Supabase Auth users need no row here)."""
+
+    __tablename__ = "users"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    email: str = Field(sa_column=_text(nullable=False, unique=True))
+    display_name: str = Field(sa_column=_text(nullable=False))
+    password_hash: str | None = Field(sa_column=_text(nullable=True), description="null: no password sign-in")
+    is_active: bool = Field(sa_column=_boolean(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    last_login_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class ApiToken(OpsTable, table=True):
+    """A user's named API token, stored hashed; ``token_prefix`` identifies it in listings."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("user_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    user_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.users.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    token_prefix: str = Field(sa_column=_text(nullable=False))
+    token_hash: str = Field(sa_column=_text(nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    expires_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    last_used_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    revoked_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class UserSession(OpsTable, table=True):
+    """A signed-in browser session of a local user, stored hashed."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    user_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.users.id"))
+    token_hash: str = Field(sa_column=_text(nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    expires_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    revoked_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    user_agent: str | None = Field(sa_column=_text(nullable=True))
+
+
+class ArtifactUpload(OpsTable, table=True):
+    """An artifact upload in progress under a task's lease; becomes an ``Artifact`` when completed."""
+
+    __tablename__ = "artifact_uploads"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    attempt: int = Field(sa_column=_integer(nullable=False))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    lease_token: uuid.UUID = Field(sa_column=_uuid(nullable=False))
+    name: str = Field(sa_column=_text(nullable=False))
+    size_bytes: int = Field(sa_column=_bigint(nullable=False))
+    sha256: str = Field(sa_column=_text(nullable=False), description="declared SHA-256, lowercase hex")
+    content_type: str = Field(sa_column=_text(nullable=False))
+    # `metadata` is reserved by SQLAlchemy's declarative classes, hence the trailing underscore.
+    metadata_: dict[str, Any] = Field(sa_column=_jsonb(nullable=False, name="metadata"))
+    storage_key: str = Field(sa_column=_text(nullable=False))
+    status: str = Field(sa_column=_text(nullable=False), description="pending | received | completed | rejected")
+    error: str | None = Field(sa_column=_text(nullable=True))
+    artifact_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.artifacts.id"))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    expires_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    completed_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))

@@ -1,0 +1,108 @@
+"""One LISTEN connection per process that wakes long-polling claims and SSE streams on NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+TASKS_CHANNEL = "lakehouse_tasks_queued"  # payload: pool name
+EVENTS_CHANNEL = "lakehouse_events"  # payload: run id
+
+
+class Notifier:
+    """Turns Postgres notifications into asyncio wake-ups keyed by (channel, payload).
+
+    Take a waiter *before* checking the database, then wait on it: a notification that
+    arrives between the check and the wait still wakes the waiter.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._waiters: dict[tuple[str, str], asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    def waiter(self, channel: str, key: str) -> asyncio.Event:
+        """The event set by the next notification on channel with this payload."""
+        return self._waiters.setdefault((channel, key), asyncio.Event())
+
+    async def wait(self, event: asyncio.Event, within: float) -> bool:
+        """Wait for a waiter up to ``within`` seconds; True when notified, False when the time ran out."""
+        if within <= 0:
+            return event.is_set()
+        try:
+            await asyncio.wait_for(event.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    def _signal(self, channel: str, key: str) -> None:
+        event = self._waiters.pop((channel, key), None)
+        if event is not None:
+            event.set()
+
+    def _signal_all(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for event in waiters.values():
+            event.set()
+
+    async def start(self) -> None:
+        """Start listening in the background; returns once the first LISTEN is in place (or failed)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen_forever(), name="lakehouse-notifier")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), 5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _listen_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(f"listen {TASKS_CHANNEL}")
+                    await conn.execute(f"listen {EVENTS_CHANNEL}")
+                    self._ready.set()
+                    backoff = 0.5
+                    # Anything may have happened while we were not listening: let everyone re-check.
+                    self._signal_all()
+                    async for note in conn.notifies():
+                        self._signal(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("notifier connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                self._signal_all()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+
+
+_notifier: Notifier | None = None
+
+
+async def get_notifier() -> Notifier:
+    """The process-wide notifier, started on first use."""
+    global _notifier
+    if _notifier is None:
+        from control_room.db.connection import database_url
+
+        _notifier = Notifier(database_url())
+        await _notifier.start()
+    return _notifier
+
+
+async def stop_notifier() -> None:
+    global _notifier
+    if _notifier is not None:
+        await _notifier.stop()
+        _notifier = None

@@ -1,0 +1,3 @@
+"""Route constants of the web app, in one place so pages and links agree."""
+
+HOME = "/"

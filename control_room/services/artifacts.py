@@ -1,0 +1,257 @@
+"""Artifacts: upload sessions (initiate, receive, complete with verified size and SHA-256), listing, reads."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from anyio import to_thread
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from control_room.config import get_settings
+from control_room.services.errors import Conflict, Invalid, LeaseLost, NotFound
+from control_room.storage import (
+    ArtifactExists,
+    ArtifactStore,
+    ChecksumMismatch,
+    SizeMismatch,
+    StorageError,
+    artifact_key,
+    get_store,
+)
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_ARTIFACT_BYTES = 50 * 1024**3
+ARTIFACT_COLUMNS = (
+    "a.id, a.run_id, a.project_id, a.task_id, t.key as task_key, a.attempt, a.name, a.uri, a.size_bytes, a.sha256, "
+    "a.content_type, a.metadata, a.created_at"
+)
+
+
+async def _attempt_of_lease(conn: AsyncConnection, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select a.attempt, a.run_id, t.project_id from ops.task_attempts a join ops.tasks t on t.id = a.task_id "
+            "where a.task_id = %s and a.lease_token = %s",
+            (task_id, lease_token),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise LeaseLost(f"lease token does not belong to task {task_id}")
+    return row
+
+
+async def _artifact(conn: AsyncConnection, where: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"select {ARTIFACT_COLUMNS} from ops.artifacts a left join ops.tasks t on t.id = a.task_id where {where}",
+            args,
+        )
+        return await cur.fetchone()
+
+
+async def initiate_upload(
+    conn: AsyncConnection,
+    *,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    name: str,
+    size_bytes: int,
+    sha256: str,
+    content_type: str,
+    metadata: dict[str, Any],
+    base_url: str,
+) -> dict[str, Any]:
+    """Open an upload: where to PUT the bytes. An identical artifact already stored is returned as done."""
+    if not SHA256.match(sha256):
+        raise Invalid("must be 64 lower-case hex characters", field="sha256")
+    if not 0 <= size_bytes <= MAX_ARTIFACT_BYTES:
+        raise Invalid(f"must be between 0 and {MAX_ARTIFACT_BYTES} bytes", field="size_bytes")
+    attempt = await _attempt_of_lease(conn, task_id, lease_token)
+    try:
+        key = artifact_key(attempt["project_id"], attempt["run_id"], task_id, attempt["attempt"], name)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="name") from exc
+    existing = await _artifact(
+        conn, "a.task_id = %s and a.attempt = %s and a.name = %s", (task_id, attempt["attempt"], name)
+    )
+    if existing is not None:
+        if existing["sha256"] == sha256 and existing["size_bytes"] == size_bytes:
+            return {
+                "upload_id": None,
+                "artifact": existing,
+                "upload_url": None,
+                "method": None,
+                "headers": {},
+                "expires_at": None,
+            }
+        raise Conflict(f'artifact "{name}" of this attempt already exists with other content', field="name")
+    settings = get_settings()
+    expires = datetime.now(UTC) + timedelta(seconds=settings.upload_url_expiry_seconds)
+    cur = await conn.execute(
+        "insert into ops.artifact_uploads (task_id, attempt, run_id, project_id, lease_token, name, size_bytes, "
+        "sha256, content_type, metadata, storage_key, expires_at) "
+        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) returning id",
+        (
+            task_id,
+            attempt["attempt"],
+            attempt["run_id"],
+            attempt["project_id"],
+            lease_token,
+            name,
+            size_bytes,
+            sha256,
+            content_type,
+            json.dumps(metadata),
+            key,
+            expires,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    upload_id = row[0]
+    store = get_store()
+    target = await to_thread.run_sync(
+        lambda: store.upload_target(
+            key,
+            size=size_bytes,
+            sha256=sha256,
+            content_type=content_type,
+            local_put_url=f"{base_url.rstrip('/')}/api/v1/uploads/{upload_id}",
+        )
+    )
+    return {
+        "upload_id": upload_id,
+        "artifact": None,
+        "upload_url": target.url,
+        "method": target.method,
+        "headers": target.headers,
+        "expires_at": target.expires_at,
+    }
+
+
+async def _upload(conn: AsyncConnection, upload_id: uuid.UUID) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.artifact_uploads where id = %s", (upload_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"upload {upload_id} does not exist", field="upload_id")
+    return row
+
+
+async def receive_upload(conn: AsyncConnection, *, upload_id: uuid.UUID, chunks: Any) -> None:
+    """Take the bytes of a local-store upload, verifying size and SHA-256 while streaming."""
+    upload = await _upload(conn, upload_id)
+    if upload["status"] == "completed":
+        raise Conflict("this upload is already complete; artifacts are immutable", field="upload_id")
+    if upload["expires_at"] < datetime.now(UTC):
+        raise Conflict("this upload URL has expired; initiate the upload again", field="upload_id")
+    store = get_store()
+    if store.kind != "local":
+        raise Invalid(
+            "this control plane stores artifacts in S3: PUT the bytes to the presigned URL", field="upload_id"
+        )
+    try:
+        await store.receive(upload["storage_key"], chunks, size=upload["size_bytes"], sha256=upload["sha256"])
+    except (ChecksumMismatch, SizeMismatch) as exc:
+        await conn.execute("update ops.artifact_uploads set error = %s where id = %s", (str(exc), upload_id))
+        raise Invalid(f"upload rejected, nothing stored: {exc}", field="body") from exc
+    except ArtifactExists as exc:
+        raise Conflict("these bytes were already received for this upload; complete it", field="upload_id") from exc
+    await conn.execute("update ops.artifact_uploads set status = 'received', error = null where id = %s", (upload_id,))
+
+
+async def complete_upload(
+    conn: AsyncConnection, *, task_id: uuid.UUID, upload_id: uuid.UUID, lease_token: uuid.UUID
+) -> dict[str, Any]:
+    """Verify the stored bytes against the declared size and SHA-256, then register the artifact."""
+    upload = await _upload(conn, upload_id)
+    if upload["task_id"] != task_id or upload["lease_token"] != lease_token:
+        raise LeaseLost(f"upload {upload_id} does not belong to this task and lease")
+    if upload["status"] == "completed" and upload["artifact_id"]:
+        found = await _artifact(conn, "a.id = %s", (upload["artifact_id"],))
+        assert found is not None
+        return found
+    store = get_store()
+    result = await to_thread.run_sync(
+        lambda: _verify(store, upload["storage_key"], upload["size_bytes"], upload["sha256"])
+    )
+    if not result[0]:
+        await conn.execute(
+            "update ops.artifact_uploads set status = 'rejected', error = %s where id = %s", (result[1], upload_id)
+        )
+        if store.kind == "s3":
+            await to_thread.run_sync(lambda: store.delete_pending(upload["storage_key"]))
+        raise Invalid(f"upload rejected, nothing registered: {result[1]}", field="sha256")
+    async with conn.transaction():
+        cur = await conn.execute(
+            "insert into ops.artifacts (run_id, project_id, task_id, attempt, name, uri, size_bytes, sha256, "
+            "content_type, metadata) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
+            "on conflict (task_id, attempt, name) do nothing returning id",
+            (
+                upload["run_id"],
+                upload["project_id"],
+                task_id,
+                upload["attempt"],
+                upload["name"],
+                store.uri(upload["storage_key"]),
+                upload["size_bytes"],
+                upload["sha256"],
+                upload["content_type"],
+                json.dumps(upload["metadata"]),
+            ),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise Conflict(f'artifact "{upload["name"]}" of this attempt is already registered', field="name")
+        await conn.execute(
+            "update ops.artifact_uploads set status = 'completed', artifact_id = %s, completed_at = now() "
+            "where id = %s",
+            (row[0], upload_id),
+        )
+    found = await _artifact(conn, "a.id = %s", (row[0],))
+    assert found is not None
+    return found
+
+
+def _verify(store: ArtifactStore, key: str, size: int, sha256: str) -> tuple[bool, str]:
+    try:
+        result = store.verify(key, size=size, sha256=sha256)
+    except StorageError as exc:
+        return False, str(exc)
+    return result.ok, result.message
+
+
+async def list_run_artifacts(
+    conn: AsyncConnection, *, run_id: uuid.UUID, task_id: uuid.UUID | None = None
+) -> list[dict[str, Any]]:
+    """Artifacts of a run (optionally one task), oldest first."""
+    where, args = "a.run_id = %s", [run_id]
+    if task_id is not None:
+        where += " and a.task_id = %s"
+        args.append(task_id)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"select {ARTIFACT_COLUMNS} from ops.artifacts a left join ops.tasks t on t.id = a.task_id "
+            f"where {where} order by a.created_at, a.name limit 10000",
+            args,
+        )
+        return await cur.fetchall()
+
+
+async def get_artifact(conn: AsyncConnection, *, artifact_id: uuid.UUID) -> dict[str, Any]:
+    found = await _artifact(conn, "a.id = %s", (artifact_id,))
+    if found is None:
+        raise NotFound(f"artifact {artifact_id} does not exist or is not visible to you", field="artifact_id")
+    return found
+
+
+def storage_key_of(artifact: dict[str, Any]) -> str:
+    """The store key of a registered artifact (from its ids, as it was written)."""
+    return artifact_key(
+        artifact["project_id"], artifact["run_id"], artifact["task_id"], artifact["attempt"], artifact["name"]
+    )

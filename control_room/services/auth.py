@@ -1,0 +1,167 @@
+"""Who is calling: executor and user tokens (stored hashed), principals, and per-request DB scoping."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from control_room.services.errors import Conflict, Invalid, NotFound, Unauthorized
+
+EXECUTOR_TOKEN_PREFIX = "lhx_"
+USER_TOKEN_PREFIX = "lhu_"
+
+
+@dataclass(frozen=True)
+class ExecutorPrincipal:
+    """An executor agent, authenticated by its pool-scoped bearer token."""
+
+    executor_id: uuid.UUID
+    name: str
+    pool: str
+
+
+@dataclass(frozen=True)
+class UserPrincipal:
+    """A person (or their API token); rights come from project/org membership through RLS."""
+
+    user_id: uuid.UUID
+    email: str
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """Trusted in-process callers (CLI, background loops): act without RLS."""
+
+    name: str = "service"
+
+
+Principal = ExecutorPrincipal | UserPrincipal | ServicePrincipal
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a high-entropy token (no salt or KDF needed: tokens are random, not passwords)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(prefix: str) -> str:
+    """A fresh random bearer token; shown once, stored only as its hash."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+@asynccontextmanager
+async def scoped(conn: AsyncConnection, principal: Principal) -> AsyncIterator[AsyncConnection]:
+    """A transaction acting as the principal: users go through RLS exactly as PostgREST would."""
+    async with conn.transaction():
+        if isinstance(principal, UserPrincipal):
+            await conn.execute("set local role authenticated")
+            claims = json.dumps({"sub": str(principal.user_id), "role": "authenticated", "email": principal.email})
+            await conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        else:
+            name = principal.name if not isinstance(principal, ExecutorPrincipal) else f"executor:{principal.name}"
+            await conn.execute("select set_config('lakehouse.actor', %s, true)", (name,))
+        yield conn
+
+
+async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal | UserPrincipal:
+    """The principal behind a bearer token, or Unauthorized (never echoing the token)."""
+    digest = hash_token(token)
+    if token.startswith(EXECUTOR_TOKEN_PREFIX):
+        cur = await conn.execute(
+            "select id, name, pool from ops.executors where token_hash = %s and token_revoked_at is null", (digest,)
+        )
+        row = await cur.fetchone()
+        if row:
+            return ExecutorPrincipal(executor_id=row[0], name=row[1], pool=row[2])
+    elif token.startswith(USER_TOKEN_PREFIX):
+        cur = await conn.execute(
+            "update ops.api_tokens t set last_used_at = now() from ops.users u "
+            "where t.token_hash = %s and t.revoked_at is null and (t.expires_at is null or t.expires_at > now()) "
+            "and u.id = t.user_id and u.is_active returning u.id, u.email",
+            (digest,),
+        )
+        row = await cur.fetchone()
+        if row:
+            return UserPrincipal(user_id=row[0], email=row[1])
+    raise Unauthorized("the bearer token is unknown, expired or revoked")
+
+
+async def create_executor_token(conn: AsyncConnection, *, name: str, pool: str) -> str:
+    """Create an executor identity in a pool and return its token (shown once)."""
+    token = new_token(EXECUTOR_TOKEN_PREFIX)
+    cur = await conn.execute(
+        "insert into ops.executors (name, pool, token_hash, status) values (%s, %s, %s, 'pending') "
+        "on conflict (name) do nothing returning id",
+        (name, pool, hash_token(token)),
+    )
+    if await cur.fetchone() is None:
+        raise Conflict(f'an executor named "{name}" already exists; revoke it or pick another name', field="name")
+    return token
+
+
+async def revoke_executor_token(conn: AsyncConnection, *, name: str) -> None:
+    """Revoke an executor's token: its next request gets 401 and its leases expire."""
+    cur = await conn.execute(
+        "update ops.executors set token_revoked_at = now(), status = 'revoked' "
+        "where name = %s and token_revoked_at is null returning id",
+        (name,),
+    )
+    if await cur.fetchone() is None:
+        raise NotFound(f'no active executor named "{name}"', field="name")
+
+
+async def ensure_user(conn: AsyncConnection, *, email: str, display_name: str = "") -> uuid.UUID:
+    """The id of the user with this email, created when missing."""
+    if "@" not in email:
+        raise Invalid("must be an email address", field="email")
+    cur = await conn.execute(
+        "insert into ops.users (email, display_name) values (lower(%s), %s) "
+        "on conflict (email) do update set email = excluded.email returning id",
+        (email, display_name),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+async def grant_project_role(conn: AsyncConnection, *, user_id: uuid.UUID, project_id: uuid.UUID, role: str) -> None:
+    """Make the user a member of the project with the role (replacing any earlier role)."""
+    if role not in ("viewer", "operator", "admin"):
+        raise Invalid("must be viewer, operator or admin", field="role")
+    await conn.execute(
+        "insert into ops.project_members (project_id, user_id, role) values (%s, %s, %s) "
+        "on conflict (project_id, user_id) do update set role = excluded.role",
+        (project_id, user_id, role),
+    )
+
+
+async def create_api_token(conn: AsyncConnection, *, user_id: uuid.UUID, name: str) -> str:
+    """A new API token for the user (shown once)."""
+    token = new_token(USER_TOKEN_PREFIX)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "insert into ops.api_tokens (user_id, name, token_prefix, token_hash) values (%s, %s, %s, %s) "
+            "on conflict (user_id, name) do nothing returning id",
+            (user_id, name, token[:8], hash_token(token)),
+        )
+        if await cur.fetchone() is None:
+            raise Conflict(f'the user already has a token named "{name}"', field="name")
+    return token
+
+
+async def revoke_api_token(conn: AsyncConnection, *, user_id: uuid.UUID, name: str) -> None:
+    """Revoke one of the user's API tokens by name."""
+    cur = await conn.execute(
+        "update ops.api_tokens set revoked_at = now() where user_id = %s and name = %s and revoked_at is null "
+        "returning id",
+        (user_id, name),
+    )
+    if await cur.fetchone() is None:
+        raise NotFound(f'no active token named "{name}"', field="name")

@@ -1,0 +1,92 @@
+"""Domain errors raised by services, and the translation of the SQL layer's SQLSTATEs into them."""
+
+from __future__ import annotations
+
+import psycopg
+
+
+class ServiceError(Exception):
+    """An error a caller can act on; ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    title = "Conflict"
+
+
+class LeaseLost(Conflict):
+    title = "Lease lost"
+
+
+class Invalid(ServiceError):
+    status = 422
+    title = "Invalid request"
+
+
+class CapExceeded(ServiceError):
+    status = 429
+    title = "Cap reached"
+
+
+_BY_SQLSTATE: dict[str, type[ServiceError]] = {
+    "LH401": Unauthorized,
+    "LH403": Forbidden,
+    "LH404": NotFound,
+    "LH409": LeaseLost,
+    "LH422": Invalid,
+    "LH423": Conflict,
+    "42501": Forbidden,  # insufficient_privilege (RLS or grants)
+    "23505": Conflict,  # unique_violation
+    "23503": Invalid,  # foreign_key_violation
+    "23514": Invalid,  # check_violation
+    "23502": Invalid,  # not_null_violation
+    "22P02": Invalid,  # invalid_text_representation (bad uuid, bad json)
+    "22007": Invalid,  # invalid_datetime_format
+    "22008": Invalid,  # datetime_field_overflow
+    "22003": Invalid,  # numeric_value_out_of_range
+    "22023": Invalid,  # invalid_parameter_value
+    "22P05": Invalid,  # untranslatable_character
+    "22021": Invalid,  # character_not_in_repertoire (NUL bytes)
+}
+
+
+def from_db_error(exc: psycopg.Error) -> ServiceError | None:
+    """The domain error for a database error the caller caused, or None for a server fault."""
+    state = exc.sqlstate or ""
+    if not state and isinstance(exc, psycopg.DataError):
+        # Raised by the driver before sending, e.g. a NUL character in a text value.
+        return Invalid(f"a value cannot be stored: {exc}")
+    kind = _BY_SQLSTATE.get(state)
+    if kind is None and state.startswith("22"):
+        kind = Invalid
+    if kind is None:
+        return None
+    diag = exc.diag
+    message = diag.message_primary or str(exc)
+    field = diag.column_name or None
+    if state == "LH422" and field and message.startswith(field + ": "):
+        message = message[len(field) + 2 :]
+    return kind(message, field=field)

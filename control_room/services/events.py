@@ -1,0 +1,75 @@
+"""Run events for clients: pages in either direction and the live stream behind SSE."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from control_room.services.errors import Invalid
+
+LEVELS = ("debug", "info", "warning", "error")
+EVENT_COLUMNS = (
+    "ev.id, ev.run_id, ev.task_id, t.key as task_key, ev.attempt, ev.seq, ev.ts, ev.type, ev.level, ev.message, ev.data"
+)
+TERMINAL_RUN = ("succeeded", "failed", "cancelled")
+
+
+async def list_events(
+    conn: AsyncConnection,
+    *,
+    run_id: uuid.UUID,
+    after_id: int | None = None,
+    before_id: int | None = None,
+    task_id: uuid.UUID | None = None,
+    min_level: str | None = None,
+    text: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Events of a run in id order. With before_id (or neither bound) the newest page is returned,
+    still in ascending order, so a timeline opens at the latest events and loads older ones on demand."""
+    if after_id is not None and before_id is not None:
+        raise Invalid("pass after_id or before_id, not both", field="before_id")
+    where = [sql.SQL("ev.run_id = %s")]
+    args: list[Any] = [run_id]
+    if after_id is not None:
+        where.append(sql.SQL("ev.id > %s"))
+        args.append(after_id)
+    if before_id is not None:
+        where.append(sql.SQL("ev.id < %s"))
+        args.append(before_id)
+    if task_id is not None:
+        where.append(sql.SQL("ev.task_id = %s"))
+        args.append(task_id)
+    if min_level is not None:
+        if min_level not in LEVELS:
+            raise Invalid(f"must be one of {', '.join(LEVELS)}", field="level")
+        where.append(sql.SQL("ev.level = any(%s)"))
+        args.append(list(LEVELS[LEVELS.index(min_level) :]))
+    if text:
+        where.append(sql.SQL("ev.message ilike %s"))
+        args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    newest_first = after_id is None
+    query = sql.SQL(
+        "select {cols} from ops.events ev left join ops.tasks t on t.id = ev.task_id "
+        "where {where} order by ev.id {direction} limit %s"
+    ).format(
+        cols=sql.SQL(EVENT_COLUMNS),
+        where=sql.SQL(" and ").join(where),
+        direction=sql.SQL("desc" if newest_first else "asc"),
+    )
+    args.append(limit)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, args)
+        rows = await cur.fetchall()
+    if newest_first:
+        rows.reverse()
+    return rows
+
+
+async def run_is_finished(conn: AsyncConnection, *, run_id: uuid.UUID) -> bool:
+    cur = await conn.execute("select status from ops.runs where id = %s", (run_id,))
+    row = await cur.fetchone()
+    return row is None or row[0] in TERMINAL_RUN

@@ -1,0 +1,201 @@
+"""Executor-facing task lifecycle: register, heartbeats, claim (long-poll), events, finalize."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from control_room.config import get_settings
+from control_room.loops.notifier import TASKS_CHANNEL, Notifier
+from control_room.services import metrics
+from control_room.services.auth import ExecutorPrincipal
+
+# A waiting claim re-checks at least this often, so retries whose backoff ends while nobody
+# notifies are still picked up.
+CLAIM_RECHECK_SECONDS = 5.0
+
+
+def heartbeat_interval(lease_seconds: int) -> float:
+    """Agents heartbeat at a third of the lease, so two can be missed before it expires."""
+    return max(lease_seconds / 3, 1.0)
+
+
+async def register(
+    conn: AsyncConnection,
+    executor: ExecutorPrincipal,
+    *,
+    labels: list[str],
+    engines: list[str],
+    max_concurrency: int,
+    version: str,
+    hostname: str,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Record what the agent runs and how much; returns its identity and the timing it must use."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select id, name, pool, labels, engines, max_concurrency, status "
+            "from ops.register_executor(%s, %s, %s, %s, %s, %s, %s::jsonb)",
+            (executor.executor_id, labels, engines, max_concurrency, version, hostname, json.dumps(metadata)),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    settings = get_settings()
+    return {
+        **row,
+        "lease_seconds": settings.lease_seconds,
+        "heartbeat_interval_s": heartbeat_interval(settings.lease_seconds),
+        "claim_wait_max_s": settings.claim_wait_max_seconds,
+    }
+
+
+async def executor_heartbeat(
+    conn: AsyncConnection, executor: ExecutorPrincipal, *, running_task_ids: list[uuid.UUID]
+) -> dict[str, Any]:
+    """Liveness and capacity; answers with drain and which running tasks to cancel or drop."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select drain, cancel_task_ids, lost_task_ids from ops.executor_heartbeat(%s, %s)",
+            (executor.executor_id, running_task_ids),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return {**row, "server_time": datetime.now().astimezone()}
+
+
+@dataclass(frozen=True)
+class ClaimOptions:
+    max_tasks: int
+    engines: list[str] | None
+    labels: list[str] | None
+    wait_s: float
+
+
+async def _claim_once(conn: AsyncConnection, executor: ExecutorPrincipal, opts: ClaimOptions) -> list[dict[str, Any]]:
+    settings = get_settings()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select * from ops.claim_tasks(%s, %s, %s, %s, %s)",
+            (executor.executor_id, opts.engines, opts.labels, opts.max_tasks, settings.lease_seconds),
+        )
+        rows = await cur.fetchall()
+    interval = heartbeat_interval(settings.lease_seconds)
+    for row in rows:
+        row["project"] = row.pop("project_slug")
+        row["heartbeat_interval_s"] = interval
+    return rows
+
+
+async def claim(
+    pool: AsyncConnectionPool, notifier: Notifier | None, executor: ExecutorPrincipal, opts: ClaimOptions
+) -> list[dict[str, Any]]:
+    """Claim up to max_tasks; with none available, wait (woken by NOTIFY) up to wait_s.
+
+    The connection goes back to the pool while waiting, so idle agents hold no connections.
+    """
+    deadline = time.monotonic() + max(0.0, min(opts.wait_s, get_settings().claim_wait_max_seconds))
+    while True:
+        waiter = notifier.waiter(TASKS_CHANNEL, executor.pool) if notifier else None
+        async with pool.connection() as conn:
+            rows = await _claim_once(conn, executor, opts)
+        metrics.CLAIMS.labels(pool=executor.pool).inc()
+        remaining = deadline - time.monotonic()
+        if rows or remaining <= 0:
+            if rows:
+                metrics.TASKS_CLAIMED.labels(pool=executor.pool).inc(len(rows))
+            return rows
+        timeout = min(remaining, CLAIM_RECHECK_SECONDS)
+        if notifier and waiter:
+            await notifier.wait(waiter, timeout)
+        else:
+            await asyncio.sleep(min(timeout, 0.5))
+
+
+async def task_heartbeat(conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
+    """Extend the lease; LeaseLost when the lease is no longer held."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select lease_expires_at, cancel_requested from ops.extend_lease(%s, %s, %s)",
+            (task_id, lease_token, get_settings().lease_seconds),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def task_heartbeats(conn: AsyncConnection, *, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Extend many leases in one round trip; each item reports ok or its error."""
+    payload = json.dumps([{"task_id": str(i["task_id"]), "lease_token": str(i["lease_token"])} for i in items])
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.extend_leases(%s::jsonb, %s)", (payload, get_settings().lease_seconds))
+        return await cur.fetchall()
+
+
+async def append_events(
+    conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID, events: list[dict[str, Any]]
+) -> dict[str, int]:
+    """Store a batch of events; re-sent sequence numbers are counted as duplicates, not stored twice."""
+    started = time.perf_counter()
+    payload = json.dumps(events, default=str)
+    cur = await conn.execute("select ops.append_events(%s, %s, %s::jsonb)", (task_id, lease_token, payload))
+    row = await cur.fetchone()
+    metrics.EVENT_APPEND_SECONDS.observe(time.perf_counter() - started)
+    accepted = int(row[0]) if row else 0
+    return {"accepted": accepted, "duplicates": len(events) - accepted}
+
+
+async def finalize(
+    conn: AsyncConnection,
+    *,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    outcome: str,
+    result: dict[str, Any] | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """Record the attempt's outcome (idempotent for the same lease and outcome)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select task_status, run_status, replayed from ops.finalize_task(%s, %s, %s, %s::jsonb, %s)",
+            (task_id, lease_token, outcome, json.dumps(result) if result is not None else None, error),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    if not row["replayed"]:
+        metrics.TASK_OUTCOMES.labels(outcome=outcome).inc()
+    return row
+
+
+async def finalize_many(conn: AsyncConnection, *, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Finalize many tasks in one round trip; each item reports its own result or error."""
+    payload = json.dumps(items, default=str)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.finalize_tasks(%s::jsonb)", (payload,))
+        rows = await cur.fetchall()
+    by_id = {str(i["task_id"]): i for i in items}
+    out = []
+    for row in rows:
+        ok = row["error_code"] is None
+        if ok and not row["replayed"]:
+            metrics.TASK_OUTCOMES.labels(outcome=by_id[str(row["task_id"])]["outcome"]).inc()
+        out.append(
+            {
+                "task_id": row["task_id"],
+                "ok": ok,
+                "task_status": row["task_status"],
+                "run_status": row["run_status"],
+                "replayed": row["replayed"],
+                "error": row["error"],
+                "status": 200 if ok else {"LH409": 409, "LH404": 404}.get(row["error_code"], 422),
+            }
+        )
+    return out

@@ -1,0 +1,174 @@
+"""Artifact store in a local folder: uploads stream through the control plane into write-once files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from control_room.storage.base import (
+    ArtifactExists,
+    ArtifactMissing,
+    ArtifactStore,
+    ChecksumMismatch,
+    SizeMismatch,
+    StorageError,
+    UploadTarget,
+    check_key,
+    check_range,
+    check_sha256,
+    check_size,
+)
+
+# Received chunks are gathered to about this size before one write in a worker thread.
+_WRITE_BUFFER_BYTES = 1 << 20
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Artifacts as read-only files under ``root``, one file per key."""
+
+    kind = "local"
+
+    def __init__(self, root: Path, *, upload_url_expiry_seconds: int = 900) -> None:
+        self.root = root.expanduser().resolve()
+        self.upload_url_expiry_seconds = upload_url_expiry_seconds
+
+    def path(self, key: str) -> Path:
+        """The file holding the key; ValueError when the key would leave the root folder."""
+        check_key(key)
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"key {key!r} resolves outside the artifact folder {self.root}")
+        return path
+
+    def uri(self, key: str) -> str:
+        return self.path(key).as_uri()
+
+    def upload_target(self, key: str, *, size: int, sha256: str, content_type: str, local_put_url: str) -> UploadTarget:
+        self.path(key)
+        check_sha256(sha256)
+        check_size(size)
+        return UploadTarget(
+            url=local_put_url,
+            method="PUT",
+            headers={"Content-Type": content_type, "Content-Length": str(size)},
+            expires_at=datetime.now(UTC) + timedelta(seconds=self.upload_url_expiry_seconds),
+        )
+
+    async def receive(self, key: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str) -> None:
+        final = self.path(key)
+        expected_sha = check_sha256(sha256)
+        check_size(size)
+        if final.exists():
+            raise ArtifactExists(key)
+        # Blocking file calls go to a thread so a large upload never stalls the event loop.
+        temp, handle = await asyncio.to_thread(self._open_temp, final)
+        try:
+            digest = hashlib.sha256()
+            received = 0
+            buffer = bytearray()
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > size:
+                    raise SizeMismatch(key, expected=size, actual=received, more=True)
+                digest.update(chunk)
+                buffer += chunk
+                if len(buffer) >= _WRITE_BUFFER_BYTES:
+                    await asyncio.to_thread(handle.write, bytes(buffer))
+                    buffer.clear()
+            if received < size:
+                raise SizeMismatch(key, expected=size, actual=received)
+            actual_sha = digest.hexdigest()
+            if actual_sha != expected_sha:
+                raise ChecksumMismatch(key, expected=expected_sha, actual=actual_sha)
+            await asyncio.to_thread(self._commit, key, handle, bytes(buffer), temp, final)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write the upload of {key!r} under {self.root} ({exc.strerror}); "
+                "check free disk space and permissions, then re-send the file"
+            ) from exc
+        finally:
+            # Runs on every outcome, cancellation included: the temp file never outlives the call.
+            handle.close()
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+    def _open_temp(self, final: Path) -> tuple[Path, BinaryIO]:
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create a temporary file for {final} ({exc.strerror}); "
+                f"check that {self.root} is writable and that no file sits where a folder is needed"
+            ) from exc
+        return Path(name), os.fdopen(fd, "wb")
+
+    @staticmethod
+    def _commit(key: str, handle: BinaryIO, tail: bytes, temp: Path, final: Path) -> None:
+        handle.write(tail)
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        os.chmod(temp, _READ_ONLY)
+        try:
+            # link() fails when the name exists, unlike rename(): a racing second upload cannot replace the first.
+            os.link(temp, final)
+        except FileExistsError:
+            raise ArtifactExists(key) from None
+        except OSError as exc:
+            raise StorageError(
+                f"cannot move the verified upload of {key!r} into place at {final} ({exc.strerror}); "
+                "the artifact folder must be on a local file system that supports hard links"
+            ) from exc
+        _fsync_folder(final.parent)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def size(self, key: str) -> int:
+        path = self.path(key)
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            raise ArtifactMissing(key, str(path)) from None
+
+    def iter_bytes(
+        self, key: str, *, start: int = 0, end: int | None = None, chunk_size: int = 1 << 16
+    ) -> Iterator[bytes]:
+        path = self.path(key)
+        first, stop = check_range(start, end, self.size(key))
+        return _read_range(path, first, stop, chunk_size)
+
+    def delete_pending(self, key: str) -> None:
+        path = self.path(key)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _read_range(path: Path, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+    with path.open("rb") as stored:
+        stored.seek(start)
+        remaining = stop - start
+        while remaining > 0:
+            block = stored.read(min(chunk_size, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            yield block
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

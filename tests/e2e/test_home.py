@@ -1,0 +1,58 @@
+"""The real `lakehouse run`: home page in Chromium, and nothing it started survives Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import Page, expect
+
+from control_room.db.migrate import discover
+from tests.e2e.conftest import StartControlRoom, alive
+
+pytestmark = pytest.mark.e2e
+
+UI_TIMEOUT_MS = 30_000
+
+
+def test_home_page_shows_the_product_and_schema_version(
+    page: Page, start_control_room: StartControlRoom, fresh_database: Callable[[], str], output_path: str
+) -> None:
+    # A database of its own: the supervisor migrates it and loads the demo data like on a laptop.
+    control_room = start_control_room(LAKEHOUSE_DATABASE_URL=fresh_database())
+    assert "migrations: " in control_room.output()
+
+    page.goto(control_room.url)
+    expect(page.locator("#product-name")).to_have_text("Lakehouse Control Room", timeout=UI_TIMEOUT_MS)
+    expect(page).to_have_title("Home · Lakehouse Control Room")
+    expect(page.locator("#health-database")).to_have_text("database ok", timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#schema-version")).to_have_text(discover()[-1].version, timeout=UI_TIMEOUT_MS)
+    screenshot = Path(output_path) / "home.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 0
+
+    survivors = control_room.stop(signal.SIGINT)
+    assert survivors == [], f"still running after Ctrl-C: {survivors}\n{control_room.output()}"
+    assert control_room.process.returncode == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_signal_stops_web_server_and_embedded_postgres(
+    start_control_room: StartControlRoom, sig: signal.Signals
+) -> None:
+    # No LAKEHOUSE_DATABASE_URL: the supervisor starts an embedded Postgres under the data dir.
+    control_room = start_control_room()
+    assert "postgres: ready (embedded" in control_room.output()
+    pgdata = control_room.data_dir / "pgdata"
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().splitlines()[0]))
+    started = [*control_room.started, postmaster, *postmaster.children(recursive=True)]
+    assert len(control_room.started) >= 3  # supervisor, reflex, at least one server worker
+
+    survivors = control_room.stop(sig)
+    assert survivors == [], f"still running after {sig.name}: {survivors}\n{control_room.output()}"
+    assert alive(started) == [], f"embedded postgres survived {sig.name}:\n{control_room.output()}"
+    assert not (pgdata / "postmaster.pid").exists()
+    assert control_room.process.returncode == 0
