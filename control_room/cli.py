@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from control_room import supervisor
-from control_room.commands import db
+from control_room.commands import contract, db, executors
 
 app = typer.Typer(
     name="lakehouse",
@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 # Command groups: one Typer app per module in control_room/commands/, mounted here.
 app.add_typer(db.app, name="db")
+app.add_typer(executors.app, name="executors")
+app.add_typer(contract.app, name="contract")
 
 
 @app.command("run")

@@ -26,6 +26,8 @@ from control_room.api.models import (
     LeaseBatch,
     LeaseBatchReply,
     LeaseRef,
+    ReleaseReply,
+    ReleaseRequest,
     TaskHeartbeatReply,
     UploadTicket,
 )
@@ -184,3 +186,14 @@ async def complete_artifact(
     """Verify the stored bytes (size and SHA-256) and register the artifact; a mismatch registers nothing."""
     async with db.connection() as conn:
         return await artifacts.complete_upload(conn, task_id=task_id, upload_id=upload_id, lease_token=body.lease_token)
+
+
+@router.post(
+    "/tasks/{task_id}/release", operation_id="releaseTask", response_model=ReleaseReply, responses=LEASE_ERRORS
+)
+async def release_task(task_id: uuid.UUID, body: ReleaseRequest, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Hand the lease back (the agent is shutting down): the task is queued again for another agent and
+    this attempt does not count against max_attempts."""
+    async with db.connection() as conn:
+        return {"task_status": await tasks.release(conn, task_id=task_id, lease_token=body.lease_token,
+                                                   reason=body.reason)}

@@ -129,6 +129,15 @@ class LeaseRef(Strict):
     lease_token: uuid.UUID
 
 
+class ReleaseRequest(Strict):
+    lease_token: uuid.UUID
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ReleaseReply(BaseModel):
+    task_status: Literal["queued", "cancelled"]
+
+
 class TaskHeartbeatReply(BaseModel):
     lease_expires_at: datetime
     cancel_requested: bool

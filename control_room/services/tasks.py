@@ -199,3 +199,11 @@ async def finalize_many(conn: AsyncConnection, *, items: list[dict[str, Any]]) -
             }
         )
     return out
+
+
+async def release(conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID, reason: str | None) -> str:
+    """Hand a lease back (agent shutdown): the task is queued again and the attempt does not count."""
+    cur = await conn.execute("select ops.release_task(%s, %s, %s)", (task_id, lease_token, reason))
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])

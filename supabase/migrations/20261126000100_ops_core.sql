@@ -383,7 +383,26 @@ $$;
 
 create trigger runs_audit after insert or update of status on ops.runs
     for each row execute function ops.audit_status_change();
-create trigger tasks_audit after update of status on ops.tasks
-    for each row execute function ops.audit_status_change();
+-- Tasks change status in batches (a claim leases many rows in one UPDATE): one statement-level
+-- insert per UPDATE instead of one trigger call per row.
+create function ops.audit_task_statuses() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    insert into ops.audit_log (actor, entity, entity_id, project_id, action, old_status, new_status)
+    select coalesce(nullif(current_setting('lakehouse.actor', true), ''), auth.uid()::text, session_user::text),
+           'tasks', n.id, n.project_id, 'status', o.status, n.status
+    from new_rows n join old_rows o on o.id = n.id
+    where n.status is distinct from o.status
+    order by n.id;
+    return null;
+end;
+$$;
+
+create trigger tasks_audit after update on ops.tasks
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function ops.audit_task_statuses();
 create trigger executors_audit after insert or update of status on ops.executors
     for each row execute function ops.audit_status_change();

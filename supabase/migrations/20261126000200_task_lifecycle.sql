@@ -740,8 +740,10 @@ $$;
 
 -- Finalize: idempotent for the same lease and outcome; a stale lease or a different outcome for
 -- an attempt already ended is a conflict and changes nothing.
+-- p_refresh_run = false leaves the run's status to the caller (batch finalize refreshes each run once).
 create function ops.finalize_task(
-    p_task uuid, p_lease uuid, p_outcome text, p_result jsonb default null, p_error text default null
+    p_task uuid, p_lease uuid, p_outcome text, p_result jsonb default null, p_error text default null,
+    p_refresh_run boolean default true
 ) returns table (task_status text, run_status text, replayed boolean)
 language plpgsql security definer
 set search_path = ''
@@ -805,7 +807,9 @@ begin
         perform ops.settle_dependants(v_task.run_id, v_task.key, p_outcome);
         perform ops.record_task_usage(v_task, p_outcome);
     end if;
-    v_status := ops.refresh_run_status(v_task.run_id);
+    if p_refresh_run then
+        v_status := ops.refresh_run_status(v_task.run_id);
+    end if;
     return query select v_task.status, v_status, false;
 end;
 $$;

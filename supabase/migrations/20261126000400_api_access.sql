@@ -161,7 +161,8 @@ begin
 end;
 $$;
 
--- Finalize many tasks in one round trip; each item succeeds or fails on its own.
+-- Finalize many tasks in one round trip; each item succeeds or fails on its own. Each run's status
+-- is derived once at the end rather than once per task.
 create function ops.finalize_tasks(p_items jsonb)
 returns table (task_id uuid, task_status text, run_status text, replayed boolean, error_code text, error text)
 language plpgsql security definer
@@ -170,18 +171,33 @@ as $$
 declare
     v_item jsonb;
     v_row record;
+    v_task uuid;
+    v_results jsonb := '[]';
+    v_runs jsonb := '{}';
+    v_run uuid;
 begin
     for v_item in select * from jsonb_array_elements(p_items) loop
+        v_task := (v_item ->> 'task_id')::uuid;
         begin
             select * into v_row from ops.finalize_task(
-                (v_item ->> 'task_id')::uuid, (v_item ->> 'lease_token')::uuid, v_item ->> 'outcome',
-                v_item -> 'result', v_item ->> 'error');
-            return query select (v_item ->> 'task_id')::uuid, v_row.task_status, v_row.run_status, v_row.replayed,
-                                null::text, null::text;
+                v_task, (v_item ->> 'lease_token')::uuid, v_item ->> 'outcome', v_item -> 'result', v_item ->> 'error',
+                false);
+            select t.run_id into v_run from ops.tasks t where t.id = v_task;
+            v_runs := v_runs || jsonb_build_object(v_run::text, null);
+            v_results := v_results || jsonb_build_object(
+                'task_id', v_task, 'task_status', v_row.task_status, 'run_id', v_run, 'replayed', v_row.replayed);
         exception when sqlstate 'LH409' or sqlstate 'LH404' or sqlstate 'LH422' then
-            return query select (v_item ->> 'task_id')::uuid, null::text, null::text, false, sqlstate::text, sqlerrm;
+            v_results := v_results || jsonb_build_object('task_id', v_task, 'error_code', sqlstate, 'error', sqlerrm);
         end;
     end loop;
+    for v_run in select k::uuid from jsonb_object_keys(v_runs) k order by 1 loop
+        v_runs := v_runs || jsonb_build_object(v_run::text, ops.refresh_run_status(v_run));
+    end loop;
+    return query
+    select (r ->> 'task_id')::uuid, r ->> 'task_status', v_runs ->> (r ->> 'run_id'), coalesce((r ->> 'replayed')::boolean, false),
+           r ->> 'error_code', r ->> 'error'
+    from jsonb_array_elements(v_results) with ordinality as x(r, n)
+    order by x.n;
 end;
 $$;
 
@@ -191,3 +207,48 @@ grant execute on all functions in schema ops to service_role;
 -- migration; this keeps the new ones (and any future ones) closed by default.
 revoke execute on all functions in schema ops from public;
 alter default privileges in schema ops revoke execute on functions from public;
+
+-- Hand back a lease (agent shutting down): the task is queued again at once and the handed-back
+-- attempt does not count against max_attempts.
+alter table ops.task_attempts drop constraint task_attempts_outcome_check;
+alter table ops.task_attempts add constraint task_attempts_outcome_check
+    check (outcome in ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost', 'released'));
+
+create function ops.release_task(p_task uuid, p_lease uuid, p_reason text default null)
+returns text
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+    v_task ops.tasks;
+begin
+    select * into v_task from ops.tasks t where t.id = p_task for update;
+    if not found or v_task.lease_token is distinct from p_lease or v_task.status not in ('claimed', 'running') then
+        if exists (select 1 from ops.task_attempts a
+                   where a.task_id = p_task and a.lease_token = p_lease and a.outcome = 'released') then
+            return 'queued';  -- already released by this lease
+        end if;
+        raise exception using errcode = 'LH409',
+            message = format('lease lost: task %s is no longer held by this lease', p_task);
+    end if;
+    update ops.task_attempts a
+    set outcome = 'released', finished_at = now(), error = coalesce(p_reason, 'lease handed back by the executor')
+    where a.task_id = p_task and a.lease_token = p_lease;
+    if v_task.cancel_requested then
+        update ops.tasks t set status = 'cancelled', lease_token = null, lease_expires_at = null, finished_at = now(),
+            error = 'cancelled: lease handed back after a cancel request'
+        where t.id = p_task;
+        perform ops.settle_dependants(v_task.run_id, v_task.key, 'cancelled');
+    else
+        update ops.tasks t
+        set status = 'queued', lease_token = null, lease_expires_at = null, executor_id = null,
+            max_attempts = t.max_attempts + 1, not_before = now()
+        where t.id = p_task;
+    end if;
+    perform ops.refresh_run_status(v_task.run_id);
+    return case when v_task.cancel_requested then 'cancelled' else 'queued' end;
+end;
+$$;
+
+revoke execute on function ops.release_task(uuid, uuid, text) from public;
+grant execute on function ops.release_task(uuid, uuid, text) to service_role;

@@ -1,0 +1,109 @@
+"""No-op task throughput: 8 agents doing batch claim -> batch finalize through HTTP, versus the same SQL
+functions called directly by 8 workers (the raw ceiling), measured in the same run; prints tasks/s and the ratio."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+
+import httpx
+import psycopg
+from harness import bench_env
+
+AGENTS = 8
+RUNS = 400
+TASKS_PER_RUN = 10
+BATCH = 50
+
+
+def submit_all(database_url: str, project_id: str, pool: str) -> int:
+    spec = json.dumps(
+        {"name": "noop", "tasks": [{"key": f"t{i}", "engine": "shell", "pool": pool} for i in range(TASKS_PER_RUN)]}
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for _ in range(RUNS):
+            conn.execute("select ops.submit_run(%s, 'dev', %s::jsonb)", (project_id, spec))
+    return RUNS * TASKS_PER_RUN
+
+
+def http_agent(base_url: str, token: str, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    done = 0
+    with httpx.Client(base_url=base_url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        c.post("/executors/register", json={"engines": ["shell"], "max_concurrency": 1000}).raise_for_status()
+        start.wait()
+        while True:
+            tasks = c.post("/tasks/claim", json={"max_tasks": BATCH}).json()["tasks"]
+            if not tasks:
+                break
+            items = [{"task_id": t["task_id"], "lease_token": t["lease_token"], "outcome": "succeeded"} for t in tasks]
+            c.post("/tasks/finalize", json={"items": items}).raise_for_status()
+            done += len(tasks)
+    counts.put(done)
+
+
+def sql_agent(database_url: str, executor_id: str, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    done = 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        start.wait()
+        while True:
+            rows = conn.execute(
+                "select task_id, lease_token from ops.claim_tasks(%s, null, null, %s, 60)", (executor_id, BATCH)
+            ).fetchall()
+            if not rows:
+                break
+            items = json.dumps(
+                [{"task_id": str(t), "lease_token": str(lease), "outcome": "succeeded"} for t, lease in rows]
+            )
+            conn.execute("select * from ops.finalize_tasks(%s::jsonb)", (items,)).fetchall()
+            done += len(rows)
+    counts.put(done)
+
+
+def measure(target, args_per_agent: list[tuple[object, ...]]) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    ctx = mp.get_context("spawn")
+    start, counts = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, start, counts)) for args in args_per_agent]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)  # let every agent connect and register before the clock starts (setup, not a wait-for)
+    began = time.perf_counter()
+    start.set()
+    total = sum(counts.get(timeout=600) for _ in procs)
+    elapsed = time.perf_counter() - began
+    for p in procs:
+        p.join(timeout=30)
+    return total, elapsed
+
+
+def main() -> None:
+    with bench_env(lease_seconds="600") as env:
+        project = str(env.provision.tenant().project_id)
+
+        submitted = submit_all(env.database_url, project, "http")
+        tokens = [env.provision.executor_token("http") for _ in range(AGENTS)]
+        http_total, http_s = measure(http_agent, [(env.server.base_url, t) for t in tokens])
+
+        submit_all(env.database_url, project, "sql")
+        with psycopg.connect(env.database_url, autocommit=True) as conn:
+            ids = [
+                str(
+                    conn.execute(
+                        "insert into ops.executors (name, pool, engines, max_concurrency, status) "
+                        "values (%s, 'sql', '{shell}', 10000, 'online') returning id",
+                        (f"sql-{i}",),
+                    ).fetchone()[0]
+                )  # type: ignore[index]
+                for i in range(AGENTS)
+            ]
+        sql_total, sql_s = measure(sql_agent, [(env.database_url, i) for i in ids])
+
+    http_rate, sql_rate = http_total / http_s, sql_total / sql_s
+    print(f"claim_throughput: {AGENTS} agents, {submitted} no-op tasks ({RUNS} runs x {TASKS_PER_RUN}), batch {BATCH}")
+    print(f"  HTTP (claim + finalize batches):  {http_total:6d} tasks in {http_s:6.2f} s = {http_rate:8.0f} tasks/s")
+    print(f"  raw SQL ceiling (same functions): {sql_total:6d} tasks in {sql_s:6.2f} s = {sql_rate:8.0f} tasks/s")
+    print(f"  ratio HTTP / raw SQL: {http_rate / sql_rate:.0%}")
+
+
+if __name__ == "__main__":
+    main()
