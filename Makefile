@@ -36,7 +36,7 @@ lint: $(DEV_STAMP)  ## ruff and mypy --strict on the packages
 	$(BIN)/mypy control_room executor_agent
 
 bench: $(DEV_STAMP)  ## Run every bench/*.py (they print figures; they never assert timings)
-	@shopt -s nullglob; benches=(bench/*.py); \
+	@shopt -s nullglob; benches=(bench/[!_]*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no benchmarks yet"; fi; \
 	for bench in "$${benches[@]}"; do echo "== $$bench"; $(BIN)/python "$$bench" || exit 1; done
 

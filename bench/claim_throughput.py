@@ -9,7 +9,7 @@ import time
 
 import httpx
 import psycopg
-from harness import bench_env
+from _harness import bench_env
 
 AGENTS = 8
 RUNS = 400

@@ -7,7 +7,7 @@ import threading
 import time
 
 import httpx
-from harness import bench_env, fmt, percentiles
+from _harness import bench_env, fmt, percentiles
 
 AGENTS = 4
 RUNS = 200

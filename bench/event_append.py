@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
-from harness import bench_env, fmt, percentiles
+from _harness import bench_env, fmt, percentiles
 
 BATCHES = 500
 BATCH = 100
