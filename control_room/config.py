@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         description="Secret used to sign user sessions; must be set outside development.",
     )
     load_demo_data: bool = Field(default=True, description="Load the demo org, project and runs once.")
+    local_agent: bool = Field(
+        default=True,
+        description="`lakehouse run` also starts one executor agent (pool default) with the engines installed here.",
+    )
     lease_seconds: int = Field(default=60, ge=1, description="Task lease length granted by a claim.")
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
     claim_wait_max_seconds: float = Field(default=25.0, ge=0, description="Longest claim long-poll.")
@@ -61,6 +65,20 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
     upload_url_expiry_seconds: int = Field(
         default=900, ge=30, description="Lifetime of an artifact upload URL (presigned or local)."
+    )
+    supabase_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LAKEHOUSE_SUPABASE_URL", "SUPABASE_URL"),
+        description="Supabase project URL (https://<ref>.supabase.co): when set, people sign in with Supabase Auth "
+        "instead of local accounts.",
+    )
+    supabase_anon_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LAKEHOUSE_SUPABASE_ANON_KEY", "SUPABASE_ANON_KEY", "SUPABASE_KEY"),
+        description="The project's anon (public) API key, sent as `apikey` to Supabase Auth.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="Lifetime of a signed-in web session, in hours."
     )
     db_pool_min: int = Field(default=1, ge=0, description="Minimum pooled DB connections per process.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum pooled DB connections per process.")

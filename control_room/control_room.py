@@ -3,8 +3,16 @@
 import reflex as rx
 
 from control_room.api import api, lifespan
-from control_room.pages import home  # noqa: F401  (registers the page)
+from control_room.pages import (  # noqa: F401  (each import registers its page)
+    artifacts,
+    coming_later,
+    executors,
+    home,
+    login,
+    run_detail,
+    runs,
+)
 
-app = rx.App(api_transformer=api)
+app = rx.App(api_transformer=api, stylesheets=["/control_room.css"])
 # Starlette skips a mounted app's lifespan, so Reflex runs ours (DB pool, background loops).
 app.register_lifespan_task(lifespan)

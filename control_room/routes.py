@@ -1,3 +1,43 @@
-"""Route constants of the web app, in one place so pages and links agree."""
+"""Route constants and builders of the web app, in one place so pages and links agree."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
 
 HOME = "/"
+LOGIN = "/login"
+RUNS = "/runs"
+RUN_DETAIL = "/runs/[run_id]"
+ARTIFACTS = "/artifacts"
+EXECUTORS = "/executors"
+# Pages that later issues add: the navigation shows them as not yet available.
+COMING_LATER = "/later/[feature]"
+
+LATER_FEATURES: dict[str, str] = {
+    "jobs": "Jobs & schedules",
+    "governance": "Routing & caps",
+    "alerts": "Alerts",
+    "catalog": "Catalog",
+}
+
+
+def run_detail(run_id: str, *, tab: str | None = None) -> str:
+    """The page of one run (optionally opened on a tab: overview, timeline, artifacts)."""
+    path = f"/runs/{quote(run_id)}"
+    return f"{path}?{urlencode({'tab': tab})}" if tab else path
+
+
+def artifacts(*, run_id: str | None = None, artifact_id: str | None = None) -> str:
+    """The artifact browser, optionally narrowed to one run and with one artifact's preview open."""
+    query = {key: value for key, value in (("run", run_id), ("artifact", artifact_id)) if value}
+    return f"{ARTIFACTS}?{urlencode(query)}" if query else ARTIFACTS
+
+
+def coming_later(feature: str) -> str:
+    """The placeholder page of a feature that a later issue adds."""
+    return f"/later/{quote(feature)}"
+
+
+def login(*, next_path: str | None = None) -> str:
+    """The sign-in page, returning to ``next_path`` afterwards."""
+    return f"{LOGIN}?{urlencode({'next': next_path})}" if next_path and next_path != LOGIN else LOGIN

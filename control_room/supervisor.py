@@ -6,8 +6,10 @@ its Granian workers, any bun build still running), then the embedded Postgres.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,7 +29,10 @@ from psycopg.conninfo import conninfo_to_dict
 from control_room.config import MIGRATIONS_DIR, PROJECT_ROOT, SEED_FILE, Settings, get_settings
 from control_room.db.embedded import EmbeddedPostgres, start_embedded
 from control_room.db.migrate import MigrationError, migrate
+from control_room.services.auth import create_executor_token, revoke_executor_token
 from control_room.services.demo import load_demo_data
+from control_room.services.errors import NotFound, ServiceError
+from control_room.services.users import create_demo_admin
 
 EMBEDDED_DATABASE = "lakehouse"
 TOOLS_BIN = PROJECT_ROOT / ".tools" / "node_modules" / ".bin"
@@ -46,7 +51,7 @@ class SupervisorError(RuntimeError):
     """Startup cannot continue; the message says what failed and what to do."""
 
 
-class StopRequested(Exception):  # noqa: N818  (a request, not an error)
+class StopRequested(Exception):
     """SIGINT or SIGTERM arrived: unwind and stop everything."""
 
 
@@ -205,7 +210,7 @@ def _group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def stop_process_group(process: subprocess.Popen[bytes], out: Printer) -> None:
+def stop_process_group(process: subprocess.Popen[bytes], out: Printer, name: str = "web server") -> None:
     """Signal the child's whole process group, escalating until nothing in it is left."""
     pgid = process.pid  # start_new_session=True made the child its group's leader
     for sig, grace in STOP_GRACE_SECONDS.items():
@@ -218,9 +223,55 @@ def stop_process_group(process: subprocess.Popen[bytes], out: Printer) -> None:
             if process.returncode is not None and not _group_members(pgid):
                 return
         if sig != signal.SIGKILL:
-            out(f"web server: still running {grace:.0f} s after {sig.name}, escalating")
+            out(f"{name}: still running {grace:.0f} s after {sig.name}, escalating")
     left = ", ".join(str(p.pid) for p in _group_members(pgid))
-    out(f"web server: processes {left} survived SIGKILL (uninterruptible I/O?)")
+    out(f"{name}: processes {left} survived SIGKILL (uninterruptible I/O?)")
+
+
+LOCAL_AGENT_POOL = "default"
+LOCAL_AGENT_NAME_FILE = "local-agent.name"
+# Short enough that Ctrl-C (SIGINT, then 10 s) stops the agent cleanly, leases handed back.
+LOCAL_AGENT_DEFAULTS = {"LAKEHOUSE_EXECUTOR_GRACE_PERIOD_S": "3", "LAKEHOUSE_EXECUTOR_CLAIM_WAIT_S": "5"}
+
+
+def rotate_local_agent_token(database_url: str, data_dir: Path) -> tuple[str, str]:
+    """A new executor identity in pool "default" for the local agent; the previous one is revoked.
+
+    Returns (name, token). The token is only ever handed to the agent through its environment.
+    """
+    name_file = data_dir / LOCAL_AGENT_NAME_FILE
+
+    async def rotate() -> tuple[str, str]:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            previous = name_file.read_text(encoding="utf-8").strip() if name_file.exists() else ""
+            if previous:
+                with contextlib.suppress(NotFound):
+                    await revoke_executor_token(conn, name=previous)
+            name = f"local-agent-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+            return name, await create_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL)
+
+    name, token = asyncio.run(rotate())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    name_file.write_text(name + "\n", encoding="utf-8")
+    return name, token
+
+
+def local_agent_env(url: str, token: str, data_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of the local agent: no control-room settings (the database URL stays here), its token."""
+    source = dict(os.environ if base is None else base)
+    env = {k: v for k, v in source.items() if not k.startswith("LAKEHOUSE_") or k.startswith("LAKEHOUSE_EXECUTOR_")}
+    for key, value in LOCAL_AGENT_DEFAULTS.items():
+        env.setdefault(key, value)
+    env.update(
+        {
+            "LAKEHOUSE_EXECUTOR_URL": url,
+            "LAKEHOUSE_EXECUTOR_TOKEN": token,
+            "LAKEHOUSE_EXECUTOR_SPOOL_DIR": str(data_dir / "executor" / "spool"),
+            "LAKEHOUSE_EXECUTOR_WORK_DIR": str(data_dir / "executor" / "work"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
 
 
 class Supervisor:
@@ -232,6 +283,7 @@ class Supervisor:
         self.err = err
         self.database: ControlPlaneDatabase | None = None
         self.web: subprocess.Popen[bytes] | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
         # While a process is being started, a stop signal is held back until we know its handle.
         self._defer_stop = False
         self._pending_stop: int | None = None
@@ -311,6 +363,8 @@ class Supervisor:
                 start_new_session=True,  # its own process group: we forward Ctrl-C and can stop all of it
             )
         url = self._wait_until_healthy(self.web)
+        if settings.local_agent:
+            self._start_local_agent(self.database.url, url)
         self.out(f"control room: {url}  (ready in {time.monotonic() - started:.1f} s; Ctrl-C stops it)")
         code = self.web.wait()
         self.err(f"error: the web server exited on its own with code {code} (see its output above)")
@@ -328,6 +382,31 @@ class Supervisor:
                 "Set LAKEHOUSE_LOAD_DEMO_DATA=false to start without it."
             ) from exc
         self.out("demo data: loaded" if loaded else "demo data: already present")
+        if loaded:
+            # The only time the password is known: right after the demo org was created.
+            admin = create_demo_admin(url)
+            self.out(
+                f"demo admin: {admin.email}  password: {admin.password}  "
+                f"(shown once; reset with `lakehouse users create-admin --email {admin.email}`)"
+            )
+
+    def _start_local_agent(self, database_url: str, control_room_url: str) -> None:
+        """One executor agent next to the control room, in its own process group, with a fresh token."""
+        try:
+            name, token = rotate_local_agent_token(database_url, self.settings.data_dir)
+        except (psycopg.Error, ServiceError) as exc:
+            raise SupervisorError(
+                f"creating the local executor token failed: {str(exc).strip()}. "
+                "Set LAKEHOUSE_LOCAL_AGENT=false to start without the local agent."
+            ) from exc
+        with self._stop_deferred():
+            self.agent = subprocess.Popen(
+                [sys.executable, "-m", "executor_agent", "run"],
+                cwd=PROJECT_ROOT,
+                env=local_agent_env(control_room_url, token, self.settings.data_dir),
+                start_new_session=True,  # its own group: Ctrl-C reaches it through us, and stops its tasks too
+            )
+        self.out(f"executor agent: {name} in pool {LOCAL_AGENT_POOL} (engines found installed; Ctrl-C stops it)")
 
     def _wait_until_healthy(self, web: subprocess.Popen[bytes]) -> str:
         wildcard = self.settings.host in ("0.0.0.0", "::", "")  # noqa: S104  (comparing, not binding)
@@ -357,6 +436,14 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         # Each step runs even when an earlier one failed: a half-stopped supervisor leaves orphans.
+        if self.agent is not None:
+            # First, while the API still answers: the agent hands back its leases and sends its spool.
+            self.out("stopping: executor agent")
+            try:
+                stop_process_group(self.agent, self.out, "executor agent")
+            except Exception as exc:
+                self.err(f"error: stopping the executor agent (process group {self.agent.pid}): {exc}")
+            self.agent = None
         if self.web is not None:
             self.out("stopping: web server")
             try:

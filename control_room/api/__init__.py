@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from control_room.api import executors, health, metrics, problems, runs
+from control_room.api import executors, health, lineage, metrics, problems, queries, runs
 from control_room.api.models import Problem
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
 from control_room.loops.notifier import stop_notifier
@@ -20,7 +20,9 @@ from control_room.loops.reaper import run_reaper
 API_PREFIX = "/api/v1"
 
 # Every router of the contract API; add new ones here (they are mounted under API_PREFIX).
-ROUTERS: tuple[APIRouter, ...] = (health.router, metrics.router, executors.router, runs.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router
+)
 
 DESCRIPTION = """\
 The one HTTP contract of Lakehouse Control Room.

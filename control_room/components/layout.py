@@ -1,44 +1,244 @@
-"""The page shell every page is wrapped in: product name on top, page content below."""
+"""The page shell every page is wrapped in: sidebar navigation, the project/environment switcher,
+the signed-in user with their role, and the light/dark toggle; plus the one ``layout`` decorator."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import reflex as rx
 from reflex.event import EventType
 
+from control_room import routes
+from control_room.state.base import ALL, ENVIRONMENTS, ProjectChoice, SessionState
+
 PRODUCT_NAME = "Lakehouse Control Room"
+SIDEBAR_WIDTH = "232px"
+
+NAV: tuple[tuple[str, str, str], ...] = (
+    ("Overview", "layout-dashboard", routes.HOME),
+    ("Runs", "play", routes.RUNS),
+    ("Executors", "server", routes.EXECUTORS),
+    ("Artifacts", "package", routes.ARTIFACTS),
+)
+LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
+
+THEME = {"accent_color": "indigo", "gray_color": "slate", "radius": "medium", "scaling": "100%"}
 
 
-def page_shell(*children: rx.Component) -> rx.Component:
-    """Header with the product name above the page's content."""
-    shell: rx.Component = rx.box(
+def _is_active(route: str) -> rx.Var[bool]:
+    path = rx.State.router.route_id  # the route pattern, e.g. /runs/[run_id]
+    if route == routes.HOME:
+        return path == routes.HOME
+    return path.startswith(route)
+
+
+def _nav_item(label: str, icon: str, route: str) -> rx.Component:
+    active = _is_active(route)
+    item: rx.Component = rx.link(
+        rx.hstack(rx.icon(icon, size=16), rx.text(label, size="2", weight="medium"), spacing="3", align="center"),
+        href=route,
+        underline="none",
+        class_name=rx.cond(active, "nav-item nav-item-active", "nav-item"),
+        id=f"nav-{label.lower()}",
+    )
+    return item
+
+
+def _later_item(feature: str, label: str) -> rx.Component:
+    item: rx.Component = rx.link(
         rx.hstack(
-            rx.heading(PRODUCT_NAME, size="5", id="product-name"),
+            rx.icon(LATER_ICONS.get(feature, "circle-dashed"), size=16),
+            rx.text(label, size="2", white_space="nowrap"),
+            rx.spacer(),
+            rx.badge("soon", size="1", variant="outline", color_scheme="gray"),
+            spacing="3",
             align="center",
-            padding_x="1.5em",
-            padding_y="1em",
-            border_bottom=f"1px solid {rx.color('gray', 5)}",
+            width="100%",
         ),
-        rx.box(*children, padding="1.5em"),
+        href=routes.coming_later(feature),
+        underline="none",
+        class_name="nav-item nav-item-later",
+        title="Not yet available: a later release adds this page",
+    )
+    return item
+
+
+def _user_card() -> rx.Component:
+    card: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.avatar(fallback=SessionState.user_initials, size="2", radius="full", variant="soft"),
+            rx.vstack(
+                rx.text(SessionState.user_email, size="1", weight="medium", trim="both", class_name="truncate",
+                        id="signed-in-user"),
+                rx.hstack(
+                    rx.badge(
+                        rx.cond(SessionState.role != "", SessionState.role, "no role"),
+                        size="1",
+                        variant="surface",
+                        color_scheme=rx.cond(SessionState.role == "admin", "crimson", "indigo"),
+                        id="signed-in-role",
+                    ),
+                    rx.cond(SessionState.is_org_admin, rx.badge("org admin", size="1", variant="outline")),
+                    spacing="1",
+                ),
+                spacing="1",
+                min_width="0",
+            ),
+            spacing="3",
+            align="center",
+            width="100%",
+        ),
+        rx.hstack(
+            rx.button(
+                rx.icon("log-out", size=14), "Sign out", size="1", variant="soft", color_scheme="gray",
+                on_click=SessionState.sign_out, id="sign-out",
+            ),
+            rx.spacer(),
+            rx.tooltip(
+                rx.icon_button(
+                    rx.color_mode_cond(light=rx.icon("moon", size=14), dark=rx.icon("sun", size=14)),
+                    size="1", variant="soft", color_scheme="gray", on_click=rx.toggle_color_mode,
+                    id="theme-toggle", aria_label="Switch light or dark",
+                ),
+                content="Light / dark",
+            ),
+            width="100%",
+        ),
+        spacing="3",
+        padding="12px",
+        border_top=f"1px solid {rx.color('gray', 5)}",
         width="100%",
-        min_height="100vh",
+    )  # fmt: skip
+    return card
+
+
+def sidebar() -> rx.Component:
+    """Product, navigation (working pages, then those coming later) and the signed-in user."""
+    bar: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.box(rx.icon("layers", size=18, color="white"), class_name="brand-mark"),
+            rx.vstack(
+                rx.text("Lakehouse", size="3", weight="bold", line_height="1"),
+                rx.text("Control Room", size="1", color_scheme="gray", line_height="1"),
+                spacing="1",
+            ),
+            spacing="3",
+            align="center",
+            padding="16px 16px 8px",
+            id="product-name",
+            aria_label=PRODUCT_NAME,
+        ),
+        rx.vstack(*(_nav_item(*item) for item in NAV), spacing="1", width="100%", padding="8px"),
+        rx.text("Coming later", size="1", color_scheme="gray", weight="medium", padding="8px 20px 0"),
+        rx.vstack(
+            *(_later_item(feature, label) for feature, label in routes.LATER_FEATURES.items()),
+            spacing="1",
+            width="100%",
+            padding="4px 8px",
+        ),
+        rx.spacer(),
+        _user_card(),
+        width=SIDEBAR_WIDTH,
+        min_width=SIDEBAR_WIDTH,
+        height="100vh",
+        position="sticky",
+        top="0",
+        spacing="2",
+        background=rx.color("gray", 2),
+        border_right=f"1px solid {rx.color('gray', 5)}",
+    )
+    return bar
+
+
+def _project_option(project: ProjectChoice) -> rx.Component:
+    item: rx.Component = rx.select.item(project.name, value=project.id)
+    return item
+
+
+def switcher(reload: Sequence[EventType[()]]) -> rx.Component:
+    """Project and environment selects; a change reloads the page's data."""
+    box: rx.Component = rx.hstack(
+        rx.select.root(
+            rx.select.trigger(placeholder="Project", variant="surface", min_width="180px", id="project-switcher"),
+            rx.select.content(rx.foreach(SessionState.projects, _project_option)),
+            value=SessionState.project_id,
+            on_change=lambda value: [SessionState.set_project(value), *reload],
+            size="2",
+        ),
+        rx.segmented_control.root(
+            rx.segmented_control.item("All", value=ALL),
+            *(rx.segmented_control.item(env, value=env) for env in ENVIRONMENTS),
+            value=SessionState.environment,
+            on_change=lambda value: [SessionState.set_environment(value), *reload],
+            size="1",
+            id="environment-switcher",
+        ),
+        spacing="3",
+        align="center",
+    )
+    return box
+
+
+def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]]) -> rx.Component:
+    """Sidebar on the left; a top bar with the page title and the switcher; the page below."""
+    shell: rx.Component = rx.theme(
+        rx.hstack(
+            sidebar(),
+            rx.box(
+                rx.hstack(
+                    rx.heading(title, size="5", weight="bold", id="page-title"),
+                    rx.spacer(),
+                    switcher(reload),
+                    align="center",
+                    padding="14px 28px",
+                    border_bottom=f"1px solid {rx.color('gray', 4)}",
+                    background=rx.color("gray", 1),
+                    position="sticky",
+                    top="0",
+                    z_index="5",
+                ),
+                rx.box(content, padding="24px 28px 48px"),
+                flex="1",
+                min_width="0",
+            ),
+            spacing="0",
+            align="start",
+            width="100%",
+            min_height="100vh",
+        ),
+        **THEME,
+    )
+    return shell
+
+
+def public_shell(content: rx.Component) -> rx.Component:
+    """Pages shown before signing in: centred, no navigation."""
+    shell: rx.Component = rx.theme(
+        rx.center(content, min_height="100vh", width="100%", background=rx.color("gray", 2)),
+        **THEME,
     )
     return shell
 
 
 def layout(
-    *, route: str, title: str, on_load: EventType[()] | None = None
+    *, route: str, title: str, on_load: EventType[()] | Sequence[EventType[()]] | None = None, public: bool = False
 ) -> Callable[[Callable[[], rx.Component]], Callable[[], rx.Component]]:
-    """Register a page at ``route`` whose content is wrapped in the shell (one decorator per page)."""
+    """Register a page at ``route`` whose content is wrapped in the shell (one decorator per page).
+
+    ``on_load`` runs when the page opens and again when the project or environment changes; each
+    page's load event checks the session first and sends the browser to sign in when there is none.
+    """
+    events: list[EventType[()]] = (
+        [] if on_load is None else list(on_load) if isinstance(on_load, Sequence) else [on_load]
+    )
 
     def register(content: Callable[[], rx.Component]) -> Callable[[], rx.Component]:
         def page() -> rx.Component:
-            return page_shell(content())
+            return public_shell(content()) if public else page_shell(title, content(), events)
 
         page.__name__ = content.__name__
         page.__module__ = content.__module__
-        rx.page(route=route, title=f"{title} · {PRODUCT_NAME}", on_load=on_load)(page)
+        rx.page(route=route, title=f"{title} · {PRODUCT_NAME}", on_load=events or None)(page)
         return content
 
     return register

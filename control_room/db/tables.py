@@ -521,3 +521,220 @@ class ArtifactUpload(OpsTable, table=True):
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     expires_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     completed_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+# GitOps configuration (20261126000700_gitops.sql): deployed from a YAML bundle ------------------
+
+
+class JobTemplate(OpsTable, table=True):
+    """A named, versioned job definition of a project; archived (never deleted) when removed."""
+
+    __tablename__ = "job_templates"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    description: str = Field(sa_column=_text(nullable=False))
+    owner: str | None = Field(sa_column=_text(nullable=True))
+    tags: list[str] = Field(sa_column=_text_array())
+    archived_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class JobTemplateVersion(OpsTable, table=True):
+    """One immutable version of a job template: params JSON Schema, tasks, retries and timeout."""
+
+    __tablename__ = "job_template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "version"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    template_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_templates.id"))
+    version: int = Field(sa_column=_integer(nullable=False))
+    params_schema: dict[str, Any] = Field(sa_column=_jsonb(nullable=False), description="a JSON Schema")
+    tasks: list[Any] = Field(sa_column=_jsonb(nullable=False), description="a JSON array of task specs")
+    max_attempts: int = Field(sa_column=_integer(nullable=False))
+    retry_backoff_s: int = Field(sa_column=_integer(nullable=False))
+    timeout_s: int | None = Field(sa_column=_integer(nullable=True))
+    content_sha256: str = Field(sa_column=_text(nullable=False), description="SHA-256 of the canonical definition")
+    created_by: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Schedule(OpsTable, table=True):
+    """Runs a job template in an environment on a cron expression in a timezone."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    template_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_templates.id"))
+    environment_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.environments.id"))
+    cron: str = Field(sa_column=_text(nullable=False))
+    timezone: str = Field(sa_column=_text(nullable=False))
+    params: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    enabled: bool = Field(sa_column=_boolean(nullable=False))
+    description: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class AlertRule(OpsTable, table=True):
+    """When to alert (run failed, too slow, queued too long, cap breached, executor offline) and whom."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("org_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    kind: str = Field(sa_column=_text(nullable=False))
+    project_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.projects.id"))
+    match_environment: str | None = Field(sa_column=_text(nullable=True))
+    match_template_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.job_templates.id"))
+    threshold: int | None = Field(sa_column=_integer(nullable=True))
+    window_s: int | None = Field(sa_column=_integer(nullable=True))
+    severity: str = Field(sa_column=_text(nullable=False), description="info | warning | critical")
+    notify: list[str] = Field(sa_column=_text_array())
+    escalate: bool = Field(sa_column=_boolean(nullable=False))
+    enabled: bool = Field(sa_column=_boolean(nullable=False))
+    description: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class PromotionGate(OpsTable, table=True):
+    """What a template version must show before promotion from one environment to the next."""
+
+    __tablename__ = "promotion_gates"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    template_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.job_templates.id"))
+    from_environment: str = Field(sa_column=_text(nullable=False))
+    to_environment: str = Field(sa_column=_text(nullable=False))
+    min_successful_runs: int = Field(sa_column=_integer(nullable=False))
+    required_approvals: int = Field(sa_column=_integer(nullable=False))
+    approvers: list[str] = Field(sa_column=_text_array())
+    required_checks: list[str] = Field(sa_column=_text_array())
+    enabled: bool = Field(sa_column=_boolean(nullable=False))
+    description: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+# Lineage (datasets, edges, OpenLineage events) -----------------------------------------------------
+
+
+class Dataset(OpsTable, table=True):
+    """A dataset engines read or write (dbt source/seed/model/snapshot/exposure, or a table), per project."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("project_id", "namespace", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    namespace: str = Field(sa_column=_text(nullable=False), description="OpenLineage namespace, e.g. postgres://h:5432")
+    name: str = Field(sa_column=_text(nullable=False), description="OpenLineage name, e.g. database.schema.table")
+    kind: str = Field(sa_column=_text(nullable=False), description="source|seed|model|snapshot|exposure|table")
+    columns: list[dict[str, Any]] = Field(sa_column=_jsonb(nullable=False), description="[{name, type, description}]")
+    owner: str | None = Field(sa_column=_text(nullable=True))
+    description: str = Field(sa_column=_text(nullable=False))
+    # `metadata` is reserved by SQLAlchemy's declarative classes, hence the trailing underscore.
+    metadata_: dict[str, Any] = Field(sa_column=_jsonb(nullable=False, name="metadata"))
+    first_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    last_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    last_task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class LineageEdge(OpsTable, table=True):
+    """Data flows from ``upstream_id`` to ``downstream_id`` (through ``job_name``), seen first and last in runs."""
+
+    __tablename__ = "lineage_edges"
+    __table_args__ = (UniqueConstraint("upstream_id", "downstream_id"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    upstream_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.datasets.id"))
+    downstream_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.datasets.id"))
+    job_name: str = Field(sa_column=_text(nullable=False))
+    column_lineage: list[dict[str, Any]] = Field(
+        sa_column=_jsonb(nullable=False), description="[{upstream_column, downstream_column}]"
+    )
+    first_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    last_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    last_task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class OpenLineageEvent(OpsTable, table=True):
+    """An OpenLineage RunEvent an engine emitted (append-only; ``event`` is the event as sent)."""
+
+    __tablename__ = "openlineage_events"
+    __table_args__ = (UniqueConstraint("openlineage_run_id", "event_type", "event_time"), {"schema": SCHEMA})
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    attempt: int = Field(sa_column=_integer(nullable=False))
+    event_type: str = Field(sa_column=_text(nullable=False), description="START | RUNNING | COMPLETE | ABORT | FAIL")
+    event_time: datetime = Field(sa_column=_timestamptz(nullable=False))
+    job_namespace: str = Field(sa_column=_text(nullable=False))
+    job_name: str = Field(sa_column=_text(nullable=False))
+    openlineage_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False), description="the event's run.runId")
+    event: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    received_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+# Query history (20261126000600_query_history.sql) --------------------------------------------------
+
+
+class QueryHistory(OpsTable, table=True):
+    """One statement of a SQL task attempt (Trino, DuckDB): estimate, state and the engine's figures."""
+
+    __tablename__ = "query_history"
+    __table_args__ = (UniqueConstraint("task_id", "attempt", "statement_index"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    attempt: int = Field(sa_column=_integer(nullable=False))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    statement_index: int = Field(sa_column=_integer(nullable=False), description="1-based position in the script")
+    engine: str = Field(sa_column=_text(nullable=False))
+    query_id: str | None = Field(sa_column=_text(nullable=True), description="the engine's query id")
+    sql_text: str = Field(sa_column=_text(nullable=False))
+    query_user: str | None = Field(sa_column=_text(nullable=True))
+    catalog: str | None = Field(sa_column=_text(nullable=True))
+    schema_name: str | None = Field(sa_column=_text(nullable=True))
+    state: str = Field(
+        sa_column=_text(nullable=False), description="running | finished | failed | cancelled | timed_out | refused"
+    )
+    rows: int | None = Field(sa_column=_bigint(nullable=True))
+    bytes_read: int | None = Field(sa_column=_bigint(nullable=True))
+    cpu_time_ms: int | None = Field(sa_column=_bigint(nullable=True))
+    elapsed_ms: int | None = Field(sa_column=_bigint(nullable=True))
+    queued_ms: int | None = Field(sa_column=_bigint(nullable=True))
+    peak_memory_bytes: int | None = Field(sa_column=_bigint(nullable=True))
+    estimated_scan_bytes: int | None = Field(sa_column=_bigint(nullable=True))
+    estimated_rows: int | None = Field(sa_column=_bigint(nullable=True))
+    scan_cap_bytes: int | None = Field(sa_column=_bigint(nullable=True))
+    error: str | None = Field(sa_column=_text(nullable=True))
+    result_artifact: str | None = Field(sa_column=_text(nullable=True))
+    details: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    started_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    finished_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))

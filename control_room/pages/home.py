@@ -1,41 +1,75 @@
-"""Home page: the product name (from the shell) and the control plane's health (schema version)."""
+"""Overview: the control plane's health, and the selected project's runs of the last day by status."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
+from control_room.components.status import status_badge
 from control_room.state.health import HealthState
+from control_room.state.overview import OverviewState
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+# A dict var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
+COUNTS: Any = OverviewState.counts
 
 
-def _health_line() -> rx.Component:
+def _health_card() -> rx.Component:
     badge: rx.Component = rx.cond(
         HealthState.database == "ok",
-        rx.badge("database ok", color_scheme="green", id="health-database"),
-        rx.badge(HealthState.database, color_scheme="red", id="health-database"),
+        rx.badge("database ok", color_scheme="grass", variant="soft", id="health-database"),
+        rx.badge(HealthState.database, color_scheme="red", variant="soft", id="health-database"),
     )
-    line: rx.Component = rx.hstack(
-        badge,
-        rx.cond(
-            HealthState.schema_version != "",
-            rx.text("schema ", rx.code(HealthState.schema_version, id="schema-version")),
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.text("Control plane", size="2", color_scheme="gray", weight="medium"),
+            rx.hstack(
+                badge,
+                rx.cond(
+                    HealthState.schema_version != "",
+                    rx.text("schema ", rx.code(HealthState.schema_version, id="schema-version"), size="2"),
+                ),
+                align="center",
+                spacing="3",
+            ),
+            rx.cond(HealthState.detail != "", rx.text(HealthState.detail, color_scheme="red", size="2",
+                                                       id="health-detail")),
+            spacing="3",
         ),
-        align="center",
+        size="2",
+    )  # fmt: skip
+    return card
+
+
+def _count_card(status: str) -> rx.Component:
+    card: rx.Component = rx.link(
+        rx.card(
+            rx.vstack(
+                status_badge(status),
+                rx.text(COUNTS.get(status, 0), size="7", weight="bold", class_name="tabular"),
+                spacing="2",
+            ),
+            size="2",
+        ),
+        href=routes.RUNS,
+        underline="none",
+        color="inherit",
     )
-    return line
+    return card
 
 
-@layout(route=routes.HOME, title="Home", on_load=HealthState.load_health)
+@layout(route=routes.HOME, title="Overview", on_load=[OverviewState.load, HealthState.load_health])
 def home_page() -> rx.Component:
-    """Health of the control plane; runs, executors and governance pages come later."""
+    """Health, then the last day's runs per status, each linking to the runs list."""
     page: rx.Component = rx.vstack(
-        rx.heading("Control plane", size="7", id="home-title"),
-        _health_line(),
-        rx.cond(
-            HealthState.detail != "",
-            rx.text(HealthState.detail, color_scheme="red", id="health-detail"),
-        ),
+        _health_card(),
+        rx.text("Runs of ", rx.text.strong(OverviewState.project_name), " in the last 24 hours", size="2",
+                color_scheme="gray"),
+        rx.grid(*(_count_card(status) for status in STATUSES), columns="5", spacing="3", width="100%"),
         spacing="4",
-    )
+        width="100%",
+    )  # fmt: skip
     return page

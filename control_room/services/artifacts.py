@@ -255,3 +255,47 @@ def storage_key_of(artifact: dict[str, Any]) -> str:
     return artifact_key(
         artifact["project_id"], artifact["run_id"], artifact["task_id"], artifact["attempt"], artifact["name"]
     )
+
+
+async def list_project_artifacts(
+    conn: AsyncConnection,
+    *,
+    project_id: uuid.UUID,
+    run_id: uuid.UUID | None = None,
+    text: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A project's artifacts across runs, newest first (keyset on created_at, id), optionally of one
+    run or with ``text`` in the name; returns the rows (with their run's name) and the next cursor."""
+    where = ["a.project_id = %s"]
+    args: list[Any] = [project_id]
+    if run_id is not None:
+        where.append("a.run_id = %s")
+        args.append(run_id)
+    if text and text.strip():
+        escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append("a.name ilike %s")
+        args.append(f"%{escaped}%")
+    if cursor:
+        try:
+            at, artifact_id = cursor.split("|", 1)
+            after = (datetime.fromisoformat(at), uuid.UUID(artifact_id))
+        except ValueError as exc:
+            raise Invalid("not a cursor of this list; start from the first page", field="cursor") from exc
+        where.append("(a.created_at, a.id) < (%s, %s)")
+        args.extend(after)
+    args.append(limit + 1)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"select {ARTIFACT_COLUMNS}, r.name as run_name from ops.artifacts a "
+            "left join ops.tasks t on t.id = a.task_id join ops.runs r on r.id = a.run_id "
+            f"where {' and '.join(where)} order by a.created_at desc, a.id desc limit %s",
+            args,
+        )
+        rows = await cur.fetchall()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = f"{rows[-1]['created_at'].isoformat()}|{rows[-1]['id']}"
+    return rows, next_cursor

@@ -17,6 +17,7 @@ from control_room.services.errors import Conflict, Invalid, NotFound, Unauthoriz
 
 EXECUTOR_TOKEN_PREFIX = "lhx_"
 USER_TOKEN_PREFIX = "lhu_"
+SESSION_TOKEN_PREFIX = "lhs_"  # a signed-in user's web session (control_room/services/users.py)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,15 @@ async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal |
             "update ops.api_tokens t set last_used_at = now() from ops.users u "
             "where t.token_hash = %s and t.revoked_at is null and (t.expires_at is null or t.expires_at > now()) "
             "and u.id = t.user_id and u.is_active returning u.id, u.email",
+            (digest,),
+        )
+        row = await cur.fetchone()
+        if row:
+            return UserPrincipal(user_id=row[0], email=row[1])
+    elif token.startswith(SESSION_TOKEN_PREFIX):
+        cur = await conn.execute(
+            "select u.id, u.email from ops.user_sessions s join ops.users u on u.id = s.user_id "
+            "where s.token_hash = %s and s.revoked_at is null and s.expires_at > now() and u.is_active",
             (digest,),
         )
         row = await cur.fetchone()

@@ -2,19 +2,146 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import psycopg
 
-from control_room.config import SEED_FILE
+from control_room.bundle import DEMO_BUNDLE_DIR
+from control_room.bundle.deploy import deploy_bundle
+from control_room.bundle.loader import load_bundle
+from control_room.config import PROJECT_ROOT, SEED_FILE, get_settings
 
 DEMO_ORG_SLUG = "demo"
 
 
 def load_demo_data(database_url: str) -> bool:
-    """Apply supabase/seed.sql unless the demo org already exists; True when it was loaded now."""
+    """Apply supabase/seed.sql, then deploy examples/bundle, unless the demo org exists; True when loaded now."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         found = conn.execute("select 1 from ops.orgs where slug = %s", (DEMO_ORG_SLUG,)).fetchone()
         if found:
             return False
         with conn.transaction():
             conn.execute(SEED_FILE.read_text(encoding="utf-8").encode())
+            # Routing, caps, job templates, schedules, alerts and promotion gates: the example bundle.
+            deploy_bundle(conn, load_bundle(DEMO_BUNDLE_DIR), actor="demo-data")
+            submit_demo_pipeline(conn)
+            submit_demo_warehouse_query(conn)
+            submit_demo_dbt_build(conn)
     return True
+
+
+DEMO_PROJECT_ID = "00000000-0000-4000-8000-000000000101"
+DEMO_PIPELINE_KEY = "demo-pipeline-shell-python-shell"
+# shell -> python -> shell, each producing an artifact; the local agent of `lakehouse run` runs it.
+DEMO_PIPELINE_SPEC: dict[str, object] = {
+    "name": "demo pipeline: extract -> summarize -> publish",
+    "tasks": [
+        {
+            "key": "extract",
+            "engine": "shell",
+            "timeout_s": 300,
+            "command": (
+                "mkdir -p out && echo 'order_id,region,amount' > out/orders.csv && i=1; "
+                'while [ $i -le 200 ]; do echo "$i,region$((i % 4)),$((i * 37 % 500))" >> out/orders.csv; '
+                "i=$((i + 1)); done; "
+                "echo '::lakehouse::{\"type\": \"progress\", \"message\": \"orders extracted\", "
+                "\"data\": {\"rows\": 200}}'; "
+                'echo "extracted $(($(wc -l < out/orders.csv) - 1)) orders"'
+            ),
+            "artifacts": ["out/orders.csv"],
+        },
+        {
+            "key": "summarize",
+            "engine": "python",
+            "depends_on": ["extract"],
+            "timeout_s": 300,
+            "function": "executor_agent.examples.demo_pipeline:summarize",
+            "params": {"rows": 200, "seed": 7},
+        },
+        {
+            "key": "publish",
+            "engine": "shell",
+            "depends_on": ["summarize"],
+            "timeout_s": 300,
+            "command": (
+                "printf '# Demo pipeline report\\n\\nRun %s, task %s, attempt %s: orders extracted and "
+                "summarized.\\n' \"$LAKEHOUSE_RUN_ID\" \"$LAKEHOUSE_TASK_KEY\" \"$LAKEHOUSE_ATTEMPT\" > report.md && "
+                "echo 'published report.md'"
+            ),
+            "artifacts": ["report.md"],
+        },
+    ],
+}
+
+
+def submit_demo_pipeline(conn: psycopg.Connection) -> None:
+    """Queue the demo pipeline run once (its idempotency key makes a repeat return the same run)."""
+    conn.execute(
+        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
+        (DEMO_PROJECT_ID, json.dumps(DEMO_PIPELINE_SPEC), DEMO_PIPELINE_KEY),
+    )
+
+
+DEMO_WAREHOUSE_KEY = "demo-warehouse-duckdb"
+# The SQL task type on the embedded DuckDB warehouse: a table, an aggregate and a result worth paging.
+DEMO_WAREHOUSE_SPEC: dict[str, object] = {
+    "name": "demo warehouse: orders by region (DuckDB)",
+    "tasks": [
+        {
+            "key": "orders_by_region",
+            "engine": "duckdb",
+            "timeout_s": 300,
+            "sql": (
+                "create or replace table demo_orders as select range + 1 as order_id, "
+                "'region' || (range % 4) as region, (range * 37) % 500 as amount, "
+                "date '2026-01-01' + cast(range % 90 as integer) as order_date from range(100000);\n"
+                "select region, count(*) as orders, sum(amount) as revenue, min(order_date) as first_day, "
+                "max(order_date) as last_day from demo_orders group by region order by region;\n"
+                "select * from demo_orders where amount > 400 order by order_id"
+            ),
+            "output": {"formats": ["parquet", "csv"], "preview_rows": 50},
+        }
+    ],
+}
+
+
+def submit_demo_warehouse_query(conn: psycopg.Connection) -> None:
+    """Queue the demo DuckDB query run once (idempotent by its key, like the pipeline)."""
+    conn.execute(
+        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
+        (DEMO_PROJECT_ID, json.dumps(DEMO_WAREHOUSE_SPEC), DEMO_WAREHOUSE_KEY),
+    )
+
+
+DEMO_DBT_KEY = "demo-dbt-build-shop"
+
+
+def demo_dbt_spec(data_dir: Path) -> dict[str, object]:
+    """``dbt build`` of examples/dbt (with docs, for column types) on a DuckDB file under the data folder."""
+    return {
+        "name": "demo dbt: build the example shop project",
+        "tasks": [
+            {
+                "key": "dbt_build",
+                "engine": "dbt",
+                "timeout_s": 900,
+                "command": "build",
+                "project": {"path": str(PROJECT_ROOT / "examples" / "dbt")},
+                "profile": {"type": "duckdb", "path": str(data_dir / "dbt-demo" / "shop.duckdb")},
+                "docs": True,
+            }
+        ],
+    }
+
+
+def submit_demo_dbt_build(conn: psycopg.Connection) -> None:
+    """Queue the demo dbt build once, when dbt is installed here: the local agent runs from this same
+    environment, and without dbt no agent of `make run` could ever take the task."""
+    if importlib.util.find_spec("dbt") is None:
+        return
+    conn.execute(
+        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
+        (DEMO_PROJECT_ID, json.dumps(demo_dbt_spec(get_settings().data_dir)), DEMO_DBT_KEY),
+    )

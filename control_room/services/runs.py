@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -244,3 +245,168 @@ async def retry_run(
         retry_of=run_id,
     )
     return created
+
+
+# The runs list of the web UI: one project at a time, three sort orders, each paged by keyset on
+# an index of the 20261126000800_ui migration (the key expressions below must match it).
+RUN_SORTS: dict[str, str] = {
+    "created": "r.created_at",
+    "started": "coalesce(r.started_at, '-infinity'::timestamptz)",
+    "duration": "coalesce(r.finished_at - r.started_at, interval '-1 microsecond')",
+}
+SORT_KEY_TYPES = {"created": "timestamptz", "started": "timestamptz", "duration": "interval"}
+LIST_COLUMNS = """
+    r.id, r.name, r.project_id, p.slug as project, e.name as environment, r.status, r.trigger, r.engines,
+    r.task_count, r.requested_by_name, r.cancel_requested_at is not null as cancel_requested,
+    r.created_at, r.started_at, r.finished_at,
+    extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as duration_s,
+    (select count(*) from ops.tasks t where t.run_id = r.id
+       and t.status in ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost', 'skipped'))::integer as tasks_done
+"""
+_UUID_PREFIX = re.compile(r"^[0-9a-f-]{4,36}$")
+
+
+@dataclass(frozen=True)
+class RunsQuery:
+    """What the UI's runs list shows: one project, filters, and a sort order."""
+
+    project_id: uuid.UUID
+    environment: str | None = None
+    statuses: tuple[str, ...] = ()
+    engine: str | None = None
+    trigger: str | None = None
+    text: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    sort: str = "created"
+    descending: bool = True
+
+
+def _uuid_range(text: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The range of ids starting with ``text`` (a hex prefix, dashes allowed), or None."""
+    lowered = text.strip().lower()
+    if not _UUID_PREFIX.match(lowered):
+        return None
+    digits = lowered.replace("-", "")
+    if not digits or len(digits) > 32 or len(digits) < 4:
+        return None
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
+def _encode_sort_cursor(sort: str, key: str, run_id: uuid.UUID) -> str:
+    # The key travels as Postgres printed it, so it compares equal again exactly (microseconds,
+    # infinities and intervals included) when it comes back cast to the key's type.
+    return base64.urlsafe_b64encode(f"{sort}|{key}|{run_id}".encode()).decode().rstrip("=")
+
+
+def _decode_sort_cursor(cursor: str, sort: str) -> tuple[str, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        cursor_sort, key, run_id = raw.split("|", 2)
+        if cursor_sort != sort or len(key) > 64:
+            raise ValueError(sort)
+        return key, uuid.UUID(run_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("not a cursor of this list and sort order; start from the first page", field="cursor") from exc
+
+
+async def list_runs_sorted(
+    conn: AsyncConnection, *, query: RunsQuery, cursor: str | None = None, limit: int = 50
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a project's runs in the chosen order; returns the rows and the next page's cursor."""
+    if query.sort not in RUN_SORTS:
+        raise Invalid(f"must be one of {', '.join(RUN_SORTS)}", field="sort")
+    for status in query.statuses:
+        if status not in RUN_STATUSES:
+            raise Invalid(f'unknown status "{status}"; use one of {", ".join(RUN_STATUSES)}', field="status")
+    if query.trigger and query.trigger not in TRIGGERS:
+        raise Invalid(f"must be one of {', '.join(TRIGGERS)}", field="trigger")
+    if not 1 <= limit <= 500:
+        raise Invalid("must be between 1 and 500", field="limit")
+    key = sql.SQL(RUN_SORTS[query.sort])
+    where: list[sql.Composable] = [sql.SQL("r.project_id = %s")]
+    args: list[Any] = [query.project_id]
+    if query.environment:
+        # The environment's id (not its name) lets the planner use runs_environment_created.
+        where.append(
+            sql.SQL("r.environment_id = (select x.id from ops.environments x where x.project_id = %s and x.name = %s)")
+        )
+        args.extend([query.project_id, query.environment])
+    if query.statuses:
+        where.append(sql.SQL("r.status = any(%s)"))
+        args.append(list(query.statuses))
+    if query.engine:
+        where.append(sql.SQL("r.engines @> array[%s]::text[]"))
+        args.append(query.engine)
+    if query.trigger:
+        where.append(sql.SQL("r.trigger = %s"))
+        args.append(query.trigger)
+    if query.text and query.text.strip():
+        text = query.text.strip()
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        id_range = _uuid_range(text)
+        if id_range is None:
+            where.append(sql.SQL("r.name ilike %s"))
+            args.append(f"%{escaped}%")
+        else:
+            where.append(sql.SQL("(r.name ilike %s or r.id between %s and %s)"))
+            args.extend([f"%{escaped}%", *id_range])
+    if query.created_after:
+        where.append(sql.SQL("r.created_at >= %s"))
+        args.append(query.created_after)
+    if query.created_before:
+        where.append(sql.SQL("r.created_at < %s"))
+        args.append(query.created_before)
+    if cursor:
+        after_key, after_id = _decode_sort_cursor(cursor, query.sort)
+        comparison = sql.SQL("<" if query.descending else ">")
+        where.append(
+            sql.SQL("({key}, r.id) {op} (%s::{type}, %s)").format(
+                key=key, op=comparison, type=sql.SQL(SORT_KEY_TYPES[query.sort])
+            )
+        )
+        args.extend([after_key, after_id])
+    direction = sql.SQL("desc" if query.descending else "asc")
+    statement = sql.SQL(
+        "select {cols}, ({key})::text as sort_key from {src} where {where} order by {key} {dir}, r.id {dir} limit %s"
+    ).format(
+        cols=sql.SQL(LIST_COLUMNS),
+        key=key,
+        src=sql.SQL(RUN_FROM),
+        where=sql.SQL(" and ").join(where),
+        dir=direction,
+    )
+    args.append(limit + 1)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, args)
+        rows = await cur.fetchall()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_sort_cursor(query.sort, rows[-1]["sort_key"], rows[-1]["id"])
+    for row in rows:
+        row.pop("sort_key")
+    return rows, next_cursor
+
+
+async def runs_by_id(conn: AsyncConnection, *, run_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """The list columns of the given runs (a live refresh of the rows on screen: primary-key lookups)."""
+    if not run_ids:
+        return []
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL("select {cols} from {src} where r.id = any(%s)").format(
+                cols=sql.SQL(LIST_COLUMNS), src=sql.SQL(RUN_FROM)
+            ),
+            (run_ids,),
+        )
+        return await cur.fetchall()
+
+
+async def status_counts(conn: AsyncConnection, *, project_id: uuid.UUID, since: datetime) -> dict[str, int]:
+    """How many of a project's runs created since ``since`` are in each status."""
+    cur = await conn.execute(
+        "select status, count(*) from ops.runs where project_id = %s and created_at >= %s group by status",
+        (project_id, since),
+    )
+    return {str(status): int(count) for status, count in await cur.fetchall()}

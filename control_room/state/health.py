@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import reflex as rx
 
 from control_room.services.health import check_database
+from control_room.state.events import background
 
 
 class HealthState(rx.State):
@@ -17,7 +18,7 @@ class HealthState(rx.State):
     detail: str = ""
     is_loading: bool = False
 
-    @rx.event(background=True)
+    @background
     async def load_health(self) -> AsyncIterator[None]:
         """Run the health check outside the state lock, then store its outcome."""
         async with self:

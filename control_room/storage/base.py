@@ -18,7 +18,7 @@ class StorageError(Exception):
     """An artifact store operation failed; the message says on which object and what to do."""
 
 
-class ChecksumMismatch(StorageError):  # noqa: N818 - names fixed by the API layer's contract
+class ChecksumMismatch(StorageError):
     """The bytes received or stored do not hash to the declared SHA-256."""
 
     def __init__(self, key: str, *, expected: str, actual: str) -> None:
@@ -31,7 +31,7 @@ class ChecksumMismatch(StorageError):  # noqa: N818 - names fixed by the API lay
         )
 
 
-class SizeMismatch(StorageError):  # noqa: N818 - names fixed by the API layer's contract
+class SizeMismatch(StorageError):
     """The number of bytes received or stored differs from the declared size."""
 
     def __init__(self, key: str, *, expected: int, actual: int, more: bool = False) -> None:
@@ -45,7 +45,7 @@ class SizeMismatch(StorageError):  # noqa: N818 - names fixed by the API layer's
         )
 
 
-class ArtifactExists(StorageError):  # noqa: N818 - names fixed by the API layer's contract
+class ArtifactExists(StorageError):
     """Artifacts are write-once: the key already holds bytes."""
 
     def __init__(self, key: str) -> None:
@@ -55,7 +55,7 @@ class ArtifactExists(StorageError):  # noqa: N818 - names fixed by the API layer
         )
 
 
-class ArtifactMissing(StorageError):  # noqa: N818 - names fixed by the API layer's contract
+class ArtifactMissing(StorageError):
     """No bytes are stored under the key."""
 
     def __init__(self, key: str, where: str) -> None:

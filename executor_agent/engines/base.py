@@ -64,7 +64,8 @@ class ProcessOutcome:
     """How a child process ended: exit code, and whether the runner killed it and why."""
 
     returncode: int | None
-    killed_for: Literal["cancelled", "timed_out", "lease_lost"] | None = None
+    # "shutdown": the agent stopped it while shutting down (its lease is handed back, not finalized).
+    killed_for: Literal["cancelled", "timed_out", "lease_lost", "shutdown"] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -87,7 +88,9 @@ class TaskContext(Protocol):
     limits: ResourceLimits
     timeout_s: int | None
 
-    def emit(self, type: str, message: str = "", *, level: Level = "info", data: Mapping[str, Any] | None = None) -> None:
+    def emit(
+        self, type: str, message: str = "", *, level: Level = "info", data: Mapping[str, Any] | None = None
+    ) -> None:
         """Record an event (buffered, flushed at least every 200 ms, never lost)."""
 
     def log(self, line: str, *, level: Level = "info", stream: str = "stdout") -> None:

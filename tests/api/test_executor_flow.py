@@ -465,8 +465,11 @@ def test_released_task_is_requeued_without_using_an_attempt(
     live_api: LiveServer, provision: Provisioner, pool: str
 ) -> None:
     operator = client(live_api, provision.user_token("operator")[1])
-    run = submit(operator, [{"key": "a", "engine": "shell", "pool": pool, "max_attempts": 1}],
-                 project=str(provision.tenant().project_id))
+    run = submit(
+        operator,
+        [{"key": "a", "engine": "shell", "pool": pool, "max_attempts": 1}],
+        project=str(provision.tenant().project_id),
+    )
     leaving, staying = (client(live_api, provision.executor_token(pool)) for _ in range(2))
     register(leaving)
     register(staying)
@@ -475,9 +478,12 @@ def test_released_task_is_requeued_without_using_an_attempt(
     assert released.json() == {"task_status": "queued"}
     (again,) = claim(staying)
     assert again["attempt"] == 2 and again["max_attempts"] == 2
-    late = leaving.post(f"/tasks/{task['task_id']}/finalize",
-                        json={"lease_token": task["lease_token"], "outcome": "succeeded"})
+    late = leaving.post(
+        f"/tasks/{task['task_id']}/finalize", json={"lease_token": task["lease_token"], "outcome": "succeeded"}
+    )
     assert late.status_code == 409
-    staying.post(f"/tasks/{again['task_id']}/finalize", json={"lease_token": again["lease_token"], "outcome": "succeeded"})
+    staying.post(
+        f"/tasks/{again['task_id']}/finalize", json={"lease_token": again["lease_token"], "outcome": "succeeded"}
+    )
     detail = operator.get(f"/runs/{run['id']}").json()
     assert [a["outcome"] for a in detail["tasks"][0]["attempts"]] == ["released", "succeeded"]

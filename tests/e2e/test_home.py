@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +25,18 @@ def test_home_page_shows_the_product_and_schema_version(
     # A database of its own: the supervisor migrates it and loads the demo data like on a laptop.
     control_room = start_control_room(LAKEHOUSE_DATABASE_URL=fresh_database())
     assert "migrations: " in control_room.output()
+    admin = re.search(r"demo admin: (\S+)\s+password: (\S+)", control_room.output())
+    assert admin, control_room.output()
 
+    page.goto(control_room.url)  # nobody signed in: the sign-in page comes first
+    expect(page).to_have_title("Sign in · Lakehouse Control Room", timeout=UI_TIMEOUT_MS)
+    page.fill("#login-email", admin[1])
+    page.fill("#login-password", admin[2])
+    page.click("#login-submit")
+    page.wait_for_url("**/runs/", timeout=UI_TIMEOUT_MS)
     page.goto(control_room.url)
-    expect(page.locator("#product-name")).to_have_text("Lakehouse Control Room", timeout=UI_TIMEOUT_MS)
-    expect(page).to_have_title("Home · Lakehouse Control Room")
+    expect(page.locator("#product-name")).to_have_attribute("aria-label", "Lakehouse Control Room")
+    expect(page).to_have_title("Overview · Lakehouse Control Room")
     expect(page.locator("#health-database")).to_have_text("database ok", timeout=UI_TIMEOUT_MS)
     expect(page.locator("#schema-version")).to_have_text(discover()[-1].version, timeout=UI_TIMEOUT_MS)
     screenshot = Path(output_path) / "home.png"

@@ -1,0 +1,264 @@
+"""Lineage operations: engines report datasets, edges and OpenLineage RunEvents; clients read the graph."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from control_room.api.deps import Executor, Pool, User
+from control_room.api.models import IsoDatetime, Strict
+from control_room.services import lineage, runs
+from control_room.services.auth import scoped
+
+router = APIRouter()
+LEASE_ERRORS: dict[int | str, dict[str, Any]] = {"409": {"description": "Lease lost: stop working on the task."}}
+
+DatasetKind = Literal["source", "seed", "model", "snapshot", "exposure", "table"]
+RunEventType = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]
+Namespace = Annotated[str, Field(min_length=1, max_length=1000, description="e.g. postgres://db.example:5432")]
+DatasetName = Annotated[str, Field(min_length=1, max_length=1000, description="e.g. analytics.public.orders")]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone offset, e.g. 2026-11-26T08:00:00Z")
+    return value
+
+
+# The report (executors) ---------------------------------------------------------------------------
+
+
+class DatasetColumn(Strict):
+    name: str = Field(min_length=1, max_length=1000)
+    type: str | None = Field(default=None, max_length=1000, description="The warehouse's type name.")
+    description: str | None = Field(default=None, max_length=65536)
+
+
+class DatasetReport(Strict):
+    """A dataset the task read or wrote; identified by (namespace, name) within the project."""
+
+    namespace: Namespace
+    name: DatasetName
+    kind: DatasetKind = Field(description="dbt resource type, or `table` for a table written by another engine.")
+    columns: list[DatasetColumn] | None = Field(
+        default=None, max_length=5000, description="Omitted or empty: keep the columns known from earlier reports."
+    )
+    owner: str | None = Field(default=None, max_length=1000)
+    description: str | None = Field(default=None, max_length=65536)
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Small engine-specific facts (dbt unique_id, materialization, tags); merged."
+    )
+
+
+class DatasetRef(Strict):
+    namespace: Namespace
+    name: DatasetName
+
+
+class ColumnEdge(Strict):
+    upstream_column: str = Field(min_length=1, max_length=1000)
+    downstream_column: str = Field(min_length=1, max_length=1000)
+
+
+class EdgeReport(Strict):
+    """Data flows from ``upstream`` into ``downstream``; both must be in ``datasets`` or known already."""
+
+    upstream: DatasetRef
+    downstream: DatasetRef
+    job_name: str | None = Field(
+        default=None, max_length=1000, description="The transformation along the edge, e.g. a dbt node id."
+    )
+    column_lineage: list[ColumnEdge] | None = Field(default=None, max_length=10000)
+
+
+class OpenLineageRun(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    runId: uuid.UUID  # noqa: N815 (OpenLineage's field name)
+
+
+class OpenLineageJob(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    namespace: str = Field(min_length=1, max_length=1000)
+    name: str = Field(min_length=1, max_length=1000)
+
+
+class OpenLineageRunEvent(BaseModel):
+    """An OpenLineage RunEvent (spec 2-0-2); facets and datasets pass through as sent. ``eventType`` is
+    required here (the spec leaves it optional) because runs are tracked by their state transitions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    eventType: RunEventType  # noqa: N815
+    eventTime: Annotated[IsoDatetime, AfterValidator(_aware)]  # noqa: N815
+    producer: str = Field(min_length=1, max_length=2000)
+    schemaURL: str = Field(min_length=1, max_length=2000)  # noqa: N815
+    run: OpenLineageRun
+    job: OpenLineageJob
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
+    outputs: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LineageReport(Strict):
+    lease_token: uuid.UUID
+    datasets: list[DatasetReport] = Field(default_factory=list, max_length=20000)
+    edges: list[EdgeReport] = Field(default_factory=list, max_length=100000)
+    openlineage_events: list[OpenLineageRunEvent] = Field(default_factory=list, max_length=10000)
+
+
+class LineageReportReply(BaseModel):
+    datasets: int = Field(description="Datasets recorded (inserted or updated).")
+    edges: int = Field(description="Edges recorded (inserted or seen again).")
+    openlineage_events_accepted: int
+    openlineage_events_duplicates: int = Field(description="RunEvents already stored (a re-sent report).")
+
+
+@router.post(
+    "/tasks/{task_id}/lineage",
+    operation_id="reportLineage",
+    tags=["executors"],
+    response_model=LineageReportReply,
+    responses=LEASE_ERRORS,
+)
+async def report_lineage(task_id: uuid.UUID, body: LineageReport, executor: Executor, db: Pool) -> dict[str, int]:
+    """Record the datasets the task read and wrote, the edges between them and its OpenLineage RunEvents.
+    Idempotent: a re-sent report updates nothing twice and stores no RunEvent twice."""
+    async with db.connection() as conn:
+        return await lineage.report_lineage(
+            conn,
+            task_id=task_id,
+            lease_token=body.lease_token,
+            datasets=[d.model_dump(mode="json", exclude_none=True) for d in body.datasets],
+            edges=[e.model_dump(mode="json", exclude_none=True) for e in body.edges],
+            openlineage_events=[e.model_dump(mode="json") for e in body.openlineage_events],
+        )
+
+
+# Reads (clients) ----------------------------------------------------------------------------------
+
+
+class DatasetColumnPublic(BaseModel):
+    name: str
+    type: str | None = None
+    description: str | None = None
+
+
+class DatasetSummary(BaseModel):
+    id: uuid.UUID
+    namespace: str
+    name: str
+    kind: DatasetKind
+
+
+class DatasetPublic(DatasetSummary):
+    project_id: uuid.UUID
+    columns: list[DatasetColumnPublic]
+    owner: str | None
+    description: str
+    metadata: dict[str, Any]
+    first_run_id: uuid.UUID
+    last_run_id: uuid.UUID = Field(description="The latest run that reported this dataset.")
+    last_task_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+class ColumnEdgePublic(BaseModel):
+    upstream_column: str
+    downstream_column: str
+
+
+class LineageEdgePublic(BaseModel):
+    id: uuid.UUID
+    dataset: DatasetSummary = Field(description="The dataset at the other end of the edge.")
+    job_name: str
+    column_lineage: list[ColumnEdgePublic]
+    first_run_id: uuid.UUID
+    last_run_id: uuid.UUID
+    last_task_id: uuid.UUID
+    updated_at: datetime
+
+
+class DatasetDetail(DatasetPublic):
+    upstream: list[LineageEdgePublic] = Field(description="Edges into this dataset.")
+    downstream: list[LineageEdgePublic] = Field(description="Edges out of this dataset.")
+
+
+class DatasetPage(BaseModel):
+    items: list[DatasetPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class OpenLineageEventPublic(BaseModel):
+    id: int
+    run_id: uuid.UUID
+    task_id: uuid.UUID
+    task_key: str
+    attempt: int
+    event_type: RunEventType
+    event_time: datetime
+    job_namespace: str
+    job_name: str
+    openlineage_run_id: uuid.UUID
+    event: dict[str, Any]
+
+
+class OpenLineageEventPage(BaseModel):
+    items: list[OpenLineageEventPublic]
+    next_after_id: int | None = Field(description="Highest id returned: pass as after_id to continue.")
+
+
+@router.get("/datasets", operation_id="listDatasets", tags=["lineage"], response_model=DatasetPage)
+async def list_datasets(
+    user: User,
+    db: Pool,
+    project: Annotated[str | None, Query(max_length=100, description="Project id or slug.")] = None,
+    kind: Annotated[list[DatasetKind] | None, Query(description="One or more kinds.")] = None,
+    namespace: Annotated[str | None, Query(max_length=1000)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the dataset name.")] = None,
+    last_run_id: Annotated[uuid.UUID | None, Query(description="Only datasets this run reported last.")] = None,
+    cursor: Annotated[str | None, Query(max_length=3000)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Datasets of the projects you can see, by name; keyset pagination through `cursor`."""
+    filters = lineage.DatasetFilters(
+        project=project, kinds=list(kind or []), namespace=namespace, text=q, last_run_id=last_run_id
+    )
+    async with db.connection() as conn, scoped(conn, user):
+        items, next_cursor = await lineage.list_datasets(conn, filters=filters, cursor=cursor, limit=limit)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/datasets/{dataset_id}", operation_id="getDataset", tags=["lineage"], response_model=DatasetDetail)
+async def get_dataset(dataset_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """A dataset with its columns and its direct upstream and downstream edges."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await lineage.get_dataset(conn, dataset_id=dataset_id)
+
+
+@router.get(
+    "/runs/{run_id}/openlineage",
+    operation_id="listRunOpenLineageEvents",
+    tags=["lineage"],
+    response_model=OpenLineageEventPage,
+)
+async def list_run_openlineage_events(
+    run_id: uuid.UUID,
+    user: User,
+    db: Pool,
+    task_id: uuid.UUID | None = None,
+    after_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    """The OpenLineage RunEvents the run's tasks emitted, oldest first."""
+    async with db.connection() as conn, scoped(conn, user):
+        await runs.get_run(conn, run_id=run_id, with_tasks=False)
+        items = await lineage.list_openlineage_events(
+            conn, run_id=run_id, task_id=task_id, after_id=after_id, limit=limit
+        )
+    return {"items": items, "next_after_id": items[-1]["id"] if items else after_id}

@@ -1,0 +1,296 @@
+"""The bundle's schema as pydantic models: what each YAML file may hold, and the merged bundle.
+
+These models are the one definition of the format: the loader validates files with them, the plan
+compares them, export writes them, and ``spec/bundle.schema.json`` is generated from ``BundleFile``
+(``lakehouse bundle schema``; a test fails when the published file is stale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Patterns match the check constraints of the ops schema, so a valid bundle deploys.
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # org and project slugs
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # templates, schedules, alert rules, promotion gates
+POOL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ENGINE_PATTERN = r"^[a-z][a-z0-9_-]{0,40}$"
+TASK_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+
+EnvironmentName = Literal["dev", "staging", "prod"]
+ENVIRONMENT_ORDER: tuple[str, ...] = ("dev", "staging", "prod")
+CapScope = Literal["org", "project", "environment", "pool", "engine"]
+CapKind = Literal[
+    "concurrent_tasks",
+    "max_runtime_s",
+    "runs_per_day",
+    "compute_seconds_per_day",
+    "scanned_bytes_per_query",
+    "max_memory_mb",
+    "max_cores",
+    "max_output_bytes",
+]
+AlertKind = Literal["run_failed", "task_failed", "run_duration", "queue_wait", "cap_breach", "executor_offline"]
+Severity = Literal["info", "warning", "critical"]
+
+# Sections of a bundle, in the order they are planned, applied and exported.
+SECTIONS: tuple[str, ...] = (
+    "routing_rules",
+    "caps",
+    "job_templates",
+    "schedules",
+    "alert_rules",
+    "promotion_gates",
+)
+
+
+class BundleModel(BaseModel):
+    """Strict and closed: an unknown field is an error (that is how typos are caught)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _name(description: str) -> Any:
+    return Field(pattern=NAME_PATTERN, description=description)
+
+
+# Job templates ------------------------------------------------------------------------------------
+
+
+class Retries(BundleModel):
+    """Retry policy of every task of a template (a task may override it)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts per task, the first included.")
+    backoff_s: int = Field(default=10, ge=0, le=86400, description="Base of the exponential backoff, seconds.")
+
+
+class TaskTemplate(BundleModel):
+    """One task of a job template; ``config`` holds the engine's own fields (command, sql, ...)."""
+
+    key: str = Field(pattern=TASK_KEY_PATTERN, description="Unique within the template.")
+    engine: str = Field(pattern=ENGINE_PATTERN, description="shell, python, dbt, spark, trino, duckdb, ...")
+    depends_on: list[str] = Field(default_factory=list, description="Keys of tasks that must succeed first.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Engine-specific fields, passed to the engine.")
+    timeout_s: int | None = Field(default=None, ge=1, le=2_147_483_647, description="Overrides the template's.")
+    max_attempts: int | None = Field(default=None, ge=1, le=100, description="Overrides retries.max_attempts.")
+    retry_backoff_s: int | None = Field(default=None, ge=0, le=86400, description="Overrides retries.backoff_s.")
+    pool: str | None = Field(default=None, pattern=POOL_PATTERN, description="Pins the pool; skips routing.")
+    labels: list[str] = Field(default_factory=list, description="Labels the routing matrix matches on.")
+    required_labels: list[str] = Field(default_factory=list, description="Labels the executor must have.")
+
+
+class JobTemplate(BundleModel):
+    """A versioned job definition of a project; a changed definition deploys as a new version."""
+
+    project: str = Field(pattern=SLUG_PATTERN, description="Project slug.")
+    name: str = _name("Unique within the project.")
+    description: str = ""
+    owner: str | None = Field(default=None, description="Who answers for it (e-mail or team).")
+    tags: list[str] = Field(default_factory=list, description="Tags of runs started from this template.")
+    params_schema: dict[str, Any] = Field(
+        default_factory=dict, description="JSON Schema (2020-12) of the parameters a run of this template takes."
+    )
+    retries: Retries = Field(default_factory=Retries)
+    timeout_s: int | None = Field(default=None, ge=1, le=2_147_483_647, description="Per-task timeout, seconds.")
+    tasks: list[TaskTemplate] = Field(min_length=1, max_length=1000)
+
+    def definition(self) -> dict[str, Any]:
+        """What a version holds (params schema, tasks, retries, timeout): a change here is a new version."""
+        return {
+            "params_schema": self.params_schema,
+            "tasks": [task.model_dump(mode="json", exclude_none=True) for task in self.tasks],
+            "retries": self.retries.model_dump(mode="json"),
+            "timeout_s": self.timeout_s,
+        }
+
+    def definition_sha256(self) -> str:
+        """SHA-256 of the canonical JSON of ``definition()``."""
+        canonical = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Schedules ----------------------------------------------------------------------------------------
+
+
+class Schedule(BundleModel):
+    """Starts runs of a job template in one environment on a cron expression."""
+
+    project: str = Field(pattern=SLUG_PATTERN, description="Project slug.")
+    name: str = _name("Unique within the project.")
+    template: str = _name("A job template of the same project (defined in the bundle).")
+    environment: EnvironmentName
+    cron: str = Field(
+        pattern=r"^\S+(\s+\S+)*$", description='Five cron fields ("30 2 * * *") or a macro such as "@daily".'
+    )
+    timezone: str = Field(default="UTC", description='IANA time zone the cron is read in, e.g. "Europe/Paris".')
+    params: dict[str, Any] = Field(default_factory=dict, description="Run parameters; checked against the template.")
+    enabled: bool = True
+    description: str = ""
+
+
+# Routing matrix -----------------------------------------------------------------------------------
+
+
+class RouteMatch(BundleModel):
+    """What a task must match; an omitted field matches anything."""
+
+    project: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    environment: EnvironmentName | None = None
+    engine: str | None = Field(default=None, pattern=ENGINE_PATTERN)
+    labels: list[str] = Field(default_factory=list, description="All of these task labels.")
+    tags: list[str] = Field(default_factory=list, description="All of these run tags.")
+
+
+class RoutingRule(BundleModel):
+    """The first enabled rule (lowest position) matching a task picks its pool and required labels."""
+
+    name: str = Field(min_length=1, max_length=200)
+    position: int = Field(ge=-2_147_483_648, le=2_147_483_647, description="Evaluation order, unique.")
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    pool: str = Field(min_length=1, max_length=200)
+    required_labels: list[str] = Field(default_factory=list)
+    owner: str | None = Field(default=None, description="Who is alerted first for matching work.")
+    escalation: list[str] = Field(default_factory=list, description="Who is alerted next, in order.")
+    enabled: bool = True
+
+
+# Caps -----------------------------------------------------------------------------------------------
+
+
+class Cap(BundleModel):
+    """A limit on an org, project, environment, pool or engine."""
+
+    name: str = Field(min_length=1, max_length=200)
+    scope: CapScope
+    project: str | None = Field(default=None, pattern=SLUG_PATTERN, description="For project and environment scope.")
+    environment: EnvironmentName | None = Field(default=None, description="For environment scope.")
+    pool: str | None = Field(default=None, min_length=1, description="For pool scope.")
+    engine: str | None = Field(default=None, pattern=ENGINE_PATTERN, description="For engine scope.")
+    kind: CapKind
+    limit: int = Field(ge=0, le=9_223_372_036_854_775_807)
+    enabled: bool = True
+
+
+# Which scope-identifying fields each cap scope needs; the others must be absent.
+CAP_SCOPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "org": (),
+    "project": ("project",),
+    "environment": ("project", "environment"),
+    "pool": ("pool",),
+    "engine": ("engine",),
+}
+
+
+# Alert rules ----------------------------------------------------------------------------------------
+
+
+class AlertMatch(BundleModel):
+    """Narrows an alert rule; an omitted field matches anything."""
+
+    project: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    environment: EnvironmentName | None = None
+    template: str | None = Field(default=None, pattern=NAME_PATTERN, description="Needs project.")
+
+
+class AlertRule(BundleModel):
+    """When to alert, how loudly, and whom to tell."""
+
+    name: str = _name("Unique within the org.")
+    kind: AlertKind
+    match: AlertMatch = Field(default_factory=AlertMatch)
+    threshold: int | None = Field(
+        default=None,
+        ge=1,
+        le=2_147_483_647,
+        description="run_failed: consecutive failures; run_duration, queue_wait, executor_offline: seconds.",
+    )
+    window_s: int | None = Field(default=None, ge=1, le=2_147_483_647, description="Evaluation window, seconds.")
+    severity: Severity = "warning"
+    notify: list[str] = Field(default_factory=list, description="E-mail addresses, slack:#channel, webhook URLs.")
+    escalate: bool = Field(default=True, description="Also page the routing rule's owner and escalation chain.")
+    enabled: bool = True
+    description: str = ""
+
+
+ALERT_KINDS_NEEDING_THRESHOLD: frozenset[str] = frozenset({"run_duration", "queue_wait"})
+
+
+# Promotion gates ------------------------------------------------------------------------------------
+
+
+class PromotionGate(BundleModel):
+    """What a template version must show before it is promoted to the next environment."""
+
+    project: str = Field(pattern=SLUG_PATTERN, description="Project slug.")
+    name: str = _name("Unique within the project.")
+    template: str | None = Field(default=None, pattern=NAME_PATTERN, description="Omitted: every template.")
+    from_environment: EnvironmentName
+    to_environment: EnvironmentName
+    min_successful_runs: int = Field(default=1, ge=0, le=1000, description="In from_environment.")
+    required_approvals: int = Field(default=0, ge=0, le=10)
+    approvers: list[str] = Field(default_factory=list)
+    required_checks: list[str] = Field(default_factory=list, description="CI checks that must have passed.")
+    enabled: bool = True
+    description: str = ""
+
+
+# Files and the merged bundle ---------------------------------------------------------------------
+
+
+class BundleSections(BundleModel):
+    """The configuration sections; any file of a bundle may hold any of them."""
+
+    routing_rules: list[RoutingRule] = Field(default_factory=list, description="The routing matrix.")
+    caps: list[Cap] = Field(default_factory=list)
+    job_templates: list[JobTemplate] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
+    alert_rules: list[AlertRule] = Field(default_factory=list)
+    promotion_gates: list[PromotionGate] = Field(default_factory=list)
+
+
+class BundleFile(BundleSections):
+    """One YAML file of a bundle directory. ``org`` belongs in ``bundle.yaml`` only."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        title="Lakehouse Control Room bundle file",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    org: str | None = Field(default=None, pattern=SLUG_PATTERN, description="The org this bundle configures.")
+
+
+class Bundle(BundleSections):
+    """A whole bundle: the org's desired configuration, every section complete."""
+
+    org: str = Field(pattern=SLUG_PATTERN)
+
+
+def section_key(section: str, item: BaseModel) -> str:
+    """How rows of a section are identified across bundle and control plane (slugs, never uuids)."""
+    if section in ("job_templates", "schedules", "promotion_gates"):
+        return f"{item.project}/{item.name}"  # type: ignore[attr-defined]
+    return str(item.name)  # type: ignore[attr-defined]
+
+
+def sorted_bundle(bundle: Bundle) -> Bundle:
+    """The bundle with each section in canonical order (routing by position, others by key)."""
+    ordered: dict[str, Any] = {"org": bundle.org}
+    for section in SECTIONS:
+        items = list(getattr(bundle, section))
+        if section == "routing_rules":
+            items.sort(key=lambda rule: (rule.position, rule.name))
+        else:
+            items.sort(key=lambda item: section_key(section, item))
+        ordered[section] = items
+    return Bundle.model_construct(**ordered)
+
+
+def bundle_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of one bundle file (spec/bundle.schema.json)."""
+    return BundleFile.model_json_schema(mode="validation")

@@ -1,0 +1,163 @@
+"""The plan: what deploying a bundle would change on the control plane, row by row and field by field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from control_room.bundle.models import SECTIONS, Bundle, JobTemplate, section_key
+
+Action = Literal["create", "update", "delete"]
+_SYMBOL: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
+_VALUE_WIDTH = 100
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field whose value differs: ``field`` is a path such as ``tasks[1].timeout_s``."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row to create, update or delete, named by its slug key (``project/name`` or ``name``)."""
+
+    section: str
+    key: str
+    action: Action
+    fields: tuple[FieldChange, ...] = ()
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The change as a JSON object."""
+        out: dict[str, Any] = {"section": self.section, "key": self.key, "action": self.action}
+        if self.fields:
+            out["fields"] = [{"field": f.field, "old": f.old, "new": f.new} for f in self.fields]
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change that makes the live configuration of ``org`` equal to the bundle."""
+
+    org: str
+    changes: tuple[Change, ...] = field(default_factory=tuple)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the control plane already matches the bundle."""
+        return not self.changes
+
+    def counts(self) -> dict[str, int]:
+        """Number of creates, updates and deletes."""
+        return {action: sum(1 for c in self.changes if c.action == action) for action in ("create", "update", "delete")}
+
+    def as_json(self) -> dict[str, Any]:
+        """The plan as a JSON object (``lakehouse bundle plan --format json``)."""
+        return {"org": self.org, "changes": [c.as_json() for c in self.changes], "counts": self.counts()}
+
+    def summary(self) -> str:
+        """One line: ``Plan: 1 to create, 2 to update, 0 to delete.`` or the no-change sentence."""
+        if self.is_empty:
+            return f"No changes: the control plane of org {self.org} matches the bundle."
+        counts = self.counts()
+        return f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete."
+
+    def render(self) -> str:
+        """Human-readable plan, grouped by section (what ``lakehouse bundle plan`` prints)."""
+        lines: list[str] = []
+        for section in SECTIONS:
+            changes = [c for c in self.changes if c.section == section]
+            if not changes:
+                continue
+            lines.append(f"{section}:")
+            for change in changes:
+                note = f"  ({change.note})" if change.note else ""
+                lines.append(f"  {_SYMBOL[change.action]} {change.key}{note}")
+                for item in change.fields:
+                    if change.action == "update":
+                        lines.append(f"      {item.field}: {_show(item.old)} -> {_show(item.new)}")
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
+
+
+def field_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
+    """Leaf-level differences between two JSON values; lists of different length change as a whole."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[FieldChange] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            child = f"{path}.{key}" if path else str(key)
+            out.extend(field_changes(old.get(key), new.get(key), child))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for index, (a, b) in enumerate(zip(old, new, strict=True)):
+            out.extend(field_changes(a, b, f"{path}[{index}]"))
+        return out
+    if _same(old, new):
+        return []
+    return [FieldChange(path or "(value)", old, new)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    # bool is an int in Python: True == 1 must still count as a change.
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else bool(a == b)
+
+
+def _dump(item: BaseModel) -> dict[str, Any]:
+    return item.model_dump(mode="json")
+
+
+def diff_bundles(desired: Bundle, live: Bundle, template_versions: Mapping[str, int] | None = None) -> Plan:
+    """The changes from ``live`` to ``desired``.
+
+    ``template_versions`` maps each template key of the control plane, archived ones included, to its
+    latest version number (for the notes on template changes).
+    """
+    versions = template_versions or {}
+    changes: list[Change] = []
+    for section in SECTIONS:
+        wanted = {section_key(section, item): item for item in getattr(desired, section)}
+        current = {section_key(section, item): item for item in getattr(live, section)}
+        for key, item in wanted.items():
+            if key not in current:
+                note = ""
+                if section == "job_templates":
+                    # An archived template of the same name comes back; its version history goes on.
+                    note = "restored from the archive" if key in versions else "version 1"
+                changes.append(Change(section, key, "create", note=note))
+                continue
+            diffs = tuple(field_changes(_dump(current[key]), _dump(item)))
+            if diffs:
+                note = ""
+                if section == "job_templates" and _new_version(current[key], item):
+                    note = f"new version {versions.get(key, 0) + 1}"
+                changes.append(Change(section, key, "update", diffs, note))
+        for key in current:
+            if key not in wanted:
+                note = {
+                    "job_templates": "archived: its versions are kept",
+                    "caps": "its usage history (ops.cap_usage) is deleted with it",
+                }.get(section, "")
+                changes.append(Change(section, key, "delete", note=note))
+    return Plan(desired.org, tuple(changes))
+
+
+def _new_version(live: BaseModel, desired: BaseModel) -> bool:
+    assert isinstance(live, JobTemplate)
+    assert isinstance(desired, JobTemplate)
+    return live.definition() != desired.definition()

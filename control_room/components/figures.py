@@ -1,0 +1,201 @@
+"""Plotly figures of the UI, built from plain rows: a run's task DAG (networkx layout), the Gantt of
+its tasks' attempts, and running tasks per pool over the last hour."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import networkx as nx
+import plotly.graph_objects as go
+
+from control_room.components.status import STATUS_HEX
+
+FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
+POOL_COLORS = ("#3E63DD", "#12A594", "#F76B15", "#8E4EC6", "#E93D82", "#0090FF", "#46A758", "#FFC53D")
+
+
+def _base_layout(height: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "font": FONT,
+        "showlegend": False,
+        **extra,
+    }
+
+
+def _graph(tasks: Sequence[dict[str, Any]]) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    for task in tasks:
+        graph.add_node(task["key"])
+    for task in tasks:
+        for dependency in task.get("depends_on") or []:
+            if dependency in graph:
+                graph.add_edge(dependency, task["key"])
+    return graph
+
+
+def task_order(tasks: Sequence[dict[str, Any]]) -> list[str]:
+    """Task keys in dependency order (upstream first; ties keep the spec's order)."""
+    graph = _graph(tasks)
+    position = {task["key"]: index for index, task in enumerate(tasks)}
+    if not nx.is_directed_acyclic_graph(graph):
+        return list(position)
+    return list(nx.lexicographical_topological_sort(graph, key=lambda key: position[key]))
+
+
+def dag_positions(tasks: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Layered positions: each task one column right of its deepest dependency (networkx's
+    multipartite layout over topological generations), spread vertically within its column."""
+    graph = _graph(tasks)
+    if not nx.is_directed_acyclic_graph(graph):  # the SQL refuses cycles; stay drawable regardless
+        return {key: (float(i), 0.0) for i, key in enumerate(graph.nodes)}
+    for layer, keys in enumerate(nx.topological_generations(graph)):
+        for key in keys:
+            graph.nodes[key]["layer"] = layer
+    raw = nx.multipartite_layout(graph, subset_key="layer", align="vertical", scale=1.0)
+    return {key: (float(x), float(y)) for key, (x, y) in raw.items()}
+
+
+def dag_figure(tasks: Sequence[dict[str, Any]]) -> go.Figure:
+    """Tasks as nodes coloured by state, dependencies as arrows (left to right)."""
+    positions = dag_positions(tasks)
+    by_key = {task["key"]: task for task in tasks}
+    figure = go.Figure()
+    edge_x: list[float | None] = []
+    edge_y: list[float | None] = []
+    annotations = []
+    for task in tasks:
+        for dependency in task.get("depends_on") or []:
+            if dependency not in positions:
+                continue
+            (x0, y0), (x1, y1) = positions[dependency], positions[task["key"]]
+            edge_x += [x0, x1, None]
+            edge_y += [y0, y1, None]
+            annotations.append(
+                {
+                    "x": x1, "y": y1, "ax": x0, "ay": y0, "xref": "x", "yref": "y", "axref": "x", "ayref": "y",
+                    "showarrow": True, "arrowhead": 2, "arrowsize": 1.2, "arrowwidth": 1.4,
+                    "arrowcolor": "#8B8D98", "standoff": 16, "startstandoff": 16, "text": "",
+                }
+            )  # fmt: skip
+    figure.add_trace(
+        go.Scatter(x=edge_x, y=edge_y, mode="lines", line={"color": "#B9BBC6", "width": 1.4}, hoverinfo="skip")
+    )
+    keys = list(positions)
+    figure.add_trace(
+        go.Scatter(
+            x=[positions[k][0] for k in keys],
+            y=[positions[k][1] for k in keys],
+            mode="markers+text",
+            text=keys,
+            textposition="bottom center",
+            marker={
+                "size": 26,
+                "color": [STATUS_HEX.get(by_key[k]["status"], "#8B8D98") for k in keys],
+                "line": {"color": "rgba(255,255,255,0.9)", "width": 2},
+                "symbol": "circle",
+            },
+            customdata=[[by_key[k]["status"], by_key[k]["engine"]] for k in keys],
+            hovertemplate="<b>%{text}</b><br>%{customdata[1]} · %{customdata[0]}<extra></extra>",
+        )
+    )
+    xs = [p[0] for p in positions.values()] or [0.0]
+    ys = [p[1] for p in positions.values()] or [0.0]
+    pad_x = max((max(xs) - min(xs)) * 0.12, 0.3)
+    pad_y = max((max(ys) - min(ys)) * 0.25, 0.35)
+    axis = {"visible": False, "fixedrange": True}
+    figure.update_layout(
+        **_base_layout(
+            min(120 + 40 * max(len(tasks), 1), 380),
+            xaxis={**axis, "range": [min(xs) - pad_x, max(xs) + pad_x]},
+            yaxis={**axis, "range": [min(ys) - pad_y, max(ys) + pad_y]},
+            annotations=annotations,
+        )
+    )
+    return figure
+
+
+def gantt_figure(
+    tasks: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]], *, now: datetime | None = None
+) -> go.Figure:
+    """One row per task, one bar per attempt from claim to finish (still open: to now), coloured by
+    the attempt's outcome; the part between claim and start is drawn lighter (waiting for a slot)."""
+    now = now or datetime.now(UTC)
+    order = task_order(tasks)
+    figure = go.Figure()
+    for attempt in attempts:
+        claimed = attempt["claimed_at"]
+        if claimed is None:
+            continue
+        started = attempt["started_at"] or claimed
+        finished = attempt["finished_at"] or now
+        state = attempt["outcome"] or "running"
+        color = STATUS_HEX.get(state, "#8B8D98")
+        label = f"{attempt['task_key']} · attempt {attempt['attempt']}"
+        hover = (
+            f"<b>{label}</b><br>{state} on {attempt.get('executor') or 'unknown executor'}"
+            f"<br>%{{base|%H:%M:%S}} → %{{x|%H:%M:%S}}<extra></extra>"
+        )
+        if started > claimed:
+            figure.add_trace(
+                go.Bar(
+                    base=[claimed], x=[(started - claimed).total_seconds() * 1000], y=[attempt["task_key"]],
+                    orientation="h", marker={"color": color, "opacity": 0.35}, hoverinfo="skip", width=0.5,
+                )
+            )  # fmt: skip
+        figure.add_trace(
+            go.Bar(
+                base=[started],
+                x=[max((finished - started).total_seconds() * 1000, 250)],
+                y=[attempt["task_key"]],
+                orientation="h",
+                marker={"color": color},
+                width=0.5,
+                hovertemplate=hover,
+                name=label,
+            )
+        )
+    figure.update_layout(
+        **_base_layout(
+            90 + 36 * max(len(order), 1),
+            barmode="overlay",
+            xaxis={"type": "date", "showgrid": True, "gridcolor": "rgba(128,128,128,0.18)"},
+            yaxis={"categoryorder": "array", "categoryarray": list(reversed(order)), "automargin": True},
+            margin={"l": 10, "r": 16, "t": 6, "b": 30},
+        )
+    )
+    return figure
+
+
+def pool_load_figure(series: Sequence[dict[str, Any]]) -> go.Figure:
+    """Running tasks per pool over time, one line per pool."""
+    figure = go.Figure()
+    pools = sorted({row["pool"] for row in series})
+    for index, pool in enumerate(pools):
+        points = [row for row in series if row["pool"] == pool]
+        figure.add_trace(
+            go.Scatter(
+                x=[row["at"] for row in points],
+                y=[row["running"] for row in points],
+                mode="lines",
+                name=pool,
+                line={"color": POOL_COLORS[index % len(POOL_COLORS)], "width": 2, "shape": "hv"},
+                hovertemplate=f"<b>{pool}</b><br>%{{x|%H:%M}} UTC · %{{y}} running<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        **_base_layout(
+            220,
+            showlegend=True,
+            legend={"orientation": "h", "y": 1.12, "x": 0},
+            xaxis={"type": "date", "showgrid": False, "tickformat": "%H:%M"},
+            yaxis={"rangemode": "tozero", "gridcolor": "rgba(128,128,128,0.18)", "tickformat": "d"},
+            margin={"l": 36, "r": 10, "t": 30, "b": 28},
+        )
+    )
+    return figure

@@ -1,0 +1,246 @@
+"""Artifact browser: across runs or for one run; preview text/logs, JSON, tables and images; verify; download."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.state.artifacts import ArtifactsState
+
+S = ArtifactsState
+# A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
+SELECTED: Any = ArtifactsState.selected
+KIND_ICONS = {"text": "file-text", "json": "braces", "csv": "sheet", "parquet": "table", "image": "image",
+              "binary": "file"}  # fmt: skip
+
+
+def _kind_icon(kind: Any) -> rx.Component:
+    icon: rx.Component = rx.match(
+        kind,
+        *((name, rx.icon(icon, size=16, color=rx.color("gray", 10))) for name, icon in KIND_ICONS.items()),
+        rx.icon("file", size=16, color=rx.color("gray", 10)),
+    )
+    return icon
+
+
+def _row(artifact: Any) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(
+            rx.hstack(
+                _kind_icon(artifact.kind),
+                rx.vstack(
+                    rx.text(artifact.name, weight="medium", size="2"),
+                    rx.text(artifact.content_type, size="1", color_scheme="gray"),
+                    spacing="0",
+                ),
+                spacing="2",
+                align="center",
+            )
+        ),
+        rx.table.cell(rx.link(artifact.run_name, href=artifact.run_href, size="2", on_click=rx.stop_propagation)),
+        rx.table.cell(rx.text(artifact.task_key, size="2", class_name="mono")),
+        rx.table.cell(rx.text(artifact.size, size="2", class_name="tabular"), text_align="right"),
+        rx.table.cell(rx.code(artifact.sha_short, size="1", variant="ghost", title=artifact.sha256)),
+        rx.table.cell(rx.text(artifact.created, size="2", class_name="tabular", white_space="nowrap")),
+        class_name="clickable",
+        on_click=S.open_preview(artifact.id),
+        data_artifact=artifact.name,
+    )
+    return row
+
+
+def _toolbar() -> rx.Component:
+    bar: rx.Component = rx.hstack(
+        rx.debounce_input(
+            rx.input(rx.input.slot(rx.icon("search", size=14)), placeholder="Filter by name…", value=S.text,
+                     on_change=S.set_text, width="280px", id="artifacts-search"),
+            debounce_timeout=300,
+        ),
+        rx.cond(
+            S.run_filter != "",
+            rx.badge(
+                "run ", rx.text(S.run_filter[:8], class_name="mono"),
+                rx.icon_button(rx.icon("x", size=12), size="1", variant="ghost", on_click=S.clear_run_filter),
+                size="2", variant="soft", id="artifacts-run-filter",
+            ),
+            rx.text("All runs of the project, newest first", size="2", color_scheme="gray"),
+        ),
+        rx.spacer(),
+        rx.cond(S.is_loading, rx.spinner(size="2")),
+        width="100%",
+        align="center",
+        spacing="3",
+    )  # fmt: skip
+    return bar
+
+
+def _table() -> rx.Component:
+    heads = ("Artifact", "Run", "Task", "Size", "SHA-256", "Created (UTC)")
+    table: rx.Component = rx.table.root(
+        rx.table.header(
+            rx.table.row(*(rx.table.column_header_cell(h, text_align="right" if h == "Size" else None) for h in heads))
+        ),
+        rx.table.body(rx.foreach(S.rows, _row)),
+        variant="surface",
+        size="1",
+        width="100%",
+        class_name="data-table",
+        id="artifacts-table",
+    )
+    return table
+
+
+def _pager() -> rx.Component:
+    bar: rx.Component = rx.hstack(
+        rx.text("Page ", S.page, size="2", color_scheme="gray"),
+        rx.spacer(),
+        rx.button(rx.icon("chevron-left", size=14), "Newer", variant="soft", color_scheme="gray", size="2",
+                  disabled=S.page <= 1, on_click=S.previous_page),
+        rx.button("Older", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
+                  disabled=~S.has_next, on_click=S.next_page),
+        width="100%",
+        align="center",
+    )  # fmt: skip
+    return bar
+
+
+def _table_preview() -> rx.Component:
+    box: rx.Component = rx.vstack(
+        rx.scroll_area(
+            rx.table.root(
+                rx.table.header(rx.table.row(rx.foreach(S.preview_columns, lambda c: rx.table.column_header_cell(c)))),
+                rx.table.body(
+                    rx.foreach(S.preview_rows, lambda r: rx.table.row(rx.foreach(r, lambda v: rx.table.cell(v))))
+                ),
+                size="1",
+                variant="surface",
+                id="preview-table",
+            ),
+            type="auto",
+            scrollbars="both",
+            style={"max_height": "460px"},
+        ),
+        rx.hstack(
+            rx.text(S.preview_page_label, size="1", color_scheme="gray", id="preview-rows"),
+            rx.spacer(),
+            rx.button(rx.icon("chevron-left", size=14), "Previous", size="1", variant="soft", color_scheme="gray",
+                      disabled=S.preview_page <= 0, on_click=S.preview_page_to(S.preview_page - 1)),
+            rx.button("Next", rx.icon("chevron-right", size=14), size="1", variant="soft", color_scheme="gray",
+                      disabled=S.preview_page >= S.preview_pages - 1, on_click=S.preview_page_to(S.preview_page + 1),
+                      id="preview-next"),
+            width="100%",
+            align="center",
+        ),
+        width="100%",
+        spacing="2",
+    )  # fmt: skip
+    return box
+
+
+def _preview_body() -> rx.Component:
+    body: rx.Component = rx.match(
+        S.preview_kind,
+        (
+            "text",
+            rx.vstack(
+                rx.cond(S.preview_has_earlier, rx.button(rx.icon("chevrons-up", size=12), "Load earlier", size="1",
+                                                         variant="ghost", on_click=S.preview_earlier)),
+                rx.el.pre(S.preview_text, class_name="preview-text mono", id="preview-text"),
+                width="100%",
+                spacing="1",
+            ),
+        ),
+        ("json", rx.html(S.preview_json_html, id="preview-json")),
+        ("csv", _table_preview()),
+        ("parquet", _table_preview()),
+        ("image", rx.image(src=S.preview_image, class_name="preview-image", id="preview-image")),
+        rx.callout("No preview for this file type: download it to look inside.", icon="file", size="1"),
+    )  # fmt: skip
+    return body
+
+
+def _verify_result() -> rx.Component:
+    result: rx.Component = rx.match(
+        S.verify_state,
+        ("checking", rx.callout("Re-reading the stored bytes…", icon="loader", size="1", width="100%")),
+        ("ok", rx.callout(S.verify_message, icon="shield-check", color_scheme="grass", size="1", width="100%",
+                          id="verify-result", data_state="ok")),
+        ("mismatch", rx.callout(S.verify_message, icon="shield-alert", color_scheme="red", size="1", width="100%",
+                                id="verify-result", data_state="mismatch")),
+        rx.fragment(),
+    )  # fmt: skip
+    return result
+
+
+def _preview_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.hstack(
+                rx.vstack(
+                    rx.dialog.title(SELECTED.name, margin="0", id="preview-title"),
+                    rx.hstack(
+                        rx.text(SELECTED.content_type, size="1", color_scheme="gray"),
+                        rx.text("·", size="1", color_scheme="gray"),
+                        rx.text(SELECTED.size, size="1", color_scheme="gray"),
+                        rx.text("·", size="1", color_scheme="gray"),
+                        rx.text("task ", SELECTED.task_key, " attempt ", SELECTED.attempt, size="1",
+                                color_scheme="gray"),
+                        spacing="2",
+                    ),
+                    rx.code("sha256:", SELECTED.sha256, size="1", variant="ghost", color_scheme="gray",
+                            id="preview-sha"),
+                    spacing="1",
+                    min_width="0",
+                ),
+                rx.spacer(),
+                rx.button(rx.icon("shield-check", size=14), "Verify", variant="soft", on_click=S.verify,
+                          loading=S.verify_state == "checking", id="verify-artifact"),
+                rx.button(rx.icon("download", size=14), "Download", variant="soft", color_scheme="gray",
+                          on_click=S.download, id="download-artifact"),
+                rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
+                width="100%",
+                align="start",
+                spacing="2",
+            ),
+            rx.vstack(
+                _verify_result(),
+                rx.cond(S.preview_note != "", rx.callout(S.preview_note, icon="info", size="1", width="100%")),
+                rx.cond(S.preview_loading, rx.center(rx.spinner(size="3"), padding="32px", width="100%"),
+                        _preview_body()),
+                spacing="3",
+                margin_top="16px",
+                width="100%",
+            ),
+            max_width="960px",
+            width="90vw",
+            id="artifact-preview",
+        ),
+        open=S.preview_open,
+        on_open_change=S.set_preview_open,
+    )  # fmt: skip
+    return dialog
+
+
+@layout(route=routes.ARTIFACTS, title="Artifacts", on_load=ArtifactsState.open_page)
+def artifacts_page() -> rx.Component:
+    """The table of artifacts; clicking one opens its preview."""
+    page: rx.Component = rx.vstack(
+        _toolbar(),
+        rx.cond(S.error != "", rx.callout(S.error, icon="triangle-alert", color_scheme="red", size="1",
+                                          width="100%")),
+        rx.cond(
+            S.loaded & (S.rows.length() == 0),
+            rx.center(rx.vstack(rx.icon("package-open", size=28, color=rx.color("gray", 9)),
+                                rx.text("No artifacts here yet.", size="2", color_scheme="gray"), align="center"),
+                      padding="48px"),
+            _table(),
+        ),
+        _pager(),
+        _preview_dialog(),
+        spacing="4",
+        width="100%",
+    )  # fmt: skip
+    return page

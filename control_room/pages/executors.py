@@ -1,0 +1,187 @@
+"""Executor registry: who is online, draining or offline, their load and versions; admins drain,
+undrain and revoke; running tasks per pool over the last hour."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.components.live import live_ticker, updated_label
+from control_room.components.status import status_badge
+from control_room.state.base import SessionState
+from control_room.state.executors import ExecutorsState
+
+S = ExecutorsState
+# Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
+COUNTS: Any = ExecutorsState.counts
+REVOKE_TARGET: Any = ExecutorsState.revoke_target
+
+
+def _stat(label: str, value: rx.Var[int] | rx.Component, color: str, stat_id: str) -> rx.Component:
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.hstack(rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(color, 9)),
+                      rx.text(label, size="2", color_scheme="gray"), spacing="2", align="center"),
+            rx.text(value, size="6", weight="bold", class_name="tabular", id=stat_id),
+            spacing="1",
+        ),
+        size="2",
+    )  # fmt: skip
+    return card
+
+
+def _tags(values: Any, color: str) -> rx.Component:
+    tags: rx.Component = rx.flex(
+        rx.foreach(values, lambda value: rx.badge(value, variant="surface", color_scheme=color, size="1")),
+        wrap="wrap",
+        gap="4px",
+    )
+    return tags
+
+
+def _admin_actions(executor: Any) -> rx.Component:
+    busy = S.pending_action == executor.id
+    actions: rx.Component = rx.hstack(
+        rx.cond(
+            executor.drain_requested,
+            rx.button(rx.icon("play", size=12), "Undrain", size="1", variant="soft", color_scheme="grass",
+                      loading=busy, on_click=S.set_drain(executor.id, False), class_name="undrain-executor"),
+            rx.button(rx.icon("pause", size=12), "Drain", size="1", variant="soft", color_scheme="amber",
+                      loading=busy, on_click=S.set_drain(executor.id, True), class_name="drain-executor"),
+        ),
+        rx.button(rx.icon("ban", size=12), "Revoke", size="1", variant="soft", color_scheme="red",
+                  on_click=S.ask_revoke(executor.id), class_name="revoke-executor"),
+        spacing="2",
+    )  # fmt: skip
+    return actions
+
+
+def _row(executor: Any) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(
+            rx.vstack(
+                rx.text(executor.name, weight="medium", size="2"),
+                rx.text(executor.hostname, size="1", color_scheme="gray"),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(rx.badge(executor.pool, variant="outline", color_scheme="gray")),
+        rx.table.cell(status_badge(executor.state)),
+        rx.table.cell(_tags(executor.engines, "indigo")),
+        rx.table.cell(_tags(executor.labels, "gray")),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(executor.running, " / ", executor.capacity, size="2", class_name="tabular"),
+                rx.progress(value=executor.load_percent, size="1", width="72px"),
+                spacing="1",
+            )
+        ),
+        rx.table.cell(rx.text(executor.version, size="2", class_name="mono")),
+        rx.table.cell(rx.text(executor.last_heartbeat, size="2", white_space="nowrap")),
+        rx.cond(
+            SessionState.is_org_admin,
+            rx.table.cell(rx.cond(executor.state != "revoked", _admin_actions(executor))),
+        ),
+        data_executor=executor.name,
+        data_state=executor.state,
+    )
+    return row
+
+
+def _table() -> rx.Component:
+    heads = ["Executor", "Pool", "State", "Engines", "Labels", "Running", "Version", "Last heartbeat"]
+    table: rx.Component = rx.table.root(
+        rx.table.header(
+            rx.table.row(
+                *(rx.table.column_header_cell(h) for h in heads),
+                rx.cond(SessionState.is_org_admin, rx.table.column_header_cell("Actions")),
+            )
+        ),
+        rx.table.body(rx.foreach(S.rows, _row)),
+        variant="surface",
+        size="1",
+        width="100%",
+        class_name="data-table",
+        id="executors-table",
+    )
+    return table
+
+
+def _revoke_dialog() -> rx.Component:
+    dialog: rx.Component = rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Revoke ", REVOKE_TARGET.name, "?"),
+            rx.alert_dialog.description(
+                "Its token stops working at once: its next request is refused and the tasks it holds are "
+                "requeued when their leases expire. This cannot be undone; the agent needs a new token.",
+                size="2",
+            ),
+            rx.hstack(
+                rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
+                rx.alert_dialog.action(rx.button("Revoke token", color_scheme="red", on_click=S.revoke,
+                                                 id="revoke-confirm")),
+                spacing="3",
+                justify="end",
+                margin_top="16px",
+            ),
+        ),
+        open=S.revoke_open,
+        on_open_change=S.set_revoke_open,
+    )  # fmt: skip
+    return dialog
+
+
+@layout(route=routes.EXECUTORS, title="Executors", on_load=ExecutorsState.load)
+def executors_page() -> rx.Component:
+    """Summary, pool chart, and the registry table."""
+    page: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text("Agents that claim and run tasks; shared by every project.", size="2", color_scheme="gray"),
+            rx.spacer(),
+            updated_label(S.updated_at, ~S.loaded),
+            width="100%",
+            align="center",
+        ),
+        rx.grid(
+            _stat("Online", COUNTS.get("online", 0), "grass", "count-online"),
+            _stat("Draining", COUNTS.get("draining", 0), "amber", "count-draining"),
+            _stat("Offline", COUNTS.get("offline", 0), "red", "count-offline"),
+            _stat("Running / capacity",
+                  rx.text(S.running_total, " / ", S.capacity_total, as_="span"), "blue", "count-running"),
+            columns="4",
+            spacing="3",
+            width="100%",
+        ),
+        rx.card(
+            rx.vstack(
+                rx.hstack(rx.text("Running tasks per pool", size="2", weight="medium"),
+                          rx.text("last hour, UTC", size="1", color_scheme="gray"), spacing="2", align="center"),
+                rx.cond(
+                    S.chart_has_data,
+                    rx.plotly.basic(data=S.chart, config={"displayModeBar": False, "responsive": True},
+                                    width="100%", id="pool-chart"),
+                    rx.center(rx.text("No pool has run anything in the last hour.", size="2", color_scheme="gray"),
+                              height="120px", width="100%"),
+                ),
+                spacing="2",
+                width="100%",
+            ),
+            width="100%",
+        ),
+        rx.cond(S.error != "", rx.callout(S.error, icon="triangle-alert", color_scheme="red", size="1",
+                                          width="100%", id="executors-error")),
+        rx.cond(
+            S.loaded & (S.rows.length() == 0),
+            rx.center(rx.text("No executor has registered yet: start one with `lakehouse-executor run`.",
+                              size="2", color_scheme="gray"), padding="32px"),
+            _table(),
+        ),
+        _revoke_dialog(),
+        live_ticker(3000, S.tick),
+        spacing="4",
+        width="100%",
+    )  # fmt: skip
+    return page

@@ -1,0 +1,263 @@
+"""Runs: filter, sort and page through a project's runs; rows update live; operators submit runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.components.live import live_ticker, updated_label
+from control_room.components.status import STATUS_COLORS, status_badge
+from control_room.services.ui_examples import EXAMPLES
+from control_room.state.base import ALL, ENVIRONMENTS, SessionState
+from control_room.state.runs import ENGINES, PAGE_SIZE, RunsState
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TRIGGERS = ("manual", "api", "schedule", "retry", "backfill", "promotion", "demo")
+TIME_LABELS = {ALL: "Any time", "1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
+SORT_LABELS = {"created": "Created", "started": "Started", "duration": "Duration"}
+
+
+def _status_chip(status: str) -> rx.Component:
+    chip: rx.Component = rx.button(
+        status.capitalize(),
+        size="1",
+        radius="full",
+        variant=rx.cond(RunsState.statuses.contains(status), "solid", "outline"),
+        color_scheme=STATUS_COLORS[status],
+        on_click=RunsState.toggle_status(status),
+        id=f"status-filter-{status}",
+    )
+    return chip
+
+
+def _select(name: str, value: rx.Var[str], options: dict[str, str], width: str) -> rx.Component:
+    box: rx.Component = rx.select.root(
+        rx.select.trigger(width=width, variant="surface"),
+        rx.select.content(*(rx.select.item(label, value=key) for key, label in options.items())),
+        value=value,
+        on_change=lambda chosen: RunsState.set_filter(name, chosen),
+        size="2",
+        name=name,
+    )
+    return box
+
+
+def _filters() -> rx.Component:
+    bar: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.debounce_input(
+                rx.input(
+                    rx.input.slot(rx.icon("search", size=14)),
+                    placeholder="Search name or run id…",
+                    value=RunsState.text,
+                    on_change=RunsState.set_text,
+                    width="280px",
+                    size="2",
+                    id="runs-search",
+                ),
+                debounce_timeout=300,
+            ),
+            _select("engine", RunsState.engine, {ALL: "All engines", **{e: e for e in ENGINES}}, "140px"),
+            _select("trigger", RunsState.trigger, {ALL: "All triggers", **{t: t for t in TRIGGERS}}, "140px"),
+            _select("time_range", RunsState.time_range, TIME_LABELS, "150px"),
+            rx.spacer(),
+            rx.text("Sort", size="2", color_scheme="gray"),
+            rx.select.root(
+                rx.select.trigger(width="120px", variant="surface", id="runs-sort"),
+                rx.select.content(*(rx.select.item(label, value=key) for key, label in SORT_LABELS.items())),
+                value=RunsState.sort,
+                on_change=RunsState.set_sort,
+                size="2",
+            ),
+            rx.tooltip(
+                rx.icon_button(
+                    rx.cond(RunsState.descending, rx.icon("arrow-down-wide-narrow", size=16),
+                            rx.icon("arrow-up-narrow-wide", size=16)),
+                    variant="surface", color_scheme="gray", on_click=RunsState.flip_direction, id="runs-direction",
+                ),
+                content=rx.cond(RunsState.descending, "Newest / longest first", "Oldest / shortest first"),
+            ),
+            spacing="2",
+            align="center",
+            width="100%",
+            wrap="wrap",
+        ),
+        rx.hstack(
+            rx.button("All statuses", size="1", radius="full",
+                      variant=rx.cond(RunsState.statuses.length() == 0, "solid", "outline"),
+                      on_click=RunsState.clear_statuses, id="status-filter-all"),
+            *(_status_chip(status) for status in STATUSES),
+            spacing="2",
+            align="center",
+        ),
+        spacing="3",
+        width="100%",
+    )  # fmt: skip
+    return bar
+
+
+def _row(run: Any) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(status_badge(run.status)),
+        rx.table.cell(
+            rx.vstack(
+                rx.link(run.name, href=run.href, weight="medium", size="2", class_name="run-link"),
+                rx.text(run.short_id, size="1", color_scheme="gray", class_name="mono"),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(rx.badge(run.environment, variant="outline", color_scheme="gray")),
+        rx.table.cell(rx.text(run.engines, size="2")),
+        rx.table.cell(rx.text(run.trigger, size="2", color_scheme="gray")),
+        rx.table.cell(rx.text(run.tasks, size="2", class_name="tabular")),
+        rx.table.cell(rx.text(run.created, size="2", class_name="tabular", white_space="nowrap")),
+        rx.table.cell(rx.text(run.duration, size="2", class_name="tabular"), text_align="right"),
+        class_name="clickable",
+        on_click=rx.redirect(run.href),
+        data_run_id=run.id,
+        data_status=run.status,
+    )
+    return row
+
+
+def _table() -> rx.Component:
+    head = ("Status", "Run", "Env", "Engines", "Trigger", "Tasks", "Created (UTC)", "Duration")
+    table: rx.Component = rx.table.root(
+        rx.table.header(
+            rx.table.row(
+                *(rx.table.column_header_cell(label, text_align="right" if label == "Duration" else None)
+                  for label in head)
+            )
+        ),
+        rx.table.body(rx.foreach(RunsState.rows, _row)),
+        variant="surface",
+        size="1",
+        width="100%",
+        class_name="data-table",
+        id="runs-table",
+    )  # fmt: skip
+    return table
+
+
+def _empty() -> rx.Component:
+    box: rx.Component = rx.center(
+        rx.vstack(
+            rx.icon("inbox", size=28, color=rx.color("gray", 9)),
+            rx.text("No runs match these filters.", size="2", color_scheme="gray"),
+            align="center",
+        ),
+        padding="48px",
+        id="runs-empty",
+    )
+    return box
+
+
+def _pager() -> rx.Component:
+    bar: rx.Component = rx.hstack(
+        rx.text(f"{PAGE_SIZE} per page · page ", RunsState.page, size="2", color_scheme="gray", id="runs-page"),
+        rx.spacer(),
+        rx.button(rx.icon("chevron-left", size=14), "Newer", variant="soft", color_scheme="gray", size="2",
+                  disabled=RunsState.page <= 1, on_click=RunsState.previous_page, id="runs-newer"),
+        rx.button("Older", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
+                  disabled=~RunsState.has_next, on_click=RunsState.next_page, id="runs-older"),
+        width="100%",
+        align="center",
+    )  # fmt: skip
+    return bar
+
+
+def _submit_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Submit a run"),
+            rx.dialog.description(
+                "Start from an example, edit its spec and params, and run it in ",
+                rx.text.strong(SessionState.project_name), ".", size="2", color_scheme="gray",
+            ),
+            rx.vstack(
+                rx.hstack(
+                    rx.vstack(
+                        rx.text("Example", size="2", weight="medium"),
+                        rx.select.root(
+                            rx.select.trigger(width="100%", id="submit-example"),
+                            rx.select.content(*(rx.select.item(e.label, value=e.key) for e in EXAMPLES)),
+                            value=RunsState.example_key,
+                            on_change=RunsState.choose_example,
+                        ),
+                        width="100%",
+                        spacing="1",
+                    ),
+                    rx.vstack(
+                        rx.text("Environment", size="2", weight="medium"),
+                        rx.select.root(
+                            rx.select.trigger(width="140px", id="submit-environment"),
+                            rx.select.content(*(rx.select.item(env, value=env) for env in ENVIRONMENTS)),
+                            value=RunsState.submit_environment,
+                            on_change=RunsState.set_submit_environment,
+                        ),
+                        spacing="1",
+                    ),
+                    width="100%",
+                    spacing="3",
+                ),
+                rx.text(RunsState.example_description, size="1", color_scheme="gray"),
+                rx.text("Spec (JSON)", size="2", weight="medium"),
+                rx.text_area(value=RunsState.spec_text, on_change=RunsState.set_spec_text, rows="14",
+                             class_name="mono", id="submit-spec", width="100%", font_size="12px"),
+                rx.text("Params (JSON object)", size="2", weight="medium"),
+                rx.text_area(value=RunsState.params_text, on_change=RunsState.set_params_text, rows="3",
+                             class_name="mono", id="submit-params", width="100%", font_size="12px"),
+                rx.cond(RunsState.submit_error != "",
+                        rx.callout(RunsState.submit_error, icon="triangle-alert", color_scheme="red", size="1",
+                                   width="100%", id="submit-error")),
+                rx.hstack(
+                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                    rx.button(rx.cond(RunsState.is_submitting, rx.spinner(size="2"), rx.icon("play", size=14)),
+                              "Submit run", on_click=RunsState.submit, disabled=RunsState.is_submitting,
+                              id="submit-confirm"),
+                    justify="end",
+                    width="100%",
+                    spacing="3",
+                ),
+                spacing="2",
+                margin_top="12px",
+                width="100%",
+            ),
+            max_width="720px",
+        ),
+        open=RunsState.submit_open,
+        on_open_change=RunsState.set_submit_open,
+    )  # fmt: skip
+    return dialog
+
+
+@layout(route=routes.RUNS, title="Runs", on_load=RunsState.restart)
+def runs_page() -> rx.Component:
+    """Filters, the live table and the pager; the submit button for operators."""
+    page: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text("Runs of ", rx.text.strong(SessionState.project_name), size="2", color_scheme="gray"),
+            rx.spacer(),
+            updated_label(RunsState.updated_at, RunsState.is_loading),
+            rx.cond(
+                SessionState.can_operate,
+                rx.button(rx.icon("plus", size=16), "Submit run", on_click=RunsState.open_submit, id="submit-run"),
+            ),
+            width="100%",
+            align="center",
+            spacing="4",
+        ),
+        _filters(),
+        rx.cond(RunsState.error != "", rx.callout(RunsState.error, icon="triangle-alert", color_scheme="red",
+                                                  size="1", width="100%", id="runs-error")),
+        rx.cond(RunsState.loaded & (RunsState.rows.length() == 0), _empty(), _table()),
+        _pager(),
+        _submit_dialog(),
+        live_ticker(1500, RunsState.tick),
+        spacing="4",
+        width="100%",
+    )  # fmt: skip
+    return page

@@ -1,0 +1,1 @@
+"""Reports rendered from the control plane and the spec files: caps vs usage, capabilities, backlog, CI summary."""

@@ -1,0 +1,48 @@
+"""The executor registry for people: liveness, load and capacity, drain/undrain and token revoke.
+
+Every function runs inside the caller's ``scoped`` transaction; the SQL functions check the role
+themselves (org admins manage executors), so a viewer's forged call is refused with LH403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from control_room.config import get_settings
+
+EXECUTOR_STATES = ("online", "draining", "offline", "pending", "revoked")
+
+
+async def list_executors(conn: AsyncConnection, *, offline_after_seconds: int | None = None) -> list[dict[str, Any]]:
+    """Every executor with its state (from heartbeat age), running tasks, capacity and version."""
+    after = offline_after_seconds or get_settings().executor_offline_after_seconds
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.executor_registry(%s)", (after,))
+        return await cur.fetchall()
+
+
+async def set_drain(conn: AsyncConnection, *, executor_id: uuid.UUID, drain: bool) -> str:
+    """Drain (claims stop, running tasks finish) or undrain an executor; returns its status."""
+    cur = await conn.execute("select ops.set_executor_drain(%s, %s)", (executor_id, drain))
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def revoke(conn: AsyncConnection, *, executor_id: uuid.UUID) -> str:
+    """Revoke an executor's token: its next request gets 401 and its leases expire."""
+    cur = await conn.execute("select ops.revoke_executor(%s)", (executor_id,))
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def pool_load(conn: AsyncConnection, *, minutes: int = 60, step_seconds: int = 60) -> list[dict[str, Any]]:
+    """Running tasks per pool at each step of the last ``minutes`` (rows: pool, at, running)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.pool_running_series(%s, %s)", (minutes, step_seconds))
+        return await cur.fetchall()

@@ -1,0 +1,274 @@
+"""Query history (recorded by agents, listed by users) and paging through a query's Parquet result artifact."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from control_room.services.artifacts import _attempt_of_lease, storage_key_of
+from control_room.services.errors import Invalid, NotFound
+from control_room.services.runs import resolve_project
+from control_room.storage import ArtifactStore, LocalArtifactStore
+
+QUERY_STATES = ("running", "finished", "failed", "cancelled", "timed_out", "refused")
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+_REPORTED = (
+    "engine", "query_id", "sql_text", "query_user", "catalog", "schema_name", "state", "rows", "bytes_read",
+    "cpu_time_ms", "elapsed_ms", "queued_ms", "peak_memory_bytes", "estimated_scan_bytes", "estimated_rows",
+    "scan_cap_bytes", "error", "result_artifact", "started_at", "finished_at",
+)  # fmt: skip
+QUERY_COLUMNS = (
+    "q.id, q.run_id, q.task_id, t.key as task_key, q.attempt, q.project_id, p.slug as project, q.statement_index, "
+    + ", ".join(f"q.{name}" for name in _REPORTED)
+    + ", q.details, q.created_at, q.updated_at"
+)
+QUERY_FROM = "ops.query_history q join ops.tasks t on t.id = q.task_id join ops.projects p on p.id = q.project_id"
+
+
+# Recording (executors) ---------------------------------------------------------------------------------
+
+
+async def record_queries(
+    conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID, queries: list[dict[str, Any]]
+) -> dict[str, int]:
+    """Insert or complete the reported statements of the lease's attempt; finished rows are left as they are.
+
+    Re-sending a report (an agent retrying after a timeout) is harmless: a running row takes the
+    newer figures, a finished row keeps the ones it was completed with.
+    """
+    attempt = await _attempt_of_lease(conn, task_id, lease_token)
+    written = 0
+    async with conn.transaction():
+        for item in queries:
+            values = [item.get(name) for name in _REPORTED]
+            cursor = await conn.execute(
+                sql.SQL(
+                    "insert into ops.query_history as q (run_id, task_id, attempt, project_id, statement_index, "
+                    "details, {columns}) values (%s, %s, %s, %s, %s, %s::jsonb, {placeholders}) "
+                    "on conflict (task_id, attempt, statement_index) do update set details = excluded.details, {sets} "
+                    "where q.state = 'running' returning q.id"
+                ).format(
+                    columns=sql.SQL(", ").join(map(sql.Identifier, _REPORTED)),
+                    placeholders=sql.SQL(", ").join(sql.Placeholder() * len(_REPORTED)),
+                    sets=sql.SQL(", ").join(
+                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(name)) for name in _REPORTED
+                    ),
+                ),
+                [
+                    attempt["run_id"],
+                    task_id,
+                    attempt["attempt"],
+                    attempt["project_id"],
+                    item["statement_index"],
+                    json.dumps(item.get("details") or {}),
+                    *values,
+                ],
+            )
+            written += 1 if await cursor.fetchone() is not None else 0
+    return {"accepted": written, "unchanged": len(queries) - written}
+
+
+# Listing (users, through RLS) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryFilters:
+    """What the history list can be narrowed by."""
+
+    engine: str | None = None
+    states: list[str] = field(default_factory=list)
+    project: str | None = None
+    run_id: uuid.UUID | None = None
+    task_id: uuid.UUID | None = None
+    user: str | None = None
+    text: str | None = None
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, row_id = raw.split("|", 1)
+        return datetime.fromisoformat(at), uuid.UUID(row_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("not a cursor returned by this API; start again without it", field="cursor") from exc
+
+
+async def list_queries(
+    conn: AsyncConnection, *, filters: QueryFilters, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of history, newest first, and the cursor of the next (older) page."""
+    where: list[sql.Composable] = []
+    args: list[Any] = []
+    for state in filters.states:
+        if state not in QUERY_STATES:
+            raise Invalid(f'unknown state "{state}"; use one of {", ".join(QUERY_STATES)}', field="state")
+    if filters.states:
+        where.append(sql.SQL("q.state = any(%s)"))
+        args.append(filters.states)
+    if filters.engine:
+        where.append(sql.SQL("q.engine = %s"))
+        args.append(filters.engine)
+    if filters.project:
+        where.append(sql.SQL("q.project_id = %s"))
+        args.append(await resolve_project(conn, filters.project))
+    if filters.run_id:
+        where.append(sql.SQL("q.run_id = %s"))
+        args.append(filters.run_id)
+    if filters.task_id:
+        where.append(sql.SQL("q.task_id = %s"))
+        args.append(filters.task_id)
+    if filters.user:
+        where.append(sql.SQL("q.query_user = %s"))
+        args.append(filters.user)
+    if filters.text:
+        escaped = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(sql.SQL("(q.sql_text ilike %s or q.query_id like %s)"))
+        args.extend([f"%{escaped}%", f"{escaped}%"])
+    if cursor:
+        at, row_id = decode_cursor(cursor)
+        where.append(sql.SQL("(q.created_at, q.id) < (%s, %s)"))
+        args.extend([at, row_id])
+    query = sql.SQL("select {cols} from {src} {where} order by q.created_at desc, q.id desc limit %s").format(
+        cols=sql.SQL(QUERY_COLUMNS),
+        src=sql.SQL(QUERY_FROM),
+        where=sql.SQL("where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
+    )
+    args.append(limit + 1)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, args)
+        rows = await cur.fetchall()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+    return rows, next_cursor
+
+
+async def get_query(conn: AsyncConnection, *, query_history_id: uuid.UUID) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL("select {cols} from {src} where q.id = %s").format(
+                cols=sql.SQL(QUERY_COLUMNS), src=sql.SQL(QUERY_FROM)
+            ),
+            (query_history_id,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"query {query_history_id} does not exist or is not visible to you", field="query_history_id")
+    return row
+
+
+# Result pages ------------------------------------------------------------------------------------------
+
+
+class StoredArtifactFile(io.RawIOBase):
+    """A seekable, read-only file over an artifact in any store, read by byte ranges.
+
+    Parquet readers seek to the footer and then to the row groups they need, so a page of a large
+    result costs a few range reads, never the whole object.
+    """
+
+    def __init__(self, store: ArtifactStore, key: str) -> None:
+        self._store = store
+        self._key = key
+        self._size = store.size(key)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self._size - self._position)
+        if wanted <= 0:
+            return 0
+        data = b"".join(
+            self._store.iter_bytes(self._key, start=self._position, end=self._position + wanted, chunk_size=wanted)
+        )
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def open_artifact(store: ArtifactStore, artifact: dict[str, Any]) -> BinaryIO:
+    """A binary, seekable reader of the artifact's bytes (the file itself for the local store)."""
+    key = storage_key_of(artifact)
+    if isinstance(store, LocalArtifactStore):
+        return store.path(key).open("rb")
+    return io.BufferedReader(StoredArtifactFile(store, key), buffer_size=1 << 20)
+
+
+def is_parquet_result(artifact: dict[str, Any]) -> bool:
+    return str(artifact["content_type"]) == PARQUET_CONTENT_TYPE or str(artifact["name"]).endswith(".parquet")
+
+
+def read_result_rows(store: ArtifactStore, artifact: dict[str, Any], *, offset: int, limit: int) -> dict[str, Any]:
+    """Rows ``[offset, offset + limit)`` of a Parquet result, reading only the row groups that hold them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from executor_agent.engines.sql_support.jsonable import column_descriptions, rows_as_json
+
+    if not is_parquet_result(artifact):
+        raise Invalid(
+            f'artifact "{artifact["name"]}" is {artifact["content_type"]}, not a Parquet query result; '
+            "page through the .parquet artifact of the same statement",
+            field="artifact_id",
+        )
+    with open_artifact(store, artifact) as source:
+        try:
+            parquet = pq.ParquetFile(source)
+        except (pa.ArrowException, OSError) as exc:
+            raise Invalid(f'artifact "{artifact["name"]}" is not a readable Parquet file: {exc}',
+                          field="artifact_id") from exc  # fmt: skip
+        total = parquet.metadata.num_rows
+        pieces: list[pa.Table] = []
+        wanted = limit
+        first_row = 0
+        for group in range(parquet.metadata.num_row_groups):
+            group_rows = parquet.metadata.row_group(group).num_rows
+            if first_row + group_rows <= offset:
+                first_row += group_rows
+                continue
+            if wanted <= 0:
+                break
+            table = parquet.read_row_group(group)
+            start = max(offset - first_row, 0)
+            piece = table.slice(start, wanted)
+            pieces.append(piece)
+            wanted -= piece.num_rows
+            first_row += group_rows
+        schema = parquet.schema_arrow
+    page = pa.concat_tables(pieces) if pieces else schema.empty_table()
+    end = offset + page.num_rows
+    return {
+        "artifact_id": artifact["id"],
+        "columns": column_descriptions(schema),
+        "rows": rows_as_json(page),
+        "offset": offset,
+        "limit": limit,
+        "total_rows": total,
+        "next_offset": end if end < total else None,
+    }

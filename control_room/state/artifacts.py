@@ -1,0 +1,324 @@
+"""Artifact browser: a project's artifacts across runs (or one run's), previews, verify and download."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import artifacts, ui_previews
+from control_room.state import formatting
+from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.events import background, handler
+
+PAGE_SIZE = 50
+
+
+@dataclasses.dataclass
+class ArtifactRow:
+    """One artifact in the browser's table."""
+
+    id: str = ""
+    name: str = ""
+    content_type: str = ""
+    kind: str = ""
+    size: str = ""
+    sha256: str = ""
+    sha_short: str = ""
+    created: str = ""
+    run_id: str = ""
+    run_name: str = ""
+    run_href: str = ""
+    task_key: str = ""
+    attempt: int = 0
+
+
+def artifact_row(row: dict[str, Any]) -> ArtifactRow:
+    """The table row of an artifact as the artifacts service returns it."""
+    return ArtifactRow(
+        id=str(row["id"]),
+        name=row["name"],
+        content_type=row["content_type"],
+        kind=ui_previews.preview_kind(row["name"], row["content_type"]),
+        size=formatting.size(row["size_bytes"]),
+        sha256=row["sha256"],
+        sha_short=row["sha256"][:12],
+        created=formatting.timestamp(row["created_at"]),
+        run_id=str(row["run_id"]),
+        run_name=row.get("run_name") or formatting.short_id(row["run_id"]),
+        run_href=routes.run_detail(str(row["run_id"]), tab="artifacts"),
+        task_key=row["task_key"] or "",
+        attempt=row["attempt"] or 0,
+    )
+
+
+class ArtifactsState(SessionState):
+    """The table, its filters and pages, and the preview panel of the selected artifact."""
+
+    rows: rx.Field[list[ArtifactRow]] = rx.field(default_factory=list)
+    text: rx.Field[str] = rx.field("")
+    run_filter: rx.Field[str] = rx.field("")
+    page: rx.Field[int] = rx.field(1)
+    has_next: rx.Field[bool] = rx.field(False)
+    is_loading: rx.Field[bool] = rx.field(False)
+    loaded: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
+
+    selected: rx.Field[ArtifactRow] = rx.field(default_factory=ArtifactRow)
+    preview_open: rx.Field[bool] = rx.field(False)
+    preview_kind: rx.Field[str] = rx.field("")
+    preview_text: rx.Field[str] = rx.field("")
+    preview_has_earlier: rx.Field[bool] = rx.field(False)
+    preview_json_html: rx.Field[str] = rx.field("")
+    preview_columns: rx.Field[list[str]] = rx.field(default_factory=list)
+    preview_rows: rx.Field[list[list[str]]] = rx.field(default_factory=list)
+    preview_page: rx.Field[int] = rx.field(0)
+    preview_pages: rx.Field[int] = rx.field(1)
+    preview_total_rows: rx.Field[int] = rx.field(0)
+    preview_image: rx.Field[str] = rx.field("")
+    preview_note: rx.Field[str] = rx.field("")
+    preview_loading: rx.Field[bool] = rx.field(False)
+    verify_state: rx.Field[str] = rx.field("")  # "", "checking", "ok", "mismatch"
+    verify_message: rx.Field[str] = rx.field("")
+
+    _cursors: list[str | None] = [None]
+    _generation: int = 0
+    _text_start: int = 0
+
+    @rx.var
+    def preview_page_label(self) -> str:
+        """``rows 51-100 of 1,234``."""
+        if not self.preview_total_rows:
+            return "no rows"
+        first = self.preview_page * ui_previews.TABLE_PAGE_ROWS + 1
+        last = min(first + ui_previews.TABLE_PAGE_ROWS - 1, self.preview_total_rows)
+        return f"rows {first:,} to {last:,} of {self.preview_total_rows:,}"
+
+    @background
+    async def open_page(self) -> AsyncIterator[Any]:
+        """Page load: take ``?run=`` and ``?artifact=`` from the URL, then list (and open the preview)."""
+        async with self:
+            query = self.router.url.query_parameters
+            self.run_filter = query.get("run", "")
+            wanted = query.get("artifact", "")
+            self.page = 1
+            self._cursors = [None]
+        async for event in self._list():
+            yield event
+        if wanted:
+            yield ArtifactsState.open_preview(wanted)
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        """List the current page."""
+        async for event in self._list():
+            yield event
+
+    async def _list(self) -> AsyncIterator[Any]:
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            self._generation += 1
+            generation = self._generation
+            self.is_loading = True
+            cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+            text, run_filter = self.text, self.run_filter
+        rows: list[ArtifactRow] = []
+        next_cursor: str | None = None
+        error = ""
+        try:
+            run_id = uuid.UUID(run_filter) if run_filter else None
+        except ValueError:
+            run_id, error = None, f'"{run_filter}" is not a run id'
+        if signed.project_id is None:
+            error = "You are not a member of any project yet: ask an admin for a role."
+        elif not error:
+            try:
+                async with as_user(signed.principal) as conn:
+                    found, next_cursor = await artifacts.list_project_artifacts(
+                        conn, project_id=signed.project_id, run_id=run_id, text=text or None, cursor=cursor,
+                        limit=PAGE_SIZE,
+                    )  # fmt: skip
+                rows = [artifact_row(row) for row in found]
+            except Exception as exc:
+                error = problem_text(exc)
+        async with self:
+            if generation != self._generation:
+                return
+            self.rows, self.error = rows, error
+            self.has_next = next_cursor is not None
+            del self._cursors[self.page :]
+            self._cursors.append(next_cursor)
+            self.is_loading = False
+            self.loaded = True
+
+    @handler
+    def set_text(self, value: str) -> Any:
+        """Filter by name."""
+        self.text = value[:200]
+        self.page = 1
+        return ArtifactsState.load
+
+    @handler
+    def clear_run_filter(self) -> Any:
+        """Show artifacts of every run again."""
+        self.run_filter = ""
+        self.page = 1
+        return [rx.redirect(routes.ARTIFACTS), ArtifactsState.load]
+
+    @handler
+    def restart(self) -> Any:
+        """First page (after a project or environment switch)."""
+        self.page = 1
+        self._cursors = [None]
+        return ArtifactsState.load
+
+    @handler
+    def next_page(self) -> Any:
+        """Older artifacts."""
+        if self.has_next:
+            self.page += 1
+            return ArtifactsState.load
+        return None
+
+    @handler
+    def previous_page(self) -> Any:
+        """Newer artifacts."""
+        if self.page > 1:
+            self.page -= 1
+            return ArtifactsState.load
+        return None
+
+    # Preview ------------------------------------------------------------------------------------
+
+    @handler
+    def set_preview_open(self, is_open: bool) -> None:
+        """Close (or open) the preview."""
+        self.preview_open = is_open
+
+    @background
+    async def open_preview(self, artifact_id: str) -> AsyncIterator[Any]:
+        """Open the preview of an artifact: text tail, JSON tree, first table page or image."""
+        async with self:
+            found = next((row for row in self.rows if row.id == artifact_id), None)
+            if found is not None:
+                self.selected = found
+            self.preview_open = True
+            self.preview_page = 0
+            self.verify_state = self.verify_message = ""
+        async for event in self._preview(artifact_id, page=0, text_end=None):
+            yield event
+
+    @background
+    async def preview_page_to(self, page: int) -> AsyncIterator[Any]:
+        """Another page of a table preview."""
+        async with self:
+            artifact_id = self.selected.id
+            page = max(0, min(int(page), self.preview_pages - 1))
+        async for event in self._preview(artifact_id, page=page, text_end=None):
+            yield event
+
+    @background
+    async def preview_earlier(self) -> AsyncIterator[Any]:
+        """The text before what is shown (logs open at their end)."""
+        async with self:
+            artifact_id, end = self.selected.id, self._text_start
+        async for event in self._preview(artifact_id, page=0, text_end=end, prepend=True):
+            yield event
+
+    async def _preview(
+        self, artifact_id: str, *, page: int, text_end: int | None, prepend: bool = False
+    ) -> AsyncIterator[Any]:
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.LOGIN)
+            return
+        async with self:
+            self.preview_loading = True
+        try:
+            async with as_user(signed.principal) as conn:
+                preview = await ui_previews.artifact_preview(
+                    conn, artifact_id=uuid.UUID(artifact_id), page=page, text_end=text_end
+                )
+        except Exception as exc:
+            async with self:
+                self.preview_loading = False
+                self.preview_kind = "binary"
+                self.preview_note = problem_text(exc)
+            return
+        async with self:
+            self.selected = artifact_row(preview.artifact)
+            self.preview_kind = preview.kind
+            self.preview_note = preview.note
+            self.preview_json_html = preview.json_html
+            self.preview_image = preview.image_url
+            if preview.text is not None:
+                self.preview_text = preview.text.text + self.preview_text if prepend else preview.text.text
+                self._text_start = preview.text.start
+                self.preview_has_earlier = preview.text.has_earlier
+            else:
+                self.preview_text = ""
+                self.preview_has_earlier = False
+            if preview.table is not None:
+                self.preview_columns = preview.table.columns
+                self.preview_rows = preview.table.rows
+                self.preview_page = preview.table.page
+                self.preview_pages = preview.table.pages
+                self.preview_total_rows = preview.table.total_rows
+            else:
+                self.preview_columns, self.preview_rows = [], []
+                self.preview_page, self.preview_pages, self.preview_total_rows = 0, 1, 0
+            self.preview_loading = False
+
+    @background
+    async def verify(self) -> AsyncIterator[Any]:
+        """Re-read the stored bytes and compare size and SHA-256 with the recorded ones."""
+        async with self:
+            if self.verify_state == "checking" or not self.selected.id:
+                return
+            self.verify_state = "checking"
+            self.verify_message = ""
+            artifact_id = self.selected.id
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.LOGIN)
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                result = await ui_previews.verify_artifact(conn, artifact_id=uuid.UUID(artifact_id))
+            state = "ok" if result.ok else "mismatch"
+            message = (
+                f"SHA-256 {result.actual_sha256} and size {result.actual_size:,} bytes match what was recorded"
+                if result.ok
+                else result.message
+            )
+        except Exception as exc:
+            state, message = "mismatch", problem_text(exc)
+        async with self:
+            if self.selected.id == artifact_id:
+                self.verify_state, self.verify_message = state, message
+
+    @handler
+    def download(self) -> Any:
+        """Download through the HTTP API with the session as bearer token (bytes stream from the store;
+        the API checks access as the user, like every other read)."""
+        if not self.selected.id or not self.session_token:
+            return None
+        url = f"/api/v1/artifacts/{self.selected.id}/content"
+        filename = self.selected.name.rsplit("/", 1)[-1]
+        script = (
+            f"fetch({json.dumps(url)}, {{headers: {{Authorization: 'Bearer ' + {json.dumps(self.session_token)}}}}})"
+            ".then(r => { if (!r.ok) { throw new Error('download failed: HTTP ' + r.status); } return r.blob(); })"
+            f".then(b => {{ const a = document.createElement('a'); a.href = URL.createObjectURL(b); "
+            f"a.download = {json.dumps(filename)}; document.body.appendChild(a); a.click(); "
+            "setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000); })"
+            ".catch(e => alert(e.message))"
+        )
+        return rx.call_script(script)

@@ -1,0 +1,234 @@
+"""The shared base of every page's state: who is signed in, their projects and roles, the selected
+project and environment, and the principal that services scope their SQL to.
+
+The session token lives in a cookie the browser sends; it is checked against ops.user_sessions
+(and the memberships reloaded) at most every SESSION_CHECK_SECONDS, so signing out or expiry takes
+effect within that time. Nothing here trusts the browser: roles only decide which buttons show,
+and every action is checked again by the service and the SQL functions as the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import reflex as rx
+from psycopg import AsyncConnection
+
+from control_room import routes
+from control_room.config import get_settings
+from control_room.db.connection import get_pool
+from control_room.services import users
+from control_room.services.auth import UserPrincipal, scoped
+from control_room.services.errors import ServiceError, Unauthorized, from_db_error
+from control_room.state.events import background, handler
+
+SESSION_CHECK_SECONDS = 30.0
+ENVIRONMENTS = ("dev", "staging", "prod")
+ALL = "all"  # "no filter" in selects (Radix selects cannot hold an empty value)
+ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
+
+
+@dataclasses.dataclass
+class ProjectChoice:
+    """A project in the switcher, with the signed-in user's role on it."""
+
+    id: str = ""
+    slug: str = ""
+    name: str = ""
+    org: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """What a background event needs after the session check: who, and where they are looking."""
+
+    principal: UserPrincipal
+    project_id: uuid.UUID | None
+    environment: str | None
+    roles: dict[str, str]
+    is_org_admin: bool
+
+    def role_on(self, project_id: uuid.UUID | str | None) -> str:
+        """The user's role on a project ("" when none)."""
+        return self.roles.get(str(project_id), "")
+
+    def can_operate(self, project_id: uuid.UUID | str | None) -> bool:
+        """Operators and admins submit, cancel and retry runs."""
+        return ROLE_RANK.get(self.role_on(project_id), 0) >= ROLE_RANK["operator"]
+
+
+def problem_text(exc: Exception) -> str:
+    """A message a person can act on, for errors of services and of the database."""
+    if isinstance(exc, ServiceError):
+        return f"{exc.message} ({exc.field})" if exc.field else exc.message
+    if isinstance(exc, psycopg.Error):
+        mapped = from_db_error(exc)
+        if mapped is not None:
+            return problem_text(mapped)
+        return "the control-plane database failed to answer; try again, and check its logs if it persists"
+    return f"unexpected error: {exc}"
+
+
+def safe_next_path(path: str | None) -> str:
+    """Where to go after signing in: a path of this site only (never another origin)."""
+    if not path or not path.startswith("/") or path.startswith("//") or path.startswith(routes.LOGIN):
+        return routes.RUNS
+    return path
+
+
+class SessionState(rx.State):
+    """Signed-in user, memberships and the project/environment switcher, shared by every page."""
+
+    session_token: str = rx.Cookie(
+        "", name="lh_session", path="/", same_site="strict", max_age=int(get_settings().session_hours * 3600)
+    )
+    selected_project: str = rx.LocalStorage("", name="lh_project")
+    selected_environment: str = rx.LocalStorage(ALL, name="lh_environment")
+    user_email: rx.Field[str] = rx.field("")
+    user_name: rx.Field[str] = rx.field("")
+    projects: rx.Field[list[ProjectChoice]] = rx.field(default_factory=list)
+    is_org_admin: rx.Field[bool] = rx.field(False)
+    auth_provider: rx.Field[str] = rx.field("local")
+
+    # Backend-only (never sent to or settable by the browser): the last successful session check.
+    _user_id: str = ""
+    _checked_token: str = ""
+    _checked_at: float = 0.0
+
+    @rx.var
+    def project_id(self) -> str:
+        """The selected project, or the first one the user can see."""
+        ids = [p.id for p in self.projects]
+        if self.selected_project in ids:
+            return self.selected_project
+        return ids[0] if ids else ""
+
+    @rx.var
+    def project_name(self) -> str:
+        """Name of the selected project."""
+        return next((p.name for p in self.projects if p.id == self.project_id), "")
+
+    @rx.var
+    def environment(self) -> str:
+        """The selected environment, or ALL."""
+        return self.selected_environment if self.selected_environment in ENVIRONMENTS else ALL
+
+    @rx.var
+    def role(self) -> str:
+        """The user's role on the selected project."""
+        return next((p.role for p in self.projects if p.id == self.project_id), "")
+
+    @rx.var
+    def can_operate(self) -> bool:
+        """Operators and admins see the submit, cancel and retry buttons."""
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK["operator"]
+
+    @rx.var
+    def user_initials(self) -> str:
+        """Initials for the avatar in the sidebar."""
+        source = self.user_name or self.user_email.split("@", 1)[0]
+        parts = [part for part in source.replace(".", " ").replace("-", " ").split() if part]
+        return "".join(part[0] for part in parts[:2]).upper() or "?"
+
+    def _signed_in_from_cache(self) -> SignedIn | None:
+        """Call with the state lock held: the cached check, when still fresh for the current cookie."""
+        fresh = time.monotonic() - self._checked_at < SESSION_CHECK_SECONDS
+        if not self.session_token or self.session_token != self._checked_token or not fresh or not self._user_id:
+            return None
+        return self._signed_in_now()
+
+    def _signed_in_now(self) -> SignedIn:
+        project = self.project_id
+        return SignedIn(
+            principal=UserPrincipal(user_id=uuid.UUID(self._user_id), email=self.user_email),
+            project_id=uuid.UUID(project) if project else None,
+            environment=None if self.environment == ALL else self.environment,
+            roles={p.id: p.role for p in self.projects},
+            is_org_admin=self.is_org_admin,
+        )
+
+    def _forget_session(self) -> None:
+        self.session_token = ""
+        self._user_id = self._checked_token = ""
+        self._checked_at = 0.0
+        self.user_email = self.user_name = ""
+        self.projects = []
+        self.is_org_admin = False
+
+    async def signed_in(self) -> SignedIn | None:
+        """For background events, called outside ``async with self``: the signed-in user (checking
+        the session when the cached check is stale), or None when nobody is signed in."""
+        async with self:
+            cached = self._signed_in_from_cache()
+            token = self.session_token
+        if cached is not None:
+            return cached
+        if not token:
+            return None
+        try:
+            pool = await get_pool()
+            async with pool.connection() as conn:
+                user = await users.session_user(conn, token=token)
+                projects, org_admin = await users.memberships(conn, user)
+        except Unauthorized:
+            async with self:
+                if self.session_token == token:
+                    self._forget_session()
+            return None
+        async with self:
+            self._user_id = str(user.user_id)
+            self._checked_token = token
+            self._checked_at = time.monotonic()
+            self.user_email = user.email
+            self.user_name = user.display_name
+            self.is_org_admin = org_admin
+            self.auth_provider = "supabase" if get_settings().supabase_url else "local"
+            self.projects = [
+                ProjectChoice(id=str(p.project_id), slug=p.slug, name=p.name, org=p.org_name, role=p.role)
+                for p in projects
+            ]
+            return self._signed_in_now()
+
+    async def current_path(self) -> str:
+        """The path (with query) the browser is on, for returning there after signing in."""
+        async with self:
+            url = self.router.url
+            return url.path + (f"?{url.query}" if url.query else "")
+
+    @handler
+    def set_project(self, project_id: str) -> None:
+        """Switch project (the page's own load event runs next, see components.layout)."""
+        self.selected_project = project_id
+
+    @handler
+    def set_environment(self, environment: str) -> None:
+        """Switch environment, or ALL."""
+        self.selected_environment = environment if environment in ENVIRONMENTS else ALL
+
+    @background
+    async def sign_out(self) -> AsyncIterator[Any]:
+        """End the session in the database, forget it here and go to the sign-in page."""
+        async with self:
+            token = self.session_token
+            self._forget_session()
+        if token:
+            pool = await get_pool()
+            async with pool.connection() as conn:
+                await users.sign_out(conn, token=token)
+        yield rx.redirect(routes.LOGIN)
+
+
+@asynccontextmanager
+async def as_user(principal: UserPrincipal) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection in a transaction acting as the user (RLS and role checks apply)."""
+    pool = await get_pool()
+    async with pool.connection() as conn, scoped(conn, principal):
+        yield conn

@@ -1,0 +1,24 @@
+"""Event decorators of our states, typed for mypy.
+
+Reflex types ``rx.event`` for pyright: its ``__new__`` returns a descriptor that is not an instance of
+the class, which mypy does not accept (it reads ``rx.event(...)`` as an ``EventNamespace`` object and
+refuses to call it). These wrappers call the very same decorator and hand the handler back as Any,
+so pages can write ``State.handler(arg)`` the way Reflex intends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import reflex as rx
+
+
+def handler(fn: Callable[..., Any]) -> Any:
+    """A regular event handler (runs with the state locked: keep it free of I/O)."""
+    return rx.event(fn)
+
+
+def background(fn: Callable[..., Any]) -> Any:
+    """A background event handler: does its I/O unlocked, and enters ``async with self`` to assign."""
+    return rx.event(background=True)(fn)  # type: ignore[operator]

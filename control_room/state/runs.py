@@ -1,0 +1,357 @@
+"""Runs list: filters, sort, keyset pages, live refresh of the rows on screen, and the submit dialog."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import runs
+from control_room.services.errors import Invalid
+from control_room.services.ui_examples import EXAMPLES, example
+from control_room.state import formatting
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text
+from control_room.state.events import background, handler
+
+PAGE_SIZE = 50
+TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta")
+
+
+@dataclasses.dataclass
+class RunRow:
+    """One row of the runs table, ready to show."""
+
+    id: str = ""
+    short_id: str = ""
+    name: str = ""
+    status: str = ""
+    environment: str = ""
+    engines: str = ""
+    trigger: str = ""
+    tasks: str = ""
+    created: str = ""
+    duration: str = ""
+    requested_by: str = ""
+    cancel_requested: bool = False
+    href: str = ""
+
+
+def run_row(row: dict[str, Any]) -> RunRow:
+    """The table row of a run as ``runs.list_runs_sorted`` / ``runs_by_id`` return it."""
+    return RunRow(
+        id=str(row["id"]),
+        short_id=formatting.short_id(row["id"]),
+        name=row["name"],
+        status=row["status"],
+        environment=row["environment"],
+        engines=", ".join(row["engines"]),
+        trigger=row["trigger"],
+        tasks=f"{row['tasks_done']}/{row['task_count']}",
+        created=formatting.timestamp(row["created_at"]),
+        duration=formatting.duration(row["duration_s"]),
+        requested_by=row["requested_by_name"] or "",
+        cancel_requested=bool(row["cancel_requested"]),
+        href=routes.run_detail(str(row["id"])),
+    )
+
+
+class RunsState(SessionState):
+    """The runs table of the selected project and environment."""
+
+    rows: rx.Field[list[RunRow]] = rx.field(default_factory=list)
+    statuses: rx.Field[list[str]] = rx.field(default_factory=list)
+    engine: rx.Field[str] = rx.field(ALL)
+    trigger: rx.Field[str] = rx.field(ALL)
+    time_range: rx.Field[str] = rx.field(ALL)
+    text: rx.Field[str] = rx.field("")
+    sort: rx.Field[str] = rx.field("created")
+    descending: rx.Field[bool] = rx.field(True)
+    page: rx.Field[int] = rx.field(1)
+    has_next: rx.Field[bool] = rx.field(False)
+    is_loading: rx.Field[bool] = rx.field(False)
+    loaded: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
+    updated_at: rx.Field[str] = rx.field("")
+
+    submit_open: rx.Field[bool] = rx.field(False)
+    example_key: rx.Field[str] = rx.field(EXAMPLES[0].key)
+    spec_text: rx.Field[str] = rx.field("")
+    params_text: rx.Field[str] = rx.field("{}")
+    submit_environment: rx.Field[str] = rx.field("dev")
+    submit_error: rx.Field[str] = rx.field("")
+    is_submitting: rx.Field[bool] = rx.field(False)
+
+    _cursors: list[str | None] = [None]  # the cursor that starts each page seen so far
+    _generation: int = 0  # bumped on every reload: a slower, older answer is dropped
+    _refreshing: bool = False
+
+    @rx.var
+    def example_description(self) -> str:
+        """What the chosen example does."""
+        return example(self.example_key).description
+
+    def _query(self, signed: SignedIn) -> runs.RunsQuery | None:
+        if signed.project_id is None:
+            return None
+        window = TIME_RANGES.get(self.time_range)
+        return runs.RunsQuery(
+            project_id=signed.project_id,
+            environment=signed.environment,
+            statuses=tuple(self.statuses),
+            engine=None if self.engine == ALL else self.engine,
+            trigger=None if self.trigger == ALL else self.trigger,
+            text=self.text.strip() or None,
+            created_after=datetime.now(UTC) - window if window else None,
+            sort=self.sort,
+            descending=self.descending,
+        )
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        """Fetch the current page (after a filter change: the first one)."""
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            self._generation += 1
+            generation = self._generation
+            self.is_loading = True
+            query = self._query(signed)
+            cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+        await self._fetch(signed, query, cursor, generation)
+
+    async def _fetch(self, signed: SignedIn, query: runs.RunsQuery | None, cursor: str | None, generation: int) -> None:
+        rows: list[RunRow] = []
+        next_cursor: str | None = None
+        error = ""
+        if query is not None:
+            try:
+                async with as_user(signed.principal) as conn:
+                    found, next_cursor = await runs.list_runs_sorted(conn, query=query, cursor=cursor, limit=PAGE_SIZE)
+                rows = [run_row(row) for row in found]
+            except Exception as exc:
+                error = problem_text(exc)
+        else:
+            error = "You are not a member of any project yet: ask an admin for a role."
+        async with self:
+            if generation != self._generation:
+                return
+            self.rows = rows
+            self.error = error
+            self.has_next = next_cursor is not None
+            del self._cursors[self.page :]
+            self._cursors.append(next_cursor)
+            self.is_loading = False
+            self.loaded = True
+            self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
+
+    @background
+    async def tick(self, _now: str = "") -> None:
+        """Live refresh, every ~1.5 s while the page is open: the first page is queried again (new
+        runs appear on top); later pages refresh their rows by id (primary-key lookups)."""
+        async with self:
+            if self._refreshing or self.is_loading or not self.loaded:
+                return
+            self._refreshing = True
+            generation = self._generation
+            page = self.page
+            visible = [uuid.UUID(row.id) for row in self.rows]
+        try:
+            signed = await self.signed_in()
+            if signed is None:
+                return
+            if page == 1:
+                async with self:
+                    query = self._query(signed)
+                await self._fetch(signed, query, None, generation)
+                return
+            async with as_user(signed.principal) as conn:
+                fresh = {str(row["id"]): run_row(row) for row in await runs.runs_by_id(conn, run_ids=visible)}
+            async with self:
+                if generation == self._generation:
+                    self.rows = [fresh.get(row.id, row) for row in self.rows]
+                    self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+        finally:
+            async with self:
+                self._refreshing = False
+
+    def _restart(self) -> None:
+        self.page = 1
+        self._cursors = [None]
+
+    @handler
+    def toggle_status(self, status: str) -> Any:
+        """Add or remove a status from the filter."""
+        self.statuses = (
+            [s for s in self.statuses if s != status]
+            if status in self.statuses
+            else [
+                *self.statuses,
+                status,
+            ]
+        )
+        self._restart()
+        return RunsState.load
+
+    @handler
+    def clear_statuses(self) -> Any:
+        """Show every status."""
+        self.statuses = []
+        self._restart()
+        return RunsState.load
+
+    @handler
+    def set_filter(self, name: str, value: str) -> Any:
+        """Set the engine, trigger or time-range filter."""
+        if name not in ("engine", "trigger", "time_range"):
+            return None
+        setattr(self, name, value)
+        self._restart()
+        return RunsState.load
+
+    @handler
+    def set_text(self, value: str) -> Any:
+        """Search by name or id prefix (the input is debounced)."""
+        self.text = value[:200]
+        self._restart()
+        return RunsState.load
+
+    @handler
+    def set_sort(self, sort: str) -> Any:
+        """Order by created, started or duration."""
+        if sort in runs.RUN_SORTS:
+            self.sort = sort
+        self._restart()
+        return RunsState.load
+
+    @handler
+    def flip_direction(self) -> Any:
+        """Newest/longest first, or the other way round."""
+        self.descending = not self.descending
+        self._restart()
+        return RunsState.load
+
+    @handler
+    def restart(self) -> Any:
+        """Back to the first page (after a project or environment switch)."""
+        self._restart()
+        return RunsState.load
+
+    @handler
+    def next_page(self) -> Any:
+        """The next (older) page."""
+        if not self.has_next:
+            return None
+        self.page += 1
+        return RunsState.load
+
+    @handler
+    def previous_page(self) -> Any:
+        """The previous (newer) page."""
+        if self.page <= 1:
+            return None
+        self.page -= 1
+        return RunsState.load
+
+    # Submit dialog ------------------------------------------------------------------------------
+
+    @handler
+    def open_submit(self) -> None:
+        """Open the dialog with the chosen example filled in."""
+        self.submit_open = True
+        self.submit_error = ""
+        self.submit_environment = self.environment if self.environment != ALL else "dev"
+        self._fill_example(self.example_key)
+
+    @handler
+    def set_submit_open(self, is_open: bool) -> None:
+        """Close (or open) the dialog."""
+        self.submit_open = is_open
+
+    def _fill_example(self, key: str) -> None:
+        chosen = example(key)
+        self.example_key = chosen.key
+        self.spec_text = json.dumps(chosen.spec(), indent=2)
+        self.params_text = json.dumps(chosen.params, indent=2)
+
+    @handler
+    def choose_example(self, key: str) -> None:
+        """Replace the spec and params with another example."""
+        self._fill_example(key)
+        self.submit_error = ""
+
+    @handler
+    def set_spec_text(self, value: str) -> None:
+        """The edited spec (JSON)."""
+        self.spec_text = value
+
+    @handler
+    def set_params_text(self, value: str) -> None:
+        """The edited params (a JSON object)."""
+        self.params_text = value
+
+    @handler
+    def set_submit_environment(self, value: str) -> None:
+        """Environment to run in."""
+        self.submit_environment = value
+
+    @background
+    async def submit(self) -> AsyncIterator[Any]:
+        """Submit the edited spec as a manual run (the SQL checks the operator role again)."""
+        async with self:
+            if self.is_submitting:
+                return
+            self.is_submitting = True
+            self.submit_error = ""
+            spec_text, params_text, environment = self.spec_text, self.params_text, self.submit_environment
+        try:
+            signed = await self.signed_in()
+            if signed is None or signed.project_id is None:
+                raise Invalid("sign in and pick a project first", field="project")
+            spec = _parse_object(spec_text, "spec")
+            params = _parse_object(params_text, "params")
+            async with as_user(signed.principal) as conn:
+                run, _ = await runs.submit_run(
+                    conn,
+                    project=str(signed.project_id),
+                    environment=environment,
+                    spec=spec,
+                    params=params,
+                    idempotency_key=None,
+                    priority=0,
+                    tags=[],
+                    trigger="manual",
+                    requested_by=signed.principal.user_id,
+                    requested_by_name=signed.principal.email,
+                )
+        except Exception as exc:
+            async with self:
+                self.submit_error = problem_text(exc)
+                self.is_submitting = False
+            return
+        async with self:
+            self.is_submitting = False
+            self.submit_open = False
+        yield rx.toast.success(f"Run {formatting.short_id(run['id'])} submitted")
+        yield rx.redirect(routes.run_detail(str(run["id"])))
+
+
+def _parse_object(text: str, field: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", field=field) from exc
+    if not isinstance(value, dict):
+        raise Invalid("must be a JSON object", field=field)
+    return value

@@ -1,0 +1,34 @@
+# The executor agent image: packaging/executor-agent (httpx, pydantic, pydantic-settings) and nothing of the
+# control room. Build from the repository root:
+#   docker build -f deploy/docker/executor-agent.Dockerfile -t lakehouse-executor .
+#   docker build -f deploy/docker/executor-agent.Dockerfile --build-arg EXTRAS=dbt,duckdb -t lakehouse-executor:dbt .
+# Untested here (no Docker engine on the build machines); linted with hadolint.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A fixed non-root user; the spool and work folders are its own (mount a volume on the spool to keep it).
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin agent \
+    && mkdir -p /var/lib/lakehouse-executor/spool /var/lib/lakehouse-executor/work \
+    && chown -R agent:agent /var/lib/lakehouse-executor
+
+WORKDIR /opt/lakehouse-executor
+COPY executor_agent ./executor_agent
+COPY packaging/executor-agent ./packaging/executor-agent
+
+# Optional engines: EXTRAS=dbt,spark,duckdb,trino installs their libraries (see packaging/executor-agent).
+ARG EXTRAS=""
+RUN pip install "./packaging/executor-agent${EXTRAS:+[${EXTRAS}]}"
+
+USER 10001:10001
+ENV LAKEHOUSE_EXECUTOR_SPOOL_DIR=/var/lib/lakehouse-executor/spool \
+    LAKEHOUSE_EXECUTOR_WORK_DIR=/var/lib/lakehouse-executor/work
+# LAKEHOUSE_EXECUTOR_URL and LAKEHOUSE_EXECUTOR_TOKEN come from the deployment (the token from a secret).
+# SIGTERM lets running tasks finish within LAKEHOUSE_EXECUTOR_GRACE_PERIOD_S (30 s), then hands their leases
+# back: give the container a longer stop timeout (Kubernetes: terminationGracePeriodSeconds).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["lakehouse-executor"]
+CMD ["run"]

@@ -1,0 +1,1 @@
+"""Parts of the dbt engine: task spec, profiles, the child process entry, lineage and OpenLineage."""

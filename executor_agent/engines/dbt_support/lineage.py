@@ -1,0 +1,142 @@
+"""Lineage from dbt's artifacts: datasets and edges of the project graph, in the contract's report shape.
+
+Datasets are the relations of sources, seeds, models and snapshots (named database.schema.identifier
+in the warehouse's OpenLineage namespace) and the project's exposures (namespace ``dbt://<project>``).
+Edges follow ``depends_on.nodes`` between them; tests, analyses and hooks are not datasets. Columns
+come from the catalog when one was generated (names, types, order) with the descriptions of the
+project's YAML, else from the YAML alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DATASET_TYPES = ("source", "seed", "model", "snapshot")
+EXPOSURE = "exposure"
+
+
+@dataclass(frozen=True)
+class DatasetId:
+    namespace: str
+    name: str
+
+    def as_ref(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "name": self.name}
+
+
+class ProjectGraph:
+    """The datasets of a manifest (and catalog) and the edges between them."""
+
+    def __init__(self, manifest: Mapping[str, Any], catalog: Mapping[str, Any] | None, *, namespace: str) -> None:
+        self.manifest = manifest
+        self.catalog = catalog or {}
+        self.namespace = namespace
+        self.project_name = str(manifest.get("metadata", {}).get("project_name", "dbt"))
+        self.nodes: dict[str, Mapping[str, Any]] = {}
+        for unique_id, node in manifest.get("nodes", {}).items():
+            if node.get("resource_type") in DATASET_TYPES:
+                self.nodes[unique_id] = node
+        self.nodes.update(manifest.get("sources", {}))
+        self.exposures: dict[str, Mapping[str, Any]] = dict(manifest.get("exposures", {}))
+
+    def dataset_id(self, unique_id: str) -> DatasetId:
+        if unique_id in self.exposures:
+            return DatasetId(f"dbt://{self.project_name}", self.exposures[unique_id]["name"])
+        node = self.nodes[unique_id]
+        identifier = node.get("identifier") if node.get("resource_type") == "source" else None
+        identifier = identifier or node.get("alias") or node["name"]
+        parts = [part for part in (node.get("database"), node.get("schema"), identifier) if part]
+        return DatasetId(self.namespace, ".".join(parts))
+
+    def upstream_of(self, unique_id: str) -> list[str]:
+        """The datasets a node reads, in manifest order, without repeats."""
+        node = self.exposures.get(unique_id) or self.nodes.get(unique_id) or {}
+        seen: list[str] = []
+        for parent in node.get("depends_on", {}).get("nodes", []):
+            if parent in self.nodes and parent not in seen:
+                seen.append(parent)
+        return seen
+
+    def columns(self, unique_id: str) -> list[dict[str, str]]:
+        node = self.nodes.get(unique_id, {})
+        described = {name.lower(): col for name, col in node.get("columns", {}).items()}
+        section = "sources" if node.get("resource_type") == "source" else "nodes"
+        cataloged = self.catalog.get(section, {}).get(unique_id, {}).get("columns", {})
+        out: list[dict[str, str]] = []
+        if cataloged:
+            for col in sorted(cataloged.values(), key=lambda c: c.get("index") or 0):
+                entry = {"name": str(col["name"]), "type": str(col.get("type") or "")}
+                doc = described.get(str(col["name"]).lower(), {})
+                if doc.get("description") or col.get("comment"):
+                    entry["description"] = str(doc.get("description") or col.get("comment"))
+                out.append({k: v for k, v in entry.items() if v})
+            return out
+        for col in node.get("columns", {}).values():
+            entry = {
+                "name": str(col["name"]),
+                "type": str(col.get("data_type") or ""),
+                "description": col.get("description") or "",
+            }
+            out.append({k: v for k, v in entry.items() if v})
+        return out
+
+    def owner(self, unique_id: str) -> str | None:
+        if unique_id in self.exposures:
+            owner = self.exposures[unique_id].get("owner") or {}
+            return owner.get("email") or owner.get("name") or None
+        node = self.nodes[unique_id]
+        for meta in (node.get("config", {}).get("meta", {}), node.get("meta", {}), node.get("source_meta", {})):
+            if isinstance(meta, Mapping) and meta.get("owner"):
+                return str(meta["owner"])
+        return None
+
+    def dataset(self, unique_id: str) -> dict[str, Any]:
+        """One dataset of the report (see control_room/api/lineage.py DatasetReport)."""
+        ref = self.dataset_id(unique_id)
+        is_exposure = unique_id in self.exposures
+        node = self.exposures[unique_id] if is_exposure else self.nodes[unique_id]
+        metadata: dict[str, Any] = {"unique_id": unique_id, "package_name": node.get("package_name")}
+        if is_exposure:
+            metadata.update(type=node.get("type"), url=node.get("url"), maturity=node.get("maturity"))
+        else:
+            metadata.update(
+                materialized=node.get("config", {}).get("materialized"),
+                relation_name=node.get("relation_name"),
+                path=node.get("original_file_path"),
+            )
+        if node.get("tags"):
+            metadata["tags"] = list(node["tags"])
+        out: dict[str, Any] = {
+            **ref.as_ref(),
+            "kind": EXPOSURE if is_exposure else node["resource_type"],
+            "description": node.get("description") or "",
+            "metadata": {k: v for k, v in metadata.items() if v is not None},
+        }
+        if not is_exposure:
+            out["columns"] = self.columns(unique_id)
+        owner = self.owner(unique_id)
+        if owner:
+            out["owner"] = owner
+        return out
+
+    def report(self) -> dict[str, list[dict[str, Any]]]:
+        """Datasets and edges of the whole project graph. Two nodes on one relation (a source declared
+        over a seed's table) are one dataset: the first in (nodes, sources, exposures) order."""
+        datasets: dict[DatasetId, dict[str, Any]] = {}
+        for unique_id in sorted(self.nodes, key=lambda u: (self.nodes[u]["resource_type"] == "source", u)):
+            datasets.setdefault(self.dataset_id(unique_id), self.dataset(unique_id))
+        for unique_id in sorted(self.exposures):
+            datasets.setdefault(self.dataset_id(unique_id), self.dataset(unique_id))
+        edges: dict[tuple[DatasetId, DatasetId], dict[str, Any]] = {}
+        for child in sorted(self.nodes) + sorted(self.exposures):
+            downstream = self.dataset_id(child)
+            for parent in self.upstream_of(child):
+                upstream = self.dataset_id(parent)
+                if upstream != downstream:
+                    edges.setdefault(
+                        (upstream, downstream),
+                        {"upstream": upstream.as_ref(), "downstream": downstream.as_ref(), "job_name": child},
+                    )
+        return {"datasets": list(datasets.values()), "edges": list(edges.values())}

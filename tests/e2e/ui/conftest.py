@@ -1,0 +1,167 @@
+"""One real control room (`lakehouse run`) with a real executor agent for the UI's end-to-end tests.
+
+Started once for this package: a fresh database migrated by the supervisor, the demo data and its
+admin (password read from what `lakehouse run` prints once), an operator and a viewer created with
+`lakehouse users create`, and an agent (`python -m executor_agent run`) with a token from
+`lakehouse executors token create`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from control_room.config import PROJECT_ROOT
+from tests.conftest import PostgresServer
+from tests.e2e.conftest import LAKEHOUSE, RunningControlRoom, alive, free_port, wait_until_healthy
+
+UI_TIMEOUT_MS = 30_000
+# Deadlines, not expectations: a cancel reaches a running task with its next heartbeat (up to 20 s).
+expect.set_options(timeout=UI_TIMEOUT_MS)
+DEMO_PROJECT = "lakehouse"
+ADMIN_LINE = re.compile(r"demo admin: (?P<email>\S+)\s+password: (?P<password>\S+)")
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    password: str
+    role: str
+
+
+@dataclass
+class UiWorld:
+    """The running control room, its database, the people who sign in, and the agent."""
+
+    url: str
+    database_url: str
+    data_dir: Path
+    admin: Account
+    operator: Account
+    viewer: Account
+    shots: Path
+    agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+
+
+def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        [str(LAKEHOUSE), *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"lakehouse {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="package")
+def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator[UiWorld]:
+    database_url = pg_server.create_database("lh_ui_e2e")
+    root = Path(tempfile.mkdtemp(prefix="lh-ui-e2e-"))  # not under pytest's tmp: postgres may run as another user
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LAKEHOUSE_")}
+    env.update(
+        {
+            "LAKEHOUSE_PORT": str(port),
+            "LAKEHOUSE_DATA_DIR": str(root / "data"),
+            "LAKEHOUSE_DATABASE_URL": database_url,
+            "LAKEHOUSE_EXECUTOR_OFFLINE_AFTER_SECONDS": "30",
+        }
+    )
+    log = root / "lakehouse-run.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(LAKEHOUSE), "run"], cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    running = RunningControlRoom(process=process, url=f"http://127.0.0.1:{port}", log=log, data_dir=root / "data")
+    agents: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_until_healthy(running)
+        running.record_started_processes()
+        found = ADMIN_LINE.search(running.output())
+        assert found, f"`lakehouse run` did not print the demo admin's password:\n{running.output()}"
+        admin = Account(found["email"], found["password"], "admin")
+        people = {}
+        for role in ("operator", "viewer"):
+            account = Account(f"{role}@demo.example", f"{role}-password-123", role)
+            _cli(env, "users", "create", "--email", account.email, "--project", DEMO_PROJECT, "--role", role,
+                 "--password-stdin", stdin=account.password + "\n")  # fmt: skip
+            people[role] = account
+        token_out = _cli(env, "executors", "token", "create", "--name", "e2e-agent-1")
+        token = next(line.strip() for line in token_out.splitlines() if line.strip().startswith("lhx_"))
+        agent_env = {**env, "LAKEHOUSE_EXECUTOR_TOKEN": token}
+        agents.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "executor_agent", "run", "--url", running.url, "--concurrency", "4",
+                 "--engines", "shell,python", "--spool-dir", str(root / "spool"), "--work-dir", str(root / "work")],
+                env=agent_env, stdout=(root / "agent.log").open("wb"), stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )  # fmt: skip
+        shots = Path(str(pytestconfig.getoption("--output"))) / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        yield UiWorld(
+            url=running.url,
+            database_url=database_url,
+            data_dir=root / "data",
+            admin=admin,
+            operator=people["operator"],
+            viewer=people["viewer"],
+            shots=shots,
+            agents=agents,
+        )
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                os.killpg(agent.pid, signal.SIGTERM)
+                try:
+                    agent.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(agent.pid, signal.SIGKILL)
+        if process.poll() is None:
+            survivors = running.stop(signal.SIGINT)
+            for proc in survivors:
+                proc.kill()
+        for proc in alive(running.started):
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+SignIn = Callable[[Account], Page]
+
+
+@pytest.fixture
+def sign_in(ui_world: UiWorld, browser: Browser) -> Iterator[SignIn]:
+    """Factory: a new browser context signed in as the account (each person has their own cookies)."""
+    contexts: list[BrowserContext] = []
+
+    def open_as(account: Account) -> Page:
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{ui_world.url}/login")
+        page.fill("#login-email", account.email)
+        page.fill("#login-password", account.password)
+        page.click("#login-submit")
+        page.wait_for_url(re.compile(r".*/runs/?$"))
+        expect(page.locator("#signed-in-user")).to_have_text(account.email)
+        expect(page.locator("#signed-in-role")).to_have_text(account.role)
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()

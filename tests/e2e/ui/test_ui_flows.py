@@ -1,0 +1,272 @@
+"""The Control Room UI in real Chromium against the real `lakehouse run` and a real executor agent.
+
+Acceptance flows: sign in; drain the executors and see a submitted run stay queued; undrain and
+watch it go queued -> running -> succeeded without reloading; events arriving live in the timeline;
+artifact preview, verify and download; an operator cancels a long run; a viewer sees no cancel
+button and a forged cancel is refused. Screenshots of every page go to test-results/screenshots/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.ui.conftest import UI_TIMEOUT_MS, SignIn, UiWorld
+
+pytestmark = pytest.mark.e2e
+
+RUN_PAGE = re.compile(r".*/runs/(?P<id>[0-9a-f-]{36})")
+# Records every text #run-status shows, in the page itself, so no transition between polls is missed.
+WATCH_STATUS = """() => {
+    window.__statusSeen = [];
+    window.__noReload = 'still the same page';
+    const record = () => {
+        const el = document.querySelector('#run-status');
+        const text = el ? el.textContent.trim().toLowerCase() : null;
+        if (text && window.__statusSeen[window.__statusSeen.length - 1] !== text) window.__statusSeen.push(text);
+    };
+    record();
+    new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def _shot(page: Page, world: UiWorld, name: str) -> None:
+    page.wait_for_timeout(400)  # let charts finish their transition before the picture
+    path = world.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+
+def _submit(page: Page, world: UiWorld, example: str) -> str:
+    """Submit an example run from the runs page's dialog; returns the new run's id."""
+    page.goto(f"{world.url}/runs")
+    page.click("#submit-run")
+    page.click("#submit-example")
+    page.get_by_role("option", name=re.compile(example)).click()
+    page.click("#submit-confirm")
+    page.wait_for_url(RUN_PAGE)
+    found = RUN_PAGE.match(page.url)
+    assert found
+    return found["id"]
+
+
+def _run_status(world: UiWorld, run_id: str) -> str:
+    return str(world.query("select status from ops.runs where id = %s", run_id)[0][0])
+
+
+def _wait_for(predicate: object, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)  # polling the database for an outcome produced by other processes
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_sign_in_pages_and_theme(ui_world: UiWorld, sign_in: SignIn, page: Page) -> None:
+    page.goto(f"{ui_world.url}/runs")
+    page.wait_for_url(re.compile(r".*/login\?next=.*runs"))  # not signed in: sent to sign in first
+    expect(page.locator("#login-submit")).to_be_visible()
+    _shot(page, ui_world, "login")
+    page.fill("#login-email", ui_world.admin.email)
+    page.fill("#login-password", "not-the-password")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_contain_text("email or password is wrong")
+
+    admin = sign_in(ui_world.admin)
+    demo = admin.locator("#runs-table tbody tr", has_text="demo pipeline")
+    expect(demo.first).to_be_visible()
+    expect(demo.first.locator(".status-badge")).to_have_text("succeeded", timeout=90_000)
+    _shot(admin, ui_world, "runs")
+
+    admin.click("#nav-overview")
+    expect(admin.locator("#health-database")).to_have_text("database ok")
+    _shot(admin, ui_world, "overview")
+
+    admin.click("#nav-executors")
+    expect(admin.locator("#executors-table tbody tr[data-executor='e2e-agent-1']")).to_have_attribute(
+        "data-state", "online"
+    )
+    _shot(admin, ui_world, "executors")
+
+    admin.goto(f"{ui_world.url}/later/alerts")
+    expect(admin.locator("#not-available")).to_have_text("Not yet available")
+    _shot(admin, ui_world, "coming_later")
+
+    admin.goto(f"{ui_world.url}/runs")
+    admin.click("#theme-toggle")
+    expect(admin.locator("html")).to_have_class(re.compile(r"\bdark\b"))
+    _shot(admin, ui_world, "runs_dark")
+    admin.click("#theme-toggle")
+    expect(admin.locator("html")).not_to_have_class(re.compile(r"\bdark\b"))
+
+
+def test_drained_executors_get_nothing_then_the_run_goes_live(ui_world: UiWorld, sign_in: SignIn) -> None:
+    admin = sign_in(ui_world.admin)
+    admin.goto(f"{ui_world.url}/executors")
+    online = admin.locator("#executors-table tbody tr[data-state='online']")
+    expect(online.first).to_be_visible()
+    names = [str(online.nth(i).get_attribute("data-executor")) for i in range(online.count())]
+    for name in names:
+        row = admin.locator(f"#executors-table tbody tr[data-executor='{name}']")
+        row.locator(".drain-executor").click()
+        expect(row).to_have_attribute("data-state", "draining")
+
+    operator = sign_in(ui_world.operator)
+    expect(operator.locator("#signed-in-role")).to_have_text("operator")
+    run_id = _submit(operator, ui_world, "Demo pipeline")
+    expect(operator.locator("#run-status")).to_have_text("queued")
+    operator.evaluate(WATCH_STATUS)
+    # Drained executors claim nothing: the run waits, and no attempt exists. (Absence cannot be
+    # polled for; three seconds is many claim long-poll wake-ups of an agent that would take it.)
+    operator.wait_for_timeout(3000)
+    assert _run_status(ui_world, run_id) == "queued"
+    assert ui_world.query("select count(*) from ops.task_attempts where run_id = %s", run_id)[0][0] == 0
+    expect(operator.locator("#run-status")).to_have_text("queued")
+
+    for name in names:
+        row = admin.locator(f"#executors-table tbody tr[data-executor='{name}']")
+        row.locator(".undrain-executor").click()
+        expect(row).to_have_attribute("data-state", "online")
+
+    expect(operator.locator("#run-status")).to_have_text("succeeded", timeout=90_000)
+    seen = operator.evaluate("window.__statusSeen")
+    assert seen[0] == "queued" and seen[-1] == "succeeded" and "running" in seen, seen
+    assert operator.evaluate("window.__noReload") == "still the same page"
+    expect(operator.locator("#tasks-table tbody tr[data-status='succeeded']")).to_have_count(3)
+    expect(operator.locator("#run-progress")).to_have_text("3 of 3 tasks done")
+    _shot(operator, ui_world, "run_detail")
+    operator.click("#tab-artifacts")
+    expect(operator.locator("#run-artifacts-table tbody tr")).to_have_count(3)
+    _shot(operator, ui_world, "run_artifacts")
+
+
+def test_events_arrive_live_in_the_timeline(ui_world: UiWorld, sign_in: SignIn) -> None:
+    operator = sign_in(ui_world.operator)
+    run_id = _submit(operator, ui_world, "Chatty job")
+    operator.click("#tab-timeline")
+    expect(operator).to_have_url(re.compile(r".*/runs/[0-9a-f-]+"))
+    rows = operator.locator("#event-log [data-event-id]")
+    expect(operator.locator("#run-status")).to_have_text("running")
+    expect(rows.first).to_be_visible()
+    first_count = rows.count()
+    _wait_for(lambda: rows.count() > first_count, "new events to appear while the job runs", timeout=20)
+    # Follow mode keeps the newest event in view.
+    at_end = operator.evaluate(
+        "() => { const log = document.getElementById('event-log'); "
+        "return log.scrollHeight - log.scrollTop - log.clientHeight < 60; }"
+    )
+    assert at_end
+    _shot(operator, ui_world, "run_timeline")
+
+    operator.click("#event-level")
+    operator.get_by_role("option", name="Warnings and up").click()
+    expect(operator.locator("#event-log .level-badge").first).to_be_visible()
+    levels = set(operator.locator("#event-log .level-badge").all_inner_texts())
+    assert levels <= {"warning", "error"} and levels, levels
+    operator.fill("#event-search", "rejected")
+    expect(operator.locator("#event-log [data-event-id]").first).to_contain_text("rejected")
+    _wait_for(lambda: _run_status(ui_world, run_id) == "succeeded", "the chatty job to finish")
+
+
+def _demo_run(world: UiWorld) -> str:
+    rows = world.query(
+        "select id from ops.runs where name like 'demo pipeline%%' and status = 'succeeded' order by created_at limit 1"
+    )
+    assert rows, "no succeeded demo run"
+    return str(rows[0][0])
+
+
+def test_artifact_preview_verify_and_download(ui_world: UiWorld, sign_in: SignIn, tmp_path: Path) -> None:
+    _wait_for(lambda: ui_world.query("select 1 from ops.runs where status = 'succeeded' and name like 'demo%%'"),
+              "a succeeded demo run", timeout=120)  # fmt: skip
+    run_id = _demo_run(ui_world)
+    admin = sign_in(ui_world.admin)
+    admin.goto(f"{ui_world.url}/artifacts?run={run_id}")
+    expect(admin.locator("#artifacts-table tbody tr")).to_have_count(3)
+    _shot(admin, ui_world, "artifacts")
+
+    admin.locator("#artifacts-table tbody tr[data-artifact='summary.json']").click()
+    expect(admin.locator("#preview-title")).to_have_text("summary.json")
+    expect(admin.locator("#preview-json details").first).to_be_visible()
+    admin.click("#verify-artifact")
+    expect(admin.locator("#verify-result")).to_have_attribute("data-state", "ok")
+    expect(admin.locator("#verify-result")).to_contain_text("match")
+    _shot(admin, ui_world, "artifact_preview_json")
+    sha = admin.locator("#preview-sha").inner_text().split("sha256:")[-1].strip()
+    with admin.expect_download() as download:
+        admin.click("#download-artifact")
+    saved = tmp_path / "summary.json"
+    download.value.save_as(saved)
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == sha
+    admin.keyboard.press("Escape")
+
+    admin.locator("#artifacts-table tbody tr[data-artifact='out/orders.csv']").click()
+    expect(admin.locator("#preview-table tbody tr")).to_have_count(50)
+    expect(admin.locator("#preview-rows")).to_contain_text("of 200")
+    admin.click("#preview-next")
+    expect(admin.locator("#preview-rows")).to_contain_text("rows 51 to 100")
+    _shot(admin, ui_world, "artifact_preview_csv")
+    admin.keyboard.press("Escape")
+
+    # Verify re-reads the stored bytes: a tampered file is caught.
+    stored = next((ui_world.data_dir / "artifacts").rglob("report.md"))
+    os.chmod(stored, 0o644)
+    stored.write_bytes(b"x" * stored.stat().st_size)
+    admin.locator("#artifacts-table tbody tr[data-artifact='report.md']").click()
+    expect(admin.locator("#preview-text")).to_contain_text("xxxx")
+    admin.click("#verify-artifact")
+    expect(admin.locator("#verify-result")).to_have_attribute("data-state", "mismatch")
+    expect(admin.locator("#verify-result")).to_contain_text("hash to")
+    _shot(admin, ui_world, "artifact_verify_mismatch")
+
+
+def test_operator_cancels_a_long_run(ui_world: UiWorld, sign_in: SignIn) -> None:
+    operator = sign_in(ui_world.operator)
+    run_id = _submit(operator, ui_world, "Long-running job")
+    expect(operator.locator("#run-status")).to_have_text("running")
+    operator.click("#cancel-run")
+    operator.click("#cancel-confirm")
+    expect(operator.locator("#run-status")).to_have_text("cancelled", timeout=60_000)
+    _wait_for(lambda: _run_status(ui_world, run_id) == "cancelled", "the run to be cancelled")
+    outcome = ui_world.query("select outcome from ops.task_attempts where run_id = %s", run_id)
+    assert outcome == [("cancelled",)]
+    expect(operator.locator("#retry-run")).to_be_visible()
+
+
+def test_viewer_sees_no_cancel_and_a_forged_cancel_is_refused(ui_world: UiWorld, sign_in: SignIn) -> None:
+    operator = sign_in(ui_world.operator)
+    run_id = _submit(operator, ui_world, "Long-running job")
+    expect(operator.locator("#run-status")).to_have_text("running")
+    expect(operator.locator("#cancel-run")).to_be_visible()
+
+    viewer = sign_in(ui_world.viewer)
+    viewer.goto(f"{ui_world.url}/runs/{run_id}")
+    expect(viewer.locator("#run-status")).to_have_text("running")
+    expect(viewer.locator("#run-name")).to_have_text("long-running job")
+    expect(viewer.locator("#cancel-run")).to_have_count(0)
+    expect(viewer.locator("#submit-run")).to_have_count(0)
+    _shot(viewer, ui_world, "run_detail_viewer")
+    viewer.goto(f"{ui_world.url}/runs")
+    expect(viewer.locator("#runs-table")).to_be_visible()
+    expect(viewer.locator("#submit-run")).to_have_count(0)
+
+    # The viewer's own session, used to call the same cancel the operator's button uses: refused.
+    session = next(c["value"] for c in viewer.context.cookies() if c["name"] == "lh_session")
+    response = httpx.post(
+        f"{ui_world.url}/api/v1/runs/{run_id}/cancel", headers={"Authorization": f"Bearer {session}"}, timeout=10
+    )
+    assert response.status_code == 403, response.text
+    assert "operator role" in response.json()["detail"]
+    assert _run_status(ui_world, run_id) == "running"
+
+    operator.click("#cancel-run")
+    operator.click("#cancel-confirm")
+    expect(operator.locator("#run-status")).to_have_text("cancelled", timeout=60_000)

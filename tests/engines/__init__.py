@@ -1,0 +1,1 @@
+"""Engine tests (real engines, shared per test session where they are heavy)."""

@@ -1,0 +1,94 @@
+"""The dbt engine through a real executor agent against a real control plane: a build of the example
+project succeeds with node events, verified artifacts and stored lineage; a bad-data run fails naming
+the test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent.conftest import StartAgent, operator_client, run_events, submit, wait_for_run
+from tests.engines.dbt.conftest import copy_project
+from tests.engines.dbt.test_dbt_engine import depends_on_graph
+from tests.live import LiveServer, Provisioner
+
+
+def dbt_task(key: str, pool: str, project: Path, warehouse: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "key": key,
+        "engine": "dbt",
+        "pool": pool,
+        "command": "build",
+        "project": {"path": str(project)},
+        "profile": {"type": "duckdb", "path": str(warehouse)},
+        "timeout_s": 600,
+        **extra,
+    }
+
+
+@pytest.mark.slow
+def test_dbt_build_through_an_agent(
+    live_api: LiveServer, provision: Provisioner, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    pool = f"dbt-agent-{uuid.uuid4().hex[:8]}"
+    tenant = provision.tenant("dbt-agent")
+    operator = operator_client(live_api, provision.user_token("operator", tenant)[1])
+    project = copy_project(tmp_path / "shop")
+    start_agent(live_api, provision.executor_token(pool), engines=["dbt"], concurrency=2)
+
+    good = submit(operator, tenant.project_id, [dbt_task("build", pool, project, tmp_path / "good.duckdb")])
+    # In a project of its own: the example's exposure is one dataset per project, whichever run saw it last.
+    bad_tenant = provision.tenant("dbt-agent-bad")
+    bad_operator = operator_client(live_api, provision.user_token("operator", bad_tenant)[1])
+    bad = submit(
+        bad_operator,
+        bad_tenant.project_id,
+        [dbt_task("build", pool, project, tmp_path / "bad.duckdb")],
+        params={"inject_bad_order": True},
+    )
+    # The agent's context cannot download artifacts yet: a project from an artifact fails, saying so.
+    from_artifact = submit(
+        operator,
+        tenant.project_id,
+        [
+            {
+                **dbt_task("build", pool, project, tmp_path / "x.duckdb"),
+                "project": {"artifact": {"id": str(uuid.uuid4())}},
+            }
+        ],
+    )
+    good_run = wait_for_run(operator, good["id"], timeout=300)
+    bad_run = wait_for_run(bad_operator, bad["id"], timeout=300)
+
+    assert good_run["status"] == "succeeded", good_run
+    artifacts = {a["name"]: a for a in operator.get(f"/runs/{good['id']}/artifacts").json()["items"]}
+    assert {"manifest.json", "run_results.json", "compiled-sql.zip", "dbt.log"} <= set(artifacts)
+    content = operator.get(f"/artifacts/{artifacts['manifest.json']['id']}/content")
+    assert hashlib.sha256(content.content).hexdigest() == artifacts["manifest.json"]["sha256"]
+    manifest = json.loads(content.content)
+    events = run_events(operator, good["id"])
+    finished = {e["data"]["unique_id"] for e in events if e["type"] == "dbt.node_finished"}
+    expected = {u for u, n in manifest["nodes"].items() if n["resource_type"] in ("model", "test")}
+    assert len(expected) == 25 and expected <= finished
+    datasets = operator.get("/datasets", params={"last_run_id": good["id"], "limit": 500}).json()["items"]
+    stored = set()
+    for dataset in datasets:
+        for edge in operator.get(f"/datasets/{dataset['id']}").json()["upstream"]:
+            stored.add((edge["dataset"]["name"], dataset["name"]))
+    assert stored == depends_on_graph(manifest)
+    lineage_events = operator.get(f"/runs/{good['id']}/openlineage", params={"limit": 1000}).json()["items"]
+    assert {e["job_name"] for e in lineage_events} >= {"model.lakehouse_shop.fct_orders", "build"}
+
+    assert bad_run["status"] == "failed", bad_run
+    error = bad_run["tasks"][0]["error"]
+    assert "test assert_order_amounts_positive" in error, error
+    assert len(bad_run["tasks"][0]["attempts"]) == 1, "a failing test is not retried"
+
+    artifact_run = wait_for_run(operator, from_artifact["id"], timeout=120)
+    assert artifact_run["status"] == "failed"
+    assert artifact_run["tasks"][0]["error"].startswith("spec.project.artifact: this agent cannot download artifacts")

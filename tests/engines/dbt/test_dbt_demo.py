@@ -1,0 +1,32 @@
+"""The demo data queues a dbt build of the example project (dbt is installed in this environment)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+
+from control_room.db.migrate import migrate
+from control_room.services.demo import DEMO_DBT_KEY, load_demo_data
+from executor_agent.engines.dbt_support.spec import DbtTaskSpec
+from tests.engines.dbt.conftest import EXAMPLE_PROJECT
+
+
+def test_demo_data_queues_a_dbt_build_of_the_example_project(fresh_database: Callable[[], str]) -> None:
+    url = fresh_database()
+    migrate(url)
+
+    assert load_demo_data(url) is True
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "select t.engine, t.status, t.spec from ops.runs r join ops.tasks t on t.run_id = r.id "
+            "where r.idempotency_key = %s",
+            (DEMO_DBT_KEY,),
+        ).fetchall()
+    assert len(rows) == 1
+    engine, status, spec = rows[0]
+    assert (engine, status) == ("dbt", "queued")
+    parsed = DbtTaskSpec.parse(spec, {})
+    assert parsed.command == "build" and parsed.docs
+    assert parsed.project.path == str(EXAMPLE_PROJECT)

@@ -1,0 +1,1 @@
+"""Spark engine and Delta operation tests."""

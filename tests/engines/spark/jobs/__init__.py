@@ -1,0 +1,1 @@
+"""Small Spark applications the Spark engine tests submit."""

@@ -1,0 +1,1 @@
+"""SQL engine tests: Trino (against the test server) and DuckDB, through a recording task context."""

@@ -1,0 +1,53 @@
+"""The UI's plotly figures: DAG layout by dependency depth, one Gantt bar per attempt, one line per pool."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from control_room.components.figures import dag_figure, dag_positions, gantt_figure, pool_load_figure
+from control_room.components.status import STATUS_HEX
+
+
+def _task(key: str, status: str = "succeeded", depends_on: tuple[str, ...] = ()) -> dict[str, object]:
+    return {"key": key, "status": status, "engine": "shell", "depends_on": list(depends_on)}
+
+
+def test_dag_columns_follow_dependency_depth() -> None:
+    tasks = [_task("extract"), _task("clean", depends_on=("extract",)), _task("stats", depends_on=("extract",)),
+             _task("publish", depends_on=("clean", "stats"))]  # fmt: skip
+    positions = dag_positions(tasks)
+    x = {key: round(pos[0], 6) for key, pos in positions.items()}
+    assert x["extract"] < x["clean"] == x["stats"] < x["publish"]
+    assert positions["clean"][1] != positions["stats"][1]
+
+
+def test_dag_nodes_are_coloured_by_state() -> None:
+    figure = dag_figure([_task("a", "succeeded"), _task("b", "running", ("a",)), _task("c", "failed", ("b",))])
+    nodes = figure.data[-1]
+    colours = dict(zip(nodes.text, nodes.marker.color, strict=True))
+    assert colours == {"a": STATUS_HEX["succeeded"], "b": STATUS_HEX["running"], "c": STATUS_HEX["failed"]}
+    assert len(figure.layout.annotations) == 2  # one arrow per dependency
+
+
+def test_gantt_has_a_bar_per_attempt_and_a_wait_bar_when_claimed_before_start() -> None:
+    t0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    attempts = [
+        {"task_key": "a", "attempt": 1, "claimed_at": t0, "started_at": t0 + timedelta(seconds=2),
+         "finished_at": t0 + timedelta(seconds=10), "outcome": "failed", "executor": "x"},
+        {"task_key": "a", "attempt": 2, "claimed_at": t0 + timedelta(seconds=20), "started_at": None,
+         "finished_at": None, "outcome": None, "executor": "x"},
+    ]  # fmt: skip
+    figure = gantt_figure([_task("a")], attempts, now=t0 + timedelta(seconds=30))
+    bars = [trace for trace in figure.data if trace.marker.opacity is None]
+    assert [bar.marker.color for bar in bars] == [STATUS_HEX["failed"], STATUS_HEX["running"]]
+    assert bars[0].x[0] == 8000 and bars[1].x[0] == 10000  # milliseconds; the open attempt runs to now
+    assert len(figure.data) == 3  # plus the lighter bar for the 2 s between claim and start
+
+
+def test_pool_chart_has_one_line_per_pool() -> None:
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    series = [{"pool": pool, "at": at + timedelta(minutes=i), "running": i} for pool in ("gpu", "default")
+              for i in range(3)]  # fmt: skip
+    figure = pool_load_figure(series)
+    assert [trace.name for trace in figure.data] == ["default", "gpu"]
+    assert list(figure.data[0].y) == [0, 1, 2]
