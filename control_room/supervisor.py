@@ -268,6 +268,9 @@ def local_agent_env(url: str, token: str, data_dir: Path, base: dict[str, str] |
             "LAKEHOUSE_EXECUTOR_TOKEN": token,
             "LAKEHOUSE_EXECUTOR_SPOOL_DIR": str(data_dir / "executor" / "spool"),
             "LAKEHOUSE_EXECUTOR_WORK_DIR": str(data_dir / "executor" / "work"),
+            # The embedded SQL warehouse lives with the rest of the data, not in the home directory.
+            "LAKEHOUSE_EXECUTOR_DUCKDB_DATABASE": str(data_dir / "warehouse" / "warehouse.duckdb"),
+            "LAKEHOUSE_EXECUTOR_DUCKDB_DATA_DIR": str(data_dir / "warehouse" / "lake"),
             "PYTHONUNBUFFERED": "1",
         }
     )

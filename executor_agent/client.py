@@ -12,6 +12,7 @@ presigned S3 URL, which must not receive it (and would reject a second credentia
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import threading
@@ -460,6 +461,37 @@ class ArtifactsResource:
             content=chunks,
             timeout_s=max(self._client._timeout_s, 300.0),
         )
+
+    def fetch(
+        self,
+        task_id: uuid.UUID,
+        lease_token: uuid.UUID,
+        *,
+        task_key: str,
+        name: str,
+        dest: Path,
+        run_id: str | None = None,
+    ) -> Path:
+        """Download an earlier task's artifact to ``dest``, verifying its SHA-256; returns ``dest``."""
+        body: dict[str, Any] = {"lease_token": str(lease_token), "task_key": task_key, "name": name}
+        if run_id is not None:
+            body["run_id"] = run_id
+        response = self._client.request(
+            "POST", f"/tasks/{task_id}/artifacts/fetch", json=body, timeout_s=max(self._client._timeout_s, 300.0)
+        )
+        expected = response.headers.get("X-Artifact-Sha256", "")
+        digest = hashlib.sha256(response.content).hexdigest()
+        if digest != expected:
+            raise UnexpectedResponse(
+                f"artifact {name!r} of task {task_key!r} arrived corrupted (sha256 {digest}, expected {expected})",
+                status=response.status_code,
+                correlation_id=response.request.headers.get(CORRELATION_HEADER),
+            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".part")
+        partial.write_bytes(response.content)
+        partial.replace(dest)
+        return dest
 
     def complete(self, task_id: uuid.UUID, upload_id: uuid.UUID, lease_token: uuid.UUID) -> ArtifactPublic:
         response = self._client.request(

@@ -94,6 +94,7 @@ class AttemptContext:
         wake: Callable[[str], None],
         kill_grace_s: float = 2.0,
         report_wait_s: float = 10.0,
+        fetch: Callable[..., Path] | None = None,
     ) -> None:
         self.assignment = assignment
         self.task_uuid = assignment.task_id
@@ -115,6 +116,7 @@ class AttemptContext:
         self._wake = wake
         self._kill_grace_s = kill_grace_s
         self._report_wait_s = report_wait_s
+        self._fetch = fetch
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self.stop_reason: StopReason | None = None
@@ -234,6 +236,14 @@ class AttemptContext:
         if waiter.error is not None:
             raise waiter.error
         return waiter.reply or {}
+
+    def fetch_artifact(self, *, task_key: str, name: str, dest: Path, run_id: str | None = None) -> Path:
+        if self._fetch is None:
+            raise EngineError("this agent was started without a control-plane client: artifacts cannot be fetched")
+        target = Path(dest)
+        if not target.is_absolute():
+            target = self.work_dir / target
+        return self._fetch(self.task_uuid, self.lease_token, task_key=task_key, name=name, dest=target, run_id=run_id)
 
     # Child processes ---------------------------------------------------------------------------------------
 

@@ -393,6 +393,7 @@ class Agent:
                     wake=self._wake,
                     kill_grace_s=self.settings.kill_grace_s,
                     report_wait_s=self.settings.report_wait_s,
+                    fetch=self.client.artifacts.fetch,
                 )
                 lease.worker = threading.Thread(
                     target=self._work,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from control_room.api.deps import Executor, Pool
 from control_room.api.models import (
+    ArtifactFetch,
     ArtifactInitiate,
     ArtifactPublic,
     ClaimReply,
@@ -33,6 +36,7 @@ from control_room.api.models import (
 )
 from control_room.loops.notifier import get_notifier
 from control_room.services import artifacts, tasks
+from control_room.storage import get_store
 
 router = APIRouter(tags=["executors"])
 LEASE_ERRORS: dict[int | str, dict[str, Any]] = {"409": {"description": "Lease lost: stop working on the task."}}
@@ -195,5 +199,45 @@ async def release_task(task_id: uuid.UUID, body: ReleaseRequest, executor: Execu
     """Hand the lease back (the agent is shutting down): the task is queued again for another agent and
     this attempt does not count against max_attempts."""
     async with db.connection() as conn:
-        return {"task_status": await tasks.release(conn, task_id=task_id, lease_token=body.lease_token,
-                                                   reason=body.reason)}
+        return {
+            "task_status": await tasks.release(conn, task_id=task_id, lease_token=body.lease_token, reason=body.reason)
+        }
+
+
+@router.post(
+    "/tasks/{task_id}/artifacts/fetch",
+    operation_id="fetchArtifact",
+    response_class=StreamingResponse,
+    responses={
+        "200": {
+            "description": "The artifact's bytes; `X-Artifact-Sha256` lets the agent verify them.",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **LEASE_ERRORS,
+    },
+)
+async def fetch_artifact(task_id: uuid.UUID, body: ArtifactFetch, executor: Executor, db: Pool) -> StreamingResponse:
+    """Download an artifact of an earlier task (of this run, or of another run of the same project) while
+    holding this task's lease: a dbt project, a Spark application, a manifest for slim CI."""
+    async with db.connection() as conn:
+        artifact = await artifacts.find_for_task(
+            conn,
+            task_id=task_id,
+            lease_token=body.lease_token,
+            task_key=body.task_key,
+            name=body.name,
+            run_id=body.run_id,
+        )
+    store = get_store()
+    key = artifacts.storage_key_of(artifact)
+    chunks = await to_thread.run_sync(lambda: store.iter_bytes(key))
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(artifact["size_bytes"]),
+            "ETag": f'"{artifact["sha256"]}"',
+            "X-Artifact-Sha256": artifact["sha256"],
+            "X-Artifact-Id": str(artifact["id"]),
+        },
+    )

@@ -230,6 +230,13 @@ class ArtifactInitiate(Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ArtifactFetch(Strict):
+    lease_token: uuid.UUID
+    task_key: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="The task that produced it.")
+    name: str = Field(min_length=1, max_length=512)
+    run_id: uuid.UUID | None = Field(default=None, description="Another run of the same project (default: this run).")
+
+
 class ArtifactPublic(BaseModel):
     id: uuid.UUID
     run_id: uuid.UUID

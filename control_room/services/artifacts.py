@@ -299,3 +299,27 @@ async def list_project_artifacts(
         rows = rows[:limit]
         next_cursor = f"{rows[-1]['created_at'].isoformat()}|{rows[-1]['id']}"
     return rows, next_cursor
+
+
+async def find_for_task(
+    conn: AsyncConnection,
+    *,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    task_key: str,
+    name: str,
+    run_id: uuid.UUID | None,
+) -> dict[str, Any]:
+    """An artifact an executor may read while holding a lease: produced by task ``task_key`` of this run
+    (or of ``run_id`` in the same project), newest attempt first."""
+    attempt = await _attempt_of_lease(conn, task_id, lease_token)
+    source_run = run_id or attempt["run_id"]
+    found = await _artifact(
+        conn,
+        "a.run_id = %s and a.project_id = %s and t.key = %s and a.name = %s "
+        "order by a.attempt desc nulls last, a.created_at desc limit 1",
+        (source_run, attempt["project_id"], task_key, name),
+    )
+    if found is None:
+        raise NotFound(f'no artifact "{name}" of task "{task_key}" in run {source_run} of this project', field="name")
+    return found

@@ -135,6 +135,10 @@ class TaskContext(Protocol):
     def report(self, operation: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         """Call a reporting operation of the contract for this task (e.g. "lineage", "queries")."""
 
+    def fetch_artifact(self, *, task_key: str, name: str, dest: Path, run_id: str | None = None) -> Path:
+        """Download artifact ``name`` of task ``task_key`` of this run (or of ``run_id``, same project) to
+        ``dest``, verified by SHA-256; returns ``dest``."""
+
 
 class Engine(abc.ABC):
     """One kind of work. Subclasses set ``name`` and implement ``run``."""

@@ -635,15 +635,9 @@ class SparkEngine(Engine):
         if job.module is not None:
             return _module_launcher(job.module, layout)
         assert job.artifact is not None
-        fetch = getattr(context, "fetch_artifact", None)
-        if not callable(fetch):
-            raise EngineError(
-                f"spec.application_artifact: this agent cannot fetch artifact {job.artifact.name!r} of task "
-                f"{job.artifact.task!r} (no fetch_artifact capability); use application or module instead"
-            )
         target = layout.root / "app" / Path(job.artifact.name).name
         target.parent.mkdir(parents=True, exist_ok=True)
-        fetched = Path(fetch(task_key=job.artifact.task, name=job.artifact.name, dest=target))
+        fetched = context.fetch_artifact(task_key=job.artifact.task, name=job.artifact.name, dest=target)
         if fetched.suffix != ".py":
             raise EngineError(f"spec.application_artifact: {job.artifact.name!r} is not a .py file")
         return fetched

@@ -487,3 +487,67 @@ def test_released_task_is_requeued_without_using_an_attempt(
     )
     detail = operator.get(f"/runs/{run['id']}").json()
     assert [a["outcome"] for a in detail["tasks"][0]["attempts"]] == ["released", "succeeded"]
+
+
+def test_executor_fetches_an_earlier_tasks_artifact_of_its_run(
+    live_api: LiveServer, provision: Provisioner, pool: str
+) -> None:
+    operator = client(live_api, provision.user_token("operator")[1])
+    submit(
+        operator,
+        [
+            {"key": "build", "engine": "shell", "pool": pool},
+            {"key": "use", "engine": "shell", "pool": pool, "depends_on": ["build"]},
+        ],
+        project=str(provision.tenant().project_id),
+    )
+    agent = client(live_api, provision.executor_token(pool))
+    register(agent)
+    (build,) = claim(agent)
+    payload = b"print('hello from an artifact')\n"
+    ticket = agent.post(
+        f"/tasks/{build['task_id']}/artifacts",
+        json={
+            "lease_token": build["lease_token"],
+            "name": "app/job.py",
+            "size_bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        },
+    ).json()
+    agent.request(ticket["method"], ticket["upload_url"], content=payload, headers=ticket["headers"])
+    agent.post(
+        f"/tasks/{build['task_id']}/artifacts/{ticket['upload_id']}/complete",
+        json={"lease_token": build["lease_token"]},
+    ).raise_for_status()
+    agent.post(
+        f"/tasks/{build['task_id']}/finalize", json={"lease_token": build["lease_token"], "outcome": "succeeded"}
+    )
+    (use,) = claim(agent)
+    fetched = agent.post(
+        f"/tasks/{use['task_id']}/artifacts/fetch",
+        json={"lease_token": use["lease_token"], "task_key": "build", "name": "app/job.py"},
+    )
+    assert fetched.status_code == 200
+    assert fetched.content == payload
+    assert fetched.headers["x-artifact-sha256"] == hashlib.sha256(payload).hexdigest()
+    missing = agent.post(
+        f"/tasks/{use['task_id']}/artifacts/fetch",
+        json={"lease_token": use["lease_token"], "task_key": "build", "name": "nope.py"},
+    )
+    assert missing.status_code == 404 and missing.json()["field"] == "name"
+    stale = agent.post(
+        f"/tasks/{use['task_id']}/artifacts/fetch",
+        json={"lease_token": str(uuid.uuid4()), "task_key": "build", "name": "app/job.py"},
+    )
+    assert stale.status_code == 409
+    other_project = client(live_api, provision.user_token("operator", provision.tenant(f"x-{pool}"))[1])
+    foreign = submit(
+        other_project,
+        [{"key": "z", "engine": "shell", "pool": pool}],
+        project=str(provision.tenant(f"x-{pool}").project_id),
+    )
+    cross = agent.post(
+        f"/tasks/{use['task_id']}/artifacts/fetch",
+        json={"lease_token": use["lease_token"], "task_key": "build", "name": "app/job.py", "run_id": foreign["id"]},
+    )
+    assert cross.status_code == 404, "artifacts of another project are not readable"
