@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, cast
 
 from executor_agent.engines.base import Engine, EngineError, EngineResult, Level, ProcessOutcome, TaskContext
 from executor_agent.engines.dbt_support.lineage import ProjectGraph
@@ -41,14 +41,6 @@ FAILED_STATUSES = ("error", "fail", "runtime error")
 WARNING_STATUSES = ("warn", "skipped")
 MAX_NAMED_FAILURES = 10
 SCRUBBED = "*****"
-
-
-@runtime_checkable
-class ArtifactSource(Protocol):
-    """A context that can fetch an earlier task's artifact (not part of TaskContext yet: see the README)."""
-
-    def fetch_artifact(self, reference: Mapping[str, Any], destination: Path) -> Path:
-        """Download the referenced artifact to ``destination`` (verified by SHA-256) and return that path."""
 
 
 def _now() -> str:
@@ -86,13 +78,18 @@ class DbtInvocation:
     # Preparing ------------------------------------------------------------------------------------------
 
     def _fetch(self, reference: ArtifactReference, destination: Path, field_name: str) -> Path:
-        if not isinstance(self.context, ArtifactSource):
-            raise EngineError(
-                f"spec.{field_name}: this agent cannot download artifacts of earlier tasks (the executor "
-                "contract has no executor-side artifact download yet); use a path instead"
-            )
         destination.parent.mkdir(parents=True, exist_ok=True)
-        return self.context.fetch_artifact(reference.as_dict(), destination)
+        try:
+            return self.context.fetch_artifact(
+                task_key=reference.task_key, name=reference.name, dest=destination, run_id=reference.run_id
+            )
+        except EngineError:
+            raise
+        except Exception as exc:  # the control plane's answer (not found, lease lost) as a task error
+            where = f"run {reference.run_id}" if reference.run_id else "this run"
+            raise EngineError(
+                f"spec.{field_name}: cannot fetch {reference.name!r} of task {reference.task_key!r} in {where}: {exc}"
+            ) from exc
 
     def _project_dir(self) -> Path:
         source = self.spec.project

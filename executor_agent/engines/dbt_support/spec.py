@@ -21,8 +21,8 @@ A task of engine ``dbt`` carries, beside the common task fields::
     docs           bool: also generate the catalog (``docs generate``) after the command, for column types
     openlineage_namespace  job namespace of emitted OpenLineage events (default lakehouse/<project>)
 
-An artifact reference names an earlier task's artifact: {"id": "<artifact uuid>"} or
-{"run_id": "<uuid>", "task_key": "build", "name": "manifest.json"}.
+An artifact reference names an earlier task's artifact: {"task_key": "build", "name": "manifest.json"}
+for a task of the same run, plus "run_id" for a task of another run of the same project.
 """
 
 from __future__ import annotations
@@ -55,35 +55,30 @@ def _invalid(field_name: str, message: str) -> EngineError:
 
 @dataclass(frozen=True)
 class ArtifactReference:
-    """An earlier task's artifact, by id or by (run, task key, name)."""
+    """An earlier task's artifact: task ``task_key``'s artifact ``name``, in this run or in run ``run_id``
+    of the same project (what the contract's fetchArtifact serves)."""
 
-    artifact_id: uuid.UUID | None = None
-    run_id: uuid.UUID | None = None
-    task_key: str | None = None
-    name: str | None = None
+    task_key: str
+    name: str
+    run_id: str | None = None
 
     @classmethod
     def parse(cls, value: Any, field_name: str) -> ArtifactReference:
         if not isinstance(value, Mapping):
-            raise _invalid(field_name, 'must be {"id": ...} or {"run_id": ..., "task_key": ..., "name": ...}')
-        unknown = set(value) - {"id", "run_id", "task_key", "name"}
+            raise _invalid(field_name, 'must be {"task_key": ..., "name": ...} (and "run_id" for another run)')
+        unknown = set(value) - {"task_key", "name", "run_id"}
         if unknown:
             raise _invalid(f"{field_name}.{sorted(unknown)[0]}", "unknown field of an artifact reference")
-        try:
-            if "id" in value:
-                return cls(artifact_id=uuid.UUID(str(value["id"])))
-            if {"run_id", "task_key", "name"} <= set(value):
-                return cls(
-                    run_id=uuid.UUID(str(value["run_id"])), task_key=str(value["task_key"]), name=str(value["name"])
-                )
-        except ValueError as exc:
-            raise _invalid(field_name, f"not a valid artifact reference: {exc}") from exc
-        raise _invalid(field_name, 'needs "id", or all of "run_id", "task_key" and "name"')
-
-    def as_dict(self) -> dict[str, str]:
-        if self.artifact_id is not None:
-            return {"id": str(self.artifact_id)}
-        return {"run_id": str(self.run_id), "task_key": str(self.task_key), "name": str(self.name)}
+        for required in ("task_key", "name"):
+            if not isinstance(value.get(required), str) or not value[required]:
+                raise _invalid(f"{field_name}.{required}", "is required: a non-empty string")
+        run_id = value.get("run_id")
+        if run_id is not None:
+            try:
+                run_id = str(uuid.UUID(str(run_id)))
+            except ValueError as exc:
+                raise _invalid(f"{field_name}.run_id", "must be a run id (a UUID)") from exc
+        return cls(task_key=value["task_key"], name=value["name"], run_id=run_id)
 
 
 @dataclass(frozen=True)

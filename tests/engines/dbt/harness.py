@@ -99,18 +99,13 @@ class ArtifactShelf:
             self.items.append(stored)
         return stored
 
-    def find(self, reference: Mapping[str, Any]) -> StoredArtifact:
+    def find(self, *, run_id: str, task_key: str, name: str) -> StoredArtifact:
+        """The newest artifact ``name`` of task ``task_key`` in run ``run_id``."""
         with self._lock:
             for item in reversed(self.items):
-                if "id" in reference and str(item.id) == str(reference["id"]):
+                if (item.run_id, item.task_key, item.name) == (run_id, task_key, name):
                     return item
-                if "id" not in reference and (item.run_id, item.task_key, item.name) == (
-                    str(reference.get("run_id")),
-                    reference.get("task_key"),
-                    reference.get("name"),
-                ):
-                    return item
-        raise LookupError(f"no artifact matches {dict(reference)}")
+        raise LookupError(f'no artifact "{name}" of task "{task_key}" in run {run_id}')
 
 
 @dataclass
@@ -194,14 +189,15 @@ class HarnessContext:
         assert found, f"no artifact {name!r}; have {[a.name for a in self.artifacts]}"
         return found[-1]
 
-    def fetch_artifact(self, reference: Mapping[str, Any], destination: Path) -> Path:
-        """The artifact's bytes at ``destination``, verified against the SHA-256 recorded at upload."""
-        stored = self.shelf.find(reference)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(stored.path, destination)
-        if hashlib.sha256(destination.read_bytes()).hexdigest() != stored.sha256:
+    def fetch_artifact(self, *, task_key: str, name: str, dest: Path, run_id: str | None = None) -> Path:
+        """An earlier task's artifact at ``dest`` (relative: in the work folder), verified by its SHA-256."""
+        stored = self.shelf.find(run_id=run_id or self.run_id, task_key=task_key, name=name)
+        target = dest if dest.is_absolute() else self.work_dir / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stored.path, target)
+        if hashlib.sha256(target.read_bytes()).hexdigest() != stored.sha256:
             raise ValueError(f"artifact {stored.name} does not match its SHA-256")
-        return destination
+        return target
 
     # Stopping --------------------------------------------------------------------------------------------
 

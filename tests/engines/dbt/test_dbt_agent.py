@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,20 @@ def test_dbt_build_through_an_agent(
     tenant = provision.tenant("dbt-agent")
     operator = operator_client(live_api, provision.user_token("operator", tenant)[1])
     project = copy_project(tmp_path / "shop")
-    start_agent(live_api, provision.executor_token(pool), engines=["dbt"], concurrency=2)
+    start_agent(live_api, provision.executor_token(pool), engines=["dbt", "shell"], concurrency=2)
 
-    good = submit(operator, tenant.project_id, [dbt_task("build", pool, project, tmp_path / "good.duckdb")])
+    # The project reaches the dbt task as an artifact of the task before it (fetched under its lease).
+    package = {
+        "key": "package",
+        "engine": "shell",
+        "pool": pool,
+        "command": f"{sys.executable} -c \"import shutil; shutil.make_archive('project', 'zip', '{project}')\"",
+        "artifacts": ["project.zip"],
+    }
+    build = dbt_task("build", pool, project, tmp_path / "good.duckdb", depends_on=["package"])
+    build["project"] = {"artifact": {"task_key": "package", "name": "project.zip"}}
+    good = submit(operator, tenant.project_id, [package, build])
+
     # In a project of its own: the example's exposure is one dataset per project, whichever run saw it last.
     bad_tenant = provision.tenant("dbt-agent-bad")
     bad_operator = operator_client(live_api, provision.user_token("operator", bad_tenant)[1])
@@ -51,22 +63,13 @@ def test_dbt_build_through_an_agent(
         [dbt_task("build", pool, project, tmp_path / "bad.duckdb")],
         params={"inject_bad_order": True},
     )
-    # The agent's context cannot download artifacts yet: a project from an artifact fails, saying so.
-    from_artifact = submit(
-        operator,
-        tenant.project_id,
-        [
-            {
-                **dbt_task("build", pool, project, tmp_path / "x.duckdb"),
-                "project": {"artifact": {"id": str(uuid.uuid4())}},
-            }
-        ],
-    )
     good_run = wait_for_run(operator, good["id"], timeout=300)
     bad_run = wait_for_run(bad_operator, bad["id"], timeout=300)
 
     assert good_run["status"] == "succeeded", good_run
-    artifacts = {a["name"]: a for a in operator.get(f"/runs/{good['id']}/artifacts").json()["items"]}
+    build_task = next(t for t in good_run["tasks"] if t["key"] == "build")
+    listed = operator.get(f"/runs/{good['id']}/artifacts", params={"task_id": build_task["id"]}).json()["items"]
+    artifacts = {a["name"]: a for a in listed}
     assert {"manifest.json", "run_results.json", "compiled-sql.zip", "dbt.log"} <= set(artifacts)
     content = operator.get(f"/artifacts/{artifacts['manifest.json']['id']}/content")
     assert hashlib.sha256(content.content).hexdigest() == artifacts["manifest.json"]["sha256"]
@@ -88,7 +91,3 @@ def test_dbt_build_through_an_agent(
     error = bad_run["tasks"][0]["error"]
     assert "test assert_order_amounts_positive" in error, error
     assert len(bad_run["tasks"][0]["attempts"]) == 1, "a failing test is not retried"
-
-    artifact_run = wait_for_run(operator, from_artifact["id"], timeout=120)
-    assert artifact_run["status"] == "failed"
-    assert artifact_run["tasks"][0]["error"].startswith("spec.project.artifact: this agent cannot download artifacts")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -292,13 +293,14 @@ def test_state_modified_builds_exactly_the_changed_model_and_its_children(
         for file in sorted(project.rglob("*")):
             if file.is_file():
                 archive.write(file, Path("shop").joinpath(file.relative_to(project)).as_posix())
-    published = dbt_shelf.put(bundle, run_id="checkout-run", task_key="checkout", attempt=1, name="project.zip")
+    checkout_run = str(uuid.uuid4())
+    dbt_shelf.put(bundle, run_id=checkout_run, task_key="checkout", attempt=1, name="project.zip")
     first_manifest = built.context.artifact("manifest.json")
 
     context, result = run_dbt(
         {
             "command": "build",
-            "project": {"artifact": {"id": str(published.id)}},
+            "project": {"artifact": {"run_id": checkout_run, "task_key": "checkout", "name": "project.zip"}},
             "select": "state:modified+",
             "state": {
                 "artifact": {
@@ -341,7 +343,12 @@ def test_state_modified_builds_exactly_the_changed_model_and_its_children(
         ({"command": "run", "project": {"path": "x"}, "defer": True}, "spec.defer"),
         ({"command": "run", "project": {"path": "x"}, "select": [""]}, "spec.select"),
         ({"command": "run", "project": {"path": "no/such/folder"}}, "spec.project.path"),
-        ({"command": "run", "project": {"artifact": {"run_id": "r"}}}, "spec.project.artifact"),
+        ({"command": "run", "project": {"artifact": {"run_id": "r"}}}, "spec.project.artifact.task_key"),
+        (
+            {"command": "run", "project": {"artifact": {"task_key": "a", "name": "p.zip", "run_id": "r"}}},
+            "spec.project.artifact.run_id",
+        ),
+        ({"command": "run", "project": {"artifact": {"task_key": "a", "name": "p.zip"}}}, "spec.project.artifact"),
         (
             {
                 "command": "run",
@@ -438,7 +445,7 @@ def test_test_runs_exactly_the_selected_tests_minus_the_excluded(built: Built, r
         and set(n["depends_on"]["nodes"]) <= {"model.lakehouse_shop.stg_orders", "model.lakehouse_shop.stg_customers"}
         and not n["name"].startswith("relationships_")
     }
-    assert len(expected) == 7
+    assert len(expected) == 6
     assert executed(context) == expected
     assert not context.report_of("lineage")["openlineage_events"], "tests build nothing: no OpenLineage runs"
 
