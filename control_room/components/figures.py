@@ -124,7 +124,7 @@ def gantt_figure(
     tasks: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]], *, now: datetime | None = None
 ) -> go.Figure:
     """One row per task, one bar per attempt from claim to finish (still open: to now), coloured by
-    the attempt's outcome; the part between claim and start is drawn lighter (waiting for a slot)."""
+    the attempt's outcome."""
     now = now or datetime.now(UTC)
     order = task_order(tasks)
     figure = go.Figure()
@@ -132,32 +132,22 @@ def gantt_figure(
         claimed = attempt["claimed_at"]
         if claimed is None:
             continue
-        started = attempt["started_at"] or claimed
         finished = attempt["finished_at"] or now
         state = attempt["outcome"] or "running"
-        color = STATUS_HEX.get(state, "#8B8D98")
         label = f"{attempt['task_key']} · attempt {attempt['attempt']}"
-        hover = (
-            f"<b>{label}</b><br>{state} on {attempt.get('executor') or 'unknown executor'}"
-            f"<br>%{{base|%H:%M:%S}} → %{{x|%H:%M:%S}}<extra></extra>"
-        )
-        if started > claimed:
-            figure.add_trace(
-                go.Bar(
-                    base=[claimed], x=[(started - claimed).total_seconds() * 1000], y=[attempt["task_key"]],
-                    orientation="h", marker={"color": color, "opacity": 0.35}, hoverinfo="skip", width=0.5,
-                )
-            )  # fmt: skip
         figure.add_trace(
             go.Bar(
-                base=[started],
-                x=[max((finished - started).total_seconds() * 1000, 250)],
+                base=[claimed],
+                x=[max((finished - claimed).total_seconds() * 1000, 250)],
                 y=[attempt["task_key"]],
                 orientation="h",
-                marker={"color": color},
+                marker={"color": STATUS_HEX.get(state, "#8B8D98")},
                 width=0.5,
-                hovertemplate=hover,
                 name=label,
+                hovertemplate=(
+                    f"<b>{label}</b><br>{state} on {attempt.get('executor') or 'unknown executor'}"
+                    "<br>%{base|%H:%M:%S.%L} → %{x|%H:%M:%S.%L} UTC<extra></extra>"
+                ),
             )
         )
     figure.update_layout(
@@ -173,26 +163,27 @@ def gantt_figure(
 
 
 def pool_load_figure(series: Sequence[dict[str, Any]]) -> go.Figure:
-    """Running tasks per pool over time, one line per pool."""
+    """Peak running tasks per pool in each minute, one bar colour per pool (stacked)."""
     figure = go.Figure()
     pools = sorted({row["pool"] for row in series})
     for index, pool in enumerate(pools):
         points = [row for row in series if row["pool"] == pool]
         figure.add_trace(
-            go.Scatter(
+            go.Bar(
                 x=[row["at"] for row in points],
                 y=[row["running"] for row in points],
-                mode="lines",
                 name=pool,
-                line={"color": POOL_COLORS[index % len(POOL_COLORS)], "width": 2, "shape": "hv"},
-                hovertemplate=f"<b>{pool}</b><br>%{{x|%H:%M}} UTC · %{{y}} running<extra></extra>",
+                marker={"color": POOL_COLORS[index % len(POOL_COLORS)]},
+                hovertemplate=f"<b>{pool}</b><br>%{{x|%H:%M}} UTC · peak %{{y}} running<extra></extra>",
             )
         )
     figure.update_layout(
         **_base_layout(
-            220,
+            200,
             showlegend=True,
-            legend={"orientation": "h", "y": 1.12, "x": 0},
+            barmode="stack",
+            bargap=0.15,
+            legend={"orientation": "h", "y": 1.15, "x": 0},
             xaxis={"type": "date", "showgrid": False, "tickformat": "%H:%M"},
             yaxis={"rangemode": "tozero", "gridcolor": "rgba(128,128,128,0.18)", "tickformat": "d"},
             margin={"l": 36, "r": 10, "t": 30, "b": 28},

@@ -197,6 +197,24 @@ def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]
                     top="0",
                     z_index="5",
                 ),
+                rx.cond(
+                    SessionState.session_ended,
+                    rx.callout(
+                        rx.hstack(
+                            rx.text(
+                                "Your session ended (it expired or was signed out). Nothing here updates "
+                                "until you sign in again."
+                            ),
+                            rx.link(rx.button("Sign in", size="1"), href=routes.LOGIN),
+                            align="center",
+                            spacing="3",
+                        ),
+                        icon="lock",
+                        color_scheme="amber",
+                        margin="16px 28px 0",
+                        id="session-ended",
+                    ),
+                ),
                 rx.box(content, padding="24px 28px 48px"),
                 flex="1",
                 min_width="0",

@@ -153,7 +153,7 @@ def _preview_body() -> rx.Component:
                 spacing="1",
             ),
         ),
-        ("json", rx.html(S.preview_json_html, id="preview-json")),
+        ("json", rx.html(S.preview_json_html, id="preview-json", width="100%")),
         ("csv", _table_preview()),
         ("parquet", _table_preview()),
         ("image", rx.image(src=S.preview_image, class_name="preview-image", id="preview-image")),

@@ -158,7 +158,8 @@ def executors_page() -> rx.Component:
         rx.card(
             rx.vstack(
                 rx.hstack(rx.text("Running tasks per pool", size="2", weight="medium"),
-                          rx.text("last hour, UTC", size="1", color_scheme="gray"), spacing="2", align="center"),
+                          rx.text("peak per minute, last hour (UTC)", size="1", color_scheme="gray"), spacing="2",
+                          align="center"),
                 rx.cond(
                     S.chart_has_data,
                     rx.plotly.basic(data=S.chart, config={"displayModeBar": False, "responsive": True},

@@ -237,8 +237,13 @@ def _event_row(event: Any) -> rx.Component:
         rx.text(event.time, as_="span", class_name="event-time"),
         rx.box(level_badge(event.level)),
         rx.text(event.task, as_="span", class_name="event-task", title=event.type),
-        rx.text(event.message, " ", rx.text(event.detail, as_="span", class_name="event-detail"), as_="span",
-                class_name="event-message"),
+        rx.text(
+            event.message,
+            " ",
+            rx.text(event.detail, as_="span", class_name="event-detail"),
+            as_="span",
+            class_name="event-message",
+        ),
         class_name="event-row level-" + event.level,
         data_event_id=event.id,
     )
@@ -304,7 +309,7 @@ def _timeline() -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.text("Timeline", size="2", weight="medium"),
-                    rx.text("one bar per attempt, from claim to finish (UTC); lighter: waiting to start",
+                    rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome",
                             size="1", color_scheme="gray"),
                     spacing="3", align="center",
                 ),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
@@ -263,7 +264,10 @@ LIST_COLUMNS = """
     (select count(*) from ops.tasks t where t.run_id = r.id
        and t.status in ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost', 'skipped'))::integer as tasks_done
 """
-_UUID_PREFIX = re.compile(r"^[0-9a-f-]{4,36}$")
+# How long a name search may walk the sort index before the trigram index is asked first instead
+# (0: always ask the trigram index first).
+NAME_SEARCH_ORDERED_MS = 300
+_UUID_PREFIX = re.compile(r"^[0-9a-f]{8}[0-9a-f-]{0,28}$")
 
 
 @dataclass(frozen=True)
@@ -283,12 +287,13 @@ class RunsQuery:
 
 
 def _uuid_range(text: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """The range of ids starting with ``text`` (a hex prefix, dashes allowed), or None."""
+    """The ids a search text stands for: a whole run id, or its first 8 or more hex digits (as the
+    UI shows them); None for any other text, which is searched in run names instead."""
     lowered = text.strip().lower()
     if not _UUID_PREFIX.match(lowered):
         return None
     digits = lowered.replace("-", "")
-    if not digits or len(digits) > 32 or len(digits) < 4:
+    if len(digits) > 32:
         return None
     return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
 
@@ -348,9 +353,9 @@ async def list_runs_sorted(
         if id_range is None:
             where.append(sql.SQL("r.name ilike %s"))
             args.append(f"%{escaped}%")
-        else:
-            where.append(sql.SQL("(r.name ilike %s or r.id between %s and %s)"))
-            args.extend([f"%{escaped}%", *id_range])
+        else:  # a primary-key range: one index probe, whatever the history's size
+            where.append(sql.SQL("r.id between %s and %s"))
+            args.extend(id_range)
     if query.created_after:
         where.append(sql.SQL("r.created_at >= %s"))
         args.append(query.created_after)
@@ -367,19 +372,36 @@ async def list_runs_sorted(
         )
         args.extend([after_key, after_id])
     direction = sql.SQL("desc" if query.descending else "asc")
-    statement = sql.SQL(
-        "select {cols}, ({key})::text as sort_key from {src} where {where} order by {key} {dir}, r.id {dir} limit %s"
-    ).format(
-        cols=sql.SQL(LIST_COLUMNS),
-        key=key,
-        src=sql.SQL(RUN_FROM),
-        where=sql.SQL(" and ").join(where),
-        dir=direction,
-    )
     args.append(limit + 1)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, args)
-        rows = await cur.fetchall()
+    ordered = sql.SQL(
+        "select {cols}, ({key})::text as sort_key from {src} where {where} order by {key} {dir}, r.id {dir} limit %s"
+    ).format(cols=sql.SQL(LIST_COLUMNS), key=key, src=sql.SQL(RUN_FROM), where=sql.SQL(" and ").join(where),
+             dir=direction)  # fmt: skip
+    name_search = bool(query.text and query.text.strip()) and _uuid_range(query.text or "") is None
+    if not name_search:
+        rows = await _fetch_runs(conn, ordered, args)
+    else:
+        # Walking the sort index while filtering names is instant when matches are common and slow
+        # when they are rare (every run of the project is read). Give that plan a moment; when it
+        # runs out, let the trigram index find the matches first and sort only those.
+        rows = []
+        try:
+            if NAME_SEARCH_ORDERED_MS <= 0:
+                raise psycopg.errors.QueryCanceled("the ordered walk is disabled")
+            async with conn.transaction():  # a savepoint: a cancel stays inside it
+                found = await (await conn.execute("select current_setting('statement_timeout')")).fetchone()
+                await conn.execute("select set_config('statement_timeout', %s, true)", (str(NAME_SEARCH_ORDERED_MS),))
+                rows = await _fetch_runs(conn, ordered, args)
+                await conn.execute("select set_config('statement_timeout', %s, true)", (found[0] if found else "0",))
+        except psycopg.errors.QueryCanceled:
+            matches_first = sql.SQL(
+                "with matches as materialized (select r.id from ops.runs r join ops.environments e "
+                "on e.id = r.environment_id where {where}) "
+                "select {cols}, ({key})::text as sort_key from {src} join matches m on m.id = r.id "
+                "order by {key} {dir}, r.id {dir} limit %s"
+            ).format(cols=sql.SQL(LIST_COLUMNS), key=key, src=sql.SQL(RUN_FROM),
+                     where=sql.SQL(" and ").join(where), dir=direction)  # fmt: skip
+            rows = await _fetch_runs(conn, matches_first, args)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -387,6 +409,12 @@ async def list_runs_sorted(
     for row in rows:
         row.pop("sort_key")
     return rows, next_cursor
+
+
+async def _fetch_runs(conn: AsyncConnection, statement: sql.Composed, args: list[Any]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, args)
+        return await cur.fetchall()
 
 
 async def runs_by_id(conn: AsyncConnection, *, run_ids: list[uuid.UUID]) -> list[dict[str, Any]]:

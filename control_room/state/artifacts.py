@@ -15,6 +15,7 @@ from control_room.services import artifacts, ui_previews
 from control_room.state import formatting
 from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler
+from control_room.storage import VerifyResult
 
 PAGE_SIZE = 50
 
@@ -54,6 +55,20 @@ def artifact_row(row: dict[str, Any]) -> ArtifactRow:
         run_href=routes.run_detail(str(row["run_id"]), tab="artifacts"),
         task_key=row["task_key"] or "",
         attempt=row["attempt"] or 0,
+    )
+
+
+def verify_message(result: VerifyResult) -> str:
+    """What re-hashing the stored bytes found, in a sentence."""
+    if result.ok:
+        return f"Verified: the stored {result.actual_size:,} bytes hash to {result.actual_sha256}, as recorded."
+    if result.actual_size is None:
+        return f"Missing: nothing is stored for this artifact ({result.message})."
+    if result.actual_size != result.expected_size:
+        return f"Size differs: {result.actual_size:,} bytes are stored, {result.expected_size:,} were recorded."
+    return (
+        f"Checksum mismatch: the stored bytes hash to {result.actual_sha256}, "
+        f"but {result.expected_sha256} was recorded at upload."
     )
 
 
@@ -294,11 +309,7 @@ class ArtifactsState(SessionState):
             async with as_user(signed.principal) as conn:
                 result = await ui_previews.verify_artifact(conn, artifact_id=uuid.UUID(artifact_id))
             state = "ok" if result.ok else "mismatch"
-            message = (
-                f"SHA-256 {result.actual_sha256} and size {result.actual_size:,} bytes match what was recorded"
-                if result.ok
-                else result.message
-            )
+            message = verify_message(result)
         except Exception as exc:
             state, message = "mismatch", problem_text(exc)
         async with self:

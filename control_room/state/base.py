@@ -97,6 +97,7 @@ class SessionState(rx.State):
     projects: rx.Field[list[ProjectChoice]] = rx.field(default_factory=list)
     is_org_admin: rx.Field[bool] = rx.field(False)
     auth_provider: rx.Field[str] = rx.field("local")
+    session_ended: rx.Field[bool] = rx.field(False)  # expired or revoked while a page was open
 
     # Backend-only (never sent to or settable by the browser): the last successful session check.
     _user_id: str = ""
@@ -181,9 +182,11 @@ class SessionState(rx.State):
         except Unauthorized:
             async with self:
                 if self.session_token == token:
+                    self.session_ended = bool(self._user_id)  # a page was open: tell the person
                     self._forget_session()
             return None
         async with self:
+            self.session_ended = False
             self._user_id = str(user.user_id)
             self._checked_token = token
             self._checked_at = time.monotonic()

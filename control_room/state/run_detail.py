@@ -117,7 +117,9 @@ class RunArtifactRow:
 
 
 def _event_row(row: dict[str, Any]) -> EventRow:
-    data = row["data"] or {}
+    data = dict(row["data"] or {})
+    if data.get("stream") == "stdout":  # the usual case; stderr stays visible
+        data.pop("stream")
     detail = " ".join(f"{key}={formatting.scalar(value)}" for key, value in data.items())
     return EventRow(
         id=int(row["id"]),

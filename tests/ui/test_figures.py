@@ -29,7 +29,7 @@ def test_dag_nodes_are_coloured_by_state() -> None:
     assert len(figure.layout.annotations) == 2  # one arrow per dependency
 
 
-def test_gantt_has_a_bar_per_attempt_and_a_wait_bar_when_claimed_before_start() -> None:
+def test_gantt_has_a_bar_per_attempt_coloured_by_outcome() -> None:
     t0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     attempts = [
         {"task_key": "a", "attempt": 1, "claimed_at": t0, "started_at": t0 + timedelta(seconds=2),
@@ -38,10 +38,8 @@ def test_gantt_has_a_bar_per_attempt_and_a_wait_bar_when_claimed_before_start() 
          "finished_at": None, "outcome": None, "executor": "x"},
     ]  # fmt: skip
     figure = gantt_figure([_task("a")], attempts, now=t0 + timedelta(seconds=30))
-    bars = [trace for trace in figure.data if trace.marker.opacity is None]
-    assert [bar.marker.color for bar in bars] == [STATUS_HEX["failed"], STATUS_HEX["running"]]
-    assert bars[0].x[0] == 8000 and bars[1].x[0] == 10000  # milliseconds; the open attempt runs to now
-    assert len(figure.data) == 3  # plus the lighter bar for the 2 s between claim and start
+    assert [bar.marker.color for bar in figure.data] == [STATUS_HEX["failed"], STATUS_HEX["running"]]
+    assert figure.data[0].x[0] == 10000 and figure.data[1].x[0] == 10000  # ms; the open attempt runs to now
 
 
 def test_pool_chart_has_one_line_per_pool() -> None:

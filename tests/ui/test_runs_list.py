@@ -136,6 +136,18 @@ def test_filters_narrow_the_list(database_url: str, team: Team, history: list[di
     assert ids(replace(base, text="100%_sure")) == set()  # LIKE wildcards are matched literally
 
 
+@pytest.mark.parametrize("sort", ["created", "duration"])
+def test_rare_names_found_through_the_trigram_index_page_the_same(
+    database_url: str, team: Team, history: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, sort: str
+) -> None:
+    query = runs.RunsQuery(project_id=team.tenant.project_id, text="nightly", sort=sort)
+    walked = _page_through(database_url, team.viewer.principal, query, limit=6)
+    monkeypatch.setattr(runs, "NAME_SEARCH_ORDERED_MS", 0)  # the path a slow walk falls back to
+    assert _page_through(database_url, team.viewer.principal, query, limit=6) == walked
+    nightly = [row for row in history if "nightly" in row["name"]]
+    assert walked == _expected(nightly, sort, True)
+
+
 def test_other_projects_runs_are_invisible(database_url: str, team: Team, history: list[dict[str, Any]]) -> None:
     query = runs.RunsQuery(project_id=team.tenant.project_id)
     assert _page_through(database_url, team.outsider.principal, query, limit=50) == []

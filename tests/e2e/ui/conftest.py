@@ -1,9 +1,9 @@
-"""One real control room (`lakehouse run`) with a real executor agent for the UI's end-to-end tests.
+"""One real control room (`lakehouse run`) with its executor agent for the UI's end-to-end tests.
 
 Started once for this package: a fresh database migrated by the supervisor, the demo data and its
-admin (password read from what `lakehouse run` prints once), an operator and a viewer created with
-`lakehouse users create`, and an agent (`python -m executor_agent run`) with a token from
-`lakehouse executors token create`.
+admin (password read from what `lakehouse run` prints once), the local executor agent the supervisor
+starts (its name read from the same output), and an operator and a viewer created with
+`lakehouse users create`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -32,6 +31,7 @@ UI_TIMEOUT_MS = 30_000
 expect.set_options(timeout=UI_TIMEOUT_MS)
 DEMO_PROJECT = "lakehouse"
 ADMIN_LINE = re.compile(r"demo admin: (?P<email>\S+)\s+password: (?P<password>\S+)")
+AGENT_LINE = re.compile(r"executor agent: (?P<name>\S+) in pool")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class UiWorld:
     admin: Account
     operator: Account
     viewer: Account
+    agent: str
     shots: Path
-    agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -87,7 +87,6 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
             [str(LAKEHOUSE), "run"], cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
     running = RunningControlRoom(process=process, url=f"http://127.0.0.1:{port}", log=log, data_dir=root / "data")
-    agents: list[subprocess.Popen[bytes]] = []
     try:
         wait_until_healthy(running)
         running.record_started_processes()
@@ -100,17 +99,8 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
             _cli(env, "users", "create", "--email", account.email, "--project", DEMO_PROJECT, "--role", role,
                  "--password-stdin", stdin=account.password + "\n")  # fmt: skip
             people[role] = account
-        token_out = _cli(env, "executors", "token", "create", "--name", "e2e-agent-1")
-        token = next(line.strip() for line in token_out.splitlines() if line.strip().startswith("lhx_"))
-        agent_env = {**env, "LAKEHOUSE_EXECUTOR_TOKEN": token}
-        agents.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "executor_agent", "run", "--url", running.url, "--concurrency", "4",
-                 "--engines", "shell,python", "--spool-dir", str(root / "spool"), "--work-dir", str(root / "work")],
-                env=agent_env, stdout=(root / "agent.log").open("wb"), stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )  # fmt: skip
+        agent = AGENT_LINE.search(running.output())
+        assert agent, f"`lakehouse run` did not start its executor agent:\n{running.output()}"
         shots = Path(str(pytestconfig.getoption("--output"))) / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
         yield UiWorld(
@@ -120,17 +110,10 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
             admin=admin,
             operator=people["operator"],
             viewer=people["viewer"],
+            agent=agent["name"],
             shots=shots,
-            agents=agents,
         )
     finally:
-        for agent in agents:
-            if agent.poll() is None:
-                os.killpg(agent.pid, signal.SIGTERM)
-                try:
-                    agent.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(agent.pid, signal.SIGKILL)
         if process.poll() is None:
             survivors = running.stop(signal.SIGINT)
             for proc in survivors:
