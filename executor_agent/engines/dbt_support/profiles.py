@@ -102,7 +102,10 @@ def write_profile(
         if output.get("type") == "duckdb":
             database = str(output.get("path", "warehouse.duckdb"))
             if database != ":memory:" and "{{" not in database and not database.startswith(("md:", "motherduck:")):
-                output["path"] = str((work_dir / database).resolve())  # an absolute path stays as it is
+                resolved = (work_dir / database).resolve()  # an absolute path stays as it is
+                # DuckDB creates the file but not its folder: a fresh warehouse location must just work.
+                resolved.parent.mkdir(parents=True, exist_ok=True)
+                output["path"] = str(resolved)
         rendered[name] = output
     directory.mkdir(parents=True, exist_ok=True)
     profiles_file = directory / "profiles.yml"
