@@ -637,7 +637,13 @@ class SparkEngine(Engine):
         assert job.artifact is not None
         target = layout.root / "app" / Path(job.artifact.name).name
         target.parent.mkdir(parents=True, exist_ok=True)
-        fetched = context.fetch_artifact(task_key=job.artifact.task, name=job.artifact.name, dest=target)
+        try:
+            fetched = context.fetch_artifact(task_key=job.artifact.task, name=job.artifact.name, dest=target)
+        except Exception as exc:  # the agent's client errors, or a harness without artifacts
+            raise EngineError(
+                f"spec.application_artifact: cannot fetch artifact {job.artifact.name!r} of task "
+                f"{job.artifact.task!r}: {exc}"
+            ) from exc
         if fetched.suffix != ".py":
             raise EngineError(f"spec.application_artifact: {job.artifact.name!r} is not a .py file")
         return fetched

@@ -260,6 +260,10 @@ class HarnessContext:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
+    # artifacts of earlier tasks: this harness has none, like an agent whose run produced none
+    def fetch_artifact(self, *, task_key: str, name: str, dest: Path, run_id: str | None = None) -> Path:
+        raise FileNotFoundError(f"no artifact {name!r} of task {task_key!r} in this run")
+
     # reports
     def report(self, operation: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         if operation == "lineage":

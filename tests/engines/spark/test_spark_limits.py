@@ -154,7 +154,7 @@ def test_memory_sizes_are_read_as_spark_reads_them(value: Any, mb: int) -> None:
         ({"application_artifact": {"task": "build"}}, "spec.application_artifact: expected"),
         (
             {"application_artifact": {"task": "build", "name": "job.py"}},
-            "spec.application_artifact: this agent cannot fetch artifact 'job.py' of task 'build'",
+            "spec.application_artifact: cannot fetch artifact 'job.py' of task 'build': no artifact",
         ),
         ({"module": "json", "master": "mesos"}, "spec.master: 'mesos' is not local"),
         ({"module": "json", "driver_memory": "lots"}, "spec.driver_memory: expected a size"),
