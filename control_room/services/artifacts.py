@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from control_room.config import get_settings
 from control_room.services.errors import Conflict, Invalid, LeaseLost, NotFound
+from control_room.services.pagination import escape_like
 from control_room.storage import (
     ArtifactExists,
     ArtifactStore,
@@ -274,7 +275,7 @@ async def list_project_artifacts(
         where.append("a.run_id = %s")
         args.append(run_id)
     if text and text.strip():
-        escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = escape_like(text.strip())
         where.append("a.name ilike %s")
         args.append(f"%{escaped}%")
     if cursor:

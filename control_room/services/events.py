@@ -9,6 +9,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from control_room.services.errors import Invalid
+from control_room.services.pagination import escape_like
 
 LEVELS = ("debug", "info", "warning", "error")
 EVENT_COLUMNS = (
@@ -50,7 +51,7 @@ async def list_events(
         args.append(list(LEVELS[LEVELS.index(min_level) :]))
     if text:
         where.append(sql.SQL("ev.message ilike %s"))
-        args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        args.append("%" + escape_like(text) + "%")
     newest_first = after_id is None
     query = sql.SQL(
         "select {cols} from ops.events ev left join ops.tasks t on t.id = ev.task_id "

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from control_room.services.artifacts import _attempt_of_lease
 from control_room.services.errors import Invalid, NotFound
+from control_room.services.pagination import escape_like
 from control_room.services.runs import resolve_project
 
 DATASET_KINDS = ("source", "seed", "model", "snapshot", "exposure", "table")
@@ -221,7 +222,7 @@ async def list_datasets(
         args.append(filters.namespace)
     if filters.text:
         where.append(sql.SQL("d.name ilike %s"))
-        args.append("%" + filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        args.append("%" + escape_like(filters.text) + "%")
     if filters.last_run_id:
         where.append(sql.SQL("d.last_run_id = %s"))
         args.append(filters.last_run_id)

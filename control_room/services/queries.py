@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, BinaryIO
 
 from psycopg import AsyncConnection, sql
@@ -15,6 +13,7 @@ from psycopg.rows import dict_row
 
 from control_room.services.artifacts import _attempt_of_lease, storage_key_of
 from control_room.services.errors import Invalid, NotFound
+from control_room.services.pagination import decode_cursor, encode_cursor, escape_like
 from control_room.services.runs import resolve_project
 from control_room.storage import ArtifactStore, LocalArtifactStore
 
@@ -92,17 +91,6 @@ class QueryFilters:
     text: str | None = None
 
 
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, row_id = raw.split("|", 1)
-        return datetime.fromisoformat(at), uuid.UUID(row_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid("not a cursor returned by this API; start again without it", field="cursor") from exc
 
 
 async def list_queries(
@@ -133,7 +121,7 @@ async def list_queries(
         where.append(sql.SQL("q.query_user = %s"))
         args.append(filters.user)
     if filters.text:
-        escaped = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = escape_like(filters.text)
         where.append(sql.SQL("(q.sql_text ilike %s or q.query_id like %s)"))
         args.extend([f"%{escaped}%", f"{escaped}%"])
     if cursor:

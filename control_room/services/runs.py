@@ -15,6 +15,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from control_room.services.errors import CapExceeded, Invalid, NotFound
+from control_room.services.pagination import decode_cursor, encode_cursor, escape_like
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TRIGGERS = ("manual", "api", "schedule", "retry", "backfill", "promotion", "demo")
@@ -102,17 +103,6 @@ class RunFilters:
     created_before: datetime | None = None
 
 
-def encode_cursor(created_at: datetime, run_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{run_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, run_id = raw.split("|", 1)
-        return datetime.fromisoformat(at), uuid.UUID(run_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid("not a cursor returned by this API; start again without it", field="cursor") from exc
 
 
 async def list_runs(
@@ -141,7 +131,7 @@ async def list_runs(
         args.append(filters.trigger)
     if filters.text:
         where.append(sql.SQL("(r.name ilike %s or r.id::text like %s)"))
-        escaped = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = escape_like(filters.text)
         args.extend([f"%{escaped}%", f"{filters.text.lower()}%"])
     if filters.created_after:
         where.append(sql.SQL("r.created_at >= %s"))
@@ -348,7 +338,7 @@ async def list_runs_sorted(
         args.append(query.trigger)
     if query.text and query.text.strip():
         text = query.text.strip()
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = escape_like(text)
         id_range = _uuid_range(text)
         if id_range is None:
             where.append(sql.SQL("r.name ilike %s"))
