@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_room.services.errors import ServiceError, from_db_error
+from control_room.storage import ArtifactMissing, StorageError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -68,6 +69,13 @@ async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "Server fault", "the database failed to answer this request; it was logged")
 
 
+async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ArtifactMissing):
+        return problem(404, "Not found", f"the artifact is registered but its bytes are not in this store: {exc}")
+    log.error("artifact store failed: %s", exc)
+    return problem(500, "Server fault", f"the artifact store failed: {exc}")
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     response = problem(exc.status_code, str(exc.detail), str(exc.detail))
@@ -92,6 +100,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(psycopg.Error, _db_error)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 

@@ -551,3 +551,26 @@ def test_executor_fetches_an_earlier_tasks_artifact_of_its_run(
         json={"lease_token": use["lease_token"], "task_key": "build", "name": "app/job.py", "run_id": foreign["id"]},
     )
     assert cross.status_code == 404, "artifacts of another project are not readable"
+
+
+def test_download_of_bytes_missing_from_the_store_is_a_404_problem(
+    live_api: LiveServer, provision: Provisioner, pool: str
+) -> None:
+    operator = client(live_api, provision.user_token("operator")[1])
+    submit(operator, [{"key": "a", "engine": "shell", "pool": pool}], project=str(provision.tenant().project_id))
+    agent = client(live_api, provision.executor_token(pool))
+    register(agent)
+    (task,) = claim(agent)
+    body = b"soon gone\n"
+    ticket = agent.post(f"/tasks/{task['task_id']}/artifacts",
+                        json={"lease_token": task["lease_token"], "name": f"gone-{pool}.txt", "size_bytes": len(body),
+                              "sha256": hashlib.sha256(body).hexdigest()}).json()
+    agent.request(ticket["method"], ticket["upload_url"], content=body, headers=ticket["headers"])
+    artifact = agent.post(f"/tasks/{task['task_id']}/artifacts/{ticket['upload_id']}/complete",
+                          json={"lease_token": task["lease_token"]}).json()
+    (stored,) = list(live_api.data_dir.rglob(f"gone-{pool}.txt"))
+    stored.unlink()
+    missing = operator.get(f"/artifacts/{artifact['id']}/content")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert "not in this store" in missing.json()["detail"]
