@@ -33,6 +33,7 @@ from executor_agent.engines.sql_support.statements import Statement, StatementSy
 
 SQL_MAX_CHARS = 1_000_000
 PROGRESS_EVERY_S = 2.0
+REINTERRUPT_FOR_S = 30.0
 WATCH_INTERVAL_S = 0.1
 RESULT_SUMMARY_LIMIT = 50
 StopReason = Literal["cancelled", "timed_out"]
@@ -203,8 +204,16 @@ class StopWatcher:
             elif self._deadline is not None and time.monotonic() >= self._deadline:
                 self.reason = "timed_out"
             if self.reason is not None:
-                self._interrupt()
+                break
+        if self.reason is None:
+            return
+        # Keep interrupting until the statement is gone: a cancel that lands while a query is being
+        # submitted (Trino has no nextUri to DELETE yet) takes effect on a later attempt.
+        self._interrupt()
+        for _ in range(int(REINTERRUPT_FOR_S / WATCH_INTERVAL_S)):
+            if self._stop.wait(WATCH_INTERVAL_S):
                 return
+            self._interrupt()
 
     def reinforce(self, interrupt: Callable[[], None]) -> None:
         """Interrupt again: a statement that started just after the watcher fired must not run on."""
