@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from control_room.api import executors, health, lineage, metrics, problems, queries, runs
 from control_room.api.models import Problem
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
-from control_room.loops.notifier import stop_notifier
+from control_room.db.notify import stop_notifier
 from control_room.loops.reaper import run_reaper
 
 API_PREFIX = "/api/v1"

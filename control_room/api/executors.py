@@ -34,7 +34,7 @@ from control_room.api.models import (
     TaskHeartbeatReply,
     UploadTicket,
 )
-from control_room.loops.notifier import get_notifier
+from control_room.db.notify import get_notifier
 from control_room.services import artifacts, tasks
 from control_room.storage import get_store
 

@@ -22,7 +22,7 @@ from control_room.api.models import (
     RunPage,
     RunPublic,
 )
-from control_room.loops.notifier import EVENTS_CHANNEL, get_notifier
+from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, runs
 from control_room.services.auth import scoped
 from control_room.services.errors import Invalid

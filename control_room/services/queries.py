@@ -217,7 +217,7 @@ def read_result_rows(store: ArtifactStore, artifact: dict[str, Any], *, offset: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from executor_agent.engines.sql_support.jsonable import column_descriptions, rows_as_json
+    from control_room.services.result_rows import describe_columns, json_rows
 
     if not is_parquet_result(artifact):
         raise Invalid(
@@ -253,8 +253,8 @@ def read_result_rows(store: ArtifactStore, artifact: dict[str, Any], *, offset: 
     end = offset + page.num_rows
     return {
         "artifact_id": artifact["id"],
-        "columns": column_descriptions(schema),
-        "rows": rows_as_json(page),
+        "columns": describe_columns(schema),
+        "rows": json_rows(page),
         "offset": offset,
         "limit": limit,
         "total_rows": total,

@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from control_room.config import get_settings
-from control_room.loops.notifier import TASKS_CHANNEL, Notifier
+from control_room.db.notify import TASKS_CHANNEL, Notifier
 from control_room.services import metrics
 from control_room.services.auth import ExecutorPrincipal
 

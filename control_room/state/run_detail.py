@@ -16,7 +16,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.figures import dag_figure, gantt_figure, task_order
-from control_room.loops.notifier import EVENTS_CHANNEL, get_notifier
+from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, runs
 from control_room.services.errors import NotFound
 from control_room.state import formatting
