@@ -27,6 +27,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from control_room.config import MIGRATIONS_DIR, PROJECT_ROOT, SEED_FILE, Settings, get_settings
+from control_room.db.connection import connect_async
 from control_room.db.embedded import EmbeddedPostgres, start_embedded
 from control_room.db.migrate import MigrationError, migrate
 from control_room.services.auth import create_executor_token, revoke_executor_token
@@ -242,7 +243,7 @@ def rotate_local_agent_token(database_url: str, data_dir: Path) -> tuple[str, st
     name_file = data_dir / LOCAL_AGENT_NAME_FILE
 
     async def rotate() -> tuple[str, str]:
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        async with await connect_async(database_url) as conn:
             previous = name_file.read_text(encoding="utf-8").strip() if name_file.exists() else ""
             if previous:
                 with contextlib.suppress(NotFound):

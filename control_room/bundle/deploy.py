@@ -8,26 +8,21 @@ audits each one; with nothing to change it writes nothing, so deploying twice is
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from control_room.bundle import store
 from control_room.bundle.loader import LoadedBundle
-from control_room.bundle.models import AlertRule, JobTemplate, PromotionGate, Schedule, section_key
+from control_room.bundle.models import SECTIONS, AlertRule, JobTemplate, PromotionGate, Schedule, section_key
 from control_room.bundle.plan import Change, Plan, diff_bundles
 from control_room.bundle.source import InvalidInput, Problem
 from control_room.bundle.store import OrgDirectory, UnknownOrg
+from control_room.services import bundles
 
-# The tables behind each section.
-TABLES: dict[str, str] = {
-    "routing_rules": "routing_rules",
-    "caps": "caps",
-    "job_templates": "job_templates",
-    "schedules": "schedules",
-    "alert_rules": "alert_rules",
-    "promotion_gates": "promotion_gates",
-}
+# Sections whose rows point at job templates (each section deploys to the ops table of its name).
+DEPENDENTS = ("schedules", "alert_rules", "promotion_gates")
 
 
 def resolve(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> OrgDirectory:
@@ -82,13 +77,116 @@ def plan_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> Plan:
 def deploy_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle, *, actor: str) -> Plan:
     """Make the org's live configuration equal to the bundle in one transaction; returns what changed."""
     with conn.transaction():
-        store.lock_org(conn, loaded.bundle.org)
+        bundles.lock_org(conn, loaded.bundle.org)
         directory = resolve(conn, loaded)
         live = store.read_live(conn, directory)
         plan = diff_bundles(loaded.bundle, live.bundle, live.template_versions)
         if not plan.is_empty:
             _apply(conn, loaded, directory, live, plan, actor=actor)
     return plan
+
+
+@dataclass
+class _Deploy:
+    """One deploy's writes, step by step, in dependency order; every write is audited."""
+
+    conn: psycopg.Connection[Any]
+    directory: OrgDirectory
+    live: store.LiveState
+    desired: dict[tuple[str, str], Any]
+    changes: dict[str, list[Change]]
+    actor: str
+
+    def log(self, change: Change, row_id: uuid.UUID, project_id: uuid.UUID | None, **extra: Any) -> None:
+        detail: dict[str, Any] = {"source": "bundle", "key": change.key}
+        if change.fields:
+            detail["changes"] = [{"field": f.field, "old": f.old, "new": f.new} for f in change.fields]
+        detail.update(extra)
+        bundles.audit(
+            self.conn,
+            actor=self.actor,
+            entity=change.section,
+            entity_id=row_id,
+            project_id=project_id,
+            action=change.action,
+            detail=detail,
+        )
+
+    def of(self, section: str, action: str) -> list[Change]:
+        """The section's changes with this action (``"write"``: creates and updates)."""
+        wanted = ("create", "update") if action == "write" else (action,)
+        return [change for change in self.changes[section] if change.action in wanted]
+
+    def delete(self, sections: tuple[str, ...]) -> None:
+        for section in sections:
+            for change in self.of(section, "delete"):
+                row_id = self.live.ids[(section, change.key)]
+                bundles.delete_row(self.conn, section, row_id)
+                self.log(change, row_id, None)
+
+    def upsert(self, change: Change, values: dict[str, Any], project_id: uuid.UUID | None) -> None:
+        if change.action == "update":
+            row_id = self.live.ids[(change.section, change.key)]
+            bundles.update_row(self.conn, change.section, row_id, values)
+        else:
+            row_id = bundles.insert_row(self.conn, change.section, values)
+        self.log(change, row_id, project_id)
+
+    def write_routing_and_caps(self) -> None:
+        """Rules that move are parked on free positions first, so neither a rename nor a reordering
+        trips the unique (org, name) and (org, position)."""
+        moved = [
+            self.live.ids[("routing_rules", c.key)]
+            for c in self.of("routing_rules", "update")
+            if any(f.field == "position" for f in c.fields)
+        ]
+        bundles.park_routing_positions(self.conn, moved)
+        for section in ("routing_rules", "caps"):
+            for change in self.of(section, "write"):
+                values = store.row_values(section, self.desired[(section, change.key)], self.directory)
+                self.upsert(change, values, values.get("project_id") or values.get("match_project_id"))
+
+    def write_template(self, change: Change) -> None:
+        """Metadata in place; a definition change as a new immutable version."""
+        template: JobTemplate = self.desired[("job_templates", change.key)]
+        values = store.row_values("job_templates", template, self.directory)
+        archived = self.live.archived_templates.get(change.key) if change.action == "create" else None
+        if archived is not None:
+            row_id = archived
+            bundles.set_template_archived(self.conn, row_id, archived=False)
+            bundles.update_row(self.conn, "job_templates", row_id, values)
+            new_version = self.live.archived_definitions.get(change.key) != template.definition_sha256()
+        elif change.action == "create":
+            row_id = bundles.insert_row(self.conn, "job_templates", values)
+            new_version = True
+        else:
+            row_id = self.live.ids[("job_templates", change.key)]
+            bundles.update_row(self.conn, "job_templates", row_id, values)
+            live_template = next(
+                t for t in self.live.bundle.job_templates if section_key("job_templates", t) == change.key
+            )
+            new_version = live_template.definition() != template.definition()
+        version = None
+        if new_version:
+            version = bundles.insert_template_version(
+                self.conn, row_id, store.version_values(template), actor=self.actor
+            )
+        self.log(change, row_id, values["project_id"], **({"version": version} if version else {}))
+
+    def write_dependents(self) -> None:
+        """Schedules, alert rules and promotion gates, once every template they name exists."""
+        templates = bundles.template_ids(self.conn, self.directory.org_id)
+        for section in DEPENDENTS:
+            for change in self.of(section, "write"):
+                values = _dependent_values(section, self.desired[(section, change.key)], self.directory, templates)
+                self.upsert(change, values, values.get("project_id"))
+
+    def archive_templates(self) -> None:
+        """Templates removed from the bundle are archived; their versions stay as history."""
+        for change in self.of("job_templates", "delete"):
+            row_id = self.live.ids[("job_templates", change.key)]
+            bundles.set_template_archived(self.conn, row_id, archived=True)
+            self.log(change, row_id, None)
 
 
 def _apply(
@@ -100,109 +198,18 @@ def _apply(
     *,
     actor: str,
 ) -> None:
-    desired: dict[tuple[str, str], Any] = {}
-    for section in TABLES:
-        for item in getattr(loaded.bundle, section):
-            desired[(section, section_key(section, item))] = item
-    by_section: dict[str, list[Change]] = {
-        section: [c for c in plan.changes if c.section == section] for section in TABLES
+    desired = {
+        (section, section_key(section, item)): item for section in SECTIONS for item in getattr(loaded.bundle, section)
     }
-
-    def log(change: Change, row_id: uuid.UUID, project_id: uuid.UUID | None, **extra: Any) -> None:
-        detail: dict[str, Any] = {"source": "bundle", "key": change.key}
-        if change.fields:
-            detail["changes"] = [{"field": f.field, "old": f.old, "new": f.new} for f in change.fields]
-        detail.update(extra)
-        store.audit(
-            conn,
-            actor=actor,
-            entity=TABLES[change.section],
-            entity_id=row_id,
-            project_id=project_id,
-            action=change.action,
-            detail=detail,
-        )
-
-    # 1. Rows that point at templates go first when deleted, so templates can be archived last.
-    for section in ("schedules", "alert_rules", "promotion_gates"):
-        for change in by_section[section]:
-            if change.action == "delete":
-                row_id = live.ids[(section, change.key)]
-                store.delete_row(conn, TABLES[section], row_id)
-                log(change, row_id, None)
-
-    # 2. Routing matrix and caps: deletes first, then rules that move are parked on free positions,
-    #    so neither a rename nor a reordering trips the unique (org, name) and (org, position).
-    for section in ("routing_rules", "caps"):
-        for change in by_section[section]:
-            if change.action == "delete":
-                row_id = live.ids[(section, change.key)]
-                store.delete_row(conn, TABLES[section], row_id)
-                log(change, row_id, None)
-    moved = [
-        live.ids[("routing_rules", c.key)]
-        for c in by_section["routing_rules"]
-        if c.action == "update" and any(f.field == "position" for f in c.fields)
-    ]
-    store.park_routing_positions(conn, moved)
-    for section in ("routing_rules", "caps"):
-        for change in by_section[section]:
-            if change.action == "delete":
-                continue
-            values = store.row_values(section, desired[(section, change.key)], directory)
-            project_id = values.get("project_id") or values.get("match_project_id")
-            if change.action == "update":
-                row_id = live.ids[(section, change.key)]
-                store.update_row(conn, TABLES[section], row_id, values)
-            else:
-                row_id = store.insert_row(conn, TABLES[section], values)
-            log(change, row_id, project_id)
-
-    # 3. Job templates: metadata in place, a definition change as a new immutable version.
-    for change in by_section["job_templates"]:
-        if change.action == "delete":
-            continue
-        template: JobTemplate = desired[("job_templates", change.key)]
-        values = store.row_values("job_templates", template, directory)
-        version: int | None = None
-        if change.action == "create" and change.key in live.archived_templates:
-            row_id = live.archived_templates[change.key]
-            store.restore_template(conn, row_id)
-            store.update_row(conn, "job_templates", row_id, values)
-            if live.archived_definitions.get(change.key) != template.definition_sha256():
-                version = store.insert_template_version(conn, row_id, template, actor=actor)
-        elif change.action == "create":
-            row_id = store.insert_row(conn, "job_templates", values)
-            version = store.insert_template_version(conn, row_id, template, actor=actor)
-        else:
-            row_id = live.ids[("job_templates", change.key)]
-            store.update_row(conn, "job_templates", row_id, values)
-            live_template = next(t for t in live.bundle.job_templates if section_key("job_templates", t) == change.key)
-            if live_template.definition() != template.definition():
-                version = store.insert_template_version(conn, row_id, template, actor=actor)
-        log(change, row_id, values["project_id"], **({"version": version} if version else {}))
-
-    # 4. Schedules, alert rules and promotion gates, now that every template they name exists.
-    templates = store.template_ids(conn, directory.org_id)
-    for section in ("schedules", "alert_rules", "promotion_gates"):
-        for change in by_section[section]:
-            if change.action == "delete":
-                continue
-            item = desired[(section, change.key)]
-            values = _dependent_values(section, item, directory, templates)
-            if change.action == "update":
-                row_id = live.ids[(section, change.key)]
-                store.update_row(conn, TABLES[section], row_id, values)
-            else:
-                row_id = store.insert_row(conn, TABLES[section], values)
-            log(change, row_id, values.get("project_id"))
-
-    # 5. Templates removed from the bundle are archived; their versions stay as history.
-    for change in by_section["job_templates"]:
-        if change.action == "delete":
-            row_id = live.ids[("job_templates", change.key)]
-            store.archive_template(conn, row_id)
-            log(change, row_id, None)
+    changes = {section: [c for c in plan.changes if c.section == section] for section in SECTIONS}
+    deploy = _Deploy(conn, directory, live, desired, changes, actor)
+    deploy.delete(DEPENDENTS)  # rows that point at templates go first, so templates can be archived last
+    deploy.delete(("routing_rules", "caps"))
+    deploy.write_routing_and_caps()
+    for change in deploy.of("job_templates", "write"):
+        deploy.write_template(change)
+    deploy.write_dependents()
+    deploy.archive_templates()
 
 
 def _dependent_values(

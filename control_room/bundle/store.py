@@ -1,23 +1,22 @@
-"""The one place that knows the bundle's SQL: reads an org's live configuration, writes plan changes.
+"""Bundle items <-> an org's live rows: reads the live configuration as a bundle, builds the rows a plan writes.
 
-Rows are named by slugs in bundles and by uuids in the database; ``OrgDirectory`` translates. Every
-write is followed by an ``ops.audit_log`` row (entity = table, action = create/update/delete).
+Rows are named by slugs in bundles and by uuids in the database; ``OrgDirectory`` translates. The
+statements themselves live in ``control_room/services/bundles.py``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
 from control_room.bundle.models import (
+    SECTIONS,
     AlertRule,
     Bundle,
     Cap,
@@ -27,11 +26,9 @@ from control_room.bundle.models import (
     Schedule,
     section_key,
 )
+from control_room.services import bundles
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-# Serializes deploys of one org (pg_advisory_xact_lock(class, hashtext(org slug))).
-DEPLOY_LOCK_CLASS = 72_451_190
 
 
 class UnknownOrg(LookupError):
@@ -70,24 +67,16 @@ class OrgDirectory:
 
 def org_directory(conn: psycopg.Connection[Any], org_slug: str) -> OrgDirectory:
     """The org's projects and environments; ``UnknownOrg`` when it does not exist."""
-    row = conn.execute("select id from ops.orgs where slug = %s", (org_slug,)).fetchone()
-    if row is None:
-        known = [r[0] for r in conn.execute("select slug from ops.orgs order by slug").fetchall()]
+    org_id = bundles.org_id(conn, org_slug)
+    if org_id is None:
+        known = bundles.org_slugs(conn)
         raise UnknownOrg(f'org "{org_slug}" does not exist on the control plane (orgs: {", ".join(known) or "none"})')
-    org_id = row[0]
-    projects = {
-        slug: pid
-        for pid, slug in conn.execute("select id, slug from ops.projects where org_id = %s", (org_id,)).fetchall()
-    }
-    environments = {
-        (slug, name): eid
-        for eid, slug, name in conn.execute(
-            "select e.id, p.slug, e.name from ops.environments e join ops.projects p on p.id = e.project_id "
-            "where p.org_id = %s",
-            (org_id,),
-        ).fetchall()
-    }
-    return OrgDirectory(org_id=org_id, slug=org_slug, projects=projects, environments=environments)
+    return OrgDirectory(
+        org_id=org_id,
+        slug=org_slug,
+        projects=bundles.project_ids(conn, org_id),
+        environments=bundles.environment_ids(conn, org_id),
+    )
 
 
 @dataclass
@@ -100,6 +89,8 @@ class LiveState:
     template_versions: dict[str, int] = field(default_factory=dict)
     archived_templates: dict[str, uuid.UUID] = field(default_factory=dict)
     archived_definitions: dict[str, str] = field(default_factory=dict)
+    # Template names by id, for the alert rules and gates that point at templates.
+    template_names: dict[uuid.UUID, str] = field(default_factory=dict)
 
 
 def _model(model: type[ModelT], data: dict[str, Any], what: str) -> ModelT:
@@ -117,313 +108,167 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+# Live row -> bundle item, one reader per section ------------------------------------------------
+
+
+def _routing_rule(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> RoutingRule:
+    match = {
+        "project": directory.project_slug(row["match_project_id"]),
+        "environment": row["match_environment"],
+        "engine": row["match_engine"],
+        "labels": list(row["match_labels"]),
+        "tags": list(row["match_tags"]),
+    }
+    data = {
+        "name": row["name"],
+        "position": row["position"],
+        "match": _drop_none(match),
+        "pool": row["pool"],
+        "required_labels": list(row["required_labels"]),
+        "owner": row["owner"],
+        "escalation": row["escalation"],
+        "enabled": row["enabled"],
+    }
+    return _model(RoutingRule, data, f'routing rule "{row["name"]}"')
+
+
+def _cap(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> Cap:
+    scope = row["scope"]
+    project = directory.project_slug(row["project_id"])
+    environment = None
+    if row["environment_id"] is not None:
+        project, environment = directory.environment_of(row["environment_id"])
+    data = {
+        "name": row["name"],
+        "scope": scope,
+        "project": project if scope in ("project", "environment") else None,
+        "environment": environment if scope == "environment" else None,
+        "pool": row["pool"] if scope == "pool" else None,
+        "engine": row["engine"] if scope == "engine" else None,
+        "kind": row["kind"],
+        "limit": row["limit_value"],
+        "enabled": row["enabled"],
+    }
+    return _model(Cap, _drop_none(data), f'cap "{row["name"]}"')
+
+
+def _job_template(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> JobTemplate | None:
+    """The template at its latest version; None for an archived one (remembered in ``state``)."""
+    key = f"{row['project']}/{row['name']}"
+    state.template_names[row["id"]] = row["name"]
+    state.template_versions[key] = row["version"] or 0
+    if row["archived_at"] is not None:
+        state.archived_templates[key] = row["id"]
+        state.archived_definitions[key] = row["content_sha256"] or ""
+        return None
+    data: dict[str, Any] = {
+        "project": row["project"],
+        "name": row["name"],
+        "description": row["description"],
+        "owner": row["owner"],
+        "tags": list(row["tags"]),
+    }
+    if row["version"] is None:
+        # A template without a version cannot run; the plan proposes one from the bundle.
+        return JobTemplate.model_construct(**data, tasks=[])
+    data.update(
+        params_schema=row["params_schema"],
+        retries={"max_attempts": row["max_attempts"], "backoff_s": row["retry_backoff_s"]},
+        timeout_s=row["timeout_s"],
+        tasks=row["tasks"],
+    )
+    return _model(JobTemplate, data, f'job template "{key}" version {row["version"]}')
+
+
+def _schedule(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> Schedule:
+    fields = ("project", "name", "template", "environment", "cron", "timezone", "params", "enabled", "description")
+    return _model(Schedule, {name: row[name] for name in fields}, f'schedule "{row["project"]}/{row["name"]}"')
+
+
+def _template_name(state: LiveState, template_id: uuid.UUID | None) -> str | None:
+    return state.template_names.get(template_id) if template_id else None
+
+
+def _alert_rule(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> AlertRule:
+    match = {
+        "project": directory.project_slug(row["project_id"]),
+        "environment": row["match_environment"],
+        "template": _template_name(state, row["match_template_id"]),
+    }
+    data = {
+        "name": row["name"],
+        "kind": row["kind"],
+        "match": _drop_none(match),
+        "threshold": row["threshold"],
+        "window_s": row["window_s"],
+        "severity": row["severity"],
+        "notify": list(row["notify"]),
+        "escalate": row["escalate"],
+        "enabled": row["enabled"],
+        "description": row["description"],
+    }
+    return _model(AlertRule, _drop_none(data), f'alert rule "{row["name"]}"')
+
+
+def _promotion_gate(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> PromotionGate:
+    data = {
+        "project": row["project"],
+        "name": row["name"],
+        "template": _template_name(state, row["template_id"]),
+        "from_environment": row["from_environment"],
+        "to_environment": row["to_environment"],
+        "min_successful_runs": row["min_successful_runs"],
+        "required_approvals": row["required_approvals"],
+        "approvers": list(row["approvers"]),
+        "required_checks": list(row["required_checks"]),
+        "enabled": row["enabled"],
+        "description": row["description"],
+    }
+    return _model(PromotionGate, _drop_none(data), f'promotion gate "{row["project"]}/{row["name"]}"')
+
+
+Reader = Callable[[dict[str, Any], OrgDirectory, LiveState], BaseModel | None]
+# In SECTIONS order: templates are read before the alert rules and gates that name them.
+_READERS: dict[str, Reader] = {
+    "routing_rules": _routing_rule,
+    "caps": _cap,
+    "job_templates": _job_template,
+    "schedules": _schedule,
+    "alert_rules": _alert_rule,
+    "promotion_gates": _promotion_gate,
+}
+
+
 def read_live(conn: psycopg.Connection[Any], directory: OrgDirectory) -> LiveState:
     """The org's live routing matrix, caps, templates (latest versions), schedules, alerts and gates."""
-    org = directory.org_id
     state = LiveState(bundle=Bundle(org=directory.slug))
     sections: dict[str, list[Any]] = {}
-    with conn.cursor(row_factory=dict_row) as cur:
-        rules = []
-        for row in cur.execute(
-            "select * from ops.routing_rules where org_id = %s order by position, name", (org,)
-        ).fetchall():
-            rule = _model(
-                RoutingRule,
-                {
-                    "name": row["name"],
-                    "position": row["position"],
-                    "match": _drop_none(
-                        {
-                            "project": directory.project_slug(row["match_project_id"]),
-                            "environment": row["match_environment"],
-                            "engine": row["match_engine"],
-                            "labels": list(row["match_labels"]),
-                            "tags": list(row["match_tags"]),
-                        }
-                    ),
-                    "pool": row["pool"],
-                    "required_labels": list(row["required_labels"]),
-                    "owner": row["owner"],
-                    "escalation": row["escalation"],
-                    "enabled": row["enabled"],
-                },
-                f'routing rule "{row["name"]}"',
-            )
-            rules.append(rule)
-            state.ids[("routing_rules", rule.name)] = row["id"]
-        sections["routing_rules"] = rules
-
-        caps = []
-        for row in cur.execute("select * from ops.caps where org_id = %s order by name", (org,)).fetchall():
-            project = directory.project_slug(row["project_id"])
-            environment = None
-            if row["environment_id"] is not None:
-                project, environment = directory.environment_of(row["environment_id"])
-            cap = _model(
-                Cap,
-                _drop_none(
-                    {
-                        "name": row["name"],
-                        "scope": row["scope"],
-                        "project": project if row["scope"] in ("project", "environment") else None,
-                        "environment": environment if row["scope"] == "environment" else None,
-                        "pool": row["pool"] if row["scope"] == "pool" else None,
-                        "engine": row["engine"] if row["scope"] == "engine" else None,
-                        "kind": row["kind"],
-                        "limit": row["limit_value"],
-                        "enabled": row["enabled"],
-                    }
-                ),
-                f'cap "{row["name"]}"',
-            )
-            caps.append(cap)
-            state.ids[("caps", cap.name)] = row["id"]
-        sections["caps"] = caps
-
-        templates = []
-        template_names: dict[uuid.UUID, str] = {}
-        for row in cur.execute(
-            """
-            select t.id, p.slug as project, t.name, t.description, t.owner, t.tags, t.archived_at,
-                   v.version, v.params_schema, v.tasks, v.max_attempts, v.retry_backoff_s, v.timeout_s,
-                   v.content_sha256
-            from ops.job_templates t
-            join ops.projects p on p.id = t.project_id
-            left join lateral (
-                select * from ops.job_template_versions v where v.template_id = t.id
-                order by v.version desc limit 1
-            ) v on true
-            where t.org_id = %s
-            order by p.slug, t.name
-            """,
-            (org,),
-        ).fetchall():
-            key = f"{row['project']}/{row['name']}"
-            template_names[row["id"]] = row["name"]
-            state.template_versions[key] = row["version"] or 0
-            if row["archived_at"] is not None:
-                state.archived_templates[key] = row["id"]
-                state.archived_definitions[key] = row["content_sha256"] or ""
-                continue
-            data: dict[str, Any] = {
-                "project": row["project"],
-                "name": row["name"],
-                "description": row["description"],
-                "owner": row["owner"],
-                "tags": list(row["tags"]),
-            }
-            if row["version"] is None:
-                # A template without a version cannot run; the plan proposes one from the bundle.
-                template = JobTemplate.model_construct(**data, tasks=[])
-            else:
-                data.update(
-                    params_schema=row["params_schema"],
-                    retries={"max_attempts": row["max_attempts"], "backoff_s": row["retry_backoff_s"]},
-                    timeout_s=row["timeout_s"],
-                    tasks=row["tasks"],
-                )
-                template = _model(JobTemplate, data, f'job template "{key}" version {row["version"]}')
-            templates.append(template)
-            state.ids[("job_templates", key)] = row["id"]
-        sections["job_templates"] = templates
-
-        schedules = []
-        for row in cur.execute(
-            """
-            select s.*, p.slug as project, t.name as template, e.name as environment
-            from ops.schedules s
-            join ops.projects p on p.id = s.project_id
-            join ops.job_templates t on t.id = s.template_id
-            join ops.environments e on e.id = s.environment_id
-            where s.org_id = %s order by p.slug, s.name
-            """,
-            (org,),
-        ).fetchall():
-            schedule = _model(
-                Schedule,
-                {
-                    "project": row["project"],
-                    "name": row["name"],
-                    "template": row["template"],
-                    "environment": row["environment"],
-                    "cron": row["cron"],
-                    "timezone": row["timezone"],
-                    "params": row["params"],
-                    "enabled": row["enabled"],
-                    "description": row["description"],
-                },
-                f'schedule "{row["project"]}/{row["name"]}"',
-            )
-            schedules.append(schedule)
-            state.ids[("schedules", section_key("schedules", schedule))] = row["id"]
-        sections["schedules"] = schedules
-
-        alerts = []
-        for row in cur.execute("select * from ops.alert_rules where org_id = %s order by name", (org,)).fetchall():
-            alert = _model(
-                AlertRule,
-                _drop_none(
-                    {
-                        "name": row["name"],
-                        "kind": row["kind"],
-                        "match": _drop_none(
-                            {
-                                "project": directory.project_slug(row["project_id"]),
-                                "environment": row["match_environment"],
-                                "template": template_names.get(row["match_template_id"])
-                                if row["match_template_id"]
-                                else None,
-                            }
-                        ),
-                        "threshold": row["threshold"],
-                        "window_s": row["window_s"],
-                        "severity": row["severity"],
-                        "notify": list(row["notify"]),
-                        "escalate": row["escalate"],
-                        "enabled": row["enabled"],
-                        "description": row["description"],
-                    }
-                ),
-                f'alert rule "{row["name"]}"',
-            )
-            alerts.append(alert)
-            state.ids[("alert_rules", alert.name)] = row["id"]
-        sections["alert_rules"] = alerts
-
-        gates = []
-        for row in cur.execute(
-            """
-            select g.*, p.slug as project from ops.promotion_gates g join ops.projects p on p.id = g.project_id
-            where g.org_id = %s order by p.slug, g.name
-            """,
-            (org,),
-        ).fetchall():
-            gate = _model(
-                PromotionGate,
-                _drop_none(
-                    {
-                        "project": row["project"],
-                        "name": row["name"],
-                        "template": template_names.get(row["template_id"]) if row["template_id"] else None,
-                        "from_environment": row["from_environment"],
-                        "to_environment": row["to_environment"],
-                        "min_successful_runs": row["min_successful_runs"],
-                        "required_approvals": row["required_approvals"],
-                        "approvers": list(row["approvers"]),
-                        "required_checks": list(row["required_checks"]),
-                        "enabled": row["enabled"],
-                        "description": row["description"],
-                    }
-                ),
-                f'promotion gate "{row["project"]}/{row["name"]}"',
-            )
-            gates.append(gate)
-            state.ids[("promotion_gates", section_key("promotion_gates", gate))] = row["id"]
-        sections["promotion_gates"] = gates
+    for section in SECTIONS:
+        items = sections[section] = []
+        for row in bundles.live_rows(conn, section, directory.org_id):
+            item = _READERS[section](row, directory, state)
+            if item is not None:
+                items.append(item)
+                state.ids[(section, section_key(section, item))] = row["id"]
     # Rows were validated one by one above; the sections only need assembling.
     state.bundle = Bundle.model_construct(None, org=directory.slug, **sections)
     return state
 
 
-# Writes ---------------------------------------------------------------------------------------------
-
-
-def lock_org(conn: psycopg.Connection[Any], org_slug: str) -> None:
-    """Serialize deploys of one org until the end of the transaction."""
-    conn.execute("select pg_advisory_xact_lock(%s, hashtext(%s))", (DEPLOY_LOCK_CLASS, org_slug))
-
-
-def audit(
-    conn: psycopg.Connection[Any],
-    *,
-    actor: str,
-    entity: str,
-    entity_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    action: str,
-    detail: dict[str, Any],
-) -> None:
-    """One audit-log row for one configuration change."""
-    conn.execute(
-        "insert into ops.audit_log (actor, entity, entity_id, project_id, action, detail) "
-        "values (%s, %s, %s, %s, %s, %s)",
-        (actor, entity, entity_id, project_id, action, Jsonb(detail)),
-    )
-
-
-def insert_row(conn: psycopg.Connection[Any], table: str, values: Mapping[str, Any]) -> uuid.UUID:
-    """Insert one row into ``ops.<table>``; returns its id."""
-    columns = list(values)
-    statement = sql.SQL("insert into ops.{} ({}) values ({}) returning id").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-        sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-    )
-    row = conn.execute(statement, [values[c] for c in columns]).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
-
-
-def update_row(conn: psycopg.Connection[Any], table: str, row_id: uuid.UUID, values: Mapping[str, Any]) -> None:
-    """Update one row of ``ops.<table>`` by id, stamping ``updated_at``."""
-    columns = list(values)
-    statement = sql.SQL("update ops.{} set {}, updated_at = now() where id = %s").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder()) for c in columns),
-    )
-    conn.execute(statement, [*(values[c] for c in columns), row_id])
-
-
-def delete_row(conn: psycopg.Connection[Any], table: str, row_id: uuid.UUID) -> None:
-    """Delete one row of ``ops.<table>`` by id."""
-    conn.execute(sql.SQL("delete from ops.{} where id = %s").format(sql.Identifier(table)), (row_id,))
-
-
-def park_routing_positions(conn: psycopg.Connection[Any], rule_ids: list[uuid.UUID]) -> None:
-    """Move rules out of the way (negative positions) so a reordering never trips unique (org, position)."""
-    for offset, rule_id in enumerate(rule_ids):
-        conn.execute("update ops.routing_rules set position = %s where id = %s", (-2_000_000_000 + offset, rule_id))
-
-
-def insert_template_version(
-    conn: psycopg.Connection[Any], template_id: uuid.UUID, template: JobTemplate, *, actor: str
-) -> int:
-    """Add the next version of a template from its bundle definition; returns the version number."""
-    row = conn.execute(
-        "select coalesce(max(version), 0) + 1 from ops.job_template_versions where template_id = %s", (template_id,)
-    ).fetchone()
-    assert row is not None
-    version = int(row[0])
-    definition = template.definition()
-    conn.execute(
-        "insert into ops.job_template_versions (template_id, version, params_schema, tasks, max_attempts, "
-        "retry_backoff_s, timeout_s, content_sha256, created_by) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            template_id,
-            version,
-            Jsonb(definition["params_schema"]),
-            Jsonb(definition["tasks"]),
-            template.retries.max_attempts,
-            template.retries.backoff_s,
-            template.timeout_s,
-            template.definition_sha256(),
-            actor,
-        ),
-    )
-    return version
-
-
-def archive_template(conn: psycopg.Connection[Any], template_id: uuid.UUID) -> None:
-    """Archive a template removed from the bundle (versions are history and stay)."""
-    conn.execute("update ops.job_templates set archived_at = now(), updated_at = now() where id = %s", (template_id,))
-
-
-def restore_template(conn: psycopg.Connection[Any], template_id: uuid.UUID) -> None:
-    """Bring an archived template back."""
-    conn.execute("update ops.job_templates set archived_at = null, updated_at = now() where id = %s", (template_id,))
-
-
 # Bundle item -> column values -------------------------------------------------------------------
+
+
+def version_values(template: JobTemplate) -> dict[str, Any]:
+    """Columns of a new ``job_template_versions`` row for the template's definition."""
+    definition = template.definition()
+    return {
+        "params_schema": definition["params_schema"],
+        "tasks": definition["tasks"],
+        "max_attempts": template.retries.max_attempts,
+        "retry_backoff_s": template.retries.backoff_s,
+        "timeout_s": template.timeout_s,
+        "content_sha256": template.definition_sha256(),
+    }
 
 
 def row_values(section: str, item: Any, directory: OrgDirectory) -> dict[str, Any]:
@@ -525,16 +370,4 @@ def gate_values(gate: PromotionGate, directory: OrgDirectory, template_id: uuid.
         "required_checks": list(gate.required_checks),
         "enabled": gate.enabled,
         "description": gate.description,
-    }
-
-
-def template_ids(conn: psycopg.Connection[Any], org_id: uuid.UUID) -> dict[str, uuid.UUID]:
-    """Every template of the org (archived included) by ``project/name``."""
-    return {
-        f"{slug}/{name}": tid
-        for tid, slug, name in conn.execute(
-            "select t.id, p.slug, t.name from ops.job_templates t join ops.projects p on p.id = t.project_id "
-            "where t.org_id = %s",
-            (org_id,),
-        ).fetchall()
     }

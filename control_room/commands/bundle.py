@@ -21,6 +21,7 @@ from control_room.bundle.plan import Plan
 from control_room.bundle.source import InvalidInput
 from control_room.bundle.store import LiveConfigurationError, UnknownOrg
 from control_room.config import get_settings
+from control_room.db.connection import connect
 from control_room.supervisor import SupervisorError, control_plane_database, describe_url
 from control_room.validators.results import CheckResult
 from control_room.validators.schemas import render_schema
@@ -40,7 +41,7 @@ def control_plane_connection() -> Iterator[psycopg.Connection[Any]]:
     try:
         with control_plane_database(get_settings()) as database:
             try:
-                conn = psycopg.connect(database.url, autocommit=True, connect_timeout=10)
+                conn = connect(database.url, connect_timeout=10)
             except psycopg.OperationalError as exc:
                 raise SupervisorError(
                     f"cannot connect to Postgres at {describe_url(database.url)}: {str(exc).strip()}. "

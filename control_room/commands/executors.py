@@ -8,6 +8,7 @@ import psycopg
 import typer
 
 from control_room.config import get_settings
+from control_room.db.connection import connect_async
 from control_room.services.auth import create_executor_token, revoke_executor_token
 from control_room.services.errors import ServiceError
 from control_room.supervisor import SupervisorError, control_plane_database
@@ -20,7 +21,7 @@ POOL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 async def _with_connection(url: str, action: str, name: str, pool: str | None) -> str | None:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect_async(url) as conn:
         if action == "create":
             assert pool is not None
             return await create_executor_token(conn, name=name, pool=pool)

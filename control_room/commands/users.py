@@ -11,6 +11,7 @@ import psycopg
 import typer
 
 from control_room.config import get_settings
+from control_room.db.connection import connect_async
 from control_room.services import users
 from control_room.services.errors import ServiceError
 from control_room.supervisor import SupervisorError, control_plane_database
@@ -27,7 +28,7 @@ def _on_database(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
     """Run ``work`` on the control-plane database (the embedded one is started if needed)."""
 
     async def run(url: str) -> T:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with await connect_async(url) as conn:
             return await work(conn)
 
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from control_room.config import get_settings
@@ -25,6 +27,16 @@ def database_url() -> str:
             "(which starts the embedded Postgres) or point the variable at a Postgres/Supabase database."
         )
     return url
+
+
+def connect(url: str, *, connect_timeout: int | None = None) -> psycopg.Connection[Any]:
+    """An autocommit connection for commands and reports (close it, e.g. with ``with``)."""
+    return psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+
+
+async def connect_async(url: str) -> psycopg.AsyncConnection[Any]:
+    """An autocommit async connection outside the pool, for loops and one-shot commands."""
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
 
 
 async def get_pool() -> AsyncConnectionPool:

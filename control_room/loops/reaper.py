@@ -11,22 +11,20 @@ import logging
 import psycopg
 
 from control_room.config import get_settings
-from control_room.services import metrics
+from control_room.db.connection import connect_async
+from control_room.services import metrics, reaping
 
 log = logging.getLogger(__name__)
-REAPER_LOCK_KEY = 7_245_118_900_302
 
 
 async def reap_once(conn: psycopg.AsyncConnection) -> int:
     """One pass: requeue expired leases and mark executors offline; returns the leases reaped."""
     settings = get_settings()
-    cur = await conn.execute("select ops.requeue_expired()")
-    row = await cur.fetchone()
-    reaped = int(row[0]) if row else 0
+    reaped = await reaping.requeue_expired(conn)
     if reaped:
         metrics.LEASE_EXPIRIES.inc(reaped)
         log.info("reaper: %d expired lease(s) requeued or ended", reaped)
-    await conn.execute("select ops.mark_offline_executors(%s)", (settings.executor_offline_after_seconds,))
+    await reaping.mark_offline_executors(conn, after_seconds=settings.executor_offline_after_seconds)
     return reaped
 
 
@@ -35,11 +33,9 @@ async def run_reaper(database_url: str) -> None:
     interval = get_settings().reaper_interval_seconds
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            async with await connect_async(database_url) as conn:
                 while True:
-                    cur = await conn.execute("select pg_try_advisory_lock(%s)", (REAPER_LOCK_KEY,))
-                    got = await cur.fetchone()
-                    if got and got[0]:
+                    if await reaping.try_reaper_lock(conn):
                         break
                     await asyncio.sleep(interval)  # another replica reaps; check again later
                 while True:

@@ -15,7 +15,8 @@ from datetime import date
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+
+from control_room.services import caps_report
 
 # Which usage column measures each kind of cap, and whether the limit is per day ("daily": the
 # busiest day is compared) or a ceiling on single values (peak concurrency, longest runtime).
@@ -28,35 +29,6 @@ _MEASURE: dict[str, str] = {
     # report shows the total scanned but no share of a per-query limit.
 }
 NEAR_LIMIT = 0.8
-
-_REPORT_SQL = """
-select c.id, c.name, c.scope, c.kind, c.limit_value, c.enabled,
-       p.slug as project, ep.slug as env_project, e.name as environment, c.pool, c.engine,
-       count(u.day) as days,
-       coalesce(sum(u.runs), 0) as runs,
-       coalesce(sum(u.compute_seconds), 0) as compute_seconds,
-       coalesce(max(u.peak_concurrency), 0) as peak_concurrency,
-       coalesce(max(u.max_runtime_s), 0) as max_runtime_s,
-       coalesce(sum(u.scanned_bytes), 0) as scanned_bytes,
-       coalesce(sum(u.breaches), 0) as breaches,
-       coalesce(max(u.runs), 0) as busiest_runs,
-       coalesce(max(u.compute_seconds), 0) as busiest_compute_seconds,
-       coalesce(max(u.scanned_bytes), 0) as busiest_scanned_bytes
-from ops.caps c
-join ops.orgs o on o.id = c.org_id
-left join ops.projects p on p.id = c.project_id
-left join ops.environments e on e.id = c.environment_id
-left join ops.projects ep on ep.id = e.project_id
-left join ops.cap_usage u on u.cap_id = c.id and u.day between %(start)s and %(end)s
-where o.slug = %(org)s
-group by c.id, p.slug, ep.slug, e.name
-order by array_position(array['org', 'project', 'environment', 'pool', 'engine'], c.scope), c.name
-"""
-
-_PEAK_DAY_SQL = """
-select u.day from ops.cap_usage u where u.cap_id = %(cap)s and u.day between %(start)s and %(end)s
-order by {column} desc, u.day limit 1
-"""
 
 
 @dataclass(frozen=True)
@@ -117,48 +89,43 @@ def caps_usage(conn: psycopg.Connection[Any], *, org: str, start: date, end: dat
     """Every cap of ``org`` with its usage from ``start`` to ``end`` (both included)."""
     if end < start:
         raise ValueError(f"the period ends ({end}) before it starts ({start})")
-    found = conn.execute("select 1 from ops.orgs where slug = %s", (org,)).fetchone()
-    if found is None:
+    if not caps_report.org_exists(conn, org=org):
         raise LookupError(f'org "{org}" does not exist')
     rows: list[CapUsageRow] = []
-    with conn.cursor(row_factory=dict_row) as cur:
-        for row in cur.execute(_REPORT_SQL, {"org": org, "start": start, "end": end}).fetchall():
-            measure = _MEASURE.get(row["kind"])
-            peak: float | None = None
-            peak_day: date | None = None
-            if measure is not None and row["days"]:
-                busiest = {
-                    "runs": row["busiest_runs"],
-                    "compute_seconds": row["busiest_compute_seconds"],
-                    "scanned_bytes": row["busiest_scanned_bytes"],
-                    "peak_concurrency": row["peak_concurrency"],
-                    "max_runtime_s": row["max_runtime_s"],
-                }[measure]
-                peak = float(busiest)
-                day = conn.execute(
-                    _PEAK_DAY_SQL.format(column=f"u.{measure}"), {"cap": row["id"], "start": start, "end": end}
-                ).fetchone()
-                peak_day = day[0] if day else None
-            rows.append(
-                CapUsageRow(
-                    cap_id=row["id"],
-                    name=row["name"],
-                    scope=row["scope"],
-                    scope_name=_scope_name(row),
-                    kind=row["kind"],
-                    limit=int(row["limit_value"]),
-                    enabled=bool(row["enabled"]),
-                    days_with_usage=int(row["days"]),
-                    runs=int(row["runs"]),
-                    compute_seconds=float(row["compute_seconds"]),
-                    peak_concurrency=int(row["peak_concurrency"]),
-                    max_runtime_s=float(row["max_runtime_s"]),
-                    scanned_bytes=int(row["scanned_bytes"]),
-                    breaches=int(row["breaches"]),
-                    peak=peak,
-                    peak_day=peak_day,
-                )
+    for row in caps_report.usage_by_cap(conn, org=org, start=start, end=end):
+        measure = _MEASURE.get(row["kind"])
+        peak: float | None = None
+        peak_day: date | None = None
+        if measure is not None and row["days"]:
+            busiest = {
+                "runs": row["busiest_runs"],
+                "compute_seconds": row["busiest_compute_seconds"],
+                "scanned_bytes": row["busiest_scanned_bytes"],
+                "peak_concurrency": row["peak_concurrency"],
+                "max_runtime_s": row["max_runtime_s"],
+            }[measure]
+            peak = float(busiest)
+            peak_day = caps_report.busiest_day(conn, cap_id=row["id"], measure=measure, start=start, end=end)
+        rows.append(
+            CapUsageRow(
+                cap_id=row["id"],
+                name=row["name"],
+                scope=row["scope"],
+                scope_name=_scope_name(row),
+                kind=row["kind"],
+                limit=int(row["limit_value"]),
+                enabled=bool(row["enabled"]),
+                days_with_usage=int(row["days"]),
+                runs=int(row["runs"]),
+                compute_seconds=float(row["compute_seconds"]),
+                peak_concurrency=int(row["peak_concurrency"]),
+                max_runtime_s=float(row["max_runtime_s"]),
+                scanned_bytes=int(row["scanned_bytes"]),
+                breaches=int(row["breaches"]),
+                peak=peak,
+                peak_day=peak_day,
             )
+        )
     return rows
 
 

@@ -14,19 +14,14 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from control_room.config import MIGRATIONS_DIR, PROJECT_ROOT
 from control_room.db.migrate import MIGRATION_NAME, MigrationError, migrate
+from control_room.db.scratch import scratch_database, server_version
 from control_room.validators.gitref import GitError, list_at, read_at, relative_to_repo, repo_root
 from control_room.validators.results import CheckResult
 
@@ -118,42 +113,13 @@ def lint_problems(files: list[Path], config: Path | None) -> list[str]:
     return problems
 
 
-@contextmanager
-def scratch_database(admin_url: str | None) -> Iterator[str]:
-    """An empty database, dropped afterwards: on ``admin_url``'s server, else on a throwaway embedded Postgres."""
-    if admin_url:
-        name = f"lh_validate_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-        params = conninfo_to_dict(admin_url)
-        params["dbname"] = name
-        try:
-            yield make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
-        finally:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        return
-    from control_room.db.embedded import start_embedded
-
-    # Not under the project: the embedded server may run as another user and needs its own folder.
-    root = Path(tempfile.mkdtemp(prefix="lh-validate-pg-"))
-    server = start_embedded(root / "pgdata")
-    try:
-        yield server.ensure_database("lh_validate")
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def apply_problems(directory: Path, admin_url: str | None, *, check_drift: bool) -> tuple[list[str], str]:
     """Apply every migration to an empty database; returns problems and a note on what ran where."""
     started = time.monotonic()
     try:
         with scratch_database(admin_url) as url:
             applied = migrate(url, directory)
-            with psycopg.connect(url) as conn:
-                row = conn.execute("show server_version").fetchone()
-            version = str(row[0]).split()[0] if row else "?"
+            version = server_version(url)
             problems: list[str] = []
             if check_drift:
                 from control_room.db.drift import TABLES_FILE, schema_drift

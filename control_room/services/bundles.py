@@ -1,0 +1,204 @@
+"""The GitOps bundle's SQL: reads an org's live configuration rows, writes plan changes, audits each one.
+
+``control_room/bundle/`` translates between bundle items (slugs) and these rows (uuids); every
+statement it needs is here. Writes run inside the deploy's transaction, serialized per org.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+# Serializes deploys of one org (pg_advisory_xact_lock(class, hashtext(org slug))).
+DEPLOY_LOCK_CLASS = 72_451_190
+# The tables a bundle deploys to (``ops.<name>``); nothing else is written by name.
+BUNDLE_TABLES = ("routing_rules", "caps", "job_templates", "schedules", "alert_rules", "promotion_gates")
+
+Row = dict[str, Any]
+
+
+# Org directory -----------------------------------------------------------------------------------
+
+
+def org_id(conn: psycopg.Connection[Any], slug: str) -> uuid.UUID | None:
+    """The id of the org with this slug, None when there is none."""
+    row = conn.execute("select id from ops.orgs where slug = %s", (slug,)).fetchone()
+    return None if row is None else uuid.UUID(str(row[0]))
+
+
+def org_slugs(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every org's slug, sorted."""
+    return [str(r[0]) for r in conn.execute("select slug from ops.orgs order by slug").fetchall()]
+
+
+def project_ids(conn: psycopg.Connection[Any], org: uuid.UUID) -> dict[str, uuid.UUID]:
+    """The org's projects: slug -> id."""
+    rows = conn.execute("select slug, id from ops.projects where org_id = %s", (org,)).fetchall()
+    return {slug: pid for slug, pid in rows}
+
+
+def environment_ids(conn: psycopg.Connection[Any], org: uuid.UUID) -> dict[tuple[str, str], uuid.UUID]:
+    """The org's environments: (project slug, environment name) -> id."""
+    rows = conn.execute(
+        "select p.slug, e.name, e.id from ops.environments e join ops.projects p on p.id = e.project_id "
+        "where p.org_id = %s",
+        (org,),
+    ).fetchall()
+    return {(slug, name): eid for slug, name, eid in rows}
+
+
+def template_ids(conn: psycopg.Connection[Any], org: uuid.UUID) -> dict[str, uuid.UUID]:
+    """Every template of the org (archived included) by ``project/name``."""
+    rows = conn.execute(
+        "select p.slug || '/' || t.name, t.id from ops.job_templates t join ops.projects p on p.id = t.project_id "
+        "where t.org_id = %s",
+        (org,),
+    ).fetchall()
+    return {key: tid for key, tid in rows}
+
+
+# Live rows, one read per bundle section ----------------------------------------------------------
+
+_SECTION_SQL: dict[str, str] = {
+    "routing_rules": "select * from ops.routing_rules where org_id = %s order by position, name",
+    "caps": "select * from ops.caps where org_id = %s order by name",
+    "job_templates": """
+        select t.id, p.slug as project, t.name, t.description, t.owner, t.tags, t.archived_at,
+               v.version, v.params_schema, v.tasks, v.max_attempts, v.retry_backoff_s, v.timeout_s,
+               v.content_sha256
+        from ops.job_templates t
+        join ops.projects p on p.id = t.project_id
+        left join lateral (
+            select * from ops.job_template_versions v where v.template_id = t.id
+            order by v.version desc limit 1
+        ) v on true
+        where t.org_id = %s
+        order by p.slug, t.name
+        """,
+    "schedules": """
+        select s.*, p.slug as project, t.name as template, e.name as environment
+        from ops.schedules s
+        join ops.projects p on p.id = s.project_id
+        join ops.job_templates t on t.id = s.template_id
+        join ops.environments e on e.id = s.environment_id
+        where s.org_id = %s order by p.slug, s.name
+        """,
+    "alert_rules": "select * from ops.alert_rules where org_id = %s order by name",
+    "promotion_gates": """
+        select g.*, p.slug as project from ops.promotion_gates g join ops.projects p on p.id = g.project_id
+        where g.org_id = %s order by p.slug, g.name
+        """,
+}
+
+
+def live_rows(conn: psycopg.Connection[Any], section: str, org: uuid.UUID) -> list[Row]:
+    """The org's rows behind one bundle section, in the bundle's order (templates with their latest version)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_SECTION_SQL[section], (org,)).fetchall()
+
+
+# Writes ------------------------------------------------------------------------------------------
+
+
+def _table(table: str) -> sql.Composable:
+    if table not in BUNDLE_TABLES:
+        raise ValueError(f"{table!r} is not a table the bundle writes; use one of {', '.join(BUNDLE_TABLES)}")
+    return sql.Identifier("ops", table)
+
+
+def lock_org(conn: psycopg.Connection[Any], org_slug: str) -> None:
+    """Serialize deploys of one org until the end of the transaction."""
+    conn.execute("select pg_advisory_xact_lock(%s, hashtext(%s))", (DEPLOY_LOCK_CLASS, org_slug))
+
+
+def audit(
+    conn: psycopg.Connection[Any],
+    *,
+    actor: str,
+    entity: str,
+    entity_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    action: str,
+    detail: dict[str, Any],
+) -> None:
+    """One audit-log row for one configuration change."""
+    conn.execute(
+        "insert into ops.audit_log (actor, entity, entity_id, project_id, action, detail) "
+        "values (%s, %s, %s, %s, %s, %s)",
+        (actor, entity, entity_id, project_id, action, Jsonb(detail)),
+    )
+
+
+def insert_row(conn: psycopg.Connection[Any], table: str, values: Mapping[str, Any]) -> uuid.UUID:
+    """Insert one row into ``ops.<table>``; returns its id."""
+    columns = list(values)
+    statement = sql.SQL("insert into {} ({}) values ({}) returning id").format(
+        _table(table),
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+    )
+    row = conn.execute(statement, [values[c] for c in columns]).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def update_row(conn: psycopg.Connection[Any], table: str, row_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+    """Update one row of ``ops.<table>`` by id, stamping ``updated_at``."""
+    columns = list(values)
+    statement = sql.SQL("update {} set {}, updated_at = now() where id = %s").format(
+        _table(table),
+        sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder()) for c in columns),
+    )
+    conn.execute(statement, [*(values[c] for c in columns), row_id])
+
+
+def delete_row(conn: psycopg.Connection[Any], table: str, row_id: uuid.UUID) -> None:
+    """Delete one row of ``ops.<table>`` by id."""
+    conn.execute(sql.SQL("delete from {} where id = %s").format(_table(table)), (row_id,))
+
+
+def park_routing_positions(conn: psycopg.Connection[Any], rule_ids: list[uuid.UUID]) -> None:
+    """Move rules out of the way (negative positions) so a reordering never trips unique (org, position)."""
+    for offset, rule_id in enumerate(rule_ids):
+        conn.execute("update ops.routing_rules set position = %s where id = %s", (-2_000_000_000 + offset, rule_id))
+
+
+def insert_template_version(
+    conn: psycopg.Connection[Any], template_id: uuid.UUID, definition: Mapping[str, Any], *, actor: str
+) -> int:
+    """Add the next version of a template; ``definition`` holds the version's columns. Returns its number."""
+    row = conn.execute(
+        "select coalesce(max(version), 0) + 1 from ops.job_template_versions where template_id = %s", (template_id,)
+    ).fetchone()
+    assert row is not None
+    version = int(row[0])
+    conn.execute(
+        "insert into ops.job_template_versions (template_id, version, params_schema, tasks, max_attempts, "
+        "retry_backoff_s, timeout_s, content_sha256, created_by) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            template_id,
+            version,
+            Jsonb(definition["params_schema"]),
+            Jsonb(definition["tasks"]),
+            definition["max_attempts"],
+            definition["retry_backoff_s"],
+            definition["timeout_s"],
+            definition["content_sha256"],
+            actor,
+        ),
+    )
+    return version
+
+
+def set_template_archived(conn: psycopg.Connection[Any], template_id: uuid.UUID, *, archived: bool) -> None:
+    """Archive a template removed from the bundle (its versions are history and stay), or bring it back."""
+    conn.execute(
+        "update ops.job_templates set archived_at = case when %s then now() end, updated_at = now() where id = %s",
+        (archived, template_id),
+    )
