@@ -6,10 +6,9 @@ import uuid
 from typing import Any
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 
 from control_room.services.errors import Invalid
-from control_room.services.pagination import escape_like
+from control_room.services.pagination import ListQuery, fetch_rows
 
 LEVELS = ("debug", "info", "warning", "error")
 EVENT_COLUMNS = (
@@ -33,38 +32,24 @@ async def list_events(
     still in ascending order, so a timeline opens at the latest events and loads older ones on demand."""
     if after_id is not None and before_id is not None:
         raise Invalid("pass after_id or before_id, not both", field="before_id")
-    where = [sql.SQL("ev.run_id = %s")]
-    args: list[Any] = [run_id]
+    query = ListQuery()
+    query.add("ev.run_id = %s", run_id)
     if after_id is not None:
-        where.append(sql.SQL("ev.id > %s"))
-        args.append(after_id)
+        query.add("ev.id > %s", after_id)
     if before_id is not None:
-        where.append(sql.SQL("ev.id < %s"))
-        args.append(before_id)
-    if task_id is not None:
-        where.append(sql.SQL("ev.task_id = %s"))
-        args.append(task_id)
+        query.add("ev.id < %s", before_id)
+    query.equal("ev.task_id", task_id)
     if min_level is not None:
         if min_level not in LEVELS:
             raise Invalid(f"must be one of {', '.join(LEVELS)}", field="level")
-        where.append(sql.SQL("ev.level = any(%s)"))
-        args.append(list(LEVELS[LEVELS.index(min_level) :]))
-    if text:
-        where.append(sql.SQL("ev.message ilike %s"))
-        args.append("%" + escape_like(text) + "%")
+        query.add("ev.level = any(%s)", list(LEVELS[LEVELS.index(min_level) :]))
+    query.matches("ev.message", text)
     newest_first = after_id is None
-    query = sql.SQL(
+    statement = sql.SQL(
         "select {cols} from ops.events ev left join ops.tasks t on t.id = ev.task_id "
-        "where {where} order by ev.id {direction} limit %s"
-    ).format(
-        cols=sql.SQL(EVENT_COLUMNS),
-        where=sql.SQL(" and ").join(where),
-        direction=sql.SQL("desc" if newest_first else "asc"),
-    )
-    args.append(limit)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, args)
-        rows = await cur.fetchall()
+        "{where} order by ev.id {direction} limit %s"
+    ).format(cols=sql.SQL(EVENT_COLUMNS), where=query.where(), direction=sql.SQL("desc" if newest_first else "asc"))
+    rows = await fetch_rows(conn, statement, [*query.args, limit])
     if newest_first:
         rows.reverse()
     return rows

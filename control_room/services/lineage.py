@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from control_room.services.artifacts import _attempt_of_lease
 from control_room.services.errors import Invalid, NotFound
-from control_room.services.pagination import escape_like
+from control_room.services.pagination import Keyset, ListQuery, fetch_rows
 from control_room.services.runs import resolve_project
 
 DATASET_KINDS = ("source", "seed", "model", "snapshot", "exposure", "table")
@@ -190,6 +190,9 @@ class DatasetFilters:
     last_run_id: uuid.UUID | None = None
 
 
+BY_NAME = Keyset(key="d.name", row_id="d.id", descending=False)
+
+
 def encode_cursor(name: str, dataset_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(json.dumps([name, str(dataset_id)]).encode()).decode().rstrip("=")
 
@@ -206,43 +209,23 @@ async def list_datasets(
     conn: AsyncConnection, *, filters: DatasetFilters, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of datasets ordered by name; returns the rows and the cursor of the next page."""
-    where: list[sql.Composable] = []
-    args: list[Any] = []
-    for kind in filters.kinds:
-        if kind not in DATASET_KINDS:
-            raise Invalid(f'unknown kind "{kind}"; use one of {", ".join(DATASET_KINDS)}', field="kind")
-    if filters.kinds:
-        where.append(sql.SQL("d.kind = any(%s)"))
-        args.append(filters.kinds)
+    query = ListQuery()
+    query.one_of("d.kind", filters.kinds, allowed=DATASET_KINDS, field="kind")
     if filters.project:
-        where.append(sql.SQL("d.project_id = %s"))
-        args.append(await resolve_project(conn, filters.project))
-    if filters.namespace:
-        where.append(sql.SQL("d.namespace = %s"))
-        args.append(filters.namespace)
-    if filters.text:
-        where.append(sql.SQL("d.name ilike %s"))
-        args.append("%" + escape_like(filters.text) + "%")
-    if filters.last_run_id:
-        where.append(sql.SQL("d.last_run_id = %s"))
-        args.append(filters.last_run_id)
+        query.equal("d.project_id", await resolve_project(conn, filters.project))
+    query.equal("d.namespace", filters.namespace)
+    query.matches("d.name", filters.text)
+    query.equal("d.last_run_id", filters.last_run_id)
     if cursor:
-        name, dataset_id = decode_cursor(cursor)
-        where.append(sql.SQL("(d.name, d.id) > (%s, %s)"))
-        args.extend([name, dataset_id])
-    query = sql.SQL("select {cols} from ops.datasets d {where} order by d.name, d.id limit %s").format(
-        cols=sql.SQL(DATASET_COLUMNS),
-        where=sql.SQL("where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
+        query.after(BY_NAME, *decode_cursor(cursor))
+    return await query.page(
+        conn,
+        columns=DATASET_COLUMNS,
+        source="ops.datasets d",
+        keyset=BY_NAME,
+        limit=limit,
+        cursor_of=lambda row: encode_cursor(row["name"], row["id"]),
     )
-    args.append(limit + 1)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, args)
-        rows = await cur.fetchall()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["name"], rows[-1]["id"])
-    return rows, next_cursor
 
 
 EDGE_SIDE = """
@@ -290,21 +273,13 @@ async def list_openlineage_events(
     limit: int = 200,
 ) -> list[dict[str, Any]]:
     """OpenLineage RunEvents the run's tasks emitted, in the order received."""
-    where = [sql.SQL("o.run_id = %s")]
-    args: list[Any] = [run_id]
-    if task_id is not None:
-        where.append(sql.SQL("o.task_id = %s"))
-        args.append(task_id)
+    query = ListQuery()
+    query.add("o.run_id = %s", run_id)
+    query.equal("o.task_id", task_id)
     if after_id is not None:
-        where.append(sql.SQL("o.id > %s"))
-        args.append(after_id)
-    args.append(limit)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.SQL(
-                "select {cols} from ops.openlineage_events o join ops.tasks t on t.id = o.task_id "
-                "where {where} order by o.id limit %s"
-            ).format(cols=sql.SQL(OPENLINEAGE_COLUMNS), where=sql.SQL(" and ").join(where)),
-            args,
-        )
-        return await cur.fetchall()
+        query.add("o.id > %s", after_id)
+    statement = sql.SQL(
+        "select {cols} from ops.openlineage_events o join ops.tasks t on t.id = o.task_id "
+        "{where} order by o.id limit %s"
+    ).format(cols=sql.SQL(OPENLINEAGE_COLUMNS), where=query.where())
+    return await fetch_rows(conn, statement, [*query.args, limit])

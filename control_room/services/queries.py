@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from control_room.services.artifacts import _attempt_of_lease, storage_key_of
 from control_room.services.errors import Invalid, NotFound
-from control_room.services.pagination import decode_cursor, encode_cursor, escape_like
+from control_room.services.pagination import ListQuery, cursor_after, decode_cursor, escape_like, newest_first
 from control_room.services.runs import resolve_project
 from control_room.storage import ArtifactStore, LocalArtifactStore
 
@@ -30,6 +30,7 @@ QUERY_COLUMNS = (
     + ", q.details, q.created_at, q.updated_at"
 )
 QUERY_FROM = "ops.query_history q join ops.tasks t on t.id = q.task_id join ops.projects p on p.id = q.project_id"
+NEWEST_FIRST = newest_first("q")
 
 
 # Recording (executors) ---------------------------------------------------------------------------------
@@ -91,57 +92,26 @@ class QueryFilters:
     text: str | None = None
 
 
-
-
 async def list_queries(
     conn: AsyncConnection, *, filters: QueryFilters, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of history, newest first, and the cursor of the next (older) page."""
-    where: list[sql.Composable] = []
-    args: list[Any] = []
-    for state in filters.states:
-        if state not in QUERY_STATES:
-            raise Invalid(f'unknown state "{state}"; use one of {", ".join(QUERY_STATES)}', field="state")
-    if filters.states:
-        where.append(sql.SQL("q.state = any(%s)"))
-        args.append(filters.states)
-    if filters.engine:
-        where.append(sql.SQL("q.engine = %s"))
-        args.append(filters.engine)
+    query = ListQuery()
+    query.one_of("q.state", filters.states, allowed=QUERY_STATES, field="state")
+    query.equal("q.engine", filters.engine)
     if filters.project:
-        where.append(sql.SQL("q.project_id = %s"))
-        args.append(await resolve_project(conn, filters.project))
-    if filters.run_id:
-        where.append(sql.SQL("q.run_id = %s"))
-        args.append(filters.run_id)
-    if filters.task_id:
-        where.append(sql.SQL("q.task_id = %s"))
-        args.append(filters.task_id)
-    if filters.user:
-        where.append(sql.SQL("q.query_user = %s"))
-        args.append(filters.user)
+        query.equal("q.project_id", await resolve_project(conn, filters.project))
+    query.equal("q.run_id", filters.run_id)
+    query.equal("q.task_id", filters.task_id)
+    query.equal("q.query_user", filters.user)
     if filters.text:
         escaped = escape_like(filters.text)
-        where.append(sql.SQL("(q.sql_text ilike %s or q.query_id like %s)"))
-        args.extend([f"%{escaped}%", f"{escaped}%"])
+        query.add("(q.sql_text ilike %s or q.query_id like %s)", f"%{escaped}%", f"{escaped}%")
     if cursor:
-        at, row_id = decode_cursor(cursor)
-        where.append(sql.SQL("(q.created_at, q.id) < (%s, %s)"))
-        args.extend([at, row_id])
-    query = sql.SQL("select {cols} from {src} {where} order by q.created_at desc, q.id desc limit %s").format(
-        cols=sql.SQL(QUERY_COLUMNS),
-        src=sql.SQL(QUERY_FROM),
-        where=sql.SQL("where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
+        query.after(NEWEST_FIRST, *decode_cursor(cursor))
+    return await query.page(
+        conn, columns=QUERY_COLUMNS, source=QUERY_FROM, keyset=NEWEST_FIRST, limit=limit, cursor_of=cursor_after
     )
-    args.append(limit + 1)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, args)
-        rows = await cur.fetchall()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-    return rows, next_cursor
 
 
 async def get_query(conn: AsyncConnection, *, query_history_id: uuid.UUID) -> dict[str, Any]:

@@ -15,7 +15,16 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from control_room.services.errors import CapExceeded, Invalid, NotFound
-from control_room.services.pagination import decode_cursor, encode_cursor, escape_like
+from control_room.services.pagination import (
+    Keyset,
+    ListQuery,
+    cursor_after,
+    decode_cursor,
+    escape_like,
+    fetch_rows,
+    newest_first,
+    trim_page,
+)
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TRIGGERS = ("manual", "api", "schedule", "retry", "backfill", "promotion", "demo")
@@ -28,6 +37,7 @@ RUN_COLUMNS = """
     extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as duration_s
 """
 RUN_FROM = "ops.runs r join ops.projects p on p.id = r.project_id join ops.environments e on e.id = r.environment_id"
+NEWEST_FIRST = newest_first("r")
 
 
 async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
@@ -109,54 +119,22 @@ async def list_runs(
     conn: AsyncConnection, *, filters: RunFilters, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of runs, newest first; returns the rows and the cursor of the next page."""
-    where: list[sql.Composable] = []
-    args: list[Any] = []
-    for status in filters.statuses:
-        if status not in RUN_STATUSES:
-            raise Invalid(f'unknown status "{status}"; use one of {", ".join(RUN_STATUSES)}', field="status")
-    if filters.statuses:
-        where.append(sql.SQL("r.status = any(%s)"))
-        args.append(filters.statuses)
+    query = ListQuery()
+    query.one_of("r.status", filters.statuses, allowed=RUN_STATUSES, field="status")
     if filters.project:
-        where.append(sql.SQL("r.project_id = %s"))
-        args.append(await resolve_project(conn, filters.project))
-    if filters.environment:
-        where.append(sql.SQL("e.name = %s"))
-        args.append(filters.environment)
-    if filters.engine:
-        where.append(sql.SQL("r.engines @> array[%s]::text[]"))
-        args.append(filters.engine)
-    if filters.trigger:
-        where.append(sql.SQL("r.trigger = %s"))
-        args.append(filters.trigger)
+        query.equal("r.project_id", await resolve_project(conn, filters.project))
+    query.equal("e.name", filters.environment)
+    query.contains("r.engines", filters.engine)
+    query.equal("r.trigger", filters.trigger)
     if filters.text:
-        where.append(sql.SQL("(r.name ilike %s or r.id::text like %s)"))
         escaped = escape_like(filters.text)
-        args.extend([f"%{escaped}%", f"{filters.text.lower()}%"])
-    if filters.created_after:
-        where.append(sql.SQL("r.created_at >= %s"))
-        args.append(filters.created_after)
-    if filters.created_before:
-        where.append(sql.SQL("r.created_at < %s"))
-        args.append(filters.created_before)
+        query.add("(r.name ilike %s or r.id::text like %s)", f"%{escaped}%", f"{filters.text.lower()}%")
+    query.between("r.created_at", filters.created_after, filters.created_before)
     if cursor:
-        at, run_id = decode_cursor(cursor)
-        where.append(sql.SQL("(r.created_at, r.id) < (%s, %s)"))
-        args.extend([at, run_id])
-    query = sql.SQL("select {cols} from {src} {where} order by r.created_at desc, r.id desc limit %s").format(
-        cols=sql.SQL(RUN_COLUMNS),
-        src=sql.SQL(RUN_FROM),
-        where=sql.SQL("where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
+        query.after(NEWEST_FIRST, *decode_cursor(cursor))
+    return await query.page(
+        conn, columns=RUN_COLUMNS, source=RUN_FROM, keyset=NEWEST_FIRST, limit=limit, cursor_of=cursor_after
     )
-    args.append(limit + 1)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, args)
-        rows = await cur.fetchall()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-    return rows, next_cursor
 
 
 async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool = True) -> dict[str, Any]:
@@ -305,106 +283,97 @@ def _decode_sort_cursor(cursor: str, sort: str) -> tuple[str, uuid.UUID]:
         raise Invalid("not a cursor of this list and sort order; start from the first page", field="cursor") from exc
 
 
-async def list_runs_sorted(
-    conn: AsyncConnection, *, query: RunsQuery, cursor: str | None = None, limit: int = 50
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of a project's runs in the chosen order; returns the rows and the next page's cursor."""
+def _check_runs_query(query: RunsQuery, limit: int) -> None:
     if query.sort not in RUN_SORTS:
         raise Invalid(f"must be one of {', '.join(RUN_SORTS)}", field="sort")
-    for status in query.statuses:
-        if status not in RUN_STATUSES:
-            raise Invalid(f'unknown status "{status}"; use one of {", ".join(RUN_STATUSES)}', field="status")
     if query.trigger and query.trigger not in TRIGGERS:
         raise Invalid(f"must be one of {', '.join(TRIGGERS)}", field="trigger")
     if not 1 <= limit <= 500:
         raise Invalid("must be between 1 and 500", field="limit")
-    key = sql.SQL(RUN_SORTS[query.sort])
-    where: list[sql.Composable] = [sql.SQL("r.project_id = %s")]
-    args: list[Any] = [query.project_id]
+
+
+def _runs_conditions(query: RunsQuery, keyset: Keyset, cursor: str | None) -> ListQuery:
+    """The list's filters; a search text is an id range when it reads as a run id, else a name search."""
+    conditions = ListQuery()
+    conditions.add("r.project_id = %s", query.project_id)
     if query.environment:
         # The environment's id (not its name) lets the planner use runs_environment_created.
-        where.append(
-            sql.SQL("r.environment_id = (select x.id from ops.environments x where x.project_id = %s and x.name = %s)")
+        conditions.add(
+            "r.environment_id = (select x.id from ops.environments x where x.project_id = %s and x.name = %s)",
+            query.project_id,
+            query.environment,
         )
-        args.extend([query.project_id, query.environment])
-    if query.statuses:
-        where.append(sql.SQL("r.status = any(%s)"))
-        args.append(list(query.statuses))
-    if query.engine:
-        where.append(sql.SQL("r.engines @> array[%s]::text[]"))
-        args.append(query.engine)
-    if query.trigger:
-        where.append(sql.SQL("r.trigger = %s"))
-        args.append(query.trigger)
-    if query.text and query.text.strip():
-        text = query.text.strip()
-        escaped = escape_like(text)
-        id_range = _uuid_range(text)
-        if id_range is None:
-            where.append(sql.SQL("r.name ilike %s"))
-            args.append(f"%{escaped}%")
-        else:  # a primary-key range: one index probe, whatever the history's size
-            where.append(sql.SQL("r.id between %s and %s"))
-            args.extend(id_range)
-    if query.created_after:
-        where.append(sql.SQL("r.created_at >= %s"))
-        args.append(query.created_after)
-    if query.created_before:
-        where.append(sql.SQL("r.created_at < %s"))
-        args.append(query.created_before)
-    if cursor:
-        after_key, after_id = _decode_sort_cursor(cursor, query.sort)
-        comparison = sql.SQL("<" if query.descending else ">")
-        where.append(
-            sql.SQL("({key}, r.id) {op} (%s::{type}, %s)").format(
-                key=key, op=comparison, type=sql.SQL(SORT_KEY_TYPES[query.sort])
-            )
-        )
-        args.extend([after_key, after_id])
-    direction = sql.SQL("desc" if query.descending else "asc")
-    args.append(limit + 1)
-    ordered = sql.SQL(
-        "select {cols}, ({key})::text as sort_key from {src} where {where} order by {key} {dir}, r.id {dir} limit %s"
-    ).format(cols=sql.SQL(LIST_COLUMNS), key=key, src=sql.SQL(RUN_FROM), where=sql.SQL(" and ").join(where),
-             dir=direction)  # fmt: skip
-    name_search = bool(query.text and query.text.strip()) and _uuid_range(query.text or "") is None
-    if not name_search:
-        rows = await _fetch_runs(conn, ordered, args)
+    conditions.one_of("r.status", query.statuses, allowed=RUN_STATUSES, field="status")
+    conditions.contains("r.engines", query.engine)
+    conditions.equal("r.trigger", query.trigger)
+    text = (query.text or "").strip()
+    id_range = _uuid_range(text) if text else None
+    if id_range is not None:  # a primary-key range: one index probe, whatever the history's size
+        conditions.add("r.id between %s and %s", *id_range)
     else:
-        # Walking the sort index while filtering names is instant when matches are common and slow
-        # when they are rare (every run of the project is read). Give that plan a moment; when it
-        # runs out, let the trigram index find the matches first and sort only those.
-        rows = []
-        try:
-            if NAME_SEARCH_ORDERED_MS <= 0:
-                raise psycopg.errors.QueryCanceled("the ordered walk is disabled")
-            async with conn.transaction():  # a savepoint: a cancel stays inside it
-                found = await (await conn.execute("select current_setting('statement_timeout')")).fetchone()
-                await conn.execute("select set_config('statement_timeout', %s, true)", (str(NAME_SEARCH_ORDERED_MS),))
-                rows = await _fetch_runs(conn, ordered, args)
-                await conn.execute("select set_config('statement_timeout', %s, true)", (found[0] if found else "0",))
-        except psycopg.errors.QueryCanceled:
-            matches_first = sql.SQL(
-                "with matches as materialized (select r.id from ops.runs r join ops.environments e "
-                "on e.id = r.environment_id where {where}) "
-                "select {cols}, ({key})::text as sort_key from {src} join matches m on m.id = r.id "
-                "order by {key} {dir}, r.id {dir} limit %s"
-            ).format(cols=sql.SQL(LIST_COLUMNS), key=key, src=sql.SQL(RUN_FROM),
-                     where=sql.SQL(" and ").join(where), dir=direction)  # fmt: skip
-            rows = await _fetch_runs(conn, matches_first, args)
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = _encode_sort_cursor(query.sort, rows[-1]["sort_key"], rows[-1]["id"])
-    for row in rows:
+        conditions.matches("r.name", text)
+    conditions.between("r.created_at", query.created_after, query.created_before)
+    if cursor:
+        conditions.after(keyset, *_decode_sort_cursor(cursor, query.sort))
+    return conditions
+
+
+def _sorted_runs_statement(keyset: Keyset, conditions: ListQuery, *, matches_first: bool) -> sql.Composed:
+    """The page's statement: walking the sort index, or (``matches_first``) sorting only the matches."""
+    if not matches_first:
+        template = "select {cols}, ({key})::text as sort_key from {src} where {where} {order} limit %s"
+    else:
+        template = (
+            "with matches as materialized (select r.id from ops.runs r join ops.environments e "
+            "on e.id = r.environment_id where {where}) "
+            "select {cols}, ({key})::text as sort_key from {src} join matches m on m.id = r.id {order} limit %s"
+        )
+    return sql.SQL(template).format(  # type: ignore[arg-type]
+        cols=sql.SQL(LIST_COLUMNS),
+        key=sql.SQL(keyset.key),  # type: ignore[arg-type]
+        src=sql.SQL(RUN_FROM),
+        where=conditions.conditions(),
+        order=keyset.order_by(),
+    )
+
+
+async def _search_runs_by_name(conn: AsyncConnection, keyset: Keyset, conditions: ListQuery) -> list[dict[str, Any]]:
+    """Walking the sort index while filtering names is instant when matches are common and slow when
+    they are rare (every run of the project is read). Give that plan a moment; when it runs out, let
+    the trigram index find the matches first and sort only those."""
+    args = [*conditions.args]
+    try:
+        if NAME_SEARCH_ORDERED_MS <= 0:
+            raise psycopg.errors.QueryCanceled("the ordered walk is disabled")
+        async with conn.transaction():  # a savepoint: a cancel stays inside it
+            found = await (await conn.execute("select current_setting('statement_timeout')")).fetchone()
+            await conn.execute("select set_config('statement_timeout', %s, true)", (str(NAME_SEARCH_ORDERED_MS),))
+            rows = await fetch_rows(conn, _sorted_runs_statement(keyset, conditions, matches_first=False), args)
+            await conn.execute("select set_config('statement_timeout', %s, true)", (found[0] if found else "0",))
+            return rows
+    except psycopg.errors.QueryCanceled:
+        return await fetch_rows(conn, _sorted_runs_statement(keyset, conditions, matches_first=True), args)
+
+
+async def list_runs_sorted(
+    conn: AsyncConnection, *, query: RunsQuery, cursor: str | None = None, limit: int = 50
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a project's runs in the chosen order; returns the rows and the next page's cursor."""
+    _check_runs_query(query, limit)
+    keyset = Keyset(
+        key=RUN_SORTS[query.sort], row_id="r.id", descending=query.descending, cast=SORT_KEY_TYPES[query.sort]
+    )
+    conditions = _runs_conditions(query, keyset, cursor)
+    conditions.args.append(limit + 1)
+    text = (query.text or "").strip()
+    if text and _uuid_range(text) is None:
+        rows = await _search_runs_by_name(conn, keyset, conditions)
+    else:
+        rows = await fetch_rows(conn, _sorted_runs_statement(keyset, conditions, matches_first=False), conditions.args)
+    page, next_cursor = trim_page(rows, limit, lambda row: _encode_sort_cursor(query.sort, row["sort_key"], row["id"]))
+    for row in page:
         row.pop("sort_key")
-    return rows, next_cursor
-
-
-async def _fetch_runs(conn: AsyncConnection, statement: sql.Composed, args: list[Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, args)
-        return await cur.fetchall()
+    return page, next_cursor
 
 
 async def runs_by_id(conn: AsyncConnection, *, run_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
