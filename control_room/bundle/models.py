@@ -210,7 +210,10 @@ class AlertRule(BundleModel):
     window_s: int | None = Field(default=None, ge=1, le=2_147_483_647, description="Evaluation window, seconds.")
     severity: Severity = "warning"
     notify: list[str] = Field(default_factory=list, description="E-mail addresses, slack:#channel, webhook URLs.")
-    escalate: bool = Field(default=True, description="Also page the routing rule's owner and escalation chain.")
+    escalate: bool = Field(
+        default=True,
+        description="Also notify the routing rule's owner and escalation chain (when alert delivery exists).",
+    )
     enabled: bool = True
     description: str = ""
 
