@@ -11,17 +11,18 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from control_room.api import executors, health, lineage, metrics, problems, queries, runs
+from control_room.api import executors, health, jobs, lineage, metrics, problems, queries, runs
 from control_room.api.models import Problem
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
 from control_room.db.notify import stop_notifier
 from control_room.loops.reaper import run_reaper
+from control_room.loops.scheduler import run_scheduler
 
 API_PREFIX = "/api/v1"
 
 # Every router of the contract API; add new ones here (they are mounted under API_PREFIX).
 ROUTERS: tuple[APIRouter, ...] = (
-    health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router
+    health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router, jobs.router
 )
 
 DESCRIPTION = """\
@@ -49,6 +50,7 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
     loops: list[asyncio.Task[None]] = []
     with contextlib.suppress(DatabaseNotConfigured):
         loops.append(asyncio.create_task(run_reaper(database_url()), name="lease-reaper"))
+        loops.append(asyncio.create_task(run_scheduler(database_url()), name="scheduler"))
     try:
         yield
     finally:

@@ -1,0 +1,381 @@
+"""Job management for clients: templates and their runs, schedules (pause, resume, fire now), backfills."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from control_room.api.deps import Pool, User
+from control_room.api.models import Int, IsoDatetime, RunPage, RunPublic, Strict
+from control_room.services import backfills, jobs, runs, schedules
+from control_room.services.auth import scoped
+
+router = APIRouter(tags=["jobs"])
+
+
+# Wire models ------------------------------------------------------------------------------------------
+
+
+class TemplateSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    project_id: uuid.UUID
+    project: str
+    description: str
+    owner: str | None
+    tags: list[str]
+    archived_at: datetime | None
+    latest_version: int | None
+    schedules: int
+    runs: int = Field(description="Runs of the last 30 days.")
+    success_rate: float | None = Field(description="Share of the last 30 days' runs that succeeded.")
+    p50_s: float | None = Field(description="Median run duration of the last 30 days, seconds.")
+    p95_s: float | None
+    last_status: str | None
+    last_run_id: uuid.UUID | None
+    last_run_at: datetime | None
+    next_fire_at: datetime | None = Field(description="The next scheduled fire of any enabled schedule.")
+
+
+class TemplateList(BaseModel):
+    items: list[TemplateSummary]
+
+
+class TemplateVersionPublic(BaseModel):
+    id: uuid.UUID
+    version: int
+    params_schema: dict[str, Any]
+    tasks: list[dict[str, Any]]
+    max_attempts: int
+    retry_backoff_s: int
+    timeout_s: int | None
+    content_sha256: str
+    created_by: str | None
+    created_at: datetime
+
+
+class TemplateScheduleRef(BaseModel):
+    id: uuid.UUID
+    name: str
+    environment: str
+    cron: str
+    timezone: str
+    params: dict[str, Any]
+    enabled: bool
+    paused: bool
+    catchup: str
+    catchup_limit: int
+    overlap: str
+    jitter_s: int
+    next_fire_at: datetime | None
+    description: str
+
+
+class TemplateDetail(BaseModel):
+    id: uuid.UUID
+    name: str
+    project_id: uuid.UUID
+    project: str
+    description: str
+    owner: str | None
+    tags: list[str]
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    latest_version: int | None
+    versions: list[TemplateVersionPublic]
+    schedule_list: list[TemplateScheduleRef]
+
+
+class TemplateRunCreate(Strict):
+    environment: Literal["dev", "staging", "prod"] = "dev"
+    params: dict[str, Any] = Field(default_factory=dict, description="Checked against the version's params schema.")
+    version: Int | None = Field(default=None, ge=1, description="Template version; the latest when omitted.")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    priority: Int = Field(default=0, ge=-1000, le=1000)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+
+
+class TemplateRunPublic(RunPublic):
+    template_id: uuid.UUID
+    template_version: int
+
+
+class SchedulePublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    project_id: uuid.UUID
+    project: str
+    template_id: uuid.UUID
+    template: str
+    environment: str
+    cron: str
+    timezone: str
+    params: dict[str, Any]
+    enabled: bool
+    paused_at: datetime | None
+    paused_by: str | None
+    catchup: str
+    catchup_limit: int
+    overlap: str
+    jitter_s: int
+    misfire_grace_s: int
+    next_fire_at: datetime | None
+    next_due_at: datetime | None
+    description: str
+
+
+class ScheduleList(BaseModel):
+    items: list[SchedulePublic]
+
+
+class ScheduleFirePublic(BaseModel):
+    id: uuid.UUID
+    fire_time: datetime
+    due_at: datetime
+    status: str
+    reason: str | None
+    run_id: uuid.UUID | None
+    run_status: str | None
+    trigger: str
+    fired_by: str | None
+    template_version: int | None
+    created_at: datetime
+
+
+class ScheduleDetail(SchedulePublic):
+    upcoming: list[datetime] = Field(description="The next fire times (UTC).")
+    fires: list[ScheduleFirePublic] = Field(description="The latest fires, newest first.")
+
+
+class FireResult(BaseModel):
+    fire_id: uuid.UUID
+    status: str
+    run_id: uuid.UUID | None
+
+
+class BackfillCreate(Strict):
+    template: str = Field(min_length=1, max_length=200, description="Template id, name or project/name.")
+    environment: Literal["dev", "staging", "prod"] = "dev"
+    start: IsoDatetime
+    end: IsoDatetime
+    step: str | None = Field(
+        default=None,
+        max_length=200,
+        description="15m, 6h, 1d, 1w or a cron; the schedule's cron if omitted.",
+    )
+    schedule: str | None = Field(default=None, max_length=200, description="A schedule of the template (id or name).")
+    params: dict[str, Any] = Field(default_factory=dict)
+    version: Int | None = Field(default=None, ge=1)
+    max_concurrency: Int = Field(default=1, ge=1, le=100)
+    order: Literal["oldest_first", "newest_first"] = "oldest_first"
+
+
+class BackfillInterval(BaseModel):
+    position: int
+    data_interval_start: datetime
+    data_interval_end: datetime
+    status: str
+    run_id: uuid.UUID | None
+    run_status: str | None
+    error: str | None
+
+
+class BackfillPublic(BaseModel):
+    id: uuid.UUID
+    project: str
+    template_id: uuid.UUID
+    template: str
+    environment: str
+    schedule_id: uuid.UUID | None
+    range_start: datetime
+    range_end: datetime
+    step: str
+    timezone: str
+    params: dict[str, Any]
+    template_version: int | None
+    max_concurrency: int
+    run_order: str
+    total: int
+    done: int = Field(description="Intervals whose run ended.")
+    progress: dict[str, int] = Field(description="Intervals by run status (or pending, cancelled, failed).")
+    status: str
+    requested_by_name: str | None
+    cancelled_at: datetime | None
+    cancelled_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class BackfillDetail(BackfillPublic):
+    intervals: list[BackfillInterval]
+
+
+class BackfillList(BaseModel):
+    items: list[BackfillPublic]
+
+
+# Templates ----------------------------------------------------------------------------------------------
+
+
+@router.get("/templates", operation_id="listTemplates", response_model=TemplateList)
+async def list_templates(
+    user: User,
+    db: Pool,
+    project: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the name or description.")] = None,
+    include_archived: bool = False,
+) -> dict[str, Any]:
+    """Job templates with their latest version, last run, success rate and p50/p95 duration (30 days)."""
+    async with db.connection() as conn, scoped(conn, user):
+        items = await jobs.list_templates(conn, project=project, include_archived=include_archived, text=q)
+    return {"items": items}
+
+
+@router.get("/templates/{template_id}", operation_id="getTemplate", response_model=TemplateDetail)
+async def get_template(template_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """A template with every version (params schema, tasks) and its schedules."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await jobs.get_template(conn, template_id=template_id)
+
+
+@router.post(
+    "/templates/{template_id}/runs",
+    operation_id="runTemplate",
+    response_model=TemplateRunPublic,
+    status_code=201,
+    responses={
+        "200": {"description": "A run with this idempotency key already existed.", "model": TemplateRunPublic},
+        "429": {"description": "A runs-per-day cap was reached."},
+    },
+)
+async def run_template(
+    template_id: uuid.UUID, body: TemplateRunCreate, user: User, db: Pool, response: Response
+) -> dict[str, Any]:
+    """Run a template version (operators); params are validated against its params JSON Schema (422 names the
+    field as a JSON pointer such as `/params/source`)."""
+    async with db.connection() as conn, scoped(conn, user):
+        run, created = await jobs.run_template(
+            conn,
+            template_id=template_id,
+            environment=body.environment,
+            params=body.params,
+            version=body.version,
+            idempotency_key=body.idempotency_key,
+            priority=body.priority,
+            tags=body.tags,
+            trigger="api",
+            requested_by=user.user_id,
+            requested_by_name=user.email,
+        )
+    if not created:
+        response.status_code = 200
+    return run
+
+
+@router.get("/templates/{template_id}/runs", operation_id="listTemplateRuns", response_model=RunPage)
+async def list_template_runs(
+    template_id: uuid.UUID,
+    user: User,
+    db: Pool,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Runs of one template, newest first."""
+    async with db.connection() as conn, scoped(conn, user):
+        items, next_cursor = await runs.list_runs(
+            conn, filters=runs.RunFilters(template_id=template_id), cursor=cursor, limit=limit
+        )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+# Schedules ----------------------------------------------------------------------------------------------
+
+
+@router.get("/schedules", operation_id="listSchedules", response_model=ScheduleList)
+async def list_schedules(user: User, db: Pool, template_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """Schedules with their policies and next fire."""
+    async with db.connection() as conn, scoped(conn, user):
+        return {"items": await schedules.list_schedules(conn, template_id=template_id)}
+
+
+@router.get("/schedules/{schedule_id}", operation_id="getSchedule", response_model=ScheduleDetail)
+async def get_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """A schedule with its next 10 fire times and its latest fires (fired, skipped, missed, with reasons)."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+
+
+@router.post("/schedules/{schedule_id}/pause", operation_id="pauseSchedule", response_model=ScheduleDetail)
+async def pause_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Pause a schedule (operators): it fires nothing until resumed."""
+    async with db.connection() as conn, scoped(conn, user):
+        await schedules.set_paused(conn, schedule_id=schedule_id, paused=True, by=user.email)
+        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+
+
+@router.post("/schedules/{schedule_id}/resume", operation_id="resumeSchedule", response_model=ScheduleDetail)
+async def resume_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Resume a schedule (operators): it fires again from its next fire time after now (no catch-up)."""
+    async with db.connection() as conn, scoped(conn, user):
+        await schedules.set_paused(conn, schedule_id=schedule_id, paused=False, by=user.email)
+        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+
+
+@router.post("/schedules/{schedule_id}/fire", operation_id="fireSchedule", response_model=FireResult, status_code=201)
+async def fire_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Fire a schedule now (operators), whatever its overlap policy; the run's interval ends now."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await schedules.fire_now(conn, schedule_id=schedule_id, now=datetime.now(UTC), by=user.email)
+
+
+# Backfills ----------------------------------------------------------------------------------------------
+
+
+@router.post("/backfills", operation_id="createBackfill", response_model=BackfillDetail, status_code=201)
+async def create_backfill(body: BackfillCreate, user: User, db: Pool) -> dict[str, Any]:
+    """One run per interval of a date range (operators), `max_concurrency` at a time, oldest or newest first."""
+    async with db.connection() as conn, scoped(conn, user):
+        template_id = await jobs.resolve_template(conn, body.template)
+        schedule_id = await schedules.resolve_schedule(conn, body.schedule) if body.schedule else None
+        return await backfills.create_backfill(
+            conn,
+            template_id=template_id,
+            environment=body.environment,
+            start=body.start,
+            end=body.end,
+            step=body.step,
+            schedule_id=schedule_id,
+            params=body.params,
+            version=body.version,
+            max_concurrency=body.max_concurrency,
+            run_order=body.order,
+            requested_by=user.user_id,
+            requested_by_name=user.email,
+        )
+
+
+@router.get("/backfills", operation_id="listBackfills", response_model=BackfillList)
+async def list_backfills(user: User, db: Pool, template_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """Backfills newest first, with progress."""
+    async with db.connection() as conn, scoped(conn, user):
+        return {"items": await backfills.list_backfills(conn, template_id=template_id)}
+
+
+@router.get("/backfills/{backfill_id}", operation_id="getBackfill", response_model=BackfillDetail)
+async def get_backfill(backfill_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """A backfill with every interval and its run."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await backfills.get_backfill(conn, backfill_id=backfill_id)
+
+
+@router.post("/backfills/{backfill_id}/cancel", operation_id="cancelBackfill", response_model=BackfillDetail)
+async def cancel_backfill(backfill_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Cancel a backfill as a group (operators): pending intervals never run, active runs are cancelled."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await backfills.cancel_backfill(conn, backfill_id=backfill_id, by=user.email)

@@ -1,0 +1,63 @@
+"""The scheduler loop: fires due schedules, releases queued fires and advances backfills.
+
+Every control-room replica runs it; no lock makes one of them special. Exactly-once comes from the
+database (a unique key per schedule and fire time, due schedules claimed with FOR UPDATE SKIP
+LOCKED), so replicas share a burst of due schedules instead of racing for it. The clock is a
+parameter: tests drive ``tick`` (control_room.services.schedules) with the time they choose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from control_room.db.connection import connect_async
+from control_room.services import schedules
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 1.0  # due fires wait at most this long (plus the time to fire the ones before them)
+
+
+def utc_now() -> datetime:
+    """The real clock (the default of ``run_scheduler``)."""
+    return datetime.now(UTC)
+
+
+async def run_scheduler(
+    database_url: str,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    interval: float = TICK_SECONDS,
+    ticks: int | None = None,
+) -> None:
+    """Tick every ``interval`` seconds with the time ``clock`` gives (forever, or ``ticks`` times).
+
+    A failed tick is logged and the loop carries on with a new connection: one broken schedule or
+    a restarted database never stops the scheduler.
+    """
+    done = 0
+    while ticks is None or done < ticks:
+        try:
+            async with await connect_async(database_url) as conn:
+                await schedules.act_as_scheduler(conn)
+                while ticks is None or done < ticks:
+                    result = await schedules.tick(conn, clock())
+                    done += 1
+                    if result.claimed or result.released or result.backfill_runs:
+                        log.info(
+                            "scheduler: %d schedule(s) due, fires %s, %d queued fire(s) released, "
+                            "%d backfill run(s) submitted",
+                            result.claimed,
+                            result.fires,
+                            result.released,
+                            result.backfill_runs,
+                        )
+                    await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            done += 1
+            log.exception("scheduler tick failed; retrying in %.1fs", interval)
+            await asyncio.sleep(interval)

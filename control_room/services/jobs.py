@@ -1,0 +1,237 @@
+"""Job templates for clients: list and inspect templates and versions, validate params, run a template."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from control_room.services.errors import CapExceeded, Invalid, NotFound
+from control_room.services.runs import get_run, resolve_project
+
+# Params the scheduler and backfills set on each run (the fire's logical time and data interval).
+# They are always accepted, on top of what a template's params schema allows.
+INTERVAL_PARAMS = ("logical_date", "data_interval_start", "data_interval_end")
+
+TEMPLATE_COLUMNS = """
+    t.id, t.name, t.project_id, p.slug as project, t.description, t.owner, t.tags,
+    t.archived_at, t.created_at, t.updated_at,
+    lv.version as latest_version, lv.id as latest_version_id,
+    (select count(*) from ops.schedules s where s.template_id = t.id)::int as schedules
+"""
+TEMPLATE_FROM = """
+    ops.job_templates t join ops.projects p on p.id = t.project_id
+    left join lateral (select v.id, v.version from ops.job_template_versions v where v.template_id = t.id
+                       order by v.version desc limit 1) lv on true
+"""
+
+
+def _pointer(parts: Any) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def validate_params(schema: dict[str, Any], params: dict[str, Any], *, field: str = "params") -> dict[str, Any]:
+    """Params checked against a version's JSON Schema, with top-level defaults filled in.
+
+    Raises Invalid naming the offending value with a JSON pointer (``/params/source``). The
+    interval params (``logical_date``, ...) are allowed even when the schema closes its properties.
+    """
+    if not isinstance(params, dict):
+        raise Invalid("must be a JSON object", field=f"/{field}")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:  # the bundle validates schemas; this guards versions written otherwise
+        message = f"the template's params schema is not valid JSON Schema: {exc.message}"
+        raise Invalid(message, field="params_schema") from exc
+    properties = schema.get("properties")
+    declared: dict[str, Any] = properties if isinstance(properties, dict) else {}
+    checked = {k: v for k, v in params.items() if k not in INTERVAL_PARAMS or k in declared}
+    errors = sorted(Draft202012Validator(schema).iter_errors(checked), key=lambda e: (list(e.absolute_path), e.message))
+    if errors:
+        error: ValidationError = errors[0]
+        path = list(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [name for name in error.validator_value if name not in error.instance]
+            if missing:
+                path.append(missing[0])
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
+            extra = sorted(k for k in error.instance if k not in allowed)
+            if extra:
+                path.append(extra[0])
+        raise Invalid(f"{error.message} (see the template's params schema)", field="/" + field + _pointer(path))
+    filled = dict(params)
+    for name, prop in declared.items():
+        if name not in filled and isinstance(prop, dict) and "default" in prop:
+            filled[name] = prop["default"]
+    return filled
+
+
+async def resolve_template(conn: AsyncConnection, template: str, *, project: str | None = None) -> uuid.UUID:
+    """A template id from an id, a name, or ``project/name`` (names must be unambiguous among visible ones)."""
+    try:
+        return uuid.UUID(template)
+    except ValueError:
+        pass
+    if "/" in template and project is None:
+        project, _, template = template.partition("/")
+    if project is not None:
+        project_id = await resolve_project(conn, project)
+        cur = await conn.execute(
+            "select id from ops.job_templates where project_id = %s and name = %s", (project_id, template)
+        )
+    else:
+        cur = await conn.execute("select id from ops.job_templates where name = %s limit 2", (template,))
+    rows = await cur.fetchall()
+    if not rows:
+        raise NotFound(f'job template "{template}" does not exist or is not visible to you', field="template")
+    if len(rows) > 1:
+        raise Invalid(
+            f'job template "{template}" exists in several projects; pass --project or PROJECT/NAME', field="template"
+        )
+    return uuid.UUID(str(rows[0][0]))
+
+
+async def list_templates(
+    conn: AsyncConnection, *, project: str | None = None, include_archived: bool = False, text: str | None = None
+) -> list[dict[str, Any]]:
+    """Templates visible to the caller with their latest version and run figures (30 days)."""
+    where = ["true"]
+    args: list[Any] = []
+    if project:
+        where.append("t.project_id = %s")
+        args.append(await resolve_project(conn, project))
+    if not include_archived:
+        where.append("t.archived_at is null")
+    if text:
+        where.append("(t.name ilike %s or t.description ilike %s)")
+        args.extend([f"%{text}%", f"%{text}%"])
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""
+            select {TEMPLATE_COLUMNS},
+                   st.runs, st.succeeded, st.p50_s, st.p95_s, lr.status as last_status, lr.id as last_run_id,
+                   lr.created_at as last_run_at,
+                   (select min(s.next_fire_at) from ops.schedules s
+                    where s.template_id = t.id and s.enabled and s.paused_at is null) as next_fire_at
+            from {TEMPLATE_FROM}
+            left join lateral (
+                select count(*)::int as runs, count(*) filter (where r.status = 'succeeded')::int as succeeded,
+                       percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.started_at))
+                           filter (where r.finished_at is not null and r.started_at is not null) as p50_s,
+                       percentile_cont(0.95) within group (order by extract(epoch from r.finished_at - r.started_at))
+                           filter (where r.finished_at is not null and r.started_at is not null) as p95_s
+                from ops.runs r where r.template_id = t.id and r.created_at > now() - interval '30 days'
+            ) st on true
+            left join lateral (
+                select r.id, r.status, r.created_at from ops.runs r where r.template_id = t.id
+                order by r.created_at desc, r.id desc limit 1
+            ) lr on true
+            where {" and ".join(where)}
+            order by p.slug, t.name
+            """,
+            args,
+        )
+        rows = await cur.fetchall()
+    for row in rows:
+        finished = row["runs"] or 0
+        row["success_rate"] = (row["succeeded"] / finished) if finished else None
+    return rows
+
+
+async def get_template(conn: AsyncConnection, *, template_id: uuid.UUID) -> dict[str, Any]:
+    """A template with every version (newest first) and its schedules."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"select {TEMPLATE_COLUMNS} from {TEMPLATE_FROM} where t.id = %s", (template_id,))
+        template = await cur.fetchone()
+        if template is None:
+            raise NotFound(f"job template {template_id} does not exist or is not visible to you", field="template_id")
+        await cur.execute(
+            "select id, version, params_schema, tasks, max_attempts, retry_backoff_s, timeout_s, content_sha256, "
+            "created_by, created_at from ops.job_template_versions where template_id = %s order by version desc",
+            (template_id,),
+        )
+        template["versions"] = await cur.fetchall()
+        await cur.execute(
+            """
+            select s.id, s.name, e.name as environment, s.cron, s.timezone, s.params, s.enabled,
+                   s.paused_at is not null as paused, s.catchup, s.catchup_limit, s.overlap, s.jitter_s,
+                   s.next_fire_at, s.description
+            from ops.schedules s join ops.environments e on e.id = s.environment_id
+            where s.template_id = %s order by s.name
+            """,
+            (template_id,),
+        )
+        template["schedule_list"] = await cur.fetchall()
+    return template
+
+
+async def version_schema(conn: AsyncConnection, *, template_id: uuid.UUID, version: int | None) -> dict[str, Any]:
+    """The params schema of a version (the latest when None)."""
+    if version is None:
+        cur = await conn.execute(
+            "select params_schema from ops.job_template_versions where template_id = %s order by version desc limit 1",
+            (template_id,),
+        )
+    else:
+        cur = await conn.execute(
+            "select params_schema from ops.job_template_versions where template_id = %s and version = %s",
+            (template_id, version),
+        )
+    row = await cur.fetchone()
+    if row is None:
+        what = "any version" if version is None else f"version {version}"
+        raise NotFound(f"job template {template_id} has no {what}", field="version")
+    schema: dict[str, Any] = row[0]
+    return schema
+
+
+async def run_template(
+    conn: AsyncConnection,
+    *,
+    template_id: uuid.UUID,
+    environment: str,
+    params: dict[str, Any],
+    version: int | None = None,
+    idempotency_key: str | None = None,
+    priority: int = 0,
+    tags: list[str] | None = None,
+    trigger: str = "api",
+    requested_by: uuid.UUID | None = None,
+    requested_by_name: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Submit a run of a template version (the latest when None) after validating its params.
+
+    The role check (operators run, viewers may not) happens in ops.submit_template_run.
+    """
+    schema = await version_schema(conn, template_id=template_id, version=version)
+    checked = validate_params(schema, params)
+    cur = await conn.execute(
+        "select run_id, created, refusal, version from ops.submit_template_run("
+        "%s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            template_id,
+            environment,
+            json.dumps(checked),
+            version,
+            trigger,
+            requested_by,
+            requested_by_name,
+            idempotency_key,
+            priority,
+            tags or [],
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    run_id, created, refusal, used_version = row
+    if refusal:
+        raise CapExceeded(refusal)
+    run = await get_run(conn, run_id=run_id, with_tasks=False)
+    run.update(template_id=template_id, template_version=used_version)
+    return run, bool(created)
