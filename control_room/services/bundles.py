@@ -15,6 +15,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from control_room.db import tables
+from control_room.db.rows import model_rows
+
 # Serializes deploys of one org (pg_advisory_xact_lock(class, hashtext(org slug))).
 DEPLOY_LOCK_CLASS = 72_451_190
 # The tables a bundle deploys to (``ops.<name>``); nothing else is written by name.
@@ -97,9 +100,20 @@ _SECTION_SQL: dict[str, str] = {
 }
 
 
-def live_rows(conn: psycopg.Connection[Any], section: str, org: uuid.UUID) -> list[Row]:
-    """The org's rows behind one bundle section, in the bundle's order (templates with their latest version)."""
-    with conn.cursor(row_factory=dict_row) as cur:
+# Sections that are one table each come back as that table's typed rows; the others join in the
+# slugs and names the bundle uses (and, for templates, the latest version) and come back as dicts.
+_TABLE_ROWS: dict[str, type[tables.OpsTable]] = {
+    "routing_rules": tables.RoutingRule,
+    "caps": tables.Cap,
+    "alert_rules": tables.AlertRule,
+}
+
+
+def live_rows(conn: psycopg.Connection[Any], section: str, org: uuid.UUID) -> list[Any]:
+    """The org's rows behind one bundle section, in the bundle's order (templates with their latest version):
+    ``db.tables`` models for routing rules, caps and alert rules, dicts for the joined sections."""
+    model = _TABLE_ROWS.get(section)
+    with conn.cursor(row_factory=model_rows(model) if model else dict_row) as cur:
         return cur.execute(_SECTION_SQL[section], (org,)).fetchall()
 
 

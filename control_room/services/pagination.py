@@ -76,7 +76,7 @@ class ListQuery:
 
     def add(self, condition: str, *args: Any) -> None:
         """A condition with its ``%s`` arguments, always applied."""
-        self._conditions.append(sql.SQL(condition))  # type: ignore[arg-type]  # our own constant SQL
+        self._conditions.append(sql.SQL(condition))  # our own constant SQL
         self.args.extend(args)
 
     def equal(self, column: str, value: Any) -> None:
@@ -135,15 +135,15 @@ class ListQuery:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of ``select columns from source`` in ``keyset`` order, and the next page's cursor."""
         statement = sql.SQL("select {cols} from {src} {where} {order} limit %s").format(
-            cols=sql.SQL(columns),  # type: ignore[arg-type]
-            src=sql.SQL(source),  # type: ignore[arg-type]
+            cols=sql.SQL(columns),
+            src=sql.SQL(source),
             where=self.where(),
             order=keyset.order_by(),
         )
         return trim_page(await fetch_rows(conn, statement, [*self.args, limit + 1]), limit, cursor_of)
 
 
-async def fetch_rows(conn: AsyncConnection, statement: sql.Composable, args: Sequence[Any]) -> list[dict[str, Any]]:
+async def fetch_rows(conn: AsyncConnection, statement: sql.Composed, args: Sequence[Any]) -> list[dict[str, Any]]:
     """Every row of one statement as dicts."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, args)

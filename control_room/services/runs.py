@@ -111,7 +111,6 @@ class RunFilters:
     text: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
-    template_id: uuid.UUID | None = None  # runs started from this job template
 
 
 
@@ -130,7 +129,6 @@ async def list_runs(
     if filters.text:
         escaped = escape_like(filters.text)
         query.add("(r.name ilike %s or r.id::text like %s)", f"%{escaped}%", f"{filters.text.lower()}%")
-    query.equal("r.template_id", filters.template_id)
     query.between("r.created_at", filters.created_after, filters.created_before)
     if cursor:
         query.after(NEWEST_FIRST, *decode_cursor(cursor))
@@ -330,9 +328,9 @@ def _sorted_runs_statement(keyset: Keyset, conditions: ListQuery, *, matches_fir
             "on e.id = r.environment_id where {where}) "
             "select {cols}, ({key})::text as sort_key from {src} join matches m on m.id = r.id {order} limit %s"
         )
-    return sql.SQL(template).format(  # type: ignore[arg-type]
+    return sql.SQL(template).format(
         cols=sql.SQL(LIST_COLUMNS),
-        key=sql.SQL(keyset.key),  # type: ignore[arg-type]
+        key=sql.SQL(keyset.key),
         src=sql.SQL(RUN_FROM),
         where=conditions.conditions(),
         order=keyset.order_by(),

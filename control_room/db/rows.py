@@ -1,0 +1,38 @@
+"""Typed rows: a psycopg row factory that validates each row into a table's SQLModel class (no ORM session).
+
+The classes of control_room/db/tables.py mirror the migrations column for column (the drift test
+keeps them honest), so a ``select *`` of a table validates into its class; services return those
+objects where they return whole table rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from psycopg.rows import BaseRowFactory, RowMaker
+from sqlmodel import SQLModel
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
+
+# Columns whose name is reserved by SQLAlchemy's declarative classes get a trailing underscore there.
+_RENAMED = {"metadata": "metadata_"}
+
+
+def field_names(columns: Sequence[str]) -> list[str]:
+    """The model field of each result column."""
+    return [_RENAMED.get(name, name) for name in columns]
+
+
+def model_rows(model: type[ModelT]) -> BaseRowFactory[ModelT]:
+    """A row factory for ``conn.cursor(row_factory=...)`` that returns validated ``model`` instances."""
+
+    def factory(cursor: Any) -> RowMaker[ModelT]:
+        names = field_names([column.name for column in cursor.description or ()])
+
+        def make(values: Sequence[Any]) -> ModelT:
+            return model.model_validate(dict(zip(names, values, strict=True)))
+
+        return make
+
+    return factory
