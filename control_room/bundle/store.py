@@ -1,0 +1,359 @@
+"""Bundle items <-> an org's live rows: reads the live configuration as a bundle, builds the rows a plan writes.
+
+Rows are named by slugs in bundles and by uuids in the database; ``OrgDirectory`` translates. The
+statements themselves live in ``control_room/services/bundles.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ValidationError
+
+from control_room.bundle.models import (
+    SECTIONS,
+    AlertRule,
+    Bundle,
+    Cap,
+    JobTemplate,
+    PromotionGate,
+    RoutingRule,
+    Schedule,
+    section_key,
+)
+from control_room.db import tables
+from control_room.services import bundles
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class UnknownOrg(LookupError):
+    """The bundle's org does not exist on the control plane."""
+
+
+class LiveConfigurationError(RuntimeError):
+    """A live row cannot be expressed as a bundle item (it was written outside the bundle's rules)."""
+
+
+@dataclass(frozen=True)
+class OrgDirectory:
+    """Slugs <-> ids of one org's projects and environments."""
+
+    org_id: uuid.UUID
+    slug: str
+    projects: dict[str, uuid.UUID]
+    environments: dict[tuple[str, str], uuid.UUID]
+
+    def project_slug(self, project_id: uuid.UUID | None) -> str | None:
+        """The slug of a project id (None for None)."""
+        if project_id is None:
+            return None
+        for slug, pid in self.projects.items():
+            if pid == project_id:
+                return slug
+        raise LiveConfigurationError(f"project {project_id} is not a project of org {self.slug}")
+
+    def environment_of(self, environment_id: uuid.UUID) -> tuple[str, str]:
+        """(project slug, environment name) of an environment id."""
+        for key, eid in self.environments.items():
+            if eid == environment_id:
+                return key
+        raise LiveConfigurationError(f"environment {environment_id} is not an environment of org {self.slug}")
+
+
+def org_directory(conn: psycopg.Connection[Any], org_slug: str) -> OrgDirectory:
+    """The org's projects and environments; ``UnknownOrg`` when it does not exist."""
+    org_id = bundles.org_id(conn, org_slug)
+    if org_id is None:
+        known = bundles.org_slugs(conn)
+        raise UnknownOrg(f'org "{org_slug}" does not exist on the control plane (orgs: {", ".join(known) or "none"})')
+    return OrgDirectory(
+        org_id=org_id,
+        slug=org_slug,
+        projects=bundles.project_ids(conn, org_id),
+        environments=bundles.environment_ids(conn, org_id),
+    )
+
+
+@dataclass
+class LiveState:
+    """An org's live configuration as a bundle, with the ids and version numbers behind it."""
+
+    bundle: Bundle
+    ids: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
+    # Latest version per template key, archived templates included (they may come back).
+    template_versions: dict[str, int] = field(default_factory=dict)
+    archived_templates: dict[str, uuid.UUID] = field(default_factory=dict)
+    archived_definitions: dict[str, str] = field(default_factory=dict)
+    # Template names by id, for the alert rules and gates that point at templates.
+    template_names: dict[uuid.UUID, str] = field(default_factory=dict)
+
+
+def _model(model: type[ModelT], data: dict[str, Any], what: str) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise LiveConfigurationError(
+            f"{what} cannot be exported as a bundle item: {where}: {first['msg']}. Fix the row, then export again."
+        ) from exc
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# Live row -> bundle item, one reader per section ------------------------------------------------
+
+
+def _routing_rule(row: tables.RoutingRule, directory: OrgDirectory, state: LiveState) -> RoutingRule:
+    match = {
+        "project": directory.project_slug(row.match_project_id),
+        "environment": row.match_environment,
+        "engine": row.match_engine,
+        "labels": list(row.match_labels),
+        "tags": list(row.match_tags),
+    }
+    data = row.model_dump(include={"name", "position", "pool", "required_labels", "owner", "escalation", "enabled"})
+    return _model(RoutingRule, {**data, "match": _drop_none(match)}, f'routing rule "{row.name}"')
+
+
+def _cap(row: tables.Cap, directory: OrgDirectory, state: LiveState) -> Cap:
+    project = directory.project_slug(row.project_id)
+    environment = None
+    if row.environment_id is not None:
+        project, environment = directory.environment_of(row.environment_id)
+    data = {
+        "name": row.name,
+        "scope": row.scope,
+        "project": project if row.scope in ("project", "environment") else None,
+        "environment": environment if row.scope == "environment" else None,
+        "pool": row.pool if row.scope == "pool" else None,
+        "engine": row.engine if row.scope == "engine" else None,
+        "kind": row.kind,
+        "limit": row.limit_value,
+        "enabled": row.enabled,
+    }
+    return _model(Cap, _drop_none(data), f'cap "{row.name}"')
+
+
+def _job_template(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> JobTemplate | None:
+    """The template at its latest version; None for an archived one (remembered in ``state``)."""
+    key = f"{row['project']}/{row['name']}"
+    state.template_names[row["id"]] = row["name"]
+    state.template_versions[key] = row["version"] or 0
+    if row["archived_at"] is not None:
+        state.archived_templates[key] = row["id"]
+        state.archived_definitions[key] = row["content_sha256"] or ""
+        return None
+    data: dict[str, Any] = {
+        "project": row["project"],
+        "name": row["name"],
+        "description": row["description"],
+        "owner": row["owner"],
+        "tags": list(row["tags"]),
+    }
+    if row["version"] is None:
+        # A template without a version cannot run; the plan proposes one from the bundle.
+        return JobTemplate.model_construct(**data, tasks=[])
+    data.update(
+        params_schema=row["params_schema"],
+        retries={"max_attempts": row["max_attempts"], "backoff_s": row["retry_backoff_s"]},
+        timeout_s=row["timeout_s"],
+        tasks=row["tasks"],
+    )
+    return _model(JobTemplate, data, f'job template "{key}" version {row["version"]}')
+
+
+def _schedule(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> Schedule:
+    fields = ("project", "name", "template", "environment", "cron", "timezone", "params", "enabled", "description")
+    return _model(Schedule, {name: row[name] for name in fields}, f'schedule "{row["project"]}/{row["name"]}"')
+
+
+def _template_name(state: LiveState, template_id: uuid.UUID | None) -> str | None:
+    return state.template_names.get(template_id) if template_id else None
+
+
+def _alert_rule(row: tables.AlertRule, directory: OrgDirectory, state: LiveState) -> AlertRule:
+    match = {
+        "project": directory.project_slug(row.project_id),
+        "environment": row.match_environment,
+        "template": _template_name(state, row.match_template_id),
+    }
+    fields = {"name", "kind", "threshold", "window_s", "severity", "notify", "escalate", "enabled", "description"}
+    data = {**row.model_dump(include=fields), "match": _drop_none(match)}
+    return _model(AlertRule, _drop_none(data), f'alert rule "{row.name}"')
+
+
+def _promotion_gate(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> PromotionGate:
+    data = {
+        "project": row["project"],
+        "name": row["name"],
+        "template": _template_name(state, row["template_id"]),
+        "from_environment": row["from_environment"],
+        "to_environment": row["to_environment"],
+        "min_successful_runs": row["min_successful_runs"],
+        "required_approvals": row["required_approvals"],
+        "approvers": list(row["approvers"]),
+        "required_checks": list(row["required_checks"]),
+        "enabled": row["enabled"],
+        "description": row["description"],
+    }
+    return _model(PromotionGate, _drop_none(data), f'promotion gate "{row["project"]}/{row["name"]}"')
+
+
+Reader = Callable[[Any, OrgDirectory, LiveState], BaseModel | None]
+# In SECTIONS order: templates are read before the alert rules and gates that name them.
+_READERS: dict[str, Reader] = {
+    "routing_rules": _routing_rule,
+    "caps": _cap,
+    "job_templates": _job_template,
+    "schedules": _schedule,
+    "alert_rules": _alert_rule,
+    "promotion_gates": _promotion_gate,
+}
+
+
+def _row_id(row: Any) -> uuid.UUID:
+    """The id of a typed table row or of a joined dict row."""
+    return uuid.UUID(str(row["id"] if isinstance(row, dict) else row.id))
+
+
+def read_live(conn: psycopg.Connection[Any], directory: OrgDirectory) -> LiveState:
+    """The org's live routing matrix, caps, templates (latest versions), schedules, alerts and gates."""
+    state = LiveState(bundle=Bundle(org=directory.slug))
+    sections: dict[str, list[Any]] = {}
+    for section in SECTIONS:
+        items = sections[section] = []
+        for row in bundles.live_rows(conn, section, directory.org_id):
+            item = _READERS[section](row, directory, state)
+            if item is not None:
+                items.append(item)
+                state.ids[(section, section_key(section, item))] = _row_id(row)
+    # Rows were validated one by one above; the sections only need assembling.
+    state.bundle = Bundle.model_construct(None, org=directory.slug, **sections)
+    return state
+
+
+# Bundle item -> column values -------------------------------------------------------------------
+
+
+def version_values(template: JobTemplate) -> dict[str, Any]:
+    """Columns of a new ``job_template_versions`` row for the template's definition."""
+    definition = template.definition()
+    return {
+        "params_schema": definition["params_schema"],
+        "tasks": definition["tasks"],
+        "max_attempts": template.retries.max_attempts,
+        "retry_backoff_s": template.retries.backoff_s,
+        "timeout_s": template.timeout_s,
+        "content_sha256": template.definition_sha256(),
+    }
+
+
+def row_values(section: str, item: Any, directory: OrgDirectory) -> dict[str, Any]:
+    """The columns of the row an item deploys to (ids resolved through ``directory``)."""
+    org = directory.org_id
+    if section == "routing_rules":
+        rule: RoutingRule = item
+        return {
+            "org_id": org,
+            "name": rule.name,
+            "position": rule.position,
+            "match_project_id": directory.projects[rule.match.project] if rule.match.project else None,
+            "match_environment": rule.match.environment,
+            "match_engine": rule.match.engine,
+            "match_labels": list(rule.match.labels),
+            "match_tags": list(rule.match.tags),
+            "pool": rule.pool,
+            "required_labels": list(rule.required_labels),
+            "owner": rule.owner,
+            "escalation": Jsonb(list(rule.escalation)),
+            "enabled": rule.enabled,
+        }
+    if section == "caps":
+        cap: Cap = item
+        return {
+            "org_id": org,
+            "name": cap.name,
+            "scope": cap.scope,
+            "project_id": directory.projects[cap.project] if cap.scope == "project" and cap.project else None,
+            "environment_id": directory.environments[(cap.project, cap.environment)]
+            if cap.scope == "environment" and cap.project and cap.environment
+            else None,
+            "pool": cap.pool,
+            "engine": cap.engine,
+            "kind": cap.kind,
+            "limit_value": cap.limit,
+            "enabled": cap.enabled,
+        }
+    if section == "job_templates":
+        template: JobTemplate = item
+        return {
+            "org_id": org,
+            "project_id": directory.projects[template.project],
+            "name": template.name,
+            "description": template.description,
+            "owner": template.owner,
+            "tags": list(template.tags),
+        }
+    raise ValueError(f"row_values: {section} needs template ids; use a dedicated builder")
+
+
+def schedule_values(schedule: Schedule, directory: OrgDirectory, template_id: uuid.UUID) -> dict[str, Any]:
+    """Columns of a schedule's row."""
+    return {
+        "org_id": directory.org_id,
+        "project_id": directory.projects[schedule.project],
+        "name": schedule.name,
+        "template_id": template_id,
+        "environment_id": directory.environments[(schedule.project, schedule.environment)],
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "params": Jsonb(schedule.params),
+        "enabled": schedule.enabled,
+        "description": schedule.description,
+    }
+
+
+def alert_values(rule: AlertRule, directory: OrgDirectory, template_id: uuid.UUID | None) -> dict[str, Any]:
+    """Columns of an alert rule's row."""
+    return {
+        "org_id": directory.org_id,
+        "name": rule.name,
+        "kind": rule.kind,
+        "project_id": directory.projects[rule.match.project] if rule.match.project else None,
+        "match_environment": rule.match.environment,
+        "match_template_id": template_id,
+        "threshold": rule.threshold,
+        "window_s": rule.window_s,
+        "severity": rule.severity,
+        "notify": list(rule.notify),
+        "escalate": rule.escalate,
+        "enabled": rule.enabled,
+        "description": rule.description,
+    }
+
+
+def gate_values(gate: PromotionGate, directory: OrgDirectory, template_id: uuid.UUID | None) -> dict[str, Any]:
+    """Columns of a promotion gate's row."""
+    return {
+        "org_id": directory.org_id,
+        "project_id": directory.projects[gate.project],
+        "name": gate.name,
+        "template_id": template_id,
+        "from_environment": gate.from_environment,
+        "to_environment": gate.to_environment,
+        "min_successful_runs": gate.min_successful_runs,
+        "required_approvals": gate.required_approvals,
+        "approvers": list(gate.approvers),
+        "required_checks": list(gate.required_checks),
+        "enabled": gate.enabled,
+        "description": gate.description,
+    }
