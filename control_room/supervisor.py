@@ -30,8 +30,8 @@ from control_room.config import MIGRATIONS_DIR, PROJECT_ROOT, SEED_FILE, Setting
 from control_room.db.connection import connect_async
 from control_room.db.embedded import EmbeddedPostgres, start_embedded
 from control_room.db.migrate import MigrationError, migrate
-from control_room.services.auth import create_executor_token, revoke_executor_token
-from control_room.services.demo import load_demo_data
+from control_room.services.auth import rotate_executor_token
+from control_room.services.demo import DEMO_ORG_SLUG, load_demo_data
 from control_room.services.errors import NotFound, ServiceError
 from control_room.services.users import create_demo_admin
 
@@ -236,20 +236,33 @@ LOCAL_AGENT_DEFAULTS = {"LAKEHOUSE_EXECUTOR_GRACE_PERIOD_S": "3", "LAKEHOUSE_EXE
 
 
 def rotate_local_agent_token(database_url: str, data_dir: Path) -> tuple[str, str]:
-    """A new executor identity in pool "default" for the local agent; the previous one is revoked.
+    """The local agent's executor identity in pool "default" with a fresh token; the old token stops working.
 
-    Returns (name, token). The token is only ever handed to the agent through its environment.
+    The identity (its name, kept in the data dir, and its executor row) survives restarts of
+    `lakehouse run`: only the token is rotated, so the registry shows one local agent, not one per start.
+    It belongs to the demo org (else the oldest org). Returns (name, token); the token is only ever
+    handed to the agent through its environment.
     """
     name_file = data_dir / LOCAL_AGENT_NAME_FILE
 
     async def rotate() -> tuple[str, str]:
         async with await connect_async(database_url) as conn:
+            cur = await conn.execute(
+                "select id from ops.orgs order by slug <> %s, created_at, id limit 1", (DEMO_ORG_SLUG,)
+            )
+            org = await cur.fetchone()
+            if org is None:
+                raise NotFound("there is no org for the local agent; load the demo data or create an org first")
             previous = name_file.read_text(encoding="utf-8").strip() if name_file.exists() else ""
-            if previous:
-                with contextlib.suppress(NotFound):
-                    await revoke_executor_token(conn, name=previous)
-            name = f"local-agent-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-            return name, await create_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL)
+            name = previous or f"local-agent-{secrets.token_hex(3)}"
+            try:
+                return name, await rotate_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL, org_id=org[0])
+            except ServiceError:
+                if not previous:
+                    raise
+                # The remembered name now belongs to another org (a reused data dir): start a new identity.
+                name = f"local-agent-{secrets.token_hex(3)}"
+                return name, await rotate_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL, org_id=org[0])
 
     name, token = asyncio.run(rotate())
     data_dir.mkdir(parents=True, exist_ok=True)

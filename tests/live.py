@@ -121,12 +121,14 @@ class Provisioner:
                 self.tenants[name] = make_tenant(conn)
         return self.tenants[name]
 
-    def executor_token(self, pool: str, name: str | None = None) -> str:
+    def executor_token(self, pool: str, name: str | None = None, tenant: Tenant | None = None) -> str:
+        """A token of a new executor in the pool of the tenant's org (the main tenant by default)."""
+        tenant = tenant or self.tenant()
         token = new_token(EXECUTOR_TOKEN_PREFIX)
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             conn.execute(
-                "insert into ops.executors (name, pool, token_hash) values (%s, %s, %s)",
-                (name or f"agent-{uuid.uuid4().hex[:8]}", pool, hash_token(token)),
+                "insert into ops.executors (org_id, name, pool, token_hash) values (%s, %s, %s, %s)",
+                (tenant.org_id, name or f"agent-{uuid.uuid4().hex[:8]}", pool, hash_token(token)),
             )
         return token
 

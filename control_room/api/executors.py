@@ -36,6 +36,7 @@ from control_room.api.models import (
 )
 from control_room.db.notify import get_notifier
 from control_room.services import artifacts, tasks
+from control_room.services.retry import retry_transaction
 from control_room.storage import get_store
 
 router = APIRouter(tags=["executors"])
@@ -73,7 +74,13 @@ async def claim_tasks(body: ClaimRequest, executor: Executor, db: Pool) -> dict[
         db,
         notifier,
         executor,
-        tasks.ClaimOptions(max_tasks=body.max_tasks, engines=body.engines, labels=body.labels, wait_s=body.wait_s),
+        tasks.ClaimOptions(
+            max_tasks=body.max_tasks,
+            engines=body.engines,
+            labels=body.labels,
+            wait_s=body.wait_s,
+            claim_id=body.claim_id,
+        ),
     )
     return {"tasks": rows}
 
@@ -88,8 +95,13 @@ async def heartbeat_tasks(body: LeaseBatch, executor: Executor, db: Pool) -> dic
 @router.post("/tasks/finalize", operation_id="finalizeTasks", response_model=FinalizeBatchReply, responses=LEASE_ERRORS)
 async def finalize_tasks(body: FinalizeBatch, executor: Executor, db: Pool) -> dict[str, Any]:
     """Finalize many tasks at once; each item succeeds or fails on its own."""
-    async with db.connection() as conn:
-        return {"items": await tasks.finalize_many(conn, items=[i.model_dump(mode="json") for i in body.items])}
+    items = [i.model_dump(mode="json") for i in body.items]
+    async with db.connection() as conn:  # autocommit: each try is one whole transaction
+        return {
+            "items": await retry_transaction(
+                lambda: tasks.finalize_many(conn, items=items), what=f"finalize by executor {executor.name}"
+            )
+        }
 
 
 @router.post(
@@ -123,14 +135,17 @@ async def append_events(task_id: uuid.UUID, body: EventBatch, executor: Executor
 )
 async def finalize_task(task_id: uuid.UUID, body: FinalizeRequest, executor: Executor, db: Pool) -> dict[str, Any]:
     """Record the attempt's outcome; repeating the same finalize is harmless, a stale lease gets 409."""
-    async with db.connection() as conn:
-        return await tasks.finalize(
-            conn,
-            task_id=task_id,
-            lease_token=body.lease_token,
-            outcome=body.outcome,
-            result=body.result,
-            error=body.error,
+    async with db.connection() as conn:  # autocommit: each try is one whole transaction
+        return await retry_transaction(
+            lambda: tasks.finalize(
+                conn,
+                task_id=task_id,
+                lease_token=body.lease_token,
+                outcome=body.outcome,
+                result=body.result,
+                error=body.error,
+            ),
+            what=f"finalize by executor {executor.name}",
         )
 
 

@@ -89,6 +89,11 @@ class ExecutorHeartbeatReply(BaseModel):
     drain: bool = Field(description="Stop claiming; finish running tasks.")
     cancel_task_ids: list[uuid.UUID] = Field(description="Running tasks whose cancel was requested.")
     lost_task_ids: list[uuid.UUID] = Field(description="Tasks reported running that this executor no longer holds.")
+    released_task_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="Tasks leased to this executor that it did not name (it lost track of them): handed back to "
+        "the queue without counting an attempt.",
+    )
     server_time: datetime
 
 
@@ -100,6 +105,11 @@ class ClaimRequest(Strict):
     engines: list[str] | None = Field(default=None, max_length=32, description="Default: registered engines.")
     labels: list[str] | None = Field(default=None, max_length=64, description="Default: registered labels.")
     wait_s: Number = Field(default=0, ge=0, le=60, description="Long-poll: wait up to this long for work.")
+    claim_id: uuid.UUID | None = Field(
+        default=None,
+        description="A fresh id per claim; a retry with the same id (its reply was lost) returns the same tasks and "
+        "leases instead of new ones.",
+    )
 
 
 class TaskAssignment(BaseModel):
@@ -356,6 +366,10 @@ class TaskPublic(BaseModel):
     finished_at: datetime | None
     result: dict[str, Any] | None
     error: str | None
+    routing_problem: str | None = Field(
+        default=None,
+        description='Why no executor can take the task as routed, e.g. "no executor in pool etl offers engine spark".',
+    )
     attempts: list[AttemptPublic]
 
 

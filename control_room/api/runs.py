@@ -26,6 +26,7 @@ from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, runs
 from control_room.services.auth import scoped
 from control_room.services.errors import Invalid
+from control_room.services.retry import retry_transaction
 from control_room.storage import get_store
 
 router = APIRouter(tags=["runs"])
@@ -45,20 +46,24 @@ STREAM_PAGE = 500
 )
 async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) -> dict[str, Any]:
     """Submit a run of a spec with params; the same idempotency key returns the existing run (200)."""
-    async with db.connection() as conn, scoped(conn, user):
-        run, created = await runs.submit_run(
-            conn,
-            project=body.project,
-            environment=body.environment,
-            spec=body.spec.model_dump(mode="json", exclude_unset=True),
-            params=body.params,
-            idempotency_key=body.idempotency_key,
-            priority=body.priority,
-            tags=body.tags,
-            trigger="api",
-            requested_by=user.user_id,
-            requested_by_name=user.email,
-        )
+
+    async def submit() -> tuple[dict[str, Any], bool]:
+        async with db.connection() as conn, scoped(conn, user):
+            return await runs.submit_run(
+                conn,
+                project=body.project,
+                environment=body.environment,
+                spec=body.spec.model_dump(mode="json", exclude_unset=True),
+                params=body.params,
+                idempotency_key=body.idempotency_key,
+                priority=body.priority,
+                tags=body.tags,
+                trigger="api",
+                requested_by=user.user_id,
+                requested_by_name=user.email,
+            )
+
+    run, created = await retry_transaction(submit, what=f"submit by {user.email}")
     if not created:
         response.status_code = 200
     return run

@@ -22,11 +22,12 @@ SESSION_TOKEN_PREFIX = "lhs_"  # a signed-in user's web session (control_room/se
 
 @dataclass(frozen=True)
 class ExecutorPrincipal:
-    """An executor agent, authenticated by its pool-scoped bearer token."""
+    """An executor agent, authenticated by its bearer token; it belongs to one org and one pool."""
 
     executor_id: uuid.UUID
     name: str
     pool: str
+    org_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,12 @@ async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal |
     digest = hash_token(token)
     if token.startswith(EXECUTOR_TOKEN_PREFIX):
         cur = await conn.execute(
-            "select id, name, pool from ops.executors where token_hash = %s and token_revoked_at is null", (digest,)
+            "select id, name, pool, org_id from ops.executors where token_hash = %s and token_revoked_at is null",
+            (digest,),
         )
         row = await cur.fetchone()
         if row:
-            return ExecutorPrincipal(executor_id=row[0], name=row[1], pool=row[2])
+            return ExecutorPrincipal(executor_id=row[0], name=row[1], pool=row[2], org_id=row[3])
     elif token.startswith(USER_TOKEN_PREFIX):
         cur = await conn.execute(
             "update ops.api_tokens t set last_used_at = now() from ops.users u "
@@ -103,16 +105,53 @@ async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal |
     raise Unauthorized("the bearer token is unknown, expired or revoked")
 
 
-async def create_executor_token(conn: AsyncConnection, *, name: str, pool: str) -> str:
-    """Create an executor identity in a pool and return its token (shown once)."""
+async def resolve_org(conn: AsyncConnection, org: str | None) -> uuid.UUID:
+    """The org named by id or slug; with none given, the only org (an error names the choices otherwise)."""
+    if org:
+        cur = await conn.execute("select id from ops.orgs where slug = %s or id::text = %s", (org.lower(), org))
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f'no org "{org}"; `lakehouse bundle` or `lakehouse run` creates the demo org', field="org")
+        return uuid.UUID(str(row[0]))
+    cur = await conn.execute("select id, slug from ops.orgs order by slug limit 6")
+    rows = await cur.fetchall()
+    if len(rows) == 1:
+        return uuid.UUID(str(rows[0][0]))
+    if not rows:
+        raise NotFound("there is no org yet; run `lakehouse run` once (it loads the demo org)", field="org")
+    names = ", ".join(str(r[1]) for r in rows[:5])
+    raise Invalid(f"several orgs exist ({names}, ...): say which one owns the executor with --org", field="org")
+
+
+async def create_executor_token(conn: AsyncConnection, *, name: str, pool: str, org_id: uuid.UUID) -> str:
+    """Create an executor identity in a pool of an org and return its token (shown once)."""
     token = new_token(EXECUTOR_TOKEN_PREFIX)
     cur = await conn.execute(
-        "insert into ops.executors (name, pool, token_hash, status) values (%s, %s, %s, 'pending') "
+        "insert into ops.executors (org_id, name, pool, token_hash, status) values (%s, %s, %s, %s, 'pending') "
         "on conflict (name) do nothing returning id",
-        (name, pool, hash_token(token)),
+        (org_id, name, pool, hash_token(token)),
     )
     if await cur.fetchone() is None:
         raise Conflict(f'an executor named "{name}" already exists; revoke it or pick another name', field="name")
+    return token
+
+
+async def rotate_executor_token(conn: AsyncConnection, *, name: str, pool: str, org_id: uuid.UUID) -> str:
+    """A new token for the executor of this name (created when missing); the old token stops working.
+
+    The executor row (its history, leases and registry entry) is kept, so an agent restarted with the
+    new token is the same executor; its earlier leases are handed back by its next heartbeat.
+    """
+    token = new_token(EXECUTOR_TOKEN_PREFIX)
+    cur = await conn.execute(
+        "insert into ops.executors (org_id, name, pool, token_hash, status) values (%s, %s, %s, %s, 'pending') "
+        "on conflict (name) do update set token_hash = excluded.token_hash, token_revoked_at = null, "
+        "status = 'pending', drain_requested = false, pool = excluded.pool "
+        "where ops.executors.org_id = excluded.org_id returning id",
+        (org_id, name, pool, hash_token(token)),
+    )
+    if await cur.fetchone() is None:
+        raise Conflict(f'executor "{name}" belongs to another org; pick another name', field="name")
     return token
 
 

@@ -111,7 +111,6 @@ class RunFilters:
     text: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
-    template_id: uuid.UUID | None = None  # runs started from this job template
 
 
 
@@ -130,7 +129,6 @@ async def list_runs(
     if filters.text:
         escaped = escape_like(filters.text)
         query.add("(r.name ilike %s or r.id::text like %s)", f"%{escaped}%", f"{filters.text.lower()}%")
-    query.equal("r.template_id", filters.template_id)
     query.between("r.created_at", filters.created_after, filters.created_before)
     if cursor:
         query.after(NEWEST_FIRST, *decode_cursor(cursor))
@@ -156,7 +154,7 @@ async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool 
         await cur.execute(
             "select t.id, t.key, t.engine, t.status, t.attempt, t.max_attempts, t.depends_on, t.pool, "
             "t.required_labels, t.timeout_s, t.executor_id, x.name as executor_name, t.cancel_requested, "
-            "t.queued_at, t.claimed_at, t.started_at, t.finished_at, t.result, t.error "
+            "t.queued_at, t.claimed_at, t.started_at, t.finished_at, t.result, t.error, t.routing_problem "
             "from ops.tasks t left join ops.executors x on x.id = t.executor_id "
             "where t.run_id = %s order by t.created_at, t.key",
             (run_id,),

@@ -18,6 +18,7 @@ from control_room.config import get_settings
 from control_room.db.notify import TASKS_CHANNEL, Notifier
 from control_room.services import metrics
 from control_room.services.auth import ExecutorPrincipal
+from control_room.services.retry import retry_transaction
 
 # A waiting claim re-checks at least this often, so retries whose backoff ends while nobody
 # notifies are still picked up.
@@ -64,7 +65,7 @@ async def executor_heartbeat(
     """Liveness and capacity; answers with drain and which running tasks to cancel or drop."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "select drain, cancel_task_ids, lost_task_ids from ops.executor_heartbeat(%s, %s)",
+            "select drain, cancel_task_ids, lost_task_ids, released_task_ids from ops.executor_heartbeat(%s, %s)",
             (executor.executor_id, running_task_ids),
         )
         row = await cur.fetchone()
@@ -78,14 +79,15 @@ class ClaimOptions:
     engines: list[str] | None
     labels: list[str] | None
     wait_s: float
+    claim_id: uuid.UUID | None = None  # a retried claim with the same id gets the same leases
 
 
 async def _claim_once(conn: AsyncConnection, executor: ExecutorPrincipal, opts: ClaimOptions) -> list[dict[str, Any]]:
     settings = get_settings()
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "select * from ops.claim_tasks(%s, %s, %s, %s, %s)",
-            (executor.executor_id, opts.engines, opts.labels, opts.max_tasks, settings.lease_seconds),
+            "select * from ops.claim_tasks(%s, %s, %s, %s, %s, %s)",
+            (executor.executor_id, opts.engines, opts.labels, opts.max_tasks, settings.lease_seconds, opts.claim_id),
         )
         rows = await cur.fetchall()
     interval = heartbeat_interval(settings.lease_seconds)
@@ -105,8 +107,12 @@ async def claim(
     deadline = time.monotonic() + max(0.0, min(opts.wait_s, get_settings().claim_wait_max_seconds))
     while True:
         waiter = notifier.waiter(TASKS_CHANNEL, executor.pool) if notifier else None
-        async with pool.connection() as conn:
-            rows = await _claim_once(conn, executor, opts)
+
+        async def claim_once() -> list[dict[str, Any]]:
+            async with pool.connection() as conn:
+                return await _claim_once(conn, executor, opts)
+
+        rows = await retry_transaction(claim_once, what=f"claim by executor {executor.name}")
         metrics.CLAIMS.labels(pool=executor.pool).inc()
         remaining = deadline - time.monotonic()
         if rows or remaining <= 0:

@@ -11,6 +11,7 @@ from control_room.db.migrate import migrate
 from control_room.services.auth import hash_token
 from control_room.services.demo import DEMO_PIPELINE_KEY, load_demo_data
 from control_room.supervisor import LOCAL_AGENT_NAME_FILE, local_agent_env, rotate_local_agent_token
+from tests.integration.factories import make_tenant
 
 
 def test_the_agent_environment_has_its_token_and_none_of_the_control_rooms_settings(tmp_path: Path) -> None:
@@ -29,21 +30,21 @@ def test_the_agent_environment_has_its_token_and_none_of_the_control_rooms_setti
     assert float(env["LAKEHOUSE_EXECUTOR_GRACE_PERIOD_S"]) < 10, "Ctrl-C must not wait long for the agent"
 
 
-def test_each_start_rotates_the_local_agent_token(database_url: str, tmp_path: Path) -> None:
+def test_each_start_rotates_the_token_and_keeps_one_identity(database_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        make_tenant(conn)  # the local agent belongs to an org (the demo org, else the oldest)
     first_name, first_token = rotate_local_agent_token(database_url, tmp_path)
     second_name, second_token = rotate_local_agent_token(database_url, tmp_path)
-    assert first_name != second_name and first_token != second_token
+    assert first_name == second_name and first_token != second_token
     assert (tmp_path / LOCAL_AGENT_NAME_FILE).read_text().strip() == second_name
     with psycopg.connect(database_url) as conn:
-        rows = {
-            row[0]: row[1:]
-            for row in conn.execute(
-                "select name, pool, token_revoked_at is not null, token_hash from ops.executors where name in (%s, %s)",
-                (first_name, second_name),
-            ).fetchall()
-        }
-    assert rows[first_name][:2] == ("default", True), "the previous token is revoked"
-    assert rows[second_name] == ("default", False, hash_token(second_token))
+        rows = conn.execute(
+            "select pool, token_revoked_at is not null, token_hash, org_id is not null from ops.executors "
+            "where name = %s",
+            (first_name,),
+        ).fetchall()
+    assert rows == [("default", False, hash_token(second_token), True)], "one executor row, with the new token"
+    assert hash_token(first_token) != rows[0][2], "the previous token no longer authenticates"
 
 
 def test_demo_data_queues_the_shell_python_shell_pipeline_once(fresh_database: Callable[[], str]) -> None:

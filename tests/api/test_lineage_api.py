@@ -32,7 +32,7 @@ def claimed_task(live_api: LiveServer, provision: Provisioner, tenant: Tenant | 
         },
     )
     assert submitted.status_code == 201, submitted.text
-    agent = client(live_api, provision.executor_token(pool))
+    agent = client(live_api, provision.executor_token(pool, tenant=tenant))
     assert agent.post("/executors/register", json={"engines": ["dbt"]}).status_code == 200
     tasks = agent.post("/tasks/claim", json={"max_tasks": 1}).json()["tasks"]
     assert len(tasks) == 1

@@ -18,8 +18,17 @@ class Tenant:
     environments: dict[str, uuid.UUID]
 
 
-def make_tenant(conn: psycopg.Connection, slug: str | None = None) -> Tenant:
-    """A fresh org with one project and its dev/staging/prod environments."""
+# The catch-all routing rule that make_tenant adds by default, so tests may keep each test's tasks
+# in a pool of their own by naming it in the spec (routing decides the pool otherwise).
+TEST_OVERRIDE_RULE = "tests-allow-pool-override"
+
+
+def make_tenant(conn: psycopg.Connection, slug: str | None = None, *, allow_pool_override: bool = True) -> Tenant:
+    """A fresh org with one project and its dev/staging/prod environments.
+
+    With ``allow_pool_override`` (the default) a last, catch-all routing rule of the project routes
+    to "default" and lets a task's spec name its pool; without it, the spec's pool is ignored.
+    """
     slug = slug or f"t-{uuid.uuid4().hex[:8]}"
     org = conn.execute("insert into ops.orgs (slug, name) values (%s, %s) returning id", (slug, slug)).fetchone()
     assert org
@@ -34,11 +43,18 @@ def make_tenant(conn: psycopg.Connection, slug: str | None = None) -> Tenant:
         ).fetchone()
         assert row
         envs[name] = row[0]
+    if allow_pool_override:
+        conn.execute(
+            "insert into ops.routing_rules (org_id, name, position, match_project_id, pool, allow_pool_override) "
+            "values (%s, %s, 1000000, %s, 'default', true)",
+            (org[0], TEST_OVERRIDE_RULE, project[0]),
+        )
     return Tenant(org[0], project[0], envs)
 
 
 def make_executor(
     conn: psycopg.Connection,
+    tenant: Tenant,
     *,
     pool: str = "default",
     engines: tuple[str, ...] = ("shell", "python"),
@@ -46,9 +62,9 @@ def make_executor(
     max_concurrency: int = 100,
 ) -> uuid.UUID:
     row = conn.execute(
-        "insert into ops.executors (name, pool, engines, labels, max_concurrency, status) "
-        "values (%s, %s, %s, %s, %s, 'online') returning id",
-        (f"agent-{uuid.uuid4().hex[:8]}", pool, list(engines), list(labels), max_concurrency),
+        "insert into ops.executors (org_id, name, pool, engines, labels, max_concurrency, status) "
+        "values (%s, %s, %s, %s, %s, %s, 'online') returning id",
+        (tenant.org_id, f"agent-{uuid.uuid4().hex[:8]}", pool, list(engines), list(labels), max_concurrency),
     ).fetchone()
     assert row
     return uuid.UUID(str(row[0]))
@@ -91,10 +107,12 @@ def claim(
     max_tasks: int = 1,
     lease_seconds: int = 60,
     engines: list[str] | None = None,
+    claim_id: uuid.UUID | None = None,
 ) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "select * from ops.claim_tasks(%s, %s, null, %s, %s)", (executor, engines, max_tasks, lease_seconds)
+            "select * from ops.claim_tasks(%s, %s, null, %s, %s, %s)",
+            (executor, engines, max_tasks, lease_seconds, claim_id),
         )
         return cur.fetchall()
 

@@ -40,7 +40,7 @@ def test_concurrent_claimers_claim_each_task_exactly_once(
     tasks = [task(f"t{i}", pool=pool) for i in range(500)]
     for _ in range(4):  # 4 runs x 500 tasks = 2,000 queued tasks
         submit(db, tenant, tasks)
-    executors = [make_executor(db, pool=pool, max_concurrency=10_000) for _ in range(8)]
+    executors = [make_executor(db, tenant, pool=pool, max_concurrency=10_000) for _ in range(8)]
     claimed: list[list[uuid.UUID]] = [[] for _ in executors]
     errors: list[BaseException] = []
     start = threading.Barrier(len(executors))
@@ -79,7 +79,7 @@ def test_concurrent_claimers_claim_each_task_exactly_once(
 
 def test_stale_lease_cannot_extend_or_finalize(db: psycopg.Connection, tenant: Tenant, pool: str) -> None:
     run_id = submit(db, tenant, [task("only", pool=pool)])
-    executor = make_executor(db, pool=pool)
+    executor = make_executor(db, tenant, pool=pool)
     (first,) = claim(db, executor, lease_seconds=0)  # expires at once
     assert db.execute("select ops.requeue_expired()").fetchone()[0] >= 1  # type: ignore[index]
     db.execute("update ops.tasks set not_before = now() where run_id = %s", (run_id,))
@@ -101,7 +101,7 @@ def test_stale_lease_cannot_extend_or_finalize(db: psycopg.Connection, tenant: T
 
 def test_finalize_is_idempotent_for_same_lease_and_outcome(db: psycopg.Connection, tenant: Tenant, pool: str) -> None:
     run_id = submit(db, tenant, [task("only", pool=pool)])
-    (got,) = claim(db, make_executor(db, pool=pool))
+    (got,) = claim(db, make_executor(db, tenant, pool=pool))
     first = finalize(db, got["task_id"], got["lease_token"], "succeeded", result={"rows": 3})
     again = finalize(db, got["task_id"], got["lease_token"], "succeeded", result={"rows": 3})
     assert (first["replayed"], again["replayed"]) == (False, True)
@@ -124,7 +124,7 @@ def test_expired_lease_is_requeued_then_lost_after_max_attempts(
         tenant,
         [task("flaky", pool=pool, max_attempts=2, retry_backoff_s=0), task("after", pool=pool, depends_on=["flaky"])],
     )
-    executor = make_executor(db, pool=pool)
+    executor = make_executor(db, tenant, pool=pool)
     (a1,) = claim(db, executor, lease_seconds=0)
     db.execute("select ops.requeue_expired()")
     assert task_status(db, run_id)["flaky"] == "queued"
@@ -151,7 +151,7 @@ def test_task_waits_for_its_dependencies(db: psycopg.Connection, tenant: Tenant,
             task("load", pool=pool, depends_on=["transform", "side"]),
         ],
     )
-    executor = make_executor(db, pool=pool)
+    executor = make_executor(db, tenant, pool=pool)
     assert run_status(db, run_id) == "queued"
     got = claim(db, executor, max_tasks=10)
     assert [g["task_key"] for g in got] == ["extract"]
@@ -177,7 +177,7 @@ def test_failure_retries_then_skips_dependants(db: psycopg.Connection, tenant: T
             task("c", pool=pool, depends_on=["b"]),
         ],
     )
-    executor = make_executor(db, pool=pool)
+    executor = make_executor(db, tenant, pool=pool)
     (first,) = claim(db, executor)
     assert finalize(db, first["task_id"], first["lease_token"], "failed", error="boom")["task_status"] == "queued"
     (second,) = claim(db, executor)
@@ -189,7 +189,7 @@ def test_failure_retries_then_skips_dependants(db: psycopg.Connection, tenant: T
 
 def test_events_resent_with_same_seq_are_stored_once(db: psycopg.Connection, tenant: Tenant, pool: str) -> None:
     run_id = submit(db, tenant, [task("only", pool=pool)])
-    (got,) = claim(db, make_executor(db, pool=pool))
+    (got,) = claim(db, make_executor(db, tenant, pool=pool))
     batch = [{"seq": i, "type": "log", "level": "info", "message": f"line {i}"} for i in range(5)]
     first = db.execute(
         "select ops.append_events(%s, %s, %s::jsonb)", (got["task_id"], got["lease_token"], json.dumps(batch))
@@ -211,7 +211,7 @@ def test_events_resent_with_same_seq_are_stored_once(db: psycopg.Connection, ten
 
 def test_events_and_artifacts_are_append_only(db: psycopg.Connection, tenant: Tenant, pool: str) -> None:
     run_id = submit(db, tenant, [task("only", pool=pool)])
-    (got,) = claim(db, make_executor(db, pool=pool))
+    (got,) = claim(db, make_executor(db, tenant, pool=pool))
     db.execute(
         "select ops.append_events(%s, %s, %s::jsonb)",
         (got["task_id"], got["lease_token"], json.dumps([{"seq": 0, "message": "hello"}])),
@@ -255,7 +255,7 @@ def test_cancel_run_stops_waiting_tasks_and_signals_running_ones(
             task("other", pool=pool, engine="python"),
         ],
     )
-    executor = make_executor(db, pool=pool, engines=("shell",))
+    executor = make_executor(db, tenant, pool=pool, engines=("shell",))
     (got,) = claim(db, executor)
     assert db.execute("select ops.cancel_run(%s, 'tester')", (run_id,)).fetchone() == ("running",)
     assert task_status(db, run_id) == {"long": "claimed", "next": "cancelled", "other": "cancelled"}
@@ -326,9 +326,9 @@ def test_routing_rule_picks_pool_and_labels(db: psycopg.Connection, tenant: Tena
     }
     assert rows["p"] == (pool, ["gpu"])
     assert rows["s"] == ("default", [])
-    plain = make_executor(db, pool=pool, engines=("python",))
+    plain = make_executor(db, tenant, pool=pool, engines=("python",))
     assert claim(db, plain) == [], "an executor without the required label must not get the task"
-    gpu = make_executor(db, pool=pool, engines=("python",), labels=("gpu", "big"))
+    gpu = make_executor(db, tenant, pool=pool, engines=("python",), labels=("gpu", "big"))
     assert [g["task_key"] for g in claim(db, gpu)] == ["p"]
 
 
@@ -339,7 +339,7 @@ def test_concurrency_cap_limits_claims(db: psycopg.Connection, tenant: Tenant, p
         (tenant.org_id, tenant.project_id),
     )
     submit(db, tenant, [task(f"t{i}", pool=pool) for i in range(5)])
-    executor = make_executor(db, pool=pool)
+    executor = make_executor(db, tenant, pool=pool)
     first = claim(db, executor, max_tasks=5)
     assert len(first) == 2
     assert claim(db, executor, max_tasks=5) == []
@@ -361,7 +361,7 @@ def test_runtime_cap_shortens_timeout_and_executor_capacity_is_honoured(
         (tenant.org_id, tenant.environments["dev"]),
     )
     submit(db, tenant, [task(f"t{i}", pool=pool, timeout_s=600) for i in range(3)])
-    executor = make_executor(db, pool=pool, max_concurrency=2)
+    executor = make_executor(db, tenant, pool=pool, max_concurrency=2)
     got = claim(db, executor, max_tasks=10)
     assert len(got) == 2
     assert {g["timeout_s"] for g in got} == {30}
@@ -398,7 +398,7 @@ def test_queued_task_sends_notify(database_url: str, db: psycopg.Connection, ten
 
 def test_audit_log_records_task_transitions(db: psycopg.Connection, tenant: Tenant, pool: str) -> None:
     submit(db, tenant, [task("a", pool=pool)])
-    (got,) = claim(db, make_executor(db, pool=pool))
+    (got,) = claim(db, make_executor(db, tenant, pool=pool))
     db.execute("select * from ops.extend_lease(%s, %s)", (got["task_id"], got["lease_token"]))
     finalize(db, got["task_id"], got["lease_token"])
     transitions = db.execute(

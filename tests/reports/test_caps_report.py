@@ -52,7 +52,7 @@ def used(db: psycopg.Connection) -> tuple[Tenant, str]:
         outcomes.append(row)
     assert [run is not None for run, _ in outcomes] == [True, True, False]
     assert 'cap "runs" (runs_per_day = 2' in str(outcomes[2][1])
-    executor = make_executor(db, pool=pool, engines=("shell",))
+    executor = make_executor(db, tenant, pool=pool, engines=("shell",))
     [claimed] = claim(db, executor, max_tasks=5)
     assert claim(db, executor, max_tasks=5) == [], "the concurrency cap of 1 holds the second task back"
     finalize(db, claimed["task_id"], claimed["lease_token"])

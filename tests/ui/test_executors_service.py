@@ -31,11 +31,13 @@ def _as(database_url: str, principal: UserPrincipal, call: Any) -> Any:
     return run_async(database_url, work)
 
 
-def _executor(db: psycopg.Connection, pool: str, name: str, heartbeat: str | None, **columns: Any) -> uuid.UUID:
+def _executor(
+    db: psycopg.Connection, org_id: uuid.UUID, pool: str, name: str, heartbeat: str | None, **columns: Any
+) -> uuid.UUID:
     row = db.execute(
-        "insert into ops.executors (name, pool, engines, max_concurrency, status, last_heartbeat_at, version) "
-        "values (%s, %s, '{shell}', 4, 'online', now() - %s::interval, '1.2.3') returning id",
-        (name, pool, heartbeat),
+        "insert into ops.executors (org_id, name, pool, engines, max_concurrency, status, last_heartbeat_at, version) "
+        "values (%s, %s, %s, '{shell}', 4, 'online', now() - %s::interval, '1.2.3') returning id",
+        (org_id, name, pool, heartbeat),
     ).fetchone()
     assert row
     for column, value in columns.items():
@@ -47,11 +49,11 @@ def test_states_come_from_heartbeat_age_and_running_from_leases(
     database_url: str, db: psycopg.Connection, team: Team
 ) -> None:
     pool = f"p-{uuid.uuid4().hex[:6]}"
-    busy = _executor(db, pool, f"{pool}-online", "5 seconds")
-    _executor(db, pool, f"{pool}-offline", "10 minutes")
-    _executor(db, pool, f"{pool}-draining", "1 second", drain_requested=True)
-    _executor(db, pool, f"{pool}-pending", None)
-    _executor(db, pool, f"{pool}-revoked", "1 second", token_revoked_at="2026-01-01T00:00:00Z")
+    busy = _executor(db, team.tenant.org_id, pool, f"{pool}-online", "5 seconds")
+    _executor(db, team.tenant.org_id, pool, f"{pool}-offline", "10 minutes")
+    _executor(db, team.tenant.org_id, pool, f"{pool}-draining", "1 second", drain_requested=True)
+    _executor(db, team.tenant.org_id, pool, f"{pool}-pending", None)
+    _executor(db, team.tenant.org_id, pool, f"{pool}-revoked", "1 second", token_revoked_at="2026-01-01T00:00:00Z")
     submit(db, team.tenant, [task("a", pool=pool), task("b", pool=pool)])
     assert len(claim(db, busy, max_tasks=2)) == 2
 
@@ -78,7 +80,7 @@ def test_someone_without_membership_cannot_read_the_registry(database_url: str) 
 @pytest.mark.parametrize("who", ["viewer", "operator", "admin"])
 def test_only_org_admins_drain_or_revoke(database_url: str, db: psycopg.Connection, team: Team, who: str) -> None:
     pool = f"p-{uuid.uuid4().hex[:6]}"
-    executor = _executor(db, pool, f"{pool}-x", "1 second")
+    executor = _executor(db, team.tenant.org_id, pool, f"{pool}-x", "1 second")
     principal = getattr(team, who).principal
     for call in (
         lambda c: executors.set_drain(c, executor_id=executor, drain=True),
@@ -97,7 +99,7 @@ def test_a_drained_executor_claims_nothing_until_undrained(
     database_url: str, db: psycopg.Connection, team: Team
 ) -> None:
     pool = f"p-{uuid.uuid4().hex[:6]}"
-    executor = _executor(db, pool, f"{pool}-x", "1 second")
+    executor = _executor(db, team.tenant.org_id, pool, f"{pool}-x", "1 second")
     boss = team.org_admin.principal
     assert _as(database_url, boss, lambda c: executors.set_drain(c, executor_id=executor, drain=True)) == "draining"
     submit(db, team.tenant, [task("a", pool=pool)])
@@ -116,7 +118,9 @@ def test_a_drained_executor_claims_nothing_until_undrained(
 
 def test_revoke_stops_the_token(database_url: str, db: psycopg.Connection, team: Team) -> None:
     name = f"agent-{uuid.uuid4().hex[:6]}"
-    token = run_async(database_url, lambda c: create_executor_token(c, name=name, pool="revoke-test"))
+    token = run_async(
+        database_url, lambda c: create_executor_token(c, name=name, pool="revoke-test", org_id=team.tenant.org_id)
+    )
     principal = run_async(database_url, lambda c: authenticate(c, token))
     assert isinstance(principal, ExecutorPrincipal)
     state = _as(
@@ -129,7 +133,7 @@ def test_revoke_stops_the_token(database_url: str, db: psycopg.Connection, team:
 
 def test_pool_load_counts_running_attempts(database_url: str, db: psycopg.Connection, team: Team) -> None:
     pool = f"p-{uuid.uuid4().hex[:6]}"
-    executor = _executor(db, pool, f"{pool}-x", "1 second")
+    executor = _executor(db, team.tenant.org_id, pool, f"{pool}-x", "1 second")
     submit(db, team.tenant, [task("a", pool=pool), task("b", pool=pool), task("c", pool=pool)])
     assert len(claim(db, executor, max_tasks=3)) == 3
     series = [row for row in _as(database_url, team.viewer.principal, executors.pool_load) if row["pool"] == pool]
@@ -142,7 +146,7 @@ def test_pool_load_shows_peaks_of_short_tasks_without_counting_sequential_ones_t
     database_url: str, db: psycopg.Connection, team: Team
 ) -> None:
     pool = f"p-{uuid.uuid4().hex[:6]}"
-    executor = _executor(db, pool, f"{pool}-x", "1 second")
+    executor = _executor(db, team.tenant.org_id, pool, f"{pool}-x", "1 second")
     submit(db, team.tenant, [task("a", pool=pool), task("b", pool=pool, depends_on=["a"])])
     for _ in range(2):  # a then b, each claimed and finished within the same second
         (leased,) = claim(db, executor)

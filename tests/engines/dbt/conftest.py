@@ -155,7 +155,7 @@ def claim_dbt_task(live_api: LiveServer, provision: Provisioner) -> Callable[[st
         spec = {"name": f"dbt {task_key}", "tasks": [{"key": task_key, "engine": "dbt", "pool": pool}]}
         submitted = operator.post("/runs", json={"project": str(tenant.project_id), "spec": spec})
         assert submitted.status_code == 201, submitted.text
-        agent = client(provision.executor_token(pool), timeout=60)
+        agent = client(provision.executor_token(pool, tenant=tenant), timeout=60)
         assert agent.post("/executors/register", json={"engines": ["dbt"]}).status_code == 200
         tasks = agent.post("/tasks/claim", json={"max_tasks": 1}).json()["tasks"]
         assert len(tasks) == 1

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.agent.conftest import StartAgent, operator_client, run_events, submit, wait_for_run
@@ -40,7 +41,7 @@ def test_dbt_build_through_an_agent(
     tenant = provision.tenant("dbt-agent")
     operator = operator_client(live_api, provision.user_token("operator", tenant)[1])
     project = copy_project(tmp_path / "shop")
-    start_agent(live_api, provision.executor_token(pool), engines=["dbt", "shell"], concurrency=2)
+    start_agent(live_api, provision.executor_token(pool, tenant=tenant), engines=["dbt", "shell"], concurrency=2)
 
     # The project reaches the dbt task as an artifact of the task before it (fetched under its lease).
     package = {
@@ -56,6 +57,8 @@ def test_dbt_build_through_an_agent(
 
     # In a project of its own: the example's exposure is one dataset per project, whichever run saw it last.
     bad_tenant = provision.tenant("dbt-agent-bad")
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:  # one agent serves both orgs (audited)
+        conn.execute("select ops.set_pool_shared(%s, %s, true)", (tenant.org_id, pool))
     bad_operator = operator_client(live_api, provision.user_token("operator", bad_tenant)[1])
     bad = submit(
         bad_operator,

@@ -136,6 +136,8 @@ def test_a_query_over_the_cap_is_refused_before_it_runs(
             "values (%s, 'tiny-scans', 'project', %s, 'scanned_bytes_per_query', 1000)",
             (tenant.org_id, tenant.project_id),
         )
+        # The module's agent belongs to the main tenant's org: its pool serves this org too (an audited setting).
+        conn.execute("select ops.set_pool_shared(%s, %s, true)", (provision.tenant().org_id, sql_pool))
     operator = client(live_api, provision.user_token("operator", tenant)[1])
     table = f"capped_{uuid.uuid4().hex[:8]}"
     if engine == "duckdb":

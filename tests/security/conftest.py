@@ -1,0 +1,180 @@
+"""The red team's world: org A (the demo org, with a run that went through claim, events and finalize,
+and a row in every ops table) and org B, whose members attack A's rows."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from control_room.db.migrate import migrate
+from control_room.services.auth import EXECUTOR_TOKEN_PREFIX, USER_TOKEN_PREFIX, hash_token, new_token
+from control_room.services.demo import DEMO_ORG_SLUG, load_demo_data
+from tests.integration.factories import Tenant, make_tenant
+
+
+@dataclass(frozen=True)
+class RedWorld:
+    """Who attacks whom: org A's ids, org B's tenant and B's strongest member (an org admin)."""
+
+    url: str
+    a_org: uuid.UUID
+    a_project: uuid.UUID
+    a_user: uuid.UUID
+    a_executor_token: str
+    b: Tenant
+    b_admin: uuid.UUID
+    b_executor_token: str
+
+
+@contextmanager
+def as_member(conn: psycopg.Connection, user_id: uuid.UUID) -> Iterator[None]:
+    """Statements as PostgREST runs them for a signed-in user: SET LOCAL ROLE and the JWT claims, rolled back."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("set local role authenticated")
+        claims = {"sub": str(user_id), "role": "authenticated", "aud": "authenticated"}
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+        yield
+
+
+def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, str]:
+    """Rows of org A in the tables the demo data leaves empty: a finished attempt, events, artifacts,
+    uploads, lineage, query history, a user with a token and a session. Returns (user id, executor token)."""
+    token = new_token(EXECUTOR_TOKEN_PREFIX)
+    executor = conn.execute(
+        "insert into ops.executors (org_id, name, pool, engines, max_concurrency, status, token_hash) "
+        "values (%s, %s, 'default', '{shell,python,sql,dbt,duckdb}', 10, 'online', %s) returning id",
+        (a_org, f"a-agent-{uuid.uuid4().hex[:6]}", hash_token(token)),
+    ).fetchone()
+    assert executor
+    claimed = conn.execute(
+        "select task_id, run_id, attempt, lease_token, project_id from ops.claim_tasks(%s, null, null, 1, 60)",
+        (executor[0],),
+    ).fetchone()
+    assert claimed, "the demo data queues a task the org's executor can claim"
+    task_id, run_id, attempt, lease, project = claimed
+    conn.execute(
+        "select ops.append_events(%s, %s, %s::jsonb)",
+        (task_id, lease, json.dumps([{"seq": 0, "message": "org A secret log line"}])),
+    )
+    sha = "a" * 64
+    conn.execute(
+        "insert into ops.artifact_uploads (task_id, attempt, run_id, project_id, lease_token, name, size_bytes, "
+        "sha256, content_type, storage_key, expires_at) values (%s, %s, %s, %s, %s, 'a.csv', 1, %s, 'text/csv', 'k', "
+        "now() + interval '1 hour')",
+        (task_id, attempt, run_id, project, lease, sha),
+    )
+    conn.execute(
+        "insert into ops.artifacts (run_id, project_id, task_id, attempt, name, uri, size_bytes, sha256) "
+        "values (%s, %s, %s, %s, 'a.csv', 'file:///srv/lakehouse/a.csv', 1, %s)",
+        (run_id, project, task_id, attempt, sha),
+    )
+    datasets = [
+        conn.execute(
+            "insert into ops.datasets (project_id, namespace, name, kind, first_run_id, last_run_id, last_task_id) "
+            "values (%s, 'file', %s, 'table', %s, %s, %s) returning id",
+            (project, name, run_id, run_id, task_id),
+        ).fetchone()
+        for name in ("a_in", "a_out")
+    ]
+    assert datasets[0] and datasets[1]
+    conn.execute(
+        "insert into ops.lineage_edges (project_id, upstream_id, downstream_id, first_run_id, last_run_id, "
+        "last_task_id) values (%s, %s, %s, %s, %s, %s)",
+        (project, datasets[0][0], datasets[1][0], run_id, run_id, task_id),
+    )
+    conn.execute(
+        "insert into ops.openlineage_events (project_id, run_id, task_id, attempt, event_type, event_time, "
+        "job_namespace, job_name, openlineage_run_id, event) values (%s, %s, %s, %s, 'COMPLETE', now(), 'a', 'a', "
+        "%s, '{}')",
+        (project, run_id, task_id, attempt, uuid.uuid4()),
+    )
+    conn.execute(
+        "insert into ops.query_history (run_id, task_id, attempt, project_id, statement_index, engine, sql_text, "
+        "state, started_at) values (%s, %s, %s, %s, 1, 'duckdb', 'select secret from a', 'finished', now())",
+        (run_id, task_id, attempt, project),
+    )
+    conn.execute("select * from ops.finalize_task(%s, %s, 'succeeded', '{}'::jsonb, null)", (task_id, lease))
+    _seed_jobs_tables(conn, a_org, project, run_id)
+    user = conn.execute(
+        "insert into ops.users (email, password_hash) values (%s, 'scrypt$not-a-real-hash') returning id",
+        (f"a-{uuid.uuid4().hex[:6]}@a.example",),
+    ).fetchone()
+    assert user
+    conn.execute("insert into ops.org_members (org_id, user_id, role) values (%s, %s, 'admin')", (a_org, user[0]))
+    conn.execute(
+        "insert into ops.project_members (project_id, user_id, role) values (%s, %s, 'operator')", (project, user[0])
+    )
+    conn.execute(
+        "insert into ops.api_tokens (user_id, name, token_prefix, token_hash) values (%s, 'ci', 'lhu_xxxx', %s)",
+        (user[0], hash_token(new_token(USER_TOKEN_PREFIX))),
+    )
+    conn.execute(
+        "insert into ops.user_sessions (user_id, token_hash, expires_at) values (%s, %s, now() + interval '1 day')",
+        (user[0], hash_token(new_token("lhs_"))),
+    )
+    return uuid.UUID(str(user[0])), token
+
+
+def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.UUID, run_id: uuid.UUID) -> None:
+    """A schedule fire and a backfill with one interval of org A (the demo bundle has schedules and templates)."""
+    schedule = conn.execute("select id from ops.schedules where org_id = %s limit 1", (a_org,)).fetchone()
+    template = conn.execute(
+        "select t.id, e.id from ops.job_templates t join ops.environments e on e.project_id = t.project_id "
+        "where t.org_id = %s limit 1",
+        (a_org,),
+    ).fetchone()
+    assert schedule and template, "the demo bundle defines schedules and job templates"
+    conn.execute(
+        "insert into ops.schedule_fires (schedule_id, org_id, project_id, fire_time, due_at, status, run_id) "
+        "values (%s, %s, %s, now(), now(), 'fired', %s)",
+        (schedule[0], a_org, project, run_id),
+    )
+    backfill = conn.execute(
+        "insert into ops.backfills (org_id, project_id, template_id, environment_id, range_start, range_end, step, "
+        "total) values (%s, (select project_id from ops.job_templates where id = %s), %s, %s, "
+        "now() - interval '2 days', now(), 'day', 2) returning id",
+        (a_org, template[0], template[0], template[1]),
+    ).fetchone()
+    assert backfill
+    conn.execute(
+        "insert into ops.backfill_intervals (backfill_id, position, data_interval_start, data_interval_end) "
+        "values (%s, 1, now() - interval '2 days', now() - interval '1 day')",
+        (backfill[0],),
+    )
+
+
+@pytest.fixture(scope="session")
+def red_world(pg_server: object) -> RedWorld:
+    """A database of its own: the demo org as A (every ops table holds some of its rows) and org B."""
+    create: Callable[[str], str] = pg_server.create_database  # type: ignore[attr-defined]
+    url = create("lh_redteam")
+    migrate(url)
+    assert load_demo_data(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "select o.id, p.id from ops.orgs o join ops.projects p on p.org_id = o.id "
+            "where o.slug = %s order by p.created_at limit 1",
+            (DEMO_ORG_SLUG,),
+        ).fetchone()
+        assert row
+        a_org, a_project = uuid.UUID(str(row[0])), uuid.UUID(str(row[1]))
+        a_user, a_token = _seed_org_a(conn, a_org)
+        b = make_tenant(conn, allow_pool_override=False)
+        b_admin = uuid.uuid4()
+        conn.execute("insert into ops.users (id, email) values (%s, %s)", (b_admin, f"b-{b_admin.hex[:6]}@b.example"))
+        conn.execute(
+            "insert into ops.org_members (org_id, user_id, role) values (%s, %s, 'admin')", (b.org_id, b_admin)
+        )
+        b_token = new_token(EXECUTOR_TOKEN_PREFIX)
+        conn.execute(
+            "insert into ops.executors (org_id, name, pool, engines, max_concurrency, status, token_hash) "
+            "values (%s, %s, 'default', '{shell,python,sql,dbt,duckdb}', 10, 'online', %s)",
+            (b.org_id, f"b-agent-{uuid.uuid4().hex[:6]}", hash_token(b_token)),
+        )
+    return RedWorld(url, a_org, a_project, a_user, a_token, b, b_admin, b_token)

@@ -1,0 +1,95 @@
+"""Every table of the ops schema, reviewed: what the `authenticated` role may do on it, and which rows
+of it belong to someone else (org A) from the point of view of org B's attacker.
+
+A new table fails tests/security until it has an entry here: RLS enabled, a policy for every privilege
+granted, and a reviewed grant set. Grants are written as the catalog reports them: ``SELECT`` for the
+whole table, ``SELECT(columns)`` when only some columns are granted (secret columns hidden).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+A_PROJECTS = "(select p.id from ops.projects p where p.org_id = %(a_org)s)"
+A_RUNS = "(select r.id from ops.runs r where r.org_id = %(a_org)s)"
+
+
+@dataclass(frozen=True)
+class Review:
+    """One table's reviewed grants to `authenticated` and the SQL predicate (on alias x) of org A's rows."""
+
+    grants: frozenset[str]
+    foreign_rows: str
+    why: str
+
+
+def review(grants: str, foreign_rows: str, why: str) -> Review:
+    return Review(frozenset(g for g in grants.split() if g), foreign_rows, why)
+
+
+TABLES: dict[str, Review] = {
+    # Tenancy: admins manage members and environments through RLS-checked writes.
+    "orgs": review("SELECT", "x.id = %(a_org)s", "members read their orgs"),
+    "projects": review("SELECT UPDATE(columns)", "x.org_id = %(a_org)s", "project admins rename/describe"),
+    "environments": review(
+        "SELECT INSERT UPDATE DELETE", f"x.project_id in {A_PROJECTS}", "project admins (policy environments_admin)"
+    ),
+    "org_members": review(
+        "SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "org admins (policy org_members_admin)"
+    ),
+    "project_members": review(
+        "SELECT INSERT UPDATE DELETE", f"x.project_id in {A_PROJECTS}", "project admins (policy project_members_admin)"
+    ),
+    # Executors and pools: read by the org's members; token hashes hidden; written by the API only.
+    "executors": review("SELECT(columns)", "x.org_id = %(a_org)s", "token_hash not granted"),
+    "pools": review("SELECT", "x.org_id = %(a_org)s", "shared only via ops.set_pool_shared (trusted callers)"),
+    # Lifecycle: read only; every write through SECURITY DEFINER functions (submit_run, cancel_run, ...).
+    "runs": review("SELECT", "x.org_id = %(a_org)s", "ops.submit_run / ops.cancel_run"),
+    "tasks": review("SELECT", "x.org_id = %(a_org)s", "lifecycle functions only"),
+    "task_attempts": review("SELECT", f"x.run_id in {A_RUNS}", "lifecycle functions only"),
+    "events": review("SELECT", f"x.run_id in {A_RUNS}", "append_events only"),
+    "artifacts": review("SELECT", f"x.project_id in {A_PROJECTS}", "artifact upload functions only"),
+    "artifact_uploads": review("", f"x.project_id in {A_PROJECTS}", "API only"),
+    "cap_usage": review(
+        "SELECT", "x.cap_id in (select c.id from ops.caps c where c.org_id = %(a_org)s)", "lifecycle functions only"
+    ),
+    "audit_log": review("SELECT", f"x.project_id in {A_PROJECTS}", "written by triggers and definer functions"),
+    # Governance: admins configure through RLS-checked writes (GitOps bundle and pages).
+    "routing_rules": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy routing_rules_admin"),
+    "caps": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy caps_admin"),
+    "job_templates": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy job_templates_admin"),
+    "job_template_versions": review(
+        "SELECT INSERT",
+        "x.template_id in (select t.id from ops.job_templates t where t.org_id = %(a_org)s)",
+        "policy job_template_versions_admin; versions are immutable",
+    ),
+    "schedules": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy schedules_admin"),
+    "alert_rules": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy alert_rules_admin"),
+    "promotion_gates": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy promotion_gates_admin"),
+    # Scheduler and backfills (20261203000300_jobs): written by the scheduler and definer functions.
+    "schedule_fires": review("SELECT", "x.org_id = %(a_org)s", "the scheduler writes; members read"),
+    "backfills": review("SELECT", "x.org_id = %(a_org)s", "ops.start_backfill-style definer functions only"),
+    "backfill_intervals": review(
+        "SELECT",
+        "x.backfill_id in (select b.id from ops.backfills b where b.org_id = %(a_org)s)",
+        "the scheduler writes; members read",
+    ),
+    # Lineage and query history: written by the API for executors.
+    "datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
+    "lineage_edges": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
+    "openlineage_events": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
+    "query_history": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
+    # Identities and secrets: people read their own row, never a hash; sessions are invisible.
+    "users": review("SELECT(columns)", "x.id <> %(b_user)s", "password_hash not granted"),
+    "api_tokens": review("SELECT(columns)", "x.user_id <> %(b_user)s", "token_hash not granted"),
+    "user_sessions": review("", "x.user_id <> %(b_user)s", "never readable by members"),
+    "schema_migrations": review("", "true", "the migration runner's ledger"),
+}
+
+# Columns no member may ever read.
+SECRET_COLUMNS = {
+    "executors": ("token_hash",),
+    "users": ("password_hash",),
+    "api_tokens": ("token_hash",),
+    "user_sessions": ("token_hash",),
+}

@@ -1,0 +1,106 @@
+"""Org B against org A through the HTTP API: B's executor claims none of A's tasks, a forged pool in a spec
+is not honoured, routing problems are shown, and revoked or expired tokens are refused."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.integration.factories import TEST_OVERRIDE_RULE
+from tests.live import LiveServer, Provisioner
+
+API = "/api/v1"
+
+
+def client(server: LiveServer, token: str) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url + API, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def submit(c: httpx.Client, project: uuid.UUID, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    response = c.post("/runs", json={"project": str(project), "environment": "dev", "spec": {"tasks": tasks}})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def claim(c: httpx.Client, max_tasks: int = 50) -> list[dict[str, Any]]:
+    response = c.post("/tasks/claim", json={"max_tasks": max_tasks, "wait_s": 0})
+    assert response.status_code == 200, response.text
+    return response.json()["tasks"]
+
+
+def test_an_executor_of_org_b_claims_none_of_org_a_tasks(live_api: LiveServer, provision: Provisioner) -> None:
+    pool = f"shared-name-{uuid.uuid4().hex[:6]}"
+    a, b = provision.tenant("red-a"), provision.tenant("red-b")
+    operator_a = client(live_api, provision.user_token("operator", a)[1])
+    agent_b = client(live_api, provision.executor_token(pool, tenant=b))
+    agent_a = client(live_api, provision.executor_token(pool, tenant=a))
+    for agent in (agent_a, agent_b):
+        assert agent.post("/executors/register", json={"engines": ["shell"], "max_concurrency": 50}).status_code == 200
+    run = submit(operator_a, a.project_id, [{"key": f"t{i}", "engine": "shell", "pool": pool} for i in range(5)])
+    assert claim(agent_b) == [], "same pool name, another org: nothing"
+    got = claim(agent_a)
+    assert {t["run_id"] for t in got} == {run["id"]} and len(got) == 5
+
+
+def test_a_forged_pool_is_not_honoured_without_a_routing_rule_allowing_it(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    tenant = provision.tenant("red-forged")
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute(
+            "delete from ops.routing_rules where org_id = %s and name = %s", (tenant.org_id, TEST_OVERRIDE_RULE)
+        )
+    forged = f"vip-{uuid.uuid4().hex[:6]}"
+    operator = client(live_api, provision.user_token("operator", tenant)[1])
+    vip = client(live_api, provision.executor_token(forged, tenant=tenant))
+    assert vip.post("/executors/register", json={"engines": ["shell"]}).status_code == 200
+    run = submit(operator, tenant.project_id, [{"key": "sneaky", "engine": "shell", "pool": forged}])
+    assert claim(vip) == [], "the spec's pool is ignored: routing sends the task to 'default'"
+    detail = operator.get(f"/runs/{run['id']}").json()
+    (task,) = detail["tasks"]
+    assert task["pool"] == "default"
+    assert task["routing_problem"] == "no executor in pool default offers engine shell"
+
+
+def test_a_routing_rule_may_allow_the_override_for_its_project(live_api: LiveServer, provision: Provisioner) -> None:
+    tenant = provision.tenant("red-override")  # the test tenants' catch-all rule allows overrides
+    pool = f"own-{uuid.uuid4().hex[:6]}"
+    operator = client(live_api, provision.user_token("operator", tenant)[1])
+    run = submit(operator, tenant.project_id, [{"key": "mine", "engine": "python", "pool": pool}])
+    (task,) = operator.get(f"/runs/{run['id']}").json()["tasks"]
+    assert task["pool"] == pool
+    assert task["routing_problem"] == f"no executor in pool {pool} offers engine python"
+    agent = client(live_api, provision.executor_token(pool, tenant=tenant))
+    assert agent.post("/executors/register", json={"engines": ["python"]}).status_code == 200
+    assert [t["task_key"] for t in claim(agent)] == ["mine"]
+    (task,) = operator.get(f"/runs/{run['id']}").json()["tasks"]
+    assert task["routing_problem"] is None, "a claimed task has no routing problem left"
+
+
+def test_revoked_and_expired_tokens_are_refused(live_api: LiveServer, provision: Provisioner) -> None:
+    tenant = provision.tenant("red-tokens")
+    user_id, token = provision.user_token("operator", tenant)
+    user = client(live_api, token)
+    assert user.get("/runs").status_code == 200
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute(
+            "update ops.api_tokens set expires_at = now() - interval '1 second' where user_id = %s", (user_id,)
+        )
+    expired = user.get("/runs")
+    assert expired.status_code == 401 and token not in expired.text
+    executor_token = provision.executor_token(f"p-{uuid.uuid4().hex[:6]}", tenant=tenant)
+    agent = client(live_api, executor_token)
+    assert agent.post("/executors/register", json={"engines": ["shell"]}).status_code == 200
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute(
+            "update ops.executors set token_revoked_at = now(), status = 'revoked' where token_hash = "
+            "encode(sha256(%s::bytea), 'hex')",
+            (executor_token,),
+        )
+    replayed = agent.post("/tasks/claim", json={})
+    assert replayed.status_code == 401 and executor_token not in replayed.text
+    forged = client(live_api, "lhx_" + "A" * 43).post("/tasks/claim", json={})
+    assert forged.status_code == 401
