@@ -342,8 +342,11 @@ class TasksResource:
         wait_s: float = 0.0,
         engines: Sequence[str] | None = None,
         labels: Sequence[str] | None = None,
+        claim_id: uuid.UUID | None = None,
     ) -> list[TaskAssignment]:
-        body: dict[str, Any] = {"max_tasks": max_tasks, "wait_s": wait_s}
+        """Claim up to max_tasks. Pass the same ``claim_id`` when retrying a claim whose reply was lost:
+        the control plane answers with the tasks and leases it handed out then, not new ones."""
+        body: dict[str, Any] = {"max_tasks": max_tasks, "wait_s": wait_s, "claim_id": str(claim_id or uuid.uuid4())}
         if engines is not None:
             body["engines"] = list(engines)
         if labels is not None:

@@ -170,6 +170,7 @@ class Agent:
         self._wake_flush = threading.Event()
         self._wake_upload = threading.Event()
         self._server_drain = False
+        self._claim_id: uuid.UUID | None = None
         self._task_heartbeat_s = 20.0
         self._outage = _OutageLog()
         self._threads: list[threading.Thread] = []
@@ -349,7 +350,11 @@ class Agent:
                     continue
                 assert self.registration is not None
                 wait_s = min(self.settings.claim_wait_s, self.registration.claim_wait_max_s)
-                assignments = self.client.tasks.claim(max_tasks=min(free, 100), wait_s=wait_s)
+                # One id per claim until its reply is read: a retry after a lost reply gets the same leases.
+                if self._claim_id is None:
+                    self._claim_id = uuid.uuid4()
+                assignments = self.client.tasks.claim(max_tasks=min(free, 100), wait_s=wait_s, claim_id=self._claim_id)
+                self._claim_id = None
                 failures = 0
                 self._outage.ok()
                 for assignment in assignments:
@@ -610,6 +615,8 @@ class Agent:
                 if item.task_id != lease.task_id:
                     log.error("heartbeat reply out of order (%s for %s); ignoring it", item.task_id, lease.task_id)
                     break
+                if not item.ok and lease.concluded and (item.error or "").startswith("finalized"):
+                    continue  # the heartbeat raced this attempt's own finalize: nothing was lost
                 if not item.ok:
                     self._lease_lost(lease, item.error or "heartbeat refused")
                 elif item.cancel_requested:

@@ -126,9 +126,10 @@ def test_claim_long_polls_with_a_read_timeout_beyond_the_wait() -> None:
         return httpx.Response(200, json={"tasks": [assignment()]})
 
     recorder = Recorder(handler)
-    tasks = make_client(recorder, timeout_s=30).tasks.claim(max_tasks=3, wait_s=20)
+    claim_id = uuid.uuid4()
+    tasks = make_client(recorder, timeout_s=30).tasks.claim(max_tasks=3, wait_s=20, claim_id=claim_id)
     assert recorder.requests[0].url.path == "/api/v1/tasks/claim"
-    assert recorder.body() == {"max_tasks": 3, "wait_s": 20}
+    assert recorder.body() == {"max_tasks": 3, "wait_s": 20, "claim_id": str(claim_id)}
     assert seen["timeout"]["read"] == 50
     assert [t.task_id for t in tasks] == [TASK] and tasks[0].lease_token == LEASE
     assert tasks[0].limits == {"max_runtime_s": 600}
