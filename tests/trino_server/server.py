@@ -191,6 +191,7 @@ class Query:
         self.error: dict[str, Any] | None = None
         self.items: queue.Queue[Item] = queue.Queue(maxsize=4)
         self.cancelled = threading.Event()
+        self.executed = threading.Event()  # set when the execution thread has let go of DuckDB
         self.cursor: duckdb.DuckDBPyConnection | None = None
         self.lock = threading.Lock()
         self.rows_produced = 0
@@ -297,9 +298,17 @@ class Coordinator:
         if query.terminal:
             return
         query.cancelled.set()
-        cursor = query.cursor
-        if cursor is not None:
-            cursor.interrupt()
+        # DuckDB's interrupt() only stops a statement already running on the connection: one that starts
+        # a moment later (between the thread's set-up statements and the query itself) would run on.
+        # So interrupt until the execution thread is done, as a Trino worker kills its tasks.
+        threading.Thread(target=self._interrupt_until_done, args=(query,), daemon=True).start()
+
+    @staticmethod
+    def _interrupt_until_done(query: Query) -> None:
+        while not query.executed.wait(0.02):
+            cursor = query.cursor
+            if cursor is not None:
+                cursor.interrupt()
 
     # Execution -----------------------------------------------------------------------------------------
 
@@ -323,21 +332,30 @@ class Coordinator:
         except QueryFailure as failure:
             self._put(query, Failed(failure), force=True)
         except duckdb.InterruptException:
-            self._put(query, Failed(QueryFailure("USER_CANCELED", "Query was canceled")), force=True)
+            self._end_cancelled(query)
         except duckdb.Error as exc:
-            failure = (
-                _failure_of(exc)
-                if not query.cancelled.is_set()
-                else QueryFailure("USER_CANCELED", "Query was canceled")
-            )
-            self._put(query, Failed(failure), force=True)
+            if query.cancelled.is_set():
+                self._end_cancelled(query)
+            else:
+                self._put(query, Failed(_failure_of(exc)), force=True)
         except _Cancelled:
-            self._put(query, Failed(QueryFailure("USER_CANCELED", "Query was canceled")), force=True)
+            self._end_cancelled(query)
         except Exception as exc:  # the server must answer, whatever went wrong
             self._put(query, Failed(QueryFailure("GENERIC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")), force=True)
         finally:
             query.cursor = None
             cursor.close()
+            query.executed.set()
+
+    def _end_cancelled(self, query: Query) -> None:
+        """A cancelled query is FAILED (USER_CANCELED) on the server at once, as on Trino: the client
+        stopped polling after its DELETE, so nobody may ever read a terminal page from the queue."""
+        failure = QueryFailure("USER_CANCELED", "Query was canceled")
+        self._put(query, Failed(failure), force=True)  # for a GET already waiting on the queue
+        with query.lock:
+            if not query.terminal:
+                query.state, query.terminal, query.ended = "FAILED", True, time.monotonic()
+                query.error = failure.as_error()
 
     def _check_session(self, query: Query) -> None:
         for name in query.session.properties:
