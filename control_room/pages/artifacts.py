@@ -10,7 +10,6 @@ from control_room import routes
 from control_room.components.layout import layout
 from control_room.state.artifacts import ArtifactsState
 
-S = ArtifactsState
 # A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
 SELECTED: Any = ArtifactsState.selected
 KIND_ICONS = {"text": "file-text", "json": "braces", "csv": "sheet", "parquet": "table", "image": "image",
@@ -46,7 +45,7 @@ def _row(artifact: Any) -> rx.Component:
         rx.table.cell(rx.code(artifact.sha_short, size="1", variant="ghost", title=artifact.sha256)),
         rx.table.cell(rx.text(artifact.created, size="2", class_name="tabular", white_space="nowrap")),
         class_name="clickable",
-        on_click=S.open_preview(artifact.id),
+        on_click=ArtifactsState.open_preview(artifact.id),
         data_artifact=artifact.name,
     )
     return row
@@ -55,21 +54,23 @@ def _row(artifact: Any) -> rx.Component:
 def _toolbar() -> rx.Component:
     bar: rx.Component = rx.hstack(
         rx.debounce_input(
-            rx.input(rx.input.slot(rx.icon("search", size=14)), placeholder="Filter by name…", value=S.text,
-                     on_change=S.set_text, width="280px", id="artifacts-search"),
+            rx.input(rx.input.slot(rx.icon("search", size=14)), placeholder="Filter by name…",
+                value=ArtifactsState.text,
+                     on_change=ArtifactsState.set_text, width="280px", id="artifacts-search"),
             debounce_timeout=300,
         ),
         rx.cond(
-            S.run_filter != "",
+            ArtifactsState.run_filter != "",
             rx.badge(
-                "run ", rx.text(S.run_filter[:8], class_name="mono"),
-                rx.icon_button(rx.icon("x", size=12), size="1", variant="ghost", on_click=S.clear_run_filter),
+                "run ", rx.text(ArtifactsState.run_filter[:8], class_name="mono"),
+                rx.icon_button(rx.icon("x", size=12), size="1", variant="ghost",
+                    on_click=ArtifactsState.clear_run_filter),
                 size="2", variant="soft", id="artifacts-run-filter",
             ),
             rx.text("All runs of the project, newest first", size="2", color_scheme="gray"),
         ),
         rx.spacer(),
-        rx.cond(S.is_loading, rx.spinner(size="2")),
+        rx.cond(ArtifactsState.is_loading, rx.spinner(size="2")),
         width="100%",
         align="center",
         spacing="3",
@@ -83,7 +84,7 @@ def _table() -> rx.Component:
         rx.table.header(
             rx.table.row(*(rx.table.column_header_cell(h, text_align="right" if h == "Size" else None) for h in heads))
         ),
-        rx.table.body(rx.foreach(S.rows, _row)),
+        rx.table.body(rx.foreach(ArtifactsState.rows, _row)),
         variant="surface",
         size="1",
         width="100%",
@@ -95,12 +96,12 @@ def _table() -> rx.Component:
 
 def _pager() -> rx.Component:
     bar: rx.Component = rx.hstack(
-        rx.text("Page ", S.page, size="2", color_scheme="gray"),
+        rx.text("Page ", ArtifactsState.page, size="2", color_scheme="gray"),
         rx.spacer(),
         rx.button(rx.icon("chevron-left", size=14), "Newer", variant="soft", color_scheme="gray", size="2",
-                  disabled=S.page <= 1, on_click=S.previous_page),
+                  disabled=ArtifactsState.page <= 1, on_click=ArtifactsState.previous_page),
         rx.button("Older", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~S.has_next, on_click=S.next_page),
+                  disabled=~ArtifactsState.has_next, on_click=ArtifactsState.next_page),
         width="100%",
         align="center",
     )  # fmt: skip
@@ -111,9 +112,11 @@ def _table_preview() -> rx.Component:
     box: rx.Component = rx.vstack(
         rx.scroll_area(
             rx.table.root(
-                rx.table.header(rx.table.row(rx.foreach(S.preview_columns, lambda c: rx.table.column_header_cell(c)))),
+                rx.table.header(rx.table.row(rx.foreach(ArtifactsState.preview_columns,
+                    lambda c: rx.table.column_header_cell(c)))),
                 rx.table.body(
-                    rx.foreach(S.preview_rows, lambda r: rx.table.row(rx.foreach(r, lambda v: rx.table.cell(v))))
+                    rx.foreach(ArtifactsState.preview_rows, lambda r: rx.table.row(rx.foreach(r,
+                        lambda v: rx.table.cell(v))))
                 ),
                 size="1",
                 variant="surface",
@@ -124,12 +127,14 @@ def _table_preview() -> rx.Component:
             style={"max_height": "460px"},
         ),
         rx.hstack(
-            rx.text(S.preview_page_label, size="1", color_scheme="gray", id="preview-rows"),
+            rx.text(ArtifactsState.preview_page_label, size="1", color_scheme="gray", id="preview-rows"),
             rx.spacer(),
             rx.button(rx.icon("chevron-left", size=14), "Previous", size="1", variant="soft", color_scheme="gray",
-                      disabled=S.preview_page <= 0, on_click=S.preview_page_to(S.preview_page - 1)),
+                      disabled=ArtifactsState.preview_page <= 0,
+                          on_click=ArtifactsState.preview_page_to(ArtifactsState.preview_page - 1)),
             rx.button("Next", rx.icon("chevron-right", size=14), size="1", variant="soft", color_scheme="gray",
-                      disabled=S.preview_page >= S.preview_pages - 1, on_click=S.preview_page_to(S.preview_page + 1),
+                      disabled=ArtifactsState.preview_page >= ArtifactsState.preview_pages - 1,
+                          on_click=ArtifactsState.preview_page_to(ArtifactsState.preview_page + 1),
                       id="preview-next"),
             width="100%",
             align="center",
@@ -142,21 +147,22 @@ def _table_preview() -> rx.Component:
 
 def _preview_body() -> rx.Component:
     body: rx.Component = rx.match(
-        S.preview_kind,
+        ArtifactsState.preview_kind,
         (
             "text",
             rx.vstack(
-                rx.cond(S.preview_has_earlier, rx.button(rx.icon("chevrons-up", size=12), "Load earlier", size="1",
-                                                         variant="ghost", on_click=S.preview_earlier)),
-                rx.el.pre(S.preview_text, class_name="preview-text mono", id="preview-text"),
+                rx.cond(ArtifactsState.preview_has_earlier, rx.button(rx.icon("chevrons-up", size=12),
+                    "Load earlier", size="1",
+                                                         variant="ghost", on_click=ArtifactsState.preview_earlier)),
+                rx.el.pre(ArtifactsState.preview_text, class_name="preview-text mono", id="preview-text"),
                 width="100%",
                 spacing="1",
             ),
         ),
-        ("json", rx.html(S.preview_json_html, id="preview-json", width="100%")),
+        ("json", rx.html(ArtifactsState.preview_json_html, id="preview-json", width="100%")),
         ("csv", _table_preview()),
         ("parquet", _table_preview()),
-        ("image", rx.image(src=S.preview_image, class_name="preview-image", id="preview-image")),
+        ("image", rx.image(src=ArtifactsState.preview_image, class_name="preview-image", id="preview-image")),
         rx.callout("No preview for this file type: download it to look inside.", icon="file", size="1"),
     )  # fmt: skip
     return body
@@ -164,11 +170,13 @@ def _preview_body() -> rx.Component:
 
 def _verify_result() -> rx.Component:
     result: rx.Component = rx.match(
-        S.verify_state,
+        ArtifactsState.verify_state,
         ("checking", rx.callout("Re-reading the stored bytes…", icon="loader", size="1", width="100%")),
-        ("ok", rx.callout(S.verify_message, icon="shield-check", color_scheme="grass", size="1", width="100%",
+        ("ok", rx.callout(ArtifactsState.verify_message, icon="shield-check", color_scheme="grass", size="1",
+            width="100%",
                           id="verify-result", data_state="ok")),
-        ("mismatch", rx.callout(S.verify_message, icon="shield-alert", color_scheme="red", size="1", width="100%",
+        ("mismatch", rx.callout(ArtifactsState.verify_message, icon="shield-alert", color_scheme="red", size="1",
+            width="100%",
                                 id="verify-result", data_state="mismatch")),
         rx.fragment(),
     )  # fmt: skip
@@ -196,10 +204,10 @@ def _preview_dialog() -> rx.Component:
                     min_width="0",
                 ),
                 rx.spacer(),
-                rx.button(rx.icon("shield-check", size=14), "Verify", variant="soft", on_click=S.verify,
-                          loading=S.verify_state == "checking", id="verify-artifact"),
+                rx.button(rx.icon("shield-check", size=14), "Verify", variant="soft", on_click=ArtifactsState.verify,
+                          loading=ArtifactsState.verify_state == "checking", id="verify-artifact"),
                 rx.button(rx.icon("download", size=14), "Download", variant="soft", color_scheme="gray",
-                          on_click=S.download, id="download-artifact"),
+                          on_click=ArtifactsState.download, id="download-artifact"),
                 rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
                 width="100%",
                 align="start",
@@ -207,8 +215,9 @@ def _preview_dialog() -> rx.Component:
             ),
             rx.vstack(
                 _verify_result(),
-                rx.cond(S.preview_note != "", rx.callout(S.preview_note, icon="info", size="1", width="100%")),
-                rx.cond(S.preview_loading, rx.center(rx.spinner(size="3"), padding="32px", width="100%"),
+                rx.cond(ArtifactsState.preview_note != "", rx.callout(ArtifactsState.preview_note, icon="info",
+                    size="1", width="100%")),
+                rx.cond(ArtifactsState.preview_loading, rx.center(rx.spinner(size="3"), padding="32px", width="100%"),
                         _preview_body()),
                 spacing="3",
                 margin_top="16px",
@@ -218,8 +227,8 @@ def _preview_dialog() -> rx.Component:
             width="90vw",
             id="artifact-preview",
         ),
-        open=S.preview_open,
-        on_open_change=S.set_preview_open,
+        open=ArtifactsState.preview_open,
+        on_open_change=ArtifactsState.set_preview_open,
     )  # fmt: skip
     return dialog
 
@@ -229,10 +238,11 @@ def artifacts_page() -> rx.Component:
     """The table of artifacts; clicking one opens its preview."""
     page: rx.Component = rx.vstack(
         _toolbar(),
-        rx.cond(S.error != "", rx.callout(S.error, icon="triangle-alert", color_scheme="red", size="1",
+        rx.cond(ArtifactsState.error != "", rx.callout(ArtifactsState.error, icon="triangle-alert",
+            color_scheme="red", size="1",
                                           width="100%")),
         rx.cond(
-            S.loaded & (S.rows.length() == 0),
+            ArtifactsState.loaded & (ArtifactsState.rows.length() == 0),
             rx.center(rx.vstack(rx.icon("package-open", size=28, color=rx.color("gray", 9)),
                                 rx.text("No artifacts here yet.", size="2", color_scheme="gray"), align="center"),
                       padding="48px"),

@@ -14,7 +14,6 @@ from control_room.components.status import status_badge
 from control_room.state.base import SessionState
 from control_room.state.executors import ExecutorsState
 
-S = ExecutorsState
 # Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 COUNTS: Any = ExecutorsState.counts
 REVOKE_TARGET: Any = ExecutorsState.revoke_target
@@ -43,17 +42,18 @@ def _tags(values: Any, color: str) -> rx.Component:
 
 
 def _admin_actions(executor: Any) -> rx.Component:
-    busy = S.pending_action == executor.id
+    busy = ExecutorsState.pending_action == executor.id
     actions: rx.Component = rx.hstack(
         rx.cond(
             executor.drain_requested,
             rx.button(rx.icon("play", size=12), "Undrain", size="1", variant="soft", color_scheme="grass",
-                      loading=busy, on_click=S.set_drain(executor.id, False), class_name="undrain-executor"),
+                      loading=busy, on_click=ExecutorsState.set_drain(executor.id, False),
+                          class_name="undrain-executor"),
             rx.button(rx.icon("pause", size=12), "Drain", size="1", variant="soft", color_scheme="amber",
-                      loading=busy, on_click=S.set_drain(executor.id, True), class_name="drain-executor"),
+                      loading=busy, on_click=ExecutorsState.set_drain(executor.id, True), class_name="drain-executor"),
         ),
         rx.button(rx.icon("ban", size=12), "Revoke", size="1", variant="soft", color_scheme="red",
-                  on_click=S.ask_revoke(executor.id), class_name="revoke-executor"),
+                  on_click=ExecutorsState.ask_revoke(executor.id), class_name="revoke-executor"),
         spacing="2",
     )  # fmt: skip
     return actions
@@ -100,7 +100,7 @@ def _table() -> rx.Component:
                 rx.cond(SessionState.is_org_admin, rx.table.column_header_cell("Actions")),
             )
         ),
-        rx.table.body(rx.foreach(S.rows, _row)),
+        rx.table.body(rx.foreach(ExecutorsState.rows, _row)),
         variant="surface",
         size="1",
         width="100%",
@@ -121,15 +121,15 @@ def _revoke_dialog() -> rx.Component:
             ),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(rx.button("Revoke token", color_scheme="red", on_click=S.revoke,
+                rx.alert_dialog.action(rx.button("Revoke token", color_scheme="red", on_click=ExecutorsState.revoke,
                                                  id="revoke-confirm")),
                 spacing="3",
                 justify="end",
                 margin_top="16px",
             ),
         ),
-        open=S.revoke_open,
-        on_open_change=S.set_revoke_open,
+        open=ExecutorsState.revoke_open,
+        on_open_change=ExecutorsState.set_revoke_open,
     )  # fmt: skip
     return dialog
 
@@ -141,7 +141,7 @@ def executors_page() -> rx.Component:
         rx.hstack(
             rx.text("Agents that claim and run tasks; shared by every project.", size="2", color_scheme="gray"),
             rx.spacer(),
-            updated_label(S.updated_at, ~S.loaded),
+            updated_label(ExecutorsState.updated_at, ~ExecutorsState.loaded),
             width="100%",
             align="center",
         ),
@@ -150,7 +150,8 @@ def executors_page() -> rx.Component:
             _stat("Draining", COUNTS.get("draining", 0), "amber", "count-draining"),
             _stat("Offline", COUNTS.get("offline", 0), "red", "count-offline"),
             _stat("Running / capacity",
-                  rx.text(S.running_total, " / ", S.capacity_total, as_="span"), "blue", "count-running"),
+                  rx.text(ExecutorsState.running_total, " / ", ExecutorsState.capacity_total, as_="span"), "blue",
+                      "count-running"),
             columns="4",
             spacing="3",
             width="100%",
@@ -161,8 +162,8 @@ def executors_page() -> rx.Component:
                           rx.text("peak per minute, last hour (UTC)", size="1", color_scheme="gray"), spacing="2",
                           align="center"),
                 rx.cond(
-                    S.chart_has_data,
-                    rx.plotly.basic(data=S.chart, config={"displayModeBar": False, "responsive": True},
+                    ExecutorsState.chart_has_data,
+                    rx.plotly.basic(data=ExecutorsState.chart, config={"displayModeBar": False, "responsive": True},
                                     width="100%", id="pool-chart"),
                     rx.center(rx.text("No pool has run anything in the last hour.", size="2", color_scheme="gray"),
                               height="120px", width="100%"),
@@ -172,16 +173,17 @@ def executors_page() -> rx.Component:
             ),
             width="100%",
         ),
-        rx.cond(S.error != "", rx.callout(S.error, icon="triangle-alert", color_scheme="red", size="1",
+        rx.cond(ExecutorsState.error != "", rx.callout(ExecutorsState.error, icon="triangle-alert",
+            color_scheme="red", size="1",
                                           width="100%", id="executors-error")),
         rx.cond(
-            S.loaded & (S.rows.length() == 0),
+            ExecutorsState.loaded & (ExecutorsState.rows.length() == 0),
             rx.center(rx.text("No executor has registered yet: start one with `lakehouse-executor run`.",
                               size="2", color_scheme="gray"), padding="32px"),
             _table(),
         ),
         _revoke_dialog(),
-        live_ticker(3000, S.tick),
+        live_ticker(3000, ExecutorsState.tick),
         spacing="4",
         width="100%",
     )  # fmt: skip

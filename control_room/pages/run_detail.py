@@ -14,7 +14,6 @@ from control_room.state.run_detail import (
     RunDetailState,
 )
 
-S = RunDetailState
 # Dataclass-valued vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 HEADER: Any = RunDetailState.header
 
@@ -31,7 +30,7 @@ def _actions() -> rx.Component:
     cancel_dialog: rx.Component = rx.alert_dialog.root(
         rx.alert_dialog.trigger(
             rx.button(rx.icon("circle-stop", size=16), "Cancel run", color_scheme="red", variant="soft",
-                      disabled=S.is_acting, id="cancel-run"),
+                      disabled=RunDetailState.is_acting, id="cancel-run"),
         ),
         rx.alert_dialog.content(
             rx.alert_dialog.title("Cancel this run?"),
@@ -40,24 +39,24 @@ def _actions() -> rx.Component:
             ),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Keep running", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(rx.button("Cancel run", color_scheme="red", on_click=S.cancel,
+                rx.alert_dialog.action(rx.button("Cancel run", color_scheme="red", on_click=RunDetailState.cancel,
                                                  id="cancel-confirm")),
                 spacing="3",
                 justify="end",
                 margin_top="16px",
             ),
         ),
-        open=S.confirm_cancel,
-        on_open_change=S.set_confirm_cancel,
+        open=RunDetailState.confirm_cancel,
+        on_open_change=RunDetailState.set_confirm_cancel,
     )  # fmt: skip
     actions: rx.Component = rx.cond(
-        S.can_operate_run,
+        RunDetailState.can_operate_run,
         rx.hstack(
             rx.cond(~HEADER.is_terminal & ~HEADER.cancel_requested, cancel_dialog),
             rx.cond(
                 (HEADER.status == "failed") | (HEADER.status == "cancelled"),
-                rx.button(rx.icon("rotate-ccw", size=16), "Retry", variant="soft", on_click=S.retry,
-                          disabled=S.is_acting, id="retry-run"),
+                rx.button(rx.icon("rotate-ccw", size=16), "Retry", variant="soft", on_click=RunDetailState.retry,
+                          disabled=RunDetailState.is_acting, id="retry-run"),
             ),
             spacing="2",
         ),
@@ -115,8 +114,8 @@ def _header() -> rx.Component:
                 rx.vstack(
                     rx.text("Params", size="1", weight="medium", color_scheme="gray"),
                     rx.cond(
-                        S.params.length() > 0,
-                        rx.flex(rx.foreach(S.params, _param), wrap="wrap", gap="6px"),
+                        RunDetailState.params.length() > 0,
+                        rx.flex(rx.foreach(RunDetailState.params, _param), wrap="wrap", gap="6px"),
                         rx.text("none", size="2", color_scheme="gray"),
                     ),
                     rx.cond(HEADER.retry_of != "",
@@ -196,7 +195,7 @@ def _overview() -> rx.Component:
             rx.card(
                 rx.vstack(
                     rx.text("Task graph", size="2", weight="medium"),
-                    rx.plotly.basic(data=S.dag, config={"displayModeBar": False, "responsive": True},
+                    rx.plotly.basic(data=RunDetailState.dag, config={"displayModeBar": False, "responsive": True},
                                     width="100%", id="run-dag"),
                     spacing="2",
                 ),
@@ -206,7 +205,7 @@ def _overview() -> rx.Component:
                 rx.vstack(
                     rx.text("Tasks", size="2", weight="medium"),
                     _table(("Task", "Engine", "State", "Attempt", "Executor", "Duration", "Error"),
-                           rx.foreach(S.tasks, _task_row), "tasks-table"),
+                           rx.foreach(RunDetailState.tasks, _task_row), "tasks-table"),
                     spacing="2",
                     width="100%",
                 ),
@@ -220,7 +219,7 @@ def _overview() -> rx.Component:
             rx.vstack(
                 rx.text("Attempts", size="2", weight="medium"),
                 _table(("Task", "#", "Executor", "Claimed (UTC)", "Duration", "Outcome", "Error"),
-                       rx.foreach(S.attempts, _attempt_row), "attempts-table"),
+                       rx.foreach(RunDetailState.attempts, _attempt_row), "attempts-table"),
                 spacing="2",
                 width="100%",
             ),
@@ -253,7 +252,7 @@ def _event_row(event: Any) -> rx.Component:
 def _events() -> rx.Component:
     toolbar: rx.Component = rx.hstack(
         rx.text("Events", size="2", weight="medium"),
-        rx.text(S.event_count_label, size="1", color_scheme="gray", id="event-count"),
+        rx.text(RunDetailState.event_count_label, size="1", color_scheme="gray", id="event-count"),
         rx.spacer(),
         rx.select.root(
             rx.select.trigger(width="140px", id="event-level"),
@@ -263,17 +262,18 @@ def _events() -> rx.Component:
                 rx.select.item("Warnings and up", value="warning"),
                 rx.select.item("Errors only", value="error"),
             ),
-            value=S.level,
-            on_change=S.set_level,
+            value=RunDetailState.level,
+            on_change=RunDetailState.set_level,
             size="1",
         ),
         rx.debounce_input(
-            rx.input(rx.input.slot(rx.icon("search", size=12)), placeholder="Search messages…", value=S.search,
-                     on_change=S.set_search, size="1", width="220px", id="event-search"),
+            rx.input(rx.input.slot(rx.icon("search", size=12)), placeholder="Search messages…",
+                value=RunDetailState.search,
+                     on_change=RunDetailState.set_search, size="1", width="220px", id="event-search"),
             debounce_timeout=300,
         ),
         rx.hstack(
-            rx.switch(checked=S.follow, on_change=S.set_follow, size="1", id="event-follow"),
+            rx.switch(checked=RunDetailState.follow, on_change=RunDetailState.set_follow, size="1", id="event-follow"),
             rx.text("Follow", size="1"),
             spacing="1",
             align="center",
@@ -284,18 +284,18 @@ def _events() -> rx.Component:
     )  # fmt: skip
     rows = (
         rx.cond(
-            S.has_older,
+            RunDetailState.has_older,
             rx.center(rx.button(rx.icon("chevrons-up", size=12), "Load older events", size="1", variant="ghost",
-                                on_click=S.load_older, id="events-older"), padding="6px"),
+                                on_click=RunDetailState.load_older, id="events-older"), padding="6px"),
         ),
-        rx.cond(S.events.length() == 0,
+        rx.cond(RunDetailState.events.length() == 0,
                 rx.center(rx.text("No events yet.", size="2", color_scheme="gray"), padding="24px")),
-        rx.foreach(S.events, _event_row),
+        rx.foreach(RunDetailState.events, _event_row),
     )  # fmt: skip
     # Follow mode: the browser keeps the newest event in view while the log stays scrolled to its end
     # (scrolling up to read pauses it); without follow the view never moves on its own.
     log: rx.Component = rx.cond(
-        S.follow,
+        RunDetailState.follow,
         rx.auto_scroll(*rows, class_name="event-log", id="event-log"),
         rx.box(*rows, class_name="event-log", id="event-log"),
     )
@@ -313,7 +313,7 @@ def _timeline() -> rx.Component:
                             size="1", color_scheme="gray"),
                     spacing="3", align="center",
                 ),
-                rx.plotly.basic(data=S.gantt, config={"displayModeBar": False, "responsive": True},
+                rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True},
                                 width="100%", id="run-gantt"),
                 spacing="2",
                 width="100%",
@@ -348,8 +348,9 @@ def _artifacts() -> rx.Component:
                 width="100%",
             ),
             rx.cond(
-                S.run_artifacts.length() > 0,
-                _table(("Name", "Task", "Type", "Size", "SHA-256"), rx.foreach(S.run_artifacts, _artifact_row),
+                RunDetailState.run_artifacts.length() > 0,
+                _table(("Name", "Task", "Type", "Size", "SHA-256"), rx.foreach(RunDetailState.run_artifacts,
+                    _artifact_row),
                        "run-artifacts-table"),
                 rx.text("This run has no artifacts yet.", size="2", color_scheme="gray"),
             ),
@@ -367,25 +368,26 @@ def _body() -> rx.Component:
             rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Runs", size="2"), spacing="1",
                               align="center"), href=routes.RUNS, color_scheme="gray"),
             rx.spacer(),
-            live_ticker(1000, S.tick),
+            live_ticker(1000, RunDetailState.tick),
             width="100%",
         ),
         _header(),
-        rx.cond(S.error != "", rx.callout(S.error, icon="triangle-alert", color_scheme="red", size="1",
+        rx.cond(RunDetailState.error != "", rx.callout(RunDetailState.error, icon="triangle-alert",
+            color_scheme="red", size="1",
                                           width="100%", id="run-error")),
         rx.tabs.root(
             rx.tabs.list(
                 rx.tabs.trigger("Overview", value="overview", id="tab-overview"),
                 rx.tabs.trigger("Timeline & events", value="timeline", id="tab-timeline"),
-                rx.tabs.trigger(rx.hstack("Artifacts", rx.badge(S.run_artifacts.length(), size="1",
+                rx.tabs.trigger(rx.hstack("Artifacts", rx.badge(RunDetailState.run_artifacts.length(), size="1",
                                                                   variant="soft"), spacing="2", align="center"),
                                 value="artifacts", id="tab-artifacts"),
             ),
             rx.tabs.content(_overview(), value="overview", padding_top="16px"),
             rx.tabs.content(_timeline(), value="timeline", padding_top="16px"),
             rx.tabs.content(_artifacts(), value="artifacts", padding_top="16px"),
-            value=S.tab,
-            on_change=S.set_tab,
+            value=RunDetailState.tab,
+            on_change=RunDetailState.set_tab,
             width="100%",
         ),
         spacing="4",
@@ -398,16 +400,16 @@ def _body() -> rx.Component:
 def run_detail_page() -> rx.Component:
     """The run, or why it cannot be shown."""
     page: rx.Component = rx.cond(
-        S.not_found != "",
+        RunDetailState.not_found != "",
         rx.center(
             rx.vstack(
                 rx.icon("search-x", size=32, color=rx.color("gray", 9)),
-                rx.text(S.not_found, size="3", id="run-not-found"),
+                rx.text(RunDetailState.not_found, size="3", id="run-not-found"),
                 rx.link("Back to runs", href=routes.RUNS),
                 align="center",
             ),
             padding="64px",
         ),
-        rx.cond(S.loaded, _body(), rx.center(rx.spinner(size="3"), padding="64px")),
+        rx.cond(RunDetailState.loaded, _body(), rx.center(rx.spinner(size="3"), padding="64px")),
     )
     return page

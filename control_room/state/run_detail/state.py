@@ -1,10 +1,10 @@
-"""One run: header, task DAG, tasks and attempts, Gantt, the live tail of its events, its artifacts,
-and cancel/retry for operators."""
+"""The run page's state: opens a run, keeps it fresh (tick + LISTEN/NOTIFY), pages its events, cancel and retry.
+
+What each part shows is built in its own module: header.py, tasks.py, timeline.py and events.py.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,121 +15,34 @@ import plotly.graph_objects as go
 import reflex as rx
 
 from control_room import routes
-from control_room.components.figures import dag_figure, gantt_figure, task_order
 from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, runs
 from control_room.services.errors import NotFound
-from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text
 from control_room.state.events import background, handler
+from control_room.state.run_detail.events import (
+    EVENTS_PAGE,
+    MAX_EVENTS_KEPT,
+    SCROLL_LOG_TO_END,
+    SCROLL_LOG_TO_START,
+    event_row,
+    level_or_default,
+    min_level,
+)
+from control_room.state.run_detail.header import TERMINAL, param_rows, run_header
+from control_room.state.run_detail.rows import AttemptRow, EventRow, ParamRow, RunArtifactRow, RunHeader, TaskRow
+from control_room.state.run_detail.tasks import (
+    artifact_rows,
+    attempt_rows,
+    flat_attempts,
+    ordered_tasks,
+    task_rows,
+)
+from control_room.state.run_detail.timeline import updated_figures
 
-EVENTS_PAGE = 200
 WATCH_WAIT_SECONDS = 2.0
 WATCH_IDLE_SECONDS = 6.0
-MAX_EVENTS_KEPT = 2000
-LEVELS = ("debug", "info", "warning", "error")
 TABS = ("overview", "timeline", "artifacts")
-TERMINAL = ("succeeded", "failed", "cancelled")
-# After React rendered the new rows (a state update and this script arrive together).
-SCROLL_LOG_TO_END = (
-    "setTimeout(() => { const log = document.getElementById('event-log'); "
-    "if (log) { log.scrollTop = log.scrollHeight; } }, 80)"
-)
-
-
-@dataclasses.dataclass
-class RunHeader:
-    """The run's identity, state and timing, formatted."""
-
-    id: str = ""
-    name: str = ""
-    status: str = ""
-    project: str = ""
-    project_id: str = ""
-    environment: str = ""
-    trigger: str = ""
-    requested_by: str = ""
-    created: str = ""
-    started: str = ""
-    finished: str = ""
-    duration: str = ""
-    error: str = ""
-    cancel_requested: bool = False
-    retry_of: str = ""
-    retry_of_href: str = ""
-    tasks_summary: str = ""
-    is_terminal: bool = False
-
-
-@dataclasses.dataclass
-class ParamRow:
-    name: str = ""
-    value: str = ""
-
-
-@dataclasses.dataclass
-class TaskRow:
-    id: str = ""
-    key: str = ""
-    engine: str = ""
-    status: str = ""
-    attempts: str = ""
-    executor: str = ""
-    pool: str = ""
-    started: str = ""
-    duration: str = ""
-    depends_on: str = ""
-    error: str = ""
-
-
-@dataclasses.dataclass
-class AttemptRow:
-    task_key: str = ""
-    attempt: int = 0
-    executor: str = ""
-    claimed: str = ""
-    started: str = ""
-    duration: str = ""
-    outcome: str = ""
-    error: str = ""
-
-
-@dataclasses.dataclass
-class EventRow:
-    id: int = 0
-    time: str = ""
-    level: str = ""
-    task: str = ""
-    type: str = ""
-    message: str = ""
-    detail: str = ""  # the event's data, compact, shown muted after the message
-
-
-@dataclasses.dataclass
-class RunArtifactRow:
-    id: str = ""
-    name: str = ""
-    task_key: str = ""
-    size: str = ""
-    sha_short: str = ""
-    content_type: str = ""
-    href: str = ""
-
-
-def _event_row(row: dict[str, Any]) -> EventRow:
-    data = dict(row["data"] or {})
-    if data.get("stream") == "stdout":  # the usual case; stderr stays visible
-        data.pop("stream")
-    detail = " ".join(f"{key}={formatting.scalar(value)}" for key, value in data.items())
-    return EventRow(
-        id=int(row["id"]),
-        time=formatting.clock(row["ts"]),
-        level=row["level"],
-        task=row["task_key"] or "run",
-        type=row["type"],
-        message=row["message"] or row["type"],
-        detail=detail if len(detail) <= 240 else detail[:240] + "…",
-    )
 
 
 class RunDetailState(SessionState):
@@ -201,7 +114,7 @@ class RunDetailState(SessionState):
             async with as_user(signed.principal) as conn:
                 run = await runs.get_run(conn, run_id=run_id)
                 page = await events.list_events(
-                    conn, run_id=run_id, min_level=_min_level(level), text=search or None, limit=EVENTS_PAGE
+                    conn, run_id=run_id, min_level=min_level(level), text=search or None, limit=EVENTS_PAGE
                 )
                 found = await artifacts.list_run_artifacts(conn, run_id=run_id)
         except NotFound as exc:
@@ -223,10 +136,8 @@ class RunDetailState(SessionState):
                 self._apply_artifacts(found)
             except Exception as exc:  # show what failed instead of a blank page
                 self.error = problem_text(exc)
-            self.events = [_event_row(row) for row in page]
-            self._first_event_id = self.events[0].id if self.events else 0
-            self._last_event_id = self.events[-1].id if self.events else 0
-            self.has_older = len(page) == EVENTS_PAGE
+            self._last_event_id = 0
+            self._show_events(page)
             self.loaded = True
             self._seen_at = time.monotonic()
         yield RunDetailState.watch
@@ -246,94 +157,41 @@ class RunDetailState(SessionState):
         self.confirm_cancel = False
 
     def _apply_run(self, run: dict[str, Any], signed: SignedIn) -> None:
+        """Header, parameters, tasks, attempts and (when they changed) the figures of a fresh run."""
         now = datetime.now(UTC)
-        order = {key: index for index, key in enumerate(task_order(run["tasks"]))}
-        tasks = sorted(run["tasks"], key=lambda task: order[task["key"]])
-        done = sum(1 for task in tasks if task["status"] in ("succeeded", "failed", "cancelled", "timed_out",
-                                                                "lost", "skipped"))  # fmt: skip
-        self.header = RunHeader(
-            id=str(run["id"]),
-            name=run["name"],
-            status=run["status"],
-            project=run["project"],
-            project_id=str(run["project_id"]),
-            environment=run["environment"],
-            trigger=run["trigger"],
-            requested_by=run["requested_by_name"] or "",
-            created=formatting.timestamp(run["created_at"]),
-            started=formatting.timestamp(run["started_at"]),
-            finished=formatting.timestamp(run["finished_at"]),
-            duration=formatting.between(run["started_at"], run["finished_at"], now=now),
-            error=run.get("error") or "",
-            cancel_requested=bool(run["cancel_requested"]),
-            retry_of=formatting.short_id(run["retry_of"]) if run["retry_of"] else "",
-            retry_of_href=routes.run_detail(str(run["retry_of"])) if run["retry_of"] else "",
-            tasks_summary=f"{done} of {len(tasks)} tasks done",
-            is_terminal=run["status"] in TERMINAL,
-        )
-        self.params = [ParamRow(name=k, value=formatting.scalar(v)) for k, v in sorted(run["params"].items())]
+        tasks, order = ordered_tasks(run)
+        attempts = flat_attempts(tasks)
+        self.header = run_header(run, now=now)
+        self.params = param_rows(run["params"])
         self.can_operate_run = signed.can_operate(run["project_id"])
-        self.tasks = [
-            TaskRow(
-                id=str(task["id"]),
-                key=task["key"],
-                engine=task["engine"],
-                status=task["status"],
-                attempts=f"{task['attempt']}/{task['max_attempts']}",
-                executor=task["executor_name"]
-                or (task["attempts"][-1]["executor_name"] if task["attempts"] else "")
-                or "",
-                pool=task["pool"] or "",
-                started=formatting.timestamp(task["started_at"]),
-                duration=formatting.between(task["started_at"], task["finished_at"], now=now),
-                depends_on=", ".join(task["depends_on"]),
-                error=task["error"] or "",
-            )
-            for task in tasks
-        ]
-        flat = [
-            {**attempt, "task_key": task["key"], "executor": attempt["executor_name"]}
-            for task in tasks
-            for attempt in task["attempts"]
-        ]
-        self.attempts = [
-            AttemptRow(
-                task_key=a["task_key"],
-                attempt=a["attempt"],
-                executor=a["executor"] or "",
-                claimed=formatting.timestamp(a["claimed_at"]),
-                started=formatting.timestamp(a["started_at"]),
-                duration=formatting.between(a["started_at"] or a["claimed_at"], a["finished_at"], now=now),
-                outcome=a["outcome"] or "running",
-                error=a["error"] or "",
-            )
-            for a in sorted(flat, key=lambda a: (a["claimed_at"], order[a["task_key"]]))
-        ]
-        # Figures are rebuilt (and re-sent) only when a task or attempt changed, or while one runs.
-        signature = json.dumps(
-            [(t["key"], t["status"], t["attempt"]) for t in tasks]
-            + [(a["task_key"], a["attempt"], a["outcome"], str(a["finished_at"])) for a in flat]
-        )
-        running = any(a["outcome"] is None for a in flat)
-        if signature != self._figure_signature or running:
-            if signature != self._figure_signature:
-                self.dag = dag_figure(tasks)
-            self.gantt = gantt_figure(tasks, flat, now=now)
-            self._figure_signature = signature
+        self.tasks = task_rows(tasks, now=now)
+        self.attempts = attempt_rows(attempts, order, now=now)
+        figures = updated_figures(tasks, attempts, shown=self._figure_signature, now=now)
+        if figures.dag is not None:
+            self.dag = figures.dag
+        if figures.gantt is not None:
+            self.gantt = figures.gantt
+        self._figure_signature = figures.signature
 
     def _apply_artifacts(self, found: list[dict[str, Any]]) -> None:
-        self.run_artifacts = [
-            RunArtifactRow(
-                id=str(a["id"]),
-                name=a["name"],
-                task_key=a["task_key"] or "",
-                size=formatting.size(a["size_bytes"]),
-                sha_short=a["sha256"][:12],
-                content_type=a["content_type"],
-                href=routes.artifacts(run_id=str(a["run_id"]), artifact_id=str(a["id"])),
-            )
-            for a in found
-        ]
+        self.run_artifacts = artifact_rows(found)
+
+    def _show_events(self, rows: list[dict[str, Any]]) -> None:
+        """The newest page of events replaces what is shown."""
+        self.events = [event_row(row) for row in rows]
+        self._first_event_id = self.events[0].id if self.events else 0
+        self._last_event_id = self.events[-1].id if self.events else self._last_event_id
+        self.has_older = len(rows) == EVENTS_PAGE
+
+    def _append_events(self, rows: list[dict[str, Any]]) -> None:
+        """Events newer than the last one shown join the tail (which keeps at most MAX_EVENTS_KEPT)."""
+        kept = [*self.events, *(event_row(row) for row in rows)]
+        if len(kept) > MAX_EVENTS_KEPT:
+            kept = kept[-MAX_EVENTS_KEPT:]
+            self.has_older = True
+        self.events = kept
+        self._first_event_id = kept[0].id
+        self._last_event_id = kept[-1].id
 
     @background
     async def tick(self, _now: str = "") -> AsyncIterator[Any]:
@@ -387,7 +245,7 @@ class RunDetailState(SessionState):
                 return
             async with as_user(signed.principal) as conn:
                 fresh = await events.list_events(
-                    conn, run_id=run_id, after_id=after, min_level=_min_level(level), text=search or None, limit=500
+                    conn, run_id=run_id, after_id=after, min_level=min_level(level), text=search or None, limit=500
                 )
                 run = None if settle else await runs.get_run(conn, run_id=run_id)
                 found = None
@@ -401,13 +259,7 @@ class RunDetailState(SessionState):
                 if found is not None:
                     self._apply_artifacts(found)
                 if fresh:
-                    kept = [*self.events, *(_event_row(row) for row in fresh)]
-                    if len(kept) > MAX_EVENTS_KEPT:
-                        kept = kept[-MAX_EVENTS_KEPT:]
-                        self.has_older = True
-                    self.events = kept
-                    self._first_event_id = kept[0].id
-                    self._last_event_id = kept[-1].id
+                    self._append_events(fresh)
                     self._idle_ticks = 0
                 elif self.header.is_terminal:
                     self._idle_ticks += 1
@@ -433,7 +285,7 @@ class RunDetailState(SessionState):
         try:
             async with as_user(signed.principal) as conn:
                 page = await events.list_events(
-                    conn, run_id=run_id, before_id=before, min_level=_min_level(level), text=search or None,
+                    conn, run_id=run_id, before_id=before, min_level=min_level(level), text=search or None,
                     limit=EVENTS_PAGE,
                 )  # fmt: skip
         except Exception as exc:
@@ -441,16 +293,16 @@ class RunDetailState(SessionState):
                 self.error = problem_text(exc)
             return
         async with self:
-            self.events = [*(_event_row(row) for row in page), *self.events]
+            self.events = [*(event_row(row) for row in page), *self.events]
             if self.events:
                 self._first_event_id = self.events[0].id
             self.has_older = len(page) == EVENTS_PAGE
-        yield rx.call_script("const log = document.getElementById('event-log'); if (log) { log.scrollTop = 0; }")
+        yield rx.call_script(SCROLL_LOG_TO_START)
 
     @handler
     def set_level(self, level: str) -> Any:
         """Show events of this level and above (reloads the newest page)."""
-        self.level = level if level in LEVELS else "debug"
+        self.level = level_or_default(level)
         return RunDetailState.reload_events
 
     @handler
@@ -490,7 +342,7 @@ class RunDetailState(SessionState):
         try:
             async with as_user(signed.principal) as conn:
                 page = await events.list_events(
-                    conn, run_id=run_id, min_level=_min_level(level), text=search or None, limit=EVENTS_PAGE
+                    conn, run_id=run_id, min_level=min_level(level), text=search or None, limit=EVENTS_PAGE
                 )
         except Exception as exc:
             async with self:
@@ -499,10 +351,7 @@ class RunDetailState(SessionState):
         async with self:
             if generation != self._generation:
                 return
-            self.events = [_event_row(row) for row in page]
-            self._first_event_id = self.events[0].id if self.events else 0
-            self._last_event_id = self.events[-1].id if self.events else self._last_event_id
-            self.has_older = len(page) == EVENTS_PAGE
+            self._show_events(page)
             self.follow = True
         yield rx.call_script(SCROLL_LOG_TO_END)
 
@@ -563,7 +412,3 @@ class RunDetailState(SessionState):
             async with self:
                 self.is_acting = False
         yield rx.redirect(routes.run_detail(str(created["id"])))
-
-
-def _min_level(level: str) -> str | None:
-    return None if level == "debug" else level

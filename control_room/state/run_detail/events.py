@@ -1,0 +1,46 @@
+"""The run page's event log: rows of the live tail, its level filter and page sizes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_room.state import formatting
+from control_room.state.run_detail.rows import EventRow
+
+EVENTS_PAGE = 200
+MAX_EVENTS_KEPT = 2000
+LEVELS = ("debug", "info", "warning", "error")
+MAX_DETAIL_CHARS = 240
+# After React rendered the new rows (a state update and this script arrive together).
+SCROLL_LOG_TO_END = (
+    "setTimeout(() => { const log = document.getElementById('event-log'); "
+    "if (log) { log.scrollTop = log.scrollHeight; } }, 80)"
+)
+SCROLL_LOG_TO_START = "const log = document.getElementById('event-log'); if (log) { log.scrollTop = 0; }"
+
+
+def event_row(row: dict[str, Any]) -> EventRow:
+    """A log line of an event as ``events.list_events`` returns it."""
+    data = dict(row["data"] or {})
+    if data.get("stream") == "stdout":  # the usual case; stderr stays visible
+        data.pop("stream")
+    detail = " ".join(f"{key}={formatting.scalar(value)}" for key, value in data.items())
+    return EventRow(
+        id=int(row["id"]),
+        time=formatting.clock(row["ts"]),
+        level=row["level"],
+        task=row["task_key"] or "run",
+        type=row["type"],
+        message=row["message"] or row["type"],
+        detail=detail if len(detail) <= MAX_DETAIL_CHARS else detail[:MAX_DETAIL_CHARS] + "…",
+    )
+
+
+def min_level(level: str) -> str | None:
+    """The services' level filter for a level picked in the UI (debug: no filter)."""
+    return None if level == "debug" else level
+
+
+def level_or_default(level: str) -> str:
+    """``level`` when it is one of ``LEVELS``, else debug (everything)."""
+    return level if level in LEVELS else "debug"

@@ -1,0 +1,94 @@
+"""What the run page shows, as serializable rows: header, parameters, tasks, attempts, artifacts, events."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class RunHeader:
+    """The run's identity, state and timing, formatted."""
+
+    id: str = ""
+    name: str = ""
+    status: str = ""
+    project: str = ""
+    project_id: str = ""
+    environment: str = ""
+    trigger: str = ""
+    requested_by: str = ""
+    created: str = ""
+    started: str = ""
+    finished: str = ""
+    duration: str = ""
+    error: str = ""
+    cancel_requested: bool = False
+    retry_of: str = ""
+    retry_of_href: str = ""
+    tasks_summary: str = ""
+    is_terminal: bool = False
+
+
+@dataclasses.dataclass
+class ParamRow:
+    """One run parameter."""
+
+    name: str = ""
+    value: str = ""
+
+
+@dataclasses.dataclass
+class TaskRow:
+    """One task of the run."""
+
+    id: str = ""
+    key: str = ""
+    engine: str = ""
+    status: str = ""
+    attempts: str = ""
+    executor: str = ""
+    pool: str = ""
+    started: str = ""
+    duration: str = ""
+    depends_on: str = ""
+    error: str = ""
+
+
+@dataclasses.dataclass
+class AttemptRow:
+    """One claim of a task by an executor."""
+
+    task_key: str = ""
+    attempt: int = 0
+    executor: str = ""
+    claimed: str = ""
+    started: str = ""
+    duration: str = ""
+    outcome: str = ""
+    error: str = ""
+
+
+@dataclasses.dataclass
+class RunArtifactRow:
+    """One artifact of the run, linking to the artifact browser."""
+
+    id: str = ""
+    name: str = ""
+    task_key: str = ""
+    size: str = ""
+    sha_short: str = ""
+    content_type: str = ""
+    href: str = ""
+
+
+@dataclasses.dataclass
+class EventRow:
+    """One line of the event log."""
+
+    id: int = 0
+    time: str = ""
+    level: str = ""
+    task: str = ""
+    type: str = ""
+    message: str = ""
+    detail: str = ""  # the event's data, compact, shown muted after the message
