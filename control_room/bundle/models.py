@@ -129,6 +129,21 @@ class Schedule(BundleModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Run parameters; checked against the template.")
     enabled: bool = True
     description: str = ""
+    # Scheduler policies (control_room/services/schedules.py); optional, so older bundles stay valid.
+    catchup: Literal["none", "latest", "all"] = Field(
+        default="latest",
+        description="After downtime: none (fire only what is at most misfire_grace_s late), latest (the newest "
+        "missed fire only) or all (every missed fire, up to catchup_limit).",
+    )
+    catchup_limit: int = Field(default=10, ge=1, le=1000, description="With catchup: all, the most fires caught up.")
+    overlap: Literal["allow", "skip", "cancel_previous", "queue_one"] = Field(
+        default="allow", description="When a fire finds the schedule's previous run still queued or running."
+    )
+    jitter_s: int = Field(default=0, ge=0, le=3600, description="Delay each fire by a stable 0..jitter_s seconds.")
+    misfire_grace_s: int = Field(
+        default=60, ge=1, le=86400, description="With catchup: none, how late a fire may still start, seconds."
+    )
+
 
 
 # Routing matrix -----------------------------------------------------------------------------------

@@ -172,7 +172,8 @@ def _job_template(row: dict[str, Any], directory: OrgDirectory, state: LiveState
 
 
 def _schedule(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> Schedule:
-    fields = ("project", "name", "template", "environment", "cron", "timezone", "params", "enabled", "description")
+    fields = ("project", "name", "template", "environment", "cron", "timezone", "params", "enabled", "description",
+              "catchup", "catchup_limit", "overlap", "jitter_s", "misfire_grace_s")  # fmt: skip
     return _model(Schedule, {name: row[name] for name in fields}, f'schedule "{row["project"]}/{row["name"]}"')
 
 
@@ -319,6 +320,11 @@ def schedule_values(schedule: Schedule, directory: OrgDirectory, template_id: uu
         "params": Jsonb(schedule.params),
         "enabled": schedule.enabled,
         "description": schedule.description,
+        "catchup": schedule.catchup,
+        "catchup_limit": schedule.catchup_limit,
+        "overlap": schedule.overlap,
+        "jitter_s": schedule.jitter_s,
+        "misfire_grace_s": schedule.misfire_grace_s,
     }
 
 

@@ -253,6 +253,11 @@ class Run(OpsTable, table=True):
     started_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     finished_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    # Where the run comes from (20261203000300_jobs.sql); immutable like the spec.
+    template_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.job_templates.id"))
+    template_version_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.job_template_versions.id"))
+    schedule_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True), description="no FK: schedules may be deleted")
+    backfill_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.backfills.id"))
 
 
 class Task(OpsTable, table=True):
@@ -599,6 +604,16 @@ class Schedule(OpsTable, table=True):
     description: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    # Scheduler policies and plan (20261203000300_jobs.sql).
+    catchup: str = Field(sa_column=_text(nullable=False), description="none | latest | all")
+    catchup_limit: int = Field(sa_column=_integer(nullable=False))
+    overlap: str = Field(sa_column=_text(nullable=False), description="allow | skip | cancel_previous | queue_one")
+    jitter_s: int = Field(sa_column=_integer(nullable=False))
+    misfire_grace_s: int = Field(sa_column=_integer(nullable=False))
+    paused_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    paused_by: str | None = Field(sa_column=_text(nullable=True))
+    next_fire_at: datetime | None = Field(sa_column=_timestamptz(nullable=True), description="logical cron time")
+    next_due_at: datetime | None = Field(sa_column=_timestamptz(nullable=True), description="fire time + jitter")
 
 
 class AlertRule(OpsTable, table=True):
@@ -773,3 +788,76 @@ class Pool(OpsTable, table=True):
     description: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+# Job management (20261203000300_jobs.sql) -----------------------------------------------------------
+
+
+class ScheduleFire(OpsTable, table=True):
+    """One (schedule, fire time): fired with its run, queued, skipped, missed or failed, with the reason."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (UniqueConstraint("schedule_id", "fire_time"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    schedule_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.schedules.id", ondelete="CASCADE"))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    fire_time: datetime = Field(sa_column=_timestamptz(nullable=False), description="logical cron time")
+    due_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    status: str = Field(sa_column=_text(nullable=False), description="fired | queued | skipped | missed | failed")
+    reason: str | None = Field(sa_column=_text(nullable=True))
+    run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    params: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    template_version: int | None = Field(sa_column=_integer(nullable=True))
+    trigger: str = Field(sa_column=_text(nullable=False), description="schedule | manual")
+    fired_by: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Backfill(OpsTable, table=True):
+    """Runs of a template over a date range, one per interval, with a concurrency limit."""
+
+    __tablename__ = "backfills"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    template_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_templates.id"))
+    environment_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.environments.id"))
+    schedule_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    range_start: datetime = Field(sa_column=_timestamptz(nullable=False))
+    range_end: datetime = Field(sa_column=_timestamptz(nullable=False))
+    step: str = Field(sa_column=_text(nullable=False), description="a duration such as 1d, or a cron expression")
+    timezone: str = Field(sa_column=_text(nullable=False))
+    params: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    template_version: int | None = Field(sa_column=_integer(nullable=True))
+    max_concurrency: int = Field(sa_column=_integer(nullable=False))
+    run_order: str = Field(sa_column=_text(nullable=False), description="oldest_first | newest_first")
+    total: int = Field(sa_column=_integer(nullable=False))
+    status: str = Field(sa_column=_text(nullable=False), description="running | succeeded | failed | cancelled")
+    requested_by: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    requested_by_name: str | None = Field(sa_column=_text(nullable=True))
+    cancelled_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    cancelled_by: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    finished_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class BackfillInterval(OpsTable, table=True):
+    """One interval of a backfill, in run order, and the run it got."""
+
+    __tablename__ = "backfill_intervals"
+    __table_args__ = (UniqueConstraint("backfill_id", "data_interval_start"), {"schema": SCHEMA})
+
+    backfill_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.backfills.id"))
+    position: int = Field(sa_column=_integer(nullable=False, primary_key=True))
+    data_interval_start: datetime = Field(sa_column=_timestamptz(nullable=False))
+    data_interval_end: datetime = Field(sa_column=_timestamptz(nullable=False))
+    status: str = Field(sa_column=_text(nullable=False), description="pending | submitted | cancelled | failed")
+    run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    error: str | None = Field(sa_column=_text(nullable=True))
+    submitted_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))

@@ -111,6 +111,7 @@ class RunFilters:
     text: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    template_id: uuid.UUID | None = None  # runs started from this job template
 
 
 
@@ -129,6 +130,7 @@ async def list_runs(
     if filters.text:
         escaped = escape_like(filters.text)
         query.add("(r.name ilike %s or r.id::text like %s)", f"%{escaped}%", f"{filters.text.lower()}%")
+    query.equal("r.template_id", filters.template_id)
     query.between("r.created_at", filters.created_after, filters.created_before)
     if cursor:
         query.after(NEWEST_FIRST, *decode_cursor(cursor))

@@ -70,9 +70,9 @@ def test_org_members_read_and_strangers_do_not(db: psycopg.Connection, deployed:
     with as_user(db, deployed["member"]):
         seen = {table: _count(db, table) for table in TABLES}
     assert seen == {
-        "job_templates": 4,
-        "job_template_versions": 4,
-        "schedules": 4,
+        "job_templates": 5,
+        "job_template_versions": 5,
+        "schedules": 5,
         "alert_rules": 5,
         "promotion_gates": 3,
     }

@@ -1,0 +1,269 @@
+"""`lakehouse jobs ...`: list and run job templates, pause/resume/fire schedules, backfill a date range."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import psycopg
+import typer
+
+from control_room.config import get_settings
+from control_room.db.connection import connect_async
+from control_room.services import backfills, jobs, schedules
+from control_room.services.errors import Invalid, ServiceError, from_db_error
+from control_room.supervisor import SupervisorError, control_plane_database
+
+app = typer.Typer(help="Job templates: run them, their schedules, backfills.", no_args_is_help=True)
+
+T = TypeVar("T")
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _on_database(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Run ``work`` on the control-plane database (the embedded one is started if needed)."""
+
+    async def run(url: str) -> T:
+        async with await connect_async(url) as conn:
+            return await work(conn)
+
+    try:
+        with control_plane_database(get_settings()) as database:
+            return asyncio.run(run(database.url))
+    except ServiceError as exc:
+        field = f" ({exc.field})" if exc.field else ""
+        typer.echo(f"error{field}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except SupervisorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except psycopg.Error as exc:
+        mapped = from_db_error(exc)
+        if mapped is None:
+            typer.echo(f"error: the database refused it: {str(exc).strip()}", err=True)
+        else:
+            field = f" ({mapped.field})" if mapped.field else ""
+            typer.echo(f"error{field}: {mapped.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
+    """``k=v`` pairs (a value is read as JSON when it parses, e.g. 10, true, ["a"]; else as text)."""
+    params: dict[str, Any] = {}
+    if params_json:
+        try:
+            loaded = json.loads(params_json)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"not JSON: {exc.msg}", field="--params-json") from exc
+        if not isinstance(loaded, dict):
+            raise Invalid('must be a JSON object such as {"source": "orders"}', field="--params-json")
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise Invalid(f'"{pair}" is not KEY=VALUE (e.g. --param source=orders)', field="--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _when(value: str, option: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Invalid("use an ISO 8601 time such as 2026-11-01T00:00:00Z", field=option) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _fail(exc: ServiceError) -> typer.Exit:
+    field = f" ({exc.field})" if exc.field else ""
+    typer.echo(f"error{field}: {exc.message}", err=True)
+    return typer.Exit(2)
+
+
+@app.command("list")
+def list_command(
+    project: str | None = typer.Option(None, "--project", help="Project slug or id."),
+    archived: bool = typer.Option(False, "--archived", help="Include archived templates."),
+) -> None:
+    """Job templates with their latest version, last run, success rate, p50/p95 duration and next fire."""
+    rows = _on_database(lambda c: jobs.list_templates(c, project=project, include_archived=archived))
+    if not rows:
+        typer.echo("no job templates (deploy a bundle with job_templates: lakehouse bundle deploy DIR)")
+        return
+    typer.echo(f"{'TEMPLATE':40} {'VER':>3} {'RUNS':>5} {'OK%':>5} {'P50 S':>7} {'P95 S':>7} {'LAST':10} NEXT FIRE")
+    for row in rows:
+        rate = "-" if row["success_rate"] is None else f"{100 * row['success_rate']:.0f}"
+        p50 = "-" if row["p50_s"] is None else f"{row['p50_s']:.1f}"
+        p95 = "-" if row["p95_s"] is None else f"{row['p95_s']:.1f}"
+        nxt = row["next_fire_at"].isoformat(timespec="minutes") if row["next_fire_at"] else "-"
+        name = f"{row['project']}/{row['name']}"
+        typer.echo(
+            f"{name:40} {row['latest_version'] or '-':>3} {row['runs']:>5} {rate:>5} {p50:>7} {p95:>7} "
+            f"{row['last_status'] or '-':10} {nxt}"
+        )
+
+
+@app.command("run")
+def run_command(
+    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
+    env: str = typer.Option("dev", "--env", help="Environment: dev, staging or prod."),
+    param: Annotated[list[str] | None, typer.Option("--param", help="A parameter KEY=VALUE (repeatable).")] = None,
+    params_json: str | None = typer.Option(None, "--params-json", help="Parameters as one JSON object."),
+    version: int | None = typer.Option(None, "--version", min=1, help="Template version (default: the latest)."),
+    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
+) -> None:
+    """Run a job template; its params are checked against the version's params schema."""
+    if env not in ("dev", "staging", "prod"):
+        raise _fail(Invalid("use dev, staging or prod", field="--env"))
+    try:
+        params = parse_params(param or [], params_json)
+    except Invalid as exc:
+        raise _fail(exc) from exc
+
+    async def work(conn: psycopg.AsyncConnection) -> tuple[dict[str, Any], bool]:
+        template_id = await jobs.resolve_template(conn, name, project=project)
+        return await jobs.run_template(
+            conn,
+            template_id=template_id,
+            environment=env,
+            params=params,
+            version=version,
+            trigger="manual",
+            requested_by_name=_actor(),
+        )
+
+    run, _ = _on_database(work)
+    typer.echo(f"run {run['id']} of {run['name']} v{run['template_version']} in {env}: {run['status']}")
+
+
+@app.command("schedules")
+def schedules_command() -> None:
+    """Schedules with their policies and next fire."""
+    rows = _on_database(lambda c: schedules.list_schedules(c))
+    for row in rows:
+        state = "paused" if row["paused_at"] else ("enabled" if row["enabled"] else "disabled")
+        nxt = row["next_fire_at"].isoformat(timespec="minutes") if row["next_fire_at"] else "-"
+        typer.echo(
+            f"{row['project']}/{row['name']:30} {row['cron']:15} {row['timezone']:18} {state:8} "
+            f"catchup={row['catchup']} overlap={row['overlap']} next={nxt}"
+        )
+
+
+def _set_paused(name: str, paused: bool) -> None:
+    async def work(conn: psycopg.AsyncConnection) -> None:
+        schedule_id = await schedules.resolve_schedule(conn, name)
+        await schedules.set_paused(conn, schedule_id=schedule_id, paused=paused, by=_actor())
+
+    _on_database(work)
+    typer.echo(f"schedule {name} {'paused' if paused else 'resumed'}")
+
+
+@app.command("pause")
+def pause_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+    """Pause a schedule: it fires nothing until resumed."""
+    _set_paused(name, True)
+
+
+@app.command("resume")
+def resume_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+    """Resume a schedule from its next fire time (fires that fell in the pause are not caught up)."""
+    _set_paused(name, False)
+
+
+@app.command("fire")
+def fire_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+    """Fire a schedule now, whatever its overlap policy."""
+
+    async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+        schedule_id = await schedules.resolve_schedule(conn, name)
+        return await schedules.fire_now(conn, schedule_id=schedule_id, now=datetime.now(UTC), by=_actor())
+
+    fired = _on_database(work)
+    typer.echo(f"schedule {name}: {fired['status']}, run {fired['run_id'] or '-'}")
+
+
+@app.command("backfill")
+def backfill_command(
+    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
+    start: str = typer.Option(..., "--start", help="Range start, ISO 8601 (UTC when no offset is given)."),
+    end: str = typer.Option(..., "--end", help="Range end, ISO 8601."),
+    step: str | None = typer.Option(None, "--step", help="15m, 6h, 1d, 1w or a cron expression."),
+    schedule: str | None = typer.Option(None, "--schedule", help="Use this schedule's cron, zone and params."),
+    env: str = typer.Option("dev", "--env", help="Environment: dev, staging or prod."),
+    param: Annotated[list[str] | None, typer.Option("--param", help="A parameter KEY=VALUE (repeatable).")] = None,
+    max_concurrency: int = typer.Option(1, "--max-concurrency", min=1, max=100, help="Runs at a time."),
+    newest_first: bool = typer.Option(False, "--newest-first", help="Run the newest interval first."),
+    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
+) -> None:
+    """One run per interval of a date range, with interval params, a few at a time, as one backfill."""
+    try:
+        params = parse_params(param or [], None)
+        range_start, range_end = _when(start, "--start"), _when(end, "--end")
+    except Invalid as exc:
+        raise _fail(exc) from exc
+
+    async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+        template_id = await jobs.resolve_template(conn, name, project=project)
+        schedule_id = await schedules.resolve_schedule(conn, schedule) if schedule else None
+        return await backfills.create_backfill(
+            conn,
+            template_id=template_id,
+            environment=env,
+            start=range_start,
+            end=range_end,
+            step=step,
+            schedule_id=schedule_id,
+            params=params,
+            max_concurrency=max_concurrency,
+            run_order="newest_first" if newest_first else "oldest_first",
+            requested_by_name=_actor(),
+        )
+
+    backfill = _on_database(work)
+    started = sum(backfill["progress"].get(status, 0) for status in ("queued", "running"))
+    typer.echo(
+        f"backfill {backfill['id']}: {backfill['total']} interval(s) of {backfill['step']}, "
+        f"{backfill['max_concurrency']} at a time; {started} run(s) started"
+    )
+
+
+@app.command("backfill-status")
+def backfill_status_command(backfill: str = typer.Argument(..., help="The backfill's id.")) -> None:
+    """A backfill's progress and its intervals."""
+    backfill_id = _backfill_id(backfill)
+    found = _on_database(lambda c: backfills.get_backfill(c, backfill_id=backfill_id))
+    typer.echo(
+        f"backfill {found['id']} of {found['template']} in {found['environment']}: {found['status']}, "
+        f"{found['done']}/{found['total']} done {dict(sorted(found['progress'].items()))}"
+    )
+    for interval in found["intervals"]:
+        typer.echo(
+            f"  {interval['position']:>4} {interval['data_interval_start'].isoformat()} -> "
+            f"{interval['data_interval_end'].isoformat()}  {interval['run_status'] or interval['status']}"
+        )
+
+
+@app.command("backfill-cancel")
+def backfill_cancel_command(backfill: str = typer.Argument(..., help="The backfill's id.")) -> None:
+    """Cancel a backfill as a group: pending intervals never run, active runs are cancelled."""
+    backfill_id = _backfill_id(backfill)
+    found = _on_database(lambda c: backfills.cancel_backfill(c, backfill_id=backfill_id, by=_actor()))
+    typer.echo(f"backfill {found['id']}: {found['status']}")
+
+
+def _backfill_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        raise _fail(Invalid(f'"{text}" is not a backfill id (see lakehouse jobs backfill)', field="backfill")) from exc
