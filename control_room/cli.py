@@ -11,6 +11,7 @@ from control_room.commands import ci as ci_commands
 from control_room.commands import contract, db, executors
 from control_room.commands import jobs as jobs_commands
 from control_room.commands import reports as report_commands
+from control_room.commands import tokens as tokens_commands
 from control_room.commands import users as users_commands
 from control_room.commands import validate as validate_commands
 
@@ -33,6 +34,7 @@ app.add_typer(report_commands.caps_app, name="caps")
 app.add_typer(report_commands.capabilities_app, name="capabilities")
 app.add_typer(ci_commands.app, name="ci")
 app.add_typer(jobs_commands.app, name="jobs")
+app.add_typer(tokens_commands.app, name="tokens")
 
 
 @app.command("run")

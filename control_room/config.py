@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="Lifetime of a signed-in web session, in hours."
     )
+    sign_in_window_seconds: int = Field(
+        default=900, ge=1, description="Window over which failed sign-ins are counted for throttling."
+    )
+    sign_in_max_failures_per_account: int = Field(
+        default=5, ge=1, description="Failed sign-ins of one account within the window before it is throttled."
+    )
+    sign_in_max_failures_per_client: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins from one client address within the window before it is throttled.",
+    )
     db_pool_min: int = Field(default=1, ge=0, description="Minimum pooled DB connections per process.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum pooled DB connections per process.")
 

@@ -501,6 +501,9 @@ class ApiToken(OpsTable, table=True):
     expires_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     last_used_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     revoked_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    role_ceiling: str | None = Field(
+        sa_column=_text(nullable=True), description="viewer | operator | admin: requests act with at most this role"
+    )
 
 
 class UserSession(OpsTable, table=True):
@@ -788,6 +791,18 @@ class Pool(OpsTable, table=True):
     description: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class SignInFailure(OpsTable, table=True):
+    """A failed sign-in, counted per account and per client address for throttling."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    email: str = Field(sa_column=_text(nullable=False))
+    client: str = Field(sa_column=_text(nullable=False))
 
 
 # Job management (20261203000300_jobs.sql) -----------------------------------------------------------

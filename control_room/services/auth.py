@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -36,6 +37,7 @@ class UserPrincipal:
 
     user_id: uuid.UUID
     email: str
+    role_ceiling: str | None = None  # from an API token created with a ceiling: at most this role anywhere
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ async def scoped(conn: AsyncConnection, principal: Principal) -> AsyncIterator[A
     async with conn.transaction():
         if isinstance(principal, UserPrincipal):
             await conn.execute("set local role authenticated")
-            claims = json.dumps({"sub": str(principal.user_id), "role": "authenticated", "email": principal.email})
+            fields = {"sub": str(principal.user_id), "role": "authenticated", "email": principal.email}
+            if principal.role_ceiling:
+                fields["lakehouse_role_ceiling"] = principal.role_ceiling
+            claims = json.dumps(fields)
             await conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
         else:
             name = principal.name if not isinstance(principal, ExecutorPrincipal) else f"executor:{principal.name}"
@@ -87,12 +92,12 @@ async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal |
         cur = await conn.execute(
             "update ops.api_tokens t set last_used_at = now() from ops.users u "
             "where t.token_hash = %s and t.revoked_at is null and (t.expires_at is null or t.expires_at > now()) "
-            "and u.id = t.user_id and u.is_active returning u.id, u.email",
+            "and u.id = t.user_id and u.is_active returning u.id, u.email, t.role_ceiling",
             (digest,),
         )
         row = await cur.fetchone()
         if row:
-            return UserPrincipal(user_id=row[0], email=row[1])
+            return UserPrincipal(user_id=row[0], email=row[1], role_ceiling=row[2])
     elif token.startswith(SESSION_TOKEN_PREFIX):
         cur = await conn.execute(
             "select u.id, u.email from ops.user_sessions s join ops.users u on u.id = s.user_id "
@@ -191,22 +196,72 @@ async def grant_project_role(conn: AsyncConnection, *, user_id: uuid.UUID, proje
     )
 
 
-async def create_api_token(conn: AsyncConnection, *, user_id: uuid.UUID, name: str) -> str:
-    """A new API token for the user (shown once)."""
+ROLE_CEILINGS = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class ApiTokenPublic:
+    """An API token as its owner sees it: never the token or its hash."""
+
+    id: uuid.UUID
+    name: str
+    token_prefix: str
+    role_ceiling: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def create_api_token(
+    conn: AsyncConnection,
+    *,
+    user_id: uuid.UUID,
+    name: str,
+    expires_in_days: float | None = None,
+    role_ceiling: str | None = None,
+) -> str:
+    """A new API token for the user (shown once; only its SHA-256 is stored)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise Invalid("give the token a name of 1-100 characters", field="name")
+    if role_ceiling is not None and role_ceiling not in ROLE_CEILINGS:
+        raise Invalid("must be viewer, operator or admin", field="role_ceiling")
+    if expires_in_days is not None and not 0 < expires_in_days <= 3660:
+        raise Invalid("must be between 0 and 3660 days", field="expires_in_days")
     token = new_token(USER_TOKEN_PREFIX)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "insert into ops.api_tokens (user_id, name, token_prefix, token_hash) values (%s, %s, %s, %s) "
+            "insert into ops.api_tokens (user_id, name, token_prefix, token_hash, expires_at, role_ceiling) "
+            "values (%s, %s, %s, %s, now() + make_interval(secs => %s), %s) "
             "on conflict (user_id, name) do nothing returning id",
-            (user_id, name, token[:8], hash_token(token)),
+            (
+                user_id,
+                name,
+                token[:8],
+                hash_token(token),
+                None if expires_in_days is None else expires_in_days * 86400,
+                role_ceiling,
+            ),
         )
         if await cur.fetchone() is None:
-            raise Conflict(f'the user already has a token named "{name}"', field="name")
+            raise Conflict(f'you already have a token named "{name}"; revoke it or pick another name', field="name")
     return token
 
 
+async def list_api_tokens(conn: AsyncConnection, *, user_id: uuid.UUID) -> list[ApiTokenPublic]:
+    """The user's API tokens, newest first (revoked ones included, marked)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select id, name, token_prefix, role_ceiling, created_at, expires_at, last_used_at, revoked_at "
+            "from ops.api_tokens where user_id = %s order by created_at desc, name",
+            (user_id,),
+        )
+        return [ApiTokenPublic(**row) for row in await cur.fetchall()]
+
+
 async def revoke_api_token(conn: AsyncConnection, *, user_id: uuid.UUID, name: str) -> None:
-    """Revoke one of the user's API tokens by name."""
+    """Revoke one of the user's API tokens by name: its next request gets 401."""
     cur = await conn.execute(
         "update ops.api_tokens set revoked_at = now() where user_id = %s and name = %s and revoked_at is null "
         "returning id",

@@ -36,6 +36,13 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 WRONG_CREDENTIALS = "the email or password is wrong"
 
 
+class SignInThrottled(ServiceError):
+    """Too many failed sign-ins for an account or from a client address."""
+
+    status = 429
+    title = "Too many sign-in attempts"
+
+
 class AuthProviderUnavailable(ServiceError):
     """Supabase Auth could not be reached or answered with a server error."""
 
@@ -220,13 +227,48 @@ async def sign_in(
     email: str,
     password: str,
     user_agent: str | None = None,
+    client: str | None = None,
     settings: Settings | None = None,
 ) -> NewSession:
     """Check the credentials (Supabase Auth when configured, else the local argon2 hash) and
-    start a session. Wrong credentials raise Unauthorized without saying which part was wrong."""
+    start a session. Wrong credentials raise Unauthorized without saying which part was wrong;
+    too many failures for the account or from the client address raise SignInThrottled (429)."""
     settings = settings or get_settings()
     if not email.strip() or not password:
         raise Invalid("enter your email and password", field="email" if not email.strip() else "password")
+    account, address = email.strip().lower(), (client or "")[:100]
+    await _refuse_when_throttled(conn, email=account, client=address, settings=settings)
+    try:
+        user = await _identity(conn, email=email, password=password, settings=settings)
+    except Unauthorized:
+        await conn.execute("insert into ops.sign_in_failures (email, client) values (%s, %s)", (account, address))
+        raise
+    await conn.execute("delete from ops.sign_in_failures where email = %s", (account,))
+    return await _start_session(conn, user, user_agent=user_agent, settings=settings)
+
+
+async def _refuse_when_throttled(conn: AsyncConnection, *, email: str, client: str, settings: Settings) -> None:
+    """SignInThrottled when the account or the client address failed too often within the window."""
+    cur = await conn.execute(
+        "select count(*) filter (where email = %s), count(*) filter (where client = %s and client <> ''), "
+        "ceil(extract(epoch from (min(at) + make_interval(secs => %s) - now())) / 60)::int "
+        "from ops.sign_in_failures where at > now() - make_interval(secs => %s) and (email = %s or client = %s)",
+        (email, client, settings.sign_in_window_seconds, settings.sign_in_window_seconds, email, client),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    by_account, by_client, minutes = int(row[0]), int(row[1]), max(int(row[2] or 1), 1)
+    if by_account >= settings.sign_in_max_failures_per_account:
+        raise SignInThrottled(
+            f"too many failed sign-ins for this account: try again in {minutes} minute(s), "
+            "or ask an admin to reset the password"
+        )
+    if by_client >= settings.sign_in_max_failures_per_client:
+        raise SignInThrottled(f"too many failed sign-ins from your address: try again in {minutes} minute(s)")
+
+
+async def _identity(conn: AsyncConnection, *, email: str, password: str, settings: Settings) -> SignedInUser:
+    """Who the credentials belong to; Unauthorized when they are wrong."""
     if settings.supabase_url:
         user = await _supabase_identity(email=email.strip(), password=password, settings=settings)
         cur = await conn.execute(
@@ -249,7 +291,7 @@ async def sign_in(
         if not await _password_matches(stored_hash, password) or row is None:
             raise Unauthorized(WRONG_CREDENTIALS)
         user = SignedInUser(user_id=row[0], email=row[1], display_name=row[2])
-    return await _start_session(conn, user, user_agent=user_agent, settings=settings)
+    return user
 
 
 async def _supabase_identity(*, email: str, password: str, settings: Settings) -> SignedInUser:

@@ -43,6 +43,7 @@ class LoginState(SessionState):
             self.error = ""
             wanted = safe_next_path(self.router.url.query_parameters.get("next"))
             user_agent = self.router.headers.user_agent
+            client = self.router.session.client_ip
         try:
             pool = await get_pool()
             async with pool.connection() as conn:
@@ -51,8 +52,9 @@ class LoginState(SessionState):
                     email=str(form.get("email", "")),
                     password=str(form.get("password", "")),
                     user_agent=user_agent,
+                    client=client,
                 )
-        except Unauthorized as exc:
+        except (Unauthorized, users.SignInThrottled) as exc:
             async with self:
                 self.error = exc.message
                 self.is_signing_in = False

@@ -118,6 +118,7 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
         "insert into ops.user_sessions (user_id, token_hash, expires_at) values (%s, %s, now() + interval '1 day')",
         (user[0], hash_token(new_token("lhs_"))),
     )
+    conn.execute("insert into ops.sign_in_failures (email, client) values (%s, '203.0.113.7')", (f"x@{a_org}.example",))
     return uuid.UUID(str(user[0])), token
 
 

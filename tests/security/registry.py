@@ -74,6 +74,16 @@ TABLES: dict[str, Review] = {
         "x.backfill_id in (select b.id from ops.backfills b where b.org_id = %(a_org)s)",
         "the scheduler writes; members read",
     ),
+    # Alerts (20261203000500_alerts): written by the evaluator, the sender and definer functions.
+    "alert_channels": review("SELECT", "x.org_id = %(a_org)s", "the bundle deploy writes; members read"),
+    "alert_incidents": review("SELECT", "x.org_id = %(a_org)s", "ops.fire_alert / ops.act_on_incident"),
+    "alert_incident_events": review("SELECT", "x.org_id = %(a_org)s", "ops.fire_alert / ops.act_on_incident"),
+    "alert_deliveries": review("SELECT", "x.org_id = %(a_org)s", "ops.enqueue_delivery / ops.finish_delivery"),
+    "notifications": review("SELECT", "x.org_id = %(a_org)s", "ops.add_notification; own rows only"),
+    "notification_preferences": review(
+        "SELECT", "x.org_id = %(a_org)s", "ops.put_notification_preferences by the user only"
+    ),
+    "alert_mutes": review("SELECT", "x.org_id = %(a_org)s", "ops.set_job_mute (operators)"),
     # Lineage and query history: written by the API for executors.
     "datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
     "lineage_edges": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
@@ -83,6 +93,7 @@ TABLES: dict[str, Review] = {
     "users": review("SELECT(columns)", "x.id <> %(b_user)s", "password_hash not granted"),
     "api_tokens": review("SELECT(columns)", "x.user_id <> %(b_user)s", "token_hash not granted"),
     "user_sessions": review("", "x.user_id <> %(b_user)s", "never readable by members"),
+    "sign_in_failures": review("", "true", "throttling counters: trusted callers only"),
     "schema_migrations": review("", "true", "the migration runner's ledger"),
 }
 

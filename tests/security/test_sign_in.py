@@ -1,0 +1,107 @@
+"""Sign-in over HTTP: a bearer session for API clients, brute force throttled per account and per client
+address, API tokens created (shown once, stored hashed), capped by a role ceiling, revoked."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import psycopg
+import pytest
+
+from control_room.services import users
+from control_room.services.auth import hash_token
+from tests.live import LiveServer, Provisioner
+
+API = "/api/v1"
+Person = tuple[str, str, uuid.UUID]  # email, password, user id
+
+
+@pytest.fixture
+def person(live_api: LiveServer, provision: Provisioner) -> Person:
+    """A local account with a password, operator on the main tenant's project."""
+    email, password = f"signin-{uuid.uuid4().hex[:8]}@test.example", users.generate_password()
+
+    async def create() -> uuid.UUID:
+        async with await psycopg.AsyncConnection.connect(provision.database_url, autocommit=True) as conn:
+            return await users.create_local_user(conn, email=email, password=password)
+
+    user_id = asyncio.run(create())
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into ops.project_members (project_id, user_id, role) values (%s, %s, 'operator')",
+            (provision.tenant().project_id, user_id),
+        )
+    return email, password, user_id
+
+
+def test_sign_in_gives_a_bearer_token_that_submits_a_run(
+    live_api: LiveServer, provision: Provisioner, person: Person
+) -> None:
+    email, password, _ = person
+    api = httpx.Client(base_url=live_api.base_url + API, timeout=30)
+    signed = api.post("/auth/sessions", json={"email": email, "password": password})
+    assert signed.status_code == 201, signed.text
+    token = signed.json()["token"]
+    assert token.startswith("lhs_") and signed.json()["email"] == email
+    headers = {"Authorization": f"Bearer {token}"}
+    spec = {"tasks": [{"key": "hello", "engine": "shell", "command": "echo hi"}]}
+    run = api.post("/runs", json={"project": str(provision.tenant().project_id), "spec": spec}, headers=headers)
+    assert run.status_code == 201, run.text
+    assert api.delete("/auth/sessions/current", headers=headers).status_code == 204
+    assert api.get("/runs", headers=headers).status_code == 401, "a signed-out session is refused"
+
+
+def test_brute_force_is_throttled_per_account_with_a_clear_message(live_api: LiveServer, person: Person) -> None:
+    email, password, _ = person
+    api = httpx.Client(base_url=live_api.base_url + API, timeout=30)
+    for _ in range(5):
+        wrong = api.post("/auth/sessions", json={"email": email, "password": "not-the-password"})
+        assert wrong.status_code == 401 and "email or password is wrong" in wrong.text
+    throttled = api.post("/auth/sessions", json={"email": email, "password": "not-the-password"})
+    assert throttled.status_code == 429 and "too many failed sign-ins for this account" in throttled.text
+    right = api.post("/auth/sessions", json={"email": email, "password": password})
+    assert right.status_code == 429, "even the right password waits until the window has passed"
+
+
+def test_brute_force_is_throttled_per_client_address(live_api: LiveServer, provision: Provisioner) -> None:
+    api = httpx.Client(base_url=live_api.base_url + API, timeout=30)
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute("delete from ops.sign_in_failures where client = '127.0.0.1'")
+    statuses = [
+        api.post("/auth/sessions", json={"email": f"spray-{i}@test.example", "password": "guess"}).status_code
+        for i in range(21)
+    ]
+    assert statuses[:20] == [401] * 20 and statuses[20] == 429
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute("delete from ops.sign_in_failures where client = '127.0.0.1'")
+
+
+def test_api_tokens_are_shown_once_capped_by_their_ceiling_and_revocable(
+    live_api: LiveServer, provision: Provisioner, person: Person
+) -> None:
+    email, password, user_id = person
+    api = httpx.Client(base_url=live_api.base_url + API, timeout=30)
+    session = api.post("/auth/sessions", json={"email": email, "password": password}).json()["token"]
+    as_session = {"Authorization": f"Bearer {session}"}
+    created = api.post("/tokens", json={"name": "read-only", "role_ceiling": "viewer", "expires_in_days": 7},
+                       headers=as_session)  # fmt: skip
+    assert created.status_code == 201, created.text
+    token = created.json()["token"]
+    assert token.startswith("lhu_") and created.json()["role_ceiling"] == "viewer"
+    with psycopg.connect(provision.database_url) as conn:
+        stored = conn.execute("select token_hash from ops.api_tokens where user_id = %s", (user_id,)).fetchone()
+    assert stored == (hash_token(token),), "only the hash is stored"
+    listed = api.get("/tokens", headers=as_session).json()["items"]
+    assert [t["name"] for t in listed] == ["read-only"] and "token" not in listed[0]
+
+    capped = {"Authorization": f"Bearer {token}"}
+    spec = {"tasks": [{"key": "x", "engine": "shell", "command": "true"}]}
+    refused = api.post("/runs", json={"project": str(provision.tenant().project_id), "spec": spec}, headers=capped)
+    assert refused.status_code == 403, "an operator's viewer-capped token cannot submit"
+    assert api.get("/runs", headers=capped).status_code == 200, "but can read"
+    assert api.get("/tokens", headers=as_session).json()["items"][0]["last_used_at"] is not None
+
+    assert api.delete("/tokens/read-only", headers=as_session).status_code == 204
+    assert api.get("/runs", headers=capped).status_code == 401, "a revoked token is refused"
