@@ -93,6 +93,23 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(default=1, ge=0, description="Minimum pooled DB connections per process.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum pooled DB connections per process.")
+    # Alerts (issue 20): the evaluator, the deliveries sender and the SMTP server it sends through.
+    alerts_evaluate_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often time-based alert rules (SLA, freshness, offline) are evaluated."
+    )
+    alerts_delivery_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Longest wait of the deliveries sender between looks at the outbox."
+    )
+    alerts_public_url: str = Field(
+        default="http://127.0.0.1:3000", description="Base URL of the control room in alert links (runs, incidents)."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for alert e-mail; unset: e-mail is not sent.")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP server port.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_username: str | None = Field(default=None, description="SMTP AUTH user name (unset: no AUTH).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP AUTH password.")
+    smtp_from: str = Field(default="lakehouse@localhost", description="From address of alert e-mail.")
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, description="SMTP connect and command timeout.")
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

@@ -15,6 +15,8 @@ from control_room.api import auth, executors, health, jobs, lineage, metrics, pr
 from control_room.api.models import Problem
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
 from control_room.db.notify import stop_notifier
+from control_room.loops.alerts import run_alert_evaluator
+from control_room.loops.deliveries import run_delivery_sender
 from control_room.loops.reaper import run_reaper
 from control_room.loops.scheduler import run_scheduler
 
@@ -52,6 +54,8 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
     with contextlib.suppress(DatabaseNotConfigured):
         loops.append(asyncio.create_task(run_reaper(database_url()), name="lease-reaper"))
         loops.append(asyncio.create_task(run_scheduler(database_url()), name="scheduler"))
+        loops.append(asyncio.create_task(run_alert_evaluator(database_url()), name="alert-evaluator"))
+        loops.append(asyncio.create_task(run_delivery_sender(database_url()), name="alert-deliveries"))
     try:
         yield
     finally:

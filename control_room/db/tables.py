@@ -17,7 +17,7 @@ alembic autogeneration, and our tables must never be reachable from either. Neve
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +32,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Text,
+    Time,
     UniqueConstraint,
     Uuid,
 )
@@ -641,6 +642,18 @@ class AlertRule(OpsTable, table=True):
     description: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    # Rule kinds of issue 20 (20261203000500_alerts.sql); all optional or defaulted.
+    factor: float | None = Field(sa_column=_double(nullable=True), description="run_duration: k x p95")
+    baseline_runs: int = Field(sa_column=_integer(nullable=False))
+    sla_time: time | None = Field(sa_column=Column(Time(), nullable=True))
+    sla_timezone: str = Field(sa_column=_text(nullable=False))
+    cap_percent: int | None = Field(sa_column=_integer(nullable=True))
+    match_pool: str | None = Field(sa_column=_text(nullable=True))
+    event_type: str | None = Field(sa_column=_text(nullable=True))
+    event_level: str | None = Field(sa_column=_text(nullable=True))
+    event_attributes: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    dataset_name: str | None = Field(sa_column=_text(nullable=True))
+    escalate_after_s: int = Field(sa_column=_integer(nullable=False))
 
 
 class PromotionGate(OpsTable, table=True):
@@ -876,3 +889,165 @@ class BackfillInterval(OpsTable, table=True):
     run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
     error: str | None = Field(sa_column=_text(nullable=True))
     submitted_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+# Alerts (20261203000500_alerts) ---------------------------------------------------------------------
+
+
+class AlertChannel(OpsTable, table=True):
+    """A named delivery channel (Slack, webhook, e-mail); secrets are environment-variable names."""
+
+    __tablename__ = "alert_channels"
+    __table_args__ = (UniqueConstraint("org_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    kind: str = Field(sa_column=_text(nullable=False), description="slack | webhook | email")
+    url_env: str | None = Field(sa_column=_text(nullable=True))
+    secret_env: str | None = Field(sa_column=_text(nullable=True))
+    address: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class AlertIncident(OpsTable, table=True):
+    """One incident per rule and subject while open, counting its firings."""
+
+    __tablename__ = "alert_incidents"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    rule_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.alert_rules.id", ondelete="CASCADE"))
+    subject: str = Field(sa_column=_text(nullable=False))
+    job: str | None = Field(sa_column=_text(nullable=True))
+    project_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.projects.id"))
+    run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id"))
+    route_rule_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    severity: str = Field(sa_column=_text(nullable=False))
+    state: str = Field(sa_column=_text(nullable=False), description="open | acked | resolved")
+    title: str = Field(sa_column=_text(nullable=False))
+    summary: str = Field(sa_column=_text(nullable=False))
+    count: int = Field(sa_column=_integer(nullable=False))
+    first_fired_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    last_fired_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    acked_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    acked_by: str | None = Field(sa_column=_text(nullable=True))
+    snoozed_until: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    resolved_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    resolved_by: str | None = Field(sa_column=_text(nullable=True))
+    escalation_level: int = Field(sa_column=_integer(nullable=False))
+    next_escalation_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    detail: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class AlertIncidentEvent(OpsTable, table=True):
+    """An incident's timeline: fired, refired, escalated, acked, snoozed, resolved."""
+
+    __tablename__ = "alert_incident_events"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    incident_id: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False, fk="ops.alert_incidents.id", ondelete="CASCADE")
+    )
+    kind: str = Field(sa_column=_text(nullable=False))
+    rule_id: uuid.UUID = Field(sa_column=_uuid(nullable=False))
+    subject: str = Field(sa_column=_text(nullable=False))
+    window_key: str | None = Field(sa_column=_text(nullable=True))
+    at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    actor: str = Field(sa_column=_text(nullable=False))
+    detail: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+
+
+class AlertDelivery(OpsTable, table=True):
+    """The outbox: one message to one channel target, retried with backoff, dead after max attempts."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "channel", "target"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    incident_id: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False, fk="ops.alert_incidents.id", ondelete="CASCADE")
+    )
+    event_id: int = Field(
+        sa_column=Column(BigInteger(), ForeignKey("ops.alert_incident_events.id", ondelete="CASCADE"), nullable=False)
+    )
+    channel: str = Field(sa_column=_text(nullable=False), description="email | slack | webhook")
+    target: str = Field(sa_column=_text(nullable=False))
+    user_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    payload: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    state: str = Field(sa_column=_text(nullable=False), description="pending | sent | dead")
+    attempts: int = Field(sa_column=_integer(nullable=False))
+    max_attempts: int = Field(sa_column=_integer(nullable=False))
+    next_attempt_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    last_error: str | None = Field(sa_column=_text(nullable=True))
+    held_reason: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    sent_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class Notification(OpsTable, table=True):
+    """An in-app notification of one user (the bell); unread while read_at is null."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("user_id", "event_id"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    user_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.users.id", ondelete="CASCADE"))
+    incident_id: uuid.UUID | None = Field(
+        sa_column=_uuid(nullable=True, fk="ops.alert_incidents.id", ondelete="CASCADE")
+    )
+    event_id: int | None = Field(
+        sa_column=Column(BigInteger(), ForeignKey("ops.alert_incident_events.id", ondelete="CASCADE"), nullable=True)
+    )
+    severity: str = Field(sa_column=_text(nullable=False))
+    title: str = Field(sa_column=_text(nullable=False))
+    body: str = Field(sa_column=_text(nullable=False))
+    link: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    read_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class NotificationPreferences(OpsTable, table=True):
+    """A user's own notification choices in one org (written by that user only)."""
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = {"schema": SCHEMA}
+
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.orgs.id"))
+    user_id: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False, primary_key=True, fk="ops.users.id", ondelete="CASCADE")
+    )
+    channels: list[str] = Field(sa_column=_text_array(), description="email | in_app | webhook")
+    webhook_url: str | None = Field(sa_column=_text(nullable=True))
+    min_severity: str = Field(sa_column=_text(nullable=False))
+    quiet_start: time | None = Field(sa_column=Column(Time(), nullable=True))
+    quiet_end: time | None = Field(sa_column=Column(Time(), nullable=True))
+    timezone: str = Field(sa_column=_text(nullable=False))
+    critical_overrides_quiet: bool = Field(sa_column=_boolean(nullable=False))
+    digest_info: bool = Field(sa_column=_boolean(nullable=False))
+    subscribed_jobs: list[str] = Field(sa_column=_text_array())
+    subscribed_projects: list[uuid.UUID] = Field(sa_column=Column(ARRAY(Uuid()), nullable=False))
+    muted_jobs: list[str] = Field(sa_column=_text_array())
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class AlertMute(OpsTable, table=True):
+    """A job muted for the whole org, until a time or until unmuted."""
+
+    __tablename__ = "alert_mutes"
+    __table_args__ = {"schema": SCHEMA}
+
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.orgs.id"))
+    job: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    until: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    muted_by: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))

@@ -119,6 +119,7 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
         (user[0], hash_token(new_token("lhs_"))),
     )
     conn.execute("insert into ops.sign_in_failures (email, client) values (%s, '203.0.113.7')", (f"x@{a_org}.example",))
+    _seed_alert_tables(conn, a_org, project, run_id, uuid.UUID(str(user[0])))
     return uuid.UUID(str(user[0])), token
 
 
@@ -148,6 +149,27 @@ def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.
         "values (%s, 1, now() - interval '2 days', now() - interval '1 day')",
         (backfill[0],),
     )
+
+
+def _seed_alert_tables(
+    conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.UUID, run_id: uuid.UUID, user: uuid.UUID
+) -> None:
+    """An incident of org A with its event, a delivery, a notification, preferences, a mute and a channel."""
+    conn.execute(
+        "insert into ops.alert_channels (org_id, name, kind, url_env) values (%s, 'red-hook', 'webhook', 'RED_HOOK')",
+        (a_org,),
+    )
+    rule = conn.execute("select id from ops.alert_rules where org_id = %s limit 1", (a_org,)).fetchone()
+    assert rule, "the demo bundle defines alert rules"
+    fired = conn.execute(
+        "select event_id from ops.fire_alert(%s, 'job:red', 'w1', now(), 'red', '', '{}'::jsonb, %s, %s)",
+        (rule[0], project, run_id),
+    ).fetchone()
+    assert fired
+    conn.execute("select ops.enqueue_delivery(%s, 'email', 'a@a.example', '{}'::jsonb)", (fired[0],))
+    conn.execute("select ops.add_notification(%s, %s, 'red', '', null)", (user, fired[0]))
+    conn.execute("select ops.put_notification_preferences(%s, %s, %s, '{}'::jsonb)", (a_org, user, user))
+    conn.execute("select ops.set_job_mute(%s, 'red/job', true, null, null, 'tests')", (a_org,))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,45 @@
+"""The alert deliveries outbox: claim due rows (SKIP LOCKED), record outcomes, resolve channel secrets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+Row = dict[str, Any]
+
+
+async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int, lease_seconds: int = 60) -> list[Row]:
+    """Take up to ``limit`` due pending deliveries for this sender (their attempt counted, held for the lease)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.claim_deliveries(%s, %s, %s)", (now, limit, lease_seconds))
+        return list(await cur.fetchall())
+
+
+async def finish(
+    conn: AsyncConnection, *, delivery_id: uuid.UUID, ok: bool, error: str | None, now: datetime, retry_at: datetime
+) -> str | None:
+    """Record one send: 'sent', 'pending' (retry at ``retry_at``) or 'dead' after the last attempt."""
+    cur = await conn.execute("select ops.finish_delivery(%s, %s, %s, %s, %s)", (delivery_id, ok, error, now, retry_at))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def channel(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> Row | None:
+    """A named channel of the org (its secrets are environment-variable names)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.alert_channels where org_id = %s and name = %s", (org_id, name))
+        return await cur.fetchone()
+
+
+async def deliveries_of(conn: AsyncConnection, *, incident_id: uuid.UUID) -> list[Row]:
+    """The deliveries log of one incident."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select * from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",
+            (incident_id,),
+        )
+        return list(await cur.fetchall())

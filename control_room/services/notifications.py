@@ -1,0 +1,312 @@
+"""Who hears about an incident event and how: rule targets, routing owners, users' preferences, the bell.
+
+Planning writes the outbox (ops.alert_deliveries) and in-app notifications in the caller's
+transaction, keyed by the event, so a firing and its messages commit together exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+Row = dict[str, Any]
+
+SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
+DIGEST_HOUR = 9  # info digests go out at 09:00 in the user's time zone
+
+
+async def _rows(conn: AsyncConnection, sql: str, params: Any = None) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        return list(await cur.fetchall())
+
+
+# Messages --------------------------------------------------------------------------------------------
+
+
+def links(base_url: str, incident: Row) -> dict[str, str]:
+    """Links to the incident, its run and task in the control room."""
+    base = base_url.rstrip("/")
+    out = {"incident": f"{base}/alerts?incident={incident['id']}"}
+    if incident.get("run_id"):
+        out["run"] = f"{base}/runs/{incident['run_id']}"
+        if incident.get("task_id"):
+            out["task"] = f"{base}/runs/{incident['run_id']}?task={incident['task_id']}"
+    return out
+
+
+def message(incident: Row, event_kind: str, base_url: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The channel-neutral message of one incident event: subject, text and links."""
+    verb = {
+        "fired": "FIRING",
+        "refired": f"FIRING again (x{incident['count']})",
+        "escalated": "ESCALATED",
+        "resolved": "RESOLVED",
+    }.get(event_kind, event_kind.upper())
+    subject = f"[{incident['severity'].upper()}] {verb}: {incident['title']}"
+    urls = links(base_url, incident)
+    lines = [
+        incident["title"],
+        "",
+        incident.get("summary") or "",
+        "",
+        f"Rule: {incident.get('rule_name', '')} ({incident.get('rule_kind', '')})",
+        f"Subject: {incident['subject']}",
+        f"Count: {incident['count']}",
+    ]
+    if detail and detail.get("level"):
+        lines.append(f"Escalation level: {detail['level']}")
+    lines += ["", *(f"{name.capitalize()}: {url}" for name, url in urls.items())]
+    return {
+        "subject": subject,
+        "text": "\n".join(lines),
+        "links": urls,
+        "event": event_kind,
+        "incident_id": str(incident["id"]),
+        "severity": incident["severity"],
+        "title": incident["title"],
+        "summary": incident.get("summary") or "",
+        "count": incident["count"],
+        "subject_key": incident["subject"],
+    }
+
+
+def slack_payload(msg: dict[str, Any]) -> dict[str, Any]:
+    """A Slack incoming-webhook body (Block Kit) for a message."""
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": f"Open {name}"}, "url": url}
+        for name, url in msg["links"].items()
+    ]
+    return {
+        "text": msg["subject"],
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": msg["subject"][:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": msg["summary"] or msg["title"]}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"subject `{msg['subject_key']}` · count {msg['count']}"}],
+            },
+            {"type": "actions", "elements": buttons},
+        ],
+    }
+
+
+def webhook_payload(msg: dict[str, Any]) -> dict[str, Any]:
+    """The generic webhook body (signed by the sender)."""
+    return {
+        "type": f"incident.{msg['event']}",
+        "incident_id": msg["incident_id"],
+        "severity": msg["severity"],
+        "title": msg["title"],
+        "summary": msg["summary"],
+        "subject": msg["subject_key"],
+        "count": msg["count"],
+        "links": msg["links"],
+    }
+
+
+def email_payload(msg: dict[str, Any]) -> dict[str, Any]:
+    return {"subject": msg["subject"], "text": msg["text"]}
+
+
+# Preferences -----------------------------------------------------------------------------------------
+
+
+def held_until(prefs: Row | None, severity: str, now: datetime) -> tuple[datetime, str | None]:
+    """When a personal message may go out under the user's quiet hours and digest choice."""
+    if prefs is None:
+        return now, None
+    tz = ZoneInfo(prefs["timezone"])
+    local = now.astimezone(tz)
+    if severity == "info" and prefs["digest_info"]:
+        due = local.replace(hour=DIGEST_HOUR, minute=0, second=0, microsecond=0)
+        if due <= local:
+            due += timedelta(days=1)
+        return due, "daily digest"
+    start, end = prefs["quiet_start"], prefs["quiet_end"]
+    if start is None or end is None or (severity == "critical" and prefs["critical_overrides_quiet"]):
+        return now, None
+    if _in_quiet(local.time(), start, end):
+        until = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+        if until <= local:
+            until += timedelta(days=1)
+        return until, "quiet hours"
+    return now, None
+
+
+def _in_quiet(t: time, start: time, end: time) -> bool:
+    return start <= t < end if start <= end else (t >= start or t < end)
+
+
+def accepts(prefs: Row | None, severity: str, job: str | None) -> bool:
+    """Whether the user wants this at all (minimum severity, muted jobs)."""
+    if prefs is None:
+        return True
+    if SEVERITY_RANK[severity] < SEVERITY_RANK[prefs["min_severity"]]:
+        return False
+    return not (job and job in prefs["muted_jobs"])
+
+
+async def org_users(conn: AsyncConnection, org_id: uuid.UUID) -> list[Row]:
+    """The org's active members with their preferences (None fields when never set)."""
+    return await _rows(
+        conn,
+        "select u.id as user_id, u.email, np.channels, np.webhook_url, np.min_severity, np.quiet_start, "
+        "np.quiet_end, np.timezone, np.critical_overrides_quiet, np.digest_info, np.subscribed_jobs, "
+        "np.subscribed_projects, np.muted_jobs, (np.user_id is not null) as has_prefs "
+        "from ops.org_members om join ops.users u on u.id = om.user_id "
+        "left join ops.notification_preferences np on np.org_id = om.org_id and np.user_id = om.user_id "
+        "where om.org_id = %s and u.is_active",
+        (org_id,),
+    )
+
+
+def _prefs(user: Row) -> Row | None:
+    return user if user["has_prefs"] else None
+
+
+def _channels(user: Row) -> list[str]:
+    return list(user["channels"]) if user["has_prefs"] else ["email", "in_app"]
+
+
+# Planning --------------------------------------------------------------------------------------------
+
+
+async def plan_and_enqueue(
+    conn: AsyncConnection,
+    *,
+    incident: Row,
+    event_id: int,
+    event_kind: str,
+    now: datetime,
+    base_url: str,
+    targets: list[str],
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Write the outbox rows and in-app notifications of one incident event; returns how many were queued.
+
+    ``targets`` are the rule's notify entries and routing owners for this event: an e-mail address
+    (a member's address goes through that member's preferences), ``slack:<channel>``,
+    ``webhook:<channel>`` or an http(s) URL. Members subscribed to the job or project, and the
+    bell of every member who keeps in-app on, are added.
+    """
+    msg = message(incident, event_kind, base_url, detail)
+    users = await org_users(conn, incident["org_id"])
+    by_email = {u["email"].lower(): u for u in users}
+    severity, job = incident["severity"], incident.get("job")
+    queued = 0
+    personal: dict[uuid.UUID, Row] = {}
+    for target in dict.fromkeys(t.strip() for t in targets if t and t.strip()):
+        if target.startswith("slack:"):
+            queued += await _enqueue(
+                conn, event_id, "slack", target[6:].lstrip("#"), slack_payload(msg), None, now, None
+            )
+        elif target.startswith("webhook:") or target.startswith(("http://", "https://")):
+            name = target[8:] if target.startswith("webhook:") else target
+            queued += await _enqueue(conn, event_id, "webhook", name, webhook_payload(msg), None, now, None)
+        elif "@" in target:
+            user = by_email.get(target.lower().removeprefix("user:"))
+            if user is not None:
+                personal[user["user_id"]] = user
+            else:
+                queued += await _enqueue(conn, event_id, "email", target, email_payload(msg), None, now, None)
+    for user in users:
+        prefs = _prefs(user)
+        if prefs and (
+            job in (prefs["subscribed_jobs"] or [])
+            or incident.get("project_id") in (prefs["subscribed_projects"] or [])
+        ):
+            personal.setdefault(user["user_id"], user)
+    for user in personal.values():
+        prefs = _prefs(user)
+        if not accepts(prefs, severity, job):
+            continue
+        when, why = held_until(prefs, severity, now)
+        channels = _channels(user)
+        if "email" in channels:
+            queued += await _enqueue(
+                conn, event_id, "email", user["email"], email_payload(msg), user["user_id"], when, why
+            )
+        if "webhook" in channels and user["webhook_url"]:
+            queued += await _enqueue(
+                conn, event_id, "webhook", user["webhook_url"], webhook_payload(msg), user["user_id"], when, why
+            )
+    for user in users:
+        if "in_app" in _channels(user) and accepts(_prefs(user), severity, job):
+            rows = await _rows(
+                conn,
+                "select ops.add_notification(%s, %s, %s, %s, %s) as id",
+                (user["user_id"], event_id, msg["subject"], msg["summary"], msg["links"]["incident"]),
+            )
+            queued += 1 if rows and rows[0]["id"] else 0
+    return queued
+
+
+async def _enqueue(
+    conn: AsyncConnection,
+    event_id: int,
+    channel: str,
+    target: str,
+    payload: dict[str, Any],
+    user_id: uuid.UUID | None,
+    not_before: datetime,
+    held: str | None,
+) -> int:
+    rows = await _rows(
+        conn,
+        "select ops.enqueue_delivery(%s, %s, %s, %s, %s, %s, %s) as id",
+        (event_id, channel, target, Jsonb(payload), user_id, not_before, held),
+    )
+    return 1 if rows and rows[0]["id"] else 0
+
+
+# In-app notifications and preferences ------------------------------------------------------------
+
+
+async def list_notifications(
+    conn: AsyncConnection, *, user_id: uuid.UUID, unread_only: bool = False, limit: int = 50
+) -> list[Row]:
+    """A user's notifications, newest first."""
+    return await _rows(
+        conn,
+        "select id, org_id, incident_id, severity, title, body, link, created_at, read_at from ops.notifications "
+        "where user_id = %s and (not %s or read_at is null) order by created_at desc limit %s",
+        (user_id, unread_only, limit),
+    )
+
+
+async def unread_count(conn: AsyncConnection, *, user_id: uuid.UUID) -> int:
+    rows = await _rows(
+        conn, "select count(*) as n from ops.notifications where user_id = %s and read_at is null", (user_id,)
+    )
+    return int(rows[0]["n"])
+
+
+async def mark_read(conn: AsyncConnection, *, user_id: uuid.UUID, ids: list[uuid.UUID] | None) -> int:
+    rows = await _rows(conn, "select ops.mark_notifications_read(%s, %s) as n", (user_id, ids))
+    return int(rows[0]["n"])
+
+
+async def get_preferences(conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID) -> Row | None:
+    rows = await _rows(
+        conn, "select * from ops.notification_preferences where org_id = %s and user_id = %s", (org_id, user_id)
+    )
+    return rows[0] if rows else None
+
+
+async def put_preferences(
+    conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID, actor_id: uuid.UUID, prefs: dict[str, Any]
+) -> Row:
+    """Write a user's own preferences (refused for anyone else, admins included)."""
+    rows = await _rows(
+        conn,
+        "select * from ops.put_notification_preferences(%s, %s, %s, %s)",
+        (org_id, user_id, actor_id, Jsonb(prefs)),
+    )
+    return rows[0]
