@@ -254,7 +254,10 @@ class ArtifactPublic(BaseModel):
     task_key: str | None
     attempt: int | None
     name: str
-    uri: str
+    uri: str = Field(
+        description="Where the bytes are stored (s3://…, file://…) for project admins; an opaque `artifact:<id>` for "
+        "other members. Download with GET /artifacts/{id}/content either way."
+    )
     size_bytes: int
     sha256: str
     content_type: str

@@ -27,9 +27,11 @@ from control_room.storage import (
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_ARTIFACT_BYTES = 50 * 1024**3
+# `uri` is the store location for project admins and trusted callers, an opaque `artifact:<id>` for other
+# members (ops.artifact_location, 20261203000120_artifact_locations.sql).
 ARTIFACT_COLUMNS = (
-    "a.id, a.run_id, a.project_id, a.task_id, t.key as task_key, a.attempt, a.name, a.uri, a.size_bytes, a.sha256, "
-    "a.content_type, a.metadata, a.created_at"
+    "a.id, a.run_id, a.project_id, a.task_id, t.key as task_key, a.attempt, a.name, "
+    "ops.artifact_location(a.id) as uri, a.size_bytes, a.sha256, a.content_type, a.metadata, a.created_at"
 )
 
 

@@ -48,7 +48,9 @@ TABLES: dict[str, Review] = {
     "tasks": review("SELECT", "x.org_id = %(a_org)s", "lifecycle functions only"),
     "task_attempts": review("SELECT", f"x.run_id in {A_RUNS}", "lifecycle functions only"),
     "events": review("SELECT", f"x.run_id in {A_RUNS}", "append_events only"),
-    "artifacts": review("SELECT", f"x.project_id in {A_PROJECTS}", "artifact upload functions only"),
+    "artifacts": review(
+        "SELECT(columns)", f"x.project_id in {A_PROJECTS}", "upload functions only; uri via ops.artifact_location"
+    ),
     "artifact_uploads": review("", f"x.project_id in {A_PROJECTS}", "API only"),
     "cap_usage": review(
         "SELECT", "x.cap_id in (select c.id from ops.caps c where c.org_id = %(a_org)s)", "lifecycle functions only"
@@ -103,4 +105,5 @@ SECRET_COLUMNS = {
     "users": ("password_hash",),
     "api_tokens": ("token_hash",),
     "user_sessions": ("token_hash",),
+    "artifacts": ("uri",),  # store locations: admins get them through ops.artifact_location
 }
