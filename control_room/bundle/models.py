@@ -167,6 +167,11 @@ class RoutingRule(BundleModel):
     match: RouteMatch = Field(default_factory=RouteMatch)
     pool: str = Field(min_length=1, max_length=200)
     required_labels: list[str] = Field(default_factory=list)
+    allow_pool_override: bool = Field(
+        default=False,
+        description="When true, a task this rule matches may name its own pool in its spec (`pool`); otherwise the "
+        "spec's pool is ignored and the rule's pool is used. Off by default: routing decides the pool.",
+    )
     owner: str | None = Field(default=None, description="Who is alerted first for matching work.")
     escalation: list[str] = Field(default_factory=list, description="Who is alerted next, in order.")
     enabled: bool = True

@@ -120,7 +120,9 @@ def _routing_rule(row: tables.RoutingRule, directory: OrgDirectory, state: LiveS
         "labels": list(row.match_labels),
         "tags": list(row.match_tags),
     }
-    data = row.model_dump(include={"name", "position", "pool", "required_labels", "owner", "escalation", "enabled"})
+    data = row.model_dump(
+        include={"name", "position", "pool", "required_labels", "allow_pool_override", "owner", "escalation", "enabled"}
+    )
     return _model(RoutingRule, {**data, "match": _drop_none(match)}, f'routing rule "{row.name}"')
 
 
@@ -274,6 +276,7 @@ def row_values(section: str, item: Any, directory: OrgDirectory) -> dict[str, An
             "match_tags": list(rule.match.tags),
             "pool": rule.pool,
             "required_labels": list(rule.required_labels),
+            "allow_pool_override": rule.allow_pool_override,
             "owner": rule.owner,
             "escalation": Jsonb(list(rule.escalation)),
             "enabled": rule.enabled,
