@@ -33,6 +33,7 @@ from control_room.db.migrate import MigrationError, migrate
 from control_room.services.auth import rotate_executor_token
 from control_room.services.demo import DEMO_ORG_SLUG, load_demo_data
 from control_room.services.errors import NotFound, ServiceError
+from control_room.services.orgs import org_for_local_agent
 from control_room.services.users import create_demo_admin
 
 EMBEDDED_DATABASE = "lakehouse"
@@ -247,22 +248,19 @@ def rotate_local_agent_token(database_url: str, data_dir: Path) -> tuple[str, st
 
     async def rotate() -> tuple[str, str]:
         async with await connect_async(database_url) as conn:
-            cur = await conn.execute(
-                "select id from ops.orgs order by slug <> %s, created_at, id limit 1", (DEMO_ORG_SLUG,)
-            )
-            org = await cur.fetchone()
-            if org is None:
+            org_id = await org_for_local_agent(conn, preferred_slug=DEMO_ORG_SLUG)
+            if org_id is None:
                 raise NotFound("there is no org for the local agent; load the demo data or create an org first")
             previous = name_file.read_text(encoding="utf-8").strip() if name_file.exists() else ""
             name = previous or f"local-agent-{secrets.token_hex(3)}"
             try:
-                return name, await rotate_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL, org_id=org[0])
+                return name, await rotate_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL, org_id=org_id)
             except ServiceError:
                 if not previous:
                     raise
                 # The remembered name now belongs to another org (a reused data dir): start a new identity.
                 name = f"local-agent-{secrets.token_hex(3)}"
-                return name, await rotate_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL, org_id=org[0])
+                return name, await rotate_executor_token(conn, name=name, pool=LOCAL_AGENT_POOL, org_id=org_id)
 
     name, token = asyncio.run(rotate())
     data_dir.mkdir(parents=True, exist_ok=True)

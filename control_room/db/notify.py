@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ class Notifier:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    await conn.execute(f"listen {TASKS_CHANNEL}")
-                    await conn.execute(f"listen {EVENTS_CHANNEL}")
+                    await listen(conn, TASKS_CHANNEL, EVENTS_CHANNEL)
                     self._ready.set()
                     backoff = 0.5
                     # Anything may have happened while we were not listening: let everyone re-check.
@@ -85,6 +85,12 @@ class Notifier:
                 self._signal_all()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
+
+
+async def listen(conn: psycopg.AsyncConnection[object], *channels: str) -> None:
+    """LISTEN on each channel (our own constant channel names) on a dedicated autocommit connection."""
+    for channel in channels:
+        await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
 
 
 _notifier: Notifier | None = None

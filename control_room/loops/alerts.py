@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from control_room.config import get_settings
+from control_room.db import notify
 from control_room.db.connection import connect_async
 from control_room.services import alerts, notifications
 
@@ -522,8 +523,7 @@ async def run_alert_evaluator(database_url: str, *, clock: Callable[[], datetime
     while True:
         try:
             async with await connect_async(database_url) as listen, await connect_async(database_url) as conn:
-                await listen.execute(f"listen {ALERTS_CHANNEL}")
-                await listen.execute(f"listen {EVENTS_CHANNEL}")
+                await notify.listen(listen, ALERTS_CHANNEL, EVENTS_CHANNEL)
                 await evaluator.catch_up_since(conn, since, clock())
                 next_tick = 0.0
                 loop = asyncio.get_running_loop()
