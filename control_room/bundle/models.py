@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_room.bundle.source import published_file_config
+
 # Patterns match the check constraints of the ops schema, so a valid bundle deploys.
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # org and project slugs
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # templates, schedules, alert rules, promotion gates
@@ -277,13 +279,7 @@ class BundleSections(BundleModel):
 class BundleFile(BundleSections):
     """One YAML file of a bundle directory. ``org`` belongs in ``bundle.yaml`` only."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        title="Lakehouse Control Room bundle file",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
-    )
+    model_config = published_file_config("Lakehouse Control Room bundle file")
 
     org: str | None = Field(default=None, pattern=SLUG_PATTERN, description="The org this bundle configures.")
 

@@ -16,13 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 FieldPath = tuple[str | int, ...]
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def published_file_config(title: str) -> ConfigDict:
+    """The model config of a YAML file format we publish as JSON Schema: strict, closed, immutable, titled."""
+    return ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        title=title,
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
 
 
 def format_path(path: Sequence[str | int]) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_room.bundle.source import InvalidInput, Problem, load_yaml, validate_document
+from control_room.bundle.source import InvalidInput, Problem, load_yaml, published_file_config, validate_document
 from control_room.config import PROJECT_ROOT
 from control_room.reports.capabilities import evidence_location
 
@@ -60,13 +60,7 @@ class Epic(BacklogModel):
 class Backlog(BacklogModel):
     """The canonical backlog."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        title="Lakehouse Control Room backlog",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
-    )
+    model_config = published_file_config("Lakehouse Control Room backlog")
 
     epics: list[Epic] = Field(min_length=1)
 

@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_room.bundle.source import InvalidInput, Problem, YamlDocument, load_yaml, validate_document
+from control_room.bundle.source import (
+    InvalidInput,
+    Problem,
+    YamlDocument,
+    load_yaml,
+    published_file_config,
+    validate_document,
+)
 from control_room.config import PROJECT_ROOT
 
 CAPABILITIES_PATH = PROJECT_ROOT / "spec" / "capabilities.yaml"
@@ -44,13 +51,7 @@ class Capability(BaseModel):
 class CapabilityMatrix(BaseModel):
     """spec/capabilities.yaml."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        title="Lakehouse Control Room capability matrix",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
-    )
+    model_config = published_file_config("Lakehouse Control Room capability matrix")
 
     capabilities: list[Capability] = Field(min_length=1)
 
