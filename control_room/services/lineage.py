@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from control_room.services.artifacts import _attempt_of_lease
 from control_room.services.errors import Invalid, NotFound
-from control_room.services.pagination import Keyset, ListQuery, fetch_rows
+from control_room.services.pagination import Keyset, ListQuery, Page, fetch_rows
 from control_room.services.runs import resolve_project
 
 DATASET_KINDS = ("source", "seed", "model", "snapshot", "exposure", "table")
@@ -205,17 +205,15 @@ def decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
         raise Invalid("not a cursor returned by this API; start again without it", field="cursor") from exc
 
 
-async def list_datasets(
-    conn: AsyncConnection, *, filters: DatasetFilters, cursor: str | None, limit: int
-) -> tuple[list[dict[str, Any]], str | None]:
+async def list_datasets(conn: AsyncConnection, *, filters: DatasetFilters, cursor: str | None, limit: int) -> Page:
     """One page of datasets ordered by name; returns the rows and the cursor of the next page."""
     query = ListQuery()
-    query.one_of("d.kind", filters.kinds, allowed=DATASET_KINDS, field="kind")
-    if filters.project:
-        query.equal("d.project_id", await resolve_project(conn, filters.project))
     query.equal("d.namespace", filters.namespace)
     query.matches("d.name", filters.text)
     query.equal("d.last_run_id", filters.last_run_id)
+    query.one_of("d.kind", filters.kinds, allowed=DATASET_KINDS, field="kind")
+    if filters.project:
+        query.equal("d.project_id", await resolve_project(conn, filters.project))
     if cursor:
         query.after(BY_NAME, *decode_cursor(cursor))
     return await query.page(

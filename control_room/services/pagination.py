@@ -14,6 +14,9 @@ from psycopg.rows import dict_row
 
 from control_room.services.errors import Invalid
 
+# One page of a list: its rows, and the cursor of the next page (None on the last page).
+Page = tuple[list[dict[str, Any]], str | None]
+
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
     """The cursor after a row of a newest-first (created_at, id) listing."""
@@ -132,7 +135,7 @@ class ListQuery:
         keyset: Keyset,
         limit: int,
         cursor_of: Callable[[dict[str, Any]], str],
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> Page:
         """One page of ``select columns from source`` in ``keyset`` order, and the next page's cursor."""
         statement = sql.SQL("select {cols} from {src} {where} {order} limit %s").format(
             cols=sql.SQL(columns),
@@ -150,9 +153,7 @@ async def fetch_rows(conn: AsyncConnection, statement: sql.Composed, args: Seque
         return await cur.fetchall()
 
 
-def trim_page(
-    rows: list[dict[str, Any]], limit: int, cursor_of: Callable[[dict[str, Any]], str]
-) -> tuple[list[dict[str, Any]], str | None]:
+def trim_page(rows: list[dict[str, Any]], limit: int, cursor_of: Callable[[dict[str, Any]], str]) -> Page:
     """Rows fetched with ``limit + 1``: the page, and the cursor after its last row when more follow."""
     if len(rows) <= limit:
         return rows, None

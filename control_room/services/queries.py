@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 
+from control_room.services import pagination
 from control_room.services.artifacts import _attempt_of_lease, storage_key_of
 from control_room.services.errors import Invalid, NotFound
-from control_room.services.pagination import ListQuery, cursor_after, decode_cursor, escape_like, newest_first
+from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, fetch_rows
 from control_room.services.runs import resolve_project
 from control_room.storage import ArtifactStore, LocalArtifactStore
 
@@ -30,7 +30,7 @@ QUERY_COLUMNS = (
     + ", q.details, q.created_at, q.updated_at"
 )
 QUERY_FROM = "ops.query_history q join ops.tasks t on t.id = q.task_id join ops.projects p on p.id = q.project_id"
-NEWEST_FIRST = newest_first("q")
+NEWEST_FIRST = pagination.newest_first("q")
 
 
 # Recording (executors) ---------------------------------------------------------------------------------
@@ -92,21 +92,19 @@ class QueryFilters:
     text: str | None = None
 
 
-async def list_queries(
-    conn: AsyncConnection, *, filters: QueryFilters, cursor: str | None, limit: int
-) -> tuple[list[dict[str, Any]], str | None]:
+async def list_queries(conn: AsyncConnection, *, filters: QueryFilters, cursor: str | None, limit: int) -> Page:
     """One page of history, newest first, and the cursor of the next (older) page."""
     query = ListQuery()
+    if filters.text:
+        escaped = pagination.escape_like(filters.text)
+        query.add("(q.sql_text ilike %s or q.query_id like %s)", f"%{escaped}%", f"{escaped}%")
     query.one_of("q.state", filters.states, allowed=QUERY_STATES, field="state")
     query.equal("q.engine", filters.engine)
-    if filters.project:
-        query.equal("q.project_id", await resolve_project(conn, filters.project))
     query.equal("q.run_id", filters.run_id)
     query.equal("q.task_id", filters.task_id)
     query.equal("q.query_user", filters.user)
-    if filters.text:
-        escaped = escape_like(filters.text)
-        query.add("(q.sql_text ilike %s or q.query_id like %s)", f"%{escaped}%", f"{escaped}%")
+    if filters.project:
+        query.equal("q.project_id", await resolve_project(conn, filters.project))
     if cursor:
         query.after(NEWEST_FIRST, *decode_cursor(cursor))
     return await query.page(
@@ -115,17 +113,14 @@ async def list_queries(
 
 
 async def get_query(conn: AsyncConnection, *, query_history_id: uuid.UUID) -> dict[str, Any]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.SQL("select {cols} from {src} where q.id = %s").format(
-                cols=sql.SQL(QUERY_COLUMNS), src=sql.SQL(QUERY_FROM)
-            ),
-            (query_history_id,),
-        )
-        row = await cur.fetchone()
-    if row is None:
+    """One statement of the history, with its task key and project slug."""
+    statement = sql.SQL("select {cols} from {src} where q.id = %s").format(
+        cols=sql.SQL(QUERY_COLUMNS), src=sql.SQL(QUERY_FROM)
+    )
+    found = await fetch_rows(conn, statement, (query_history_id,))
+    if not found:
         raise NotFound(f"query {query_history_id} does not exist or is not visible to you", field="query_history_id")
-    return row
+    return found[0]
 
 
 # Result pages ------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from control_room.services.errors import CapExceeded, Invalid, NotFound
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
+    Page,
     cursor_after,
     decode_cursor,
     escape_like,
@@ -116,9 +117,7 @@ class RunFilters:
 
 
 
-async def list_runs(
-    conn: AsyncConnection, *, filters: RunFilters, cursor: str | None, limit: int
-) -> tuple[list[dict[str, Any]], str | None]:
+async def list_runs(conn: AsyncConnection, *, filters: RunFilters, cursor: str | None, limit: int) -> Page:
     """One page of runs, newest first; returns the rows and the cursor of the next page."""
     query = ListQuery()
     query.one_of("r.status", filters.statuses, allowed=RUN_STATUSES, field="status")
