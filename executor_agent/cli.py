@@ -21,6 +21,7 @@ from executor_agent import __version__
 from executor_agent.client import ClientError, ControlPlaneUnavailable, ExecutorClient
 from executor_agent.config import AgentSettings
 from executor_agent.engines import EngineNotAvailable, discover_engines, engine_statuses
+from executor_agent.processes import refuse_inspection
 from executor_agent.runner import Agent, FatalAgentError
 from executor_agent.spool import SpoolBusy
 
@@ -109,6 +110,8 @@ def run_command(settings: AgentSettings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    if not refuse_inspection():
+        print("warning: tasks running as this user can read the agent's token from /proc", file=sys.stderr)
     return agent.run()
 
 

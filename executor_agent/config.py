@@ -7,6 +7,7 @@ come from the control plane's answer to ``registerExecutor``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -85,6 +86,26 @@ class AgentSettings(BaseSettings):
         default=10.0, ge=0, description="How long an engine's report() waits for the answer before it is spooled."
     )
     log_level: str = Field(default="INFO", description="Agent log level (DEBUG, INFO, WARNING, ERROR).")
+    task_user: str | None = Field(
+        default=None,
+        description="Run task processes as this user (name or uid; the agent must run as root), so a task cannot "
+        "read the agent's token, spool or memory. Unset: tasks run as the agent's own user.",
+    )
+
+    @field_validator("task_user")
+    @classmethod
+    def _known_user(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        import pwd
+
+        try:
+            entry = pwd.getpwuid(int(value)) if value.strip().isdigit() else pwd.getpwnam(value.strip())
+        except KeyError as exc:
+            raise ValueError(f"no such user {value!r} on this machine") from exc
+        if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+            raise ValueError(f"running tasks as {entry.pw_name} needs the agent to run as root")
+        return entry.pw_name
 
     @field_validator("labels", "engines", mode="before")
     @classmethod

@@ -95,8 +95,10 @@ class AttemptContext:
         kill_grace_s: float = 2.0,
         report_wait_s: float = 10.0,
         fetch: Callable[..., Path] | None = None,
+        task_user: str | None = None,
     ) -> None:
         self.assignment = assignment
+        self._task_user = task_user  # run_process drops to this user (LAKEHOUSE_EXECUTOR_TASK_USER)
         self.task_uuid = assignment.task_id
         self.lease_token = assignment.lease_token
         self.task_id = str(assignment.task_id)
@@ -299,6 +301,9 @@ class AttemptContext:
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: a stop reaches every descendant
                 preexec_fn=child_setup(memory_bytes=memory, cpu_seconds=cpu),
+                user=self._task_user,
+                group=_primary_group(self._task_user),
+                extra_groups=[] if self._task_user else None,
             )
         except FileNotFoundError as exc:
             raise EngineError(f"cannot start {argv[0]!r}: not found (is it installed and on PATH?)") from exc
@@ -393,11 +398,24 @@ def _check_artifact_name(name: str) -> None:
         raise EngineError(f"artifact name {name!r} contains a control character")
 
 
-def new_attempt_dir(root: Path, assignment: TaskAssignment) -> Path:
-    """A fresh work folder for the attempt under ``root``."""
+def _primary_group(user: str | None) -> int | None:
+    if user is None:
+        return None
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
+def new_attempt_dir(root: Path, assignment: TaskAssignment, *, owner: str | None = None) -> Path:
+    """A fresh work folder for the attempt under ``root`` (owned by ``owner`` when tasks run as another user)."""
     safe_key = re.sub(r"[^A-Za-z0-9_.-]", "_", assignment.task_key)[:60]
     path = root / f"{safe_key}-{str(assignment.task_id)[:8]}-a{assignment.attempt}-{uuid.uuid4().hex[:6]}"
     path.mkdir(parents=True, exist_ok=False)
+    if owner is not None:
+        import pwd
+
+        entry = pwd.getpwnam(owner)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
     return path
 
 

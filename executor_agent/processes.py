@@ -121,3 +121,16 @@ def kill_recorded_group(pgid: int, ticks: int | None) -> bool:
         return False
     signal_group(pgid, signal.SIGKILL)
     return True
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def refuse_inspection() -> bool:
+    """Make this process non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``): other processes of the same user, such
+    as its own tasks, can then neither read ``/proc/<pid>/environ`` or ``mem`` nor ptrace it, so the token in
+    the agent's environment and memory stays out of their reach. A task's exec resets the flag for the task
+    itself. False where prctl is unavailable (not Linux)."""
+    if _PRCTL is None:
+        return False
+    return _PRCTL(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0

@@ -384,7 +384,7 @@ class Agent:
         refusal = "the executor is shutting down" if self._draining.is_set() else None
         if refusal is None:
             try:
-                work_dir = new_attempt_dir(self.settings.work_dir, assignment)
+                work_dir = new_attempt_dir(self.settings.work_dir, assignment, owner=self.settings.task_user)
             except OSError as exc:
                 log.error("cannot create a work folder under %s: %s", self.settings.work_dir, exc)
                 refusal = f"the executor cannot create a work folder: {exc}"
@@ -399,6 +399,7 @@ class Agent:
                     kill_grace_s=self.settings.kill_grace_s,
                     report_wait_s=self.settings.report_wait_s,
                     fetch=self.client.artifacts.fetch,
+                    task_user=self.settings.task_user,
                 )
                 lease.worker = threading.Thread(
                     target=self._work,

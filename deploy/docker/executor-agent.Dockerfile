@@ -11,9 +11,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # A fixed non-root user; the spool and work folders are its own (mount a volume on the spool to keep it).
+# A second user, `task`, for LAKEHOUSE_EXECUTOR_TASK_USER: tasks then run as another uid and cannot read the
+# agent's token, spool or memory. Switching users needs the agent to run as root (`docker run --user 0 -e
+# LAKEHOUSE_EXECUTOR_TASK_USER=task`; Kubernetes: runAsUser 0 with only the SETUID, SETGID, CHOWN and KILL
+# capabilities). As the default non-root user, tasks share the agent's uid: the agent is then non-dumpable,
+# so they cannot read /proc/<agent>/environ, but in-process engines (duckdb, delta) run inside the agent.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin agent \
+    && useradd --no-create-home --uid 10002 --shell /usr/sbin/nologin task \
     && mkdir -p /var/lib/lakehouse-executor/spool /var/lib/lakehouse-executor/work \
-    && chown -R agent:agent /var/lib/lakehouse-executor
+    && chown -R agent:agent /var/lib/lakehouse-executor \
+    && chmod 0700 /var/lib/lakehouse-executor/spool \
+    && chmod 0711 /var/lib/lakehouse-executor/work
 
 WORKDIR /opt/lakehouse-executor
 COPY executor_agent ./executor_agent
