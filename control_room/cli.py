@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from control_room import supervisor
+from control_room.commands import alerts as alerts_commands
 from control_room.commands import backlog as backlog_commands
 from control_room.commands import bundle as bundle_commands
 from control_room.commands import ci as ci_commands
@@ -35,6 +36,7 @@ app.add_typer(report_commands.capabilities_app, name="capabilities")
 app.add_typer(ci_commands.app, name="ci")
 app.add_typer(jobs_commands.app, name="jobs")
 app.add_typer(tokens_commands.app, name="tokens")
+app.add_typer(alerts_commands.app, name="alerts")
 
 
 @app.command("run")

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from control_room.api import auth, executors, health, jobs, lineage, metrics, problems, queries, runs
+from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, problems, queries, runs
 from control_room.api.models import Problem
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
 from control_room.db.notify import stop_notifier
@@ -25,7 +25,7 @@ API_PREFIX = "/api/v1"
 # Every router of the contract API; add new ones here (they are mounted under API_PREFIX).
 ROUTERS: tuple[APIRouter, ...] = (
     health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router, jobs.router,
-    auth.router,
+    auth.router, alerts.router,
 )
 
 DESCRIPTION = """\

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 Row = dict[str, Any]
 
@@ -42,9 +43,9 @@ class Firing:
     snoozed: bool
 
 
-async def _rows(conn: AsyncConnection, sql: str, params: Any = None) -> list[Row]:
+async def _rows(conn: AsyncConnection, statement: str | sql.Composed, params: Any = None) -> list[Row]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, params)
+        await cur.execute(statement, params)
         return list(await cur.fetchall())
 
 
@@ -313,8 +314,9 @@ async def incident(conn: AsyncConnection, incident_id: uuid.UUID | str) -> Row |
     """One incident with its rule's name, kind, notify targets and escalate flag."""
     rows = await _rows(
         conn,
-        "select i.*, r.name as rule_name, r.kind as rule_kind, r.notify, r.escalate "
-        "from ops.alert_incidents i join ops.alert_rules r on r.id = i.rule_id where i.id = %s",
+        "select i.*, coalesce(r.name, 'org-wide rule') as rule_name, coalesce(r.kind, '') as rule_kind, "
+        "coalesce(r.notify, '{}') as notify, coalesce(r.escalate, false) as escalate "
+        "from ops.alert_incidents i left join ops.alert_rules r on r.id = i.rule_id where i.id = %s",
         (incident_id,),
     )
     return rows[0] if rows else None
@@ -329,15 +331,15 @@ async def route_owner(conn: AsyncConnection, route_rule_id: uuid.UUID | None) ->
 
 
 async def list_incidents(
-    conn: AsyncConnection, *, org_ids: list[uuid.UUID], state: str | None = None, limit: int = 100
+    conn: AsyncConnection, *, org_ids: list[uuid.UUID] | None = None, state: str | None = None, limit: int = 100
 ) -> list[Row]:
-    """Incidents of these orgs, newest activity first."""
+    """Incidents (of these orgs; all the caller may read when None), newest activity first."""
     return await _rows(
         conn,
-        "select i.*, r.name as rule_name, r.kind as rule_kind from ops.alert_incidents i "
-        "join ops.alert_rules r on r.id = i.rule_id where i.org_id = any(%s) and (%s::text is null or i.state = %s) "
-        "order by i.last_fired_at desc limit %s",
-        (org_ids, state, state, limit),
+        "select i.*, coalesce(r.name, 'org-wide rule') as rule_name, coalesce(r.kind, '') as rule_kind "
+        "from ops.alert_incidents i left join ops.alert_rules r on r.id = i.rule_id where (%s::uuid[] is null or i.org_id = any(%s)) "
+        "and (%s::text is null or i.state = %s) order by i.last_fired_at desc limit %s",
+        (org_ids, org_ids, state, state, limit),
     )
 
 
@@ -374,16 +376,16 @@ async def act(
     return rows[0]
 
 
-async def list_rules(conn: AsyncConnection, *, org_ids: list[uuid.UUID]) -> list[Row]:
-    """Rules of these orgs with their last firing and incident counts."""
+async def list_rules(conn: AsyncConnection, *, org_ids: list[uuid.UUID] | None = None) -> list[Row]:
+    """Rules (of these orgs; all the caller may read when None) with their last firing and incident counts."""
     return await _rows(
         conn,
         "select r.*, (select max(i.last_fired_at) from ops.alert_incidents i where i.rule_id = r.id) as last_fired_at, "
         "(select count(*) from ops.alert_incidents i where i.rule_id = r.id and i.state <> 'resolved') "
         "  as open_incidents, "
         "(select count(*) from ops.alert_incidents i where i.rule_id = r.id) as incidents "
-        "from ops.alert_rules r where r.org_id = any(%s) order by r.name",
-        (org_ids,),
+        "from ops.alert_rules r where (%s::uuid[] is null or r.org_id = any(%s)) order by r.name",
+        (org_ids, org_ids),
     )
 
 
@@ -402,3 +404,68 @@ async def set_mute(
         conn, "select ops.set_job_mute(%s, %s, %s, %s, %s, %s) as muted", (org_id, job, mute, until, user_id, actor)
     )
     return bool(rows[0]["muted"])
+
+
+RULE_FIELDS = (
+    "name",
+    "kind",
+    "project_id",
+    "match_environment",
+    "match_template_id",
+    "threshold",
+    "window_s",
+    "severity",
+    "notify",
+    "escalate",
+    "enabled",
+    "description",
+    "factor",
+    "baseline_runs",
+    "sla_time",
+    "sla_timezone",
+    "cap_percent",
+    "match_pool",
+    "event_type",
+    "event_level",
+    "event_attributes",
+    "dataset_name",
+    "escalate_after_s",
+)
+
+
+def _rule_values(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (Jsonb(v) if k == "event_attributes" else v) for k, v in fields.items() if k in RULE_FIELDS}
+
+
+async def rule(conn: AsyncConnection, rule_id: uuid.UUID) -> Row | None:
+    rows = await _rows(conn, "select * from ops.alert_rules where id = %s", (rule_id,))
+    return rows[0] if rows else None
+
+
+async def create_rule(conn: AsyncConnection, *, org_id: uuid.UUID, fields: dict[str, Any]) -> Row:
+    """Create a rule (RLS: org admins for org-wide rules, project admins for a project's)."""
+    values = {"org_id": org_id, **_rule_values(fields)}
+    statement = sql.SQL("insert into ops.alert_rules ({}) values ({}) returning *").format(
+        sql.SQL(", ").join(map(sql.Identifier, values)), sql.SQL(", ").join(sql.Placeholder() * len(values))
+    )
+    rows = await _rows(conn, statement, list(values.values()))
+    return rows[0]
+
+
+async def update_rule(conn: AsyncConnection, *, rule_id: uuid.UUID, fields: dict[str, Any]) -> Row | None:
+    """Change a rule's fields (RLS decides who may); None when the caller cannot see or change it."""
+    values = _rule_values(fields)
+    if not values:
+        return await rule(conn, rule_id)
+    statement = sql.SQL("update ops.alert_rules set {}, updated_at = now() where id = {} returning *").format(
+        sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in values),
+        sql.Placeholder(),
+    )
+    rows = await _rows(conn, statement, [*values.values(), rule_id])
+    return rows[0] if rows else None
+
+
+async def delete_rule(conn: AsyncConnection, *, rule_id: uuid.UUID) -> bool:
+    """Delete a rule and its incidents (RLS decides who may)."""
+    rows = await _rows(conn, "delete from ops.alert_rules where id = %s returning id", (rule_id,))
+    return bool(rows)

@@ -426,3 +426,44 @@ def test_signed_webhook_verifies_with_the_documented_recipe(
     assert verify("s3cret-for-test", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now=time.time())
     assert not verify("wrong", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now=time.time())
     assert json.loads(body)["type"] == "incident.fired"
+
+
+def test_the_alerts_commands(
+    db: psycopg.Connection, database_url: str, tenant: Tenant, pool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from control_room.cli import app
+    from control_room.config import get_settings
+
+    rule = add_rule(db, tenant, "run_failed", name=f"cli-{uuid.uuid4().hex[:6]}")
+    run_id, _ = run_job(db, tenant, pool, name="cli-job", outcome="failed")
+    signal(database_url, AlertEvaluator(base_url=BASE), f"run:{run_id}", datetime.now(UTC))
+    [(incident,)] = db.execute("select id from ops.alert_incidents where rule_id = %s", (rule,)).fetchall()
+    monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        listed = runner.invoke(app, ["alerts", "incidents", "--state", "open"])
+        assert listed.exit_code == 0 and str(incident) in listed.output
+        rules = runner.invoke(app, ["alerts", "rules", "--json"])
+        assert rules.exit_code == 0 and any(r["id"] == str(rule) for r in json.loads(rules.output))
+        snoozed = runner.invoke(app, ["alerts", "snooze", str(incident), "--until", "2h"])
+        assert snoozed.exit_code == 0 and "until" in snoozed.output
+        bad = runner.invoke(app, ["alerts", "snooze", str(incident), "--until", "soon"])
+        assert bad.exit_code == 2 and "30m, 2h, 1d" in bad.output
+        assert "acked" in runner.invoke(app, ["alerts", "ack", str(incident)]).output
+        assert "resolved" in runner.invoke(app, ["alerts", "resolve", str(incident)]).output
+        again = runner.invoke(app, ["alerts", "ack", str(incident)])
+        assert again.exit_code == 1 and "already resolved" in again.output
+        missing = runner.invoke(app, ["alerts", "ack", str(uuid.uuid4())])
+        assert missing.exit_code == 1 and "does not exist" in missing.output
+    finally:
+        get_settings.cache_clear()
+    kinds = [
+        k
+        for (k,) in db.execute(
+            "select kind from ops.alert_incident_events where incident_id = %s order by id", (incident,)
+        )
+    ]
+    assert kinds == ["fired", "snoozed", "acked", "resolved"]
