@@ -29,6 +29,7 @@ def load_demo_data(database_url: str) -> bool:
             submit_demo_pipeline(conn)
             submit_demo_warehouse_query(conn)
             submit_demo_dbt_build(conn)
+            submit_demo_failing_run(conn)
     return True
 
 
@@ -144,4 +145,29 @@ def submit_demo_dbt_build(conn: psycopg.Connection) -> None:
     conn.execute(
         "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
         (DEMO_PROJECT_ID, json.dumps(demo_dbt_spec(get_settings().data_dir)), DEMO_DBT_KEY),
+    )
+
+
+DEMO_FAILING_KEY = "demo-failing-job"
+# A job that fails on purpose (one attempt, exit 3): the demo bundle's alert rule demo-run-failed
+# (examples/bundle/alerts.yaml) fires on it, so the bell has something to show.
+DEMO_FAILING_SPEC: dict[str, object] = {
+    "name": "demo failing job: validate orders",
+    "tasks": [
+        {
+            "key": "validate",
+            "engine": "shell",
+            "timeout_s": 60,
+            "max_attempts": 1,
+            "command": "echo 'validating orders: 3 rows with a negative amount' >&2; exit 3",
+        }
+    ],
+}
+
+
+def submit_demo_failing_run(conn: psycopg.Connection) -> None:
+    """Queue the deliberately failing demo run once."""
+    conn.execute(
+        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
+        (DEMO_PROJECT_ID, json.dumps(DEMO_FAILING_SPEC), DEMO_FAILING_KEY),
     )
