@@ -31,7 +31,6 @@ from control_room.db.connection import connect_async
 from control_room.db.embedded import EmbeddedPostgres, start_embedded
 from control_room.db.migrate import MigrationError, migrate
 from control_room.services.auth import rotate_executor_token
-from control_room.services.demo import DEMO_ORG_SLUG, load_demo_data
 from control_room.services.errors import NotFound, ServiceError
 from control_room.services.orgs import org_for_local_agent
 from control_room.services.users import create_demo_admin
@@ -231,6 +230,9 @@ def stop_process_group(process: subprocess.Popen[bytes], out: Printer, name: str
 
 
 LOCAL_AGENT_POOL = "default"
+# services.demo's DEMO_ORG_SLUG, named here so that importing the supervisor (every `lakehouse` command
+# does) does not import the demo loader, the bundle and jsonschema: seconds of start-up per CLI call.
+DEMO_ORG_SLUG_FOR_AGENT = "demo"
 LOCAL_AGENT_NAME_FILE = "local-agent.name"
 # Short enough that Ctrl-C (SIGINT, then 10 s) stops the agent cleanly, leases handed back.
 LOCAL_AGENT_DEFAULTS = {"LAKEHOUSE_EXECUTOR_GRACE_PERIOD_S": "3", "LAKEHOUSE_EXECUTOR_CLAIM_WAIT_S": "5"}
@@ -248,7 +250,7 @@ def rotate_local_agent_token(database_url: str, data_dir: Path) -> tuple[str, st
 
     async def rotate() -> tuple[str, str]:
         async with await connect_async(database_url) as conn:
-            org_id = await org_for_local_agent(conn, preferred_slug=DEMO_ORG_SLUG)
+            org_id = await org_for_local_agent(conn, preferred_slug=DEMO_ORG_SLUG_FOR_AGENT)
             if org_id is None:
                 raise NotFound("there is no org for the local agent; load the demo data or create an org first")
             previous = name_file.read_text(encoding="utf-8").strip() if name_file.exists() else ""
@@ -390,6 +392,8 @@ class Supervisor:
             self.out(f"demo data: skipped ({SEED_FILE.name} not found)")
             return
         try:
+            from control_room.services.demo import load_demo_data  # heavy (bundle, jsonschema): only here
+
             loaded = load_demo_data(url)
         except (psycopg.Error, MigrationError) as exc:
             raise SupervisorError(

@@ -68,3 +68,10 @@ def test_demo_data_queues_the_shell_python_shell_pipeline_once(fresh_database: C
     by_key = {t[0]: t for t in tasks}
     assert by_key["extract"][3] == "queued" and by_key["summarize"][3] == "pending"
     assert by_key["extract"][4] == "default", "routed to the local agent's pool"
+
+
+def test_the_supervisor_names_the_demo_org_as_the_demo_loader_does() -> None:
+    from control_room.services.demo import DEMO_ORG_SLUG
+    from control_room.supervisor import DEMO_ORG_SLUG_FOR_AGENT
+
+    assert DEMO_ORG_SLUG_FOR_AGENT == DEMO_ORG_SLUG
