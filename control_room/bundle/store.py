@@ -260,26 +260,27 @@ def version_values(template: JobTemplate) -> dict[str, Any]:
     }
 
 
+# Bundle fields that are columns of the same name.
+_ROUTING_COLUMNS = {"name", "position", "pool", "required_labels", "allow_pool_override", "owner", "enabled"}
+_ALERT_COLUMNS = {"name", "kind", "threshold", "window_s", "severity", "notify", "escalate", "enabled", "description"}
+_GATE_COLUMNS = {
+    "name", "from_environment", "to_environment", "min_successful_runs", "required_approvals", "approvers",
+    "required_checks", "enabled", "description",
+}  # fmt: skip
+
+
 def row_values(section: str, item: Any, directory: OrgDirectory) -> dict[str, Any]:
     """The columns of the row an item deploys to (ids resolved through ``directory``)."""
     org = directory.org_id
     if section == "routing_rules":
         rule: RoutingRule = item
+        match = {f"match_{name}": value for name, value in rule.match.model_dump(exclude={"project"}).items()}
         return {
+            **rule.model_dump(include=_ROUTING_COLUMNS),
+            **match,
             "org_id": org,
-            "name": rule.name,
-            "position": rule.position,
             "match_project_id": directory.projects[rule.match.project] if rule.match.project else None,
-            "match_environment": rule.match.environment,
-            "match_engine": rule.match.engine,
-            "match_labels": list(rule.match.labels),
-            "match_tags": list(rule.match.tags),
-            "pool": rule.pool,
-            "required_labels": list(rule.required_labels),
-            "allow_pool_override": rule.allow_pool_override,
-            "owner": rule.owner,
             "escalation": Jsonb(list(rule.escalation)),
-            "enabled": rule.enabled,
         }
     if section == "caps":
         cap: Cap = item
@@ -334,35 +335,19 @@ def schedule_values(schedule: Schedule, directory: OrgDirectory, template_id: uu
 def alert_values(rule: AlertRule, directory: OrgDirectory, template_id: uuid.UUID | None) -> dict[str, Any]:
     """Columns of an alert rule's row."""
     return {
+        **rule.model_dump(include=_ALERT_COLUMNS),
         "org_id": directory.org_id,
-        "name": rule.name,
-        "kind": rule.kind,
         "project_id": directory.projects[rule.match.project] if rule.match.project else None,
         "match_environment": rule.match.environment,
         "match_template_id": template_id,
-        "threshold": rule.threshold,
-        "window_s": rule.window_s,
-        "severity": rule.severity,
-        "notify": list(rule.notify),
-        "escalate": rule.escalate,
-        "enabled": rule.enabled,
-        "description": rule.description,
     }
 
 
 def gate_values(gate: PromotionGate, directory: OrgDirectory, template_id: uuid.UUID | None) -> dict[str, Any]:
     """Columns of a promotion gate's row."""
     return {
+        **gate.model_dump(include=_GATE_COLUMNS),
         "org_id": directory.org_id,
         "project_id": directory.projects[gate.project],
-        "name": gate.name,
         "template_id": template_id,
-        "from_environment": gate.from_environment,
-        "to_environment": gate.to_environment,
-        "min_successful_runs": gate.min_successful_runs,
-        "required_approvals": gate.required_approvals,
-        "approvers": list(gate.approvers),
-        "required_checks": list(gate.required_checks),
-        "enabled": gate.enabled,
-        "description": gate.description,
     }
