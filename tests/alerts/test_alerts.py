@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -426,6 +427,13 @@ def test_signed_webhook_verifies_with_the_documented_recipe(
     assert verify("s3cret-for-test", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now=time.time())
     assert not verify("wrong", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now=time.time())
     assert json.loads(body)["type"] == "incident.fired"
+    # The receiver's recipe exactly as the README documents it.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    recipe = readme.split("Verifying a webhook", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(recipe, namespace)  # our own README code
+    assert namespace["verify"]("s3cret-for-test", headers, body) is True
+    assert namespace["verify"]("s3cret-for-test", headers, body + b" ") is False
 
 
 def test_the_alerts_commands(
@@ -467,3 +475,72 @@ def test_the_alerts_commands(
         )
     ]
     assert kinds == ["fired", "snoozed", "acked", "resolved"]
+
+
+def test_cap_usage_and_refusals(db: psycopg.Connection, database_url: str, tenant: Tenant) -> None:
+    rule = add_rule(db, tenant, "cap_breach", cap_percent=80)
+    cap = db.execute(
+        "insert into ops.caps (org_id, name, scope, kind, limit_value) values (%s, %s, 'org', 'runs_per_day', 10) "
+        "returning id",
+        (tenant.org_id, f"cap-{uuid.uuid4().hex[:6]}"),
+    ).fetchone()
+    assert cap
+    now = datetime.now(UTC)
+    ev = AlertEvaluator(base_url=BASE)
+    db.execute("insert into ops.cap_usage (cap_id, day, runs) values (%s, %s, 5)", (cap[0], now.date()))
+    assert evaluate(database_url, ev, now) == 0
+    db.execute("update ops.cap_usage set runs = 9 where cap_id = %s", (cap[0],))
+    assert evaluate(database_url, ev, now) == 1  # 90 % of the limit
+    db.execute("update ops.cap_usage set runs = 10, breaches = 1 where cap_id = %s", (cap[0],))
+    assert evaluate(database_url, ev, now) == 1  # a refusal: counted on the same incident
+    assert [(s, c) for s, c, _ in incidents(db, rule)] == [("open", 2)]
+    evaluate(database_url, ev, now + timedelta(days=1))  # a new day: no usage, cleared
+    assert incidents(db, rule)[0][0] == "resolved"
+
+
+def test_schedule_missed_and_dataset_freshness(
+    db: psycopg.Connection, database_url: str, tenant: Tenant, pool: str
+) -> None:
+    template = db.execute(
+        "insert into ops.job_templates (org_id, project_id, name) values (%s, %s, 'probe') returning id",
+        (tenant.org_id, tenant.project_id),
+    ).fetchone()
+    assert template
+    schedule = db.execute(
+        "insert into ops.schedules (org_id, project_id, name, template_id, environment_id, cron) "
+        "values (%s, %s, 'probe-hourly', %s, %s, '0 * * * *') returning id",
+        (tenant.org_id, tenant.project_id, template[0], tenant.environments["dev"]),
+    ).fetchone()
+    assert schedule
+    missed_rule = add_rule(db, tenant, "schedule_missed")
+    db.execute(
+        "insert into ops.schedule_fires (schedule_id, org_id, project_id, fire_time, due_at, status, reason) "
+        "values (%s, %s, %s, now() - interval '1 hour', now() - interval '1 hour', 'missed', 'control room down')",
+        (schedule[0], tenant.org_id, tenant.project_id),
+    )
+    ev = AlertEvaluator(base_url=BASE)
+    now = datetime.now(UTC)
+    assert evaluate(database_url, ev, now) >= 1
+    [(state, count, subject)] = incidents(db, missed_rule)
+    assert state == "open" and subject == f"schedule:{schedule[0]}" and count == 1
+
+    run_id, task_id = run_job(db, tenant, pool, name="writer", outcome="succeeded")
+    name = f"sales_{uuid.uuid4().hex[:6]}"
+    db.execute(
+        "insert into ops.datasets (project_id, namespace, name, kind, first_run_id, last_run_id, last_task_id) "
+        "values (%s, 'duckdb:///w', %s, 'table', %s, %s, %s)",
+        (tenant.project_id, name, run_id, run_id, task_id),
+    )
+    fresh = add_rule(db, tenant, "dataset_freshness", dataset_name=name, threshold=3600)
+    assert evaluate(database_url, ev, now + timedelta(minutes=30)) == 0
+    assert evaluate(database_url, ev, now + timedelta(hours=2)) == 1
+    assert incidents(db, fresh)[0][0] == "open"
+    later, later_task = run_job(db, tenant, pool, name="writer", outcome="succeeded")
+    db.execute("update ops.datasets set last_run_id = %s, last_task_id = %s where name = %s", (later, later_task, name))
+    db.execute("alter table ops.runs disable trigger runs_immutable")
+    try:
+        db.execute("update ops.runs set finished_at = %s where id = %s", (now + timedelta(hours=2), later))
+    finally:
+        db.execute("alter table ops.runs enable trigger runs_immutable")
+    evaluate(database_url, ev, now + timedelta(hours=2, minutes=1))
+    assert incidents(db, fresh)[0][0] == "resolved"
