@@ -18,6 +18,7 @@ from control_room.services import schedules
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0  # due fires wait at most this long (plus the time to fire the ones before them)
+SUBMIT_BUDGET_SECONDS = 2.0  # runs submitted per tick at most this long, then newly due fires first
 
 
 def utc_now() -> datetime:
@@ -43,7 +44,7 @@ async def run_scheduler(
             async with await connect_async(database_url) as conn:
                 await schedules.act_as_scheduler(conn)
                 while ticks is None or done < ticks:
-                    result = await schedules.tick(conn, clock())
+                    result = await schedules.tick(conn, clock(), submit_budget_s=SUBMIT_BUDGET_SECONDS)
                     done += 1
                     if result.claimed or result.released or result.backfill_runs:
                         log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -35,6 +36,19 @@ def _pointer(parts: Any) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
 
 
+@lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Draft202012Validator:
+    """A checked validator per distinct schema (checking a schema costs milliseconds; the scheduler
+    validates thousands of fires of a few templates)."""
+    schema = json.loads(schema_json)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:  # the bundle validates schemas; this guards versions written otherwise
+        message = f"the template's params schema is not valid JSON Schema: {exc.message}"
+        raise Invalid(message, field="params_schema") from exc
+    return Draft202012Validator(schema)
+
+
 def validate_params(schema: dict[str, Any], params: dict[str, Any], *, field: str = "params") -> dict[str, Any]:
     """Params checked against a version's JSON Schema, with top-level defaults filled in.
 
@@ -43,15 +57,11 @@ def validate_params(schema: dict[str, Any], params: dict[str, Any], *, field: st
     """
     if not isinstance(params, dict):
         raise Invalid("must be a JSON object", field=f"/{field}")
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:  # the bundle validates schemas; this guards versions written otherwise
-        message = f"the template's params schema is not valid JSON Schema: {exc.message}"
-        raise Invalid(message, field="params_schema") from exc
+    validator = _validator(json.dumps(schema, sort_keys=True))
     properties = schema.get("properties")
     declared: dict[str, Any] = properties if isinstance(properties, dict) else {}
     checked = {k: v for k, v in params.items() if k not in INTERVAL_PARAMS or k in declared}
-    errors = sorted(Draft202012Validator(schema).iter_errors(checked), key=lambda e: (list(e.absolute_path), e.message))
+    errors = sorted(validator.iter_errors(checked), key=lambda e: (list(e.absolute_path), e.message))
     if errors:
         error: ValidationError = errors[0]
         path = list(error.absolute_path)

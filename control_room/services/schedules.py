@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -398,7 +399,10 @@ class TickResult:
             self.fires[status] = self.fires.get(status, 0) + n
 
 
-async def plan_unplanned(conn: AsyncConnection, now: datetime, *, batch: int = 1000) -> int:
+PLAN_BATCH = 1000
+
+
+async def plan_unplanned(conn: AsyncConnection, now: datetime, *, batch: int = PLAN_BATCH) -> int:
     """Give new, changed or resumed schedules their next fire after ``now``; returns how many."""
     async with conn.transaction():
         cur = await conn.execute(
@@ -428,27 +432,36 @@ async def plan_unplanned(conn: AsyncConnection, now: datetime, *, batch: int = 1
 
 _CLAIM_DUE = """
 select s.id, s.cron, s.timezone, s.params, s.catchup, s.catchup_limit, s.jitter_s, s.misfire_grace_s,
-       s.next_fire_at, v.version, v.params_schema
+       s.next_fire_at, s.template_id, s.environment_id
 from ops.schedules s
-left join lateral (
-    select v.version, v.params_schema from ops.job_template_versions v
-    where exists (select 1 from ops.job_template_versions x where x.template_id = s.template_id)
-      and v.id = ops.resolve_template_version(s.template_id, s.environment_id, null)
-) v on true
 where s.enabled and s.paused_at is null and s.next_due_at <= %s
 order by s.next_due_at
 limit %s
 for update of s skip locked
 """
 
+# The version each (template, environment) of a batch runs: one ops.resolve_template_version call
+# per distinct pair, not per schedule (a burst is thousands of schedules of a few templates).
+_BATCH_VERSIONS = """
+select p.template_id, p.environment_id, v.version, v.params_schema
+from unnest(%s::uuid[], %s::uuid[]) as p(template_id, environment_id)
+join ops.job_template_versions v
+  on v.id = ops.resolve_template_version(p.template_id, p.environment_id, null)
+where exists (select 1 from ops.job_template_versions x where x.template_id = p.template_id)
+"""
 
-async def fire_due_batch(conn: AsyncConnection, now: datetime, *, batch: int = 200) -> tuple[int, dict[str, int]]:
-    """Claim up to ``batch`` due schedules and record their fires in one transaction."""
+
+async def fire_due_batch(conn: AsyncConnection, now: datetime, *, batch: int = 500) -> tuple[int, dict[str, int]]:
+    """Claim up to ``batch`` due schedules and record their fires in one transaction (fires to run
+    are recorded as pending; ``submit_pending_fires`` submits their runs)."""
     async with conn.transaction():
         cur = await conn.execute(_CLAIM_DUE, (now, batch))
         rows = await cur.fetchall()
         if not rows:
             return 0, {}
+        pairs = sorted({(row[9], row[10]) for row in rows})
+        cur = await conn.execute(_BATCH_VERSIONS, ([p[0] for p in pairs], [p[1] for p in pairs]))
+        versions = {(t, e): (version, schema) for t, e, version, schema in await cur.fetchall()}
         fires: list[dict[str, Any]] = []
         plans: list[dict[str, Any]] = []
         for row in rows:
@@ -462,8 +475,8 @@ async def fire_due_batch(conn: AsyncConnection, now: datetime, *, batch: int = 2
                 jitter_s=row[6],
                 misfire_grace_s=row[7],
                 next_fire_at=row[8],
-                template_version=row[9],
-                params_schema=row[10],
+                template_version=versions.get((row[9], row[10]), (None, None))[0],
+                params_schema=versions.get((row[9], row[10]), (None, None))[1],
             )
             plan = plan_due(due, now)
             fires.extend(plan.fires)
@@ -484,16 +497,47 @@ async def fire_due_batch(conn: AsyncConnection, now: datetime, *, batch: int = 2
         return len(rows), counts
 
 
-async def tick(conn: AsyncConnection, now: datetime, *, batch: int = 200, max_batches: int = 1000) -> TickResult:
-    """One pass of the scheduler at ``now``: plan new schedules, fire what is due, release queued
-    fires and advance backfills. Safe to run on any number of replicas at once."""
+async def submit_pending_fires(conn: AsyncConnection, *, limit: int = 50) -> dict[str, int]:
+    """Submit the runs of up to ``limit`` recorded fires (one transaction); returns their new statuses."""
+    cur = await conn.execute("select status, fires from ops.submit_pending_fires(%s)", (limit,))
+    return {str(status): int(n) for status, n in await cur.fetchall()}
+
+
+async def tick(
+    conn: AsyncConnection,
+    now: datetime,
+    *,
+    batch: int = 500,
+    submit_batch: int = 50,
+    submit_budget_s: float | None = None,
+    max_batches: int = 1000,
+) -> TickResult:
+    """One pass of the scheduler at ``now``: plan new schedules, record what is due (fires first, in
+    large batches), submit the recorded fires' runs (small batches), release queued fires and
+    advance backfills. Safe to run on any number of replicas at once."""
     result = TickResult()
-    result.planned = await plan_unplanned(conn, now)
+    for _ in range(max_batches):
+        planned = await plan_unplanned(conn, now)
+        result.planned += planned
+        if planned < PLAN_BATCH:
+            break
+    # Recording comes first: every due schedule's fire is recorded (large batches, replicas share
+    # them), then the recorded fires' runs are submitted (small batches) for at most
+    # ``submit_budget_s`` seconds of work, so the next tick records newly due fires without
+    # waiting behind a long queue of submissions (pending fires wait for any replica's next tick).
     for _ in range(max_batches):
         claimed, counts = await fire_due_batch(conn, now, batch=batch)
         result.claimed += claimed
-        result.add(counts)
+        result.add({status: n for status, n in counts.items() if status != "pending"})
         if claimed < batch:
+            break
+    started = time.monotonic()
+    for _ in range(max_batches):
+        counts = await submit_pending_fires(conn, limit=submit_batch)
+        result.add(counts)
+        if sum(counts.values()) < submit_batch:
+            break
+        if submit_budget_s is not None and time.monotonic() - started > submit_budget_s:
             break
     cur = await conn.execute("select ops.release_queued_fires()")
     row = await cur.fetchone()

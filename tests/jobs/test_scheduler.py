@@ -312,3 +312,34 @@ def test_the_loop_ticks_with_the_injected_clock(world: JobWorld, jobs_db: str) -
     )
     asyncio.run(run_scheduler(jobs_db, clock=lambda: next(times), interval=0, ticks=3))
     assert statuses(world, schedule_id) == [("10:01", "fired")]
+
+
+def test_a_replica_killed_while_submitting_leaves_the_recorded_fires_pending(world: JobWorld, jobs_db: str) -> None:
+    ids = [world.schedule(planned_from=T0) for _ in range(10)]
+    now = T0 + timedelta(minutes=1, seconds=1)
+    claimed, counts = run_async(jobs_db, lambda c: schedules.fire_due_batch(c, now))
+    assert claimed == 10 and counts == {"pending": 10}  # recorded and committed; no run yet
+    victim = psycopg.connect(jobs_db)
+    pid = victim.info.backend_pid
+    assert victim.execute("select sum(fires) from ops.submit_pending_fires(50)").fetchone() == (10,)
+    world.conn.execute("select pg_terminate_backend(%s)", (pid,))  # dies before committing its runs
+    victim.close()
+    assert world.conn.execute("select count(*) from ops.runs where schedule_id = any(%s)", (ids,)).fetchone() == (0,)
+    assert tick(jobs_db, now + SECOND).fires == {"fired": 10}
+    counts2 = world.conn.execute(
+        "select count(*), count(distinct run_id), count(*) filter (where status = 'fired') from ops.schedule_fires "
+        "where schedule_id = any(%s)",
+        (ids,),
+    ).fetchone()
+    assert counts2 == (10, 10, 10)
+    assert world.conn.execute("select count(*) from ops.runs where schedule_id = any(%s)", (ids,)).fetchone() == (10,)
+
+
+def test_a_submit_budget_leaves_the_rest_pending_for_the_next_tick(world: JobWorld, jobs_db: str) -> None:
+    for _ in range(6):
+        world.schedule(planned_from=T0)
+    now = T0 + timedelta(minutes=1, seconds=1)
+    first = run_async(jobs_db, lambda c: schedules.tick(c, now, submit_batch=2, submit_budget_s=0))
+    assert first.claimed == 6 and first.fires == {"fired": 2}  # every fire recorded, one batch of runs
+    second = run_async(jobs_db, lambda c: schedules.tick(c, now + SECOND, submit_batch=2))
+    assert second.claimed == 0 and second.fires == {"fired": 4}
