@@ -12,6 +12,9 @@ turns those into ``dbt.node_started`` / ``dbt.node_finished`` events and progres
   (``report("lineage", ...)``) and, when ``OPENLINEAGE_URL`` is set, POSTs each RunEvent there;
 * fails the task when a node errored or a test failed, naming those nodes.
 
+Dataset identity: a DuckDB profile without a path writes to the agent's persistent warehouse (the
+DuckDB engine's file), so the same model is the same dataset (``duckdb://<file>``) run after run.
+
 Pitfalls: profiles.yml is generated per attempt (mode 0600) with ``env_var()`` references only; the
 secret values live in the child's environment as ``DBT_ENV_SECRET_*``. dbt's target and log folders
 are in the attempt's work folder, so a project folder is only read (two tasks may share it).
@@ -35,6 +38,7 @@ from executor_agent.engines.dbt_support.lineage import ProjectGraph
 from executor_agent.engines.dbt_support.openlineage import OpenLineageEndpoint, ParentRun, RunEventBuilder, run_id_for
 from executor_agent.engines.dbt_support.profiles import PROFILE_NAME, GeneratedProfile, dataset_namespace, write_profile
 from executor_agent.engines.dbt_support.spec import ArtifactReference, DbtTaskSpec, Source
+from executor_agent.engines.duckdb import DuckdbSettings
 
 CHILD_SCRIPT = Path(__file__).with_name("dbt_support") / "child.py"
 FAILED_STATUSES = ("error", "fail", "runtime error")
@@ -168,7 +172,7 @@ class DbtInvocation:
             target=spec.target,
             env=environment,
             directory=self.root / "profiles",
-            work_dir=context.work_dir,
+            warehouse=DuckdbSettings(),
         )
         self.secrets = profile.secrets
         if spec.state is not None:

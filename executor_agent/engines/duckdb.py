@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +88,26 @@ class DuckdbSettings(BaseSettings):
     s3_region: str = Field(default="us-east-1", description="S3 region.")
     s3_access_key_id: str | None = Field(default=None, description="S3 access key id (unset: the AWS chain).")
     s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
+
+
+def resolve_database(requested: str | None, settings: DuckdbSettings) -> str:
+    """The warehouse file a task means: none named is the agent's one persistent warehouse (shared by the
+    DuckDB, dbt-duckdb and Delta tasks of the agent), a relative name lies in the data dir; ``:memory:``
+    and an absolute path stay as they are."""
+    if requested == ":memory:":
+        return requested
+    if requested is None:
+        return str(settings.database.expanduser().resolve())
+    path = Path(requested).expanduser()
+    return str((path if path.is_absolute() else settings.data_dir.expanduser() / path).resolve())
+
+
+def duckdb_namespace(database: str) -> str:
+    """The OpenLineage namespace of a DuckDB database file: ``duckdb://`` and the file's absolute path
+    (an in-memory or MotherDuck database keeps its own name)."""
+    if database.startswith("/"):
+        return f"duckdb://{database}"
+    return f"duckdb://{quote(database, safe='')}"
 
 
 @dataclass
@@ -165,12 +185,7 @@ class DuckdbBackend(SqlBackend):
     # Setup ------------------------------------------------------------------------------------------
 
     def _database_path(self, requested: str | None) -> str:
-        if requested == ":memory:":
-            return requested
-        if requested is None:
-            return str(self.settings.database)
-        path = Path(requested).expanduser()
-        return str(path if path.is_absolute() else self.settings.data_dir / path)
+        return resolve_database(requested, self.settings)
 
     def _configure(self, spec: Mapping[str, Any]) -> None:
         # Profile every statement without printing: the figures feed query history.

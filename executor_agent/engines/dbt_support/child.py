@@ -57,6 +57,10 @@ class NodeEvents:
         self.writer = writer
         self.invocation = invocation  # which of the request's invocations (0: the task's command)
         self.positions: dict[str, tuple[int, int]] = {}
+        # dbt fires NodeStart before the node's LogStartLine, which alone carries its index and the
+        # invocation's total: a start is held until that line (or the node's end) so it carries them.
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.total = 0
 
     def __call__(self, event: Any) -> None:
         try:
@@ -74,15 +78,25 @@ class NodeEvents:
             unique_id = node.get("unique_id", "")
             if name == "LogStartLine":
                 self.positions[unique_id] = (int(data.get("index", 0)), int(data.get("total", 0)))
+                self.total = self.total or int(data.get("total", 0))
+                self._release(unique_id)
             else:
                 self._node(name, node, data.get("run_result", {}))
         level = LEVELS.get(event.info.level, "info")
         if level != "debug" and event.info.msg:
             self.writer.write("log", level=level, message=event.info.msg, event=name)
 
+    def _release(self, unique_id: str) -> None:
+        """Write a held start with the node's position (a skipped node has none: the total only)."""
+        record = self.pending.pop(unique_id, None)
+        if record is None:
+            return
+        index, total = self.positions.get(unique_id, (0, self.total))
+        self.writer.write("node_started", **{**record, "index": index, "total": total or self.total})
+
     def _node(self, name: str, node: dict[str, Any], result: dict[str, Any]) -> None:
         unique_id = node.get("unique_id", "")
-        index, total = self.positions.get(unique_id, (0, 0))
+        index, total = self.positions.get(unique_id, (0, self.total))
         relation = node.get("node_relation", {})
         record: dict[str, Any] = {
             "invocation": self.invocation,
@@ -100,8 +114,9 @@ class NodeEvents:
             "total": total,
         }
         if name == "NodeStart":
-            self.writer.write("node_started", **record)
+            self.pending[unique_id] = record
             return
+        self._release(unique_id)
         adapter = result.get("adapter_response", {})
         rows = adapter.get("rows_affected")
         self.writer.write(

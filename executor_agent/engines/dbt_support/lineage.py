@@ -4,7 +4,8 @@ Datasets are the relations of sources, seeds, models and snapshots (named databa
 in the warehouse's OpenLineage namespace) and the project's exposures (namespace ``dbt://<project>``).
 Edges follow ``depends_on.nodes`` between them; tests, analyses and hooks are not datasets. Columns
 come from the catalog when one was generated (names, types, order) with the descriptions of the
-project's YAML, else from the YAML alone.
+project's YAML, else from the YAML alone. A dataset's metadata names the dbt tests on it (``tests``:
+unique ids), so the catalog can show their latest results from the run's node events.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ class ProjectGraph:
                 self.nodes[unique_id] = node
         self.nodes.update(manifest.get("sources", {}))
         self.exposures: dict[str, Mapping[str, Any]] = dict(manifest.get("exposures", {}))
+        # The data tests on each dataset (a test's attached node, else the datasets it depends on).
+        self.tests: dict[str, list[str]] = {}
+        for unique_id, node in manifest.get("nodes", {}).items():
+            if node.get("resource_type") != "test":
+                continue
+            attached = node.get("attached_node")
+            targets = [attached] if attached else node.get("depends_on", {}).get("nodes", [])
+            for target in targets:
+                if target in self.nodes:
+                    self.tests.setdefault(target, []).append(unique_id)
 
     def dataset_id(self, unique_id: str) -> DatasetId:
         if unique_id in self.exposures:
@@ -108,6 +119,8 @@ class ProjectGraph:
             )
         if node.get("tags"):
             metadata["tags"] = list(node["tags"])
+        if self.tests.get(unique_id):
+            metadata["tests"] = sorted(self.tests[unique_id])
         out: dict[str, Any] = {
             **ref.as_ref(),
             "kind": EXPOSURE if is_exposure else node["resource_type"],

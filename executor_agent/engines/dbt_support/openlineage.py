@@ -1,7 +1,8 @@
 """OpenLineage RunEvents (spec 2-0-2) for a dbt invocation, and their delivery to an OpenLineage endpoint.
 
 Each executed model, seed and snapshot is an OpenLineage run: START at the node's start and COMPLETE
-or FAIL at its end, with its upstream datasets as inputs and its relation as output. The dbt task
+or FAIL at its end (ABORT when dbt skipped it because an upstream node or test failed), with its
+upstream datasets as inputs and its relation as output. The dbt task
 itself is the parent run of them all (START when dbt started, COMPLETE or FAIL when it ended). Run
 ids are derived from (task, attempt, node), so a re-sent report carries the same ids and the
 control plane stores each event once.
@@ -146,7 +147,7 @@ class RunEventBuilder:
         return events
 
     def node_events(self, node: Mapping[str, Any], *, compiled_code: str | None) -> list[dict[str, Any]]:
-        """START and COMPLETE/FAIL of one executed dataset node (model, seed or snapshot)."""
+        """START and COMPLETE/FAIL/ABORT of one dataset node (model, seed or snapshot) dbt started."""
         unique_id = node["unique_id"]
         if unique_id not in self.graph.nodes or not node.get("started_at"):
             return []
@@ -167,10 +168,21 @@ class RunEventBuilder:
         parent = {"parent": self.parent.facet(), "processing_engine": self._engine()}
         events = [self._event("START", node["started_at"], run_facets=parent, outputs=[output], **common)]
         status = node.get("status")
-        if status is None or status == "skipped":
-            return events
+        if status is None:
+            return events  # still running when the report was made (a stopped invocation)
         run_facets = dict(parent)
         failed = status in FAILED_STATUSES
+        if status == "skipped":
+            # Every started run ends: a node skipped for an upstream failure is an aborted run.
+            run_facets["errorMessage"] = _facet(
+                "errorMessage",
+                message=node.get("message") or "skipped: an upstream node failed",
+                programmingLanguage="SQL",
+            )
+            events.append(
+                self._event("ABORT", node.get("finished_at") or node["started_at"], run_facets=run_facets, **common)
+            )
+            return events
         if failed:
             run_facets["errorMessage"] = _facet(
                 "errorMessage", message=node.get("message") or status, programmingLanguage="SQL"

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from executor_agent.engines.base import EngineError
+from executor_agent.engines.duckdb import DuckdbSettings, duckdb_namespace, resolve_database
 
 PROFILE_NAME = "lakehouse"
 SECRET_PREFIX = "DBT_ENV_SECRET_"
@@ -89,10 +90,12 @@ def write_profile(
     target: str | None,
     env: Mapping[str, str],
     directory: Path,
-    work_dir: Path,
+    warehouse: DuckdbSettings,
 ) -> GeneratedProfile:
-    """Write ``directory/profiles.yml`` (mode 0600) for the spec's profile; relative DuckDB paths are
-    placed in the attempt's work folder."""
+    """Write ``directory/profiles.yml`` (mode 0600) for the spec's profile. A DuckDB output without a
+    path writes to the agent's persistent warehouse (``warehouse.database``, the file the DuckDB engine
+    uses), a relative path lies in its data dir: never in the attempt's work folder, which is deleted,
+    so a dataset keeps one identity across runs."""
     outputs, chosen = _outputs(profile, target)
     secrets: dict[str, str] = {}
     rendered: dict[str, Any] = {}
@@ -100,9 +103,12 @@ def write_profile(
         where = "profile" if "outputs" not in profile else f"profile.outputs.{name}"
         output = _with_secrets(output, where, env, secrets)
         if output.get("type") == "duckdb":
-            database = str(output.get("path", "warehouse.duckdb"))
-            if database != ":memory:" and "{{" not in database and not database.startswith(("md:", "motherduck:")):
-                resolved = (work_dir / database).resolve()  # an absolute path stays as it is
+            database = output.get("path")
+            text = str(database or "")
+            if database is None or (
+                text != ":memory:" and "{{" not in text and not text.startswith(("md:", "motherduck:"))
+            ):
+                resolved = Path(resolve_database(None if database is None else text, warehouse))
                 # DuckDB creates the file but not its folder: a fresh warehouse location must just work.
                 resolved.parent.mkdir(parents=True, exist_ok=True)
                 output["path"] = str(resolved)
@@ -117,11 +123,11 @@ def write_profile(
 
 
 def dataset_namespace(output: Mapping[str, Any]) -> str:
-    """The OpenLineage namespace of the warehouse an output points at (naming conventions of the spec)."""
+    """The OpenLineage namespace of the warehouse an output points at (naming conventions of the spec:
+    ``duckdb://<absolute file path>``, ``postgres://<host>:<port>``, ...)."""
     kind = str(output.get("type", "unknown"))
     if kind == "duckdb":
-        path = str(output.get("path", ":memory:"))
-        return f"duckdb://{path}" if path.startswith("/") else f"duckdb://{urllib.parse.quote(path, safe='')}"
+        return duckdb_namespace(str(output.get("path", ":memory:")))
     host = str(output.get("host", "localhost"))
     if "{{" in host:  # an env_var() reference: not a name anyone can match; keep the adapter only
         host = "env"

@@ -14,7 +14,8 @@ A task of engine ``dbt`` carries, beside the common task fields::
     profile        one output ({"type": "duckdb", "path": "shop.duckdb"}) or {"target": ..., "outputs": {...}};
                    any value may be {"env": "NAME"}: read from the agent's environment at run time and
                    handed to dbt as a secret (never written to profiles.yml, events or artifacts).
-                   Default: dbt-duckdb on ``warehouse.duckdb`` in the attempt's work folder.
+                   Default: dbt-duckdb on the agent's persistent warehouse, the DuckDB engine's file
+                   (LAKEHOUSE_EXECUTOR_DUCKDB_DATABASE); a relative DuckDB path lies in its data dir.
     state          {"manifest_path": "..."} or {"artifact": {<artifact reference>}}: the manifest of an
                    earlier run, for ``state:modified+`` selection
     defer          bool: resolve unselected refs against ``state`` (needs state)
@@ -46,7 +47,7 @@ KNOWN_FIELDS = {
     "command", "project", "select", "exclude", "vars", "full_refresh", "target", "threads", "profile", "state",
     "defer", "docs", "openlineage_namespace",
 }  # fmt: skip
-DEFAULT_PROFILE: dict[str, Any] = {"type": "duckdb", "path": "warehouse.duckdb"}
+DEFAULT_PROFILE: dict[str, Any] = {"type": "duckdb"}  # path: the agent's warehouse (dbt_support/profiles.py)
 
 
 def _invalid(field_name: str, message: str) -> EngineError:

@@ -105,6 +105,12 @@ def test_build_succeeds_with_node_events_for_every_model_and_test(built: Built) 
     assert finished["seed.lakehouse_shop.raw_orders"]["rows_affected"] == 8
     progress = context.events_of("progress")
     assert progress and progress[-1].data["done"] == progress[-1].data["total"]
+    # Every start names its place among the invocation's nodes (dbt says so only after the start).
+    total = len(executed(context))
+    starts = context.events_of("dbt.node_started")
+    assert {e.data.get("total") for e in starts} == {total}
+    numbered = [e.data["index"] for e in starts if not e.data["unique_id"].startswith("exposure.")]
+    assert len(set(numbered)) == len(numbered) and all(1 <= index <= total for index in numbered), numbered
     assert result.result["statuses"].get("pass") == 18
     assert result.result["invocation_id"] == run_results_of(context)["metadata"]["invocation_id"]
 
@@ -213,10 +219,15 @@ def test_secrets_never_reach_events_artifacts_or_reports(built: Built) -> None:
 
 
 def test_a_failing_test_fails_the_task_and_names_the_test(
-    built: Built, bad_data_warehouse: Warehouse, run_dbt: RunDbt
+    built: Built, bad_data_warehouse: Warehouse, run_dbt: RunDbt, tmp_path: Path
 ) -> None:
+    # A model downstream of the failing test's model: dbt skips it, and its run must still end.
+    project = copy_project(tmp_path / "project")
+    (project / "models" / "marts" / "orders_report.sql").write_text(
+        "select order_id, amount from {{ ref('fct_orders') }}\n", encoding="utf-8"
+    )
     context, result = run_dbt(
-        {"command": "build", "project": {"path": str(built.project)}},
+        {"command": "build", "project": {"path": str(project)}},
         warehouse=bad_data_warehouse,
         params={"inject_bad_order": True},
         task_key="bad-build",
@@ -235,6 +246,18 @@ def test_a_failing_test_fails_the_task_and_names_the_test(
     # The bad row really reached the warehouse (the var came through as a dbt var).
     schema = bad_data_warehouse.schema
     assert bad_data_warehouse.query(f"select count(*) from {schema}.fct_orders where amount < 0") == [(1,)]
+    # The skipped model's OpenLineage run is aborted, not left open; every run that started ended once.
+    finished = {e.data["unique_id"]: e.data for e in context.events_of("dbt.node_finished")}
+    assert finished["model.lakehouse_shop.orders_report"]["status"] == "skipped"
+    events = context.report_of("lineage")["openlineage_events"]
+    by_run: dict[str, list[str]] = {}
+    for event in events:
+        assert validation_errors(event) == [], json.dumps(event)[:2000]
+        by_run.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    assert all(types[0] == "START" and len(types) == 2 for types in by_run.values()), by_run
+    report = [e for e in events if e["job"]["name"] == "model.lakehouse_shop.orders_report"]
+    assert [e["eventType"] for e in report] in ([], ["START", "ABORT"])
+    assert all("errorMessage" in e["run"]["facets"] for e in report[1:])
 
 
 def test_a_second_incremental_run_processes_only_the_new_rows(built: Built, run_dbt: RunDbt) -> None:

@@ -13,6 +13,7 @@ from executor_agent.engines.base import EngineError
 from executor_agent.engines.dbt_support.lineage import ProjectGraph
 from executor_agent.engines.dbt_support.openlineage import OpenLineageEndpoint, ParentRun, RunEventBuilder
 from executor_agent.engines.dbt_support.profiles import dataset_namespace, write_profile
+from executor_agent.engines.duckdb import DuckdbSettings
 from tests.engines.dbt.conftest import OpenLineageCollector
 from tests.engines.dbt.openlineage_schema import validation_errors
 
@@ -27,7 +28,11 @@ def test_secrets_become_env_var_references_and_relative_duckdb_paths_land_in_the
     }
 
     generated = write_profile(
-        profile, target=None, env={"PG_PW": "hunter2"}, directory=tmp_path / "p", work_dir=tmp_path / "w"
+        profile,
+        target=None,
+        env={"PG_PW": "hunter2"},
+        directory=tmp_path / "p",
+        warehouse=DuckdbSettings(database=tmp_path / "w.duckdb", data_dir=tmp_path / "w"),
     )
 
     text = generated.path.read_text()
@@ -56,7 +61,7 @@ def test_bad_profiles_are_refused_naming_the_field(
     profile: dict[str, Any], target: str | None, message: str, tmp_path: Path
 ) -> None:
     with pytest.raises(EngineError) as raised:
-        write_profile(profile, target=target, env={}, directory=tmp_path, work_dir=tmp_path)
+        write_profile(profile, target=target, env={}, directory=tmp_path, warehouse=DuckdbSettings())
     assert str(raised.value).startswith(message), str(raised.value)
 
 
@@ -117,6 +122,10 @@ def test_lineage_of_a_manifest_has_one_dataset_per_relation_and_no_tests() -> No
     }
     dash = next(d for d in report["datasets"] if d["kind"] == "exposure")
     assert dash["namespace"] == "dbt://shop" and dash["owner"] == "bi@shop.example"
+    # The tests on a dataset are named in its metadata (the catalog shows their results).
+    by_name = {d["name"]: d for d in report["datasets"]}
+    assert by_name["wh.main.b"]["metadata"]["tests"] == ["test.shop.not_null_b"]
+    assert "tests" not in by_name["wh.main.a"]["metadata"]
 
 
 def test_node_run_events_validate_for_success_failure_and_a_start_only_node() -> None:
@@ -134,14 +143,19 @@ def test_node_run_events_validate_for_success_failure_and_a_start_only_node() ->
         {**base, "unique_id": "model.shop.b", "status": "error", "message": "boom"}, compiled_code=None
     )
     started = builder.node_events({**base, "unique_id": "model.shop.b", "status": None}, compiled_code=None)
+    skipped = builder.node_events(
+        {**base, "unique_id": "model.shop.b", "status": "skipped", "message": "SKIP"}, compiled_code=None
+    )
 
     assert [e["eventType"] for e in ok] == ["START", "COMPLETE"]
     assert ok[1]["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 3
     assert [e["eventType"] for e in failed] == ["START", "FAIL"]
     assert failed[1]["run"]["facets"]["errorMessage"]["message"] == "boom"
     assert [e["eventType"] for e in started] == ["START"]
+    assert [e["eventType"] for e in skipped] == ["START", "ABORT"]
+    assert skipped[1]["run"]["facets"]["errorMessage"]["message"] == "SKIP"
     assert ok[0]["run"]["runId"] == ok[1]["run"]["runId"] != failed[0]["run"]["runId"]
-    for event in ok + failed + started:
+    for event in ok + failed + started + skipped:
         assert validation_errors(event) == []
 
 
