@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
@@ -16,8 +16,7 @@ _SYMBOL: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
 _VALUE_WIDTH = 100
 
 
-@dataclass(frozen=True)
-class FieldChange:
+class FieldChange(NamedTuple):
     """One field whose value differs: ``field`` is a path such as ``tasks[1].timeout_s``."""
 
     field: str
