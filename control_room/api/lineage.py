@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from control_room.api.deps import Executor, Pool, User
 from control_room.api.models import IsoDatetime, Strict
-from control_room.services import lineage, runs
+from control_room.services import catalog, lineage, runs
 from control_room.services.auth import scoped
 
 router = APIRouter()
@@ -161,9 +162,11 @@ class DatasetPublic(DatasetSummary):
     owner: str | None
     description: str
     metadata: dict[str, Any]
-    first_run_id: uuid.UUID
-    last_run_id: uuid.UUID = Field(description="The latest run that reported this dataset.")
-    last_task_id: uuid.UUID
+    first_run_id: uuid.UUID | None = Field(description="Null for a dataset known only from OpenLineage ingest.")
+    last_run_id: uuid.UUID | None = Field(
+        description="The latest run that reported this dataset (null: known only from OpenLineage ingest)."
+    )
+    last_task_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
 
@@ -178,9 +181,9 @@ class LineageEdgePublic(BaseModel):
     dataset: DatasetSummary = Field(description="The dataset at the other end of the edge.")
     job_name: str
     column_lineage: list[ColumnEdgePublic]
-    first_run_id: uuid.UUID
-    last_run_id: uuid.UUID
-    last_task_id: uuid.UUID
+    first_run_id: uuid.UUID | None = Field(description="Null for an edge known only from OpenLineage ingest.")
+    last_run_id: uuid.UUID | None
+    last_task_id: uuid.UUID | None
     updated_at: datetime
 
 
@@ -262,3 +265,52 @@ async def list_run_openlineage_events(
             conn, run_id=run_id, task_id=task_id, after_id=after_id, limit=limit
         )
     return {"items": items, "next_after_id": items[-1]["id"] if items else after_id}
+
+
+# OpenLineage ingest (outside producers) -----------------------------------------------------------
+
+OPENLINEAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One OpenLineage event (spec 2-0-2): a RunEvent, DatasetEvent or JobEvent, as Marquez takes it.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "externalDocs": {"url": "https://openlineage.io/spec/2-0-2/OpenLineage.json"},
+                    "additionalProperties": True,
+                }
+            }
+        },
+    }
+}
+
+
+class OpenLineageIngestReply(BaseModel):
+    project_id: uuid.UUID
+    kind: Literal["RunEvent", "DatasetEvent", "JobEvent"]
+    stored: bool = Field(description="False when this RunEvent (runId, eventType, eventTime) was stored before.")
+
+
+@router.post(
+    "/lineage",
+    operation_id="ingestOpenLineage",
+    tags=["lineage"],
+    status_code=201,
+    response_model=OpenLineageIngestReply,
+    openapi_extra=OPENLINEAGE_BODY,
+)
+async def ingest_openlineage(
+    request: Request, user: User, db: Pool, project: Annotated[str | None, Query(max_length=200)] = None
+) -> dict[str, Any]:
+    """Store an OpenLineage event from an outside producer (point ``OPENLINEAGE_URL`` at the control room
+    and ``OPENLINEAGE_API_KEY`` at a user API token with the operator role). The event is validated against
+    the OpenLineage JSON Schema (400 naming the failing JSON path); a RunEvent is stored once by runId,
+    eventType and eventTime. Its job, datasets and input -> output edges join the project's lineage.
+    ``project`` (slug or id) is needed only when the token's user is operator on several projects."""
+    try:
+        event = json.loads(await request.body())
+    except ValueError as exc:
+        raise catalog.InvalidEvent(f"$: the body is not JSON ({exc})", field="$") from None
+    async with db.connection() as conn:
+        return await catalog.ingest_openlineage(conn, user, event, project=project)

@@ -698,9 +698,10 @@ class Dataset(OpsTable, table=True):
     description: str = Field(sa_column=_text(nullable=False))
     # `metadata` is reserved by SQLAlchemy's declarative classes, hence the trailing underscore.
     metadata_: dict[str, Any] = Field(sa_column=_jsonb(nullable=False, name="metadata"))
-    first_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
-    last_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
-    last_task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    # Null for lineage known only from OpenLineage ingest (20261203000700_openlineage_ingest.sql).
+    first_run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    last_run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    last_task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id"))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
 
@@ -719,9 +720,10 @@ class LineageEdge(OpsTable, table=True):
     column_lineage: list[dict[str, Any]] = Field(
         sa_column=_jsonb(nullable=False), description="[{upstream_column, downstream_column}]"
     )
-    first_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
-    last_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
-    last_task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    # Null for lineage known only from OpenLineage ingest (20261203000700_openlineage_ingest.sql).
+    first_run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    last_run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    last_task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id"))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
 
@@ -734,9 +736,10 @@ class OpenLineageEvent(OpsTable, table=True):
 
     id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
     project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
-    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
-    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
-    attempt: int = Field(sa_column=_integer(nullable=False))
+    # Null for an event ingested through POST /lineage (no task of ours sent it).
+    run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id"))
+    attempt: int | None = Field(sa_column=_integer(nullable=True))
     event_type: str = Field(sa_column=_text(nullable=False), description="START | RUNNING | COMPLETE | ABORT | FAIL")
     event_time: datetime = Field(sa_column=_timestamptz(nullable=False))
     job_namespace: str = Field(sa_column=_text(nullable=False))
@@ -744,6 +747,55 @@ class OpenLineageEvent(OpsTable, table=True):
     openlineage_run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False), description="the event's run.runId")
     event: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
     received_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    ingested_by: uuid.UUID | None = Field(
+        sa_column=_uuid(nullable=True, fk="ops.users.id"), description="the sender of an ingested event"
+    )
+
+
+class LineageJob(OpsTable, table=True):
+    """A job known from OpenLineage events (an outside producer's), with the latest run state seen."""
+
+    __tablename__ = "lineage_jobs"
+    __table_args__ = (UniqueConstraint("project_id", "namespace", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    namespace: str = Field(sa_column=_text(nullable=False))
+    name: str = Field(sa_column=_text(nullable=False))
+    facets: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    last_openlineage_run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    last_event_type: str | None = Field(sa_column=_text(nullable=True))
+    last_event_time: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class LineageJobDataset(OpsTable, table=True):
+    """A dataset a lineage job reads (input) or writes (output)."""
+
+    __tablename__ = "lineage_job_datasets"
+    __table_args__ = {"schema": SCHEMA}
+
+    job_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.lineage_jobs.id"))
+    dataset_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.datasets.id"))
+    direction: str = Field(sa_column=_text(nullable=False, primary_key=True), description="input | output")
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class DatasetSchemaChange(OpsTable, table=True):
+    """Columns added, removed or retyped in a dataset between two reports (append-only)."""
+
+    __tablename__ = "dataset_schema_changes"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    dataset_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.datasets.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    changes: list[dict[str, Any]] = Field(
+        sa_column=_jsonb(nullable=False), description="[{column, change: added|removed|retyped, old_type, new_type}]"
+    )
+    detected_at: datetime = Field(sa_column=_timestamptz(nullable=False))
 
 
 # Query history (20261126000600_query_history.sql) --------------------------------------------------

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.integration.factories import Tenant
@@ -243,3 +244,181 @@ def test_the_datasets_list_pages_by_keyset(live_api: LiveServer, provision: Prov
     assert seen == [f"shop.main.{n}" for n in names]
     bad = viewer.get("/datasets", params={"cursor": "bm90LWEtY3Vyc29y"})
     assert bad.status_code == 422 and bad.json()["field"] == "cursor"
+
+
+# OpenLineage ingest (POST /lineage, as Marquez takes it) ---------------------------------------------
+
+OL_NS = "postgres://warehouse.example:5432"
+FACET = {"_producer": "https://github.com/apache/airflow", "_schemaURL": "https://openlineage.io/spec/facets/x.json"}
+
+
+def external_event(event_type: str, run_id: str, time: str, *, job: str = "etl.load_orders") -> dict[str, Any]:
+    """An Airflow-like RunEvent: one job reading a landing table and writing a warehouse table."""
+    return {
+        "eventType": event_type,
+        "eventTime": time,
+        "producer": "https://github.com/apache/airflow/tree/providers-openlineage/1.0",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run_id},
+        "job": {
+            "namespace": "airflow-prod",
+            "name": job,
+            "facets": {"jobType": {**FACET, "processingType": "BATCH", "integration": "AIRFLOW", "jobType": "TASK"}},
+        },
+        "inputs": [{"namespace": OL_NS, "name": "landing.public.orders_raw"}],
+        "outputs": [
+            {
+                "namespace": OL_NS,
+                "name": "analytics.public.orders",
+                "facets": {
+                    "schema": {
+                        **FACET,
+                        "fields": [{"name": "id", "type": "BIGINT"}, {"name": "total", "type": "NUMERIC"}],
+                    },
+                    "documentation": {**FACET, "description": "Orders loaded by Airflow."},
+                    "columnLineage": {
+                        **FACET,
+                        "fields": {
+                            "total": {
+                                "inputFields": [
+                                    {"namespace": OL_NS, "name": "landing.public.orders_raw", "field": "amount"}
+                                ]
+                            }
+                        },
+                    },
+                },
+            }
+        ],
+    }
+
+
+def test_an_ingested_run_event_adds_its_job_datasets_and_edge_once(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    tenant = provision.tenant("openlineage-ingest")
+    operator = client(live_api, provision.user_token("operator", tenant)[1])
+    run_id = str(uuid.uuid4())
+    start = external_event("START", run_id, "2026-12-03T10:00:00Z")
+    complete = external_event("COMPLETE", run_id, "2026-12-03T10:00:07.25Z")
+
+    replies = [operator.post("/lineage", json=event) for event in (start, complete, complete)]
+
+    assert [r.status_code for r in replies] == [201, 201, 201], replies[0].text
+    assert [r.json()["stored"] for r in replies] == [True, True, False], "a re-sent event is stored once"
+    assert replies[0].json() == {"project_id": str(tenant.project_id), "kind": "RunEvent", "stored": True}
+    viewer = client(live_api, provision.user_token("viewer", tenant)[1])
+    items = viewer.get("/datasets", params={"project": str(tenant.project_id), "limit": 50}).json()["items"]
+    names = {d["name"]: d for d in items}
+    assert set(names) == {"landing.public.orders_raw", "analytics.public.orders"}
+    orders = names["analytics.public.orders"]
+    assert orders["namespace"] == OL_NS and orders["kind"] == "table" and orders["first_run_id"] is None
+    assert orders["columns"] == [{"name": "id", "type": "BIGINT", "description": None}, {
+        "name": "total", "type": "NUMERIC", "description": None}]  # fmt: skip
+    assert orders["description"] == "Orders loaded by Airflow."
+    detail = viewer.get(f"/datasets/{orders['id']}").json()
+    assert [(e["dataset"]["name"], e["job_name"], e["column_lineage"]) for e in detail["upstream"]] == [
+        ("landing.public.orders_raw", "etl.load_orders", [{"upstream_column": "amount", "downstream_column": "total"}])
+    ]
+    with psycopg.connect(provision.database_url) as conn:
+        job = conn.execute(
+            "select j.namespace, j.name, j.last_event_type, j.facets ? 'jobType', "
+            "(select array_agg(d.name || ':' || x.direction order by x.direction) from ops.lineage_job_datasets x "
+            " join ops.datasets d on d.id = x.dataset_id where x.job_id = j.id) "
+            "from ops.lineage_jobs j where j.project_id = %s",
+            (tenant.project_id,),
+        ).fetchall()
+        stored = conn.execute(
+            "select event_type, ingested_by is not null, run_id from ops.openlineage_events "
+            "where openlineage_run_id = %s order by event_time",
+            (run_id,),
+        ).fetchall()
+    assert job == [
+        (
+            "airflow-prod", "etl.load_orders", "COMPLETE", True,
+            ["landing.public.orders_raw:input", "analytics.public.orders:output"],
+        )
+    ]  # fmt: skip
+    assert stored == [("START", True, None), ("COMPLETE", True, None)]
+
+
+def test_dataset_and_job_events_are_accepted_too(live_api: LiveServer, provision: Provisioner) -> None:
+    tenant = provision.tenant("openlineage-static")
+    operator = client(live_api, provision.user_token("operator", tenant)[1])
+    dataset_event = {
+        "eventTime": "2026-12-03T11:00:00Z",
+        "producer": "https://example.com/catalog-sync",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent",
+        "dataset": {"namespace": "s3://lake", "name": "bronze/clicks", "facets": {}},
+    }
+    job_event = {
+        "eventTime": "2026-12-03T11:00:00Z",
+        "producer": "https://example.com/catalog-sync",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+        "job": {"namespace": "spark", "name": "clicks_to_silver"},
+        "inputs": [{"namespace": "s3://lake", "name": "bronze/clicks"}],
+        "outputs": [{"namespace": "s3://lake", "name": "silver/clicks"}],
+    }
+
+    replies = [operator.post("/lineage", json=event) for event in (dataset_event, job_event)]
+
+    assert [(r.status_code, r.json()["kind"]) for r in replies] == [(201, "DatasetEvent"), (201, "JobEvent")]
+    viewer = client(live_api, provision.user_token("viewer", tenant)[1])
+    items = viewer.get("/datasets", params={"project": str(tenant.project_id)}).json()["items"]
+    silver = next(d for d in items if d["name"] == "silver/clicks")
+    upstream = viewer.get(f"/datasets/{silver['id']}").json()["upstream"]
+    assert [(e["dataset"]["name"], e["job_name"]) for e in upstream] == [("bronze/clicks", "clicks_to_silver")]
+
+
+@pytest.mark.parametrize(
+    ("break_it", "path"),
+    [
+        (lambda e: e["run"].update(runId="not-a-uuid"), "$.run.runId"),
+        (lambda e: e.update(eventTime="yesterday"), "$.eventTime"),
+        (lambda e: e.pop("producer"), "$"),
+        (lambda e: e["job"].pop("name"), "$.job"),
+        (lambda e: e["outputs"][0]["facets"]["schema"].update(fields="id, total"), "$.outputs[0].facets.schema.fields"),
+        (lambda e: e["job"]["facets"]["jobType"].pop("_producer"), "$.job.facets.jobType"),
+    ],
+)
+def test_an_invalid_event_is_refused_naming_the_json_path(
+    live_api: LiveServer, provision: Provisioner, break_it: Any, path: str
+) -> None:
+    tenant = provision.tenant("openlineage-invalid")
+    operator = client(live_api, provision.user_token("operator", tenant)[1])
+    event = external_event("START", str(uuid.uuid4()), "2026-12-03T10:00:00Z")
+    break_it(event)
+
+    reply = operator.post("/lineage", json=event)
+
+    assert reply.status_code == 400, reply.text
+    assert reply.headers["content-type"].startswith("application/problem+json")
+    assert reply.json()["field"] == path, reply.json()
+    assert reply.json()["detail"].startswith(path)
+    viewer = client(live_api, provision.user_token("viewer", tenant)[1])
+    assert viewer.get("/datasets", params={"project": str(tenant.project_id)}).json()["items"] == []
+
+
+def test_ingest_needs_an_operator_token_of_the_project(live_api: LiveServer, provision: Provisioner) -> None:
+    tenant, other = provision.tenant("openlineage-auth"), provision.tenant("openlineage-other")
+    event = external_event("START", str(uuid.uuid4()), "2026-12-03T10:00:00Z")
+
+    anonymous = httpx.post(live_api.base_url + API + "/lineage", json=event)
+    viewer = client(live_api, provision.user_token("viewer", tenant)[1]).post("/lineage", json=event)
+    outsider = client(live_api, provision.user_token("operator", other)[1]).post(
+        "/lineage", params={"project": str(tenant.project_id)}, json=event
+    )
+    agent = client(live_api, provision.executor_token("ol-pool", tenant=tenant)).post("/lineage", json=event)
+    not_json = client(live_api, provision.user_token("operator", tenant)[1]).post(
+        "/lineage", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+
+    assert anonymous.status_code == 401
+    assert viewer.status_code == 403 and viewer.json()["field"] == "project", viewer.text
+    assert outsider.status_code in (403, 404), outsider.text
+    assert agent.status_code == 403
+    assert not_json.status_code == 400 and not_json.json()["field"] == "$"
+    with psycopg.connect(provision.database_url) as conn:
+        count = conn.execute(
+            "select count(*) from ops.openlineage_events where openlineage_run_id = %s", (event["run"]["runId"],)
+        ).fetchone()
+    assert count == (0,)

@@ -94,6 +94,20 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
         "%s, '{}')",
         (project, run_id, task_id, attempt, uuid.uuid4()),
     )
+    job = conn.execute(
+        "insert into ops.lineage_jobs (project_id, namespace, name) values (%s, 'airflow', 'a_job') returning id",
+        (project,),
+    ).fetchone()
+    assert job
+    conn.execute(
+        "insert into ops.lineage_job_datasets (job_id, dataset_id, direction) values (%s, %s, 'output')",
+        (job[0], datasets[1][0]),
+    )
+    conn.execute(
+        "insert into ops.dataset_schema_changes (dataset_id, project_id, run_id, changes) "
+        "values (%s, %s, %s, '[{\"column\": \"secret\", \"change\": \"added\"}]')",
+        (datasets[1][0], project, run_id),
+    )
     conn.execute(
         "insert into ops.query_history (run_id, task_id, attempt, project_id, statement_index, engine, sql_text, "
         "state, started_at) values (%s, %s, %s, %s, 1, 'duckdb', 'select secret from a', 'finished', now())",

@@ -90,6 +90,14 @@ TABLES: dict[str, Review] = {
     "datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
     "lineage_edges": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
     "openlineage_events": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
+    "lineage_jobs": review("SELECT", f"x.project_id in {A_PROJECTS}", "ops.ingest_openlineage only"),
+    "lineage_job_datasets": review(
+        "SELECT",
+        "x.job_id in (select j.id from ops.lineage_jobs j join ops.projects p on p.id = j.project_id "
+        "where p.org_id = %(a_org)s)",
+        "ops.ingest_openlineage only",
+    ),
+    "dataset_schema_changes": review("SELECT", f"x.project_id in {A_PROJECTS}", "trigger on ops.datasets only"),
     "query_history": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
     # Identities and secrets: people read their own row, never a hash; sessions are invisible.
     "users": review("SELECT(columns)", "x.id <> %(b_user)s", "password_hash not granted"),
