@@ -35,7 +35,10 @@ CapKind = Literal[
     "max_cores",
     "max_output_bytes",
 ]
-AlertKind = Literal["run_failed", "task_failed", "run_duration", "queue_wait", "cap_breach", "executor_offline"]
+AlertKind = Literal[
+    "run_failed", "task_failed", "run_duration", "queue_wait", "cap_breach", "executor_offline",
+    "sla", "schedule_missed", "dataset_freshness", "event_match",
+]  # fmt: skip
 Severity = Literal["info", "warning", "critical"]
 
 # Sections of a bundle, in the order they are planned, applied and exported.
@@ -215,6 +218,7 @@ class AlertMatch(BundleModel):
     project: str | None = Field(default=None, pattern=SLUG_PATTERN)
     environment: EnvironmentName | None = None
     template: str | None = Field(default=None, pattern=NAME_PATTERN, description="Needs project.")
+    pool: str | None = Field(default=None, description="queue_wait, executor_offline: only this pool.")
 
 
 class AlertRule(BundleModel):
@@ -238,6 +242,27 @@ class AlertRule(BundleModel):
     )
     enabled: bool = True
     description: str = ""
+    # Issue 20's kinds and escalation; optional, so bundles written before keep their meaning.
+    factor: float | None = Field(
+        default=None, gt=0, description="run_duration: also fire over factor x the job's p95 of its last runs."
+    )
+    baseline_runs: int = Field(default=20, ge=2, le=1000, description="run_duration: runs the p95 is taken over.")
+    sla_time: str | None = Field(
+        default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description='sla: "HH:MM" (quote it in YAML).'
+    )
+    sla_timezone: str = Field(default="UTC", description="sla: the time zone of sla_time.")
+    cap_percent: int | None = Field(default=None, ge=1, le=1000, description="cap_breach: fire at this % of a cap.")
+    event_type: str | None = Field(default=None, description="event_match: the event type.")
+    event_level: Literal["debug", "info", "warning", "error"] | None = Field(
+        default=None, description="event_match: the minimum level."
+    )
+    event_attributes: dict[str, Any] = Field(
+        default_factory=dict, description="event_match: key/values the event's data must contain."
+    )
+    dataset_name: str | None = Field(default=None, description="dataset_freshness: the dataset's name.")
+    escalate_after_s: int = Field(
+        default=900, ge=1, le=2_147_483_647, description="Escalate one level when not acknowledged in this time."
+    )
 
 
 ALERT_KINDS_NEEDING_THRESHOLD: frozenset[str] = frozenset({"run_duration", "queue_wait"})

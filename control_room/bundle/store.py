@@ -188,9 +188,15 @@ def _alert_rule(row: tables.AlertRule, directory: OrgDirectory, state: LiveState
         "project": directory.project_slug(row.project_id),
         "environment": row.match_environment,
         "template": _template_name(state, row.match_template_id),
+        "pool": row.match_pool,
     }
     fields = {"name", "kind", "threshold", "window_s", "severity", "notify", "escalate", "enabled", "description"}
-    data = {**row.model_dump(include=fields), "match": _drop_none(match)}
+    data = {
+        **row.model_dump(include=fields | _ALERT_COLUMNS_ISSUE_20),
+        "sla_time": row.sla_time.strftime("%H:%M") if row.sla_time else None,
+        "event_attributes": row.event_attributes,
+        "match": _drop_none(match),
+    }
     return _model(AlertRule, _drop_none(data), f'alert rule "{row.name}"')
 
 
@@ -263,6 +269,11 @@ def version_values(template: JobTemplate) -> dict[str, Any]:
 # Bundle fields that are columns of the same name.
 _ROUTING_COLUMNS = {"name", "position", "pool", "required_labels", "allow_pool_override", "owner", "enabled"}
 _ALERT_COLUMNS = {"name", "kind", "threshold", "window_s", "severity", "notify", "escalate", "enabled", "description"}
+# Issue 20's rule fields (same names as their columns; sla_time and event_attributes are converted).
+_ALERT_COLUMNS_ISSUE_20 = {
+    "factor", "baseline_runs", "sla_timezone", "cap_percent", "event_type", "event_level", "dataset_name",
+    "escalate_after_s",
+}  # fmt: skip
 _GATE_COLUMNS = {
     "name", "from_environment", "to_environment", "min_successful_runs", "required_approvals", "approvers",
     "required_checks", "enabled", "description",
@@ -335,7 +346,10 @@ def schedule_values(schedule: Schedule, directory: OrgDirectory, template_id: uu
 def alert_values(rule: AlertRule, directory: OrgDirectory, template_id: uuid.UUID | None) -> dict[str, Any]:
     """Columns of an alert rule's row."""
     return {
-        **rule.model_dump(include=_ALERT_COLUMNS),
+        **rule.model_dump(include=_ALERT_COLUMNS | _ALERT_COLUMNS_ISSUE_20),
+        "sla_time": rule.sla_time,
+        "event_attributes": Jsonb(rule.event_attributes),
+        "match_pool": rule.match.pool,
         "org_id": directory.org_id,
         "project_id": directory.projects[rule.match.project] if rule.match.project else None,
         "match_environment": rule.match.environment,

@@ -1,0 +1,71 @@
+"""The bundle round trip of alert rules with issue 20's kinds and fields: deploy, read back, plan empty."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from control_room.bundle import DEMO_BUNDLE_DIR
+from control_room.bundle.deploy import deploy_bundle, plan_bundle
+from control_room.bundle.export import live_bundle
+from control_room.bundle.loader import load_bundle
+from control_room.bundle.models import sorted_bundle
+from control_room.db.migrate import migrate
+from control_room.services.demo import load_demo_data
+
+NEW_RULES = """
+  - name: nightly-sla
+    kind: sla
+    match:
+      project: lakehouse
+      template: nightly-ingest
+    sla_time: "06:30"
+    sla_timezone: Europe/Paris
+    severity: critical
+    escalate_after_s: 300
+  - name: slow-vs-history
+    kind: run_duration
+    threshold: 7200
+    factor: 2.5
+    baseline_runs: 30
+  - name: quality-errors
+    kind: event_match
+    event_type: quality.check
+    event_level: error
+    event_attributes:
+      check: nulls
+  - name: features-fresh
+    kind: dataset_freshness
+    dataset_name: features.customer_daily
+    threshold: 7200
+  - name: spark-pool-down
+    kind: executor_offline
+    match:
+      pool: spark
+    cap_percent: 90
+"""
+
+
+def test_new_rule_fields_round_trip(fresh_database: Callable[[], str], tmp_path: Path) -> None:
+    url = fresh_database()
+    migrate(url)
+    assert load_demo_data(url) is True
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE_DIR, bundle_dir)
+    alerts = bundle_dir / "alerts.yaml"
+    alerts.write_text(alerts.read_text(encoding="utf-8").rstrip("\n") + "\n" + NEW_RULES, encoding="utf-8")
+    loaded = load_bundle(bundle_dir)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert not plan_bundle(conn, loaded).is_empty
+        deploy_bundle(conn, loaded, actor="tests")
+        assert plan_bundle(conn, load_bundle(bundle_dir)).is_empty
+        assert sorted_bundle(live_bundle(conn, "demo")) == sorted_bundle(loaded.bundle)
+        row = conn.execute(
+            "select sla_time::text, sla_timezone, escalate_after_s from ops.alert_rules where name = 'nightly-sla'"
+        ).fetchone()
+        assert row == ("06:30:00", "Europe/Paris", 300)
+        attrs = conn.execute("select event_attributes from ops.alert_rules where name = 'quality-errors'").fetchone()
+        assert attrs == ({"check": "nulls"},)
