@@ -337,8 +337,9 @@ async def list_incidents(
     return await _rows(
         conn,
         "select i.*, coalesce(r.name, 'org-wide rule') as rule_name, coalesce(r.kind, '') as rule_kind "
-        "from ops.alert_incidents i left join ops.alert_rules r on r.id = i.rule_id where (%s::uuid[] is null or i.org_id = any(%s)) "
-        "and (%s::text is null or i.state = %s) order by i.last_fired_at desc limit %s",
+        "from ops.alert_incidents i left join ops.alert_rules r on r.id = i.rule_id "
+        "where (%s::uuid[] is null or i.org_id = any(%s)) and (%s::text is null or i.state = %s) "
+        "order by i.last_fired_at desc limit %s",
         (org_ids, org_ids, state, state, limit),
     )
 
