@@ -108,7 +108,13 @@ def _public(token: auth.ApiTokenPublic) -> dict[str, Any]:
     }
 
 
-@router.post("/tokens", operation_id="createApiToken", response_model=TokenCreated, status_code=201)
+@router.post(
+    "/tokens",
+    operation_id="createApiToken",
+    response_model=TokenCreated,
+    status_code=201,
+    responses={"409": {"description": "You already have a token of this name."}},
+)
 async def create_token(body: TokenCreate, user: User, db: Pool) -> dict[str, Any]:
     """Create one of your API tokens; the token is in this reply only."""
     if user.role_ceiling is not None:
