@@ -5,6 +5,7 @@ import reflex as rx
 from control_room.api import api, lifespan
 from control_room.pages import (  # noqa: F401  (each import registers its page)
     artifacts,
+    catalog,
     coming_later,
     executors,
     home,

@@ -10,6 +10,7 @@ RUNS = "/runs"
 RUN_DETAIL = "/runs/[run_id]"
 ARTIFACTS = "/artifacts"
 EXECUTORS = "/executors"
+CATALOG = "/catalog"
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 
@@ -17,7 +18,6 @@ LATER_FEATURES: dict[str, str] = {
     "jobs": "Jobs & schedules",
     "governance": "Routing & caps",
     "alerts": "Alerts",
-    "catalog": "Catalog",
 }
 
 

@@ -19,6 +19,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Runs", "play", routes.RUNS),
     ("Executors", "server", routes.EXECUTORS),
     ("Artifacts", "package", routes.ARTIFACTS),
+    ("Catalog", "library", routes.CATALOG),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 

@@ -1,0 +1,137 @@
+"""Catalog: every dataset the engines saw or OpenLineage producers sent, with namespace and name; search
+by name, column, description, tag or owner; a dataset's panel with its schema, freshness, row count,
+dbt test results, upstream/downstream, the runs that read or wrote it and its schema changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.state.catalog import CatalogRow, CatalogState, ColumnRow, LineRow
+
+# Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
+LINES: Any = CatalogState.lines
+FACTS: Any = CatalogState.facts
+SELECTED: Any = CatalogState.selected
+
+
+def _row(row: CatalogRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.link(row.name, on_click=CatalogState.open_dataset(row.id), cursor="pointer",
+                              class_name="catalog-name")),
+        rx.table.cell(rx.badge(row.kind, variant="surface", size="1")),
+        rx.table.cell(rx.text(row.namespace, size="1", color_scheme="gray", class_name="truncate")),
+        rx.table.cell(rx.text(row.columns, class_name="tabular")),
+        rx.table.cell(rx.text(row.owner, size="1")),
+        class_name="catalog-row",
+    )  # fmt: skip
+    return item
+
+
+def _column(column: ColumnRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.code(column.name, variant="ghost")),
+        rx.table.cell(rx.text(column.type, size="1")),
+        rx.table.cell(rx.text(column.description, size="1", color_scheme="gray")),
+        class_name="catalog-column",
+    )
+    return item
+
+
+def _lines(key: str, title: str, empty: str) -> rx.Component:
+    def line(entry: LineRow) -> rx.Component:
+        item: rx.Component = rx.hstack(
+            rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(entry.tone, 9), flex_shrink="0"),
+            rx.text(entry.title, size="2", weight="medium"),
+            rx.text(entry.detail, size="1", color_scheme="gray"),
+            spacing="2", align="center", class_name=f"catalog-{key}-line",
+        )  # fmt: skip
+        return item
+
+    section: rx.Component = rx.vstack(
+        rx.heading(title, size="3"),
+        rx.cond(LINES[key].length() > 0, rx.vstack(rx.foreach(LINES[key], line), spacing="1"),
+                rx.text(empty, size="1", color_scheme="gray")),
+        spacing="2", width="100%", id=f"catalog-{key.replace('_', '-')}",
+    )  # fmt: skip
+    return section
+
+
+def _panel() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.hstack(
+                rx.vstack(rx.dialog.title(SELECTED.name, id="dataset-name"),
+                          rx.text(SELECTED.description, size="2", color_scheme="gray"), spacing="1"),
+                rx.spacer(),
+                rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
+                width="100%", align="start",
+            ),
+            rx.cond(CatalogState.panel_error != "", rx.callout(CatalogState.panel_error, icon="triangle-alert",
+                                                              color_scheme="red", size="1")),
+            rx.grid(
+                rx.foreach(FACTS, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
+                                                          rx.text(fact[1], size="2"), spacing="0")),
+                columns="3", spacing="3", width="100%", margin_y="12px", id="dataset-facts",
+            ),
+            rx.heading("Schema", size="3"),
+            rx.table.root(
+                rx.table.header(rx.table.row(rx.table.column_header_cell("Column"),
+                                             rx.table.column_header_cell("Type"),
+                                             rx.table.column_header_cell("Description"))),
+                rx.table.body(rx.foreach(CatalogState.columns, _column)),
+                size="1", width="100%", id="dataset-columns",
+            ),
+            rx.grid(
+                _lines("quality", "Quality (dbt tests)", "No tests on this dataset."),
+                _lines("schema_changes", "Schema changes", "No schema change recorded."),
+                _lines("upstream", "Upstream", "Nothing upstream."),
+                _lines("downstream", "Downstream", "Nothing downstream."),
+                columns="2", spacing="4", width="100%", margin_top="16px",
+            ),
+            rx.box(_lines("runs", "Runs that read or wrote it", "No run recorded."), margin_top="16px"),
+            max_width="1000px", width="92vw", id="dataset-panel",
+        ),
+        open=CatalogState.panel_open,
+        on_open_change=CatalogState.set_panel_open,
+    )  # fmt: skip
+    return dialog
+
+
+@layout(route=routes.CATALOG, title="Catalog", on_load=CatalogState.open_page)
+def catalog_page() -> rx.Component:
+    content: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.heading("Catalog", size="6"),
+            rx.spacer(),
+            rx.input(placeholder="Search name, column, description, tag, owner", value=CatalogState.text,
+                     on_change=CatalogState.set_text.debounce(300), width="360px", id="catalog-search"),
+            width="100%", align="center",
+        ),
+        rx.cond(CatalogState.error != "", rx.callout(CatalogState.error, icon="triangle-alert", color_scheme="red")),
+        rx.table.root(
+            rx.table.header(rx.table.row(
+                rx.table.column_header_cell("Dataset"), rx.table.column_header_cell("Kind"),
+                rx.table.column_header_cell("Namespace"), rx.table.column_header_cell("Columns"),
+                rx.table.column_header_cell("Owner"))),
+            rx.table.body(rx.foreach(CatalogState.rows, _row)),
+            width="100%", id="catalog-table",
+        ),
+        rx.cond(CatalogState.loaded & (CatalogState.rows.length() == 0),
+                rx.text("No dataset yet: run a dbt build or send OpenLineage events to /api/v1/lineage.",
+                        color_scheme="gray", id="catalog-empty")),
+        rx.hstack(
+            rx.button("Previous", on_click=CatalogState.previous_page, disabled=CatalogState.page <= 1,
+                      variant="soft", id="catalog-previous"),
+            rx.text("Page ", CatalogState.page, size="2"),
+            rx.button("Next", on_click=CatalogState.next_page, disabled=~CatalogState.has_next, variant="soft",
+                      id="catalog-next"),
+            spacing="3", align="center",
+        ),
+        _panel(),
+        spacing="4", width="100%",
+    )  # fmt: skip
+    return content

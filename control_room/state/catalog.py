@@ -1,0 +1,207 @@
+"""Catalog: the project's datasets with search (name, column, description, tag, owner) in keyset pages,
+and one dataset's panel (schema, freshness, row count, quality, neighbours, runs, schema changes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import catalog
+from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.events import background, handler
+
+PAGE_SIZE = 50
+
+
+@dataclasses.dataclass
+class CatalogRow:
+    """One dataset in the catalog list."""
+
+    id: str = ""
+    namespace: str = ""
+    name: str = ""
+    kind: str = ""
+    owner: str = ""
+    columns: int = 0
+    description: str = ""
+
+
+@dataclasses.dataclass
+class ColumnRow:
+    name: str = ""
+    type: str = ""
+    description: str = ""
+
+
+@dataclasses.dataclass
+class LineRow:
+    """A line of a panel list (a neighbour, a test result, a run, a schema change)."""
+
+    title: str = ""
+    detail: str = ""
+    tone: str = "gray"
+
+
+def catalog_row(row: dict[str, Any]) -> CatalogRow:
+    return CatalogRow(
+        id=str(row["id"]), namespace=row["namespace"], name=row["name"], kind=row["kind"], owner=row["owner"] or "",
+        columns=len(row["columns"] or []), description=(row["description"] or "")[:200],
+    )  # fmt: skip
+
+
+def _tone(status: str | None) -> str:
+    return {"pass": "green", "success": "green", "COMPLETE": "green", "warn": "amber"}.get(status or "", "red")
+
+
+def panel_lines(page: dict[str, Any]) -> dict[str, list[LineRow]]:
+    """The dataset page's lists as display lines."""
+    return {
+        "quality": [LineRow(q["name"], f"{q['status']}" + (f" ({q['failures']} failing rows)" if q["failures"] else ""),
+                            _tone(q["status"])) for q in page["quality"]],
+        "upstream": [LineRow(n["name"], n["job_name"] or n["namespace"]) for n in page["upstream"]],
+        "downstream": [LineRow(n["name"], n["job_name"] or n["namespace"]) for n in page["downstream"]],
+        "runs": [LineRow(f"{r['access']} by {r['job_name']}", f"{r['event_type']} at {r['event_time']:%Y-%m-%d %H:%M}"
+                         + (f" · run {r['run_id']}" if r["run_id"] else f" · {r['job_namespace']}"),
+                         _tone(r["event_type"])) for r in page["runs"]],
+        "schema_changes": [LineRow(f"{c['detected_at']:%Y-%m-%d %H:%M}", "; ".join(
+            f"{x['column']} {x['change']}" + (f" ({x.get('old_type', '')} -> {x.get('new_type', '')})"
+                                              if x["change"] == "retyped" else "") for x in c["changes"]))
+            for c in page["schema_changes"]],
+    }  # fmt: skip
+
+
+class CatalogState(SessionState):
+    """The list (search, pages) and the selected dataset's panel."""
+
+    rows: rx.Field[list[CatalogRow]] = rx.field(default_factory=list)
+    text: rx.Field[str] = rx.field("")
+    page: rx.Field[int] = rx.field(1)
+    has_next: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
+    loaded: rx.Field[bool] = rx.field(False)
+    selected: rx.Field[CatalogRow] = rx.field(default_factory=CatalogRow)
+    panel_open: rx.Field[bool] = rx.field(False)
+    columns: rx.Field[list[ColumnRow]] = rx.field(default_factory=list)
+    lines: rx.Field[dict[str, list[LineRow]]] = rx.field(default_factory=dict)
+    facts: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+    panel_error: rx.Field[str] = rx.field("")
+
+    _cursors: list[str | None] = [None]
+    _generation: int = 0
+
+    @background
+    async def open_page(self) -> AsyncIterator[Any]:
+        """First page; opens the dataset named by ``?dataset=``."""
+        async with self:
+            wanted = self.router.url.query_parameters.get("dataset", "")
+            self.page = 1
+            self._cursors = [None]
+        async for event in self._list():
+            yield event
+        if wanted:
+            yield CatalogState.open_dataset(wanted)
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        async for event in self._list():
+            yield event
+
+    async def _list(self) -> AsyncIterator[Any]:
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            self._generation += 1
+            generation = self._generation
+            cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+            text = self.text
+        rows: list[CatalogRow] = []
+        next_cursor: str | None = None
+        error = ""
+        if signed.project_id is None:
+            error = "You are not a member of any project yet: ask an admin for a role."
+        else:
+            try:
+                async with as_user(signed.principal) as conn:
+                    found, next_cursor = await catalog.search_datasets(
+                        conn, project=str(signed.project_id), text=text or None, cursor=cursor, limit=PAGE_SIZE
+                    )
+                rows = [catalog_row(row) for row in found]
+            except Exception as exc:
+                error = problem_text(exc)
+        async with self:
+            if generation != self._generation:
+                return
+            self.rows, self.error = rows, error
+            self.has_next = next_cursor is not None
+            del self._cursors[self.page :]
+            self._cursors.append(next_cursor)
+            self.loaded = True
+
+    @handler
+    def set_text(self, value: str) -> Any:
+        """Search by name, column, description, tag or owner."""
+        self.text = value[:200]
+        self.page = 1
+        self._cursors = [None]
+        return CatalogState.load
+
+    @handler
+    def next_page(self) -> Any:
+        if self.has_next:
+            self.page += 1
+            return CatalogState.load
+        return None
+
+    @handler
+    def previous_page(self) -> Any:
+        if self.page > 1:
+            self.page -= 1
+            return CatalogState.load
+        return None
+
+    @handler
+    def set_panel_open(self, is_open: bool) -> None:
+        self.panel_open = is_open
+
+    @background
+    async def open_dataset(self, dataset_id: str) -> AsyncIterator[Any]:
+        """Open a dataset's panel."""
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                page = await catalog.dataset_page(conn, uuid.UUID(dataset_id))
+        except Exception as exc:
+            async with self:
+                self.panel_error, self.panel_open = problem_text(exc), True
+            return
+        facts = {
+            "Namespace": page["namespace"],
+            "Kind": page["kind"],
+            "Owner": page["owner"] or "—",
+            "Last reported": (f"run {page['last_run_id']} · task {page['last_task_key']} ({page['last_run_status']})"
+                              if page["last_run_id"] else "OpenLineage ingest"),
+            "Last write": (f"{page['last_write']['event_time']:%Y-%m-%d %H:%M} by {page['last_write']['job_name']}"
+                           if page["last_write"] else "—"),
+            "Rows": "—" if page["row_count"] is None else f"{page['row_count']:,}",
+            "Size": "—" if page["size_bytes"] is None else f"{page['size_bytes']:,} bytes",
+            "Upstream / downstream": f"{page['upstream_count']} / {page['downstream_count']}",
+            "Tags": ", ".join(page["metadata"].get("tags") or []) or "—",
+        }  # fmt: skip
+        async with self:
+            self.selected = catalog_row(page)
+            self.columns = [ColumnRow(str(c.get("name", "")), str(c.get("type") or ""), str(c.get("description") or ""))
+                            for c in page["columns"]]  # fmt: skip
+            self.lines = panel_lines(page)
+            self.facts = facts
+            self.panel_error = ""
+            self.panel_open = True
