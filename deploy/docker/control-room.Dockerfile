@@ -18,7 +18,7 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin lakehouse
 
 WORKDIR /opt/lakehouse
-COPY pyproject.toml README.md rxconfig.py reflex.lock ./
+COPY pyproject.toml uv.lock README.md rxconfig.py reflex.lock ./
 COPY control_room ./control_room
 COPY executor_agent ./executor_agent
 COPY supabase ./supabase
@@ -26,8 +26,12 @@ COPY contracts ./contracts
 COPY assets ./assets
 COPY examples ./examples
 
-# Editable: the control room finds its migrations, contract and assets next to its sources.
-RUN pip install -e . \
+# Exactly what uv.lock lists (nothing resolves in the build), then the package itself, editable: the
+# control room finds its migrations, contract and assets next to its sources.
+RUN pip install uv==0.13.9 \
+    && uv export --frozen --no-hashes --no-emit-project --extra dbt -o /tmp/requirements.txt \
+    && pip install --no-deps -r /tmp/requirements.txt \
+    && pip install --no-deps -e . \
     && npm install --prefix=.tools --save-exact --no-audit --no-fund bun@1.4.5 \
     && chown -R lakehouse:lakehouse /opt/lakehouse
 

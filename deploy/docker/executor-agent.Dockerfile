@@ -29,7 +29,14 @@ COPY packaging/executor-agent ./packaging/executor-agent
 
 # Optional engines: EXTRAS=dbt,spark,duckdb,trino installs their libraries (see packaging/executor-agent).
 ARG EXTRAS=""
-RUN pip install "./packaging/executor-agent${EXTRAS:+[${EXTRAS}]}"
+# Exactly what packaging/executor-agent/uv.lock lists for those extras, then the agent itself.
+RUN pip install uv==0.13.9 \
+    && uv export --frozen --no-hashes --no-emit-project --project packaging/executor-agent \
+        --all-extras -o /tmp/all.txt \
+    && uv export --frozen --no-hashes --no-emit-project --project packaging/executor-agent \
+        -o /tmp/base.txt \
+    && pip install --no-deps -r /tmp/base.txt \
+    && pip install --constraint /tmp/all.txt "./packaging/executor-agent${EXTRAS:+[${EXTRAS}]}"
 
 USER 10001:10001
 ENV LAKEHOUSE_EXECUTOR_SPOOL_DIR=/var/lib/lakehouse-executor/spool \
