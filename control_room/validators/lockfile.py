@@ -12,6 +12,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 # Packages allowed to be pre-releases in a lock, and why. Anything else that is a pre-release fails.
 ALLOWED_PRERELEASES = {
@@ -32,10 +33,10 @@ def _specifier(text: str) -> str:
     return ",".join(sorted(part.strip() for part in text.split(",") if part.strip()))
 
 
-def _from_pyproject(project: dict[str, object]) -> set[Requirement]:
+def _from_pyproject(project: dict[str, Any]) -> set[Requirement]:
     wanted: set[Requirement] = set()
-    groups: dict[str, list[str]] = {"": list(project.get("dependencies", []))}  # type: ignore[call-overload]
-    groups.update(project.get("optional-dependencies", {}))  # type: ignore[call-overload]
+    groups: dict[str, list[str]] = {"": list(project.get("dependencies", []))}
+    groups.update(project.get("optional-dependencies", {}))
     for extra, lines in groups.items():
         for line in lines:
             match = _REQUIREMENT.match(line)
@@ -47,8 +48,8 @@ def _from_pyproject(project: dict[str, object]) -> set[Requirement]:
     return wanted
 
 
-def _from_lock(lock: dict[str, object], project_name: str) -> set[Requirement] | None:
-    for package in lock.get("package", []):  # type: ignore[attr-defined]
+def _from_lock(lock: dict[str, Any], project_name: str) -> set[Requirement] | None:
+    for package in lock.get("package", []):
         if _normal_name(package["name"]) != _normal_name(project_name):
             continue
         locked: set[Requirement] = set()
