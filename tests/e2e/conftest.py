@@ -41,6 +41,10 @@ LAKEHOUSE = Path(sys.executable).with_name("lakehouse")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the e2e tests last: Playwright's sync API keeps an event loop running in the main thread for
     the rest of the session, and any later test calling ``asyncio.run`` would fail."""
+    here = Path(__file__).parent
+    for item in items:  # every test in this folder is e2e, whether or not its module says so
+        if here in Path(item.path).parents and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
     e2e = [item for item in items if item.get_closest_marker("e2e")]
     if e2e:
         items[:] = [item for item in items if not item.get_closest_marker("e2e")] + e2e

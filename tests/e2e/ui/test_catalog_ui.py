@@ -7,10 +7,13 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
 from control_room.services.auth import USER_TOKEN_PREFIX, hash_token, new_token
 from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld
+
+pytestmark = pytest.mark.e2e
 
 NS = "postgres://warehouse.example:5432"
 FACET = {"_producer": "https://example.com/airflow", "_schemaURL": "https://openlineage.io/spec/facets/x.json"}
