@@ -15,7 +15,7 @@ from control_room.services.artifacts import _attempt_of_lease, storage_key_of
 from control_room.services.errors import Invalid, NotFound
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, fetch_rows
 from control_room.services.runs import resolve_project
-from control_room.storage import ArtifactStore, LocalArtifactStore
+from control_room.storage import ArtifactMissing, ArtifactStore, LocalArtifactStore
 
 QUERY_STATES = ("running", "finished", "failed", "cancelled", "timed_out", "refused")
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
@@ -169,7 +169,11 @@ def open_artifact(store: ArtifactStore, artifact: dict[str, Any]) -> BinaryIO:
     """A binary, seekable reader of the artifact's bytes (the file itself for the local store)."""
     key = storage_key_of(artifact)
     if isinstance(store, LocalArtifactStore):
-        return store.path(key).open("rb")
+        path = store.path(key)
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            raise ArtifactMissing(key, str(path)) from None
     return io.BufferedReader(StoredArtifactFile(store, key), buffer_size=1 << 20)
 
 

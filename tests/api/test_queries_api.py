@@ -166,3 +166,17 @@ def test_result_rows_are_paged_from_the_parquet_artifact(
     assert operator.get(f"/artifacts/{artifact['id']}/rows", params={"limit": 0}).json()["field"] == "limit"
     stranger = client(server, provision.user_token("viewer", provision.tenant("other-sql"))[1])
     assert stranger.get(f"/artifacts/{artifact['id']}/rows").status_code == 404
+
+
+def test_result_rows_of_an_artifact_whose_bytes_are_gone_is_a_404_problem(
+    live_api: LiveServer, provision: Provisioner, pool: str
+) -> None:
+    operator, agent, _run, task = claimed_sql_task(live_api, provision, pool)
+    artifact = upload(agent, task, "lost.parquet", parquet_bytes(10, 10), "application/vnd.apache.parquet")
+    (stored,) = [p for p in live_api.data_dir.rglob("lost.parquet") if p.is_file()]
+    stored.unlink()
+
+    gone = operator.get(f"/artifacts/{artifact['id']}/rows")
+    assert gone.status_code == 404, gone.text
+    assert gone.headers["content-type"] == "application/problem+json"
+    assert "not in this store" in gone.json()["detail"]
