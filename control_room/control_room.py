@@ -9,6 +9,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     coming_later,
     executors,
     home,
+    lineage,
     login,
     run_detail,
     runs,

@@ -11,6 +11,7 @@ RUN_DETAIL = "/runs/[run_id]"
 ARTIFACTS = "/artifacts"
 EXECUTORS = "/executors"
 CATALOG = "/catalog"
+LINEAGE = "/lineage"
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 

@@ -1,0 +1,141 @@
+"""The lineage graph as a plotly WebGL figure: edges in one line trace, a highlighted column path in a
+second, datasets and jobs as marker traces coloured by freshness or by the last run's outcome.
+
+WebGL (``scattergl``) keeps a 5,000-node graph interactive: SVG scatter redraws every marker as a DOM
+node. Labels are drawn only while the view is small enough to read them; hovering names any node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+
+import plotly.graph_objects as go
+
+from control_room.components.figures import FONT
+from control_room.components.status import STATUS_HEX
+from control_room.services.lineage_graph import Node, View
+
+# Trace order, so a click's curveNumber says which list its pointIndex is in.
+DATASET_CURVE = 2
+JOB_CURVE = 3
+LABELS_UP_TO = 250
+FRESHNESS = (
+    (timedelta(days=1), "#46A758", "updated in the last day"),
+    (timedelta(days=7), "#FFC53D", "updated in the last week"),
+    (timedelta.max, "#E5484D", "older"),
+)
+UNKNOWN = "#8B8D98"
+# OpenLineage event types as run outcomes.
+EVENT_OUTCOME = {"COMPLETE": "succeeded", "FAIL": "failed", "ABORT": "cancelled", "START": "running",
+                 "RUNNING": "running"}  # fmt: skip
+COLOR_MODES = ("freshness", "outcome")
+
+
+def node_color(node: Node, mode: str, now: datetime) -> str:
+    """A node's colour: its age since the last write, or the outcome of the run that last wrote it."""
+    if mode == "outcome":
+        outcome = EVENT_OUTCOME.get(node.outcome or "", node.outcome or "")
+        return STATUS_HEX.get(outcome, UNKNOWN)
+    if node.updated_at is None:
+        return UNKNOWN
+    age = now - node.updated_at
+    return next(color for limit, color, _ in FRESHNESS if age < limit)
+
+
+def legend(mode: str) -> list[tuple[str, str]]:
+    """(colour, meaning) pairs for the page's legend."""
+    if mode == "outcome":
+        return [(STATUS_HEX[s], s) for s in ("succeeded", "failed", "running", "cancelled")] + [(UNKNOWN, "unknown")]
+    return [(color, meaning) for _, color, meaning in FRESHNESS]
+
+
+def short_labels(nodes: Collection[Node]) -> dict[str, str]:
+    """A node's name without its database and schema (``main.stg_orders`` -> ``stg_orders``) unless
+    another node drawn beside it would then read the same; then the whole name."""
+    short = {n.id: n.name.rsplit(".", 1)[-1] for n in nodes}
+    counts: dict[str, int] = {}
+    for label in short.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {n.id: short[n.id] if counts[short[n.id]] == 1 else n.name for n in nodes}
+
+
+def _segments(
+    edges: Collection[tuple[str, str]], positions: dict[str, tuple[float, float]]
+) -> tuple[list[float | None], list[float | None]]:
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for up, down in edges:
+        (x0, y0), (x1, y1) = positions[up], positions[down]
+        xs += [x0, x1, None]
+        ys += [y0, y1, None]
+    return xs, ys
+
+
+def _markers(nodes: list[Node], view: View, *, mode: str, now: datetime, symbol: str, on_path: set[str],
+             focus: str | None) -> go.Scattergl:  # fmt: skip
+    labels = len(view.nodes) <= LABELS_UP_TO
+    labels_of = short_labels(view.nodes) if labels else {n.id: "" for n in nodes}
+    return go.Scattergl(
+        x=[view.positions[n.id][0] for n in nodes],
+        y=[view.positions[n.id][1] for n in nodes],
+        mode="markers+text" if labels else "markers",
+        text=[labels_of[n.id] for n in nodes],
+        textposition="bottom center",
+        hovertext=[f"<b>{n.name}</b><br>{n.subtype} · {n.namespace}<br>{n.outcome or 'no run'}" for n in nodes],
+        hoverinfo="text",
+        marker={
+            "size": [22 if n.id == focus else 16 if n.id in on_path else 12 for n in nodes],
+            "color": [node_color(n, mode, now) for n in nodes],
+            "symbol": symbol,
+            "line": {
+                "color": ["#1F2D5C" if n.id == focus or n.id in on_path else "rgba(255,255,255,0.9)" for n in nodes],
+                "width": [3 if n.id in on_path else 1.5 for n in nodes],
+            },
+        },
+    )
+
+
+def lineage_figure(
+    view: View,
+    *,
+    mode: str = "freshness",
+    focus: str | None = None,
+    highlight: Collection[tuple[str, str]] = (),
+    on_path: Collection[str] = (),
+    now: datetime | None = None,
+) -> go.Figure:
+    """The drawn graph, left (upstream) to right (downstream)."""
+    now = now or datetime.now(UTC)
+    shown = set(view.positions)
+    lit = [edge for edge in highlight if edge[0] in shown and edge[1] in shown]
+    path = set(on_path) & shown
+    figure = go.Figure()
+    edge_x, edge_y = _segments(view.edges, view.positions)
+    figure.add_trace(go.Scattergl(x=edge_x, y=edge_y, mode="lines", line={"color": "#B9BBC6", "width": 1},
+                                  hoverinfo="skip"))  # fmt: skip
+    lit_x, lit_y = _segments(lit, view.positions)
+    figure.add_trace(go.Scattergl(x=lit_x, y=lit_y, mode="lines", line={"color": "#3E63DD", "width": 4},
+                                  hoverinfo="skip"))  # fmt: skip
+    datasets = [n for n in view.nodes if n.kind == "dataset"]
+    jobs = [n for n in view.nodes if n.kind == "job"]
+    for nodes, symbol in ((datasets, "circle"), (jobs, "diamond")):
+        figure.add_trace(_markers(nodes, view, mode=mode, now=now, symbol=symbol, on_path=path, focus=focus))
+    xs = [p[0] for p in view.positions.values()] or [0.0]
+    ys = [p[1] for p in view.positions.values()] or [0.0]
+    layers = max(xs) - min(xs) + 1
+    tallest = max(ys) - min(ys) + 1
+    axis = {"visible": False}
+    figure.update_layout(
+        height=int(min(max(260, 46 * tallest + 80), 760)),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        font=FONT,
+        showlegend=False,
+        dragmode="pan",
+        hovermode="closest",
+        xaxis={**axis, "range": [min(xs) - 0.5, max(xs) + 0.5] if layers <= 12 else None},
+        yaxis={**axis, "range": [min(ys) - 0.8, max(ys) + 0.8] if tallest <= 14 else None},
+    )
+    return figure
