@@ -10,6 +10,7 @@ from reflex.event import EventType
 
 from control_room import routes
 from control_room.components.api_tokens import api_tokens_link
+from control_room.components.post_form import post_form
 from control_room.state.base import ALL, ENVIRONMENTS, ProjectChoice, SessionState
 
 PRODUCT_NAME = "Lakehouse Control Room"
@@ -92,13 +93,12 @@ def _user_card() -> rx.Component:
         ),
         rx.hstack(
             # A form post: the server ends the session and clears the HttpOnly cookie (see api/web_sessions.py).
-            rx.el.form(
+            post_form(
                 rx.button(
                     rx.icon("log-out", size=14), "Sign out", size="1", variant="soft", color_scheme="gray",
                     type="submit", id="sign-out",
                 ),
                 action=routes.WEB_SIGN_OUT,
-                method="post",
             ),
             rx.spacer(),
             api_tokens_link(),

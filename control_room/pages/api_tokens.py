@@ -108,7 +108,7 @@ def _created_dialog() -> rx.Component:
             rx.dialog.title("Token ", ApiTokensState.created_name, " created"),
             rx.dialog.description(
                 "Copy it now: it is shown this once and only its hash is stored. "
-                "Send it as `Authorization: Bearer <token>`.",
+                "Send it in the header Authorization: Bearer <token>.",
                 size="2",
             ),
             rx.hstack(
@@ -149,7 +149,7 @@ def api_tokens_page() -> rx.Component:
     """The create form, then the person's tokens."""
     page: rx.Component = rx.vstack(
         rx.hstack(
-            rx.text("Your tokens for the HTTP API and scripts (`lhu_…`); they act as you, within their ceiling.",
+            rx.text("Your tokens for the HTTP API and scripts (lhu_…); they act as you, within their ceiling.",
                     size="2", color_scheme="gray"),
             rx.spacer(),
             updated_label(ApiTokensState.updated_at, ~ApiTokensState.loaded),

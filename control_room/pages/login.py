@@ -6,6 +6,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
+from control_room.components.post_form import post_form
 from control_room.state.auth import LoginState
 
 
@@ -26,7 +27,7 @@ def login_page() -> rx.Component:
             ),
             # A plain form post (no websocket event): the server answers with the HttpOnly session
             # cookie and a redirect, so the token never passes through page scripts.
-            rx.el.form(
+            post_form(
                 rx.vstack(
                     rx.text("Email", size="2", weight="medium", as_="label", html_for="login-email"),
                     rx.input(
@@ -52,7 +53,6 @@ def login_page() -> rx.Component:
                     width="100%",
                 ),
                 action=routes.WEB_SIGN_IN,
-                method="post",
                 width="100%",
             ),
             rx.text(

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 def test_create_use_and_revoke_an_api_token_from_the_user_menu(ui_world: UiWorld, sign_in: SignIn) -> None:
     page = sign_in(ui_world.operator)
     page.click("#user-menu-api-tokens")
-    page.wait_for_url(re.compile(r".*/settings/api-tokens$"))
+    page.wait_for_url(re.compile(r".*/settings/api-tokens/?$"))
     expect(page.locator("#page-title")).to_have_text("API tokens")
 
     page.fill("#token-name", "nightly-report")
