@@ -38,7 +38,7 @@ def timed(args: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    with bench_env() as bench:
+    with bench_env() as bench, tempfile.TemporaryDirectory(prefix="lh-bench-pycache-") as pycache:
         tenant = bench.provision.tenant()
         bench.provision.user_token("operator")  # a person with a project role, and a token to list
         with psycopg.connect(bench.database_url, autocommit=True) as conn:
@@ -51,7 +51,7 @@ def main() -> None:
         base = {key: value for key, value in os.environ.items() if not key.startswith("LAKEHOUSE_")}
         base["LAKEHOUSE_DATABASE_URL"] = bench.database_url
         base.pop("PYTHONDONTWRITEBYTECODE", None)
-        cached = {**base, "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="lh-bench-pycache-")}
+        cached = {**base, "PYTHONPYCACHEPREFIX": pycache}
         uncached = {**base, "PYTHONDONTWRITEBYTECODE": "1"}
         commands: list[tuple[str, list[str]]] = [
             ("--help", ["--help"]),
