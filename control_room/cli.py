@@ -1,20 +1,75 @@
-"""The `lakehouse` command: assembles the command groups (db, later executors, users, bundle, validate)."""
+"""The `lakehouse` command: assembles the command groups (db, executors, users, bundle, validate, ...).
+
+Command groups are imported lazily, when they are run: a command that touches the database imports
+only its own module, not every group's (jsonschema's format checkers, the API, boto3, ...), so it
+answers in well under 2 s. ``lakehouse --help`` lists every group from the table below without
+importing any; tests/commands/test_cli_lazy.py checks the table's help against each group's own.
+"""
 
 from __future__ import annotations
 
-import typer
+import importlib
 
-from control_room import supervisor
-from control_room.commands import alerts as alerts_commands
-from control_room.commands import backlog as backlog_commands
-from control_room.commands import bundle as bundle_commands
-from control_room.commands import ci as ci_commands
-from control_room.commands import contract, db, executors
-from control_room.commands import jobs as jobs_commands
-from control_room.commands import reports as report_commands
-from control_room.commands import tokens as tokens_commands
-from control_room.commands import users as users_commands
-from control_room.commands import validate as validate_commands
+import typer
+import typer.main
+from typer import _click as click  # typer 0.29 vendors click: its groups take these types, not the click package's
+from typer.core import TyperCommand, TyperGroup
+
+# name -> (module under control_room.commands, its Typer attribute, the group's help as that Typer says it).
+LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
+    "db": ("db", "app",
+           "The control-plane database (LAKEHOUSE_DATABASE_URL, or the embedded Postgres under .lakehouse/)."),
+    "executors": ("executors", "app", "Executor agents and their tokens."),
+    "contract": ("contract", "app", "The wire contract (contracts/lakehouse-executor.openapi.yaml)."),
+    "users": ("users", "app", "People who sign in to the control room: local accounts and their roles."),
+    "bundle": ("bundle", "app",
+               "GitOps bundles: a YAML directory of job templates, schedules, routing, caps, alerts and gates."),
+    "validate": ("validate", "app", "PR-gate checks: contract, migrations, workflows, published schemas."),
+    "backlog": ("backlog", "app", "The canonical backlog (spec/backlog.yaml): epics -> items."),
+    "caps": ("reports", "caps_app", "Caps (ops.caps) and their usage (ops.cap_usage)."),
+    "capabilities": ("reports", "capabilities_app",
+                     "The capability matrix versus Databricks (spec/capabilities.yaml)."),
+    "ci": ("ci", "app", "Continuous integration helpers for the PR gate."),
+    "jobs": ("jobs", "app", "Job templates: run them, their schedules, backfills."),
+    "tokens": ("tokens", "app", "A person's API tokens for calling the HTTP API (lhu_…)."),
+    "alerts": ("alerts", "app", "Alert rules and incidents: list them, ack, snooze, resolve."),
+}  # fmt: skip
+
+
+def load_group(name: str) -> TyperGroup:
+    """Import one lazy command group and build its click command."""
+    module_name, attribute, _help = LAZY_GROUPS[name]
+    module = importlib.import_module(f"control_room.commands.{module_name}")
+    command = typer.main.get_group(getattr(module, attribute))  # a group even with one command
+    command.name = name
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """The top-level group: eager commands as Typer registers them, plus LAZY_GROUPS imported on use."""
+
+    _listing_help = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        eager = super().list_commands(ctx)
+        return eager + [name for name in LAZY_GROUPS if name not in eager]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in LAZY_GROUPS:
+            return super().get_command(ctx, cmd_name)
+        if self._listing_help:  # the help page only needs the name and the help line
+            return TyperCommand(cmd_name, help=LAZY_GROUPS[cmd_name][2])
+        command = load_group(cmd_name)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing_help = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing_help = False
+
 
 app = typer.Typer(
     name="lakehouse",
@@ -22,26 +77,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
-# Command groups: one Typer app per module in control_room/commands/, mounted here.
-app.add_typer(db.app, name="db")
-app.add_typer(executors.app, name="executors")
-app.add_typer(contract.app, name="contract")
-app.add_typer(users_commands.app, name="users")
-app.add_typer(bundle_commands.app, name="bundle")
-app.add_typer(validate_commands.app, name="validate")
-app.add_typer(backlog_commands.app, name="backlog")
-app.add_typer(report_commands.caps_app, name="caps")
-app.add_typer(report_commands.capabilities_app, name="capabilities")
-app.add_typer(ci_commands.app, name="ci")
-app.add_typer(jobs_commands.app, name="jobs")
-app.add_typer(tokens_commands.app, name="tokens")
-app.add_typer(alerts_commands.app, name="alerts")
+
+
+@app.callback()
+def lakehouse() -> None:
+    """Lakehouse Control Room: control plane, web UI and contract API."""
 
 
 @app.command("run")
 def run_command() -> None:
     """Start Postgres (embedded unless LAKEHOUSE_DATABASE_URL is set), migrate, serve UI + API on one port."""
+    from control_room import supervisor  # only this command needs the supervisor's imports
+
     raise typer.Exit(supervisor.run())
 
 

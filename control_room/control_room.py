@@ -4,6 +4,7 @@ import reflex as rx
 
 from control_room.api import api, lifespan
 from control_room.pages import (  # noqa: F401  (each import registers its page)
+    api_tokens,
     artifacts,
     catalog,
     coming_later,
@@ -14,7 +15,10 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     run_detail,
     runs,
 )
+from control_room.state.session_guard import SessionGuard
 
 app = rx.App(api_transformer=api, stylesheets=["/control_room.css"])
+# Every event first adopts the session of the websocket's HttpOnly cookie (see state/session_guard.py).
+app.add_middleware(SessionGuard())
 # Starlette skips a mounted app's lifespan, so Reflex runs ours (DB pool, background loops).
 app.register_lifespan_task(lifespan)

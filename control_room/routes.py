@@ -42,3 +42,19 @@ def coming_later(feature: str) -> str:
 def login(*, next_path: str | None = None) -> str:
     """The sign-in page, returning to ``next_path`` afterwards."""
     return f"{LOGIN}?{urlencode({'next': next_path})}" if next_path and next_path != LOGIN else LOGIN
+
+
+# The web app's own form endpoints (served by control_room.api.web_sessions under the API prefix).
+API_V1 = "/api/v1"
+WEB_SIGN_IN_PATH = "/auth/web-sessions"
+WEB_SIGN_OUT_PATH = "/auth/web-sessions/end"
+WEB_SIGN_IN = API_V1 + WEB_SIGN_IN_PATH
+WEB_SIGN_OUT = API_V1 + WEB_SIGN_OUT_PATH
+API_TOKENS = "/settings/api-tokens"
+
+
+def safe_next_path(path: str | None) -> str:
+    """Where to go after signing in: a path of this site only (never another origin)."""
+    if not path or not path.startswith("/") or path.startswith("//") or path.startswith(LOGIN) or "\\" in path:
+        return RUNS
+    return path

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import httpx
 import psutil
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -428,6 +427,8 @@ class Supervisor:
         self.out(f"executor agent: {name} in pool {LOCAL_AGENT_POOL} (engines found installed; Ctrl-C stops it)")
 
     def _wait_until_healthy(self, web: subprocess.Popen[bytes]) -> str:
+        import httpx  # here only: httpx imports rich and pygments, a second on every CLI command otherwise
+
         wildcard = self.settings.host in ("0.0.0.0", "::", "")  # noqa: S104  (comparing, not binding)
         host = "127.0.0.1" if wildcard else self.settings.host
         base = f"http://{host}:{self.settings.port}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
+from control_room import session_cookie
+from control_room.config import get_settings
 from control_room.db.connection import get_pool
 from control_room.services.auth import ExecutorPrincipal, UserPrincipal, authenticate
 from control_room.services.errors import Forbidden, Unauthorized
@@ -22,13 +24,21 @@ async def pool() -> AsyncConnectionPool:
 Pool = Annotated[AsyncConnectionPool, Depends(pool)]
 
 
+# The web app's HttpOnly session cookie also opens reads (artifact downloads from the browser); never
+# writes, so a request another site makes the browser send cannot change anything (besides SameSite=Lax).
+COOKIE_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def principal(
-    db: Pool, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request, db: Pool, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> ExecutorPrincipal | UserPrincipal:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+    token = credentials.credentials if credentials is not None and credentials.scheme.lower() == "bearer" else ""
+    if not token and request.method in COOKIE_METHODS:
+        token = session_cookie.session_token(request.headers.get("cookie", ""), get_settings())
+    if not token:
         raise Unauthorized("send `Authorization: Bearer <token>`")
     async with db.connection() as conn:
-        return await authenticate(conn, credentials.credentials)
+        return await authenticate(conn, token)
 
 
 async def executor(who: Annotated[ExecutorPrincipal | UserPrincipal, Depends(principal)]) -> ExecutorPrincipal:

@@ -9,6 +9,8 @@ import reflex as rx
 from reflex.event import EventType
 
 from control_room import routes
+from control_room.components.api_tokens import api_tokens_link
+from control_room.components.post_form import post_form
 from control_room.state.base import ALL, ENVIRONMENTS, ProjectChoice, SessionState
 
 PRODUCT_NAME = "Lakehouse Control Room"
@@ -91,11 +93,16 @@ def _user_card() -> rx.Component:
             width="100%",
         ),
         rx.hstack(
-            rx.button(
-                rx.icon("log-out", size=14), "Sign out", size="1", variant="soft", color_scheme="gray",
-                on_click=SessionState.sign_out, id="sign-out",
+            # A form post: the server ends the session and clears the HttpOnly cookie (see api/web_sessions.py).
+            post_form(
+                rx.button(
+                    rx.icon("log-out", size=14), "Sign out", size="1", variant="soft", color_scheme="gray",
+                    type="submit", id="sign-out",
+                ),
+                action=routes.WEB_SIGN_OUT,
             ),
             rx.spacer(),
+            api_tokens_link(),
             rx.tooltip(
                 rx.icon_button(
                     rx.color_mode_cond(light=rx.icon("moon", size=14), dark=rx.icon("sun", size=14)),

@@ -8,6 +8,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.dialogs import confirm_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
@@ -111,27 +112,16 @@ def _table() -> rx.Component:
 
 
 def _revoke_dialog() -> rx.Component:
-    dialog: rx.Component = rx.alert_dialog.root(
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Revoke ", REVOKE_TARGET.name, "?"),
-            rx.alert_dialog.description(
-                "Its token stops working at once: its next request is refused and the tasks it holds are "
-                "requeued when their leases expire. This cannot be undone; the agent needs a new token.",
-                size="2",
-            ),
-            rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(rx.button("Revoke token", color_scheme="red", on_click=ExecutorsState.revoke,
-                                                 id="revoke-confirm")),
-                spacing="3",
-                justify="end",
-                margin_top="16px",
-            ),
-        ),
-        open=ExecutorsState.revoke_open,
+    return confirm_dialog(
+        title=("Revoke ", REVOKE_TARGET.name, "?"),
+        description="Its token stops working at once: its next request is refused and the tasks it holds are "
+        "requeued when their leases expire. This cannot be undone; the agent needs a new token.",
+        confirm_label="Revoke token",
+        confirm_id="revoke-confirm",
+        on_confirm=ExecutorsState.revoke,
+        is_open=ExecutorsState.revoke_open,
         on_open_change=ExecutorsState.set_revoke_open,
-    )  # fmt: skip
-    return dialog
+    )
 
 
 @layout(route=routes.EXECUTORS, title="Executors", on_load=ExecutorsState.load)

@@ -6,6 +6,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
+from control_room.components.post_form import post_form
 from control_room.state.auth import LoginState
 
 
@@ -24,7 +25,9 @@ def login_page() -> rx.Component:
                 spacing="3",
                 align="center",
             ),
-            rx.form(
+            # A plain form post (no websocket event): the server answers with the HttpOnly session
+            # cookie and a redirect, so the token never passes through page scripts.
+            post_form(
                 rx.vstack(
                     rx.text("Email", size="2", weight="medium", as_="label", html_for="login-email"),
                     rx.input(
@@ -36,21 +39,20 @@ def login_page() -> rx.Component:
                         name="password", id="login-password", type="password", auto_complete="current-password",
                         required=True, size="3", width="100%",
                     ),
+                    rx.el.input(type="hidden", name="next", value=LoginState.next_path),
                     rx.cond(
                         LoginState.error != "",
                         rx.callout(LoginState.error, icon="triangle-alert", color_scheme="red", size="1",
                                    width="100%", id="login-error"),
                     ),
                     rx.button(
-                        rx.cond(LoginState.is_signing_in, rx.spinner(size="2"), rx.icon("log-in", size=16)),
-                        "Sign in", type="submit", size="3", width="100%", id="login-submit",
-                        # Until hydrated, a click would submit the form natively (credentials in the URL).
-                        disabled=LoginState.is_signing_in | ~LoginState.is_hydrated,
+                        rx.icon("log-in", size=16), "Sign in", type="submit", size="3", width="100%",
+                        id="login-submit",
                     ),
                     spacing="2",
                     width="100%",
                 ),
-                on_submit=LoginState.sign_in,
+                action=routes.WEB_SIGN_IN,
                 width="100%",
             ),
             rx.text(

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import uuid
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from control_room.services.errors import CapExceeded, Invalid, NotFound
 from control_room.services.runs import get_run, resolve_project
+
+if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds to import, and CLI
+    # commands that only list (`lakehouse jobs list`, `alerts rules`) should not pay for them
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 # Params the scheduler and backfills set on each run (the fire's logical time and data interval).
 # They are always accepted, on top of what a template's params schema allows.
@@ -40,6 +43,9 @@ def _pointer(parts: Any) -> str:
 def _validator(schema_json: str) -> Draft202012Validator:
     """A checked validator per distinct schema (checking a schema costs milliseconds; the scheduler
     validates thousands of fires of a few templates)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     schema = json.loads(schema_json)
     try:
         Draft202012Validator.check_schema(schema)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import secrets
 import uuid
@@ -31,8 +32,15 @@ MIN_PASSWORD_LENGTH = 10
 DEMO_ADMIN_EMAIL = "admin@demo.example"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _hasher = PasswordHasher()
-# Verified when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so a wrong email costs as long as a wrong password (made on
+    first use: hashing at import would slow every CLI command)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
 WRONG_CREDENTIALS = "the email or password is wrong"
 
 
@@ -119,7 +127,7 @@ async def hash_password(password: str) -> str:
 async def _password_matches(password_hash: str | None, password: str) -> bool:
     def verify() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

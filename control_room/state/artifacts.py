@@ -318,14 +318,14 @@ class ArtifactsState(SessionState):
 
     @handler
     def download(self) -> Any:
-        """Download through the HTTP API with the session as bearer token (bytes stream from the store;
-        the API checks access as the user, like every other read)."""
-        if not self.selected.id or not self.session_token:
+        """Download through the HTTP API, authenticated by the HttpOnly session cookie the browser sends
+        (bytes stream from the store; the API checks access as the user, like every other read)."""
+        if not self.selected.id:
             return None
         url = f"/api/v1/artifacts/{self.selected.id}/content"
         filename = self.selected.name.rsplit("/", 1)[-1]
         script = (
-            f"fetch({json.dumps(url)}, {{headers: {{Authorization: 'Bearer ' + {json.dumps(self.session_token)}}}}})"
+            f"fetch({json.dumps(url)}, {{credentials: 'same-origin'}})"
             ".then(r => { if (!r.ok) { throw new Error('download failed: HTTP ' + r.status); } return r.blob(); })"
             f".then(b => {{ const a = document.createElement('a'); a.href = URL.createObjectURL(b); "
             f"a.download = {json.dumps(filename)}; document.body.appendChild(a); a.click(); "

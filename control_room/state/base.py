@@ -1,10 +1,13 @@
 """The shared base of every page's state: who is signed in, their projects and roles, the selected
 project and environment, and the principal that services scope their SQL to.
 
-The session token lives in a cookie the browser sends; it is checked against ops.user_sessions
-(and the memberships reloaded) at most every SESSION_CHECK_SECONDS, so signing out or expiry takes
-effect within that time. Nothing here trusts the browser: roles only decide which buttons show,
-and every action is checked again by the service and the SQL functions as the user.
+The session token lives in an HttpOnly cookie (control_room.session_cookie) that page scripts cannot
+read: the websocket's request carries it, ``SessionGuard`` (state/session_guard.py) copies it into the
+backend-only ``_session_token`` before every event, and it is never sent to the browser. It is checked
+against ops.user_sessions (and the memberships reloaded) at most every SESSION_CHECK_SECONDS, so
+signing out or expiry takes effect within that time. Nothing here trusts the browser: roles only
+decide which buttons show, and every action is checked again by the service and the SQL functions
+as the user.
 """
 
 from __future__ import annotations
@@ -15,19 +18,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 import reflex as rx
 from psycopg import AsyncConnection
 
-from control_room import routes
 from control_room.config import get_settings
 from control_room.db.connection import get_pool
 from control_room.services import users
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import ServiceError, Unauthorized, from_db_error
-from control_room.state.events import background, handler
+from control_room.state.events import handler
 
 SESSION_CHECK_SECONDS = 30.0
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -77,19 +78,9 @@ def problem_text(exc: Exception) -> str:
     return f"unexpected error: {exc}"
 
 
-def safe_next_path(path: str | None) -> str:
-    """Where to go after signing in: a path of this site only (never another origin)."""
-    if not path or not path.startswith("/") or path.startswith("//") or path.startswith(routes.LOGIN):
-        return routes.RUNS
-    return path
-
-
 class SessionState(rx.State):
     """Signed-in user, memberships and the project/environment switcher, shared by every page."""
 
-    session_token: str = rx.Cookie(
-        "", name="lh_session", path="/", same_site="strict", max_age=int(get_settings().session_hours * 3600)
-    )
     selected_project: str = rx.LocalStorage("", name="lh_project")
     selected_environment: str = rx.LocalStorage(ALL, name="lh_environment")
     user_email: rx.Field[str] = rx.field("")
@@ -99,7 +90,10 @@ class SessionState(rx.State):
     auth_provider: rx.Field[str] = rx.field("local")
     session_ended: rx.Field[bool] = rx.field(False)  # expired or revoked while a page was open
 
-    # Backend-only (never sent to or settable by the browser): the last successful session check.
+    # Backend-only (never sent to or settable by the browser): the session token of the websocket's
+    # cookie (set by SessionGuard), one the database refused, and the last successful session check.
+    _session_token: str = ""
+    _rejected_token: str = ""
     _user_id: str = ""
     _checked_token: str = ""
     _checked_at: float = 0.0
@@ -142,7 +136,8 @@ class SessionState(rx.State):
     def _signed_in_from_cache(self) -> SignedIn | None:
         """Call with the state lock held: the cached check, when still fresh for the current cookie."""
         fresh = time.monotonic() - self._checked_at < SESSION_CHECK_SECONDS
-        if not self.session_token or self.session_token != self._checked_token or not fresh or not self._user_id:
+        token = self._session_token
+        if not token or token != self._checked_token or not fresh or not self._user_id:
             return None
         return self._signed_in_now()
 
@@ -157,7 +152,7 @@ class SessionState(rx.State):
         )
 
     def _forget_session(self) -> None:
-        self.session_token = ""
+        self._rejected_token = self._session_token
         self._user_id = self._checked_token = ""
         self._checked_at = 0.0
         self.user_email = self.user_name = ""
@@ -169,10 +164,11 @@ class SessionState(rx.State):
         the session when the cached check is stale), or None when nobody is signed in."""
         async with self:
             cached = self._signed_in_from_cache()
-            token = self.session_token
+            token = self._session_token
+            rejected = token == self._rejected_token
         if cached is not None:
             return cached
-        if not token:
+        if not token or rejected:
             return None
         try:
             pool = await get_pool()
@@ -181,7 +177,7 @@ class SessionState(rx.State):
                 projects, org_admin = await users.memberships(conn, user)
         except Unauthorized:
             async with self:
-                if self.session_token == token:
+                if self._session_token == token:
                     self.session_ended = bool(self._user_id)  # a page was open: tell the person
                     self._forget_session()
             return None
@@ -216,17 +212,16 @@ class SessionState(rx.State):
         """Switch environment, or ALL."""
         self.selected_environment = environment if environment in ENVIRONMENTS else ALL
 
-    @background
-    async def sign_out(self) -> AsyncIterator[Any]:
-        """End the session in the database, forget it here and go to the sign-in page."""
-        async with self:
-            token = self.session_token
-            self._forget_session()
-        if token:
-            pool = await get_pool()
-            async with pool.connection() as conn:
-                await users.sign_out(conn, token=token)
-        yield rx.redirect(routes.LOGIN)
+    def holds_session(self, token: str) -> bool:
+        """Whether this tab's states were loaded for this session token (of the websocket's cookie)."""
+        return token == self._session_token
+
+    def adopt_session(self, token: str) -> None:
+        """Called by SessionGuard, after it reset every page's state, with the cookie's new token."""
+        self._session_token = token
+        self._rejected_token = ""
+        self._user_id = self._checked_token = ""
+        self._checked_at = 0.0
 
 
 @asynccontextmanager

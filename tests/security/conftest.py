@@ -3,6 +3,7 @@ and a row in every ops table) and org B, whose members attack A's rows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,9 +14,11 @@ import psycopg
 import pytest
 
 from control_room.db.migrate import migrate
+from control_room.services import users
 from control_room.services.auth import EXECUTOR_TOKEN_PREFIX, USER_TOKEN_PREFIX, hash_token, new_token
 from control_room.services.demo import DEMO_ORG_SLUG, load_demo_data
 from tests.integration.factories import Tenant, make_tenant
+from tests.live import LiveServer, Provisioner
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     )
     conn.execute(
         "insert into ops.dataset_schema_changes (dataset_id, project_id, run_id, changes) "
-        "values (%s, %s, %s, '[{\"column\": \"secret\", \"change\": \"added\"}]')",
+        'values (%s, %s, %s, \'[{"column": "secret", "change": "added"}]\')',
         (datasets[1][0], project, run_id),
     )
     conn.execute(
@@ -215,3 +218,24 @@ def red_world(pg_server: object) -> RedWorld:
             (b.org_id, f"b-agent-{uuid.uuid4().hex[:6]}", hash_token(b_token)),
         )
     return RedWorld(url, a_org, a_project, a_user, a_token, b, b_admin, b_token)
+
+
+Person = tuple[str, str, uuid.UUID]  # email, password, user id
+
+
+@pytest.fixture
+def person(live_api: LiveServer, provision: Provisioner) -> Person:
+    """A local account with a password, operator on the main tenant's project."""
+    email, password = f"signin-{uuid.uuid4().hex[:8]}@test.example", users.generate_password()
+
+    async def create() -> uuid.UUID:
+        async with await psycopg.AsyncConnection.connect(provision.database_url, autocommit=True) as conn:
+            return await users.create_local_user(conn, email=email, password=password)
+
+    user_id = asyncio.run(create())
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into ops.project_members (project_id, user_id, role) values (%s, %s, 'operator')",
+            (provision.tenant().project_id, user_id),
+        )
+    return email, password, user_id

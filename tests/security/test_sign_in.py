@@ -3,37 +3,14 @@ address, API tokens created (shown once, stored hashed), capped by a role ceilin
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import httpx
 import psycopg
-import pytest
 
-from control_room.services import users
 from control_room.services.auth import hash_token
 from tests.live import LiveServer, Provisioner
+from tests.security.conftest import Person
 
 API = "/api/v1"
-Person = tuple[str, str, uuid.UUID]  # email, password, user id
-
-
-@pytest.fixture
-def person(live_api: LiveServer, provision: Provisioner) -> Person:
-    """A local account with a password, operator on the main tenant's project."""
-    email, password = f"signin-{uuid.uuid4().hex[:8]}@test.example", users.generate_password()
-
-    async def create() -> uuid.UUID:
-        async with await psycopg.AsyncConnection.connect(provision.database_url, autocommit=True) as conn:
-            return await users.create_local_user(conn, email=email, password=password)
-
-    user_id = asyncio.run(create())
-    with psycopg.connect(provision.database_url, autocommit=True) as conn:
-        conn.execute(
-            "insert into ops.project_members (project_id, user_id, role) values (%s, %s, 'operator')",
-            (provision.tenant().project_id, user_id),
-        )
-    return email, password, user_id
 
 
 def test_sign_in_gives_a_bearer_token_that_submits_a_run(

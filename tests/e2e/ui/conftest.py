@@ -126,6 +126,23 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
 SignIn = Callable[[Account], Page]
 
 
+def sign_in_by_form(page: Page, world: UiWorld, account: Account) -> None:
+    """Sign in on the sign-in page as a person would; lands on the runs page."""
+    page.goto(f"{world.url}/login")
+    page.fill("#login-email", account.email)
+    page.fill("#login-password", account.password)
+    page.click("#login-submit")
+    page.wait_for_url(re.compile(r".*/runs/?$"))
+    expect(page.locator("#signed-in-user")).to_have_text(account.email)
+
+
+def session_token(page: Page) -> str:
+    """The session token inside the page's HttpOnly cookie (``<token>.<signature>``), as only the browser
+    (and this test, through Playwright) can read it."""
+    value = next(c["value"] for c in page.context.cookies() if c["name"] == "lh_session")
+    return value.rsplit(".", 1)[0]
+
+
 @pytest.fixture
 def sign_in(ui_world: UiWorld, browser: Browser) -> Iterator[SignIn]:
     """Factory: a new browser context signed in as the account (each person has their own cookies)."""
@@ -136,12 +153,7 @@ def sign_in(ui_world: UiWorld, browser: Browser) -> Iterator[SignIn]:
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(UI_TIMEOUT_MS)
-        page.goto(f"{ui_world.url}/login")
-        page.fill("#login-email", account.email)
-        page.fill("#login-password", account.password)
-        page.click("#login-submit")
-        page.wait_for_url(re.compile(r".*/runs/?$"))
-        expect(page.locator("#signed-in-user")).to_have_text(account.email)
+        sign_in_by_form(page, ui_world, account)
         expect(page.locator("#signed-in-role")).to_have_text(account.role)
         return page
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.ui.conftest import SignIn, UiWorld
+from tests.e2e.ui.conftest import SignIn, UiWorld, session_token
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def test_sign_in_pages_and_theme(ui_world: UiWorld, sign_in: SignIn, page: Page)
     expect(admin.locator("html")).not_to_have_class(re.compile(r"\bdark\b"))
 
     # Signing out ends the session in the database: the cookie no longer opens any page.
-    session = next(c["value"] for c in admin.context.cookies() if c["name"] == "lh_session")
+    session = session_token(admin)
     admin.click("#sign-out")
     admin.wait_for_url(re.compile(r".*/login"))
     revoked = ui_world.query(
@@ -275,7 +275,7 @@ def test_viewer_sees_no_cancel_and_a_forged_cancel_is_refused(ui_world: UiWorld,
     expect(viewer.locator("#submit-run")).to_have_count(0)
 
     # The viewer's own session, used to call the same cancel the operator's button uses: refused.
-    session = next(c["value"] for c in viewer.context.cookies() if c["name"] == "lh_session")
+    session = session_token(viewer)
     response = httpx.post(
         f"{ui_world.url}/api/v1/runs/{run_id}/cancel", headers={"Authorization": f"Bearer {session}"}, timeout=10
     )

@@ -1,0 +1,173 @@
+"""API tokens page (from the user menu): create a token with an expiry and a role ceiling, shown once;
+the person's tokens with when each was last used; revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.dialogs import confirm_dialog
+from control_room.components.layout import layout
+from control_room.components.live import live_ticker, updated_label
+from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
+
+STATUS_COLORS = {"active": "grass", "expired": "amber", "revoked": "gray"}
+
+
+def _select(label: str, choices: dict[str, str], value: rx.Var[str], on_change: Any, select_id: str) -> rx.Component:
+    field: rx.Component = rx.vstack(
+        rx.text(label, size="1", weight="medium", color_scheme="gray"),
+        rx.select.root(
+            rx.select.trigger(min_width="170px", id=select_id),
+            rx.select.content(*(rx.select.item(text, value=key) for key, text in choices.items())),
+            value=value,
+            on_change=on_change,
+            size="2",
+        ),
+        spacing="1",
+    )
+    return field
+
+
+def _create_form() -> rx.Component:
+    form: rx.Component = rx.card(
+        rx.form(
+            rx.vstack(
+                rx.text("New token", size="3", weight="bold"),
+                rx.hstack(
+                    rx.vstack(
+                        rx.text("Name", size="1", weight="medium", color_scheme="gray"),
+                        rx.input(name="name", id="token-name", placeholder="e.g. ci-nightly", required=True,
+                                 max_length=100, size="2", width="240px"),
+                        spacing="1",
+                    ),
+                    _select("Expires", LIFETIMES, ApiTokensState.lifetime, ApiTokensState.set_lifetime,
+                            "token-lifetime"),
+                    _select("Role ceiling", CEILINGS, ApiTokensState.ceiling, ApiTokensState.set_ceiling,
+                            "token-ceiling"),
+                    rx.button(rx.icon("plus", size=14), "Create token", type="submit", size="2",
+                              loading=ApiTokensState.creating, id="token-create"),
+                    spacing="3",
+                    align="end",
+                    wrap="wrap",
+                ),
+                rx.text("A role ceiling limits what requests with the token may do, whatever your roles.",
+                        size="1", color_scheme="gray"),
+                rx.cond(ApiTokensState.form_error != "",
+                        rx.callout(ApiTokensState.form_error, icon="triangle-alert", color_scheme="red", size="1",
+                                   id="token-form-error")),
+                spacing="3",
+            ),
+            on_submit=ApiTokensState.create,
+        ),
+        width="100%",
+    )  # fmt: skip
+    return form
+
+
+def _row(token: Any) -> rx.Component:
+    status_color: Any = rx.match(token.status, *STATUS_COLORS.items(), "gray")
+    row: rx.Component = rx.table.row(
+        rx.table.cell(rx.text(token.name, weight="medium", size="2")),
+        rx.table.cell(rx.text(token.prefix, size="2", class_name="mono")),
+        rx.table.cell(rx.cond(token.ceiling != "", rx.badge(token.ceiling, variant="surface", size="1"),
+                              rx.text("—", size="2", color_scheme="gray"))),
+        rx.table.cell(rx.text(token.created, size="2", white_space="nowrap")),
+        rx.table.cell(rx.text(token.expires, size="2", white_space="nowrap")),
+        rx.table.cell(rx.text(token.last_used, size="2", white_space="nowrap", class_name="token-last-used")),
+        rx.table.cell(rx.badge(token.status, color_scheme=status_color, variant="soft", size="1")),
+        rx.table.cell(rx.cond(token.status == "active",
+                              rx.button(rx.icon("ban", size=12), "Revoke", size="1", variant="soft",
+                                        color_scheme="red", on_click=ApiTokensState.ask_revoke(token.name),
+                                        class_name="revoke-token"))),
+        data_token=token.name,
+        data_status=token.status,
+    )  # fmt: skip
+    return row
+
+
+def _table() -> rx.Component:
+    heads = ["Name", "Prefix", "Ceiling", "Created (UTC)", "Expires (UTC)", "Last used", "Status", ""]
+    table: rx.Component = rx.table.root(
+        rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in heads))),
+        rx.table.body(rx.foreach(ApiTokensState.rows, _row)),
+        variant="surface",
+        size="1",
+        width="100%",
+        class_name="data-table",
+        id="api-tokens-table",
+    )
+    return table
+
+
+def _created_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Token ", ApiTokensState.created_name, " created"),
+            rx.dialog.description(
+                "Copy it now: it is shown this once and only its hash is stored. "
+                "Send it in the header Authorization: Bearer <token>.",
+                size="2",
+            ),
+            rx.hstack(
+                rx.code(ApiTokensState.created_token, size="2", id="created-token", class_name="mono",
+                        style={"word_break": "break-all"}),
+                rx.icon_button(rx.icon("copy", size=14), size="1", variant="soft",
+                               on_click=rx.set_clipboard(ApiTokensState.created_token), aria_label="Copy token"),
+                spacing="2",
+                align="center",
+                margin_top="12px",
+            ),
+            rx.hstack(
+                rx.dialog.close(rx.button("Done", id="created-token-done")),
+                justify="end",
+                margin_top="16px",
+            ),
+        ),
+        open=ApiTokensState.created_token != "",
+        on_open_change=ApiTokensState.forget_created,
+    )  # fmt: skip
+    return dialog
+
+
+def _revoke_dialog() -> rx.Component:
+    return confirm_dialog(
+        title=("Revoke ", ApiTokensState.revoke_target, "?"),
+        description="Its next request is refused (401). This cannot be undone; create a new token if needed.",
+        confirm_label="Revoke token",
+        confirm_id="revoke-token-confirm",
+        on_confirm=ApiTokensState.revoke,
+        is_open=ApiTokensState.revoke_open,
+        on_open_change=ApiTokensState.set_revoke_open,
+    )
+
+
+@layout(route=routes.API_TOKENS, title="API tokens", on_load=ApiTokensState.load)
+def api_tokens_page() -> rx.Component:
+    """The create form, then the person's tokens."""
+    page: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text("Your tokens for the HTTP API and scripts (lhu_…); they act as you, within their ceiling.",
+                    size="2", color_scheme="gray"),
+            rx.spacer(),
+            updated_label(ApiTokensState.updated_at, ~ApiTokensState.loaded),
+            width="100%",
+            align="center",
+        ),
+        _create_form(),
+        rx.cond(ApiTokensState.error != "", rx.callout(ApiTokensState.error, icon="triangle-alert",
+                                                       color_scheme="red", size="1", id="api-tokens-error")),
+        rx.cond(
+            ApiTokensState.loaded & (ApiTokensState.rows.length() == 0),
+            rx.center(rx.text("You have no API tokens yet.", size="2", color_scheme="gray"), padding="32px"),
+            _table(),
+        ),
+        _created_dialog(),
+        _revoke_dialog(),
+        live_ticker(10_000, ApiTokensState.tick),
+        spacing="4",
+        width="100%",
+    )  # fmt: skip
+    return page

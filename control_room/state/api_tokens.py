@@ -1,0 +1,184 @@
+"""The signed-in person's API tokens (`lhu_…`): create with an expiry and a role ceiling (the token is
+shown once), list with when each was last used, revoke. Same services as `lakehouse tokens` and /tokens."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.db.connection import get_pool
+from control_room.services import auth
+from control_room.state import formatting
+from control_room.state.base import SessionState, problem_text
+from control_room.state.events import background, handler
+
+# The choices of the create form: lifetime in days ("never": no expiry) and the role ceiling.
+LIFETIMES = {"7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year", "never": "Never expires"}
+NO_CEILING = "none"
+CEILINGS = {NO_CEILING: "My roles (no ceiling)", "viewer": "Viewer", "operator": "Operator", "admin": "Admin"}
+
+
+@dataclasses.dataclass
+class ApiTokenRow:
+    """One token in the table (never the token itself)."""
+
+    name: str = ""
+    prefix: str = ""
+    ceiling: str = ""
+    created: str = ""
+    expires: str = ""
+    last_used: str = ""
+    status: str = ""  # active, expired or revoked
+
+
+def api_token_row(token: auth.ApiTokenPublic, *, now: datetime) -> ApiTokenRow:
+    """The table row of a token as ``auth.list_api_tokens`` returns it."""
+    if token.revoked_at is not None:
+        status = "revoked"
+    elif token.expires_at is not None and token.expires_at <= now:
+        status = "expired"
+    else:
+        status = "active"
+    used = (now - token.last_used_at).total_seconds() if token.last_used_at else None
+    return ApiTokenRow(
+        name=token.name,
+        prefix=f"{token.token_prefix}…",
+        ceiling=token.role_ceiling or "",
+        created=formatting.timestamp(token.created_at),
+        expires=formatting.timestamp(token.expires_at) if token.expires_at else "never",
+        last_used=formatting.ago(used),
+        status=status,
+    )
+
+
+class ApiTokensState(SessionState):
+    """The API tokens page: the table, the create form, the token shown once, the revoke dialog."""
+
+    rows: rx.Field[list[ApiTokenRow]] = rx.field(default_factory=list)
+    loaded: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
+    form_error: rx.Field[str] = rx.field("")
+    creating: rx.Field[bool] = rx.field(False)
+    lifetime: rx.Field[str] = rx.field("90")
+    ceiling: rx.Field[str] = rx.field(NO_CEILING)
+    created_name: rx.Field[str] = rx.field("")
+    created_token: rx.Field[str] = rx.field("")  # shown once, forgotten when the dialog closes
+    revoke_target: rx.Field[str] = rx.field("")
+    revoke_open: rx.Field[bool] = rx.field(False)
+    updated_at: rx.Field[str] = rx.field("")
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        """Check the session, then list the person's tokens."""
+        if await self.signed_in() is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        await self._refresh()
+
+    @background
+    async def tick(self, _now: str = "") -> None:
+        """Live refresh of last-used times while the page is open."""
+        await self._refresh()
+
+    async def _refresh(self) -> None:
+        signed = await self.signed_in()
+        if signed is None:
+            return
+        try:
+            pool = await get_pool()
+            async with pool.connection() as conn:
+                tokens = await auth.list_api_tokens(conn, user_id=signed.principal.user_id)
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+            return
+        now = datetime.now(UTC)
+        async with self:
+            self.rows = [api_token_row(token, now=now) for token in tokens]
+            self.error = ""
+            self.loaded = True
+            self.updated_at = now.strftime("%H:%M:%S")
+
+    @handler
+    def set_lifetime(self, value: str) -> None:
+        """The create form's lifetime select."""
+        self.lifetime = value if value in LIFETIMES else "90"
+
+    @handler
+    def set_ceiling(self, value: str) -> None:
+        """The create form's role ceiling select."""
+        self.ceiling = value if value in CEILINGS else NO_CEILING
+
+    @background
+    async def create(self, form: dict[str, Any]) -> AsyncIterator[Any]:
+        """Create a token; its secret goes to this page once, in the dialog."""
+        async with self:
+            if self.creating:
+                return
+            self.creating = True
+            self.form_error = ""
+            lifetime, ceiling = self.lifetime, self.ceiling
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=routes.API_TOKENS))
+            return
+        name = str(form.get("name", "")).strip()
+        try:
+            pool = await get_pool()
+            async with pool.connection() as conn:
+                token = await auth.create_api_token(
+                    conn,
+                    user_id=signed.principal.user_id,
+                    name=name,
+                    expires_in_days=None if lifetime == "never" else float(lifetime),
+                    role_ceiling=None if ceiling == NO_CEILING else ceiling,
+                )
+        except Exception as exc:
+            async with self:
+                self.form_error = problem_text(exc)
+                self.creating = False
+            return
+        async with self:
+            self.created_name, self.created_token = name, token
+            self.creating = False
+        yield rx.set_value("token-name", "")
+        await self._refresh()
+
+    @handler
+    def forget_created(self, _open: bool = False) -> None:
+        """The dialog closed: the token is gone from the page (only its hash is stored)."""
+        self.created_name = self.created_token = ""
+
+    @handler
+    def ask_revoke(self, name: str) -> None:
+        """Open the confirmation for revoking a token."""
+        self.revoke_target, self.revoke_open = name, True
+
+    @handler
+    def set_revoke_open(self, value: bool) -> None:
+        """The revoke dialog opened or closed."""
+        self.revoke_open = value
+
+    @background
+    async def revoke(self) -> AsyncIterator[Any]:
+        """Revoke the confirmed token: its next request gets 401."""
+        async with self:
+            name, self.revoke_open = self.revoke_target, False
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=routes.API_TOKENS))
+            return
+        try:
+            pool = await get_pool()
+            async with pool.connection() as conn:
+                await auth.revoke_api_token(conn, user_id=signed.principal.user_id, name=name)
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+            return
+        await self._refresh()
