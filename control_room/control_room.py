@@ -4,12 +4,14 @@ import reflex as rx
 
 from control_room.api import api, lifespan
 from control_room.pages import (  # noqa: F401  (each import registers its page)
+    alerts,
     artifacts,
     catalog,
     coming_later,
     executors,
     home,
     login,
+    preferences,
     run_detail,
     runs,
 )

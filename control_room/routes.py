@@ -11,13 +11,14 @@ RUN_DETAIL = "/runs/[run_id]"
 ARTIFACTS = "/artifacts"
 EXECUTORS = "/executors"
 CATALOG = "/catalog"
+ALERTS = "/alerts"
+PREFERENCES = "/preferences"
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 
 LATER_FEATURES: dict[str, str] = {
     "jobs": "Jobs & schedules",
     "governance": "Routing & caps",
-    "alerts": "Alerts",
 }
 
 
@@ -41,3 +42,8 @@ def coming_later(feature: str) -> str:
 def login(*, next_path: str | None = None) -> str:
     """The sign-in page, returning to ``next_path`` afterwards."""
     return f"{LOGIN}?{urlencode({'next': next_path})}" if next_path and next_path != LOGIN else LOGIN
+
+
+def incident(incident_id: str) -> str:
+    """The alerts page with one incident open (the link of notifications and messages)."""
+    return f"{ALERTS}?{urlencode({'incident': incident_id})}"

@@ -9,6 +9,7 @@ import reflex as rx
 from reflex.event import EventType
 
 from control_room import routes
+from control_room.components.bell import notification_bell
 from control_room.state.base import ALL, ENVIRONMENTS, ProjectChoice, SessionState
 
 PRODUCT_NAME = "Lakehouse Control Room"
@@ -20,6 +21,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Executors", "server", routes.EXECUTORS),
     ("Artifacts", "package", routes.ARTIFACTS),
     ("Catalog", "library", routes.CATALOG),
+    ("Alerts", "bell", routes.ALERTS),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 
@@ -93,6 +95,10 @@ def _user_card() -> rx.Component:
             rx.button(
                 rx.icon("log-out", size=14), "Sign out", size="1", variant="soft", color_scheme="gray",
                 on_click=SessionState.sign_out, id="sign-out",
+            ),
+            rx.link(
+                rx.button(rx.icon("bell-ring", size=14), "Preferences", size="1", variant="soft", color_scheme="gray"),
+                href=routes.PREFERENCES, id="user-preferences",
             ),
             rx.spacer(),
             rx.tooltip(
@@ -190,6 +196,7 @@ def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]
                     rx.heading(title, size="5", weight="bold", id="page-title"),
                     rx.spacer(),
                     switcher(reload),
+                    notification_bell(),
                     align="center",
                     padding="14px 28px",
                     border_bottom=f"1px solid {rx.color('gray', 4)}",

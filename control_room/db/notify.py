@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 TASKS_CHANNEL = "lakehouse_tasks_queued"  # payload: pool name
 EVENTS_CHANNEL = "lakehouse_events"  # payload: run id
+NOTIFICATIONS_CHANNEL = "lakehouse_notifications"  # payload: user id (the bell)
 
 
 class Notifier:
@@ -71,7 +72,7 @@ class Notifier:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    await listen(conn, TASKS_CHANNEL, EVENTS_CHANNEL)
+                    await listen(conn, TASKS_CHANNEL, EVENTS_CHANNEL, NOTIFICATIONS_CHANNEL)
                     self._ready.set()
                     backoff = 0.5
                     # Anything may have happened while we were not listening: let everyone re-check.

@@ -310,3 +310,19 @@ async def put_preferences(
         (org_id, user_id, actor_id, Jsonb(prefs)),
     )
     return rows[0]
+
+
+async def known_jobs(conn: AsyncConnection, *, org_id: uuid.UUID, days: int = 30) -> list[str]:
+    """Job names of an org ("<project>/<template or run name>") to subscribe to or mute: its templates and
+    what ran lately."""
+    rows = await _rows(
+        conn,
+        "select p.slug || '/' || jt.name as job from ops.job_templates jt join ops.projects p on p.id = jt.project_id "
+        "where jt.org_id = %(org)s and jt.archived_at is null "
+        "union select p.slug || '/' || coalesce(jt.name, r.name) from ops.runs r "
+        "join ops.projects p on p.id = r.project_id left join ops.job_templates jt on jt.id = r.template_id "
+        "where r.org_id = %(org)s and r.created_at > now() - make_interval(days => %(days)s) "
+        "order by 1 limit 500",
+        {"org": org_id, "days": days},
+    )
+    return [row["job"] for row in rows]

@@ -96,7 +96,7 @@ def test_sign_in_pages_and_theme(ui_world: UiWorld, sign_in: SignIn, page: Page)
     )
     _shot(admin, ui_world, "executors")
 
-    admin.goto(f"{ui_world.url}/later/alerts")
+    admin.goto(f"{ui_world.url}/later/governance")
     expect(admin.locator("#not-available")).to_have_text("Not yet available")
     _shot(admin, ui_world, "coming_later")
 
