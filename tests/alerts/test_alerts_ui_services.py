@@ -109,9 +109,8 @@ def test_incidents_come_in_keyset_pages_with_filters(
     acked, _ = page(alerts.IncidentsQuery(rule_id=rule_id, states=("acked",)), None)
     assert [r["id"] for r in acked] == [one] and one not in [r["id"] for r in opened]
     found, _ = page(alerts.IncidentsQuery(rule_id=rule_id, text="job-3"), None)
-    assert [r["subject"] for r in found] == [
-        f"job:{db.execute('select slug from ops.projects where id = %s', (tenant.project_id,)).fetchone()[0]}/job-3"
-    ]  # noqa: E501
+    [(slug,)] = db.execute("select slug from ops.projects where id = %s", (tenant.project_id,)).fetchall()
+    assert [r["subject"] for r in found] == [f"job:{slug}/job-3"]
     with pytest.raises(Invalid, match="state"):
         page(alerts.IncidentsQuery(states=("sleeping",)), None)
 

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from control_room.config import PROJECT_ROOT
+from tests.alerts.conftest import Mailbox, SmtpServer
 from tests.conftest import PostgresServer
 from tests.e2e.conftest import LAKEHOUSE, RunningControlRoom, alive, free_port, wait_until_healthy
 
@@ -53,6 +54,7 @@ class UiWorld:
     viewer: Account
     agent: str
     shots: Path
+    smtp: SmtpServer
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -68,7 +70,16 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 
 @pytest.fixture(scope="package")
-def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator[UiWorld]:
+def ui_smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) the control room sends alert e-mail to; its mailbox is the test's."""
+    server = SmtpServer(free_port(), Mailbox())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config, ui_smtp: SmtpServer) -> Iterator[UiWorld]:
     database_url = pg_server.create_database("lh_ui_e2e")
     root = Path(tempfile.mkdtemp(prefix="lh-ui-e2e-"))  # not under pytest's tmp: postgres may run as another user
     port = free_port()
@@ -79,6 +90,10 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
             "LAKEHOUSE_DATA_DIR": str(root / "data"),
             "LAKEHOUSE_DATABASE_URL": database_url,
             "LAKEHOUSE_EXECUTOR_OFFLINE_AFTER_SECONDS": "30",
+            "LAKEHOUSE_SMTP_HOST": "127.0.0.1",
+            "LAKEHOUSE_SMTP_PORT": str(ui_smtp.port),
+            "LAKEHOUSE_SMTP_STARTTLS": "false",
+            "LAKEHOUSE_ALERTS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         }
     )
     log = root / "lakehouse-run.log"
@@ -112,6 +127,7 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
             viewer=people["viewer"],
             agent=agent["name"],
             shots=shots,
+            smtp=ui_smtp,
         )
     finally:
         if process.poll() is None:
