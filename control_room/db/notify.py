@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg import sql
@@ -92,6 +93,25 @@ async def listen(conn: psycopg.AsyncConnection[object], *channels: str) -> None:
     """LISTEN on each channel (our own constant channel names) on a dedicated autocommit connection."""
     for channel in channels:
         await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+
+
+async def watch(
+    channel: str,
+    key: str,
+    *,
+    wait_s: float,
+    still_wanted: Callable[[], Awaitable[bool]],
+    on_notify: Callable[[], Awaitable[None]],
+) -> None:
+    """Call ``on_notify`` after each NOTIFY of (channel, key), waiting at most ``wait_s`` at a time, for as
+    long as ``still_wanted`` says so (asked after every wait, so a page left stops the watch soon)."""
+    notifier = await get_notifier()
+    while True:
+        notified = await notifier.wait(notifier.waiter(channel, key), wait_s)
+        if not await still_wanted():
+            return
+        if notified:
+            await on_notify()
 
 
 _notifier: Notifier | None = None

@@ -10,6 +10,7 @@ Webhook signature (for receivers): headers ``X-Lakehouse-Timestamp`` (Unix secon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -27,6 +28,7 @@ import httpx
 import psycopg
 
 from control_room.config import Settings, get_settings
+from control_room.db import notify
 from control_room.db.connection import connect_async
 from control_room.services import deliveries, notifications
 
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Lakehouse-Signature"
 TIMESTAMP_HEADER = "X-Lakehouse-Timestamp"
+DELIVERIES_CHANNEL = "lakehouse_deliveries"  # no payload: the outbox got rows (20261204000510_*.sql)
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 3600.0
 
@@ -184,6 +187,14 @@ class DeliverySender:
             raise DeliveryError(f"{channel} {url} answered {response.status_code}: {response.text[:200]}")
 
 
+async def _until_queued(listen: psycopg.AsyncConnection, within: float) -> None:
+    """Wait for a NOTIFY that something was queued (sent when the outbox gets rows), at most ``within`` s:
+    a firing is sent the moment it commits; the interval only paces retries and held messages."""
+    with contextlib.suppress(TimeoutError):
+        async for _ in listen.notifies(timeout=within, stop_after=1):
+            pass
+
+
 async def run_delivery_sender(database_url: str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
     """Forever: send due deliveries, then wait a moment (or not at all while there is more)."""
     settings = get_settings()
@@ -191,11 +202,12 @@ async def run_delivery_sender(database_url: str, *, clock: Callable[[], datetime
     try:
         while True:
             try:
-                async with await connect_async(database_url) as conn:
+                async with await connect_async(database_url) as listen, await connect_async(database_url) as conn:
+                    await notify.listen(listen, DELIVERIES_CHANNEL)
                     while True:
                         outcomes = await sender.send_due(conn, clock())
                         if sum(outcomes.values()) < sender.batch:
-                            await asyncio.sleep(settings.alerts_delivery_interval_seconds)
+                            await _until_queued(listen, settings.alerts_delivery_interval_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:

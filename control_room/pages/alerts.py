@@ -254,7 +254,8 @@ def _incident_dialog() -> rx.Component:
                                                           color_scheme="red", size="1", id="incident-error")),
             rx.grid(*(rx.vstack(rx.text(label, size="1", color_scheme="gray"), rx.text(value, size="2"), spacing="0")
                       for label, value in facts), columns="3", spacing="3", width="100%", margin_y="12px"),
-            rx.cond(INCIDENT.run_href != "", rx.link(rx.icon("external-link", size=14), " Open the run",
+            rx.cond(INCIDENT.run_href != "", rx.link(rx.hstack(rx.icon("external-link", size=14), "Open the run",
+                                                                spacing="1", align="center"),
                                                       href=INCIDENT.run_href, id="incident-run")),
             rx.cond(IncidentState.can_act & (INCIDENT.state != "resolved"), rx.box(actions, margin_y="12px")),
             rx.heading("Timeline: firings, messages sent, acks", size="3", margin_top="12px"),

@@ -50,7 +50,7 @@ def _project(project: ProjectChoice) -> rx.Component:
 @layout(route=routes.PREFERENCES, title="Notification preferences", on_load=PreferencesState.load)
 def preferences_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.text("Your own choices in org ", rx.text.strong(PreferencesState.org_name),
+        rx.text("Your own choices in the organisation of ", rx.text.strong(PreferencesState.project_name),
                 ". Nobody else can change them; admins can read them.", size="2", color_scheme="gray"),
         rx.cond(PreferencesState.error != "", rx.callout(PreferencesState.error, icon="triangle-alert",
                                                          color_scheme="red", id="pref-error")),

@@ -18,7 +18,8 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.db.notify import NOTIFICATIONS_CHANNEL, get_notifier
+from control_room.db import notify
+from control_room.db.notify import NOTIFICATIONS_CHANNEL
 from control_room.services import notifications
 from control_room.state import formatting
 from control_room.state.base import SessionState, as_user, problem_text
@@ -90,15 +91,19 @@ class BellState(SessionState):
                 return
             self._watching = True
             user_id = self._user_id
+
+        async def page_open() -> bool:
+            async with self:
+                return self._user_id == user_id and time.monotonic() - self._seen_at <= WATCH_IDLE_SECONDS
+
         try:
-            notifier = await get_notifier()
-            while True:
-                notified = await notifier.wait(notifier.waiter(NOTIFICATIONS_CHANNEL, user_id), WATCH_WAIT_SECONDS)
-                async with self:
-                    if self._user_id != user_id or time.monotonic() - self._seen_at > WATCH_IDLE_SECONDS:
-                        return
-                if notified:
-                    await self._refresh()
+            await notify.watch(
+                NOTIFICATIONS_CHANNEL,
+                user_id,
+                wait_s=WATCH_WAIT_SECONDS,
+                still_wanted=page_open,
+                on_notify=self._refresh,
+            )
         finally:
             async with self:
                 self._watching = False

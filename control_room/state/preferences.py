@@ -47,7 +47,6 @@ class PreferencesState(SessionState):
     subscribed_projects: rx.Field[list[str]] = rx.field(default_factory=list)
     muted_jobs: rx.Field[list[str]] = rx.field(default_factory=list)
     jobs: rx.Field[list[str]] = rx.field(default_factory=list)
-    org_name: rx.Field[str] = rx.field("")
     error: rx.Field[str] = rx.field("")
     saved: rx.Field[str] = rx.field("")
     is_saving: rx.Field[bool] = rx.field(False)
@@ -75,7 +74,6 @@ class PreferencesState(SessionState):
             return
         async with self:
             self._org_id = str(org)
-            self.org_name = next((p.org for p in self.projects if p.id == str(signed.project_id)), "")
             self.error = self.saved = ""
             self._apply(row or {})
             self.jobs = sorted({*jobs, *self.subscribed_jobs, *self.muted_jobs})

@@ -22,7 +22,7 @@ from control_room.loops.alerts import ALERTS_CHANNEL, AlertEvaluator
 from control_room.loops.deliveries import SIGNATURE_HEADER, TIMESTAMP_HEADER, DeliverySender, verify
 from control_room.services import notifications
 from tests.alerts.conftest import SmtpServer, free_port
-from tests.integration.factories import Tenant, claim, finalize, make_executor, make_tenant, submit, task
+from tests.integration.factories import Tenant, claim, finalize, make_executor, submit, task
 
 T = TypeVar("T")
 BASE = "http://control-room.test"
@@ -58,16 +58,6 @@ def send(url: str, settings: Settings, now: datetime) -> dict[str, int]:
 
 def smtp_settings(server: SmtpServer) -> Settings:
     return Settings(smtp_host="127.0.0.1", smtp_port=server.port, smtp_starttls=False, smtp_from="lh@test")
-
-
-@pytest.fixture
-def tenant(db: psycopg.Connection) -> Tenant:
-    return make_tenant(db)
-
-
-@pytest.fixture
-def pool() -> str:
-    return f"pool-{uuid.uuid4().hex[:10]}"
 
 
 def add_user(db: psycopg.Connection, tenant: Tenant, role: str = "operator") -> tuple[uuid.UUID, str]:

@@ -8,17 +8,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 
 from control_room.loops.alerts import AlertEvaluator
 from tests.alerts.conftest import SmtpServer
 from tests.alerts.test_alerts import BASE, add_rule, add_user, run_job, send, signal, smtp_settings
-from tests.integration.factories import Tenant, make_tenant
-
-
-@pytest.fixture
-def tenant(db: psycopg.Connection) -> Tenant:
-    return make_tenant(db)
+from tests.integration.factories import Tenant
 
 
 def test_info_messages_wait_for_the_daily_digest_and_leave_as_one_email(

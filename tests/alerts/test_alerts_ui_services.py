@@ -21,16 +21,6 @@ from tests.alerts.test_alerts import BASE, add_rule, add_user, run, run_job, sig
 from tests.integration.factories import Tenant, make_tenant
 
 
-@pytest.fixture
-def tenant(db: psycopg.Connection) -> Tenant:
-    return make_tenant(db)
-
-
-@pytest.fixture
-def pool() -> str:
-    return f"pool-{uuid.uuid4().hex[:10]}"
-
-
 def as_user(url: str, user: UserPrincipal, fn: Any) -> Any:
     async def go(conn: psycopg.AsyncConnection) -> Any:
         async with scoped(conn, user):
@@ -160,3 +150,35 @@ def test_the_editor_turns_its_text_fields_into_rule_columns() -> None:
         rule_fields(bad_json, escalate=False, enabled=True)
     assert json.dumps(rule_fields({**bad_json, "event_attributes": '{"a": 1}'}, escalate=False, enabled=True)
                       ["event_attributes"]) == '{"a": 1}'  # fmt: skip
+
+
+def test_a_project_member_keeps_preferences_in_the_projects_org(
+    db: psycopg.Connection, database_url: str, tenant: Tenant
+) -> None:
+    row = db.execute(
+        "insert into ops.users (email) values (%s) returning id", (f"pm-{uuid.uuid4().hex[:8]}@x.example",)
+    )
+    [(user_id,)] = row.fetchall()
+    db.execute(
+        "insert into ops.project_members (project_id, user_id, role) values (%s, %s, 'viewer')",
+        (tenant.project_id, user_id),
+    )
+    me = UserPrincipal(user_id=user_id, email="pm@x.example")
+    prefs = {"digest_info": True, "muted_jobs": ["p/j"]}
+    saved = as_user(
+        database_url,
+        me,
+        lambda c: notifications.put_preferences(
+            c, org_id=tenant.org_id, user_id=user_id, actor_id=user_id, prefs=prefs
+        ),
+    )
+    assert saved["digest_info"] is True and saved["muted_jobs"] == ["p/j"]
+    stranger = make_tenant(db)
+    with pytest.raises(psycopg.Error, match="not a member"):
+        as_user(
+            database_url,
+            me,
+            lambda c: notifications.put_preferences(
+                c, org_id=stranger.org_id, user_id=user_id, actor_id=user_id, prefs=prefs
+            ),
+        )

@@ -12,31 +12,32 @@ from control_room.services import alerts
 from control_room.state.alerts.rows import IncidentRow, incident_row
 from control_room.state.base import ALL, SessionState, as_user, problem_text
 from control_room.state.events import background, handler
+from control_room.state.paging import KeysetPages
 
 PAGE_SIZE = 25
 REFRESH_MS = 5_000
 
 
-class IncidentsState(SessionState):
+class IncidentsState(KeysetPages, SessionState):
     """Incidents the user may read, most recently fired first."""
 
     rows: rx.Field[list[IncidentRow]] = rx.field(default_factory=list)
     state_filter: rx.Field[str] = rx.field("open")
     severity: rx.Field[str] = rx.field(ALL)
     text: rx.Field[str] = rx.field("")
-    page: rx.Field[int] = rx.field(1)
-    has_next: rx.Field[bool] = rx.field(False)
     error: rx.Field[str] = rx.field("")
     loaded: rx.Field[bool] = rx.field(False)
 
-    _cursors: list[str | None] = [None]
     _generation: int = 0
+
+    def _reload(self) -> Any:
+        return IncidentsState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
         """The first page (every state when the URL names one incident: it may be resolved already)."""
         async with self:
-            self.page, self._cursors = 1, [None]
+            self._reset_pages()
             if self.router.url.query_parameters.get("incident", ""):
                 self.state_filter = ALL
         async for event in self._list():
@@ -55,7 +56,7 @@ class IncidentsState(SessionState):
         async with self:
             self._generation += 1
             generation = self._generation
-            cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+            cursor = self._page_cursor()
             query = alerts.IncidentsQuery(
                 states=() if self.state_filter == ALL else (self.state_filter,),
                 severity=None if self.severity == ALL else self.severity,
@@ -74,13 +75,7 @@ class IncidentsState(SessionState):
             if generation != self._generation:
                 return
             self.rows, self.error, self.loaded = rows, error, True
-            self.has_next = next_cursor is not None
-            del self._cursors[self.page :]
-            self._cursors.append(next_cursor)
-
-    def _first_page(self) -> Any:
-        self.page, self._cursors = 1, [None]
-        return IncidentsState.load
+            self._record_next(next_cursor)
 
     @handler
     def set_state_filter(self, value: str) -> Any:
@@ -96,17 +91,3 @@ class IncidentsState(SessionState):
     def set_text(self, value: str) -> Any:
         self.text = value[:200]
         return self._first_page()
-
-    @handler
-    def next_page(self) -> Any:
-        if self.has_next:
-            self.page += 1
-            return IncidentsState.load
-        return None
-
-    @handler
-    def previous_page(self) -> Any:
-        if self.page > 1:
-            self.page -= 1
-            return IncidentsState.load
-        return None

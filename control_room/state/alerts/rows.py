@@ -96,9 +96,9 @@ def incident_row(row: dict[str, Any]) -> IncidentRow:
         id=str(row["id"]), title=row["title"], summary=row["summary"], rule=row["rule_name"],
         subject=row["subject"], severity=row["severity"], state=row["state"], count=int(row["count"]),
         first_fired=formatting.timestamp(row["first_fired_at"]), last_fired=formatting.timestamp(row["last_fired_at"]),
-        acked=f"{formatting.timestamp(row['acked_at'])} by {row['acked_by']}" if row["acked_at"] else "",
-        snoozed_until=formatting.timestamp(row["snoozed_until"]),
-        resolved=formatting.timestamp(row["resolved_at"]),
+        acked=f"{formatting.timestamp(row['acked_at'])} by {row['acked_by']}" if row["acked_at"] else "—",
+        snoozed_until=formatting.timestamp(row["snoozed_until"]) or "—",
+        resolved=formatting.timestamp(row["resolved_at"]) or "—",
         run_href=routes.run_detail(str(row["run_id"])) if row["run_id"] else "",
         escalation_level=int(row["escalation_level"]),
     )  # fmt: skip

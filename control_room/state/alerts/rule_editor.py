@@ -13,7 +13,7 @@ import reflex as rx
 from control_room.services import alert_preview, alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.rules import RulesState
-from control_room.state.base import ALL, SessionState, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text
 from control_room.state.events import background, handler
 
 KINDS = tuple(alert_preview.QUERIES)
@@ -164,6 +164,15 @@ class RuleEditorState(SessionState):
     def set_open(self, value: bool) -> None:
         self.is_open = value
 
+    async def _signed_fields(
+        self, form: dict[str, str], *, escalate: bool, enabled: bool
+    ) -> tuple[SignedIn, uuid.UUID, dict[str, Any]]:
+        """Who acts, in which project, and the rule's column values from the form."""
+        signed = await self.signed_in()
+        if signed is None or signed.project_id is None:
+            raise Invalid("sign in and choose a project first")
+        return signed, signed.project_id, rule_fields(form, escalate=escalate, enabled=enabled)
+
     @background
     async def save(self) -> AsyncIterator[Any]:
         """Create or update the rule as the signed-in user (RLS: its admins only); audited in SQL."""
@@ -174,16 +183,13 @@ class RuleEditorState(SessionState):
             form, rule_id, escalate, enabled = dict(self.form), self.rule_id, self.escalate, self.enabled
         error = ""
         try:
-            signed = await self.signed_in()
-            if signed is None or signed.project_id is None:
-                raise Invalid("sign in and choose a project first")
-            fields = rule_fields(form, escalate=escalate, enabled=enabled)
+            signed, project_id, fields = await self._signed_fields(form, escalate=escalate, enabled=enabled)
             async with as_user(signed.principal) as conn:
                 if rule_id:
                     if await alerts.update_rule(conn, rule_id=uuid.UUID(rule_id), fields=fields) is None:
                         raise Invalid("only the rule's admins may change it (org admins, or the project's)")
                 else:
-                    org = await alerts.project_org(conn, signed.project_id)
+                    org = await alerts.project_org(conn, project_id)
                     await alerts.create_rule(conn, org_id=org, fields=fields)
         except Exception as exc:
             error = problem_text(exc)
@@ -201,12 +207,9 @@ class RuleEditorState(SessionState):
             form, escalate, enabled = dict(self.form), self.escalate, self.enabled
             self.preview_text = "Replaying the last 7 days…"
         try:
-            signed = await self.signed_in()
-            if signed is None or signed.project_id is None:
-                raise Invalid("sign in and choose a project first")
-            fields = rule_fields(form, escalate=escalate, enabled=enabled)
+            signed, project_id, fields = await self._signed_fields(form, escalate=escalate, enabled=enabled)
             async with as_user(signed.principal) as conn:
-                org = await alerts.project_org(conn, signed.project_id)
+                org = await alerts.project_org(conn, project_id)
                 found = await alert_preview.preview_rule(conn, org_id=org, rule=fields, now=datetime.now(UTC))
         except Exception as exc:
             async with self:

@@ -8,16 +8,14 @@ from __future__ import annotations
 import html
 import re
 import time
-import uuid
 from email.message import Message
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from control_room.services.auth import USER_TOKEN_PREFIX, hash_token, new_token
 from control_room.services.demo import DEMO_FAILING_SPEC
-from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld
+from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld, screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -26,24 +24,13 @@ ONCALL = "oncall@example.test"
 MAIL_DEADLINE_SECONDS = 60.0
 
 
-def _shot(page: Page, world: UiWorld, name: str) -> None:
-    path = world.shots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000
-
-
 def _choose(page: Page, trigger: str, option: str) -> None:
     page.click(trigger)
     page.get_by_role("option", name=option, exact=True).click()
 
 
 def _submit_failing_run(world: UiWorld) -> str:
-    token = new_token(USER_TOKEN_PREFIX)
-    world.query(
-        "insert into ops.api_tokens (user_id, name, token_prefix, token_hash) "
-        "select id, %s, %s, %s from ops.users where email = %s returning id",
-        f"e2e-{uuid.uuid4().hex[:6]}", token[:8], hash_token(token), world.operator.email,
-    )  # fmt: skip
+    token = world.api_token(world.operator)
     posted = httpx.post(
         f"{world.url}/api/v1/runs", json={"project": DEMO_PROJECT, "environment": "dev", "spec": DEMO_FAILING_SPEC},
         headers={"Authorization": f"Bearer {token}"}, timeout=30,
@@ -66,7 +53,7 @@ def test_a_rule_fires_into_the_bell_and_the_mailbox_and_the_operator_acks(ui_wor
     expect(admin.locator("#bell-count")).to_be_visible()
     admin.click("#bell")
     expect(admin.locator("#bell-dropdown")).to_contain_text("demo failing job: validate orders")
-    _shot(admin, ui_world, "alerts-1-demo-bell")
+    screenshot(admin, ui_world, "alerts-1-demo-bell")
     admin.keyboard.press("Escape")
 
     admin.click("#nav-alerts")
@@ -81,11 +68,11 @@ def test_a_rule_fires_into_the_bell_and_the_mailbox_and_the_operator_acks(ui_wor
     admin.fill("#rule-notify", ONCALL)
     admin.click("#rule-preview")
     expect(admin.locator("#rule-preview-result")).to_have_text(re.compile(r"Would have fired [1-9]\d* time"))
-    _shot(admin, ui_world, "alerts-2-rule-editor-preview")
+    screenshot(admin, ui_world, "alerts-2-rule-editor-preview")
     admin.click("#rule-save")
     expect(admin.locator("#rule-editor")).to_be_hidden()
     expect(admin.locator(f"#rules-table tr[data-rule='{RULE}']")).to_contain_text("never")
-    _shot(admin, ui_world, "alerts-3-rules")
+    screenshot(admin, ui_world, "alerts-3-rules")
 
     admin.click("#tab-incidents")
     unread_before = int(admin.locator("#bell-count").inner_text())
@@ -95,7 +82,7 @@ def test_a_rule_fires_into_the_bell_and_the_mailbox_and_the_operator_acks(ui_wor
     expect(admin.locator("#incidents-table")).to_contain_text(RULE)
     admin.click("#bell")
     expect(admin.locator("#bell-dropdown")).to_contain_text("[CRITICAL] FIRING")
-    _shot(admin, ui_world, "alerts-4-bell-fired")
+    screenshot(admin, ui_world, "alerts-4-bell-fired")
     admin.keyboard.press("Escape")
 
     mail = _wait_for_mail(ui_world, ONCALL)
@@ -111,7 +98,7 @@ def test_a_rule_fires_into_the_bell_and_the_mailbox_and_the_operator_acks(ui_wor
         f"<b>Subject:</b> {html.escape(mail['Subject'])}</p>"
         f"<pre style='background: #f4f4f5; padding: 16px; white-space: pre-wrap'>{html.escape(text)}</pre></body>"
     )
-    _shot(inbox, ui_world, "alerts-5-email")
+    screenshot(inbox, ui_world, "alerts-5-email")
     inbox.close()
 
     operator = sign_in(ui_world.operator)
@@ -126,10 +113,34 @@ def test_a_rule_fires_into_the_bell_and_the_mailbox_and_the_operator_acks(ui_wor
     expect(detail.locator("#incident-timeline")).to_contain_text(f"acked by {ui_world.operator.email}")
     expect(detail).to_contain_text("acked")
     expect(detail.locator("#incident-run")).to_have_attribute("href", f"/runs/{run_id}")
-    _shot(operator, ui_world, "alerts-6-operator-acked")
+    screenshot(operator, ui_world, "alerts-6-operator-acked")
     state = ui_world.query(
         "select i.state, i.acked_by from ops.alert_incidents i join ops.alert_rules r on r.id = i.rule_id "
         "where r.name = %s",
         RULE,
     )
     assert state == [("acked", ui_world.operator.email)]
+
+    # The operator's own preferences, from the user menu: quiet hours, the digest, a muted job.
+    operator.keyboard.press("Escape")
+    operator.click("#user-preferences")
+    expect(operator.locator("#pref-jobs")).to_contain_text("demo failing job: validate orders")
+    operator.fill("#pref-quiet-start", "22:00")
+    operator.fill("#pref-quiet-end", "07:00")
+    operator.fill("#pref-timezone", "Europe/Paris")
+    operator.click("#pref-digest")
+    operator.locator("#pref-jobs tr", has_text="demo failing job").locator("button[role='switch']").nth(1).click()
+    operator.click("#pref-save")
+    expect(operator.locator("#pref-saved")).to_have_text("Saved.")
+    screenshot(operator, ui_world, "alerts-7-preferences")
+    [(quiet, zone, digest, muted)] = ui_world.query(
+        "select np.quiet_start::text, np.timezone, np.digest_info, np.muted_jobs from ops.notification_preferences np "
+        "join ops.users u on u.id = np.user_id where u.email = %s",
+        ui_world.operator.email,
+    )
+    assert (quiet, zone, digest, muted) == (
+        "22:00:00",
+        "Europe/Paris",
+        True,
+        [f"{DEMO_PROJECT}/{DEMO_FAILING_SPEC['name']}"],
+    )
