@@ -1,23 +1,30 @@
--- Alerts, follow-up: the deliveries sender wakes when the outbox gets rows (no waiting for its interval);
+-- Alerts, follow-up: evaluators keep the enabled rules between signals and hear when they change; the
+-- deliveries sender wakes when the outbox gets rows (no waiting for its interval);
 -- members of a project (without an org role) keep their own notification preferences in the project's
 -- org too, as they get the bell of their project's incidents (services/notifications.py).
 
 set local lock_timeout = '10s';
 set local statement_timeout = '120s';
 
--- One NOTIFY per inserting statement (and Postgres folds repeats within a transaction).
-create function ops.notify_delivery_queued() returns trigger
+-- A statement trigger that NOTIFYs channel tg_argv[0] with payload tg_argv[1]: one NOTIFY per
+-- statement (and Postgres folds repeats within a transaction).
+create function ops.notify_statement() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-    perform pg_notify('lakehouse_deliveries', '');
+    perform pg_notify(tg_argv[0], coalesce(tg_argv[1], ''));
     return null;
 end;
 $$;
 
+-- The deliveries sender: the outbox got rows.
 create trigger alert_deliveries_notify after insert on ops.alert_deliveries
-    for each statement execute function ops.notify_delivery_queued();
+    for each statement execute function ops.notify_statement('lakehouse_deliveries');
+
+-- The evaluators: "rules" on their channel whenever a statement changes alert rules.
+create trigger alert_rules_notify after insert or update or delete on ops.alert_rules
+    for each statement execute function ops.notify_statement('lakehouse_alerts', 'rules');
 
 create or replace function ops.put_notification_preferences(p_org uuid, p_user uuid, p_actor uuid, p_prefs jsonb)
 returns ops.notification_preferences

@@ -1,5 +1,5 @@
-"""The deliveries sender loop wakes on the outbox's NOTIFY: a firing is e-mailed at once, long before the
-sender's interval (set to ten minutes here) would have let it look again."""
+"""Loops woken by NOTIFY: the deliveries sender e-mails a firing at once, long before its interval (set to
+ten minutes here) would have let it look again; an evaluator's copy of the rules is dropped when they change."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import psycopg
 import pytest
 
 from control_room.config import get_settings
-from control_room.loops.alerts import AlertEvaluator
+from control_room.loops.alerts import ALERTS_CHANNEL, RULES_CHANGED, AlertEvaluator
 from control_room.loops.deliveries import run_delivery_sender
 from tests.alerts.conftest import SmtpServer
-from tests.alerts.test_alerts import BASE, add_rule, run_job, signal
+from tests.alerts.test_alerts import BASE, add_rule, incidents, run, run_job, signal, with_conn
 from tests.integration.factories import Tenant
 
 DEADLINE_SECONDS = 60.0
@@ -69,3 +69,21 @@ def test_the_sender_wakes_when_the_outbox_gets_rows(
         get_settings.cache_clear()
     [mail] = smtp_server.mailbox.to("wake@test.example")
     assert "FIRING" in mail["Subject"]
+
+
+def test_an_evaluators_copy_of_the_rules_is_dropped_when_they_change(
+    db: psycopg.Connection, database_url: str, tenant: Tenant, pool: str
+) -> None:
+    evaluator = AlertEvaluator(base_url=BASE, rules_ttl=3600)
+    first, _ = run_job(db, tenant, pool, name="copy-a", outcome="failed")
+    signal(database_url, evaluator, f"run:{first}", datetime.now(UTC))  # reads (and keeps) the rules
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(f"listen {ALERTS_CHANNEL}")
+        rule = add_rule(db, tenant, "run_failed")
+        heard = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert heard == [RULES_CHANGED]
+    second, _ = run_job(db, tenant, pool, name="copy-b", outcome="failed")
+    assert signal(database_url, evaluator, f"run:{second}", datetime.now(UTC)) == 0  # the copy predates the rule
+    run(with_conn(database_url, lambda c: evaluator.on_signal(c, ALERTS_CHANNEL, RULES_CHANGED, datetime.now(UTC))))
+    assert signal(database_url, evaluator, f"run:{second}", datetime.now(UTC)) == 1
+    assert [i[0] for i in incidents(db, rule)] == ["open"]
