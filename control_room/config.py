@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(default=None, description="SMTP AUTH password.")
     smtp_from: str = Field(default="lakehouse@localhost", description="From address of alert e-mail.")
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, description="SMTP connect and command timeout.")
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle to verify the SMTP server's STARTTLS certificate (unset: the system's)."
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

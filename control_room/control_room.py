@@ -4,6 +4,7 @@ import reflex as rx
 
 from control_room.api import api, lifespan
 from control_room.pages import (  # noqa: F401  (each import registers its page)
+    alerts,
     api_tokens,
     artifacts,
     catalog,
@@ -12,6 +13,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     home,
     lineage,
     login,
+    preferences,
     run_detail,
     runs,
 )

@@ -12,13 +12,14 @@ ARTIFACTS = "/artifacts"
 EXECUTORS = "/executors"
 CATALOG = "/catalog"
 LINEAGE = "/lineage"
+ALERTS = "/alerts"
+PREFERENCES = "/preferences"
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 
 LATER_FEATURES: dict[str, str] = {
     "jobs": "Jobs & schedules",
     "governance": "Routing & caps",
-    "alerts": "Alerts",
 }
 
 
@@ -58,3 +59,8 @@ def safe_next_path(path: str | None) -> str:
     if not path or not path.startswith("/") or path.startswith("//") or path.startswith(LOGIN) or "\\" in path:
         return RUNS
     return path
+
+
+def incident(incident_id: str) -> str:
+    """The alerts page with one incident open (the link of notifications and messages)."""
+    return f"{ALERTS}?{urlencode({'incident': incident_id})}"

@@ -13,7 +13,7 @@ from control_room.api.deps import Pool, User
 from control_room.api.models import Int, IsoDatetime, Strict
 from control_room.services import alerts, notifications
 from control_room.services.auth import scoped
-from control_room.services.errors import NotFound
+from control_room.services.errors import Invalid, NotFound
 
 router = APIRouter(tags=["alerts"])
 
@@ -203,6 +203,24 @@ class Preferences(Strict):
     muted_jobs: list[str] = []
 
 
+class MuteRequest(Strict):
+    org_id: uuid.UUID
+    job: str = Field(min_length=1, max_length=500, description='The job as incidents name it: "<project>/<job name>".')
+    until: IsoDatetime | None = Field(default=None, description="Omit to mute until unmuted.")
+
+
+class MutePublic(BaseModel):
+    org_id: uuid.UUID
+    job: str
+    until: datetime | None
+    muted_by: str
+    created_at: datetime
+
+
+class MuteList(BaseModel):
+    items: list[MutePublic]
+
+
 class PreferencesPublic(Preferences):
     org_id: uuid.UUID
     user_id: uuid.UUID
@@ -305,6 +323,41 @@ async def snooze_incident(incident_id: uuid.UUID, body: SnoozeRequest, user: Use
 async def resolve_incident(incident_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
     """Resolve by hand (operators)."""
     return await _act(incident_id, "resolve", user, db)
+
+
+# Job mutes -------------------------------------------------------------------------------------------
+
+
+@router.get("/alerts/mutes", operation_id="listJobMutes", response_model=MuteList)
+async def list_mutes(user: User, db: Pool) -> dict[str, Any]:
+    """Jobs muted now in the orgs the caller belongs to."""
+    async with db.connection() as conn, scoped(conn, user):
+        return {"items": await alerts.mutes(conn, now=datetime.now(UTC))}
+
+
+@router.post("/alerts/mutes", operation_id="muteJob", response_model=MutePublic)
+async def mute_job(body: MuteRequest, user: User, db: Pool) -> dict[str, Any]:
+    """Mute a job for the whole org (operators): its incidents still open and count, nobody is told."""
+    async with db.connection() as conn, scoped(conn, user):
+        await alerts.set_mute(
+            conn, org_id=body.org_id, job=body.job, mute=True, until=body.until, user_id=user.user_id, actor=user.email
+        )
+        found = [
+            m for m in await alerts.mutes(conn, org_ids=[body.org_id], now=datetime.now(UTC)) if m["job"] == body.job
+        ]
+    if not found:
+        raise Invalid("until must be in the future", field="until")
+    return found[0]
+
+
+@router.delete("/alerts/mutes", operation_id="unmuteJob", status_code=204)
+async def unmute_job(org_id: uuid.UUID, job: str, user: User, db: Pool) -> Response:
+    """Unmute a job (operators)."""
+    async with db.connection() as conn, scoped(conn, user):
+        await alerts.set_mute(
+            conn, org_id=org_id, job=job, mute=False, until=None, user_id=user.user_id, actor=user.email
+        )
+    return Response(status_code=204)
 
 
 # Notifications and preferences -----------------------------------------------------------------------

@@ -141,7 +141,7 @@ class _Deploy:
             if any(f.field == "position" for f in c.fields)
         ]
         bundles.park_routing_positions(self.conn, moved)
-        for section in ("routing_rules", "caps"):
+        for section in ("routing_rules", "caps", "alert_channels"):
             for change in self.of(section, "write"):
                 values = store.row_values(section, self.desired[(section, change.key)], self.directory)
                 self.upsert(change, values, values.get("project_id") or values.get("match_project_id"))
@@ -204,7 +204,7 @@ def _apply(
     changes = {section: [c for c in plan.changes if c.section == section] for section in SECTIONS}
     deploy = _Deploy(conn, directory, live, desired, changes, actor)
     deploy.delete(DEPENDENTS)  # rows that point at templates go first, so templates can be archived last
-    deploy.delete(("routing_rules", "caps"))
+    deploy.delete(("routing_rules", "caps", "alert_channels"))
     deploy.write_routing_and_caps()
     for change in deploy.of("job_templates", "write"):
         deploy.write_template(change)

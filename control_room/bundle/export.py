@@ -33,6 +33,7 @@ SECTION_FILES: dict[str, str] = {
     "schedules": "schedules.yaml",
     "alert_rules": "alerts.yaml",
     "promotion_gates": "promotion_gates.yaml",
+    "alert_channels": "alert_channels.yaml",
 }
 
 

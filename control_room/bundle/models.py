@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from control_room.bundle.source import published_file_config
 
@@ -49,6 +49,7 @@ SECTIONS: tuple[str, ...] = (
     "schedules",
     "alert_rules",
     "promotion_gates",
+    "alert_channels",
 )
 
 
@@ -148,7 +149,6 @@ class Schedule(BundleModel):
     misfire_grace_s: int = Field(
         default=60, ge=1, le=86400, description="With catchup: none, how late a fire may still start, seconds."
     )
-
 
 
 # Routing matrix -----------------------------------------------------------------------------------
@@ -267,6 +267,31 @@ class AlertRule(BundleModel):
 
 ALERT_KINDS_NEEDING_THRESHOLD: frozenset[str] = frozenset({"run_duration", "queue_wait"})
 
+ENV_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
+
+
+class AlertChannel(BundleModel):
+    """A named place alert rules send to (``slack:<name>``, ``webhook:<name>``). Its URL and signing secret
+    are the names of environment variables of the control room: a bundle never holds a secret."""
+
+    name: str = _name("Unique within the org; rules say slack:<name> or webhook:<name>.")
+    kind: Literal["slack", "webhook", "email"]
+    url_env: str | None = Field(
+        default=None, pattern=ENV_NAME_PATTERN, description="slack, webhook: the variable holding the URL."
+    )
+    secret_env: str | None = Field(
+        default=None, pattern=ENV_NAME_PATTERN, description="webhook: the variable holding the HMAC signing secret."
+    )
+    address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", description="email: the address.")
+
+    @model_validator(mode="after")
+    def _target_given(self) -> AlertChannel:
+        if self.kind == "email" and self.address is None:
+            raise ValueError("an email channel needs address")
+        if self.kind != "email" and self.url_env is None:
+            raise ValueError(f"a {self.kind} channel needs url_env (the environment variable holding its URL)")
+        return self
+
 
 # Promotion gates ------------------------------------------------------------------------------------
 
@@ -299,6 +324,7 @@ class BundleSections(BundleModel):
     schedules: list[Schedule] = Field(default_factory=list)
     alert_rules: list[AlertRule] = Field(default_factory=list)
     promotion_gates: list[PromotionGate] = Field(default_factory=list)
+    alert_channels: list[AlertChannel] = Field(default_factory=list, description="Where alert rules deliver.")
 
 
 class BundleFile(BundleSections):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from control_room.bundle.models import (
     SECTIONS,
+    AlertChannel,
     AlertRule,
     Bundle,
     Cap,
@@ -217,6 +218,11 @@ def _promotion_gate(row: dict[str, Any], directory: OrgDirectory, state: LiveSta
     return _model(PromotionGate, _drop_none(data), f'promotion gate "{row["project"]}/{row["name"]}"')
 
 
+def _alert_channel(row: tables.AlertChannel, directory: OrgDirectory, state: LiveState) -> AlertChannel:
+    data = row.model_dump(include=_CHANNEL_COLUMNS)
+    return _model(AlertChannel, _drop_none(data), f'alert channel "{row.name}"')
+
+
 Reader = Callable[[Any, OrgDirectory, LiveState], BaseModel | None]
 # In SECTIONS order: templates are read before the alert rules and gates that name them.
 _READERS: dict[str, Reader] = {
@@ -226,6 +232,7 @@ _READERS: dict[str, Reader] = {
     "schedules": _schedule,
     "alert_rules": _alert_rule,
     "promotion_gates": _promotion_gate,
+    "alert_channels": _alert_channel,
 }
 
 
@@ -274,6 +281,7 @@ _ALERT_COLUMNS_ISSUE_20 = {
     "factor", "baseline_runs", "sla_timezone", "cap_percent", "event_type", "event_level", "dataset_name",
     "escalate_after_s",
 }  # fmt: skip
+_CHANNEL_COLUMNS = {"name", "kind", "url_env", "secret_env", "address"}
 _GATE_COLUMNS = {
     "name", "from_environment", "to_environment", "min_successful_runs", "required_approvals", "approvers",
     "required_checks", "enabled", "description",
@@ -283,6 +291,9 @@ _GATE_COLUMNS = {
 def row_values(section: str, item: Any, directory: OrgDirectory) -> dict[str, Any]:
     """The columns of the row an item deploys to (ids resolved through ``directory``)."""
     org = directory.org_id
+    if section == "alert_channels":
+        channel: AlertChannel = item
+        return {**channel.model_dump(include=_CHANNEL_COLUMNS), "org_id": org}
     if section == "routing_rules":
         rule: RoutingRule = item
         match = {f"match_{name}": value for name, value in rule.match.model_dump(exclude={"project"}).items()}

@@ -1,4 +1,4 @@
-"""`lakehouse alerts ...`: list rules and incidents; ack, snooze or resolve an incident."""
+"""`lakehouse alerts ...`: list rules and incidents; ack, snooze or resolve an incident; mute a job."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 
 from control_room.commands.jobs import _actor, _on_database
 from control_room.services import alerts
+from control_room.services.auth import resolve_org
 
 app = typer.Typer(help="Alert rules and incidents: list them, ack, snooze, resolve.", no_args_is_help=True)
 
@@ -100,3 +101,41 @@ def snooze(
 def resolve(incident_id: uuid.UUID) -> None:
     """Resolve an incident by hand."""
     _act(incident_id, "resolve")
+
+
+OrgOption = Annotated[str | None, typer.Option("--org", help="Org slug or id (default: the only org).")]
+
+
+def _mute(job: str, org: str | None, mute: bool, until: datetime | None) -> None:
+    async def work(conn: Any) -> bool:
+        org_id = await resolve_org(conn, org)
+        return await alerts.set_mute(conn, org_id=org_id, job=job, mute=mute, until=until, user_id=None, actor=_actor())
+
+    _on_database(work)
+    state = f"muted until {until.isoformat()}" if mute and until else "muted" if mute else "unmuted"
+    typer.echo(f"job {job}: {state}")
+
+
+@app.command("mute")
+def mute(
+    job: Annotated[str, typer.Argument(help='The job as incidents name it: "<project>/<job name>".')],
+    org: OrgOption = None,
+    until: Annotated[
+        str | None, typer.Option(help="A duration (30m, 2h, 1d) or an ISO time; default: until unmuted.")
+    ] = None,
+) -> None:
+    """Mute a job for everyone in the org: its incidents still open and count, but nobody is told."""
+    _mute(job, org, True, parse_until(until, datetime.now(UTC)) if until else None)
+
+
+@app.command("unmute")
+def unmute(job: str, org: OrgOption = None) -> None:
+    """Unmute a job."""
+    _mute(job, org, False, None)
+
+
+@app.command("mutes")
+def mutes(as_json: JsonOption = False) -> None:
+    """Jobs muted now, per org."""
+    rows = _on_database(lambda conn: alerts.mutes(conn, now=datetime.now(UTC)))
+    _print(rows, ["org_id", "job", "until", "muted_by"], as_json)

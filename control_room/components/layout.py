@@ -10,6 +10,7 @@ from reflex.event import EventType
 
 from control_room import routes
 from control_room.components.api_tokens import api_tokens_link
+from control_room.components.bell import notification_bell
 from control_room.components.post_form import post_form
 from control_room.state.base import ALL, ENVIRONMENTS, ProjectChoice, SessionState
 
@@ -23,6 +24,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Artifacts", "package", routes.ARTIFACTS),
     ("Catalog", "library", routes.CATALOG),
     ("Lineage", "git-fork", routes.LINEAGE),
+    ("Alerts", "bell", routes.ALERTS),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 
@@ -100,6 +102,10 @@ def _user_card() -> rx.Component:
                     type="submit", id="sign-out",
                 ),
                 action=routes.WEB_SIGN_OUT,
+            ),
+            rx.link(
+                rx.button(rx.icon("bell-ring", size=14), "Preferences", size="1", variant="soft", color_scheme="gray"),
+                href=routes.PREFERENCES, id="user-preferences",
             ),
             rx.spacer(),
             api_tokens_link(),
@@ -198,6 +204,7 @@ def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]
                     rx.heading(title, size="5", weight="bold", id="page-title"),
                     rx.spacer(),
                     switcher(reload),
+                    notification_bell(),
                     align="center",
                     padding="14px 28px",
                     border_bottom=f"1px solid {rx.color('gray', 4)}",

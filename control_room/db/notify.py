@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg import sql
@@ -13,6 +14,7 @@ log = logging.getLogger(__name__)
 
 TASKS_CHANNEL = "lakehouse_tasks_queued"  # payload: pool name
 EVENTS_CHANNEL = "lakehouse_events"  # payload: run id
+NOTIFICATIONS_CHANNEL = "lakehouse_notifications"  # payload: user id (the bell)
 
 
 class Notifier:
@@ -71,7 +73,7 @@ class Notifier:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    await listen(conn, TASKS_CHANNEL, EVENTS_CHANNEL)
+                    await listen(conn, TASKS_CHANNEL, EVENTS_CHANNEL, NOTIFICATIONS_CHANNEL)
                     self._ready.set()
                     backoff = 0.5
                     # Anything may have happened while we were not listening: let everyone re-check.
@@ -91,6 +93,25 @@ async def listen(conn: psycopg.AsyncConnection[object], *channels: str) -> None:
     """LISTEN on each channel (our own constant channel names) on a dedicated autocommit connection."""
     for channel in channels:
         await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+
+
+async def watch(
+    channel: str,
+    key: str,
+    *,
+    wait_s: float,
+    still_wanted: Callable[[], Awaitable[bool]],
+    on_notify: Callable[[], Awaitable[None]],
+) -> None:
+    """Call ``on_notify`` after each NOTIFY of (channel, key), waiting at most ``wait_s`` at a time, for as
+    long as ``still_wanted`` says so (asked after every wait, so a page left stops the watch soon)."""
+    notifier = await get_notifier()
+    while True:
+        notified = await notifier.wait(notifier.waiter(channel, key), wait_s)
+        if not await still_wanted():
+            return
+        if notified:
+            await on_notify()
 
 
 _notifier: Notifier | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 ALERTS_CHANNEL = "lakehouse_alerts"  # payload: task:<id> | run:<id> (20261203000500_alerts.sql)
 EVENTS_CHANNEL = "lakehouse_events"  # payload: run id (append_events)
+RULES_CHANGED = "rules"  # payload on ALERTS_CHANNEL when ops.alert_rules changes (20261204000510_*.sql)
+RULES_TTL_SECONDS = 30.0
 LEVEL_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 Row = dict[str, Any]
 
@@ -49,10 +52,29 @@ def _matches(rule: Row, row: Row) -> bool:
 class AlertEvaluator:
     """Evaluates alert rules against signals; one instance per replica, any number of replicas."""
 
-    def __init__(self, *, base_url: str | None = None, catch_up: timedelta = timedelta(minutes=10)) -> None:
+    def __init__(
+        self, *, base_url: str | None = None, catch_up: timedelta = timedelta(minutes=10), rules_ttl: float = 0.0
+    ) -> None:
         self.base_url = base_url or get_settings().alerts_public_url
         self.catch_up = catch_up
         self._event_marks: dict[str, int] = {}
+        # With a TTL, the enabled rules are read once per TTL instead of once per signal; a change of
+        # ops.alert_rules NOTIFYs "rules" on the alerts channel and drops the copy at once.
+        self.rules_ttl = rules_ttl
+        self._rules: tuple[float, list[Row]] | None = None
+
+    async def rules(self, conn: psycopg.AsyncConnection, kinds: tuple[str, ...]) -> list[Row]:
+        """The enabled rules of these kinds (from the copy while it is fresh)."""
+        if self.rules_ttl <= 0:
+            return await alerts.enabled_rules(conn, kinds)
+        now = time.monotonic()
+        if self._rules is None or now - self._rules[0] > self.rules_ttl:
+            self._rules = (now, await alerts.enabled_rules(conn))
+        return [rule for rule in self._rules[1] if rule["kind"] in kinds]
+
+    def forget_rules(self) -> None:
+        """Read the rules again at the next signal (they changed, or the NOTIFYs may have been missed)."""
+        self._rules = None
 
     # Firing and resolving ----------------------------------------------------------------------
 
@@ -129,6 +151,9 @@ class AlertEvaluator:
         """Evaluate one NOTIFY: a task or run that ended, or new events of a run; returns firings made."""
         if channel == EVENTS_CHANNEL:
             return await self._on_events(conn, payload, now)
+        if payload == RULES_CHANGED:
+            self.forget_rules()
+            return 0
         kind, _, ident = payload.partition(":")
         if kind == "run":
             return await self._on_run(conn, ident, now)
@@ -154,7 +179,7 @@ class AlertEvaluator:
             },
         )
         at = run["finished_at"] or now
-        for rule in await alerts.enabled_rules(conn, ("run_failed", "task_failed", "run_duration", "event_match")):
+        for rule in await self.rules(conn, ("run_failed", "task_failed", "run_duration", "event_match")):
             if not _matches(rule, run):
                 continue
             kind = rule["kind"]
@@ -226,7 +251,7 @@ class AlertEvaluator:
         if task is None or task["status"] not in alerts.TERMINAL_FAILURES:
             return 0
         fired = 0
-        for rule in await alerts.enabled_rules(conn, ("task_failed",)):
+        for rule in await self.rules(conn, ("task_failed",)):
             if _matches(rule, task):
                 fired += await self.fire(
                     conn,
@@ -245,7 +270,7 @@ class AlertEvaluator:
         return fired
 
     async def _on_events(self, conn: psycopg.AsyncConnection, run_id: str, now: datetime) -> int:
-        rules = await alerts.enabled_rules(conn, ("event_match",))
+        rules = await self.rules(conn, ("event_match",))
         if not rules:
             return 0
         run = await alerts.run_signal(conn, run_id, now)
@@ -294,7 +319,7 @@ class AlertEvaluator:
         """One periodic pass at ``now``: SLA, queue wait, offline, caps, schedules, freshness, slow running
         runs, then escalations. Each rule is evaluated on its own: one failing never stops the others."""
         fired = 0
-        for rule in await alerts.enabled_rules(
+        for rule in await self.rules(
             conn,
             (
                 "sla",
@@ -517,13 +542,14 @@ async def run_alert_evaluator(database_url: str, *, clock: Callable[[], datetime
     """Forever: LISTEN for task/run endings and run events, evaluate each; evaluate time-based rules
     every interval. Reconnects (and catches up on what ended meanwhile) after a lost connection."""
     settings = get_settings()
-    evaluator = AlertEvaluator()
+    evaluator = AlertEvaluator(rules_ttl=RULES_TTL_SECONDS)
     interval = settings.alerts_evaluate_interval_seconds
     since = clock() - evaluator.catch_up
     while True:
         try:
             async with await connect_async(database_url) as listen, await connect_async(database_url) as conn:
                 await notify.listen(listen, ALERTS_CHANNEL, EVENTS_CHANNEL)
+                evaluator.forget_rules()  # changes made while not listening were not heard
                 await evaluator.catch_up_since(conn, since, clock())
                 next_tick = 0.0
                 loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ Webhook signature (for receivers): headers ``X-Lakehouse-Timestamp`` (Unix secon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -27,13 +28,15 @@ import httpx
 import psycopg
 
 from control_room.config import Settings, get_settings
+from control_room.db import notify
 from control_room.db.connection import connect_async
-from control_room.services import deliveries
+from control_room.services import deliveries, notifications
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Lakehouse-Signature"
 TIMESTAMP_HEADER = "X-Lakehouse-Timestamp"
+DELIVERIES_CHANNEL = "lakehouse_deliveries"  # no payload: the outbox got rows (20261204000510_*.sql)
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 3600.0
 
@@ -73,13 +76,36 @@ def send_email(settings: Settings, to: str, payload: dict[str, Any]) -> None:
     try:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds) as smtp:
             if settings.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=settings.smtp_ca_file))
             if settings.smtp_username:
                 password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
                 smtp.login(settings.smtp_username, password)
             smtp.send_message(msg)
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc}") from exc
+
+
+def digest_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Claimed deliveries as sends: the e-mails held for one address's daily digest together, the rest alone."""
+    sends: list[list[dict[str, Any]]] = []
+    digests: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["channel"] == "email" and row["held_reason"] == notifications.DIGEST_REASON:
+            if row["target"] not in digests:
+                digests[row["target"]] = []
+                sends.append(digests[row["target"]])
+            digests[row["target"]].append(row)
+        else:
+            sends.append([row])
+    return sends
+
+
+def as_one(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """The delivery to send for a group: itself, or a digest e-mail of all of them."""
+    if len(group) == 1:
+        return group[0]
+    ordered = sorted(group, key=lambda row: row["created_at"])
+    return {**ordered[0], "payload": notifications.digest_payload([row["payload"] for row in ordered])}
 
 
 class DeliverySender:
@@ -97,21 +123,24 @@ class DeliverySender:
     async def send_due(self, conn: psycopg.AsyncConnection, now: datetime) -> dict[str, int]:
         """Send everything due at ``now``; counts of outcomes ('sent', 'pending' = retry later, 'dead')."""
         claimed = await deliveries.claim_due(conn, now=now, limit=self.batch)
-        results = await asyncio.gather(*(self._attempt(conn, row) for row in claimed))
+        groups = digest_groups(claimed)
+        results = await asyncio.gather(*(self._attempt(conn, as_one(group)) for group in groups))
         outcomes: dict[str, int] = {}
-        for row, error in zip(claimed, results, strict=True):
-            retry_at = now + timedelta(seconds=backoff(row["attempts"]))
-            state = await deliveries.finish(
-                conn, delivery_id=row["id"], ok=error is None, error=error, now=now, retry_at=retry_at
-            )
-            outcomes[state or "lost"] = outcomes.get(state or "lost", 0) + 1
+        for group, error in zip(groups, results, strict=True):
+            for row in group:
+                retry_at = now + timedelta(seconds=backoff(row["attempts"]))
+                state = await deliveries.finish(
+                    conn, delivery_id=row["id"], ok=error is None, error=error, now=now, retry_at=retry_at
+                )
+                outcomes[state or "lost"] = outcomes.get(state or "lost", 0) + 1
             if error:
                 log.warning(
-                    "delivery %s (%s to %s) attempt %d failed: %s",
-                    row["id"],
-                    row["channel"],
-                    row["target"],
-                    row["attempts"],
+                    "delivery %s (%s to %s, %d message(s)) attempt %d failed: %s",
+                    group[0]["id"],
+                    group[0]["channel"],
+                    group[0]["target"],
+                    len(group),
+                    group[0]["attempts"],
                     error,
                 )
         return outcomes
@@ -158,6 +187,14 @@ class DeliverySender:
             raise DeliveryError(f"{channel} {url} answered {response.status_code}: {response.text[:200]}")
 
 
+async def _until_queued(listen: psycopg.AsyncConnection, within: float) -> None:
+    """Wait for a NOTIFY that something was queued (sent when the outbox gets rows), at most ``within`` s:
+    a firing is sent the moment it commits; the interval only paces retries and held messages."""
+    with contextlib.suppress(TimeoutError):
+        async for _ in listen.notifies(timeout=within, stop_after=1):
+            pass
+
+
 async def run_delivery_sender(database_url: str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
     """Forever: send due deliveries, then wait a moment (or not at all while there is more)."""
     settings = get_settings()
@@ -165,11 +202,12 @@ async def run_delivery_sender(database_url: str, *, clock: Callable[[], datetime
     try:
         while True:
             try:
-                async with await connect_async(database_url) as conn:
+                async with await connect_async(database_url) as listen, await connect_async(database_url) as conn:
+                    await notify.listen(listen, DELIVERIES_CHANNEL)
                     while True:
                         outcomes = await sender.send_due(conn, clock())
                         if sum(outcomes.values()) < sender.batch:
-                            await asyncio.sleep(settings.alerts_delivery_interval_seconds)
+                            await _until_queued(listen, settings.alerts_delivery_interval_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:

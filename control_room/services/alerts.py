@@ -12,6 +12,9 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from control_room.services.errors import NotFound
+from control_room.services.pagination import Keyset, ListQuery, Page, decode_cursor, encode_cursor, escape_like
+
 Row = dict[str, Any]
 
 TERMINAL_FAILURES = ("failed", "timed_out", "lost")
@@ -470,3 +473,62 @@ async def delete_rule(conn: AsyncConnection, *, rule_id: uuid.UUID) -> bool:
     """Delete a rule and its incidents (RLS decides who may)."""
     rows = await _rows(conn, "delete from ops.alert_rules where id = %s returning id", (rule_id,))
     return bool(rows)
+
+
+INCIDENT_STATES = ("open", "acked", "resolved")
+SEVERITIES = ("info", "warning", "critical")
+_INCIDENT_KEYSET = Keyset(key="i.last_fired_at", row_id="i.id")
+
+
+@dataclass(frozen=True)
+class IncidentsQuery:
+    """Filters of the incidents list (each optional)."""
+
+    states: tuple[str, ...] = ()
+    severity: str | None = None
+    rule_id: uuid.UUID | None = None
+    project_id: uuid.UUID | None = None
+    text: str | None = None
+
+
+async def incidents_page(
+    conn: AsyncConnection, *, query: IncidentsQuery, cursor: str | None = None, limit: int = 50
+) -> Page:
+    """One keyset page of the incidents the caller may read, most recently fired first."""
+    conditions = ListQuery()
+    conditions.one_of("i.state", query.states, allowed=INCIDENT_STATES, field="state")
+    if query.severity:
+        conditions.one_of("i.severity", (query.severity,), allowed=SEVERITIES, field="severity")
+    conditions.equal("i.rule_id", query.rule_id)
+    conditions.equal("i.project_id", query.project_id)
+    if query.text:
+        conditions.add("(i.title ilike %s or i.subject ilike %s)", *([f"%{escape_like(query.text)}%"] * 2))
+    if cursor:
+        fired_at, row_id = decode_cursor(cursor)
+        conditions.after(_INCIDENT_KEYSET, fired_at, row_id)
+    return await conditions.page(
+        conn,
+        columns="i.*, coalesce(r.name, 'org-wide rule') as rule_name, coalesce(r.kind, '') as rule_kind",
+        source="ops.alert_incidents i left join ops.alert_rules r on r.id = i.rule_id",
+        keyset=_INCIDENT_KEYSET,
+        limit=limit,
+        cursor_of=lambda row: encode_cursor(row["last_fired_at"], row["id"]),
+    )
+
+
+async def mutes(conn: AsyncConnection, *, org_ids: list[uuid.UUID] | None = None, now: datetime) -> list[Row]:
+    """Jobs muted for their org at ``now`` (of these orgs; all the caller may read when None)."""
+    return await _rows(
+        conn,
+        "select org_id, job, until, muted_by, created_at from ops.alert_mutes "
+        "where (%s::uuid[] is null or org_id = any(%s)) and (until is null or until > %s) order by job",
+        (org_ids, org_ids, now),
+    )
+
+
+async def project_org(conn: AsyncConnection, project_id: uuid.UUID) -> uuid.UUID:
+    """The org of a project the caller can see (NotFound naming `project` otherwise)."""
+    rows = await _rows(conn, "select org_id from ops.projects where id = %s", (project_id,))
+    if not rows:
+        raise NotFound(f"project {project_id} does not exist or is not visible to you", field="project")
+    return uuid.UUID(str(rows[0]["org_id"]))

@@ -21,7 +21,9 @@ from control_room.db.rows import model_rows
 # Serializes deploys of one org (pg_advisory_xact_lock(class, hashtext(org slug))).
 DEPLOY_LOCK_CLASS = 72_451_190
 # The tables a bundle deploys to (``ops.<name>``); nothing else is written by name.
-BUNDLE_TABLES = ("routing_rules", "caps", "job_templates", "schedules", "alert_rules", "promotion_gates")
+BUNDLE_TABLES = (
+    "routing_rules", "caps", "job_templates", "schedules", "alert_rules", "promotion_gates", "alert_channels",
+)  # fmt: skip
 
 Row = dict[str, Any]
 
@@ -93,6 +95,7 @@ _SECTION_SQL: dict[str, str] = {
         where s.org_id = %s order by p.slug, s.name
         """,
     "alert_rules": "select * from ops.alert_rules where org_id = %s order by name",
+    "alert_channels": "select * from ops.alert_channels where org_id = %s order by name",
     "promotion_gates": """
         select g.*, p.slug as project from ops.promotion_gates g join ops.projects p on p.id = g.project_id
         where g.org_id = %s order by p.slug, g.name
@@ -106,6 +109,7 @@ _TABLE_ROWS: dict[str, type[tables.OpsTable]] = {
     "routing_rules": tables.RoutingRule,
     "caps": tables.Cap,
     "alert_rules": tables.AlertRule,
+    "alert_channels": tables.AlertChannel,
 }
 
 

@@ -19,6 +19,7 @@ Row = dict[str, Any]
 
 SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
 DIGEST_HOUR = 9  # info digests go out at 09:00 in the user's time zone
+DIGEST_REASON = "daily digest"  # held_reason of the deliveries a digest gathers (loops/deliveries.py)
 
 
 async def _rows(conn: AsyncConnection, sql: str, params: Any = None) -> list[Row]:
@@ -115,6 +116,16 @@ def email_payload(msg: dict[str, Any]) -> dict[str, Any]:
     return {"subject": msg["subject"], "text": msg["text"]}
 
 
+def digest_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """One e-mail gathering the info messages held for a user's daily digest, oldest first."""
+    rule = "-" * 72
+    parts = [f"{p['subject']}\n{rule}\n{p['text']}" for p in payloads]
+    return {
+        "subject": f"[INFO] Daily digest: {len(payloads)} notification(s)",
+        "text": f"{len(payloads)} notification(s) held for your daily digest.\n\n" + "\n\n".join(parts),
+    }
+
+
 # Preferences -----------------------------------------------------------------------------------------
 
 
@@ -128,7 +139,7 @@ def held_until(prefs: Row | None, severity: str, now: datetime) -> tuple[datetim
         due = local.replace(hour=DIGEST_HOUR, minute=0, second=0, microsecond=0)
         if due <= local:
             due += timedelta(days=1)
-        return due, "daily digest"
+        return due, DIGEST_REASON
     start, end = prefs["quiet_start"], prefs["quiet_end"]
     if start is None or end is None or (severity == "critical" and prefs["critical_overrides_quiet"]):
         return now, None
@@ -153,17 +164,20 @@ def accepts(prefs: Row | None, severity: str, job: str | None) -> bool:
     return not (job and job in prefs["muted_jobs"])
 
 
-async def org_users(conn: AsyncConnection, org_id: uuid.UUID) -> list[Row]:
-    """The org's active members with their preferences (None fields when never set)."""
+async def org_users(conn: AsyncConnection, org_id: uuid.UUID, project_id: uuid.UUID | None = None) -> list[Row]:
+    """The org's active members, and the members of ``project_id``, with their preferences (None fields
+    when never set)."""
     return await _rows(
         conn,
         "select u.id as user_id, u.email, np.channels, np.webhook_url, np.min_severity, np.quiet_start, "
         "np.quiet_end, np.timezone, np.critical_overrides_quiet, np.digest_info, np.subscribed_jobs, "
         "np.subscribed_projects, np.muted_jobs, (np.user_id is not null) as has_prefs "
-        "from ops.org_members om join ops.users u on u.id = om.user_id "
-        "left join ops.notification_preferences np on np.org_id = om.org_id and np.user_id = om.user_id "
-        "where om.org_id = %s and u.is_active",
-        (org_id,),
+        "from (select om.user_id from ops.org_members om where om.org_id = %(org)s "
+        "      union select pm.user_id from ops.project_members pm where pm.project_id = %(project)s) m "
+        "join ops.users u on u.id = m.user_id "
+        "left join ops.notification_preferences np on np.org_id = %(org)s and np.user_id = m.user_id "
+        "where u.is_active",
+        {"org": org_id, "project": project_id},
     )
 
 
@@ -197,7 +211,7 @@ async def plan_and_enqueue(
     bell of every member who keeps in-app on, are added.
     """
     msg = message(incident, event_kind, base_url, detail)
-    users = await org_users(conn, incident["org_id"])
+    users = await org_users(conn, incident["org_id"], incident.get("project_id"))
     by_email = {u["email"].lower(): u for u in users}
     severity, job = incident["severity"], incident.get("job")
     queued = 0
@@ -310,3 +324,19 @@ async def put_preferences(
         (org_id, user_id, actor_id, Jsonb(prefs)),
     )
     return rows[0]
+
+
+async def known_jobs(conn: AsyncConnection, *, org_id: uuid.UUID, days: int = 30) -> list[str]:
+    """Job names of an org ("<project>/<template or run name>") to subscribe to or mute: its templates and
+    what ran lately."""
+    rows = await _rows(
+        conn,
+        "select p.slug || '/' || jt.name as job from ops.job_templates jt join ops.projects p on p.id = jt.project_id "
+        "where jt.org_id = %(org)s and jt.archived_at is null "
+        "union select p.slug || '/' || coalesce(jt.name, r.name) from ops.runs r "
+        "join ops.projects p on p.id = r.project_id left join ops.job_templates jt on jt.id = r.template_id "
+        "where r.org_id = %(org)s and r.created_at > now() - make_interval(days => %(days)s) "
+        "order by 1 limit 500",
+        {"org": org_id, "days": days},
+    )
+    return [row["job"] for row in rows]

@@ -15,6 +15,7 @@ from control_room.services import artifacts, ui_previews
 from control_room.state import formatting
 from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler
+from control_room.state.paging import KeysetPages
 from control_room.storage import VerifyResult
 
 PAGE_SIZE = 50
@@ -72,14 +73,12 @@ def verify_message(result: VerifyResult) -> str:
     )
 
 
-class ArtifactsState(SessionState):
+class ArtifactsState(KeysetPages, SessionState):
     """The table, its filters and pages, and the preview panel of the selected artifact."""
 
     rows: rx.Field[list[ArtifactRow]] = rx.field(default_factory=list)
     text: rx.Field[str] = rx.field("")
     run_filter: rx.Field[str] = rx.field("")
-    page: rx.Field[int] = rx.field(1)
-    has_next: rx.Field[bool] = rx.field(False)
     is_loading: rx.Field[bool] = rx.field(False)
     loaded: rx.Field[bool] = rx.field(False)
     error: rx.Field[str] = rx.field("")
@@ -101,7 +100,6 @@ class ArtifactsState(SessionState):
     verify_state: rx.Field[str] = rx.field("")  # "", "checking", "ok", "mismatch"
     verify_message: rx.Field[str] = rx.field("")
 
-    _cursors: list[str | None] = [None]
     _generation: int = 0
     _text_start: int = 0
 
@@ -121,8 +119,7 @@ class ArtifactsState(SessionState):
             query = self.router.url.query_parameters
             self.run_filter = query.get("run", "")
             wanted = query.get("artifact", "")
-            self.page = 1
-            self._cursors = [None]
+            self._reset_pages()
         async for event in self._list():
             yield event
         if wanted:
@@ -143,7 +140,7 @@ class ArtifactsState(SessionState):
             self._generation += 1
             generation = self._generation
             self.is_loading = True
-            cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+            cursor = self._page_cursor()
             text, run_filter = self.text, self.run_filter
         rows: list[ArtifactRow] = []
         next_cursor: str | None = None
@@ -168,9 +165,7 @@ class ArtifactsState(SessionState):
             if generation != self._generation:
                 return
             self.rows, self.error = rows, error
-            self.has_next = next_cursor is not None
-            del self._cursors[self.page :]
-            self._cursors.append(next_cursor)
+            self._record_next(next_cursor)
             self.is_loading = False
             self.loaded = True
 
@@ -191,25 +186,10 @@ class ArtifactsState(SessionState):
     @handler
     def restart(self) -> Any:
         """First page (after a project or environment switch)."""
-        self.page = 1
-        self._cursors = [None]
+        return self._first_page()
+
+    def _reload(self) -> Any:
         return ArtifactsState.load
-
-    @handler
-    def next_page(self) -> Any:
-        """Older artifacts."""
-        if self.has_next:
-            self.page += 1
-            return ArtifactsState.load
-        return None
-
-    @handler
-    def previous_page(self) -> Any:
-        """Newer artifacts."""
-        if self.page > 1:
-            self.page -= 1
-            return ArtifactsState.load
-        return None
 
     # Preview ------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from control_room import routes
 from control_room.services import catalog
 from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler
+from control_room.state.paging import KeysetPages
 
 PAGE_SIZE = 50
 
@@ -75,13 +76,11 @@ def panel_lines(page: dict[str, Any]) -> dict[str, list[LineRow]]:
     }  # fmt: skip
 
 
-class CatalogState(SessionState):
+class CatalogState(KeysetPages, SessionState):
     """The list (search, pages) and the selected dataset's panel."""
 
     rows: rx.Field[list[CatalogRow]] = rx.field(default_factory=list)
     text: rx.Field[str] = rx.field("")
-    page: rx.Field[int] = rx.field(1)
-    has_next: rx.Field[bool] = rx.field(False)
     error: rx.Field[str] = rx.field("")
     loaded: rx.Field[bool] = rx.field(False)
     selected: rx.Field[CatalogRow] = rx.field(default_factory=CatalogRow)
@@ -91,16 +90,17 @@ class CatalogState(SessionState):
     facts: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     panel_error: rx.Field[str] = rx.field("")
 
-    _cursors: list[str | None] = [None]
     _generation: int = 0
+
+    def _reload(self) -> Any:
+        return CatalogState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
         """First page; opens the dataset named by ``?dataset=``."""
         async with self:
             wanted = self.router.url.query_parameters.get("dataset", "")
-            self.page = 1
-            self._cursors = [None]
+            self._reset_pages()
         async for event in self._list():
             yield event
         if wanted:
@@ -119,7 +119,7 @@ class CatalogState(SessionState):
         async with self:
             self._generation += 1
             generation = self._generation
-            cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+            cursor = self._page_cursor()
             text = self.text
         rows: list[CatalogRow] = []
         next_cursor: str | None = None
@@ -139,32 +139,14 @@ class CatalogState(SessionState):
             if generation != self._generation:
                 return
             self.rows, self.error = rows, error
-            self.has_next = next_cursor is not None
-            del self._cursors[self.page :]
-            self._cursors.append(next_cursor)
+            self._record_next(next_cursor)
             self.loaded = True
 
     @handler
     def set_text(self, value: str) -> Any:
         """Search by name, column, description, tag or owner."""
         self.text = value[:200]
-        self.page = 1
-        self._cursors = [None]
-        return CatalogState.load
-
-    @handler
-    def next_page(self) -> Any:
-        if self.has_next:
-            self.page += 1
-            return CatalogState.load
-        return None
-
-    @handler
-    def previous_page(self) -> Any:
-        if self.page > 1:
-            self.page -= 1
-            return CatalogState.load
-        return None
+        return self._first_page()
 
     @handler
     def set_panel_open(self, is_open: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -15,6 +16,7 @@ from aiosmtpd.controller import Controller
 
 from control_room.db.migrate import migrate
 from tests.conftest import PostgresServer
+from tests.integration.factories import Tenant, make_tenant
 
 
 def free_port() -> int:
@@ -83,3 +85,15 @@ def database_url(alerts_database_url: str) -> str:
 def db(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def tenant(db: psycopg.Connection) -> Tenant:
+    """A fresh org with one project (and its environments) for one test."""
+    return make_tenant(db)
+
+
+@pytest.fixture
+def pool() -> str:
+    """A pool of the test's own, so no other test's executor claims its tasks."""
+    return f"pool-{uuid.uuid4().hex[:10]}"

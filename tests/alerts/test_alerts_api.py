@@ -118,3 +118,39 @@ def test_preferences_are_the_users_own(live_api: LiveServer, provision: Provisio
     assert put.status_code == 200, put.text
     got = me.get("/notifications/preferences", params=params).json()
     assert got["timezone"] == "Europe/Paris" and got["muted_jobs"] == ["x/y"] and got["quiet_start"] == "22:00:00"
+
+
+def test_job_mutes_and_audited_rule_edits(live_api: LiveServer, provision: Provisioner) -> None:
+    tenant = provision.tenant(f"mutes-{uuid.uuid4().hex[:6]}")
+    admin_id, admin_token = provision.user_token("admin", tenant)
+    viewer_id, viewer_token = provision.user_token("viewer", tenant)
+    with psycopg.connect(provision.database_url, autocommit=True) as db:
+        db.execute(
+            "insert into ops.org_members (org_id, user_id, role) values (%s, %s, 'admin'), (%s, %s, 'viewer')",
+            (tenant.org_id, admin_id, tenant.org_id, viewer_id),
+        )
+    admin, viewer = client(live_api, admin_token), client(live_api, viewer_token)
+    org = str(tenant.org_id)
+
+    muted = admin.post("/alerts/mutes", json={"org_id": org, "job": "proj/nightly", "until": "2099-01-01T00:00:00Z"})
+    assert muted.status_code == 200, muted.text
+    assert muted.json()["job"] == "proj/nightly" and muted.json()["muted_by"].startswith("admin")
+    assert viewer.post("/alerts/mutes", json={"org_id": org, "job": "proj/other"}).status_code == 403
+    assert [m["job"] for m in viewer.get("/alerts/mutes").json()["items"] if m["org_id"] == org] == ["proj/nightly"]
+    bad = admin.post("/alerts/mutes", json={"org_id": org, "job": "proj/x", "until": "soon"})
+    assert bad.status_code == 422 and bad.json()["field"] == "until"
+    assert admin.delete("/alerts/mutes", params={"org_id": org, "job": "proj/nightly"}).status_code == 204
+    assert [m for m in admin.get("/alerts/mutes").json()["items"] if m["org_id"] == org] == []
+
+    created = admin.post(
+        "/alerts/rules", json={"org_id": org, "name": "audited", "kind": "queue_wait", "threshold": 300}
+    ).json()
+    assert admin.patch(f"/alerts/rules/{created['id']}", json={"threshold": 600}).status_code == 200
+    with psycopg.connect(provision.database_url, autocommit=True) as db:
+        rows = db.execute(
+            "select action, actor, detail -> 'changes' from ops.audit_log where entity = 'alert_rules' "
+            "and entity_id = %s order by id",
+            (created["id"],),
+        ).fetchall()
+    assert [r[0] for r in rows] == ["create", "update"] and {r[1] for r in rows} == {rows[0][1]}
+    assert rows[0][1].startswith("admin") and {"field": "threshold", "old": 300, "new": 600} in rows[1][2]

@@ -7,12 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from control_room.bundle import DEMO_BUNDLE_DIR
 from control_room.bundle.deploy import deploy_bundle, plan_bundle
-from control_room.bundle.export import live_bundle
+from control_room.bundle.export import export_bundle, live_bundle
 from control_room.bundle.loader import load_bundle
 from control_room.bundle.models import sorted_bundle
+from control_room.bundle.source import InvalidInput
 from control_room.db.migrate import migrate
 from control_room.services.demo import load_demo_data
 
@@ -69,3 +71,66 @@ def test_new_rule_fields_round_trip(fresh_database: Callable[[], str], tmp_path:
         assert row == ("06:30:00", "Europe/Paris", 300)
         attrs = conn.execute("select event_attributes from ops.alert_rules where name = 'quality-errors'").fetchone()
         assert attrs == ({"check": "nulls"},)
+
+
+CHANNELS = """
+alert_channels:
+  - name: data-incidents
+    kind: slack
+    url_env: SLACK_DATA_INCIDENTS_URL
+  - name: pager
+    kind: webhook
+    url_env: PAGER_WEBHOOK_URL
+    secret_env: PAGER_WEBHOOK_SECRET
+  - name: oncall-mail
+    kind: email
+    address: oncall@demo.example
+"""
+
+
+def test_alert_channels_round_trip_with_secrets_as_environment_variable_names(
+    fresh_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = fresh_database()
+    migrate(url)
+    assert load_demo_data(url) is True
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE_DIR, bundle_dir)
+    (bundle_dir / "channels.yaml").write_text(CHANNELS, encoding="utf-8")
+    with psycopg.connect(url, autocommit=True) as conn:
+        plan = plan_bundle(conn, load_bundle(bundle_dir))
+        assert sorted(c.key for c in plan.changes if c.section == "alert_channels") == [
+            "data-incidents", "oncall-mail", "pager",
+        ]  # fmt: skip
+        deploy_bundle(conn, load_bundle(bundle_dir), actor="tests")
+        assert plan_bundle(conn, load_bundle(bundle_dir)).is_empty
+        rows = conn.execute("select name, kind, url_env, secret_env from ops.alert_channels order by name").fetchall()
+        assert ("pager", "webhook", "PAGER_WEBHOOK_URL", "PAGER_WEBHOOK_SECRET") in rows
+        audited = conn.execute(
+            "select count(*) from ops.audit_log where entity = 'alert_channels' and actor = 'tests'"
+        ).fetchone()
+        assert audited == (3,)
+        exported = tmp_path / "exported"
+        export_bundle(conn, "demo", exported)
+        text = (exported / "alert_channels.yaml").read_text(encoding="utf-8")
+        assert "PAGER_WEBHOOK_SECRET" in text and "http" not in text  # names of variables, never values
+        assert plan_bundle(conn, load_bundle(exported)).is_empty
+        # Removing a channel from the bundle deletes it.
+        (bundle_dir / "channels.yaml").write_text(CHANNELS.split("  - name: pager")[0], encoding="utf-8")
+        deploy_bundle(conn, load_bundle(bundle_dir), actor="tests")
+        names = [n for (n,) in conn.execute("select name from ops.alert_channels order by name")]
+        assert names == ["data-incidents"]
+
+
+def test_a_channel_with_a_secret_value_instead_of_a_variable_name_is_refused(tmp_path: Path) -> None:
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE_DIR, bundle_dir)
+    (bundle_dir / "channels.yaml").write_text(
+        "alert_channels:\n  - name: leak\n    kind: slack\n    url_env: https://hooks.slack.com/services/T0/B0/xyz\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidInput, match=r"channels\.yaml:4: alert_channels\[0\]\.url_env"):
+        load_bundle(bundle_dir)
+    (bundle_dir / "channels.yaml").write_text("alert_channels:\n  - name: nourl\n    kind: webhook\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="needs url_env"):
+        load_bundle(bundle_dir)

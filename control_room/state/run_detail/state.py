@@ -15,7 +15,8 @@ import plotly.graph_objects as go
 import reflex as rx
 
 from control_room import routes
-from control_room.db.notify import EVENTS_CHANNEL, get_notifier
+from control_room.db import notify
+from control_room.db.notify import EVENTS_CHANNEL
 from control_room.services import artifacts, events, runs
 from control_room.services.errors import NotFound
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text
@@ -212,16 +213,15 @@ class RunDetailState(SessionState):
                 return
             self._watching = True
             run = self._shown_run
+
+        async def still_shown() -> bool:
+            async with self:  # stop when the page was left (no tick for a while) or shows another run
+                return self._shown_run == run and time.monotonic() - self._seen_at <= WATCH_IDLE_SECONDS
+
         try:
-            notifier = await get_notifier()
-            while True:
-                notified = await notifier.wait(notifier.waiter(EVENTS_CHANNEL, run), WATCH_WAIT_SECONDS)
-                async with self:
-                    # The page was left (no tick for a while) or shows another run: stop.
-                    if self._shown_run != run or time.monotonic() - self._seen_at > WATCH_IDLE_SECONDS:
-                        return
-                if notified:
-                    await self._refresh()
+            await notify.watch(
+                EVENTS_CHANNEL, run, wait_s=WATCH_WAIT_SECONDS, still_wanted=still_shown, on_notify=self._refresh
+            )
         finally:
             async with self:
                 self._watching = False

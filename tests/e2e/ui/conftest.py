@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from control_room.config import PROJECT_ROOT
+from control_room.services.auth import USER_TOKEN_PREFIX, hash_token, new_token
+from tests.alerts.conftest import Mailbox, SmtpServer
 from tests.conftest import PostgresServer
 from tests.e2e.conftest import LAKEHOUSE, RunningControlRoom, alive, free_port, wait_until_healthy
 
@@ -53,10 +56,21 @@ class UiWorld:
     viewer: Account
     agent: str
     shots: Path
+    smtp: SmtpServer
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+
+    def api_token(self, account: Account) -> str:
+        """A new API token of the account (as `POST /tokens` would make), for calls outside the browser."""
+        token = new_token(USER_TOKEN_PREFIX)
+        self.query(
+            "insert into ops.api_tokens (user_id, name, token_prefix, token_hash) "
+            "select id, %s, %s, %s from ops.users where email = %s returning id",
+            f"e2e-{uuid.uuid4().hex[:6]}", token[:8], hash_token(token), account.email,
+        )  # fmt: skip
+        return token
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -68,7 +82,16 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 
 @pytest.fixture(scope="package")
-def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator[UiWorld]:
+def ui_smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) the control room sends alert e-mail to; its mailbox is the test's."""
+    server = SmtpServer(free_port(), Mailbox())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config, ui_smtp: SmtpServer) -> Iterator[UiWorld]:
     database_url = pg_server.create_database("lh_ui_e2e")
     root = Path(tempfile.mkdtemp(prefix="lh-ui-e2e-"))  # not under pytest's tmp: postgres may run as another user
     port = free_port()
@@ -79,6 +102,10 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
             "LAKEHOUSE_DATA_DIR": str(root / "data"),
             "LAKEHOUSE_DATABASE_URL": database_url,
             "LAKEHOUSE_EXECUTOR_OFFLINE_AFTER_SECONDS": "30",
+            "LAKEHOUSE_SMTP_HOST": "127.0.0.1",
+            "LAKEHOUSE_SMTP_PORT": str(ui_smtp.port),
+            "LAKEHOUSE_SMTP_STARTTLS": "false",
+            "LAKEHOUSE_ALERTS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         }
     )
     log = root / "lakehouse-run.log"
@@ -112,6 +139,7 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
             viewer=people["viewer"],
             agent=agent["name"],
             shots=shots,
+            smtp=ui_smtp,
         )
     finally:
         if process.poll() is None:
@@ -121,6 +149,13 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config) -> Iterator
         for proc in alive(running.started):
             proc.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def screenshot(page: Page, world: UiWorld, name: str) -> None:
+    """A full-page screenshot under test-results/screenshots/ (a real picture, not an empty page)."""
+    path = world.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
 
 
 SignIn = Callable[[Account], Page]

@@ -8,31 +8,14 @@ import uuid
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from control_room.services.auth import USER_TOKEN_PREFIX, hash_token, new_token
-from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld
+from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld, screenshot
 
 pytestmark = pytest.mark.e2e
 
 NS = "postgres://warehouse.example:5432"
 FACET = {"_producer": "https://example.com/airflow", "_schemaURL": "https://openlineage.io/spec/facets/x.json"}
-
-
-def _shot(page: Page, world: UiWorld, name: str) -> None:
-    path = world.shots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000
-
-
-def _token(world: UiWorld) -> str:
-    token = new_token(USER_TOKEN_PREFIX)
-    world.query(
-        "insert into ops.api_tokens (user_id, name, token_prefix, token_hash) "
-        "select id, %s, %s, %s from ops.users where email = %s returning id",
-        f"e2e-{uuid.uuid4().hex[:6]}", token[:8], hash_token(token), world.operator.email,
-    )  # fmt: skip
-    return token
 
 
 def test_an_ingested_openlineage_event_shows_in_the_catalog(ui_world: UiWorld, sign_in: SignIn) -> None:
@@ -53,7 +36,7 @@ def test_an_ingested_openlineage_event_shows_in_the_catalog(ui_world: UiWorld, s
     }  # fmt: skip
     posted = httpx.post(
         f"{ui_world.url}/api/v1/lineage", params={"project": DEMO_PROJECT}, json=event,
-        headers={"Authorization": f"Bearer {_token(ui_world)}"}, timeout=30,
+        headers={"Authorization": f"Bearer {ui_world.api_token(ui_world.operator)}"}, timeout=30,
     )  # fmt: skip
     assert posted.status_code == 201, posted.text
 
@@ -65,7 +48,7 @@ def test_an_ingested_openlineage_event_shows_in_the_catalog(ui_world: UiWorld, s
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("analytics.public.invoices")
     expect(rows.first).to_contain_text(NS)
-    _shot(page, ui_world, "catalog")
+    screenshot(page, ui_world, "catalog")
 
     rows.first.locator(".catalog-name").click()
     panel = page.locator("#dataset-panel")
@@ -75,4 +58,4 @@ def test_an_ingested_openlineage_event_shows_in_the_catalog(ui_world: UiWorld, s
     expect(panel.locator("#dataset-facts")).to_contain_text("1,234")
     expect(panel.locator("#catalog-upstream")).to_contain_text("landing.public.invoices_raw")
     expect(panel.locator("#catalog-runs")).to_contain_text("wrote by etl.load_invoices")
-    _shot(page, ui_world, "catalog-dataset")
+    screenshot(page, ui_world, "catalog-dataset")

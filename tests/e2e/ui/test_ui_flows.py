@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.ui.conftest import SignIn, UiWorld, session_token
+from tests.e2e.ui.conftest import SignIn, UiWorld, screenshot, session_token
 
 pytestmark = pytest.mark.e2e
 
@@ -39,9 +39,7 @@ WATCH_STATUS = """() => {
 
 def _shot(page: Page, world: UiWorld, name: str) -> None:
     page.wait_for_timeout(400)  # let charts finish their transition before the picture
-    path = world.shots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000
+    screenshot(page, world, name)
 
 
 def _submit(page: Page, world: UiWorld, example: str) -> str:
@@ -96,7 +94,7 @@ def test_sign_in_pages_and_theme(ui_world: UiWorld, sign_in: SignIn, page: Page)
     )
     _shot(admin, ui_world, "executors")
 
-    admin.goto(f"{ui_world.url}/later/alerts")
+    admin.goto(f"{ui_world.url}/later/governance")
     expect(admin.locator("#not-available")).to_have_text("Not yet available")
     _shot(admin, ui_world, "coming_later")
 

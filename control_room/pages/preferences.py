@@ -1,0 +1,99 @@
+"""Notification preferences (from the user menu): channels, minimum severity, quiet hours in the user's time
+zone with the critical override, the daily digest for info, subscriptions to jobs and projects, muted jobs."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.state.base import ProjectChoice
+from control_room.state.preferences import SEVERITIES, PreferencesState
+
+CHANNEL_LABELS = (("email", "E-mail"), ("in_app", "In-app (the bell)"), ("webhook", "Personal webhook"))
+
+
+def _card(title: str, *children: rx.Component) -> rx.Component:
+    card: rx.Component = rx.card(rx.vstack(rx.heading(title, size="3"), *children, spacing="3", width="100%"),
+                                 width="100%")  # fmt: skip
+    return card
+
+
+def _text_input(name: str, placeholder: str, **props: object) -> rx.Component:
+    box: rx.Component = rx.input(value=getattr(PreferencesState, name), placeholder=placeholder,
+                                 on_change=lambda value: PreferencesState.set_text(name, value),
+                                 id=f"pref-{name.replace('_', '-')}", **props)  # fmt: skip
+    return box
+
+
+def _job(job: rx.Var[str]) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(rx.code(job, variant="ghost")),
+        rx.table.cell(rx.switch(checked=PreferencesState.subscribed_jobs.contains(job),
+                                on_change=lambda on: PreferencesState.set_subscribed_job(job, on))),
+        rx.table.cell(rx.switch(checked=PreferencesState.muted_jobs.contains(job), color_scheme="red",
+                                on_change=lambda on: PreferencesState.set_muted_job(job, on))),
+        data_job=job,
+    )  # fmt: skip
+    return row
+
+
+def _project(project: ProjectChoice) -> rx.Component:
+    box: rx.Component = rx.checkbox(
+        project.name,
+        checked=PreferencesState.subscribed_projects.contains(project.id),
+        on_change=lambda on: PreferencesState.set_subscribed_project(project.id, on),
+    )
+    return box
+
+
+@layout(route=routes.PREFERENCES, title="Notification preferences", on_load=PreferencesState.load)
+def preferences_page() -> rx.Component:
+    content: rx.Component = rx.vstack(
+        rx.text("Your own choices in the organisation of ", rx.text.strong(PreferencesState.project_name),
+                ". Nobody else can change them; admins can read them.", size="2", color_scheme="gray"),
+        rx.cond(PreferencesState.error != "", rx.callout(PreferencesState.error, icon="triangle-alert",
+                                                         color_scheme="red", id="pref-error")),
+        rx.grid(
+            _card("Channels",
+                  *(rx.checkbox(label, checked=PreferencesState.channels.contains(key), id=f"pref-channel-{key}",
+                                on_change=lambda on, key=key: PreferencesState.set_channel(key, on))
+                    for key, label in CHANNEL_LABELS),
+                  _text_input("webhook_url", "https://hooks.example.com/me", width="100%"),
+                  rx.hstack(rx.text("Minimum severity", size="2"),
+                            rx.select(list(SEVERITIES), value=PreferencesState.min_severity,
+                                      on_change=lambda v: PreferencesState.set_text("min_severity", v),
+                                      id="pref-min-severity"), align="center", spacing="3")),
+            _card("Quiet hours",
+                  rx.hstack(_text_input("quiet_start", "22:00", type="time"), rx.text("to"),
+                            _text_input("quiet_end", "07:00", type="time"), align="center", spacing="2"),
+                  rx.hstack(rx.text("Time zone", size="2"), _text_input("timezone", "Europe/Paris"), align="center",
+                            spacing="3"),
+                  rx.checkbox("Critical pages reach me during quiet hours",
+                              checked=PreferencesState.critical_overrides_quiet,
+                              on_change=PreferencesState.set_critical_overrides_quiet, id="pref-critical-override"),
+                  rx.checkbox("Info: one daily digest (09:00 my time) instead of each message",
+                              checked=PreferencesState.digest_info, on_change=PreferencesState.set_digest_info,
+                              id="pref-digest")),
+            columns="2", spacing="4", width="100%",
+        ),
+        _card("Projects I follow", rx.text("Every incident of these projects, beyond what routing sends me.",
+                                            size="1", color_scheme="gray"),
+              rx.hstack(rx.foreach(PreferencesState.projects, _project), wrap="wrap", spacing="4")),
+        _card("Jobs", rx.text("Subscribe: hear about the job's incidents. Mute: never hear about it.", size="1",
+                              color_scheme="gray"),
+              rx.table.root(
+                  rx.table.header(rx.table.row(rx.table.column_header_cell("Job"),
+                                               rx.table.column_header_cell("Subscribe"),
+                                               rx.table.column_header_cell("Mute"))),
+                  rx.table.body(rx.foreach(PreferencesState.jobs, _job)),
+                  size="1", width="100%", id="pref-jobs")),
+        rx.hstack(
+            rx.button("Save preferences", on_click=PreferencesState.save, loading=PreferencesState.is_saving,
+                      id="pref-save"),
+            rx.text(PreferencesState.saved, size="2", color_scheme="grass", id="pref-saved"),
+            align="center", spacing="3",
+        ),
+        spacing="4", width="100%", max_width="1100px",
+    )  # fmt: skip
+    return content

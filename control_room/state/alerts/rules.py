@@ -1,0 +1,70 @@
+"""The rules table of the Alerts page: the org's rules with last fired time and incident counts; enable/disable."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import alerts
+from control_room.state.alerts.rows import RuleRow, rule_row
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.state.events import background
+
+
+def can_edit_rule(signed: SignedIn, project_id: uuid.UUID | str | None) -> bool:
+    """Org admins edit every rule of their org; project admins edit their project's (RLS decides for real)."""
+    return signed.is_org_admin or (project_id is not None and signed.role_on(project_id) == "admin")
+
+
+class RulesState(SessionState):
+    """Rules of the selected project's org."""
+
+    rules: rx.Field[list[RuleRow]] = rx.field(default_factory=list)
+    can_create: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
+    loaded: rx.Field[bool] = rx.field(False)
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        rows: list[RuleRow] = []
+        error = ""
+        async with self:
+            names = {p.id: p.name for p in self.projects}
+        try:
+            if signed.project_id is None:
+                raise PermissionError("You are not a member of any project yet: ask an admin for a role.")
+            async with as_user(signed.principal) as conn:
+                org = await alerts.project_org(conn, signed.project_id)
+                found = await alerts.list_rules(conn, org_ids=[org])
+            rows = [rule_row(r, names, can_edit_rule(signed, r["project_id"])) for r in found]
+        except PermissionError as exc:
+            error = str(exc)
+        except Exception as exc:
+            error = problem_text(exc)
+        async with self:
+            self.rules, self.error, self.loaded = rows, error, True
+            self.can_create = can_edit_rule(signed, signed.project_id)
+
+    @background
+    async def set_enabled(self, rule_id: str, enabled: bool) -> AsyncIterator[Any]:
+        """Enable or disable a rule (its admins; refused in SQL for anyone else)."""
+        signed = await self.signed_in()
+        if signed is None:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                changed = await alerts.update_rule(conn, rule_id=uuid.UUID(rule_id), fields={"enabled": enabled})
+            error = "" if changed else "Only the rule's admins may change it."
+        except Exception as exc:
+            error = problem_text(exc)
+        async with self:
+            self.error = error
+        yield RulesState.load

@@ -1,0 +1,162 @@
+"""The signed-in user's notification preferences in the selected project's org (only they can change them)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import time
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import alerts, notifications
+from control_room.services.errors import Invalid
+from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.events import background, handler
+
+CHANNELS = ("email", "in_app", "webhook")
+SEVERITIES = ("info", "warning", "critical")
+
+
+def _clock(value: time | None) -> str:
+    return value.strftime("%H:%M") if value else ""
+
+
+def _time(text: str, field: str) -> str | None:
+    if not text:
+        return None
+    try:
+        return time.fromisoformat(text).strftime("%H:%M")
+    except ValueError as exc:
+        raise Invalid(f"{field.replace('_', ' ')} must be a time such as 22:00", field=field) from exc
+
+
+class PreferencesState(SessionState):
+    """Channels, minimum severity, quiet hours, digest, subscriptions and muted jobs."""
+
+    channels: rx.Field[list[str]] = rx.field(default_factory=lambda: ["email", "in_app"])
+    webhook_url: rx.Field[str] = rx.field("")
+    min_severity: rx.Field[str] = rx.field("info")
+    quiet_start: rx.Field[str] = rx.field("")
+    quiet_end: rx.Field[str] = rx.field("")
+    timezone: rx.Field[str] = rx.field("UTC")
+    critical_overrides_quiet: rx.Field[bool] = rx.field(True)
+    digest_info: rx.Field[bool] = rx.field(False)
+    subscribed_jobs: rx.Field[list[str]] = rx.field(default_factory=list)
+    subscribed_projects: rx.Field[list[str]] = rx.field(default_factory=list)
+    muted_jobs: rx.Field[list[str]] = rx.field(default_factory=list)
+    jobs: rx.Field[list[str]] = rx.field(default_factory=list)
+    error: rx.Field[str] = rx.field("")
+    saved: rx.Field[str] = rx.field("")
+    is_saving: rx.Field[bool] = rx.field(False)
+
+    _org_id: str = ""
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        if signed.project_id is None:
+            async with self:
+                self.error = "You are not a member of any project yet: ask an admin for a role."
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                org = await alerts.project_org(conn, signed.project_id)
+                row = await notifications.get_preferences(conn, org_id=org, user_id=signed.principal.user_id)
+                jobs = await notifications.known_jobs(conn, org_id=org)
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+            return
+        async with self:
+            self._org_id = str(org)
+            self.error = self.saved = ""
+            self._apply(row or {})
+            self.jobs = sorted({*jobs, *self.subscribed_jobs, *self.muted_jobs})
+
+    def _apply(self, row: dict[str, Any]) -> None:
+        self.channels = list(row.get("channels") or ["email", "in_app"])
+        self.webhook_url = row.get("webhook_url") or ""
+        self.min_severity = row.get("min_severity") or "info"
+        self.quiet_start, self.quiet_end = _clock(row.get("quiet_start")), _clock(row.get("quiet_end"))
+        self.timezone = row.get("timezone") or "UTC"
+        self.critical_overrides_quiet = row.get("critical_overrides_quiet", True)
+        self.digest_info = bool(row.get("digest_info"))
+        self.subscribed_jobs = list(row.get("subscribed_jobs") or [])
+        self.subscribed_projects = [str(p) for p in row.get("subscribed_projects") or []]
+        self.muted_jobs = list(row.get("muted_jobs") or [])
+
+    @staticmethod
+    def _toggled(values: list[str], value: str, on: bool) -> list[str]:
+        return sorted({*values, value}) if on else [v for v in values if v != value]
+
+    @handler
+    def set_channel(self, channel: str, on: bool) -> None:
+        if channel in CHANNELS:
+            self.channels = self._toggled(self.channels, channel, on)
+
+    @handler
+    def set_subscribed_job(self, job: str, on: bool) -> None:
+        self.subscribed_jobs = self._toggled(self.subscribed_jobs, job, on)
+
+    @handler
+    def set_muted_job(self, job: str, on: bool) -> None:
+        self.muted_jobs = self._toggled(self.muted_jobs, job, on)
+
+    @handler
+    def set_subscribed_project(self, project_id: str, on: bool) -> None:
+        self.subscribed_projects = self._toggled(self.subscribed_projects, project_id, on)
+
+    @handler
+    def set_text(self, name: str, value: str) -> None:
+        if name in ("webhook_url", "quiet_start", "quiet_end", "timezone", "min_severity"):
+            setattr(self, name, value.strip()[:500])
+
+    @handler
+    def set_critical_overrides_quiet(self, value: bool) -> None:
+        self.critical_overrides_quiet = value
+
+    @handler
+    def set_digest_info(self, value: bool) -> None:
+        self.digest_info = value
+
+    @background
+    async def save(self) -> None:
+        """Write the preferences as the user themself (the SQL refuses anyone else, admins included)."""
+        async with self:
+            if self.is_saving or not self._org_id:
+                return
+            self.is_saving = True
+            org = uuid.UUID(self._org_id)
+            try:
+                quiet = (_time(self.quiet_start, "quiet_start"), _time(self.quiet_end, "quiet_end"))
+                if (quiet[0] is None) != (quiet[1] is None):
+                    raise Invalid("quiet hours need both a start and an end (or neither)", field="quiet_end")
+                if "webhook" in self.channels and not self.webhook_url.startswith(("http://", "https://")):
+                    raise Invalid("a personal webhook needs an http(s) URL", field="webhook_url")
+                prefs = {
+                    "channels": self.channels, "webhook_url": self.webhook_url or None,
+                    "min_severity": self.min_severity, "quiet_start": quiet[0], "quiet_end": quiet[1],
+                    "timezone": self.timezone or "UTC", "critical_overrides_quiet": self.critical_overrides_quiet,
+                    "digest_info": self.digest_info, "subscribed_jobs": self.subscribed_jobs,
+                    "subscribed_projects": self.subscribed_projects, "muted_jobs": self.muted_jobs,
+                }  # fmt: skip
+                problem = ""
+            except Invalid as exc:
+                problem = problem_text(exc)
+        error, saved = problem, ""
+        signed = await self.signed_in()
+        if not problem and signed is not None:
+            user = signed.principal.user_id
+            try:
+                async with as_user(signed.principal) as conn:
+                    await notifications.put_preferences(conn, org_id=org, user_id=user, actor_id=user, prefs=prefs)
+                saved = "Saved."
+            except Exception as exc:
+                error = problem_text(exc)
+        async with self:
+            self.is_saving, self.error, self.saved = False, error, saved
