@@ -20,6 +20,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Executors", "server", routes.EXECUTORS),
     ("Artifacts", "package", routes.ARTIFACTS),
     ("Catalog", "library", routes.CATALOG),
+    ("Jobs", "calendar-clock", routes.JOBS),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 
