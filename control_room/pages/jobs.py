@@ -94,9 +94,9 @@ def _pager() -> rx.Component:
         rx.text(f"{PAGE_SIZE} per page · page ", JobsState.page, size="2", color_scheme="gray"),
         rx.spacer(),
         rx.button(rx.icon("chevron-left", size=14), "Previous", variant="soft", color_scheme="gray", size="2",
-                  disabled=JobsState.page <= 1, on_click=JobsState.previous_page, id="jobs-previous"),
+                  disabled=JobsState.page <= 1, on_click=JobsState.turn_page(-1), id="jobs-previous"),
         rx.button("Next", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~JobsState.has_next, on_click=JobsState.next_page, id="jobs-next"),
+                  disabled=~JobsState.has_next, on_click=JobsState.turn_page(1), id="jobs-next"),
         width="100%", align="center",
     )  # fmt: skip
     return bar

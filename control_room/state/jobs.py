@@ -176,17 +176,10 @@ class JobsState(SessionState):
         return self._restart()
 
     @handler
-    def next_page(self) -> Any:
-        """The next page (by name)."""
-        if not self.has_next:
+    def turn_page(self, step: int) -> Any:
+        """The next (step 1) or previous (step -1) page by name."""
+        wanted = self.page + step
+        if wanted < 1 or (step > 0 and not self.has_next):
             return None
-        self.page += 1
-        return JobsState.load
-
-    @handler
-    def previous_page(self) -> Any:
-        """The previous page."""
-        if self.page <= 1:
-            return None
-        self.page -= 1
+        self.page = wanted
         return JobsState.load

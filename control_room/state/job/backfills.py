@@ -11,10 +11,10 @@ from typing import Any
 import reflex as rx
 
 from control_room.services import backfills
-from control_room.services.errors import Invalid, NotFound
+from control_room.services.errors import Invalid
 from control_room.state.base import ALL, as_user, problem_text
 from control_room.state.events import background, handler
-from control_room.state.job.detail import JobState, job_id_of
+from control_room.state.job.detail import JobState
 from control_room.state.job.rows import BackfillRow, backfill_row
 
 NO_SCHEDULE = "none"
@@ -68,17 +68,13 @@ class BackfillState(JobState):
     @background
     async def load_backfills(self, _now: str = "") -> None:
         """The job's backfills, newest first (refreshed live while the page is open)."""
-        signed = await self.signed_in()
-        async with self:
-            job_id = job_id_of(self)
-        if signed is None or job_id is None:
-            return
         try:
-            async with as_user(signed.principal) as conn:
-                found = await backfills.list_backfills(conn, template_id=job_id, limit=20)
+            found = await self.read_job(lambda conn, job_id: backfills.list_backfills(conn, template_id=job_id))
         except Exception as exc:
             async with self:
                 self.bf_error = problem_text(exc)
+            return
+        if found is None:
             return
         async with self:
             self.backfill_rows = [backfill_row(b) for b in found]
@@ -97,11 +93,8 @@ class BackfillState(JobState):
                 self.bf_order,
                 self.bf_environment,
             )
-            job_id = job_id_of(self)
-        signed = await self.signed_in()
         try:
-            if signed is None or job_id is None:
-                raise NotFound("sign in and open a job first", field="template")
+            signed, job_id = await self.acting()
             try:
                 limit = int(concurrency)
             except ValueError as exc:

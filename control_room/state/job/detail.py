@@ -4,12 +4,13 @@ its schedules and latest runs (refreshed live), the caller's role on it, and arc
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import plotly.graph_objects as go
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room import routes
 from control_room.components.job_figures import version_dag_figure
@@ -28,6 +29,7 @@ from control_room.state.job.rows import (
 )
 from control_room.state.runs import RunRow, run_row
 
+T = TypeVar("T")
 TABS = ("overview", "runs", "versions", "schedules", "backfills")
 RECENT_RUNS = 20
 
@@ -69,6 +71,30 @@ class JobState(SessionState):
     def can_admin_job(self) -> bool:
         """Admins edit the template and its schedules, archive and restore."""
         return self.job_role == "admin"
+
+    async def viewer(self) -> tuple[SignedIn, uuid.UUID] | None:
+        """Outside the lock: who is signed in and which job is on screen (None when either is missing)."""
+        signed = await self.signed_in()
+        async with self:
+            job_id = job_id_of(self)
+        return None if signed is None or job_id is None else (signed, job_id)
+
+    async def acting(self) -> tuple[SignedIn, uuid.UUID]:
+        """``viewer()`` for actions: NotFound (shown to the person) when nobody is signed in or no job is open."""
+        found = await self.viewer()
+        if found is None:
+            raise NotFound("sign in and open a job first", field="template")
+        return found
+
+    async def read_job(self, work: Callable[[AsyncConnection, uuid.UUID], Awaitable[T]]) -> T | None:
+        """``work(conn, job_id)`` as the signed-in user, in one transaction; None when nobody is signed in
+        or no job is open (errors propagate)."""
+        found = await self.viewer()
+        if found is None:
+            return None
+        signed, job_id = found
+        async with as_user(signed.principal) as conn:
+            return await work(conn, job_id)
 
     @background
     async def load(self) -> AsyncIterator[Any]:
@@ -152,11 +178,8 @@ class JobState(SessionState):
             if self.is_acting:
                 return
             self.is_acting = True
-            job_id = job_id_of(self)
-        signed = await self.signed_in()
         try:
-            if signed is None or job_id is None:
-                raise NotFound("sign in and open a job first", field="template")
+            signed, job_id = await self.acting()
             async with as_user(signed.principal) as conn:
                 await job_editing.set_archived(conn, template_id=job_id, archived=archived, by=signed.principal.email)
         except Exception as exc:

@@ -3,20 +3,24 @@ day, and each task's duration trend (plotly figures built from job_history's row
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import plotly.graph_objects as go
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room.components.job_figures import duration_figure, success_figure, task_trend_figure
 from control_room.services import job_history
 from control_room.state import formatting
-from control_room.state.base import as_user, problem_text
+from control_room.state.base import problem_text
 from control_room.state.events import background
-from control_room.state.job.detail import JobState, job_id_of
+from control_room.state.job.detail import JobState
 
 HISTORY_RUNS = 200
 SUCCESS_DAYS = 30
+Row = dict[str, Any]
 
 
 def p95(values: list[float]) -> float | None:
@@ -42,22 +46,25 @@ class JobHistoryState(JobState):
     @background
     async def load_history(self, _now: str = "") -> None:
         """Fetch the latest runs, daily success and task durations; redraw only when they changed."""
-        signed = await self.signed_in()
-        async with self:
-            job_id = job_id_of(self)
-        if signed is None or job_id is None:
-            return
+
+        async def read(conn: AsyncConnection, job_id: uuid.UUID) -> tuple[uuid.UUID, list[Row], list[Row], list[Row]]:
+            since = datetime.now(UTC) - timedelta(days=SUCCESS_DAYS)
+            return (
+                job_id,
+                await job_history.run_durations(conn, template_id=job_id, limit=HISTORY_RUNS),
+                await job_history.daily_success(conn, template_id=job_id, since=since),
+                await job_history.task_durations(conn, template_id=job_id, limit=HISTORY_RUNS),
+            )
+
         try:
-            async with as_user(signed.principal) as conn:
-                runs = await job_history.run_durations(conn, template_id=job_id, limit=HISTORY_RUNS)
-                days = await job_history.daily_success(
-                    conn, template_id=job_id, since=datetime.now(UTC) - timedelta(days=SUCCESS_DAYS)
-                )
-                tasks = await job_history.task_durations(conn, template_id=job_id, limit=HISTORY_RUNS)
+            found = await self.read_job(read)
         except Exception as exc:
             async with self:
                 self.history_error = problem_text(exc)
             return
+        if found is None:
+            return
+        job_id, runs, days, tasks = found
         signature = f"{job_id}|{[(r['id'], r['status']) for r in runs]}"
         finished = [r["duration_s"] for r in runs if r["duration_s"] is not None]
         top = p95(finished)

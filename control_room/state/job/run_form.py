@@ -9,11 +9,11 @@ from typing import Any
 import reflex as rx
 
 from control_room.services import jobs
-from control_room.services.errors import Invalid, NotFound, ServiceError
+from control_room.services.errors import Invalid, ServiceError
 from control_room.state import formatting
 from control_room.state.base import ALL, as_user, problem_text
 from control_room.state.events import background, handler
-from control_room.state.job.detail import JobState, job_id_of
+from control_room.state.job.detail import JobState
 from control_room.state.job.params_form import ParamField, field_of, form_fields, initial_values, typed_params
 
 
@@ -31,13 +31,10 @@ class RunFormState(JobState):
     @background
     async def open_run(self) -> AsyncIterator[Any]:
         """Open the dialog with the latest version's fields and defaults."""
-        signed = await self.signed_in()
         async with self:
-            job_id = job_id_of(self)
             environment = self.environment
-        if signed is None or job_id is None:
-            return
         try:
+            signed, job_id = await self.acting()
             async with as_user(signed.principal) as conn:
                 schema = await jobs.version_schema(conn, template_id=job_id, version=None)
         except Exception as exc:
@@ -76,11 +73,8 @@ class RunFormState(JobState):
                 return
             self.is_submitting = True
             fields, values, environment = list(self.fields), dict(self.values), self.run_environment
-            job_id = job_id_of(self)
-        signed = await self.signed_in()
         try:
-            if signed is None or job_id is None:
-                raise NotFound("sign in and open a job first", field="template")
+            signed, job_id = await self.acting()
             params = typed_params(fields, values)
             async with as_user(signed.principal) as conn:
                 run, _ = await jobs.run_template(

@@ -16,11 +16,11 @@ import reflex as rx
 
 from control_room.components.job_figures import fire_strip_figure
 from control_room.services import job_editing, jobs, schedules
-from control_room.services.errors import Invalid, NotFound, ServiceError
+from control_room.services.errors import Invalid, ServiceError
 from control_room.state import formatting
 from control_room.state.base import ALL, SignedIn, as_user, problem_text
 from control_room.state.events import background, handler
-from control_room.state.job.detail import JobState, job_id_of
+from control_room.state.job.detail import JobState
 from control_room.state.job.rows import FireRow, fire_row
 
 PREVIEW_COUNT = 10
@@ -119,13 +119,10 @@ class ScheduleState(JobState):
     @background
     async def open_editor(self, schedule_id: str = "") -> AsyncIterator[Any]:
         """Open the editor on a schedule, or on a new one (every minute in UTC, the template's defaults)."""
-        signed = await self.signed_in()
         async with self:
-            job_id = job_id_of(self)
             environment = self.environment
-        if signed is None or job_id is None:
-            return
         try:
+            signed, job_id = await self.acting()
             schema, template, project = await self._context(signed, job_id)
             existing = None
             if schedule_id:
@@ -179,11 +176,8 @@ class ScheduleState(JobState):
             self.is_saving = True
             values, enabled, editing = dict(self.draft), self.draft_enabled, self.editing_id
             template, project = self._template, self._project
-            job_id = job_id_of(self)
-        signed = await self.signed_in()
         try:
-            if signed is None or job_id is None:
-                raise NotFound("sign in and open a job first", field="template")
+            signed, job_id = await self.acting()
             draft = draft_of(values, enabled)
             async with as_user(signed.principal) as conn:
                 await job_editing.save_schedule(
@@ -250,16 +244,17 @@ class ScheduleState(JobState):
     @background
     async def select(self, schedule_id: str) -> AsyncIterator[Any]:
         """Show one schedule's past fires (calendar strip and list) and its next fires."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         try:
-            async with as_user(signed.principal) as conn:
-                schedule = await schedules.get_schedule(
-                    conn, schedule_id=uuid.UUID(schedule_id), now=datetime.now(UTC), upcoming=1, fires=FIRES_SHOWN
+            wanted = uuid.UUID(schedule_id)
+            schedule = await self.read_job(
+                lambda conn, _: schedules.get_schedule(
+                    conn, schedule_id=wanted, now=datetime.now(UTC), fires=FIRES_SHOWN
                 )
+            )
         except Exception as exc:
             yield rx.toast.error(problem_text(exc))
+            return
+        if schedule is None:
             return
         async with self:
             self.selected_schedule, self.selected_name = schedule_id, schedule["name"]

@@ -7,9 +7,9 @@ import difflib
 import reflex as rx
 
 from control_room.services import job_editing, jobs
-from control_room.state.base import as_user, problem_text
+from control_room.state.base import problem_text
 from control_room.state.events import background
-from control_room.state.job.detail import JobState, job_id_of
+from control_room.state.job.detail import JobState
 from control_room.state.job.rows import DiffLine
 
 
@@ -44,22 +44,19 @@ class VersionDiffState(JobState):
     @background
     async def compare(self, side: str = "", version: str = "") -> None:
         """Compare two versions (by default the latest with the one before it)."""
-        signed = await self.signed_in()
         async with self:
-            job_id = job_id_of(self)
             if side == "left":
                 self.left_version = version
             elif side == "right":
                 self.right_version = version
             left, right = self.left_version, self.right_version
-        if signed is None or job_id is None:
-            return
         try:
-            async with as_user(signed.principal) as conn:
-                template = await jobs.get_template(conn, template_id=job_id)
+            template = await self.read_job(lambda conn, job_id: jobs.get_template(conn, template_id=job_id))
         except Exception as exc:
             async with self:
                 self.diff_error = problem_text(exc)
+            return
+        if template is None:
             return
         by_number = {str(v["version"]): v for v in template["versions"]}
         numbers = sorted(by_number, key=int)
