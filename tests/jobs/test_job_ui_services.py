@@ -290,3 +290,16 @@ def test_the_fire_preview_shows_the_schedule_zone_and_the_viewer_zone_across_dst
     assert [local.strftime("%d %H:%M %Z") for local, _ in fires] == ["29 03:30 CEST", "30 02:30 CEST", "31 02:30 CEST"]
     assert [viewer.strftime("%d %H:%M") for _, viewer in fires] == ["28 21:30", "29 20:30", "30 20:30"]
     assert job_editing.preview_fires("@daily", "UTC", viewer_zone="Not/AZone", now=now, count=1)[0][1].hour == 0
+
+
+def test_the_demo_backfills_a_job_so_the_jobs_page_has_history(jobs_db: str) -> None:
+    from control_room.services.demo import DEMO_BACKFILL_DAYS, load_demo_data
+
+    assert load_demo_data(jobs_db) is True
+    with psycopg.connect(jobs_db, autocommit=True) as conn:
+        row = conn.execute(
+            "select t.name, b.total, b.status, b.max_concurrency, "
+            "(select count(*) from ops.runs r where r.backfill_id = b.id and r.template_id = t.id) "
+            "from ops.backfills b join ops.job_templates t on t.id = b.template_id"
+        ).fetchall()
+    assert row == [("nightly-ingest", DEMO_BACKFILL_DAYS, "running", 2, 2)]  # two at a time, the rest as they end

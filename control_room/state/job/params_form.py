@@ -20,6 +20,7 @@ class ParamField:
     kind: str = "string"
     required: bool = False
     options: list[str] = dataclasses.field(default_factory=list)
+    option_json: list[str] = dataclasses.field(default_factory=list)  # each option's value as JSON (its type)
     description: str = ""
     default: str = ""
     label: str = ""
@@ -51,6 +52,7 @@ def form_fields(schema: dict[str, Any]) -> list[ParamField]:
                 kind=kind,
                 required=name in required,
                 options=[_text(v) for v in prop.get("enum") or []],
+                option_json=[json.dumps(v) for v in prop.get("enum") or []],
                 description=str(prop.get("description") or ""),
                 default=_text(prop["default"]) if "default" in prop else "",
                 label=name + (" *" if name in required else ""),
@@ -80,24 +82,16 @@ def typed_params(fields: list[ParamField], values: dict[str, str]) -> dict[str, 
                 params[f.name] = int(text)
             elif f.kind == "number":
                 params[f.name] = float(text)
-            elif f.kind == "json" or (f.kind == "enum" and text not in f.options):
+            elif f.kind == "enum" and text in f.options:
+                params[f.name] = json.loads(f.option_json[f.options.index(text)])  # the option with its type
+            elif f.kind in ("json", "enum"):
                 params[f.name] = json.loads(text)
-            elif f.kind == "enum":
-                # An enum of non-strings holds their JSON texts: give the value back its type.
-                params[f.name] = text if text in f.options and not _is_json_literal(text) else json.loads(text)
             else:
                 params[f.name] = text
         except ValueError as exc:
             kind = {"integer": "a whole number", "number": "a number"}.get(f.kind, "JSON")
             raise Invalid(f"must be {kind}", field=f"/params/{f.name}") from exc
     return params
-
-
-def _is_json_literal(text: str) -> bool:
-    try:
-        return not isinstance(json.loads(text), str)
-    except ValueError:
-        return False
 
 
 def field_of(pointer: str | None) -> str:

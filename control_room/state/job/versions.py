@@ -49,6 +49,8 @@ class VersionDiffState(JobState):
                 self.left_version = version
             elif side == "right":
                 self.right_version = version
+            else:  # opening the page: the latest version against the one before
+                self.left_version = self.right_version = ""
             left, right = self.left_version, self.right_version
         try:
             template = await self.read_job(lambda conn, job_id: jobs.get_template(conn, template_id=job_id))
