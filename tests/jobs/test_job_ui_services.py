@@ -19,8 +19,8 @@ from control_room.bundle.deploy import plan_bundle
 from control_room.bundle.loader import load_bundle
 from control_room.services import job_editing, job_history, jobs
 from control_room.services.auth import UserPrincipal, scoped
-from control_room.services.errors import Conflict, Forbidden, Invalid, from_db_error
-from tests.jobs.conftest import JobWorld, end_run, run_async
+from control_room.services.errors import Conflict, Forbidden, Invalid, NotFound, from_db_error
+from tests.jobs.conftest import JobWorld, end_run, make_world, run_async
 
 EDITED = """\
 name: {name}
@@ -303,3 +303,35 @@ def test_the_demo_backfills_a_job_so_the_jobs_page_has_history(jobs_db: str) -> 
             "from ops.backfills b join ops.job_templates t on t.id = b.template_id"
         ).fetchall()
     assert row == [("nightly-ingest", DEMO_BACKFILL_DAYS, "running", 2, 2)]  # two at a time, the rest as they end
+
+
+def test_an_admin_of_another_org_cannot_edit_archive_or_schedule_this_orgs_job(
+    world: JobWorld, jobs_db: str, conn: psycopg.Connection
+) -> None:
+    other = make_world(conn)
+    intruder = UserPrincipal(user_id=other.user("admin"), email="intruder@test.example")
+    project = _project_slug(world)
+    draft = job_editing.ScheduleDraft(name="intrusion", environment="dev", cron="@daily", params={"source": "orders"})
+    attempts = [
+        lambda c: job_editing.save_template(c, project_id=world.tenant.project_id, project=project,
+                                            text=EDITED.format(name="planted", command="x"), expected_version=None,
+                                            by="intruder"),
+        lambda c: job_editing.set_archived(c, template_id=world.template_id, archived=True, by="intruder"),
+        lambda c: job_editing.save_schedule(c, template_id=world.template_id, template="t", project=project,
+                                            schedule_id=None, draft=draft, by="intruder"),
+    ]  # fmt: skip
+    for attempt in attempts:
+
+        async def work(c: psycopg.AsyncConnection, attempt: Any = attempt) -> Any:
+            try:
+                async with scoped(c, intruder):
+                    return await attempt(c)
+            except psycopg.Error as exc:
+                raise from_db_error(exc) or exc from exc
+
+        with pytest.raises((Forbidden, NotFound)):
+            run_async(jobs_db, work)
+    assert world.conn.execute("select count(*) from ops.job_templates where name = 'planted'").fetchone() == (0,)
+    assert world.conn.execute(
+        "select archived_at is null from ops.job_templates where id = %s", (world.template_id,)
+    ).fetchone() == (True,)
