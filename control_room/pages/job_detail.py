@@ -254,7 +254,10 @@ def _schedules() -> rx.Component:
                rx.foreach(JobState.schedules, _schedule_row), "job-schedules"),
         rx.cond(ScheduleState.selected_schedule != "", rx.grid(
             _card("Past fires of " + ScheduleState.selected_name + " (coloured by outcome)",
-                  rx.plotly.basic(data=ScheduleState.fire_strip, config=PLOT_CONFIG, width="100%", id="fire-strip"),
+                  rx.cond(ScheduleState.fires.length() > 0,
+                          rx.plotly.basic(data=ScheduleState.fire_strip, config=PLOT_CONFIG, width="100%",
+                                          id="fire-strip"),
+                          rx.text("No fire yet.", size="1", color_scheme="gray")),
                   _table(("Fire time (UTC)", "Outcome", "Trigger", "", "Reason"),
                          rx.foreach(ScheduleState.fires, _fire_row), "schedule-fires")),
             _card("Next 10 fires", preview_table(ScheduleState.selected_preview, "selected-preview")),
@@ -332,8 +335,8 @@ VIEWER_ZONE = "Intl.DateTimeFormat().resolvedOptions().timeZone"
 @layout(
     route=routes.JOB_DETAIL,
     title="Job",
-    on_load=[JobState.load, JobHistoryState.load_history, VersionDiffState.compare("", ""),
-             BackfillState.load_backfills, rx.call_script(VIEWER_ZONE, callback=ScheduleState.set_viewer_zone)],
+    on_load=[JobState.load, JobHistoryState.load_history(""), VersionDiffState.compare("", ""),
+             BackfillState.load_backfills(""), rx.call_script(VIEWER_ZONE, callback=ScheduleState.set_viewer_zone)],
 )  # fmt: skip
 def job_detail_page() -> rx.Component:
     """The job, or why it cannot be shown."""

@@ -14,7 +14,9 @@ from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
 from control_room.state.base import ALL, SessionState
 from control_room.state.job.editor import JobEditorState
+from control_room.state.job.rows import ScheduleRow
 from control_room.state.jobs import LAST_STATUSES, PAGE_SIZE, JobRow, JobsState
+from control_room.state.schedule_list import ScheduleListState
 
 
 def _choice(name: str, value: rx.Var[str], all_label: str, options: Any, width: str) -> rx.Component:
@@ -102,7 +104,41 @@ def _pager() -> rx.Component:
     return bar
 
 
-@layout(route=routes.JOBS, title="Jobs", on_load=JobsState.restart)
+def _schedule_row(schedule: ScheduleRow) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(rx.text(schedule.name, size="2", weight="medium")),
+        rx.table.cell(rx.link(schedule.job, href=schedule.job_href, size="2", class_name="schedule-job-link")),
+        rx.table.cell(rx.badge(schedule.environment, variant="outline", color_scheme="gray")),
+        rx.table.cell(rx.code(schedule.cron, variant="ghost"), rx.text(" ", schedule.timezone, size="1",
+                                                                       color_scheme="gray")),
+        rx.table.cell(rx.badge(schedule.state, variant="soft", color_scheme=rx.match(
+            schedule.state, ("enabled", "grass"), ("paused", "amber"), "gray"))),
+        rx.table.cell(rx.text(schedule.next_fire, size="1", class_name="tabular")),
+        rx.table.cell(rx.text(schedule.last_fire, size="1", class_name="tabular")),
+        rx.table.cell(rx.text(schedule.policies, size="1", color_scheme="gray")),
+        class_name="project-schedule-row", data_schedule=schedule.name,
+    )  # fmt: skip
+    return row
+
+
+def _schedules() -> rx.Component:
+    head = ("Schedule", "Job", "Env", "Cron", "State", "Next fire (UTC)", "Last fire (UTC)", "Policies")
+    table: rx.Component = rx.vstack(
+        rx.cond(ScheduleListState.schedules_error != "",
+                rx.callout(ScheduleListState.schedules_error, icon="triangle-alert", color_scheme="red", size="1")),
+        rx.table.root(
+            rx.table.header(rx.table.row(*(rx.table.column_header_cell(label) for label in head))),
+            rx.table.body(rx.foreach(ScheduleListState.schedule_rows, _schedule_row)),
+            variant="surface", size="1", width="100%", class_name="data-table", id="project-schedules",
+        ),
+        rx.text("Open a job to edit, pause, enable or fire its schedules.", size="1", color_scheme="gray"),
+        live_ticker(5000, lambda _now: ScheduleListState.load_schedules),
+        width="100%",
+    )  # fmt: skip
+    return table
+
+
+@layout(route=routes.JOBS, title="Jobs", on_load=[JobsState.restart, ScheduleListState.set_view("jobs")])
 def jobs_page() -> rx.Component:
     """Filters, the live table and the pager; "New job" for admins."""
     page: rx.Component = rx.vstack(
@@ -114,16 +150,24 @@ def jobs_page() -> rx.Component:
                                                    on_click=JobEditorState.open_new, id="new-job")),
             width="100%", align="center", spacing="4",
         ),
-        _filters(),
-        rx.cond(JobsState.error != "", rx.callout(JobsState.error, icon="triangle-alert", color_scheme="red",
-                                                  size="1", width="100%", id="jobs-error")),
-        rx.cond(JobsState.loaded & (JobsState.rows.length() == 0),
-                rx.center(rx.text("No job matches these filters.", size="2", color_scheme="gray"), padding="48px",
-                          id="jobs-empty"),
-                _table()),
-        _pager(),
+        rx.segmented_control.root(
+            rx.segmented_control.item("Jobs", value="jobs"),
+            rx.segmented_control.item("Schedules", value="schedules"),
+            value=ScheduleListState.view, on_change=ScheduleListState.set_view, id="jobs-view",
+        ),
+        rx.cond(ScheduleListState.view == "schedules", _schedules(), rx.vstack(
+            _filters(),
+            rx.cond(JobsState.error != "", rx.callout(JobsState.error, icon="triangle-alert", color_scheme="red",
+                                                      size="1", width="100%", id="jobs-error")),
+            rx.cond(JobsState.loaded & (JobsState.rows.length() == 0),
+                    rx.center(rx.text("No job matches these filters.", size="2", color_scheme="gray"),
+                              padding="48px", id="jobs-empty"),
+                    _table()),
+            _pager(),
+            live_ticker(5000, JobsState.tick),
+            spacing="4", width="100%",
+        )),
         job_editor_dialog(),
-        live_ticker(5000, JobsState.tick),
         spacing="4", width="100%",
     )  # fmt: skip
     return page

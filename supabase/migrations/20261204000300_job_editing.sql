@@ -231,3 +231,9 @@ grant execute on function
                       text),
     ops.set_schedule_enabled(uuid, boolean, text)
     to anon, authenticated, service_role;
+
+-- "Fire now" as a signed-in operator (the page and POST /schedules/{id}/fire act as the user) resolves
+-- the version to run with ops.resolve_template_version, which 20261203000300_jobs.sql granted to
+-- service_role only: users got "permission denied for function resolve_template_version". It returns
+-- only the id of a version of a template the caller names by id; the fire itself checks the role.
+grant execute on function ops.resolve_template_version(uuid, uuid, integer) to authenticated;

@@ -335,3 +335,37 @@ def test_an_admin_of_another_org_cannot_edit_archive_or_schedule_this_orgs_job(
     assert world.conn.execute(
         "select archived_at is null from ops.job_templates where id = %s", (world.template_id,)
     ).fetchone() == (True,)
+
+
+def test_a_projects_schedules_list_with_their_latest_fire(
+    world: JobWorld, jobs_db: str, conn: psycopg.Connection
+) -> None:
+    from control_room.services import schedules
+
+    other = make_world(conn)
+    other.schedule("@daily")
+    schedule_id = world.schedule("*/5 * * * *")
+
+    async def work(c: psycopg.AsyncConnection) -> Any:
+        before = await schedules.list_schedules(c, project_id=world.tenant.project_id)
+        await schedules.fire_now(c, schedule_id=schedule_id, now=datetime.now(UTC), by="test")
+        return before, await schedules.list_schedules(c, project_id=world.tenant.project_id)
+
+    before, after = run_async(jobs_db, work)
+    assert [s["id"] for s in before] == [schedule_id] and before[0]["last_fire_status"] is None
+    assert (after[0]["last_fire_status"], after[0]["last_run_status"]) == ("fired", "queued")
+
+
+def test_an_operator_fires_a_schedule_now_and_a_viewer_may_not(world: JobWorld, jobs_db: str) -> None:
+    from control_room.services import schedules
+
+    schedule_id = world.schedule("0 3 * * *")
+
+    def fire(role: str) -> Any:
+        return _as(world, jobs_db, role,
+                   lambda c: schedules.fire_now(c, schedule_id=schedule_id, now=datetime.now(UTC), by=role))  # fmt: skip
+
+    with pytest.raises(Forbidden):
+        fire("viewer")
+    fired = fire("operator")
+    assert fired["status"] == "fired" and fired["run_id"] is not None

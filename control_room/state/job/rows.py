@@ -54,6 +54,9 @@ class ScheduleRow:
     next_fire: str = ""
     policies: str = ""
     params: str = ""
+    job: str = ""
+    job_href: str = ""
+    last_fire: str = ""
 
 
 @dataclasses.dataclass
@@ -126,7 +129,8 @@ def version_row(version: dict[str, Any]) -> VersionRow:
 
 
 def schedule_row(schedule: dict[str, Any]) -> ScheduleRow:
-    state = "disabled" if not schedule["enabled"] else "paused" if schedule["paused"] else "enabled"
+    paused = schedule["paused"] if "paused" in schedule else schedule["paused_at"] is not None
+    state = "disabled" if not schedule["enabled"] else "paused" if paused else "enabled"
     return ScheduleRow(
         id=str(schedule["id"]),
         name=schedule["name"],
@@ -135,11 +139,22 @@ def schedule_row(schedule: dict[str, Any]) -> ScheduleRow:
         timezone=schedule["timezone"],
         state=state,
         enabled=schedule["enabled"],
-        paused=schedule["paused"],
+        paused=paused,
         next_fire=formatting.timestamp(schedule["next_fire_at"]) if state == "enabled" else "",
         policies=f"catch-up {schedule['catchup']} · overlap {schedule['overlap']}",
         params=formatting.scalar(schedule["params"]),
+        job=schedule.get("template", ""),
+        job_href=routes.job_detail(str(schedule["template_id"]), tab="schedules") if "template_id" in schedule else "",
+        last_fire=_last_fire(schedule),
     )
+
+
+def _last_fire(schedule: dict[str, Any]) -> str:
+    """The latest fire and what it came to (``list_schedules`` rows), e.g. ``2026-12-04 03:00:00 · succeeded``."""
+    if not schedule.get("last_fire_status"):
+        return ""
+    outcome = fire_outcome({"status": schedule["last_fire_status"], "run_status": schedule["last_run_status"]})
+    return f"{formatting.timestamp(schedule['last_fire_at'])} · {outcome.replace('failed_fire', 'failed to fire')}"
 
 
 def fire_row(fire: dict[str, Any]) -> FireRow:
