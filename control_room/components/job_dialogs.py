@@ -287,6 +287,9 @@ def backfill_dialog(schedule_options: Any) -> rx.Component:
                                               "bf-environment")),
                 columns="2", spacing="3", width="100%", margin_top="12px",
             ),
+            _label("Params of every run (JSON object; a schedule's params are the base)",
+                   rx.text_area(value=BackfillState.bf_params, rows="3", class_name="mono", width="100%",
+                                on_change=lambda v: BackfillState.set_field("bf_params", v), id="bf-params")),
             rx.vstack(
                 _error(BackfillState.bf_error, "bf-error"),
                 _actions("Start backfill", BackfillState.create, BackfillState.is_creating, "bf-confirm"),

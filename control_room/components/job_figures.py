@@ -5,6 +5,7 @@ the calendar strip of a schedule's past fires."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import plotly.graph_objects as go
@@ -136,10 +137,13 @@ def fire_strip_figure(fires: Sequence[dict[str, Any]]) -> go.Figure:
             hovertemplate="%{x|%Y-%m-%d %H:%M} UTC · <b>%{customdata[0]}</b><br>%{customdata[1]}<extra></extra>",
         )
     )  # fmt: skip
+    span = (ordered[-1]["fire_time"] - ordered[0]["fire_time"]) if ordered else timedelta(0)
+    pad = max(span * 0.05, timedelta(minutes=15))  # a single fire still gets a readable time axis
+    x_range = [ordered[0]["fire_time"] - pad, ordered[-1]["fire_time"] + pad] if ordered else None
     figure.update_layout(
         **base_layout(
             90,
-            xaxis={**_time_axis(), "showline": False},
+            xaxis={**_time_axis(), "showline": False, "range": x_range},
             yaxis={"visible": False, "fixedrange": True, "range": [-1, 1]},
             margin={"l": 10, "r": 10, "t": 6, "b": 26},
         )

@@ -3,6 +3,7 @@ backfill (operators); each shows its progress and is cancelled as a group."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,17 @@ def parse_instant(text: str, field: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def parse_params(text: str) -> dict[str, Any]:
+    """The params every run of the backfill gets (a JSON object; the interval params are added to it)."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"not valid JSON: {exc.msg}", field="params") from exc
+    if not isinstance(value, dict):
+        raise Invalid("must be a JSON object", field="params")
+    return value
+
+
 class BackfillState(JobState):
     """The backfill form and the job's backfills."""
 
@@ -40,6 +52,7 @@ class BackfillState(JobState):
     bf_concurrency: rx.Field[str] = rx.field("2")
     bf_order: rx.Field[str] = rx.field("oldest_first")
     bf_environment: rx.Field[str] = rx.field("dev")
+    bf_params: rx.Field[str] = rx.field("{}")
     bf_error: rx.Field[str] = rx.field("")
     is_creating: rx.Field[bool] = rx.field(False)
     backfill_rows: rx.Field[list[BackfillRow]] = rx.field(default_factory=list)
@@ -61,7 +74,16 @@ class BackfillState(JobState):
     @handler
     def set_field(self, name: str, value: str) -> None:
         """One input of the form changed."""
-        if name in ("bf_start", "bf_end", "bf_step", "bf_schedule", "bf_concurrency", "bf_order", "bf_environment"):
+        if name in (
+            "bf_start",
+            "bf_end",
+            "bf_step",
+            "bf_schedule",
+            "bf_concurrency",
+            "bf_order",
+            "bf_environment",
+            "bf_params",
+        ):
             setattr(self, name, value)
             self.bf_error = ""
 
@@ -87,6 +109,7 @@ class BackfillState(JobState):
                 return
             self.is_creating = True
             start, end, step = self.bf_start, self.bf_end, self.bf_step.strip()
+            params_text = self.bf_params
             schedule, concurrency, order, environment = (
                 self.bf_schedule,
                 self.bf_concurrency,
@@ -104,7 +127,7 @@ class BackfillState(JobState):
                     conn, template_id=job_id, environment=environment,
                     start=parse_instant(start, "start"), end=parse_instant(end, "end"),
                     step=step or None, schedule_id=None if schedule == NO_SCHEDULE else uuid.UUID(schedule),
-                    max_concurrency=limit, run_order=order,
+                    max_concurrency=limit, run_order=order, params=parse_params(params_text),
                     requested_by=signed.principal.user_id, requested_by_name=signed.principal.email,
                 )  # fmt: skip
         except Exception as exc:
@@ -115,8 +138,8 @@ class BackfillState(JobState):
         async with self:
             self.is_creating = False
             self.backfill_open = False
-            self.tab = "backfills"
         yield rx.toast.success(f"Backfill of {created['total']} intervals started")
+        yield JobState.set_tab("backfills")
         yield BackfillState.load_backfills
 
     @background

@@ -94,6 +94,6 @@ class RunFormState(JobState):
         async with self:
             self.is_submitting = False
             self.run_open = False
-            self.tab = "runs"
         yield rx.toast.success(f"Run {formatting.short_id(run['id'])} submitted (v{run['template_version']})")
+        yield JobState.set_tab("runs")
         yield JobState.load

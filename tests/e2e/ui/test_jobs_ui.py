@@ -161,8 +161,10 @@ def test_create_run_schedule_backfill_and_history_of_a_job(ui_world: UiWorld, si
     admin.click("#job-backfill")
     expect(admin.locator("#bf-step")).to_have_value("1d")
     admin.fill("#bf-concurrency", "2")
+    admin.fill("#bf-params", '{"day": "from-the-interval", "mode": "full"}')
     _shot(admin, ui_world, "jobs-07-backfill-form")
     admin.click("#bf-confirm")
+    expect(admin.locator("#bf-error")).to_have_count(0)
     expect(admin.locator("#tab-backfills")).to_have_attribute("data-state", "active")
     backfill = admin.locator("#job-backfills tbody tr.backfill-row").first
     expect(backfill.locator(".backfill-progress")).to_contain_text("/ 5 done")
