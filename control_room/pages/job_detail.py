@@ -118,7 +118,7 @@ def _overview() -> rx.Component:
         _card("Params schema", rx.code_block(JobState.params_schema, language="json", font_size="12px",
                                              width="100%", id="job-params-schema")),
         _card("Latest runs", _runs_table(), grid_column="1 / -1"),
-        columns="3fr 2fr", spacing="4", width="100%",
+        columns="3fr 2fr", spacing="4", width="100%", align="start",
     )  # fmt: skip
     return panel
 
@@ -161,7 +161,7 @@ def _version_pick(side: str, value: rx.Var[str]) -> rx.Component:
     pick: rx.Component = rx.select.root(
         rx.select.trigger(width="100px", id=f"diff-{side}"),
         rx.select.content(rx.foreach(JobState.versions,
-                                     lambda v: rx.select.item(v.label, value=v.version.to(str)))),
+                                     lambda v: rx.select.item(v.label, value=v.number))),
         value=value, on_change=lambda chosen: VersionDiffState.compare(side, chosen),
     )  # fmt: skip
     return pick
@@ -172,10 +172,10 @@ def _diff_line(line: DiffLine) -> rx.Component:
     shade = rx.cond(line.kind == "equal", "transparent", rx.color(tone, 3))
     row: rx.Component = rx.table.row(
         rx.table.cell(rx.text(line.left_no, size="1", color_scheme="gray"), width="40px"),
-        rx.table.cell(rx.text(line.left, size="1", class_name="mono", white_space="pre"),
+        rx.table.cell(rx.text(line.left, size="1", class_name="mono", white_space="pre-wrap", word_break="break-all"),
                       background=rx.cond(line.kind == "insert", "transparent", shade)),
         rx.table.cell(rx.text(line.right_no, size="1", color_scheme="gray"), width="40px"),
-        rx.table.cell(rx.text(line.right, size="1", class_name="mono", white_space="pre"),
+        rx.table.cell(rx.text(line.right, size="1", class_name="mono", white_space="pre-wrap", word_break="break-all"),
                       background=rx.cond(line.kind == "delete", "transparent", shade)),
         class_name="diff-line", data_kind=line.kind,
     )  # fmt: skip
@@ -193,7 +193,7 @@ def _versions() -> rx.Component:
                         rx.text(VersionDiffState.diff_summary, size="2", color_scheme="gray", id="diff-summary"),
                         spacing="3", align="center"),
               rx.table.root(rx.table.body(rx.foreach(VersionDiffState.diff, _diff_line)), size="1", width="100%",
-                            id="version-diff"),
+                            id="version-diff", table_layout="fixed"),
               element_id="version-compare"),
         spacing="4", width="100%",
     )  # fmt: skip

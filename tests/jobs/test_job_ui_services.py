@@ -362,8 +362,8 @@ def test_an_operator_fires_a_schedule_now_and_a_viewer_may_not(world: JobWorld, 
     schedule_id = world.schedule("0 3 * * *")
 
     def fire(role: str) -> Any:
-        return _as(world, jobs_db, role,
-                   lambda c: schedules.fire_now(c, schedule_id=schedule_id, now=datetime.now(UTC), by=role))  # fmt: skip
+        now = datetime.now(UTC)
+        return _as(world, jobs_db, role, lambda c: schedules.fire_now(c, schedule_id=schedule_id, now=now, by=role))
 
     with pytest.raises(Forbidden):
         fire("viewer")

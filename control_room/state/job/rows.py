@@ -32,6 +32,7 @@ class VersionRow:
     """One immutable version of the template."""
 
     version: int = 0
+    number: str = ""  # the version as text: the value of the diff's version pickers
     label: str = ""
     created: str = ""
     created_by: str = ""
@@ -120,6 +121,7 @@ def job_header(template: dict[str, Any]) -> JobHeader:
 def version_row(version: dict[str, Any]) -> VersionRow:
     return VersionRow(
         version=version["version"],
+        number=str(version["version"]),
         label=f"v{version['version']}",
         created=formatting.timestamp(version["created_at"]),
         created_by=version["created_by"] or "",

@@ -198,6 +198,8 @@ def test_create_run_schedule_backfill_and_history_of_a_job(ui_world: UiWorld, si
     admin.reload()
     _tab(admin, "versions")
     expect(admin.locator("#diff-summary")).to_contain_text("v1 → v2")
+    expect(admin.locator("#diff-left")).to_contain_text("v1")
+    expect(admin.locator("#diff-right")).to_contain_text("v2")
     expect(admin.locator("#version-diff tr.diff-line[data-kind='replace']")).to_contain_text("counted v2")
     _shot(admin, ui_world, "jobs-10-version-diff")
 
