@@ -11,6 +11,8 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     coming_later,
     executors,
     home,
+    job_detail,
+    jobs,
     lineage,
     login,
     preferences,

@@ -14,11 +14,12 @@ CATALOG = "/catalog"
 LINEAGE = "/lineage"
 ALERTS = "/alerts"
 PREFERENCES = "/preferences"
+JOBS = "/jobs"
+JOB_DETAIL = "/jobs/[job_id]"
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 
 LATER_FEATURES: dict[str, str] = {
-    "jobs": "Jobs & schedules",
     "governance": "Routing & caps",
 }
 
@@ -27,6 +28,17 @@ def run_detail(run_id: str, *, tab: str | None = None) -> str:
     """The page of one run (optionally opened on a tab: overview, timeline, artifacts)."""
     path = f"/runs/{quote(run_id)}"
     return f"{path}?{urlencode({'tab': tab})}" if tab else path
+
+
+def job_detail(job_id: str, *, tab: str | None = None) -> str:
+    """The page of one job template (optionally opened on a tab: overview, runs, versions, schedules, backfills)."""
+    path = f"/jobs/{quote(job_id)}"
+    return f"{path}?{urlencode({'tab': tab})}" if tab else path
+
+
+def runs_of_job(job_id: str, name: str = "") -> str:
+    """The runs list narrowed to the runs of one job template (``name`` labels the filter)."""
+    return f"{RUNS}?{urlencode({'job': job_id, 'job_name': name})}"
 
 
 def artifacts(*, run_id: str | None = None, artifact_id: str | None = None) -> str:

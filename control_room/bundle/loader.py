@@ -222,6 +222,11 @@ def _unknown_template(project: str, name: str, templates: dict[str, JobTemplate]
     return f'unknown job template "{name}" in project "{project}" (templates of the bundle there: {listed})'
 
 
+def template_problems(template: JobTemplate, document: YamlDocument) -> list[Problem]:
+    """The bundle's checks of one template defined at the top of ``document`` (the UI's job editor)."""
+    return _check_template(template, Origin(document, ()))
+
+
 def _check_template(template: JobTemplate, origin: Origin) -> list[Problem]:
     problems: list[Problem] = []
     try:

@@ -28,6 +28,11 @@ def _base_layout(height: int, **extra: Any) -> dict[str, Any]:
     }
 
 
+def base_layout(height: int, **extra: Any) -> dict[str, Any]:
+    """The layout every figure of the UI starts from: transparent, the UI's font, no legend."""
+    return _base_layout(height, **extra)
+
+
 def _graph(tasks: Sequence[dict[str, Any]]) -> nx.DiGraph:
     graph = nx.DiGraph()
     for task in tasks:

@@ -20,6 +20,7 @@ SIDEBAR_WIDTH = "232px"
 NAV: tuple[tuple[str, str, str], ...] = (
     ("Overview", "layout-dashboard", routes.HOME),
     ("Runs", "play", routes.RUNS),
+    ("Jobs", "calendar-clock", routes.JOBS),
     ("Executors", "server", routes.EXECUTORS),
     ("Artifacts", "package", routes.ARTIFACTS),
     ("Catalog", "library", routes.CATALOG),

@@ -86,6 +86,10 @@ def _filters() -> rx.Component:
             wrap="wrap",
         ),
         rx.hstack(
+            rx.cond(RunsState.job != "",
+                    rx.badge(rx.icon("calendar-clock", size=12), "Job: ", RunsState.job_name,
+                             rx.icon("x", size=12, cursor="pointer", on_click=RunsState.clear_job),
+                             size="2", variant="soft", id="runs-job-filter")),
             rx.button("All statuses", size="1", radius="full",
                       variant=rx.cond(RunsState.statuses.length() == 0, "solid", "outline"),
                       on_click=RunsState.clear_statuses, id="status-filter-all"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -12,6 +13,7 @@ from control_room.bundle import DEMO_BUNDLE_DIR
 from control_room.bundle.deploy import deploy_bundle
 from control_room.bundle.loader import load_bundle
 from control_room.config import PROJECT_ROOT, SEED_FILE, get_settings
+from control_room.services.backfills import backfill_intervals
 
 DEMO_ORG_SLUG = "demo"
 
@@ -30,6 +32,7 @@ def load_demo_data(database_url: str) -> bool:
             submit_demo_warehouse_query(conn)
             submit_demo_dbt_build(conn)
             submit_demo_failing_run(conn)
+            submit_demo_backfill(conn)
     return True
 
 
@@ -47,8 +50,8 @@ DEMO_PIPELINE_SPEC: dict[str, object] = {
                 "mkdir -p out && echo 'order_id,region,amount' > out/orders.csv && i=1; "
                 'while [ $i -le 200 ]; do echo "$i,region$((i % 4)),$((i * 37 % 500))" >> out/orders.csv; '
                 "i=$((i + 1)); done; "
-                "echo '::lakehouse::{\"type\": \"progress\", \"message\": \"orders extracted\", "
-                "\"data\": {\"rows\": 200}}'; "
+                'echo \'::lakehouse::{"type": "progress", "message": "orders extracted", '
+                '"data": {"rows": 200}}\'; '
                 'echo "extracted $(($(wc -l < out/orders.csv) - 1)) orders"'
             ),
             "artifacts": ["out/orders.csv"],
@@ -68,7 +71,7 @@ DEMO_PIPELINE_SPEC: dict[str, object] = {
             "timeout_s": 300,
             "command": (
                 "printf '# Demo pipeline report\\n\\nRun %s, task %s, attempt %s: orders extracted and "
-                "summarized.\\n' \"$LAKEHOUSE_RUN_ID\" \"$LAKEHOUSE_TASK_KEY\" \"$LAKEHOUSE_ATTEMPT\" > report.md && "
+                'summarized.\\n\' "$LAKEHOUSE_RUN_ID" "$LAKEHOUSE_TASK_KEY" "$LAKEHOUSE_ATTEMPT" > report.md && '
                 "echo 'published report.md'"
             ),
             "artifacts": ["report.md"],
@@ -170,4 +173,31 @@ def submit_demo_failing_run(conn: psycopg.Connection) -> None:
     conn.execute(
         "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
         (DEMO_PROJECT_ID, json.dumps(DEMO_FAILING_SPEC), DEMO_FAILING_KEY),
+    )
+
+
+DEMO_BACKFILL_DAYS = 6
+
+
+def submit_demo_backfill(conn: psycopg.Connection) -> None:
+    """Backfill the nightly-ingest job over the last days in dev (one run per day, two at a time), so the
+    Jobs page shows run history, success per day and task durations as soon as the local agent has run them."""
+    row = conn.execute(
+        "select t.id from ops.job_templates t where t.project_id = %s and t.name = 'nightly-ingest'",
+        (DEMO_PROJECT_ID,),
+    ).fetchone()
+    if row is None:  # the example bundle no longer has it
+        return
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    intervals = backfill_intervals(end - timedelta(days=DEMO_BACKFILL_DAYS), end, "1d")
+    conn.execute(
+        "select ops.create_backfill(%s, 'dev', %s, %s, '1d', 'UTC', %s::jsonb, null, 2, 'oldest_first', %s::jsonb, "
+        "null, null, 'demo data')",
+        (
+            row[0],
+            end - timedelta(days=DEMO_BACKFILL_DAYS),
+            end,
+            json.dumps({"source": "orders", "full_refresh": False}),
+            json.dumps([[a.isoformat(), b.isoformat()] for a, b in intervals]),
+        ),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from control_room.services.errors import CapExceeded, Invalid, NotFound
+from control_room.services.pagination import Keyset, ListQuery, Page, decode_key_cursor, encode_key_cursor, escape_like
 from control_room.services.runs import get_run, resolve_project
 
 if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds to import, and CLI
@@ -113,6 +115,38 @@ async def resolve_template(conn: AsyncConnection, template: str, *, project: str
     return uuid.UUID(str(rows[0][0]))
 
 
+# Run figures of each template over 30 days (runs, success rate, p50/p95 duration), its latest run
+# and its next scheduled fire: the columns of the Jobs lists.
+STATS_COLUMNS = """
+    st.runs, st.succeeded, st.p50_s, st.p95_s, lr.status as last_status, lr.id as last_run_id,
+    lr.created_at as last_run_at,
+    (select min(s.next_fire_at) from ops.schedules s
+     where s.template_id = t.id and s.enabled and s.paused_at is null) as next_fire_at
+"""
+STATS_JOINS = """
+    left join lateral (
+        select count(*)::int as runs, count(*) filter (where r.status = 'succeeded')::int as succeeded,
+               percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.started_at))
+                   filter (where r.finished_at is not null and r.started_at is not null) as p50_s,
+               percentile_cont(0.95) within group (order by extract(epoch from r.finished_at - r.started_at))
+                   filter (where r.finished_at is not null and r.started_at is not null) as p95_s
+        from ops.runs r where r.template_id = t.id and r.created_at > now() - interval '30 days'
+    ) st on true
+    left join lateral (
+        select r.id, r.status, r.created_at from ops.runs r where r.template_id = t.id
+        order by r.created_at desc, r.id desc limit 1
+    ) lr on true
+"""
+BY_NAME = Keyset(key="t.name", row_id="t.id", descending=False, cast="text")
+
+
+def _with_success_rate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        finished = row["runs"] or 0
+        row["success_rate"] = (row["succeeded"] / finished) if finished else None
+    return rows
+
+
 async def list_templates(
     conn: AsyncConnection, *, project: str | None = None, include_archived: bool = False, text: str | None = None
 ) -> list[dict[str, Any]]:
@@ -130,34 +164,75 @@ async def list_templates(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"""
-            select {TEMPLATE_COLUMNS},
-                   st.runs, st.succeeded, st.p50_s, st.p95_s, lr.status as last_status, lr.id as last_run_id,
-                   lr.created_at as last_run_at,
-                   (select min(s.next_fire_at) from ops.schedules s
-                    where s.template_id = t.id and s.enabled and s.paused_at is null) as next_fire_at
-            from {TEMPLATE_FROM}
-            left join lateral (
-                select count(*)::int as runs, count(*) filter (where r.status = 'succeeded')::int as succeeded,
-                       percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.started_at))
-                           filter (where r.finished_at is not null and r.started_at is not null) as p50_s,
-                       percentile_cont(0.95) within group (order by extract(epoch from r.finished_at - r.started_at))
-                           filter (where r.finished_at is not null and r.started_at is not null) as p95_s
-                from ops.runs r where r.template_id = t.id and r.created_at > now() - interval '30 days'
-            ) st on true
-            left join lateral (
-                select r.id, r.status, r.created_at from ops.runs r where r.template_id = t.id
-                order by r.created_at desc, r.id desc limit 1
-            ) lr on true
+            select {TEMPLATE_COLUMNS}, {STATS_COLUMNS}
+            from {TEMPLATE_FROM} {STATS_JOINS}
             where {" and ".join(where)}
             order by p.slug, t.name
             """,
             args,
         )
-        rows = await cur.fetchall()
-    for row in rows:
-        finished = row["runs"] or 0
-        row["success_rate"] = (row["succeeded"] / finished) if finished else None
-    return rows
+        return _with_success_rate(await cur.fetchall())
+
+
+@dataclass(frozen=True)
+class TemplatesQuery:
+    """What the Jobs page lists: one project's templates, searched and filtered."""
+
+    project_id: uuid.UUID
+    text: str | None = None  # in name, description, owner or a tag
+    tag: str | None = None
+    owner: str | None = None
+    last_status: str | None = None
+    archived: bool = False  # archived templates instead of active ones
+
+
+async def templates_page(
+    conn: AsyncConnection, *, query: TemplatesQuery, cursor: str | None = None, limit: int = 50
+) -> Page:
+    """One page of a project's templates by name, with their run figures; and the next page's cursor."""
+    if not 1 <= limit <= 500:
+        raise Invalid("must be between 1 and 500", field="limit")
+    conditions = ListQuery()
+    conditions.add("t.project_id = %s", query.project_id)
+    conditions.add("t.archived_at is not null" if query.archived else "t.archived_at is null")
+    text = (query.text or "").strip()
+    if text:
+        pattern = f"%{escape_like(text)}%"
+        conditions.add(
+            "(t.name ilike %s or t.description ilike %s or t.owner ilike %s or array_to_string(t.tags, ' ') ilike %s)",
+            pattern, pattern, pattern, pattern,
+        )  # fmt: skip
+    conditions.contains("t.tags", query.tag)
+    conditions.equal("t.owner", query.owner)
+    if query.last_status == "never":
+        conditions.add("lr.status is null")
+    else:
+        conditions.equal("lr.status", query.last_status)
+    if cursor:
+        conditions.after(BY_NAME, *decode_key_cursor(cursor))
+    rows, next_cursor = await conditions.page(
+        conn,
+        columns=f"{TEMPLATE_COLUMNS}, {STATS_COLUMNS}",
+        source=f"{TEMPLATE_FROM} {STATS_JOINS}",
+        keyset=BY_NAME,
+        limit=limit,
+        cursor_of=lambda row: encode_key_cursor(row["name"], row["id"]),
+    )
+    return _with_success_rate(rows), next_cursor
+
+
+async def template_facets(conn: AsyncConnection, *, project_id: uuid.UUID) -> dict[str, list[str]]:
+    """The tags and owners of a project's templates (the Jobs page's filter choices)."""
+    cur = await conn.execute(
+        "select coalesce(array(select distinct x from ops.job_templates t, unnest(t.tags) x "
+        "where t.project_id = %s order by 1), '{}'), "
+        "coalesce(array(select distinct owner from ops.job_templates where project_id = %s and owner is not null "
+        "order by 1), '{}')",
+        (project_id, project_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {"tags": list(row[0]), "owners": list(row[1])}
 
 
 async def get_template(conn: AsyncConnection, *, template_id: uuid.UUID) -> dict[str, Any]:

@@ -28,6 +28,21 @@ def cursor_after(row: dict[str, Any]) -> str:
     return encode_cursor(row["created_at"], row["id"])
 
 
+def encode_key_cursor(key: str, row_id: uuid.UUID) -> str:
+    """The cursor after a row of a list ordered by a text key (then id)."""
+    return base64.urlsafe_b64encode(f"{key}|{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: str) -> tuple[str, uuid.UUID]:
+    """The (key, id) a cursor of ``encode_key_cursor`` stands for; Invalid (naming `cursor`) otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        key, row_id = raw.rsplit("|", 1)
+        return key, uuid.UUID(row_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("not a cursor of this list; start again without it", field="cursor") from exc
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """The (created_at, id) key a cursor stands for; Invalid (naming `cursor`) for anything else."""
     try:

@@ -253,6 +253,7 @@ class RunsQuery:
     created_before: datetime | None = None
     sort: str = "created"
     descending: bool = True
+    template_id: uuid.UUID | None = None  # runs started from this job template
 
 
 def _uuid_range(text: str) -> tuple[uuid.UUID, uuid.UUID] | None:
@@ -307,6 +308,7 @@ def _runs_conditions(query: RunsQuery, keyset: Keyset, cursor: str | None) -> Li
     conditions.one_of("r.status", query.statuses, allowed=RUN_STATUSES, field="status")
     conditions.contains("r.engines", query.engine)
     conditions.equal("r.trigger", query.trigger)
+    conditions.equal("r.template_id", query.template_id)
     text = (query.text or "").strip()
     id_range = _uuid_range(text) if text else None
     if id_range is not None:  # a primary-key range: one index probe, whatever the history's size

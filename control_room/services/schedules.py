@@ -31,11 +31,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from croniter.croniter import CroniterError
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from control_room.services.errors import Invalid, NotFound
 from control_room.services.jobs import validate_params
+from control_room.services.pagination import ListQuery, fetch_rows
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -597,12 +598,22 @@ async def resolve_schedule(conn: AsyncConnection, schedule: str) -> uuid.UUID:
     return uuid.UUID(str(rows[0][0]))
 
 
-async def list_schedules(conn: AsyncConnection, *, template_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
-    """Schedules visible to the caller (of one template when given)."""
-    where, args = ("where s.template_id = %s", [template_id]) if template_id else ("", [])
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} {where} order by p.slug, s.name", args)
-        return await cur.fetchall()
+async def list_schedules(
+    conn: AsyncConnection, *, template_id: uuid.UUID | None = None, project_id: uuid.UUID | None = None
+) -> list[dict[str, Any]]:
+    """Schedules visible to the caller (of one template, of one project when given), with their latest fire."""
+    query = ListQuery()
+    query.equal("s.template_id", template_id)
+    query.equal("s.project_id", project_id)
+    latest_fire = """
+        left join lateral (select f.status as last_fire_status, f.fire_time as last_fire_at, r.status as last_run_status
+                           from ops.schedule_fires f left join ops.runs r on r.id = f.run_id
+                           where f.schedule_id = s.id order by f.fire_time desc limit 1) lf on true
+    """
+    statement = sql.SQL("select {cols}, lf.* from {src} {fire} {where} order by p.slug, s.name").format(
+        cols=sql.SQL(SCHEDULE_COLUMNS), src=sql.SQL(SCHEDULE_FROM), fire=sql.SQL(latest_fire), where=query.where()
+    )
+    return await fetch_rows(conn, statement, query.args)
 
 
 async def get_schedule(

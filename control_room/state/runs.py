@@ -79,6 +79,8 @@ class RunsState(SessionState):
     loaded: rx.Field[bool] = rx.field(False)
     error: rx.Field[str] = rx.field("")
     updated_at: rx.Field[str] = rx.field("")
+    job: rx.Field[str] = rx.field("")  # a job template's id: only its runs (from ?job=)
+    job_name: rx.Field[str] = rx.field("")
 
     submit_open: rx.Field[bool] = rx.field(False)
     example_key: rx.Field[str] = rx.field(EXAMPLES[0].key)
@@ -111,6 +113,7 @@ class RunsState(SessionState):
             created_after=datetime.now(UTC) - window if window else None,
             sort=self.sort,
             descending=self.descending,
+            template_id=_uuid_or_none(self.job),
         )
 
     @background
@@ -244,9 +247,17 @@ class RunsState(SessionState):
 
     @handler
     def restart(self) -> Any:
-        """Back to the first page (after a project or environment switch)."""
+        """Back to the first page (on opening, with ``?job=`` narrowing to a job's runs; after a switch)."""
+        query = self.router.url.query_parameters
+        self.job, self.job_name = query.get("job", ""), query.get("job_name", "")
         self._restart()
         return RunsState.load
+
+    @handler
+    def clear_job(self) -> Any:
+        """Show the runs of every job again."""
+        self.job = self.job_name = ""
+        return rx.redirect(routes.RUNS)
 
     @handler
     def next_page(self) -> Any:
@@ -345,6 +356,13 @@ class RunsState(SessionState):
             self.submit_open = False
         yield rx.toast.success(f"Run {formatting.short_id(run['id'])} submitted")
         yield rx.redirect(routes.run_detail(str(run["id"])))
+
+
+def _uuid_or_none(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def _parse_object(text: str, field: str) -> dict[str, Any]:

@@ -1,0 +1,176 @@
+"""Jobs: the project's job templates with last run, success rate, p50/p95 duration, next scheduled fire,
+owner and tags; search and filters, keyset pages, live; admins create jobs in the YAML editor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.job_dialogs import job_editor_dialog
+from control_room.components.layout import layout
+from control_room.components.live import live_ticker, updated_label
+from control_room.components.status import status_badge
+from control_room.state.base import ALL, SessionState
+from control_room.state.job.editor import JobEditorState
+from control_room.state.job.rows import ScheduleRow
+from control_room.state.jobs import LAST_STATUSES, PAGE_SIZE, JobRow, JobsState
+from control_room.state.schedule_list import ScheduleListState
+
+
+def _choice(name: str, value: rx.Var[str], all_label: str, options: Any, width: str) -> rx.Component:
+    box: rx.Component = rx.select.root(
+        rx.select.trigger(width=width, variant="surface", id=f"jobs-filter-{name}"),
+        rx.select.content(
+            rx.select.item(all_label, value=ALL),
+            rx.foreach(options, lambda option: rx.select.item(option, value=option)),
+        ),
+        value=value,
+        on_change=lambda chosen: JobsState.set_filter(name, chosen),
+        size="2",
+    )
+    return box
+
+
+def _filters() -> rx.Component:
+    bar: rx.Component = rx.hstack(
+        rx.debounce_input(
+            rx.input(rx.input.slot(rx.icon("search", size=14)), placeholder="Search name, owner, tag…",
+                     value=JobsState.text, on_change=JobsState.set_text, width="260px", size="2", id="jobs-search"),
+            debounce_timeout=300,
+        ),
+        _choice("tag", JobsState.tag, "All tags", JobsState.tag_options, "140px"),
+        _choice("owner", JobsState.owner, "All owners", JobsState.owner_options, "220px"),
+        _choice("last_status", JobsState.last_status, "Any last run", list(LAST_STATUSES), "150px"),
+        rx.hstack(rx.switch(checked=JobsState.archived, on_change=JobsState.set_archived, id="jobs-archived"),
+                  rx.text("Archived", size="2"), spacing="2", align="center"),
+        spacing="2", align="center", width="100%", wrap="wrap",
+    )  # fmt: skip
+    return bar
+
+
+def _row(job: JobRow) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(
+            rx.vstack(
+                rx.link(job.name, href=job.href, weight="medium", size="2", class_name="job-link"),
+                rx.text(job.description, size="1", color_scheme="gray", class_name="truncate", max_width="360px"),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(rx.text(job.version, size="1", color_scheme="gray")),
+        rx.table.cell(rx.cond(job.last_status != "",
+                              rx.vstack(status_badge(job.last_status),
+                                        rx.text(job.last_run, size="1", color_scheme="gray", class_name="tabular"),
+                                        spacing="1"),
+                              rx.text("never run", size="1", color_scheme="gray"))),
+        rx.table.cell(rx.cond(job.runs > 0,
+                              rx.vstack(rx.text(job.success, size="2", class_name="tabular"),
+                                        rx.text("of ", job.runs, size="1", color_scheme="gray"), spacing="0",
+                                        align="end"),
+                              rx.text("—", size="2", color_scheme="gray")), text_align="right"),
+        rx.table.cell(rx.text(job.p50, size="2", class_name="tabular"), text_align="right", white_space="nowrap"),
+        rx.table.cell(rx.text(job.p95, size="2", class_name="tabular"), text_align="right", white_space="nowrap"),
+        rx.table.cell(rx.text(job.next_fire, size="1", class_name="tabular", white_space="nowrap")),
+        rx.table.cell(rx.text(job.owner, size="1")),
+        rx.table.cell(rx.hstack(rx.foreach(job.tags, lambda tag: rx.badge(tag, variant="surface", size="1")),
+                                spacing="1", wrap="wrap")),
+        class_name="job-row",
+        data_job=job.name,
+    )  # fmt: skip
+    return row
+
+
+def _table() -> rx.Component:
+    head = ("Job", "Version", "Last run", "Success (30 d)", "p50", "p95", "Next fire (UTC)", "Owner", "Tags")
+    numeric = ("Success (30 d)", "p50", "p95")
+    table: rx.Component = rx.table.root(
+        rx.table.header(rx.table.row(*(rx.table.column_header_cell(label, text_align="right" if label in numeric
+                                                                   else None) for label in head))),
+        rx.table.body(rx.foreach(JobsState.rows, _row)),
+        variant="surface", size="1", width="100%", class_name="data-table", id="jobs-table",
+    )  # fmt: skip
+    return table
+
+
+def _pager() -> rx.Component:
+    bar: rx.Component = rx.hstack(
+        rx.text(f"{PAGE_SIZE} per page · page ", JobsState.page, size="2", color_scheme="gray"),
+        rx.spacer(),
+        rx.button(rx.icon("chevron-left", size=14), "Previous", variant="soft", color_scheme="gray", size="2",
+                  disabled=JobsState.page <= 1, on_click=JobsState.turn_page(-1), id="jobs-previous"),
+        rx.button("Next", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
+                  disabled=~JobsState.has_next, on_click=JobsState.turn_page(1), id="jobs-next"),
+        width="100%", align="center",
+    )  # fmt: skip
+    return bar
+
+
+def _schedule_row(schedule: ScheduleRow) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(rx.text(schedule.name, size="2", weight="medium")),
+        rx.table.cell(rx.link(schedule.job, href=schedule.job_href, size="2", class_name="schedule-job-link")),
+        rx.table.cell(rx.badge(schedule.environment, variant="outline", color_scheme="gray")),
+        rx.table.cell(rx.code(schedule.cron, variant="ghost"), rx.text(" ", schedule.timezone, size="1",
+                                                                       color_scheme="gray")),
+        rx.table.cell(rx.badge(schedule.state, variant="soft", color_scheme=rx.match(
+            schedule.state, ("enabled", "grass"), ("paused", "amber"), "gray"))),
+        rx.table.cell(rx.text(schedule.next_fire, size="1", class_name="tabular")),
+        rx.table.cell(rx.text(schedule.last_fire, size="1", class_name="tabular")),
+        rx.table.cell(rx.text(schedule.policies, size="1", color_scheme="gray")),
+        class_name="project-schedule-row", data_schedule=schedule.name,
+    )  # fmt: skip
+    return row
+
+
+def _schedules() -> rx.Component:
+    head = ("Schedule", "Job", "Env", "Cron", "State", "Next fire (UTC)", "Last fire (UTC)", "Policies")
+    table: rx.Component = rx.vstack(
+        rx.cond(ScheduleListState.schedules_error != "",
+                rx.callout(ScheduleListState.schedules_error, icon="triangle-alert", color_scheme="red", size="1")),
+        rx.table.root(
+            rx.table.header(rx.table.row(*(rx.table.column_header_cell(label) for label in head))),
+            rx.table.body(rx.foreach(ScheduleListState.schedule_rows, _schedule_row)),
+            variant="surface", size="1", width="100%", class_name="data-table", id="project-schedules",
+        ),
+        rx.text("Open a job to edit, pause, enable or fire its schedules.", size="1", color_scheme="gray"),
+        live_ticker(5000, lambda _now: ScheduleListState.load_schedules),
+        width="100%",
+    )  # fmt: skip
+    return table
+
+
+@layout(route=routes.JOBS, title="Jobs", on_load=[JobsState.restart, ScheduleListState.set_view("jobs")])
+def jobs_page() -> rx.Component:
+    """Filters, the live table and the pager; "New job" for admins."""
+    page: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text("Job templates of ", rx.text.strong(SessionState.project_name), size="2", color_scheme="gray"),
+            rx.spacer(),
+            updated_label(JobsState.updated_at, JobsState.is_loading),
+            rx.cond(JobsState.can_admin, rx.button(rx.icon("plus", size=16), "New job",
+                                                   on_click=JobEditorState.open_new, id="new-job")),
+            width="100%", align="center", spacing="4",
+        ),
+        rx.segmented_control.root(
+            rx.segmented_control.item("Jobs", value="jobs"),
+            rx.segmented_control.item("Schedules", value="schedules"),
+            value=ScheduleListState.view, on_change=ScheduleListState.set_view, id="jobs-view",
+        ),
+        rx.cond(ScheduleListState.view == "schedules", _schedules(), rx.vstack(
+            _filters(),
+            rx.cond(JobsState.error != "", rx.callout(JobsState.error, icon="triangle-alert", color_scheme="red",
+                                                      size="1", width="100%", id="jobs-error")),
+            rx.cond(JobsState.loaded & (JobsState.rows.length() == 0),
+                    rx.center(rx.text("No job matches these filters.", size="2", color_scheme="gray"),
+                              padding="48px", id="jobs-empty"),
+                    _table()),
+            _pager(),
+            live_ticker(5000, JobsState.tick),
+            spacing="4", width="100%",
+        )),
+        job_editor_dialog(),
+        spacing="4", width="100%",
+    )  # fmt: skip
+    return page

@@ -1,0 +1,158 @@
+"""Backfills of the job page: a date range and a step (or a schedule's cron), concurrency and order make one
+backfill (operators); each shows its progress and is cancelled as a group."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import reflex as rx
+
+from control_room.services import backfills
+from control_room.services.errors import Invalid
+from control_room.state.base import ALL, as_user, problem_text
+from control_room.state.events import background, handler
+from control_room.state.job.detail import JobState
+from control_room.state.job.rows import BackfillRow, backfill_row
+
+NO_SCHEDULE = "none"
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    """A date (``2026-11-01``) or date and time (``2026-11-01T06:00``) read in UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise Invalid("give a date such as 2026-11-01 or 2026-11-01T06:00 (UTC)", field=field) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """The params every run of the backfill gets (a JSON object; the interval params are added to it)."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"not valid JSON: {exc.msg}", field="params") from exc
+    if not isinstance(value, dict):
+        raise Invalid("must be a JSON object", field="params")
+    return value
+
+
+class BackfillState(JobState):
+    """The backfill form and the job's backfills."""
+
+    backfill_open: rx.Field[bool] = rx.field(False)
+    bf_start: rx.Field[str] = rx.field("")
+    bf_end: rx.Field[str] = rx.field("")
+    bf_step: rx.Field[str] = rx.field("1d")
+    bf_schedule: rx.Field[str] = rx.field(NO_SCHEDULE)
+    bf_concurrency: rx.Field[str] = rx.field("2")
+    bf_order: rx.Field[str] = rx.field("oldest_first")
+    bf_environment: rx.Field[str] = rx.field("dev")
+    bf_params: rx.Field[str] = rx.field("{}")
+    bf_error: rx.Field[str] = rx.field("")
+    is_creating: rx.Field[bool] = rx.field(False)
+    backfill_rows: rx.Field[list[BackfillRow]] = rx.field(default_factory=list)
+
+    @handler
+    def open_backfill(self) -> None:
+        """Open the form on the last 5 days, one run per day."""
+        today = datetime.now(UTC).date()
+        self.bf_start = (today - timedelta(days=5)).isoformat()
+        self.bf_end = today.isoformat()
+        self.bf_step, self.bf_schedule, self.bf_error = "1d", NO_SCHEDULE, ""
+        self.bf_environment = self.environment if self.environment != ALL else "dev"
+        self.backfill_open = True
+
+    @handler
+    def set_backfill_open(self, is_open: bool) -> None:
+        self.backfill_open = is_open
+
+    @handler
+    def set_field(self, name: str, value: str) -> None:
+        """One input of the form changed."""
+        if name in (
+            "bf_start",
+            "bf_end",
+            "bf_step",
+            "bf_schedule",
+            "bf_concurrency",
+            "bf_order",
+            "bf_environment",
+            "bf_params",
+        ):
+            setattr(self, name, value)
+            self.bf_error = ""
+
+    @background
+    async def load_backfills(self, _now: str = "") -> None:
+        """The job's backfills, newest first (refreshed live while the page is open)."""
+        try:
+            found = await self.read_job(lambda conn, job_id: backfills.list_backfills(conn, template_id=job_id))
+        except Exception as exc:
+            async with self:
+                self.bf_error = problem_text(exc)
+            return
+        if found is None:
+            return
+        async with self:
+            self.backfill_rows = [backfill_row(b) for b in found]
+
+    @background
+    async def create(self) -> AsyncIterator[Any]:
+        """Create the backfill; its first runs start at once, the rest as earlier ones end."""
+        async with self:
+            if self.is_creating:
+                return
+            self.is_creating = True
+            start, end, step = self.bf_start, self.bf_end, self.bf_step.strip()
+            params_text = self.bf_params
+            schedule, concurrency, order, environment = (
+                self.bf_schedule,
+                self.bf_concurrency,
+                self.bf_order,
+                self.bf_environment,
+            )
+        try:
+            signed, job_id = await self.acting()
+            try:
+                limit = int(concurrency)
+            except ValueError as exc:
+                raise Invalid("must be a whole number", field="max_concurrency") from exc
+            async with as_user(signed.principal) as conn:
+                created = await backfills.create_backfill(
+                    conn, template_id=job_id, environment=environment,
+                    start=parse_instant(start, "start"), end=parse_instant(end, "end"),
+                    step=step or None, schedule_id=None if schedule == NO_SCHEDULE else uuid.UUID(schedule),
+                    max_concurrency=limit, run_order=order, params=parse_params(params_text),
+                    requested_by=signed.principal.user_id, requested_by_name=signed.principal.email,
+                )  # fmt: skip
+        except Exception as exc:
+            async with self:
+                self.is_creating = False
+                self.bf_error = problem_text(exc)
+            return
+        async with self:
+            self.is_creating = False
+            self.backfill_open = False
+        yield rx.toast.success(f"Backfill of {created['total']} intervals started")
+        yield JobState.set_tab("backfills")
+        yield BackfillState.load_backfills
+
+    @background
+    async def cancel(self, backfill_id: str) -> AsyncIterator[Any]:
+        """Cancel a backfill as a group: pending intervals never run, active runs are cancelled."""
+        signed = await self.signed_in()
+        if signed is None:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                await backfills.cancel_backfill(conn, backfill_id=uuid.UUID(backfill_id), by=signed.principal.email)
+        except Exception as exc:
+            yield rx.toast.error(problem_text(exc))
+            return
+        yield rx.toast.success("Backfill cancelled")
+        yield BackfillState.load_backfills

@@ -1,0 +1,49 @@
+"""The Jobs page's schedules view: every schedule of the project with its job, cron and zone, state, next
+fire and latest fire's outcome (editing happens on the job's page)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import schedules
+from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.events import background, handler
+from control_room.state.job.rows import ScheduleRow, schedule_row
+
+VIEWS = ("jobs", "schedules")
+
+
+class ScheduleListState(SessionState):
+    """Which view the Jobs page shows, and the project's schedules."""
+
+    view: rx.Field[str] = rx.field("jobs")
+    schedule_rows: rx.Field[list[ScheduleRow]] = rx.field(default_factory=list)
+    schedules_error: rx.Field[str] = rx.field("")
+
+    @handler
+    def set_view(self, view: str | list[str]) -> Any:
+        """Jobs or schedules (the schedules are read when shown)."""
+        self.view = view if isinstance(view, str) and view in VIEWS else "jobs"
+        return ScheduleListState.load_schedules if self.view == "schedules" else None
+
+    @background
+    async def load_schedules(self) -> AsyncIterator[Any]:
+        """The selected project's schedules."""
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        rows: list[ScheduleRow] = []
+        error = ""
+        try:
+            async with as_user(signed.principal) as conn:
+                found = await schedules.list_schedules(conn, project_id=signed.project_id)
+            rows = [schedule_row(s) for s in found]
+        except Exception as exc:
+            error = problem_text(exc)
+        async with self:
+            self.schedule_rows, self.schedules_error = rows, error
