@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_room.services.errors import ServiceError, from_db_error
+from control_room.specs.tasks import merged_items, pointer_of_field, spec_error_items
 from control_room.storage import ArtifactMissing, StorageError
 
 log = logging.getLogger(__name__)
@@ -39,25 +41,34 @@ def problem(status: int, title: str, detail: str, *, field: str | None = None, *
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
-    return out or ".".join(str(p) for p in loc)
+def _validation_item(error: Any) -> dict[str, str]:
+    loc = list(error.get("loc", ()))
+    where = loc[0] if loc else None
+    loc = [p for p in loc if p not in ("body", "query", "path", "header")]
+    item = spec_error_items(error, loc)
+    if where != "body":
+        item.pop("pointer", None)  # a JSON pointer names a place in the body; parameters have only a name
+    return item
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return problem(exc.status, exc.title, exc.message, field=exc.field)
+    extra: dict[str, Any] = {}
+    if exc.errors:
+        extra["errors"] = exc.errors
+        extra["pointer"] = exc.errors[0].get("pointer")
+    elif exc.field and exc.field.startswith("spec"):
+        extra["pointer"] = pointer_of_field(exc.field)
+    return problem(exc.status, exc.title, exc.message, field=exc.field, **extra)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
-    first = errors[0] if errors else {"field": None, "message": "invalid request"}
-    detail = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
-    return problem(422, "Invalid request", detail, field=first["field"], errors=errors)
+    errors = merged_items(_validation_item(e) for e in exc.errors())
+    first = errors[0] if errors else {"message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}" if first.get("field") else str(first["message"])
+    extra = {"pointer": first["pointer"]} if first.get("pointer") else {}
+    return problem(422, "Invalid request", detail, field=first.get("field"), errors=errors, **extra)
 
 
 async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -106,8 +117,12 @@ def install(app: FastAPI) -> None:
 
 def document_problems(schema: dict[str, Any], problem_schema: dict[str, Any]) -> dict[str, Any]:
     """Rewrite error responses in an OpenAPI document to problem+json with the Problem schema."""
-    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = problem_schema
-    schemas = schema["components"]["schemas"]
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    # pydantic nests ProblemItem under $defs: lift it into the components and point there.
+    text = json.dumps(problem_schema).replace('"#/$defs/', '"#/components/schemas/')
+    problem_schema = json.loads(text)
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path_item in schema.get("paths", {}).values():

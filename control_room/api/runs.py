@@ -53,7 +53,7 @@ async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) 
                 conn,
                 project=body.project,
                 environment=body.environment,
-                spec=body.spec.model_dump(mode="json", exclude_unset=True),
+                spec=body.spec.model_dump(mode="json", exclude_unset=True, by_alias=True),
                 params=body.params,
                 idempotency_key=body.idempotency_key,
                 priority=body.priority,

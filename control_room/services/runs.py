@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
+from pydantic import ValidationError
 
 from control_room.services.errors import CapExceeded, Invalid, NotFound
 from control_room.services.pagination import (
@@ -26,6 +27,7 @@ from control_room.services.pagination import (
     newest_first,
     trim_page,
 )
+from control_room.specs.tasks import RunSpec, spec_errors
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TRIGGERS = ("manual", "api", "schedule", "retry", "backfill", "promotion", "demo")
@@ -59,6 +61,16 @@ async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
     return uuid.UUID(str(rows[0][0]))
 
 
+def check_run_spec(spec: Any, *, at: str = "spec") -> None:
+    """Invalid naming every offending field (dotted and as a JSON pointer) unless ``spec`` is a valid run spec."""
+    try:
+        RunSpec.model_validate(spec)
+    except ValidationError as exc:
+        errors = spec_errors(exc, (at,))
+        first = errors[0]
+        raise Invalid(f"{first['field']}: {first['message']}", field=first["field"], errors=errors) from None
+
+
 async def submit_run(
     conn: AsyncConnection,
     *,
@@ -74,7 +86,11 @@ async def submit_run(
     requested_by_name: str | None,
     retry_of: uuid.UUID | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Create a run (or return the one with the same idempotency key); True when created now."""
+    """Create a run (or return the one with the same idempotency key); True when created now.
+
+    The spec is checked here, against the engines' models (control_room/specs): the one place that knows the
+    field rules. The SQL function checks only what it needs to build the run (keys, dependencies)."""
+    check_run_spec(spec)
     project_id = await resolve_project(conn, project)
     cur = await conn.execute(
         "select run_id, created, refusal from ops.submit_run(%s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)",
@@ -113,8 +129,6 @@ class RunFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
     template_id: uuid.UUID | None = None  # runs started from this job template
-
-
 
 
 async def list_runs(conn: AsyncConnection, *, filters: RunFilters, cursor: str | None, limit: int) -> Page:

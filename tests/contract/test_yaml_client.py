@@ -18,7 +18,10 @@ def test_yaml_only_client_runs_a_task_end_to_end(live_api: LiveServer, provision
         {
             "project": str(provision.tenant().project_id),
             "environment": "dev",
-            "spec": {"name": "yaml-client", "tasks": [{"key": "only", "engine": "shell", "pool": pool}]},
+            "spec": {
+                "name": "yaml-client",
+                "tasks": [{"key": "only", "engine": "shell", "command": "true", "pool": pool}],
+            },
         },
     )
     assert submitted.status_code == 201, submitted.text
