@@ -136,7 +136,7 @@ async def list_queries(
     user: User,
     db: Pool,
     engine: Annotated[str | None, Query(max_length=40)] = None,
-    state: Annotated[list[str] | None, Query(description="One or more states.")] = None,
+    state: Annotated[list[QueryState] | None, Query(description="One or more states.")] = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
     run_id: uuid.UUID | None = None,
     task_id: uuid.UUID | None = None,

@@ -15,7 +15,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
-from control_room.services.errors import CapExceeded, Invalid, NotFound
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -213,7 +213,8 @@ async def retry_run(
     if run is None:
         raise NotFound(f"run {run_id} does not exist or is not visible to you", field="run_id")
     if run["status"] not in ("failed", "cancelled"):
-        raise Invalid(f"run {run_id} is {run['status']}; only failed or cancelled runs can be retried", field="run_id")
+        # 409: the request is well-formed; the run's state does not allow it.
+        raise Conflict(f"run {run_id} is {run['status']}; only failed or cancelled runs can be retried", field="run_id")
     created, _ = await submit_run(
         conn,
         project=str(run["project_id"]),
