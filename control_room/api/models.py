@@ -325,6 +325,11 @@ class RunPublic(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     duration_s: float | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the run may wait, found at submit: e.g. no executor of a task's pool that offers its engine "
+        "is online or was seen recently.",
+    )
 
 
 class AttemptPublic(BaseModel):

@@ -53,6 +53,10 @@ def _validation_item(error: Any) -> dict[str, str]:
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
+    return _service_problem(exc)
+
+
+def _service_problem(exc: ServiceError) -> JSONResponse:
     extra: dict[str, Any] = {}
     if exc.errors:
         extra["errors"] = exc.errors
@@ -75,7 +79,7 @@ async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, psycopg.Error)
     mapped = from_db_error(exc)
     if mapped is not None:
-        return problem(mapped.status, mapped.title, mapped.message, field=mapped.field)
+        return _service_problem(mapped)
     log.exception("database error")
     return problem(500, "Server fault", "the database failed to answer this request; it was logged")
 

@@ -11,9 +11,7 @@ class ServiceError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(
-        self, message: str, *, field: str | None = None, errors: list[dict[str, str]] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, field: str | None = None, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field

@@ -15,6 +15,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
+from control_room.config import get_settings
 from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound
 from control_room.services.pagination import (
     Keyset,
@@ -36,7 +37,7 @@ RUN_COLUMNS = """
     r.id, r.name, r.project_id, p.slug as project, e.name as environment, r.status, r.priority, r.trigger,
     r.requested_by, r.requested_by_name, r.tags, r.engines, r.task_count, r.params, r.retry_of,
     r.cancel_requested_at is not null as cancel_requested, r.created_at, r.started_at, r.finished_at,
-    r.updated_at,
+    r.updated_at, r.warnings,
     extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as duration_s
 """
 RUN_FROM = "ops.runs r join ops.projects p on p.id = r.project_id join ops.environments e on e.id = r.environment_id"
@@ -113,6 +114,12 @@ async def submit_run(
     run_id, created, refusal = row
     if refusal:
         raise CapExceeded(refusal)
+    if created:
+        # Which engines are live: a warning on the run, or a refusal (LH422, rolling the submit back) when the
+        # project sets require_available_engine.
+        await conn.execute(
+            "select ops.note_engine_availability(%s, %s)", (run_id, get_settings().executor_offline_after_seconds)
+        )
     return await get_run(conn, run_id=run_id, with_tasks=False), bool(created)
 
 

@@ -128,3 +128,49 @@ def test_readme_shows_a_dbt_task_and_the_demo_project_slug() -> None:
     api_section = readme.split("## Calling the API", 1)[1].split("\n## ", 1)[0]
     assert '"engine": "dbt"' in api_section
     assert '"project": "lakehouse"' in api_section and "slug" in api_section
+
+
+def test_submit_warns_when_no_live_executor_offers_the_engine_and_refuses_when_the_project_requires_one(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    import uuid
+
+    import psycopg
+
+    tenant = provision.tenant(f"engines-{uuid.uuid4().hex[:6]}")
+    operator = httpx.Client(
+        base_url=live_api.base_url + API,
+        headers={"Authorization": f"Bearer {provision.user_token('operator', tenant)[1]}"},
+        timeout=30,
+    )
+    pool = f"live-{uuid.uuid4().hex[:8]}"
+
+    def submit(engine_task: dict[str, Any]) -> httpx.Response:
+        task = {"key": "t", "pool": pool, **engine_task}
+        return operator.post("/runs", json={"project": str(tenant.project_id), "spec": {"tasks": [task]}})
+
+    shell = {"engine": "shell", "command": "true"}
+    nobody = submit(shell)
+    assert nobody.status_code == 201, nobody.text
+    (warning,) = nobody.json()["warnings"]
+    assert f"pool {pool}" in warning and "engine shell" in warning
+    assert operator.get(f"/runs/{nobody.json()['id']}").json()["warnings"] == [warning]
+
+    agent = httpx.Client(
+        base_url=live_api.base_url + API,
+        headers={"Authorization": f"Bearer {provision.executor_token(pool, tenant=tenant)}"},
+        timeout=30,
+    )
+    assert agent.post("/executors/register", json={"engines": ["shell"]}).status_code == 200
+    assert submit(shell).json()["warnings"] == []
+    dbt = {"engine": "dbt", "command": "build", "project": "examples/dbt"}
+    assert "engine dbt" in submit(dbt).json()["warnings"][0]  # the live executor offers shell only
+
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute("update ops.projects set require_available_engine = true where id = %s", (tenant.project_id,))
+    refused = submit(dbt)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "spec.tasks[0].engine" and refused.json()["pointer"] == "/spec/tasks/0/engine"
+    assert "require_available_engine" in refused.json()["detail"]
+    listed = operator.get("/runs", params={"project": str(tenant.project_id)}).json()["items"]
+    assert len(listed) == 3, "the refused submit left no run behind"
