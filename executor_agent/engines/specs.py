@@ -30,9 +30,9 @@ def _is_union_label(part: int | str) -> bool:
     return isinstance(getattr(contract, part, None), type)
 
 
-def field_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...], where: str = "spec") -> str:
     """``("delta", "keys", 0)`` -> ``spec.delta.keys[0]`` (union members left out)."""
-    out = "spec"
+    out = where
     for part in loc:
         if _is_union_label(part):
             continue
@@ -42,10 +42,15 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 def typed_spec(model: type[SpecT], spec: Mapping[str, Any], *, key: str, engine: str) -> SpecT:
     """``spec`` validated by ``model`` (its key and engine filled from the claim when absent)."""
+    return typed_part(model, {"key": key, "engine": engine, **spec}, where="spec")
+
+
+def typed_part(model: type[SpecT], value: Any, *, where: str) -> SpecT:
+    """A part of a spec (``spec.delta``) validated by its model; EngineError naming the field under ``where``."""
     try:
-        return model.model_validate({"key": key, "engine": engine, **spec})
+        return model.model_validate(value)
     except ValidationError as exc:
         # Of the reasons each union member gives, the deepest names the field best.
         error = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        raise EngineError(f"{field_path(tuple(error.get('loc', ())))}: {message}") from None
+        raise EngineError(f"{field_path(tuple(error.get('loc', ())), where)}: {message}") from None
