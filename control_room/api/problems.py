@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_room.services.errors import ServiceError, from_db_error
@@ -20,6 +20,7 @@ from control_room.storage import ArtifactMissing, StorageError
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
 ERROR_DESCRIPTIONS = {
     "400": "Malformed request.",
@@ -103,10 +104,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _methods_at(request: Request) -> list[str]:
+    # The contract knows every path and its methods (routers are wrapped, so app.routes does not list them).
     methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
-            methods |= route.methods or set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in item if method in HTTP_METHODS}
     return sorted(methods)
 
 

@@ -53,3 +53,12 @@ def test_an_unknown_query_state_is_refused_and_the_contract_lists_the_states(
     assert refused.status_code == 422 and refused.json()["field"].startswith("state")
     parameter = next(p for p in load_contract()["paths"][f"{API}/queries"]["get"]["parameters"] if p["name"] == "state")
     assert "refused" in parameter["schema"]["anyOf"][0]["items"]["enum"]
+
+
+def test_unknown_paths_and_unserved_methods_answer_problem_json(live_api: LiveServer, provision: Provisioner) -> None:
+    operator = client(live_api, provision.user_token("operator")[1])
+    missing = operator.get("/no-such-operation")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith(PROBLEM)
+    options = operator.request("OPTIONS", "/runs")
+    assert options.status_code == 405 and options.headers["content-type"].startswith(PROBLEM)
+    assert {"GET", "POST"} <= {m.strip() for m in options.headers["allow"].split(",")}
