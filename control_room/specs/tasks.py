@@ -582,7 +582,7 @@ def _without_union_tags(loc: tuple[Any, ...] | list[Any]) -> list[str | int]:
     labels = _union_labels()
     out: list[str | int] = []
     for index, part in enumerate(loc):
-        if index and isinstance(loc[index - 1], int) and part in ENGINES:
+        if part in ENGINES and (index == 0 or isinstance(loc[index - 1], int)):
             continue
         if isinstance(part, str) and part in labels and out and out[-1] not in ("env", "conf", "tables"):
             continue
