@@ -26,7 +26,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from executor_agent import __version__
-from executor_agent.wire import (
+from executor_agent.generated.contract import (
     ArtifactPublic,
     ClaimReply,
     EventBatchReply,

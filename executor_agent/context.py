@@ -25,9 +25,9 @@ from typing import IO, Any, Literal, cast
 from executor_agent.client import ClientError
 from executor_agent.engines.base import EngineError, Level, ProcessOutcome, ResourceLimits, TaskCancelled
 from executor_agent.events import clean_json, make_event
+from executor_agent.generated.contract import TaskAssignment
 from executor_agent.processes import child_setup, start_ticks, stop_group
 from executor_agent.spool import Spool
-from executor_agent.wire import TaskAssignment
 
 log = logging.getLogger("executor_agent")
 

@@ -50,9 +50,9 @@ from executor_agent.context import AttemptContext, PendingReports, new_attempt_d
 from executor_agent.engines import discover_engines
 from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskCancelled
 from executor_agent.events import MAX_MESSAGE_CHARS, MAX_RESULT_BYTES, bounded_json, clean_text, make_event
+from executor_agent.generated.contract import ArtifactPublic, ExecutorPublic, TaskAssignment
 from executor_agent.processes import kill_recorded_group
 from executor_agent.spool import FINAL_KINDS, OutboxItem, Spool, file_sha256
-from executor_agent.wire import ArtifactPublic, ExecutorPublic, TaskAssignment
 
 log = logging.getLogger("executor_agent")
 

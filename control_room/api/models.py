@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from control_room.services.artifacts import MAX_ARTIFACT_BYTES
+from control_room.specs.tasks import RunSpec
 
 
 def _not_a_bool(value: Any) -> Any:
@@ -45,6 +46,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ProblemItem(BaseModel):
+    """One problem of a request: the field (dotted and as a JSON pointer into the body) and why."""
+
+    field: str | None = None
+    pointer: str | None = None
+    message: str
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; ``field`` names the offending input when there is one."""
 
@@ -52,8 +61,11 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    field: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    field: str | None = Field(default=None, description="The offending input, e.g. spec.tasks[0].threads.")
+    pointer: str | None = Field(
+        default=None, description="JSON pointer (RFC 6901) of the offending field in the body: /spec/tasks/0/threads."
+    )
+    errors: list[ProblemItem] | None = Field(default=None, description="Every problem found.")
 
 
 # Executors -----------------------------------------------------------------------------------------
@@ -281,29 +293,6 @@ class ArtifactList(BaseModel):
 # Runs ------------------------------------------------------------------------------------------------
 
 
-class TaskSpec(BaseModel):
-    """One task of a run; engine-specific fields (command, module, sql, ...) sit beside these."""
-
-    model_config = ConfigDict(extra="allow")
-
-    key: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
-    engine: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")
-    depends_on: list[str] = Field(default_factory=list)
-    timeout_s: Annotated[int, Field(ge=1, le=2_147_483_647), BeforeValidator(_not_a_bool)] | None = None
-    max_attempts: Int = Field(default=3, ge=1, le=100)
-    retry_backoff_s: Int = Field(default=10, ge=0, le=86400)
-    pool: str | None = None
-    labels: list[str] = Field(default_factory=list)
-    required_labels: list[str] = Field(default_factory=list)
-
-
-class RunSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str | None = Field(default=None, max_length=200)
-    tasks: list[TaskSpec] = Field(min_length=1, max_length=1000)
-
-
 class RunCreate(Strict):
     project: str = Field(min_length=1, max_length=100, description="Project id or slug.")
     environment: Literal["dev", "staging", "prod"] = "dev"
@@ -336,6 +325,11 @@ class RunPublic(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     duration_s: float | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the run may wait, found at submit: e.g. no executor of a task's pool that offers its engine "
+        "is online or was seen recently.",
+    )
 
 
 class AttemptPublic(BaseModel):

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_room.services.errors import ServiceError, from_db_error
+from control_room.specs.tasks import merged_items, pointer_of_field, spec_error_items
 from control_room.storage import ArtifactMissing, StorageError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
 ERROR_DESCRIPTIONS = {
     "400": "Malformed request.",
@@ -39,32 +42,45 @@ def problem(status: int, title: str, detail: str, *, field: str | None = None, *
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
-    return out or ".".join(str(p) for p in loc)
+def _validation_item(error: Any) -> dict[str, str]:
+    loc = list(error.get("loc", ()))
+    where = loc[0] if loc else None
+    loc = [p for p in loc if p not in ("body", "query", "path", "header")]
+    item = spec_error_items(error, loc)
+    if where != "body":
+        item.pop("pointer", None)  # a JSON pointer names a place in the body; parameters have only a name
+    return item
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return problem(exc.status, exc.title, exc.message, field=exc.field)
+    return _service_problem(exc)
+
+
+def _service_problem(exc: ServiceError) -> JSONResponse:
+    extra: dict[str, Any] = {}
+    if exc.errors:
+        extra["errors"] = exc.errors
+        extra["pointer"] = exc.errors[0].get("pointer")
+    elif exc.field and exc.field.startswith("spec"):
+        extra["pointer"] = pointer_of_field(exc.field)
+    return problem(exc.status, exc.title, exc.message, field=exc.field, **extra)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
-    first = errors[0] if errors else {"field": None, "message": "invalid request"}
-    detail = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
-    return problem(422, "Invalid request", detail, field=first["field"], errors=errors)
+    errors = merged_items(_validation_item(e) for e in exc.errors())
+    first = errors[0] if errors else {"message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}" if first.get("field") else str(first["message"])
+    extra = {"pointer": first["pointer"]} if first.get("pointer") else {}
+    return problem(422, "Invalid request", detail, field=first.get("field"), errors=errors, **extra)
 
 
 async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, psycopg.Error)
     mapped = from_db_error(exc)
     if mapped is not None:
-        return problem(mapped.status, mapped.title, mapped.message, field=mapped.field)
+        return _service_problem(mapped)
     log.exception("database error")
     return problem(500, "Server fault", "the database failed to answer this request; it was logged")
 
@@ -88,10 +104,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _methods_at(request: Request) -> list[str]:
+    # The contract knows every path and its methods (routers are wrapped, so app.routes does not list them).
     methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
-            methods |= route.methods or set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in item if method in HTTP_METHODS}
     return sorted(methods)
 
 
@@ -106,8 +123,12 @@ def install(app: FastAPI) -> None:
 
 def document_problems(schema: dict[str, Any], problem_schema: dict[str, Any]) -> dict[str, Any]:
     """Rewrite error responses in an OpenAPI document to problem+json with the Problem schema."""
-    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = problem_schema
-    schemas = schema["components"]["schemas"]
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    # pydantic nests ProblemItem under $defs: lift it into the components and point there.
+    text = json.dumps(problem_schema).replace('"#/$defs/', '"#/components/schemas/')
+    problem_schema = json.loads(text)
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path_item in schema.get("paths", {}).values():

@@ -136,7 +136,7 @@ async def list_queries(
     user: User,
     db: Pool,
     engine: Annotated[str | None, Query(max_length=40)] = None,
-    state: Annotated[list[str] | None, Query(description="One or more states.")] = None,
+    state: Annotated[list[QueryState] | None, Query(description="One or more states.")] = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
     run_id: uuid.UUID | None = None,
     task_id: uuid.UUID | None = None,
@@ -146,8 +146,9 @@ async def list_queries(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Query history newest first, filtered; keyset pagination through `cursor`."""
+    states = [str(s) for s in state or []]
     filters = queries.QueryFilters(
-        engine=engine, states=state or [], project=project, run_id=run_id, task_id=task_id, user=query_user, text=q
+        engine=engine, states=states, project=project, run_id=run_id, task_id=task_id, user=query_user, text=q
     )
     async with db.connection() as conn, scoped(conn, user):
         items, next_cursor = await queries.list_queries(conn, filters=filters, cursor=cursor, limit=limit)

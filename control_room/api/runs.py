@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -53,7 +53,7 @@ async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) 
                 conn,
                 project=body.project,
                 environment=body.environment,
-                spec=body.spec.model_dump(mode="json", exclude_unset=True),
+                spec=body.spec.model_dump(mode="json", exclude_unset=True, by_alias=True),
                 params=body.params,
                 idempotency_key=body.idempotency_key,
                 priority=body.priority,
@@ -154,6 +154,28 @@ async def list_run_events(
     }
 
 
+async def _stream_start(
+    run_id: uuid.UUID,
+    user: User,
+    db: Pool,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after_id: Annotated[int | None, Query(ge=0, le=2**62, description="Start after this id (header wins).")] = None,
+) -> int:
+    # A dependency runs before the response starts: an unknown run or a bad Last-Event-ID is a 404/422
+    # problem, not a 200 whose stream breaks off.
+    start = after_id or 0
+    if last_event_id:
+        try:
+            start = int(last_event_id)
+        except ValueError as exc:
+            raise Invalid("Last-Event-ID must be an event id returned by this stream", field="Last-Event-ID") from exc
+        if not 0 <= start <= 2**62:
+            raise Invalid("Last-Event-ID must be an event id returned by this stream", field="Last-Event-ID")
+    async with db.connection() as conn, scoped(conn, user):
+        await runs.get_run(conn, run_id=run_id, with_tasks=False)
+    return start
+
+
 @router.get(
     "/runs/{run_id}/events/stream",
     operation_id="streamRunEvents",
@@ -161,22 +183,10 @@ async def list_run_events(
     responses={"200": {"description": "text/event-stream of events (id = event id, event = type, data = JSON)."}},
 )
 async def stream_run_events(
-    run_id: uuid.UUID,
-    user: User,
-    db: Pool,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after_id: Annotated[int | None, Query(ge=0, le=2**62, description="Start after this id (header wins).")] = None,
+    run_id: uuid.UUID, user: User, db: Pool, start: Annotated[int, Depends(_stream_start)]
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events of the run, resuming after `Last-Event-ID`; ends with an `end` event once the
-    run has finished and every event was sent."""
-    start = after_id or 0
-    if last_event_id:
-        try:
-            start = int(last_event_id)
-        except ValueError as exc:
-            raise Invalid("Last-Event-ID must be an event id returned by this stream", field="Last-Event-ID") from exc
-    async with db.connection() as conn, scoped(conn, user):
-        await runs.get_run(conn, run_id=run_id, with_tasks=False)
+    run has finished and every event was sent. Each event's data is an EventPublic as JSON."""
     notifier = await get_notifier()
     last = start
     while True:
@@ -225,7 +235,12 @@ async def get_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> dict[str
     "/artifacts/{artifact_id}/content",
     operation_id="downloadArtifact",
     response_class=StreamingResponse,
-    responses={"200": {"description": "The artifact's bytes.", "content": {"application/octet-stream": {}}}},
+    responses={
+        "200": {
+            "description": "The artifact's bytes, served with the content type it was uploaded with.",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 async def download_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> StreamingResponse:
     """The artifact's bytes, with its SHA-256 as the ETag."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 from croniter import croniter
+from pydantic import ValidationError
 
 from control_room.bundle.models import (
     ALERT_KINDS_NEEDING_THRESHOLD,
@@ -25,6 +26,7 @@ from control_room.bundle.models import (
     BundleFile,
     JobTemplate,
     Schedule,
+    TaskTemplate,
     section_key,
 )
 from control_room.bundle.source import (
@@ -35,6 +37,7 @@ from control_room.bundle.source import (
     load_yaml,
     validate_document,
 )
+from control_room.specs.tasks import TaskSpec, spec_errors
 
 MANIFEST = "bundle.yaml"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -235,6 +238,8 @@ def _check_template(template: JobTemplate, origin: Origin) -> list[Problem]:
     except jsonschema.SchemaError as exc:
         path = ("params_schema", *exc.path)
         problems.append(origin.problem(path, f"not a valid JSON Schema: {exc.message}"))
+    for index, task in enumerate(template.tasks):
+        problems += _check_task_spec(task, index, origin)
     keys: dict[str, int] = {}
     for index, task in enumerate(template.tasks):
         if task.key in keys:
@@ -252,6 +257,22 @@ def _check_template(template: JobTemplate, origin: Origin) -> list[Problem]:
     if cycle:
         problems.append(origin.problem(("tasks",), f"dependency cycle: {' -> '.join(cycle)}"))
     return problems
+
+
+def _check_task_spec(task: TaskTemplate, index: int, origin: Origin) -> list[Problem]:
+    """The task as a run will carry it (config flattened into the task) against its engine's model."""
+    common = task.model_dump(mode="json", exclude_none=True, exclude={"config"})
+    try:
+        TaskSpec.model_validate({**task.config, **common})
+    except ValidationError as exc:
+        problems = []
+        for item in spec_errors(exc):
+            path: list[str | int] = [int(p) if p.isdigit() else p for p in item["pointer"].split("/")[1:]]
+            if not path or path[0] not in common:
+                path = ["config", *path]
+            problems.append(origin.problem(("tasks", index, *path), item["message"]))
+        return problems
+    return []
 
 
 def _cycle(template: JobTemplate) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import typer
 
 from control_room.api.contract import CONTRACT_PATH, contract_diff, export_contract, load_contract, served_contract
@@ -26,3 +29,11 @@ def check_command() -> None:
         typer.echo(f"{CONTRACT_PATH.name} is out of date: run `lakehouse contract export`", err=True)
         raise typer.Exit(1)
     typer.echo(f"{CONTRACT_PATH.name} matches the served API")
+
+
+@app.command("generate")
+def generate_command() -> None:
+    """Export the contract from the served API, then regenerate the agent's models from it (`make contract`)."""
+    typer.echo(f"wrote {export_contract()}")
+    # A separate process: the control room never imports the agent (nor the agent the control room).
+    raise typer.Exit(subprocess.run([sys.executable, "-m", "executor_agent.generated.build"], check=False).returncode)

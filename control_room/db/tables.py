@@ -147,6 +147,8 @@ class Project(OpsTable, table=True):
     name: str = Field(sa_column=_text(nullable=False))
     description: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    # Refuse a submit whose engine no live executor of the routed pool offers (default: warn).
+    require_available_engine: bool = Field(sa_column=_boolean(nullable=False))
 
 
 class Environment(OpsTable, table=True):
@@ -259,6 +261,8 @@ class Run(OpsTable, table=True):
     template_version_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.job_template_versions.id"))
     schedule_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True), description="no FK: schedules may be deleted")
     backfill_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.backfills.id"))
+    # Why the run may wait (20261204000210_engine_availability.sql): no live executor offers an engine.
+    warnings: list[str] = Field(sa_column=_text_array())
 
 
 class Task(OpsTable, table=True):

@@ -129,6 +129,8 @@ def _header() -> rx.Component:
             ),
             rx.cond(HEADER.error != "", rx.callout(HEADER.error, icon="circle-alert", color_scheme="red",
                                                      size="1", width="100%")),
+            rx.cond(HEADER.warnings != "", rx.callout(HEADER.warnings, icon="triangle-alert", color_scheme="amber",
+                                                        size="1", width="100%", id="run-warnings")),
             spacing="4",
             width="100%",
         ),

@@ -11,10 +11,11 @@ class ServiceError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.errors = errors  # every problem found, each with field, pointer and message
 
 
 class Unauthorized(ServiceError):

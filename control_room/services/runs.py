@@ -13,8 +13,10 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
+from pydantic import ValidationError
 
-from control_room.services.errors import CapExceeded, Invalid, NotFound
+from control_room.config import get_settings
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -26,6 +28,7 @@ from control_room.services.pagination import (
     newest_first,
     trim_page,
 )
+from control_room.specs.tasks import RunSpec, spec_errors
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TRIGGERS = ("manual", "api", "schedule", "retry", "backfill", "promotion", "demo")
@@ -34,7 +37,7 @@ RUN_COLUMNS = """
     r.id, r.name, r.project_id, p.slug as project, e.name as environment, r.status, r.priority, r.trigger,
     r.requested_by, r.requested_by_name, r.tags, r.engines, r.task_count, r.params, r.retry_of,
     r.cancel_requested_at is not null as cancel_requested, r.created_at, r.started_at, r.finished_at,
-    r.updated_at,
+    r.updated_at, r.warnings,
     extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as duration_s
 """
 RUN_FROM = "ops.runs r join ops.projects p on p.id = r.project_id join ops.environments e on e.id = r.environment_id"
@@ -59,6 +62,16 @@ async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
     return uuid.UUID(str(rows[0][0]))
 
 
+def check_run_spec(spec: Any, *, at: str = "spec") -> None:
+    """Invalid naming every offending field (dotted and as a JSON pointer) unless ``spec`` is a valid run spec."""
+    try:
+        RunSpec.model_validate(spec)
+    except ValidationError as exc:
+        errors = spec_errors(exc, (at,))
+        first = errors[0]
+        raise Invalid(f"{first['field']}: {first['message']}", field=first["field"], errors=errors) from None
+
+
 async def submit_run(
     conn: AsyncConnection,
     *,
@@ -74,7 +87,11 @@ async def submit_run(
     requested_by_name: str | None,
     retry_of: uuid.UUID | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Create a run (or return the one with the same idempotency key); True when created now."""
+    """Create a run (or return the one with the same idempotency key); True when created now.
+
+    The spec is checked here, against the engines' models (control_room/specs): the one place that knows the
+    field rules. The SQL function checks only what it needs to build the run (keys, dependencies)."""
+    check_run_spec(spec)
     project_id = await resolve_project(conn, project)
     cur = await conn.execute(
         "select run_id, created, refusal from ops.submit_run(%s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)",
@@ -97,6 +114,12 @@ async def submit_run(
     run_id, created, refusal = row
     if refusal:
         raise CapExceeded(refusal)
+    if created:
+        # Which engines are live: a warning on the run, or a refusal (LH422, rolling the submit back) when the
+        # project sets require_available_engine.
+        await conn.execute(
+            "select ops.note_engine_availability(%s, %s)", (run_id, get_settings().executor_offline_after_seconds)
+        )
     return await get_run(conn, run_id=run_id, with_tasks=False), bool(created)
 
 
@@ -113,8 +136,6 @@ class RunFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
     template_id: uuid.UUID | None = None  # runs started from this job template
-
-
 
 
 async def list_runs(conn: AsyncConnection, *, filters: RunFilters, cursor: str | None, limit: int) -> Page:
@@ -199,7 +220,8 @@ async def retry_run(
     if run is None:
         raise NotFound(f"run {run_id} does not exist or is not visible to you", field="run_id")
     if run["status"] not in ("failed", "cancelled"):
-        raise Invalid(f"run {run_id} is {run['status']}; only failed or cancelled runs can be retried", field="run_id")
+        # 409: the request is well-formed; the run's state does not allow it.
+        raise Conflict(f"run {run_id} is {run['status']}; only failed or cancelled runs can be retried", field="run_id")
     created, _ = await submit_run(
         conn,
         project=str(run["project_id"]),

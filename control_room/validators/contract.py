@@ -137,27 +137,33 @@ def _compare_schemas(
     if not a or not b:
         return
     label = f'{direction} field "{path}"' if path else f"{direction} body"
+
+    def deeper(old_child: Any, new_child: Any, child_path: str) -> None:
+        _compare_schemas(
+            schemas_old, schemas_new, old_child, new_child, where=where, path=child_path, direction=direction,
+            out=out, depth=depth + 1,
+        )  # fmt: skip
+
     type_a, type_b = _type_of(a), _type_of(b)
     if type_a and type_b and type_a != type_b:
         out.append(BreakingChange(where, f"{label} changed type from {type_a} to {type_b}"))
         return
+    if direction == "request":
+        _compare_request_narrowing(schemas_old, schemas_new, a, b, label, where, out)
+    variants_a, variants_b = _variants(a), _variants(b)
+    if variants_a and variants_b:
+        property_name = _discriminator(a)
+        for tag in sorted(set(variants_a) - set(variants_b)) if direction == "request" else []:
+            out.append(BreakingChange(where, f"{label} no longer accepts {property_name} {tag!r}"))
+        for tag in sorted(set(variants_a) & set(variants_b)):
+            deeper(variants_a[tag], variants_b[tag], f"{path}({property_name}={tag})")
     if isinstance(a.get("enum"), list) and isinstance(b.get("enum"), list):
         removed = [v for v in a["enum"] if v not in b["enum"]]
         if removed:
             values = ", ".join(repr(v) for v in removed)
             out.append(BreakingChange(where, f"{label} no longer allows enum value(s) {values}"))
     if "items" in a and "items" in b:
-        _compare_schemas(
-            schemas_old,
-            schemas_new,
-            a["items"],
-            b["items"],
-            where=where,
-            path=f"{path}[]",
-            direction=direction,
-            out=out,
-            depth=depth + 1,
-        )
+        deeper(a["items"], b["items"], f"{path}[]")
     props_a: dict[str, Any] = a.get("properties") or {}
     props_b: dict[str, Any] = b.get("properties") or {}
     if direction == "request":
@@ -166,22 +172,80 @@ def _compare_schemas(
             field = f"{path}.{name}" if path else name
             what = "new and required" if name not in props_a else "now required"
             out.append(BreakingChange(where, f'request field "{field}" is {what}'))
+        if b.get("additionalProperties") is False:
+            for name in sorted(set(props_a) - set(props_b)):
+                field = f"{path}.{name}" if path else name
+                out.append(BreakingChange(where, f'request field "{field}" was removed (clients sending it get 422)'))
     else:
         for name in sorted(set(props_a) - set(props_b)):
             field = f"{path}.{name}" if path else name
             out.append(BreakingChange(where, f'response field "{field}" was removed'))
     for name in sorted(set(props_a) & set(props_b)):
-        _compare_schemas(
-            schemas_old,
-            schemas_new,
-            props_a[name],
-            props_b[name],
-            where=where,
-            path=f"{path}.{name}" if path else name,
-            direction=direction,
-            out=out,
-            depth=depth + 1,
-        )
+        deeper(props_a[name], props_b[name], f"{path}.{name}" if path else name)
+
+
+_UPPER_BOUNDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
+_LOWER_BOUNDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
+
+
+def _json_types(schemas: _Schemas, schema: dict[str, Any]) -> set[str]:
+    """The JSON types a schema accepts (through unions); empty when it says nothing about types."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list):
+        return {str(k) for k in kind}
+    found: set[str] = set()
+    for union in ("anyOf", "oneOf"):
+        for option in schema.get(union) or []:
+            types = _json_types(schemas, schemas.resolve(option))
+            if not types:
+                return set()  # an option without a type accepts anything
+            found |= types
+    return found
+
+
+def _compare_request_narrowing(
+    schemas_old: _Schemas,
+    schemas_new: _Schemas,
+    a: dict[str, Any],
+    b: dict[str, Any],
+    label: str,
+    where: str,
+    out: list[BreakingChange],
+) -> None:
+    """What a client could send before and cannot now: fewer types, tighter bounds, a new pattern."""
+    types_a, types_b = _json_types(schemas_old, a), _json_types(schemas_new, b)
+    if types_a and types_b:
+        # null is left out: the resolver folds "X or null" into X, so it cannot be compared here.
+        lost = types_a - types_b - {"null"} - ({"integer"} if "number" in types_b else set())
+        if lost:
+            out.append(BreakingChange(where, f"{label} no longer accepts {', '.join(sorted(lost))}"))
+    for bounds, tighter in ((_UPPER_BOUNDS, min), (_LOWER_BOUNDS, max)):
+        for bound in bounds:
+            old, new = a.get(bound), b.get(bound)
+            if isinstance(new, int | float) and not (isinstance(old, int | float) and tighter(old, new) == old):
+                message = f"{label} {bound} narrowed from {_number(old)} to {_number(new)}"
+                out.append(BreakingChange(where, message))
+    if b.get("pattern") is not None and b.get("pattern") != a.get("pattern"):
+        out.append(BreakingChange(where, f"{label} pattern changed to {b['pattern']!r}"))
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "none"
+
+
+def _discriminator(schema: dict[str, Any]) -> str:
+    found = schema.get("discriminator")
+    return str(found.get("propertyName", "kind")) if isinstance(found, dict) else "kind"
+
+
+def _variants(schema: dict[str, Any]) -> dict[str, Any]:
+    """A discriminated union's members by tag (``{"dbt": {"$ref": ...}}``); empty for other schemas."""
+    found = schema.get("discriminator")
+    if not isinstance(found, dict) or not isinstance(found.get("mapping"), dict):
+        return {}
+    return {str(tag): {"$ref": ref} for tag, ref in found["mapping"].items()}
 
 
 def _normalized(path: str) -> str:

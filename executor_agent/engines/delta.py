@@ -36,6 +36,8 @@ from executor_agent.engines.spark_support.lineage import (
     lineage_payload,
     resolve_location,
 )
+from executor_agent.engines.specs import typed_part, typed_spec
+from executor_agent.generated import contract
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -192,12 +194,11 @@ class DeltaRequest:
     @classmethod
     def parse(cls, raw: Any) -> DeltaRequest:
         where = cls.WHERE
-        if not isinstance(raw, Mapping):
-            raise EngineError(f"{where}: expected an object with operation and table")
-        operation = _require(raw, "operation", str, where)
-        if operation not in OPERATIONS:
-            raise EngineError(f"{where}.operation: {operation!r} is not one of {', '.join(OPERATIONS)}")
-        table = resolve_location(_require(raw, "table", str, where))
+        # Types, bounds, enumerations and unknown fields: the contract's DeltaOperation; what it cannot say
+        # (which operation needs which field) is checked below.
+        typed = typed_part(contract.DeltaOperation, raw, where=where)
+        operation = typed.operation
+        table = resolve_location(typed.table)
         source = None
         if operation in ("append", "overwrite", "merge"):
             source = DeltaSource.parse(raw.get("source"), f"{where}.source")
@@ -218,17 +219,6 @@ class DeltaRequest:
             version, timestamp = _version_or_timestamp(raw, where)
             if raw.get("format", "parquet") not in READ_FORMATS:
                 raise EngineError(f"{where}.format: expected one of {', '.join(READ_FORMATS)}")
-        for key, kind in (("limit", int), ("retention_hours", int), ("target_size", int)):
-            value = _optional(raw, key, kind, where)
-            if value is not None and value < 0:
-                raise EngineError(f"{where}.{key}: must be 0 or more")
-        for key in ("dry_run", "enforce_retention_duration", "delete_not_matched_by_source"):
-            _optional(raw, key, bool, where)
-        for key, allowed in (("when_matched", ("update", "ignore")), ("when_not_matched", ("insert", "ignore"))):
-            if raw.get(key) is not None and raw[key] not in allowed:
-                raise EngineError(f"{where}.{key}: expected one of {', '.join(allowed)}")
-        if raw.get("mode") is not None and raw["mode"] not in ("compact", "z_order"):
-            raise EngineError(f"{where}.mode: expected compact or z_order")
         return cls(
             operation=operation,
             table=table,
@@ -683,6 +673,5 @@ class DeltaEngine(Engine):
         return delta_available()
 
     def run(self, context: TaskContext) -> EngineResult:
-        if context.spec.get("delta") is None:
-            raise EngineError('spec.delta: required: {"operation": ..., "table": ..., ...}')
+        typed_spec(contract.DeltaTaskSpec, context.spec, key=context.task_key, engine=self.name)
         return run_delta_operation(context, context.spec["delta"])

@@ -141,7 +141,7 @@ class DuckdbEngine(Engine):
         return True
 
     def run(self, context: TaskContext) -> EngineResult:
-        spec = SqlTaskSpec.parse(context.spec)
+        spec = SqlTaskSpec.parse(context.spec, engine="duckdb", key=context.task_key)
         backend = DuckdbBackend(context, DuckdbSettings())
         try:
             return SqlTaskRun(context, backend, spec).run()

@@ -47,13 +47,15 @@ from typing import Any
 from executor_agent.engines.base import Engine, EngineError, EngineResult, Level, ProcessOutcome, TaskContext
 from executor_agent.engines.delta import report_lineage, run_delta_operation
 from executor_agent.engines.spark_support.lineage import describe_location, lineage_payload, resolve_location
-from executor_agent.engines.spark_support.logs import LOG4J_LEVELS, LogLevelReader, write_spark_conf_dir
+from executor_agent.engines.spark_support.logs import LogLevelReader, write_spark_conf_dir
 from executor_agent.engines.spark_support.progress import (
     SparkRestPoller,
     StageProgress,
     event_log_files,
     summarize_event_log,
 )
+from executor_agent.engines.specs import typed_spec
+from executor_agent.generated import contract
 
 MASTER_ENV = "LAKEHOUSE_EXECUTOR_SPARK_MASTER"
 MARKER_ENV = "LAKEHOUSE_SPARK_TASK_MARKER"
@@ -104,15 +106,6 @@ def _conf_value(value: Any, where: str) -> str:
     if isinstance(value, str | int | float):
         return str(value)
     raise EngineError(f"{where}: expected a string, number or boolean, got {type(value).__name__}")
-
-
-def _string_list(raw: Mapping[str, Any], key: str) -> list[str]:
-    value = raw.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        raise EngineError(f"spec.{key}: expected a list of non-empty strings")
-    return list(value)
 
 
 @dataclass(frozen=True)
@@ -227,54 +220,38 @@ class SparkJobSpec:
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], *, work_dir: Path, default_master: str, task_key: str) -> SparkJobSpec:
-        sources = [k for k in ("application", "module", "application_artifact") if spec.get(k) is not None]
+        """Read the spec through the contract's SparkTaskSpec (types, unknown fields, bounds: errors name the
+        field), then check what JSON Schema cannot: files exist, the master, memory sizes, --conf agreement."""
+        typed = typed_spec(contract.SparkTaskSpec, spec, key=task_key, engine="spark")
+        sources = [k for k in ("application", "module", "application_artifact") if getattr(typed, k) is not None]
         if len(sources) != 1:
             raise EngineError(
                 "spec: give exactly one of application (a .py file), module (a Python module) or "
                 f"application_artifact ({{task, name}}); got {', '.join(sources) or 'none'}"
             )
-        application = module = None
+        application = None
         artifact = None
-        if spec.get("application") is not None:
-            if not isinstance(spec["application"], str) or not spec["application"].endswith(".py"):
-                raise EngineError(f"spec.application: expected a path to a .py file, got {spec['application']!r}")
-            application = Path(resolve_location(spec["application"]))
+        if typed.application is not None:
+            application = Path(resolve_location(typed.application))
             if not application.is_file():
                 raise EngineError(f"spec.application: no file at {application}")
-        elif spec.get("module") is not None:
-            module = spec["module"]
-            if not isinstance(module, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$", module):
-                raise EngineError(f"spec.module: expected a dotted Python module name, got {module!r}")
-        else:
-            raw = spec["application_artifact"]
-            if not isinstance(raw, Mapping) or not all(
-                isinstance(raw.get(k), str) and raw[k] for k in ("task", "name")
-            ):
-                raise EngineError('spec.application_artifact: expected {"task": <task key>, "name": <artifact name>}')
-            artifact = ArtifactRef(raw["task"], raw["name"])
+        elif typed.application_artifact is not None:
+            artifact = ArtifactRef(typed.application_artifact.task, typed.application_artifact.name)
 
-        output_path = Path(resolve_location(spec.get("output_path") or work_dir / "output"))
+        output_path = Path(resolve_location(typed.output_path or work_dir / "output"))
 
         def substitute(text: str) -> str:
             return text.replace("{output_path}", str(output_path)).replace("{work_dir}", str(work_dir))
 
-        raw_args = spec.get("args") or []
-        if not isinstance(raw_args, list):
-            raise EngineError("spec.args: expected a list")
-        args = tuple(substitute(_conf_value(a, f"spec.args[{i}]")) for i, a in enumerate(raw_args))
+        args = tuple(substitute(_conf_value(a, f"spec.args[{i}]")) for i, a in enumerate(typed.args or []))
 
-        raw_conf = spec.get("conf") or {}
-        if not isinstance(raw_conf, Mapping):
-            raise EngineError("spec.conf: expected an object of Spark settings")
         conf: dict[str, str] = {}
-        for key, value in raw_conf.items():
+        for key, value in (typed.conf or {}).items():
             if not isinstance(key, str) or not key.startswith("spark."):
                 raise EngineError(f'spec.conf: {key!r} is not a Spark setting (names start with "spark.")')
             conf[key] = substitute(_conf_value(value, f"spec.conf[{key!r}]"))
 
-        master = spec.get("master") or default_master
-        if not isinstance(master, str):
-            raise EngineError("spec.master: expected a string such as local[2], spark://host:7077, k8s://… or yarn")
+        master = typed.master or default_master
         if "spark.master" in conf:
             raise EngineError("spec.conf: set the master with spec.master, not spark.master")
         try:
@@ -311,51 +288,33 @@ class SparkJobSpec:
             num_executors=cores["num_executors"],
         )
 
-        deploy_mode = spec.get("deploy_mode", "client")
-        if deploy_mode not in ("client", "cluster"):
-            raise EngineError("spec.deploy_mode: expected client or cluster")
+        deploy_mode = typed.deploy_mode or "client"
         if deploy_mode == "cluster" and local_threads is not None:
             raise EngineError("spec.deploy_mode: cluster needs a cluster master (spark://, k8s://, yarn)")
 
-        raw_env = spec.get("env") or {}
-        if not isinstance(raw_env, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in raw_env.items()
-        ):
-            raise EngineError("spec.env: expected an object of string values")
-
-        lineage = spec.get("lineage") or {}
-        if not isinstance(lineage, Mapping):
-            raise EngineError('spec.lineage: expected {"inputs": [...], "outputs": [...]}')
-        inputs = [substitute(x) for x in _string_list(lineage, "inputs")]
-        outputs = [substitute(x) for x in _string_list(lineage, "outputs")]
-
-        log_level = spec.get("log_level", "info")
-        if not isinstance(log_level, str) or log_level.lower() not in LOG4J_LEVELS:
-            raise EngineError(f"spec.log_level: expected one of {', '.join(LOG4J_LEVELS)}")
-        interval = spec.get("progress_interval_s", 1.0)
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0.1 <= interval <= 60:
-            raise EngineError("spec.progress_interval_s: expected a number of seconds from 0.1 to 60")
-        python = spec.get("python") or sys.executable
-        if not isinstance(python, str) or not (shutil.which(python) or Path(python).is_file()):
+        lineage = typed.lineage
+        inputs = [substitute(x) for x in (lineage.inputs or [] if lineage else [])]
+        outputs = [substitute(x) for x in (lineage.outputs or [] if lineage else [])]
+        python = typed.python or sys.executable
+        if not (shutil.which(python) or Path(python).is_file()):
             raise EngineError(f"spec.python: no Python interpreter at {python!r}")
-        app_name = spec.get("name") if isinstance(spec.get("name"), str) else task_key
 
         return cls(
             application=application,
-            module=module,
+            module=typed.module,
             artifact=artifact,
             args=args,
             conf=conf,
             resources=resources,
             deploy_mode=deploy_mode,
-            python_path=tuple(substitute(p) for p in _string_list(spec, "python_path")),
-            env=dict(raw_env),
+            python_path=tuple(substitute(p) for p in typed.python_path or []),
+            env=dict(typed.env or {}),
             output_path=output_path,
             lineage_inputs=tuple(inputs),
             lineage_outputs=tuple(outputs),
-            log_level=log_level.lower(),
-            progress_interval_s=float(interval),
-            app_name=str(app_name),
+            log_level=typed.log_level or "info",
+            progress_interval_s=float(typed.progress_interval_s if typed.progress_interval_s is not None else 1.0),
+            app_name=typed.name or task_key,
             python=python,
         )
 
@@ -587,6 +546,7 @@ class SparkEngine(Engine):
         return Path(spec.origin).parent
 
     def run(self, context: TaskContext) -> EngineResult:
+        typed_spec(contract.SparkTaskSpec, context.spec, key=context.task_key, engine="spark")
         if context.spec.get("delta") is not None:
             job_fields = [k for k in ("application", "module", "application_artifact") if context.spec.get(k)]
             if job_fields:

@@ -87,7 +87,7 @@ class TrinoEngine(Engine):
         return bool(TrinoSettings().url)
 
     def run(self, context: TaskContext) -> EngineResult:
-        spec = SqlTaskSpec.parse(context.spec)
+        spec = SqlTaskSpec.parse(context.spec, engine="trino", key=context.task_key)
         backend = TrinoBackend(context, TrinoSettings(), spec)
         try:
             return SqlTaskRun(context, backend, spec).run()

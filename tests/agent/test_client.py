@@ -22,7 +22,7 @@ from executor_agent.client import (
     NotFound,
     Unauthorized,
 )
-from executor_agent.wire import UploadTicket
+from executor_agent.generated.contract import UploadTicket
 
 BASE = "http://control-room.test:3000"
 TOKEN = "lhx_test-token"

@@ -12,7 +12,9 @@ from tests.live import LiveServer, Provisioner
 class HandOffEngine(Engine):
     """`build` writes and uploads a file; `use` fetches it back and returns its text."""
 
-    name: ClassVar[str] = "handoff"
+    # A stand-in under a real engine's name: task specs are typed per engine, so the tasks carry a valid
+    # duckdb spec this class ignores.
+    name: ClassVar[str] = "duckdb"
 
     def run(self, context: TaskContext) -> EngineResult:
         if context.task_key == "build":
@@ -29,14 +31,14 @@ def test_dependent_task_fetches_the_artifact_of_its_upstream(
 ) -> None:
     operator = operator_client(live_api, provision.user_token("operator")[1])
     start_agent(
-        live_api, provision.executor_token(pool), engines=["handoff"], engine_classes={"handoff": HandOffEngine}
+        live_api, provision.executor_token(pool), engines=["duckdb"], engine_classes={"duckdb": HandOffEngine}
     )
     run = submit(
         operator,
         provision.tenant().project_id,
         [
-            {"key": "build", "engine": "handoff", "pool": pool},
-            {"key": "use", "engine": "handoff", "pool": pool, "depends_on": ["build"]},
+            {"key": "build", "engine": "duckdb", "sql": "select 1", "pool": pool},
+            {"key": "use", "engine": "duckdb", "sql": "select 1", "pool": pool, "depends_on": ["build"]},
         ],
     )
     detail = wait_for_run(operator, run["id"])

@@ -175,12 +175,19 @@ def test_python_engine_outcomes_and_limits(
             "max_memory_mb": 300,
             "argv": [sys.executable, "-c", "x = bytearray(800 * 1024 * 1024)"],
         },
-        {"key": "bad-spec", "engine": "shell"},
         {"key": "cpu", "engine": "shell", "cpu_time_s": 1, "argv": [sys.executable, "-c", "while True: pass"]},
     ]
     for task in tasks:
         task.setdefault("engine", "python")
-        task.update(pool=pool, max_attempts=1, python_path=PY_PATH)
+        task.update(pool=pool, max_attempts=1)
+        if task["engine"] == "python":
+            task["python_path"] = PY_PATH
+    # A spec its engine cannot run is refused at submit, naming the field, before any agent sees it.
+    refused = operator.post(
+        "/runs",
+        json={"project": str(provision.tenant().project_id), "spec": {"tasks": [{"key": "bad", "engine": "shell"}]}},
+    )
+    assert refused.status_code == 422 and "command, argv" in refused.json()["detail"], refused.text
     run = submit(operator, provision.tenant().project_id, tasks, params={"day": "2026-11-26"})
     detail = wait_for_run(operator, run["id"], timeout=90)
     by_key = {t["key"]: t for t in detail["tasks"]}
@@ -193,7 +200,6 @@ def test_python_engine_outcomes_and_limits(
     assert by_key["script"]["status"] == "succeeded"
     assert "ModuleNotFoundError" in by_key["no-such-module"]["error"]
     assert by_key["memory"]["status"] == "failed" and "300 MB" in by_key["memory"]["error"]
-    assert by_key["bad-spec"]["status"] == "failed" and "spec.command" in by_key["bad-spec"]["error"]
     assert by_key["cpu"]["status"] == "failed" and "SIGXCPU" in by_key["cpu"]["error"]
 
     events = run_events(operator, run["id"])
@@ -213,7 +219,7 @@ def test_python_engine_outcomes_and_limits(
 class LineageReporter(Engine):
     """Reports lineage through the context, like the dbt and SQL engines do."""
 
-    name: ClassVar[str] = "reporter"
+    name: ClassVar[str] = "duckdb"  # a stand-in under a real engine's name: its tasks carry a duckdb spec
 
     def run(self, context: TaskContext) -> EngineResult:
         reply = context.report("lineage", {"datasets": [], "edges": []})
@@ -236,13 +242,15 @@ def test_reports_reach_the_control_plane_with_the_lease(
         claim_wait_s=1,
         grace_period_s=2,
     )
-    agent = Agent(settings, engines={"reporter": LineageReporter, "shell": ShellEngine, "python": PythonEngine})
+    agent = Agent(settings, engines={"duckdb": LineageReporter, "shell": ShellEngine, "python": PythonEngine})
     import threading
 
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     try:
-        run = submit(operator, provision.tenant().project_id, [{"key": "r", "engine": "reporter", "pool": pool}])
+        run = submit(
+            operator, provision.tenant().project_id, [{"key": "r", "engine": "duckdb", "sql": "select 1", "pool": pool}]
+        )
         detail = wait_for_run(operator, run["id"], timeout=30)
     finally:
         agent.request_stop()

@@ -25,6 +25,10 @@ def pool() -> str:
     return f"pool-{uuid.uuid4().hex[:8]}"
 
 
+SHELL_TASK = {"engine": "shell", "command": "true"}
+PYTHON_TASK = {"engine": "python", "function": "executor_agent.examples.demo_pipeline:summarize"}
+
+
 def submit(c: httpx.Client, tasks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     body = {"project": extra.pop("project"), "environment": "dev", "spec": {"name": "t", "tasks": tasks}, **extra}
     response = c.post("/runs", json=body)
@@ -67,7 +71,11 @@ def test_long_polling_agents_of_one_pool_never_share_a_task(
     first_claim_started.wait()  # both agents are (about to be) waiting in a long poll with nothing queued
     project = provision.tenant().project_id
     for _ in range(10):
-        submit(operator, [{"key": f"t{i}", "engine": "shell", "pool": pool} for i in range(4)], project=str(project))
+        submit(
+            operator,
+            [{"key": f"t{i}", "engine": "shell", "command": "true", "pool": pool} for i in range(4)],
+            project=str(project),
+        )
     deadline = time.monotonic() + 20
     while sum(map(len, received)) < 40 and time.monotonic() < deadline:
         time.sleep(0.05)  # the agents' threads are the ones waiting on the server
@@ -94,7 +102,11 @@ def test_long_poll_is_woken_by_a_submit(live_api: LiveServer, provision: Provisi
     thread.start()
     time.sleep(0.5)  # let the claim reach its wait: the point is that it is already waiting
     submitted = time.monotonic()
-    submit(operator, [{"key": "a", "engine": "shell", "pool": pool}], project=str(provision.tenant().project_id))
+    submit(
+        operator,
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool}],
+        project=str(provision.tenant().project_id),
+    )
     thread.join(timeout=15)
     assert len(result["tasks"]) == 1
     assert result["waited"] < 8, "the claim waited for its timeout instead of being woken"
@@ -107,7 +119,7 @@ def test_stale_finalize_is_409_and_silent_agent_is_reaped(
     operator = client(live_api, provision.user_token("operator")[1])
     run = submit(
         operator,
-        [{"key": "a", "engine": "shell", "pool": pool, "retry_backoff_s": 0}],
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool, "retry_backoff_s": 0}],
         project=str(provision.tenant().project_id),
     )
     silent, rescuer = (client(live_api, provision.executor_token(pool)) for _ in range(2))
@@ -140,7 +152,9 @@ def test_heartbeat_extends_lease_and_carries_cancel(live_api: LiveServer, provis
     operator = client(live_api, provision.user_token("operator")[1])
     viewer = client(live_api, provision.user_token("viewer")[1])
     run = submit(
-        operator, [{"key": "long", "engine": "shell", "pool": pool}], project=str(provision.tenant().project_id)
+        operator,
+        [{"key": "long", "engine": "shell", "command": "true", "pool": pool}],
+        project=str(provision.tenant().project_id),
     )
     agent = client(live_api, provision.executor_token(pool))
     register(agent)
@@ -164,7 +178,11 @@ def test_heartbeat_extends_lease_and_carries_cancel(live_api: LiveServer, provis
 def test_pool_scoped_tokens(live_api: LiveServer, provision: Provisioner) -> None:
     pool_a, pool_b = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
     operator = client(live_api, provision.user_token("operator")[1])
-    submit(operator, [{"key": "b-only", "engine": "shell", "pool": pool_b}], project=str(provision.tenant().project_id))
+    submit(
+        operator,
+        [{"key": "b-only", "engine": "shell", "command": "true", "pool": pool_b}],
+        project=str(provision.tenant().project_id),
+    )
     agent_a, agent_b = (
         client(live_api, provision.executor_token(pool_a)),
         client(live_api, provision.executor_token(pool_b)),
@@ -206,22 +224,38 @@ def test_invalid_input_is_problem_json_naming_the_field(live_api: LiveServer, pr
         "/runs",
         json={
             "project": project,
-            "spec": {"tasks": [{"key": "a", "engine": "shell"}, {"key": "a", "engine": "shell"}]},
+            "spec": {
+                "tasks": [
+                    {"key": "a", "engine": "shell", "command": "true"},
+                    {"key": "a", "engine": "shell", "command": "true"},
+                ]
+            },
         },
     )
     assert dup.status_code == 422
     assert dup.headers["content-type"].startswith("application/problem+json")
     assert dup.json()["field"] == "spec.tasks[1].key"
     bad_env = operator.post(
-        "/runs", json={"project": project, "environment": "qa", "spec": {"tasks": [{"key": "a", "engine": "shell"}]}}
+        "/runs",
+        json={
+            "project": project,
+            "environment": "qa",
+            "spec": {"tasks": [{"key": "a", "engine": "shell", "command": "true"}]},
+        },
     )
     assert bad_env.status_code == 422 and bad_env.json()["field"] == "environment"
     unknown = operator.post(
-        "/runs", json={"project": project, "spec": {"tasks": [{"key": "a", "engine": "shell"}]}, "priorty": 5}
+        "/runs",
+        json={
+            "project": project,
+            "spec": {"tasks": [{"key": "a", "engine": "shell", "command": "true"}]},
+            "priorty": 5,
+        },
     )
     assert unknown.status_code == 422 and unknown.json()["field"] == "priorty"
     missing = operator.post(
-        "/runs", json={"project": "no-such-project", "spec": {"tasks": [{"key": "a", "engine": "shell"}]}}
+        "/runs",
+        json={"project": "no-such-project", "spec": {"tasks": [{"key": "a", "engine": "shell", "command": "true"}]}},
     )
     assert missing.status_code == 404 and missing.json()["field"] == "project"
 
@@ -235,7 +269,7 @@ def test_idempotent_submit_and_keyset_listing(live_api: LiveServer, provision: P
         json={
             "project": project,
             "idempotency_key": "k1",
-            "spec": {"name": "nightly", "tasks": [{"key": "a", "engine": "shell"}]},
+            "spec": {"name": "nightly", "tasks": [{"key": "a", "engine": "shell", "command": "true"}]},
         },
     )
     again = operator.post(
@@ -243,7 +277,7 @@ def test_idempotent_submit_and_keyset_listing(live_api: LiveServer, provision: P
         json={
             "project": project,
             "idempotency_key": "k1",
-            "spec": {"name": "nightly", "tasks": [{"key": "a", "engine": "shell"}]},
+            "spec": {"name": "nightly", "tasks": [{"key": "a", "engine": "shell", "command": "true"}]},
         },
     )
     assert (first.status_code, again.status_code) == (201, 200)
@@ -251,7 +285,7 @@ def test_idempotent_submit_and_keyset_listing(live_api: LiveServer, provision: P
     for i in range(6):
         submit(
             operator,
-            [{"key": "a", "engine": "python" if i % 2 else "shell", "pool": "nobody"}],
+            [{"key": "a", "pool": "nobody", **(PYTHON_TASK if i % 2 else SHELL_TASK)}],
             project=project,
             tags=["batch"],
         )
@@ -281,7 +315,11 @@ def test_idempotent_submit_and_keyset_listing(live_api: LiveServer, provision: P
 def test_sse_resumes_from_last_event_id_without_gaps(live_api: LiveServer, provision: Provisioner, pool: str) -> None:
     user_token = provision.user_token("viewer")[1]
     operator = client(live_api, provision.user_token("operator")[1])
-    run = submit(operator, [{"key": "a", "engine": "shell", "pool": pool}], project=str(provision.tenant().project_id))
+    run = submit(
+        operator,
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool}],
+        project=str(provision.tenant().project_id),
+    )
     agent = client(live_api, provision.executor_token(pool))
     register(agent)
     (task,) = claim(agent)
@@ -335,7 +373,11 @@ def test_artifact_with_wrong_sha_is_rejected_and_right_one_verifies(
     live_api: LiveServer, provision: Provisioner, pool: str
 ) -> None:
     operator = client(live_api, provision.user_token("operator")[1])
-    run = submit(operator, [{"key": "a", "engine": "shell", "pool": pool}], project=str(provision.tenant().project_id))
+    run = submit(
+        operator,
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool}],
+        project=str(provision.tenant().project_id),
+    )
     agent = client(live_api, provision.executor_token(pool))
     register(agent)
     (task,) = claim(agent)
@@ -387,7 +429,7 @@ def test_batch_heartbeat_and_finalize(live_api: LiveServer, provision: Provision
     operator = client(live_api, provision.user_token("operator")[1])
     submit(
         operator,
-        [{"key": f"t{i}", "engine": "shell", "pool": pool} for i in range(5)],
+        [{"key": f"t{i}", "engine": "shell", "command": "true", "pool": pool} for i in range(5)],
         project=str(provision.tenant().project_id),
     )
     agent = client(live_api, provision.executor_token(pool))
@@ -409,7 +451,7 @@ def test_metrics_expose_queue_depth(live_api: LiveServer, provision: Provisioner
     operator = client(live_api, provision.user_token("operator")[1])
     submit(
         operator,
-        [{"key": f"t{i}", "engine": "shell", "pool": pool} for i in range(3)],
+        [{"key": f"t{i}", "engine": "shell", "command": "true", "pool": pool} for i in range(3)],
         project=str(provision.tenant().project_id),
     )
     text = httpx.get(f"{live_api.base_url}{API}/metrics").text
@@ -420,7 +462,11 @@ def test_metrics_expose_queue_depth(live_api: LiveServer, provision: Provisioner
 def test_s3_upload_with_wrong_sha_is_rejected_by_seaweedfs(live_api_s3: LiveServer, provision: Provisioner) -> None:
     pool = f"s3-{uuid.uuid4().hex[:6]}"
     operator = client(live_api_s3, provision.user_token("operator")[1])
-    run = submit(operator, [{"key": "a", "engine": "shell", "pool": pool}], project=str(provision.tenant().project_id))
+    run = submit(
+        operator,
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool}],
+        project=str(provision.tenant().project_id),
+    )
     agent = client(live_api_s3, provision.executor_token(pool))
     register(agent)
     (task,) = claim(agent)
@@ -467,7 +513,7 @@ def test_released_task_is_requeued_without_using_an_attempt(
     operator = client(live_api, provision.user_token("operator")[1])
     run = submit(
         operator,
-        [{"key": "a", "engine": "shell", "pool": pool, "max_attempts": 1}],
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool, "max_attempts": 1}],
         project=str(provision.tenant().project_id),
     )
     leaving, staying = (client(live_api, provision.executor_token(pool)) for _ in range(2))
@@ -496,8 +542,8 @@ def test_executor_fetches_an_earlier_tasks_artifact_of_its_run(
     submit(
         operator,
         [
-            {"key": "build", "engine": "shell", "pool": pool},
-            {"key": "use", "engine": "shell", "pool": pool, "depends_on": ["build"]},
+            {"key": "build", "engine": "shell", "command": "true", "pool": pool},
+            {"key": "use", "engine": "shell", "command": "true", "pool": pool, "depends_on": ["build"]},
         ],
         project=str(provision.tenant().project_id),
     )
@@ -543,7 +589,7 @@ def test_executor_fetches_an_earlier_tasks_artifact_of_its_run(
     other_project = client(live_api, provision.user_token("operator", provision.tenant(f"x-{pool}"))[1])
     foreign = submit(
         other_project,
-        [{"key": "z", "engine": "shell", "pool": pool}],
+        [{"key": "z", "engine": "shell", "command": "true", "pool": pool}],
         project=str(provision.tenant(f"x-{pool}").project_id),
     )
     cross = agent.post(
@@ -557,17 +603,28 @@ def test_download_of_bytes_missing_from_the_store_is_a_404_problem(
     live_api: LiveServer, provision: Provisioner, pool: str
 ) -> None:
     operator = client(live_api, provision.user_token("operator")[1])
-    submit(operator, [{"key": "a", "engine": "shell", "pool": pool}], project=str(provision.tenant().project_id))
+    submit(
+        operator,
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool}],
+        project=str(provision.tenant().project_id),
+    )
     agent = client(live_api, provision.executor_token(pool))
     register(agent)
     (task,) = claim(agent)
     body = b"soon gone\n"
-    ticket = agent.post(f"/tasks/{task['task_id']}/artifacts",
-                        json={"lease_token": task["lease_token"], "name": f"gone-{pool}.txt", "size_bytes": len(body),
-                              "sha256": hashlib.sha256(body).hexdigest()}).json()
+    ticket = agent.post(
+        f"/tasks/{task['task_id']}/artifacts",
+        json={
+            "lease_token": task["lease_token"],
+            "name": f"gone-{pool}.txt",
+            "size_bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        },
+    ).json()
     agent.request(ticket["method"], ticket["upload_url"], content=body, headers=ticket["headers"])
-    artifact = agent.post(f"/tasks/{task['task_id']}/artifacts/{ticket['upload_id']}/complete",
-                          json={"lease_token": task["lease_token"]}).json()
+    artifact = agent.post(
+        f"/tasks/{task['task_id']}/artifacts/{ticket['upload_id']}/complete", json={"lease_token": task["lease_token"]}
+    ).json()
     (stored,) = list(live_api.data_dir.rglob(f"gone-{pool}.txt"))
     stored.unlink()
     missing = operator.get(f"/artifacts/{artifact['id']}/content")

@@ -29,7 +29,12 @@ def claimed_task(live_api: LiveServer, provision: Provisioner, tenant: Tenant | 
         "/runs",
         json={
             "project": str(tenant.project_id),
-            "spec": {"name": "lineage", "tasks": [{"key": "build", "engine": "dbt", "pool": pool}]},
+            "spec": {
+                "name": "lineage",
+                "tasks": [
+                    {"key": "build", "engine": "dbt", "command": "build", "project": "examples/dbt", "pool": pool}
+                ],
+            },
         },
     )
     assert submitted.status_code == 201, submitted.text

@@ -176,3 +176,22 @@ def test_cli_validate_prints_located_problems_and_writes_a_check_result(
     result = json.loads((tmp_path / "bad.json").read_text())
     assert result["status"] == "failed"
     assert result["details"][0].startswith(f"{bundle / 'alerts.yaml'}:{line}: alert_rules[0].severity:")
+
+
+def test_job_template_tasks_are_checked_by_their_engines_models(tmp_path: Path) -> None:
+    bundle = copy_bundle(tmp_path / "b", "demo")
+    dbt = bundle / "job_templates" / "lakehouse" / "dbt-build.yaml"
+    edit(
+        dbt, "          command: build\n", "          command: build\n          threads: many\n          colour: red\n"
+    )
+    report = bundle / "job_templates" / "lakehouse" / "warehouse-report.yaml"
+    edit(report, "        engine: duckdb\n", "        engine: cobol\n")
+
+    problems = problems_of(bundle)
+
+    assert any(
+        f"{dbt}:" in p and "job_templates[0].tasks[0].config.threads: Input should be a valid integer" in p
+        for p in problems
+    ), problems
+    assert any("tasks[0].config.colour: Extra inputs are not permitted" in p for p in problems), problems
+    assert any(f"{report}:" in p and "tasks[0].engine: unknown engine 'cobol'" in p for p in problems), problems

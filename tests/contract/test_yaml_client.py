@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from tests.contract.yaml_client import ContractClient, run_one_task
+import pytest
+
+from tests.contract.yaml_client import ContractClient, run_one_task, task_spec
 from tests.live import LiveServer, Provisioner
 
 
@@ -18,7 +20,10 @@ def test_yaml_only_client_runs_a_task_end_to_end(live_api: LiveServer, provision
         {
             "project": str(provision.tenant().project_id),
             "environment": "dev",
-            "spec": {"name": "yaml-client", "tasks": [{"key": "only", "engine": "shell", "pool": pool}]},
+            "spec": {
+                "name": "yaml-client",
+                "tasks": [{"key": "only", "engine": "shell", "command": "true", "pool": pool}],
+            },
         },
     )
     assert submitted.status_code == 201, submitted.text
@@ -38,3 +43,17 @@ def test_yaml_only_client_runs_a_task_end_to_end(live_api: LiveServer, provision
     listed = user.call("listRunArtifacts", run_id=run_id).json()["items"]
     assert [a["name"] for a in listed] == ["result.txt"]
     assert user.call("downloadArtifact", artifact_id=listed[0]["id"]).content == artifact
+
+
+def test_yaml_only_client_builds_and_submits_dbt_and_spark_tasks(live_api: LiveServer, provision: Provisioner) -> None:
+    user = ContractClient(live_api.base_url, provision.user_token("operator")[1])
+    dbt = task_spec("dbt", key="build", select=["path:models/marts+"])
+    spark = task_spec("spark", key="daily_sales", depends_on=["build"], driver_memory="1g")
+    with pytest.raises(ValueError, match="threads"):
+        task_spec("dbt", threads="4")  # the client's own check, from the YAML, catches a wrong type
+    submitted = user.call(
+        "submitRun",
+        {"project": str(provision.tenant().project_id), "spec": {"name": "yaml-typed", "tasks": [dbt, spark]}},
+    )
+    assert submitted.status_code == 201, submitted.text
+    assert sorted(submitted.json()["engines"]) == ["dbt", "spark"]

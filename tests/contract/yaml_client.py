@@ -83,3 +83,20 @@ def run_one_task(executor: ContractClient, events: list[str], artifact: bytes) -
     )
     final.raise_for_status()
     return {"task": task, "events": appended.json(), "artifact": completed.json(), "final": final.json()}
+
+
+def task_spec(engine: str, **fields: Any) -> dict[str, Any]:
+    """A task of ``engine`` built from the YAML alone: the engine schema's first example, with ``fields`` over it,
+    checked against the contract's TaskSpec (JSON Schema, the discriminator's oneOf) before it is sent."""
+    import jsonschema
+
+    document = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))
+    schemas = document["components"]["schemas"]
+    target = schemas["TaskSpec"]["discriminator"]["mapping"][engine].rsplit("/", 1)[1]
+    task = {**schemas[target]["examples"][0], **fields}
+    root = {"$ref": "#/components/schemas/TaskSpec", "components": {"schemas": schemas}}
+    validator = jsonschema.Draft202012Validator(root)
+    errors = [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(task)]
+    if errors:
+        raise ValueError(f"not a valid {engine} task for the contract: {errors}")
+    return task

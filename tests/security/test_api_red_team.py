@@ -39,7 +39,11 @@ def test_an_executor_of_org_b_claims_none_of_org_a_tasks(live_api: LiveServer, p
     agent_a = client(live_api, provision.executor_token(pool, tenant=a))
     for agent in (agent_a, agent_b):
         assert agent.post("/executors/register", json={"engines": ["shell"], "max_concurrency": 50}).status_code == 200
-    run = submit(operator_a, a.project_id, [{"key": f"t{i}", "engine": "shell", "pool": pool} for i in range(5)])
+    run = submit(
+        operator_a,
+        a.project_id,
+        [{"key": f"t{i}", "engine": "shell", "command": "true", "pool": pool} for i in range(5)],
+    )
     assert claim(agent_b) == [], "same pool name, another org: nothing"
     got = claim(agent_a)
     assert {t["run_id"] for t in got} == {run["id"]} and len(got) == 5
@@ -57,7 +61,7 @@ def test_a_forged_pool_is_not_honoured_without_a_routing_rule_allowing_it(
     operator = client(live_api, provision.user_token("operator", tenant)[1])
     vip = client(live_api, provision.executor_token(forged, tenant=tenant))
     assert vip.post("/executors/register", json={"engines": ["shell"]}).status_code == 200
-    run = submit(operator, tenant.project_id, [{"key": "sneaky", "engine": "shell", "pool": forged}])
+    run = submit(operator, tenant.project_id, [{"key": "sneaky", "engine": "shell", "command": "true", "pool": forged}])
     assert claim(vip) == [], "the spec's pool is ignored: routing sends the task to 'default'"
     detail = operator.get(f"/runs/{run['id']}").json()
     (task,) = detail["tasks"]
@@ -69,7 +73,7 @@ def test_a_routing_rule_may_allow_the_override_for_its_project(live_api: LiveSer
     tenant = provision.tenant("red-override")  # the test tenants' catch-all rule allows overrides
     pool = f"own-{uuid.uuid4().hex[:6]}"
     operator = client(live_api, provision.user_token("operator", tenant)[1])
-    run = submit(operator, tenant.project_id, [{"key": "mine", "engine": "python", "pool": pool}])
+    run = submit(operator, tenant.project_id, [{"key": "mine", "engine": "python", "script": "job.py", "pool": pool}])
     (task,) = operator.get(f"/runs/{run['id']}").json()["tasks"]
     assert task["pool"] == pool
     assert task["routing_problem"] == f"no executor in pool {pool} offers engine python"

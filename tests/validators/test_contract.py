@@ -193,3 +193,34 @@ def test_the_repository_contract_names_the_operations_used_above(operation: str)
         if isinstance(op, dict)
     }
     assert operation in ids
+
+
+def test_engine_spec_changes_that_break_clients_fail_naming_the_engine_and_field(repo: GitRepo) -> None:
+    def change(document: dict[str, Any]) -> None:
+        dbt = schema(document, "DbtTaskSpec")["properties"]
+        del dbt["docs"]  # removed field of a closed schema: a client sending it now gets 422
+        dbt["threads"]["maximum"] = 16  # narrowed bound
+        dbt["select"]["anyOf"] = [o for o in dbt["select"]["anyOf"] if o.get("type") != "array"]  # narrowed type
+        mapping = schema(document, "TaskSpec")["discriminator"]["mapping"]
+        del mapping["trino"]  # an engine no longer accepted
+
+    two_commits(repo, change)
+
+    details = check_contract(repo.root / CONTRACT, "HEAD~1").details
+    submit = "POST /api/v1/runs (submitRun)"
+    dbt = f'{submit}: request field "spec.tasks[](engine=dbt)'
+    assert f'{dbt}.docs" was removed (clients sending it get 422)' in details
+    assert f'{submit}: request field "spec.tasks[](engine=dbt).threads" maximum narrowed from 64 to 16' in details
+    assert f'{submit}: request field "spec.tasks[](engine=dbt).select" no longer accepts array' in details
+    assert f"{submit}: request field \"spec.tasks[]\" no longer accepts engine 'trino'" in details
+
+
+def test_engine_spec_additions_pass(repo: GitRepo) -> None:
+    def change(document: dict[str, Any]) -> None:
+        schema(document, "DbtTaskSpec")["properties"]["fail_fast"] = {"type": "boolean", "default": False}
+        schema(document, "DbtTaskSpec")["properties"]["threads"]["maximum"] = 128
+
+    two_commits(repo, change)
+
+    result = check_contract(repo.root / CONTRACT, "HEAD~1")
+    assert result.status == "passed", result.details

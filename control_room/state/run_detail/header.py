@@ -31,6 +31,7 @@ def run_header(run: dict[str, Any], *, now: datetime) -> RunHeader:
         finished=formatting.timestamp(run["finished_at"]),
         duration=formatting.between(run["started_at"], run["finished_at"], now=now),
         error=run.get("error") or "",
+        warnings="; ".join(run.get("warnings") or []),
         cancel_requested=bool(run["cancel_requested"]),
         retry_of=formatting.short_id(retry_of) if retry_of else "",
         retry_of_href=routes.run_detail(str(retry_of)) if retry_of else "",

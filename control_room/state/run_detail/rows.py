@@ -22,6 +22,7 @@ class RunHeader:
     finished: str = ""
     duration: str = ""
     error: str = ""
+    warnings: str = ""  # found at submit: no live executor offers an engine of the routed pool
     cancel_requested: bool = False
     retry_of: str = ""
     retry_of_href: str = ""

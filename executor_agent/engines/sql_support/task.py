@@ -27,9 +27,11 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 
 from executor_agent.engines.base import EngineError, EngineResult, Outcome, TaskContext
+from executor_agent.engines.specs import typed_spec
 from executor_agent.engines.sql_support.history import QueryActuals, QueryRecord, QueryState
 from executor_agent.engines.sql_support.results import OutputOptions, ResultWriter, options_from_spec
 from executor_agent.engines.sql_support.statements import Statement, StatementSyntaxError, split_statements
+from executor_agent.generated import contract
 
 SQL_MAX_CHARS = 1_000_000
 PROGRESS_EVERY_S = 2.0
@@ -134,23 +136,21 @@ class SqlTaskSpec:
     on_unknown_estimate: Literal["run", "refuse"]
 
     @classmethod
-    def parse(cls, spec: Mapping[str, Any]) -> SqlTaskSpec:
-        sql = spec.get("sql")
-        if not isinstance(sql, str) or not sql.strip():
+    def parse(cls, spec: Mapping[str, Any], *, engine: str, key: str) -> SqlTaskSpec:
+        """Read the spec through the contract's model of ``engine`` (duckdb or trino); errors name the field."""
+        typed: contract.TrinoTaskSpec | contract.DuckdbTaskSpec
+        if engine == "trino":
+            typed = typed_spec(contract.TrinoTaskSpec, spec, key=key, engine=engine)
+        else:
+            typed = typed_spec(contract.DuckdbTaskSpec, spec, key=key, engine=engine)
+        if not typed.sql.strip():
             raise EngineError("sql: required; the statement or script (statements separated by ';') to run")
-        if len(sql) > SQL_MAX_CHARS:
-            raise EngineError(f"sql: {len(sql)} characters; at most {SQL_MAX_CHARS} are allowed")
-        max_scan = spec.get("max_scan_bytes")
-        if max_scan is not None and (isinstance(max_scan, bool) or not isinstance(max_scan, int) or max_scan < 0):
-            raise EngineError("max_scan_bytes: must be a whole number of bytes (>= 0)")
-        on_unknown = spec.get("on_unknown_estimate", "run")
-        if on_unknown not in ("run", "refuse"):
-            raise EngineError('on_unknown_estimate: must be "run" or "refuse"')
+        output = typed.output
         return cls(
-            sql=sql,
-            output=options_from_spec(spec.get("output")),
-            max_scan_bytes=max_scan,
-            on_unknown_estimate=on_unknown,
+            sql=typed.sql,
+            output=options_from_spec(output.model_dump(exclude_unset=True) if output is not None else None),
+            max_scan_bytes=typed.max_scan_bytes,
+            on_unknown_estimate=typed.on_unknown_estimate or "run",
         )
 
 

@@ -152,7 +152,10 @@ def claim_dbt_task(live_api: LiveServer, provision: Provisioner) -> Callable[[st
         operator = client(provision.user_token("operator", tenant)[1])
         viewer = client(provision.user_token("viewer", tenant)[1])
         pool = f"dbt-{uuid.uuid4().hex[:8]}"
-        spec = {"name": f"dbt {task_key}", "tasks": [{"key": task_key, "engine": "dbt", "pool": pool}]}
+        spec = {
+            "name": f"dbt {task_key}",
+            "tasks": [{"key": task_key, "engine": "dbt", "command": "build", "project": "examples/dbt", "pool": pool}],
+        }
         submitted = operator.post("/runs", json={"project": str(tenant.project_id), "spec": spec})
         assert submitted.status_code == 201, submitted.text
         agent = client(provision.executor_token(pool, tenant=tenant), timeout=60)

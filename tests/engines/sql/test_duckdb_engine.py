@@ -192,12 +192,12 @@ def test_caps_become_duckdb_settings(warehouse: Path, make_context: MakeContext)
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({}, "sql: required"),
+        ({}, "spec.sql: Field required"),
         ({"sql": "select 1", "tables": {"trips": "missing/place"}}, "tables.trips: nothing at"),
         ({"sql": "select 1", "tables": {"bad name": "x.parquet"}}, "tables.bad name: a table name must be"),
         ({"sql": "select 1", "session_properties": {"threads": "many"}}, "session_properties.threads: DuckDB refused"),
-        ({"sql": "select 1", "max_scan_bytes": -1}, "max_scan_bytes: must be a whole number"),
-        ({"sql": "select 1", "read_only": "yes"}, "read_only: must be true or false"),
+        ({"sql": "select 1", "max_scan_bytes": -1}, "spec.max_scan_bytes: Input should be greater than or equal to 0"),
+        ({"sql": "select 1", "read_only": "yes"}, "spec.read_only: Input should be a valid boolean"),
         ({"sql": "selec 1"}, "sql: DuckDB cannot parse the script"),
     ],
 )
