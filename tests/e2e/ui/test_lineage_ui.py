@@ -12,8 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld
-from tests.e2e.ui.test_catalog_ui import FACET, _shot, _token
+from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld, screenshot
+from tests.e2e.ui.test_catalog_ui import FACET
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def _click_node(page: Page, name: str) -> None:
 
 
 def test_lineage_draws_ingested_jobs_focuses_and_highlights_a_columns_path(ui_world: UiWorld, sign_in: SignIn) -> None:
-    token = _token(ui_world)
+    token = ui_world.api_token(ui_world.operator)
     for event in (
         _event("etl.clean_orders", "raw.orders", "clean.orders", {"amount": "amount", "order_id": "id"}),
         _event("etl.revenue", "clean.orders", "mart.revenue", {"total": "amount"}),
@@ -79,7 +79,7 @@ def test_lineage_draws_ingested_jobs_focuses_and_highlights_a_columns_path(ui_wo
     page.click("#nav-lineage")
     expect(page.locator("#lineage-summary")).to_contain_text("whole project")
     expect(page.locator("#lineage-graph .js-plotly-plot canvas").first).to_be_attached()
-    _shot(page, ui_world, "lineage-whole")
+    screenshot(page, ui_world, "lineage-whole")
 
     page.fill("#lineage-search", "clean.ord")
     page.locator("#lineage-matches .lineage-match", has_text="clean.orders").first.click()
@@ -89,13 +89,13 @@ def test_lineage_draws_ingested_jobs_focuses_and_highlights_a_columns_path(ui_wo
     page.click("#lineage-column")
     page.get_by_role("option", name="amount").click()
     expect(page.locator("#lineage-path")).to_contain_text("Column amount flows through 3 datasets")
-    _shot(page, ui_world, "lineage-column-path")
+    screenshot(page, ui_world, "lineage-column-path")
 
     _click_node(page, "mart.revenue")
     panel = page.locator("#lineage-panel")
     expect(panel.locator("#lineage-node-name")).to_have_text("mart.revenue")
     expect(panel).to_contain_text("COMPLETE")
-    _shot(page, ui_world, "lineage-node-panel")
+    screenshot(page, ui_world, "lineage-node-panel")
     panel.get_by_role("link", name="Open in catalog").click()
     expect(page.locator("#dataset-name")).to_have_text("mart.revenue")
     expect(page.locator("#catalog-upstream")).to_contain_text("clean.orders")
