@@ -114,7 +114,16 @@ async def cancel_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
         return await runs.cancel_run(conn, run_id=run_id, by=user.email)
 
 
-@router.post("/runs/{run_id}/retry", operation_id="retryRun", response_model=RunPublic, status_code=201)
+@router.post(
+    "/runs/{run_id}/retry",
+    operation_id="retryRun",
+    response_model=RunPublic,
+    status_code=201,
+    responses={
+        "409": {"description": "The run is neither failed nor cancelled."},
+        "429": {"description": "A runs-per-day cap was reached."},
+    },
+)
 async def retry_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
     """Submit a new run with the same spec and params as a failed or cancelled one (operators)."""
     async with db.connection() as conn, scoped(conn, user):

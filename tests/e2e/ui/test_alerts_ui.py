@@ -102,13 +102,18 @@ def test_a_rule_fires_into_the_bell_and_the_mailbox_and_the_operator_acks(ui_wor
     inbox.close()
 
     operator = sign_in(ui_world.operator)
-    expect(operator.locator("#bell-count")).to_have_text("1")
+    # The operator is paged by the new rule; make run's demo failure may be unread in the bell too.
+    expect(operator.locator("#bell-count")).to_have_text(re.compile(r"^[12]$"))
+    unread = int(operator.locator("#bell-count").inner_text())
     operator.click("#bell")
     operator.locator("#bell-dropdown .bell-item", has_text="[CRITICAL] FIRING").click()
     detail = operator.locator("#incident-detail")
     expect(detail.locator("#incident-title")).to_contain_text("demo failing job: validate orders")
     expect(detail.locator("#incident-timeline")).to_contain_text(f"email to {ONCALL}")
-    expect(operator.locator("#bell-count")).to_be_hidden()  # opening it marked it read
+    if unread == 1:
+        expect(operator.locator("#bell-count")).to_be_hidden()  # opening it marked it read
+    else:
+        expect(operator.locator("#bell-count")).to_have_text(str(unread - 1))  # that one only
     detail.locator("#incident-ack").click()
     expect(detail.locator("#incident-timeline")).to_contain_text(f"acked by {ui_world.operator.email}")
     expect(detail).to_contain_text("acked")

@@ -53,7 +53,7 @@ def test_create_use_and_revoke_an_api_token_from_the_user_menu(ui_world: UiWorld
     body = {
         "project": DEMO_PROJECT,
         "environment": "dev",
-        "spec": {"name": "ceiling", "tasks": [{"key": "a", "engine": "shell"}]},
+        "spec": {"name": "ceiling", "tasks": [{"key": "a", "engine": "shell", "command": "true"}]},
     }
     submit = httpx.post(f"{api}/runs", json=body, headers=headers, timeout=10)
     assert submit.status_code == 403, submit.text
