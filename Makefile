@@ -81,7 +81,7 @@ UV_SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet --python $
 
 $(BASE_STAMP): | $(UV)
 	@if [ -f $(DEV_STAMP) ]; then touch $@; else \
-		$(UV_SYNC) --extra dbt && \
+		$(UV_SYNC) --extra dbt --extra mlflow && \
 		rm -f $(VENV)/.installed-base-* && touch $@; fi
 
 $(DEV_STAMP): | $(UV)
