@@ -7,10 +7,11 @@ from typing import Any
 
 import reflex as rx
 
+from control_room.components.schema_form import schema_field, task_form
+from control_room.specs.forms import ParamField
 from control_room.state.base import ENVIRONMENTS
 from control_room.state.job.backfills import NO_SCHEDULE, BackfillState
 from control_room.state.job.editor import JobEditorState
-from control_room.state.job.params_form import ParamField
 from control_room.state.job.run_form import RunFormState
 from control_room.state.job.schedules import PreviewRow, ScheduleState
 
@@ -68,16 +69,21 @@ def job_editor_dialog() -> rx.Component:
             rx.dialog.title(rx.cond(JobEditorState.editing_name != "", "Edit " + JobEditorState.editing_name,
                                     "New job")),
             rx.dialog.description(
-                "One job template as the GitOps bundle writes it (without project). A changed definition is "
-                "saved as a new immutable version; `lakehouse bundle export` writes it back.",
+                "One job template as the GitOps bundle writes it (without project); edit its tasks in the form "
+                "beside it or in the YAML. A changed definition is saved as a new immutable version; "
+                "`lakehouse bundle export` writes it back.",
                 size="2", color_scheme="gray",
             ),
             rx.vstack(
-                rx.debounce_input(
-                    rx.text_area(value=JobEditorState.yaml_text, on_change=JobEditorState.set_yaml, rows="24",
-                                 class_name="mono", id="job-yaml", width="100%", font_size="12px",
-                                 spell_check=False),
-                    debounce_timeout=250,
+                rx.grid(
+                    rx.debounce_input(
+                        rx.text_area(value=JobEditorState.yaml_text, on_change=JobEditorState.set_yaml, rows="28",
+                                     class_name="mono", id="job-yaml", width="100%", font_size="12px",
+                                     spell_check=False),
+                        debounce_timeout=250,
+                    ),
+                    rx.box(task_form(JobEditorState, "job-form-"), id="job-form", class_name="job-form-pane"),
+                    columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
                 ),
                 rx.cond(JobEditorState.problems.length() > 0,
                         rx.vstack(rx.foreach(JobEditorState.problems, _problem), spacing="1", id="job-yaml-problems"),
@@ -88,7 +94,7 @@ def job_editor_dialog() -> rx.Component:
                          disabled=JobEditorState.problems.length() > 0),
                 spacing="3", margin_top="12px", width="100%",
             ),
-            max_width="820px",
+            max_width="1200px",
         ),
         open=JobEditorState.editor_open,
         on_open_change=JobEditorState.set_editor_open,
@@ -100,32 +106,7 @@ def job_editor_dialog() -> rx.Component:
 
 
 def _param_input(field: ParamField) -> rx.Component:
-    value = VALUES[field.name].to(str)
-    control: rx.Component = rx.match(
-        field.kind,
-        ("boolean", rx.switch(checked=value == "true", on_change=lambda v: RunFormState.set_value(field.name, v),
-                              id="param-" + field.name)),
-        ("enum", rx.select.root(
-            rx.select.trigger(width="100%", id="param-" + field.name),
-            rx.select.content(rx.foreach(field.options, lambda option: rx.select.item(option, value=option))),
-            value=value, on_change=lambda v: RunFormState.set_value(field.name, v),
-        )),
-        rx.input(value=value, on_change=lambda v: RunFormState.set_value(field.name, v), width="100%",
-                 id="param-" + field.name,
-                 type=rx.cond((field.kind == "integer") | (field.kind == "number"), "number", "text"),
-                 placeholder=rx.cond(field.kind == "json", "JSON value", field.kind)),
-    )  # fmt: skip
-    box: rx.Component = rx.vstack(
-        rx.hstack(rx.text(field.label, size="2", weight="medium"),
-                  rx.badge(field.kind, size="1", variant="surface", color_scheme="gray"), spacing="2", align="center"),
-        control,
-        rx.cond(field.description != "", rx.text(field.description, size="1", color_scheme="gray")),
-        rx.cond(FIELD_ERRORS.contains(field.name),
-                rx.text(FIELD_ERRORS[field.name].to(str), size="1", color=rx.color("red", 11),
-                        id="param-error-" + field.name)),
-        spacing="1", width="100%", class_name="param-field",
-    )  # fmt: skip
-    return box
+    return schema_field(field, VALUES, FIELD_ERRORS, RunFormState.set_value, "param-")
 
 
 def run_dialog() -> rx.Component:

@@ -9,6 +9,7 @@ import reflex as rx
 from control_room import routes
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.schema_form import task_form
 from control_room.components.status import STATUS_COLORS, status_badge
 from control_room.services.ui_examples import EXAMPLES
 from control_room.state.base import ALL, ENVIRONMENTS, SessionState
@@ -178,7 +179,7 @@ def _submit_dialog() -> rx.Component:
         rx.dialog.content(
             rx.dialog.title("Submit a run"),
             rx.dialog.description(
-                "Start from an example, edit its spec and params, and run it in ",
+                "Start from an example, edit its tasks in the form or the JSON beside it, and run it in ",
                 rx.text.strong(SessionState.project_name), ".", size="2", color_scheme="gray",
             ),
             rx.vstack(
@@ -208,12 +209,23 @@ def _submit_dialog() -> rx.Component:
                     spacing="3",
                 ),
                 rx.text(RunsState.example_description, size="1", color_scheme="gray"),
-                rx.text("Spec (JSON)", size="2", weight="medium"),
-                rx.text_area(value=RunsState.spec_text, on_change=RunsState.set_spec_text, rows="14",
-                             class_name="mono", id="submit-spec", width="100%", font_size="12px"),
-                rx.text("Params (JSON object)", size="2", weight="medium"),
-                rx.text_area(value=RunsState.params_text, on_change=RunsState.set_params_text, rows="3",
-                             class_name="mono", id="submit-params", width="100%", font_size="12px"),
+                rx.grid(
+                    rx.box(task_form(RunsState, "submit-form-"), id="submit-form", class_name="submit-form-pane"),
+                    rx.vstack(
+                        rx.text("Spec (JSON)", size="2", weight="medium"),
+                        rx.debounce_input(
+                            rx.text_area(value=RunsState.spec_text, on_change=RunsState.set_spec_text, rows="18",
+                                         class_name="mono", id="submit-spec", width="100%", font_size="12px",
+                                         spell_check=False),
+                            debounce_timeout=300,
+                        ),
+                        rx.text("Params (JSON object)", size="2", weight="medium"),
+                        rx.text_area(value=RunsState.params_text, on_change=RunsState.set_params_text, rows="3",
+                                     class_name="mono", id="submit-params", width="100%", font_size="12px"),
+                        spacing="1", width="100%",
+                    ),
+                    columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
+                ),
                 rx.cond(RunsState.submit_error != "",
                         rx.callout(RunsState.submit_error, icon="triangle-alert", color_scheme="red", size="1",
                                    width="100%", id="submit-error")),
@@ -230,7 +242,7 @@ def _submit_dialog() -> rx.Component:
                 margin_top="12px",
                 width="100%",
             ),
-            max_width="720px",
+            max_width="1120px",
         ),
         open=RunsState.submit_open,
         on_open_change=RunsState.set_submit_open,

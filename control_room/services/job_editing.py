@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import yaml
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from control_room.bundle.export import dump_yaml, item_document
 from control_room.bundle.loader import template_problems
-from control_room.bundle.models import JobTemplate, Schedule
+from control_room.bundle.models import JobTemplate, Schedule, TaskTemplate
 from control_room.bundle.source import InvalidInput, Problem, format_path, parse_yaml, validate_document
 from control_room.bundle.store import version_values
 from control_room.services.errors import Invalid
@@ -239,3 +240,36 @@ async def save_schedule(
 async def set_schedule_enabled(conn: AsyncConnection, *, schedule_id: uuid.UUID, enabled: bool, by: str) -> None:
     """Enable or disable a schedule (admins, checked in SQL; operators pause and resume instead)."""
     await conn.execute("select 1 from ops.set_schedule_enabled(%s, %s, %s)", (schedule_id, enabled, by))
+
+
+# The task form of the editor ------------------------------------------------------------------------
+
+_TEMPLATE_TASK_FIELDS = frozenset(TaskTemplate.model_fields) - {"config"}
+
+
+def editor_spec(text: str) -> dict[str, Any]:
+    """The run spec the editor's YAML stands for (each task's ``config`` flattened into it, as a run
+    carries it), for the task form; ValueError saying why the YAML cannot be read."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"The YAML cannot be read ({exc.__class__.__name__}): fix it to use the form.") from exc
+    if not isinstance(data, dict):
+        raise ValueError("The YAML is not a mapping: fix it to use the form.")
+    tasks = data.get("tasks")
+    flat = [
+        {**(t.get("config") or {}), **{k: v for k, v in t.items() if k != "config"}} if isinstance(t, dict) else t
+        for t in (tasks if isinstance(tasks, list) else [])
+    ]
+    return {"name": data.get("name"), "tasks": flat}
+
+
+def with_spec_tasks(text: str, spec: dict[str, Any]) -> str:
+    """The editor's YAML with its tasks replaced by the form's (engine fields back under ``config``)."""
+    data = yaml.safe_load(text)
+    tasks = []
+    for task in spec.get("tasks") or []:
+        common = {k: v for k, v in task.items() if k in _TEMPLATE_TASK_FIELDS}
+        config = {k: v for k, v in task.items() if k not in _TEMPLATE_TASK_FIELDS}
+        tasks.append({**common, **({"config": config} if config else {})})
+    return dump_yaml({**data, "tasks": tasks})

@@ -18,6 +18,7 @@ from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text
 from control_room.state.events import background, handler
+from control_room.state.task_form import TaskForm
 
 PAGE_SIZE = 50
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -62,7 +63,7 @@ def run_row(row: dict[str, Any]) -> RunRow:
     )
 
 
-class RunsState(SessionState):
+class RunsState(TaskForm, SessionState):
     """The runs table of the selected project and environment."""
 
     rows: rx.Field[list[RunRow]] = rx.field(default_factory=list)
@@ -295,6 +296,17 @@ class RunsState(SessionState):
         self.example_key = chosen.key
         self.spec_text = json.dumps(chosen.spec(), indent=2)
         self.params_text = json.dumps(chosen.params, indent=2)
+        self.form_task = 0
+        self._sync_form()
+
+    def _read_spec(self) -> dict[str, Any]:
+        try:
+            return _parse_object(self.spec_text, "spec")
+        except Invalid as exc:
+            raise ValueError(f"The spec is {exc.message}: fix it in the JSON to use the form.") from exc
+
+    def _write_spec(self, spec: dict[str, Any]) -> None:
+        self.spec_text = json.dumps(spec, indent=2)
 
     @handler
     def choose_example(self, key: str) -> None:
@@ -304,8 +316,9 @@ class RunsState(SessionState):
 
     @handler
     def set_spec_text(self, value: str) -> None:
-        """The edited spec (JSON)."""
+        """The edited spec (JSON): the form follows."""
         self.spec_text = value
+        self._sync_form()
 
     @handler
     def set_params_text(self, value: str) -> None:

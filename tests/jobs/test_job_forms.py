@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from control_room.services.errors import Invalid
+from control_room.specs.forms import field_of, form_fields, initial_values, typed_params
 from control_room.state.job.history import p95
-from control_room.state.job.params_form import field_of, form_fields, initial_values, typed_params
 from control_room.state.job.schedules import draft_of, preview_rows
 from control_room.state.job.versions import side_by_side
 

@@ -14,9 +14,10 @@ from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import Invalid
 from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler
+from control_room.state.task_form import TaskForm
 
 
-class JobEditorState(SessionState):
+class JobEditorState(TaskForm, SessionState):
     """The YAML editor dialog."""
 
     editor_open: rx.Field[bool] = rx.field(False)
@@ -35,6 +36,16 @@ class JobEditorState(SessionState):
     def _check(self) -> None:
         _, found = job_editing.parse_template(self.yaml_text, project=self._project_slug)
         self.problems = [job_editing.problem_line(p) for p in found]
+        self._sync_form()
+
+    def _read_spec(self) -> dict[str, Any]:
+        return job_editing.editor_spec(self.yaml_text)
+
+    def _write_spec(self, spec: dict[str, Any]) -> None:
+        self.yaml_text = job_editing.with_spec_tasks(self.yaml_text, spec)
+        self.save_error = ""
+        _, found = job_editing.parse_template(self.yaml_text, project=self._project_slug)
+        self.problems = [job_editing.problem_line(p) for p in found]
 
     @handler
     def open_new(self) -> None:
@@ -42,6 +53,7 @@ class JobEditorState(SessionState):
         self._project_slug = self._project()
         self.editing_name, self.base_version = "", 0
         self.yaml_text = job_editing.NEW_JOB_YAML
+        self.form_task = 0
         self.save_error = ""
         self._check()
         self.editor_open = True
@@ -64,6 +76,7 @@ class JobEditorState(SessionState):
             self.editing_name = template["name"]
             self.base_version = latest["version"] if latest else 0
             self.yaml_text = job_editing.template_yaml(template, latest)
+            self.form_task = 0
             self.save_error = ""
             self._check()
             self.editor_open = True

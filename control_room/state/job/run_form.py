@@ -10,11 +10,11 @@ import reflex as rx
 
 from control_room.services import jobs
 from control_room.services.errors import Invalid, ServiceError
+from control_room.specs.forms import ParamField, field_of, form_fields, initial_values, typed_params
 from control_room.state import formatting
 from control_room.state.base import ALL, as_user, problem_text
 from control_room.state.events import background, handler
 from control_room.state.job.detail import JobState
-from control_room.state.job.params_form import ParamField, field_of, form_fields, initial_values, typed_params
 
 
 class RunFormState(JobState):
