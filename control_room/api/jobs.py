@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from control_room.api.deps import Pool, User
 from control_room.api.models import Int, IsoDatetime, RunPage, RunPublic, Strict
-from control_room.services import backfills, jobs, runs, schedules
+from control_room.services import backfills, job_editing, jobs, runs, schedules
 from control_room.services.auth import scoped
 
 router = APIRouter(tags=["jobs"])
@@ -175,6 +175,41 @@ class BackfillCreate(Strict):
     order: Literal["oldest_first", "newest_first"] = "oldest_first"
 
 
+class TemplateSave(Strict):
+    project: str = Field(min_length=1, max_length=100, description="Project slug.")
+    definition: dict[str, Any] = Field(
+        description="One job template as the GitOps bundle writes it (name, description, owner, tags, "
+        "params_schema, retries, timeout_s, tasks with their engine fields under config), without project.",
+        examples=[{"name": "nightly", "tasks": [{"key": "land", "engine": "shell", "config": {"command": "true"}}]}],
+    )
+    expected_version: Int | None = Field(
+        default=None, ge=0, description="Refuse (409) unless this is the latest version (0: the job must be new)."
+    )
+
+
+class TemplateSaved(BaseModel):
+    template_id: uuid.UUID
+    name: str
+    version: int
+    new_version: bool = Field(description="False when the definition was unchanged (details may have changed).")
+    created: bool = Field(description="True when the job is new.")
+
+
+class ScheduleSave(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    environment: Literal["dev", "staging", "prod"] = "dev"
+    cron: str = Field(min_length=1, max_length=200, description="Five-field cron or @hourly, @daily, ...")
+    timezone: str = Field(default="UTC", max_length=100, description="IANA zone, e.g. Europe/Berlin.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Checked against the latest params schema.")
+    enabled: bool = True
+    catchup: Literal["none", "latest", "all"] = "latest"
+    catchup_limit: Int = Field(default=10, ge=1, le=1000)
+    overlap: Literal["allow", "skip", "cancel_previous", "queue_one"] = "allow"
+    jitter_s: Int = Field(default=0, ge=0, le=3600)
+    misfire_grace_s: Int = Field(default=60, ge=1, le=86400)
+    description: str = Field(default="", max_length=2000)
+
+
 class BackfillInterval(BaseModel):
     position: int
     data_interval_start: datetime
@@ -294,7 +329,103 @@ async def list_template_runs(
     return {"items": items, "next_cursor": next_cursor}
 
 
+@router.post(
+    "/templates",
+    operation_id="saveTemplate",
+    response_model=TemplateSaved,
+    status_code=201,
+    responses={
+        "200": {"description": "An existing job: saved as its next version, or unchanged.", "model": TemplateSaved},
+        "409": {"description": "expected_version is not the job's latest version."},
+    },
+)
+async def save_template(body: TemplateSave, user: User, db: Pool, response: Response) -> dict[str, Any]:
+    """Create a job or save its next immutable version (admins), checked as the bundle checks it; 422 names the
+    field (`tasks[0].config.command`). The same as the job editor's Save and `lakehouse jobs save`."""
+    text = job_editing.definition_text(body.definition)
+    async with db.connection() as conn, scoped(conn, user):
+        project_id = await runs.resolve_project(conn, body.project)
+        saved = await job_editing.save_template(
+            conn, project_id=project_id, project=body.project, text=text, expected_version=body.expected_version,
+            by=user.email,
+        )  # fmt: skip
+    if not saved["created"]:
+        response.status_code = 200
+    return saved
+
+
+async def _set_archived(template_id: uuid.UUID, archived: bool, user: Any, db: Any) -> dict[str, Any]:
+    async with db.connection() as conn, scoped(conn, user):
+        await job_editing.set_archived(conn, template_id=template_id, archived=archived, by=user.email)
+        return await jobs.get_template(conn, template_id=template_id)
+
+
+@router.post("/templates/{template_id}/archive", operation_id="archiveTemplate", response_model=TemplateDetail)
+async def archive_template(template_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Archive a job (admins): it no longer runs and its schedules are disabled; audited."""
+    return await _set_archived(template_id, True, user, db)
+
+
+@router.post("/templates/{template_id}/restore", operation_id="restoreTemplate", response_model=TemplateDetail)
+async def restore_template(template_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Restore an archived job (admins); its schedules stay disabled until enabled again."""
+    return await _set_archived(template_id, False, user, db)
+
+
 # Schedules ----------------------------------------------------------------------------------------------
+
+
+async def _save_schedule(
+    user: Any, db: Any, *, template_id: uuid.UUID | None, schedule_id: uuid.UUID | None, body: ScheduleSave
+) -> dict[str, Any]:
+    draft = job_editing.ScheduleDraft(**body.model_dump())
+    async with db.connection() as conn, scoped(conn, user):
+        if template_id is None:
+            assert schedule_id is not None
+            current = await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC), upcoming=0)
+            template_id = current["template_id"]
+        template = await jobs.get_template(conn, template_id=template_id)
+        saved = await job_editing.save_schedule(
+            conn, template_id=template_id, template=template["name"], project=template["project"],
+            schedule_id=schedule_id, draft=draft, by=user.email,
+        )  # fmt: skip
+        return await schedules.get_schedule(conn, schedule_id=saved, now=datetime.now(UTC))
+
+
+@router.post(
+    "/templates/{template_id}/schedules",
+    operation_id="createSchedule",
+    response_model=ScheduleDetail,
+    status_code=201,
+    responses={"409": {"description": "The job already has a schedule of this name."}},
+)
+async def create_schedule(template_id: uuid.UUID, body: ScheduleSave, user: User, db: Pool) -> dict[str, Any]:
+    """Add a schedule to a job (admins): cron, zone and policies checked, params against the latest params schema."""
+    return await _save_schedule(user, db, template_id=template_id, schedule_id=None, body=body)
+
+
+@router.put("/schedules/{schedule_id}", operation_id="updateSchedule", response_model=ScheduleDetail)
+async def update_schedule(schedule_id: uuid.UUID, body: ScheduleSave, user: User, db: Pool) -> dict[str, Any]:
+    """Change a schedule (admins); its upcoming fires are planned again; audited."""
+    return await _save_schedule(user, db, template_id=None, schedule_id=schedule_id, body=body)
+
+
+async def _set_enabled(schedule_id: uuid.UUID, enabled: bool, user: Any, db: Any) -> dict[str, Any]:
+    async with db.connection() as conn, scoped(conn, user):
+        await job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=user.email)
+        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+
+
+@router.post("/schedules/{schedule_id}/enable", operation_id="enableSchedule", response_model=ScheduleDetail)
+async def enable_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Enable a schedule (admins)."""
+    return await _set_enabled(schedule_id, True, user, db)
+
+
+@router.post("/schedules/{schedule_id}/disable", operation_id="disableSchedule", response_model=ScheduleDetail)
+async def disable_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """Disable a schedule (admins): it fires nothing, not even on "fire now", until enabled."""
+    return await _set_enabled(schedule_id, False, user, db)
 
 
 @router.get("/schedules", operation_id="listSchedules", response_model=ScheduleList)

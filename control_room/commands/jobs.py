@@ -8,14 +8,16 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import psycopg
 import typer
+import yaml
 
 from control_room.config import get_settings
 from control_room.db.connection import connect_async
-from control_room.services import backfills, jobs, schedules
+from control_room.services import backfills, job_editing, jobs, runs, schedules
 from control_room.services.errors import Invalid, ServiceError, from_db_error
 from control_room.supervisor import SupervisorError, control_plane_database
 
@@ -267,3 +269,116 @@ def _backfill_id(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError as exc:
         raise _fail(Invalid(f'"{text}" is not a backfill id (see lakehouse jobs backfill)', field="backfill")) from exc
+
+
+# Editing: the same as the job editor, the schedule editor and the API (admins; every change audited) ----------
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(Invalid(f"cannot read {path}: {exc.strerror}", field="FILE")) from exc
+
+
+@app.command("save")
+def save_command(
+    file: Annotated[Path, typer.Argument(help="One job template as YAML (the job editor's text; project optional).")],
+    project: str = typer.Option(..., "--project", help="Project slug."),
+    expected_version: int | None = typer.Option(
+        None, "--expected-version", min=0, help="Refuse unless this is the latest version (0: the job must be new)."
+    ),
+) -> None:
+    """Create a job or save its next immutable version, checked as the bundle checks it."""
+    text = _read_file(file)
+
+    async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+        project_id = await runs.resolve_project(conn, project)
+        return await job_editing.save_template(
+            conn, project_id=project_id, project=project, text=text, expected_version=expected_version, by=_actor()
+        )
+
+    saved = _on_database(work)
+    what = "created" if saved["created"] else ("saved" if saved["new_version"] else "unchanged")
+    typer.echo(f"job {project}/{saved['name']} {what}: version {saved['version']} ({saved['template_id']})")
+
+
+def _set_archived(name: str, project: str | None, archived: bool) -> None:
+    async def work(conn: psycopg.AsyncConnection) -> None:
+        template_id = await jobs.resolve_template(conn, name, project=project)
+        await job_editing.set_archived(conn, template_id=template_id, archived=archived, by=_actor())
+
+    _on_database(work)
+    typer.echo(f"job {name} {'archived (its schedules are disabled)' if archived else 'restored'}")
+
+
+@app.command("archive")
+def archive_command(
+    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
+    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
+) -> None:
+    """Archive a job: it no longer runs and its schedules are disabled."""
+    _set_archived(name, project, True)
+
+
+@app.command("restore")
+def restore_command(
+    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
+    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
+) -> None:
+    """Restore an archived job (its schedules stay disabled until enabled)."""
+    _set_archived(name, project, False)
+
+
+@app.command("schedule-save")
+def schedule_save_command(
+    file: Annotated[Path, typer.Argument(help="One schedule as YAML, as in the bundle (template:, name:, cron:...).")],
+    project: str = typer.Option(..., "--project", help="Project slug."),
+) -> None:
+    """Create a schedule of a job, or change the job's schedule of that name."""
+    try:
+        data = yaml.safe_load(_read_file(file))
+    except yaml.YAMLError as exc:
+        raise _fail(Invalid(f"{file} is not valid YAML: {exc}", field="FILE")) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("template"), str):
+        raise _fail(
+            Invalid("give one schedule as a mapping with template:, name:, environment: and cron:", field="FILE")
+        )
+    template_name = data.pop("template")
+    data.pop("project", None)
+    try:
+        draft = job_editing.ScheduleDraft(**data)
+    except TypeError as exc:
+        raise _fail(Invalid(f"unknown or missing field: {exc}", field="FILE")) from exc
+
+    async def work(conn: psycopg.AsyncConnection) -> uuid.UUID:
+        template_id = await jobs.resolve_template(conn, template_name, project=project)
+        existing = {s["name"]: s["id"] for s in await schedules.list_schedules(conn, template_id=template_id)}
+        return await job_editing.save_schedule(
+            conn, template_id=template_id, template=template_name, project=project,
+            schedule_id=existing.get(draft.name), draft=draft, by=_actor(),
+        )  # fmt: skip
+
+    schedule_id = _on_database(work)
+    typer.echo(f"schedule {project}/{draft.name} of {template_name} saved ({schedule_id})")
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    async def work(conn: psycopg.AsyncConnection) -> None:
+        schedule_id = await schedules.resolve_schedule(conn, name)
+        await job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=_actor())
+
+    _on_database(work)
+    typer.echo(f"schedule {name} {'enabled' if enabled else 'disabled'}")
+
+
+@app.command("enable")
+def enable_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+    """Enable a schedule."""
+    _set_enabled(name, True)
+
+
+@app.command("disable")
+def disable_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+    """Disable a schedule: it fires nothing until enabled."""
+    _set_enabled(name, False)

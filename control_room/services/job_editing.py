@@ -108,6 +108,11 @@ def template_yaml(template: dict[str, Any], version: dict[str, Any] | None) -> s
     return dump_yaml(document)
 
 
+def definition_text(definition: dict[str, Any]) -> str:
+    """The editor's YAML of a template given as data (the API's body), so both are checked the same way."""
+    return dump_yaml({k: v for k, v in definition.items() if k != "project"})
+
+
 async def save_template(
     conn: AsyncConnection,
     *,
