@@ -1,6 +1,6 @@
-"""dbt engine fixtures: the example project, warehouses on dbt-duckdb and dbt-postgres, a harness
-context reporting lineage to a real control plane, an OpenLineage collector, and one build per adapter
-shared by the session (dbt starts slowly: every scenario reuses it where it can)."""
+"""dbt engine fixtures: the example project, warehouses on dbt-duckdb and dbt-postgres, harness contexts
+reporting lineage to a real control plane under a real lease, an OpenLineage collector, and one build per
+adapter shared by the session (dbt starts slowly: every scenario reuses it where it can)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from executor_agent.engines.base import EngineResult
 from executor_agent.engines.dbt import DbtEngine
 from tests.agent.conftest import start_agent  # noqa: F401 (the fixture, for the test through an agent)
 from tests.conftest import PostgresServer
-from tests.engines.dbt.harness import ArtifactShelf, HarnessContext, Reporter
+from tests.engines.harness import ArtifactShelf, ContextFactory, HarnessContext, Reporter
 from tests.live import LiveServer, Provisioner
 
 EXAMPLE_PROJECT = Path(__file__).resolve().parents[3] / "examples" / "dbt"
@@ -220,12 +220,20 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
+@pytest.fixture
+def make_dbt_context(tmp_path: Path, dbt_shelf: ArtifactShelf) -> Iterator[ContextFactory]:
+    """``make_dbt_context(spec, task_key=...)``: a fresh harness context for one test, on the session's shelf."""
+    with ContextFactory(tmp_path / "contexts", shelf=dbt_shelf, engine="dbt", project="shop") as factory:
+        yield factory
+
+
 RunDbt = Callable[..., tuple[HarnessContext, EngineResult]]
 
 
 @pytest.fixture(scope="session")
-def run_dbt(tmp_path_factory: pytest.TempPathFactory, dbt_shelf: ArtifactShelf) -> RunDbt:
+def run_dbt(tmp_path_factory: pytest.TempPathFactory, dbt_shelf: ArtifactShelf) -> Iterator[RunDbt]:
     """Factory: run the dbt engine once on a harness context; returns the context and the result."""
+    contexts = ContextFactory(tmp_path_factory.mktemp("dbt"), shelf=dbt_shelf, engine="dbt", project="shop")
 
     def run(
         spec: Mapping[str, Any],
@@ -237,23 +245,28 @@ def run_dbt(tmp_path_factory: pytest.TempPathFactory, dbt_shelf: ArtifactShelf) 
         extra_env: Mapping[str, str] | None = None,
         **context_fields: Any,
     ) -> tuple[HarnessContext, EngineResult]:
-        ids: dict[str, Any] = {}
+        lease: dict[str, Any] = {}
         if claimed is not None:
-            ids = {"task_id": claimed.task_id, "run_id": claimed.run_id, "reporter": claimed.reporter()}
+            lease = {
+                "task_id": claimed.task_id,
+                "run_id": claimed.run_id,
+                "lease_token": claimed.lease_token,
+                "project_id": claimed.project_id,
+                "reporter": claimed.reporter(),
+            }
             task_key = claimed.task_key
-        context = HarnessContext(
-            spec={"key": task_key, "engine": "dbt", "profile": warehouse.profile(), **spec},
-            work_dir=tmp_path_factory.mktemp(f"dbt-{task_key}"),
-            shelf=dbt_shelf,
+        context = contexts(
+            {"key": task_key, "engine": "dbt", "profile": warehouse.profile(), **spec},
             params=dict(params or {}),
             task_key=task_key,
             extra_env={**warehouse.env(), **(extra_env or {})},
-            **ids,
+            **lease,
             **context_fields,
         )
         return context, DbtEngine().run(context)
 
-    return run
+    with contexts:
+        yield run
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""The dbt engine on the example project, on dbt-duckdb and dbt-postgres, through a faithful harness context
-whose lineage reports reach a real control plane: node events, artifacts, lineage, OpenLineage, failing
-tests, incremental models, slim CI, secrets and cancellation."""
+"""The dbt engine on the example project, on dbt-duckdb and dbt-postgres, through the agent's task context
+(tests/engines/harness.py) whose lineage reports reach a real control plane: node events, artifacts,
+lineage, OpenLineage, failing tests, incremental models, slim CI, secrets and cancellation."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 import zipfile
@@ -27,8 +28,8 @@ from tests.engines.dbt.conftest import (
     Warehouse,
     copy_project,
 )
-from tests.engines.dbt.harness import ArtifactShelf, HarnessContext, RecordedEvent, group_is_gone
 from tests.engines.dbt.openlineage_schema import validation_errors
+from tests.engines.harness import ArtifactShelf, ContextFactory, HarnessContext, group_is_gone
 
 DATASET_TYPES = ("model", "seed", "snapshot")
 
@@ -204,7 +205,7 @@ def test_secrets_never_reach_events_artifacts_or_reports(built: Built) -> None:
     profiles_file = context.work_dir / "dbt" / "profiles" / "profiles.yml"
     profiles = profiles_file.read_text(encoding="utf-8")
 
-    everything = [json.dumps([e.__dict__ for e in context.events]), json.dumps(context.reports), profiles]
+    everything = [json.dumps([e.__dict__ for e in context.events], default=str), json.dumps(context.reports), profiles]
     everything += [a.path.read_bytes().decode("utf-8", "replace") for a in context.artifacts]
 
     assert secrets
@@ -391,11 +392,11 @@ def test_state_modified_builds_exactly_the_changed_model_and_its_children(
     ],
 )
 def test_a_bad_spec_fails_with_an_error_naming_the_field(
-    spec: dict[str, Any], field: str, dbt_shelf: ArtifactShelf, tmp_path: Path
+    spec: dict[str, Any], field: str, make_dbt_context: ContextFactory
 ) -> None:
     if spec.get("project") == {"path": "EXAMPLE"}:
         spec = {**spec, "project": {"path": str(EXAMPLE_PROJECT)}}
-    context = HarnessContext(spec={"key": "bad", "engine": "dbt", **spec}, work_dir=tmp_path, shelf=dbt_shelf)
+    context = make_dbt_context({"key": "bad", "engine": "dbt", **spec})
 
     with pytest.raises(EngineError) as raised:
         DbtEngine().run(context)
@@ -408,7 +409,9 @@ def test_a_bad_spec_fails_with_an_error_naming_the_field(
 
 
 @pytest.mark.slow
-def test_cancelling_a_running_model_stops_the_dbt_process_group(tmp_path: Path, dbt_shelf: ArtifactShelf) -> None:
+def test_cancelling_a_running_model_stops_the_dbt_process_group(
+    tmp_path: Path, make_dbt_context: ContextFactory
+) -> None:
     project = tmp_path / "slow"
     (project / "models").mkdir(parents=True)
     (project / "dbt_project.yml").write_text("name: slow\nversion: '1.0.0'\nconfig-version: 2\nprofile: slow\n")
@@ -417,29 +420,31 @@ def test_cancelling_a_running_model_stops_the_dbt_process_group(tmp_path: Path, 
         "{{ config(materialized='table') }}\nselect sum(i) as total from range(1000000000000) t(i)"
     )
     warehouse = DuckdbWarehouse(tmp_path / "slow.duckdb")
-    context = HarnessContext(
-        spec={
+    context = make_dbt_context(
+        {
             "key": "endless",
             "engine": "dbt",
             "command": "run",
             "project": {"path": str(project)},
             "profile": warehouse.profile(),
         },
-        work_dir=tmp_path / "work",
-        shelf=dbt_shelf,
         task_key="endless",
     )
     cancelled_at: list[float] = []
 
-    def cancel_when_the_model_starts(event: RecordedEvent) -> None:
-        if event.type == "dbt.node_started" and not cancelled_at:
+    def cancel_when_the_model_starts() -> None:
+        try:
+            context.wait_for_event("dbt.node_started", timeout=300)
             cancelled_at.append(time.monotonic())
-            context.cancel()
+        finally:
+            context.cancel()  # at the latest at the deadline: the model never ends by itself
 
-    context.on_event = cancel_when_the_model_starts
+    canceller = threading.Thread(target=cancel_when_the_model_starts, daemon=True)
+    canceller.start()
 
     result = DbtEngine().run(context)
 
+    canceller.join(10)
     assert result.outcome == "cancelled"
     assert cancelled_at and time.monotonic() - cancelled_at[0] < 10
     assert context.process_groups and all(group_is_gone(pgid) for pgid in context.process_groups)

@@ -21,7 +21,8 @@ from deltalake import DeltaTable, write_deltalake
 from examples.spark.daily_sales import generate_orders
 from executor_agent.engines.base import EngineResult, ResourceLimits
 from executor_agent.engines.spark import SparkEngine
-from tests.engines.spark.conftest import HarnessContext, HarnessFactory
+from tests.engines.harness import HarnessContext
+from tests.engines.spark.conftest import HarnessFactory
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +91,8 @@ def test_the_demo_job_succeeds_in_local_2(demo: DemoRun) -> None:
 def test_log_lines_stream_as_events_with_their_level_during_the_run(demo: DemoRun) -> None:
     process = demo.context.processes[0]
     assert process.ended_at is not None
-    logs = demo.context.of_type("log")
-    during = [e for e in logs if e.at < process.ended_at]
+    logs = demo.context.events_of("log")
+    during = [e for e in logs if e.ts < process.ended_at]
     assert len(during) > 20, "log lines must arrive while the job runs, not after"
     by_message = {e.message: e for e in logs}
     started = next(m for m in by_message if re.search(r" INFO SparkContext: Running Spark version", m))
@@ -118,7 +119,7 @@ def test_full_logs_and_the_event_log_are_uploaded_as_artifacts(demo: DemoRun) ->
 
 
 def test_progress_events_show_stage_and_task_counts(demo: DemoRun) -> None:
-    progress = demo.context.of_type("progress")
+    progress = demo.context.events_of("progress")
     live = [e.data for e in progress if e.data["source"] == "rest"]
     assert live, "the REST API was polled while the job ran"
     assert all(0 <= p["stages_done"] <= p["stages_total"] for p in live)
@@ -135,15 +136,15 @@ def test_progress_events_show_stage_and_task_counts(demo: DemoRun) -> None:
 
 
 def test_the_spark_ui_url_is_recorded(demo: DemoRun) -> None:
-    (ui,) = demo.context.of_type("spark.ui")
+    (ui,) = demo.context.events_of("spark.ui")
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", ui.data["url"])
     assert ui.data["app_id"] == demo.result.result["app_id"]
     assert demo.result.result["ui_url"] == ui.data["url"]
-    assert ui.data["url"].endswith(f":{demo.context.of_type('spark.config')[0].data['ui_port']}")
+    assert ui.data["url"].endswith(f":{demo.context.events_of('spark.config')[0].data['ui_port']}")
 
 
 def test_memory_over_the_cap_runs_with_the_capped_value_and_the_event_says_so(demo: DemoRun) -> None:
-    (config,) = demo.context.of_type("spark.config")
+    (config,) = demo.context.events_of("spark.config")
     assert config.level == "warning"
     assert (
         f"spark.driver.memory capped from 4096m to {MEMORY_CAP_MB}m by max_memory_mb={MEMORY_CAP_MB}" in config.message
@@ -157,7 +158,7 @@ def test_memory_over_the_cap_runs_with_the_capped_value_and_the_event_says_so(de
     argv = demo.context.processes[0].argv
     assert argv[argv.index("--driver-memory") + 1] == f"{MEMORY_CAP_MB}m"
     # What the driver JVM itself reports: its heap is bounded by the capped value.
-    heap = next(e.message for e in demo.context.of_type("log") if "driver JVM max heap" in e.message)
+    heap = next(e.message for e in demo.context.events_of("log") if "driver JVM max heap" in e.message)
     assert f"driver memory setting: {MEMORY_CAP_MB}m" in heap
     max_heap_mib = int(re.search(r"max heap: (\d+) MiB", heap).group(1))  # type: ignore[union-attr]
     assert 256 < max_heap_mib <= MEMORY_CAP_MB

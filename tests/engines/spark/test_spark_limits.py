@@ -18,7 +18,8 @@ from executor_agent.engines.spark import (
     parse_memory_mb,
     redact_conf,
 )
-from tests.engines.spark.conftest import HarnessFactory, wait_for
+from tests.engines.harness import wait_until
+from tests.engines.spark.conftest import HarnessFactory
 
 JOBS = Path(__file__).resolve().parent / "jobs"
 
@@ -58,9 +59,9 @@ def test_a_job_sleeping_past_its_runtime_limit_is_killed_and_ends_timed_out_with
     assert "INFO SparkContext: Running Spark version" in driver_log
     console = context.artifact("spark/logs/console.log").path.read_text()
     assert "[stdout] sleeping in local-" in console
-    assert any(e.message.startswith("sleeping in local-") for e in context.of_type("log"))
+    assert any(e.message.startswith("sleeping in local-") for e in context.events_of("log"))
     marker = context.processes[0].env[MARKER_ENV]
-    wait_for(lambda: not marked_processes(marker), timeout=15, what="every process of the job to be gone")
+    wait_until(lambda: not marked_processes(marker), timeout=15, what="every process of the job to be gone")
 
 
 @pytest.mark.slow
@@ -82,11 +83,11 @@ def test_output_over_the_cap_stops_the_job_and_fails_it_clearly(harness: Harness
     assert (
         f"under {context.work_dir / 'output'}, over the max_output_bytes cap of 1048576; it was stopped" in result.error
     )
-    (exceeded,) = context.of_type("limits.output_exceeded")
+    (exceeded,) = context.events_of("limits.output_exceeded")
     assert exceeded.level == "error" and exceeded.data["output_bytes"] > 1024 * 1024
     assert "[stdout] wrote 3 MB" in context.artifact("spark/logs/console.log").path.read_text()
     marker = context.processes[0].env[MARKER_ENV]
-    wait_for(lambda: not marked_processes(marker), timeout=15, what="every process of the job to be gone")
+    wait_until(lambda: not marked_processes(marker), timeout=15, what="every process of the job to be gone")
 
 
 @pytest.mark.slow
@@ -104,7 +105,7 @@ def test_a_failing_module_job_fails_with_its_python_error(harness: HarnessFactor
     assert result.outcome == "failed"
     assert result.error is not None
     assert result.error == "spark-submit exited with code 1; last errors: ValueError: the input folder is empty"
-    logs = context.of_type("log")
+    logs = context.events_of("log")
     assert any(e.message == "arguments: ['--day', '2026-01-01']" for e in logs)
     # spark-submit hands the driver's stderr on through stdout; the traceback is still an error.
     start = next(i for i, e in enumerate(logs) if e.message.startswith("Traceback (most recent call last)"))

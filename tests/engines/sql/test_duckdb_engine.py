@@ -20,7 +20,8 @@ from deltalake import DeltaTable, write_deltalake
 from control_room.services.demo import DEMO_WAREHOUSE_SPEC
 from executor_agent.engines.base import EngineError, ResourceLimits
 from executor_agent.engines.duckdb import DuckdbEngine
-from tests.engines.sql.conftest import HarnessContext, MakeContext, assert_outcome
+from tests.engines.harness import HarnessContext
+from tests.engines.sql.conftest import MakeContext, assert_outcome, query_history
 from tests.seaweedfs import SeaweedS3
 
 # Cross product of 1e11 rows on one thread: runs until interrupted.
@@ -40,13 +41,6 @@ def trips_table(rows: int = 1000) -> pa.Table:
 
 def run(context: HarnessContext) -> Any:
     return DuckdbEngine().run(context)
-
-
-def wait_for_event(context: HarnessContext, type: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not context.events_of(type):
-        assert time.monotonic() < deadline, f"no {type} event within {timeout_s}s"
-        time.sleep(0.02)  # the engine runs in another thread of this test
 
 
 def test_lake_tables_are_queried_and_results_streamed_with_history(warehouse: Path, make_context: MakeContext) -> None:
@@ -77,20 +71,20 @@ def test_lake_tables_are_queried_and_results_streamed_with_history(warehouse: Pa
         .aggregate([("id", "count"), ("fare", "sum")])
         .sort_by("city")
     )
-    got = pq.read_table(context.artifacts["result-1.parquet"].path)
+    got = pq.read_table(context.artifact("result-1.parquet").path)
     assert got.column("city").to_pylist() == expected.column("city").to_pylist()
     assert got.column("trips").to_pylist() == expected.column("id_count").to_pylist()
     assert got.column("revenue").to_pylist() == pytest.approx(expected.column("fare_sum").to_pylist())
-    joined = pq.read_table(context.artifacts["result-2.parquet"].path)
+    joined = pq.read_table(context.artifact("result-2.parquet").path)
     assert joined.column("id").to_pylist() == [i for i in range(10) if i % 3 != 2]
-    preview = json.loads(context.artifacts["result-2.preview.json"].path.read_text())
+    preview = json.loads(context.artifact("result-2.preview.json").path.read_text())
     assert preview["rows"] == [[0, "FR"], [1, "FR"]] and preview["total_rows"] == 7 and preview["truncated"]
-    for artifact in context.artifacts.values():
+    for artifact in context.artifacts:
         assert hashlib.sha256(artifact.path.read_bytes()).hexdigest() == artifact.sha256
-    assert context.artifacts["result-1.parquet"].content_type == "application/vnd.apache.parquet"
-    assert context.artifacts["result-1.parquet"].metadata["rows"] == 3
+    assert context.artifact("result-1.parquet").content_type == "application/vnd.apache.parquet"
+    assert context.artifact("result-1.parquet").metadata["rows"] == 3
 
-    history = context.history()
+    history = query_history(context)
     assert [history[i]["state"] for i in (1, 2)] == ["finished", "finished"]
     first = history[1]
     assert first["rows"] == 3
@@ -117,10 +111,10 @@ def test_ddl_and_dml_record_changed_rows_without_result_artifacts(warehouse: Pat
     )
     result = run(context)
     assert_outcome(result, "succeeded")
-    history = context.history()
+    history = query_history(context)
     assert [history[i]["rows"] for i in (1, 2, 3, 4)] == [50, 20, 5, 1]
-    assert sorted(context.artifacts) == ["result-4.parquet", "result-4.preview.json"]
-    assert pq.read_table(context.artifacts["result-4.parquet"].path).column("n").to_pylist() == [65]
+    assert sorted(a.name for a in context.artifacts) == ["result-4.parquet", "result-4.preview.json"]
+    assert pq.read_table(context.artifact("result-4.parquet").path).column("n").to_pylist() == [65]
 
 
 def test_a_query_over_the_scan_cap_is_refused_before_it_runs(warehouse: Path, make_context: MakeContext) -> None:
@@ -139,10 +133,10 @@ def test_a_query_over_the_scan_cap_is_refused_before_it_runs(warehouse: Path, ma
     # 100,000 rows x 2 bigint columns; the spec's lower cap wins over the claim's.
     assert "estimated scan of 1600000 bytes (1.5 MiB)" in result.error
     assert "scanned-bytes cap of 500000 bytes (488.3 KiB)" in result.error
-    refused = context.history()[1]
+    refused = query_history(context)[1]
     assert refused["state"] == "refused" and refused["error"] == result.error
     assert refused["estimated_scan_bytes"] == 1_600_000 and refused["scan_cap_bytes"] == 500_000
-    assert context.artifacts == {}
+    assert context.artifacts == []
     # Refused before running: the insert never happened.
     with duckdb.connect(str(warehouse.parent / "warehouse.duckdb"), read_only=True) as check:
         assert check.execute("select count(*) from audit").fetchone() == (0,)
@@ -153,15 +147,15 @@ def test_cancel_interrupts_the_running_statement(warehouse: Path, make_context: 
     outcome: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: outcome.setdefault("result", run(context)))
     worker.start()
-    wait_for_event(context, "sql.statement.started")
+    context.wait_for_event("sql.statement.started")
     time.sleep(0.3)  # let the statement get going on DuckDB: the cancel must interrupt a running query
     requested = time.monotonic()
-    context.request_cancel()
+    context.cancel()
     worker.join(timeout=30)
     assert not worker.is_alive()
     assert time.monotonic() - requested < 5
     assert_outcome(outcome["result"], "cancelled")
-    record = context.history()[1]
+    record = query_history(context)[1]
     assert record["state"] == "cancelled"
     assert "cancelled on request while running statement 1" in record["error"]
 
@@ -173,7 +167,7 @@ def test_the_runtime_limit_stops_a_statement_as_timed_out(warehouse: Path, make_
     assert time.monotonic() - started < 10
     assert_outcome(result, "timed_out")
     assert "runtime limit of 1 s" in (result.error or "")
-    assert context.history()[1]["state"] == "timed_out"
+    assert query_history(context)[1]["state"] == "timed_out"
 
 
 def test_caps_become_duckdb_settings(warehouse: Path, make_context: MakeContext) -> None:
@@ -183,10 +177,10 @@ def test_caps_become_duckdb_settings(warehouse: Path, make_context: MakeContext)
         limits=ResourceLimits(max_memory_mb=256, max_cores=1),
     )  # fmt: skip
     assert_outcome(run(context), "succeeded")
-    row = pq.read_table(context.artifacts["result.parquet"].path).to_pylist()[0]
+    row = pq.read_table(context.artifact("result.parquet").path).to_pylist()[0]
     assert row["threads"] == 1  # the cap wins over the larger request
     assert row["memory"].endswith(("MiB", "MB")) and float(row["memory"].split()[0]) <= 256
-    assert context.events_of("sql.settings")[0]["data"]["settings"] == {"threads": "1", "memory_limit": "256MB"}
+    assert context.events_of("sql.settings")[0].data["settings"] == {"threads": "1", "memory_limit": "256MB"}
 
 
 @pytest.mark.parametrize(
@@ -213,7 +207,7 @@ def test_a_failing_statement_records_the_engine_error(warehouse: Path, make_cont
     result = run(context)
     assert_outcome(result, "failed")
     assert 'Referenced column "no_such_column" not found' in (result.error or "")
-    history = context.history()
+    history = query_history(context)
     assert history[1]["state"] == "finished"
     assert history[2]["state"] == "failed" and "no_such_column" in history[2]["error"]
 
@@ -261,27 +255,27 @@ def test_delta_and_parquet_tables_on_s3_are_read_through_pyarrow(
     result = run(context)
 
     assert_outcome(result, "succeeded")
-    got = pq.read_table(context.artifacts["result.parquet"].path).to_pylist()
+    got = pq.read_table(context.artifact("result.parquet").path).to_pylist()
     for row, city in zip(got, ("paris", "nice"), strict=True):
         selected = trips.filter(pc.equal(trips.column("city"), city))
         assert row["n"] == selected.num_rows
         assert row["revenue"] == pytest.approx(pc.sum(selected.column("fare")).as_py())
     assert [row["zone"] for row in got] == [1, 3]
     # The Delta table's 300 rows (from its log) x the columns read (city 32 + fare 8), plus the zones scan.
-    assert context.history()[1]["estimated_scan_bytes"] >= 300 * 40
+    assert query_history(context)[1]["estimated_scan_bytes"] >= 300 * 40
 
 
 def test_the_demo_warehouse_query_runs_on_duckdb(warehouse: Path, make_context: MakeContext) -> None:
     (task,) = DEMO_WAREHOUSE_SPEC["tasks"]  # type: ignore[misc]
     context = make_context(task, limits=ResourceLimits(scanned_bytes_per_query=10_737_418_240))
     assert_outcome(run(context), "succeeded")
-    by_region = pq.read_table(context.artifacts["result-2.parquet"].path).to_pylist()
+    by_region = pq.read_table(context.artifact("result-2.parquet").path).to_pylist()
     assert [(r["region"], r["orders"]) for r in by_region] == [(f"region{i}", 25_000) for i in range(4)]
     amounts = [(i * 37) % 500 for i in range(100_000)]
     assert sum(r["revenue"] for r in by_region) == sum(amounts)
-    detail = pq.read_table(context.artifacts["result-3.parquet"].path)
+    detail = pq.read_table(context.artifact("result-3.parquet").path)
     assert detail.num_rows == sum(1 for a in amounts if a > 400)
-    assert "result-3.csv" in context.artifacts
+    assert "result-3.csv" in {a.name for a in context.artifacts}
 
 
 def test_a_result_over_the_output_cap_fails_and_leaves_no_artifact(warehouse: Path, make_context: MakeContext) -> None:
@@ -293,6 +287,6 @@ def test_a_result_over_the_output_cap_fails_and_leaves_no_artifact(warehouse: Pa
     assert_outcome(result, "failed")
     assert "max_output_bytes cap of 50000 bytes" in (result.error or "")
     assert result.result["retryable"] is False
-    assert context.artifacts == {}
+    assert context.artifacts == []
     assert not list((context.work_dir / "results").glob("*"))
-    assert context.history()[1]["state"] == "failed"
+    assert query_history(context)[1]["state"] == "failed"

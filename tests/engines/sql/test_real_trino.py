@@ -17,7 +17,8 @@ import trino
 
 from executor_agent.engines.base import ResourceLimits
 from executor_agent.engines.trino import TrinoEngine
-from tests.engines.sql.conftest import HarnessContext, MakeContext, assert_outcome
+from tests.engines.harness import HarnessContext
+from tests.engines.sql.conftest import MakeContext, assert_outcome, query_history
 
 pytestmark = pytest.mark.real_trino
 QUERY_ID = re.compile(r"^\d{8}_\d{6}_\d{5}_\w{5}$")
@@ -52,7 +53,7 @@ def test_a_tpch_query_streams_and_records_history(cluster: str, make_context: Ma
         limits=ResourceLimits(scanned_bytes_per_query=10**9),
     )
     assert_outcome(run(context), "succeeded")
-    record = context.history()[1]
+    record = query_history(context)[1]
     assert record["state"] == "finished" and record["rows"] == 25
     assert QUERY_ID.match(record["query_id"]) and record["elapsed_ms"] is not None
     assert record["estimated_scan_bytes"] is not None and record["estimated_scan_bytes"] > 0
@@ -65,7 +66,7 @@ def test_a_scan_over_the_cap_is_refused_before_it_runs(cluster: str, make_contex
     result = run(context)
     assert_outcome(result, "failed")
     assert "exceeds the scanned-bytes cap of 1000 bytes" in (result.error or "")
-    assert context.history()[1]["state"] == "refused"
+    assert query_history(context)[1]["state"] == "refused"
 
 
 def test_cancel_reaches_the_cluster(cluster: str, make_context: MakeContext) -> None:
@@ -79,10 +80,10 @@ def test_cancel_reaches_the_cluster(cluster: str, make_context: MakeContext) -> 
         assert time.monotonic() < deadline
         time.sleep(0.1)  # the engine runs in another thread
     time.sleep(1)  # let the query reach RUNNING on the cluster
-    context.request_cancel()
+    context.cancel()
     worker.join(timeout=60)
     assert_outcome(outcome["result"], "cancelled")
-    query_id = context.history()[1]["query_id"]
+    query_id = query_history(context)[1]["query_id"]
     parsed = cluster.split("://", 1)[1]
     host, _, port = parsed.partition(":")
     connection = trino.dbapi.connect(host=host, port=int(port or 8080), user="lakehouse", catalog="system")

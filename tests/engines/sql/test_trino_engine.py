@@ -20,7 +20,8 @@ import trino
 
 from executor_agent.engines.base import EngineError, ResourceLimits
 from executor_agent.engines.trino import TrinoEngine
-from tests.engines.sql.conftest import UNANALYZED_TABLE, HarnessContext, MakeContext, assert_outcome
+from tests.engines.harness import HarnessContext
+from tests.engines.sql.conftest import UNANALYZED_TABLE, MakeContext, assert_outcome, query_history
 from tests.trino_server.process import TrinoTestServer, trino_test_server
 
 NUMBERS_ROWS = 200_000
@@ -78,10 +79,10 @@ def test_a_script_runs_in_the_task_session_and_history_matches_the_server(
     result = run(context)
 
     assert_outcome(result, "succeeded")
-    assert pq.read_table(context.artifacts["result-2.parquet"].path).to_pylist() == [
+    assert pq.read_table(context.artifact("result-2.parquet").path).to_pylist() == [
         {"x": 8, "sq": 64}, {"x": 9, "sq": 81}, {"x": 10, "sq": 100},
     ]  # fmt: skip
-    history = context.history()
+    history = query_history(context)
     select = history[2]
     seen = trino_env.query(select["query_id"])
     assert seen["sql"] == "SELECT x, sq FROM squares WHERE x > 7 ORDER BY x"  # sent without the semicolon
@@ -107,18 +108,18 @@ def test_results_stream_page_by_page_into_parquet_row_groups(
     result = run(context)
 
     assert_outcome(result, "succeeded")
-    parquet = pq.ParquetFile(context.artifacts["result.parquet"].path)
+    parquet = pq.ParquetFile(context.artifact("result.parquet").path)
     assert parquet.metadata.num_rows == NUMBERS_ROWS
     assert parquet.metadata.num_row_groups == 4  # 65,536 rows per row group
     assert parquet.schema_arrow == pa.schema([("x", pa.int64()), ("doubled", pa.int64()), ("label", pa.string())])
     last = parquet.read_row_group(3).to_pylist()[-1]
     assert last == {"x": NUMBERS_ROWS, "doubled": 2 * NUMBERS_ROWS, "label": f"row {NUMBERS_ROWS}"}
-    preview = json.loads(context.artifacts["result.preview.json"].path.read_text())
+    preview = json.loads(context.artifact("result.preview.json").path.read_text())
     assert preview["rows"][:2] == [[1, 2, "row 1"], [2, 4, "row 2"]] and len(preview["rows"]) == 100
-    record = context.history()[1]
+    record = query_history(context)[1]
     assert trino_env.query(record["query_id"])["rows_sent"] == NUMBERS_ROWS  # 20 pages of 10,000 rows
     assert record["rows"] == NUMBERS_ROWS
-    assert [e for e in context.events if e["type"] == "artifact" or e["type"].startswith("sql.statement")]
+    assert [e for e in context.events if e.type == "artifact" or e.type.startswith("sql.statement")]
 
 
 def test_trino_types_arrive_as_arrow_types(trino_env: TrinoTestServer, make_context: MakeContext) -> None:
@@ -130,7 +131,7 @@ def test_trino_types_arrive_as_arrow_types(trino_env: TrinoTestServer, make_cont
     )
     context = make_context({"sql": sql}, engine="trino")
     assert_outcome(run(context), "succeeded")
-    table = pq.read_table(context.artifacts["result.parquet"].path)
+    table = pq.read_table(context.artifact("result.parquet").path)
     assert table.schema.field("amount").type == pa.decimal128(10, 2)
     assert table.schema.field("day").type == pa.date32()
     assert table.schema.field("at").type == pa.timestamp("us")
@@ -159,7 +160,7 @@ def test_a_query_over_the_scan_cap_is_refused_before_it_runs(
     assert f"estimated scan of {estimate} bytes (3.1 MiB) exceeds the scanned-bytes cap of 1000000 bytes" in (
         result.error or ""
     )
-    record = context.history()[1]
+    record = query_history(context)[1]
     assert record["state"] == "refused" and record["estimated_scan_bytes"] == estimate
     assert record["scan_cap_bytes"] == 1_000_000 and record["query_id"] is None
     sent = [q["sql"] for q in trino_env.queries() if "INSERT INTO audit" in q["sql"]]
@@ -173,8 +174,8 @@ def test_an_unknown_estimate_runs_by_default_and_is_refused_on_request(
     limits = ResourceLimits(scanned_bytes_per_query=10)
     ran = make_context({"sql": sql}, engine="trino", limits=limits)
     assert_outcome(run(ran), "succeeded")
-    assert ran.history()[1]["estimated_scan_bytes"] is None
-    assert ran.events_of("sql.estimate.unknown")[0]["level"] == "warning"
+    assert query_history(ran)[1]["estimated_scan_bytes"] is None
+    assert ran.events_of("sql.estimate.unknown")[0].level == "warning"
 
     refused = make_context({"sql": sql, "on_unknown_estimate": "refuse"}, engine="trino", limits=limits)
     result = run(refused)
@@ -189,14 +190,14 @@ def test_cancel_deletes_the_running_query_on_the_server(trino_env: TrinoTestServ
     worker = threading.Thread(target=lambda: outcome.setdefault("result", run(context)))
     worker.start()
     running = trino_env.wait_for_query(lambda q: q["sql"] == ENDLESS_QUERY and q["state"] == "RUNNING")
-    context.request_cancel()
+    context.cancel()
     worker.join(timeout=30)
 
     assert not worker.is_alive()
     assert_outcome(outcome["result"], "cancelled")
     cancels = [c for c in trino_env.cancels() if c["query_id"] == running["query_id"]]
     assert cancels and cancels[0]["how"] == "DELETE nextUri" and cancels[0]["state_at_cancel"] == "RUNNING"
-    record = context.history()[1]
+    record = query_history(context)[1]
     assert record["state"] == "cancelled" and record["query_id"] == running["query_id"]
     assert trino_env.wait_for_query(lambda q: q["query_id"] == running["query_id"] and q["state"] == "FAILED")
 
@@ -208,13 +209,13 @@ def test_engine_errors_fail_the_task_with_trino_error_names(
     result = run(missing)
     assert_outcome(result, "failed")
     assert "TABLE_NOT_FOUND" in (result.error or "") and "no_such_table" in (result.error or "")
-    assert missing.history()[1]["state"] == "failed"
+    assert query_history(missing)[1]["state"] == "failed"
 
     bad_property = make_context({"sql": "SET SESSION no_such_property = 1"}, engine="trino")
     result = run(bad_property)
     assert_outcome(result, "failed")
     assert "INVALID_SESSION_PROPERTY: Session property no_such_property does not exist" in (result.error or "")
-    assert bad_property.history()[1]["query_id"] is not None
+    assert query_history(bad_property)[1]["query_id"] is not None
 
 
 def test_use_in_a_script_moves_later_statements(trino_env: TrinoTestServer, make_context: MakeContext) -> None:
@@ -224,7 +225,7 @@ def test_use_in_a_script_moves_later_statements(trino_env: TrinoTestServer, make
         engine="trino",
     )  # fmt: skip
     assert_outcome(run(context), "succeeded")
-    history = context.history()
+    history = query_history(context)
     assert history[1]["schema_name"] == "default"
     assert history[4]["schema_name"] == "staging"
     assert trino_env.query(history[4]["query_id"])["schema"] == "staging"
@@ -269,7 +270,7 @@ def test_authentication_by_configuration(
         monkeypatch.setenv("LAKEHOUSE_EXECUTOR_TRINO_ALLOW_INSECURE_AUTH", "true")
         context = make_context(spec, engine="trino")
         assert_outcome(run(context), "succeeded")
-        assert server.query(context.history()[1]["query_id"])["principal"] == "etl"
+        assert server.query(query_history(context)[1]["query_id"])["principal"] == "etl"
 
         if auth == "basic":
             monkeypatch.setenv("LAKEHOUSE_EXECUTOR_TRINO_PASSWORD", "wrong")
