@@ -12,7 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from control_room.cli import app
+from control_room.config import get_settings
 from control_room.services import jobs, promotions
 from control_room.services.errors import Conflict, Forbidden, Invalid, ServiceError, from_db_error
 from tests.jobs.conftest import JobWorld, end_run, run_async, tick
@@ -408,3 +411,37 @@ def test_request_validation_names_the_field(world: JobWorld, jobs_db: str) -> No
     assert get(jobs_db, first["id"])["status"] == "superseded" and second["status"] == "pending"
     with pytest.raises(psycopg.Error, match="immutable"):
         world.conn.execute("update ops.promotion_requests set version = 1 where id = %s", (second["id"],))
+
+
+def test_the_promotion_commands(world: JobWorld, jobs_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", jobs_db)
+    get_settings.cache_clear()
+    gate(world, "staging", min_successful_runs=0, required_approvals=1, approvers=["role:admin"])
+    name = world.conn.execute("select name from ops.job_templates where id = %s", (world.template_id,)).fetchone()
+    assert name
+    emails = {}
+    for role in ("operator", "admin"):
+        user_id = world.user(role)
+        row = world.conn.execute("select email from ops.users where id = %s", (user_id,)).fetchone()
+        assert row
+        emails[role] = row[0]
+    runner = CliRunner()
+    try:
+        asked = runner.invoke(
+            app, ["promote", name[0], "--version", "1", "--to", "staging", "--as", emails["operator"], "-m", "go"]
+        )
+        assert asked.exit_code == 0, asked.output
+        assert f"{name[0]} v1 dev → staging  pending" in asked.output and "✓ v1 validates" in asked.output
+        request_id = asked.output.split()[0]
+        own = runner.invoke(app, ["promotions", "approve", request_id, "--as", emails["operator"]])
+        assert own.exit_code == 1 and "four eyes" in own.output
+        approved = runner.invoke(app, ["promotions", "approve", request_id, "--as", emails["admin"], "-m", "ok"])
+        assert approved.exit_code == 0 and "promoted" in approved.output, approved.output
+        pipeline = runner.invoke(app, ["promotions", "pipeline", "--project", str(world.tenant.project_id)])
+        assert pipeline.exit_code == 0 and "dev v1 | staging* v1 | prod v1" in pipeline.output, pipeline.output
+        listed = runner.invoke(app, ["promotions", "list"])
+        assert listed.exit_code == 0 and request_id in listed.output and "promoted" in listed.output
+        nobody = runner.invoke(app, ["promotions", "approve", request_id, "--as", "nobody@nowhere.example"])
+        assert nobody.exit_code == 1 and "lakehouse users create" in nobody.output
+    finally:
+        get_settings.cache_clear()

@@ -28,7 +28,8 @@ class JobPromotionState(SessionState):
     error: rx.Field[str] = rx.field("")
 
     @background
-    async def load(self) -> AsyncIterator[Any]:
+    async def load(self) -> None:
+        """The job's version per environment (and the pending requests into them)."""
         signed = await self.signed_in()
         async with self:
             job_id = job_id_of(self)
