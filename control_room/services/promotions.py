@@ -199,7 +199,10 @@ async def pipeline(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict
             select t.id as template_id, t.name as job,
                    (select max(v.version) from ops.job_template_versions v where v.template_id = t.id) as latest,
                    e.name as environment,
-                   (ops.gate_into(t.id, e.name)).name as gate,
+                   (select g.name from ops.promotion_gates g  -- as ops.gate_into, but read under RLS
+                    where g.project_id = t.project_id and g.enabled and g.to_environment = e.name
+                      and e.name <> 'dev' and (g.template_id is null or g.template_id = t.id)
+                    order by g.template_id is null, g.name limit 1) as gate,
                    d.version as deployed, d.action as deployed_by_action, d.deployed_at,
                    pr.id as request_id, pr.version as request_version, pr.checks_passed as request_checks_passed,
                    pr.checks as request_checks,

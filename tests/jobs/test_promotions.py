@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from control_room.cli import app
 from control_room.config import get_settings
 from control_room.services import jobs, promotions
+from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import Conflict, Forbidden, Invalid, ServiceError, from_db_error
-from tests.jobs.conftest import JobWorld, end_run, run_async, tick
+from tests.jobs.conftest import JobWorld, end_run, make_world, run_async, tick
 from tests.jobs.test_template_runs import api_token, call_api
 
 
@@ -447,3 +448,31 @@ def test_the_promotion_commands(world: JobWorld, jobs_db: str, monkeypatch: pyte
         assert nobody.exit_code == 1 and "lakehouse users create" in nobody.output
     finally:
         get_settings.cache_clear()
+
+
+def test_members_read_the_pipeline_requests_and_their_own_refusal_under_rls(world: JobWorld, jobs_db: str) -> None:
+    gate(world, "staging", min_successful_runs=0, required_approvals=1, approvers=["role:admin"])
+    requester = world.user("operator")
+    req = request(world, jobs_db, 1, "staging", user=requester)
+    viewer, admin = world.user("viewer"), world.user("admin")
+
+    async def as_member(conn: psycopg.AsyncConnection, user: uuid.UUID) -> tuple[Any, ...]:
+        async with scoped(conn, UserPrincipal(user_id=user, email="member@test.example")):
+            pipeline = await promotions.pipeline(conn, project_id=world.tenant.project_id)
+            page, _ = await promotions.requests_page(conn, project_id=world.tenant.project_id)
+            refusal = await promotions.decision_refusal(conn, request_id=req["id"])
+        return pipeline, page, refusal
+
+    pipeline, page, refusal = run_async(jobs_db, lambda c: as_member(c, viewer))
+    staging = pipeline[0]["environments"]["staging"]
+    assert staging["gate"] == "dev-to-staging" and staging["gated"] and staging["request_id"] == req["id"]
+    assert pipeline[0]["environments"]["dev"]["gate"] is None and pipeline[0]["environments"]["dev"]["runs"] == 1
+    assert [r["id"] for r in page] == [req["id"]]
+    assert refusal is not None and "viewer role cannot approve" in refusal
+    assert run_async(jobs_db, lambda c: as_member(c, admin))[2] is None
+    assert run_async(jobs_db, lambda c: as_member(c, requester))[2].endswith("(four eyes)")
+    # another org's member sees nothing of it
+    other = make_world(world.conn)
+    outsider = other.user("admin")
+    pipeline, page, refusal = run_async(jobs_db, lambda c: as_member(c, outsider))
+    assert pipeline == [] and page == [] and "not visible to you" in refusal
