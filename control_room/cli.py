@@ -33,6 +33,8 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "jobs": ("jobs", "app", "Job templates: run them, their schedules, backfills."),
     "tokens": ("tokens", "app", "A person's API tokens for calling the HTTP API (lhu_…)."),
     "alerts": ("alerts", "app", "Alert rules and incidents: list them, ack, snooze, resolve."),
+    "promotions": ("promotions", "app",
+                   "Promotion gates: promote job versions dev → staging → prod, approve, roll back."),
 }  # fmt: skip
 
 
@@ -92,6 +94,18 @@ def run_command() -> None:
     from control_room import supervisor  # only this command needs the supervisor's imports
 
     raise typer.Exit(supervisor.run())
+
+
+@app.command(
+    "promote", add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+def promote_command(ctx: typer.Context) -> None:
+    """Request the promotion of a job version: lakehouse promote JOB --version N --to staging|prod."""
+    from control_room.commands import promotions  # imported on use, like the groups
+
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command()(promotions.promote)
+    typer.main.get_command(single).main(args=ctx.args, prog_name="lakehouse promote", standalone_mode=True)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     lineage,
     login,
     preferences,
+    promotions,
     run_detail,
     runs,
 )

@@ -16,6 +16,8 @@ ALERTS = "/alerts"
 PREFERENCES = "/preferences"
 JOBS = "/jobs"
 JOB_DETAIL = "/jobs/[job_id]"
+PROMOTIONS = "/promotions"
+PROMOTION_DETAIL = "/promotions/[request_id]"
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 
@@ -34,6 +36,11 @@ def job_detail(job_id: str, *, tab: str | None = None) -> str:
     """The page of one job template (optionally opened on a tab: overview, runs, versions, schedules, backfills)."""
     path = f"/jobs/{quote(job_id)}"
     return f"{path}?{urlencode({'tab': tab})}" if tab else path
+
+
+def promotion_detail(request_id: str) -> str:
+    """The page of one promotion request."""
+    return f"/promotions/{quote(request_id)}"
 
 
 def runs_of_job(job_id: str, name: str = "") -> str:

@@ -12,12 +12,14 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, problems, queries, runs
+from control_room.api import promotions as promotions_api
 from control_room.api.models import Problem
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
 from control_room.db.notify import stop_notifier
 from control_room.loops.alerts import run_alert_evaluator
 from control_room.loops.deliveries import run_delivery_sender
+from control_room.loops.promotions import run_promotion_evaluator
 from control_room.loops.reaper import run_reaper
 from control_room.loops.scheduler import run_scheduler
 
@@ -28,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router, jobs.router,
     auth.router, alerts.router,
     web_sessions_router,
+    promotions_api.router,
 )
 
 DESCRIPTION = """\
@@ -58,6 +61,7 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
         loops.append(asyncio.create_task(run_scheduler(database_url()), name="scheduler"))
         loops.append(asyncio.create_task(run_alert_evaluator(database_url()), name="alert-evaluator"))
         loops.append(asyncio.create_task(run_delivery_sender(database_url()), name="alert-deliveries"))
+        loops.append(asyncio.create_task(run_promotion_evaluator(database_url()), name="promotion-gates"))
     try:
         yield
     finally:

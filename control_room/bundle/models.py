@@ -305,6 +305,7 @@ class PromotionGate(BundleModel):
     from_environment: EnvironmentName
     to_environment: EnvironmentName
     min_successful_runs: int = Field(default=1, ge=0, le=1000, description="In from_environment.")
+    window_days: int = Field(default=30, ge=1, le=3650, description="Runs of the last N days count.")
     required_approvals: int = Field(default=0, ge=0, le=10)
     approvers: list[str] = Field(default_factory=list)
     required_checks: list[str] = Field(default_factory=list, description="CI checks that must have passed.")

@@ -209,6 +209,7 @@ def _promotion_gate(row: dict[str, Any], directory: OrgDirectory, state: LiveSta
         "from_environment": row["from_environment"],
         "to_environment": row["to_environment"],
         "min_successful_runs": row["min_successful_runs"],
+        "window_days": row["window_days"],
         "required_approvals": row["required_approvals"],
         "approvers": list(row["approvers"]),
         "required_checks": list(row["required_checks"]),
@@ -284,7 +285,7 @@ _ALERT_COLUMNS_ISSUE_20 = {
 _CHANNEL_COLUMNS = {"name", "kind", "url_env", "secret_env", "address"}
 _GATE_COLUMNS = {
     "name", "from_environment", "to_environment", "min_successful_runs", "required_approvals", "approvers",
-    "required_checks", "enabled", "description",
+    "required_checks", "enabled", "description", "window_days",
 }  # fmt: skip
 
 

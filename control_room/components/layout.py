@@ -21,6 +21,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Overview", "layout-dashboard", routes.HOME),
     ("Runs", "play", routes.RUNS),
     ("Jobs", "calendar-clock", routes.JOBS),
+    ("Promotions", "git-pull-request", routes.PROMOTIONS),
     ("Executors", "server", routes.EXECUTORS),
     ("Artifacts", "package", routes.ARTIFACTS),
     ("Catalog", "library", routes.CATALOG),

@@ -681,6 +681,7 @@ class PromotionGate(OpsTable, table=True):
     description: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    window_days: int = Field(sa_column=_integer(nullable=False))
 
 
 # Lineage (datasets, edges, OpenLineage events) -----------------------------------------------------
@@ -1107,3 +1108,96 @@ class AlertMute(OpsTable, table=True):
     until: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     muted_by: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+# Promotions (20261205000200_promotions) -----------------------------------------------------------
+
+
+class Deployment(OpsTable, table=True):
+    """Which version of a template an environment runs: append-only, the newest row per pair is in force."""
+
+    __tablename__ = "deployments"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    template_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_templates.id"))
+    environment_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.environments.id"))
+    environment: str = Field(sa_column=_text(nullable=False))
+    version: int = Field(sa_column=_integer(nullable=False))
+    version_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_template_versions.id"))
+    previous_version: int | None = Field(sa_column=_integer(nullable=True))
+    action: str = Field(sa_column=_text(nullable=False), description="initial | promote | rollback")
+    promotion_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    actor: str = Field(sa_column=_text(nullable=False))
+    comment: str = Field(sa_column=_text(nullable=False))
+    deployed_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class PromotionRequest(OpsTable, table=True):
+    """A request to move a template version into the next environment; only its outcome moves."""
+
+    __tablename__ = "promotion_requests"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    template_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_templates.id"))
+    version: int = Field(sa_column=_integer(nullable=False))
+    version_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_template_versions.id"))
+    from_environment: str = Field(sa_column=_text(nullable=False))
+    to_environment: str = Field(sa_column=_text(nullable=False))
+    gate_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    gate: dict[str, Any] = Field(sa_column=_jsonb(nullable=False))
+    requested_by: str = Field(sa_column=_text(nullable=False))
+    requested_by_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    comment: str = Field(sa_column=_text(nullable=False))
+    status: str = Field(sa_column=_text(nullable=False))
+    checks: list[dict[str, Any]] = Field(sa_column=_jsonb(nullable=False))
+    checks_passed: bool = Field(sa_column=_boolean(nullable=False))
+    evidence_fingerprint: str | None = Field(sa_column=_text(nullable=True))
+    evidence_epoch: int = Field(sa_column=_integer(nullable=False))
+    evaluated_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    decided_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    decided_by: str | None = Field(sa_column=_text(nullable=True))
+    outcome: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class PromotionDecision(OpsTable, table=True):
+    """An approval, rejection or cancellation of a promotion request, with its comment (append-only)."""
+
+    __tablename__ = "promotion_decisions"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    request_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.promotion_requests.id"))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    decision: str = Field(sa_column=_text(nullable=False))
+    actor: str = Field(sa_column=_text(nullable=False))
+    actor_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    comment: str = Field(sa_column=_text(nullable=False))
+    evidence_epoch: int = Field(sa_column=_integer(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class VersionCheckReport(OpsTable, table=True):
+    """An external check's result (CI's pr-gate) for a template version; the latest per name counts."""
+
+    __tablename__ = "version_check_reports"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    template_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.job_templates.id"))
+    version: int = Field(sa_column=_integer(nullable=False))
+    name: str = Field(sa_column=_text(nullable=False))
+    status: str = Field(sa_column=_text(nullable=False))
+    url: str | None = Field(sa_column=_text(nullable=True))
+    summary: str = Field(sa_column=_text(nullable=False))
+    reported_by: str = Field(sa_column=_text(nullable=False))
+    reported_at: datetime = Field(sa_column=_timestamptz(nullable=False))

@@ -23,10 +23,12 @@ from control_room.state.job.backfills import BackfillState
 from control_room.state.job.detail import JobState
 from control_room.state.job.editor import JobEditorState
 from control_room.state.job.history import JobHistoryState
+from control_room.state.job.promotion import JobPromotionState
 from control_room.state.job.rows import BackfillRow, DiffLine, FireRow, ScheduleRow, VersionRow
 from control_room.state.job.run_form import RunFormState
 from control_room.state.job.schedules import ScheduleState
 from control_room.state.job.versions import VersionDiffState
+from control_room.state.promotions import StageCell
 from control_room.state.runs import RunRow
 
 HEADER: Any = JobState.header
@@ -111,8 +113,68 @@ def _runs_table() -> rx.Component:
                   rx.foreach(JobState.recent_runs, _run_row), "job-runs")  # fmt: skip
 
 
+def _stage(cell: StageCell) -> rx.Component:
+    stage: rx.Component = rx.vstack(
+        rx.hstack(rx.text(cell.environment, size="1", color_scheme="gray", weight="medium"),
+                  rx.cond(cell.gate != "", rx.icon("shield-check", size=12, color=rx.color("indigo", 9))),
+                  spacing="1", align="center"),
+        rx.text(cell.version, size="4", weight="bold", class_name="tabular"),
+        rx.cond(cell.request_id != "", rx.link(rx.badge(cell.ticks, " ", cell.request_label, size="1",
+                                                        color_scheme=cell.request_tone, variant="surface"),
+                                               href="/promotions/" + cell.request_id)),
+        spacing="1", min_width="160px", class_name="job-stage", id="job-stage-" + cell.environment,
+    )  # fmt: skip
+    return stage
+
+
+def _promotion_card() -> rx.Component:
+    card: rx.Component = _card(
+        "Environments (a shield: a promotion gate decides what runs there)",
+        rx.hstack(
+            rx.foreach(JobPromotionState.stages, _stage),
+            rx.spacer(),
+            rx.cond(JobState.can_operate_job, rx.button(rx.icon("git-pull-request", size=14), "Request promotion",
+                                                        variant="soft", on_click=JobPromotionState.open_dialog,
+                                                        id="job-request-promotion")),
+            width="100%", align="center", spacing="6",
+        ),
+        live_ticker(3000, JobPromotionState.tick),
+        grid_column="1 / -1", element_id="job-environments",
+    )  # fmt: skip
+    return card
+
+
+def _promotion_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Request promotion"),
+            rx.vstack(
+                rx.text("Version", size="2", weight="medium"),
+                rx.select(JobPromotionState.versions, value=JobPromotionState.version,
+                          on_change=JobPromotionState.set_version, id="promotion-version"),
+                rx.text("Into", size="2", weight="medium"),
+                rx.select(["staging", "prod"], value=JobPromotionState.target, on_change=JobPromotionState.set_target,
+                          id="promotion-target"),
+                rx.text_area(placeholder="What changed and why it is ready", value=JobPromotionState.comment,
+                             on_change=JobPromotionState.set_comment, width="100%", id="promotion-comment"),
+                rx.cond(JobPromotionState.error != "", rx.callout(JobPromotionState.error, icon="triangle-alert",
+                                                                  color_scheme="red", size="1",
+                                                                  id="promotion-request-error")),
+                rx.hstack(rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                          rx.button("Request", on_click=JobPromotionState.submit, id="promotion-submit"),
+                          justify="end", width="100%"),
+                spacing="2", width="100%",
+            ),
+            max_width="480px",
+        ),
+        open=JobPromotionState.dialog_open, on_open_change=JobPromotionState.set_dialog_open,
+    )  # fmt: skip
+    return dialog
+
+
 def _overview() -> rx.Component:
     panel: rx.Component = rx.grid(
+        _promotion_card(),
         _card("Task graph of the current version",
               rx.plotly.basic(data=JobState.dag, config=PLOT_CONFIG, width="100%", id="job-dag")),
         _card("Params schema", rx.code_block(JobState.params_schema, language="json", font_size="12px",
@@ -323,7 +385,7 @@ def _body() -> rx.Component:
             value=JobState.tab, on_change=JobState.set_tab, width="100%",
         ),
         live_ticker(3000, JobState.tick),
-        run_dialog(), schedule_dialog(), backfill_dialog(JobState.schedules), job_editor_dialog(),
+        run_dialog(), schedule_dialog(), backfill_dialog(JobState.schedules), job_editor_dialog(), _promotion_dialog(),
         spacing="4", width="100%",
     )  # fmt: skip
     return body
@@ -335,7 +397,7 @@ VIEWER_ZONE = "Intl.DateTimeFormat().resolvedOptions().timeZone"
 @layout(
     route=routes.JOB_DETAIL,
     title="Job",
-    on_load=[JobState.load, JobHistoryState.load_history(""), VersionDiffState.compare("", ""),
+    on_load=[JobState.load, JobHistoryState.load_history(""), VersionDiffState.compare("", ""), JobPromotionState.load,
              BackfillState.load_backfills(""), rx.call_script(VIEWER_ZONE, callback=ScheduleState.set_viewer_zone)],
 )  # fmt: skip
 def job_detail_page() -> rx.Component:

@@ -33,6 +33,7 @@ def load_demo_data(database_url: str) -> bool:
             submit_demo_dbt_build(conn)
             submit_demo_failing_run(conn)
             submit_demo_backfill(conn)
+            open_demo_promotion(conn)
     return True
 
 
@@ -200,4 +201,28 @@ def submit_demo_backfill(conn: psycopg.Connection) -> None:
             json.dumps({"source": "orders", "full_refresh": False}),
             json.dumps([[a.isoformat(), b.isoformat()] for a, b in intervals]),
         ),
+    )
+
+
+def open_demo_promotion(conn: psycopg.Connection) -> None:
+    """Show the promotion gates at work: CI's pr-gate reported for the lakehouse jobs' versions, and a request
+    to promote nightly-ingest v1 from dev to staging. Its checks turn green as the backfill's dev runs succeed,
+    and the promotion loop then deploys it to staging; until a version is promoted to prod, the prod schedules'
+    fires fail, naming the gate."""
+    templates = conn.execute(
+        "select t.id, t.name, max(v.version) from ops.job_templates t "
+        "join ops.job_template_versions v on v.template_id = t.id where t.project_id = %s group by t.id, t.name",
+        (DEMO_PROJECT_ID,),
+    ).fetchall()
+    for template_id, _name, version in templates:
+        conn.execute(
+            "select ops.report_version_check(%s, %s, 'pr-gate', 'passed', null, %s, 'ci (demo data)')",
+            (template_id, version, "lakehouse validate passed on the bundle's pull request"),
+        )
+    ingest = next((row for row in templates if row[1] == "nightly-ingest"), None)
+    if ingest is None:  # the example bundle no longer has it
+        return
+    conn.execute(
+        "select ops.request_promotion(%s, 1, 'staging', %s, null, 'demo data')",
+        (ingest[0], "first release of the nightly ingest: promote once it ran in dev"),
     )

@@ -442,12 +442,17 @@ for update of s skip locked
 """
 
 # The version each (template, environment) of a batch runs: one ops.resolve_template_version call
-# per distinct pair, not per schedule (a burst is thousands of schedules of a few templates).
+# per distinct pair, not per schedule (a burst is thousands of schedules of a few templates). A pair a
+# promotion gate refuses (nothing deployed there yet) is checked against the latest version's params and
+# fired without a version: ops.apply_schedule_fire records the fire as failed with the gate's reason.
 _BATCH_VERSIONS = """
-select p.template_id, p.environment_id, v.version, v.params_schema
+select p.template_id, p.environment_id, case when g.refusal is null then v.version end, v.params_schema
 from unnest(%s::uuid[], %s::uuid[]) as p(template_id, environment_id)
+cross join lateral (select ops.template_version_refusal(p.template_id, p.environment_id, null) as refusal) g
 join ops.job_template_versions v
-  on v.id = ops.resolve_template_version(p.template_id, p.environment_id, null)
+  on v.id = case when g.refusal is null then ops.resolve_template_version(p.template_id, p.environment_id, null)
+                 else (select x.id from ops.job_template_versions x where x.template_id = p.template_id
+                       order by x.version desc limit 1) end
 where exists (select 1 from ops.job_template_versions x where x.template_id = p.template_id)
 """
 

@@ -166,6 +166,32 @@ def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.
         "values (%s, 1, now() - interval '2 days', now() - interval '1 day')",
         (backfill[0],),
     )
+    # Promotions: a deployment, a request with a decision, and a CI check report.
+    conn.execute(
+        "insert into ops.deployments (org_id, project_id, template_id, environment_id, environment, version, "
+        "version_id, action, actor) select t.org_id, t.project_id, t.id, e.id, e.name, v.version, v.id, 'promote', "
+        "'red' from ops.job_templates t join ops.environments e on e.project_id = t.project_id "
+        "join ops.job_template_versions v on v.template_id = t.id where t.id = %s and e.id = %s limit 1",
+        (template[0], template[1]),
+    )
+    request = conn.execute(
+        "insert into ops.promotion_requests (org_id, project_id, template_id, version, version_id, from_environment, "
+        "to_environment, gate, requested_by) select t.org_id, t.project_id, t.id, v.version, v.id, 'dev', 'staging', "
+        "'{\"name\": \"red\"}'::jsonb, 'red' from ops.job_templates t join ops.job_template_versions v "
+        "on v.template_id = t.id where t.id = %s limit 1 returning id",
+        (template[0],),
+    ).fetchone()
+    assert request
+    conn.execute(
+        "insert into ops.promotion_decisions (request_id, org_id, decision, actor, evidence_epoch) "
+        "values (%s, %s, 'approve', 'red', 0)",
+        (request[0], a_org),
+    )
+    conn.execute(
+        "insert into ops.version_check_reports (org_id, project_id, template_id, version, name, status, reported_by) "
+        "select t.org_id, t.project_id, t.id, 1, 'pr-gate', 'passed', 'red' from ops.job_templates t where t.id = %s",
+        (template[0],),
+    )
 
 
 def _seed_alert_tables(

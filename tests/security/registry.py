@@ -86,6 +86,12 @@ TABLES: dict[str, Review] = {
         "SELECT", "x.org_id = %(a_org)s", "ops.put_notification_preferences by the user only"
     ),
     "alert_mutes": review("SELECT", "x.org_id = %(a_org)s", "ops.set_job_mute (operators)"),
+    # Promotions (20261205000200_promotions): written by ops.request_promotion, ops.decide_promotion,
+    # ops.rollback_deployment, ops.report_version_check and the promotion loop only.
+    "deployments": review("SELECT", "x.org_id = %(a_org)s", "promotions and rollbacks (definer functions)"),
+    "promotion_requests": review("SELECT", "x.org_id = %(a_org)s", "ops.request_promotion / ops.decide_promotion"),
+    "promotion_decisions": review("SELECT", "x.org_id = %(a_org)s", "ops.decide_promotion only"),
+    "version_check_reports": review("SELECT", "x.org_id = %(a_org)s", "ops.report_version_check only"),
     # Lineage and query history: written by the API for executors.
     "datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
     "lineage_edges": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),

@@ -1,0 +1,49 @@
+"""The promotion loop: re-evaluates pending promotion requests as their evidence changes (runs succeed,
+alerts open or resolve, CI reports) and promotes those whose checks pass and approvals are in.
+
+Every control-room replica runs it. Exactly-once comes from the database: each request is evaluated
+under its row lock (FOR UPDATE SKIP LOCKED), and the deployment is written in the same transaction as the
+request's one transition out of pending. The clock is a parameter, as for the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from control_room.db.connection import connect_async
+from control_room.loops.scheduler import utc_now
+from control_room.services import promotions
+
+log = logging.getLogger(__name__)
+INTERVAL_SECONDS = 2.0  # a succeeded run turns a check green within this long
+
+
+async def run_promotion_evaluator(
+    database_url: str,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    interval: float = INTERVAL_SECONDS,
+    passes: int | None = None,
+) -> None:
+    """Evaluate pending requests every ``interval`` seconds (forever, or ``passes`` times); errors are logged
+    and the loop carries on with a new connection."""
+    done = 0
+    while passes is None or done < passes:
+        try:
+            async with await connect_async(database_url) as conn:
+                await conn.execute("select set_config('lakehouse.actor', 'promotion gates', false)")
+                while passes is None or done < passes:
+                    promoted = await promotions.evaluate_pending(conn, now=clock())
+                    done += 1
+                    if promoted:
+                        log.info("promotions: %d request(s) promoted", promoted)
+                    await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("promotion evaluator failed; retrying in %.1fs", interval)
+            done += 1
+            await asyncio.sleep(interval)

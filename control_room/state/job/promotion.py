@@ -1,0 +1,100 @@
+"""A job page's promotion card: the version each environment runs (and the gate into it, the pending request),
+and the "Request promotion" dialog (operators; the SQL checks the role and the gate)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import promotions
+from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.events import background, handler
+from control_room.state.job.detail import job_id_of
+from control_room.state.promotions import StageCell, pipeline_row
+
+
+class JobPromotionState(SessionState):
+    """Versions per environment of the open job, and the request dialog."""
+
+    stages: rx.Field[list[StageCell]] = rx.field(default_factory=list)
+    versions: rx.Field[list[str]] = rx.field(default_factory=list)
+    dialog_open: rx.Field[bool] = rx.field(False)
+    version: rx.Field[str] = rx.field("")
+    target: rx.Field[str] = rx.field("staging")
+    comment: rx.Field[str] = rx.field("")
+    error: rx.Field[str] = rx.field("")
+
+    @background
+    async def load(self) -> None:
+        """The job's version per environment (and the pending requests into them)."""
+        signed = await self.signed_in()
+        async with self:
+            job_id = job_id_of(self)
+        if signed is None or job_id is None or signed.project_id is None:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                rows = await promotions.pipeline(conn, project_id=signed.project_id)
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+            return
+        job = next((row for row in rows if row["template_id"] == job_id), None)
+        async with self:
+            if job is None:
+                self.stages, self.versions = [], []
+                return
+            self.stages = pipeline_row(job).cells
+            self.versions = [str(v) for v in range(job["latest"] or 0, 0, -1)]
+            if self.version not in self.versions:
+                self.version = self.versions[0] if self.versions else ""
+
+    @handler
+    def tick(self, _value: str) -> Any:
+        return JobPromotionState.load
+
+    @handler
+    def open_dialog(self) -> None:
+        self.dialog_open, self.error, self.comment = True, "", ""
+
+    @handler
+    def set_dialog_open(self, value: bool) -> None:
+        self.dialog_open = value
+
+    @handler
+    def set_version(self, value: str) -> None:
+        self.version = value
+
+    @handler
+    def set_target(self, value: str) -> None:
+        self.target = value
+
+    @handler
+    def set_comment(self, value: str) -> None:
+        self.comment = value[:2000]
+
+    @background
+    async def submit(self) -> AsyncIterator[Any]:
+        """Open the request as the signed-in person, then show its page (checks and approvers)."""
+        signed = await self.signed_in()
+        async with self:
+            job_id = job_id_of(self)
+            version, target, comment = self.version, self.target, self.comment
+        if signed is None or job_id is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                request = await promotions.request_promotion(
+                    conn, template_id=job_id, version=int(version or 0), to_environment=target, comment=comment
+                )
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+            return
+        async with self:
+            self.dialog_open = False
+        yield rx.redirect(routes.promotion_detail(str(request["id"])))

@@ -1,0 +1,312 @@
+"""Promotions: the project's pipeline (each job's version per environment, pending requests with their checks)
+and requests in keyset pages; one request's page with its checks, evidence, decisions and Approve/Reject for
+those who may (the SQL decides; the page only hides what would be refused)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import promotions
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.state.events import background, handler
+from control_room.state.paging import KeysetPages
+
+PAGE_SIZE = 25
+STATUS_TONE = {"pending": "amber", "promoted": "green", "rejected": "red", "cancelled": "gray", "superseded": "gray"}
+
+
+@dataclasses.dataclass
+class StageCell:
+    """One environment of one job in the pipeline view."""
+
+    environment: str = ""
+    version: str = "—"
+    gate: str = ""
+    request_id: str = ""
+    request_label: str = ""
+    request_tone: str = "gray"
+    ticks: str = ""
+
+
+@dataclasses.dataclass
+class PipelineRow:
+    job: str = ""
+    template_id: str = ""
+    latest: str = ""
+    cells: list[StageCell] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class RequestRow:
+    id: str = ""
+    job: str = ""
+    version: str = ""
+    route: str = ""
+    status: str = ""
+    tone: str = "gray"
+    checks: str = ""
+    approvals: str = ""
+    requested_by: str = ""
+    created_at: str = ""
+
+
+@dataclasses.dataclass
+class EvidenceRow:
+    label: str = ""
+    href: str = ""
+
+
+@dataclasses.dataclass
+class CheckRow:
+    name: str = ""
+    label: str = ""
+    passed: bool = False
+    summary: str = ""
+    evidence: list[EvidenceRow] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class DecisionRow:
+    decision: str = ""
+    actor: str = ""
+    comment: str = ""
+    at: str = ""
+    note: str = ""
+
+
+def _ticks(checks: list[dict[str, Any]]) -> str:
+    return " ".join("✓" if c["passed"] else "✗" for c in checks)
+
+
+def pipeline_row(job: dict[str, Any]) -> PipelineRow:
+    cells = []
+    for env in promotions.ENVIRONMENTS:
+        cell = job["environments"].get(env)
+        if cell is None:
+            continue
+        label = tone = ticks = ""
+        if cell["request_id"]:
+            passed = sum(1 for c in cell["request_checks"] if c["passed"])
+            label = (f"v{cell['request_version']} waiting · checks {passed}/{len(cell['request_checks'])} · "
+                     f"approvals {cell['request_approvals']}/{cell['request_required_approvals']}")  # fmt: skip
+            tone = "green" if cell["request_checks_passed"] else "amber"
+            ticks = _ticks(cell["request_checks"])
+        cells.append(StageCell(
+            environment=env, version=f"v{cell['runs']}" if cell["runs"] else "—",
+            gate=cell["gate"] or "", request_id=str(cell["request_id"] or ""), request_label=label,
+            request_tone=tone or "gray", ticks=ticks,
+        ))  # fmt: skip
+    return PipelineRow(job=job["job"], template_id=str(job["template_id"]), latest=f"v{job['latest']}", cells=cells)
+
+
+def _when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M}" if at else ""
+
+
+def request_row(row: dict[str, Any]) -> RequestRow:
+    passed = sum(1 for c in row["checks"] if c["passed"])
+    return RequestRow(
+        id=str(row["id"]), job=row["job"], version=f"v{row['version']}",
+        route=f"{row['from_environment']} → {row['to_environment']}", status=row["status"],
+        tone=STATUS_TONE.get(row["status"], "gray"), checks=f"{passed}/{len(row['checks'])}",
+        approvals=f"{row['approvals']}/{row['required_approvals']}", requested_by=row["requested_by"],
+        created_at=_when(row["created_at"]),
+    )  # fmt: skip
+
+
+def _evidence_href(link: dict[str, Any]) -> str:
+    kind, value = link["kind"], str(link["id"] or "")
+    if kind == "run":
+        return routes.run_detail(value)
+    if kind == "incident":
+        return f"{routes.ALERTS}?incident={value}"
+    if kind == "url":
+        return value
+    return ""
+
+
+def check_row(check: dict[str, Any]) -> CheckRow:
+    return CheckRow(
+        name=check["name"], label=check["label"], passed=bool(check["passed"]), summary=check["summary"],
+        evidence=[EvidenceRow(e["label"], _evidence_href(e)) for e in check["evidence"]],
+    )  # fmt: skip
+
+
+async def _signed_or_redirect(state: SessionState) -> tuple[SignedIn | None, Any]:
+    signed = await state.signed_in()
+    if signed is None:
+        return None, rx.redirect(routes.login(next_path=await state.current_path()))
+    return signed, None
+
+
+class PromotionsState(KeysetPages, SessionState):
+    """The pipeline and the requests list of the current project (live while open)."""
+
+    pipeline: rx.Field[list[PipelineRow]] = rx.field(default_factory=list)
+    requests: rx.Field[list[RequestRow]] = rx.field(default_factory=list)
+    status: rx.Field[str] = rx.field("")
+    error: rx.Field[str] = rx.field("")
+    loaded: rx.Field[bool] = rx.field(False)
+    updated_at: rx.Field[str] = rx.field("")
+    is_loading: rx.Field[bool] = rx.field(False)
+
+    def _reload(self) -> Any:
+        return PromotionsState.load
+
+    @background
+    async def open_page(self) -> AsyncIterator[Any]:
+        async with self:
+            self._reset_pages()
+        yield PromotionsState.load
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        signed, redirect = await _signed_or_redirect(self)
+        if signed is None:
+            yield redirect
+            return
+        async with self:
+            if self.is_loading:
+                return
+            self.is_loading = True
+            cursor, status = self._page_cursor(), self.status
+        pipeline: list[PipelineRow] = []
+        rows: list[RequestRow] = []
+        next_cursor: str | None = None
+        error = ""
+        if signed.project_id is None:
+            error = "You are not a member of any project yet: ask an admin for a role."
+        else:
+            try:
+                async with as_user(signed.principal) as conn:
+                    pipeline = [pipeline_row(j) for j in await promotions.pipeline(conn, project_id=signed.project_id)]
+                    found, next_cursor = await promotions.requests_page(
+                        conn, project_id=signed.project_id, status=status or None, cursor=cursor, limit=PAGE_SIZE
+                    )
+                rows = [request_row(r) for r in found]
+            except Exception as exc:
+                error = problem_text(exc)
+        async with self:
+            self.pipeline, self.requests, self.error = pipeline, rows, error
+            self._record_next(next_cursor)
+            self.loaded, self.is_loading = True, False
+            self.updated_at = f"{datetime.now():%H:%M:%S}"
+
+    @handler
+    def set_status(self, value: str) -> Any:
+        self.status = "" if value == "all" else value
+        return self._first_page()
+
+    @handler
+    def tick(self, _value: str) -> Any:
+        return PromotionsState.load
+
+
+class PromotionState(SessionState):
+    """One request: its checks with evidence links, decisions, and the caller's Approve/Reject."""
+
+    request_id: rx.Field[str] = rx.field("")
+    title: rx.Field[str] = rx.field("")
+    status: rx.Field[str] = rx.field("")
+    tone: rx.Field[str] = rx.field("gray")
+    facts: rx.Field[list[tuple[str, str]]] = rx.field(default_factory=list)
+    checks: rx.Field[list[CheckRow]] = rx.field(default_factory=list)
+    decisions: rx.Field[list[DecisionRow]] = rx.field(default_factory=list)
+    outcome: rx.Field[str] = rx.field("")
+    may_decide: rx.Field[bool] = rx.field(False)
+    refusal: rx.Field[str] = rx.field("")
+    comment: rx.Field[str] = rx.field("")
+    error: rx.Field[str] = rx.field("")
+    notice: rx.Field[str] = rx.field("")
+    job_href: rx.Field[str] = rx.field("")
+
+    @background
+    async def open_page(self) -> AsyncIterator[Any]:
+        async with self:
+            self.request_id = str(self.router.page.params.get("request_id", ""))
+            self.comment, self.notice, self.error = "", "", ""
+        yield PromotionState.load
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        signed, redirect = await _signed_or_redirect(self)
+        if signed is None:
+            yield redirect
+            return
+        async with self:
+            request_id = self.request_id
+        try:
+            async with as_user(signed.principal) as conn:
+                request = await promotions.get_request(conn, request_id=uuid.UUID(request_id))
+                refusal = await promotions.decision_refusal(conn, request_id=uuid.UUID(request_id))
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+            return
+        async with self:
+            self._show(request, refusal)
+
+    def _show(self, request: dict[str, Any], refusal: str | None) -> None:
+        self.title = (
+            f"{request['job']} v{request['version']}: {request['from_environment']} → {request['to_environment']}"
+        )
+        self.status = request["status"]
+        self.tone = STATUS_TONE.get(request["status"], "gray")
+        gate = request["gate"]
+        approvers = ", ".join(gate.get("approvers") or []) or "project admins"
+        self.facts = [
+            ("Gate", request["gate_name"]),
+            ("Requested by", f"{request['requested_by']} · {_when(request['created_at'])}"),
+            ("Approvals", f"{request['approvals']} of {request['required_approvals']} (approvers: {approvers})"),
+            ("Evaluated", _when(request["evaluated_at"]) or "—"),
+            ("Comment", request["comment"] or "—"),
+        ]
+        self.checks = [check_row(c) for c in request["checks"]]
+        self.decisions = [
+            DecisionRow(d["decision"], d["actor"], d["comment"], _when(d["created_at"]),
+                        "expired: the evidence changed" if d["decision"] == "approve" and not d["in_force"] else "")
+            for d in request["decisions"]
+        ]  # fmt: skip
+        self.outcome = request["outcome"] or ""
+        self.may_decide = refusal is None
+        self.refusal = refusal or ""
+        self.job_href = routes.job_detail(str(request["template_id"]))
+
+    @handler
+    def set_comment(self, value: str) -> None:
+        self.comment = value[:2000]
+
+    @handler
+    def tick(self, _value: str) -> Any:
+        return PromotionState.load if self.status == "pending" else None
+
+    @background
+    async def decide(self, decision: str) -> AsyncIterator[Any]:
+        """Approve or reject as the signed-in person (refused in SQL for anyone else)."""
+        signed, redirect = await _signed_or_redirect(self)
+        if signed is None:
+            yield redirect
+            return
+        async with self:
+            request_id, comment = self.request_id, self.comment
+        try:
+            async with as_user(signed.principal) as conn:
+                status = await promotions.decide(
+                    conn, request_id=uuid.UUID(request_id), decision=decision, comment=comment
+                )
+        except Exception as exc:
+            async with self:
+                self.error = problem_text(exc)
+            return
+        async with self:
+            self.error, self.comment = "", ""
+            done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}.get(decision, decision)
+            self.notice = f"{done}: the request is {status}"
+        yield PromotionState.load
