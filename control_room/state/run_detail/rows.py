@@ -24,6 +24,7 @@ class RunHeader:
     error: str = ""
     warnings: str = ""  # found at submit: no live executor offers an engine of the routed pool
     cancel_requested: bool = False
+    project_slug: str = ""
     retry_of: str = ""
     retry_of_href: str = ""
     tasks_summary: str = ""
@@ -50,9 +51,12 @@ class TaskRow:
     executor: str = ""
     pool: str = ""
     started: str = ""
-    duration: str = ""
+    queued: str = ""  # queued until claimed
+    duration: str = ""  # the latest attempt, claimed to finished
     depends_on: str = ""
     error: str = ""
+    reused_from: str = ""  # a re-run reused this task's outcome from that run (short id)
+    reused_href: str = ""
 
 
 @dataclasses.dataclass
