@@ -382,6 +382,11 @@ class TaskPublic(BaseModel):
         default=None, description="Not run: a re-run reused the outcome (and artifacts) of this task of an earlier run."
     )
     reused_from_run: uuid.UUID | None = Field(default=None, description="The run of `reused_from_task`.")
+    queue_reason: str | None = Field(
+        default=None,
+        description="Why a pending or queued task waits, from the control plane: upstream tasks, retry backoff, no "
+        "live (or only draining) executor of its pool offering its engine, the pool's slots all busy, or a cap.",
+    )
 
 
 class RunDetail(RunPublic):

@@ -31,7 +31,9 @@ def rerun_command(
     try:
         source = uuid.UUID(run_id)
     except ValueError:
-        typer.echo(f'error (run_id): "{run_id}" is not a run id; copy it from `lakehouse` output or the run page', err=True)
+        typer.echo(
+            f'error (run_id): "{run_id}" is not a run id; copy it from `lakehouse` output or the run page', err=True
+        )
         raise typer.Exit(2) from None
     mode = "failed" if failed else "from_task" if from_task else "all"
 

@@ -203,6 +203,13 @@ async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool 
             (run_id,),
         )
         attempts = await cur.fetchall()
+        reasons: dict[str, str] = {}
+        if run["status"] in ("queued", "running"):  # why each waiting task waits, as the claim sees it
+            await cur.execute(
+                "select task_key, reason from ops.queue_reasons(%s, %s)",
+                (run_id, get_settings().executor_offline_after_seconds),
+            )
+            reasons = {row["task_key"]: row["reason"] for row in await cur.fetchall()}
         # The other direction of retry_of: the runs that re-ran this one.
         await cur.execute("select id from ops.runs where retry_of = %s order by created_at, id limit 20", (run_id,))
         run["reruns"] = [row["id"] for row in await cur.fetchall()]
@@ -211,6 +218,7 @@ async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool 
         by_task.setdefault(attempt.pop("task_id"), []).append(attempt)
     for task in tasks:
         task["attempts"] = by_task.get(task["id"], [])
+        task["queue_reason"] = reasons.get(task["key"])
     run["tasks"] = tasks
     run["error"] = run["error"] or run_error_summary(run["status"], tasks)
     return run
@@ -315,7 +323,7 @@ RUN_SORTS: dict[str, str] = {
 SORT_KEY_TYPES = {"created": "timestamptz", "started": "timestamptz", "duration": "interval"}
 LIST_COLUMNS = """
     r.id, r.name, r.project_id, p.slug as project, e.name as environment, r.status, r.trigger, r.engines,
-    r.task_count, r.requested_by_name, r.cancel_requested_at is not null as cancel_requested,
+    r.task_count, r.requested_by_name, r.tags, r.cancel_requested_at is not null as cancel_requested,
     r.created_at, r.started_at, r.finished_at,
     extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as duration_s,
     (select count(*) from ops.tasks t where t.run_id = r.id
@@ -481,10 +489,19 @@ async def runs_by_id(conn: AsyncConnection, *, run_ids: list[uuid.UUID]) -> list
         return await cur.fetchall()
 
 
-async def status_counts(conn: AsyncConnection, *, project_id: uuid.UUID, since: datetime) -> dict[str, int]:
-    """How many of a project's runs created since ``since`` are in each status."""
-    cur = await conn.execute(
-        "select status, count(*) from ops.runs where project_id = %s and created_at >= %s group by status",
-        (project_id, since),
-    )
+async def status_counts(
+    conn: AsyncConnection, *, project_id: uuid.UUID, since: datetime, environment: str | None = None
+) -> dict[str, int]:
+    """How many of a project's runs (of one environment, when given) created since ``since`` are in each status."""
+    if environment is None:
+        cur = await conn.execute(
+            "select status, count(*) from ops.runs where project_id = %s and created_at >= %s group by status",
+            (project_id, since),
+        )
+    else:  # by the environment's id, so runs_environment_created serves it
+        cur = await conn.execute(
+            "select status, count(*) from ops.runs where environment_id = (select e.id from ops.environments e "
+            "where e.project_id = %s and e.name = %s) and created_at >= %s group by status",
+            (project_id, environment, since),
+        )
     return {str(status): int(count) for status, count in await cur.fetchall()}

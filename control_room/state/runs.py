@@ -37,9 +37,14 @@ class RunRow:
     trigger: str = ""
     tasks: str = ""
     created: str = ""
+    started: str = ""
+    finished: str = ""
     duration: str = ""
     requested_by: str = ""
     cancel_requested: bool = False
+    tags: list[str] = dataclasses.field(default_factory=list)
+    can_cancel: bool = False  # still going, no cancel asked yet
+    can_rerun: bool = False  # failed or cancelled
     href: str = ""
 
 
@@ -55,9 +60,14 @@ def run_row(row: dict[str, Any]) -> RunRow:
         trigger=row["trigger"],
         tasks=f"{row['tasks_done']}/{row['task_count']}",
         created=formatting.timestamp(row["created_at"]),
+        started=formatting.timestamp(row["started_at"]),
+        finished=formatting.timestamp(row["finished_at"]),
         duration=formatting.duration(row["duration_s"]),
         requested_by=row["requested_by_name"] or "",
         cancel_requested=bool(row["cancel_requested"]),
+        tags=list(row.get("tags") or []),
+        can_cancel=row["status"] in ("queued", "running") and not row["cancel_requested"],
+        can_rerun=row["status"] in ("failed", "cancelled"),
         href=routes.run_detail(str(row["id"])),
     )
 
@@ -81,6 +91,9 @@ class RunsState(SessionState):
     updated_at: rx.Field[str] = rx.field("")
     job: rx.Field[str] = rx.field("")  # a job template's id: only its runs (from ?job=)
     job_name: rx.Field[str] = rx.field("")
+
+    selected: rx.Field[list[str]] = rx.field(default_factory=list)  # run ids ticked for a bulk cancel
+    is_acting: rx.Field[bool] = rx.field(False)
 
     submit_open: rx.Field[bool] = rx.field(False)
     example_key: rx.Field[str] = rx.field(EXAMPLES[0].key)
@@ -247,9 +260,33 @@ class RunsState(SessionState):
 
     @handler
     def restart(self) -> Any:
-        """Back to the first page (on opening, with ``?job=`` narrowing to a job's runs; after a switch)."""
+        """Back to the first page (on opening and after a switch). The URL may narrow the list: ``?job=`` to a
+        job's runs, ``?status=failed,cancelled`` and ``?range=24h`` (the overview's cards link so). Dialogs
+        never reopen by themselves: opening the page closes the submit dialog and forgets its error."""
         query = self.router.url.query_parameters
         self.job, self.job_name = query.get("job", ""), query.get("job_name", "")
+        if "status" in query or "range" in query:
+            wanted = [s for s in str(query.get("status", "")).split(",") if s in runs.RUN_STATUSES]
+            self.statuses = wanted
+            window = str(query.get("range", ""))
+            self.time_range = window if window in TIME_RANGES else ALL
+        self.submit_open = False
+        self.submit_error = ""
+        self._restart()
+        return RunsState.load
+
+    @rx.var
+    def failed_recently(self) -> bool:
+        """Whether the "Failed in the last 24 h" quick filter is what the list shows."""
+        return self.statuses == ["failed"] and self.time_range == "24h"
+
+    @handler
+    def quick_failed_24h(self) -> Any:
+        """The quick filter: failed runs created in the last 24 hours (again: every run)."""
+        if self.statuses == ["failed"] and self.time_range == "24h":
+            self.statuses, self.time_range = [], ALL
+        else:
+            self.statuses, self.time_range = ["failed"], "24h"
         self._restart()
         return RunsState.load
 
@@ -274,6 +311,88 @@ class RunsState(SessionState):
             return None
         self.page -= 1
         return RunsState.load
+
+    # Row actions and bulk cancel ----------------------------------------------------------------------
+
+    @handler
+    def toggle_selected(self, run_id: str) -> None:
+        """Tick or untick a run for the bulk cancel."""
+        self.selected = (
+            [r for r in self.selected if r != run_id] if run_id in self.selected else [*self.selected, run_id]
+        )
+
+    @handler
+    def clear_selected(self) -> None:
+        """Untick every run."""
+        self.selected = []
+
+    @background
+    async def cancel_selected(self) -> AsyncIterator[Any]:
+        """Cancel every ticked run (each checked by the SQL as the user); says how many were cancelled."""
+        async with self:
+            if self.is_acting or not self.selected:
+                return
+            self.is_acting = True
+            chosen = list(self.selected)
+        async for event in self._cancel(chosen):
+            yield event
+
+    @background
+    async def cancel_one(self, run_id: str) -> AsyncIterator[Any]:
+        """The row action: cancel this run."""
+        async with self:
+            if self.is_acting:
+                return
+            self.is_acting = True
+        async for event in self._cancel([run_id]):
+            yield event
+
+    async def _cancel(self, run_ids: list[str]) -> AsyncIterator[Any]:
+        refused: list[str] = []
+        try:
+            signed = await self.signed_in()
+            if signed is None:
+                return
+            for run_id in run_ids:
+                try:
+                    async with as_user(signed.principal) as conn:
+                        await runs.cancel_run(conn, run_id=uuid.UUID(run_id), by=signed.principal.email)
+                except Exception as exc:
+                    refused.append(f"{formatting.short_id(run_id)}: {problem_text(exc)}")
+        finally:
+            async with self:
+                self.is_acting = False
+                self.selected = []
+        done = len(run_ids) - len(refused)
+        if done:
+            yield rx.toast.info(f"Cancel requested for {done} run{'s' if done > 1 else ''}")
+        if refused:
+            yield rx.toast.error("Cancel refused: " + "; ".join(refused[:3]))
+        yield RunsState.load
+
+    @background
+    async def rerun_one(self, run_id: str) -> AsyncIterator[Any]:
+        """The row action: re-run the failed, cancelled and downstream tasks of this run, reusing the rest."""
+        async with self:
+            if self.is_acting:
+                return
+            self.is_acting = True
+        try:
+            signed = await self.signed_in()
+            if signed is None:
+                return
+            async with as_user(signed.principal) as conn:
+                created = await runs.retry_run(
+                    conn, run_id=uuid.UUID(run_id), requested_by=signed.principal.user_id,
+                    requested_by_name=signed.principal.email, mode="failed",
+                )  # fmt: skip
+        except Exception as exc:
+            yield rx.toast.error(f"Re-run refused: {problem_text(exc)}")
+            return
+        finally:
+            async with self:
+                self.is_acting = False
+        yield rx.redirect(routes.run_detail(str(created["id"])))
 
     # Submit dialog ------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ def tasks_summary(status: str, tasks: list[dict[str, Any]]) -> str:
     order = ("succeeded", "reused", "failed", "timed_out", "lost", "cancelled", "skipped")
     parts = [f"{counts[name]} {name.replace('_', ' ')}" for name in order if counts.get(name)]
     parts += [f"{count} {name}" for name, count in counts.items() if name not in order]
-    return f"{', '.join(parts)} of {total} tasks"
+    return f"{', '.join(parts)} of {total} task{'s' if total != 1 else ''}"
 
 
 def run_header(run: dict[str, Any], *, now: datetime) -> RunHeader:

@@ -55,6 +55,7 @@ class TaskRow:
     duration: str = ""  # the latest attempt, claimed to finished
     depends_on: str = ""
     error: str = ""
+    queue_reason: str = ""  # why a pending or queued task waits (ops.queue_reasons)
     reused_from: str = ""  # a re-run reused this task's outcome from that run (short id)
     reused_href: str = ""
 

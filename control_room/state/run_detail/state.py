@@ -5,6 +5,7 @@ What each part shows is built in its own module: header.py, tasks.py, timeline.p
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import plotly.graph_objects as go
 import reflex as rx
 
 from control_room import routes
+from control_room.components.layout import PRODUCT_NAME
 from control_room.db import notify
 from control_room.db.notify import EVENTS_CHANNEL
 from control_room.services import artifacts, events, runs
@@ -30,7 +32,7 @@ from control_room.state.run_detail.events import (
     level_or_default,
     min_level,
 )
-from control_room.state.run_detail.header import TERMINAL, param_rows, run_header
+from control_room.state.run_detail.header import TERMINAL, param_rows, rerun_links, run_header
 from control_room.state.run_detail.rows import AttemptRow, EventRow, ParamRow, RunArtifactRow, RunHeader, TaskRow
 from control_room.state.run_detail.tasks import (
     artifact_rows,
@@ -51,6 +53,9 @@ class RunDetailState(SessionState):
 
     header: rx.Field[RunHeader] = rx.field(default_factory=RunHeader)
     params: rx.Field[list[ParamRow]] = rx.field(default_factory=list)
+    reruns: rx.Field[list[ParamRow]] = rx.field(default_factory=list)  # short id -> page of each re-run
+    rerun_task: rx.Field[str] = rx.field("")  # the task "Re-run from task…" starts at
+    confirm_rerun_from: rx.Field[bool] = rx.field(False)
     tasks: rx.Field[list[TaskRow]] = rx.field(default_factory=list)
     attempts: rx.Field[list[AttemptRow]] = rx.field(default_factory=list)
     run_artifacts: rx.Field[list[RunArtifactRow]] = rx.field(default_factory=list)
@@ -142,6 +147,8 @@ class RunDetailState(SessionState):
             self.loaded = True
             self._seen_at = time.monotonic()
         yield RunDetailState.watch
+        # The browser tab names the run (its history and bookmarks too).
+        yield rx.call_script(f"document.title = {json.dumps(self.header.name + ' · Run · ' + PRODUCT_NAME)}")
         if self.follow:
             yield rx.call_script(SCROLL_LOG_TO_END)
 
@@ -156,6 +163,9 @@ class RunDetailState(SessionState):
         self.not_found = self.error = ""
         self.has_older = False
         self.confirm_cancel = False
+        self.confirm_rerun_from = False
+        self.rerun_task = ""
+        self.reruns = []
 
     def _apply_run(self, run: dict[str, Any], signed: SignedIn) -> None:
         """Header, parameters, tasks, attempts and (when they changed) the figures of a fresh run."""
@@ -164,6 +174,7 @@ class RunDetailState(SessionState):
         attempts = flat_attempts(tasks)
         self.header = run_header(run, now=now)
         self.params = param_rows(run["params"])
+        self.reruns = rerun_links(run)
         self.can_operate_run = signed.can_operate(run["project_id"])
         self.tasks = task_rows(tasks, now=now)
         self.attempts = attempt_rows(attempts, order, now=now)
@@ -391,7 +402,38 @@ class RunDetailState(SessionState):
 
     @background
     async def retry(self) -> AsyncIterator[Any]:
-        """Submit a new run with the same spec and params (failed or cancelled runs)."""
+        """Re-run every task (failed or cancelled runs)."""
+        async for event in self._rerun("all", None):
+            yield event
+
+    @background
+    async def rerun_failed(self) -> AsyncIterator[Any]:
+        """Re-run the failed, cancelled and downstream tasks, reusing the succeeded ones' outcomes."""
+        async for event in self._rerun("failed", None):
+            yield event
+
+    @background
+    async def rerun_from_task(self) -> AsyncIterator[Any]:
+        """Re-run the chosen task and its downstream tasks, reusing the others' outcomes."""
+        async with self:
+            task, self.confirm_rerun_from = self.rerun_task, False
+        async for event in self._rerun("from_task", task or None):
+            yield event
+
+    @handler
+    def set_confirm_rerun_from(self, is_open: bool) -> None:
+        """Open or close the "Re-run from task" dialog (its task starts as the first unsuccessful one)."""
+        self.confirm_rerun_from = is_open
+        if is_open and self.tasks:
+            unsuccessful = [task.key for task in self.tasks if task.status != "succeeded"]
+            self.rerun_task = (unsuccessful or [self.tasks[0].key])[0]
+
+    @handler
+    def set_rerun_task(self, key: str) -> None:
+        """The task to re-run from."""
+        self.rerun_task = key
+
+    async def _rerun(self, mode: str, from_task: str | None) -> AsyncIterator[Any]:
         async with self:
             if self.is_acting or not self._shown_run:
                 return
@@ -403,10 +445,11 @@ class RunDetailState(SessionState):
                 return
             async with as_user(signed.principal) as conn:
                 created = await runs.retry_run(
-                    conn, run_id=run_id, requested_by=signed.principal.user_id, requested_by_name=signed.principal.email
-                )
+                    conn, run_id=run_id, requested_by=signed.principal.user_id,
+                    requested_by_name=signed.principal.email, mode=mode, from_task=from_task,
+                )  # fmt: skip
         except Exception as exc:
-            yield rx.toast.error(f"Retry refused: {problem_text(exc)}")
+            yield rx.toast.error(f"Re-run refused: {problem_text(exc)}")
             return
         finally:
             async with self:

@@ -63,6 +63,7 @@ def task_rows(tasks: list[dict[str, Any]], *, now: datetime) -> list[TaskRow]:
             duration=claimed_to_finished(task["attempts"][-1], now=now) if task["attempts"] else "",
             depends_on=", ".join(task["depends_on"]),
             error=task["error"] or "",
+            queue_reason=task.get("queue_reason") or "",
             reused_from=formatting.short_id(task["reused_from_run"]) if task.get("reused_from_run") else "",
             reused_href=routes.run_detail(str(task["reused_from_run"])) if task.get("reused_from_run") else "",
         )
