@@ -61,10 +61,17 @@ def _later_item(feature: str, label: str) -> rx.Component:
     item: rx.Component = rx.link(
         rx.hstack(
             rx.icon(LATER_ICONS.get(feature, "circle-dashed"), size=16, flex_shrink="0"),
-            rx.text(label, size="2", white_space="nowrap", class_name="nav-label truncate"),
-            rx.spacer(),
-            rx.badge("soon", size="1", variant="outline", color_scheme="gray", flex_shrink="0", class_name="nav-label"),
-            spacing="3",
+            rx.text(label, size="2", white_space="nowrap", flex_shrink="0", class_name="nav-label"),
+            rx.badge(
+                "soon",
+                size="1",
+                variant="outline",
+                color_scheme="gray",
+                flex_shrink="0",
+                margin_left="auto",
+                class_name="nav-label",
+            ),
+            spacing="2",
             align="center",
             width="100%",
         ),

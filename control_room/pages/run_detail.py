@@ -11,6 +11,7 @@ from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.notice import not_found_notice
 from control_room.components.status import level_badge, status_badge
+from control_room.components.times import local_time
 from control_room.state.run_detail import (
     RunDetailState,
 )
@@ -161,11 +162,11 @@ def _header() -> rx.Component:
                     size="1",
                 ),
                 rx.data_list.root(
-                    _fact("Created", rx.text(HEADER.created, size="2", white_space="nowrap", id="run-created")),
-                    _fact("Started", rx.text(rx.cond(HEADER.started != "", HEADER.started, "not yet"), size="2",
-                                             white_space="nowrap")),
-                    _fact("Finished", rx.text(rx.cond(HEADER.finished != "", HEADER.finished, "—"), size="2",
-                                              white_space="nowrap")),
+                    _fact("Created", local_time(HEADER.created_iso, HEADER.created, id="run-created")),
+                    _fact("Started", rx.cond(HEADER.started != "", local_time(HEADER.started_iso, HEADER.started,
+                                                                              id="run-started"), "not yet")),
+                    _fact("Finished", rx.cond(HEADER.finished != "", local_time(HEADER.finished_iso, HEADER.finished,
+                                                                                id="run-finished"), "—")),
                     _fact("Duration", rx.cond(HEADER.duration != "", HEADER.duration, "—"), id="run-duration"),
                     size="1",
                 ),

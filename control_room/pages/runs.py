@@ -10,6 +10,7 @@ from control_room import routes
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import STATUS_COLORS, status_badge
+from control_room.components.times import local_time
 from control_room.services.ui_examples import EXAMPLES
 from control_room.state.base import ALL, ENVIRONMENTS, SessionState
 from control_room.state.runs import ENGINES, PAGE_SIZE, RunsState
@@ -109,7 +110,7 @@ def _filters() -> rx.Component:
     return bar
 
 
-RUN_COLUMNS = ("", "Status", "Run", "Env", "Engines", "Trigger", "Tasks", "Created (UTC)", "Started", "Ended",
+RUN_COLUMNS = ("", "Status", "Run", "Env", "Engines", "Trigger", "Tasks", "Created", "Started", "Ended",
                "Duration", "")  # fmt: skip
 
 
@@ -167,9 +168,9 @@ def _row(run: Any) -> rx.Component:
         rx.table.cell(rx.text(run.engines, size="2")),
         rx.table.cell(rx.text(run.trigger, size="2", color_scheme="gray")),
         rx.table.cell(rx.text(run.tasks, size="2", class_name="tabular")),
-        rx.table.cell(rx.text(run.created, size="2", class_name="tabular", white_space="nowrap")),
-        rx.table.cell(rx.text(run.started, size="2", class_name="tabular", white_space="nowrap")),
-        rx.table.cell(rx.text(run.finished, size="2", class_name="tabular", white_space="nowrap")),
+        rx.table.cell(local_time(run.created_iso, run.created, relative=True, size="2"), class_name="run-created"),
+        rx.table.cell(local_time(run.started_iso, run.started, size="2"), class_name="run-started"),
+        rx.table.cell(local_time(run.finished_iso, run.finished, size="2"), class_name="run-finished"),
         rx.table.cell(rx.text(run.duration, size="2", class_name="tabular"), text_align="right"),
         rx.table.cell(_row_actions(run)),
         class_name="clickable",

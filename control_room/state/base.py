@@ -83,6 +83,7 @@ class SessionState(rx.State):
 
     selected_project: str = rx.LocalStorage("", name="lh_project")
     selected_environment: str = rx.LocalStorage(ALL, name="lh_environment")
+    time_display: str = rx.LocalStorage("local", name="lh_time_display")  # "utc": times shown in UTC
     user_email: rx.Field[str] = rx.field("")
     user_name: rx.Field[str] = rx.field("")
     projects: rx.Field[list[ProjectChoice]] = rx.field(default_factory=list)
@@ -115,6 +116,11 @@ class SessionState(rx.State):
     def environment(self) -> str:
         """The selected environment, or ALL."""
         return self.selected_environment if self.selected_environment in ENVIRONMENTS else ALL
+
+    @rx.var
+    def pin_utc(self) -> bool:
+        """Whether the person pinned UTC for every time shown (else the browser's time zone)."""
+        return self.time_display == "utc"
 
     @rx.var
     def role(self) -> str:
@@ -206,6 +212,11 @@ class SessionState(rx.State):
     def set_project(self, project_id: str) -> None:
         """Switch project (the page's own load event runs next, see components.layout)."""
         self.selected_project = project_id
+
+    @handler
+    def set_pin_utc(self, pinned: bool) -> None:
+        """Show every time in UTC (or again in the browser's time zone)."""
+        self.time_display = "utc" if pinned else "local"
 
     @handler
     def set_environment(self, environment: str) -> None:

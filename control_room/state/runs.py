@@ -39,6 +39,9 @@ class RunRow:
     created: str = ""
     started: str = ""
     finished: str = ""
+    created_iso: str = ""
+    started_iso: str = ""
+    finished_iso: str = ""
     duration: str = ""
     requested_by: str = ""
     cancel_requested: bool = False
@@ -62,6 +65,9 @@ def run_row(row: dict[str, Any]) -> RunRow:
         created=formatting.timestamp(row["created_at"]),
         started=formatting.timestamp(row["started_at"]),
         finished=formatting.timestamp(row["finished_at"]),
+        created_iso=formatting.iso(row["created_at"]),
+        started_iso=formatting.iso(row["started_at"]),
+        finished_iso=formatting.iso(row["finished_at"]),
         duration=formatting.duration(row["duration_s"]),
         requested_by=row["requested_by_name"] or "",
         cancel_requested=bool(row["cancel_requested"]),

@@ -20,6 +20,9 @@ class RunHeader:
     created: str = ""
     started: str = ""
     finished: str = ""
+    created_iso: str = ""
+    started_iso: str = ""
+    finished_iso: str = ""
     duration: str = ""
     error: str = ""
     warnings: str = ""  # found at submit: no live executor offers an engine of the routed pool

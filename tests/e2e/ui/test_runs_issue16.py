@@ -13,17 +13,17 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from control_room.state import formatting
 from tests.e2e.conftest import LAKEHOUSE
-from tests.e2e.ui.conftest import SignIn, UiWorld, screenshot
+from tests.e2e.ui.conftest import UI_TIMEOUT_MS, SignIn, UiWorld, screenshot, sign_in_by_form
 
 pytestmark = pytest.mark.e2e
 
@@ -455,10 +455,41 @@ def test_runs_list_shows_times_and_tags_with_row_actions_and_bulk_cancel(ui_worl
     operator.click("#cancel-selected")
     for row in rows:
         expect(row).to_have_attribute("data-status", "cancelled", timeout=60_000)
-    assert operator.url.endswith("/runs"), "the row's own actions never open the run"
+    assert re.search(r"/runs/?$", operator.url), "the row's own actions never open the run"
     rows[0].locator(".row-rerun").click()
     operator.wait_for_url(RUN_PAGE)
     expect(operator.locator("#rerun-of")).to_contain_text(ids[0][:8])
     operator.click("#cancel-run")
     operator.click("#cancel-confirm")
     expect(operator.locator("#run-status")).to_have_text("cancelled", timeout=60_000)
+
+
+# Deliver 4: time ---------------------------------------------------------------------------------------
+
+
+def test_times_show_in_the_browsers_zone_with_utc_on_hover_and_utc_can_be_pinned(
+    ui_world: UiWorld, browser: Browser
+) -> None:
+    run_id = _demo_run(ui_world)
+    ((created,),) = ui_world.query("select created_at from ops.runs where id = %s", run_id)
+    assert isinstance(created, datetime)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="Asia/Tokyo")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        sign_in_by_form(page, ui_world, ui_world.viewer)
+        page.goto(f"{ui_world.url}/runs/{run_id}")
+        utc_text = created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        tokyo_text = (created.astimezone(UTC) + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M:%S")
+        expect(page.locator("#run-created")).to_have_text(tokyo_text)
+        expect(page.locator("#run-created")).to_have_attribute("title", f"{utc_text} UTC")
+        page.goto(f"{ui_world.url}/runs")
+        row = page.locator(f"#runs-table tbody tr[data-run-id='{run_id}'] .run-created")
+        expect(row).to_have_text(re.compile(r"ago$"))
+        page.goto(f"{ui_world.url}/preferences")
+        page.click("#pref-pin-utc")
+        page.goto(f"{ui_world.url}/runs/{run_id}")
+        expect(page.locator("#run-created")).to_have_text(f"{utc_text} UTC")
+        screenshot(page, ui_world, "i16_run_detail_pinned_utc")
+    finally:
+        context.close()
