@@ -184,9 +184,16 @@ def gantt_figure(
                     hovertemplate=hover,
                 )
             )
+    running = any(attempt["finished_at"] is None for attempt, _ in extents)
+    now_line = [
+        {"type": "line", "x0": now, "x1": now, "yref": "paper", "y0": 0, "y1": 1, "name": "now",
+         "line": {"color": "#E5484D", "width": 1.5, "dash": "dot"}}
+    ] if running else []  # fmt: skip
     figure.update_layout(
         **_base_layout(
             90 + 36 * max(len(order), 1),
+            shapes=now_line,
+            dragmode="pan",  # drag pans along time; the wheel zooms (the page's plot config)
             barmode="overlay",
             xaxis={"type": "date", "showgrid": True, "gridcolor": "rgba(128,128,128,0.18)"},
             yaxis={"categoryorder": "array", "categoryarray": list(reversed(order)), "automargin": True},

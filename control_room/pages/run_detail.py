@@ -310,7 +310,7 @@ def _overview() -> rx.Component:
                 ),
                 width="100%",
             ),
-            columns=rx.breakpoints(initial="1", lg="minmax(280px, 2fr) 3fr"),
+            columns=rx.breakpoints(initial="1", lg="minmax(240px, 1fr) 2fr"),
             spacing="4",
             width="100%",
         ),
@@ -408,11 +408,13 @@ def _timeline() -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.text("Timeline", size="2", weight="medium"),
-                    rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome",
+                    rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome; "
+                            "wheel to zoom, drag to pan, double-click to reset",
                             size="1", color_scheme="gray"),
                     spacing="3", align="center",
                 ),
-                rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True},
+                rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True,
+                                                                  "scrollZoom": True, "doubleClick": "reset"},
                                 width="100%", id="run-gantt"),
                 spacing="2",
                 width="100%",

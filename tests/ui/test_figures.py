@@ -40,6 +40,8 @@ def test_gantt_has_a_bar_per_attempt_coloured_by_outcome() -> None:
     figure = gantt_figure([_task("a")], attempts, now=t0 + timedelta(seconds=30))
     assert [bar.marker.color for bar in figure.data] == [STATUS_HEX["failed"], STATUS_HEX["running"]]
     assert figure.data[0].x[0] == 10000 and figure.data[1].x[0] == 10000  # ms; the open attempt runs to now
+    (now_line,) = figure.layout.shapes  # an attempt still runs: a "now" line
+    assert now_line.x0 == t0 + timedelta(seconds=30)
 
 
 def test_pool_chart_has_one_line_per_pool() -> None:
@@ -65,3 +67,4 @@ def test_gantt_draws_short_attempts_at_their_real_extent_with_a_marker() -> None
     assert [bar.x[0] for bar in bars] == [49, 19940]  # no minimum width: summarize ends before publish starts
     assert [m.y[0] for m in markers] == ["summarize"]  # too narrow to see: marked where it ran
     assert "12:00:00.000 → 12:00:00.049 UTC" in bars[0].hovertemplate
+    assert figure.layout.shapes == ()  # nothing runs: no "now" line
