@@ -13,6 +13,7 @@ as the user.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -64,6 +65,12 @@ class SignedIn:
     def can_operate(self, project_id: uuid.UUID | str | None) -> bool:
         """Operators and admins submit, cancel and retry runs."""
         return ROLE_RANK.get(self.role_on(project_id), 0) >= ROLE_RANK["operator"]
+
+
+def replace_address(path: str) -> str:
+    """A script that shows ``path`` in the address bar without navigating (the router's own history state is
+    kept, so Back and Forward still work as before)."""
+    return f"window.history.replaceState(window.history.state, '', {json.dumps(path)})"
 
 
 def problem_text(exc: Exception) -> str:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import reflex as rx
 
@@ -16,10 +17,11 @@ from control_room.services import runs
 from control_room.services.errors import Invalid
 from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
-from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
 
 PAGE_SIZE = 50
+SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta")
 
@@ -223,15 +225,13 @@ class RunsState(SessionState):
                 status,
             ]
         )
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def clear_statuses(self) -> Any:
         """Show every status."""
         self.statuses = []
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def set_filter(self, name: str, value: str) -> Any:
@@ -239,30 +239,26 @@ class RunsState(SessionState):
         if name not in ("engine", "trigger", "time_range"):
             return None
         setattr(self, name, value)
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def set_text(self, value: str) -> Any:
         """Search by name or id prefix (the input is debounced)."""
         self.text = value[:200]
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def set_sort(self, sort: str) -> Any:
         """Order by created, started or duration."""
         if sort in runs.RUN_SORTS:
             self.sort = sort
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def flip_direction(self) -> Any:
         """Newest/longest first, or the other way round."""
         self.descending = not self.descending
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def restart(self) -> Any:
@@ -271,15 +267,39 @@ class RunsState(SessionState):
         never reopen by themselves: opening the page closes the submit dialog and forgets its error."""
         query = self.router.url.query_parameters
         self.job, self.job_name = query.get("job", ""), query.get("job_name", "")
-        if "status" in query or "range" in query:
-            wanted = [s for s in str(query.get("status", "")).split(",") if s in runs.RUN_STATUSES]
-            self.statuses = wanted
+        if any(key in query for key in SHARED_KEYS):  # a shared link: its filters, sort and search win
+            self.statuses = [s for s in str(query.get("status", "")).split(",") if s in runs.RUN_STATUSES]
             window = str(query.get("range", ""))
             self.time_range = window if window in TIME_RANGES else ALL
+            engine, trigger = str(query.get("engine", "")), str(query.get("trigger", ""))
+            self.engine = engine if engine in ENGINES else ALL
+            self.trigger = trigger if trigger in runs.TRIGGERS else ALL
+            self.text = str(query.get("q", ""))[:200]
+            sort = str(query.get("sort", ""))
+            self.sort = sort if sort in runs.RUN_SORTS else "created"
+            self.descending = query.get("dir", "") != "asc"
         self.submit_open = False
         self.submit_error = ""
         self._restart()
         return RunsState.load
+
+    def _shared_url(self) -> str:
+        """The list's address with its filters, sort and search, so a copied link opens the same list."""
+        query = {
+            "job": self.job, "job_name": self.job_name, "status": ",".join(self.statuses),
+            "range": "" if self.time_range == ALL else self.time_range,
+            "engine": "" if self.engine == ALL else self.engine,
+            "trigger": "" if self.trigger == ALL else self.trigger, "q": self.text.strip(),
+            "sort": "" if self.sort == "created" else self.sort, "dir": "" if self.descending else "asc",
+        }  # fmt: skip
+        shown = {key: value for key, value in query.items() if value}
+        return f"{routes.RUNS}?{urlencode(shown)}" if shown else routes.RUNS
+
+    def _reload_and_share(self) -> Any:
+        """First page of the new list, and the address bar showing it (replaced in place: Back still
+        leaves the page, a reload or a copied link reopens this list)."""
+        self._restart()
+        return [RunsState.load, rx.call_script(replace_address(self._shared_url()))]
 
     @rx.var
     def failed_recently(self) -> bool:
@@ -293,8 +313,7 @@ class RunsState(SessionState):
             self.statuses, self.time_range = [], ALL
         else:
             self.statuses, self.time_range = ["failed"], "24h"
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def clear_job(self) -> Any:

@@ -21,7 +21,7 @@ from control_room.db import notify
 from control_room.db.notify import EVENTS_CHANNEL
 from control_room.services import artifacts, events, runs
 from control_room.services.errors import NotFound
-from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
 from control_room.state.run_detail.events import (
     EVENTS_PAGE,
@@ -333,9 +333,11 @@ class RunDetailState(SessionState):
     def set_tab(self, tab: str) -> Any:
         """Switch tabs (the URL keeps the tab, so a link opens it)."""
         self.tab = tab if tab in TABS else "overview"
+        # The address names the tab, so a reload or a copied link opens it.
+        share = rx.call_script(replace_address(routes.run_detail(self._shown_run, tab=self.tab)))
         if self.tab == "timeline" and self.follow:
-            return rx.call_script(SCROLL_LOG_TO_END)
-        return None
+            return [share, rx.call_script(SCROLL_LOG_TO_END)]
+        return share
 
     @background
     async def reload_events(self) -> AsyncIterator[Any]:

@@ -493,3 +493,41 @@ def test_times_show_in_the_browsers_zone_with_utc_on_hover_and_utc_can_be_pinned
         screenshot(page, ui_world, "i16_run_detail_pinned_utc")
     finally:
         context.close()
+
+
+# Deliver 3: shareable views --------------------------------------------------------------------------
+
+
+def test_the_runs_list_and_run_tab_live_in_the_address(ui_world: UiWorld, sign_in: SignIn) -> None:
+    run_id = _demo_run(ui_world)
+    viewer = sign_in(ui_world.viewer)
+    viewer.goto(f"{ui_world.url}/runs")
+    viewer.click("#status-filter-succeeded")
+    viewer.fill("#runs-search", "demo pipeline")
+    viewer.click("#runs-direction")
+    expect(viewer).to_have_url(re.compile(r"status=succeeded.*q=demo\+pipeline.*dir=asc"))
+    shared = viewer.url
+    other = sign_in(ui_world.operator)  # someone else opens the copied link
+    other.goto(shared)
+    expect(other.locator("#runs-search")).to_have_value("demo pipeline")
+    expect(other.locator("#status-filter-succeeded")).to_have_class(re.compile(r"rt-variant-solid"))
+    expect(other.locator(f"#runs-table tbody tr[data-run-id='{run_id}']")).to_be_visible()
+    statuses = other.locator("#runs-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.status)")
+    assert set(statuses) == {"succeeded"}, statuses
+
+    # "/" focuses the search; j and Enter open the first row.
+    other.locator("body").click(position={"x": 5, "y": 5})
+    other.keyboard.press("/")
+    expect(other.locator("#runs-search")).to_be_focused()
+    other.locator("#page-title").click()
+    other.keyboard.press("j")
+    expect(other.locator("#runs-table tbody tr.row-focused")).to_have_count(1)
+    other.keyboard.press("Enter")
+    other.wait_for_url(RUN_PAGE)
+
+    viewer.goto(f"{ui_world.url}/runs/{run_id}")
+    viewer.click("#tab-artifacts")
+    expect(viewer).to_have_url(re.compile(r"\?tab=artifacts$"))
+    viewer.reload()
+    expect(viewer.locator("#tab-artifacts")).to_have_attribute("data-state", "active")
+    assert viewer.evaluate("document.title").startswith("demo pipeline")
