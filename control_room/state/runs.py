@@ -19,6 +19,7 @@ from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
+from control_room.state.run_actions import rerun_event
 
 PAGE_SIZE = 50
 SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")
@@ -403,21 +404,12 @@ class RunsState(SessionState):
                 return
             self.is_acting = True
         try:
-            signed = await self.signed_in()
-            if signed is None:
-                return
-            async with as_user(signed.principal) as conn:
-                created = await runs.retry_run(
-                    conn, run_id=uuid.UUID(run_id), requested_by=signed.principal.user_id,
-                    requested_by_name=signed.principal.email, mode="failed",
-                )  # fmt: skip
-        except Exception as exc:
-            yield rx.toast.error(f"Re-run refused: {problem_text(exc)}")
-            return
+            event = await rerun_event(await self.signed_in(), uuid.UUID(run_id), mode="failed")
         finally:
             async with self:
                 self.is_acting = False
-        yield rx.redirect(routes.run_detail(str(created["id"])))
+        if event is not None:
+            yield event
 
     # Submit dialog ------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from control_room.services import artifacts, events, runs
 from control_room.services.errors import NotFound
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
+from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
     EVENTS_PAGE,
     MAX_EVENTS_KEPT,
@@ -442,18 +443,9 @@ class RunDetailState(SessionState):
             self.is_acting = True
             run_id = uuid.UUID(self._shown_run)
         try:
-            signed = await self.signed_in()
-            if signed is None:
-                return
-            async with as_user(signed.principal) as conn:
-                created = await runs.retry_run(
-                    conn, run_id=run_id, requested_by=signed.principal.user_id,
-                    requested_by_name=signed.principal.email, mode=mode, from_task=from_task,
-                )  # fmt: skip
-        except Exception as exc:
-            yield rx.toast.error(f"Re-run refused: {problem_text(exc)}")
-            return
+            event = await rerun_event(await self.signed_in(), run_id, mode=mode, from_task=from_task)
         finally:
             async with self:
                 self.is_acting = False
-        yield rx.redirect(routes.run_detail(str(created["id"])))
+        if event is not None:
+            yield event
