@@ -91,11 +91,14 @@ class RunDetailState(SessionState):
         return f"{len(self.events):,} events shown" + (" · older available" if self.has_older else "")
 
     def _current_run_id(self) -> uuid.UUID | None:
-        # The route's [run_id] argument: Reflex adds it to the root state as a var.
-        try:
-            return uuid.UUID(str(getattr(self, "run_id", "")))
-        except ValueError:
-            return None
+        # The route's [run_id] argument: Reflex adds it to the root state as a var. Right after a client-side
+        # redirect it can still be empty: the address itself (/runs/<id>) says the same.
+        for candidate in (str(getattr(self, "run_id", "")), self.router.url.path.rstrip("/").rsplit("/", 1)[-1]):
+            try:
+                return uuid.UUID(candidate)
+            except ValueError:
+                continue
+        return None
 
     @background
     async def load(self) -> AsyncIterator[Any]:
