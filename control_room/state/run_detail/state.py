@@ -47,6 +47,7 @@ from control_room.state.run_detail.timeline import updated_figures
 WATCH_WAIT_SECONDS = 2.0
 WATCH_IDLE_SECONDS = 6.0
 TABS = ("overview", "timeline", "artifacts")
+TITLE_TICKS = 5
 
 
 class RunDetailState(SessionState):
@@ -84,6 +85,7 @@ class RunDetailState(SessionState):
     _idle_ticks: int = 0
     _watching: bool = False
     _seen_at: float = 0.0
+    _title_ticks: int = 0
 
     @rx.var
     def event_count_label(self) -> str:
@@ -113,6 +115,7 @@ class RunDetailState(SessionState):
             if run_id is None or str(run_id) != self._shown_run:
                 self._reset()
             self.tab = wanted_tab if wanted_tab in TABS else "overview"
+            self._title_ticks = 0
             self._generation += 1
             generation = self._generation
             level, search = self.level, self.search
@@ -151,8 +154,7 @@ class RunDetailState(SessionState):
             self.loaded = True
             self._seen_at = time.monotonic()
         yield RunDetailState.watch
-        # The browser tab names the run (its history and bookmarks too).
-        yield rx.call_script(f"document.title = {json.dumps(self.header.name + ' · Run · ' + PRODUCT_NAME)}")
+        yield self._title_script()
         if self.follow:
             yield rx.call_script(SCROLL_LOG_TO_END)
 
@@ -163,6 +165,7 @@ class RunDetailState(SessionState):
         self._first_event_id = self._last_event_id = 0
         self._figure_signature = ""
         self._idle_ticks = 0
+        self._title_ticks = 0
         self.loaded = False
         self.not_found = self.error = ""
         self.has_older = False
@@ -209,12 +212,22 @@ class RunDetailState(SessionState):
         self._first_event_id = kept[0].id
         self._last_event_id = kept[-1].id
 
+    def _title_script(self) -> Any:
+        """The browser tab names the run (its history and bookmarks too); the router may set its own title
+        after the page loads, so the first ticks set it again when it differs."""
+        title = json.dumps(f"{self.header.name} · Run · {PRODUCT_NAME}")
+        return rx.call_script(f"if (document.title !== {title}) {{ document.title = {title}; }}")
+
     @background
     async def tick(self, _now: str = "") -> AsyncIterator[Any]:
         """Every second while the page is open: refresh, and keep the push watcher running."""
         async with self:
             self._seen_at = time.monotonic()
             start_watcher = not self._watching and bool(self._shown_run)
+            title = self._title_script() if self._title_ticks < TITLE_TICKS and self.header.name else None
+            self._title_ticks += 1 if title is not None else 0
+        if title is not None:
+            yield title
         if start_watcher:
             yield RunDetailState.watch
         await self._refresh()
