@@ -192,9 +192,11 @@ def prepare(url: str) -> None:
     asyncio.run(admin())
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "insert into ops.executors (name, pool, engines, max_concurrency, status, last_heartbeat_at, version) "
-            "select 'bench-agent-' || i, 'default', '{shell,python,dbt,spark,duckdb}', 8, 'offline', "
-            "now() - interval '1 day', 'bench' from generate_series(1, 8) i on conflict (name) do nothing"
+            "insert into ops.executors (org_id, name, pool, engines, max_concurrency, status, last_heartbeat_at, "
+            "version) select (select org_id from ops.projects where id = %s), 'bench-agent-' || i, 'default', "
+            "'{shell,python,dbt,spark,duckdb}', 8, 'offline', now() - interval '1 day', 'bench' "
+            "from generate_series(1, 8) i on conflict (name) do nothing",
+            (DEMO_PROJECT,),
         )
 
 

@@ -35,6 +35,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "alerts": ("alerts", "app", "Alert rules and incidents: list them, ack, snooze, resolve."),
     "promotions": ("promotions", "app",
                    "Promotion gates: promote job versions dev → staging → prod, approve, roll back."),
+    "runs": ("runs", "app", "Runs: re-run a finished run (all tasks, failed ones, or from a task)."),
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     jobs,
     lineage,
     login,
+    not_found,
     preferences,
     promotions,
     run_detail,

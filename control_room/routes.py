@@ -18,6 +18,7 @@ JOBS = "/jobs"
 JOB_DETAIL = "/jobs/[job_id]"
 PROMOTIONS = "/promotions"
 PROMOTION_DETAIL = "/promotions/[request_id]"
+NOT_FOUND = "404"  # Reflex's route for unknown addresses
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 
@@ -46,6 +47,12 @@ def promotion_detail(request_id: str) -> str:
 def runs_of_job(job_id: str, name: str = "") -> str:
     """The runs list narrowed to the runs of one job template (``name`` labels the filter)."""
     return f"{RUNS}?{urlencode({'job': job_id, 'job_name': name})}"
+
+
+def runs_filtered(*, status: str | None = None, time_range: str | None = None) -> str:
+    """The runs list opened with a status and a time-range filter (e.g. failed runs of the last 24 hours)."""
+    query = {key: value for key, value in (("status", status), ("range", time_range)) if value}
+    return f"{RUNS}?{urlencode(query)}" if query else RUNS
 
 
 def artifacts(*, run_id: str | None = None, artifact_id: str | None = None) -> str:

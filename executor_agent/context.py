@@ -342,7 +342,8 @@ class AttemptContext:
             except (ValueError, TypeError, EngineError) as exc:
                 self.emit("log", line, level="warning", data={"stream": stream, "directive_error": str(exc)})
                 return
-        self.log(line, stream=stream)
+        # stderr is where programs report trouble: shown as a warning, so "Warnings and up" finds it.
+        self.log(line, level="warning" if stream == "stderr" else "info", stream=stream)
 
     def _directive(self, directive: Any) -> None:
         if not isinstance(directive, dict):

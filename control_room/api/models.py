@@ -303,6 +303,16 @@ class RunCreate(Strict):
     tags: list[str] = Field(default_factory=list, max_length=32)
 
 
+class RunRetry(Strict):
+    mode: Literal["all", "failed", "from_task"] = Field(
+        default="all",
+        description="all: run every task again. failed: reuse the outcomes and artifacts of the tasks that "
+        "succeeded; run the failed, cancelled and downstream ones. from_task: run `from_task` and its downstream "
+        "tasks, reusing the others' outcomes.",
+    )
+    from_task: str | None = Field(default=None, min_length=1, max_length=100, description="Key of a task (from_task).")
+
+
 class RunPublic(BaseModel):
     id: uuid.UUID
     name: str
@@ -368,12 +378,25 @@ class TaskPublic(BaseModel):
         description='Why no executor can take the task as routed, e.g. "no executor in pool etl offers engine spark".',
     )
     attempts: list[AttemptPublic]
+    reused_from_task: uuid.UUID | None = Field(
+        default=None, description="Not run: a re-run reused the outcome (and artifacts) of this task of an earlier run."
+    )
+    reused_from_run: uuid.UUID | None = Field(default=None, description="The run of `reused_from_task`.")
+    queue_reason: str | None = Field(
+        default=None,
+        description="Why a pending or queued task waits, from the control plane: upstream tasks, retry backoff, no "
+        "live (or only draining) executor of its pool offering its engine, the pool's slots all busy, or a cap.",
+    )
 
 
 class RunDetail(RunPublic):
     spec: dict[str, Any]
-    error: str | None
+    error: str | None = Field(
+        description="Why a failed or cancelled run ended: the first unsuccessful task and its error, and how many "
+        "other tasks did not succeed."
+    )
     tasks: list[TaskPublic]
+    reruns: list[uuid.UUID] = Field(default_factory=list, description="Runs that re-ran this one (their retry_of).")
 
 
 class RunPage(BaseModel):

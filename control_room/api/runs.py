@@ -21,6 +21,7 @@ from control_room.api.models import (
     RunDetail,
     RunPage,
     RunPublic,
+    RunRetry,
 )
 from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, runs
@@ -120,14 +121,23 @@ async def cancel_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
     response_model=RunPublic,
     status_code=201,
     responses={
-        "409": {"description": "The run is neither failed nor cancelled."},
+        "409": {"description": "The run's state does not allow this re-run (e.g. it is still running)."},
         "429": {"description": "A runs-per-day cap was reached."},
     },
 )
-async def retry_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
-    """Submit a new run with the same spec and params as a failed or cancelled one (operators)."""
+async def retry_run(run_id: uuid.UUID, user: User, db: Pool, body: RunRetry | None = None) -> dict[str, Any]:
+    """Re-run a finished run (operators): every task (`all`, the default), only what failed and its downstream
+    (`failed`, reusing the succeeded tasks' outcomes and artifacts), or from one task on (`from_task`)."""
+    options = body or RunRetry()
     async with db.connection() as conn, scoped(conn, user):
-        return await runs.retry_run(conn, run_id=run_id, requested_by=user.user_id, requested_by_name=user.email)
+        return await runs.retry_run(
+            conn,
+            run_id=run_id,
+            requested_by=user.user_id,
+            requested_by_name=user.email,
+            mode=options.mode,
+            from_task=options.from_task,
+        )
 
 
 @router.get("/runs/{run_id}/events", operation_id="listRunEvents", response_model=EventPage)

@@ -125,39 +125,75 @@ def dag_figure(tasks: Sequence[dict[str, Any]]) -> go.Figure:
     return figure
 
 
+# A bar narrower than this share of the chart's time span cannot be seen: a marker shows where it is.
+NARROW_SHARE = 0.01
+
+
+def _clock(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _attempt_extent(attempt: dict[str, Any], now: datetime) -> tuple[datetime, datetime] | None:
+    claimed = attempt["claimed_at"]
+    return None if claimed is None else (claimed, attempt["finished_at"] or now)
+
+
 def gantt_figure(
     tasks: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]], *, now: datetime | None = None
 ) -> go.Figure:
-    """One row per task, one bar per attempt from claim to finish (still open: to now), coloured by
-    the attempt's outcome."""
+    """One row per task, one bar per attempt at its real extent, claimed to finished (still open: to now),
+    coloured by the attempt's outcome. Attempts too short to see get a marker at their start, so a bar
+    never looks longer than the attempt was (nor overlaps a task that ran after it)."""
     now = now or datetime.now(UTC)
     order = task_order(tasks)
     figure = go.Figure()
-    for attempt in attempts:
-        claimed = attempt["claimed_at"]
-        if claimed is None:
-            continue
-        finished = attempt["finished_at"] or now
+    extents = [(attempt, extent) for attempt in attempts if (extent := _attempt_extent(attempt, now)) is not None]
+    span = 0.0
+    if extents:
+        span = (max(end for _, (_, end) in extents) - min(start for _, (start, _) in extents)).total_seconds()
+    for attempt, (claimed, finished) in extents:
         state = attempt["outcome"] or "running"
         label = f"{attempt['task_key']} · attempt {attempt['attempt']}"
+        color = STATUS_HEX.get(state, "#8B8D98")
+        seconds = (finished - claimed).total_seconds()
+        hover = (
+            f"<b>{label}</b><br>{state} on {attempt.get('executor') or 'unknown executor'}"
+            f"<br>{_clock(claimed)} → {_clock(finished)} UTC<br>claimed → finished: {seconds * 1000:.0f} ms"
+            "<extra></extra>"
+        )
         figure.add_trace(
             go.Bar(
                 base=[claimed],
-                x=[max((finished - claimed).total_seconds() * 1000, 250)],
+                x=[seconds * 1000],
                 y=[attempt["task_key"]],
                 orientation="h",
-                marker={"color": STATUS_HEX.get(state, "#8B8D98")},
+                marker={"color": color},
                 width=0.5,
                 name=label,
-                hovertemplate=(
-                    f"<b>{label}</b><br>{state} on {attempt.get('executor') or 'unknown executor'}"
-                    "<br>%{base|%H:%M:%S.%L} → %{x|%H:%M:%S.%L} UTC<extra></extra>"
-                ),
+                hovertemplate=hover,
             )
         )
+        if span > 0 and seconds < span * NARROW_SHARE:
+            figure.add_trace(
+                go.Scatter(
+                    x=[claimed],
+                    y=[attempt["task_key"]],
+                    mode="markers",
+                    marker={"color": color, "symbol": "line-ns", "size": 16, "line": {"color": color, "width": 3}},
+                    name=f"{label} (short)",
+                    hovertemplate=hover,
+                )
+            )
+    running = any(attempt["finished_at"] is None for attempt, _ in extents)
+    now_line = [
+        {"type": "line", "x0": now, "x1": now, "yref": "paper", "y0": 0, "y1": 1, "name": "now",
+         "line": {"color": "#E5484D", "width": 1.5, "dash": "dot"}}
+    ] if running else []  # fmt: skip
     figure.update_layout(
         **_base_layout(
             90 + 36 * max(len(order), 1),
+            shapes=now_line,
+            dragmode="pan",  # drag pans along time; the wheel zooms (the page's plot config)
             barmode="overlay",
             xaxis={"type": "date", "showgrid": True, "gridcolor": "rgba(128,128,128,0.18)"},
             yaxis={"categoryorder": "array", "categoryarray": list(reversed(order)), "automargin": True},

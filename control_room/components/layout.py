@@ -43,8 +43,14 @@ def _is_active(route: str) -> rx.Var[bool]:
 def _nav_item(label: str, icon: str, route: str) -> rx.Component:
     active = _is_active(route)
     item: rx.Component = rx.link(
-        rx.hstack(rx.icon(icon, size=16), rx.text(label, size="2", weight="medium"), spacing="3", align="center"),
+        rx.hstack(
+            rx.icon(icon, size=16, flex_shrink="0"),
+            rx.text(label, size="2", weight="medium", class_name="nav-label"),
+            spacing="3",
+            align="center",
+        ),
         href=route,
+        title=label,
         underline="none",
         class_name=rx.cond(active, "nav-item nav-item-active", "nav-item"),
         id=f"nav-{label.lower()}",
@@ -55,18 +61,26 @@ def _nav_item(label: str, icon: str, route: str) -> rx.Component:
 def _later_item(feature: str, label: str) -> rx.Component:
     item: rx.Component = rx.link(
         rx.hstack(
-            rx.icon(LATER_ICONS.get(feature, "circle-dashed"), size=16),
-            rx.text(label, size="2", white_space="nowrap"),
-            rx.spacer(),
-            rx.badge("soon", size="1", variant="outline", color_scheme="gray"),
-            spacing="3",
+            rx.icon(LATER_ICONS.get(feature, "circle-dashed"), size=16, flex_shrink="0"),
+            rx.text(label, size="2", white_space="nowrap", flex_shrink="0", class_name="nav-label"),
+            rx.badge(
+                "soon",
+                size="1",
+                variant="outline",
+                color_scheme="gray",
+                flex_shrink="0",
+                margin_left="auto",
+                class_name="nav-label",
+            ),
+            spacing="2",
             align="center",
             width="100%",
         ),
         href=routes.coming_later(feature),
         underline="none",
         class_name="nav-item nav-item-later",
-        title="Not yet available: a later release adds this page",
+        title=f"{label}: not yet available, a later release adds this page",
+        id=f"nav-later-{feature}",
     )
     return item
 
@@ -91,6 +105,7 @@ def _user_card() -> rx.Component:
                 ),
                 spacing="1",
                 min_width="0",
+                class_name="nav-label",
             ),
             spacing="3",
             align="center",
@@ -100,14 +115,15 @@ def _user_card() -> rx.Component:
             # A form post: the server ends the session and clears the HttpOnly cookie (see api/web_sessions.py).
             post_form(
                 rx.button(
-                    rx.icon("log-out", size=14), "Sign out", size="1", variant="soft", color_scheme="gray",
-                    type="submit", id="sign-out",
+                    rx.icon("log-out", size=14), rx.text("Sign out", as_="span", class_name="nav-label"),
+                    size="1", variant="soft", color_scheme="gray", type="submit", id="sign-out", title="Sign out",
                 ),
                 action=routes.WEB_SIGN_OUT,
             ),
             rx.link(
-                rx.button(rx.icon("bell-ring", size=14), "Preferences", size="1", variant="soft", color_scheme="gray"),
-                href=routes.PREFERENCES, id="user-preferences",
+                rx.button(rx.icon("bell-ring", size=14), rx.text("Preferences", as_="span", class_name="nav-label"),
+                          size="1", variant="soft", color_scheme="gray"),
+                href=routes.PREFERENCES, id="user-preferences", title="Preferences",
             ),
             rx.spacer(),
             api_tokens_link(),
@@ -120,6 +136,8 @@ def _user_card() -> rx.Component:
                 content="Light / dark",
             ),
             width="100%",
+            wrap="wrap",
+            class_name="user-actions",
         ),
         spacing="3",
         padding="12px",
@@ -138,6 +156,7 @@ def sidebar() -> rx.Component:
                 rx.text("Lakehouse", size="3", weight="bold", line_height="1"),
                 rx.text("Control Room", size="1", color_scheme="gray", line_height="1"),
                 spacing="1",
+                class_name="nav-label",
             ),
             spacing="3",
             align="center",
@@ -146,7 +165,9 @@ def sidebar() -> rx.Component:
             aria_label=PRODUCT_NAME,
         ),
         rx.vstack(*(_nav_item(*item) for item in NAV), spacing="1", width="100%", padding="8px"),
-        rx.text("Coming later", size="1", color_scheme="gray", weight="medium", padding="8px 20px 0"),
+        rx.text(
+            "Coming later", size="1", color_scheme="gray", weight="medium", padding="8px 20px 0", class_name="nav-label"
+        ),
         rx.vstack(
             *(_later_item(feature, label) for feature, label in routes.LATER_FEATURES.items()),
             spacing="1",
@@ -155,16 +176,26 @@ def sidebar() -> rx.Component:
         ),
         rx.spacer(),
         _user_card(),
-        width=SIDEBAR_WIDTH,
-        min_width=SIDEBAR_WIDTH,
+        width="100%",
         height="100vh",
         position="sticky",
         top="0",
         spacing="2",
+        overflow_y="auto",
+    )
+    # The column's background runs the page's full height; the navigation inside stays in view. Below
+    # 1100 px wide the column collapses to icons (assets/control_room.css).
+    column: rx.Component = rx.box(
+        bar,
+        width=SIDEBAR_WIDTH,
+        min_width=SIDEBAR_WIDTH,
+        align_self="stretch",
         background=rx.color("gray", 2),
         border_right=f"1px solid {rx.color('gray', 5)}",
+        class_name="app-sidebar",
+        id="sidebar",
     )
-    return bar
+    return column
 
 
 def _project_option(project: ProjectChoice) -> rx.Component:
@@ -208,6 +239,8 @@ def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]
                     switcher(reload),
                     notification_bell(),
                     align="center",
+                    wrap="wrap",
+                    class_name="top-bar",
                     padding="14px 28px",
                     border_bottom=f"1px solid {rx.color('gray', 4)}",
                     background=rx.color("gray", 1),
@@ -233,7 +266,7 @@ def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]
                         id="session-ended",
                     ),
                 ),
-                rx.box(content, padding="24px 28px 48px"),
+                rx.box(content, padding="24px 28px 48px", class_name="page-content"),
                 flex="1",
                 min_width="0",
             ),
@@ -242,6 +275,7 @@ def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]
             width="100%",
             min_height="100vh",
         ),
+        rx.script(src="/keyboard.js"),  # "/" focuses search; j / k / Enter walk table rows
         **THEME,
     )
     return shell

@@ -311,6 +311,9 @@ class Task(OpsTable, table=True):
     claimed_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     started_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     finished_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    reused_from_task: uuid.UUID | None = Field(
+        sa_column=_uuid(nullable=True, fk="ops.tasks.id"), description="a re-run reused this earlier task's outcome"
+    )
 
 
 class TaskAttempt(OpsTable, table=True):

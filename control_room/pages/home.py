@@ -8,6 +8,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
+from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
 from control_room.state.health import HealthState
 from control_room.state.overview import OverviewState
@@ -49,14 +50,17 @@ def _count_card(status: str) -> rx.Component:
         rx.card(
             rx.vstack(
                 status_badge(status),
-                rx.text(COUNTS.get(status, 0), size="7", weight="bold", class_name="tabular"),
+                rx.text(
+                    COUNTS.get(status, 0), size="7", weight="bold", class_name="tabular", id=f"overview-count-{status}"
+                ),
                 spacing="2",
             ),
             size="2",
         ),
-        href=routes.RUNS,
+        href=routes.runs_filtered(status=status, time_range="24h"),
         underline="none",
         color="inherit",
+        id=f"overview-{status}",
     )
     return card
 
@@ -66,9 +70,17 @@ def home_page() -> rx.Component:
     """Health, then the last day's runs per status, each linking to the runs list."""
     page: rx.Component = rx.vstack(
         _health_card(),
-        rx.text("Runs of ", rx.text.strong(OverviewState.project_name), " in the last 24 hours", size="2",
-                color_scheme="gray"),
-        rx.grid(*(_count_card(status) for status in STATUSES), columns="5", spacing="3", width="100%"),
+        rx.hstack(
+            rx.text("Runs of ", rx.text.strong(OverviewState.project_name), " in ", OverviewState.scope_label,
+                    ", last 24 hours", size="2", color_scheme="gray", id="overview-scope"),
+            rx.spacer(),
+            updated_label(OverviewState.updated_at, OverviewState.is_loading),
+            width="100%",
+            align="center",
+        ),
+        rx.grid(*(_count_card(status) for status in STATUSES), columns=rx.breakpoints(initial="2", sm="3", md="5"),
+                spacing="3", width="100%"),
+        live_ticker(3000, OverviewState.tick),
         spacing="4",
         width="100%",
     )  # fmt: skip

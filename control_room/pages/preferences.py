@@ -7,7 +7,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
-from control_room.state.base import ProjectChoice
+from control_room.state.base import ProjectChoice, SessionState
 from control_room.state.preferences import SEVERITIES, PreferencesState
 
 CHANNEL_LABELS = (("email", "E-mail"), ("in_app", "In-app (the bell)"), ("webhook", "Personal webhook"))
@@ -77,6 +77,10 @@ def preferences_page() -> rx.Component:
                               id="pref-digest")),
             columns="2", spacing="4", width="100%",
         ),
+        _card("Display",
+              rx.checkbox("Show times in UTC (else in this browser's time zone, with UTC on hover)",
+                          checked=SessionState.pin_utc, on_change=SessionState.set_pin_utc, id="pref-pin-utc"),
+              rx.text("Applies at once, in this browser.", size="1", color_scheme="gray")),
         _card("Projects I follow", rx.text("Every incident of these projects, beyond what routing sends me.",
                                             size="1", color_scheme="gray"),
               rx.hstack(rx.foreach(PreferencesState.projects, _project), wrap="wrap", spacing="4")),

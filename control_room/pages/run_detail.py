@@ -9,7 +9,9 @@ import reflex as rx
 from control_room import routes
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
+from control_room.components.notice import not_found_notice
 from control_room.components.status import level_badge, status_badge
+from control_room.components.times import local_time
 from control_room.state.run_detail import (
     RunDetailState,
 )
@@ -49,19 +51,74 @@ def _actions() -> rx.Component:
         open=RunDetailState.confirm_cancel,
         on_open_change=RunDetailState.set_confirm_cancel,
     )  # fmt: skip
+    failed_or_cancelled = (HEADER.status == "failed") | (HEADER.status == "cancelled")
     actions: rx.Component = rx.cond(
         RunDetailState.can_operate_run,
         rx.hstack(
             rx.cond(~HEADER.is_terminal & ~HEADER.cancel_requested, cancel_dialog),
             rx.cond(
-                (HEADER.status == "failed") | (HEADER.status == "cancelled"),
-                rx.button(rx.icon("rotate-ccw", size=16), "Retry", variant="soft", on_click=RunDetailState.retry,
-                          disabled=RunDetailState.is_acting, id="retry-run"),
+                failed_or_cancelled,
+                rx.tooltip(
+                    rx.button(rx.icon("rotate-ccw", size=16), "Re-run failed", on_click=RunDetailState.rerun_failed,
+                              disabled=RunDetailState.is_acting, id="rerun-failed"),
+                    content="Run the failed, cancelled and downstream tasks; reuse what succeeded",
+                ),
+            ),
+            rx.cond(HEADER.is_terminal, _rerun_from_dialog()),
+            rx.cond(
+                failed_or_cancelled,
+                rx.button(rx.icon("list-restart", size=16), "Re-run all", variant="soft", color_scheme="gray",
+                          on_click=RunDetailState.retry, disabled=RunDetailState.is_acting, id="retry-run"),
             ),
             spacing="2",
+            wrap="wrap",
+            justify="end",
         ),
     )  # fmt: skip
     return actions
+
+
+def _task_option(task: Any) -> rx.Component:
+    item: rx.Component = rx.select.item(task.key, value=task.key)
+    return item
+
+
+def _rerun_from_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.trigger(
+            rx.button(rx.icon("git-branch", size=16), "Re-run from task…", variant="soft",
+                      disabled=RunDetailState.is_acting, id="rerun-from"),
+        ),
+        rx.dialog.content(
+            rx.dialog.title("Re-run from a task"),
+            rx.dialog.description(
+                "The task you pick and every task downstream of it run again; the others keep their outcome and "
+                "artifacts from this run.", size="2",
+            ),
+            rx.select.root(
+                rx.select.trigger(width="100%", id="rerun-task"),
+                rx.select.content(rx.foreach(RunDetailState.tasks, _task_option)),
+                value=RunDetailState.rerun_task,
+                on_change=RunDetailState.set_rerun_task,
+            ),
+            rx.hstack(
+                rx.dialog.close(rx.button("Keep", variant="soft", color_scheme="gray")),
+                rx.button("Re-run from here", on_click=RunDetailState.rerun_from_task, id="rerun-from-confirm"),
+                spacing="3",
+                justify="end",
+                margin_top="16px",
+            ),
+            max_width="440px",
+        ),
+        open=RunDetailState.confirm_rerun_from,
+        on_open_change=RunDetailState.set_confirm_rerun_from,
+    )  # fmt: skip
+    return dialog
+
+
+def _rerun_link(link: Any) -> rx.Component:
+    item: rx.Component = rx.link(link.name, href=link.value, class_name="mono rerun-link", size="1")
+    return item
 
 
 def _header() -> rx.Component:
@@ -98,16 +155,18 @@ def _header() -> rx.Component:
             ),
             rx.grid(
                 rx.data_list.root(
-                    _fact("Project", HEADER.project),
+                    _fact("Project", rx.text(HEADER.project, size="2", title=HEADER.project_slug, id="run-project")),
                     _fact("Environment", rx.badge(HEADER.environment, variant="outline", color_scheme="gray")),
                     _fact("Trigger", HEADER.trigger),
                     _fact("Requested by", rx.cond(HEADER.requested_by != "", HEADER.requested_by, "—")),
                     size="1",
                 ),
                 rx.data_list.root(
-                    _fact("Created", HEADER.created),
-                    _fact("Started", rx.cond(HEADER.started != "", HEADER.started, "not yet")),
-                    _fact("Finished", rx.cond(HEADER.finished != "", HEADER.finished, "—")),
+                    _fact("Created", local_time(HEADER.created_iso, HEADER.created, id="run-created")),
+                    _fact("Started", rx.cond(HEADER.started != "", local_time(HEADER.started_iso, HEADER.started,
+                                                                              id="run-started"), "not yet")),
+                    _fact("Finished", rx.cond(HEADER.finished != "", local_time(HEADER.finished_iso, HEADER.finished,
+                                                                                id="run-finished"), "—")),
                     _fact("Duration", rx.cond(HEADER.duration != "", HEADER.duration, "—"), id="run-duration"),
                     size="1",
                 ),
@@ -119,16 +178,19 @@ def _header() -> rx.Component:
                         rx.text("none", size="2", color_scheme="gray"),
                     ),
                     rx.cond(HEADER.retry_of != "",
-                            rx.text("Retry of ", rx.link(HEADER.retry_of, href=HEADER.retry_of_href,
-                                                         class_name="mono"), size="1")),
+                            rx.text("Re-run of ", rx.link(HEADER.retry_of, href=HEADER.retry_of_href,
+                                                          class_name="mono"), size="1", id="rerun-of")),
+                    rx.cond(RunDetailState.reruns.length() > 0,
+                            rx.hstack(rx.text("Re-run as", size="1"), rx.foreach(RunDetailState.reruns, _rerun_link),
+                                      spacing="2", wrap="wrap", id="reruns")),
                     spacing="2",
                 ),
-                columns="3",
+                columns=rx.breakpoints(initial="1", sm="2", lg="3"),
                 spacing="6",
                 width="100%",
             ),
             rx.cond(HEADER.error != "", rx.callout(HEADER.error, icon="circle-alert", color_scheme="red",
-                                                     size="1", width="100%")),
+                                                     size="1", width="100%", id="run-error-summary")),
             rx.cond(HEADER.warnings != "", rx.callout(HEADER.warnings, icon="triangle-alert", color_scheme="amber",
                                                         size="1", width="100%", id="run-warnings")),
             spacing="4",
@@ -152,12 +214,30 @@ def _task_row(task: Any) -> rx.Component:
     row: rx.Component = rx.table.row(
         rx.table.cell(rx.text(task.key, weight="medium", size="2", class_name="mono")),
         rx.table.cell(rx.badge(task.engine, variant="surface", color_scheme="indigo", size="1")),
-        rx.table.cell(status_badge(task.status)),
+        rx.table.cell(
+            rx.hstack(
+                status_badge(task.status),
+                rx.cond(task.reused_from != "",
+                        rx.link(rx.badge("reused", variant="outline", color_scheme="gray", size="1"),
+                                href=task.reused_href, title="Outcome reused from run " + task.reused_from,
+                                class_name="reused-link")),
+                spacing="1", align="center",
+            )
+        ),
         rx.table.cell(rx.text(task.attempts, size="2", class_name="tabular")),
         rx.table.cell(rx.text(task.executor, size="2")),
-        rx.table.cell(rx.text(task.duration, size="2", class_name="tabular")),
-        rx.table.cell(rx.text(task.error, size="1", color_scheme="red", class_name="truncate", max_width="280px",
-                              title=task.error)),
+        rx.table.cell(rx.text(task.queued, size="2", class_name="tabular"), class_name="task-queued"),
+        rx.table.cell(rx.text(task.duration, size="2", class_name="tabular"), class_name="task-duration"),
+        rx.table.cell(
+            rx.cond(
+                task.queue_reason != "",
+                rx.text(rx.icon("hourglass", size=11, display="inline", margin_right="4px"), task.queue_reason,
+                        size="1", color_scheme="amber", class_name="queue-reason", title=task.queue_reason,
+                        white_space="normal", min_width="220px"),
+                rx.text(task.error, size="1", color_scheme="red", class_name="truncate", max_width="280px",
+                        title=task.error),
+            )
+        ),
         data_task=task.key,
         data_status=task.status,
     )  # fmt: skip
@@ -170,17 +250,35 @@ def _attempt_row(attempt: Any) -> rx.Component:
         rx.table.cell(rx.text(attempt.attempt, size="2")),
         rx.table.cell(rx.text(attempt.executor, size="2")),
         rx.table.cell(rx.text(attempt.claimed, size="2", class_name="tabular")),
-        rx.table.cell(rx.text(attempt.duration, size="2", class_name="tabular")),
+        rx.table.cell(rx.text(attempt.duration, size="2", class_name="tabular"), class_name="attempt-duration"),
         rx.table.cell(status_badge(attempt.outcome)),
         rx.table.cell(rx.text(attempt.error, size="1", color_scheme="red", class_name="truncate", max_width="320px",
                               title=attempt.error)),
+        data_task=attempt.task_key,
+        data_attempt=attempt.attempt,
     )  # fmt: skip
     return row
 
 
+# What each duration measures (the column headers' hover), so the three figures of an attempt agree.
+DURATION_HELP = {
+    "Queued": "From becoming queued (its dependencies done) to its latest claim by an executor",
+    "Claimed → finished": "The latest attempt, from its claim by an executor to its recorded outcome "
+    "(the Gantt bar); the finish event's process wall time is the engine's run alone",
+}
+
+
+TASK_COLUMNS = ("Task", "Engine", "State", "Attempt", "Executor", "Queued", "Claimed → finished", "Why waiting / error")
+
+
+def _header_cell(label: str) -> rx.Component:
+    cell: rx.Component = rx.table.column_header_cell(label, title=DURATION_HELP.get(label), white_space="nowrap")
+    return cell
+
+
 def _table(headers: tuple[str, ...], body: rx.Component, table_id: str) -> rx.Component:
     table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in headers))),
+        rx.table.header(rx.table.row(*(_header_cell(h) for h in headers))),
         rx.table.body(body),
         variant="surface",
         size="1",
@@ -206,21 +304,20 @@ def _overview() -> rx.Component:
             rx.card(
                 rx.vstack(
                     rx.text("Tasks", size="2", weight="medium"),
-                    _table(("Task", "Engine", "State", "Attempt", "Executor", "Duration", "Error"),
-                           rx.foreach(RunDetailState.tasks, _task_row), "tasks-table"),
+                    _table(TASK_COLUMNS, rx.foreach(RunDetailState.tasks, _task_row), "tasks-table"),
                     spacing="2",
                     width="100%",
                 ),
                 width="100%",
             ),
-            columns="minmax(280px, 2fr) 3fr",
+            columns=rx.breakpoints(initial="1", lg="minmax(240px, 1fr) 2fr"),
             spacing="4",
             width="100%",
         ),
         rx.card(
             rx.vstack(
                 rx.text("Attempts", size="2", weight="medium"),
-                _table(("Task", "#", "Executor", "Claimed (UTC)", "Duration", "Outcome", "Error"),
+                _table(("Task", "#", "Executor", "Claimed (UTC)", "Claimed → finished", "Outcome", "Error"),
                        rx.foreach(RunDetailState.attempts, _attempt_row), "attempts-table"),
                 spacing="2",
                 width="100%",
@@ -311,11 +408,13 @@ def _timeline() -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.text("Timeline", size="2", weight="medium"),
-                    rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome",
+                    rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome; "
+                            "wheel to zoom, drag to pan, double-click to reset",
                             size="1", color_scheme="gray"),
                     spacing="3", align="center",
                 ),
-                rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True},
+                rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True,
+                                                                  "scrollZoom": True, "doubleClick": "reset"},
                                 width="100%", id="run-gantt"),
                 spacing="2",
                 width="100%",
@@ -367,8 +466,14 @@ def _artifacts() -> rx.Component:
 def _body() -> rx.Component:
     body: rx.Component = rx.vstack(
         rx.hstack(
-            rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Runs", size="2"), spacing="1",
-                              align="center"), href=routes.RUNS, color_scheme="gray"),
+            rx.hstack(
+                rx.link(HEADER.project, href=routes.HOME, color_scheme="gray", size="2"),
+                rx.icon("chevron-right", size=12, color=rx.color("gray", 9)),
+                rx.link("Runs", href=routes.RUNS, color_scheme="gray", size="2"),
+                rx.icon("chevron-right", size=12, color=rx.color("gray", 9)),
+                rx.text(HEADER.name, size="2", weight="medium", class_name="truncate", max_width="420px"),
+                spacing="2", align="center", id="breadcrumbs", aria_label="Breadcrumbs",
+            ),
             rx.spacer(),
             live_ticker(1000, RunDetailState.tick),
             width="100%",
@@ -403,15 +508,7 @@ def run_detail_page() -> rx.Component:
     """The run, or why it cannot be shown."""
     page: rx.Component = rx.cond(
         RunDetailState.not_found != "",
-        rx.center(
-            rx.vstack(
-                rx.icon("search-x", size=32, color=rx.color("gray", 9)),
-                rx.text(RunDetailState.not_found, size="3", id="run-not-found"),
-                rx.link("Back to runs", href=routes.RUNS),
-                align="center",
-            ),
-            padding="64px",
-        ),
+        not_found_notice(RunDetailState.not_found, element_id="run-not-found"),
         rx.cond(RunDetailState.loaded, _body(), rx.center(rx.spinner(size="3"), padding="64px")),
     )
     return page

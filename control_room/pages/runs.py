@@ -11,6 +11,7 @@ from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.schema_form import task_form
 from control_room.components.status import STATUS_COLORS, status_badge
+from control_room.components.times import local_time
 from control_room.services.ui_examples import EXAMPLES
 from control_room.state.base import ALL, ENVIRONMENTS, SessionState
 from control_room.state.runs import ENGINES, PAGE_SIZE, RunsState
@@ -52,12 +53,13 @@ def _filters() -> rx.Component:
             rx.debounce_input(
                 rx.input(
                     rx.input.slot(rx.icon("search", size=14)),
-                    placeholder="Search name or run id…",
+                    placeholder="Search name or run id…  ( / )",
                     value=RunsState.text,
                     on_change=RunsState.set_text,
                     width="280px",
                     size="2",
                     id="runs-search",
+                    data_search_box="runs",
                 ),
                 debounce_timeout=300,
             ),
@@ -91,12 +93,17 @@ def _filters() -> rx.Component:
                     rx.badge(rx.icon("calendar-clock", size=12), "Job: ", RunsState.job_name,
                              rx.icon("x", size=12, cursor="pointer", on_click=RunsState.clear_job),
                              size="2", variant="soft", id="runs-job-filter")),
+            rx.button(rx.icon("flame", size=12), "Failed in the last 24 h", size="1", radius="full",
+                      color_scheme="red", variant=rx.cond(RunsState.failed_recently, "solid", "soft"),
+                      on_click=RunsState.quick_failed_24h, id="quick-failed-24h"),
+            rx.separator(orientation="vertical", size="1"),
             rx.button("All statuses", size="1", radius="full",
                       variant=rx.cond(RunsState.statuses.length() == 0, "solid", "outline"),
                       on_click=RunsState.clear_statuses, id="status-filter-all"),
             *(_status_chip(status) for status in STATUSES),
             spacing="2",
             align="center",
+            wrap="wrap",
         ),
         spacing="3",
         width="100%",
@@ -104,13 +111,57 @@ def _filters() -> rx.Component:
     return bar
 
 
+RUN_COLUMNS = ("", "Status", "Run", "Env", "Engines", "Trigger", "Tasks", "Created", "Started", "Ended",
+               "Duration", "")  # fmt: skip
+
+
+def _tag(tag: Any) -> rx.Component:
+    chip: rx.Component = rx.badge(tag, size="1", variant="surface", color_scheme="gray", class_name="run-tag")
+    return chip
+
+
+def _row_actions(run: Any) -> rx.Component:
+    # Row actions do not open the row: the click stops at the button.
+    actions: rx.Component = rx.hstack(
+        rx.tooltip(rx.link(rx.icon_button(rx.icon("arrow-up-right", size=14), size="1", variant="ghost",
+                                          color_scheme="gray", aria_label="Open"),
+                           href=run.href, on_click=rx.stop_propagation), content="Open"),
+        rx.cond(SessionState.can_operate & run.can_cancel,
+                rx.tooltip(rx.icon_button(rx.icon("circle-stop", size=14), size="1", variant="ghost",
+                                          color_scheme="red", disabled=RunsState.is_acting, class_name="row-cancel",
+                                          on_click=[rx.stop_propagation, RunsState.cancel_one(run.id)],
+                                          aria_label="Cancel"),
+                           content="Cancel run")),
+        rx.cond(SessionState.can_operate & run.can_rerun,
+                rx.tooltip(rx.icon_button(rx.icon("rotate-ccw", size=14), size="1", variant="ghost",
+                                          on_click=[rx.stop_propagation, RunsState.rerun_one(run.id)],
+                                          disabled=RunsState.is_acting, class_name="row-rerun",
+                                          aria_label="Re-run failed"),
+                           content="Re-run failed tasks (reuse what succeeded)")),
+        spacing="1",
+        justify="end",
+    )  # fmt: skip
+    return actions
+
+
 def _row(run: Any) -> rx.Component:
     row: rx.Component = rx.table.row(
+        rx.table.cell(
+            rx.cond(SessionState.can_operate & run.can_cancel,
+                    rx.checkbox(checked=RunsState.selected.contains(run.id),
+                                on_change=lambda _checked: RunsState.toggle_selected(run.id),
+                                on_click=rx.stop_propagation, class_name="row-select")),
+        ),
         rx.table.cell(status_badge(run.status)),
         rx.table.cell(
             rx.vstack(
                 rx.link(run.name, href=run.href, weight="medium", size="2", class_name="run-link"),
-                rx.text(run.short_id, size="1", color_scheme="gray", class_name="mono"),
+                rx.hstack(
+                    rx.text(run.short_id, size="1", color_scheme="gray", class_name="mono"),
+                    rx.foreach(run.tags, _tag),
+                    spacing="1",
+                    align="center",
+                ),
                 spacing="0",
             )
         ),
@@ -118,18 +169,21 @@ def _row(run: Any) -> rx.Component:
         rx.table.cell(rx.text(run.engines, size="2")),
         rx.table.cell(rx.text(run.trigger, size="2", color_scheme="gray")),
         rx.table.cell(rx.text(run.tasks, size="2", class_name="tabular")),
-        rx.table.cell(rx.text(run.created, size="2", class_name="tabular", white_space="nowrap")),
+        rx.table.cell(local_time(run.created_iso, run.created, relative=True, size="2"), class_name="run-created"),
+        rx.table.cell(local_time(run.started_iso, run.started, compact=True, size="2"), class_name="run-started"),
+        rx.table.cell(local_time(run.finished_iso, run.finished, compact=True, size="2"), class_name="run-finished"),
         rx.table.cell(rx.text(run.duration, size="2", class_name="tabular"), text_align="right"),
+        rx.table.cell(_row_actions(run)),
         class_name="clickable",
         on_click=rx.redirect(run.href),
         data_run_id=run.id,
         data_status=run.status,
-    )
+    )  # fmt: skip
     return row
 
 
 def _table() -> rx.Component:
-    head = ("Status", "Run", "Env", "Engines", "Trigger", "Tasks", "Created (UTC)", "Duration")
+    head = RUN_COLUMNS
     table: rx.Component = rx.table.root(
         rx.table.header(
             rx.table.row(
@@ -145,6 +199,26 @@ def _table() -> rx.Component:
         id="runs-table",
     )  # fmt: skip
     return table
+
+
+def _bulk_bar() -> rx.Component:
+    bar: rx.Component = rx.cond(
+        RunsState.selected.length() > 0,
+        rx.callout(
+            rx.hstack(
+                rx.text(RunsState.selected.length(), " selected", size="2", weight="medium", id="runs-selected"),
+                rx.button(rx.icon("circle-stop", size=14), "Cancel selected", size="1", color_scheme="red",
+                          on_click=RunsState.cancel_selected, disabled=RunsState.is_acting, id="cancel-selected"),
+                rx.button("Clear", size="1", variant="soft", color_scheme="gray", on_click=RunsState.clear_selected),
+                spacing="3",
+                align="center",
+            ),
+            icon="list-checks",
+            size="1",
+            width="100%",
+        ),
+    )  # fmt: skip
+    return bar
 
 
 def _empty() -> rx.Component:
@@ -269,6 +343,7 @@ def runs_page() -> rx.Component:
         _filters(),
         rx.cond(RunsState.error != "", rx.callout(RunsState.error, icon="triangle-alert", color_scheme="red",
                                                   size="1", width="100%", id="runs-error")),
+        _bulk_bar(),
         rx.cond(RunsState.loaded & (RunsState.rows.length() == 0), _empty(), _table()),
         _pager(),
         _submit_dialog(),

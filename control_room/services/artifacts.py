@@ -232,8 +232,13 @@ def _verify(store: ArtifactStore, key: str, size: int, sha256: str) -> tuple[boo
 async def list_run_artifacts(
     conn: AsyncConnection, *, run_id: uuid.UUID, task_id: uuid.UUID | None = None
 ) -> list[dict[str, Any]]:
-    """Artifacts of a run (optionally one task), oldest first."""
-    where, args = "a.run_id = %s", [run_id]
+    """Artifacts of a run (optionally one task), oldest first; a re-run lists those of the tasks whose
+    outcome it reused too (they stay where they were made, in the earlier run)."""
+    where = (
+        "(a.run_id = %s or a.task_id in (select x.reused_from_task from ops.tasks x "
+        "where x.run_id = %s and x.reused_from_task is not null))"
+    )
+    args: list[Any] = [run_id, run_id]
     if task_id is not None:
         where += " and a.task_id = %s"
         args.append(task_id)
@@ -317,11 +322,12 @@ async def find_for_task(
     (or of ``run_id`` in the same project), newest attempt first."""
     attempt = await _attempt_of_lease(conn, task_id, lease_token)
     source_run = run_id or attempt["run_id"]
+    # A task whose outcome a re-run reused has its artifacts where they were made (reused_from_task).
     found = await _artifact(
         conn,
-        "a.run_id = %s and a.project_id = %s and t.key = %s and a.name = %s "
-        "order by a.attempt desc nulls last, a.created_at desc limit 1",
-        (source_run, attempt["project_id"], task_key, name),
+        "a.task_id = (select coalesce(x.reused_from_task, x.id) from ops.tasks x where x.run_id = %s and x.key = %s) "
+        "and a.project_id = %s and a.name = %s order by a.attempt desc nulls last, a.created_at desc limit 1",
+        (source_run, task_key, attempt["project_id"], name),
     )
     if found is None:
         raise NotFound(f'no artifact "{name}" of task "{task_key}" in run {source_run} of this project', field="name")

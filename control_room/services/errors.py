@@ -79,6 +79,8 @@ def from_db_error(exc: psycopg.Error) -> ServiceError | None:
     state = exc.sqlstate or ""
     if not state and isinstance(exc, psycopg.DataError):
         # Raised by the driver before sending, e.g. a NUL character in a text value.
+        if "NUL" in str(exc):
+            return Invalid("a value contains a NUL (0x00) character, which no text can hold here; remove it")
         return Invalid(f"a value cannot be stored: {exc}")
     kind = _BY_SQLSTATE.get(state)
     if kind is None and state.startswith("22"):

@@ -44,6 +44,17 @@ RUN_FROM = "ops.runs r join ops.projects p on p.id = r.project_id join ops.envir
 NEWEST_FIRST = newest_first("r")
 
 
+def search_text(value: str | None, *, field: str) -> str | None:
+    """A search text without surrounding blanks (None when empty); Invalid naming ``field`` when it holds
+    a NUL character, which PostgreSQL text cannot contain (the search could never match)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise Invalid("the search text contains a NUL (0x00) character, which no run name can hold; remove it",
+                      field=field)  # fmt: skip
+    return value.strip() or None
+
+
 async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
     """A project id from an id or a slug (slugs must be unambiguous among visible projects)."""
     try:
@@ -147,9 +158,10 @@ async def list_runs(conn: AsyncConnection, *, filters: RunFilters, cursor: str |
     query.equal("e.name", filters.environment)
     query.contains("r.engines", filters.engine)
     query.equal("r.trigger", filters.trigger)
-    if filters.text:
-        escaped = escape_like(filters.text)
-        query.add("(r.name ilike %s or r.id::text like %s)", f"%{escaped}%", f"{filters.text.lower()}%")
+    text = search_text(filters.text, field="q")
+    if text:
+        escaped = escape_like(text)
+        query.add("(r.name ilike %s or r.id::text like %s)", f"%{escaped}%", f"{text.lower()}%")
     query.equal("r.template_id", filters.template_id)
     query.between("r.created_at", filters.created_after, filters.created_before)
     if cursor:
@@ -163,7 +175,7 @@ async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool 
     """A run with (optionally) its spec, tasks and every task's attempts."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            sql.SQL("select {cols}, r.spec, r.error from {src} where r.id = %s").format(
+            sql.SQL("select {cols}, r.spec, r.error, p.name as project_name from {src} where r.id = %s").format(
                 cols=sql.SQL(RUN_COLUMNS), src=sql.SQL(RUN_FROM)
             ),
             (run_id,),
@@ -176,7 +188,8 @@ async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool 
         await cur.execute(
             "select t.id, t.key, t.engine, t.status, t.attempt, t.max_attempts, t.depends_on, t.pool, "
             "t.required_labels, t.timeout_s, t.executor_id, x.name as executor_name, t.cancel_requested, "
-            "t.queued_at, t.claimed_at, t.started_at, t.finished_at, t.result, t.error, t.routing_problem "
+            "t.queued_at, t.claimed_at, t.started_at, t.finished_at, t.result, t.error, t.routing_problem, "
+            "t.reused_from_task, (select s.run_id from ops.tasks s where s.id = t.reused_from_task) as reused_from_run "
             "from ops.tasks t left join ops.executors x on x.id = t.executor_id "
             "where t.run_id = %s order by t.created_at, t.key",
             (run_id,),
@@ -190,13 +203,50 @@ async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool 
             (run_id,),
         )
         attempts = await cur.fetchall()
+        reasons: dict[str, str] = {}
+        if run["status"] in ("queued", "running"):  # why each waiting task waits, as the claim sees it
+            await cur.execute(
+                "select task_key, reason from ops.queue_reasons(%s, %s)",
+                (run_id, get_settings().executor_offline_after_seconds),
+            )
+            reasons = {row["task_key"]: row["reason"] for row in await cur.fetchall()}
+        # The other direction of retry_of: the runs that re-ran this one.
+        await cur.execute("select id from ops.runs where retry_of = %s order by created_at, id limit 20", (run_id,))
+        run["reruns"] = [row["id"] for row in await cur.fetchall()]
     by_task: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for attempt in attempts:
         by_task.setdefault(attempt.pop("task_id"), []).append(attempt)
     for task in tasks:
         task["attempts"] = by_task.get(task["id"], [])
+        task["queue_reason"] = reasons.get(task["key"])
     run["tasks"] = tasks
+    run["error"] = run["error"] or run_error_summary(run["status"], tasks)
     return run
+
+
+UNSUCCESSFUL = ("failed", "timed_out", "lost", "cancelled")
+
+
+def run_error_summary(status: str, tasks: list[dict[str, Any]]) -> str | None:
+    """Why a failed or cancelled run ended, from its tasks: the first unsuccessful task and its error,
+    and how many others did not succeed (None for any other status)."""
+    if status not in ("failed", "cancelled"):
+        return None
+    ended = [task for task in tasks if task["status"] in UNSUCCESSFUL]
+    ended.sort(key=lambda task: (task["status"] == "cancelled", task["finished_at"] is None, task["finished_at"]))
+    if not ended:
+        return f"run {status}"
+    first = ended[0]
+    summary = f'task "{first["key"]}" {first["status"]}'
+    if first["error"]:
+        summary += f": {first['error']}"
+    others = len(ended) - 1
+    skipped = sum(1 for task in tasks if task["status"] == "skipped")
+    if others:
+        summary += f"; {others} more task{'s' if others > 1 else ''} did not succeed"
+    if skipped:
+        summary += f"; {skipped} downstream task{'s' if skipped > 1 else ''} skipped"
+    return summary[:2000]
 
 
 async def cancel_run(conn: AsyncConnection, *, run_id: uuid.UUID, by: str) -> dict[str, Any]:
@@ -206,10 +256,27 @@ async def cancel_run(conn: AsyncConnection, *, run_id: uuid.UUID, by: str) -> di
     return await get_run(conn, run_id=run_id)
 
 
+RERUN_MODES = ("all", "failed", "from_task")
+
+
 async def retry_run(
-    conn: AsyncConnection, *, run_id: uuid.UUID, requested_by: uuid.UUID | None, requested_by_name: str | None
+    conn: AsyncConnection,
+    *,
+    run_id: uuid.UUID,
+    requested_by: uuid.UUID | None,
+    requested_by_name: str | None,
+    mode: str = "all",
+    from_task: str | None = None,
 ) -> dict[str, Any]:
-    """A new run with the same spec and params as a finished, unsuccessful one."""
+    """A new run with the same spec and params as a finished one, linked to it by ``retry_of``.
+
+    ``all`` runs every task again (failed or cancelled runs). ``failed`` reuses the outcomes (and, through
+    them, the artifacts) of the tasks that succeeded and runs the failed, cancelled and downstream ones;
+    ``from_task`` runs ``from_task`` and its downstream tasks, reusing the rest (any finished run)."""
+    if mode not in RERUN_MODES:
+        raise Invalid(f"must be one of {', '.join(RERUN_MODES)}", field="mode")
+    if (mode == "from_task") != bool(from_task):
+        raise Invalid('name a task with mode "from_task" (and only then)', field="from_task")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "select r.id, r.project_id, e.name as environment, r.spec, r.params, r.status, r.priority, r.tags "
@@ -219,9 +286,12 @@ async def retry_run(
         run = await cur.fetchone()
     if run is None:
         raise NotFound(f"run {run_id} does not exist or is not visible to you", field="run_id")
-    if run["status"] not in ("failed", "cancelled"):
+    allowed = ("failed", "cancelled", "succeeded") if mode == "from_task" else ("failed", "cancelled")
+    if run["status"] not in allowed:
         # 409: the request is well-formed; the run's state does not allow it.
-        raise Conflict(f"run {run_id} is {run['status']}; only failed or cancelled runs can be retried", field="run_id")
+        raise Conflict(
+            f"run {run_id} is {run['status']}; only {' or '.join(allowed)} runs can be re-run this way", field="run_id"
+        )
     created, _ = await submit_run(
         conn,
         project=str(run["project_id"]),
@@ -236,6 +306,10 @@ async def retry_run(
         requested_by_name=requested_by_name,
         retry_of=run_id,
     )
+    if mode != "all":
+        # Same transaction: no executor sees the new run before the reused tasks are marked succeeded.
+        await conn.execute("select ops.reuse_succeeded_tasks(%s, %s)", (created["id"], from_task))
+        created = await get_run(conn, run_id=created["id"], with_tasks=False)
     return created
 
 
@@ -249,7 +323,7 @@ RUN_SORTS: dict[str, str] = {
 SORT_KEY_TYPES = {"created": "timestamptz", "started": "timestamptz", "duration": "interval"}
 LIST_COLUMNS = """
     r.id, r.name, r.project_id, p.slug as project, e.name as environment, r.status, r.trigger, r.engines,
-    r.task_count, r.requested_by_name, r.cancel_requested_at is not null as cancel_requested,
+    r.task_count, r.requested_by_name, r.tags, r.cancel_requested_at is not null as cancel_requested,
     r.created_at, r.started_at, r.finished_at,
     extract(epoch from (coalesce(r.finished_at, now()) - r.started_at))::float8 as duration_s,
     (select count(*) from ops.tasks t where t.run_id = r.id
@@ -331,7 +405,7 @@ def _runs_conditions(query: RunsQuery, keyset: Keyset, cursor: str | None) -> Li
     conditions.contains("r.engines", query.engine)
     conditions.equal("r.trigger", query.trigger)
     conditions.equal("r.template_id", query.template_id)
-    text = (query.text or "").strip()
+    text = search_text(query.text, field="text") or ""
     id_range = _uuid_range(text) if text else None
     if id_range is not None:  # a primary-key range: one index probe, whatever the history's size
         conditions.add("r.id between %s and %s", *id_range)
@@ -415,10 +489,19 @@ async def runs_by_id(conn: AsyncConnection, *, run_ids: list[uuid.UUID]) -> list
         return await cur.fetchall()
 
 
-async def status_counts(conn: AsyncConnection, *, project_id: uuid.UUID, since: datetime) -> dict[str, int]:
-    """How many of a project's runs created since ``since`` are in each status."""
-    cur = await conn.execute(
-        "select status, count(*) from ops.runs where project_id = %s and created_at >= %s group by status",
-        (project_id, since),
-    )
+async def status_counts(
+    conn: AsyncConnection, *, project_id: uuid.UUID, since: datetime, environment: str | None = None
+) -> dict[str, int]:
+    """How many of a project's runs (of one environment, when given) created since ``since`` are in each status."""
+    if environment is None:
+        cur = await conn.execute(
+            "select status, count(*) from ops.runs where project_id = %s and created_at >= %s group by status",
+            (project_id, since),
+        )
+    else:  # by the environment's id, so runs_environment_created serves it
+        cur = await conn.execute(
+            "select status, count(*) from ops.runs where environment_id = (select e.id from ops.environments e "
+            "where e.project_id = %s and e.name = %s) and created_at >= %s group by status",
+            (project_id, environment, since),
+        )
     return {str(status): int(count) for status, count in await cur.fetchall()}

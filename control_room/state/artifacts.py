@@ -119,6 +119,9 @@ class ArtifactsState(KeysetPages, SessionState):
             query = self.router.url.query_parameters
             self.run_filter = query.get("run", "")
             wanted = query.get("artifact", "")
+            # The preview is open only when the URL asks for it: a reload, Back or a later visit never
+            # reopens the one looked at before.
+            self.preview_open = False
             self._reset_pages()
         async for event in self._list():
             yield event
@@ -194,9 +197,12 @@ class ArtifactsState(KeysetPages, SessionState):
     # Preview ------------------------------------------------------------------------------------
 
     @handler
-    def set_preview_open(self, is_open: bool) -> None:
-        """Close (or open) the preview."""
+    def set_preview_open(self, is_open: bool) -> Any:
+        """Close (or open) the preview; closing one that the URL opened drops ``?artifact=`` from it."""
         self.preview_open = is_open
+        if not is_open and self.router.url.query_parameters.get("artifact"):
+            return rx.redirect(routes.artifacts(run_id=self.run_filter or None), replace=True)
+        return None
 
     @background
     async def open_preview(self, artifact_id: str) -> AsyncIterator[Any]:

@@ -13,6 +13,7 @@ as the user.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -66,6 +67,12 @@ class SignedIn:
         return ROLE_RANK.get(self.role_on(project_id), 0) >= ROLE_RANK["operator"]
 
 
+def replace_address(path: str) -> str:
+    """A script that shows ``path`` in the address bar without navigating (the router's own history state is
+    kept, so Back and Forward still work as before)."""
+    return f"window.history.replaceState(window.history.state, '', {json.dumps(path)})"
+
+
 def problem_text(exc: Exception) -> str:
     """A message a person can act on, for errors of services and of the database."""
     if isinstance(exc, ServiceError):
@@ -83,6 +90,7 @@ class SessionState(rx.State):
 
     selected_project: str = rx.LocalStorage("", name="lh_project")
     selected_environment: str = rx.LocalStorage(ALL, name="lh_environment")
+    time_display: str = rx.LocalStorage("local", name="lh_time_display")  # "utc": times shown in UTC
     user_email: rx.Field[str] = rx.field("")
     user_name: rx.Field[str] = rx.field("")
     projects: rx.Field[list[ProjectChoice]] = rx.field(default_factory=list)
@@ -115,6 +123,11 @@ class SessionState(rx.State):
     def environment(self) -> str:
         """The selected environment, or ALL."""
         return self.selected_environment if self.selected_environment in ENVIRONMENTS else ALL
+
+    @rx.var
+    def pin_utc(self) -> bool:
+        """Whether the person pinned UTC for every time shown (else the browser's time zone)."""
+        return self.time_display == "utc"
 
     @rx.var
     def role(self) -> str:
@@ -206,6 +219,11 @@ class SessionState(rx.State):
     def set_project(self, project_id: str) -> None:
         """Switch project (the page's own load event runs next, see components.layout)."""
         self.selected_project = project_id
+
+    @handler
+    def set_pin_utc(self, pinned: bool) -> None:
+        """Show every time in UTC (or again in the browser's time zone)."""
+        self.time_display = "utc" if pinned else "local"
 
     @handler
     def set_environment(self, environment: str) -> None:

@@ -37,6 +37,11 @@ def timestamp(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
+def iso(value: datetime | None) -> str:
+    """An ISO 8601 instant for the browser to show in its time zone; empty when unknown."""
+    return value.astimezone(UTC).isoformat() if value else ""
+
+
 def clock(value: datetime | None) -> str:
     """``12:03:04.123`` in UTC, for event rows."""
     return value.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] if value else ""

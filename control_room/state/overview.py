@@ -10,20 +10,36 @@ import reflex as rx
 
 from control_room import routes
 from control_room.services import runs
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import ALL, SessionState, as_user, problem_text
 from control_room.state.events import background
 
 
 class OverviewState(SessionState):
-    """Counts per status for the selected project (one indexed query)."""
+    """Counts per status for the selected project and environment (one indexed query), kept live."""
 
     counts: rx.Field[dict[str, int]] = rx.field(default_factory=dict)
     error: rx.Field[str] = rx.field("")
     is_loading: rx.Field[bool] = rx.field(False)
+    updated_at: rx.Field[str] = rx.field("")
+
+    @rx.var
+    def scope_label(self) -> str:
+        """Which runs the cards count: the environment chosen in the switcher, or all of them."""
+        return "all environments" if self.environment == ALL else f"the {self.environment} environment"
+
+    @background
+    async def tick(self, _now: str = "") -> AsyncIterator[Any]:
+        """Live refresh while the page is open (the same count again)."""
+        async for event in self._count():
+            yield event
 
     @background
     async def load(self) -> AsyncIterator[Any]:
         """Check the session, then count the project's runs of the last day."""
+        async for event in self._count():
+            yield event
+
+    async def _count(self) -> AsyncIterator[Any]:
         signed = await self.signed_in()
         if signed is None:
             yield rx.redirect(routes.login(next_path=await self.current_path()))
@@ -37,7 +53,10 @@ class OverviewState(SessionState):
         try:
             async with as_user(signed.principal) as conn:
                 counts = await runs.status_counts(
-                    conn, project_id=signed.project_id, since=datetime.now(UTC) - timedelta(hours=24)
+                    conn,
+                    project_id=signed.project_id,
+                    since=datetime.now(UTC) - timedelta(hours=24),
+                    environment=signed.environment,
                 )
             error = ""
         except Exception as exc:
@@ -46,19 +65,22 @@ class OverviewState(SessionState):
             self.counts = counts
             self.error = error
             self.is_loading = False
+            self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
 
 
 class ComingLaterState(SessionState):
-    """Placeholder pages: only the session check and the feature's name."""
+    """Placeholder pages: the session check and the feature's name, read from the address on load."""
 
-    @rx.var
-    def feature_title(self) -> str:
-        """The placeholder's feature, from the URL."""
-        feature = str(getattr(self, "feature", ""))
-        return routes.LATER_FEATURES.get(feature, "This feature")
+    feature_title: rx.Field[str] = rx.field("")
+    is_known: rx.Field[bool] = rx.field(True)  # False: the address names no coming feature (the app's 404)
 
     @background
     async def check(self) -> AsyncIterator[Any]:
-        """Send the browser to sign in when nobody is."""
+        """Send the browser to sign in when nobody is; else name the feature of ``/later/<feature>``."""
         if await self.signed_in() is None:
             yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            feature = self.router.url.path.rstrip("/").rsplit("/", 1)[-1]
+            self.feature_title = routes.LATER_FEATURES.get(feature, "")
+            self.is_known = feature in routes.LATER_FEATURES

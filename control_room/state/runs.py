@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import reflex as rx
 
@@ -16,11 +17,13 @@ from control_room.services import runs
 from control_room.services.errors import Invalid
 from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
-from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
 from control_room.state.task_form import TaskForm
+from control_room.state.run_actions import rerun_event
 
 PAGE_SIZE = 50
+SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta")
 
@@ -38,9 +41,17 @@ class RunRow:
     trigger: str = ""
     tasks: str = ""
     created: str = ""
+    started: str = ""
+    finished: str = ""
+    created_iso: str = ""
+    started_iso: str = ""
+    finished_iso: str = ""
     duration: str = ""
     requested_by: str = ""
     cancel_requested: bool = False
+    tags: list[str] = dataclasses.field(default_factory=list)
+    can_cancel: bool = False  # still going, no cancel asked yet
+    can_rerun: bool = False  # failed or cancelled
     href: str = ""
 
 
@@ -56,9 +67,17 @@ def run_row(row: dict[str, Any]) -> RunRow:
         trigger=row["trigger"],
         tasks=f"{row['tasks_done']}/{row['task_count']}",
         created=formatting.timestamp(row["created_at"]),
+        started=formatting.timestamp(row["started_at"]),
+        finished=formatting.timestamp(row["finished_at"]),
+        created_iso=formatting.iso(row["created_at"]),
+        started_iso=formatting.iso(row["started_at"]),
+        finished_iso=formatting.iso(row["finished_at"]),
         duration=formatting.duration(row["duration_s"]),
         requested_by=row["requested_by_name"] or "",
         cancel_requested=bool(row["cancel_requested"]),
+        tags=list(row.get("tags") or []),
+        can_cancel=row["status"] in ("queued", "running") and not row["cancel_requested"],
+        can_rerun=row["status"] in ("failed", "cancelled"),
         href=routes.run_detail(str(row["id"])),
     )
 
@@ -82,6 +101,9 @@ class RunsState(TaskForm, SessionState):
     updated_at: rx.Field[str] = rx.field("")
     job: rx.Field[str] = rx.field("")  # a job template's id: only its runs (from ?job=)
     job_name: rx.Field[str] = rx.field("")
+
+    selected: rx.Field[list[str]] = rx.field(default_factory=list)  # run ids ticked for a bulk cancel
+    is_acting: rx.Field[bool] = rx.field(False)
 
     submit_open: rx.Field[bool] = rx.field(False)
     example_key: rx.Field[str] = rx.field(EXAMPLES[0].key)
@@ -205,15 +227,13 @@ class RunsState(TaskForm, SessionState):
                 status,
             ]
         )
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def clear_statuses(self) -> Any:
         """Show every status."""
         self.statuses = []
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def set_filter(self, name: str, value: str) -> Any:
@@ -221,38 +241,81 @@ class RunsState(TaskForm, SessionState):
         if name not in ("engine", "trigger", "time_range"):
             return None
         setattr(self, name, value)
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def set_text(self, value: str) -> Any:
         """Search by name or id prefix (the input is debounced)."""
         self.text = value[:200]
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def set_sort(self, sort: str) -> Any:
         """Order by created, started or duration."""
         if sort in runs.RUN_SORTS:
             self.sort = sort
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def flip_direction(self) -> Any:
         """Newest/longest first, or the other way round."""
         self.descending = not self.descending
-        self._restart()
-        return RunsState.load
+        return self._reload_and_share()
 
     @handler
     def restart(self) -> Any:
-        """Back to the first page (on opening, with ``?job=`` narrowing to a job's runs; after a switch)."""
+        """Back to the first page (on opening and after a switch). The URL may narrow the list: ``?job=`` to a
+        job's runs, ``?status=failed,cancelled`` and ``?range=24h`` (the overview's cards link so). Dialogs
+        never reopen by themselves: opening the page closes the submit dialog and forgets its error."""
         query = self.router.url.query_parameters
         self.job, self.job_name = query.get("job", ""), query.get("job_name", "")
+        if any(key in query for key in SHARED_KEYS):  # a shared link: its filters, sort and search win
+            self.statuses = [s for s in str(query.get("status", "")).split(",") if s in runs.RUN_STATUSES]
+            window = str(query.get("range", ""))
+            self.time_range = window if window in TIME_RANGES else ALL
+            engine, trigger = str(query.get("engine", "")), str(query.get("trigger", ""))
+            self.engine = engine if engine in ENGINES else ALL
+            self.trigger = trigger if trigger in runs.TRIGGERS else ALL
+            self.text = str(query.get("q", ""))[:200]
+            sort = str(query.get("sort", ""))
+            self.sort = sort if sort in runs.RUN_SORTS else "created"
+            self.descending = query.get("dir", "") != "asc"
+        self.submit_open = False
+        self.submit_error = ""
         self._restart()
         return RunsState.load
+
+    def _shared_url(self) -> str:
+        """The list's address with its filters, sort and search, so a copied link opens the same list."""
+        query = {
+            "job": self.job, "job_name": self.job_name, "status": ",".join(self.statuses),
+            "range": "" if self.time_range == ALL else self.time_range,
+            "engine": "" if self.engine == ALL else self.engine,
+            "trigger": "" if self.trigger == ALL else self.trigger, "q": self.text.strip(),
+            "sort": "" if self.sort == "created" else self.sort, "dir": "" if self.descending else "asc",
+        }  # fmt: skip
+        shown = {key: value for key, value in query.items() if value}
+        return f"{routes.RUNS}?{urlencode(shown)}" if shown else routes.RUNS
+
+    def _reload_and_share(self) -> Any:
+        """First page of the new list, and the address bar showing it (replaced in place: Back still
+        leaves the page, a reload or a copied link reopens this list)."""
+        self._restart()
+        return [RunsState.load, rx.call_script(replace_address(self._shared_url()))]
+
+    @rx.var
+    def failed_recently(self) -> bool:
+        """Whether the "Failed in the last 24 h" quick filter is what the list shows."""
+        return self.statuses == ["failed"] and self.time_range == "24h"
+
+    @handler
+    def quick_failed_24h(self) -> Any:
+        """The quick filter: failed runs created in the last 24 hours (again: every run)."""
+        if self.statuses == ["failed"] and self.time_range == "24h":
+            self.statuses, self.time_range = [], ALL
+        else:
+            self.statuses, self.time_range = ["failed"], "24h"
+        return self._reload_and_share()
 
     @handler
     def clear_job(self) -> Any:
@@ -275,6 +338,79 @@ class RunsState(TaskForm, SessionState):
             return None
         self.page -= 1
         return RunsState.load
+
+    # Row actions and bulk cancel ----------------------------------------------------------------------
+
+    @handler
+    def toggle_selected(self, run_id: str) -> None:
+        """Tick or untick a run for the bulk cancel."""
+        self.selected = (
+            [r for r in self.selected if r != run_id] if run_id in self.selected else [*self.selected, run_id]
+        )
+
+    @handler
+    def clear_selected(self) -> None:
+        """Untick every run."""
+        self.selected = []
+
+    @background
+    async def cancel_selected(self) -> AsyncIterator[Any]:
+        """Cancel every ticked run (each checked by the SQL as the user); says how many were cancelled."""
+        async with self:
+            if self.is_acting or not self.selected:
+                return
+            self.is_acting = True
+            chosen = list(self.selected)
+        async for event in self._cancel(chosen):
+            yield event
+
+    @background
+    async def cancel_one(self, run_id: str) -> AsyncIterator[Any]:
+        """The row action: cancel this run."""
+        async with self:
+            if self.is_acting:
+                return
+            self.is_acting = True
+        async for event in self._cancel([run_id]):
+            yield event
+
+    async def _cancel(self, run_ids: list[str]) -> AsyncIterator[Any]:
+        refused: list[str] = []
+        try:
+            signed = await self.signed_in()
+            if signed is None:
+                return
+            for run_id in run_ids:
+                try:
+                    async with as_user(signed.principal) as conn:
+                        await runs.cancel_run(conn, run_id=uuid.UUID(run_id), by=signed.principal.email)
+                except Exception as exc:
+                    refused.append(f"{formatting.short_id(run_id)}: {problem_text(exc)}")
+        finally:
+            async with self:
+                self.is_acting = False
+                self.selected = []
+        done = len(run_ids) - len(refused)
+        if done:
+            yield rx.toast.info(f"Cancel requested for {done} run{'s' if done > 1 else ''}")
+        if refused:
+            yield rx.toast.error("Cancel refused: " + "; ".join(refused[:3]))
+        yield RunsState.load
+
+    @background
+    async def rerun_one(self, run_id: str) -> AsyncIterator[Any]:
+        """The row action: re-run the failed, cancelled and downstream tasks of this run, reusing the rest."""
+        async with self:
+            if self.is_acting:
+                return
+            self.is_acting = True
+        try:
+            event = await rerun_event(await self.signed_in(), uuid.UUID(run_id), mode="failed")
+        finally:
+            async with self:
+                self.is_acting = False
+        if event is not None:
+            yield event
 
     # Submit dialog ------------------------------------------------------------------------------
 

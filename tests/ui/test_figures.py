@@ -40,6 +40,8 @@ def test_gantt_has_a_bar_per_attempt_coloured_by_outcome() -> None:
     figure = gantt_figure([_task("a")], attempts, now=t0 + timedelta(seconds=30))
     assert [bar.marker.color for bar in figure.data] == [STATUS_HEX["failed"], STATUS_HEX["running"]]
     assert figure.data[0].x[0] == 10000 and figure.data[1].x[0] == 10000  # ms; the open attempt runs to now
+    (now_line,) = figure.layout.shapes  # an attempt still runs: a "now" line
+    assert now_line.x0 == t0 + timedelta(seconds=30)
 
 
 def test_pool_chart_has_one_line_per_pool() -> None:
@@ -49,3 +51,20 @@ def test_pool_chart_has_one_line_per_pool() -> None:
     figure = pool_load_figure(series)
     assert [trace.name for trace in figure.data] == ["default", "gpu"]
     assert list(figure.data[0].y) == [0, 1, 2]
+
+
+def test_gantt_draws_short_attempts_at_their_real_extent_with_a_marker() -> None:
+    t0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    attempts = [
+        {"task_key": "summarize", "attempt": 1, "claimed_at": t0, "started_at": t0,
+         "finished_at": t0 + timedelta(milliseconds=49), "outcome": "succeeded", "executor": "x"},
+        {"task_key": "publish", "attempt": 1, "claimed_at": t0 + timedelta(milliseconds=60), "started_at": None,
+         "finished_at": t0 + timedelta(seconds=20), "outcome": "succeeded", "executor": "x"},
+    ]  # fmt: skip
+    figure = gantt_figure([_task("summarize"), _task("publish", depends_on=("summarize",))], attempts)
+    bars = [trace for trace in figure.data if trace.type == "bar"]
+    markers = [trace for trace in figure.data if trace.type == "scatter"]
+    assert [bar.x[0] for bar in bars] == [49, 19940]  # no minimum width: summarize ends before publish starts
+    assert [m.y[0] for m in markers] == ["summarize"]  # too narrow to see: marked where it ran
+    assert "12:00:00.000 → 12:00:00.049 UTC" in bars[0].hovertemplate
+    assert figure.layout.shapes == ()  # nothing runs: no "now" line

@@ -24,7 +24,10 @@ def event_row(row: dict[str, Any]) -> EventRow:
     data = dict(row["data"] or {})
     if data.get("stream") == "stdout":  # the usual case; stderr stays visible
         data.pop("stream")
+    wall = data.pop("duration_s", None)
     detail = " ".join(f"{key}={formatting.scalar(value)}" for key, value in data.items())
+    if isinstance(wall, int | float):  # measured by the agent around the engine: not the attempt's extent
+        detail = f"process wall time {formatting.duration(float(wall))} {detail}".rstrip()
     return EventRow(
         id=int(row["id"]),
         time=formatting.clock(row["ts"]),

@@ -13,15 +13,33 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 TASK_DONE = ("succeeded", "failed", "cancelled", "timed_out", "lost", "skipped")
 
 
+def tasks_summary(status: str, tasks: list[dict[str, Any]]) -> str:
+    """What the tasks came to: ``1 of 3 tasks done`` while the run goes on; once it ended, the count of
+    each outcome (``2 succeeded, 1 failed of 3 tasks``), so a failed run never reads as all done."""
+    total = len(tasks)
+    if status not in TERMINAL:
+        done = sum(1 for task in tasks if task["status"] in TASK_DONE)
+        return f"{done} of {total} tasks done"
+    counts: dict[str, int] = {}
+    for task in tasks:
+        outcome = "reused" if task.get("reused_from_task") else task["status"]
+        counts[outcome] = counts.get(outcome, 0) + 1
+    if set(counts) == {"succeeded"}:
+        return f"{total} of {total} tasks succeeded"
+    order = ("succeeded", "reused", "failed", "timed_out", "lost", "cancelled", "skipped")
+    parts = [f"{counts[name]} {name.replace('_', ' ')}" for name in order if counts.get(name)]
+    parts += [f"{count} {name}" for name, count in counts.items() if name not in order]
+    return f"{', '.join(parts)} of {total} task{'s' if total != 1 else ''}"
+
+
 def run_header(run: dict[str, Any], *, now: datetime) -> RunHeader:
     """The header of a run as ``runs.get_run`` returns it."""
-    done = sum(1 for task in run["tasks"] if task["status"] in TASK_DONE)
     retry_of = run["retry_of"]
     return RunHeader(
         id=str(run["id"]),
         name=run["name"],
         status=run["status"],
-        project=run["project"],
+        project=run.get("project_name") or run["project"],
         project_id=str(run["project_id"]),
         environment=run["environment"],
         trigger=run["trigger"],
@@ -29,15 +47,24 @@ def run_header(run: dict[str, Any], *, now: datetime) -> RunHeader:
         created=formatting.timestamp(run["created_at"]),
         started=formatting.timestamp(run["started_at"]),
         finished=formatting.timestamp(run["finished_at"]),
+        created_iso=formatting.iso(run["created_at"]),
+        started_iso=formatting.iso(run["started_at"]),
+        finished_iso=formatting.iso(run["finished_at"]),
         duration=formatting.between(run["started_at"], run["finished_at"], now=now),
         error=run.get("error") or "",
         warnings="; ".join(run.get("warnings") or []),
         cancel_requested=bool(run["cancel_requested"]),
+        project_slug=run["project"],
         retry_of=formatting.short_id(retry_of) if retry_of else "",
         retry_of_href=routes.run_detail(str(retry_of)) if retry_of else "",
-        tasks_summary=f"{done} of {len(run['tasks'])} tasks done",
+        tasks_summary=tasks_summary(run["status"], run["tasks"]),
         is_terminal=run["status"] in TERMINAL,
     )
+
+
+def rerun_links(run: dict[str, Any]) -> list[ParamRow]:
+    """The runs that re-ran this one (short id and page), oldest first."""
+    return [ParamRow(name=formatting.short_id(rid), value=routes.run_detail(str(rid))) for rid in run.get("reruns", [])]
 
 
 def param_rows(params: dict[str, Any]) -> list[ParamRow]:

@@ -20,10 +20,14 @@ class RunHeader:
     created: str = ""
     started: str = ""
     finished: str = ""
+    created_iso: str = ""
+    started_iso: str = ""
+    finished_iso: str = ""
     duration: str = ""
     error: str = ""
     warnings: str = ""  # found at submit: no live executor offers an engine of the routed pool
     cancel_requested: bool = False
+    project_slug: str = ""
     retry_of: str = ""
     retry_of_href: str = ""
     tasks_summary: str = ""
@@ -50,9 +54,13 @@ class TaskRow:
     executor: str = ""
     pool: str = ""
     started: str = ""
-    duration: str = ""
+    queued: str = ""  # queued until claimed
+    duration: str = ""  # the latest attempt, claimed to finished
     depends_on: str = ""
     error: str = ""
+    queue_reason: str = ""  # why a pending or queued task waits (ops.queue_reasons)
+    reused_from: str = ""  # a re-run reused this task's outcome from that run (short id)
+    reused_href: str = ""
 
 
 @dataclasses.dataclass

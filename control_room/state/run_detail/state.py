@@ -5,6 +5,7 @@ What each part shows is built in its own module: header.py, tasks.py, timeline.p
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,12 +16,14 @@ import plotly.graph_objects as go
 import reflex as rx
 
 from control_room import routes
+from control_room.components.layout import PRODUCT_NAME
 from control_room.db import notify
 from control_room.db.notify import EVENTS_CHANNEL
 from control_room.services import artifacts, events, runs
 from control_room.services.errors import NotFound
-from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
+from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
     EVENTS_PAGE,
     MAX_EVENTS_KEPT,
@@ -30,7 +33,7 @@ from control_room.state.run_detail.events import (
     level_or_default,
     min_level,
 )
-from control_room.state.run_detail.header import TERMINAL, param_rows, run_header
+from control_room.state.run_detail.header import TERMINAL, param_rows, rerun_links, run_header
 from control_room.state.run_detail.rows import AttemptRow, EventRow, ParamRow, RunArtifactRow, RunHeader, TaskRow
 from control_room.state.run_detail.tasks import (
     artifact_rows,
@@ -44,6 +47,7 @@ from control_room.state.run_detail.timeline import updated_figures
 WATCH_WAIT_SECONDS = 2.0
 WATCH_IDLE_SECONDS = 6.0
 TABS = ("overview", "timeline", "artifacts")
+TITLE_TICKS = 5
 
 
 class RunDetailState(SessionState):
@@ -51,6 +55,9 @@ class RunDetailState(SessionState):
 
     header: rx.Field[RunHeader] = rx.field(default_factory=RunHeader)
     params: rx.Field[list[ParamRow]] = rx.field(default_factory=list)
+    reruns: rx.Field[list[ParamRow]] = rx.field(default_factory=list)  # short id -> page of each re-run
+    rerun_task: rx.Field[str] = rx.field("")  # the task "Re-run from task…" starts at
+    confirm_rerun_from: rx.Field[bool] = rx.field(False)
     tasks: rx.Field[list[TaskRow]] = rx.field(default_factory=list)
     attempts: rx.Field[list[AttemptRow]] = rx.field(default_factory=list)
     run_artifacts: rx.Field[list[RunArtifactRow]] = rx.field(default_factory=list)
@@ -78,6 +85,7 @@ class RunDetailState(SessionState):
     _idle_ticks: int = 0
     _watching: bool = False
     _seen_at: float = 0.0
+    _title_ticks: int = 0
 
     @rx.var
     def event_count_label(self) -> str:
@@ -85,11 +93,14 @@ class RunDetailState(SessionState):
         return f"{len(self.events):,} events shown" + (" · older available" if self.has_older else "")
 
     def _current_run_id(self) -> uuid.UUID | None:
-        # The route's [run_id] argument: Reflex adds it to the root state as a var.
-        try:
-            return uuid.UUID(str(getattr(self, "run_id", "")))
-        except ValueError:
-            return None
+        # The route's [run_id] argument: Reflex adds it to the root state as a var. Right after a client-side
+        # redirect it can still be empty: the address itself (/runs/<id>) says the same.
+        for candidate in (str(getattr(self, "run_id", "")), self.router.url.path.rstrip("/").rsplit("/", 1)[-1]):
+            try:
+                return uuid.UUID(candidate)
+            except ValueError:
+                continue
+        return None
 
     @background
     async def load(self) -> AsyncIterator[Any]:
@@ -104,6 +115,7 @@ class RunDetailState(SessionState):
             if run_id is None or str(run_id) != self._shown_run:
                 self._reset()
             self.tab = wanted_tab if wanted_tab in TABS else "overview"
+            self._title_ticks = 0
             self._generation += 1
             generation = self._generation
             level, search = self.level, self.search
@@ -142,6 +154,7 @@ class RunDetailState(SessionState):
             self.loaded = True
             self._seen_at = time.monotonic()
         yield RunDetailState.watch
+        yield self._title_script()
         if self.follow:
             yield rx.call_script(SCROLL_LOG_TO_END)
 
@@ -152,10 +165,14 @@ class RunDetailState(SessionState):
         self._first_event_id = self._last_event_id = 0
         self._figure_signature = ""
         self._idle_ticks = 0
+        self._title_ticks = 0
         self.loaded = False
         self.not_found = self.error = ""
         self.has_older = False
         self.confirm_cancel = False
+        self.confirm_rerun_from = False
+        self.rerun_task = ""
+        self.reruns = []
 
     def _apply_run(self, run: dict[str, Any], signed: SignedIn) -> None:
         """Header, parameters, tasks, attempts and (when they changed) the figures of a fresh run."""
@@ -164,6 +181,7 @@ class RunDetailState(SessionState):
         attempts = flat_attempts(tasks)
         self.header = run_header(run, now=now)
         self.params = param_rows(run["params"])
+        self.reruns = rerun_links(run)
         self.can_operate_run = signed.can_operate(run["project_id"])
         self.tasks = task_rows(tasks, now=now)
         self.attempts = attempt_rows(attempts, order, now=now)
@@ -194,12 +212,22 @@ class RunDetailState(SessionState):
         self._first_event_id = kept[0].id
         self._last_event_id = kept[-1].id
 
+    def _title_script(self) -> Any:
+        """The browser tab names the run (its history and bookmarks too); the router may set its own title
+        after the page loads, so the first ticks set it again when it differs."""
+        title = json.dumps(f"{self.header.name} · Run · {PRODUCT_NAME}")
+        return rx.call_script(f"if (document.title !== {title}) {{ document.title = {title}; }}")
+
     @background
     async def tick(self, _now: str = "") -> AsyncIterator[Any]:
         """Every second while the page is open: refresh, and keep the push watcher running."""
         async with self:
             self._seen_at = time.monotonic()
             start_watcher = not self._watching and bool(self._shown_run)
+            title = self._title_script() if self._title_ticks < TITLE_TICKS and self.header.name else None
+            self._title_ticks += 1 if title is not None else 0
+        if title is not None:
+            yield title
         if start_watcher:
             yield RunDetailState.watch
         await self._refresh()
@@ -322,9 +350,11 @@ class RunDetailState(SessionState):
     def set_tab(self, tab: str) -> Any:
         """Switch tabs (the URL keeps the tab, so a link opens it)."""
         self.tab = tab if tab in TABS else "overview"
+        # The address names the tab, so a reload or a copied link opens it.
+        share = rx.call_script(replace_address(routes.run_detail(self._shown_run, tab=self.tab)))
         if self.tab == "timeline" and self.follow:
-            return rx.call_script(SCROLL_LOG_TO_END)
-        return None
+            return [share, rx.call_script(SCROLL_LOG_TO_END)]
+        return share
 
     @background
     async def reload_events(self) -> AsyncIterator[Any]:
@@ -391,24 +421,47 @@ class RunDetailState(SessionState):
 
     @background
     async def retry(self) -> AsyncIterator[Any]:
-        """Submit a new run with the same spec and params (failed or cancelled runs)."""
+        """Re-run every task (failed or cancelled runs)."""
+        async for event in self._rerun("all", None):
+            yield event
+
+    @background
+    async def rerun_failed(self) -> AsyncIterator[Any]:
+        """Re-run the failed, cancelled and downstream tasks, reusing the succeeded ones' outcomes."""
+        async for event in self._rerun("failed", None):
+            yield event
+
+    @background
+    async def rerun_from_task(self) -> AsyncIterator[Any]:
+        """Re-run the chosen task and its downstream tasks, reusing the others' outcomes."""
+        async with self:
+            task, self.confirm_rerun_from = self.rerun_task, False
+        async for event in self._rerun("from_task", task or None):
+            yield event
+
+    @handler
+    def set_confirm_rerun_from(self, is_open: bool) -> None:
+        """Open or close the "Re-run from task" dialog (its task starts as the first unsuccessful one)."""
+        self.confirm_rerun_from = is_open
+        if is_open and self.tasks:
+            unsuccessful = [task.key for task in self.tasks if task.status != "succeeded"]
+            self.rerun_task = (unsuccessful or [self.tasks[0].key])[0]
+
+    @handler
+    def set_rerun_task(self, key: str) -> None:
+        """The task to re-run from."""
+        self.rerun_task = key
+
+    async def _rerun(self, mode: str, from_task: str | None) -> AsyncIterator[Any]:
         async with self:
             if self.is_acting or not self._shown_run:
                 return
             self.is_acting = True
             run_id = uuid.UUID(self._shown_run)
         try:
-            signed = await self.signed_in()
-            if signed is None:
-                return
-            async with as_user(signed.principal) as conn:
-                created = await runs.retry_run(
-                    conn, run_id=run_id, requested_by=signed.principal.user_id, requested_by_name=signed.principal.email
-                )
-        except Exception as exc:
-            yield rx.toast.error(f"Retry refused: {problem_text(exc)}")
-            return
+            event = await rerun_event(await self.signed_in(), run_id, mode=mode, from_task=from_task)
         finally:
             async with self:
                 self.is_acting = False
-        yield rx.redirect(routes.run_detail(str(created["id"])))
+        if event is not None:
+            yield event

@@ -31,8 +31,24 @@ def _executor_of(task: dict[str, Any]) -> str:
     return str(task["executor_name"] or last_attempt or "")
 
 
+def queued_for(task: dict[str, Any], *, now: datetime) -> str:
+    """How long the task waited in the queue: from becoming queued to its latest claim (to now while queued)."""
+    queued_at = task["queued_at"]
+    if queued_at is None or task.get("reused_from_task"):
+        return ""
+    claims = [a["claimed_at"] for a in task["attempts"] if a["claimed_at"] and a["claimed_at"] >= queued_at]
+    if claims:
+        return formatting.between(queued_at, max(claims))
+    return formatting.between(queued_at, None, now=now) if task["status"] == "queued" else ""
+
+
+def claimed_to_finished(attempt: dict[str, Any], *, now: datetime) -> str:
+    """An attempt's extent, the one the Gantt draws: claimed by an executor until finished (or now)."""
+    return formatting.between(attempt["claimed_at"], attempt["finished_at"], now=now)
+
+
 def task_rows(tasks: list[dict[str, Any]], *, now: datetime) -> list[TaskRow]:
-    """A row per task, in the order given."""
+    """A row per task, in the order given; its duration is its latest attempt's, claimed to finished."""
     return [
         TaskRow(
             id=str(task["id"]),
@@ -43,9 +59,13 @@ def task_rows(tasks: list[dict[str, Any]], *, now: datetime) -> list[TaskRow]:
             executor=_executor_of(task),
             pool=task["pool"] or "",
             started=formatting.timestamp(task["started_at"]),
-            duration=formatting.between(task["started_at"], task["finished_at"], now=now),
+            queued=queued_for(task, now=now),
+            duration=claimed_to_finished(task["attempts"][-1], now=now) if task["attempts"] else "",
             depends_on=", ".join(task["depends_on"]),
             error=task["error"] or "",
+            queue_reason=task.get("queue_reason") or "",
+            reused_from=formatting.short_id(task["reused_from_run"]) if task.get("reused_from_run") else "",
+            reused_href=routes.run_detail(str(task["reused_from_run"])) if task.get("reused_from_run") else "",
         )
         for task in tasks
     ]
@@ -60,7 +80,7 @@ def attempt_rows(attempts: list[dict[str, Any]], order: dict[str, int], *, now: 
             executor=a["executor"] or "",
             claimed=formatting.timestamp(a["claimed_at"]),
             started=formatting.timestamp(a["started_at"]),
-            duration=formatting.between(a["started_at"] or a["claimed_at"], a["finished_at"], now=now),
+            duration=claimed_to_finished(a, now=now),
             outcome=a["outcome"] or "running",
             error=a["error"] or "",
         )

@@ -151,7 +151,7 @@ def test_drained_executors_get_nothing_then_the_run_goes_live(ui_world: UiWorld,
     assert seen[0] == "queued" and seen[-1] == "succeeded" and "running" in seen, seen
     assert operator.evaluate("window.__noReload") == "still the same page"
     expect(operator.locator("#tasks-table tbody tr[data-status='succeeded']")).to_have_count(3)
-    expect(operator.locator("#run-progress")).to_have_text("3 of 3 tasks done")
+    expect(operator.locator("#run-progress")).to_have_text("3 of 3 tasks succeeded")
     _shot(operator, ui_world, "run_detail")
     operator.click("#tab-artifacts")
     expect(operator.locator("#run-artifacts-table tbody tr")).to_have_count(3)

@@ -1,0 +1,24 @@
+"""A centred notice for pages with nothing to show: an icon, what happened, and where to go instead."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from control_room import routes
+
+
+def not_found_notice(message: str | rx.Var[str], *, element_id: str, detail: str = "") -> rx.Component:
+    """Something asked for does not exist (an address, a run): say so, and link to runs and the overview."""
+    notice: rx.Component = rx.center(
+        rx.vstack(
+            rx.icon("search-x", size=32, color=rx.color("gray", 9)),
+            rx.heading(message, size="4", id=element_id, text_align="center"),
+            *([rx.text(detail, size="2", color_scheme="gray", text_align="center", max_width="420px")]
+              if detail else []),
+            rx.hstack(rx.link("Go to runs", href=routes.RUNS), rx.link("Overview", href=routes.HOME), spacing="4"),
+            align="center",
+            spacing="3",
+        ),
+        padding="64px 16px",
+    )  # fmt: skip
+    return notice
