@@ -33,6 +33,9 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "jobs": ("jobs", "app", "Job templates: run them, their schedules, backfills."),
     "tokens": ("tokens", "app", "A person's API tokens for calling the HTTP API (lhu_…)."),
     "alerts": ("alerts", "app", "Alert rules and incidents: list them, ack, snooze, resolve."),
+    "routing": ("governance", "routing_app", "The routing matrix: its rules and warnings, and where a task would go."),
+    "governance": ("governance", "governance_app",
+                   "GitOps drift of routing and caps against the deployed bundle; export; bundle-only lock."),
 }  # fmt: skip
 
 
