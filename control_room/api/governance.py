@@ -17,7 +17,8 @@ from control_room.api.models import Int, Strict
 from control_room.bundle.models import CapKind, CapScope
 from control_room.db.connection import connect, database_url
 from control_room.services import caps, governance, routing
-from control_room.services.auth import resolve_org, scoped
+from control_room.services.auth import scoped
+from control_room.services.governance import resolve_org
 
 router = APIRouter(tags=["governance"])
 

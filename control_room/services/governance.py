@@ -145,3 +145,23 @@ async def lock_state(conn: psycopg.AsyncConnection[Any], *, org_id: uuid.UUID) -
     )
     row = await cur.fetchone()
     return (bool(row[0]), str(row[1])) if row else (False, "")
+
+
+async def is_org_admin(conn: psycopg.AsyncConnection[Any], *, org_id: uuid.UUID) -> bool:
+    """Whether the caller may edit the org's routing and caps (the SQL functions check it again)."""
+    cur = await conn.execute(
+        "select coalesce(ops.org_role(%s), '') = 'admin' or not ops.caller_is_end_user()", (org_id,)
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def resolve_org(conn: psycopg.AsyncConnection[Any], org: str | None) -> uuid.UUID:
+    """The org named by slug or id whose governance the caller reads (its members, project members included);
+    with none given, the caller's only such org."""
+    cur = await conn.execute("select ops.governance_org_id(%s)", (org,))
+    row = await cur.fetchone()
+    if row is None or row[0] is None:
+        what = f'no org "{org}" that you belong to' if org else "you belong to several orgs (or none)"
+        raise NotFound(f"{what}: name one with org=<slug>", field="org")
+    return uuid.UUID(str(row[0]))

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from control_room.bundle.models import POOL_PATTERN, RoutingRule
 from control_room.bundle.source import format_path
-from control_room.services.errors import Invalid
+from control_room.services.errors import Invalid, NotFound
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 DEFAULT_POOL = "default"  # where ops.route_on_queue sends a task no rule matches
@@ -140,10 +140,10 @@ async def _rows(
 async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
     """The org's rules in priority order, its fingerprint (for a safe apply), projects, executors and people."""
     org = await _rows(
-        conn, "select slug, ops.routing_fingerprint(id) as fingerprint from ops.orgs where id = %s", (org_id,)
+        conn, "select ops.governance_org_slug(%s) as slug, ops.routing_fingerprint(%s) as fingerprint", (org_id, org_id)
     )
-    if not org:
-        raise Invalid(f"org {org_id} does not exist or is not yours", field="org")
+    if not org or org[0]["slug"] is None:
+        raise NotFound(f"org {org_id} does not exist or is not yours", field="org")
     projects = {
         r["slug"]: r["id"] for r in await _rows(conn, "select slug, id from ops.projects where org_id = %s", (org_id,))
     }
@@ -188,16 +188,15 @@ async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
 
 async def _people(conn: AsyncConnection, org_id: uuid.UUID) -> set[str]:
     """Who may own a rule: members' e-mail addresses (lower case) and the org's alert channels."""
-    rows = await _rows(
-        conn,
-        "select lower(u.email) as who from ops.users u where u.id in ("
-        "  select om.user_id from ops.org_members om where om.org_id = %(org)s"
-        "  union select pm.user_id from ops.project_members pm join ops.projects p on p.id = pm.project_id"
-        "  where p.org_id = %(org)s) "
-        "union select c.name from ops.alert_channels c where c.org_id = %(org)s",
-        {"org": org_id},
-    )
-    return {str(r["who"]) for r in rows}
+    return {str(r["who"]) for r in await _rows(conn, "select x as who from ops.governance_people(%s) x", (org_id,))}
+
+
+async def org_of_project(conn: AsyncConnection, *, project_id: uuid.UUID) -> uuid.UUID:
+    """The org a project (that the caller can see) belongs to."""
+    rows = await _rows(conn, "select org_id from ops.projects where id = %s", (project_id,))
+    if not rows:
+        raise NotFound(f"project {project_id} does not exist or is not yours", field="project")
+    return uuid.UUID(str(rows[0]["org_id"]))
 
 
 # Warnings ---------------------------------------------------------------------------------------------

@@ -36,14 +36,29 @@ create table ops.bundle_deployments (
 );
 create index bundle_deployments_org on ops.bundle_deployments (org_id, deployed_at desc);
 
+-- Who may read an org's governance: its org members and the members of any of its projects (viewers,
+-- operators and admins alike; ops.org_role counts project viewers only).
+create function ops.is_org_member(p_org uuid) returns boolean
+language sql stable security definer
+set search_path = ''
+as $$
+    select exists (select 1 from ops.org_members om where om.org_id = p_org and om.user_id = auth.uid())
+        or exists (select 1 from ops.project_members pm join ops.projects p on p.id = pm.project_id
+                   where p.org_id = p_org and pm.user_id = auth.uid())
+$$;
+
 alter table ops.governance_settings enable row level security;
 alter table ops.bundle_deployments enable row level security;
 grant select on ops.governance_settings, ops.bundle_deployments to authenticated;
 grant all on ops.governance_settings, ops.bundle_deployments to service_role;
 create policy governance_settings_read on ops.governance_settings for select to authenticated
-    using (ops.org_role(org_id) is not null);
+    using (ops.is_org_member(org_id));
 create policy bundle_deployments_read on ops.bundle_deployments for select to authenticated
-    using (ops.org_role(org_id) is not null);
+    using (ops.is_org_member(org_id));
+drop policy routing_rules_read on ops.routing_rules;
+create policy routing_rules_read on ops.routing_rules for select to authenticated using (ops.is_org_member(org_id));
+drop policy caps_read on ops.caps;
+create policy caps_read on ops.caps for select to authenticated using (ops.is_org_member(org_id));
 
 -- Refuses an end user who is not an admin of the org (trusted callers pass).
 create function ops.require_org_admin(p_org uuid) returns void
@@ -84,7 +99,7 @@ set search_path = ''
 as $$
     select md5(coalesce(string_agg((to_jsonb(r) - 'created_at' - 'updated_at')::text, '|' order by r.position), ''))
     from ops.routing_rules r
-    where r.org_id = p_org and (not ops.caller_is_end_user() or ops.org_role(p_org) is not null)
+    where r.org_id = p_org and (not ops.caller_is_end_user() or ops.is_org_member(p_org))
 $$;
 
 create function ops.routing_rule_json(r ops.routing_rules) returns jsonb
@@ -419,8 +434,47 @@ as $$
            (select max(w.day) from ops.cap_usage w where w.cap_id = c.id and w.breaches > 0)
     from ops.caps c
     left join ops.cap_usage u on u.cap_id = c.id and u.day = ops.utc_today()
-    where c.org_id = p_org and (not ops.caller_is_end_user() or ops.org_role(p_org) is not null)
+    where c.org_id = p_org and (not ops.caller_is_end_user() or ops.is_org_member(p_org))
 $$;
 
 revoke execute on function ops.cap_usage_now(uuid) from public;
 grant execute on function ops.cap_usage_now(uuid) to authenticated, service_role;
+
+-- The org's slug, and who may own a routing rule (members' addresses and alert channel names), for
+-- members of the org (null / nothing for anybody else).
+create function ops.governance_org_slug(p_org uuid) returns text
+language sql stable security definer
+set search_path = ''
+as $$
+    select o.slug from ops.orgs o where o.id = p_org and (not ops.caller_is_end_user() or ops.is_org_member(p_org))
+$$;
+
+create function ops.governance_people(p_org uuid) returns setof text
+language sql stable security definer
+set search_path = ''
+as $$
+    select lower(u.email) from ops.users u
+    where (not ops.caller_is_end_user() or ops.is_org_member(p_org)) and u.id in (
+        select om.user_id from ops.org_members om where om.org_id = p_org
+        union select pm.user_id from ops.project_members pm join ops.projects p on p.id = pm.project_id
+        where p.org_id = p_org)
+    union
+    select c.name from ops.alert_channels c
+    where c.org_id = p_org and (not ops.caller_is_end_user() or ops.is_org_member(p_org))
+$$;
+
+-- The org named by slug or id (null: the caller's only org) among those whose governance the caller reads.
+create function ops.governance_org_id(p_org text) returns uuid
+language sql stable security definer
+set search_path = ''
+as $$
+    select case when count(*) = 1 then min(o.id::text)::uuid end
+    from ops.orgs o
+    where (p_org is null or o.slug = lower(p_org) or o.id::text = p_org)
+      and (not ops.caller_is_end_user() or ops.is_org_member(o.id))
+$$;
+
+revoke execute on function ops.is_org_member(uuid), ops.governance_org_slug(uuid), ops.governance_people(uuid),
+    ops.governance_org_id(text) from public;
+grant execute on function ops.is_org_member(uuid), ops.governance_org_slug(uuid), ops.governance_people(uuid),
+    ops.governance_org_id(text) to authenticated, service_role;
