@@ -132,6 +132,13 @@ def rule_row(rule: routing.RuleDraft, key: str) -> RuleRow:
     )
 
 
+def plain_row(row: RuleRow, **changes: Any) -> RuleRow:
+    """A new row with plain values (rows read from the state are proxies; their copies must not be)."""
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(RuleRow)}
+    values = {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
+    return RuleRow(**{**values, **changes})
+
+
 def rule_draft(row: RuleRow) -> routing.RuleDraft:
     """The draft rule of a table row."""
     return routing.RuleDraft(
@@ -326,7 +333,7 @@ class GovernanceState(SessionState):
         for index, row in enumerate(self.rules):
             mine = [w.message for w in found if w.rule == index]
             changed = not row.id or live.get(row.id) != numbered[index].content()
-            rows.append(dataclasses.replace(row, warnings=mine, changed=changed))
+            rows.append(plain_row(row, warnings=mine, changed=changed))
         self.rules = rows
         self.matrix_warnings = [w.message for w in found if w.rule < 0]
         self.warning_count = len(found)
@@ -346,7 +353,7 @@ class GovernanceState(SessionState):
         target = index + step
         if index < 0 or not 0 <= target < len(self.rules):
             return
-        rows = list(self.rules)
+        rows = [plain_row(r) for r in self.rules]
         rows[index], rows[target] = rows[target], rows[index]
         self.rules = rows
         self._recheck()
@@ -354,7 +361,7 @@ class GovernanceState(SessionState):
     @handler
     def toggle_enabled(self, key: str) -> None:
         """Disable or enable a rule in the draft."""
-        self.rules = [dataclasses.replace(r, enabled=not r.enabled) if r.key == key else r for r in self.rules]
+        self.rules = [plain_row(r, enabled=not r.enabled) if r.key == key else plain_row(r) for r in self.rules]
         self._recheck()
 
     @handler
@@ -368,14 +375,15 @@ class GovernanceState(SessionState):
         name = f"{source.name}-copy"
         while name in names:
             name += "-copy"
-        copy = dataclasses.replace(source, key=uuid.uuid4().hex, id="", name=name)
-        self.rules = [*self.rules[: index + 1], copy, *self.rules[index + 1 :]]
+        rows = [plain_row(r) for r in self.rules]
+        copy = plain_row(source, key=uuid.uuid4().hex, id="", name=name)
+        self.rules = [*rows[: index + 1], copy, *rows[index + 1 :]]
         self._recheck()
 
     @handler
     def remove(self, key: str) -> None:
         """Delete a rule from the draft."""
-        self.rules = [r for r in self.rules if r.key != key]
+        self.rules = [plain_row(r) for r in self.rules if r.key != key]
         if self.editing == key:
             self.editing = ""
         self._recheck()
@@ -384,13 +392,16 @@ class GovernanceState(SessionState):
     def add_rule(self) -> None:
         """A new rule at the top of the matrix, opened for editing."""
         row = RuleRow(key=uuid.uuid4().hex, name="new-rule", pool=routing.DEFAULT_POOL)
-        self.rules = [row, *self.rules]
+        self.rules = [row, *(plain_row(r) for r in self.rules)]
         self._recheck()
-        self.start_edit(row.key)
+        self._open_editor(row.key)
 
     @handler
     def start_edit(self, key: str) -> None:
         """Edit a rule's cells in place."""
+        self._open_editor(key)
+
+    def _open_editor(self, key: str) -> None:
         row = self.rules[self._index(key)]
         self.editing, self.edit_error = key, ""
         self.edit = {name: str(getattr(row, name)) for name in EDIT_FIELDS}
@@ -409,9 +420,7 @@ class GovernanceState(SessionState):
         index = self._index(self.editing)
         if index < 0:
             return
-        row = dataclasses.replace(self.rules[index])
-        for name in EDIT_FIELDS:
-            setattr(row, name, self.edit.get(name, ""))
+        row = plain_row(self.rules[index], **{name: str(self.edit.get(name, "")) for name in EDIT_FIELDS})
         problems = routing.validation_problems([rule_draft(row)], self.projects_in_org)
         names = [r.name for i, r in enumerate(self.rules) if i != index]
         if row.name.strip() in names:
@@ -421,7 +430,8 @@ class GovernanceState(SessionState):
             self.edit_error = problems[0].message
             return
         fresh = rule_row(rule_draft(row), row.key)
-        self.rules = [*self.rules[:index], fresh, *self.rules[index + 1 :]]
+        rows = [plain_row(r) for r in self.rules]
+        self.rules = [*rows[:index], fresh, *rows[index + 1 :]]
         self.editing, self.edit_error = "", ""
         self._recheck()
 
