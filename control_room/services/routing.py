@@ -420,18 +420,52 @@ def diff(live: Sequence[RuleDraft], draft: Sequence[RuleDraft]) -> list[RuleChan
     return changes
 
 
+def _kept(rules: Sequence[RuleDraft]) -> set[int]:
+    """Indices of the longest run of live rules whose positions already increase in list order (the earliest
+    such run): they keep their positions, so a reorder changes as few rules as possible."""
+    live = [i for i, r in enumerate(rules) if r.id]
+    best: dict[int, int] = {}
+    previous: dict[int, int | None] = {}
+    for i in live:
+        best[i], previous[i] = 1, None
+        for j in live:
+            if j >= i:
+                break
+            if rules[j].position < rules[i].position and best[j] + 1 > best[i]:
+                best[i], previous[i] = best[j] + 1, j
+    if not best:
+        return set()
+    end: int | None = max(live, key=lambda i: (best[i], -i))
+    kept = set()
+    while end is not None:
+        kept.add(end)
+        end = previous[end]
+    return kept
+
+
 def renumber(rules: Sequence[RuleDraft]) -> list[RuleDraft]:
-    """The rules with strictly increasing positions in list order, keeping each live position the order
-    still allows (a bundle's numbering survives a reorder); a moved or new rule goes midway between its
-    neighbours, or 10 after the previous one."""
+    """The rules with strictly increasing positions in list order. The longest run of live rules already in
+    order keeps its positions (a bundle's numbering survives a reorder); a moved or new rule goes midway
+    between its neighbours, or 10 after the previous rule when there is no room."""
+    kept = _kept(rules)
     out: list[RuleDraft] = []
     previous: int | None = None
     for index, rule in enumerate(rules):
-        position = rule.position
-        if (previous is not None and position <= previous) or (previous is None and rule.id == "" and position <= 0):
-            upper = next((r.position for r in rules[index + 1 :] if previous is None or r.position > previous), None)
-            base = previous if previous is not None else 0
-            position = base + (upper - base) // 2 if upper is not None and upper - base >= 2 else base + 10
+        if index in kept and (previous is None or rule.position > previous):
+            position = rule.position
+        else:
+            upper = next(
+                (
+                    rules[j].position
+                    for j in range(index + 1, len(rules))
+                    if j in kept and (previous is None or rules[j].position > previous)
+                ),
+                None,
+            )
+            # Before the first kept rule: from 0, or below it when it sits at 1 or lower.
+            first_lower = 0 if upper is None or upper > 1 else upper - 20
+            lower = first_lower if previous is None else previous
+            position = lower + (upper - lower) // 2 if upper is not None and upper - lower >= 2 else lower + 10
         out.append(replace(rule, position=position))
         previous = position
     return out
