@@ -41,9 +41,11 @@ def _select(name: str, options: list[str], value: Any, on_change: Any, width: st
 
 
 def _input(name: str, placeholder: str = "", width: str = "100%") -> rx.Component:
+    # Uncontrolled, saved on blur: clicking "Done" blurs the field first, so its value is never lost to a
+    # debounce still pending.
     box: rx.Component = rx.input(
-        value=EDIT[name],
-        on_change=lambda v: GovernanceState.set_edit(name, v),
+        default_value=EDIT[name],
+        on_blur=lambda v: GovernanceState.set_edit(name, v),
         placeholder=placeholder,
         size="1",
         width=width,
@@ -793,14 +795,7 @@ def governance_page() -> rx.Component:
                 rx.tabs.trigger("Drift", value="drift", id="tab-drift"),
             ),
             rx.tabs.content(
-                rx.grid(
-                    _matrix(),
-                    _simulator(),
-                    columns="minmax(0, 2.2fr) minmax(320px, 1fr)",
-                    spacing="4",
-                    width="100%",
-                    padding_top="16px",
-                ),
+                rx.vstack(_matrix(), _simulator(), spacing="4", width="100%", padding_top="16px"),
                 value="routing",
             ),
             rx.tabs.content(rx.box(_caps(), padding_top="16px"), value="caps"),
