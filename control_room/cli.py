@@ -36,6 +36,9 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "promotions": ("promotions", "app",
                    "Promotion gates: promote job versions dev → staging → prod, approve, roll back."),
     "runs": ("runs", "app", "Runs: re-run a finished run (all tasks, failed ones, or from a task)."),
+    "routing": ("governance", "routing_app", "The routing matrix: its rules and warnings, and where a task would go."),
+    "governance": ("governance", "governance_app",
+                   "GitOps drift of routing and caps against the deployed bundle; export; bundle-only lock."),
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     catalog,
     coming_later,
     executors,
+    governance,
     home,
     job_detail,
     jobs,

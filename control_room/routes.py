@@ -19,12 +19,11 @@ JOB_DETAIL = "/jobs/[job_id]"
 PROMOTIONS = "/promotions"
 PROMOTION_DETAIL = "/promotions/[request_id]"
 NOT_FOUND = "404"  # Reflex's route for unknown addresses
+GOVERNANCE = "/governance"  # routing matrix, simulator, caps, ownership, drift (issue 19)
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 
-LATER_FEATURES: dict[str, str] = {
-    "governance": "Routing & caps",
-}
+LATER_FEATURES: dict[str, str] = {}
 
 
 def run_detail(run_id: str, *, tab: str | None = None) -> str:

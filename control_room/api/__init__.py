@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, problems, queries, runs
 from control_room.api import promotions as promotions_api
+from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
@@ -29,6 +30,7 @@ API_PREFIX = "/api/v1"
 ROUTERS: tuple[APIRouter, ...] = (
     health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router, jobs.router,
     auth.router, alerts.router,
+    governance_router,
     web_sessions_router,
     promotions_api.router,
 )

@@ -19,7 +19,7 @@ from control_room.bundle.models import SECTIONS, AlertRule, JobTemplate, Promoti
 from control_room.bundle.plan import Change, Plan, diff_bundles
 from control_room.bundle.source import InvalidInput, Problem
 from control_room.bundle.store import OrgDirectory, UnknownOrg
-from control_room.services import bundles
+from control_room.services import bundles, governance
 
 # Sections whose rows point at job templates (each section deploys to the ops table of its name).
 DEPENDENTS = ("schedules", "alert_rules", "promotion_gates")
@@ -83,6 +83,8 @@ def deploy_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle, *, actor:
         plan = diff_bundles(loaded.bundle, live.bundle, live.template_versions)
         if not plan.is_empty:
             _apply(conn, loaded, directory, live, plan, actor=actor)
+        # What is live now came from this bundle: edits made elsewhere later show as drift against it.
+        governance.record_deployment(conn, org_id=directory.org_id, bundle=loaded.bundle, actor=actor)
     return plan
 
 

@@ -10,12 +10,14 @@ import typer
 
 from control_room.bundle.source import InvalidInput
 from control_room.commands.bundle import control_plane_connection
+from control_room.commands.governance import add_caps_commands
 from control_room.commands.validate import JsonOut
 from control_room.reports.capabilities import CAPABILITIES_PATH, evidence_problems, load_matrix, render_matrix
 from control_room.reports.caps import caps_usage, render_csv, render_markdown
 from control_room.validators.results import CheckResult
 
 caps_app = typer.Typer(help="Caps (ops.caps) and their usage (ops.cap_usage).", no_args_is_help=True)
+add_caps_commands(caps_app)  # caps list | set | delete (issue 19)
 capabilities_app = typer.Typer(
     help="The capability matrix versus Databricks (spec/capabilities.yaml).", no_args_is_help=True
 )

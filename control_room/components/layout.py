@@ -27,6 +27,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Catalog", "library", routes.CATALOG),
     ("Lineage", "git-fork", routes.LINEAGE),
     ("Alerts", "bell", routes.ALERTS),
+    ("Routing & caps", "route", routes.GOVERNANCE),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 
@@ -165,9 +166,9 @@ def sidebar() -> rx.Component:
             aria_label=PRODUCT_NAME,
         ),
         rx.vstack(*(_nav_item(*item) for item in NAV), spacing="1", width="100%", padding="8px"),
-        rx.text(
-            "Coming later", size="1", color_scheme="gray", weight="medium", padding="8px 20px 0", class_name="nav-label"
-        ),
+        *([rx.text("Coming later", size="1", color_scheme="gray", weight="medium", padding="8px 20px 0",
+                   class_name="nav-label")]
+          if routes.LATER_FEATURES else []),
         rx.vstack(
             *(_later_item(feature, label) for feature, label in routes.LATER_FEATURES.items()),
             spacing="1",

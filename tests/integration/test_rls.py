@@ -119,17 +119,17 @@ def test_anonymous_sees_nothing(db: psycopg.Connection, world: dict[str, object]
 
 
 def test_admin_configures_routing_viewer_cannot(db: psycopg.Connection, world: dict[str, object]) -> None:
-    users, a = world["users"], world["a"]
-    assert isinstance(users, dict) and isinstance(a, Tenant)
-    insert = (
-        "insert into ops.routing_rules (org_id, name, position, match_project_id, pool) values (%s, %s, 5, %s, 'etl')"
-    )
-    with as_user(db, users["admin"]):
-        db.execute(insert, (a.org_id, "project-rule", a.project_id))
-        assert db.execute("select count(*) from ops.routing_rules where name = 'project-rule'").fetchone() == (1,)
-    with as_user(db, users["viewer"]), pytest.raises(psycopg.errors.InsufficientPrivilege):
-        db.execute(insert, (a.org_id, "viewer-rule", a.project_id))
-    with as_user(db, users["admin"]), pytest.raises(psycopg.errors.InsufficientPrivilege):
-        db.execute(
-            "insert into ops.routing_rules (org_id, name, position, pool) values (%s, 'org-rule', 6, 'x')", (a.org_id,)
-        )
+    """Routing rules are written only through ops.apply_routing_rules (org admins); direct writes are refused
+    for everybody, admins included (20261205000300_governance_edits.sql)."""
+    users, b = world["users"], world["b"]
+    assert isinstance(users, dict) and isinstance(b, Tenant)
+    rules = json.dumps([{"name": "org-rule", "position": 1, "pool": "etl"}])
+    with as_user(db, users["org_admin"]):
+        db.execute("select ops.apply_routing_rules(%s, %s::jsonb, null, null)", (b.org_id, rules))
+        assert db.execute("select pool from ops.routing_rules where org_id = %s", (b.org_id,)).fetchall() == [("etl",)]
+    for who in ("viewer", "admin"):
+        with as_user(db, users[who]), pytest.raises(psycopg.DatabaseError) as refused:
+            db.execute("select ops.apply_routing_rules(%s, %s::jsonb, null, null)", (b.org_id, rules))
+        assert refused.value.sqlstate == "LH403"
+    with as_user(db, users["org_admin"]), pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("insert into ops.routing_rules (org_id, name, position, pool) values (%s, 'x', 6, 'x')", (b.org_id,))

@@ -137,7 +137,18 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     )
     conn.execute("insert into ops.sign_in_failures (email, client) values (%s, '203.0.113.7')", (f"x@{a_org}.example",))
     _seed_alert_tables(conn, a_org, project, run_id, uuid.UUID(str(user[0])))
+    _seed_governance_tables(conn, a_org)
     return uuid.UUID(str(user[0])), token
+
+
+def _seed_governance_tables(conn: psycopg.Connection, a_org: uuid.UUID) -> None:
+    """Org A's governance switches (unlocked) and one recorded bundle deployment."""
+    conn.execute("select ops.set_governance_lock(%s, false, 'git@a.example:a/bundle.git', 'tests')", (a_org,))
+    conn.execute(
+        "insert into ops.bundle_deployments (org_id, content, content_sha256, deployed_by) "
+        "values (%s, '{\"org\": \"a\"}', %s, 'tests')",
+        (a_org, "b" * 64),
+    )
 
 
 def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.UUID, run_id: uuid.UUID) -> None:

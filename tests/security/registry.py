@@ -57,8 +57,11 @@ TABLES: dict[str, Review] = {
     ),
     "audit_log": review("SELECT", f"x.project_id in {A_PROJECTS}", "written by triggers and definer functions"),
     # Governance: admins configure through RLS-checked writes (GitOps bundle and pages).
-    "routing_rules": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy routing_rules_admin"),
-    "caps": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy caps_admin"),
+    # Routing and caps (20261205000300_governance_edits): ops.apply_routing_rules / ops.save_cap / ops.delete_cap.
+    "routing_rules": review("SELECT", "x.org_id = %(a_org)s", "ops.apply_routing_rules (org admins, audited)"),
+    "caps": review("SELECT", "x.org_id = %(a_org)s", "ops.save_cap / ops.delete_cap (admins, audited)"),
+    "governance_settings": review("SELECT", "x.org_id = %(a_org)s", "ops.set_governance_lock (org admins)"),
+    "bundle_deployments": review("SELECT", "x.org_id = %(a_org)s", "the bundle deploy records; members read"),
     "job_templates": review("SELECT INSERT UPDATE DELETE", "x.org_id = %(a_org)s", "policy job_templates_admin"),
     "job_template_versions": review(
         "SELECT INSERT",

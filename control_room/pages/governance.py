@@ -1,0 +1,812 @@
+"""Routing & caps: the routing matrix editor with live warnings and the simulator, caps with live usage,
+ownership and escalation, and drift against the last deployed bundle (admins edit; everyone else reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.components.live import live_ticker, updated_label
+from control_room.services import caps, routing
+from control_room.state.governance import REFRESH_MS, GovernanceState
+
+# Dict vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
+EDIT: Any = GovernanceState.edit
+CAP_FORM: Any = GovernanceState.cap_form
+ANY = "any"
+
+
+def _chips(values: Any, color: str) -> rx.Component:
+    chips: rx.Component = rx.flex(
+        rx.foreach(values, lambda v: rx.badge(v, variant="surface", color_scheme=color, size="1")),
+        wrap="wrap",
+        gap="4px",
+    )
+    return chips
+
+
+def _select(name: str, options: list[str], value: Any, on_change: Any, width: str = "110px") -> rx.Component:
+    select: rx.Component = rx.select(
+        options,
+        value=rx.cond(value == "", ANY, value),
+        on_change=on_change,
+        size="1",
+        width=width,
+        id=f"edit-{name}",
+    )
+    return select
+
+
+def _input(name: str, placeholder: str = "", width: str = "100%") -> rx.Component:
+    # Uncontrolled, saved on blur: clicking "Done" blurs the field first, so its value is never lost to a
+    # debounce still pending.
+    box: rx.Component = rx.input(
+        default_value=EDIT[name],
+        on_blur=lambda v: GovernanceState.set_edit(name, v),
+        placeholder=placeholder,
+        size="1",
+        width=width,
+        id=f"edit-{name}",
+    )
+    return box
+
+
+def _edit_cells(row: Any, index: Any) -> list[rx.Component]:
+    return [
+        rx.table.cell(rx.text(index + 1, size="2", class_name="tabular")),
+        rx.table.cell(
+            rx.vstack(
+                _input("name", "rule name"),
+                rx.cond(
+                    GovernanceState.edit_error != "",
+                    rx.text(GovernanceState.edit_error, color_scheme="red", size="1", id="edit-error"),
+                ),
+                spacing="1",
+            )
+        ),
+        rx.table.cell(
+            rx.vstack(
+                rx.hstack(
+                    rx.select.root(
+                        rx.select.trigger(placeholder="project", width="120px", id="edit-project"),
+                        rx.select.content(
+                            rx.select.item(ANY, value=ANY),
+                            rx.foreach(GovernanceState.projects_in_org, lambda p: rx.select.item(p, value=p)),
+                        ),
+                        value=rx.cond(EDIT["project"] == "", ANY, EDIT["project"]),
+                        size="1",
+                        on_change=lambda v: GovernanceState.set_edit("project", v),
+                    ),
+                    _select(
+                        "environment",
+                        [ANY, *routing.ENVIRONMENTS],
+                        EDIT["environment"],
+                        lambda v: GovernanceState.set_edit("environment", v),
+                    ),
+                    spacing="1",
+                ),
+                _input("engine", "engine (any)"),
+                _input("labels", "task labels, comma separated"),
+                _input("tags", "run tags, comma separated"),
+                spacing="1",
+            )
+        ),
+        rx.table.cell(rx.vstack(_input("pool", "pool"), _input("required_labels", "required labels"), spacing="1")),
+        rx.table.cell(rx.vstack(_input("owner", "owner"), _input("escalation", "escalation chain"), spacing="1")),
+        rx.table.cell(
+            rx.switch(checked=row.enabled, on_change=lambda _: GovernanceState.toggle_enabled(row.key), size="1")
+        ),
+        rx.table.cell(
+            rx.hstack(
+                rx.button("Done", size="1", on_click=GovernanceState.finish_edit, id="edit-done"),
+                rx.button(
+                    "Cancel", size="1", variant="soft", color_scheme="gray", on_click=GovernanceState.cancel_edit
+                ),
+                spacing="1",
+            )
+        ),
+    ]
+
+
+def _admin_actions(row: Any, index: Any) -> rx.Component:
+    def icon(name: str, label: str, on_click: Any, disabled: Any = False, color: str = "gray") -> rx.Component:
+        button: rx.Component = rx.tooltip(
+            rx.icon_button(
+                rx.icon(name, size=13),
+                size="1",
+                variant="ghost",
+                color_scheme=color,
+                on_click=on_click,
+                disabled=disabled,
+                aria_label=label,
+                class_name=f"rule-{name}",
+            ),
+            content=label,
+        )
+        return button
+
+    actions: rx.Component = rx.hstack(
+        icon("arrow-up", "Move up", GovernanceState.move(row.key, -1), index == 0),
+        icon("arrow-down", "Move down", GovernanceState.move(row.key, 1), index == GovernanceState.rules.length() - 1),
+        icon("pencil", "Edit", GovernanceState.start_edit(row.key)),
+        icon("copy", "Duplicate", GovernanceState.duplicate(row.key)),
+        icon("trash-2", "Delete", GovernanceState.remove(row.key), color="red"),
+        spacing="2",
+    )
+    return actions
+
+
+def _view_cells(row: Any, index: Any) -> list[rx.Component]:
+    return [
+        rx.table.cell(rx.text(index + 1, size="2", class_name="tabular", color_scheme="gray")),
+        rx.table.cell(
+            rx.vstack(
+                rx.hstack(
+                    rx.text(row.name, weight="medium", size="2"),
+                    rx.cond(row.changed, rx.badge("draft", color_scheme="amber", size="1", variant="soft")),
+                    rx.cond(
+                        GovernanceState.sim_ran & (GovernanceState.sim_rule == row.name),
+                        rx.badge("simulated match", color_scheme="grass", size="1", class_name="sim-match"),
+                    ),
+                    spacing="2",
+                    align="center",
+                ),
+                rx.foreach(
+                    row.warnings, lambda w: rx.text("⚠ ", w, size="1", color_scheme="amber", class_name="rule-warning")
+                ),
+                spacing="1",
+            )
+        ),
+        rx.table.cell(_chips(row.match, "indigo")),
+        rx.table.cell(
+            rx.vstack(
+                rx.badge(row.pool, variant="outline", color_scheme="gray"),
+                rx.cond(
+                    row.required_labels != "", rx.text("needs ", row.required_labels, size="1", color_scheme="gray")
+                ),
+                spacing="1",
+            )
+        ),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(rx.cond(row.owner != "", row.owner, "—"), size="1"),
+                rx.cond(row.escalation != "", rx.text("then ", row.escalation, size="1", color_scheme="gray")),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(
+            rx.cond(
+                GovernanceState.can_edit,
+                rx.switch(
+                    checked=row.enabled,
+                    on_change=lambda _: GovernanceState.toggle_enabled(row.key),
+                    size="1",
+                    class_name="rule-enabled",
+                ),
+                rx.badge(
+                    rx.cond(row.enabled, "on", "off"), color_scheme=rx.cond(row.enabled, "grass", "gray"), size="1"
+                ),
+            )
+        ),
+        rx.cond(GovernanceState.can_edit, rx.table.cell(_admin_actions(row, index))),
+    ]
+
+
+def _rule_row(row: Any, index: Any) -> rx.Component:
+    sim_match = GovernanceState.sim_ran & (GovernanceState.sim_rule == row.name)
+    tr: rx.Component = rx.cond(
+        GovernanceState.editing == row.key,
+        rx.table.row(*_edit_cells(row, index), data_rule=row.name, class_name="rule-row editing"),
+        rx.table.row(
+            *_view_cells(row, index),
+            data_rule=row.name,
+            data_enabled=rx.cond(row.enabled, "true", "false"),
+            class_name="rule-row",
+            background=rx.cond(
+                sim_match, rx.color("grass", 3), rx.cond(row.enabled, "transparent", rx.color("gray", 2))
+            ),
+            opacity=rx.cond(row.enabled, "1", "0.6"),
+        ),
+    )
+    return tr
+
+
+def _matrix() -> rx.Component:
+    heads = ["#", "Rule", "Match", "Pool", "Owner / escalation", "On"]
+    toolbar: rx.Component = rx.hstack(
+        rx.heading("Routing matrix", size="3"),
+        rx.text("first enabled match wins", size="1", color_scheme="gray"),
+        rx.spacer(),
+        rx.cond(
+            GovernanceState.can_edit,
+            rx.hstack(
+                rx.button(
+                    rx.icon("plus", size=14),
+                    "Add rule",
+                    size="1",
+                    variant="soft",
+                    on_click=GovernanceState.add_rule,
+                    id="add-rule",
+                ),
+                rx.button(
+                    "Discard draft",
+                    size="1",
+                    variant="soft",
+                    color_scheme="gray",
+                    on_click=GovernanceState.discard,
+                    disabled=~GovernanceState.dirty,
+                    id="discard-draft",
+                ),
+                rx.button(
+                    rx.icon("git-compare", size=14),
+                    "Review & apply",
+                    rx.cond(GovernanceState.dirty, rx.badge(GovernanceState.change_count, size="1")),
+                    size="1",
+                    on_click=GovernanceState.review,
+                    disabled=~GovernanceState.dirty,
+                    id="review-apply",
+                ),
+                spacing="2",
+            ),
+            rx.badge("read only: org admins edit", color_scheme="gray", variant="soft", id="read-only"),
+        ),
+        width="100%",
+        align="center",
+    )
+    table: rx.Component = rx.table.root(
+        rx.table.header(
+            rx.table.row(
+                *(rx.table.column_header_cell(h) for h in heads),
+                rx.cond(GovernanceState.can_edit, rx.table.column_header_cell("Actions")),
+            )
+        ),
+        rx.table.body(rx.foreach(GovernanceState.rules, _rule_row)),
+        variant="surface",
+        size="1",
+        width="100%",
+        id="rules-table",
+    )
+    card: rx.Component = rx.card(
+        rx.vstack(
+            toolbar,
+            rx.foreach(
+                GovernanceState.matrix_warnings,
+                lambda w: rx.callout(
+                    w, icon="triangle-alert", color_scheme="amber", size="1", class_name="matrix-warning"
+                ),
+            ),
+            table,
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+    )
+    return card
+
+
+def _simulator() -> rx.Component:
+    verdict = lambda v: rx.hstack(  # noqa: E731
+        rx.icon(
+            rx.cond(v.matched, "circle-check", "circle-minus"),
+            size=14,
+            color=rx.cond(v.matched, rx.color("grass", 10), rx.color("gray", 9)),
+        ),
+        rx.text(v.name, size="1", weight="medium", min_width="96px"),
+        rx.text(v.reasons, size="1", color_scheme="gray"),
+        spacing="2",
+        align="start",
+        class_name="sim-verdict",
+    )
+    applied = lambda c: rx.hstack(  # noqa: E731
+        rx.text(c.name, size="1", weight=rx.cond(c.tightest, "bold", "regular")),
+        rx.text(c.kind, " ≤ ", c.limit_label, size="1", color_scheme="gray"),
+        rx.cond(c.tightest, rx.badge("tightest", size="1", color_scheme="crimson", variant="soft")),
+        spacing="2",
+    )
+    result: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text("→ pool", size="2"),
+            rx.badge(GovernanceState.sim_pool, size="2", id="sim-pool"),
+            rx.text(rx.cond(GovernanceState.sim_rule != "", "by rule ", "no rule matched"), size="2"),
+            rx.text(GovernanceState.sim_rule, size="2", weight="bold", id="sim-rule"),
+            rx.cond(GovernanceState.sim_on_draft, rx.badge("your draft", color_scheme="amber", size="1")),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.vstack(rx.foreach(GovernanceState.sim_verdicts, verdict), spacing="1"),
+        rx.text(
+            "Could claim it now: ",
+            rx.cond(GovernanceState.sim_executors.length() > 0, GovernanceState.sim_executors.join(", "), "none"),
+            size="1",
+            id="sim-executors",
+        ),
+        rx.text("Caps that apply", size="1", weight="medium"),
+        rx.vstack(rx.foreach(GovernanceState.sim_caps, applied), spacing="1"),
+        rx.foreach(
+            GovernanceState.sim_waits,
+            lambda w: rx.callout(w, icon="hourglass", color_scheme="amber", size="1", class_name="sim-wait"),
+        ),
+        spacing="2",
+        width="100%",
+        id="sim-result",
+    )
+    form: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.select(
+                GovernanceState.projects_in_org,
+                value=GovernanceState.sim_project,
+                size="1",
+                on_change=lambda v: GovernanceState.set_sim("project", v),
+                id="sim-project",
+            ),
+            rx.select(
+                list(routing.ENVIRONMENTS),
+                value=GovernanceState.sim_environment,
+                size="1",
+                on_change=lambda v: GovernanceState.set_sim("environment", v),
+                id="sim-environment",
+            ),
+            rx.input(
+                value=GovernanceState.sim_engine,
+                on_change=lambda v: GovernanceState.set_sim("engine", v),
+                placeholder="engine",
+                size="1",
+                width="90px",
+                id="sim-engine",
+            ),
+            spacing="2",
+        ),
+        rx.hstack(
+            rx.input(
+                value=GovernanceState.sim_labels,
+                on_change=lambda v: GovernanceState.set_sim("labels", v),
+                placeholder="task labels",
+                size="1",
+                id="sim-labels",
+            ),
+            rx.input(
+                value=GovernanceState.sim_tags,
+                on_change=lambda v: GovernanceState.set_sim("tags", v),
+                placeholder="run tags",
+                size="1",
+                id="sim-tags",
+            ),
+            rx.button(rx.icon("play", size=13), "Simulate", size="1", on_click=GovernanceState.simulate, id="simulate"),
+            spacing="2",
+        ),
+        spacing="2",
+    )
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.heading("Simulator", size="3"),
+            rx.text("Where would such a task go, and what would hold it?", size="1", color_scheme="gray"),
+            form,
+            rx.cond(GovernanceState.sim_ran, result),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+        id="simulator",
+    )
+    return card
+
+
+def _review_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Apply the routing matrix"),
+            rx.dialog.description("One transaction; every rule's change is audited.", size="2"),
+            rx.vstack(
+                rx.text("Changes", weight="medium", size="2"),
+                rx.box(
+                    rx.foreach(GovernanceState.diff_lines, lambda line: rx.text(line, class_name="mono", size="1")),
+                    id="review-diff",
+                ),
+                rx.text("Queued work", weight="medium", size="2"),
+                rx.foreach(
+                    GovernanceState.reroute_lines, lambda line: rx.text(line, size="1", class_name="reroute-line")
+                ),
+                rx.hstack(
+                    rx.dialog.close(rx.button("Keep editing", variant="soft", color_scheme="gray")),
+                    rx.button(
+                        "Apply", on_click=GovernanceState.apply, loading=GovernanceState.is_applying, id="apply-confirm"
+                    ),
+                    justify="end",
+                    spacing="3",
+                    width="100%",
+                ),
+                spacing="3",
+                margin_top="12px",
+            ),
+            max_width="640px",
+        ),
+        open=GovernanceState.review_open,
+        on_open_change=GovernanceState.set_review_open,
+    )
+    return dialog
+
+
+def _usage(cap: Any) -> rx.Component:
+    cell: rx.Component = rx.vstack(
+        rx.cond(
+            cap.has_usage,
+            rx.progress(
+                value=cap.percent,
+                size="1",
+                width="120px",
+                color_scheme=rx.cond(cap.percent >= 100, "red", rx.cond(cap.percent >= 80, "amber", "indigo")),
+            ),
+        ),
+        rx.text(cap.used_label, size="1", color_scheme="gray", class_name="cap-used"),
+        rx.cond(
+            cap.waiting_reason != "",
+            rx.text(cap.waiting_reason, size="1", color_scheme="amber", class_name="cap-waiting"),
+        ),
+        spacing="1",
+    )
+    return cell
+
+
+def _cap_row(cap: Any) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(rx.text(cap.name, weight="medium", size="2")),
+        rx.table.cell(rx.text(cap.target, size="2")),
+        rx.table.cell(rx.text(cap.kind, size="1", class_name="mono")),
+        rx.table.cell(rx.text(cap.limit_label, size="2", class_name="tabular cap-limit")),
+        rx.table.cell(_usage(cap)),
+        rx.table.cell(rx.badge(cap.layer, variant="soft", size="1")),
+        rx.table.cell(rx.text(cap.refusals, size="1", color_scheme="gray")),
+        rx.table.cell(
+            rx.badge(rx.cond(cap.enabled, "on", "off"), color_scheme=rx.cond(cap.enabled, "grass", "gray"), size="1")
+        ),
+        rx.cond(
+            GovernanceState.can_edit,
+            rx.table.cell(
+                rx.button(
+                    "Edit", size="1", variant="soft", on_click=GovernanceState.open_cap(cap.id), class_name="cap-edit"
+                )
+            ),
+        ),
+        data_cap=cap.name,
+    )
+    return row
+
+
+def _cap_dialog() -> rx.Component:
+    def field(label: str, control: rx.Component) -> rx.Component:
+        item: rx.Component = rx.vstack(rx.text(label, size="1", weight="medium"), control, spacing="1")
+        return item
+
+    scope = CAP_FORM["scope"]
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title(rx.cond(CAP_FORM["id"] == "", "New cap", "Edit cap")),
+            rx.vstack(
+                field(
+                    "Name",
+                    rx.input(
+                        value=CAP_FORM["name"],
+                        on_change=lambda v: GovernanceState.set_cap_field("name", v),
+                        id="cap-name",
+                    ),
+                ),
+                rx.hstack(
+                    field(
+                        "Scope",
+                        rx.select(
+                            list(caps.SCOPES),
+                            value=scope,
+                            on_change=lambda v: GovernanceState.set_cap_field("scope", v),
+                            id="cap-scope",
+                        ),
+                    ),
+                    field(
+                        "Kind",
+                        rx.select(
+                            list(caps.KINDS),
+                            value=CAP_FORM["kind"],
+                            on_change=lambda v: GovernanceState.set_cap_field("kind", v),
+                            id="cap-kind",
+                        ),
+                    ),
+                    field(
+                        "Limit",
+                        rx.input(
+                            value=CAP_FORM["limit"],
+                            width="110px",
+                            id="cap-limit",
+                            on_change=lambda v: GovernanceState.set_cap_field("limit", v),
+                        ),
+                    ),
+                    spacing="3",
+                ),
+                rx.cond(
+                    (scope == "project") | (scope == "environment"),
+                    field(
+                        "Project",
+                        rx.select(
+                            GovernanceState.projects_in_org,
+                            value=CAP_FORM["project"],
+                            on_change=lambda v: GovernanceState.set_cap_field("project", v),
+                        ),
+                    ),
+                ),
+                rx.cond(
+                    scope == "environment",
+                    field(
+                        "Environment",
+                        rx.select(
+                            list(routing.ENVIRONMENTS),
+                            value=CAP_FORM["environment"],
+                            on_change=lambda v: GovernanceState.set_cap_field("environment", v),
+                        ),
+                    ),
+                ),
+                rx.cond(
+                    scope == "pool",
+                    field(
+                        "Pool",
+                        rx.input(
+                            value=CAP_FORM["pool"],
+                            id="cap-pool",
+                            on_change=lambda v: GovernanceState.set_cap_field("pool", v),
+                        ),
+                    ),
+                ),
+                rx.cond(
+                    scope == "engine",
+                    field(
+                        "Engine",
+                        rx.input(
+                            value=CAP_FORM["engine"], on_change=lambda v: GovernanceState.set_cap_field("engine", v)
+                        ),
+                    ),
+                ),
+                rx.cond(
+                    GovernanceState.cap_error != "",
+                    rx.callout(GovernanceState.cap_error, color_scheme="red", size="1", id="cap-error"),
+                ),
+                rx.hstack(
+                    rx.cond(
+                        CAP_FORM["id"] != "",
+                        rx.button(
+                            "Delete",
+                            color_scheme="red",
+                            variant="soft",
+                            on_click=GovernanceState.delete_cap(CAP_FORM["id"]),
+                            id="cap-delete",
+                        ),
+                    ),
+                    rx.spacer(),
+                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                    rx.button("Save", on_click=GovernanceState.save_cap, id="cap-save"),
+                    spacing="3",
+                    width="100%",
+                ),
+                spacing="3",
+                margin_top="8px",
+            ),
+            max_width="560px",
+        ),
+        open=GovernanceState.cap_open,
+        on_open_change=GovernanceState.set_cap_open,
+    )
+    return dialog
+
+
+def _caps() -> rx.Component:
+    heads = ["Cap", "Applies to", "Kind", "Limit", "Usage now", "Enforced at", "Refusals", "On"]
+    section: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text(
+                "Limits by scope, with live usage; a full concurrency cap keeps tasks queued.",
+                size="2",
+                color_scheme="gray",
+            ),
+            rx.spacer(),
+            rx.cond(
+                GovernanceState.can_edit,
+                rx.button(
+                    rx.icon("plus", size=14),
+                    "Add cap",
+                    size="1",
+                    variant="soft",
+                    on_click=GovernanceState.open_cap(""),
+                    id="add-cap",
+                ),
+            ),
+            width="100%",
+            align="center",
+        ),
+        rx.table.root(
+            rx.table.header(
+                rx.table.row(
+                    *(rx.table.column_header_cell(h) for h in heads),
+                    rx.cond(GovernanceState.can_edit, rx.table.column_header_cell("")),
+                )
+            ),
+            rx.table.body(rx.foreach(GovernanceState.caps, _cap_row)),
+            variant="surface",
+            size="1",
+            width="100%",
+            id="caps-table",
+        ),
+        _cap_dialog(),
+        spacing="3",
+        width="100%",
+    )
+    return section
+
+
+def _ownership() -> rx.Component:
+    heads = ["Pool", "Project", "Environment", "Engine", "Owner", "Escalation", "From rule"]
+
+    def row(o: Any) -> rx.Component:
+        tr: rx.Component = rx.table.row(
+            rx.table.cell(rx.badge(o.pool, variant="outline", color_scheme="gray")),
+            *(rx.table.cell(rx.text(v, size="2")) for v in (o.project, o.environment, o.engine)),
+            rx.table.cell(rx.text(o.owner, size="2", weight="medium")),
+            rx.table.cell(rx.text(o.escalation, size="1", color_scheme="gray")),
+            rx.table.cell(rx.text(o.rule, size="1", class_name="mono")),
+        )
+        return tr
+
+    table: rx.Component = rx.vstack(
+        rx.text(
+            "Who is alerted first for which work (alert escalation follows the matching rule).",
+            size="2",
+            color_scheme="gray",
+        ),
+        rx.table.root(
+            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in heads))),
+            rx.table.body(rx.foreach(GovernanceState.owners, row)),
+            variant="surface",
+            size="1",
+            width="100%",
+            id="owners-table",
+        ),
+        spacing="3",
+        width="100%",
+    )
+    return table
+
+
+def _drift_banner() -> rx.Component:
+    banner: rx.Component = rx.vstack(
+        rx.cond(
+            GovernanceState.bundle_only,
+            rx.callout(
+                rx.text(
+                    "Locked to the bundle: edits here are refused. Change it at ",
+                    GovernanceState.bundle_location,
+                    " and deploy.",
+                ),
+                icon="lock",
+                color_scheme="gray",
+                size="1",
+                id="bundle-only",
+            ),
+        ),
+        rx.cond(
+            GovernanceState.has_drift,
+            rx.callout(
+                rx.vstack(
+                    rx.hstack(
+                        rx.text(
+                            "The live configuration differs from the bundle deployed ",
+                            GovernanceState.deployed_label,
+                            ": ",
+                            GovernanceState.drift_lines.length(),
+                            " change(s).",
+                            weight="medium",
+                        ),
+                        rx.spacer(),
+                        rx.link(
+                            rx.button(rx.icon("download", size=13), "Export as bundle", size="1"),
+                            href=GovernanceState.export_href,
+                            is_external=True,
+                            id="export-bundle",
+                        ),
+                        width="100%",
+                        align="center",
+                    ),
+                    rx.foreach(GovernanceState.drift_lines, lambda line: rx.text(line, size="1", class_name="mono")),
+                    spacing="1",
+                    width="100%",
+                ),
+                icon="git-compare",
+                color_scheme="amber",
+                size="1",
+                width="100%",
+                id="drift-banner",
+            ),
+        ),
+        width="100%",
+        spacing="2",
+    )
+    return banner
+
+
+def _drift_tab() -> rx.Component:
+    tab: rx.Component = rx.vstack(
+        rx.text(
+            rx.cond(
+                GovernanceState.deployed_label != "",
+                rx.text("Last bundle deploy: ", GovernanceState.deployed_label, as_="span"),
+                rx.text("No bundle deploy recorded yet (`lakehouse bundle deploy`).", as_="span"),
+            ),
+            size="2",
+        ),
+        rx.cond(
+            GovernanceState.has_drift,
+            rx.box(
+                rx.foreach(GovernanceState.drift_lines, lambda line: rx.text(line, size="1", class_name="mono")),
+                id="drift-lines",
+            ),
+            rx.text(
+                "No drift: the live configuration matches the deployed bundle.",
+                size="2",
+                color_scheme="grass",
+                id="no-drift",
+            ),
+        ),
+        rx.link(
+            rx.button(rx.icon("download", size=13), "Export as bundle (zip)", size="1", variant="soft"),
+            href=GovernanceState.export_href,
+            is_external=True,
+        ),
+        rx.text(
+            "`lakehouse bundle plan` on your repository shows these edits; `lakehouse governance drift` lists them.",
+            size="1",
+            color_scheme="gray",
+        ),
+        spacing="3",
+        align="start",
+    )
+    return tab
+
+
+@layout(route=routes.GOVERNANCE, title="Routing & caps", on_load=GovernanceState.load)
+def governance_page() -> rx.Component:
+    """Drift banner, then tabs: the routing matrix with its simulator, caps, ownership, drift."""
+    page: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text(
+                "Where work runs and how much of it may: org admins edit, everyone else reads.",
+                size="2",
+                color_scheme="gray",
+            ),
+            rx.spacer(),
+            updated_label(GovernanceState.updated_at, GovernanceState.is_loading),
+            width="100%",
+            align="center",
+        ),
+        rx.cond(GovernanceState.error != "", rx.callout(GovernanceState.error, color_scheme="red", icon="ban")),
+        _drift_banner(),
+        rx.tabs.root(
+            rx.tabs.list(
+                rx.tabs.trigger("Routing matrix", value="routing", id="tab-routing"),
+                rx.tabs.trigger("Caps", value="caps", id="tab-caps"),
+                rx.tabs.trigger("Ownership", value="ownership", id="tab-ownership"),
+                rx.tabs.trigger("Drift", value="drift", id="tab-drift"),
+            ),
+            rx.tabs.content(
+                rx.vstack(_matrix(), _simulator(), spacing="4", width="100%", padding_top="16px"),
+                value="routing",
+            ),
+            rx.tabs.content(rx.box(_caps(), padding_top="16px"), value="caps"),
+            rx.tabs.content(rx.box(_ownership(), padding_top="16px"), value="ownership"),
+            rx.tabs.content(rx.box(_drift_tab(), padding_top="16px"), value="drift"),
+            default_value="routing",
+            width="100%",
+        ),
+        _review_dialog(),
+        live_ticker(REFRESH_MS, GovernanceState.refresh),
+        spacing="4",
+        width="100%",
+    )
+    return page

@@ -1,0 +1,652 @@
+"""The Routing & caps page: the routing matrix as a draft (reorder, inline edit, add, duplicate, disable,
+delete) with live warnings, applied in one audited transaction after a diff and re-routing preview; the
+simulator; caps with live usage and their editor; ownership; drift against the last deployed bundle.
+
+Everything the page shows is read as the signed-in user; edits are checked again in SQL (org admins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.db.connection import connect, database_url
+from control_room.services import caps, governance, routing
+from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.events import background, handler
+
+REFRESH_MS = 5000
+EDIT_FIELDS = (
+    "name",
+    "project",
+    "environment",
+    "engine",
+    "labels",
+    "tags",
+    "pool",
+    "required_labels",
+    "owner",
+    "escalation",
+)
+
+
+@dataclasses.dataclass
+class RuleRow:
+    """One rule of the draft as the table shows it (lists joined with ", ")."""
+
+    key: str = ""  # stable across moves: the rule's id, or a fresh one for a new rule
+    id: str = ""
+    name: str = ""
+    position: int = 0
+    project: str = ""
+    environment: str = ""
+    engine: str = ""
+    labels: str = ""
+    tags: str = ""
+    pool: str = ""
+    required_labels: str = ""
+    allow_pool_override: bool = False
+    owner: str = ""
+    escalation: str = ""
+    enabled: bool = True
+    match: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    changed: bool = False
+
+
+@dataclasses.dataclass
+class VerdictRow:
+    name: str = ""
+    matched: bool = False
+    reasons: str = ""
+
+
+@dataclasses.dataclass
+class CapRow:
+    """A cap with its usage, as the caps table and the simulator show it."""
+
+    id: str = ""
+    name: str = ""
+    scope: str = ""
+    target: str = ""
+    project: str = ""
+    environment: str = ""
+    pool: str = ""
+    engine: str = ""
+    kind: str = ""
+    limit: int = 0
+    limit_label: str = ""
+    enabled: bool = True
+    layer: str = ""
+    used_label: str = ""
+    percent: int = 0
+    has_usage: bool = False
+    waiting_reason: str = ""
+    refusals: str = ""
+    tightest: bool = False
+
+
+@dataclasses.dataclass
+class OwnerRow:
+    pool: str = ""
+    project: str = ""
+    environment: str = ""
+    engine: str = ""
+    owner: str = ""
+    escalation: str = ""
+    rule: str = ""
+
+
+def _joined(values: list[str]) -> str:
+    return ", ".join(values)
+
+
+def rule_row(rule: routing.RuleDraft, key: str) -> RuleRow:
+    """The table row of a draft rule."""
+    match = [f"{n} {getattr(rule, n)}" for n in ("project", "environment", "engine") if getattr(rule, n)]
+    match += [f"label {v}" for v in rule.labels] + [f"tag {v}" for v in rule.tags]
+    return RuleRow(
+        key=key,
+        id=rule.id,
+        name=rule.name,
+        position=rule.position,
+        project=rule.project,
+        environment=rule.environment,
+        engine=rule.engine,
+        labels=_joined(rule.labels),
+        tags=_joined(rule.tags),
+        pool=rule.pool,
+        required_labels=_joined(rule.required_labels),
+        allow_pool_override=rule.allow_pool_override,
+        owner=rule.owner,
+        escalation=_joined(rule.escalation),
+        enabled=rule.enabled,
+        match=match or ["any task"],
+    )
+
+
+def plain_row(row: RuleRow, **changes: Any) -> RuleRow:
+    """A new row with plain values (rows read from the state are proxies; their copies must not be)."""
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(RuleRow)}
+    values = {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
+    return RuleRow(**{**values, **changes})
+
+
+def rule_draft(row: RuleRow) -> routing.RuleDraft:
+    """The draft rule of a table row."""
+    return routing.RuleDraft(
+        id=row.id,
+        name=row.name.strip(),
+        position=row.position,
+        project=row.project,
+        environment=row.environment,
+        engine=row.engine.strip(),
+        labels=routing.parse_list(row.labels),
+        tags=routing.parse_list(row.tags),
+        pool=row.pool.strip(),
+        required_labels=routing.parse_list(row.required_labels),
+        allow_pool_override=row.allow_pool_override,
+        owner=row.owner.strip(),
+        escalation=routing.parse_list(row.escalation),
+        enabled=row.enabled,
+    )
+
+
+def cap_row(cap: caps.CapView, tightest: bool = False) -> CapRow:
+    """The table row of a cap."""
+    refusals = f"{cap.refusals_7d} in 7 days" + (f" (last {cap.last_refusal_day})" if cap.last_refusal_day else "")
+    return CapRow(
+        id=cap.id,
+        name=cap.name,
+        scope=cap.scope,
+        target=cap.target,
+        project=cap.project,
+        environment=cap.environment,
+        pool=cap.pool,
+        engine=cap.engine,
+        kind=cap.kind,
+        limit=cap.limit,
+        limit_label=f"{cap.limit:,} {caps.UNIT[cap.kind]}",
+        enabled=cap.enabled,
+        layer=cap.layer,
+        used_label=cap.used_label,
+        percent=cap.percent,
+        has_usage=cap.used is not None,
+        waiting_reason=f"{cap.waiting} queued: {cap.waiting_reason}" if cap.waiting_reason else "",
+        refusals=refusals if cap.refusals_7d else "none",
+        tightest=tightest,
+    )
+
+
+def owner_rows(rules: list[routing.RuleDraft]) -> list[OwnerRow]:
+    """Who owns which pool, project, environment and engine (the enabled rules' owners, in order)."""
+    return [
+        OwnerRow(
+            pool=r.pool,
+            project=r.project or "any",
+            environment=r.environment or "any",
+            engine=r.engine or "any",
+            owner=r.owner or "(nobody)",
+            escalation=" → ".join(r.escalation) or "-",
+            rule=r.name,
+        )
+        for r in rules
+        if r.enabled
+    ]
+
+
+def _read_drift(slug: str) -> governance.Drift:
+    # The bundle code reads on a synchronous connection; membership was checked as the user first.
+    with connect(database_url()) as conn:
+        return governance.drift(conn, org=slug)
+
+
+class GovernanceState(SessionState):
+    """The Routing & caps page."""
+
+    loaded: rx.Field[bool] = rx.field(False)
+    is_loading: rx.Field[bool] = rx.field(False)
+    updated_at: rx.Field[str] = rx.field("")
+    error: rx.Field[str] = rx.field("")
+    org: rx.Field[str] = rx.field("")
+    can_edit: rx.Field[bool] = rx.field(False)
+    rules: rx.Field[list[RuleRow]] = rx.field(default_factory=list)
+    matrix_warnings: rx.Field[list[str]] = rx.field(default_factory=list)
+    warning_count: rx.Field[int] = rx.field(0)
+    dirty: rx.Field[bool] = rx.field(False)
+    change_count: rx.Field[int] = rx.field(0)
+    editing: rx.Field[str] = rx.field("")  # key of the row in inline edit
+    edit: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+    edit_error: rx.Field[str] = rx.field("")
+    review_open: rx.Field[bool] = rx.field(False)
+    diff_lines: rx.Field[list[str]] = rx.field(default_factory=list)
+    reroute_lines: rx.Field[list[str]] = rx.field(default_factory=list)
+    is_applying: rx.Field[bool] = rx.field(False)
+    projects_in_org: rx.Field[list[str]] = rx.field(default_factory=list)
+    # Simulator
+    sim_project: rx.Field[str] = rx.field("")
+    sim_environment: rx.Field[str] = rx.field("prod")
+    sim_engine: rx.Field[str] = rx.field("spark")
+    sim_labels: rx.Field[str] = rx.field("")
+    sim_tags: rx.Field[str] = rx.field("")
+    sim_ran: rx.Field[bool] = rx.field(False)
+    sim_rule: rx.Field[str] = rx.field("")
+    sim_pool: rx.Field[str] = rx.field("")
+    sim_labels_required: rx.Field[str] = rx.field("")
+    sim_verdicts: rx.Field[list[VerdictRow]] = rx.field(default_factory=list)
+    sim_executors: rx.Field[list[str]] = rx.field(default_factory=list)
+    sim_caps: rx.Field[list[CapRow]] = rx.field(default_factory=list)
+    sim_waits: rx.Field[list[str]] = rx.field(default_factory=list)
+    sim_on_draft: rx.Field[bool] = rx.field(False)
+    # Caps
+    caps: rx.Field[list[CapRow]] = rx.field(default_factory=list)
+    cap_open: rx.Field[bool] = rx.field(False)
+    cap_form: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+    cap_error: rx.Field[str] = rx.field("")
+    # Ownership and drift
+    owners: rx.Field[list[OwnerRow]] = rx.field(default_factory=list)
+    has_drift: rx.Field[bool] = rx.field(False)
+    drift_lines: rx.Field[list[str]] = rx.field(default_factory=list)
+    deployed_label: rx.Field[str] = rx.field("")
+    bundle_only: rx.Field[bool] = rx.field(False)
+    bundle_location: rx.Field[str] = rx.field("")
+
+    _org_id: str = ""
+    _matrix: routing.Matrix | None = None
+    _fingerprint: str = ""
+
+    @rx.var
+    def export_href(self) -> str:
+        """The bundle zip of the live configuration (a GET the session cookie opens)."""
+        return f"{routes.API_V1}/governance/bundle.zip?org={self.org}" if self.org else ""
+
+    # Loading ------------------------------------------------------------------------------------------
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        """Everything the page shows: the matrix (keeping an unapplied draft), caps, drift."""
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            if self.is_loading:
+                return
+            self.is_loading = True
+        try:
+            if signed.project_id is None:
+                raise PermissionError("You are not a member of any project yet: ask an admin for a role.")
+            async with as_user(signed.principal) as conn:
+                org_id = await routing.org_of_project(conn, project_id=signed.project_id)
+                matrix = await routing.load_matrix(conn, org_id=org_id)
+                cap_views = await caps.list_caps(conn, org_id=org_id)
+                can_edit = await governance.is_org_admin(conn, org_id=org_id)
+            drift = await asyncio.to_thread(_read_drift, matrix.org)
+        except Exception as exc:
+            async with self:
+                self.error = str(exc) if isinstance(exc, PermissionError) else problem_text(exc)
+                self.is_loading, self.loaded = False, True
+            return
+        async with self:
+            self.error = ""
+            self._org_id, self.org, self.can_edit = str(org_id), matrix.org, can_edit
+            self.projects_in_org = sorted(matrix.projects)
+            if not self.sim_project and matrix.projects:
+                self.sim_project = sorted(matrix.projects)[0]
+            self._matrix = matrix
+            if not self.dirty:  # an unapplied draft is kept; its apply then names a matrix changed meanwhile
+                self._reset_draft(matrix)
+                self._fingerprint = matrix.fingerprint
+            self._recheck()
+            self.caps = [cap_row(c) for c in cap_views]
+            self.has_drift, self.drift_lines = drift.has_drift, drift.lines()
+            self.deployed_label = (
+                f"{drift.deployed_at:%Y-%m-%d %H:%M} UTC by {drift.deployed_by}" if drift.deployed_at else ""
+            )
+            self.bundle_only, self.bundle_location = drift.bundle_only, drift.bundle_location
+            self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
+            self.is_loading, self.loaded = False, True
+
+    def _reset_draft(self, matrix: routing.Matrix) -> None:
+        self.rules = [rule_row(r, r.id) for r in matrix.rules]
+        self.dirty, self.editing, self.edit_error = False, "", ""
+
+    def _drafts(self) -> list[routing.RuleDraft]:
+        return [rule_draft(r) for r in self.rules]
+
+    def _recheck(self) -> None:
+        """Warnings, change marks and ownership of the draft (pure Python: no I/O under the lock)."""
+        if self._matrix is None:
+            return
+        drafts = self._drafts()
+        found = routing.warnings(self._matrix, drafts)
+        live = {r.id: r.content() for r in self._matrix.rules}
+        numbered = routing.renumber(drafts)
+        rows = []
+        for index, row in enumerate(self.rules):
+            mine = [w.message for w in found if w.rule == index]
+            changed = not row.id or live.get(row.id) != numbered[index].content()
+            rows.append(plain_row(row, warnings=mine, changed=changed))
+        self.rules = rows
+        self.matrix_warnings = [w.message for w in found if w.rule < 0]
+        self.warning_count = len(found)
+        self.change_count = len(routing.diff(self._matrix.rules, numbered))
+        self.dirty = self.change_count > 0
+        self.owners = owner_rows(drafts)
+
+    # Draft edits -------------------------------------------------------------------------------------
+
+    def _index(self, key: str) -> int:
+        return next((i for i, r in enumerate(self.rules) if r.key == key), -1)
+
+    @handler
+    def move(self, key: str, step: int) -> None:
+        """Move a rule up (-1) or down (+1) in priority."""
+        index = self._index(key)
+        target = index + step
+        if index < 0 or not 0 <= target < len(self.rules):
+            return
+        rows = [plain_row(r) for r in self.rules]
+        rows[index], rows[target] = rows[target], rows[index]
+        self.rules = rows
+        self._recheck()
+
+    @handler
+    def toggle_enabled(self, key: str) -> None:
+        """Disable or enable a rule in the draft."""
+        self.rules = [plain_row(r, enabled=not r.enabled) if r.key == key else plain_row(r) for r in self.rules]
+        self._recheck()
+
+    @handler
+    def duplicate(self, key: str) -> None:
+        """A copy right below, named "<name>-copy", not applied yet."""
+        index = self._index(key)
+        if index < 0:
+            return
+        source = self.rules[index]
+        names = {r.name for r in self.rules}
+        name = f"{source.name}-copy"
+        while name in names:
+            name += "-copy"
+        rows = [plain_row(r) for r in self.rules]
+        copy = plain_row(source, key=uuid.uuid4().hex, id="", name=name)
+        self.rules = [*rows[: index + 1], copy, *rows[index + 1 :]]
+        self._recheck()
+
+    @handler
+    def remove(self, key: str) -> None:
+        """Delete a rule from the draft."""
+        self.rules = [plain_row(r) for r in self.rules if r.key != key]
+        if self.editing == key:
+            self.editing = ""
+        self._recheck()
+
+    @handler
+    def add_rule(self) -> None:
+        """A new rule at the top of the matrix, opened for editing."""
+        row = RuleRow(key=uuid.uuid4().hex, name="new-rule", pool=routing.DEFAULT_POOL)
+        self.rules = [row, *(plain_row(r) for r in self.rules)]
+        self._recheck()
+        self._open_editor(row.key)
+
+    @handler
+    def start_edit(self, key: str) -> None:
+        """Edit a rule's cells in place."""
+        self._open_editor(key)
+
+    def _open_editor(self, key: str) -> None:
+        row = self.rules[self._index(key)]
+        self.editing, self.edit_error = key, ""
+        self.edit = {name: str(getattr(row, name)) for name in EDIT_FIELDS}
+
+    @handler
+    def set_edit(self, name: str, value: str) -> None:
+        self.edit = {**self.edit, name: "" if value == "any" else value}
+
+    @handler
+    def cancel_edit(self) -> None:
+        self.editing, self.edit_error = "", ""
+
+    @handler
+    def finish_edit(self) -> None:
+        """Keep the edited cells when the bundle's checks accept them (the problem is shown otherwise)."""
+        index = self._index(self.editing)
+        if index < 0:
+            return
+        row = plain_row(self.rules[index], **{name: str(self.edit.get(name, "")) for name in EDIT_FIELDS})
+        problems = routing.validation_problems([rule_draft(row)], self.projects_in_org)
+        names = [r.name for i, r in enumerate(self.rules) if i != index]
+        if row.name.strip() in names:
+            self.edit_error = f'another rule is named "{row.name.strip()}"'
+            return
+        if problems:
+            self.edit_error = problems[0].message
+            return
+        fresh = rule_row(rule_draft(row), row.key)
+        rows = [plain_row(r) for r in self.rules]
+        self.rules = [*rows[:index], fresh, *rows[index + 1 :]]
+        self.editing, self.edit_error = "", ""
+        self._recheck()
+
+    @handler
+    def discard(self) -> None:
+        """Throw the draft away: back to the live matrix."""
+        if self._matrix is not None:
+            self._reset_draft(self._matrix)
+            self._recheck()
+
+    # Review and apply --------------------------------------------------------------------------------
+
+    @background
+    async def review(self) -> AsyncIterator[Any]:
+        """The diff and the queued tasks the draft would move, shown before applying."""
+        signed = await self.signed_in()
+        async with self:
+            matrix, drafts = self._matrix, routing.renumber(self._drafts())
+        if signed is None or matrix is None:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                queued = await routing.queued_tasks(conn, org_id=matrix.org_id, projects=matrix.projects)
+        except Exception as exc:
+            yield rx.toast.error(problem_text(exc))
+            return
+        moves = routing.reroute_preview(queued, drafts)
+        async with self:
+            self.diff_lines = [c.describe() for c in routing.diff(matrix.rules, drafts)]
+            self.reroute_lines = [f"{n} queued task(s): pool {a} → {b}" for (a, b), n in sorted(moves.items())] or [
+                "No queued task changes pool."
+            ]
+            self.review_open = True
+
+    @handler
+    def set_review_open(self, is_open: bool) -> None:
+        self.review_open = is_open
+
+    @background
+    async def apply(self) -> AsyncIterator[Any]:
+        """Apply the draft in one transaction (org admins; refused and explained otherwise)."""
+        signed = await self.signed_in()
+        async with self:
+            matrix, drafts, fingerprint = self._matrix, self._drafts(), self._fingerprint
+            self.is_applying = True
+        if signed is None or matrix is None:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                result = await routing.apply(
+                    conn, matrix=matrix, draft=drafts, fingerprint=fingerprint, by=signed.principal.email
+                )
+        except Exception as exc:
+            async with self:
+                self.is_applying, self.review_open = False, False
+            yield rx.toast.error(problem_text(exc))
+            return
+        async with self:
+            self.is_applying, self.review_open, self.dirty = False, False, False
+            self._fingerprint = ""
+        yield rx.toast.success(
+            f"Applied: {result['created']} created, {result['updated']} updated, {result['deleted']} deleted."
+        )
+        yield GovernanceState.load
+
+    # Simulator ---------------------------------------------------------------------------------------
+
+    @handler
+    def set_sim(self, name: str, value: str) -> None:
+        setattr(self, f"sim_{name}", value)
+
+    @background
+    async def simulate(self) -> AsyncIterator[Any]:
+        """Where such a task goes under the draft matrix, why earlier rules did not match, and what applies."""
+        signed = await self.signed_in()
+        async with self:
+            matrix, drafts, dirty = self._matrix, self._drafts(), self.dirty
+            probe = routing.TaskProbe(
+                self.sim_project,
+                self.sim_environment,
+                self.sim_engine.strip(),
+                tuple(routing.parse_list(self.sim_labels)),
+                tuple(routing.parse_list(self.sim_tags)),
+            )
+        if signed is None or matrix is None:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                sim = await routing.simulate(conn, matrix=matrix, probe=probe, rules=drafts)
+        except Exception as exc:
+            yield rx.toast.error(problem_text(exc))
+            return
+        async with self:
+            self.sim_ran, self.sim_on_draft = True, dirty
+            self.sim_rule, self.sim_pool = sim.route.rule, sim.route.pool
+            self.sim_labels_required = _joined(list(sim.route.required_labels))
+            self.sim_verdicts = [
+                VerdictRow(v.name, v.matched, "; ".join(v.reasons) if not v.matched else "matches")
+                for v in sim.route.verdicts
+            ]
+            self.sim_executors = [e.name for e in sim.executors]
+            self.sim_caps = [cap_row(c, t) for c, t in sim.caps]
+            self.sim_waits = sim.waits
+
+    # Caps ----------------------------------------------------------------------------------------------
+
+    @background
+    async def refresh(self, _tick: str = "") -> None:
+        """Live usage of the caps (and drift) while the page is open."""
+        signed = await self.signed_in()
+        async with self:
+            org_id, org = self._org_id, self.org
+        if signed is None or not org_id:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                cap_views = await caps.list_caps(conn, org_id=uuid.UUID(org_id))
+            drift = await asyncio.to_thread(_read_drift, org)
+        except Exception:
+            return  # the next tick tries again; a lasting problem shows on the next load
+        async with self:
+            self.caps = [cap_row(c) for c in cap_views]
+            self.has_drift, self.drift_lines = drift.has_drift, drift.lines()
+            self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
+
+    @handler
+    def open_cap(self, cap_id: str) -> None:
+        """The cap editor: a cap's values, or a new concurrency cap on a pool."""
+        row = next((c for c in self.caps if c.id == cap_id), None)
+        if row is None:
+            self.cap_form = {
+                "id": "",
+                "name": "",
+                "scope": "pool",
+                "kind": "concurrent_tasks",
+                "limit": "1",
+                "project": "",
+                "environment": "",
+                "pool": "default",
+                "engine": "",
+                "enabled": "true",
+            }
+        else:
+            self.cap_form = {
+                "id": row.id,
+                "name": row.name,
+                "scope": row.scope,
+                "kind": row.kind,
+                "limit": str(row.limit),
+                "project": row.project,
+                "environment": row.environment,
+                "pool": row.pool,
+                "engine": row.engine,
+                "enabled": "true" if row.enabled else "false",
+            }
+        self.cap_error, self.cap_open = "", True
+
+    @handler
+    def set_cap_field(self, name: str, value: str) -> None:
+        self.cap_form = {**self.cap_form, name: value}
+
+    @handler
+    def set_cap_open(self, is_open: bool) -> None:
+        self.cap_open = is_open
+
+    @background
+    async def save_cap(self) -> AsyncIterator[Any]:
+        """Save the cap editor's values (admins; audited in SQL)."""
+        signed = await self.signed_in()
+        async with self:
+            form, org_id = dict(self.cap_form), self._org_id
+        if signed is None or not org_id:
+            return
+        try:
+            limit = int(form.get("limit", "").replace(",", "").strip())
+        except ValueError:
+            async with self:
+                self.cap_error = "limit: a whole number, 0 or more"
+            return
+        draft = caps.CapDraft(
+            name=form.get("name", "").strip(),
+            scope=form.get("scope", ""),
+            kind=form.get("kind", ""),
+            limit=limit,
+            project=form.get("project", ""),
+            environment=form.get("environment", ""),
+            pool=form.get("pool", "").strip(),
+            engine=form.get("engine", "").strip(),
+            enabled=form.get("enabled", "true") == "true",
+            id=form.get("id", ""),
+        )
+        try:
+            async with as_user(signed.principal) as conn:
+                await caps.save_cap(conn, org_id=uuid.UUID(org_id), draft=draft, by=signed.principal.email)
+        except Exception as exc:
+            async with self:
+                self.cap_error = problem_text(exc)
+            return
+        async with self:
+            self.cap_open = False
+        yield rx.toast.success(f"Saved cap {draft.name}.")
+        yield GovernanceState.refresh
+
+    @background
+    async def delete_cap(self, cap_id: str) -> AsyncIterator[Any]:
+        """Delete a cap (admins; audited in SQL)."""
+        signed = await self.signed_in()
+        if signed is None:
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                await caps.delete_cap(conn, cap_id=uuid.UUID(cap_id), by=signed.principal.email)
+        except Exception as exc:
+            yield rx.toast.error(problem_text(exc))
+            return
+        async with self:
+            self.cap_open = False
+        yield GovernanceState.refresh

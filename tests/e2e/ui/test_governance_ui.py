@@ -1,0 +1,141 @@
+"""Routing & caps on a real control room: an admin reorders two rules and the simulator's answer changes,
+reviews the diff and applies it (audited); the edit shows as drift with an export; a duplicated rule is
+flagged as shadowed; a cap of 1 concurrent task shows live usage and a second task waiting with the reason
+"pool at its concurrency cap"; an operator sees no edit controls, and a forged edit is refused in SQL."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import psycopg
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld, screenshot
+
+pytestmark = pytest.mark.e2e
+
+CAP = "e2e-default-pool-one"
+SLOW_SPEC = {
+    "name": "e2e slow",
+    "tasks": [{"key": "wait", "engine": "shell", "command": "sleep 25", "max_attempts": 1}],
+}
+
+
+def _choose(page: Page, trigger: str, option: str) -> None:
+    page.click(trigger)
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _simulate(page: Page, *, project: str, environment: str, engine: str, tags: str) -> None:
+    _choose(page, "#sim-project", project)
+    _choose(page, "#sim-environment", environment)
+    page.fill("#sim-engine", engine)
+    page.fill("#sim-tags", tags)
+    page.click("#simulate")
+
+
+def _row(page: Page, rule: str) -> str:
+    return f"#rules-table tr[data-rule='{rule}']"
+
+
+def test_admin_edits_routing_and_caps_operator_reads(ui_world: UiWorld, sign_in: SignIn) -> None:
+    admin = sign_in(ui_world.admin)
+    admin.click("a[href='/governance']")
+    expect(admin.locator("#rules-table tr.rule-row")).to_have_count(5)
+    expect(admin.locator("#page-title")).to_have_text("Routing & caps")
+
+    # The simulator: an ml training Spark task in prod goes by prod-spark (position 10) ...
+    _simulate(admin, project="ml", environment="prod", engine="spark", tags="training")
+    expect(admin.locator("#sim-rule")).to_have_text("prod-spark")
+    expect(admin.locator(f"{_row(admin, 'prod-spark')} .sim-match")).to_be_visible()
+    # ... until ml-training moves above it (two swaps make it second, three first).
+    for above in ("sql-warehouse", "dbt-models", "prod-spark"):
+        admin.locator(f"{_row(admin, 'ml-training')} .rule-arrow-up").click()
+        expect(admin.locator(f"{_row(admin, 'ml-training')} + tr")).to_have_attribute("data-rule", above)
+    expect(admin.locator("#rules-table tr.rule-row").first).to_have_attribute("data-rule", "ml-training")
+    admin.click("#simulate")
+    expect(admin.locator("#sim-rule")).to_have_text("ml-training")
+    expect(admin.locator("#sim-result")).to_contain_text("your draft")
+    screenshot(admin, ui_world, "governance-1-reordered-simulated")
+    admin.click("#review-apply")
+    expect(admin.locator("#review-diff")).to_contain_text("~ ml-training: position 40 -> 5")
+    screenshot(admin, ui_world, "governance-2-review-diff")
+    admin.click("#apply-confirm")
+    expect(admin.locator("#review-apply")).to_be_disabled()
+    positions = ui_world.query("select name from ops.routing_rules order by position")
+    assert [p[0] for p in positions][:2] == ["ml-training", "prod-spark"]
+    audit = ui_world.query(
+        "select actor, detail -> 'before' ->> 'position', detail -> 'after' ->> 'position' from ops.audit_log "
+        "where entity = 'routing_rules' and action = 'update' and detail ->> 'name' = 'ml-training'"
+    )
+    assert audit == [(ui_world.admin.email, "40", "5")]
+    # The UI's edit is drift against the deployed bundle, with an export.
+    expect(admin.locator("#drift-banner")).to_contain_text("~ routing_rules ml-training: position 40 -> 5")
+    expect(admin.locator("#export-bundle")).to_have_attribute("href", "/api/v1/governance/bundle.zip?org=demo")
+
+    # Warnings computed live: a duplicate is shadowed; a pool no executor serves is flagged.
+    admin.locator(f"{_row(admin, 'dbt-models')} .rule-copy").click()
+    expect(admin.locator(f"{_row(admin, 'dbt-models-copy')} .rule-warning")).to_contain_text(
+        'never matches: rule "dbt-models" above it matches every task it would'
+    )
+    screenshot(admin, ui_world, "governance-3-warnings")
+    admin.click("#discard-draft")
+    expect(admin.locator(_row(admin, "dbt-models-copy"))).to_have_count(0)
+
+
+def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -> None:
+    admin = sign_in(ui_world.admin)
+    admin.goto(f"{ui_world.url}/governance")
+    expect(admin.locator("#rules-table tr.rule-row")).to_have_count(5)
+
+    # A cap of one concurrent task on the pool: usage is live and the second task waits.
+    admin.click("#tab-caps")
+    admin.click("#add-cap")
+    admin.fill("#cap-name", CAP)
+    admin.fill("#cap-pool", "default")
+    admin.fill("#cap-limit", "1")
+    admin.click("#cap-save")
+    expect(admin.locator(f"#caps-table tr[data-cap='{CAP}'] .cap-limit")).to_have_text("1 tasks")
+    token = ui_world.api_token(ui_world.operator)
+    runs = []
+    for _ in range(2):
+        posted = httpx.post(
+            f"{ui_world.url}/api/v1/runs", json={"project": DEMO_PROJECT, "environment": "dev", "spec": SLOW_SPEC},
+            headers={"Authorization": f"Bearer {token}"}, timeout=30,
+        )  # fmt: skip
+        assert posted.status_code == 201, posted.text
+        runs.append(posted.json()["id"])
+    row = admin.locator(f"#caps-table tr[data-cap='{CAP}']")
+    expect(row.locator(".cap-used")).to_have_text("1 running")
+    expect(row.locator(".cap-waiting")).to_contain_text("pool at its concurrency cap")
+    screenshot(admin, ui_world, "governance-4-cap-usage")
+
+    # The operator reads everything and edits nothing; a forged edit is refused in SQL (the API's 403 comes
+    # from ops.apply_routing_rules, the direct UPDATE from the missing grant).
+    operator = sign_in(ui_world.operator)
+    operator.goto(f"{ui_world.url}/governance")
+    expect(operator.locator("#read-only")).to_be_visible()
+    expect(operator.locator("#rules-table tr.rule-row")).to_have_count(5)
+    expect(operator.locator("#add-rule")).to_have_count(0)
+    expect(operator.locator(".rule-arrow-up")).to_have_count(0)
+    screenshot(operator, ui_world, "governance-5-operator-read-only")
+    forged = httpx.put(
+        f"{ui_world.url}/api/v1/routing/rules", json={"rules": [{"name": "all-mine", "pool": "default"}]},
+        headers={"Authorization": f"Bearer {token}"}, timeout=30,
+    )  # fmt: skip
+    assert forged.status_code == 403, forged.text
+    operator_id = ui_world.query("select id from ops.users where email = %s", ui_world.operator.email)[0][0]
+    with psycopg.connect(ui_world.database_url, autocommit=True) as conn, conn.transaction(force_rollback=True):
+        conn.execute("set local role authenticated")
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps({"sub": str(operator_id)}),))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("update ops.routing_rules set pool = 'mine'")
+
+    # Leave the agent free for the other tests: no cap, no slow runs.
+    admin.click(f"#caps-table tr[data-cap='{CAP}'] .cap-edit")
+    admin.click("#cap-delete")
+    expect(admin.locator(f"#caps-table tr[data-cap='{CAP}']")).to_have_count(0)
+    for run_id in runs:
+        httpx.post(f"{ui_world.url}/api/v1/runs/{run_id}/cancel", headers={"Authorization": f"Bearer {token}"})
