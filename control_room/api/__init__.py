@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, problems, queries, runs
+from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, ml, problems, queries, runs
 from control_room.api.models import Problem
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
@@ -27,6 +27,7 @@ API_PREFIX = "/api/v1"
 ROUTERS: tuple[APIRouter, ...] = (
     health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router, jobs.router,
     auth.router, alerts.router,
+    ml.router,
     web_sessions_router,
 )
 

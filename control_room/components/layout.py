@@ -26,6 +26,8 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Catalog", "library", routes.CATALOG),
     ("Lineage", "git-fork", routes.LINEAGE),
     ("Alerts", "bell", routes.ALERTS),
+    ("Experiments", "flask-conical", routes.ML_EXPERIMENTS),
+    ("Models", "brain-circuit", routes.ML_MODELS),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 

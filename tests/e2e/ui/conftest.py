@@ -106,8 +106,10 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config, ui_smtp: Sm
             "LAKEHOUSE_SMTP_PORT": str(ui_smtp.port),
             "LAKEHOUSE_SMTP_STARTTLS": "false",
             "LAKEHOUSE_ALERTS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "LAKEHOUSE_MLFLOW_PORT": str(free_port()),  # its own MLflow tracking server (issue 23)
         }
     )
+    env.pop("MLFLOW_TRACKING_URI", None)
     log = root / "lakehouse-run.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
