@@ -33,6 +33,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "jobs": ("jobs", "app", "Job templates: run them, their schedules, backfills."),
     "tokens": ("tokens", "app", "A person's API tokens for calling the HTTP API (lhu_…)."),
     "alerts": ("alerts", "app", "Alert rules and incidents: list them, ack, snooze, resolve."),
+    "ml": ("ml", "app", "MLflow: experiments, registered models and their aliases."),
 }  # fmt: skip
 
 

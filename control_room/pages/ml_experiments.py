@@ -111,7 +111,7 @@ def _compare_table(rows: Any, title: str, ident: str) -> rx.Component:
     def row(entry: CompareParam) -> rx.Component:
         item: rx.Component = rx.table.row(
             rx.table.cell(rx.text(entry.name, weight=rx.cond(entry.differs, "bold", "regular"), size="2")),
-            rx.foreach(entry.values, lambda value: rx.table.cell(rx.text(value, size="2", class_name="tabular"))),
+            rx.foreach(entry.cells, lambda value: rx.table.cell(rx.text(value, size="2", class_name="tabular"))),
             background=rx.cond(entry.differs, rx.color("amber", 2), "transparent"),
         )
         return item

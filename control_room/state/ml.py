@@ -64,7 +64,7 @@ class MlflowRunRow:
 @dataclasses.dataclass
 class CompareParam:
     name: str = ""
-    values: list[str] = dataclasses.field(default_factory=list)
+    cells: list[str] = dataclasses.field(default_factory=list)
     differs: bool = False
 
 

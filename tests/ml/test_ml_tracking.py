@@ -216,3 +216,33 @@ def test_aliases_by_role_audited_and_gated(trained: Trained, ml_api: LiveServer,
         ("alias_set", "1", str(version.version), "champion"),
         ("alias_delete", "1", None, "challenger"),
     ]
+
+
+def test_cli_lists_and_moves_aliases(trained: Trained, ml_api: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from control_room.cli import app
+    from control_room.config import get_settings
+
+    monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", ml_api.database_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        listed = runner.invoke(app, ["ml", "experiments", "--project", trained.slug])
+        assert listed.exit_code == 0, listed.output
+        assert trained.slug in listed.output and "3 runs" in listed.output
+        moved = runner.invoke(app, ["ml", "alias", "set", MODEL, "candidate", "1", "--project", trained.slug])
+        assert moved.exit_code == 0, moved.output
+        assert moved.output.strip() == f"{MODEL} @candidate: v1"
+        models = runner.invoke(app, ["ml", "models", "--project", trained.slug])
+        assert "@candidate=v1" in models.output
+        unknown = runner.invoke(app, ["ml", "models", "--project", "no-such-project"])
+        assert unknown.exit_code == 1 and "--project" in unknown.output
+    finally:
+        get_settings.cache_clear()
+    with psycopg.connect(ml_api.database_url) as conn:
+        row = conn.execute(
+            "select actor, new_status from ops.audit_log where entity = 'registered_models' "
+            "and detail->>'alias' = 'candidate'"
+        ).fetchone()
+    assert row is not None and row[0].startswith("cli:") and row[1] == "1"
