@@ -108,6 +108,12 @@ def run_columns(rows: list[dict[str, Any]]) -> list[str]:
     return metrics + params
 
 
+def default_columns(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    """What the table shows first: every metric, and the params whose value differs between the runs."""
+    varying = [c for c in columns if c.startswith("metrics.") or len({cell(r, c) for r in rows}) > 1]
+    return varying[:MAX_COLUMNS]
+
+
 def cell(row: dict[str, Any], column: str) -> str:
     """One column's value of a run (``metrics.x`` or ``params.y``)."""
     kind, _, key = column.partition(".")
@@ -301,7 +307,7 @@ class ExperimentState(KeysetPages, MlBase):
                 self._raw = rows
                 self.all_columns = sorted(set(self.all_columns) | set(run_columns(rows)))
                 if not self.columns:
-                    self.columns = self.all_columns[:MAX_COLUMNS]
+                    self.columns = default_columns(rows, self.all_columns)
                 if not self.metric and self.metric_names:
                     self.metric = "auc" if "auc" in self.metric_names else self.metric_names[0]
                 self._rebuild_rows()
