@@ -137,6 +137,7 @@ class ModelVersionPublic(BaseModel):
     version: str
     run_id: str | None
     run_name: str
+    experiment_id: str | None = Field(description="Experiment of the source run.")
     status: str
     source: str | None
     aliases: list[str]

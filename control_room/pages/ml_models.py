@@ -31,7 +31,8 @@ def _version_row(row: VersionRow) -> rx.Component:
             alias == "champion", "green", "indigo"), size="1")), spacing="1")),
         rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
         rx.table.cell(rx.vstack(
-            rx.text(row.run_name, size="2"),
+            rx.cond(row.run_href != "", rx.link(row.run_name, href=row.run_href, size="2", class_name="version-run"),
+                    rx.text(row.run_name, size="2")),
             rx.cond(row.lakehouse_run_id != "",
                     rx.link("control-room run", href="/runs/" + row.lakehouse_run_id, size="1")),
             spacing="0")),

@@ -394,6 +394,7 @@ async def get_model(conn: AsyncConnection, *, project: uuid.UUID | str, name: st
             run = client().get_run(version.run_id) if version.run_id else None
             row["metrics"] = dict(run.data.metrics) if run else {}
             row["run_name"] = (run.info.run_name or "") if run else ""
+            row["experiment_id"] = run.info.experiment_id if run else None
             row["lakehouse_run_id"] = run.data.tags.get(RUN_TAG) if run else None
             row["signature"] = _signature(name, str(version.version))
             rows.append(row)

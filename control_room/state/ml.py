@@ -90,6 +90,7 @@ class VersionRow:
     status: str = ""
     run_id: str = ""
     run_name: str = ""
+    run_href: str = ""
     lakehouse_run_id: str = ""
     metrics: str = ""
     signature: str = ""
@@ -133,6 +134,7 @@ def version_row(row: dict[str, Any]) -> VersionRow:
     return VersionRow(
         version=row["version"], aliases=row["aliases"], status=row["status"], run_id=row["run_id"] or "",
         run_name=row["run_name"], lakehouse_run_id=row["lakehouse_run_id"] or "",
+        run_href=routes.ml_experiment(row["experiment_id"], mlflow_run=row["run_id"]) if row["experiment_id"] else "",
         metrics=", ".join(f"{k} {_number(v)}" for k, v in sorted(row["metrics"].items())),
         signature=f"{signature['inputs']} → {signature['outputs']}" if signature else "no signature",
         created=_when(row["created_at"]),

@@ -161,6 +161,7 @@ def test_registry_shows_the_registered_version_with_signature_and_metrics(traine
     (version,) = detail["versions"]
     assert version["run_id"] == trained.result["registered"]["run_id"]
     assert version["lakehouse_run_id"] == trained.run_id
+    assert version["experiment_id"] == _experiment(trained)["id"]
     assert "tenure_months" in version["signature"]["inputs"]
     assert 0.0 <= version["metrics"]["auc"] <= 1.0
 
