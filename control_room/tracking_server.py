@@ -125,7 +125,7 @@ def plan_tracking_server(settings: Settings, control_plane_url: str) -> Tracking
     return TrackingServerPlan(
         host=settings.mlflow_host,
         port=settings.mlflow_port,
-        backend_store_uri=ensure_mlflow_database(control_plane_url),
+        backend_store_uri=ensure_mlflow_database(control_plane_url, settings.mlflow_database),
         artifacts_destination=destination,
         env=env,
     )

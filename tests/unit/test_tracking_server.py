@@ -34,7 +34,7 @@ def test_plan_describes_itself_without_the_password(tmp_path: Path) -> None:
 def test_s3_artifacts_go_under_the_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from control_room import tracking_server
 
-    monkeypatch.setattr(tracking_server, "ensure_mlflow_database", lambda url: "postgresql+psycopg://x@h/mlflow")
+    monkeypatch.setattr(tracking_server, "ensure_mlflow_database", lambda url, name: f"postgresql+psycopg://x@h/{name}")
     settings = Settings(data_dir=tmp_path, artifact_store="s3", s3_bucket="lake", s3_endpoint_url="http://s3:8333",
                         s3_access_key_id="key", s3_secret_access_key=SecretStr("secret"))  # fmt: skip
     plan = tracking_server.plan_tracking_server(settings, "postgresql://x@h/lakehouse")
