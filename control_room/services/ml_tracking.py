@@ -391,6 +391,8 @@ async def get_model(conn: AsyncConnection, *, project: uuid.UUID | str, name: st
         rows = []
         for version in found:
             row = _version_row(version)
+            # Searches do not fill in versions' aliases: the registered model has them.
+            row["aliases"] = sorted(a for a, v in (model.aliases or {}).items() if str(v) == row["version"])
             run = client().get_run(version.run_id) if version.run_id else None
             row["metrics"] = dict(run.data.metrics) if run else {}
             row["run_name"] = (run.info.run_name or "") if run else ""

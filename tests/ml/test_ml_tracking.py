@@ -197,6 +197,8 @@ def test_aliases_by_role_audited_and_gated(trained: Trained, ml_api: LiveServer,
                                                                            "version": version.version})  # fmt: skip
     assert moved.json()["previous_version"] == "1"
     assert client.get_registered_model(MODEL).aliases["champion"] == str(version.version)
+    versions = trained.viewer.get(f"/ml/models/{MODEL}", params={"project": project}).json()["versions"]
+    assert {v["version"]: v["aliases"] for v in versions} == {str(version.version): ["champion"], "1": ["challenger"]}
     assert (
         trained.operator.delete(f"/ml/models/{MODEL}/aliases/challenger", params={"project": project}).status_code
         == 200
