@@ -39,6 +39,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "routing": ("governance", "routing_app", "The routing matrix: its rules and warnings, and where a task would go."),
     "governance": ("governance", "governance_app",
                    "GitOps drift of routing and caps against the deployed bundle; export; bundle-only lock."),
+    "ml": ("ml", "app", "MLflow: experiments, registered models and their aliases."),
 }  # fmt: skip
 
 

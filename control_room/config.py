@@ -114,6 +114,18 @@ class Settings(BaseSettings):
         default=None, description="CA bundle to verify the SMTP server's STARTTLS certificate (unset: the system's)."
     )
 
+    # MLflow (issue 23): the tracking server `lakehouse run` starts unless MLFLOW_TRACKING_URI is set.
+    mlflow_host: str = Field(default="127.0.0.1", description="Interface the started MLflow tracking server binds to.")
+    mlflow_port: int = Field(default=5050, ge=1, le=65535, description="Port of the started MLflow tracking server.")
+    mlflow_database: str = Field(
+        default="mlflow", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="Database of the started MLflow server's backend store, on the control plane's Postgres.",
+    )  # fmt: skip
+    mlflow_server: bool = Field(
+        default=True,
+        description="`lakehouse run` starts an MLflow tracking server when MLFLOW_TRACKING_URI is not set.",
+    )
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production" and self.session_secret.startswith("dev-only"):

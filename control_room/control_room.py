@@ -16,6 +16,8 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     jobs,
     lineage,
     login,
+    ml_experiments,
+    ml_models,
     not_found,
     preferences,
     promotions,

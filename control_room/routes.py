@@ -89,3 +89,25 @@ def safe_next_path(path: str | None) -> str:
 def incident(incident_id: str) -> str:
     """The alerts page with one incident open (the link of notifications and messages)."""
     return f"{ALERTS}?{urlencode({'incident': incident_id})}"
+
+
+# ML (issue 23): MLflow experiments and the model registry.
+ML_EXPERIMENTS = "/ml/experiments"
+ML_EXPERIMENT = "/ml/experiments/[experiment_id]"
+ML_MODELS = "/ml/models"
+
+
+def ml_experiments(*, run_id: str | None = None) -> str:
+    """The experiments list; with ``run_id``, also the MLflow runs that control-room run logged."""
+    return f"{ML_EXPERIMENTS}?{urlencode({'run': run_id})}" if run_id else ML_EXPERIMENTS
+
+
+def ml_experiment(experiment_id: str, *, mlflow_run: str | None = None) -> str:
+    """One experiment's runs (optionally with one MLflow run's detail open)."""
+    path = f"{ML_EXPERIMENTS}/{quote(experiment_id)}"
+    return f"{path}?{urlencode({'mlflow_run': mlflow_run})}" if mlflow_run else path
+
+
+def ml_models(*, model: str | None = None) -> str:
+    """The model registry, optionally with one model open."""
+    return f"{ML_MODELS}?{urlencode({'model': model})}" if model else ML_MODELS

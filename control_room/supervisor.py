@@ -1,7 +1,8 @@
-"""`lakehouse run`: Postgres (embedded unless configured), migrations, demo data, then UI + API on one port.
+"""`lakehouse run`: Postgres (embedded unless configured), migrations, demo data, the MLflow tracking
+server (unless MLFLOW_TRACKING_URI is set), then UI + API on one port.
 
 Everything started here is stopped on Ctrl-C or SIGTERM: the web server's whole process group (Reflex,
-its Granian workers, any bun build still running), then the embedded Postgres.
+its Granian workers, any bun build still running), the MLflow server, then the embedded Postgres.
 """
 
 from __future__ import annotations
@@ -269,7 +270,9 @@ def rotate_local_agent_token(database_url: str, data_dir: Path) -> tuple[str, st
     return name, token
 
 
-def local_agent_env(url: str, token: str, data_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+def local_agent_env(
+    url: str, token: str, data_dir: Path, base: dict[str, str] | None = None, *, tracking_uri: str | None = None
+) -> dict[str, str]:
     """Environment of the local agent: no control-room settings (the database URL stays here), its token."""
     source = dict(os.environ if base is None else base)
     env = {k: v for k, v in source.items() if not k.startswith("LAKEHOUSE_") or k.startswith("LAKEHOUSE_EXECUTOR_")}
@@ -287,6 +290,8 @@ def local_agent_env(url: str, token: str, data_dir: Path, base: dict[str, str] |
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri  # handed on to python and spark tasks
     return env
 
 
@@ -300,6 +305,8 @@ class Supervisor:
         self.database: ControlPlaneDatabase | None = None
         self.web: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
+        self.tracking: subprocess.Popen[bytes] | None = None
+        self.tracking_uri: str | None = os.environ.get("MLFLOW_TRACKING_URI") or None
         # While a process is being started, a stop signal is held back until we know its handle.
         self._defer_stop = False
         self._pending_stop: int | None = None
@@ -370,15 +377,21 @@ class Supervisor:
         if settings.load_demo_data:
             self._load_demo_data(self.database.url)
 
+        self._start_tracking_server(self.database.url)
+
         self.out("web: building the UI and starting the server (a first run installs frontend packages)")
+        web_env = web_server_env(self.database.url)
+        if self.tracking_uri:
+            web_env["MLFLOW_TRACKING_URI"] = self.tracking_uri
         with self._stop_deferred():
             self.web = subprocess.Popen(
                 web_server_command(settings.host, settings.port),
                 cwd=PROJECT_ROOT,
-                env=web_server_env(self.database.url),
+                env=web_env,
                 start_new_session=True,  # its own process group: we forward Ctrl-C and can stop all of it
             )
         url = self._wait_until_healthy(self.web)
+        self._wait_for_tracking_server()
         if settings.local_agent:
             self._start_local_agent(self.database.url, url)
         self.out(f"control room: {url}  (ready in {time.monotonic() - started:.1f} s; Ctrl-C stops it)")
@@ -408,6 +421,40 @@ class Supervisor:
                 f"(shown once; reset with `lakehouse users create-admin --email {admin.email}`)"
             )
 
+    def _start_tracking_server(self, database_url: str) -> None:
+        """MLflow: the configured MLFLOW_TRACKING_URI, else a server of our own on the control plane's Postgres."""
+        from control_room import tracking_server  # only `lakehouse run` needs it
+
+        if self.tracking_uri:
+            self.out(f"mlflow: using MLFLOW_TRACKING_URI {self.tracking_uri}")
+            return
+        if not self.settings.mlflow_server:
+            self.out("mlflow: not started (LAKEHOUSE_MLFLOW_SERVER=false and no MLFLOW_TRACKING_URI)")
+            return
+        ensure_port_free(self.settings.mlflow_host, self.settings.mlflow_port)
+        log_file = self.settings.data_dir / "mlflow" / "server.log"
+        try:
+            plan = tracking_server.plan_tracking_server(self.settings, database_url)
+            with self._stop_deferred():
+                self.tracking = tracking_server.start_tracking_server(plan, log_file)
+        except (tracking_server.TrackingServerError, psycopg.Error) as exc:
+            raise _tracking_failed(exc) from exc
+        self.tracking_uri = plan.url
+        self.out(f"mlflow: starting ({plan.describe()}; log {_display_path(log_file)})")
+
+    def _wait_for_tracking_server(self) -> None:
+        """The MLflow server started beside the web build must answer before the agent gets training work."""
+        from control_room import tracking_server
+
+        if self.tracking is None or self.tracking_uri is None:
+            return
+        started = time.monotonic()
+        try:
+            tracking_server.wait_until_tracking_healthy(self.tracking_uri, self.tracking)
+        except tracking_server.TrackingServerError as exc:
+            raise _tracking_failed(exc) from exc
+        self.out(f"mlflow: ready at {self.tracking_uri} (waited {time.monotonic() - started:.1f} s more)")
+
     def _start_local_agent(self, database_url: str, control_room_url: str) -> None:
         """One executor agent next to the control room, in its own process group, with a fresh token."""
         try:
@@ -421,7 +468,7 @@ class Supervisor:
             self.agent = subprocess.Popen(
                 [sys.executable, "-m", "executor_agent", "run"],
                 cwd=PROJECT_ROOT,
-                env=local_agent_env(control_room_url, token, self.settings.data_dir),
+                env=local_agent_env(control_room_url, token, self.settings.data_dir, tracking_uri=self.tracking_uri),
                 start_new_session=True,  # its own group: Ctrl-C reaches it through us, and stops its tasks too
             )
         self.out(f"executor agent: {name} in pool {LOCAL_AGENT_POOL} (engines found installed; Ctrl-C stops it)")
@@ -471,6 +518,13 @@ class Supervisor:
             except Exception as exc:
                 self.err(f"error: stopping the web server (process group {self.web.pid}): {exc}")
             self.web = None
+        if self.tracking is not None:
+            self.out("stopping: mlflow server")
+            try:
+                stop_process_group(self.tracking, self.out, "mlflow server")
+            except Exception as exc:
+                self.err(f"error: stopping the MLflow server (process group {self.tracking.pid}): {exc}")
+            self.tracking = None
         embedded = self.database.embedded if self.database is not None else None
         if embedded is None and not self._embedded_was_running and _embedded_running(self.settings.pgdata_dir):
             # Ctrl-C reached pg_ctl while it was starting the server: the server came up without us.
@@ -483,6 +537,13 @@ class Supervisor:
             except Exception as exc:
                 self.err(f"error: stopping the embedded postgres in {embedded.pgdata}: {exc}")
         self.database = None
+
+
+def _tracking_failed(exc: Exception) -> SupervisorError:
+    return SupervisorError(
+        f"the MLflow tracking server did not start: {str(exc).strip()}. Set MLFLOW_TRACKING_URI to use "
+        "another server, or LAKEHOUSE_MLFLOW_SERVER=false to start without MLflow."
+    )
 
 
 def run() -> int:

@@ -263,6 +263,9 @@ class AttemptContext:
                 "LAKEHOUSE_WORK_DIR": str(self.work_dir),
             }
         )
+        if env.get("MLFLOW_TRACKING_URI"):
+            # Training code logs to the project's experiment unless the task names another (spec.env).
+            env.setdefault("MLFLOW_EXPERIMENT_NAME", self.project)
         for key, value in self.params.items():
             name = "LAKEHOUSE_PARAM_" + _PARAM_NAME.sub("_", str(key)).strip("_").upper()
             env[name] = value if isinstance(value, str) else json.dumps(value)

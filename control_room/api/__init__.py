@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, problems, queries, runs
+from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, ml, problems, queries, runs
 from control_room.api import promotions as promotions_api
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
@@ -31,6 +31,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router, metrics.router, executors.router, runs.router, lineage.router, queries.router, jobs.router,
     auth.router, alerts.router,
     governance_router,
+    ml.router,
     web_sessions_router,
     promotions_api.router,
 )

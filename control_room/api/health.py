@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from control_room.services.health import check_database
+from control_room.services.ml_tracking import check_tracking
 
 router = APIRouter(tags=["health"])
 
@@ -19,6 +20,10 @@ class HealthPublic(BaseModel):
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"
     schema_version: str = Field(description="Newest applied migration, e.g. 20261126000300_rls.")
+    mlflow: Literal["ok", "unreachable", "not_configured"] = Field(
+        default="not_configured", description="The MLflow tracking server (does not make the control plane unhealthy)."
+    )
+    mlflow_detail: str | None = Field(default=None, description="Why MLflow is not ok, when it is not.")
 
 
 class HealthProblem(BaseModel):
@@ -39,7 +44,8 @@ async def get_health() -> HealthPublic | JSONResponse:
     """200 with the schema version, or 503 within about two seconds when the database is not usable."""
     health = await check_database()
     if health.ok and health.schema_version is not None:
-        return HealthPublic(schema_version=health.schema_version)
+        mlflow, mlflow_detail = await check_tracking()
+        return HealthPublic(schema_version=health.schema_version, mlflow=mlflow, mlflow_detail=mlflow_detail)
     problem = HealthProblem(
         database="unmigrated" if health.database == "unmigrated" else "unreachable",
         detail=health.detail or "unknown database problem",

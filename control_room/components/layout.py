@@ -28,6 +28,8 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Lineage", "git-fork", routes.LINEAGE),
     ("Alerts", "bell", routes.ALERTS),
     ("Routing & caps", "route", routes.GOVERNANCE),
+    ("Experiments", "flask-conical", routes.ML_EXPERIMENTS),
+    ("Models", "brain-circuit", routes.ML_MODELS),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 

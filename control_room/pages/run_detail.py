@@ -446,6 +446,8 @@ def _artifacts() -> rx.Component:
                 rx.text("Artifacts", size="2", weight="medium"),
                 rx.spacer(),
                 rx.link("Open in the artifact browser", href=routes.ARTIFACTS + "?run=" + HEADER.id, size="2"),
+                rx.link("MLflow runs", href=routes.ML_EXPERIMENTS + "?run=" + HEADER.id, size="2",
+                        id="run-mlflow-link"),
                 width="100%",
             ),
             rx.cond(

@@ -34,6 +34,7 @@ def load_demo_data(database_url: str) -> bool:
             submit_demo_failing_run(conn)
             submit_demo_backfill(conn)
             open_demo_promotion(conn)
+            submit_demo_training(conn)
     return True
 
 
@@ -225,4 +226,29 @@ def open_demo_promotion(conn: psycopg.Connection) -> None:
     conn.execute(
         "select ops.request_promotion(%s, 1, 'staging', %s, null, 'demo data')",
         (ingest[0], "first release of the nightly ingest: promote once it ran in dev"),
+    )
+
+
+DEMO_TRAINING_KEY = "demo-training-churn-classifier"
+# A python task that logs three MLflow runs (params, per-epoch metrics, the model) and registers the best
+# as `churn-classifier`: the Experiments and Models pages show it once the local agent has run it.
+DEMO_TRAINING_SPEC: dict[str, object] = {
+    "name": "demo training: churn classifier (MLflow)",
+    "tasks": [
+        {
+            "key": "train",
+            "engine": "python",
+            "timeout_s": 900,
+            "function": "executor_agent.examples.train_model:train",
+            "params": {"rows": 2000, "epochs": 12, "alphas": [0.1, 0.01, 0.0001], "model_name": "churn-classifier"},
+        }
+    ],
+}
+
+
+def submit_demo_training(conn: psycopg.Connection) -> None:
+    """Queue the demo training run once (idempotency key)."""
+    conn.execute(
+        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
+        (DEMO_PROJECT_ID, json.dumps(DEMO_TRAINING_SPEC), DEMO_TRAINING_KEY),
     )

@@ -19,8 +19,8 @@ from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
-from control_room.state.task_form import TaskForm
 from control_room.state.run_actions import rerun_event
+from control_room.state.task_form import TaskForm
 
 PAGE_SIZE = 50
 SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")

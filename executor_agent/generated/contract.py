@@ -682,6 +682,14 @@ class HealthPublic(BaseModel):
     """
     Newest applied migration, e.g. 20261126000300_rls.
     """
+    mlflow: Annotated[Literal["ok", "unreachable", "not_configured"] | None, Field(title="Mlflow")] = "not_configured"
+    """
+    The MLflow tracking server (does not make the control plane unhealthy).
+    """
+    mlflow_detail: Annotated[StrictStr | None, Field(title="Mlflow Detail")] = None
+    """
+    Why MLflow is not ok, when it is not.
+    """
 
 
 class LeaseBatchItem(BaseModel):

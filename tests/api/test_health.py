@@ -31,13 +31,18 @@ def silent_server() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def test_ok_reports_the_newest_applied_migration(api_get: ApiGet, database_url: str) -> None:
+def test_ok_reports_the_newest_applied_migration(
+    api_get: ApiGet, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow's health: tests/ml/test_ml_tracking.py
     response = api_get(database_url, HEALTH)
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
         "database": "ok",
         "schema_version": discover()[-1].version,
+        "mlflow": "not_configured",
+        "mlflow_detail": "MLFLOW_TRACKING_URI is not set",
     }
 
 

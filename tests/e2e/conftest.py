@@ -141,6 +141,9 @@ def start_control_room(tmp_path: Path) -> Iterator[StartControlRoom]:
         data_dir = data_root / f"run-{len(runs)}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("LAKEHOUSE_")}
         env.update({"LAKEHOUSE_PORT": str(port), "LAKEHOUSE_DATA_DIR": str(data_dir), **settings})
+        # The MLflow tracking server it starts gets a free port too (another control room may hold 5050).
+        env.pop("MLFLOW_TRACKING_URI", None)
+        env.setdefault("LAKEHOUSE_MLFLOW_PORT", str(free_port()))
         log = tmp_path / f"lakehouse-run-{len(runs)}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(

@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 from playwright.sync_api import Page, expect
+from psycopg.conninfo import conninfo_to_dict
 
 from control_room.db.migrate import discover
 from tests.e2e.conftest import StartControlRoom, alive
@@ -23,7 +24,11 @@ def test_home_page_shows_the_product_and_schema_version(
     page: Page, start_control_room: StartControlRoom, fresh_database: Callable[[], str], output_path: str
 ) -> None:
     # A database of its own: the supervisor migrates it and loads the demo data like on a laptop.
-    control_room = start_control_room(LAKEHOUSE_DATABASE_URL=fresh_database())
+    # MLflow's backend store too: a database of its own on the same server (not the shared name `mlflow`).
+    mlflow_database = str(conninfo_to_dict(fresh_database())["dbname"])
+    control_room = start_control_room(
+        LAKEHOUSE_DATABASE_URL=fresh_database(), LAKEHOUSE_MLFLOW_DATABASE=mlflow_database
+    )
     assert "migrations: " in control_room.output()
     admin = re.search(r"demo admin: (\S+)\s+password: (\S+)", control_room.output())
     assert admin, control_room.output()

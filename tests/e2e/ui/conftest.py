@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from psycopg.conninfo import conninfo_to_dict
 
 from control_room.config import PROJECT_ROOT
 from control_room.services.auth import USER_TOKEN_PREFIX, hash_token, new_token
@@ -106,8 +107,12 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config, ui_smtp: Sm
             "LAKEHOUSE_SMTP_PORT": str(ui_smtp.port),
             "LAKEHOUSE_SMTP_STARTTLS": "false",
             "LAKEHOUSE_ALERTS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "LAKEHOUSE_MLFLOW_PORT": str(free_port()),  # its own MLflow tracking server (issue 23)
+            # ... on a backend database of its own (`mlflow` would be shared by every run on this server).
+            "LAKEHOUSE_MLFLOW_DATABASE": conninfo_to_dict(pg_server.create_database("lh_mlflow_ui"))["dbname"],
         }
     )
+    env.pop("MLFLOW_TRACKING_URI", None)
     log = root / "lakehouse-run.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(

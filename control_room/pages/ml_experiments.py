@@ -1,0 +1,224 @@
+"""Experiments: the project's MLflow experiments (search, run counts, last run), and one experiment's runs
+as a table with chosen metric/param columns, MLflow search filter, sort, keyset pages, a metric chart of
+selected runs, a compare view (params diff, overlaid curves, summary) and run detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.components.paging import error_callout, keyset_pager
+from control_room.state.ml import CompareParam, ExperimentRow, ExperimentsState, ExperimentState, KeyValue, MlflowRunRow
+
+PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
+LINKED: Any = ExperimentsState.linked_experiments
+
+
+def _experiment_row(row: ExperimentRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.link(row.name, href=f"{routes.ML_EXPERIMENTS}/" + row.id, class_name="experiment-name")),
+        rx.table.cell(rx.text(row.runs, class_name="tabular")),
+        rx.table.cell(rx.text(row.last_run, size="2")),
+        rx.table.cell(rx.cond(row.last_status != "", rx.badge(row.last_status, variant="soft", size="1"))),
+        class_name="experiment-row",
+    )
+    return item
+
+
+def _linked_row(row: MlflowRunRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.link(row.name, href=f"{routes.ML_EXPERIMENTS}/" + LINKED[row.run_id].to(str)
+                              + "?mlflow_run=" + row.run_id)),
+        rx.table.cell(rx.text(row.lakehouse_task_key, size="2")),
+        rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
+        rx.table.cell(rx.text(row.started, size="2")),
+        class_name="linked-mlflow-run",
+    )  # fmt: skip
+    return item
+
+
+@layout(route=routes.ML_EXPERIMENTS, title="Experiments", on_load=ExperimentsState.open_page)
+def experiments_page() -> rx.Component:
+    content: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.heading("Experiments", size="6"),
+            rx.spacer(),
+            rx.input(placeholder="Search experiments", value=ExperimentsState.text,
+                     on_change=ExperimentsState.set_text.debounce(300), width="320px", id="experiments-search"),
+            width="100%", align="center",
+        ),
+        error_callout(ExperimentsState.error),
+        rx.cond(ExperimentsState.linked_run != "", rx.card(rx.vstack(
+            rx.hstack(rx.text("MLflow runs logged by run ", size="2", weight="medium"),
+                      rx.link(rx.code(ExperimentsState.linked_run), href="/runs/" + ExperimentsState.linked_run),
+                      spacing="1", align="center"),
+            rx.table.root(rx.table.body(rx.foreach(ExperimentsState.linked, _linked_row)), size="1", width="100%"),
+            rx.cond(ExperimentsState.linked.length() == 0,
+                    rx.text("That run logged nothing to MLflow.", size="2", color_scheme="gray")),
+            spacing="2", width="100%"), width="100%", id="linked-mlflow-runs")),
+        rx.table.root(
+            rx.table.header(rx.table.row(
+                rx.table.column_header_cell("Experiment"), rx.table.column_header_cell("Runs"),
+                rx.table.column_header_cell("Last run"), rx.table.column_header_cell("Last status"))),
+            rx.table.body(rx.foreach(ExperimentsState.rows, _experiment_row)),
+            width="100%", id="experiments-table",
+        ),
+        rx.cond(ExperimentsState.loaded & (ExperimentsState.rows.length() == 0) & (ExperimentsState.error == ""),
+                rx.text("No experiment yet: a python task that logs with executor_agent.mlflow_run creates one.",
+                        color_scheme="gray", id="experiments-empty")),
+        keyset_pager(ExperimentsState, "experiments"),
+        spacing="4", width="100%",
+    )  # fmt: skip
+    return content
+
+
+# One experiment ------------------------------------------------------------------------------------
+
+
+def _run_row(row: MlflowRunRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.checkbox(checked=row.selected, on_change=lambda _v: ExperimentState.toggle_run(row.run_id),
+                                  class_name="run-select")),
+        rx.table.cell(rx.link(row.name, on_click=ExperimentState.open_run(row.run_id), cursor="pointer",
+                              class_name="mlflow-run-name")),
+        rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
+        rx.table.cell(rx.text(row.started, size="1")),
+        rx.foreach(row.cells, lambda value: rx.table.cell(rx.text(value, size="2", class_name="tabular"))),
+        rx.table.cell(rx.cond(row.lakehouse_run_id != "",
+                              rx.link(row.lakehouse_task_key, href="/runs/" + row.lakehouse_run_id, size="2",
+                                      class_name="lakehouse-run-link"),
+                              rx.text("—", size="2", color_scheme="gray"))),
+        class_name="mlflow-run-row",
+    )  # fmt: skip
+    return item
+
+
+def _column_chooser() -> rx.Component:
+    chooser: rx.Component = rx.popover.root(
+        rx.popover.trigger(rx.button(rx.icon("columns-3", size=14), "Columns", variant="soft", size="2",
+                                     id="columns-button")),
+        rx.popover.content(rx.vstack(rx.foreach(ExperimentState.all_columns, lambda column: rx.checkbox(
+            column, checked=ExperimentState.columns.contains(column),
+            on_change=lambda _v: ExperimentState.toggle_column(column), size="1")), spacing="1")),
+    )  # fmt: skip
+    return chooser
+
+
+def _compare_table(rows: Any, title: str, ident: str) -> rx.Component:
+    def row(entry: CompareParam) -> rx.Component:
+        item: rx.Component = rx.table.row(
+            rx.table.cell(rx.text(entry.name, weight=rx.cond(entry.differs, "bold", "regular"), size="2")),
+            rx.foreach(entry.cells, lambda value: rx.table.cell(rx.text(value, size="2", class_name="tabular"))),
+            background=rx.cond(entry.differs, rx.color("amber", 2), "transparent"),
+        )
+        return item
+
+    table: rx.Component = rx.vstack(
+        rx.heading(title, size="3"),
+        rx.table.root(
+            rx.table.header(rx.table.row(rx.table.column_header_cell(""),
+                                         rx.foreach(ExperimentState.compare_names,
+                                                    lambda name: rx.table.column_header_cell(name)))),
+            rx.table.body(rx.foreach(rows, row)), size="1", width="100%", id=ident,
+        ),
+        spacing="2", width="100%",
+    )  # fmt: skip
+    return table
+
+
+def _compare_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.hstack(rx.dialog.title("Compare runs"), rx.spacer(),
+                      rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
+                      width="100%"),
+            rx.hstack(rx.text("Metric", size="2"),
+                      rx.select(ExperimentState.compare_metric_names, value=ExperimentState.compare_metric,
+                                on_change=ExperimentState.set_compare_metric, size="1", id="compare-metric"),
+                      spacing="2", align="center"),
+            rx.plotly.basic(data=ExperimentState.compare_chart, config=PLOT_CONFIG, width="100%", id="compare-chart"),
+            rx.grid(_compare_table(ExperimentState.compare_params, "Params (differences highlighted)",
+                                   "compare-params"),
+                    _compare_table(ExperimentState.compare_metrics, "Metrics: last (min, max)", "compare-metrics"),
+                    columns="2", spacing="4", width="100%"),
+            max_width="1100px", width="94vw", id="compare-dialog",
+        ),
+        open=ExperimentState.compare_open, on_open_change=ExperimentState.set_compare_open,
+    )  # fmt: skip
+    return dialog
+
+
+def _fact(fact: KeyValue) -> rx.Component:
+    item: rx.Component = rx.table.row(rx.table.cell(rx.text(fact.key, size="1", color_scheme="gray")),
+                                      rx.table.cell(rx.text(fact.value, size="2")))  # fmt: skip
+    return item
+
+
+def _run_dialog() -> rx.Component:
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.hstack(rx.dialog.title(ExperimentState.detail_name, id="mlflow-run-title"), rx.spacer(),
+                      rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
+                      width="100%"),
+            rx.cond(ExperimentState.detail_lakehouse_run != "",
+                    rx.link("Open the control-room run that logged it",
+                            href="/runs/" + ExperimentState.detail_lakehouse_run, id="mlflow-run-origin")),
+            rx.table.root(rx.table.body(rx.foreach(ExperimentState.detail_facts, _fact)), size="1", width="100%",
+                          id="mlflow-run-facts"),
+            rx.heading("Artifacts", size="3", margin_top="12px"),
+            rx.vstack(rx.foreach(ExperimentState.detail_artifacts, lambda path: rx.code(path, variant="ghost")),
+                      spacing="1", id="mlflow-run-artifacts"),
+            max_width="760px", width="92vw", id="mlflow-run-dialog",
+        ),
+        open=ExperimentState.detail_open, on_open_change=ExperimentState.set_detail_open,
+    )  # fmt: skip
+    return dialog
+
+
+@layout(route=routes.ML_EXPERIMENT, title="Experiment", on_load=ExperimentState.open_page)
+def experiment_page() -> rx.Component:
+    content: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.link(rx.icon("arrow-left", size=16), href=routes.ML_EXPERIMENTS),
+            rx.heading(ExperimentState.experiment_name, size="6", id="experiment-name"),
+            rx.spacer(),
+            rx.button("Compare selected", on_click=ExperimentState.compare, disabled=~ExperimentState.can_compare,
+                      id="compare-button"),
+            width="100%", align="center", spacing="3",
+        ),
+        error_callout(ExperimentState.error),
+        rx.hstack(
+            rx.input(placeholder="metrics.auc > 0.8 and params.alpha = '0.01'", value=ExperimentState.filter_text,
+                     on_change=ExperimentState.set_filter_text, width="420px", id="runs-filter"),
+            rx.button("Filter", on_click=ExperimentState.apply_filter, variant="soft", id="runs-filter-apply"),
+            rx.select(ExperimentState.order_choices, value=ExperimentState.order_by,
+                      on_change=ExperimentState.set_order_by, id="runs-order"),
+            _column_chooser(),
+            spacing="2", align="center", width="100%", wrap="wrap",
+        ),
+        rx.table.root(
+            rx.table.header(rx.table.row(
+                rx.table.column_header_cell(""), rx.table.column_header_cell("Run"),
+                rx.table.column_header_cell("Status"), rx.table.column_header_cell("Started"),
+                rx.foreach(ExperimentState.columns, lambda c: rx.table.column_header_cell(c)),
+                rx.table.column_header_cell("Task"))),
+            rx.table.body(rx.foreach(ExperimentState.runs, _run_row)),
+            width="100%", id="mlflow-runs-table",
+        ),
+        keyset_pager(ExperimentState, "runs"),
+        rx.card(rx.vstack(
+            rx.hstack(rx.text("Metric per step", size="2", weight="medium"),
+                      rx.select(ExperimentState.metric_names, value=ExperimentState.metric,
+                                on_change=ExperimentState.set_metric, size="1", id="chart-metric"),
+                      rx.text("selected runs (or the first five)", size="1", color_scheme="gray"),
+                      spacing="2", align="center"),
+            rx.plotly.basic(data=ExperimentState.chart, config=PLOT_CONFIG, width="100%", id="metric-chart"),
+            spacing="2", width="100%"), width="100%"),
+        _compare_dialog(),
+        _run_dialog(),
+        spacing="4", width="100%",
+    )  # fmt: skip
+    return content

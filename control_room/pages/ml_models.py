@@ -1,0 +1,110 @@
+"""Model registry: the project's registered models, a model's versions (source run, signature, metrics,
+aliases) and setting an alias such as `champion` or `challenger` (operators; `champion` needs an admin;
+optionally checked against the current holder's metric), each change audited."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.components.paging import error_callout, keyset_pager
+from control_room.state.ml import ALIASES, KeyValue, ModelRow, ModelsState, VersionRow
+
+
+def _model_row(row: ModelRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.link(row.name, on_click=ModelsState.open_model(row.name), cursor="pointer",
+                              class_name="model-name")),
+        rx.table.cell(rx.text(row.latest, class_name="tabular")),
+        rx.table.cell(rx.text(row.aliases, size="2")),
+        rx.table.cell(rx.text(row.updated, size="1")),
+        class_name="model-row",
+    )  # fmt: skip
+    return item
+
+
+def _version_row(row: VersionRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.text("v", row.version, weight="medium")),
+        rx.table.cell(rx.hstack(rx.foreach(row.aliases, lambda alias: rx.badge("@", alias, color_scheme=rx.cond(
+            alias == "champion", "green", "indigo"), size="1")), spacing="1")),
+        rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
+        rx.table.cell(rx.vstack(
+            rx.cond(row.run_href != "", rx.link(row.run_name, href=row.run_href, size="2", class_name="version-run"),
+                    rx.text(row.run_name, size="2")),
+            rx.cond(row.lakehouse_run_id != "",
+                    rx.link("control-room run", href="/runs/" + row.lakehouse_run_id, size="1")),
+            spacing="0")),
+        rx.table.cell(rx.text(row.metrics, size="1", class_name="tabular")),
+        rx.table.cell(rx.text(row.signature, size="1", color_scheme="gray", max_width="320px")),
+        rx.table.cell(rx.text(row.created, size="1")),
+        class_name="model-version-row",
+    )  # fmt: skip
+    return item
+
+
+def _alias_badge(entry: KeyValue) -> rx.Component:
+    badge: rx.Component = rx.badge("@", entry.key, " → v", entry.value, size="2", variant="surface",
+                                   class_name="model-alias")  # fmt: skip
+    return badge
+
+
+def _alias_form() -> rx.Component:
+    form: rx.Component = rx.cond(ModelsState.can_operate, rx.card(rx.vstack(
+        rx.text("Set an alias", size="2", weight="medium"),
+        rx.hstack(
+            rx.select(list(ALIASES), value=ModelsState.alias, on_change=ModelsState.set_alias, id="alias-name"),
+            rx.text("→ version", size="2"),
+            rx.select(ModelsState.version_choices, value=ModelsState.alias_version,
+                      on_change=ModelsState.set_alias_version, id="alias-version"),
+            rx.input(placeholder="check metric (e.g. auc), optional", value=ModelsState.gate_metric,
+                     on_change=ModelsState.set_gate_metric, width="240px", id="alias-gate"),
+            rx.button("Set alias", on_click=ModelsState.save_alias, loading=ModelsState.saving, id="alias-save"),
+            spacing="2", align="center", wrap="wrap",
+        ),
+        rx.text("Operators set aliases; @champion needs an admin. With a check metric the version must be at least "
+                "as good as the one holding the alias. Every change is audited.", size="1", color_scheme="gray"),
+        rx.cond(ModelsState.message != "", rx.callout(ModelsState.message, icon="check", color_scheme="green",
+                                                       size="1", id="alias-message")),
+        rx.cond(ModelsState.alias_error != "", rx.callout(ModelsState.alias_error, icon="triangle-alert",
+                                                           color_scheme="red", size="1", id="alias-error")),
+        spacing="2", width="100%"), width="100%"))  # fmt: skip
+    return form
+
+
+@layout(route=routes.ML_MODELS, title="Models", on_load=ModelsState.open_page)
+def models_page() -> rx.Component:
+    content: rx.Component = rx.vstack(
+        rx.heading("Model registry", size="6"),
+        error_callout(ModelsState.error),
+        rx.table.root(
+            rx.table.header(rx.table.row(
+                rx.table.column_header_cell("Model"), rx.table.column_header_cell("Latest"),
+                rx.table.column_header_cell("Aliases"), rx.table.column_header_cell("Updated"))),
+            rx.table.body(rx.foreach(ModelsState.models, _model_row)),
+            width="100%", id="models-table",
+        ),
+        rx.cond(ModelsState.loaded & (ModelsState.models.length() == 0) & (ModelsState.error == ""),
+                rx.text("No registered model yet: a training task registers one with mlflow.register_model.",
+                        color_scheme="gray", id="models-empty")),
+        keyset_pager(ModelsState, "models"),
+        rx.cond(ModelsState.model != "", rx.vstack(
+            rx.hstack(rx.heading(ModelsState.model, size="5", id="model-title"),
+                      rx.foreach(ModelsState.model_aliases, _alias_badge), spacing="2", align="center"),
+            rx.cond(ModelsState.model_description != "",
+                    rx.text(ModelsState.model_description, size="2", color_scheme="gray")),
+            _alias_form(),
+            rx.table.root(
+                rx.table.header(rx.table.row(
+                    rx.table.column_header_cell("Version"), rx.table.column_header_cell("Aliases"),
+                    rx.table.column_header_cell("Status"), rx.table.column_header_cell("Source run"),
+                    rx.table.column_header_cell("Metrics"), rx.table.column_header_cell("Signature"),
+                    rx.table.column_header_cell("Created"))),
+                rx.table.body(rx.foreach(ModelsState.versions, _version_row)),
+                width="100%", id="model-versions",
+            ),
+            spacing="3", width="100%", margin_top="8px")),
+        spacing="4", width="100%",
+    )  # fmt: skip
+    return content

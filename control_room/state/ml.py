@@ -1,0 +1,573 @@
+"""ML pages: the project's MLflow experiments, one experiment's runs (columns, filter, sort, keyset pages,
+metric charts, compare of 2-10 runs, run detail) and the model registry with its aliases."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import plotly.graph_objects as go
+import reflex as rx
+from psycopg import AsyncConnection
+
+from control_room import routes
+from control_room.components.ml_figures import metric_curves_figure
+from control_room.services import ml_tracking
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.state.events import background, handler
+from control_room.state.paging import KeysetPages
+
+PAGE_SIZE = 25
+MAX_COLUMNS = 8
+ORDER_CHOICES = ("start_time DESC", "start_time ASC")
+ALIASES = ("champion", "challenger")
+T = TypeVar("T")
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else "—"
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclasses.dataclass
+class ExperimentRow:
+    id: str = ""
+    name: str = ""
+    runs: str = ""
+    last_run: str = ""
+    last_status: str = ""
+
+
+@dataclasses.dataclass
+class MlflowRunRow:
+    """A run of the experiment table: fixed fields and the chosen columns' cells."""
+
+    run_id: str = ""
+    name: str = ""
+    status: str = ""
+    started: str = ""
+    cells: list[str] = dataclasses.field(default_factory=list)
+    lakehouse_run_id: str = ""
+    lakehouse_task_key: str = ""
+    selected: bool = False
+
+
+@dataclasses.dataclass
+class CompareParam:
+    name: str = ""
+    cells: list[str] = dataclasses.field(default_factory=list)
+    differs: bool = False
+
+
+@dataclasses.dataclass
+class KeyValue:
+    key: str = ""
+    value: str = ""
+
+
+@dataclasses.dataclass
+class ModelRow:
+    name: str = ""
+    aliases: str = ""
+    latest: str = ""
+    updated: str = ""
+    description: str = ""
+
+
+@dataclasses.dataclass
+class VersionRow:
+    version: str = ""
+    aliases: list[str] = dataclasses.field(default_factory=list)
+    status: str = ""
+    run_id: str = ""
+    run_name: str = ""
+    run_href: str = ""
+    lakehouse_run_id: str = ""
+    metrics: str = ""
+    signature: str = ""
+    created: str = ""
+
+
+def experiment_row(row: dict[str, Any]) -> ExperimentRow:
+    runs = f"{row['runs']}+" if row["runs_capped"] else str(row["runs"])
+    return ExperimentRow(row["id"], row["name"], runs, _when(row["last_run_at"]), row["last_run_status"] or "")
+
+
+def run_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every metric and param the runs have, metrics first, as MLflow search keys."""
+    metrics = sorted({f"metrics.{k}" for row in rows for k in row["metrics"]})
+    params = sorted({f"params.{k}" for row in rows for k in row["params"]})
+    return metrics + params
+
+
+def default_columns(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    """What the table shows first: every metric, and the params whose value differs between the runs."""
+    varying = [c for c in columns if c.startswith("metrics.") or len({cell(r, c) for r in rows}) > 1]
+    return varying[:MAX_COLUMNS]
+
+
+def cell(row: dict[str, Any], column: str) -> str:
+    """One column's value of a run (``metrics.x`` or ``params.y``)."""
+    kind, _, key = column.partition(".")
+    return _number((row["metrics"] if kind == "metrics" else row["params"]).get(key))
+
+
+def mlflow_run_row(row: dict[str, Any], columns: list[str], selected: set[str]) -> MlflowRunRow:
+    return MlflowRunRow(
+        run_id=row["run_id"], name=row["run_name"], status=row["status"], started=_when(row["start_time"]),
+        cells=[cell(row, c) for c in columns], lakehouse_run_id=row["lakehouse_run_id"] or "",
+        lakehouse_task_key=row["lakehouse_task_key"] or "", selected=row["run_id"] in selected,
+    )  # fmt: skip
+
+
+def version_row(row: dict[str, Any]) -> VersionRow:
+    signature = row["signature"]
+    return VersionRow(
+        version=row["version"], aliases=row["aliases"], status=row["status"], run_id=row["run_id"] or "",
+        run_name=row["run_name"], lakehouse_run_id=row["lakehouse_run_id"] or "",
+        run_href=routes.ml_experiment(row["experiment_id"], mlflow_run=row["run_id"]) if row["experiment_id"] else "",
+        metrics=", ".join(f"{k} {_number(v)}" for k, v in sorted(row["metrics"].items())),
+        signature=f"{signature['inputs']} → {signature['outputs']}" if signature else "no signature",
+        created=_when(row["created_at"]),
+    )  # fmt: skip
+
+
+class MlBase(SessionState):
+    """What every ML page does first: the session, the project, then one read as the user."""
+
+    error: rx.Field[str] = rx.field("")
+    loaded: rx.Field[bool] = rx.field(False)
+
+    async def _read(self, read: Callable[[AsyncConnection, SignedIn], Awaitable[T]]) -> tuple[T | None, str, bool]:
+        """(value, error, signed in?): runs ``read`` as the user on the selected project."""
+        signed = await self.signed_in()
+        if signed is None:
+            return None, "", False
+        if signed.project_id is None:
+            return None, "You are not a member of any project yet: ask an admin for a role.", True
+        try:
+            async with as_user(signed.principal) as conn:
+                return await read(conn, signed), "", True
+        except Exception as exc:
+            return None, problem_text(exc), True
+
+
+class ExperimentsState(KeysetPages, MlBase):
+    """The project's experiments (search, keyset pages), and the MLflow runs of one control-room run."""
+
+    rows: rx.Field[list[ExperimentRow]] = rx.field(default_factory=list)
+    text: rx.Field[str] = rx.field("")
+    linked_run: rx.Field[str] = rx.field("")
+    linked: rx.Field[list[MlflowRunRow]] = rx.field(default_factory=list)
+    linked_experiments: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+
+    def _reload(self) -> Any:
+        return ExperimentsState.load
+
+    @background
+    async def open_page(self) -> AsyncIterator[Any]:
+        """First page; ``?run=`` also lists the MLflow runs that control-room run logged."""
+        async with self:
+            self.linked_run = self.router.url.query_parameters.get("run", "")
+            self._reset_pages()
+        async for event in self._list():
+            yield event
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        async for event in self._list():
+            yield event
+
+    async def _list(self) -> AsyncIterator[Any]:
+        async with self:
+            cursor, text, linked_run = self._page_cursor(), self.text, self.linked_run
+
+        async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[Any, Any]:
+            page = await ml_tracking.list_experiments(
+                conn, project=str(signed.project_id), text=text or None, cursor=cursor, limit=PAGE_SIZE
+            )
+            linked = await ml_tracking.runs_of_lakehouse_run(conn, run_id=linked_run) if linked_run else []
+            return page, linked
+
+        value, error, signed = await self._read(read)
+        if not signed:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            self.error, self.loaded = error, True
+            if value is not None:
+                (rows, next_cursor), linked = value
+                self.rows = [experiment_row(r) for r in rows]
+                self.linked = [mlflow_run_row(r, [], set()) for r in linked]
+                self.linked_experiments = {r["run_id"]: r["experiment_id"] for r in linked}
+                self._record_next(next_cursor)
+
+    @handler
+    def set_text(self, value: str) -> Any:
+        """Search experiments by name."""
+        self.text = value[:200]
+        return self._first_page()
+
+
+class ExperimentState(KeysetPages, MlBase):
+    """One experiment: its runs as a table, a metric chart of selected runs, compare and run detail."""
+
+    experiment_name: rx.Field[str] = rx.field("")
+    runs: rx.Field[list[MlflowRunRow]] = rx.field(default_factory=list)
+    all_columns: rx.Field[list[str]] = rx.field(default_factory=list)
+    columns: rx.Field[list[str]] = rx.field(default_factory=list)
+    filter_text: rx.Field[str] = rx.field("")
+    order_by: rx.Field[str] = rx.field("start_time DESC")
+    selected: rx.Field[list[str]] = rx.field(default_factory=list)
+    metric: rx.Field[str] = rx.field("")
+    chart: rx.Field[go.Figure] = rx.field(default_factory=go.Figure)
+    compare_open: rx.Field[bool] = rx.field(False)
+    compare_names: rx.Field[list[str]] = rx.field(default_factory=list)
+    compare_params: rx.Field[list[CompareParam]] = rx.field(default_factory=list)
+    compare_metrics: rx.Field[list[CompareParam]] = rx.field(default_factory=list)
+    compare_chart: rx.Field[go.Figure] = rx.field(default_factory=go.Figure)
+    compare_metric: rx.Field[str] = rx.field("")
+    compare_metric_names: rx.Field[list[str]] = rx.field(default_factory=list)
+    detail_open: rx.Field[bool] = rx.field(False)
+    detail_name: rx.Field[str] = rx.field("")
+    detail_lakehouse_run: rx.Field[str] = rx.field("")
+    detail_facts: rx.Field[list[KeyValue]] = rx.field(default_factory=list)
+    detail_artifacts: rx.Field[list[str]] = rx.field(default_factory=list)
+
+    _experiment_id: str = ""
+    _raw: list[dict[str, Any]] = []
+    _compare_curves: dict[str, Any] = {}
+    _compare_labels: dict[str, str] = {}
+
+    def _reload(self) -> Any:
+        return ExperimentState.load
+
+    @rx.var
+    def metric_names(self) -> list[str]:
+        """Metrics the chart can show."""
+        return [c.removeprefix("metrics.") for c in self.all_columns if c.startswith("metrics.")]
+
+    @rx.var
+    def order_choices(self) -> list[str]:
+        """Sort keys: start time, then each metric and param both ways."""
+        keys = [f"{c} DESC" for c in self.all_columns] + [f"{c} ASC" for c in self.all_columns]
+        return list(ORDER_CHOICES) + keys
+
+    @rx.var
+    def can_compare(self) -> bool:
+        """2 to 10 runs selected."""
+        return 2 <= len(self.selected) <= ml_tracking.MAX_COMPARE
+
+    @background
+    async def open_page(self) -> AsyncIterator[Any]:
+        """The experiment named by the route; ``?mlflow_run=`` opens that run's detail."""
+        async with self:
+            self._experiment_id = self.router.page.params.get("experiment_id", "")
+            wanted = self.router.url.query_parameters.get("mlflow_run", "")
+            self.selected, self.columns, self.compare_open, self.detail_open = [], [], False, False
+            self.chart = go.Figure()
+            self._reset_pages()
+        async for event in self._list():
+            yield event
+        if wanted:
+            yield ExperimentState.open_run(wanted)
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        async for event in self._list():
+            yield event
+
+    async def _list(self) -> AsyncIterator[Any]:
+        async with self:
+            cursor, experiment_id = self._page_cursor(), self._experiment_id
+            filter_text, order_by = self.filter_text, self.order_by
+
+        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
+            return await ml_tracking.experiment_runs(
+                conn, project=str(signed.project_id), experiment_id=experiment_id, filter_string=filter_text or None,
+                order_by=order_by, cursor=cursor, limit=PAGE_SIZE,
+            )  # fmt: skip
+
+        value, error, signed = await self._read(read)
+        if not signed:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            self.error, self.loaded = error, True
+            if value is not None:
+                header, rows, next_cursor = value
+                self.experiment_name = header["name"]
+                self._raw = rows
+                self.all_columns = sorted(set(self.all_columns) | set(run_columns(rows)))
+                if not self.columns:
+                    self.columns = default_columns(rows, self.all_columns)
+                if not self.metric and self.metric_names:
+                    self.metric = "auc" if "auc" in self.metric_names else self.metric_names[0]
+                self._rebuild_rows()
+                self._record_next(next_cursor)
+        yield ExperimentState.refresh_chart
+
+    def _rebuild_rows(self) -> None:
+        chosen = set(self.selected)
+        self.runs = [mlflow_run_row(r, self.columns, chosen) for r in self._raw]
+
+    @handler
+    def set_filter_text(self, value: str) -> None:
+        self.filter_text = value[:2000]
+
+    @handler
+    def apply_filter(self) -> Any:
+        """Search with MLflow's syntax (e.g. ``metrics.auc > 0.8``)."""
+        return self._first_page()
+
+    @handler
+    def set_order_by(self, value: str) -> Any:
+        self.order_by = value
+        return self._first_page()
+
+    @handler
+    def toggle_column(self, column: str) -> None:
+        """Show or hide a metric/param column."""
+        self.columns = (
+            [c for c in self.columns if c != column] if column in self.columns
+            else [c for c in self.all_columns if c in {*self.columns, column}]
+        )  # fmt: skip
+        self._rebuild_rows()
+
+    @handler
+    def toggle_run(self, run_id: str) -> Any:
+        """Select a run for the chart and compare (at most 10)."""
+        if run_id in self.selected:
+            self.selected = [r for r in self.selected if r != run_id]
+        elif len(self.selected) < ml_tracking.MAX_COMPARE:
+            self.selected = [*self.selected, run_id]
+        self._rebuild_rows()
+        return ExperimentState.refresh_chart
+
+    @handler
+    def set_metric(self, value: str) -> Any:
+        self.metric = value
+        return ExperimentState.refresh_chart
+
+    @background
+    async def refresh_chart(self) -> None:
+        """Curves of the chosen metric for the selected runs (the page's first runs when none is selected)."""
+        async with self:
+            run_ids = list(self.selected) or [r["run_id"] for r in self._raw[:5]]
+            metric = self.metric
+            names = {r["run_id"]: r["run_name"] for r in self._raw}
+        if not run_ids or not metric:
+            return
+
+        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
+            return await ml_tracking.metric_histories(conn, project=str(signed.project_id), run_ids=run_ids,
+                                                      keys=[metric])  # fmt: skip
+
+        value, error, _ = await self._read(read)
+        async with self:
+            if value is not None and metric == self.metric:
+                self.chart = metric_curves_figure({r: v.get(metric, []) for r, v in value.items()}, names, metric)
+            self.error = error or self.error
+
+    @background
+    async def compare(self) -> None:
+        """Open the compare view of the selected runs."""
+        async with self:
+            run_ids = list(self.selected)
+
+        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
+            return await ml_tracking.compare_runs(conn, project=str(signed.project_id), run_ids=run_ids)
+
+        value, error, _ = await self._read(read)
+        async with self:
+            self.error = error
+            if value is None:
+                return
+            runs = value["runs"]
+            self.compare_names = [r["run_name"] for r in runs]
+            self.compare_params = [
+                CompareParam(p["name"], [v if v is not None else "—" for v in p["values"]], p["differs"])
+                for p in value["params"]
+            ]  # fmt: skip
+            self.compare_metrics = [
+                CompareParam(m["name"], [f"{_number(s['last'])} (min {_number(s['min'])}, max {_number(s['max'])})"
+                                         for s in m["runs"]], len({s["last"] for s in m["runs"]}) > 1)
+                for m in value["metrics"]
+            ]  # fmt: skip
+            self._compare_curves = value["curves"]
+            self._compare_labels = {r["run_id"]: r["run_name"] for r in runs}
+            self.compare_metric_names = [m["name"] for m in value["metrics"]]
+            self.compare_metric = self.metric if self.metric in self.compare_metric_names else (
+                self.compare_metric_names[0] if self.compare_metric_names else "")  # fmt: skip
+            self._draw_compare()
+            self.compare_open = True
+
+    def _draw_compare(self) -> None:
+        metric = self.compare_metric
+        curves = {run_id: per_metric.get(metric, []) for run_id, per_metric in self._compare_curves.items()}
+        self.compare_chart = metric_curves_figure(curves, self._compare_labels, metric, height=300)
+
+    @handler
+    def set_compare_metric(self, value: str) -> None:
+        self.compare_metric = value
+        self._draw_compare()
+
+    @handler
+    def set_compare_open(self, value: bool) -> None:
+        self.compare_open = value
+
+    @handler
+    def set_detail_open(self, value: bool) -> None:
+        self.detail_open = value
+
+    @background
+    async def open_run(self, run_id: str) -> AsyncIterator[Any]:
+        """Run detail: params, metrics, tags, artifacts and the control-room run it came from."""
+
+        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
+            return await ml_tracking.get_run(conn, project=str(signed.project_id), run_id=run_id)
+
+        value, error, _ = await self._read(read)
+        async with self:
+            self.error = error
+            if value is None:
+                return
+            facts = [KeyValue("status", value["status"]), KeyValue("started", _when(value["start_time"])),
+                     KeyValue("run id", value["run_id"])]  # fmt: skip
+            facts += [KeyValue(f"param {k}", v) for k, v in sorted(value["params"].items())]
+            facts += [KeyValue(f"metric {k}", _number(v)) for k, v in sorted(value["metrics"].items())]
+            facts += [KeyValue(f"tag {k}", v) for k, v in sorted(value["tags"].items())]
+            self.detail_name = value["run_name"]
+            self.detail_lakehouse_run = value["lakehouse_run_id"] or ""
+            self.detail_facts = facts
+            self.detail_artifacts = [a["path"] + ("/" if a["is_dir"] else "") for a in value["artifacts"]]
+            self.detail_open = True
+        yield
+
+
+class ModelsState(KeysetPages, MlBase):
+    """Registered models (keyset pages), the selected model's versions, and alias changes."""
+
+    models: rx.Field[list[ModelRow]] = rx.field(default_factory=list)
+    model: rx.Field[str] = rx.field("")
+    model_description: rx.Field[str] = rx.field("")
+    model_aliases: rx.Field[list[KeyValue]] = rx.field(default_factory=list)
+    versions: rx.Field[list[VersionRow]] = rx.field(default_factory=list)
+    alias: rx.Field[str] = rx.field("champion")
+    alias_version: rx.Field[str] = rx.field("")
+    gate_metric: rx.Field[str] = rx.field("")
+    message: rx.Field[str] = rx.field("")
+    alias_error: rx.Field[str] = rx.field("")
+    saving: rx.Field[bool] = rx.field(False)
+
+    def _reload(self) -> Any:
+        return ModelsState.load
+
+    @rx.var
+    def version_choices(self) -> list[str]:
+        return [v.version for v in self.versions]
+
+    @background
+    async def open_page(self) -> AsyncIterator[Any]:
+        """First page; ``?model=`` opens that model."""
+        async with self:
+            wanted = self.router.url.query_parameters.get("model", "")
+            self._reset_pages()
+        async for event in self._list():
+            yield event
+        async with self:
+            first = wanted or (self.models[0].name if self.models else "")
+        if first:
+            yield ModelsState.open_model(first)
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        async for event in self._list():
+            yield event
+
+    async def _list(self) -> AsyncIterator[Any]:
+        async with self:
+            cursor = self._page_cursor()
+
+        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
+            return await ml_tracking.list_models(conn, project=str(signed.project_id), cursor=cursor, limit=PAGE_SIZE)
+
+        value, error, signed = await self._read(read)
+        if not signed:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        async with self:
+            self.error, self.loaded = error, True
+            if value is not None:
+                rows, next_cursor = value
+                self.models = [
+                    ModelRow(m["name"], ", ".join(f"@{a} v{v}" for a, v in sorted(m["aliases"].items())) or "—",
+                             m["latest_version"] or "—", _when(m["updated_at"]), m["description"])
+                    for m in rows
+                ]  # fmt: skip
+                self._record_next(next_cursor)
+
+    @background
+    async def open_model(self, name: str) -> AsyncIterator[Any]:
+        """A model's versions with their runs, metrics, signatures and aliases."""
+
+        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
+            return await ml_tracking.get_model(conn, project=str(signed.project_id), name=name)
+
+        value, error, _ = await self._read(read)
+        async with self:
+            self.error = error
+            if value is None:
+                return
+            self.model, self.model_description = value["name"], value["description"]
+            self.model_aliases = [KeyValue(a, v) for a, v in sorted(value["aliases"].items())]
+            self.versions = [version_row(v) for v in value["versions"]]
+            if self.alias_version not in self.version_choices:
+                self.alias_version = self.versions[0].version if self.versions else ""
+        yield
+
+    @handler
+    def set_alias(self, value: str) -> None:
+        self.alias = value
+
+    @handler
+    def set_alias_version(self, value: str) -> None:
+        self.alias_version = value
+
+    @handler
+    def set_gate_metric(self, value: str) -> None:
+        self.gate_metric = value.strip()[:250]
+
+    @background
+    async def save_alias(self) -> AsyncIterator[Any]:
+        """Point the alias at the version (role-checked and audited by the service and SQL)."""
+        async with self:
+            if self.saving:
+                return
+            self.saving, self.message, self.alias_error = True, "", ""
+            model, alias, version, gate = self.model, self.alias, self.alias_version, self.gate_metric
+
+        async def write(conn: AsyncConnection, signed: SignedIn) -> Any:
+            return await ml_tracking.set_model_alias(
+                conn, project=str(signed.project_id), name=model, alias=alias, version=version,
+                gate_metric=gate or None,
+            )  # fmt: skip
+
+        value, error, _ = await self._read(write)
+        async with self:
+            self.saving, self.alias_error = False, error
+            if value is not None:
+                moved = f" (was v{value['previous_version']})" if value["previous_version"] else ""
+                self.message = f"@{alias} now points at version {version}{moved}"
+        if value is not None:
+            yield ModelsState.open_model(model)
+            yield ModelsState.load
