@@ -1142,22 +1142,6 @@ class PromotionRequest(OpsTable, table=True):
     """A request to move a template version into the next environment; only its outcome moves."""
 
     __tablename__ = "promotion_requests"
-class GovernanceSettings(OpsTable, table=True):
-    """An org's governance switches: routing and caps edited in the UI, or only through its bundle."""
-
-    __tablename__ = "governance_settings"
-    __table_args__ = {"schema": SCHEMA}
-
-    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.orgs.id"))
-    bundle_only: bool = Field(sa_column=_boolean(nullable=False))
-    bundle_location: str = Field(sa_column=_text(nullable=False), description="where the org's bundle lives")
-    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
-
-
-class BundleDeployment(OpsTable, table=True):
-    """What one `lakehouse bundle deploy` made live (recorded when the content changed)."""
-
-    __tablename__ = "bundle_deployments"
     __table_args__ = {"schema": SCHEMA}
 
     id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
@@ -1220,6 +1204,28 @@ class VersionCheckReport(OpsTable, table=True):
     summary: str = Field(sa_column=_text(nullable=False))
     reported_by: str = Field(sa_column=_text(nullable=False))
     reported_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class GovernanceSettings(OpsTable, table=True):
+    """An org's governance switches: routing and caps edited in the UI, or only through its bundle."""
+
+    __tablename__ = "governance_settings"
+    __table_args__ = {"schema": SCHEMA}
+
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.orgs.id"))
+    bundle_only: bool = Field(sa_column=_boolean(nullable=False))
+    bundle_location: str = Field(sa_column=_text(nullable=False), description="where the org's bundle lives")
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class BundleDeployment(OpsTable, table=True):
+    """What one `lakehouse bundle deploy` made live (recorded when the content changed)."""
+
+    __tablename__ = "bundle_deployments"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
     content: dict[str, Any] = Field(sa_column=_jsonb(nullable=False), description="the bundle as JSON")
     content_sha256: str = Field(sa_column=_text(nullable=False))
     deployed_by: str = Field(sa_column=_text(nullable=False))
