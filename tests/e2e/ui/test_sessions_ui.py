@@ -24,6 +24,9 @@ WATCH_DOM = """(markers) => {
     const check = (when) => {
         const html = document.documentElement ? document.documentElement.outerHTML : '';
         const phase = sessionStorage.getItem('__phase') || 'before';
+        // Between the click and the server's handling of the sign-out the signed-in page is still the
+        // signed-in page (its live table may re-render): "after" starts once its shell is gone.
+        if (phase === 'after' && document.querySelector('#sign-out')) return;
         const key = '__seen_' + phase;
         const seen = JSON.parse(sessionStorage.getItem(key) || '{"checks": 0, "hits": []}');
         seen.checks += 1;
