@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from control_room.services.errors import CapExceeded, Invalid, NotFound
 from control_room.services.pagination import Keyset, ListQuery, Page, decode_key_cursor, encode_key_cursor, escape_like
-from control_room.services.runs import get_run, resolve_project
+from control_room.services.runs import get_run, note_engine_availability, resolve_project
 
 if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds to import, and CLI
     # commands that only list (`lakehouse jobs list`, `alerts rules`) should not pay for them
@@ -323,6 +323,8 @@ async def run_template(
     run_id, created, refusal, used_version = row
     if refusal:
         raise CapExceeded(refusal)
+    if created:
+        await note_engine_availability(conn, run_id)
     run = await get_run(conn, run_id=run_id, with_tasks=False)
     run.update(template_id=template_id, template_version=used_version)
     return run, bool(created)

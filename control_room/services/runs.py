@@ -126,12 +126,16 @@ async def submit_run(
     if refusal:
         raise CapExceeded(refusal)
     if created:
-        # Which engines are live: a warning on the run, or a refusal (LH422, rolling the submit back) when the
-        # project sets require_available_engine.
-        await conn.execute(
-            "select ops.note_engine_availability(%s, %s)", (run_id, get_settings().executor_offline_after_seconds)
-        )
+        await note_engine_availability(conn, run_id)
     return await get_run(conn, run_id=run_id, with_tasks=False), bool(created)
+
+
+async def note_engine_availability(conn: AsyncConnection, run_id: uuid.UUID) -> None:
+    """Which engines are live for a new run: a warning on the run, or a refusal (LH422, rolling the submit
+    back) when the project sets require_available_engine."""
+    await conn.execute(
+        "select ops.note_engine_availability(%s, %s)", (run_id, get_settings().executor_offline_after_seconds)
+    )
 
 
 @dataclass(frozen=True)

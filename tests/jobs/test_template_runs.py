@@ -227,3 +227,29 @@ def test_the_api_runs_templates_lists_them_and_refuses_bad_params(
     assert detail.json()["versions"][0]["params_schema"]["required"] == ["source"]
     assert [r["id"] for r in template_runs.json()["items"]] == [body["id"]]
     assert unknown.status_code == 404
+
+
+def test_a_template_run_warns_when_no_live_executor_offers_its_engine(world: JobWorld, jobs_db: str) -> None:
+    """As for a submitted spec (issue 15): the run carries the reason, and a project that requires an
+    available engine refuses the run."""
+
+    async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+        run, _ = await jobs.run_template(
+            conn, template_id=world.template_id, environment="dev", params={"source": "orders"}
+        )
+        return run
+
+    run = run_async(jobs_db, work)
+    warnings = world.conn.execute("select warnings from ops.runs where id = %s", (run["id"],)).fetchone()
+    assert warnings and warnings[0] and "engine shell" in warnings[0][0]
+
+    world.conn.execute(
+        "update ops.projects set require_available_engine = true where id = %s", (world.tenant.project_id,)
+    )
+
+    async def refused(conn: psycopg.AsyncConnection) -> None:
+        async with conn.transaction():
+            await work(conn)
+
+    with pytest.raises(Exception, match="require_available_engine"):
+        run_async(jobs_db, refused)
