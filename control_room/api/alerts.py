@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import Pool, User
 from control_room.api.models import Int, IsoDatetime, Strict
@@ -57,9 +57,9 @@ class AlertRuleFields(Strict):
     dataset_name: str | None = None
     severity: Severity | None = None
     notify: list[str] | None = Field(default=None, description="E-mail addresses, slack:<channel>, webhook:<channel>.")
-    escalate: bool | None = None
+    escalate: StrictBool | None = None
     escalate_after_s: Int | None = Field(default=None, ge=1)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     description: str | None = None
 
 
@@ -196,8 +196,8 @@ class Preferences(Strict):
     quiet_start: time | None = None
     quiet_end: time | None = None
     timezone: str = "UTC"
-    critical_overrides_quiet: bool = True
-    digest_info: bool = False
+    critical_overrides_quiet: StrictBool = True
+    digest_info: StrictBool = False
     subscribed_jobs: list[str] = []
     subscribed_projects: list[uuid.UUID] = []
     muted_jobs: list[str] = []

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import Pool, User
 from control_room.api.models import Int, Strict
@@ -41,10 +41,10 @@ class RoutingRuleFields(Strict):
     tags: list[str] = Field(default_factory=list, description="The run must carry all of these tags.")
     pool: str = Field(default=routing.DEFAULT_POOL, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     required_labels: list[str] = Field(default_factory=list)
-    allow_pool_override: bool = False
+    allow_pool_override: StrictBool = False
     owner: str = ""
     escalation: list[str] = Field(default_factory=list)
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class RoutingRulePublic(RoutingRuleFields):
@@ -149,7 +149,7 @@ class CapFields(Strict):
     environment: Literal["", "dev", "staging", "prod"] = ""
     pool: str = ""
     engine: str = ""
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class DriftPublic(BaseModel):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import Pool, User
 from control_room.api.models import Int, IsoDatetime, RunPage, RunPublic, Strict
@@ -201,7 +201,7 @@ class ScheduleSave(Strict):
     cron: str = Field(min_length=1, max_length=200, description="Five-field cron or @hourly, @daily, ...")
     timezone: str = Field(default="UTC", max_length=100, description="IANA zone, e.g. Europe/Berlin.")
     params: dict[str, Any] = Field(default_factory=dict, description="Checked against the latest params schema.")
-    enabled: bool = True
+    enabled: StrictBool = True
     catchup: Literal["none", "latest", "all"] = "latest"
     catchup_limit: Int = Field(default=10, ge=1, le=1000)
     overlap: Literal["allow", "skip", "cancel_previous", "queue_one"] = "allow"

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import Pool, User
 from control_room.api.models import Strict
@@ -161,7 +161,7 @@ class AliasUpdate(Strict):
         description="Promotion check: the version's run must have logged this metric, at least as good as the "
         "version holding the alias now.",
     )  # fmt: skip
-    higher_is_better: bool = True
+    higher_is_better: StrictBool = True
 
 
 class AliasChange(BaseModel):

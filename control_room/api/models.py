@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from control_room.services.artifacts import MAX_ARTIFACT_BYTES
 from control_room.specs.tasks import RunSpec
@@ -98,7 +98,7 @@ class ExecutorHeartbeat(Strict):
 
 
 class ExecutorHeartbeatReply(BaseModel):
-    drain: bool = Field(description="Stop claiming; finish running tasks.")
+    drain: StrictBool = Field(description="Stop claiming; finish running tasks.")
     cancel_task_ids: list[uuid.UUID] = Field(description="Running tasks whose cancel was requested.")
     lost_task_ids: list[uuid.UUID] = Field(description="Tasks reported running that this executor no longer holds.")
     released_task_ids: list[uuid.UUID] = Field(
