@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from control_room.config import Settings
+from control_room.db.connection import ensure_database
 
 MLFLOW_DATABASE = "mlflow"
 HEALTH_POLL_SECONDS = 0.25
@@ -64,18 +64,13 @@ class TrackingServerPlan:
 
 def ensure_mlflow_database(control_plane_url: str, name: str = MLFLOW_DATABASE) -> str:
     """Create database ``name`` on the control plane's server when missing; its SQLAlchemy URL for MLflow."""
-    with psycopg.connect(control_plane_url, autocommit=True) as conn:
-        found = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
-        if not found:
-            try:
-                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-            except psycopg.errors.InsufficientPrivilege as exc:
-                raise TrackingServerError(
-                    f"the control plane's database user may not create database {name!r}: create it once "
-                    f"(`create database {name}`), or set MLFLOW_TRACKING_URI to an MLflow server of your own"
-                ) from exc
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it meanwhile
+    try:
+        ensure_database(control_plane_url, name)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise TrackingServerError(
+            f"the control plane's database user may not create database {name!r}: create it once "
+            f"(`create database {name}`), or set MLFLOW_TRACKING_URI to an MLflow server of your own"
+        ) from exc
     return sqlalchemy_url(make_conninfo(control_plane_url, dbname=name))
 
 

@@ -12,8 +12,8 @@ import typer
 
 from control_room.commands.jobs import _on_database
 from control_room.config import get_settings
-from control_room.services import ml_tracking
-from control_room.services.errors import Invalid, NotFound
+from control_room.services import auth, ml_tracking, runs
+from control_room.services.errors import Invalid, ServiceError
 
 app = typer.Typer(help="MLflow: experiments, registered models and their aliases.", no_args_is_help=True)
 alias_app = typer.Typer(help="Point a model alias (champion, challenger, ...) at a version, or remove it.",
@@ -30,15 +30,10 @@ def _use_tracking_server() -> None:
 
 
 async def _project_id(conn: psycopg.AsyncConnection, project: str) -> uuid.UUID:
-    cur = await conn.execute("select id from ops.projects where slug = %s or id::text = %s", (project, project))
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f"no project {project!r}: see the project switcher or `lakehouse users` for slugs",
-                       field="--project")  # fmt: skip
-    if len(rows) > 1:
-        raise Invalid(f"{project!r} names {len(rows)} projects in different orgs: pass the project id",
-                      field="--project")  # fmt: skip
-    return uuid.UUID(str(rows[0][0]))
+    try:
+        return await runs.resolve_project(conn, project)
+    except ServiceError as exc:
+        raise Invalid(exc.message, field="--project") from exc
 
 
 @app.command("experiments")
@@ -78,7 +73,7 @@ def _change_alias(project: str, model: str, alias: str, version: str | None, gat
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         project_id = await _project_id(conn, project)
         async with conn.transaction():  # the audit row is kept only when MLflow made the change
-            await conn.execute("select set_config('lakehouse.actor', %s, true)", (f"cli:{getpass.getuser()}",))
+            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
             return await ml_tracking.set_model_alias(
                 conn, project=project_id, name=model, alias=alias, version=version, gate_metric=gate_metric
             )

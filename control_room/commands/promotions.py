@@ -14,7 +14,7 @@ import psycopg
 import typer
 
 from control_room.commands.jobs import _actor, _on_database
-from control_room.services import jobs, promotions
+from control_room.services import auth, jobs, promotions
 from control_room.services.errors import Invalid
 from control_room.services.runs import resolve_project
 
@@ -30,11 +30,10 @@ CommentOption = Annotated[str, typer.Option("--comment", "-m", help="Why (requir
 async def _user_id(conn: psycopg.AsyncConnection, email: str | None) -> uuid.UUID | None:
     if email is None:
         return None
-    cur = await conn.execute("select id from ops.users where lower(email) = lower(%s)", (email,))
-    row = await cur.fetchone()
-    if row is None:
+    found = await auth.user_id_by_email(conn, email)
+    if found is None:
         raise Invalid(f'no user with e-mail "{email}"; create one with `lakehouse users create`', field="--as")
-    return uuid.UUID(str(row[0]))
+    return found
 
 
 def _ticks(request: dict[str, Any]) -> list[str]:
@@ -116,7 +115,7 @@ def show_command(request_id: Annotated[uuid.UUID, typer.Argument(help="The reque
 
 def _decide(request_id: uuid.UUID, decision: str, comment: str, as_user: str | None) -> None:
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        await conn.execute("select set_config('lakehouse.actor', %s, false)", (_actor(),))
+        await auth.act_as(conn, _actor())
         await promotions.decide(
             conn, request_id=request_id, decision=decision, comment=comment, user_id=await _user_id(conn, as_user)
         )

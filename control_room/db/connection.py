@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import psycopg
+from psycopg import sql as psql
 from psycopg_pool import AsyncConnectionPool
 
 from control_room.config import get_settings
@@ -65,3 +67,13 @@ async def close_pool() -> None:
     if _pool is not None:
         await _pool.close(timeout=1)
         _pool = None
+
+
+def ensure_database(server_url: str, name: str) -> None:
+    """Create database ``name`` on the server of ``server_url`` when missing (another process creating it at
+    the same moment is fine). Raises psycopg.errors.InsufficientPrivilege when the user may not create it."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        if conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            return
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process created it meanwhile
+            conn.execute(psql.SQL("create database {}").format(psql.Identifier(name)))

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from control_room.db.connection import connect_async
 from control_room.loops.scheduler import utc_now
-from control_room.services import promotions
+from control_room.services import auth, promotions
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 2.0  # a succeeded run turns a check green within this long
@@ -34,7 +34,7 @@ async def run_promotion_evaluator(
     while passes is None or done < passes:
         try:
             async with await connect_async(database_url) as conn:
-                await conn.execute("select set_config('lakehouse.actor', 'promotion gates', false)")
+                await auth.act_as(conn, "promotion gates")
                 while passes is None or done < passes:
                     promoted = await promotions.evaluate_pending(conn, now=clock())
                     done += 1

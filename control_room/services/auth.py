@@ -269,3 +269,15 @@ async def revoke_api_token(conn: AsyncConnection, *, user_id: uuid.UUID, name: s
     )
     if await cur.fetchone() is None:
         raise NotFound(f'no active token named "{name}"', field="name")
+
+
+async def act_as(conn: AsyncConnection, actor: str, *, local: bool = False) -> None:
+    """Name who the audit rows of this session (or, with ``local``, this transaction) are by."""
+    await conn.execute("select set_config('lakehouse.actor', %s, %s)", (actor, local))
+
+
+async def user_id_by_email(conn: AsyncConnection, email: str) -> uuid.UUID | None:
+    """The id of the user with this e-mail (case-insensitive), or None."""
+    cur = await conn.execute("select id from ops.users where lower(email) = lower(%s)", (email,))
+    row = await cur.fetchone()
+    return None if row is None else uuid.UUID(str(row[0]))
