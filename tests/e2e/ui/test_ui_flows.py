@@ -94,10 +94,6 @@ def test_sign_in_pages_and_theme(ui_world: UiWorld, sign_in: SignIn, page: Page)
     )
     _shot(admin, ui_world, "executors")
 
-    admin.goto(f"{ui_world.url}/later/governance")
-    expect(admin.locator("#not-available")).to_have_text("Not yet available")
-    _shot(admin, ui_world, "coming_later")
-
     admin.goto(f"{ui_world.url}/runs")
     admin.click("#theme-toggle")
     expect(admin.locator("html")).to_have_class(re.compile(r"\bdark\b"))
