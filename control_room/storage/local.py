@@ -70,7 +70,16 @@ class LocalArtifactStore(ArtifactStore):
         if final.exists():
             raise ArtifactExists(key)
         # Blocking file calls go to a thread so a large upload never stalls the event loop.
-        temp, handle = await asyncio.to_thread(self._open_temp, final)
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open_temp, final))
+        try:
+            temp, handle = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Cancelled while the thread creates the temp file: it still does, so remove it before giving up.
+            with contextlib.suppress(Exception):
+                temp, handle = await opening
+                handle.close()
+                temp.unlink(missing_ok=True)
+            raise
         try:
             digest = hashlib.sha256()
             received = 0
