@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from playwright.sync_api import Page, expect
 
@@ -23,7 +24,7 @@ def _choose(page: Page, trigger: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def _spec(page: Page) -> dict[str, object]:
+def _spec(page: Page) -> dict[str, Any]:
     spec = json.loads(page.locator("#submit-spec").input_value())
     assert isinstance(spec, dict)
     return spec
@@ -35,14 +36,14 @@ def test_submit_dialog_form_validates_before_submit(ui_world: UiWorld, sign_in: 
     operator.click("#submit-run")
     form = operator.locator("#submit-form")
     expect(form.locator("#submit-form-key")).to_be_visible()
-    first_key = _spec(operator)["tasks"][0]["key"]  # type: ignore[index]
-    last_key = _spec(operator)["tasks"][-1]["key"]  # type: ignore[index]
+    first_key = _spec(operator)["tasks"][0]["key"]
+    last_key = _spec(operator)["tasks"][-1]["key"]
 
     # Another engine: the task keeps its key, gets DuckDB's fields, and the JSON follows.
     _choose(operator, "#submit-form-engine", "duckdb")
     expect(form.locator("#submit-form-sql")).to_be_visible()
     expect(operator.locator("#submit-spec")).to_have_value(re.compile(r'"engine": "duckdb"'))
-    assert _spec(operator)["tasks"][0]["key"] == first_key  # type: ignore[index]
+    assert _spec(operator)["tasks"][0]["key"] == first_key
 
     # A wrong type and a missing required field, named under their fields before anything is sent.
     operator.fill("#submit-form-max_scan_bytes", "12.5")
@@ -54,13 +55,13 @@ def test_submit_dialog_form_validates_before_submit(ui_world: UiWorld, sign_in: 
     operator.fill("#submit-form-max_scan_bytes", "1000000")
     operator.fill("#submit-form-sql", "select 6 * 7 as answer")
     expect(form.locator(".field-error")).to_have_count(0)
-    task = _spec(operator)["tasks"][0]  # type: ignore[index]
+    task = _spec(operator)["tasks"][0]
     assert task["sql"] == "select 6 * 7 as answer" and task["max_scan_bytes"] == 1000000
 
     # More tasks from the form: the new one depends on the last one.
     operator.click("#submit-form-add-task")
     expect(form.locator("#submit-form-key")).to_have_value(re.compile(r"^task\d+$"))
-    added = _spec(operator)["tasks"][-1]  # type: ignore[index]
+    added = _spec(operator)["tasks"][-1]
     assert added["engine"] == "shell" and added["depends_on"] == [last_key]
     operator.locator("#submit-form-more").get_by_text("More: dependencies").click()
     expect(form.locator("#submit-form-max_attempts")).to_be_visible()
@@ -70,14 +71,14 @@ def test_submit_dialog_form_validates_before_submit(ui_world: UiWorld, sign_in: 
 
     # An unknown engine typed into the JSON: the form names it by pointer; the server agrees on submit.
     broken = _spec(operator)
-    broken["tasks"][0]["engine"] = "cobol"  # type: ignore[index]
+    broken["tasks"][0]["engine"] = "cobol"
     operator.fill("#submit-spec", json.dumps(broken, indent=2))
     expect(form.locator("#submit-form-problems")).to_contain_text("/tasks/0/engine: unknown engine 'cobol'")
     operator.click("#submit-confirm")
     expect(operator.locator("#submit-error")).to_contain_text("unknown engine")
     screenshot(operator, ui_world, "task-form-3-unknown-engine")
 
-    broken["tasks"][0]["engine"] = "duckdb"  # type: ignore[index]
+    broken["tasks"][0]["engine"] = "duckdb"
     operator.fill("#submit-spec", json.dumps(broken, indent=2))
     expect(form.locator("#submit-form-problems")).to_have_count(0)
     _choose(operator, "#submit-form-task", str(first_key))
