@@ -287,8 +287,8 @@ def _matrix() -> rx.Component:
     return card
 
 
-def _simulator() -> rx.Component:
-    verdict = lambda v: rx.hstack(  # noqa: E731
+def _verdict(v: Any) -> rx.Component:
+    row: rx.Component = rx.hstack(
         rx.icon(
             rx.cond(v.matched, "circle-check", "circle-minus"),
             size=14,
@@ -300,12 +300,20 @@ def _simulator() -> rx.Component:
         align="start",
         class_name="sim-verdict",
     )
-    applied = lambda c: rx.hstack(  # noqa: E731
+    return row
+
+
+def _applied_cap(c: Any) -> rx.Component:
+    row: rx.Component = rx.hstack(
         rx.text(c.name, size="1", weight=rx.cond(c.tightest, "bold", "regular")),
         rx.text(c.kind, " ≤ ", c.limit_label, size="1", color_scheme="gray"),
         rx.cond(c.tightest, rx.badge("tightest", size="1", color_scheme="crimson", variant="soft")),
         spacing="2",
     )
+    return row
+
+
+def _simulator() -> rx.Component:
     result: rx.Component = rx.vstack(
         rx.hstack(
             rx.text("→ pool", size="2"),
@@ -317,7 +325,7 @@ def _simulator() -> rx.Component:
             align="center",
             wrap="wrap",
         ),
-        rx.vstack(rx.foreach(GovernanceState.sim_verdicts, verdict), spacing="1"),
+        rx.vstack(rx.foreach(GovernanceState.sim_verdicts, _verdict), spacing="1"),
         rx.text(
             "Could claim it now: ",
             rx.cond(GovernanceState.sim_executors.length() > 0, GovernanceState.sim_executors.join(", "), "none"),
@@ -325,7 +333,7 @@ def _simulator() -> rx.Component:
             id="sim-executors",
         ),
         rx.text("Caps that apply", size="1", weight="medium"),
-        rx.vstack(rx.foreach(GovernanceState.sim_caps, applied), spacing="1"),
+        rx.vstack(rx.foreach(GovernanceState.sim_caps, _applied_cap), spacing="1"),
         rx.foreach(
             GovernanceState.sim_waits,
             lambda w: rx.callout(w, icon="hourglass", color_scheme="amber", size="1", class_name="sim-wait"),
