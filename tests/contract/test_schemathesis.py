@@ -28,10 +28,13 @@ def fuzz_api(api_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.mark.parametrize("audience", ["executors", "clients"])
 def test_api_conforms_to_contract(audience: str, fuzz_api: LiveServer, provision: Provisioner, tmp_path: Path) -> None:
+    # An org of its own: the fuzzer saves caps, routes and policies as an admin, which must not reach
+    # the other tests' tenant (a fuzzed org-wide memory cap once starved the Spark agent test).
+    fuzz_tenant = provision.tenant("fuzz")
     token = (
-        provision.executor_token(f"fuzz-{uuid.uuid4().hex[:6]}")
+        provision.executor_token(f"fuzz-{uuid.uuid4().hex[:6]}", tenant=fuzz_tenant)
         if audience == "executors"
-        else provision.user_token("admin")[1]
+        else provision.user_token("admin", tenant=fuzz_tenant)[1]
     )
     selection = (
         ["--include-tag", "executors"]
