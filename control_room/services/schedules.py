@@ -312,15 +312,30 @@ class Plan:
     next_due_at: datetime | None = None
 
 
+# A burst of due schedules is mostly a few cron expressions due at the same instant (every hourly
+# schedule at :00): their fire instants are computed once per batch, not once per schedule.
+@lru_cache(maxsize=4096)
+def _fires_between(
+    expression: str, timezone: str, lo: datetime, hi: datetime, limit: int
+) -> tuple[tuple[datetime, ...], datetime | None, bool]:
+    times, before_oldest, truncated = CronSchedule.of(expression, timezone).fires_between(lo, hi, limit=limit)
+    return tuple(times), before_oldest, truncated
+
+
+@lru_cache(maxsize=4096)
+def _next_after(expression: str, timezone: str, t: datetime) -> datetime:
+    return CronSchedule.of(expression, timezone).next_after(t)
+
+
 def plan_due(schedule: DueSchedule, now: datetime) -> Plan:
     """Decide the fires of a due schedule at ``now`` by its catch-up policy, and plan its next fire."""
-    cron = CronSchedule.of(schedule.cron, schedule.timezone)
     bound = max(schedule.catchup_limit if schedule.catchup == "all" else 1, MISSED_RECORD_LIMIT)
-    times, before_oldest, truncated = cron.fires_between(schedule.next_fire_at, now, limit=bound)
+    zone = schedule.timezone
+    times, before_oldest, truncated = _fires_between(schedule.cron, zone, schedule.next_fire_at, now, bound)
     due = [t for t in times if t + jitter_offset(schedule.id, t, schedule.jitter_s) <= now]
     waiting = [t for t in times if t not in due]
     plan = Plan()
-    plan.next_fire_at = min(waiting) if waiting else cron.next_after(now)
+    plan.next_fire_at = min(waiting) if waiting else _next_after(schedule.cron, zone, now)
     plan.next_due_at = plan.next_fire_at + jitter_offset(schedule.id, plan.next_fire_at, schedule.jitter_s)
     if not due:
         return plan
