@@ -26,10 +26,12 @@ COMING_LATER = "/later/[feature]"
 LATER_FEATURES: dict[str, str] = {}
 
 
-def run_detail(run_id: str, *, tab: str | None = None) -> str:
-    """The page of one run (optionally opened on a tab: overview, timeline, artifacts)."""
+def run_detail(run_id: str, *, tab: str | None = None, task: str | None = None, attempt: int | None = None) -> str:
+    """The page of one run (optionally opened on a tab: overview, timeline, artifacts; and with a task's
+    panel open, on one of its attempts)."""
     path = f"/runs/{quote(run_id)}"
-    return f"{path}?{urlencode({'tab': tab})}" if tab else path
+    query = {name: value for name, value in (("tab", tab), ("task", task), ("attempt", attempt)) if value}
+    return f"{path}?{urlencode(query)}" if query else path
 
 
 def job_detail(job_id: str, *, tab: str | None = None) -> str:

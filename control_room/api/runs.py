@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -24,7 +24,7 @@ from control_room.api.models import (
     RunRetry,
 )
 from control_room.db.notify import EVENTS_CHANNEL, get_notifier
-from control_room.services import artifacts, events, runs
+from control_room.services import artifacts, events, runs, task_detail
 from control_room.services.auth import scoped
 from control_room.services.errors import Invalid
 from control_room.services.retry import retry_transaction
@@ -148,6 +148,7 @@ async def list_run_events(
     after_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     before_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     task_id: uuid.UUID | None = None,
+    attempt: Annotated[int | None, Query(ge=1, le=10_000, description="Only this attempt's events.")] = None,
     level: Annotated[str | None, Query(pattern="^(debug|info|warning|error)$", description="Minimum level.")] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -162,6 +163,7 @@ async def list_run_events(
             after_id=after_id,
             before_id=before_id,
             task_id=task_id,
+            attempt=attempt,
             min_level=level,
             text=q,
             limit=limit,
@@ -222,6 +224,44 @@ async def stream_run_events(
             yield ServerSentEvent(event="end", data={"run_id": str(run_id), "last_event_id": last})
             return
         await notifier.wait(waiter, 5.0)
+
+
+@router.get(
+    "/runs/{run_id}/tasks/{task}/log",
+    operation_id="downloadTaskLog",
+    response_class=StreamingResponse,
+    responses={
+        "200": {
+            "description": "The task's events as a text log, oldest first: one line per event (UTC time, level, "
+            "type, message, data), served as a file to save.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def download_task_log(
+    run_id: uuid.UUID,
+    task: Annotated[str, Path(min_length=1, max_length=200, description="The task's id or key.")],
+    user: User,
+    db: Pool,
+    attempt: Annotated[int | None, Query(ge=1, le=10_000, description="One attempt (all of them without).")] = None,
+) -> StreamingResponse:
+    """The whole log of a task (or one attempt of it) as a file, streamed in pages however long it is."""
+    async with db.connection() as conn, scoped(conn, user):
+        await runs.get_run(conn, run_id=run_id, with_tasks=False)
+        task_id, key = await task_detail.resolve_task(conn, run_id=run_id, task=task)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async with db.connection() as conn, scoped(conn, user):
+            async for line in task_detail.attempt_log(conn, run_id=run_id, task_id=task_id, attempt=attempt):
+                yield line.encode()
+
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    suffix = f"-attempt-{attempt}" if attempt else ""
+    return StreamingResponse(
+        lines(),
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="run-{str(run_id)[:8]}-{name}{suffix}.log"'},
+    )
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`lakehouse runs rerun`: re-run a finished run, all of it, only what failed, or from one task on."""
+"""`lakehouse runs rerun`: re-run a finished run, all of it, only what failed, or from one task on;
+`lakehouse runs logs`: a task's whole log (or one attempt's) as text."""
 
 from __future__ import annotations
 
@@ -9,9 +10,22 @@ import psycopg
 import typer
 
 from control_room.commands.jobs import _actor, _on_database
-from control_room.services import runs
+from control_room.services import runs, task_detail
 
-app = typer.Typer(help="Runs: re-run a finished run (all tasks, failed ones, or from a task).", no_args_is_help=True)
+app = typer.Typer(
+    help="Runs: re-run a finished run (all tasks, failed ones, or from a task); print a task's log.",
+    no_args_is_help=True,
+)
+
+
+def _run_id(run_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(run_id)
+    except ValueError:
+        typer.echo(
+            f'error (run_id): "{run_id}" is not a run id; copy it from `lakehouse` output or the run page', err=True
+        )
+        raise typer.Exit(2) from None
 
 
 @app.command("rerun")
@@ -28,13 +42,7 @@ def rerun_command(
     if failed and from_task:
         typer.echo("error (--from-task): choose --failed or --from-task, not both", err=True)
         raise typer.Exit(2)
-    try:
-        source = uuid.UUID(run_id)
-    except ValueError:
-        typer.echo(
-            f'error (run_id): "{run_id}" is not a run id; copy it from `lakehouse` output or the run page', err=True
-        )
-        raise typer.Exit(2) from None
+    source = _run_id(run_id)
     mode = "failed" if failed else "from_task" if from_task else "all"
 
     async def rerun(conn: psycopg.AsyncConnection) -> dict[str, Any]:
@@ -50,3 +58,24 @@ def rerun_command(
 
     created = _on_database(rerun)
     typer.echo(f"run {created['id']} re-runs {source} ({mode.replace('_', ' ')}): {created['status']}")
+
+
+@app.command("logs")
+def logs_command(
+    run_id: Annotated[str, typer.Argument(help="The run (its full id).")],
+    task: Annotated[str, typer.Argument(help="The task's key (or id).")],
+    attempt: Annotated[int | None, typer.Option("--attempt", min=1, help="Only this attempt (all by default).")] = None,
+) -> None:
+    """Print the task's events as log lines, oldest first (UTC time, level, type, message, data)."""
+    source = _run_id(run_id)
+
+    async def lines(conn: psycopg.AsyncConnection) -> int:
+        task_id, _key = await task_detail.resolve_task(conn, run_id=source, task=task)
+        count = 0
+        async for line in task_detail.attempt_log(conn, run_id=source, task_id=task_id, attempt=attempt):
+            typer.echo(line, nl=False)
+            count += 1
+        return count
+
+    if _on_database(lines) == 0:
+        typer.echo(f"no events for task {task!r}" + (f" attempt {attempt}" if attempt else ""), err=True)

@@ -11,10 +11,12 @@ from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.notice import not_found_notice
 from control_room.components.status import level_badge, status_badge
+from control_room.components.task_panel import task_panel
 from control_room.components.times import local_time
 from control_room.state.run_detail import (
     RunDetailState,
 )
+from control_room.state.run_detail.panel import TaskPanelState
 
 # Dataclass-valued vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 HEADER: Any = RunDetailState.header
@@ -240,6 +242,10 @@ def _task_row(task: Any) -> rx.Component:
         ),
         data_task=task.key,
         data_status=task.status,
+        class_name="task-row",
+        cursor="pointer",
+        title="Open the task: spec, attempts, log, artifacts, lineage",
+        on_click=TaskPanelState.open_task(task.key, ""),
     )  # fmt: skip
     return row
 
@@ -256,6 +262,9 @@ def _attempt_row(attempt: Any) -> rx.Component:
                               title=attempt.error)),
         data_task=attempt.task_key,
         data_attempt=attempt.attempt,
+        class_name="attempt-row",
+        cursor="pointer",
+        on_click=TaskPanelState.open_attempt(attempt.task_key, attempt.attempt),
     )  # fmt: skip
     return row
 
@@ -363,6 +372,14 @@ def _events() -> rx.Component:
             ),
             value=RunDetailState.level,
             on_change=RunDetailState.set_level,
+            size="1",
+        ),
+        rx.select.root(
+            rx.select.trigger(placeholder="All tasks", width="150px", id="event-task"),
+            rx.select.content(rx.select.item("All tasks", value="all"),
+                              rx.foreach(RunDetailState.tasks, _task_filter_item)),
+            value=rx.cond(RunDetailState.event_task == "", "all", RunDetailState.event_task),
+            on_change=RunDetailState.set_event_task,
             size="1",
         ),
         rx.debounce_input(
@@ -474,6 +491,10 @@ def _body() -> rx.Component:
                 rx.link("Runs", href=routes.RUNS, color_scheme="gray", size="2"),
                 rx.icon("chevron-right", size=12, color=rx.color("gray", 9)),
                 rx.text(HEADER.name, size="2", weight="medium", class_name="truncate", max_width="420px"),
+                rx.cond(TaskPanelState.panel_open & (TaskPanelState.panel_key != ""), rx.hstack(
+                    rx.icon("chevron-right", size=12, color=rx.color("gray", 9)),
+                    rx.text(TaskPanelState.panel_key, size="2", class_name="mono", id="breadcrumb-task"),
+                    spacing="2", align="center")),
                 spacing="2", align="center", id="breadcrumbs", aria_label="Breadcrumbs",
             ),
             rx.spacer(),
@@ -499,13 +520,19 @@ def _body() -> rx.Component:
             on_change=RunDetailState.set_tab,
             width="100%",
         ),
+        task_panel(),
         spacing="4",
         width="100%",
     )  # fmt: skip
     return body
 
 
-@layout(route=routes.RUN_DETAIL, title="Run", on_load=RunDetailState.load)
+def _task_filter_item(task: Any) -> rx.Component:
+    item: rx.Component = rx.select.item(task.key, value=task.id)
+    return item
+
+
+@layout(route=routes.RUN_DETAIL, title="Run", on_load=[RunDetailState.load, TaskPanelState.open_from_address])
 def run_detail_page() -> rx.Component:
     """The run, or why it cannot be shown."""
     page: rx.Component = rx.cond(

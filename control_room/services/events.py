@@ -24,6 +24,7 @@ async def list_events(
     after_id: int | None = None,
     before_id: int | None = None,
     task_id: uuid.UUID | None = None,
+    attempt: int | None = None,
     min_level: str | None = None,
     text: str | None = None,
     limit: int = 200,
@@ -39,6 +40,7 @@ async def list_events(
     if before_id is not None:
         query.add("ev.id < %s", before_id)
     query.equal("ev.task_id", task_id)
+    query.equal("ev.attempt", attempt)
     if min_level is not None:
         if min_level not in LEVELS:
             raise Invalid(f"must be one of {', '.join(LEVELS)}", field="level")

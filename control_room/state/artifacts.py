@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +12,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import artifacts, ui_previews
 from control_room.state import formatting
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, as_user, download_script, problem_text
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 from control_room.storage import VerifyResult
@@ -304,18 +303,8 @@ class ArtifactsState(KeysetPages, SessionState):
 
     @handler
     def download(self) -> Any:
-        """Download through the HTTP API, authenticated by the HttpOnly session cookie the browser sends
-        (bytes stream from the store; the API checks access as the user, like every other read)."""
+        """Download through the HTTP API (bytes stream from the store)."""
         if not self.selected.id:
             return None
-        url = f"/api/v1/artifacts/{self.selected.id}/content"
         filename = self.selected.name.rsplit("/", 1)[-1]
-        script = (
-            f"fetch({json.dumps(url)}, {{credentials: 'same-origin'}})"
-            ".then(r => { if (!r.ok) { throw new Error('download failed: HTTP ' + r.status); } return r.blob(); })"
-            f".then(b => {{ const a = document.createElement('a'); a.href = URL.createObjectURL(b); "
-            f"a.download = {json.dumps(filename)}; document.body.appendChild(a); a.click(); "
-            "setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000); })"
-            ".catch(e => alert(e.message))"
-        )
-        return rx.call_script(script)
+        return rx.call_script(download_script(f"/api/v1/artifacts/{self.selected.id}/content", filename))

@@ -73,6 +73,19 @@ def replace_address(path: str) -> str:
     return f"window.history.replaceState(window.history.state, '', {json.dumps(path)})"
 
 
+def download_script(url: str, filename: str) -> str:
+    """A script that downloads ``url`` of the HTTP API as a file, authenticated by the HttpOnly session
+    cookie the browser sends (the API checks access as the user, like every other read)."""
+    return (
+        f"fetch({json.dumps(url)}, {{credentials: 'same-origin'}})"
+        ".then(r => { if (!r.ok) { throw new Error('download failed: HTTP ' + r.status); } return r.blob(); })"
+        f".then(b => {{ const a = document.createElement('a'); a.href = URL.createObjectURL(b); "
+        f"a.download = {json.dumps(filename)}; document.body.appendChild(a); a.click(); "
+        "setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000); })"
+        ".catch(e => alert(e.message))"
+    )
+
+
 def problem_text(exc: Exception) -> str:
     """A message a person can act on, for errors of services and of the database."""
     if isinstance(exc, ServiceError):

@@ -66,6 +66,7 @@ class RunDetailState(SessionState):
     events: rx.Field[list[EventRow]] = rx.field(default_factory=list)
     level: rx.Field[str] = rx.field("debug")
     search: rx.Field[str] = rx.field("")
+    event_task: rx.Field[str] = rx.field("")  # the task (its id) the log is narrowed to; "" for all
     follow: rx.Field[bool] = rx.field(True)
     has_older: rx.Field[bool] = rx.field(False)
     tab: rx.Field[str] = rx.field("overview")
@@ -91,6 +92,11 @@ class RunDetailState(SessionState):
     def event_count_label(self) -> str:
         """How many events are loaded here (the newest ones)."""
         return f"{len(self.events):,} events shown" + (" · older available" if self.has_older else "")
+
+    def _event_filters(self) -> dict[str, Any]:
+        """The event log's filters as ``events.list_events`` takes them."""
+        task = uuid.UUID(self.event_task) if self.event_task else None
+        return {"min_level": min_level(self.level), "text": self.search or None, "task_id": task}
 
     def _current_run_id(self) -> uuid.UUID | None:
         # The route's [run_id] argument: Reflex adds it to the root state as a var. Right after a client-side
@@ -118,7 +124,7 @@ class RunDetailState(SessionState):
             self._title_ticks = 0
             self._generation += 1
             generation = self._generation
-            level, search = self.level, self.search
+            filters = self._event_filters()
         if run_id is None:
             async with self:
                 self.not_found = "This is not a run id."
@@ -126,9 +132,7 @@ class RunDetailState(SessionState):
         try:
             async with as_user(signed.principal) as conn:
                 run = await runs.get_run(conn, run_id=run_id)
-                page = await events.list_events(
-                    conn, run_id=run_id, min_level=min_level(level), text=search or None, limit=EVENTS_PAGE
-                )
+                page = await events.list_events(conn, run_id=run_id, **filters, limit=EVENTS_PAGE)
                 found = await artifacts.list_run_artifacts(conn, run_id=run_id)
         except NotFound as exc:
             async with self:
@@ -172,6 +176,7 @@ class RunDetailState(SessionState):
         self.confirm_cancel = False
         self.confirm_rerun_from = False
         self.rerun_task = ""
+        self.event_task = ""
         self.reruns = []
 
     def _apply_run(self, run: dict[str, Any], signed: SignedIn) -> None:
@@ -264,7 +269,7 @@ class RunDetailState(SessionState):
             generation = self._generation
             run_id = uuid.UUID(self._shown_run)
             after = self._last_event_id
-            level, search = self.level, self.search
+            filters = self._event_filters()
             # A finished run stops changing; its events may still trickle in for a moment.
             settle = self.header.is_terminal and self._idle_ticks > 5
         try:
@@ -272,9 +277,7 @@ class RunDetailState(SessionState):
             if signed is None:
                 return
             async with as_user(signed.principal) as conn:
-                fresh = await events.list_events(
-                    conn, run_id=run_id, after_id=after, min_level=min_level(level), text=search or None, limit=500
-                )
+                fresh = await events.list_events(conn, run_id=run_id, after_id=after, **filters, limit=500)
                 run = None if settle else await runs.get_run(conn, run_id=run_id)
                 found = None
                 if run is not None and run["status"] in TERMINAL and not settle:
@@ -305,7 +308,7 @@ class RunDetailState(SessionState):
             if not self._first_event_id or not self._shown_run:
                 return
             before, run_id = self._first_event_id, uuid.UUID(self._shown_run)
-            level, search = self.level, self.search
+            filters = self._event_filters()
             self.follow = False  # reading history: stop jumping to the end
         signed = await self.signed_in()
         if signed is None:
@@ -313,7 +316,7 @@ class RunDetailState(SessionState):
         try:
             async with as_user(signed.principal) as conn:
                 page = await events.list_events(
-                    conn, run_id=run_id, before_id=before, min_level=min_level(level), text=search or None,
+                    conn, run_id=run_id, before_id=before, **filters,
                     limit=EVENTS_PAGE,
                 )  # fmt: skip
         except Exception as exc:
@@ -331,6 +334,12 @@ class RunDetailState(SessionState):
     def set_level(self, level: str) -> Any:
         """Show events of this level and above (reloads the newest page)."""
         self.level = level_or_default(level)
+        return RunDetailState.reload_events
+
+    @handler
+    def set_event_task(self, task_id: str) -> Any:
+        """Show only this task's events ("all" for every task's; reloads the newest page)."""
+        self.event_task = task_id if task_id in {task.id for task in self.tasks} else ""
         return RunDetailState.reload_events
 
     @handler
@@ -363,7 +372,7 @@ class RunDetailState(SessionState):
             if not self._shown_run:
                 return
             run_id = uuid.UUID(self._shown_run)
-            level, search = self.level, self.search
+            filters = self._event_filters()
             self._generation += 1
             generation = self._generation
         signed = await self.signed_in()
@@ -371,9 +380,7 @@ class RunDetailState(SessionState):
             return
         try:
             async with as_user(signed.principal) as conn:
-                page = await events.list_events(
-                    conn, run_id=run_id, min_level=min_level(level), text=search or None, limit=EVENTS_PAGE
-                )
+                page = await events.list_events(conn, run_id=run_id, **filters, limit=EVENTS_PAGE)
         except Exception as exc:
             async with self:
                 self.error = problem_text(exc)

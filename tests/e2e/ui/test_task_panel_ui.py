@@ -1,0 +1,96 @@
+"""Issue 16's task drill-down, in real Chromium against the real `lakehouse run` and its agent: clicking a task
+opens its panel (spec, attempts, per-attempt log, artifacts, reads and writes); the panel lives in the address
+(a reload reopens it, closing forgets it); jump to the first error; the whole attempt log downloads as a file;
+the event log filters by task."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.ui.conftest import SignIn, UiWorld, screenshot
+from tests.e2e.ui.test_runs_issue16 import _finished, _submit_api, _wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_task_panel_with_attempts_logs_first_error_download_and_lineage(ui_world: UiWorld, sign_in: SignIn) -> None:
+    token = ui_world.api_token(ui_world.operator)
+    run_id = _submit_api(ui_world, token, "drill into me", [
+        {"key": "prepare", "engine": "shell", "command": "echo prepared rows=42", "max_attempts": 1},
+        {"key": "flaky", "engine": "shell", "depends_on": ["prepare"], "max_attempts": 2, "retry_backoff_s": 0,
+         "command": "for i in 1 2 3; do echo step $i; done; echo 'disk quota exceeded' >&2; exit 3"},
+    ])  # fmt: skip
+    assert _finished(ui_world, run_id) == "failed"
+    viewer = sign_in(ui_world.viewer)
+    viewer.goto(f"{ui_world.url}/runs/{run_id}")
+    viewer.locator("#tasks-table tbody tr[data-task='flaky']").click()
+
+    panel = viewer.locator("#task-panel")
+    expect(panel).to_be_visible()
+    expect(viewer.locator("#panel-task-key")).to_have_text("flaky")
+    expect(viewer.locator("#breadcrumb-task")).to_have_text("flaky")
+    expect(viewer).to_have_url(re.compile(r".*[?&]task=flaky&attempt=2$"))
+    expect(panel.locator(".panel-attempt")).to_have_count(2)
+    expect(viewer.locator("#panel-spec")).to_contain_text("disk quota exceeded")  # the submitted spec
+    log = viewer.locator("#panel-log")
+    expect(log).to_contain_text("step 3")
+    expect(log).to_contain_text("disk quota exceeded")
+    screenshot(viewer, ui_world, "i16_task_panel")
+
+    # The first error of the attempt: the button shows it in view.
+    first_error = ui_world.query(
+        "select min(e.id) from ops.events e join ops.tasks t on t.id = e.task_id "
+        "where e.run_id = %s and t.key = 'flaky' and e.attempt = 2 and e.level = 'error'",
+        run_id,
+    )[0][0]
+    assert first_error is not None
+    viewer.click("#panel-first-error")
+    expect(viewer.locator(f"#panel-event-{first_error}")).to_be_in_viewport()
+
+    # The whole log of the attempt as a file.
+    with viewer.expect_download() as download:
+        viewer.click("#panel-download-log")
+    saved = download.value
+    assert saved.suggested_filename == "flaky-attempt-2.log"
+    text = open(saved.path(), encoding="utf-8").read()  # noqa: SIM115
+    assert "step 1" in text and "disk quota exceeded" in text and "prepared" not in text
+
+    # Another attempt's log; the address follows, and a reload reopens the panel there.
+    viewer.locator("#task-panel .panel-attempt[data-attempt='1']").click()
+    expect(viewer).to_have_url(re.compile(r".*[?&]task=flaky&attempt=1$"))
+    viewer.reload()
+    expect(viewer.locator("#panel-task-key")).to_have_text("flaky")
+    expect(viewer.locator("#panel-log")).to_contain_text("step 1")
+    viewer.click("#panel-close")
+    expect(panel).to_be_hidden()
+    expect(viewer).to_have_url(re.compile(rf".*/runs/{run_id}$"))
+
+    # The event log narrowed to one task.
+    viewer.goto(f"{ui_world.url}/runs/{run_id}?tab=timeline")
+    viewer.click("#event-task")
+    viewer.get_by_role("option", name="prepare").click()
+    expect(viewer.locator("#event-log")).to_contain_text("prepared rows=42")
+    expect(viewer.locator("#event-log .event-task").filter(has_text="flaky")).to_have_count(0)
+    tasks_shown = set(viewer.locator("#event-log .event-task").all_inner_texts())
+    assert tasks_shown == {"prepare"}, tasks_shown
+
+    # Reads and writes: the demo's dbt and DuckDB tasks report lineage; the panel lists what one of them wrote.
+    lineage = (
+        "select o.run_id, t.key, x ->> 'name' from ops.openlineage_events o join ops.tasks t on t.id = o.task_id, "
+        "jsonb_array_elements(o.event -> 'outputs') x where o.event_type = 'COMPLETE' and t.reused_from_task is null "
+        "order by o.id limit 1"
+    )
+    _wait_for(lambda: ui_world.query(lineage), "a demo task that reports what it wrote", timeout=120)
+    rows = ui_world.query(lineage)
+    demo = str(rows[0][0])
+    rows = [row[1:] for row in rows]
+    key, written = rows[0]
+    viewer.goto(f"{ui_world.url}/runs/{demo}?task={key}")
+    expect(viewer.locator("#panel-task-key")).to_have_text(str(key))
+    expect(viewer.locator("#panel-datasets")).to_contain_text(str(written))
+    wrote = viewer.locator("#panel-datasets .panel-dataset").filter(has_text="wrote").filter(has_text=str(written))
+    expect(wrote.first).to_be_visible()
+    screenshot(viewer, ui_world, "i16_task_panel_lineage")
