@@ -152,10 +152,14 @@ def main() -> None:
 
     http_rate, sql_rate, bare_rate = http_total / http_s, sql_total / sql_s, bare_total / bare_s
     print(f"claim_throughput: {AGENTS} agents, {submitted} no-op tasks ({RUNS} runs x {TASKS_PER_RUN}), batch {BATCH}")
-    print(f"  HTTP (claim + finalize batches):  {http_total:6d} tasks in {http_s:6.2f} s = {http_rate:8.0f} tasks/s")
+    if http_total:
+        print(
+            f"  HTTP (claim + finalize batches):  {http_total:6d} tasks in {http_s:6.2f} s = {http_rate:8.0f} tasks/s"
+        )
     print(f"  SQL lifecycle functions direct:   {sql_total:6d} tasks in {sql_s:6.2f} s = {sql_rate:8.0f} tasks/s")
     print(f"  bare SKIP LOCKED claim + done:    {bare_total:6d} rows  in {bare_s:6.2f} s = {bare_rate:8.0f} rows/s")
-    print(f"  ratio HTTP / SQL functions: {http_rate / sql_rate:.0%}")
+    if http_total:
+        print(f"  ratio HTTP / SQL functions: {http_rate / sql_rate:.0%}")
     print(f"  ratio SQL functions / bare SKIP LOCKED ceiling: {sql_rate / bare_rate:.0%}")
 
 
