@@ -1,10 +1,12 @@
-"""No-op task throughput: 8 agents doing batch claim -> batch finalize through HTTP, versus the same SQL
-functions called directly by 8 workers (the raw ceiling), measured in the same run; prints tasks/s and the ratio."""
+"""No-op task throughput, all in one run: 8 agents doing batch claim -> batch finalize through HTTP, the same
+SQL lifecycle functions called directly by 8 workers, and the bare SKIP LOCKED ceiling (a plain queue table,
+claim + done, the same 8 clients and batch); prints tasks/s and the ratios."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import sys
 import time
 
 import httpx
@@ -15,6 +17,31 @@ AGENTS = 8
 RUNS = 400
 TASKS_PER_RUN = 10
 BATCH = 50
+BARE_ROWS = 20_000
+
+BARE_QUEUE = """
+create table public.bench_queue (
+    id bigserial primary key,
+    status text not null default 'queued',
+    payload jsonb not null default '{}',
+    lease uuid,
+    claimed_by integer
+);
+create index bench_queue_ready on public.bench_queue (id) where status = 'queued';
+"""
+BARE_CLAIM = """
+with picked as (
+    select id from public.bench_queue where status = 'queued' order by id limit %s for update skip locked
+)
+update public.bench_queue q set status = 'claimed', lease = gen_random_uuid(), claimed_by = %s
+from picked where q.id = picked.id
+returning q.id, q.lease
+"""
+BARE_DONE = """
+update public.bench_queue q set status = 'done', lease = null
+from unnest(%s::bigint[], %s::uuid[]) as d(id, lease)
+where q.id = d.id and q.lease = d.lease
+"""
 
 
 def submit_all(database_url: str, project_id: str, pool: str) -> int:
@@ -60,6 +87,19 @@ def sql_agent(database_url: str, executor_id: str, start: mp.Event, counts: mp.Q
     counts.put(done)
 
 
+def bare_agent(database_url: str, worker: int, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    done = 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        start.wait()
+        while True:
+            rows = conn.execute(BARE_CLAIM, (BATCH, worker)).fetchall()
+            if not rows:
+                break
+            conn.execute(BARE_DONE, ([r[0] for r in rows], [r[1] for r in rows]))
+            done += len(rows)
+    counts.put(done)
+
+
 def measure(target, args_per_agent: list[tuple[object, ...]]) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     ctx = mp.get_context("spawn")
     start, counts = ctx.Event(), ctx.Queue()
@@ -78,31 +118,49 @@ def measure(target, args_per_agent: list[tuple[object, ...]]) -> tuple[int, floa
 
 def main() -> None:
     with bench_env(lease_seconds="600") as env:
-        project = str(env.provision.tenant().project_id)
+        tenant = env.provision.tenant()
+        project = str(tenant.project_id)
 
-        submitted = submit_all(env.database_url, project, "http")
-        tokens = [env.provision.executor_token("http") for _ in range(AGENTS)]
-        http_total, http_s = measure(http_agent, [(env.server.base_url, t) for t in tokens])
+        submitted = RUNS * TASKS_PER_RUN
+        http_total, http_s = 0, float("nan")
+        if "--sql-only" not in sys.argv:  # the SQL and bare figures alone, for quick iterations on the SQL
+            submit_all(env.database_url, project, "http")
+            tokens = [env.provision.executor_token("http") for _ in range(AGENTS)]
+            http_total, http_s = measure(http_agent, [(env.server.base_url, t) for t in tokens])
 
         submit_all(env.database_url, project, "sql")
         with psycopg.connect(env.database_url, autocommit=True) as conn:
             ids = [
                 str(
                     conn.execute(
-                        "insert into ops.executors (name, pool, engines, max_concurrency, status) "
-                        "values (%s, 'sql', '{shell}', 10000, 'online') returning id",
-                        (f"sql-{i}",),
+                        "insert into ops.executors (org_id, name, pool, engines, max_concurrency, status) "
+                        "values (%s, %s, 'sql', '{shell}', 10000, 'online') returning id",
+                        (tenant.org_id, f"sql-{i}"),
                     ).fetchone()[0]
                 )  # type: ignore[index]
                 for i in range(AGENTS)
             ]
         sql_total, sql_s = measure(sql_agent, [(env.database_url, i) for i in ids])
 
-    http_rate, sql_rate = http_total / http_s, sql_total / sql_s
+        with psycopg.connect(env.database_url, autocommit=True) as conn:
+            conn.execute(BARE_QUEUE)
+            conn.execute(
+                "insert into public.bench_queue (payload) select '{}' from generate_series(1, %s)", (BARE_ROWS,)
+            )
+            conn.execute("vacuum analyze public.bench_queue")
+        bare_total, bare_s = measure(bare_agent, [(env.database_url, i) for i in range(AGENTS)])
+
+    http_rate, sql_rate, bare_rate = http_total / http_s, sql_total / sql_s, bare_total / bare_s
     print(f"claim_throughput: {AGENTS} agents, {submitted} no-op tasks ({RUNS} runs x {TASKS_PER_RUN}), batch {BATCH}")
-    print(f"  HTTP (claim + finalize batches):  {http_total:6d} tasks in {http_s:6.2f} s = {http_rate:8.0f} tasks/s")
-    print(f"  raw SQL ceiling (same functions): {sql_total:6d} tasks in {sql_s:6.2f} s = {sql_rate:8.0f} tasks/s")
-    print(f"  ratio HTTP / raw SQL: {http_rate / sql_rate:.0%}")
+    if http_total:
+        print(
+            f"  HTTP (claim + finalize batches):  {http_total:6d} tasks in {http_s:6.2f} s = {http_rate:8.0f} tasks/s"
+        )
+    print(f"  SQL lifecycle functions direct:   {sql_total:6d} tasks in {sql_s:6.2f} s = {sql_rate:8.0f} tasks/s")
+    print(f"  bare SKIP LOCKED claim + done:    {bare_total:6d} rows  in {bare_s:6.2f} s = {bare_rate:8.0f} rows/s")
+    if http_total:
+        print(f"  ratio HTTP / SQL functions: {http_rate / sql_rate:.0%}")
+    print(f"  ratio SQL functions / bare SKIP LOCKED ceiling: {sql_rate / bare_rate:.0%}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from _harness import bench_env, fmt, percentiles
 AGENTS = 4
 RUNS = 200
 RATE_PER_S = 20
+TASK = {"key": "t", "engine": "shell", "pool": "latency", "command": "true"}
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
             sent = time.perf_counter()
             run = user.post(
                 "/runs",
-                json={"project": project, "spec": {"tasks": [{"key": "t", "engine": "shell", "pool": "latency"}]}},
+                json={"project": project, "spec": {"tasks": [TASK]}},
             )
             submitted_at[run.json()["id"]] = sent
             next_at += interval

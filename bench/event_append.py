@@ -26,7 +26,7 @@ def main() -> None:
             "/runs",
             json={
                 "project": str(tenant.project_id),
-                "spec": {"tasks": [{"key": "t", "engine": "shell", "pool": "bench"}]},
+                "spec": {"tasks": [{"key": "t", "engine": "shell", "pool": "bench", "command": "true"}]},
             },
         )
         agent.post("/executors/register", json={"engines": ["shell"]})

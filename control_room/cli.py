@@ -101,6 +101,14 @@ def run_command() -> None:
     raise typer.Exit(supervisor.run())
 
 
+@app.command("api")
+def api_command() -> None:
+    """Serve the contract API alone (no UI) with LAKEHOUSE_API_WORKERS processes, for split deployments."""
+    from control_room import api_server  # only this command needs uvicorn
+
+    raise typer.Exit(api_server.serve())
+
+
 @app.command(
     "promote", add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )

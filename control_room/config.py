@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -93,6 +94,11 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(default=1, ge=0, description="Minimum pooled DB connections per process.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum pooled DB connections per process.")
+    api_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Worker processes of `lakehouse api` (the contract API served on its own); default: one per core.",
+    )
     # Alerts (issue 20): the evaluator, the deliveries sender and the SMTP server it sends through.
     alerts_evaluate_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often time-based alert rules (SLA, freshness, offline) are evaluated."

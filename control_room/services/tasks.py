@@ -19,6 +19,7 @@ from control_room.db.notify import TASKS_CHANNEL, Notifier
 from control_room.services import metrics
 from control_room.services.auth import ExecutorPrincipal
 from control_room.services.retry import retry_transaction
+from control_room.services.wire_json import dumps_json
 
 # A waiting claim re-checks at least this often, so retries whose backoff ends while nobody
 # notifies are still picked up.
@@ -140,7 +141,7 @@ async def task_heartbeat(conn: AsyncConnection, *, task_id: uuid.UUID, lease_tok
 
 async def task_heartbeats(conn: AsyncConnection, *, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Extend many leases in one round trip; each item reports ok or its error."""
-    payload = json.dumps([{"task_id": str(i["task_id"]), "lease_token": str(i["lease_token"])} for i in items])
+    payload = dumps_json([{"task_id": str(i["task_id"]), "lease_token": str(i["lease_token"])} for i in items])
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("select * from ops.extend_leases(%s::jsonb, %s)", (payload, get_settings().lease_seconds))
         return await cur.fetchall()
@@ -151,7 +152,7 @@ async def append_events(
 ) -> dict[str, int]:
     """Store a batch of events; re-sent sequence numbers are counted as duplicates, not stored twice."""
     started = time.perf_counter()
-    payload = json.dumps(events, default=str)
+    payload = dumps_json(events)
     cur = await conn.execute("select ops.append_events(%s, %s, %s::jsonb)", (task_id, lease_token, payload))
     row = await cur.fetchone()
     metrics.EVENT_APPEND_SECONDS.observe(time.perf_counter() - started)
@@ -172,7 +173,7 @@ async def finalize(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "select task_status, run_status, replayed from ops.finalize_task(%s, %s, %s, %s::jsonb, %s)",
-            (task_id, lease_token, outcome, json.dumps(result) if result is not None else None, error),
+            (task_id, lease_token, outcome, dumps_json(result) if result is not None else None, error),
         )
         row = await cur.fetchone()
     assert row is not None
@@ -183,7 +184,7 @@ async def finalize(
 
 async def finalize_many(conn: AsyncConnection, *, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Finalize many tasks in one round trip; each item reports its own result or error."""
-    payload = json.dumps(items, default=str)
+    payload = dumps_json(items)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("select * from ops.finalize_tasks(%s::jsonb)", (payload,))
         rows = await cur.fetchall()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -172,3 +174,47 @@ def attempts_of(database_url: str, run_id: str) -> list[dict[str, Any]]:
             (run_id,),
         ).fetchall()
     return [{"key": r[0], "attempt": r[1], "outcome": r[2]} for r in rows]
+
+
+def stop_agent_processes(agents: list[subprocess.Popen[bytes]], logs: list[Path]) -> tuple[list[int | None], str]:
+    """SIGTERM every agent process still running and wait for each; their exit codes and the tails of their logs."""
+    for agent in agents:
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+    codes: list[int | None] = []
+    for agent in agents:
+        try:
+            codes.append(agent.wait(60))
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            codes.append(None)
+    output = "\n".join(f"--- agent {i}\n{log.read_text()[-3000:]}" for i, log in enumerate(logs))
+    return codes, output
+
+
+def task_outcomes(conn: psycopg.Connection) -> tuple[dict[str, int], list[tuple[Any, ...]]]:
+    """Tasks by status, and per task: id, key, attempts, recorded outcomes, successes, outcome history."""
+    statuses = dict(conn.execute("select status, count(*) from ops.tasks group by status").fetchall())
+    per_task = conn.execute(
+        "select t.id, t.key, count(a.*) as attempts, "
+        "count(*) filter (where a.outcome in ('succeeded', 'failed', 'cancelled', 'timed_out')) as outcomes, "
+        "count(*) filter (where a.outcome = 'succeeded') as successes, "
+        "array_agg(a.outcome order by a.attempt) as history "
+        "from ops.tasks t join ops.task_attempts a on a.task_id = t.id group by t.id, t.key"
+    ).fetchall()
+    return statuses, per_task
+
+
+def retried_shell_tasks(run: int, count: int, pool: str, command: str) -> list[dict[str, Any]]:
+    """``count`` shell tasks of one run (keys r<run>-t000...), 3 attempts each with no backoff between them."""
+    return [
+        {
+            "key": f"r{run}-t{t:03d}",
+            "engine": "shell",
+            "pool": pool,
+            "command": command,
+            "max_attempts": 3,
+            "retry_backoff_s": 0,
+        }
+        for t in range(count)
+    ]

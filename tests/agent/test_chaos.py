@@ -16,7 +16,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.agent.conftest import IsolatedServer, operator_client, submit, wait_until
+from tests.agent.conftest import (
+    IsolatedServer,
+    operator_client,
+    retried_shell_tasks,
+    stop_agent_processes,
+    submit,
+    task_outcomes,
+    wait_until,
+)
 from tests.agent.test_outage import agent_process
 
 pytestmark = pytest.mark.slow
@@ -61,17 +69,7 @@ def test_chaos_kill_agents_and_restart_the_control_room(
     started = time.monotonic()
     try:
         for r in range(RUNS):
-            tasks = [
-                {
-                    "key": f"r{r}-t{t:03d}",
-                    "engine": "shell",
-                    "pool": "chaos",
-                    "command": COMMAND,
-                    "max_attempts": 3,
-                    "retry_backoff_s": 0,
-                }
-                for t in range(TASKS_PER_RUN)
-            ]
+            tasks = retried_shell_tasks(r, TASKS_PER_RUN, "chaos", COMMAND)
             submit(operator, provision.tenant().project_id, tasks)
 
         wait_until(lambda: succeeded_count(database_url) >= TASKS // 5, timeout=180, what="a fifth of the tasks done")
@@ -89,28 +87,11 @@ def test_chaos_kill_agents_and_restart_the_control_room(
         wait_until(lambda: finished_count(database_url) >= TASKS, timeout=300, what="every task finished")
         elapsed = time.monotonic() - started
     finally:
-        for agent in agents:
-            if agent.poll() is None:
-                agent.send_signal(signal.SIGTERM)
-        codes = []
-        for agent in agents:
-            try:
-                codes.append(agent.wait(60))
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                codes.append(None)
-    output = "\n".join(f"--- agent {i}\n{log.read_text()[-3000:]}" for i, log in enumerate(logs))
+        codes, output = stop_agent_processes(agents, logs)
     assert codes == [0] * AGENTS, output
 
     with psycopg.connect(database_url) as conn:
-        statuses = dict(conn.execute("select status, count(*) from ops.tasks group by status").fetchall())
-        per_task = conn.execute(
-            "select t.id, t.key, count(a.*) as attempts, "
-            "count(*) filter (where a.outcome in ('succeeded', 'failed', 'cancelled', 'timed_out')) as outcomes, "
-            "count(*) filter (where a.outcome = 'succeeded') as successes, "
-            "array_agg(a.outcome order by a.attempt) as history "
-            "from ops.tasks t join ops.task_attempts a on a.task_id = t.id group by t.id, t.key"
-        ).fetchall()
+        statuses, per_task = task_outcomes(conn)
         attempt_events = conn.execute(
             "select a.task_id, a.attempt, a.outcome, count(e.id), coalesce(min(e.seq), 0), coalesce(max(e.seq), -1), "
             "count(distinct e.seq), array_agg(e.type order by e.seq) filter (where e.id is not null) "
