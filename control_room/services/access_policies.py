@@ -154,6 +154,25 @@ async def simulate(
 # Reading and writing the model ----------------------------------------------------------------------------
 
 
+async def dataset_target(conn: AsyncConnection, *, org_id: uuid.UUID, dataset: str) -> str:
+    """The id (as a policy's target) of the org's dataset named by id or name (``main.orders`` matches
+    ``warehouse.main.orders``); an error names the choices when the name is ambiguous."""
+    cur = await conn.execute(
+        "select d.id, d.name from ops.datasets d join ops.projects p on p.id = d.project_id where p.org_id = %s "
+        "and (d.id::text = %s or lower(d.name) = lower(%s) or lower(d.name) like '%%.' || lower(%s)) "
+        "order by d.name limit 6",
+        (org_id, dataset, dataset, dataset),
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        raise NotFound(f'no dataset "{dataset}" in this org (give its id or name, e.g. main.orders)', field="target")
+    if len(rows) > 1 and not any(str(r[0]) == dataset or str(r[1]).lower() == dataset.lower() for r in rows):
+        names = ", ".join(str(r[1]) for r in rows[:5])
+        raise Invalid(f'"{dataset}" names several datasets ({names}): give the full name or the id', field="target")
+    exact = next((r for r in rows if str(r[0]) == dataset or str(r[1]).lower() == dataset.lower()), rows[0])
+    return str(exact[0])
+
+
 async def list_policies(conn: AsyncConnection, *, org_id: uuid.UUID, target: str | None = None) -> list[dict[str, Any]]:
     """The org's policies (those on one target when given), by name."""
     where = "p.org_id = %s" + (" and p.target = %s" if target else "")
