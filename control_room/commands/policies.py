@@ -34,7 +34,7 @@ def _in_org(work: Callable[[psycopg.AsyncConnection, Any], Awaitable[T]], org: s
     async def run(conn: psycopg.AsyncConnection) -> T:
         try:
             async with conn.transaction():
-                await conn.execute("select set_config('lakehouse.actor', %s, true)", (_actor(),))
+                await access_policies.act_as(conn, _actor())
                 return await work(conn, await resolve_org(conn, org))
         except psycopg.Error as exc:
             error = from_db_error(exc)

@@ -44,6 +44,11 @@ def restricts(decision: dict[str, Any]) -> bool:
     )
 
 
+async def act_as(conn: AsyncConnection, actor: str) -> None:
+    """Name the trusted caller (e.g. ``cli:alice``) in the audit of this transaction's changes."""
+    await conn.execute("select set_config('lakehouse.actor', %s, true)", (actor,))
+
+
 # Decisions ----------------------------------------------------------------------------------------------
 
 
