@@ -40,6 +40,8 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "governance": ("governance", "governance_app",
                    "GitOps drift of routing and caps against the deployed bundle; export; bundle-only lock."),
     "ml": ("ml", "app", "MLflow: experiments, registered models and their aliases."),
+    "policies": ("policies", "app",
+                 "Access policies: grants, row filters and column masks; groups, service principals; Trino export."),
 }  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     ml_experiments,
     ml_models,
     not_found,
+    policies,
     preferences,
     promotions,
     run_detail,

@@ -20,6 +20,7 @@ PROMOTIONS = "/promotions"
 PROMOTION_DETAIL = "/promotions/[request_id]"
 NOT_FOUND = "404"  # Reflex's route for unknown addresses
 GOVERNANCE = "/governance"  # routing matrix, simulator, caps, ownership, drift (issue 19)
+POLICIES = "/policies"  # access policies: grants, row filters, masks, simulator (issue 22)
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"
 

@@ -392,6 +392,21 @@ class TasksResource:
         response = self._client.request("POST", "/tasks/finalize", json={"items": list(items)}, lease_op=True)
         return self._client._parse(FinalizeBatchReply, response).items
 
+    def policies(self, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
+        """The access policies the task is held to (``POST /tasks/{id}/policies``): its principal, groups and
+        the datasets the policies restrict for it."""
+        response = self._client.request(
+            "POST", f"/tasks/{task_id}/policies", json={"lease_token": str(lease_token)}, lease_op=True
+        )
+        reply = response.json()
+        if not isinstance(reply, dict) or not isinstance(reply.get("datasets"), list):
+            raise UnexpectedResponse(
+                "the control plane's task policies are not an object with a datasets list",
+                status=response.status_code,
+                correlation_id=response.request.headers.get(CORRELATION_HEADER, ""),
+            )
+        return reply
+
     def release(self, task_id: uuid.UUID, lease_token: uuid.UUID, *, reason: str | None = None) -> ReleaseReply:
         body = {"lease_token": str(lease_token), "reason": reason}
         response = self._client.request("POST", f"/tasks/{task_id}/release", json=body, lease_op=True)

@@ -96,6 +96,7 @@ class AttemptContext:
         report_wait_s: float = 10.0,
         fetch: Callable[..., Path] | None = None,
         task_user: str | None = None,
+        policies: Callable[[uuid.UUID, uuid.UUID], Mapping[str, Any]] | None = None,
     ) -> None:
         self.assignment = assignment
         self._task_user = task_user  # run_process drops to this user (LAKEHOUSE_EXECUTOR_TASK_USER)
@@ -119,6 +120,7 @@ class AttemptContext:
         self._kill_grace_s = kill_grace_s
         self._report_wait_s = report_wait_s
         self._fetch = fetch
+        self._policies = policies
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self.stop_reason: StopReason | None = None
@@ -238,6 +240,13 @@ class AttemptContext:
         if waiter.error is not None:
             raise waiter.error
         return waiter.reply or {}
+
+    def access_policies(self) -> Mapping[str, Any]:
+        """The access policies this attempt is held to (asked of the control plane under the lease); an agent
+        started without a client (tests' harness) has none."""
+        if self._policies is None:
+            return {"datasets": []}
+        return self._policies(self.task_uuid, self.lease_token)
 
     def fetch_artifact(self, *, task_key: str, name: str, dest: Path, run_id: str | None = None) -> Path:
         if self._fetch is None:

@@ -400,6 +400,7 @@ class Agent:
                     report_wait_s=self.settings.report_wait_s,
                     fetch=self.client.artifacts.fetch,
                     task_user=self.settings.task_user,
+                    policies=self.client.tasks.policies,
                 )
                 lease.worker = threading.Thread(
                     target=self._work,

@@ -575,6 +575,7 @@ class JobTemplate(OpsTable, table=True):
     archived_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    run_as: str | None = Field(sa_column=_text(nullable=True), description="service principal its runs act as")
 
 
 class JobTemplateVersion(OpsTable, table=True):
@@ -1230,3 +1231,70 @@ class BundleDeployment(OpsTable, table=True):
     content_sha256: str = Field(sa_column=_text(nullable=False))
     deployed_by: str = Field(sa_column=_text(nullable=False))
     deployed_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class PrincipalGroup(OpsTable, table=True):
+    """An org-level group of users and service principals that access policies name."""
+
+    __tablename__ = "principal_groups"
+    __table_args__ = (UniqueConstraint("org_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    description: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class PrincipalGroupMember(OpsTable, table=True):
+    """One member of a group: a user (e-mail) or a service principal (name)."""
+
+    __tablename__ = "principal_group_members"
+    __table_args__ = {"schema": SCHEMA}
+
+    group_id: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False, primary_key=True, fk="ops.principal_groups.id", ondelete="CASCADE")
+    )
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    member_kind: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    member: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    added_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class ServicePrincipal(OpsTable, table=True):
+    """A non-human principal of an org; a job template may run as one."""
+
+    __tablename__ = "service_principals"
+    __table_args__ = (UniqueConstraint("org_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    description: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class AccessPolicy(OpsTable, table=True):
+    """A grant, deny, row filter or column mask on a dataset, schema or tag for a principal."""
+
+    __tablename__ = "access_policies"
+    __table_args__ = (UniqueConstraint("org_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    name: str = Field(sa_column=_text(nullable=False))
+    kind: str = Field(sa_column=_text(nullable=False))
+    target_kind: str = Field(sa_column=_text(nullable=False))
+    target: str = Field(sa_column=_text(nullable=False))
+    principal_kind: str = Field(sa_column=_text(nullable=False))
+    principal: str = Field(sa_column=_text(nullable=False))
+    privilege: str | None = Field(sa_column=_text(nullable=True))
+    row_filter: str | None = Field(sa_column=_text(nullable=True))
+    mask_column: str | None = Field(sa_column=_text(nullable=True))
+    mask_kind: str | None = Field(sa_column=_text(nullable=True))
+    mask_expression: str | None = Field(sa_column=_text(nullable=True))
+    description: str = Field(sa_column=_text(nullable=False))
+    created_by: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))

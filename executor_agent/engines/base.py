@@ -135,6 +135,10 @@ class TaskContext(Protocol):
     def report(self, operation: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         """Call a reporting operation of the contract for this task (e.g. "lineage", "queries")."""
 
+    def access_policies(self) -> Mapping[str, Any]:
+        """The access policies the task is held to: ``{"principal", "groups", "datasets": [...]}`` (see
+        executor_agent/policy/guard.py); datasets not listed are open to the task."""
+
     def fetch_artifact(self, *, task_key: str, name: str, dest: Path, run_id: str | None = None) -> Path:
         """Download artifact ``name`` of task ``task_key`` of this run (or of ``run_id``, same project) to
         ``dest``, verified by SHA-256; returns ``dest``."""

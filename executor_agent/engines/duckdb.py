@@ -447,6 +447,16 @@ class DuckdbBackend(SqlBackend):
         except self._duckdb.Error as exc:
             raise _failed(self._duckdb, exc) from exc
 
+    def view_definition(self, parts: tuple[str, ...]) -> str | None:
+        """The SQL of a view of this database (the access guard checks what it reads)."""
+        schema = parts[-2] if len(parts) >= 2 else None
+        found = self.con.execute(
+            "select sql from duckdb_views() where not internal and lower(view_name) = ? "
+            "and (?::varchar is null or lower(schema_name) = ?) limit 1",
+            [parts[-1], schema, schema],
+        ).fetchone()
+        return str(found[0]) if found and found[0] else None
+
     def interrupt(self) -> None:
         self.con.interrupt()
 

@@ -138,6 +138,7 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     conn.execute("insert into ops.sign_in_failures (email, client) values (%s, '203.0.113.7')", (f"x@{a_org}.example",))
     _seed_alert_tables(conn, a_org, project, run_id, uuid.UUID(str(user[0])))
     _seed_governance_tables(conn, a_org)
+    _seed_access_policy_tables(conn, a_org)
     return uuid.UUID(str(user[0])), token
 
 
@@ -149,6 +150,20 @@ def _seed_governance_tables(conn: psycopg.Connection, a_org: uuid.UUID) -> None:
         "values (%s, '{\"org\": \"a\"}', %s, 'tests')",
         (a_org, "b" * 64),
     )
+
+
+def _seed_access_policy_tables(conn: psycopg.Connection, a_org: uuid.UUID) -> None:
+    """A service principal, a group with it as member, and a policy of org A (as a trusted caller)."""
+    conn.execute("select ops.save_service_principal(%s, 'a-robot', '', 'tests')", (a_org,))
+    conn.execute(
+        "select ops.save_principal_group(%s, 'a-analysts', '', %s::jsonb, 'tests')",
+        (a_org, '[{"kind": "service_principal", "name": "a-robot"}]'),
+    )
+    conn.execute(
+        "select ops.save_access_policy(%s, null, %s::jsonb, 'tests')",
+        (a_org, '{"name": "a-read", "kind": "grant", "target_kind": "tag", "target": "pii", '
+         '"principal_kind": "group", "principal": "a-analysts", "privilege": "read"}'),
+    )  # fmt: skip
 
 
 def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.UUID, run_id: uuid.UUID) -> None:

@@ -114,6 +114,11 @@ TABLES: dict[str, Review] = {
     "user_sessions": review("", "x.user_id <> %(b_user)s", "never readable by members"),
     "sign_in_failures": review("", "true", "throttling counters: trusted callers only"),
     "schema_migrations": review("", "true", "the migration runner's ledger"),
+    # Access policies (20261206000200_access_policies): ops.save_* / ops.delete_* (org admins, dataset owners).
+    "principal_groups": review("SELECT", "x.org_id = %(a_org)s", "ops.save_principal_group (org admins, audited)"),
+    "principal_group_members": review("SELECT", "x.org_id = %(a_org)s", "ops.save_principal_group only"),
+    "service_principals": review("SELECT", "x.org_id = %(a_org)s", "ops.save_service_principal (org admins)"),
+    "access_policies": review("SELECT", "x.org_id = %(a_org)s", "ops.save_access_policy (admins, owners; audited)"),
 }
 
 # Columns no member may ever read.

@@ -6,6 +6,8 @@ For each statement of the task's script, in order:
 2. When a scanned-bytes cap applies (the claim's ``limits.scanned_bytes_per_query``, or the spec's
    lower ``max_scan_bytes``) and the estimate exceeds it, the statement is refused before it runs:
    the task fails with a message naming the cap and the estimate, and history records ``refused``.
+0. Under access policies (executor_agent/policy), the statement is checked first: refused when it
+   reads or writes a dataset it may not, rewritten when row filters or column masks apply.
 3. The statement runs; a result set streams batch by batch into Parquet (+ CSV) and a JSON preview,
    uploaded as artifacts; history records the engine's figures (rows, bytes, CPU, memory, time).
 
@@ -32,6 +34,7 @@ from executor_agent.engines.sql_support.history import QueryActuals, QueryRecord
 from executor_agent.engines.sql_support.results import OutputOptions, ResultWriter, options_from_spec
 from executor_agent.engines.sql_support.statements import Statement, StatementSyntaxError, split_statements
 from executor_agent.generated import contract
+from executor_agent.policy import AccessGuard, PolicyRefused
 
 SQL_MAX_CHARS = 1_000_000
 PROGRESS_EVERY_S = 2.0
@@ -124,6 +127,10 @@ class SqlBackend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    def view_definition(self, parts: tuple[str, ...]) -> str | None:
+        """The SQL of the view so named (lower-case parts), when the engine knows it; None otherwise."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -241,11 +248,14 @@ class SqlTaskRun:
         runtime = [t for t in (context.timeout_s, context.limits.max_runtime_s) if t]
         self.runtime_limit = min(runtime) if runtime else None
         self.results_dir = context.work_dir / "results"
+        self.guard: AccessGuard | None = None
 
     def run(self) -> EngineResult:
         statements = self.backend.statements(self.spec.sql)
         if not statements:
             raise EngineError("sql: the script holds no statement (only comments or semicolons)")
+        dialect: Literal["duckdb", "trino"] = "trino" if self.backend.engine == "trino" else "duckdb"
+        self.guard = AccessGuard(self.context.access_policies(), dialect=dialect, views=self.backend.view_definition)
         deadline = time.monotonic() + self.runtime_limit if self.runtime_limit else None
         summaries: list[dict[str, Any]] = []
         last_rows = 0
@@ -304,7 +314,9 @@ class SqlTaskRun:
             data={"statement_index": statement.index, "sql": statement.text[:2000]},
         )
         try:
-            refusal = self._check_estimate(statement, record)
+            statement, refusal = self._check_policies(statement)
+            if refusal is None:
+                refusal = self._check_estimate(statement, record)
             if refusal is not None:
                 record.finish("refused", error=refusal)
                 self._report(record)
@@ -323,6 +335,23 @@ class SqlTaskRun:
             with contextlib.suppress(Exception):
                 self._report(record)
             raise
+
+    def _check_policies(self, statement: Statement) -> tuple[Statement, str | None]:
+        """The statement to run (rewritten for row filters and masks), or the refusal of access policies."""
+        if self.guard is None or not self.guard.active:
+            return statement, None
+        try:
+            checked = self.guard.check(statement.text, index=statement.index)
+        except PolicyRefused as exc:
+            return statement, str(exc)
+        if checked == statement.text:
+            return statement, None
+        self.context.emit(
+            "sql.statement.rewritten",
+            f"statement {statement.index}: row filters and column masks applied",
+            data={"statement_index": statement.index, "sql": checked[:2000]},
+        )
+        return Statement(index=statement.index, text=checked), None
 
     def _check_estimate(self, statement: Statement, record: QueryRecord) -> str | None:
         """Estimate the scan; the refusal message when the estimate is over the cap, else None."""

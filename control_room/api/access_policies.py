@@ -1,0 +1,239 @@
+"""Access policies over HTTP: groups, service principals and policies (org admins and dataset owners edit),
+the simulator, the Trino rules export, and the executor operation handing an SQL task its policies."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from control_room.api.deps import Executor, Pool, User
+from control_room.api.executors import LEASE_ERRORS
+from control_room.api.models import LeaseRef, Strict
+from control_room.services import access_policies, trino_rules
+from control_room.services.auth import scoped
+from control_room.services.governance import resolve_org
+from control_room.services.runs import resolve_project
+
+router = APIRouter(tags=["access"])
+OrgQuery = Query(description="The org's slug or id (optional when you belong to one org only).")
+
+
+class RowFilter(BaseModel):
+    policy: str
+    predicate: str = Field(description="A SQL predicate; current_principal() and current_principal_groups() allowed.")
+
+
+class ColumnMask(BaseModel):
+    policy: str
+    column: str
+    kind: Literal["null", "hash", "redact", "partial", "expression"]
+    expression: str | None = None
+
+
+class DatasetDecision(BaseModel):
+    """What the task's principal may do with one dataset, and why."""
+
+    dataset_id: uuid.UUID
+    name: str = Field(description="The dataset's name, e.g. warehouse.main.customers.")
+    namespace: str
+    columns: list[str]
+    read: bool
+    write: bool
+    admin: bool
+    reasons: dict[str, str] = Field(description="Why, per privilege (read, write, admin).")
+    row_filters: list[RowFilter]
+    masks: list[ColumnMask]
+
+
+class PolicyPrincipal(BaseModel):
+    kind: Literal["user", "service_principal"]
+    name: str
+
+
+class TaskPolicies(BaseModel):
+    """The policies an SQL task is held to: datasets not listed are open to it."""
+
+    principal: PolicyPrincipal
+    groups: list[str]
+    datasets: list[DatasetDecision]
+
+
+@router.post(
+    "/tasks/{task_id}/policies",
+    operation_id="getTaskPolicies",
+    tags=["executors"],
+    response_model=TaskPolicies,
+    responses=LEASE_ERRORS,
+)
+async def task_policies(task_id: uuid.UUID, body: LeaseRef, executor: Executor, db: Pool) -> dict[str, Any]:
+    """Who the task acts as (its template's service principal, else its requester), its groups, and every
+    dataset of its project the policies restrict for it; only while holding the task's lease."""
+    async with db.connection() as conn:
+        return await access_policies.task_policies(conn, task_id=task_id, lease_token=body.lease_token)
+
+
+# People's side -------------------------------------------------------------------------------------------
+
+
+class PolicyBody(Strict):
+    """One policy; ``target`` is a dataset id, a schema (name prefix such as ``warehouse.main``) or a tag."""
+
+    org: str | None = None
+    name: str = Field(min_length=1, max_length=100)
+    kind: Literal["grant", "deny", "row_filter", "column_mask"]
+    target_kind: Literal["dataset", "schema", "tag"]
+    target: str = Field(min_length=1, max_length=1000)
+    principal_kind: Literal["everyone", "group", "user", "service_principal"] = "everyone"
+    principal: str = ""
+    privilege: Literal["read", "write", "admin"] | None = None
+    row_filter: str | None = Field(default=None, max_length=4000)
+    mask_column: str | None = Field(default=None, max_length=200)
+    mask_kind: Literal["null", "hash", "redact", "partial", "expression"] | None = None
+    mask_expression: str | None = Field(default=None, max_length=4000)
+    description: str = Field(default="", max_length=1000)
+
+
+class GroupMember(Strict):
+    kind: Literal["user", "service_principal"]
+    name: str = Field(min_length=1, max_length=320)
+
+
+class GroupBody(Strict):
+    org: str | None = None
+    description: str = Field(default="", max_length=1000)
+    members: list[GroupMember] = Field(default_factory=list, max_length=10000)
+
+
+class ServicePrincipalBody(Strict):
+    org: str | None = None
+    description: str = Field(default="", max_length=1000)
+
+
+class SimulationPublic(BaseModel):
+    allowed: bool
+    reason: str
+    dataset: str
+    mask: str | None = None
+    row_filters: list[str]
+
+
+@router.get("/access/policies")
+async def list_policies(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+    """The org's access policies by name."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await access_policies.list_policies(conn, org_id=await resolve_org(conn, org))
+
+
+@router.put("/access/policies")
+async def save_policy(user: User, db: Pool, body: PolicyBody) -> dict[str, Any]:
+    """Create or update (by name) a policy; org admins, or a dataset's owners for its own policies. Audited."""
+    fields = body.model_dump(exclude={"org"}, exclude_none=True)
+    async with db.connection() as conn, scoped(conn, user):
+        org_id = await resolve_org(conn, body.org)
+        live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
+        policy_id = await access_policies.save_policy(conn, org_id=org_id, body=fields, policy_id=live.get(body.name))
+    return {"id": policy_id, "name": body.name}
+
+
+@router.delete("/access/policies/{name}", status_code=204)
+async def delete_policy(name: str, user: User, db: Pool, org: str | None = OrgQuery) -> Response:
+    async with db.connection() as conn, scoped(conn, user):
+        await access_policies.delete_policy(conn, org_id=await resolve_org(conn, org), name=name)
+    return Response(status_code=204)
+
+
+@router.get("/access/groups")
+async def list_groups(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+    async with db.connection() as conn, scoped(conn, user):
+        return await access_policies.list_groups(conn, org_id=await resolve_org(conn, org))
+
+
+@router.put("/access/groups/{name}")
+async def save_group(name: str, user: User, db: Pool, body: GroupBody) -> dict[str, Any]:
+    """Create or replace a group with exactly these members (org admins; audited)."""
+    async with db.connection() as conn, scoped(conn, user):
+        group_id = await access_policies.save_group(
+            conn,
+            org_id=await resolve_org(conn, body.org),
+            name=name,
+            description=body.description,
+            members=[m.model_dump() for m in body.members],
+        )
+    return {"id": group_id, "name": name}
+
+
+@router.delete("/access/groups/{name}", status_code=204)
+async def delete_group(name: str, user: User, db: Pool, org: str | None = OrgQuery) -> Response:
+    async with db.connection() as conn, scoped(conn, user):
+        await access_policies.delete_group(conn, org_id=await resolve_org(conn, org), name=name)
+    return Response(status_code=204)
+
+
+@router.get("/access/service-principals")
+async def list_service_principals(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+    async with db.connection() as conn, scoped(conn, user):
+        return await access_policies.list_service_principals(conn, org_id=await resolve_org(conn, org))
+
+
+@router.put("/access/service-principals/{name}")
+async def save_service_principal(name: str, user: User, db: Pool, body: ServicePrincipalBody) -> dict[str, Any]:
+    async with db.connection() as conn, scoped(conn, user):
+        sp_id = await access_policies.save_service_principal(
+            conn, org_id=await resolve_org(conn, body.org), name=name, description=body.description
+        )
+    return {"id": sp_id, "name": name}
+
+
+@router.delete("/access/service-principals/{name}", status_code=204)
+async def delete_service_principal(name: str, user: User, db: Pool, org: str | None = OrgQuery) -> Response:
+    async with db.connection() as conn, scoped(conn, user):
+        await access_policies.delete_service_principal(conn, org_id=await resolve_org(conn, org), name=name)
+    return Response(status_code=204)
+
+
+@router.get("/access/simulate", response_model=SimulationPublic)
+async def simulate(
+    user: User,
+    db: Pool,
+    project: Annotated[str, Query(description="Project slug or id.")],
+    principal_kind: Annotated[Literal["user", "service_principal", "group"], Query()],
+    principal: Annotated[str, Query(min_length=1)],
+    dataset: Annotated[str, Query(min_length=1, description="Dataset id or name (e.g. main.orders).")],
+    privilege: Annotated[Literal["read", "write", "admin"], Query()] = "read",
+    column: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    """Can this principal use the privilege on the dataset (and read the column unmasked)? With the reason."""
+    async with db.connection() as conn, scoped(conn, user):
+        verdict = await access_policies.simulate(
+            conn,
+            project_id=await resolve_project(conn, project),
+            principal_kind=principal_kind,
+            principal=principal,
+            dataset=dataset,
+            privilege=privilege,
+            column=column,
+        )
+    return {**verdict.__dict__, "row_filters": list(verdict.row_filters)}
+
+
+@router.get("/access/export")
+async def export_rules(
+    user: User,
+    db: Pool,
+    format: Annotated[Literal["trino"], Query(description="trino: file-based access control rules.json")] = "trino",
+    catalog: Annotated[str, Query(description="The Trino catalog the datasets live in.")] = "lakehouse",
+    org: str | None = OrgQuery,
+) -> dict[str, Any]:
+    """The org's policies as Trino file-based access control rules (rules.json)."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await trino_rules.export(conn, org_id=await resolve_org(conn, org), catalog=catalog)
+
+
+@router.get("/access/audit")
+async def audit(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+    """The latest changes to the org's groups, service principals and policies."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await access_policies.audit(conn, org_id=await resolve_org(conn, org))

@@ -1,0 +1,210 @@
+"""`lakehouse policies ...`: access policies, groups and service principals (list, set, delete), the
+simulator, and the export of the policies as Trino file-based access control rules (rules.json). The CLI
+is a trusted caller; every change is audited in SQL with the local user as actor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import psycopg
+import typer
+
+from control_room.commands.alerts import _print
+from control_room.commands.jobs import _actor, _on_database
+from control_room.services import access_policies, trino_rules
+from control_room.services.auth import resolve_org
+from control_room.services.errors import from_db_error
+from control_room.services.runs import resolve_project
+
+app = typer.Typer(
+    help="Access policies: grants, row filters and column masks; groups, service principals; Trino export.",
+    no_args_is_help=True,
+)
+T = TypeVar("T")
+OrgOption = Annotated[str | None, typer.Option("--org", help="Org slug or id (needed when several exist).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _in_org(work: Callable[[psycopg.AsyncConnection, Any], Awaitable[T]], org: str | None) -> T:
+    """Run ``work(conn, org_id)`` as the local user (audited as cli:<user>); DB refusals become CLI errors."""
+
+    async def run(conn: psycopg.AsyncConnection) -> T:
+        try:
+            async with conn.transaction():
+                await access_policies.act_as(conn, _actor())
+                return await work(conn, await resolve_org(conn, org))
+        except psycopg.Error as exc:
+            error = from_db_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    return _on_database(run)
+
+
+@app.command("list")
+def list_command(org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """The org's policies by name."""
+    rows = _in_org(lambda conn, org_id: access_policies.list_policies(conn, org_id=org_id), org)
+    for row in rows:
+        row["target"] = row.pop("dataset_name") or row["target"]
+        row["what"] = row["privilege"] or row["row_filter"] or f"{row['mask_kind']} {row['mask_column'] or ''}".strip()
+        row["who"] = f"{row['principal_kind']} {row['principal']}".strip()
+    _print(rows, ["name", "kind", "target_kind", "target", "who", "what"], as_json)
+
+
+@app.command("set")
+def set_command(
+    name: Annotated[str, typer.Argument(help="The policy's name (an existing one is updated).")],
+    kind: Annotated[str, typer.Option("--kind", help="grant, deny, row_filter or column_mask")],
+    target: Annotated[str, typer.Option("--target", help="A dataset (id or name), a schema prefix or a tag.")],
+    target_kind: Annotated[str, typer.Option("--target-kind", help="dataset, schema or tag")] = "dataset",
+    group: Annotated[str | None, typer.Option("--group", help="For the members of this group.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="For this user (e-mail).")] = None,
+    service_principal: Annotated[str | None, typer.Option("--service-principal")] = None,
+    privilege: Annotated[str | None, typer.Option("--privilege", help="read, write or admin (grant/deny)")] = None,
+    row_filter: Annotated[str | None, typer.Option("--row-filter", help="A SQL predicate (row_filter)")] = None,
+    mask_column: Annotated[str | None, typer.Option("--mask-column", help="The column to mask")] = None,
+    mask_kind: Annotated[str | None, typer.Option("--mask", help="null, hash, redact, partial or expression")] = None,
+    mask_expression: Annotated[str | None, typer.Option("--mask-expression")] = None,
+    description: Annotated[str, typer.Option("--description")] = "",
+    org: OrgOption = None,
+) -> None:
+    """Create or update a policy; without --group/--user/--service-principal it applies to everyone."""
+    principal_kind, principal = next(
+        ((k, v) for k, v in (("group", group), ("user", user), ("service_principal", service_principal)) if v),
+        ("everyone", ""),
+    )
+
+    async def work(conn: psycopg.AsyncConnection, org_id: Any) -> Any:
+        resolved = target
+        if target_kind == "dataset":
+            resolved = await access_policies.dataset_target(conn, org_id=org_id, dataset=target)
+        live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
+        body = {
+            "name": name, "kind": kind, "target_kind": target_kind, "target": resolved,
+            "principal_kind": principal_kind, "principal": principal, "privilege": privilege,
+            "row_filter": row_filter, "mask_column": mask_column, "mask_kind": mask_kind,
+            "mask_expression": mask_expression, "description": description,
+        }  # fmt: skip
+        return await access_policies.save_policy(conn, org_id=org_id, body=body, policy_id=live.get(name))
+
+    typer.echo(f"saved policy {name} ({_in_org(work, org)})")
+
+
+@app.command("delete")
+def delete_command(name: str, org: OrgOption = None) -> None:
+    """Delete a policy by name."""
+    _in_org(lambda conn, org_id: access_policies.delete_policy(conn, org_id=org_id, name=name), org)
+    typer.echo(f"deleted policy {name}")
+
+
+@app.command("group")
+def group_command(
+    name: str,
+    member: Annotated[
+        list[str] | None, typer.Option("--member", help="user:<e-mail> or sp:<service principal> (repeat)")
+    ] = None,
+    description: Annotated[str, typer.Option("--description")] = "",
+    org: OrgOption = None,
+) -> None:
+    """Create or replace a group with exactly these members."""
+    members = []
+    for item in member or []:
+        kind, _, value = item.partition(":")
+        if kind not in ("user", "sp") or not value:
+            typer.echo(f"error (member): {item!r}: write user:<e-mail> or sp:<service principal>", err=True)
+            raise typer.Exit(2)
+        members.append({"kind": "user" if kind == "user" else "service_principal", "name": value})
+    _in_org(
+        lambda conn, org_id: access_policies.save_group(
+            conn, org_id=org_id, name=name, description=description, members=members
+        ),
+        org,
+    )
+    typer.echo(f"saved group {name} ({len(members)} members)")
+
+
+@app.command("groups")
+def groups_command(org: OrgOption = None, as_json: JsonOption = False) -> None:
+    """The org's groups and their members."""
+    rows = _in_org(lambda conn, org_id: access_policies.list_groups(conn, org_id=org_id), org)
+    for row in rows:
+        row["members"] = ", ".join(f"{m['name']}" for m in row["members"]) if not as_json else row["members"]
+    _print(rows, ["name", "members", "description"], as_json)
+
+
+@app.command("group-delete")
+def group_delete_command(name: str, org: OrgOption = None) -> None:
+    """Delete a group (its policies stay and match nobody)."""
+    _in_org(lambda conn, org_id: access_policies.delete_group(conn, org_id=org_id, name=name), org)
+    typer.echo(f"deleted group {name}")
+
+
+@app.command("service-principal")
+def service_principal_command(
+    name: str, description: Annotated[str, typer.Option("--description")] = "", org: OrgOption = None
+) -> None:
+    """Create (or describe) a service principal; a job template may run as it."""
+    _in_org(
+        lambda conn, org_id: access_policies.save_service_principal(
+            conn, org_id=org_id, name=name, description=description
+        ),
+        org,
+    )
+    typer.echo(f"saved service principal {name}")
+
+
+@app.command("simulate")
+def simulate_command(
+    project: Annotated[str, typer.Option("--project", help="Project slug or id.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset id or name (e.g. main.orders).")],
+    group: Annotated[str | None, typer.Option("--group")] = None,
+    user: Annotated[str | None, typer.Option("--user")] = None,
+    service_principal: Annotated[str | None, typer.Option("--service-principal")] = None,
+    privilege: Annotated[str, typer.Option("--privilege")] = "read",
+    column: Annotated[str | None, typer.Option("--column")] = None,
+    org: OrgOption = None,
+) -> None:
+    """Can this group/user/service principal use the privilege on the dataset (and read the column)? Why?"""
+    kinds: list[tuple[Literal["group", "user", "service_principal"], str | None]] = [
+        ("group", group), ("user", user), ("service_principal", service_principal),
+    ]  # fmt: skip
+    who = next(((k, v) for k, v in kinds if v), None)
+    if who is None:
+        typer.echo("error (principal): name one of --group, --user, --service-principal", err=True)
+        raise typer.Exit(2)
+    principal_kind, principal = who[0], str(who[1])
+
+    async def work(conn: psycopg.AsyncConnection, _org: Any) -> access_policies.Verdict:
+        return await access_policies.simulate(
+            conn, project_id=await resolve_project(conn, project), principal_kind=principal_kind,
+            principal=principal, dataset=dataset, privilege=privilege, column=column,
+        )  # fmt: skip
+
+    verdict = _in_org(work, org)
+    typer.echo(f"{'ALLOWED' if verdict.allowed else 'DENIED'}: {verdict.reason}")
+    raise typer.Exit(0 if verdict.allowed else 3)
+
+
+@app.command("export")
+def export_command(
+    format: Annotated[str, typer.Option("--format", help="trino: file-based access control rules.json")] = "trino",
+    catalog: Annotated[str, typer.Option("--catalog", help="The Trino catalog holding the datasets.")] = "lakehouse",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    org: OrgOption = None,
+) -> None:
+    """The policies as Trino file-based access control rules, for `security.config-file` of a real cluster."""
+    if format != "trino":
+        typer.echo(f"error (format): {format!r} is not supported; use --format trino", err=True)
+        raise typer.Exit(2)
+    rules = _in_org(lambda conn, org_id: trino_rules.export(conn, org_id=org_id, catalog=catalog), org)
+    text = json.dumps(rules, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output} ({len(rules['tables'])} table rules)")

@@ -1,0 +1,164 @@
+"""Access policies: the org's grants, row filters and column masks on datasets, schemas and tags; groups;
+an editor (admins, and owners for their datasets); the simulator with its reason; the audit of changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
+
+DRAFT: Any = PoliciesState.draft
+QUESTION: Any = PoliciesState.question
+
+
+def _policy(row: PolicyRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.text(row.name, weight="medium")),
+        rx.table.cell(rx.badge(row.kind, variant="surface", size="1")),
+        rx.table.cell(rx.text(row.target, size="2")),
+        rx.table.cell(rx.text(row.who, size="2")),
+        rx.table.cell(rx.code(row.what, variant="ghost")),
+        class_name="policy-row",
+    )
+    return item
+
+
+def _audit(row: AuditRow) -> rx.Component:
+    item: rx.Component = rx.hstack(
+        rx.text(row.at, size="1", color_scheme="gray", class_name="tabular"),
+        rx.text(row.actor, size="1"),
+        rx.text(row.what, size="2"),
+        spacing="3", class_name="policy-audit-line",
+    )  # fmt: skip
+    return item
+
+
+def _select(field: str, options: list[str], state_map: Any, setter: Any, placeholder: str) -> rx.Component:
+    """A native select (the first, empty option shows what an empty choice means)."""
+    choices = [rx.el.option(placeholder, value=""), *[rx.el.option(o.replace("_", " "), value=o) for o in options]]
+    control: rx.Component = rx.el.select(
+        *choices, value=state_map[field].to(str), on_change=lambda value: setter(field, value),
+        id=f"policy-{field.replace('_', '-')}", class_name="policy-select",
+    )  # fmt: skip
+    return control
+
+
+def _input(
+    field: str, placeholder: str, state_map: Any, setter: Any, prefix: str, width: str = "200px"
+) -> rx.Component:
+    control: rx.Component = rx.input(
+        placeholder=placeholder, value=state_map[field].to(str), width=width,
+        on_change=lambda value: setter(field, value), id=f"{prefix}-{field.replace('_', '-')}",
+    )  # fmt: skip
+    return control
+
+
+def _editor() -> rx.Component:
+    set_draft = PoliciesState.set_draft
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.heading("New or changed policy", size="3"),
+            rx.hstack(
+                _input("name", "name, e.g. mask-email", DRAFT, set_draft, "policy"),
+                _select("kind", ["grant", "deny", "row_filter", "column_mask"], DRAFT, set_draft, "kind"),
+                _select("target_kind", ["dataset", "schema", "tag"], DRAFT, set_draft, "on (dataset)"),
+                _input("target", "dataset name, schema prefix or tag", DRAFT, set_draft, "policy", "260px"),
+                wrap="wrap", spacing="2",
+            ),
+            rx.hstack(
+                _select("principal_kind", ["everyone", "group", "user", "service_principal"], DRAFT, set_draft,
+                        "for (everyone)"),
+                _input("principal", "group, e-mail or service principal", DRAFT, set_draft, "policy", "240px"),
+                _select("privilege", ["read", "write", "admin"], DRAFT, set_draft, "privilege"),
+                wrap="wrap", spacing="2",
+            ),
+            rx.hstack(
+                _input("mask_column", "column to mask", DRAFT, set_draft, "policy"),
+                _select("mask_kind", ["null", "hash", "redact", "partial", "expression"], DRAFT, set_draft, "mask"),
+                _input("row_filter", "row filter, e.g. region = 'EU'", DRAFT, set_draft, "policy", "320px"),
+                wrap="wrap", spacing="2",
+            ),
+            rx.button("Save policy", on_click=PoliciesState.save_policy, id="policy-save"),
+            spacing="3",
+        ),
+        width="100%",
+    )  # fmt: skip
+    return card
+
+
+def _groups() -> rx.Component:
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.heading("Groups", size="3"),
+            rx.foreach(PoliciesState.groups, lambda line: rx.text(line, size="2", class_name="policy-group")),
+            rx.hstack(
+                rx.input(placeholder="group, e.g. analysts", value=PoliciesState.group_name,
+                         on_change=PoliciesState.set_group_name, id="group-name"),
+                rx.input(placeholder="members' e-mails, comma-separated", value=PoliciesState.group_members,
+                         on_change=PoliciesState.set_group_members, width="320px", id="group-members"),
+                rx.button("Save group", on_click=PoliciesState.save_group, variant="soft", id="group-save"),
+                spacing="2", wrap="wrap",
+            ),
+            spacing="2",
+        ),
+        width="100%",
+    )  # fmt: skip
+    return card
+
+
+def _simulator() -> rx.Component:
+    set_question = PoliciesState.set_question
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.heading("Simulator", size="3"),
+            rx.hstack(
+                rx.el.select(rx.el.option("group", value="group"), rx.el.option("user", value="user"),
+                             value=QUESTION["kind"].to(str), on_change=lambda v: set_question("kind", v),
+                             id="simulate-kind", class_name="policy-select"),
+                _input("principal", "analysts", QUESTION, set_question, "simulate", "160px"),
+                rx.text("read column", size="2"),
+                _input("column", "email (optional)", QUESTION, set_question, "simulate", "140px"),
+                rx.text("of", size="2"),
+                _input("dataset", "customers", QUESTION, set_question, "simulate", "200px"),
+                rx.button("Ask", on_click=PoliciesState.simulate, variant="soft", id="simulate-ask"),
+                spacing="2", align="center", wrap="wrap",
+            ),
+            rx.cond(PoliciesState.verdict != "",
+                    rx.callout(PoliciesState.verdict, size="1", id="simulate-verdict",
+                               color_scheme=rx.cond(PoliciesState.verdict_allowed, "green", "red"))),
+            spacing="2",
+        ),
+        width="100%",
+    )  # fmt: skip
+    return card
+
+
+@layout(route=routes.POLICIES, title="Access policies", on_load=PoliciesState.load)
+def policies_page() -> rx.Component:
+    content: rx.Component = rx.vstack(
+        rx.heading("Access policies", size="6"),
+        rx.text("Grants, row filters and column masks, enforced by the SQL engines' agents and the catalog.",
+                size="2", color_scheme="gray"),
+        rx.cond(PoliciesState.error != "", rx.callout(PoliciesState.error, icon="triangle-alert", color_scheme="red",
+                                                      id="policies-error")),
+        rx.cond(PoliciesState.notice != "", rx.callout(PoliciesState.notice, icon="check", color_scheme="green",
+                                                       size="1", id="policies-notice")),
+        rx.table.root(
+            rx.table.header(rx.table.row(
+                rx.table.column_header_cell("Policy"), rx.table.column_header_cell("Kind"),
+                rx.table.column_header_cell("On"), rx.table.column_header_cell("For"),
+                rx.table.column_header_cell("What"))),
+            rx.table.body(rx.foreach(PoliciesState.policies, _policy)),
+            width="100%", id="policies-table",
+        ),
+        _editor(),
+        rx.grid(_groups(), _simulator(), columns="2", spacing="4", width="100%"),
+        rx.heading("Audit", size="3"),
+        rx.vstack(rx.foreach(PoliciesState.audit_rows, _audit), spacing="1", id="policies-audit"),
+        spacing="4", width="100%",
+    )  # fmt: skip
+    return content

@@ -1,0 +1,168 @@
+"""Access policies page: the org's policies, groups and audit; an editor for grants, row filters and masks
+(on a dataset by name, a schema or a tag) and the simulator. Writes are checked in SQL (org admins, and
+dataset owners for their datasets' policies)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import reflex as rx
+
+from control_room import routes
+from control_room.services import access_policies
+from control_room.services.governance import resolve_org
+from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.events import background, handler
+
+
+@dataclasses.dataclass
+class PolicyRow:
+    name: str = ""
+    kind: str = ""
+    target: str = ""
+    who: str = ""
+    what: str = ""
+
+
+@dataclasses.dataclass
+class AuditRow:
+    at: str = ""
+    actor: str = ""
+    what: str = ""
+
+
+def policy_row(row: dict[str, Any]) -> PolicyRow:
+    what = row["privilege"] or row["row_filter"] or " ".join(x for x in (row["mask_kind"], row["mask_column"]) if x)
+    return PolicyRow(
+        name=row["name"], kind=row["kind"].replace("_", " "),
+        target=f"{row['target_kind']} {row['dataset_name'] or row['target']}",
+        who=f"{row['principal_kind'].replace('_', ' ')} {row['principal']}".strip(), what=what,
+    )  # fmt: skip
+
+
+def audit_row(row: dict[str, Any]) -> AuditRow:
+    what = f"{row['action']} {row['entity'].replace('_', ' ')} {row['name'] or ''}".strip()
+    return AuditRow(f"{row['at']:%Y-%m-%d %H:%M}", str(row["actor"]), what)
+
+
+class PoliciesState(SessionState):
+    """Lists, the editor's draft and the simulator's question and answer."""
+
+    policies: rx.Field[list[PolicyRow]] = rx.field(default_factory=list)
+    groups: rx.Field[list[str]] = rx.field(default_factory=list)
+    audit_rows: rx.Field[list[AuditRow]] = rx.field(default_factory=list)
+    error: rx.Field[str] = rx.field("")
+    notice: rx.Field[str] = rx.field("")
+    draft: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+    group_name: rx.Field[str] = rx.field("")
+    group_members: rx.Field[str] = rx.field("")
+    question: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+    verdict: rx.Field[str] = rx.field("")
+    verdict_allowed: rx.Field[bool] = rx.field(False)
+
+    @background
+    async def load(self) -> AsyncIterator[Any]:
+        signed = await self.signed_in()
+        if signed is None:
+            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            return
+        error, rows, groups, trail = "", [], [], []
+        try:
+            async with as_user(signed.principal) as conn:
+                org_id = await resolve_org(conn, None)
+                rows = await access_policies.list_policies(conn, org_id=org_id)
+                groups = await access_policies.list_groups(conn, org_id=org_id)
+                trail = await access_policies.audit(conn, org_id=org_id, limit=30)
+        except Exception as exc:
+            error = problem_text(exc)
+        async with self:
+            self.error = error
+            self.policies = [policy_row(r) for r in rows]
+            self.groups = [f"{g['name']}: {', '.join(m['name'] for m in g['members']) or 'no members'}" for g in groups]
+            self.audit_rows = [audit_row(t) for t in trail]
+
+    @handler
+    def set_draft(self, field: str, value: str) -> None:
+        self.draft = {**self.draft, field: value[:4000]}
+
+    @handler
+    def set_question(self, field: str, value: str) -> None:
+        self.question = {**self.question, field: value[:400]}
+
+    @handler
+    def set_group_name(self, value: str) -> None:
+        self.group_name = value[:63]
+
+    @handler
+    def set_group_members(self, value: str) -> None:
+        self.group_members = value[:4000]
+
+    @background
+    async def save_group(self) -> AsyncIterator[Any]:
+        """Create or replace the group with these members (e-mails, comma-separated)."""
+        signed = await self.signed_in()
+        if signed is None:
+            return
+        async with self:
+            name, members = self.group_name.strip(), [m.strip() for m in self.group_members.split(",") if m.strip()]
+        message, error = f"Saved group {name}.", ""
+        try:
+            async with as_user(signed.principal) as conn:
+                await access_policies.save_group(
+                    conn, org_id=await resolve_org(conn, None), name=name, description="",
+                    members=[{"kind": "user", "name": m} for m in members],
+                )  # fmt: skip
+        except Exception as exc:
+            message, error = "", problem_text(exc)
+        async with self:
+            self.notice, self.error = message, error
+        yield PoliciesState.load
+
+    @background
+    async def save_policy(self) -> AsyncIterator[Any]:
+        """Save the editor's draft as a policy (an existing name is updated)."""
+        signed = await self.signed_in()
+        if signed is None:
+            return
+        async with self:
+            draft = dict(self.draft)
+        body = {k: v for k, v in draft.items() if v}
+        body.setdefault("target_kind", "dataset")
+        message, error = f"Saved policy {body.get('name', '')}.", ""
+        try:
+            async with as_user(signed.principal) as conn:
+                org_id = await resolve_org(conn, None)
+                if body["target_kind"] == "dataset" and body.get("target"):
+                    body["target"] = await access_policies.dataset_target(conn, org_id=org_id, dataset=body["target"])
+                live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
+                await access_policies.save_policy(conn, org_id=org_id, body=body, policy_id=live.get(body.get("name")))
+        except Exception as exc:
+            message, error = "", problem_text(exc)
+        async with self:
+            self.notice, self.error = message, error
+        yield PoliciesState.load
+
+    @background
+    async def simulate(self) -> AsyncIterator[Any]:
+        """Ask: can this group/user read (the column of) the dataset, and why?"""
+        signed = await self.signed_in()
+        if signed is None or signed.project_id is None:
+            return
+        async with self:
+            question = dict(self.question)
+        kind = question.get("kind") or "group"
+        try:
+            async with as_user(signed.principal) as conn:
+                verdict = await access_policies.simulate(
+                    conn, project_id=signed.project_id, principal_kind="user" if kind == "user" else "group",
+                    principal=question.get("principal", ""), dataset=question.get("dataset", ""),
+                    privilege=question.get("privilege") or "read", column=question.get("column") or None,
+                )  # fmt: skip
+            text, allowed = f"{'Allowed' if verdict.allowed else 'Denied'}: {verdict.reason}", verdict.allowed
+        except Exception as exc:
+            text, allowed = problem_text(exc), False
+        async with self:
+            self.verdict, self.verdict_allowed = text, allowed
+        yield None
