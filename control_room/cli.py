@@ -40,6 +40,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "governance": ("governance", "governance_app",
                    "GitOps drift of routing and caps against the deployed bundle; export; bundle-only lock."),
     "ml": ("ml", "app", "MLflow: experiments, registered models and their aliases."),
+    "dashboards": ("dashboards", "app", "Dashboards: shipped templates, a project's dashboards and their versions."),
 }  # fmt: skip
 
 

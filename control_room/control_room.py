@@ -9,6 +9,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     artifacts,
     catalog,
     coming_later,
+    dashboards,
     executors,
     governance,
     home,

@@ -30,6 +30,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Routing & caps", "route", routes.GOVERNANCE),
     ("Experiments", "flask-conical", routes.ML_EXPERIMENTS),
     ("Models", "brain-circuit", routes.ML_MODELS),
+    ("Dashboards", "chart-column", routes.DASHBOARDS),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 

@@ -138,6 +138,7 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     conn.execute("insert into ops.sign_in_failures (email, client) values (%s, '203.0.113.7')", (f"x@{a_org}.example",))
     _seed_alert_tables(conn, a_org, project, run_id, uuid.UUID(str(user[0])))
     _seed_governance_tables(conn, a_org)
+    _seed_analytics_tables(conn, project)
     return uuid.UUID(str(user[0])), token
 
 
@@ -148,6 +149,20 @@ def _seed_governance_tables(conn: psycopg.Connection, a_org: uuid.UUID) -> None:
         "insert into ops.bundle_deployments (org_id, content, content_sha256, deployed_by) "
         "values (%s, '{\"org\": \"a\"}', %s, 'tests')",
         (a_org, "b" * 64),
+    )
+
+
+def _seed_analytics_tables(conn: psycopg.Connection, project: uuid.UUID) -> None:
+    """A saved dashboard of org A (one version) and a question asked on its Ask page."""
+    conn.execute(
+        "select * from ops.save_dashboard(%s, 'a-health', 'A health', 'run-health', '{\"title\": \"A\"}'::jsonb, "
+        "'title: A', %s, 'first', null, 'tests')",
+        (project, "c" * 64),
+    )
+    conn.execute(
+        "select ops.record_nl2sql_question(%s, 'how many orders?', 'builtin', 'translated', "
+        "'select count(*) from fct_orders', '', 'tests')",
+        (project,),
     )
 
 
