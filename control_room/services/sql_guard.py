@@ -21,6 +21,10 @@ _WRITES: tuple[type[exp.Expression], ...] = (
     exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Set,
     exp.TruncateTable, exp.Into, exp.Copy, exp.Pragma, exp.Use, exp.Transaction, exp.Commit, exp.Rollback,
 )  # fmt: skip
+# Functions that read files or URLs (DuckDB's readers), refused wherever they appear.
+_FILE_READERS: tuple[type[exp.Expression], ...] = tuple(
+    getattr(exp, name) for name in ("ReadCSV", "ReadParquet", "ReadJSON") if hasattr(exp, name)
+)
 # Functions sqlglot does not model that a read-only query may call (it knows the common SQL ones).
 SAFE_FUNCTIONS = frozenset({
     "jsonb_array_elements", "jsonb_array_elements_text", "jsonb_typeof", "jsonb_object_keys",
@@ -51,12 +55,14 @@ def parse_read_only(
     for node in statement.walk():
         if isinstance(node, _WRITES):
             raise Invalid(f"only read-only statements are allowed ({node.key.upper()} is not)", field=field)
+        if _FILE_READERS and isinstance(node, _FILE_READERS):
+            raise Invalid(f"reading files is not allowed here ({node.sql(dialect)})", field=field)
         if isinstance(node, exp.Anonymous) and node.name.lower() not in SAFE_FUNCTIONS:
             raise Invalid(f"function {node.name}() is not allowed here", field=field)
     ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
     for table in statement.find_all(exp.Table):
-        if not table.name:  # a table function (e.g. unnest) has no name: its arguments were checked above
-            continue
+        if not table.name:  # a table function in FROM: only named datasets may be read
+            raise Invalid(f"table functions are not allowed here ({table.sql(dialect)})", field=field)
         if not table.db and table.name.lower() in ctes:
             continue
         reason = table_allowed(table)
