@@ -7,6 +7,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     alerts,
     api_tokens,
     artifacts,
+    ask,
     catalog,
     coming_later,
     dashboards,

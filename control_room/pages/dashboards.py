@@ -133,7 +133,7 @@ def dashboards_page() -> rx.Component:
                                 on_change=DashboardsState.set_refresh, size="1"), spacing="2", align="center"),
             rx.foreach(DashboardsState.filters, _filter),
             rx.spacer(),
-            rx.cond(DashboardsState.can_save,
+            rx.cond(DashboardsState.can_operate,
                     rx.button(rx.icon("copy", size=14), "Clone & edit", on_click=DashboardsState.open_editor,
                               id="dashboard-edit")),
             width="100%", align="center", wrap="wrap", spacing="3",

@@ -675,14 +675,20 @@ def ask_task_spec(sql: str, policy: AccessPolicy) -> dict[str, Any]:
 
 
 async def run_question(
-    conn: AsyncConnection, *, question_id: uuid.UUID, sql: str, policy: AccessPolicy, environment: str = "dev"
+    conn: AsyncConnection,
+    *,
+    project_id: uuid.UUID,
+    question_id: uuid.UUID,
+    sql: str,
+    policy: AccessPolicy,
+    environment: str = "dev",
 ) -> uuid.UUID:
     """Guard the reviewed (possibly edited) SQL again and submit it as a DuckDB SQL task; the question keeps it."""
     checked = guard(sql, policy)
     cur = await conn.execute("select project_id from ops.nl2sql_questions where id = %s", (question_id,))
     found = await cur.fetchone()
-    if found is None:
-        raise Invalid(f"question {question_id} does not exist", field="question")
+    if found is None or found[0] != project_id:
+        raise Invalid(f"question {question_id} does not exist in this project", field="question")
     cur = await conn.execute(
         "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', null, 'ask', null)",
         (found[0], environment, json.dumps(ask_task_spec(checked, policy))),
@@ -699,3 +705,50 @@ async def give_feedback(conn: AsyncConnection, *, question_id: uuid.UUID, correc
     await conn.execute(
         "select ops.nl2sql_feedback(%s, %s, %s)", (question_id, "correct" if correct else "wrong", fixed_sql)
     )
+
+
+async def question_outcome(conn: AsyncConnection, *, question_id: uuid.UUID) -> dict[str, Any]:
+    """A question's run: its status and error, and the Parquet result of its last statement once finished."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select q.id, q.question, q.final_sql, q.run_id, r.status, r.error from ops.nl2sql_questions q "
+            "left join ops.runs r on r.id = q.run_id where q.id = %s",
+            (question_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise Invalid(f"question {question_id} does not exist or is not visible to you", field="question")
+        await cur.execute(
+            "select a.id from ops.query_history h join ops.artifacts a on a.task_id = h.task_id "
+            "and a.attempt = h.attempt and a.name = h.result_artifact where h.run_id = %s and h.state = 'finished' "
+            "order by h.statement_index desc limit 1",
+            (row["run_id"],),
+        )
+        artifact = await cur.fetchone()
+    row["result_artifact_id"] = artifact["id"] if artifact else None
+    return row
+
+
+async def list_questions(conn: AsyncConnection, *, project_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
+    """The project's latest questions with their SQL, outcome and feedback (the evaluation set)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select id, question, provider, outcome, generated_sql, message, final_sql, run_id, feedback, fixed_sql, "
+            "asked_by, created_at from ops.nl2sql_questions where project_id = %s "
+            "order by created_at desc, id desc limit %s",
+            (project_id, limit),
+        )
+        return await cur.fetchall()
+
+
+def auto_chart(columns: list[str], types: list[str]) -> tuple[str, str | None, list[str]]:
+    """(chart type, x, y) for a result: a label or date column on x, its numeric columns as bars (a line over
+    dates); a table when there is nothing to plot."""
+    numeric = [c for c, t in zip(columns, types, strict=True) if numeric_type(t) in _NUMERIC or t.startswith(
+        ("int", "double", "float", "decimal", "uint"))]  # fmt: skip
+    labels = [c for c in columns if c not in numeric]
+    if not numeric or not labels:
+        return "table", None, []
+    x = labels[0]
+    kind = "line" if any(word in types[columns.index(x)].lower() for word in ("date", "timestamp")) else "bar"
+    return kind, x, numeric[:3]

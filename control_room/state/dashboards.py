@@ -17,7 +17,7 @@ from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.dashboards.models import DashboardFile
 from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
-from control_room.state.base import ALL, ROLE_RANK, SessionState, as_user, problem_text
+from control_room.state.base import ALL, SessionState, as_user, problem_text
 from control_room.state.events import background, handler
 
 TEMPLATE_PREFIX = "template:"
@@ -120,11 +120,6 @@ class DashboardsState(SessionState):
 
     _source: str = ""
     _version: int = 0
-
-    @rx.var
-    def can_save(self) -> bool:
-        """Operators and admins clone and save dashboards."""
-        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK["operator"]
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
