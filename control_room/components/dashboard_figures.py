@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
 
 from control_room.components.figures import base_layout
+from control_room.components.status import STATUS_HEX
 
 GRID = "rgba(128,128,128,0.18)"
 PALETTE = ("#3E63DD", "#E5484D", "#30A46C", "#F76B15", "#8E4EC6", "#12A594", "#FFC53D", "#D6409F")
@@ -35,14 +37,52 @@ def _series(
     return [(name, xs, _column(columns, rows, name)) for name in y]
 
 
+def _is_stamp(value: Any) -> bool:
+    return isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-"
+
+
+def _day_labels(columns: list[str], rows: list[list[Any]], x: str | None) -> list[list[Any]]:
+    """Bars over dates as day (or hour) labels: plotly draws a lone bar on a date axis zero pixels wide."""
+    if x is None or x not in columns:
+        return rows
+    index = columns.index(x)
+    if not rows or not all(_is_stamp(row[index]) for row in rows):
+        return rows
+    timed = any(str(row[index])[11:19] not in ("", "00:00:00") for row in rows)
+    shape = "%b %d %H:%M" if timed else "%b %d"
+    return [[*row[:index], datetime.fromisoformat(str(row[index])).strftime(shape), *row[index + 1 :]] for row in rows]
+
+
+def _x_axis(xs: list[Any]) -> dict[str, Any]:
+    """Dates read as days (or hours when they have a time); a lone timestamp gets an hour either side, so
+    plotly does not zoom to milliseconds."""
+    axis: dict[str, Any] = {"showgrid": False, "automargin": True}
+    stamps = [x for x in xs if _is_stamp(x)]
+    if not xs or len(stamps) != len(xs):
+        return axis
+    timed = any(stamp[11:19] not in ("", "00:00:00") for stamp in stamps)
+    axis.update(type="date", tickformat="%b %d %H:%M" if timed else "%b %d")
+    if len(set(stamps)) == 1:
+        moment = datetime.fromisoformat(stamps[0])
+        pad = timedelta(hours=1) if timed else timedelta(days=1)
+        axis["range"] = [(moment - pad).isoformat(), (moment + pad).isoformat()]
+    if not timed:
+        axis["dtick"] = 86_400_000  # one tick a day
+    return axis
+
+
 def chart_figure(
     kind: str, columns: list[str], rows: list[list[Any]], *, x: str | None, y: list[str], color: str | None
 ) -> go.Figure:
     """One chart's figure; a missing column draws nothing rather than failing the dashboard."""
     figure = go.Figure()
+    if kind in ("bar", "histogram"):
+        rows = _day_labels(columns, rows, x)
     if kind == "pie":
-        figure.add_trace(go.Pie(labels=_column(columns, rows, x), values=_column(columns, rows, y[0] if y else None),
-                                hole=0.45, marker={"colors": list(PALETTE)}, sort=False))  # fmt: skip
+        labels = _column(columns, rows, x)
+        tones = [STATUS_HEX.get(str(label), PALETTE[i % len(PALETTE)]) for i, label in enumerate(labels)]
+        figure.add_trace(go.Pie(labels=labels, values=_column(columns, rows, y[0] if y else None),
+                                hole=0.45, marker={"colors": tones}, sort=False))  # fmt: skip
     elif kind == "histogram":
         for index, name in enumerate(y or ([x] if x else [])):
             figure.add_trace(go.Histogram(x=_column(columns, rows, name), name=name,
@@ -63,7 +103,7 @@ def chart_figure(
             showlegend=kind == "pie" or len(y) > 1 or color is not None,
             legend={"orientation": "h", "y": 1.15, "x": 0},
             barmode="group",
-            xaxis={"showgrid": False, "automargin": True},
+            xaxis=_x_axis(_column(columns, rows, x) if kind != "pie" else []),
             yaxis={"rangemode": "tozero", "gridcolor": GRID, "automargin": True},
             margin={"l": 40, "r": 10, "t": 30, "b": 30},
         )

@@ -55,7 +55,7 @@ def ask_page() -> rx.Component:
                 rx.hstack(rx.text("SQL to review", weight="bold", size="2"),
                           rx.badge(AskState.provider, variant="surface"), spacing="2", align="center"),
                 rx.text_area(value=AskState.sql, on_change=AskState.set_sql, font_family="monospace",
-                             font_size="13px", rows="8", width="100%", id="ask-sql"),
+                             font_size="13px", rows="14", width="100%", id="ask-sql"),
                 rx.hstack(
                     rx.cond(AskState.can_operate, rx.button(rx.icon("play", size=14), "Run", on_click=AskState.run,
                                                          loading=AskState.busy, id="ask-run"),

@@ -66,7 +66,7 @@ def _filter(item: FilterChoice) -> rx.Component:
     select: rx.Component = rx.hstack(
         rx.text(item.label, size="2", color_scheme="gray"),
         rx.select(item.options, value=item.value,
-                  on_change=lambda v: DashboardsState.set_filter(item.name, v), size="1"),
+                  on_change=lambda v: DashboardsState.set_filter(item.name, v), size="1", id="filter-" + item.name),
         spacing="2", align="center",
     )  # fmt: skip
     return select

@@ -12,6 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -108,7 +109,12 @@ async def run_dataset(
             await cur.execute(text.encode())
             columns = [column.name for column in cur.description or []]
             rows = await cur.fetchall()
-    return DatasetResult(columns=columns, rows=[[json_cell(value) for value in row] for row in rows])
+    return DatasetResult(columns=columns, rows=[[_chart_cell(value) for value in row] for row in rows])
+
+
+def _chart_cell(value: Any) -> Any:
+    """JSON-safe, with numerics as numbers (a chart's axis, not the exact decimal text)."""
+    return float(value) if isinstance(value, Decimal) else json_cell(value)
 
 
 async def run_datasets(conn: AsyncConnection, spec: DashboardFile, scope: DatasetScope) -> dict[str, DatasetResult]:

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from control_room.components.dashboard_figures import chart_figure
 from control_room.dashboards import DASHBOARD_SCHEMA_PATH
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.dashboards.models import Dataset, dashboard_json_schema
@@ -141,3 +142,13 @@ def test_clone_edit_and_versions(world: AnalyticsWorld) -> None:
 def test_every_shipped_dataset_runs_as_a_viewer(world: AnalyticsWorld, template: str, dataset: str) -> None:
     rows = _run_template(world, "viewer", template, dataset, world.project)
     assert isinstance(rows, list)
+
+
+def test_figures_keep_a_lone_day_readable() -> None:
+    bars = chart_figure("bar", ["day", "runs"], [["2026-12-04T00:00:00+00:00", 3]], x="day", y=["runs"], color=None)
+    assert list(bars.data[0].x) == ["Dec 04"]  # a category: a lone bar on a date axis is drawn 0 px wide
+    line = chart_figure("line", ["hour", "wait"], [["2026-12-04T12:00:00+00:00", 2.5]], x="hour", y=["wait"],
+                        color=None)  # fmt: skip
+    assert line.layout.xaxis.type == "date" and line.layout.xaxis.range is not None
+    pie = chart_figure("pie", ["status", "runs"], [["failed", 1], ["succeeded", 2]], x="status", y=["runs"], color=None)
+    assert pie.data[0].marker.colors[0] != pie.data[0].marker.colors[1]
