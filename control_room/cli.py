@@ -42,6 +42,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "ml": ("ml", "app", "MLflow: experiments, registered models and their aliases."),
     "policies": ("policies", "app",
                  "Access policies: grants, row filters and column masks; groups, service principals; Trino export."),
+    "dashboards": ("dashboards", "app", "Dashboards: shipped templates, a project's dashboards and their versions."),
 }  # fmt: skip
 
 

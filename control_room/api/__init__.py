@@ -14,6 +14,8 @@ from fastapi.openapi.utils import get_openapi
 from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, ml, problems, queries, runs
 from control_room.api import promotions as promotions_api
 from control_room.api.access_policies import router as access_policies_router
+from control_room.api.ask import router as ask_router
+from control_room.api.dashboards import router as dashboards_router
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
 from control_room.api.web_sessions import router as web_sessions_router
@@ -36,6 +38,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     web_sessions_router,
     promotions_api.router,
     access_policies_router,
+    dashboards_router,
+    ask_router,
 )
 
 DESCRIPTION = """\

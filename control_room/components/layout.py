@@ -31,6 +31,8 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Experiments", "flask-conical", routes.ML_EXPERIMENTS),
     ("Models", "brain-circuit", routes.ML_MODELS),
     ("Policies", "shield-check", routes.POLICIES),
+    ("Dashboards", "chart-column", routes.DASHBOARDS),
+    ("Ask", "message-circle-question", routes.ASK),
 )
 LATER_ICONS = {"jobs": "calendar-clock", "governance": "route", "alerts": "bell", "catalog": "library"}
 

@@ -1298,3 +1298,65 @@ class AccessPolicy(OpsTable, table=True):
     created_by: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Dashboard(OpsTable, table=True):
+    """A project's saved dashboard (cloned from a shipped template, edited as YAML); versions hold its content."""
+
+    __tablename__ = "dashboards"
+    __table_args__ = (UniqueConstraint("project_id", "slug"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    slug: str = Field(sa_column=_text(nullable=False))
+    title: str = Field(sa_column=_text(nullable=False))
+    template: str | None = Field(sa_column=_text(nullable=True), description="the shipped template it was cloned from")
+    latest_version: int = Field(sa_column=_integer(nullable=False))
+    created_by: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class DashboardVersion(OpsTable, table=True):
+    """One immutable version of a dashboard: its validated spec and the YAML it was saved from."""
+
+    __tablename__ = "dashboard_versions"
+    __table_args__ = {"schema": SCHEMA}
+
+    dashboard_id: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False, primary_key=True, fk="ops.dashboards.id", ondelete="CASCADE")
+    )
+    version: int = Field(sa_column=_integer(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    spec: dict[str, Any] = Field(sa_column=_jsonb(nullable=False), description="the dashboard as JSON")
+    source_yaml: str = Field(sa_column=_text(nullable=False))
+    content_sha256: str = Field(sa_column=_text(nullable=False))
+    message: str = Field(sa_column=_text(nullable=False))
+    saved_by: str = Field(sa_column=_text(nullable=False))
+    saved_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class Nl2sqlQuestion(OpsTable, table=True):
+    """A question asked on the Ask page: the SQL proposed (or why it was refused), what ran, and feedback."""
+
+    __tablename__ = "nl2sql_questions"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    user_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    asked_by: str = Field(sa_column=_text(nullable=False))
+    question: str = Field(sa_column=_text(nullable=False))
+    provider: str = Field(sa_column=_text(nullable=False))
+    outcome: str = Field(sa_column=_text(nullable=False))
+    generated_sql: str | None = Field(sa_column=_text(nullable=True))
+    message: str = Field(sa_column=_text(nullable=False))
+    final_sql: str | None = Field(sa_column=_text(nullable=True))
+    run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id", ondelete="SET NULL"))
+    feedback: str | None = Field(sa_column=_text(nullable=True))
+    fixed_sql: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    feedback_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))

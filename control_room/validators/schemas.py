@@ -1,4 +1,4 @@
-"""The published JSON Schemas under spec/ (bundle, backlog, capabilities) against the models they come from."""
+"""The published JSON Schemas under spec/ (bundle, backlog, capabilities, ...) against the models they come from."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 from control_room.bundle import BUNDLE_SCHEMA_PATH
 from control_room.bundle.models import bundle_json_schema
+from control_room.dashboards import DASHBOARD_SCHEMA_PATH
+from control_room.dashboards.models import dashboard_json_schema
 from control_room.reports.backlog import BACKLOG_SCHEMA_PATH, backlog_json_schema
 from control_room.reports.capabilities import CAPABILITIES_SCHEMA_PATH, capabilities_json_schema
 from control_room.validators.results import CheckResult
@@ -17,6 +19,7 @@ PUBLISHED_SCHEMAS: dict[Path, Callable[[], dict[str, Any]]] = {
     BUNDLE_SCHEMA_PATH: bundle_json_schema,
     BACKLOG_SCHEMA_PATH: backlog_json_schema,
     CAPABILITIES_SCHEMA_PATH: capabilities_json_schema,
+    DASHBOARD_SCHEMA_PATH: dashboard_json_schema,
 }
 
 

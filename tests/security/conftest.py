@@ -139,6 +139,7 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     _seed_alert_tables(conn, a_org, project, run_id, uuid.UUID(str(user[0])))
     _seed_governance_tables(conn, a_org)
     _seed_access_policy_tables(conn, a_org)
+    _seed_analytics_tables(conn, project)
     return uuid.UUID(str(user[0])), token
 
 
@@ -164,6 +165,20 @@ def _seed_access_policy_tables(conn: psycopg.Connection, a_org: uuid.UUID) -> No
         (a_org, '{"name": "a-read", "kind": "grant", "target_kind": "tag", "target": "pii", '
          '"principal_kind": "group", "principal": "a-analysts", "privilege": "read"}'),
     )  # fmt: skip
+
+
+def _seed_analytics_tables(conn: psycopg.Connection, project: uuid.UUID) -> None:
+    """A saved dashboard of org A (one version) and a question asked on its Ask page."""
+    conn.execute(
+        "select * from ops.save_dashboard(%s, 'a-health', 'A health', 'run-health', '{\"title\": \"A\"}'::jsonb, "
+        "'title: A', %s, 'first', null, 'tests')",
+        (project, "c" * 64),
+    )
+    conn.execute(
+        "select ops.record_nl2sql_question(%s, 'how many orders?', 'builtin', 'translated', "
+        "'select count(*) from fct_orders', '', 'tests')",
+        (project,),
+    )
 
 
 def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.UUID, run_id: uuid.UUID) -> None:

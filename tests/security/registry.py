@@ -108,6 +108,10 @@ TABLES: dict[str, Review] = {
     ),
     "dataset_schema_changes": review("SELECT", f"x.project_id in {A_PROJECTS}", "trigger on ops.datasets only"),
     "query_history": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
+    # Dashboards and NL->SQL (issue 24): saved and asked through ops.save_dashboard / ops.record_nl2sql_question.
+    "dashboards": review("SELECT", "x.org_id = %(a_org)s", "ops.save_dashboard only"),
+    "dashboard_versions": review("SELECT", "x.org_id = %(a_org)s", "ops.save_dashboard only"),
+    "nl2sql_questions": review("SELECT", "x.org_id = %(a_org)s", "ops.record_nl2sql_question / nl2sql_feedback"),
     # Identities and secrets: people read their own row, never a hash; sessions are invisible.
     "users": review("SELECT(columns)", "x.id <> %(b_user)s", "password_hash not granted"),
     "api_tokens": review("SELECT(columns)", "x.user_id <> %(b_user)s", "token_hash not granted"),

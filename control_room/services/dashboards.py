@@ -1,0 +1,217 @@
+"""Dashboards: the shipped templates, a project's saved dashboards and their versions, and running datasets.
+
+Control-plane datasets run as the viewer: the connection must already act as the signed-in user
+(``auth.scoped``), so RLS and grants decide what they read (DESIGN decision 7), inside a read-only
+savepoint with a statement timeout, after sqlglot checked the statement (services/sql_guard.py) and the
+parameters were bound as typed literals. Warehouse datasets run on an agent (a DuckDB SQL task).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from sqlglot import exp
+
+from control_room.dashboards.loader import content_sha256, parse_dashboard, shipped_templates
+from control_room.dashboards.models import DashboardFile, Dataset
+from control_room.services.errors import Forbidden, NotFound, ServiceError, from_db_error
+from control_room.services.result_rows import json_cell
+from control_room.services.sql_guard import bind_placeholders, parse_read_only, typed_literal, with_limit
+
+MAX_DATASET_ROWS = 5_000
+DATASET_TIMEOUT = "10s"
+TIME_RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "14d": timedelta(days=14),
+               "30d": timedelta(days=30), "90d": timedelta(days=90)}  # fmt: skip
+# The ops relations a control-plane dataset may read (RLS still decides which rows): no identities or secrets.
+CONTROL_PLANE_RELATIONS = frozenset({
+    "projects", "environments", "runs", "tasks", "task_attempts", "events", "caps", "cap_usage", "job_templates",
+    "job_template_versions", "schedules", "schedule_fires", "backfills", "datasets", "lineage_edges",
+    "dataset_schema_changes", "query_history", "alert_incidents", "alert_rules", "promotion_requests",
+    "deployments", "dashboards", "nl2sql_questions",
+})  # fmt: skip
+WAREHOUSE_NOTE = "warehouse datasets run as a DuckDB SQL task on an agent; open it on the Ask page to run it"
+
+
+@dataclass(frozen=True)
+class DatasetScope:
+    """What a dataset's parameters are bound to: the project, the time window and the filters' values."""
+
+    project_id: uuid.UUID
+    since: datetime
+    until: datetime
+    filters: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetResult:
+    """One dataset's rows (JSON-ready), or why it could not be drawn."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    error: str = ""
+    note: str = ""
+
+
+def window(time_range: str, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """``(since, until)`` of a named time range ending now (injectable clock)."""
+    until = now or datetime.now(UTC)
+    return until - TIME_RANGES.get(time_range, TIME_RANGES["7d"]), until
+
+
+def _control_plane_table(table: exp.Table) -> str | None:
+    if table.catalog or table.db.lower() != "ops" or table.name.lower() not in CONTROL_PLANE_RELATIONS:
+        readable = ", ".join(f"ops.{name}" for name in sorted(CONTROL_PLANE_RELATIONS))
+        return f"table {table.sql('postgres')} is not readable by dashboards (readable: {readable})"
+    return None
+
+
+def control_plane_statement(dataset: Dataset, scope: DatasetScope, *, at: str = "sql") -> str:
+    """The checked, bound and limited SQL of a control-plane dataset (what will run, as the viewer)."""
+    statement = parse_read_only(dataset.sql, dialect="postgres", field=at, table_allowed=_control_plane_table)
+    values: dict[str, exp.Expression] = {
+        "project_id": typed_literal(str(scope.project_id), "uuid"),
+        "since": typed_literal(scope.since.isoformat(), "timestamptz"),
+        "until": typed_literal(scope.until.isoformat(), "timestamptz"),
+    }
+    values.update({name: typed_literal(value, "text") for name, value in scope.filters.items()})
+    bound = bind_placeholders(statement, values, field=at)
+    return with_limit(bound, MAX_DATASET_ROWS).sql("postgres")
+
+
+async def _require_viewer_connection(conn: AsyncConnection) -> None:
+    """Refuse to run a dataset on a connection that does not act as a signed-in user (no superuser reads)."""
+    cur = await conn.execute("select current_user, auth.uid()")
+    row = await cur.fetchone()
+    if row is None or row[0] != "authenticated" or row[1] is None:
+        raise Forbidden("dashboard datasets are read as the signed-in user; this connection is not scoped to one")
+
+
+async def run_dataset(
+    conn: AsyncConnection, dataset: Dataset, scope: DatasetScope, *, at: str = "sql"
+) -> DatasetResult:
+    """A dataset's rows read with the viewer's rights (``conn`` acts as the user), or the reason it has none."""
+    if dataset.source == "warehouse":
+        return DatasetResult(note=WAREHOUSE_NOTE)
+    text = control_plane_statement(dataset, scope, at=at)
+    await _require_viewer_connection(conn)
+    async with conn.transaction():  # a savepoint: a failing dataset leaves the others' transaction usable
+        await conn.execute("set local transaction_read_only = on")
+        await conn.execute(f"set local statement_timeout = '{DATASET_TIMEOUT}'")
+        async with conn.cursor() as cur:
+            await cur.execute(text.encode())
+            columns = [column.name for column in cur.description or []]
+            rows = await cur.fetchall()
+    return DatasetResult(columns=columns, rows=[[_chart_cell(value) for value in row] for row in rows])
+
+
+def _chart_cell(value: Any) -> Any:
+    """JSON-safe, with numerics as numbers (a chart's axis, not the exact decimal text)."""
+    return float(value) if isinstance(value, Decimal) else json_cell(value)
+
+
+async def run_datasets(conn: AsyncConnection, spec: DashboardFile, scope: DatasetScope) -> dict[str, DatasetResult]:
+    """Every dataset of a dashboard, read once each; one that fails carries its error, the others still draw."""
+    results: dict[str, DatasetResult] = {}
+    for name, dataset in spec.datasets.items():
+        try:
+            results[name] = await run_dataset(conn, dataset, scope, at=f"datasets.{name}.sql")
+        except Forbidden:
+            raise
+        except ServiceError as exc:
+            results[name] = DatasetResult(error=f"{exc.message} ({exc.field})" if exc.field else exc.message)
+        except psycopg.Error as exc:
+            mapped = from_db_error(exc)
+            results[name] = DatasetResult(error=mapped.message if mapped else f"the query failed: {str(exc).strip()}")
+    return results
+
+
+# Saved dashboards -----------------------------------------------------------------------------------
+
+
+def template_yaml(name: str) -> str:
+    """The YAML of a shipped template, or NotFound naming the templates there are."""
+    templates = shipped_templates()
+    if name not in templates:
+        raise NotFound(f'no dashboard template "{name}" (templates: {", ".join(sorted(templates))})', field="template")
+    return templates[name].source_yaml
+
+
+async def save_dashboard(
+    conn: AsyncConnection,
+    *,
+    project_id: uuid.UUID,
+    slug: str,
+    source_yaml: str,
+    template: str | None = None,
+    message: str = "",
+    expected_version: int | None = None,
+    by: str | None = None,
+) -> dict[str, Any]:
+    """Validate and save: a new dashboard, or a new version when the definition changed (operators)."""
+    dashboard = parse_dashboard(source_yaml)
+    cur = await conn.execute(
+        "select dashboard_id, version, new_version, created from ops.save_dashboard(%s, %s, %s, %s, %s::jsonb, %s, "
+        "%s, %s, %s, %s)",
+        (project_id, slug, dashboard.title, template, json.dumps(dashboard.model_dump(mode="json")), source_yaml,
+         content_sha256(dashboard), message, expected_version, by),
+    )  # fmt: skip
+    row = await cur.fetchone()
+    assert row is not None  # the function returns one row or raises
+    return {"id": row[0], "slug": slug, "version": row[1], "new_version": row[2], "created": row[3]}
+
+
+async def clone_template(
+    conn: AsyncConnection, *, project_id: uuid.UUID, template: str, slug: str, by: str | None = None
+) -> dict[str, Any]:
+    """A project's own dashboard, starting as a copy of a shipped template."""
+    return await save_dashboard(
+        conn, project_id=project_id, slug=slug, source_yaml=template_yaml(template), template=template,
+        message=f"cloned from template {template}", by=by,
+    )  # fmt: skip
+
+
+async def list_dashboards(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The project's saved dashboards (RLS: only a member's), by title."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select d.id, d.slug, d.title, d.template, d.latest_version, d.created_by, d.updated_at "
+            "from ops.dashboards d where d.project_id = %s order by d.title, d.slug limit 500",
+            (project_id,),
+        )
+        return await cur.fetchall()
+
+
+async def get_dashboard(
+    conn: AsyncConnection, *, project_id: uuid.UUID, slug: str, version: int | None = None
+) -> dict[str, Any]:
+    """One saved dashboard at a version (default: the latest) with its YAML and the versions it has."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select d.id, d.slug, d.title, d.template, d.latest_version, v.version, v.source_yaml, v.message, "
+            "v.saved_by, v.saved_at from ops.dashboards d join ops.dashboard_versions v on v.dashboard_id = d.id "
+            "where d.project_id = %s and d.slug = %s and v.version = coalesce(%s, d.latest_version)",
+            (project_id, slug, version),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f'dashboard "{slug}" (version {version or "latest"}) does not exist here', field="slug")
+        await cur.execute(
+            "select version, message, saved_by, saved_at from ops.dashboard_versions where dashboard_id = %s "
+            "order by version desc limit 100",
+            (row["id"],),
+        )
+        row["versions"] = await cur.fetchall()
+    return row
+
+
+def dashboard_of(source_yaml: str) -> DashboardFile:
+    """The model of stored YAML (validated again: the schema may have grown since)."""
+    return parse_dashboard(source_yaml)
