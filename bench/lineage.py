@@ -24,9 +24,7 @@ import asyncio
 import json
 import os
 import random
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -250,7 +248,7 @@ def bench_browser(repeat: int = 5) -> None:
     from playwright.sync_api import sync_playwright
 
     from bench.seed_history import BENCH_ADMIN, BENCH_PASSWORD, DEMO_PROJECT, database, prepare
-    from bench.ui_pages import CHROMIUM_ARGS, WAIT_JS, _start_control_room
+    from bench.ui_pages import CHROMIUM_ARGS, WAIT_JS, _start_control_room, _stop_control_room
 
     url, server = database(os.environ.get("LAKEHOUSE_BENCH_DATABASE_URL"))
     try:
@@ -282,11 +280,7 @@ def bench_browser(repeat: int = 5) -> None:
                     page.screenshot(path=str(Path(tempfile.gettempdir()) / "lh-bench-lineage-whole.png"))
                     browser.close()
             finally:
-                os.killpg(process.pid, signal.SIGINT)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+                _stop_control_room(process)
         print(f"lineage page in Chromium: {DATASETS:,} datasets, {EDGES:,} edges, whole project, page load")
         print(_line("navigation to drawn (graph cached)", samples, 2000))
     finally:
