@@ -40,6 +40,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "governance": ("governance", "governance_app",
                    "GitOps drift of routing and caps against the deployed bundle; export; bundle-only lock."),
     "ml": ("ml", "app", "MLflow: experiments, registered models and their aliases."),
+    "catalog": ("catalog", "app", "The dataset catalog: sync with OpenMetadata."),
 }  # fmt: skip
 
 

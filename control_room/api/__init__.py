@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from control_room.api import alerts, auth, executors, health, jobs, lineage, metrics, ml, problems, queries, runs
 from control_room.api import promotions as promotions_api
+from control_room.api.catalog_sync import router as catalog_sync_router
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
 from control_room.api.web_sessions import router as web_sessions_router
@@ -34,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     ml.router,
     web_sessions_router,
     promotions_api.router,
+    catalog_sync_router,
 )
 
 DESCRIPTION = """\

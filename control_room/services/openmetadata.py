@@ -25,7 +25,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from control_room.services.auth import Principal, scoped
-from control_room.services.errors import Invalid, from_db_error
+from control_room.services.errors import Invalid, ServiceError, from_db_error
 from control_room.services.openmetadata_client import (
     AddLineage,
     Column,
@@ -68,6 +68,13 @@ from ops.datasets d where d.project_id = %(p)s and d.kind = any(%(kinds)s) order
 EDGES = """
 select e.upstream_id, e.downstream_id, e.column_lineage from ops.lineage_edges e where e.project_id = %(p)s
 """
+
+
+class OpenMetadataUnavailable(ServiceError):
+    """OpenMetadata refused a call or could not be reached (the sync stopped there)."""
+
+    status = 502
+    title = "OpenMetadata refused"
 
 
 def data_type(ours: str) -> str:

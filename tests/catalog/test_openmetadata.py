@@ -6,10 +6,14 @@ diff; an idempotent second run; the admin role. Plus an opt-in run against a rea
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -19,11 +23,13 @@ from control_room.services.errors import Forbidden, Invalid
 from control_room.services.openmetadata_client import OpenMetadataClient, OpenMetadataError
 from tests.catalog.test_catalog import run_async
 from tests.integration.factories import Tenant, make_tenant
+from tests.live import Provisioner, live_server
 from tests.openmetadata_server.server import OpenMetadataTestServer
 
 NS = "postgres://warehouse.shop:5432"
 FACET = {"_producer": "urn:test", "_schemaURL": "https://openlineage.io/spec/facets/x.json"}
 SERVICE = "lakehouse"
+LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
 
 
 def _type(column: str) -> str:
@@ -240,3 +246,53 @@ def test_a_round_trip_against_a_real_openmetadata(
     # New tables and lineage on a fresh server; nothing to push if an earlier run put them there.
     assert {c["action"] for c in first["changes"]} >= {"create table", "add lineage"} or first["pushed"] == 0
     assert [c for c in second["changes"] if c["direction"] == "push"] == []
+
+
+# The faces: CLI and API ------------------------------------------------------------------------------
+
+
+def test_the_cli_syncs_and_says_what_to_set_when_unconfigured(
+    om: OpenMetadataTestServer, shop: tuple[Tenant, UserPrincipal], database_url: str
+) -> None:
+    tenant, _ = shop
+    env = {**os.environ, "LAKEHOUSE_DATABASE_URL": database_url}
+    command = [LAKEHOUSE, "catalog", "openmetadata-sync", "--project", str(tenant.project_id)]
+    configured = {**env, "LAKEHOUSE_OPENMETADATA_URL": om.url, "LAKEHOUSE_OPENMETADATA_TOKEN": om.token}
+
+    unconfigured = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
+    dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=configured, timeout=120)
+    real = subprocess.run(command, capture_output=True, text=True, env=configured, timeout=120)
+
+    assert unconfigured.returncode == 2 and "set LAKEHOUSE_OPENMETADATA_URL" in unconfigured.stderr
+    assert dry.returncode == 0, dry.stderr
+    assert "3 tables under service lakehouse: would push 5 and pull 0 changes" in dry.stdout
+    assert "push  create table  lakehouse.shop.clean.orders (columns, description, owners)" in dry.stdout
+    assert real.returncode == 0, real.stderr
+    assert "did push 5 and pull 3 changes" in real.stdout and len(om.store.tables) == 3
+
+
+def test_the_api_lets_project_admins_sync_and_refuses_viewers(
+    om: OpenMetadataTestServer, shop: tuple[Tenant, UserPrincipal], database_url: str, tmp_path: Path
+) -> None:
+    tenant, _ = shop
+    provision = Provisioner(database_url)
+    admin_token = provision.user_token("admin", tenant)[1]
+    viewer_token = provision.user_token("viewer", tenant)[1]
+
+    with live_server(database_url, tmp_path, openmetadata_url=om.url, openmetadata_token=om.token) as server:
+        path = f"{server.base_url}/api/v1/catalog/openmetadata/sync"
+
+        def post(token: str, **params: Any) -> httpx.Response:
+            params = {"project": str(tenant.project_id), **params}
+            return httpx.post(path, params=params, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+        dry = post(admin_token)
+        viewer = post(viewer_token, dry_run="false")
+        real = post(admin_token, dry_run="false")
+        again = post(admin_token, dry_run="false")
+
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["dry_run"] is True and dry.json()["pushed"] == 5
+    assert viewer.status_code == 403 and "admin" in viewer.json()["detail"]
+    assert real.status_code == 200 and real.json()["pushed"] == 5 and real.json()["pulled"] == 3
+    assert again.status_code == 200 and again.json()["changes"] == []
