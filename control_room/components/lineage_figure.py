@@ -79,26 +79,30 @@ def _segments(
 def _markers(nodes: list[Node], view: View, *, mode: str, now: datetime, symbol: str, on_path: set[str],
              focus: str | None) -> dict[str, Any]:  # fmt: skip
     labels = len(view.nodes) <= LABELS_UP_TO
-    labels_of = short_labels(view.nodes) if labels else {n.id: "" for n in nodes}
-    return dict(
+    marked = {n.id for n in nodes if n.id == focus or n.id in on_path}
+    # Per-marker sizes and outlines only where some marker stands out: the whole graph of a large project
+    # sends one value for all (a smaller payload, and plotly draws it faster).
+    size: Any = 12
+    outline: Any = {"color": "rgba(255,255,255,0.9)", "width": 1.5}
+    if marked:
+        size = np.array([22 if n.id == focus else 16 if n.id in on_path else 12 for n in nodes], dtype=float)
+        outline = {
+            "color": ["#1F2D5C" if n.id in marked else "rgba(255,255,255,0.9)" for n in nodes],
+            "width": np.array([3 if n.id in on_path else 1.5 for n in nodes], dtype=float),
+        }
+    trace: dict[str, Any] = dict(
         type="scattergl",
         x=np.array([view.positions[n.id][0] for n in nodes], dtype=float),
         y=np.array([view.positions[n.id][1] for n in nodes], dtype=float),
         mode="markers+text" if labels else "markers",
-        text=[labels_of[n.id] for n in nodes],
-        textposition="bottom center",
         hovertext=[f"<b>{n.name}</b><br>{n.subtype} · {n.namespace}<br>{n.outcome or 'no run'}" for n in nodes],
         hoverinfo="text",
-        marker={
-            "size": np.array([22 if n.id == focus else 16 if n.id in on_path else 12 for n in nodes], dtype=float),
-            "color": [node_color(n, mode, now) for n in nodes],
-            "symbol": symbol,
-            "line": {
-                "color": ["#1F2D5C" if n.id == focus or n.id in on_path else "rgba(255,255,255,0.9)" for n in nodes],
-                "width": np.array([3 if n.id in on_path else 1.5 for n in nodes], dtype=float),
-            },
-        },
+        marker={"size": size, "color": [node_color(n, mode, now) for n in nodes], "symbol": symbol, "line": outline},
     )
+    if labels:
+        labels_of = short_labels(view.nodes)
+        trace.update(text=[labels_of[n.id] for n in nodes], textposition="bottom center")
+    return trace
 
 
 def lineage_figure(
