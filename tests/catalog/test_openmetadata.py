@@ -191,6 +191,11 @@ def test_push_then_pull_round_trip_and_a_second_run_changes_nothing(
     assert description == "shop.mart.revenue as the job revenue writes it"  # the engine's own stays
     assert rows["shop.clean.orders"][0] == "finance@shop.example"
     assert rows["shop.clean.orders"][2]["description"] == "Orders without test data (steward's words)."
+    # Pulled tags and glossary terms are found by the catalog's search.
+    found, _ = run_async(
+        database_url, lambda c: catalog.search_datasets(c, project=str(tenant.project_id), text="business.reven")
+    )
+    assert [d["name"] for d in found] == ["shop.mart.revenue"]
     # The steward's description survives our next push (a bot never overwrites it), and all is quiet.
     assert sync(database_url, om.url, om.token, tenant, admin, dry_run=False)["changes"] == []
     assert om.store.tables["lakehouse.shop.clean.orders"]["description"].endswith("(steward's words).")
