@@ -83,7 +83,8 @@ def _markers(nodes: list[Node], view: View, *, mode: str, now: datetime, symbol:
     # Per-marker sizes and outlines only where some marker stands out: the whole graph of a large project
     # sends one value for all (a smaller payload, and plotly draws it faster).
     size: Any = 12
-    outline: Any = {"color": "rgba(255,255,255,0.9)", "width": 1.5}
+    # Without labels the layers are dense columns of markers: a white outline would hide their colours.
+    outline: Any = {"color": "rgba(255,255,255,0.9)", "width": 1.5 if labels else 0}
     if marked:
         size = np.array([22 if n.id == focus else 16 if n.id in on_path else 12 for n in nodes], dtype=float)
         outline = {
