@@ -1,19 +1,39 @@
 """Lineage benchmarks (issue 21). Prints figures; targets in the issue.
 
-* OpenLineage ingest through HTTP: ``POST /api/v1/lineage`` with one event per request (as the
-  OpenLineage clients send them), from 8 concurrent connections; each event is validated against the
+* ``ingest``: OpenLineage ingest through HTTP: ``POST /api/v1/lineage`` with one event per request (as
+  the OpenLineage clients send them), from 8 concurrent connections; each event is validated against the
   OpenLineage JSON Schema and stored (job, input and output datasets, edge with column lineage).
   Target: at least 500 events/s on 2 cores.
+* ``graph``: a synthetic project of 5,000 datasets and 10,000 edges (layers of a DAG, plus a 50-hop
+  chain), stored in Postgres, read as a viewer through RLS exactly as the page does: the whole graph's
+  server layout cold (cache emptied: queries, graph, layout, figure) and cached; a 2-hop focus view;
+  expanding a node in place; a 10-hop view along the chain. Targets: < 3 s cold, < 1 s cached,
+  < 500 ms focus, < 300 ms expand (server side; the browser adds drawing).
+* ``browser``: the same project in the bench database (bench/seed_history.py's embedded Postgres), the
+  real ``lakehouse run`` and Chromium: navigation to /lineage until the whole graph is drawn (plotly
+  has all 5,000 dataset markers on its WebGL canvas). Target < 2 s. Builds the frontend first (minutes):
+  run it alone, under the e2e lock: ``flock /tmp/lh-e2e.lock .venv/bin/python bench/lineage.py browser``.
+
+    .venv/bin/python bench/lineage.py [ingest|graph|browser ...]   # default: ingest graph
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import os
+import random
+import statistics
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from _harness import bench_env, fmt, percentiles
 
 EVENTS = 3000
@@ -74,7 +94,7 @@ async def ingest(base_url: str, token: str) -> tuple[float, list[float]]:
         return time.perf_counter() - began, samples
 
 
-def main() -> None:
+def bench_ingest() -> None:
     with bench_env() as env:
         tenant = env.provision.tenant()
         token = env.provision.user_token("operator", tenant)[1]
@@ -82,6 +102,207 @@ def main() -> None:
         print(f"openlineage ingest: {EVENTS} RunEvents over HTTP, {CONCURRENCY} concurrent clients")
         print(f"  {fmt(percentiles(samples))}")
         print(f"  throughput {EVENTS / elapsed:,.0f} events/s (target >= 500/s on 2 cores)")
+
+
+# The synthetic graph -------------------------------------------------------------------------------
+
+DATASETS = 5000
+EDGES = 10000
+CHAIN = 50  # hops: 51 datasets in one line
+LAYERS = 12
+GRAPH_NS = "duckdb:///bench/warehouse.duckdb"
+COLUMNS = [{"name": "id", "type": "BIGINT"}, {"name": "amount", "type": "DOUBLE"}, {"name": "label", "type": "TEXT"}]
+
+
+def synthetic_project(seed: int = 21) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Datasets and edges: a 50-hop chain, the rest spread over layers, each edge from a lower layer to a
+    higher one (a DAG, as dbt projects are), with column lineage on every edge."""
+    rng = random.Random(seed)
+    chain = [f"chain.step_{i:02d}" for i in range(CHAIN + 1)]
+    others = [f"layer_{i % LAYERS:02d}.table_{i:05d}" for i in range(DATASETS - len(chain))]
+    layer_of = {name: int(name[6:8]) for name in others}
+    by_layer: dict[int, list[str]] = {}
+    for name in others:
+        by_layer.setdefault(layer_of[name], []).append(name)
+    datasets = [
+        {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-dataset-{name}")), "name": name} for name in chain + others
+    ]
+    pairs = {(chain[i], chain[i + 1]) for i in range(CHAIN)}
+    pairs.add((chain[0], others[0]))
+    while len(pairs) < EDGES:
+        down = rng.choice(others)
+        if layer_of[down] == 0:
+            continue
+        up = rng.choice(by_layer[rng.randrange(0, layer_of[down])])
+        pairs.add((up, down))
+    ids = {d["name"]: d["id"] for d in datasets}
+    lineage = [
+        {"upstream_column": "amount", "downstream_column": "amount"},
+        {"upstream_column": "id", "downstream_column": "id"},
+    ]
+    edges = [{"upstream_id": ids[u], "downstream_id": ids[d], "column_lineage": lineage} for u, d in sorted(pairs)]
+    return datasets, edges
+
+
+def store_project(url: str, project_id: str) -> None:
+    """Writes the synthetic project's datasets and edges (as the database owner: a bench fixture)."""
+    datasets, edges = synthetic_project()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into ops.datasets (id, project_id, namespace, name, kind, columns, updated_at) "
+            "select r.id, %s, %s, r.name, 'model', %s::jsonb, now() - (random() * interval '10 days') "
+            "from jsonb_to_recordset(%s::jsonb) as r (id uuid, name text) on conflict (project_id, namespace, name) "
+            "do nothing",
+            (project_id, GRAPH_NS, json.dumps(COLUMNS), json.dumps(datasets)),
+        )
+        conn.execute(
+            "insert into ops.lineage_edges (project_id, upstream_id, downstream_id, job_name, column_lineage) "
+            "select %s, r.upstream_id, r.downstream_id, 'bench', r.column_lineage "
+            "from jsonb_to_recordset(%s::jsonb) as r (upstream_id uuid, downstream_id uuid, column_lineage jsonb) "
+            "on conflict (upstream_id, downstream_id) do nothing",
+            (project_id, json.dumps(edges)),
+        )
+
+
+def _line(name: str, samples: list[float], target_ms: float) -> str:
+    median = statistics.median(samples)
+    verdict = "meets" if median < target_ms else "OVER"
+    return (
+        f"  {name:<44} median {median:8.1f} ms   max {max(samples):8.1f} ms   target < {target_ms:.0f} ms: "
+        f"{verdict}   (n={len(samples)})"
+    )
+
+
+async def _graph_figures(url: str, project_id: uuid.UUID, user_id: uuid.UUID, email: str) -> list[str]:
+    from control_room.components.lineage_figure import lineage_figure
+    from control_room.services import lineage_graph
+    from control_room.services.auth import UserPrincipal, scoped
+
+    principal = UserPrincipal(user_id=user_id, email=email)
+    datasets, _ = synthetic_project()
+    chain_head = datasets[0]["id"]
+    middle = [d["id"] for d in datasets if d["name"].startswith("layer_06.")]
+
+    async def timed(draw: Callable[[lineage_graph.LineageGraph], Any]) -> float:
+        started = time.perf_counter()
+        async with await psycopg.AsyncConnection.connect(url) as conn, scoped(conn, principal):
+            graph = await lineage_graph.load_graph(conn, project_id)
+        draw(graph)
+        return (time.perf_counter() - started) * 1000
+
+    def whole(graph: lineage_graph.LineageGraph) -> None:
+        lineage_figure(lineage_graph.view(graph)).to_plotly_json()
+
+    cold, cached, focus, expand, chain = [], [], [], [], []
+    for _ in range(5):
+        lineage_graph.CACHE.clear()
+        cold.append(await timed(whole))
+        cached.append(await timed(whole))
+    for node in middle[:10]:
+
+        def focused(graph: lineage_graph.LineageGraph, node: str = node) -> None:
+            lineage_figure(lineage_graph.view(graph, focus=node, hops=2), focus=node).to_plotly_json()
+
+        focus.append(await timed(focused))
+
+        def expanded(graph: lineage_graph.LineageGraph, node: str = node) -> None:
+            shown = lineage_graph.view(graph, focus=node, hops=2)
+            other = next(n.id for n in shown.nodes if n.id != node)
+            drawn = lineage_graph.view(graph, focus=node, hops=2, expanded=[other])
+            lineage_figure(drawn, focus=node).to_plotly_json()
+
+        expand.append(await timed(expanded))
+
+    def along_chain(graph: lineage_graph.LineageGraph) -> None:
+        lineage_figure(lineage_graph.view(graph, focus=chain_head, hops=10), focus=chain_head).to_plotly_json()
+
+    for _ in range(5):
+        lineage_graph.CACHE.clear()
+        chain.append(await timed(along_chain))
+    graph_size = len(datasets)
+    return [
+        f"lineage graph: {graph_size:,} datasets, {EDGES:,} edges (a {CHAIN}-hop chain among them); "
+        "server side, as a viewer through RLS, figure built",
+        _line("whole graph, cold (cache emptied)", cold, 3000),
+        _line("whole graph, cached", cached, 1000),
+        _line("2-hop focus view (graph cached, layout not)", focus, 500),
+        _line("expand a node in place", expand, 300),
+        _line("10 hops along the chain, cold", chain, 3000),
+    ]
+
+
+def bench_graph() -> None:
+    with bench_env() as env:
+        tenant = env.provision.tenant()
+        user_id, _ = env.provision.user_token("viewer", tenant)
+        store_project(env.database_url, str(tenant.project_id))
+        with psycopg.connect(env.database_url) as conn:
+            row = conn.execute("select email from ops.users where id = %s", (user_id,)).fetchone()
+        email = str(row[0]) if row else ""
+        for line in asyncio.run(_graph_figures(env.database_url, tenant.project_id, user_id, email)):
+            print(line)
+
+
+SUMMARY_SHOWN = "(document.querySelector('#lineage-summary')?.textContent || '').includes('whole project')"
+
+
+def bench_browser(repeat: int = 5) -> None:
+    """Whole-graph page in Chromium: navigation to the 5,000 dataset markers drawn."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.seed_history import BENCH_ADMIN, BENCH_PASSWORD, DEMO_PROJECT, database, prepare
+    from bench.ui_pages import CHROMIUM_ARGS, WAIT_JS, _start_control_room, _stop_control_room
+
+    url, server = database(os.environ.get("LAKEHOUSE_BENCH_DATABASE_URL"))
+    try:
+        prepare(url)
+        store_project(url, DEMO_PROJECT)
+        drawn = (
+            "(() => { const gd = document.querySelector('#lineage-graph .js-plotly-plot');"
+            f" return !!gd && !!gd._fullData && gd._fullData.some(t => t.x && t.x.length >= {DATASETS}); }})()"
+        )
+        samples: list[float] = []
+        arrived: list[float] = []  # the server's answer (summary shown), before plotly draws
+        with tempfile.TemporaryDirectory(prefix="lh-bench-lineage-") as tmp:
+            process, base = _start_control_room(url, Path(tmp))
+            try:
+                with sync_playwright() as playwright:
+                    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+                    page.set_default_timeout(120_000)
+                    page.goto(f"{base}/login")
+                    page.fill("#login-email", BENCH_ADMIN)
+                    page.fill("#login-password", BENCH_PASSWORD)
+                    page.click("#login-submit")
+                    page.wait_for_url(lambda u: "/login" not in u)
+                    for index in range(repeat + 1):
+                        page.goto("about:blank")
+                        page.goto(f"{base}/lineage")
+                        summary = float(page.evaluate(WAIT_JS, SUMMARY_SHOWN))
+                        elapsed = float(page.evaluate(WAIT_JS, drawn))
+                        if index:  # the first load warms the server's graph cache and the browser's
+                            samples.append(elapsed)
+                            arrived.append(summary)
+                    page.screenshot(path=str(Path(tempfile.gettempdir()) / "lh-bench-lineage-whole.png"))
+                    browser.close()
+            finally:
+                _stop_control_room(process)
+        print(f"lineage page in Chromium: {DATASETS:,} datasets, {EDGES:,} edges, whole project, page load")
+        print(_line("navigation to drawn (graph cached)", samples, 2000))
+        print(_line("  of which: navigation to the server's answer", arrived, 2000))
+    finally:
+        stop = getattr(server, "stop", None)
+        if callable(stop):
+            stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", nargs="*", choices=["ingest", "graph", "browser"], default=["ingest", "graph"])
+    args = parser.parse_args()
+    runs = {"ingest": bench_ingest, "graph": bench_graph, "browser": bench_browser}
+    for name in args.which:
+        runs[name]()
 
 
 if __name__ == "__main__":

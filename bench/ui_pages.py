@@ -110,6 +110,14 @@ def _start_control_room(url: str, data_dir: Path) -> tuple[subprocess.Popen[byte
     raise SystemExit("`lakehouse run` did not become healthy within 10 minutes")
 
 
+def _stop_control_room(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def _summary(name: str, samples: list[float]) -> str:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
@@ -210,11 +218,7 @@ def main() -> None:
             try:
                 results = measure(base, str(big[0]), args.repeat)
             finally:
-                os.killpg(process.pid, signal.SIGINT)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+                _stop_control_room(process)
         for name, samples in results.items():
             print(_summary(name, samples))
     finally:

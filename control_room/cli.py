@@ -43,6 +43,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "policies": ("policies", "app",
                  "Access policies: grants, row filters and column masks; groups, service principals; Trino export."),
     "dashboards": ("dashboards", "app", "Dashboards: shipped templates, a project's dashboards and their versions."),
+    "catalog": ("catalog", "app", "The dataset catalog: sync with OpenMetadata."),
 }  # fmt: skip
 
 

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
         default=True,
         description="`lakehouse run` starts an MLflow tracking server when MLFLOW_TRACKING_URI is not set.",
     )
+    openmetadata_url: str | None = Field(
+        default=None, description="OpenMetadata server (https://host:8585) the catalog syncs with; unset: no sync."
+    )
+    openmetadata_token: SecretStr | None = Field(
+        default=None, description="JWT of an OpenMetadata bot allowed to create tables and lineage."
+    )
+    openmetadata_service: str = Field(
+        default="lakehouse", description="OpenMetadata database service (Custom Database) our datasets go under."
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

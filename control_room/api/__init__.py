@@ -15,6 +15,7 @@ from control_room.api import alerts, auth, executors, health, jobs, lineage, met
 from control_room.api import promotions as promotions_api
 from control_room.api.access_policies import router as access_policies_router
 from control_room.api.ask import router as ask_router
+from control_room.api.catalog_sync import router as catalog_sync_router
 from control_room.api.dashboards import router as dashboards_router
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
@@ -40,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     access_policies_router,
     dashboards_router,
     ask_router,
+    catalog_sync_router,
 )
 
 DESCRIPTION = """\

@@ -185,12 +185,17 @@ CATALOG_COLUMNS = (
     "d.last_run_id, d.updated_at"
 )
 BY_NAME = Keyset(key="d.name", row_id="d.id", descending=False)
-# Where a search text may match: the name, a column's name or description, the description, a tag, the owner.
+# Where a search text may match: the name, a column's name or description, the description, a tag, the owner,
+# and what OpenMetadata's sync pulled (its tags and glossary terms, see services/openmetadata.py).
 SEARCH = """(d.name ilike %s or d.description ilike %s or coalesce(d.owner, '') ilike %s
  or exists (select 1 from jsonb_array_elements(d.columns) c
             where c ->> 'name' ilike %s or c ->> 'description' ilike %s)
  or exists (select 1 from jsonb_array_elements_text(case when jsonb_typeof(d.metadata -> 'tags') = 'array'
                                                     then d.metadata -> 'tags' else '[]' end) t
+            where t ilike %s)
+ or exists (select 1 from jsonb_array_elements_text(
+                coalesce(d.metadata -> 'openmetadata' -> 'tags', '[]') ||
+                coalesce(d.metadata -> 'openmetadata' -> 'glossary_terms', '[]')) t
             where t ilike %s))"""
 
 
@@ -209,7 +214,7 @@ async def search_datasets(
         query.equal("d.project_id", await resolve_project(conn, project))
     if text:
         pattern = f"%{escape_like(text.strip())}%"
-        query.add(SEARCH, *([pattern] * 6))
+        query.add(SEARCH, *([pattern] * 7))
     if cursor:
         query.after(BY_NAME, *lineage.decode_cursor(cursor))
     return await query.page(

@@ -10,6 +10,7 @@ turns those into ``dbt.node_started`` / ``dbt.node_finished`` events and progres
   ``compiled-sql.zip`` and ``dbt.log`` (scrubbed of the profile's secrets);
 * reports the project's lineage (datasets, edges) and OpenLineage RunEvents through the contract
   (``report("lineage", ...)``) and, when ``OPENLINEAGE_URL`` is set, POSTs each RunEvent there;
+  edges carry column-level lineage traced from the compiled SQL with sqlglot;
 * fails the task when a node errored or a test failed, naming those nodes.
 
 Dataset identity: a DuckDB profile without a path writes to the agent's persistent warehouse (the
@@ -394,6 +395,7 @@ class DbtInvocation:
                 catalog = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
                 break
         graph = ProjectGraph(manifest, catalog, namespace=dataset_namespace(profile.output))
+        graph.trace_columns(self._compiled_code(), adapter=profile.adapter_type)
         payload: dict[str, Any] = graph.report()
         events: list[dict[str, Any]] = []
         if self.spec.executes_nodes:
@@ -426,6 +428,11 @@ class DbtInvocation:
                 data={"url": endpoint.url, "sent": len(events), "problems": len(problems)},
             )
 
+    def _compiled_code(self) -> dict[str, str | None]:
+        """Each executed node's compiled SQL, by unique id (run_results.json)."""
+        results = self._run_results().get("results", [])
+        return {str(r["unique_id"]): r.get("compiled_code") for r in results if r.get("unique_id")}
+
     def _run_events(
         self, graph: ProjectGraph, profile: GeneratedProfile, *, started_at: str, finished_at: str, error: str | None
     ) -> list[dict[str, Any]]:
@@ -442,7 +449,7 @@ class DbtInvocation:
             dbt_version=str(graph.manifest.get("metadata", {}).get("dbt_version", "")),
             adapter=profile.adapter_type,
         )
-        compiled = {r.get("unique_id"): r.get("compiled_code") for r in self._run_results().get("results", [])}
+        compiled = self._compiled_code()
         events = builder.task_events(started_at=started_at, finished_at=None, failed=None, error=None)
         for node in sorted(self.nodes.values(), key=lambda n: (n.get("started_at") or "", n["unique_id"])):
             events += builder.node_events(node, compiled_code=compiled.get(node["unique_id"]))

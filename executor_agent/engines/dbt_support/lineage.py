@@ -5,7 +5,8 @@ in the warehouse's OpenLineage namespace) and the project's exposures (namespace
 Edges follow ``depends_on.nodes`` between them; tests, analyses and hooks are not datasets. Columns
 come from the catalog when one was generated (names, types, order) with the descriptions of the
 project's YAML, else from the YAML alone. A dataset's metadata names the dbt tests on it (``tests``:
-unique ids), so the catalog can show their latest results from the run's node events.
+unique ids), so the catalog can show their latest results from the run's node events. Once
+``trace_columns`` has read the compiled SQL, edges carry their column-level lineage (``column_lineage``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from executor_agent.engines.dbt_support.column_lineage import ColumnPairs, dialect_for, trace_columns
 
 DATASET_TYPES = ("source", "seed", "model", "snapshot")
 EXPOSURE = "exposure"
@@ -51,6 +54,31 @@ class ProjectGraph:
             for target in targets:
                 if target in self.nodes:
                     self.tests.setdefault(target, []).append(unique_id)
+        # Column lineage per (node, upstream node), filled by trace_columns from the compiled SQL.
+        self.column_edges: dict[str, dict[str, ColumnPairs]] = {}
+
+    def trace_columns(self, compiled: Mapping[str, str | None], *, adapter: str) -> None:
+        """Column-level lineage of each compiled model and snapshot, its SQL qualified with the columns of
+        its upstream datasets (see column_lineage.py). ``compiled`` maps unique ids to compiled SQL; a node
+        missing there falls back to the manifest's ``compiled_code``."""
+        dialect = dialect_for(adapter)
+        for unique_id, node in self.nodes.items():
+            if node.get("resource_type") not in ("model", "snapshot"):
+                continue
+            sql = compiled.get(unique_id) or node.get("compiled_code")
+            parents = self.upstream_of(unique_id)
+            if not sql or not parents:
+                continue
+            relations = {self.relation_parts(p): p for p in parents}
+            upstream = {parts: [c["name"] for c in self.columns(p)] for parts, p in relations.items()}
+            traced = trace_columns(str(sql), upstream=upstream, dialect=dialect)
+            edges = {relations[parts]: pairs for parts, pairs in traced.items() if pairs}
+            if edges:
+                self.column_edges[unique_id] = edges
+
+    def relation_parts(self, unique_id: str) -> tuple[str, ...]:
+        """A dataset node's relation as (database, schema, identifier), the parts its name joins."""
+        return tuple(self.dataset_id(unique_id).name.split("."))
 
     def dataset_id(self, unique_id: str) -> DatasetId:
         if unique_id in self.exposures:
@@ -148,8 +176,11 @@ class ProjectGraph:
             for parent in self.upstream_of(child):
                 upstream = self.dataset_id(parent)
                 if upstream != downstream:
-                    edges.setdefault(
+                    edge = edges.setdefault(
                         (upstream, downstream),
                         {"upstream": upstream.as_ref(), "downstream": downstream.as_ref(), "job_name": child},
                     )
+                    pairs = self.column_edges.get(child, {}).get(parent)
+                    if pairs and "column_lineage" not in edge:
+                        edge["column_lineage"] = [{"upstream_column": u, "downstream_column": d} for u, d in pairs]
         return {"datasets": list(datasets.values()), "edges": list(edges.values())}

@@ -2,7 +2,8 @@
 
 Each executed model, seed and snapshot is an OpenLineage run: START at the node's start and COMPLETE
 or FAIL at its end (ABORT when dbt skipped it because an upstream node or test failed), with its
-upstream datasets as inputs and its relation as output. The dbt task
+upstream datasets as inputs and its relation as output (with the ``columnLineage`` facet when the
+compiled SQL was traced, see column_lineage.py). The dbt task
 itself is the parent run of them all (START when dbt started, COMPLETE or FAIL when it ended). Run
 ids are derived from (task, attempt, node), so a re-sent report carries the same ids and the
 control plane stores each event once.
@@ -34,6 +35,7 @@ FACET_SCHEMAS = {
     "dataSource": f"{FACETS}/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet",
     "documentation": f"{FACETS}/1-1-0/DocumentationDatasetFacet.json#/$defs/DocumentationDatasetFacet",
     "ownership": f"{FACETS}/1-0-1/OwnershipDatasetFacet.json#/$defs/OwnershipDatasetFacet",
+    "columnLineage": f"{FACETS}/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet",
     "outputStatistics": f"{FACETS}/1-0-2/OutputStatisticsOutputDatasetFacet.json"
     "#/$defs/OutputStatisticsOutputDatasetFacet",
 }
@@ -90,7 +92,20 @@ class RunEventBuilder:
             owner = self.graph.owner(unique_id)
             if owner:
                 facets["ownership"] = _facet("ownership", owners=[{"name": owner}])
+            fields = self._column_lineage(unique_id)
+            if fields:
+                facets["columnLineage"] = _facet("columnLineage", fields=fields)
         return {"namespace": ref.namespace, "name": ref.name, "facets": facets}
+
+    def _column_lineage(self, unique_id: str) -> dict[str, Any]:
+        """The columnLineage facet's fields: each output column and the upstream columns it comes from."""
+        fields: dict[str, Any] = {}
+        for parent, pairs in self.graph.column_edges.get(unique_id, {}).items():
+            ref = self.graph.dataset_id(parent)
+            for upstream_column, column in pairs:
+                inputs = fields.setdefault(column, {"inputFields": []})["inputFields"]
+                inputs.append({"namespace": ref.namespace, "name": ref.name, "field": upstream_column})
+        return fields
 
     def _event(
         self,

@@ -48,7 +48,7 @@ def _click_node(page: Page, name: str) -> None:
     point = page.evaluate(
         """(name) => {
             const gd = document.querySelector('#lineage-graph .js-plotly-plot');
-            for (const trace of gd.data) {
+            for (const trace of gd._fullData) {  // decoded: positions travel as typed arrays
                 const i = (trace.hovertext || []).findIndex(t => t.startsWith('<b>' + name + '</b>'));
                 if (i < 0) continue;
                 const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;

@@ -156,6 +156,44 @@ def test_stored_lineage_edges_equal_the_depends_on_graph_of_the_manifest(built: 
     assert [c["name"] for c in dim["columns"]][:2] == ["customer_id", "full_name"]
 
 
+# Column lineage of the example, checked by hand against its SQL: (model, column) -> {(upstream, column)}.
+# dim_customers.lifetime_amount is sum(amount) of stg_orders, itself amount_cents / 100.0 of raw_orders;
+# fct_orders.country_code is stg_customers' column, itself upper(country) of raw_customers;
+# customer_activity.checkout_count is sum(case when event_type = 'checkout' ...) of fct_customer_events.
+EXPECTED_COLUMN_LINEAGE = {
+    ("dim_customers", "lifetime_amount"): {("stg_orders", "amount")},
+    ("stg_orders", "amount"): {("raw_orders", "amount_cents")},
+    ("fct_orders", "country_code"): {("stg_customers", "country_code")},
+    ("stg_customers", "country_code"): {("raw_customers", "country")},
+    ("customer_activity", "checkout_count"): {("fct_customer_events", "event_type")},
+}
+
+
+def test_column_lineage_of_the_example_equals_the_hand_checked_expectation(built: Built) -> None:
+    _, datasets = stored_edges(built.claimed)
+    stored: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for dataset in datasets:
+        detail = built.claimed.viewer.get(f"/datasets/{dataset['id']}").json()
+        for edge in detail["upstream"]:
+            for pair in edge["column_lineage"]:
+                key = (detail["name"].rsplit(".", 1)[-1], pair["downstream_column"])
+                stored.setdefault(key, set()).add((edge["dataset"]["name"].rsplit(".", 1)[-1], pair["upstream_column"]))
+
+    assert {key: stored.get(key) for key in EXPECTED_COLUMN_LINEAGE} == EXPECTED_COLUMN_LINEAGE
+    # A join key comes from the side the query selects it from; count(*) comes from no column.
+    assert stored[("dim_customers", "customer_id")] == {("stg_customers", "customer_id")}
+    assert ("dim_customers", "order_count") not in stored
+    # The same pairs travel in the models' OpenLineage events as the columnLineage facet.
+    events = built.context.report_of("lineage")["openlineage_events"]
+    complete = next(
+        e for e in events if e["job"]["name"] == "model.lakehouse_shop.fct_orders" and e["eventType"] == "COMPLETE"
+    )
+    fields = complete["outputs"][0]["facets"]["columnLineage"]["fields"]
+    assert [(f["name"].rsplit(".", 1)[-1], f["field"]) for f in fields["country_code"]["inputFields"]] == [
+        ("stg_customers", "country_code")
+    ]
+
+
 def test_openlineage_events_validate_against_the_official_schema(
     built: Built, openlineage_collector: OpenLineageCollector
 ) -> None:

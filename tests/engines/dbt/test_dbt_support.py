@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from executor_agent.engines.base import EngineError
+from executor_agent.engines.dbt_support.column_lineage import trace_columns
 from executor_agent.engines.dbt_support.lineage import ProjectGraph
 from executor_agent.engines.dbt_support.openlineage import OpenLineageEndpoint, ParentRun, RunEventBuilder
 from executor_agent.engines.dbt_support.profiles import dataset_namespace, write_profile
@@ -181,3 +182,25 @@ def test_openlineage_delivery_reports_problems_instead_of_failing(tmp_path: Path
         {"OPENLINEAGE_URL": "http://ol:5000/", "OPENLINEAGE_API_KEY": "k"}
     )
     assert configured == OpenLineageEndpoint("http://ol:5000", "api/v1/lineage", "k")
+
+
+def test_column_tracing_expands_stars_follows_ctes_and_gives_up_on_sql_it_cannot_parse() -> None:
+    upstream = {
+        ("wh", "main", "orders"): ["order_id", "customer_id", "amount"],
+        ("wh", "main", "customers"): ["customer_id", "country"],
+    }
+    star = 'select * from "wh"."main"."orders"'
+    through_cte = (
+        "with totals as (select customer_id, sum(amount) as spent from wh.main.orders group by customer_id) "
+        "select c.customer_id, upper(c.country) as country_code, t.spent, 1 as one "
+        "from wh.main.customers c left join totals t on t.customer_id = c.customer_id"
+    )
+
+    assert trace_columns(star, upstream=upstream, dialect="duckdb") == {
+        ("wh", "main", "orders"): [("order_id", "order_id"), ("customer_id", "customer_id"), ("amount", "amount")]
+    }
+    assert trace_columns(through_cte, upstream=upstream, dialect="postgres") == {
+        ("wh", "main", "customers"): [("customer_id", "customer_id"), ("country", "country_code")],
+        ("wh", "main", "orders"): [("amount", "spent")],
+    }
+    assert trace_columns("selec nothing from (", upstream=upstream, dialect="duckdb") == {}

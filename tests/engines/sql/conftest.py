@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 
 from executor_agent.engines.base import EngineResult
 from tests.engines.harness import ContextFactory, HarnessContext
+from tests.opt_in import deselect_unless_configured
 from tests.trino_server.process import TrinoTestServer, trino_test_server
 
 
@@ -25,16 +25,8 @@ def query_history(context: HarnessContext) -> dict[int, dict[str, Any]]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked real_trino need a real cluster: without TRINO_URL they are deselected, not skipped.
-
-    A hook instead of ``-m "not real_trino"`` in addopts, which would clash with ``PYTEST_ARGS="-m …"``.
-    """
-    if os.environ.get("TRINO_URL"):
-        return
-    deselected = [item for item in items if item.get_closest_marker("real_trino") is not None]
-    if deselected:
-        items[:] = [item for item in items if item.get_closest_marker("real_trino") is None]
-        config.hook.pytest_deselected(items=deselected)
+    """Tests marked real_trino need a real cluster: without TRINO_URL they are deselected, not skipped."""
+    deselect_unless_configured(config, items, marker="real_trino", variable="TRINO_URL")
 
 
 MakeContext = ContextFactory

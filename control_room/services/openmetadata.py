@@ -1,0 +1,382 @@
+"""The OpenMetadata connector: push a project's datasets (as tables), their columns, owners and lineage to
+an OpenMetadata server, and pull what people curate there (owners, tags, glossary terms, descriptions)
+back onto our datasets; with a dry run that only lists the differences.
+
+A dataset ``db.schema.table`` becomes the table ``<service>.db.schema.table`` (fewer parts are padded
+with ``default``) under a database service the OpenMetadata admin created (``LAKEHOUSE_OPENMETADATA_SERVICE``).
+Every write is decided by comparing with what OpenMetadata holds, so a second sync sends nothing and
+pulls nothing. OpenMetadata keeps a description a person wrote (a bot's PUT does not overwrite it), so
+a description is pushed only where OpenMetadata has none. An owner is pushed when OpenMetadata knows a
+user named like it (the e-mail's local part, or the name). Pulled values land in the dataset's
+``metadata.openmetadata`` and fill the owner and description the engines left empty
+(ops.apply_openmetadata_pull, admin role, audited).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from control_room.services.auth import Principal, scoped
+from control_room.services.errors import Invalid, ServiceError, from_db_error
+from control_room.services.openmetadata_client import (
+    AddLineage,
+    Column,
+    ColumnLineage,
+    CreateDatabase,
+    CreateDatabaseSchema,
+    CreateTable,
+    EntitiesEdge,
+    EntityReference,
+    LineageDetails,
+    OpenMetadataClient,
+    Table,
+)
+from control_room.services.runs import resolve_project
+
+# Our column types (dbt catalog, Delta, information_schema, OpenLineage) -> OpenMetadata's dataType enum.
+DATA_TYPES = (
+    (r"^(big ?int|int8|long)", "BIGINT"),
+    (r"^(small ?int|int2|short)", "SMALLINT"),
+    (r"^(tiny ?int|byte)", "TINYINT"),
+    (r"^(int|integer|int4)\b", "INT"),
+    (r"^(double|float8|double precision)", "DOUBLE"),
+    (r"^(float|real|float4)", "FLOAT"),
+    (r"^(decimal|numeric|number)", "DECIMAL"),
+    (r"^(varchar|character varying|text|string|char|character|bpchar)", "STRING"),
+    (r"^bool", "BOOLEAN"),
+    (r"^date$", "DATE"),
+    (r"^timestamp", "TIMESTAMP"),
+    (r"^time\b", "TIME"),
+    (r"^(json|jsonb)$", "JSON"),
+    (r"^uuid$", "UUID"),
+    (r"^(blob|bytea|binary)", "BINARY"),
+)
+TABLE_KINDS = ("source", "seed", "model", "snapshot", "table")
+LINEAGE_SOURCE = "Manual"  # OpenMetadata's lineage source enum has no value for an outside pusher
+DATASETS = """
+select d.id, d.namespace, d.name, d.kind, d.columns, d.owner, d.description, d.metadata
+from ops.datasets d where d.project_id = %(p)s and d.kind = any(%(kinds)s) order by d.name, d.id
+"""
+EDGES = """
+select e.upstream_id, e.downstream_id, e.column_lineage from ops.lineage_edges e where e.project_id = %(p)s
+"""
+
+
+class OpenMetadataUnavailable(ServiceError):
+    """OpenMetadata refused a call or could not be reached (the sync stopped there)."""
+
+    status = 502
+    title = "OpenMetadata refused"
+
+
+def data_type(ours: str) -> str:
+    """OpenMetadata's dataType for one of our column types (UNKNOWN when none fits)."""
+    text = ours.strip().lower()
+    return next((om for pattern, om in DATA_TYPES if re.match(pattern, text)), "UNKNOWN")
+
+
+def table_fqn(service: str, dataset_name: str) -> tuple[str, str, str]:
+    """(database, schema, table) of a dataset name; OpenMetadata's FQN quotes no part, so none may hold dots."""
+    parts = dataset_name.split(".")
+    table = parts[-1]
+    schema = parts[-2] if len(parts) >= 2 else "default"
+    database = ".".join(parts[:-2]).replace(".", "_") if len(parts) >= 3 else "default"
+    return database, schema, table
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference: what would be (or was) sent or pulled, on which object."""
+
+    direction: str  # "push" or "pull"
+    action: str  # "create table", "update table", "add lineage", "pull"
+    target: str  # a table FQN, or "upstream -> downstream"
+    fields: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    dry_run: bool
+    service: str
+    tables: int = 0
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "service": self.service,
+            "tables": self.tables,
+            "pushed": sum(1 for c in self.changes if c.direction == "push"),
+            "pulled": sum(1 for c in self.changes if c.direction == "pull"),
+            "changes": [asdict(c) for c in self.changes],
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class _Dataset:
+    id: str
+    name: str
+    fqn: str
+    database: str
+    schema: str
+    table: str
+    columns: list[dict[str, Any]]
+    owner: str | None
+    description: str
+    metadata: dict[str, Any]
+
+
+def _desired_columns(dataset: _Dataset) -> list[Column]:
+    return [
+        Column(
+            name=str(c["name"]),
+            dataType=data_type(str(c.get("type") or "")),
+            dataTypeDisplay=str(c.get("type") or "") or None,
+            description=str(c.get("description") or "") or None,
+        )
+        for c in dataset.columns
+        if c.get("name")
+    ]
+
+
+def _table_changes(dataset: _Dataset, current: Table | None, owner: EntityReference | None) -> list[str]:
+    """Which fields a push would change (all of them for a new table)."""
+    if current is None:
+        return ["columns", *(["description"] if dataset.description else []), *(["owners"] if owner else [])]
+    changed = []
+    theirs = {c.name: c for c in current.columns}
+    wanted = _desired_columns(dataset)
+    if [(c.name, c.dataType) for c in wanted] != [(c.name, c.dataType) for c in current.columns]:
+        changed.append("columns")
+    elif any(c.description and not theirs[c.name].description for c in wanted):
+        changed.append("columns")  # a column description OpenMetadata lacks
+    if dataset.description and not current.description:
+        changed.append("description")
+    if owner is not None and owner.id not in {o.id for o in current.owners}:
+        changed.append("owners")
+    return changed
+
+
+def _pulled(table: Table) -> dict[str, Any]:
+    """What OpenMetadata says of a table that we keep under metadata.openmetadata."""
+    return {
+        "fqn": table.fullyQualifiedName,
+        "id": str(table.id),
+        "owners": sorted(o.name or o.fullyQualifiedName or str(o.id) for o in table.owners),
+        "tags": sorted(t.tagFQN for t in table.tags if t.source == "Classification"),
+        "glossary_terms": sorted(t.tagFQN for t in table.tags if t.source == "Glossary"),
+        "description": table.description or "",
+        "columns": {
+            c.name: {
+                "description": c.description or "",
+                "tags": sorted(t.tagFQN for t in c.tags if t.source == "Classification"),
+                "glossary_terms": sorted(t.tagFQN for t in c.tags if t.source == "Glossary"),
+            }
+            for c in table.columns
+        },
+    }
+
+
+class OpenMetadataSync:
+    """One sync of one project against one OpenMetadata server."""
+
+    def __init__(self, client: OpenMetadataClient, *, service: str, dry_run: bool) -> None:
+        self.client = client
+        self.service = service
+        self.report = SyncReport(dry_run=dry_run, service=service)
+        self._owners: dict[str, EntityReference | None] = {}
+
+    async def _owner(self, ours: str | None) -> EntityReference | None:
+        if not ours:
+            return None
+        if ours not in self._owners:
+            name = ours.split("@", 1)[0] if "@" in ours else ours
+            user = await self.client.user(name)
+            if user is None:
+                self.report.warnings.append(f"owner {ours}: no OpenMetadata user named {name}; not pushed")
+            self._owners[ours] = EntityReference(id=user.id, type="user") if user else None
+        return self._owners[ours]
+
+    async def push_table(self, dataset: _Dataset) -> Table | None:
+        current = await self.client.table(dataset.fqn)
+        owner = await self._owner(dataset.owner)
+        fields = _table_changes(dataset, current, owner)
+        if not fields:
+            return current
+        self.report.changes.append(
+            Change("push", "create table" if current is None else "update table", dataset.fqn, fields)
+        )
+        if self.report.dry_run:
+            return current
+        if current is None:
+            database = await self.client.put_database(CreateDatabase(name=dataset.database, service=self.service))
+            await self.client.put_database_schema(
+                CreateDatabaseSchema(name=dataset.schema, database=database.fullyQualifiedName)
+            )
+        owners = [owner] if owner else None
+        if current is not None and owner is not None:
+            kept = [EntityReference(id=o.id, type=o.type) for o in current.owners if o.id != owner.id]
+            owners = [*kept, owner]
+        await self.client.put_table(
+            CreateTable(
+                name=dataset.table,
+                databaseSchema=f"{self.service}.{dataset.database}.{dataset.schema}",
+                columns=_desired_columns(dataset),
+                description=dataset.description or None,
+                owners=owners,
+            )
+        )
+        return await self.client.table(dataset.fqn)  # as OpenMetadata keeps it (its own rules applied)
+
+    async def push_lineage(
+        self, upstream: _Dataset, downstream: _Dataset, pairs: list[dict[str, Any]], tables: dict[str, Table | None]
+    ) -> None:
+        up, down = tables.get(upstream.id), tables.get(downstream.id)
+        wanted = sorted(
+            (f"{upstream.fqn}.{p['upstream_column']}", f"{downstream.fqn}.{p['downstream_column']}") for p in pairs
+        )
+        target = f"{upstream.fqn} -> {downstream.fqn}"
+        if up is not None and down is not None:
+            lineage = await self.client.upstream_lineage(downstream.fqn)
+            edges = [e for e in (lineage.upstreamEdges if lineage else []) if e.fromEntity == up.id]
+            if edges:
+                details = edges[0].lineageDetails
+                have = sorted(
+                    (source, c.toColumn or "")
+                    for c in (details.columnsLineage if details else [])
+                    for source in c.fromColumns
+                )
+                if have == wanted:
+                    return
+        self.report.changes.append(Change("push", "add lineage", target, ["columnsLineage"] if wanted else []))
+        if self.report.dry_run or up is None or down is None:
+            return
+        by_column: dict[str, list[str]] = {}
+        for source, column in wanted:
+            by_column.setdefault(column, []).append(source)
+        await self.client.add_lineage(
+            AddLineage(
+                edge=EntitiesEdge(
+                    fromEntity=EntityReference(id=up.id, type="table"),
+                    toEntity=EntityReference(id=down.id, type="table"),
+                    lineageDetails=LineageDetails(
+                        columnsLineage=[ColumnLineage(fromColumns=s, toColumn=c) for c, s in by_column.items()],
+                        source=LINEAGE_SOURCE,
+                    ),
+                )
+            )
+        )
+
+    def pull_rows(self, datasets: list[_Dataset], tables: dict[str, Table | None]) -> list[dict[str, Any]]:
+        rows = []
+        for dataset in datasets:
+            table = tables.get(dataset.id)
+            if table is None:
+                continue
+            pulled = _pulled(table)
+            owner = pulled["owners"][0] if pulled["owners"] else None
+            fields = [
+                name
+                for name, differs in (
+                    ("openmetadata", dataset.metadata.get("openmetadata") != pulled),
+                    ("owner", dataset.owner is None and owner is not None),
+                    ("description", not dataset.description and bool(pulled["description"])),
+                )
+                if differs
+            ]
+            if fields:
+                self.report.changes.append(Change("pull", "pull", dataset.fqn, fields))
+                rows.append(
+                    {
+                        "dataset_id": dataset.id,
+                        "openmetadata": pulled,
+                        "owner": owner,
+                        "description": pulled["description"],
+                    }
+                )
+        return rows
+
+
+async def _project_lineage(
+    conn: AsyncConnection, project_id: uuid.UUID, service: str
+) -> tuple[list[_Dataset], list[dict[str, Any]]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(DATASETS, {"p": project_id, "kinds": list(TABLE_KINDS)})
+        rows = await cur.fetchall()
+        await cur.execute(EDGES, {"p": project_id})
+        edges = await cur.fetchall()
+    datasets = []
+    for row in rows:
+        database, schema, table = table_fqn(service, row["name"])
+        datasets.append(
+            _Dataset(
+                id=str(row["id"]),
+                name=row["name"],
+                fqn=f"{service}.{database}.{schema}.{table}",
+                database=database,
+                schema=schema,
+                table=table,
+                columns=list(row["columns"] or []),
+                owner=row["owner"],
+                description=row["description"] or "",
+                metadata=dict(row["metadata"] or {}),
+            )
+        )
+    return datasets, [dict(e) for e in edges]
+
+
+async def sync_openmetadata(
+    conn: AsyncConnection,
+    principal: Principal,
+    client: OpenMetadataClient,
+    *,
+    project: str,
+    service: str,
+    dry_run: bool,
+) -> SyncReport:
+    """Push the project's datasets, columns, owners and lineage, then pull OpenMetadata's curation back
+    (admin role on the project). With ``dry_run`` nothing is written on either side: the report lists
+    what would be."""
+    try:
+        async with scoped(conn, principal):
+            project_id = await resolve_project(conn, project)
+            await conn.execute("select ops.require_project_role(%s, 'admin')", (project_id,))
+            datasets, edges = await _project_lineage(conn, project_id, service)
+    except psycopg.Error as exc:
+        raise from_db_error(exc) or exc from exc
+    if await client.database_service(service) is None:
+        raise Invalid(
+            f"OpenMetadata has no database service named {service}: create one (Settings > Services > Databases, "
+            "type Custom Database) or set LAKEHOUSE_OPENMETADATA_SERVICE to an existing one",
+            field="service",
+        )
+    sync = OpenMetadataSync(client, service=service, dry_run=dry_run)
+    seen: dict[str, str] = {}
+    tables: dict[str, Table | None] = {}
+    for dataset in datasets:
+        if dataset.fqn in seen:
+            sync.report.warnings.append(f"{dataset.name} and {seen[dataset.fqn]} are both {dataset.fqn}; pushed once")
+            continue
+        seen[dataset.fqn] = dataset.name
+        tables[dataset.id] = await sync.push_table(dataset)
+    sync.report.tables = len(seen)
+    by_id = {d.id: d for d in datasets if d.id in tables}
+    for edge in edges:
+        up, down = by_id.get(str(edge["upstream_id"])), by_id.get(str(edge["downstream_id"]))
+        if up is not None and down is not None:
+            await sync.push_lineage(up, down, list(edge["column_lineage"] or []), tables)
+    rows = sync.pull_rows(list(by_id.values()), tables)
+    if rows and not dry_run:
+        async with scoped(conn, principal):
+            await conn.execute("select ops.apply_openmetadata_pull(%s, %s::jsonb)", (project_id, json.dumps(rows)))
+    return sync.report
