@@ -35,7 +35,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "alerts": ("alerts", "app", "Alert rules and incidents: list them, ack, snooze, resolve."),
     "promotions": ("promotions", "app",
                    "Promotion gates: promote job versions dev → staging → prod, approve, roll back."),
-    "runs": ("runs", "app", "Runs: re-run a finished run (all tasks, failed ones, or from a task)."),
+    "runs": ("runs", "app", "Runs: re-run a finished run (all tasks, failed ones, or from a task); print a task's log."),
     "routing": ("governance", "routing_app", "The routing matrix: its rules and warnings, and where a task would go."),
     "governance": ("governance", "governance_app",
                    "GitOps drift of routing and caps against the deployed bundle; export; bundle-only lock."),

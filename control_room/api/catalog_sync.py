@@ -18,7 +18,10 @@ router = APIRouter()
 
 class SyncChange(BaseModel):
     direction: str = Field(description="push (to OpenMetadata) or pull (onto our datasets).")
-    action: str = Field(description="create table, update table, add lineage or pull.")
+    action: str = Field(
+        description="What changes: a table created or updated ('create table', 'update table'), "
+        "'add lineage' or 'pull'."
+    )
     target: str = Field(description="The table's fully qualified name, or 'upstream -> downstream'.")
     fields: list[str]
 
