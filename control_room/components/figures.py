@@ -107,6 +107,7 @@ def dag_figure(tasks: Sequence[dict[str, Any]]) -> go.Figure:
             },
             customdata=[[by_key[k]["status"], by_key[k]["engine"]] for k in keys],
             hovertemplate="<b>%{text}</b><br>%{customdata[1]} · %{customdata[0]}<extra></extra>",
+            meta={"task_keys": keys},  # a click on a node opens that task's panel (its point index)
         )
     )
     xs = [p[0] for p in positions.values()] or [0.0]
@@ -171,6 +172,7 @@ def gantt_figure(
                 width=0.5,
                 name=label,
                 hovertemplate=hover,
+                meta={"task_key": attempt["task_key"], "attempt": attempt["attempt"]},  # a click opens the attempt
             )
         )
         if span > 0 and seconds < span * NARROW_SHARE:
@@ -182,6 +184,7 @@ def gantt_figure(
                     marker={"color": color, "symbol": "line-ns", "size": 16, "line": {"color": color, "width": 3}},
                     name=f"{label} (short)",
                     hovertemplate=hover,
+                    meta={"task_key": attempt["task_key"], "attempt": attempt["attempt"]},
                 )
             )
     running = any(attempt["finished_at"] is None for attempt, _ in extents)

@@ -305,7 +305,7 @@ def _overview() -> rx.Component:
                 rx.vstack(
                     rx.text("Task graph", size="2", weight="medium"),
                     rx.plotly.basic(data=RunDetailState.dag, config={"displayModeBar": False, "responsive": True},
-                                    width="100%", id="run-dag"),
+                                    width="100%", id="run-dag", on_click=TaskPanelState.pick_task_node),
                     spacing="2",
                 ),
                 width="100%",
@@ -426,13 +426,13 @@ def _timeline() -> rx.Component:
                 rx.hstack(
                     rx.text("Timeline", size="2", weight="medium"),
                     rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome; "
-                            "wheel to zoom, drag to pan, double-click to reset",
+                            "click a bar to open its attempt; wheel to zoom, drag to pan, double-click to reset",
                             size="1", color_scheme="gray"),
                     spacing="3", align="center",
                 ),
                 rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True,
                                                                   "scrollZoom": True, "doubleClick": "reset"},
-                                width="100%", id="run-gantt"),
+                                width="100%", id="run-gantt", on_click=TaskPanelState.pick_attempt_bar),
                 spacing="2",
                 width="100%",
             ),

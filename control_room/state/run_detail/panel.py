@@ -97,6 +97,34 @@ class TaskPanelState(RunDetailState):
         if key:
             yield TaskPanelState.open_task(key, attempt)
 
+    def _pick(self, figure: str, points: list[dict[str, Any]]) -> Any:
+        """A click on the DAG (a task's node) or the Gantt (an attempt's bar) opens that task's panel."""
+        traces = (self.dag if figure == "dag" else self.gantt).data
+        for point in points or []:
+            curve = point.get("curveNumber")
+            if not isinstance(curve, int) or not 0 <= curve < len(traces):
+                continue
+            meta = traces[curve].meta
+            if not isinstance(meta, dict):
+                continue
+            if "task_keys" in meta:
+                index = point.get("pointIndex")
+                if isinstance(index, int) and 0 <= index < len(meta["task_keys"]):
+                    return TaskPanelState.open_task(str(meta["task_keys"][index]), "")
+            elif "task_key" in meta:
+                return TaskPanelState.open_task(str(meta["task_key"]), str(meta["attempt"]))
+        return None
+
+    @handler
+    def pick_task_node(self, points: list[dict[str, Any]]) -> Any:
+        """A click on a node of the task graph."""
+        return self._pick("dag", points)
+
+    @handler
+    def pick_attempt_bar(self, points: list[dict[str, Any]]) -> Any:
+        """A click on an attempt's bar in the timeline."""
+        return self._pick("gantt", points)
+
     @handler
     def open_attempt(self, key: str, attempt: int) -> Any:
         """An attempt row: its task's panel, on that attempt."""

@@ -8,12 +8,41 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.e2e.ui.conftest import SignIn, UiWorld, screenshot
 from tests.e2e.ui.test_runs_issue16 import _finished, _submit_api, _wait_for
 
 pytestmark = pytest.mark.e2e
+
+# Where plotly drew a task's node (DAG) or an attempt's bar (Gantt), found through plotly's own axes.
+FIGURE_POINT = """([figure, key, attempt]) => {
+    const el = document.querySelector(figure);
+    const gd = el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
+    const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    for (const trace of gd._fullData) {
+        const meta = trace.meta || {};
+        if (meta.task_keys) {
+            const i = meta.task_keys.indexOf(key);
+            if (i >= 0) return {x: box.left + size.l + xa.l2p(trace.x[i]), y: box.top + size.t + ya.l2p(trace.y[i])};
+        } else if (meta.task_key === key && meta.attempt === attempt && trace.type === 'bar') {
+            const middle = xa.d2l(trace.base[0]) + trace.x[0] / 2;
+            return {x: box.left + size.l + xa.l2p(middle), y: box.top + size.t + ya.l2p(ya.d2l(trace.y[0]))};
+        }
+    }
+    return null;
+}"""
+
+
+def _click_in_figure(page: Page, figure: str, key: str, attempt: int | None = None) -> None:
+    page.locator(figure).scroll_into_view_if_needed()
+    point = page.evaluate(FIGURE_POINT, [figure, key, attempt])
+    assert point, f"{key} is not drawn in {figure}"
+    # Plotly clicks the point it hovers: hover first (its label shows), then click there.
+    page.mouse.move(point["x"], point["y"])
+    expect(page.locator(f"{figure} .hoverlayer .hovertext").first).to_be_visible()
+    page.mouse.click(point["x"], point["y"])
 
 
 def test_a_task_panel_with_attempts_logs_first_error_download_and_lineage(ui_world: UiWorld, sign_in: SignIn) -> None:
@@ -67,6 +96,18 @@ def test_a_task_panel_with_attempts_logs_first_error_download_and_lineage(ui_wor
     viewer.click("#panel-close")
     expect(panel).to_be_hidden()
     expect(viewer).to_have_url(re.compile(rf".*/runs/{run_id}$"))
+
+    # A click on the task graph's node, or on an attempt's bar in the timeline, opens the panel too.
+    _click_in_figure(viewer, "#run-dag", "prepare")
+    expect(viewer.locator("#panel-task-key")).to_have_text("prepare")
+    viewer.click("#panel-close")
+    expect(panel).to_be_hidden()
+    viewer.click("#tab-timeline")
+    expect(viewer.locator("#run-gantt")).to_be_visible()
+    _click_in_figure(viewer, "#run-gantt", "flaky", 1)
+    expect(viewer.locator("#panel-task-key")).to_have_text("flaky")
+    expect(viewer).to_have_url(re.compile(r".*[?&]task=flaky&attempt=1$"))
+    viewer.click("#panel-close")
 
     # The event log narrowed to one task.
     viewer.goto(f"{ui_world.url}/runs/{run_id}?tab=timeline")
