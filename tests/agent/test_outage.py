@@ -31,7 +31,10 @@ from tests.agent.conftest import (
 )
 
 OUTAGE_S = 10.0
-SERVER_SETTINGS = {"lease_seconds": "30", "reaper_interval_seconds": "0.5", "claim_wait_max_seconds": "5"}
+# Leases outlast the outage with room to spare: a lease heartbeated just before the stop must survive the 10 s
+# outage, the server's restart (seconds under load) and the agent's retry backoff. With 30 s (a heartbeat every
+# 10 s) a loaded machine lost a lease now and then, and the test saw a re-run it was not about.
+SERVER_SETTINGS = {"lease_seconds": "60", "reaper_interval_seconds": "0.5", "claim_wait_max_seconds": "5"}
 server_down = threading.Event()
 
 
