@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room import routes
 from control_room.services import artifacts, events, runs, task_detail
@@ -238,7 +239,7 @@ class TaskPanelState(RunDetailState):
 
 
 async def _attempt_events(
-    conn: Any, run_id: uuid.UUID, task_id: uuid.UUID, attempt: int
+    conn: AsyncConnection, run_id: uuid.UUID, task_id: uuid.UUID, attempt: int
 ) -> tuple[list[dict[str, Any]], int]:
     """The newest lines of the attempt's log, and the id of its first error event (0 when none)."""
     number = attempt or None
