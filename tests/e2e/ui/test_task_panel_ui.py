@@ -6,6 +6,7 @@ the event log filters by task."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -37,11 +38,22 @@ FIGURE_POINT = """([figure, key, attempt]) => {
 
 def _click_in_figure(page: Page, figure: str, key: str, attempt: int | None = None) -> None:
     page.locator(figure).scroll_into_view_if_needed()
-    point = page.evaluate(FIGURE_POINT, [figure, key, attempt])
-    assert point, f"{key} is not drawn in {figure}"
-    # Plotly clicks the point it hovers: hover first (its label shows), then click there.
-    page.mouse.move(point["x"], point["y"])
-    expect(page.locator(f"{figure} .hoverlayer .hovertext").first).to_be_visible()
+    hover = page.locator(f"{figure} .hoverlayer .hovertext").first
+    # Plotly clicks the point it hovers: hover first (its label shows), then click there. The page may redraw
+    # the figure just after a panel closes, which drops a hover; so hover again (off, then on) until a label
+    # shows, up to a deadline.
+    deadline = time.monotonic() + 30
+    while True:
+        point = page.evaluate(FIGURE_POINT, [figure, key, attempt])
+        assert point, f"{key} is not drawn in {figure}"
+        page.mouse.move(1, 1)
+        page.mouse.move(point["x"], point["y"], steps=3)
+        try:
+            expect(hover).to_be_visible(timeout=2_000)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
     page.mouse.click(point["x"], point["y"])
 
 
