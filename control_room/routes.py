@@ -29,11 +29,21 @@ COMING_LATER = "/later/[feature]"
 LATER_FEATURES: dict[str, str] = {}
 
 
-def run_detail(run_id: str, *, tab: str | None = None, task: str | None = None, attempt: int | None = None) -> str:
-    """The page of one run (optionally opened on a tab: overview, timeline, artifacts; and with a task's
-    panel open, on one of its attempts)."""
+def run_detail(
+    run_id: str,
+    *,
+    tab: str | None = None,
+    level: str | None = None,
+    q: str | None = None,
+    log_task: str | None = None,
+    task: str | None = None,
+    attempt: int | None = None,
+) -> str:
+    """The page of one run: optionally opened on a tab (overview, timeline, artifacts), with the event log's
+    filters (least level, search text, one task's key) and with a task's panel open on one of its attempts."""
     path = f"/runs/{quote(run_id)}"
-    query = {name: value for name, value in (("tab", tab), ("task", task), ("attempt", attempt)) if value}
+    pairs = (("tab", tab), ("level", level), ("q", q), ("log_task", log_task), ("task", task), ("attempt", attempt))
+    query = {name: value for name, value in pairs if value}
     return f"{path}?{urlencode(query)}" if query else path
 
 

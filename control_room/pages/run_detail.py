@@ -412,8 +412,8 @@ def _events() -> rx.Component:
     # (scrolling up to read pauses it); without follow the view never moves on its own.
     log: rx.Component = rx.cond(
         RunDetailState.follow,
-        rx.auto_scroll(*rows, class_name="event-log", id="event-log"),
-        rx.box(*rows, class_name="event-log", id="event-log"),
+        rx.auto_scroll(*rows, class_name="event-log", id="event-log", width="100%"),
+        rx.box(*rows, class_name="event-log", id="event-log", width="100%"),
     )
     card: rx.Component = rx.card(rx.vstack(toolbar, log, spacing="3", width="100%"), width="100%")
     return card

@@ -79,10 +79,6 @@ class TaskPanelState(RunDetailState):
 
     _panel_task_id: str = ""
 
-    def _shared_tab(self) -> str | None:
-        """The tab for the address: none for the overview, which opens by default."""
-        return self.tab if self.tab != "overview" else None
-
     @rx.var
     def panel_attempt_numbers(self) -> list[str]:
         return [str(row.attempt) for row in self.panel_attempts]
@@ -95,6 +91,7 @@ class TaskPanelState(RunDetailState):
             key, attempt = query.get("task", ""), query.get("attempt", "")
             if not key:  # another run, or Back to the page without a panel
                 self.panel_open, self.panel_key = False, ""
+                self._address_task, self._address_attempt = "", 0
         if key:
             yield TaskPanelState.open_task(key, attempt)
 
@@ -148,9 +145,8 @@ class TaskPanelState(RunDetailState):
         async with self:
             self.panel_loading = False
             self.panel_error = message
-            address = routes.run_detail(
-                str(run), tab=self._shared_tab(), task=key, attempt=int(self.panel_attempt or 0) or None
-            )
+            self._address_task, self._address_attempt = key, int(self.panel_attempt or 0)
+            address = self._address(str(run))
         yield rx.call_script(replace_address(address))
 
     async def _load_panel(self, run_id: uuid.UUID, key: str, attempt: str) -> None:
@@ -234,8 +230,8 @@ class TaskPanelState(RunDetailState):
         if is_open:
             return None
         self.panel_key = ""
-        run = self._current_run_id()
-        return rx.call_script(replace_address(routes.run_detail(str(run), tab=self._shared_tab()))) if run else None
+        self._address_task, self._address_attempt = "", 0
+        return self._share_address()
 
 
 async def _attempt_events(

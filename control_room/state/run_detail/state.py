@@ -87,6 +87,8 @@ class RunDetailState(SessionState):
     _watching: bool = False
     _seen_at: float = 0.0
     _title_ticks: int = 0
+    _address_task: str = ""  # the task whose panel is open (its key), for the address
+    _address_attempt: int = 0
 
     @rx.var
     def event_count_label(self) -> str:
@@ -97,6 +99,24 @@ class RunDetailState(SessionState):
         """The event log's filters as ``events.list_events`` takes them."""
         task = uuid.UUID(self.event_task) if self.event_task else None
         return {"min_level": min_level(self.level), "text": self.search or None, "task_id": task}
+
+    def _address(self, run_id: str = "") -> str:
+        """This view's address: tab, the event log's filters and the open task panel, so that a reload, a
+        copied link or Back to this page shows the same view."""
+        log_task = next((task.key for task in self.tasks if task.id == self.event_task), None)
+        return routes.run_detail(
+            run_id or self._shown_run,
+            tab=self.tab if self.tab != "overview" else None,
+            level=self.level if self.level != "debug" else None,
+            q=self.search or None,
+            log_task=log_task,
+            task=self._address_task or None,
+            attempt=self._address_attempt or None,
+        )
+
+    def _share_address(self) -> list[Any]:
+        """Shows this view's address in the address bar (no navigation): a script, none before a run shows."""
+        return [rx.call_script(replace_address(self._address()))] if self._shown_run else []
 
     def _current_run_id(self) -> uuid.UUID | None:
         # The route's [run_id] argument: Reflex adds it to the root state as a var. Right after a client-side
@@ -117,10 +137,14 @@ class RunDetailState(SessionState):
             return
         async with self:
             run_id = self._current_run_id()
-            wanted_tab = self.router.url.query_parameters.get("tab", "")
+            query = self.router.url.query_parameters
+            wanted_tab, wanted_log_task = query.get("tab", ""), query.get("log_task", "")
             if run_id is None or str(run_id) != self._shown_run:
                 self._reset()
             self.tab = wanted_tab if wanted_tab in TABS else "overview"
+            # The event log's filters come from the address too (a shared link, a reload, Back).
+            self.level = level_or_default(query.get("level", ""))
+            self.search = query.get("q", "")[:200]
             self._title_ticks = 0
             self._generation += 1
             generation = self._generation
@@ -132,6 +156,9 @@ class RunDetailState(SessionState):
         try:
             async with as_user(signed.principal) as conn:
                 run = await runs.get_run(conn, run_id=run_id)
+                by_key = {task["key"]: str(task["id"]) for task in run["tasks"]}
+                event_task = by_key.get(wanted_log_task, "")
+                filters["task_id"] = uuid.UUID(event_task) if event_task else None
                 page = await events.list_events(conn, run_id=run_id, **filters, limit=EVENTS_PAGE)
                 found = await artifacts.list_run_artifacts(conn, run_id=run_id)
         except NotFound as exc:
@@ -147,6 +174,7 @@ class RunDetailState(SessionState):
             if generation != self._generation:
                 return
             self._shown_run = str(run_id)
+            self.event_task = event_task
             self.not_found = self.error = ""
             try:
                 self._apply_run(run, signed)
@@ -334,19 +362,19 @@ class RunDetailState(SessionState):
     def set_level(self, level: str) -> Any:
         """Show events of this level and above (reloads the newest page)."""
         self.level = level_or_default(level)
-        return RunDetailState.reload_events
+        return [RunDetailState.reload_events, *self._share_address()]
 
     @handler
     def set_event_task(self, task_id: str) -> Any:
         """Show only this task's events ("all" for every task's; reloads the newest page)."""
         self.event_task = task_id if task_id in {task.id for task in self.tasks} else ""
-        return RunDetailState.reload_events
+        return [RunDetailState.reload_events, *self._share_address()]
 
     @handler
     def set_search(self, text: str) -> Any:
         """Show only events whose message contains the text (reloads the newest page)."""
         self.search = text[:200]
-        return RunDetailState.reload_events
+        return [RunDetailState.reload_events, *self._share_address()]
 
     @handler
     def set_follow(self, follow: bool) -> Any:
@@ -360,9 +388,9 @@ class RunDetailState(SessionState):
         """Switch tabs (the URL keeps the tab, so a link opens it)."""
         self.tab = tab if tab in TABS else "overview"
         # The address names the tab, so a reload or a copied link opens it.
-        share = rx.call_script(replace_address(routes.run_detail(self._shown_run, tab=self.tab)))
+        share = self._share_address()
         if self.tab == "timeline" and self.follow:
-            return [share, rx.call_script(SCROLL_LOG_TO_END)]
+            return [*share, rx.call_script(SCROLL_LOG_TO_END)]
         return share
 
     @background

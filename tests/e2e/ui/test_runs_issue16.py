@@ -530,3 +530,48 @@ def test_the_runs_list_and_run_tab_live_in_the_address(ui_world: UiWorld, sign_i
     viewer.reload()
     expect(viewer.locator("#tab-artifacts")).to_have_attribute("data-state", "active")
     expect(viewer).to_have_title(re.compile(r"^demo pipeline.* · Run · "))
+
+
+def test_the_event_logs_level_search_and_task_live_in_the_address(ui_world: UiWorld, sign_in: SignIn) -> None:
+    token = ui_world.api_token(ui_world.operator)
+    run_id = _submit_api(ui_world, token, "address my log", [
+        {"key": "loud", "engine": "shell", "max_attempts": 1,
+         "command": "echo 'needle calm'; echo 'needle burning' >&2; echo 'hay burning' >&2"},
+        {"key": "quiet", "engine": "shell", "depends_on": ["loud"], "max_attempts": 1,
+         "command": "echo 'needle other' >&2"},
+    ])  # fmt: skip
+    assert _finished(ui_world, run_id) == "succeeded"
+    viewer = sign_in(ui_world.viewer)
+    viewer.goto(f"{ui_world.url}/runs/{run_id}?tab=timeline")
+    log = viewer.locator("#event-log")
+    expect(log).to_contain_text("needle calm")
+
+    viewer.click("#event-level")
+    viewer.get_by_role("option", name="Warnings and up").click()
+    expect(viewer).to_have_url(re.compile(r"[?&]level=warning"))
+    viewer.fill("#event-search", "needle")
+    expect(viewer).to_have_url(re.compile(r"[?&]q=needle"))
+    viewer.click("#event-task")
+    viewer.get_by_role("option", name="loud").click()
+    expect(viewer).to_have_url(re.compile(rf"/runs/{run_id}\?tab=timeline&level=warning&q=needle&log_task=loud$"))
+    expect(log).to_contain_text("needle burning")
+    for hidden in ("needle calm", "hay burning", "needle other"):
+        expect(log).not_to_contain_text(hidden)
+
+    # The copied link opens the same view for someone else; a reload and Back from another page keep it.
+    shared = viewer.url
+    other = sign_in(ui_world.operator)
+    other.goto(shared)
+    expect(other.locator("#event-search")).to_have_value("needle")
+    expect(other.locator("#event-level")).to_contain_text("Warnings and up")
+    expect(other.locator("#event-task")).to_contain_text("loud")
+    expect(other.locator("#event-log")).to_contain_text("needle burning")
+    expect(other.locator("#event-log")).not_to_contain_text("needle other")
+    expect(other.locator("#run-gantt .main-svg").first).to_be_visible()
+    screenshot(other, ui_world, "i16_event_log_in_the_address")
+    other.goto(f"{ui_world.url}/runs")
+    other.go_back()
+    expect(other).to_have_url(shared)
+    expect(other.locator("#event-search")).to_have_value("needle")
+    expect(other.locator("#event-log")).to_contain_text("needle burning")
+    expect(other.locator("#event-log")).not_to_contain_text("needle calm")
