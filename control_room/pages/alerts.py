@@ -287,7 +287,7 @@ def _incidents() -> rx.Component:
             ),
             rx.input(placeholder="Search title or subject", value=IncidentsState.text, width="260px",
                      on_change=IncidentsState.set_text.debounce(300), id="incident-search"),
-            spacing="3", align="center",
+            spacing="3", align="center", wrap="wrap",
         ),
         rx.cond(IncidentsState.error != "", rx.callout(IncidentsState.error, icon="triangle-alert",
                                                        color_scheme="red")),
