@@ -24,7 +24,7 @@ from control_room.bundle.models import (
     Schedule,
     section_key,
 )
-from control_room.bundle.plan import Change, Plan, TargetStep, diff_bundles
+from control_room.bundle.plan import Change, Plan, TargetOutcome, TargetStep, diff_bundles
 from control_room.bundle.source import InvalidInput, Problem
 from control_room.bundle.store import OrgDirectory, UnknownOrg
 from control_room.services import bundles, governance
@@ -183,7 +183,7 @@ def _request(conn: psycopg.Connection[Any], state: dict[str, Any], key: str, tar
         if refusal is None:  # a fault, not a refusal: the deploy fails as a whole
             raise
         return TargetStep(key, target, version, deployed, "refused", gate, detail=refusal.message)
-    outcome = "promoted" if status == "promoted" else "requested"
+    outcome: TargetOutcome = "promoted" if status == "promoted" else "requested"
     return TargetStep(key, target, version, deployed, outcome, gate, str(request_id))
 
 
