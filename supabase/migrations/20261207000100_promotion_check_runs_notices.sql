@@ -205,6 +205,27 @@ begin
 end;
 $$;
 
+-- A request that is rejected, cancelled or superseded no longer needs its check run.
+create function ops.cancel_request_check_run() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+    if old.status = 'pending' and new.status in ('rejected', 'cancelled', 'superseded') and new.check_run_id is not null then
+        begin
+            perform ops.cancel_run(new.check_run_id, format('promotion gates: the request was %s', new.status))
+            from ops.runs x where x.id = new.check_run_id and x.status in ('queued', 'running');
+        exception when sqlstate 'LH403' then
+            null;  -- a decider without the operator role on the project leaves the run to finish
+        end;
+    end if;
+    return null;
+end;
+$$;
+
+create trigger promotion_requests_cancel_check_run after update of status on ops.promotion_requests
+    for each row execute function ops.cancel_request_check_run();
+
 -- Notices: each request event's messages, planned once ------------------------------------------------
 
 create table ops.promotion_notices (
@@ -318,7 +339,7 @@ create policy alert_deliveries_promotion_read on ops.alert_deliveries for select
     using (promotion_notice_id in (select n.id from ops.promotion_notices n));
 
 revoke execute on function
-    ops.promotion_request_gate_extras(),
+    ops.promotion_request_gate_extras(), ops.cancel_request_check_run(),
     ops.promotion_check_run(ops.promotion_requests, text, jsonb),
     ops.open_promotion_notice(uuid, text, boolean),
     ops.enqueue_promotion_delivery(bigint, text, text, jsonb, uuid, timestamptz, text),

@@ -148,6 +148,19 @@ def test_a_refused_check_run_fails_the_check_with_the_reason(world: JobWorld, jo
     assert world.conn.execute("select count(*) from ops.runs where trigger = 'promotion'").fetchone() == before
 
 
+def test_a_rejected_or_superseded_request_cancels_its_check_run(world: JobWorld, jobs_db: str) -> None:
+    approver = world.user("admin")
+    gate_with_checks(world, required_approvals=1, approvers=["role:admin"])
+    v2, v3 = world.add_version(), world.add_version()
+    first = request(world, jobs_db, v2, "staging", user=world.user("operator"))
+    second = request(world, jobs_db, v3, "staging", user=world.user("operator"))  # supersedes the first
+    assert get(jobs_db, first["id"])["status"] == "superseded"
+    assert run_row(world, first["check_run_id"])["status"] == "cancelled"
+    assert run_row(world, second["check_run_id"])["status"] == "queued"
+    assert decide(jobs_db, second["id"], "reject", approver, comment="not this week") == "rejected"
+    assert run_row(world, second["check_run_id"])["status"] == "cancelled"
+
+
 def test_the_bundle_checks_a_gates_check_tasks_as_run_spec_tasks(tmp_path: Any) -> None:
     (tmp_path / "bundle.yaml").write_text("org: demo\n")
     (tmp_path / "gates.yaml").write_text(
