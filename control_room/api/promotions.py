@@ -32,7 +32,7 @@ class EvidenceLink(BaseModel):
 
 
 class PromotionCheck(BaseModel):
-    name: str = Field(description="successful_runs, dbt_tests, critical_alerts, contract or check:<name>.")
+    name: str = Field(description="successful_runs, dbt_tests, critical_alerts, contract, check:<name> or check_run.")
     label: str
     passed: bool
     summary: str
@@ -76,6 +76,10 @@ class PromotionRequestPublic(BaseModel):
     outcome: str | None
     created_at: datetime
     updated_at: datetime
+    check_run_id: uuid.UUID | None = Field(
+        default=None, description="The run of the gate's check tasks made for the current evidence (check_run)."
+    )
+    check_run_refusal: str | None = Field(default=None, description="Why no check run could be submitted.")
 
 
 class PromotionRequestDetail(PromotionRequestPublic):

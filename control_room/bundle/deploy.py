@@ -8,18 +8,27 @@ audits each one; with nothing to change it writes nothing, so deploying twice is
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
 
 from control_room.bundle import store
 from control_room.bundle.loader import LoadedBundle
-from control_room.bundle.models import SECTIONS, AlertRule, JobTemplate, PromotionGate, Schedule, section_key
-from control_room.bundle.plan import Change, Plan, diff_bundles
+from control_room.bundle.models import (
+    ENVIRONMENT_ORDER,
+    SECTIONS,
+    AlertRule,
+    JobTemplate,
+    PromotionGate,
+    Schedule,
+    section_key,
+)
+from control_room.bundle.plan import Change, Plan, TargetOutcome, TargetStep, diff_bundles
 from control_room.bundle.source import InvalidInput, Problem
 from control_room.bundle.store import OrgDirectory, UnknownOrg
 from control_room.services import bundles, governance
+from control_room.services.errors import from_db_error
 
 # Sections whose rows point at job templates (each section deploys to the ops table of its name).
 DEPENDENTS = ("schedules", "alert_rules", "promotion_gates")
@@ -67,15 +76,29 @@ def resolve(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> OrgDirectory
     return directory
 
 
-def plan_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> Plan:
-    """What deploying ``loaded`` would change (reads only)."""
+def plan_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle, *, target: str | None = None) -> Plan:
+    """What deploying ``loaded`` would change (reads only); with ``target``, also what would happen to each
+    job's version in that environment (a gated one gets promotion requests, never the version itself)."""
     directory = resolve(conn, loaded)
     live = store.read_live(conn, directory)
-    return diff_bundles(loaded.bundle, live.bundle, live.template_versions)
+    plan = diff_bundles(loaded.bundle, live.bundle, live.template_versions)
+    if target is None:
+        return plan
+    return replace(plan, target=target, targets=tuple(_planned_targets(conn, loaded, directory, plan, target)))
 
 
-def deploy_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle, *, actor: str) -> Plan:
-    """Make the org's live configuration equal to the bundle in one transaction; returns what changed."""
+def deploy_bundle(
+    conn: psycopg.Connection[Any], loaded: LoadedBundle, *, actor: str, target: str | None = None
+) -> Plan:
+    """Make the org's live configuration equal to the bundle in one transaction; returns what changed.
+
+    With ``target`` (``lakehouse bundle deploy --target prod``) the bundle's job versions are meant to run
+    there too. An environment a promotion gate leads into is itself subject to that gate: a version of the
+    bundle that is not the one deployed there opens a promotion request instead of being applied (its
+    checks start at once; it runs there once promoted). Ungated environments run the latest version anyway.
+    """
+    if target is not None and target not in ENVIRONMENT_ORDER:
+        raise InvalidInput([loaded.manifest.problem(("target",), f'"{target}" is not dev, staging or prod')])
     with conn.transaction():
         bundles.lock_org(conn, loaded.bundle.org)
         directory = resolve(conn, loaded)
@@ -85,7 +108,83 @@ def deploy_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle, *, actor:
             _apply(conn, loaded, directory, live, plan, actor=actor)
         # What is live now came from this bundle: edits made elsewhere later show as drift against it.
         governance.record_deployment(conn, org_id=directory.org_id, bundle=loaded.bundle, actor=actor)
+        if target is not None:
+            steps = _deploy_targets(conn, loaded, directory, target, actor=actor)
+            plan = replace(plan, target=target, targets=tuple(steps))
     return plan
+
+
+def _bundle_templates(loaded: LoadedBundle) -> list[str]:
+    return sorted(section_key("job_templates", t) for t in loaded.bundle.job_templates)
+
+
+def _planned_targets(
+    conn: psycopg.Connection[Any], loaded: LoadedBundle, directory: OrgDirectory, plan: Plan, target: str
+) -> list[TargetStep]:
+    states = bundles.target_states(conn, directory.org_id, target)
+    project_gates = bundles.project_gates_into(conn, directory.org_id, target)
+    new_versions = {c.key: c.note for c in plan.changes if c.section == "job_templates"}
+    steps: list[TargetStep] = []
+    for key in _bundle_templates(loaded):
+        state = states.get(key)
+        note = new_versions.get(key, "")
+        version = int(note.rsplit(" ", 1)[1]) if note.startswith(("new version", "version")) else None
+        if state is None:  # a new template: only a project-wide gate can guard it
+            gate, deployed, latest = project_gates.get(key.split("/", 1)[0]), None, 0
+        else:
+            gate, deployed, latest = state["gate"], state["deployed"], state["latest"] or 0
+        version = version or latest
+        if gate is None:
+            steps.append(TargetStep(key, target, version, deployed, "not gated"))
+        elif version == deployed:
+            steps.append(TargetStep(key, target, version, deployed, "current", gate))
+        elif state is not None and state["request_version"] == version:
+            steps.append(TargetStep(key, target, version, deployed, "pending", gate, str(state["request_id"])))
+        else:
+            steps.append(TargetStep(key, target, version, deployed, "request", gate))
+    return steps
+
+
+def _deploy_targets(
+    conn: psycopg.Connection[Any], loaded: LoadedBundle, directory: OrgDirectory, target: str, *, actor: str
+) -> list[TargetStep]:
+    """After the bundle is applied (each template's latest version is the bundle's definition): request
+    the promotion of every version not yet deployed into a gated ``target``."""
+    states = bundles.target_states(conn, directory.org_id, target)
+    steps: list[TargetStep] = []
+    for key in _bundle_templates(loaded):
+        state = states[key]
+        version, deployed, gate = int(state["latest"]), state["deployed"], state["gate"]
+        if gate is None:
+            steps.append(TargetStep(key, target, version, deployed, "not gated"))
+        elif version == deployed:
+            steps.append(TargetStep(key, target, version, deployed, "current", gate))
+        elif state["request_version"] == version:
+            steps.append(TargetStep(key, target, version, deployed, "pending", gate, str(state["request_id"])))
+        else:
+            steps.append(_request(conn, state, key, target, actor=actor))
+    return steps
+
+
+def _request(conn: psycopg.Connection[Any], state: dict[str, Any], key: str, target: str, *, actor: str) -> TargetStep:
+    version, deployed, gate = int(state["latest"]), state["deployed"], state["gate"]
+    try:
+        with conn.transaction():  # a savepoint: a refused request leaves the deploy itself intact
+            request_id, status = bundles.request_promotion(
+                conn,
+                template_id=state["template_id"],
+                version=version,
+                environment=target,
+                comment=f"bundle deploy --target {target} by {actor}",
+                by=actor,
+            )
+    except psycopg.Error as exc:
+        refusal = from_db_error(exc)
+        if refusal is None:  # a fault, not a refusal: the deploy fails as a whole
+            raise
+        return TargetStep(key, target, version, deployed, "refused", gate, detail=refusal.message)
+    outcome: TargetOutcome = "promoted" if status == "promoted" else "requested"
+    return TargetStep(key, target, version, deployed, outcome, gate, str(request_id))
 
 
 @dataclass

@@ -25,6 +25,7 @@ from control_room.bundle.models import (
     Bundle,
     BundleFile,
     JobTemplate,
+    PromotionGate,
     Schedule,
     TaskTemplate,
     section_key,
@@ -190,6 +191,23 @@ def check_bundle(loaded: LoadedBundle) -> list[Problem]:
             )
         if gate.template is not None and f"{gate.project}/{gate.template}" not in templates:
             problems.append(origin.problem(("template",), _unknown_template(gate.project, gate.template, templates)))
+        problems += _check_gate_tasks(gate, origin)
+    return problems
+
+
+def _check_gate_tasks(gate: PromotionGate, origin: Origin) -> list[Problem]:
+    """A gate's check tasks are a run spec's tasks: each valid for its engine, keys unique, dependencies known."""
+    problems: list[Problem] = []
+    keys = [task.key for task in gate.check_tasks]
+    for index, task in enumerate(gate.check_tasks):
+        problems += _check_task_spec(task, index, origin, field="check_tasks")
+        if task.key in keys[:index]:
+            problems.append(origin.problem(("check_tasks", index, "key"), f'duplicate task key "{task.key}"'))
+        for dep_index, dep in enumerate(task.depends_on):
+            if dep not in keys or dep == task.key:
+                problems.append(
+                    origin.problem(("check_tasks", index, "depends_on", dep_index), f'unknown task key "{dep}"')
+                )
     return problems
 
 
@@ -259,7 +277,7 @@ def _check_template(template: JobTemplate, origin: Origin) -> list[Problem]:
     return problems
 
 
-def _check_task_spec(task: TaskTemplate, index: int, origin: Origin) -> list[Problem]:
+def _check_task_spec(task: TaskTemplate, index: int, origin: Origin, *, field: str = "tasks") -> list[Problem]:
     """The task as a run will carry it (config flattened into the task) against its engine's model."""
     common = task.model_dump(mode="json", exclude_none=True, exclude={"config"})
     try:
@@ -270,7 +288,7 @@ def _check_task_spec(task: TaskTemplate, index: int, origin: Origin) -> list[Pro
             path: list[str | int] = [int(p) if p.isdigit() else p for p in item["pointer"].split("/")[1:]]
             if not path or path[0] not in common:
                 path = ["config", *path]
-            problems.append(origin.problem(("tasks", index, *path), item["message"]))
+            problems.append(origin.problem((field, index, *path), item["message"]))
         return problems
     return []
 

@@ -311,6 +311,19 @@ class PromotionGate(BundleModel):
     required_checks: list[str] = Field(default_factory=list, description="CI checks that must have passed.")
     enabled: bool = True
     description: str = ""
+    check_tasks: list[TaskTemplate] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Custom checks (a data-quality suite, a smoke test): tasks the gate runs as one run in "
+        "to_environment when a request opens and whenever its evidence changes; the check passes iff that run "
+        "succeeded. The run's parameters (job, version, from_environment, to_environment, promotion_request) "
+        "reach the tasks as LAKEHOUSE_PARAM_* variables.",
+    )
+    notify: list[str] = Field(
+        default_factory=list,
+        description="Also told when a request opens and when it is decided (approvers always are): e-mail "
+        "addresses, slack:<channel>, webhook:<channel> or webhook URLs, as in alert rules.",
+    )
 
 
 # Files and the merged bundle ---------------------------------------------------------------------

@@ -44,12 +44,65 @@ class Change:
         return out
 
 
+TargetOutcome = Literal["current", "not gated", "pending", "request", "requested", "promoted", "refused"]
+_TARGET_SYMBOL: dict[str, str] = {
+    "current": "=", "not gated": "=", "pending": "?", "request": "?", "requested": "?", "promoted": "+",
+    "refused": "!",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TargetStep:
+    """What deploying into a target environment does about one job template's version there.
+
+    A gated environment never takes a version from a bundle directly: a version of the bundle that is
+    not the one deployed there opens a promotion request instead (``request`` in a plan, ``requested``
+    or ``promoted`` once deployed, ``refused`` with the reason when no request could be opened)."""
+
+    job: str
+    environment: str
+    version: int
+    deployed: int | None
+    outcome: TargetOutcome
+    gate: str | None = None
+    request_id: str | None = None
+    detail: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The step as a JSON object."""
+        out: dict[str, Any] = {
+            "job": self.job, "environment": self.environment, "version": self.version, "deployed": self.deployed,
+            "outcome": self.outcome, "gate": self.gate, "request_id": self.request_id,
+        }  # fmt: skip
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+    def render(self) -> str:
+        deployed = f"v{self.deployed}" if self.deployed is not None else "nothing"
+        what = {
+            "current": f"v{self.version} is deployed already",
+            "not gated": f"not gated: runs the latest version (v{self.version})",
+            "pending": f"v{self.version} awaits promotion request {self.request_id} (deployed: {deployed})",
+            "request": f"would open a promotion request for v{self.version} (gate {self.gate}; deployed: {deployed})",
+            "requested": f"promotion request {self.request_id} opened for v{self.version} instead of deploying it "
+            f"(gate {self.gate}; {deployed} runs until it is promoted)",
+            "promoted": f"v{self.version} promoted through gate {self.gate} "
+            f"(request {self.request_id}; was {deployed})",
+            "refused": f"v{self.version} not requested: {self.detail} ({deployed} keeps running)",
+        }[self.outcome]
+        return f"  {_TARGET_SYMBOL[self.outcome]} {self.job}: {what}"
+
+
 @dataclass(frozen=True)
 class Plan:
-    """Every change that makes the live configuration of ``org`` equal to the bundle."""
+    """Every change that makes the live configuration of ``org`` equal to the bundle; with a target
+    environment, also what happens to each job's version there (``targets``)."""
 
     org: str
     changes: tuple[Change, ...] = field(default_factory=tuple)
+    target: str | None = None
+    targets: tuple[TargetStep, ...] = field(default_factory=tuple)
 
     @property
     def is_empty(self) -> bool:
@@ -62,7 +115,11 @@ class Plan:
 
     def as_json(self) -> dict[str, Any]:
         """The plan as a JSON object (``lakehouse bundle plan --format json``)."""
-        return {"org": self.org, "changes": [c.as_json() for c in self.changes], "counts": self.counts()}
+        out: dict[str, Any] = {"org": self.org, "changes": [c.as_json() for c in self.changes], "counts": self.counts()}
+        if self.target is not None:
+            out["target"] = self.target
+            out["targets"] = [step.as_json() for step in self.targets]
+        return out
 
     def summary(self) -> str:
         """One line: ``Plan: 1 to create, 2 to update, 0 to delete.`` or the no-change sentence."""
@@ -86,6 +143,9 @@ class Plan:
                     if change.action == "update":
                         lines.append(f"      {item.field}: {_show(item.old)} -> {_show(item.new)}")
         lines.append(self.summary())
+        if self.target is not None:
+            lines.append(f"Target {self.target}:")
+            lines += [step.render() for step in self.targets] or ["  (no job templates)"]
         return "\n".join(lines)
 
 

@@ -215,6 +215,8 @@ def _promotion_gate(row: dict[str, Any], directory: OrgDirectory, state: LiveSta
         "required_checks": list(row["required_checks"]),
         "enabled": row["enabled"],
         "description": row["description"],
+        "check_tasks": list(row["check_tasks"]),
+        "notify": list(row["notify"]),
     }
     return _model(PromotionGate, _drop_none(data), f'promotion gate "{row["project"]}/{row["name"]}"')
 
@@ -285,7 +287,7 @@ _ALERT_COLUMNS_ISSUE_20 = {
 _CHANNEL_COLUMNS = {"name", "kind", "url_env", "secret_env", "address"}
 _GATE_COLUMNS = {
     "name", "from_environment", "to_environment", "min_successful_runs", "required_approvals", "approvers",
-    "required_checks", "enabled", "description", "window_days",
+    "required_checks", "enabled", "description", "window_days", "notify",
 }  # fmt: skip
 
 
@@ -373,6 +375,7 @@ def gate_values(gate: PromotionGate, directory: OrgDirectory, template_id: uuid.
     """Columns of a promotion gate's row."""
     return {
         **gate.model_dump(include=_GATE_COLUMNS),
+        "check_tasks": Jsonb([task.model_dump(mode="json", exclude_none=True) for task in gate.check_tasks]),
         "org_id": directory.org_id,
         "project_id": directory.projects[gate.project],
         "template_id": template_id,

@@ -33,6 +33,12 @@ app = typer.Typer(
 
 BundlePath = typer.Argument(..., help="Bundle directory (or a single bundle file).", show_default=False)
 FormatOption = typer.Option("text", "--format", help="text or json.")
+TargetOption = typer.Option(
+    None,
+    "--target",
+    help="dev, staging or prod: the job versions of the bundle are meant to run there too. A gated environment "
+    "takes no version from a bundle: a version not deployed there opens a promotion request instead.",
+)
 
 
 @contextmanager
@@ -140,13 +146,15 @@ def plan_command(
     detailed_exitcode: bool = typer.Option(
         False, "--detailed-exitcode", help="Exit 2 when there are changes (0: none, 1: error)."
     ),
+    target: str | None = TargetOption,
 ) -> None:
     """Show what deploying the bundle would change on the live control plane (reads only)."""
     _check_format(output_format)
+    _check_target(target)
     loaded = _load_or_exit(path, output_format)
     with control_plane_connection() as conn:
         try:
-            plan = plan_bundle(conn, loaded)
+            plan = plan_bundle(conn, loaded, target=target)
         except InvalidInput as exc:
             _report_problems(exc, output_format)
             raise typer.Exit(1) from exc
@@ -163,13 +171,16 @@ def deploy_command(
     path: Path = BundlePath,
     output_format: str = FormatOption,
     actor: str | None = typer.Option(None, "--actor", help="Who deploys, for the audit log (default: cli:<user>)."),
+    target: str | None = TargetOption,
 ) -> None:
-    """Apply the bundle in one transaction; deploying the same bundle again changes nothing."""
+    """Apply the bundle in one transaction; deploying the same bundle again changes nothing. With --target, a
+    gated environment gets promotion requests for the bundle's versions, not the versions themselves."""
     _check_format(output_format)
+    _check_target(target)
     loaded = _load_or_exit(path, output_format)
     with control_plane_connection() as conn:
         try:
-            plan = deploy_bundle(conn, loaded, actor=actor or f"cli:{getpass.getuser()}")
+            plan = deploy_bundle(conn, loaded, actor=actor or f"cli:{getpass.getuser()}", target=target)
         except InvalidInput as exc:
             _report_problems(exc, output_format)
             raise typer.Exit(1) from exc
@@ -180,6 +191,19 @@ def deploy_command(
     _echo_plan(plan, output_format)
     if output_format == "text":
         typer.echo("Nothing to deploy." if plan.is_empty else f"Deployed {len(plan.changes)} change(s).")
+        requested = [step for step in plan.targets if step.outcome == "requested"]
+        if requested:
+            typer.echo(
+                f"{plan.target} is gated: opened {len(requested)} promotion request(s) instead of deploying "
+                f"{', '.join(f'{s.job} v{s.version}' for s in requested)} there; they run in {plan.target} once "
+                "promoted (lakehouse promotions list / show)."
+            )
+
+
+def _check_target(target: str | None) -> None:
+    if target is not None and target not in ("dev", "staging", "prod"):
+        typer.echo(f"error: --target must be dev, staging or prod, not {target!r}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command("export")

@@ -686,6 +686,8 @@ class PromotionGate(OpsTable, table=True):
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     window_days: int = Field(sa_column=_integer(nullable=False))
+    check_tasks: list[dict[str, Any]] = Field(sa_column=_jsonb(nullable=False), description="Tasks of the check run.")
+    notify: list[str] = Field(sa_column=_text_array(), description="Who else hears of its requests.")
 
 
 # Lineage (datasets, edges, OpenLineage events) -----------------------------------------------------
@@ -1034,11 +1036,11 @@ class AlertDelivery(OpsTable, table=True):
 
     id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
     org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
-    incident_id: uuid.UUID = Field(
-        sa_column=_uuid(nullable=False, fk="ops.alert_incidents.id", ondelete="CASCADE")
+    incident_id: uuid.UUID | None = Field(
+        sa_column=_uuid(nullable=True, fk="ops.alert_incidents.id", ondelete="CASCADE")
     )
-    event_id: int = Field(
-        sa_column=Column(BigInteger(), ForeignKey("ops.alert_incident_events.id", ondelete="CASCADE"), nullable=False)
+    event_id: int | None = Field(
+        sa_column=Column(BigInteger(), ForeignKey("ops.alert_incident_events.id", ondelete="CASCADE"), nullable=True)
     )
     channel: str = Field(sa_column=_text(nullable=False), description="email | slack | webhook")
     target: str = Field(sa_column=_text(nullable=False))
@@ -1052,6 +1054,10 @@ class AlertDelivery(OpsTable, table=True):
     held_reason: str | None = Field(sa_column=_text(nullable=True))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     sent_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    promotion_notice_id: int | None = Field(
+        sa_column=Column(BigInteger(), ForeignKey("ops.promotion_notices.id"), nullable=True),
+        description="Set (instead of event_id) for a promotion request's message.",
+    )
 
 
 class Notification(OpsTable, table=True):
@@ -1075,6 +1081,9 @@ class Notification(OpsTable, table=True):
     link: str | None = Field(sa_column=_text(nullable=True))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     read_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    promotion_notice_id: int | None = Field(
+        sa_column=Column(BigInteger(), ForeignKey("ops.promotion_notices.id"), nullable=True)
+    )
 
 
 class NotificationPreferences(OpsTable, table=True):
@@ -1169,6 +1178,24 @@ class PromotionRequest(OpsTable, table=True):
     outcome: str | None = Field(sa_column=_text(nullable=True))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    check_run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
+    check_run_basis: str | None = Field(sa_column=_text(nullable=True), description="Evidence it was run for.")
+    check_run_refusal: str | None = Field(sa_column=_text(nullable=True))
+
+
+class PromotionNotice(OpsTable, table=True):
+    """One event of a promotion request whose messages were planned (once: unique request and event)."""
+
+    __tablename__ = "promotion_notices"
+    __table_args__ = (UniqueConstraint("request_id", "event"), {"schema": SCHEMA})
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    request_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.promotion_requests.id"))
+    event: str = Field(sa_column=_text(nullable=False), description="opened | promoted | rejected | ...")
+    planned: bool = Field(sa_column=_boolean(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
 
 
 class PromotionDecision(OpsTable, table=True):

@@ -220,3 +220,54 @@ def set_template_archived(conn: psycopg.Connection[Any], template_id: uuid.UUID,
         "update ops.job_templates set archived_at = case when %s then now() end, updated_at = now() where id = %s",
         (archived, template_id),
     )
+
+
+# Deploying into a gated environment ---------------------------------------------------------------------
+
+
+def target_states(conn: psycopg.Connection[Any], org_id: uuid.UUID, environment: str) -> dict[str, dict[str, Any]]:
+    """Per active template of the org (``project/name``): its latest version, the gate leading into
+    ``environment`` (None when ungated), the version deployed there and the pending request into it."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            select p.slug || '/' || t.name as key, t.id as template_id,
+                   (select max(v.version) from ops.job_template_versions v where v.template_id = t.id) as latest,
+                   (ops.gate_into(t.id, %(env)s)).name as gate,
+                   (ops.current_deployment(t.id, e.id)).version as deployed,
+                   pr.id as request_id, pr.version as request_version
+            from ops.job_templates t join ops.projects p on p.id = t.project_id
+            join ops.environments e on e.project_id = t.project_id and e.name = %(env)s
+            left join ops.promotion_requests pr
+                   on pr.template_id = t.id and pr.to_environment = %(env)s and pr.status = 'pending'
+            where t.org_id = %(org)s and t.archived_at is null
+            """,
+            {"org": org_id, "env": environment},
+        )
+        return {row["key"]: row for row in cur.fetchall()}
+
+
+def project_gates_into(conn: psycopg.Connection[Any], org_id: uuid.UUID, environment: str) -> dict[str, str]:
+    """The enabled project-wide gate into ``environment`` per project slug (what guards a new template)."""
+    rows = conn.execute(
+        "select distinct on (p.slug) p.slug, g.name "
+        "from ops.promotion_gates g join ops.projects p on p.id = g.project_id "
+        "where g.org_id = %s and g.enabled and g.template_id is null and g.to_environment = %s and %s <> 'dev' "
+        "order by p.slug, g.name",
+        (org_id, environment, environment),
+    ).fetchall()
+    return {slug: name for slug, name in rows}
+
+
+def request_promotion(
+    conn: psycopg.Connection[Any], *, template_id: uuid.UUID, version: int, environment: str, comment: str, by: str
+) -> tuple[uuid.UUID, str]:
+    """Open a promotion request for the deploy (ops.request_promotion: the gate's checks start at once);
+    returns its id and status (``promoted`` when the gate asked for nothing more)."""
+    opened = conn.execute(
+        "select ops.request_promotion(%s, %s, %s, %s, null, %s)", (template_id, version, environment, comment, by)
+    ).fetchone()
+    assert opened is not None
+    row = conn.execute("select status from ops.promotion_requests where id = %s", (opened[0],)).fetchone()
+    assert row is not None
+    return opened[0], row[0]

@@ -26,7 +26,7 @@ REQUEST_COLUMNS = """
     x.id, x.project_id, p.slug as project, x.template_id, t.name as job, x.version, x.from_environment,
     x.to_environment, x.gate ->> 'name' as gate_name, x.gate, x.requested_by, x.requested_by_id, x.comment,
     x.status, x.checks, x.checks_passed, x.evidence_epoch, x.evaluated_at, x.decided_at, x.decided_by, x.outcome,
-    x.created_at, x.updated_at,
+    x.created_at, x.updated_at, x.check_run_id, x.check_run_refusal,
     (select count(distinct d.actor_id) from ops.promotion_decisions d
      where d.request_id = x.id and d.decision = 'approve' and d.evidence_epoch = x.evidence_epoch)::int as approvals,
     coalesce((x.gate ->> 'required_approvals')::int, 0) as required_approvals

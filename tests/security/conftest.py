@@ -228,6 +228,17 @@ def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.
         "values (%s, %s, 'approve', 'red', 0)",
         (request[0], a_org),
     )
+    notice = conn.execute(
+        "insert into ops.promotion_notices (org_id, project_id, request_id, event) "
+        "select x.org_id, x.project_id, x.id, 'opened' from ops.promotion_requests x where x.id = %s returning id",
+        (request[0],),
+    ).fetchone()
+    assert notice
+    conn.execute(  # a promotion message in the alert outbox (its own read policy)
+        "insert into ops.alert_deliveries (org_id, promotion_notice_id, channel, target, payload) "
+        "values (%s, %s, 'email', 'red@example.test', '{}')",
+        (a_org, notice[0]),
+    )
     conn.execute(
         "insert into ops.version_check_reports (org_id, project_id, template_id, version, name, status, reported_by) "
         "select t.org_id, t.project_id, t.id, 1, 'pr-gate', 'passed', 'red' from ops.job_templates t where t.id = %s",

@@ -95,6 +95,7 @@ TABLES: dict[str, Review] = {
     "promotion_requests": review("SELECT", "x.org_id = %(a_org)s", "ops.request_promotion / ops.decide_promotion"),
     "promotion_decisions": review("SELECT", "x.org_id = %(a_org)s", "ops.decide_promotion only"),
     "version_check_reports": review("SELECT", "x.org_id = %(a_org)s", "ops.report_version_check only"),
+    "promotion_notices": review("SELECT", "x.org_id = %(a_org)s", "ops.open_promotion_notice (the loop) only"),
     # Lineage and query history: written by the API for executors.
     "datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),
     "lineage_edges": review("SELECT", f"x.project_id in {A_PROJECTS}", "API only"),

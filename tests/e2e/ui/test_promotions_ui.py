@@ -2,14 +2,17 @@
 
 The demo opens a request to promote nightly-ingest v1 from dev to staging; it is promoted once the demo
 backfill's dev runs succeed. An operator then requests v1 for prod from the job's page, sees the checks
-turn green as its staging runs succeed (the gate wants 3), cannot approve their own request, an admin
-(a second person) approves, the Promotions page's prod column shows v1, and a prod run uses it; another
-version in prod is refused with 422 naming the version. Screenshots go to test-results/screenshots/.
+turn green as its staging runs succeed (the gate wants 3) and as the gate's smoke test, run in prod by the
+agent, succeeds; cannot approve their own request; the admin, an approver, is e-mailed; the admin (a second
+person) approves, the requester is e-mailed the outcome, the Promotions page's prod column shows v1, and a
+prod run uses it; another version in prod is refused with 422 naming the version. Screenshots go to
+test-results/screenshots/.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import httpx
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.e2e
 
 REQUEST_PAGE = re.compile(r".*/promotions/(?P<id>[0-9a-f-]{36})$")
 RUNS_DEADLINE_MS = 300_000  # deadlines, not expectations: the agent also runs the demo's other work
+MAIL_DEADLINE_S = 60
 
 
 def _shot(page: Page, world: UiWorld, name: str) -> None:
@@ -29,6 +33,21 @@ def _shot(page: Page, world: UiWorld, name: str) -> None:
     path = world.shots / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
+
+
+def _mail_to(world: UiWorld, address: str, subject: str) -> str:
+    """The body of the e-mail to ``address`` whose subject contains ``subject``, waiting for it up to a deadline
+    (the promotion loop plans it, the deliveries sender sends it)."""
+    deadline = time.monotonic() + MAIL_DEADLINE_S
+    while time.monotonic() < deadline:
+        for mail in world.smtp.mailbox.to(address):
+            if subject in " ".join(str(mail["Subject"]).split()):
+                payload = mail.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                return payload.decode()
+        time.sleep(0.2)  # polling another process's outbox: nothing to await
+    seen = [" ".join(str(m["Subject"]).split()) for m in world.smtp.mailbox.to(address)]
+    raise AssertionError(f"no e-mail to {address} about {subject!r} within {MAIL_DEADLINE_S} s; got {seen}")
 
 
 def test_an_operator_promotes_to_prod_through_checks_and_a_second_persons_approval(
@@ -83,9 +102,18 @@ def test_an_operator_promotes_to_prod_through_checks_and_a_second_persons_approv
         expect(runs_check).to_have_class(re.compile("check-passed"), timeout=RUNS_DEADLINE_MS)
         expect(runs_check).to_contain_text("3 of 3")
         expect(runs_check.locator(".evidence-link")).to_have_count(3)
+        # The gate's custom check: a smoke test submitted as a run in prod when the request opened.
+        smoke_check = operator.locator("#check-check_run")
+        expect(smoke_check).to_have_class(re.compile("check-passed"), timeout=RUNS_DEADLINE_MS)
+        expect(smoke_check).to_contain_text("run succeeded")
+        expect(smoke_check.locator(".evidence-link")).to_have_attribute("href", re.compile(r"^/runs/[0-9a-f-]{36}$"))
         expect(operator.locator("#promotion-checks .check-failed")).to_have_count(0)
         expect(operator.locator("#promotion-status")).to_have_text("pending")  # the approval is still missing
         _shot(operator, ui_world, "promotions-03-checks-green")
+
+        # The approvers heard of it through the alert channels: the admin (role:admin) got an e-mail.
+        asked = _mail_to(ui_world, ui_world.admin.email, "nightly-ingest v1 to prod: your approval is requested")
+        assert f"/promotions/{request_id}" in asked
 
         # A second person, an approver of the gate (role:admin), approves: v1 is deployed to prod.
         admin = sign_in(ui_world.admin)
@@ -106,6 +134,8 @@ def test_an_operator_promotes_to_prod_through_checks_and_a_second_persons_approv
         ran = api.post(f"/api/v1/templates/{job_id}/runs", json={"environment": "prod", "params": {"source": "orders"}})
         assert ran.status_code == 201, ran.text
         assert ran.json()["template_version"] == 1
+        told = _mail_to(ui_world, ui_world.operator.email, "nightly-ingest v1 to prod: promoted")
+        assert "v1 deployed to prod" in told
         other = api.post(f"/api/v1/templates/{job_id}/runs",
                          json={"environment": "prod", "version": 2, "params": {"source": "orders"}})  # fmt: skip
         assert other.status_code in (404, 422), other.text  # no version 2 (or not the deployed one)
