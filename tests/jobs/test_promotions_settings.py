@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from control_room.cli import app
 from control_room.config import get_settings
-from control_room.services import promotions
+from control_room.services import promotion_notices, promotions
 from control_room.services.errors import Forbidden, Invalid, from_db_error
 from tests.jobs.conftest import JobWorld, run_async
 from tests.jobs.test_promotions import decide, deployed, gate, get, request, run_version
@@ -90,6 +90,12 @@ def test_a_rollback_with_rollback_approvals_opens_a_request_that_needs_four_eyes
     assert {n[0] for n in notified} == {second}  # the approvers, not the requester nor the viewer
     assert notified[0][1].startswith("Rollback of job-") and "to v1 awaits your approval" in notified[0][1]
     assert run_version(world, jobs_db, "staging")["template_version"] == v2, "runs keep v2 until approved"
+    # the approvers' e-mail (and webhook) says what is asked
+    msg = promotion_notices.message(req, "opened", "https://control-room.test")
+    assert msg["subject"].startswith("[ROLLBACK] ") and msg["subject"].endswith(
+        " v1 in staging: your approval is requested"
+    )
+    assert "back to v1" in msg["summary"] and "no checks" in msg["summary"]
 
     with pytest.raises(Forbidden, match="four eyes"):
         decide(jobs_db, request_id, "approve", requester[0])
