@@ -15,6 +15,7 @@ from control_room.cli import app
 from control_room.config import get_settings
 from control_room.services import promotion_notices, promotions
 from control_room.services.errors import Forbidden, Invalid, from_db_error
+from control_room.state.promotions import pipeline_row, request_row
 from tests.jobs.conftest import JobWorld, run_async
 from tests.jobs.test_promotions import decide, deployed, gate, get, request, run_version
 from tests.jobs.test_template_runs import api_token, call_api
@@ -96,6 +97,11 @@ def test_a_rollback_with_rollback_approvals_opens_a_request_that_needs_four_eyes
         " v1 in staging: your approval is requested"
     )
     assert "back to v1" in msg["summary"] and "no checks" in msg["summary"]
+    # the Promotions page lists it as a rollback, and its staging cell says what waits
+    assert request_row(req).route == "rollback in staging"
+    cells = run_async(jobs_db, lambda c: promotions.pipeline(c, project_id=world.tenant.project_id))
+    staging_cell = next(c for c in pipeline_row(cells[0]).cells if c.environment == "staging")
+    assert staging_cell.request_label == "rollback to v1 waiting · approvals 0/1"
 
     with pytest.raises(Forbidden, match="four eyes"):
         decide(jobs_db, request_id, "approve", requester[0])
