@@ -59,6 +59,10 @@ class PromotionRequestPublic(BaseModel):
     version: int
     from_environment: str
     to_environment: str
+    kind: Literal["promote", "rollback"] = Field(
+        description="promote: move the version into to_environment; rollback: back to the version deployed "
+        "there before (no checks; the gate's rollback_approvals)."
+    )
     gate_name: str
     gate: dict[str, Any] = Field(description="The gate as it was when the request opened.")
     requested_by: str
@@ -110,6 +114,7 @@ class PipelineEnvironment(BaseModel):
     deployed_at: datetime | None
     request_id: uuid.UUID | None = Field(description="The pending promotion request into this environment.")
     request_version: int | None
+    request_kind: Literal["promote", "rollback"] | None = Field(description="rollback: back to request_version.")
     request_checks_passed: bool | None
     request_approvals: int | None
     request_required_approvals: int | None
@@ -148,8 +153,12 @@ class RollbackCreate(Strict):
 
 
 class RollbackResult(BaseModel):
-    version: int
-    previous_version: int
+    version: int = Field(description="The version rolled back to (or asked for).")
+    previous_version: int = Field(description="The version deployed when the rollback was asked.")
+    status: Literal["rolled_back", "pending", "promoted"] = Field(
+        description="rolled_back: done at once; pending: a rollback request awaits the gate's rollback approvals."
+    )
+    request_id: uuid.UUID | None = Field(description="The rollback request, when the gate asks for approvals.")
 
 
 class CheckReportCreate(Strict):
@@ -248,12 +257,12 @@ async def list_deployments(
 
 @router.post("/templates/{template_id}/rollback", operation_id="rollbackDeployment", response_model=RollbackResult)
 async def rollback_deployment(template_id: uuid.UUID, body: RollbackCreate, user: User, db: Pool) -> dict[str, Any]:
-    """Deploy the version that ran before the current one in an environment (admins; audited; no checks)."""
+    """Deploy the version that ran before the current one in an environment (admins; audited; no checks). When
+    the gate into it sets rollback_approvals, this opens a rollback request instead (operators; four eyes)."""
     async with db.connection() as conn, scoped(conn, user):
-        version, previous = await promotions.rollback(
+        return await promotions.rollback(
             conn, template_id=template_id, environment=body.environment, comment=body.comment, user_id=user.user_id
         )
-    return {"version": version, "previous_version": previous}
 
 
 @router.post(

@@ -88,7 +88,12 @@ def plan_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle, *, target: 
 
 
 def deploy_bundle(
-    conn: psycopg.Connection[Any], loaded: LoadedBundle, *, actor: str, target: str | None = None
+    conn: psycopg.Connection[Any],
+    loaded: LoadedBundle,
+    *,
+    actor: str,
+    target: str | None = None,
+    user_id: uuid.UUID | None = None,
 ) -> Plan:
     """Make the org's live configuration equal to the bundle in one transaction; returns what changed.
 
@@ -96,6 +101,8 @@ def deploy_bundle(
     there too. An environment a promotion gate leads into is itself subject to that gate: a version of the
     bundle that is not the one deployed there opens a promotion request instead of being applied (its
     checks start at once; it runs there once promoted). Ungated environments run the latest version anyway.
+    ``user_id`` is the person deploying (the CLI's ``--as``): the requester of those requests, so the four-eyes
+    rule refuses their own approval.
     """
     if target is not None and target not in ENVIRONMENT_ORDER:
         raise InvalidInput([loaded.manifest.problem(("target",), f'"{target}" is not dev, staging or prod')])
@@ -109,7 +116,7 @@ def deploy_bundle(
         # What is live now came from this bundle: edits made elsewhere later show as drift against it.
         governance.record_deployment(conn, org_id=directory.org_id, bundle=loaded.bundle, actor=actor)
         if target is not None:
-            steps = _deploy_targets(conn, loaded, directory, target, actor=actor)
+            steps = _deploy_targets(conn, loaded, directory, target, actor=actor, user_id=user_id)
             plan = replace(plan, target=target, targets=tuple(steps))
     return plan
 
@@ -146,7 +153,13 @@ def _planned_targets(
 
 
 def _deploy_targets(
-    conn: psycopg.Connection[Any], loaded: LoadedBundle, directory: OrgDirectory, target: str, *, actor: str
+    conn: psycopg.Connection[Any],
+    loaded: LoadedBundle,
+    directory: OrgDirectory,
+    target: str,
+    *,
+    actor: str,
+    user_id: uuid.UUID | None,
 ) -> list[TargetStep]:
     """After the bundle is applied (each template's latest version is the bundle's definition): request
     the promotion of every version not yet deployed into a gated ``target``."""
@@ -162,11 +175,19 @@ def _deploy_targets(
         elif state["request_version"] == version:
             steps.append(TargetStep(key, target, version, deployed, "pending", gate, str(state["request_id"])))
         else:
-            steps.append(_request(conn, state, key, target, actor=actor))
+            steps.append(_request(conn, state, key, target, actor=actor, user_id=user_id))
     return steps
 
 
-def _request(conn: psycopg.Connection[Any], state: dict[str, Any], key: str, target: str, *, actor: str) -> TargetStep:
+def _request(
+    conn: psycopg.Connection[Any],
+    state: dict[str, Any],
+    key: str,
+    target: str,
+    *,
+    actor: str,
+    user_id: uuid.UUID | None,
+) -> TargetStep:
     version, deployed, gate = int(state["latest"]), state["deployed"], state["gate"]
     try:
         with conn.transaction():  # a savepoint: a refused request leaves the deploy itself intact
@@ -177,6 +198,7 @@ def _request(conn: psycopg.Connection[Any], state: dict[str, Any], key: str, tar
                 environment=target,
                 comment=f"bundle deploy --target {target} by {actor}",
                 by=actor,
+                user_id=user_id,
             )
     except psycopg.Error as exc:
         refusal = from_db_error(exc)

@@ -324,6 +324,18 @@ class PromotionGate(BundleModel):
         description="Also told when a request opens and when it is decided (approvers always are): e-mail "
         "addresses, slack:<channel>, webhook:<channel> or webhook URLs, as in alert rules.",
     )
+    allow_unpromoted_runs: bool = Field(
+        default=False,
+        description="to_environment may also run a version other than its deployed one when a run names it "
+        "explicitly (a run naming none, and every schedule, still runs the deployed version).",
+    )
+    rollback_approvals: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="0: a project admin rolls to_environment back at once. N > 0: a rollback opens a request that "
+        "needs N approvals from the approvers (never the requester's) and no checks.",
+    )
 
 
 # Files and the merged bundle ---------------------------------------------------------------------

@@ -217,6 +217,8 @@ def _promotion_gate(row: dict[str, Any], directory: OrgDirectory, state: LiveSta
         "description": row["description"],
         "check_tasks": list(row["check_tasks"]),
         "notify": list(row["notify"]),
+        "allow_unpromoted_runs": row["allow_unpromoted_runs"],
+        "rollback_approvals": row["rollback_approvals"],
     }
     return _model(PromotionGate, _drop_none(data), f'promotion gate "{row["project"]}/{row["name"]}"')
 
@@ -287,7 +289,8 @@ _ALERT_COLUMNS_ISSUE_20 = {
 _CHANNEL_COLUMNS = {"name", "kind", "url_env", "secret_env", "address"}
 _GATE_COLUMNS = {
     "name", "from_environment", "to_environment", "min_successful_runs", "required_approvals", "approvers",
-    "required_checks", "enabled", "description", "window_days", "notify",
+    "required_checks", "enabled", "description", "window_days", "notify", "allow_unpromoted_runs",
+    "rollback_approvals",
 }  # fmt: skip
 
 

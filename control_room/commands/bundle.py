@@ -172,6 +172,12 @@ def deploy_command(
     output_format: str = FormatOption,
     actor: str | None = typer.Option(None, "--actor", help="Who deploys, for the audit log (default: cli:<user>)."),
     target: str | None = TargetOption,
+    as_user: str | None = typer.Option(
+        None,
+        "--as",
+        help="E-mail of the person deploying: with --target, the requester of the promotion requests it opens "
+        "(who may then not approve them: four eyes), and the audit log's actor unless --actor is given.",
+    ),
 ) -> None:
     """Apply the bundle in one transaction; deploying the same bundle again changes nothing. With --target, a
     gated environment gets promotion requests for the bundle's versions, not the versions themselves."""
@@ -179,8 +185,18 @@ def deploy_command(
     _check_target(target)
     loaded = _load_or_exit(path, output_format)
     with control_plane_connection() as conn:
+        user_id = None
+        if as_user is not None:
+            found = conn.execute("select id from ops.users where lower(email) = lower(%s)", (as_user,)).fetchone()
+            if found is None:
+                typer.echo(f'error (--as): no user with e-mail "{as_user}"; create one with `lakehouse users create`',
+                           err=True)  # fmt: skip
+                raise typer.Exit(1)
+            user_id = found[0]
         try:
-            plan = deploy_bundle(conn, loaded, actor=actor or f"cli:{getpass.getuser()}", target=target)
+            plan = deploy_bundle(
+                conn, loaded, actor=actor or as_user or f"cli:{getpass.getuser()}", target=target, user_id=user_id
+            )
         except InvalidInput as exc:
             _report_problems(exc, output_format)
             raise typer.Exit(1) from exc

@@ -149,17 +149,24 @@ def rollback_command(
     comment: CommentOption = "",
     as_user: AsOption = None,
 ) -> None:
-    """Deploy the version that ran before the current one (admins; audited; no checks)."""
+    """Deploy the version that ran before the current one (admins; audited; no checks). When the gate sets
+    rollback_approvals, open a rollback request for its approvers instead (operators; four eyes)."""
 
-    async def work(conn: psycopg.AsyncConnection) -> tuple[int, int]:
+    async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         template_id = await jobs.resolve_template(conn, job)
         return await promotions.rollback(
             conn, template_id=template_id, environment=environment, comment=comment,
             user_id=await _user_id(conn, as_user), by=_actor(),
         )  # fmt: skip
 
-    version, previous = _on_database(work)
-    typer.echo(f"{job} in {environment}: v{previous} → v{version} (rolled back)")
+    done = _on_database(work)
+    if done["status"] == "pending":
+        typer.echo(
+            f"{job} in {environment}: rollback request {done['request_id']} opened (v{done['previous_version']} → "
+            f"v{done['version']}); it rolls back once approved (lakehouse promotions approve ID)"
+        )
+    else:
+        typer.echo(f"{job} in {environment}: v{done['previous_version']} → v{done['version']} (rolled back)")
 
 
 @app.command("report-check")

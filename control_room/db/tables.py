@@ -688,6 +688,12 @@ class PromotionGate(OpsTable, table=True):
     window_days: int = Field(sa_column=_integer(nullable=False))
     check_tasks: list[dict[str, Any]] = Field(sa_column=_jsonb(nullable=False), description="Tasks of the check run.")
     notify: list[str] = Field(sa_column=_text_array(), description="Who else hears of its requests.")
+    allow_unpromoted_runs: bool = Field(
+        sa_column=_boolean(nullable=False), description="May the environment run versions other than its deployed one."
+    )
+    rollback_approvals: int = Field(
+        sa_column=_integer(nullable=False), description="Approvals a rollback needs (0: immediate, by admins)."
+    )
 
 
 # Lineage (datasets, edges, OpenLineage events) -----------------------------------------------------
@@ -1181,6 +1187,7 @@ class PromotionRequest(OpsTable, table=True):
     check_run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id"))
     check_run_basis: str | None = Field(sa_column=_text(nullable=True), description="Evidence it was run for.")
     check_run_refusal: str | None = Field(sa_column=_text(nullable=True))
+    kind: str = Field(sa_column=_text(nullable=False), description="promote, or rollback (no checks).")
 
 
 class PromotionNotice(OpsTable, table=True):

@@ -260,12 +260,21 @@ def project_gates_into(conn: psycopg.Connection[Any], org_id: uuid.UUID, environ
 
 
 def request_promotion(
-    conn: psycopg.Connection[Any], *, template_id: uuid.UUID, version: int, environment: str, comment: str, by: str
+    conn: psycopg.Connection[Any],
+    *,
+    template_id: uuid.UUID,
+    version: int,
+    environment: str,
+    comment: str,
+    by: str,
+    user_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, str]:
     """Open a promotion request for the deploy (ops.request_promotion: the gate's checks start at once);
-    returns its id and status (``promoted`` when the gate asked for nothing more)."""
+    returns its id and status (``promoted`` when the gate asked for nothing more). ``user_id`` is the person
+    who deploys: the request's requester, who may then not approve it (four eyes)."""
     opened = conn.execute(
-        "select ops.request_promotion(%s, %s, %s, %s, null, %s)", (template_id, version, environment, comment, by)
+        "select ops.request_promotion(%s, %s, %s, %s, %s, %s)",
+        (template_id, version, environment, comment, user_id, by),
     ).fetchone()
     assert opened is not None
     row = conn.execute("select status from ops.promotion_requests where id = %s", (opened[0],)).fetchone()

@@ -50,7 +50,7 @@ async def _request(conn: AsyncConnection, request_id: uuid.UUID) -> Row:
     rows = await _rows(
         conn,
         "select x.id, x.org_id, x.project_id, p.slug as project, t.name as job, x.version, x.from_environment, "
-        "x.to_environment, x.gate, x.requested_by, x.requested_by_id, x.comment, x.status, x.outcome, x.checks "
+        "x.to_environment, x.kind, x.gate, x.requested_by, x.requested_by_id, x.comment, x.status, x.outcome, x.checks "
         "from ops.promotion_requests x join ops.job_templates t on t.id = x.template_id "
         "join ops.projects p on p.id = x.project_id where x.id = %s",
         (request_id,),
@@ -65,7 +65,15 @@ def message(request: Row, event: str, base_url: str) -> dict[str, Any]:
     route = f"{request['from_environment']} -> {request['to_environment']}"
     link = base_url.rstrip("/") + routes.promotion_detail(str(request["id"]))
     asks = event == "opened" and int(gate.get("required_approvals") or 0) > 0
-    if event == "opened":
+    if event == "opened" and request.get("kind") == "rollback":
+        subject = f"[ROLLBACK] {what} in {request['to_environment']}" + (
+            ": your approval is requested" if asks else " requested"
+        )
+        summary = (
+            f"{request['requested_by']} asks to roll {request['project']}/{request['job']} in "
+            f"{request['to_environment']} back to v{request['version']} (gate {gate.get('name')}; no checks)."
+        )
+    elif event == "opened":
         subject = f"[PROMOTION] {what} to {request['to_environment']}" + (
             ": your approval is requested" if asks else " requested"
         )

@@ -24,7 +24,7 @@ DECISIONS = ("approve", "reject", "cancel")
 
 REQUEST_COLUMNS = """
     x.id, x.project_id, p.slug as project, x.template_id, t.name as job, x.version, x.from_environment,
-    x.to_environment, x.gate ->> 'name' as gate_name, x.gate, x.requested_by, x.requested_by_id, x.comment,
+    x.to_environment, x.kind, x.gate ->> 'name' as gate_name, x.gate, x.requested_by, x.requested_by_id, x.comment,
     x.status, x.checks, x.checks_passed, x.evidence_epoch, x.evaluated_at, x.decided_at, x.decided_by, x.outcome,
     x.created_at, x.updated_at, x.check_run_id, x.check_run_refusal,
     (select count(distinct d.actor_id) from ops.promotion_decisions d
@@ -104,15 +104,18 @@ async def rollback(
     comment: str = "",
     user_id: uuid.UUID | None = None,
     by: str | None = None,
-) -> tuple[int, int]:
-    """Deploy the version that ran before the current one in ``environment`` (admins); (version, previous)."""
+) -> dict[str, Any]:
+    """Roll ``environment`` back to the version deployed before the current one. Without rollback approvals on
+    its gate the rollback is done at once (admins): status ``rolled_back``. Otherwise a rollback request opens
+    (operators; no checks, the gate's ``rollback_approvals`` approvals, four eyes): status ``pending`` with its
+    ``request_id`` (``promoted`` when the gate's approvals were none after all)."""
     cur = await conn.execute(
-        "select version, previous_version from ops.rollback_deployment(%s, %s, %s, %s, %s)",
+        "select version, previous_version, request_id, status from ops.rollback_deployment(%s, %s, %s, %s, %s)",
         (template_id, environment, comment, user_id, by),
     )
     row = await cur.fetchone()
     assert row is not None
-    return int(row[0]), int(row[1])
+    return {"version": int(row[0]), "previous_version": int(row[1]), "request_id": row[2], "status": row[3]}
 
 
 async def report_check(
@@ -205,7 +208,7 @@ async def pipeline(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict
                     order by g.template_id is null, g.name limit 1) as gate,
                    d.version as deployed, d.action as deployed_by_action, d.deployed_at,
                    pr.id as request_id, pr.version as request_version, pr.checks_passed as request_checks_passed,
-                   pr.checks as request_checks,
+                   pr.checks as request_checks, pr.kind as request_kind,
                    (select count(distinct dd.actor_id) from ops.promotion_decisions dd
                     where dd.request_id = pr.id and dd.decision = 'approve'
                       and dd.evidence_epoch = pr.evidence_epoch)::int as request_approvals,
@@ -241,6 +244,7 @@ async def pipeline(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict
             "request_version": row["request_version"],
             "request_checks_passed": row["request_checks_passed"],
             "request_checks": row["request_checks"] or [],
+            "request_kind": row["request_kind"],
             "request_approvals": row["request_approvals"],
             "request_required_approvals": row["request_required_approvals"],
         }

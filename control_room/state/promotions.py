@@ -96,6 +96,9 @@ def pipeline_row(job: dict[str, Any]) -> PipelineRow:
             passed = sum(1 for c in cell["request_checks"] if c["passed"])
             label = (f"v{cell['request_version']} waiting · checks {passed}/{len(cell['request_checks'])} · "
                      f"approvals {cell['request_approvals']}/{cell['request_required_approvals']}")  # fmt: skip
+            if cell.get("request_kind") == "rollback":
+                label = (f"rollback to v{cell['request_version']} waiting · approvals "
+                         f"{cell['request_approvals']}/{cell['request_required_approvals']}")  # fmt: skip
             tone = "green" if cell["request_checks_passed"] else "amber"
             ticks = _ticks(cell["request_checks"])
         cells.append(StageCell(
@@ -110,11 +113,17 @@ def _when(at: datetime | None) -> str:
     return f"{at:%Y-%m-%d %H:%M}" if at else ""
 
 
+def _route(row: dict[str, Any]) -> str:
+    if row.get("kind") == "rollback":
+        return f"rollback in {row['to_environment']}"
+    return f"{row['from_environment']} → {row['to_environment']}"
+
+
 def request_row(row: dict[str, Any]) -> RequestRow:
     passed = sum(1 for c in row["checks"] if c["passed"])
     return RequestRow(
         id=str(row["id"]), job=row["job"], version=f"v{row['version']}",
-        route=f"{row['from_environment']} → {row['to_environment']}", status=row["status"],
+        route=_route(row), status=row["status"],
         tone=STATUS_TONE.get(row["status"], "gray"), checks=f"{passed}/{len(row['checks'])}",
         approvals=f"{row['approvals']}/{row['required_approvals']}", requested_by=row["requested_by"],
         created_at=_when(row["created_at"]),
@@ -254,9 +263,7 @@ class PromotionState(SessionState):
             self._show(request, refusal)
 
     def _show(self, request: dict[str, Any], refusal: str | None) -> None:
-        self.title = (
-            f"{request['job']} v{request['version']}: {request['from_environment']} → {request['to_environment']}"
-        )
+        self.title = f"{request['job']} v{request['version']}: {_route(request)}"
         self.status = request["status"]
         self.tone = STATUS_TONE.get(request["status"], "gray")
         gate = request["gate"]

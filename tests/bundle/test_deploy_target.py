@@ -5,10 +5,12 @@ says so, and deploys nothing there; ungated environments run the latest as befor
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from control_room.bundle.deploy import deploy_bundle, plan_bundle
 from control_room.bundle.loader import load_bundle
@@ -125,3 +127,52 @@ def test_a_target_nothing_gates_runs_the_latest_and_a_promoted_version_is_curren
     assert steps["lakehouse/dbt-build"].outcome == "requested"  # dev -> staging needs no earlier deployment
     assert steps["ml/train-churn-model"].outcome == "not gated"
     assert "Target staging:" in plan.render()
+
+
+def admin_of(db: psycopg.Connection, org: DemoLikeOrg) -> tuple[uuid.UUID, str]:
+    email = f"deployer-{uuid.uuid4().hex[:8]}@test.example"
+    row = db.execute("insert into ops.users (email) values (%s) returning id", (email,)).fetchone()
+    assert row
+    db.execute("insert into ops.org_members (org_id, user_id, role) values (%s, %s, 'admin')", (org.org_id, row[0]))
+    return row[0], email
+
+
+def test_the_deployer_requests_the_promotions_and_may_not_approve_them(
+    db: psycopg.Connection, org: DemoLikeOrg, bundle_dir: Path, lakehouse: Callable[..., CliResult]
+) -> None:
+    # the gate's new settings travel in the bundle (validated: at most 10 rollback approvals)
+    gates = bundle_dir / "promotion_gates.yaml"
+    settings = "    rollback_approvals: 11\n    allow_unpromoted_runs: true\n"
+    edit(gates, "    window_days: 14\n", "    window_days: 14\n" + settings)
+    invalid = lakehouse("bundle", "validate", str(bundle_dir))
+    assert invalid.exit_code == 1 and "rollback_approvals" in invalid.stdout + invalid.stderr
+    edit(gates, "rollback_approvals: 11", "rollback_approvals: 2")
+    deploy_bundle(db, load_bundle(bundle_dir), actor="test")
+    assert db.execute(
+        "select allow_unpromoted_runs, rollback_approvals from ops.promotion_gates where org_id = %s "
+        "and name = 'staging-to-prod'", (org.org_id,),
+    ).fetchone() == (True, 2)  # fmt: skip
+    assert plan_bundle(db, load_bundle(bundle_dir)).is_empty, "read back as deployed: no drift"
+    promote_to_staging(db, org, "nightly-ingest", 1)
+
+    deployer, email = admin_of(db, org)
+    other, _ = admin_of(db, org)
+    unknown = lakehouse("bundle", "deploy", str(bundle_dir), "--target", "prod", "--as", "nobody@test.example")
+    assert unknown.exit_code == 1 and 'no user with e-mail "nobody@test.example"' in unknown.stderr
+    result = lakehouse("bundle", "deploy", str(bundle_dir), "--target", "prod", "--as", email)
+    assert result.exit_code == 0, result.stderr
+    request_id = pending(db, org)["lakehouse/nightly-ingest"][0]
+    row = db.execute(
+        "select requested_by, requested_by_id, comment from ops.promotion_requests where id = %s", (request_id,)
+    ).fetchone()
+    assert row == (email, deployer, f"bundle deploy --target prod by {email}")
+    # four eyes: the deployer's own approval is refused, another admin's counts
+    with pytest.raises(psycopg.Error, match="you requested this promotion"):
+        db.execute("select ops.decide_promotion(%s, 'approve', 'mine', %s)", (request_id, deployer))
+    assert db.execute("select ops.decide_promotion(%s, 'approve', 'ok', %s)", (request_id, other)).fetchone() == (
+        "pending",  # its checks (runs in staging, pr-gate) are not green yet
+    )
+    assert db.execute(
+        "select array_agg(actor_id) from ops.promotion_decisions where request_id = %s and decision = 'approve'",
+        (request_id,),
+    ).fetchone() == ([other],)

@@ -308,7 +308,7 @@ def test_rollback_deploys_the_previous_version_and_is_audited(world: JobWorld, j
     assert request(world, jobs_db, 1, "staging")["status"] == "promoted"
     assert request(world, jobs_db, v2, "staging")["status"] == "promoted"
 
-    async def roll_back(c: psycopg.AsyncConnection, user: uuid.UUID) -> tuple[int, int]:
+    async def roll_back(c: psycopg.AsyncConnection, user: uuid.UUID) -> dict[str, Any]:
         await c.execute("set role authenticated")
         await c.execute(
             "select set_config('request.jwt.claims', %s, false)",
@@ -318,7 +318,9 @@ def test_rollback_deploys_the_previous_version_and_is_audited(world: JobWorld, j
 
     with pytest.raises(psycopg.Error, match="admin role"):
         run_async(jobs_db, lambda c: roll_back(c, operator))
-    assert run_async(jobs_db, lambda c: roll_back(c, admin)) == (1, v2)
+    assert run_async(jobs_db, lambda c: roll_back(c, admin)) == {
+        "version": 1, "previous_version": v2, "request_id": None, "status": "rolled_back",
+    }  # fmt: skip
     assert deployed(world, "staging") == 1
     assert run_version(world, jobs_db, "staging")["template_version"] == 1
     history = run_async(
