@@ -35,11 +35,15 @@ RECENT_RUNS = 20
 
 
 def job_id_of(state: rx.State) -> uuid.UUID | None:
-    """The route's [job_id] (Reflex adds it to the root state as a var), or None when it is not an id."""
-    try:
-        return uuid.UUID(str(getattr(state, "job_id", "")))
-    except ValueError:
-        return None
+    """The route's [job_id] (Reflex adds it to the root state as a var), or None when it is not an id.
+    Right after a client-side redirect (a saved job opens its page) the var can still be empty or name the
+    job shown before: the address itself (/jobs/<id>) says which job is open."""
+    for candidate in (state.router.url.path.rstrip("/").rsplit("/", 1)[-1], str(getattr(state, "job_id", ""))):
+        try:
+            return uuid.UUID(candidate)
+        except ValueError:
+            continue
+    return None
 
 
 class JobState(SessionState):
