@@ -407,6 +407,13 @@ def job_detail_page() -> rx.Component:
         rx.center(rx.vstack(rx.icon("search-x", size=32, color=rx.color("gray", 9)),
                             rx.text(JobState.not_found, size="3", id="job-not-found"),
                             rx.link("Back to jobs", href=routes.JOBS), align="center"), padding="64px"),
-        rx.cond(JobState.loaded, _body(), rx.center(rx.spinner(size="3"), padding="64px")),
+        rx.cond(
+            JobState.loaded, _body(),
+            # A load that failed says why (and the reload link) instead of spinning forever.
+            rx.cond(JobState.error != "",
+                    rx.center(rx.callout(JobState.error, icon="triangle-alert", color_scheme="red",
+                                         id="job-load-error"), padding="64px"),
+                    rx.center(rx.spinner(size="3"), padding="64px")),
+        ),
     )  # fmt: skip
     return page

@@ -3,6 +3,7 @@ its schedules and latest runs (refreshed live), the caller's role on it, and arc
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ from control_room.state.runs import RunRow, run_row
 T = TypeVar("T")
 TABS = ("overview", "runs", "versions", "schedules", "backfills")
 RECENT_RUNS = 20
+
+log = logging.getLogger(__name__)
 
 
 def job_id_of(state: rx.State) -> uuid.UUID | None:
@@ -134,6 +137,7 @@ class JobState(SessionState):
                 self.not_found, self.loaded = exc.message, True
             return
         except Exception as exc:
+            log.exception("job %s: loading its page failed", job_id)
             async with self:
                 self.error = problem_text(exc)
             return
