@@ -50,11 +50,19 @@ def test_admin_edits_routing_and_caps_operator_reads(ui_world: UiWorld, sign_in:
     _simulate(admin, project="ml", environment="prod", engine="spark", tags="training")
     expect(admin.locator("#sim-rule")).to_have_text("prod-spark")
     expect(admin.locator(f"{_row(admin, 'prod-spark')} .sim-match")).to_be_visible()
-    # ... until ml-training moves above it (two swaps make it second, three first).
-    for above in ("sql-warehouse", "dbt-models", "prod-spark"):
-        admin.locator(f"{_row(admin, 'ml-training')} .rule-arrow-up").click()
-        expect(admin.locator(f"{_row(admin, 'ml-training')} + tr")).to_have_attribute("data-rule", above)
+    # ... until ml-training is dragged above it (a real HTML5 drag in the browser: it takes prod-spark's place).
+    admin.locator(_row(admin, "ml-training")).drag_to(admin.locator(_row(admin, "prod-spark")))
     expect(admin.locator("#rules-table tr.rule-row").first).to_have_attribute("data-rule", "ml-training")
+    expect(admin.locator(f"{_row(admin, 'ml-training')} + tr")).to_have_attribute("data-rule", "prod-spark")
+    expect(admin.locator(_row(admin, "catch-all"))).to_have_attribute("draggable", "true")
+    # The arrows are the keyboard's way: down then up (Enter on the focused button) leaves the order as dragged.
+    # (Each move is awaited before the next: a press on a row that re-renders under it would hit its neighbour.)
+    admin.locator(f"{_row(admin, 'dbt-models')} .rule-arrow-down").press("Enter")
+    expect(admin.locator(f"{_row(admin, 'sql-warehouse')} + tr")).to_have_attribute("data-rule", "dbt-models")
+    admin.locator(f"{_row(admin, 'dbt-models')} .rule-arrow-up").press("Enter")
+    expect(admin.locator(f"{_row(admin, 'sql-warehouse')} + tr")).to_have_attribute("data-rule", "catch-all")
+    names = admin.locator("#rules-table tr.rule-row").evaluate_all("rows => rows.map(r => r.dataset.rule)")
+    assert names == ["ml-training", "prod-spark", "dbt-models", "sql-warehouse", "catch-all"], names
     admin.click("#simulate")
     expect(admin.locator("#sim-rule")).to_have_text("ml-training")
     expect(admin.locator("#sim-result")).to_contain_text("your draft")
@@ -110,7 +118,27 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     row = admin.locator(f"#caps-table tr[data-cap='{CAP}']")
     expect(row.locator(".cap-used")).to_have_text("1 running")
     expect(row.locator(".cap-waiting")).to_contain_text("pool at its concurrency cap")
+    # The task the cap holds is listed beside it, linked to its run (the task's panel).
+    held = row.locator(".cap-refusal-run")
+    expect(held).to_have_text("e2e slow · wait")
+    href = held.get_attribute("href")
+    assert href in {f"/runs/{run_id}?task=wait" for run_id in runs}, href
+    expect(row.locator(".cap-refusal")).to_contain_text("claim")
     screenshot(admin, ui_world, "governance-4-cap-usage")
+
+    # Effective caps for a spec: a Spark task in prod with its own 10-minute timeout.
+    _choose(admin, "#eff-environment", "prod")
+    admin.fill("#eff-spec", "tasks:\n  - key: train\n    engine: spark\n    application: job.py\n    timeout_s: 600\n")
+    admin.click("#eff-show")
+    train = admin.locator("#eff-result .effective-task[data-task='train']")
+    expect(train).to_contain_text("by rule prod-spark")
+    tightest = train.locator(".effective-limit[data-tightest='true']")
+    expect(tightest).to_have_count(4)
+    for source in (CAP, "spec timeout_s", "org-runs-per-day", "spark-memory"):
+        expect(train.locator(f".effective-limit[data-limit='{source}']")).to_have_attribute("data-tightest", "true")
+    expect(train.locator(".effective-limit[data-limit='prod-max-runtime']")).to_have_attribute("data-tightest", "false")
+    admin.locator("#effective-caps").scroll_into_view_if_needed()
+    screenshot(admin, ui_world, "governance-6-effective-caps")
 
     # The operator reads everything and edits nothing; a forged edit is refused in SQL (the API's 403 comes
     # from ops.apply_routing_rules, the direct UPDATE from the missing grant).
@@ -120,6 +148,8 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     expect(operator.locator("#rules-table tr.rule-row")).to_have_count(5)
     expect(operator.locator("#add-rule")).to_have_count(0)
     expect(operator.locator(".rule-arrow-up")).to_have_count(0)
+    expect(operator.locator(".rule-grip")).to_have_count(0)
+    expect(operator.locator(_row(operator, "catch-all"))).not_to_have_attribute("draggable", "true")
     screenshot(operator, ui_world, "governance-5-operator-read-only")
     forged = httpx.put(
         f"{ui_world.url}/api/v1/routing/rules", json={"rules": [{"name": "all-mine", "pool": "default"}]},
