@@ -34,7 +34,10 @@ class RoutingRuleFields(Strict):
     id: uuid.UUID | None = None
     name: str = Field(min_length=1, max_length=200)
     position: Int = Field(default=0, description="Kept where the order allows; 0 lets the server place the rule.")
-    project: str = Field(default="", description="Project slug; empty matches any project.")
+    project: str = Field(
+        default="",
+        description='Project slug; empty matches any project; "#<project id>" for a project you cannot see.',
+    )
     environment: Literal["", "dev", "staging", "prod"] = ""
     engine: str = ""
     labels: list[str] = Field(default_factory=list, description="The task must carry all of these labels.")

@@ -508,7 +508,7 @@ def _refusal(r: Any) -> rx.Component:
 def _refusals(cap: Any) -> rx.Component:
     """The refusals counted lately, then the last ones with links to their runs (hover: what happened)."""
     cell: rx.Component = rx.vstack(
-        rx.text(cap.refusals, size="1", color_scheme="gray"),
+        rx.cond(cap.refusals != "", rx.text(cap.refusals, size="1", color_scheme="gray")),
         rx.foreach(cap.recent, _refusal),
         spacing="1",
         class_name="cap-refusals",

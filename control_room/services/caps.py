@@ -103,8 +103,9 @@ def waiting_reason(scope: str) -> str:
     return f"{'org' if scope == 'org' else scope} at its concurrency cap"
 
 
-async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[CapView]:
-    """Every cap of the org with its live usage, in scope order then name."""
+async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID, with_refusals: bool = True) -> list[CapView]:
+    """Every cap of the org with its live usage, in scope order then name (and its last refusals, unless
+    ``with_refusals`` is False: the simulator and effective caps do not show them)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "select c.*, p.slug as project, ep.slug as env_project, e.name as environment_name, u.* "
@@ -116,7 +117,7 @@ async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[CapView
             (org_id,),
         )
         rows = await cur.fetchall()
-    recent = await refusals(conn, org_id=org_id)
+    recent = await refusals(conn, org_id=org_id) if with_refusals else {}
     views = []
     for row in rows:
         used, label = _usage(row)
@@ -313,7 +314,7 @@ async def effective_for_spec(
         raise Invalid(f'project "{project}" is not a project of org {matrix.org} (projects: {known})', field="project")
     if environment not in routing.ENVIRONMENTS:
         raise Invalid("environment: dev, staging or prod", field="environment")
-    views = await list_caps(conn, org_id=org_id)
+    views = await list_caps(conn, org_id=org_id, with_refusals=False)
     out = []
     for task in tasks:
         probe = routing.TaskProbe(

@@ -152,9 +152,14 @@ def _joined(values: list[str]) -> str:
     return ", ".join(values)
 
 
+def _project_label(project: str) -> str:
+    return "a project you cannot see" if project.startswith(routing.HIDDEN) else project
+
+
 def rule_row(rule: routing.RuleDraft, key: str) -> RuleRow:
     """The table row of a draft rule."""
-    match = [f"{n} {getattr(rule, n)}" for n in ("project", "environment", "engine") if getattr(rule, n)]
+    match = [f"project {_project_label(rule.project)}"] if rule.project else []
+    match += [f"{n} {getattr(rule, n)}" for n in ("environment", "engine") if getattr(rule, n)]
     match += [f"label {v}" for v in rule.labels] + [f"tag {v}" for v in rule.tags]
     return RuleRow(
         key=key,
@@ -224,7 +229,7 @@ def cap_row(cap: caps.CapView, tightest: bool = False) -> CapRow:
         percent=cap.percent,
         has_usage=cap.used is not None,
         waiting_reason=f"{cap.waiting} queued: {cap.waiting_reason}" if cap.waiting_reason else "",
-        refusals=refusals if cap.refusals_7d else ("none counted" if cap.recent else "none"),
+        refusals=refusals if cap.refusals_7d else ("" if cap.recent else "none"),
         recent=[refusal_row(r) for r in cap.recent[:RECENT_SHOWN]],
         tightest=tightest,
     )
@@ -268,7 +273,7 @@ def owner_rows(rules: list[routing.RuleDraft]) -> list[OwnerRow]:
     return [
         OwnerRow(
             pool=r.pool,
-            project=r.project or "any",
+            project=_project_label(r.project) or "any",
             environment=r.environment or "any",
             engine=r.engine or "any",
             owner=r.owner or "(nobody)",

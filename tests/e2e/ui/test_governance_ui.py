@@ -88,6 +88,13 @@ def test_admin_edits_routing_and_caps_operator_reads(ui_world: UiWorld, sign_in:
     expect(admin.locator(f"{_row(admin, 'dbt-models-copy')} .rule-warning")).to_contain_text(
         'never matches: rule "dbt-models" above it matches every task it would'
     )
+    # A pool no executor serves is flagged as soon as the edit is done (still a draft).
+    admin.locator(f"{_row(admin, 'dbt-models-copy')} .rule-pencil").click()
+    admin.fill("#edit-pool", "gpu")
+    admin.click("#edit-done")
+    expect(admin.locator(f"{_row(admin, 'dbt-models-copy')} .rule-warning")).to_contain_text([
+        "pool gpu has no executor", 'never matches: rule "dbt-models" above it matches every task it would'
+    ])  # fmt: skip
     screenshot(admin, ui_world, "governance-3-warnings")
     admin.click("#discard-draft")
     expect(admin.locator(_row(admin, "dbt-models-copy"))).to_have_count(0)
@@ -137,7 +144,6 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     for source in (CAP, "spec timeout_s", "org-runs-per-day", "spark-memory"):
         expect(train.locator(f".effective-limit[data-limit='{source}']")).to_have_attribute("data-tightest", "true")
     expect(train.locator(".effective-limit[data-limit='prod-max-runtime']")).to_have_attribute("data-tightest", "false")
-    admin.locator("#effective-caps").scroll_into_view_if_needed()
     screenshot(admin, ui_world, "governance-6-effective-caps")
 
     # The operator reads everything and edits nothing; a forged edit is refused in SQL (the API's 403 comes
