@@ -223,6 +223,14 @@ def owner_is_reachable(owner: str, people: set[str]) -> bool:
     return owner.lower() in people or bool(_EMAIL.match(owner) or _ADDRESS.match(owner))
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def validation_problems(rules: Sequence[RuleDraft], projects: Iterable[str]) -> list[Warning]:
     """What the bundle (and the SQL apply) would refuse, per rule and field."""
     known = set(projects)
@@ -241,6 +249,10 @@ def validation_problems(rules: Sequence[RuleDraft], projects: Iterable[str]) -> 
             problems.append(Warning(index, rule.name, "invalid", f'another rule is named "{rule.name}"', "name"))
         if not re.match(POOL_PATTERN, rule.pool):
             problems.append(Warning(index, rule.name, "invalid", "pool: lower-case letters, digits, - and _", "pool"))
+        if hidden and not _is_uuid(rule.project.removeprefix(HIDDEN)):
+            problems.append(
+                Warning(index, rule.name, "invalid", "project: a slug, or # and the id of a project", "project")
+            )
         if rule.project and not hidden and rule.project not in known:
             problems.append(
                 Warning(index, rule.name, "invalid", f'project "{rule.project}" is not in this org', "project")
