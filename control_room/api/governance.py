@@ -313,7 +313,8 @@ async def list_caps(user: User, db: Pool, org: str | None = OrgQuery) -> CapList
     return CapList(items=[_cap_public(v) for v in views])
 
 
-@router.post("/caps/effective", response_model=EffectiveCaps)
+# Not under /caps/: a path there would be a cap's name (PUT and DELETE /caps/{name}).
+@router.post("/effective-caps", response_model=EffectiveCaps)
 async def effective_caps(user: User, db: Pool, body: EffectiveCapsQuery) -> EffectiveCaps:
     """Which limits apply to each task of a spec run in a project and environment, and which is tightest of
     each kind: the caps of the pool routing picks, project, environment, engine and org, and the spec's own

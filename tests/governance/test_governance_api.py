@@ -99,7 +99,7 @@ def test_routing_caps_and_drift_over_http(live_api: LiveServer, provision: Provi
 
     spec = {"tasks": [{"key": "train", "engine": "spark", "application": "job.py", "timeout_s": 60}]}
     effective = operator.post(
-        "/caps/effective", json={**q, "project": "lakehouse", "environment": "prod", "spec": spec}
+        "/effective-caps", json={**q, "project": "lakehouse", "environment": "prod", "spec": spec}
     )
     assert effective.status_code == 200, effective.text
     (planned,) = effective.json()["tasks"]
@@ -109,7 +109,7 @@ def test_routing_caps_and_drift_over_http(live_api: LiveServer, provision: Provi
         "max_memory_mb": "spark-memory",
     }  # fmt: skip
     no_engine = operator.post(
-        "/caps/effective", json={**q, "project": "lakehouse", "environment": "prod", "spec": {"tasks": [{"key": "x"}]}}
+        "/effective-caps", json={**q, "project": "lakehouse", "environment": "prod", "spec": {"tasks": [{"key": "x"}]}}
     )
     assert no_engine.status_code == 422 and no_engine.json()["field"] == "spec.tasks[0].engine", no_engine.text
 

@@ -119,11 +119,11 @@ def test_org_b_reads_no_caps_refusals_or_effective_caps_of_org_a(live_api: LiveS
     admin_b = client(live_api, provision.user_token("admin", b)[1])
     assert admin_b.get("/caps", params={"org": row[0]}).status_code == 404
     effective = admin_b.post(
-        "/caps/effective",
+        "/effective-caps",
         json={"org": row[0], "project": project[0], "environment": "dev", "spec": {"engine": "shell"}},
     )
     assert effective.status_code == 404, effective.text
     assert admin_b.post(
-        "/caps/effective", json={"org": str(a.org_id), "project": project[0], "environment": "dev",
+        "/effective-caps", json={"org": str(a.org_id), "project": project[0], "environment": "dev",
                                  "spec": {"engine": "shell"}},
     ).status_code == 404  # fmt: skip
