@@ -130,8 +130,10 @@ def caps_refusals_command(
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The last refusals each cap caused: queries refused (engine), attempts stopped (agent) and tasks held
-    in the queue now (claim), with their runs. Refused submits create no run: `caps list` counts them."""
+    """The last refusals each cap caused, with their runs.
+
+    Queries refused (engine), attempts stopped (agent) and tasks held in the queue now (claim). Refused
+    submits create no run: `caps list` counts them."""
 
     async def work(conn: psycopg.AsyncConnection) -> list[caps.CapView]:
         return await caps.list_caps(conn, org_id=await resolve_org(conn, org))
