@@ -72,6 +72,10 @@ def test_admin_edits_routing_and_caps_operator_reads(ui_world: UiWorld, sign_in:
     screenshot(admin, ui_world, "governance-2-review-diff")
     admin.click("#apply-confirm")
     expect(admin.locator("#review-apply")).to_be_disabled()
+    # Applied: the live matrix now gives the simulator the same answer (no longer a draft's).
+    admin.click("#simulate")
+    expect(admin.locator("#sim-result")).not_to_contain_text("your draft")
+    expect(admin.locator("#sim-rule")).to_have_text("ml-training")
     positions = ui_world.query("select name from ops.routing_rules order by position")
     assert [p[0] for p in positions][:2] == ["ml-training", "prod-spark"]
     audit = ui_world.query(
@@ -144,6 +148,7 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     for source in (CAP, "spec timeout_s", "org-runs-per-day", "spark-memory"):
         expect(train.locator(f".effective-limit[data-limit='{source}']")).to_have_attribute("data-tightest", "true")
     expect(train.locator(".effective-limit[data-limit='prod-max-runtime']")).to_have_attribute("data-tightest", "false")
+    admin.locator("#page-title").scroll_into_view_if_needed()  # the sticky header back on top of the picture
     screenshot(admin, ui_world, "governance-6-effective-caps")
 
     # The operator reads everything and edits nothing; a forged edit is refused in SQL (the API's 403 comes
