@@ -34,7 +34,10 @@ class RoutingRuleFields(Strict):
     id: uuid.UUID | None = None
     name: str = Field(min_length=1, max_length=200)
     position: Int = Field(default=0, description="Kept where the order allows; 0 lets the server place the rule.")
-    project: str = Field(default="", description="Project slug; empty matches any project.")
+    project: str = Field(
+        default="",
+        description='Project slug; empty matches any project; "#<project id>" for a project you cannot see.',
+    )
     environment: Literal["", "dev", "staging", "prod"] = ""
     engine: str = ""
     labels: list[str] = Field(default_factory=list, description="The task must carry all of these labels.")
@@ -97,6 +100,16 @@ class RuleVerdictPublic(BaseModel):
     reasons: list[str]
 
 
+class RefusalPublic(BaseModel):
+    at: datetime
+    layer: str = Field(description="claim (held in the queue now), agent (attempt stopped) or engine (refused).")
+    run_id: uuid.UUID
+    run_name: str
+    task_key: str
+    attempt: int | None
+    message: str
+
+
 class CapPublic(BaseModel):
     id: uuid.UUID
     name: str
@@ -115,9 +128,12 @@ class CapPublic(BaseModel):
     percent: int
     waiting: int = Field(description="Queued tasks in scope while this concurrency cap is full.")
     waiting_reason: str
-    refusals_today: int
+    refusals_today: int = Field(description="Refusals counted today (submit refusals and timeouts included).")
     refusals_7d: int
     last_refusal_day: str
+    recent_refusals: list[RefusalPublic] = Field(
+        description="The last refusals it caused in runs you can see, newest first (a refused submit has no run)."
+    )
 
 
 class AppliedCap(BaseModel):
@@ -152,6 +168,38 @@ class CapFields(Strict):
     enabled: StrictBool = True
 
 
+class EffectiveCapsQuery(Strict):
+    org: str | None = None
+    project: str = Field(min_length=1, description="Project slug.")
+    environment: Literal["dev", "staging", "prod"]
+    spec: dict[str, Any] | list[dict[str, Any]] = Field(
+        description='A run spec ({"tasks": [...]}), a list of tasks, or one task spec ({"engine": ...}).'
+    )
+    tags: list[str] = Field(default_factory=list, description="Run tags (routing rules may match on them).")
+
+
+class LimitPublic(BaseModel):
+    kind: str
+    limit: int
+    layer: str
+    source: str = Field(description='The cap\'s name, or "spec timeout_s" for a ceiling the spec sets itself.')
+    target: str
+    tightest: bool = Field(description="The lowest limit of its kind: the one that stops the task first.")
+    used_label: str = Field(description="The cap's live usage (empty for a spec's own ceiling).")
+
+
+class TaskLimitsPublic(BaseModel):
+    key: str
+    engine: str
+    pool: str = Field(description="Where routing sends the task (as at enqueue).")
+    rule: str = Field(description='The routing rule that picked the pool; "" when none matched.')
+    limits: list[LimitPublic]
+
+
+class EffectiveCaps(BaseModel):
+    tasks: list[TaskLimitsPublic]
+
+
 class DriftPublic(BaseModel):
     org: str
     has_drift: bool
@@ -180,7 +228,10 @@ def _drafts(rules: list[RoutingRuleFields]) -> list[routing.RuleDraft]:
 
 
 def _cap_public(cap: caps.CapView) -> CapPublic:
-    return CapPublic(**{**dataclasses.asdict(cap), "id": uuid.UUID(cap.id)})
+    data = {**dataclasses.asdict(cap), "id": uuid.UUID(cap.id)}
+    data.pop("recent")
+    recent = [RefusalPublic(**{**dataclasses.asdict(r), "run_id": uuid.UUID(r.run_id)}) for r in cap.recent]
+    return CapPublic(**data, recent_refusals=recent)
 
 
 @router.get("/routing/rules", response_model=RoutingMatrix)
@@ -260,6 +311,36 @@ async def list_caps(user: User, db: Pool, org: str | None = OrgQuery) -> CapList
     async with db.connection() as conn, scoped(conn, user):
         views = await caps.list_caps(conn, org_id=await resolve_org(conn, org))
     return CapList(items=[_cap_public(v) for v in views])
+
+
+# Not under /caps/: a path there would be a cap's name (PUT and DELETE /caps/{name}).
+@router.post("/effective-caps", response_model=EffectiveCaps)
+async def effective_caps(user: User, db: Pool, body: EffectiveCapsQuery) -> EffectiveCaps:
+    """Which limits apply to each task of a spec run in a project and environment, and which is tightest of
+    each kind: the caps of the pool routing picks, project, environment, engine and org, and the spec's own
+    ceilings (the same as `lakehouse caps effective` and the caps page's panel). Nothing is submitted."""
+    async with db.connection() as conn, scoped(conn, user):
+        found = await caps.effective_for_spec(
+            conn, org_id=await resolve_org(conn, body.org), project=body.project, environment=body.environment,
+            spec=body.spec, tags=body.tags,
+        )  # fmt: skip
+    return EffectiveCaps(tasks=[_task_limits_public(t) for t in found])
+
+
+def _task_limits_public(task: caps.TaskLimits) -> TaskLimitsPublic:
+    limits = [
+        LimitPublic(
+            kind=x.kind,
+            limit=x.limit,
+            layer=x.layer,
+            source=x.source,
+            target=x.target,
+            tightest=x.tightest,
+            used_label=x.cap.used_label if x.cap else "",
+        )
+        for x in task.limits
+    ]
+    return TaskLimitsPublic(key=task.key, engine=task.engine, pool=task.pool, rule=task.rule, limits=limits)
 
 
 @router.put("/caps/{name}", response_model=CapPublic)

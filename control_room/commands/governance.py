@@ -6,18 +6,21 @@ audited in SQL with the local user as actor."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
 import typer
+import yaml
 
 from control_room.commands.alerts import _print
 from control_room.commands.bundle import control_plane_connection
 from control_room.commands.jobs import _actor, _on_database
 from control_room.services import caps, governance, routing
 from control_room.services.auth import resolve_org
+from control_room.services.errors import Invalid
 
 routing_app = typer.Typer(
     help="The routing matrix: its rules and warnings, and where a task would go.", no_args_is_help=True
@@ -107,6 +110,8 @@ def add_caps_commands(app: typer.Typer) -> None:
     app.command("list")(caps_list_command)
     app.command("set")(caps_set_command)
     app.command("delete")(caps_delete_command)
+    app.command("effective")(caps_effective_command)
+    app.command("refusals")(caps_refusals_command)
 
 
 def caps_list_command(org: OrgOption = None, as_json: JsonOption = False) -> None:
@@ -118,6 +123,96 @@ def caps_list_command(org: OrgOption = None, as_json: JsonOption = False) -> Non
     rows = [asdict(c) for c in _on_database(work)]
     columns = ["name", "target", "kind", "limit", "used_label", "layer", "waiting_reason", "refusals_7d", "enabled"]
     _print(rows, columns, as_json)
+
+
+def caps_refusals_command(
+    name: Annotated[str | None, typer.Argument(help="Only this cap (default: every cap).")] = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The last refusals each cap caused, with their runs.
+
+    Queries refused (engine), attempts stopped (agent) and tasks held in the queue now (claim). Refused
+    submits create no run: `caps list` counts them."""
+
+    async def work(conn: psycopg.AsyncConnection) -> list[caps.CapView]:
+        return await caps.list_caps(conn, org_id=await resolve_org(conn, org))
+
+    views = [c for c in _on_database(work) if name is None or c.name == name]
+    if name is not None and not views:
+        typer.echo(f'error: no cap named "{name}"', err=True)
+        raise typer.Exit(1)
+    rows = [
+        {"cap": c.name, "at": r.at.strftime("%Y-%m-%d %H:%M:%S"), "layer": r.layer, "run": r.run_id,
+         "task": r.task_key, "message": r.message}
+        for c in views
+        for r in c.recent
+    ]  # fmt: skip
+    if not rows and not as_json:
+        typer.echo("no refusals in runs you can see (refused submits are counted by `lakehouse caps list`)")
+        return
+    _print(rows, ["cap", "at", "layer", "run", "task", "message"], as_json)
+
+
+def caps_effective_command(
+    project: Annotated[str, typer.Option(help="Project slug.")],
+    environment: Annotated[str, typer.Option(help="dev, staging or prod.")],
+    spec: Annotated[
+        Path | None, typer.Option(help="A run spec or one task spec, YAML or JSON ('-' reads standard input).")
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="A job template's latest version instead of --spec.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A run tag (repeat).")] = None,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which limits apply to each task of a spec and which is tightest of each kind (nothing is submitted)."""
+    if (spec is None) == (template is None):
+        raise typer.BadParameter("give either --spec FILE or --template NAME")
+    document: Any = None
+    if spec is not None:
+        text = sys.stdin.read() if str(spec) == "-" else spec.read_text()
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise typer.BadParameter(f"--spec is not YAML or JSON: {exc}") from exc
+
+    async def work(conn: psycopg.AsyncConnection) -> list[caps.TaskLimits]:
+        org_id = await resolve_org(conn, org)
+        chosen = document
+        if template is not None:
+            found = {name: s for slug, name, s in await caps.template_specs(conn, org_id=org_id) if slug == project}
+            if template not in found:
+                raise Invalid(
+                    f'project {project} has no job template "{template}" (templates: '
+                    f"{', '.join(sorted(found)) or 'none'})",
+                    field="template",
+                )
+            chosen = found[template]
+        return await caps.effective_for_spec(
+            conn, org_id=org_id, project=project, environment=environment, spec=chosen, tags=tuple(tag or ())
+        )
+
+    found = _on_database(work)
+    if as_json:
+        out = [
+            {"task": t.key, "engine": t.engine, "pool": t.pool, "rule": t.rule,
+             "limits": [{"kind": x.kind, "limit": x.limit, "layer": x.layer, "source": x.source, "target": x.target,
+                         "tightest": x.tightest} for x in t.limits]}
+            for t in found
+        ]  # fmt: skip
+        typer.echo(json.dumps(out))
+        return
+    for task in found:
+        rule = f"rule {task.rule}" if task.rule else "no rule matched"
+        typer.echo(f"task {task.key} ({task.engine}) -> pool {task.pool} ({rule})")
+        if not task.limits:
+            typer.echo("  no cap applies")
+        for limit in task.limits:
+            mark = "TIGHTEST" if limit.tightest else "        "
+            unit = caps.UNIT[limit.kind]
+            typer.echo(
+                f"  {mark} {limit.kind} <= {limit.limit:,} {unit}: {limit.source} ({limit.target}, {limit.layer})"
+            )
 
 
 def caps_set_command(

@@ -8,6 +8,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.draggable import draggable_row
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.services import caps, routing
@@ -141,7 +142,21 @@ def _admin_actions(row: Any, index: Any) -> rx.Component:
 
 def _view_cells(row: Any, index: Any) -> list[rx.Component]:
     return [
-        rx.table.cell(rx.text(index + 1, size="2", class_name="tabular", color_scheme="gray")),
+        rx.table.cell(
+            rx.hstack(
+                rx.cond(
+                    GovernanceState.can_edit,
+                    rx.tooltip(
+                        rx.icon("grip-vertical", size=14, color=rx.color("gray", 9), class_name="rule-grip"),
+                        content="Drag to reorder (or use the arrows)",
+                    ),
+                ),
+                rx.text(index + 1, size="2", class_name="tabular", color_scheme="gray"),
+                spacing="1",
+                align="center",
+                cursor=rx.cond(GovernanceState.can_edit, "grab", "default"),
+            )
+        ),
         rx.table.cell(
             rx.vstack(
                 rx.hstack(
@@ -197,18 +212,33 @@ def _view_cells(row: Any, index: Any) -> list[rx.Component]:
 
 def _rule_row(row: Any, index: Any) -> rx.Component:
     sim_match = GovernanceState.sim_ran & (GovernanceState.sim_rule == row.name)
+    drop_here = GovernanceState.drag_over == row.key
+    moving_down = GovernanceState.drag_from_index < index
     tr: rx.Component = rx.cond(
         GovernanceState.editing == row.key,
         rx.table.row(*_edit_cells(row, index), data_rule=row.name, class_name="rule-row editing"),
-        rx.table.row(
+        draggable_row(
             *_view_cells(row, index),
+            enabled=GovernanceState.can_edit & (GovernanceState.editing == ""),
+            on_start=GovernanceState.drag_start(row.key),
+            on_enter=GovernanceState.drag_enter(row.key),
+            on_drop=GovernanceState.drop_on(row.key),
+            on_end=GovernanceState.drag_end,
             data_rule=row.name,
             data_enabled=rx.cond(row.enabled, "true", "false"),
             class_name="rule-row",
             background=rx.cond(
                 sim_match, rx.color("grass", 3), rx.cond(row.enabled, "transparent", rx.color("gray", 2))
             ),
-            opacity=rx.cond(row.enabled, "1", "0.6"),
+            # Where a dragged rule would land: a line above or below the row it is over.
+            box_shadow=rx.cond(
+                drop_here,
+                rx.cond(
+                    moving_down, f"inset 0 -3px 0 {rx.color('accent', 9)}", f"inset 0 3px 0 {rx.color('accent', 9)}"
+                ),
+                "none",
+            ),
+            opacity=rx.cond(GovernanceState.dragging == row.key, "0.4", rx.cond(row.enabled, "1", "0.6")),
         ),
     )
     return tr
@@ -459,6 +489,33 @@ def _usage(cap: Any) -> rx.Component:
     return cell
 
 
+def _refusal(r: Any) -> rx.Component:
+    item: rx.Component = rx.hstack(
+        rx.badge(r.layer, size="1", variant="soft", color_scheme=rx.cond(r.layer == "claim", "amber", "red")),
+        rx.tooltip(
+            rx.link(r.run_label, href=r.run_href, size="1", class_name="cap-refusal-run"),
+            content=r.message,
+        ),
+        rx.text(r.when, size="1", color_scheme="gray", class_name="tabular"),
+        spacing="1",
+        align="center",
+        wrap="nowrap",
+        class_name="cap-refusal",
+    )
+    return item
+
+
+def _refusals(cap: Any) -> rx.Component:
+    """The refusals counted lately, then the last ones with links to their runs (hover: what happened)."""
+    cell: rx.Component = rx.vstack(
+        rx.cond(cap.refusals != "", rx.text(cap.refusals, size="1", color_scheme="gray")),
+        rx.foreach(cap.recent, _refusal),
+        spacing="1",
+        class_name="cap-refusals",
+    )
+    return cell
+
+
 def _cap_row(cap: Any) -> rx.Component:
     row: rx.Component = rx.table.row(
         rx.table.cell(rx.text(cap.name, weight="medium", size="2")),
@@ -467,7 +524,7 @@ def _cap_row(cap: Any) -> rx.Component:
         rx.table.cell(rx.text(cap.limit_label, size="2", class_name="tabular cap-limit")),
         rx.table.cell(_usage(cap)),
         rx.table.cell(rx.badge(cap.layer, variant="soft", size="1")),
-        rx.table.cell(rx.text(cap.refusals, size="1", color_scheme="gray")),
+        rx.table.cell(_refusals(cap)),
         rx.table.cell(
             rx.badge(rx.cond(cap.enabled, "on", "off"), color_scheme=rx.cond(cap.enabled, "grass", "gray"), size="1")
         ),
@@ -606,8 +663,137 @@ def _cap_dialog() -> rx.Component:
     return dialog
 
 
+def _effective_limit(x: Any) -> rx.Component:
+    row: rx.Component = rx.table.row(
+        rx.table.cell(rx.text(x.kind, size="1", class_name="mono")),
+        rx.table.cell(
+            rx.text(x.limit_label, size="1", class_name="tabular", weight=rx.cond(x.tightest, "bold", "regular"))
+        ),
+        rx.table.cell(
+            rx.hstack(
+                rx.text(x.source, size="1", weight="medium"),
+                rx.cond(x.tightest, rx.badge("tightest", size="1", color_scheme="crimson", variant="soft")),
+                spacing="2",
+            )
+        ),
+        rx.table.cell(rx.text(x.target, size="1", color_scheme="gray")),
+        rx.table.cell(rx.badge(x.layer, variant="soft", size="1")),
+        rx.table.cell(rx.text(x.used_label, size="1", color_scheme="gray")),
+        data_limit=x.source,
+        data_tightest=rx.cond(x.tightest, "true", "false"),
+        class_name="effective-limit",
+    )
+    return row
+
+
+def _effective_task(t: Any) -> rx.Component:
+    block: rx.Component = rx.vstack(
+        rx.hstack(
+            rx.text("Task ", rx.text.strong(t.key), " (", t.engine, ") → pool", size="2"),
+            rx.badge(t.pool, variant="outline", color_scheme="gray"),
+            rx.text(rx.cond(t.rule != "", "by rule " + t.rule, "no rule matched"), size="1", color_scheme="gray"),
+            spacing="2",
+            align="center",
+        ),
+        rx.cond(
+            t.limits.length() > 0,
+            rx.table.root(
+                rx.table.header(
+                    rx.table.row(
+                        *(
+                            rx.table.column_header_cell(h)
+                            for h in ("Kind", "Limit", "From", "Covers", "Enforced at", "Usage now")
+                        )
+                    )
+                ),
+                rx.table.body(rx.foreach(t.limits, _effective_limit)),
+                size="1",
+                variant="ghost",
+                width="100%",
+            ),
+            rx.text("No cap applies to this task.", size="1", color_scheme="gray"),
+        ),
+        spacing="2",
+        width="100%",
+        data_task=t.key,
+        class_name="effective-task",
+    )
+    return block
+
+
+def _effective_panel() -> rx.Component:
+    """Which limits apply to a spec's tasks and which is tightest, without submitting anything."""
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.heading("Effective caps for a spec", size="3"),
+            rx.text(
+                "Paste a run spec or one task (YAML or JSON), or pick a job template: each task is routed as at "
+                "enqueue, then every cap and the spec's own ceilings are weighed.",
+                size="1",
+                color_scheme="gray",
+            ),
+            rx.hstack(
+                rx.select(
+                    GovernanceState.eff_templates,
+                    value=GovernanceState.eff_template,
+                    placeholder="pick a job template",
+                    size="1",
+                    on_change=GovernanceState.pick_template,
+                    id="eff-template",
+                ),
+                rx.select(
+                    GovernanceState.projects_in_org,
+                    value=GovernanceState.eff_project,
+                    size="1",
+                    on_change=lambda v: GovernanceState.set_eff("project", v),
+                    id="eff-project",
+                ),
+                rx.select(
+                    list(routing.ENVIRONMENTS),
+                    value=GovernanceState.eff_environment,
+                    size="1",
+                    on_change=lambda v: GovernanceState.set_eff("environment", v),
+                    id="eff-environment",
+                ),
+                rx.button(
+                    rx.icon("gauge", size=13),
+                    "Show limits",
+                    size="1",
+                    on_click=GovernanceState.show_effective,
+                    id="eff-show",
+                ),
+                spacing="2",
+                wrap="wrap",
+            ),
+            rx.text_area(
+                value=GovernanceState.eff_spec,
+                on_change=lambda v: GovernanceState.set_eff("spec", v),
+                rows="7",
+                width="100%",
+                class_name="mono",
+                id="eff-spec",
+            ),
+            rx.cond(
+                GovernanceState.eff_error != "",
+                rx.callout(GovernanceState.eff_error, color_scheme="red", size="1", id="eff-error"),
+            ),
+            rx.cond(
+                GovernanceState.eff_ran,
+                rx.vstack(
+                    rx.foreach(GovernanceState.eff_tasks, _effective_task), spacing="4", width="100%", id="eff-result"
+                ),
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+        id="effective-caps",
+    )
+    return card
+
+
 def _caps() -> rx.Component:
-    heads = ["Cap", "Applies to", "Kind", "Limit", "Usage now", "Enforced at", "Refusals", "On"]
+    heads = ["Cap", "Applies to", "Kind", "Limit", "Usage now", "Enforced at", "Last refusals", "On"]
     section: rx.Component = rx.vstack(
         rx.hstack(
             rx.text(
@@ -644,6 +830,7 @@ def _caps() -> rx.Component:
             id="caps-table",
         ),
         _cap_dialog(),
+        _effective_panel(),
         spacing="3",
         width="100%",
     )

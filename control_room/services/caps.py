@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -68,6 +69,20 @@ class CapView:
     refusals_today: int
     refusals_7d: int
     last_refusal_day: str
+    recent: tuple[Refusal, ...] = ()  # the last refusals it caused, newest first (ops.cap_refusals)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Work a cap stopped: a query refused or an attempt stopped (events), or a task it holds queued now."""
+
+    at: datetime
+    layer: str  # claim | agent | engine
+    run_id: str
+    run_name: str
+    task_key: str
+    attempt: int | None
+    message: str
 
 
 def _usage(row: dict[str, Any]) -> tuple[float | None, str]:
@@ -88,8 +103,9 @@ def waiting_reason(scope: str) -> str:
     return f"{'org' if scope == 'org' else scope} at its concurrency cap"
 
 
-async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[CapView]:
-    """Every cap of the org with its live usage, in scope order then name."""
+async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID, with_refusals: bool = True) -> list[CapView]:
+    """Every cap of the org with its live usage, in scope order then name (and its last refusals, unless
+    ``with_refusals`` is False: the simulator and effective caps do not show them)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "select c.*, p.slug as project, ep.slug as env_project, e.name as environment_name, u.* "
@@ -101,6 +117,7 @@ async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[CapView
             (org_id,),
         )
         rows = await cur.fetchall()
+    recent = await refusals(conn, org_id=org_id) if with_refusals else {}
     views = []
     for row in rows:
         used, label = _usage(row)
@@ -137,9 +154,23 @@ async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[CapView
                 refusals_today=int(row["breaches_today"]),
                 refusals_7d=int(row["breaches_7d"]),
                 last_refusal_day=row["last_breach_day"].isoformat() if row["last_breach_day"] else "",
+                recent=tuple(recent.get(str(row["id"]), ())),
             )
         )
     return views
+
+
+async def refusals(conn: AsyncConnection, *, org_id: uuid.UUID, per_cap: int = 5) -> dict[str, list[Refusal]]:
+    """The last ``per_cap`` refusals of each cap of the org, by cap id (the runs the caller can see)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("select * from ops.cap_refusals(%s, %s)", (org_id, per_cap))
+        rows = await cur.fetchall()
+    out: dict[str, list[Refusal]] = {}
+    for r in rows:
+        out.setdefault(str(r["cap_id"]), []).append(
+            Refusal(r["at"], r["layer"], str(r["run_id"]), r["run_name"], r["task_key"], r["attempt"], r["message"])
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -176,6 +207,140 @@ def effective(caps: Sequence[CapView], task: TaskScope) -> list[tuple[CapView, b
             seen.add(cap.kind)
         out.append((cap, is_tightest))
     return out
+
+
+# Per-task ceilings a spec may set itself, and the cap kind each competes with for "tightest".
+SPEC_CEILINGS = {
+    "timeout_s": "max_runtime_s",
+    "max_memory_mb": "max_memory_mb",
+    "max_scan_bytes": "scanned_bytes_per_query",
+}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit on a task: a cap (``cap`` set) or a ceiling the spec sets itself, and whether it is the
+    tightest of its kind (the one that stops the task first)."""
+
+    kind: str
+    limit: int
+    layer: str
+    source: str  # the cap's name, or "spec timeout_s"
+    target: str  # what the cap covers ("pool etl"), or "this task"
+    tightest: bool
+    cap: CapView | None = None
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """The limits on one task of a spec: where routing sends it and every cap and ceiling that applies."""
+
+    key: str
+    engine: str
+    pool: str
+    rule: str  # the routing rule that picked the pool ("" when none matched)
+    limits: tuple[Limit, ...]
+
+    @property
+    def tightest(self) -> list[Limit]:
+        """The tightest limit of each kind, in kind order."""
+        return [limit for limit in self.limits if limit.tightest]
+
+
+def spec_tasks(spec: Any) -> list[dict[str, Any]]:
+    """The tasks of a run spec (``{"tasks": [...]}``), a list of tasks or one task spec (``{"engine": ...}``);
+    only what limits depend on is read, so a template's spec with parameters left in still answers."""
+    if isinstance(spec, dict) and "tasks" in spec:
+        tasks, prefix = spec["tasks"], "spec.tasks"
+    elif isinstance(spec, list):
+        tasks, prefix = spec, "spec"
+    elif isinstance(spec, dict):
+        tasks, prefix = [spec], "spec"
+    else:
+        raise Invalid('spec: a run spec ({"tasks": [...]}) or one task spec ({"engine": ...})', field="spec")
+    if not isinstance(tasks, list) or not tasks:
+        raise Invalid(f"{prefix}: at least one task", field=prefix)
+    out = []
+    for index, task in enumerate(tasks):
+        where = f"{prefix}[{index}]" if prefix != "spec" or isinstance(spec, list) else "spec"
+        if not isinstance(task, dict) or not isinstance(task.get("engine"), str) or not task["engine"]:
+            raise Invalid(f"{where}.engine: every task names its engine (shell, python, dbt, spark, ...)",
+                          field=f"{where}.engine")  # fmt: skip
+        for name in ("labels", "required_labels"):
+            value = task.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise Invalid(f"{where}.{name}: a list of strings", field=f"{where}.{name}")
+        for name in (*SPEC_CEILINGS, "pool"):
+            value = task.get(name)
+            wanted = str if name == "pool" else int
+            if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+                raise Invalid(f"{where}.{name}: {'a pool name' if name == 'pool' else 'a whole number'}",
+                              field=f"{where}.{name}")  # fmt: skip
+        out.append({**task, "key": str(task.get("key") or f"task-{index + 1}")})
+    return out
+
+
+def task_limits(caps: Sequence[CapView], scope: TaskScope, ceilings: dict[str, int]) -> list[Limit]:
+    """Every cap that applies to the task and every ceiling its spec sets (by cap kind), the lowest of each
+    kind marked tightest (a spec's ceiling wins a tie: it is the task's own)."""
+    limits = [
+        Limit(c.kind, c.limit, c.layer, c.name, c.target, False, c) for c, _ in effective(caps, scope)
+    ] + [
+        Limit(kind, value, LAYER[kind], f"spec {field}", "this task", False)
+        for field, kind in SPEC_CEILINGS.items()
+        if (value := ceilings.get(field)) is not None
+    ]  # fmt: skip
+    ordered = sorted(limits, key=lambda x: (KINDS.index(x.kind), x.limit, x.cap is not None, x.source))
+    out, seen = [], set()
+    for limit in ordered:
+        first = limit.kind not in seen
+        seen.add(limit.kind)
+        out.append(Limit(limit.kind, limit.limit, limit.layer, limit.source, limit.target, first, limit.cap))
+    return out
+
+
+async def effective_for_spec(
+    conn: AsyncConnection, *, org_id: uuid.UUID, project: str, environment: str, spec: Any,
+    tags: Sequence[str] = (),
+) -> list[TaskLimits]:  # fmt: skip
+    """Which limits apply to each task of ``spec`` run in ``project``/``environment``, and which is tightest
+    (routing decides the pool, as at enqueue; the caps are the org's enabled caps with live usage)."""
+    from control_room.services import routing  # routing's simulator imports this module
+
+    tasks = spec_tasks(spec)
+    matrix = await routing.load_matrix(conn, org_id=org_id)
+    if project not in matrix.projects:
+        known = ", ".join(sorted(matrix.projects)) or "none"
+        raise Invalid(f'project "{project}" is not a project of org {matrix.org} (projects: {known})', field="project")
+    if environment not in routing.ENVIRONMENTS:
+        raise Invalid("environment: dev, staging or prod", field="environment")
+    views = await list_caps(conn, org_id=org_id, with_refusals=False)
+    out = []
+    for task in tasks:
+        probe = routing.TaskProbe(
+            project, environment, task["engine"], tuple(task.get("labels", ())), tuple(tags),
+            task.get("pool") or "", tuple(task.get("required_labels", ())),
+        )  # fmt: skip
+        route = routing.explain(matrix.rules, probe)
+        scope = TaskScope(project, environment, route.pool, task["engine"])
+        ceilings = {name: int(task[name]) for name in SPEC_CEILINGS if task.get(name) is not None}
+        out.append(TaskLimits(task["key"], task["engine"], route.pool, route.rule,
+                              tuple(task_limits(views, scope, ceilings))))  # fmt: skip
+    return out
+
+
+async def template_specs(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[tuple[str, str, dict[str, Any]]]:
+    """The org's job templates the caller can see, as (project slug, template name, latest version's spec)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select p.slug, t.name, v.tasks from ops.job_templates t join ops.projects p on p.id = t.project_id "
+            "join lateral (select x.tasks from ops.job_template_versions x where x.template_id = t.id "
+            "              order by x.version desc limit 1) v on true "
+            "where t.org_id = %s and t.archived_at is null order by p.slug, t.name",
+            (org_id,),
+        )
+        rows = await cur.fetchall()
+    return [(r["slug"], r["name"], {"name": r["name"], "tasks": r["tasks"]}) for r in rows]
 
 
 @dataclass(frozen=True)

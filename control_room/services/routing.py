@@ -25,6 +25,7 @@ from control_room.bundle.source import format_path
 from control_room.services.errors import Invalid, NotFound
 
 ENVIRONMENTS = ("dev", "staging", "prod")
+HIDDEN = "#"  # starts the project of a rule matching a project the caller cannot see: "#<project id>"
 DEFAULT_POOL = "default"  # where ops.route_on_queue sends a task no rule matches
 # The fields a rule matches on, in the order the simulator explains them.
 MATCH_FIELDS = ("project", "environment", "engine", "labels", "tags")
@@ -111,8 +112,11 @@ class Matrix:
     people: set[str]  # users' e-mail addresses and alert channel names
 
     def project_slug(self, project_id: uuid.UUID | None) -> str:
-        """The slug of one of the org's projects ("" for none)."""
-        return next((slug for slug, pid in self.projects.items() if pid == project_id), "")
+        """The slug of one of the org's projects ("" for none); a project the caller cannot see is named by a
+        marker that no task's project equals, so the rule still matches only that project's tasks."""
+        if project_id is None:
+            return ""
+        return next((slug for slug, pid in self.projects.items() if pid == project_id), f"{HIDDEN}{project_id}")
 
 
 @dataclass(frozen=True)
@@ -219,14 +223,23 @@ def owner_is_reachable(owner: str, people: set[str]) -> bool:
     return owner.lower() in people or bool(_EMAIL.match(owner) or _ADDRESS.match(owner))
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def validation_problems(rules: Sequence[RuleDraft], projects: Iterable[str]) -> list[Warning]:
     """What the bundle (and the SQL apply) would refuse, per rule and field."""
     known = set(projects)
     problems: list[Warning] = []
     names = Counter(rule.name for rule in rules)
     for index, rule in enumerate(rules):
+        hidden = rule.project.startswith(HIDDEN)
         try:
-            rule.as_bundle_rule()
+            (replace(rule, project="") if hidden else rule).as_bundle_rule()
         except ValidationError as exc:
             error = exc.errors()[0]
             path = format_path([p for p in error["loc"] if isinstance(p, str | int)])
@@ -236,7 +249,11 @@ def validation_problems(rules: Sequence[RuleDraft], projects: Iterable[str]) -> 
             problems.append(Warning(index, rule.name, "invalid", f'another rule is named "{rule.name}"', "name"))
         if not re.match(POOL_PATTERN, rule.pool):
             problems.append(Warning(index, rule.name, "invalid", "pool: lower-case letters, digits, - and _", "pool"))
-        if rule.project and rule.project not in known:
+        if hidden and not _is_uuid(rule.project.removeprefix(HIDDEN)):
+            problems.append(
+                Warning(index, rule.name, "invalid", "project: a slug, or # and the id of a project", "project")
+            )
+        if rule.project and not hidden and rule.project not in known:
             problems.append(
                 Warning(index, rule.name, "invalid", f'project "{rule.project}" is not in this org', "project")
             )
@@ -517,13 +534,19 @@ def reroute_preview(tasks: Sequence[QueuedTask], draft: Sequence[RuleDraft]) -> 
     return dict(moves)
 
 
+def _project_id(project: str, projects: dict[str, uuid.UUID]) -> str | None:
+    if not project:
+        return None
+    return project.removeprefix(HIDDEN) if project.startswith(HIDDEN) else str(projects[project])
+
+
 def rule_payload(rule: RuleDraft, projects: dict[str, uuid.UUID]) -> dict[str, Any]:
     """The JSON element ops.apply_routing_rules takes for one rule."""
     return {
         "id": rule.id or None,
         "name": rule.name,
         "position": rule.position,
-        "match_project_id": str(projects[rule.project]) if rule.project else None,
+        "match_project_id": _project_id(rule.project, projects),
         "match_environment": rule.environment or None,
         "match_engine": rule.engine or None,
         "match_labels": rule.labels,
@@ -585,7 +608,7 @@ async def simulate(
     route = explain(matrix.rules if rules is None else rules, probe)
     able = claimers(matrix.executors, route, probe.engine)
     scope = caps.TaskScope(probe.project, probe.environment, route.pool, probe.engine)
-    applying = caps.effective(await caps.list_caps(conn, org_id=matrix.org_id), scope)
+    applying = caps.effective(await caps.list_caps(conn, org_id=matrix.org_id, with_refusals=False), scope)
     waits = [
         f'{caps.waiting_reason(cap.scope)} ("{cap.name}": {cap.used_label} of {cap.limit})'
         for cap, _ in applying

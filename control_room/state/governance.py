@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import reflex as rx
+import yaml
 
 from control_room import routes
 from control_room.db.connection import connect, database_url
@@ -23,6 +24,13 @@ from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler
 
 REFRESH_MS = 5000
+RECENT_SHOWN = 3  # refusals listed beside each cap (the API and CLI give 5)
+EXAMPLE_SPEC = """tasks:
+  - key: report
+    engine: duckdb
+    sql: select 1
+    timeout_s: 600
+"""
 EDIT_FIELDS = (
     "name",
     "project",
@@ -69,6 +77,41 @@ class VerdictRow:
 
 
 @dataclasses.dataclass
+class RefusalRow:
+    """One refusal a cap caused, with a link to its run (the task's panel on the run page)."""
+
+    when: str = ""
+    layer: str = ""
+    run_href: str = ""
+    run_label: str = ""
+    message: str = ""
+
+
+@dataclasses.dataclass
+class LimitRow:
+    """One limit on a task in the effective-caps panel."""
+
+    kind: str = ""
+    limit_label: str = ""
+    source: str = ""
+    target: str = ""
+    layer: str = ""
+    used_label: str = ""
+    tightest: bool = False
+
+
+@dataclasses.dataclass
+class TaskLimitsRow:
+    """A task of the spec in the effective-caps panel: where it goes and the limits on it."""
+
+    key: str = ""
+    engine: str = ""
+    pool: str = ""
+    rule: str = ""
+    limits: list[LimitRow] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class CapRow:
     """A cap with its usage, as the caps table and the simulator show it."""
 
@@ -90,6 +133,7 @@ class CapRow:
     has_usage: bool = False
     waiting_reason: str = ""
     refusals: str = ""
+    recent: list[RefusalRow] = dataclasses.field(default_factory=list)
     tightest: bool = False
 
 
@@ -108,9 +152,14 @@ def _joined(values: list[str]) -> str:
     return ", ".join(values)
 
 
+def _project_label(project: str) -> str:
+    return "a project you cannot see" if project.startswith(routing.HIDDEN) else project
+
+
 def rule_row(rule: routing.RuleDraft, key: str) -> RuleRow:
     """The table row of a draft rule."""
-    match = [f"{n} {getattr(rule, n)}" for n in ("project", "environment", "engine") if getattr(rule, n)]
+    match = [f"project {_project_label(rule.project)}"] if rule.project else []
+    match += [f"{n} {getattr(rule, n)}" for n in ("environment", "engine") if getattr(rule, n)]
     match += [f"label {v}" for v in rule.labels] + [f"tag {v}" for v in rule.tags]
     return RuleRow(
         key=key,
@@ -180,8 +229,42 @@ def cap_row(cap: caps.CapView, tightest: bool = False) -> CapRow:
         percent=cap.percent,
         has_usage=cap.used is not None,
         waiting_reason=f"{cap.waiting} queued: {cap.waiting_reason}" if cap.waiting_reason else "",
-        refusals=refusals if cap.refusals_7d else "none",
+        refusals=refusals if cap.refusals_7d else ("" if cap.recent else "none"),
+        recent=[refusal_row(r) for r in cap.recent[:RECENT_SHOWN]],
         tightest=tightest,
+    )
+
+
+def refusal_row(refusal: caps.Refusal) -> RefusalRow:
+    """A refusal as the caps table lists it: when, the layer, the run and task (linked), and what happened."""
+    return RefusalRow(
+        when=refusal.at.astimezone(UTC).strftime("%m-%d %H:%M"),
+        layer=refusal.layer,
+        run_href=routes.run_detail(refusal.run_id, task=refusal.task_key, attempt=refusal.attempt),
+        run_label=f"{refusal.run_name} · {refusal.task_key}",
+        message=refusal.message,
+    )
+
+
+def task_limits_row(task: caps.TaskLimits) -> TaskLimitsRow:
+    """A task of the effective-caps panel."""
+    return TaskLimitsRow(
+        key=task.key,
+        engine=task.engine,
+        pool=task.pool,
+        rule=task.rule,
+        limits=[
+            LimitRow(
+                kind=x.kind,
+                limit_label=f"{x.limit:,} {caps.UNIT[x.kind]}",
+                source=x.source,
+                target=x.target,
+                layer=x.layer,
+                used_label=x.cap.used_label if x.cap else "",
+                tightest=x.tightest,
+            )
+            for x in task.limits
+        ],
     )
 
 
@@ -190,7 +273,7 @@ def owner_rows(rules: list[routing.RuleDraft]) -> list[OwnerRow]:
     return [
         OwnerRow(
             pool=r.pool,
-            project=r.project or "any",
+            project=_project_label(r.project) or "any",
             environment=r.environment or "any",
             engine=r.engine or "any",
             owner=r.owner or "(nobody)",
@@ -223,6 +306,8 @@ class GovernanceState(SessionState):
     dirty: rx.Field[bool] = rx.field(False)
     change_count: rx.Field[int] = rx.field(0)
     editing: rx.Field[str] = rx.field("")  # key of the row in inline edit
+    dragging: rx.Field[str] = rx.field("")  # key of the row being dragged
+    drag_over: rx.Field[str] = rx.field("")  # key of the row it would land on
     edit: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     edit_error: rx.Field[str] = rx.field("")
     review_open: rx.Field[bool] = rx.field(False)
@@ -250,6 +335,15 @@ class GovernanceState(SessionState):
     cap_open: rx.Field[bool] = rx.field(False)
     cap_form: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     cap_error: rx.Field[str] = rx.field("")
+    # Effective caps for a spec
+    eff_project: rx.Field[str] = rx.field("")
+    eff_environment: rx.Field[str] = rx.field("prod")
+    eff_spec: rx.Field[str] = rx.field(EXAMPLE_SPEC)
+    eff_template: rx.Field[str] = rx.field("")
+    eff_templates: rx.Field[list[str]] = rx.field(default_factory=list)
+    eff_tasks: rx.Field[list[TaskLimitsRow]] = rx.field(default_factory=list)
+    eff_error: rx.Field[str] = rx.field("")
+    eff_ran: rx.Field[bool] = rx.field(False)
     # Ownership and drift
     owners: rx.Field[list[OwnerRow]] = rx.field(default_factory=list)
     has_drift: rx.Field[bool] = rx.field(False)
@@ -259,8 +353,14 @@ class GovernanceState(SessionState):
     bundle_location: rx.Field[str] = rx.field("")
 
     _org_id: str = ""
+    _templates: dict[str, tuple[str, dict[str, Any]]] = {}  # "project/name" -> (project, spec)
     _matrix: routing.Matrix | None = None
     _fingerprint: str = ""
+
+    @rx.var
+    def drag_from_index(self) -> int:
+        """Where the dragged rule is now (-1 when none is dragged): a drop below it lands under the target."""
+        return next((i for i, r in enumerate(self.rules) if r.key == self.dragging), -1) if self.dragging else -1
 
     @rx.var
     def export_href(self) -> str:
@@ -288,6 +388,7 @@ class GovernanceState(SessionState):
                 matrix = await routing.load_matrix(conn, org_id=org_id)
                 cap_views = await caps.list_caps(conn, org_id=org_id)
                 can_edit = await governance.is_org_admin(conn, org_id=org_id)
+                templates = await caps.template_specs(conn, org_id=org_id)
             drift = await asyncio.to_thread(_read_drift, matrix.org)
         except Exception as exc:
             async with self:
@@ -300,6 +401,10 @@ class GovernanceState(SessionState):
             self.projects_in_org = sorted(matrix.projects)
             if not self.sim_project and matrix.projects:
                 self.sim_project = sorted(matrix.projects)[0]
+            if not self.eff_project and matrix.projects:
+                self.eff_project = sorted(matrix.projects)[0]
+            self._templates = {f"{slug}/{name}": (slug, spec) for slug, name, spec in templates}
+            self.eff_templates = list(self._templates)
             self._matrix = matrix
             if not self.dirty:  # an unapplied draft is kept; its apply then names a matrix changed meanwhile
                 self._reset_draft(matrix)
@@ -346,17 +451,45 @@ class GovernanceState(SessionState):
     def _index(self, key: str) -> int:
         return next((i for i, r in enumerate(self.rules) if r.key == key), -1)
 
-    @handler
-    def move(self, key: str, step: int) -> None:
-        """Move a rule up (-1) or down (+1) in priority."""
-        index = self._index(key)
-        target = index + step
-        if index < 0 or not 0 <= target < len(self.rules):
+    def _place(self, index: int, target: int) -> None:
+        """Take the rule at ``index`` out and put it at ``target``: it takes that rule's place, the rules
+        between shift by one (a move down lands below the target, a move up above it)."""
+        if index < 0 or not 0 <= target < len(self.rules) or index == target:
             return
         rows = [plain_row(r) for r in self.rules]
-        rows[index], rows[target] = rows[target], rows[index]
+        rows.insert(target, rows.pop(index))
         self.rules = rows
         self._recheck()
+
+    @handler
+    def move(self, key: str, step: int) -> None:
+        """Move a rule up (-1) or down (+1) in priority (the keyboard's way to reorder)."""
+        index = self._index(key)
+        self._place(index, index + step)
+
+    @handler
+    def drag_start(self, key: str) -> None:
+        """A rule's row is being dragged (its place is decided on drop)."""
+        self.dragging, self.drag_over = key, ""
+
+    @handler
+    def drag_enter(self, key: str) -> None:
+        """The dragged row is over this rule's row: mark where it would land."""
+        if self.dragging and key != self.dragging:
+            self.drag_over = key
+
+    @handler
+    def drop_on(self, key: str) -> None:
+        """The dragged rule takes the place of the rule it was dropped on (still a draft until Apply)."""
+        dragging = self.dragging
+        self.dragging, self.drag_over = "", ""
+        if dragging and dragging != key and self.editing == "":
+            self._place(self._index(dragging), self._index(key))
+
+    @handler
+    def drag_end(self) -> None:
+        """The drag ended (dropped, or cancelled with Escape or outside the table)."""
+        self.dragging, self.drag_over = "", ""
 
     @handler
     def toggle_enabled(self, key: str) -> None:
@@ -650,3 +783,45 @@ class GovernanceState(SessionState):
         async with self:
             self.cap_open = False
         yield GovernanceState.refresh
+
+    # Effective caps for a spec ---------------------------------------------------------------------------
+
+    @handler
+    def set_eff(self, name: str, value: str) -> None:
+        setattr(self, f"eff_{name}", value)
+
+    @handler
+    def pick_template(self, value: str) -> None:
+        """Fill the panel with a job template's latest spec (and its project)."""
+        picked = self._templates.get(value)
+        if picked is None:
+            return
+        self.eff_template, self.eff_project = value, picked[0]
+        self.eff_spec = yaml.safe_dump(picked[1], sort_keys=False)
+
+    @background
+    async def show_effective(self) -> None:
+        """Which limits apply to each task of the pasted or picked spec, and which is tightest of each kind."""
+        signed = await self.signed_in()
+        async with self:
+            org_id, project, environment, text = self._org_id, self.eff_project, self.eff_environment, self.eff_spec
+        if signed is None or not org_id:
+            return
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            async with self:
+                self.eff_error, self.eff_ran = f"spec: not YAML or JSON ({exc.__class__.__name__})", False
+            return
+        try:
+            async with as_user(signed.principal) as conn:
+                found = await caps.effective_for_spec(
+                    conn, org_id=uuid.UUID(org_id), project=project, environment=environment, spec=spec
+                )
+        except Exception as exc:
+            async with self:
+                self.eff_error, self.eff_ran = problem_text(exc), False
+            return
+        async with self:
+            self.eff_error, self.eff_ran = "", True
+            self.eff_tasks = [task_limits_row(t) for t in found]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from control_room.services import caps
 from control_room.services.errors import Forbidden, Invalid
@@ -104,3 +105,100 @@ def test_effective_caps_name_the_tightest_of_each_kind(gov: GovWorld) -> None:
         ("org-runs-per-day", True),
         ("spark-memory", True),
     ]
+
+
+def _claim(db: psycopg.Connection, executor: str) -> list[tuple[object, ...]]:
+    return db.execute(
+        "select task_id, lease_token from ops.claim_tasks((select id from ops.executors where name = %s), "
+        "null, null, 1, 60)",
+        (executor,),
+    ).fetchall()
+
+
+def test_each_cap_lists_the_last_refusals_it_caused_with_their_runs(gov: GovWorld, db: psycopg.Connection) -> None:
+    gov.call("org_admin", lambda c: caps.save_cap(c, org_id=gov.org.org_id, draft=POOL_CAP, by=None))
+    for draft in (
+        caps.CapDraft(name="org-output", scope="org", kind="max_output_bytes", limit=1_000_000),
+        caps.CapDraft(name="lh-output", scope="project", project="lakehouse", kind="max_output_bytes", limit=5_000),
+    ):
+        gov.call("org_admin", lambda c, d=draft: caps.save_cap(c, org_id=gov.org.org_id, draft=d, by=None))
+    executor = add_executor(db, gov.org, pool="default", engines=["shell", "duckdb"])
+    tenant = _tenant(gov, db)
+    query_run = submit(db, tenant, [task("q", "duckdb", sql="select 1")], name="scan-heavy")
+    ((task_id, lease),) = _claim(db, executor)
+    held_run = submit(db, tenant, [task("w")], name="waits-for-a-slot")
+    assert _claim(db, executor) == [], "the pool cap of one task holds the second run"
+    events = [
+        {"seq": 0, "type": "start", "message": "attempt 1 started"},
+        {"seq": 1, "type": "sql.statement.refused", "level": "error",
+         "message": "statement 1 refused: the estimated scan exceeds the scanned-bytes cap"},
+        {"seq": 2, "type": "limits.output_exceeded", "level": "error", "message": "output is over max_output_bytes"},
+    ]  # fmt: skip
+    db.execute("select ops.append_events(%s, %s, %s)", (task_id, lease, Jsonb(events)))
+
+    listed = _caps(gov, "viewer")
+    (scan,) = listed["sql-scan-limit"].recent
+    assert (scan.layer, scan.run_id, scan.run_name, scan.task_key, scan.attempt) == (
+        "engine", str(query_run), "scan-heavy", "q", 1
+    )  # fmt: skip
+    assert "scanned-bytes cap" in scan.message
+    # The output refusal belongs to the tightest output cap that applies (the one the agent was handed).
+    (output,) = listed["lh-output"].recent
+    assert (output.layer, output.task_key) == ("agent", "q") and listed["org-output"].recent == ()
+    (held,) = listed["default-pool-concurrency"].recent
+    assert (held.layer, held.run_id, held.task_key) == ("claim", str(held_run), "w")
+    assert held.message == 'held in the queue: pool at its concurrency cap "default-pool-concurrency" (1 running of 1)'
+    assert listed["lakehouse-concurrency"].recent == (), "16 slots: nothing held"
+    # Another org's admin sees none of them (events and tasks are read as the caller).
+    assert gov.call("stranger", lambda c: caps.refusals(c, org_id=gov.org.org_id)) == {}
+
+
+def test_effective_caps_for_a_spec_route_each_task_and_weigh_the_specs_own_ceilings(gov: GovWorld) -> None:
+    gov.call("org_admin", lambda c: caps.save_cap(c, org_id=gov.org.org_id, draft=POOL_CAP, by=None))
+    spec = {
+        "name": "nightly",
+        "tasks": [
+            {"key": "train", "engine": "spark", "application": "job.py", "timeout_s": 600},
+            {"key": "report", "engine": "duckdb", "sql": "select 1", "max_scan_bytes": 20_000_000_000},
+        ],
+    }
+    found = gov.call(
+        "viewer",
+        lambda c: caps.effective_for_spec(c, org_id=gov.org.org_id, project="lakehouse", environment="prod", spec=spec),
+    )
+    train, report = found
+    assert (train.key, train.pool, train.rule) == ("train", "default", "prod-spark")
+    assert [(x.source, x.tightest) for x in train.limits] == [
+        ("default-pool-concurrency", True),
+        ("lakehouse-concurrency", False),
+        ("spec timeout_s", True),  # 600 s beats the environment's 3600 s
+        ("prod-max-runtime", False),
+        ("org-runs-per-day", True),
+        ("spark-memory", True),
+    ]
+    assert (report.rule, [x.source for x in report.tightest]) == (
+        "sql-warehouse", ["default-pool-concurrency", "prod-max-runtime", "org-runs-per-day", "sql-scan-limit"]
+    )  # fmt: skip
+    # One task spec answers too (for a project the caller can see); a task without an engine names the field.
+    (one,) = gov.call(
+        "org_admin",
+        lambda c: caps.effective_for_spec(
+            c, org_id=gov.org.org_id, project="ml", environment="dev", spec={"engine": "python", "script": "x.py"}
+        ),
+    )
+    assert one.key == "task-1" and [x.source for x in one.limits] == [
+        "default-pool-concurrency", "org-runs-per-day", "ml-compute-per-day"
+    ]  # fmt: skip
+    with pytest.raises(Invalid) as bad:
+        gov.call(
+            "viewer",
+            lambda c: caps.effective_for_spec(
+                c, org_id=gov.org.org_id, project="lakehouse", environment="dev", spec={"tasks": [{"key": "x"}]}
+            ),
+        )
+    assert bad.value.field == "spec.tasks[0].engine"
+    with pytest.raises(Invalid, match=r'project "ml" is not a project of org .* \(projects: lakehouse\)'):
+        gov.call(
+            "viewer",
+            lambda c: caps.effective_for_spec(c, org_id=gov.org.org_id, project="ml", environment="dev", spec=spec),
+        )

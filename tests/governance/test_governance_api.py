@@ -94,7 +94,24 @@ def test_routing_caps_and_drift_over_http(live_api: LiveServer, provision: Provi
     )
     wrong = admin.put("/caps/x", json={**q, "scope": "pool", "kind": "max_cores", "limit": -1})
     assert wrong.status_code == 422 and wrong.json()["field"] == "limit"
-    assert "pool-default" in {c["name"] for c in operator.get("/caps", params=q).json()["items"]}
+    listed = {c["name"]: c for c in operator.get("/caps", params=q).json()["items"]}
+    assert listed["pool-default"]["recent_refusals"] == [] and listed["pool-default"]["refusals_7d"] == 0
+
+    spec = {"tasks": [{"key": "train", "engine": "spark", "application": "job.py", "timeout_s": 60}]}
+    effective = operator.post(
+        "/effective-caps", json={**q, "project": "lakehouse", "environment": "prod", "spec": spec}
+    )
+    assert effective.status_code == 200, effective.text
+    (planned,) = effective.json()["tasks"]
+    assert (planned["key"], planned["pool"], planned["rule"]) == ("train", "default", "prod-spark")
+    assert {x["kind"]: x["source"] for x in planned["limits"] if x["tightest"]} == {
+        "concurrent_tasks": "pool-default", "max_runtime_s": "spec timeout_s", "runs_per_day": "org-runs-per-day",
+        "max_memory_mb": "spark-memory",
+    }  # fmt: skip
+    no_engine = operator.post(
+        "/effective-caps", json={**q, "project": "lakehouse", "environment": "prod", "spec": {"tasks": [{"key": "x"}]}}
+    )
+    assert no_engine.status_code == 422 and no_engine.json()["field"] == "spec.tasks[0].engine", no_engine.text
 
     drift = operator.get("/governance/drift", params=q).json()
     assert drift["has_drift"] and "~ routing_rules prod-spark: position 10 -> 25" in drift["changes"], drift

@@ -14,6 +14,7 @@ import pytest
 
 from tests.bundle.conftest import CliResult
 from tests.governance.conftest import GovWorld, add_executor
+from tests.integration.factories import Tenant, submit, task
 
 pytestmark = pytest.mark.migrations
 
@@ -80,3 +81,49 @@ def test_caps_edits_drift_and_the_bundle_only_lock(
     assert lakehouse("caps", "delete", "etl-pool", *org).stdout.strip() == "deleted cap etl-pool"
     missing = lakehouse("caps", "delete", "etl-pool", *org)
     assert missing.exit_code == 1 and 'no cap named "etl-pool"' in missing.stderr
+
+
+def test_caps_effective_for_a_spec_or_template_and_the_refusals(
+    gov: GovWorld, db: psycopg.Connection, lakehouse: Cli, tmp_path: Path
+) -> None:
+    org = ("--org", gov.org.slug)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("tasks:\n  - key: train\n    engine: spark\n    application: job.py\n    timeout_s: 600\n")
+    shown = lakehouse("caps", "effective", "--project", "lakehouse", "--environment", "prod", "--spec", str(spec), *org)
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        "task train (spark) -> pool default (rule prod-spark)",
+        "  TIGHTEST concurrent_tasks <= 16 tasks: lakehouse-concurrency (project lakehouse, claim)",
+        "  TIGHTEST max_runtime_s <= 600 s: spec timeout_s (this task, agent)",
+        "           max_runtime_s <= 3,600 s: prod-max-runtime (lakehouse/prod, agent)",
+        "  TIGHTEST runs_per_day <= 100,000 runs/day: org-runs-per-day (whole org, submit)",
+        "  TIGHTEST max_memory_mb <= 4,096 MB: spark-memory (engine spark, agent)",
+    ]
+    templated = lakehouse(
+        "caps", "effective", "--project", "lakehouse", "--environment", "dev", "--template", "warehouse-report",
+        "--json", *org,
+    )  # fmt: skip
+    assert templated.exit_code == 0, templated.stderr
+    (planned,) = json.loads(templated.stdout)
+    assert (planned["engine"], planned["pool"], planned["rule"]) == ("duckdb", "default", "sql-warehouse")
+    assert {x["source"] for x in planned["limits"] if x["tightest"]} >= {"sql-scan-limit", "lakehouse-concurrency"}
+    missing = lakehouse(
+        "caps", "effective", "--project", "lakehouse", "--environment", "dev", "--template", "nope", *org
+    )
+    assert missing.exit_code == 1 and 'project lakehouse has no job template "nope"' in missing.stderr
+    both = lakehouse("caps", "effective", "--project", "lakehouse", "--environment", "dev", *org)
+    assert both.exit_code == 2 and "either --spec FILE or --template NAME" in both.stderr
+
+    # A full pool cap holds a queued task: `caps refusals` names it with its run.
+    assert lakehouse("caps", "set", "one-slot", "--scope", "pool", "--pool", "default", "--kind", "concurrent_tasks",
+                     "--limit", "0", *org).exit_code == 0  # fmt: skip
+    assert lakehouse("caps", "refusals", "one-slot", *org).stdout.startswith("no refusals in runs you can see")
+    project = db.execute(
+        "select id from ops.projects where org_id = %s and slug = 'lakehouse'", (gov.org.org_id,)
+    ).fetchone()
+    assert project
+    envs = dict(db.execute("select name, id from ops.environments where project_id = %s", (project[0],)).fetchall())
+    run = submit(db, Tenant(org_id=gov.org.org_id, project_id=project[0], environments=envs), [task("w")])
+    listed = json.loads(lakehouse("caps", "refusals", "one-slot", "--json", *org).stdout)
+    assert [(r["cap"], r["layer"], r["run"], r["task"]) for r in listed] == [("one-slot", "claim", str(run), "w")]
+    assert listed[0]["message"] == 'held in the queue: pool at its concurrency cap "one-slot" (0 running of 0)'

@@ -208,3 +208,15 @@ def test_renumber_keeps_positions_the_order_allows() -> None:
     assert [r.position for r in routing.renumber(rules(10, 11, 11, 12))] == [10, 11, 21, 31]
     new = routing.RuleDraft(name="new")
     assert [r.position for r in routing.renumber([new, *rules(10, 20)])] == [5, 10, 20]
+
+
+def test_a_reader_outside_a_rules_project_sees_it_as_hidden_and_it_matches_only_that_project(gov: GovWorld) -> None:
+    ml_training = _rule(_matrix(gov, "viewer"), "ml-training")  # the viewer is a member of lakehouse only
+    ml_id = _matrix(gov).projects["ml"]
+    assert ml_training.project == f"{routing.HIDDEN}{ml_id}"
+    lakehouse_training = routing.TaskProbe("lakehouse", "dev", "shell", (), ("training",))
+    assert routing.explain(_matrix(gov, "viewer").rules, lakehouse_training).rule == "catch-all"
+    assert routing.validation_problems([ml_training], ["lakehouse"]) == []
+    forged = dataclasses.replace(ml_training, project="#not-an-id")
+    (problem,) = routing.validation_problems([forged], ["lakehouse"])
+    assert (problem.kind, problem.field) == ("invalid", "project")

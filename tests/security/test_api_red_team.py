@@ -108,3 +108,22 @@ def test_revoked_and_expired_tokens_are_refused(live_api: LiveServer, provision:
     assert replayed.status_code == 401 and executor_token not in replayed.text
     forged = client(live_api, "lhx_" + "A" * 43).post("/tasks/claim", json={})
     assert forged.status_code == 401
+
+
+def test_org_b_reads_no_caps_refusals_or_effective_caps_of_org_a(live_api: LiveServer, provision: Provisioner) -> None:
+    a, b = provision.tenant("red-a"), provision.tenant("red-b")
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        row = conn.execute("select slug from ops.orgs where id = %s", (a.org_id,)).fetchone()
+        project = conn.execute("select slug from ops.projects where id = %s", (a.project_id,)).fetchone()
+    assert row and project
+    admin_b = client(live_api, provision.user_token("admin", b)[1])
+    assert admin_b.get("/caps", params={"org": row[0]}).status_code == 404
+    effective = admin_b.post(
+        "/effective-caps",
+        json={"org": row[0], "project": project[0], "environment": "dev", "spec": {"engine": "shell"}},
+    )
+    assert effective.status_code == 404, effective.text
+    assert admin_b.post(
+        "/effective-caps", json={"org": str(a.org_id), "project": project[0], "environment": "dev",
+                                 "spec": {"engine": "shell"}},
+    ).status_code == 404  # fmt: skip

@@ -6,6 +6,7 @@ flagged as shadowed; a cap of 1 concurrent task shows live usage and a second ta
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import psycopg
@@ -50,11 +51,19 @@ def test_admin_edits_routing_and_caps_operator_reads(ui_world: UiWorld, sign_in:
     _simulate(admin, project="ml", environment="prod", engine="spark", tags="training")
     expect(admin.locator("#sim-rule")).to_have_text("prod-spark")
     expect(admin.locator(f"{_row(admin, 'prod-spark')} .sim-match")).to_be_visible()
-    # ... until ml-training moves above it (two swaps make it second, three first).
-    for above in ("sql-warehouse", "dbt-models", "prod-spark"):
-        admin.locator(f"{_row(admin, 'ml-training')} .rule-arrow-up").click()
-        expect(admin.locator(f"{_row(admin, 'ml-training')} + tr")).to_have_attribute("data-rule", above)
+    # ... until ml-training is dragged above it (a real HTML5 drag in the browser: it takes prod-spark's place).
+    admin.locator(_row(admin, "ml-training")).drag_to(admin.locator(_row(admin, "prod-spark")))
     expect(admin.locator("#rules-table tr.rule-row").first).to_have_attribute("data-rule", "ml-training")
+    expect(admin.locator(f"{_row(admin, 'ml-training')} + tr")).to_have_attribute("data-rule", "prod-spark")
+    expect(admin.locator(_row(admin, "catch-all"))).to_have_attribute("draggable", "true")
+    # The arrows are the keyboard's way: down then up (Enter on the focused button) leaves the order as dragged.
+    # (Each move is awaited before the next: a press on a row that re-renders under it would hit its neighbour.)
+    admin.locator(f"{_row(admin, 'dbt-models')} .rule-arrow-down").press("Enter")
+    expect(admin.locator(f"{_row(admin, 'sql-warehouse')} + tr")).to_have_attribute("data-rule", "dbt-models")
+    admin.locator(f"{_row(admin, 'dbt-models')} .rule-arrow-up").press("Enter")
+    expect(admin.locator(f"{_row(admin, 'sql-warehouse')} + tr")).to_have_attribute("data-rule", "catch-all")
+    names = admin.locator("#rules-table tr.rule-row").evaluate_all("rows => rows.map(r => r.dataset.rule)")
+    assert names == ["ml-training", "prod-spark", "dbt-models", "sql-warehouse", "catch-all"], names
     admin.click("#simulate")
     expect(admin.locator("#sim-rule")).to_have_text("ml-training")
     expect(admin.locator("#sim-result")).to_contain_text("your draft")
@@ -64,6 +73,10 @@ def test_admin_edits_routing_and_caps_operator_reads(ui_world: UiWorld, sign_in:
     screenshot(admin, ui_world, "governance-2-review-diff")
     admin.click("#apply-confirm")
     expect(admin.locator("#review-apply")).to_be_disabled()
+    # Applied: the live matrix now gives the simulator the same answer (no longer a draft's).
+    admin.click("#simulate")
+    expect(admin.locator("#sim-result")).not_to_contain_text("your draft")
+    expect(admin.locator("#sim-rule")).to_have_text("ml-training")
     positions = ui_world.query("select name from ops.routing_rules order by position")
     assert [p[0] for p in positions][:2] == ["ml-training", "prod-spark"]
     audit = ui_world.query(
@@ -80,6 +93,13 @@ def test_admin_edits_routing_and_caps_operator_reads(ui_world: UiWorld, sign_in:
     expect(admin.locator(f"{_row(admin, 'dbt-models-copy')} .rule-warning")).to_contain_text(
         'never matches: rule "dbt-models" above it matches every task it would'
     )
+    # A pool no executor serves is flagged as soon as the edit is done (still a draft).
+    admin.locator(f"{_row(admin, 'dbt-models-copy')} .rule-pencil").click()
+    admin.fill("#edit-pool", "gpu")
+    admin.click("#edit-done")
+    expect(admin.locator(f"{_row(admin, 'dbt-models-copy')} .rule-warning")).to_contain_text([
+        "pool gpu has no executor", 'never matches: rule "dbt-models" above it matches every task it would'
+    ])  # fmt: skip
     screenshot(admin, ui_world, "governance-3-warnings")
     admin.click("#discard-draft")
     expect(admin.locator(_row(admin, "dbt-models-copy"))).to_have_count(0)
@@ -90,7 +110,12 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     admin.goto(f"{ui_world.url}/governance")
     expect(admin.locator("#rules-table tr.rule-row")).to_have_count(5)
 
-    # A cap of one concurrent task on the pool: usage is live and the second task waits.
+    # A cap of one concurrent task on the pool: usage is live and the second task waits. (First the demo's
+    # own runs, claimed before any cap, must be done: run alone, this test can start while they still run.)
+    deadline = time.monotonic() + 180
+    while ui_world.query("select count(*) from ops.tasks where status in ('claimed', 'running')")[0][0]:
+        assert time.monotonic() < deadline, "the demo's tasks still run after 3 minutes"
+        admin.wait_for_timeout(500)
     admin.click("#tab-caps")
     admin.click("#add-cap")
     admin.fill("#cap-name", CAP)
@@ -110,7 +135,28 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     row = admin.locator(f"#caps-table tr[data-cap='{CAP}']")
     expect(row.locator(".cap-used")).to_have_text("1 running")
     expect(row.locator(".cap-waiting")).to_contain_text("pool at its concurrency cap")
+    # The task the cap holds is listed beside it, linked to its run (the task's panel).
+    held = row.locator(".cap-refusal-run")
+    expect(held).to_have_text("e2e slow · wait")
+    href = held.get_attribute("href")
+    assert href in {f"/runs/{run_id}?task=wait" for run_id in runs}, href
+    expect(row.locator(".cap-refusal")).to_contain_text("claim")
     screenshot(admin, ui_world, "governance-4-cap-usage")
+
+    # Effective caps for a spec: a Spark task in prod with its own 10-minute timeout.
+    _choose(admin, "#eff-environment", "prod")
+    admin.fill("#eff-spec", "tasks:\n  - key: train\n    engine: spark\n    application: job.py\n    timeout_s: 600\n")
+    admin.click("#eff-show")
+    train = admin.locator("#eff-result .effective-task[data-task='train']")
+    expect(train).to_contain_text("by rule prod-spark")
+    tightest = train.locator(".effective-limit[data-tightest='true']")
+    expect(tightest).to_have_count(4)
+    for source in (CAP, "spec timeout_s", "org-runs-per-day", "spark-memory"):
+        expect(train.locator(f".effective-limit[data-limit='{source}']")).to_have_attribute("data-tightest", "true")
+    expect(train.locator(".effective-limit[data-limit='prod-max-runtime']")).to_have_attribute("data-tightest", "false")
+    # Back to the top (the fill scrolled the page), so the sticky header is drawn at the top of the picture.
+    admin.evaluate("() => { window.scrollTo(0, 0); document.querySelectorAll('*').forEach(e => e.scrollTop = 0); }")
+    screenshot(admin, ui_world, "governance-6-effective-caps")
 
     # The operator reads everything and edits nothing; a forged edit is refused in SQL (the API's 403 comes
     # from ops.apply_routing_rules, the direct UPDATE from the missing grant).
@@ -120,6 +166,8 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     expect(operator.locator("#rules-table tr.rule-row")).to_have_count(5)
     expect(operator.locator("#add-rule")).to_have_count(0)
     expect(operator.locator(".rule-arrow-up")).to_have_count(0)
+    expect(operator.locator(".rule-grip")).to_have_count(0)
+    expect(operator.locator(_row(operator, "catch-all"))).not_to_have_attribute("draggable", "true")
     screenshot(operator, ui_world, "governance-5-operator-read-only")
     forged = httpx.put(
         f"{ui_world.url}/api/v1/routing/rules", json={"rules": [{"name": "all-mine", "pool": "default"}]},
