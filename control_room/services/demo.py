@@ -258,8 +258,9 @@ def submit_demo_training(conn: psycopg.Connection) -> None:
 DEMO_CUSTOMERS_KEY = "demo-customers-duckdb"
 DEMO_ANALYST_EMAIL = "analyst@demo.example"
 # A small customers table on the DuckDB warehouse whose email column access policies mask for group
-# analysts (issue 22): `lakehouse users create --email analyst@demo.example --project demo --role operator`
-# gives the analyst a password; their query tasks then see the masked values.
+# analysts (issue 22): `lakehouse users create --email analyst@demo.example --project lakehouse --role operator`
+# gives the analyst a password; their query tasks then see the masked values. Group analysts and the
+# mask come with the example bundle (examples/bundle/access.yaml).
 DEMO_CUSTOMERS_SPEC: dict[str, object] = {
     "name": "demo warehouse: customers (email masked for analysts)",
     "tasks": [
@@ -280,8 +281,8 @@ DEMO_CUSTOMERS_SPEC: dict[str, object] = {
 
 
 def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
-    """The demo customers table (its run queued, its dataset registered with email tagged pii), group
-    analysts with the demo analyst, and a policy masking customers' email for the group."""
+    """The demo customers table: its run queued, its dataset registered with email tagged pii (the example
+    bundle's policy mask-customer-email masks it for group analysts)."""
     row = conn.execute(
         "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
         (DEMO_PROJECT_ID, json.dumps(DEMO_CUSTOMERS_SPEC), DEMO_CUSTOMERS_KEY),
@@ -293,25 +294,11 @@ def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
         {"name": "email", "type": "VARCHAR", "tags": ["pii"]},
         {"name": "country", "type": "VARCHAR"},
     ]
-    found = conn.execute(
+    conn.execute(
         "insert into ops.datasets (project_id, namespace, name, kind, columns, description, first_run_id, "
         "last_run_id, last_task_id) select %s, 'duckdb://demo-warehouse', 'warehouse.main.demo_customers', 'table', "
         "%s::jsonb, 'Demo customers; email is masked for group analysts', r.id, r.id, t.id "
         "from ops.runs r join ops.tasks t on t.run_id = r.id where r.id = %s "
-        "on conflict do nothing returning id",
+        "on conflict do nothing",
         (DEMO_PROJECT_ID, json.dumps(columns), row[0]),
-    ).fetchone()
-    if found is None:
-        return
-    org = conn.execute("select org_id from ops.projects where id = %s", (DEMO_PROJECT_ID,)).fetchone()
-    assert org is not None
-    conn.execute(
-        "select ops.save_principal_group(%s, 'analysts', 'Demo analysts: customers email masked', %s::jsonb, %s)",
-        (org[0], json.dumps([{"kind": "user", "name": DEMO_ANALYST_EMAIL}]), "demo-data"),
     )
-    policy = {
-        "name": "mask-customer-email", "kind": "column_mask", "target_kind": "dataset", "target": str(found[0]),
-        "principal_kind": "group", "principal": "analysts", "mask_column": "email", "mask_kind": "partial",
-        "description": "Analysts see only the first characters of a customer's e-mail address.",
-    }  # fmt: skip
-    conn.execute("select ops.save_access_policy(%s, null, %s::jsonb, %s)", (org[0], json.dumps(policy), "demo-data"))
