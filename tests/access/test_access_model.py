@@ -116,6 +116,18 @@ def test_the_page_shows_editors_to_admins_and_dataset_owners_only(
     # The owner (the intern) edits policies but not groups; the analyst edits nothing.
     assert run_async(database_url, go) == {"admin": (True, True), "analyst": (False, False), "intern": (True, False)}
 
+    async def forged_group_save(conn: psycopg.AsyncConnection) -> str:
+        try:
+            async with scoped(conn, shop.intern):
+                await access_policies.save_group(conn, org_id=shop.tenant.org_id, name="analysts", description="",
+                                                 members=[{"kind": "user", "name": shop.intern.email}])  # fmt: skip
+        except psycopg.Error as exc:
+            return exc.sqlstate or ""
+        return "saved"
+
+    # The page hides the group form from the owner; a forged save is refused in SQL all the same.
+    assert run_async(database_url, forged_group_save) == "LH403"
+
 
 def test_the_executor_gets_the_tasks_restrictions_only_with_its_lease(shop: Shop, database_url: str) -> None:
     async def go(conn: psycopg.AsyncConnection) -> tuple[dict[str, Any], str]:
