@@ -237,3 +237,14 @@ async def audit(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[s
     """The latest changes to the org's groups, service principals and policies."""
     async with db.connection() as conn, scoped(conn, user):
         return await access_policies.audit(conn, org_id=await resolve_org(conn, org))
+
+
+@router.get("/access/refusals")
+async def refusals(
+    user: User, db: Pool, org: str | None = OrgQuery, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> list[dict[str, Any]]:
+    """Statements the agents' access guards refused for a missing privilege: who (the task's principal),
+    which dataset and privilege, which policy (or "no grant"), when, which run and task. Org admins see
+    every refusal of the org, other members their own."""
+    async with db.connection() as conn, scoped(conn, user):
+        return await access_policies.refusals(conn, org_id=await resolve_org(conn, org), limit=limit)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from control_room.api.deps import Executor, Pool, User
 from control_room.api.models import Int, IsoDatetime, Strict
-from control_room.services import artifacts, queries
+from control_room.services import artifacts, queries, result_policies
 from control_room.services.auth import scoped
 from control_room.storage import get_store
 
@@ -170,8 +170,11 @@ async def read_artifact_rows(
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
 ) -> dict[str, Any]:
-    """A page of a Parquet query result: only the row groups holding the rows are read."""
+    """A page of a Parquet query result: only the row groups holding the rows are read. A viewer who may not
+    read a source dataset of the result (or whose policies filter or mask one, for a result computed as
+    someone else) gets 403 naming the dataset."""
     async with db.connection() as conn, scoped(conn, user):
         artifact = await artifacts.get_artifact(conn, artifact_id=artifact_id)
+        await result_policies.require_rows_visible(conn, artifact=artifact)
     store = get_store()
     return await to_thread.run_sync(lambda: queries.read_result_rows(store, artifact, offset=offset, limit=limit))

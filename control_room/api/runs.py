@@ -24,7 +24,7 @@ from control_room.api.models import (
     RunRetry,
 )
 from control_room.db.notify import EVENTS_CHANNEL, get_notifier
-from control_room.services import artifacts, events, runs, task_detail
+from control_room.services import artifacts, events, result_policies, runs, task_detail
 from control_room.services.auth import scoped
 from control_room.services.errors import Invalid
 from control_room.services.retry import retry_transaction
@@ -302,9 +302,11 @@ async def get_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> dict[str
     },
 )
 async def download_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> StreamingResponse:
-    """The artifact's bytes, with its SHA-256 as the ETag."""
+    """The artifact's bytes, with its SHA-256 as the ETag (403 when the access policies of the datasets its
+    task read withhold its rows from the caller)."""
     async with db.connection() as conn, scoped(conn, user):
         artifact = await artifacts.get_artifact(conn, artifact_id=artifact_id)
+        await result_policies.require_rows_visible(conn, artifact=artifact)
     store = get_store()
     key = artifacts.storage_key_of(artifact)
     chunks: Iterator[bytes] = await to_thread.run_sync(lambda: store.iter_bytes(key))

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from control_room.bundle import store
+from control_room.bundle import access, store
 from control_room.bundle.loader import LoadedBundle
 from control_room.bundle.models import (
     ENVIRONMENT_ORDER,
@@ -71,6 +71,11 @@ def resolve(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> OrgDirectory
         if check_project(origin, ("project",), gate.project):
             check_environment(origin, ("from_environment",), gate.project, gate.from_environment)
             check_environment(origin, ("to_environment",), gate.project, gate.to_environment)
+    for _, policy, origin in loaded.items("access_policies"):
+        org_id, target = directory.org_id, policy.target
+        if policy.target_kind == "dataset" and bundles.dataset_id_by_name(conn, org_id, target) is None:
+            problems.append(origin.problem(("target",), f'no dataset "{policy.target}" in org {directory.slug} '
+                                           "(give its full name, e.g. warehouse.main.customers)"))  # fmt: skip
     if problems:
         raise InvalidInput(problems)
     return directory
@@ -304,6 +309,20 @@ class _Deploy:
                 values = _dependent_values(section, self.desired[(section, change.key)], self.directory, templates)
                 self.upsert(change, values, values.get("project_id"))
 
+    def delete_access(self) -> None:
+        """Policies, then groups, then service principals leave (each audited by its SQL function)."""
+        for section in reversed(access.ACCESS_SECTIONS):
+            for change in self.of(section, "delete"):
+                access.delete(self.conn, self.directory.org_id, section, change.key, actor=self.actor)
+
+    def write_access(self) -> None:
+        """Service principals, then groups, then policies, through the functions the page and API use."""
+        for section in access.ACCESS_SECTIONS:
+            for change in self.of(section, "write"):
+                row_id = self.live.ids.get((section, change.key)) if change.action == "update" else None
+                item = self.desired[(section, change.key)]
+                access.write(self.conn, self.directory.org_id, section, item, row_id, actor=self.actor)
+
     def archive_templates(self) -> None:
         """Templates removed from the bundle are archived; their versions stay as history."""
         for change in self.of("job_templates", "delete"):
@@ -326,6 +345,7 @@ def _apply(
     }
     changes = {section: [c for c in plan.changes if c.section == section] for section in SECTIONS}
     deploy = _Deploy(conn, directory, live, desired, changes, actor)
+    deploy.delete_access()
     deploy.delete(DEPENDENTS)  # rows that point at templates go first, so templates can be archived last
     deploy.delete(("routing_rules", "caps", "alert_channels"))
     deploy.write_routing_and_caps()
@@ -333,6 +353,7 @@ def _apply(
         deploy.write_template(change)
     deploy.write_dependents()
     deploy.archive_templates()
+    deploy.write_access()
 
 
 def _dependent_values(

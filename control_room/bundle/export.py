@@ -34,6 +34,9 @@ SECTION_FILES: dict[str, str] = {
     "alert_rules": "alerts.yaml",
     "promotion_gates": "promotion_gates.yaml",
     "alert_channels": "alert_channels.yaml",
+    "service_principals": "access.yaml",
+    "groups": "access.yaml",
+    "access_policies": "access.yaml",
 }
 
 
@@ -78,10 +81,13 @@ def render_bundle(bundle: Bundle) -> dict[str, str]:
     """The files of the canonical bundle: relative path -> text."""
     ordered = sorted_bundle(bundle)
     files: dict[str, str] = {"bundle.yaml": HEADER + dump_yaml({"org": ordered.org})}
+    documents: dict[str, dict[str, Any]] = {}  # several sections may share a file (access.yaml)
     for section, filename in SECTION_FILES.items():
         items = getattr(ordered, section)
         if items:
-            files[filename] = HEADER + dump_yaml({section: [item_document(item) for item in items]})
+            documents.setdefault(filename, {})[section] = [item_document(item) for item in items]
+    for filename, document in documents.items():
+        files[filename] = HEADER + dump_yaml(document)
     for template in ordered.job_templates:
         path = f"job_templates/{template.project}/{template.name}.yaml"
         files[path] = HEADER + dump_yaml({"job_templates": [item_document(template)]})

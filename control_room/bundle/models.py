@@ -50,6 +50,11 @@ SECTIONS: tuple[str, ...] = (
     "alert_rules",
     "promotion_gates",
     "alert_channels",
+    # Access policies (issue 22): service principals before the groups that hold them, groups before the
+    # policies that name them.
+    "service_principals",
+    "groups",
+    "access_policies",
 )
 
 
@@ -338,6 +343,49 @@ class PromotionGate(BundleModel):
     )
 
 
+# Access policies (issue 22) -----------------------------------------------------------------------
+
+PRINCIPAL_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"  # groups and service principals
+POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class ServicePrincipal(BundleModel):
+    """A non-human principal of the org; a job template may run as one."""
+
+    name: str = Field(pattern=PRINCIPAL_PATTERN, description="Unique within the org, e.g. nightly-etl.")
+    description: str = Field(default="", max_length=1000)
+
+
+class GroupMember(BundleModel):
+    kind: Literal["user", "service_principal"] = "user"
+    name: str = Field(min_length=1, max_length=320, description="A user's e-mail or a service principal's name.")
+
+
+class Group(BundleModel):
+    """An org-level group that access policies name; exactly these members."""
+
+    name: str = Field(pattern=PRINCIPAL_PATTERN, description="Unique within the org, e.g. analysts.")
+    description: str = Field(default="", max_length=1000)
+    members: list[GroupMember] = Field(default_factory=list)
+
+
+class AccessPolicy(BundleModel):
+    """A grant, deny, row filter or column mask on a dataset (by name), a schema (a name prefix) or a tag."""
+
+    name: str = Field(pattern=POLICY_NAME_PATTERN, description="Unique within the org, e.g. mask-email.")
+    kind: Literal["grant", "deny", "row_filter", "column_mask"]
+    target_kind: Literal["dataset", "schema", "tag"] = "dataset"
+    target: str = Field(min_length=1, max_length=1000, description="A dataset's full name, a schema prefix or a tag.")
+    principal_kind: Literal["everyone", "group", "user", "service_principal"] = "everyone"
+    principal: str = Field(default="", max_length=320)
+    privilege: Literal["read", "write", "admin"] | None = None
+    row_filter: str | None = Field(default=None, max_length=4000)
+    mask_column: str | None = Field(default=None, max_length=200)
+    mask_kind: Literal["null", "hash", "redact", "partial", "expression"] | None = None
+    mask_expression: str | None = Field(default=None, max_length=4000)
+    description: str = Field(default="", max_length=1000)
+
+
 # Files and the merged bundle ---------------------------------------------------------------------
 
 
@@ -351,6 +399,9 @@ class BundleSections(BundleModel):
     alert_rules: list[AlertRule] = Field(default_factory=list)
     promotion_gates: list[PromotionGate] = Field(default_factory=list)
     alert_channels: list[AlertChannel] = Field(default_factory=list, description="Where alert rules deliver.")
+    service_principals: list[ServicePrincipal] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list, description="Groups of users and service principals.")
+    access_policies: list[AccessPolicy] = Field(default_factory=list, description="Grants, filters and masks.")
 
 
 class BundleFile(BundleSections):

@@ -15,6 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
+from control_room.bundle import access
 from control_room.bundle.models import (
     SECTIONS,
     AlertChannel,
@@ -238,6 +239,9 @@ _READERS: dict[str, Reader] = {
     "alert_rules": _alert_rule,
     "promotion_gates": _promotion_gate,
     "alert_channels": _alert_channel,
+    "service_principals": access.read_service_principal,
+    "groups": access.read_group,
+    "access_policies": access.read_policy,
 }
 
 

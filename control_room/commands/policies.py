@@ -137,6 +137,17 @@ def groups_command(org: OrgOption = None, as_json: JsonOption = False) -> None:
     _print(rows, ["name", "members", "description"], as_json)
 
 
+@app.command("refusals")
+def refusals_command(
+    org: OrgOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="How many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Statements the agents refused for a missing privilege: who, dataset, privilege, policy, run."""
+    rows = _in_org(lambda conn, org_id: access_policies.refusals(conn, org_id=org_id, limit=limit), org)
+    _print(rows, ["at", "principal", "dataset", "privilege", "policy", "run_id"], as_json)
+
+
 @app.command("group-delete")
 def group_delete_command(name: str, org: OrgOption = None) -> None:
     """Delete a group (its policies stay and match nobody)."""

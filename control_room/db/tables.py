@@ -1334,6 +1334,29 @@ class AccessPolicy(OpsTable, table=True):
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
 
 
+class AccessRefusal(OpsTable, table=True):
+    """A statement the agent's access guard refused for a missing privilege (recorded from its event)."""
+
+    __tablename__ = "access_refusals"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
+    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
+    attempt: int | None = Field(sa_column=_integer(nullable=True))
+    event_id: int = Field(sa_column=Column(BigInteger(), ForeignKey("ops.events.id"), nullable=False, unique=True))
+    at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    principal_kind: str = Field(sa_column=_text(nullable=False))
+    principal: str = Field(sa_column=_text(nullable=False))
+    dataset: str = Field(sa_column=_text(nullable=False))
+    dataset_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.datasets.id", ondelete="SET NULL"))
+    privilege: str = Field(sa_column=_text(nullable=False))
+    policy: str | None = Field(sa_column=_text(nullable=True), description='the deciding policy; null: "no grant"')
+    reason: str = Field(sa_column=_text(nullable=False))
+
+
 class Dashboard(OpsTable, table=True):
     """A project's saved dashboard (cloned from a shipped template, edited as YAML); versions hold its content."""
 

@@ -30,6 +30,8 @@ def _policy(row: PolicyRow) -> rx.Component:
 def _audit(row: AuditRow) -> rx.Component:
     item: rx.Component = rx.hstack(
         rx.text(row.at, size="1", color_scheme="gray", class_name="tabular"),
+        rx.badge(rx.cond(row.refusal, "refusal", "change"), color_scheme=rx.cond(row.refusal, "red", "gray"),
+                 variant="soft", size="1"),
         rx.text(row.actor, size="1"),
         rx.text(row.what, size="2"),
         spacing="3", class_name="policy-audit-line",
@@ -95,14 +97,14 @@ def _groups() -> rx.Component:
         rx.vstack(
             rx.heading("Groups", size="3"),
             rx.foreach(PoliciesState.groups, lambda line: rx.text(line, size="2", class_name="policy-group")),
-            rx.hstack(
+            rx.cond(PoliciesState.can_edit_groups, rx.hstack(
                 rx.input(placeholder="group, e.g. analysts", value=PoliciesState.group_name,
                          on_change=PoliciesState.set_group_name, id="group-name"),
                 rx.input(placeholder="members' e-mails, comma-separated", value=PoliciesState.group_members,
                          on_change=PoliciesState.set_group_members, width="320px", id="group-members"),
                 rx.button("Save group", on_click=PoliciesState.save_group, variant="soft", id="group-save"),
                 spacing="2", wrap="wrap",
-            ),
+            )),
             spacing="2",
         ),
         width="100%",
@@ -155,7 +157,11 @@ def policies_page() -> rx.Component:
             rx.table.body(rx.foreach(PoliciesState.policies, _policy)),
             width="100%", id="policies-table",
         ),
-        _editor(),
+        rx.cond(
+            PoliciesState.can_edit_policies, _editor(),
+            rx.text("Only org admins, and the owners of a dataset for its own policies, edit access policies.",
+                    size="2", color_scheme="gray", id="policies-read-only"),
+        ),
         rx.grid(_groups(), _simulator(), columns="2", spacing="4", width="100%"),
         rx.heading("Audit", size="3"),
         rx.vstack(rx.foreach(PoliciesState.audit_rows, _audit), spacing="1", id="policies-audit"),

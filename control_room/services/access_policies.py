@@ -156,6 +156,30 @@ async def simulate(
     return Verdict(allowed, reason, str(decision["name"]), mask, filters)
 
 
+@dataclass(frozen=True)
+class EditorRights:
+    """What the caller may edit on the Policies page (the SQL functions check each write again)."""
+
+    org_admin: bool
+    owns_datasets: bool
+
+    @property
+    def edits_policies(self) -> bool:
+        return self.org_admin or self.owns_datasets
+
+
+async def editor_rights(conn: AsyncConnection, *, org_id: uuid.UUID) -> EditorRights:
+    """Org admins edit every policy and group; a dataset's owner edits its dataset's policies."""
+    cur = await conn.execute(
+        "select coalesce(ops.org_role(%s), '') = 'admin' or not ops.caller_is_end_user(), "
+        "exists (select 1 from ops.datasets d join ops.projects p on p.id = d.project_id where p.org_id = %s "
+        "and lower(d.owner) = lower(ops.caller_email()))",
+        (org_id, org_id),
+    )
+    row = await cur.fetchone()
+    return EditorRights(bool(row and row[0]), bool(row and row[1]))
+
+
 # Reading and writing the model ----------------------------------------------------------------------------
 
 
@@ -251,5 +275,18 @@ async def set_run_as(conn: AsyncConnection, *, template_id: uuid.UUID, service_p
 
 
 async def audit(conn: AsyncConnection, *, org_id: uuid.UUID, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest changes to the org's groups, service principals and policies (who, what, when)."""
+    """The latest changes to the org's groups, service principals and policies, and the refusals of the agents'
+    access guards (entity ``access_refusals``: an org admin sees all, a user their own), newest first."""
     return await _all(conn, "select * from ops.access_audit(%s, %s)", (org_id, limit))
+
+
+async def refusals(conn: AsyncConnection, *, org_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
+    """The statements the agents refused for a missing privilege (who, which dataset and privilege, which
+    policy or "no grant", when, which run and task), newest first; RLS: org admins all, users their own."""
+    return await _all(
+        conn,
+        "select r.id, r.at, r.principal_kind, r.principal, r.dataset, r.dataset_id, r.privilege, "
+        "coalesce(r.policy, 'no grant') as policy, r.reason, r.run_id, r.task_id, r.attempt "
+        "from ops.access_refusals r where r.org_id = %s order by r.id desc limit %s",
+        (org_id, max(1, min(limit, 500))),
+    )

@@ -100,6 +100,19 @@ _SECTION_SQL: dict[str, str] = {
         select g.*, p.slug as project from ops.promotion_gates g join ops.projects p on p.id = g.project_id
         where g.org_id = %s order by p.slug, g.name
         """,
+    # Access policies (issue 22): written through their audited SQL functions (see below), never by name.
+    "service_principals": "select id, name, description from ops.service_principals where org_id = %s order by name",
+    "groups": """
+        select g.id, g.name, g.description, coalesce((select jsonb_agg(jsonb_build_object('kind', m.member_kind,
+               'name', m.member) order by m.member_kind, m.member) from ops.principal_group_members m
+               where m.group_id = g.id), '[]') as members
+        from ops.principal_groups g where g.org_id = %s order by g.name
+        """,
+    "access_policies": """
+        select x.*, (select d.name from ops.datasets d where d.id::text = x.target and x.target_kind = 'dataset')
+               as dataset_name
+        from ops.access_policies x where x.org_id = %s order by x.name
+        """,
 }
 
 
@@ -280,3 +293,56 @@ def request_promotion(
     row = conn.execute("select status from ops.promotion_requests where id = %s", (opened[0],)).fetchone()
     assert row is not None
     return opened[0], row[0]
+
+
+# Access policies (issue 22): the bundle writes groups, service principals and policies through the same
+# validated, audited SECURITY DEFINER functions as the page, the API and the CLI.
+
+
+def save_service_principal(
+    conn: psycopg.Connection[Any], org: uuid.UUID, values: Mapping[str, Any], *, actor: str
+) -> uuid.UUID:
+    row = conn.execute(
+        "select ops.save_service_principal(%s, %s, %s, %s)", (org, values["name"], values["description"], actor)
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def save_group(conn: psycopg.Connection[Any], org: uuid.UUID, values: Mapping[str, Any], *, actor: str) -> uuid.UUID:
+    row = conn.execute(
+        "select ops.save_principal_group(%s, %s, %s, %s, %s)",
+        (org, values["name"], values["description"], Jsonb(values["members"]), actor),
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def dataset_id_by_name(conn: psycopg.Connection[Any], org: uuid.UUID, name: str) -> uuid.UUID | None:
+    """The id of the org's dataset with this full name (case-insensitive), None when there is none."""
+    row = conn.execute(
+        "select d.id from ops.datasets d join ops.projects p on p.id = d.project_id "
+        "where p.org_id = %s and lower(d.name) = lower(%s) order by d.id limit 1",
+        (org, name),
+    ).fetchone()
+    return None if row is None else uuid.UUID(str(row[0]))
+
+
+def save_access_policy(
+    conn: psycopg.Connection[Any], org: uuid.UUID, policy_id: uuid.UUID | None, body: Mapping[str, Any], *, actor: str
+) -> uuid.UUID:
+    row = conn.execute(
+        "select ops.save_access_policy(%s, %s, %s, %s)", (org, policy_id, Jsonb(dict(body)), actor)
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def delete_access_item(conn: psycopg.Connection[Any], section: str, org: uuid.UUID, name: str, *, actor: str) -> None:
+    """Delete a policy, group or service principal of the org by name (audited by its SQL function)."""
+    function = {
+        "access_policies": "ops.delete_access_policy",
+        "groups": "ops.delete_principal_group",
+        "service_principals": "ops.delete_service_principal",
+    }[section]
+    conn.execute(sql.SQL("select {}(%s, %s, %s)").format(sql.SQL(function)), (org, name, actor))

@@ -35,6 +35,7 @@ def load_demo_data(database_url: str) -> bool:
             submit_demo_backfill(conn)
             open_demo_promotion(conn)
             submit_demo_training(conn)
+            set_up_demo_access_policies(conn)
     return True
 
 
@@ -251,4 +252,53 @@ def submit_demo_training(conn: psycopg.Connection) -> None:
     conn.execute(
         "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
         (DEMO_PROJECT_ID, json.dumps(DEMO_TRAINING_SPEC), DEMO_TRAINING_KEY),
+    )
+
+
+DEMO_CUSTOMERS_KEY = "demo-customers-duckdb"
+DEMO_ANALYST_EMAIL = "analyst@demo.example"
+# A small customers table on the DuckDB warehouse whose email column access policies mask for group
+# analysts (issue 22): `lakehouse users create --email analyst@demo.example --project lakehouse --role operator`
+# gives the analyst a password; their query tasks then see the masked values. Group analysts and the
+# mask come with the example bundle (examples/bundle/access.yaml).
+DEMO_CUSTOMERS_SPEC: dict[str, object] = {
+    "name": "demo warehouse: customers (email masked for analysts)",
+    "tasks": [
+        {
+            "key": "customers",
+            "engine": "duckdb",
+            "timeout_s": 300,
+            "sql": (
+                "create or replace table demo_customers as select * from (values "
+                "(1, 'Ada Lovelace', 'ada@shop.example', 'GB'), (2, 'Grace Hopper', 'grace@shop.example', 'US'), "
+                "(3, 'Alan Turing', 'alan@shop.example', 'GB'), (4, 'Hedy Lamarr', 'hedy@shop.example', 'AT')) "
+                "t(customer_id, full_name, email, country);\n"
+                "select customer_id, full_name, email, country from demo_customers order by customer_id"
+            ),
+        }
+    ],
+}
+
+
+def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
+    """The demo customers table: its run queued, its dataset registered with email tagged pii (the example
+    bundle's policy mask-customer-email masks it for group analysts)."""
+    row = conn.execute(
+        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
+        (DEMO_PROJECT_ID, json.dumps(DEMO_CUSTOMERS_SPEC), DEMO_CUSTOMERS_KEY),
+    ).fetchone()
+    assert row is not None
+    columns = [
+        {"name": "customer_id", "type": "INTEGER"},
+        {"name": "full_name", "type": "VARCHAR"},
+        {"name": "email", "type": "VARCHAR", "tags": ["pii"]},
+        {"name": "country", "type": "VARCHAR"},
+    ]
+    conn.execute(
+        "insert into ops.datasets (project_id, namespace, name, kind, columns, description, first_run_id, "
+        "last_run_id, last_task_id) select %s, 'duckdb://demo-warehouse', 'warehouse.main.demo_customers', 'table', "
+        "%s::jsonb, 'Demo customers; email is masked for group analysts', r.id, r.id, t.id "
+        "from ops.runs r join ops.tasks t on t.run_id = r.id where r.id = %s "
+        "on conflict do nothing",
+        (DEMO_PROJECT_ID, json.dumps(columns), row[0]),
     )

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection
 
+from control_room.services import result_policies
 from control_room.services.artifacts import get_artifact, storage_key_of
 from control_room.services.errors import Invalid
 from control_room.storage import ArtifactStore, StorageError, VerifyResult, get_store
@@ -243,8 +244,12 @@ def _preview_from_store(store: ArtifactStore, artifact: dict[str, Any], *, page:
 async def artifact_preview(
     conn: AsyncConnection, *, artifact_id: uuid.UUID, page: int = 0, text_end: int | None = None
 ) -> Preview:
-    """The preview of an artifact the caller may see (RLS applies to the metadata read)."""
+    """The preview of an artifact the caller may see (RLS applies to the metadata read; the access policies of
+    the datasets its task read may withhold its content: then the note says why)."""
     artifact = await get_artifact(conn, artifact_id=artifact_id)
+    withheld = await result_policies.withheld_reason(conn, artifact=artifact)
+    if withheld is not None:
+        return Preview(kind="binary", artifact=artifact, note=withheld)
     store = get_store()
     return await asyncio.to_thread(_preview_from_store, store, artifact, page=page, end=text_end)
 

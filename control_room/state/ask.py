@@ -15,7 +15,7 @@ from anyio import to_thread
 
 from control_room import routes
 from control_room.components.dashboard_figures import chart_figure
-from control_room.services import artifacts, nl2sql, queries
+from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler
 from control_room.storage import get_store
@@ -147,6 +147,7 @@ class AskState(SessionState):
             return {"columns": [], "rows": []}
         async with as_user(principal) as conn:
             artifact = await artifacts.get_artifact(conn, artifact_id=outcome["result_artifact_id"])
+            await result_policies.require_rows_visible(conn, artifact=artifact)
         store = get_store()
         return await to_thread.run_sync(lambda: queries.read_result_rows(store, artifact, offset=0, limit=RESULT_ROWS))
 

@@ -31,6 +31,7 @@ class AuditRow:
     at: str = ""
     actor: str = ""
     what: str = ""
+    refusal: bool = False
 
 
 def policy_row(row: dict[str, Any]) -> PolicyRow:
@@ -43,6 +44,10 @@ def policy_row(row: dict[str, Any]) -> PolicyRow:
 
 
 def audit_row(row: dict[str, Any]) -> AuditRow:
+    if row["entity"] == "access_refusals":
+        detail = row["detail"]
+        what = f"refused {detail['privilege']} on {row['name']} ({detail['policy']}) in run {str(detail['run_id'])[:8]}"
+        return AuditRow(f"{row['at']:%Y-%m-%d %H:%M}", str(row["actor"]), what, True)
     what = f"{row['action']} {row['entity'].replace('_', ' ')} {row['name'] or ''}".strip()
     return AuditRow(f"{row['at']:%Y-%m-%d %H:%M}", str(row["actor"]), what)
 
@@ -61,6 +66,10 @@ class PoliciesState(SessionState):
     question: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     verdict: rx.Field[str] = rx.field("")
     verdict_allowed: rx.Field[bool] = rx.field(False)
+    # Who may edit: org admins (policies and groups), dataset owners (their datasets' policies); the
+    # SQL functions refuse a forged edit anyway.
+    can_edit_policies: rx.Field[bool] = rx.field(False)
+    can_edit_groups: rx.Field[bool] = rx.field(False)
 
     @background
     async def load(self) -> AsyncIterator[Any]:
@@ -69,12 +78,14 @@ class PoliciesState(SessionState):
             yield rx.redirect(routes.login(next_path=await self.current_path()))
             return
         error, rows, groups, trail = "", [], [], []
+        rights = access_policies.EditorRights(org_admin=False, owns_datasets=False)
         try:
             async with as_user(signed.principal) as conn:
                 org_id = await resolve_org(conn, None)
                 rows = await access_policies.list_policies(conn, org_id=org_id)
                 groups = await access_policies.list_groups(conn, org_id=org_id)
                 trail = await access_policies.audit(conn, org_id=org_id, limit=30)
+                rights = await access_policies.editor_rights(conn, org_id=org_id)
         except Exception as exc:
             error = problem_text(exc)
         async with self:
@@ -82,6 +93,7 @@ class PoliciesState(SessionState):
             self.policies = [policy_row(r) for r in rows]
             self.groups = [f"{g['name']}: {', '.join(m['name'] for m in g['members']) or 'no members'}" for g in groups]
             self.audit_rows = [audit_row(t) for t in trail]
+            self.can_edit_policies, self.can_edit_groups = rights.edits_policies, rights.org_admin
 
     @handler
     def set_draft(self, field: str, value: str) -> None:

@@ -53,7 +53,22 @@ _PLACEHOLDER = "__lakehouse_policy_dataset__"
 
 
 class PolicyRefused(Exception):
-    """A statement the task's policies do not allow; the message names the dataset and what is missing."""
+    """A statement the task's policies do not allow; the message names the dataset and what is missing.
+    A refusal for a missing privilege also carries the dataset, the privilege and the decision's reason
+    (the control plane records it in the access audit)."""
+
+    def __init__(self, message: str, *, dataset: str | None = None, privilege: str | None = None,
+                 reason: str = "") -> None:  # fmt: skip
+        super().__init__(message)
+        self.dataset = dataset
+        self.privilege = privilege
+        self.reason = reason
+
+    def audit(self) -> dict[str, str] | None:
+        """The refusal as the ``access`` data of a ``sql.statement.refused`` event (None: no privilege missing)."""
+        if self.dataset is None or self.privilege is None:
+            return None
+        return {"dataset": self.dataset, "privilege": self.privilege, "reason": self.reason[:1000]}
 
 
 @dataclass(frozen=True)
@@ -298,7 +313,8 @@ class AccessGuard:
         reason = rule.reasons.get(privilege, "")
         return PolicyRefused(
             f"statement {index}: access denied: {self.principal} may not {verb} dataset {rule.name} "
-            f"(missing privilege {privilege}{': ' + reason if reason else ''})"
+            f"(missing privilege {privilege}{': ' + reason if reason else ''})",
+            dataset=rule.name, privilege=privilege, reason=reason,
         )
 
     def _check_write(self, table: exp.Table, verb: str, index: int) -> None:

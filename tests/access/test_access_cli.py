@@ -136,6 +136,13 @@ def test_groups_policies_simulate_and_trino_export(
     bad = lakehouse("policies", "set", "x", "--kind", "grant", "--target", "orders", "--privilege", "all",
                     "--org", slug)  # fmt: skip
     assert bad.exit_code == 1 and "error (privilege): one of read, write, admin" in bad.stderr
+    refusal = {"seq": 1, "type": "sql.statement.refused", "message": "access denied", "data": {"access": {
+        "dataset": "warehouse.main.payroll", "privilege": "read", "reason": 'denied by policy "payroll-closed"'}}}
+    db.execute("select ops.append_events(%s, %s, %s::jsonb)", (shop.task_id, shop.lease, json.dumps([refusal])))
+    refusals = json.loads(ok("policies", "refusals", "--json").stdout)
+    assert [(r["principal"], r["dataset"], r["policy"]) for r in refusals] == [
+        (shop.analyst.email, "warehouse.main.payroll", "payroll-closed")
+    ]
 
     out = tmp_path / "rules.json"
     ok("policies", "export", "--format", "trino", "--catalog", "lakehouse", "--output", str(out))

@@ -100,6 +100,35 @@ def test_only_admins_and_owners_edit_policies_and_every_change_is_audited(shop: 
     assert {"analysts", "mask-pii", "payroll-closed"} <= {t["name"] for t in trail}
 
 
+def test_the_page_shows_editors_to_admins_and_dataset_owners_only(
+    shop: Shop, db: psycopg.Connection, database_url: str
+) -> None:
+    db.execute("update ops.datasets set owner = %s where id = %s", (shop.intern.email, shop.datasets["orders"]))
+
+    async def go(conn: psycopg.AsyncConnection) -> dict[str, tuple[bool, bool]]:
+        found = {}
+        for name, who in (("admin", shop.admin), ("analyst", shop.analyst), ("intern", shop.intern)):
+            async with scoped(conn, who):
+                rights = await access_policies.editor_rights(conn, org_id=shop.tenant.org_id)
+            found[name] = (rights.edits_policies, rights.org_admin)
+        return found
+
+    # The owner (the intern) edits policies but not groups; the analyst edits nothing.
+    assert run_async(database_url, go) == {"admin": (True, True), "analyst": (False, False), "intern": (True, False)}
+
+    async def forged_group_save(conn: psycopg.AsyncConnection) -> str:
+        try:
+            async with scoped(conn, shop.intern):
+                await access_policies.save_group(conn, org_id=shop.tenant.org_id, name="analysts", description="",
+                                                 members=[{"kind": "user", "name": shop.intern.email}])  # fmt: skip
+        except psycopg.Error as exc:
+            return exc.sqlstate or ""
+        return "saved"
+
+    # The page hides the group form from the owner; a forged save is refused in SQL all the same.
+    assert run_async(database_url, forged_group_save) == "LH403"
+
+
 def test_the_executor_gets_the_tasks_restrictions_only_with_its_lease(shop: Shop, database_url: str) -> None:
     async def go(conn: psycopg.AsyncConnection) -> tuple[dict[str, Any], str]:
         found = await access_policies.task_policies(conn, task_id=shop.task_id, lease_token=shop.lease)

@@ -43,4 +43,9 @@ def run_both(make_context: ContextFactory, database: Path) -> None:
     assert result.outcome == "failed" and result.result["retryable"] is False
     assert "may not read dataset warehouse.main.payroll (missing privilege read" in str(result.error)
     assert query_history(denied)[2]["state"] == "refused"
+    # The refusal event carries what the control plane records in the access audit.
+    (refusal,) = [e for e in denied.events if e.type == "sql.statement.refused"]
+    assert refusal.data["access"]["dataset"] == "warehouse.main.payroll"
+    assert refusal.data["access"]["privilege"] == "read"
+    assert refusal.data["access"]["reason"].startswith("denied by policy")
     assert not [a.name for a in denied.artifacts if a.name.startswith("result-2")]

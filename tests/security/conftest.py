@@ -63,7 +63,12 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     task_id, run_id, attempt, lease, project = claimed
     conn.execute(
         "select ops.append_events(%s, %s, %s::jsonb)",
-        (task_id, lease, json.dumps([{"seq": 0, "message": "org A secret log line"}])),
+        (task_id, lease, json.dumps([
+            {"seq": 0, "message": "org A secret log line"},
+            # A refusal of the access guard (recorded in ops.access_refusals by a trigger).
+            {"seq": 1, "type": "sql.statement.refused", "message": "access denied",
+             "data": {"access": {"dataset": "warehouse.main.secret", "privilege": "read", "reason": "no grant"}}},
+        ])),
     )
     sha = "a" * 64
     conn.execute(

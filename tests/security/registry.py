@@ -124,6 +124,7 @@ TABLES: dict[str, Review] = {
     "principal_group_members": review("SELECT", "x.org_id = %(a_org)s", "ops.save_principal_group only"),
     "service_principals": review("SELECT", "x.org_id = %(a_org)s", "ops.save_service_principal (org admins)"),
     "access_policies": review("SELECT", "x.org_id = %(a_org)s", "ops.save_access_policy (admins, owners; audited)"),
+    "access_refusals": review("SELECT", "x.org_id = %(a_org)s", "trigger on ops.events (org admins, own refusals)"),
 }
 
 # Columns no member may ever read.

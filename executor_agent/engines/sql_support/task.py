@@ -314,13 +314,14 @@ class SqlTaskRun:
             data={"statement_index": statement.index, "sql": statement.text[:2000]},
         )
         try:
-            statement, refusal = self._check_policies(statement)
+            statement, refusal, access = self._check_policies(statement)
             if refusal is None:
                 refusal = self._check_estimate(statement, record)
             if refusal is not None:
                 record.finish("refused", error=refusal)
                 self._report(record)
-                self.context.emit("sql.statement.refused", refusal, level="error", data=_summary(record))
+                data = _summary(record) | ({"access": access} if access else {})
+                self.context.emit("sql.statement.refused", refusal, level="error", data=data)
                 return _StatementOutcome("failed", record, refusal)
             self._report(record)
             return self._execute(statement, name, record, watcher)
@@ -336,22 +337,23 @@ class SqlTaskRun:
                 self._report(record)
             raise
 
-    def _check_policies(self, statement: Statement) -> tuple[Statement, str | None]:
-        """The statement to run (rewritten for row filters and masks), or the refusal of access policies."""
+    def _check_policies(self, statement: Statement) -> tuple[Statement, str | None, dict[str, str] | None]:
+        """The statement to run (rewritten for row filters and masks), or the refusal of access policies
+        (with, for a missing privilege, what the access audit records: dataset, privilege, reason)."""
         if self.guard is None or not self.guard.active:
-            return statement, None
+            return statement, None, None
         try:
             checked = self.guard.check(statement.text, index=statement.index)
         except PolicyRefused as exc:
-            return statement, str(exc)
+            return statement, str(exc), exc.audit()
         if checked == statement.text:
-            return statement, None
+            return statement, None, None
         self.context.emit(
             "sql.statement.rewritten",
             f"statement {statement.index}: row filters and column masks applied",
             data={"statement_index": statement.index, "sql": checked[:2000]},
         )
-        return Statement(index=statement.index, text=checked), None
+        return Statement(index=statement.index, text=checked), None, None
 
     def _check_estimate(self, statement: Statement, record: QueryRecord) -> str | None:
         """Estimate the scan; the refusal message when the estimate is over the cap, else None."""

@@ -1,6 +1,7 @@
 """Access policies on a real control room and agent: an admin masks customers.email for group analysts on
-the Policies page (the simulator says why); an analyst's DuckDB query task then returns masked values; the
-catalog hides from the analyst a dataset denied to the group."""
+the Policies page (the simulator says why); an analyst's DuckDB query task then returns masked values, in the
+rows API and the artifact preview; the analyst's refusal is in the audit, the page shows them no editor; an
+admin's unmasked result is withheld from them; the catalog hides from the analyst a dataset denied to the group."""
 
 from __future__ import annotations
 
@@ -49,6 +50,19 @@ def result_rows(world: UiWorld, token: str, run_id: str) -> list[Any]:
     return list(rows.json()["rows"])
 
 
+def _parquet_id(world: UiWorld, token: str, run_id: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
+    listed = httpx.get(f"{world.url}/api/v1/runs/{run_id}/artifacts", headers=headers, timeout=30).json()
+    return str(next(a for a in listed["items"] if a["name"] == "result.parquet")["id"])
+
+
+def setup_query(world: UiWorld, token: str) -> str:
+    """An admin's query over the customers (unmasked for them); its run id."""
+    run = run_sql(world, token, "select id, email from acl_customers order by id")
+    assert run["status"] == "succeeded", run
+    return str(run["id"])
+
+
 def test_an_admin_masks_email_for_analysts_and_the_agent_and_catalog_enforce_it(
     ui_world: UiWorld, sign_in: SignIn
 ) -> None:
@@ -92,7 +106,7 @@ def test_an_admin_masks_email_for_analysts_and_the_agent_and_catalog_enforce_it(
     )  # fmt: skip
     assert denied.status_code == 200, denied.text
     admin.reload()
-    expect(admin.locator("#policies-table tr.policy-row")).to_have_count(2)
+    expect(admin.locator("#policies-table tr.policy-row", has_text="payroll-closed")).to_have_count(1)
     admin.fill("#simulate-principal", "analysts")
     admin.fill("#simulate-column", "email")
     admin.fill("#simulate-dataset", "acl_customers")
@@ -104,7 +118,7 @@ def test_an_admin_masks_email_for_analysts_and_the_agent_and_catalog_enforce_it(
     analyst_token = ui_world.api_token(ui_world.operator)
     query = run_sql(ui_world, analyst_token, "select id, email from acl_customers order by id")
     assert query["status"] == "succeeded", query
-    rows = result_rows(ui_world, analyst_token, query["id"])
+    rows = result_rows(ui_world, analyst_token, query["id"])  # computed as the analyst: shown, masked
     assert rows == [
         [1, hashlib.sha256(EMAIL.encode()).hexdigest()],
         [2, hashlib.sha256(b"bob@shop.example").hexdigest()],
@@ -114,6 +128,30 @@ def test_an_admin_masks_email_for_analysts_and_the_agent_and_catalog_enforce_it(
     assert "may not read dataset warehouse.main.acl_payroll (missing privilege read" in str(refused)
 
     analyst = sign_in(ui_world.operator)
+    # The preview of the analyst's result shows the masked values.
+    analyst.goto(f"{ui_world.url}/artifacts?run={query['id']}")
+    analyst.locator("#artifacts-table tbody tr[data-artifact='result.parquet']").click()
+    expect(analyst.locator("#preview-table tbody tr")).to_have_count(2)
+    expect(analyst.locator("#preview-table tbody tr").first).to_contain_text(hashlib.sha256(EMAIL.encode()).hexdigest())
+    expect(analyst.locator("#preview-table")).not_to_contain_text(EMAIL)
+    screenshot(analyst, ui_world, "policies-masked-preview")
+    analyst.keyboard.press("Escape")
+    # The analyst sees the lists, the simulator and the audit (their refusal in it), not the editors.
+    analyst.goto(f"{ui_world.url}/policies")
+    expect(analyst.locator("#policies-read-only")).to_be_visible()
+    expect(analyst.locator("#policy-save")).to_have_count(0)
+    expect(analyst.locator("#group-save")).to_have_count(0)
+    expect(analyst.locator("#simulate-ask")).to_be_visible()
+    expect(analyst.locator("#policies-audit")).to_contain_text(
+        "refused read on warehouse.main.acl_payroll (payroll-closed)"
+    )
+    screenshot(analyst, ui_world, "policies-analyst-read-only")
+    # An admin's result over the customers is withheld from the analyst, whose policies mask a source.
+    admins_result = _parquet_id(ui_world, admin_token, setup_query(ui_world, admin_token))
+    admins_rows = httpx.get(f"{ui_world.url}/api/v1/artifacts/{admins_result}/rows",
+                            headers={"Authorization": f"Bearer {analyst_token}"}, timeout=30)  # fmt: skip
+    assert admins_rows.status_code == 403
+    assert "mask dataset warehouse.main.acl_customers" in admins_rows.text
     analyst.click("#nav-catalog")
     analyst.fill("#catalog-search", "acl_")
     rows_shown = analyst.locator("#catalog-table tbody tr")
