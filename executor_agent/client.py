@@ -413,15 +413,24 @@ class TasksResource:
         return self._client._parse(ReleaseReply, response)
 
     def report(
-        self, task_id: uuid.UUID, lease_token: uuid.UUID, operation: str, payload: Mapping[str, Any]
+        self,
+        task_id: uuid.UUID,
+        lease_token: uuid.UUID,
+        operation: str,
+        payload: Mapping[str, Any],
+        *,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """``POST /tasks/{task_id}/{operation}`` with ``{"lease_token": ..., **payload}`` (lineage, queries, ...)."""
+        """``POST /tasks/{task_id}/{operation}`` with ``{"lease_token": ..., **payload}`` (lineage, queries, ...);
+        ``timeout_s`` for an operation that works longer than one ordinary request (a catalog sync)."""
         if not _OPERATION_NAME.match(operation):
             raise ValueError(f"operation must be a lower-case name such as 'lineage', got {operation!r}")
         if "lease_token" in payload:
             raise ValueError("payload must not carry lease_token; the agent adds the attempt's own")
         body = {"lease_token": str(lease_token), **payload}
-        response = self._client.request("POST", f"/tasks/{task_id}/{operation}", json=body, lease_op=True)
+        response = self._client.request(
+            "POST", f"/tasks/{task_id}/{operation}", json=body, lease_op=True, timeout_s=timeout_s
+        )
         if not response.content:
             return {}
         try:

@@ -97,6 +97,7 @@ class AttemptContext:
         fetch: Callable[..., Path] | None = None,
         task_user: str | None = None,
         policies: Callable[[uuid.UUID, uuid.UUID], Mapping[str, Any]] | None = None,
+        ask: Callable[..., Mapping[str, Any]] | None = None,
     ) -> None:
         self.assignment = assignment
         self._task_user = task_user  # run_process drops to this user (LAKEHOUSE_EXECUTOR_TASK_USER)
@@ -121,6 +122,7 @@ class AttemptContext:
         self._report_wait_s = report_wait_s
         self._fetch = fetch
         self._policies = policies
+        self._ask = ask
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self.stop_reason: StopReason | None = None
@@ -240,6 +242,13 @@ class AttemptContext:
         if waiter.error is not None:
             raise waiter.error
         return waiter.reply or {}
+
+    def ask(self, operation: str, payload: Mapping[str, Any], *, timeout_s: float = 600.0) -> Mapping[str, Any]:
+        """A lease-fenced operation whose answer the task needs now: sent at once under this attempt's lease
+        (never spooled: a late answer is no answer); the client's errors propagate."""
+        if self._ask is None:
+            raise EngineError(f"this agent was started without a control-plane client: cannot ask for {operation}")
+        return self._ask(self.task_uuid, self.lease_token, operation, dict(payload), timeout_s=timeout_s)
 
     def access_policies(self) -> Mapping[str, Any]:
         """The access policies this attempt is held to (asked of the control plane under the lease); an agent

@@ -401,6 +401,7 @@ class Agent:
                     fetch=self.client.artifacts.fetch,
                     task_user=self.settings.task_user,
                     policies=self.client.tasks.policies,
+                    ask=self.client.tasks.report,
                 )
                 lease.worker = threading.Thread(
                     target=self._work,

@@ -1,13 +1,19 @@
-"""Catalog sync with OpenMetadata for project admins: ``POST /catalog/openmetadata/sync`` (dry run by choice)."""
+"""Catalog sync with OpenMetadata: ``POST /catalog/openmetadata/sync`` for project admins (dry run by
+choice), and ``POST /tasks/{id}/catalog-sync`` for the agent running a ``catalog_sync`` task."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import Executor, Pool, User
+from control_room.api.executors import LEASE_ERRORS
+from control_room.api.models import Strict
 from control_room.config import get_settings
 from control_room.services import openmetadata
 from control_room.services.errors import Invalid
@@ -47,17 +53,49 @@ async def sync_openmetadata(
     owners, tags, glossary terms and descriptions back (project admins). ``dry_run`` (the default) only
     lists the differences; a second real run changes nothing."""
     settings = get_settings()
+    async with _openmetadata() as client, db.connection() as conn:
+        report = await openmetadata.sync_openmetadata(
+            conn, user, client, project=project, service=settings.openmetadata_service, dry_run=dry_run
+        )
+    return report.as_dict()
+
+
+class TaskSyncRequest(Strict):
+    lease_token: uuid.UUID
+    catalog: Literal["openmetadata"] = Field(default="openmetadata", description="The catalog to sync with.")
+    dry_run: bool = Field(default=False, description="List the differences; write nothing anywhere.")
+
+
+@router.post(
+    "/tasks/{task_id}/catalog-sync",
+    operation_id="syncTaskCatalog",
+    tags=["executors"],
+    response_model=SyncReply,
+    responses=LEASE_ERRORS,
+)
+async def sync_task_catalog(task_id: uuid.UUID, body: TaskSyncRequest, executor: Executor, db: Pool) -> dict[str, Any]:
+    """The sync a ``catalog_sync`` task stands for, done by the control room (it holds the catalog's
+    credentials) on the task's project, only while the agent holds the task's lease; a project admin must
+    stand behind the run (its job, or an admin who submitted it). The reply lists the differences."""
+    async with _openmetadata() as client, db.connection() as conn:
+        report = await openmetadata.sync_openmetadata_for_task(
+            conn, executor, client, task_id=task_id, lease_token=body.lease_token,
+            service=get_settings().openmetadata_service, dry_run=body.dry_run,
+        )  # fmt: skip
+    return report.as_dict()
+
+
+@asynccontextmanager
+async def _openmetadata() -> AsyncIterator[OpenMetadataClient]:
+    """The configured OpenMetadata client; its refusals and outages become OpenMetadataUnavailable."""
+    settings = get_settings()
     if not settings.openmetadata_url or settings.openmetadata_token is None:
         raise Invalid(
             "no OpenMetadata is configured: set LAKEHOUSE_OPENMETADATA_URL and LAKEHOUSE_OPENMETADATA_TOKEN",
             field="openmetadata_url",
         )
-    token = settings.openmetadata_token.get_secret_value()
     try:
-        async with db.connection() as conn, OpenMetadataClient(settings.openmetadata_url, token) as client:
-            report = await openmetadata.sync_openmetadata(
-                conn, user, client, project=project, service=settings.openmetadata_service, dry_run=dry_run
-            )
+        async with OpenMetadataClient(settings.openmetadata_url, settings.openmetadata_token.get_secret_value()) as c:
+            yield c
     except OpenMetadataError as exc:
         raise openmetadata.OpenMetadataUnavailable(str(exc), field="openmetadata_url") from exc
-    return report.as_dict()

@@ -99,6 +99,16 @@ def _panel() -> rx.Component:
     return panel
 
 
+def _graph() -> rx.Component:
+    # template=None: the figure brings its own; with Reflex's default template every render deep-merged a
+    # copy of the whole figure (5,000 hover texts) and handed plotly a new object to draw again.
+    graph: rx.Component = rx.plotly.basic(
+        data=LineageState.figure, template=None, on_click=LineageState.pick,
+        config={"displayModeBar": False, "responsive": True, "scrollZoom": True}, width="100%",
+    )  # fmt: skip
+    return graph
+
+
 @layout(route=routes.LINEAGE, title="Lineage", on_load=LineageState.open_page)
 def lineage_page() -> rx.Component:
     content: rx.Component = rx.vstack(
@@ -117,10 +127,9 @@ def lineage_page() -> rx.Component:
                         size="2", color_scheme="indigo", id="lineage-path")),
         _panel(),
         rx.card(
-            rx.plotly.gl2d(data=LineageState.figure, on_click=LineageState.pick,
-                            config={"displayModeBar": False, "responsive": True, "scrollZoom": True},
-                            width="100%"),
-            width="100%", id="lineage-graph",
+            rx.cond((LineageState.drawn_for != "") & (LineageState.drawn_for == LineageState.router.session.session_id),
+                    _graph()),
+            width="100%", id="lineage-graph", min_height="300px",
         ),
         rx.cond(LineageState.loaded & (LineageState.node_count == 0), rx.text(
             "No lineage yet: run a dbt build or send OpenLineage events to /api/v1/lineage.", color_scheme="gray",

@@ -10,6 +10,11 @@ a description is pushed only where OpenMetadata has none. An owner is pushed whe
 user named like it (the e-mail's local part, or the name). Pulled values land in the dataset's
 ``metadata.openmetadata`` and fill the owner and description the engines left empty
 (ops.apply_openmetadata_pull, admin role, audited).
+
+The sync runs for a person (API, CLI) or as a ``catalog_sync`` task (a job with a schedule): the agent
+holding the task's lease asks for it, and the control room, which holds the OpenMetadata credentials,
+does it for the task's project when a project admin stands behind the run (its job, which only admins
+write, or its requester).
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from control_room.services.auth import Principal, scoped
-from control_room.services.errors import Invalid, ServiceError, from_db_error
+from control_room.services.auth import ExecutorPrincipal, Principal, scoped
+from control_room.services.errors import Forbidden, Invalid, LeaseLost, ServiceError, from_db_error
 from control_room.services.openmetadata_client import (
     AddLineage,
     Column,
@@ -354,6 +359,69 @@ async def sync_openmetadata(
             datasets, edges = await _project_lineage(conn, project_id, service)
     except psycopg.Error as exc:
         raise from_db_error(exc) or exc from exc
+    return await _sync(conn, principal, client, project_id, datasets, edges, service=service, dry_run=dry_run)
+
+
+TASK = """
+select t.project_id, t.key, r.id as run_id, r.template_id, r.requested_by_name,
+       coalesce(ops.role_rank(ops.user_project_role(t.project_id, r.requested_by)) >= ops.role_rank('admin'),
+                false) as by_admin
+from ops.tasks t join ops.runs r on r.id = t.run_id
+where t.id = %(task)s and t.lease_token = %(lease)s and t.executor_id = %(executor)s
+  and t.status in ('claimed', 'running') and t.engine = 'catalog_sync'
+"""
+
+
+async def sync_openmetadata_for_task(
+    conn: AsyncConnection,
+    executor: ExecutorPrincipal,
+    client: OpenMetadataClient,
+    *,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    service: str,
+    dry_run: bool,
+) -> SyncReport:
+    """The sync a ``catalog_sync`` task asks for, for the agent holding its live lease, on the task's
+    project. A project admin must stand behind the run: it comes from a job (admins write jobs and their
+    schedules), or an admin submitted it; else Forbidden, naming who did."""
+    try:
+        async with scoped(conn, executor), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(TASK, {"task": task_id, "lease": lease_token, "executor": executor.executor_id})
+            task = await cur.fetchone()
+            if task is None:
+                raise LeaseLost(
+                    f"lease token does not hold catalog_sync task {task_id} (expired, finalized, reassigned, "
+                    "or not a catalog_sync task)"
+                )
+            if task["template_id"] is None and not task["by_admin"]:
+                raise Forbidden(
+                    f"a catalog sync writes to OpenMetadata and to the catalog: it needs a project admin behind "
+                    f"the run, and {task['requested_by_name'] or 'its requester'} is not one. Put the task in a job "
+                    "(admins write jobs and schedules), or ask an admin to submit the run",
+                    field="engine",
+                )
+            datasets, edges = await _project_lineage(conn, task["project_id"], service)
+    except psycopg.Error as exc:
+        raise from_db_error(exc) or exc from exc
+    actor = f"task {task['key']} of run {task['run_id']}"
+    return await _sync(
+        conn, executor, client, task["project_id"], datasets, edges, service=service, dry_run=dry_run, actor=actor
+    )
+
+
+async def _sync(
+    conn: AsyncConnection,
+    principal: Principal,
+    client: OpenMetadataClient,
+    project_id: uuid.UUID,
+    datasets: list[_Dataset],
+    edges: list[dict[str, Any]],
+    *,
+    service: str,
+    dry_run: bool,
+    actor: str | None = None,
+) -> SyncReport:
     if await client.database_service(service) is None:
         raise Invalid(
             f"OpenMetadata has no database service named {service}: create one (Settings > Services > Databases, "
@@ -378,5 +446,7 @@ async def sync_openmetadata(
     rows = sync.pull_rows(list(by_id.values()), tables)
     if rows and not dry_run:
         async with scoped(conn, principal):
-            await conn.execute("select ops.apply_openmetadata_pull(%s, %s::jsonb)", (project_id, json.dumps(rows)))
+            await conn.execute(
+                "select ops.apply_openmetadata_pull(%s, %s::jsonb, %s)", (project_id, json.dumps(rows), actor)
+            )
     return sync.report

@@ -512,6 +512,29 @@ class TrinoTaskSpec(TaskBase, SqlFields):
         return value
 
 
+# catalog_sync ---------------------------------------------------------------------------------------
+
+
+class CatalogSyncTaskSpec(TaskBase):
+    """A sync of the run's project with an outside catalog (OpenMetadata), done by the control room for
+    the agent holding the task's lease; its differences (the dry run's diff) are the task's result."""
+
+    model_config = examples(
+        {"key": "openmetadata", "engine": "catalog_sync", "catalog": "openmetadata", "dry_run": False},
+        {"key": "preview", "engine": "catalog_sync", "dry_run": True},
+    )
+
+    engine: Literal["catalog_sync"] = Field(description="Syncs the project with an outside catalog.")
+    catalog: Literal["openmetadata"] = Field(
+        default="openmetadata",
+        description="The catalog: the OpenMetadata server the control room is configured with "
+        "(LAKEHOUSE_OPENMETADATA_URL).",
+    )
+    dry_run: bool = Field(
+        default=False, description="Only list the differences (the diff is the task's result); write nothing."
+    )
+
+
 # The union -------------------------------------------------------------------------------------------
 
 TASK_SPEC_MODELS: tuple[type[TaskBase], ...] = (
@@ -522,9 +545,17 @@ TASK_SPEC_MODELS: tuple[type[TaskBase], ...] = (
     DeltaTaskSpec,
     DuckdbTaskSpec,
     TrinoTaskSpec,
+    CatalogSyncTaskSpec,
 )
 AnyTaskSpec = Annotated[
-    ShellTaskSpec | PythonTaskSpec | DbtTaskSpec | SparkTaskSpec | DeltaTaskSpec | DuckdbTaskSpec | TrinoTaskSpec,
+    ShellTaskSpec
+    | PythonTaskSpec
+    | DbtTaskSpec
+    | SparkTaskSpec
+    | DeltaTaskSpec
+    | DuckdbTaskSpec
+    | TrinoTaskSpec
+    | CatalogSyncTaskSpec,
     Field(discriminator="engine"),
 ]
 

@@ -64,6 +64,10 @@ class LineageState(SessionState):
     node_count: rx.Field[int] = rx.field(0)
     error: rx.Field[str] = rx.field("")
     loaded: rx.Field[bool] = rx.field(False)
+    # The websocket session the figure was drawn for. A page load hydrates the state of the tab's last
+    # visit, figure included, before on_load draws the current one: the page shows the graph only once
+    # the figure is this connection's, so a stale 5,000-node figure is never drawn first.
+    drawn_for: rx.Field[str] = rx.field("")
 
     _focus_id: str | None = None
     _expanded: list[str] = []
@@ -120,6 +124,7 @@ class LineageState(SessionState):
             return
         async with self:
             self.figure = figure
+            self.drawn_for = self.router.session.session_id
             self._curves = {
                 DATASET_CURVE: [n.id for n in drawn.nodes if n.kind == "dataset"],
                 JOB_CURVE: [n.id for n in drawn.nodes if n.kind == "job"],

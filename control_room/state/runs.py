@@ -25,7 +25,7 @@ from control_room.state.task_form import TaskForm
 PAGE_SIZE = 50
 SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
-ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta")
+ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta", "catalog_sync")
 
 
 @dataclasses.dataclass

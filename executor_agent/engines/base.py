@@ -135,6 +135,10 @@ class TaskContext(Protocol):
     def report(self, operation: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         """Call a reporting operation of the contract for this task (e.g. "lineage", "queries")."""
 
+    def ask(self, operation: str, payload: Mapping[str, Any], *, timeout_s: float = 600.0) -> Mapping[str, Any]:
+        """Call a lease-fenced operation of the contract whose answer the task needs now (e.g. "catalog-sync"):
+        sent at once, never spooled; raises when the control plane refuses it or cannot be reached."""
+
     def access_policies(self) -> Mapping[str, Any]:
         """The access policies the task is held to: ``{"principal", "groups", "datasets": [...]}`` (see
         executor_agent/policy/guard.py); datasets not listed are open to the task."""

@@ -67,6 +67,68 @@ class ArtifactReference(BaseModel):
     """
 
 
+class CatalogSyncTaskSpec(BaseModel):
+    """
+    A sync of the run's project with an outside catalog (OpenMetadata), done by the control room for
+    the agent holding the task's lease; its differences (the dry run's diff) are the task's result.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    key: Annotated[
+        StrictStr,
+        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
+    ]
+    """
+    Unique within the run; other tasks name it in depends_on.
+    """
+    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
+    """
+    Keys of tasks of this run that must succeed first.
+    """
+    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
+    """
+    Stop the attempt after this many seconds (timed_out).
+    """
+    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
+    """
+    Attempts, the first included.
+    """
+    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
+    """
+    Base of the exponential backoff between attempts, seconds.
+    """
+    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
+    """
+    Run in this executor pool (skips the routing rules).
+    """
+    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
+    """
+    Labels routing rules match on.
+    """
+    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
+    """
+    Labels the executor must have to claim the task.
+    """
+    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
+    """
+    What the task is for (shown only).
+    """
+    engine: Annotated[Literal["catalog_sync"], Field(title="Engine")]
+    """
+    Syncs the project with an outside catalog.
+    """
+    catalog: Annotated[Literal["openmetadata"], Field(title="Catalog")] = "openmetadata"
+    """
+    The catalog: the OpenMetadata server the control room is configured with (LAKEHOUSE_OPENMETADATA_URL).
+    """
+    dry_run: Annotated[StrictBool | None, Field(title="Dry Run")] = False
+    """
+    Only list the differences (the diff is the task's result); write nothing.
+    """
+
+
 class ClaimReply(BaseModel):
     tasks: Annotated[list[TaskAssignment], Field(title="Tasks")]
 
@@ -1249,11 +1311,25 @@ class TrinoTaskSpec(BaseModel):
 
 class TaskSpec(
     RootModel[
-        ShellTaskSpec | PythonTaskSpec | DbtTaskSpec | SparkTaskSpec | DeltaTaskSpec | DuckdbTaskSpec | TrinoTaskSpec
+        ShellTaskSpec
+        | PythonTaskSpec
+        | DbtTaskSpec
+        | SparkTaskSpec
+        | DeltaTaskSpec
+        | DuckdbTaskSpec
+        | TrinoTaskSpec
+        | CatalogSyncTaskSpec
     ]
 ):
     root: Annotated[
-        ShellTaskSpec | PythonTaskSpec | DbtTaskSpec | SparkTaskSpec | DeltaTaskSpec | DuckdbTaskSpec | TrinoTaskSpec,
+        ShellTaskSpec
+        | PythonTaskSpec
+        | DbtTaskSpec
+        | SparkTaskSpec
+        | DeltaTaskSpec
+        | DuckdbTaskSpec
+        | TrinoTaskSpec
+        | CatalogSyncTaskSpec,
         Field(discriminator="engine", title="TaskSpec"),
     ]
     """

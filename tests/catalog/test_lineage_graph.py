@@ -98,11 +98,17 @@ def test_a_columns_path_follows_column_lineage_both_ways_and_through_jobs() -> N
     assert edges_of_customer == {("stg_customers", "fct_orders")}
 
 
-def test_the_figure_uses_webgl_and_maps_clicks_to_nodes() -> None:
+def test_the_figure_draws_svg_with_every_edge_in_one_path_and_maps_clicks_to_nodes() -> None:
     graph = shop()
     drawn = lineage_graph.view(graph)
     figure = lineage_figure(drawn, mode="outcome", focus="fct_orders", now=NOW)
-    assert {trace.type for trace in figure.data} == {"scattergl"}
+    assert {trace.type for trace in figure.data} == {"scatter"}
+    (edges,) = figure.layout.shapes
+    assert edges.type == "path" and edges.layer == "below"
+    assert edges.path.count("M") == edges.path.count("L") == len(drawn.edges) > 0
+    x, y = drawn.positions["stg_orders"]
+    x2, y2 = drawn.positions["fct_orders"]
+    assert f"M{round(x, 2)},{round(y, 2)}L{round(x2, 2)},{round(y2, 2)}" in edges.path
     datasets = figure.data[DATASET_CURVE]
     jobs = figure.data[JOB_CURVE]
     assert len(datasets.x) == 6 and len(jobs.x) == 1 and jobs.marker.symbol == "diamond"
@@ -122,7 +128,7 @@ def test_the_unvalidated_figure_is_the_one_plotly_validates() -> None:
 
     assert json.loads(pio.to_json(checked)) == sent
     # Numbers travel as typed arrays (plotly.js decodes them); a NaN ends each highlighted segment.
-    lit_x = np.frombuffer(base64.b64decode(sent["data"][1]["x"]["bdata"]), dtype=sent["data"][1]["x"]["dtype"])
+    lit_x = np.frombuffer(base64.b64decode(sent["data"][0]["x"]["bdata"]), dtype=sent["data"][0]["x"]["dtype"])
     assert len(lit_x) == 3 * len(highlight) and np.isnan(lit_x[2]) and not np.isnan(lit_x[0])
 
 

@@ -229,6 +229,7 @@ class HarnessContext(AttemptContext):
         extra_env: Mapping[str, str] | None = None,
         kill_grace_s: float = 2.0,
         policies: Mapping[str, Any] | None = None,
+        ask: Reporter | None = None,
     ) -> None:
         caps = {k: v for k, v in dataclasses.asdict(limits or ResourceLimits()).items() if v is not None}
         runtime = [t for t in (timeout_s, caps.get("max_runtime_s")) if t]
@@ -268,6 +269,7 @@ class HarnessContext(AttemptContext):
             kill_grace_s=kill_grace_s,
             fetch=self.transport.fetch,
             policies=(lambda _task, _lease: policies) if policies is not None else None,
+            ask=(lambda _task, _lease, operation, payload, **_: ask(operation, payload)) if ask is not None else None,
         )
         self.harness_spool = spool
         self.extra_env = dict(extra_env or {})

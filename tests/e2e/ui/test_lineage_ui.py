@@ -78,7 +78,7 @@ def test_lineage_draws_ingested_jobs_focuses_and_highlights_a_columns_path(ui_wo
     page = sign_in(ui_world.operator)
     page.click("#nav-lineage")
     expect(page.locator("#lineage-summary")).to_contain_text("whole project")
-    expect(page.locator("#lineage-graph .js-plotly-plot canvas").first).to_be_attached()
+    expect(page.locator("#lineage-graph .js-plotly-plot .scatterlayer .point").first).to_be_attached()
     screenshot(page, ui_world, "lineage-whole")
 
     page.fill("#lineage-search", "clean.ord")
