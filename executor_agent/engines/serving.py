@@ -133,6 +133,8 @@ class ServingEngine(Engine):
         # The shell writes its pid, then becomes the server: the pid is the group leader's.
         argv = ["/bin/sh", "-c", 'echo $$ > "$0"; exec "$@"', str(pid_file), *mlflow_argv(spec, port)]
         env = context.environment_for_child(dict(spec.env or {}))
+        # mlflow starts `uvicorn` by name: the one installed beside this interpreter must be found first.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
         if not env.get("MLFLOW_TRACKING_URI") and spec.model_uri.startswith("models:/"):
             raise EngineError(
                 "spec.model_uri names a registered model, but this executor has no MLFLOW_TRACKING_URI to find it "
