@@ -156,7 +156,7 @@ class EndpointStats(BaseModel):
 class ReplicaReport(Strict):
     lease_token: uuid.UUID
     address: str = Field(min_length=3, max_length=210, description="host:port the replica listens on.")
-    pid: int | None = Field(None, ge=1, le=2_147_483_647, description="The server's process id (shown on the endpoint page).")
+    pid: int | None = Field(None, ge=1, le=2_147_483_647, description="The server's process id (shown on its page).")
 
 
 class ReplicaReportReply(BaseModel):

@@ -110,7 +110,7 @@ def _healthy(served: Serving, name: str, versions: set[str], replicas: int) -> d
 
 
 @pytest.fixture(scope="module")
-def endpoint(served: Serving) -> Iterator[tuple[str, str]]:
+def endpoint(served: Serving) -> tuple[str, str]:
     """Endpoint `churn` serving version 1 on two replicas, and a token of it."""
     created = served.operator.post(
         "/serving/endpoints",
@@ -124,7 +124,7 @@ def endpoint(served: Serving) -> Iterator[tuple[str, str]]:
     )
     assert token.status_code == 201, token.text
     wait_for("two healthy replicas of version 1", lambda: _healthy(served, "churn", {"1"}, 2), timeout=100)
-    yield "churn", token.json()["token"]
+    return "churn", token.json()["token"]
 
 
 def _invoke(client: httpx.Client, base_url: str, name: str, token: str) -> httpx.Response:
