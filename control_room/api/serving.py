@@ -20,6 +20,15 @@ from control_room.services.errors import Unauthorized
 from control_room.services.serving_proxy import proxy_for
 
 router = APIRouter(tags=["serving"])
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+CHANGES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The name is taken, or the endpoint moved past expected_revision."},
+    429: {"description": "A serving replica cap of the org would be exceeded."},
+}
+PROXY: dict[int | str, dict[str, Any]] = {
+    502: {"description": "The replica failed while answering."},
+    503: {"description": "No healthy replica (starting, restarting, or the endpoint is stopped).", "content": PROBLEM},
+}
 ProjectQuery = Annotated[uuid.UUID | None, Query(description="Project id (needed when the endpoint is named).")]
 EndpointPath = Annotated[str, Path(min_length=1, max_length=63, description="Endpoint id, or name with ?project=.")]
 VersionField = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}$", description="A registered model version.")]
@@ -179,7 +188,13 @@ async def list_endpoints(project: Annotated[uuid.UUID, Query()], user: User, db:
         return await serving.list_endpoints(conn, project_id=project)
 
 
-@router.post("/serving/endpoints", operation_id="createServingEndpoint", response_model=EndpointDetail, status_code=201)
+@router.post(
+    "/serving/endpoints",
+    operation_id="createServingEndpoint",
+    response_model=EndpointDetail,
+    status_code=201,
+    responses=CHANGES,
+)
 async def create_endpoint(body: EndpointCreate, user: User, db: Pool) -> dict[str, Any]:
     """Serve a registered model version at 100 % of the traffic; its replicas start as service tasks (operators)."""
     async with db.connection() as conn, scoped(conn, user):
@@ -198,7 +213,12 @@ async def get_endpoint(endpoint: EndpointPath, user: User, db: Pool, project: Pr
         return await _detail(conn, endpoint_id)
 
 
-@router.post("/serving/endpoints/{endpoint}/canary", operation_id="canaryServingEndpoint", response_model=ChangeReply)
+@router.post(
+    "/serving/endpoints/{endpoint}/canary",
+    operation_id="canaryServingEndpoint",
+    response_model=ChangeReply,
+    responses=CHANGES,
+)
 async def canary(
     endpoint: EndpointPath, body: CanaryRequest, user: User, db: Pool, project: ProjectQuery = None
 ) -> dict[str, Any]:
@@ -212,7 +232,12 @@ async def canary(
         return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
 
 
-@router.post("/serving/endpoints/{endpoint}/promote", operation_id="promoteServingEndpoint", response_model=ChangeReply)
+@router.post(
+    "/serving/endpoints/{endpoint}/promote",
+    operation_id="promoteServingEndpoint",
+    response_model=ChangeReply,
+    responses=CHANGES,
+)
 async def promote(
     endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
 ) -> dict[str, Any]:
@@ -225,7 +250,10 @@ async def promote(
 
 
 @router.post(
-    "/serving/endpoints/{endpoint}/rollback", operation_id="rollbackServingEndpoint", response_model=ChangeReply
+    "/serving/endpoints/{endpoint}/rollback",
+    operation_id="rollbackServingEndpoint",
+    response_model=ChangeReply,
+    responses=CHANGES,
 )
 async def rollback(
     endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
@@ -238,7 +266,12 @@ async def rollback(
         return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
 
 
-@router.post("/serving/endpoints/{endpoint}/stop", operation_id="stopServingEndpoint", response_model=ChangeReply)
+@router.post(
+    "/serving/endpoints/{endpoint}/stop",
+    operation_id="stopServingEndpoint",
+    response_model=ChangeReply,
+    responses=CHANGES,
+)
 async def stop(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> dict[str, Any]:
     """Stop serving: every replica's task is cancelled (operators)."""
     async with db.connection() as conn, scoped(conn, user):
@@ -247,7 +280,12 @@ async def stop(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQue
         return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
 
 
-@router.post("/serving/endpoints/{endpoint}/start", operation_id="startServingEndpoint", response_model=ChangeReply)
+@router.post(
+    "/serving/endpoints/{endpoint}/start",
+    operation_id="startServingEndpoint",
+    response_model=ChangeReply,
+    responses=CHANGES,
+)
 async def start(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> dict[str, Any]:
     """Serve again on the current traffic split (operators)."""
     async with db.connection() as conn, scoped(conn, user):
@@ -256,7 +294,12 @@ async def start(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQu
         return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
 
 
-@router.post("/serving/endpoints/{endpoint}/scale", operation_id="scaleServingEndpoint", response_model=ChangeReply)
+@router.post(
+    "/serving/endpoints/{endpoint}/scale",
+    operation_id="scaleServingEndpoint",
+    response_model=ChangeReply,
+    responses=CHANGES,
+)
 async def scale(
     endpoint: EndpointPath, body: ScaleRequest, user: User, db: Pool, project: ProjectQuery = None
 ) -> dict[str, Any]:
@@ -295,6 +338,7 @@ async def list_tokens(
     "/serving/endpoints/{endpoint}/tokens",
     operation_id="createServingToken",
     response_model=TokenCreated,
+    responses=CHANGES,
     status_code=201,
 )
 async def create_token(
@@ -352,6 +396,7 @@ async def report_replica(task_id: uuid.UUID, body: ReplicaReport, executor: Exec
     "/serving/{endpoint}/invocations",
     operation_id="invokeServingEndpoint",
     response_class=Response,
+    responses=PROXY,
     openapi_extra={
         "requestBody": {
             "required": True,
