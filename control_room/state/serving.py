@@ -63,13 +63,15 @@ def stats_figure(stats: dict[str, Any]) -> go.Figure:
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                            subplot_titles=("requests/s and error rate", "latency (ms)"))  # fmt: skip
     figure.add_trace(go.Bar(x=minutes, y=[p["requests_per_s"] for p in points], name="requests/s",
-                            marker_color="#6366f1"), row=1, col=1)  # fmt: skip
+                            marker_color="#6366f1", width=50_000), row=1, col=1)  # fmt: skip
     figure.add_trace(go.Scatter(x=minutes, y=[p["error_rate"] * 100 for p in points], name="errors %",
                                 mode="lines+markers", line={"color": "#dc2626"}), row=1, col=1)  # fmt: skip
     figure.add_trace(go.Scatter(x=minutes, y=[p["latency_p50_ms"] for p in points], name="p50",
                                 mode="lines+markers", line={"color": "#0891b2"}), row=2, col=1)  # fmt: skip
     figure.add_trace(go.Scatter(x=minutes, y=[p["latency_p95_ms"] for p in points], name="p95",
                                 mode="lines+markers", line={"color": "#f59e0b"}), row=2, col=1)  # fmt: skip
+    # The whole window, so a single minute of traffic is not stretched across the axis.
+    figure.update_xaxes(range=[stats["since"], stats["until"]])
     figure.update_layout(height=380, margin={"l": 40, "r": 10, "t": 30, "b": 30}, legend={"orientation": "h"},
                          template="plotly_white")  # fmt: skip
     return figure
