@@ -48,3 +48,7 @@ def test_create_endpoint_and_try_a_prediction(ui_world: UiWorld, sign_in: SignIn
     expect(page.locator("#endpoint-totals")).to_contain_text("1 requests in 30 min")
     expect(page.locator("#endpoint-chart")).to_contain_text("latency")
     screenshot(page, ui_world, "ml-endpoint")
+
+    # Stopping frees the local agent's slot for the tests after this one.
+    page.click("#endpoint-stop")
+    expect(page.locator("#endpoint-header .endpoint-health")).to_have_text("stopped", timeout=30_000)
