@@ -45,6 +45,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
                  "Access policies: grants, row filters and column masks; groups, service principals; Trino export."),
     "dashboards": ("dashboards", "app", "Dashboards: shipped templates, a project's dashboards and their versions."),
     "catalog": ("catalog", "app", "The dataset catalog: sync with OpenMetadata."),
+    "serving": ("serving", "app", "Model serving endpoints: create, canary, promote, roll back, stop; tokens."),
 }  # fmt: skip
 
 

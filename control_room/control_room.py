@@ -18,6 +18,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     jobs,
     lineage,
     login,
+    ml_endpoints,
     ml_experiments,
     ml_models,
     not_found,

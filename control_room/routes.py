@@ -110,6 +110,7 @@ def incident(incident_id: str) -> str:
 ML_EXPERIMENTS = "/ml/experiments"
 ML_EXPERIMENT = "/ml/experiments/[experiment_id]"
 ML_MODELS = "/ml/models"
+ML_ENDPOINTS = "/ml/endpoints"
 
 
 def ml_experiments(*, run_id: str | None = None) -> str:

@@ -19,6 +19,7 @@ from control_room.api.catalog_sync import router as catalog_sync_router
 from control_room.api.dashboards import router as dashboards_router
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
+from control_room.api.serving import router as serving_router
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
 from control_room.db.notify import stop_notifier
@@ -27,6 +28,7 @@ from control_room.loops.deliveries import run_delivery_sender
 from control_room.loops.promotions import run_promotion_evaluator
 from control_room.loops.reaper import run_reaper
 from control_room.loops.scheduler import run_scheduler
+from control_room.loops.serving import run_serving_restarter
 
 API_PREFIX = "/api/v1"
 
@@ -42,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     dashboards_router,
     ask_router,
     catalog_sync_router,
+    serving_router,
 )
 
 DESCRIPTION = """\
@@ -73,6 +76,7 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
         loops.append(asyncio.create_task(run_alert_evaluator(database_url()), name="alert-evaluator"))
         loops.append(asyncio.create_task(run_delivery_sender(database_url()), name="alert-deliveries"))
         loops.append(asyncio.create_task(run_promotion_evaluator(database_url()), name="promotion-gates"))
+        loops.append(asyncio.create_task(run_serving_restarter(database_url()), name="serving-restarts"))
     try:
         yield
     finally:

@@ -30,6 +30,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Routing & caps", "route", routes.GOVERNANCE),
     ("Experiments", "flask-conical", routes.ML_EXPERIMENTS),
     ("Models", "brain-circuit", routes.ML_MODELS),
+    ("Endpoints", "radio-tower", routes.ML_ENDPOINTS),
     ("Policies", "shield-check", routes.POLICIES),
     ("Dashboards", "chart-column", routes.DASHBOARDS),
     ("Ask", "message-circle-question", routes.ASK),

@@ -1022,9 +1022,7 @@ class AlertIncidentEvent(OpsTable, table=True):
 
     id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
     org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
-    incident_id: uuid.UUID = Field(
-        sa_column=_uuid(nullable=False, fk="ops.alert_incidents.id", ondelete="CASCADE")
-    )
+    incident_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.alert_incidents.id", ondelete="CASCADE"))
     kind: str = Field(sa_column=_text(nullable=False))
     rule_id: uuid.UUID = Field(sa_column=_uuid(nullable=False))
     subject: str = Field(sa_column=_text(nullable=False))
@@ -1099,9 +1097,7 @@ class NotificationPreferences(OpsTable, table=True):
     __table_args__ = {"schema": SCHEMA}
 
     org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.orgs.id"))
-    user_id: uuid.UUID = Field(
-        sa_column=_uuid(nullable=False, primary_key=True, fk="ops.users.id", ondelete="CASCADE")
-    )
+    user_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.users.id", ondelete="CASCADE"))
     channels: list[str] = Field(sa_column=_text_array(), description="email | in_app | webhook")
     webhook_url: str | None = Field(sa_column=_text(nullable=True))
     min_severity: str = Field(sa_column=_text(nullable=False))
@@ -1417,3 +1413,108 @@ class Nl2sqlQuestion(OpsTable, table=True):
     fixed_sql: str | None = Field(sa_column=_text(nullable=True))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     feedback_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+# Model serving (20261207000400_serving_endpoints) ---------------------------------------------------
+
+
+class ServingEndpoint(OpsTable, table=True):
+    """A model serving endpoint: replicas per version, where they run, and its current revision (traffic split)."""
+
+    __tablename__ = "serving_endpoints"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    environment_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.environments.id", ondelete="CASCADE"))
+    name: str = Field(sa_column=_text(nullable=False))
+    status: str = Field(sa_column=_text(nullable=False), description="running or stopped")
+    replicas: int = Field(sa_column=_integer(nullable=False), description="replicas per served version")
+    pool: str | None = Field(sa_column=_text(nullable=True))
+    max_memory_mb: int | None = Field(sa_column=_integer(nullable=True))
+    revision: int = Field(sa_column=_integer(nullable=False))
+    created_by: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    stopped_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class ServingEndpointRevision(OpsTable, table=True):
+    """One traffic split an endpoint had (immutable): routes [{model, version, percent}] and why."""
+
+    __tablename__ = "serving_endpoint_revisions"
+    __table_args__ = {"schema": SCHEMA}
+
+    endpoint_id: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False, primary_key=True, fk="ops.serving_endpoints.id", ondelete="CASCADE")
+    )
+    revision: int = Field(sa_column=_integer(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    routes: list[dict[str, Any]] = Field(sa_column=_jsonb(nullable=False))
+    action: str = Field(sa_column=_text(nullable=False))
+    created_by: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class ServingReplica(OpsTable, table=True):
+    """One replica of a served version: the run and task serving it now, and where it listens."""
+
+    __tablename__ = "serving_replicas"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    endpoint_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.serving_endpoints.id", ondelete="CASCADE"))
+    model_name: str = Field(sa_column=_text(nullable=False))
+    model_version: str = Field(sa_column=_text(nullable=False))
+    replica_index: int = Field(sa_column=_integer(nullable=False))
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id", ondelete="CASCADE"))
+    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id", ondelete="CASCADE"))
+    restarts: int = Field(sa_column=_integer(nullable=False))
+    address: str | None = Field(sa_column=_text(nullable=True))
+    address_attempt: int | None = Field(sa_column=_integer(nullable=True))
+    pid: int | None = Field(sa_column=_integer(nullable=True))
+    reported_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    retired_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class ServingToken(OpsTable, table=True):
+    """A bearer token (lhs_…) opening one endpoint's invocations; stored hashed."""
+
+    __tablename__ = "serving_tokens"
+    __table_args__ = (UniqueConstraint("endpoint_id", "name"), {"schema": SCHEMA})
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    endpoint_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.serving_endpoints.id", ondelete="CASCADE"))
+    name: str = Field(sa_column=_text(nullable=False))
+    token_prefix: str = Field(sa_column=_text(nullable=False))
+    token_hash: str = Field(sa_column=_text(nullable=False, unique=True))
+    created_by: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    last_used_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    revoked_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class ServingRequestStat(OpsTable, table=True):
+    """What the proxy counted for one endpoint, version and 10-second bucket (latency as a histogram)."""
+
+    __tablename__ = "serving_request_stats"
+    __table_args__ = {"schema": SCHEMA}
+
+    endpoint_id: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False, primary_key=True, fk="ops.serving_endpoints.id", ondelete="CASCADE")
+    )
+    bucket_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False))
+    model_version: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id", ondelete="CASCADE"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id", ondelete="CASCADE"))
+    requests: int = Field(sa_column=_bigint(nullable=False))
+    errors: int = Field(sa_column=_bigint(nullable=False))
+    latency_ms_sum: float = Field(sa_column=_double(nullable=False))
+    latency_hist: list[int] = Field(sa_column=Column(ARRAY(BigInteger()), nullable=False))

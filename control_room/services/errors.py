@@ -59,6 +59,7 @@ _BY_SQLSTATE: dict[str, type[ServiceError]] = {
     "LH409": LeaseLost,
     "LH422": Invalid,
     "LH423": Conflict,
+    "LH429": CapExceeded,
     "42501": Forbidden,  # insufficient_privilege (RLS or grants)
     "23505": Conflict,  # unique_violation
     "23503": Invalid,  # foreign_key_violation

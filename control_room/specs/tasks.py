@@ -535,6 +535,41 @@ class CatalogSyncTaskSpec(TaskBase):
     )
 
 
+# serving -------------------------------------------------------------------------------------------
+
+
+class ServingTaskSpec(TaskBase, ProcessLimits):
+    """A long-running service task: `mlflow models serve` of one model version until the task is cancelled.
+
+    The agent reports the replica's address (``POST /tasks/{id}/serving``) once the server answers, keeps
+    the lease while it lives, and fails the attempt when the process dies (the task is retried; the
+    control room starts a new run for a replica whose task ended for good). Serving endpoints create
+    these tasks; they are rarely written by hand.
+    """
+
+    model_config = examples(
+        {"key": "serve", "engine": "serving", "endpoint": "churn", "model_uri": "models:/churn-classifier/1"}
+    )
+
+    engine: Literal["serving"] = Field(description="Serves an MLflow model over HTTP until cancelled.")
+    model_uri: str = Field(
+        min_length=1, max_length=1000, description="What `mlflow models serve -m` loads.",
+        examples=["models:/churn-classifier/1"],
+    )  # fmt: skip
+    endpoint: str | None = Field(default=None, max_length=63, description="The serving endpoint it belongs to.")
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=200, description="Address to listen on.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Port (default: a free one).")
+    advertise_host: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Host the control room reaches the replica at (default: host, or the agent's name for 0.0.0.0).",
+    )  # fmt: skip
+    workers: int = Field(default=1, ge=1, le=64, description="Server worker processes.")
+    ready_timeout_s: int = Field(
+        default=180, ge=5, le=3600, description="Fail the attempt when the server does not answer /ping by then."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables of the server.")
+
+
 # The union -------------------------------------------------------------------------------------------
 
 TASK_SPEC_MODELS: tuple[type[TaskBase], ...] = (
@@ -546,6 +581,7 @@ TASK_SPEC_MODELS: tuple[type[TaskBase], ...] = (
     DuckdbTaskSpec,
     TrinoTaskSpec,
     CatalogSyncTaskSpec,
+    ServingTaskSpec,
 )
 AnyTaskSpec = Annotated[
     ShellTaskSpec
@@ -555,7 +591,8 @@ AnyTaskSpec = Annotated[
     | DeltaTaskSpec
     | DuckdbTaskSpec
     | TrinoTaskSpec
-    | CatalogSyncTaskSpec,
+    | CatalogSyncTaskSpec
+    | ServingTaskSpec,
     Field(discriminator="engine"),
 ]
 

@@ -877,6 +877,112 @@ class ReleaseReply(BaseModel):
     task_status: Annotated[Literal["queued", "cancelled"], Field(title="Task Status")]
 
 
+class ServingTaskSpec(BaseModel):
+    """
+    A long-running service task: `mlflow models serve` of one model version until the task is cancelled.
+
+    The agent reports the replica's address (``POST /tasks/{id}/serving``) once the server answers, keeps
+    the lease while it lives, and fails the attempt when the process dies (the task is retried; the
+    control room starts a new run for a replica whose task ended for good). Serving endpoints create
+    these tasks; they are rarely written by hand.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    max_memory_mb: Annotated[StrictInt | None, Field(ge=1, title="Max Memory Mb")] = None
+    """
+    Address-space limit of the child, MB (the lower of this and the cap).
+    """
+    cpu_time_s: Annotated[StrictInt | None, Field(ge=1, title="Cpu Time S")] = None
+    """
+    CPU-time limit of the child, seconds.
+    """
+    key: Annotated[
+        StrictStr,
+        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
+    ]
+    """
+    Unique within the run; other tasks name it in depends_on.
+    """
+    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
+    """
+    Keys of tasks of this run that must succeed first.
+    """
+    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
+    """
+    Stop the attempt after this many seconds (timed_out).
+    """
+    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
+    """
+    Attempts, the first included.
+    """
+    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
+    """
+    Base of the exponential backoff between attempts, seconds.
+    """
+    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
+    """
+    Run in this executor pool (skips the routing rules).
+    """
+    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
+    """
+    Labels routing rules match on.
+    """
+    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
+    """
+    Labels the executor must have to claim the task.
+    """
+    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
+    """
+    What the task is for (shown only).
+    """
+    engine: Annotated[Literal["serving"], Field(title="Engine")]
+    """
+    Serves an MLflow model over HTTP until cancelled.
+    """
+    model_uri: Annotated[
+        StrictStr,
+        Field(
+            examples=["models:/churn-classifier/1"],
+            max_length=1000,
+            min_length=1,
+            title="Model Uri",
+        ),
+    ]
+    """
+    What `mlflow models serve -m` loads.
+    """
+    endpoint: Annotated[StrictStr | None, Field(max_length=63, title="Endpoint")] = None
+    """
+    The serving endpoint it belongs to.
+    """
+    host: Annotated[StrictStr | None, Field(max_length=200, min_length=1, title="Host")] = "127.0.0.1"
+    """
+    Address to listen on.
+    """
+    port: Annotated[StrictInt | None, Field(ge=1, le=65535, title="Port")] = None
+    """
+    Port (default: a free one).
+    """
+    advertise_host: Annotated[StrictStr | None, Field(max_length=200, min_length=1, title="Advertise Host")] = None
+    """
+    Host the control room reaches the replica at (default: host, or the agent's name for 0.0.0.0).
+    """
+    workers: Annotated[StrictInt | None, Field(ge=1, le=64, title="Workers")] = 1
+    """
+    Server worker processes.
+    """
+    ready_timeout_s: Annotated[StrictInt | None, Field(ge=5, le=3600, title="Ready Timeout S")] = 180
+    """
+    Fail the attempt when the server does not answer /ping by then.
+    """
+    env: Annotated[dict[str, StrictStr] | None, Field(title="Env")] = None
+    """
+    Extra environment variables of the server.
+    """
+
+
 class ShellTaskSpec(BaseModel):
     """
     A command in its own process group; output lines become log events.
@@ -1319,6 +1425,7 @@ class TaskSpec(
         | DuckdbTaskSpec
         | TrinoTaskSpec
         | CatalogSyncTaskSpec
+        | ServingTaskSpec
     ]
 ):
     root: Annotated[
@@ -1329,7 +1436,8 @@ class TaskSpec(
         | DeltaTaskSpec
         | DuckdbTaskSpec
         | TrinoTaskSpec
-        | CatalogSyncTaskSpec,
+        | CatalogSyncTaskSpec
+        | ServingTaskSpec,
         Field(discriminator="engine", title="TaskSpec"),
     ]
     """

@@ -36,7 +36,7 @@ def test_the_generator_covers_every_reply_the_client_reads_and_every_engine() ->
     for name in build.ROOTS:
         assert hasattr(contract, name), name
     engines = set(schemas["TaskSpec"]["discriminator"]["mapping"])
-    assert engines == {"shell", "python", "dbt", "spark", "delta", "duckdb", "trino", "catalog_sync"}
+    assert engines == {"shell", "python", "dbt", "spark", "delta", "duckdb", "trino", "catalog_sync", "serving"}
 
 
 def test_generated_specs_check_what_the_server_checks() -> None:

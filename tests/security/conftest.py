@@ -145,6 +145,7 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     _seed_governance_tables(conn, a_org)
     _seed_access_policy_tables(conn, a_org)
     _seed_analytics_tables(conn, project)
+    _seed_serving_tables(conn, project)
     return uuid.UUID(str(user[0])), token
 
 
@@ -184,6 +185,16 @@ def _seed_analytics_tables(conn: psycopg.Connection, project: uuid.UUID) -> None
         "'select count(*) from fct_orders', '', 'tests')",
         (project,),
     )
+
+
+def _seed_serving_tables(conn: psycopg.Connection, project: uuid.UUID) -> None:
+    """A serving endpoint of org A (its replica task queued), a token and a stats bucket."""
+    endpoint = conn.execute(
+        "select ops.create_serving_endpoint(%s, 'dev', 'a-churn', 'a-model', '1', 1, null, null, 'tests')", (project,)
+    ).fetchone()
+    assert endpoint is not None
+    conn.execute("select ops.create_serving_token(%s, 'a', 'lhe_a', %s, 'tests')", (endpoint[0], "d" * 64))
+    conn.execute("select ops.record_serving_requests(%s, now(), '1', 3, 0, 12.5, %s)", (endpoint[0], [3] + [0] * 21))
 
 
 def _seed_jobs_tables(conn: psycopg.Connection, a_org: uuid.UUID, project: uuid.UUID, run_id: uuid.UUID) -> None:

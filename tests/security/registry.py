@@ -113,6 +113,12 @@ TABLES: dict[str, Review] = {
     "dashboards": review("SELECT", "x.org_id = %(a_org)s", "ops.save_dashboard only"),
     "dashboard_versions": review("SELECT", "x.org_id = %(a_org)s", "ops.save_dashboard only"),
     "nl2sql_questions": review("SELECT", "x.org_id = %(a_org)s", "ops.record_nl2sql_question / nl2sql_feedback"),
+    # Model serving (20261207000400_serving_endpoints): ops.create_serving_endpoint / update_serving_endpoint.
+    "serving_endpoints": review("SELECT", "x.org_id = %(a_org)s", "ops.create/update_serving_endpoint only"),
+    "serving_endpoint_revisions": review("SELECT", "x.org_id = %(a_org)s", "ops.update_serving_endpoint only"),
+    "serving_replicas": review("SELECT", "x.org_id = %(a_org)s", "reconcile / restart / report functions only"),
+    "serving_tokens": review("SELECT(columns)", "x.org_id = %(a_org)s", "token_hash not granted"),
+    "serving_request_stats": review("SELECT", "x.org_id = %(a_org)s", "ops.record_serving_requests (API only)"),
     # Identities and secrets: people read their own row, never a hash; sessions are invisible.
     "users": review("SELECT(columns)", "x.id <> %(b_user)s", "password_hash not granted"),
     "api_tokens": review("SELECT(columns)", "x.user_id <> %(b_user)s", "token_hash not granted"),
@@ -133,5 +139,6 @@ SECRET_COLUMNS = {
     "users": ("password_hash",),
     "api_tokens": ("token_hash",),
     "user_sessions": ("token_hash",),
+    "serving_tokens": ("token_hash",),
     "artifacts": ("uri",),  # store locations: admins get them through ops.artifact_location
 }

@@ -127,3 +127,49 @@ def test_org_b_reads_no_caps_refusals_or_effective_caps_of_org_a(live_api: LiveS
         "/effective-caps", json={"org": str(a.org_id), "project": project[0], "environment": "dev",
                                  "spec": {"engine": "shell"}},
     ).status_code == 404  # fmt: skip
+
+
+def test_serving_endpoints_are_org_scoped_role_checked_and_token_bound(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    a, b = provision.tenant("red-serve-a"), provision.tenant("red-serve-b")
+    operator_a = client(live_api, provision.user_token("operator", a)[1])
+    viewer_a = client(live_api, provision.user_token("viewer", a)[1])
+    admin_b = client(live_api, provision.user_token("admin", b)[1])
+    body = {"project": str(a.project_id), "name": "fraud", "model": "fraud-model", "version": "1"}
+    assert viewer_a.post("/serving/endpoints", json=body).status_code == 403
+    created = operator_a.post("/serving/endpoints", json=body)
+    assert created.status_code == 201, created.text
+    endpoint_id = created.json()["id"]
+    other = operator_a.post("/serving/endpoints", json={**body, "name": "other"}).json()["id"]
+    # Org B sees nothing of it and changes nothing.
+    assert admin_b.get(f"/serving/endpoints/{endpoint_id}").status_code == 404
+    assert admin_b.post(f"/serving/endpoints/{endpoint_id}/stop").status_code == 404
+    assert admin_b.get("/serving/endpoints", params={"project": str(a.project_id)}).json() == []
+    assert admin_b.post(f"/serving/endpoints/{endpoint_id}/tokens", json={"name": "steal"}).status_code == 404
+    # A viewer reads but neither changes it nor gets a token.
+    assert viewer_a.get(f"/serving/endpoints/{endpoint_id}").status_code == 200
+    assert viewer_a.post(f"/serving/endpoints/{endpoint_id}/stop").status_code == 403
+    assert viewer_a.post(f"/serving/endpoints/{endpoint_id}/tokens", json={"name": "v"}).status_code == 403
+    # A token opens its own endpoint only; user and executor tokens open none.
+    token = operator_a.post(f"/serving/endpoints/{endpoint_id}/tokens", json={"name": "app"}).json()["token"]
+    with httpx.Client(base_url=live_api.base_url + API, timeout=30) as anonymous:
+        invoke = lambda name, bearer: anonymous.post(  # noqa: E731
+            f"/serving/{name}/invocations", json={"inputs": [[1]]}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+        assert invoke(other, token).status_code == 403
+        assert invoke(endpoint_id, token).status_code == 503  # its replica is not running: no agent here
+        assert invoke("fraud", provision.user_token("admin", a)[1]).status_code == 401
+        assert invoke("fraud", provision.executor_token("default", tenant=a)).status_code == 401
+        assert operator_a.delete(f"/serving/endpoints/{endpoint_id}/tokens/app").status_code == 204
+    # Org B's executor cannot report an address for org A's replica task.
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        task = conn.execute(
+            "select task_id from ops.serving_replicas where endpoint_id = %s", (endpoint_id,)
+        ).fetchone()
+    assert task
+    agent_b = client(live_api, provision.executor_token("default", tenant=b))
+    forged = agent_b.post(
+        f"/tasks/{task[0]}/serving", json={"lease_token": str(uuid.uuid4()), "address": "10.0.0.1:80"}
+    )
+    assert forged.status_code == 409

@@ -1,0 +1,188 @@
+"""Latency the invocations proxy adds over calling a model replica directly, at 200 requests/s.
+
+Set-up: an embedded Postgres and a real API server (bench/_harness.py); a small scikit-learn model saved
+with MLflow and served by a real `mlflow models serve --env-manager local` process; an endpoint whose one
+replica is that process (its service task claimed and its address reported through the lifecycle SQL, as
+the agent would). Two measurements, each straight to the replica and through
+`POST /api/v1/serving/{endpoint}/invocations` with the endpoint's token:
+
+* paired: SERIAL requests one at a time, direct and proxied alternating, so both see the same machine
+  load; the difference of the percentiles is the proxy's own cost;
+* open loop at RATE requests/s for DURATION_S seconds each (the issue's target): when the replica (one
+  uvicorn worker of MLflow's scoring server) cannot keep up, queueing dominates both and the achieved
+  rate says so.
+
+Prints p50/p95/p99 and the added p95. Target (issue 23): added p95 < 5 ms at 200 requests/s on 2 cores.
+No assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench._harness import bench_env, fmt, percentiles
+from control_room.services.auth import hash_token, new_token
+from control_room.services.serving import SERVING_TOKEN_PREFIX
+from tests.live import free_port
+
+RATE = 200
+DURATION_S = 5.0
+SERIAL = 300
+BODY = {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0], [3.0, 4.0]]}}
+
+
+def save_model(folder: Path) -> Path:
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2))
+    model = LogisticRegression().fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+    path = folder / "model"
+    mlflow.sklearn.save_model(model, str(path))
+    return path
+
+
+def start_replica(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    mlflow = Path(sys.executable).with_name("mlflow")
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(mlflow), "models", "serve", "-m", str(model), "--env-manager", "local", "-p", str(port),
+             "-h", "127.0.0.1"],
+            env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit(f"the model server exited: {log.read_text()[-2000:]}")
+        time.sleep(0.3)  # polling a server start with a deadline
+    raise SystemExit("the model server did not answer /ping within 120 s")
+
+
+def endpoint_with_replica(database_url: str, provision: object, address: str, pid: int) -> str:
+    """An endpoint whose replica task is claimed (long lease) and reports ``address``; returns a token."""
+    tenant = provision.tenant()  # type: ignore[attr-defined]
+    pool = f"serve-{uuid.uuid4().hex[:6]}"
+    provision.executor_token(pool, tenant=tenant)  # type: ignore[attr-defined]
+    token = new_token(SERVING_TOKEN_PREFIX)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        executor = conn.execute("select id from ops.executors where pool = %s", (pool,)).fetchone()
+        assert executor
+        conn.execute(
+            "update ops.executors set max_concurrency = 4, engines = '{serving}' where id = %s", (executor[0],)
+        )
+        row = conn.execute(
+            "select ops.create_serving_endpoint(%s, 'dev', 'bench', 'bench-model', '1', 1, %s, null, 'bench')",
+            (tenant.project_id, pool),
+        ).fetchone()
+        assert row
+        conn.execute(
+            "select ops.create_serving_token(%s, 'bench', %s, %s, 'bench')", (row[0], token[:12], hash_token(token))
+        )
+        claimed = conn.execute(
+            "select task_id, lease_token from ops.claim_tasks(%s, array['serving'], null, 1, 3600)", (executor[0],)
+        ).fetchone()
+        assert claimed, "the replica's task was not claimable"
+        conn.execute("select * from ops.report_serving_replica(%s, %s, %s, %s)", (claimed[0], claimed[1], address, pid))
+    return token
+
+
+async def paired(direct_url: str, proxy_url: str, headers: dict[str, str]) -> tuple[list[float], list[float]]:
+    """SERIAL requests each way, alternating; latencies in ms."""
+    direct: list[float] = []
+    proxied: list[float] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for n in range(SERIAL + 20):
+            for url, extra, sink in ((direct_url, {}, direct), (proxy_url, headers, proxied)):
+                started = time.perf_counter()
+                response = await client.post(url, json=BODY, headers=extra)
+                if response.status_code == 200 and n >= 20:  # the first 20 warm up
+                    sink.append((time.perf_counter() - started) * 1000)
+    return direct, proxied
+
+
+async def load(url: str, headers: dict[str, str]) -> tuple[list[float], int, float]:
+    """Open loop at RATE requests/s; latencies (ms) of the answered requests and how many failed."""
+    latencies: list[float] = []
+    failed = 0
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one() -> None:
+            nonlocal failed
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, json=BODY, headers=headers)
+            except httpx.HTTPError:
+                failed += 1
+                return
+            if response.status_code != 200:
+                failed += 1
+                return
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        for _ in range(50):
+            await one()  # warm up connections, caches and the model
+        latencies.clear()
+        tasks = []
+        start = time.perf_counter()
+        for n in range(int(RATE * DURATION_S)):
+            delay = start + n / RATE - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return latencies, failed, len(latencies) / elapsed
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="lh-bench-serving-"))
+    model = save_model(folder)
+    port = free_port()
+    replica = start_replica(model, port, folder / "replica.log")
+    try:
+        with bench_env() as env:
+            token = endpoint_with_replica(env.database_url, env.provision, f"127.0.0.1:{port}", replica.pid)
+            direct_url = f"http://127.0.0.1:{port}/invocations"
+            proxy_url = f"{env.server.base_url}/api/v1/serving/bench/invocations"
+            headers = {"Authorization": f"Bearer {token}"}
+            serial_direct, serial_proxied = asyncio.run(paired(direct_url, proxy_url, headers))
+            direct, direct_failed, direct_rate = asyncio.run(load(direct_url, {}))
+            proxied, proxied_failed, proxied_rate = asyncio.run(load(proxy_url, headers))
+    finally:
+        replica.terminate()
+        replica.wait(30)
+    sd, sp = percentiles(serial_direct), percentiles(serial_proxied)
+    print(f"serving: one replica (mlflow models serve, 1 worker), {os.cpu_count()} cores")
+    print(f"  paired, one at a time ({SERIAL} each way)")
+    print(f"    direct to the replica  {fmt(sd)}")
+    print(f"    through the proxy      {fmt(sp)}")
+    print(f"    added by the proxy     p50 {sp['p50'] - sd['p50']:7.2f} ms  p95 {sp['p95'] - sd['p95']:7.2f} ms")
+    d, p = percentiles(direct), percentiles(proxied)
+    print(f"  open loop at {RATE} requests/s for {DURATION_S:.0f} s each")
+    print(f"    direct to the replica  {fmt(d)}  failed {direct_failed}  achieved {direct_rate:.0f}/s")
+    print(f"    through the proxy      {fmt(p)}  failed {proxied_failed}  achieved {proxied_rate:.0f}/s")
+    print(f"    added by the proxy     p50 {p['p50'] - d['p50']:7.2f} ms  p95 {p['p95'] - d['p95']:7.2f} ms  "
+          "(target p95 < 5 ms)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

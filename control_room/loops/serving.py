@@ -1,0 +1,42 @@
+"""The serving loop: the restart policy of serving endpoints' replicas.
+
+A replica's task retries itself when its process dies (attempts with a short backoff); when it ends for
+good (attempts used up, lease lost, cancelled by someone else) while its endpoint still wants it, this
+loop starts a new run for it. Every control-room replica runs it; exactly-once comes from the database
+(replicas locked with SKIP LOCKED, the new run's idempotency key names the restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from control_room.db.connection import connect_async
+from control_room.services import auth, serving
+
+log = logging.getLogger(__name__)
+INTERVAL_SECONDS = 2.0
+
+
+async def run_serving_restarter(
+    database_url: str, *, interval: float = INTERVAL_SECONDS, passes: int | None = None
+) -> None:
+    """Restart ended replicas every ``interval`` seconds (forever, or ``passes`` times); errors are logged and
+    the loop carries on with a new connection."""
+    done = 0
+    while passes is None or done < passes:
+        try:
+            async with await connect_async(database_url) as conn:
+                await auth.act_as(conn, "serving restarts")
+                while passes is None or done < passes:
+                    started = await serving.restart_replicas(conn)
+                    done += 1
+                    if started:
+                        log.info("serving: %d replica(s) restarted", started)
+                    await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("serving restarter failed; retrying in %.1fs", interval)
+            done += 1
+            await asyncio.sleep(interval)

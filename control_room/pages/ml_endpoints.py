@@ -1,0 +1,149 @@
+"""Serving endpoints: the project's endpoints with health, replicas and traffic split; one endpoint's replicas
+(address, process, attempts, restarts, logs), request rate, error rate and latency p50/p95 (plotly), create,
+canary / promote / roll back / stop / start, and a "try it" form that sends a prediction through the proxy."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from control_room import routes
+from control_room.components.layout import layout
+from control_room.components.paging import error_callout
+from control_room.state.serving import EndpointRow, EndpointsState, ReplicaRow
+
+PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
+HEALTH_COLORS = {"healthy": "green", "degraded": "amber", "starting": "blue", "down": "red", "stopped": "gray"}
+
+
+def _health_badge(health: rx.Var[str] | str) -> rx.Component:
+    badge: rx.Component = rx.badge(health, color_scheme=rx.match(health, *HEALTH_COLORS.items(), "gray"),
+                                   variant="soft", class_name="endpoint-health")  # fmt: skip
+    return badge
+
+
+def _endpoint_row(row: EndpointRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.link(row.name, on_click=EndpointsState.open_endpoint(row.name), cursor="pointer",
+                              class_name="endpoint-name")),
+        rx.table.cell(_health_badge(row.health)),
+        rx.table.cell(rx.text(row.replicas, class_name="tabular")),
+        rx.table.cell(rx.text(row.traffic, size="2")),
+        rx.table.cell(rx.text(row.revision, class_name="tabular")),
+        class_name="endpoint-row",
+    )  # fmt: skip
+    return item
+
+
+def _replica_row(row: ReplicaRow) -> rx.Component:
+    item: rx.Component = rx.table.row(
+        rx.table.cell(rx.text(row.version, "  #", row.index)),
+        rx.table.cell(rx.badge(row.state, color_scheme=rx.cond(row.state == "healthy", "green", "gray"),
+                               variant="soft")),
+        rx.table.cell(rx.text(row.address, class_name="tabular")),
+        rx.table.cell(rx.text(row.pid, class_name="tabular")),
+        rx.table.cell(rx.text(row.attempt, " / ", row.restarts, class_name="tabular")),
+        rx.table.cell(rx.link("logs", href=row.run_href, size="2")),
+        rx.table.cell(rx.text(row.error, size="1", color_scheme="gray", max_width="320px")),
+        class_name="replica-row",
+    )  # fmt: skip
+    return item
+
+
+def _create_form() -> rx.Component:
+    form: rx.Component = rx.cond(EndpointsState.can_operate, rx.card(rx.vstack(
+        rx.text("Create an endpoint", size="2", weight="medium"),
+        rx.hstack(
+            rx.input(placeholder="name (e.g. churn)", value=EndpointsState.new_name,
+                     on_change=EndpointsState.set_new_name, id="endpoint-name", width="180px"),
+            rx.input(placeholder="registered model", value=EndpointsState.new_model,
+                     on_change=EndpointsState.set_new_model, id="endpoint-model", width="220px"),
+            rx.input(placeholder="version", value=EndpointsState.new_version,
+                     on_change=EndpointsState.set_new_version, id="endpoint-version", width="90px"),
+            rx.input(placeholder="replicas", value=EndpointsState.new_replicas,
+                     on_change=EndpointsState.set_new_replicas, id="endpoint-replicas", width="90px"),
+            rx.button("Create", on_click=EndpointsState.create, id="endpoint-create"),
+            spacing="2", align="center", wrap="wrap"),
+        rx.text("Each replica is a service task (mlflow models serve) on an executor; the proxy sends requests "
+                "to healthy replicas by traffic share.", size="1", color_scheme="gray"),
+        spacing="2", width="100%"), width="100%"))  # fmt: skip
+    return form
+
+
+def _changes() -> rx.Component:
+    bar: rx.Component = rx.cond(EndpointsState.can_operate, rx.hstack(
+        rx.input(placeholder="canary version", value=EndpointsState.canary_version,
+                 on_change=EndpointsState.set_canary_version, width="130px", id="canary-version"),
+        rx.input(placeholder="%", value=EndpointsState.canary_percent,
+                 on_change=EndpointsState.set_canary_percent, width="60px", id="canary-percent"),
+        rx.button("Canary", on_click=EndpointsState.change("canary"), variant="soft", id="endpoint-canary"),
+        rx.button("Promote", on_click=EndpointsState.change("promote"), variant="soft", id="endpoint-promote"),
+        rx.button("Roll back", on_click=EndpointsState.change("rollback"), variant="soft", id="endpoint-rollback"),
+        rx.button("Stop", on_click=EndpointsState.change("stop"), variant="soft", color_scheme="red",
+                  id="endpoint-stop"),
+        rx.button("Start", on_click=EndpointsState.change("start"), variant="soft", id="endpoint-start"),
+        spacing="2", align="center", wrap="wrap"))  # fmt: skip
+    return bar
+
+
+def _try_it() -> rx.Component:
+    card: rx.Component = rx.card(rx.vstack(
+        rx.text("Try it", size="2", weight="medium"),
+        rx.text("A body of MLflow's scoring protocol (dataframe_split, dataframe_records, inputs, instances); "
+                "clients send it to POST /api/v1/serving/<name>/invocations with a token of the endpoint.",
+                size="1", color_scheme="gray"),
+        rx.text_area(value=EndpointsState.body, on_change=EndpointsState.set_body, rows="7", width="100%",
+                     font_family="monospace", id="try-body"),
+        rx.button("Send", on_click=EndpointsState.try_it, loading=EndpointsState.sending, id="try-send"),
+        rx.cond(EndpointsState.answer_meta != "", rx.text(EndpointsState.answer_meta, size="1", id="try-meta")),
+        rx.cond(EndpointsState.answer != "", rx.code_block(EndpointsState.answer, language="json", width="100%",
+                                                           id="try-answer")),
+        spacing="2", width="100%"), width="100%")  # fmt: skip
+    return card
+
+
+@layout(route=routes.ML_ENDPOINTS, title="Endpoints", on_load=EndpointsState.open_page)
+def endpoints_page() -> rx.Component:
+    content: rx.Component = rx.vstack(
+        rx.hstack(rx.heading("Serving endpoints", size="6"), rx.spacer(),
+                  rx.button(rx.icon("refresh-cw", size=14), "Refresh", on_click=EndpointsState.refresh,
+                            variant="soft", id="endpoints-refresh"), width="100%", align="center"),
+        error_callout(EndpointsState.error),
+        _create_form(),
+        rx.cond(EndpointsState.message != "", rx.callout(EndpointsState.message, icon="check", color_scheme="green",
+                                                          size="1", id="endpoint-message")),
+        rx.cond(EndpointsState.action_error != "", rx.callout(EndpointsState.action_error, icon="triangle-alert",
+                                                               color_scheme="red", size="1", id="endpoint-error")),
+        rx.table.root(
+            rx.table.header(rx.table.row(
+                rx.table.column_header_cell("Endpoint"), rx.table.column_header_cell("Health"),
+                rx.table.column_header_cell("Replicas"), rx.table.column_header_cell("Traffic"),
+                rx.table.column_header_cell("Revision"))),
+            rx.table.body(rx.foreach(EndpointsState.rows, _endpoint_row)),
+            width="100%", id="endpoints-table",
+        ),
+        rx.cond(EndpointsState.loaded & (EndpointsState.rows.length() == 0) & (EndpointsState.error == ""),
+                rx.text("No endpoint yet: create one for a registered model version.", color_scheme="gray",
+                        id="endpoints-empty")),
+        rx.cond(EndpointsState.selected_id != "", rx.vstack(
+            rx.hstack(rx.heading(EndpointsState.selected, size="5", id="endpoint-title"),
+                      _health_badge(EndpointsState.health), rx.text(EndpointsState.traffic, size="2"),
+                      rx.cond(EndpointsState.logs_href != "", rx.link("logs", href=EndpointsState.logs_href,
+                                                                      size="2", id="endpoint-logs")),
+                      spacing="3", align="center", id="endpoint-header"),
+            _changes(),
+            rx.table.root(
+                rx.table.header(rx.table.row(
+                    rx.table.column_header_cell("Version"), rx.table.column_header_cell("State"),
+                    rx.table.column_header_cell("Address"), rx.table.column_header_cell("PID"),
+                    rx.table.column_header_cell("Attempt / restarts"), rx.table.column_header_cell("Logs"),
+                    rx.table.column_header_cell("Last error"))),
+                rx.table.body(rx.foreach(EndpointsState.replicas, _replica_row)),
+                width="100%", id="endpoint-replicas",
+            ),
+            rx.text(EndpointsState.totals, size="2", id="endpoint-totals"),
+            rx.plotly.basic(data=EndpointsState.chart, config=PLOT_CONFIG, width="100%", id="endpoint-chart"),
+            _try_it(),
+            spacing="3", width="100%", margin_top="8px")),
+        spacing="4", width="100%",
+    )  # fmt: skip
+    return content

@@ -1,0 +1,263 @@
+"""The invocations proxy: ``POST /serving/{endpoint}/invocations`` forwarded to a healthy replica by weight.
+
+Per request: the endpoint's routing table (healthy replicas per served version, read from the control
+plane at most once a second per endpoint), a version drawn by its traffic percent, a replica of it
+round-robin, and the body forwarded over a pooled ``httpx.AsyncClient``. A replica that refuses the
+connection (its process died) is marked down for a few seconds and the request goes to another one —
+it never reached the dead one, so nothing runs twice. Requests, errors and latency are counted per
+version in 10-second buckets and written to ``ops.serving_request_stats`` every two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import itertools
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+
+from control_room.services import serving
+from control_room.services.auth import hash_token
+from control_room.services.errors import Forbidden, ServiceError
+from control_room.services.serving import LATENCY_BOUNDS_MS, Route, TokenGrant
+
+log = logging.getLogger("control_room.serving")
+
+TABLE_TTL_S = 1.0
+TOKEN_TTL_S = 10.0
+DOWN_FOR_S = 5.0
+FLUSH_EVERY_S = 2.0
+MAX_TRIES = 4
+FORWARD_TIMEOUT_S = 60.0
+
+
+class NoHealthyReplica(ServiceError):
+    status = 503
+    title = "No healthy replica"
+
+
+class ReplicaFailed(ServiceError):
+    status = 502
+    title = "Replica failed"
+
+
+def pick_route(routes: Sequence[Route], draw: float, *, skip: frozenset[str] = frozenset()) -> Route | None:
+    """The version a request goes to: ``draw`` in [0, 1) picks by traffic percent among the versions that
+    have a usable replica; a version with none hands its share to the others (no request is dropped)."""
+    usable = [r for r in routes if any(a not in skip for a in r.addresses)]
+    weighted = [r for r in usable if r.percent > 0]
+    if not weighted:
+        return usable[0] if usable else None
+    total = sum(r.percent for r in weighted)
+    cumulative = list(itertools.accumulate(r.percent for r in weighted))
+    return weighted[min(bisect.bisect_right(cumulative, draw * total), len(weighted) - 1)]
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    errors: int = 0
+    latency_ms_sum: float = 0.0
+    histogram: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+
+    def add(self, latency_ms: float, *, error: bool) -> None:
+        self.requests += 1
+        self.errors += int(error)
+        self.latency_ms_sum += latency_ms
+        self.histogram[bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
+
+
+@dataclass(frozen=True)
+class ProxyReply:
+    """What the replica answered (or the proxy, when no replica could)."""
+
+    status: int
+    body: bytes
+    content_type: str
+    model: str
+    version: str
+    address: str
+
+
+class ServingProxy:
+    """One per event loop (its ``httpx.AsyncClient`` belongs to the loop)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pool = pool
+        self.client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(FORWARD_TIMEOUT_S, connect=2.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0),
+        )
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng or random.Random()  # noqa: S311 - spreading load, not secrets
+        self._tables: dict[uuid.UUID, tuple[float, str, list[Route]]] = {}
+        self._table_locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._tokens: dict[str, tuple[float, TokenGrant]] = {}
+        self._down: dict[str, float] = {}
+        self._turn: dict[tuple[uuid.UUID, str], int] = {}
+        self._counters: dict[tuple[uuid.UUID, datetime, str], _Counters] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    # Authentication ---------------------------------------------------------------------------------------
+
+    async def authorize(self, token: str, endpoint: str) -> TokenGrant:
+        """The endpoint a serving token opens, checked against the one in the path (cached a few seconds)."""
+        digest = hash_token(token)
+        cached = self._tokens.get(digest)
+        if cached is not None and cached[0] > self.clock():
+            grant = cached[1]
+        else:
+            async with self.pool.connection() as conn:
+                grant = await serving.authenticate_token(conn, token)
+            self._tokens[digest] = (self.clock() + TOKEN_TTL_S, grant)
+        if endpoint not in (grant.endpoint, str(grant.endpoint_id)):
+            raise Forbidden(f"this token belongs to endpoint {grant.endpoint!r}, not {endpoint!r}")
+        return grant
+
+    # Routing ----------------------------------------------------------------------------------------------
+
+    async def table(self, endpoint_id: uuid.UUID, *, fresh: bool = False) -> tuple[str, list[Route]]:
+        cached = self._tables.get(endpoint_id)
+        if cached is not None and cached[0] > self.clock() and not fresh:
+            return cached[1], cached[2]
+        lock = self._table_locks.setdefault(endpoint_id, asyncio.Lock())
+        async with lock:
+            cached = self._tables.get(endpoint_id)
+            if cached is not None and cached[0] > self.clock() and not fresh:
+                return cached[1], cached[2]
+            async with self.pool.connection() as conn:
+                status, routes = await serving.routing_table(conn, endpoint_id=endpoint_id)
+            self._tables[endpoint_id] = (self.clock() + TABLE_TTL_S, status, routes)
+            return status, routes
+
+    def _down_now(self) -> frozenset[str]:
+        now = self.clock()
+        return frozenset(address for address, until in self._down.items() if until > now)
+
+    def choose(self, endpoint_id: uuid.UUID, routes: Sequence[Route], skip: frozenset[str]) -> tuple[Route, str] | None:
+        """A version by weight, then one of its usable replicas in turn."""
+        route = pick_route(routes, self.rng.random(), skip=skip)
+        if route is None:
+            return None
+        usable = [a for a in route.addresses if a not in skip]
+        key = (endpoint_id, route.version)
+        turn = self._turn.get(key, 0)
+        self._turn[key] = turn + 1
+        return route, usable[turn % len(usable)]
+
+    async def invoke(
+        self, endpoint_id: uuid.UUID, body: bytes, *, content_type: str = "application/json"
+    ) -> ProxyReply:
+        """Forward one invocation; counts it in the endpoint's stats whatever happens."""
+        started = time.perf_counter()
+        status, routes = await self.table(endpoint_id)
+        if status != "running":
+            raise NoHealthyReplica("the endpoint is stopped; start it to serve requests")
+        tried: set[str] = set()
+        last_error = "no replica of the endpoint is healthy yet (starting, or restarting after a failure)"
+        version = routes[0].version if routes else "-"
+        for attempt in range(MAX_TRIES):
+            choice = self.choose(endpoint_id, routes, self._down_now() | tried)
+            if choice is None and attempt == 0:
+                # The cached table may predate a replica becoming ready.
+                status, routes = await self.table(endpoint_id, fresh=True)
+                choice = self.choose(endpoint_id, routes, self._down_now() | tried)
+            if choice is None:
+                break
+            route, address = choice
+            version = route.version
+            try:
+                response = await self.client.post(
+                    f"http://{address}/invocations", content=body, headers={"content-type": content_type}
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # The request never reached the replica: safe to send to another.
+                tried.add(address)
+                self._down[address] = self.clock() + DOWN_FOR_S
+                last_error = f"replica {address} refused the connection ({type(exc).__name__})"
+                continue
+            except httpx.HTTPError as exc:
+                self._count(endpoint_id, version, started, error=True)
+                raise ReplicaFailed(
+                    f"replica {address} of version {version} failed while answering: {type(exc).__name__}: {exc}"
+                ) from exc
+            self._count(endpoint_id, version, started, error=response.status_code >= 500)
+            return ProxyReply(
+                response.status_code,
+                response.content,
+                response.headers.get("content-type", "application/json"),
+                route.model,
+                route.version,
+                address,
+            )
+        self._count(endpoint_id, version, started, error=True)
+        raise NoHealthyReplica(last_error)
+
+    # Stats ------------------------------------------------------------------------------------------------
+
+    def _count(self, endpoint_id: uuid.UUID, version: str, started: float, *, error: bool) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        wall = self.wall()
+        bucket = datetime.fromtimestamp(
+            int(wall.timestamp()) // serving.BUCKET_SECONDS * serving.BUCKET_SECONDS, tz=UTC
+        )
+        self._counters.setdefault((endpoint_id, bucket, version), _Counters()).add(latency_ms, error=error)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later(), name="serving-stats")
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_EVERY_S)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write the counters gathered so far (added to what the buckets hold)."""
+        counters, self._counters = self._counters, {}
+        if not counters:
+            return
+        try:
+            async with self.pool.connection() as conn:
+                for (endpoint_id, bucket, version), c in counters.items():
+                    await serving.record_requests(
+                        conn, endpoint_id=endpoint_id, bucket_start=bucket, version=version, requests=c.requests,
+                        errors=c.errors, latency_ms_sum=c.latency_ms_sum, histogram=c.histogram,
+                    )  # fmt: skip
+        except Exception:
+            log.exception("recording serving stats failed; %d buckets are lost", len(counters))
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
+        await self.client.aclose()
+
+
+_proxies: dict[int, ServingProxy] = {}
+
+
+def proxy_for(pool: AsyncConnectionPool) -> ServingProxy:
+    """This event loop's proxy (created on first use)."""
+    loop = asyncio.get_running_loop()
+    proxy = _proxies.get(id(loop))
+    if proxy is None or proxy.pool is not pool:
+        proxy = _proxies[id(loop)] = ServingProxy(pool)
+    return proxy
