@@ -22,6 +22,7 @@ from control_room.bundle.source import InvalidInput
 from control_room.bundle.store import LiveConfigurationError, UnknownOrg
 from control_room.config import get_settings
 from control_room.db.connection import connect
+from control_room.services.bundles import user_id_by_email
 from control_room.supervisor import SupervisorError, control_plane_database, describe_url
 from control_room.validators.results import CheckResult
 from control_room.validators.schemas import render_schema
@@ -187,12 +188,11 @@ def deploy_command(
     with control_plane_connection() as conn:
         user_id = None
         if as_user is not None:
-            found = conn.execute("select id from ops.users where lower(email) = lower(%s)", (as_user,)).fetchone()
-            if found is None:
+            user_id = user_id_by_email(conn, as_user)
+            if user_id is None:
                 typer.echo(f'error (--as): no user with e-mail "{as_user}"; create one with `lakehouse users create`',
                            err=True)  # fmt: skip
                 raise typer.Exit(1)
-            user_id = found[0]
         try:
             plan = deploy_bundle(
                 conn, loaded, actor=actor or as_user or f"cli:{getpass.getuser()}", target=target, user_id=user_id

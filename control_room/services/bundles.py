@@ -272,6 +272,12 @@ def project_gates_into(conn: psycopg.Connection[Any], org_id: uuid.UUID, environ
     return {slug: name for slug, name in rows}
 
 
+def user_id_by_email(conn: psycopg.Connection[Any], email: str) -> uuid.UUID | None:
+    """The id of the user with this e-mail (any case), or None."""
+    found = conn.execute("select id from ops.users where lower(email) = lower(%s)", (email,)).fetchone()
+    return found[0] if found else None
+
+
 def request_promotion(
     conn: psycopg.Connection[Any],
     *,
