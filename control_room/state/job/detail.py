@@ -67,6 +67,10 @@ class JobState(SessionState):
     is_acting: rx.Field[bool] = rx.field(False)
 
     _shown: str = ""
+    # The job being opened (from the address when the page loaded). Later refreshes compare with this, not
+    # with the router's var: an event still in flight from the page before (a ticker of the jobs list) can
+    # carry that page's address, and the open job's load then dropped its result and spun forever.
+    _opening: str = ""
     _refreshing: bool = False
 
     @rx.var
@@ -112,6 +116,7 @@ class JobState(SessionState):
             return
         async with self:
             job_id = job_id_of(self)
+            self._opening = str(job_id) if job_id else ""
             if str(job_id) != self._shown:
                 wanted = self.router.url.query_parameters.get("tab", "")
                 self.tab = wanted if wanted in TABS else "overview"
@@ -143,7 +148,7 @@ class JobState(SessionState):
             return
         latest = template["versions"][0] if template["versions"] else None
         async with self:
-            if job_id_of(self) != job_id:
+            if self._opening != str(job_id):
                 return
             self.header = job_header(template)
             self.versions = [version_row(v) for v in template["versions"]]
@@ -165,7 +170,7 @@ class JobState(SessionState):
             if self._refreshing or not self.loaded or self.not_found:
                 return
             self._refreshing = True
-            job_id = job_id_of(self)
+            job_id = uuid.UUID(self._opening) if self._opening else None
         try:
             signed = await self.signed_in()
             if signed is not None and job_id is not None:
