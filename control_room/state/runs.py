@@ -23,6 +23,7 @@ from control_room.state.run_actions import rerun_event
 from control_room.state.task_form import TaskForm
 
 PAGE_SIZE = 50
+MAX_SHARED_PAGE = 100_000  # a page number in a shared address beyond this is ignored (first page)
 SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta", "catalog_sync")
@@ -283,6 +284,12 @@ class RunsState(TaskForm, SessionState):
         self.submit_open = False
         self.submit_error = ""
         self._restart()
+        # A shared later page: its number and the cursor that starts it (the pages before it are not known:
+        # "Newer" from there goes back to the first page).
+        page, after = str(query.get("page", "")), str(query.get("after", ""))
+        if page.isdigit() and 1 < int(page) <= MAX_SHARED_PAGE and 0 < len(after) <= 400:
+            self.page = int(page)
+            self._cursors = [*([None] * (self.page - 1)), after]
         return RunsState.load
 
     def _shared_url(self) -> str:
@@ -294,6 +301,9 @@ class RunsState(TaskForm, SessionState):
             "trigger": "" if self.trigger == ALL else self.trigger, "q": self.text.strip(),
             "sort": "" if self.sort == "created" else self.sort, "dir": "" if self.descending else "asc",
         }  # fmt: skip
+        cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+        if self.page > 1 and cursor:  # a later page: its number and the cursor that starts it
+            query |= {"page": str(self.page), "after": cursor}
         shown = {key: value for key, value in query.items() if value}
         return f"{routes.RUNS}?{urlencode(shown)}" if shown else routes.RUNS
 
@@ -329,7 +339,7 @@ class RunsState(TaskForm, SessionState):
         if not self.has_next:
             return None
         self.page += 1
-        return RunsState.load
+        return [RunsState.load, rx.call_script(replace_address(self._shared_url()))]
 
     @handler
     def previous_page(self) -> Any:
@@ -337,7 +347,9 @@ class RunsState(TaskForm, SessionState):
         if self.page <= 1:
             return None
         self.page -= 1
-        return RunsState.load
+        if self.page > 1 and self._cursors[self.page - 1] is None:  # opened from a link: pages before unknown
+            self._restart()
+        return [RunsState.load, rx.call_script(replace_address(self._shared_url()))]
 
     # Row actions and bulk cancel ----------------------------------------------------------------------
 

@@ -575,3 +575,45 @@ def test_the_event_logs_level_search_and_task_live_in_the_address(ui_world: UiWo
     expect(other.locator("#event-search")).to_have_value("needle")
     expect(other.locator("#event-log")).to_contain_text("needle burning")
     expect(other.locator("#event-log")).not_to_contain_text("needle calm")
+
+
+def test_a_later_page_of_the_runs_list_lives_in_the_address(ui_world: UiWorld, sign_in: SignIn) -> None:
+    # 55 finished runs of last month under one name, inserted as history: 50 on the first page, 5 on the next.
+    tag = f"paged-{uuid.uuid4().hex[:6]}"
+    ui_world.query(
+        "insert into ops.runs (org_id, project_id, environment_id, name, spec, engines, task_count, status, "
+        "trigger, created_at, started_at, finished_at) "
+        "select p.org_id, p.id, e.id, %s || ' #' || n, %s::jsonb, array['shell'], 1, 'succeeded', 'manual', "
+        "now() - interval '40 days' + n * interval '1 minute', now() - interval '40 days' + n * interval '1 minute', "
+        "now() - interval '40 days' + n * interval '1 minute' + interval '5 seconds' "
+        "from ops.projects p join ops.environments e on e.project_id = p.id and e.name = 'dev', "
+        "generate_series(1, 55) n where p.slug = 'lakehouse' returning id",
+        tag, '{"tasks": [{"key": "a", "engine": "shell", "command": "true"}]}',
+    )  # fmt: skip
+    viewer = sign_in(ui_world.viewer)
+    viewer.goto(f"{ui_world.url}/runs?q={tag}")
+    rows = viewer.locator("#runs-table tbody tr")
+    expect(rows).to_have_count(50)
+    expect(viewer.locator("#runs-table tbody")).to_contain_text(f"{tag} #55")  # newest first
+    viewer.click("#runs-older")
+    expect(rows).to_have_count(5)
+    expect(viewer).to_have_url(re.compile(rf"\?q={tag}&page=2&after=[\w-]+$"))
+    expect(viewer.locator("#runs-page")).to_contain_text("page 2")
+
+    # The copied address opens the same page for someone else, and a reload keeps it.
+    shared = viewer.url
+    other = sign_in(ui_world.operator)
+    other.goto(shared)
+    expect(other.locator("#runs-table tbody tr")).to_have_count(5)
+    expect(other.locator("#runs-table tbody")).to_contain_text(f"{tag} #1")
+    expect(other.locator("#runs-page")).to_contain_text("page 2")
+    other.reload()
+    expect(other.locator("#runs-table tbody tr")).to_have_count(5)
+    # Newer: back to the first page, and the address drops the page.
+    other.click("#runs-newer")
+    expect(other.locator("#runs-table tbody tr")).to_have_count(50)
+    expect(other).to_have_url(re.compile(rf"/runs\?q={tag}$"))
+
+    # A cursor that is not one is refused with a message, not a crash.
+    other.goto(f"{ui_world.url}/runs?q={tag}&page=2&after=bogus")
+    expect(other.locator("#runs-error")).to_contain_text("cursor")
