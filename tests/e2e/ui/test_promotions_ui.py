@@ -55,6 +55,13 @@ def test_an_operator_promotes_to_prod_through_checks_and_a_second_persons_approv
 ) -> None:
     rows = ui_world.query("select id from ops.job_templates where name = 'nightly-ingest'")
     job_id = uuid.UUID(str(rows[0][0]))
+    # The people of this flow start from the default notification preferences (e-mail at once): the alerts
+    # test, sharing this control room, gives the operator quiet hours and a daily digest of info notices.
+    ui_world.query(
+        "delete from ops.notification_preferences where user_id in (select id from ops.users where email = any(%s)) "
+        "returning user_id",
+        [ui_world.operator.email, ui_world.admin.email],
+    )
     operator = sign_in(ui_world.operator)
 
     # The demo's request into staging goes through once a dev run of v1 succeeded.
