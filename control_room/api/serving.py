@@ -4,6 +4,7 @@ and stats, the agent's replica report, and the invocations proxy."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -181,6 +182,17 @@ async def _detail(conn: Any, endpoint_id: uuid.UUID) -> dict[str, Any]:
     return await serving.get_endpoint(conn, endpoint_id=endpoint_id)
 
 
+async def _change(
+    db: Any, user: Any, endpoint: str, project: Any, apply: Callable[[Any, uuid.UUID], Awaitable[int]]
+) -> dict[str, Any]:
+    """One change of an endpoint as the caller: resolve it, ``apply(conn, endpoint_id)`` (the new revision),
+    and answer with the revision and the endpoint as it is now."""
+    async with db.connection() as conn, scoped(conn, user):
+        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+        revision = await apply(conn, endpoint_id)
+        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+
+
 @router.get("/serving/endpoints", operation_id="listServingEndpoints", response_model=list[EndpointPublic])
 async def list_endpoints(project: Annotated[uuid.UUID, Query()], user: User, db: Pool) -> list[dict[str, Any]]:
     """The project's endpoints with their traffic split and health."""
@@ -242,11 +254,11 @@ async def promote(
     endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Give the canary all the traffic; the old version's replicas stop (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
-        expected = body.expected_revision if body else None
-        revision = await serving.promote(conn, endpoint_id=endpoint_id, expected_revision=expected)
-        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+    expected = body.expected_revision if body else None
+    return await _change(
+        db, user, endpoint, project,
+        lambda conn, endpoint_id: serving.promote(conn, endpoint_id=endpoint_id, expected_revision=expected),
+    )  # fmt: skip
 
 
 @router.post(
@@ -259,11 +271,11 @@ async def rollback(
     endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Back to the version served before (ends a canary, or undoes a promote) (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
-        expected = body.expected_revision if body else None
-        revision = await serving.rollback(conn, endpoint_id=endpoint_id, expected_revision=expected)
-        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+    expected = body.expected_revision if body else None
+    return await _change(
+        db, user, endpoint, project,
+        lambda conn, endpoint_id: serving.rollback(conn, endpoint_id=endpoint_id, expected_revision=expected),
+    )  # fmt: skip
 
 
 @router.post(
@@ -274,10 +286,10 @@ async def rollback(
 )
 async def stop(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> dict[str, Any]:
     """Stop serving: every replica's task is cancelled (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
-        revision = await serving.set_running(conn, endpoint_id=endpoint_id, running=False)
-        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+    return await _change(
+        db, user, endpoint, project,
+        lambda conn, endpoint_id: serving.set_running(conn, endpoint_id=endpoint_id, running=False),
+    )  # fmt: skip
 
 
 @router.post(
@@ -288,10 +300,10 @@ async def stop(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQue
 )
 async def start(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> dict[str, Any]:
     """Serve again on the current traffic split (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
-        revision = await serving.set_running(conn, endpoint_id=endpoint_id, running=True)
-        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+    return await _change(
+        db, user, endpoint, project,
+        lambda conn, endpoint_id: serving.set_running(conn, endpoint_id=endpoint_id, running=True),
+    )  # fmt: skip
 
 
 @router.post(
@@ -304,10 +316,10 @@ async def scale(
     endpoint: EndpointPath, body: ScaleRequest, user: User, db: Pool, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Replicas per served version (operators; a serving concurrent_tasks cap bounds the org's total)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
-        revision = await serving.scale(conn, endpoint_id=endpoint_id, replicas=body.replicas)
-        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+    return await _change(
+        db, user, endpoint, project,
+        lambda conn, endpoint_id: serving.scale(conn, endpoint_id=endpoint_id, replicas=body.replicas),
+    )  # fmt: skip
 
 
 @router.get("/serving/endpoints/{endpoint}/stats", operation_id="getServingEndpointStats", response_model=EndpointStats)
