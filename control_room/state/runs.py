@@ -143,17 +143,36 @@ class RunsState(TaskForm, SessionState):
     @background
     async def load(self) -> AsyncIterator[Any]:
         """Fetch the current page (after a filter change: the first one)."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+        async for event in self._show_page(0):
+            yield event
+
+    async def _show_page(self, step: int) -> AsyncIterator[Any]:
+        """Move ``step`` pages (0: stay) and read the page, in one event: the move, the reading flag and the
+        query's inputs under one lock, the query unlocked, the rows under a second lock. Paging is what an
+        operator does most on this list, so it is one round trip, not a handler chaining a load."""
         async with self:
+            if (step > 0 and not self.has_next) or (step < 0 and self.page <= 1):
+                return
+            self.page += step
+            if step < 0 and self.page > 1 and self._cursors[self.page - 1] is None:
+                self._restart()  # opened from a link: the pages before it are not known
+            signed = self._signed_in_from_cache()
             self._generation += 1
             generation = self._generation
             self.is_loading = True
-            query = self._query(signed)
+            query = self._query(signed) if signed is not None else None
             cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
+            address = self._shared_url()
+        if signed is None:  # the cached session check is stale (or nobody is signed in)
+            signed = await self.signed_in()
+            if signed is None:
+                yield rx.redirect(routes.login(next_path=await self.current_path()))
+                return
+            async with self:
+                query = self._query(signed)
         await self._fetch(signed, query, cursor, generation)
+        if step:
+            yield rx.call_script(replace_address(address))
 
     async def _fetch(self, signed: SignedIn, query: runs.RunsQuery | None, cursor: str | None, generation: int) -> None:
         rows: list[RunRow] = []
@@ -333,23 +352,17 @@ class RunsState(TaskForm, SessionState):
         self.job = self.job_name = ""
         return rx.redirect(routes.RUNS)
 
-    @handler
-    def next_page(self) -> Any:
-        """The next (older) page."""
-        if not self.has_next:
-            return None
-        self.page += 1
-        return [RunsState.load, rx.call_script(replace_address(self._shared_url()))]
+    @background
+    async def next_page(self) -> AsyncIterator[Any]:
+        """The next (older) page, and the address showing it."""
+        async for event in self._show_page(+1):
+            yield event
 
-    @handler
-    def previous_page(self) -> Any:
-        """The previous (newer) page."""
-        if self.page <= 1:
-            return None
-        self.page -= 1
-        if self.page > 1 and self._cursors[self.page - 1] is None:  # opened from a link: pages before unknown
-            self._restart()
-        return [RunsState.load, rx.call_script(replace_address(self._shared_url()))]
+    @background
+    async def previous_page(self) -> AsyncIterator[Any]:
+        """The previous (newer) page, and the address showing it."""
+        async for event in self._show_page(-1):
+            yield event
 
     # Row actions and bulk cancel ----------------------------------------------------------------------
 
