@@ -60,6 +60,7 @@ from executor_agent.generated import contract
 MASTER_ENV = "LAKEHOUSE_EXECUTOR_SPARK_MASTER"
 MARKER_ENV = "LAKEHOUSE_SPARK_TASK_MARKER"
 SPARK_DEFAULT_DRIVER_MEMORY_MB = 1024  # what Spark uses when nothing is asked for
+SPARK_DEFAULT_EXECUTOR_MEMORY_MB = 1024  # spark.executor.memory's default (cluster masters)
 _LOCAL_MASTER = re.compile(r"^local(?:\[(\*|\d+)(?:,(\d+))?\])?$")
 _CLUSTER_MASTERS = ("spark://", "k8s://", "yarn", "mesos://")
 _MEMORY = re.compile(r"^(\d+)\s*([kmgt]?)b?$", re.IGNORECASE)
@@ -175,14 +176,25 @@ def cap_resources(
 
     driver_memory = memory("spark.driver.memory", requested.driver_memory_mb)
     assert driver_memory is not None
+    executor_memory, executor_cores = requested.executor_memory_mb, requested.executor_cores
+    if local_threads is None:
+        # On a cluster, executors unasked for still get Spark's defaults: 1g each, and on a standalone
+        # worker every core it has. The caps hold per JVM there too, so say them explicitly.
+        if executor_memory is None and max_memory_mb is not None and max_memory_mb < SPARK_DEFAULT_EXECUTOR_MEMORY_MB:
+            executor_memory = SPARK_DEFAULT_EXECUTOR_MEMORY_MB
+        if executor_cores is None and max_cores is not None:
+            capped.append(
+                Capping("spark.executor.cores", "all of a worker's", str(max_cores), f"max_cores={max_cores}")
+            )
+            executor_cores = max_cores
     return (
         SparkResources(
             master=master,
             local_threads=local_threads,
             driver_memory_mb=driver_memory,
-            executor_memory_mb=memory("spark.executor.memory", requested.executor_memory_mb),
+            executor_memory_mb=memory("spark.executor.memory", executor_memory),
             driver_cores=cores("spark.driver.cores", requested.driver_cores),
-            executor_cores=cores("spark.executor.cores", requested.executor_cores),
+            executor_cores=cores("spark.executor.cores", executor_cores),
             num_executors=requested.num_executors,
         ),
         capped,

@@ -137,6 +137,31 @@ def test_caps_lower_memory_and_cores_per_jvm_and_say_what_changed() -> None:
     assert unchanged == requested and none == []
 
 
+def test_on_a_cluster_executors_unasked_for_are_sized_by_the_caps() -> None:
+    requested = SparkResources(
+        master="spark://127.0.0.1:7077",
+        local_threads=None,
+        driver_memory_mb=1024,
+        executor_memory_mb=None,
+        driver_cores=None,
+        executor_cores=None,
+        num_executors=None,
+    )
+    effective, capped = cap_resources(requested, max_memory_mb=768, max_cores=2)
+    assert effective.master == requested.master
+    assert (effective.driver_memory_mb, effective.executor_memory_mb, effective.executor_cores) == (768, 768, 2)
+    assert [c.describe() for c in capped] == [
+        "spark.driver.memory capped from 1024m to 768m by max_memory_mb=768",
+        "spark.executor.cores capped from all of a worker's to 2 by max_cores=2",
+        "spark.executor.memory capped from 1024m to 768m by max_memory_mb=768",
+    ]
+    # Caps above Spark's defaults leave the executor's memory to Spark; no caps leave everything.
+    roomy, _ = cap_resources(requested, max_memory_mb=4096, max_cores=None)
+    assert (roomy.executor_memory_mb, roomy.executor_cores) == (None, None)
+    unchanged, none = cap_resources(requested, max_memory_mb=None, max_cores=None)
+    assert unchanged == requested and none == []
+
+
 @pytest.mark.parametrize(
     ("value", "mb"), [("2g", 2048), ("512m", 512), ("512", 512), (768, 768), ("1t", 1024 * 1024), ("2048k", 2)]
 )
