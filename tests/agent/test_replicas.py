@@ -1,7 +1,9 @@
 """Replicas: 3 control-room API processes on one Postgres, agents spread over them, one replica killed with
 SIGKILL mid-run and restarted. Every task must end with exactly one recorded outcome, re-run only after a
 lost or handed-back lease (the reapers of the surviving replicas never reap twice), and a run's event stream
-read on one replica resumes by Last-Event-ID on another.
+read on one replica resumes by Last-Event-ID on another. Meanwhile the three replicas' scheduler loops share a
+schedule firing every minute and a backfill of 30 intervals: every fire time and every interval gets exactly
+one run, the kill notwithstanding.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import signal
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,28 @@ RUNS, TASKS_PER_RUN = 3, 60
 TASKS = RUNS * TASKS_PER_RUN
 COMMAND = 'echo "task $LAKEHOUSE_TASK_KEY attempt $LAKEHOUSE_ATTEMPT"; sleep 0.2; echo done'
 FINISHED = "('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')"
+BACKFILL_DAYS = 30
+# Per backfill interval submitted / per fire time fired: its run, counted (exactly one each).
+BACKFILL_RUNS = (
+    "select i.position, (select count(*) from ops.runs r where r.id = i.run_id) from ops.backfill_intervals i "
+    "where i.backfill_id = %s and i.status = 'submitted'"
+)
+SCHEDULE_RUNS = (
+    "select f.fire_time, (select count(*) from ops.runs r where r.id = f.run_id) from ops.schedule_fires f "
+    "where f.schedule_id = %s and f.status = 'fired'"
+)
+
+
+def scheduled_job(project: str) -> dict[str, Any]:
+    """A one-task job on the replicas' pool, as an admin saves it."""
+    task = {"key": "tick", "engine": "shell", "pool": "replicas", "retry_backoff_s": 0,
+            "config": {"command": "echo tick"}}  # fmt: skip
+    return {"project": project, "definition": {"name": "replica-ticks", "tasks": [task]}}
+
+
+def runs_per_key(database_url: str, query: str, *args: Any) -> dict[Any, int]:
+    with psycopg.connect(database_url) as conn:
+        return {row[0]: int(row[1]) for row in conn.execute(query, args)}
 
 
 def count_tasks(database_url: str, where: str) -> int:
@@ -88,6 +113,25 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
             for i in range(REPLICAS)
         ]
         try:
+            admin = operator_client(servers[2], provision.user_token("admin")[1])
+            with psycopg.connect(database_url) as conn:
+                (slug,) = conn.execute(
+                    "select slug from ops.projects where id = %s", (provision.tenant().project_id,)
+                ).fetchone() or ("",)
+            saved = admin.post("/templates", json=scheduled_job(slug))
+            assert saved.status_code == 201, saved.text
+            template_id = saved.json()["template_id"]
+            schedule = admin.post(
+                f"/templates/{template_id}/schedules", json={"name": "every-minute", "cron": "* * * * *"}
+            )
+            assert schedule.status_code == 201, schedule.text
+            backfill = admin.post(
+                "/backfills",
+                json={"template": template_id, "start": "2026-01-01T00:00:00Z", "end": "2026-01-31T00:00:00Z",
+                      "step": "1d", "max_concurrency": 4},
+            )  # fmt: skip
+            assert backfill.status_code == 201, backfill.text
+
             run_ids = []
             for r in range(RUNS):
                 tasks = retried_shell_tasks(r, TASKS_PER_RUN, "replicas", COMMAND)
@@ -102,6 +146,31 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
             wait_until(lambda: count_tasks(database_url, FINISHED) >= TASKS // 2, timeout=180, what="half done")
             killed.start()  # the same port: its agent reconnects
             wait_until(lambda: count_tasks(database_url, FINISHED) >= TASKS, timeout=300, what="every task finished")
+            # Every interval of the backfill submitted (by whichever replica), and the schedule's fires up to a
+            # minute boundary after the restart (the loops tick every second).
+            backfill_id = backfill.json()["id"]
+            wait_until(
+                lambda: sum(runs_per_key(database_url, BACKFILL_RUNS, backfill_id).values()) >= BACKFILL_DAYS,
+                timeout=300, what="every backfill interval submitted",
+            )  # fmt: skip
+            with psycopg.connect(database_url) as conn:
+                (created,) = conn.execute(
+                    "select created_at from ops.schedules where id = %s", (schedule.json()["id"],)
+                ).fetchone() or (None,)
+                (restarted,) = conn.execute("select now()").fetchone() or (None,)
+            assert created is not None and restarted is not None
+            # Every minute boundary after the schedule was saved, up to one after the restart.
+            first = created.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            due = {first + timedelta(minutes=m) for m in range(int((restarted - first).total_seconds() // 60) + 2)}
+            wait_until(
+                lambda: set(runs_per_key(database_url, SCHEDULE_RUNS, schedule.json()["id"])) >= due,
+                timeout=180, what="every minute's fire since the schedule was saved",
+            )  # fmt: skip
+            disabled = admin.post(f"/schedules/{schedule.json()['id']}/disable")
+            assert disabled.status_code == 200, disabled.text  # no fire after this: every task can be counted
+            fired = runs_per_key(database_url, SCHEDULE_RUNS, schedule.json()["id"])
+            wait_until(lambda: count_tasks(database_url, FINISHED) >= TASKS + BACKFILL_DAYS + len(fired), timeout=300,
+                       what="the scheduled and backfilled runs finished")  # fmt: skip
         finally:
             codes, output = stop_agent_processes(agents, logs)
         assert codes == [0] * REPLICAS, output
@@ -118,9 +187,10 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
                 "and old_status in ('claimed', 'running')"
             ).fetchone()
             released = conn.execute("select count(*) from ops.task_attempts where outcome = 'released'").fetchone()
-        assert statuses == {"succeeded": TASKS}, (statuses, output)
+        everything = TASKS + BACKFILL_DAYS + len(fired)
+        assert statuses == {"succeeded": everything}, (statuses, output)
         assert run_statuses == ["succeeded"] * RUNS
-        assert len(per_task) == TASKS
+        assert len(per_task) == everything
         for _, key, attempts, outcomes, successes, history in per_task:
             assert outcomes == 1 and successes == 1, f"{key}: recorded outcomes {history}"
             assert attempts == len(history) <= 3, f"{key}: attempts {history}"
@@ -137,3 +207,17 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
         assert [e["id"] for e in first] == [e["id"] for e in every]
         resumed = stream_events(servers[2], token, run_ids[0], first[4]["id"])
         assert [e["id"] for e in resumed] == [e["id"] for e in every[5:]]
+
+        # The scheduler loops of three replicas (one killed and restarted): one run per interval and per fire.
+        intervals = runs_per_key(database_url, BACKFILL_RUNS, backfill_id)
+        assert sorted(intervals) == list(range(1, BACKFILL_DAYS + 1))
+        assert set(intervals.values()) == {1}
+        fires = runs_per_key(database_url, SCHEDULE_RUNS, schedule.json()["id"])
+        assert set(fires) >= due and set(fires.values()) == {1}
+        with psycopg.connect(database_url) as conn:
+            by_origin = conn.execute(
+                "select count(*) filter (where backfill_id = %s), count(*) filter (where schedule_id = %s) "
+                "from ops.runs",
+                (backfill_id, schedule.json()["id"]),
+            ).fetchone()
+        assert by_origin == (BACKFILL_DAYS, len(fires)), "no run beside the one recorded for its interval or fire"
