@@ -3,7 +3,8 @@ SIGKILL mid-run and restarted. Every task must end with exactly one recorded out
 lost or handed-back lease (the reapers of the surviving replicas never reap twice), and a run's event stream
 read on one replica resumes by Last-Event-ID on another. Meanwhile the three replicas' scheduler loops share a
 schedule firing every minute and a backfill of 30 intervals: every fire time and every interval gets exactly
-one run, the kill notwithstanding.
+one run, the kill notwithstanding; and their alert evaluators share a run_failed rule: the job's failed runs
+make one incident, each run firing it exactly once, and its opening is delivered exactly once.
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ TASKS = RUNS * TASKS_PER_RUN
 COMMAND = 'echo "task $LAKEHOUSE_TASK_KEY attempt $LAKEHOUSE_ATTEMPT"; sleep 0.2; echo done'
 FINISHED = "('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')"
 BACKFILL_DAYS = 30
+FAILING_RUNS = 3
 # Per backfill interval submitted / per fire time fired: its run, counted (exactly one each).
 BACKFILL_RUNS = (
     "select i.position, (select count(*) from ops.runs r where r.id = i.run_id) from ops.backfill_intervals i "
     "where i.backfill_id = %s and i.status = 'submitted'"
+)
+RULE_FIRINGS = (  # the rule's firings: its opening and re-firings, one per failed run
+    "select 'fired', count(*) from ops.alert_incident_events where rule_id = %s and kind in ('fired', 'refired')"
 )
 SCHEDULE_RUNS = (
     "select f.fire_time, (select count(*) from ops.runs r where r.id = f.run_id) from ops.schedule_fires f "
@@ -132,6 +137,19 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
             )  # fmt: skip
             assert backfill.status_code == 201, backfill.text
 
+            tenant = provision.tenant()
+            rule = admin.post(
+                "/alerts/rules",
+                json={"org_id": str(tenant.org_id), "name": "replica-failures", "kind": "run_failed",
+                      "project_id": str(tenant.project_id), "notify": ["oncall@example.com"]},
+            )  # fmt: skip
+            assert rule.status_code == 201, rule.text
+            failing = [
+                submit(operator, tenant.project_id, [{"key": "fails", "engine": "shell", "pool": "replicas",
+                                                      "command": "exit 3", "max_attempts": 1}])["id"]
+                for _ in range(FAILING_RUNS)
+            ]  # fmt: skip
+
             run_ids = []
             for r in range(RUNS):
                 tasks = retried_shell_tasks(r, TASKS_PER_RUN, "replicas", COMMAND)
@@ -166,10 +184,15 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
                 lambda: set(runs_per_key(database_url, SCHEDULE_RUNS, schedule.json()["id"])) >= due,
                 timeout=180, what="every minute's fire since the schedule was saved",
             )  # fmt: skip
+            wait_until(
+                lambda: runs_per_key(database_url, RULE_FIRINGS, rule.json()["id"]).get("fired", 0) == FAILING_RUNS,
+                timeout=120, what="every failed run firing the rule",
+            )  # fmt: skip
             disabled = admin.post(f"/schedules/{schedule.json()['id']}/disable")
             assert disabled.status_code == 200, disabled.text  # no fire after this: every task can be counted
             fired = runs_per_key(database_url, SCHEDULE_RUNS, schedule.json()["id"])
-            wait_until(lambda: count_tasks(database_url, FINISHED) >= TASKS + BACKFILL_DAYS + len(fired), timeout=300,
+            wait_until(lambda: count_tasks(database_url, FINISHED) >= TASKS + BACKFILL_DAYS + len(fired) + FAILING_RUNS,
+                       timeout=300,
                        what="the scheduled and backfilled runs finished")  # fmt: skip
         finally:
             codes, output = stop_agent_processes(agents, logs)
@@ -188,11 +211,11 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
             ).fetchone()
             released = conn.execute("select count(*) from ops.task_attempts where outcome = 'released'").fetchone()
         everything = TASKS + BACKFILL_DAYS + len(fired)
-        assert statuses == {"succeeded": everything}, (statuses, output)
+        assert statuses == {"succeeded": everything, "failed": FAILING_RUNS}, (statuses, output)
         assert run_statuses == ["succeeded"] * RUNS
-        assert len(per_task) == everything
+        assert len(per_task) == everything + FAILING_RUNS
         for _, key, attempts, outcomes, successes, history in per_task:
-            assert outcomes == 1 and successes == 1, f"{key}: recorded outcomes {history}"
+            assert outcomes == 1 and successes == (key != "fails"), f"{key}: recorded outcomes {history}"
             assert attempts == len(history) <= 3, f"{key}: attempts {history}"
             assert all(h in ("lost", "released") for h in history[:-1]), (
                 f"{key} re-ran without losing its lease: {history}"
@@ -221,3 +244,25 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
                 (backfill_id, schedule.json()["id"]),
             ).fetchone()
         assert by_origin == (BACKFILL_DAYS, len(fires)), "no run beside the one recorded for its interval or fire"
+
+        # The alert evaluators of the three replicas: one incident for the job, each failed run firing it once
+        # (its own window), and no message twice.
+        with psycopg.connect(database_url) as conn:
+            incidents = conn.execute(
+                "select id, count from ops.alert_incidents where rule_id = %s", (rule.json()["id"],)
+            ).fetchall()
+            windows = conn.execute(
+                "select window_key, count(*) from ops.alert_incident_events where rule_id = %s "
+                "and kind in ('fired', 'refired') group by 1",
+                (rule.json()["id"],),
+            ).fetchall()
+            deliveries = conn.execute(
+                "select e.kind, d.target, count(*) from ops.alert_deliveries d "
+                "join ops.alert_incident_events e on e.id = d.event_id where d.incident_id = %s "
+                "group by e.id, e.kind, d.target",
+                (incidents[0][0] if incidents else None,),
+            ).fetchall()
+        assert [i[1] for i in incidents] == [FAILING_RUNS], incidents
+        assert dict(windows) == {f"run:{run_id}": 1 for run_id in failing}
+        assert ("fired", "oncall@example.com", 1) in deliveries
+        assert {d[2] for d in deliveries} == {1}, deliveries
