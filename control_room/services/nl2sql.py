@@ -574,7 +574,10 @@ async def access_policy(conn: AsyncConnection, *, project_id: uuid.UUID) -> Acce
         name = str(row["name"]).split(".")[-1].lower()
         if name in tables or not row["columns"]:
             continue
-        database = database or str(row["namespace"]).removeprefix("duckdb://")
+        here = str(row["namespace"]).removeprefix("duckdb://")
+        database = database or here
+        if here != database:  # one task reads one DuckDB file: tables of another warehouse are not in it
+            continue
         columns = {str(c.get("name", "")).lower(): numeric_type(str(c.get("type") or "VARCHAR"))
                    for c in row["columns"] if c.get("name")}  # fmt: skip
         descriptions = {str(c.get("name", "")).lower(): str(c.get("description") or "") for c in row["columns"]}
