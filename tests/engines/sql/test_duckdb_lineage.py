@@ -6,9 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+import pytest
 from deltalake import write_deltalake
 
+from control_room.services.demo import demo_dbt_spec
+from control_room.supervisor import local_lake_dir
+from executor_agent.engines.delta import DeltaEngine
 from executor_agent.engines.duckdb import DuckdbEngine, duckdb_namespace
 from tests.engines.sql.conftest import MakeContext, assert_outcome
 
@@ -106,3 +111,42 @@ def test_an_in_memory_database_reports_no_lineage(warehouse: Path, make_context:
     context = make_context({"sql": "create table t as select 1 as x; select * from t", "database": ":memory:"})
     assert_outcome(DuckdbEngine().run(context), "succeeded")
     assert all(op != "lineage" for op, _ in context.reports)
+
+
+def test_the_demo_lake_steps_carry_the_dbt_mart_into_delta_and_duckdb(
+    tmp_path: Path, make_context: MakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks after the demo's dbt build, on a warehouse holding a stand-in fct_orders: one lineage chain
+    fct_orders -> Parquet export -> Delta table -> daily_revenue, the amount column followed all the way."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("LAKEHOUSE_EXECUTOR_DUCKDB_DATA_DIR", str(local_lake_dir(data_dir)))
+    tasks = {t["key"]: t for t in demo_dbt_spec(data_dir)["tasks"]}  # type: ignore[attr-defined]
+    warehouse = Path(tasks["export_orders"]["database"])
+    warehouse.parent.mkdir(parents=True)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "create table fct_orders as select * from (values (101, 1, 'GB', date '2026-03-01', 'completed', 42.0), "
+            "(102, 1, 'GB', date '2026-03-01', 'placed', 12.5), (103, 2, 'US', date '2026-03-02', 'shipped', 7.0)) "
+            "t(order_id, customer_id, country_code, ordered_on, status, amount)"
+        )
+    edges: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for key, engine in (("export_orders", DuckdbEngine()), ("orders_to_delta", DeltaEngine()),
+                        ("daily_revenue", DuckdbEngine())):  # fmt: skip
+        spec = {k: v for k, v in tasks[key].items() if k not in ("key", "depends_on", "timeout_s")}
+        context = make_context(spec, engine=tasks[key]["engine"], task_key=key)
+        assert_outcome(engine.run(context), "succeeded")
+        for edge in context.report_of("lineage")["edges"]:
+            pairs = {(p["upstream_column"], p["downstream_column"]) for p in edge.get("column_lineage", [])}
+            edges[(edge["upstream"]["name"], edge["downstream"]["name"])] = pairs
+
+    export = str(data_dir / "dbt-demo" / "orders_export.parquet")
+    lake = str(local_lake_dir(data_dir) / "shop_orders")
+    assert set(edges) == {
+        ("shop.main.fct_orders", export), (export, lake), (lake, "shop.main.daily_revenue"),
+    }  # fmt: skip
+    assert ("amount", "amount") in edges[("shop.main.fct_orders", export)]
+    assert ("amount", "amount") in edges[(export, lake)]
+    assert ("amount", "revenue") in edges[(lake, "shop.main.daily_revenue")]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute("select ordered_on::varchar, orders, revenue from daily_revenue order by 1").fetchall()
+    assert rows == [("2026-03-01", 2, 54.5), ("2026-03-02", 1, 7.0)]
