@@ -102,6 +102,7 @@ def test_the_demo_catalog_and_lineage_graph(ui_world: UiWorld, sign_in: SignIn) 
     # Three hops around the Delta table: back to the staging model, on to the DuckDB table.
     page.goto(f"{ui_world.url}/lineage?node={_dataset_id(ui_world, lake)}&hops=3")
     expect(page.locator("#lineage-summary")).to_contain_text(f"3 hops around {lake}")
+    expect(page.locator("#lineage-graph .js-plotly-plot .scatterlayer .point").first).to_be_attached()
     drawn = set(_drawn_names(page))
     assert {"shop.main.stg_orders", "shop.main.fct_orders", export, lake, "shop.main.daily_revenue"} <= drawn
 
@@ -110,6 +111,7 @@ def test_the_demo_catalog_and_lineage_graph(ui_world: UiWorld, sign_in: SignIn) 
     page.click("#lineage-column")
     page.get_by_role("option", name="amount", exact=True).click()
     expect(page.locator("#lineage-path")).to_contain_text("Column amount flows through")
+    expect(page.locator("#lineage-graph .js-plotly-plot .scatterlayer .point").first).to_be_attached()
     path_size = int(re.findall(r"through (\d+) datasets", page.locator("#lineage-path").inner_text())[0])
     assert path_size >= 6, page.locator("#lineage-path").inner_text()
     lit = page.evaluate(
