@@ -10,6 +10,8 @@ For each statement of the task's script, in order:
    reads or writes a dataset it may not, rewritten when row filters or column masks apply.
 3. The statement runs; a result set streams batch by batch into Parquet (+ CSV) and a JSON preview,
    uploaded as artifacts; history records the engine's figures (rows, bytes, CPU, memory, time).
+4. What the statement read and wrote joins the task's lineage (engines that resolve table names: DuckDB),
+   reported once when the task ends (sql_support/lineage.py).
 
 A watcher thread turns a cancel request (or the task's deadline) into an interrupt of the running
 statement on the engine (Trino: ``DELETE nextUri``; DuckDB: ``interrupt()``) and the task ends
