@@ -270,6 +270,16 @@ def rotate_local_agent_token(database_url: str, data_dir: Path) -> tuple[str, st
     return name, token
 
 
+def local_warehouse_file(data_dir: Path) -> Path:
+    """The local agent's persistent DuckDB warehouse (shared by its DuckDB, dbt-duckdb and Delta tasks)."""
+    return data_dir / "warehouse" / "warehouse.duckdb"
+
+
+def local_lake_dir(data_dir: Path) -> Path:
+    """The local agent's lake folder: Delta, Parquet and CSV tables its DuckDB tasks query by name."""
+    return data_dir / "warehouse" / "lake"
+
+
 def local_agent_env(
     url: str, token: str, data_dir: Path, base: dict[str, str] | None = None, *, tracking_uri: str | None = None
 ) -> dict[str, str]:
@@ -285,8 +295,8 @@ def local_agent_env(
             "LAKEHOUSE_EXECUTOR_SPOOL_DIR": str(data_dir / "executor" / "spool"),
             "LAKEHOUSE_EXECUTOR_WORK_DIR": str(data_dir / "executor" / "work"),
             # The embedded SQL warehouse lives with the rest of the data, not in the home directory.
-            "LAKEHOUSE_EXECUTOR_DUCKDB_DATABASE": str(data_dir / "warehouse" / "warehouse.duckdb"),
-            "LAKEHOUSE_EXECUTOR_DUCKDB_DATA_DIR": str(data_dir / "warehouse" / "lake"),
+            "LAKEHOUSE_EXECUTOR_DUCKDB_DATABASE": str(local_warehouse_file(data_dir)),
+            "LAKEHOUSE_EXECUTOR_DUCKDB_DATA_DIR": str(local_lake_dir(data_dir)),
             "PYTHONUNBUFFERED": "1",
         }
     )

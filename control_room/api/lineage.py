@@ -53,6 +53,11 @@ class DatasetReport(Strict):
     metadata: dict[str, Any] | None = Field(
         default=None, description="Small engine-specific facts (dbt unique_id, materialization, tags); merged."
     )
+    read_only: bool = Field(
+        default=False,
+        description="The task only read it: a dataset known already keeps its last write, run and facts (columns "
+        "are filled in only where none were known); an unknown one is registered.",
+    )
 
 
 class DatasetRef(Strict):

@@ -61,9 +61,11 @@ def legend(mode: str) -> list[tuple[str, str]]:
 
 
 def short_labels(nodes: Collection[Node]) -> dict[str, str]:
-    """A node's name without its database and schema (``main.stg_orders`` -> ``stg_orders``) unless
-    another node drawn beside it would then read the same; then the whole name."""
-    short = {n.id: n.name.rsplit(".", 1)[-1] for n in nodes}
+    """A node's name without its database and schema (``main.stg_orders`` -> ``stg_orders``), a file's or
+    lake table's without its folder (``/lake/orders.parquet`` -> ``orders.parquet``), unless another node
+    drawn beside it would then read the same; then the whole name."""
+    short = {n.id: n.name.rstrip("/").rsplit("/", 1)[-1] if "/" in n.name else n.name.rsplit(".", 1)[-1]
+             for n in nodes}  # fmt: skip
     counts: dict[str, int] = {}
     for label in short.values():
         counts[label] = counts.get(label, 0) + 1

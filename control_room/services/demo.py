@@ -14,6 +14,7 @@ from control_room.bundle.deploy import deploy_bundle
 from control_room.bundle.loader import load_bundle
 from control_room.config import PROJECT_ROOT, SEED_FILE, get_settings
 from control_room.services.backfills import backfill_intervals
+from control_room.supervisor import local_lake_dir, local_warehouse_file
 
 DEMO_ORG_SLUG = "demo"
 
@@ -126,7 +127,15 @@ DEMO_DBT_KEY = "demo-dbt-build-shop"
 
 
 def demo_dbt_spec(data_dir: Path) -> dict[str, object]:
-    """``dbt build`` of examples/dbt (with docs, for column types) on a DuckDB file under the data folder."""
+    """``dbt build`` of examples/dbt (with docs, for column types) on a DuckDB file under the data folder, then
+    the lake steps that carry its fct_orders mart on, so the lineage graph runs seeds -> staging -> marts ->
+    a DuckDB export -> a Delta table -> a DuckDB table: DuckDB copies the mart to Parquet, the Delta engine
+    writes that into a Delta table in the local agent's lake, and DuckDB sums the Delta table per day into
+    the warehouse. The tasks run one after another: one process at a time may write a DuckDB file, and the
+    dbt build runs in a child process of its own."""
+    warehouse = str(data_dir / "dbt-demo" / "shop.duckdb")
+    export = str(data_dir / "dbt-demo" / "orders_export.parquet")
+    delta_table = str(local_lake_dir(data_dir) / "shop_orders")
     return {
         "name": "demo dbt: build the example shop project",
         "tasks": [
@@ -136,9 +145,41 @@ def demo_dbt_spec(data_dir: Path) -> dict[str, object]:
                 "timeout_s": 900,
                 "command": "build",
                 "project": {"path": str(PROJECT_ROOT / "examples" / "dbt")},
-                "profile": {"type": "duckdb", "path": str(data_dir / "dbt-demo" / "shop.duckdb")},
+                "profile": {"type": "duckdb", "path": warehouse},
                 "docs": True,
-            }
+            },
+            {
+                "key": "export_orders",
+                "engine": "duckdb",
+                "depends_on": ["dbt_build"],
+                "timeout_s": 300,
+                "database": warehouse,
+                "sql": (
+                    "copy (select order_id, customer_id, country_code, ordered_on, status, amount "
+                    f"from main.fct_orders) to '{export}' (format parquet)"
+                ),
+            },
+            {
+                "key": "orders_to_delta",
+                "engine": "delta",
+                "depends_on": ["export_orders"],
+                "timeout_s": 300,
+                "delta": {"operation": "overwrite", "table": delta_table, "source": {"path": export}},
+            },
+            {
+                "key": "daily_revenue",
+                "engine": "duckdb",
+                "depends_on": ["orders_to_delta"],
+                "timeout_s": 300,
+                "database": warehouse,
+                "tables": {"shop_orders": {"path": delta_table, "format": "delta"}},
+                "sql": (
+                    "create or replace table main.daily_revenue as select ordered_on, count(*) as orders, "
+                    "sum(amount) as revenue from shop_orders group by ordered_on;\n"
+                    "select * from main.daily_revenue order by ordered_on desc"
+                ),
+                "output": {"formats": ["parquet"], "preview_rows": 50},
+            },
         ],
     }
 
@@ -294,11 +335,14 @@ def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
         {"name": "email", "type": "VARCHAR", "tags": ["pii"]},
         {"name": "country", "type": "VARCHAR"},
     ]
+    # Under the namespace of the local agent's warehouse, where the task writes it: its lineage report then
+    # updates this dataset (keeping the pii tag) rather than registering a second one.
+    namespace = f"duckdb://{local_warehouse_file(get_settings().data_dir)}"
     conn.execute(
         "insert into ops.datasets (project_id, namespace, name, kind, columns, description, first_run_id, "
-        "last_run_id, last_task_id) select %s, 'duckdb://demo-warehouse', 'warehouse.main.demo_customers', 'table', "
+        "last_run_id, last_task_id) select %s, %s, 'warehouse.main.demo_customers', 'table', "
         "%s::jsonb, 'Demo customers; email is masked for group analysts', r.id, r.id, t.id "
         "from ops.runs r join ops.tasks t on t.run_id = r.id where r.id = %s "
         "on conflict do nothing",
-        (DEMO_PROJECT_ID, json.dumps(columns), row[0]),
+        (DEMO_PROJECT_ID, namespace, json.dumps(columns), row[0]),
     )

@@ -27,7 +27,9 @@ OPENLINEAGE_COLUMNS = (
 )
 
 # Upsert of reported datasets. A generic `table` report (a Spark write) never downgrades the kind a
-# dbt report gave, and a report without columns, owner or description keeps what earlier ones said.
+# dbt report gave, and a report without columns, owner or description keeps what earlier ones said. Its
+# columns keep what it does not say of a column still there (a description, tags): engines other than dbt
+# know names and types only.
 UPSERT_DATASETS = """
 insert into ops.datasets as d (project_id, namespace, name, kind, columns, owner, description, metadata,
                                first_run_id, last_run_id, last_task_id)
@@ -37,13 +39,32 @@ from jsonb_to_recordset(%(rows)s::jsonb) as r (namespace text, name text, kind t
                                                description text, metadata jsonb)
 on conflict (project_id, namespace, name) do update set
     kind = case when excluded.kind = 'table' then d.kind else excluded.kind end,
-    columns = case when excluded.columns = '[]'::jsonb then d.columns else excluded.columns end,
+    columns = case when excluded.columns = '[]'::jsonb then d.columns
+                   when excluded.kind <> 'table' then excluded.columns
+                   else (select jsonb_agg(coalesce((select o from jsonb_array_elements(d.columns) o
+                                                    where o ->> 'name' = n ->> 'name' limit 1), '{}') || n
+                                          order by i)
+                         from jsonb_array_elements(excluded.columns) with ordinality as x (n, i)) end,
     owner = coalesce(excluded.owner, d.owner),
     description = case when excluded.description = '' then d.description else excluded.description end,
     metadata = d.metadata || excluded.metadata,
     last_run_id = excluded.last_run_id,
     last_task_id = excluded.last_task_id,
     updated_at = now()
+returning d.id, d.namespace, d.name
+"""
+
+# Datasets a task only read: registered when unknown; a known one keeps its last write (run, task, facts) and
+# gets columns only where none were known. The no-op update makes the row come back with its id.
+UPSERT_READ_DATASETS = """
+insert into ops.datasets as d (project_id, namespace, name, kind, columns, owner, description, metadata,
+                               first_run_id, last_run_id, last_task_id)
+select %(project_id)s, r.namespace, r.name, r.kind, coalesce(r.columns, '[]'), r.owner, coalesce(r.description, ''),
+       coalesce(r.metadata, '{}'), %(run_id)s, %(run_id)s, %(task_id)s
+from jsonb_to_recordset(%(rows)s::jsonb) as r (namespace text, name text, kind text, columns jsonb, owner text,
+                                               description text, metadata jsonb)
+on conflict (project_id, namespace, name) do update set
+    columns = case when d.columns = '[]'::jsonb then excluded.columns else d.columns end
 returning d.id, d.namespace, d.name
 """
 
@@ -128,7 +149,8 @@ async def report_lineage(
 ) -> dict[str, int]:
     """Record an engine's lineage report for the task's attempt; repeating the same report changes nothing.
 
-    Datasets are upserted (the run and task become their last ones), each edge is stored once per
+    Datasets are upserted (the run and task become their last ones; a ``read_only`` one the task only read
+    keeps its last write when known), each edge is stored once per
     (upstream, downstream) pair with the runs that reported it first and last, and RunEvents are
     appended, deduplicated by (run.runId, eventType, eventTime). An edge may name a dataset of this
     report or one an earlier report of the project recorded.
@@ -138,9 +160,12 @@ async def report_lineage(
     common = {"project_id": attempt["project_id"], "run_id": attempt["run_id"], "task_id": task_id}
     async with conn.transaction():
         ids: dict[tuple[str, str], uuid.UUID] = {}
-        if datasets:
-            cur = await conn.execute(UPSERT_DATASETS, {**common, "rows": json.dumps(datasets)})
-            ids = {(row[1], row[2]): row[0] for row in await cur.fetchall()}
+        written = [d for d in datasets if not d.get("read_only")]
+        read = [d for d in datasets if d.get("read_only")]
+        for statement, rows in ((UPSERT_DATASETS, written), (UPSERT_READ_DATASETS, read)):
+            if rows:
+                cur = await conn.execute(statement, {**common, "rows": json.dumps(rows)})
+                ids.update({(row[1], row[2]): row[0] for row in await cur.fetchall()})
         wanted = {_key(e[end]) for e in edges for end in ("upstream", "downstream")}
         ids.update(await _known_datasets(conn, attempt["project_id"], wanted - ids.keys()))
         rows = []

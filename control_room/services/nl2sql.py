@@ -569,12 +569,18 @@ async def access_policy(conn: AsyncConnection, *, project_id: uuid.UUID) -> Acce
         )
         rows = await cur.fetchall()
     tables: dict[str, Table] = {}
-    database = None
+    # One task reads one DuckDB file: the warehouse holding most of the catalog's tables (the most recently
+    # written on a tie); tables of another warehouse are not in it.
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row["columns"]:
+            counts[str(row["namespace"])] = counts.get(str(row["namespace"]), 0) + 1
+    namespace = max(counts, key=lambda ns: counts[ns], default=None)  # dicts keep the newest-first order
+    database = namespace.removeprefix("duckdb://") if namespace else None
     for row in rows:
         name = str(row["name"]).split(".")[-1].lower()
-        if name in tables or not row["columns"]:
+        if name in tables or not row["columns"] or str(row["namespace"]) != namespace:
             continue
-        database = database or str(row["namespace"]).removeprefix("duckdb://")
         columns = {str(c.get("name", "")).lower(): numeric_type(str(c.get("type") or "VARCHAR"))
                    for c in row["columns"] if c.get("name")}  # fmt: skip
         descriptions = {str(c.get("name", "")).lower(): str(c.get("description") or "") for c in row["columns"]}

@@ -424,6 +424,13 @@ class DeltaOperations:
         payload = lineage_payload(
             outputs=[target], inputs=[source] if source is not None else [], job_name=f"delta.{self.request.operation}"
         )
+        if source is not None and source.columns:
+            # delta-rs writes a source's columns into the table's columns of the same name.
+            written = {name for name, _ in target.columns}
+            pairs = [{"upstream_column": n, "downstream_column": n} for n, _ in source.columns if n in written]
+            for edge in payload["edges"]:
+                if pairs:
+                    edge["column_lineage"] = pairs
         report_lineage(self.context, payload)
 
     def _create(self) -> EngineResult:

@@ -49,7 +49,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from executor_agent.config import DEFAULT_STATE_DIR
 from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskContext
+from executor_agent.engines.spark_support.lineage import dataset_ref
 from executor_agent.engines.sql_support.history import QueryActuals
+from executor_agent.engines.sql_support.lineage import TableDataset
 from executor_agent.engines.sql_support.statements import Statement
 from executor_agent.engines.sql_support.task import (
     Execution,
@@ -456,6 +458,61 @@ class DuckdbBackend(SqlBackend):
             [parts[-1], schema, schema],
         ).fetchone()
         return str(found[0]) if found and found[0] else None
+
+    # Lineage ------------------------------------------------------------------------------------------
+
+    def lineage_dialect(self) -> str | None:
+        """DuckDB's, unless the database is in memory: its tables vanish with the task, they are no datasets."""
+        return None if self.database == ":memory:" else "duckdb"
+
+    def resolve_table(self, parts: tuple[str, ...]) -> TableDataset | None:
+        """A lake table registered for the task is its Delta/Parquet/CSV location (the identity its writer
+        gives it); any other name is a table or view of the warehouse, ``database.schema.table`` in the
+        file's namespace, as dbt-duckdb names its relations."""
+        here = self.con.execute("select current_database(), current_schema()").fetchone() or ("", "main")
+        current_db, current_schema = here
+        if len(parts) == 1 and parts[0] in self.tables:
+            lake = self.tables[parts[0]]
+            ref = dataset_ref(lake.path)
+            described = self.con.execute(f"describe {_quote(lake.name)}").fetchall()
+            return TableDataset(
+                ref.namespace, ref.name, tuple((str(c[0]), str(c[1])) for c in described),
+                key=(str(current_db).lower(), str(current_schema).lower(), lake.name),
+                metadata={"format": lake.format, "path": lake.path},
+            )  # fmt: skip
+        database = parts[-3] if len(parts) >= 3 else str(current_db).lower()
+        schema = parts[-2] if len(parts) >= 2 else str(current_schema).lower()
+        found = self.con.execute(
+            "select database_name, schema_name, table_name, 'table' from duckdb_tables() "
+            "where not temporary and lower(database_name) = ? and lower(schema_name) = ? and lower(table_name) = ? "
+            "union all select database_name, schema_name, view_name, 'view' from duckdb_views() "
+            "where not internal and not temporary and lower(database_name) = ? and lower(schema_name) = ? "
+            "and lower(view_name) = ? limit 1",
+            [database, schema, parts[-1]] * 2,
+        ).fetchone()
+        if found is None:
+            return None  # a temporary table, a CTE the parser took for a table, or something dropped since
+        db, sch, name, kind = (str(v) for v in found)
+        columns = self.con.execute(
+            "select column_name, data_type from duckdb_columns() "
+            "where database_name = ? and schema_name = ? and table_name = ? order by column_index",
+            [db, sch, name],
+        ).fetchall()
+        return TableDataset(
+            duckdb_namespace(self.database), f"{db}.{sch}.{name}", tuple((str(c), str(t)) for c, t in columns),
+            key=(db.lower(), sch.lower(), name.lower()), metadata={"engine": "duckdb", "object": kind},
+        )  # fmt: skip
+
+    def file_dataset(self, path: str, query: str | None) -> TableDataset | None:
+        """A file a statement read (``read_parquet('…')``) or wrote (``COPY … TO '…'``), named the OpenLineage way
+        (``file`` and its absolute path, or ``s3://bucket`` and the key); its columns are the query's."""
+        if any(ch in path for ch in "*?["):
+            return None  # a glob names many files, not one dataset
+        ref = dataset_ref(path)
+        columns: tuple[tuple[str, str], ...] = ()
+        if query is not None:
+            columns = tuple((str(c[0]), str(c[1])) for c in self.con.execute(f"describe {query}").fetchall())
+        return TableDataset(ref.namespace, ref.name, columns, metadata={"engine": "duckdb", "object": "file"})
 
     def interrupt(self) -> None:
         self.con.interrupt()

@@ -169,6 +169,48 @@ def test_a_later_run_updates_datasets_without_losing_what_it_did_not_say(
     assert sorted(e["dataset"]["name"] for e in raw["downstream"]) == ["shop.main.orders", "shop.main.orders_delta"]
 
 
+def test_a_table_only_read_keeps_its_last_write_and_a_table_written_keeps_column_docs(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    tenant = provision.tenant("lineage-read-only")
+    first = claimed_task(live_api, provision, tenant)
+    assert report(first, **full_report()).status_code == 200
+    second = claimed_task(live_api, provision, tenant)
+
+    # A SQL task's report: it read raw_orders (known) and never_seen (new), and rewrote orders_copy.
+    response = report(
+        second,
+        datasets=[
+            dataset("raw_orders", "table", read_only=True, columns=[{"name": "order_id", "type": "BIGINT"}]),
+            dataset("never_seen", "table", read_only=True, columns=[{"name": "id", "type": "INTEGER"}]),
+            dataset("orders_copy", "table", columns=[{"name": "order_id", "type": "BIGINT"}]),
+        ],
+        edges=[edge("raw_orders", "orders_copy"), edge("never_seen", "orders_copy")],
+    )
+    assert response.status_code == 200, response.text
+    viewer = client(live_api, provision.user_token("viewer", tenant)[1])
+
+    def by_name() -> dict[str, dict[str, Any]]:
+        items = viewer.get("/datasets", params={"project": str(tenant.project_id)}).json()["items"]
+        return {d["name"]: d for d in items}
+
+    seen = by_name()
+    assert seen["shop.main.raw_orders"]["last_run_id"] == first["run_id"], "a read is no write"
+    assert seen["shop.main.raw_orders"]["columns"] == [{"name": "order_id", "type": "INTEGER", "description": "key"}]
+    assert seen["shop.main.never_seen"]["last_run_id"] == second["run_id"]
+    assert [(c["name"], c["type"]) for c in seen["shop.main.never_seen"]["columns"]] == [("id", "INTEGER")]
+    assert seen["shop.main.orders_copy"]["last_run_id"] == second["run_id"]
+
+    # The raw table rewritten by a generic engine: the new type stands, the dbt description stays.
+    third = claimed_task(live_api, provision, tenant)
+    retyped = dataset("raw_orders", "table", columns=[{"name": "order_id", "type": "HUGEINT"}])
+    response = report(third, datasets=[retyped])
+    assert response.status_code == 200, response.text
+    raw = by_name()["shop.main.raw_orders"]
+    assert raw["kind"] == "seed" and raw["last_run_id"] == third["run_id"]
+    assert raw["columns"] == [{"name": "order_id", "type": "HUGEINT", "description": "key"}]
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [

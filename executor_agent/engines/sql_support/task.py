@@ -10,6 +10,8 @@ For each statement of the task's script, in order:
    reads or writes a dataset it may not, rewritten when row filters or column masks apply.
 3. The statement runs; a result set streams batch by batch into Parquet (+ CSV) and a JSON preview,
    uploaded as artifacts; history records the engine's figures (rows, bytes, CPU, memory, time).
+4. What the statement read and wrote joins the task's lineage (engines that resolve table names: DuckDB),
+   reported once when the task ends (sql_support/lineage.py).
 
 A watcher thread turns a cancel request (or the task's deadline) into an interrupt of the running
 statement on the engine (Trino: ``DELETE nextUri``; DuckDB: ``interrupt()``) and the task ends
@@ -24,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -31,6 +34,7 @@ import pyarrow as pa
 from executor_agent.engines.base import EngineError, EngineResult, Outcome, TaskContext
 from executor_agent.engines.specs import typed_spec
 from executor_agent.engines.sql_support.history import QueryActuals, QueryRecord, QueryState
+from executor_agent.engines.sql_support.lineage import TableDataset, TaskLineage, statement_tables
 from executor_agent.engines.sql_support.results import OutputOptions, ResultWriter, options_from_spec
 from executor_agent.engines.sql_support.statements import Statement, StatementSyntaxError, split_statements
 from executor_agent.generated import contract
@@ -130,6 +134,19 @@ class SqlBackend(abc.ABC):
 
     def view_definition(self, parts: tuple[str, ...]) -> str | None:
         """The SQL of the view so named (lower-case parts), when the engine knows it; None otherwise."""
+        return None
+
+    # Lineage: an engine that can say where a table lives names its sqlglot dialect and resolves names.
+    def lineage_dialect(self) -> str | None:
+        """The sqlglot dialect to read statements' tables in, or None when this engine reports no lineage."""
+        return None
+
+    def resolve_table(self, parts: tuple[str, ...]) -> TableDataset | None:
+        """The dataset a table reference of the SQL (lower-case name parts) means now, or None if unknown."""
+        return None
+
+    def file_dataset(self, path: str, query: str | None) -> TableDataset | None:
+        """The dataset of a file a statement read or wrote (``query``: the SELECT written into it)."""
         return None
 
 
@@ -249,8 +266,16 @@ class SqlTaskRun:
         self.runtime_limit = min(runtime) if runtime else None
         self.results_dir = context.work_dir / "results"
         self.guard: AccessGuard | None = None
+        dialect = backend.lineage_dialect()
+        self.lineage = TaskLineage(dialect) if dialect is not None else None
 
     def run(self) -> EngineResult:
+        started_at = datetime.now(UTC).isoformat()
+        result = self._run_statements()
+        self._report_lineage(started_at, failed=result.outcome != "succeeded")
+        return result
+
+    def _run_statements(self) -> EngineResult:
         statements = self.backend.statements(self.spec.sql)
         if not statements:
             raise EngineError("sql: the script holds no statement (only comments or semicolons)")
@@ -266,6 +291,8 @@ class SqlTaskRun:
                 name = "result" if len(statements) == 1 else f"result-{statement.index}"
                 done = self._run_statement(statement, name, watcher)
                 summaries.append(_summary(done.record))
+                if done.outcome == "succeeded":
+                    self._trace_lineage(statement, done.record)
                 if done.outcome != "succeeded":
                     result = self._task_result(statements, summaries)
                     # The control plane retries a failed attempt unless told that another would fail the same way.
@@ -275,6 +302,40 @@ class SqlTaskRun:
         result = self._task_result(statements, summaries)
         result["rows"] = last_rows
         return EngineResult("succeeded", result)
+
+    def _trace_lineage(self, statement: Statement, record: QueryRecord) -> None:
+        """Add what the statement (as written, before any policy rewrite) read and wrote to the task's lineage."""
+        if self.lineage is None:
+            return
+        try:
+            tables = statement_tables(statement.text, dialect=self.lineage.dialect)
+            if tables is not None:
+                self.lineage.add(
+                    tables, index=statement.index, job_name=self.context.task_key, resolve=self.backend.resolve_table,
+                    file_dataset=self.backend.file_dataset, rows=record.rows, sql=statement.text,
+                )  # fmt: skip
+        except Exception as exc:  # lineage is a by-product: it never fails a statement that ran
+            self.context.emit(
+                "lineage.failed", f"statement {statement.index}: lineage not traced: {exc}", level="warning"
+            )
+
+    def _report_lineage(self, started_at: str, *, failed: bool) -> None:
+        if self.lineage is None:
+            return
+        payload = self.lineage.payload(self.context, engine=self.backend.engine, started_at=started_at, failed=failed)
+        if payload is None:
+            return
+        try:
+            self.context.report("lineage", payload)
+        except Exception as exc:  # the statements' work is done: a lost lineage report must not undo it
+            self.context.emit("lineage.failed", f"lineage was not recorded: {exc}", level="warning")
+            return
+        self.context.emit(
+            "lineage",
+            f"{len(payload['datasets'])} dataset(s), {len(payload['edges'])} edge(s)",
+            data={"datasets": [f"{d['namespace']} {d['name']}" for d in payload["datasets"]][:50],
+                  "edges": len(payload["edges"])},
+        )  # fmt: skip
 
     def _task_result(self, statements: list[Statement], summaries: list[dict[str, Any]]) -> dict[str, Any]:
         return {

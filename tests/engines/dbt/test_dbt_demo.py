@@ -24,9 +24,11 @@ def test_demo_data_queues_a_dbt_build_of_the_example_project(fresh_database: Cal
             "where r.idempotency_key = %s",
             (DEMO_DBT_KEY,),
         ).fetchall()
-    assert len(rows) == 1
-    engine, status, spec = rows[0]
-    assert (engine, status) == ("dbt", "queued")
+    by_engine = {engine: (status, spec) for engine, status, spec in rows}
+    # The build, then the lake steps that carry its fct_orders mart into Parquet, Delta and DuckDB (waiting for it).
+    assert sorted(engine for engine, _, _ in rows) == ["dbt", "delta", "duckdb", "duckdb"]
+    status, spec = by_engine["dbt"]
+    assert status == "queued" and {s for e, s, _ in rows if e != "dbt"} == {"pending"}
     parsed = DbtTaskSpec.parse(spec, {})
     assert parsed.command == "build" and parsed.docs
     assert parsed.project.path == str(EXAMPLE_PROJECT)

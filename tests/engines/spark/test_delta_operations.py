@@ -108,6 +108,8 @@ def test_merge_then_time_travel_returns_exactly_the_previous_rows(harness: Harne
             "upstream": {"namespace": "file", "name": str(changes)},
             "downstream": {"namespace": "file", "name": str(table)},
             "job_name": "delta.merge",
+            # delta-rs writes the source's columns into the table's columns of the same name.
+            "column_lineage": [{"upstream_column": c, "downstream_column": c} for c in ("id", "name", "tier")],
         }
     ]
 

@@ -18,8 +18,8 @@ def query_history(context: HarnessContext) -> dict[int, dict[str, Any]]:
     """The latest reported history row of each statement."""
     latest: dict[int, dict[str, Any]] = {}
     for operation, payload in context.reports:
-        assert operation == "queries"
-        for row in payload["queries"]:
+        assert operation in ("queries", "lineage")
+        for row in payload.get("queries", []) if operation == "queries" else []:
             latest[row["statement_index"]] = row
     return latest
 

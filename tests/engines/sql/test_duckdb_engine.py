@@ -97,7 +97,7 @@ def test_lake_tables_are_queried_and_results_streamed_with_history(warehouse: Pa
     assert first["scan_cap_bytes"] == 10**9
     assert first["result_artifact"] == "result-1.parquet"
     # Each statement is reported running first, then finished.
-    states = [row["state"] for _, payload in context.reports for row in payload["queries"]]
+    states = [row["state"] for op, payload in context.reports if op == "queries" for row in payload["queries"]]
     assert states == ["running", "finished", "running", "finished"]
 
 
