@@ -59,6 +59,11 @@ class TaskPolicies(BaseModel):
     principal: PolicyPrincipal
     groups: list[str]
     datasets: list[DatasetDecision]
+    read_only: bool = Field(
+        default=False,
+        description="A policy preview (a run acting as another principal for an editor of policies): only "
+        "SELECT queries may run.",
+    )
 
 
 @router.post(
