@@ -26,10 +26,8 @@ def test_a_spark_tasks_results_carry_its_inputs_policies(
     customers, orders = tmp_path / "customers.parquet", tmp_path / "orders.parquet"
     pq.write_table(pa.table({"id": [1], "email": ["ann@shop.example"], "region": ["EU"]}), customers)
     pq.write_table(pa.table({"id": [10], "customer_id": [1]}), orders)
-    payload = lineage_payload(
-        outputs=[describe_location(tmp_path / "daily")], inputs=[describe_location(customers), describe_location(orders)],
-        job_name="daily_sales",
-    )  # fmt: skip
+    inputs = [describe_location(customers), describe_location(orders)]
+    payload = lineage_payload(outputs=[describe_location(tmp_path / "daily")], inputs=inputs, job_name="daily_sales")
     tenant = make_tenant(db)
     analyst = make_user(db, tenant, "analyst")
     pool = f"spark-{uuid.uuid4().hex[:8]}"
