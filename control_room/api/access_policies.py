@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 from control_room.api.deps import Executor, Pool, User
 from control_room.api.executors import LEASE_ERRORS
 from control_room.api.models import LeaseRef, Strict
-from control_room.services import access_policies, trino_rules
+from control_room.services import access_policies, policy_previews, trino_rules
 from control_room.services.auth import scoped
 from control_room.services.governance import resolve_org
+from control_room.services.retry import retry_transaction
 from control_room.services.runs import resolve_project
 
 router = APIRouter(tags=["access"])
@@ -59,6 +60,11 @@ class TaskPolicies(BaseModel):
     principal: PolicyPrincipal
     groups: list[str]
     datasets: list[DatasetDecision]
+    read_only: bool = Field(
+        default=False,
+        description="A policy preview (a run acting as another principal for an editor of policies): only "
+        "SELECT queries may run.",
+    )
 
 
 @router.post(
@@ -248,3 +254,74 @@ async def refusals(
     every refusal of the org, other members their own."""
     async with db.connection() as conn, scoped(conn, user):
         return await access_policies.refusals(conn, org_id=await resolve_org(conn, org), limit=limit)
+
+
+# The editor's live preview ------------------------------------------------------------------------------
+
+
+class PreviewBody(Strict):
+    """Run a query as a principal (DuckDB on the warehouse), to see what their policies let through."""
+
+    org: str | None = None
+    dataset: str = Field(min_length=1, max_length=1000, description="The dataset whose policies you edit.")
+    principal_kind: Literal["user", "service_principal", "group"] = Field(
+        description="group: as a member of the group holding no other group."
+    )
+    principal: str = Field(min_length=1, max_length=320, description="An e-mail, a service principal or a group.")
+    sql: str | None = Field(
+        default=None, max_length=20000, description="One SELECT query (default: select * from the dataset limit 20)."
+    )
+    environment: str = Field(default="dev", min_length=1, max_length=100)
+
+
+class PreviewStartedPublic(BaseModel):
+    run_id: uuid.UUID
+    dataset: str
+    principal_kind: str
+    principal: str
+    sql: str
+
+
+class PreviewColumn(BaseModel):
+    name: str
+    type: str
+
+
+class PreviewPublic(BaseModel):
+    """Where a preview is; once it succeeded, the rows the principal gets (their filters and masks applied)."""
+
+    run_id: uuid.UUID
+    status: str
+    done: bool
+    principal_kind: str
+    principal: str
+    dataset: str
+    sql: str
+    error: str | None = Field(default=None, description="Why it failed, e.g. a refusal naming dataset and privilege.")
+    columns: list[PreviewColumn]
+    rows: list[list[Any]]
+    total_rows: int | None = None
+
+
+@router.post("/access/previews", status_code=201, response_model=PreviewStartedPublic)
+async def start_preview(user: User, db: Pool, body: PreviewBody) -> dict[str, Any]:
+    """Start a preview: a one-task DuckDB run acting as the principal (only reads), through the agent's access
+    guard, caps and audit like any run. Org admins, and a dataset's owners for their dataset; others get 403."""
+
+    async def start() -> dict[str, Any]:
+        async with db.connection() as conn, scoped(conn, user):
+            started = await policy_previews.start_preview(
+                conn, org_id=await resolve_org(conn, body.org), dataset=body.dataset,
+                principal_kind=body.principal_kind, principal=body.principal, sql=body.sql,
+                environment=body.environment, requested_by=user.user_id, requested_by_name=user.email,
+            )  # fmt: skip
+        return dict(started.__dict__)
+
+    return await retry_transaction(start, what=f"policy preview by {user.email}")
+
+
+@router.get("/access/previews/{run_id}", response_model=PreviewPublic)
+async def get_preview(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+    """A preview's status and, once it succeeded, up to 100 rows as the principal gets them (poll until done)."""
+    async with db.connection() as conn, scoped(conn, user):
+        return dict((await policy_previews.preview_result(conn, run_id=run_id)).__dict__)

@@ -172,9 +172,12 @@ async def read_artifact_rows(
 ) -> dict[str, Any]:
     """A page of a Parquet query result: only the row groups holding the rows are read. A viewer who may not
     read a source dataset of the result (or whose policies filter or mask one, for a result computed as
-    someone else) gets 403 naming the dataset."""
+    someone else) gets 403 naming the dataset; masks of a dbt or Spark task's inputs apply to the columns
+    they map to."""
     async with db.connection() as conn, scoped(conn, user):
         artifact = await artifacts.get_artifact(conn, artifact_id=artifact_id)
-        await result_policies.require_rows_visible(conn, artifact=artifact)
+        policy = await result_policies.require_rows_policy(conn, artifact=artifact)
     store = get_store()
-    return await to_thread.run_sync(lambda: queries.read_result_rows(store, artifact, offset=offset, limit=limit))
+    return await to_thread.run_sync(
+        lambda: queries.read_result_rows(store, artifact, offset=offset, limit=limit, masks=policy.masks)
+    )

@@ -4,7 +4,9 @@ is a trusted caller; every change is audited in SQL with the local user as actor
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -14,7 +16,7 @@ import typer
 
 from control_room.commands.alerts import _print
 from control_room.commands.jobs import _actor, _on_database
-from control_room.services import access_policies, trino_rules
+from control_room.services import access_policies, policy_previews, result_policies, trino_rules
 from control_room.services.auth import resolve_org
 from control_room.services.errors import from_db_error
 from control_room.services.runs import resolve_project
@@ -219,3 +221,80 @@ def export_command(
         return
     output.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {output} ({len(rules['tables'])} table rules)")
+
+
+def _preview_principal(text: str) -> tuple[Literal["user", "service_principal", "group"], str]:
+    kind, sep, value = text.partition(":")
+    if sep and kind in ("user", "group", "sp") and value:
+        return ("service_principal" if kind == "sp" else kind), value  # type: ignore[return-value]
+    if not sep and text:
+        return ("user", text) if "@" in text else ("group", text)
+    typer.echo(f"error (as): {text!r}: write user:<e-mail>, group:<group> or sp:<service principal>", err=True)
+    raise typer.Exit(2)
+
+
+def _print_preview(result: policy_previews.PreviewResult, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result.__dict__, default=str, indent=2))
+        return
+    names = [c["name"] for c in result.columns]
+    _print([dict(zip(names, row, strict=True)) for row in result.rows], names, False)
+    shown = len(result.rows)
+    typer.echo(f"({shown} of {result.total_rows} rows as {result.principal_kind} {result.principal})")
+
+
+@app.command("preview")
+def preview_command(
+    as_principal: Annotated[
+        str, typer.Option("--as", help="user:<e-mail> (or an e-mail), group:<group> (a member), sp:<name>")
+    ],
+    sql: Annotated[
+        str | None, typer.Option("--sql", help="One SELECT query (default: the dataset's first 20 rows).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="The dataset previewed (default: the query's first table).")
+    ] = None,
+    environment: Annotated[str, typer.Option("--environment", help="The run's environment.")] = "dev",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the rows (else print the run id).")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for the agent.")] = 120.0,
+    org: OrgOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """As this principal, what does the query return? Runs it on the warehouse (DuckDB) as them: their
+    refusals, row filters and masks apply by the agent's own rewrite; the run only reads."""
+    kind, principal = _preview_principal(as_principal)
+    if dataset is None:
+        tables = sorted(result_policies.statement_sources("duckdb", sql or "").tables)
+        if not tables:
+            typer.echo("error (dataset): give --dataset, or a --sql query that reads one", err=True)
+            raise typer.Exit(2)
+        dataset = ".".join(tables[0])
+    target = dataset
+
+    async def work(conn: psycopg.AsyncConnection) -> policy_previews.PreviewStarted | policy_previews.PreviewResult:
+        async with conn.transaction():
+            await access_policies.act_as(conn, _actor())
+            started = await policy_previews.start_preview(
+                conn, org_id=await resolve_org(conn, org), dataset=target, principal_kind=kind, principal=principal,
+                sql=sql, environment=environment, requested_by=None, requested_by_name=_actor(),
+            )  # fmt: skip
+        if not wait:
+            return started
+        deadline = time.monotonic() + timeout
+        while True:
+            result = await policy_previews.preview_result(conn, run_id=started.run_id)
+            if result.done or time.monotonic() > deadline:
+                return result
+            await asyncio.sleep(0.5)  # the agent runs it: poll the run, up to the deadline
+
+    outcome = _on_database(work)
+    if isinstance(outcome, policy_previews.PreviewStarted):
+        typer.echo(f"preview run {outcome.run_id} of {outcome.dataset} as {outcome.principal_kind} {outcome.principal}")
+        return
+    if not outcome.done:
+        typer.echo(f"error: preview run {outcome.run_id} is still {outcome.status} after {timeout:g} s", err=True)
+        raise typer.Exit(1)
+    if outcome.status != "succeeded" or outcome.error:
+        typer.echo(f"error: preview run {outcome.run_id} {outcome.status}: {outcome.error}", err=True)
+        raise typer.Exit(1)
+    _print_preview(outcome, as_json)

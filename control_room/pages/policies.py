@@ -13,6 +13,7 @@ from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
 
 DRAFT: Any = PoliciesState.draft
 QUESTION: Any = PoliciesState.question
+PREVIEW: Any = PoliciesState.preview
 
 
 def _policy(row: PolicyRow) -> rx.Component:
@@ -139,6 +140,53 @@ def _simulator() -> rx.Component:
     return card
 
 
+def _preview_row(row: Any) -> rx.Component:
+    item: rx.Component = rx.table.row(rx.foreach(row, lambda cell: rx.table.cell(rx.code(cell, variant="ghost"))))
+    return item
+
+
+def _preview() -> rx.Component:
+    """As principal X, this query returns…: a run acting as X on the warehouse (its editors only)."""
+    set_preview = PoliciesState.set_preview
+    card: rx.Component = rx.card(
+        rx.vstack(
+            rx.heading("Preview as a principal", size="3"),
+            rx.text("Runs the query on the warehouse as them: their refusals, row filters and masks apply as in "
+                    "their own tasks.", size="1", color_scheme="gray"),
+            rx.hstack(
+                rx.text("As", size="2"),
+                rx.el.select(rx.el.option("a member of group", value="group"), rx.el.option("user", value="user"),
+                             rx.el.option("service principal", value="service_principal"),
+                             value=PREVIEW["kind"].to(str), on_change=lambda v: set_preview("kind", v),
+                             id="preview-kind", class_name="policy-select"),
+                _input("principal", "analysts, or an e-mail", PREVIEW, set_preview, "preview", "220px"),
+                rx.text("on", size="2"),
+                _input("dataset", "customers", PREVIEW, set_preview, "preview", "220px"),
+                spacing="2", align="center", wrap="wrap",
+            ),
+            rx.text_area(placeholder="select * from <dataset> limit 20 (the default)", value=PREVIEW["sql"].to(str),
+                         on_change=lambda v: set_preview("sql", v), id="preview-sql", width="100%", rows="2"),
+            rx.hstack(
+                rx.button("Run preview", on_click=PoliciesState.run_preview, loading=PoliciesState.preview_running,
+                          id="preview-run"),
+                rx.text(PoliciesState.preview_status, size="2", color_scheme="gray", id="preview-status"),
+                spacing="3", align="center",
+            ),
+            rx.cond(PoliciesState.preview_error != "",
+                    rx.callout(PoliciesState.preview_error, size="1", color_scheme="red", id="preview-error")),
+            rx.cond(PoliciesState.preview_columns.length() > 0, rx.table.root(
+                rx.table.header(rx.table.row(rx.foreach(PoliciesState.preview_columns,
+                                                        lambda c: rx.table.column_header_cell(c)))),
+                rx.table.body(rx.foreach(PoliciesState.preview_rows, _preview_row)),
+                size="1", width="100%", id="preview-table",
+            )),
+            spacing="2", width="100%",
+        ),
+        width="100%",
+    )  # fmt: skip
+    return card
+
+
 @layout(route=routes.POLICIES, title="Access policies", on_load=PoliciesState.load)
 def policies_page() -> rx.Component:
     content: rx.Component = rx.vstack(
@@ -163,6 +211,7 @@ def policies_page() -> rx.Component:
                     size="2", color_scheme="gray", id="policies-read-only"),
         ),
         rx.grid(_groups(), _simulator(), columns="2", spacing="4", width="100%"),
+        rx.cond(PoliciesState.can_edit_policies, _preview()),
         rx.heading("Audit", size="3"),
         rx.vstack(rx.foreach(PoliciesState.audit_rows, _audit), spacing="1", id="policies-audit"),
         spacing="4", width="100%",

@@ -68,23 +68,25 @@ async def decisions(
 
 
 async def task_policies(conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
-    """The policies an SQL task is held to, for the agent holding its live lease: who the task acts as, its
-    groups, and every dataset of the project whose decision restricts it (others are open to it)."""
+    """The policies an SQL task is held to, for the agent holding its live lease: who the task acts as (a
+    policy preview's principal, its template's service principal, else its requester), its groups, and every
+    dataset of the project whose decision restricts it (others are open to it)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "select t.project_id, p.kind, p.name, ops.principal_groups_of(t.org_id, p.kind, p.name) as groups "
-            "from ops.tasks t cross join lateral ops.task_principal(t.id) p "
+            "select a.kind, a.name, a.groups, a.preview from ops.tasks t cross join lateral ops.task_acts_as(t.id) a "
             "where t.id = %s and t.lease_token = %s and t.status in ('claimed', 'running')",
             (task_id, lease_token),
         )
         row = await cur.fetchone()
     if row is None:
         raise LeaseLost(f"lease token does not hold task {task_id} (expired, finalized or reassigned)")
-    found = await decisions(conn, project_id=row["project_id"], principal_kind=row["kind"], principal=row["name"])
+    cur2 = await conn.execute("select ops.task_access_decisions(%s)", (task_id,))
+    found = [r[0] for r in await cur2.fetchall()]
     return {
         "principal": {"kind": row["kind"], "name": row["name"]},
         "groups": list(row["groups"]),
         "datasets": [d for d in found if restricts(d)],
+        "read_only": bool(row["preview"]),
     }
 
 

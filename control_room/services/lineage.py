@@ -95,6 +95,15 @@ on conflict (openlineage_run_id, event_type, event_time) do nothing
 """
 
 
+# The task's own inputs (edges' upstreams) and outputs (downstreams): what its results' policy check reads.
+INSERT_TASK_DATASETS = """
+insert into ops.task_datasets (task_id, project_id, dataset_id, direction)
+select %(task_id)s, %(project_id)s, r.dataset_id, r.direction
+from jsonb_to_recordset(%(rows)s::jsonb) as r (dataset_id uuid, direction text)
+on conflict do nothing
+"""
+
+
 def _key(ref: dict[str, Any]) -> tuple[str, str]:
     return ref["namespace"], ref["name"]
 
@@ -187,6 +196,9 @@ async def report_lineage(
             )
         if rows:
             await conn.execute(UPSERT_EDGES, {**common, "rows": json.dumps(rows)})
+            ends = {(r["upstream_id"], "input") for r in rows} | {(r["downstream_id"], "output") for r in rows}
+            task_rows = [{"dataset_id": d, "direction": side} for d, side in sorted(ends)]
+            await conn.execute(INSERT_TASK_DATASETS, {**common, "rows": json.dumps(task_rows)})
         accepted = 0
         if openlineage_events:
             cur = await conn.execute(

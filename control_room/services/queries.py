@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -14,6 +15,7 @@ from control_room.services import pagination
 from control_room.services.artifacts import _attempt_of_lease, storage_key_of
 from control_room.services.errors import Invalid, NotFound
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, fetch_rows
+from control_room.services.result_policies import mask_value
 from control_room.services.runs import resolve_project
 from control_room.storage import ArtifactMissing, ArtifactStore, LocalArtifactStore
 
@@ -181,8 +183,16 @@ def is_parquet_result(artifact: dict[str, Any]) -> bool:
     return str(artifact["content_type"]) == PARQUET_CONTENT_TYPE or str(artifact["name"]).endswith(".parquet")
 
 
-def read_result_rows(store: ArtifactStore, artifact: dict[str, Any], *, offset: int, limit: int) -> dict[str, Any]:
-    """Rows ``[offset, offset + limit)`` of a Parquet result, reading only the row groups that hold them."""
+def read_result_rows(
+    store: ArtifactStore,
+    artifact: dict[str, Any],
+    *,
+    offset: int,
+    limit: int,
+    masks: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Rows ``[offset, offset + limit)`` of a Parquet result, reading only the row groups that hold them; the
+    columns named in ``masks`` (lower-case name -> mask kind, from the sources' policies) masked."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -220,10 +230,18 @@ def read_result_rows(store: ArtifactStore, artifact: dict[str, Any], *, offset: 
         schema = parquet.schema_arrow
     page = pa.concat_tables(pieces) if pieces else schema.empty_table()
     end = offset + page.num_rows
+    columns, rows = describe_columns(schema), json_rows(page)
+    if masks:
+        for index, column in enumerate(columns):
+            kind = masks.get(column["name"].lower())
+            if kind is not None:
+                column["type"] = "null" if kind in ("null", "expression") else "string"
+                for row in rows:
+                    row[index] = mask_value(kind, row[index])
     return {
         "artifact_id": artifact["id"],
-        "columns": describe_columns(schema),
-        "rows": json_rows(page),
+        "columns": columns,
+        "rows": rows,
         "offset": offset,
         "limit": limit,
         "total_rows": total,

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -159,8 +160,24 @@ def _cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS] + "…"
 
 
-def table_page(data: bytes, kind: Literal["csv", "parquet"], *, page: int) -> TablePage:
-    """Page ``page`` (from 0) of a CSV or Parquet file held in memory."""
+def table_page(
+    data: bytes, kind: Literal["csv", "parquet"], *, page: int, masks: Mapping[str, str] | None = None
+) -> TablePage:
+    """Page ``page`` (from 0) of a CSV or Parquet file held in memory; the columns named in ``masks``
+    (lower-case name -> mask kind, from the sources' access policies) masked."""
+    found = _table_page(data, kind, page=page)
+    if not masks:
+        return found
+    kinds = [masks.get(name.lower()) for name in found.columns]
+    rows = [
+        [cell if k is None else _cell(result_policies.mask_value(k, cell if cell != "" else None)) for cell, k in
+         zip(row, kinds, strict=False)]
+        for row in found.rows
+    ]  # fmt: skip
+    return TablePage(columns=found.columns, rows=rows, page=found.page, total_rows=found.total_rows)
+
+
+def _table_page(data: bytes, kind: Literal["csv", "parquet"], *, page: int) -> TablePage:
     if page < 0:
         raise Invalid("must be 0 or more", field="page")
     first = page * TABLE_PAGE_ROWS
@@ -196,7 +213,14 @@ def table_page(data: bytes, kind: Literal["csv", "parquet"], *, page: int) -> Ta
     return TablePage(columns=[_cell(name) for name in header], rows=rows, page=page, total_rows=total)
 
 
-def _preview_from_store(store: ArtifactStore, artifact: dict[str, Any], *, page: int, end: int | None) -> Preview:
+def _preview_from_store(
+    store: ArtifactStore,
+    artifact: dict[str, Any],
+    *,
+    page: int,
+    end: int | None,
+    masks: Mapping[str, str] | None = None,
+) -> Preview:
     key = storage_key_of(artifact)
     size = int(artifact["size_bytes"])
     kind = preview_kind(artifact["name"], artifact["content_type"])
@@ -226,7 +250,7 @@ def _preview_from_store(store: ArtifactStore, artifact: dict[str, Any], *, page:
             if size > MAX_TABLE_BYTES:
                 return Preview(kind="binary", artifact=artifact, note=f"Table {too_large.format(size=size)}")
             try:
-                table = table_page(_read(store, key), kind, page=page)  # type: ignore[arg-type]
+                table = table_page(_read(store, key), kind, page=page, masks=masks)  # type: ignore[arg-type]
             except Exception as exc:  # a malformed file is shown as such, not as a server error
                 return Preview(kind="binary", artifact=artifact, note=f"cannot read it as {kind.upper()}: {exc}")
             return Preview(kind=kind, table=table, artifact=artifact)
@@ -247,11 +271,16 @@ async def artifact_preview(
     """The preview of an artifact the caller may see (RLS applies to the metadata read; the access policies of
     the datasets its task read may withhold its content: then the note says why)."""
     artifact = await get_artifact(conn, artifact_id=artifact_id)
-    withheld = await result_policies.withheld_reason(conn, artifact=artifact)
-    if withheld is not None:
-        return Preview(kind="binary", artifact=artifact, note=withheld)
+    policy = await result_policies.rows_policy(conn, artifact=artifact)
+    if policy.withheld is not None:
+        return Preview(kind="binary", artifact=artifact, note=policy.withheld)
+    if policy.masks and preview_kind(artifact["name"], artifact["content_type"]) not in ("csv", "parquet"):
+        # Only tables are masked by column: other content could hold the masked values as they were.
+        return Preview(kind="binary", artifact=artifact, note=str(policy.reason_for_bytes))
     store = get_store()
-    return await asyncio.to_thread(_preview_from_store, store, artifact, page=page, end=text_end)
+    return await asyncio.to_thread(
+        _preview_from_store, store, artifact, page=page, end=text_end, masks=policy.masks or None
+    )
 
 
 async def verify_artifact(conn: AsyncConnection, *, artifact_id: uuid.UUID) -> VerifyResult:

@@ -4,14 +4,17 @@ dataset owners for their datasets' policies)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
 
 from control_room import routes
-from control_room.services import access_policies
+from control_room.services import access_policies, policy_previews
 from control_room.services.governance import resolve_org
 from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler
@@ -48,6 +51,10 @@ def audit_row(row: dict[str, Any]) -> AuditRow:
         detail = row["detail"]
         what = f"refused {detail['privilege']} on {row['name']} ({detail['policy']}) in run {str(detail['run_id'])[:8]}"
         return AuditRow(f"{row['at']:%Y-%m-%d %H:%M}", str(row["actor"]), what, True)
+    if row["entity"] == "policy_previews":
+        detail = row["detail"]
+        what = f"previewed {row['name']} as {str(detail['principal_kind']).replace('_', ' ')} {detail['principal']}"
+        return AuditRow(f"{row['at']:%Y-%m-%d %H:%M}", str(row["actor"]), what)
     what = f"{row['action']} {row['entity'].replace('_', ' ')} {row['name'] or ''}".strip()
     return AuditRow(f"{row['at']:%Y-%m-%d %H:%M}", str(row["actor"]), what)
 
@@ -70,6 +77,13 @@ class PoliciesState(SessionState):
     # SQL functions refuse a forged edit anyway.
     can_edit_policies: rx.Field[bool] = rx.field(False)
     can_edit_groups: rx.Field[bool] = rx.field(False)
+    # The live preview: "as principal X, this query returns…" (a run acting as X, polled to its rows).
+    preview: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+    preview_running: rx.Field[bool] = rx.field(False)
+    preview_status: rx.Field[str] = rx.field("")
+    preview_error: rx.Field[str] = rx.field("")
+    preview_columns: rx.Field[list[str]] = rx.field(default_factory=list)
+    preview_rows: rx.Field[list[list[str]]] = rx.field(default_factory=list)
 
     @background
     async def load(self) -> AsyncIterator[Any]:
@@ -102,6 +116,10 @@ class PoliciesState(SessionState):
     @handler
     def set_question(self, field: str, value: str) -> None:
         self.question = {**self.question, field: value[:400]}
+
+    @handler
+    def set_preview(self, field: str, value: str) -> None:
+        self.preview = {**self.preview, field: value[:20000]}
 
     @handler
     def set_group_name(self, value: str) -> None:
@@ -178,3 +196,57 @@ class PoliciesState(SessionState):
         async with self:
             self.verdict, self.verdict_allowed = text, allowed
         yield None
+
+    @background
+    async def run_preview(self) -> AsyncIterator[Any]:
+        """Run the query as the principal (a preview run through the agent's guard) and poll it to its rows."""
+        signed = await self.signed_in()
+        if signed is None:
+            return
+        async with self:
+            if self.preview_running:
+                return
+            ask = dict(self.preview)
+            self.preview_running, self.preview_error, self.preview_status = True, "", "submitting"
+            self.preview_columns, self.preview_rows = [], []
+        kind = ask.get("kind") or "group"
+        try:
+            async with as_user(signed.principal) as conn:
+                started = await policy_previews.start_preview(
+                    conn, org_id=await resolve_org(conn, None), dataset=ask.get("dataset", ""),
+                    principal_kind=kind,  # type: ignore[arg-type]  # the select offers the three kinds
+                    principal=ask.get("principal", ""), sql=ask.get("sql") or None, environment="dev",
+                    requested_by=signed.principal.user_id, requested_by_name=signed.principal.email,
+                )  # fmt: skip
+            deadline = time.monotonic() + PREVIEW_DEADLINE_S
+            while True:
+                async with as_user(signed.principal) as conn:
+                    result = await policy_previews.preview_result(conn, run_id=started.run_id)
+                async with self:
+                    self.preview_status = f"run {str(result.run_id)[:8]} {result.status}"
+                if result.done or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)  # the agent runs it: poll the run, up to the deadline
+            error = result.error or ("" if result.done else f"still {result.status} after {PREVIEW_DEADLINE_S} s")
+            columns = [c["name"] for c in result.columns]
+            rows = [[_cell_text(v) for v in row] for row in result.rows]
+            status = (
+                f"{len(rows)} of {result.total_rows} rows as {result.principal_kind.replace('_', ' ')} "
+                f"{result.principal} (run {str(result.run_id)[:8]})"
+                if result.status == "succeeded" else f"run {str(result.run_id)[:8]} {result.status}"
+            )  # fmt: skip
+        except Exception as exc:
+            error, columns, rows, status = problem_text(exc), [], [], ""
+        async with self:
+            self.preview_running, self.preview_error, self.preview_status = False, error, status
+            self.preview_columns, self.preview_rows = columns, rows
+        yield PoliciesState.load
+
+
+PREVIEW_DEADLINE_S = 120
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    return value if isinstance(value, str) else json.dumps(value)

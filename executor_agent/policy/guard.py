@@ -106,6 +106,9 @@ class AccessGuard:
         principal = payload.get("principal") or {}
         self.principal = str(principal.get("name") or "this task's principal")
         self.groups = [str(g) for g in payload.get("groups") or []]
+        # A policy preview (a run acting as someone else for an editor of policies) may only read: a write
+        # as the previewed principal would act with their privileges, not the requester's.
+        self.read_only = bool(payload.get("read_only"))
         self.dialect: Dialect = dialect
         self.views = views
         self.rules = [self._rule(d) for d in payload.get("datasets") or []]
@@ -113,8 +116,8 @@ class AccessGuard:
 
     @property
     def active(self) -> bool:
-        """False when no dataset is restricted: then there is nothing to enforce."""
-        return bool(self.rules)
+        """False when no dataset is restricted and writes are allowed: then there is nothing to enforce."""
+        return bool(self.rules) or self.read_only
 
     # Building rules ------------------------------------------------------------------------------------
 
@@ -209,6 +212,11 @@ class AccessGuard:
         if len(statements) != 1:
             raise PolicyRefused(f"statement {index}: give one statement at a time under access policies")
         tree = statements[0]
+        if self.read_only and not (isinstance(tree, exp.Select | exp.SetOperation) and tree.args.get("into") is None):
+            raise PolicyRefused(
+                f"statement {index}: a policy preview runs as {self.principal} and may only read: "
+                "give one SELECT query"
+            )
         if isinstance(tree, _HARMLESS):
             return sql
         if not isinstance(tree, _READS + _WRITES):

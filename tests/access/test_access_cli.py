@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from control_room.cli import app
 from control_room.config import get_settings
-from tests.access.world import make_shop
+from tests.access.world import govern, make_shop
 from tests.bundle.conftest import CliResult
 
 ENVIRONMENT = {"type": "object", "properties": {"user": {"type": "string"}}}
@@ -167,3 +167,32 @@ def test_groups_policies_simulate_and_trino_export(
         for sql in [rule.get("filter"), *(c["mask"] for c in rule.get("columns", []))]:
             if sql:
                 sqlglot.parse_one(sql, read="trino")
+
+
+def test_preview_submits_a_run_acting_as_the_principal(
+    db: psycopg.Connection, lakehouse: Callable[..., CliResult]
+) -> None:
+    shop = make_shop(db)
+    govern(db, shop)
+    org = db.execute("select slug from ops.orgs where id = %s", (shop.tenant.org_id,)).fetchone()
+    assert org
+    started = lakehouse("policies", "preview", "--as", "group:analysts", "--sql", "select email from main.customers",
+                        "--no-wait", "--org", str(org[0]))  # fmt: skip
+    assert started.exit_code == 0, started.stderr
+    assert "of warehouse.main.customers as group analysts" in started.stdout
+    run_id = started.stdout.split()[2]
+    row = db.execute(
+        "select pv.principal_kind, pv.principal, pv.requested_by_name, a.kind, a.name from ops.policy_previews pv "
+        "join ops.tasks t on t.run_id = pv.run_id cross join lateral ops.task_acts_as(t.id) a where pv.run_id = %s",
+        (run_id,),
+    ).fetchone()
+    assert row and row[:2] == ("group", "analysts") and str(row[2]).startswith("cli:")
+    assert row[3:] == ("service_principal", "(a member of group analysts)")
+    # No agent serves this pool here: waiting ends at the deadline, saying where the run is.
+    waited = lakehouse("policies", "preview", "--as", shop.analyst.email, "--dataset", "main.customers",
+                       "--timeout", "1", "--org", str(org[0]))  # fmt: skip
+    assert waited.exit_code == 1 and "is still queued after 1 s" in waited.stderr
+    refused = lakehouse("policies", "preview", "--as", "group:analysts", "--sql", "drop table main.customers",
+                        "--org", str(org[0]))  # fmt: skip
+    assert refused.exit_code == 1 and "one SELECT query" in refused.stderr
+    assert lakehouse("policies", "preview", "--as", "role:x", "--sql", "select 1").exit_code == 2

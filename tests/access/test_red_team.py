@@ -271,6 +271,28 @@ def test_without_restrictions_statements_pass_untouched() -> None:
     assert not guard.active and guard.check("selec garbage") == "selec garbage"
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "create table stolen as select * from customers",
+        "insert into orders select 1, 1, 1",
+        "copy (select * from customers) to 'out.csv'",
+        "select * into stolen from customers",
+        "set threads = 1",
+        "drop table orders",
+    ],
+)
+def test_a_policy_preview_only_reads(sql: str) -> None:
+    payload = {**policies("hash", catalog="lakehouse", schema="main"), "read_only": True}
+    guard = AccessGuard(payload, dialect="duckdb")
+    with pytest.raises(PolicyRefused, match=r"a policy preview runs as ann@shop\.example and may only read"):
+        guard.check(sql)
+    assert "SHA256" in guard.check("select email from customers union select email from customers").upper()
+    open_payload = {"principal": {"kind": "user", "name": "x"}, "datasets": [], "read_only": True}
+    empty = AccessGuard(open_payload, dialect="duckdb")
+    assert empty.active and empty.check("select 1") == "select 1"
+
+
 # Trino (the protocol-faithful test server) ------------------------------------------------------------------
 
 

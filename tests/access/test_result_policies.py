@@ -5,14 +5,19 @@ unparseable statement withholds the rows; an org without policies is not checked
 
 from __future__ import annotations
 
+import hashlib
+import io
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from control_room.services import result_policies
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import Forbidden
+from control_room.services.ui_previews import table_page
 from tests.access.world import Shop, govern, make_shop, run_async
 
 
@@ -100,3 +105,12 @@ def test_an_org_without_policies_is_not_checked(db: psycopg.Connection, database
 def test_statement_sources(sql: str, tables: set[tuple[str, ...]]) -> None:
     found: Any = result_policies.statement_sources("duckdb", sql)
     assert found.tables == tables and not found.unparsed
+
+
+def test_masks_apply_to_the_mapped_columns_of_a_table_page() -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2], "Country_Code": ["GB", None], "name": ["Ada", "Grace"]}), buffer)
+    page = table_page(buffer.getvalue(), "parquet", page=0, masks={"country_code": "hash", "name": "partial"})
+    assert page.rows == [["1", hashlib.sha256(b"GB").hexdigest(), "Ad****"], ["2", "", "Gr****"]]
+    assert [result_policies.mask_value(k, "secret") for k in ("null", "redact", "expression")] == [None, "****", None]
+    assert result_policies.mask_value("hash", 42) == hashlib.sha256(b"42").hexdigest()

@@ -121,6 +121,15 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
         "state, started_at) values (%s, %s, %s, %s, 1, 'duckdb', 'select secret from a', 'finished', now())",
         (run_id, task_id, attempt, project),
     )
+    conn.execute(
+        "insert into ops.task_datasets (task_id, project_id, dataset_id, direction) values (%s, %s, %s, 'input')",
+        (task_id, project, datasets[0][0]),
+    )
+    conn.execute(
+        "insert into ops.policy_previews (run_id, org_id, project_id, dataset_id, principal_kind, principal, "
+        "requested_by_name) values (%s, %s, %s, %s, 'group', 'analysts', 'a-admin')",
+        (run_id, a_org, project, datasets[0][0]),
+    )
     conn.execute("select * from ops.finalize_task(%s, %s, 'succeeded', '{}'::jsonb, null)", (task_id, lease))
     _seed_jobs_tables(conn, a_org, project, run_id)
     user = conn.execute(

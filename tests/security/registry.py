@@ -131,6 +131,9 @@ TABLES: dict[str, Review] = {
     "service_principals": review("SELECT", "x.org_id = %(a_org)s", "ops.save_service_principal (org admins)"),
     "access_policies": review("SELECT", "x.org_id = %(a_org)s", "ops.save_access_policy (admins, owners; audited)"),
     "access_refusals": review("SELECT", "x.org_id = %(a_org)s", "trigger on ops.events (org admins, own refusals)"),
+    # Policy previews and task inputs (20261208000300, 20261208000310).
+    "policy_previews": review("SELECT", "x.org_id = %(a_org)s", "ops.start_policy_preview (policy editors; audited)"),
+    "task_datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "lineage reports under a task's lease (API)"),
 }
 
 # Columns no member may ever read.

@@ -232,6 +232,13 @@ def test_org_b_cannot_submit_into_or_cancel_org_a(owner: psycopg.Connection, red
         with as_member(attacker, red_world.b_admin), pytest.raises(psycopg.Error) as shared:
             attacker.execute("select ops.set_pool_shared(%s, 'default', true)", (red_world.b.org_id,))
         assert shared.value.sqlstate in REFUSED
+        dataset = owner.execute(
+            "select d.id from ops.datasets d where d.project_id = %s limit 1", (red_world.a_project,)
+        ).fetchone()
+        assert dataset
+        with as_member(attacker, red_world.b_admin), pytest.raises(psycopg.Error) as previewed:
+            attacker.execute("select ops.start_policy_preview(%s, %s, 'group', 'x')", (run[0], dataset[0]))
+        assert previewed.value.sqlstate in {"LH403", "LH404", "LH422"}, "org A's run never becomes B's preview"
 
 
 def test_operators_cannot_insert_runs_around_submit(owner: psycopg.Connection, red_world: RedWorld) -> None:

@@ -1,7 +1,8 @@
 """Access policies on a real control room and agent: an admin masks customers.email for group analysts on
 the Policies page (the simulator says why); an analyst's DuckDB query task then returns masked values, in the
-rows API and the artifact preview; the analyst's refusal is in the audit, the page shows them no editor; an
-admin's unmasked result is withheld from them; the catalog hides from the analyst a dataset denied to the group."""
+rows API and the artifact preview, and the editor's live preview (as a member of analysts) shows them masked; a
+non-admin cannot preview as someone else; the analyst's refusal is in the audit, the page shows them no editor;
+an admin's unmasked result is withheld from them; the catalog hides from the analyst a dataset denied to the group."""
 
 from __future__ import annotations
 
@@ -48,6 +49,19 @@ def result_rows(world: UiWorld, token: str, run_id: str) -> list[Any]:
     rows = httpx.get(f"{world.url}/api/v1/artifacts/{parquet['id']}/rows", headers=headers, timeout=30)
     assert rows.status_code == 200, rows.text
     return list(rows.json()["rows"])
+
+
+def wait_preview(world: UiWorld, token: str, run_id: str) -> dict[str, Any]:
+    """Poll a policy preview (with a deadline) until its run finished; the preview."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{world.url}/api/v1/access/previews/{run_id}", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30)  # fmt: skip
+        assert found.status_code == 200, found.text
+        if found.json()["done"]:
+            return dict(found.json())
+        time.sleep(0.5)  # polling the preview's run with a deadline
+    raise AssertionError(f"preview {run_id} did not finish in 120 s")
 
 
 def _parquet_id(world: UiWorld, token: str, run_id: str) -> str:
@@ -115,7 +129,36 @@ def test_an_admin_masks_email_for_analysts_and_the_agent_and_catalog_enforce_it(
     expect(admin.locator("#policies-audit")).to_contain_text("create access policies mask-email")
     screenshot(admin, ui_world, "policies-editor")
 
+    # The live preview: as a member of group analysts, the dataset's first rows come back with e-mails hashed
+    # (a run acting as the group, through the agent's rewrite); the admin's own rows stay unmasked.
+    admin.select_option("#preview-kind", "group")
+    admin.fill("#preview-principal", "analysts")
+    admin.fill("#preview-dataset", "acl_customers")
+    admin.click("#preview-run")
+    preview_rows = admin.locator("#preview-table tbody tr")
+    expect(preview_rows).to_have_count(2, timeout=120_000)
+    expect(admin.locator("#preview-table")).to_contain_text(hashlib.sha256(EMAIL.encode()).hexdigest())
+    expect(admin.locator("#preview-table")).not_to_contain_text(EMAIL)
+    expect(admin.locator("#preview-status")).to_contain_text("2 of 2 rows as group analysts")
+    expect(admin.locator("#policies-audit")).to_contain_text("previewed warehouse.main.acl_customers as group analysts")
+    screenshot(admin, ui_world, "policies-preview-masked")
+    # Through the API: as the group, the denied payroll is refused, naming the dataset and the privilege.
+    started = httpx.post(f"{ui_world.url}/api/v1/access/previews", headers={"Authorization": f"Bearer {admin_token}"},
+                         json={"dataset": "acl_payroll", "principal_kind": "group", "principal": "analysts"},
+                         timeout=30)  # fmt: skip
+    assert started.status_code == 201, started.text
+    assert started.json()["sql"] == 'SELECT * FROM "main"."acl_payroll" LIMIT 20'
+    payroll = wait_preview(ui_world, admin_token, started.json()["run_id"])
+    assert payroll["status"] == "failed" and payroll["rows"] == []
+    assert "may not read dataset warehouse.main.acl_payroll (missing privilege read" in str(payroll["error"])
+
     analyst_token = ui_world.api_token(ui_world.operator)
+    # A non-admin may not preview as someone else (the admin), through the API or the page.
+    forged = httpx.post(f"{ui_world.url}/api/v1/access/previews", headers={"Authorization": f"Bearer {analyst_token}"},
+                        json={"dataset": "acl_customers", "principal_kind": "user", "principal": ui_world.admin.email},
+                        timeout=30)  # fmt: skip
+    assert forged.status_code == 403, forged.text
+    assert "only org admins, and the owners of a dataset" in forged.text
     query = run_sql(ui_world, analyst_token, "select id, email from acl_customers order by id")
     assert query["status"] == "succeeded", query
     rows = result_rows(ui_world, analyst_token, query["id"])  # computed as the analyst: shown, masked
@@ -141,6 +184,7 @@ def test_an_admin_masks_email_for_analysts_and_the_agent_and_catalog_enforce_it(
     expect(analyst.locator("#policies-read-only")).to_be_visible()
     expect(analyst.locator("#policy-save")).to_have_count(0)
     expect(analyst.locator("#group-save")).to_have_count(0)
+    expect(analyst.locator("#preview-run")).to_have_count(0)
     expect(analyst.locator("#simulate-ask")).to_be_visible()
     expect(analyst.locator("#policies-audit")).to_contain_text(
         "refused read on warehouse.main.acl_payroll (payroll-closed)"
