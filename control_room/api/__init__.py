@@ -27,6 +27,7 @@ from control_room.loops.alerts import run_alert_evaluator
 from control_room.loops.deliveries import run_delivery_sender
 from control_room.loops.promotions import run_promotion_evaluator
 from control_room.loops.reaper import run_reaper
+from control_room.loops.retention import run_retention
 from control_room.loops.scheduler import run_scheduler
 from control_room.loops.serving import run_serving_restarter
 
@@ -77,6 +78,7 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
         loops.append(asyncio.create_task(run_delivery_sender(database_url()), name="alert-deliveries"))
         loops.append(asyncio.create_task(run_promotion_evaluator(database_url()), name="promotion-gates"))
         loops.append(asyncio.create_task(run_serving_restarter(database_url()), name="serving-restarts"))
+        loops.append(asyncio.create_task(run_retention(database_url()), name="event-retention"))
     try:
         yield
     finally:

@@ -131,6 +131,8 @@ TABLES: dict[str, Review] = {
     "service_principals": review("SELECT", "x.org_id = %(a_org)s", "ops.save_service_principal (org admins)"),
     "access_policies": review("SELECT", "x.org_id = %(a_org)s", "ops.save_access_policy (admins, owners; audited)"),
     "access_refusals": review("SELECT", "x.org_id = %(a_org)s", "trigger on ops.events (org admins, own refusals)"),
+    # Event retention (20261208000600_event_retention): written by the retention loop's definer functions only.
+    "event_archives": review("SELECT", "x.org_id = %(a_org)s", "ops.claim_event_archives / record / delete (loop)"),
 }
 
 # Columns no member may ever read.
