@@ -19,6 +19,7 @@ from control_room.api.catalog_sync import router as catalog_sync_router
 from control_room.api.dashboards import router as dashboards_router
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
+from control_room.api.retention import router as retention_router
 from control_room.api.serving import router as serving_router
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     ask_router,
     catalog_sync_router,
     serving_router,
+    retention_router,
 )
 
 DESCRIPTION = """\

@@ -39,8 +39,10 @@ async def run_retention(
     interval: float | None = None,
     passes: int | None = None,
     worker: str | None = None,
-) -> list[PassResult]:
-    """Archive due runs every ``interval`` seconds (forever, or ``passes`` times); returns what each pass did.
+    results: list[PassResult] | None = None,
+) -> None:
+    """Archive due runs every ``interval`` seconds (forever, or ``passes`` times); what each pass did goes to
+    ``results`` when given.
 
     A pass that found work is followed at once by another, so a backlog drains at full speed; a failed
     pass is logged and the loop carries on with a new connection.
@@ -48,7 +50,6 @@ async def run_retention(
     settings = get_settings()
     pause = settings.retention_interval_seconds if interval is None else interval
     name = worker or worker_name()
-    results: list[PassResult] = []  # kept only when counting passes (a forever loop keeps nothing)
     done = 0
     while passes is None or done < passes:
         try:
@@ -62,7 +63,7 @@ async def run_retention(
                         delete_batch=settings.retention_delete_batch,
                     )
                     done += 1
-                    if passes is not None:
+                    if results is not None:
                         results.append(result)
                     if result.runs_claimed:
                         log.info(
@@ -78,8 +79,7 @@ async def run_retention(
             raise
         except Exception:
             done += 1
-            if passes is not None:
+            if results is not None:
                 results.append(PassResult())
             log.exception("retention pass failed; retrying in %.1fs", pause)
             await asyncio.sleep(pause)
-    return results

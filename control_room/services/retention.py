@@ -10,6 +10,7 @@ archive back with ``archived_events``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -64,6 +65,8 @@ ATTEMPT_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
+# The attempt fields runs.get_run gives each task (executor_id apart, stored as text).
+ATTEMPT_FIELDS = ("attempt", "executor_name", "claimed_at", "started_at", "finished_at", "outcome", "error")
 ARCHIVE_COLUMNS = (
     "run_id, project_id, status, retention_days, last_event_id, event_count, attempt_count, events_key, "
     "events_size_bytes, events_sha256, attempts_key, attempts_size_bytes, attempts_sha256, archived_at, deleted_at"
@@ -136,7 +139,9 @@ async def archive_due(
 async def write_archive(
     conn: AsyncConnection, *, claim: dict[str, Any], store: ArtifactStore, now: Callable[[], datetime]
 ) -> tuple[int, int] | None:
-    """Write, store, verify and record a claimed run's Parquet files; (events, attempts), or None if the claim was lost."""
+    """Write, store, verify and record a claimed run's Parquet files.
+
+    Returns (events, attempts) archived, or None when the claim was lost to another replica."""
     run_id, project_id = claim["run_id"], claim["project_id"]
     events_bytes, event_count, last_event_id = await _events_parquet(conn, run_id)
     attempts_bytes, attempt_count = await _attempts_parquet(conn, run_id)
@@ -182,10 +187,8 @@ def _store(store: ArtifactStore, key: str, data: bytes) -> StoredFile:
     """Put the bytes write-once and re-read them against their SHA-256. A file left by an earlier try of the
     same run (a crash before the record) has the same key and, the rows being the same, the same bytes."""
     sha = hashlib.sha256(data).hexdigest()
-    try:
+    with contextlib.suppress(ArtifactExists):
         store.put_bytes(key, data, sha256=sha, content_type=PARQUET_CONTENT_TYPE)
-    except ArtifactExists:
-        pass
     verified = store.verify(key, size=len(data), sha256=sha)
     if not verified.ok:
         raise StorageError(
@@ -260,7 +263,12 @@ def _read_verified(store: ArtifactStore, key: str, size: int, sha256: str) -> pa
 
 
 async def archived_events(
-    conn: AsyncConnection, *, run_id: uuid.UUID, after_id: int = 0, limit: int = 1000, store: ArtifactStore | None = None
+    conn: AsyncConnection,
+    *,
+    run_id: uuid.UUID,
+    after_id: int = 0,
+    limit: int = 1000,
+    store: ArtifactStore | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run's archive and its archived events with id > ``after_id`` (at most ``limit``), in id order,
     shaped like ``events.list_events`` rows. NotFound when the run has no archive the caller may see."""
@@ -294,7 +302,7 @@ async def archived_attempts(
             store, archive["attempts_key"], archive["attempts_size_bytes"], archive["attempts_sha256"]
         )
     )
-    rows = table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
     for row in rows:
         row["result"] = json.loads(row["result"]) if row["result"] else None
     return rows
@@ -320,3 +328,18 @@ async def set_retention(conn: AsyncConnection, *, project_id: uuid.UUID, days: i
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def fill_archived_attempts(
+    conn: AsyncConnection, *, run: dict[str, Any], store: ArtifactStore | None = None
+) -> None:
+    """Give the tasks of ``run`` (as ``runs.get_run`` returns it) their archived attempts, where they have none
+    left in Postgres, so the page's attempts table and timeline stay whole after retention."""
+    by_task: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in await archived_attempts(conn, run_id=run["id"], store=store):
+        attempt = {key: row[key] for key in ATTEMPT_FIELDS}
+        attempt["executor_id"] = uuid.UUID(row["executor_id"]) if row["executor_id"] else None
+        by_task.setdefault(uuid.UUID(row["task_id"]), []).append(attempt)
+    for task in run["tasks"]:
+        if not task["attempts"]:
+            task["attempts"] = by_task.get(task["id"], [])
