@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from control_room.loops.retention import run_retention
 from control_room.services import retention
 from control_room.storage import LocalArtifactStore
 from tests.conftest import PostgresServer
-from tests.integration.factories import Tenant, claim, finalize, make_executor, make_tenant, submit, task
+from tests.integration.factories import finished_run, make_tenant, submit, task
 
 pytestmark = pytest.mark.migrations
 T = TypeVar("T")
@@ -54,26 +53,6 @@ def on_db(url: str, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> 
             return await work(aconn)
 
     return asyncio.run(run())
-
-
-def finished_run(
-    conn: psycopg.Connection, tenant: Tenant, *, days_ago: float, events_per_task: int = 7, status: str = "succeeded"
-) -> uuid.UUID:
-    """A run of two tasks that each logged ``events_per_task`` events, finished ``days_ago`` days ago."""
-    executor = make_executor(conn, tenant)
-    run_id = submit(conn, tenant, [task("extract"), task("load")])
-    for got in claim(conn, executor, max_tasks=2):
-        batch = [
-            {"seq": i, "type": "log", "level": "warning" if i % 3 == 0 else "info",
-             "message": f"{got['task_id']} line {i}", "data": {"i": i, "stream": "stdout"}}
-            for i in range(events_per_task)
-        ]  # fmt: skip
-        conn.execute(
-            "select ops.append_events(%s, %s, %s::jsonb)", (got["task_id"], got["lease_token"], json.dumps(batch))
-        )
-        finalize(conn, got["task_id"], got["lease_token"], "succeeded" if status == "succeeded" else "failed")
-    conn.execute("update ops.runs set finished_at = %s where id = %s", (NOW - days_ago * DAY, run_id))
-    return run_id
 
 
 def live_events(conn: psycopg.Connection, run_id: uuid.UUID) -> list[tuple[Any, ...]]:
@@ -240,7 +219,6 @@ def test_two_loops_racing_archive_every_run_exactly_once(
 
     get_settings.cache_clear()
     try:
-
         a: list[retention.PassResult] = []
         b: list[retention.PassResult] = []
 
