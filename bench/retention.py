@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import pyarrow as pa
 from _harness import fmt, percentiles
 
 from control_room.db.connection import connect_async
@@ -154,6 +155,7 @@ def main() -> None:
             row = conn.execute("select pg_total_relation_size('ops.events')").fetchone()
             assert row
             table_bytes = int(row[0])
+        pa.array(list(range(10)), type=pa.int64())  # pyarrow's one-off lazy imports (seconds), not the archive rate
         appender = Appender(url)
         for _ in range(300):  # the baseline: appends with nothing else going on
             appender.append_once()

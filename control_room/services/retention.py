@@ -170,17 +170,16 @@ async def delete_archived(
     while True:
         started = time.perf_counter()
         cur = await conn.execute(
-            "select ops.delete_archived_rows(%s, %s, %s, %s, %s)",
+            "select deleted, finished, lost from ops.delete_archived_rows(%s, %s, %s, %s, %s)",
             (claim["run_id"], claim["claim_token"], batch, now(), LEASE_SECONDS),
         )
         row = await cur.fetchone()
-        deleted = int(row[0]) if row else -1
         result.batch_seconds.append(time.perf_counter() - started)
-        if deleted < 0:
+        if row is None or row[2]:
             return False
-        if deleted == 0:
+        result.rows_deleted += int(row[0])
+        if row[1]:
             return True
-        result.rows_deleted += deleted
 
 
 def _store(store: ArtifactStore, key: str, data: bytes) -> StoredFile:
@@ -198,6 +197,25 @@ def _store(store: ArtifactStore, key: str, data: bytes) -> StoredFile:
     return StoredFile(key=key, size=len(data), sha256=sha)
 
 
+def _micros(column: str) -> str:
+    """A timestamptz as microseconds since the epoch: Arrow takes those as they are, where it converts each
+    zone-aware datetime psycopg makes one by one (seconds per 10,000 rows)."""
+    return f"(extract(epoch from {column}) * 1000000)::bigint"
+
+
+def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    """Rows as an Arrow table, column by column (from_pylist converts aware datetimes one by one: 80x slower)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema.names]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+
+
+EVENTS_PAGE_SQL = (
+    f"select e.id, e.run_id::text, e.task_id::text, t.key, e.attempt, e.seq, {_micros('e.ts')}, e.type, e.level, "
+    "e.message, e.data::text from ops.events e left join ops.tasks t on t.id = e.task_id "
+    "where e.run_id = %s and e.id > %s order by e.id limit %s"
+)
+
+
 async def _events_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[bytes, int, int]:
     """The run's events in id order as Parquet (zstd), their count and the last id (0 when none)."""
     sink = io.BytesIO()
@@ -205,19 +223,15 @@ async def _events_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[byt
     with pq.ParquetWriter(sink, EVENT_SCHEMA, compression="zstd") as writer:
         while True:
             async with conn.cursor() as cur:
-                await cur.execute(
-                    "select e.id, e.run_id::text, e.task_id::text, t.key, e.attempt, e.seq, e.ts, e.type, e.level, "
-                    "e.message, e.data::text from ops.events e left join ops.tasks t on t.id = e.task_id "
-                    "where e.run_id = %s and e.id > %s order by e.id limit %s",
-                    (run_id, last, READ_PAGE),
-                )
+                await cur.execute(EVENTS_PAGE_SQL, (run_id, last, READ_PAGE))
                 rows = await cur.fetchall()
             if not rows:
                 break
-            writer.write_table(pa.Table.from_pylist([dict(zip(EVENT_SCHEMA.names, r, strict=True)) for r in rows],
-                                                    schema=EVENT_SCHEMA))  # fmt: skip
+            writer.write_table(_table(rows, EVENT_SCHEMA))
             count += len(rows)
             last = int(rows[-1][0])
+            if len(rows) < READ_PAGE:
+                break
     return sink.getvalue(), count, last
 
 
@@ -225,14 +239,15 @@ async def _attempts_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[b
     """The run's attempts as Parquet, ordered by task and attempt, and their count."""
     async with conn.cursor() as cur:
         await cur.execute(
-            "select a.task_id::text, t.key, a.attempt, a.run_id::text, a.executor_id::text, x.name, a.claimed_at, "
-            "a.started_at, a.finished_at, a.outcome, a.result::text, a.error from ops.task_attempts a "
+            f"select a.task_id::text, t.key, a.attempt, a.run_id::text, a.executor_id::text, x.name, "
+            f"{_micros('a.claimed_at')}, {_micros('a.started_at')}, {_micros('a.finished_at')}, a.outcome, "
+            "a.result::text, a.error from ops.task_attempts a "
             "join ops.tasks t on t.id = a.task_id left join ops.executors x on x.id = a.executor_id "
             "where a.run_id = %s order by t.key, a.attempt",
             (run_id,),
         )
         rows = await cur.fetchall()
-    table = pa.Table.from_pylist([dict(zip(ATTEMPT_SCHEMA.names, r, strict=True)) for r in rows], schema=ATTEMPT_SCHEMA)
+    table = _table(rows, ATTEMPT_SCHEMA)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue(), len(rows)

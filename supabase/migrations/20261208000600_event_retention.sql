@@ -204,43 +204,48 @@ begin
 end;
 $$;
 
--- Remove up to p_batch archived rows of a run (events first, then attempts) and extend the lease. Returns
--- how many rows went; 0 means the run is done (and is marked so). -1: the claim was lost. One call is one
--- short transaction: row locks on the deleted rows only, never a table lock, so appends to other runs go on.
+-- Remove up to p_batch archived rows of a run (events first, then attempts) and extend the lease; when the
+-- last ones went, mark the archive done. lost: the claim belongs to another replica now (nothing deleted).
+-- One call is one short transaction: row locks on the deleted rows only, never a table lock, so appends to
+-- other runs go on.
 create function ops.delete_archived_rows(
     p_run uuid, p_token uuid, p_batch integer, p_now timestamptz, p_lease_seconds integer
-) returns integer
+) returns table (deleted integer, finished boolean, lost boolean)
 language plpgsql security definer
 set search_path = ''
 as $$
 declare
     v_last bigint;
-    v_deleted integer;
+    v_events integer;
+    v_attempts integer := 0;
 begin
-    update ops.event_archives
+    update ops.event_archives a
     set lease_expires_at = p_now + make_interval(secs => p_lease_seconds)
-    where run_id = p_run and claim_token = p_token and status = 'deleting'
-    returning last_event_id into v_last;
+    where a.run_id = p_run and a.claim_token = p_token and a.status = 'deleting'
+    returning a.last_event_id into v_last;
     if not found then
-        return -1;
+        return query select 0, false, true;
+        return;
     end if;
     delete from ops.events e
     where e.id in (select x.id from ops.events x where x.run_id = p_run and x.id <= v_last order by x.id limit p_batch);
-    get diagnostics v_deleted = row_count;
-    if v_deleted > 0 then
-        return v_deleted;
+    get diagnostics v_events = row_count;
+    if v_events = p_batch then
+        return query select v_events, false, false;
+        return;
     end if;
     delete from ops.task_attempts t
     where (t.task_id, t.attempt) in (select x.task_id, x.attempt from ops.task_attempts x
-                                      where x.run_id = p_run limit p_batch);
-    get diagnostics v_deleted = row_count;
-    if v_deleted > 0 then
-        return v_deleted;
+                                      where x.run_id = p_run limit p_batch - v_events);
+    get diagnostics v_attempts = row_count;
+    if v_events + v_attempts = p_batch then
+        return query select p_batch, false, false;
+        return;
     end if;
-    update ops.event_archives
+    update ops.event_archives a
     set status = 'done', deleted_at = p_now, claim_token = null, lease_expires_at = null
-    where run_id = p_run and claim_token = p_token;
-    return 0;
+    where a.run_id = p_run and a.claim_token = p_token;
+    return query select v_events + v_attempts, true, false;
 end;
 $$;
 

@@ -97,7 +97,8 @@ def test_exactly_the_old_runs_move_to_verified_parquet_and_read_back_in_order(
     result = archive_due(retention_db, store, NOW, delete_batch=5)
 
     assert (result.runs_claimed, result.runs_done, result.events_archived, result.attempts_archived) == (1, 1, 14, 2)
-    assert result.rows_deleted == 16 and len(result.batch_seconds) == 5  # 14 events in 3 batches, 2 attempts, done
+    # 16 rows in batches of 5: 5 events, 5 events, 4 events + 1 attempt, the last attempt (and done).
+    assert result.rows_deleted == 16 and len(result.batch_seconds) == 4
     assert counts(conn, old) == (0, 0)
     assert {r: live_events(conn, r) for r in untouched} == untouched
     archive = conn.execute(
@@ -181,15 +182,18 @@ def test_a_crash_after_the_parquet_is_written_loses_nothing_and_a_rerun_finishes
             await cur.execute("select * from ops.claim_event_archives(%s, 'dying', 10, 300)", (NOW,))
             claims = {c["run_id"]: c for c in await cur.fetchall()}
         assert set(claims) == {first, second}
+        tokens.append(claims[second]["claim_token"])
         events_bytes, _, last = await retention._events_parquet(aconn, first)
         retention._store(store, retention.archive_key(tenant.project_id, first, f"events-upto-{last}.parquet"),
                          events_bytes)  # fmt: skip
         assert await retention.write_archive(aconn, claim=claims[second], store=store, now=lambda: NOW) == (14, 2)
-        cur2 = await aconn.execute("select ops.delete_archived_rows(%s, %s, 4, %s, 300)",
+        cur2 = await aconn.execute("select * from ops.delete_archived_rows(%s, %s, 4, %s, 300)",
                                    (second, claims[second]["claim_token"], NOW))  # fmt: skip
-        assert await cur2.fetchone() == (4,)
+        assert await cur2.fetchone() == (4, False, False)
 
+    tokens: list[uuid.UUID] = []
     on_db(retention_db, crash)
+    dead_token = tokens[0]
     assert counts(conn, first) == (14, 2) and counts(conn, second) == (10, 2)
     # Within the dead replica's lease nobody else takes its runs.
     assert archive_due(retention_db, store, NOW + timedelta(seconds=299), worker="w2").runs_claimed == 0
@@ -199,7 +203,12 @@ def test_a_crash_after_the_parquet_is_written_loses_nothing_and_a_rerun_finishes
         assert counts(conn, run_id) == (0, 0)
         _, rows = on_db(retention_db, lambda c, r=run_id: retention.archived_events(c, run_id=r, store=store))
         assert [(r["id"], r["seq"], r["message"]) for r in rows] == [(e[0], e[3], e[7]) for e in events]
-    # The dead replica's token no longer deletes anything.
+    # The dead replica's token no longer deletes anything; the new holder finished both.
+    with psycopg.connect(retention_db, autocommit=True) as other:
+        stale = other.execute(
+            "select * from ops.delete_archived_rows(%s, %s, 4, %s, 300)", (second, dead_token, NOW)
+        ).fetchone()
+    assert stale == (0, False, True)
     assert conn.execute(
         "select count(*) from ops.event_archives where run_id = any(%s) and status = 'done' and claimed_by = 'w2'",
         ([first, second],),
