@@ -60,8 +60,9 @@ def test_an_archived_runs_page_shows_its_archived_events(ui_world: UiWorld, sign
     viewer.click("#events-archived-load")
     archived = viewer.locator(".event-row.archived")
     expect(archived).to_have_count(live)
-    expect(archived.filter(has_text="loaded partition 6 of 6")).to_have_count(1)
-    expect(archived.filter(has_text="watermark behind by 2 h").locator(".level-badge")).to_have_text("warning")
+    logs = archived.filter(has=viewer.locator('.event-task[title="log"]'))  # the lines the commands printed
+    expect(logs.filter(has_text="loaded partition 6 of 6")).to_have_count(1)
+    expect(logs.filter(has_text="watermark behind by 2 h").locator(".level-badge")).to_have_text("warning")
     expect(archived.first.locator(".archived-badge")).to_have_text("archived")
     expect(viewer.locator("#archived-count")).to_have_text(f"{live} archived events shown")
     screenshot(viewer, ui_world, "retention_run_archived_events")
