@@ -58,9 +58,9 @@ create index event_archives_project on ops.event_archives (project_id, created_a
 alter table ops.event_archives enable row level security;
 grant select on ops.event_archives to authenticated;
 grant all on ops.event_archives to service_role;
--- Whoever may read the run may read where its history went.
+-- Whoever may read the run's events may read where they went (the policy of ops.events).
 create policy event_archives_read on ops.event_archives for select to authenticated
-    using (ops.has_project_role(project_id, 'viewer'));
+    using (project_id = any ((select ops.viewable_projects())::uuid[]));
 
 -- An access refusal keeps its record when the event it came from is archived.
 alter table ops.access_refusals alter column event_id drop not null;
