@@ -46,6 +46,7 @@ from control_room.state.run_detail.tasks import (
     task_rows,
 )
 from control_room.state.run_detail.timeline import updated_figures
+from control_room.storage import StorageError
 
 WATCH_WAIT_SECONDS = 2.0
 WATCH_IDLE_SECONDS = 6.0
@@ -171,8 +172,12 @@ class RunDetailState(SessionState):
                 page = await events.list_events(conn, run_id=run_id, **filters, limit=EVENTS_PAGE)
                 found = await artifacts.list_run_artifacts(conn, run_id=run_id)
                 archive = await retention.archive_of(conn, run_id=run_id)
+                archive_problem = ""
                 if archive is not None:  # the attempts table and the timeline come from the archive too
-                    await retention.fill_archived_attempts(conn, run=run)
+                    try:
+                        await retention.fill_archived_attempts(conn, run=run)
+                    except StorageError as exc:  # the page still opens; the notice says what is wrong
+                        archive_problem = f" Its attempts could not be read back: {exc}"
         except NotFound as exc:
             async with self:
                 self.not_found = exc.message
@@ -195,7 +200,7 @@ class RunDetailState(SessionState):
                 self.error = problem_text(exc)
             self._last_event_id = 0
             self._show_events(page)
-            self.archive_notice = archive_notice(archive)
+            self.archive_notice = archive_notice(archive) + archive_problem
             self.loaded = True
             self._seen_at = time.monotonic()
         yield RunDetailState.watch
