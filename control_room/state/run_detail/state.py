@@ -99,6 +99,7 @@ class RunDetailState(SessionState):
     _title_ticks: int = 0
     _address_task: str = ""  # the task whose panel is open (its key), for the address
     _address_attempt: int = 0
+    _archived: bool = False  # the run's events and attempts were archived (retention)
 
     @rx.var
     def event_count_label(self) -> str:
@@ -201,6 +202,7 @@ class RunDetailState(SessionState):
             self._last_event_id = 0
             self._show_events(page)
             self.archive_notice = archive_notice(archive) + archive_problem
+            self._archived = archive is not None
             self.loaded = True
             self._seen_at = time.monotonic()
         yield RunDetailState.watch
@@ -225,6 +227,7 @@ class RunDetailState(SessionState):
         self.event_task = ""
         self.reruns = []
         self.archive_notice = ""
+        self._archived = False
         self.archived_events = []
         self.archived_loaded = self.archived_more = self.is_loading_archive = False
 
@@ -320,7 +323,9 @@ class RunDetailState(SessionState):
             after = self._last_event_id
             filters = self._event_filters()
             # A finished run stops changing; its events may still trickle in for a moment.
-            settle = self.header.is_terminal and self._idle_ticks > 5
+            # An archived run finished days ago: nothing to refresh (a refresh would also drop the attempts
+            # the page took from the archive).
+            settle = (self.header.is_terminal and self._idle_ticks > 5) or self._archived
         try:
             signed = await self.signed_in()
             if signed is None:
