@@ -40,10 +40,9 @@ def test_an_archived_runs_page_shows_its_archived_events(ui_world: UiWorld, sign
     assert _finished(ui_world, run_id) == "succeeded"
     live = ui_world.query("select count(*) from ops.events where run_id = %s", run_id)[0][0]
     assert isinstance(live, int) and live >= 8
-    # Finished 40 days ago: past the demo project's 30 days.
-    ui_world.query(
-        "update ops.runs set finished_at = finished_at - interval '40 days' where id = %s returning id", run_id
-    )
+    # Ran 40 days ago: past the demo project's 30 days (created_at is immutable and stays today).
+    ui_world.query("update ops.runs set started_at = started_at - interval '40 days', "
+                   "finished_at = finished_at - interval '40 days' where id = %s returning id", run_id)  # fmt: skip
     _archive_events(ui_world)  # the control room's own loop may take it first: either way, one archive
     _wait_for(lambda: ui_world.query("select status from ops.event_archives where run_id = %s", run_id)
               == [("done",)], "the run's archive to be done")  # fmt: skip
