@@ -17,7 +17,7 @@ import pytest
 from control_room.db.connection import connect_async
 from control_room.db.migrate import migrate
 from control_room.loops.retention import run_retention
-from control_room.services import retention
+from control_room.services import retention, runs
 from control_room.storage import LocalArtifactStore
 from tests.conftest import PostgresServer
 from tests.integration.factories import finished_run, make_tenant, submit, task
@@ -127,6 +127,20 @@ def test_exactly_the_old_runs_move_to_verified_parquet_and_read_back_in_order(
         ("extract", 1, "succeeded"),
         ("load", 1, "succeeded"),
     ]
+    # The run page's attempts come back from the archive onto the run's tasks.
+
+    async def run_with_attempts(c: psycopg.AsyncConnection) -> dict[str, Any]:
+        run = await runs.get_run(c, run_id=old)
+        assert all(t["attempts"] == [] for t in run["tasks"])
+        await retention.fill_archived_attempts(c, run=run, store=store)
+        return run
+
+    filled = on_db(retention_db, run_with_attempts)
+    assert sorted((t["key"], [(a["attempt"], a["outcome"]) for a in t["attempts"]]) for t in filled["tasks"]) == [
+        ("extract", [(1, "succeeded")]),
+        ("load", [(1, "succeeded")]),
+    ]
+    assert all(t["attempts"][0]["claimed_at"] <= t["attempts"][0]["finished_at"] for t in filled["tasks"])
     # Nothing is due any more: a second pass claims nothing.
     assert archive_due(retention_db, store, NOW).runs_claimed == 0
 
