@@ -46,6 +46,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     "dashboards": ("dashboards", "app", "Dashboards: shipped templates, a project's dashboards and their versions."),
     "catalog": ("catalog", "app", "The dataset catalog: sync with OpenMetadata."),
     "serving": ("serving", "app", "Model serving endpoints: create, canary, promote, roll back, stop; tokens."),
+    "projects": ("projects", "app", "Projects: event retention (days before a finished run's events move to Parquet)."),
 }  # fmt: skip
 
 

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     )
     lease_seconds: int = Field(default=60, ge=1, description="Task lease length granted by a claim.")
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
+    retention_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often the retention loop archives runs past their project's retention."
+    )
+    retention_runs_per_pass: int = Field(
+        default=20, ge=1, le=10_000, description="Runs one retention pass claims and archives at most."
+    )
+    retention_delete_batch: int = Field(
+        default=5000, ge=1, le=100_000, description="Archived rows removed per transaction (keeps each lock short)."
+    )
     claim_wait_max_seconds: float = Field(default=25.0, ge=0, description="Longest claim long-poll.")
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, description="SSE comment keep-alive interval.")
     executor_offline_after_seconds: int = Field(

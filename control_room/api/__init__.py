@@ -19,6 +19,7 @@ from control_room.api.catalog_sync import router as catalog_sync_router
 from control_room.api.dashboards import router as dashboards_router
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
+from control_room.api.retention import router as retention_router
 from control_room.api.serving import router as serving_router
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
@@ -27,6 +28,7 @@ from control_room.loops.alerts import run_alert_evaluator
 from control_room.loops.deliveries import run_delivery_sender
 from control_room.loops.promotions import run_promotion_evaluator
 from control_room.loops.reaper import run_reaper
+from control_room.loops.retention import run_retention
 from control_room.loops.scheduler import run_scheduler
 from control_room.loops.serving import run_serving_restarter
 
@@ -45,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     ask_router,
     catalog_sync_router,
     serving_router,
+    retention_router,
 )
 
 DESCRIPTION = """\
@@ -77,6 +80,7 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
         loops.append(asyncio.create_task(run_delivery_sender(database_url()), name="alert-deliveries"))
         loops.append(asyncio.create_task(run_promotion_evaluator(database_url()), name="promotion-gates"))
         loops.append(asyncio.create_task(run_serving_restarter(database_url()), name="serving-restarts"))
+        loops.append(asyncio.create_task(run_retention(database_url()), name="event-retention"))
     try:
         yield
     finally:

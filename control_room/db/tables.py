@@ -149,6 +149,8 @@ class Project(OpsTable, table=True):
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     # Refuse a submit whose engine no live executor of the routed pool offers (default: warn).
     require_available_engine: bool = Field(sa_column=_boolean(nullable=False))
+    # Days after a run finished before its events and attempts move to the Parquet archive (0: never).
+    event_retention_days: int = Field(sa_column=_integer(nullable=False))
 
 
 class Environment(OpsTable, table=True):
@@ -1342,7 +1344,10 @@ class AccessRefusal(OpsTable, table=True):
     run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
     task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.tasks.id"))
     attempt: int | None = Field(sa_column=_integer(nullable=True))
-    event_id: int = Field(sa_column=Column(BigInteger(), ForeignKey("ops.events.id"), nullable=False, unique=True))
+    # Null once the event was archived (20261208000600_event_retention.sql); the refusal itself stays.
+    event_id: int | None = Field(
+        sa_column=Column(BigInteger(), ForeignKey("ops.events.id", ondelete="SET NULL"), nullable=True, unique=True)
+    )
     at: datetime = Field(sa_column=_timestamptz(nullable=False))
     principal_kind: str = Field(sa_column=_text(nullable=False))
     principal: str = Field(sa_column=_text(nullable=False))
@@ -1518,3 +1523,34 @@ class ServingRequestStat(OpsTable, table=True):
     errors: int = Field(sa_column=_bigint(nullable=False))
     latency_ms_sum: float = Field(sa_column=_double(nullable=False))
     latency_hist: list[int] = Field(sa_column=Column(ARRAY(BigInteger()), nullable=False))
+
+
+# Event retention (20261208000600_event_retention.sql) ----------------------------------------------
+
+
+class EventArchive(OpsTable, table=True):
+    """Where a finished run's events and attempts went: two verified Parquet files in the artifact store."""
+
+    __tablename__ = "event_archives"
+    __table_args__ = {"schema": SCHEMA}
+
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.runs.id"))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    status: str = Field(sa_column=_text(nullable=False), description="writing | deleting | done")
+    claim_token: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    claimed_by: str | None = Field(sa_column=_text(nullable=True))
+    lease_expires_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    retention_days: int = Field(sa_column=_integer(nullable=False))
+    last_event_id: int | None = Field(sa_column=_bigint(nullable=True))
+    event_count: int = Field(sa_column=_integer(nullable=False))
+    attempt_count: int = Field(sa_column=_integer(nullable=False))
+    events_key: str | None = Field(sa_column=_text(nullable=True))
+    events_size_bytes: int | None = Field(sa_column=_bigint(nullable=True))
+    events_sha256: str | None = Field(sa_column=_text(nullable=True))
+    attempts_key: str | None = Field(sa_column=_text(nullable=True))
+    attempts_size_bytes: int | None = Field(sa_column=_bigint(nullable=True))
+    attempts_sha256: str | None = Field(sa_column=_text(nullable=True))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    archived_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+    deleted_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))

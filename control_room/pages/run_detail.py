@@ -345,13 +345,15 @@ def _event_row(event: Any) -> rx.Component:
         rx.box(level_badge(event.level)),
         rx.text(event.task, as_="span", class_name="event-task", title=event.type),
         rx.text(
+            rx.cond(event.archived, rx.badge("archived", color_scheme="gray", variant="outline", size="1",
+                                             class_name="archived-badge", margin_right="6px")),
             event.message,
             " ",
             rx.text(event.detail, as_="span", class_name="event-detail"),
             as_="span",
             class_name="event-message",
         ),
-        class_name="event-row level-" + event.level,
+        class_name="event-row level-" + event.level + rx.cond(event.archived, " archived", ""),
         data_event_id=event.id,
     )
     return row
@@ -399,13 +401,16 @@ def _events() -> rx.Component:
         spacing="3",
     )  # fmt: skip
     rows = (
+        rx.foreach(RunDetailState.archived_events, _event_row),
         rx.cond(
             RunDetailState.has_older,
             rx.center(rx.button(rx.icon("chevrons-up", size=12), "Load older events", size="1", variant="ghost",
                                 on_click=RunDetailState.load_older, id="events-older"), padding="6px"),
         ),
-        rx.cond(RunDetailState.events.length() == 0,
-                rx.center(rx.text("No events yet.", size="2", color_scheme="gray"), padding="24px")),
+        rx.cond((RunDetailState.events.length() == 0) & (RunDetailState.archived_events.length() == 0),
+                rx.center(rx.text(rx.cond(RunDetailState.archive_notice != "", "No events left in the database: "
+                                          "load the archived ones above.", "No events yet."),
+                                  size="2", color_scheme="gray"), padding="24px")),
         rx.foreach(RunDetailState.events, _event_row),
     )  # fmt: skip
     # Follow mode: the browser keeps the newest event in view while the log stays scrolled to its end
@@ -415,8 +420,40 @@ def _events() -> rx.Component:
         rx.auto_scroll(*rows, class_name="event-log", id="event-log", width="100%"),
         rx.box(*rows, class_name="event-log", id="event-log", width="100%"),
     )
-    card: rx.Component = rx.card(rx.vstack(toolbar, log, spacing="3", width="100%"), width="100%")
+    card: rx.Component = rx.card(rx.vstack(toolbar, _archive_notice(), log, spacing="3", width="100%"), width="100%")
     return card
+
+
+def _archive_notice() -> rx.Component:
+    """Event retention moved this run's events to Parquet: say so, and offer to read them back."""
+    load_label = rx.cond(RunDetailState.archived_loaded, "Load more archived events", "Load archived events")
+    notice: rx.Component = rx.cond(
+        RunDetailState.archive_notice != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("archive", size=14)),
+            rx.hstack(
+                rx.callout.text(RunDetailState.archive_notice, size="1", id="archive-notice"),
+                rx.spacer(),
+                rx.cond(
+                    ~RunDetailState.archived_loaded | RunDetailState.archived_more,
+                    rx.button(rx.icon("archive-restore", size=12), load_label, size="1", variant="soft",
+                              loading=RunDetailState.is_loading_archive, on_click=RunDetailState.load_archived,
+                              id="events-archived-load"),
+                    rx.text(RunDetailState.archived_events.length().to_string() + " archived events shown",
+                            size="1", color_scheme="gray", id="archived-count"),
+                ),
+                width="100%",
+                align="center",
+                spacing="3",
+            ),
+            color_scheme="gray",
+            variant="surface",
+            size="1",
+            width="100%",
+            id="event-archive",
+        ),
+    )  # fmt: skip
+    return notice
 
 
 def _timeline() -> rx.Component:

@@ -142,6 +142,10 @@ class ArtifactStore(ABC):
         return result(True, actual_sha, actual_size, "size and SHA-256 match")
 
     @abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
+        """Store bytes the control plane itself produced (write-once, SHA-256 checked before they appear)."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether bytes are stored under the key."""
 

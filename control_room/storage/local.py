@@ -140,6 +140,26 @@ class LocalArtifactStore(ArtifactStore):
             ) from exc
         _fsync_folder(final.parent)
 
+    def put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
+        final = self.path(key)
+        expected_sha = check_sha256(sha256)
+        actual_sha = hashlib.sha256(data).hexdigest()
+        if actual_sha != expected_sha:
+            raise ChecksumMismatch(key, expected=expected_sha, actual=actual_sha)
+        if final.exists():
+            raise ArtifactExists(key)
+        temp, handle = self._open_temp(final)
+        try:
+            self._commit(key, handle, data, temp, final)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {key!r} under {self.root} ({exc.strerror}); check free disk space and permissions"
+            ) from exc
+        finally:
+            handle.close()
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 

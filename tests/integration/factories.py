@@ -147,3 +147,25 @@ def run_status(conn: psycopg.Connection, run_id: uuid.UUID) -> str:
     row = conn.execute("select status from ops.runs where id = %s", (run_id,)).fetchone()
     assert row
     return str(row[0])
+
+
+def finished_run(
+    conn: psycopg.Connection, tenant: Tenant, *, days_ago: float, events_per_task: int = 7, status: str = "succeeded"
+) -> uuid.UUID:
+    """A run of two tasks that each logged ``events_per_task`` events, finished ``days_ago`` days ago."""
+    executor = make_executor(conn, tenant)
+    run_id = submit(conn, tenant, [task("extract"), task("load")])
+    for got in claim(conn, executor, max_tasks=2):
+        batch = [
+            {"seq": i, "type": "log", "level": "warning" if i % 3 == 0 else "info",
+             "message": f"{got['task_id']} line {i}", "data": {"i": i, "stream": "stdout"}}
+            for i in range(events_per_task)
+        ]  # fmt: skip
+        conn.execute(
+            "select ops.append_events(%s, %s, %s::jsonb)", (got["task_id"], got["lease_token"], json.dumps(batch))
+        )
+        finalize(conn, got["task_id"], got["lease_token"], "succeeded" if status == "succeeded" else "failed")
+    conn.execute(
+        "update ops.runs set finished_at = now() - make_interval(secs => %s) where id = %s", (days_ago * 86400, run_id)
+    )
+    return run_id

@@ -155,7 +155,20 @@ def _seed_org_a(conn: psycopg.Connection, a_org: uuid.UUID) -> tuple[uuid.UUID, 
     _seed_access_policy_tables(conn, a_org)
     _seed_analytics_tables(conn, project)
     _seed_serving_tables(conn, project)
+    _seed_retention_tables(conn, project, run_id)
     return uuid.UUID(str(user[0])), token
+
+
+def _seed_retention_tables(conn: psycopg.Connection, project: uuid.UUID, run_id: uuid.UUID) -> None:
+    """An archive of org A's finished run, as the retention loop records it (done: no loop deletes its rows)."""
+    conn.execute(
+        "insert into ops.event_archives (run_id, org_id, project_id, status, retention_days, last_event_id, "
+        "event_count, attempt_count, events_key, events_size_bytes, events_sha256, attempts_key, "
+        "attempts_size_bytes, attempts_sha256, archived_at) select r.id, r.org_id, r.project_id, 'done', 30, "
+        "0, 2, 1, 'retention/a/events.parquet', 10, %s, 'retention/a/attempts.parquet', 10, %s, now() "
+        "from ops.runs r where r.id = %s",
+        ("e" * 64, "f" * 64, run_id),
+    )
 
 
 def _seed_governance_tables(conn: psycopg.Connection, a_org: uuid.UUID) -> None:

@@ -134,6 +134,8 @@ TABLES: dict[str, Review] = {
     # Policy previews and task inputs (20261208000300, 20261208000310).
     "policy_previews": review("SELECT", "x.org_id = %(a_org)s", "ops.start_policy_preview (policy editors; audited)"),
     "task_datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "lineage reports under a task's lease (API)"),
+    # Event retention (20261208000600_event_retention): written by the retention loop's definer functions only.
+    "event_archives": review("SELECT", "x.org_id = %(a_org)s", "ops.claim_event_archives / record / delete (loop)"),
 }
 
 # Columns no member may ever read.

@@ -319,3 +319,16 @@ def test_unwritable_root_gives_an_actionable_error(tmp_path: Path, key: str) -> 
     store = LocalArtifactStore(blocker)
     with pytest.raises(StorageError, match="writable"):
         upload(store, key, [b"x"], size=1, sha256=sha(b"x"))
+
+
+def test_bytes_the_control_plane_writes_are_checked_and_write_once(store: LocalArtifactStore, key: str) -> None:
+    """put_bytes (the retention's Parquet archives): a wrong SHA-256 stores nothing; a key is written once."""
+    data = b"parquet bytes" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    with pytest.raises(ChecksumMismatch):
+        store.put_bytes(key, data, sha256="0" * 64, content_type="application/vnd.apache.parquet")
+    assert not store.exists(key) and not list(store.root.rglob("*.partial"))
+    store.put_bytes(key, data, sha256=digest, content_type="application/vnd.apache.parquet")
+    with pytest.raises(ArtifactExists):
+        store.put_bytes(key, b"other", sha256=hashlib.sha256(b"other").hexdigest(), content_type="text/plain")
+    assert store.verify(key, size=len(data), sha256=digest).ok

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from control_room.config import Settings
 from control_room.storage import (
+    ArtifactExists,
     ArtifactMissing,
     S3ArtifactStore,
     StorageError,
@@ -238,3 +239,14 @@ def test_unreachable_endpoint_gives_an_actionable_error(key: str) -> None:
     store = S3ArtifactStore.from_settings(settings)
     with pytest.raises(StorageError, match="LAKEHOUSE_S3_ENDPOINT_URL"):
         store.exists(key)
+
+
+def test_bytes_the_control_plane_writes_are_checked_and_write_once(store: S3ArtifactStore, key: str) -> None:
+    """put_bytes (the retention's Parquet archives): the server checks the SHA-256 and refuses a second write."""
+    with pytest.raises(StorageError):
+        store.put_bytes(key, PAYLOAD, sha256=sha(b"other"), content_type="application/vnd.apache.parquet")
+    assert not store.exists(key)
+    store.put_bytes(key, PAYLOAD, sha256=sha(PAYLOAD), content_type="application/vnd.apache.parquet")
+    with pytest.raises(ArtifactExists):
+        store.put_bytes(key, b"replaced", sha256=sha(b"replaced"), content_type="application/octet-stream")
+    assert store.verify(key, size=len(PAYLOAD), sha256=sha(PAYLOAD)).ok

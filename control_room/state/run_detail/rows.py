@@ -101,3 +101,4 @@ class EventRow:
     type: str = ""
     message: str = ""
     detail: str = ""  # the event's data, compact, shown muted after the message
+    archived: bool = False  # read back from the run's Parquet archive (event retention)

@@ -19,16 +19,19 @@ from control_room import routes
 from control_room.components.layout import PRODUCT_NAME
 from control_room.db import notify
 from control_room.db.notify import EVENTS_CHANNEL
-from control_room.services import artifacts, events, runs
+from control_room.services import artifacts, events, retention, runs
 from control_room.services.errors import NotFound
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, handler
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
+    ARCHIVED_PAGE,
     EVENTS_PAGE,
     MAX_EVENTS_KEPT,
     SCROLL_LOG_TO_END,
     SCROLL_LOG_TO_START,
+    archive_notice,
+    archived_matches,
     event_row,
     level_or_default,
     min_level,
@@ -43,6 +46,7 @@ from control_room.state.run_detail.tasks import (
     task_rows,
 )
 from control_room.state.run_detail.timeline import updated_figures
+from control_room.storage import StorageError
 
 WATCH_WAIT_SECONDS = 2.0
 WATCH_IDLE_SECONDS = 6.0
@@ -69,6 +73,12 @@ class RunDetailState(SessionState):
     event_task: rx.Field[str] = rx.field("")  # the task (its id) the log is narrowed to; "" for all
     follow: rx.Field[bool] = rx.field(True)
     has_older: rx.Field[bool] = rx.field(False)
+    # Event retention: the run's events moved to Parquet; shown (marked archived) when asked for.
+    archive_notice: rx.Field[str] = rx.field("")
+    archived_events: rx.Field[list[EventRow]] = rx.field(default_factory=list)
+    archived_loaded: rx.Field[bool] = rx.field(False)
+    archived_more: rx.Field[bool] = rx.field(False)
+    is_loading_archive: rx.Field[bool] = rx.field(False)
     tab: rx.Field[str] = rx.field("overview")
     not_found: rx.Field[str] = rx.field("")
     error: rx.Field[str] = rx.field("")
@@ -89,6 +99,7 @@ class RunDetailState(SessionState):
     _title_ticks: int = 0
     _address_task: str = ""  # the task whose panel is open (its key), for the address
     _address_attempt: int = 0
+    _archived: bool = False  # the run's events and attempts were archived (retention)
 
     @rx.var
     def event_count_label(self) -> str:
@@ -161,6 +172,13 @@ class RunDetailState(SessionState):
                 filters["task_id"] = uuid.UUID(event_task) if event_task else None
                 page = await events.list_events(conn, run_id=run_id, **filters, limit=EVENTS_PAGE)
                 found = await artifacts.list_run_artifacts(conn, run_id=run_id)
+                archive = await retention.archive_of(conn, run_id=run_id)
+                archive_problem = ""
+                if archive is not None:  # the attempts table and the timeline come from the archive too
+                    try:
+                        await retention.fill_archived_attempts(conn, run=run)
+                    except StorageError as exc:  # the page still opens; the notice says what is wrong
+                        archive_problem = f" Its attempts could not be read back: {exc}"
         except NotFound as exc:
             async with self:
                 self.not_found = exc.message
@@ -183,6 +201,8 @@ class RunDetailState(SessionState):
                 self.error = problem_text(exc)
             self._last_event_id = 0
             self._show_events(page)
+            self.archive_notice = archive_notice(archive) + archive_problem
+            self._archived = archive is not None
             self.loaded = True
             self._seen_at = time.monotonic()
         yield RunDetailState.watch
@@ -206,6 +226,10 @@ class RunDetailState(SessionState):
         self.rerun_task = ""
         self.event_task = ""
         self.reruns = []
+        self.archive_notice = ""
+        self._archived = False
+        self.archived_events = []
+        self.archived_loaded = self.archived_more = self.is_loading_archive = False
 
     def _apply_run(self, run: dict[str, Any], signed: SignedIn) -> None:
         """Header, parameters, tasks, attempts and (when they changed) the figures of a fresh run."""
@@ -299,7 +323,9 @@ class RunDetailState(SessionState):
             after = self._last_event_id
             filters = self._event_filters()
             # A finished run stops changing; its events may still trickle in for a moment.
-            settle = self.header.is_terminal and self._idle_ticks > 5
+            # An archived run finished days ago: nothing to refresh (a refresh would also drop the attempts
+            # the page took from the archive).
+            settle = (self.header.is_terminal and self._idle_ticks > 5) or self._archived
         try:
             signed = await self.signed_in()
             if signed is None:
@@ -328,6 +354,37 @@ class RunDetailState(SessionState):
         finally:
             async with self:
                 self._refreshing = False
+
+    @background
+    async def load_archived(self) -> AsyncIterator[Any]:
+        """The run's archived events (read back from its Parquet, checksum verified), shown above the live ones;
+        again for the next page."""
+        signed = await self.signed_in()
+        async with self:
+            run_id = self._current_run_id()
+            if signed is None or run_id is None or self.is_loading_archive:
+                return
+            self.is_loading_archive = True
+            after = self.archived_events[-1].id if self.archived_events else 0
+            level, text, task_id = self.level, self.search, self.event_task
+        try:
+            async with as_user(signed.principal) as conn:
+                _archive, rows = await retention.archived_events(
+                    conn, run_id=run_id, after_id=after, limit=ARCHIVED_PAGE + 1
+                )
+        except Exception as exc:
+            async with self:
+                self.is_loading_archive = False
+                self.error = problem_text(exc)
+            return
+        async with self:
+            shown = [event_row(r, archived=True) for r in rows[:ARCHIVED_PAGE]
+                     if archived_matches(r, level=level, text=text, task_id=task_id)]  # fmt: skip
+            self.archived_events = [*self.archived_events, *shown]
+            self.archived_more = len(rows) > ARCHIVED_PAGE
+            self.archived_loaded = True
+            self.is_loading_archive = False
+        yield rx.call_script(SCROLL_LOG_TO_START)
 
     @background
     async def load_older(self) -> AsyncIterator[Any]:
@@ -418,6 +475,8 @@ class RunDetailState(SessionState):
                 return
             self._show_events(page)
             self.follow = True
+            # Archived events shown were filtered the old way: the notice offers them again.
+            self.archived_events, self.archived_loaded, self.archived_more = [], False, False
         yield rx.call_script(SCROLL_LOG_TO_END)
 
     @handler
