@@ -20,6 +20,7 @@ from control_room.api.dashboards import router as dashboards_router
 from control_room.api.governance import router as governance_router
 from control_room.api.models import Problem
 from control_room.api.retention import router as retention_router
+from control_room.api.serving import proxy_router as serving_proxy_router
 from control_room.api.serving import router as serving_router
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
@@ -48,6 +49,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     catalog_sync_router,
     serving_router,
     retention_router,
+    serving_proxy_router,
 )
 
 DESCRIPTION = """\
@@ -118,11 +120,16 @@ def create_api() -> FastAPI:
     )
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    documented = list(app.router.routes)  # the contract's order
+    # Requests try the routes in order and the invocations proxy came after ~170 others, each matched per
+    # request: about a third of the proxy's own cost (issue 23's target: < 5 ms added at p95). It is tried
+    # first; no other route has its method and path shape, so every request still reaches the same route.
+    app.router.routes.sort(key=lambda route: getattr(route, "original_router", None) is not serving_proxy_router)
     problems.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=documented)
             schema = problems.document_problems(schema, Problem.model_json_schema())
             app.openapi_schema = _plain_event_streams(schema)
         return app.openapi_schema

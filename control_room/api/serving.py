@@ -21,6 +21,8 @@ from control_room.services.errors import Unauthorized
 from control_room.services.serving_proxy import proxy_for
 
 router = APIRouter(tags=["serving"])
+# The invocations proxy alone: the app tries it before every other route (control_room/api/__init__.py).
+proxy_router = APIRouter(tags=["serving"])
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 CHANGES: dict[int | str, dict[str, Any]] = {
     409: {"description": "The name is taken, or the endpoint moved past expected_revision."},
@@ -404,7 +406,7 @@ async def report_replica(task_id: uuid.UUID, body: ReplicaReport, executor: Exec
 # The proxy --------------------------------------------------------------------------------------------
 
 
-@router.post(
+@proxy_router.post(
     "/serving/{endpoint}/invocations",
     operation_id="invokeServingEndpoint",
     response_class=Response,

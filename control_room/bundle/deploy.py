@@ -22,6 +22,7 @@ from control_room.bundle.models import (
     JobTemplate,
     PromotionGate,
     Schedule,
+    ServingEndpoint,
     section_key,
 )
 from control_room.bundle.plan import Change, Plan, TargetOutcome, TargetStep, diff_bundles
@@ -71,6 +72,9 @@ def resolve(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> OrgDirectory
         if check_project(origin, ("project",), gate.project):
             check_environment(origin, ("from_environment",), gate.project, gate.from_environment)
             check_environment(origin, ("to_environment",), gate.project, gate.to_environment)
+    for _, endpoint, origin in loaded.items("serving_endpoints"):
+        if check_project(origin, ("project",), endpoint.project):
+            check_environment(origin, ("environment",), endpoint.project, endpoint.environment)
     for _, policy, origin in loaded.items("access_policies"):
         org_id, target = directory.org_id, policy.target
         if policy.target_kind == "dataset" and bundles.dataset_id_by_name(conn, org_id, target) is None:
@@ -323,6 +327,20 @@ class _Deploy:
                 item = self.desired[(section, change.key)]
                 access.write(self.conn, self.directory.org_id, section, item, row_id, actor=self.actor)
 
+    def delete_endpoints(self) -> None:
+        """Endpoints the bundle no longer lists: replicas cancelled, the endpoint deleted (audited in SQL)."""
+        for change in self.of("serving_endpoints", "delete"):
+            endpoint_id = self.live.ids[("serving_endpoints", change.key)]
+            bundles.delete_serving_endpoint(self.conn, endpoint_id, actor=self.actor)
+
+    def write_endpoints(self) -> None:
+        """Endpoints created or made equal to the bundle, after the caps that bound their replicas."""
+        for change in self.of("serving_endpoints", "write"):
+            endpoint: ServingEndpoint = self.desired[("serving_endpoints", change.key)]
+            bundles.deploy_serving_endpoint(
+                self.conn, self.directory.projects[endpoint.project], store.endpoint_values(endpoint), actor=self.actor
+            )
+
     def archive_templates(self) -> None:
         """Templates removed from the bundle are archived; their versions stay as history."""
         for change in self.of("job_templates", "delete"):
@@ -346,6 +364,7 @@ def _apply(
     changes = {section: [c for c in plan.changes if c.section == section] for section in SECTIONS}
     deploy = _Deploy(conn, directory, live, desired, changes, actor)
     deploy.delete_access()
+    deploy.delete_endpoints()  # first: the replicas they free count against a serving cap written below
     deploy.delete(DEPENDENTS)  # rows that point at templates go first, so templates can be archived last
     deploy.delete(("routing_rules", "caps", "alert_channels"))
     deploy.write_routing_and_caps()
@@ -354,6 +373,7 @@ def _apply(
     deploy.write_dependents()
     deploy.archive_templates()
     deploy.write_access()
+    deploy.write_endpoints()
 
 
 def _dependent_values(

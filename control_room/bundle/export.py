@@ -37,6 +37,7 @@ SECTION_FILES: dict[str, str] = {
     "service_principals": "access.yaml",
     "groups": "access.yaml",
     "access_policies": "access.yaml",
+    "serving_endpoints": "serving.yaml",
 }
 
 

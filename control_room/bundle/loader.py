@@ -27,6 +27,7 @@ from control_room.bundle.models import (
     JobTemplate,
     PromotionGate,
     Schedule,
+    ServingEndpoint,
     TaskTemplate,
     section_key,
 )
@@ -192,6 +193,23 @@ def check_bundle(loaded: LoadedBundle) -> list[Problem]:
         if gate.template is not None and f"{gate.project}/{gate.template}" not in templates:
             problems.append(origin.problem(("template",), _unknown_template(gate.project, gate.template, templates)))
         problems += _check_gate_tasks(gate, origin)
+    for _, endpoint, origin in loaded.items("serving_endpoints"):
+        problems += _check_endpoint(endpoint, origin)
+    return problems
+
+
+def _check_endpoint(endpoint: ServingEndpoint, origin: Origin) -> list[Problem]:
+    """A traffic split the control plane accepts: percents adding up to 100, two distinct versions."""
+    problems: list[Problem] = []
+    total = sum(v.percent for v in endpoint.versions)
+    if total != 100:
+        shares = " + ".join(str(v.percent) for v in endpoint.versions)
+        problems.append(origin.problem(("versions",), f"traffic percents must add up to 100, got {shares} = {total}"))
+    served = [(v.model or endpoint.model, v.version) for v in endpoint.versions]
+    if len(set(served)) != len(served):
+        model, version = served[0]
+        message = f"{model} version {version} is served twice; a canary is another version (or another model)"
+        problems.append(origin.problem(("versions", 1, "version"), message))
     return problems
 
 

@@ -55,6 +55,8 @@ SECTIONS: tuple[str, ...] = (
     "service_principals",
     "groups",
     "access_policies",
+    # Serving endpoints (issue 23) after the caps that bound their replicas.
+    "serving_endpoints",
 )
 
 
@@ -386,6 +388,46 @@ class AccessPolicy(BundleModel):
     description: str = Field(default="", max_length=1000)
 
 
+# Serving endpoints (issue 23) -----------------------------------------------------------------------
+
+ENDPOINT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class ServedVersion(BundleModel):
+    """One registered model version an endpoint serves and its share of the traffic."""
+
+    version: int = Field(ge=1, le=9_999_999_999, description="A version of the registered model.")
+    percent: int = Field(default=100, ge=0, le=100, description="Share of the requests; the versions add up to 100.")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Another registered model (default: the endpoint's)."
+    )
+
+
+class ServingEndpoint(BundleModel):
+    """A model serving endpoint: one or two model versions with a traffic split, each run as N replicas
+    (service tasks of engine serving) in a pool; invocations go through the control room's proxy."""
+
+    project: str = Field(pattern=SLUG_PATTERN, description="Project slug.")
+    name: str = Field(pattern=ENDPOINT_NAME_PATTERN, description="Unique within the project; the invocations URL.")
+    environment: EnvironmentName = Field(default="dev", description="The environment its replicas run in.")
+    model: str = Field(min_length=1, max_length=256, description="The registered model (MLflow registry).")
+    versions: list[ServedVersion] = Field(
+        min_length=1,
+        max_length=2,
+        description="The first is the primary; a second one is a canary. Percents add up to 100.",
+    )
+    replicas: int = Field(default=1, ge=1, le=16, description="Replicas per served version.")
+    pool: str | None = Field(default=None, pattern=POOL_PATTERN, description="Executor pool (default: routing).")
+    max_memory_mb: int | None = Field(default=None, ge=64, le=2_147_483_647, description="Memory cap per replica.")
+    status: Literal["running", "stopped"] = Field(default="running", description="stopped: no replica runs.")
+
+    def routes(self) -> list[dict[str, Any]]:
+        """The traffic split as the control plane stores it (``{model, version, percent}`` per version)."""
+        return [
+            {"model": v.model or self.model, "version": str(v.version), "percent": v.percent} for v in self.versions
+        ]
+
+
 # Files and the merged bundle ---------------------------------------------------------------------
 
 
@@ -402,6 +444,7 @@ class BundleSections(BundleModel):
     service_principals: list[ServicePrincipal] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list, description="Groups of users and service principals.")
     access_policies: list[AccessPolicy] = Field(default_factory=list, description="Grants, filters and masks.")
+    serving_endpoints: list[ServingEndpoint] = Field(default_factory=list, description="Model serving endpoints.")
 
 
 class BundleFile(BundleSections):
@@ -420,7 +463,7 @@ class Bundle(BundleSections):
 
 def section_key(section: str, item: BaseModel) -> str:
     """How rows of a section are identified across bundle and control plane (slugs, never uuids)."""
-    if section in ("job_templates", "schedules", "promotion_gates"):
+    if section in ("job_templates", "schedules", "promotion_gates", "serving_endpoints"):
         return f"{item.project}/{item.name}"  # type: ignore[attr-defined]
     return str(item.name)  # type: ignore[attr-defined]
 

@@ -205,12 +205,15 @@ def diff_bundles(desired: Bundle, live: Bundle, template_versions: Mapping[str, 
                 note = ""
                 if section == "job_templates" and _new_version(current[key], item):
                     note = f"new version {versions.get(key, 0) + 1}"
+                if section == "serving_endpoints":
+                    note = _endpoint_note(diffs)
                 changes.append(Change(section, key, "update", diffs, note))
         for key in current:
             if key not in wanted:
                 note = {
                     "job_templates": "archived: its versions are kept",
                     "caps": "its usage history (ops.cap_usage) is deleted with it",
+                    "serving_endpoints": "its replicas stop; its revisions, tokens and request stats are deleted",
                 }.get(section, "")
                 changes.append(Change(section, key, "delete", note=note))
     return Plan(desired.org, tuple(changes))
@@ -220,3 +223,17 @@ def _new_version(live: BaseModel, desired: BaseModel) -> bool:
     assert isinstance(live, JobTemplate)
     assert isinstance(desired, JobTemplate)
     return live.definition() != desired.definition()
+
+
+# Fields of an endpoint its replicas' service tasks carry: changing one restarts them.
+_REPLICA_FIELDS = ("pool", "max_memory_mb", "environment")
+
+
+def _endpoint_note(diffs: tuple[FieldChange, ...]) -> str:
+    changed = {f.field.split("[", 1)[0].split(".", 1)[0] for f in diffs}
+    notes = []
+    if "versions" in changed or "model" in changed:
+        notes.append("new traffic split revision")
+    if changed & set(_REPLICA_FIELDS):
+        notes.append("its replicas restart")
+    return "; ".join(notes)

@@ -26,6 +26,7 @@ from control_room.bundle.models import (
     PromotionGate,
     RoutingRule,
     Schedule,
+    ServingEndpoint,
     section_key,
 )
 from control_room.db import tables
@@ -229,6 +230,33 @@ def _alert_channel(row: tables.AlertChannel, directory: OrgDirectory, state: Liv
     return _model(AlertChannel, _drop_none(data), f'alert channel "{row.name}"')
 
 
+def _serving_endpoint(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> ServingEndpoint:
+    routes = row["routes"] or []
+    model = routes[0]["model"] if routes else ""
+    versions = [
+        _drop_none(
+            {
+                "version": int(route["version"]),
+                "percent": int(route["percent"]),
+                "model": route["model"] if route["model"] != model else None,
+            }
+        )
+        for route in routes
+    ]
+    data = {
+        "project": row["project"],
+        "name": row["name"],
+        "environment": row["environment"],
+        "model": model,
+        "versions": versions,
+        "replicas": row["replicas"],
+        "pool": row["pool"],
+        "max_memory_mb": row["max_memory_mb"],
+        "status": row["status"],
+    }
+    return _model(ServingEndpoint, _drop_none(data), f'serving endpoint "{row["project"]}/{row["name"]}"')
+
+
 Reader = Callable[[Any, OrgDirectory, LiveState], BaseModel | None]
 # In SECTIONS order: templates are read before the alert rules and gates that name them.
 _READERS: dict[str, Reader] = {
@@ -242,6 +270,7 @@ _READERS: dict[str, Reader] = {
     "service_principals": access.read_service_principal,
     "groups": access.read_group,
     "access_policies": access.read_policy,
+    "serving_endpoints": _serving_endpoint,
 }
 
 
@@ -341,6 +370,19 @@ def row_values(section: str, item: Any, directory: OrgDirectory) -> dict[str, An
             "tags": list(template.tags),
         }
     raise ValueError(f"row_values: {section} needs template ids; use a dedicated builder")
+
+
+def endpoint_values(endpoint: ServingEndpoint) -> dict[str, Any]:
+    """What ``ops.deploy_serving_endpoint`` takes for an endpoint (its project is passed by id)."""
+    return {
+        "environment": endpoint.environment,
+        "name": endpoint.name,
+        "routes": endpoint.routes(),
+        "replicas": endpoint.replicas,
+        "pool": endpoint.pool,
+        "max_memory_mb": endpoint.max_memory_mb,
+        "status": endpoint.status,
+    }
 
 
 def schedule_values(schedule: Schedule, directory: OrgDirectory, template_id: uuid.UUID) -> dict[str, Any]:

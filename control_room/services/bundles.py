@@ -113,6 +113,17 @@ _SECTION_SQL: dict[str, str] = {
                as dataset_name
         from ops.access_policies x where x.org_id = %s order by x.name
         """,
+    # Serving endpoints (issue 23) with the traffic split of their current revision; written through
+    # ops.deploy_serving_endpoint and ops.delete_serving_endpoint (see below).
+    "serving_endpoints": """
+        select e.id, p.slug as project, x.name as environment, e.name, e.status, e.replicas, e.pool,
+               e.max_memory_mb, r.routes
+        from ops.serving_endpoints e
+        join ops.projects p on p.id = e.project_id
+        join ops.environments x on x.id = e.environment_id
+        join ops.serving_endpoint_revisions r on r.endpoint_id = e.id and r.revision = e.revision
+        where e.org_id = %s order by p.slug, e.name
+        """,
 }
 
 
@@ -352,3 +363,27 @@ def delete_access_item(conn: psycopg.Connection[Any], section: str, org: uuid.UU
         "service_principals": "ops.delete_service_principal",
     }[section]
     conn.execute(sql.SQL("select {}(%s, %s, %s)").format(sql.SQL(function)), (org, name, actor))
+
+
+# Serving endpoints (issue 23): created, updated and deleted through the audited SQL functions that check the
+# project role and the org's serving replica cap, as the page's functions do.
+
+
+def deploy_serving_endpoint(
+    conn: psycopg.Connection[Any], project_id: uuid.UUID, values: Mapping[str, Any], *, actor: str
+) -> uuid.UUID:
+    """Create the endpoint, or make it equal to ``values`` (a changed split is a new revision); returns its id."""
+    row = conn.execute(
+        "select ops.deploy_serving_endpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            project_id, values["environment"], values["name"], Jsonb(values["routes"]), values["replicas"],
+            values["pool"], values["max_memory_mb"], values["status"], actor,
+        ),
+    ).fetchone()  # fmt: skip
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def delete_serving_endpoint(conn: psycopg.Connection[Any], endpoint_id: uuid.UUID, *, actor: str) -> None:
+    """Delete an endpoint: its replicas are cancelled; its revisions, tokens and stats go with it."""
+    conn.execute("select ops.delete_serving_endpoint(%s, %s)", (endpoint_id, actor))

@@ -22,7 +22,9 @@ from control_room.db.migrate import migrate
 from control_room.services.demo import load_demo_data
 from tests.bundle.conftest import CliResult, DemoLikeOrg, copy_bundle, edit, line_of
 
-CONFIG_TABLES = ("routing_rules", "caps", "job_templates", "schedules", "alert_rules", "promotion_gates")
+CONFIG_TABLES = (
+    "routing_rules", "caps", "job_templates", "schedules", "alert_rules", "promotion_gates", "serving_endpoints",
+)  # fmt: skip
 
 
 def snapshot(conn: psycopg.Connection, org: DemoLikeOrg) -> dict[str, Any]:

@@ -259,3 +259,28 @@ def test_operators_cannot_insert_runs_around_submit(owner: psycopg.Connection, r
             assert submitted and submitted[0]
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 attacker.execute("update ops.runs set status = 'succeeded' where id = %s", (submitted[0],))
+
+
+def test_org_b_cannot_deploy_or_delete_org_a_serving_endpoints(owner: psycopg.Connection, red_world: RedWorld) -> None:
+    """The bundle's serving functions check the project role like the page's (20261208000400_serving_bundle)."""
+    endpoint = owner.execute(
+        "select id from ops.serving_endpoints where org_id = %s and name = 'a-churn'", (red_world.a_org,)
+    ).fetchone()
+    assert endpoint
+    routes = json.dumps([{"model": "a-model", "version": "2", "percent": 100}])
+    with psycopg.connect(red_world.url, autocommit=True) as attacker:
+        with as_member(attacker, red_world.b_admin), pytest.raises(psycopg.Error) as deployed:
+            attacker.execute(
+                "select ops.deploy_serving_endpoint(%s, 'dev', 'a-churn', %s::jsonb, 1, null, null, 'running')",
+                (red_world.a_project, routes),
+            )
+        assert deployed.value.sqlstate == "LH403"
+        with as_member(attacker, red_world.b_admin), pytest.raises(psycopg.Error) as deleted:
+            attacker.execute("select ops.delete_serving_endpoint(%s)", (endpoint[0],))
+        assert deleted.value.sqlstate == "LH403"
+    still = owner.execute(
+        "select r.routes ->> 0 from ops.serving_endpoints e join ops.serving_endpoint_revisions r "
+        "on r.endpoint_id = e.id and r.revision = e.revision where e.id = %s",
+        (endpoint[0],),
+    ).fetchone()
+    assert still and '"version": "1"' in still[0]
