@@ -131,6 +131,10 @@ TABLES: dict[str, Review] = {
     "service_principals": review("SELECT", "x.org_id = %(a_org)s", "ops.save_service_principal (org admins)"),
     "access_policies": review("SELECT", "x.org_id = %(a_org)s", "ops.save_access_policy (admins, owners; audited)"),
     "access_refusals": review("SELECT", "x.org_id = %(a_org)s", "trigger on ops.events (org admins, own refusals)"),
+    # Caps' refusals (20261208000100): ops.submit_run / ops.record_submit_refusal (checked) and the claim.
+    "cap_refusal_events": review(
+        "SELECT", "x.org_id = %(a_org)s", "ops.submit_run, ops.record_submit_refusal and ops.claim_tasks only"
+    ),
 }
 
 # Columns no member may ever read.
