@@ -32,8 +32,9 @@ create table ops.cap_refusal_events (
     layer text not null check (layer in ('submit', 'claim')),
     project_id uuid not null references ops.projects (id),
     environment_id uuid not null references ops.environments (id),
-    run_id uuid references ops.runs (id),
-    task_id uuid references ops.tasks (id),
+    -- a run purged (retention) takes its holds with it
+    run_id uuid references ops.runs (id) on delete cascade,
+    task_id uuid references ops.tasks (id) on delete cascade,
     attempt integer,  -- claim: the attempts the task had when it was held (the claim that ends it makes the next)
     run_name text not null default '' check (length(run_name) <= 500),
     principal_id uuid,
