@@ -172,8 +172,6 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
             f"{ui_world.url}/api/v1/caps/{NO_RUNS}", headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
         )
     assert deleted.status_code == 204, deleted.text
-    # Gone from the page at its next refresh tick.
-    expect(admin.locator(f"#caps-table tr[data-cap='{NO_RUNS}']")).to_have_count(0, timeout=30_000)
     admin.evaluate("() => { window.scrollTo(0, 0); document.querySelectorAll('*').forEach(e => e.scrollTop = 0); }")
 
     # Effective caps for a spec: a Spark task in prod with its own 10-minute timeout.
