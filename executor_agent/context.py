@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -23,7 +24,15 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from executor_agent.client import ClientError
-from executor_agent.engines.base import EngineError, Level, ProcessOutcome, ResourceLimits, TaskCancelled
+from executor_agent.engines.base import (
+    CapKind,
+    EngineError,
+    Level,
+    ProcessOutcome,
+    ResourceLimits,
+    TaskCancelled,
+    cap_limit,
+)
 from executor_agent.events import clean_json, make_event
 from executor_agent.generated.contract import TaskAssignment
 from executor_agent.processes import child_setup, start_ticks, stop_group
@@ -37,6 +46,11 @@ DIRECTIVE_PREFIX = "::lakehouse::"
 _MAX_LINE_BYTES = 65536
 _PARAM_NAME = re.compile(r"[^A-Za-z0-9]+")
 _READER_JOIN_S = 5.0
+# What a process prints when an allocation fails under its address-space limit (Python, glibc, C++, Java).
+_OUT_OF_MEMORY = re.compile(
+    r"MemoryError|Cannot allocate memory|out of memory|std::bad_alloc|OutOfMemoryError|memory allocation failed",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -312,6 +326,16 @@ class AttemptContext:
         if self.stop_reason is not None:
             return ProcessOutcome(None, killed_for=self.stop_reason)
         memory, cpu = self.resource_caps() if rlimits else (None, None)
+        out_of_memory = threading.Event()
+        handler = on_line or self.handle_line
+
+        def watched(stream: str, line: str) -> None:
+            # How a child tells that its address space (RLIMIT_AS) ran out: the process only sees failed
+            # allocations, so the words it prints are the only sign.
+            if memory is not None and not out_of_memory.is_set() and _OUT_OF_MEMORY.search(line):
+                out_of_memory.set()
+            handler(stream, line)
+
         try:
             process = subprocess.Popen(
                 list(argv),
@@ -331,9 +355,8 @@ class AttemptContext:
         except PermissionError as exc:
             raise EngineError(f"cannot start {argv[0]!r}: permission denied") from exc
         self._track_group(process.pid, start_ticks(process.pid))
-        handler = on_line or self.handle_line
         readers = [
-            threading.Thread(target=_pump, args=(pipe, name, handler), name=f"{self.task_key}-{name}", daemon=True)
+            threading.Thread(target=_pump, args=(pipe, name, watched), name=f"{self.task_key}-{name}", daemon=True)
             for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr"))
             if pipe is not None
         ]
@@ -352,7 +375,13 @@ class AttemptContext:
             for reader in readers:
                 reader.join(_READER_JOIN_S)
             self._untrack_group(process.pid)
-        return ProcessOutcome(process.returncode, killed_for=killed_for)
+        cap_exceeded: CapKind | None = None
+        if killed_for is None and process.returncode not in (0, None):
+            if process.returncode == -signal.SIGXCPU and cpu is not None:
+                cap_exceeded = "max_cores" if cap_limit(self.limits, self.spec, "max_cores") else None
+            elif out_of_memory.is_set() and cap_limit(self.limits, self.spec, "max_memory_mb"):
+                cap_exceeded = "max_memory_mb"
+        return ProcessOutcome(process.returncode, killed_for=killed_for, cap_exceeded=cap_exceeded)
 
     def handle_line(self, stream: str, line: str) -> None:
         """Default line handler: directives become events or artifacts, everything else a log line."""

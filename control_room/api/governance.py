@@ -101,13 +101,28 @@ class RuleVerdictPublic(BaseModel):
 
 
 class RefusalPublic(BaseModel):
-    at: datetime
-    layer: str = Field(description="claim (held in the queue now), agent (attempt stopped) or engine (refused).")
-    run_id: uuid.UUID
-    run_name: str
+    at: datetime = Field(description="When it happened (a hold: when the task started waiting).")
+    layer: str = Field(
+        description="submit (run refused), claim (task held in the queue), agent (attempt stopped) or engine "
+        "(query refused)."
+    )
+    run_id: uuid.UUID | None = Field(description="Null for a refused submit: it created no run.")
+    run_name: str = Field(description="The run's name (a refused submit: the name the run would have had).")
     task_key: str
     attempt: int | None
     message: str
+    ended_at: datetime | None = Field(
+        default=None, description="A hold: when the task was claimed at last (null while it still waits)."
+    )
+    principal: str = Field(default="", description="Who submitted the run (or tried to).")
+    project: str = ""
+    environment: str = ""
+    repeats: int = Field(default=1, description="The same submit refused again within 10 minutes counts here.")
+
+
+class RefusalPage(BaseModel):
+    items: list[RefusalPublic]
+    next_cursor: str | None = Field(description="Pass as cursor for the next (older) page; null on the last.")
 
 
 class CapPublic(BaseModel):
@@ -132,7 +147,8 @@ class CapPublic(BaseModel):
     refusals_7d: int
     last_refusal_day: str
     recent_refusals: list[RefusalPublic] = Field(
-        description="The last refusals it caused in runs you can see, newest first (a refused submit has no run)."
+        description="The last refusals it caused in the projects you can see, newest first: refused submits, "
+        "holds in the queue, stopped attempts and refused queries (GET /caps/{name}/refusals pages through more)."
     )
 
 
@@ -227,11 +243,16 @@ def _drafts(rules: list[RoutingRuleFields]) -> list[routing.RuleDraft]:
     return [routing.RuleDraft(**{**r.model_dump(), "id": str(r.id) if r.id else ""}) for r in rules]
 
 
+def _refusal_public(refusal: caps.Refusal) -> RefusalPublic:
+    data = dataclasses.asdict(refusal)
+    data.pop("key")
+    return RefusalPublic(**{**data, "run_id": uuid.UUID(refusal.run_id) if refusal.run_id else None})
+
+
 def _cap_public(cap: caps.CapView) -> CapPublic:
     data = {**dataclasses.asdict(cap), "id": uuid.UUID(cap.id)}
     data.pop("recent")
-    recent = [RefusalPublic(**{**dataclasses.asdict(r), "run_id": uuid.UUID(r.run_id)}) for r in cap.recent]
-    return CapPublic(**data, recent_refusals=recent)
+    return CapPublic(**data, recent_refusals=[_refusal_public(r) for r in cap.recent])
 
 
 @router.get("/routing/rules", response_model=RoutingMatrix)
@@ -354,6 +375,23 @@ async def put_cap(user: User, db: Pool, name: str, body: CapFields) -> CapPublic
         await caps.save_cap(conn, org_id=org_id, draft=draft, by=user.email)
         views = {c.name: c for c in await caps.list_caps(conn, org_id=org_id)}
     return _cap_public(views[name])
+
+
+@router.get("/caps/{name}/refusals", response_model=RefusalPage)
+async def list_cap_refusals(
+    user: User,
+    db: Pool,
+    name: str,
+    org: str | None = OrgQuery,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> RefusalPage:
+    """The refusals this cap caused over 30 days in the projects you can see, newest first, a page at a time."""
+    async with db.connection() as conn, scoped(conn, user):
+        org_id = await resolve_org(conn, org)
+        cap_id = await caps.cap_id_by_name(conn, org_id=org_id, name=name)
+        items, next_cursor = await caps.refusal_page(conn, org_id=org_id, cap_id=cap_id, limit=limit, cursor=cursor)
+    return RefusalPage(items=[_refusal_public(r) for r in items], next_cursor=next_cursor)
 
 
 @router.delete("/caps/{name}", status_code=204)

@@ -126,32 +126,47 @@ def caps_list_command(org: OrgOption = None, as_json: JsonOption = False) -> Non
 
 
 def caps_refusals_command(
-    name: Annotated[str | None, typer.Argument(help="Only this cap (default: every cap).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Only this cap, a page at a time (default: every cap).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="Rows per page (with a cap's name).")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next page: the cursor the previous page printed.")] = None,
     org: OrgOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The last refusals each cap caused, with their runs.
+    """The last refusals each cap caused: submits refused (no run), tasks held in the queue (from when to
+    when), attempts stopped by the agent (output, runtime, memory, cores) and queries the engine refused.
 
-    Queries refused (engine), attempts stopped (agent) and tasks held in the queue now (claim). Refused
-    submits create no run: `caps list` counts them."""
+    With a cap's name, its refusals over 30 days, newest first, a page at a time."""
 
-    async def work(conn: psycopg.AsyncConnection) -> list[caps.CapView]:
-        return await caps.list_caps(conn, org_id=await resolve_org(conn, org))
+    async def work(conn: psycopg.AsyncConnection) -> tuple[list[tuple[str, caps.Refusal]], str | None]:
+        org_id = await resolve_org(conn, org)
+        if name is not None:
+            cap_id = await caps.cap_id_by_name(conn, org_id=org_id, name=name)
+            page, after = await caps.refusal_page(conn, org_id=org_id, cap_id=cap_id, limit=limit, cursor=cursor)
+            return [(name, r) for r in page], after
+        views = await caps.list_caps(conn, org_id=org_id)
+        return [(c.name, r) for c in views for r in c.recent], None
 
-    views = [c for c in _on_database(work) if name is None or c.name == name]
-    if name is not None and not views:
-        typer.echo(f'error: no cap named "{name}"', err=True)
-        raise typer.Exit(1)
-    rows = [
-        {"cap": c.name, "at": r.at.strftime("%Y-%m-%d %H:%M:%S"), "layer": r.layer, "run": r.run_id,
-         "task": r.task_key, "message": r.message}
-        for c in views
-        for r in c.recent
-    ]  # fmt: skip
-    if not rows and not as_json:
-        typer.echo("no refusals in runs you can see (refused submits are counted by `lakehouse caps list`)")
+    found, after = _on_database(work)
+    rows = [_refusal_row(cap, r) for cap, r in found]
+    if as_json:
+        typer.echo(json.dumps({"items": rows, "next_cursor": after}, default=str))
         return
-    _print(rows, ["cap", "at", "layer", "run", "task", "message"], as_json)
+    if not rows:
+        typer.echo("no refusals in the projects you can see")
+        return
+    _print(rows, ["cap", "at", "until", "layer", "run", "task", "by", "message"], False)
+    if after:
+        typer.echo(f"more: --cursor {after}")
+
+
+def _refusal_row(cap: str, r: caps.Refusal) -> dict[str, Any]:
+    until = r.ended_at.strftime("%Y-%m-%d %H:%M:%S") if r.ended_at else ("waiting" if r.layer == "claim" else "")
+    message = r.message + (f" (x{r.repeats})" if r.repeats > 1 else "")
+    return {
+        "cap": cap, "at": r.at.strftime("%Y-%m-%d %H:%M:%S"), "until": until, "layer": r.layer,
+        "run": r.run_id or f"(refused: {r.run_name})", "task": r.task_key, "by": r.principal,
+        "where": f"{r.project}/{r.environment}", "message": message,
+    }  # fmt: skip
 
 
 def caps_effective_command(

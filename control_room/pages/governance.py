@@ -491,9 +491,19 @@ def _usage(cap: Any) -> rx.Component:
 
 def _refusal(r: Any) -> rx.Component:
     item: rx.Component = rx.hstack(
-        rx.badge(r.layer, size="1", variant="soft", color_scheme=rx.cond(r.layer == "claim", "amber", "red")),
+        rx.badge(
+            r.layer,
+            size="1",
+            variant="soft",
+            color_scheme=rx.match(r.layer, ("claim", "amber"), ("submit", "orange"), "red"),
+        ),
         rx.tooltip(
-            rx.link(r.run_label, href=r.run_href, size="1", class_name="cap-refusal-run"),
+            rx.cond(
+                r.run_href != "",
+                rx.link(r.run_label, href=r.run_href, size="1", class_name="cap-refusal-run"),
+                # A refused submit made no run: what it would have been, and who asked.
+                rx.text(r.run_label, size="1", class_name="cap-refusal-submit"),
+            ),
             content=r.message,
         ),
         rx.text(r.when, size="1", color_scheme="gray", class_name="tabular"),

@@ -164,8 +164,9 @@ def _preview() -> rx.Component:
                 _input("dataset", "customers", PREVIEW, set_preview, "preview", "220px"),
                 spacing="2", align="center", wrap="wrap",
             ),
-            rx.text_area(placeholder="A query (empty: the dataset's first 20 rows, every column)", value=PREVIEW["sql"].to(str),
-                         on_change=lambda v: set_preview("sql", v), id="preview-sql", width="100%", rows="2"),
+            rx.text_area(placeholder="A query (empty: the dataset's first 20 rows, every column)",
+                         value=PREVIEW["sql"].to(str), on_change=lambda v: set_preview("sql", v), id="preview-sql",
+                         width="100%", rows="2"),
             rx.hstack(
                 rx.button("Run preview", on_click=PoliciesState.run_preview, loading=PoliciesState.preview_running,
                           id="preview-run"),

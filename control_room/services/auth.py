@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from control_room.services.errors import Conflict, Invalid, NotFound, Unauthorized
+from control_room.services import caps
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, Unauthorized
 
 EXECUTOR_TOKEN_PREFIX = "lhx_"
 USER_TOKEN_PREFIX = "lhu_"
@@ -62,19 +64,35 @@ def new_token(prefix: str) -> str:
 
 @asynccontextmanager
 async def scoped(conn: AsyncConnection, principal: Principal) -> AsyncIterator[AsyncConnection]:
-    """A transaction acting as the principal: users go through RLS exactly as PostgREST would."""
-    async with conn.transaction():
-        if isinstance(principal, UserPrincipal):
-            await conn.execute("set local role authenticated")
-            fields = {"sub": str(principal.user_id), "role": "authenticated", "email": principal.email}
-            if principal.role_ceiling:
-                fields["lakehouse_role_ceiling"] = principal.role_ceiling
-            claims = json.dumps(fields)
-            await conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
-        else:
-            name = principal.name if not isinstance(principal, ExecutorPrincipal) else f"executor:{principal.name}"
-            await conn.execute("select set_config('lakehouse.actor', %s, true)", (name,))
-        yield conn
+    """A transaction acting as the principal: users go through RLS exactly as PostgREST would.
+
+    A submit a cap refused rolls its transaction back, and with it the refusal ops.submit_run recorded; when
+    this is the outermost transaction, the refusal is recorded again in a short transaction of its own (still
+    as the principal), so the caps page lists it."""
+    outermost = conn.info.transaction_status == TransactionStatus.IDLE
+    try:
+        async with conn.transaction():
+            await _act_as(conn, principal)
+            yield conn
+    except CapExceeded as exc:
+        if exc.record is not None and outermost:
+            async with conn.transaction():
+                await _act_as(conn, principal)
+                await caps.record_submit_refusal(conn, row=exc.record)
+        raise
+
+
+async def _act_as(conn: AsyncConnection, principal: Principal) -> None:
+    if isinstance(principal, UserPrincipal):
+        await conn.execute("set local role authenticated")
+        fields = {"sub": str(principal.user_id), "role": "authenticated", "email": principal.email}
+        if principal.role_ceiling:
+            fields["lakehouse_role_ceiling"] = principal.role_ceiling
+        claims = json.dumps(fields)
+        await conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+    else:
+        name = principal.name if not isinstance(principal, ExecutorPrincipal) else f"executor:{principal.name}"
+        await conn.execute("select set_config('lakehouse.actor', %s, true)", (name,))
 
 
 async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal | UserPrincipal:

@@ -7,6 +7,7 @@ Caps are validated with the GitOps bundle's own ``Cap`` model, so a cap saved he
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from control_room.bundle.models import Cap
@@ -74,15 +76,22 @@ class CapView:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Work a cap stopped: a query refused or an attempt stopped (events), or a task it holds queued now."""
+    """Work a cap stopped: a submit refused (no run), a task held in the queue (from when to when), a query
+    refused or an attempt stopped (events)."""
 
     at: datetime
-    layer: str  # claim | agent | engine
-    run_id: str
-    run_name: str
+    layer: str  # submit | claim | agent | engine
+    run_id: str  # "" for a refused submit: it created no run
+    run_name: str  # a refused submit: the name of the run it would have been
     task_key: str
     attempt: int | None
     message: str
+    ended_at: datetime | None = None  # a hold: when the task was claimed at last (None: still held)
+    principal: str = ""  # who submitted (the run's requester)
+    project: str = ""
+    environment: str = ""
+    repeats: int = 1  # a refused submit repeated within 10 minutes is one row
+    key: str = ""  # with ``at``, the keyset position of the row (refusal_page's cursor)
 
 
 def _usage(row: dict[str, Any]) -> tuple[float | None, str]:
@@ -160,17 +169,66 @@ async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID, with_refusals: 
     return views
 
 
+def _refusal(r: dict[str, Any]) -> Refusal:
+    return Refusal(
+        at=r["at"], layer=r["layer"], run_id=str(r["run_id"] or ""), run_name=r["run_name"], task_key=r["task_key"],
+        attempt=r["attempt"], message=r["message"], ended_at=r["ended_at"], principal=r["principal"],
+        project=r["project"], environment=r["environment"], repeats=r["repeats"], key=r["key"],
+    )  # fmt: skip
+
+
 async def refusals(conn: AsyncConnection, *, org_id: uuid.UUID, per_cap: int = 5) -> dict[str, list[Refusal]]:
-    """The last ``per_cap`` refusals of each cap of the org, by cap id (the runs the caller can see)."""
+    """The last ``per_cap`` refusals of each cap of the org, by cap id (in the projects the caller can see)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("select * from ops.cap_refusals(%s, %s)", (org_id, per_cap))
         rows = await cur.fetchall()
     out: dict[str, list[Refusal]] = {}
     for r in rows:
-        out.setdefault(str(r["cap_id"]), []).append(
-            Refusal(r["at"], r["layer"], str(r["run_id"]), r["run_name"], r["task_key"], r["attempt"], r["message"])
-        )
+        out.setdefault(str(r["cap_id"]), []).append(_refusal(r))
     return out
+
+
+def refusal_cursor(refusal: Refusal) -> str:
+    """The cursor of the page after ``refusal`` (opaque to callers)."""
+    return base64.urlsafe_b64encode(f"{refusal.at.isoformat()}|{refusal.key}".encode()).decode().rstrip("=")
+
+
+def _decode_refusal_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, key = raw.split("|", 1)
+        return datetime.fromisoformat(at), key
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("not a cursor of this list; start again without it", field="cursor") from exc
+
+
+async def refusal_page(
+    conn: AsyncConnection, *, org_id: uuid.UUID, cap_id: uuid.UUID, limit: int = 50, cursor: str | None = None
+) -> tuple[list[Refusal], str | None]:
+    """One page of a cap's refusals over 30 days, newest first, and the cursor of the next (None: the last)."""
+    before_at, before_key = _decode_refusal_cursor(cursor) if cursor else (None, None)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select * from ops.cap_refusals(%s, %s, %s, %s, %s)", (org_id, limit + 1, cap_id, before_at, before_key)
+        )
+        rows = [_refusal(r) for r in await cur.fetchall()]
+    page = rows[:limit]
+    return page, refusal_cursor(page[-1]) if len(rows) > limit else None
+
+
+async def pending_submit_refusal(conn: AsyncConnection) -> dict[str, Any] | None:
+    """The refusal ops.submit_run recorded in this transaction (to record again after it rolls back)."""
+    cur = await conn.execute("select ops.pending_submit_refusal()")
+    row = await cur.fetchone()
+    return dict(row[0]) if row and row[0] else None
+
+
+async def record_submit_refusal(conn: AsyncConnection, *, row: dict[str, Any]) -> bool:
+    """Record a refused submit whose transaction rolled back; checked in SQL (the cap is full, the caller may
+    submit there) and idempotent. True when recorded."""
+    cur = await conn.execute("select ops.record_submit_refusal(%s)", (Jsonb(row),))
+    found = await cur.fetchone()
+    return bool(found and found[0])
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
 
@@ -50,6 +52,12 @@ class Invalid(ServiceError):
 class CapExceeded(ServiceError):
     status = 429
     title = "Cap reached"
+
+    def __init__(self, message: str, *, record: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        # A refused submit's row (ops.pending_submit_refusal): recorded again once the transaction has rolled
+        # back (control_room.services.auth.scoped), so the refusal is listed beside its cap.
+        self.record = record
 
 
 _BY_SQLSTATE: dict[str, type[ServiceError]] = {

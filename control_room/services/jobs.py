@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from control_room.services import caps
 from control_room.services.errors import CapExceeded, Invalid, NotFound
 from control_room.services.pagination import Keyset, ListQuery, Page, decode_key_cursor, encode_key_cursor, escape_like
 from control_room.services.runs import get_run, note_engine_availability, resolve_project
@@ -329,7 +330,7 @@ async def run_template(
     assert row is not None
     run_id, created, refusal, used_version = row
     if refusal:
-        raise CapExceeded(refusal)
+        raise CapExceeded(refusal, record=await caps.pending_submit_refusal(conn))
     if created:
         await note_engine_availability(conn, run_id)
     run = await get_run(conn, run_id=run_id, with_tasks=False)

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from control_room.config import get_settings
+from control_room.services import caps
 from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound
 from control_room.services.pagination import (
     Keyset,
@@ -124,7 +125,7 @@ async def submit_run(
     assert row is not None
     run_id, created, refusal = row
     if refusal:
-        raise CapExceeded(refusal)
+        raise CapExceeded(refusal, record=await caps.pending_submit_refusal(conn))
     if created:
         await note_engine_availability(conn, run_id)
     return await get_run(conn, run_id=run_id, with_tasks=False), bool(created)

@@ -236,9 +236,20 @@ def cap_row(cap: caps.CapView, tightest: bool = False) -> CapRow:
 
 
 def refusal_row(refusal: caps.Refusal) -> RefusalRow:
-    """A refusal as the caps table lists it: when, the layer, the run and task (linked), and what happened."""
+    """A refusal as the caps table lists it: when (a hold: until when), the layer, the run and task (linked;
+    a refused submit made no run: the name it would have had and who submitted it), and what happened."""
+    when = refusal.at.astimezone(UTC).strftime("%m-%d %H:%M")
+    if refusal.layer == "claim" and refusal.ended_at is not None:
+        when += refusal.ended_at.astimezone(UTC).strftime(" to %H:%M")
+    if not refusal.run_id:
+        by = f" by {refusal.principal}" if refusal.principal else ""
+        times = f" ({refusal.repeats} times)" if refusal.repeats > 1 else ""
+        return RefusalRow(
+            when=when, layer=refusal.layer, run_href="", message=refusal.message,
+            run_label=f"{refusal.run_name} in {refusal.project}/{refusal.environment}{by}{times}",
+        )  # fmt: skip
     return RefusalRow(
-        when=refusal.at.astimezone(UTC).strftime("%m-%d %H:%M"),
+        when=when,
         layer=refusal.layer,
         run_href=routes.run_detail(refusal.run_id, task=refusal.task_key, attempt=refusal.attempt),
         run_label=f"{refusal.run_name} · {refusal.task_key}",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 Outcome = Literal["succeeded", "failed", "cancelled", "timed_out"]
+CapKind = Literal["max_memory_mb", "max_cores"]
 Level = Literal["debug", "info", "warning", "error"]
 
 
@@ -66,6 +67,9 @@ class ProcessOutcome:
     returncode: int | None
     # "shutdown": the agent stopped it while shutting down (its lease is handed back, not finalized).
     killed_for: Literal["cancelled", "timed_out", "lease_lost", "shutdown"] | None = None
+    # The cap whose rlimit stopped it (the claim's limit, not the spec's own): it ran out of memory under
+    # max_memory_mb, or used up the CPU time max_runtime_s x max_cores allows.
+    cap_exceeded: CapKind | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -146,6 +150,34 @@ class TaskContext(Protocol):
     def fetch_artifact(self, *, task_key: str, name: str, dest: Path, run_id: str | None = None) -> Path:
         """Download artifact ``name`` of task ``task_key`` of this run (or of ``run_id``, same project) to
         ``dest``, verified by SHA-256; returns ``dest``."""
+
+
+def cap_limit(limits: ResourceLimits, spec: Mapping[str, Any], kind: CapKind) -> int | None:
+    """The cap's limit of this kind when the cap, not the spec's own ceiling, sets the process's rlimit."""
+    if kind == "max_memory_mb":
+        own = spec.get("max_memory_mb")
+        capped = limits.max_memory_mb
+        if capped is None or (isinstance(own, int) and not isinstance(own, bool) and 0 < own < capped):
+            return None
+        return capped
+    if spec.get("cpu_time_s") or not limits.max_runtime_s:
+        return None
+    return limits.max_cores
+
+
+def report_cap_exceeded(context: TaskContext, kind: CapKind) -> str:
+    """Record that a cap stopped the process (a ``limits.memory_exceeded`` or ``limits.cores_exceeded`` event;
+    the control plane attaches the cap it names); returns the words for the task's error."""
+    limit = cap_limit(context.limits, context.spec, kind)
+    if kind == "max_memory_mb":
+        words = f"it ran out of memory under its memory cap (max_memory_mb = {limit})"
+        context.emit("limits.memory_exceeded", words, level="error", data={"kind": kind, "limit": limit})
+    else:
+        cpu_s = (context.limits.max_runtime_s or 0) * (limit or 0)
+        words = f"it used up its CPU time under its cores cap (max_cores = {limit}: {cpu_s} CPU seconds)"
+        context.emit("limits.cores_exceeded", words, level="error", data={"kind": kind, "limit": limit,
+                                                                          "cpu_seconds": cpu_s})  # fmt: skip
+    return words
 
 
 class Engine(abc.ABC):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from executor_agent.engines import python_child
-from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskContext
+from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskContext, cap_limit, report_cap_exceeded
 from executor_agent.engines.shell import describe_exit, process_result, string_map, working_folder
 
 CHILD_SCRIPT = Path(python_child.__file__).resolve()
@@ -93,7 +93,15 @@ class PythonEngine(Engine):
                 context.log(line, level="error", stream="traceback")
             context.progress("raised an exception", step="exit", returncode=outcome.returncode)
             process_result(context, outcome, f"python {target}")  # uploads declared artifacts all the same
-            return EngineResult.failed(f"{target}: {reply.get('error')}")
+            error = f"{target}: {reply.get('error')}"
+            # The child caught its own MemoryError: the memory cap stopped it all the same.
+            if (
+                outcome.cap_exceeded is None
+                and str(reply.get("error", "")).startswith("MemoryError")
+                and cap_limit(context.limits, context.spec, "max_memory_mb")
+            ):
+                error += f" ({report_cap_exceeded(context, 'max_memory_mb')})"
+            return EngineResult.failed(error)
         value = reply.get("value")
         context.progress("returned", step="exit", returncode=outcome.returncode)
         finished = process_result(context, outcome, f"python {target}")

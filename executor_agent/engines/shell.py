@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from executor_agent.context import iter_artifact_patterns
-from executor_agent.engines.base import Engine, EngineError, EngineResult, ProcessOutcome, TaskContext
+from executor_agent.engines.base import (
+    Engine,
+    EngineError,
+    EngineResult,
+    ProcessOutcome,
+    TaskContext,
+    report_cap_exceeded,
+)
 
 
 def command_argv(spec: Mapping[str, Any]) -> list[str]:
@@ -91,6 +98,8 @@ def process_result(context: TaskContext, outcome: ProcessOutcome, what: str) -> 
     if not outcome.succeeded:
         memory_mb = context.spec.get("max_memory_mb") or context.limits.max_memory_mb
         hint = f" (its address space is limited to {memory_mb} MB)" if memory_mb else ""
+        if outcome.cap_exceeded is not None:
+            hint = f": {report_cap_exceeded(context, outcome.cap_exceeded)}"
         return EngineResult.failed(
             f"{what} {describe_exit(outcome)}{hint}", returncode=outcome.returncode, artifacts=artifacts
         )

@@ -43,3 +43,9 @@ def chatty(lines: int = 100, delay_s: float = 0.0) -> dict[str, Any]:
         if delay_s:
             time.sleep(delay_s)
     return {"lines": lines}
+
+
+def allocate(megabytes: int) -> int:
+    """Holds ``megabytes`` of memory at once (more than a memory cap allows: a MemoryError in the child)."""
+    block = bytearray(megabytes * 1024 * 1024)
+    return len(block)

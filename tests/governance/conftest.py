@@ -84,9 +84,9 @@ def add_executor(conn: psycopg.Connection, org: DemoLikeOrg, *, pool: str, engin
     """An online executor of the org; returns its name."""
     name = f"gov-{uuid.uuid4().hex[:8]}"
     conn.execute(
-        "insert into ops.executors (org_id, name, pool, engines, labels, status, last_heartbeat_at) "
-        "values (%s, %s, %s, %s, %s, 'online', now())",
-        (org.org_id, name, pool, engines, extra.get("labels", [])),
+        "insert into ops.executors (org_id, name, pool, engines, labels, max_concurrency, status, last_heartbeat_at) "
+        "values (%s, %s, %s, %s, %s, %s, 'online', now())",
+        (org.org_id, name, pool, engines, extra.get("labels", []), extra.get("max_concurrency", 1)),
     )
     return name
 

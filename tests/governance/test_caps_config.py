@@ -122,7 +122,8 @@ def test_each_cap_lists_the_last_refusals_it_caused_with_their_runs(gov: GovWorl
         caps.CapDraft(name="lh-output", scope="project", project="lakehouse", kind="max_output_bytes", limit=5_000),
     ):
         gov.call("org_admin", lambda c, d=draft: caps.save_cap(c, org_id=gov.org.org_id, draft=d, by=None))
-    executor = add_executor(db, gov.org, pool="default", engines=["shell", "duckdb"])
+    # Room for two: the second task waits for the cap, not for the executor.
+    executor = add_executor(db, gov.org, pool="default", engines=["shell", "duckdb"], max_concurrency=2)
     tenant = _tenant(gov, db)
     query_run = submit(db, tenant, [task("q", "duckdb", sql="select 1")], name="scan-heavy")
     ((task_id, lease),) = _claim(db, executor)

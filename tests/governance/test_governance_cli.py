@@ -117,13 +117,13 @@ def test_caps_effective_for_a_spec_or_template_and_the_refusals(
     # A full pool cap holds a queued task: `caps refusals` names it with its run.
     assert lakehouse("caps", "set", "one-slot", "--scope", "pool", "--pool", "default", "--kind", "concurrent_tasks",
                      "--limit", "0", *org).exit_code == 0  # fmt: skip
-    assert lakehouse("caps", "refusals", "one-slot", *org).stdout.startswith("no refusals in runs you can see")
+    assert lakehouse("caps", "refusals", "one-slot", *org).stdout.startswith("no refusals in the projects you can see")
     project = db.execute(
         "select id from ops.projects where org_id = %s and slug = 'lakehouse'", (gov.org.org_id,)
     ).fetchone()
     assert project
     envs = dict(db.execute("select name, id from ops.environments where project_id = %s", (project[0],)).fetchall())
     run = submit(db, Tenant(org_id=gov.org.org_id, project_id=project[0], environments=envs), [task("w")])
-    listed = json.loads(lakehouse("caps", "refusals", "one-slot", "--json", *org).stdout)
+    listed = json.loads(lakehouse("caps", "refusals", "one-slot", "--json", *org).stdout)["items"]
     assert [(r["cap"], r["layer"], r["run"], r["task"]) for r in listed] == [("one-slot", "claim", str(run), "w")]
     assert listed[0]["message"] == 'held in the queue: pool at its concurrency cap "one-slot" (0 running of 0)'

@@ -172,8 +172,22 @@ def _seed_retention_tables(conn: psycopg.Connection, project: uuid.UUID, run_id:
 
 
 def _seed_governance_tables(conn: psycopg.Connection, a_org: uuid.UUID) -> None:
-    """Org A's governance switches (unlocked) and one recorded bundle deployment."""
+    """Org A's governance switches (unlocked), one recorded bundle deployment, and a submit a cap refused
+    (the cap is disabled afterwards so that org A's other runs are not refused)."""
     conn.execute("select ops.set_governance_lock(%s, false, 'git@a.example:a/bundle.git', 'tests')", (a_org,))
+    cap = conn.execute(
+        "insert into ops.caps (org_id, name, scope, kind, limit_value) values (%s, 'a-no-runs', 'org', "
+        "'runs_per_day', 0) returning id",
+        (a_org,),
+    ).fetchone()
+    project = conn.execute("select id from ops.projects where org_id = %s order by slug limit 1", (a_org,)).fetchone()
+    assert cap and project
+    refused = conn.execute(
+        "select refusal from ops.submit_run(%s, 'dev', %s::jsonb)",
+        (project[0], json.dumps({"name": "a-secret-run", "tasks": [{"key": "a", "engine": "shell"}]})),
+    ).fetchone()
+    assert refused and refused[0], "org A's cap of no runs refuses the submit"
+    conn.execute("update ops.caps set enabled = false where id = %s", (cap[0],))
     conn.execute(
         "insert into ops.bundle_deployments (org_id, content, content_sha256, deployed_by) "
         "values (%s, '{\"org\": \"a\"}', %s, 'tests')",

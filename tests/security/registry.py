@@ -136,6 +136,10 @@ TABLES: dict[str, Review] = {
     "task_datasets": review("SELECT", f"x.project_id in {A_PROJECTS}", "lineage reports under a task's lease (API)"),
     # Event retention (20261208000600_event_retention): written by the retention loop's definer functions only.
     "event_archives": review("SELECT", "x.org_id = %(a_org)s", "ops.claim_event_archives / record / delete (loop)"),
+    # Caps' refusals (20261208000100): ops.submit_run / ops.record_submit_refusal (checked) and the claim.
+    "cap_refusal_events": review(
+        "SELECT", "x.org_id = %(a_org)s", "ops.submit_run, ops.record_submit_refusal and ops.claim_tasks only"
+    ),
 }
 
 # Columns no member may ever read.

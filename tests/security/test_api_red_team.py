@@ -128,6 +128,36 @@ def test_org_b_reads_no_caps_refusals_or_effective_caps_of_org_a(live_api: LiveS
                                  "spec": {"engine": "shell"}},
     ).status_code == 404  # fmt: skip
 
+    # A submit org A's cap refused (429, no run) is listed beside the cap for A, and for no one in B.
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        cap = conn.execute(
+            "insert into ops.caps (org_id, name, scope, project_id, kind, limit_value) "
+            "values (%s, 'red-no-runs', 'project', %s, 'runs_per_day', 0) returning id",
+            (a.org_id, a.project_id),
+        ).fetchone()
+    assert cap
+    try:
+        operator_a = client(live_api, provision.user_token("operator", a)[1])
+        spec = {"name": "a-secret-run", "tasks": [{"key": "a", "engine": "shell", "command": "true"}]}
+        refused = operator_a.post("/runs", json={"project": str(a.project_id), "environment": "dev", "spec": spec})
+        assert refused.status_code == 429 and "red-no-runs" in refused.text, refused.text
+        listed = {c["name"]: c for c in operator_a.get("/caps", params={"org": row[0]}).json()["items"]}
+        (recent,) = listed["red-no-runs"]["recent_refusals"]
+        assert (recent["layer"], recent["run_id"], recent["run_name"], recent["environment"]) == (
+            "submit", None, "a-secret-run", "dev"
+        )  # fmt: skip
+        page = operator_a.get("/caps/red-no-runs/refusals", params={"org": row[0], "limit": 10})
+        assert page.status_code == 200 and [r["run_name"] for r in page.json()["items"]] == ["a-secret-run"]
+        assert page.json()["next_cursor"] is None
+        assert admin_b.get("/caps/red-no-runs/refusals", params={"org": row[0]}).status_code == 404
+        own_org = admin_b.get("/caps/red-no-runs/refusals", params={"org": str(b.org_id)})
+        assert own_org.status_code == 404, "not a cap of org B"
+        bad = operator_a.get("/caps/red-no-runs/refusals", params={"org": row[0], "cursor": "nonsense"})
+        assert bad.status_code == 422 and "cursor" in bad.text
+    finally:
+        with psycopg.connect(provision.database_url, autocommit=True) as conn:
+            conn.execute("update ops.caps set enabled = false where id = %s", (cap[0],))
+
 
 def test_serving_endpoints_are_org_scoped_role_checked_and_token_bound(
     live_api: LiveServer, provision: Provisioner

@@ -1,7 +1,8 @@
 """Routing & caps on a real control room: an admin reorders two rules and the simulator's answer changes,
 reviews the diff and applies it (audited); the edit shows as drift with an export; a duplicated rule is
 flagged as shadowed; a cap of 1 concurrent task shows live usage and a second task waiting with the reason
-"pool at its concurrency cap"; an operator sees no edit controls, and a forged edit is refused in SQL."""
+"pool at its concurrency cap"; a submit a cap refused is listed beside it (no run: who asked, where); an
+operator sees no edit controls, and a forged edit is refused in SQL."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld, screenshot
 pytestmark = pytest.mark.e2e
 
 CAP = "e2e-default-pool-one"
+NO_RUNS = "e2e-no-staging-runs"
 SLOW_SPEC = {
     "name": "e2e slow",
     "tasks": [{"key": "wait", "engine": "shell", "command": "sleep 25", "max_attempts": 1}],
@@ -142,6 +144,35 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     assert href in {f"/runs/{run_id}?task=wait" for run_id in runs}, href
     expect(row.locator(".cap-refusal")).to_contain_text("claim")
     screenshot(admin, ui_world, "governance-4-cap-usage")
+
+    # A submit a cap refuses makes no run; it is listed beside the cap all the same: the run it would have
+    # been, where, and who asked.
+    admin_token = ui_world.api_token(ui_world.admin)
+    no_runs = {"scope": "environment", "project": DEMO_PROJECT, "environment": "staging", "kind": "runs_per_day",
+               "limit": 0}  # fmt: skip
+    saved = httpx.put(f"{ui_world.url}/api/v1/caps/{NO_RUNS}", json=no_runs,
+                      headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)  # fmt: skip
+    assert saved.status_code == 200, saved.text
+    try:
+        refused = httpx.post(
+            f"{ui_world.url}/api/v1/runs",
+            json={"project": DEMO_PROJECT, "environment": "staging", "spec": {**SLOW_SPEC, "name": "e2e refused"}},
+            headers={"Authorization": f"Bearer {token}"}, timeout=30,
+        )  # fmt: skip
+        assert refused.status_code == 429, refused.text
+        submit_row = admin.locator(f"#caps-table tr[data-cap='{NO_RUNS}']")
+        expect(submit_row.locator(".cap-refusal-submit")).to_have_text(
+            f"e2e refused in {DEMO_PROJECT}/staging by {ui_world.operator.email}"
+        )
+        expect(submit_row.locator(".cap-refusal")).to_contain_text("submit")
+        submit_row.scroll_into_view_if_needed()
+        screenshot(admin, ui_world, "governance-7-submit-refusal")
+    finally:
+        deleted = httpx.delete(
+            f"{ui_world.url}/api/v1/caps/{NO_RUNS}", headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+        )
+    assert deleted.status_code == 204, deleted.text
+    admin.evaluate("() => { window.scrollTo(0, 0); document.querySelectorAll('*').forEach(e => e.scrollTop = 0); }")
 
     # Effective caps for a spec: a Spark task in prod with its own 10-minute timeout.
     _choose(admin, "#eff-environment", "prod")
