@@ -169,8 +169,9 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
         screenshot(admin, ui_world, "governance-7-submit-refusal")
     finally:
         deleted = httpx.delete(
-            f"{ui_world.url}/api/v1/caps/{NO_RUNS}", headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
-        )
+            f"{ui_world.url}/api/v1/caps/{NO_RUNS}", params={"org": "demo"},
+            headers={"Authorization": f"Bearer {admin_token}"}, timeout=30,
+        )  # fmt: skip
     assert deleted.status_code == 204, deleted.text
     admin.evaluate("() => { window.scrollTo(0, 0); document.querySelectorAll('*').forEach(e => e.scrollTop = 0); }")
 
