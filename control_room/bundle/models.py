@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from control_room.bundle.source import published_file_config
+from control_room.dashboards.models import DashboardFile
 
 # Patterns match the check constraints of the ops schema, so a valid bundle deploys.
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # org and project slugs
@@ -55,6 +56,8 @@ SECTIONS: tuple[str, ...] = (
     "service_principals",
     "groups",
     "access_policies",
+    # Dashboards (issue 24): per project, versioned; last, they name nothing the others need.
+    "dashboards",
 )
 
 
@@ -386,6 +389,19 @@ class AccessPolicy(BundleModel):
     description: str = Field(default="", max_length=1000)
 
 
+# Dashboards (issue 24) ----------------------------------------------------------------------------
+
+
+class Dashboard(BundleModel):
+    """A project's dashboard; a changed definition deploys as a new version, a removed one is archived."""
+
+    project: str = Field(pattern=SLUG_PATTERN, description="Project slug.")
+    name: str = Field(pattern=SLUG_PATTERN, description="The dashboard's slug, unique within the project.")
+    dashboard: DashboardFile = Field(
+        description="The dashboard file (spec/dashboard.schema.json): datasets, charts, filters, layout."
+    )
+
+
 # Files and the merged bundle ---------------------------------------------------------------------
 
 
@@ -402,6 +418,7 @@ class BundleSections(BundleModel):
     service_principals: list[ServicePrincipal] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list, description="Groups of users and service principals.")
     access_policies: list[AccessPolicy] = Field(default_factory=list, description="Grants, filters and masks.")
+    dashboards: list[Dashboard] = Field(default_factory=list, description="Projects' dashboards, versioned.")
 
 
 class BundleFile(BundleSections):
@@ -420,7 +437,7 @@ class Bundle(BundleSections):
 
 def section_key(section: str, item: BaseModel) -> str:
     """How rows of a section are identified across bundle and control plane (slugs, never uuids)."""
-    if section in ("job_templates", "schedules", "promotion_gates"):
+    if section in ("job_templates", "schedules", "promotion_gates", "dashboards"):
         return f"{item.project}/{item.name}"  # type: ignore[attr-defined]
     return str(item.name)  # type: ignore[attr-defined]
 

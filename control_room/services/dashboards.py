@@ -183,7 +183,8 @@ async def list_dashboards(conn: AsyncConnection, *, project_id: uuid.UUID) -> li
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "select d.id, d.slug, d.title, d.template, d.latest_version, d.created_by, d.updated_at "
-            "from ops.dashboards d where d.project_id = %s order by d.title, d.slug limit 500",
+            "from ops.dashboards d where d.project_id = %s and d.archived_at is null order by d.title, d.slug "
+            "limit 500",
             (project_id,),
         )
         return await cur.fetchall()

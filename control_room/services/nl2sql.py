@@ -5,7 +5,8 @@ the common shapes (counts, sums, averages, min/max, top-N, group by, time ranges
 values, joins along known relationships), honest about a word it cannot map; and any OpenAI-compatible
 chat endpoint (``LAKEHOUSE_NL2SQL_URL`` / ``_MODEL`` / ``_API_KEY``: vLLM, Ollama, llama.cpp) given the
 schema as context. Both go through the same guardrails (``guard``): sqlglot parse, one read-only
-statement, only readable tables and unmasked columns, a LIMIT.
+statement, only readable tables and unmasked columns, a LIMIT; then, on the agent, the viewer's access
+policies and the scanned-bytes cap checked by EXPLAIN before the statement runs (``ask_task_spec``).
 
 Who may read what is an ``AccessPolicy``. Until issue 22's access policies land it is the viewer's
 project role: every catalog dataset of the project they can see (RLS on ops.datasets), nothing masked;
@@ -28,6 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from sqlglot import exp
 
+from control_room.config import get_settings
 from control_room.services.errors import Invalid
 from control_room.services.sql_guard import parse_read_only, with_limit
 
@@ -665,10 +667,17 @@ async def record_question(
     return uuid.UUID(str(row[0]))
 
 
-def ask_task_spec(sql: str, policy: AccessPolicy) -> dict[str, Any]:
-    """The run spec of a reviewed question: one DuckDB SQL task on the tables' database, result kept as Parquet."""
+def ask_task_spec(sql: str, policy: AccessPolicy, *, max_scan_bytes: int | None = None) -> dict[str, Any]:
+    """The run spec of a reviewed question: one DuckDB SQL task on the tables' database, result kept as Parquet.
+
+    The agent EXPLAINs the statement on the engine before running it and refuses it when the estimated scan
+    exceeds the lower of ``max_scan_bytes`` (Ask's own cap) and the scanned_bytes_per_query cap the claim
+    carries (executor_agent/engines/sql_support/task.py): the run fails saying both figures.
+    """
     task: dict[str, Any] = {"key": "ask", "engine": "duckdb", "timeout_s": 300, "sql": sql,
                             "output": {"formats": ["parquet"], "preview_rows": 200}}  # fmt: skip
+    if max_scan_bytes is not None:
+        task["max_scan_bytes"] = max_scan_bytes
     if policy.database:
         task["database"] = policy.database
     return {"name": "ask: " + sql.splitlines()[0][:80], "tasks": [task]}
@@ -691,7 +700,8 @@ async def run_question(
         raise Invalid(f"question {question_id} does not exist in this project", field="question")
     cur = await conn.execute(
         "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', null, 'ask', null)",
-        (found[0], environment, json.dumps(ask_task_spec(checked, policy))),
+        (found[0], environment,
+         json.dumps(ask_task_spec(checked, policy, max_scan_bytes=get_settings().nl2sql_max_scan_bytes))),
     )
     row = await cur.fetchone()
     if row is None or row[0] is None:
