@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from control_room.bundle import access, store
+from control_room.bundle.export import dump_yaml, item_document
 from control_room.bundle.loader import LoadedBundle
 from control_room.bundle.models import (
     ENVIRONMENT_ORDER,
@@ -25,7 +26,6 @@ from control_room.bundle.models import (
     Schedule,
     section_key,
 )
-from control_room.bundle.export import dump_yaml, item_document
 from control_room.bundle.plan import Change, Plan, TargetOutcome, TargetStep, diff_bundles
 from control_room.bundle.source import InvalidInput, Problem
 from control_room.bundle.store import OrgDirectory, UnknownOrg

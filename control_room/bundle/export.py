@@ -3,7 +3,8 @@
 Canonical form: ``bundle.yaml`` (the org), one file per section (``routing.yaml``, ``caps.yaml``,
 ``schedules.yaml``, ``alerts.yaml``, ``promotion_gates.yaml``), one file per job template
 (``job_templates/<project>/<name>.yaml``) and one per dashboard (``dashboards/<project>/<name>.yaml``);
-items in canonical order; fields at their default left out. Exporting, deploying the export and exporting again gives byte-identical files.
+items in canonical order; fields at their default left out. Exporting, deploying the export and exporting
+again gives byte-identical files.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import yaml
 
 from control_room.bundle.deploy import deploy_bundle, plan_bundle
@@ -93,7 +94,9 @@ def test_export_writes_dashboards_back_and_round_trips(
     assert first == second
 
 
-def test_removed_dashboard_is_archived_then_restored(db: psycopg.Connection, org: DemoLikeOrg, bundle_dir: Path) -> None:
+def test_removed_dashboard_is_archived_then_restored(
+    db: psycopg.Connection, org: DemoLikeOrg, bundle_dir: Path
+) -> None:
     path = _write_dashboard(bundle_dir)
     deploy_bundle(db, load_bundle(bundle_dir), actor="test")
     kept = path.read_text(encoding="utf-8")
@@ -122,18 +125,11 @@ def test_invalid_dashboard_and_unknown_project_are_located(
 ) -> None:
     path = _write_dashboard(bundle_dir)
     edit(path, "type: pie\n", "type: donut\n")
-    try:
+    with pytest.raises(InvalidInput) as invalid:
         load_bundle(bundle_dir)
-    except InvalidInput as exc:
-        assert any("dashboards[0].dashboard.charts" in p.path and p.file.endswith("team-health.yaml")
-                   for p in exc.problems), str(exc)  # fmt: skip
-    else:
-        raise AssertionError("a chart type outside the dashboard format must not load")
+    located = [p for p in invalid.value.problems if p.file.endswith("team-health.yaml")]
+    assert any("dashboards[0].dashboard.charts" in p.path for p in located), str(invalid.value)
     edit(path, "type: donut\n", "type: pie\n")
     edit(path, "project: lakehouse\n", "project: marketing\n")
-    try:
+    with pytest.raises(InvalidInput, match='unknown project "marketing"'):
         plan_bundle(db, load_bundle(bundle_dir))
-    except InvalidInput as exc:
-        assert 'unknown project "marketing"' in str(exc)
-    else:
-        raise AssertionError("a dashboard of an unknown project must not plan")
