@@ -770,7 +770,8 @@ async def run_question(
     if found is None or found[0] != project_id:
         raise Invalid(f"question {question_id} does not exist in this project", field="question")
     cur = await conn.execute(
-        "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', null, 'ask', null)",
+        # Requested by the asker: the agent applies their access policies, and result policies show them the rows.
+        "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', auth.uid(), 'ask', null)",
         (found[0], environment,
          json.dumps(ask_task_spec(checked, policy, max_scan_bytes=get_settings().nl2sql_max_scan_bytes))),
     )
