@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     openmetadata_service: str = Field(
         default="lakehouse", description="OpenMetadata database service (Custom Database) our datasets go under."
     )
+    nl2sql_max_scan_bytes: int | None = Field(
+        default=10 * 1024**3,
+        ge=1,
+        description="Ask (NL→SQL): a statement whose EXPLAIN estimate scans more bytes is refused before it runs (the "
+        "lower of this and the scanned_bytes_per_query cap that applies); unset: only the cap.",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

@@ -89,6 +89,9 @@ class DatasetData(BaseModel):
     rows: list[list[Any]]
     error: str
     note: str
+    pending: bool = Field(
+        False, description="A warehouse dataset still computing on an agent (its run is queued or running): ask again."
+    )
 
 
 @router.get("/dashboard-templates", response_model=list[TemplatePublic])

@@ -14,11 +14,13 @@ from typing import Any
 import psycopg
 
 from control_room.bundle import access, store
+from control_room.bundle.export import dump_yaml, item_document
 from control_room.bundle.loader import LoadedBundle
 from control_room.bundle.models import (
     ENVIRONMENT_ORDER,
     SECTIONS,
     AlertRule,
+    Dashboard,
     JobTemplate,
     PromotionGate,
     Schedule,
@@ -28,6 +30,7 @@ from control_room.bundle.models import (
 from control_room.bundle.plan import Change, Plan, TargetOutcome, TargetStep, diff_bundles
 from control_room.bundle.source import InvalidInput, Problem
 from control_room.bundle.store import OrgDirectory, UnknownOrg
+from control_room.dashboards.loader import content_sha256
 from control_room.services import bundles, governance
 from control_room.services.errors import from_db_error
 
@@ -75,6 +78,8 @@ def resolve(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> OrgDirectory
     for _, endpoint, origin in loaded.items("serving_endpoints"):
         if check_project(origin, ("project",), endpoint.project):
             check_environment(origin, ("environment",), endpoint.project, endpoint.environment)
+    for _, dashboard, origin in loaded.items("dashboards"):
+        check_project(origin, ("project",), dashboard.project)
     for _, policy, origin in loaded.items("access_policies"):
         org_id, target = directory.org_id, policy.target
         if policy.target_kind == "dataset" and bundles.dataset_id_by_name(conn, org_id, target) is None:
@@ -90,7 +95,7 @@ def plan_bundle(conn: psycopg.Connection[Any], loaded: LoadedBundle, *, target: 
     job's version in that environment (a gated one gets promotion requests, never the version itself)."""
     directory = resolve(conn, loaded)
     live = store.read_live(conn, directory)
-    plan = diff_bundles(loaded.bundle, live.bundle, live.template_versions)
+    plan = diff_bundles(loaded.bundle, live.bundle, live.template_versions, live.dashboard_versions)
     if target is None:
         return plan
     return replace(plan, target=target, targets=tuple(_planned_targets(conn, loaded, directory, plan, target)))
@@ -119,7 +124,7 @@ def deploy_bundle(
         bundles.lock_org(conn, loaded.bundle.org)
         directory = resolve(conn, loaded)
         live = store.read_live(conn, directory)
-        plan = diff_bundles(loaded.bundle, live.bundle, live.template_versions)
+        plan = diff_bundles(loaded.bundle, live.bundle, live.template_versions, live.dashboard_versions)
         if not plan.is_empty:
             _apply(conn, loaded, directory, live, plan, actor=actor)
         # What is live now came from this bundle: edits made elsewhere later show as drift against it.
@@ -341,6 +346,21 @@ class _Deploy:
                 self.conn, self.directory.projects[endpoint.project], store.endpoint_values(endpoint), actor=self.actor
             )
 
+    def write_dashboards(self) -> None:
+        """Dashboards removed from the bundle are archived; the others saved (a new version when changed)."""
+        for change in self.of("dashboards", "delete"):
+            project, slug = change.key.split("/", 1)
+            bundles.archive_dashboard(self.conn, project_id=self.directory.projects[project], slug=slug,
+                                      actor=self.actor)  # fmt: skip
+        for change in self.of("dashboards", "write"):
+            item: Dashboard = self.desired[("dashboards", change.key)]
+            bundles.save_dashboard(
+                self.conn, project_id=self.directory.projects[item.project], slug=item.name,
+                title=item.dashboard.title, spec=item.dashboard.model_dump(mode="json"),
+                source_yaml=dump_yaml(item_document(item.dashboard)), content_sha256=content_sha256(item.dashboard),
+                actor=self.actor,
+            )  # fmt: skip
+
     def archive_templates(self) -> None:
         """Templates removed from the bundle are archived; their versions stay as history."""
         for change in self.of("job_templates", "delete"):
@@ -374,6 +394,7 @@ def _apply(
     deploy.archive_templates()
     deploy.write_access()
     deploy.write_endpoints()
+    deploy.write_dashboards()
 
 
 def _dependent_values(

@@ -1,9 +1,10 @@
 """Export: the live configuration of an org written back as a bundle directory in canonical form.
 
 Canonical form: ``bundle.yaml`` (the org), one file per section (``routing.yaml``, ``caps.yaml``,
-``schedules.yaml``, ``alerts.yaml``, ``promotion_gates.yaml``) and one file per job template
-(``job_templates/<project>/<name>.yaml``); items in canonical order; fields at their default left
-out. Exporting, deploying the export and exporting again gives byte-identical files.
+``schedules.yaml``, ``alerts.yaml``, ``promotion_gates.yaml``), one file per job template
+(``job_templates/<project>/<name>.yaml``) and one per dashboard (``dashboards/<project>/<name>.yaml``);
+items in canonical order; fields at their default left out. Exporting, deploying the export and exporting
+again gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def render_bundle(bundle: Bundle) -> dict[str, str]:
     for template in ordered.job_templates:
         path = f"job_templates/{template.project}/{template.name}.yaml"
         files[path] = HEADER + dump_yaml({"job_templates": [item_document(template)]})
+    for dashboard in ordered.dashboards:
+        path = f"dashboards/{dashboard.project}/{dashboard.name}.yaml"
+        files[path] = HEADER + dump_yaml({"dashboards": [item_document(dashboard)]})
     return files
 
 

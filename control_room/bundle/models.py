@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from control_room.bundle.source import published_file_config
+from control_room.dashboards.models import DashboardFile
 
 # Patterns match the check constraints of the ops schema, so a valid bundle deploys.
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # org and project slugs
@@ -57,6 +58,8 @@ SECTIONS: tuple[str, ...] = (
     "access_policies",
     # Serving endpoints (issue 23) after the caps that bound their replicas.
     "serving_endpoints",
+    # Dashboards (issue 24): per project, versioned; last, they name nothing the others need.
+    "dashboards",
 )
 
 
@@ -428,6 +431,19 @@ class ServingEndpoint(BundleModel):
         ]
 
 
+# Dashboards (issue 24) ----------------------------------------------------------------------------
+
+
+class Dashboard(BundleModel):
+    """A project's dashboard; a changed definition deploys as a new version, a removed one is archived."""
+
+    project: str = Field(pattern=SLUG_PATTERN, description="Project slug.")
+    name: str = Field(pattern=SLUG_PATTERN, description="The dashboard's slug, unique within the project.")
+    dashboard: DashboardFile = Field(
+        description="The dashboard file (spec/dashboard.schema.json): datasets, charts, filters, layout."
+    )
+
+
 # Files and the merged bundle ---------------------------------------------------------------------
 
 
@@ -445,6 +461,7 @@ class BundleSections(BundleModel):
     groups: list[Group] = Field(default_factory=list, description="Groups of users and service principals.")
     access_policies: list[AccessPolicy] = Field(default_factory=list, description="Grants, filters and masks.")
     serving_endpoints: list[ServingEndpoint] = Field(default_factory=list, description="Model serving endpoints.")
+    dashboards: list[Dashboard] = Field(default_factory=list, description="Projects' dashboards, versioned.")
 
 
 class BundleFile(BundleSections):
@@ -463,7 +480,7 @@ class Bundle(BundleSections):
 
 def section_key(section: str, item: BaseModel) -> str:
     """How rows of a section are identified across bundle and control plane (slugs, never uuids)."""
-    if section in ("job_templates", "schedules", "promotion_gates", "serving_endpoints"):
+    if section in ("job_templates", "schedules", "promotion_gates", "serving_endpoints", "dashboards"):
         return f"{item.project}/{item.name}"  # type: ignore[attr-defined]
     return str(item.name)  # type: ignore[attr-defined]
 

@@ -181,13 +181,19 @@ def _dump(item: BaseModel) -> dict[str, Any]:
     return item.model_dump(mode="json")
 
 
-def diff_bundles(desired: Bundle, live: Bundle, template_versions: Mapping[str, int] | None = None) -> Plan:
+def diff_bundles(
+    desired: Bundle,
+    live: Bundle,
+    template_versions: Mapping[str, int] | None = None,
+    dashboard_versions: Mapping[str, int] | None = None,
+) -> Plan:
     """The changes from ``live`` to ``desired``.
 
-    ``template_versions`` maps each template key of the control plane, archived ones included, to its
-    latest version number (for the notes on template changes).
+    ``template_versions`` (``dashboard_versions``) maps each template (dashboard) key of the control plane,
+    archived ones included, to its latest version number (for the notes on their changes).
     """
     versions = template_versions or {}
+    dashboards = dashboard_versions or {}
     changes: list[Change] = []
     for section in SECTIONS:
         wanted = {section_key(section, item): item for item in getattr(desired, section)}
@@ -198,6 +204,8 @@ def diff_bundles(desired: Bundle, live: Bundle, template_versions: Mapping[str, 
                 if section == "job_templates":
                     # An archived template of the same name comes back; its version history goes on.
                     note = "restored from the archive" if key in versions else "version 1"
+                elif section == "dashboards":
+                    note = "restored from the archive" if key in dashboards else "version 1"
                 changes.append(Change(section, key, "create", note=note))
                 continue
             diffs = tuple(field_changes(_dump(current[key]), _dump(item)))
@@ -205,8 +213,10 @@ def diff_bundles(desired: Bundle, live: Bundle, template_versions: Mapping[str, 
                 note = ""
                 if section == "job_templates" and _new_version(current[key], item):
                     note = f"new version {versions.get(key, 0) + 1}"
-                if section == "serving_endpoints":
+                elif section == "serving_endpoints":
                     note = _endpoint_note(diffs)
+                elif section == "dashboards":  # the definition is all a dashboard item holds besides its key
+                    note = f"new version {dashboards.get(key, 0) + 1}"
                 changes.append(Change(section, key, "update", diffs, note))
         for key in current:
             if key not in wanted:
@@ -214,6 +224,7 @@ def diff_bundles(desired: Bundle, live: Bundle, template_versions: Mapping[str, 
                     "job_templates": "archived: its versions are kept",
                     "caps": "its usage history (ops.cap_usage) is deleted with it",
                     "serving_endpoints": "its replicas stop; its revisions, tokens and request stats are deleted",
+                    "dashboards": "archived: its versions are kept",
                 }.get(section, "")
                 changes.append(Change(section, key, "delete", note=note))
     return Plan(desired.org, tuple(changes))

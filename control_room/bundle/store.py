@@ -22,6 +22,7 @@ from control_room.bundle.models import (
     AlertRule,
     Bundle,
     Cap,
+    Dashboard,
     JobTemplate,
     PromotionGate,
     RoutingRule,
@@ -95,6 +96,9 @@ class LiveState:
     archived_definitions: dict[str, str] = field(default_factory=dict)
     # Template names by id, for the alert rules and gates that point at templates.
     template_names: dict[uuid.UUID, str] = field(default_factory=dict)
+    # Latest version per dashboard key (project/name), archived dashboards included.
+    dashboard_versions: dict[str, int] = field(default_factory=dict)
+    archived_dashboards: set[str] = field(default_factory=set)
 
 
 def _model(model: type[ModelT], data: dict[str, Any], what: str) -> ModelT:
@@ -257,6 +261,17 @@ def _serving_endpoint(row: dict[str, Any], directory: OrgDirectory, state: LiveS
     return _model(ServingEndpoint, _drop_none(data), f'serving endpoint "{row["project"]}/{row["name"]}"')
 
 
+def _dashboard(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> Dashboard | None:
+    """The dashboard at its latest version; None for an archived one (remembered in ``state``)."""
+    key = f"{row['project']}/{row['name']}"
+    state.dashboard_versions[key] = int(row["version"])
+    if row["archived_at"] is not None:
+        state.archived_dashboards.add(key)
+        return None
+    data = {"project": row["project"], "name": row["name"], "dashboard": row["spec"]}
+    return _model(Dashboard, data, f'dashboard "{key}" version {row["version"]}')
+
+
 Reader = Callable[[Any, OrgDirectory, LiveState], BaseModel | None]
 # In SECTIONS order: templates are read before the alert rules and gates that name them.
 _READERS: dict[str, Reader] = {
@@ -271,6 +286,7 @@ _READERS: dict[str, Reader] = {
     "groups": access.read_group,
     "access_policies": access.read_policy,
     "serving_endpoints": _serving_endpoint,
+    "dashboards": _dashboard,
 }
 
 

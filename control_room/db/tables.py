@@ -1374,6 +1374,9 @@ class Dashboard(OpsTable, table=True):
     created_by: str = Field(sa_column=_text(nullable=False))
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     updated_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    archived_at: datetime | None = Field(
+        sa_column=_timestamptz(nullable=True), description="set when a bundle deploy no longer names it"
+    )
 
 
 class DashboardVersion(OpsTable, table=True):

@@ -100,6 +100,15 @@ _SECTION_SQL: dict[str, str] = {
         select g.*, p.slug as project from ops.promotion_gates g join ops.projects p on p.id = g.project_id
         where g.org_id = %s order by p.slug, g.name
         """,
+    # Dashboards (issue 24): the latest version's spec; written through ops.save_dashboard / ops.archive_dashboard.
+    "dashboards": """
+        select d.id, p.slug as project, d.slug as name, d.archived_at, d.latest_version as version, v.spec,
+               v.content_sha256
+        from ops.dashboards d
+        join ops.projects p on p.id = d.project_id
+        join ops.dashboard_versions v on v.dashboard_id = d.id and v.version = d.latest_version
+        where d.org_id = %s order by p.slug, d.slug
+        """,
     # Access policies (issue 22): written through their audited SQL functions (see below), never by name.
     "service_principals": "select id, name, description from ops.service_principals where org_id = %s order by name",
     "groups": """
@@ -387,3 +396,32 @@ def deploy_serving_endpoint(
 def delete_serving_endpoint(conn: psycopg.Connection[Any], endpoint_id: uuid.UUID, *, actor: str) -> None:
     """Delete an endpoint: its replicas are cancelled; its revisions, tokens and stats go with it."""
     conn.execute("select ops.delete_serving_endpoint(%s, %s)", (endpoint_id, actor))
+
+
+# Dashboards (issue 24) ----------------------------------------------------------------------------
+
+
+def save_dashboard(
+    conn: psycopg.Connection[Any],
+    *,
+    project_id: uuid.UUID,
+    slug: str,
+    title: str,
+    spec: dict[str, Any],
+    source_yaml: str,
+    content_sha256: str,
+    actor: str,
+) -> int:
+    """Create the dashboard, add a version when its content changed, restore it when archived (audited in SQL);
+    returns its latest version."""
+    row = conn.execute(
+        "select version from ops.save_dashboard(%s, %s, %s, null, %s, %s, %s, 'bundle deploy', null, %s)",
+        (project_id, slug, title, Jsonb(spec), source_yaml, content_sha256, actor),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def archive_dashboard(conn: psycopg.Connection[Any], *, project_id: uuid.UUID, slug: str, actor: str) -> None:
+    """Archive a dashboard the bundle no longer names (its versions stay; audited in SQL)."""
+    conn.execute("select ops.archive_dashboard(%s, %s, %s)", (project_id, slug, actor))

@@ -3,11 +3,19 @@
 Control-plane datasets run as the viewer: the connection must already act as the signed-in user
 (``auth.scoped``), so RLS and grants decide what they read (DESIGN decision 7), inside a read-only
 savepoint with a statement timeout, after sqlglot checked the statement (services/sql_guard.py) and the
-parameters were bound as typed literals. Warehouse datasets run on an agent (a DuckDB SQL task).
+parameters were bound as typed literals.
+
+Warehouse datasets run where warehouse SQL runs: a DuckDB SQL task on an agent, submitted as the viewer, so
+the agent applies the viewer's access policies (refusals, row filters, column masks) and the scan cap, as
+for Ask. The statement is checked first as Ask's SQL is (readable catalog tables only, no masked column, a
+LIMIT). One run per viewer, statement and five-minute window (its idempotency key); while it computes the
+panel says so (``pending``) and the page polls; a viewer who may not submit runs (the viewer role) sees the
+latest result computed for someone else only when the result policies let them (services/result_policies.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -16,15 +24,19 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from anyio import to_thread
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from sqlglot import exp
 
+from control_room.config import get_settings
 from control_room.dashboards.loader import content_sha256, parse_dashboard, shipped_templates
 from control_room.dashboards.models import DashboardFile, Dataset
-from control_room.services.errors import Forbidden, NotFound, ServiceError, from_db_error
+from control_room.services import artifacts, nl2sql, queries, result_policies
+from control_room.services.errors import Forbidden, Invalid, NotFound, ServiceError, from_db_error
 from control_room.services.result_rows import json_cell
 from control_room.services.sql_guard import bind_placeholders, parse_read_only, typed_literal, with_limit
+from control_room.storage import get_store
 
 MAX_DATASET_ROWS = 5_000
 DATASET_TIMEOUT = "10s"
@@ -37,7 +49,8 @@ CONTROL_PLANE_RELATIONS = frozenset({
     "dataset_schema_changes", "query_history", "alert_incidents", "alert_rules", "promotion_requests",
     "deployments", "dashboards", "nl2sql_questions",
 })  # fmt: skip
-WAREHOUSE_NOTE = "warehouse datasets run as a DuckDB SQL task on an agent; open it on the Ask page to run it"
+# A warehouse dataset is computed again (a new run) at most once per viewer and window.
+WAREHOUSE_WINDOW_S = 300
 
 
 @dataclass(frozen=True)
@@ -52,12 +65,13 @@ class DatasetScope:
 
 @dataclass
 class DatasetResult:
-    """One dataset's rows (JSON-ready), or why it could not be drawn."""
+    """One dataset's rows (JSON-ready), or why it could not be drawn (``pending``: still computing)."""
 
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     error: str = ""
     note: str = ""
+    pending: bool = False
 
 
 def window(time_range: str, *, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -94,12 +108,118 @@ async def _require_viewer_connection(conn: AsyncConnection) -> None:
         raise Forbidden("dashboard datasets are read as the signed-in user; this connection is not scoped to one")
 
 
+def warehouse_statement(dataset: Dataset, scope: DatasetScope, policy: nl2sql.AccessPolicy, *, at: str = "sql") -> str:
+    """The bound SQL of a warehouse dataset, checked as Ask's SQL is (readable tables, no masked column, a LIMIT)."""
+    statement = parse_read_only(dataset.sql, dialect=nl2sql.DIALECT, field=at, table_allowed=lambda _table: None)
+    values: dict[str, exp.Expression] = {
+        "project_id": typed_literal(str(scope.project_id), "text"),
+        "since": typed_literal(scope.since.isoformat(), "timestamptz"),
+        "until": typed_literal(scope.until.isoformat(), "timestamptz"),
+    }
+    values.update({name: typed_literal(value, "text") for name, value in scope.filters.items()})
+    bound = bind_placeholders(statement, values, field=at).sql(nl2sql.DIALECT)
+    try:
+        return nl2sql.guard(bound, policy, limit=MAX_DATASET_ROWS)
+    except Invalid as exc:
+        raise Invalid(exc.message, field=at) from exc
+
+
+def _warehouse_key(text: str) -> str:
+    return "dashboard:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+async def _finished_result(conn: AsyncConnection, run: dict[str, Any]) -> DatasetResult:
+    """The rows of a succeeded dataset run (its last statement's Parquet result), if the viewer may see them."""
+    cur = await conn.execute(
+        "select a.id from ops.query_history h join ops.artifacts a on a.task_id = h.task_id and a.attempt = h.attempt "
+        "and a.name = h.result_artifact where h.run_id = %s and h.state = 'finished' "
+        "order by h.statement_index desc limit 1",
+        (run["id"],),
+    )
+    found = await cur.fetchone()
+    if found is None:
+        return DatasetResult(error=f"run {run['id']} finished without a result")
+    artifact = await artifacts.get_artifact(conn, artifact_id=found[0])
+    await result_policies.require_rows_visible(conn, artifact=artifact)
+    store = get_store()
+    result = await to_thread.run_sync(
+        lambda: queries.read_result_rows(store, artifact, offset=0, limit=MAX_DATASET_ROWS)
+    )
+    decimal = [str(c["type"]).startswith("decimal") for c in result["columns"]]
+    rows = [[float(v) if is_decimal and isinstance(v, str) else v for v, is_decimal in zip(row, decimal, strict=True)]
+            for row in result["rows"]]  # fmt: skip
+    return DatasetResult(columns=[c["name"] for c in result["columns"]], rows=rows)
+
+
+async def _dataset_runs(conn: AsyncConnection, project_id: uuid.UUID, prefix: str) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select id, status, error from ops.runs where project_id = %s "
+            "and idempotency_key like %s order by created_at desc limit 20",
+            (project_id, prefix.replace("%", "") + "%"),
+        )
+        return await cur.fetchall()
+
+
+def _computing(run: dict[str, Any] | None) -> DatasetResult:
+    status = f"run {run['id']}, {run['status']}" if run else "queued"
+    return DatasetResult(note=f"computing on the warehouse ({status})…", pending=True)
+
+
+async def run_warehouse_dataset(
+    conn: AsyncConnection, dataset: Dataset, scope: DatasetScope, *, at: str = "sql", now: datetime | None = None
+) -> DatasetResult:
+    """A warehouse dataset's rows, computed on an agent as the viewer (see the module docstring)."""
+    policy = await nl2sql.access_policy(conn, project_id=scope.project_id)
+    if not policy.tables:
+        return DatasetResult(note="no warehouse table of this project is readable by you (none in the catalog yet?)")
+    text = warehouse_statement(dataset, scope, policy, at=at)
+    statement_key = _warehouse_key(text)
+    cur = await conn.execute("select auth.uid()")
+    user = (await cur.fetchone() or [None])[0]
+    window_start = int((now or datetime.now(UTC)).timestamp()) // WAREHOUSE_WINDOW_S
+    mine = f"{statement_key}:{user}:"
+    submitted: uuid.UUID | None = None
+    try:
+        async with conn.transaction():  # a savepoint: a viewer's refused submit leaves the connection usable
+            cur = await conn.execute(
+                "select run_id, refusal from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'api', auth.uid(), "
+                "'dashboard', %s)",
+                (scope.project_id, json.dumps(nl2sql.ask_task_spec(text, policy, max_scan_bytes=get_settings()
+                 .nl2sql_max_scan_bytes) | {"name": "dashboard dataset: " + at}), f"{mine}{window_start}"),
+            )  # fmt: skip
+            row = await cur.fetchone()
+            if row is not None and row[0] is None:
+                return DatasetResult(error=f"the warehouse query was refused: {row[1]}")
+            submitted = row[0] if row else None
+    except psycopg.Error as exc:
+        refusal = from_db_error(exc)
+        if not isinstance(refusal, Forbidden):
+            raise
+    runs = await _dataset_runs(conn, scope.project_id, mine if submitted else f"{statement_key}:")
+    current = next((r for r in runs if r["id"] == submitted), None)
+    done = next((r for r in runs if r["status"] == "succeeded"), None)
+    if current is not None and current["status"] in ("failed", "cancelled", "timed_out"):
+        return DatasetResult(error=f"the warehouse query {current['status']}: {current['error'] or ''}".strip())
+    computing = current is not None and current["status"] != "succeeded"
+    if done is not None:  # the newest result, while a newer window's run may still be computing
+        try:
+            result = await _finished_result(conn, done)
+        except Forbidden as exc:
+            result = DatasetResult(note=exc.message) if not computing else _computing(current)
+        result.pending = computing
+        return result
+    if current is not None:
+        return _computing(current)
+    return DatasetResult(note="not computed yet: an operator's visit to this dashboard computes it on the warehouse")
+
+
 async def run_dataset(
     conn: AsyncConnection, dataset: Dataset, scope: DatasetScope, *, at: str = "sql"
 ) -> DatasetResult:
     """A dataset's rows read with the viewer's rights (``conn`` acts as the user), or the reason it has none."""
     if dataset.source == "warehouse":
-        return DatasetResult(note=WAREHOUSE_NOTE)
+        return await run_warehouse_dataset(conn, dataset, scope, at=at)
     text = control_plane_statement(dataset, scope, at=at)
     await _require_viewer_connection(conn)
     async with conn.transaction():  # a savepoint: a failing dataset leaves the others' transaction usable
@@ -183,7 +303,8 @@ async def list_dashboards(conn: AsyncConnection, *, project_id: uuid.UUID) -> li
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "select d.id, d.slug, d.title, d.template, d.latest_version, d.created_by, d.updated_at "
-            "from ops.dashboards d where d.project_id = %s order by d.title, d.slug limit 500",
+            "from ops.dashboards d where d.project_id = %s and d.archived_at is null order by d.title, d.slug "
+            "limit 500",
             (project_id,),
         )
         return await cur.fetchall()

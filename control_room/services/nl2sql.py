@@ -5,7 +5,8 @@ the common shapes (counts, sums, averages, min/max, top-N, group by, time ranges
 values, joins along known relationships), honest about a word it cannot map; and any OpenAI-compatible
 chat endpoint (``LAKEHOUSE_NL2SQL_URL`` / ``_MODEL`` / ``_API_KEY``: vLLM, Ollama, llama.cpp) given the
 schema as context. Both go through the same guardrails (``guard``): sqlglot parse, one read-only
-statement, only readable tables and unmasked columns, a LIMIT.
+statement, only readable tables and unmasked columns, a LIMIT; then, on the agent, the viewer's access
+policies and the scanned-bytes cap checked by EXPLAIN before the statement runs (``ask_task_spec``).
 
 Who may read what is an ``AccessPolicy``. Until issue 22's access policies land it is the viewer's
 project role: every catalog dataset of the project they can see (RLS on ops.datasets), nothing masked;
@@ -28,6 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from sqlglot import exp
 
+from control_room.config import get_settings
 from control_room.services.errors import Invalid
 from control_room.services.sql_guard import parse_read_only, with_limit
 
@@ -50,11 +52,22 @@ class Table:
 
 @dataclass
 class Relationship:
-    """``child.column`` references ``parent.column`` (a dbt relationships test, or a shared key)."""
+    """``child.column`` references ``parent.parent_column`` (default: the same name): a dbt relationships test,
+    one carried along column lineage to the datasets built from its two sides, or a shared key column."""
 
     child: str
     parent: str
     column: str
+    parent_column: str = ""
+    source: str = "key"  # "dbt" (a relationships test), "lineage" (carried from one) or "key" (same key column)
+
+    def __post_init__(self) -> None:
+        self.parent_column = self.parent_column or self.column
+
+    def on(self, joined: str, alias: str) -> str:
+        """The join condition of ``joined`` (one side of this relationship) as ``alias`` to the base table ``t``."""
+        mine, theirs = (self.column, self.parent_column) if joined == self.child else (self.parent_column, self.column)
+        return f"{alias}.{mine} = t.{theirs}"
 
 
 @dataclass
@@ -141,7 +154,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "amount": ("amount", "revenue", "sales", "spend", "spent", "value", "money", "order amount", "order total"),
     "lifetime_amount": ("lifetime amount", "lifetime value", "lifetime spend", "ltv", "total spent"),
     "country_code": ("country", "countries", "nation"),
-    "full_name": ("name", "names", "full name"),
+    "full_name": ("name", "names", "full name", "customer name", "customer names"),
     "status": ("status", "statuses", "state"),
     "ordered_on": ("order date", "ordered", "date", "day", "placed"),
     "signed_up_on": ("signed up", "signup", "sign up", "sign-up", "joined", "registration"),
@@ -501,7 +514,7 @@ class Translator:
         joins = ""
         for table in sorted(plan.joins):
             rel = next(r for r in self.policy.relationships if {r.child, r.parent} == {table, base})
-            joins += f" JOIN {table} AS {alias[table]} ON {alias[table]}.{rel.column} = t.{rel.column}"
+            joins += f" JOIN {table} AS {alias[table]} ON {rel.on(table, alias[table])}"
         for table, short in alias.items():
             conditions = [c.replace(f"{{{table}}}.", f"{short}.") for c in conditions]
         where_sql = f" WHERE {' AND '.join(conditions)}" if conditions else ""
@@ -558,9 +571,57 @@ def infer_relationships(tables: dict[str, Table]) -> list[Relationship]:
     return found
 
 
+def _short(name: str) -> str:
+    return name.split(".")[-1].lower()
+
+
+def _copied_key(down: str, up: str, sources: int) -> bool:
+    """Whether a column built from one upstream column carries its values (a key passed through or renamed)."""
+    return sources == 1 and (down == up or down.endswith("_id"))
+
+
+MAX_LINEAGE_RELATIONSHIPS = 2_000
+
+
+def catalog_relationships(datasets: list[dict[str, Any]], edges: list[dict[str, Any]]) -> list[Relationship]:
+    """Relationships the catalog vouches for: each dbt ``relationships`` test of a dataset (its metadata, as the
+    dbt engine reports it), then the same relationship carried along column lineage to the datasets built from
+    its two sides (``fct_orders.customer_id`` copies ``stg_orders.customer_id``, which references
+    ``stg_customers.customer_id``, copied by ``dim_customers.customer_id``: fct_orders joins dim_customers)."""
+    tested: list[tuple[str, str, str, str]] = []
+    for dataset in datasets:
+        for rel in (dataset.get("metadata") or {}).get("relationships") or []:
+            if isinstance(rel, dict) and rel.get("column") and rel.get("to") and rel.get("field"):
+                tested.append((_short(str(dataset["name"])), str(rel["column"]).lower(), _short(str(rel["to"])),
+                               str(rel["field"]).lower()))  # fmt: skip
+    copies: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for edge in edges:
+        pairs = [p for p in edge.get("column_lineage") or [] if isinstance(p, dict)]
+        sources: dict[str, int] = {}
+        for pair in pairs:
+            sources[str(pair.get("downstream_column", "")).lower()] = sources.get(
+                str(pair.get("downstream_column", "")).lower(), 0) + 1  # fmt: skip
+        for pair in pairs:
+            up, down = str(pair.get("upstream_column", "")).lower(), str(pair.get("downstream_column", "")).lower()
+            if up and down and _copied_key(down, up, sources[down]):
+                copies.setdefault((_short(edge["upstream"]), up), []).append((_short(edge["downstream"]), down))
+    found: dict[tuple[str, str, str, str], str] = dict.fromkeys(tested, "dbt")
+    frontier = list(tested)
+    while frontier and len(found) < MAX_LINEAGE_RELATIONSHIPS:
+        child, column, parent, field_ = frontier.pop()
+        for down, down_column in [(child, column), *copies.get((child, column), [])]:
+            for up, up_column in [(parent, field_), *copies.get((parent, field_), [])]:
+                carried = (down, down_column, up, up_column)
+                if down != up and carried not in found:
+                    found[carried] = "lineage"
+                    frontier.append(carried)
+    return [Relationship(c, p, col, pcol, source) for (c, col, p, pcol), source in found.items()]
+
+
 async def access_policy(conn: AsyncConnection, *, project_id: uuid.UUID) -> AccessPolicy:
     """The datasets the connection's user may read in the project: the catalog's tables under RLS (issue 22's
-    policies replace this: refused tables drop out, masked columns go into ``masked``)."""
+    policies replace this: refused tables drop out, masked columns go into ``masked``), joined along the
+    catalog's relationships (dbt tests and column lineage) first, shared key columns after."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "select d.namespace, d.name, d.description, d.columns, d.metadata from ops.datasets d "
@@ -568,6 +629,14 @@ async def access_policy(conn: AsyncConnection, *, project_id: uuid.UUID) -> Acce
             (project_id,),
         )
         rows = await cur.fetchall()
+        await cur.execute(
+            "select u.name as upstream, w.name as downstream, e.column_lineage from ops.lineage_edges e "
+            "join ops.datasets u on u.id = e.upstream_id join ops.datasets w on w.id = e.downstream_id "
+            "where e.project_id = %s and u.namespace like 'duckdb://%%' and w.namespace like 'duckdb://%%' "
+            "and jsonb_array_length(e.column_lineage) > 0 order by e.updated_at desc limit 1000",
+            (project_id,),
+        )
+        edges = await cur.fetchall()
     tables: dict[str, Table] = {}
     # One task reads one DuckDB file: the warehouse holding most of the catalog's tables (the most recently
     # written on a tie); tables of another warehouse are not in it.
@@ -587,7 +656,11 @@ async def access_policy(conn: AsyncConnection, *, project_id: uuid.UUID) -> Acce
         key = next(iter(columns), None)
         tables[name] = Table(name, columns, descriptions, str(row["description"] or ""),
                              key if key and key.endswith("_id") else None)  # fmt: skip
-    return AccessPolicy(tables, infer_relationships(tables), set(), database)
+    known = [r for r in catalog_relationships(rows, edges) if r.child in tables and r.parent in tables]
+    known = [r for r in known if r.column in tables[r.child].columns and r.parent_column in tables[r.parent].columns]
+    pairs = {frozenset((r.child, r.parent)) for r in known}
+    keyed = [r for r in infer_relationships(tables) if frozenset((r.child, r.parent)) not in pairs]
+    return AccessPolicy(tables, known + keyed, set(), database)
 
 
 # Providers ------------------------------------------------------------------------------------------
@@ -608,7 +681,7 @@ def schema_context(policy: AccessPolicy) -> str:
             for name, kind in table.columns.items() if f"{table.name}.{name}" not in policy.masked
         )  # fmt: skip
         lines.append(f"TABLE {table.name} ({columns})" + (f" -- {table.description}" if table.description else ""))
-    lines += [f"RELATIONSHIP {r.child}.{r.column} -> {r.parent}.{r.column}" for r in policy.relationships]
+    lines += [f"RELATIONSHIP {r.child}.{r.column} -> {r.parent}.{r.parent_column}" for r in policy.relationships]
     return "\n".join(lines)
 
 
@@ -671,10 +744,17 @@ async def record_question(
     return uuid.UUID(str(row[0]))
 
 
-def ask_task_spec(sql: str, policy: AccessPolicy) -> dict[str, Any]:
-    """The run spec of a reviewed question: one DuckDB SQL task on the tables' database, result kept as Parquet."""
+def ask_task_spec(sql: str, policy: AccessPolicy, *, max_scan_bytes: int | None = None) -> dict[str, Any]:
+    """The run spec of a reviewed question: one DuckDB SQL task on the tables' database, result kept as Parquet.
+
+    The agent EXPLAINs the statement on the engine before running it and refuses it when the estimated scan
+    exceeds the lower of ``max_scan_bytes`` (Ask's own cap) and the scanned_bytes_per_query cap the claim
+    carries (executor_agent/engines/sql_support/task.py): the run fails saying both figures.
+    """
     task: dict[str, Any] = {"key": "ask", "engine": "duckdb", "timeout_s": 300, "sql": sql,
                             "output": {"formats": ["parquet"], "preview_rows": 200}}  # fmt: skip
+    if max_scan_bytes is not None:
+        task["max_scan_bytes"] = max_scan_bytes
     if policy.database:
         task["database"] = policy.database
     return {"name": "ask: " + sql.splitlines()[0][:80], "tasks": [task]}
@@ -696,8 +776,10 @@ async def run_question(
     if found is None or found[0] != project_id:
         raise Invalid(f"question {question_id} does not exist in this project", field="question")
     cur = await conn.execute(
-        "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', null, 'ask', null)",
-        (found[0], environment, json.dumps(ask_task_spec(checked, policy))),
+        # Requested by the asker: the agent applies their access policies, and result policies show them the rows.
+        "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', auth.uid(), 'ask', null)",
+        (found[0], environment,
+         json.dumps(ask_task_spec(checked, policy, max_scan_bytes=get_settings().nl2sql_max_scan_bytes))),
     )
     row = await cur.fetchone()
     if row is None or row[0] is None:

@@ -3,7 +3,9 @@ with time range, filters (set by clicking a chart too), auto-refresh, and a YAML
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +25,8 @@ from control_room.state.events import background, handler
 TEMPLATE_PREFIX = "template:"
 SAVED_PREFIX = "saved:"
 MAX_TABLE_ROWS = 50
+WAREHOUSE_POLL_S = 2.0
+WAREHOUSE_WAIT_S = 180.0
 
 
 @dataclasses.dataclass
@@ -37,6 +41,7 @@ class Panel:
     rows: list[list[str]] = dataclasses.field(default_factory=list)
     number: str = ""
     message: str = ""
+    pending: bool = False  # a warehouse dataset still computing (the page polls until it is drawn)
 
 
 @dataclasses.dataclass
@@ -75,7 +80,7 @@ async def draw(
         drawn: list[Panel] = []
         for chart in row:
             result = results[chart.dataset]
-            panel = Panel(id=chart.id, title=chart.title, kind=chart.type)
+            panel = Panel(id=chart.id, title=chart.title, kind=chart.type, pending=result.pending)
             if result.error or result.note:
                 panel.kind, panel.message = "message", result.error or result.note
             elif chart.type == "table":
@@ -190,17 +195,26 @@ class DashboardsState(SessionState):
             if self.is_loading or not self._source:
                 return
             self.is_loading = True
-            source, time_range = self._source, self.time_range
-            filters = {f.name: (None if f.value == ALL else f.value) for f in self.filters}
-        try:
-            panels = await draw(signed.principal, parse_dashboard(source), project_id=signed.project_id,
-                                time_range=time_range, filters=filters)  # fmt: skip
-            error = ""
-        except Exception as exc:
-            panels, error = [], problem_text(exc)
-        async with self:
-            self.panels, self.error, self.is_loading = panels, error, False
-            self.updated_at = dashboards.window("24h")[1].strftime("%H:%M:%S")
+        deadline = time.monotonic() + WAREHOUSE_WAIT_S
+        while True:
+            async with self:
+                source, time_range = self._source, self.time_range
+                filters = {f.name: (None if f.value == ALL else f.value) for f in self.filters}
+            try:
+                panels = await draw(signed.principal, parse_dashboard(source), project_id=signed.project_id,
+                                    time_range=time_range, filters=filters)  # fmt: skip
+                error = ""
+            except Exception as exc:
+                panels, error = [], problem_text(exc)
+            pending = any(panel.pending for row in panels for panel in row)
+            async with self:
+                self.panels, self.error = panels, error
+                self.updated_at = dashboards.window("24h")[1].strftime("%H:%M:%S")
+                if not pending or time.monotonic() > deadline:
+                    self.is_loading = False
+                    return
+            # Warehouse datasets compute on an agent: draw again once their runs have moved on.
+            await asyncio.sleep(WAREHOUSE_POLL_S)
 
     @handler
     def choose(self, key: str) -> Any:

@@ -24,7 +24,7 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 def test_published_schema_is_current_and_every_template_validates() -> None:
     assert json.loads(DASHBOARD_SCHEMA_PATH.read_text(encoding="utf-8")) == dashboard_json_schema()
-    assert set(shipped_templates()) == {"run-health", "caps-and-cost", "data-freshness", "ml"}
+    assert set(shipped_templates()) == {"run-health", "caps-and-cost", "data-freshness", "ml", "shop-sales"}
     health = shipped_templates()["run-health"].dashboard
     assert {c.id for c in health.charts} >= {"runs_per_day", "duration_p95", "queue_wait"}
 
@@ -137,11 +137,30 @@ def test_clone_edit_and_versions(world: AnalyticsWorld) -> None:
 
 @pytest.mark.parametrize(
     ("template", "dataset"),
-    [(name, key) for name, t in sorted(shipped_templates().items()) for key in sorted(t.dashboard.datasets)],
-)
+    [(name, key) for name, t in sorted(shipped_templates().items()) for key, d in sorted(t.dashboard.datasets.items())
+     if d.source == "control_plane"],
+)  # fmt: skip
 def test_every_shipped_dataset_runs_as_a_viewer(world: AnalyticsWorld, template: str, dataset: str) -> None:
     rows = _run_template(world, "viewer", template, dataset, world.project)
     assert isinstance(rows, list)
+
+
+def test_warehouse_datasets_name_what_the_catalog_lacks(world: AnalyticsWorld) -> None:
+    """Without the dbt build's tables in the catalog (no warehouse here), each warehouse panel says why it is empty;
+    the warehouse runs themselves are tested on a real agent in test_warehouse_on_agent.py."""
+    spec = shipped_templates()["shop-sales"].dashboard
+    since, until = dashboards.window("90d")
+
+    async def work(conn: psycopg.AsyncConnection) -> dict[str, dashboards.DatasetResult]:
+        scope = dashboards.DatasetScope(world.project, since, until, {"country": None})
+        return await dashboards.run_datasets(conn, spec, scope)
+
+    results = world.call("operator", work)
+    assert results["revenue_by_country"].error == (
+        "table fct_orders is not a dataset you may read (readable: demo_customers) "
+        "(datasets.revenue_by_country.sql)"
+    )
+    assert all("is not a dataset you may read" in r.error and not r.rows for r in results.values()), results
 
 
 def test_figures_keep_a_lone_day_readable() -> None:

@@ -59,7 +59,7 @@ def test_cli_clones_saves_and_shows(lakehouse: Callable[..., CliResult], databas
     with psycopg.connect(database_url, autocommit=True) as conn:
         tenant = make_tenant(conn)
     slug = str(tenant.project_id)
-    assert lakehouse("dashboards", "templates").stdout.count("\n") == 4
+    assert lakehouse("dashboards", "templates").stdout.count("\n") == 5
     cloned = lakehouse("dashboards", "clone", "--project", slug, "caps-and-cost", "costs")
     assert cloned.exit_code == 0 and "version 1" in cloned.stdout, cloned
     broken = tmp_path / "broken.yaml"

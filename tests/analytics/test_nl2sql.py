@@ -125,3 +125,75 @@ def test_questions_and_feedback_are_stored_per_project(world: AnalyticsWorld) ->
     assert world.call("b_admin", read) == []
     with pytest.raises(Forbidden):
         world.call("b_admin", ask)
+
+
+# Relationships from dbt tests and lineage: a catalog whose orders reference customers through buyer_id, a column
+# no shared-key guess matches; only the dbt relationships test on the staging models (carried to the marts along
+# column lineage) says how fct_orders joins dim_customers.
+BUYER_TABLES = {
+    "stg_customers": [("customer_id", "INTEGER"), ("full_name", "VARCHAR")],
+    "stg_orders": [("order_id", "INTEGER"), ("buyer_id", "INTEGER"), ("amount", "DOUBLE")],
+    "dim_customers": [("customer_id", "INTEGER"), ("full_name", "VARCHAR")],
+    "fct_orders": [("order_id", "INTEGER"), ("buyer_id", "INTEGER"), ("amount", "DOUBLE")],
+}
+BUYER_TEST = {"column": "buyer_id", "to": "shop.main.stg_customers", "field": "customer_id",
+              "test": "test.shop.relationships_stg_orders_buyer_id__customer_id__ref_stg_customers_.1"}  # fmt: skip
+BUYER_LINEAGE = [
+    ("stg_orders", "fct_orders", [("order_id", "order_id"), ("buyer_id", "buyer_id"), ("amount", "amount")]),
+    ("stg_customers", "dim_customers", [("customer_id", "customer_id"), ("full_name", "full_name")]),
+]
+
+
+def _buyer_catalog(world: AnalyticsWorld, *, with_test: bool) -> None:
+    def write(conn: psycopg.Connection) -> None:
+        conn.execute("delete from ops.lineage_edges where project_id = %s", (world.b_project,))
+        conn.execute("delete from ops.datasets where project_id = %s", (world.b_project,))
+        ids = {}
+        for name, columns in BUYER_TABLES.items():
+            metadata = {"relationships": [BUYER_TEST]} if with_test and name == "stg_orders" else {}
+            row = conn.execute(
+                "insert into ops.datasets (project_id, namespace, name, kind, columns, metadata) "
+                "values (%s, 'duckdb:///data/shop.duckdb', %s, 'model', %s, %s) returning id",
+                (world.b_project, f"shop.main.{name}", json.dumps([{"name": c, "type": t} for c, t in columns]),
+                 json.dumps(metadata)),
+            ).fetchone()  # fmt: skip
+            assert row is not None
+            ids[name] = row[0]
+        for upstream, downstream, pairs in BUYER_LINEAGE:
+            conn.execute(
+                "insert into ops.lineage_edges (project_id, upstream_id, downstream_id, job_name, column_lineage) "
+                "values (%s, %s, %s, %s, %s)",
+                (world.b_project, ids[upstream], ids[downstream], f"model.shop.{downstream}",
+                 json.dumps([{"upstream_column": u, "downstream_column": d} for u, d in pairs])),
+            )  # fmt: skip
+
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        write(conn)
+
+
+def test_joins_follow_dbt_relationships_tests_and_lineage(world: AnalyticsWorld) -> None:
+    async def policy(conn: psycopg.AsyncConnection) -> nl2sql.AccessPolicy:
+        return await nl2sql.access_policy(conn, project_id=world.b_project)
+
+    question = "total order amount by customer name"
+    _buyer_catalog(world, with_test=False)
+    refused = nl2sql.Translator(world.call("b_admin", policy)).translate(question)
+    assert refused.refused and "no relationship between fct_orders and dim_customers" in refused.message
+
+    _buyer_catalog(world, with_test=True)
+    found = world.call("b_admin", policy)
+    assert {(r.child, r.column, r.parent, r.parent_column, r.source) for r in found.relationships} >= {
+        ("stg_orders", "buyer_id", "stg_customers", "customer_id", "dbt"),
+        ("fct_orders", "buyer_id", "dim_customers", "customer_id", "lineage"),
+    }
+    translation = nl2sql.Translator(found).translate(question)
+    assert translation.sql is not None, translation.message
+    assert "JOIN dim_customers AS j0\n  ON j0.customer_id = t.buyer_id" in translation.sql, translation.sql
+    assert "RELATIONSHIP fct_orders.buyer_id -> dim_customers.customer_id" in nl2sql.schema_context(found)
+    with duckdb.connect() as conn:
+        conn.execute("create table dim_customers as select * from (values (1, 'Ada'), (2, 'Grace')) v(customer_id, "
+                     "full_name)")  # fmt: skip
+        conn.execute("create table fct_orders as select * from (values (10, 1, 5.0), (11, 1, 7.0), (12, 2, 1.0)) "
+                     "v(order_id, buyer_id, amount)")  # fmt: skip
+        assert sorted(conn.execute(translation.sql).fetchall()) == [("Ada", 12.0), ("Grace", 1.0)]
+    assert world.call("viewer", lambda conn: nl2sql.access_policy(conn, project_id=world.b_project)).tables == {}

@@ -5,7 +5,8 @@ in the warehouse's OpenLineage namespace) and the project's exposures (namespace
 Edges follow ``depends_on.nodes`` between them; tests, analyses and hooks are not datasets. Columns
 come from the catalog when one was generated (names, types, order) with the descriptions of the
 project's YAML, else from the YAML alone. A dataset's metadata names the dbt tests on it (``tests``:
-unique ids), so the catalog can show their latest results from the run's node events. Once
+unique ids), so the catalog can show their latest results from the run's node events, and the joins its
+``relationships`` tests vouch for (``relationships``: column, ``to`` dataset name, field). Once
 ``trace_columns`` has read the compiled SQL, edges carry their column-level lineage (``column_lineage``).
 """
 
@@ -54,8 +55,29 @@ class ProjectGraph:
             for target in targets:
                 if target in self.nodes:
                     self.tests.setdefault(target, []).append(unique_id)
+        # dbt relationships tests: child node -> (column, parent node, parent column, test id), the joins the
+        # project vouches for (the catalog offers them to NL→SQL).
+        self.relationships: dict[str, list[tuple[str, str, str, str]]] = {}
+        for unique_id, node in manifest.get("nodes", {}).items():
+            found = self._relationship(node)
+            if node.get("resource_type") == "test" and found is not None:
+                child, column, parent, field = found
+                self.relationships.setdefault(child, []).append((column, parent, field, unique_id))
         # Column lineage per (node, upstream node), filled by trace_columns from the compiled SQL.
         self.column_edges: dict[str, dict[str, ColumnPairs]] = {}
+
+    def _relationship(self, node: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
+        """(child node, column, parent node, parent column) of a ``relationships`` test, else None."""
+        meta = node.get("test_metadata") or {}
+        if meta.get("name") != "relationships":
+            return None
+        kwargs = meta.get("kwargs") or {}
+        child = node.get("attached_node")
+        parents = [n for n in node.get("depends_on", {}).get("nodes", []) if n != child and n in self.nodes]
+        column, field = kwargs.get("column_name") or node.get("column_name"), kwargs.get("field")
+        if child not in self.nodes or len(parents) != 1 or not column or not field:
+            return None
+        return str(child), str(column), parents[0], str(field)
 
     def trace_columns(self, compiled: Mapping[str, str | None], *, adapter: str) -> None:
         """Column-level lineage of each compiled model and snapshot, its SQL qualified with the columns of
@@ -149,6 +171,11 @@ class ProjectGraph:
             metadata["tags"] = list(node["tags"])
         if self.tests.get(unique_id):
             metadata["tests"] = sorted(self.tests[unique_id])
+        if self.relationships.get(unique_id):
+            metadata["relationships"] = [
+                {"column": column, "to": self.dataset_id(parent).name, "field": field, "test": test}
+                for column, parent, field, test in sorted(self.relationships[unique_id])
+            ]
         out: dict[str, Any] = {
             **ref.as_ref(),
             "kind": EXPOSURE if is_exposure else node["resource_type"],

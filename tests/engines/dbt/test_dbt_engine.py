@@ -154,6 +154,14 @@ def test_stored_lineage_edges_equal_the_depends_on_graph_of_the_manifest(built: 
     # Types come from the catalog (docs generate), descriptions from the project's YAML.
     assert columns["order_count"]["type"] and columns["order_count"]["description"] == "Orders placed and not returned."
     assert [c["name"] for c in dim["columns"]][:2] == ["customer_id", "full_name"]
+    # The example's relationships test (stg_orders.customer_id -> stg_customers.customer_id), for NL→SQL's joins.
+    orders = built.claimed.viewer.get(
+        f"/datasets/{next(d['id'] for d in datasets if d['name'] == f'{database}.{schema}.stg_orders')}"
+    ).json()
+    [relationship] = orders["metadata"]["relationships"]
+    assert {k: relationship[k] for k in ("column", "to", "field")} == {
+        "column": "customer_id", "to": f"{database}.{schema}.stg_customers", "field": "customer_id",
+    }  # fmt: skip
 
 
 # Column lineage of the example, checked by hand against its SQL: (model, column) -> {(upstream, column)}.

@@ -129,6 +129,27 @@ def test_lineage_of_a_manifest_has_one_dataset_per_relation_and_no_tests() -> No
     assert "tests" not in by_name["wh.main.a"]["metadata"]
 
 
+def test_a_relationships_test_names_the_join_in_the_child_datasets_metadata() -> None:
+    """The test node as dbt 1.11 writes it for examples/dbt's stg_orders.customer_id (checked against `dbt parse`)."""
+    graph = manifest()
+    graph["nodes"]["model.shop.c"] = {**graph["nodes"]["model.shop.b"], "name": "c", "alias": "c"}
+    test_id = "test.shop.relationships_b_customer_id__customer_id__ref_c_.430bf21500"
+    graph["nodes"][test_id] = {
+        "resource_type": "test", "name": "relationships_b_customer_id__customer_id__ref_c_",
+        "attached_node": "model.shop.b", "column_name": "customer_id",
+        "depends_on": {"nodes": ["model.shop.c", "model.shop.b"], "macros": ["macro.dbt.test_relationships"]},
+        "test_metadata": {"name": "relationships", "namespace": None, "kwargs": {
+            "column_name": "customer_id", "to": "ref('c')", "field": "customer_id",
+            "model": "{{ get_where_subquery(ref('b')) }}"}},
+    }  # fmt: skip
+    by_name = {d["name"]: d for d in ProjectGraph(graph, None, namespace="duckdb:///wh.duckdb").report()["datasets"]}
+    assert by_name["wh.main.b"]["metadata"]["relationships"] == [
+        {"column": "customer_id", "to": "wh.main.c", "field": "customer_id", "test": test_id}
+    ]
+    assert "relationships" not in by_name["wh.main.c"]["metadata"]
+    assert test_id in by_name["wh.main.b"]["metadata"]["tests"]
+
+
 def test_node_run_events_validate_for_success_failure_and_a_start_only_node() -> None:
     graph = ProjectGraph(manifest(), None, namespace="duckdb:///wh.duckdb")
     builder = RunEventBuilder(
