@@ -26,17 +26,21 @@ OPENLINEAGE_COLUMNS = (
     "o.job_name, o.openlineage_run_id, o.event"
 )
 
-# Upsert of reported datasets. A generic `table` report (a Spark write) never downgrades the kind a
-# dbt report gave, and a report without columns, owner or description keeps what earlier ones said. Its
-# columns keep what it does not say of a column still there (a description, tags): engines other than dbt
-# know names and types only.
-UPSERT_DATASETS = """
+# The reported datasets as rows to insert (both upserts below start so).
+INSERT_REPORTED_DATASETS = """
 insert into ops.datasets as d (project_id, namespace, name, kind, columns, owner, description, metadata,
                                first_run_id, last_run_id, last_task_id)
 select %(project_id)s, r.namespace, r.name, r.kind, coalesce(r.columns, '[]'), r.owner, coalesce(r.description, ''),
        coalesce(r.metadata, '{}'), %(run_id)s, %(run_id)s, %(task_id)s
 from jsonb_to_recordset(%(rows)s::jsonb) as r (namespace text, name text, kind text, columns jsonb, owner text,
                                                description text, metadata jsonb)
+"""
+
+# Upsert of reported datasets. A generic `table` report (a Spark write) never downgrades the kind a
+# dbt report gave, and a report without columns, owner or description keeps what earlier ones said. Its
+# columns keep what it does not say of a column still there (a description, tags): engines other than dbt
+# know names and types only.
+UPSERT_DATASETS = INSERT_REPORTED_DATASETS + """
 on conflict (project_id, namespace, name) do update set
     kind = case when excluded.kind = 'table' then d.kind else excluded.kind end,
     columns = case when excluded.columns = '[]'::jsonb then d.columns
@@ -56,13 +60,7 @@ returning d.id, d.namespace, d.name
 
 # Datasets a task only read: registered when unknown; a known one keeps its last write (run, task, facts) and
 # gets columns only where none were known. The no-op update makes the row come back with its id.
-UPSERT_READ_DATASETS = """
-insert into ops.datasets as d (project_id, namespace, name, kind, columns, owner, description, metadata,
-                               first_run_id, last_run_id, last_task_id)
-select %(project_id)s, r.namespace, r.name, r.kind, coalesce(r.columns, '[]'), r.owner, coalesce(r.description, ''),
-       coalesce(r.metadata, '{}'), %(run_id)s, %(run_id)s, %(task_id)s
-from jsonb_to_recordset(%(rows)s::jsonb) as r (namespace text, name text, kind text, columns jsonb, owner text,
-                                               description text, metadata jsonb)
+UPSERT_READ_DATASETS = INSERT_REPORTED_DATASETS + """
 on conflict (project_id, namespace, name) do update set
     columns = case when d.columns = '[]'::jsonb then excluded.columns else d.columns end
 returning d.id, d.namespace, d.name
