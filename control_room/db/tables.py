@@ -1557,3 +1557,62 @@ class EventArchive(OpsTable, table=True):
     created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
     archived_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
     deleted_at: datetime | None = Field(sa_column=_timestamptz(nullable=True))
+
+
+class CapRefusalEvent(OpsTable, table=True):
+    """A refusal a cap caused: a refused submit (recorded outside the refused transaction) or a claim hold."""
+
+    __tablename__ = "cap_refusal_events"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    cap_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.caps.id", ondelete="CASCADE"))
+    cap_name: str = Field(sa_column=_text(nullable=False))
+    cap_kind: str = Field(sa_column=_text(nullable=False))
+    cap_scope: str = Field(sa_column=_text(nullable=False))
+    limit_value: int = Field(sa_column=_bigint(nullable=False))
+    layer: str = Field(sa_column=_text(nullable=False), description="submit | claim")
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    environment_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.environments.id"))
+    run_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.runs.id", ondelete="CASCADE"))
+    task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id", ondelete="CASCADE"))
+    attempt: int | None = Field(sa_column=_integer(nullable=True))
+    run_name: str = Field(sa_column=_text(nullable=False))
+    principal_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
+    principal: str = Field(sa_column=_text(nullable=False))
+    trigger: str = Field(sa_column=_text(nullable=False))
+    message: str = Field(sa_column=_text(nullable=False))
+    at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    last_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+    repeats: int = Field(sa_column=_integer(nullable=False))
+
+
+class PolicyPreview(OpsTable, table=True):
+    """A run that previews what a principal's query returns under the access policies (acts as them)."""
+
+    __tablename__ = "policy_previews"
+    __table_args__ = {"schema": SCHEMA}
+
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.runs.id"))
+    org_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.orgs.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    dataset_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.datasets.id", ondelete="SET NULL"))
+    principal_kind: str = Field(sa_column=_text(nullable=False), description="user | service_principal | group")
+    principal: str = Field(sa_column=_text(nullable=False))
+    requested_by: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.users.id"))
+    requested_by_name: str = Field(sa_column=_text(nullable=False))
+    created_at: datetime = Field(sa_column=_timestamptz(nullable=False))
+
+
+class TaskDataset(OpsTable, table=True):
+    """A dataset a task read (input) or wrote (output), from its lineage report: results carry inputs' policies."""
+
+    __tablename__ = "task_datasets"
+    __table_args__ = {"schema": SCHEMA}
+
+    task_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.tasks.id"))
+    project_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.projects.id"))
+    direction: str = Field(sa_column=_text(nullable=False, primary_key=True), description="input | output")
+    dataset_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, primary_key=True, fk="ops.datasets.id"))
+    recorded_at: datetime = Field(sa_column=_timestamptz(nullable=False))
