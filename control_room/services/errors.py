@@ -53,8 +53,15 @@ class CapExceeded(ServiceError):
     status = 429
     title = "Cap reached"
 
-    def __init__(self, message: str, *, record: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        record: dict[str, Any] | None = None,
+        field: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message, field=field, errors=errors)
         # A refused submit's row (ops.pending_submit_refusal): recorded again once the transaction has rolled
         # back (control_room.services.auth.scoped), so the refusal is listed beside its cap.
         self.record = record
