@@ -103,7 +103,8 @@ class PoliciesState(SessionState):
         except Exception as exc:
             error = problem_text(exc)
         async with self:
-            self.error = error
+            if error:  # a reload after an action keeps that action's error (its own load found none)
+                self.error = error
             self.policies = [policy_row(r) for r in rows]
             self.groups = [f"{g['name']}: {', '.join(m['name'] for m in g['members']) or 'no members'}" for g in groups]
             self.audit_rows = [audit_row(t) for t in trail]
