@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from control_room.services.demo import DEMO_DBT_KEY
 from tests.e2e.ui.conftest import SignIn, UiWorld, screenshot
@@ -48,6 +48,37 @@ def test_run_health_dashboard_then_clone_and_edit(ui_world: UiWorld, sign_in: Si
     assert rows == [(1, "run-health")]
 
 
+# Where plotly drew the bar of one x category of a chart (found through plotly's own axes).
+BAR_POINT = """([figure, category]) => {
+    const gd = document.querySelector(figure).querySelector('.js-plotly-plot');
+    const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, trace = gd._fullData[0];
+    const i = Array.from(trace.x).map(String).indexOf(category);
+    if (i < 0) return null;
+    return {x: box.left + size.l + xa.l2p(xa.d2l(trace.x[i])), y: box.top + size.t + ya.l2p(trace.y[i] / 2)};
+}"""
+PLOTTED_X = "(figure) => Array.from(document.querySelector(figure + ' .js-plotly-plot')._fullData[0].x).map(String)"
+
+
+def _click_bar(page: Page, figure: str, category: str) -> None:
+    """Hover the bar until plotly shows its label (plotly clicks what it hovers), then click it."""
+    page.locator(figure).scroll_into_view_if_needed()
+    hover = page.locator(f"{figure} .hoverlayer .hovertext").first
+    deadline = time.monotonic() + 30
+    while True:
+        point = page.evaluate(BAR_POINT, [figure, category])
+        assert point, f"no bar {category} in {figure}"
+        page.mouse.move(1, 1)
+        page.mouse.move(point["x"], point["y"], steps=3)
+        try:
+            expect(hover).to_be_visible(timeout=2_000)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    page.mouse.click(point["x"], point["y"])
+
+
 def _wait_for_demo_warehouse(world: UiWorld) -> None:
     deadline = time.monotonic() + DBT_DEADLINE_S
     status = None
@@ -83,3 +114,29 @@ def test_ask_top_customers(ui_world: UiWorld, sign_in: SignIn) -> None:
         "select feedback, run_id is not null from ops.nl2sql_questions order by created_at desc limit 1"
     )
     assert rows == [("correct", True)]
+
+
+def test_shop_sales_draws_warehouse_datasets_computed_on_the_agent(ui_world: UiWorld, sign_in: SignIn) -> None:
+    _wait_for_demo_warehouse(ui_world)
+    page = sign_in(ui_world.operator)
+    page.goto(f"{ui_world.url}/dashboards?dashboard=template:shop-sales")
+    expect(page.locator("#dashboard-title")).to_have_text("Shop sales")
+    # Each warehouse dataset is a DuckDB SQL task on the local agent, submitted as the operator.
+    revenue = page.locator("#panel-revenue_by_country .js-plotly-plot .bars path").first
+    expect(revenue).to_be_visible(timeout=180_000)
+    expect(page.locator("#panel-top_customers tbody tr").first).to_contain_text("Margaret Hamilton", timeout=60_000)
+    expect(page.locator("#panel-orders_by_status .js-plotly-plot .slice").first).to_be_visible()
+    drawn = page.evaluate(PLOTTED_X, "#panel-revenue_by_country")
+    assert sorted(drawn) == ["GB", "NL", "US"], drawn
+
+    _click_bar(page, "#panel-revenue_by_country", "NL")
+    expect(page.locator("#filter-country")).to_contain_text("NL")
+    # NL's only customer is Edsger Dijkstra: the top-customers table is computed again for NL alone.
+    expect(page.locator("#panel-top_customers tbody tr")).to_have_count(1, timeout=120_000)
+    expect(page.locator("#panel-top_customers tbody tr").first).to_contain_text("Edsger Dijkstra")
+    screenshot(page, ui_world, "dashboard-shop-sales")
+    runs = ui_world.query(
+        "select count(*) from ops.runs r join ops.users u on u.id = r.requested_by "
+        "where r.idempotency_key like 'dashboard:%%' and u.email = %s", ui_world.operator.email,
+    )  # fmt: skip
+    assert runs[0][0] >= 5, runs
