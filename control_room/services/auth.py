@@ -82,6 +82,11 @@ async def scoped(conn: AsyncConnection, principal: Principal) -> AsyncIterator[A
         raise
 
 
+async def act_as_principal(conn: AsyncConnection, principal: Principal) -> None:
+    """Act as the principal for the rest of the transaction the caller opened (``scoped`` opens one itself)."""
+    await _act_as(conn, principal)
+
+
 async def _act_as(conn: AsyncConnection, principal: Principal) -> None:
     if isinstance(principal, UserPrincipal):
         await conn.execute("set local role authenticated")
