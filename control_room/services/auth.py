@@ -82,6 +82,11 @@ async def scoped(conn: AsyncConnection, principal: Principal) -> AsyncIterator[A
         raise
 
 
+async def act_as_principal(conn: AsyncConnection, principal: Principal) -> None:
+    """Act as the principal for the rest of the transaction the caller opened (``scoped`` opens one itself)."""
+    await _act_as(conn, principal)
+
+
 async def _act_as(conn: AsyncConnection, principal: Principal) -> None:
     if isinstance(principal, UserPrincipal):
         await conn.execute("set local role authenticated")
@@ -93,6 +98,25 @@ async def _act_as(conn: AsyncConnection, principal: Principal) -> None:
     else:
         name = principal.name if not isinstance(principal, ExecutorPrincipal) else f"executor:{principal.name}"
         await conn.execute("select set_config('lakehouse.actor', %s, true)", (name,))
+
+
+# How stale a token's last_used_at may get before a request writes it again: the tokens page shows it to the
+# minute, and writing it on every request cost each API call a row update and a WAL flush (issue 21's ingest).
+TOKEN_TOUCH_SECONDS = 60
+# The live token's user, and its last_used_at moved to now when unset or older than the touch interval.
+USER_TOKEN_LOOKUP = """
+with token as (
+    select t.id, t.last_used_at, u.id as user_id, u.email, t.role_ceiling
+    from ops.api_tokens t join ops.users u on u.id = t.user_id
+    where t.token_hash = %(digest)s and t.revoked_at is null and (t.expires_at is null or t.expires_at > now())
+      and u.is_active
+), touched as (
+    update ops.api_tokens t set last_used_at = now() from token
+    where t.id = token.id
+      and (token.last_used_at is null or token.last_used_at < now() - make_interval(secs => %(touch)s))
+)
+select user_id, email, role_ceiling from token
+"""
 
 
 async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal | UserPrincipal:
@@ -107,12 +131,7 @@ async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal |
         if row:
             return ExecutorPrincipal(executor_id=row[0], name=row[1], pool=row[2], org_id=row[3])
     elif token.startswith(USER_TOKEN_PREFIX):
-        cur = await conn.execute(
-            "update ops.api_tokens t set last_used_at = now() from ops.users u "
-            "where t.token_hash = %s and t.revoked_at is null and (t.expires_at is null or t.expires_at > now()) "
-            "and u.id = t.user_id and u.is_active returning u.id, u.email, t.role_ceiling",
-            (digest,),
-        )
+        cur = await conn.execute(USER_TOKEN_LOOKUP, {"digest": digest, "touch": TOKEN_TOUCH_SECONDS})
         row = await cur.fetchone()
         if row:
             return UserPrincipal(user_id=row[0], email=row[1], role_ceiling=row[2])

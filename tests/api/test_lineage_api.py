@@ -469,3 +469,83 @@ def test_ingest_needs_an_operator_token_of_the_project(live_api: LiveServer, pro
             "select count(*) from ops.openlineage_events where openlineage_run_id = %s", (event["run"]["runId"],)
         ).fetchone()
     assert count == (0,)
+
+
+def _versions(conn: psycopg.Connection, project_id: uuid.UUID) -> dict[str, list[tuple[str, str]]]:
+    """The row versions (xmin) of the project's datasets, edges, job and job links: a rewrite changes them."""
+    queries = {
+        "datasets": "select name, xmin::text from ops.datasets where project_id = %s order by name",
+        "edges": "select job_name, e.xmin::text from ops.lineage_edges e where project_id = %s order by 1",
+        "links": "select x.direction, x.xmin::text from ops.lineage_job_datasets x join ops.lineage_jobs j "
+        "on j.id = x.job_id where j.project_id = %s order by 1",
+        "job": "select name, xmin::text from ops.lineage_jobs where project_id = %s",
+    }
+    return {
+        name: [(str(r[0]), str(r[1])) for r in conn.execute(q, (project_id,)).fetchall()] for name, q in queries.items()
+    }
+
+
+def test_a_job_sent_again_as_it_was_rewrites_only_its_state_and_a_changed_schema_is_written(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    tenant = provision.tenant("openlineage-writes")
+    operator = client(live_api, provision.user_token("operator", tenant)[1])
+    first = str(uuid.uuid4())
+    for event in (
+        external_event("START", first, "2026-12-03T10:00:00Z"),
+        external_event("COMPLETE", first, "2026-12-03T10:00:05Z"),
+    ):
+        assert operator.post("/lineage", json=event).status_code == 201
+    with psycopg.connect(provision.database_url) as conn:
+        before = _versions(conn, tenant.project_id)
+
+    second = str(uuid.uuid4())
+    assert operator.post("/lineage", json=external_event("START", second, "2026-12-03T11:00:00Z")).json()["stored"]
+    with psycopg.connect(provision.database_url) as conn:
+        again = _versions(conn, tenant.project_id)
+    assert {k: v for k, v in again.items() if k != "job"} == {k: v for k, v in before.items() if k != "job"}, (
+        "datasets, edge and job links sent as they were are not rewritten"
+    )
+    assert again["job"] != before["job"], "the job's last state moves to the new run"
+
+    changed = external_event("COMPLETE", second, "2026-12-03T11:00:09Z")
+    changed["outputs"][0]["facets"]["schema"]["fields"].append({"name": "currency", "type": "TEXT"})
+    assert operator.post("/lineage", json=changed).json()["stored"]
+    with psycopg.connect(provision.database_url) as conn:
+        columns = conn.execute(
+            "select d.columns, (select c.changes from ops.dataset_schema_changes c where c.dataset_id = d.id) "
+            "from ops.datasets d where d.project_id = %s and d.name = 'analytics.public.orders'",
+            (tenant.project_id,),
+        ).fetchone()
+        job = conn.execute(
+            "select last_openlineage_run_id::text, last_event_type from ops.lineage_jobs where project_id = %s",
+            (tenant.project_id,),
+        ).fetchone()
+    assert columns is not None and [c["name"] for c in columns[0]] == ["id", "total", "currency"]
+    assert columns[1] == [{"column": "currency", "change": "added", "new_type": "TEXT"}]
+    assert job == (second, "COMPLETE")
+
+
+def test_ingest_names_the_project_when_the_token_may_write_to_several(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    first, second = provision.tenant("openlineage-first"), provision.tenant("openlineage-second")
+    user_id, token = provision.user_token("operator", first)
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into ops.project_members (project_id, user_id, role) values (%s, %s, 'operator')",
+            (second.project_id, user_id),
+        )
+        slug = conn.execute("select slug from ops.projects where id = %s", (second.project_id,)).fetchone()
+    assert slug is not None
+    operator = client(live_api, token)
+    event = external_event("START", str(uuid.uuid4()), "2026-12-03T10:00:00Z")
+
+    unnamed = operator.post("/lineage", json=event)
+    by_slug = operator.post("/lineage", params={"project": slug[0]}, json=event)
+    unknown = operator.post("/lineage", params={"project": "no-such-project"}, json=event)
+
+    assert unnamed.status_code == 422 and unnamed.json()["field"] == "project", unnamed.text
+    assert "several projects" in unnamed.json()["detail"] and slug[0] in unnamed.json()["detail"]
+    assert by_slug.status_code == 201 and by_slug.json()["project_id"] == str(second.project_id), by_slug.text
+    assert unknown.status_code == 404 and unknown.json()["field"] == "project", unknown.text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import psycopg
 
-from control_room.services.auth import hash_token
+from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token
 from tests.live import LiveServer, Provisioner
 from tests.security.conftest import Person
 
@@ -82,3 +82,34 @@ def test_api_tokens_are_shown_once_capped_by_their_ceiling_and_revocable(
 
     assert api.delete("/tokens/read-only", headers=as_session).status_code == 204
     assert api.get("/runs", headers=capped).status_code == 401, "a revoked token is refused"
+
+
+def test_a_tokens_last_use_is_written_when_unset_or_older_than_the_touch_interval(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    user_id, token = provision.user_token("viewer")
+    api = httpx.Client(base_url=live_api.base_url + API, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def last_used() -> tuple[object, object]:
+        with psycopg.connect(provision.database_url) as conn:
+            row = conn.execute(
+                "select last_used_at, xmin::text from ops.api_tokens where user_id = %s", (user_id,)
+            ).fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    assert last_used()[0] is None
+    assert api.get("/runs").status_code == 200
+    first = last_used()
+    assert first[0] is not None, "the first use is recorded"
+    assert api.get("/runs").status_code == 200
+    assert last_used() == first, f"a use within {TOKEN_TOUCH_SECONDS} s of the last one writes nothing"
+
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute(
+            "update ops.api_tokens set last_used_at = now() - make_interval(secs => %s) where user_id = %s",
+            (TOKEN_TOUCH_SECONDS + 5, user_id),
+        )
+    stale = last_used()
+    assert api.get("/runs").status_code == 200
+    assert last_used()[0] > stale[0], "a use after the interval moves it to now"  # type: ignore[operator]

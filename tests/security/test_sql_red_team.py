@@ -284,3 +284,30 @@ def test_org_b_cannot_deploy_or_delete_org_a_serving_endpoints(owner: psycopg.Co
         (endpoint[0],),
     ).fetchone()
     assert still and '"version": "1"' in still[0]
+
+
+def test_org_b_cannot_ingest_openlineage_into_org_a(owner: psycopg.Connection, red_world: RedWorld) -> None:
+    """ops.ingest_openlineage_to (the API's one call) sees projects through RLS; ingest checks the role again."""
+    run_id = str(uuid.uuid4())
+    event = {
+        "eventType": "START",
+        "eventTime": "2026-12-03T10:00:00Z",
+        "producer": "https://example.com/red-team",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run_id},
+        "job": {"namespace": "red", "name": "exfiltrate"},
+        "outputs": [{"namespace": "red", "name": "planted"}],
+    }
+    with psycopg.connect(red_world.url, autocommit=True) as attacker:
+        with as_member(attacker, red_world.b_admin), pytest.raises(psycopg.Error) as named:
+            attacker.execute(
+                "select * from ops.ingest_openlineage_to(%s, %s::jsonb)", (str(red_world.a_project), json.dumps(event))
+            )
+        assert named.value.sqlstate == "LH404", "org A's project is not visible to org B"
+        with as_member(attacker, red_world.b_admin), pytest.raises(psycopg.Error) as direct:
+            attacker.execute("select ops.ingest_openlineage(%s, %s::jsonb)", (red_world.a_project, json.dumps(event)))
+        assert direct.value.sqlstate == "LH403"
+    stored = owner.execute(
+        "select count(*) from ops.openlineage_events where openlineage_run_id = %s", (run_id,)
+    ).fetchone()
+    assert stored == (0,), "nothing of org B's event reached org A"
