@@ -1,4 +1,4 @@
-"""Model serving over HTTP: endpoints (create, canary, promote, roll back, stop, start, scale), their tokens
+"""Model serving over HTTP: endpoints (create, canary, promote, roll back, stop, start, scale, delete), their tokens
 and stats, the agent's replica report, and the invocations proxy."""
 
 from __future__ import annotations
@@ -225,6 +225,21 @@ async def get_endpoint(endpoint: EndpointPath, user: User, db: Pool, project: Pr
     async with db.connection() as conn, scoped(conn, user):
         endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
         return await _detail(conn, endpoint_id)
+
+
+@router.delete(
+    "/serving/endpoints/{endpoint}",
+    operation_id="deleteServingEndpoint",
+    status_code=204,
+    response_class=Response,
+    responses={404: {"description": "No such endpoint (or you cannot see it).", "content": PROBLEM}},
+)
+async def delete_endpoint(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> Response:
+    """Delete an endpoint: its replicas stop, its tokens stop working, and the audit log records it (operators)."""
+    async with db.connection() as conn, scoped(conn, user):
+        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+        await serving.delete_endpoint(conn, endpoint_id=endpoint_id)
+    return Response(status_code=204)
 
 
 @router.post(

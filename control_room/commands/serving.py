@@ -1,4 +1,4 @@
-"""`lakehouse serving ...`: model serving endpoints: create, canary, promote, roll back, stop, tokens, status."""
+"""`lakehouse serving ...`: model serving endpoints: create, canary, promote, roll back, stop, delete, tokens."""
 
 from __future__ import annotations
 
@@ -158,6 +158,25 @@ def start_command(endpoint: str, project: ProjectOption) -> None:
 def scale_command(endpoint: str, replicas: int, project: ProjectOption) -> None:
     """REPLICAS per served version."""
     _change(project, endpoint, "scale", replicas=replicas)
+
+
+@app.command("delete")
+def delete_command(
+    endpoint: str,
+    project: ProjectOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking (needed when not at a terminal)."),
+) -> None:
+    """Delete ENDPOINT: its replicas stop and its tokens stop working (the audit log keeps a record)."""
+    if not yes:
+        typer.confirm(f"Delete serving endpoint {endpoint} (its replicas stop, its tokens stop working)?", abort=True)
+
+    async def work(conn: psycopg.AsyncConnection) -> None:
+        async with conn.transaction():
+            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await serving.delete_endpoint(conn, endpoint_id=await _endpoint_id(conn, project, endpoint))
+
+    _on_database(work)
+    typer.echo(f"deleted {endpoint}")
 
 
 @token_app.command("create")

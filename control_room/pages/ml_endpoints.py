@@ -1,12 +1,14 @@
 """Serving endpoints: the project's endpoints with health, replicas and traffic split; one endpoint's replicas
 (address, process, attempts, restarts, logs), request rate, error rate and latency p50/p95 (plotly), create,
-canary / promote / roll back / stop / start, and a "try it" form that sends a prediction through the proxy."""
+canary / promote / roll back / stop / start / delete (confirmed first), and a "try it" form that sends a
+prediction through the proxy."""
 
 from __future__ import annotations
 
 import reflex as rx
 
 from control_room import routes
+from control_room.components.dialogs import confirm_dialog
 from control_room.components.layout import layout
 from control_room.components.paging import error_callout
 from control_room.state.serving import EndpointRow, EndpointsState, ReplicaRow
@@ -81,6 +83,15 @@ def _changes() -> rx.Component:
         rx.button("Stop", on_click=EndpointsState.change("stop"), variant="soft", color_scheme="red",
                   id="endpoint-stop"),
         rx.button("Start", on_click=EndpointsState.change("start"), variant="soft", id="endpoint-start"),
+        rx.button(rx.icon("trash-2", size=14), "Delete", on_click=EndpointsState.ask_delete,
+                  variant="soft", color_scheme="red", id="endpoint-delete"),
+        confirm_dialog(
+            title=("Delete endpoint ", EndpointsState.selected, "?"),
+            description="Its replicas stop, its tokens stop working and its request stats go with it; "
+                        "the audit log keeps a record. Clients calling it get errors from now on.",
+            confirm_label="Delete endpoint", confirm_id="endpoint-delete-confirm", on_confirm=EndpointsState.delete,
+            is_open=EndpointsState.confirm_delete, on_open_change=EndpointsState.set_confirm_delete,
+        ),
         spacing="2", align="center", wrap="wrap"))  # fmt: skip
     return bar
 

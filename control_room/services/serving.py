@@ -229,6 +229,12 @@ async def scale(conn: AsyncConnection, *, endpoint_id: uuid.UUID, replicas: int,
     return await _apply(conn, endpoint_id, "update", None, replicas=replicas, by=by)
 
 
+async def delete_endpoint(conn: AsyncConnection, *, endpoint_id: uuid.UUID, by: str | None = None) -> None:
+    """Delete the endpoint (operators): its replicas' runs are cancelled, its tokens, revisions and stats go
+    with it, and the audit log keeps its name and last traffic split."""
+    await conn.execute("select ops.delete_serving_endpoint(%s, %s)", (endpoint_id, by))
+
+
 # Executor side -------------------------------------------------------------------------------------
 
 

@@ -2,10 +2,10 @@
 
 Per request: the endpoint's routing table (healthy replicas per served version, read from the control
 plane at most once a second per endpoint), a version drawn by its traffic percent, a replica of it
-round-robin, and the body forwarded over a pooled ``httpx.AsyncClient``. A replica that refuses the
-connection (its process died) is marked down for a few seconds and the request goes to another one —
-it never reached the dead one, so nothing runs twice. Requests, errors and latency are counted per
-version in 10-second buckets and written to ``ops.serving_request_stats`` every two seconds.
+round-robin, and the body forwarded as bytes over a keep-alive connection (services/serving_http.py).
+A replica that refuses the connection (its process died) is marked down for a few seconds and the request
+goes to another one — it never reached the dead one, so nothing runs twice. Requests, errors and latency
+are counted per version in 10-second buckets and written to ``ops.serving_request_stats`` every two seconds.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from control_room.services import serving
 from control_room.services.auth import hash_token
 from control_room.services.errors import Forbidden, ServiceError
 from control_room.services.serving import LATENCY_BOUNDS_MS, Route, TokenGrant
+from control_room.services.serving_http import Broken, ReplicaClient, Unreachable
 
 log = logging.getLogger("control_room.serving")
 
@@ -89,22 +89,19 @@ class ProxyReply:
 
 
 class ServingProxy:
-    """One per event loop (its ``httpx.AsyncClient`` belongs to the loop)."""
+    """One per event loop (its replica connections belong to the loop)."""
 
     def __init__(
         self,
         pool: AsyncConnectionPool,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: ReplicaClient | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
     ) -> None:
         self.pool = pool
-        self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(FORWARD_TIMEOUT_S, connect=2.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0),
-        )
+        self.client = client or ReplicaClient(timeout_s=FORWARD_TIMEOUT_S)
         self.clock = clock
         self.wall = wall
         self.rng = rng or random.Random()  # noqa: S311 - spreading load, not secrets
@@ -185,29 +182,18 @@ class ServingProxy:
             route, address = choice
             version = route.version
             try:
-                response = await self.client.post(
-                    f"http://{address}/invocations", content=body, headers={"content-type": content_type}
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                answer = await self.client.post(address, "/invocations", body, content_type)
+            except Unreachable as exc:
                 # The request never reached the replica: safe to send to another.
                 tried.add(address)
                 self._down[address] = self.clock() + DOWN_FOR_S
-                last_error = f"replica {address} refused the connection ({type(exc).__name__})"
+                last_error = f"replica {address} refused the connection ({exc})"
                 continue
-            except httpx.HTTPError as exc:
+            except Broken as exc:
                 self._count(endpoint_id, version, started, error=True)
-                raise ReplicaFailed(
-                    f"replica {address} of version {version} failed while answering: {type(exc).__name__}: {exc}"
-                ) from exc
-            self._count(endpoint_id, version, started, error=response.status_code >= 500)
-            return ProxyReply(
-                response.status_code,
-                response.content,
-                response.headers.get("content-type", "application/json"),
-                route.model,
-                route.version,
-                address,
-            )
+                raise ReplicaFailed(f"version {version}: {exc}") from exc
+            self._count(endpoint_id, version, started, error=answer.status >= 500)
+            return ProxyReply(answer.status, answer.body, answer.content_type, route.model, route.version, address)
         self._count(endpoint_id, version, started, error=True)
         raise NoHealthyReplica(last_error)
 

@@ -1,5 +1,6 @@
 """Endpoints page: the project's serving endpoints, one endpoint's replicas, traffic and stats, create, changes
-(canary, promote, roll back, stop, start) and a "try it" form that sends a prediction through the proxy."""
+(canary, promote, roll back, stop, start), delete (after a confirmation) and a "try it" form that sends a
+prediction through the proxy."""
 
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ class EndpointsState(MlBase):
     canary_percent: rx.Field[str] = rx.field("10")
     message: rx.Field[str] = rx.field("")
     action_error: rx.Field[str] = rx.field("")
+    confirm_delete: rx.Field[bool] = rx.field(False)
     # Try it
     body: rx.Field[str] = rx.field(DEMO_BODY)
     answer: rx.Field[str] = rx.field("")
@@ -131,6 +133,15 @@ class EndpointsState(MlBase):
     @rx.event
     def set_body(self, value: str) -> None:
         self.body = value
+
+    @rx.event
+    def set_confirm_delete(self, value: bool) -> None:
+        self.confirm_delete = value
+
+    @rx.event
+    def ask_delete(self) -> None:
+        """Open the confirmation of Delete."""
+        self.confirm_delete, self.message, self.action_error = True, "", ""
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -255,6 +266,26 @@ class EndpointsState(MlBase):
             return await serving.set_running(conn, endpoint_id=endpoint_id, running=action == "start")
 
         async for event in self._change(work, f"{action}: done"):
+            yield event
+
+    @background
+    async def delete(self) -> AsyncIterator[Any]:
+        """Delete the open endpoint (operators): its replicas stop and its tokens stop working."""
+        async with self:
+            endpoint_id, name = uuid.UUID(self.selected_id), self.selected
+            self.confirm_delete = False
+
+        async def work(conn: AsyncConnection, _signed: SignedIn) -> Any:
+            await serving.delete_endpoint(conn, endpoint_id=endpoint_id)
+            return name
+
+        value, error, _ = await self._read(work)
+        async with self:
+            self.action_error = error
+            self.message = f"endpoint {name} deleted: its replicas are stopping" if value is not None else ""
+            if value is not None:
+                self.selected, self.selected_id, self.replicas, self.answer, self.answer_meta = "", "", [], "", ""
+        async for event in self._list():
             yield event
 
     @background

@@ -1,4 +1,4 @@
-"""`lakehouse serving`: create an endpoint, canary, roll back, scale, stop and tokens on a real database (the
+"""`lakehouse serving`: create an endpoint, canary, roll back, scale, stop, delete and tokens on a real database (the
 replicas' service tasks are queued; no agent runs them here), and the serving replica cap."""
 
 from __future__ import annotations
@@ -64,5 +64,31 @@ def test_the_serving_commands(fresh_database: Callable[[], str], monkeypatch: py
         assert dict(statuses) == {"cancelled": 4}  # two of v1 (kept through the rollback), two of v2
         listed = runner.invoke(app, ["serving", "list", *project])
         assert listed.exit_code == 0 and "churn" in listed.output and "stopped" in listed.output
+
+        # Delete: asks first (declining keeps the endpoint); --yes deletes it and stops its replicas.
+        live = runner.invoke(app, ["serving", "create", "fraud", "churn-classifier", "1", *project])
+        assert live.exit_code == 0, live.output
+        declined = runner.invoke(app, ["serving", "delete", "fraud", *project], input="n\n")
+        assert declined.exit_code == 1 and "Delete serving endpoint fraud" in declined.output, declined.output
+        assert runner.invoke(app, ["serving", "get", "fraud", *project]).exit_code == 0
+        deleted = runner.invoke(app, ["serving", "delete", "fraud", *project, "--yes"])
+        assert deleted.exit_code == 0 and "deleted fraud" in deleted.output, deleted.output
+        gone = runner.invoke(app, ["serving", "get", "fraud", *project])
+        assert gone.exit_code == 1 and "endpoint fraud does not exist" in gone.output, gone.output
+        missing = runner.invoke(app, ["serving", "delete", "fraud", *project, "--yes"])
+        assert missing.exit_code == 1 and "endpoint fraud does not exist" in missing.output, missing.output
+        with psycopg.connect(url, autocommit=True) as conn:
+            fraud_tasks = conn.execute(
+                "select t.status from ops.tasks t join ops.runs r on r.id = t.run_id "
+                "where t.engine = 'serving' and r.id not in (select run_id from ops.serving_replicas)"
+            ).fetchall()
+            audit = conn.execute(
+                "select actor, detail ->> 'name' from ops.audit_log "
+                "where entity = 'serving_endpoints' and action = 'delete'"
+            ).fetchall()
+        assert [status for (status,) in fraud_tasks] == ["cancelled"]
+        assert len(audit) == 1 and audit[0][0].startswith("cli:") and audit[0][1] == "fraud"
+        still = runner.invoke(app, ["serving", "list", *project])
+        assert "churn" in still.output and "fraud" not in still.output
     finally:
         get_settings.cache_clear()

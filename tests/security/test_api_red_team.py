@@ -203,3 +203,33 @@ def test_serving_endpoints_are_org_scoped_role_checked_and_token_bound(
         f"/tasks/{task[0]}/serving", json={"lease_token": str(uuid.uuid4()), "address": "10.0.0.1:80"}
     )
     assert forged.status_code == 409
+
+
+def test_deleting_a_serving_endpoint_is_org_scoped_and_for_operators(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    a, b = provision.tenant("red-serve-del-a"), provision.tenant("red-serve-del-b")
+    operator_a = client(live_api, provision.user_token("operator", a)[1])
+    viewer_a = client(live_api, provision.user_token("viewer", a)[1])
+    admin_b = client(live_api, provision.user_token("admin", b)[1])
+    body = {"project": str(a.project_id), "name": "scoring", "model": "scoring-model", "version": "1"}
+    endpoint_id = operator_a.post("/serving/endpoints", json=body).json()["id"]
+    by_name = {"project": str(a.project_id)}
+    # Org B cannot delete it, by id or by name in A's project, nor learn it exists.
+    for attempt in (
+        admin_b.delete(f"/serving/endpoints/{endpoint_id}"),
+        admin_b.delete("/serving/endpoints/scoring", params=by_name),
+    ):
+        assert attempt.status_code == 404, attempt.text
+    # A viewer of A reads it but cannot delete it; without a token nobody can.
+    assert viewer_a.delete(f"/serving/endpoints/{endpoint_id}").status_code == 403
+    with httpx.Client(base_url=live_api.base_url + API, timeout=30) as anonymous:
+        assert anonymous.delete(f"/serving/endpoints/{endpoint_id}").status_code == 401
+    assert operator_a.get(f"/serving/endpoints/{endpoint_id}").status_code == 200
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        audited = conn.execute(
+            "select count(*) from ops.audit_log where entity_id = %s and action = 'delete'", (endpoint_id,)
+        ).fetchone()
+    assert audited == (0,)
+    assert operator_a.delete(f"/serving/endpoints/{endpoint_id}").status_code == 204
+    assert admin_b.get(f"/serving/endpoints/{endpoint_id}").status_code == 404

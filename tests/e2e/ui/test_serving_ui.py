@@ -1,6 +1,7 @@
 """Serving in the UI on a real control room: the operator creates an endpoint for the demo's trained model,
 the local agent runs its replica (`mlflow models serve`), and the "try it" form answers a prediction through
-the proxy; the page shows the replica, its health and the proxy's request stats."""
+the proxy; the page shows the replica, its health and the proxy's request stats. Delete asks first, then the
+endpoint leaves the list."""
 
 from __future__ import annotations
 
@@ -54,3 +55,19 @@ def test_create_endpoint_and_try_a_prediction(ui_world: UiWorld, sign_in: SignIn
     # Stopping frees the local agent's slot for the tests after this one.
     page.click("#endpoint-stop")
     expect(page.locator("#endpoint-header .endpoint-health")).to_have_text("stopped", timeout=30_000)
+
+    # Delete asks first; keeping it changes nothing.
+    page.click("#endpoint-delete")
+    dialog = page.get_by_role("alertdialog")
+    expect(dialog).to_contain_text("Delete endpoint churn?")
+    expect(dialog).to_contain_text("Its replicas stop, its tokens stop working")
+    screenshot(page, ui_world, "ml-endpoint-delete-confirm")
+    dialog.get_by_role("button", name="Keep it").click()
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#endpoints-table .endpoint-row")).to_have_count(2)
+    page.click("#endpoint-delete")
+    page.click("#endpoint-delete-confirm")
+    expect(page.locator("#endpoint-message")).to_contain_text("endpoint churn deleted")
+    expect(page.locator("#endpoints-table .endpoint-name")).to_have_text(["churn-classifier"])  # the bundle's
+    expect(page.locator("#endpoint-header")).to_have_count(0)
+    screenshot(page, ui_world, "ml-endpoint-deleted")
