@@ -1,6 +1,10 @@
 """Where the SQL lifecycle spends its time: no-op runs claimed and finalized in batches straight through
 ops.claim_tasks / ops.finalize_tasks / ops.append_events, with pg_stat_statements (track = all) in the bench's
-own embedded Postgres; prints the statements (nested ones included) by total time and rows written per task."""
+own embedded Postgres. Prints the server time per task of each function (mean per call / tasks per call), the
+WAL and the ops rows written per task, and the statements (nested ones included) by total time.
+
+`--url URL` profiles an existing, migrated database instead (pg_stat_statements must be loaded there); the
+server's load and the other sessions on it then count too."""
 
 from __future__ import annotations
 
@@ -24,14 +28,118 @@ RUNS = 200
 TASKS_PER_RUN = 10
 BATCH = 50
 TOP = 15
+APPENDS_PER_BATCH = 5  # tasks of each claimed batch that also append two events (started, done)
 
 WRITES = """
 select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)
 from pg_stat_user_tables where schemaname = 'ops'
 """
+FUNCTIONS = {
+    "claim_tasks": "%ops.claim_tasks(%",
+    "finalize_tasks": "%ops.finalize_tasks(%",
+    "append_events": "%ops.append_events(%",
+}
+
+
+def drain(conn: psycopg.Connection, executor: object, events: str) -> tuple[int, int]:
+    """Claim and finalize batches until the queue is empty; returns tasks done and append calls made."""
+    done = appended = 0
+    while True:
+        rows = conn.execute(
+            "select task_id, lease_token from ops.claim_tasks(%s, null, null, %s, 60)", (executor, BATCH)
+        ).fetchall()
+        if not rows:
+            return done, appended
+        for task, lease in rows[:APPENDS_PER_BATCH]:
+            conn.execute("select ops.append_events(%s, %s, %s::jsonb)", (task, lease, events))
+            appended += 1
+        items = json.dumps([{"task_id": str(t), "lease_token": str(lz), "outcome": "succeeded"} for t, lz in rows])
+        conn.execute("select * from ops.finalize_tasks(%s::jsonb)", (items,)).fetchall()
+        done += len(rows)
+
+
+def profile(url: str) -> None:
+    """Run the workload on a migrated database with pg_stat_statements loaded and print the figures."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create extension if not exists pg_stat_statements")
+        tenant = make_tenant(conn)
+        spec = json.dumps(
+            {
+                "name": "noop",
+                "tasks": [{"key": f"t{i}", "engine": "shell", "pool": "p"} for i in range(TASKS_PER_RUN)],
+            }
+        )
+        for _ in range(RUNS):
+            conn.execute("select ops.submit_run(%s, 'dev', %s::jsonb)", (tenant.project_id, spec))
+        row = conn.execute(
+            "insert into ops.executors (org_id, name, pool, engines, max_concurrency, status) "
+            "values (%s, 'profile', 'p', '{shell}', 10000, 'online') returning id",
+            (tenant.org_id,),
+        ).fetchone()
+        assert row
+        executor = row[0]
+        conn.execute("vacuum analyze ops.tasks")
+        conn.execute("vacuum analyze ops.runs")
+        events = json.dumps([{"seq": 0, "message": "started"}, {"seq": 1, "message": "done"}])
+        # A warm-up round first (plans cached, pages written once since the last checkpoint), then the
+        # measured round on as many fresh runs.
+        drain(conn, executor, events)
+        for _ in range(RUNS):
+            conn.execute("select ops.submit_run(%s, 'dev', %s::jsonb)", (tenant.project_id, spec))
+        conn.execute("select pg_stat_statements_reset()")
+        conn.execute("select pg_stat_force_next_flush()")
+        writes_before = conn.execute(WRITES).fetchone()[0]  # type: ignore[index]
+        done, appended = drain(conn, executor, events)
+        conn.execute("select pg_stat_force_next_flush()")
+        writes = conn.execute(WRITES).fetchone()[0] - writes_before  # type: ignore[index]
+        per_function = {}
+        for name, pattern in FUNCTIONS.items():
+            found = conn.execute(
+                "select sum(calls)::bigint, sum(total_exec_time), sum(wal_bytes)::bigint, "
+                "sum(shared_blks_hit + shared_blks_read + shared_blks_dirtied)::bigint "
+                "from pg_stat_statements where toplevel and query ilike %s",
+                (pattern,),
+            ).fetchone()
+            per_function[name] = found
+        top = conn.execute(
+            "select round(total_exec_time::numeric, 1), calls, rows, "
+            "regexp_replace(left(query, 110), '\\s+', ' ', 'g') "
+            "from pg_stat_statements where query not ilike '%%pg_stat%%' "
+            "order by total_exec_time desc limit %s",
+            (TOP,),
+        ).fetchall()
+    print(
+        f"lifecycle_profile: {done} no-op tasks, batch {BATCH}, 1 client; {appended} append_events calls of 2 events; "
+        f"{writes / max(done, 1):.1f} ops rows written per task"
+    )
+    server_us = 0.0
+    wal = 0
+    for name, (calls, total_ms, wal_bytes, blocks) in per_function.items():
+        if not calls:
+            continue
+        per = "call" if name == "append_events" else "task"
+        units = calls if name == "append_events" else done
+        print(
+            f"  {name:15s} {calls:5d} calls  mean {total_ms / calls:7.3f} ms/call  "
+            f"{total_ms * 1000 / units:7.1f} us/{per}  WAL {wal_bytes / units:7.0f} B/{per}  "
+            f"buffers {blocks / units:6.1f}/{per}"
+        )
+        if name != "append_events":
+            server_us += total_ms * 1000 / done
+            wal += wal_bytes
+    print(
+        f"  claim + finalize: {server_us:.1f} us of server time per task (= {1e6 / max(server_us, 1e-9):,.0f} "
+        f"tasks/s for one busy core), {wal / max(done, 1):,.0f} B of WAL per task"
+    )
+    print("  total ms    calls     rows  statement")
+    for total, calls, nrows, query in top:
+        print(f"  {total:8}  {calls:7d}  {nrows:7d}  {query}")
 
 
 def main() -> None:
+    if "--url" in sys.argv:
+        profile(sys.argv[sys.argv.index("--url") + 1])
+        return
     root = Path(tempfile.mkdtemp(prefix="lh-profile-"))
     pg = start_embedded(root / "pgdata")
     try:
@@ -43,57 +151,7 @@ def main() -> None:
         pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pg.pgdata, user=pg._server.system_user)  # type: ignore[attr-defined]
         url = pg.ensure_database("bench")
         migrate(url)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("create extension if not exists pg_stat_statements")
-            tenant = make_tenant(conn)
-            spec = json.dumps(
-                {
-                    "name": "noop",
-                    "tasks": [{"key": f"t{i}", "engine": "shell", "pool": "p"} for i in range(TASKS_PER_RUN)],
-                }
-            )
-            for _ in range(RUNS):
-                conn.execute("select ops.submit_run(%s, 'dev', %s::jsonb)", (tenant.project_id, spec))
-            row = conn.execute(
-                "insert into ops.executors (org_id, name, pool, engines, max_concurrency, status) "
-                "values (%s, 'profile', 'p', '{shell}', 10000, 'online') returning id",
-                (tenant.org_id,),
-            ).fetchone()
-            assert row
-            executor = row[0]
-            conn.execute("select pg_stat_statements_reset()")
-            writes_before = conn.execute(WRITES).fetchone()[0]  # type: ignore[index]
-            done = 0
-            events = json.dumps([{"seq": 0, "message": "started"}, {"seq": 1, "message": "done"}])
-            while True:
-                rows = conn.execute(
-                    "select task_id, lease_token from ops.claim_tasks(%s, null, null, %s, 60)", (executor, BATCH)
-                ).fetchall()
-                if not rows:
-                    break
-                for task, lease in rows[:5]:
-                    conn.execute("select ops.append_events(%s, %s, %s::jsonb)", (task, lease, events))
-                items = json.dumps(
-                    [{"task_id": str(t), "lease_token": str(lz), "outcome": "succeeded"} for t, lz in rows]
-                )
-                conn.execute("select * from ops.finalize_tasks(%s::jsonb)", (items,)).fetchall()
-                done += len(rows)
-            conn.execute("select pg_stat_force_next_flush()")
-            writes = conn.execute(WRITES).fetchone()[0] - writes_before  # type: ignore[index]
-            top = conn.execute(
-                "select round(total_exec_time::numeric, 1), calls, rows, "
-                "regexp_replace(left(query, 110), '\\s+', ' ', 'g') "
-                "from pg_stat_statements where query not ilike '%%pg_stat%%' "
-                "order by total_exec_time desc limit %s",
-                (TOP,),
-            ).fetchall()
-        print(
-            f"lifecycle_profile: {done} no-op tasks, batch {BATCH}; "
-            f"{writes / max(done, 1):.1f} ops rows written per task"
-        )
-        print("  total ms    calls     rows  statement")
-        for total, calls, nrows, query in top:
-            print(f"  {total:8}  {calls:7d}  {nrows:7d}  {query}")
+        profile(url)
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
