@@ -9,6 +9,7 @@ server's load and the other sessions on it then count too."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from tests.integration.factories import make_tenant  # noqa: E402
 RUNS = 200
 TASKS_PER_RUN = 10
 BATCH = 50
-TOP = 15
+TOP = 30
 APPENDS_PER_BATCH = 5  # tasks of each claimed batch that also append two events (started, done)
 
 WRITES = """
@@ -39,6 +40,15 @@ FUNCTIONS = {
     "finalize_tasks": "%ops.finalize_tasks(%",
     "append_events": "%ops.append_events(%",
 }
+
+
+def backend_cpu_s(pid: int) -> float:
+    """CPU time (user + system) a server process has used so far; NaN when the server runs elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drain(conn: psycopg.Connection, executor: object, events: str) -> tuple[int, int]:
@@ -89,7 +99,10 @@ def profile(url: str) -> None:
         conn.execute("select pg_stat_statements_reset()")
         conn.execute("select pg_stat_force_next_flush()")
         writes_before = conn.execute(WRITES).fetchone()[0]  # type: ignore[index]
+        backend = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        cpu_before = backend_cpu_s(backend)
         done, appended = drain(conn, executor, events)
+        cpu = backend_cpu_s(backend) - cpu_before
         conn.execute("select pg_stat_force_next_flush()")
         writes = conn.execute(WRITES).fetchone()[0] - writes_before  # type: ignore[index]
         per_function = {}
@@ -130,6 +143,10 @@ def profile(url: str) -> None:
     print(
         f"  claim + finalize: {server_us:.1f} us of server time per task (= {1e6 / max(server_us, 1e-9):,.0f} "
         f"tasks/s for one busy core), {wal / max(done, 1):,.0f} B of WAL per task"
+    )
+    print(
+        f"  server process CPU time: {cpu * 1e6 / max(done, 1):.1f} us per task, append_events included "
+        "(CPU, not wall: the machine's load does not inflate it)"
     )
     print("  total ms    calls     rows  statement")
     for total, calls, nrows, query in top:
