@@ -1,10 +1,12 @@
 """Where the SQL lifecycle spends its time: no-op runs claimed and finalized in batches straight through
 ops.claim_tasks / ops.finalize_tasks / ops.append_events, with pg_stat_statements (track = all) in the bench's
-own embedded Postgres. Prints the server time per task of each function (mean per call / tasks per call), the
-WAL and the ops rows written per task, and the statements (nested ones included) by total time.
+own embedded Postgres. After a warm-up round, prints for the measured round: the server time per task of each
+function (mean per call / tasks per call), the WAL, buffers and ops rows written per task, the CPU time the
+server process used per task (robust to a busy machine, unlike wall times), the same CPU figure per row for
+claim_throughput's bare SKIP LOCKED queue on the same server, and the statements (nested ones included) by
+total time.
 
-`--url URL` profiles an existing, migrated database instead (pg_stat_statements must be loaded there); the
-server's load and the other sessions on it then count too."""
+`--url URL` profiles an existing, migrated database instead (pg_stat_statements must be loaded there)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "bench"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from control_room.db.embedded import start_embedded  # noqa: E402
 from control_room.db.migrate import migrate  # noqa: E402
@@ -49,6 +52,29 @@ def backend_cpu_s(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_cpu_us_per_row(url: str, rows: int) -> float:
+    """Server CPU per row of the bare SKIP LOCKED queue of claim_throughput, claimed and done in BATCH batches."""
+    from claim_throughput import BARE_CLAIM, BARE_DONE, BARE_QUEUE
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop table if exists public.bench_queue")
+        conn.execute(BARE_QUEUE)
+        for _ in range(2):  # a warm-up round, then the measured one (as for the lifecycle)
+            conn.execute("insert into public.bench_queue (payload) select '{}' from generate_series(1, %s)", (rows,))
+            conn.execute("vacuum analyze public.bench_queue")
+            backend = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            before, done = backend_cpu_s(backend), 0
+            while True:
+                got = conn.execute(BARE_CLAIM, (BATCH, 1)).fetchall()
+                if not got:
+                    break
+                conn.execute(BARE_DONE, ([r[0] for r in got], [r[1] for r in got]))
+                done += len(got)
+            cpu = backend_cpu_s(backend) - before
+        conn.execute("drop table public.bench_queue")
+    return cpu * 1e6 / max(done, 1)
 
 
 def drain(conn: psycopg.Connection, executor: object, events: str) -> tuple[int, int]:
@@ -147,6 +173,11 @@ def profile(url: str) -> None:
     print(
         f"  server process CPU time: {cpu * 1e6 / max(done, 1):.1f} us per task, append_events included "
         "(CPU, not wall: the machine's load does not inflate it)"
+    )
+    bare = bare_cpu_us_per_row(url, done)
+    print(
+        f"  bare SKIP LOCKED claim + done (claim_throughput's ceiling), same batches, same server: {bare:.1f} us of "
+        f"CPU per row; lifecycle / bare = {cpu * 1e6 / max(done, 1) / bare:.1f}x the work per task"
     )
     print("  total ms    calls     rows  statement")
     for total, calls, nrows, query in top:
