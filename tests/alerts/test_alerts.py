@@ -156,6 +156,32 @@ def test_terminal_transitions_notify_the_alerts_channel(
     assert payloads == {f"task:{task_id}", f"run:{run_id}"}
 
 
+def test_a_batch_notifies_failed_tasks_and_the_run_but_not_succeeded_tasks(
+    db: psycopg.Connection, database_url: str, tenant: Tenant, pool: str
+) -> None:
+    # The evaluator acts on task failures only, so a succeeded task sends nothing; the run still does.
+    run_id = submit(db, tenant, [task("ok", pool=pool), task("bad", pool=pool, max_attempts=1)], name="batch")
+    claimed = {c["task_key"]: c for c in claim(db, make_executor(db, tenant, pool=pool), max_tasks=2)}
+    items = [
+        {
+            "task_id": str(claimed["ok"]["task_id"]),
+            "lease_token": str(claimed["ok"]["lease_token"]),
+            "outcome": "succeeded",
+        },
+        {
+            "task_id": str(claimed["bad"]["task_id"]),
+            "lease_token": str(claimed["bad"]["lease_token"]),
+            "outcome": "failed",
+        },
+    ]
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(f"listen {ALERTS_CHANNEL}")
+        db.execute("select * from ops.finalize_tasks(%s::jsonb)", (json.dumps(items),)).fetchall()
+        # Delivered in the order sent: a succeeded task's signal would come before the run's.
+        payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=2)]
+    assert payloads == [f"task:{claimed['bad']['task_id']}", f"run:{run_id}"]
+
+
 def test_task_failed_and_event_match_fire_on_real_runs(
     db: psycopg.Connection, database_url: str, tenant: Tenant, pool: str
 ) -> None:
