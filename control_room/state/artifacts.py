@@ -126,12 +126,6 @@ class ArtifactsState(KeysetPages, SessionState):
         if wanted:
             yield ArtifactsState.open_preview(wanted)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        """List the current page."""
-        async for event in self._list():
-            yield event
-
     async def _list(self) -> AsyncIterator[Any]:
         async with self:
             text, run_filter = self.text, self.run_filter
@@ -171,8 +165,6 @@ class ArtifactsState(KeysetPages, SessionState):
         """First page (after a project or environment switch)."""
         return self._first_page()
 
-    def _reload(self) -> Any:
-        return ArtifactsState.load
 
     # Preview ------------------------------------------------------------------------------------
 

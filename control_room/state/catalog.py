@@ -89,8 +89,6 @@ class CatalogState(KeysetPages, SessionState):
     facts: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     panel_error: rx.Field[str] = rx.field("")
 
-    def _reload(self) -> Any:
-        return CatalogState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -102,11 +100,6 @@ class CatalogState(KeysetPages, SessionState):
             yield event
         if wanted:
             yield CatalogState.open_dataset(wanted)
-
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
 
     async def _list(self) -> AsyncIterator[Any]:
         async with self:

@@ -163,8 +163,6 @@ class ExperimentsState(KeysetPages, SessionState):
     linked: rx.Field[list[MlflowRunRow]] = rx.field(default_factory=list)
     linked_experiments: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
 
-    def _reload(self) -> Any:
-        return ExperimentsState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -172,11 +170,6 @@ class ExperimentsState(KeysetPages, SessionState):
         async with self:
             self.linked_run = self.router.url.query_parameters.get("run", "")
             self._reset_pages()
-        async for event in self._list():
-            yield event
-
-    @background
-    async def load(self) -> AsyncIterator[Any]:
         async for event in self._list():
             yield event
 
@@ -236,8 +229,6 @@ class ExperimentState(KeysetPages, SessionState):
     _compare_curves: dict[str, Any] = {}
     _compare_labels: dict[str, str] = {}
 
-    def _reload(self) -> Any:
-        return ExperimentState.load
 
     @rx.var
     def metric_names(self) -> list[str]:
@@ -268,11 +259,6 @@ class ExperimentState(KeysetPages, SessionState):
             yield event
         if wanted:
             yield ExperimentState.open_run(wanted)
-
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
 
     async def _list(self) -> AsyncIterator[Any]:
         async with self:
@@ -462,8 +448,6 @@ class ModelsState(KeysetPages, SessionState):
     alias_error: rx.Field[str] = rx.field("")
     saving: rx.Field[bool] = rx.field(False)
 
-    def _reload(self) -> Any:
-        return ModelsState.load
 
     @rx.var
     def version_choices(self) -> list[str]:
@@ -481,11 +465,6 @@ class ModelsState(KeysetPages, SessionState):
             first = wanted or (self.models[0].name if self.models else "")
         if first:
             yield ModelsState.open_model(first)
-
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
 
     async def _list(self) -> AsyncIterator[Any]:
         async def read(conn: AsyncConnection, signed: SignedIn, cursor: str | None) -> Page:

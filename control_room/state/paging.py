@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import reflex as rx
 from psycopg import AsyncConnection
 
-from control_room.state.events import handler
+from control_room.state.events import background, handler
 
 if TYPE_CHECKING:
     from control_room.state.base import SessionState, SignedIn
@@ -21,8 +21,8 @@ PageRead = Callable[[AsyncConnection, "SignedIn", str | None], Awaitable[tuple[l
 
 
 class KeysetPages(rx.State, mixin=True):
-    """Mix into a list state (before SessionState) whose background ``load`` reads the page at
-    ``_page_cursor()``, usually through ``_load_page``."""
+    """Mix into a list state (before SessionState) that defines ``_list``: reading the page at
+    ``_page_cursor()``, usually through ``_load_page``. ``load`` shows the current page."""
 
     page: rx.Field[int] = rx.field(1)
     has_next: rx.Field[bool] = rx.field(False)
@@ -34,8 +34,18 @@ class KeysetPages(rx.State, mixin=True):
     _generation: int = 0  # bumped by every load: an older load that ends later does not overwrite a newer one
 
     def _reload(self) -> Any:
-        """The state's own load event (``return MyState.load``)."""
+        """The state's own load event."""
+        return type(self).load
+
+    def _list(self) -> AsyncIterator[Any]:
+        """Read and show the current page: each list state's own, usually through ``_load_page``."""
         raise NotImplementedError
+
+    @background
+    async def load(self, _tick: str = "") -> AsyncIterator[Any]:
+        """The current page (again): after Previous or Next, a filter change, or a live refresh's tick."""
+        async for event in self._list():
+            yield event
 
     def _page_cursor(self) -> str | None:
         """The cursor of the page to show (None: the first page)."""

@@ -27,8 +27,6 @@ class IncidentsState(KeysetPages, SessionState):
     severity: rx.Field[str] = rx.field(ALL)
     text: rx.Field[str] = rx.field("")
 
-    def _reload(self) -> Any:
-        return IncidentsState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -37,11 +35,6 @@ class IncidentsState(KeysetPages, SessionState):
             self._reset_pages()
             if self.router.url.query_parameters.get("incident", ""):
                 self.state_filter = ALL
-        async for event in self._list():
-            yield event
-
-    @background
-    async def load(self, _tick: str = "") -> AsyncIterator[Any]:
         async for event in self._list():
             yield event
 
