@@ -346,7 +346,6 @@ class ExperimentState(KeysetPages, SessionState):
                                                       keys=[metric])  # fmt: skip
 
         reading = await self._read_as_user(read)
-
         value, error = reading.value, reading.error
         async with self:
             if value is not None and metric == self.metric:
@@ -363,7 +362,6 @@ class ExperimentState(KeysetPages, SessionState):
             return await ml_tracking.compare_runs(conn, project=str(signed.project_id), run_ids=run_ids)
 
         reading = await self._read_as_user(read)
-
         value, error = reading.value, reading.error
         async with self:
             self.error = error
@@ -414,7 +412,6 @@ class ExperimentState(KeysetPages, SessionState):
             return await ml_tracking.get_run(conn, project=str(signed.project_id), run_id=run_id)
 
         reading = await self._read_as_user(read)
-
         value, error = reading.value, reading.error
         async with self:
             self.error = error
@@ -488,7 +485,6 @@ class ModelsState(KeysetPages, SessionState):
             return await ml_tracking.get_model(conn, project=str(signed.project_id), name=name)
 
         reading = await self._read_as_user(read)
-
         value, error = reading.value, reading.error
         async with self:
             self.error = error
@@ -529,7 +525,6 @@ class ModelsState(KeysetPages, SessionState):
             )  # fmt: skip
 
         reading = await self._read_as_user(write)
-
         value, error = reading.value, reading.error
         async with self:
             self.saving, self.alias_error = False, error
