@@ -10,6 +10,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.db.tables import NotificationPreferences
 from control_room.services import alerts, notifications
 from control_room.services.errors import Invalid
 from control_room.state.base import SessionState, as_user, problem_text
@@ -75,20 +76,20 @@ class PreferencesState(SessionState):
         async with self:
             self._org_id = str(org)
             self.error = self.saved = ""
-            self._apply(row or {})
+            self._apply(row or notifications.default_preferences(org, signed.principal.user_id))
             self.jobs = sorted({*jobs, *self.subscribed_jobs, *self.muted_jobs})
 
-    def _apply(self, row: dict[str, Any]) -> None:
-        self.channels = list(row.get("channels") or ["email", "in_app"])
-        self.webhook_url = row.get("webhook_url") or ""
-        self.min_severity = row.get("min_severity") or "info"
-        self.quiet_start, self.quiet_end = _clock(row.get("quiet_start")), _clock(row.get("quiet_end"))
-        self.timezone = row.get("timezone") or "UTC"
-        self.critical_overrides_quiet = row.get("critical_overrides_quiet", True)
-        self.digest_info = bool(row.get("digest_info"))
-        self.subscribed_jobs = list(row.get("subscribed_jobs") or [])
-        self.subscribed_projects = [str(p) for p in row.get("subscribed_projects") or []]
-        self.muted_jobs = list(row.get("muted_jobs") or [])
+    def _apply(self, row: NotificationPreferences) -> None:
+        self.channels = list(row.channels)
+        self.webhook_url = row.webhook_url or ""
+        self.min_severity = row.min_severity
+        self.quiet_start, self.quiet_end = _clock(row.quiet_start), _clock(row.quiet_end)
+        self.timezone = row.timezone
+        self.critical_overrides_quiet = row.critical_overrides_quiet
+        self.digest_info = row.digest_info
+        self.subscribed_jobs = list(row.subscribed_jobs)
+        self.subscribed_projects = [str(p) for p in row.subscribed_projects]
+        self.muted_jobs = list(row.muted_jobs)
 
     @staticmethod
     def _toggled(values: list[str], value: str, on: bool) -> list[str]:
