@@ -80,6 +80,15 @@ class Reading(Generic[T]):
     error: str
     signed: SignedIn | None
 
+    @property
+    def failed(self) -> bool:
+        """Nobody was signed in, or the work failed (``error`` says why)."""
+        return self.signed is None or bool(self.error)
+
+    def toast(self) -> Any:
+        """The error as a toast (None when there is none to show)."""
+        return rx.toast.error(self.error) if self.error else None
+
 
 def replace_address(path: str) -> str:
     """A script that shows ``path`` in the address bar without navigating (the router's own history state is
