@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import Pool, User
 from control_room.api.models import Int, IsoDatetime, Strict
+from control_room.db.tables import NotificationPreferences
 from control_room.services import alerts, notifications
 from control_room.services.auth import scoped
 from control_room.services.errors import Invalid, NotFound
@@ -383,7 +384,7 @@ async def get_preferences(org_id: uuid.UUID, user: User, db: Pool) -> dict[str, 
     """The caller's preferences in an org (the defaults when never set)."""
     async with db.connection() as conn, scoped(conn, user):
         row = await notifications.get_preferences(conn, org_id=org_id, user_id=user.user_id)
-    return _public_prefs(row) if row else {**Preferences().model_dump(), "org_id": org_id, "user_id": user.user_id}
+    return _public_prefs(row or notifications.default_preferences(org_id, user.user_id))
 
 
 @router.put("/notifications/preferences", operation_id="putNotificationPreferences", response_model=PreferencesPublic)
@@ -396,5 +397,5 @@ async def put_preferences(org_id: uuid.UUID, body: Preferences, user: User, db: 
     return _public_prefs(row)
 
 
-def _public_prefs(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k in PreferencesPublic.model_fields}
+def _public_prefs(row: NotificationPreferences) -> dict[str, Any]:
+    return row.model_dump(include=set(PreferencesPublic.model_fields))

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import psycopg
 import typer
 
-from control_room.config import get_settings
-from control_room.db.connection import connect_async
+from control_room.commands.jobs import _on_database
 from control_room.services import auth, users
-from control_room.services.errors import ServiceError
-from control_room.supervisor import SupervisorError, control_plane_database
 
 app = typer.Typer(help="A person's API tokens for calling the HTTP API (lhu_…).", no_args_is_help=True)
-
-T = TypeVar("T")
-
-
-def _on_database(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-    async def run(url: str) -> T:
-        async with await connect_async(url) as conn:
-            return await work(conn)
-
-    try:
-        with control_plane_database(get_settings()) as database:
-            return asyncio.run(run(database.url))
-    except (ServiceError, SupervisorError) as exc:
-        field = f" ({exc.field})" if isinstance(exc, ServiceError) and exc.field else ""
-        typer.echo(f"error{field}: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    except psycopg.Error as exc:
-        typer.echo(f"error: the database refused it: {str(exc).strip()}", err=True)
-        raise typer.Exit(1) from exc
-
 
 EMAIL = typer.Option(..., "--email", help="Whose tokens: the person's sign-in email.")
 

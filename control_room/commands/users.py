@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import psycopg
 import typer
 
-from control_room.config import get_settings
-from control_room.db.connection import connect_async
+from control_room.commands.jobs import _on_database
 from control_room.services import users
-from control_room.services.errors import ServiceError
-from control_room.supervisor import SupervisorError, control_plane_database
 
 app = typer.Typer(
     help="People who sign in to the control room: local accounts and their roles.",
     no_args_is_help=True,
 )
-
-T = TypeVar("T")
-
-
-def _on_database(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-    """Run ``work`` on the control-plane database (the embedded one is started if needed)."""
-
-    async def run(url: str) -> T:
-        async with await connect_async(url) as conn:
-            return await work(conn)
-
-    try:
-        with control_plane_database(get_settings()) as database:
-            return asyncio.run(run(database.url))
-    except (ServiceError, SupervisorError) as exc:
-        field = f" ({exc.field})" if isinstance(exc, ServiceError) and exc.field else ""
-        typer.echo(f"error{field}: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    except psycopg.Error as exc:
-        typer.echo(f"error: the database refused it: {str(exc).strip()}", err=True)
-        raise typer.Exit(1) from exc
-
 
 def _password(from_stdin: bool) -> str | None:
     if not from_stdin:

@@ -20,6 +20,7 @@ import psycopg
 from control_room.config import get_settings
 from control_room.db import notify
 from control_room.db.connection import connect_async
+from control_room.db.tables import AlertRule
 from control_room.services import alerts, notifications
 
 log = logging.getLogger(__name__)
@@ -36,17 +37,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _matches(rule: Row, row: Row) -> bool:
+def _run_refs(run: Row) -> dict[str, Any]:
+    """What an incident of a run signal refers to."""
+    return {"project_id": run["project_id"], "run_id": run["id"], "job": run["job"],
+            "route_rule_id": run["route_rule_id"]}  # fmt: skip
+
+
+def _matches(rule: AlertRule, row: Row) -> bool:
     """Whether a run/task row is in a rule's scope (org, project, environment, template, pool)."""
-    if rule["org_id"] != row["org_id"]:
+    if rule.org_id != row["org_id"]:
         return False
-    if rule["project_id"] is not None and rule["project_id"] != row.get("project_id"):
+    if rule.project_id is not None and rule.project_id != row.get("project_id"):
         return False
-    if rule["match_environment"] is not None and rule["match_environment"] != row.get("environment"):
+    if rule.match_environment is not None and rule.match_environment != row.get("environment"):
         return False
-    if rule["match_template_id"] is not None and rule["match_template_id"] != row.get("template_id"):
+    if rule.match_template_id is not None and rule.match_template_id != row.get("template_id"):
         return False
-    return rule.get("match_pool") is None or rule["match_pool"] == row.get("pool")
+    return rule.match_pool is None or rule.match_pool == row.get("pool")
 
 
 class AlertEvaluator:
@@ -61,16 +68,16 @@ class AlertEvaluator:
         # With a TTL, the enabled rules are read once per TTL instead of once per signal; a change of
         # ops.alert_rules NOTIFYs "rules" on the alerts channel and drops the copy at once.
         self.rules_ttl = rules_ttl
-        self._rules: tuple[float, list[Row]] | None = None
+        self._rules: tuple[float, list[AlertRule]] | None = None
 
-    async def rules(self, conn: psycopg.AsyncConnection, kinds: tuple[str, ...]) -> list[Row]:
+    async def rules(self, conn: psycopg.AsyncConnection, kinds: tuple[str, ...]) -> list[AlertRule]:
         """The enabled rules of these kinds (from the copy while it is fresh)."""
         if self.rules_ttl <= 0:
             return await alerts.enabled_rules(conn, kinds)
         now = time.monotonic()
         if self._rules is None or now - self._rules[0] > self.rules_ttl:
             self._rules = (now, await alerts.enabled_rules(conn))
-        return [rule for rule in self._rules[1] if rule["kind"] in kinds]
+        return [rule for rule in self._rules[1] if rule.kind in kinds]
 
     def forget_rules(self) -> None:
         """Read the rules again at the next signal (they changed, or the NOTIFYs may have been missed)."""
@@ -81,7 +88,7 @@ class AlertEvaluator:
     async def fire(
         self,
         conn: psycopg.AsyncConnection,
-        rule: Row,
+        rule: AlertRule,
         *,
         subject: str,
         window: str,
@@ -93,14 +100,14 @@ class AlertEvaluator:
         """Fire once and queue its messages in the same transaction; True when this call fired."""
         async with conn.transaction():
             firing = await alerts.fire(
-                conn, rule_id=rule["id"], subject=subject, window=window, at=now, title=title, summary=summary, **refs
+                conn, rule_id=rule.id, subject=subject, window=window, at=now, title=title, summary=summary, **refs
             )
             if firing is None:
                 return False
             if (
                 firing.kind == "fired"
                 and not firing.snoozed
-                and not await alerts.active_mute(conn, org_id=rule["org_id"], job=refs.get("job"), now=now)
+                and not await alerts.active_mute(conn, org_id=rule.org_id, job=refs.get("job"), now=now)
             ):
                 incident = await alerts.incident(conn, firing.incident_id)
                 assert incident is not None
@@ -116,16 +123,16 @@ class AlertEvaluator:
         return True
 
     async def resolve(
-        self, conn: psycopg.AsyncConnection, rule: Row, *, subject: str, now: datetime, reason: str
+        self, conn: psycopg.AsyncConnection, rule: AlertRule, *, subject: str, now: datetime, reason: str
     ) -> bool:
         """Resolve (rule, subject) when its condition cleared, telling whoever heard of it."""
         async with conn.transaction():
-            done = await alerts.resolve(conn, rule_id=rule["id"], subject=subject, at=now, reason=reason)
+            done = await alerts.resolve(conn, rule_id=rule.id, subject=subject, at=now, reason=reason)
             if done is None:
                 return False
             incident = await alerts.incident(conn, done[0])
             assert incident is not None
-            if not await alerts.active_mute(conn, org_id=rule["org_id"], job=incident["job"], now=now):
+            if not await alerts.active_mute(conn, org_id=rule.org_id, job=incident["job"], now=now):
                 await notifications.plan_and_enqueue(
                     conn,
                     incident=incident,
@@ -169,20 +176,12 @@ class AlertEvaluator:
 
     async def _evaluate_run(self, conn: psycopg.AsyncConnection, run: Row, now: datetime) -> int:
         fired = 0
-        job, refs = (
-            run["job"],
-            {
-                "project_id": run["project_id"],
-                "run_id": run["id"],
-                "job": run["job"],
-                "route_rule_id": run["route_rule_id"],
-            },
-        )
+        job, refs = run["job"], _run_refs(run)
         at = run["finished_at"] or now
         for rule in await self.rules(conn, ("run_failed", "task_failed", "run_duration", "event_match")):
             if not _matches(rule, run):
                 continue
-            kind = rule["kind"]
+            kind = rule.kind
             if kind == "run_failed":
                 if run["status"] == "failed":
                     failed = ", ".join(run["failed_tasks"] or [])
@@ -201,7 +200,7 @@ class AlertEvaluator:
                 elif run["status"] == "succeeded":
                     await self.resolve(conn, rule, subject=f"job:{job}", now=at, reason=f"run {run['id']} succeeded")
             elif kind == "task_failed" and run["status"] == "succeeded":
-                for subject in await alerts.open_subjects(conn, rule_id=rule["id"]):
+                for subject in await alerts.open_subjects(conn, rule_id=rule.id):
                     if subject.startswith(f"task:{job}/"):
                         await self.resolve(conn, rule, subject=subject, now=at, reason=f"run {run['id']} succeeded")
             elif kind == "run_duration" and run["status"] in ("succeeded", "failed"):
@@ -211,18 +210,18 @@ class AlertEvaluator:
         return fired
 
     async def _check_duration(
-        self, conn: psycopg.AsyncConnection, rule: Row, run: Row, now: datetime, *, finished: bool
+        self, conn: psycopg.AsyncConnection, rule: AlertRule, run: Row, now: datetime, *, finished: bool
     ) -> int:
-        limit = float(rule["threshold"]) if rule["threshold"] else None
+        limit = float(rule.threshold) if rule.threshold else None
         basis = f"{limit:.0f} s" if limit else ""
-        if rule["factor"]:
+        if rule.factor:
             p95 = await alerts.job_duration_p95(
-                conn, project_id=run["project_id"], job=run["job"], last=rule["baseline_runs"], before=run["id"]
+                conn, project_id=run["project_id"], job=run["job"], last=rule.baseline_runs, before=run["id"]
             )
             if p95 is not None:
-                by_p95 = float(rule["factor"]) * p95
+                by_p95 = float(rule.factor) * p95
                 if limit is None or by_p95 < limit:
-                    limit, basis = by_p95, f"{rule['factor']} x p95 ({p95:.1f} s) of the last runs"
+                    limit, basis = by_p95, f"{rule.factor} x p95 ({p95:.1f} s) of the last runs"
         subject = f"job:{run['job']}"
         if limit is None:
             return 0
@@ -236,10 +235,7 @@ class AlertEvaluator:
                     now=now,
                     title=f"Run of {run['job']} is slow: {run['duration_s']:.0f} s",
                     summary=f"Run {run['name']} took {run['duration_s']:.0f} s, over {basis}",
-                    project_id=run["project_id"],
-                    run_id=run["id"],
-                    job=run["job"],
-                    route_rule_id=run["route_rule_id"],
+                    **_run_refs(run),
                 )
             )
         if finished:
@@ -280,11 +276,11 @@ class AlertEvaluator:
         events = await alerts.events_after(conn, run_id=run_id, after_id=self._event_marks.get(run_id, 0))
         for event in events:
             for rule in rules:
-                if not _matches(rule, run) or event["type"] != rule["event_type"]:
+                if not _matches(rule, run) or event["type"] != rule.event_type:
                     continue
-                if LEVEL_RANK[event["level"]] < LEVEL_RANK[rule["event_level"] or "debug"]:
+                if LEVEL_RANK[event["level"]] < LEVEL_RANK[rule.event_level or "debug"]:
                     continue
-                if any(event["data"].get(k) != v for k, v in rule["event_attributes"].items()):
+                if any(event["data"].get(k) != v for k, v in rule.event_attributes.items()):
                     continue
                 fired += await self.fire(
                     conn,
@@ -294,11 +290,8 @@ class AlertEvaluator:
                     now=event["ts"],
                     title=f"{event['type']} ({event['level']}) in run of {run['job']}",
                     summary=event["message"],
-                    project_id=run["project_id"],
-                    run_id=run["id"],
                     task_id=event["task_id"],
-                    job=run["job"],
-                    route_rule_id=run["route_rule_id"],
+                    **_run_refs(run),
                 )
         if events:
             self._event_marks[run_id] = events[-1]["id"]
@@ -332,9 +325,9 @@ class AlertEvaluator:
             ),
         ):
             try:
-                fired += await getattr(self, f"_periodic_{rule['kind']}")(conn, rule, now)
+                fired += await getattr(self, f"_periodic_{rule.kind}")(conn, rule, now)
             except Exception:
-                log.exception("alert rule %s (%s) failed to evaluate", rule["name"], rule["kind"])
+                log.exception("alert rule %s (%s) failed to evaluate", rule.name, rule.kind)
         await self.escalate(conn, now)
         return fired
 
@@ -358,24 +351,24 @@ class AlertEvaluator:
         return len(rows)
 
     async def _resolve_cleared(
-        self, conn: psycopg.AsyncConnection, rule: Row, firing: set[str], now: datetime, reason: str
+        self, conn: psycopg.AsyncConnection, rule: AlertRule, firing: set[str], now: datetime, reason: str
     ) -> None:
-        for subject in await alerts.open_subjects(conn, rule_id=rule["id"]):
+        for subject in await alerts.open_subjects(conn, rule_id=rule.id):
             if subject not in firing:
                 await self.resolve(conn, rule, subject=subject, now=now, reason=reason)
 
-    async def _periodic_run_duration(self, conn: psycopg.AsyncConnection, rule: Row, now: datetime) -> int:
+    async def _periodic_run_duration(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         fired = 0
         for run in await alerts.running_runs(conn, now):
             if _matches(rule, run):
                 fired += await self._check_duration(conn, rule, run, now, finished=False)
         return fired
 
-    async def _periodic_sla(self, conn: psycopg.AsyncConnection, rule: Row, now: datetime) -> int:
-        due, day = await alerts.local_day_start(conn, now=now, timezone=rule["sla_timezone"], at=rule["sla_time"])
-        day_start, _ = await alerts.local_day_start(conn, now=now, timezone=rule["sla_timezone"], at="00:00")
+    async def _periodic_sla(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
+        due, day = await alerts.local_day_start(conn, now=now, timezone=rule.sla_timezone, at=rule.sla_time)
+        day_start, _ = await alerts.local_day_start(conn, now=now, timezone=rule.sla_timezone, at="00:00")
         fired, late = 0, set()
-        for job in await alerts.job_last_success(conn, org_id=rule["org_id"], rule=rule):
+        for job in await alerts.job_last_success(conn, org_id=rule.org_id, rule=rule):
             if now >= due and (job["last_success"] is None or job["last_success"] < day_start):
                 late.add(f"job:{job['job']}")
                 fired += await self.fire(
@@ -384,7 +377,7 @@ class AlertEvaluator:
                     subject=f"job:{job['job']}",
                     window=f"sla:{day}",
                     now=now,
-                    title=f"{job['job']} has not succeeded by {rule['sla_time']} {rule['sla_timezone']}",
+                    title=f"{job['job']} has not succeeded by {rule.sla_time} {rule.sla_timezone}",
                     summary=f"Last success: {job['last_success'] or 'never'}",
                     project_id=job["project_id"],
                     job=job["job"],
@@ -392,13 +385,14 @@ class AlertEvaluator:
         await self._resolve_cleared(conn, rule, late, now, "the job succeeded (or a new SLA day began)")
         return fired
 
-    async def _periodic_queue_wait(self, conn: psycopg.AsyncConnection, rule: Row, now: datetime) -> int:
+    async def _periodic_queue_wait(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         fired, firing = 0, set()
+        assert rule.threshold is not None  # a check of ops.alert_rules for queue_wait rules
         tasks = await alerts.queued_too_long(
-            conn, org_id=rule["org_id"], seconds=rule["threshold"], pool=rule["match_pool"], now=now
+            conn, org_id=rule.org_id, seconds=rule.threshold, pool=rule.match_pool, now=now
         )
         for task in tasks:
-            if rule["project_id"] is not None and task["project_id"] != rule["project_id"]:
+            if rule.project_id is not None and task["project_id"] != rule.project_id:
                 continue
             subject = f"pool:{task['pool']}"
             firing.add(subject)
@@ -408,7 +402,7 @@ class AlertEvaluator:
                 subject=subject,
                 window=f"task:{task['id']}",
                 now=now,
-                title=f"Tasks wait over {rule['threshold']} s in pool {task['pool']}",
+                title=f"Tasks wait over {rule.threshold} s in pool {task['pool']}",
                 summary=f"Task {task['key']} queued {task['waited_s']:.0f} s: {task['why']}",
                 project_id=task["project_id"],
                 run_id=task["run_id"],
@@ -418,11 +412,11 @@ class AlertEvaluator:
         await self._resolve_cleared(conn, rule, firing, now, "no task waits over the threshold")
         return fired
 
-    async def _periodic_executor_offline(self, conn: psycopg.AsyncConnection, rule: Row, now: datetime) -> int:
+    async def _periodic_executor_offline(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         fired, firing = 0, set()
-        after = timedelta(seconds=rule["threshold"] or get_settings().executor_offline_after_seconds)
+        after = timedelta(seconds=rule.threshold or get_settings().executor_offline_after_seconds)
         pools: dict[str, list[Row]] = {}
-        for ex in await alerts.executors_of_org(conn, org_id=rule["org_id"], pool=rule["match_pool"]):
+        for ex in await alerts.executors_of_org(conn, org_id=rule.org_id, pool=rule.match_pool):
             pools.setdefault(ex["pool"], []).append(ex)
             silent = ex["last_heartbeat_at"] is None or now - ex["last_heartbeat_at"] > after
             if ex["status"] in ("online", "draining", "offline") and silent and ex["status"] != "pending":
@@ -461,10 +455,10 @@ class AlertEvaluator:
         await self._resolve_cleared(conn, rule, firing, now, "executors are back online")
         return fired
 
-    async def _periodic_cap_breach(self, conn: psycopg.AsyncConnection, rule: Row, now: datetime) -> int:
+    async def _periodic_cap_breach(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         fired, firing = 0, set()
         day = now.astimezone(UTC).date()
-        for cap in await alerts.cap_levels(conn, org_id=rule["org_id"], day=day):
+        for cap in await alerts.cap_levels(conn, org_id=rule.org_id, day=day):
             subject = f"cap:{cap['name']}"
             share = (
                 (float(cap["used"]) * 100 / cap["limit_value"])
@@ -483,7 +477,7 @@ class AlertEvaluator:
                     summary=f"{cap['kind']} limit {cap['limit_value']}",
                     project_id=cap["project_id"],
                 )
-            elif rule["cap_percent"] and share is not None and share >= rule["cap_percent"]:
+            elif rule.cap_percent and share is not None and share >= rule.cap_percent:
                 firing.add(subject)
                 fired += await self.fire(
                     conn,
@@ -498,11 +492,11 @@ class AlertEvaluator:
         await self._resolve_cleared(conn, rule, firing, now, "caps are below their thresholds")
         return fired
 
-    async def _periodic_schedule_missed(self, conn: psycopg.AsyncConnection, rule: Row, now: datetime) -> int:
+    async def _periodic_schedule_missed(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         fired = 0
-        since = now - timedelta(seconds=rule["window_s"] or 86_400)
+        since = now - timedelta(seconds=rule.window_s or 86_400)
         for fire in await alerts.schedule_fires_missed(
-            conn, org_id=rule["org_id"], project_id=rule["project_id"], since=since
+            conn, org_id=rule.org_id, project_id=rule.project_id, since=since
         ):
             fired += await self.fire(
                 conn,
@@ -516,11 +510,11 @@ class AlertEvaluator:
             )
         return fired
 
-    async def _periodic_dataset_freshness(self, conn: psycopg.AsyncConnection, rule: Row, now: datetime) -> int:
+    async def _periodic_dataset_freshness(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         fired, firing = 0, set()
-        for ds in await alerts.dataset_writes(conn, org_id=rule["org_id"], rule=rule):
+        for ds in await alerts.dataset_writes(conn, org_id=rule.org_id, rule=rule):
             age = (now - ds["last_write"]).total_seconds()
-            if age > rule["threshold"]:
+            if age > rule.threshold:
                 subject = f"dataset:{ds['id']}"
                 firing.add(subject)
                 fired += await self.fire(
@@ -530,7 +524,7 @@ class AlertEvaluator:
                     window=f"write:{ds['last_run_id']}",
                     now=now,
                     title=f"Dataset {ds['name']} is stale ({age / 3600:.1f} h old)",
-                    summary=f"Expected a write every {rule['threshold']} s; last written by run {ds['last_run_id']}",
+                    summary=f"Expected a write every {rule.threshold} s; last written by run {ds['last_run_id']}",
                     project_id=ds["project_id"],
                     run_id=ds["last_run_id"],
                 )

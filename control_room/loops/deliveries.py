@@ -30,6 +30,7 @@ import psycopg
 from control_room.config import Settings, get_settings
 from control_room.db import notify
 from control_room.db.connection import connect_async
+from control_room.db.tables import AlertDelivery
 from control_room.services import deliveries, notifications
 
 log = logging.getLogger(__name__)
@@ -85,27 +86,28 @@ def send_email(settings: Settings, to: str, payload: dict[str, Any]) -> None:
         raise DeliveryError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc}") from exc
 
 
-def digest_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def digest_groups(rows: list[AlertDelivery]) -> list[list[AlertDelivery]]:
     """Claimed deliveries as sends: the e-mails held for one address's daily digest together, the rest alone."""
-    sends: list[list[dict[str, Any]]] = []
-    digests: dict[str, list[dict[str, Any]]] = {}
+    sends: list[list[AlertDelivery]] = []
+    digests: dict[str, list[AlertDelivery]] = {}
     for row in rows:
-        if row["channel"] == "email" and row["held_reason"] == notifications.DIGEST_REASON:
-            if row["target"] not in digests:
-                digests[row["target"]] = []
-                sends.append(digests[row["target"]])
-            digests[row["target"]].append(row)
+        if row.channel == "email" and row.held_reason == notifications.DIGEST_REASON:
+            if row.target not in digests:
+                digests[row.target] = []
+                sends.append(digests[row.target])
+            digests[row.target].append(row)
         else:
             sends.append([row])
     return sends
 
 
-def as_one(group: list[dict[str, Any]]) -> dict[str, Any]:
+def as_one(group: list[AlertDelivery]) -> AlertDelivery:
     """The delivery to send for a group: itself, or a digest e-mail of all of them."""
     if len(group) == 1:
         return group[0]
-    ordered = sorted(group, key=lambda row: row["created_at"])
-    return {**ordered[0], "payload": notifications.digest_payload([row["payload"] for row in ordered])}
+    ordered = sorted(group, key=lambda row: row.created_at)
+    digest = notifications.digest_payload([row.payload for row in ordered])
+    return AlertDelivery.model_validate({**ordered[0].model_dump(), "payload": digest})
 
 
 class DeliverySender:
@@ -128,24 +130,24 @@ class DeliverySender:
         outcomes: dict[str, int] = {}
         for group, error in zip(groups, results, strict=True):
             for row in group:
-                retry_at = now + timedelta(seconds=backoff(row["attempts"]))
+                retry_at = now + timedelta(seconds=backoff(row.attempts))
                 state = await deliveries.finish(
-                    conn, delivery_id=row["id"], ok=error is None, error=error, now=now, retry_at=retry_at
+                    conn, delivery_id=row.id, ok=error is None, error=error, now=now, retry_at=retry_at
                 )
                 outcomes[state or "lost"] = outcomes.get(state or "lost", 0) + 1
             if error:
                 log.warning(
                     "delivery %s (%s to %s, %d message(s)) attempt %d failed: %s",
-                    group[0]["id"],
-                    group[0]["channel"],
-                    group[0]["target"],
+                    group[0].id,
+                    group[0].channel,
+                    group[0].target,
                     len(group),
-                    group[0]["attempts"],
+                    group[0].attempts,
                     error,
                 )
         return outcomes
 
-    async def _attempt(self, conn: psycopg.AsyncConnection, row: dict[str, Any]) -> str | None:
+    async def _attempt(self, conn: psycopg.AsyncConnection, row: AlertDelivery) -> str | None:
         try:
             await asyncio.wait_for(self._send(conn, row), self.send_timeout)
         except TimeoutError:
@@ -153,30 +155,30 @@ class DeliverySender:
         except DeliveryError as exc:
             return str(exc)
         except Exception as exc:  # a bug in one send must not stop the others
-            log.exception("delivery %s failed unexpectedly", row["id"])
+            log.exception("delivery %s failed unexpectedly", row.id)
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    async def _send(self, conn: psycopg.AsyncConnection, row: dict[str, Any]) -> None:
-        channel, target, payload = row["channel"], row["target"], row["payload"]
+    async def _send(self, conn: psycopg.AsyncConnection, row: AlertDelivery) -> None:
+        channel, target, payload = row.channel, row.target, row.payload
         if channel == "email":
             await asyncio.to_thread(send_email, self.settings, target, payload)
             return
         url, secret = target, None
         if not target.startswith(("http://", "https://")):
-            named = await deliveries.channel(conn, org_id=row["org_id"], name=target)
+            named = await deliveries.channel(conn, org_id=row.org_id, name=target)
             if named is None:
                 raise DeliveryError(f"no alert channel named {target!r}: add it to the bundle's alert_channels")
-            url = os.environ.get(named["url_env"] or "", "")
+            url = os.environ.get(named.url_env or "", "")
             if not url:
-                raise DeliveryError(f"channel {target!r}: environment variable {named['url_env']} is not set")
-            secret = os.environ.get(named["secret_env"]) if named["secret_env"] else None
+                raise DeliveryError(f"channel {target!r}: environment variable {named.url_env} is not set")
+            secret = os.environ.get(named.secret_env) if named.secret_env else None
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "lakehouse-control-room"}
         if channel == "webhook":
             timestamp = str(int(datetime.now(UTC).timestamp()))
             headers[TIMESTAMP_HEADER] = timestamp
-            headers["X-Lakehouse-Delivery"] = str(row["id"])
+            headers["X-Lakehouse-Delivery"] = str(row.id)
             if secret:
                 headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
         try:

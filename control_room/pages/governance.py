@@ -343,6 +343,31 @@ def _applied_cap(c: Any) -> rx.Component:
     return row
 
 
+def _form_field(form: str, name: str) -> tuple[Any, Any]:
+    """The state var ``<form>_<name>`` of the simulator ("sim") or effective-limits ("eff") form, and its setter."""
+    setter = getattr(GovernanceState, f"set_{form}")
+    return getattr(GovernanceState, f"{form}_{name}"), lambda v: setter(name, v)
+
+
+def _small_input(form: str, name: str, placeholder: str, **props: Any) -> rx.Component:
+    """A small text input of the simulator or effective-limits form, id ``<form>-<name>``."""
+    value, on_change = _form_field(form, name)
+    field: rx.Component = rx.input(
+        value=value, on_change=on_change, placeholder=placeholder, size="1", id=f"{form}-{name}", **props
+    )
+    return field
+
+
+def _scope_pickers(form: str) -> list[rx.Component]:
+    """The project and environment selects of the simulator or effective-limits form."""
+    choices = {"project": GovernanceState.projects_in_org, "environment": list(routing.ENVIRONMENTS)}
+    pickers = []
+    for name, options in choices.items():
+        value, on_change = _form_field(form, name)
+        pickers.append(rx.select(options, value=value, size="1", on_change=on_change, id=f"{form}-{name}"))
+    return pickers
+
+
 def _simulator() -> rx.Component:
     result: rx.Component = rx.vstack(
         rx.hstack(
@@ -374,45 +399,13 @@ def _simulator() -> rx.Component:
     )
     form: rx.Component = rx.vstack(
         rx.hstack(
-            rx.select(
-                GovernanceState.projects_in_org,
-                value=GovernanceState.sim_project,
-                size="1",
-                on_change=lambda v: GovernanceState.set_sim("project", v),
-                id="sim-project",
-            ),
-            rx.select(
-                list(routing.ENVIRONMENTS),
-                value=GovernanceState.sim_environment,
-                size="1",
-                on_change=lambda v: GovernanceState.set_sim("environment", v),
-                id="sim-environment",
-            ),
-            rx.input(
-                value=GovernanceState.sim_engine,
-                on_change=lambda v: GovernanceState.set_sim("engine", v),
-                placeholder="engine",
-                size="1",
-                width="90px",
-                id="sim-engine",
-            ),
+            *_scope_pickers("sim"),
+            _small_input("sim", "engine", "engine", width="90px"),
             spacing="2",
         ),
         rx.hstack(
-            rx.input(
-                value=GovernanceState.sim_labels,
-                on_change=lambda v: GovernanceState.set_sim("labels", v),
-                placeholder="task labels",
-                size="1",
-                id="sim-labels",
-            ),
-            rx.input(
-                value=GovernanceState.sim_tags,
-                on_change=lambda v: GovernanceState.set_sim("tags", v),
-                placeholder="run tags",
-                size="1",
-                id="sim-tags",
-            ),
+            _small_input("sim", "labels", "task labels"),
+            _small_input("sim", "tags", "run tags"),
             rx.button(rx.icon("play", size=13), "Simulate", size="1", on_click=GovernanceState.simulate, id="simulate"),
             spacing="2",
         ),
@@ -751,20 +744,7 @@ def _effective_panel() -> rx.Component:
                     on_change=GovernanceState.pick_template,
                     id="eff-template",
                 ),
-                rx.select(
-                    GovernanceState.projects_in_org,
-                    value=GovernanceState.eff_project,
-                    size="1",
-                    on_change=lambda v: GovernanceState.set_eff("project", v),
-                    id="eff-project",
-                ),
-                rx.select(
-                    list(routing.ENVIRONMENTS),
-                    value=GovernanceState.eff_environment,
-                    size="1",
-                    on_change=lambda v: GovernanceState.set_eff("environment", v),
-                    id="eff-environment",
-                ),
+                *_scope_pickers("eff"),
                 rx.button(
                     rx.icon("gauge", size=13),
                     "Show limits",

@@ -12,6 +12,8 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from control_room.db.rows import model_rows
+from control_room.db.tables import AlertRule
 from control_room.services.errors import NotFound
 from control_room.services.pagination import Keyset, ListQuery, Page, decode_cursor, encode_cursor, escape_like
 
@@ -52,14 +54,15 @@ async def _rows(conn: AsyncConnection, statement: str | sql.Composed, params: An
         return list(await cur.fetchall())
 
 
-async def enabled_rules(conn: AsyncConnection, kinds: tuple[str, ...] | None = None) -> list[Row]:
+async def enabled_rules(conn: AsyncConnection, kinds: tuple[str, ...] | None = None) -> list[AlertRule]:
     """Enabled alert rules (of these kinds), with the environment-free columns the evaluator matches on."""
-    return await _rows(
-        conn,
-        "select * from ops.alert_rules where enabled and (%(kinds)s::text[] is null or kind = any(%(kinds)s)) "
-        "order by org_id, name",
-        {"kinds": list(kinds) if kinds else None},
-    )
+    async with conn.cursor(row_factory=model_rows(AlertRule)) as cur:
+        await cur.execute(
+            "select * from ops.alert_rules where enabled and (%(kinds)s::text[] is null or kind = any(%(kinds)s)) "
+            "order by org_id, name",
+            {"kinds": list(kinds) if kinds else None},
+        )
+        return await cur.fetchall()
 
 
 async def run_signal(conn: AsyncConnection, run_id: uuid.UUID | str, now: datetime) -> Row | None:
@@ -126,7 +129,7 @@ async def running_runs(conn: AsyncConnection, now: datetime) -> list[Row]:
     return await _rows(conn, _RUN_SIGNAL + " where r.status in ('queued', 'running')", {"now": now})
 
 
-async def job_last_success(conn: AsyncConnection, *, org_id: uuid.UUID, rule: Row) -> list[Row]:
+async def job_last_success(conn: AsyncConnection, *, org_id: uuid.UUID, rule: AlertRule) -> list[Row]:
     """Per job matching the rule (template jobs of its project): the last success time, for SLA rules."""
     return await _rows(
         conn,
@@ -141,9 +144,9 @@ async def job_last_success(conn: AsyncConnection, *, org_id: uuid.UUID, rule: Ro
         "and (%(template)s::uuid is null or jt.id = %(template)s)",
         {
             "org": org_id,
-            "env": rule["match_environment"],
-            "project": rule["project_id"],
-            "template": rule["match_template_id"],
+            "env": rule.match_environment,
+            "project": rule.project_id,
+            "template": rule.match_template_id,
         },
     )
 
@@ -215,7 +218,7 @@ async def schedule_fires_missed(
     )
 
 
-async def dataset_writes(conn: AsyncConnection, *, org_id: uuid.UUID, rule: Row) -> list[Row]:
+async def dataset_writes(conn: AsyncConnection, *, org_id: uuid.UUID, rule: AlertRule) -> list[Row]:
     """Datasets named by a freshness rule with their last write (the run that last wrote them)."""
     return await _rows(
         conn,
@@ -225,7 +228,7 @@ async def dataset_writes(conn: AsyncConnection, *, org_id: uuid.UUID, rule: Row)
         "left join ops.runs r on r.id = d.last_run_id "
         "where p.org_id = %s and (d.name = %s or d.namespace || '/' || d.name = %s) "
         "and (%s::uuid is null or d.project_id = %s)",
-        (org_id, rule["dataset_name"], rule["dataset_name"], rule["project_id"], rule["project_id"]),
+        (org_id, rule.dataset_name, rule.dataset_name, rule.project_id, rule.project_id),
     )
 
 

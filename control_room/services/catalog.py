@@ -32,7 +32,7 @@ from control_room.config import PROJECT_ROOT
 from control_room.services import lineage
 from control_room.services.auth import Principal, act_as_principal
 from control_room.services.errors import NotFound, ServiceError
-from control_room.services.pagination import Keyset, ListQuery, Page, escape_like
+from control_room.services.pagination import ListQuery, Page, decode_key_cursor, escape_like, name_cursor_after
 from control_room.services.runs import resolve_project
 
 SPEC_DIR = PROJECT_ROOT / "spec" / "openlineage"
@@ -212,7 +212,6 @@ CATALOG_COLUMNS = (
     "d.id, d.project_id, d.namespace, d.name, d.kind, d.columns, d.owner, d.description, d.metadata, "
     "d.last_run_id, d.updated_at"
 )
-BY_NAME = Keyset(key="d.name", row_id="d.id", descending=False)
 # Where a search text may match: the name, a column's name or description, the description, a tag, the owner,
 # and what OpenMetadata's sync pulled (its tags and glossary terms, see services/openmetadata.py).
 SEARCH = """(d.name ilike %s or d.description ilike %s or coalesce(d.owner, '') ilike %s
@@ -244,14 +243,14 @@ async def search_datasets(
         pattern = f"%{escape_like(text.strip())}%"
         query.add(SEARCH, *([pattern] * 7))
     if cursor:
-        query.after(BY_NAME, *lineage.decode_cursor(cursor))
+        query.after(lineage.BY_NAME, *decode_key_cursor(cursor))
     return await query.page(
         conn,
         columns=CATALOG_COLUMNS,
         source="ops.datasets d",
-        keyset=BY_NAME,
+        keyset=lineage.BY_NAME,
         limit=limit,
-        cursor_of=lambda row: lineage.encode_cursor(row["name"], row["id"]),
+        cursor_of=name_cursor_after,
     )
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
-Row = dict[str, Any]
+from control_room.db.rows import model_rows
+from control_room.db.tables import AlertChannel, AlertDelivery
 
 
-async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int, lease_seconds: int = 60) -> list[Row]:
+async def claim_due(
+    conn: AsyncConnection, *, now: datetime, limit: int, lease_seconds: int = 60
+) -> list[AlertDelivery]:
     """Take up to ``limit`` due pending deliveries for this sender (their attempt counted, held for the lease)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=model_rows(AlertDelivery)) as cur:
         await cur.execute("select * from ops.claim_deliveries(%s, %s, %s)", (now, limit, lease_seconds))
         return list(await cur.fetchall())
 
@@ -28,16 +29,16 @@ async def finish(
     return row[0] if row else None
 
 
-async def channel(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> Row | None:
+async def channel(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> AlertChannel | None:
     """A named channel of the org (its secrets are environment-variable names)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=model_rows(AlertChannel)) as cur:
         await cur.execute("select * from ops.alert_channels where org_id = %s and name = %s", (org_id, name))
         return await cur.fetchone()
 
 
-async def deliveries_of(conn: AsyncConnection, *, incident_id: uuid.UUID) -> list[Row]:
+async def deliveries_of(conn: AsyncConnection, *, incident_id: uuid.UUID) -> list[AlertDelivery]:
     """The deliveries log of one incident."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=model_rows(AlertDelivery)) as cur:
         await cur.execute(
             "select * from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",
             (incident_id,),

@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Invalid, NotFound
-from control_room.services.pagination import Keyset, ListQuery, Page, decode_key_cursor, encode_key_cursor, escape_like
+from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, escape_like, name_cursor_after
 from control_room.services.runs import get_run, note_engine_availability, resolve_project
 
 if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds to import, and CLI
@@ -145,7 +145,7 @@ STATS_JOINS = """
         order by r.created_at desc, r.id desc limit 1
     ) lr on true
 """
-BY_NAME = Keyset(key="t.name", row_id="t.id", descending=False, cast="text")
+BY_NAME = by_name("t")
 
 
 def _with_success_rate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -224,7 +224,7 @@ async def templates_page(
         source=f"{TEMPLATE_FROM} {STATS_JOINS}",
         keyset=BY_NAME,
         limit=limit,
-        cursor_of=lambda row: encode_key_cursor(row["name"], row["id"]),
+        cursor_of=name_cursor_after,
     )
     return _with_success_rate(rows), next_cursor
 

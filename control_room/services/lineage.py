@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from psycopg.rows import dict_row
 
 from control_room.services.artifacts import _attempt_of_lease
 from control_room.services.errors import Invalid, NotFound
-from control_room.services.pagination import Keyset, ListQuery, Page, fetch_rows
+from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, fetch_rows, name_cursor_after
 from control_room.services.runs import resolve_project
 
 DATASET_KINDS = ("source", "seed", "model", "snapshot", "exposure", "table")
@@ -225,19 +224,7 @@ class DatasetFilters:
     last_run_id: uuid.UUID | None = None
 
 
-BY_NAME = Keyset(key="d.name", row_id="d.id", descending=False)
-
-
-def encode_cursor(name: str, dataset_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps([name, str(dataset_id)]).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
-    try:
-        name, dataset_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return str(name), uuid.UUID(dataset_id)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise Invalid("not a cursor returned by this API; start again without it", field="cursor") from exc
+BY_NAME = by_name("d")
 
 
 async def list_datasets(conn: AsyncConnection, *, filters: DatasetFilters, cursor: str | None, limit: int) -> Page:
@@ -250,14 +237,9 @@ async def list_datasets(conn: AsyncConnection, *, filters: DatasetFilters, curso
     if filters.project:
         query.equal("d.project_id", await resolve_project(conn, filters.project))
     if cursor:
-        query.after(BY_NAME, *decode_cursor(cursor))
+        query.after(BY_NAME, *decode_key_cursor(cursor))
     return await query.page(
-        conn,
-        columns=DATASET_COLUMNS,
-        source="ops.datasets d",
-        keyset=BY_NAME,
-        limit=limit,
-        cursor_of=lambda row: encode_cursor(row["name"], row["id"]),
+        conn, columns=DATASET_COLUMNS, source="ops.datasets d", keyset=BY_NAME, limit=limit, cursor_of=name_cursor_after
     )
 
 

@@ -7,13 +7,16 @@ transaction, keyed by the event, so a firing and its messages commit together ex
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from control_room.db.rows import model_rows
+from control_room.db.tables import NotificationPreferences
 
 Row = dict[str, Any]
 
@@ -307,23 +310,38 @@ async def mark_read(conn: AsyncConnection, *, user_id: uuid.UUID, ids: list[uuid
     return int(rows[0]["n"])
 
 
-async def get_preferences(conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID) -> Row | None:
-    rows = await _rows(
-        conn, "select * from ops.notification_preferences where org_id = %s and user_id = %s", (org_id, user_id)
-    )
-    return rows[0] if rows else None
+def default_preferences(org_id: uuid.UUID, user_id: uuid.UUID) -> NotificationPreferences:
+    """What applies to a user who never saved preferences: the table's column defaults."""
+    return NotificationPreferences.model_validate(
+        {"org_id": org_id, "user_id": user_id, "channels": ["email", "in_app"], "webhook_url": None,
+         "min_severity": "info", "quiet_start": None, "quiet_end": None, "timezone": "UTC",
+         "critical_overrides_quiet": True, "digest_info": False, "subscribed_jobs": [], "subscribed_projects": [],
+         "muted_jobs": [], "updated_at": datetime.now(UTC)}
+    )  # fmt: skip
+
+
+async def get_preferences(
+    conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID
+) -> NotificationPreferences | None:
+    """A user's saved preferences in an org (None: never saved, the defaults apply)."""
+    async with conn.cursor(row_factory=model_rows(NotificationPreferences)) as cur:
+        await cur.execute(
+            "select * from ops.notification_preferences where org_id = %s and user_id = %s", (org_id, user_id)
+        )
+        return await cur.fetchone()
 
 
 async def put_preferences(
     conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID, actor_id: uuid.UUID, prefs: dict[str, Any]
-) -> Row:
+) -> NotificationPreferences:
     """Write a user's own preferences (refused for anyone else, admins included)."""
-    rows = await _rows(
-        conn,
-        "select * from ops.put_notification_preferences(%s, %s, %s, %s)",
-        (org_id, user_id, actor_id, Jsonb(prefs)),
-    )
-    return rows[0]
+    async with conn.cursor(row_factory=model_rows(NotificationPreferences)) as cur:
+        await cur.execute(
+            "select * from ops.put_notification_preferences(%s, %s, %s, %s)", (org_id, user_id, actor_id, Jsonb(prefs))
+        )
+        row = await cur.fetchone()
+    assert row is not None  # the function returns the row it wrote (or raises)
+    return row
 
 
 async def known_jobs(conn: AsyncConnection, *, org_id: uuid.UUID, days: int = 30) -> list[str]:

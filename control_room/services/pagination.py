@@ -82,6 +82,16 @@ def newest_first(alias: str) -> Keyset:
     return Keyset(key=f"{alias}.created_at", row_id=f"{alias}.id")
 
 
+def by_name(alias: str) -> Keyset:
+    """``name asc, id asc`` of the table aliased ``alias`` (the cursor of ``name_cursor_after``)."""
+    return Keyset(key=f"{alias}.name", row_id=f"{alias}.id", descending=False, cast="text")
+
+
+def name_cursor_after(row: dict[str, Any]) -> str:
+    """The cursor after a row of a list ordered by name (its ``name`` and ``id``)."""
+    return encode_key_cursor(row["name"], row["id"])
+
+
 class ListQuery:
     """The filters of one list query, added one by one (each with its arguments), then one keyset page.
 

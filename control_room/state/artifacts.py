@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room import routes
 from control_room.services import artifacts, ui_previews
+from control_room.services.errors import Invalid
+from control_room.services.pagination import Page
 from control_room.state import formatting
-from control_room.state.base import SessionState, as_user, download_script, problem_text
+from control_room.state.base import SessionState, SignedIn, download_script
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 from control_room.storage import VerifyResult
@@ -78,9 +81,6 @@ class ArtifactsState(KeysetPages, SessionState):
     rows: rx.Field[list[ArtifactRow]] = rx.field(default_factory=list)
     text: rx.Field[str] = rx.field("")
     run_filter: rx.Field[str] = rx.field("")
-    is_loading: rx.Field[bool] = rx.field(False)
-    loaded: rx.Field[bool] = rx.field(False)
-    error: rx.Field[str] = rx.field("")
 
     selected: rx.Field[ArtifactRow] = rx.field(default_factory=ArtifactRow)
     preview_open: rx.Field[bool] = rx.field(False)
@@ -99,7 +99,6 @@ class ArtifactsState(KeysetPages, SessionState):
     verify_state: rx.Field[str] = rx.field("")  # "", "checking", "ok", "mismatch"
     verify_message: rx.Field[str] = rx.field("")
 
-    _generation: int = 0
     _text_start: int = 0
 
     @rx.var
@@ -127,49 +126,25 @@ class ArtifactsState(KeysetPages, SessionState):
         if wanted:
             yield ArtifactsState.open_preview(wanted)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        """List the current page."""
-        async for event in self._list():
-            yield event
-
     async def _list(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
-            self._generation += 1
-            generation = self._generation
-            self.is_loading = True
-            cursor = self._page_cursor()
             text, run_filter = self.text, self.run_filter
-        rows: list[ArtifactRow] = []
-        next_cursor: str | None = None
-        error = ""
-        try:
-            run_id = uuid.UUID(run_filter) if run_filter else None
-        except ValueError:
-            run_id, error = None, f'"{run_filter}" is not a run id'
-        if signed.project_id is None:
-            error = "You are not a member of any project yet: ask an admin for a role."
-        elif not error:
+
+        async def read(conn: AsyncConnection, signed: SignedIn, cursor: str | None) -> Page:
             try:
-                async with as_user(signed.principal) as conn:
-                    found, next_cursor = await artifacts.list_project_artifacts(
-                        conn, project_id=signed.project_id, run_id=run_id, text=text or None, cursor=cursor,
-                        limit=PAGE_SIZE,
-                    )  # fmt: skip
-                rows = [artifact_row(row) for row in found]
-            except Exception as exc:
-                error = problem_text(exc)
-        async with self:
-            if generation != self._generation:
-                return
-            self.rows, self.error = rows, error
-            self._record_next(next_cursor)
-            self.is_loading = False
-            self.loaded = True
+                run_id = uuid.UUID(run_filter) if run_filter else None
+            except ValueError as exc:
+                raise Invalid(f'"{run_filter}" is not a run id') from exc
+            assert signed.project_id is not None  # _load_page reads only for a user with a project
+            return await artifacts.list_project_artifacts(
+                conn, project_id=signed.project_id, run_id=run_id, text=text or None, cursor=cursor, limit=PAGE_SIZE
+            )
+
+        def show(found: list[dict[str, Any]]) -> None:
+            self.rows = [artifact_row(row) for row in found]
+
+        async for event in self._load_page(read, show):
+            yield event
 
     @handler
     def set_text(self, value: str) -> Any:
@@ -190,8 +165,6 @@ class ArtifactsState(KeysetPages, SessionState):
         """First page (after a project or environment switch)."""
         return self._first_page()
 
-    def _reload(self) -> Any:
-        return ArtifactsState.load
 
     # Preview ------------------------------------------------------------------------------------
 
@@ -236,22 +209,23 @@ class ArtifactsState(KeysetPages, SessionState):
     async def _preview(
         self, artifact_id: str, *, page: int, text_end: int | None, prepend: bool = False
     ) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.LOGIN)
-            return
         async with self:
             self.preview_loading = True
-        try:
-            async with as_user(signed.principal) as conn:
-                preview = await ui_previews.artifact_preview(
-                    conn, artifact_id=uuid.UUID(artifact_id), page=page, text_end=text_end
-                )
-        except Exception as exc:
+        reading = await self._read_as_user(
+            lambda conn, _: ui_previews.artifact_preview(
+                conn, artifact_id=uuid.UUID(artifact_id), page=page, text_end=text_end
+            ),
+            needs_project=False,
+        )
+        if reading.signed is None:
+            yield await self._login_redirect()
+            return
+        preview = reading.value
+        if preview is None:
             async with self:
                 self.preview_loading = False
                 self.preview_kind = "binary"
-                self.preview_note = problem_text(exc)
+                self.preview_note = reading.error
             return
         async with self:
             self.selected = artifact_row(preview.artifact)
@@ -286,17 +260,15 @@ class ArtifactsState(KeysetPages, SessionState):
             self.verify_state = "checking"
             self.verify_message = ""
             artifact_id = self.selected.id
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.LOGIN)
+        reading = await self._read_as_user(
+            lambda conn, _: ui_previews.verify_artifact(conn, artifact_id=uuid.UUID(artifact_id)), needs_project=False
+        )
+        if reading.signed is None:
+            yield await self._login_redirect()
             return
-        try:
-            async with as_user(signed.principal) as conn:
-                result = await ui_previews.verify_artifact(conn, artifact_id=uuid.UUID(artifact_id))
-            state = "ok" if result.ok else "mismatch"
-            message = verify_message(result)
-        except Exception as exc:
-            state, message = "mismatch", problem_text(exc)
+        result = reading.value
+        state = "ok" if result is not None and result.ok else "mismatch"
+        message = verify_message(result) if result is not None else reading.error
         async with self:
             if self.selected.id == artifact_id:
                 self.verify_state, self.verify_message = state, message

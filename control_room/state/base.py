@@ -16,14 +16,16 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import reflex as rx
 from psycopg import AsyncConnection
 
+from control_room import routes
 from control_room.config import get_settings
 from control_room.db.connection import get_pool
 from control_room.services import users
@@ -35,6 +37,8 @@ SESSION_CHECK_SECONDS = 30.0
 ENVIRONMENTS = ("dev", "staging", "prod")
 ALL = "all"  # "no filter" in selects (Radix selects cannot hold an empty value)
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
+NO_PROJECT = "You are not a member of any project yet: ask an admin for a role."
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -65,6 +69,25 @@ class SignedIn:
     def can_operate(self, project_id: uuid.UUID | str | None) -> bool:
         """Operators and admins submit, cancel and retry runs."""
         return ROLE_RANK.get(self.role_on(project_id), 0) >= ROLE_RANK["operator"]
+
+
+@dataclass(frozen=True)
+class Reading(Generic[T]):
+    """What one read as the user gave: its value (None when it failed), the error to show, and who read
+    (None: nobody is signed in, so the page sends the person to sign in)."""
+
+    value: T | None
+    error: str
+    signed: SignedIn | None
+
+    @property
+    def failed(self) -> bool:
+        """Nobody was signed in, or the work failed (``error`` says why)."""
+        return self.signed is None or bool(self.error)
+
+    def toast(self) -> Any:
+        """The error as a toast (None when there is none to show)."""
+        return rx.toast.error(self.error) if self.error else None
 
 
 def replace_address(path: str) -> str:
@@ -227,6 +250,26 @@ class SessionState(rx.State):
         async with self:
             url = self.router.url
             return url.path + (f"?{url.query}" if url.query else "")
+
+    async def _login_redirect(self) -> Any:
+        """The sign-in page, coming back here after (for a background event called outside ``async with``)."""
+        return rx.redirect(routes.login(next_path=await self.current_path()))
+
+    async def _read_as_user(
+        self, read: Callable[[AsyncConnection, SignedIn], Awaitable[T]], *, needs_project: bool = True
+    ) -> Reading[T]:
+        """The session check, then ``read`` on a connection acting as the user; an error becomes the text to
+        show. ``needs_project``: a user without any project gets NO_PROJECT instead of the read."""
+        signed = await self.signed_in()
+        if signed is None:
+            return Reading(None, "", None)
+        if needs_project and signed.project_id is None:
+            return Reading(None, NO_PROJECT, signed)
+        try:
+            async with as_user(signed.principal) as conn:
+                return Reading(await read(conn, signed), "", signed)
+        except Exception as exc:
+            return Reading(None, problem_text(exc), signed)
 
     @handler
     def set_project(self, project_id: str) -> None:

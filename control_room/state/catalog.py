@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
-from control_room import routes
 from control_room.services import catalog
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.services.pagination import Page
+from control_room.state.base import SessionState, SignedIn
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 
@@ -81,8 +82,6 @@ class CatalogState(KeysetPages, SessionState):
 
     rows: rx.Field[list[CatalogRow]] = rx.field(default_factory=list)
     text: rx.Field[str] = rx.field("")
-    error: rx.Field[str] = rx.field("")
-    loaded: rx.Field[bool] = rx.field(False)
     selected: rx.Field[CatalogRow] = rx.field(default_factory=CatalogRow)
     panel_open: rx.Field[bool] = rx.field(False)
     columns: rx.Field[list[ColumnRow]] = rx.field(default_factory=list)
@@ -90,10 +89,6 @@ class CatalogState(KeysetPages, SessionState):
     facts: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     panel_error: rx.Field[str] = rx.field("")
 
-    _generation: int = 0
-
-    def _reload(self) -> Any:
-        return CatalogState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -106,41 +101,20 @@ class CatalogState(KeysetPages, SessionState):
         if wanted:
             yield CatalogState.open_dataset(wanted)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
-
     async def _list(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
-            self._generation += 1
-            generation = self._generation
-            cursor = self._page_cursor()
             text = self.text
-        rows: list[CatalogRow] = []
-        next_cursor: str | None = None
-        error = ""
-        if signed.project_id is None:
-            error = "You are not a member of any project yet: ask an admin for a role."
-        else:
-            try:
-                async with as_user(signed.principal) as conn:
-                    found, next_cursor = await catalog.search_datasets(
-                        conn, project=str(signed.project_id), text=text or None, cursor=cursor, limit=PAGE_SIZE
-                    )
-                rows = [catalog_row(row) for row in found]
-            except Exception as exc:
-                error = problem_text(exc)
-        async with self:
-            if generation != self._generation:
-                return
-            self.rows, self.error = rows, error
-            self._record_next(next_cursor)
-            self.loaded = True
+
+        async def read(conn: AsyncConnection, signed: SignedIn, cursor: str | None) -> Page:
+            return await catalog.search_datasets(
+                conn, project=str(signed.project_id), text=text or None, cursor=cursor, limit=PAGE_SIZE
+            )
+
+        def show(found: list[dict[str, Any]]) -> None:
+            self.rows = [catalog_row(row) for row in found]
+
+        async for event in self._load_page(read, show):
+            yield event
 
     @handler
     def set_text(self, value: str) -> Any:
@@ -155,16 +129,16 @@ class CatalogState(KeysetPages, SessionState):
     @background
     async def open_dataset(self, dataset_id: str) -> AsyncIterator[Any]:
         """Open a dataset's panel."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
+        reading = await self._read_as_user(
+            lambda conn, _: catalog.dataset_page(conn, uuid.UUID(dataset_id)), needs_project=False
+        )
+        if reading.signed is None:
+            yield await self._login_redirect()
             return
-        try:
-            async with as_user(signed.principal) as conn:
-                page = await catalog.dataset_page(conn, uuid.UUID(dataset_id))
-        except Exception as exc:
+        page = reading.value
+        if page is None:
             async with self:
-                self.panel_error, self.panel_open = problem_text(exc), True
+                self.panel_error, self.panel_open = reading.error, True
             return
         facts = {
             "Namespace": page["namespace"],

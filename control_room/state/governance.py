@@ -591,18 +591,18 @@ class GovernanceState(SessionState):
     @background
     async def review(self) -> AsyncIterator[Any]:
         """The diff and the queued tasks the draft would move, shown before applying."""
-        signed = await self.signed_in()
         async with self:
             matrix, drafts = self._matrix, routing.renumber(self._drafts())
-        if signed is None or matrix is None:
+        if matrix is None:
             return
-        try:
-            async with as_user(signed.principal) as conn:
-                queued = await routing.queued_tasks(conn, org_id=matrix.org_id, projects=matrix.projects)
-        except Exception as exc:
-            yield rx.toast.error(problem_text(exc))
+        found = await self._read_as_user(
+            lambda conn, _: routing.queued_tasks(conn, org_id=matrix.org_id, projects=matrix.projects),
+            needs_project=False,
+        )
+        if found.value is None:
+            yield found.toast()
             return
-        moves = routing.reroute_preview(queued, drafts)
+        moves = routing.reroute_preview(found.value, drafts)
         async with self:
             self.diff_lines = [c.describe() for c in routing.diff(matrix.rules, drafts)]
             self.reroute_lines = [f"{n} queued task(s): pool {a} → {b}" for (a, b), n in sorted(moves.items())] or [
@@ -650,7 +650,6 @@ class GovernanceState(SessionState):
     @background
     async def simulate(self) -> AsyncIterator[Any]:
         """Where such a task goes under the draft matrix, why earlier rules did not match, and what applies."""
-        signed = await self.signed_in()
         async with self:
             matrix, drafts, dirty = self._matrix, self._drafts(), self.dirty
             probe = routing.TaskProbe(
@@ -660,14 +659,15 @@ class GovernanceState(SessionState):
                 tuple(routing.parse_list(self.sim_labels)),
                 tuple(routing.parse_list(self.sim_tags)),
             )
-        if signed is None or matrix is None:
+        if matrix is None:
             return
-        try:
-            async with as_user(signed.principal) as conn:
-                sim = await routing.simulate(conn, matrix=matrix, probe=probe, rules=drafts)
-        except Exception as exc:
-            yield rx.toast.error(problem_text(exc))
+        found = await self._read_as_user(
+            lambda conn, _: routing.simulate(conn, matrix=matrix, probe=probe, rules=drafts), needs_project=False
+        )
+        if found.value is None:
+            yield found.toast()
             return
+        sim = found.value
         async with self:
             self.sim_ran, self.sim_on_draft = True, dirty
             self.sim_rule, self.sim_pool = sim.route.rule, sim.route.pool
@@ -782,14 +782,12 @@ class GovernanceState(SessionState):
     @background
     async def delete_cap(self, cap_id: str) -> AsyncIterator[Any]:
         """Delete a cap (admins; audited in SQL)."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
-        try:
-            async with as_user(signed.principal) as conn:
-                await caps.delete_cap(conn, cap_id=uuid.UUID(cap_id), by=signed.principal.email)
-        except Exception as exc:
-            yield rx.toast.error(problem_text(exc))
+        done = await self._read_as_user(
+            lambda conn, signed: caps.delete_cap(conn, cap_id=uuid.UUID(cap_id), by=signed.principal.email),
+            needs_project=False,
+        )
+        if done.failed:
+            yield done.toast()
             return
         async with self:
             self.cap_open = False

@@ -15,7 +15,8 @@ from psycopg import AsyncConnection
 from control_room import routes
 from control_room.components.ml_figures import metric_curves_figure
 from control_room.services import ml_tracking
-from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.services.pagination import Page
+from control_room.state.base import SessionState, SignedIn
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 
@@ -142,26 +143,18 @@ def version_row(row: dict[str, Any]) -> VersionRow:
 
 
 class MlBase(SessionState):
-    """What every ML page does first: the session, the project, then one read as the user."""
+    """The base of the endpoints page's state (state/serving.py): error, loaded, and ``_read`` as a tuple."""
 
     error: rx.Field[str] = rx.field("")
     loaded: rx.Field[bool] = rx.field(False)
 
     async def _read(self, read: Callable[[AsyncConnection, SignedIn], Awaitable[T]]) -> tuple[T | None, str, bool]:
-        """(value, error, signed in?): runs ``read`` as the user on the selected project."""
-        signed = await self.signed_in()
-        if signed is None:
-            return None, "", False
-        if signed.project_id is None:
-            return None, "You are not a member of any project yet: ask an admin for a role.", True
-        try:
-            async with as_user(signed.principal) as conn:
-                return await read(conn, signed), "", True
-        except Exception as exc:
-            return None, problem_text(exc), True
+        """(value, error, signed in?): ``_read_as_user`` as a tuple."""
+        reading = await self._read_as_user(read)
+        return reading.value, reading.error, reading.signed is not None
 
 
-class ExperimentsState(KeysetPages, MlBase):
+class ExperimentsState(KeysetPages, SessionState):
     """The project's experiments (search, keyset pages), and the MLflow runs of one control-room run."""
 
     rows: rx.Field[list[ExperimentRow]] = rx.field(default_factory=list)
@@ -170,8 +163,6 @@ class ExperimentsState(KeysetPages, MlBase):
     linked: rx.Field[list[MlflowRunRow]] = rx.field(default_factory=list)
     linked_experiments: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
 
-    def _reload(self) -> Any:
-        return ExperimentsState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -182,34 +173,24 @@ class ExperimentsState(KeysetPages, MlBase):
         async for event in self._list():
             yield event
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
-
     async def _list(self) -> AsyncIterator[Any]:
         async with self:
-            cursor, text, linked_run = self._page_cursor(), self.text, self.linked_run
+            text, linked_run = self.text, self.linked_run
+        linked: list[dict[str, Any]] = []
 
-        async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[Any, Any]:
-            page = await ml_tracking.list_experiments(
+        async def read(conn: AsyncConnection, signed: SignedIn, cursor: str | None) -> Page:
+            linked.extend(await ml_tracking.runs_of_lakehouse_run(conn, run_id=linked_run) if linked_run else [])
+            return await ml_tracking.list_experiments(
                 conn, project=str(signed.project_id), text=text or None, cursor=cursor, limit=PAGE_SIZE
             )
-            linked = await ml_tracking.runs_of_lakehouse_run(conn, run_id=linked_run) if linked_run else []
-            return page, linked
 
-        value, error, signed = await self._read(read)
-        if not signed:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
-        async with self:
-            self.error, self.loaded = error, True
-            if value is not None:
-                (rows, next_cursor), linked = value
-                self.rows = [experiment_row(r) for r in rows]
-                self.linked = [mlflow_run_row(r, [], set()) for r in linked]
-                self.linked_experiments = {r["run_id"]: r["experiment_id"] for r in linked}
-                self._record_next(next_cursor)
+        def show(rows: list[dict[str, Any]]) -> None:
+            self.rows = [experiment_row(r) for r in rows]
+            self.linked = [mlflow_run_row(r, [], set()) for r in linked]
+            self.linked_experiments = {r["run_id"]: r["experiment_id"] for r in linked}
+
+        async for event in self._load_page(read, show):
+            yield event
 
     @handler
     def set_text(self, value: str) -> Any:
@@ -218,7 +199,7 @@ class ExperimentsState(KeysetPages, MlBase):
         return self._first_page()
 
 
-class ExperimentState(KeysetPages, MlBase):
+class ExperimentState(KeysetPages, SessionState):
     """One experiment: its runs as a table, a metric chart of selected runs, compare and run detail."""
 
     experiment_name: rx.Field[str] = rx.field("")
@@ -248,8 +229,6 @@ class ExperimentState(KeysetPages, MlBase):
     _compare_curves: dict[str, Any] = {}
     _compare_labels: dict[str, str] = {}
 
-    def _reload(self) -> Any:
-        return ExperimentState.load
 
     @rx.var
     def metric_names(self) -> list[str]:
@@ -281,39 +260,33 @@ class ExperimentState(KeysetPages, MlBase):
         if wanted:
             yield ExperimentState.open_run(wanted)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
-
     async def _list(self) -> AsyncIterator[Any]:
         async with self:
-            cursor, experiment_id = self._page_cursor(), self._experiment_id
-            filter_text, order_by = self.filter_text, self.order_by
+            experiment_id, filter_text, order_by = self._experiment_id, self.filter_text, self.order_by
+        header: dict[str, Any] = {}
 
-        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
-            return await ml_tracking.experiment_runs(
+        async def read(conn: AsyncConnection, signed: SignedIn, cursor: str | None) -> Page:
+            found, rows, next_cursor = await ml_tracking.experiment_runs(
                 conn, project=str(signed.project_id), experiment_id=experiment_id, filter_string=filter_text or None,
                 order_by=order_by, cursor=cursor, limit=PAGE_SIZE,
             )  # fmt: skip
+            header.update(found)
+            return rows, next_cursor
 
-        value, error, signed = await self._read(read)
-        if not signed:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
-        async with self:
-            self.error, self.loaded = error, True
-            if value is not None:
-                header, rows, next_cursor = value
-                self.experiment_name = header["name"]
-                self._raw = rows
-                self.all_columns = sorted(set(self.all_columns) | set(run_columns(rows)))
-                if not self.columns:
-                    self.columns = default_columns(rows, self.all_columns)
-                if not self.metric and self.metric_names:
-                    self.metric = "auc" if "auc" in self.metric_names else self.metric_names[0]
-                self._rebuild_rows()
-                self._record_next(next_cursor)
+        def show(rows: list[dict[str, Any]]) -> None:
+            if not header:
+                return  # the read failed: keep what the table showed, beside the error
+            self.experiment_name = header["name"]
+            self._raw = rows
+            self.all_columns = sorted(set(self.all_columns) | set(run_columns(rows)))
+            if not self.columns:
+                self.columns = default_columns(rows, self.all_columns)
+            if not self.metric and self.metric_names:
+                self.metric = "auc" if "auc" in self.metric_names else self.metric_names[0]
+            self._rebuild_rows()
+
+        async for event in self._load_page(read, show):
+            yield event
         yield ExperimentState.refresh_chart
 
     def _rebuild_rows(self) -> None:
@@ -372,7 +345,8 @@ class ExperimentState(KeysetPages, MlBase):
             return await ml_tracking.metric_histories(conn, project=str(signed.project_id), run_ids=run_ids,
                                                       keys=[metric])  # fmt: skip
 
-        value, error, _ = await self._read(read)
+        reading = await self._read_as_user(read)
+        value, error = reading.value, reading.error
         async with self:
             if value is not None and metric == self.metric:
                 self.chart = metric_curves_figure({r: v.get(metric, []) for r, v in value.items()}, names, metric)
@@ -387,7 +361,8 @@ class ExperimentState(KeysetPages, MlBase):
         async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
             return await ml_tracking.compare_runs(conn, project=str(signed.project_id), run_ids=run_ids)
 
-        value, error, _ = await self._read(read)
+        reading = await self._read_as_user(read)
+        value, error = reading.value, reading.error
         async with self:
             self.error = error
             if value is None:
@@ -436,7 +411,8 @@ class ExperimentState(KeysetPages, MlBase):
         async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
             return await ml_tracking.get_run(conn, project=str(signed.project_id), run_id=run_id)
 
-        value, error, _ = await self._read(read)
+        reading = await self._read_as_user(read)
+        value, error = reading.value, reading.error
         async with self:
             self.error = error
             if value is None:
@@ -454,7 +430,7 @@ class ExperimentState(KeysetPages, MlBase):
         yield
 
 
-class ModelsState(KeysetPages, MlBase):
+class ModelsState(KeysetPages, SessionState):
     """Registered models (keyset pages), the selected model's versions, and alias changes."""
 
     models: rx.Field[list[ModelRow]] = rx.field(default_factory=list)
@@ -469,8 +445,6 @@ class ModelsState(KeysetPages, MlBase):
     alias_error: rx.Field[str] = rx.field("")
     saving: rx.Field[bool] = rx.field(False)
 
-    def _reload(self) -> Any:
-        return ModelsState.load
 
     @rx.var
     def version_choices(self) -> list[str]:
@@ -489,32 +463,19 @@ class ModelsState(KeysetPages, MlBase):
         if first:
             yield ModelsState.open_model(first)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
-
     async def _list(self) -> AsyncIterator[Any]:
-        async with self:
-            cursor = self._page_cursor()
-
-        async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
+        async def read(conn: AsyncConnection, signed: SignedIn, cursor: str | None) -> Page:
             return await ml_tracking.list_models(conn, project=str(signed.project_id), cursor=cursor, limit=PAGE_SIZE)
 
-        value, error, signed = await self._read(read)
-        if not signed:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
-        async with self:
-            self.error, self.loaded = error, True
-            if value is not None:
-                rows, next_cursor = value
-                self.models = [
-                    ModelRow(m["name"], ", ".join(f"@{a} v{v}" for a, v in sorted(m["aliases"].items())) or "—",
-                             m["latest_version"] or "—", _when(m["updated_at"]), m["description"])
-                    for m in rows
-                ]  # fmt: skip
-                self._record_next(next_cursor)
+        def show(rows: list[dict[str, Any]]) -> None:
+            self.models = [
+                ModelRow(m["name"], ", ".join(f"@{a} v{v}" for a, v in sorted(m["aliases"].items())) or "—",
+                         m["latest_version"] or "—", _when(m["updated_at"]), m["description"])
+                for m in rows
+            ]  # fmt: skip
+
+        async for event in self._load_page(read, show):
+            yield event
 
     @background
     async def open_model(self, name: str) -> AsyncIterator[Any]:
@@ -523,7 +484,8 @@ class ModelsState(KeysetPages, MlBase):
         async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
             return await ml_tracking.get_model(conn, project=str(signed.project_id), name=name)
 
-        value, error, _ = await self._read(read)
+        reading = await self._read_as_user(read)
+        value, error = reading.value, reading.error
         async with self:
             self.error = error
             if value is None:
@@ -562,7 +524,8 @@ class ModelsState(KeysetPages, MlBase):
                 gate_metric=gate or None,
             )  # fmt: skip
 
-        value, error, _ = await self._read(write)
+        reading = await self._read_as_user(write)
+        value, error = reading.value, reading.error
         async with self:
             self.saving, self.alias_error = False, error
             if value is not None:

@@ -1,26 +1,51 @@
 """Keyset pages of a list state, as a mixin: the page shown, whether another follows, each page's cursor,
-and the Previous / Next / first-page events (each reloads the list through the state's ``_reload``)."""
+the Previous / Next / first-page events (each reloads the list through the state's ``_reload``), and the
+load of one page as the user (``_load_page``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import reflex as rx
+from psycopg import AsyncConnection
 
-from control_room.state.events import handler
+from control_room.state.events import background, handler
+
+if TYPE_CHECKING:
+    from control_room.state.base import SessionState, SignedIn
+
+R = TypeVar("R")
+# Reads one page as the user from a cursor (None: the first page): its rows and the next page's cursor.
+PageRead = Callable[[AsyncConnection, "SignedIn", str | None], Awaitable[tuple[list[R], str | None]]]
 
 
 class KeysetPages(rx.State, mixin=True):
-    """Mix into a list state whose background ``load`` reads the page at ``_page_cursor()``."""
+    """Mix into a list state (before SessionState) that defines ``_list``: reading the page at
+    ``_page_cursor()``, usually through ``_load_page``. ``load`` shows the current page."""
 
     page: rx.Field[int] = rx.field(1)
     has_next: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
+    loaded: rx.Field[bool] = rx.field(False)
+    is_loading: rx.Field[bool] = rx.field(False)
 
     _cursors: list[str | None] = [None]  # the cursor that starts each page seen so far
+    _generation: int = 0  # bumped by every load: an older load that ends later does not overwrite a newer one
 
     def _reload(self) -> Any:
-        """The state's own load event (``return MyState.load``)."""
+        """The state's own load event."""
+        return type(self).load
+
+    def _list(self) -> AsyncIterator[Any]:
+        """Read and show the current page: each list state's own, usually through ``_load_page``."""
         raise NotImplementedError
+
+    @background
+    async def load(self, _tick: str = "") -> AsyncIterator[Any]:
+        """The current page (again): after Previous or Next, a filter change, or a live refresh's tick."""
+        async for event in self._list():
+            yield event
 
     def _page_cursor(self) -> str | None:
         """The cursor of the page to show (None: the first page)."""
@@ -40,6 +65,30 @@ class KeysetPages(rx.State, mixin=True):
         """Back to the first page (after a filter change); returns the reload."""
         self._reset_pages()
         return self._reload()
+
+    async def _load_page(
+        self, read: PageRead[R], show: Callable[[list[R]], None], *, needs_project: bool = True
+    ) -> AsyncIterator[Any]:
+        """Read the current page as the user (the sign-in page when nobody is), then, with the state locked,
+        ``show`` its rows (none when the read failed: ``error`` says why) and record where the next starts."""
+        session = cast("SessionState", self)
+        async with self:
+            self._generation += 1
+            generation, cursor = self._generation, self._page_cursor()
+            self.is_loading = True
+        reading = await session._read_as_user(
+            lambda conn, signed: read(conn, signed, cursor), needs_project=needs_project
+        )
+        if reading.signed is None:
+            yield await session._login_redirect()
+            return
+        async with self:
+            if generation != self._generation:
+                return
+            rows, next_cursor = reading.value if reading.value is not None else ([], None)
+            show(rows)
+            self._record_next(next_cursor)
+            self.error, self.loaded, self.is_loading = reading.error, True, False
 
     @handler
     def next_page(self) -> Any:

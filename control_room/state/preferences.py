@@ -8,11 +8,12 @@ from datetime import time
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
-from control_room import routes
+from control_room.db.tables import NotificationPreferences
 from control_room.services import alerts, notifications
 from control_room.services.errors import Invalid
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text
 from control_room.state.events import background, handler
 
 CHANNELS = ("email", "in_app", "webhook")
@@ -55,40 +56,38 @@ class PreferencesState(SessionState):
 
     @background
     async def load(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
-        if signed.project_id is None:
-            async with self:
-                self.error = "You are not a member of any project yet: ask an admin for a role."
-            return
-        try:
-            async with as_user(signed.principal) as conn:
-                org = await alerts.project_org(conn, signed.project_id)
-                row = await notifications.get_preferences(conn, org_id=org, user_id=signed.principal.user_id)
-                jobs = await notifications.known_jobs(conn, org_id=org)
-        except Exception as exc:
-            async with self:
-                self.error = problem_text(exc)
+        async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[uuid.UUID, NotificationPreferences, list[str]]:
+            assert signed.project_id is not None  # _read_as_user reads only for a user with a project
+            org = await alerts.project_org(conn, signed.project_id)
+            row = await notifications.get_preferences(conn, org_id=org, user_id=signed.principal.user_id)
+            jobs = await notifications.known_jobs(conn, org_id=org)
+            return org, row or notifications.default_preferences(org, signed.principal.user_id), jobs
+
+        found = await self._read_as_user(read)
+        if found.signed is None:
+            yield await self._login_redirect()
             return
         async with self:
+            self.error = found.error
+            if found.value is None:
+                return
+            org, prefs, jobs = found.value
             self._org_id = str(org)
-            self.error = self.saved = ""
-            self._apply(row or {})
+            self.saved = ""
+            self._apply(prefs)
             self.jobs = sorted({*jobs, *self.subscribed_jobs, *self.muted_jobs})
 
-    def _apply(self, row: dict[str, Any]) -> None:
-        self.channels = list(row.get("channels") or ["email", "in_app"])
-        self.webhook_url = row.get("webhook_url") or ""
-        self.min_severity = row.get("min_severity") or "info"
-        self.quiet_start, self.quiet_end = _clock(row.get("quiet_start")), _clock(row.get("quiet_end"))
-        self.timezone = row.get("timezone") or "UTC"
-        self.critical_overrides_quiet = row.get("critical_overrides_quiet", True)
-        self.digest_info = bool(row.get("digest_info"))
-        self.subscribed_jobs = list(row.get("subscribed_jobs") or [])
-        self.subscribed_projects = [str(p) for p in row.get("subscribed_projects") or []]
-        self.muted_jobs = list(row.get("muted_jobs") or [])
+    def _apply(self, row: NotificationPreferences) -> None:
+        self.channels = list(row.channels)
+        self.webhook_url = row.webhook_url or ""
+        self.min_severity = row.min_severity
+        self.quiet_start, self.quiet_end = _clock(row.quiet_start), _clock(row.quiet_end)
+        self.timezone = row.timezone
+        self.critical_overrides_quiet = row.critical_overrides_quiet
+        self.digest_info = row.digest_info
+        self.subscribed_jobs = list(row.subscribed_jobs)
+        self.subscribed_projects = [str(p) for p in row.subscribed_projects]
+        self.muted_jobs = list(row.muted_jobs)
 
     @staticmethod
     def _toggled(values: list[str], value: str, on: bool) -> list[str]:

@@ -172,7 +172,7 @@ def test_a_project_member_keeps_preferences_in_the_projects_org(
             c, org_id=tenant.org_id, user_id=user_id, actor_id=user_id, prefs=prefs
         ),
     )
-    assert saved["digest_info"] is True and saved["muted_jobs"] == ["p/j"]
+    assert saved.digest_info is True and saved.muted_jobs == ["p/j"]
     stranger = make_tenant(db)
     with pytest.raises(psycopg.Error, match="not a member"):
         as_user(

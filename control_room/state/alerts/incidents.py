@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
-from control_room import routes
 from control_room.services import alerts
+from control_room.services.pagination import Page
 from control_room.state.alerts.rows import IncidentRow, incident_row
-from control_room.state.base import ALL, SessionState, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 
@@ -25,13 +26,7 @@ class IncidentsState(KeysetPages, SessionState):
     state_filter: rx.Field[str] = rx.field("open")
     severity: rx.Field[str] = rx.field(ALL)
     text: rx.Field[str] = rx.field("")
-    error: rx.Field[str] = rx.field("")
-    loaded: rx.Field[bool] = rx.field(False)
 
-    _generation: int = 0
-
-    def _reload(self) -> Any:
-        return IncidentsState.load
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -43,39 +38,22 @@ class IncidentsState(KeysetPages, SessionState):
         async for event in self._list():
             yield event
 
-    @background
-    async def load(self, _tick: str = "") -> AsyncIterator[Any]:
-        async for event in self._list():
-            yield event
-
     async def _list(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
-            self._generation += 1
-            generation = self._generation
-            cursor = self._page_cursor()
             query = alerts.IncidentsQuery(
                 states=() if self.state_filter == ALL else (self.state_filter,),
                 severity=None if self.severity == ALL else self.severity,
                 text=self.text.strip() or None,
             )
-        rows: list[IncidentRow] = []
-        next_cursor: str | None = None
-        error = ""
-        try:
-            async with as_user(signed.principal) as conn:
-                found, next_cursor = await alerts.incidents_page(conn, query=query, cursor=cursor, limit=PAGE_SIZE)
-            rows = [incident_row(row) for row in found]
-        except Exception as exc:
-            error = problem_text(exc)
-        async with self:
-            if generation != self._generation:
-                return
-            self.rows, self.error, self.loaded = rows, error, True
-            self._record_next(next_cursor)
+
+        async def read(conn: AsyncConnection, _: SignedIn, cursor: str | None) -> Page:
+            return await alerts.incidents_page(conn, query=query, cursor=cursor, limit=PAGE_SIZE)
+
+        def show(found: list[dict[str, Any]]) -> None:
+            self.rows = [incident_row(row) for row in found]
+
+        async for event in self._load_page(read, show, needs_project=False):
+            yield event
 
     @handler
     def set_state_filter(self, value: str) -> Any:

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
-from control_room import routes
 from control_room.services import alerts
 from control_room.state.alerts.rows import RuleRow, rule_row
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text
@@ -30,27 +30,19 @@ class RulesState(SessionState):
 
     @background
     async def load(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
+        async def read(conn: AsyncConnection, signed: SignedIn) -> list[dict[str, Any]]:
+            assert signed.project_id is not None  # _read_as_user reads only for a user with a project
+            return await alerts.list_rules(conn, org_ids=[await alerts.project_org(conn, signed.project_id)])
+
+        reading = await self._read_as_user(read)
+        signed = reading.signed
         if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
+            yield await self._login_redirect()
             return
-        rows: list[RuleRow] = []
-        error = ""
         async with self:
             names = {p.id: p.name for p in self.projects}
-        try:
-            if signed.project_id is None:
-                raise PermissionError("You are not a member of any project yet: ask an admin for a role.")
-            async with as_user(signed.principal) as conn:
-                org = await alerts.project_org(conn, signed.project_id)
-                found = await alerts.list_rules(conn, org_ids=[org])
-            rows = [rule_row(r, names, can_edit_rule(signed, r["project_id"])) for r in found]
-        except PermissionError as exc:
-            error = str(exc)
-        except Exception as exc:
-            error = problem_text(exc)
-        async with self:
-            self.rules, self.error, self.loaded = rows, error, True
+            self.rules = [rule_row(r, names, can_edit_rule(signed, r["project_id"])) for r in reading.value or []]
+            self.error, self.loaded = reading.error, True
             self.can_create = can_edit_rule(signed, signed.project_id)
 
     @background
