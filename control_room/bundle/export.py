@@ -1,7 +1,7 @@
 """Export: the live configuration of an org written back as a bundle directory in canonical form.
 
 Canonical form: ``bundle.yaml`` (the org), one file per section (``routing.yaml``, ``caps.yaml``,
-``schedules.yaml``, ``alerts.yaml``, ``promotion_gates.yaml``), one file per job template
+``schedules.yaml``, ``alerts.yaml``, ``promotion_gates.yaml``, ``settings.yaml``, ...), one file per job template
 (``job_templates/<project>/<name>.yaml``) and one per dashboard (``dashboards/<project>/<name>.yaml``);
 items in canonical order; fields at their default left out. Exporting, deploying the export and exporting
 again gives byte-identical files.
@@ -39,6 +39,7 @@ SECTION_FILES: dict[str, str] = {
     "groups": "access.yaml",
     "access_policies": "access.yaml",
     "serving_endpoints": "serving.yaml",
+    "settings": "settings.yaml",
 }
 
 
