@@ -12,16 +12,17 @@ from __future__ import annotations
 import io
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from pydantic import BaseModel
-from ruamel.yaml import YAML
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
 from control_room.bundle import store
 from control_room.bundle.loader import YAML_SUFFIXES
 from control_room.bundle.models import Bundle, sorted_bundle
+
+if TYPE_CHECKING:  # ruamel is imported by the calls that write YAML, not on a replica's start-up path
+    from ruamel.yaml import YAML
 
 HEADER = (
     "# Exported by `lakehouse bundle export` from the live control plane; validate with `lakehouse bundle validate`.\n"
@@ -48,6 +49,8 @@ class ExportTargetNotEmpty(RuntimeError):
 
 
 def _yaml() -> YAML:
+    from ruamel.yaml import YAML
+
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # never fold long strings: diffs stay one line per value
@@ -56,6 +59,8 @@ def _yaml() -> YAML:
 
 def _literal_multiline(value: Any) -> Any:
     """Multi-line strings (SQL, scripts) as ``|`` blocks, which read and diff like the source."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
     if isinstance(value, dict):
         return {k: _literal_multiline(v) for k, v in value.items()}
     if isinstance(value, list):
