@@ -18,10 +18,13 @@ import uuid
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from referencing import Registry, Resource
 
 from control_room.config import PROJECT_ROOT
 from control_room.services import lineage
@@ -29,11 +32,6 @@ from control_room.services.auth import Principal, scoped
 from control_room.services.errors import Forbidden, Invalid, NotFound, ServiceError
 from control_room.services.pagination import Keyset, ListQuery, Page, escape_like
 from control_room.services.runs import resolve_project
-
-if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds, a replica's start pays none
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import ValidationError
-    from referencing import Registry
 
 SPEC_DIR = PROJECT_ROOT / "spec" / "openlineage"
 MAIN_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
@@ -66,8 +64,6 @@ class OpenLineageSchema:
     """The spec's validators, built once: one per event kind and one per official facet key and place."""
 
     def __init__(self, directory: Path) -> None:
-        from referencing import Registry, Resource
-
         main = json.loads((directory / "OpenLineage.json").read_text(encoding="utf-8"))
         resources = [(MAIN_ID, Resource.from_contents(main))]
         facet_schemas: dict[tuple[str, str], dict[str, Any]] = {}
@@ -81,8 +77,6 @@ class OpenLineageSchema:
         self.facets = {place: self._validator(schema) for place, schema in facet_schemas.items()}
 
     def _validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
-        from jsonschema import Draft202012Validator
-
         return Draft202012Validator(schema, registry=self.registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     @staticmethod
@@ -98,8 +92,6 @@ class OpenLineageSchema:
         """(JSON path, message) of the first way the event breaks the spec, or None when it is valid."""
         if not isinstance(event, dict):
             return "$", "an OpenLineage event is a JSON object"
-        from jsonschema.exceptions import best_match
-
         kind = self.kind_of(event)
         error = best_match(self.events[kind].iter_errors(event))
         if error is not None:
