@@ -23,15 +23,9 @@ from control_room.api.retention import router as retention_router
 from control_room.api.serving import proxy_router as serving_proxy_router
 from control_room.api.serving import router as serving_router
 from control_room.api.web_sessions import router as web_sessions_router
-from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url
+from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url, get_pool
 from control_room.db.notify import stop_notifier
-from control_room.loops.alerts import run_alert_evaluator
-from control_room.loops.deliveries import run_delivery_sender
-from control_room.loops.promotions import run_promotion_evaluator
-from control_room.loops.reaper import run_reaper
-from control_room.loops.retention import run_retention
-from control_room.loops.scheduler import run_scheduler
-from control_room.loops.serving import run_serving_restarter
+from control_room.loops.start import start_when_serving
 
 API_PREFIX = "/api/v1"
 
@@ -70,23 +64,42 @@ unpaired surrogates: such requests get 422.
 
 @asynccontextmanager
 async def lifespan(_app: object = None) -> AsyncIterator[None]:
-    """Process lifetime of the server: background loops run inside, the DB pool closes after.
+    """Process lifetime of the server: the DB pool opens at once, background loops start once it serves
+    (control_room/loops/start.py), the pool closes after.
 
     Under ``reflex run`` Starlette does not run a mounted app's lifespan, so control_room.py also
     registers this function as a Reflex lifespan task; FastAPI runs it when served alone (tests).
     """
     loops: list[asyncio.Task[None]] = []
+
+    async def start_loops() -> None:
+        # Imported here: the loops' modules are the process's business once it serves, not before.
+        from control_room.loops.alerts import run_alert_evaluator
+        from control_room.loops.deliveries import run_delivery_sender
+        from control_room.loops.promotions import run_promotion_evaluator
+        from control_room.loops.reaper import run_reaper
+        from control_room.loops.retention import run_retention
+        from control_room.loops.scheduler import run_scheduler
+        from control_room.loops.serving import run_serving_restarter
+
+        with contextlib.suppress(DatabaseNotConfigured):
+            loops.append(asyncio.create_task(run_reaper(database_url()), name="lease-reaper"))
+            loops.append(asyncio.create_task(run_scheduler(database_url()), name="scheduler"))
+            loops.append(asyncio.create_task(run_alert_evaluator(database_url()), name="alert-evaluator"))
+            loops.append(asyncio.create_task(run_delivery_sender(database_url()), name="alert-deliveries"))
+            loops.append(asyncio.create_task(run_promotion_evaluator(database_url()), name="promotion-gates"))
+            loops.append(asyncio.create_task(run_serving_restarter(database_url()), name="serving-restarts"))
+            loops.append(asyncio.create_task(run_retention(database_url()), name="event-retention"))
+
+    starter = start_when_serving(start_loops)
     with contextlib.suppress(DatabaseNotConfigured):
-        loops.append(asyncio.create_task(run_reaper(database_url()), name="lease-reaper"))
-        loops.append(asyncio.create_task(run_scheduler(database_url()), name="scheduler"))
-        loops.append(asyncio.create_task(run_alert_evaluator(database_url()), name="alert-evaluator"))
-        loops.append(asyncio.create_task(run_delivery_sender(database_url()), name="alert-deliveries"))
-        loops.append(asyncio.create_task(run_promotion_evaluator(database_url()), name="promotion-gates"))
-        loops.append(asyncio.create_task(run_serving_restarter(database_url()), name="serving-restarts"))
-        loops.append(asyncio.create_task(run_retention(database_url()), name="event-retention"))
+        await get_pool()  # opens without waiting: its first connection is made while the socket starts to listen
     try:
         yield
     finally:
+        starter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starter
         for task in loops:
             task.cancel()
         for task in loops:

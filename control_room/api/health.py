@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from control_room.loops.start import mark_serving
 from control_room.services.health import check_database
 from control_room.services.ml_tracking import check_tracking
 
@@ -44,6 +45,7 @@ async def get_health() -> HealthPublic | JSONResponse:
     """200 with the schema version, or 503 within about two seconds when the database is not usable."""
     health = await check_database()
     if health.ok and health.schema_version is not None:
+        mark_serving()  # the process serves and reaches its database: its background loops may start
         mlflow, mlflow_detail = await check_tracking()
         return HealthPublic(schema_version=health.schema_version, mlflow=mlflow, mlflow_detail=mlflow_detail)
     problem = HealthProblem(

@@ -22,6 +22,7 @@ from control_room.bundle.models import (
     AlertRule,
     Dashboard,
     JobTemplate,
+    ProjectSettings,
     PromotionGate,
     Schedule,
     ServingEndpoint,
@@ -80,6 +81,8 @@ def resolve(conn: psycopg.Connection[Any], loaded: LoadedBundle) -> OrgDirectory
             check_environment(origin, ("environment",), endpoint.project, endpoint.environment)
     for _, dashboard, origin in loaded.items("dashboards"):
         check_project(origin, ("project",), dashboard.project)
+    for _, settings, origin in loaded.items("settings"):
+        check_project(origin, ("project",), settings.project)
     for _, policy, origin in loaded.items("access_policies"):
         org_id, target = directory.org_id, policy.target
         if policy.target_kind == "dataset" and bundles.dataset_id_by_name(conn, org_id, target) is None:
@@ -361,6 +364,14 @@ class _Deploy:
                 actor=self.actor,
             )  # fmt: skip
 
+    def write_settings(self) -> None:
+        """Projects' settings made equal to the bundle's (a project it does not list: the defaults)."""
+        for change in self.of("settings", "update"):
+            settings = self.desired.get(("settings", change.key)) or ProjectSettings(project=change.key)
+            project_id = self.directory.projects[change.key]
+            bundles.set_project_settings(self.conn, self.directory.org_id, project_id, settings.model_dump())
+            self.log(change, project_id, project_id)
+
     def archive_templates(self) -> None:
         """Templates removed from the bundle are archived; their versions stay as history."""
         for change in self.of("job_templates", "delete"):
@@ -395,6 +406,7 @@ def _apply(
     deploy.write_access()
     deploy.write_endpoints()
     deploy.write_dashboards()
+    deploy.write_settings()
 
 
 def _dependent_values(

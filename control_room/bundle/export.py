@@ -1,7 +1,7 @@
 """Export: the live configuration of an org written back as a bundle directory in canonical form.
 
 Canonical form: ``bundle.yaml`` (the org), one file per section (``routing.yaml``, ``caps.yaml``,
-``schedules.yaml``, ``alerts.yaml``, ``promotion_gates.yaml``), one file per job template
+``schedules.yaml``, ``alerts.yaml``, ``promotion_gates.yaml``, ``settings.yaml``, ...), one file per job template
 (``job_templates/<project>/<name>.yaml``) and one per dashboard (``dashboards/<project>/<name>.yaml``);
 items in canonical order; fields at their default left out. Exporting, deploying the export and exporting
 again gives byte-identical files.
@@ -12,16 +12,17 @@ from __future__ import annotations
 import io
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from pydantic import BaseModel
-from ruamel.yaml import YAML
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
 from control_room.bundle import store
 from control_room.bundle.loader import YAML_SUFFIXES
 from control_room.bundle.models import Bundle, sorted_bundle
+
+if TYPE_CHECKING:  # ruamel is imported by the calls that write YAML, not on a replica's start-up path
+    from ruamel.yaml import YAML
 
 HEADER = (
     "# Exported by `lakehouse bundle export` from the live control plane; validate with `lakehouse bundle validate`.\n"
@@ -39,6 +40,7 @@ SECTION_FILES: dict[str, str] = {
     "groups": "access.yaml",
     "access_policies": "access.yaml",
     "serving_endpoints": "serving.yaml",
+    "settings": "settings.yaml",
 }
 
 
@@ -47,6 +49,8 @@ class ExportTargetNotEmpty(RuntimeError):
 
 
 def _yaml() -> YAML:
+    from ruamel.yaml import YAML
+
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # never fold long strings: diffs stay one line per value
@@ -55,6 +59,8 @@ def _yaml() -> YAML:
 
 def _literal_multiline(value: Any) -> Any:
     """Multi-line strings (SQL, scripts) as ``|`` blocks, which read and diff like the source."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
     if isinstance(value, dict):
         return {k: _literal_multiline(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from croniter import croniter
 from pydantic import ValidationError
 
@@ -267,6 +266,8 @@ def template_problems(template: JobTemplate, document: YamlDocument) -> list[Pro
 
 
 def _check_template(template: JobTemplate, origin: Origin) -> list[Problem]:
+    import jsonschema  # seconds of format-checker imports: paid by the paths that validate, not at start-up
+
     problems: list[Problem] = []
     try:
         validator_class = jsonschema.validators.validator_for(template.params_schema, jsonschema.Draft202012Validator)
@@ -376,6 +377,8 @@ def _check_schedule(schedule: Schedule, origin: Origin, templates: dict[str, Job
             origin.problem(("template",), _unknown_template(schedule.project, schedule.template, templates))
         )
         return problems
+    import jsonschema  # see _check_template
+
     try:
         validator_class = jsonschema.validators.validator_for(template.params_schema, jsonschema.Draft202012Validator)
         validator = validator_class(template.params_schema)

@@ -58,8 +58,11 @@ SECTIONS: tuple[str, ...] = (
     "access_policies",
     # Serving endpoints (issue 23) after the caps that bound their replicas.
     "serving_endpoints",
-    # Dashboards (issue 24): per project, versioned; last, they name nothing the others need.
+    # Dashboards (issue 24): per project, versioned; they name nothing the others need.
     "dashboards",
+    # Project settings (issue 25): one item per project, never created or deleted (projects are not the
+    # bundle's); a project the bundle does not list runs with the defaults.
+    "settings",
 )
 
 
@@ -444,6 +447,31 @@ class Dashboard(BundleModel):
     )
 
 
+# Project settings (issue 25) ----------------------------------------------------------------------
+
+
+class ProjectSettings(BundleModel):
+    """A project's settings. A project the bundle does not list gets the defaults (deploying sets them back)."""
+
+    project: str = Field(pattern=SLUG_PATTERN, description="Project slug (an existing project of the org).")
+    event_retention_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="Days after a run finished before its events and attempts move to the Parquet archive in the "
+        "artifact store (0: kept in Postgres forever).",
+    )
+    require_available_engine: bool = Field(
+        default=False,
+        description="Refuse a run whose engine no live executor of the routed pool offers (default: accept it "
+        "with a warning).",
+    )
+
+    def is_default(self) -> bool:
+        """True when every setting is at its default (the canonical bundle leaves such a project out)."""
+        return self == ProjectSettings(project=self.project)
+
+
 # Files and the merged bundle ---------------------------------------------------------------------
 
 
@@ -462,6 +490,9 @@ class BundleSections(BundleModel):
     access_policies: list[AccessPolicy] = Field(default_factory=list, description="Grants, filters and masks.")
     serving_endpoints: list[ServingEndpoint] = Field(default_factory=list, description="Model serving endpoints.")
     dashboards: list[Dashboard] = Field(default_factory=list, description="Projects' dashboards, versioned.")
+    settings: list[ProjectSettings] = Field(
+        default_factory=list, description="Per-project settings (event retention, ...); unlisted projects: defaults."
+    )
 
 
 class BundleFile(BundleSections):
@@ -482,14 +513,19 @@ def section_key(section: str, item: BaseModel) -> str:
     """How rows of a section are identified across bundle and control plane (slugs, never uuids)."""
     if section in ("job_templates", "schedules", "promotion_gates", "serving_endpoints", "dashboards"):
         return f"{item.project}/{item.name}"  # type: ignore[attr-defined]
+    if section == "settings":
+        return str(item.project)  # type: ignore[attr-defined]
     return str(item.name)  # type: ignore[attr-defined]
 
 
 def sorted_bundle(bundle: Bundle) -> Bundle:
-    """The bundle with each section in canonical order (routing by position, others by key)."""
+    """The bundle with each section in canonical order (routing by position, others by key); a project whose
+    settings are all at their defaults is left out of ``settings`` (listing it or not means the same)."""
     ordered: dict[str, Any] = {"org": bundle.org}
     for section in SECTIONS:
         items = list(getattr(bundle, section))
+        if section == "settings":
+            items = [item for item in items if not item.is_default()]
         if section == "routing_rules":
             items.sort(key=lambda rule: (rule.position, rule.name))
         else:

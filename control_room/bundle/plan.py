@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
-from control_room.bundle.models import SECTIONS, Bundle, JobTemplate, section_key
+from control_room.bundle.models import SECTIONS, Bundle, JobTemplate, ProjectSettings, section_key
 
 Action = Literal["create", "update", "delete"]
 _SYMBOL: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
@@ -198,6 +198,9 @@ def diff_bundles(
     for section in SECTIONS:
         wanted = {section_key(section, item): item for item in getattr(desired, section)}
         current = {section_key(section, item): item for item in getattr(live, section)}
+        if section == "settings":
+            changes += _settings_changes(wanted, current)
+            continue
         for key, item in wanted.items():
             if key not in current:
                 note = ""
@@ -228,6 +231,19 @@ def diff_bundles(
                 }.get(section, "")
                 changes.append(Change(section, key, "delete", note=note))
     return Plan(desired.org, tuple(changes))
+
+
+def _settings_changes(wanted: Mapping[str, BaseModel], current: Mapping[str, BaseModel]) -> list[Change]:
+    """Settings are never created or deleted (every project has them): a project missing on either side has
+    the defaults there, so only updates come out, ``back to the defaults`` when the bundle no longer lists it."""
+    changes: list[Change] = []
+    for key in sorted({*wanted, *current}):
+        old = current.get(key) or ProjectSettings(project=key)
+        new = wanted.get(key) or ProjectSettings(project=key)
+        diffs = tuple(field_changes(_dump(old), _dump(new)))
+        if diffs:
+            changes.append(Change("settings", key, "update", diffs, "" if key in wanted else "back to the defaults"))
+    return changes
 
 
 def _new_version(live: BaseModel, desired: BaseModel) -> bool:

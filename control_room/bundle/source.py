@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 FieldPath = tuple[str | int, ...]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -93,6 +90,8 @@ class YamlDocument:
 
 def _plain(node: Any, path: FieldPath, lines: dict[FieldPath, int]) -> Any:
     """ruamel's round-trip nodes -> plain Python, recording 1-based lines of keys and list items."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
@@ -123,6 +122,10 @@ def _plain(node: Any, path: FieldPath, lines: dict[FieldPath, int]) -> Any:
 
 def parse_yaml(text: str, file: str) -> YamlDocument:
     """Parse YAML text; a syntax error or a duplicate key raises ``InvalidInput`` at its line."""
+    # Imported by the paths that read YAML: the models here are on every replica's start-up path, ruamel is not.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -24,14 +24,17 @@ from control_room.bundle.models import (
     Cap,
     Dashboard,
     JobTemplate,
+    ProjectSettings,
     PromotionGate,
     RoutingRule,
     Schedule,
     ServingEndpoint,
     section_key,
 )
-from control_room.db import tables
 from control_room.services import bundles
+
+if TYPE_CHECKING:  # rows arrive as these models (services/bundles.py loads them when it reads)
+    from control_room.db import tables
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -272,6 +275,11 @@ def _dashboard(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -
     return _model(Dashboard, data, f'dashboard "{key}" version {row["version"]}')
 
 
+def _project_settings(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> ProjectSettings:
+    data = {key: row[key] for key in ("project", "event_retention_days", "require_available_engine")}
+    return _model(ProjectSettings, data, f'the settings of project "{row["project"]}"')
+
+
 Reader = Callable[[Any, OrgDirectory, LiveState], BaseModel | None]
 # In SECTIONS order: templates are read before the alert rules and gates that name them.
 _READERS: dict[str, Reader] = {
@@ -287,6 +295,7 @@ _READERS: dict[str, Reader] = {
     "access_policies": access.read_policy,
     "serving_endpoints": _serving_endpoint,
     "dashboards": _dashboard,
+    "settings": _project_settings,
 }
 
 

@@ -6,21 +6,25 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from control_room.dashboards import TEMPLATES_DIR
 from control_room.dashboards.models import DashboardFile, dashboard_json_schema
 from control_room.services.errors import Invalid
 
+if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds, a replica's start pays none
+    from jsonschema import Draft202012Validator
+
 MAX_YAML_CHARS = 100_000
 
 
 @cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(dashboard_json_schema())
 
 

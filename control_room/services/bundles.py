@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from control_room.db import tables
-from control_room.db.rows import model_rows
+if TYPE_CHECKING:  # the SQLModel mirror pulls in SQLAlchemy (a second of a replica's start): loaded where used
+    from control_room.db import tables
 
 # Serializes deploys of one org (pg_advisory_xact_lock(class, hashtext(org slug))).
 DEPLOY_LOCK_CLASS = 72_451_190
@@ -133,23 +133,34 @@ _SECTION_SQL: dict[str, str] = {
         join ops.serving_endpoint_revisions r on r.endpoint_id = e.id and r.revision = e.revision
         where e.org_id = %s order by p.slug, e.name
         """,
+    # Project settings (issue 25): every project of the org has them; written by set_project_settings below.
+    "settings": """
+        select id, slug as project, event_retention_days, require_available_engine
+        from ops.projects where org_id = %s order by slug
+        """,
 }
 
 
 # Sections that are one table each come back as that table's typed rows; the others join in the
 # slugs and names the bundle uses (and, for templates, the latest version) and come back as dicts.
-_TABLE_ROWS: dict[str, type[tables.OpsTable]] = {
-    "routing_rules": tables.RoutingRule,
-    "caps": tables.Cap,
-    "alert_rules": tables.AlertRule,
-    "alert_channels": tables.AlertChannel,
-}
+def _table_rows(section: str) -> type[tables.OpsTable] | None:
+    from control_room.db import tables
+
+    models: dict[str, type[tables.OpsTable]] = {
+        "routing_rules": tables.RoutingRule,
+        "caps": tables.Cap,
+        "alert_rules": tables.AlertRule,
+        "alert_channels": tables.AlertChannel,
+    }
+    return models.get(section)
 
 
 def live_rows(conn: psycopg.Connection[Any], section: str, org: uuid.UUID) -> list[Any]:
     """The org's rows behind one bundle section, in the bundle's order (templates with their latest version):
     ``db.tables`` models for routing rules, caps and alert rules, dicts for the joined sections."""
-    model = _TABLE_ROWS.get(section)
+    from control_room.db.rows import model_rows
+
+    model = _table_rows(section)
     with conn.cursor(row_factory=model_rows(model) if model else dict_row) as cur:
         return cur.execute(_SECTION_SQL[section], (org,)).fetchall()
 
@@ -396,6 +407,23 @@ def deploy_serving_endpoint(
 def delete_serving_endpoint(conn: psycopg.Connection[Any], endpoint_id: uuid.UUID, *, actor: str) -> None:
     """Delete an endpoint: its replicas are cancelled; its revisions, tokens and stats go with it."""
     conn.execute("select ops.delete_serving_endpoint(%s, %s)", (endpoint_id, actor))
+
+
+# Project settings (issue 25) --------------------------------------------------------------------------
+
+
+def set_project_settings(
+    conn: psycopg.Connection[Any], org: uuid.UUID, project_id: uuid.UUID, values: Mapping[str, Any]
+) -> None:
+    """Give one project of the org these settings (the deploy audits the change with its fields). The columns'
+    checks hold the same bounds as the bundle's model and ops.set_event_retention (0 to 3650 days)."""
+    updated = conn.execute(
+        "update ops.projects set event_retention_days = %s, require_available_engine = %s "
+        "where id = %s and org_id = %s returning id",
+        (values["event_retention_days"], values["require_available_engine"], project_id, org),
+    ).fetchone()
+    if updated is None:
+        raise LookupError(f"project {project_id} is not a project of org {org}")
 
 
 # Dashboards (issue 24) ----------------------------------------------------------------------------

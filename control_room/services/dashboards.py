@@ -21,13 +21,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from anyio import to_thread
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from sqlglot import exp
 
 from control_room.config import get_settings
 from control_room.dashboards.loader import content_sha256, parse_dashboard, shipped_templates
@@ -37,6 +36,9 @@ from control_room.services.errors import Forbidden, Invalid, NotFound, ServiceEr
 from control_room.services.result_rows import json_cell
 from control_room.services.sql_guard import bind_placeholders, parse_read_only, typed_literal, with_limit
 from control_room.storage import get_store
+
+if TYPE_CHECKING:  # sqlglot takes most of a second to import: loaded by the calls that parse, not at start-up
+    from sqlglot import exp
 
 MAX_DATASET_ROWS = 5_000
 DATASET_TIMEOUT = "10s"

@@ -22,16 +22,18 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from sqlglot import exp
 
 from control_room.config import get_settings
 from control_room.services.errors import Invalid
 from control_room.services.sql_guard import parse_read_only, with_limit
+
+if TYPE_CHECKING:  # sqlglot takes most of a second to import: loaded by the calls that parse, not at start-up
+    from sqlglot import exp
 
 MAX_ROWS = 1_000
 DIALECT = "duckdb"
@@ -102,6 +104,7 @@ class Refusal(Exception):
 
 def guard(sql: str, policy: AccessPolicy, *, limit: int = MAX_ROWS) -> str:
     """The SQL as it may run: one read-only SELECT on readable tables, no masked column, at most ``limit`` rows."""
+    from sqlglot import exp
 
     def table_allowed(table: exp.Table) -> str | None:
         if table.name.lower() in policy.tables and table.db.lower() in ("", "main"):

@@ -20,10 +20,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from sqlglot import exp
 
 from control_room.services.errors import Forbidden
 
@@ -40,6 +38,9 @@ class Sources:
 
 def statement_sources(engine: str, sql: str) -> Sources:
     """The tables one statement references (CTE names excluded); ``unparsed`` when sqlglot cannot read it."""
+    import sqlglot  # most of a second to import: paid by the first result read, not by a replica's start
+    from sqlglot import exp
+
     try:
         trees = sqlglot.parse(sql, dialect=DIALECTS.get(engine, "duckdb"))
     except sqlglot.errors.SqlglotError:
@@ -96,9 +97,7 @@ def mask_value(kind: str, value: Any) -> Any:
     return text[:2] + "****"
 
 
-def _mapped_columns(
-    source: str, columns: set[str], edges: list[tuple[str, str, list[dict[str, Any]]]]
-) -> set[str]:
+def _mapped_columns(source: str, columns: set[str], edges: list[tuple[str, str, list[dict[str, Any]]]]) -> set[str]:
     """The source's columns and every column the task's column lineage leads them to (any depth)."""
     reached = {(source, c) for c in columns}
     frontier = list(reached)
@@ -143,9 +142,7 @@ async def rows_policy(conn: AsyncConnection, *, artifact: dict[str, Any]) -> Row
             "select engine, sql_text from ops.query_history where task_id = %s order by statement_index", (task_id,)
         )
         statements = await cur.fetchall()
-        await cur.execute(
-            "select dataset_id, direction from ops.task_datasets where task_id = %s", (task_id,)
-        )
+        await cur.execute("select dataset_id, direction from ops.task_datasets where task_id = %s", (task_id,))
         task_datasets = await cur.fetchall()
     references: set[tuple[str, ...]] = set()
     for statement in statements:

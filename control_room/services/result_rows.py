@@ -14,9 +14,10 @@ import datetime as dt
 import math
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:  # the callers hold the tables; dashboards only need json_cell, and a replica's start no Arrow
+    import pyarrow as pa
 
 
 def describe_columns(schema: pa.Schema) -> list[dict[str, str]]:

@@ -19,10 +19,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from anyio import to_thread
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -30,41 +29,59 @@ from psycopg.rows import dict_row
 from control_room.services.errors import Invalid, NotFound
 from control_room.storage import ArtifactExists, ArtifactStore, StorageError, get_store
 
+if TYPE_CHECKING:  # Arrow is imported by the pass and the reader that need it, not by a replica's start
+    import pyarrow as pa
+
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 LEASE_SECONDS = 300  # a replica that holds a run this long without progress is presumed dead
 READ_PAGE = 20_000  # events read (and written as one row group) at a time
 
-EVENT_SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("run_id", pa.string()),
-        ("task_id", pa.string()),
-        ("task_key", pa.string()),
-        ("attempt", pa.int32()),
-        ("seq", pa.int32()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-        ("type", pa.string()),
-        ("level", pa.string()),
-        ("message", pa.string()),
-        ("data", pa.string()),  # the event's JSON object, as text
-    ]
-)
-ATTEMPT_SCHEMA = pa.schema(
-    [
-        ("task_id", pa.string()),
-        ("task_key", pa.string()),
-        ("attempt", pa.int32()),
-        ("run_id", pa.string()),
-        ("executor_id", pa.string()),
-        ("executor_name", pa.string()),
-        ("claimed_at", pa.timestamp("us", tz="UTC")),
-        ("started_at", pa.timestamp("us", tz="UTC")),
-        ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("outcome", pa.string()),
-        ("result", pa.string()),  # JSON text
-        ("error", pa.string()),
-    ]
-)
+
+@cache
+def event_schema() -> pa.Schema:
+    """The events file's columns."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("id", pa.int64()),
+            ("run_id", pa.string()),
+            ("task_id", pa.string()),
+            ("task_key", pa.string()),
+            ("attempt", pa.int32()),
+            ("seq", pa.int32()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("type", pa.string()),
+            ("level", pa.string()),
+            ("message", pa.string()),
+            ("data", pa.string()),  # the event's JSON object, as text
+        ]
+    )
+
+
+@cache
+def attempt_schema() -> pa.Schema:
+    """The attempts file's columns."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("task_id", pa.string()),
+            ("task_key", pa.string()),
+            ("attempt", pa.int32()),
+            ("run_id", pa.string()),
+            ("executor_id", pa.string()),
+            ("executor_name", pa.string()),
+            ("claimed_at", pa.timestamp("us", tz="UTC")),
+            ("started_at", pa.timestamp("us", tz="UTC")),
+            ("finished_at", pa.timestamp("us", tz="UTC")),
+            ("outcome", pa.string()),
+            ("result", pa.string()),  # JSON text
+            ("error", pa.string()),
+        ]
+    )
+
+
 # The attempt fields runs.get_run gives each task (executor_id apart, stored as text).
 ATTEMPT_FIELDS = ("attempt", "executor_name", "claimed_at", "started_at", "finished_at", "outcome", "error")
 ARCHIVE_COLUMNS = (
@@ -205,6 +222,8 @@ def _micros(column: str) -> str:
 
 def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     """Rows as an Arrow table, column by column (from_pylist converts aware datetimes one by one: 80x slower)."""
+    import pyarrow as pa
+
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema.names]
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
 
@@ -218,16 +237,18 @@ EVENTS_PAGE_SQL = (
 
 async def _events_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[bytes, int, int]:
     """The run's events in id order as Parquet (zstd), their count and the last id (0 when none)."""
+    import pyarrow.parquet as pq
+
     sink = io.BytesIO()
     count, last = 0, 0
-    with pq.ParquetWriter(sink, EVENT_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(sink, event_schema(), compression="zstd") as writer:
         while True:
             async with conn.cursor() as cur:
                 await cur.execute(EVENTS_PAGE_SQL, (run_id, last, READ_PAGE))
                 rows = await cur.fetchall()
             if not rows:
                 break
-            writer.write_table(_table(rows, EVENT_SCHEMA))
+            writer.write_table(_table(rows, event_schema()))
             count += len(rows)
             last = int(rows[-1][0])
             if len(rows) < READ_PAGE:
@@ -247,7 +268,9 @@ async def _attempts_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[b
             (run_id,),
         )
         rows = await cur.fetchall()
-    table = _table(rows, ATTEMPT_SCHEMA)
+    import pyarrow.parquet as pq
+
+    table = _table(rows, attempt_schema())
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue(), len(rows)
@@ -274,6 +297,8 @@ def _read_verified(store: ArtifactStore, key: str, size: int, sha256: str) -> pa
             f"archive {key!r}: stored bytes ({len(data)} bytes, SHA-256 {actual}) differ from the recorded "
             f"{size} bytes, {sha256}; restore the file from a backup of the artifact store"
         )
+    import pyarrow.parquet as pq
+
     return pq.read_table(io.BytesIO(data))
 
 

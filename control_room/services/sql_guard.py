@@ -9,22 +9,34 @@ dashboard or a question may do, and names what it refused.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError
+from functools import cache
+from typing import TYPE_CHECKING
 
 from control_room.services.errors import Invalid
 
-# Statements (anywhere in the tree) that write, change the session or the schema.
-_WRITES: tuple[type[exp.Expression], ...] = (
-    exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Set,
-    exp.TruncateTable, exp.Into, exp.Copy, exp.Pragma, exp.Use, exp.Transaction, exp.Commit, exp.Rollback,
-)  # fmt: skip
-# Functions that read files or URLs (DuckDB's readers), refused wherever they appear.
-_FILE_READERS: tuple[type[exp.Expression], ...] = tuple(
-    getattr(exp, name) for name in ("ReadCSV", "ReadParquet", "ReadJSON") if hasattr(exp, name)
-)
+if TYPE_CHECKING:  # sqlglot takes most of a second to import: loaded by the calls that parse, not at start-up
+    from sqlglot import exp
+
+
+@cache
+def _writes() -> tuple[type[exp.Expression], ...]:
+    """Statements (anywhere in the tree) that write, change the session or the schema."""
+    from sqlglot import exp
+
+    return (
+        exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Set,
+        exp.TruncateTable, exp.Into, exp.Copy, exp.Pragma, exp.Use, exp.Transaction, exp.Commit, exp.Rollback,
+    )  # fmt: skip
+
+
+@cache
+def _file_readers() -> tuple[type[exp.Expression], ...]:
+    """Functions that read files or URLs (DuckDB's readers), refused wherever they appear."""
+    from sqlglot import exp
+
+    return tuple(getattr(exp, name) for name in ("ReadCSV", "ReadParquet", "ReadJSON") if hasattr(exp, name))
+
+
 # Functions sqlglot does not model that a read-only query may call (it knows the common SQL ones).
 SAFE_FUNCTIONS = frozenset({
     "jsonb_array_elements", "jsonb_array_elements_text", "jsonb_typeof", "jsonb_object_keys",
@@ -42,6 +54,11 @@ def parse_read_only(
 ) -> exp.Query:
     """The one SELECT in ``text``, checked: no writes, tables accepted by ``table_allowed`` (it returns the
     reason a table is refused, or None), only known functions. Raises Invalid naming ``field``."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    writes, file_readers = _writes(), _file_readers()
     try:
         statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
     except ParseError as exc:
@@ -53,9 +70,9 @@ def parse_read_only(
     if not isinstance(statement, exp.Query):
         raise Invalid(f"only read-only SELECT statements are allowed (found {statement.key.upper()})", field=field)
     for node in statement.walk():
-        if isinstance(node, _WRITES):
+        if isinstance(node, writes):
             raise Invalid(f"only read-only statements are allowed ({node.key.upper()} is not)", field=field)
-        if _FILE_READERS and isinstance(node, _FILE_READERS):
+        if file_readers and isinstance(node, file_readers):
             raise Invalid(f"reading files is not allowed here ({node.sql(dialect)})", field=field)
         if isinstance(node, exp.Anonymous) and node.name.lower() not in SAFE_FUNCTIONS:
             raise Invalid(f"function {node.name}() is not allowed here", field=field)
@@ -73,6 +90,8 @@ def parse_read_only(
 
 def bind_placeholders(statement: exp.Query, values: Mapping[str, exp.Expression], *, field: str) -> exp.Query:
     """Replace each ``:name`` with its value (a literal or typed NULL); unknown names are refused."""
+    from sqlglot import exp
+
     tree = statement.copy()
     for placeholder in list(tree.find_all(exp.Placeholder)):
         value = values.get(placeholder.name)
@@ -85,12 +104,16 @@ def bind_placeholders(statement: exp.Query, values: Mapping[str, exp.Expression]
 
 def typed_literal(value: str | None, sql_type: str) -> exp.Expression:
     """``CAST('value' AS type)``, or a typed NULL: how parameters are bound into checked SQL."""
+    from sqlglot import exp
+
     literal: exp.Expression = exp.Null() if value is None else exp.Literal.string(value)
     return exp.Cast(this=literal, to=exp.DataType.build(sql_type))
 
 
 def with_limit(statement: exp.Query, limit: int) -> exp.Query:
     """The statement with a LIMIT of at most ``limit`` rows (a smaller LIMIT already there is kept)."""
+    from sqlglot import exp
+
     current = statement.args.get("limit")
     if current is not None:
         amount = current.expression if isinstance(current, exp.Limit) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
 from control_room.config import Settings, get_settings
 from control_room.storage.base import (
@@ -17,7 +18,9 @@ from control_room.storage.base import (
     artifact_key,
 )
 from control_room.storage.local import LocalArtifactStore
-from control_room.storage.s3 import S3ArtifactStore
+
+if TYPE_CHECKING:  # boto3 takes about a second to import: a replica on a local store never pays it
+    from control_room.storage.s3 import S3ArtifactStore
 
 __all__ = [
     "ArtifactExists",
@@ -33,6 +36,16 @@ __all__ = [
     "artifact_key",
     "get_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``S3ArtifactStore`` on first use (PEP 562), so ``from control_room.storage import S3ArtifactStore`` works."""
+    if name == "S3ArtifactStore":
+        from control_room.storage.s3 import S3ArtifactStore
+
+        return S3ArtifactStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _stores: dict[tuple[object, ...], ArtifactStore] = {}
 _stores_lock = threading.Lock()
@@ -71,5 +84,7 @@ def _build_store(settings: Settings) -> ArtifactStore:
     if settings.artifact_store == "local":
         return LocalArtifactStore(settings.artifacts_path, upload_url_expiry_seconds=settings.upload_url_expiry_seconds)
     if settings.artifact_store == "s3":
+        from control_room.storage.s3 import S3ArtifactStore
+
         return S3ArtifactStore.from_settings(settings)
     raise ValueError(f"LAKEHOUSE_ARTIFACT_STORE must be 'local' or 's3', got {settings.artifact_store!r}")

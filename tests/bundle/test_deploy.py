@@ -55,8 +55,10 @@ def test_plan_against_an_empty_org_creates_everything(db: psycopg.Connection, bu
     plan = plan_bundle(db, loaded)
 
     expected = sum(len(getattr(loaded.bundle, section)) for section in (*CONFIG_TABLES, *ACCESS_SECTIONS))
-    assert [c.action for c in plan.changes] == ["create"] * expected
-    assert plan.counts() == {"create": expected, "update": 0, "delete": 0}
+    # Every project has settings already: the demo's ml retention (90 days, not the default 30) is an update.
+    assert [c.action for c in plan.changes] == ["create"] * expected + ["update"]
+    assert plan.counts() == {"create": expected, "update": 1, "delete": 0}
+    assert plan.changes[-1] == Change("settings", "ml", "update", (FieldChange("event_retention_days", 30, 90),))
     assert Change("job_templates", "lakehouse/nightly-ingest", "create", note="version 1") in plan.changes
 
 
@@ -129,8 +131,9 @@ def test_second_deploy_changes_nothing(db: psycopg.Connection, org: DemoLikeOrg,
     first = deploy_bundle(db, loaded, actor="test")
     assert not first.is_empty
     after_first = snapshot(db, org)
-    # Access policies' changes are audited by their own SQL functions (tests/bundle/test_access_bundle.py).
-    config_changes = [c for c in first.changes if c.section not in ACCESS_SECTIONS]
+    # Access policies' changes are audited by their own SQL functions (tests/bundle/test_access_bundle.py);
+    # project settings' on the project (tests/bundle/test_settings_bundle.py).
+    config_changes = [c for c in first.changes if c.section not in (*ACCESS_SECTIONS, "settings")]
     assert after_first["audit"] == (len(config_changes),), "every change is audited"
 
     second = deploy_bundle(db, load_bundle(bundle_dir), actor="test")
