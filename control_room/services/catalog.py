@@ -18,15 +18,12 @@ import uuid
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from referencing import Registry, Resource
 
 from control_room.config import PROJECT_ROOT
 from control_room.services import lineage
@@ -34,6 +31,11 @@ from control_room.services.auth import Principal, act_as_principal
 from control_room.services.errors import NotFound, ServiceError
 from control_room.services.pagination import ListQuery, Page, decode_key_cursor, escape_like, name_cursor_after
 from control_room.services.runs import resolve_project
+
+if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds, a replica's start pays none
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry
 
 SPEC_DIR = PROJECT_ROOT / "spec" / "openlineage"
 MAIN_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
@@ -71,6 +73,8 @@ class OpenLineageSchema:
     usual case, never reaches the second."""
 
     def __init__(self, directory: Path) -> None:
+        from referencing import Registry, Resource
+
         main = json.loads((directory / "OpenLineage.json").read_text(encoding="utf-8"))
         documents = [(MAIN_ID, main)]
         facet_schemas: dict[tuple[str, str], dict[str, Any]] = {}
@@ -95,6 +99,8 @@ class OpenLineageSchema:
         return jsonschema_rs.Draft202012Validator(schema, registry=registry, validate_formats=True)
 
     def _validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
+        from jsonschema import Draft202012Validator
+
         return Draft202012Validator(schema, registry=self.registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     @staticmethod
@@ -126,6 +132,8 @@ class OpenLineageSchema:
             return "$", "an OpenLineage event is a JSON object"
         if self.is_valid(event):
             return None
+        from jsonschema.exceptions import best_match
+
         kind = self.kind_of(event)
         error = best_match(self.events[kind].iter_errors(event))
         if error is not None:
