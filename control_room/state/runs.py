@@ -189,6 +189,8 @@ class RunsState(TaskForm, SessionState):
         new page's rows (the page number, filters and rows together), not first for a "loading" flag."""
         async with self:
             changes = self._from_address() if opened else {}
+            if opened:
+                self._show(submit_open=False, submit_error="")  # at once (no update when it was closed)
             target = self._target + step
             if step > 0 and (target - 1 >= len(self._cursors) or self._cursors[target - 1] is None):
                 return  # no next page (or the page before it is still being read)
@@ -335,10 +337,9 @@ class RunsState(TaskForm, SessionState):
         show with the rows (the page's first page, or a shared later one: its cursors are set here). The URL may
         narrow the list: ``?job=`` to a job's runs, ``?status=failed,cancelled`` and ``?range=24h`` (the
         overview's cards link so). Dialogs never reopen by themselves: opening the page closes the submit dialog
-        and forgets its error."""
+        and forgets its error (``_show_page`` and ``_forget_page_data``)."""
         query = self.router.url.query_parameters
-        changes: dict[str, Any] = {"job": query.get("job", ""), "job_name": query.get("job_name", ""),
-                                   "submit_open": False, "submit_error": ""}  # fmt: skip
+        changes: dict[str, Any] = {"job": query.get("job", ""), "job_name": query.get("job_name", "")}
         if any(key in query for key in SHARED_KEYS):  # a shared link: its filters, sort and search win
             window, sort = str(query.get("range", "")), str(query.get("sort", ""))
             engine, trigger = str(query.get("engine", "")), str(query.get("trigger", ""))
@@ -363,7 +364,8 @@ class RunsState(TaskForm, SessionState):
     def _forget_page_data(self) -> None:
         """When a tab loads a page anew (its hydrate, see SessionGuard): the rows of its last visit are not sent
         to be drawn before the list is read again (they were another page, or another filter's)."""
-        self._show(rows=[], loaded=False, has_next=False, page=1, error="", selected=[])
+        self._show(rows=[], loaded=False, has_next=False, page=1, error="", selected=[], submit_open=False,
+                   submit_error="")
         self._restart()
         self._generation += 1  # an answer still on its way is for the last visit
 
