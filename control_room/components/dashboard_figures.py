@@ -40,6 +40,7 @@ def _series(
 
 GRAINS = ("hour", "day", "week", "month")
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 # Tick and hover labels per time grain: a month bucket reads "2026-03", never "Mar 1, 2026" with a midnight tick.
 GRAIN_FORMAT = {"hour": "%b %d %H:%M", "day": "%b %d", "week": "%b %d", "month": "%Y-%m"}
 GRAIN_PAD = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7),
@@ -106,7 +107,7 @@ def _bucket_labels(columns: list[str], rows: list[list[Any]], x: str | None, gra
     return labelled
 
 
-def _dtick(grain: str, span: timedelta) -> int | str | None:
+def _dtick(grain: str, span: timedelta) -> int | str:
     """One tick per bucket while that stays readable (at most MAX_TICKS), else a round multiple of it."""
     if grain == "month":
         months = span.days // 28 + 1
@@ -115,7 +116,8 @@ def _dtick(grain: str, span: timedelta) -> int | str | None:
         days = span.days + 1
         steps = (1, 2, 7, 14, 28) if grain == "day" else (7, 14, 28)
         return next((step for step in steps if days / step <= MAX_TICKS), 91) * DAY_MS
-    return None
+    hours = span.total_seconds() / 3600 + 1
+    return next((step for step in (1, 2, 3, 6, 12, 24) if hours / step <= MAX_TICKS), 48) * HOUR_MS
 
 
 def _x_axis(xs: list[Any], grain: str | None, *, kind: str) -> dict[str, Any]:
@@ -131,9 +133,7 @@ def _x_axis(xs: list[Any], grain: str | None, *, kind: str) -> dict[str, Any]:
     axis.update(type="date", tickformat=GRAIN_FORMAT[grain], hoverformat=GRAIN_FORMAT[grain])
     if grain == "week":
         axis["tick0"] = moments[0].isoformat()  # ticks on the weeks' first days
-    dtick = _dtick(grain, moments[-1] - moments[0])
-    if dtick is not None:
-        axis["dtick"] = dtick
+    axis["dtick"] = _dtick(grain, moments[-1] - moments[0])
     if len(moments) == 1:
         pad = GRAIN_PAD[grain]
         axis["range"] = [(moments[0] - pad).isoformat(), (moments[0] + pad).isoformat()]

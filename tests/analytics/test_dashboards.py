@@ -199,6 +199,8 @@ def test_time_axes_follow_the_dataset_grain() -> None:
     # The dataset's declared grain wins over what the values look like (two 1sts of a month, daily data).
     assert _axis("line", [days[0], ["2026-04-01T00:00:00+00:00", 1]], grain="day")[1].tickformat == "%b %d"
     assert _axis("line", [["2026-03-01T09:00:00+00:00", 1]])[1].tickformat == "%b %d %H:%M"
+    hours = _axis("line", [["2026-03-01T09:00:00+00:00", 1], ["2026-03-01T10:00:00+00:00", 2]])[1]
+    assert hours.dtick == 3_600_000  # an hour a tick, not plotly's ten minutes
     assert _axis("bar", [["GB", 1], ["NL", 2]])[1].type is None  # not times: plotly's own axis
 
 

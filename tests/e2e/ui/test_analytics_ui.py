@@ -120,7 +120,7 @@ def test_run_health_cross_filters_by_environment(ui_world: UiWorld, sign_in: Sig
             break
         assert time.monotonic() < deadline, (counts, drawn, pie)
         time.sleep(0.5)
-    page.locator(by_environment).scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar at the top of the full-page picture
     screenshot(page, ui_world, "dashboard-run-health-cross-filter")
 
     # "all" again: every environment's runs.
@@ -130,7 +130,7 @@ def test_run_health_cross_filters_by_environment(ui_world: UiWorld, sign_in: Sig
     page.wait_for_function(
         "([figure, staging]) => Array.from(document.querySelector(figure + ' .js-plotly-plot')._fullData[0].y)"
         ".reduce((a, b) => a + Number(b), 0) > staging",
-        [per_day, counts["staging"]],
+        arg=[per_day, counts["staging"]],
     )
 
 
