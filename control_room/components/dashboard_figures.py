@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import plotly.graph_objects as go
@@ -37,47 +38,130 @@ def _series(
     return [(name, xs, _column(columns, rows, name)) for name in y]
 
 
-def _is_stamp(value: Any) -> bool:
-    return isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-"
+GRAINS = ("hour", "day", "week", "month")
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+# Tick and hover labels per time grain: a month bucket reads "2026-03", never "Mar 1, 2026" with a midnight tick.
+GRAIN_FORMAT = {"hour": "%b %d %H:%M", "day": "%b %d", "week": "%b %d", "month": "%Y-%m"}
+GRAIN_PAD = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7),
+             "month": timedelta(days=16)}  # fmt: skip
+MAX_TICKS = 16
 
 
-def _day_labels(columns: list[str], rows: list[list[Any]], x: str | None) -> list[list[Any]]:
-    """Bars over dates as day (or hour) labels: plotly draws a lone bar on a date axis zero pixels wide."""
-    if x is None or x not in columns:
+def _moment(value: Any) -> datetime | None:
+    """A time bucket's start: an ISO timestamp or date ("2026-03-01T00:00:00+00:00", "2026-03-01") or a month
+    ("2026-03", as DuckDB's strftime('%Y-%m') gives it)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        return None
+    if len(value) == 7 and value[4] == "-" and value[:4].isdigit() and value[5:].isdigit():
+        return datetime(int(value[:4]), int(value[5:]), 1) if 1 <= int(value[5:]) <= 12 else None
+    if len(value) >= 10 and value[4] == "-" and value[7] == "-":
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def time_grain(xs: list[Any], declared: str | None = None) -> str | None:
+    """The bucket of an x column of times: the dataset's declared ``time_grain``, else read from the values
+    (not times: None). Midnights one month apart on the 1st are months; midnights a whole number of weeks
+    apart on one weekday are weeks; other midnights are days; anything else is hours."""
+    moments = [_moment(x) for x in xs]
+    if not xs or any(m is None for m in moments):
+        return None
+    if declared in GRAINS:
+        return declared
+    if any(isinstance(x, str) and len(x) == 7 for x in xs):
+        return "month"
+    found = sorted({m for m in moments if m is not None})
+    if any((m.hour, m.minute, m.second, m.microsecond) != (0, 0, 0, 0) for m in found):
+        return "hour"
+    gaps = [(b - a).days for a, b in pairwise(found)]
+    if gaps and all(m.day == 1 for m in found) and all(gap >= 28 for gap in gaps):
+        return "month"
+    if gaps and all(gap % 7 == 0 for gap in gaps):
+        return "week"
+    return "day"
+
+
+def _iso(value: Any) -> Any:
+    moment = _moment(value)
+    return moment.isoformat() if moment is not None else value
+
+
+def _bucket_labels(columns: list[str], rows: list[list[Any]], x: str | None, grain: str | None) -> list[list[Any]]:
+    """Bars over time buckets as labels of their grain ("Dec 04", "2026-03"): plotly draws a lone bar on a
+    date axis zero pixels wide, so bars stand on a category axis."""
+    if grain is None or x is None or x not in columns:
         return rows
     index = columns.index(x)
-    if not rows or not all(_is_stamp(row[index]) for row in rows):
-        return rows
-    timed = any(str(row[index])[11:19] not in ("", "00:00:00") for row in rows)
-    shape = "%b %d %H:%M" if timed else "%b %d"
-    return [[*row[:index], datetime.fromisoformat(str(row[index])).strftime(shape), *row[index + 1 :]] for row in rows]
+    shape = GRAIN_FORMAT[grain]
+    labelled = []
+    for row in rows:
+        moment = _moment(row[index])
+        label = moment.strftime(shape) if moment is not None else row[index]
+        labelled.append([*row[:index], label, *row[index + 1 :]])
+    return labelled
 
 
-def _x_axis(xs: list[Any]) -> dict[str, Any]:
-    """Dates read as days (or hours when they have a time); a lone timestamp gets an hour either side, so
-    plotly does not zoom to milliseconds."""
+def _dtick(grain: str, span: timedelta) -> int | str:
+    """One tick per bucket while that stays readable (at most MAX_TICKS), else a round multiple of it."""
+    if grain == "month":
+        months = span.days // 28 + 1
+        return next((f"M{step}" for step in (1, 2, 3, 6) if months / step <= MAX_TICKS), "M12")
+    if grain in ("day", "week"):
+        days = span.days + 1
+        steps = (1, 2, 7, 14, 28) if grain == "day" else (7, 14, 28)
+        return next((step for step in steps if days / step <= MAX_TICKS), 91) * DAY_MS
+    hours = span.total_seconds() / 3600 + 1
+    return next((step for step in (1, 2, 3, 6, 12, 24) if hours / step <= MAX_TICKS), 48) * HOUR_MS
+
+
+def _x_axis(xs: list[Any], grain: str | None, *, kind: str) -> dict[str, Any]:
+    """A time axis formatted by its grain (tick format, one tick per bucket, hover); a lone bucket gets its
+    grain's width either side, so plotly does not zoom to milliseconds. Bars stand on categories instead."""
     axis: dict[str, Any] = {"showgrid": False, "automargin": True}
-    stamps = [x for x in xs if _is_stamp(x)]
-    if not xs or len(stamps) != len(xs):
+    if grain is None:
         return axis
-    timed = any(stamp[11:19] not in ("", "00:00:00") for stamp in stamps)
-    axis.update(type="date", tickformat="%b %d %H:%M" if timed else "%b %d")
-    if len(set(stamps)) == 1:
-        moment = datetime.fromisoformat(stamps[0])
-        pad = timedelta(hours=1) if timed else timedelta(days=1)
-        axis["range"] = [(moment - pad).isoformat(), (moment + pad).isoformat()]
-    if not timed:
-        axis["dtick"] = 86_400_000  # one tick a day
+    if kind in ("bar", "histogram"):
+        axis["type"] = "category"  # their labels are already the grain's ("2026-03" would read as a date)
+        return axis
+    moments = sorted({m for m in (_moment(x) for x in xs) if m is not None})
+    axis.update(type="date", tickformat=GRAIN_FORMAT[grain], hoverformat=GRAIN_FORMAT[grain])
+    if grain == "week":
+        axis["tick0"] = moments[0].isoformat()  # ticks on the weeks' first days
+    axis["dtick"] = _dtick(grain, moments[-1] - moments[0])
+    if len(moments) == 1:
+        pad = GRAIN_PAD[grain]
+        axis["range"] = [(moments[0] - pad).isoformat(), (moments[0] + pad).isoformat()]
     return axis
 
 
 def chart_figure(
-    kind: str, columns: list[str], rows: list[list[Any]], *, x: str | None, y: list[str], color: str | None
+    kind: str,
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    x: str | None,
+    y: list[str],
+    color: str | None,
+    grain: str | None = None,
+    clickable: bool = False,
 ) -> go.Figure:
-    """One chart's figure; a missing column draws nothing rather than failing the dashboard."""
+    """One chart's figure; a missing column draws nothing rather than failing the dashboard. ``grain`` is the
+    dataset's declared time grain of ``x`` (hour, day, week, month); read from the values when not given.
+    ``clickable`` (a chart that cross-filters): hovering anywhere over an x value picks it, so a click on a
+    short bar, or between two series' bars, still sets the filter."""
     figure = go.Figure()
+    grain = time_grain(_column(columns, rows, x), grain) if kind != "pie" else None
     if kind in ("bar", "histogram"):
-        rows = _day_labels(columns, rows, x)
+        rows = _bucket_labels(columns, rows, x, grain)
+    elif grain is not None and x is not None:
+        index = columns.index(x)
+        rows = [[*row[:index], _iso(row[index]), *row[index + 1 :]] for row in rows]
     if kind == "pie":
         labels = _column(columns, rows, x)
         tones = [STATUS_HEX.get(str(label), PALETTE[i % len(PALETTE)]) for i, label in enumerate(labels)]
@@ -103,7 +187,8 @@ def chart_figure(
             showlegend=kind == "pie" or len(y) > 1 or color is not None,
             legend={"orientation": "h", "y": 1.15, "x": 0},
             barmode="group",
-            xaxis=_x_axis(_column(columns, rows, x) if kind != "pie" else []),
+            hovermode="x" if clickable and kind != "pie" else "closest",
+            xaxis=_x_axis(_column(columns, rows, x), grain, kind=kind),
             yaxis={"rangemode": "tozero", "gridcolor": GRID, "automargin": True},
             margin={"l": 40, "r": 10, "t": 30, "b": 30},
         )

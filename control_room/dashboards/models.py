@@ -25,6 +25,11 @@ class Dataset(BaseModel):
     )
     sql: str = Field(min_length=1, max_length=20_000, description="One SELECT statement.")
     description: str = ""
+    time_grain: Literal["hour", "day", "week", "month"] | None = Field(
+        None,
+        description="The bucket of the time column charts use as x (e.g. date_trunc('month', ...)): axis ticks "
+        "and labels follow it (a month reads 2026-03). Read from the values when not given.",
+    )
 
 
 class Filter(BaseModel):

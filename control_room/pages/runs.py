@@ -14,7 +14,7 @@ from control_room.components.status import STATUS_COLORS, status_badge
 from control_room.components.times import local_time
 from control_room.services.ui_examples import EXAMPLES
 from control_room.state.base import ALL, ENVIRONMENTS, SessionState
-from control_room.state.runs import ENGINES, PAGE_SIZE, RunsState
+from control_room.state.runs import ENGINES, PAGE_SIZE, RunsLiveState, RunsState
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TRIGGERS = ("manual", "api", "schedule", "retry", "backfill", "promotion", "demo")
@@ -122,22 +122,22 @@ def _tag(tag: Any) -> rx.Component:
 
 def _row_actions(run: Any) -> rx.Component:
     # Row actions do not open the row: the click stops at the button.
+    # Native tooltips (title): a Radix tooltip per button is three more components in each of the 50 rows,
+    # re-rendered with them on every page.
     actions: rx.Component = rx.hstack(
-        rx.tooltip(rx.link(rx.icon_button(rx.icon("arrow-up-right", size=14), size="1", variant="ghost",
-                                          color_scheme="gray", aria_label="Open"),
-                           href=run.href, on_click=rx.stop_propagation), content="Open"),
+        rx.link(rx.icon_button(rx.icon("arrow-up-right", size=14), size="1", variant="ghost", color_scheme="gray",
+                               aria_label="Open", title="Open"),
+                href=run.href, on_click=rx.stop_propagation),
         rx.cond(SessionState.can_operate & run.can_cancel,
-                rx.tooltip(rx.icon_button(rx.icon("circle-stop", size=14), size="1", variant="ghost",
-                                          color_scheme="red", disabled=RunsState.is_acting, class_name="row-cancel",
-                                          on_click=[rx.stop_propagation, RunsState.cancel_one(run.id)],
-                                          aria_label="Cancel"),
-                           content="Cancel run")),
+                rx.icon_button(rx.icon("circle-stop", size=14), size="1", variant="ghost", color_scheme="red",
+                               disabled=RunsState.is_acting, class_name="row-cancel",
+                               on_click=[rx.stop_propagation, RunsState.cancel_one(run.id)],
+                               aria_label="Cancel", title="Cancel run")),
         rx.cond(SessionState.can_operate & run.can_rerun,
-                rx.tooltip(rx.icon_button(rx.icon("rotate-ccw", size=14), size="1", variant="ghost",
-                                          on_click=[rx.stop_propagation, RunsState.rerun_one(run.id)],
-                                          disabled=RunsState.is_acting, class_name="row-rerun",
-                                          aria_label="Re-run failed"),
-                           content="Re-run failed tasks (reuse what succeeded)")),
+                rx.icon_button(rx.icon("rotate-ccw", size=14), size="1", variant="ghost",
+                               on_click=[rx.stop_propagation, RunsState.rerun_one(run.id)],
+                               disabled=RunsState.is_acting, class_name="row-rerun",
+                               aria_label="Re-run failed", title="Re-run failed tasks (reuse what succeeded)")),
         spacing="1",
         justify="end",
     )  # fmt: skip
@@ -324,14 +324,14 @@ def _submit_dialog() -> rx.Component:
     return dialog
 
 
-@layout(route=routes.RUNS, title="Runs", on_load=RunsState.restart)
+@layout(route=routes.RUNS, title="Runs", on_load=RunsState.open_list)
 def runs_page() -> rx.Component:
     """Filters, the live table and the pager; the submit button for operators."""
     page: rx.Component = rx.vstack(
         rx.hstack(
             rx.text("Runs of ", rx.text.strong(SessionState.project_name), size="2", color_scheme="gray"),
             rx.spacer(),
-            updated_label(RunsState.updated_at, RunsState.is_loading),
+            updated_label(RunsLiveState.updated_at, RunsLiveState.is_loading),
             rx.cond(
                 SessionState.can_operate,
                 rx.button(rx.icon("plus", size=16), "Submit run", on_click=RunsState.open_submit, id="submit-run"),

@@ -230,19 +230,26 @@ class SessionState(rx.State):
                     self.session_ended = bool(self._user_id)  # a page was open: tell the person
                     self._forget_session()
             return None
+        shown = {
+            "session_ended": False,
+            "user_email": user.email,
+            "user_name": user.display_name,
+            "is_org_admin": org_admin,
+            "auth_provider": "supabase" if get_settings().supabase_url else "local",
+            "projects": [
+                ProjectChoice(id=str(p.project_id), slug=p.slug, name=p.name, org=p.org_name, role=p.role)
+                for p in projects
+            ],
+        }
         async with self:
-            self.session_ended = False
             self._user_id = str(user.user_id)
             self._checked_token = token
             self._checked_at = time.monotonic()
-            self.user_email = user.email
-            self.user_name = user.display_name
-            self.is_org_admin = org_admin
-            self.auth_provider = "supabase" if get_settings().supabase_url else "local"
-            self.projects = [
-                ProjectChoice(id=str(p.project_id), slug=p.slug, name=p.name, org=p.org_name, role=p.role)
-                for p in projects
-            ]
+            # Only what changed: every page's table re-renders on any change of this state (the switcher and
+            # roles are read in each row), and a check every 30 s usually finds nothing new.
+            for name, value in shown.items():
+                if getattr(self, name) != value:
+                    setattr(self, name, value)
             return self._signed_in_now()
 
     async def current_path(self) -> str:

@@ -91,8 +91,10 @@ async def draw(
                 panel.number = _cell(result.rows[0][index]) if result.rows and index >= 0 else "—"
             else:
                 panel.kind = "figure"
+                grain = spec.datasets[chart.dataset].time_grain
                 panel.figure = chart_figure(chart.type, result.columns, result.rows, x=chart.x, y=chart.y,
-                                            color=chart.color)  # fmt: skip
+                                            color=chart.color, grain=grain,
+                                            clickable=chart.cross_filter is not None)  # fmt: skip
                 if not result.rows:
                     panel.message = "No data in this time range."
             drawn.append(panel)

@@ -27,6 +27,7 @@ MAX_SHARED_PAGE = 100_000  # a page number in a shared address beyond this is ig
 SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta", "catalog_sync")
+VIEW_FIELDS = ("statuses", "engine", "trigger", "time_range", "text", "sort", "descending", "job", "job_name")
 
 
 @dataclasses.dataclass
@@ -83,6 +84,14 @@ def run_row(row: dict[str, Any]) -> RunRow:
     )
 
 
+class RunsLiveState(rx.State):
+    """The runs list's "Live · updated at" label and its spinner, in a state of their own: any change of RunsState
+    re-renders all the rows of the table (one React context per state), and the label changes every 1.5 s."""
+
+    updated_at: rx.Field[str] = rx.field("")
+    is_loading: rx.Field[bool] = rx.field(False)
+
+
 class RunsState(TaskForm, SessionState):
     """The runs table of the selected project and environment."""
 
@@ -96,10 +105,8 @@ class RunsState(TaskForm, SessionState):
     descending: rx.Field[bool] = rx.field(True)
     page: rx.Field[int] = rx.field(1)
     has_next: rx.Field[bool] = rx.field(False)
-    is_loading: rx.Field[bool] = rx.field(False)
     loaded: rx.Field[bool] = rx.field(False)
     error: rx.Field[str] = rx.field("")
-    updated_at: rx.Field[str] = rx.field("")
     job: rx.Field[str] = rx.field("")  # a job template's id: only its runs (from ?job=)
     job_name: rx.Field[str] = rx.field("")
 
@@ -115,7 +122,9 @@ class RunsState(TaskForm, SessionState):
     is_submitting: rx.Field[bool] = rx.field(False)
 
     _cursors: list[str | None] = [None]  # the cursor that starts each page seen so far
+    _target: int = 1  # the page shown, or asked for while it is read
     _generation: int = 0  # bumped on every reload: a slower, older answer is dropped
+    _loading: bool = False
     _refreshing: bool = False
 
     @rx.var
@@ -123,22 +132,49 @@ class RunsState(TaskForm, SessionState):
         """What the chosen example does."""
         return example(self.example_key).description
 
-    def _query(self, signed: SignedIn) -> runs.RunsQuery | None:
+    def _view(self) -> dict[str, Any]:
+        """The list's filters, sort and search as shown (what the query and the shared address are made of)."""
+        return {name: getattr(self, name) for name in VIEW_FIELDS}
+
+    def _query(self, signed: SignedIn, view: dict[str, Any]) -> runs.RunsQuery | None:
         if signed.project_id is None:
             return None
-        window = TIME_RANGES.get(self.time_range)
+        window = TIME_RANGES.get(view["time_range"])
         return runs.RunsQuery(
             project_id=signed.project_id,
             environment=signed.environment,
-            statuses=tuple(self.statuses),
-            engine=None if self.engine == ALL else self.engine,
-            trigger=None if self.trigger == ALL else self.trigger,
-            text=self.text.strip() or None,
+            statuses=tuple(view["statuses"]),
+            engine=None if view["engine"] == ALL else view["engine"],
+            trigger=None if view["trigger"] == ALL else view["trigger"],
+            text=view["text"].strip() or None,
             created_after=datetime.now(UTC) - window if window else None,
-            sort=self.sort,
-            descending=self.descending,
-            template_id=_uuid_or_none(self.job),
+            sort=view["sort"],
+            descending=view["descending"],
+            template_id=_uuid_or_none(view["job"]),
         )
+
+    def _show(self, **values: Any) -> None:
+        """Assign the fields whose value changed. Reflex sends every assigned field, equal or not, and any change
+        of this state re-renders every row of the table (one React context per state): an unchanged list must
+        send nothing."""
+        for name, value in values.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+
+    async def _live(self, *, loading: bool, updated: bool = False) -> None:
+        """Call with the lock held: the "Live · updated" label (its own state, see RunsLiveState)."""
+        live = await self.get_state(RunsLiveState)
+        if live.is_loading != loading:
+            live.is_loading = loading
+        if updated:
+            live.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
+
+    @background
+    async def open_list(self) -> AsyncIterator[Any]:
+        """On opening the page (and after a project or environment switch): the address's filters and page, and
+        the rows, in one event and one update of the table (see ``_from_address``)."""
+        async for event in self._show_page(0, opened=True):
+            yield event
 
     @background
     async def load(self) -> AsyncIterator[Any]:
@@ -146,35 +182,52 @@ class RunsState(TaskForm, SessionState):
         async for event in self._show_page(0):
             yield event
 
-    async def _show_page(self, step: int) -> AsyncIterator[Any]:
-        """Move ``step`` pages (0: stay) and read the page, in one event: the move, the reading flag and the
-        query's inputs under one lock, the query unlocked, the rows under a second lock. Paging is what an
-        operator does most on this list, so it is one round trip, not a handler chaining a load."""
+    async def _show_page(self, step: int, *, opened: bool = False) -> AsyncIterator[Any]:
+        """Move ``step`` pages (0: stay) and read the page, in one event: the move and the query's inputs under
+        one lock, the query unlocked, the rows under a second lock. Paging is what an operator does most on this
+        list, so it is one round trip, not a handler chaining a load; and the table is updated once, with the
+        new page's rows (the page number, filters and rows together), not first for a "loading" flag."""
         async with self:
-            if (step > 0 and not self.has_next) or (step < 0 and self.page <= 1):
+            changes = self._from_address() if opened else {}
+            if opened:
+                self._show(submit_open=False, submit_error="")  # at once (no update when it was closed)
+            target = self._target + step
+            if step > 0 and (target - 1 >= len(self._cursors) or self._cursors[target - 1] is None):
+                return  # no next page (or the page before it is still being read)
+            if step < 0 and target < 1:
                 return
-            self.page += step
-            if step < 0 and self.page > 1 and self._cursors[self.page - 1] is None:
-                self._restart()  # opened from a link: the pages before it are not known
-            signed = self._signed_in_from_cache()
+            if step < 0 and target > 1 and self._cursors[target - 1] is None:
+                target, self._cursors = 1, [None]  # opened from a link: the pages before it are not known
+            self._target = target
             self._generation += 1
             generation = self._generation
-            self.is_loading = True
-            query = self._query(signed) if signed is not None else None
-            cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
-            address = self._shared_url()
+            self._loading = True
+            await self._live(loading=True)
+            view = self._view() | changes
+            cursor = self._cursors[target - 1] if target - 1 < len(self._cursors) else None
+            signed = self._signed_in_from_cache()
+            query = self._query(signed, view) if signed is not None else None
+            address = self._shared_url(view, target)
         if signed is None:  # the cached session check is stale (or nobody is signed in)
             signed = await self.signed_in()
             if signed is None:
                 yield rx.redirect(routes.login(next_path=await self.current_path()))
                 return
-            async with self:
-                query = self._query(signed)
-        await self._fetch(signed, query, cursor, generation)
+            query = self._query(signed, view)
+        await self._fetch(signed, query, cursor, generation, page=target, changes=changes)
         if step:
             yield rx.call_script(replace_address(address))
 
-    async def _fetch(self, signed: SignedIn, query: runs.RunsQuery | None, cursor: str | None, generation: int) -> None:
+    async def _fetch(
+        self,
+        signed: SignedIn,
+        query: runs.RunsQuery | None,
+        cursor: str | None,
+        generation: int,
+        *,
+        page: int,
+        changes: dict[str, Any],
+    ) -> None:
         rows: list[RunRow] = []
         next_cursor: str | None = None
         error = ""
@@ -190,50 +243,47 @@ class RunsState(TaskForm, SessionState):
         async with self:
             if generation != self._generation:
                 return
-            self.rows = rows
-            self.error = error
-            self.has_next = next_cursor is not None
-            del self._cursors[self.page :]
+            del self._cursors[page:]
             self._cursors.append(next_cursor)
-            self.is_loading = False
-            self.loaded = True
-            self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
+            self._loading = False
+            self._show(**changes, rows=rows, error=error, has_next=next_cursor is not None, page=page, loaded=True)
+            await self._live(loading=False, updated=True)
 
     @background
     async def tick(self, _now: str = "") -> None:
         """Live refresh, every ~1.5 s while the page is open: the first page is queried again (new
-        runs appear on top); later pages refresh their rows by id (primary-key lookups)."""
+        runs appear on top); later pages refresh their rows by id (primary-key lookups). Rows that did not
+        change are not sent again: only the "updated" label moves."""
         async with self:
-            if self._refreshing or self.is_loading or not self.loaded:
+            if self._refreshing or self._loading or not self.loaded:
                 return
             self._refreshing = True
             generation = self._generation
             page = self.page
+            view = self._view()
             visible = [uuid.UUID(row.id) for row in self.rows]
         try:
             signed = await self.signed_in()
             if signed is None:
                 return
             if page == 1:
-                async with self:
-                    query = self._query(signed)
-                await self._fetch(signed, query, None, generation)
+                await self._fetch(signed, self._query(signed, view), None, generation, page=1, changes={})
                 return
             async with as_user(signed.principal) as conn:
                 fresh = {str(row["id"]): run_row(row) for row in await runs.runs_by_id(conn, run_ids=visible)}
             async with self:
                 if generation == self._generation:
-                    self.rows = [fresh.get(row.id, row) for row in self.rows]
-                    self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
+                    self._show(rows=[fresh.get(row.id, row) for row in self.rows])
+                    await self._live(loading=False, updated=True)
         except Exception as exc:
             async with self:
-                self.error = problem_text(exc)
+                self._show(error=problem_text(exc))
         finally:
             async with self:
                 self._refreshing = False
 
     def _restart(self) -> None:
-        self.page = 1
+        self._target = 1
         self._cursors = [None]
 
     @handler
@@ -282,47 +332,57 @@ class RunsState(TaskForm, SessionState):
         self.descending = not self.descending
         return self._reload_and_share()
 
-    @handler
-    def restart(self) -> Any:
-        """Back to the first page (on opening and after a switch). The URL may narrow the list: ``?job=`` to a
-        job's runs, ``?status=failed,cancelled`` and ``?range=24h`` (the overview's cards link so). Dialogs
-        never reopen by themselves: opening the page closes the submit dialog and forgets its error."""
+    def _from_address(self) -> dict[str, Any]:
+        """Call with the lock held, on opening the page: what the address changes in the list, as field values to
+        show with the rows (the page's first page, or a shared later one: its cursors are set here). The URL may
+        narrow the list: ``?job=`` to a job's runs, ``?status=failed,cancelled`` and ``?range=24h`` (the
+        overview's cards link so). Dialogs never reopen by themselves: opening the page closes the submit dialog
+        and forgets its error (``_show_page`` and ``_forget_page_data``)."""
         query = self.router.url.query_parameters
-        self.job, self.job_name = query.get("job", ""), query.get("job_name", "")
+        changes: dict[str, Any] = {"job": query.get("job", ""), "job_name": query.get("job_name", "")}
         if any(key in query for key in SHARED_KEYS):  # a shared link: its filters, sort and search win
-            self.statuses = [s for s in str(query.get("status", "")).split(",") if s in runs.RUN_STATUSES]
-            window = str(query.get("range", ""))
-            self.time_range = window if window in TIME_RANGES else ALL
+            window, sort = str(query.get("range", "")), str(query.get("sort", ""))
             engine, trigger = str(query.get("engine", "")), str(query.get("trigger", ""))
-            self.engine = engine if engine in ENGINES else ALL
-            self.trigger = trigger if trigger in runs.TRIGGERS else ALL
-            self.text = str(query.get("q", ""))[:200]
-            sort = str(query.get("sort", ""))
-            self.sort = sort if sort in runs.RUN_SORTS else "created"
-            self.descending = query.get("dir", "") != "asc"
-        self.submit_open = False
-        self.submit_error = ""
+            changes |= {
+                "statuses": [s for s in str(query.get("status", "")).split(",") if s in runs.RUN_STATUSES],
+                "time_range": window if window in TIME_RANGES else ALL,
+                "engine": engine if engine in ENGINES else ALL,
+                "trigger": trigger if trigger in runs.TRIGGERS else ALL,
+                "text": str(query.get("q", ""))[:200],
+                "sort": sort if sort in runs.RUN_SORTS else "created",
+                "descending": query.get("dir", "") != "asc",
+            }
         self._restart()
         # A shared later page: its number and the cursor that starts it (the pages before it are not known:
         # "Newer" from there goes back to the first page).
         page, after = str(query.get("page", "")), str(query.get("after", ""))
         if page.isdigit() and 1 < int(page) <= MAX_SHARED_PAGE and 0 < len(after) <= 400:
-            self.page = int(page)
-            self._cursors = [*([None] * (self.page - 1)), after]
-        return RunsState.load
+            self._target = int(page)
+            self._cursors = [*([None] * (self._target - 1)), after]
+        return changes
 
-    def _shared_url(self) -> str:
-        """The list's address with its filters, sort and search, so a copied link opens the same list."""
+    def _forget_page_data(self) -> None:
+        """When a tab loads a page anew (its hydrate, see SessionGuard): the rows of its last visit are not sent
+        to be drawn before the list is read again (they were another page, or another filter's)."""
+        self._show(rows=[], loaded=False, has_next=False, page=1, error="", selected=[], submit_open=False,
+                   submit_error="")
+        self._restart()
+        self._generation += 1  # an answer still on its way is for the last visit
+
+    def _shared_url(self, view: dict[str, Any] | None = None, page: int = 1) -> str:
+        """The list's address with its filters, sort and search (and a later page's cursor), so a copied link
+        opens the same list."""
+        view = self._view() if view is None else view
         query = {
-            "job": self.job, "job_name": self.job_name, "status": ",".join(self.statuses),
-            "range": "" if self.time_range == ALL else self.time_range,
-            "engine": "" if self.engine == ALL else self.engine,
-            "trigger": "" if self.trigger == ALL else self.trigger, "q": self.text.strip(),
-            "sort": "" if self.sort == "created" else self.sort, "dir": "" if self.descending else "asc",
+            "job": view["job"], "job_name": view["job_name"], "status": ",".join(view["statuses"]),
+            "range": "" if view["time_range"] == ALL else view["time_range"],
+            "engine": "" if view["engine"] == ALL else view["engine"],
+            "trigger": "" if view["trigger"] == ALL else view["trigger"], "q": view["text"].strip(),
+            "sort": "" if view["sort"] == "created" else view["sort"], "dir": "" if view["descending"] else "asc",
         }  # fmt: skip
-        cursor = self._cursors[self.page - 1] if self.page - 1 < len(self._cursors) else None
-        if self.page > 1 and cursor:  # a later page: its number and the cursor that starts it
-            query |= {"page": str(self.page), "after": cursor}
+        cursor = self._cursors[page - 1] if page - 1 < len(self._cursors) else None
+        if page > 1 and cursor:  # a later page: its number and the cursor that starts it
+            query |= {"page": str(page), "after": cursor}
         shown = {key: value for key, value in query.items() if value}
         return f"{routes.RUNS}?{urlencode(shown)}" if shown else routes.RUNS
 

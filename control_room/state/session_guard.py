@@ -32,6 +32,19 @@ def _state_classes(root: type[BaseState]) -> list[type[BaseState]]:
     return found
 
 
+HYDRATE = ".hydrate_and_load"  # a tab loading a page anew (or reconnecting): the full state is sent next
+
+
+async def _forget_page_data(state: BaseState) -> None:
+    """Before a hydrate, the states that keep a page's data per visit (a ``_forget_page_data`` method) drop it,
+    so the hydrate does not send, and the browser does not draw, the rows of the last visit before the page's
+    load event reads them again."""
+    for cls in _state_classes(SessionState):
+        if "_forget_page_data" in vars(cls):
+            loaded: Any = await state.get_state(cls)
+            loaded._forget_page_data()
+
+
 class SessionGuard(Middleware):
     """Hands the cookie's session token to SessionState, resetting every page's state on a change."""
 
@@ -39,6 +52,8 @@ class SessionGuard(Middleware):
         token = session_cookie.session_token(state.router.headers.cookie, get_settings())
         session = await state.get_state(SessionState)
         if session.holds_session(token):
+            if event.name.endswith(HYDRATE):
+                await _forget_page_data(state)
             return None
         for cls in _state_classes(SessionState):
             loaded: Any = await state.get_state(cls)  # Any: Reflex's reset() carries no annotations

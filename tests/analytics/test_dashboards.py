@@ -171,3 +171,46 @@ def test_figures_keep_a_lone_day_readable() -> None:
     assert line.layout.xaxis.type == "date" and line.layout.xaxis.range is not None
     pie = chart_figure("pie", ["status", "runs"], [["failed", 1], ["succeeded", 2]], x="status", y=["runs"], color=None)
     assert pie.data[0].marker.colors[0] != pie.data[0].marker.colors[1]
+
+
+def _axis(kind: str, rows: list[list[Any]], grain: str | None = None) -> tuple[list[Any], Any]:
+    figure = chart_figure(kind, ["at", "n"], rows, x="at", y=["n"], color=None, grain=grain)
+    return list(figure.data[0].x), figure.layout.xaxis
+
+
+def test_time_axes_follow_the_dataset_grain() -> None:
+    # Months (DuckDB's strftime '%Y-%m', or date_trunc('month') timestamps) read "2026-03", never "Mar 1, 2026".
+    xs, axis = _axis("bar", [["2026-03", 3], ["2026-04", 5]])
+    assert xs == ["2026-03", "2026-04"] and axis.type == "category"  # "2026-03" alone would be read as a date
+    xs, axis = _axis("bar", [["2026-03-01T00:00:00+00:00", 3]], grain="month")
+    assert xs == ["2026-03"] and axis.type == "category"
+    xs, axis = _axis("line", [["2026-03-01T00:00:00+00:00", 3], ["2026-04-01T00:00:00+00:00", 5]])
+    assert (axis.type, axis.tickformat, axis.hoverformat, axis.dtick) == ("date", "%Y-%m", "%Y-%m", "M1")
+    _, axis = _axis("line", [["2026-03", 3]])  # a lone month: half a month either side, one "2026-03" tick
+    assert axis.tickformat == "%Y-%m" and axis.range == ("2026-02-13T00:00:00", "2026-03-17T00:00:00")
+    # Weeks: one tick a week from the first week's Monday; days: a day a tick, fewer when there are many.
+    weeks = [[f"2026-03-{day:02d}T00:00:00+00:00", day] for day in (2, 9, 16)]
+    xs, axis = _axis("line", weeks)
+    assert (axis.tickformat, axis.dtick, axis.tick0) == ("%b %d", 7 * 86_400_000, "2026-03-02T00:00:00+00:00")
+    assert _axis("bar", weeks)[0] == ["Mar 02", "Mar 09", "Mar 16"]
+    days = [[f"2026-03-{day:02d}T00:00:00+00:00", day] for day in range(1, 31)]
+    assert _axis("line", days[:5])[1].dtick == 86_400_000
+    assert _axis("line", days)[1].dtick == 2 * 86_400_000
+    # The dataset's declared grain wins over what the values look like (two 1sts of a month, daily data).
+    assert _axis("line", [days[0], ["2026-04-01T00:00:00+00:00", 1]], grain="day")[1].tickformat == "%b %d"
+    assert _axis("line", [["2026-03-01T09:00:00+00:00", 1]])[1].tickformat == "%b %d %H:%M"
+    hours = _axis("line", [["2026-03-01T09:00:00+00:00", 1], ["2026-03-01T10:00:00+00:00", 2]])[1]
+    assert hours.dtick == 3_600_000  # an hour a tick, not plotly's ten minutes
+    assert _axis("bar", [["GB", 1], ["NL", 2]])[1].type is None  # not times: plotly's own axis
+
+
+def test_shipped_time_buckets_declare_their_grain() -> None:
+    grains = {
+        (name, key): dataset.time_grain
+        for name, template in shipped_templates().items()
+        for key, dataset in template.dashboard.datasets.items()
+        if dataset.time_grain is not None
+    }
+    assert grains[("run-health", "runs_per_day")] == "day"
+    assert grains[("run-health", "queue_wait")] == "hour"
+    assert grains[("shop-sales", "orders_per_month")] == "month"

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from control_room.services.demo import DEMO_DBT_KEY
-from tests.e2e.ui.conftest import SignIn, UiWorld, screenshot
+from tests.e2e.ui.conftest import DEMO_PROJECT, SignIn, UiWorld, screenshot
 
 pytestmark = pytest.mark.e2e
 DBT_DEADLINE_S = 600
@@ -48,16 +49,22 @@ def test_run_health_dashboard_then_clone_and_edit(ui_world: UiWorld, sign_in: Si
     assert rows == [(1, "run-health")]
 
 
-# Where plotly drew the bar of one x category of a chart (found through plotly's own axes).
+# The middle of the bar plotly drew for one x category of a chart's first series (its SVG path: with two series
+# side by side the category's centre is the edge between two bars, where plotly hovers neither).
 BAR_POINT = """([figure, category]) => {
     const gd = document.querySelector(figure).querySelector('.js-plotly-plot');
-    const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
-    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, trace = gd._fullData[0];
-    const i = Array.from(trace.x).map(String).indexOf(category);
-    if (i < 0) return null;
-    return {x: box.left + size.l + xa.l2p(xa.d2l(trace.x[i])), y: box.top + size.t + ya.l2p(trace.y[i] / 2)};
+    const i = Array.from(gd._fullData[0].x).map(String).indexOf(category);
+    const bar = i < 0 ? null : gd.querySelectorAll('.barlayer .trace')[0]?.querySelectorAll('.point path')[i];
+    if (!bar) return null;
+    const box = bar.getBoundingClientRect();
+    return {x: box.left + box.width / 2, y: box.top + box.height / 2};
 }"""
 PLOTTED_X = "(figure) => Array.from(document.querySelector(figure + ' .js-plotly-plot')._fullData[0].x).map(String)"
+# A chart's first series as {x: y}.
+PLOTTED = """(figure) => {
+    const trace = document.querySelector(figure + ' .js-plotly-plot')._fullData[0];
+    return Object.fromEntries(Array.from(trace.x).map((x, i) => [String(x), Number(trace.y[i])]));
+}"""
 
 
 def _click_bar(page: Page, figure: str, category: str) -> None:
@@ -77,6 +84,54 @@ def _click_bar(page: Page, figure: str, category: str) -> None:
             if time.monotonic() > deadline:
                 raise
     page.mouse.click(point["x"], point["y"])
+
+
+def test_run_health_cross_filters_by_environment(ui_world: UiWorld, sign_in: SignIn) -> None:
+    """Clicking an environment's bar in "Runs by environment" sets the environment filter, and every other chart
+    is read again for that environment alone (the bar chart itself lists every environment: it sets the filter)."""
+    token = ui_world.api_token(ui_world.operator)
+    for i in range(2):  # the demo's runs are dev's: two staging runs give the filter something to separate
+        spec = {"name": f"e2e cross-filter #{i}", "tasks": [{"key": "noop", "engine": "shell", "command": "true"}]}
+        submitted = httpx.post(f"{ui_world.url}/api/v1/runs", json={"project": DEMO_PROJECT, "environment": "staging",
+                               "spec": spec}, headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+        assert submitted.status_code in (200, 201), submitted.text
+    page = sign_in(ui_world.operator)
+    page.goto(f"{ui_world.url}/dashboards?dashboard=template:run-health")
+    expect(page.locator("#dashboard-title")).to_have_text("Run health")
+    by_environment = "#panel-runs_by_environment"
+    expect(page.locator(f"{by_environment} .js-plotly-plot .bars path").first).to_be_visible()
+    expect(page.locator("#panel-runs_per_day .js-plotly-plot .bars path").first).to_be_visible()
+    counts = page.evaluate(PLOTTED, by_environment)
+    assert counts.get("staging", 0) >= 2 and counts.get("dev", 0) > 0, counts
+    per_day = "#panel-runs_per_day"
+    assert sum(page.evaluate(PLOTTED, per_day).values()) > counts["staging"]  # every environment's runs
+
+    _click_bar(page, by_environment, "staging")
+    expect(page.locator("#filter-environment")).to_contain_text("staging")
+    # Runs per day and the pie are read again for staging alone: as many runs as staging's bar counts (that bar
+    # is drawn by the same refresh, so a run submitted meanwhile counts in both).
+    deadline = time.monotonic() + 30
+    while True:
+        counts = page.evaluate(PLOTTED, by_environment)
+        drawn = sum(page.evaluate(PLOTTED, per_day).values())
+        pie = sum(page.evaluate(PLOTTED.replace("trace.x", "trace.labels").replace("trace.y", "trace.values"),
+                                "#panel-runs_by_status").values())  # fmt: skip
+        if drawn == counts["staging"] == pie:
+            break
+        assert time.monotonic() < deadline, (counts, drawn, pie)
+        time.sleep(0.5)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar at the top of the full-page picture
+    screenshot(page, ui_world, "dashboard-run-health-cross-filter")
+
+    # "all" again: every environment's runs.
+    page.locator("#filter-environment").click()
+    page.get_by_role("option", name="all").click()
+    expect(page.locator("#filter-environment")).to_contain_text("all")
+    page.wait_for_function(
+        "([figure, staging]) => Array.from(document.querySelector(figure + ' .js-plotly-plot')._fullData[0].y)"
+        ".reduce((a, b) => a + Number(b), 0) > staging",
+        arg=[per_day, counts["staging"]],
+    )
 
 
 def _wait_for_demo_warehouse(world: UiWorld) -> None:

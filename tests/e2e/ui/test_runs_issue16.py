@@ -618,3 +618,49 @@ def test_a_later_page_of_the_runs_list_lives_in_the_address(ui_world: UiWorld, s
     # A cursor that is not one is refused with a message, not a crash.
     other.goto(f"{ui_world.url}/runs?q={tag}&page=2&after=bogus")
     expect(other.locator("#runs-error")).to_contain_text("cursor")
+
+
+# From the document's start: the run id of the table's first row each time it changes (what the browser drew).
+FIRST_ROWS_SEEN = """(() => {
+    window.__firstRows = [];
+    const seen = () => {
+        const id = document.querySelector('#runs-table tbody tr')?.dataset.runId;
+        if (id && window.__firstRows[window.__firstRows.length - 1] !== id) { window.__firstRows.push(id); }
+    };
+    new MutationObserver(seen).observe(document, {subtree: true, childList: true, attributes: true});
+})()"""
+
+
+def test_reopening_the_runs_list_never_draws_the_last_visits_rows(ui_world: UiWorld, sign_in: SignIn) -> None:
+    # The server keeps a tab's states across page loads: the list of the last visit (here its second page) must
+    # not be sent with the new page's state and drawn before the list is read again.
+    tag = f"reopen-{uuid.uuid4().hex[:6]}"
+    ui_world.query(
+        "insert into ops.runs (org_id, project_id, environment_id, name, spec, engines, task_count, status, "
+        "trigger, created_at, started_at, finished_at) "
+        "select p.org_id, p.id, e.id, %s || ' #' || n, %s::jsonb, array['shell'], 1, 'succeeded', 'manual', "
+        "now() - interval '41 days' + n * interval '1 minute', now() - interval '41 days' + n * interval '1 minute', "
+        "now() - interval '41 days' + n * interval '1 minute' + interval '5 seconds' "
+        "from ops.projects p join ops.environments e on e.project_id = p.id and e.name = 'dev', "
+        "generate_series(1, 55) n where p.slug = 'lakehouse' returning id",
+        tag, '{"tasks": [{"key": "a", "engine": "shell", "command": "true"}]}',
+    )  # fmt: skip
+    viewer = sign_in(ui_world.viewer)
+    viewer.goto(f"{ui_world.url}/runs?q={tag}")
+    rows = viewer.locator("#runs-table tbody tr")
+    expect(rows).to_have_count(50)
+    first_page = rows.first.get_attribute("data-run-id")
+    viewer.click("#runs-older")
+    expect(rows).to_have_count(5)
+    second_page = set(rows.evaluate_all("rows => rows.map(r => r.dataset.runId)"))
+
+    viewer.context.add_init_script(script=FIRST_ROWS_SEEN)
+    viewer.goto(f"{ui_world.url}/runs?q={tag}")
+    expect(rows).to_have_count(50)
+    expect(viewer.locator("#runs-page")).to_contain_text("page 1")
+    drawn = viewer.evaluate("window.__firstRows")
+    assert drawn == [first_page], (drawn, second_page)
+    # The pager works from there as from any first page.
+    viewer.click("#runs-older")
+    expect(rows).to_have_count(5)
+    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.runId)")) == second_page
