@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import yaml
 from psycopg import AsyncConnection
+from psycopg.conninfo import make_conninfo
 from sqlglot import exp
 
 from control_room.config import Settings, get_settings
@@ -87,6 +88,13 @@ def require_configured(settings: Settings | None = None) -> SupersetSettings:
             "LAKEHOUSE_SUPERSET_READER_PASSWORD (make superset prints them)"
         )
     return found
+
+
+def settings_for(conn: AsyncConnection, settings: Settings | None = None) -> SupersetSettings:
+    """Superset's settings, the read-only URL pointing at the database ``conn`` is on (or an error to act on)."""
+    info = conn.info
+    found = configured(settings, control_plane_url=make_conninfo(host=info.host, port=info.port, dbname=info.dbname))
+    return found if found is not None else require_configured(settings)
 
 
 def stable_uuid(project_id: uuid.UUID, slug: str, *parts: str) -> uuid.UUID:
@@ -378,14 +386,16 @@ async def _acting_user(conn: AsyncConnection) -> bool:
 
 
 async def push_dashboard(
-    conn: AsyncConnection, *, project_id: uuid.UUID, slug: str, config: SupersetSettings,
+    conn: AsyncConnection, *, project_id: uuid.UUID, slug: str, config: SupersetSettings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Create or update the dashboard in Superset (operators; the CLI as a trusted caller). Idempotent."""
+    """Create or update the dashboard in Superset (operators; the CLI as a trusted caller). Idempotent.
+    ``config`` defaults to the settings' Superset, looked up after the caller was authorised."""
     if await _acting_user(conn):
         await conn.execute("select ops.require_project_role(%s, 'operator')", (project_id,))
     saved = await dashboards.get_dashboard(conn, project_id=project_id, slug=slug)
     spec = dashboards.dashboard_of(saved["source_yaml"])
+    config = config or settings_for(conn)
     plan = await plan_push(conn, project_id=project_id, slug=slug, spec=spec, reader_uri=config.reader_uri)
     async with SupersetClient(config, transport) as client:
         await client.import_dashboard(bundle_zip(plan), {"databases/lakehouse_control_plane.yaml": _password(config)})
@@ -442,7 +452,7 @@ def rls_clause(decisions: list[dict[str, Any]], *, tables: set[str], columns: li
 
 
 async def guest_token(
-    conn: AsyncConnection, *, project_id: uuid.UUID, slug: str, email: str, config: SupersetSettings,
+    conn: AsyncConnection, *, project_id: uuid.UUID, slug: str, email: str, config: SupersetSettings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """A guest token to embed the pushed dashboard for the connection's user (a member of the project: RLS finds
@@ -453,6 +463,7 @@ async def guest_token(
     saved = await dashboards.get_dashboard(conn, project_id=project_id, slug=slug)
     spec = dashboards.dashboard_of(saved["source_yaml"])
     decisions = await access_policies.decisions(conn, project_id=project_id, principal_kind="user", principal=email)
+    config = config or settings_for(conn)
     async with SupersetClient(config, transport) as client:
         found = await client.dashboard(superset_slug(project_id, slug))
         if found is None:
