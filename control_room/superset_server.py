@@ -132,25 +132,39 @@ def _database_exists(cur: psycopg.Cursor[tuple[object, ...]], name: str) -> bool
     return cur.fetchone() is not None
 
 
-def ensure_metadata_database(plan: SupersetPlan, python: Path, *, log_file: Path | None = None) -> bool:
-    """Create the plan's metadata database, initialised, when missing (a copy of the template database, which is
-    initialised first when it does not exist yet). True when it was created."""
+def template_database(plan: SupersetPlan) -> str:
+    """The name of the initialised template database for this recipe and service account."""
     # The service account's password is in the template: a different account is a different template.
-    template = f"superset_template_{recipe_hash(plan.username, plan.password)}"
+    return f"superset_template_{recipe_hash(plan.username, plan.password)}"
+
+
+def ensure_template(plan: SupersetPlan, python: Path, *, log_file: Path | None = None) -> str:
+    """The initialised template database, built first when it does not exist yet (the one slow step); its name."""
+    template = template_database(plan)
+    with psycopg.connect(plan.control_plane_url, autocommit=True) as conn, conn.cursor() as cur:
+        if _database_exists(cur, template):
+            return template
+        building = f"{template}_building_{os.getpid()}"
+        cur.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(building)))
+        cur.execute(sql.SQL("create database {}").format(sql.Identifier(building)))
+        _bootstrap(plan, python, building, log_file)
+        try:  # another process may have built it meanwhile: theirs wins, ours is dropped
+            cur.execute(sql.SQL("alter database {} rename to {}").format(
+                sql.Identifier(building), sql.Identifier(template)))  # fmt: skip
+        except psycopg.errors.DuplicateDatabase:
+            cur.execute(sql.SQL("drop database {}").format(sql.Identifier(building)))
+    return template
+
+
+def ensure_metadata_database(plan: SupersetPlan, python: Path, *, log_file: Path | None = None) -> bool:
+    """Create the plan's metadata database, initialised, when missing: a copy of the template database (built
+    first when missing). True when it was created."""
     with psycopg.connect(plan.control_plane_url, autocommit=True) as conn, conn.cursor() as cur:
         if _database_exists(cur, plan.metadata_database):
             return False
-        if not _database_exists(cur, template):
-            building = f"{template}_building_{os.getpid()}"
-            cur.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(building)))
-            cur.execute(sql.SQL("create database {}").format(sql.Identifier(building)))
-            _bootstrap(plan, python, building, log_file)
-            try:  # another process may have built it meanwhile: theirs wins, ours is dropped
-                cur.execute(sql.SQL("alter database {} rename to {}").format(
-                    sql.Identifier(building), sql.Identifier(template)))  # fmt: skip
-            except psycopg.errors.DuplicateDatabase:
-                cur.execute(sql.SQL("drop database {}").format(sql.Identifier(building)))
-        cur.execute(sql.SQL("create database {} template {}").format(
+    template = ensure_template(plan, python, log_file=log_file)
+    with psycopg.connect(plan.control_plane_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {} template {}").format(
             sql.Identifier(plan.metadata_database), sql.Identifier(template)))  # fmt: skip
     return True
 
