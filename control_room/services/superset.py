@@ -247,23 +247,33 @@ def _metric(column: str) -> dict[str, Any]:
 
 
 def chart_params(chart: Chart, columns: list[str]) -> tuple[str, dict[str, Any]]:
-    """Superset's viz type and form data for one of our charts."""
+    """Superset's viz type and form data for one of our charts.
+
+    A guest (an embedded viewer) may only run the queries a chart was saved with: Superset compares the columns,
+    metrics and order of each query its frontend builds with the chart's stored form data (JSON equality). The
+    form data therefore also lists them exactly as the frontend builds them (``columns``, ``metrics``,
+    ``orderby``), since an imported chart has no stored query context."""
     base: dict[str, Any] = {"adhoc_filters": [], "row_limit": ROW_LIMIT}
     if chart.type in ("bar", "line", "area", "scatter"):
         viz = {"bar": "echarts_timeseries_bar", "line": "echarts_timeseries_line", "area": "echarts_area",
                "scatter": "echarts_timeseries_scatter"}[chart.type]  # fmt: skip
+        metrics = [_metric(y) for y in chart.y]
+        groupby = [chart.color] if chart.color else []
+        axis = {"columnType": "BASE_AXIS", "sqlExpression": chart.x, "label": chart.x, "expressionType": "SQL"}
         return viz, base | {
-            "x_axis": chart.x, "metrics": [_metric(y) for y in chart.y],
-            "groupby": [chart.color] if chart.color else [],
+            "x_axis": chart.x, "metrics": metrics, "groupby": groupby, "columns": [axis, *groupby],
+            "orderby": [[m, ascending] for m in metrics[:1] for ascending in (True, False)],
             "x_axis_sort_asc": True, "orientation": "vertical", "show_legend": True, "rich_tooltip": True,
-            "time_grain_sqla": None, "truncate_metric": True, "show_empty_columns": True,
+            "truncate_metric": True, "show_empty_columns": True,
         }  # fmt: skip
     if chart.type == "pie":
-        return "pie", base | {"groupby": [chart.x], "metric": _metric(chart.y[0]), "show_labels": True,
+        metric = _metric(chart.y[0])
+        return "pie", base | {"groupby": [chart.x], "metric": metric, "metrics": [metric], "show_labels": True,
                               "label_type": "key_value", "show_legend": True}  # fmt: skip
     if chart.type == "number":
-        return "big_number_total", base | {"metric": _metric(chart.y[0]), "header_font_size": 0.4}
-    return "table", base | {"query_mode": "raw", "all_columns": columns, "order_by_cols": [],
+        metric = _metric(chart.y[0])
+        return "big_number_total", base | {"metric": metric, "metrics": [metric], "header_font_size": 0.4}
+    return "table", base | {"query_mode": "raw", "all_columns": columns, "columns": columns, "order_by_cols": [],
                             "server_pagination": False}  # fmt: skip
 
 

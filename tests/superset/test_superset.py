@@ -71,7 +71,7 @@ def world(pg_server: Any, superset_instance: RunningSuperset) -> World:
         # The demo's runs are queued (no agent here): finish some, as an agent would have, so statuses differ.
         conn.execute(
             "with picked as (select id, row_number() over (order by created_at) as n from ops.runs "
-            "where project_id = %s) update ops.runs r set status = case when p.n % 3 = 0 then 'failed' "
+            "where project_id = %s) update ops.runs r set status = case when p.n %% 3 = 0 then 'failed' "
             "else 'succeeded' end, started_at = r.created_at, finished_at = r.created_at + interval '1 minute' "
             "from picked p where p.id = r.id and p.n <= 6",
             (PROJECT,),
@@ -86,17 +86,18 @@ def world(pg_server: Any, superset_instance: RunningSuperset) -> World:
 
 
 def admin_client(instance: RunningSuperset) -> httpx.Client:
-    c = httpx.Client(base_url=instance.url, timeout=120, trust_env=False)
-    login = c.post("/api/v1/security/login", json={"username": SERVICE_USER, "password": SERVICE_PASSWORD,
-                                                   "provider": "db", "refresh": False})  # fmt: skip
-    c.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-    return c
+    login = httpx.post(f"{instance.url}/api/v1/security/login", timeout=120, trust_env=False, json={
+        "username": SERVICE_USER, "password": SERVICE_PASSWORD, "provider": "db", "refresh": False})  # fmt: skip
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return httpx.Client(base_url=instance.url, timeout=120, trust_env=False, headers=headers)
 
 
-def dataset_rows(c: httpx.Client, dataset_id: int, columns: list[str], headers: dict[str, str] | None = None
-                 ) -> list[dict[str, Any]]:  # fmt: skip
+def dataset_rows(c: httpx.Client, dataset_id: int, columns: list[str], headers: dict[str, str] | None = None,
+                 form_data: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Rows of a dataset as a chart's query reads them (``form_data`` names the chart and dashboard for a guest)."""
     body = {"datasource": {"id": dataset_id, "type": "table"}, "force": True, "result_format": "json",
-            "result_type": "full", "queries": [{"columns": columns, "metrics": [], "row_limit": 1000}]}  # fmt: skip
+            "result_type": "full", "queries": [{"columns": columns, "metrics": [], "orderby": [], "row_limit": 1000}],
+            "form_data": form_data or {}}  # fmt: skip
     response = c.post("/api/v1/chart/data", json=body, headers=headers or {})
     assert response.status_code == 200, response.text[:500]
     return list(response.json()["result"][0]["data"])
@@ -148,6 +149,8 @@ def test_a_restricted_member_gets_the_row_filter_of_their_policy(
     with admin_client(superset_instance) as c:
         datasets = {d["table_name"].split("__")[1]: d["id"]
                     for d in c.get(f"/api/v1/dashboard/{pushed['superset_id']}/datasets").json()["result"]}
+        charts = {chart["slice_name"]: chart
+                  for chart in c.get(f"/api/v1/dashboard/{pushed['superset_id']}/charts").json()["result"]}
     clauses = {d["dataset"]: d["clause"] for d in viewer["rls"]}
     assert clauses[datasets["runs_by_status"]] == "(status = 'succeeded')"
     assert clauses[datasets["recent_failures"]] == "(status = 'succeeded')"
@@ -155,11 +158,16 @@ def test_a_restricted_member_gets_the_row_filter_of_their_policy(
     assert clauses[datasets["runs_per_day"]] == superset.DENY_ALL
     assert datasets["queue_wait"] not in clauses  # it reads tasks, which no policy restricts
     assert _claims(viewer["token"])["rls_rules"] == viewer["rls"]
-    # Superset applies it: through the guest token, the viewer's runs by status are the succeeded ones only.
+    # Superset applies it: the "Recent failures" table, queried as the embedded dashboard queries it, lists the
+    # failed runs to the operator and none to the viewer (their policy leaves them succeeded runs only).
+    table = charts["Recent failures"]
+    form_data = table["form_data"] | {"dashboardId": pushed["superset_id"], "slice_id": table["id"]}
+    read = lambda token: dataset_rows(  # noqa: E731
+        guest, datasets["recent_failures"], form_data["all_columns"], headers={"X-GuestToken": token},
+        form_data=form_data)  # fmt: skip
     with httpx.Client(base_url=superset_instance.url, timeout=120, trust_env=False) as guest:
-        rows = dataset_rows(guest, datasets["runs_by_status"], ["status", "runs"],
-                            headers={"X-GuestToken": viewer["token"]})  # fmt: skip
-    assert rows and {row["status"] for row in rows} == {"succeeded"}
+        assert {row["status"] for row in read(operator["token"])} == {"failed"}
+        assert read(viewer["token"]) == []
     # Not a member: no token.
     with pytest.raises(Exception, match=r"(?i)role|not"):
         mint("outsider")
