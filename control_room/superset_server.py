@@ -239,6 +239,7 @@ def wait_until_healthy(
 
 def up(plan: SupersetPlan, log_file: Path) -> subprocess.Popen[bytes]:
     """Install (when needed), initialise the metadata database (when missing), start and wait until healthy."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     python = ensure_installed(plan.venv, log_file=log_file)
     ensure_metadata_database(plan, python, log_file=log_file)
     process = start(plan, python, log_file)
