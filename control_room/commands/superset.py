@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -56,6 +58,8 @@ def up_command(
             for key in ("LAKEHOUSE_SUPERSET_URL", "LAKEHOUSE_SUPERSET_USERNAME", "LAKEHOUSE_SUPERSET_PASSWORD",
                         "LAKEHOUSE_SUPERSET_READER_PASSWORD"):  # fmt: skip
                 typer.echo(f"  export {key}={values[key]}")
+            # Ctrl-C or a TERM (a supervisor, a background job that ignores SIGINT) stops Superset with us.
+            signal.signal(signal.SIGTERM, _interrupt)
             try:
                 process.wait()
             except KeyboardInterrupt:
@@ -64,6 +68,10 @@ def up_command(
     except (superset_server.SupersetServerError, SupervisorError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _read_env(path: Path) -> dict[str, str]:

@@ -44,7 +44,7 @@ def test_a_pushed_template_is_embedded_and_filtered_for_a_restricted_viewer(
     project = ui_world.query("select id from ops.projects where slug = 'lakehouse'")[0][0]
     statuses = {row[0] for row in ui_world.query("select distinct status from ops.runs where project_id = %s",
                                                     project)}  # fmt: skip
-    assert "succeeded" in statuses and statuses & {"failed", "timed_out"}, statuses
+    assert statuses & {"failed", "timed_out"}, statuses  # the demo has failed runs by the time this runs
     token = ui_world.api_token(ui_world.operator)
     cloned = httpx.post(f"{ui_world.url}/api/v1/dashboards", params={"project": str(project)},
                         json={"template": "run-health", "slug": SLUG},
