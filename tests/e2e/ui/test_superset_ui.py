@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import httpx
@@ -17,7 +18,8 @@ from tests.superset_server import RunningSuperset
 
 pytestmark = pytest.mark.e2e
 SLUG = "health-superset"
-SUPERSET_TIMEOUT_MS = 120_000  # Superset's first chart queries on a loaded 2-core machine
+SUPERSET_TIMEOUT_MS = 120_000
+RUN_DEADLINE_S = 180  # Superset's first chart queries on a loaded 2-core machine
 
 
 def _embedded(page: Page) -> FrameLocator:
@@ -42,10 +44,18 @@ def test_a_pushed_template_is_embedded_and_filtered_for_a_restricted_viewer(
     ui_world: UiWorld, sign_in: SignIn, superset_instance: RunningSuperset
 ) -> None:
     project = ui_world.query("select id from ops.projects where slug = 'lakehouse'")[0][0]
-    statuses = {row[0] for row in ui_world.query("select distinct status from ops.runs where project_id = %s",
-                                                    project)}  # fmt: skip
-    assert statuses & {"failed", "timed_out"}, statuses  # the demo has failed runs by the time this runs
     token = ui_world.api_token(ui_world.operator)
+    # A run that fails on the local agent, for the "Recent failures" table (the demo's may not have failed yet).
+    submitted = httpx.post(f"{ui_world.url}/api/v1/runs", headers={"Authorization": f"Bearer {token}"}, timeout=60,
+                           json={"project": str(project), "environment": "dev", "spec": {
+                               "name": "superset-e2e-failure",
+                               "tasks": [{"key": "fail", "engine": "shell", "command": "exit 3"}]}})  # fmt: skip
+    assert submitted.status_code == 201, submitted.text
+    run_id = submitted.json()["id"]
+    deadline = time.monotonic() + RUN_DEADLINE_S
+    while ui_world.query("select status from ops.runs where id = %s", run_id)[0][0] != "failed":
+        assert time.monotonic() < deadline, "the failing run did not fail on the local agent in time"
+        time.sleep(1)
     cloned = httpx.post(f"{ui_world.url}/api/v1/dashboards", params={"project": str(project)},
                         json={"template": "run-health", "slug": SLUG},
                         headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
