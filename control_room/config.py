@@ -149,6 +149,23 @@ class Settings(BaseSettings):
     openmetadata_service: str = Field(
         default="lakehouse", description="OpenMetadata database service (Custom Database) our datasets go under."
     )
+    # Superset (issue 24): push dashboards to it and embed them with guest tokens; unset URL: no Superset.
+    superset_url: str | None = Field(
+        default=None, description="Superset's base URL as the control room's server reaches it (http://127.0.0.1:8088)."
+    )
+    superset_public_url: str | None = Field(
+        default=None, description="Superset's base URL as browsers reach it (unset: superset_url)."
+    )
+    superset_username: str = Field(default="lh-service", description="Superset service account (an Admin).")
+    superset_password: SecretStr | None = Field(default=None, description="Password of the Superset service account.")
+    superset_reader_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the read-only role lakehouse_superset_reader, with which Superset reads the control "
+        "plane's dashboard relations (never the DuckDB warehouse: DuckDB allows one writer process).",
+    )
+    superset_reader_host: str | None = Field(
+        default=None, description="Host:port Superset uses to reach the control plane's Postgres (unset: the URL's)."
+    )
     nl2sql_max_scan_bytes: int | None = Field(
         default=10 * 1024**3,
         ge=1,

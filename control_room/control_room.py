@@ -27,6 +27,7 @@ from control_room.pages import (  # noqa: F401  (each import registers its page)
     promotions,
     run_detail,
     runs,
+    superset,
 )
 from control_room.state.session_guard import SessionGuard
 

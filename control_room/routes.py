@@ -22,6 +22,7 @@ NOT_FOUND = "404"  # Reflex's route for unknown addresses
 GOVERNANCE = "/governance"  # routing matrix, simulator, caps, ownership, drift (issue 19)
 POLICIES = "/policies"  # access policies: grants, row filters, masks, simulator (issue 22)
 DASHBOARDS = "/dashboards"  # dashboard templates and the project's saved dashboards (issue 24)
+SUPERSET_EMBED = "/dashboards/superset"  # a saved dashboard pushed to Superset, embedded (issue 24)
 ASK = "/ask"  # NL→SQL: a question, its SQL for review, the result and a chart (issue 24)
 # Pages that later issues add: the navigation shows them as not yet available.
 COMING_LATER = "/later/[feature]"

@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from control_room.db.migrate import migrate
 from tests.live import LiveServer, Provisioner, live_server
 from tests.seaweedfs import SeaweedS3, seaweedfs_s3
+from tests.superset_server import pytest_collection_finish, superset_instance  # noqa: F401  (one shared Superset)
 
 
 class PostgresServer:

@@ -22,6 +22,7 @@ from control_room.api.models import Problem
 from control_room.api.retention import router as retention_router
 from control_room.api.serving import proxy_router as serving_proxy_router
 from control_room.api.serving import router as serving_router
+from control_room.api.superset import router as superset_router
 from control_room.api.web_sessions import router as web_sessions_router
 from control_room.db.connection import DatabaseNotConfigured, close_pool, database_url, get_pool
 from control_room.db.notify import stop_notifier
@@ -40,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     promotions_api.router,
     access_policies_router,
     dashboards_router,
+    superset_router,
     ask_router,
     catalog_sync_router,
     serving_router,

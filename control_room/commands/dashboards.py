@@ -98,3 +98,26 @@ def save_command(
 
     saved = _on_database(work)
     typer.echo(f"dashboard {slug}: version {saved['version']}" + ("" if saved["new_version"] else " (unchanged)"))
+
+
+@app.command("push")
+def push_command(
+    project: ProjectOption,
+    slug: str,
+    to: Annotated[str, typer.Option("--to", help="Where to push: superset (LAKEHOUSE_SUPERSET_URL).")] = "superset",
+) -> None:
+    """Create or update dashboard SLUG in Superset (idempotent: pushing again updates the same dashboard)."""
+    from control_room.services import superset
+
+    if to != "superset":
+        typer.echo(f"error (--to): cannot push to {to!r}; the one target is superset", err=True)
+        raise typer.Exit(1)
+
+    async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+        return await superset.push_dashboard(conn, project_id=await _project_id(conn, project), slug=slug)
+
+    pushed = _on_database(work)
+    typer.echo(f"dashboard {slug}: pushed to Superset as {pushed['slug']} (id {pushed['superset_id']}, "
+               f"{len(pushed['charts'])} charts): {pushed['url']}")  # fmt: skip
+    for name, why in pushed["skipped"].items():
+        typer.echo(f"  left out {name}: {why}")

@@ -11,6 +11,7 @@ from control_room import routes
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.dashboards.models import REFRESH_CHOICES, TIME_RANGES
+from control_room.pages.superset import push_button, push_messages
 from control_room.state.dashboards import Choice, DashboardsState, FilterChoice, Panel
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
@@ -136,8 +137,10 @@ def dashboards_page() -> rx.Component:
             rx.cond(DashboardsState.can_operate,
                     rx.button(rx.icon("copy", size=14), "Clone & edit", on_click=DashboardsState.open_editor,
                               id="dashboard-edit")),
+            push_button(DashboardsState.selected, DashboardsState.can_operate),
             width="100%", align="center", wrap="wrap", spacing="3",
         ),
+        push_messages(),
         rx.cond(DashboardsState.notice != "", rx.callout(DashboardsState.notice, icon="check", color_scheme="green",
                                                           size="1", id="dashboard-notice")),
         rx.cond(DashboardsState.error != "", rx.callout(DashboardsState.error, icon="triangle-alert",

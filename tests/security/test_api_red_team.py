@@ -233,3 +233,25 @@ def test_deleting_a_serving_endpoint_is_org_scoped_and_for_operators(
     assert audited == (0,)
     assert operator_a.delete(f"/serving/endpoints/{endpoint_id}").status_code == 204
     assert admin_b.get(f"/serving/endpoints/{endpoint_id}").status_code == 404
+
+
+def test_superset_push_and_guest_tokens_authorise_by_role_and_org(live_api: LiveServer, provision: Provisioner) -> None:
+    """Push is for operators of the project, a guest token for its members: org B gets neither, and nothing is
+    asked of Superset before the caller is authorised (this server has no Superset configured: 502 after)."""
+    a, b = provision.tenant("red-superset-a"), provision.tenant("red-superset-b")
+    operator_a = client(live_api, provision.user_token("operator", a)[1])
+    viewer_a = client(live_api, provision.user_token("viewer", a)[1])
+    admin_b = client(live_api, provision.user_token("admin", b)[1])
+    params = {"project": str(a.project_id)}
+    cloned = operator_a.post("/dashboards", params=params, json={"template": "run-health", "slug": "health"})
+    assert cloned.status_code == 201, cloned.text
+    # Org B: no push, no token, for A's dashboard (not even by naming A's project).
+    assert admin_b.post("/dashboards/health/superset", params=params).status_code == 403
+    assert admin_b.post("/dashboards/health/superset/guest-token", params=params).status_code == 403
+    # A viewer may not push; the project's members pass authorisation and meet the missing Superset.
+    assert viewer_a.post("/dashboards/health/superset", params=params).status_code == 403
+    unconfigured = viewer_a.post("/dashboards/health/superset/guest-token", params=params)
+    assert unconfigured.status_code == 502 and "LAKEHOUSE_SUPERSET_URL" in unconfigured.text
+    assert operator_a.post("/dashboards/health/superset", params=params).status_code == 502
+    # A dashboard that does not exist is not found, for a member too.
+    assert viewer_a.post("/dashboards/nope/superset/guest-token", params=params).status_code == 404

@@ -29,6 +29,7 @@ from control_room.services.auth import USER_TOKEN_PREFIX, hash_token, new_token
 from tests.alerts.conftest import Mailbox, SmtpServer
 from tests.conftest import PostgresServer
 from tests.e2e.conftest import LAKEHOUSE, RunningControlRoom, alive, free_port, wait_until_healthy
+from tests.superset_server import control_room_env as superset_control_room_env
 
 UI_TIMEOUT_MS = 30_000
 # Deadlines, not expectations: a cancel reaches a running task with its next heartbeat (up to 20 s).
@@ -112,6 +113,7 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config, ui_smtp: Sm
             "LAKEHOUSE_MLFLOW_DATABASE": conninfo_to_dict(pg_server.create_database("lh_mlflow_ui"))["dbname"],
         }
     )
+    env.update(superset_control_room_env())  # the session's Superset, started only by the tests that embed it
     env.pop("MLFLOW_TRACKING_URI", None)
     log = root / "lakehouse-run.log"
     with log.open("wb") as sink:
