@@ -1,10 +1,12 @@
-"""The proxy's replica client (services/serving_http.py) against real sockets: keep-alive reuse, chunked and
-close-delimited answers, a replica that closed an idle connection, refused connections and broken answers."""
+"""The proxy's replica client (services/serving_http.py, over aiohttp) against real sockets: keep-alive reuse,
+chunked and close-delimited answers, a replica that closed an idle connection (resent once, on another
+connection), idle connections dropped, refused connections and broken answers (never resent)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +32,7 @@ def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]
 async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError:
+    except (asyncio.IncompleteReadError, ConnectionError):
         return None
     length = next(
         int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
@@ -39,9 +41,11 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
 
 
 @asynccontextmanager
-async def replica(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
-    """A real TCP server on 127.0.0.1; yields its address and the number of requests per connection."""
+async def replica(handler: Handler) -> AsyncIterator[tuple[str, list[int], list[int]]]:
+    """A real TCP server on 127.0.0.1; yields its address, the number of requests per connection and the
+    connections (by index) that have ended."""
     per_connection: list[int] = []
+    ended: list[int] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         per_connection.append(0)
@@ -53,11 +57,12 @@ async def replica(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
                     break
         finally:
             writer.close()
+            ended.append(index)
 
     port = free_port()
     server = await asyncio.start_server(serve, "127.0.0.1", port)
     try:
-        yield f"127.0.0.1:{port}", per_connection
+        yield f"127.0.0.1:{port}", per_connection, ended
     finally:
         server.close()
 
@@ -74,7 +79,7 @@ async def echo(body: bytes, writer: asyncio.StreamWriter) -> bool:
 
 @in_loop
 async def test_keep_alive_reuses_one_connection_and_passes_bytes_through() -> None:
-    async with replica(echo) as (address, per_connection):
+    async with replica(echo) as (address, per_connection, _):
         client = ReplicaClient()
         answers = [await client.post(address, "/invocations", b'{"n": %d}' % n, "application/json") for n in range(5)]
         await client.aclose()
@@ -93,13 +98,13 @@ async def test_chunked_and_close_delimited_answers() -> None:
         writer.write(_answer(b"all of it", "connection: close"))
         return False
 
-    async with replica(chunked) as (address, per_connection):
+    async with replica(chunked) as (address, per_connection, _):
         client = ReplicaClient()
         assert (await client.post(address, "/invocations", b"{}", "application/json")).body == b"hello world"
         assert (await client.post(address, "/invocations", b"{}", "application/json")).body == b"hello world"
         await client.aclose()
     assert per_connection == [2]
-    async with replica(until_close) as (address, per_connection):
+    async with replica(until_close) as (address, per_connection, _):
         client = ReplicaClient()
         for _ in range(2):
             assert (await client.post(address, "/invocations", b"{}", "application/json")).body == b"all of it"
@@ -113,7 +118,7 @@ async def test_an_idle_connection_the_replica_closed_is_replaced_without_failing
         writer.write(_answer(b"{}", "content-length: 2"))
         return False  # closes after answering, although it said nothing of it (keep-alive expired)
 
-    async with replica(once) as (address, per_connection):
+    async with replica(once) as (address, per_connection, _):
         client = ReplicaClient()
         for _ in range(3):
             assert (await client.post(address, "/invocations", b"{}", "application/json")).status == 200
@@ -121,13 +126,54 @@ async def test_an_idle_connection_the_replica_closed_is_replaced_without_failing
     assert per_connection == [1, 1, 1]
 
 
+async def until(done: Callable[[], bool], within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not done():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 @in_loop
-async def test_connections_idle_too_long_are_not_reused() -> None:
-    now = [0.0]
-    async with replica(echo) as (address, per_connection):
-        client = ReplicaClient(clock=lambda: now[0])
+async def test_a_pooled_connection_closed_by_the_replica_is_written_again_on_another_one() -> None:
+    seen: dict[int, int] = {}
+
+    async def drops_the_second(body: bytes, writer: asyncio.StreamWriter) -> bool:
+        # Each connection answers its first request and closes on its second without a byte of an answer:
+        # what a keep-alive expiring just as a request arrives looks like to the client.
+        seen[id(writer)] = seen.get(id(writer), 0) + 1
+        if seen[id(writer)] > 1:
+            return False
+        writer.write(_answer(b'{"ok": ' + body + b"}", f"content-length: {len(body) + 8}"))
+        return True
+
+    async with replica(drops_the_second) as (address, per_connection, _):
+        client = ReplicaClient()
+        answers = [await client.post(address, "/invocations", b"%d" % n, "application/json") for n in range(3)]
+        await client.aclose()
+    assert [a.body for a in answers] == [b'{"ok": 0}', b'{"ok": 1}', b'{"ok": 2}']
+    assert per_connection == [2, 2, 1]  # the dropped request went again, once, on a new connection
+
+
+@in_loop
+async def test_a_new_connection_closed_without_an_answer_is_broken_and_not_sent_twice() -> None:
+    async def drops(body: bytes, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    async with replica(drops) as (address, per_connection, _):
+        client = ReplicaClient()
+        with pytest.raises(Broken, match="closed the connection without answering"):
+            await client.post(address, "/invocations", b"{}", "application/json")
+        await client.aclose()
+    assert per_connection == [1]
+
+
+@in_loop
+async def test_connections_idle_too_long_are_closed_and_not_reused() -> None:
+    assert IDLE_FOR_S < 5.0  # below uvicorn's keep-alive: the client drops an idle connection first
+    async with replica(echo) as (address, per_connection, ended):
+        client = ReplicaClient(idle_for_s=0.2)
         await client.post(address, "/invocations", b"1", "application/json")
-        now[0] += IDLE_FOR_S + 0.1
+        await until(lambda: ended == [0])  # the client closed the idle connection
         await client.post(address, "/invocations", b"2", "application/json")
         await client.aclose()
     assert per_connection == [1, 1]
@@ -143,7 +189,7 @@ async def test_refused_is_unreachable_and_a_broken_answer_is_broken() -> None:
         writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"predic')
         return False
 
-    async with replica(half) as (address, _):
+    async with replica(half) as (address, _, _):
         with pytest.raises(Broken, match="failed while answering"):
             await client.post(address, "/invocations", b"{}", "application/json")
 
@@ -151,7 +197,7 @@ async def test_refused_is_unreachable_and_a_broken_answer_is_broken() -> None:
         await asyncio.sleep(0.5)  # the replica takes longer than the client's timeout
         return False
 
-    async with replica(silent) as (address, _):
+    async with replica(silent) as (address, _, _):
         slow = ReplicaClient(timeout_s=0.1)
         with pytest.raises(Broken, match="did not answer"):
             await slow.post(address, "/invocations", b"{}", "application/json")
