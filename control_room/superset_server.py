@@ -15,15 +15,20 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from control_room.config import PROJECT_ROOT
+from control_room.db.connection import (
+    copy_database,
+    database_exists,
+    publish_database,
+    recreate_database,
+    set_login_password,
+)
+from control_room.server_health import poll_health
 
 RECIPE_DIR = PROJECT_ROOT / "deploy" / "superset"
 REQUIREMENTS = RECIPE_DIR / "requirements.txt"
@@ -127,11 +132,6 @@ class SupersetPlan:
         return env
 
 
-def _database_exists(cur: psycopg.Cursor[tuple[object, ...]], name: str) -> bool:
-    cur.execute("select 1 from pg_database where datname = %s", (name,))
-    return cur.fetchone() is not None
-
-
 def template_database(plan: SupersetPlan) -> str:
     """The name of the initialised template database for this recipe and service account."""
     # The service account's password is in the template: a different account is a different template.
@@ -141,31 +141,22 @@ def template_database(plan: SupersetPlan) -> str:
 def ensure_template(plan: SupersetPlan, python: Path, *, log_file: Path | None = None) -> str:
     """The initialised template database, built first when it does not exist yet (the one slow step); its name."""
     template = template_database(plan)
-    with psycopg.connect(plan.control_plane_url, autocommit=True) as conn, conn.cursor() as cur:
-        if _database_exists(cur, template):
-            return template
-        building = f"{template}_building_{os.getpid()}"
-        cur.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(building)))
-        cur.execute(sql.SQL("create database {}").format(sql.Identifier(building)))
-        _bootstrap(plan, python, building, log_file)
-        try:  # another process may have built it meanwhile: theirs wins, ours is dropped
-            cur.execute(sql.SQL("alter database {} rename to {}").format(
-                sql.Identifier(building), sql.Identifier(template)))  # fmt: skip
-        except psycopg.errors.DuplicateDatabase:
-            cur.execute(sql.SQL("drop database {}").format(sql.Identifier(building)))
+    if database_exists(plan.control_plane_url, template):
+        return template
+    building = f"{template}_building_{os.getpid()}"
+    recreate_database(plan.control_plane_url, building)
+    _bootstrap(plan, python, building, log_file)
+    publish_database(plan.control_plane_url, building, template)  # another process may have built it meanwhile
     return template
 
 
 def ensure_metadata_database(plan: SupersetPlan, python: Path, *, log_file: Path | None = None) -> bool:
     """Create the plan's metadata database, initialised, when missing: a copy of the template database (built
     first when missing). True when it was created."""
-    with psycopg.connect(plan.control_plane_url, autocommit=True) as conn, conn.cursor() as cur:
-        if _database_exists(cur, plan.metadata_database):
-            return False
+    if database_exists(plan.control_plane_url, plan.metadata_database):
+        return False
     template = ensure_template(plan, python, log_file=log_file)
-    with psycopg.connect(plan.control_plane_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {} template {}").format(
-            sql.Identifier(plan.metadata_database), sql.Identifier(template)))  # fmt: skip
+    copy_database(plan.control_plane_url, template, plan.metadata_database)
     return True
 
 
@@ -188,9 +179,7 @@ def _bootstrap(plan: SupersetPlan, python: Path, database: str, log_file: Path |
 
 def set_reader_password(control_plane_url: str, password: str) -> None:
     """Let the read-only role log in, with this password (the role itself comes from the migrations)."""
-    with psycopg.connect(control_plane_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("alter role {} login password {}").format(
-            sql.Identifier(READER_ROLE), sql.Literal(password)))  # fmt: skip
+    set_login_password(control_plane_url, READER_ROLE, password)
 
 
 def reader_url(control_plane_url: str, password: str, host: str | None = None) -> str:
@@ -217,24 +206,8 @@ def wait_until_healthy(
     url: str, process: subprocess.Popen[bytes] | None, log_file: Path, timeout_seconds: float = READY_TIMEOUT_SECONDS
 ) -> None:
     """Poll ``/health`` until it answers 200; SupersetServerError when the server exits or times out."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_seconds
-    last = "no answer yet"
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if process is not None and process.poll() is not None:
-                raise SupersetServerError(f"Superset exited with code {process.returncode} (see {log_file})")
-            try:
-                response = client.get(f"{url}/health")
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(HEALTH_POLL_SECONDS)
-    raise SupersetServerError(f"Superset at {url} was not healthy after {timeout_seconds:.0f} s (last: {last}; "
-                              f"see {log_file})")  # fmt: skip
+    poll_health(url, process, name="Superset", where=f" (see {log_file})", timeout_seconds=timeout_seconds,
+                poll_seconds=HEALTH_POLL_SECONDS, error=SupersetServerError)  # fmt: skip
 
 
 def up(plan: SupersetPlan, log_file: Path) -> subprocess.Popen[bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from control_room.config import Settings
 from control_room.db.connection import ensure_database
+from control_room.server_health import poll_health
 
 MLFLOW_DATABASE = "mlflow"
 HEALTH_POLL_SECONDS = 0.25
@@ -140,23 +140,6 @@ def wait_until_tracking_healthy(
     timeout_seconds: float = READY_TIMEOUT_SECONDS,
 ) -> None:  # fmt: skip
     """Poll the server's ``/health`` until it answers 200; TrackingServerError when it exits or times out."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_seconds
-    last = "no answer yet"
     where = f" (see {log_file})" if log_file is not None else ""
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if process is not None and process.poll() is not None:
-                raise TrackingServerError(f"the MLflow server exited with code {process.returncode}{where}")
-            try:
-                response = client.get(f"{url}/health")
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(HEALTH_POLL_SECONDS)
-    raise TrackingServerError(
-        f"the MLflow server at {url} was not healthy after {timeout_seconds:.0f} s (last answer: {last}){where}"
-    )
+    poll_health(url, process, name="the MLflow server", where=where, timeout_seconds=timeout_seconds,
+                poll_seconds=HEALTH_POLL_SECONDS, error=TrackingServerError)  # fmt: skip

@@ -77,3 +77,41 @@ def ensure_database(server_url: str, name: str) -> None:
             return
         with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process created it meanwhile
             conn.execute(psql.SQL("create database {}").format(psql.Identifier(name)))
+
+
+def database_exists(server_url: str, name: str) -> bool:
+    """Whether database ``name`` exists on the server of ``server_url``."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        return conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() is not None
+
+
+def recreate_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` when it exists and create it empty (a scratch database being built)."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(psql.SQL("drop database if exists {}").format(psql.Identifier(name)))
+        conn.execute(psql.SQL("create database {}").format(psql.Identifier(name)))
+
+
+def publish_database(server_url: str, building: str, name: str) -> None:
+    """Rename the finished database ``building`` to ``name``; when another process published ``name`` first,
+    theirs wins and ``building`` is dropped."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        try:
+            conn.execute(psql.SQL("alter database {} rename to {}").format(
+                psql.Identifier(building), psql.Identifier(name)))  # fmt: skip
+        except psycopg.errors.DuplicateDatabase:
+            conn.execute(psql.SQL("drop database {}").format(psql.Identifier(building)))
+
+
+def copy_database(server_url: str, template: str, name: str) -> None:
+    """Create database ``name`` as a copy of database ``template``."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(psql.SQL("create database {} template {}").format(
+            psql.Identifier(name), psql.Identifier(template)))  # fmt: skip
+
+
+def set_login_password(server_url: str, role: str, password: str) -> None:
+    """Let ``role`` log in with ``password`` (the role itself comes from the migrations)."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(psql.SQL("alter role {} login password {}").format(
+            psql.Identifier(role), psql.Literal(password)))  # fmt: skip
