@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from control_room.commands.jobs import _actor, _on_database
+from control_room.commands.jobs import _actor
+from control_room.commands.on_database import on_database
 from control_room.services import alerts
 from control_room.services.auth import resolve_org
 
@@ -48,7 +49,7 @@ def parse_until(text: str, now: datetime) -> datetime:
 @app.command("rules")
 def rules(as_json: JsonOption = False) -> None:
     """Alert rules with their last firing and open incidents."""
-    rows = _on_database(lambda conn: alerts.list_rules(conn))
+    rows = on_database(lambda conn: alerts.list_rules(conn))
     _print(rows, ["name", "kind", "severity", "enabled", "open_incidents", "incidents", "last_fired_at"], as_json)
 
 
@@ -61,7 +62,7 @@ def incidents(
     """Incidents, most recently fired first."""
     if state not in (None, "open", "acked", "resolved"):
         raise typer.BadParameter("--state must be open, acked or resolved")
-    rows = _on_database(lambda conn: alerts.list_incidents(conn, state=state, limit=limit))
+    rows = on_database(lambda conn: alerts.list_incidents(conn, state=state, limit=limit))
     _print(rows, ["id", "state", "severity", "rule_name", "subject", "count", "last_fired_at"], as_json)
 
 
@@ -77,7 +78,7 @@ def _act(incident_id: uuid.UUID, action: str, until: datetime | None = None) -> 
             at=datetime.now(UTC),
         )
 
-    row = _on_database(work)
+    row = on_database(work)
     suffix = f" until {until.isoformat()}" if until else ""
     typer.echo(f"incident {incident_id}: {row['state']}{suffix}")
 
@@ -111,7 +112,7 @@ def _mute(job: str, org: str | None, mute: bool, until: datetime | None) -> None
         org_id = await resolve_org(conn, org)
         return await alerts.set_mute(conn, org_id=org_id, job=job, mute=mute, until=until, user_id=None, actor=_actor())
 
-    _on_database(work)
+    on_database(work)
     state = f"muted until {until.isoformat()}" if mute and until else "muted" if mute else "unmuted"
     typer.echo(f"job {job}: {state}")
 
@@ -137,5 +138,5 @@ def unmute(job: str, org: OrgOption = None) -> None:
 @app.command("mutes")
 def mutes(as_json: JsonOption = False) -> None:
     """Jobs muted now, per org."""
-    rows = _on_database(lambda conn: alerts.mutes(conn, now=datetime.now(UTC)))
+    rows = on_database(lambda conn: alerts.mutes(conn, now=datetime.now(UTC)))
     _print(rows, ["org_id", "job", "until", "muted_by"], as_json)

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from control_room.commands.jobs import _actor, _on_database
+from control_room.commands.jobs import _actor
+from control_room.commands.on_database import on_database
 from control_room.config import get_settings
 from control_room.services import openmetadata
 from control_room.services.auth import ServicePrincipal
@@ -62,7 +63,7 @@ def openmetadata_sync_command(
         return report.as_dict()
 
     try:
-        report = _on_database(sync)
+        report = on_database(sync)
     except OpenMetadataError as exc:
         typer.echo(f"error (openmetadata): {exc}", err=True)
         raise typer.Exit(1) from exc

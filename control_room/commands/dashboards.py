@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from control_room.commands.jobs import _on_database
 from control_room.commands.ml import ProjectOption, _project_id
+from control_room.commands.on_database import on_database
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.services import auth, dashboards
 from control_room.services.errors import Invalid
@@ -37,7 +37,7 @@ def list_command(project: ProjectOption) -> None:
     async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
         return await dashboards.list_dashboards(conn, project_id=await _project_id(conn, project))
 
-    rows = _on_database(work)
+    rows = on_database(work)
     if not rows:
         typer.echo("no dashboard yet: `lakehouse dashboards clone --project P TEMPLATE SLUG` starts one")
     for row in rows:
@@ -55,7 +55,7 @@ def show_command(
             conn, project_id=await _project_id(conn, project), slug=slug, version=version
         )
 
-    typer.echo(_on_database(work)["source_yaml"], nl=False)
+    typer.echo(on_database(work)["source_yaml"], nl=False)
 
 
 @app.command("clone")
@@ -68,7 +68,7 @@ def clone_command(project: ProjectOption, template: str, slug: str) -> None:
             conn, project_id=await _project_id(conn, project), template=template, slug=slug, by=_actor()
         )
 
-    saved = _on_database(work)
+    saved = on_database(work)
     typer.echo(f"dashboard {slug}: version {saved['version']}" + ("" if saved["new_version"] else " (unchanged)"))
 
 
@@ -96,7 +96,7 @@ def save_command(
             by=_actor(),
         )  # fmt: skip
 
-    saved = _on_database(work)
+    saved = on_database(work)
     typer.echo(f"dashboard {slug}: version {saved['version']}" + ("" if saved["new_version"] else " (unchanged)"))
 
 
@@ -116,7 +116,7 @@ def push_command(
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         return await superset.push_dashboard(conn, project_id=await _project_id(conn, project), slug=slug)
 
-    pushed = _on_database(work)
+    pushed = on_database(work)
     typer.echo(f"dashboard {slug}: pushed to Superset as {pushed['slug']} (id {pushed['superset_id']}, "
                f"{len(pushed['charts'])} charts): {pushed['url']}")  # fmt: skip
     for name, why in pushed["skipped"].items():

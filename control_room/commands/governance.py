@@ -17,7 +17,8 @@ import yaml
 
 from control_room.commands.alerts import _print
 from control_room.commands.bundle import control_plane_connection
-from control_room.commands.jobs import _actor, _on_database
+from control_room.commands.jobs import _actor
+from control_room.commands.on_database import on_database
 from control_room.services import caps, governance, routing
 from control_room.services.auth import resolve_org
 from control_room.services.errors import Invalid
@@ -37,7 +38,7 @@ def _matrix(org: str | None) -> routing.Matrix:
     async def work(conn: psycopg.AsyncConnection) -> routing.Matrix:
         return await routing.load_matrix(conn, org_id=await resolve_org(conn, org))
 
-    return _on_database(work)
+    return on_database(work)
 
 
 @routing_app.command("rules")
@@ -84,7 +85,7 @@ def explain_command(
         matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, org))
         return await routing.simulate(conn, matrix=matrix, probe=probe)
 
-    sim = _on_database(work)
+    sim = on_database(work)
     if as_json:
         out = {
             "rule": sim.route.rule, "pool": sim.route.pool, "required_labels": list(sim.route.required_labels),
@@ -120,7 +121,7 @@ def caps_list_command(org: OrgOption = None, as_json: JsonOption = False) -> Non
     async def work(conn: psycopg.AsyncConnection) -> list[caps.CapView]:
         return await caps.list_caps(conn, org_id=await resolve_org(conn, org))
 
-    rows = [asdict(c) for c in _on_database(work)]
+    rows = [asdict(c) for c in on_database(work)]
     columns = ["name", "target", "kind", "limit", "used_label", "layer", "waiting_reason", "refusals_7d", "enabled"]
     _print(rows, columns, as_json)
 
@@ -146,7 +147,7 @@ def caps_refusals_command(
         views = await caps.list_caps(conn, org_id=org_id)
         return [(c.name, r) for c in views for r in c.recent], None
 
-    found, after = _on_database(work)
+    found, after = on_database(work)
     rows = [_refusal_row(cap, r) for cap, r in found]
     if as_json:
         typer.echo(json.dumps({"items": rows, "next_cursor": after}, default=str))
@@ -207,7 +208,7 @@ def caps_effective_command(
             conn, org_id=org_id, project=project, environment=environment, spec=chosen, tags=tuple(tag or ())
         )
 
-    found = _on_database(work)
+    found = on_database(work)
     if as_json:
         out = [
             {"task": t.key, "engine": t.engine, "pool": t.pool, "rule": t.rule,
@@ -251,7 +252,7 @@ def caps_set_command(
                               pool=pool, engine=engine, enabled=not disabled, id=existing.get(name, ""))  # fmt: skip
         await caps.save_cap(conn, org_id=org_id, draft=draft, by=_actor())
 
-    _on_database(work)
+    on_database(work)
     typer.echo(f"saved cap {name}")
 
 
@@ -262,13 +263,13 @@ def caps_delete_command(name: Annotated[str, typer.Argument(help="The cap's name
         org_id = await resolve_org(conn, org)
         await caps.delete_cap(conn, cap_id=await caps.cap_id_by_name(conn, org_id=org_id, name=name), by=_actor())
 
-    _on_database(work)
+    on_database(work)
     typer.echo(f"deleted cap {name}")
 
 
 def _sync(org: str | None, work: Any) -> Any:
     """``work(conn, slug)`` on a synchronous connection (the bundle code's); the org named by slug or id."""
-    slug = _on_database(lambda conn: _org_slug(conn, org))
+    slug = on_database(lambda conn: _org_slug(conn, org))
     with control_plane_connection() as conn:
         try:
             return work(conn, slug)
@@ -334,4 +335,4 @@ def _set_lock(org: str | None, bundle_only: bool, location: str) -> None:
         org_id = await resolve_org(conn, org)
         await governance.set_lock(conn, org_id=org_id, bundle_only=bundle_only, location=location, by=_actor())
 
-    _on_database(work)
+    on_database(work)

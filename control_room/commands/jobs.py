@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,11 +13,9 @@ import psycopg
 import typer
 import yaml
 
-from control_room.config import get_settings
-from control_room.db.connection import connect_async
+from control_room.commands.on_database import on_database
 from control_room.services import backfills, job_editing, jobs, runs, schedules
-from control_room.services.errors import Invalid, ServiceError, from_db_error
-from control_room.supervisor import SupervisorError, control_plane_database
+from control_room.services.errors import Invalid, ServiceError
 
 app = typer.Typer(help="Job templates: run them, their schedules, backfills.", no_args_is_help=True)
 
@@ -28,33 +24,6 @@ T = TypeVar("T")
 
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
-
-
-def _on_database(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-    """Run ``work`` on the control-plane database (the embedded one is started if needed)."""
-
-    async def run(url: str) -> T:
-        async with await connect_async(url) as conn:
-            return await work(conn)
-
-    try:
-        with control_plane_database(get_settings()) as database:
-            return asyncio.run(run(database.url))
-    except ServiceError as exc:
-        field = f" ({exc.field})" if exc.field else ""
-        typer.echo(f"error{field}: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    except SupervisorError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    except psycopg.Error as exc:
-        mapped = from_db_error(exc)
-        if mapped is None:
-            typer.echo(f"error: the database refused it: {str(exc).strip()}", err=True)
-        else:
-            field = f" ({mapped.field})" if mapped.field else ""
-            typer.echo(f"error{field}: {mapped.message}", err=True)
-        raise typer.Exit(1) from exc
 
 
 def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
@@ -99,7 +68,7 @@ def list_command(
     archived: bool = typer.Option(False, "--archived", help="Include archived templates."),
 ) -> None:
     """Job templates with their latest version, last run, success rate, p50/p95 duration and next fire."""
-    rows = _on_database(lambda c: jobs.list_templates(c, project=project, include_archived=archived))
+    rows = on_database(lambda c: jobs.list_templates(c, project=project, include_archived=archived))
     if not rows:
         typer.echo("no job templates (deploy a bundle with job_templates: lakehouse bundle deploy DIR)")
         return
@@ -145,14 +114,14 @@ def run_command(
             requested_by_name=_actor(),
         )
 
-    run, _ = _on_database(work)
+    run, _ = on_database(work)
     typer.echo(f"run {run['id']} of {run['name']} v{run['template_version']} in {env}: {run['status']}")
 
 
 @app.command("schedules")
 def schedules_command() -> None:
     """Schedules with their policies and next fire."""
-    rows = _on_database(lambda c: schedules.list_schedules(c))
+    rows = on_database(lambda c: schedules.list_schedules(c))
     for row in rows:
         state = "paused" if row["paused_at"] else ("enabled" if row["enabled"] else "disabled")
         nxt = row["next_fire_at"].isoformat(timespec="minutes") if row["next_fire_at"] else "-"
@@ -167,7 +136,7 @@ def _set_paused(name: str, paused: bool) -> None:
         schedule_id = await schedules.resolve_schedule(conn, name)
         await schedules.set_paused(conn, schedule_id=schedule_id, paused=paused, by=_actor())
 
-    _on_database(work)
+    on_database(work)
     typer.echo(f"schedule {name} {'paused' if paused else 'resumed'}")
 
 
@@ -191,7 +160,7 @@ def fire_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NA
         schedule_id = await schedules.resolve_schedule(conn, name)
         return await schedules.fire_now(conn, schedule_id=schedule_id, now=datetime.now(UTC), by=_actor())
 
-    fired = _on_database(work)
+    fired = on_database(work)
     typer.echo(f"schedule {name}: {fired['status']}, run {fired['run_id'] or '-'}")
 
 
@@ -232,7 +201,7 @@ def backfill_command(
             requested_by_name=_actor(),
         )
 
-    backfill = _on_database(work)
+    backfill = on_database(work)
     started = sum(backfill["progress"].get(status, 0) for status in ("queued", "running"))
     typer.echo(
         f"backfill {backfill['id']}: {backfill['total']} interval(s) of {backfill['step']}, "
@@ -244,7 +213,7 @@ def backfill_command(
 def backfill_status_command(backfill: str = typer.Argument(..., help="The backfill's id.")) -> None:
     """A backfill's progress and its intervals."""
     backfill_id = _backfill_id(backfill)
-    found = _on_database(lambda c: backfills.get_backfill(c, backfill_id=backfill_id))
+    found = on_database(lambda c: backfills.get_backfill(c, backfill_id=backfill_id))
     typer.echo(
         f"backfill {found['id']} of {found['template']} in {found['environment']}: {found['status']}, "
         f"{found['done']}/{found['total']} done {dict(sorted(found['progress'].items()))}"
@@ -260,7 +229,7 @@ def backfill_status_command(backfill: str = typer.Argument(..., help="The backfi
 def backfill_cancel_command(backfill: str = typer.Argument(..., help="The backfill's id.")) -> None:
     """Cancel a backfill as a group: pending intervals never run, active runs are cancelled."""
     backfill_id = _backfill_id(backfill)
-    found = _on_database(lambda c: backfills.cancel_backfill(c, backfill_id=backfill_id, by=_actor()))
+    found = on_database(lambda c: backfills.cancel_backfill(c, backfill_id=backfill_id, by=_actor()))
     typer.echo(f"backfill {found['id']}: {found['status']}")
 
 
@@ -298,7 +267,7 @@ def save_command(
             conn, project_id=project_id, project=project, text=text, expected_version=expected_version, by=_actor()
         )
 
-    saved = _on_database(work)
+    saved = on_database(work)
     what = "created" if saved["created"] else ("saved" if saved["new_version"] else "unchanged")
     typer.echo(f"job {project}/{saved['name']} {what}: version {saved['version']} ({saved['template_id']})")
 
@@ -308,7 +277,7 @@ def _set_archived(name: str, project: str | None, archived: bool) -> None:
         template_id = await jobs.resolve_template(conn, name, project=project)
         await job_editing.set_archived(conn, template_id=template_id, archived=archived, by=_actor())
 
-    _on_database(work)
+    on_database(work)
     typer.echo(f"job {name} {'archived (its schedules are disabled)' if archived else 'restored'}")
 
 
@@ -359,7 +328,7 @@ def schedule_save_command(
             schedule_id=existing.get(draft.name), draft=draft, by=_actor(),
         )  # fmt: skip
 
-    schedule_id = _on_database(work)
+    schedule_id = on_database(work)
     typer.echo(f"schedule {project}/{draft.name} of {template_name} saved ({schedule_id})")
 
 
@@ -368,7 +337,7 @@ def _set_enabled(name: str, enabled: bool) -> None:
         schedule_id = await schedules.resolve_schedule(conn, name)
         await job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=_actor())
 
-    _on_database(work)
+    on_database(work)
     typer.echo(f"schedule {name} {'enabled' if enabled else 'disabled'}")
 
 

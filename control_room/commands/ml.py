@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from control_room.commands.jobs import _on_database
+from control_room.commands.on_database import on_database
 from control_room.config import get_settings
 from control_room.services import auth, ml_tracking, runs
 from control_room.services.errors import Invalid, ServiceError
@@ -47,7 +47,7 @@ def experiments_command(project: ProjectOption, search: str | None = typer.Optio
         )
         return rows
 
-    for row in _on_database(work):
+    for row in on_database(work):
         last = f"{row['last_run_at']:%Y-%m-%d %H:%M} {row['last_run_status']}" if row["last_run_at"] else "no run"
         typer.echo(f"{row['id']:>6}  {row['name']:40} {row['runs']:>5} runs  last: {last}")
 
@@ -62,7 +62,7 @@ def models_command(project: ProjectOption) -> None:
                                                     limit=ml_tracking.MAX_PAGE)  # fmt: skip
         return rows
 
-    for row in _on_database(work):
+    for row in on_database(work):
         aliases = ", ".join(f"@{a}=v{v}" for a, v in sorted(row["aliases"].items())) or "no alias"
         typer.echo(f"{row['name']:40} latest v{row['latest_version'] or '-':<4} {aliases}")
 
@@ -78,7 +78,7 @@ def _change_alias(project: str, model: str, alias: str, version: str | None, gat
                 conn, project=project_id, name=model, alias=alias, version=version, gate_metric=gate_metric
             )
 
-    change = _on_database(work)
+    change = on_database(work)
     was = f" (was v{change['previous_version']})" if change["previous_version"] else ""
     now = f"v{change['version']}" if change["version"] else "removed"
     typer.echo(f"{model} @{alias}: {now}{was}")

@@ -15,7 +15,8 @@ import psycopg
 import typer
 
 from control_room.commands.alerts import _print
-from control_room.commands.jobs import _actor, _on_database
+from control_room.commands.jobs import _actor
+from control_room.commands.on_database import on_database
 from control_room.services import access_policies, policy_previews, result_policies, trino_rules
 from control_room.services.auth import resolve_org
 from control_room.services.errors import from_db_error
@@ -44,7 +45,7 @@ def _in_org(work: Callable[[psycopg.AsyncConnection, Any], Awaitable[T]], org: s
                 raise
             raise error from exc
 
-    return _on_database(run)
+    return on_database(run)
 
 
 @app.command("list")
@@ -287,7 +288,7 @@ def preview_command(
                 return result
             await asyncio.sleep(0.5)  # the agent runs it: poll the run, up to the deadline
 
-    outcome = _on_database(work)
+    outcome = on_database(work)
     if isinstance(outcome, policy_previews.PreviewStarted):
         typer.echo(f"preview run {outcome.run_id} of {outcome.dataset} as {outcome.principal_kind} {outcome.principal}")
         return

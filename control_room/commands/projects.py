@@ -9,7 +9,7 @@ from typing import Annotated
 import psycopg
 import typer
 
-from control_room.commands.jobs import _on_database
+from control_room.commands.on_database import on_database
 from control_room.services import auth, retention, runs
 
 app = typer.Typer(help="Projects: event retention (days before a finished run's events move to Parquet).",
@@ -33,7 +33,7 @@ def retention_command(
                 return await retention.get_retention(conn, project_id=project_id)
             return await retention.set_retention(conn, project_id=project_id, days=days)
 
-    kept = _on_database(work)
+    kept = on_database(work)
     kept_for = f"kept {kept} days after a run finishes" if kept else "kept forever"
     typer.echo(f"{project}: events {kept_for}")
 
@@ -49,7 +49,7 @@ def archive_command(
             conn, now=lambda: datetime.now(UTC), worker=f"cli:{getpass.getuser()}", max_runs=runs_per_pass
         )
 
-    done = _on_database(work)
+    done = on_database(work)
     typer.echo(
         f"{done.runs_done} run(s) archived: {done.events_archived} events, {done.attempts_archived} attempts "
         f"to Parquet; {done.rows_deleted} row(s) removed in {len(done.batch_seconds)} batch(es)"

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from control_room.commands.jobs import _actor, _on_database
+from control_room.commands.jobs import _actor
+from control_room.commands.on_database import on_database
 from control_room.services import auth, jobs, promotions
 from control_room.services.errors import Invalid
 from control_room.services.runs import resolve_project
@@ -78,7 +79,7 @@ def promote(
             user_id=await _user_id(conn, as_user), by=_actor(),
         )  # fmt: skip
 
-    _print_request(_on_database(work))
+    _print_request(on_database(work))
 
 
 app.command("request")(promote)
@@ -97,7 +98,7 @@ def list_command(
         items, _ = await promotions.requests_page(conn, project_id=project_id, status=status, limit=limit)
         return items
 
-    for request in _on_database(work):
+    for request in on_database(work):
         passed = sum(1 for c in request["checks"] if c["passed"])
         typer.echo(
             f"{request['id']}  {request['created_at']:%Y-%m-%d %H:%M}  {request['project']}/{request['job']} "
@@ -110,7 +111,7 @@ def list_command(
 @app.command("show")
 def show_command(request_id: Annotated[uuid.UUID, typer.Argument(help="The request's id.")]) -> None:
     """A request with its checks, evidence and decisions."""
-    _print_request(_on_database(lambda conn: promotions.get_request(conn, request_id=request_id)))
+    _print_request(on_database(lambda conn: promotions.get_request(conn, request_id=request_id)))
 
 
 def _decide(request_id: uuid.UUID, decision: str, comment: str, as_user: str | None) -> None:
@@ -121,7 +122,7 @@ def _decide(request_id: uuid.UUID, decision: str, comment: str, as_user: str | N
         )
         return await promotions.get_request(conn, request_id=request_id)
 
-    _print_request(_on_database(work))
+    _print_request(on_database(work))
 
 
 @app.command("approve")
@@ -159,7 +160,7 @@ def rollback_command(
             user_id=await _user_id(conn, as_user), by=_actor(),
         )  # fmt: skip
 
-    done = _on_database(work)
+    done = on_database(work)
     if done["status"] == "pending":
         typer.echo(
             f"{job} in {environment}: rollback request {done['request_id']} opened (v{done['previous_version']} → "
@@ -187,7 +188,7 @@ def report_check_command(
             by=_actor(),
         )  # fmt: skip
 
-    typer.echo(f"check report {_on_database(work)}: {name} {status} for {job} v{version}")
+    typer.echo(f"check report {on_database(work)}: {name} {status} for {job} v{version}")
 
 
 @app.command("pipeline")
@@ -197,7 +198,7 @@ def pipeline_command(project: Annotated[str, typer.Option(help="Project slug.")]
     async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
         return await promotions.pipeline(conn, project_id=await resolve_project(conn, project))
 
-    for job in _on_database(work):
+    for job in on_database(work):
         cells = []
         for env in promotions.ENVIRONMENTS:
             cell = job["environments"].get(env)

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from control_room.commands.jobs import _actor, _on_database
+from control_room.commands.jobs import _actor
+from control_room.commands.on_database import on_database
 from control_room.services import runs, task_detail
 
 app = typer.Typer(
@@ -56,7 +57,7 @@ def rerun_command(
                 from_task=from_task,
             )
 
-    created = _on_database(rerun)
+    created = on_database(rerun)
     typer.echo(f"run {created['id']} re-runs {source} ({mode.replace('_', ' ')}): {created['status']}")
 
 
@@ -77,5 +78,5 @@ def logs_command(
             count += 1
         return count
 
-    if _on_database(lines) == 0:
+    if on_database(lines) == 0:
         typer.echo(f"no events for task {task!r}" + (f" attempt {attempt}" if attempt else ""), err=True)

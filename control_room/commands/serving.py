@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from control_room.commands.jobs import _on_database
+from control_room.commands.on_database import on_database
 from control_room.services import auth, runs, serving
 from control_room.services.errors import Invalid, ServiceError
 
@@ -57,7 +57,7 @@ def _change(project: str, endpoint: str, change: str, **options: Any) -> None:
                 await serving.set_running(conn, endpoint_id=endpoint_id, running=change == "start")
             return await serving.get_endpoint(conn, endpoint_id=endpoint_id)
 
-    _print(_on_database(work))
+    _print(on_database(work))
 
 
 @app.command("list")
@@ -67,7 +67,7 @@ def list_command(project: ProjectOption) -> None:
     async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
         return await serving.list_endpoints(conn, project_id=await _project_id(conn, project))
 
-    for endpoint in _on_database(work):
+    for endpoint in on_database(work):
         _print(endpoint)
 
 
@@ -78,7 +78,7 @@ def get_command(endpoint: str, project: ProjectOption) -> None:
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         return await serving.get_endpoint(conn, endpoint_id=await _endpoint_id(conn, project, endpoint))
 
-    detail = _on_database(work)
+    detail = on_database(work)
     _print(detail)
     for r in detail["replica_list"]:
         state = "healthy" if r["healthy"] else r["task_status"]
@@ -115,7 +115,7 @@ def create_command(
             )  # fmt: skip
             return await serving.get_endpoint(conn, endpoint_id=endpoint_id)
 
-    _print(_on_database(work))
+    _print(on_database(work))
 
 
 @app.command("canary")
@@ -175,7 +175,7 @@ def delete_command(
             await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
             await serving.delete_endpoint(conn, endpoint_id=await _endpoint_id(conn, project, endpoint))
 
-    _on_database(work)
+    on_database(work)
     typer.echo(f"deleted {endpoint}")
 
 
@@ -189,7 +189,7 @@ def token_create_command(endpoint: str, name: str, project: ProjectOption) -> No
             endpoint_id = await _endpoint_id(conn, project, endpoint)
             return await serving.create_token(conn, endpoint_id=endpoint_id, name=name)
 
-    typer.echo(_on_database(work))
+    typer.echo(on_database(work))
 
 
 @token_app.command("revoke")
@@ -201,5 +201,5 @@ def token_revoke_command(endpoint: str, name: str, project: ProjectOption) -> No
             await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
             await serving.revoke_token(conn, endpoint_id=await _endpoint_id(conn, project, endpoint), name=name)
 
-    _on_database(work)
+    on_database(work)
     typer.echo(f"revoked {name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from control_room.commands.jobs import _on_database
+from control_room.commands.on_database import on_database
 from control_room.services import auth, users
 
 app = typer.Typer(help="A person's API tokens for calling the HTTP API (lhu_…).", no_args_is_help=True)
@@ -36,7 +36,7 @@ def create_command(
             role_ceiling=role_ceiling,
         )
 
-    token = _on_database(create)
+    token = on_database(create)
     ceiling = f", at most {role_ceiling}" if role_ceiling else ""
     lifetime = f"expires in {expires_in_days:g} days" if expires_in_days else "never expires"
     typer.echo(f"token {name} of {email.strip().lower()} ({lifetime}{ceiling}); shown once:", err=True)
@@ -51,7 +51,7 @@ def list_command(email: str = EMAIL) -> None:
         user = await users.find_user(conn, email=email)
         return await auth.list_api_tokens(conn, user_id=user.user_id)
 
-    tokens = _on_database(listing)
+    tokens = on_database(listing)
     if not tokens:
         typer.echo(f"{email.strip().lower()} has no API tokens (create one with `lakehouse tokens create`)")
     for t in tokens:
@@ -70,5 +70,5 @@ def revoke_command(email: str = EMAIL, name: str = typer.Option(..., "--name", h
         user = await users.find_user(conn, email=email)
         await auth.revoke_api_token(conn, user_id=user.user_id, name=name)
 
-    _on_database(revoke)
+    on_database(revoke)
     typer.echo(f"revoked token {name} of {email.strip().lower()}")

@@ -7,13 +7,14 @@ import sys
 import psycopg
 import typer
 
-from control_room.commands.jobs import _on_database
+from control_room.commands.on_database import on_database
 from control_room.services import users
 
 app = typer.Typer(
     help="People who sign in to the control room: local accounts and their roles.",
     no_args_is_help=True,
 )
+
 
 def _password(from_stdin: bool) -> str | None:
     if not from_stdin:
@@ -31,7 +32,7 @@ def create_admin_command(
 ) -> None:
     """Create (or reset) a local admin of every org; prints the password once when it was generated."""
     password = _password(password_stdin)
-    account = _on_database(lambda conn: users.create_admin(conn, email=email, password=password, display_name=name))
+    account = on_database(lambda conn: users.create_admin(conn, email=email, password=password, display_name=name))
     orgs = ", ".join(account.orgs) or "none yet (run `lakehouse run` to load the demo org)"
     typer.echo(f"admin {account.email} (admin of: {orgs})")
     if password is None:
@@ -55,7 +56,7 @@ def create_command(
             await users.create_local_user(conn, email=email, password=password, display_name=name)
             await users.grant_role(conn, email=email, project=project, role=role)
 
-    _on_database(create)
+    on_database(create)
     typer.echo(f"user {email.strip().lower()}: {role} on {project}")
     if given is None:
         typer.echo(f"password: {password}  (shown once)")
@@ -68,5 +69,5 @@ def grant_command(
     role: str = typer.Option(..., "--role", help="viewer, operator or admin."),
 ) -> None:
     """Give an existing user a role on a project (replacing their earlier role there)."""
-    _on_database(lambda conn: users.grant_role(conn, email=email, project=project, role=role))
+    on_database(lambda conn: users.grant_role(conn, email=email, project=project, role=role))
     typer.echo(f"user {email.strip().lower()}: {role} on {project}")
