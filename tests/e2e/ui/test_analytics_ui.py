@@ -68,9 +68,10 @@ PLOTTED = """(figure) => {
 
 
 def _click_bar(page: Page, figure: str, category: str) -> None:
-    """Hover the bar until plotly shows its label (plotly clicks what it hovers), then click it."""
+    """Hover the bar until plotly shows its label for that category (plotly clicks what it hovers; a chart that
+    cross-filters hovers by x, so a label shows anywhere over the plot and must name the category), then click."""
     page.locator(figure).scroll_into_view_if_needed()
-    hover = page.locator(f"{figure} .hoverlayer .hovertext").first
+    hover = page.locator(f"{figure} .hoverlayer .axistext")  # the hovered category's label on the x axis
     deadline = time.monotonic() + 30
     while True:
         point = page.evaluate(BAR_POINT, [figure, category])
@@ -78,7 +79,7 @@ def _click_bar(page: Page, figure: str, category: str) -> None:
         page.mouse.move(1, 1)
         page.mouse.move(point["x"], point["y"], steps=3)
         try:
-            expect(hover).to_be_visible(timeout=2_000)
+            expect(hover).to_contain_text(category, timeout=2_000)
             break
         except AssertionError:
             if time.monotonic() > deadline:
