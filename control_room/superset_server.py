@@ -10,13 +10,16 @@ of it (``create database … template``, a second). The read-only role Superset 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -70,8 +73,7 @@ def ensure_installed(venv: Path = DEFAULT_VENV, *, log_file: Path | None = None)
     stamp = venv / f".installed-{recipe_hash()}"
     if stamp.exists() and python.exists():
         return python
-    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    try:
+    with _log_sink(log_file) as log:
         for command in (
             [_uv(), "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv)],
             [_uv(), "pip", "install", "--quiet", "--python", str(python), "-r", str(REQUIREMENTS)],
@@ -79,9 +81,6 @@ def ensure_installed(venv: Path = DEFAULT_VENV, *, log_file: Path | None = None)
             done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_SECONDS)
             if done.returncode != 0:
                 raise SupersetServerError(f"`{' '.join(command)}` failed (exit {done.returncode}, see {log_file})")
-    finally:
-        if log_file:
-            log.close()  # type: ignore[union-attr]
     for old in venv.glob(".installed-*"):
         old.unlink()
     stamp.touch()
@@ -132,6 +131,16 @@ class SupersetPlan:
         return env
 
 
+@contextlib.contextmanager
+def _log_sink(log_file: Path | None) -> Iterator[IO[bytes] | int]:
+    """Where a step's output goes: appended to ``log_file``, or discarded when there is none."""
+    if log_file is None:
+        yield subprocess.DEVNULL
+        return
+    with log_file.open("ab") as log:
+        yield log
+
+
 def template_database(plan: SupersetPlan) -> str:
     """The name of the initialised template database for this recipe and service account."""
     # The service account's password is in the template: a different account is a different template.
@@ -163,15 +172,11 @@ def ensure_metadata_database(plan: SupersetPlan, python: Path, *, log_file: Path
 def _bootstrap(plan: SupersetPlan, python: Path, database: str, log_file: Path | None) -> None:
     """Migrations, roles, permissions and the service account, in one process (deploy/superset/bootstrap.py)."""
     env = plan.env() | {"SUPERSET_METADATA_URI": psycopg2_url(plan.control_plane_url, dbname=database)}
-    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    try:
+    with _log_sink(log_file) as log:
         done = subprocess.run(
             [str(python), str(BOOTSTRAP), plan.username, plan.password], env=env, stdout=log,
             stderr=subprocess.STDOUT, timeout=BOOTSTRAP_TIMEOUT_SECONDS,
         )  # fmt: skip
-    finally:
-        if log_file:
-            log.close()  # type: ignore[union-attr]
     if done.returncode != 0:
         raise SupersetServerError(f"initialising Superset's metadata database failed (exit {done.returncode}, "
                                   f"see {log_file})")  # fmt: skip
