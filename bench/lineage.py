@@ -194,8 +194,8 @@ def bench_ingest(workers: int = 1, clients: int = CONCURRENCY, diagnose: bool = 
         server = psutil.Process(api.proc.pid)
         with psycopg.connect(env.database_url) as conn:
             row = conn.execute("select pg_backend_pid()").fetchone()
-        assert row is not None
-        postgres = psutil.Process(int(row[0])).parent()
+            assert row is not None
+            postgres = psutil.Process(int(row[0])).parent()  # while the backend lives: it exits on close
         assert postgres is not None
         warmup = [json.dumps(event(i, jobs="warmup")).encode() for i in range(WARMUP)]
         asyncio.run(ingest(api.base_url, token, warmup, clients))
