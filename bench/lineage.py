@@ -18,7 +18,8 @@
   answer, drawn) and the figure's size on the websocket. Target < 2 s. Builds the frontend first (minutes):
   run it alone, under the e2e lock: ``flock /tmp/lh-e2e.lock .venv/bin/python bench/lineage.py browser``.
 
-    .venv/bin/python bench/lineage.py [ingest|graph|browser ...] [--api-workers N]   # default: ingest graph
+    .venv/bin/python bench/lineage.py [ingest|graph|browser ...] [--api-workers N] [--clients N] [--diagnose]
+    # default: ingest graph
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import psutil
 import psycopg
 from _harness import BenchEnv, bench_env, fmt, percentiles
@@ -48,31 +50,32 @@ from tests.live import LiveServer, free_port, wait_until_healthy
 
 EVENTS = 3000
 CONCURRENCY = 8
+WARMUP = 200  # events of other jobs sent first: the server's first-use costs (pool, validators) stay out
 JOBS = 300
 NS = "postgres://warehouse.bench:5432"
 FACET = {"_producer": "https://example.com/bench", "_schemaURL": "https://openlineage.io/spec/facets/x.json"}
 
 
-def event(index: int) -> dict[str, Any]:
+def event(index: int, jobs: str = "job") -> dict[str, Any]:
     job = index // 2 % JOBS
-    run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-run-{index // 2}"))
+    run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-{jobs}-run-{index // 2}"))
     return {
         "eventType": "START" if index % 2 == 0 else "COMPLETE",
         "eventTime": f"2026-12-03T10:{index // 120 % 60:02d}:{index // 2 % 60:02d}.{index % 2}Z",
         "producer": "https://example.com/bench",
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
         "run": {"runId": run_id},
-        "job": {"namespace": "bench", "name": f"job_{job}"},
-        "inputs": [{"namespace": NS, "name": f"raw.t{job}"}],
+        "job": {"namespace": "bench", "name": f"{jobs}_{job}"},
+        "inputs": [{"namespace": NS, "name": f"raw.{jobs}{job}"}],
         "outputs": [
             {
                 "namespace": NS,
-                "name": f"mart.t{job}",
+                "name": f"mart.{jobs}{job}",
                 "facets": {
                     "schema": {**FACET, "fields": [{"name": "id", "type": "BIGINT"}, {"name": "v", "type": "TEXT"}]},
                     "columnLineage": {
                         **FACET,
-                        "fields": {"v": {"inputFields": [{"namespace": NS, "name": f"raw.t{job}", "field": "v"}]}},
+                        "fields": {"v": {"inputFields": [{"namespace": NS, "name": f"raw.{jobs}{job}", "field": "v"}]}},
                     },
                 },
             }
@@ -80,27 +83,26 @@ def event(index: int) -> dict[str, Any]:
     }
 
 
-async def ingest(base_url: str, token: str) -> tuple[float, list[float]]:
+async def ingest(base_url: str, token: str, bodies: list[bytes], clients: int) -> tuple[float, list[float]]:
+    """Post the pre-encoded bodies from ``clients`` concurrent keep-alive connections (aiohttp: its C
+    parser costs this process, which shares the cores with the server, a fraction of httpx's CPU)."""
     samples: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(EVENTS):
-        queue.put_nowait(index)
-    bodies = [event(i) for i in range(EVENTS)]
-    limits = httpx.Limits(max_connections=CONCURRENCY)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
+    pending = iter(bodies)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(base_url, headers=headers, connector=connector) as session:
 
-        async def worker() -> None:
-            while not queue.empty():
-                index = queue.get_nowait()
+        async def client() -> None:
+            for body in pending:  # one shared iterator: each body is posted once
                 started = time.perf_counter()
-                reply = await client.post("/api/v1/lineage", json=bodies[index])
+                async with session.post("/api/v1/lineage", data=body) as reply:
+                    answer = await reply.read()
                 samples.append((time.perf_counter() - started) * 1000)
-                if reply.status_code != 201:
-                    raise SystemExit(f"ingest failed: {reply.status_code} {reply.text}")
+                if reply.status != 201:
+                    raise SystemExit(f"ingest failed: {reply.status} {answer.decode(errors='replace')}")
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(client() for _ in range(clients)))
         return time.perf_counter() - began, samples
 
 
@@ -112,6 +114,42 @@ def _cpu_seconds(process: psutil.Process) -> float:
             times = proc.cpu_times()
             total += times.user + times.system + times.children_user + times.children_system
     return total
+
+
+class WaitSampler:
+    """What the database's backends are doing, sampled every 20 ms from a connection of its own
+    (``--diagnose``): active (on CPU) or waiting, and on which wait event (WAL flush, lock, client...)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.02):
+                rows = conn.execute(
+                    "select state, wait_event_type, wait_event from pg_stat_activity "
+                    "where backend_type = 'client backend' and pid <> pg_backend_pid() and datname = current_database()"
+                ).fetchall()
+                self.samples += 1
+                for state, kind, name in rows:
+                    key = f"{state}: {kind}/{name}" if kind else f"{state}: on CPU"
+                    self.counts[key] = self.counts.get(key, 0) + 1
+
+    def __enter__(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def lines(self) -> list[str]:
+        ranked = sorted(self.counts.items(), key=lambda item: -item[1])
+        return [f"    {count / max(self.samples, 1):5.2f} backends {key}" for key, count in ranked[:8]]
 
 
 class WorkersServer(LiveServer):
@@ -145,7 +183,7 @@ def api_server(env: BenchEnv, workers: int) -> Iterator[LiveServer]:
         server.stop()
 
 
-def bench_ingest(workers: int = 1) -> None:
+def bench_ingest(workers: int = 1, clients: int = CONCURRENCY, diagnose: bool = False) -> None:
     """Throughput and, since the machine is shared, what each event costs in CPU: the API server's
     process(es), Postgres (postmaster and backends) and this load generator. The capacity line divides
     2 cores by the server-side cost: the rate 2 idle cores would sustain with the clients elsewhere."""
@@ -156,17 +194,22 @@ def bench_ingest(workers: int = 1) -> None:
         server = psutil.Process(api.proc.pid)
         with psycopg.connect(env.database_url) as conn:
             row = conn.execute("select pg_backend_pid()").fetchone()
-        assert row is not None
-        postgres = psutil.Process(int(row[0])).parent()
+            assert row is not None
+            postgres = psutil.Process(int(row[0])).parent()  # while the backend lives: it exits on close
         assert postgres is not None
+        warmup = [json.dumps(event(i, jobs="warmup")).encode() for i in range(WARMUP)]
+        asyncio.run(ingest(api.base_url, token, warmup, clients))
+        bodies = [json.dumps(event(i)).encode() for i in range(EVENTS)]
         load = os.getloadavg()[0]
-        before = (_cpu_seconds(server), _cpu_seconds(postgres), time.process_time())
-        elapsed, samples = asyncio.run(ingest(api.base_url, token))
-        after = (_cpu_seconds(server), _cpu_seconds(postgres), time.process_time())
+        sampler = WaitSampler(env.database_url) if diagnose else contextlib.nullcontext()
+        with sampler:
+            before = (_cpu_seconds(server), _cpu_seconds(postgres), time.process_time())
+            elapsed, samples = asyncio.run(ingest(api.base_url, token, bodies, clients))
+            after = (_cpu_seconds(server), _cpu_seconds(postgres), time.process_time())
         api_ms, pg_ms, client_ms = ((b - a) * 1000 / EVENTS for a, b in zip(before, after, strict=True))
         print(
-            f"openlineage ingest: {EVENTS} RunEvents over HTTP, {CONCURRENCY} concurrent clients, "
-            f"{workers} API worker process(es)"
+            f"openlineage ingest: {EVENTS} RunEvents over HTTP (after {WARMUP} of other jobs), {clients} concurrent "
+            f"clients (producers), {workers} API worker process(es)"
         )
         print(f"  {fmt(percentiles(samples))}")
         print(
@@ -178,6 +221,10 @@ def bench_ingest(workers: int = 1) -> None:
             f"this load generator {client_ms:.2f} ms"
         )
         print(f"  capacity of 2 idle cores, server side: {2000 / (api_ms + pg_ms):,.0f} events/s")
+        if isinstance(sampler, WaitSampler):
+            print(f"  Postgres backends, mean over {sampler.samples} samples (the sampler's own query excluded):")
+            for line in sampler.lines():
+                print(line)
 
 
 # The synthetic graph -------------------------------------------------------------------------------
@@ -402,9 +449,15 @@ def main() -> None:
     parser.add_argument(
         "--api-workers", type=int, default=1, help="ingest: API worker processes (LAKEHOUSE_API_WORKERS); default 1"
     )
+    parser.add_argument(
+        "--clients", type=int, default=CONCURRENCY, help=f"ingest: concurrent producers; default {CONCURRENCY}"
+    )
+    parser.add_argument(
+        "--diagnose", action="store_true", help="ingest: also sample what Postgres's backends wait on (costs CPU)"
+    )
     args = parser.parse_args()
     runs: dict[str, Callable[[], None]] = {
-        "ingest": lambda: bench_ingest(args.api_workers),
+        "ingest": lambda: bench_ingest(args.api_workers, args.clients, args.diagnose),
         "graph": bench_graph,
         "browser": bench_browser,
     }

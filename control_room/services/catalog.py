@@ -13,7 +13,9 @@ a job's inputs and outputs (with ``columnLineage`` pairs) join the project's reg
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import uuid
 from collections.abc import Mapping
 from functools import cache
@@ -35,7 +37,6 @@ from control_room.services.runs import resolve_project
 if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds, a replica's start pays none
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
-    from referencing import Registry
 
 SPEC_DIR = PROJECT_ROOT / "spec" / "openlineage"
 MAIN_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
@@ -68,40 +69,53 @@ class OpenLineageSchema:
     """The spec's validators, built once: one per event kind and one per official facet key and place.
 
     Each exists twice: compiled by jsonschema-rs, which answers "valid?" in ~40 µs where jsonschema takes
-    ~1-4 ms (issue 21's ingest rate), and built by jsonschema, whose ``best_match`` picks the error
-    reported for an invalid event (the path and message clients and tests rely on). A valid event, the
-    usual case, never reaches the second."""
+    ~1-4 ms (issue 21's ingest rate), and built by jsonschema (on the first invalid event), whose
+    ``best_match`` picks the error reported for an invalid event (the path and message clients and tests
+    rely on). A valid event, the usual case, never reaches the second."""
 
     def __init__(self, directory: Path) -> None:
-        from referencing import Registry, Resource
-
         main = json.loads((directory / "OpenLineage.json").read_text(encoding="utf-8"))
-        documents = [(MAIN_ID, main)]
-        facet_schemas: dict[tuple[str, str], dict[str, Any]] = {}
+        self.documents = [(MAIN_ID, main)]
+        self.facet_schemas: dict[tuple[str, str], dict[str, Any]] = {}
         for path in sorted((directory / "facets").glob("*.json")):
             schema = json.loads(path.read_text(encoding="utf-8"))
-            documents.append((schema["$id"], schema))
+            self.documents.append((schema["$id"], schema))
             for key in schema.get("properties", {}):
-                facet_schemas[(_facet_location(path.name), key)] = schema
-        self.registry: Registry[Any] = Registry().with_resources(
-            (uri, Resource.from_contents(document)) for uri, document in documents
-        )
-        self.events = {kind: self._validator({"$ref": f"{MAIN_ID}#/$defs/{kind}"}) for kind in EVENT_KINDS}
-        self.facets = {place: self._validator(schema) for place, schema in facet_schemas.items()}
-        compiled = jsonschema_rs.Registry(documents)
+                self.facet_schemas[(_facet_location(path.name), key)] = schema
+        compiled = jsonschema_rs.Registry(self.documents)
         self.fast_events = {
             kind: self._compiled({"$ref": f"{MAIN_ID}#/$defs/{kind}"}, compiled) for kind in EVENT_KINDS
         }
-        self.fast_facets = {place: self._compiled(schema, compiled) for place, schema in facet_schemas.items()}
+        self.fast_facets = {place: self._compiled(schema, compiled) for place, schema in self.facet_schemas.items()}
+        self._explainers: tuple[dict[str, Draft202012Validator], dict[tuple[str, str], Draft202012Validator]] | None
+        self._explainers = None
+        self._explainers_lock = threading.Lock()
 
     @staticmethod
     def _compiled(schema: dict[str, Any], registry: jsonschema_rs.Registry) -> jsonschema_rs.Validator:
         return jsonschema_rs.Draft202012Validator(schema, registry=registry, validate_formats=True)
 
-    def _validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
-        from jsonschema import Draft202012Validator
+    def explainers(self) -> tuple[dict[str, Draft202012Validator], dict[tuple[str, str], Draft202012Validator]]:
+        """jsonschema's validators (per event kind, per facet key and place), built on the first invalid
+        event: importing jsonschema's format checkers takes 2-5 s of CPU, which a replica's first valid
+        event used to pay while its event loop served nothing else (issue 21's ingest)."""
+        with self._explainers_lock:
+            if self._explainers is None:
+                from jsonschema import Draft202012Validator
+                from referencing import Registry, Resource
 
-        return Draft202012Validator(schema, registry=self.registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+                registry: Registry[Any] = Registry().with_resources(
+                    (uri, Resource.from_contents(document)) for uri, document in self.documents
+                )
+
+                def build(schema: Mapping[str, Any]) -> Draft202012Validator:
+                    checker = Draft202012Validator.FORMAT_CHECKER
+                    return Draft202012Validator(schema, registry=registry, format_checker=checker)
+
+                events = {kind: build({"$ref": f"{MAIN_ID}#/$defs/{kind}"}) for kind in EVENT_KINDS}
+                facets = {place: build(schema) for place, schema in self.facet_schemas.items()}
+                self._explainers = (events, facets)
+            return self._explainers
 
     @staticmethod
     def kind_of(event: Mapping[str, Any]) -> str:
@@ -134,16 +148,17 @@ class OpenLineageSchema:
             return None
         from jsonschema.exceptions import best_match
 
+        events, facets = self.explainers()
         kind = self.kind_of(event)
-        error = best_match(self.events[kind].iter_errors(event))
+        error = best_match(events[kind].iter_errors(event))
         if error is not None:
             return _path(error), f"{kind}: {error.message}"
         for where, location, group in _facet_groups(event, kind):
             for key, facet in group.items():
-                validator = self.facets.get((location, key))
-                if validator is None:
+                explainer = facets.get((location, key))
+                if explainer is None:
                     continue  # a custom facet: the spec allows any key with _producer and _schemaURL
-                facet_error = best_match(validator.iter_errors({key: facet}))
+                facet_error = best_match(explainer.iter_errors({key: facet}))
                 if facet_error is not None:
                     return f"{where}{_path(facet_error)[1:]}", f"{key} facet: {facet_error.message}"
         return None
@@ -187,12 +202,20 @@ def validate_event(event: Any) -> None:
         raise InvalidEvent(f"{path}: {message}", field=path)
 
 
+async def _validate_off_loop(event: Any) -> None:
+    """validate_event, with an invalid event explained in a worker thread: the first one builds
+    jsonschema's validators (seconds), which must not stall the other requests on the event loop."""
+    if not openlineage_schema().is_valid(event):
+        await asyncio.to_thread(validate_event, event)
+
+
 async def ingest_openlineage(
-    conn: AsyncConnection, principal: Principal, event: Any, *, project: str | None
+    conn: AsyncConnection, principal: Principal, event: Any, *, project: str | None, sent: str | None = None
 ) -> dict[str, Any]:
     """Validate and store one OpenLineage event as the principal; ``stored`` is false for a RunEvent
-    already stored (same runId, eventType and eventTime), which then changes nothing."""
-    validate_event(event)
+    already stored (same runId, eventType and eventTime), which then changes nothing. ``sent``: the JSON
+    text the event was parsed from, stored as it came instead of encoding the event again."""
+    await _validate_off_loop(event)
     # The whole transaction (act as the caller, resolve the project and store the event in one SQL call,
     # commit) in one pipeline: one network round trip. ``scoped`` would take three here (psycopg syncs a
     # pipeline around each transaction block) and a tenth of the request's CPU at hundreds of events a second.
@@ -202,7 +225,7 @@ async def ingest_openlineage(
             await act_as_principal(conn, principal)
             cur = await conn.execute(
                 "select project_id, stored from ops.ingest_openlineage_to(%s, %s::jsonb)",
-                (project, json.dumps(event)),
+                (project, sent if sent is not None else json.dumps(event)),
             )
             await conn.execute("commit")
         row = await cur.fetchone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -443,6 +444,30 @@ def test_an_invalid_event_is_refused_naming_the_json_path(
     assert reply.json()["detail"].startswith(path)
     viewer = client(live_api, provision.user_token("viewer", tenant)[1])
     assert viewer.get("/datasets", params={"project": str(tenant.project_id)}).json()["items"] == []
+
+
+def test_ingest_refuses_a_revoked_token_at_once_through_the_api_and_within_seconds_from_elsewhere(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    """Ingest looks API tokens up through a 5-second cache (control_room/api/auth.py): a revoke through this
+    server's API forgets it at once; one written by another process (another replica, the CLI) within seconds."""
+    tenant = provision.tenant("openlineage-revoke")
+    event = external_event("START", str(uuid.uuid4()), "2026-12-03T10:00:00Z")
+    through_api = client(live_api, provision.user_token("operator", tenant)[1])
+    user_id, token = provision.user_token("operator", tenant)
+    elsewhere = client(live_api, token)
+    assert [c.post("/lineage", json=event).status_code for c in (through_api, elsewhere)] == [201, 201]
+
+    assert through_api.delete("/tokens/test").status_code == 204
+    assert through_api.post("/lineage", json=event).status_code == 401
+
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute("update ops.api_tokens set revoked_at = now() where user_id = %s", (user_id,))
+    revoked_at = time.monotonic()
+    while (status := elsewhere.post("/lineage", json=event).status_code) == 201 and time.monotonic() < revoked_at + 30:
+        time.sleep(0.2)  # polling the server for the refusal, with a deadline
+    assert status == 401
+    assert time.monotonic() - revoked_at < 5 + 5  # the TTL, and a loaded machine's slack
 
 
 def test_ingest_needs_an_operator_token_of_the_project(live_api: LiveServer, provision: Provisioner) -> None:

@@ -110,6 +110,29 @@ def test_revoked_and_expired_tokens_are_refused(live_api: LiveServer, provision:
     assert forged.status_code == 401
 
 
+def test_openlineage_ingest_refuses_forged_expired_and_inactive_users_tokens(
+    live_api: LiveServer, provision: Provisioner
+) -> None:
+    """Ingest authenticates through its own token cache (control_room/api/auth.py): what the cache has not
+    seen is looked up, and refusals are never remembered as successes nor echo the token."""
+    tenant = provision.tenant("red-ingest")
+    event = {"eventType": "START", "eventTime": "2026-12-03T10:00:00Z", "producer": "p", "schemaURL": "s",
+             "run": {"runId": str(uuid.uuid4())}, "job": {"namespace": "red", "name": "j"}}  # fmt: skip
+    expired_user, expired = provision.user_token("operator", tenant)
+    inactive_user, inactive = provision.user_token("operator", tenant)
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        conn.execute("update ops.api_tokens set expires_at = now() - interval '1 second' where user_id = %s",
+                     (expired_user,))  # fmt: skip
+        conn.execute("update ops.users set is_active = false where id = %s", (inactive_user,))
+    forged = "lhu_" + "A" * 43
+    for token in (forged, expired, inactive, forged):  # the forged token twice: a refusal is not cached
+        reply = client(live_api, token).post("/lineage", json=event)
+        assert reply.status_code == 401 and token not in reply.text, reply.text
+    with psycopg.connect(provision.database_url) as conn:
+        stored = conn.execute("select count(*) from ops.openlineage_events where job_namespace = 'red'").fetchone()
+    assert stored == (0,)
+
+
 def test_org_b_reads_no_caps_refusals_or_effective_caps_of_org_a(live_api: LiveServer, provision: Provisioner) -> None:
     a, b = provision.tenant("red-a"), provision.tenant("red-b")
     with psycopg.connect(provision.database_url, autocommit=True) as conn:
