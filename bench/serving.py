@@ -17,8 +17,14 @@ the agent would). Two measurements, each straight to the replica and through
 With BENCH_API_WORKERS=N (N > 1) the proxy is served by `lakehouse api` with N worker processes (the split
 deployment's command) instead of the harness's one uvicorn process; its CPU is summed over the workers.
 
-Prints p50/p95/p99, the added p95 and the load average (the figures mean little on a machine busy with
-other work: when even the direct calls fall short of the rate, the open-loop figures are queueing).
+Prints p50/p95/p99, the added p95 and the load average; per open-loop round also the one-second window of
+sending times whose requests took longest, and the CPU cores each party used meanwhile (API server, replica,
+this bench's client, its Postgres, and every other process of the machine). The figures mean little on a
+machine busy with other work: when "other processes" take most of the 2 cores, or even the direct calls fall
+short of the rate, the open-loop figures are queueing.
+
+The API server's CPU per proxied request is measured once its start-up has settled (every worker imported,
+its background loops' first passes done; see ``settle``), less its idle CPU measured before and after.
 Target (issue 23): added p95 < 5 ms at 200 requests/s on 2 cores. No assertions.
 Environment: BENCH_RATE, BENCH_DURATION_S, BENCH_ROUNDS, BENCH_SERIAL, BENCH_REPLICA_WORKERS, BENCH_API_WORKERS override
 the defaults.

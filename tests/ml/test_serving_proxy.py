@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from control_room.services import serving_proxy
 from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
 from control_room.services.errors import Unauthorized
-from control_room.services.serving import SERVING_TOKEN_PREFIX
+from control_room.services.serving import SERVING_TOKEN_PREFIX, authenticate_token
 from control_room.services.serving_proxy import TOKEN_REFRESH_S, TOKEN_TTL_S, ServingProxy
 from tests.live import Provisioner
 from tests.ml.test_serving_http import echo, replica
@@ -222,8 +222,6 @@ async def test_last_used_at_is_written_at_most_once_a_minute(ml_database_url: st
             assert found
             return found[0], found[1]
 
-        from control_room.services.serving import authenticate_token
-
         assert row()[0] is None
         async with pool.connection() as conn:
             assert (await authenticate_token(conn, served.token)).endpoint_id == served.endpoint_id
@@ -232,8 +230,8 @@ async def test_last_used_at_is_written_at_most_once_a_minute(ml_database_url: st
         async with pool.connection() as conn:
             await authenticate_token(conn, served.token)
         assert row() == first  # not written again (same row version)
-        with psycopg.connect(ml_database_url, autocommit=True) as conn:
-            conn.execute(
+        with psycopg.connect(ml_database_url, autocommit=True) as sync:
+            sync.execute(
                 "update ops.serving_tokens set last_used_at = now() - make_interval(secs => %s) where endpoint_id = %s",
                 (TOKEN_TOUCH_SECONDS + 5, served.endpoint_id),
             )
