@@ -41,8 +41,8 @@ from control_room.services.serving_http import Broken, ReplicaClient, Unreachabl
 
 log = logging.getLogger("control_room.serving")
 
-TABLE_REFRESH_S = 1.0  # a routing table is re-read (in the background) once it is this old
-TABLE_TTL_S = 10.0  # ... and serves while the re-read runs, up to this old
+TABLE_REFRESH_S = 0.5  # a routing table is re-read (in the background) once it is this old
+TABLE_TTL_S = 1.0  # ... and serves while the re-read runs, up to this old: a traffic change applies within 1 s
 TOKEN_REFRESH_S = 5.0  # a token's grant is re-checked (in the background) once it is this old
 TOKEN_TTL_S = 10.0  # ... and serves up to this old: a revoked token works at most this long
 DOWN_FOR_S = 5.0

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from control_room.services import serving_proxy
@@ -99,11 +100,13 @@ async def proxy_of(database_url: str, clock: Clock) -> AsyncIterator[ServingProx
 
 
 @asynccontextmanager
-async def blocked(database_url: str) -> AsyncIterator[Callable[[], int]]:
-    """Holds a lock that stops every read of ops.serving_endpoints (the grant's and the table's) until the
-    block ends; yields a function counting the reads waiting on it."""
+async def blocked(database_url: str, table: str = "serving_endpoints") -> AsyncIterator[Callable[[], int]]:
+    """Holds a lock that stops every read of ``ops.{table}`` until the block ends (serving_endpoints: the
+    grant's and the routing table's; serving_tokens: the grant's; serving_endpoint_revisions: the routing
+    table's); yields a function counting the reads waiting on it."""
     async with await psycopg.AsyncConnection.connect(database_url) as holder:
-        await holder.execute("lock table ops.serving_endpoints in access exclusive mode")
+        await holder.execute(sql.SQL("lock table ops.{} in access exclusive mode").format(
+            sql.Identifier(table)))  # fmt: skip
         with psycopg.connect(database_url, autocommit=True) as watcher:
 
             def waiting() -> int:
@@ -130,24 +133,29 @@ async def invoke(proxy: ServingProxy, served: Served) -> int:
     return (await proxy.invoke(grant.endpoint_id, BODY)).status
 
 
+@pytest.mark.parametrize(
+    ("table", "age"),
+    [("serving_tokens", TOKEN_REFRESH_S + 0.5), ("serving_endpoint_revisions", serving_proxy.TABLE_REFRESH_S + 0.2)],
+    ids=["grant", "routing-table"],
+)
 @in_loop
 async def test_requests_past_the_refresh_age_do_not_wait_for_a_slow_database(
-    ml_database_url: str, provision: Provisioner
+    ml_database_url: str, provision: Provisioner, table: str, age: float
 ) -> None:
     async with replica(echo) as (address, per_connection, _):
         served = serve_endpoint(ml_database_url, provision, address)
         clock = Clock()
         async with proxy_of(ml_database_url, clock) as proxy:
             assert await invoke(proxy, served) == 200  # reads the grant and the table
-            clock.now += TOKEN_REFRESH_S + 0.5  # both are due for a re-read, both within their TTL
-            async with blocked(ml_database_url) as waiting:
+            clock.now += age  # one of them is due for a re-read, within its TTL
+            async with blocked(ml_database_url, table) as waiting:
                 answers = await asyncio.wait_for(asyncio.gather(*(invoke(proxy, served) for _ in range(20))), 5)
                 assert answers == [200] * 20  # answered from memory while the database does not answer
-                await until("the two re-reads waiting on the lock", lambda: waiting() == 2)
+                await until("the re-read waiting on the lock", lambda: waiting() == 1)
                 more = await asyncio.wait_for(asyncio.gather(*(invoke(proxy, served) for _ in range(20))), 5)
                 assert more == [200] * 20
-                assert waiting() == 2  # one re-read per key, however many requests found them due
-            await until("the re-reads done", lambda: not proxy._grants._reads and not proxy._tables._reads)
+                assert waiting() == 1  # one re-read, however many requests found it due
+            await until("the re-read done", lambda: not proxy._grants._reads and not proxy._tables._reads)
     assert sum(per_connection) == 41
 
 
