@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from control_room.services.auth import hash_token, new_token
+from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
 from control_room.services.errors import Invalid, NotFound, Unauthorized
 
 SERVING_TOKEN_PREFIX = "lhe_"
@@ -295,16 +295,28 @@ class TokenGrant:
     project_id: uuid.UUID
 
 
+# The endpoint a live serving token opens; its last_used_at moves to now only when unset or older than the
+# touch interval (auth.TOKEN_TOUCH_SECONDS, as for user tokens): a row update and a WAL flush per re-check of
+# a token, by each API process, bought nothing the tokens page shows (it shows the minute).
+SERVING_TOKEN_LOOKUP = """
+with token as (
+    select t.id, t.last_used_at, e.id as endpoint_id, e.name, e.project_id
+    from ops.serving_tokens t join ops.serving_endpoints e on e.id = t.endpoint_id
+    where t.token_hash = %(digest)s and t.revoked_at is null
+), touched as (
+    update ops.serving_tokens t set last_used_at = now() from token
+    where t.id = token.id
+      and (token.last_used_at is null or token.last_used_at < now() - make_interval(secs => %(touch)s))
+)
+select endpoint_id, name, project_id from token
+"""
+
+
 async def authenticate_token(conn: AsyncConnection, token: str) -> TokenGrant:
     """The endpoint a serving token belongs to (trusted connection), or Unauthorized."""
     if not token.startswith(SERVING_TOKEN_PREFIX):
         raise Unauthorized("send `Authorization: Bearer lhe_…`, a token of this endpoint (lakehouse serving token)")
-    cur = await conn.execute(
-        "update ops.serving_tokens t set last_used_at = now() from ops.serving_endpoints e "
-        "where t.token_hash = %s and t.revoked_at is null and e.id = t.endpoint_id "
-        "returning e.id, e.name, e.project_id",
-        (hash_token(token),),
-    )
+    cur = await conn.execute(SERVING_TOKEN_LOOKUP, {"digest": hash_token(token), "touch": TOKEN_TOUCH_SECONDS})
     row = await cur.fetchone()
     if row is None:
         raise Unauthorized("the serving token is unknown or revoked")

@@ -1,8 +1,16 @@
 """The invocations proxy: ``POST /serving/{endpoint}/invocations`` forwarded to a healthy replica by weight.
 
-Per request: the endpoint's routing table (healthy replicas per served version, read from the control
-plane at most once a second per endpoint), a version drawn by its traffic percent, a replica of it
-round-robin, and the body forwarded as bytes over a keep-alive connection (services/serving_http.py).
+Per request: the token's grant and the endpoint's routing table (healthy replicas per served version), both
+from memory; a version drawn by its traffic percent, a replica of it round-robin, and the body forwarded as
+bytes over a keep-alive connection (services/serving_http.py).
+
+Requests never wait for the control plane while it answers in time: a grant or a table is re-read in the
+background once it is ``*_REFRESH_S`` old, one read per key at a time, and the one in memory serves meanwhile,
+up to ``*_TTL_S`` old (a revoked token works at most ``TOKEN_TTL_S``). Only a key never read, or one the
+database did not re-read within its TTL, makes requests wait — for the one read in flight. Issue 23's bench
+stalled a whole round (p50 1.25 s, max 11 s) when every request that found its token's grant expired ran its
+own UPDATE of that token's row (row lock, WAL flush each), and the table's once-a-second re-read, under a
+lock every request awaited, queued behind them for the pool's ten connections.
 A replica that refuses the connection (its process died) is marked down for a few seconds and the request
 goes to another one — it never reached the dead one, so nothing runs twice. Requests, errors and latency
 are counted per version in 10-second buckets and written to ``ops.serving_request_stats`` every two seconds.
@@ -18,9 +26,10 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,8 +41,10 @@ from control_room.services.serving_http import Broken, ReplicaClient, Unreachabl
 
 log = logging.getLogger("control_room.serving")
 
-TABLE_TTL_S = 1.0
-TOKEN_TTL_S = 10.0
+TABLE_REFRESH_S = 0.5  # a routing table is re-read (in the background) once it is this old
+TABLE_TTL_S = 1.0  # ... and serves while the re-read runs, up to this old: a traffic change applies within 1 s
+TOKEN_REFRESH_S = 5.0  # a token's grant is re-checked (in the background) once it is this old
+TOKEN_TTL_S = 10.0  # ... and serves up to this old: a revoked token works at most this long
 DOWN_FOR_S = 5.0
 FLUSH_EVERY_S = 2.0
 MAX_TRIES = 4
@@ -60,6 +71,78 @@ def pick_route(routes: Sequence[Route], draw: float, *, skip: frozenset[str] = f
     total = sum(r.percent for r in weighted)
     cumulative = list(itertools.accumulate(r.percent for r in weighted))
     return weighted[min(bisect.bisect_right(cumulative, draw * total), len(weighted) - 1)]
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class RefreshAhead(Generic[K, V]):
+    """Values read from the control plane, kept per key: re-read in the background once ``refresh_s`` old
+    (one read per key at a time) and served meanwhile up to ``ttl_s`` old. A read that fails with a
+    ServiceError (a revoked token, a deleted endpoint) drops the key, so the next request reads it again and
+    gets that error; any other failure is logged and the value in memory serves until its TTL."""
+
+    def __init__(self, name: str, *, refresh_s: float, ttl_s: float, clock: Callable[[], float]) -> None:
+        self.name = name
+        self.refresh_s = refresh_s
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._values: dict[K, tuple[float, V]] = {}
+        self._reads: dict[K, asyncio.Task[V]] = {}
+
+    async def get(self, key: K, read: Callable[[], Awaitable[V]], *, newer_than: float | None = None) -> V:
+        """The value of ``key``; ``read()`` fetches it. ``newer_than`` (a clock time): only a value whose read
+        started at or after it will do (waits for one)."""
+        now = self.clock()
+        held = self._values.get(key)
+        if held is not None and newer_than is None and now - held[0] < self.ttl_s:
+            if now - held[0] >= self.refresh_s:
+                self._read(key, read)
+            return held[1]
+        if newer_than is not None and (task := self._reads.get(key)) is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)  # it may have started before newer_than: read again below if so
+            held = self._values.get(key)
+            if held is not None and held[0] >= newer_than:
+                return held[1]
+        return await asyncio.shield(self._read(key, read))
+
+    def _read(self, key: K, read: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        task = self._reads.get(key)
+        if task is None:
+            task = self._reads[key] = asyncio.get_running_loop().create_task(
+                self._store(key, read), name=f"serving-{self.name}-read"
+            )
+            task.add_done_callback(lambda done: self._done(key, done))
+        return task
+
+    async def _store(self, key: K, read: Callable[[], Awaitable[V]]) -> V:
+        started = self.clock()
+        try:
+            value = await read()
+        except ServiceError:
+            self._values.pop(key, None)
+            raise
+        self._values[key] = (started, value)
+        return value
+
+    def _done(self, key: K, task: asyncio.Task[V]) -> None:
+        if self._reads.get(key) is task:
+            del self._reads[key]
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved here too: a background read has nobody else awaiting it
+        if error is not None and not isinstance(error, ServiceError):
+            log.warning("serving proxy: reading the %s failed: %s: %s", self.name, type(error).__name__, error)
+
+    async def close(self) -> None:
+        reads = list(self._reads.values())
+        for task in reads:
+            task.cancel()
+        for task in reads:
+            with contextlib.suppress(BaseException):
+                await task
 
 
 @dataclass
@@ -105,9 +188,12 @@ class ServingProxy:
         self.clock = clock
         self.wall = wall
         self.rng = rng or random.Random()  # noqa: S311 - spreading load, not secrets
-        self._tables: dict[uuid.UUID, tuple[float, str, list[Route]]] = {}
-        self._table_locks: dict[uuid.UUID, asyncio.Lock] = {}
-        self._tokens: dict[str, tuple[float, TokenGrant]] = {}
+        self._tables: RefreshAhead[uuid.UUID, tuple[str, list[Route]]] = RefreshAhead(
+            "routing table", refresh_s=TABLE_REFRESH_S, ttl_s=TABLE_TTL_S, clock=clock
+        )
+        self._grants: RefreshAhead[str, TokenGrant] = RefreshAhead(
+            "token", refresh_s=TOKEN_REFRESH_S, ttl_s=TOKEN_TTL_S, clock=clock
+        )
         self._down: dict[str, float] = {}
         self._turn: dict[tuple[uuid.UUID, str], int] = {}
         self._counters: dict[tuple[uuid.UUID, datetime, str], _Counters] = {}
@@ -116,15 +202,13 @@ class ServingProxy:
     # Authentication ---------------------------------------------------------------------------------------
 
     async def authorize(self, token: str, endpoint: str) -> TokenGrant:
-        """The endpoint a serving token opens, checked against the one in the path (cached a few seconds)."""
-        digest = hash_token(token)
-        cached = self._tokens.get(digest)
-        if cached is not None and cached[0] > self.clock():
-            grant = cached[1]
-        else:
+        """The endpoint a serving token opens, checked against the one in the path (from memory; see above)."""
+
+        async def read() -> TokenGrant:
             async with self.pool.connection() as conn:
-                grant = await serving.authenticate_token(conn, token)
-            self._tokens[digest] = (self.clock() + TOKEN_TTL_S, grant)
+                return await serving.authenticate_token(conn, token)
+
+        grant = await self._grants.get(hash_token(token), read)
         if endpoint not in (grant.endpoint, str(grant.endpoint_id)):
             raise Forbidden(f"this token belongs to endpoint {grant.endpoint!r}, not {endpoint!r}")
         return grant
@@ -132,18 +216,14 @@ class ServingProxy:
     # Routing ----------------------------------------------------------------------------------------------
 
     async def table(self, endpoint_id: uuid.UUID, *, fresh: bool = False) -> tuple[str, list[Route]]:
-        cached = self._tables.get(endpoint_id)
-        if cached is not None and cached[0] > self.clock() and not fresh:
-            return cached[1], cached[2]
-        lock = self._table_locks.setdefault(endpoint_id, asyncio.Lock())
-        async with lock:
-            cached = self._tables.get(endpoint_id)
-            if cached is not None and cached[0] > self.clock() and not fresh:
-                return cached[1], cached[2]
+        """The endpoint's (status, routes); ``fresh``: read after this call began (a replica may just have
+        become ready)."""
+
+        async def read() -> tuple[str, list[Route]]:
             async with self.pool.connection() as conn:
-                status, routes = await serving.routing_table(conn, endpoint_id=endpoint_id)
-            self._tables[endpoint_id] = (self.clock() + TABLE_TTL_S, status, routes)
-            return status, routes
+                return await serving.routing_table(conn, endpoint_id=endpoint_id)
+
+        return await self._tables.get(endpoint_id, read, newer_than=self.clock() if fresh else None)
 
     def _down_now(self) -> frozenset[str]:
         now = self.clock()
@@ -229,6 +309,8 @@ class ServingProxy:
             log.exception("recording serving stats failed; %d buckets are lost", len(counters))
 
     async def close(self) -> None:
+        await self._tables.close()
+        await self._grants.close()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
