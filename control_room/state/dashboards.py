@@ -13,13 +13,12 @@ from typing import Any
 import plotly.graph_objects as go
 import reflex as rx
 
-from control_room import routes
 from control_room.components.dashboard_figures import chart_figure
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.dashboards.models import DashboardFile
 from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
-from control_room.state.base import ALL, SessionState, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 TEMPLATE_PREFIX = "template:"
@@ -128,13 +127,9 @@ class DashboardsState(SessionState):
     _source: str = ""
     _version: int = 0
 
-    @background
-    async def open_page(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_page(self, signed: SignedIn) -> AsyncIterator[Any]:
         """List templates and saved dashboards; open ``?dashboard=`` (default: the run-health template)."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         choices = [Choice(f"{TEMPLATE_PREFIX}{name}", f"Template · {t.dashboard.title}")
                    for name, t in shipped_templates().items()]  # fmt: skip
         error = ""

@@ -20,7 +20,7 @@ import yaml
 from control_room import routes
 from control_room.db.connection import connect, database_url
 from control_room.services import caps, governance, routing
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 REFRESH_MS = 5000
@@ -380,13 +380,9 @@ class GovernanceState(SessionState):
 
     # Loading ------------------------------------------------------------------------------------------
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         """Everything the page shows: the matrix (keeping an unapplied draft), caps, drift."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             if self.is_loading:
                 return

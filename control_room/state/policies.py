@@ -13,10 +13,9 @@ from typing import Any
 
 import reflex as rx
 
-from control_room import routes
 from control_room.services import access_policies, policy_previews
 from control_room.services.governance import resolve_org
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 
@@ -85,12 +84,8 @@ class PoliciesState(SessionState):
     preview_columns: rx.Field[list[str]] = rx.field(default_factory=list)
     preview_rows: rx.Field[list[list[str]]] = rx.field(default_factory=list)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         error, rows, groups, trail = "", [], [], []
         rights = access_policies.EditorRights(org_admin=False, owns_datasets=False)
         try:

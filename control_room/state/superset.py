@@ -12,7 +12,7 @@ import reflex as rx
 from control_room import routes
 from control_room.config import get_settings
 from control_room.services import superset
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background
 
 SAVED_PREFIX = "saved:"
@@ -71,13 +71,9 @@ class SupersetState(SessionState):
             self.push_notice = f"Pushed {slug} to Superset ({len(pushed['charts'])} charts{left_out})."
         yield rx.redirect(embed_path(slug))
 
-    @background
-    async def open_embed(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_embed(self, signed: SignedIn) -> None:
         """Mint a guest token for ``?dashboard=`` as the signed-in user (their row filters included)."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             slug = self.router.url.query_parameters.get("dashboard", "") or self.slug
         found: dict[str, Any] = {}
