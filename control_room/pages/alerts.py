@@ -12,6 +12,7 @@ from control_room import routes
 from control_room.components.bell import severity_badge
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
+from control_room.components.tables import data_table
 from control_room.state.alerts.incident import SNOOZE_CHOICES, IncidentState
 from control_room.state.alerts.incidents import REFRESH_MS, IncidentsState
 from control_room.state.alerts.rows import IncidentRow, RuleRow, TimelineRow
@@ -184,10 +185,13 @@ def _rules() -> rx.Component:
             width="100%", align="center",
         ),
         rx.cond(RulesState.error != "", rx.callout(RulesState.error, icon="triangle-alert", color_scheme="red")),
-        rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in headers))),
-            rx.table.body(rx.foreach(RulesState.rules, _rule)),
-            width="100%", size="1", id="rules-table", class_name="data-table",
+        data_table(
+            headers,
+            rx.foreach(RulesState.rules, _rule),
+            "rules-table",
+            plain=True,
+            size="1",
+            class_name="data-table",
         ),
         _editor(),
         spacing="3", width="100%",
@@ -291,11 +295,13 @@ def _incidents() -> rx.Component:
         ),
         rx.cond(IncidentsState.error != "", rx.callout(IncidentsState.error, icon="triangle-alert",
                                                        color_scheme="red")),
-        rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in
-                                           ("Severity", "Incident", "Rule", "State", "Count", "Last fired")))),
-            rx.table.body(rx.foreach(IncidentsState.rows, _incident)),
-            width="100%", size="1", id="incidents-table", class_name="data-table",
+        data_table(
+            ("Severity", "Incident", "Rule", "State", "Count", "Last fired"),
+            rx.foreach(IncidentsState.rows, _incident),
+            "incidents-table",
+            plain=True,
+            size="1",
+            class_name="data-table",
         ),
         rx.cond(IncidentsState.loaded & (IncidentsState.rows.length() == 0),
                 rx.text("No incident here.", color_scheme="gray", size="2", id="incidents-empty")),

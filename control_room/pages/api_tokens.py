@@ -11,6 +11,7 @@ from control_room import routes
 from control_room.components.dialogs import confirm_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.tables import data_table
 from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
 
 STATUS_COLORS = {"active": "grass", "expired": "amber", "revoked": "gray"}
@@ -90,15 +91,7 @@ def _row(token: Any) -> rx.Component:
 
 def _table() -> rx.Component:
     heads = ["Name", "Prefix", "Ceiling", "Created (UTC)", "Expires (UTC)", "Last used", "Status", ""]
-    table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in heads))),
-        rx.table.body(rx.foreach(ApiTokensState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="api-tokens-table",
-    )
+    table: rx.Component = data_table(heads, rx.foreach(ApiTokensState.rows, _row), "api-tokens-table")
     return table
 
 

@@ -8,6 +8,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
+from control_room.components.tables import data_table
 from control_room.state.artifacts import ArtifactsState
 
 # A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
@@ -80,18 +81,7 @@ def _toolbar() -> rx.Component:
 
 def _table() -> rx.Component:
     heads = ("Artifact", "Run", "Task", "Size", "SHA-256", "Created (UTC)")
-    table: rx.Component = rx.table.root(
-        rx.table.header(
-            rx.table.row(*(rx.table.column_header_cell(h, text_align="right" if h == "Size" else None) for h in heads))
-        ),
-        rx.table.body(rx.foreach(ArtifactsState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="artifacts-table",
-    )
-    return table
+    return data_table(heads, rx.foreach(ArtifactsState.rows, _row), "artifacts-table", right=("Size",))
 
 
 def _pager() -> rx.Component:

@@ -10,6 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
+from control_room.components.tables import data_table
 from control_room.state.catalog import CatalogRow, CatalogState, ColumnRow, LineRow
 
 # Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
@@ -78,12 +79,12 @@ def _panel() -> rx.Component:
                 columns="3", spacing="3", width="100%", margin_y="12px", id="dataset-facts",
             ),
             rx.heading("Schema", size="3"),
-            rx.table.root(
-                rx.table.header(rx.table.row(rx.table.column_header_cell("Column"),
-                                             rx.table.column_header_cell("Type"),
-                                             rx.table.column_header_cell("Description"))),
-                rx.table.body(rx.foreach(CatalogState.columns, _column)),
-                size="1", width="100%", id="dataset-columns",
+            data_table(
+                ("Column", "Type", "Description"),
+                rx.foreach(CatalogState.columns, _column),
+                "dataset-columns",
+                plain=True,
+                size="1",
             ),
             rx.grid(
                 _lines("quality", "Quality (dbt tests)", "No tests on this dataset."),
@@ -112,13 +113,11 @@ def catalog_page() -> rx.Component:
             width="100%", align="center",
         ),
         rx.cond(CatalogState.error != "", rx.callout(CatalogState.error, icon="triangle-alert", color_scheme="red")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Dataset"), rx.table.column_header_cell("Kind"),
-                rx.table.column_header_cell("Namespace"), rx.table.column_header_cell("Columns"),
-                rx.table.column_header_cell("Owner"))),
-            rx.table.body(rx.foreach(CatalogState.rows, _row)),
-            width="100%", id="catalog-table",
+        data_table(
+            ("Dataset", "Kind", "Namespace", "Columns", "Owner"),
+            rx.foreach(CatalogState.rows, _row),
+            "catalog-table",
+            plain=True,
         ),
         rx.cond(CatalogState.loaded & (CatalogState.rows.length() == 0),
                 rx.text("No dataset yet: run a dbt build or send OpenLineage events to /api/v1/lineage.",

@@ -12,6 +12,7 @@ from control_room.components.dialogs import confirm_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
+from control_room.components.tables import data_table
 from control_room.state.base import SessionState
 from control_room.state.executors import ExecutorsState
 
@@ -94,19 +95,10 @@ def _row(executor: Any) -> rx.Component:
 
 def _table() -> rx.Component:
     heads = ["Executor", "Pool", "State", "Engines", "Labels", "Running", "Version", "Last heartbeat"]
-    table: rx.Component = rx.table.root(
-        rx.table.header(
-            rx.table.row(
-                *(rx.table.column_header_cell(h) for h in heads),
-                rx.cond(SessionState.is_org_admin, rx.table.column_header_cell("Actions")),
-            )
-        ),
-        rx.table.body(rx.foreach(ExecutorsState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="executors-table",
+    table: rx.Component = data_table(
+        (*heads, rx.cond(SessionState.is_org_admin, rx.table.column_header_cell("Actions"))),
+        rx.foreach(ExecutorsState.rows, _row),
+        "executors-table",
     )
     return table
 

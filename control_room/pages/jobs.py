@@ -12,6 +12,7 @@ from control_room.components.job_dialogs import job_editor_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
+from control_room.components.tables import data_table
 from control_room.state.base import ALL, SessionState
 from control_room.state.job.editor import JobEditorState
 from control_room.state.job.rows import ScheduleRow
@@ -85,13 +86,7 @@ def _row(job: JobRow) -> rx.Component:
 def _table() -> rx.Component:
     head = ("Job", "Version", "Last run", "Success (30 d)", "p50", "p95", "Next fire (UTC)", "Owner", "Tags")
     numeric = ("Success (30 d)", "p50", "p95")
-    table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(rx.table.column_header_cell(label, text_align="right" if label in numeric
-                                                                   else None) for label in head))),
-        rx.table.body(rx.foreach(JobsState.rows, _row)),
-        variant="surface", size="1", width="100%", class_name="data-table", id="jobs-table",
-    )  # fmt: skip
-    return table
+    return data_table(head, rx.foreach(JobsState.rows, _row), "jobs-table", right=numeric)
 
 
 def _pager() -> rx.Component:
@@ -129,11 +124,7 @@ def _schedules() -> rx.Component:
     table: rx.Component = rx.vstack(
         rx.cond(ScheduleListState.schedules_error != "",
                 rx.callout(ScheduleListState.schedules_error, icon="triangle-alert", color_scheme="red", size="1")),
-        rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(label) for label in head))),
-            rx.table.body(rx.foreach(ScheduleListState.schedule_rows, _schedule_row)),
-            variant="surface", size="1", width="100%", class_name="data-table", id="project-schedules",
-        ),
+        data_table(head, rx.foreach(ScheduleListState.schedule_rows, _schedule_row), "project-schedules"),
         rx.text("Open a job to edit, pause, enable or fire its schedules.", size="1", color_scheme="gray"),
         live_ticker(5000, lambda _now: ScheduleListState.load_schedules),
         width="100%",

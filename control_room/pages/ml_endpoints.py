@@ -11,6 +11,7 @@ from control_room import routes
 from control_room.components.dialogs import confirm_dialog
 from control_room.components.layout import layout
 from control_room.components.paging import error_callout
+from control_room.components.tables import data_table
 from control_room.state.serving import EndpointRow, EndpointsState, ReplicaRow
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
@@ -124,13 +125,11 @@ def endpoints_page() -> rx.Component:
                                                           size="1", id="endpoint-message")),
         rx.cond(EndpointsState.action_error != "", rx.callout(EndpointsState.action_error, icon="triangle-alert",
                                                                color_scheme="red", size="1", id="endpoint-error")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Endpoint"), rx.table.column_header_cell("Health"),
-                rx.table.column_header_cell("Replicas"), rx.table.column_header_cell("Traffic"),
-                rx.table.column_header_cell("Revision"))),
-            rx.table.body(rx.foreach(EndpointsState.rows, _endpoint_row)),
-            width="100%", id="endpoints-table",
+        data_table(
+            ("Endpoint", "Health", "Replicas", "Traffic", "Revision"),
+            rx.foreach(EndpointsState.rows, _endpoint_row),
+            "endpoints-table",
+            plain=True,
         ),
         rx.cond(EndpointsState.loaded & (EndpointsState.rows.length() == 0) & (EndpointsState.error == ""),
                 rx.text("No endpoint yet: create one for a registered model version.", color_scheme="gray",
@@ -142,14 +141,11 @@ def endpoints_page() -> rx.Component:
                                                                       size="2", id="endpoint-logs")),
                       spacing="3", align="center", id="endpoint-header"),
             _changes(),
-            rx.table.root(
-                rx.table.header(rx.table.row(
-                    rx.table.column_header_cell("Version"), rx.table.column_header_cell("State"),
-                    rx.table.column_header_cell("Address"), rx.table.column_header_cell("PID"),
-                    rx.table.column_header_cell("Attempt / restarts"), rx.table.column_header_cell("Logs"),
-                    rx.table.column_header_cell("Last error"))),
-                rx.table.body(rx.foreach(EndpointsState.replicas, _replica_row)),
-                width="100%", id="endpoint-replicas",
+            data_table(
+                ("Version", "State", "Address", "PID", "Attempt / restarts", "Logs", "Last error"),
+                rx.foreach(EndpointsState.replicas, _replica_row),
+                "endpoint-replicas",
+                plain=True,
             ),
             rx.text(EndpointsState.totals, size="2", id="endpoint-totals"),
             rx.plotly.basic(data=EndpointsState.chart, config=PLOT_CONFIG, width="100%", id="endpoint-chart"),

@@ -11,7 +11,15 @@ import reflex as rx
 from control_room import routes
 from control_room.components.layout import layout
 from control_room.components.paging import error_callout, keyset_pager
-from control_room.state.ml import CompareParam, ExperimentRow, ExperimentsState, ExperimentState, KeyValue, MlflowRunRow
+from control_room.components.tables import data_table
+from control_room.state.ml import (
+    CompareParam,
+    ExperimentRow,
+    ExperimentsState,
+    ExperimentState,
+    KeyValue,
+    MlflowRunRow,
+)
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
 LINKED: Any = ExperimentsState.linked_experiments
@@ -59,12 +67,11 @@ def experiments_page() -> rx.Component:
             rx.cond(ExperimentsState.linked.length() == 0,
                     rx.text("That run logged nothing to MLflow.", size="2", color_scheme="gray")),
             spacing="2", width="100%"), width="100%", id="linked-mlflow-runs")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Experiment"), rx.table.column_header_cell("Runs"),
-                rx.table.column_header_cell("Last run"), rx.table.column_header_cell("Last status"))),
-            rx.table.body(rx.foreach(ExperimentsState.rows, _experiment_row)),
-            width="100%", id="experiments-table",
+        data_table(
+            ("Experiment", "Runs", "Last run", "Last status"),
+            rx.foreach(ExperimentsState.rows, _experiment_row),
+            "experiments-table",
+            plain=True,
         ),
         rx.cond(ExperimentsState.loaded & (ExperimentsState.rows.length() == 0) & (ExperimentsState.error == ""),
                 rx.text("No experiment yet: a python task that logs with executor_agent.mlflow_run creates one.",

@@ -9,6 +9,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
+from control_room.components.tables import data_table
 from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
 
 DRAFT: Any = PoliciesState.draft
@@ -198,13 +199,11 @@ def policies_page() -> rx.Component:
                                                       id="policies-error")),
         rx.cond(PoliciesState.notice != "", rx.callout(PoliciesState.notice, icon="check", color_scheme="green",
                                                        size="1", id="policies-notice")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Policy"), rx.table.column_header_cell("Kind"),
-                rx.table.column_header_cell("On"), rx.table.column_header_cell("For"),
-                rx.table.column_header_cell("What"))),
-            rx.table.body(rx.foreach(PoliciesState.policies, _policy)),
-            width="100%", id="policies-table",
+        data_table(
+            ("Policy", "Kind", "On", "For", "What"),
+            rx.foreach(PoliciesState.policies, _policy),
+            "policies-table",
+            plain=True,
         ),
         rx.cond(
             PoliciesState.can_edit_policies, _editor(),

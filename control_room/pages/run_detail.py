@@ -11,6 +11,7 @@ from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.notice import not_found_notice
 from control_room.components.status import level_badge, status_badge
+from control_room.components.tables import data_table
 from control_room.components.task_panel import task_panel
 from control_room.components.times import local_time
 from control_room.state.run_detail import (
@@ -286,16 +287,7 @@ def _header_cell(label: str) -> rx.Component:
 
 
 def _table(headers: tuple[str, ...], body: rx.Component, table_id: str) -> rx.Component:
-    table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(_header_cell(h) for h in headers))),
-        rx.table.body(body),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id=table_id,
-    )
-    return table
+    return data_table([_header_cell(h) for h in headers], body, table_id)
 
 
 def _overview() -> rx.Component:
