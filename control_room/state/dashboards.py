@@ -151,11 +151,10 @@ class DashboardsState(SessionState):
                 self.selected = f"{TEMPLATE_PREFIX}run-health"
         yield DashboardsState.load_selected
 
-    @background
-    async def load_selected(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load_selected(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Read the selected dashboard's YAML (template or saved), reset its controls, draw it."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             selected = self.selected
@@ -269,11 +268,10 @@ class DashboardsState(SessionState):
     def set_save_slug(self, value: str) -> None:
         self.save_slug = value.strip().lower()[:63]
 
-    @background
-    async def preview_yaml(self) -> None:
+    @signed_in_event
+    async def preview_yaml(self, signed: SignedIn) -> None:
         """Validate the edited YAML and draw it, without saving."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             source, time_range = self.source_yaml, self.time_range
@@ -287,11 +285,10 @@ class DashboardsState(SessionState):
         async with self:
             self.preview, self.editor_error = panels, error
 
-    @background
-    async def save(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def save(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Save the edited YAML as the project's dashboard (a new version when it changed)."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             source, slug, selected, version = self.source_yaml, self.save_slug, self.selected, self._version

@@ -16,7 +16,7 @@ import reflex as rx
 from control_room.services import access_policies, policy_previews
 from control_room.services.governance import resolve_org
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import handler
 
 
 @dataclasses.dataclass
@@ -125,12 +125,9 @@ class PoliciesState(SessionState):
     def set_group_members(self, value: str) -> None:
         self.group_members = value[:4000]
 
-    @background
-    async def save_group(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def save_group(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Create or replace the group with these members (e-mails, comma-separated)."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         async with self:
             name, members = self.group_name.strip(), [m.strip() for m in self.group_members.split(",") if m.strip()]
         message, error = f"Saved group {name}.", ""
@@ -146,12 +143,9 @@ class PoliciesState(SessionState):
             self.notice, self.error = message, error
         yield PoliciesState.load
 
-    @background
-    async def save_policy(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def save_policy(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Save the editor's draft as a policy (an existing name is updated)."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         async with self:
             draft = dict(self.draft)
         body = {k: v for k, v in draft.items() if v}
@@ -170,11 +164,10 @@ class PoliciesState(SessionState):
             self.notice, self.error = message, error
         yield PoliciesState.load
 
-    @background
-    async def simulate(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def simulate(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Ask: can this group/user read (the column of) the dataset, and why?"""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             question = dict(self.question)
@@ -193,12 +186,9 @@ class PoliciesState(SessionState):
             self.verdict, self.verdict_allowed = text, allowed
         yield None
 
-    @background
-    async def run_preview(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def run_preview(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Run the query as the principal (a preview run through the agent's guard) and poll it to its rows."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         async with self:
             if self.preview_running:
                 return

@@ -45,11 +45,10 @@ class SupersetState(SessionState):
     rls_note: rx.Field[str] = rx.field("")
     error: rx.Field[str] = rx.field("")
 
-    @background
-    async def push(self, selected: str) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def push(self, signed: SignedIn, selected: str) -> AsyncIterator[Any]:
         """Push the selected saved dashboard to Superset, then open it embedded."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             if self.pushing:

@@ -12,7 +12,6 @@ from psycopg import AsyncConnection
 from control_room.services import alerts
 from control_room.state.alerts.rows import RuleRow, rule_row
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background
 
 
 def can_edit_rule(signed: SignedIn, project_id: uuid.UUID | str | None) -> bool:
@@ -41,12 +40,9 @@ class RulesState(SessionState):
             self.error, self.loaded = reading.error, True
             self.can_create = can_edit_rule(signed, signed.project_id)
 
-    @background
-    async def set_enabled(self, rule_id: str, enabled: bool) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def set_enabled(self, signed: SignedIn, rule_id: str, enabled: bool) -> AsyncIterator[Any]:
         """Enable or disable a rule (its admins; refused in SQL for anyone else)."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         try:
             async with as_user(signed.principal) as conn:
                 changed = await alerts.update_rule(conn, rule_id=uuid.UUID(rule_id), fields={"enabled": enabled})

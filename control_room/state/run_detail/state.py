@@ -351,14 +351,13 @@ class RunDetailState(SessionState):
             async with self:
                 self._refreshing = False
 
-    @background
-    async def load_archived(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load_archived(self, signed: SignedIn) -> AsyncIterator[Any]:
         """The run's archived events (read back from its Parquet, checksum verified), shown above the live ones;
         again for the next page."""
-        signed = await self.signed_in()
         async with self:
             run_id = self._current_run_id()
-            if signed is None or run_id is None or self.is_loading_archive:
+            if run_id is None or self.is_loading_archive:
                 return
             self.is_loading_archive = True
             after = self.archived_events[-1].id if self.archived_events else 0
