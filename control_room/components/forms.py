@@ -1,5 +1,5 @@
 """Pieces of the forms and dialogs of every page: a labelled field, a select of fixed choices, the error of a
-form, the Cancel / confirm bar, and the dialog that frames a form."""
+read or form, the Cancel / confirm bar, and the dialog that frames a form."""
 
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ def choice_select(
     return box
 
 
-def form_error(message: rx.Var[str], element_id: str) -> rx.Component:
-    """A red callout while ``message`` is not empty (what the form's last save was refused for)."""
+def error_callout(message: rx.Var[str], element_id: str | None = None, **props: Any) -> rx.Component:
+    """A red callout while ``message`` is not empty: what the last read or action was refused for."""
     box: rx.Component = rx.cond(
         message != "",
-        rx.callout(message, icon="triangle-alert", color_scheme="red", size="1", width="100%", id=element_id),
+        rx.callout(message, **({"icon": "triangle-alert", "color_scheme": "red", "size": "1"} | props), id=element_id),
     )
     return box
 

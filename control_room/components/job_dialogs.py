@@ -7,13 +7,7 @@ from typing import Any
 
 import reflex as rx
 
-from control_room.components.forms import (
-    choice_select,
-    dialog_actions,
-    field_label,
-    form_dialog,
-    form_error,
-)
+from control_room.components.forms import choice_select, dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.schema_form import schema_field, task_form
 from control_room.specs.forms import ParamField
 from control_room.state.base import ENVIRONMENTS
@@ -52,7 +46,7 @@ def job_editor_dialog() -> rx.Component:
                     rx.vstack(rx.foreach(JobEditorState.problems, _problem), spacing="1", id="job-yaml-problems"),
                     rx.text("Valid: the bundle's checks pass.", size="1", color=rx.color("grass", 11),
                             id="job-yaml-valid")),
-            form_error(JobEditorState.save_error, "job-save-error"),
+            error_callout(JobEditorState.save_error, "job-save-error", width="100%"),
             dialog_actions("Save", JobEditorState.save, JobEditorState.is_saving, "job-save",
                            disabled=JobEditorState.problems.length() > 0),
             spacing="3", margin_top="12px", width="100%",
@@ -81,7 +75,7 @@ def run_dialog() -> rx.Component:
             rx.cond(RunFormState.fields.length() == 0,
                     rx.text("This job takes no parameters.", size="2", color_scheme="gray")),
             rx.foreach(RunFormState.fields, _param_input),
-            form_error(RunFormState.form_error, "run-error"),
+            error_callout(RunFormState.form_error, "run-error", width="100%"),
             dialog_actions("Run", RunFormState.submit_run, RunFormState.is_submitting, "run-confirm"),
             spacing="3", margin_top="12px", width="100%",
         ),
@@ -220,7 +214,7 @@ def backfill_dialog(schedule_options: Any) -> rx.Component:
                rx.text_area(value=BackfillState.bf_params, rows="3", class_name="mono", width="100%",
                             on_change=lambda v: BackfillState.set_field("bf_params", v), id="bf-params")),
         rx.vstack(
-            form_error(BackfillState.bf_error, "bf-error"),
+            error_callout(BackfillState.bf_error, "bf-error", width="100%"),
             dialog_actions("Start backfill", BackfillState.create, BackfillState.is_creating, "bf-confirm"),
             spacing="3", width="100%", margin_top="12px",
         ),

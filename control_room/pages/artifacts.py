@@ -7,6 +7,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.tables import data_table
 from control_room.state.artifacts import ArtifactsState
@@ -228,9 +229,7 @@ def artifacts_page() -> rx.Component:
     """The table of artifacts; clicking one opens its preview."""
     page: rx.Component = rx.vstack(
         _toolbar(),
-        rx.cond(ArtifactsState.error != "", rx.callout(ArtifactsState.error, icon="triangle-alert",
-            color_scheme="red", size="1",
-                                          width="100%")),
+        error_callout(ArtifactsState.error, width="100%"),
         rx.cond(
             ArtifactsState.loaded & (ArtifactsState.rows.length() == 0),
             rx.center(rx.vstack(rx.icon("package-open", size=28, color=rx.color("gray", 9)),

@@ -9,6 +9,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.tables import data_table
 from control_room.state.catalog import CatalogRow, CatalogState, ColumnRow, LineRow
@@ -71,8 +72,7 @@ def _panel() -> rx.Component:
                 rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
                 width="100%", align="start",
             ),
-            rx.cond(CatalogState.panel_error != "", rx.callout(CatalogState.panel_error, icon="triangle-alert",
-                                                              color_scheme="red", size="1")),
+            error_callout(CatalogState.panel_error),
             rx.grid(
                 rx.foreach(FACTS, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
                                                           rx.text(fact[1], size="2"), spacing="0")),
@@ -112,7 +112,7 @@ def catalog_page() -> rx.Component:
                      on_change=CatalogState.set_text.debounce(300), width="360px", id="catalog-search"),
             width="100%", align="center",
         ),
-        rx.cond(CatalogState.error != "", rx.callout(CatalogState.error, icon="triangle-alert", color_scheme="red")),
+        error_callout(CatalogState.error, size="2"),
         data_table(
             ("Dataset", "Kind", "Namespace", "Columns", "Owner"),
             rx.foreach(CatalogState.rows, _row),

@@ -9,14 +9,9 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.draggable import draggable_row
-from control_room.components.forms import (
-    dialog_actions,
-    field_label,
-    form_dialog,
-    form_error,
-)
+from control_room.components.forms import dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
 from control_room.components.tables import data_table
 from control_room.services import caps, routing
 from control_room.state.governance import REFRESH_MS, GovernanceState
@@ -622,7 +617,7 @@ def _cap_dialog() -> rx.Component:
                     ),
                 ),
             ),
-            form_error(GovernanceState.cap_error, "cap-error"),
+            error_callout(GovernanceState.cap_error, "cap-error"),
             rx.hstack(
                 rx.cond(
                     CAP_FORM["id"] != "",
@@ -746,10 +741,7 @@ def _effective_panel() -> rx.Component:
                 class_name="mono",
                 id="eff-spec",
             ),
-            rx.cond(
-                GovernanceState.eff_error != "",
-                rx.callout(GovernanceState.eff_error, color_scheme="red", size="1", id="eff-error"),
-            ),
+            error_callout(GovernanceState.eff_error, "eff-error"),
             rx.cond(
                 GovernanceState.eff_ran,
                 rx.vstack(
@@ -937,18 +929,13 @@ def _drift_tab() -> rx.Component:
 def governance_page() -> rx.Component:
     """Drift banner, then tabs: the routing matrix with its simulator, caps, ownership, drift."""
     page: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.text(
-                "Where work runs and how much of it may: org admins edit, everyone else reads.",
-                size="2",
-                color_scheme="gray",
-            ),
-            rx.spacer(),
-            updated_label(GovernanceState.updated_at, GovernanceState.is_loading),
-            width="100%",
-            align="center",
+        live_intro(
+            rx.text("Where work runs and how much of it may: org admins edit, everyone else reads.", size="2",
+                    color_scheme="gray"),
+            GovernanceState.updated_at,
+            GovernanceState.is_loading,
         ),
-        rx.cond(GovernanceState.error != "", rx.callout(GovernanceState.error, color_scheme="red", icon="ban")),
+        error_callout(GovernanceState.error, icon="ban", size="2"),
         _drift_banner(),
         rx.tabs.root(
             rx.tabs.list(

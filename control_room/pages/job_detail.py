@@ -9,7 +9,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.forms import dialog_actions, form_dialog, form_error
+from control_room.components.forms import dialog_actions, error_callout, form_dialog
 from control_room.components.job_dialogs import (
     backfill_dialog,
     job_editor_dialog,
@@ -155,7 +155,7 @@ def _promotion_dialog() -> rx.Component:
                       id="promotion-target"),
             rx.text_area(placeholder="What changed and why it is ready", value=JobPromotionState.comment,
                          on_change=JobPromotionState.set_comment, width="100%", id="promotion-comment"),
-            form_error(JobPromotionState.error, "promotion-request-error"),
+            error_callout(JobPromotionState.error, "promotion-request-error"),
             dialog_actions("Request", JobPromotionState.submit, False, "promotion-submit"),
             spacing="2", width="100%",
         ),
@@ -357,8 +357,7 @@ def _body() -> rx.Component:
             rx.spacer(), updated_label(JobState.updated_at, JobState.is_acting), width="100%",
         ),
         _header(),
-        rx.cond(JobState.error != "", rx.callout(JobState.error, icon="triangle-alert", color_scheme="red", size="1",
-                                                 width="100%", id="job-error")),
+        error_callout(JobState.error, "job-error", width="100%"),
         rx.tabs.root(
             rx.tabs.list(
                 rx.tabs.trigger("Overview", value="overview", id="tab-overview"),

@@ -9,8 +9,8 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.dialogs import confirm_dialog
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.paging import error_callout
 from control_room.components.tables import data_table
 from control_room.state.serving import EndpointRow, EndpointsState, ReplicaRow
 
@@ -119,12 +119,11 @@ def endpoints_page() -> rx.Component:
         rx.hstack(rx.heading("Serving endpoints", size="6"), rx.spacer(),
                   rx.button(rx.icon("refresh-cw", size=14), "Refresh", on_click=EndpointsState.refresh,
                             variant="soft", id="endpoints-refresh"), width="100%", align="center"),
-        error_callout(EndpointsState.error),
+        error_callout(EndpointsState.error, width="100%"),
         _create_form(),
         rx.cond(EndpointsState.message != "", rx.callout(EndpointsState.message, icon="check", color_scheme="green",
                                                           size="1", id="endpoint-message")),
-        rx.cond(EndpointsState.action_error != "", rx.callout(EndpointsState.action_error, icon="triangle-alert",
-                                                               color_scheme="red", size="1", id="endpoint-error")),
+        error_callout(EndpointsState.action_error, "endpoint-error"),
         data_table(
             ("Endpoint", "Health", "Replicas", "Traffic", "Revision"),
             rx.foreach(EndpointsState.rows, _endpoint_row),

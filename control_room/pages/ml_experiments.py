@@ -9,8 +9,9 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.paging import error_callout, keyset_pager
+from control_room.components.paging import keyset_pager
 from control_room.components.tables import data_table
 from control_room.state.ml import (
     CompareParam,
@@ -58,7 +59,7 @@ def experiments_page() -> rx.Component:
                      on_change=ExperimentsState.set_text.debounce(300), width="320px", id="experiments-search"),
             width="100%", align="center",
         ),
-        error_callout(ExperimentsState.error),
+        error_callout(ExperimentsState.error, width="100%"),
         rx.cond(ExperimentsState.linked_run != "", rx.card(rx.vstack(
             rx.hstack(rx.text("MLflow runs logged by run ", size="2", weight="medium"),
                       rx.link(rx.code(ExperimentsState.linked_run), href="/runs/" + ExperimentsState.linked_run),
@@ -196,7 +197,7 @@ def experiment_page() -> rx.Component:
                       id="compare-button"),
             width="100%", align="center", spacing="3",
         ),
-        error_callout(ExperimentState.error),
+        error_callout(ExperimentState.error, width="100%"),
         rx.hstack(
             rx.input(placeholder="metrics.auc > 0.8 and params.alpha = '0.01'", value=ExperimentState.filter_text,
                      on_change=ExperimentState.set_filter_text, width="420px", id="runs-filter"),

@@ -7,8 +7,9 @@ from __future__ import annotations
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.paging import error_callout, keyset_pager
+from control_room.components.paging import keyset_pager
 from control_room.components.tables import data_table
 from control_room.state.ml import ALIASES, KeyValue, ModelRow, ModelsState, VersionRow
 
@@ -68,8 +69,7 @@ def _alias_form() -> rx.Component:
                 "as good as the one holding the alias. Every change is audited.", size="1", color_scheme="gray"),
         rx.cond(ModelsState.message != "", rx.callout(ModelsState.message, icon="check", color_scheme="green",
                                                        size="1", id="alias-message")),
-        rx.cond(ModelsState.alias_error != "", rx.callout(ModelsState.alias_error, icon="triangle-alert",
-                                                           color_scheme="red", size="1", id="alias-error")),
+        error_callout(ModelsState.alias_error, "alias-error"),
         spacing="2", width="100%"), width="100%"))  # fmt: skip
     return form
 
@@ -78,7 +78,7 @@ def _alias_form() -> rx.Component:
 def models_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         rx.heading("Model registry", size="6"),
-        error_callout(ModelsState.error),
+        error_callout(ModelsState.error, width="100%"),
         data_table(
             ("Model", "Latest", "Aliases", "Updated"),
             rx.foreach(ModelsState.models, _model_row),

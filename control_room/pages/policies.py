@@ -8,6 +8,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.tables import data_table
 from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
@@ -174,8 +175,7 @@ def _preview() -> rx.Component:
                 rx.text(PoliciesState.preview_status, size="2", color_scheme="gray", id="preview-status"),
                 spacing="3", align="center",
             ),
-            rx.cond(PoliciesState.preview_error != "",
-                    rx.callout(PoliciesState.preview_error, size="1", color_scheme="red", id="preview-error")),
+            error_callout(PoliciesState.preview_error, "preview-error"),
             rx.cond(PoliciesState.preview_columns.length() > 0, rx.table.root(
                 rx.table.header(rx.table.row(rx.foreach(PoliciesState.preview_columns,
                                                         lambda c: rx.table.column_header_cell(c)))),
@@ -195,8 +195,7 @@ def policies_page() -> rx.Component:
         rx.heading("Access policies", size="6"),
         rx.text("Grants, row filters and column masks, enforced by the SQL engines' agents and the catalog.",
                 size="2", color_scheme="gray"),
-        rx.cond(PoliciesState.error != "", rx.callout(PoliciesState.error, icon="triangle-alert", color_scheme="red",
-                                                      id="policies-error")),
+        error_callout(PoliciesState.error, "policies-error", size="2"),
         rx.cond(PoliciesState.notice != "", rx.callout(PoliciesState.notice, icon="check", color_scheme="green",
                                                        size="1", id="policies-notice")),
         data_table(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.tables import data_table
 from control_room.state.base import ProjectChoice, SessionState
@@ -53,8 +54,7 @@ def preferences_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         rx.text("Your own choices in the organisation of ", rx.text.strong(PreferencesState.project_name),
                 ". Nobody else can change them; admins can read them.", size="2", color_scheme="gray"),
-        rx.cond(PreferencesState.error != "", rx.callout(PreferencesState.error, icon="triangle-alert",
-                                                         color_scheme="red", id="pref-error")),
+        error_callout(PreferencesState.error, "pref-error", size="2"),
         rx.grid(
             _card("Channels",
                   *(rx.checkbox(label, checked=PreferencesState.channels.contains(key), id=f"pref-channel-{key}",

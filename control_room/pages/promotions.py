@@ -9,6 +9,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.tables import data_table
@@ -84,8 +85,7 @@ def promotions_page() -> rx.Component:
         rx.text("A job version moves dev → staging → prod only through the checks and approvals of the gate into "
                 "each environment; a gated environment runs only its deployed version.", size="2",
                 color_scheme="gray"),
-        rx.cond(PromotionsState.error != "", rx.callout(PromotionsState.error, icon="triangle-alert",
-                                                        color_scheme="red")),
+        error_callout(PromotionsState.error, size="2"),
         data_table(("Job", "dev", "staging", "prod"), rx.foreach(PromotionsState.pipeline, _pipeline_row),
                    "pipeline-table", plain=True),
         rx.hstack(
@@ -189,8 +189,7 @@ def promotion_page() -> rx.Component:
             rx.link("Job page", href=PromotionState.job_href, size="2"),
             width="100%", align="center",
         ),
-        rx.cond(PromotionState.error != "", rx.callout(PromotionState.error, icon="triangle-alert",
-                                                       color_scheme="red", id="promotion-error")),
+        error_callout(PromotionState.error, "promotion-error", size="2"),
         rx.cond(PromotionState.notice != "", rx.callout(PromotionState.notice, icon="info", color_scheme="indigo")),
         rx.cond(PromotionState.outcome != "", rx.callout(PromotionState.outcome, icon="flag",
                                                          color_scheme=PromotionState.tone, id="promotion-outcome")),

@@ -7,6 +7,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.notice import not_found_notice
@@ -192,8 +193,7 @@ def _header() -> rx.Component:
                 spacing="6",
                 width="100%",
             ),
-            rx.cond(HEADER.error != "", rx.callout(HEADER.error, icon="circle-alert", color_scheme="red",
-                                                     size="1", width="100%", id="run-error-summary")),
+            error_callout(HEADER.error, "run-error-summary", icon="circle-alert", width="100%"),
             rx.cond(HEADER.warnings != "", rx.callout(HEADER.warnings, icon="triangle-alert", color_scheme="amber",
                                                         size="1", width="100%", id="run-warnings")),
             spacing="4",
@@ -531,9 +531,7 @@ def _body() -> rx.Component:
             width="100%",
         ),
         _header(),
-        rx.cond(RunDetailState.error != "", rx.callout(RunDetailState.error, icon="triangle-alert",
-            color_scheme="red", size="1",
-                                          width="100%", id="run-error")),
+        error_callout(RunDetailState.error, "run-error", width="100%"),
         rx.tabs.root(
             rx.tabs.list(
                 rx.tabs.trigger("Overview", value="overview", id="tab-overview"),
