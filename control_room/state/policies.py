@@ -8,10 +8,11 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room.services import access_policies, policy_previews
 from control_room.services.governance import resolve_org
@@ -126,43 +127,42 @@ class PoliciesState(SessionState):
         self.group_members = value[:4000]
 
     @signed_in_event
-    async def save_group(self, signed: SignedIn) -> AsyncIterator[Any]:
+    async def save_group(self, signed: SignedIn) -> Any:
         """Create or replace the group with these members (e-mails, comma-separated)."""
         async with self:
             name, members = self.group_name.strip(), [m.strip() for m in self.group_members.split(",") if m.strip()]
-        message, error = f"Saved group {name}.", ""
-        try:
-            async with as_user(signed.principal) as conn:
-                await access_policies.save_group(
-                    conn, org_id=await resolve_org(conn, None), name=name, description="",
-                    members=[{"kind": "user", "name": m} for m in members],
-                )  # fmt: skip
-        except Exception as exc:
-            message, error = "", problem_text(exc)
-        async with self:
-            self.notice, self.error = message, error
-        yield PoliciesState.load
+
+        async def work(conn: AsyncConnection) -> None:
+            await access_policies.save_group(
+                conn, org_id=await resolve_org(conn, None), name=name, description="",
+                members=[{"kind": "user", "name": m} for m in members],
+            )  # fmt: skip
+
+        return await self._change(signed, work, f"Saved group {name}.")
 
     @signed_in_event
-    async def save_policy(self, signed: SignedIn) -> AsyncIterator[Any]:
+    async def save_policy(self, signed: SignedIn) -> Any:
         """Save the editor's draft as a policy (an existing name is updated)."""
         async with self:
             draft = dict(self.draft)
         body = {k: v for k, v in draft.items() if v}
         body.setdefault("target_kind", "dataset")
-        message, error = f"Saved policy {body.get('name', '')}.", ""
-        try:
-            async with as_user(signed.principal) as conn:
-                org_id = await resolve_org(conn, None)
-                if body["target_kind"] == "dataset" and body.get("target"):
-                    body["target"] = await access_policies.dataset_target(conn, org_id=org_id, dataset=body["target"])
-                live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
-                await access_policies.save_policy(conn, org_id=org_id, body=body, policy_id=live.get(body.get("name")))
-        except Exception as exc:
-            message, error = "", problem_text(exc)
+
+        async def work(conn: AsyncConnection) -> None:
+            org_id = await resolve_org(conn, None)
+            if body["target_kind"] == "dataset" and body.get("target"):
+                body["target"] = await access_policies.dataset_target(conn, org_id=org_id, dataset=body["target"])
+            live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
+            await access_policies.save_policy(conn, org_id=org_id, body=body, policy_id=live.get(body.get("name")))
+
+        return await self._change(signed, work, f"Saved policy {body.get('name', '')}.")
+
+    async def _change(self, signed: SignedIn, work: Callable[[AsyncConnection], Awaitable[None]], done: str) -> Any:
+        """``work`` as the user in one transaction; then ``done`` or what failed, and the page read again."""
+        changed = await self._read_as(signed, lambda conn, _: work(conn), needs_project=False)
         async with self:
-            self.notice, self.error = message, error
-        yield PoliciesState.load
+            self.notice, self.error = ("" if changed.error else done), changed.error
+        return PoliciesState.load
 
     @signed_in_event
     async def simulate(self, signed: SignedIn) -> AsyncIterator[Any]:
