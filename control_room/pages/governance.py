@@ -532,91 +532,36 @@ def _cap_row(cap: Any) -> rx.Component:
     return row
 
 
+def _cap_field(name: str, label: str, options: Any = None, **props: Any) -> rx.Component:
+    """One field of the cap editor: a select of ``options``, else a text input; its id is ``cap-<name>``."""
+    value, on_change = CAP_FORM[name], lambda v: GovernanceState.set_cap_field(name, v)
+    control = (
+        rx.input(value=value, on_change=on_change, id=f"cap-{name}", **props)
+        if options is None
+        else rx.select(options, value=value, on_change=on_change, id=f"cap-{name}", **props)
+    )
+    return field_label(label, control)
+
+
 def _cap_dialog() -> rx.Component:
     scope = CAP_FORM["scope"]
     return form_dialog(
         rx.dialog.title(rx.cond(CAP_FORM["id"] == "", "New cap", "Edit cap")),
         rx.vstack(
-            field_label(
-                "Name",
-                rx.input(
-                    value=CAP_FORM["name"],
-                    on_change=lambda v: GovernanceState.set_cap_field("name", v),
-                    id="cap-name",
-                ),
-            ),
+            _cap_field("name", "Name"),
             rx.hstack(
-                field_label(
-                    "Scope",
-                    rx.select(
-                        list(caps.SCOPES),
-                        value=scope,
-                        on_change=lambda v: GovernanceState.set_cap_field("scope", v),
-                        id="cap-scope",
-                    ),
-                ),
-                field_label(
-                    "Kind",
-                    rx.select(
-                        list(caps.KINDS),
-                        value=CAP_FORM["kind"],
-                        on_change=lambda v: GovernanceState.set_cap_field("kind", v),
-                        id="cap-kind",
-                    ),
-                ),
-                field_label(
-                    "Limit",
-                    rx.input(
-                        value=CAP_FORM["limit"],
-                        width="110px",
-                        id="cap-limit",
-                        on_change=lambda v: GovernanceState.set_cap_field("limit", v),
-                    ),
-                ),
+                _cap_field("scope", "Scope", list(caps.SCOPES)),
+                _cap_field("kind", "Kind", list(caps.KINDS)),
+                _cap_field("limit", "Limit", width="110px"),
                 spacing="3",
             ),
             rx.cond(
                 (scope == "project") | (scope == "environment"),
-                field_label(
-                    "Project",
-                    rx.select(
-                        GovernanceState.projects_in_org,
-                        value=CAP_FORM["project"],
-                        on_change=lambda v: GovernanceState.set_cap_field("project", v),
-                    ),
-                ),
+                _cap_field("project", "Project", GovernanceState.projects_in_org),
             ),
-            rx.cond(
-                scope == "environment",
-                field_label(
-                    "Environment",
-                    rx.select(
-                        list(routing.ENVIRONMENTS),
-                        value=CAP_FORM["environment"],
-                        on_change=lambda v: GovernanceState.set_cap_field("environment", v),
-                    ),
-                ),
-            ),
-            rx.cond(
-                scope == "pool",
-                field_label(
-                    "Pool",
-                    rx.input(
-                        value=CAP_FORM["pool"],
-                        id="cap-pool",
-                        on_change=lambda v: GovernanceState.set_cap_field("pool", v),
-                    ),
-                ),
-            ),
-            rx.cond(
-                scope == "engine",
-                field_label(
-                    "Engine",
-                    rx.input(
-                        value=CAP_FORM["engine"], on_change=lambda v: GovernanceState.set_cap_field("engine", v)
-                    ),
-                ),
-            ),
+            rx.cond(scope == "environment", _cap_field("environment", "Environment", list(routing.ENVIRONMENTS))),
+            rx.cond(scope == "pool", _cap_field("pool", "Pool")),
+            rx.cond(scope == "engine", _cap_field("engine", "Engine")),
             error_callout(GovernanceState.cap_error, "cap-error"),
             rx.hstack(
                 rx.cond(
@@ -781,14 +726,8 @@ def _caps() -> rx.Component:
             width="100%",
             align="center",
         ),
-        data_table(
-            (*heads, rx.cond(GovernanceState.can_edit, rx.table.column_header_cell(""))),
-            rx.foreach(GovernanceState.caps, _cap_row),
-            "caps-table",
-            plain=True,
-            variant="surface",
-            size="1",
-        ),
+        data_table((*heads, rx.cond(GovernanceState.can_edit, rx.table.column_header_cell(""))),
+                   rx.foreach(GovernanceState.caps, _cap_row), "caps-table", plain=True, variant="surface", size="1"),
         _cap_dialog(),
         _effective_panel(),
         spacing="3",
@@ -816,14 +755,8 @@ def _ownership() -> rx.Component:
             size="2",
             color_scheme="gray",
         ),
-        data_table(
-            heads,
-            rx.foreach(GovernanceState.owners, row),
-            "owners-table",
-            plain=True,
-            variant="surface",
-            size="1",
-        ),
+        data_table(heads, rx.foreach(GovernanceState.owners, row), "owners-table", plain=True, variant="surface",
+                   size="1"),
         spacing="3",
         width="100%",
     )

@@ -239,7 +239,7 @@ def _versions() -> rx.Component:
     panel: rx.Component = rx.vstack(
         _card("Versions (immutable; a changed definition is the next version)",
               data_table(("Version", "Created (UTC)", "By", "Tasks", "Content SHA-256"),
-                     rx.foreach(JobState.versions, _version_row), "job-versions")),
+                         rx.foreach(JobState.versions, _version_row), "job-versions")),
         _card("Compare",
               rx.hstack(_version_pick("left", VersionDiffState.left_version), rx.icon("arrow-right", size=14),
                         _version_pick("right", VersionDiffState.right_version),
@@ -304,7 +304,7 @@ def _schedules() -> rx.Component:
                                                  on_click=ScheduleState.open_editor(""), id="schedule-new")),
                   width="100%"),
         data_table(("Schedule", "Env", "Cron", "State", "Next fire (UTC)", "Policies", ""),
-               rx.foreach(JobState.schedules, _schedule_row), "job-schedules"),
+                   rx.foreach(JobState.schedules, _schedule_row), "job-schedules"),
         rx.cond(ScheduleState.selected_schedule != "", rx.grid(
             _card("Past fires of " + ScheduleState.selected_name + " (coloured by outcome)",
                   rx.cond(ScheduleState.fires.length() > 0,
@@ -312,7 +312,7 @@ def _schedules() -> rx.Component:
                                           id="fire-strip"),
                           rx.text("No fire yet.", size="1", color_scheme="gray")),
                   data_table(("Fire time (UTC)", "Outcome", "Trigger", "", "Reason"),
-                         rx.foreach(ScheduleState.fires, _fire_row), "schedule-fires")),
+                             rx.foreach(ScheduleState.fires, _fire_row), "schedule-fires")),
             _card("Next 10 fires", preview_table(ScheduleState.selected_preview, "selected-preview")),
             columns="3fr 2fr", spacing="4", width="100%",
         )),
@@ -342,7 +342,7 @@ def _backfill_row(backfill: BackfillRow) -> rx.Component:
 def _backfills() -> rx.Component:
     panel: rx.Component = rx.vstack(
         data_table(("Status", "Range (UTC)", "Step", "Progress", "Created (UTC)", ""),
-               rx.foreach(BackfillState.backfill_rows, _backfill_row), "job-backfills"),
+                   rx.foreach(BackfillState.backfill_rows, _backfill_row), "job-backfills"),
         live_ticker(3000, BackfillState.load_backfills),
         spacing="4", width="100%",
     )  # fmt: skip

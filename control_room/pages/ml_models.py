@@ -79,12 +79,8 @@ def models_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         rx.heading("Model registry", size="6"),
         error_callout(ModelsState.error, width="100%"),
-        data_table(
-            ("Model", "Latest", "Aliases", "Updated"),
-            rx.foreach(ModelsState.models, _model_row),
-            "models-table",
-            plain=True,
-        ),
+        data_table(("Model", "Latest", "Aliases", "Updated"), rx.foreach(ModelsState.models, _model_row),
+                   "models-table", plain=True),
         rx.cond(ModelsState.loaded & (ModelsState.models.length() == 0) & (ModelsState.error == ""),
                 rx.text("No registered model yet: a training task registers one with mlflow.register_model.",
                         color_scheme="gray", id="models-empty")),
@@ -95,12 +91,8 @@ def models_page() -> rx.Component:
             rx.cond(ModelsState.model_description != "",
                     rx.text(ModelsState.model_description, size="2", color_scheme="gray")),
             _alias_form(),
-            data_table(
-                ("Version", "Aliases", "Status", "Source run", "Metrics", "Signature", "Created"),
-                rx.foreach(ModelsState.versions, _version_row),
-                "model-versions",
-                plain=True,
-            ),
+            data_table(("Version", "Aliases", "Status", "Source run", "Metrics", "Signature", "Created"),
+                       rx.foreach(ModelsState.versions, _version_row), "model-versions", plain=True),
             spacing="3", width="100%", margin_top="8px")),
         spacing="4", width="100%",
     )  # fmt: skip

@@ -198,12 +198,8 @@ def policies_page() -> rx.Component:
         error_callout(PoliciesState.error, "policies-error", size="2"),
         rx.cond(PoliciesState.notice != "", rx.callout(PoliciesState.notice, icon="check", color_scheme="green",
                                                        size="1", id="policies-notice")),
-        data_table(
-            ("Policy", "Kind", "On", "For", "What"),
-            rx.foreach(PoliciesState.policies, _policy),
-            "policies-table",
-            plain=True,
-        ),
+        data_table(("Policy", "Kind", "On", "For", "What"), rx.foreach(PoliciesState.policies, _policy),
+                   "policies-table", plain=True),
         rx.cond(
             PoliciesState.can_edit_policies, _editor(),
             rx.text("Only org admins, and the owners of a dataset for its own policies, edit access policies.",

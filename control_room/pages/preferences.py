@@ -87,13 +87,8 @@ def preferences_page() -> rx.Component:
               rx.hstack(rx.foreach(PreferencesState.projects, _project), wrap="wrap", spacing="4")),
         _card("Jobs", rx.text("Subscribe: hear about the job's incidents. Mute: never hear about it.", size="1",
                               color_scheme="gray"),
-              data_table(
-                  ("Job", "Subscribe", "Mute"),
-                  rx.foreach(PreferencesState.jobs, _job),
-                  "pref-jobs",
-                  plain=True,
-                  size="1",
-              )),
+              data_table(("Job", "Subscribe", "Mute"), rx.foreach(PreferencesState.jobs, _job), "pref-jobs", plain=True,
+                         size="1")),
         rx.hstack(
             rx.button("Save preferences", on_click=PreferencesState.save, loading=PreferencesState.is_saving,
                       id="pref-save"),
