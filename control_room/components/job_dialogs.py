@@ -7,6 +7,7 @@ from typing import Any
 
 import reflex as rx
 
+from control_room.components.forms import choice_select, dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.schema_form import schema_field, task_form
 from control_room.specs.forms import ParamField
 from control_room.state.base import ENVIRONMENTS
@@ -21,42 +22,6 @@ FIELD_ERRORS: Any = RunFormState.field_errors
 DRAFT: Any = ScheduleState.draft
 
 
-def _label(text: Any, *children: rx.Component) -> rx.Component:
-    box: rx.Component = rx.vstack(rx.text(text, size="2", weight="medium"), *children, spacing="1", width="100%")
-    return box
-
-
-def _error(message: rx.Var[str], element_id: str) -> rx.Component:
-    box: rx.Component = rx.cond(
-        message != "",
-        rx.callout(message, icon="triangle-alert", color_scheme="red", size="1", width="100%", id=element_id),
-    )
-    return box
-
-
-def _actions(label: str, on_click: Any, busy: rx.Var[bool], button_id: str, *, disabled: Any = False) -> rx.Component:
-    bar: rx.Component = rx.hstack(
-        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-        rx.button(rx.cond(busy, rx.spinner(size="2"), rx.icon("check", size=14)), label, on_click=on_click,
-                  disabled=busy | disabled, id=button_id),
-        justify="end", width="100%", spacing="3",
-    )  # fmt: skip
-    return bar
-
-
-def _select(value: Any, options: Any, on_change: Any, element_id: str, width: str = "100%") -> rx.Component:
-    box: rx.Component = rx.select.root(
-        rx.select.trigger(width=width, id=element_id),
-        rx.select.content(*(rx.select.item(label, value=key) for key, label in options)),
-        value=value,
-        on_change=on_change,
-    )
-    return box
-
-
-# The job editor -------------------------------------------------------------------------------------
-
-
 def _problem(line: rx.Var[str]) -> rx.Component:
     item: rx.Component = rx.text(line, size="1", color=rx.color("red", 11), class_name="mono editor-problem")
     return item
@@ -64,42 +29,33 @@ def _problem(line: rx.Var[str]) -> rx.Component:
 
 def job_editor_dialog() -> rx.Component:
     """YAML of one template, checked as you type; Save makes the next version (or a new job)."""
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(rx.cond(JobEditorState.editing_name != "", "Edit " + JobEditorState.editing_name,
-                                    "New job")),
-            rx.dialog.description(
-                "One job template as the GitOps bundle writes it (without project); edit its tasks in the form "
-                "beside it or in the YAML. A changed definition is saved as a new immutable version; "
-                "`lakehouse bundle export` writes it back.",
-                size="2", color_scheme="gray",
-            ),
-            rx.vstack(
-                rx.grid(
-                    rx.debounce_input(
-                        rx.text_area(value=JobEditorState.yaml_text, on_change=JobEditorState.set_yaml, rows="28",
-                                     class_name="mono", id="job-yaml", width="100%", font_size="12px",
-                                     spell_check=False),
-                        debounce_timeout=250,
-                    ),
-                    rx.box(task_form(JobEditorState, "job-form-"), id="job-form", class_name="job-form-pane"),
-                    columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
+    return form_dialog(
+        rx.dialog.title(rx.cond(JobEditorState.editing_name != "", "Edit " + JobEditorState.editing_name, "New job")),
+        rx.vstack(
+            rx.grid(
+                rx.debounce_input(
+                    rx.text_area(value=JobEditorState.yaml_text, on_change=JobEditorState.set_yaml, rows="28",
+                                 class_name="mono", id="job-yaml", width="100%", font_size="12px",
+                                 spell_check=False),
+                    debounce_timeout=250,
                 ),
-                rx.cond(JobEditorState.problems.length() > 0,
-                        rx.vstack(rx.foreach(JobEditorState.problems, _problem), spacing="1", id="job-yaml-problems"),
-                        rx.text("Valid: the bundle's checks pass.", size="1", color=rx.color("grass", 11),
-                                id="job-yaml-valid")),
-                _error(JobEditorState.save_error, "job-save-error"),
-                _actions("Save", JobEditorState.save, JobEditorState.is_saving, "job-save",
-                         disabled=JobEditorState.problems.length() > 0),
-                spacing="3", margin_top="12px", width="100%",
+                rx.box(task_form(JobEditorState, "job-form-"), id="job-form", class_name="job-form-pane"),
+                columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
             ),
-            max_width="1200px",
+            rx.cond(JobEditorState.problems.length() > 0,
+                    rx.vstack(rx.foreach(JobEditorState.problems, _problem), spacing="1", id="job-yaml-problems"),
+                    rx.text("Valid: the bundle's checks pass.", size="1", color=rx.color("grass", 11),
+                            id="job-yaml-valid")),
+            error_callout(JobEditorState.save_error, "job-save-error", width="100%"),
+            dialog_actions("Save", JobEditorState.save, JobEditorState.is_saving, "job-save",
+                           disabled=JobEditorState.problems.length() > 0),
+            spacing="3", margin_top="12px", width="100%",
         ),
-        open=JobEditorState.editor_open,
-        on_open_change=JobEditorState.set_editor_open,
+        is_open=JobEditorState.editor_open, on_open_change=JobEditorState.set_editor_open, max_width="1200px",
+        description="One job template as the GitOps bundle writes it (without project); edit its tasks in the form "
+                    "beside it or in the YAML. A changed definition is saved as a new immutable version; "
+                    "`lakehouse bundle export` writes it back.",
     )  # fmt: skip
-    return dialog
 
 
 # The run form ---------------------------------------------------------------------------------------
@@ -111,27 +67,21 @@ def _param_input(field: ParamField) -> rx.Component:
 
 def run_dialog() -> rx.Component:
     """The form of the latest version's params schema; Run submits a template run."""
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Run this job"),
-            rx.dialog.description("Parameters from the latest version's params schema (* required).", size="2",
-                                  color_scheme="gray"),
-            rx.vstack(
-                _label("Environment", _select(RunFormState.run_environment, [(e, e) for e in ENVIRONMENTS],
-                                              RunFormState.set_run_environment, "run-environment", "160px")),
-                rx.cond(RunFormState.fields.length() == 0,
-                        rx.text("This job takes no parameters.", size="2", color_scheme="gray")),
-                rx.foreach(RunFormState.fields, _param_input),
-                _error(RunFormState.form_error, "run-error"),
-                _actions("Run", RunFormState.submit_run, RunFormState.is_submitting, "run-confirm"),
-                spacing="3", margin_top="12px", width="100%",
-            ),
-            max_width="560px",
+    return form_dialog(
+        "Run this job",
+        rx.vstack(
+            field_label("Environment", choice_select(RunFormState.run_environment, [(e, e) for e in ENVIRONMENTS],
+                                          RunFormState.set_run_environment, "run-environment", "160px")),
+            rx.cond(RunFormState.fields.length() == 0,
+                    rx.text("This job takes no parameters.", size="2", color_scheme="gray")),
+            rx.foreach(RunFormState.fields, _param_input),
+            error_callout(RunFormState.form_error, "run-error", width="100%"),
+            dialog_actions("Run", RunFormState.submit_run, RunFormState.is_submitting, "run-confirm"),
+            spacing="3", margin_top="12px", width="100%",
         ),
-        open=RunFormState.run_open,
-        on_open_change=RunFormState.set_run_open,
+        is_open=RunFormState.run_open, on_open_change=RunFormState.set_run_open, max_width="560px",
+        description="Parameters from the latest version's params schema (* required).",
     )  # fmt: skip
-    return dialog
 
 
 # The schedule editor --------------------------------------------------------------------------------
@@ -158,7 +108,7 @@ def preview_table(rows: Any, element_id: str) -> rx.Component:
 
 def _draft_input(name: str, label: str, **props: Any) -> rx.Component:
     invalid = ScheduleState.draft_field == name
-    box: rx.Component = _label(
+    box: rx.Component = field_label(
         label,
         rx.input(value=DRAFT[name].to(str), on_change=lambda v: ScheduleState.set_draft(name, v), width="100%",
                  id=f"schedule-{name.replace('_', '-')}", color_scheme=rx.cond(invalid, "red", "gray"), **props),
@@ -167,8 +117,8 @@ def _draft_input(name: str, label: str, **props: Any) -> rx.Component:
 
 
 def _draft_select(name: str, label: str, options: list[tuple[str, str]]) -> rx.Component:
-    box: rx.Component = _label(
-        label, _select(DRAFT[name].to(str), options, lambda v: ScheduleState.set_draft(name, v),
+    box: rx.Component = field_label(
+        label, choice_select(DRAFT[name].to(str), options, lambda v: ScheduleState.set_draft(name, v),
                        f"schedule-{name.replace('_', '-')}"),
     )  # fmt: skip
     return box
@@ -179,62 +129,57 @@ def schedule_dialog() -> rx.Component:
     policies = [("none", "none"), ("latest", "latest only"), ("all", "all (bounded)")]
     overlaps = [("allow", "allow"), ("skip", "skip while running"), ("cancel_previous", "cancel previous"),
                 ("queue_one", "queue one")]  # fmt: skip
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(rx.cond(ScheduleState.editing_id != "", "Edit schedule", "New schedule")),
-            rx.grid(
-                rx.vstack(
-                    rx.grid(_draft_input("name", "Name"),
-                            _draft_select("environment", "Environment", [(e, e) for e in ENVIRONMENTS]),
-                            _draft_input("cron", "Cron (5 fields or @hourly, @daily…)", class_name="mono"),
-                            _draft_input("timezone", "Time zone (IANA)"),
-                            _draft_select("catchup", "Catch-up after downtime", policies),
-                            _draft_input("catchup_limit", "Catch-up bound", type="number"),
-                            _draft_select("overlap", "When the previous run is active", overlaps),
-                            _draft_input("jitter_s", "Jitter (s)", type="number"),
-                            _draft_input("misfire_grace_s", "Misfire grace (s)", type="number"),
-                            rx.hstack(rx.switch(checked=ScheduleState.draft_enabled,
-                                                on_change=ScheduleState.set_draft_enabled, id="schedule-enabled"),
-                                      rx.text("Enabled", size="2"), align="center", spacing="2", padding_top="22px"),
-                            columns="2", spacing="3", width="100%"),
-                    _label("Params (JSON object, checked against the params schema)",
-                           rx.text_area(value=DRAFT["params"].to(str),
-                                        on_change=lambda v: ScheduleState.set_draft("params", v), rows="4",
-                                        class_name="mono", width="100%", id="schedule-params")),
-                    _draft_input("description", "Description"),
-                    spacing="3", width="100%",
-                ),
-                rx.vstack(
-                    rx.text("Next 10 fires", size="2", weight="medium"),
-                    rx.cond(ScheduleState.preview.length() > 0,
-                            preview_table(ScheduleState.preview, "schedule-preview"),
-                            rx.text("No fire: fix the cron or time zone.", size="1", color_scheme="gray")),
-                    spacing="2", width="100%",
-                ),
-                columns="3fr 2fr", spacing="4", width="100%", margin_top="8px",
+    return form_dialog(
+        rx.dialog.title(rx.cond(ScheduleState.editing_id != "", "Edit schedule", "New schedule")),
+        rx.grid(
+            rx.vstack(
+                rx.grid(_draft_input("name", "Name"),
+                        _draft_select("environment", "Environment", [(e, e) for e in ENVIRONMENTS]),
+                        _draft_input("cron", "Cron (5 fields or @hourly, @daily…)", class_name="mono"),
+                        _draft_input("timezone", "Time zone (IANA)"),
+                        _draft_select("catchup", "Catch-up after downtime", policies),
+                        _draft_input("catchup_limit", "Catch-up bound", type="number"),
+                        _draft_select("overlap", "When the previous run is active", overlaps),
+                        _draft_input("jitter_s", "Jitter (s)", type="number"),
+                        _draft_input("misfire_grace_s", "Misfire grace (s)", type="number"),
+                        rx.hstack(rx.switch(checked=ScheduleState.draft_enabled,
+                                            on_change=ScheduleState.set_draft_enabled, id="schedule-enabled"),
+                                  rx.text("Enabled", size="2"), align="center", spacing="2", padding_top="22px"),
+                        columns="2", spacing="3", width="100%"),
+                field_label("Params (JSON object, checked against the params schema)",
+                       rx.text_area(value=DRAFT["params"].to(str),
+                                    on_change=lambda v: ScheduleState.set_draft("params", v), rows="4",
+                                    class_name="mono", width="100%", id="schedule-params")),
+                _draft_input("description", "Description"),
+                spacing="3", width="100%",
             ),
             rx.vstack(
-                rx.cond(ScheduleState.draft_error != "",
-                        rx.callout(ScheduleState.draft_field + ": " + ScheduleState.draft_error, icon="triangle-alert",
-                                   color_scheme="red", size="1", width="100%", id="schedule-error"),
-                        rx.text("Valid.", size="1", color=rx.color("grass", 11), id="schedule-valid")),
-                _actions("Save schedule", ScheduleState.save, ScheduleState.is_saving, "schedule-save",
-                         disabled=ScheduleState.draft_error != ""),
-                spacing="3", width="100%", margin_top="12px",
+                rx.text("Next 10 fires", size="2", weight="medium"),
+                rx.cond(ScheduleState.preview.length() > 0,
+                        preview_table(ScheduleState.preview, "schedule-preview"),
+                        rx.text("No fire: fix the cron or time zone.", size="1", color_scheme="gray")),
+                spacing="2", width="100%",
             ),
-            max_width="1020px",
+            columns="3fr 2fr", spacing="4", width="100%", margin_top="8px",
         ),
-        open=ScheduleState.editor_open,
-        on_open_change=ScheduleState.set_editor_open,
+        rx.vstack(
+            rx.cond(ScheduleState.draft_error != "",
+                    rx.callout(ScheduleState.draft_field + ": " + ScheduleState.draft_error, icon="triangle-alert",
+                               color_scheme="red", size="1", width="100%", id="schedule-error"),
+                    rx.text("Valid.", size="1", color=rx.color("grass", 11), id="schedule-valid")),
+            dialog_actions("Save schedule", ScheduleState.save, ScheduleState.is_saving, "schedule-save",
+                     disabled=ScheduleState.draft_error != ""),
+            spacing="3", width="100%", margin_top="12px",
+        ),
+        is_open=ScheduleState.editor_open, on_open_change=ScheduleState.set_editor_open, max_width="1020px",
     )  # fmt: skip
-    return dialog
 
 
 # The backfill form ----------------------------------------------------------------------------------
 
 
 def _bf_input(name: str, label: str, value: rx.Var[str], **props: Any) -> rx.Component:
-    box: rx.Component = _label(
+    box: rx.Component = field_label(
         label, rx.input(value=value, on_change=lambda v: BackfillState.set_field(name, v), width="100%",
                         id=name.replace("_", "-"), **props),
     )  # fmt: skip
@@ -243,42 +188,37 @@ def _bf_input(name: str, label: str, value: rx.Var[str], **props: Any) -> rx.Com
 
 def backfill_dialog(schedule_options: Any) -> rx.Component:
     """A date range and a step (or a schedule's cron), concurrency and order: one run per interval."""
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Backfill"),
-            rx.dialog.description("One run per interval of the range, with logical_date, data_interval_start and "
-                                  "data_interval_end as params. Times are UTC.", size="2", color_scheme="gray"),
-            rx.grid(
-                _bf_input("bf_start", "From", BackfillState.bf_start, placeholder="2026-11-01"),
-                _bf_input("bf_end", "To", BackfillState.bf_end, placeholder="2026-11-06"),
-                _bf_input("bf_step", "Step (15m, 6h, 1d, 1w or a cron)", BackfillState.bf_step),
-                _label("Or the cron of a schedule", rx.select.root(
-                    rx.select.trigger(width="100%", id="bf-schedule"),
-                    rx.select.content(rx.select.item("no schedule", value=NO_SCHEDULE),
-                                      rx.foreach(schedule_options,
-                                                 lambda s: rx.select.item(s.name + " (" + s.cron + ")", value=s.id))),
-                    value=BackfillState.bf_schedule, on_change=lambda v: BackfillState.set_field("bf_schedule", v),
-                )),
-                _bf_input("bf_concurrency", "Runs at a time", BackfillState.bf_concurrency, type="number"),
-                _label("Order", _select(BackfillState.bf_order, [("oldest_first", "oldest first"),
-                                                                  ("newest_first", "newest first")],
-                                        lambda v: BackfillState.set_field("bf_order", v), "bf-order")),
-                _label("Environment", _select(BackfillState.bf_environment, [(e, e) for e in ENVIRONMENTS],
-                                              lambda v: BackfillState.set_field("bf_environment", v),
-                                              "bf-environment")),
-                columns="2", spacing="3", width="100%", margin_top="12px",
-            ),
-            _label("Params of every run (JSON object; a schedule's params are the base)",
-                   rx.text_area(value=BackfillState.bf_params, rows="3", class_name="mono", width="100%",
-                                on_change=lambda v: BackfillState.set_field("bf_params", v), id="bf-params")),
-            rx.vstack(
-                _error(BackfillState.bf_error, "bf-error"),
-                _actions("Start backfill", BackfillState.create, BackfillState.is_creating, "bf-confirm"),
-                spacing="3", width="100%", margin_top="12px",
-            ),
-            max_width="620px",
+    return form_dialog(
+        "Backfill",
+        rx.grid(
+            _bf_input("bf_start", "From", BackfillState.bf_start, placeholder="2026-11-01"),
+            _bf_input("bf_end", "To", BackfillState.bf_end, placeholder="2026-11-06"),
+            _bf_input("bf_step", "Step (15m, 6h, 1d, 1w or a cron)", BackfillState.bf_step),
+            field_label("Or the cron of a schedule", rx.select.root(
+                rx.select.trigger(width="100%", id="bf-schedule"),
+                rx.select.content(rx.select.item("no schedule", value=NO_SCHEDULE),
+                                  rx.foreach(schedule_options,
+                                             lambda s: rx.select.item(s.name + " (" + s.cron + ")", value=s.id))),
+                value=BackfillState.bf_schedule, on_change=lambda v: BackfillState.set_field("bf_schedule", v),
+            )),
+            _bf_input("bf_concurrency", "Runs at a time", BackfillState.bf_concurrency, type="number"),
+            field_label("Order", choice_select(BackfillState.bf_order, [("oldest_first", "oldest first"),
+                                                              ("newest_first", "newest first")],
+                                    lambda v: BackfillState.set_field("bf_order", v), "bf-order")),
+            field_label("Environment", choice_select(BackfillState.bf_environment, [(e, e) for e in ENVIRONMENTS],
+                                          lambda v: BackfillState.set_field("bf_environment", v),
+                                          "bf-environment")),
+            columns="2", spacing="3", width="100%", margin_top="12px",
         ),
-        open=BackfillState.backfill_open,
-        on_open_change=BackfillState.set_backfill_open,
+        field_label("Params of every run (JSON object; a schedule's params are the base)",
+               rx.text_area(value=BackfillState.bf_params, rows="3", class_name="mono", width="100%",
+                            on_change=lambda v: BackfillState.set_field("bf_params", v), id="bf-params")),
+        rx.vstack(
+            error_callout(BackfillState.bf_error, "bf-error", width="100%"),
+            dialog_actions("Start backfill", BackfillState.create, BackfillState.is_creating, "bf-confirm"),
+            spacing="3", width="100%", margin_top="12px",
+        ),
+        is_open=BackfillState.backfill_open, on_open_change=BackfillState.set_backfill_open, max_width="620px",
+        description="One run per interval of the range, with logical_date, data_interval_start and "
+                "data_interval_end as params. Times are UTC.",
     )  # fmt: skip
-    return dialog

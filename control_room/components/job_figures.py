@@ -23,8 +23,16 @@ def version_dag_figure(tasks: Sequence[dict[str, Any]]) -> go.Figure:
     return dag_figure([{**task, "status": "pending"} for task in tasks])
 
 
-def _time_axis() -> dict[str, Any]:
-    return {"type": "date", "showgrid": False}
+def _seconds_over_time(height: int, *, legend_y: float) -> dict[str, Any]:
+    """The layout of a chart of durations: time along x, seconds up from zero, the legend above."""
+    return base_layout(
+        height,
+        showlegend=True,
+        legend={"orientation": "h", "y": legend_y, "x": 0},
+        xaxis={"type": "date", "showgrid": False},
+        yaxis={"rangemode": "tozero", "gridcolor": GRID, "title": {"text": "seconds"}},
+        margin={"l": 50, "r": 10, "t": 36, "b": 28},
+    )
 
 
 def duration_figure(runs: Sequence[dict[str, Any]], p95_s: float | None) -> go.Figure:
@@ -50,16 +58,7 @@ def duration_figure(runs: Sequence[dict[str, Any]], p95_s: float | None) -> go.F
             y=p95_s, line={"color": "#8E4EC6", "dash": "dash", "width": 1.5},
             annotation={"text": f"p95 {p95_s:.1f} s", "font": {"color": "#8E4EC6"}}, annotation_position="top left",
         )  # fmt: skip
-    figure.update_layout(
-        **base_layout(
-            240,
-            showlegend=True,
-            legend={"orientation": "h", "y": 1.18, "x": 0},
-            xaxis=_time_axis(),
-            yaxis={"rangemode": "tozero", "gridcolor": GRID, "title": {"text": "seconds"}},
-            margin={"l": 50, "r": 10, "t": 36, "b": 28},
-        )
-    )
+    figure.update_layout(**_seconds_over_time(240, legend_y=1.18))
     return figure
 
 
@@ -101,16 +100,7 @@ def task_trend_figure(tasks: Sequence[dict[str, Any]]) -> go.Figure:
                 hovertemplate=f"<b>{key}</b><br>%{{x|%Y-%m-%d %H:%M}} UTC · %{{y:.1f}} s<extra></extra>",
             )
         )
-    figure.update_layout(
-        **base_layout(
-            220,
-            showlegend=True,
-            legend={"orientation": "h", "y": 1.2, "x": 0},
-            xaxis=_time_axis(),
-            yaxis={"rangemode": "tozero", "gridcolor": GRID, "title": {"text": "seconds"}},
-            margin={"l": 50, "r": 10, "t": 36, "b": 28},
-        )
-    )
+    figure.update_layout(**_seconds_over_time(220, legend_y=1.2))
     return figure
 
 
@@ -143,7 +133,7 @@ def fire_strip_figure(fires: Sequence[dict[str, Any]]) -> go.Figure:
     figure.update_layout(
         **base_layout(
             90,
-            xaxis={**_time_axis(), "showline": False, "range": x_range},
+            xaxis={"type": "date", "showgrid": False, "showline": False, "range": x_range},
             yaxis={"visible": False, "fixedrange": True, "range": [-1, 1]},
             margin={"l": 10, "r": 10, "t": 6, "b": 26},
         )

@@ -29,3 +29,11 @@ def updated_label(updated_at: rx.Var[str], is_loading: rx.Var[bool]) -> rx.Compo
         id="live-indicator",
     )
     return label
+
+
+def live_intro(lead: rx.Component, updated_at: rx.Var[str], is_loading: rx.Var[bool], *actions: rx.Component,
+               **props: object) -> rx.Component:
+    """The line above a live page's content: what it shows, when it was last read, then its buttons."""
+    bar: rx.Component = rx.hstack(lead, rx.spacer(), updated_label(updated_at, is_loading), *actions,
+                                  **({"width": "100%", "align": "center"} | props))  # fmt: skip
+    return bar

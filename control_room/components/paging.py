@@ -1,4 +1,4 @@
-"""Pieces shared by list pages: Previous / Next buttons of a KeysetPages state, and an error callout."""
+"""Pieces shared by list pages: Previous / Next buttons of a KeysetPages state."""
 
 from __future__ import annotations
 
@@ -17,10 +17,3 @@ def keyset_pager(state: Any, prefix: str) -> rx.Component:
         spacing="3", align="center",
     )  # fmt: skip
     return pager
-
-
-def error_callout(message: Any) -> rx.Component:
-    """A red callout shown while ``message`` is not empty."""
-    callout: rx.Component = rx.cond(message != "", rx.callout(message, icon="triangle-alert", color_scheme="red",
-                                                               size="1", width="100%"))  # fmt: skip
-    return callout

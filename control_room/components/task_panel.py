@@ -7,6 +7,7 @@ from typing import Any
 
 import reflex as rx
 
+from control_room.components.forms import error_callout
 from control_room.components.status import level_badge, status_badge
 from control_room.state.run_detail.panel import TaskPanelState
 
@@ -115,8 +116,7 @@ def _content() -> rx.Component:
     )  # fmt: skip
     panel: rx.Component = rx.vstack(
         header,
-        rx.cond(TaskPanelState.panel_error != "",
-                rx.callout(TaskPanelState.panel_error, icon="triangle-alert", color_scheme="red", size="1")),
+        error_callout(TaskPanelState.panel_error),
         rx.cond(TaskPanelState.panel_loading, rx.spinner(size="2")),
         _section("Attempts", rx.table.root(rx.table.body(rx.foreach(TaskPanelState.panel_attempts, _attempt)),
                                            size="1", width="100%", variant="surface")),

@@ -10,8 +10,10 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.bell import severity_badge
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
+from control_room.components.tables import data_table
 from control_room.state.alerts.incident import SNOOZE_CHOICES, IncidentState
 from control_room.state.alerts.incidents import REFRESH_MS, IncidentsState
 from control_room.state.alerts.rows import IncidentRow, RuleRow, TimelineRow
@@ -131,8 +133,7 @@ def _editor() -> rx.Component:
                 ),
                 _input("description", "Description"),
                 preview,
-                rx.cond(RuleEditorState.error != "", rx.callout(RuleEditorState.error, icon="triangle-alert",
-                                                                color_scheme="red", size="1", id="rule-error")),
+                error_callout(RuleEditorState.error, "rule-error"),
                 rx.hstack(
                     rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
                     rx.button("Save rule", on_click=RuleEditorState.save, loading=RuleEditorState.is_saving,
@@ -183,12 +184,9 @@ def _rules() -> rx.Component:
                                                      on_click=RuleEditorState.open_new, id="rule-new")),
             width="100%", align="center",
         ),
-        rx.cond(RulesState.error != "", rx.callout(RulesState.error, icon="triangle-alert", color_scheme="red")),
-        rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in headers))),
-            rx.table.body(rx.foreach(RulesState.rules, _rule)),
-            width="100%", size="1", id="rules-table", class_name="data-table",
-        ),
+        error_callout(RulesState.error, size="2"),
+        data_table(headers, rx.foreach(RulesState.rules, _rule), "rules-table", plain=True, size="1",
+                   class_name="data-table"),
         _editor(),
         spacing="3", width="100%",
     )  # fmt: skip
@@ -250,8 +248,7 @@ def _incident_dialog() -> rx.Component:
                 rx.dialog.title(INCIDENT.title, margin="0", id="incident-title"), spacing="2", align="center",
             ),
             rx.text(INCIDENT.summary, size="2", color_scheme="gray", margin_y="8px"),
-            rx.cond(IncidentState.error != "", rx.callout(IncidentState.error, icon="triangle-alert",
-                                                          color_scheme="red", size="1", id="incident-error")),
+            error_callout(IncidentState.error, "incident-error"),
             rx.grid(*(rx.vstack(rx.text(label, size="1", color_scheme="gray"), rx.text(value, size="2"), spacing="0")
                       for label, value in facts), columns="3", spacing="3", width="100%", margin_y="12px"),
             rx.cond(INCIDENT.run_href != "", rx.link(rx.hstack(rx.icon("external-link", size=14), "Open the run",
@@ -289,14 +286,10 @@ def _incidents() -> rx.Component:
                      on_change=IncidentsState.set_text.debounce(300), id="incident-search"),
             spacing="3", align="center", wrap="wrap",
         ),
-        rx.cond(IncidentsState.error != "", rx.callout(IncidentsState.error, icon="triangle-alert",
-                                                       color_scheme="red")),
-        rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in
-                                           ("Severity", "Incident", "Rule", "State", "Count", "Last fired")))),
-            rx.table.body(rx.foreach(IncidentsState.rows, _incident)),
-            width="100%", size="1", id="incidents-table", class_name="data-table",
-        ),
+        error_callout(IncidentsState.error, size="2"),
+        data_table(("Severity", "Incident", "Rule", "State", "Count", "Last fired"),
+                   rx.foreach(IncidentsState.rows, _incident), "incidents-table", plain=True, size="1",
+                   class_name="data-table"),
         rx.cond(IncidentsState.loaded & (IncidentsState.rows.length() == 0),
                 rx.text("No incident here.", color_scheme="gray", size="2", id="incidents-empty")),
         rx.hstack(

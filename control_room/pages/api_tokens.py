@@ -9,8 +9,10 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.dialogs import confirm_dialog
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
+from control_room.components.tables import data_table
 from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
 
 STATUS_COLORS = {"active": "grass", "expired": "amber", "revoked": "gray"}
@@ -55,9 +57,7 @@ def _create_form() -> rx.Component:
                 ),
                 rx.text("A role ceiling limits what requests with the token may do, whatever your roles.",
                         size="1", color_scheme="gray"),
-                rx.cond(ApiTokensState.form_error != "",
-                        rx.callout(ApiTokensState.form_error, icon="triangle-alert", color_scheme="red", size="1",
-                                   id="token-form-error")),
+                error_callout(ApiTokensState.form_error, "token-form-error"),
                 spacing="3",
             ),
             on_submit=ApiTokensState.create,
@@ -90,15 +90,7 @@ def _row(token: Any) -> rx.Component:
 
 def _table() -> rx.Component:
     heads = ["Name", "Prefix", "Ceiling", "Created (UTC)", "Expires (UTC)", "Last used", "Status", ""]
-    table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in heads))),
-        rx.table.body(rx.foreach(ApiTokensState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="api-tokens-table",
-    )
+    table: rx.Component = data_table(heads, rx.foreach(ApiTokensState.rows, _row), "api-tokens-table")
     return table
 
 
@@ -148,17 +140,10 @@ def _revoke_dialog() -> rx.Component:
 def api_tokens_page() -> rx.Component:
     """The create form, then the person's tokens."""
     page: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.text("Your tokens for the HTTP API and scripts (lhu_…); they act as you, within their ceiling.",
-                    size="2", color_scheme="gray"),
-            rx.spacer(),
-            updated_label(ApiTokensState.updated_at, ~ApiTokensState.loaded),
-            width="100%",
-            align="center",
-        ),
+        live_intro(rx.text("Your tokens for the HTTP API and scripts (lhu_…); they act as you, within their ceiling.",
+                           size="2", color_scheme="gray"), ApiTokensState.updated_at, ~ApiTokensState.loaded),
         _create_form(),
-        rx.cond(ApiTokensState.error != "", rx.callout(ApiTokensState.error, icon="triangle-alert",
-                                                       color_scheme="red", size="1", id="api-tokens-error")),
+        error_callout(ApiTokensState.error, "api-tokens-error"),
         rx.cond(
             ApiTokensState.loaded & (ApiTokensState.rows.length() == 0),
             rx.center(rx.text("You have no API tokens yet.", size="2", color_scheme="gray"), padding="32px"),

@@ -7,7 +7,9 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
+from control_room.components.tables import data_table
 from control_room.state.artifacts import ArtifactsState
 
 # A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
@@ -80,18 +82,7 @@ def _toolbar() -> rx.Component:
 
 def _table() -> rx.Component:
     heads = ("Artifact", "Run", "Task", "Size", "SHA-256", "Created (UTC)")
-    table: rx.Component = rx.table.root(
-        rx.table.header(
-            rx.table.row(*(rx.table.column_header_cell(h, text_align="right" if h == "Size" else None) for h in heads))
-        ),
-        rx.table.body(rx.foreach(ArtifactsState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="artifacts-table",
-    )
-    return table
+    return data_table(heads, rx.foreach(ArtifactsState.rows, _row), "artifacts-table", right=("Size",))
 
 
 def _pager() -> rx.Component:
@@ -238,9 +229,7 @@ def artifacts_page() -> rx.Component:
     """The table of artifacts; clicking one opens its preview."""
     page: rx.Component = rx.vstack(
         _toolbar(),
-        rx.cond(ArtifactsState.error != "", rx.callout(ArtifactsState.error, icon="triangle-alert",
-            color_scheme="red", size="1",
-                                          width="100%")),
+        error_callout(ArtifactsState.error, width="100%"),
         rx.cond(
             ArtifactsState.loaded & (ArtifactsState.rows.length() == 0),
             rx.center(rx.vstack(rx.icon("package-open", size=28, color=rx.color("gray", 9)),

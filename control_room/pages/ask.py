@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.state.ask import AskState
 
@@ -46,8 +47,7 @@ def ask_page() -> rx.Component:
         rx.hstack(rx.text("Try:", size="1", color_scheme="gray"),
                   *[rx.link(example, size="1", on_click=AskState.set_question(example), cursor="pointer")
                     for example in EXAMPLES], spacing="3", wrap="wrap"),
-        rx.cond(AskState.error != "", rx.callout(AskState.error, icon="triangle-alert", color_scheme="red",
-                                                  id="ask-error")),
+        error_callout(AskState.error, "ask-error", size="2"),
         rx.cond(AskState.question_id != "", rx.cond(
             AskState.refused,
             rx.callout(AskState.message, icon="circle-help", color_scheme="amber", id="ask-refusal"),

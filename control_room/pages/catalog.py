@@ -9,7 +9,9 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
+from control_room.components.tables import data_table
 from control_room.state.catalog import CatalogRow, CatalogState, ColumnRow, LineRow
 
 # Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
@@ -70,21 +72,15 @@ def _panel() -> rx.Component:
                 rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
                 width="100%", align="start",
             ),
-            rx.cond(CatalogState.panel_error != "", rx.callout(CatalogState.panel_error, icon="triangle-alert",
-                                                              color_scheme="red", size="1")),
+            error_callout(CatalogState.panel_error),
             rx.grid(
                 rx.foreach(FACTS, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
                                                           rx.text(fact[1], size="2"), spacing="0")),
                 columns="3", spacing="3", width="100%", margin_y="12px", id="dataset-facts",
             ),
             rx.heading("Schema", size="3"),
-            rx.table.root(
-                rx.table.header(rx.table.row(rx.table.column_header_cell("Column"),
-                                             rx.table.column_header_cell("Type"),
-                                             rx.table.column_header_cell("Description"))),
-                rx.table.body(rx.foreach(CatalogState.columns, _column)),
-                size="1", width="100%", id="dataset-columns",
-            ),
+            data_table(("Column", "Type", "Description"), rx.foreach(CatalogState.columns, _column), "dataset-columns",
+                       plain=True, size="1"),
             rx.grid(
                 _lines("quality", "Quality (dbt tests)", "No tests on this dataset."),
                 _lines("schema_changes", "Schema changes", "No schema change recorded."),
@@ -111,15 +107,9 @@ def catalog_page() -> rx.Component:
                      on_change=CatalogState.set_text.debounce(300), width="360px", id="catalog-search"),
             width="100%", align="center",
         ),
-        rx.cond(CatalogState.error != "", rx.callout(CatalogState.error, icon="triangle-alert", color_scheme="red")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Dataset"), rx.table.column_header_cell("Kind"),
-                rx.table.column_header_cell("Namespace"), rx.table.column_header_cell("Columns"),
-                rx.table.column_header_cell("Owner"))),
-            rx.table.body(rx.foreach(CatalogState.rows, _row)),
-            width="100%", id="catalog-table",
-        ),
+        error_callout(CatalogState.error, size="2"),
+        data_table(("Dataset", "Kind", "Namespace", "Columns", "Owner"), rx.foreach(CatalogState.rows, _row),
+                   "catalog-table", plain=True),
         rx.cond(CatalogState.loaded & (CatalogState.rows.length() == 0),
                 rx.text("No dataset yet: run a dbt build or send OpenLineage events to /api/v1/lineage.",
                         color_scheme="gray", id="catalog-empty")),

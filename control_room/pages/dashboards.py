@@ -8,8 +8,9 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
 from control_room.dashboards.models import REFRESH_CHOICES, TIME_RANGES
 from control_room.pages.superset import push_button, push_messages
 from control_room.state.dashboards import Choice, DashboardsState, FilterChoice, Panel
@@ -86,9 +87,7 @@ def _editor() -> rx.Component:
                 rx.box(_rows(DashboardsState.preview), height="60vh", overflow_y="auto", id="dashboard-preview"),
                 columns="2", spacing="3", width="100%",
             ),
-            rx.cond(DashboardsState.editor_error != "",
-                    rx.callout(DashboardsState.editor_error, icon="triangle-alert", color_scheme="red", size="1",
-                               id="dashboard-editor-error")),
+            error_callout(DashboardsState.editor_error, "dashboard-editor-error"),
             rx.hstack(
                 rx.text("Save as", size="2"),
                 rx.input(value=DashboardsState.save_slug, on_change=DashboardsState.set_save_slug, width="220px",
@@ -115,14 +114,10 @@ def _choice(choice: Choice) -> rx.Component:
 @layout(route=routes.DASHBOARDS, title="Dashboards", on_load=DashboardsState.open_page)
 def dashboards_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.vstack(rx.heading(DashboardsState.title, size="6", id="dashboard-title"),
-                      rx.text(DashboardsState.description, " · ", DashboardsState.version_label, size="2",
-                              color_scheme="gray"), spacing="1"),
-            rx.spacer(),
-            updated_label(DashboardsState.updated_at, DashboardsState.is_loading),
-            width="100%", align="center",
-        ),
+        live_intro(rx.vstack(rx.heading(DashboardsState.title, size="6", id="dashboard-title"),
+                             rx.text(DashboardsState.description, " · ", DashboardsState.version_label, size="2",
+                                     color_scheme="gray"), spacing="1"),
+                   DashboardsState.updated_at, DashboardsState.is_loading),
         rx.hstack(
             rx.select.root(rx.select.trigger(width="300px", id="dashboard-choice"),
                            rx.select.content(rx.foreach(DashboardsState.choices, _choice)),
@@ -143,8 +138,7 @@ def dashboards_page() -> rx.Component:
         push_messages(),
         rx.cond(DashboardsState.notice != "", rx.callout(DashboardsState.notice, icon="check", color_scheme="green",
                                                           size="1", id="dashboard-notice")),
-        rx.cond(DashboardsState.error != "", rx.callout(DashboardsState.error, icon="triangle-alert",
-                                                         color_scheme="red", id="dashboard-error")),
+        error_callout(DashboardsState.error, "dashboard-error", size="2"),
         _rows(DashboardsState.panels),
         rx.match(DashboardsState.refresh_seconds,
                  *[(s, live_ticker(s * 1000, DashboardsState.refresh)) for s in REFRESH_CHOICES if s],

@@ -9,9 +9,11 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.dialogs import confirm_dialog
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
 from control_room.components.status import status_badge
+from control_room.components.tables import data_table
 from control_room.state.base import SessionState
 from control_room.state.executors import ExecutorsState
 
@@ -94,19 +96,10 @@ def _row(executor: Any) -> rx.Component:
 
 def _table() -> rx.Component:
     heads = ["Executor", "Pool", "State", "Engines", "Labels", "Running", "Version", "Last heartbeat"]
-    table: rx.Component = rx.table.root(
-        rx.table.header(
-            rx.table.row(
-                *(rx.table.column_header_cell(h) for h in heads),
-                rx.cond(SessionState.is_org_admin, rx.table.column_header_cell("Actions")),
-            )
-        ),
-        rx.table.body(rx.foreach(ExecutorsState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="executors-table",
+    table: rx.Component = data_table(
+        (*heads, rx.cond(SessionState.is_org_admin, rx.table.column_header_cell("Actions"))),
+        rx.foreach(ExecutorsState.rows, _row),
+        "executors-table",
     )
     return table
 
@@ -128,13 +121,8 @@ def _revoke_dialog() -> rx.Component:
 def executors_page() -> rx.Component:
     """Summary, pool chart, and the registry table."""
     page: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.text("Agents that claim and run tasks; shared by every project.", size="2", color_scheme="gray"),
-            rx.spacer(),
-            updated_label(ExecutorsState.updated_at, ~ExecutorsState.loaded),
-            width="100%",
-            align="center",
-        ),
+        live_intro(rx.text("Agents that claim and run tasks; shared by every project.", size="2", color_scheme="gray"),
+                   ExecutorsState.updated_at, ~ExecutorsState.loaded),
         rx.grid(
             _stat("Online", COUNTS.get("online", 0), "grass", "count-online"),
             _stat("Draining", COUNTS.get("draining", 0), "amber", "count-draining"),
@@ -163,9 +151,7 @@ def executors_page() -> rx.Component:
             ),
             width="100%",
         ),
-        rx.cond(ExecutorsState.error != "", rx.callout(ExecutorsState.error, icon="triangle-alert",
-            color_scheme="red", size="1",
-                                          width="100%", id="executors-error")),
+        error_callout(ExecutorsState.error, "executors-error", width="100%"),
         rx.cond(
             ExecutorsState.loaded & (ExecutorsState.rows.length() == 0),
             rx.center(rx.text("No executor has registered yet: start one with `lakehouse-executor run`.",

@@ -9,8 +9,10 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.draggable import draggable_row
+from control_room.components.forms import dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
+from control_room.components.tables import data_table
 from control_room.services import caps, routing
 from control_room.state.governance import REFRESH_MS, GovernanceState
 
@@ -286,18 +288,13 @@ def _matrix() -> rx.Component:
         width="100%",
         align="center",
     )
-    table: rx.Component = rx.table.root(
-        rx.table.header(
-            rx.table.row(
-                *(rx.table.column_header_cell(h) for h in heads),
-                rx.cond(GovernanceState.can_edit, rx.table.column_header_cell("Actions")),
-            )
-        ),
-        rx.table.body(rx.foreach(GovernanceState.rules, _rule_row)),
+    table: rx.Component = data_table(
+        (*heads, rx.cond(GovernanceState.can_edit, rx.table.column_header_cell("Actions"))),
+        rx.foreach(GovernanceState.rules, _rule_row),
+        "rules-table",
+        plain=True,
         variant="surface",
         size="1",
-        width="100%",
-        id="rules-table",
     )
     card: rx.Component = rx.card(
         rx.vstack(
@@ -427,38 +424,29 @@ def _simulator() -> rx.Component:
 
 
 def _review_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Apply the routing matrix"),
-            rx.dialog.description("One transaction; every rule's change is audited.", size="2"),
-            rx.vstack(
-                rx.text("Changes", weight="medium", size="2"),
-                rx.box(
-                    rx.foreach(GovernanceState.diff_lines, lambda line: rx.text(line, class_name="mono", size="1")),
-                    id="review-diff",
-                ),
-                rx.text("Queued work", weight="medium", size="2"),
-                rx.foreach(
-                    GovernanceState.reroute_lines, lambda line: rx.text(line, size="1", class_name="reroute-line")
-                ),
-                rx.hstack(
-                    rx.dialog.close(rx.button("Keep editing", variant="soft", color_scheme="gray")),
-                    rx.button(
-                        "Apply", on_click=GovernanceState.apply, loading=GovernanceState.is_applying, id="apply-confirm"
-                    ),
-                    justify="end",
-                    spacing="3",
-                    width="100%",
-                ),
-                spacing="3",
-                margin_top="12px",
+    return form_dialog(
+        "Apply the routing matrix",
+        rx.vstack(
+            rx.text("Changes", weight="medium", size="2"),
+            rx.box(
+                rx.foreach(GovernanceState.diff_lines, lambda line: rx.text(line, class_name="mono", size="1")),
+                id="review-diff",
             ),
-            max_width="640px",
+            rx.text("Queued work", weight="medium", size="2"),
+            rx.foreach(
+                GovernanceState.reroute_lines, lambda line: rx.text(line, size="1", class_name="reroute-line")
+            ),
+            dialog_actions(
+                "Apply", GovernanceState.apply, GovernanceState.is_applying, "apply-confirm", cancel="Keep editing"
+            ),
+            spacing="3",
+            margin_top="12px",
         ),
-        open=GovernanceState.review_open,
+        is_open=GovernanceState.review_open,
         on_open_change=GovernanceState.set_review_open,
+        max_width="640px",
+        description="One transaction; every rule's change is audited.",
     )
-    return dialog
 
 
 def _usage(cap: Any) -> rx.Component:
@@ -544,126 +532,61 @@ def _cap_row(cap: Any) -> rx.Component:
     return row
 
 
-def _cap_dialog() -> rx.Component:
-    def field(label: str, control: rx.Component) -> rx.Component:
-        item: rx.Component = rx.vstack(rx.text(label, size="1", weight="medium"), control, spacing="1")
-        return item
-
-    scope = CAP_FORM["scope"]
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(rx.cond(CAP_FORM["id"] == "", "New cap", "Edit cap")),
-            rx.vstack(
-                field(
-                    "Name",
-                    rx.input(
-                        value=CAP_FORM["name"],
-                        on_change=lambda v: GovernanceState.set_cap_field("name", v),
-                        id="cap-name",
-                    ),
-                ),
-                rx.hstack(
-                    field(
-                        "Scope",
-                        rx.select(
-                            list(caps.SCOPES),
-                            value=scope,
-                            on_change=lambda v: GovernanceState.set_cap_field("scope", v),
-                            id="cap-scope",
-                        ),
-                    ),
-                    field(
-                        "Kind",
-                        rx.select(
-                            list(caps.KINDS),
-                            value=CAP_FORM["kind"],
-                            on_change=lambda v: GovernanceState.set_cap_field("kind", v),
-                            id="cap-kind",
-                        ),
-                    ),
-                    field(
-                        "Limit",
-                        rx.input(
-                            value=CAP_FORM["limit"],
-                            width="110px",
-                            id="cap-limit",
-                            on_change=lambda v: GovernanceState.set_cap_field("limit", v),
-                        ),
-                    ),
-                    spacing="3",
-                ),
-                rx.cond(
-                    (scope == "project") | (scope == "environment"),
-                    field(
-                        "Project",
-                        rx.select(
-                            GovernanceState.projects_in_org,
-                            value=CAP_FORM["project"],
-                            on_change=lambda v: GovernanceState.set_cap_field("project", v),
-                        ),
-                    ),
-                ),
-                rx.cond(
-                    scope == "environment",
-                    field(
-                        "Environment",
-                        rx.select(
-                            list(routing.ENVIRONMENTS),
-                            value=CAP_FORM["environment"],
-                            on_change=lambda v: GovernanceState.set_cap_field("environment", v),
-                        ),
-                    ),
-                ),
-                rx.cond(
-                    scope == "pool",
-                    field(
-                        "Pool",
-                        rx.input(
-                            value=CAP_FORM["pool"],
-                            id="cap-pool",
-                            on_change=lambda v: GovernanceState.set_cap_field("pool", v),
-                        ),
-                    ),
-                ),
-                rx.cond(
-                    scope == "engine",
-                    field(
-                        "Engine",
-                        rx.input(
-                            value=CAP_FORM["engine"], on_change=lambda v: GovernanceState.set_cap_field("engine", v)
-                        ),
-                    ),
-                ),
-                rx.cond(
-                    GovernanceState.cap_error != "",
-                    rx.callout(GovernanceState.cap_error, color_scheme="red", size="1", id="cap-error"),
-                ),
-                rx.hstack(
-                    rx.cond(
-                        CAP_FORM["id"] != "",
-                        rx.button(
-                            "Delete",
-                            color_scheme="red",
-                            variant="soft",
-                            on_click=GovernanceState.delete_cap(CAP_FORM["id"]),
-                            id="cap-delete",
-                        ),
-                    ),
-                    rx.spacer(),
-                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                    rx.button("Save", on_click=GovernanceState.save_cap, id="cap-save"),
-                    spacing="3",
-                    width="100%",
-                ),
-                spacing="3",
-                margin_top="8px",
-            ),
-            max_width="560px",
-        ),
-        open=GovernanceState.cap_open,
-        on_open_change=GovernanceState.set_cap_open,
+def _cap_field(name: str, label: str, options: Any = None, **props: Any) -> rx.Component:
+    """One field of the cap editor: a select of ``options``, else a text input; its id is ``cap-<name>``."""
+    value, on_change = CAP_FORM[name], lambda v: GovernanceState.set_cap_field(name, v)
+    control = (
+        rx.input(value=value, on_change=on_change, id=f"cap-{name}", **props)
+        if options is None
+        else rx.select(options, value=value, on_change=on_change, id=f"cap-{name}", **props)
     )
-    return dialog
+    return field_label(label, control)
+
+
+def _cap_dialog() -> rx.Component:
+    scope = CAP_FORM["scope"]
+    return form_dialog(
+        rx.dialog.title(rx.cond(CAP_FORM["id"] == "", "New cap", "Edit cap")),
+        rx.vstack(
+            _cap_field("name", "Name"),
+            rx.hstack(
+                _cap_field("scope", "Scope", list(caps.SCOPES)),
+                _cap_field("kind", "Kind", list(caps.KINDS)),
+                _cap_field("limit", "Limit", width="110px"),
+                spacing="3",
+            ),
+            rx.cond(
+                (scope == "project") | (scope == "environment"),
+                _cap_field("project", "Project", GovernanceState.projects_in_org),
+            ),
+            rx.cond(scope == "environment", _cap_field("environment", "Environment", list(routing.ENVIRONMENTS))),
+            rx.cond(scope == "pool", _cap_field("pool", "Pool")),
+            rx.cond(scope == "engine", _cap_field("engine", "Engine")),
+            error_callout(GovernanceState.cap_error, "cap-error"),
+            rx.hstack(
+                rx.cond(
+                    CAP_FORM["id"] != "",
+                    rx.button(
+                        "Delete",
+                        color_scheme="red",
+                        variant="soft",
+                        on_click=GovernanceState.delete_cap(CAP_FORM["id"]),
+                        id="cap-delete",
+                    ),
+                ),
+                rx.spacer(),
+                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                rx.button("Save", on_click=GovernanceState.save_cap, id="cap-save"),
+                spacing="3",
+                width="100%",
+            ),
+            spacing="3",
+            margin_top="8px",
+        ),
+        is_open=GovernanceState.cap_open,
+        on_open_change=GovernanceState.set_cap_open,
+        max_width="560px",
+    )
 
 
 def _effective_limit(x: Any) -> rx.Component:
@@ -763,10 +686,7 @@ def _effective_panel() -> rx.Component:
                 class_name="mono",
                 id="eff-spec",
             ),
-            rx.cond(
-                GovernanceState.eff_error != "",
-                rx.callout(GovernanceState.eff_error, color_scheme="red", size="1", id="eff-error"),
-            ),
+            error_callout(GovernanceState.eff_error, "eff-error"),
             rx.cond(
                 GovernanceState.eff_ran,
                 rx.vstack(
@@ -806,19 +726,8 @@ def _caps() -> rx.Component:
             width="100%",
             align="center",
         ),
-        rx.table.root(
-            rx.table.header(
-                rx.table.row(
-                    *(rx.table.column_header_cell(h) for h in heads),
-                    rx.cond(GovernanceState.can_edit, rx.table.column_header_cell("")),
-                )
-            ),
-            rx.table.body(rx.foreach(GovernanceState.caps, _cap_row)),
-            variant="surface",
-            size="1",
-            width="100%",
-            id="caps-table",
-        ),
+        data_table((*heads, rx.cond(GovernanceState.can_edit, rx.table.column_header_cell(""))),
+                   rx.foreach(GovernanceState.caps, _cap_row), "caps-table", plain=True, variant="surface", size="1"),
         _cap_dialog(),
         _effective_panel(),
         spacing="3",
@@ -846,14 +755,8 @@ def _ownership() -> rx.Component:
             size="2",
             color_scheme="gray",
         ),
-        rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in heads))),
-            rx.table.body(rx.foreach(GovernanceState.owners, row)),
-            variant="surface",
-            size="1",
-            width="100%",
-            id="owners-table",
-        ),
+        data_table(heads, rx.foreach(GovernanceState.owners, row), "owners-table", plain=True, variant="surface",
+                   size="1"),
         spacing="3",
         width="100%",
     )
@@ -959,18 +862,13 @@ def _drift_tab() -> rx.Component:
 def governance_page() -> rx.Component:
     """Drift banner, then tabs: the routing matrix with its simulator, caps, ownership, drift."""
     page: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.text(
-                "Where work runs and how much of it may: org admins edit, everyone else reads.",
-                size="2",
-                color_scheme="gray",
-            ),
-            rx.spacer(),
-            updated_label(GovernanceState.updated_at, GovernanceState.is_loading),
-            width="100%",
-            align="center",
+        live_intro(
+            rx.text("Where work runs and how much of it may: org admins edit, everyone else reads.", size="2",
+                    color_scheme="gray"),
+            GovernanceState.updated_at,
+            GovernanceState.is_loading,
         ),
-        rx.cond(GovernanceState.error != "", rx.callout(GovernanceState.error, color_scheme="red", icon="ban")),
+        error_callout(GovernanceState.error, icon="ban", size="2"),
         _drift_banner(),
         rx.tabs.root(
             rx.tabs.list(

@@ -8,7 +8,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
 from control_room.components.status import status_badge
 from control_room.state.health import HealthState
 from control_room.state.overview import OverviewState
@@ -70,14 +70,9 @@ def home_page() -> rx.Component:
     """Health, then the last day's runs per status, each linking to the runs list."""
     page: rx.Component = rx.vstack(
         _health_card(),
-        rx.hstack(
-            rx.text("Runs of ", rx.text.strong(OverviewState.project_name), " in ", OverviewState.scope_label,
-                    ", last 24 hours", size="2", color_scheme="gray", id="overview-scope"),
-            rx.spacer(),
-            updated_label(OverviewState.updated_at, OverviewState.is_loading),
-            width="100%",
-            align="center",
-        ),
+        live_intro(rx.text("Runs of ", rx.text.strong(OverviewState.project_name), " in ", OverviewState.scope_label,
+                           ", last 24 hours", size="2", color_scheme="gray", id="overview-scope"),
+                   OverviewState.updated_at, OverviewState.is_loading),
         rx.grid(*(_count_card(status) for status in STATUSES), columns=rx.breakpoints(initial="2", sm="3", md="5"),
                 spacing="3", width="100%"),
         live_ticker(3000, OverviewState.tick),

@@ -9,6 +9,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import dialog_actions, error_callout, form_dialog
 from control_room.components.job_dialogs import (
     backfill_dialog,
     job_editor_dialog,
@@ -19,12 +20,19 @@ from control_room.components.job_dialogs import (
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
+from control_room.components.tables import data_table
 from control_room.state.job.backfills import BackfillState
 from control_room.state.job.detail import JobState
 from control_room.state.job.editor import JobEditorState
 from control_room.state.job.history import JobHistoryState
 from control_room.state.job.promotion import JobPromotionState
-from control_room.state.job.rows import BackfillRow, DiffLine, FireRow, ScheduleRow, VersionRow
+from control_room.state.job.rows import (
+    BackfillRow,
+    DiffLine,
+    FireRow,
+    ScheduleRow,
+    VersionRow,
+)
 from control_room.state.job.run_form import RunFormState
 from control_room.state.job.schedules import ScheduleState
 from control_room.state.job.versions import VersionDiffState
@@ -44,15 +52,6 @@ def _card(
         width="100%", id=element_id, **props,
     )  # fmt: skip
     return card
-
-
-def _table(head: tuple[str, ...], body: rx.Component, element_id: str) -> rx.Component:
-    table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(rx.table.column_header_cell(label) for label in head))),
-        rx.table.body(body),
-        variant="surface", size="1", width="100%", class_name="data-table", id=element_id,
-    )  # fmt: skip
-    return table
 
 
 def _header() -> rx.Component:
@@ -109,7 +108,7 @@ def _run_row(run: RunRow) -> rx.Component:
 
 
 def _runs_table() -> rx.Component:
-    return _table(("Status", "Run", "Env", "Trigger", "Tasks", "Created (UTC)", "Duration", "By"),
+    return data_table(("Status", "Run", "Env", "Trigger", "Tasks", "Created (UTC)", "Duration", "By"),
                   rx.foreach(JobState.recent_runs, _run_row), "job-runs")  # fmt: skip
 
 
@@ -145,31 +144,23 @@ def _promotion_card() -> rx.Component:
 
 
 def _promotion_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Request promotion"),
-            rx.vstack(
-                rx.text("Version", size="2", weight="medium"),
-                rx.select(JobPromotionState.versions, value=JobPromotionState.version,
-                          on_change=JobPromotionState.set_version, id="promotion-version"),
-                rx.text("Into", size="2", weight="medium"),
-                rx.select(["staging", "prod"], value=JobPromotionState.target, on_change=JobPromotionState.set_target,
-                          id="promotion-target"),
-                rx.text_area(placeholder="What changed and why it is ready", value=JobPromotionState.comment,
-                             on_change=JobPromotionState.set_comment, width="100%", id="promotion-comment"),
-                rx.cond(JobPromotionState.error != "", rx.callout(JobPromotionState.error, icon="triangle-alert",
-                                                                  color_scheme="red", size="1",
-                                                                  id="promotion-request-error")),
-                rx.hstack(rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                          rx.button("Request", on_click=JobPromotionState.submit, id="promotion-submit"),
-                          justify="end", width="100%"),
-                spacing="2", width="100%",
-            ),
-            max_width="480px",
+    return form_dialog(
+        "Request promotion",
+        rx.vstack(
+            rx.text("Version", size="2", weight="medium"),
+            rx.select(JobPromotionState.versions, value=JobPromotionState.version,
+                      on_change=JobPromotionState.set_version, id="promotion-version"),
+            rx.text("Into", size="2", weight="medium"),
+            rx.select(["staging", "prod"], value=JobPromotionState.target, on_change=JobPromotionState.set_target,
+                      id="promotion-target"),
+            rx.text_area(placeholder="What changed and why it is ready", value=JobPromotionState.comment,
+                         on_change=JobPromotionState.set_comment, width="100%", id="promotion-comment"),
+            error_callout(JobPromotionState.error, "promotion-request-error"),
+            dialog_actions("Request", JobPromotionState.submit, False, "promotion-submit"),
+            spacing="2", width="100%",
         ),
-        open=JobPromotionState.dialog_open, on_open_change=JobPromotionState.set_dialog_open,
+        is_open=JobPromotionState.dialog_open, on_open_change=JobPromotionState.set_dialog_open, max_width="480px",
     )  # fmt: skip
-    return dialog
 
 
 def _overview() -> rx.Component:
@@ -247,8 +238,8 @@ def _diff_line(line: DiffLine) -> rx.Component:
 def _versions() -> rx.Component:
     panel: rx.Component = rx.vstack(
         _card("Versions (immutable; a changed definition is the next version)",
-              _table(("Version", "Created (UTC)", "By", "Tasks", "Content SHA-256"),
-                     rx.foreach(JobState.versions, _version_row), "job-versions")),
+              data_table(("Version", "Created (UTC)", "By", "Tasks", "Content SHA-256"),
+                         rx.foreach(JobState.versions, _version_row), "job-versions")),
         _card("Compare",
               rx.hstack(_version_pick("left", VersionDiffState.left_version), rx.icon("arrow-right", size=14),
                         _version_pick("right", VersionDiffState.right_version),
@@ -312,16 +303,16 @@ def _schedules() -> rx.Component:
                                        rx.button(rx.icon("plus", size=14), "New schedule", size="2",
                                                  on_click=ScheduleState.open_editor(""), id="schedule-new")),
                   width="100%"),
-        _table(("Schedule", "Env", "Cron", "State", "Next fire (UTC)", "Policies", ""),
-               rx.foreach(JobState.schedules, _schedule_row), "job-schedules"),
+        data_table(("Schedule", "Env", "Cron", "State", "Next fire (UTC)", "Policies", ""),
+                   rx.foreach(JobState.schedules, _schedule_row), "job-schedules"),
         rx.cond(ScheduleState.selected_schedule != "", rx.grid(
             _card("Past fires of " + ScheduleState.selected_name + " (coloured by outcome)",
                   rx.cond(ScheduleState.fires.length() > 0,
                           rx.plotly.basic(data=ScheduleState.fire_strip, config=PLOT_CONFIG, width="100%",
                                           id="fire-strip"),
                           rx.text("No fire yet.", size="1", color_scheme="gray")),
-                  _table(("Fire time (UTC)", "Outcome", "Trigger", "", "Reason"),
-                         rx.foreach(ScheduleState.fires, _fire_row), "schedule-fires")),
+                  data_table(("Fire time (UTC)", "Outcome", "Trigger", "", "Reason"),
+                             rx.foreach(ScheduleState.fires, _fire_row), "schedule-fires")),
             _card("Next 10 fires", preview_table(ScheduleState.selected_preview, "selected-preview")),
             columns="3fr 2fr", spacing="4", width="100%",
         )),
@@ -350,8 +341,8 @@ def _backfill_row(backfill: BackfillRow) -> rx.Component:
 
 def _backfills() -> rx.Component:
     panel: rx.Component = rx.vstack(
-        _table(("Status", "Range (UTC)", "Step", "Progress", "Created (UTC)", ""),
-               rx.foreach(BackfillState.backfill_rows, _backfill_row), "job-backfills"),
+        data_table(("Status", "Range (UTC)", "Step", "Progress", "Created (UTC)", ""),
+                   rx.foreach(BackfillState.backfill_rows, _backfill_row), "job-backfills"),
         live_ticker(3000, BackfillState.load_backfills),
         spacing="4", width="100%",
     )  # fmt: skip
@@ -366,8 +357,7 @@ def _body() -> rx.Component:
             rx.spacer(), updated_label(JobState.updated_at, JobState.is_acting), width="100%",
         ),
         _header(),
-        rx.cond(JobState.error != "", rx.callout(JobState.error, icon="triangle-alert", color_scheme="red", size="1",
-                                                 width="100%", id="job-error")),
+        error_callout(JobState.error, "job-error", width="100%"),
         rx.tabs.root(
             rx.tabs.list(
                 rx.tabs.trigger("Overview", value="overview", id="tab-overview"),

@@ -8,10 +8,12 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.job_dialogs import job_editor_dialog
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
 from control_room.components.status import status_badge
+from control_room.components.tables import data_table
 from control_room.state.base import ALL, SessionState
 from control_room.state.job.editor import JobEditorState
 from control_room.state.job.rows import ScheduleRow
@@ -85,13 +87,7 @@ def _row(job: JobRow) -> rx.Component:
 def _table() -> rx.Component:
     head = ("Job", "Version", "Last run", "Success (30 d)", "p50", "p95", "Next fire (UTC)", "Owner", "Tags")
     numeric = ("Success (30 d)", "p50", "p95")
-    table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(rx.table.column_header_cell(label, text_align="right" if label in numeric
-                                                                   else None) for label in head))),
-        rx.table.body(rx.foreach(JobsState.rows, _row)),
-        variant="surface", size="1", width="100%", class_name="data-table", id="jobs-table",
-    )  # fmt: skip
-    return table
+    return data_table(head, rx.foreach(JobsState.rows, _row), "jobs-table", right=numeric)
 
 
 def _pager() -> rx.Component:
@@ -127,13 +123,8 @@ def _schedule_row(schedule: ScheduleRow) -> rx.Component:
 def _schedules() -> rx.Component:
     head = ("Schedule", "Job", "Env", "Cron", "State", "Next fire (UTC)", "Last fire (UTC)", "Policies")
     table: rx.Component = rx.vstack(
-        rx.cond(ScheduleListState.schedules_error != "",
-                rx.callout(ScheduleListState.schedules_error, icon="triangle-alert", color_scheme="red", size="1")),
-        rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(label) for label in head))),
-            rx.table.body(rx.foreach(ScheduleListState.schedule_rows, _schedule_row)),
-            variant="surface", size="1", width="100%", class_name="data-table", id="project-schedules",
-        ),
+        error_callout(ScheduleListState.schedules_error),
+        data_table(head, rx.foreach(ScheduleListState.schedule_rows, _schedule_row), "project-schedules"),
         rx.text("Open a job to edit, pause, enable or fire its schedules.", size="1", color_scheme="gray"),
         live_ticker(5000, lambda _now: ScheduleListState.load_schedules),
         width="100%",
@@ -145,14 +136,12 @@ def _schedules() -> rx.Component:
 def jobs_page() -> rx.Component:
     """Filters, the live table and the pager; "New job" for admins."""
     page: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.text("Job templates of ", rx.text.strong(SessionState.project_name), size="2", color_scheme="gray"),
-            rx.spacer(),
-            updated_label(JobsState.updated_at, JobsState.is_loading),
-            rx.cond(JobsState.can_admin, rx.button(rx.icon("plus", size=16), "New job",
-                                                   on_click=JobEditorState.open_new, id="new-job")),
-            width="100%", align="center", spacing="4",
-        ),
+        live_intro(rx.text("Job templates of ", rx.text.strong(SessionState.project_name), size="2",
+                           color_scheme="gray"),
+                   JobsState.updated_at, JobsState.is_loading,
+                   rx.cond(JobsState.can_admin, rx.button(rx.icon("plus", size=16), "New job",
+                                                          on_click=JobEditorState.open_new, id="new-job")),
+                   spacing="4"),
         rx.segmented_control.root(
             rx.segmented_control.item("Jobs", value="jobs"),
             rx.segmented_control.item("Schedules", value="schedules"),
@@ -160,8 +149,7 @@ def jobs_page() -> rx.Component:
         ),
         rx.cond(ScheduleListState.view == "schedules", _schedules(), rx.vstack(
             _filters(),
-            rx.cond(JobsState.error != "", rx.callout(JobsState.error, icon="triangle-alert", color_scheme="red",
-                                                      size="1", width="100%", id="jobs-error")),
+            error_callout(JobsState.error, "jobs-error", width="100%"),
             rx.cond(JobsState.loaded & (JobsState.rows.length() == 0),
                     rx.center(rx.text("No job matches these filters.", size="2", color_scheme="gray"),
                               padding="48px", id="jobs-empty"),

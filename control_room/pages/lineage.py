@@ -9,6 +9,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.state.lineage import LegendRow, LineageState, NodeRow
 
@@ -120,8 +121,7 @@ def lineage_page() -> rx.Component:
             width="100%", align="center", spacing="3",
         ),
         _controls(),
-        rx.cond(LineageState.error != "", rx.callout(LineageState.error, icon="triangle-alert", color_scheme="red",
-                                                    id="lineage-error")),
+        error_callout(LineageState.error, "lineage-error", size="2"),
         rx.cond(LineageState.path_size > 0,
                 rx.text("Column ", LineageState.column, " flows through ", LineageState.path_size, " datasets",
                         size="2", color_scheme="indigo", id="lineage-path")),

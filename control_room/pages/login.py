@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.post_form import post_form
 from control_room.state.auth import LoginState
@@ -40,11 +41,7 @@ def login_page() -> rx.Component:
                         required=True, size="3", width="100%",
                     ),
                     rx.el.input(type="hidden", name="next", value=LoginState.next_path),
-                    rx.cond(
-                        LoginState.error != "",
-                        rx.callout(LoginState.error, icon="triangle-alert", color_scheme="red", size="1",
-                                   width="100%", id="login-error"),
-                    ),
+                    error_callout(LoginState.error, "login-error", width="100%"),
                     rx.button(
                         rx.icon("log-in", size=16), "Sign in", type="submit", size="3", width="100%",
                         id="login-submit",

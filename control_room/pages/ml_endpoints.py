@@ -9,8 +9,9 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.dialogs import confirm_dialog
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.paging import error_callout
+from control_room.components.tables import data_table
 from control_room.state.serving import EndpointRow, EndpointsState, ReplicaRow
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
@@ -118,20 +119,13 @@ def endpoints_page() -> rx.Component:
         rx.hstack(rx.heading("Serving endpoints", size="6"), rx.spacer(),
                   rx.button(rx.icon("refresh-cw", size=14), "Refresh", on_click=EndpointsState.refresh,
                             variant="soft", id="endpoints-refresh"), width="100%", align="center"),
-        error_callout(EndpointsState.error),
+        error_callout(EndpointsState.error, width="100%"),
         _create_form(),
         rx.cond(EndpointsState.message != "", rx.callout(EndpointsState.message, icon="check", color_scheme="green",
                                                           size="1", id="endpoint-message")),
-        rx.cond(EndpointsState.action_error != "", rx.callout(EndpointsState.action_error, icon="triangle-alert",
-                                                               color_scheme="red", size="1", id="endpoint-error")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Endpoint"), rx.table.column_header_cell("Health"),
-                rx.table.column_header_cell("Replicas"), rx.table.column_header_cell("Traffic"),
-                rx.table.column_header_cell("Revision"))),
-            rx.table.body(rx.foreach(EndpointsState.rows, _endpoint_row)),
-            width="100%", id="endpoints-table",
-        ),
+        error_callout(EndpointsState.action_error, "endpoint-error"),
+        data_table(("Endpoint", "Health", "Replicas", "Traffic", "Revision"),
+                   rx.foreach(EndpointsState.rows, _endpoint_row), "endpoints-table", plain=True),
         rx.cond(EndpointsState.loaded & (EndpointsState.rows.length() == 0) & (EndpointsState.error == ""),
                 rx.text("No endpoint yet: create one for a registered model version.", color_scheme="gray",
                         id="endpoints-empty")),
@@ -142,15 +136,8 @@ def endpoints_page() -> rx.Component:
                                                                       size="2", id="endpoint-logs")),
                       spacing="3", align="center", id="endpoint-header"),
             _changes(),
-            rx.table.root(
-                rx.table.header(rx.table.row(
-                    rx.table.column_header_cell("Version"), rx.table.column_header_cell("State"),
-                    rx.table.column_header_cell("Address"), rx.table.column_header_cell("PID"),
-                    rx.table.column_header_cell("Attempt / restarts"), rx.table.column_header_cell("Logs"),
-                    rx.table.column_header_cell("Last error"))),
-                rx.table.body(rx.foreach(EndpointsState.replicas, _replica_row)),
-                width="100%", id="endpoint-replicas",
-            ),
+            data_table(("Version", "State", "Address", "PID", "Attempt / restarts", "Logs", "Last error"),
+                       rx.foreach(EndpointsState.replicas, _replica_row), "endpoint-replicas", plain=True),
             rx.text(EndpointsState.totals, size="2", id="endpoint-totals"),
             rx.plotly.basic(data=EndpointsState.chart, config=PLOT_CONFIG, width="100%", id="endpoint-chart"),
             _try_it(),

@@ -9,9 +9,18 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.paging import error_callout, keyset_pager
-from control_room.state.ml import CompareParam, ExperimentRow, ExperimentsState, ExperimentState, KeyValue, MlflowRunRow
+from control_room.components.paging import keyset_pager
+from control_room.components.tables import data_table
+from control_room.state.ml import (
+    CompareParam,
+    ExperimentRow,
+    ExperimentsState,
+    ExperimentState,
+    KeyValue,
+    MlflowRunRow,
+)
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
 LINKED: Any = ExperimentsState.linked_experiments
@@ -50,7 +59,7 @@ def experiments_page() -> rx.Component:
                      on_change=ExperimentsState.set_text.debounce(300), width="320px", id="experiments-search"),
             width="100%", align="center",
         ),
-        error_callout(ExperimentsState.error),
+        error_callout(ExperimentsState.error, width="100%"),
         rx.cond(ExperimentsState.linked_run != "", rx.card(rx.vstack(
             rx.hstack(rx.text("MLflow runs logged by run ", size="2", weight="medium"),
                       rx.link(rx.code(ExperimentsState.linked_run), href="/runs/" + ExperimentsState.linked_run),
@@ -59,13 +68,8 @@ def experiments_page() -> rx.Component:
             rx.cond(ExperimentsState.linked.length() == 0,
                     rx.text("That run logged nothing to MLflow.", size="2", color_scheme="gray")),
             spacing="2", width="100%"), width="100%", id="linked-mlflow-runs")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Experiment"), rx.table.column_header_cell("Runs"),
-                rx.table.column_header_cell("Last run"), rx.table.column_header_cell("Last status"))),
-            rx.table.body(rx.foreach(ExperimentsState.rows, _experiment_row)),
-            width="100%", id="experiments-table",
-        ),
+        data_table(("Experiment", "Runs", "Last run", "Last status"),
+                   rx.foreach(ExperimentsState.rows, _experiment_row), "experiments-table", plain=True),
         rx.cond(ExperimentsState.loaded & (ExperimentsState.rows.length() == 0) & (ExperimentsState.error == ""),
                 rx.text("No experiment yet: a python task that logs with executor_agent.mlflow_run creates one.",
                         color_scheme="gray", id="experiments-empty")),
@@ -189,7 +193,7 @@ def experiment_page() -> rx.Component:
                       id="compare-button"),
             width="100%", align="center", spacing="3",
         ),
-        error_callout(ExperimentState.error),
+        error_callout(ExperimentState.error, width="100%"),
         rx.hstack(
             rx.input(placeholder="metrics.auc > 0.8 and params.alpha = '0.01'", value=ExperimentState.filter_text,
                      on_change=ExperimentState.set_filter_text, width="420px", id="runs-filter"),

@@ -7,8 +7,10 @@ from __future__ import annotations
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.paging import error_callout, keyset_pager
+from control_room.components.paging import keyset_pager
+from control_room.components.tables import data_table
 from control_room.state.ml import ALIASES, KeyValue, ModelRow, ModelsState, VersionRow
 
 
@@ -67,8 +69,7 @@ def _alias_form() -> rx.Component:
                 "as good as the one holding the alias. Every change is audited.", size="1", color_scheme="gray"),
         rx.cond(ModelsState.message != "", rx.callout(ModelsState.message, icon="check", color_scheme="green",
                                                        size="1", id="alias-message")),
-        rx.cond(ModelsState.alias_error != "", rx.callout(ModelsState.alias_error, icon="triangle-alert",
-                                                           color_scheme="red", size="1", id="alias-error")),
+        error_callout(ModelsState.alias_error, "alias-error"),
         spacing="2", width="100%"), width="100%"))  # fmt: skip
     return form
 
@@ -77,14 +78,9 @@ def _alias_form() -> rx.Component:
 def models_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         rx.heading("Model registry", size="6"),
-        error_callout(ModelsState.error),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Model"), rx.table.column_header_cell("Latest"),
-                rx.table.column_header_cell("Aliases"), rx.table.column_header_cell("Updated"))),
-            rx.table.body(rx.foreach(ModelsState.models, _model_row)),
-            width="100%", id="models-table",
-        ),
+        error_callout(ModelsState.error, width="100%"),
+        data_table(("Model", "Latest", "Aliases", "Updated"), rx.foreach(ModelsState.models, _model_row),
+                   "models-table", plain=True),
         rx.cond(ModelsState.loaded & (ModelsState.models.length() == 0) & (ModelsState.error == ""),
                 rx.text("No registered model yet: a training task registers one with mlflow.register_model.",
                         color_scheme="gray", id="models-empty")),
@@ -95,15 +91,8 @@ def models_page() -> rx.Component:
             rx.cond(ModelsState.model_description != "",
                     rx.text(ModelsState.model_description, size="2", color_scheme="gray")),
             _alias_form(),
-            rx.table.root(
-                rx.table.header(rx.table.row(
-                    rx.table.column_header_cell("Version"), rx.table.column_header_cell("Aliases"),
-                    rx.table.column_header_cell("Status"), rx.table.column_header_cell("Source run"),
-                    rx.table.column_header_cell("Metrics"), rx.table.column_header_cell("Signature"),
-                    rx.table.column_header_cell("Created"))),
-                rx.table.body(rx.foreach(ModelsState.versions, _version_row)),
-                width="100%", id="model-versions",
-            ),
+            data_table(("Version", "Aliases", "Status", "Source run", "Metrics", "Signature", "Created"),
+                       rx.foreach(ModelsState.versions, _version_row), "model-versions", plain=True),
             spacing="3", width="100%", margin_top="8px")),
         spacing="4", width="100%",
     )  # fmt: skip

@@ -8,7 +8,9 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
+from control_room.components.tables import data_table
 from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
 
 DRAFT: Any = PoliciesState.draft
@@ -173,8 +175,7 @@ def _preview() -> rx.Component:
                 rx.text(PoliciesState.preview_status, size="2", color_scheme="gray", id="preview-status"),
                 spacing="3", align="center",
             ),
-            rx.cond(PoliciesState.preview_error != "",
-                    rx.callout(PoliciesState.preview_error, size="1", color_scheme="red", id="preview-error")),
+            error_callout(PoliciesState.preview_error, "preview-error"),
             rx.cond(PoliciesState.preview_columns.length() > 0, rx.table.root(
                 rx.table.header(rx.table.row(rx.foreach(PoliciesState.preview_columns,
                                                         lambda c: rx.table.column_header_cell(c)))),
@@ -194,18 +195,11 @@ def policies_page() -> rx.Component:
         rx.heading("Access policies", size="6"),
         rx.text("Grants, row filters and column masks, enforced by the SQL engines' agents and the catalog.",
                 size="2", color_scheme="gray"),
-        rx.cond(PoliciesState.error != "", rx.callout(PoliciesState.error, icon="triangle-alert", color_scheme="red",
-                                                      id="policies-error")),
+        error_callout(PoliciesState.error, "policies-error", size="2"),
         rx.cond(PoliciesState.notice != "", rx.callout(PoliciesState.notice, icon="check", color_scheme="green",
                                                        size="1", id="policies-notice")),
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Policy"), rx.table.column_header_cell("Kind"),
-                rx.table.column_header_cell("On"), rx.table.column_header_cell("For"),
-                rx.table.column_header_cell("What"))),
-            rx.table.body(rx.foreach(PoliciesState.policies, _policy)),
-            width="100%", id="policies-table",
-        ),
+        data_table(("Policy", "Kind", "On", "For", "What"), rx.foreach(PoliciesState.policies, _policy),
+                   "policies-table", plain=True),
         rx.cond(
             PoliciesState.can_edit_policies, _editor(),
             rx.text("Only org admins, and the owners of a dataset for its own policies, edit access policies.",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
+from control_room.components.tables import data_table
 from control_room.state.base import ProjectChoice, SessionState
 from control_room.state.preferences import SEVERITIES, PreferencesState
 
@@ -52,8 +54,7 @@ def preferences_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         rx.text("Your own choices in the organisation of ", rx.text.strong(PreferencesState.project_name),
                 ". Nobody else can change them; admins can read them.", size="2", color_scheme="gray"),
-        rx.cond(PreferencesState.error != "", rx.callout(PreferencesState.error, icon="triangle-alert",
-                                                         color_scheme="red", id="pref-error")),
+        error_callout(PreferencesState.error, "pref-error", size="2"),
         rx.grid(
             _card("Channels",
                   *(rx.checkbox(label, checked=PreferencesState.channels.contains(key), id=f"pref-channel-{key}",
@@ -86,12 +87,8 @@ def preferences_page() -> rx.Component:
               rx.hstack(rx.foreach(PreferencesState.projects, _project), wrap="wrap", spacing="4")),
         _card("Jobs", rx.text("Subscribe: hear about the job's incidents. Mute: never hear about it.", size="1",
                               color_scheme="gray"),
-              rx.table.root(
-                  rx.table.header(rx.table.row(rx.table.column_header_cell("Job"),
-                                               rx.table.column_header_cell("Subscribe"),
-                                               rx.table.column_header_cell("Mute"))),
-                  rx.table.body(rx.foreach(PreferencesState.jobs, _job)),
-                  size="1", width="100%", id="pref-jobs")),
+              data_table(("Job", "Subscribe", "Mute"), rx.foreach(PreferencesState.jobs, _job), "pref-jobs", plain=True,
+                         size="1")),
         rx.hstack(
             rx.button("Save preferences", on_click=PreferencesState.save, loading=PreferencesState.is_saving,
                       id="pref-save"),

@@ -9,8 +9,10 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.tables import data_table
 from control_room.state.promotions import (
     CheckRow,
     DecisionRow,
@@ -71,11 +73,6 @@ def _request_row(row: RequestRow) -> rx.Component:
     return item
 
 
-def _header(*names: str) -> rx.Component:
-    header: rx.Component = rx.table.header(rx.table.row(*[rx.table.column_header_cell(n) for n in names]))
-    return header
-
-
 @layout(route=routes.PROMOTIONS, title="Promotions", on_load=PromotionsState.open_page)
 def promotions_page() -> rx.Component:
     content: rx.Component = rx.vstack(
@@ -88,13 +85,9 @@ def promotions_page() -> rx.Component:
         rx.text("A job version moves dev → staging → prod only through the checks and approvals of the gate into "
                 "each environment; a gated environment runs only its deployed version.", size="2",
                 color_scheme="gray"),
-        rx.cond(PromotionsState.error != "", rx.callout(PromotionsState.error, icon="triangle-alert",
-                                                        color_scheme="red")),
-        rx.table.root(
-            _header("Job", "dev", "staging", "prod"),
-            rx.table.body(rx.foreach(PromotionsState.pipeline, _pipeline_row)),
-            width="100%", id="pipeline-table",
-        ),
+        error_callout(PromotionsState.error, size="2"),
+        data_table(("Job", "dev", "staging", "prod"), rx.foreach(PromotionsState.pipeline, _pipeline_row),
+                   "pipeline-table", plain=True),
         rx.hstack(
             rx.heading("Requests", size="4"),
             rx.spacer(),
@@ -102,11 +95,8 @@ def promotions_page() -> rx.Component:
                       on_change=PromotionsState.set_status, id="promotions-status"),
             width="100%", align="center", margin_top="12px",
         ),
-        rx.table.root(
-            _header("Job", "Route", "Status", "Checks", "Approvals", "Requested by", "Opened (UTC)"),
-            rx.table.body(rx.foreach(PromotionsState.requests, _request_row)),
-            width="100%", id="promotions-table",
-        ),
+        data_table(("Job", "Route", "Status", "Checks", "Approvals", "Requested by", "Opened (UTC)"),
+                   rx.foreach(PromotionsState.requests, _request_row), "promotions-table", plain=True),
         rx.cond(PromotionsState.loaded & (PromotionsState.requests.length() == 0),
                 rx.text("No promotion request yet: open a job and request one, or run "
                         "`lakehouse promote JOB --version N --to staging`.", color_scheme="gray",
@@ -199,8 +189,7 @@ def promotion_page() -> rx.Component:
             rx.link("Job page", href=PromotionState.job_href, size="2"),
             width="100%", align="center",
         ),
-        rx.cond(PromotionState.error != "", rx.callout(PromotionState.error, icon="triangle-alert",
-                                                       color_scheme="red", id="promotion-error")),
+        error_callout(PromotionState.error, "promotion-error", size="2"),
         rx.cond(PromotionState.notice != "", rx.callout(PromotionState.notice, icon="info", color_scheme="indigo")),
         rx.cond(PromotionState.outcome != "", rx.callout(PromotionState.outcome, icon="flag",
                                                          color_scheme=PromotionState.tone, id="promotion-outcome")),

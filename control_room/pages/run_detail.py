@@ -7,10 +7,12 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.notice import not_found_notice
 from control_room.components.status import level_badge, status_badge
+from control_room.components.tables import data_table
 from control_room.components.task_panel import task_panel
 from control_room.components.times import local_time
 from control_room.state.run_detail import (
@@ -191,8 +193,7 @@ def _header() -> rx.Component:
                 spacing="6",
                 width="100%",
             ),
-            rx.cond(HEADER.error != "", rx.callout(HEADER.error, icon="circle-alert", color_scheme="red",
-                                                     size="1", width="100%", id="run-error-summary")),
+            error_callout(HEADER.error, "run-error-summary", icon="circle-alert", width="100%"),
             rx.cond(HEADER.warnings != "", rx.callout(HEADER.warnings, icon="triangle-alert", color_scheme="amber",
                                                         size="1", width="100%", id="run-warnings")),
             spacing="4",
@@ -286,16 +287,7 @@ def _header_cell(label: str) -> rx.Component:
 
 
 def _table(headers: tuple[str, ...], body: rx.Component, table_id: str) -> rx.Component:
-    table: rx.Component = rx.table.root(
-        rx.table.header(rx.table.row(*(_header_cell(h) for h in headers))),
-        rx.table.body(body),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id=table_id,
-    )
-    return table
+    return data_table([_header_cell(h) for h in headers], body, table_id)
 
 
 def _overview() -> rx.Component:
@@ -539,9 +531,7 @@ def _body() -> rx.Component:
             width="100%",
         ),
         _header(),
-        rx.cond(RunDetailState.error != "", rx.callout(RunDetailState.error, icon="triangle-alert",
-            color_scheme="red", size="1",
-                                          width="100%", id="run-error")),
+        error_callout(RunDetailState.error, "run-error", width="100%"),
         rx.tabs.root(
             rx.tabs.list(
                 rx.tabs.trigger("Overview", value="overview", id="tab-overview"),

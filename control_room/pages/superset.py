@@ -8,6 +8,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.superset_embed import superset_embed
@@ -23,8 +24,7 @@ def superset_page() -> rx.Component:
             rx.link(rx.button(rx.icon("arrow-left", size=14), "Dashboards", variant="soft"), href=routes.DASHBOARDS),
             width="100%", align="center",
         ),
-        rx.cond(SupersetState.error != "",
-                rx.callout(SupersetState.error, icon="triangle-alert", color_scheme="red", id="superset-error")),
+        error_callout(SupersetState.error, "superset-error", size="2"),
         rx.cond(SupersetState.rls_note != "", rx.text(SupersetState.rls_note, size="2", color_scheme="gray",
                                                       id="superset-rls-note")),
         rx.cond(SupersetState.guest_token != "",
@@ -49,7 +49,6 @@ def push_button(selected: Any, can_operate: Any) -> rx.Component:
 def push_messages() -> rx.Component:
     """The last push's outcome."""
     messages: rx.Component = rx.fragment(
-        rx.cond(SupersetState.push_error != "", rx.callout(SupersetState.push_error, icon="triangle-alert",
-                                                            color_scheme="red", size="1", id="superset-push-error")),
+        error_callout(SupersetState.push_error, "superset-push-error"),
     )  # fmt: skip
     return messages

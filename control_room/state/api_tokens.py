@@ -10,11 +10,10 @@ from typing import Any
 
 import reflex as rx
 
-from control_room import routes
 from control_room.db.connection import get_pool
 from control_room.services import auth
 from control_room.state import formatting
-from control_room.state.base import SessionState, problem_text
+from control_room.state.base import SessionState, SignedIn, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 # The choices of the create form: lifetime in days ("never": no expiry) and the role ceiling.
@@ -72,12 +71,9 @@ class ApiTokensState(SessionState):
     revoke_open: rx.Field[bool] = rx.field(False)
     updated_at: rx.Field[str] = rx.field("")
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        """Check the session, then list the person's tokens."""
-        if await self.signed_in() is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+    @signed_in_event
+    async def load(self, _signed: SignedIn) -> None:
+        """List the person's tokens."""
         await self._refresh()
 
     @background
@@ -114,8 +110,8 @@ class ApiTokensState(SessionState):
         """The create form's role ceiling select."""
         self.ceiling = value if value in CEILINGS else NO_CEILING
 
-    @background
-    async def create(self, form: dict[str, Any]) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def create(self, signed: SignedIn, form: dict[str, Any]) -> AsyncIterator[Any]:
         """Create a token; its secret goes to this page once, in the dialog."""
         async with self:
             if self.creating:
@@ -123,10 +119,6 @@ class ApiTokensState(SessionState):
             self.creating = True
             self.form_error = ""
             lifetime, ceiling = self.lifetime, self.ceiling
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=routes.API_TOKENS))
-            return
         name = str(form.get("name", "")).strip()
         try:
             pool = await get_pool()
@@ -164,15 +156,11 @@ class ApiTokensState(SessionState):
         """The revoke dialog opened or closed."""
         self.revoke_open = value
 
-    @background
-    async def revoke(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def revoke(self, signed: SignedIn) -> None:
         """Revoke the confirmed token: its next request gets 401."""
         async with self:
             name, self.revoke_open = self.revoke_target, False
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=routes.API_TOKENS))
-            return
         try:
             pool = await get_pool()
             async with pool.connection() as conn:

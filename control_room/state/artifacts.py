@@ -15,7 +15,7 @@ from control_room.services import artifacts, ui_previews
 from control_room.services.errors import Invalid
 from control_room.services.pagination import Page
 from control_room.state import formatting
-from control_room.state.base import SessionState, SignedIn, download_script
+from control_room.state.base import SessionState, SignedIn, download_script, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 from control_room.storage import VerifyResult
@@ -176,8 +176,8 @@ class ArtifactsState(KeysetPages, SessionState):
             return rx.redirect(routes.artifacts(run_id=self.run_filter or None), replace=True)
         return None
 
-    @background
-    async def open_preview(self, artifact_id: str) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_preview(self, signed: SignedIn, artifact_id: str) -> None:
         """Open the preview of an artifact: text tail, JSON tree, first table page or image."""
         async with self:
             found = next((row for row in self.rows if row.id == artifact_id), None)
@@ -186,40 +186,35 @@ class ArtifactsState(KeysetPages, SessionState):
             self.preview_open = True
             self.preview_page = 0
             self.verify_state = self.verify_message = ""
-        async for event in self._preview(artifact_id, page=0, text_end=None):
-            yield event
+        await self._preview(signed, artifact_id, page=0, text_end=None)
 
-    @background
-    async def preview_page_to(self, page: int) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def preview_page_to(self, signed: SignedIn, page: int) -> None:
         """Another page of a table preview."""
         async with self:
             artifact_id = self.selected.id
             page = max(0, min(int(page), self.preview_pages - 1))
-        async for event in self._preview(artifact_id, page=page, text_end=None):
-            yield event
+        await self._preview(signed, artifact_id, page=page, text_end=None)
 
-    @background
-    async def preview_earlier(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def preview_earlier(self, signed: SignedIn) -> None:
         """The text before what is shown (logs open at their end)."""
         async with self:
             artifact_id, end = self.selected.id, self._text_start
-        async for event in self._preview(artifact_id, page=0, text_end=end, prepend=True):
-            yield event
+        await self._preview(signed, artifact_id, page=0, text_end=end, prepend=True)
 
     async def _preview(
-        self, artifact_id: str, *, page: int, text_end: int | None, prepend: bool = False
-    ) -> AsyncIterator[Any]:
+        self, signed: SignedIn, artifact_id: str, *, page: int, text_end: int | None, prepend: bool = False
+    ) -> None:
         async with self:
             self.preview_loading = True
-        reading = await self._read_as_user(
+        reading = await self._read_as(
+            signed,
             lambda conn, _: ui_previews.artifact_preview(
                 conn, artifact_id=uuid.UUID(artifact_id), page=page, text_end=text_end
             ),
             needs_project=False,
         )
-        if reading.signed is None:
-            yield await self._login_redirect()
-            return
         preview = reading.value
         if preview is None:
             async with self:
@@ -251,8 +246,8 @@ class ArtifactsState(KeysetPages, SessionState):
                 self.preview_page, self.preview_pages, self.preview_total_rows = 0, 1, 0
             self.preview_loading = False
 
-    @background
-    async def verify(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def verify(self, signed: SignedIn) -> None:
         """Re-read the stored bytes and compare size and SHA-256 with the recorded ones."""
         async with self:
             if self.verify_state == "checking" or not self.selected.id:
@@ -260,12 +255,11 @@ class ArtifactsState(KeysetPages, SessionState):
             self.verify_state = "checking"
             self.verify_message = ""
             artifact_id = self.selected.id
-        reading = await self._read_as_user(
-            lambda conn, _: ui_previews.verify_artifact(conn, artifact_id=uuid.UUID(artifact_id)), needs_project=False
+        reading = await self._read_as(
+            signed,
+            lambda conn, _: ui_previews.verify_artifact(conn, artifact_id=uuid.UUID(artifact_id)),
+            needs_project=False,
         )
-        if reading.signed is None:
-            yield await self._login_redirect()
-            return
         result = reading.value
         state = "ok" if result is not None and result.ok else "mismatch"
         message = verify_message(result) if result is not None else reading.error

@@ -13,10 +13,9 @@ import plotly.graph_objects as go
 import reflex as rx
 from anyio import to_thread
 
-from control_room import routes
 from control_room.components.dashboard_figures import chart_figure
 from control_room.services import artifacts, nl2sql, queries, result_policies
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 from control_room.storage import get_store
 
@@ -45,13 +44,9 @@ class AskState(SessionState):
     busy: rx.Field[bool] = rx.field(False)
     feedback_given: rx.Field[str] = rx.field("")
 
-    @background
-    async def open_page(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_page(self, signed: SignedIn) -> None:
         """Check the session; ``?q=`` fills in a question."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             wanted = self.router.url.query_parameters.get("q", "")
             if wanted:

@@ -13,13 +13,15 @@ as the user.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import psycopg
 import reflex as rx
@@ -31,7 +33,7 @@ from control_room.db.connection import get_pool
 from control_room.services import users
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import ServiceError, Unauthorized, from_db_error
-from control_room.state.events import handler
+from control_room.state.events import background, handler
 
 SESSION_CHECK_SECONDS = 30.0
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -39,6 +41,8 @@ ALL = "all"  # "no filter" in selects (Radix selects cannot hold an empty value)
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
 NO_PROJECT = "You are not a member of any project yet: ask an admin for a role."
 T = TypeVar("T")
+P = ParamSpec("P")
+S = TypeVar("S", bound="SessionState")
 
 
 @dataclasses.dataclass
@@ -270,6 +274,12 @@ class SessionState(rx.State):
         signed = await self.signed_in()
         if signed is None:
             return Reading(None, "", None)
+        return await self._read_as(signed, read, needs_project=needs_project)
+
+    async def _read_as(
+        self, signed: SignedIn, read: Callable[[AsyncConnection, SignedIn], Awaitable[T]], *, needs_project: bool = True
+    ) -> Reading[T]:
+        """``read`` on a connection acting as ``signed`` (already checked, as in a ``signed_in_event``)."""
         if needs_project and signed.project_id is None:
             return Reading(None, NO_PROJECT, signed)
         try:
@@ -303,6 +313,36 @@ class SessionState(rx.State):
         self._rejected_token = ""
         self._user_id = self._checked_token = ""
         self._checked_at = 0.0
+
+
+def signed_in_event(
+    fn: Callable[Concatenate[S, SignedIn, P], AsyncIterator[Any] | Awaitable[Any]],
+) -> Any:
+    """A background event that runs only for a signed-in person: ``fn(self, signed, *args)`` after the session
+    check, or the sign-in page (coming back to this address after) when nobody is signed in.
+
+    ``fn`` may be an async generator (its events are passed on) or a coroutine (its result, when not None,
+    is the one event). The event keeps ``fn``'s own parameters but ``signed``, so pages call it as before.
+    """
+
+    async def event(self: S, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Any]:
+        signed = await self.signed_in()
+        if signed is None:
+            yield await self._login_redirect()
+            return
+        done = fn(self, signed, *args, **kwargs)
+        if isinstance(done, AsyncIterator):
+            async for item in done:
+                yield item
+        elif (result := await done) is not None:
+            yield result
+
+    functools.update_wrapper(event, fn)
+    # Reflex reads an event's arguments from its signature and type hints: those of fn but its second (signed).
+    self_param, signed_param, *params = inspect.signature(fn).parameters.values()
+    event.__signature__ = inspect.signature(fn).replace(parameters=[self_param, *params])  # type: ignore[attr-defined]
+    event.__annotations__ = {name: hint for name, hint in fn.__annotations__.items() if name != signed_param.name}
+    return background(event)
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 
 from control_room.services import catalog
 from control_room.services.pagination import Page
-from control_room.state.base import SessionState, SignedIn
+from control_room.state.base import SessionState, SignedIn, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 
@@ -126,15 +126,12 @@ class CatalogState(KeysetPages, SessionState):
     def set_panel_open(self, is_open: bool) -> None:
         self.panel_open = is_open
 
-    @background
-    async def open_dataset(self, dataset_id: str) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_dataset(self, signed: SignedIn, dataset_id: str) -> None:
         """Open a dataset's panel."""
-        reading = await self._read_as_user(
-            lambda conn, _: catalog.dataset_page(conn, uuid.UUID(dataset_id)), needs_project=False
+        reading = await self._read_as(
+            signed, lambda conn, _: catalog.dataset_page(conn, uuid.UUID(dataset_id)), needs_project=False
         )
-        if reading.signed is None:
-            yield await self._login_redirect()
-            return
         page = reading.value
         if page is None:
             async with self:

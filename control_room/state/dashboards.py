@@ -13,13 +13,12 @@ from typing import Any
 import plotly.graph_objects as go
 import reflex as rx
 
-from control_room import routes
 from control_room.components.dashboard_figures import chart_figure
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.dashboards.models import DashboardFile
 from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
-from control_room.state.base import ALL, SessionState, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 TEMPLATE_PREFIX = "template:"
@@ -128,13 +127,9 @@ class DashboardsState(SessionState):
     _source: str = ""
     _version: int = 0
 
-    @background
-    async def open_page(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_page(self, signed: SignedIn) -> AsyncIterator[Any]:
         """List templates and saved dashboards; open ``?dashboard=`` (default: the run-health template)."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         choices = [Choice(f"{TEMPLATE_PREFIX}{name}", f"Template · {t.dashboard.title}")
                    for name, t in shipped_templates().items()]  # fmt: skip
         error = ""
@@ -156,11 +151,10 @@ class DashboardsState(SessionState):
                 self.selected = f"{TEMPLATE_PREFIX}run-health"
         yield DashboardsState.load_selected
 
-    @background
-    async def load_selected(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load_selected(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Read the selected dashboard's YAML (template or saved), reset its controls, draw it."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             selected = self.selected
@@ -274,11 +268,10 @@ class DashboardsState(SessionState):
     def set_save_slug(self, value: str) -> None:
         self.save_slug = value.strip().lower()[:63]
 
-    @background
-    async def preview_yaml(self) -> None:
+    @signed_in_event
+    async def preview_yaml(self, signed: SignedIn) -> None:
         """Validate the edited YAML and draw it, without saving."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             source, time_range = self.source_yaml, self.time_range
@@ -292,11 +285,10 @@ class DashboardsState(SessionState):
         async with self:
             self.preview, self.editor_error = panels, error
 
-    @background
-    async def save(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def save(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Save the edited YAML as the project's dashboard (a new version when it changed)."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             source, slug, selected, version = self.source_yaml, self.save_slug, self.selected, self._version

@@ -12,11 +12,10 @@ from typing import Any
 import plotly.graph_objects as go
 import reflex as rx
 
-from control_room import routes
 from control_room.components.figures import pool_load_figure
 from control_room.services import executors
 from control_room.state import formatting
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 # The chart is recomputed at most this often (it reads the last hour of attempts).
@@ -82,13 +81,9 @@ class ExecutorsState(SessionState):
     _refreshing: bool = False
     _chart_at: float = 0.0
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        """Check the session, then read the registry and the pool chart."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
+        """Read the registry and the pool chart."""
         async with self:
             self._chart_at = 0.0
         await self._refresh()

@@ -20,7 +20,7 @@ import yaml
 from control_room import routes
 from control_room.db.connection import connect, database_url
 from control_room.services import caps, governance, routing
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 REFRESH_MS = 5000
@@ -380,13 +380,9 @@ class GovernanceState(SessionState):
 
     # Loading ------------------------------------------------------------------------------------------
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         """Everything the page shows: the matrix (keeping an unapplied draft), caps, drift."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             if self.is_loading:
                 return
@@ -614,14 +610,13 @@ class GovernanceState(SessionState):
     def set_review_open(self, is_open: bool) -> None:
         self.review_open = is_open
 
-    @background
-    async def apply(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def apply(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Apply the draft in one transaction (org admins; refused and explained otherwise)."""
-        signed = await self.signed_in()
         async with self:
             matrix, drafts, fingerprint = self._matrix, self._drafts(), self._fingerprint
             self.is_applying = True
-        if signed is None or matrix is None:
+        if matrix is None:
             return
         try:
             async with as_user(signed.principal) as conn:
@@ -741,13 +736,12 @@ class GovernanceState(SessionState):
     def set_cap_open(self, is_open: bool) -> None:
         self.cap_open = is_open
 
-    @background
-    async def save_cap(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def save_cap(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Save the cap editor's values (admins; audited in SQL)."""
-        signed = await self.signed_in()
         async with self:
             form, org_id = dict(self.cap_form), self._org_id
-        if signed is None or not org_id:
+        if not org_id:
             return
         try:
             limit = int(form.get("limit", "").replace(",", "").strip())
@@ -808,13 +802,12 @@ class GovernanceState(SessionState):
         self.eff_template, self.eff_project = value, picked[0]
         self.eff_spec = yaml.safe_dump(picked[1], sort_keys=False)
 
-    @background
-    async def show_effective(self) -> None:
+    @signed_in_event
+    async def show_effective(self, signed: SignedIn) -> None:
         """Which limits apply to each task of the pasted or picked spec, and which is tightest of each kind."""
-        signed = await self.signed_in()
         async with self:
             org_id, project, environment, text = self._org_id, self.eff_project, self.eff_environment, self.eff_spec
-        if signed is None or not org_id:
+        if not org_id:
             return
         try:
             spec = yaml.safe_load(text)

@@ -13,7 +13,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import jobs
 from control_room.state import formatting
-from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 PAGE_SIZE = 50
@@ -99,13 +99,9 @@ class JobsState(SessionState):
             archived=self.archived,
         )
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         """Fetch the current page and the filter choices."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             self._generation += 1
             generation = self._generation

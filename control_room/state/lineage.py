@@ -4,7 +4,6 @@ outcome; search to focus, click a node for its panel, expand it in place, highli
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import plotly.graph_objects as go
@@ -13,7 +12,7 @@ import reflex as rx
 from control_room import routes
 from control_room.components.lineage_figure import COLOR_MODES, DATASET_CURVE, JOB_CURVE, legend, lineage_figure
 from control_room.services import lineage_graph
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 DEFAULT_HOPS = 2
@@ -73,8 +72,8 @@ class LineageState(SessionState):
     _expanded: list[str] = []
     _curves: dict[int, list[str]] = {}
 
-    @background
-    async def open_page(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_page(self, _signed: SignedIn) -> None:
         """Draws what the address asks for: ``?node=<id>&hops=N`` (else the whole project)."""
         async with self:
             query = self.router.url.query_parameters
@@ -82,8 +81,7 @@ class LineageState(SessionState):
             self.hops = _hops(query.get("hops", ""))
             self._expanded = []
             self.column = ""
-        async for event in self._draw():
-            yield event
+        await self._draw()
 
     async def _load(self) -> lineage_graph.LineageGraph | None:
         """The project's graph (the service caches it per version: a reload costs one small query)."""
@@ -96,10 +94,7 @@ class LineageState(SessionState):
         async with as_user(signed.principal) as conn:
             return await lineage_graph.load_graph(conn, signed.project_id)
 
-    async def _draw(self) -> AsyncIterator[Any]:
-        if await self.signed_in() is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+    async def _draw(self) -> None:
         async with self:
             focus, hops, expanded, mode, column = (
                 self._focus_id,
@@ -140,10 +135,9 @@ class LineageState(SessionState):
             )
             self.error, self.loaded = "", True
 
-    @background
-    async def redraw(self) -> AsyncIterator[Any]:
-        async for event in self._draw():
-            yield event
+    @signed_in_event
+    async def redraw(self, _signed: SignedIn) -> None:
+        await self._draw()
 
     @background
     async def set_search(self, value: str) -> None:

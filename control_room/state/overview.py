@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import reflex as rx
 
 from control_room import routes
 from control_room.services import runs
-from control_room.state.base import ALL, SessionState, as_user, problem_text
-from control_room.state.events import background
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 
 
 class OverviewState(SessionState):
@@ -27,23 +24,17 @@ class OverviewState(SessionState):
         """Which runs the cards count: the environment chosen in the switcher, or all of them."""
         return "all environments" if self.environment == ALL else f"the {self.environment} environment"
 
-    @background
-    async def tick(self, _now: str = "") -> AsyncIterator[Any]:
+    @signed_in_event
+    async def tick(self, signed: SignedIn, _now: str = "") -> None:
         """Live refresh while the page is open (the same count again)."""
-        async for event in self._count():
-            yield event
+        await self._count(signed)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        """Check the session, then count the project's runs of the last day."""
-        async for event in self._count():
-            yield event
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
+        """Count the project's runs of the last day."""
+        await self._count(signed)
 
-    async def _count(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+    async def _count(self, signed: SignedIn) -> None:
         if signed.project_id is None:
             return
         async with self:
@@ -74,12 +65,9 @@ class ComingLaterState(SessionState):
     feature_title: rx.Field[str] = rx.field("")
     is_known: rx.Field[bool] = rx.field(True)  # False: the address names no coming feature (the app's 404)
 
-    @background
-    async def check(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def check(self, _signed: SignedIn) -> None:
         """Send the browser to sign in when nobody is; else name the feature of ``/later/<feature>``."""
-        if await self.signed_in() is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             feature = self.router.url.path.rstrip("/").rsplit("/", 1)[-1]
             self.feature_title = routes.LATER_FEATURES.get(feature, "")

@@ -8,16 +8,16 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
-from control_room import routes
 from control_room.services import access_policies, policy_previews
 from control_room.services.governance import resolve_org
-from control_room.state.base import SessionState, as_user, problem_text
-from control_room.state.events import background, handler
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
+from control_room.state.events import handler
 
 
 @dataclasses.dataclass
@@ -85,12 +85,8 @@ class PoliciesState(SessionState):
     preview_columns: rx.Field[list[str]] = rx.field(default_factory=list)
     preview_rows: rx.Field[list[list[str]]] = rx.field(default_factory=list)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         error, rows, groups, trail = "", [], [], []
         rights = access_policies.EditorRights(org_admin=False, owns_datasets=False)
         try:
@@ -130,56 +126,48 @@ class PoliciesState(SessionState):
     def set_group_members(self, value: str) -> None:
         self.group_members = value[:4000]
 
-    @background
-    async def save_group(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def save_group(self, signed: SignedIn) -> Any:
         """Create or replace the group with these members (e-mails, comma-separated)."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         async with self:
             name, members = self.group_name.strip(), [m.strip() for m in self.group_members.split(",") if m.strip()]
-        message, error = f"Saved group {name}.", ""
-        try:
-            async with as_user(signed.principal) as conn:
-                await access_policies.save_group(
-                    conn, org_id=await resolve_org(conn, None), name=name, description="",
-                    members=[{"kind": "user", "name": m} for m in members],
-                )  # fmt: skip
-        except Exception as exc:
-            message, error = "", problem_text(exc)
-        async with self:
-            self.notice, self.error = message, error
-        yield PoliciesState.load
 
-    @background
-    async def save_policy(self) -> AsyncIterator[Any]:
+        async def work(conn: AsyncConnection) -> None:
+            await access_policies.save_group(
+                conn, org_id=await resolve_org(conn, None), name=name, description="",
+                members=[{"kind": "user", "name": m} for m in members],
+            )  # fmt: skip
+
+        return await self._change(signed, work, f"Saved group {name}.")
+
+    @signed_in_event
+    async def save_policy(self, signed: SignedIn) -> Any:
         """Save the editor's draft as a policy (an existing name is updated)."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         async with self:
             draft = dict(self.draft)
         body = {k: v for k, v in draft.items() if v}
         body.setdefault("target_kind", "dataset")
-        message, error = f"Saved policy {body.get('name', '')}.", ""
-        try:
-            async with as_user(signed.principal) as conn:
-                org_id = await resolve_org(conn, None)
-                if body["target_kind"] == "dataset" and body.get("target"):
-                    body["target"] = await access_policies.dataset_target(conn, org_id=org_id, dataset=body["target"])
-                live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
-                await access_policies.save_policy(conn, org_id=org_id, body=body, policy_id=live.get(body.get("name")))
-        except Exception as exc:
-            message, error = "", problem_text(exc)
-        async with self:
-            self.notice, self.error = message, error
-        yield PoliciesState.load
 
-    @background
-    async def simulate(self) -> AsyncIterator[Any]:
+        async def work(conn: AsyncConnection) -> None:
+            org_id = await resolve_org(conn, None)
+            if body["target_kind"] == "dataset" and body.get("target"):
+                body["target"] = await access_policies.dataset_target(conn, org_id=org_id, dataset=body["target"])
+            live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
+            await access_policies.save_policy(conn, org_id=org_id, body=body, policy_id=live.get(body.get("name")))
+
+        return await self._change(signed, work, f"Saved policy {body.get('name', '')}.")
+
+    async def _change(self, signed: SignedIn, work: Callable[[AsyncConnection], Awaitable[None]], done: str) -> Any:
+        """``work`` as the user in one transaction; then ``done`` or what failed, and the page read again."""
+        changed = await self._read_as(signed, lambda conn, _: work(conn), needs_project=False)
+        async with self:
+            self.notice, self.error = ("" if changed.error else done), changed.error
+        return PoliciesState.load
+
+    @signed_in_event
+    async def simulate(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Ask: can this group/user read (the column of) the dataset, and why?"""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             question = dict(self.question)
@@ -198,12 +186,9 @@ class PoliciesState(SessionState):
             self.verdict, self.verdict_allowed = text, allowed
         yield None
 
-    @background
-    async def run_preview(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def run_preview(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Run the query as the principal (a preview run through the agent's guard) and poll it to its rows."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         async with self:
             if self.preview_running:
                 return

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import time
-from typing import Any
 
 import reflex as rx
 from psycopg import AsyncConnection
@@ -13,7 +11,7 @@ from psycopg import AsyncConnection
 from control_room.db.tables import NotificationPreferences
 from control_room.services import alerts, notifications
 from control_room.services.errors import Invalid
-from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 CHANNELS = ("email", "in_app", "webhook")
@@ -54,8 +52,8 @@ class PreferencesState(SessionState):
 
     _org_id: str = ""
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[uuid.UUID, NotificationPreferences, list[str]]:
             assert signed.project_id is not None  # _read_as_user reads only for a user with a project
             org = await alerts.project_org(conn, signed.project_id)
@@ -63,10 +61,7 @@ class PreferencesState(SessionState):
             jobs = await notifications.known_jobs(conn, org_id=org)
             return org, row or notifications.default_preferences(org, signed.principal.user_id), jobs
 
-        found = await self._read_as_user(read)
-        if found.signed is None:
-            yield await self._login_redirect()
-            return
+        found = await self._read_as(signed, read)
         async with self:
             self.error = found.error
             if found.value is None:

@@ -14,7 +14,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.services import promotions
-from control_room.state.base import SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
 
@@ -148,13 +148,6 @@ def check_row(check: dict[str, Any]) -> CheckRow:
     )  # fmt: skip
 
 
-async def _signed_or_redirect(state: SessionState) -> tuple[SignedIn | None, Any]:
-    signed = await state.signed_in()
-    if signed is None:
-        return None, rx.redirect(routes.login(next_path=await state.current_path()))
-    return signed, None
-
-
 class PromotionsState(KeysetPages, SessionState):
     """The pipeline and the requests list of the current project (live while open)."""
 
@@ -175,12 +168,8 @@ class PromotionsState(KeysetPages, SessionState):
             self._reset_pages()
         yield PromotionsState.load
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        signed, redirect = await _signed_or_redirect(self)
-        if signed is None:
-            yield redirect
-            return
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         async with self:
             if self.is_loading:
                 return
@@ -243,12 +232,8 @@ class PromotionState(SessionState):
             self.comment, self.notice, self.error = "", "", ""
         yield PromotionState.load
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
-        signed, redirect = await _signed_or_redirect(self)
-        if signed is None:
-            yield redirect
-            return
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         async with self:
             request_id = self.request_id
         try:
@@ -294,13 +279,9 @@ class PromotionState(SessionState):
     def tick(self, _value: str) -> Any:
         return PromotionState.load if self.status == "pending" else None
 
-    @background
-    async def decide(self, decision: str) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def decide(self, signed: SignedIn, decision: str) -> AsyncIterator[Any]:
         """Approve or reject as the signed-in person (refused in SQL for anyone else)."""
-        signed, redirect = await _signed_or_redirect(self)
-        if signed is None:
-            yield redirect
-            return
         async with self:
             request_id, comment = self.request_id, self.comment
         try:

@@ -3,15 +3,13 @@ fire and latest fire's outcome (editing happens on the job's page)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
 
-from control_room import routes
 from control_room.services import schedules
-from control_room.state.base import SessionState, as_user, problem_text
-from control_room.state.events import background, handler
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
+from control_room.state.events import handler
 from control_room.state.job.rows import ScheduleRow, schedule_row
 
 VIEWS = ("jobs", "schedules")
@@ -30,13 +28,9 @@ class ScheduleListState(SessionState):
         self.view = view if isinstance(view, str) and view in VIEWS else "jobs"
         return ScheduleListState.load_schedules if self.view == "schedules" else None
 
-    @background
-    async def load_schedules(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load_schedules(self, signed: SignedIn) -> None:
         """The selected project's schedules."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         rows: list[ScheduleRow] = []
         error = ""
         try:

@@ -19,7 +19,7 @@ from control_room import routes
 from control_room.db.connection import get_pool
 from control_room.services import serving
 from control_room.services.serving_proxy import proxy_for
-from control_room.state.base import SignedIn, problem_text
+from control_room.state.base import SignedIn, problem_text, signed_in_event
 from control_room.state.events import background
 from control_room.state.ml import MlBase
 
@@ -143,27 +143,23 @@ class EndpointsState(MlBase):
         """Open the confirmation of Delete."""
         self.confirm_delete, self.message, self.action_error = True, "", ""
 
-    @background
-    async def open_page(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_page(self, _signed: SignedIn) -> AsyncIterator[Any]:
         """The list; ``?endpoint=`` (or the first endpoint) opens its detail."""
         async with self:
             wanted = self.router.url.query_parameters.get("endpoint", "")
-        async for event in self._list():
-            yield event
+        await self._list()
         async with self:
             first = wanted or (self.rows[0].name if self.rows else "")
         if first:
             yield EndpointsState.open_endpoint(first)
 
-    async def _list(self) -> AsyncIterator[Any]:
+    async def _list(self) -> None:
         async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
             assert signed.project_id is not None
             return await serving.list_endpoints(conn, project_id=uuid.UUID(str(signed.project_id)))
 
-        value, error, signed = await self._read(read)
-        if not signed:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
+        value, error, _ = await self._read(read)
         async with self:
             self.error, self.loaded = error, True
             if value is not None:
@@ -173,11 +169,10 @@ class EndpointsState(MlBase):
                     for e in value
                 ]  # fmt: skip
 
-    @background
-    async def refresh(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def refresh(self, _signed: SignedIn) -> AsyncIterator[Any]:
         """Read the list and the open endpoint again."""
-        async for event in self._list():
-            yield event
+        await self._list()
         async with self:
             name = self.selected
         if name:
@@ -268,8 +263,8 @@ class EndpointsState(MlBase):
         async for event in self._change(work, f"{action}: done"):
             yield event
 
-    @background
-    async def delete(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def delete(self, _signed: SignedIn) -> None:
         """Delete the open endpoint (operators): its replicas stop and its tokens stop working."""
         async with self:
             endpoint_id, name = uuid.UUID(self.selected_id), self.selected
@@ -285,8 +280,7 @@ class EndpointsState(MlBase):
             self.message = f"endpoint {name} deleted: its replicas are stopping" if value is not None else ""
             if value is not None:
                 self.selected, self.selected_id, self.replicas, self.answer, self.answer_meta = "", "", [], "", ""
-        async for event in self._list():
-            yield event
+        await self._list()
 
     @background
     async def try_it(self) -> None:

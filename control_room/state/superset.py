@@ -12,7 +12,7 @@ import reflex as rx
 from control_room import routes
 from control_room.config import get_settings
 from control_room.services import superset
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background
 
 SAVED_PREFIX = "saved:"
@@ -45,11 +45,10 @@ class SupersetState(SessionState):
     rls_note: rx.Field[str] = rx.field("")
     error: rx.Field[str] = rx.field("")
 
-    @background
-    async def push(self, selected: str) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def push(self, signed: SignedIn, selected: str) -> AsyncIterator[Any]:
         """Push the selected saved dashboard to Superset, then open it embedded."""
-        signed = await self.signed_in()
-        if signed is None or signed.project_id is None:
+        if signed.project_id is None:
             return
         async with self:
             if self.pushing:
@@ -71,13 +70,9 @@ class SupersetState(SessionState):
             self.push_notice = f"Pushed {slug} to Superset ({len(pushed['charts'])} charts{left_out})."
         yield rx.redirect(embed_path(slug))
 
-    @background
-    async def open_embed(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_embed(self, signed: SignedIn) -> None:
         """Mint a guest token for ``?dashboard=`` as the signed-in user (their row filters included)."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             slug = self.router.url.query_parameters.get("dashboard", "") or self.slug
         found: dict[str, Any] = {}

@@ -13,7 +13,7 @@ import reflex as rx
 from control_room.services import alert_preview, alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.rules import RulesState
-from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 
 KINDS = tuple(alert_preview.QUERIES)
@@ -130,11 +130,8 @@ class RuleEditorState(SessionState):
             form["scope"] = self.project_id
         self._reset(form, "", escalate=False, enabled=True)
 
-    @background
-    async def open_edit(self, rule_id: str) -> None:
-        signed = await self.signed_in()
-        if signed is None:
-            return
+    @signed_in_event
+    async def open_edit(self, signed: SignedIn, rule_id: str) -> None:
         try:
             async with as_user(signed.principal) as conn:
                 rule = await alerts.rule(conn, uuid.UUID(rule_id))

@@ -11,8 +11,7 @@ from psycopg import AsyncConnection
 
 from control_room.services import alerts
 from control_room.state.alerts.rows import RuleRow, rule_row
-from control_room.state.base import SessionState, SignedIn, as_user, problem_text
-from control_room.state.events import background
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 
 
 def can_edit_rule(signed: SignedIn, project_id: uuid.UUID | str | None) -> bool:
@@ -28,29 +27,22 @@ class RulesState(SessionState):
     error: rx.Field[str] = rx.field("")
     loaded: rx.Field[bool] = rx.field(False)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         async def read(conn: AsyncConnection, signed: SignedIn) -> list[dict[str, Any]]:
             assert signed.project_id is not None  # _read_as_user reads only for a user with a project
             return await alerts.list_rules(conn, org_ids=[await alerts.project_org(conn, signed.project_id)])
 
-        reading = await self._read_as_user(read)
-        signed = reading.signed
-        if signed is None:
-            yield await self._login_redirect()
-            return
+        reading = await self._read_as(signed, read)
         async with self:
             names = {p.id: p.name for p in self.projects}
             self.rules = [rule_row(r, names, can_edit_rule(signed, r["project_id"])) for r in reading.value or []]
             self.error, self.loaded = reading.error, True
             self.can_create = can_edit_rule(signed, signed.project_id)
 
-    @background
-    async def set_enabled(self, rule_id: str, enabled: bool) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def set_enabled(self, signed: SignedIn, rule_id: str, enabled: bool) -> AsyncIterator[Any]:
         """Enable or disable a rule (its admins; refused in SQL for anyone else)."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         try:
             async with as_user(signed.principal) as conn:
                 changed = await alerts.update_rule(conn, rule_id=uuid.UUID(rule_id), fields={"enabled": enabled})

@@ -13,7 +13,7 @@ import reflex as rx
 
 from control_room.services import backfills
 from control_room.services.errors import Invalid
-from control_room.state.base import ALL, as_user, problem_text
+from control_room.state.base import ALL, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import BackfillRow, backfill_row
@@ -142,12 +142,9 @@ class BackfillState(JobState):
         yield JobState.set_tab("backfills")
         yield BackfillState.load_backfills
 
-    @background
-    async def cancel(self, backfill_id: str) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def cancel(self, signed: SignedIn, backfill_id: str) -> AsyncIterator[Any]:
         """Cancel a backfill as a group: pending intervals never run, active runs are cancelled."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         try:
             async with as_user(signed.principal) as conn:
                 await backfills.cancel_backfill(conn, backfill_id=uuid.UUID(backfill_id), by=signed.principal.email)

@@ -13,12 +13,11 @@ import plotly.graph_objects as go
 import reflex as rx
 from psycopg import AsyncConnection
 
-from control_room import routes
 from control_room.components.job_figures import version_dag_figure
 from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import NotFound
 from control_room.state import formatting
-from control_room.state.base import ROLE_RANK, SessionState, SignedIn, as_user, problem_text
+from control_room.state.base import ROLE_RANK, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.job.rows import (
     JobHeader,
@@ -107,13 +106,9 @@ class JobState(SessionState):
         async with as_user(signed.principal) as conn:
             return await work(conn, job_id)
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> None:
         """Open the job: template, versions, DAG, params schema, schedules and latest runs."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             job_id = job_id_of(self)
             self._opening = str(job_id) if job_id else ""

@@ -12,7 +12,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import Invalid
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.task_form import TaskForm
 
@@ -58,12 +58,9 @@ class JobEditorState(TaskForm, SessionState):
         self._check()
         self.editor_open = True
 
-    @background
-    async def open_edit(self, job_id: str) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def open_edit(self, signed: SignedIn, job_id: str) -> AsyncIterator[Any]:
         """A job's latest version, to change into the next one."""
-        signed = await self.signed_in()
-        if signed is None:
-            return
         try:
             async with as_user(signed.principal) as conn:
                 template = await jobs.get_template(conn, template_id=uuid.UUID(job_id))

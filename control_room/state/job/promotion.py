@@ -10,7 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.services import promotions
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.job.detail import job_id_of
 from control_room.state.promotions import StageCell, pipeline_row
@@ -76,15 +76,13 @@ class JobPromotionState(SessionState):
     def set_comment(self, value: str) -> None:
         self.comment = value[:2000]
 
-    @background
-    async def submit(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def submit(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Open the request as the signed-in person, then show its page (checks and approvers)."""
-        signed = await self.signed_in()
         async with self:
             job_id = job_id_of(self)
             version, target, comment = self.version, self.target, self.comment
-        if signed is None or job_id is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
+        if job_id is None:
             return
         try:
             async with as_user(signed.principal) as conn:

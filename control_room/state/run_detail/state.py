@@ -21,7 +21,7 @@ from control_room.db import notify
 from control_room.db.notify import EVENTS_CHANNEL
 from control_room.services import artifacts, events, retention, runs
 from control_room.services.errors import NotFound
-from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
@@ -139,13 +139,9 @@ class RunDetailState(SessionState):
                 continue
         return None
 
-    @background
-    async def load(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Open the run: header, tasks, figures, newest events and artifacts, in one transaction."""
-        signed = await self.signed_in()
-        if signed is None:
-            yield rx.redirect(routes.login(next_path=await self.current_path()))
-            return
         async with self:
             run_id = self._current_run_id()
             query = self.router.url.query_parameters
@@ -355,14 +351,13 @@ class RunDetailState(SessionState):
             async with self:
                 self._refreshing = False
 
-    @background
-    async def load_archived(self) -> AsyncIterator[Any]:
+    @signed_in_event
+    async def load_archived(self, signed: SignedIn) -> AsyncIterator[Any]:
         """The run's archived events (read back from its Parquet, checksum verified), shown above the live ones;
         again for the next page."""
-        signed = await self.signed_in()
         async with self:
             run_id = self._current_run_id()
-            if signed is None or run_id is None or self.is_loading_archive:
+            if run_id is None or self.is_loading_archive:
                 return
             self.is_loading_archive = True
             after = self.archived_events[-1].id if self.archived_events else 0

@@ -1,0 +1,70 @@
+"""Pieces of the forms and dialogs of every page: a labelled field, a select of fixed choices, the error of a
+read or form, the Cancel / confirm bar, and the dialog that frames a form."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import reflex as rx
+
+
+def field_label(text: Any, *children: rx.Component) -> rx.Component:
+    """A form field: its label above its control(s)."""
+    box: rx.Component = rx.vstack(rx.text(text, size="2", weight="medium"), *children, spacing="1", width="100%")
+    return box
+
+
+def choice_select(
+    value: Any, options: Sequence[tuple[str, str]], on_change: Any, element_id: str, width: str = "100%"
+) -> rx.Component:
+    """A select of fixed ``(value, label)`` choices."""
+    box: rx.Component = rx.select.root(
+        rx.select.trigger(width=width, id=element_id),
+        rx.select.content(*(rx.select.item(label, value=key) for key, label in options)),
+        value=value,
+        on_change=on_change,
+    )
+    return box
+
+
+def error_callout(message: rx.Var[str], element_id: str | None = None, **props: Any) -> rx.Component:
+    """A red callout while ``message`` is not empty: what the last read or action was refused for."""
+    box: rx.Component = rx.cond(
+        message != "",
+        rx.callout(message, **({"icon": "triangle-alert", "color_scheme": "red", "size": "1"} | props), id=element_id),
+    )
+    return box
+
+
+def dialog_actions(
+    label: str, on_click: Any, busy: Any, button_id: str, *, disabled: Any = False, cancel: str = "Cancel"
+) -> rx.Component:
+    """The bar at the foot of a form dialog: ``cancel`` (closes it) and the confirm button, spinning while busy."""
+    bar: rx.Component = rx.hstack(
+        rx.dialog.close(rx.button(cancel, variant="soft", color_scheme="gray")),
+        rx.button(rx.cond(busy, rx.spinner(size="2"), rx.icon("check", size=14)), label, on_click=on_click,
+                  disabled=busy | disabled, id=button_id),
+        justify="end", width="100%", spacing="3",
+    )  # fmt: skip
+    return bar
+
+
+def form_dialog(
+    title: Any,
+    *children: rx.Component,
+    is_open: rx.Var[bool],
+    on_open_change: Any,
+    max_width: str,
+    description: str = "",
+) -> rx.Component:
+    """A dialog framing a form: its title, an optional grey description, then ``children``."""
+    heading: list[rx.Component] = [title if isinstance(title, rx.Component) else rx.dialog.title(title)]
+    if description:
+        heading.append(rx.dialog.description(description, size="2", color_scheme="gray"))
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(*heading, *children, max_width=max_width),
+        open=is_open,
+        on_open_change=on_open_change,
+    )
+    return dialog
