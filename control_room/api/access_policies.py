@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from control_room.api.deps import Executor, Pool, User
+from control_room.api.deps import Executor, Pool, User, UserConnection
 from control_room.api.executors import LEASE_ERRORS
 from control_room.api.models import LeaseRef, Strict
 from control_room.services import access_policies, policy_previews, trino_rules
@@ -127,83 +127,73 @@ class SimulationPublic(BaseModel):
 
 
 @router.get("/access/policies")
-async def list_policies(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+async def list_policies(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
     """The org's access policies by name."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await access_policies.list_policies(conn, org_id=await resolve_org(conn, org))
+    return await access_policies.list_policies(conn, org_id=await resolve_org(conn, org))
 
 
 @router.put("/access/policies")
-async def save_policy(user: User, db: Pool, body: PolicyBody) -> dict[str, Any]:
+async def save_policy(conn: UserConnection, body: PolicyBody) -> dict[str, Any]:
     """Create or update (by name) a policy; org admins, or a dataset's owners for its own policies. Audited."""
     fields = body.model_dump(exclude={"org"}, exclude_none=True)
-    async with db.connection() as conn, scoped(conn, user):
-        org_id = await resolve_org(conn, body.org)
-        live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
-        policy_id = await access_policies.save_policy(conn, org_id=org_id, body=fields, policy_id=live.get(body.name))
+    org_id = await resolve_org(conn, body.org)
+    live = {p["name"]: p["id"] for p in await access_policies.list_policies(conn, org_id=org_id)}
+    policy_id = await access_policies.save_policy(conn, org_id=org_id, body=fields, policy_id=live.get(body.name))
     return {"id": policy_id, "name": body.name}
 
 
 @router.delete("/access/policies/{name}", status_code=204)
-async def delete_policy(name: str, user: User, db: Pool, org: str | None = OrgQuery) -> Response:
-    async with db.connection() as conn, scoped(conn, user):
-        await access_policies.delete_policy(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_policy(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
+    await access_policies.delete_policy(conn, org_id=await resolve_org(conn, org), name=name)
     return Response(status_code=204)
 
 
 @router.get("/access/groups")
-async def list_groups(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
-    async with db.connection() as conn, scoped(conn, user):
-        return await access_policies.list_groups(conn, org_id=await resolve_org(conn, org))
+async def list_groups(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+    return await access_policies.list_groups(conn, org_id=await resolve_org(conn, org))
 
 
 @router.put("/access/groups/{name}")
-async def save_group(name: str, user: User, db: Pool, body: GroupBody) -> dict[str, Any]:
+async def save_group(name: str, conn: UserConnection, body: GroupBody) -> dict[str, Any]:
     """Create or replace a group with exactly these members (org admins; audited)."""
-    async with db.connection() as conn, scoped(conn, user):
-        group_id = await access_policies.save_group(
-            conn,
-            org_id=await resolve_org(conn, body.org),
-            name=name,
-            description=body.description,
-            members=[m.model_dump() for m in body.members],
-        )
+    group_id = await access_policies.save_group(
+        conn,
+        org_id=await resolve_org(conn, body.org),
+        name=name,
+        description=body.description,
+        members=[m.model_dump() for m in body.members],
+    )
     return {"id": group_id, "name": name}
 
 
 @router.delete("/access/groups/{name}", status_code=204)
-async def delete_group(name: str, user: User, db: Pool, org: str | None = OrgQuery) -> Response:
-    async with db.connection() as conn, scoped(conn, user):
-        await access_policies.delete_group(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_group(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
+    await access_policies.delete_group(conn, org_id=await resolve_org(conn, org), name=name)
     return Response(status_code=204)
 
 
 @router.get("/access/service-principals")
-async def list_service_principals(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
-    async with db.connection() as conn, scoped(conn, user):
-        return await access_policies.list_service_principals(conn, org_id=await resolve_org(conn, org))
+async def list_service_principals(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+    return await access_policies.list_service_principals(conn, org_id=await resolve_org(conn, org))
 
 
 @router.put("/access/service-principals/{name}")
-async def save_service_principal(name: str, user: User, db: Pool, body: ServicePrincipalBody) -> dict[str, Any]:
-    async with db.connection() as conn, scoped(conn, user):
-        sp_id = await access_policies.save_service_principal(
-            conn, org_id=await resolve_org(conn, body.org), name=name, description=body.description
-        )
+async def save_service_principal(name: str, conn: UserConnection, body: ServicePrincipalBody) -> dict[str, Any]:
+    sp_id = await access_policies.save_service_principal(
+        conn, org_id=await resolve_org(conn, body.org), name=name, description=body.description
+    )
     return {"id": sp_id, "name": name}
 
 
 @router.delete("/access/service-principals/{name}", status_code=204)
-async def delete_service_principal(name: str, user: User, db: Pool, org: str | None = OrgQuery) -> Response:
-    async with db.connection() as conn, scoped(conn, user):
-        await access_policies.delete_service_principal(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_service_principal(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
+    await access_policies.delete_service_principal(conn, org_id=await resolve_org(conn, org), name=name)
     return Response(status_code=204)
 
 
 @router.get("/access/simulate", response_model=SimulationPublic)
 async def simulate(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     project: Annotated[str, Query(description="Project slug or id.")],
     principal_kind: Annotated[Literal["user", "service_principal", "group"], Query()],
     principal: Annotated[str, Query(min_length=1)],
@@ -212,48 +202,43 @@ async def simulate(
     column: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     """Can this principal use the privilege on the dataset (and read the column unmasked)? With the reason."""
-    async with db.connection() as conn, scoped(conn, user):
-        verdict = await access_policies.simulate(
-            conn,
-            project_id=await resolve_project(conn, project),
-            principal_kind=principal_kind,
-            principal=principal,
-            dataset=dataset,
-            privilege=privilege,
-            column=column,
-        )
+    verdict = await access_policies.simulate(
+        conn,
+        project_id=await resolve_project(conn, project),
+        principal_kind=principal_kind,
+        principal=principal,
+        dataset=dataset,
+        privilege=privilege,
+        column=column,
+    )
     return {**verdict.__dict__, "row_filters": list(verdict.row_filters)}
 
 
 @router.get("/access/export")
 async def export_rules(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     format: Annotated[Literal["trino"], Query(description="trino: file-based access control rules.json")] = "trino",
     catalog: Annotated[str, Query(description="The Trino catalog the datasets live in.")] = "lakehouse",
     org: str | None = OrgQuery,
 ) -> dict[str, Any]:
     """The org's policies as Trino file-based access control rules (rules.json)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await trino_rules.export(conn, org_id=await resolve_org(conn, org), catalog=catalog)
+    return await trino_rules.export(conn, org_id=await resolve_org(conn, org), catalog=catalog)
 
 
 @router.get("/access/audit")
-async def audit(user: User, db: Pool, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+async def audit(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
     """The latest changes to the org's groups, service principals and policies."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await access_policies.audit(conn, org_id=await resolve_org(conn, org))
+    return await access_policies.audit(conn, org_id=await resolve_org(conn, org))
 
 
 @router.get("/access/refusals")
 async def refusals(
-    user: User, db: Pool, org: str | None = OrgQuery, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    conn: UserConnection, org: str | None = OrgQuery, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> list[dict[str, Any]]:
     """Statements the agents' access guards refused for a missing privilege: who (the task's principal),
     which dataset and privilege, which policy (or "no grant"), when, which run and task. Org admins see
     every refusal of the org, other members their own."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await access_policies.refusals(conn, org_id=await resolve_org(conn, org), limit=limit)
+    return await access_policies.refusals(conn, org_id=await resolve_org(conn, org), limit=limit)
 
 
 # The editor's live preview ------------------------------------------------------------------------------
@@ -321,7 +306,6 @@ async def start_preview(user: User, db: Pool, body: PreviewBody) -> dict[str, An
 
 
 @router.get("/access/previews/{run_id}", response_model=PreviewPublic)
-async def get_preview(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_preview(run_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """A preview's status and, once it succeeded, up to 100 rows as the principal gets them (poll until done)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return dict((await policy_previews.preview_result(conn, run_id=run_id)).__dict__)
+    return dict((await policy_previews.preview_result(conn, run_id=run_id)).__dict__)

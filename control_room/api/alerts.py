@@ -7,13 +7,14 @@ from datetime import UTC, datetime, time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
+from psycopg import AsyncConnection
 from pydantic import BaseModel, Field, StrictBool
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, IsoDatetime, Strict
 from control_room.db.tables import NotificationPreferences
 from control_room.services import alerts, notifications
-from control_room.services.auth import scoped
+from control_room.services.auth import UserPrincipal
 from control_room.services.errors import Invalid, NotFound
 
 router = APIRouter(tags=["alerts"])
@@ -231,35 +232,31 @@ class PreferencesPublic(Preferences):
 
 
 @router.get("/alerts/rules", operation_id="listAlertRules", response_model=AlertRuleList)
-async def list_rules(user: User, db: Pool) -> dict[str, Any]:
+async def list_rules(conn: UserConnection) -> dict[str, Any]:
     """Alert rules the caller may read, with last fired time and incident counts."""
-    async with db.connection() as conn, scoped(conn, user):
-        return {"items": await alerts.list_rules(conn)}
+    return {"items": await alerts.list_rules(conn)}
 
 
 @router.post("/alerts/rules", operation_id="createAlertRule", response_model=AlertRulePublic, status_code=201)
-async def create_rule(body: AlertRuleCreate, user: User, db: Pool) -> dict[str, Any]:
+async def create_rule(body: AlertRuleCreate, conn: UserConnection) -> dict[str, Any]:
     """Create a rule (org admins; project admins for their project's rules)."""
     fields = body.model_dump(exclude_none=True, exclude={"org_id"}, mode="json")
-    async with db.connection() as conn, scoped(conn, user):
-        return await alerts.create_rule(conn, org_id=body.org_id, fields=fields)
+    return await alerts.create_rule(conn, org_id=body.org_id, fields=fields)
 
 
 @router.patch("/alerts/rules/{rule_id}", operation_id="updateAlertRule", response_model=AlertRulePublic)
-async def update_rule(rule_id: uuid.UUID, body: AlertRuleFields, user: User, db: Pool) -> dict[str, Any]:
+async def update_rule(rule_id: uuid.UUID, body: AlertRuleFields, conn: UserConnection) -> dict[str, Any]:
     """Change some fields of a rule (its admins)."""
-    async with db.connection() as conn, scoped(conn, user):
-        row = await alerts.update_rule(conn, rule_id=rule_id, fields=body.model_dump(exclude_unset=True, mode="json"))
+    row = await alerts.update_rule(conn, rule_id=rule_id, fields=body.model_dump(exclude_unset=True, mode="json"))
     if row is None:
         raise NotFound(f"alert rule {rule_id} does not exist or you may not change it (org/project admins may)")
     return row
 
 
 @router.delete("/alerts/rules/{rule_id}", operation_id="deleteAlertRule", status_code=204)
-async def delete_rule(rule_id: uuid.UUID, user: User, db: Pool) -> Response:
+async def delete_rule(rule_id: uuid.UUID, conn: UserConnection) -> Response:
     """Delete a rule and its incidents (its admins)."""
-    async with db.connection() as conn, scoped(conn, user):
-        deleted = await alerts.delete_rule(conn, rule_id=rule_id)
+    deleted = await alerts.delete_rule(conn, rule_id=rule_id)
     if not deleted:
         raise NotFound(f"alert rule {rule_id} does not exist or you may not delete it (org/project admins may)")
     return Response(status_code=204)
@@ -270,11 +267,10 @@ async def delete_rule(rule_id: uuid.UUID, user: User, db: Pool) -> Response:
 
 @router.get("/alerts/incidents", operation_id="listIncidents", response_model=IncidentList)
 async def list_incidents(
-    user: User, db: Pool, state: Literal["open", "acked", "resolved"] | None = None, limit: Int = 100
+    conn: UserConnection, state: Literal["open", "acked", "resolved"] | None = None, limit: Int = 100
 ) -> dict[str, Any]:
     """Incidents the caller may read, most recently fired first."""
-    async with db.connection() as conn, scoped(conn, user):
-        return {"items": await alerts.list_incidents(conn, state=state, limit=max(1, min(limit, 500)))}
+    return {"items": await alerts.list_incidents(conn, state=state, limit=max(1, min(limit, 500)))}
 
 
 async def _detail(conn: Any, incident_id: uuid.UUID) -> dict[str, Any]:
@@ -285,79 +281,72 @@ async def _detail(conn: Any, incident_id: uuid.UUID) -> dict[str, Any]:
 
 
 @router.get("/alerts/incidents/{incident_id}", operation_id="getIncident", response_model=IncidentDetail)
-async def get_incident(incident_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_incident(incident_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """An incident with its timeline (fired, escalated, acked, ...) and its deliveries log."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await _detail(conn, incident_id)
+    return await _detail(conn, incident_id)
 
 
 async def _act(
-    incident_id: uuid.UUID, action: str, user: Any, db: Any, until: datetime | None = None
+    conn: AsyncConnection, incident_id: uuid.UUID, action: str, user: UserPrincipal, until: datetime | None = None
 ) -> dict[str, Any]:
-    async with db.connection() as conn, scoped(conn, user):
-        await _detail(conn, incident_id)  # 404 before 403 for incidents the caller cannot see
-        await alerts.act(
-            conn,
-            incident_id=incident_id,
-            action=action,
-            user_id=user.user_id,
-            actor=user.email,
-            until=until,
-            at=datetime.now(UTC),
-        )
-        return await _detail(conn, incident_id)
+    await _detail(conn, incident_id)  # 404 before 403 for incidents the caller cannot see
+    await alerts.act(
+        conn,
+        incident_id=incident_id,
+        action=action,
+        user_id=user.user_id,
+        actor=user.email,
+        until=until,
+        at=datetime.now(UTC),
+    )
+    return await _detail(conn, incident_id)
 
 
 @router.post("/alerts/incidents/{incident_id}/ack", operation_id="ackIncident", response_model=IncidentDetail)
-async def ack_incident(incident_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def ack_incident(incident_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Acknowledge (operators): stops escalation."""
-    return await _act(incident_id, "ack", user, db)
+    return await _act(conn, incident_id, "ack", user)
 
 
 @router.post("/alerts/incidents/{incident_id}/snooze", operation_id="snoozeIncident", response_model=IncidentDetail)
-async def snooze_incident(incident_id: uuid.UUID, body: SnoozeRequest, user: User, db: Pool) -> dict[str, Any]:
+async def snooze_incident(
+    incident_id: uuid.UUID, body: SnoozeRequest, user: User, conn: UserConnection
+) -> dict[str, Any]:
     """Snooze until a time (operators): no messages and no escalation before then."""
-    return await _act(incident_id, "snooze", user, db, until=body.until)
+    return await _act(conn, incident_id, "snooze", user, until=body.until)
 
 
 @router.post("/alerts/incidents/{incident_id}/resolve", operation_id="resolveIncident", response_model=IncidentDetail)
-async def resolve_incident(incident_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def resolve_incident(incident_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Resolve by hand (operators)."""
-    return await _act(incident_id, "resolve", user, db)
+    return await _act(conn, incident_id, "resolve", user)
 
 
 # Job mutes -------------------------------------------------------------------------------------------
 
 
 @router.get("/alerts/mutes", operation_id="listJobMutes", response_model=MuteList)
-async def list_mutes(user: User, db: Pool) -> dict[str, Any]:
+async def list_mutes(conn: UserConnection) -> dict[str, Any]:
     """Jobs muted now in the orgs the caller belongs to."""
-    async with db.connection() as conn, scoped(conn, user):
-        return {"items": await alerts.mutes(conn, now=datetime.now(UTC))}
+    return {"items": await alerts.mutes(conn, now=datetime.now(UTC))}
 
 
 @router.post("/alerts/mutes", operation_id="muteJob", response_model=MutePublic)
-async def mute_job(body: MuteRequest, user: User, db: Pool) -> dict[str, Any]:
+async def mute_job(body: MuteRequest, user: User, conn: UserConnection) -> dict[str, Any]:
     """Mute a job for the whole org (operators): its incidents still open and count, nobody is told."""
-    async with db.connection() as conn, scoped(conn, user):
-        await alerts.set_mute(
-            conn, org_id=body.org_id, job=body.job, mute=True, until=body.until, user_id=user.user_id, actor=user.email
-        )
-        found = [
-            m for m in await alerts.mutes(conn, org_ids=[body.org_id], now=datetime.now(UTC)) if m["job"] == body.job
-        ]
+    await alerts.set_mute(
+        conn, org_id=body.org_id, job=body.job, mute=True, until=body.until, user_id=user.user_id, actor=user.email
+    )
+    found = [m for m in await alerts.mutes(conn, org_ids=[body.org_id], now=datetime.now(UTC)) if m["job"] == body.job]
     if not found:
         raise Invalid("until must be in the future", field="until")
     return found[0]
 
 
 @router.delete("/alerts/mutes", operation_id="unmuteJob", status_code=204)
-async def unmute_job(org_id: uuid.UUID, job: str, user: User, db: Pool) -> Response:
+async def unmute_job(org_id: uuid.UUID, job: str, user: User, conn: UserConnection) -> Response:
     """Unmute a job (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        await alerts.set_mute(
-            conn, org_id=org_id, job=job, mute=False, until=None, user_id=user.user_id, actor=user.email
-        )
+    await alerts.set_mute(conn, org_id=org_id, job=job, mute=False, until=None, user_id=user.user_id, actor=user.email)
     return Response(status_code=204)
 
 
@@ -365,35 +354,31 @@ async def unmute_job(org_id: uuid.UUID, job: str, user: User, db: Pool) -> Respo
 
 
 @router.get("/notifications", operation_id="listNotifications", response_model=NotificationList)
-async def list_notifications(user: User, db: Pool, unread: bool = False) -> dict[str, Any]:
+async def list_notifications(user: User, conn: UserConnection, unread: bool = False) -> dict[str, Any]:
     """The caller's in-app notifications (the bell), newest first, with the unread count."""
-    async with db.connection() as conn, scoped(conn, user):
-        items = await notifications.list_notifications(conn, user_id=user.user_id, unread_only=unread)
-        return {"items": items, "unread": await notifications.unread_count(conn, user_id=user.user_id)}
+    items = await notifications.list_notifications(conn, user_id=user.user_id, unread_only=unread)
+    return {"items": items, "unread": await notifications.unread_count(conn, user_id=user.user_id)}
 
 
 @router.post("/notifications/read", operation_id="markNotificationsRead", response_model=MarkedRead)
-async def mark_read(body: MarkRead, user: User, db: Pool) -> dict[str, Any]:
+async def mark_read(body: MarkRead, user: User, conn: UserConnection) -> dict[str, Any]:
     """Mark some (or all) of the caller's notifications read."""
-    async with db.connection() as conn, scoped(conn, user):
-        return {"marked": await notifications.mark_read(conn, user_id=user.user_id, ids=body.ids)}
+    return {"marked": await notifications.mark_read(conn, user_id=user.user_id, ids=body.ids)}
 
 
 @router.get("/notifications/preferences", operation_id="getNotificationPreferences", response_model=PreferencesPublic)
-async def get_preferences(org_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_preferences(org_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """The caller's preferences in an org (the defaults when never set)."""
-    async with db.connection() as conn, scoped(conn, user):
-        row = await notifications.get_preferences(conn, org_id=org_id, user_id=user.user_id)
+    row = await notifications.get_preferences(conn, org_id=org_id, user_id=user.user_id)
     return _public_prefs(row or notifications.default_preferences(org_id, user.user_id))
 
 
 @router.put("/notifications/preferences", operation_id="putNotificationPreferences", response_model=PreferencesPublic)
-async def put_preferences(org_id: uuid.UUID, body: Preferences, user: User, db: Pool) -> dict[str, Any]:
+async def put_preferences(org_id: uuid.UUID, body: Preferences, user: User, conn: UserConnection) -> dict[str, Any]:
     """Replace the caller's own preferences in an org (nobody else can change them)."""
-    async with db.connection() as conn, scoped(conn, user):
-        row = await notifications.put_preferences(
-            conn, org_id=org_id, user_id=user.user_id, actor_id=user.user_id, prefs=body.model_dump(mode="json")
-        )
+    row = await notifications.put_preferences(
+        conn, org_id=org_id, user_id=user.user_id, actor_id=user.user_id, prefs=body.model_dump(mode="json")
+    )
     return _public_prefs(row)
 
 

@@ -10,10 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import UserConnection
 from control_room.api.models import Strict
 from control_room.services import nl2sql
-from control_room.services.auth import scoped
 
 router = APIRouter(tags=["ask"])
 ProjectQuery = Annotated[uuid.UUID, Query(description="Project id.")]
@@ -62,42 +61,38 @@ class QuestionPublic(BaseModel):
 
 
 @router.post("/ask", response_model=AskReply)
-async def ask(project: ProjectQuery, body: AskBody, user: User, db: Pool) -> dict[str, Any]:
+async def ask(project: ProjectQuery, body: AskBody, conn: UserConnection) -> dict[str, Any]:
     """Translate a question into SQL over the datasets the caller may read; stored for the evaluation set."""
-    async with db.connection() as conn, scoped(conn, user):
-        policy = await nl2sql.access_policy(conn, project_id=project)
-        translation = nl2sql.translate(body.question, policy)
-        question_id = await nl2sql.record_question(conn, project_id=project, question=body.question,
-                                                   translation=translation)  # fmt: skip
+    policy = await nl2sql.access_policy(conn, project_id=project)
+    translation = nl2sql.translate(body.question, policy)
+    question_id = await nl2sql.record_question(conn, project_id=project, question=body.question,
+                                               translation=translation)  # fmt: skip
     return {"question_id": question_id, "sql": translation.sql, "message": translation.message,
             "refused": translation.refused, "provider": translation.provider}  # fmt: skip
 
 
 @router.post("/ask/{question_id}/run", response_model=RunReply, status_code=201)
 async def run_question(
-    question_id: uuid.UUID, project: ProjectQuery, body: RunBody, user: User, db: Pool
+    question_id: uuid.UUID, project: ProjectQuery, body: RunBody, conn: UserConnection
 ) -> dict[str, Any]:
     """Run the reviewed SQL as a DuckDB SQL task (checked again by the guardrails; operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        policy = await nl2sql.access_policy(conn, project_id=project)
-        run_id = await nl2sql.run_question(
-            conn, project_id=project, question_id=question_id, sql=body.sql, policy=policy,
-            environment=body.environment,
-        )  # fmt: skip
+    policy = await nl2sql.access_policy(conn, project_id=project)
+    run_id = await nl2sql.run_question(
+        conn, project_id=project, question_id=question_id, sql=body.sql, policy=policy,
+        environment=body.environment,
+    )  # fmt: skip
     return {"run_id": run_id, "sql": nl2sql.guard(body.sql, policy)}
 
 
 @router.post("/ask/{question_id}/feedback", status_code=204)
-async def feedback(question_id: uuid.UUID, body: FeedbackBody, user: User, db: Pool) -> None:
+async def feedback(question_id: uuid.UUID, body: FeedbackBody, conn: UserConnection) -> None:
     """Mark the question's SQL correct, or wrong with the fixed SQL."""
-    async with db.connection() as conn, scoped(conn, user):
-        await nl2sql.give_feedback(conn, question_id=question_id, correct=body.correct, fixed_sql=body.fixed_sql)
+    await nl2sql.give_feedback(conn, question_id=question_id, correct=body.correct, fixed_sql=body.fixed_sql)
 
 
 @router.get("/ask", response_model=list[QuestionPublic])
 async def list_questions(
-    project: ProjectQuery, user: User, db: Pool, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    project: ProjectQuery, conn: UserConnection, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> list[dict[str, Any]]:
     """The project's latest questions, their SQL, outcome and feedback."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await nl2sql.list_questions(conn, project_id=project, limit=limit)
+    return await nl2sql.list_questions(conn, project_id=project, limit=limit)

@@ -11,11 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import User, UserConnection
 from control_room.api.models import Strict
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.services import dashboards
-from control_room.services.auth import scoped
 
 router = APIRouter(tags=["dashboards"])
 ProjectQuery = Annotated[uuid.UUID, Query(description="Project id.")]
@@ -102,53 +101,47 @@ async def list_templates(_user: User) -> list[dict[str, Any]]:
 
 
 @router.get("/dashboards", response_model=list[DashboardPublic])
-async def list_dashboards(project: ProjectQuery, user: User, db: Pool) -> list[dict[str, Any]]:
+async def list_dashboards(project: ProjectQuery, conn: UserConnection) -> list[dict[str, Any]]:
     """The project's saved dashboards."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await dashboards.list_dashboards(conn, project_id=project)
+    return await dashboards.list_dashboards(conn, project_id=project)
 
 
 @router.post("/dashboards", response_model=SaveResult, status_code=201)
-async def clone_dashboard(project: ProjectQuery, body: DashboardClone, user: User, db: Pool) -> dict[str, Any]:
+async def clone_dashboard(project: ProjectQuery, body: DashboardClone, conn: UserConnection) -> dict[str, Any]:
     """Clone a shipped template into the project as a dashboard of its own (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await dashboards.clone_template(conn, project_id=project, template=body.template, slug=body.slug)
+    return await dashboards.clone_template(conn, project_id=project, template=body.template, slug=body.slug)
 
 
 @router.put("/dashboards/{slug}", response_model=SaveResult)
 async def save_dashboard(
-    project: ProjectQuery, slug: Slug, body: DashboardSave, user: User, db: Pool
+    project: ProjectQuery, slug: Slug, body: DashboardSave, conn: UserConnection
 ) -> dict[str, Any]:
     """Save a dashboard's YAML: created, or a new version when it changed (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await dashboards.save_dashboard(
-            conn, project_id=project, slug=slug, source_yaml=body.source_yaml, message=body.message,
-            expected_version=body.expected_version,
-        )  # fmt: skip
+    return await dashboards.save_dashboard(
+        conn, project_id=project, slug=slug, source_yaml=body.source_yaml, message=body.message,
+        expected_version=body.expected_version,
+    )  # fmt: skip
 
 
 @router.get("/dashboards/{slug}", response_model=DashboardDetail)
 async def get_dashboard(
-    project: ProjectQuery, slug: Slug, user: User, db: Pool, version: Annotated[int | None, Query(ge=1)] = None
+    project: ProjectQuery, slug: Slug, conn: UserConnection, version: Annotated[int | None, Query(ge=1)] = None
 ) -> dict[str, Any]:
     """One dashboard at a version (default: the latest), with its version history."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await dashboards.get_dashboard(conn, project_id=project, slug=slug, version=version)
+    return await dashboards.get_dashboard(conn, project_id=project, slug=slug, version=version)
 
 
 @router.get("/dashboards/{slug}/data", response_model=list[DatasetData])
 async def dashboard_data(
     project: ProjectQuery,
     slug: Slug,
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     time_range: Annotated[str, Query(pattern=r"^(24h|7d|14d|30d|90d)$")] = "7d",
 ) -> list[dict[str, Any]]:
     """Every dataset of the dashboard's latest version, read with the caller's rights (filters: all)."""
-    async with db.connection() as conn, scoped(conn, user):
-        saved = await dashboards.get_dashboard(conn, project_id=project, slug=slug)
-        spec = parse_dashboard(saved["source_yaml"])
-        since, until = dashboards.window(time_range)
-        scope = dashboards.DatasetScope(project, since, until, {f.name: None for f in spec.filters})
-        results = await dashboards.run_datasets(conn, spec, scope)
+    saved = await dashboards.get_dashboard(conn, project_id=project, slug=slug)
+    spec = parse_dashboard(saved["source_yaml"])
+    since, until = dashboards.window(time_range)
+    scope = dashboards.DatasetScope(project, since, until, {f.name: None for f in spec.filters})
+    results = await dashboards.run_datasets(conn, spec, scope)
     return [{"name": name, **dataclasses.asdict(result)} for name, result in results.items()]

@@ -1,17 +1,19 @@
-"""Request dependencies: the DB pool and who is calling (executor or user)."""
+"""Request dependencies: the DB pool, who is calling (executor or user) and a connection acting as the user."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from control_room import session_cookie
 from control_room.config import get_settings
 from control_room.db.connection import get_pool
-from control_room.services.auth import ExecutorPrincipal, UserPrincipal, authenticate
+from control_room.services.auth import ExecutorPrincipal, UserPrincipal, authenticate, scoped
 from control_room.services.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="Executor token (lhx_…) or user API token (lhu_…).")
@@ -55,3 +57,15 @@ async def user(who: Annotated[ExecutorPrincipal | UserPrincipal, Depends(princip
 
 Executor = Annotated[ExecutorPrincipal, Depends(executor)]
 User = Annotated[UserPrincipal, Depends(user)]
+
+
+async def user_connection(who: User, db: Pool) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection in one transaction acting as the calling user (RLS and role checks in SQL apply)."""
+    async with db.connection() as conn, scoped(conn, who):
+        yield conn
+
+
+# Scope "function": the transaction ends (commit, or rollback on an error the route raises) before the
+# response is sent, so a client that reads right after a write sees it, and a failed commit is the
+# route's error, never a 200 for a change that did not happen.
+UserConnection = Annotated[AsyncConnection, Depends(user_connection, scope="function")]

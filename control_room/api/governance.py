@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, StrictBool
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import Pool, User, UserConnection
 from control_room.api.models import Int, Strict
 from control_room.bundle.models import CapKind, CapScope
 from control_room.db.connection import connect, database_url
@@ -256,10 +256,9 @@ def _cap_public(cap: caps.CapView) -> CapPublic:
 
 
 @router.get("/routing/rules", response_model=RoutingMatrix)
-async def get_routing_rules(user: User, db: Pool, org: str | None = OrgQuery) -> RoutingMatrix:
+async def get_routing_rules(conn: UserConnection, org: str | None = OrgQuery) -> RoutingMatrix:
     """The org's routing matrix in priority order, with its live warnings."""
-    async with db.connection() as conn, scoped(conn, user):
-        matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, org))
+    matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, org))
     return RoutingMatrix(
         org=matrix.org,
         fingerprint=matrix.fingerprint,
@@ -269,12 +268,11 @@ async def get_routing_rules(user: User, db: Pool, org: str | None = OrgQuery) ->
 
 
 @router.post("/routing/rules/plan", response_model=RoutingPlan)
-async def plan_routing_rules(user: User, db: Pool, body: RoutingDraft) -> RoutingPlan:
+async def plan_routing_rules(conn: UserConnection, body: RoutingDraft) -> RoutingPlan:
     """What applying a draft would change: the diff, its warnings and the queued tasks it would move."""
-    async with db.connection() as conn, scoped(conn, user):
-        matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, body.org))
-        draft = routing.renumber(_drafts(body.rules))
-        queued = await routing.queued_tasks(conn, org_id=matrix.org_id, projects=matrix.projects)
+    matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, body.org))
+    draft = routing.renumber(_drafts(body.rules))
+    queued = await routing.queued_tasks(conn, org_id=matrix.org_id, projects=matrix.projects)
     moves = routing.reroute_preview(queued, draft)
     return RoutingPlan(
         changes=[c.describe() for c in routing.diff(matrix.rules, draft)],
@@ -284,20 +282,18 @@ async def plan_routing_rules(user: User, db: Pool, body: RoutingDraft) -> Routin
 
 
 @router.put("/routing/rules", response_model=RoutingApplied)
-async def apply_routing_rules(user: User, db: Pool, body: RoutingDraft) -> RoutingApplied:
+async def apply_routing_rules(user: User, conn: UserConnection, body: RoutingDraft) -> RoutingApplied:
     """Make the org's matrix equal to the draft in one transaction (org admins; every rule's change audited)."""
-    async with db.connection() as conn, scoped(conn, user):
-        matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, body.org))
-        result = await routing.apply(
-            conn, matrix=matrix, draft=_drafts(body.rules), fingerprint=body.fingerprint, by=user.email
-        )
+    matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, body.org))
+    result = await routing.apply(
+        conn, matrix=matrix, draft=_drafts(body.rules), fingerprint=body.fingerprint, by=user.email
+    )
     return RoutingApplied(**result)
 
 
 @router.get("/routing/explain", response_model=RoutingExplanation)
 async def explain_routing(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     project: Annotated[str, Query(description="Project slug.")],
     environment: Annotated[Literal["dev", "staging", "prod"], Query()],
     engine: Annotated[str, Query(min_length=1)],
@@ -309,9 +305,8 @@ async def explain_routing(
     """Which rule routes such a task and why the earlier ones did not, the pool, who could claim it now and
     the caps that would apply (the same answer as `lakehouse routing explain` and the page's simulator)."""
     probe = routing.TaskProbe(project, environment, engine, tuple(labels or ()), tuple(tags or ()), pool)
-    async with db.connection() as conn, scoped(conn, user):
-        matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, org))
-        sim = await routing.simulate(conn, matrix=matrix, probe=probe)
+    matrix = await routing.load_matrix(conn, org_id=await resolve_org(conn, org))
+    sim = await routing.simulate(conn, matrix=matrix, probe=probe)
     return RoutingExplanation(
         rule=sim.route.rule,
         pool=sim.route.pool,
@@ -327,24 +322,22 @@ async def explain_routing(
 
 
 @router.get("/caps", response_model=CapList)
-async def list_caps(user: User, db: Pool, org: str | None = OrgQuery) -> CapList:
+async def list_caps(conn: UserConnection, org: str | None = OrgQuery) -> CapList:
     """Every cap of the org with its live usage, enforcing layer and recent refusals."""
-    async with db.connection() as conn, scoped(conn, user):
-        views = await caps.list_caps(conn, org_id=await resolve_org(conn, org))
+    views = await caps.list_caps(conn, org_id=await resolve_org(conn, org))
     return CapList(items=[_cap_public(v) for v in views])
 
 
 # Not under /caps/: a path there would be a cap's name (PUT and DELETE /caps/{name}).
 @router.post("/effective-caps", response_model=EffectiveCaps)
-async def effective_caps(user: User, db: Pool, body: EffectiveCapsQuery) -> EffectiveCaps:
+async def effective_caps(conn: UserConnection, body: EffectiveCapsQuery) -> EffectiveCaps:
     """Which limits apply to each task of a spec run in a project and environment, and which is tightest of
     each kind: the caps of the pool routing picks, project, environment, engine and org, and the spec's own
     ceilings (the same as `lakehouse caps effective` and the caps page's panel). Nothing is submitted."""
-    async with db.connection() as conn, scoped(conn, user):
-        found = await caps.effective_for_spec(
-            conn, org_id=await resolve_org(conn, body.org), project=body.project, environment=body.environment,
-            spec=body.spec, tags=body.tags,
-        )  # fmt: skip
+    found = await caps.effective_for_spec(
+        conn, org_id=await resolve_org(conn, body.org), project=body.project, environment=body.environment,
+        spec=body.spec, tags=body.tags,
+    )  # fmt: skip
     return EffectiveCaps(tasks=[_task_limits_public(t) for t in found])
 
 
@@ -365,41 +358,37 @@ def _task_limits_public(task: caps.TaskLimits) -> TaskLimitsPublic:
 
 
 @router.put("/caps/{name}", response_model=CapPublic)
-async def put_cap(user: User, db: Pool, name: str, body: CapFields) -> CapPublic:
+async def put_cap(user: User, conn: UserConnection, name: str, body: CapFields) -> CapPublic:
     """Create or change the cap of this name (org admins; project admins for their project's caps); audited."""
-    async with db.connection() as conn, scoped(conn, user):
-        org_id = await resolve_org(conn, body.org)
-        existing = {c.name: c.id for c in await caps.list_caps(conn, org_id=org_id)}
-        fields = body.model_dump(exclude={"org"})
-        draft = caps.CapDraft(name=name, id=existing.get(name, ""), **fields)
-        await caps.save_cap(conn, org_id=org_id, draft=draft, by=user.email)
-        views = {c.name: c for c in await caps.list_caps(conn, org_id=org_id)}
+    org_id = await resolve_org(conn, body.org)
+    existing = {c.name: c.id for c in await caps.list_caps(conn, org_id=org_id)}
+    fields = body.model_dump(exclude={"org"})
+    draft = caps.CapDraft(name=name, id=existing.get(name, ""), **fields)
+    await caps.save_cap(conn, org_id=org_id, draft=draft, by=user.email)
+    views = {c.name: c for c in await caps.list_caps(conn, org_id=org_id)}
     return _cap_public(views[name])
 
 
 @router.get("/caps/{name}/refusals", response_model=RefusalPage)
 async def list_cap_refusals(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     name: str,
     org: str | None = OrgQuery,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> RefusalPage:
     """The refusals this cap caused over 30 days in the projects you can see, newest first, a page at a time."""
-    async with db.connection() as conn, scoped(conn, user):
-        org_id = await resolve_org(conn, org)
-        cap_id = await caps.cap_id_by_name(conn, org_id=org_id, name=name)
-        items, next_cursor = await caps.refusal_page(conn, org_id=org_id, cap_id=cap_id, limit=limit, cursor=cursor)
+    org_id = await resolve_org(conn, org)
+    cap_id = await caps.cap_id_by_name(conn, org_id=org_id, name=name)
+    items, next_cursor = await caps.refusal_page(conn, org_id=org_id, cap_id=cap_id, limit=limit, cursor=cursor)
     return RefusalPage(items=[_refusal_public(r) for r in items], next_cursor=next_cursor)
 
 
 @router.delete("/caps/{name}", status_code=204)
-async def delete_cap(user: User, db: Pool, name: str, org: str | None = OrgQuery) -> Response:
+async def delete_cap(user: User, conn: UserConnection, name: str, org: str | None = OrgQuery) -> Response:
     """Delete the cap of this name and its usage history (admins); audited."""
-    async with db.connection() as conn, scoped(conn, user):
-        org_id = await resolve_org(conn, org)
-        await caps.delete_cap(conn, cap_id=await caps.cap_id_by_name(conn, org_id=org_id, name=name), by=user.email)
+    org_id = await resolve_org(conn, org)
+    await caps.delete_cap(conn, cap_id=await caps.cap_id_by_name(conn, org_id=org_id, name=name), by=user.email)
     return Response(status_code=204)
 
 

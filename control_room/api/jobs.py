@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from psycopg import AsyncConnection
 from pydantic import BaseModel, Field, StrictBool
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, IsoDatetime, RunPage, RunPublic, Strict
 from control_room.services import backfills, job_editing, jobs, runs, schedules
-from control_room.services.auth import scoped
 
 router = APIRouter(tags=["jobs"])
 
@@ -260,23 +260,20 @@ class BackfillList(BaseModel):
 
 @router.get("/templates", operation_id="listTemplates", response_model=TemplateList)
 async def list_templates(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     project: Annotated[str | None, Query(max_length=100)] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the name or description.")] = None,
     include_archived: bool = False,
 ) -> dict[str, Any]:
     """Job templates with their latest version, last run, success rate and p50/p95 duration (30 days)."""
-    async with db.connection() as conn, scoped(conn, user):
-        items = await jobs.list_templates(conn, project=project, include_archived=include_archived, text=q)
+    items = await jobs.list_templates(conn, project=project, include_archived=include_archived, text=q)
     return {"items": items}
 
 
 @router.get("/templates/{template_id}", operation_id="getTemplate", response_model=TemplateDetail)
-async def get_template(template_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_template(template_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """A template with every version (params schema, tasks) and its schedules."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await jobs.get_template(conn, template_id=template_id)
+    return await jobs.get_template(conn, template_id=template_id)
 
 
 @router.post(
@@ -290,24 +287,23 @@ async def get_template(template_id: uuid.UUID, user: User, db: Pool) -> dict[str
     },
 )
 async def run_template(
-    template_id: uuid.UUID, body: TemplateRunCreate, user: User, db: Pool, response: Response
+    template_id: uuid.UUID, body: TemplateRunCreate, user: User, conn: UserConnection, response: Response
 ) -> dict[str, Any]:
     """Run a template version (operators); params are validated against its params JSON Schema (422 names the
     field as a JSON pointer such as `/params/source`)."""
-    async with db.connection() as conn, scoped(conn, user):
-        run, created = await jobs.run_template(
-            conn,
-            template_id=template_id,
-            environment=body.environment,
-            params=body.params,
-            version=body.version,
-            idempotency_key=body.idempotency_key,
-            priority=body.priority,
-            tags=body.tags,
-            trigger="api",
-            requested_by=user.user_id,
-            requested_by_name=user.email,
-        )
+    run, created = await jobs.run_template(
+        conn,
+        template_id=template_id,
+        environment=body.environment,
+        params=body.params,
+        version=body.version,
+        idempotency_key=body.idempotency_key,
+        priority=body.priority,
+        tags=body.tags,
+        trigger="api",
+        requested_by=user.user_id,
+        requested_by_name=user.email,
+    )
     if not created:
         response.status_code = 200
     return run
@@ -316,16 +312,14 @@ async def run_template(
 @router.get("/templates/{template_id}/runs", operation_id="listTemplateRuns", response_model=RunPage)
 async def list_template_runs(
     template_id: uuid.UUID,
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Runs of one template, newest first."""
-    async with db.connection() as conn, scoped(conn, user):
-        items, next_cursor = await runs.list_runs(
-            conn, filters=runs.RunFilters(template_id=template_id), cursor=cursor, limit=limit
-        )
+    items, next_cursor = await runs.list_runs(
+        conn, filters=runs.RunFilters(template_id=template_id), cursor=cursor, limit=limit
+    )
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -339,57 +333,54 @@ async def list_template_runs(
         "409": {"description": "expected_version is not the job's latest version."},
     },
 )
-async def save_template(body: TemplateSave, user: User, db: Pool, response: Response) -> dict[str, Any]:
+async def save_template(body: TemplateSave, user: User, conn: UserConnection, response: Response) -> dict[str, Any]:
     """Create a job or save its next immutable version (admins), checked as the bundle checks it; 422 names the
     field (`tasks[0].config.command`). The same as the job editor's Save and `lakehouse jobs save`."""
     text = job_editing.definition_text(body.definition)
-    async with db.connection() as conn, scoped(conn, user):
-        project_id = await runs.resolve_project(conn, body.project)
-        saved = await job_editing.save_template(
-            conn, project_id=project_id, project=body.project, text=text, expected_version=body.expected_version,
-            by=user.email,
-        )  # fmt: skip
+    project_id = await runs.resolve_project(conn, body.project)
+    saved = await job_editing.save_template(
+        conn, project_id=project_id, project=body.project, text=text, expected_version=body.expected_version,
+        by=user.email,
+    )  # fmt: skip
     if not saved["created"]:
         response.status_code = 200
     return saved
 
 
-async def _set_archived(template_id: uuid.UUID, archived: bool, user: Any, db: Any) -> dict[str, Any]:
-    async with db.connection() as conn, scoped(conn, user):
-        await job_editing.set_archived(conn, template_id=template_id, archived=archived, by=user.email)
-        return await jobs.get_template(conn, template_id=template_id)
+async def _set_archived(conn: AsyncConnection, template_id: uuid.UUID, archived: bool, by: str) -> dict[str, Any]:
+    await job_editing.set_archived(conn, template_id=template_id, archived=archived, by=by)
+    return await jobs.get_template(conn, template_id=template_id)
 
 
 @router.post("/templates/{template_id}/archive", operation_id="archiveTemplate", response_model=TemplateDetail)
-async def archive_template(template_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def archive_template(template_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Archive a job (admins): it no longer runs and its schedules are disabled; audited."""
-    return await _set_archived(template_id, True, user, db)
+    return await _set_archived(conn, template_id, True, user.email)
 
 
 @router.post("/templates/{template_id}/restore", operation_id="restoreTemplate", response_model=TemplateDetail)
-async def restore_template(template_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def restore_template(template_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Restore an archived job (admins); its schedules stay disabled until enabled again."""
-    return await _set_archived(template_id, False, user, db)
+    return await _set_archived(conn, template_id, False, user.email)
 
 
 # Schedules ----------------------------------------------------------------------------------------------
 
 
 async def _save_schedule(
-    user: Any, db: Any, *, template_id: uuid.UUID | None, schedule_id: uuid.UUID | None, body: ScheduleSave
+    conn: AsyncConnection, *, template_id: uuid.UUID | None, schedule_id: uuid.UUID | None, body: ScheduleSave, by: str
 ) -> dict[str, Any]:
     draft = job_editing.ScheduleDraft(**body.model_dump())
-    async with db.connection() as conn, scoped(conn, user):
-        if template_id is None:
-            assert schedule_id is not None
-            current = await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC), upcoming=0)
-            template_id = current["template_id"]
-        template = await jobs.get_template(conn, template_id=template_id)
-        saved = await job_editing.save_schedule(
-            conn, template_id=template_id, template=template["name"], project=template["project"],
-            schedule_id=schedule_id, draft=draft, by=user.email,
-        )  # fmt: skip
-        return await schedules.get_schedule(conn, schedule_id=saved, now=datetime.now(UTC))
+    if template_id is None:
+        assert schedule_id is not None
+        current = await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC), upcoming=0)
+        template_id = current["template_id"]
+    template = await jobs.get_template(conn, template_id=template_id)
+    saved = await job_editing.save_schedule(
+        conn, template_id=template_id, template=template["name"], project=template["project"],
+        schedule_id=schedule_id, draft=draft, by=by,
+    )  # fmt: skip
+    return await schedules.get_schedule(conn, schedule_id=saved, now=datetime.now(UTC))
 
 
 @router.post(
@@ -399,114 +390,108 @@ async def _save_schedule(
     status_code=201,
     responses={"409": {"description": "The job already has a schedule of this name."}},
 )
-async def create_schedule(template_id: uuid.UUID, body: ScheduleSave, user: User, db: Pool) -> dict[str, Any]:
+async def create_schedule(
+    template_id: uuid.UUID, body: ScheduleSave, user: User, conn: UserConnection
+) -> dict[str, Any]:
     """Add a schedule to a job (admins): cron, zone and policies checked, params against the latest params schema."""
-    return await _save_schedule(user, db, template_id=template_id, schedule_id=None, body=body)
+    return await _save_schedule(conn, template_id=template_id, schedule_id=None, body=body, by=user.email)
 
 
 @router.put("/schedules/{schedule_id}", operation_id="updateSchedule", response_model=ScheduleDetail)
-async def update_schedule(schedule_id: uuid.UUID, body: ScheduleSave, user: User, db: Pool) -> dict[str, Any]:
+async def update_schedule(
+    schedule_id: uuid.UUID, body: ScheduleSave, user: User, conn: UserConnection
+) -> dict[str, Any]:
     """Change a schedule (admins); its upcoming fires are planned again; audited."""
-    return await _save_schedule(user, db, template_id=None, schedule_id=schedule_id, body=body)
+    return await _save_schedule(conn, template_id=None, schedule_id=schedule_id, body=body, by=user.email)
 
 
-async def _set_enabled(schedule_id: uuid.UUID, enabled: bool, user: Any, db: Any) -> dict[str, Any]:
-    async with db.connection() as conn, scoped(conn, user):
-        await job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=user.email)
-        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+async def _set_enabled(conn: AsyncConnection, schedule_id: uuid.UUID, enabled: bool, by: str) -> dict[str, Any]:
+    await job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=by)
+    return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
 
 
 @router.post("/schedules/{schedule_id}/enable", operation_id="enableSchedule", response_model=ScheduleDetail)
-async def enable_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def enable_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Enable a schedule (admins)."""
-    return await _set_enabled(schedule_id, True, user, db)
+    return await _set_enabled(conn, schedule_id, True, user.email)
 
 
 @router.post("/schedules/{schedule_id}/disable", operation_id="disableSchedule", response_model=ScheduleDetail)
-async def disable_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def disable_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Disable a schedule (admins): it fires nothing, not even on "fire now", until enabled."""
-    return await _set_enabled(schedule_id, False, user, db)
+    return await _set_enabled(conn, schedule_id, False, user.email)
 
 
 @router.get("/schedules", operation_id="listSchedules", response_model=ScheduleList)
-async def list_schedules(user: User, db: Pool, template_id: uuid.UUID | None = None) -> dict[str, Any]:
+async def list_schedules(conn: UserConnection, template_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Schedules with their policies and next fire."""
-    async with db.connection() as conn, scoped(conn, user):
-        return {"items": await schedules.list_schedules(conn, template_id=template_id)}
+    return {"items": await schedules.list_schedules(conn, template_id=template_id)}
 
 
 @router.get("/schedules/{schedule_id}", operation_id="getSchedule", response_model=ScheduleDetail)
-async def get_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_schedule(schedule_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """A schedule with its next 10 fire times and its latest fires (fired, skipped, missed, with reasons)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+    return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
 
 
 @router.post("/schedules/{schedule_id}/pause", operation_id="pauseSchedule", response_model=ScheduleDetail)
-async def pause_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def pause_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Pause a schedule (operators): it fires nothing until resumed."""
-    async with db.connection() as conn, scoped(conn, user):
-        await schedules.set_paused(conn, schedule_id=schedule_id, paused=True, by=user.email)
-        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+    await schedules.set_paused(conn, schedule_id=schedule_id, paused=True, by=user.email)
+    return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
 
 
 @router.post("/schedules/{schedule_id}/resume", operation_id="resumeSchedule", response_model=ScheduleDetail)
-async def resume_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def resume_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Resume a schedule (operators): it fires again from its next fire time after now (no catch-up)."""
-    async with db.connection() as conn, scoped(conn, user):
-        await schedules.set_paused(conn, schedule_id=schedule_id, paused=False, by=user.email)
-        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+    await schedules.set_paused(conn, schedule_id=schedule_id, paused=False, by=user.email)
+    return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
 
 
 @router.post("/schedules/{schedule_id}/fire", operation_id="fireSchedule", response_model=FireResult, status_code=201)
-async def fire_schedule(schedule_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def fire_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Fire a schedule now (operators), whatever its overlap policy; the run's interval ends now."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await schedules.fire_now(conn, schedule_id=schedule_id, now=datetime.now(UTC), by=user.email)
+    return await schedules.fire_now(conn, schedule_id=schedule_id, now=datetime.now(UTC), by=user.email)
 
 
 # Backfills ----------------------------------------------------------------------------------------------
 
 
 @router.post("/backfills", operation_id="createBackfill", response_model=BackfillDetail, status_code=201)
-async def create_backfill(body: BackfillCreate, user: User, db: Pool) -> dict[str, Any]:
+async def create_backfill(body: BackfillCreate, user: User, conn: UserConnection) -> dict[str, Any]:
     """One run per interval of a date range (operators), `max_concurrency` at a time, oldest or newest first."""
-    async with db.connection() as conn, scoped(conn, user):
-        template_id = await jobs.resolve_template(conn, body.template)
-        schedule_id = await schedules.resolve_schedule(conn, body.schedule) if body.schedule else None
-        return await backfills.create_backfill(
-            conn,
-            template_id=template_id,
-            environment=body.environment,
-            start=body.start,
-            end=body.end,
-            step=body.step,
-            schedule_id=schedule_id,
-            params=body.params,
-            version=body.version,
-            max_concurrency=body.max_concurrency,
-            run_order=body.order,
-            requested_by=user.user_id,
-            requested_by_name=user.email,
-        )
+    template_id = await jobs.resolve_template(conn, body.template)
+    schedule_id = await schedules.resolve_schedule(conn, body.schedule) if body.schedule else None
+    return await backfills.create_backfill(
+        conn,
+        template_id=template_id,
+        environment=body.environment,
+        start=body.start,
+        end=body.end,
+        step=body.step,
+        schedule_id=schedule_id,
+        params=body.params,
+        version=body.version,
+        max_concurrency=body.max_concurrency,
+        run_order=body.order,
+        requested_by=user.user_id,
+        requested_by_name=user.email,
+    )
 
 
 @router.get("/backfills", operation_id="listBackfills", response_model=BackfillList)
-async def list_backfills(user: User, db: Pool, template_id: uuid.UUID | None = None) -> dict[str, Any]:
+async def list_backfills(conn: UserConnection, template_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Backfills newest first, with progress."""
-    async with db.connection() as conn, scoped(conn, user):
-        return {"items": await backfills.list_backfills(conn, template_id=template_id)}
+    return {"items": await backfills.list_backfills(conn, template_id=template_id)}
 
 
 @router.get("/backfills/{backfill_id}", operation_id="getBackfill", response_model=BackfillDetail)
-async def get_backfill(backfill_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_backfill(backfill_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """A backfill with every interval and its run."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await backfills.get_backfill(conn, backfill_id=backfill_id)
+    return await backfills.get_backfill(conn, backfill_id=backfill_id)
 
 
 @router.post("/backfills/{backfill_id}/cancel", operation_id="cancelBackfill", response_model=BackfillDetail)
-async def cancel_backfill(backfill_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def cancel_backfill(backfill_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Cancel a backfill as a group (operators): pending intervals never run, active runs are cancelled."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await backfills.cancel_backfill(conn, backfill_id=backfill_id, by=user.email)
+    return await backfills.cancel_backfill(conn, backfill_id=backfill_id, by=user.email)

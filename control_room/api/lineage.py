@@ -12,11 +12,10 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from control_room.api.auth import CachedUser
-from control_room.api.deps import Executor, Pool, User
+from control_room.api.deps import Executor, Pool, UserConnection
 from control_room.api.models import IsoDatetime, Strict
 from control_room.db.connection import get_pool
 from control_room.services import catalog, lineage, runs
-from control_room.services.auth import scoped
 
 router = APIRouter()
 LEASE_ERRORS: dict[int | str, dict[str, Any]] = {"409": {"description": "Lease lost: stop working on the task."}}
@@ -226,8 +225,7 @@ class OpenLineageEventPage(BaseModel):
 
 @router.get("/datasets", operation_id="listDatasets", tags=["lineage"], response_model=DatasetPage)
 async def list_datasets(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     project: Annotated[str | None, Query(max_length=100, description="Project id or slug.")] = None,
     kind: Annotated[list[DatasetKind] | None, Query(description="One or more kinds.")] = None,
     namespace: Annotated[str | None, Query(max_length=1000)] = None,
@@ -240,16 +238,14 @@ async def list_datasets(
     filters = lineage.DatasetFilters(
         project=project, kinds=list(kind or []), namespace=namespace, text=q, last_run_id=last_run_id
     )
-    async with db.connection() as conn, scoped(conn, user):
-        items, next_cursor = await lineage.list_datasets(conn, filters=filters, cursor=cursor, limit=limit)
+    items, next_cursor = await lineage.list_datasets(conn, filters=filters, cursor=cursor, limit=limit)
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/datasets/{dataset_id}", operation_id="getDataset", tags=["lineage"], response_model=DatasetDetail)
-async def get_dataset(dataset_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_dataset(dataset_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """A dataset with its columns and its direct upstream and downstream edges."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await lineage.get_dataset(conn, dataset_id=dataset_id)
+    return await lineage.get_dataset(conn, dataset_id=dataset_id)
 
 
 @router.get(
@@ -260,18 +256,14 @@ async def get_dataset(dataset_id: uuid.UUID, user: User, db: Pool) -> dict[str, 
 )
 async def list_run_openlineage_events(
     run_id: uuid.UUID,
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     task_id: uuid.UUID | None = None,
     after_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """The OpenLineage RunEvents the run's tasks emitted, oldest first."""
-    async with db.connection() as conn, scoped(conn, user):
-        await runs.get_run(conn, run_id=run_id, with_tasks=False)
-        items = await lineage.list_openlineage_events(
-            conn, run_id=run_id, task_id=task_id, after_id=after_id, limit=limit
-        )
+    await runs.get_run(conn, run_id=run_id, with_tasks=False)
+    items = await lineage.list_openlineage_events(conn, run_id=run_id, task_id=task_id, after_id=after_id, limit=limit)
     return {"items": items, "next_after_id": items[-1]["id"] if items else after_id}
 
 

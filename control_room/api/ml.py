@@ -13,10 +13,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, StrictBool
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import UserConnection
 from control_room.api.models import Strict
 from control_room.services import ml_tracking
-from control_room.services.auth import scoped
 
 # Every operation here needs the tracking server; when it is not configured or down the answer is 503.
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -173,91 +172,80 @@ class AliasChange(BaseModel):
 
 @router.get("/ml/experiments", operation_id="listExperiments", response_model=ExperimentPage)
 async def list_experiments(
-    user: User, db: Pool, project: ProjectQuery,
+    conn: UserConnection, project: ProjectQuery,
     q: Annotated[str | None, Query(max_length=200, description="Text in the experiment name.")] = None,
     cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> dict[str, Any]:  # fmt: skip
     """The project's MLflow experiments with their run count and last run, newest first."""
-    async with db.connection() as conn, scoped(conn, user):
-        items, next_cursor = await ml_tracking.list_experiments(
-            conn, project=project, text=q, cursor=cursor, limit=limit
-        )
+    items, next_cursor = await ml_tracking.list_experiments(conn, project=project, text=q, cursor=cursor, limit=limit)
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/ml/experiments/{experiment_id}/runs", operation_id="listExperimentRuns", response_model=MlflowRunPage)
 async def list_experiment_runs(
-    experiment_id: Annotated[str, Path(max_length=64)], user: User, db: Pool, project: ProjectQuery,
+    experiment_id: Annotated[str, Path(max_length=64)], conn: UserConnection, project: ProjectQuery,
     filter: Annotated[str | None, Query(max_length=2000, description="MLflow search syntax, e.g. "
                                         "`metrics.auc > 0.8 and params.alpha = '0.01'`.")] = None,
     order_by: Annotated[str | None, Query(max_length=300, description="e.g. `metrics.auc DESC`.")] = None,
     cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> dict[str, Any]:  # fmt: skip
     """One keyset page of an experiment's runs with their params and latest metrics."""
-    async with db.connection() as conn, scoped(conn, user):
-        header, items, next_cursor = await ml_tracking.experiment_runs(
-            conn, project=project, experiment_id=experiment_id, filter_string=filter, order_by=order_by,
-            cursor=cursor, limit=limit,
-        )  # fmt: skip
+    header, items, next_cursor = await ml_tracking.experiment_runs(
+        conn, project=project, experiment_id=experiment_id, filter_string=filter, order_by=order_by,
+        cursor=cursor, limit=limit,
+    )  # fmt: skip
     return {"experiment": header, "items": items, "next_cursor": next_cursor}
 
 
 @router.get("/ml/runs/{mlflow_run_id}", operation_id="getMlflowRun", response_model=MlflowRunDetail)
 async def get_mlflow_run(
-    mlflow_run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], user: User, db: Pool, project: ProjectQuery
+    mlflow_run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], conn: UserConnection, project: ProjectQuery
 ) -> dict[str, Any]:
     """An MLflow run with its params, metrics, tags, the control-room run it came from and its artifacts."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await ml_tracking.get_run(conn, project=project, run_id=mlflow_run_id)
+    return await ml_tracking.get_run(conn, project=project, run_id=mlflow_run_id)
 
 
 @router.post("/ml/compare", operation_id="compareMlflowRuns", response_model=CompareReply)
-async def compare_mlflow_runs(body: CompareRequest, user: User, db: Pool) -> dict[str, Any]:
+async def compare_mlflow_runs(body: CompareRequest, conn: UserConnection) -> dict[str, Any]:
     """2 to 10 runs side by side: params (and whether they differ), metric summaries and per-step curves."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await ml_tracking.compare_runs(conn, project=body.project, run_ids=body.runs)
+    return await ml_tracking.compare_runs(conn, project=body.project, run_ids=body.runs)
 
 
 @router.get("/runs/{run_id}/mlflow-runs", operation_id="listRunMlflowRuns", response_model=list[MlflowRunPublic])
-async def list_run_mlflow_runs(run_id: uuid.UUID, user: User, db: Pool) -> list[dict[str, Any]]:
+async def list_run_mlflow_runs(run_id: uuid.UUID, conn: UserConnection) -> list[dict[str, Any]]:
     """The MLflow runs the tasks of a control-room run logged (tag `lakehouse.run_id`)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await ml_tracking.runs_of_lakehouse_run(conn, run_id=run_id)
+    return await ml_tracking.runs_of_lakehouse_run(conn, run_id=run_id)
 
 
 @router.get("/ml/models", operation_id="listRegisteredModels", response_model=ModelPage)
 async def list_models(
-    user: User, db: Pool, project: ProjectQuery,
+    conn: UserConnection, project: ProjectQuery,
     q: Annotated[str | None, Query(max_length=200, description="Text in the model name.")] = None,
     cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> dict[str, Any]:  # fmt: skip
     """The project's registered models with their aliases, by name."""
-    async with db.connection() as conn, scoped(conn, user):
-        items, next_cursor = await ml_tracking.list_models(conn, project=project, text=q, cursor=cursor, limit=limit)
+    items, next_cursor = await ml_tracking.list_models(conn, project=project, text=q, cursor=cursor, limit=limit)
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/ml/models/{name}", operation_id="getRegisteredModel", response_model=ModelDetail)
-async def get_model(name: ModelName, user: User, db: Pool, project: ProjectQuery) -> dict[str, Any]:
+async def get_model(name: ModelName, conn: UserConnection, project: ProjectQuery) -> dict[str, Any]:
     """A registered model with its versions: source run, signature, metrics, aliases."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await ml_tracking.get_model(conn, project=project, name=name)
+    return await ml_tracking.get_model(conn, project=project, name=name)
 
 
 @router.put("/ml/models/{name}/aliases/{alias}", operation_id="setModelAlias", response_model=AliasChange)
-async def set_model_alias(name: ModelName, alias: AliasName, body: AliasUpdate, user: User, db: Pool) -> dict[str, Any]:
+async def set_model_alias(name: ModelName, alias: AliasName, body: AliasUpdate, conn: UserConnection) -> dict[str, Any]:
     """Point an alias at a version (operators; `champion` needs an admin), audited; optionally gated on a metric."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await ml_tracking.set_model_alias(
-            conn, project=body.project, name=name, alias=alias, version=body.version,
-            gate_metric=body.gate_metric, higher_is_better=body.higher_is_better,
-        )  # fmt: skip
+    return await ml_tracking.set_model_alias(
+        conn, project=body.project, name=name, alias=alias, version=body.version,
+        gate_metric=body.gate_metric, higher_is_better=body.higher_is_better,
+    )  # fmt: skip
 
 
 @router.delete("/ml/models/{name}/aliases/{alias}", operation_id="deleteModelAlias", response_model=AliasChange)
 async def delete_model_alias(
-    name: ModelName, alias: AliasName, user: User, db: Pool, project: ProjectQuery
+    name: ModelName, alias: AliasName, conn: UserConnection, project: ProjectQuery
 ) -> dict[str, Any]:
     """Remove an alias (same roles as setting it), audited."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await ml_tracking.set_model_alias(conn, project=project, name=name, alias=alias, version=None)
+    return await ml_tracking.set_model_alias(conn, project=project, name=name, alias=alias, version=None)

@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
+from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, Strict
 from control_room.services import jobs, promotions
-from control_room.services.auth import scoped
 from control_room.services.runs import resolve_project
 
 router = APIRouter(tags=["promotions"])
@@ -176,17 +176,15 @@ class CheckReportResult(BaseModel):
 
 
 @router.get("/promotions/pipeline", operation_id="getPromotionPipeline", response_model=Pipeline)
-async def get_pipeline(user: User, db: Pool, project: Annotated[str, Query(max_length=100)]) -> dict[str, Any]:
+async def get_pipeline(conn: UserConnection, project: Annotated[str, Query(max_length=100)]) -> dict[str, Any]:
     """Each job of a project with the version each environment runs and the pending request into it."""
-    async with db.connection() as conn, scoped(conn, user):
-        project_id = await resolve_project(conn, project)
-        return {"items": await promotions.pipeline(conn, project_id=project_id)}
+    project_id = await resolve_project(conn, project)
+    return {"items": await promotions.pipeline(conn, project_id=project_id)}
 
 
 @router.get("/promotions", operation_id="listPromotions", response_model=PromotionRequestPage)
 async def list_promotions(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     project: Annotated[str | None, Query(max_length=100)] = None,
     job: Annotated[str | None, Query(max_length=200, description="Template id, name or project/name.")] = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
@@ -194,75 +192,71 @@ async def list_promotions(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Promotion requests newest first (keyset pages)."""
-    async with db.connection() as conn, scoped(conn, user):
-        project_id = await resolve_project(conn, project) if project else None
-        template_id = await jobs.resolve_template(conn, job, project=project) if job else None
-        items, next_cursor = await promotions.requests_page(
-            conn, project_id=project_id, template_id=template_id, status=status, cursor=cursor, limit=limit
-        )
+    project_id = await resolve_project(conn, project) if project else None
+    template_id = await jobs.resolve_template(conn, job, project=project) if job else None
+    items, next_cursor = await promotions.requests_page(
+        conn, project_id=project_id, template_id=template_id, status=status, cursor=cursor, limit=limit
+    )
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.post("/promotions", operation_id="requestPromotion", response_model=PromotionRequestDetail, status_code=201)
-async def request_promotion(body: PromotionCreate, user: User, db: Pool) -> dict[str, Any]:
+async def request_promotion(body: PromotionCreate, user: User, conn: UserConnection) -> dict[str, Any]:
     """Ask to move a job's version into staging or prod (operators); its checks are evaluated at once, and
     it is promoted as soon as they pass and the gate's approvers have approved."""
-    async with db.connection() as conn, scoped(conn, user):
-        template_id = await jobs.resolve_template(conn, body.job)
-        return await promotions.request_promotion(
-            conn, template_id=template_id, version=body.version, to_environment=body.to_environment,
-            comment=body.comment, user_id=user.user_id,
-        )  # fmt: skip
+    template_id = await jobs.resolve_template(conn, body.job)
+    return await promotions.request_promotion(
+        conn, template_id=template_id, version=body.version, to_environment=body.to_environment,
+        comment=body.comment, user_id=user.user_id,
+    )  # fmt: skip
 
 
 @router.get("/promotions/{request_id}", operation_id="getPromotion", response_model=PromotionRequestDetail)
-async def get_promotion(request_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_promotion(request_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """A request with its checks, their evidence links, and every approval, rejection and cancellation."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await promotions.get_request(conn, request_id=request_id)
+    return await promotions.get_request(conn, request_id=request_id)
 
 
-async def _decide(request_id: uuid.UUID, decision: str, body: DecisionCreate, user: User, db: Pool) -> dict[str, Any]:
-    async with db.connection() as conn, scoped(conn, user):
-        await promotions.decide(conn, request_id=request_id, decision=decision, comment=body.comment)
-        return await promotions.get_request(conn, request_id=request_id)
+async def _decide(conn: AsyncConnection, request_id: uuid.UUID, decision: str, body: DecisionCreate) -> dict[str, Any]:
+    await promotions.decide(conn, request_id=request_id, decision=decision, comment=body.comment)
+    return await promotions.get_request(conn, request_id=request_id)
 
 
 @router.post("/promotions/{request_id}/approve", operation_id="approvePromotion", response_model=PromotionRequestDetail)
-async def approve_promotion(request_id: uuid.UUID, body: DecisionCreate, user: User, db: Pool) -> dict[str, Any]:
+async def approve_promotion(request_id: uuid.UUID, body: DecisionCreate, conn: UserConnection) -> dict[str, Any]:
     """Approve (the gate's approvers, never the requester; viewers get 403). A decided request answers 409."""
-    return await _decide(request_id, "approve", body, user, db)
+    return await _decide(conn, request_id, "approve", body)
 
 
 @router.post("/promotions/{request_id}/reject", operation_id="rejectPromotion", response_model=PromotionRequestDetail)
-async def reject_promotion(request_id: uuid.UUID, body: DecisionCreate, user: User, db: Pool) -> dict[str, Any]:
+async def reject_promotion(request_id: uuid.UUID, body: DecisionCreate, conn: UserConnection) -> dict[str, Any]:
     """Reject with a comment (the gate's approvers): the request ends; a new request starts over."""
-    return await _decide(request_id, "reject", body, user, db)
+    return await _decide(conn, request_id, "reject", body)
 
 
 @router.post("/promotions/{request_id}/cancel", operation_id="cancelPromotion", response_model=PromotionRequestDetail)
-async def cancel_promotion(request_id: uuid.UUID, body: DecisionCreate, user: User, db: Pool) -> dict[str, Any]:
+async def cancel_promotion(request_id: uuid.UUID, body: DecisionCreate, conn: UserConnection) -> dict[str, Any]:
     """Cancel a pending request (its requester or a project admin)."""
-    return await _decide(request_id, "cancel", body, user, db)
+    return await _decide(conn, request_id, "cancel", body)
 
 
 @router.get("/templates/{template_id}/deployments", operation_id="listDeployments", response_model=DeploymentList)
 async def list_deployments(
-    template_id: uuid.UUID, user: User, db: Pool, environment: Environment | None = None
+    template_id: uuid.UUID, conn: UserConnection, environment: Environment | None = None
 ) -> dict[str, Any]:
     """A job's deployment history (initial, promotions, rollbacks), newest first."""
-    async with db.connection() as conn, scoped(conn, user):
-        return {"items": await promotions.deployments(conn, template_id=template_id, environment=environment)}
+    return {"items": await promotions.deployments(conn, template_id=template_id, environment=environment)}
 
 
 @router.post("/templates/{template_id}/rollback", operation_id="rollbackDeployment", response_model=RollbackResult)
-async def rollback_deployment(template_id: uuid.UUID, body: RollbackCreate, user: User, db: Pool) -> dict[str, Any]:
+async def rollback_deployment(
+    template_id: uuid.UUID, body: RollbackCreate, user: User, conn: UserConnection
+) -> dict[str, Any]:
     """Deploy the version that ran before the current one in an environment (admins; audited; no checks). When
     the gate into it sets rollback_approvals, this opens a rollback request instead (operators; four eyes)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await promotions.rollback(
-            conn, template_id=template_id, environment=body.environment, comment=body.comment, user_id=user.user_id
-        )
+    return await promotions.rollback(
+        conn, template_id=template_id, environment=body.environment, comment=body.comment, user_id=user.user_id
+    )
 
 
 @router.post(
@@ -275,13 +269,11 @@ async def report_version_check(
     template_id: uuid.UUID,
     version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
     body: CheckReportCreate,
-    user: User,
-    db: Pool,
+    conn: UserConnection,
 ) -> dict[str, Any]:
     """Report an external check's result for a version (CI, operators); pending requests re-evaluate."""
-    async with db.connection() as conn, scoped(conn, user):
-        report_id = await promotions.report_check(
-            conn, template_id=template_id, version=version, name=body.name, status=body.status, url=body.url,
-            summary=body.summary,
-        )  # fmt: skip
+    report_id = await promotions.report_check(
+        conn, template_id=template_id, version=version, name=body.name, status=body.status, url=body.url,
+        summary=body.summary,
+    )  # fmt: skip
     return {"id": report_id}

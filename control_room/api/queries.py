@@ -10,7 +10,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from control_room.api.deps import Executor, Pool, User
+from control_room.api.deps import Executor, Pool, User, UserConnection
 from control_room.api.models import Int, IsoDatetime, Strict
 from control_room.services import artifacts, queries, result_policies
 from control_room.services.auth import scoped
@@ -133,8 +133,7 @@ async def report_queries(task_id: uuid.UUID, body: QueryReport, executor: Execut
 
 @router.get("/queries", operation_id="listQueries", response_model=QueryPage)
 async def list_queries(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     engine: Annotated[str | None, Query(max_length=40)] = None,
     state: Annotated[list[QueryState] | None, Query(description="One or more states.")] = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
@@ -150,16 +149,14 @@ async def list_queries(
     filters = queries.QueryFilters(
         engine=engine, states=states, project=project, run_id=run_id, task_id=task_id, user=query_user, text=q
     )
-    async with db.connection() as conn, scoped(conn, user):
-        items, next_cursor = await queries.list_queries(conn, filters=filters, cursor=cursor, limit=limit)
+    items, next_cursor = await queries.list_queries(conn, filters=filters, cursor=cursor, limit=limit)
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/queries/{query_history_id}", operation_id="getQuery", response_model=QueryPublic)
-async def get_query(query_history_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_query(query_history_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """One statement's history: SQL, state, estimate and figures."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await queries.get_query(conn, query_history_id=query_history_id)
+    return await queries.get_query(conn, query_history_id=query_history_id)
 
 
 @router.get("/artifacts/{artifact_id}/rows", operation_id="readArtifactRows", response_model=ResultRows)

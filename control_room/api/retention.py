@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import User, UserConnection
 from control_room.api.models import EventPublic
 from control_room.services import retention, runs
-from control_room.services.auth import act_as, scoped
+from control_room.services.auth import act_as
 
 router = APIRouter(tags=["retention"])
 
@@ -68,43 +68,40 @@ class ArchivedAttemptList(BaseModel):
 
 
 @router.get("/projects/{project}/retention", operation_id="getProjectRetention", response_model=ProjectRetention)
-async def get_project_retention(project: str, user: User, db: Pool) -> dict[str, Any]:
+async def get_project_retention(project: str, conn: UserConnection) -> dict[str, Any]:
     """The project's event retention (any member; project slug or id)."""
-    async with db.connection() as conn, scoped(conn, user):
-        project_id = await runs.resolve_project(conn, project)
-        days = await retention.get_retention(conn, project_id=project_id)
+    project_id = await runs.resolve_project(conn, project)
+    days = await retention.get_retention(conn, project_id=project_id)
     return {"project_id": project_id, "event_retention_days": days}
 
 
 @router.put("/projects/{project}/retention", operation_id="setProjectRetention", response_model=ProjectRetention)
-async def put_project_retention(project: str, body: ProjectRetentionUpdate, user: User, db: Pool) -> dict[str, Any]:
+async def put_project_retention(
+    project: str, body: ProjectRetentionUpdate, user: User, conn: UserConnection
+) -> dict[str, Any]:
     """Set the project's event retention (project admins); audited."""
-    async with db.connection() as conn, scoped(conn, user):
-        await act_as(conn, user.email, local=True)
-        project_id = await runs.resolve_project(conn, project)
-        days = await retention.set_retention(conn, project_id=project_id, days=body.event_retention_days)
+    await act_as(conn, user.email, local=True)
+    project_id = await runs.resolve_project(conn, project)
+    days = await retention.set_retention(conn, project_id=project_id, days=body.event_retention_days)
     return {"project_id": project_id, "event_retention_days": days}
 
 
 @router.get("/runs/{run_id}/events/archived", operation_id="listArchivedRunEvents", response_model=ArchivedEventPage)
 async def list_archived_events(
     run_id: uuid.UUID,
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """The run's events that the retention moved to Parquet, read back from the artifact store (404 when none)."""
-    async with db.connection() as conn, scoped(conn, user):
-        archive, items = await retention.archived_events(conn, run_id=run_id, after_id=after_id, limit=limit)
+    archive, items = await retention.archived_events(conn, run_id=run_id, after_id=after_id, limit=limit)
     return {"archive": archive, "items": items, "next_after_id": items[-1]["id"] if items else after_id}
 
 
 @router.get("/runs/{run_id}/attempts/archived", operation_id="listArchivedRunAttempts",
             response_model=ArchivedAttemptList)  # fmt: skip
-async def list_archived_attempts(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def list_archived_attempts(run_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """The run's task attempts that the retention moved to Parquet (404 when none)."""
-    async with db.connection() as conn, scoped(conn, user):
-        archive = await retention.archive_of(conn, run_id=run_id)
-        items = await retention.archived_attempts(conn, run_id=run_id)
+    archive = await retention.archive_of(conn, run_id=run_id)
+    items = await retention.archived_attempts(conn, run_id=run_id)
     return {"archive": archive, "items": items}

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import Pool, User, UserConnection
 from control_room.api.models import (
     ArtifactList,
     ArtifactPublic,
@@ -72,8 +72,7 @@ async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) 
 
 @router.get("/runs", operation_id="listRuns", response_model=RunPage)
 async def list_runs(
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     status: Annotated[list[str] | None, Query(description="One or more run statuses.")] = None,
     project: Annotated[str | None, Query(max_length=100)] = None,
     environment: Annotated[str | None, Query(pattern="^(dev|staging|prod)$")] = None,
@@ -96,23 +95,20 @@ async def list_runs(
         created_after=created_after,
         created_before=created_before,
     )
-    async with db.connection() as conn, scoped(conn, user):
-        items, next_cursor = await runs.list_runs(conn, filters=filters, cursor=cursor, limit=limit)
+    items, next_cursor = await runs.list_runs(conn, filters=filters, cursor=cursor, limit=limit)
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/runs/{run_id}", operation_id="getRun", response_model=RunDetail)
-async def get_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_run(run_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """A run with its spec, tasks and every task's attempts."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await runs.get_run(conn, run_id=run_id)
+    return await runs.get_run(conn, run_id=run_id)
 
 
 @router.post("/runs/{run_id}/cancel", operation_id="cancelRun", response_model=RunDetail)
-async def cancel_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def cancel_run(run_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
     """Cancel a run (operators): waiting tasks end at once, running ones are stopped by their agents."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await runs.cancel_run(conn, run_id=run_id, by=user.email)
+    return await runs.cancel_run(conn, run_id=run_id, by=user.email)
 
 
 @router.post(
@@ -125,26 +121,26 @@ async def cancel_run(run_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
         "429": {"description": "A runs-per-day cap was reached."},
     },
 )
-async def retry_run(run_id: uuid.UUID, user: User, db: Pool, body: RunRetry | None = None) -> dict[str, Any]:
+async def retry_run(
+    run_id: uuid.UUID, user: User, conn: UserConnection, body: RunRetry | None = None
+) -> dict[str, Any]:
     """Re-run a finished run (operators): every task (`all`, the default), only what failed and its downstream
     (`failed`, reusing the succeeded tasks' outcomes and artifacts), or from one task on (`from_task`)."""
     options = body or RunRetry()
-    async with db.connection() as conn, scoped(conn, user):
-        return await runs.retry_run(
-            conn,
-            run_id=run_id,
-            requested_by=user.user_id,
-            requested_by_name=user.email,
-            mode=options.mode,
-            from_task=options.from_task,
-        )
+    return await runs.retry_run(
+        conn,
+        run_id=run_id,
+        requested_by=user.user_id,
+        requested_by_name=user.email,
+        mode=options.mode,
+        from_task=options.from_task,
+    )
 
 
 @router.get("/runs/{run_id}/events", operation_id="listRunEvents", response_model=EventPage)
 async def list_run_events(
     run_id: uuid.UUID,
-    user: User,
-    db: Pool,
+    conn: UserConnection,
     after_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     before_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     task_id: uuid.UUID | None = None,
@@ -155,19 +151,18 @@ async def list_run_events(
 ) -> dict[str, Any]:
     """Events in id order. Without after_id the newest page comes back (to open a timeline at its end);
     page older with before_id, newer with after_id."""
-    async with db.connection() as conn, scoped(conn, user):
-        await runs.get_run(conn, run_id=run_id, with_tasks=False)
-        items = await events.list_events(
-            conn,
-            run_id=run_id,
-            after_id=after_id,
-            before_id=before_id,
-            task_id=task_id,
-            attempt=attempt,
-            min_level=level,
-            text=q,
-            limit=limit,
-        )
+    await runs.get_run(conn, run_id=run_id, with_tasks=False)
+    items = await events.list_events(
+        conn,
+        run_id=run_id,
+        after_id=after_id,
+        before_id=before_id,
+        task_id=task_id,
+        attempt=attempt,
+        min_level=level,
+        text=q,
+        limit=limit,
+    )
     return {
         "items": items,
         "next_after_id": items[-1]["id"] if items else after_id,
@@ -275,19 +270,17 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/runs/{run_id}/artifacts", operation_id="listRunArtifacts", response_model=ArtifactList)
 async def list_run_artifacts(
-    run_id: uuid.UUID, user: User, db: Pool, task_id: uuid.UUID | None = None
+    run_id: uuid.UUID, conn: UserConnection, task_id: uuid.UUID | None = None
 ) -> dict[str, Any]:
     """Artifacts of a run (optionally of one task)."""
-    async with db.connection() as conn, scoped(conn, user):
-        await runs.get_run(conn, run_id=run_id, with_tasks=False)
-        return {"items": await artifacts.list_run_artifacts(conn, run_id=run_id, task_id=task_id)}
+    await runs.get_run(conn, run_id=run_id, with_tasks=False)
+    return {"items": await artifacts.list_run_artifacts(conn, run_id=run_id, task_id=task_id)}
 
 
 @router.get("/artifacts/{artifact_id}", operation_id="getArtifact", response_model=ArtifactPublic)
-async def get_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> dict[str, Any]:
+async def get_artifact(artifact_id: uuid.UUID, conn: UserConnection) -> dict[str, Any]:
     """One artifact's metadata (name, size, SHA-256, content type)."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await artifacts.get_artifact(conn, artifact_id=artifact_id)
+    return await artifacts.get_artifact(conn, artifact_id=artifact_id)
 
 
 @router.get(

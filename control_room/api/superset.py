@@ -8,9 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
-from control_room.api.deps import Pool, User
+from control_room.api.deps import User, UserConnection
 from control_room.services import superset
-from control_room.services.auth import scoped
 
 router = APIRouter(tags=["superset"])
 ProjectQuery = Annotated[uuid.UUID, Query(description="Project id.")]
@@ -42,15 +41,13 @@ class GuestToken(BaseModel):
 
 
 @router.post("/dashboards/{slug}/superset", response_model=PushResult)
-async def push_to_superset(project: ProjectQuery, slug: Slug, user: User, db: Pool) -> dict[str, Any]:
+async def push_to_superset(project: ProjectQuery, slug: Slug, conn: UserConnection) -> dict[str, Any]:
     """Create or update the dashboard in Superset (operators); pushing again updates the same dashboard."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await superset.push_dashboard(conn, project_id=project, slug=slug)
+    return await superset.push_dashboard(conn, project_id=project, slug=slug)
 
 
 @router.post("/dashboards/{slug}/superset/guest-token", response_model=GuestToken)
-async def superset_guest_token(project: ProjectQuery, slug: Slug, user: User, db: Pool) -> dict[str, Any]:
+async def superset_guest_token(project: ProjectQuery, slug: Slug, user: User, conn: UserConnection) -> dict[str, Any]:
     """A short-lived Superset guest token to embed the pushed dashboard, for the caller (a member of the
     project), with row-level-security clauses from the access policies the caller is subject to."""
-    async with db.connection() as conn, scoped(conn, user):
-        return await superset.guest_token(conn, project_id=project, slug=slug, email=user.email)
+    return await superset.guest_token(conn, project_id=project, slug=slug, email=user.email)

@@ -1,4 +1,5 @@
-"""Typed rows: a psycopg row factory that validates each row into a table's SQLModel class (no ORM session).
+"""Rows of one statement: a psycopg row factory that validates each row into a table's SQLModel class (no
+ORM session), and the dict rows of a statement whose columns no single table holds.
 
 The classes of control_room/db/tables.py mirror the migrations column for column (the drift test
 keeps them honest), so a ``select *`` of a table validates into its class; services return those
@@ -7,10 +8,11 @@ objects where they return whole table rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from psycopg.rows import BaseRowFactory, RowMaker
+from psycopg import AsyncConnection, sql
+from psycopg.rows import BaseRowFactory, RowMaker, dict_row
 from sqlmodel import SQLModel
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
@@ -36,3 +38,22 @@ def model_rows(model: type[ModelT]) -> BaseRowFactory[ModelT]:
         return make
 
     return factory
+
+
+# A statement and its arguments, as psycopg's ``execute`` takes them.
+Statement = str | sql.Composable
+Args = Sequence[Any] | Mapping[str, Any] | None
+
+
+async def dict_rows(conn: AsyncConnection, statement: Statement, args: Args = None) -> list[dict[str, Any]]:
+    """Every row of one statement (our own constant SQL), as dicts by column name."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+        return await cur.fetchall()
+
+
+async def first_dict_row(conn: AsyncConnection, statement: Statement, args: Args = None) -> dict[str, Any] | None:
+    """The first row of one statement as a dict, or None when it returns none."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+        return await cur.fetchone()

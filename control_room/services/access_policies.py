@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services.errors import Invalid, LeaseLost, NotFound
 
 PrincipalKind = Literal["user", "service_principal"]
@@ -30,9 +30,7 @@ POLICY_COLUMNS = (
 
 
 async def _all(conn: AsyncConnection, statement: str, args: Any) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, args)  # our own constant SQL
-        return await cur.fetchall()
+    return await dict_rows(conn, statement, args)
 
 
 def restricts(decision: dict[str, Any]) -> bool:
@@ -71,13 +69,12 @@ async def task_policies(conn: AsyncConnection, *, task_id: uuid.UUID, lease_toke
     """The policies an SQL task is held to, for the agent holding its live lease: who the task acts as (a
     policy preview's principal, its template's service principal, else its requester), its groups, and every
     dataset of the project whose decision restricts it (others are open to it)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select a.kind, a.name, a.groups, a.preview from ops.tasks t cross join lateral ops.task_acts_as(t.id) a "
-            "where t.id = %s and t.lease_token = %s and t.status in ('claimed', 'running')",
-            (task_id, lease_token),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select a.kind, a.name, a.groups, a.preview from ops.tasks t cross join lateral ops.task_acts_as(t.id) a "
+        "where t.id = %s and t.lease_token = %s and t.status in ('claimed', 'running')",
+        (task_id, lease_token),
+    )
     if row is None:
         raise LeaseLost(f"lease token does not hold task {task_id} (expired, finalized or reassigned)")
     cur2 = await conn.execute("select ops.task_access_decisions(%s)", (task_id,))

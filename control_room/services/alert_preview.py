@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from control_room.db.rows import dict_rows
 from control_room.services.errors import Invalid
 
 PREVIEW_DAYS = 7
@@ -170,9 +170,7 @@ async def preview_rule(
         "now": now,
     }
     statement = f"select day::text as day, subject, count(*) as n from ({QUERIES[kind]}) x group by day, subject"
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, params)  # our own constant SQL per kind
-        rows = await cur.fetchall()
+    rows = await dict_rows(conn, statement, params)
     by_day: dict[str, int] = {}
     by_subject: dict[str, int] = {}
     for row in rows:

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import model_rows
+from control_room.db.rows import dict_rows, model_rows
 from control_room.db.tables import AlertRule
 from control_room.services.errors import NotFound
 from control_room.services.pagination import Keyset, ListQuery, Page, decode_cursor, encode_cursor, escape_like
@@ -48,12 +47,6 @@ class Firing:
     snoozed: bool
 
 
-async def _rows(conn: AsyncConnection, statement: str | sql.Composed, params: Any = None) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, params)
-        return list(await cur.fetchall())
-
-
 async def enabled_rules(conn: AsyncConnection, kinds: tuple[str, ...] | None = None) -> list[AlertRule]:
     """Enabled alert rules (of these kinds), with the environment-free columns the evaluator matches on."""
     async with conn.cursor(row_factory=model_rows(AlertRule)) as cur:
@@ -67,13 +60,13 @@ async def enabled_rules(conn: AsyncConnection, kinds: tuple[str, ...] | None = N
 
 async def run_signal(conn: AsyncConnection, run_id: uuid.UUID | str, now: datetime) -> Row | None:
     """A run with what rules match on: job, environment, duration, failed task keys, routing rule."""
-    rows = await _rows(conn, _RUN_SIGNAL + " where r.id = %(run)s", {"run": run_id, "now": now})
+    rows = await dict_rows(conn, _RUN_SIGNAL + " where r.id = %(run)s", {"run": run_id, "now": now})
     return rows[0] if rows else None
 
 
 async def task_signal(conn: AsyncConnection, task_id: uuid.UUID | str) -> Row | None:
     """A task with its attempts, status and the job it belongs to."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select t.id, t.run_id, t.org_id, t.project_id, t.key, t.status, t.attempt, t.max_attempts, t.error, "
         "t.route_rule_id, t.pool, t.finished_at, r.template_id, e.name as environment, "
@@ -88,7 +81,7 @@ async def task_signal(conn: AsyncConnection, task_id: uuid.UUID | str) -> Row | 
 
 async def recently_finished_runs(conn: AsyncConnection, since: datetime, now: datetime) -> list[Row]:
     """Runs that ended since a time: the catch-up after the evaluator was not listening."""
-    return await _rows(
+    return await dict_rows(
         conn,
         _RUN_SIGNAL + " where r.finished_at >= %(since)s and r.status in ('succeeded', 'failed', 'cancelled') "
         "order by r.finished_at",
@@ -98,7 +91,7 @@ async def recently_finished_runs(conn: AsyncConnection, since: datetime, now: da
 
 async def recently_failed_tasks(conn: AsyncConnection, since: datetime) -> list[Row]:
     """Ids of tasks that ended in a failure since a time (catch-up)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select id from ops.tasks where finished_at >= %s and status in ('failed', 'timed_out', 'lost')",
         (since,),
@@ -109,7 +102,7 @@ async def job_duration_p95(
     conn: AsyncConnection, *, project_id: uuid.UUID, job: str, last: int, before: uuid.UUID
 ) -> float | None:
     """The p95 duration (s) of the job's last N succeeded runs other than ``before``; None below 2 runs."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "with recent as (select extract(epoch from r.finished_at - coalesce(r.started_at, r.created_at))::float d "
         "from ops.runs r join ops.projects p on p.id = r.project_id "
@@ -126,12 +119,12 @@ async def job_duration_p95(
 
 async def running_runs(conn: AsyncConnection, now: datetime) -> list[Row]:
     """Runs still going (for duration rules while they run)."""
-    return await _rows(conn, _RUN_SIGNAL + " where r.status in ('queued', 'running')", {"now": now})
+    return await dict_rows(conn, _RUN_SIGNAL + " where r.status in ('queued', 'running')", {"now": now})
 
 
 async def job_last_success(conn: AsyncConnection, *, org_id: uuid.UUID, rule: AlertRule) -> list[Row]:
     """Per job matching the rule (template jobs of its project): the last success time, for SLA rules."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select jt.id as template_id, jt.project_id, p.slug || '/' || jt.name as job, "
         "(select max(r.finished_at) from ops.runs r where r.template_id = jt.id and r.status = 'succeeded' "
@@ -153,7 +146,7 @@ async def job_last_success(conn: AsyncConnection, *, org_id: uuid.UUID, rule: Al
 
 async def local_day_start(conn: AsyncConnection, *, now: datetime, timezone: str, at: Any) -> tuple[datetime, str]:
     """The instant of time-of-day ``at`` today in ``timezone``, and today's local date (ISO)."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select ((%(now)s at time zone %(tz)s)::date + %(at)s::time) at time zone %(tz)s as due, "
         "(%(now)s at time zone %(tz)s)::date::text as day",
@@ -166,7 +159,7 @@ async def queued_too_long(
     conn: AsyncConnection, *, org_id: uuid.UUID, seconds: int, pool: str | None, now: datetime
 ) -> list[Row]:
     """Tasks of the org queued longer than ``seconds`` (with why they are still queued)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select t.id, t.run_id, t.key, t.pool, t.project_id, t.queued_at, t.route_rule_id, "
         "extract(epoch from %(now)s - t.queued_at)::float as waited_s, "
@@ -183,7 +176,7 @@ async def queued_too_long(
 
 async def executors_of_org(conn: AsyncConnection, *, org_id: uuid.UUID, pool: str | None) -> list[Row]:
     """The org's executors (not revoked) with status and last heartbeat."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select id, name, pool, status, last_heartbeat_at from ops.executors "
         "where org_id = %s and status <> 'revoked' and (%s::text is null or pool = %s)",
@@ -193,7 +186,7 @@ async def executors_of_org(conn: AsyncConnection, *, org_id: uuid.UUID, pool: st
 
 async def cap_levels(conn: AsyncConnection, *, org_id: uuid.UUID, day: Any) -> list[Row]:
     """Today's use of the org's per-day caps, as a share of their limit, and refusals (breaches)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select c.id, c.name, c.kind, c.limit_value, c.project_id, coalesce(u.breaches, 0) as breaches, "
         "case c.kind when 'runs_per_day' then coalesce(u.runs, 0) "
@@ -208,7 +201,7 @@ async def schedule_fires_missed(
     conn: AsyncConnection, *, org_id: uuid.UUID, project_id: uuid.UUID | None, since: datetime
 ) -> list[Row]:
     """Schedule fires recorded as missed or skipped since a time (ops.schedule_fires of the scheduler)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select f.id, f.schedule_id, f.project_id, f.fire_time, f.status, f.reason, s.name as schedule "
         "from ops.schedule_fires f join ops.schedules s on s.id = f.schedule_id "
@@ -220,7 +213,7 @@ async def schedule_fires_missed(
 
 async def dataset_writes(conn: AsyncConnection, *, org_id: uuid.UUID, rule: AlertRule) -> list[Row]:
     """Datasets named by a freshness rule with their last write (the run that last wrote them)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select d.id, d.namespace, d.name, d.project_id, d.last_run_id, "
         "coalesce(r.finished_at, d.updated_at) as last_write "
@@ -234,7 +227,7 @@ async def dataset_writes(conn: AsyncConnection, *, org_id: uuid.UUID, rule: Aler
 
 async def events_after(conn: AsyncConnection, *, run_id: str, after_id: int) -> list[Row]:
     """A run's events after an id: read on the run's NOTIFY, never by polling."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select id, run_id, task_id, type, level, message, data, ts from ops.events "
         "where run_id = %s and id > %s order by id limit 1000",
@@ -246,7 +239,7 @@ async def active_mute(conn: AsyncConnection, *, org_id: uuid.UUID, job: str | No
     """True when the job is muted for the org at ``now``."""
     if job is None:
         return False
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select 1 from ops.alert_mutes where org_id = %s and job = %s and (until is null or until > %s)",
         (org_id, job, now),
@@ -271,7 +264,7 @@ async def fire(
     route_rule_id: uuid.UUID | None = None,
 ) -> Firing | None:
     """Fire (rule, subject, window) once: the firing this caller won, or None if it fired before."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select * from ops.fire_alert(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)",
         (
@@ -299,13 +292,15 @@ async def resolve(
     conn: AsyncConnection, *, rule_id: uuid.UUID, subject: str, at: datetime, reason: str, by: str = "evaluator"
 ) -> tuple[uuid.UUID, int] | None:
     """Resolve the open incident of (rule, subject): its id and resolved event, or None if none was open."""
-    rows = await _rows(conn, "select * from ops.resolve_alert(%s, %s, %s, %s, %s)", (rule_id, subject, at, by, reason))
+    rows = await dict_rows(
+        conn, "select * from ops.resolve_alert(%s, %s, %s, %s, %s)", (rule_id, subject, at, by, reason)
+    )
     return (rows[0]["incident_id"], int(rows[0]["event_id"])) if rows else None
 
 
 async def open_subjects(conn: AsyncConnection, *, rule_id: uuid.UUID) -> list[str]:
     """Subjects with an open (or acked) incident of a rule: candidates for resolving."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn, "select subject from ops.alert_incidents where rule_id = %s and state <> 'resolved'", (rule_id,)
     )
     return [r["subject"] for r in rows]
@@ -313,12 +308,12 @@ async def open_subjects(conn: AsyncConnection, *, rule_id: uuid.UUID) -> list[st
 
 async def escalate_due(conn: AsyncConnection, *, now: datetime) -> list[Row]:
     """Escalate unacknowledged incidents whose delay passed; one row per escalation made."""
-    return await _rows(conn, "select * from ops.escalate_incidents(%s)", (now,))
+    return await dict_rows(conn, "select * from ops.escalate_incidents(%s)", (now,))
 
 
 async def incident(conn: AsyncConnection, incident_id: uuid.UUID | str) -> Row | None:
     """One incident with its rule's name, kind, notify targets and escalate flag."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select i.*, coalesce(r.name, 'org-wide rule') as rule_name, coalesce(r.kind, '') as rule_kind, "
         "coalesce(r.notify, '{}') as notify, coalesce(r.escalate, false) as escalate "
@@ -332,7 +327,7 @@ async def route_owner(conn: AsyncConnection, route_rule_id: uuid.UUID | None) ->
     """The owner of a routing rule (who is paged first when a rule escalates)."""
     if route_rule_id is None:
         return None
-    rows = await _rows(conn, "select owner from ops.routing_rules where id = %s", (route_rule_id,))
+    rows = await dict_rows(conn, "select owner from ops.routing_rules where id = %s", (route_rule_id,))
     return rows[0]["owner"] if rows else None
 
 
@@ -340,7 +335,7 @@ async def list_incidents(
     conn: AsyncConnection, *, org_ids: list[uuid.UUID] | None = None, state: str | None = None, limit: int = 100
 ) -> list[Row]:
     """Incidents (of these orgs; all the caller may read when None), newest activity first."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select i.*, coalesce(r.name, 'org-wide rule') as rule_name, coalesce(r.kind, '') as rule_kind "
         "from ops.alert_incidents i left join ops.alert_rules r on r.id = i.rule_id "
@@ -352,10 +347,10 @@ async def list_incidents(
 
 async def incident_timeline(conn: AsyncConnection, incident_id: uuid.UUID) -> dict[str, list[Row]]:
     """An incident's events and its deliveries log."""
-    events = await _rows(
+    events = await dict_rows(
         conn, "select * from ops.alert_incident_events where incident_id = %s order by id", (incident_id,)
     )
-    deliveries = await _rows(
+    deliveries = await dict_rows(
         conn,
         "select id, event_id, channel, target, state, attempts, last_error, held_reason, created_at, sent_at, "
         "next_attempt_at from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",
@@ -375,7 +370,7 @@ async def act(
     at: datetime | None = None,
 ) -> Row:
     """Ack, snooze or resolve an incident as ``user_id`` (operator of its project or org)."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select * from ops.act_on_incident(%s, %s, %s, %s, %s, coalesce(%s, now()))",
         (incident_id, action, user_id, actor, until, at),
@@ -385,7 +380,7 @@ async def act(
 
 async def list_rules(conn: AsyncConnection, *, org_ids: list[uuid.UUID] | None = None) -> list[Row]:
     """Rules (of these orgs; all the caller may read when None) with their last firing and incident counts."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select r.*, (select max(i.last_fired_at) from ops.alert_incidents i where i.rule_id = r.id) as last_fired_at, "
         "(select count(*) from ops.alert_incidents i where i.rule_id = r.id and i.state <> 'resolved') "
@@ -407,7 +402,7 @@ async def set_mute(
     actor: str,
 ) -> bool:
     """Mute (or unmute) a job for the whole org."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn, "select ops.set_job_mute(%s, %s, %s, %s, %s, %s) as muted", (org_id, job, mute, until, user_id, actor)
     )
     return bool(rows[0]["muted"])
@@ -445,7 +440,7 @@ def _rule_values(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def rule(conn: AsyncConnection, rule_id: uuid.UUID) -> Row | None:
-    rows = await _rows(conn, "select * from ops.alert_rules where id = %s", (rule_id,))
+    rows = await dict_rows(conn, "select * from ops.alert_rules where id = %s", (rule_id,))
     return rows[0] if rows else None
 
 
@@ -455,7 +450,7 @@ async def create_rule(conn: AsyncConnection, *, org_id: uuid.UUID, fields: dict[
     statement = sql.SQL("insert into ops.alert_rules ({}) values ({}) returning *").format(
         sql.SQL(", ").join(map(sql.Identifier, values)), sql.SQL(", ").join(sql.Placeholder() * len(values))
     )
-    rows = await _rows(conn, statement, list(values.values()))
+    rows = await dict_rows(conn, statement, list(values.values()))
     return rows[0]
 
 
@@ -468,13 +463,13 @@ async def update_rule(conn: AsyncConnection, *, rule_id: uuid.UUID, fields: dict
         sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in values),
         sql.Placeholder(),
     )
-    rows = await _rows(conn, statement, [*values.values(), rule_id])
+    rows = await dict_rows(conn, statement, [*values.values(), rule_id])
     return rows[0] if rows else None
 
 
 async def delete_rule(conn: AsyncConnection, *, rule_id: uuid.UUID) -> bool:
     """Delete a rule and its incidents (RLS decides who may)."""
-    rows = await _rows(conn, "delete from ops.alert_rules where id = %s returning id", (rule_id,))
+    rows = await dict_rows(conn, "delete from ops.alert_rules where id = %s returning id", (rule_id,))
     return bool(rows)
 
 
@@ -521,7 +516,7 @@ async def incidents_page(
 
 async def mutes(conn: AsyncConnection, *, org_ids: list[uuid.UUID] | None = None, now: datetime) -> list[Row]:
     """Jobs muted for their org at ``now`` (of these orgs; all the caller may read when None)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select org_id, job, until, muted_by, created_at from ops.alert_mutes "
         "where (%s::uuid[] is null or org_id = any(%s)) and (until is null or until > %s) order by job",
@@ -531,7 +526,7 @@ async def mutes(conn: AsyncConnection, *, org_ids: list[uuid.UUID] | None = None
 
 async def project_org(conn: AsyncConnection, project_id: uuid.UUID) -> uuid.UUID:
     """The org of a project the caller can see (NotFound naming `project` otherwise)."""
-    rows = await _rows(conn, "select org_id from ops.projects where id = %s", (project_id,))
+    rows = await dict_rows(conn, "select org_id from ops.projects where id = %s", (project_id,))
     if not rows:
         raise NotFound(f"project {project_id} does not exist or is not visible to you", field="project")
     return uuid.UUID(str(rows[0]["org_id"]))

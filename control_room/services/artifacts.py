@@ -10,9 +10,9 @@ from typing import Any
 
 from anyio import to_thread
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
 from control_room.config import get_settings
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services.errors import Conflict, Invalid, LeaseLost, NotFound
 from control_room.services.pagination import escape_like
 from control_room.storage import (
@@ -36,25 +36,23 @@ ARTIFACT_COLUMNS = (
 
 
 async def _attempt_of_lease(conn: AsyncConnection, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select a.attempt, a.run_id, t.project_id from ops.task_attempts a join ops.tasks t on t.id = a.task_id "
-            "where a.task_id = %s and a.lease_token = %s",
-            (task_id, lease_token),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select a.attempt, a.run_id, t.project_id from ops.task_attempts a join ops.tasks t on t.id = a.task_id "
+        "where a.task_id = %s and a.lease_token = %s",
+        (task_id, lease_token),
+    )
     if row is None:
         raise LeaseLost(f"lease token does not belong to task {task_id}")
     return row
 
 
 async def _artifact(conn: AsyncConnection, where: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"select {ARTIFACT_COLUMNS} from ops.artifacts a left join ops.tasks t on t.id = a.task_id where {where}",
-            args,
-        )
-        return await cur.fetchone()
+    return await first_dict_row(
+        conn,
+        f"select {ARTIFACT_COLUMNS} from ops.artifacts a left join ops.tasks t on t.id = a.task_id where {where}",
+        args,
+    )
 
 
 async def initiate_upload(
@@ -138,9 +136,7 @@ async def initiate_upload(
 
 
 async def _upload(conn: AsyncConnection, upload_id: uuid.UUID) -> dict[str, Any]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("select * from ops.artifact_uploads where id = %s", (upload_id,))
-        row = await cur.fetchone()
+    row = await first_dict_row(conn, "select * from ops.artifact_uploads where id = %s", (upload_id,))
     if row is None:
         raise NotFound(f"upload {upload_id} does not exist", field="upload_id")
     return row
@@ -242,13 +238,12 @@ async def list_run_artifacts(
     if task_id is not None:
         where += " and a.task_id = %s"
         args.append(task_id)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"select {ARTIFACT_COLUMNS} from ops.artifacts a left join ops.tasks t on t.id = a.task_id "
-            f"where {where} order by a.created_at, a.name limit 10000",
-            args,
-        )
-        return await cur.fetchall()
+    return await dict_rows(
+        conn,
+        f"select {ARTIFACT_COLUMNS} from ops.artifacts a left join ops.tasks t on t.id = a.task_id "
+        f"where {where} order by a.created_at, a.name limit 10000",
+        args,
+    )
 
 
 async def get_artifact(conn: AsyncConnection, *, artifact_id: uuid.UUID) -> dict[str, Any]:
@@ -294,14 +289,13 @@ async def list_project_artifacts(
         where.append("(a.created_at, a.id) < (%s, %s)")
         args.extend(after)
     args.append(limit + 1)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"select {ARTIFACT_COLUMNS}, r.name as run_name from ops.artifacts a "
-            "left join ops.tasks t on t.id = a.task_id join ops.runs r on r.id = a.run_id "
-            f"where {' and '.join(where)} order by a.created_at desc, a.id desc limit %s",
-            args,
-        )
-        rows = await cur.fetchall()
+    rows = await dict_rows(
+        conn,
+        f"select {ARTIFACT_COLUMNS}, r.name as run_name from ops.artifacts a "
+        "left join ops.tasks t on t.id = a.task_id join ops.runs r on r.id = a.run_id "
+        f"where {' and '.join(where)} order by a.created_at desc, a.id desc limit %s",
+        args,
+    )
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, Unauthorized
 
@@ -288,13 +289,15 @@ async def create_api_token(
 
 async def list_api_tokens(conn: AsyncConnection, *, user_id: uuid.UUID) -> list[ApiTokenPublic]:
     """The user's API tokens, newest first (revoked ones included, marked)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+    return [
+        ApiTokenPublic(**row)
+        for row in await dict_rows(
+            conn,
             "select id, name, token_prefix, role_ceiling, created_at, expires_at, last_used_at, revoked_at "
             "from ops.api_tokens where user_id = %s order by created_at desc, name",
             (user_id,),
         )
-        return [ApiTokenPublic(**row) for row in await cur.fetchall()]
+    ]
 
 
 async def revoke_api_token(conn: AsyncConnection, *, user_id: uuid.UUID, name: str) -> None:

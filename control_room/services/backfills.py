@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
-from control_room.services.errors import Invalid, NotFound
+from control_room.db.rows import dict_rows, first_dict_row
+from control_room.services.errors import Invalid, NotFound, visible
 from control_room.services.jobs import validate_params, version_schema
 from control_room.services.schedules import CronSchedule
 
@@ -157,18 +157,18 @@ def _with_progress(row: dict[str, Any]) -> dict[str, Any]:
 
 async def get_backfill(conn: AsyncConnection, *, backfill_id: uuid.UUID) -> dict[str, Any]:
     """A backfill with its progress (intervals by status) and every interval with its run."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"select {BACKFILL_COLUMNS} from {BACKFILL_FROM} where b.id = %s", (backfill_id,))
-        backfill = await cur.fetchone()
-        if backfill is None:
-            raise NotFound(f"backfill {backfill_id} does not exist or is not visible to you", field="backfill_id")
-        await cur.execute(
-            "select i.position, i.data_interval_start, i.data_interval_end, i.status, i.run_id, i.error, "
-            "r.status as run_status from ops.backfill_intervals i left join ops.runs r on r.id = i.run_id "
-            "where i.backfill_id = %s order by i.position",
-            (backfill_id,),
-        )
-        backfill["intervals"] = await cur.fetchall()
+    backfill = visible(
+        await first_dict_row(conn, f"select {BACKFILL_COLUMNS} from {BACKFILL_FROM} where b.id = %s", (backfill_id,)),
+        f"backfill {backfill_id}",
+        field="backfill_id",
+    )
+    backfill["intervals"] = await dict_rows(
+        conn,
+        "select i.position, i.data_interval_start, i.data_interval_end, i.status, i.run_id, i.error, "
+        "r.status as run_status from ops.backfill_intervals i left join ops.runs r on r.id = i.run_id "
+        "where i.backfill_id = %s order by i.position",
+        (backfill_id,),
+    )
     return _with_progress(backfill)
 
 
@@ -177,12 +177,14 @@ async def list_backfills(
 ) -> list[dict[str, Any]]:
     """Backfills newest first (of one template when given)."""
     where, args = ("where b.template_id = %s", [template_id]) if template_id else ("", [])
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+    return [
+        _with_progress(row)
+        for row in await dict_rows(
+            conn,
             f"select {BACKFILL_COLUMNS} from {BACKFILL_FROM} {where} order by b.created_at desc limit %s",
             [*args, limit],
         )
-        return [_with_progress(row) for row in await cur.fetchall()]
+    ]
 
 
 async def cancel_backfill(conn: AsyncConnection, *, backfill_id: uuid.UUID, by: str | None) -> dict[str, Any]:

@@ -15,12 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from control_room.bundle.models import Cap
 from control_room.bundle.source import format_path
+from control_room.db.rows import dict_rows
 from control_room.services.errors import Invalid, NotFound
 
 SCOPES = ("org", "project", "environment", "pool", "engine")
@@ -115,17 +115,16 @@ def waiting_reason(scope: str) -> str:
 async def list_caps(conn: AsyncConnection, *, org_id: uuid.UUID, with_refusals: bool = True) -> list[CapView]:
     """Every cap of the org with its live usage, in scope order then name (and its last refusals, unless
     ``with_refusals`` is False: the simulator and effective caps do not show them)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select c.*, p.slug as project, ep.slug as env_project, e.name as environment_name, u.* "
-            "from ops.caps c join ops.cap_usage_now(%s) u on u.cap_id = c.id "
-            "left join ops.projects p on p.id = c.project_id "
-            "left join ops.environments e on e.id = c.environment_id "
-            "left join ops.projects ep on ep.id = e.project_id "
-            "order by array_position(array['org', 'project', 'environment', 'pool', 'engine'], c.scope), c.name",
-            (org_id,),
-        )
-        rows = await cur.fetchall()
+    rows = await dict_rows(
+        conn,
+        "select c.*, p.slug as project, ep.slug as env_project, e.name as environment_name, u.* "
+        "from ops.caps c join ops.cap_usage_now(%s) u on u.cap_id = c.id "
+        "left join ops.projects p on p.id = c.project_id "
+        "left join ops.environments e on e.id = c.environment_id "
+        "left join ops.projects ep on ep.id = e.project_id "
+        "order by array_position(array['org', 'project', 'environment', 'pool', 'engine'], c.scope), c.name",
+        (org_id,),
+    )
     recent = await refusals(conn, org_id=org_id) if with_refusals else {}
     views = []
     for row in rows:
@@ -179,9 +178,7 @@ def _refusal(r: dict[str, Any]) -> Refusal:
 
 async def refusals(conn: AsyncConnection, *, org_id: uuid.UUID, per_cap: int = 5) -> dict[str, list[Refusal]]:
     """The last ``per_cap`` refusals of each cap of the org, by cap id (in the projects the caller can see)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("select * from ops.cap_refusals(%s, %s)", (org_id, per_cap))
-        rows = await cur.fetchall()
+    rows = await dict_rows(conn, "select * from ops.cap_refusals(%s, %s)", (org_id, per_cap))
     out: dict[str, list[Refusal]] = {}
     for r in rows:
         out.setdefault(str(r["cap_id"]), []).append(_refusal(r))
@@ -207,11 +204,14 @@ async def refusal_page(
 ) -> tuple[list[Refusal], str | None]:
     """One page of a cap's refusals over 30 days, newest first, and the cursor of the next (None: the last)."""
     before_at, before_key = _decode_refusal_cursor(cursor) if cursor else (None, None)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select * from ops.cap_refusals(%s, %s, %s, %s, %s)", (org_id, limit + 1, cap_id, before_at, before_key)
+    rows = [
+        _refusal(r)
+        for r in await dict_rows(
+            conn,
+            "select * from ops.cap_refusals(%s, %s, %s, %s, %s)",
+            (org_id, limit + 1, cap_id, before_at, before_key),
         )
-        rows = [_refusal(r) for r in await cur.fetchall()]
+    ]
     page = rows[:limit]
     return page, refusal_cursor(page[-1]) if len(rows) > limit else None
 
@@ -389,15 +389,14 @@ async def effective_for_spec(
 
 async def template_specs(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[tuple[str, str, dict[str, Any]]]:
     """The org's job templates the caller can see, as (project slug, template name, latest version's spec)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select p.slug, t.name, v.tasks from ops.job_templates t join ops.projects p on p.id = t.project_id "
-            "join lateral (select x.tasks from ops.job_template_versions x where x.template_id = t.id "
-            "              order by x.version desc limit 1) v on true "
-            "where t.org_id = %s and t.archived_at is null order by p.slug, t.name",
-            (org_id,),
-        )
-        rows = await cur.fetchall()
+    rows = await dict_rows(
+        conn,
+        "select p.slug, t.name, v.tasks from ops.job_templates t join ops.projects p on p.id = t.project_id "
+        "join lateral (select x.tasks from ops.job_template_versions x where x.template_id = t.id "
+        "              order by x.version desc limit 1) v on true "
+        "where t.org_id = %s and t.archived_at is null order by p.slug, t.name",
+        (org_id,),
+    )
     return [(r["slug"], r["name"], {"name": r["name"], "tasks": r["tasks"]}) for r in rows]
 
 

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 
 from control_room.config import PROJECT_ROOT
+from control_room.db.rows import dict_rows
 from control_room.services import lineage
 from control_room.services.auth import Principal, act_as_principal
 from control_room.services.errors import NotFound, ServiceError
@@ -330,17 +330,11 @@ where c.dataset_id = %s order by c.id desc limit %s
 """
 
 
-async def _rows(conn: AsyncConnection, statement: str, args: Any) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, args)  # our own constant SQL
-        return await cur.fetchall()
-
-
 async def dataset_page(conn: AsyncConnection, dataset_id: uuid.UUID, *, limit: int = 20) -> dict[str, Any]:
     """Everything the dataset page shows: the dataset with its schema, freshness (last write and by which
     run and task), row count and size when a run said, quality (its dbt tests' latest results),
     upstream and downstream summaries, the runs that read or wrote it and its schema change history."""
-    found = await _rows(conn, DATASET_PAGE, (dataset_id,))
+    found = await dict_rows(conn, DATASET_PAGE, (dataset_id,))
     if not found:
         raise NotFound(f"dataset {dataset_id} does not exist or is not visible to you", field="dataset_id")
     dataset = found[0]
@@ -348,18 +342,18 @@ async def dataset_page(conn: AsyncConnection, dataset_id: uuid.UUID, *, limit: i
         ("upstream", "downstream_id", "upstream_id"),
         ("downstream", "upstream_id", "downstream_id"),
     ):
-        dataset[side] = await _rows(conn, NEIGHBOURS.format(this=this, other=other), (dataset_id, limit))
+        dataset[side] = await dict_rows(conn, NEIGHBOURS.format(this=this, other=other), (dataset_id, limit))
         cur = await conn.execute(COUNT_NEIGHBOURS.format(this=this), (dataset_id,))
         counted = await cur.fetchone()
         dataset[f"{side}_count"] = int(counted[0]) if counted else 0
     tests = dataset["metadata"].get("tests") if isinstance(dataset["metadata"], dict) else None
     dataset["quality"] = (
-        await _rows(conn, QUALITY, (dataset["last_run_id"], [str(t) for t in tests]))
+        await dict_rows(conn, QUALITY, (dataset["last_run_id"], [str(t) for t in tests]))
         if tests and dataset["last_run_id"]
         else []
     )
     ref = json.dumps([{"namespace": dataset["namespace"], "name": dataset["name"]}])
-    dataset["runs"] = await _rows(
+    dataset["runs"] = await dict_rows(
         conn,
         RUNS_OF,
         {"ref": ref, "namespace": dataset["namespace"], "name": dataset["name"],
@@ -369,5 +363,5 @@ async def dataset_page(conn: AsyncConnection, dataset_id: uuid.UUID, *, limit: i
     dataset["last_write"] = written[0] if written else None
     dataset["row_count"] = next((r["row_count"] for r in written if r["row_count"] is not None), None)
     dataset["size_bytes"] = next((r["size_bytes"] for r in written if r["size_bytes"] is not None), None)
-    dataset["schema_changes"] = await _rows(conn, SCHEMA_CHANGES, (dataset_id, limit))
+    dataset["schema_changes"] = await dict_rows(conn, SCHEMA_CHANGES, (dataset_id, limit))
     return dataset

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from anyio import to_thread
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
 from control_room.config import get_settings
 from control_room.dashboards.loader import content_sha256, parse_dashboard, shipped_templates
 from control_room.dashboards.models import DashboardFile, Dataset
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.services.errors import Forbidden, Invalid, NotFound, ServiceError, from_db_error
 from control_room.services.result_rows import json_cell
@@ -154,13 +154,12 @@ async def _finished_result(conn: AsyncConnection, run: dict[str, Any]) -> Datase
 
 
 async def _dataset_runs(conn: AsyncConnection, project_id: uuid.UUID, prefix: str) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select id, status, error from ops.runs where project_id = %s "
-            "and idempotency_key like %s order by created_at desc limit 20",
-            (project_id, prefix.replace("%", "") + "%"),
-        )
-        return await cur.fetchall()
+    return await dict_rows(
+        conn,
+        "select id, status, error from ops.runs where project_id = %s "
+        "and idempotency_key like %s order by created_at desc limit 20",
+        (project_id, prefix.replace("%", "") + "%"),
+    )
 
 
 def _computing(run: dict[str, Any] | None) -> DatasetResult:
@@ -302,36 +301,34 @@ async def clone_template(
 
 async def list_dashboards(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict[str, Any]]:
     """The project's saved dashboards (RLS: only a member's), by title."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select d.id, d.slug, d.title, d.template, d.latest_version, d.created_by, d.updated_at "
-            "from ops.dashboards d where d.project_id = %s and d.archived_at is null order by d.title, d.slug "
-            "limit 500",
-            (project_id,),
-        )
-        return await cur.fetchall()
+    return await dict_rows(
+        conn,
+        "select d.id, d.slug, d.title, d.template, d.latest_version, d.created_by, d.updated_at "
+        "from ops.dashboards d where d.project_id = %s and d.archived_at is null order by d.title, d.slug "
+        "limit 500",
+        (project_id,),
+    )
 
 
 async def get_dashboard(
     conn: AsyncConnection, *, project_id: uuid.UUID, slug: str, version: int | None = None
 ) -> dict[str, Any]:
     """One saved dashboard at a version (default: the latest) with its YAML and the versions it has."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select d.id, d.slug, d.title, d.template, d.latest_version, v.version, v.source_yaml, v.message, "
-            "v.saved_by, v.saved_at from ops.dashboards d join ops.dashboard_versions v on v.dashboard_id = d.id "
-            "where d.project_id = %s and d.slug = %s and v.version = coalesce(%s, d.latest_version)",
-            (project_id, slug, version),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f'dashboard "{slug}" (version {version or "latest"}) does not exist here', field="slug")
-        await cur.execute(
-            "select version, message, saved_by, saved_at from ops.dashboard_versions where dashboard_id = %s "
-            "order by version desc limit 100",
-            (row["id"],),
-        )
-        row["versions"] = await cur.fetchall()
+    row = await first_dict_row(
+        conn,
+        "select d.id, d.slug, d.title, d.template, d.latest_version, v.version, v.source_yaml, v.message, "
+        "v.saved_by, v.saved_at from ops.dashboards d join ops.dashboard_versions v on v.dashboard_id = d.id "
+        "where d.project_id = %s and d.slug = %s and v.version = coalesce(%s, d.latest_version)",
+        (project_id, slug, version),
+    )
+    if row is None:
+        raise NotFound(f'dashboard "{slug}" (version {version or "latest"}) does not exist here', field="slug")
+    row["versions"] = await dict_rows(
+        conn,
+        "select version, message, saved_by, saved_at from ops.dashboard_versions where dashboard_id = %s "
+        "order by version desc limit 100",
+        (row["id"],),
+    )
     return row
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -33,6 +33,17 @@ class Forbidden(ServiceError):
 class NotFound(ServiceError):
     status = 404
     title = "Not found"
+
+
+RowT = TypeVar("RowT")
+
+
+def visible(row: RowT | None, what: str, *, field: str) -> RowT:
+    """The row a lookup found; NotFound ("<what> does not exist or is not visible to you") when it found none:
+    RLS hides the rows of other orgs and projects, so "absent" and "not yours" answer alike."""
+    if row is None:
+        raise NotFound(f"{what} does not exist or is not visible to you", field=field)
+    return row
 
 
 class Conflict(ServiceError):

@@ -10,9 +10,9 @@ import uuid
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
 from control_room.config import get_settings
+from control_room.db.rows import dict_rows
 
 EXECUTOR_STATES = ("online", "draining", "offline", "pending", "revoked")
 
@@ -20,9 +20,7 @@ EXECUTOR_STATES = ("online", "draining", "offline", "pending", "revoked")
 async def list_executors(conn: AsyncConnection, *, offline_after_seconds: int | None = None) -> list[dict[str, Any]]:
     """Every executor with its state (from heartbeat age), running tasks, capacity and version."""
     after = offline_after_seconds or get_settings().executor_offline_after_seconds
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("select * from ops.executor_registry(%s)", (after,))
-        return await cur.fetchall()
+    return await dict_rows(conn, "select * from ops.executor_registry(%s)", (after,))
 
 
 async def set_drain(conn: AsyncConnection, *, executor_id: uuid.UUID, drain: bool) -> str:
@@ -43,6 +41,4 @@ async def revoke(conn: AsyncConnection, *, executor_id: uuid.UUID) -> str:
 
 async def pool_load(conn: AsyncConnection, *, minutes: int = 60, step_seconds: int = 60) -> list[dict[str, Any]]:
     """Running tasks per pool at each step of the last ``minutes`` (rows: pool, at, running)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("select * from ops.pool_running_series(%s, %s)", (minutes, step_seconds))
-        return await cur.fetchall()
+    return await dict_rows(conn, "select * from ops.pool_running_series(%s, %s)", (minutes, step_seconds))

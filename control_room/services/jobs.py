@@ -9,10 +9,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Invalid, NotFound
+from control_room.services.errors import CapExceeded, Invalid, NotFound, visible
 from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, escape_like, name_cursor_after
 from control_room.services.runs import get_run, note_engine_availability, resolve_project
 
@@ -169,8 +169,9 @@ async def list_templates(
     if text:
         where.append("(t.name ilike %s or t.description ilike %s)")
         args.extend([f"%{text}%", f"%{text}%"])
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+    return _with_success_rate(
+        await dict_rows(
+            conn,
             f"""
             select {TEMPLATE_COLUMNS}, {STATS_COLUMNS}
             from {TEMPLATE_FROM} {STATS_JOINS}
@@ -179,7 +180,7 @@ async def list_templates(
             """,
             args,
         )
-        return _with_success_rate(await cur.fetchall())
+    )
 
 
 @dataclass(frozen=True)
@@ -245,28 +246,28 @@ async def template_facets(conn: AsyncConnection, *, project_id: uuid.UUID) -> di
 
 async def get_template(conn: AsyncConnection, *, template_id: uuid.UUID) -> dict[str, Any]:
     """A template with every version (newest first) and its schedules."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"select {TEMPLATE_COLUMNS} from {TEMPLATE_FROM} where t.id = %s", (template_id,))
-        template = await cur.fetchone()
-        if template is None:
-            raise NotFound(f"job template {template_id} does not exist or is not visible to you", field="template_id")
-        await cur.execute(
-            "select id, version, params_schema, tasks, max_attempts, retry_backoff_s, timeout_s, content_sha256, "
-            "created_by, created_at from ops.job_template_versions where template_id = %s order by version desc",
-            (template_id,),
-        )
-        template["versions"] = await cur.fetchall()
-        await cur.execute(
-            """
+    template = visible(
+        await first_dict_row(conn, f"select {TEMPLATE_COLUMNS} from {TEMPLATE_FROM} where t.id = %s", (template_id,)),
+        f"job template {template_id}",
+        field="template_id",
+    )
+    template["versions"] = await dict_rows(
+        conn,
+        "select id, version, params_schema, tasks, max_attempts, retry_backoff_s, timeout_s, content_sha256, "
+        "created_by, created_at from ops.job_template_versions where template_id = %s order by version desc",
+        (template_id,),
+    )
+    template["schedule_list"] = await dict_rows(
+        conn,
+        """
             select s.id, s.name, e.name as environment, s.cron, s.timezone, s.params, s.enabled,
                    s.paused_at is not null as paused, s.catchup, s.catchup_limit, s.overlap, s.jitter_s,
                    s.next_fire_at, s.description
             from ops.schedules s join ops.environments e on e.id = s.environment_id
             where s.template_id = %s order by s.name
             """,
-            (template_id,),
-        )
-        template["schedule_list"] = await cur.fetchall()
+        (template_id,),
+    )
     return template
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import networkx as nx
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows
 from control_room.services.errors import NotFound
 
 CACHE_SIZE = 16
@@ -204,9 +204,7 @@ CACHE = _Cache(CACHE_SIZE)
 
 
 async def _rows(conn: AsyncConnection, statement: str, project_id: uuid.UUID) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, {"p": project_id})
-        return await cur.fetchall()
+    return await dict_rows(conn, statement, {"p": project_id})
 
 
 async def load_graph(conn: AsyncConnection, project_id: uuid.UUID) -> LineageGraph:

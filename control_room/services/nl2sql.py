@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
 from control_room.config import get_settings
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services.errors import Invalid
 from control_room.services.sql_guard import parse_read_only, with_limit
 
@@ -625,21 +625,20 @@ async def access_policy(conn: AsyncConnection, *, project_id: uuid.UUID) -> Acce
     """The datasets the connection's user may read in the project: the catalog's tables under RLS (issue 22's
     policies replace this: refused tables drop out, masked columns go into ``masked``), joined along the
     catalog's relationships (dbt tests and column lineage) first, shared key columns after."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select d.namespace, d.name, d.description, d.columns, d.metadata from ops.datasets d "
-            "where d.project_id = %s and d.namespace like 'duckdb://%%' order by d.updated_at desc limit 200",
-            (project_id,),
-        )
-        rows = await cur.fetchall()
-        await cur.execute(
-            "select u.name as upstream, w.name as downstream, e.column_lineage from ops.lineage_edges e "
-            "join ops.datasets u on u.id = e.upstream_id join ops.datasets w on w.id = e.downstream_id "
-            "where e.project_id = %s and u.namespace like 'duckdb://%%' and w.namespace like 'duckdb://%%' "
-            "and jsonb_array_length(e.column_lineage) > 0 order by e.updated_at desc limit 1000",
-            (project_id,),
-        )
-        edges = await cur.fetchall()
+    rows = await dict_rows(
+        conn,
+        "select d.namespace, d.name, d.description, d.columns, d.metadata from ops.datasets d "
+        "where d.project_id = %s and d.namespace like 'duckdb://%%' order by d.updated_at desc limit 200",
+        (project_id,),
+    )
+    edges = await dict_rows(
+        conn,
+        "select u.name as upstream, w.name as downstream, e.column_lineage from ops.lineage_edges e "
+        "join ops.datasets u on u.id = e.upstream_id join ops.datasets w on w.id = e.downstream_id "
+        "where e.project_id = %s and u.namespace like 'duckdb://%%' and w.namespace like 'duckdb://%%' "
+        "and jsonb_array_length(e.column_lineage) > 0 order by e.updated_at desc limit 1000",
+        (project_id,),
+    )
     tables: dict[str, Table] = {}
     # One task reads one DuckDB file: the warehouse holding most of the catalog's tables (the most recently
     # written on a tie); tables of another warehouse are not in it.
@@ -781,8 +780,11 @@ async def run_question(
     cur = await conn.execute(
         # Requested by the asker: the agent applies their access policies, and result policies show them the rows.
         "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', auth.uid(), 'ask', null)",
-        (found[0], environment,
-         json.dumps(ask_task_spec(checked, policy, max_scan_bytes=get_settings().nl2sql_max_scan_bytes))),
+        (
+            found[0],
+            environment,
+            json.dumps(ask_task_spec(checked, policy, max_scan_bytes=get_settings().nl2sql_max_scan_bytes)),
+        ),
     )
     row = await cur.fetchone()
     if row is None or row[0] is None:
@@ -800,36 +802,34 @@ async def give_feedback(conn: AsyncConnection, *, question_id: uuid.UUID, correc
 
 async def question_outcome(conn: AsyncConnection, *, question_id: uuid.UUID) -> dict[str, Any]:
     """A question's run: its status and error, and the Parquet result of its last statement once finished."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select q.id, q.question, q.final_sql, q.run_id, r.status, r.error from ops.nl2sql_questions q "
-            "left join ops.runs r on r.id = q.run_id where q.id = %s",
-            (question_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise Invalid(f"question {question_id} does not exist or is not visible to you", field="question")
-        await cur.execute(
-            "select a.id from ops.query_history h join ops.artifacts a on a.task_id = h.task_id "
-            "and a.attempt = h.attempt and a.name = h.result_artifact where h.run_id = %s and h.state = 'finished' "
-            "order by h.statement_index desc limit 1",
-            (row["run_id"],),
-        )
-        artifact = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select q.id, q.question, q.final_sql, q.run_id, r.status, r.error from ops.nl2sql_questions q "
+        "left join ops.runs r on r.id = q.run_id where q.id = %s",
+        (question_id,),
+    )
+    if row is None:
+        raise Invalid(f"question {question_id} does not exist or is not visible to you", field="question")
+    artifact = await first_dict_row(
+        conn,
+        "select a.id from ops.query_history h join ops.artifacts a on a.task_id = h.task_id "
+        "and a.attempt = h.attempt and a.name = h.result_artifact where h.run_id = %s and h.state = 'finished' "
+        "order by h.statement_index desc limit 1",
+        (row["run_id"],),
+    )
     row["result_artifact_id"] = artifact["id"] if artifact else None
     return row
 
 
 async def list_questions(conn: AsyncConnection, *, project_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
     """The project's latest questions with their SQL, outcome and feedback (the evaluation set)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select id, question, provider, outcome, generated_sql, message, final_sql, run_id, feedback, fixed_sql, "
-            "asked_by, created_at from ops.nl2sql_questions where project_id = %s "
-            "order by created_at desc, id desc limit %s",
-            (project_id, limit),
-        )
-        return await cur.fetchall()
+    return await dict_rows(
+        conn,
+        "select id, question, provider, outcome, generated_sql, message, final_sql, run_id, feedback, fixed_sql, "
+        "asked_by, created_at from ops.nl2sql_questions where project_id = %s "
+        "order by created_at desc, id desc limit %s",
+        (project_id, limit),
+    )
 
 
 def auto_chart(columns: list[str], types: list[str]) -> tuple[str, str | None, list[str]]:

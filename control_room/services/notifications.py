@@ -12,10 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import model_rows
+from control_room.db.rows import dict_rows, model_rows
 from control_room.db.tables import NotificationPreferences
 
 Row = dict[str, Any]
@@ -23,12 +22,6 @@ Row = dict[str, Any]
 SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
 DIGEST_HOUR = 9  # info digests go out at 09:00 in the user's time zone
 DIGEST_REASON = "daily digest"  # held_reason of the deliveries a digest gathers (loops/deliveries.py)
-
-
-async def _rows(conn: AsyncConnection, sql: str, params: Any = None) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, params)
-        return list(await cur.fetchall())
 
 
 # Messages --------------------------------------------------------------------------------------------
@@ -170,7 +163,7 @@ def accepts(prefs: Row | None, severity: str, job: str | None) -> bool:
 async def org_users(conn: AsyncConnection, org_id: uuid.UUID, project_id: uuid.UUID | None = None) -> list[Row]:
     """The org's active members, and the members of ``project_id``, with their preferences (None fields
     when never set)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select u.id as user_id, u.email, np.channels, np.webhook_url, np.min_severity, np.quiet_start, "
         "np.quiet_end, np.timezone, np.critical_overrides_quiet, np.digest_info, np.subscribed_jobs, "
@@ -256,7 +249,7 @@ async def plan_and_enqueue(
             )
     for user in users:
         if "in_app" in _channels(user) and accepts(_prefs(user), severity, job):
-            rows = await _rows(
+            rows = await dict_rows(
                 conn,
                 "select ops.add_notification(%s, %s, %s, %s, %s) as id",
                 (user["user_id"], event_id, msg["subject"], msg["summary"], msg["links"]["incident"]),
@@ -275,7 +268,7 @@ async def _enqueue(
     not_before: datetime,
     held: str | None,
 ) -> int:
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select ops.enqueue_delivery(%s, %s, %s, %s, %s, %s, %s) as id",
         (event_id, channel, target, Jsonb(payload), user_id, not_before, held),
@@ -290,7 +283,7 @@ async def list_notifications(
     conn: AsyncConnection, *, user_id: uuid.UUID, unread_only: bool = False, limit: int = 50
 ) -> list[Row]:
     """A user's notifications, newest first."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select id, org_id, incident_id, severity, title, body, link, created_at, read_at from ops.notifications "
         "where user_id = %s and (not %s or read_at is null) order by created_at desc limit %s",
@@ -299,14 +292,14 @@ async def list_notifications(
 
 
 async def unread_count(conn: AsyncConnection, *, user_id: uuid.UUID) -> int:
-    rows = await _rows(
+    rows = await dict_rows(
         conn, "select count(*) as n from ops.notifications where user_id = %s and read_at is null", (user_id,)
     )
     return int(rows[0]["n"])
 
 
 async def mark_read(conn: AsyncConnection, *, user_id: uuid.UUID, ids: list[uuid.UUID] | None) -> int:
-    rows = await _rows(conn, "select ops.mark_notifications_read(%s, %s) as n", (user_id, ids))
+    rows = await dict_rows(conn, "select ops.mark_notifications_read(%s, %s) as n", (user_id, ids))
     return int(rows[0]["n"])
 
 
@@ -347,7 +340,7 @@ async def put_preferences(
 async def known_jobs(conn: AsyncConnection, *, org_id: uuid.UUID, days: int = 30) -> list[str]:
     """Job names of an org ("<project>/<template or run name>") to subscribe to or mute: its templates and
     what ran lately."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select p.slug || '/' || jt.name as job from ops.job_templates jt join ops.projects p on p.id = jt.project_id "
         "where jt.org_id = %(org)s and jt.archived_at is null "

@@ -29,6 +29,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows
 from control_room.services.auth import ExecutorPrincipal, Principal, scoped
 from control_room.services.errors import Forbidden, Invalid, LeaseLost, ServiceError, from_db_error
 from control_room.services.openmetadata_client import (
@@ -315,11 +316,8 @@ class OpenMetadataSync:
 async def _project_lineage(
     conn: AsyncConnection, project_id: uuid.UUID, service: str
 ) -> tuple[list[_Dataset], list[dict[str, Any]]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(DATASETS, {"p": project_id, "kinds": list(TABLE_KINDS)})
-        rows = await cur.fetchall()
-        await cur.execute(EDGES, {"p": project_id})
-        edges = await cur.fetchall()
+    rows = await dict_rows(conn, DATASETS, {"p": project_id, "kinds": list(TABLE_KINDS)})
+    edges = await dict_rows(conn, EDGES, {"p": project_id})
     datasets = []
     for row in rows:
         database, schema, table = table_fqn(service, row["name"])

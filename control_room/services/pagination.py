@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows
 from control_room.services.errors import Invalid
 
 # One page of a list: its rows, and the cursor of the next page (None on the last page).
@@ -173,9 +173,7 @@ class ListQuery:
 
 async def fetch_rows(conn: AsyncConnection, statement: sql.Composed, args: Sequence[Any]) -> list[dict[str, Any]]:
     """Every row of one statement as dicts."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, args)
-        return await cur.fetchall()
+    return await dict_rows(conn, statement, args)
 
 
 def trim_page(rows: list[dict[str, Any]], limit: int, cursor_of: Callable[[dict[str, Any]], str]) -> Page:

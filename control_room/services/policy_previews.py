@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from control_room.db.rows import first_dict_row
 from control_room.services import access_policies, artifacts, queries, result_policies, runs
 from control_room.services.errors import Invalid, NotFound
 from control_room.storage import get_store
@@ -80,13 +80,12 @@ def check_query(sql: str) -> str:
 
 async def _dataset(conn: AsyncConnection, org_id: uuid.UUID, dataset: str) -> dict[str, Any]:
     target = await access_policies.dataset_target(conn, org_id=org_id, dataset=dataset)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select d.id, d.name, p.id as project_id, p.slug from ops.datasets d "
-            "join ops.projects p on p.id = d.project_id where d.id = %s",
-            (target,),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select d.id, d.name, p.id as project_id, p.slug from ops.datasets d "
+        "join ops.projects p on p.id = d.project_id where d.id = %s",
+        (target,),
+    )
     if row is None:
         raise NotFound(f'no dataset "{dataset}" visible to you', field="dataset")
     return row
@@ -132,15 +131,14 @@ async def start_preview(
 async def preview_result(conn: AsyncConnection, *, run_id: uuid.UUID, limit: int = PREVIEW_ROWS) -> PreviewResult:
     """The preview's status, its error (a refusal names the dataset and privilege), and once it succeeded the
     first rows of its result as the caller may see them (the sources' policies checked as for any result)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select pv.principal_kind, pv.principal, d.name as dataset, r.status, t.id as task_id, t.spec ->> 'sql' "
-            "as sql, coalesce(t.error, r.error) as error from ops.policy_previews pv "
-            "join ops.runs r on r.id = pv.run_id join ops.tasks t on t.run_id = r.id "
-            "left join ops.datasets d on d.id = pv.dataset_id where pv.run_id = %s",
-            (run_id,),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select pv.principal_kind, pv.principal, d.name as dataset, r.status, t.id as task_id, t.spec ->> 'sql' "
+        "as sql, coalesce(t.error, r.error) as error from ops.policy_previews pv "
+        "join ops.runs r on r.id = pv.run_id join ops.tasks t on t.run_id = r.id "
+        "left join ops.datasets d on d.id = pv.dataset_id where pv.run_id = %s",
+        (run_id,),
+    )
     if row is None:
         raise NotFound(f"no policy preview {run_id} visible to you (previews are their editor's and org admins')",
                        field="run_id")  # fmt: skip

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from control_room import routes
+from control_room.db.rows import dict_rows
 from control_room.services import notifications
 
 Row = dict[str, Any]
@@ -26,15 +26,9 @@ EVENTS = ("opened", "promoted", "rejected", "cancelled", "superseded")
 SEVERITY = {"opened": "warning"}
 
 
-async def _rows(conn: AsyncConnection, statement: str, params: Any = None) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, params)
-        return list(await cur.fetchall())
-
-
 async def unplanned_events(conn: AsyncConnection, *, limit: int = 50) -> list[Row]:
     """Request events with no notice yet (oldest first): every request's opening, and its decision."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select x.id as request_id, e.event from ops.promotion_requests x "
         "cross join lateral (values ('opened'), (x.status)) e(event) "
@@ -47,7 +41,7 @@ async def unplanned_events(conn: AsyncConnection, *, limit: int = 50) -> list[Ro
 
 
 async def _request(conn: AsyncConnection, request_id: uuid.UUID) -> Row:
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select x.id, x.org_id, x.project_id, p.slug as project, t.name as job, x.version, x.from_environment, "
         "x.to_environment, x.kind, x.gate, x.requested_by, x.requested_by_id, x.comment, x.status, x.outcome, x.checks "
@@ -86,9 +80,7 @@ def message(request: Row, event: str, base_url: str) -> dict[str, Any]:
         lines += [f"Comment: {request['comment']}", ""]
     if event == "opened":
         lines.append("Checks so far:")
-        lines += [
-            f"  [{'x' if c['passed'] else ' '}] {c['label']}: {c['summary']}" for c in request["checks"] or []
-        ]
+        lines += [f"  [{'x' if c['passed'] else ' '}] {c['label']}: {c['summary']}" for c in request["checks"] or []]
         lines += ["", f"Approvals needed: {gate.get('required_approvals', 0)} (not the requester's)", ""]
     lines.append(f"Review: {link}")
     return {
@@ -135,7 +127,7 @@ def webhook_payload(msg: dict[str, Any]) -> dict[str, Any]:
 
 async def _approvers(conn: AsyncConnection, request: Row, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """Those of ``user_ids`` who may approve or reject the request (the SQL's rule: never the requester)."""
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select u.id from ops.users u where u.id = any(%s) and ops.promotion_refusal(%s, %s, u.id, %s) is null",
         (user_ids, request["project_id"], Jsonb(request["gate"]), request["requested_by_id"]),
@@ -152,7 +144,9 @@ async def plan_event(
         request = await _request(conn, request_id)
         # An opening first seen once the request was decided is recorded without asking for approvals.
         announce = event != "opened" or request["status"] == "pending"
-        rows = await _rows(conn, "select ops.open_promotion_notice(%s, %s, %s) as id", (request_id, event, announce))
+        rows = await dict_rows(
+            conn, "select ops.open_promotion_notice(%s, %s, %s) as id", (request_id, event, announce)
+        )
         notice = rows[0]["id"]
         if notice is None:
             return None
@@ -205,7 +199,7 @@ async def _enqueue_all(
             )
         # The bell of an opened request is rung by ops.request_promotion itself (in-app before channels).
         if "in_app" in channels and event != "opened":
-            rows = await _rows(
+            rows = await dict_rows(
                 conn,
                 "select ops.add_promotion_notification(%s, %s, %s, %s, %s, %s) as id",
                 (notice, user["user_id"], severity, msg["subject"], msg["summary"],
@@ -225,7 +219,7 @@ async def _enqueue(
     not_before: datetime,
     held: str | None = None,
 ) -> int:
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select ops.enqueue_promotion_delivery(%s, %s, %s, %s, %s, %s, %s) as id",
         (notice, channel, target, Jsonb(payload), user_id, not_before, held),
@@ -244,7 +238,7 @@ async def plan_due(conn: AsyncConnection, *, now: datetime, base_url: str, limit
 
 async def deliveries_of(conn: AsyncConnection, *, request_id: uuid.UUID) -> list[Row]:
     """The messages queued for a request's events (oldest first)."""
-    return await _rows(
+    return await dict_rows(
         conn,
         "select n.event, d.channel, d.target, d.user_id, d.state, d.attempts, d.payload, d.created_at, d.sent_at "
         "from ops.alert_deliveries d join ops.promotion_notices n on n.id = d.promotion_notice_id "

@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
-from control_room.services.errors import Invalid, NotFound
+from control_room.db.rows import dict_rows, first_dict_row
+from control_room.services.errors import Invalid, visible
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, newest_first
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -150,20 +150,18 @@ async def evaluate_pending(conn: AsyncConnection, *, now: datetime, min_age_s: f
 
 async def get_request(conn: AsyncConnection, *, request_id: uuid.UUID) -> dict[str, Any]:
     """A request with its checks (and their evidence), approvals in force and every decision."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"select {REQUEST_COLUMNS} from {REQUEST_FROM} where x.id = %s", (request_id,))
-        request = await cur.fetchone()
-        if request is None:
-            raise NotFound(
-                f"promotion request {request_id} does not exist or is not visible to you", field="request_id"
-            )
-        await cur.execute(
-            "select d.id, d.decision, d.actor, d.actor_id, d.comment, d.evidence_epoch, d.created_at, "
-            "(d.decision = 'approve' and d.evidence_epoch = %s) as in_force "
-            "from ops.promotion_decisions d where d.request_id = %s order by d.id",
-            (request["evidence_epoch"], request_id),
-        )
-        request["decisions"] = await cur.fetchall()
+    request = visible(
+        await first_dict_row(conn, f"select {REQUEST_COLUMNS} from {REQUEST_FROM} where x.id = %s", (request_id,)),
+        f"promotion request {request_id}",
+        field="request_id",
+    )
+    request["decisions"] = await dict_rows(
+        conn,
+        "select d.id, d.decision, d.actor, d.actor_id, d.comment, d.evidence_epoch, d.created_at, "
+        "(d.decision = 'approve' and d.evidence_epoch = %s) as in_force "
+        "from ops.promotion_decisions d where d.request_id = %s order by d.id",
+        (request["evidence_epoch"], request_id),
+    )
     return request
 
 
@@ -196,9 +194,9 @@ async def pipeline(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict
     """Each active job of a project with, per environment: the version it runs (``deployed``; dev and ungated
     environments run the latest unless asked otherwise), whether a gate guards it, and the pending request
     into it (id, version, checks passed, approvals)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """
+    rows = await dict_rows(
+        conn,
+        """
             select t.id as template_id, t.name as job,
                    (select max(v.version) from ops.job_template_versions v where v.template_id = t.id) as latest,
                    e.name as environment,
@@ -223,9 +221,8 @@ async def pipeline(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict
             where t.project_id = %s and t.archived_at is null
             order by t.name, array_position(array['dev', 'staging', 'prod'], e.name)
             """,
-            (project_id,),
-        )
-        rows = await cur.fetchall()
+        (project_id,),
+    )
     jobs: dict[uuid.UUID, dict[str, Any]] = {}
     for row in rows:
         job = jobs.setdefault(
@@ -257,11 +254,10 @@ async def deployments(
     """A job's deployment history, newest first (of one environment when given)."""
     if environment is not None and environment not in ENVIRONMENTS:
         raise Invalid(f'"{environment}" is not dev, staging or prod', field="environment")
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select d.id, d.environment, d.version, d.previous_version, d.action, d.promotion_id, d.actor, "
-            "d.comment, d.deployed_at from ops.deployments d where d.template_id = %s "
-            "and (%s::text is null or d.environment = %s) order by d.id desc limit %s",
-            (template_id, environment, environment, limit),
-        )
-        return await cur.fetchall()
+    return await dict_rows(
+        conn,
+        "select d.id, d.environment, d.version, d.previous_version, d.action, d.promotion_id, d.actor, "
+        "d.comment, d.deployed_at from ops.deployments d where d.template_id = %s "
+        "and (%s::text is null or d.environment = %s) order by d.id desc limit %s",
+        (template_id, environment, environment, limit),
+    )

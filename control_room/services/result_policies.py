@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services.errors import Forbidden
 
 DIALECTS = {"duckdb": "duckdb", "trino": "trino"}
@@ -119,31 +119,30 @@ async def rows_policy(conn: AsyncConnection, *, artifact: dict[str, Any]) -> Row
     task_id = artifact.get("task_id")
     if task_id is None:
         return RowsPolicy()
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select ops.caller_is_end_user() as end_user, ops.caller_email() as email, p.org_id, p.id as project_id, "
-            "t.engine, coalesce(ops.org_role(p.org_id), '') = 'admin' as org_admin, "
-            "exists (select 1 from ops.access_policies x where x.org_id = p.org_id) as governed, "
-            "(r.requested_by = auth.uid() and not exists (select 1 from ops.job_templates jt "
-            " where jt.id = r.template_id and jt.run_as is not null) "
-            " and not exists (select 1 from ops.policy_previews pv where pv.run_id = r.id)) as ran_as_caller, "
-            "exists (select 1 from ops.policy_previews pv where pv.run_id = r.id "
-            " and pv.requested_by = auth.uid()) as previewed_by_caller "
-            "from ops.tasks t join ops.runs r on r.id = t.run_id join ops.projects p on p.id = t.project_id "
-            "where t.id = %s",
-            (task_id,),
-        )
-        row = await cur.fetchone()
-        if row is None or not row["end_user"] or not row["governed"]:
-            return RowsPolicy()
-        if row["email"] is None:
-            return RowsPolicy("rows withheld: the access policies of this result's sources cannot be checked for you")
-        await cur.execute(
-            "select engine, sql_text from ops.query_history where task_id = %s order by statement_index", (task_id,)
-        )
-        statements = await cur.fetchall()
-        await cur.execute("select dataset_id, direction from ops.task_datasets where task_id = %s", (task_id,))
-        task_datasets = await cur.fetchall()
+    row = await first_dict_row(
+        conn,
+        "select ops.caller_is_end_user() as end_user, ops.caller_email() as email, p.org_id, p.id as project_id, "
+        "t.engine, coalesce(ops.org_role(p.org_id), '') = 'admin' as org_admin, "
+        "exists (select 1 from ops.access_policies x where x.org_id = p.org_id) as governed, "
+        "(r.requested_by = auth.uid() and not exists (select 1 from ops.job_templates jt "
+        " where jt.id = r.template_id and jt.run_as is not null) "
+        " and not exists (select 1 from ops.policy_previews pv where pv.run_id = r.id)) as ran_as_caller, "
+        "exists (select 1 from ops.policy_previews pv where pv.run_id = r.id "
+        " and pv.requested_by = auth.uid()) as previewed_by_caller "
+        "from ops.tasks t join ops.runs r on r.id = t.run_id join ops.projects p on p.id = t.project_id "
+        "where t.id = %s",
+        (task_id,),
+    )
+    if row is None or not row["end_user"] or not row["governed"]:
+        return RowsPolicy()
+    if row["email"] is None:
+        return RowsPolicy("rows withheld: the access policies of this result's sources cannot be checked for you")
+    statements = await dict_rows(
+        conn, "select engine, sql_text from ops.query_history where task_id = %s order by statement_index", (task_id,)
+    )
+    task_datasets = await dict_rows(
+        conn, "select dataset_id, direction from ops.task_datasets where task_id = %s", (task_id,)
+    )
     references: set[tuple[str, ...]] = set()
     for statement in statements:
         sources = statement_sources(str(statement["engine"]), str(statement["sql_text"]))

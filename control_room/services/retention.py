@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services.errors import Invalid, NotFound
 from control_room.storage import ArtifactExists, ArtifactStore, StorageError, get_store
 
@@ -132,11 +132,9 @@ async def archive_due(
     """
     store = store or get_store()
     result = PassResult()
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select * from ops.claim_event_archives(%s, %s, %s, %s)", (now(), worker, max_runs, LEASE_SECONDS)
-        )
-        claims = await cur.fetchall()
+    claims = await dict_rows(
+        conn, "select * from ops.claim_event_archives(%s, %s, %s, %s)", (now(), worker, max_runs, LEASE_SECONDS)
+    )
     result.runs_claimed = len(claims)
     for claim in claims:
         if claim["status"] == "writing":
@@ -281,11 +279,9 @@ async def _attempts_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[b
 
 async def archive_of(conn: AsyncConnection, *, run_id: uuid.UUID) -> dict[str, Any] | None:
     """The run's recorded archive (RLS applies to the caller), or None when its events were never archived."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"select {ARCHIVE_COLUMNS} from ops.event_archives where run_id = %s and status <> 'writing'", (run_id,)
-        )
-        return await cur.fetchone()
+    return await first_dict_row(
+        conn, f"select {ARCHIVE_COLUMNS} from ops.event_archives where run_id = %s and status <> 'writing'", (run_id,)
+    )
 
 
 def _read_verified(store: ArtifactStore, key: str, size: int, sha256: str) -> pa.Table:

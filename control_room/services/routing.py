@@ -11,17 +11,17 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from control_room.bundle.models import POOL_PATTERN, RoutingRule
 from control_room.bundle.source import format_path
+from control_room.db.rows import dict_rows
 from control_room.services.errors import Invalid, NotFound
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -133,23 +133,16 @@ class Warning:
 # Reading ----------------------------------------------------------------------------------------------
 
 
-async def _rows(
-    conn: AsyncConnection, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
-) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
-
-
 async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
     """The org's rules in priority order, its fingerprint (for a safe apply), projects, executors and people."""
-    org = await _rows(
+    org = await dict_rows(
         conn, "select ops.governance_org_slug(%s) as slug, ops.routing_fingerprint(%s) as fingerprint", (org_id, org_id)
     )
     if not org or org[0]["slug"] is None:
         raise NotFound(f"org {org_id} does not exist or is not yours", field="org")
     projects = {
-        r["slug"]: r["id"] for r in await _rows(conn, "select slug, id from ops.projects where org_id = %s", (org_id,))
+        r["slug"]: r["id"]
+        for r in await dict_rows(conn, "select slug, id from ops.projects where org_id = %s", (org_id,))
     }
     matrix = Matrix(
         org_id=org_id,
@@ -159,7 +152,7 @@ async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
         projects=projects,
         executors=[
             Executor(r["name"], r["pool"], tuple(r["engines"]), tuple(r["labels"]), r["status"], r["revoked"])
-            for r in await _rows(
+            for r in await dict_rows(
                 conn,
                 "select name, pool, engines, labels, status, token_revoked_at is not null as revoked "
                 "from ops.executors where org_id = %s order by name",
@@ -168,7 +161,7 @@ async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
         ],
         people=await _people(conn, org_id),
     )
-    for r in await _rows(conn, "select * from ops.routing_rules where org_id = %s order by position", (org_id,)):
+    for r in await dict_rows(conn, "select * from ops.routing_rules where org_id = %s order by position", (org_id,)):
         matrix.rules.append(
             RuleDraft(
                 id=str(r["id"]),
@@ -192,12 +185,12 @@ async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
 
 async def _people(conn: AsyncConnection, org_id: uuid.UUID) -> set[str]:
     """Who may own a rule: members' e-mail addresses (lower case) and the org's alert channels."""
-    return {str(r["who"]) for r in await _rows(conn, "select x as who from ops.governance_people(%s) x", (org_id,))}
+    return {str(r["who"]) for r in await dict_rows(conn, "select x as who from ops.governance_people(%s) x", (org_id,))}
 
 
 async def org_of_project(conn: AsyncConnection, *, project_id: uuid.UUID) -> uuid.UUID:
     """The org a project (that the caller can see) belongs to."""
-    rows = await _rows(conn, "select org_id from ops.projects where id = %s", (project_id,))
+    rows = await dict_rows(conn, "select org_id from ops.projects where id = %s", (project_id,))
     if not rows:
         raise NotFound(f"project {project_id} does not exist or is not yours", field="project")
     return uuid.UUID(str(rows[0]["org_id"]))
@@ -499,7 +492,7 @@ class QueuedTask:
 async def queued_tasks(conn: AsyncConnection, *, org_id: uuid.UUID, projects: dict[str, uuid.UUID]) -> list[QueuedTask]:
     """The org's queued tasks with what routing looks at."""
     slugs = {pid: slug for slug, pid in projects.items()}
-    rows = await _rows(
+    rows = await dict_rows(
         conn,
         "select t.project_id, e.name as environment, t.engine, t.labels, r.tags, t.requested_pool, t.pool, "
         "       ops.json_text_array(t.spec -> 'required_labels') as spec_labels "

@@ -16,8 +16,9 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from control_room.config import get_settings
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, visible
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -282,15 +283,16 @@ async def retry_run(
         raise Invalid(f"must be one of {', '.join(RERUN_MODES)}", field="mode")
     if (mode == "from_task") != bool(from_task):
         raise Invalid('name a task with mode "from_task" (and only then)', field="from_task")
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+    run = visible(
+        await first_dict_row(
+            conn,
             "select r.id, r.project_id, e.name as environment, r.spec, r.params, r.status, r.priority, r.tags "
             "from ops.runs r join ops.environments e on e.id = r.environment_id where r.id = %s",
             (run_id,),
-        )
-        run = await cur.fetchone()
-    if run is None:
-        raise NotFound(f"run {run_id} does not exist or is not visible to you", field="run_id")
+        ),
+        f"run {run_id}",
+        field="run_id",
+    )
     allowed = ("failed", "cancelled", "succeeded") if mode == "from_task" else ("failed", "cancelled")
     if run["status"] not in allowed:
         # 409: the request is well-formed; the run's state does not allow it.
@@ -484,14 +486,13 @@ async def runs_by_id(conn: AsyncConnection, *, run_ids: list[uuid.UUID]) -> list
     """The list columns of the given runs (a live refresh of the rows on screen: primary-key lookups)."""
     if not run_ids:
         return []
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.SQL("select {cols} from {src} where r.id = any(%s)").format(
-                cols=sql.SQL(LIST_COLUMNS), src=sql.SQL(RUN_FROM)
-            ),
-            (run_ids,),
-        )
-        return await cur.fetchall()
+    return await dict_rows(
+        conn,
+        sql.SQL("select {cols} from {src} where r.id = any(%s)").format(
+            cols=sql.SQL(LIST_COLUMNS), src=sql.SQL(RUN_FROM)
+        ),
+        (run_ids,),
+    )
 
 
 async def status_counts(

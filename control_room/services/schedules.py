@@ -32,9 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 
-from control_room.services.errors import Invalid, NotFound
+from control_room.db.rows import dict_rows, first_dict_row
+from control_room.services.errors import Invalid, NotFound, visible
 from control_room.services.jobs import validate_params
 from control_room.services.pagination import ListQuery, fetch_rows
 
@@ -640,18 +640,18 @@ async def get_schedule(
     conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, upcoming: int = 10, fires: int = 50
 ) -> dict[str, Any]:
     """A schedule with its next ``upcoming`` fire times and its latest fires."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} where s.id = %s", (schedule_id,))
-        schedule = await cur.fetchone()
-        if schedule is None:
-            raise NotFound(f"schedule {schedule_id} does not exist or is not visible to you", field="schedule_id")
-        await cur.execute(
-            "select f.id, f.fire_time, f.due_at, f.status, f.reason, f.run_id, f.trigger, f.fired_by, "
-            "f.template_version, f.created_at, r.status as run_status from ops.schedule_fires f "
-            "left join ops.runs r on r.id = f.run_id where f.schedule_id = %s order by f.fire_time desc limit %s",
-            (schedule_id, fires),
-        )
-        schedule["fires"] = await cur.fetchall()
+    schedule = visible(
+        await first_dict_row(conn, f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} where s.id = %s", (schedule_id,)),
+        f"schedule {schedule_id}",
+        field="schedule_id",
+    )
+    schedule["fires"] = await dict_rows(
+        conn,
+        "select f.id, f.fire_time, f.due_at, f.status, f.reason, f.run_id, f.trigger, f.fired_by, "
+        "f.template_version, f.created_at, r.status as run_status from ops.schedule_fires f "
+        "left join ops.runs r on r.id = f.run_id where f.schedule_id = %s order by f.fire_time desc limit %s",
+        (schedule_id, fires),
+    )
     start = schedule["next_fire_at"] - timedelta(microseconds=1) if schedule["next_fire_at"] else now
     schedule["upcoming"] = CronSchedule.of(schedule["cron"], schedule["timezone"]).upcoming(start, upcoming)
     return schedule
@@ -664,32 +664,33 @@ async def set_paused(conn: AsyncConnection, *, schedule_id: uuid.UUID, paused: b
 
 async def fire_now(conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, by: str | None) -> dict[str, Any]:
     """Fire a schedule at once (operators): its params plus interval params ending now."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+    schedule = visible(
+        await first_dict_row(
+            conn,
             "select s.id, s.cron, s.timezone, s.params, s.template_id, s.environment_id from ops.schedules s "
             "where s.id = %s",
             (schedule_id,),
-        )
-        schedule = await cur.fetchone()
-        if schedule is None:
-            raise NotFound(f"schedule {schedule_id} does not exist or is not visible to you", field="schedule_id")
-        await cur.execute(
-            "select v.version, v.params_schema from ops.job_template_versions v "
-            "where v.id = ops.resolve_template_version(%s, %s, null)",
-            (schedule["template_id"], schedule["environment_id"]),
-        )
-        version = await cur.fetchone()
-        assert version is not None
-        params = validate_params(version["params_schema"], schedule["params"])
-        previous = CronSchedule.of(schedule["cron"], schedule["timezone"]).previous_before(now)
-        params.update(interval_params(now, previous))
-        await cur.execute(
-            "select fire_id, status, run_id from ops.fire_schedule_now(%s, %s::jsonb, %s, %s)",
-            (schedule_id, json.dumps(params), version["version"], by),
-        )
-        fired = await cur.fetchone()
-        assert fired is not None
-        return fired
+        ),
+        f"schedule {schedule_id}",
+        field="schedule_id",
+    )
+    version = await first_dict_row(
+        conn,
+        "select v.version, v.params_schema from ops.job_template_versions v "
+        "where v.id = ops.resolve_template_version(%s, %s, null)",
+        (schedule["template_id"], schedule["environment_id"]),
+    )
+    assert version is not None
+    params = validate_params(version["params_schema"], schedule["params"])
+    previous = CronSchedule.of(schedule["cron"], schedule["timezone"]).previous_before(now)
+    params.update(interval_params(now, previous))
+    fired = await first_dict_row(
+        conn,
+        "select fire_id, status, run_id from ops.fire_schedule_now(%s, %s::jsonb, %s, %s)",
+        (schedule_id, json.dumps(params), version["version"], by),
+    )
+    assert fired is not None
+    return fired
 
 
 def check_schedule_fields(*, cron: str, timezone: str, catchup: str, overlap: str) -> None:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
 from control_room.services.errors import Invalid, NotFound, Unauthorized
 
@@ -96,13 +96,12 @@ async def resolve_endpoint(conn: AsyncConnection, *, endpoint: str, project_id: 
 
 async def list_endpoints(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict[str, Any]]:
     """The project's endpoints with their traffic split and how many replicas are healthy."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"select {_ENDPOINT_COLUMNS} {_ENDPOINT_FROM} where e.project_id = %s order by e.name", (project_id,)
-        )
-        endpoints = await cur.fetchall()
-        await cur.execute(_REPLICA_SELECT + "where s.project_id = %s and s.retired_at is null", (project_id,))
-        replicas = await cur.fetchall()
+    endpoints = await dict_rows(
+        conn, f"select {_ENDPOINT_COLUMNS} {_ENDPOINT_FROM} where e.project_id = %s order by e.name", (project_id,)
+    )
+    replicas = await dict_rows(
+        conn, _REPLICA_SELECT + "where s.project_id = %s and s.retired_at is null", (project_id,)
+    )
     return [_with_replicas(e, [r for r in replicas if r["endpoint_id"] == e["id"]]) for e in endpoints]
 
 
@@ -129,19 +128,23 @@ def _with_replicas(endpoint: dict[str, Any], replicas: list[dict[str, Any]]) -> 
 
 async def get_endpoint(conn: AsyncConnection, *, endpoint_id: uuid.UUID) -> dict[str, Any]:
     """One endpoint: traffic split, replicas with health, and its revisions (newest first)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"select {_ENDPOINT_COLUMNS} {_ENDPOINT_FROM} where e.id = %s", (endpoint_id,))
-        endpoint = await cur.fetchone()
-        if endpoint is None:
-            raise NotFound(f"endpoint {endpoint_id} does not exist (or you cannot see it)", field="endpoint")
-        await cur.execute(_REPLICA_SELECT + "where s.endpoint_id = %s and s.retired_at is null", (endpoint_id,))
-        replicas = await cur.fetchall()
-        await cur.execute(
+    endpoint = await first_dict_row(
+        conn, f"select {_ENDPOINT_COLUMNS} {_ENDPOINT_FROM} where e.id = %s", (endpoint_id,)
+    )
+    if endpoint is None:
+        raise NotFound(f"endpoint {endpoint_id} does not exist (or you cannot see it)", field="endpoint")
+    replicas = await dict_rows(
+        conn, _REPLICA_SELECT + "where s.endpoint_id = %s and s.retired_at is null", (endpoint_id,)
+    )
+    revisions = [
+        {**r, "routes": _routes(r["routes"])}
+        for r in await dict_rows(
+            conn,
             "select revision, routes, action, created_by, created_at from ops.serving_endpoint_revisions "
             "where endpoint_id = %s order by revision desc limit 50",
             (endpoint_id,),
         )
-        revisions = [{**r, "routes": _routes(r["routes"])} for r in await cur.fetchall()]
+    ]
     return {**_with_replicas(endpoint, replicas), "revisions": revisions}
 
 
@@ -242,12 +245,11 @@ async def report_replica(
     conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID, address: str, pid: int | None
 ) -> dict[str, Any]:
     """The agent says where a replica listens (lease-fenced)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select endpoint, model_name, model_version from ops.report_serving_replica(%s, %s, %s, %s::integer)",
-            (task_id, lease_token, address, pid),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select endpoint, model_name, model_version from ops.report_serving_replica(%s, %s, %s, %s::integer)",
+        (task_id, lease_token, address, pid),
+    )
     assert row is not None
     return {"endpoint": row["endpoint"], "model": row["model_name"], "version": row["model_version"]}
 
@@ -277,13 +279,14 @@ async def revoke_token(conn: AsyncConnection, *, endpoint_id: uuid.UUID, name: s
 
 
 async def list_tokens(conn: AsyncConnection, *, endpoint_id: uuid.UUID) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+    return list(
+        await dict_rows(
+            conn,
             "select name, token_prefix, created_by, created_at, last_used_at, revoked_at from ops.serving_tokens "
             "where endpoint_id = %s order by created_at",
             (endpoint_id,),
         )
-        return list(await cur.fetchall())
+    )
 
 
 @dataclass(frozen=True)
@@ -338,18 +341,18 @@ class Route:
 
 async def routing_table(conn: AsyncConnection, *, endpoint_id: uuid.UUID) -> tuple[str, list[Route]]:
     """(status, routes) of an endpoint as the proxy uses them: healthy replicas only."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select e.status, r.routes from ops.serving_endpoints e "
-            "join ops.serving_endpoint_revisions r on r.endpoint_id = e.id and r.revision = e.revision "
-            "where e.id = %s",
-            (endpoint_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"endpoint {endpoint_id} does not exist", field="endpoint")
-        await cur.execute(_REPLICA_SELECT + "where s.endpoint_id = %s and s.retired_at is null", (endpoint_id,))
-        replicas = await cur.fetchall()
+    row = await first_dict_row(
+        conn,
+        "select e.status, r.routes from ops.serving_endpoints e "
+        "join ops.serving_endpoint_revisions r on r.endpoint_id = e.id and r.revision = e.revision "
+        "where e.id = %s",
+        (endpoint_id,),
+    )
+    if row is None:
+        raise NotFound(f"endpoint {endpoint_id} does not exist", field="endpoint")
+    replicas = await dict_rows(
+        conn, _REPLICA_SELECT + "where s.endpoint_id = %s and s.retired_at is null", (endpoint_id,)
+    )
     routes = []
     for route in _routes(row["routes"]):
         addresses = tuple(
@@ -400,14 +403,13 @@ async def request_stats(
     """Per minute: requests, request rate, errors, error rate, latency p50/p95; and totals for the window."""
     until = now or datetime.now(UTC)
     since = until - timedelta(minutes=minutes)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select date_trunc('minute', bucket_start) as minute, model_version, requests, errors, "
-            "latency_hist as histogram from ops.serving_request_stats "
-            "where endpoint_id = %s and bucket_start >= %s order by bucket_start",
-            (endpoint_id, since),
-        )
-        rows = await cur.fetchall()
+    rows = await dict_rows(
+        conn,
+        "select date_trunc('minute', bucket_start) as minute, model_version, requests, errors, "
+        "latency_hist as histogram from ops.serving_request_stats "
+        "where endpoint_id = %s and bucket_start >= %s order by bucket_start",
+        (endpoint_id, since),
+    )
     by_minute: dict[datetime, dict[str, Any]] = {}
     total_hist = [0] * (len(LATENCY_BOUNDS_MS) + 1)
     versions: dict[str, int] = {}

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from control_room.db.rows import dict_rows
 from control_room.services.errors import NotFound
 from control_room.services.events import list_events
 
@@ -51,9 +51,7 @@ async def resolve_task(conn: AsyncConnection, *, run_id: uuid.UUID, task: str) -
 
 async def task_datasets(conn: AsyncConnection, *, run_id: uuid.UUID, task_id: uuid.UUID) -> list[dict[str, Any]]:
     """What the task read and wrote, read side first, each dataset once."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(TASK_DATASETS, (run_id, task_id))
-        return await cur.fetchall()
+    return await dict_rows(conn, TASK_DATASETS, (run_id, task_id))
 
 
 def log_line(event: dict[str, Any]) -> str:

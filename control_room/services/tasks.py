@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from control_room.config import get_settings
 from control_room.db.notify import TASKS_CHANNEL, Notifier
+from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services import metrics
 from control_room.services.auth import ExecutorPrincipal
 from control_room.services.retry import retry_transaction
@@ -43,13 +43,12 @@ async def register(
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
     """Record what the agent runs and how much; returns its identity and the timing it must use."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select id, name, pool, labels, engines, max_concurrency, status "
-            "from ops.register_executor(%s, %s, %s, %s, %s, %s, %s::jsonb)",
-            (executor.executor_id, labels, engines, max_concurrency, version, hostname, json.dumps(metadata)),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select id, name, pool, labels, engines, max_concurrency, status "
+        "from ops.register_executor(%s, %s, %s, %s, %s, %s, %s::jsonb)",
+        (executor.executor_id, labels, engines, max_concurrency, version, hostname, json.dumps(metadata)),
+    )
     assert row is not None
     settings = get_settings()
     return {
@@ -64,12 +63,11 @@ async def executor_heartbeat(
     conn: AsyncConnection, executor: ExecutorPrincipal, *, running_task_ids: list[uuid.UUID]
 ) -> dict[str, Any]:
     """Liveness and capacity; answers with drain and which running tasks to cancel or drop."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select drain, cancel_task_ids, lost_task_ids, released_task_ids from ops.executor_heartbeat(%s, %s)",
-            (executor.executor_id, running_task_ids),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select drain, cancel_task_ids, lost_task_ids, released_task_ids from ops.executor_heartbeat(%s, %s)",
+        (executor.executor_id, running_task_ids),
+    )
     assert row is not None
     return {**row, "server_time": datetime.now().astimezone()}
 
@@ -85,12 +83,11 @@ class ClaimOptions:
 
 async def _claim_once(conn: AsyncConnection, executor: ExecutorPrincipal, opts: ClaimOptions) -> list[dict[str, Any]]:
     settings = get_settings()
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select * from ops.claim_tasks(%s, %s, %s, %s, %s, %s)",
-            (executor.executor_id, opts.engines, opts.labels, opts.max_tasks, settings.lease_seconds, opts.claim_id),
-        )
-        rows = await cur.fetchall()
+    rows = await dict_rows(
+        conn,
+        "select * from ops.claim_tasks(%s, %s, %s, %s, %s, %s)",
+        (executor.executor_id, opts.engines, opts.labels, opts.max_tasks, settings.lease_seconds, opts.claim_id),
+    )
     interval = heartbeat_interval(settings.lease_seconds)
     for row in rows:
         row["project"] = row.pop("project_slug")
@@ -129,12 +126,11 @@ async def claim(
 
 async def task_heartbeat(conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
     """Extend the lease; LeaseLost when the lease is no longer held."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select lease_expires_at, cancel_requested from ops.extend_lease(%s, %s, %s)",
-            (task_id, lease_token, get_settings().lease_seconds),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select lease_expires_at, cancel_requested from ops.extend_lease(%s, %s, %s)",
+        (task_id, lease_token, get_settings().lease_seconds),
+    )
     assert row is not None
     return row
 
@@ -142,9 +138,9 @@ async def task_heartbeat(conn: AsyncConnection, *, task_id: uuid.UUID, lease_tok
 async def task_heartbeats(conn: AsyncConnection, *, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Extend many leases in one round trip; each item reports ok or its error."""
     payload = dumps_json([{"task_id": str(i["task_id"]), "lease_token": str(i["lease_token"])} for i in items])
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("select * from ops.extend_leases(%s::jsonb, %s)", (payload, get_settings().lease_seconds))
-        return await cur.fetchall()
+    return await dict_rows(
+        conn, "select * from ops.extend_leases(%s::jsonb, %s)", (payload, get_settings().lease_seconds)
+    )
 
 
 async def append_events(
@@ -170,12 +166,11 @@ async def finalize(
     error: str | None,
 ) -> dict[str, Any]:
     """Record the attempt's outcome (idempotent for the same lease and outcome)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "select task_status, run_status, replayed from ops.finalize_task(%s, %s, %s, %s::jsonb, %s)",
-            (task_id, lease_token, outcome, dumps_json(result) if result is not None else None, error),
-        )
-        row = await cur.fetchone()
+    row = await first_dict_row(
+        conn,
+        "select task_status, run_status, replayed from ops.finalize_task(%s, %s, %s, %s::jsonb, %s)",
+        (task_id, lease_token, outcome, dumps_json(result) if result is not None else None, error),
+    )
     assert row is not None
     if not row["replayed"]:
         metrics.TASK_OUTCOMES.labels(outcome=outcome).inc()
@@ -185,9 +180,7 @@ async def finalize(
 async def finalize_many(conn: AsyncConnection, *, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Finalize many tasks in one round trip; each item reports its own result or error."""
     payload = dumps_json(items)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("select * from ops.finalize_tasks(%s::jsonb)", (payload,))
-        rows = await cur.fetchall()
+    rows = await dict_rows(conn, "select * from ops.finalize_tasks(%s::jsonb)", (payload,))
     by_id = {str(i["task_id"]): i for i in items}
     out = []
     for row in rows:
