@@ -329,7 +329,7 @@ class TaskAttempt(OpsTable, table=True):
     run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
     executor_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.executors.id"))
     lease_token: uuid.UUID = Field(
-        sa_column=_uuid(nullable=False), description="random; looked up with its task_id (the primary key's first column)"
+        sa_column=_uuid(nullable=False), description="random; looked up with its task_id (the primary key's 1st column)"
     )
     claim_id: uuid.UUID | None = Field(
         sa_column=_uuid(nullable=True), description="the agent's claim id: a retried claim gets the same leases"
