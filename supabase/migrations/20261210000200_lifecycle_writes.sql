@@ -6,7 +6,7 @@
 --    doubled the rows a claim and a finalize write. The audit log keeps every other move (pending ->
 --    queued, claimed -> running, cancelled or skipped before a claim, a reroute) through a row trigger
 --    whose WHEN clause is checked in C, so claims and finalizes no longer build transition tables of
---    whole task rows for a statement trigger. ops.task_transitions gives the full history, both merged.
+--    whole task rows for a statement trigger. ops.task_transitions(task) gives a task's full history.
 --  * Attempt rows end in a HOT update (no index entry written): the btree on finished_at (the pool
 --    chart's "finished in the last hour") becomes a BRIN index, which PostgreSQL 16+ leaves out of the
 --    HOT decision, and the table keeps free room on each page for the update. The chart finds open
@@ -29,34 +29,46 @@ create trigger tasks_audit after update of status on ops.tasks
           and not (old.status in ('claimed', 'running') and new.status not in ('claimed', 'running')))
     execute function ops.audit_status_change();
 
--- Every status change of a task: the audit log's rows, and the claim and the end of each attempt. An
--- attempt ends from 'running' when the task was marked running during it (its start, or an audit row
--- claimed -> running in its time); the task goes back to the queue when a later attempt exists, and
--- otherwise to where the task is now (an attempt's outcome says how the attempt ended: a lost lease on
--- a cancelled task leaves it cancelled). A view with the caller's rights: the row policies of
--- ops.audit_log, ops.task_attempts and ops.tasks apply.
-create view ops.task_transitions with (security_invoker = true) as
-select l.entity_id as task_id, l.at, l.actor, l.old_status, l.new_status
-from ops.audit_log l
-where l.entity = 'tasks' and l.action = 'status'
-union all
-select a.task_id, a.claimed_at, coalesce(x.name, a.executor_id::text), 'queued', 'claimed'
-from ops.task_attempts a left join ops.executors x on x.id = a.executor_id
-union all
-select a.task_id, a.finished_at, coalesce(x.name, a.executor_id::text),
-       case when a.started_at > a.claimed_at
-                 or exists (select 1 from ops.audit_log s
-                            where s.entity = 'tasks' and s.entity_id = a.task_id and s.action = 'status'
-                              and s.new_status = 'running' and s.at >= a.claimed_at and s.at <= a.finished_at)
-            then 'running' else 'claimed' end,
-       case when exists (select 1 from ops.task_attempts n where n.task_id = a.task_id and n.attempt > a.attempt)
-            then 'queued' else t.status end
-from ops.task_attempts a
-join ops.tasks t on t.id = a.task_id
-left join ops.executors x on x.id = a.executor_id
-where a.finished_at is not null;
+-- Every status change of a task, oldest first: the audit log's rows, and the claim and the end of each
+-- attempt. An attempt ends from 'running' when the task was marked running during it (its start, or an
+-- audit row claimed -> running in its time); the task goes back to the queue when a later attempt exists,
+-- and otherwise to where the task is now (an attempt's outcome says how the attempt ended: a lost lease on
+-- a cancelled task leaves it cancelled). A function with the caller's rights, not a view: the row
+-- policies of ops.audit_log, ops.task_attempts and ops.tasks apply, and no view pins the columns' types.
+create function ops.task_transitions(p_task uuid)
+returns table (at timestamptz, actor text, old_status text, new_status text)
+language sql stable
+set search_path = ''
+as $$
+    select h.at, h.actor, h.old_status, h.new_status
+    from (
+        select l.at, l.actor, l.old_status, l.new_status, l.id as n
+        from ops.audit_log l
+        where l.entity = 'tasks' and l.entity_id = p_task and l.action = 'status'
+        union all
+        select a.claimed_at, coalesce(x.name, a.executor_id::text), 'queued', 'claimed', null
+        from ops.task_attempts a left join ops.executors x on x.id = a.executor_id
+        where a.task_id = p_task
+        union all
+        select a.finished_at, coalesce(x.name, a.executor_id::text),
+               case when a.started_at > a.claimed_at
+                         or exists (select 1 from ops.audit_log s
+                                    where s.entity = 'tasks' and s.entity_id = a.task_id and s.action = 'status'
+                                      and s.new_status = 'running' and s.at >= a.claimed_at and s.at <= a.finished_at)
+                    then 'running' else 'claimed' end,
+               case when exists (select 1 from ops.task_attempts n where n.task_id = a.task_id and n.attempt > a.attempt)
+                    then 'queued' else t.status end,
+               null
+        from ops.task_attempts a
+        join ops.tasks t on t.id = a.task_id
+        left join ops.executors x on x.id = a.executor_id
+        where a.task_id = p_task and a.finished_at is not null
+    ) h
+    order by h.at, h.n nulls last;
+$$;
 
-grant select on ops.task_transitions to authenticated;
+revoke execute on function ops.task_transitions(uuid) from public;
+grant execute on function ops.task_transitions(uuid) to authenticated, service_role;
 
 -- Attempts -----------------------------------------------------------------------------------------
 
@@ -118,10 +130,18 @@ $$;
 -- and a plan made while a table was small (a new project, a bench) kept scanning the whole table per batch
 -- as it grew, until an ANALYZE replaced it: the finalize's attempts UPDATE read all 4,000 attempts of the
 -- bench for each batch of 50. With sequential scans priced out, the same plans are index probes at any size.
+-- A scan that has no index to use instead (the few caps rows of the caps path) keeps its sequential scan,
+-- priced as disabled: before PostgreSQL 18 that price is a large constant added to the plan's cost, far
+-- above jit_above_cost, so JIT stays off in these functions (it compiled every caps-path statement, some
+-- 200 ms each, for plans that run in microseconds).
 alter function ops.claim_tasks(uuid, text[], text[], integer, integer, uuid) set enable_seqscan = off;
 alter function ops.finalize_tasks(jsonb) set enable_seqscan = off;
 alter function ops.refresh_runs_status(uuid[]) set enable_seqscan = off;
 alter function ops.append_events(uuid, uuid, jsonb) set enable_seqscan = off;
+alter function ops.claim_tasks(uuid, text[], text[], integer, integer, uuid) set jit = off;
+alter function ops.finalize_tasks(jsonb) set jit = off;
+alter function ops.refresh_runs_status(uuid[]) set jit = off;
+alter function ops.append_events(uuid, uuid, jsonb) set jit = off;
 alter function ops.refresh_runs_status(uuid[]) set plan_cache_mode = force_generic_plan;
 
 -- Index entries per claim ---------------------------------------------------------------------------

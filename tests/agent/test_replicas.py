@@ -206,8 +206,8 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
             # A reaped attempt is requeued once: one recorded move per lost attempt's way back to the queue.
             lost = conn.execute("select count(*) from ops.task_attempts where outcome = 'lost'").fetchone()
             requeued = conn.execute(
-                "select count(*) from ops.task_transitions where new_status = 'queued' "
-                "and old_status in ('claimed', 'running')"
+                "select count(*) from ops.tasks t cross join lateral ops.task_transitions(t.id) h "
+                "where h.new_status = 'queued' and h.old_status in ('claimed', 'running')"
             ).fetchone()
             released = conn.execute("select count(*) from ops.task_attempts where outcome = 'released'").fetchone()
         everything = TASKS + BACKFILL_DAYS + len(fired)

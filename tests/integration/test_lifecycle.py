@@ -405,7 +405,7 @@ def test_every_task_transition_is_on_record(db: psycopg.Connection, tenant: Tena
     (second,) = claim(db, executor)
     finalize(db, second["task_id"], second["lease_token"])  # finalized straight from claimed
     transitions = db.execute(
-        "select old_status, new_status from ops.task_transitions where task_id = %s order by at",
+        "select old_status, new_status from ops.task_transitions(%s)",
         (first["task_id"],),
     ).fetchall()
     assert transitions == [
