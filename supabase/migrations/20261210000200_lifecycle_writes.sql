@@ -9,7 +9,8 @@
 --    whole task rows for a statement trigger. ops.task_transitions(task) gives a task's full history.
 --  * Attempt rows end in a HOT update (no index entry written): the btree on finished_at (the pool
 --    chart's "finished in the last hour") becomes a BRIN index, which PostgreSQL 16+ leaves out of the
---    HOT decision, and the table keeps free room on each page for the update. The chart finds open
+--    HOT decision (on 15 the update stays non-HOT, as before), and the table keeps free room on each
+--    page for the update (fillfactor 50: the table takes about twice the pages). The chart finds open
 --    attempts through the leased tasks instead, since a BRIN range cannot tell that its nulls are gone.
 --  * ops.refresh_runs_status asks its questions as scalar subqueries (never a hashed subplan), and the
 --    lifecycle functions price sequential scans out of their cached generic plans.
