@@ -6,12 +6,13 @@ server process used per task (robust to a busy machine, unlike wall times), the 
 claim_throughput's bare SKIP LOCKED queue on the same server, and the statements (nested ones included) by
 total time.
 
-`--url URL` profiles an existing, migrated database instead (pg_stat_statements must be loaded there)."""
+`--url URL` profiles an existing, migrated database instead (pg_stat_statements must be loaded there);
+`--migrations DIR` builds the embedded database from another checkout's migrations (say main's), so a change
+can be compared with its base by the same bench, runs alternating, on a machine whose load moves."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -38,6 +39,12 @@ WRITES = """
 select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)
 from pg_stat_user_tables where schemaname = 'ops'
 """
+# Rows written per table: inserts, updates and how many of those were HOT (no index entry written).
+TABLE_WRITES = """
+select relname, n_tup_ins, n_tup_upd, n_tup_hot_upd
+from pg_stat_user_tables
+where schemaname = 'ops' and relname in ('tasks', 'task_attempts', 'runs', 'audit_log', 'events')
+"""
 FUNCTIONS = {
     "claim_tasks": "%ops.claim_tasks(%",
     "finalize_tasks": "%ops.finalize_tasks(%",
@@ -46,12 +53,12 @@ FUNCTIONS = {
 
 
 def backend_cpu_s(pid: int) -> float:
-    """CPU time (user + system) a server process has used so far; NaN when the server runs elsewhere."""
+    """CPU time a server process has used so far, in nanoseconds' resolution (/proc/PID/schedstat; /proc/PID/stat
+    counts clock ticks of 10 ms, too coarse for a few thousand tasks); NaN when the server runs elsewhere."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bare_cpu_us_per_row(url: str, rows: int) -> float:
@@ -125,12 +132,17 @@ def profile(url: str) -> None:
         conn.execute("select pg_stat_statements_reset()")
         conn.execute("select pg_stat_force_next_flush()")
         writes_before = conn.execute(WRITES).fetchone()[0]  # type: ignore[index]
+        tables_before = {r[0]: r[1:] for r in conn.execute(TABLE_WRITES).fetchall()}
         backend = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         cpu_before = backend_cpu_s(backend)
         done, appended = drain(conn, executor, events)
         cpu = backend_cpu_s(backend) - cpu_before
         conn.execute("select pg_stat_force_next_flush()")
         writes = conn.execute(WRITES).fetchone()[0] - writes_before  # type: ignore[index]
+        tables = {
+            r[0]: [now - before for now, before in zip(r[1:], tables_before.get(r[0], (0, 0, 0)), strict=True)]
+            for r in conn.execute(TABLE_WRITES).fetchall()
+        }
         per_function = {}
         for name, pattern in FUNCTIONS.items():
             found = conn.execute(
@@ -150,6 +162,14 @@ def profile(url: str) -> None:
     print(
         f"lifecycle_profile: {done} no-op tasks, batch {BATCH}, 1 client; {appended} append_events calls of 2 events; "
         f"{writes / max(done, 1):.1f} ops rows written per task"
+    )
+    print(
+        "  per task: "
+        + "; ".join(
+            f"{name} {ins / max(done, 1):.2f} inserted, {upd / max(done, 1):.2f} updated "
+            f"({(upd - hot) / max(done, 1):.2f} not HOT)"
+            for name, (ins, upd, hot) in sorted(tables.items())
+        )
     )
     server_us = 0.0
     wal = 0
@@ -198,7 +218,10 @@ def main() -> None:
 
         pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pg.pgdata, user=pg._server.system_user)  # type: ignore[attr-defined]
         url = pg.ensure_database("bench")
-        migrate(url)
+        if "--migrations" in sys.argv:
+            migrate(url, Path(sys.argv[sys.argv.index("--migrations") + 1]))
+        else:
+            migrate(url)
         profile(url)
     finally:
         pg.stop()

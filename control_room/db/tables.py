@@ -328,7 +328,9 @@ class TaskAttempt(OpsTable, table=True):
     attempt: int = Field(sa_column=_integer(nullable=False, primary_key=True))
     run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
     executor_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.executors.id"))
-    lease_token: uuid.UUID = Field(sa_column=_uuid(nullable=False, unique=True))
+    lease_token: uuid.UUID = Field(
+        sa_column=_uuid(nullable=False), description="random; looked up with its task_id (the primary key's 1st column)"
+    )
     claim_id: uuid.UUID | None = Field(
         sa_column=_uuid(nullable=True), description="the agent's claim id: a retried claim gets the same leases"
     )

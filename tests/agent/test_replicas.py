@@ -203,11 +203,11 @@ def test_three_replicas_one_killed_mid_run(pg_server: PostgresServer, tmp_path: 
             run_statuses = [
                 r[0] for r in conn.execute("select status from ops.runs where id = any(%s::uuid[])", (run_ids,))
             ]
-            # A reaped attempt is requeued once: one audit row per lost attempt's way back to the queue.
+            # A reaped attempt is requeued once: one recorded move per lost attempt's way back to the queue.
             lost = conn.execute("select count(*) from ops.task_attempts where outcome = 'lost'").fetchone()
             requeued = conn.execute(
-                "select count(*) from ops.audit_log where entity = 'tasks' and new_status = 'queued' "
-                "and old_status in ('claimed', 'running')"
+                "select count(*) from ops.tasks t cross join lateral ops.task_transitions(t.id) h "
+                "where h.new_status = 'queued' and h.old_status in ('claimed', 'running')"
             ).fetchone()
             released = conn.execute("select count(*) from ops.task_attempts where outcome = 'released'").fetchone()
         everything = TASKS + BACKFILL_DAYS + len(fired)

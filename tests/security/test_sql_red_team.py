@@ -311,3 +311,21 @@ def test_org_b_cannot_ingest_openlineage_into_org_a(owner: psycopg.Connection, r
         "select count(*) from ops.openlineage_events where openlineage_run_id = %s", (run_id,)
     ).fetchone()
     assert stored == (0,), "nothing of org B's event reached org A"
+
+
+TRANSITIONS_OF = "select count(*) from unnest(%s::uuid[]) a(id) cross join lateral ops.task_transitions(a.id)"
+
+
+def test_task_transitions_show_members_only_their_orgs_tasks(owner: psycopg.Connection, red_world: RedWorld) -> None:
+    # ops.task_transitions runs with the caller's rights: the row policies of the audit log, the attempts
+    # and the tasks decide what a member sees.
+    a_tasks = [r[0] for r in owner.execute("select t.id from ops.tasks t where t.org_id = %s", (red_world.a_org,))]
+    recorded = owner.execute(TRANSITIONS_OF, (a_tasks,)).fetchone()
+    assert recorded and recorded[0] > 0, "the red team's world has no recorded move of an org A task"
+    with psycopg.connect(red_world.url, autocommit=True) as conn:
+        with as_member(conn, red_world.b_admin):
+            seen_by_b = conn.execute(TRANSITIONS_OF, (a_tasks,)).fetchone()
+        with as_member(conn, red_world.a_user):
+            seen_by_a = conn.execute(TRANSITIONS_OF, (a_tasks,)).fetchone()
+    assert seen_by_b == (0,)
+    assert seen_by_a == recorded
