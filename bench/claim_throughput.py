@@ -1,6 +1,8 @@
 """No-op task throughput, all in one run: 8 agents doing batch claim -> batch finalize through HTTP, the same
-SQL lifecycle functions called directly by 8 workers, and the bare SKIP LOCKED ceiling (a plain queue table,
-claim + done, the same 8 clients and batch); prints tasks/s and the ratios.
+SQL lifecycle functions called directly by 8 workers, the bare SKIP LOCKED ceiling (a plain queue table,
+claim + done, the same 8 clients and batch), and the peer: procrastinate's workers running the same number
+of no-op jobs on the same Postgres (1 process, then 2; PROCRASTINATE_CONCURRENCY jobs at a time in all);
+prints tasks/s and the ratios (issue 25: HTTP >= 3x procrastinate's 2-process figure).
 
 `--sql-only` leaves out the HTTP round; `--migrations DIR` builds the database from another checkout's
 migrations (say main's), so a change and its base are measured by the same bench, one run after the other."""
@@ -18,12 +20,14 @@ import _harness
 import httpx
 import psycopg
 from _harness import bench_env
+from _procrastinate_peer import peer_app
 
 AGENTS = 8
 RUNS = 400
 TASKS_PER_RUN = 10
 BATCH = 50
 BARE_ROWS = 20_000
+PROCRASTINATE_CONCURRENCY = 8  # jobs in flight in all, split over the worker processes, like the 8 agents
 
 BARE_QUEUE = """
 create table public.bench_queue (
@@ -118,6 +122,29 @@ def bare_agent(database_url: str, worker: int, start: mp.Event, counts: mp.Queue
         counts.put((done, backend_cpu_s(conn) - cpu))
 
 
+def procrastinate_worker(database_url: str, concurrency: int, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    """One procrastinate worker process that stops once the queue is empty (``wait=False``); jobs done are
+    counted from its table afterwards."""
+    app = peer_app(database_url)
+    with app.open():
+        start.wait()
+        app.run_worker(concurrency=concurrency, wait=False, install_signal_handlers=False, delete_jobs="never")
+    counts.put((0, float("nan")))
+
+
+def procrastinate_round(database_url: str, processes: int, jobs: int) -> tuple[int, float]:
+    """Defer ``jobs`` no-op jobs, then time ``processes`` worker processes draining them."""
+    app = peer_app(database_url)
+    with app.open():
+        app.tasks["noop"].batch_defer(*({} for _ in range(jobs)))
+    per_process = max(PROCRASTINATE_CONCURRENCY // processes, 1)
+    _, elapsed, _ = measure(procrastinate_worker, [(database_url, per_process) for _ in range(processes)])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        done = conn.execute("select count(*) from procrastinate_jobs where status = 'succeeded'").fetchone()[0]  # type: ignore[index]
+        conn.execute("truncate procrastinate_jobs cascade")
+    return int(done), elapsed
+
+
 def measure(target, args_per_agent: list[tuple[object, ...]]) -> tuple[int, float, float]:  # type: ignore[no-untyped-def]
     """Tasks done by all agents, the wall time, and the server CPU seconds their connections used."""
     ctx = mp.get_context("spawn")
@@ -172,6 +199,13 @@ def main() -> None:
             conn.execute("vacuum analyze public.bench_queue")
         bare_total, bare_s, bare_cpu = measure(bare_agent, [(env.database_url, i) for i in range(AGENTS)])
 
+        peers: dict[int, tuple[int, float]] = {}
+        if "--sql-only" not in sys.argv:
+            app = peer_app(env.database_url)
+            with app.open():
+                app.schema_manager.apply_schema()
+            peers = {n: procrastinate_round(env.database_url, n, submitted) for n in (1, 2)}
+
     http_rate, sql_rate, bare_rate = http_total / http_s, sql_total / sql_s, bare_total / bare_s
     print(f"claim_throughput: {AGENTS} agents, {submitted} no-op tasks ({RUNS} runs x {TASKS_PER_RUN}), batch {BATCH}")
     if http_total:
@@ -180,8 +214,16 @@ def main() -> None:
         )
     print(f"  SQL lifecycle functions direct:   {sql_total:6d} tasks in {sql_s:6.2f} s = {sql_rate:8.0f} tasks/s")
     print(f"  bare SKIP LOCKED claim + done:    {bare_total:6d} rows  in {bare_s:6.2f} s = {bare_rate:8.0f} rows/s")
+    for processes, (done, seconds) in peers.items():
+        print(
+            f"  procrastinate, {processes} process(es):  {done:6d} jobs  in {seconds:6.2f} s = "
+            f"{done / seconds:8.0f} jobs/s  ({PROCRASTINATE_CONCURRENCY} at a time in all)"
+        )
     if http_total:
         print(f"  ratio HTTP / SQL functions: {http_rate / sql_rate:.0%}")
+    if http_total and 2 in peers:
+        done, seconds = peers[2]
+        print(f"  ratio HTTP / procrastinate 2 processes: {http_rate / (done / seconds):.2f}x (target >= 3x)")
     print(f"  ratio SQL functions / bare SKIP LOCKED ceiling: {sql_rate / bare_rate:.0%}")
     # Wall rates follow the machine's load (other work on the same cores); the server CPU each task cost
     # does not, so the same comparison by CPU is printed too.
