@@ -23,10 +23,11 @@ from _harness import bench_env
 from _procrastinate_peer import peer_app
 
 AGENTS = 8
-RUNS = 400
+RUNS = 2000  # 20,000 tasks, as many as the bare queue's rows: a round of seconds, not a fraction of one
 TASKS_PER_RUN = 10
 BATCH = 50
-BARE_ROWS = 20_000
+BARE_ROWS = 100_000  # the bare queue drains ~30,000 rows/s: a round of seconds
+READY_TIMEOUT_S = 120
 PROCRASTINATE_CONCURRENCY = 8  # jobs in flight in all, split over the worker processes, like the 8 agents
 
 BARE_QUEUE = """
@@ -74,10 +75,11 @@ def backend_cpu_s(conn: psycopg.Connection) -> float:
         return float("nan")
 
 
-def http_agent(base_url: str, token: str, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+def http_agent(base_url: str, token: str, ready: mp.Queue, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
     done = 0
     with httpx.Client(base_url=base_url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
         c.post("/executors/register", json={"engines": ["shell"], "max_concurrency": 1000}).raise_for_status()
+        ready.put(True)
         start.wait()
         while True:
             tasks = c.post("/tasks/claim", json={"max_tasks": BATCH}).json()["tasks"]
@@ -89,9 +91,10 @@ def http_agent(base_url: str, token: str, start: mp.Event, counts: mp.Queue) -> 
     counts.put((done, float("nan")))
 
 
-def sql_agent(database_url: str, executor_id: str, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+def sql_agent(database_url: str, executor_id: str, ready: mp.Queue, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
     done = 0
     with psycopg.connect(database_url, autocommit=True) as conn:
+        ready.put(True)
         start.wait()
         cpu = backend_cpu_s(conn)
         while True:
@@ -108,9 +111,10 @@ def sql_agent(database_url: str, executor_id: str, start: mp.Event, counts: mp.Q
         counts.put((done, backend_cpu_s(conn) - cpu))
 
 
-def bare_agent(database_url: str, worker: int, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+def bare_agent(database_url: str, worker: int, ready: mp.Queue, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
     done = 0
     with psycopg.connect(database_url, autocommit=True) as conn:
+        ready.put(True)
         start.wait()
         cpu = backend_cpu_s(conn)
         while True:
@@ -122,11 +126,18 @@ def bare_agent(database_url: str, worker: int, start: mp.Event, counts: mp.Queue
         counts.put((done, backend_cpu_s(conn) - cpu))
 
 
-def procrastinate_worker(database_url: str, concurrency: int, start: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+def procrastinate_worker(
+    database_url: str,
+    concurrency: int,
+    ready: mp.Queue,  # type: ignore[type-arg]
+    start: mp.Event,
+    counts: mp.Queue,  # type: ignore[type-arg]
+) -> None:
     """One procrastinate worker process that stops once the queue is empty (``wait=False``); jobs done are
     counted from its table afterwards."""
     app = peer_app(database_url)
     with app.open():
+        ready.put(True)
         start.wait()
         app.run_worker(concurrency=concurrency, wait=False, install_signal_handlers=False, delete_jobs="never")
     counts.put((0, float("nan")))
@@ -146,13 +157,16 @@ def procrastinate_round(database_url: str, processes: int, jobs: int) -> tuple[i
 
 
 def measure(target, args_per_agent: list[tuple[object, ...]]) -> tuple[int, float, float]:  # type: ignore[no-untyped-def]
-    """Tasks done by all agents, the wall time, and the server CPU seconds their connections used."""
+    """Tasks done by all agents, the wall time, and the server CPU seconds their connections used. The clock
+    starts once every agent process has started, connected (and registered) and said so: starting 8 Python
+    processes takes seconds on a busy machine, which a fixed pause before the clock counted as queue time."""
     ctx = mp.get_context("spawn")
-    start, counts = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, start, counts)) for args in args_per_agent]
+    ready, start, counts = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, ready, start, counts)) for args in args_per_agent]
     for p in procs:
         p.start()
-    time.sleep(2.0)  # let every agent connect and register before the clock starts (setup, not a wait-for)
+    for _ in procs:
+        ready.get(timeout=READY_TIMEOUT_S)
     began = time.perf_counter()
     start.set()
     reports = [counts.get(timeout=600) for _ in procs]
