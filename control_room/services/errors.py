@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -44,6 +46,16 @@ def visible(row: RowT | None, what: str, *, field: str) -> RowT:
     if row is None:
         raise NotFound(f"{what} does not exist or is not visible to you", field=field)
     return row
+
+
+def the_only_id(rows: Sequence[Sequence[Any]], *, field: str, missing: str, ambiguous: str) -> uuid.UUID:
+    """The id (first column) of the one row a lookup by name found (it asks for two at most): NotFound with
+    ``missing`` when it found none, Invalid with ``ambiguous`` when the name matched several."""
+    if not rows:
+        raise NotFound(missing, field=field)
+    if len(rows) > 1:
+        raise Invalid(ambiguous, field=field)
+    return uuid.UUID(str(rows[0][0]))
 
 
 class Conflict(ServiceError):

@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Invalid, NotFound, visible
+from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible
 from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, escape_like, name_cursor_after
 from control_room.services.runs import get_run, note_engine_availability, resolve_project
 
@@ -113,14 +113,11 @@ async def resolve_template(conn: AsyncConnection, template: str, *, project: str
         )
     else:
         cur = await conn.execute("select id from ops.job_templates where name = %s limit 2", (template,))
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f'job template "{template}" does not exist or is not visible to you', field="template")
-    if len(rows) > 1:
-        raise Invalid(
-            f'job template "{template}" exists in several projects; pass --project or PROJECT/NAME', field="template"
-        )
-    return uuid.UUID(str(rows[0][0]))
+    return the_only_id(
+        await cur.fetchall(), field="template",
+        missing=f'job template "{template}" does not exist or is not visible to you',
+        ambiguous=f'job template "{template}" exists in several projects; pass --project or PROJECT/NAME',
+    )  # fmt: skip
 
 
 # Run figures of each template over 30 days (runs, success rate, p50/p95 duration), its latest run

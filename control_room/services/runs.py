@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from control_room.config import get_settings
 from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, visible
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, the_only_id, visible
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -67,12 +67,11 @@ async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
         cur = await conn.execute("select id from ops.projects where id = %s", (project_id,))
     else:
         cur = await conn.execute("select id from ops.projects where slug = %s limit 2", (project,))
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f'project "{project}" does not exist or is not visible to you', field="project")
-    if len(rows) > 1:
-        raise Invalid(f'project slug "{project}" exists in several orgs; pass the project id', field="project")
-    return uuid.UUID(str(rows[0][0]))
+    return the_only_id(
+        await cur.fetchall(), field="project",
+        missing=f'project "{project}" does not exist or is not visible to you',
+        ambiguous=f'project slug "{project}" exists in several orgs; pass the project id',
+    )  # fmt: skip
 
 
 def check_run_spec(spec: Any, *, at: str = "spec") -> None:

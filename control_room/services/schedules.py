@@ -34,7 +34,7 @@ from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
 
 from control_room.db.rows import dict_rows, first_dict_row
-from control_room.services.errors import Invalid, NotFound, visible
+from control_room.services.errors import Invalid, the_only_id, visible
 from control_room.services.jobs import validate_params
 from control_room.services.pagination import ListQuery, fetch_rows
 
@@ -610,12 +610,11 @@ async def resolve_schedule(conn: AsyncConnection, schedule: str) -> uuid.UUID:
         )
     else:
         cur = await conn.execute("select id from ops.schedules where name = %s limit 2", (name,))
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f'schedule "{schedule}" does not exist or is not visible to you', field="schedule")
-    if len(rows) > 1:
-        raise Invalid(f'schedule "{schedule}" exists in several projects; pass PROJECT/NAME', field="schedule")
-    return uuid.UUID(str(rows[0][0]))
+    return the_only_id(
+        await cur.fetchall(), field="schedule",
+        missing=f'schedule "{schedule}" does not exist or is not visible to you',
+        ambiguous=f'schedule "{schedule}" exists in several projects; pass PROJECT/NAME',
+    )  # fmt: skip
 
 
 async def list_schedules(
