@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from control_room.api.deps import Executor, Pool, User, UserConnection
-from control_room.api.executors import LEASE_ERRORS
+from control_room.api.executors import leased_task_route
 from control_room.api.models import LeaseRef, Strict
 from control_room.services import access_policies, policy_previews, trino_rules
 from control_room.services.auth import scoped
@@ -67,13 +67,7 @@ class TaskPolicies(BaseModel):
     )
 
 
-@router.post(
-    "/tasks/{task_id}/policies",
-    operation_id="getTaskPolicies",
-    tags=["executors"],
-    response_model=TaskPolicies,
-    responses=LEASE_ERRORS,
-)
+@leased_task_route(router, "/tasks/{task_id}/policies", operation_id="getTaskPolicies", response_model=TaskPolicies)
 async def task_policies(task_id: uuid.UUID, body: LeaseRef, executor: Executor, db: Pool) -> dict[str, Any]:
     """Who the task acts as (its template's service principal, else its requester), its groups, and every
     dataset of its project the policies restrict for it; only while holding the task's lease."""
