@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from control_room.db.rows import Args, Statement, first_dict_row
+
 
 class ServiceError(Exception):
     """An error a caller can act on; ``status`` is the HTTP status the API answers with."""
@@ -46,6 +48,13 @@ def visible(row: RowT | None, what: str, *, field: str) -> RowT:
     if row is None:
         raise NotFound(f"{what} does not exist or is not visible to you", field=field)
     return row
+
+
+async def visible_row(
+    conn: psycopg.AsyncConnection, statement: Statement, args: Args, what: str, *, field: str
+) -> dict[str, Any]:
+    """The first row of one statement as a dict; NotFound as in ``visible`` when it returns none."""
+    return visible(await first_dict_row(conn, statement, args), what, field=field)
 
 
 def the_only_id(rows: Sequence[Sequence[Any]], *, field: str, missing: str, ambiguous: str) -> uuid.UUID:

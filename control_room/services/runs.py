@@ -16,9 +16,9 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, the_only_id, visible
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, the_only_id, visible_row
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -282,13 +282,11 @@ async def retry_run(
         raise Invalid(f"must be one of {', '.join(RERUN_MODES)}", field="mode")
     if (mode == "from_task") != bool(from_task):
         raise Invalid('name a task with mode "from_task" (and only then)', field="from_task")
-    run = visible(
-        await first_dict_row(
-            conn,
-            "select r.id, r.project_id, e.name as environment, r.spec, r.params, r.status, r.priority, r.tags "
-            "from ops.runs r join ops.environments e on e.id = r.environment_id where r.id = %s",
-            (run_id,),
-        ),
+    run = await visible_row(
+        conn,
+        "select r.id, r.project_id, e.name as environment, r.spec, r.params, r.status, r.priority, r.tags "
+        "from ops.runs r join ops.environments e on e.id = r.environment_id where r.id = %s",
+        (run_id,),
         f"run {run_id}",
         field="run_id",
     )

@@ -34,7 +34,7 @@ from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
 
 from control_room.db.rows import dict_rows, first_dict_row
-from control_room.services.errors import Invalid, the_only_id, visible
+from control_room.services.errors import Invalid, the_only_id, visible_row
 from control_room.services.jobs import validate_params
 from control_room.services.pagination import ListQuery, fetch_rows
 
@@ -639,8 +639,10 @@ async def get_schedule(
     conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, upcoming: int = 10, fires: int = 50
 ) -> dict[str, Any]:
     """A schedule with its next ``upcoming`` fire times and its latest fires."""
-    schedule = visible(
-        await first_dict_row(conn, f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} where s.id = %s", (schedule_id,)),
+    schedule = await visible_row(
+        conn,
+        f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} where s.id = %s",
+        (schedule_id,),
         f"schedule {schedule_id}",
         field="schedule_id",
     )
@@ -663,13 +665,11 @@ async def set_paused(conn: AsyncConnection, *, schedule_id: uuid.UUID, paused: b
 
 async def fire_now(conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, by: str | None) -> dict[str, Any]:
     """Fire a schedule at once (operators): its params plus interval params ending now."""
-    schedule = visible(
-        await first_dict_row(
-            conn,
-            "select s.id, s.cron, s.timezone, s.params, s.template_id, s.environment_id from ops.schedules s "
-            "where s.id = %s",
-            (schedule_id,),
-        ),
+    schedule = await visible_row(
+        conn,
+        "select s.id, s.cron, s.timezone, s.params, s.template_id, s.environment_id from ops.schedules s "
+        "where s.id = %s",
+        (schedule_id,),
         f"schedule {schedule_id}",
         field="schedule_id",
     )
