@@ -24,6 +24,7 @@ from control_room.bundle.loader import template_problems
 from control_room.bundle.models import JobTemplate, Schedule, TaskTemplate
 from control_room.bundle.source import InvalidInput, Problem, format_path, parse_yaml, validate_document
 from control_room.bundle.store import version_values
+from control_room.db.rows import returned_id
 from control_room.services.errors import Invalid
 from control_room.services.jobs import validate_params, version_schema
 from control_room.services.schedules import CronSchedule, check_schedule_fields
@@ -217,7 +218,8 @@ async def save_schedule(
     """Create (``schedule_id`` None) or change a schedule of a template (admins, checked in SQL)."""
     schema = await version_schema(conn, template_id=template_id, version=None)
     check_schedule(draft, project=project, template=template, params_schema=schema)
-    cur = await conn.execute(
+    return await returned_id(
+        conn,
         "select ops.save_schedule(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             schedule_id,
@@ -237,9 +239,6 @@ async def save_schedule(
             by,
         ),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 async def set_schedule_enabled(conn: AsyncConnection, *, schedule_id: uuid.UUID, enabled: bool, by: str) -> None:
