@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from control_room.api.deps import Executor, Pool, User, UserConnection
@@ -20,6 +20,15 @@ from control_room.services.runs import resolve_project
 
 router = APIRouter(tags=["access"])
 OrgQuery = Query(description="The org's slug or id (optional when you belong to one org only).")
+
+
+async def _queried_org(conn: UserConnection, org: str | None = OrgQuery) -> uuid.UUID:
+    """The org the ``org`` query parameter names (the caller's only org when it is left out)."""
+    return await resolve_org(conn, org)
+
+
+# Only for operations whose other parameters cannot fail validation: the org is looked up before they are checked.
+QueriedOrg = Annotated[uuid.UUID, Depends(_queried_org)]
 
 
 class RowFilter(BaseModel):
@@ -121,9 +130,9 @@ class SimulationPublic(BaseModel):
 
 
 @router.get("/access/policies")
-async def list_policies(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+async def list_policies(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
     """The org's access policies by name."""
-    return await access_policies.list_policies(conn, org_id=await resolve_org(conn, org))
+    return await access_policies.list_policies(conn, org_id=org_id)
 
 
 @router.put("/access/policies")
@@ -137,14 +146,14 @@ async def save_policy(conn: UserConnection, body: PolicyBody) -> dict[str, Any]:
 
 
 @router.delete("/access/policies/{name}", status_code=204)
-async def delete_policy(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
-    await access_policies.delete_policy(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_policy(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
+    await access_policies.delete_policy(conn, org_id=org_id, name=name)
     return Response(status_code=204)
 
 
 @router.get("/access/groups")
-async def list_groups(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
-    return await access_policies.list_groups(conn, org_id=await resolve_org(conn, org))
+async def list_groups(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
+    return await access_policies.list_groups(conn, org_id=org_id)
 
 
 @router.put("/access/groups/{name}")
@@ -161,14 +170,14 @@ async def save_group(name: str, conn: UserConnection, body: GroupBody) -> dict[s
 
 
 @router.delete("/access/groups/{name}", status_code=204)
-async def delete_group(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
-    await access_policies.delete_group(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_group(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
+    await access_policies.delete_group(conn, org_id=org_id, name=name)
     return Response(status_code=204)
 
 
 @router.get("/access/service-principals")
-async def list_service_principals(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
-    return await access_policies.list_service_principals(conn, org_id=await resolve_org(conn, org))
+async def list_service_principals(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
+    return await access_policies.list_service_principals(conn, org_id=org_id)
 
 
 @router.put("/access/service-principals/{name}")
@@ -180,8 +189,8 @@ async def save_service_principal(name: str, conn: UserConnection, body: ServiceP
 
 
 @router.delete("/access/service-principals/{name}", status_code=204)
-async def delete_service_principal(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
-    await access_policies.delete_service_principal(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_service_principal(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
+    await access_policies.delete_service_principal(conn, org_id=org_id, name=name)
     return Response(status_code=204)
 
 
@@ -220,9 +229,9 @@ async def export_rules(
 
 
 @router.get("/access/audit")
-async def audit(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+async def audit(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
     """The latest changes to the org's groups, service principals and policies."""
-    return await access_policies.audit(conn, org_id=await resolve_org(conn, org))
+    return await access_policies.audit(conn, org_id=org_id)
 
 
 @router.get("/access/refusals")
