@@ -23,7 +23,7 @@ from control_room.bundle.export import dump_yaml, item_document
 from control_room.bundle.loader import template_problems
 from control_room.bundle.models import JobTemplate, Schedule, TaskTemplate
 from control_room.bundle.source import InvalidInput, Problem, format_path, parse_yaml, validate_document
-from control_room.bundle.store import version_values
+from control_room.bundle.store import template_fields, version_fields, version_values
 from control_room.db.rows import returned_id
 from control_room.services.errors import Invalid
 from control_room.services.jobs import validate_params, version_schema
@@ -88,21 +88,9 @@ def problem_line(problem: Problem) -> str:
 
 def template_yaml(template: dict[str, Any], version: dict[str, Any] | None) -> str:
     """The editor's YAML of a template (a row of ``jobs.get_template``) at one of its versions."""
-    data: dict[str, Any] = {
-        "project": template["project"],
-        "name": template["name"],
-        "description": template["description"],
-        "owner": template["owner"],
-        "tags": list(template["tags"]),
-        "tasks": [{"key": "todo", "engine": "shell"}],
-    }
+    data = template_fields(template) | {"tasks": [{"key": "todo", "engine": "shell"}]}
     if version is not None:
-        data.update(
-            params_schema=version["params_schema"],
-            retries={"max_attempts": version["max_attempts"], "backoff_s": version["retry_backoff_s"]},
-            timeout_s=version["timeout_s"],
-            tasks=version["tasks"],
-        )
+        data.update(version_fields(version))
     model = JobTemplate.model_validate({k: v for k, v in data.items() if v is not None})
     document = item_document(model)
     document.pop("project", None)
