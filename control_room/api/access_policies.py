@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from control_room.api.deps import Executor, Pool, User, UserConnection
-from control_room.api.executors import LEASE_ERRORS
+from control_room.api.executors import leased_task_route
 from control_room.api.models import LeaseRef, Strict
 from control_room.services import access_policies, policy_previews, trino_rules
 from control_room.services.auth import scoped
@@ -20,6 +20,15 @@ from control_room.services.runs import resolve_project
 
 router = APIRouter(tags=["access"])
 OrgQuery = Query(description="The org's slug or id (optional when you belong to one org only).")
+
+
+async def _queried_org(conn: UserConnection, org: str | None = OrgQuery) -> uuid.UUID:
+    """The org the ``org`` query parameter names (the caller's only org when it is left out)."""
+    return await resolve_org(conn, org)
+
+
+# Only for operations whose other parameters cannot fail validation: the org is looked up before they are checked.
+QueriedOrg = Annotated[uuid.UUID, Depends(_queried_org)]
 
 
 class RowFilter(BaseModel):
@@ -67,13 +76,7 @@ class TaskPolicies(BaseModel):
     )
 
 
-@router.post(
-    "/tasks/{task_id}/policies",
-    operation_id="getTaskPolicies",
-    tags=["executors"],
-    response_model=TaskPolicies,
-    responses=LEASE_ERRORS,
-)
+@leased_task_route(router, "/tasks/{task_id}/policies", operation_id="getTaskPolicies", response_model=TaskPolicies)
 async def task_policies(task_id: uuid.UUID, body: LeaseRef, executor: Executor, db: Pool) -> dict[str, Any]:
     """Who the task acts as (its template's service principal, else its requester), its groups, and every
     dataset of its project the policies restrict for it; only while holding the task's lease."""
@@ -127,9 +130,9 @@ class SimulationPublic(BaseModel):
 
 
 @router.get("/access/policies")
-async def list_policies(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+async def list_policies(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
     """The org's access policies by name."""
-    return await access_policies.list_policies(conn, org_id=await resolve_org(conn, org))
+    return await access_policies.list_policies(conn, org_id=org_id)
 
 
 @router.put("/access/policies")
@@ -143,14 +146,14 @@ async def save_policy(conn: UserConnection, body: PolicyBody) -> dict[str, Any]:
 
 
 @router.delete("/access/policies/{name}", status_code=204)
-async def delete_policy(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
-    await access_policies.delete_policy(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_policy(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
+    await access_policies.delete_policy(conn, org_id=org_id, name=name)
     return Response(status_code=204)
 
 
 @router.get("/access/groups")
-async def list_groups(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
-    return await access_policies.list_groups(conn, org_id=await resolve_org(conn, org))
+async def list_groups(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
+    return await access_policies.list_groups(conn, org_id=org_id)
 
 
 @router.put("/access/groups/{name}")
@@ -167,14 +170,14 @@ async def save_group(name: str, conn: UserConnection, body: GroupBody) -> dict[s
 
 
 @router.delete("/access/groups/{name}", status_code=204)
-async def delete_group(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
-    await access_policies.delete_group(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_group(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
+    await access_policies.delete_group(conn, org_id=org_id, name=name)
     return Response(status_code=204)
 
 
 @router.get("/access/service-principals")
-async def list_service_principals(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
-    return await access_policies.list_service_principals(conn, org_id=await resolve_org(conn, org))
+async def list_service_principals(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
+    return await access_policies.list_service_principals(conn, org_id=org_id)
 
 
 @router.put("/access/service-principals/{name}")
@@ -186,8 +189,8 @@ async def save_service_principal(name: str, conn: UserConnection, body: ServiceP
 
 
 @router.delete("/access/service-principals/{name}", status_code=204)
-async def delete_service_principal(name: str, conn: UserConnection, org: str | None = OrgQuery) -> Response:
-    await access_policies.delete_service_principal(conn, org_id=await resolve_org(conn, org), name=name)
+async def delete_service_principal(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
+    await access_policies.delete_service_principal(conn, org_id=org_id, name=name)
     return Response(status_code=204)
 
 
@@ -226,9 +229,9 @@ async def export_rules(
 
 
 @router.get("/access/audit")
-async def audit(conn: UserConnection, org: str | None = OrgQuery) -> list[dict[str, Any]]:
+async def audit(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
     """The latest changes to the org's groups, service principals and policies."""
-    return await access_policies.audit(conn, org_id=await resolve_org(conn, org))
+    return await access_policies.audit(conn, org_id=org_id)
 
 
 @router.get("/access/refusals")

@@ -4,6 +4,7 @@ and the short cache of API token look-ups that OpenLineage ingest authenticates 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -161,19 +162,6 @@ async def sign_out(
     return Response(status_code=204)
 
 
-def _public(token: auth.ApiTokenPublic) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "name": token.name,
-        "token_prefix": token.token_prefix,
-        "role_ceiling": token.role_ceiling,
-        "created_at": token.created_at,
-        "expires_at": token.expires_at,
-        "last_used_at": token.last_used_at,
-        "revoked_at": token.revoked_at,
-    }
-
-
 @router.post(
     "/tokens",
     operation_id="createApiToken",
@@ -194,14 +182,14 @@ async def create_token(body: TokenCreate, user: User, db: Pool) -> dict[str, Any
             role_ceiling=body.role_ceiling,
         )
         (created,) = [t for t in await auth.list_api_tokens(conn, user_id=user.user_id) if t.name == body.name.strip()]
-    return {**_public(created), "token": token}
+    return {**dataclasses.asdict(created), "token": token}
 
 
 @router.get("/tokens", operation_id="listApiTokens", response_model=TokenPage)
 async def list_tokens(user: User, db: Pool) -> dict[str, Any]:
     """Your API tokens (never the tokens themselves), newest first, with when each was last used."""
     async with db.connection() as conn:
-        return {"items": [_public(t) for t in await auth.list_api_tokens(conn, user_id=user.user_id)]}
+        return {"items": [dataclasses.asdict(t) for t in await auth.list_api_tokens(conn, user_id=user.user_id)]}
 
 
 @router.delete("/tokens/{name}", operation_id="revokeApiToken", status_code=204, response_class=Response)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from control_room.api.deps import Executor, Pool, User
-from control_room.api.executors import LEASE_ERRORS
+from control_room.api.executors import leased_task_route
 from control_room.api.models import Strict
 from control_room.config import get_settings
 from control_room.services import openmetadata
@@ -66,13 +66,7 @@ class TaskSyncRequest(Strict):
     dry_run: bool = Field(default=False, description="List the differences; write nothing anywhere.")
 
 
-@router.post(
-    "/tasks/{task_id}/catalog-sync",
-    operation_id="syncTaskCatalog",
-    tags=["executors"],
-    response_model=SyncReply,
-    responses=LEASE_ERRORS,
-)
+@leased_task_route(router, "/tasks/{task_id}/catalog-sync", operation_id="syncTaskCatalog", response_model=SyncReply)
 async def sync_task_catalog(task_id: uuid.UUID, body: TaskSyncRequest, executor: Executor, db: Pool) -> dict[str, Any]:
     """The sync a ``catalog_sync`` task stands for, done by the control room (it holds the catalog's
     credentials) on the task's project, only while the agent holds the task's lease; a project admin must

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi.types import DecoratedCallable
+from pydantic import BaseModel
 
 from control_room.api.deps import Executor, Pool
 from control_room.api.models import (
@@ -41,6 +44,16 @@ from control_room.storage import get_store
 
 router = APIRouter(tags=["executors"])
 LEASE_ERRORS: dict[int | str, dict[str, Any]] = {"409": {"description": "Lease lost: stop working on the task."}}
+
+
+def leased_task_route(
+    feature_router: APIRouter, path: str, *, operation_id: str, response_model: type[BaseModel]
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A POST an executor makes about a task it holds the lease of, on another feature's router: tagged
+    executors, answered 409 when the lease is lost."""
+    return feature_router.post(
+        path, operation_id=operation_id, tags=["executors"], response_model=response_model, responses=LEASE_ERRORS
+    )
 
 
 @router.post("/executors/register", operation_id="registerExecutor", response_model=ExecutorPublic)

@@ -13,12 +13,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from control_room.api.auth import CachedUser
 from control_room.api.deps import Executor, Pool, UserConnection
+from control_room.api.executors import leased_task_route
 from control_room.api.models import IsoDatetime, Strict
 from control_room.db.connection import get_pool
 from control_room.services import catalog, lineage, runs
 
 router = APIRouter()
-LEASE_ERRORS: dict[int | str, dict[str, Any]] = {"409": {"description": "Lease lost: stop working on the task."}}
 
 DatasetKind = Literal["source", "seed", "model", "snapshot", "exposure", "table"]
 RunEventType = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]
@@ -126,13 +126,7 @@ class LineageReportReply(BaseModel):
     openlineage_events_duplicates: int = Field(description="RunEvents already stored (a re-sent report).")
 
 
-@router.post(
-    "/tasks/{task_id}/lineage",
-    operation_id="reportLineage",
-    tags=["executors"],
-    response_model=LineageReportReply,
-    responses=LEASE_ERRORS,
-)
+@leased_task_route(router, "/tasks/{task_id}/lineage", operation_id="reportLineage", response_model=LineageReportReply)
 async def report_lineage(task_id: uuid.UUID, body: LineageReport, executor: Executor, db: Pool) -> dict[str, int]:
     """Record the datasets the task read and wrote, the edges between them and its OpenLineage RunEvents.
     Idempotent: a re-sent report updates nothing twice and stores no RunEvent twice."""

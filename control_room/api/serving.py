@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from control_room.api.deps import Executor, Pool, User, bearer
-from control_room.api.executors import LEASE_ERRORS
+from control_room.api.executors import leased_task_route
 from control_room.api.models import Strict
 from control_room.services import serving
 from control_room.services.auth import scoped
@@ -403,12 +403,8 @@ async def revoke_token(
 # Executors --------------------------------------------------------------------------------------------
 
 
-@router.post(
-    "/tasks/{task_id}/serving",
-    operation_id="reportServingReplica",
-    tags=["executors"],
-    response_model=ReplicaReportReply,
-    responses=LEASE_ERRORS,
+@leased_task_route(
+    router, "/tasks/{task_id}/serving", operation_id="reportServingReplica", response_model=ReplicaReportReply
 )
 async def report_replica(task_id: uuid.UUID, body: ReplicaReport, executor: Executor, db: Pool) -> dict[str, Any]:
     """A serving task's server answers: record where, so the proxy routes to it (lease-fenced)."""

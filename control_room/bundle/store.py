@@ -164,23 +164,11 @@ def _job_template(row: dict[str, Any], directory: OrgDirectory, state: LiveState
         state.archived_templates[key] = row["id"]
         state.archived_definitions[key] = row["content_sha256"] or ""
         return None
-    data: dict[str, Any] = {
-        "project": row["project"],
-        "name": row["name"],
-        "description": row["description"],
-        "owner": row["owner"],
-        "tags": list(row["tags"]),
-    }
+    data = template_fields(row)
     if row["version"] is None:
         # A template without a version cannot run; the plan proposes one from the bundle.
         return JobTemplate.model_construct(**data, tasks=[])
-    data.update(
-        params_schema=row["params_schema"],
-        retries={"max_attempts": row["max_attempts"], "backoff_s": row["retry_backoff_s"]},
-        timeout_s=row["timeout_s"],
-        tasks=row["tasks"],
-    )
-    return _model(JobTemplate, data, f'job template "{key}" version {row["version"]}')
+    return _model(JobTemplate, data | version_fields(row), f'job template "{key}" version {row["version"]}')
 
 
 def _schedule(row: dict[str, Any], directory: OrgDirectory, state: LiveState) -> Schedule:
@@ -321,6 +309,28 @@ def read_live(conn: psycopg.Connection[Any], directory: OrgDirectory) -> LiveSta
 
 
 # Bundle item -> column values -------------------------------------------------------------------
+
+
+def template_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The bundle fields of a template that its ``job_templates`` row holds (with its project's slug)."""
+    return {
+        "project": row["project"],
+        "name": row["name"],
+        "description": row["description"],
+        "owner": row["owner"],
+        "tags": list(row["tags"]),
+    }
+
+
+def version_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The bundle fields of a template that one of its ``job_template_versions`` rows holds: the inverse of
+    ``version_values``."""
+    return {
+        "params_schema": row["params_schema"],
+        "retries": {"max_attempts": row["max_attempts"], "backoff_s": row["retry_backoff_s"]},
+        "timeout_s": row["timeout_s"],
+        "tasks": row["tasks"],
+    }
 
 
 def version_values(template: JobTemplate) -> dict[str, Any]:

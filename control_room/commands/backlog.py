@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from control_room.bundle.source import InvalidInput
-from control_room.commands.validate import JsonOut, finish
+from control_room.commands.validate import JsonOut, finish, print_or_write
 from control_room.reports.backlog import BACKLOG_PATH, Backlog, load_backlog, render_report
 from control_room.validators.results import CheckResult
 
@@ -52,10 +52,4 @@ def report_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
 ) -> None:
     """Markdown progress by epic and by lane, and the open items with their acceptance criteria."""
-    text = render_report(_load(path))
-    if out is None:
-        typer.echo(text, nl=False)
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {out}")
+    print_or_write(render_report(_load(path)), out)

@@ -58,6 +58,10 @@ def show_command(
     typer.echo(on_database(work)["source_yaml"], nl=False)
 
 
+def _say_saved(slug: str, saved: dict[str, Any]) -> None:
+    typer.echo(f"dashboard {slug}: version {saved['version']}" + ("" if saved["new_version"] else " (unchanged)"))
+
+
 @app.command("clone")
 def clone_command(project: ProjectOption, template: str, slug: str) -> None:
     """Clone a shipped template into the project as dashboard SLUG."""
@@ -68,8 +72,7 @@ def clone_command(project: ProjectOption, template: str, slug: str) -> None:
             conn, project_id=await _project_id(conn, project), template=template, slug=slug, by=_actor()
         )
 
-    saved = on_database(work)
-    typer.echo(f"dashboard {slug}: version {saved['version']}" + ("" if saved["new_version"] else " (unchanged)"))
+    _say_saved(slug, on_database(work))
 
 
 @app.command("save")
@@ -96,8 +99,7 @@ def save_command(
             by=_actor(),
         )  # fmt: skip
 
-    saved = on_database(work)
-    typer.echo(f"dashboard {slug}: version {saved['version']}" + ("" if saved["new_version"] else " (unchanged)"))
+    _say_saved(slug, on_database(work))
 
 
 @app.command("push")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import psycopg
 import typer
 
@@ -13,17 +16,23 @@ app = typer.Typer(
     help="The control-plane database (LAKEHOUSE_DATABASE_URL, or the embedded Postgres under .lakehouse/).",
     no_args_is_help=True,
 )
+T = TypeVar("T")
+
+
+def _on_database(work: Callable[[str], T]) -> T:
+    """Run ``work`` with the control-plane database's URL; a migration or supervisor error exits 1 with its text."""
+    try:
+        with control_plane_database(get_settings()) as database:
+            return work(database.url)
+    except (MigrationError, SupervisorError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending migrations from supabase/migrations, in order, each in its own transaction."""
-    try:
-        with control_plane_database(get_settings()) as database:
-            applied = apply_migrations(database.url)
-    except (MigrationError, SupervisorError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    applied = _on_database(apply_migrations)
     if not applied:
         typer.echo("up to date")
         return
@@ -35,11 +44,7 @@ def migrate_command() -> None:
 def status_command() -> None:
     """Every migration with its state: applied, pending, edited (checksum differs), missing (not on disk)."""
     try:
-        with control_plane_database(get_settings()) as database:
-            rows = status(database.url)
-    except (MigrationError, SupervisorError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        rows = _on_database(status)
     except psycopg.Error as exc:
         typer.echo(f"error: cannot read migration state: {str(exc).strip()}", err=True)
         raise typer.Exit(1) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,6 +21,18 @@ from control_room.services.errors import Invalid, ServiceError
 app = typer.Typer(help="Job templates: run them, their schedules, backfills.", no_args_is_help=True)
 
 T = TypeVar("T")
+
+
+ScheduleName = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")
+
+
+def _on_schedule(name: str, act: Callable[[psycopg.AsyncConnection, uuid.UUID], Awaitable[T]]) -> T:
+    """Run ``act`` on the database with the id of the schedule NAME names (a name, PROJECT/NAME or an id)."""
+
+    async def work(conn: psycopg.AsyncConnection) -> T:
+        return await act(conn, await schedules.resolve_schedule(conn, name))
+
+    return on_database(work)
 
 
 def _actor() -> str:
@@ -132,35 +145,30 @@ def schedules_command() -> None:
 
 
 def _set_paused(name: str, paused: bool) -> None:
-    async def work(conn: psycopg.AsyncConnection) -> None:
-        schedule_id = await schedules.resolve_schedule(conn, name)
-        await schedules.set_paused(conn, schedule_id=schedule_id, paused=paused, by=_actor())
-
-    on_database(work)
+    _on_schedule(name, lambda conn, schedule_id: schedules.set_paused(
+        conn, schedule_id=schedule_id, paused=paused, by=_actor()
+    ))  # fmt: skip
     typer.echo(f"schedule {name} {'paused' if paused else 'resumed'}")
 
 
 @app.command("pause")
-def pause_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+def pause_command(name: str = ScheduleName) -> None:
     """Pause a schedule: it fires nothing until resumed."""
     _set_paused(name, True)
 
 
 @app.command("resume")
-def resume_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+def resume_command(name: str = ScheduleName) -> None:
     """Resume a schedule from its next fire time (fires that fell in the pause are not caught up)."""
     _set_paused(name, False)
 
 
 @app.command("fire")
-def fire_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+def fire_command(name: str = ScheduleName) -> None:
     """Fire a schedule now, whatever its overlap policy."""
-
-    async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        schedule_id = await schedules.resolve_schedule(conn, name)
-        return await schedules.fire_now(conn, schedule_id=schedule_id, now=datetime.now(UTC), by=_actor())
-
-    fired = on_database(work)
+    fired = _on_schedule(name, lambda conn, schedule_id: schedules.fire_now(
+        conn, schedule_id=schedule_id, now=datetime.now(UTC), by=_actor()
+    ))  # fmt: skip
     typer.echo(f"schedule {name}: {fired['status']}, run {fired['run_id'] or '-'}")
 
 
@@ -333,21 +341,19 @@ def schedule_save_command(
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
-    async def work(conn: psycopg.AsyncConnection) -> None:
-        schedule_id = await schedules.resolve_schedule(conn, name)
-        await job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=_actor())
-
-    on_database(work)
+    _on_schedule(name, lambda conn, schedule_id: job_editing.set_schedule_enabled(
+        conn, schedule_id=schedule_id, enabled=enabled, by=_actor()
+    ))  # fmt: skip
     typer.echo(f"schedule {name} {'enabled' if enabled else 'disabled'}")
 
 
 @app.command("enable")
-def enable_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+def enable_command(name: str = ScheduleName) -> None:
     """Enable a schedule."""
     _set_enabled(name, True)
 
 
 @app.command("disable")
-def disable_command(name: str = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")) -> None:
+def disable_command(name: str = ScheduleName) -> None:
     """Disable a schedule: it fires nothing until enabled."""
     _set_enabled(name, False)

@@ -11,7 +11,7 @@ import typer
 from control_room.bundle.source import InvalidInput
 from control_room.commands.bundle import control_plane_connection
 from control_room.commands.governance import add_caps_commands
-from control_room.commands.validate import JsonOut
+from control_room.commands.validate import JsonOut, print_or_write
 from control_room.reports.capabilities import CAPABILITIES_PATH, evidence_problems, load_matrix, render_matrix
 from control_room.reports.caps import caps_usage, render_csv, render_markdown
 from control_room.validators.results import CheckResult
@@ -21,15 +21,6 @@ add_caps_commands(caps_app)  # caps list | set | delete (issue 19)
 capabilities_app = typer.Typer(
     help="The capability matrix versus Databricks (spec/capabilities.yaml).", no_args_is_help=True
 )
-
-
-def _write(text: str, out: Path | None) -> None:
-    if out is None:
-        typer.echo(text, nl=False)
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {out}")
 
 
 def _day(value: str | None, option: str, default: date) -> date:
@@ -63,7 +54,9 @@ def caps_report_command(
         except (LookupError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
-    _write(render_csv(rows) if output_format == "csv" else render_markdown(rows, org=org, start=first, end=last), out)
+    print_or_write(
+        render_csv(rows) if output_format == "csv" else render_markdown(rows, org=org, start=first, end=last), out
+    )
 
 
 @capabilities_app.command("report")
@@ -98,4 +91,4 @@ def capabilities_report_command(
             typer.echo(str(problem), err=True)
         raise typer.Exit(1)
     assert matrix is not None
-    _write(render_matrix(matrix, link_base=link_base), out)
+    print_or_write(render_matrix(matrix, link_base=link_base), out)

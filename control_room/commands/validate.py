@@ -39,6 +39,16 @@ def finish(result: CheckResult, json_out: Path | None) -> None:
         raise typer.Exit(1)
 
 
+def print_or_write(text: str, out: Path | None) -> None:
+    """Print a rendered report, or write it to ``out`` (its folder created) and say so."""
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
 @app.command("contract")
 def contract_command(
     path: Annotated[Path, typer.Option("--file", help="The OpenAPI file.")] = CONTRACT_PATH,

@@ -8,6 +8,7 @@ objects where they return whole table rows.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -57,3 +58,12 @@ async def first_dict_row(conn: AsyncConnection, statement: Statement, args: Args
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
         return await cur.fetchone()
+
+
+async def returned_id(conn: AsyncConnection, statement: Statement, args: Args = None) -> uuid.UUID:
+    """The id a statement returns in the first column of its one row (``insert ... returning id``, or an ops
+    function that answers with the id it saved)."""
+    cur = await conn.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+    row = await cur.fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))

@@ -10,13 +10,14 @@ its notice (unique per request and event). The clock is a parameter, as for the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
+import psycopg
+
 from control_room.config import get_settings
-from control_room.db.connection import connect_async
+from control_room.loops.passes import repeat_passes
 from control_room.loops.scheduler import utc_now
 from control_room.services import auth, promotion_notices, promotions
 
@@ -33,22 +34,16 @@ async def run_promotion_evaluator(
 ) -> None:
     """Evaluate pending requests every ``interval`` seconds (forever, or ``passes`` times); errors are logged
     and the loop carries on with a new connection."""
-    done = 0
     base_url = get_settings().alerts_public_url
-    while passes is None or done < passes:
-        try:
-            async with await connect_async(database_url) as conn:
-                await auth.act_as(conn, "promotion gates")
-                while passes is None or done < passes:
-                    promoted = await promotions.evaluate_pending(conn, now=clock())
-                    queued = await promotion_notices.plan_due(conn, now=clock(), base_url=base_url)
-                    done += 1
-                    if promoted or queued:
-                        log.info("promotions: %d request(s) promoted, %d message(s) queued", promoted, queued)
-                    await asyncio.sleep(interval)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("promotion evaluator failed; retrying in %.1fs", interval)
-            done += 1
-            await asyncio.sleep(interval)
+
+    async def evaluate(conn: psycopg.AsyncConnection) -> bool:
+        promoted = await promotions.evaluate_pending(conn, now=clock())
+        queued = await promotion_notices.plan_due(conn, now=clock(), base_url=base_url)
+        if promoted or queued:
+            log.info("promotions: %d request(s) promoted, %d message(s) queued", promoted, queued)
+        return False
+
+    await repeat_passes(
+        database_url, evaluate, what="promotion evaluator", log=log, interval=interval, passes=passes,
+        prepare=lambda conn: auth.act_as(conn, "promotion gates"),
+    )  # fmt: skip

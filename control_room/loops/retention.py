@@ -7,15 +7,16 @@ share a backlog instead of racing for it. The clock is a parameter so tests choo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psycopg
+
 from control_room.config import get_settings
-from control_room.db.connection import connect_async
+from control_room.loops.passes import repeat_passes
 from control_room.services import retention
 from control_room.services.retention import PassResult
 
@@ -50,36 +51,32 @@ async def run_retention(
     settings = get_settings()
     pause = settings.retention_interval_seconds if interval is None else interval
     name = worker or worker_name()
-    done = 0
-    while passes is None or done < passes:
-        try:
-            async with await connect_async(database_url) as conn:
-                while passes is None or done < passes:
-                    result = await retention.archive_due(
-                        conn,
-                        now=clock,
-                        worker=name,
-                        max_runs=settings.retention_runs_per_pass,
-                        delete_batch=settings.retention_delete_batch,
-                    )
-                    done += 1
-                    if results is not None:
-                        results.append(result)
-                    if result.runs_claimed:
-                        log.info(
-                            "retention: %d run(s) archived (%d events, %d attempts), %d row(s) deleted",
-                            result.runs_done,
-                            result.events_archived,
-                            result.attempts_archived,
-                            result.rows_deleted,
-                        )
-                    else:
-                        await asyncio.sleep(pause)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            done += 1
-            if results is not None:
-                results.append(PassResult())
-            log.exception("retention pass failed; retrying in %.1fs", pause)
-            await asyncio.sleep(pause)
+
+    async def archive(conn: psycopg.AsyncConnection) -> bool:
+        result = await retention.archive_due(
+            conn,
+            now=clock,
+            worker=name,
+            max_runs=settings.retention_runs_per_pass,
+            delete_batch=settings.retention_delete_batch,
+        )
+        if results is not None:
+            results.append(result)
+        if result.runs_claimed:
+            log.info(
+                "retention: %d run(s) archived (%d events, %d attempts), %d row(s) deleted",
+                result.runs_done,
+                result.events_archived,
+                result.attempts_archived,
+                result.rows_deleted,
+            )
+        return bool(result.runs_claimed)
+
+    def record_failure() -> None:
+        if results is not None:
+            results.append(PassResult())
+
+    await repeat_passes(
+        database_url, archive, what="retention pass", log=log, interval=pause, passes=passes,
+        on_failure=record_failure,
+    )  # fmt: skip

@@ -13,7 +13,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from control_room.db.connection import connect_async
+import psycopg
+
+from control_room.loops.passes import repeat_passes
 from control_room.services import jobs, schedules
 
 log = logging.getLogger(__name__)
@@ -39,27 +41,20 @@ async def run_scheduler(
     a restarted database never stops the scheduler.
     """
     await asyncio.to_thread(jobs.preload_validator)  # a one-off start-up cost, not the first fires' latency
-    done = 0
-    while ticks is None or done < ticks:
-        try:
-            async with await connect_async(database_url) as conn:
-                await schedules.act_as_scheduler(conn)
-                while ticks is None or done < ticks:
-                    result = await schedules.tick(conn, clock(), submit_budget_s=SUBMIT_BUDGET_SECONDS)
-                    done += 1
-                    if result.claimed or result.released or result.backfill_runs:
-                        log.info(
-                            "scheduler: %d schedule(s) due, fires %s, %d queued fire(s) released, "
-                            "%d backfill run(s) submitted",
-                            result.claimed,
-                            result.fires,
-                            result.released,
-                            result.backfill_runs,
-                        )
-                    await asyncio.sleep(interval)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            done += 1
-            log.exception("scheduler tick failed; retrying in %.1fs", interval)
-            await asyncio.sleep(interval)
+
+    async def tick(conn: psycopg.AsyncConnection) -> bool:
+        result = await schedules.tick(conn, clock(), submit_budget_s=SUBMIT_BUDGET_SECONDS)
+        if result.claimed or result.released or result.backfill_runs:
+            log.info(
+                "scheduler: %d schedule(s) due, fires %s, %d queued fire(s) released, %d backfill run(s) submitted",
+                result.claimed,
+                result.fires,
+                result.released,
+                result.backfill_runs,
+            )
+        return False
+
+    await repeat_passes(
+        database_url, tick, what="scheduler tick", log=log, interval=interval, passes=ticks,
+        prepare=schedules.act_as_scheduler,
+    )  # fmt: skip

@@ -8,10 +8,11 @@ loop starts a new run for it. Every control-room replica runs it; exactly-once c
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from control_room.db.connection import connect_async
+import psycopg
+
+from control_room.loops.passes import repeat_passes
 from control_room.services import auth, serving
 
 log = logging.getLogger(__name__)
@@ -23,20 +24,14 @@ async def run_serving_restarter(
 ) -> None:
     """Restart ended replicas every ``interval`` seconds (forever, or ``passes`` times); errors are logged and
     the loop carries on with a new connection."""
-    done = 0
-    while passes is None or done < passes:
-        try:
-            async with await connect_async(database_url) as conn:
-                await auth.act_as(conn, "serving restarts")
-                while passes is None or done < passes:
-                    started = await serving.restart_replicas(conn)
-                    done += 1
-                    if started:
-                        log.info("serving: %d replica(s) restarted", started)
-                    await asyncio.sleep(interval)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("serving restarter failed; retrying in %.1fs", interval)
-            done += 1
-            await asyncio.sleep(interval)
+
+    async def restart(conn: psycopg.AsyncConnection) -> bool:
+        started = await serving.restart_replicas(conn)
+        if started:
+            log.info("serving: %d replica(s) restarted", started)
+        return False
+
+    await repeat_passes(
+        database_url, restart, what="serving restarter", log=log, interval=interval, passes=passes,
+        prepare=lambda conn: auth.act_as(conn, "serving restarts"),
+    )  # fmt: skip

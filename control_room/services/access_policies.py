@@ -17,7 +17,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows, first_dict_row, returned_id
 from control_room.services.errors import Invalid, LeaseLost, NotFound
 
 PrincipalKind = Literal["user", "service_principal"]
@@ -212,10 +212,7 @@ async def save_policy(
     conn: AsyncConnection, *, org_id: uuid.UUID, body: dict[str, Any], policy_id: uuid.UUID | None = None
 ) -> uuid.UUID:
     """Create or update a policy (validated and audited in SQL); its id."""
-    cur = await conn.execute("select ops.save_access_policy(%s, %s, %s)", (org_id, policy_id, Jsonb(body)))
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    return await returned_id(conn, "select ops.save_access_policy(%s, %s, %s)", (org_id, policy_id, Jsonb(body)))
 
 
 async def delete_policy(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> None:
@@ -236,12 +233,9 @@ async def list_groups(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[dict[
 async def save_group(
     conn: AsyncConnection, *, org_id: uuid.UUID, name: str, description: str, members: list[dict[str, str]]
 ) -> uuid.UUID:
-    cur = await conn.execute(
-        "select ops.save_principal_group(%s, %s, %s, %s)", (org_id, name, description, json.dumps(members))
+    return await returned_id(
+        conn, "select ops.save_principal_group(%s, %s, %s, %s)", (org_id, name, description, json.dumps(members))
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 async def delete_group(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> None:
@@ -258,10 +252,7 @@ async def list_service_principals(conn: AsyncConnection, *, org_id: uuid.UUID) -
 
 
 async def save_service_principal(conn: AsyncConnection, *, org_id: uuid.UUID, name: str, description: str) -> uuid.UUID:
-    cur = await conn.execute("select ops.save_service_principal(%s, %s, %s)", (org_id, name, description))
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    return await returned_id(conn, "select ops.save_service_principal(%s, %s, %s)", (org_id, name, description))
 
 
 async def delete_service_principal(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> None:

@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, returned_id
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, Unauthorized
 
@@ -213,14 +213,12 @@ async def ensure_user(conn: AsyncConnection, *, email: str, display_name: str = 
     """The id of the user with this email, created when missing."""
     if "@" not in email:
         raise Invalid("must be an email address", field="email")
-    cur = await conn.execute(
+    return await returned_id(
+        conn,
         "insert into ops.users (email, display_name) values (lower(%s), %s) "
         "on conflict (email) do update set email = excluded.email returning id",
         (email, display_name),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 async def grant_project_role(conn: AsyncConnection, *, user_id: uuid.UUID, project_id: uuid.UUID, role: str) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, first_dict_row
-from control_room.services.errors import Invalid, NotFound, visible
+from control_room.db.rows import dict_rows
+from control_room.services.errors import Invalid, NotFound, visible_row
 from control_room.services.jobs import validate_params, version_schema
 from control_room.services.schedules import CronSchedule
 
@@ -157,8 +157,10 @@ def _with_progress(row: dict[str, Any]) -> dict[str, Any]:
 
 async def get_backfill(conn: AsyncConnection, *, backfill_id: uuid.UUID) -> dict[str, Any]:
     """A backfill with its progress (intervals by status) and every interval with its run."""
-    backfill = visible(
-        await first_dict_row(conn, f"select {BACKFILL_COLUMNS} from {BACKFILL_FROM} where b.id = %s", (backfill_id,)),
+    backfill = await visible_row(
+        conn,
+        f"select {BACKFILL_COLUMNS} from {BACKFILL_FROM} where b.id = %s",
+        (backfill_id,),
         f"backfill {backfill_id}",
         field="backfill_id",
     )

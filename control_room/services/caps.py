@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from control_room.bundle.models import Cap
 from control_room.bundle.source import format_path
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, returned_id
 from control_room.services.errors import Invalid, NotFound
 
 SCOPES = ("org", "project", "environment", "pool", "engine")
@@ -453,14 +453,12 @@ async def save_cap(conn: AsyncConnection, *, org_id: uuid.UUID, draft: CapDraft,
         if row is None:
             raise Invalid(f'project "{draft.project}" has no environment "{draft.environment}"', field="environment")
         environment_id = row[0]
-    cur = await conn.execute(
+    return await returned_id(
+        conn,
         "select ops.save_cap(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (org_id, draft.id or None, draft.name, draft.scope, project_id, environment_id, draft.pool or None,
          draft.engine or None, draft.kind, draft.limit, draft.enabled, by),
     )  # fmt: skip
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 async def delete_cap(conn: AsyncConnection, *, cap_id: uuid.UUID, by: str | None) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import psycopg
+
+from control_room.db.rows import Args, Statement, first_dict_row
 
 
 class ServiceError(Exception):
@@ -44,6 +48,23 @@ def visible(row: RowT | None, what: str, *, field: str) -> RowT:
     if row is None:
         raise NotFound(f"{what} does not exist or is not visible to you", field=field)
     return row
+
+
+async def visible_row(
+    conn: psycopg.AsyncConnection, statement: Statement, args: Args, what: str, *, field: str
+) -> dict[str, Any]:
+    """The first row of one statement as a dict; NotFound as in ``visible`` when it returns none."""
+    return visible(await first_dict_row(conn, statement, args), what, field=field)
+
+
+def the_only_id(rows: Sequence[Sequence[Any]], *, field: str, missing: str, ambiguous: str) -> uuid.UUID:
+    """The id (first column) of the one row a lookup by name found (it asks for two at most): NotFound with
+    ``missing`` when it found none, Invalid with ``ambiguous`` when the name matched several."""
+    if not rows:
+        raise NotFound(missing, field=field)
+    if len(rows) > 1:
+        raise Invalid(ambiguous, field=field)
+    return uuid.UUID(str(rows[0][0]))
 
 
 class Conflict(ServiceError):

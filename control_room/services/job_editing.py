@@ -23,7 +23,8 @@ from control_room.bundle.export import dump_yaml, item_document
 from control_room.bundle.loader import template_problems
 from control_room.bundle.models import JobTemplate, Schedule, TaskTemplate
 from control_room.bundle.source import InvalidInput, Problem, format_path, parse_yaml, validate_document
-from control_room.bundle.store import version_values
+from control_room.bundle.store import template_fields, version_fields, version_values
+from control_room.db.rows import returned_id
 from control_room.services.errors import Invalid
 from control_room.services.jobs import validate_params, version_schema
 from control_room.services.schedules import CronSchedule, check_schedule_fields
@@ -87,21 +88,9 @@ def problem_line(problem: Problem) -> str:
 
 def template_yaml(template: dict[str, Any], version: dict[str, Any] | None) -> str:
     """The editor's YAML of a template (a row of ``jobs.get_template``) at one of its versions."""
-    data: dict[str, Any] = {
-        "project": template["project"],
-        "name": template["name"],
-        "description": template["description"],
-        "owner": template["owner"],
-        "tags": list(template["tags"]),
-        "tasks": [{"key": "todo", "engine": "shell"}],
-    }
+    data = template_fields(template) | {"tasks": [{"key": "todo", "engine": "shell"}]}
     if version is not None:
-        data.update(
-            params_schema=version["params_schema"],
-            retries={"max_attempts": version["max_attempts"], "backoff_s": version["retry_backoff_s"]},
-            timeout_s=version["timeout_s"],
-            tasks=version["tasks"],
-        )
+        data.update(version_fields(version))
     model = JobTemplate.model_validate({k: v for k, v in data.items() if v is not None})
     document = item_document(model)
     document.pop("project", None)
@@ -217,7 +206,8 @@ async def save_schedule(
     """Create (``schedule_id`` None) or change a schedule of a template (admins, checked in SQL)."""
     schema = await version_schema(conn, template_id=template_id, version=None)
     check_schedule(draft, project=project, template=template, params_schema=schema)
-    cur = await conn.execute(
+    return await returned_id(
+        conn,
         "select ops.save_schedule(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             schedule_id,
@@ -237,9 +227,6 @@ async def save_schedule(
             by,
         ),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 async def set_schedule_enabled(conn: AsyncConnection, *, schedule_id: uuid.UUID, enabled: bool, by: str) -> None:

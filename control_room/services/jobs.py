@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Invalid, NotFound, visible
+from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible_row
 from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, escape_like, name_cursor_after
 from control_room.services.runs import get_run, note_engine_availability, resolve_project
 
@@ -113,14 +113,11 @@ async def resolve_template(conn: AsyncConnection, template: str, *, project: str
         )
     else:
         cur = await conn.execute("select id from ops.job_templates where name = %s limit 2", (template,))
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f'job template "{template}" does not exist or is not visible to you', field="template")
-    if len(rows) > 1:
-        raise Invalid(
-            f'job template "{template}" exists in several projects; pass --project or PROJECT/NAME', field="template"
-        )
-    return uuid.UUID(str(rows[0][0]))
+    return the_only_id(
+        await cur.fetchall(), field="template",
+        missing=f'job template "{template}" does not exist or is not visible to you',
+        ambiguous=f'job template "{template}" exists in several projects; pass --project or PROJECT/NAME',
+    )  # fmt: skip
 
 
 # Run figures of each template over 30 days (runs, success rate, p50/p95 duration), its latest run
@@ -246,8 +243,10 @@ async def template_facets(conn: AsyncConnection, *, project_id: uuid.UUID) -> di
 
 async def get_template(conn: AsyncConnection, *, template_id: uuid.UUID) -> dict[str, Any]:
     """A template with every version (newest first) and its schedules."""
-    template = visible(
-        await first_dict_row(conn, f"select {TEMPLATE_COLUMNS} from {TEMPLATE_FROM} where t.id = %s", (template_id,)),
+    template = await visible_row(
+        conn,
+        f"select {TEMPLATE_COLUMNS} from {TEMPLATE_FROM} where t.id = %s",
+        (template_id,),
         f"job template {template_id}",
         field="template_id",
     )

@@ -116,13 +116,17 @@ async def check_tracking(*, timeout_seconds: float = HEALTH_TIMEOUT_SECONDS) -> 
 # Projects ----------------------------------------------------------------------------------------
 
 
+def _uuid(value: uuid.UUID | str, *, field: str) -> uuid.UUID:
+    """``value`` as a uuid; Invalid naming ``field`` when it is not one."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise Invalid(f"{field} must be a uuid, got {value!r}", field=field) from exc
+
+
 async def project_slug(conn: AsyncConnection, project_id: uuid.UUID | str) -> str:
     """The slug of a project the caller can see (RLS); NotFound otherwise."""
-    try:
-        wanted = uuid.UUID(str(project_id))
-    except ValueError as exc:
-        raise Invalid(f"project must be a uuid, got {project_id!r}", field="project") from exc
-    cur = await conn.execute("select slug from ops.projects where id = %s", (wanted,))
+    cur = await conn.execute("select slug from ops.projects where id = %s", (_uuid(project_id, field="project"),))
     row = await cur.fetchone()
     if row is None:
         raise NotFound(f"project {project_id} does not exist or you are not a member", field="project")
@@ -311,10 +315,7 @@ async def compare_runs(conn: AsyncConnection, *, project: uuid.UUID | str, run_i
 
 async def runs_of_lakehouse_run(conn: AsyncConnection, *, run_id: uuid.UUID | str) -> list[dict[str, Any]]:
     """The MLflow runs a control-room run's tasks logged (by their ``lakehouse.run_id`` tag)."""
-    try:
-        wanted = uuid.UUID(str(run_id))
-    except ValueError as exc:
-        raise Invalid(f"run must be a uuid, got {run_id!r}", field="run") from exc
+    wanted = _uuid(run_id, field="run")
     cur = await conn.execute("select project_id from ops.runs where id = %s", (wanted,))
     row = await cur.fetchone()
     if row is None:

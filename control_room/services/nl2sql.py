@@ -28,7 +28,7 @@ import httpx
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows, first_dict_row, returned_id
 from control_room.services.errors import Invalid
 from control_room.services.sql_guard import parse_read_only, with_limit
 
@@ -736,14 +736,12 @@ async def record_question(
     conn: AsyncConnection, *, project_id: uuid.UUID, question: str, translation: Translation
 ) -> uuid.UUID:
     """Store the question and what the translator answered."""
-    cur = await conn.execute(
+    return await returned_id(
+        conn,
         "select ops.record_nl2sql_question(%s, %s, %s, %s, %s, %s)",
         (project_id, question, translation.provider, "refused" if translation.refused else "translated",
          translation.sql, translation.message),
     )  # fmt: skip
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 def ask_task_spec(sql: str, policy: AccessPolicy, *, max_scan_bytes: int | None = None) -> dict[str, Any]:

@@ -177,11 +177,13 @@ async def org_users(conn: AsyncConnection, org_id: uuid.UUID, project_id: uuid.U
     )
 
 
-def _prefs(user: Row) -> Row | None:
+def preferences_of(user: Row) -> Row | None:
+    """A member row of ``org_users`` as their preferences, or None while they have saved none."""
     return user if user["has_prefs"] else None
 
 
-def _channels(user: Row) -> list[str]:
+def channels_of(user: Row) -> list[str]:
+    """The channels a member of ``org_users`` is reached on: their choice, else e-mail and in-app."""
     return list(user["channels"]) if user["has_prefs"] else ["email", "in_app"]
 
 
@@ -227,18 +229,18 @@ async def plan_and_enqueue(
             else:
                 queued += await _enqueue(conn, event_id, "email", target, email_payload(msg), None, now, None)
     for user in users:
-        prefs = _prefs(user)
+        prefs = preferences_of(user)
         if prefs and (
             job in (prefs["subscribed_jobs"] or [])
             or incident.get("project_id") in (prefs["subscribed_projects"] or [])
         ):
             personal.setdefault(user["user_id"], user)
     for user in personal.values():
-        prefs = _prefs(user)
+        prefs = preferences_of(user)
         if not accepts(prefs, severity, job):
             continue
         when, why = held_until(prefs, severity, now)
-        channels = _channels(user)
+        channels = channels_of(user)
         if "email" in channels:
             queued += await _enqueue(
                 conn, event_id, "email", user["email"], email_payload(msg), user["user_id"], when, why
@@ -248,7 +250,7 @@ async def plan_and_enqueue(
                 conn, event_id, "webhook", user["webhook_url"], webhook_payload(msg), user["user_id"], when, why
             )
     for user in users:
-        if "in_app" in _channels(user) and accepts(_prefs(user), severity, job):
+        if "in_app" in channels_of(user) and accepts(preferences_of(user), severity, job):
             rows = await dict_rows(
                 conn,
                 "select ops.add_notification(%s, %s, %s, %s, %s) as id",

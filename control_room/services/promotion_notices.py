@@ -98,10 +98,6 @@ def message(request: Row, event: str, base_url: str) -> dict[str, Any]:
     }
 
 
-def email_payload(msg: dict[str, Any]) -> dict[str, Any]:
-    return {"subject": msg["subject"], "text": msg["text"]}
-
-
 def slack_payload(msg: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook body (Block Kit) for a request event."""
     return {
@@ -180,18 +176,18 @@ async def _enqueue_all(
             if member is not None:
                 wanted.add(member["user_id"])
             else:
-                queued += await _enqueue(conn, notice, "email", target, email_payload(msg), None, now)
+                queued += await _enqueue(conn, notice, "email", target, notifications.email_payload(msg), None, now)
     for user in users:
         if user["user_id"] not in wanted:
             continue
-        prefs = user if user["has_prefs"] else None
+        prefs = notifications.preferences_of(user)
         if not notifications.accepts(prefs, severity, job):
             continue
         when, why = notifications.held_until(prefs, severity, now)
-        channels = list(user["channels"]) if prefs else ["email", "in_app"]
+        channels = notifications.channels_of(user)
         if "email" in channels:
             queued += await _enqueue(
-                conn, notice, "email", user["email"], email_payload(msg), user["user_id"], when, why
+                conn, notice, "email", user["email"], notifications.email_payload(msg), user["user_id"], when, why
             )
         if "webhook" in channels and user["webhook_url"]:
             queued += await _enqueue(

@@ -16,9 +16,9 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, visible
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, the_only_id, visible_row
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -67,12 +67,11 @@ async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
         cur = await conn.execute("select id from ops.projects where id = %s", (project_id,))
     else:
         cur = await conn.execute("select id from ops.projects where slug = %s limit 2", (project,))
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f'project "{project}" does not exist or is not visible to you', field="project")
-    if len(rows) > 1:
-        raise Invalid(f'project slug "{project}" exists in several orgs; pass the project id', field="project")
-    return uuid.UUID(str(rows[0][0]))
+    return the_only_id(
+        await cur.fetchall(), field="project",
+        missing=f'project "{project}" does not exist or is not visible to you',
+        ambiguous=f'project slug "{project}" exists in several orgs; pass the project id',
+    )  # fmt: skip
 
 
 def check_run_spec(spec: Any, *, at: str = "spec") -> None:
@@ -283,13 +282,11 @@ async def retry_run(
         raise Invalid(f"must be one of {', '.join(RERUN_MODES)}", field="mode")
     if (mode == "from_task") != bool(from_task):
         raise Invalid('name a task with mode "from_task" (and only then)', field="from_task")
-    run = visible(
-        await first_dict_row(
-            conn,
-            "select r.id, r.project_id, e.name as environment, r.spec, r.params, r.status, r.priority, r.tags "
-            "from ops.runs r join ops.environments e on e.id = r.environment_id where r.id = %s",
-            (run_id,),
-        ),
+    run = await visible_row(
+        conn,
+        "select r.id, r.project_id, e.name as environment, r.spec, r.params, r.status, r.priority, r.tags "
+        "from ops.runs r join ops.environments e on e.id = r.environment_id where r.id = %s",
+        (run_id,),
         f"run {run_id}",
         field="run_id",
     )

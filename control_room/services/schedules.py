@@ -34,7 +34,7 @@ from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
 
 from control_room.db.rows import dict_rows, first_dict_row
-from control_room.services.errors import Invalid, NotFound, visible
+from control_room.services.errors import Invalid, the_only_id, visible_row
 from control_room.services.jobs import validate_params
 from control_room.services.pagination import ListQuery, fetch_rows
 
@@ -610,12 +610,11 @@ async def resolve_schedule(conn: AsyncConnection, schedule: str) -> uuid.UUID:
         )
     else:
         cur = await conn.execute("select id from ops.schedules where name = %s limit 2", (name,))
-    rows = await cur.fetchall()
-    if not rows:
-        raise NotFound(f'schedule "{schedule}" does not exist or is not visible to you', field="schedule")
-    if len(rows) > 1:
-        raise Invalid(f'schedule "{schedule}" exists in several projects; pass PROJECT/NAME', field="schedule")
-    return uuid.UUID(str(rows[0][0]))
+    return the_only_id(
+        await cur.fetchall(), field="schedule",
+        missing=f'schedule "{schedule}" does not exist or is not visible to you',
+        ambiguous=f'schedule "{schedule}" exists in several projects; pass PROJECT/NAME',
+    )  # fmt: skip
 
 
 async def list_schedules(
@@ -640,8 +639,10 @@ async def get_schedule(
     conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, upcoming: int = 10, fires: int = 50
 ) -> dict[str, Any]:
     """A schedule with its next ``upcoming`` fire times and its latest fires."""
-    schedule = visible(
-        await first_dict_row(conn, f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} where s.id = %s", (schedule_id,)),
+    schedule = await visible_row(
+        conn,
+        f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} where s.id = %s",
+        (schedule_id,),
         f"schedule {schedule_id}",
         field="schedule_id",
     )
@@ -664,13 +665,11 @@ async def set_paused(conn: AsyncConnection, *, schedule_id: uuid.UUID, paused: b
 
 async def fire_now(conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, by: str | None) -> dict[str, Any]:
     """Fire a schedule at once (operators): its params plus interval params ending now."""
-    schedule = visible(
-        await first_dict_row(
-            conn,
-            "select s.id, s.cron, s.timezone, s.params, s.template_id, s.environment_id from ops.schedules s "
-            "where s.id = %s",
-            (schedule_id,),
-        ),
+    schedule = await visible_row(
+        conn,
+        "select s.id, s.cron, s.timezone, s.params, s.template_id, s.environment_id from ops.schedules s "
+        "where s.id = %s",
+        (schedule_id,),
         f"schedule {schedule_id}",
         field="schedule_id",
     )

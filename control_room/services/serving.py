@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows, first_dict_row, returned_id
 from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
 from control_room.services.errors import Invalid, NotFound, Unauthorized
 
@@ -65,13 +65,11 @@ async def create_endpoint(
     by: str | None = None,
 ) -> uuid.UUID:
     """A new endpoint serving ``model`` version ``version`` at 100 %, its replicas queued (operators)."""
-    cur = await conn.execute(
+    return await returned_id(
+        conn,
         "select ops.create_serving_endpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (project_id, environment, name, model, version, replicas, pool, max_memory_mb, by),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 async def resolve_endpoint(conn: AsyncConnection, *, endpoint: str, project_id: uuid.UUID | None) -> uuid.UUID:

@@ -24,6 +24,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from control_room.config import Settings, get_settings
+from control_room.db.rows import returned_id
 from control_room.services.auth import SESSION_TOKEN_PREFIX, UserPrincipal, hash_token, new_token, scoped
 from control_room.services.errors import Invalid, NotFound, ServiceError, Unauthorized
 
@@ -139,7 +140,8 @@ async def create_local_user(conn: AsyncConnection, *, email: str, password: str,
     normalized = _check_email(email)
     _check_password(password)
     password_hash = await hash_password(password)
-    cur = await conn.execute(
+    return await returned_id(
+        conn,
         "insert into ops.users (email, display_name, password_hash) values (%s, %s, %s) "
         "on conflict (email) do update set password_hash = excluded.password_hash, is_active = true, "
         "display_name = case when excluded.display_name = '' then ops.users.display_name "
@@ -147,9 +149,6 @@ async def create_local_user(conn: AsyncConnection, *, email: str, password: str,
         "returning id",
         (normalized, display_name, password_hash),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 async def create_admin(
