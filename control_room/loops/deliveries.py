@@ -200,9 +200,7 @@ async def _until_queued(listen: psycopg.AsyncConnection, within: float) -> None:
 async def run_delivery_sender(database_url: str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
     """Forever: send due deliveries, then wait a moment (or not at all while there is more)."""
     settings = get_settings()
-    # Off the event loop: the sender's HTTP client loads the CA bundle, 130-350 ms of CPU that stopped every
-    # request of a starting replica (bench/results/event-append-2026-12-05.md).
-    sender = await asyncio.to_thread(DeliverySender, settings)
+    sender = DeliverySender(settings)
     try:
         while True:
             try:
