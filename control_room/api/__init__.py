@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -96,6 +97,11 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
     starter = start_when_serving(start_loops)
     with contextlib.suppress(DatabaseNotConfigured):
         await get_pool()  # opens without waiting: its first connection is made while the socket starts to listen
+    # The imported modules, routes and models (some 250,000 objects, as long-lived as the process) leave the
+    # garbage collector's view: each full collection walked them all again, 60-110 ms of stopped event loop
+    # every few seconds under load (bench/results/event-append-2026-12-05.md). They hold almost no cycles to
+    # free (a collection here finds about 60 objects), so none is run first.
+    gc.freeze()
     try:
         yield
     finally:
@@ -109,6 +115,7 @@ async def lifespan(_app: object = None) -> AsyncIterator[None]:
                 await task
         await stop_notifier()
         await close_pool()
+        gc.unfreeze()  # a process that enters the lifespan again (tests do) collects them as before meanwhile
 
 
 def _plain_event_streams(schema: dict[str, Any]) -> dict[str, Any]:
