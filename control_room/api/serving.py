@@ -94,6 +94,10 @@ class EndpointDetail(EndpointPublic):
     revisions: list[RevisionPublic]
 
 
+MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB per replica
+MAX_REVISION = 2**31 - 1  # ops.serving_endpoints.revision is an integer
+
+
 class EndpointCreate(Strict):
     project: uuid.UUID
     environment: str = Field("dev", min_length=1, max_length=63)
@@ -102,18 +106,24 @@ class EndpointCreate(Strict):
     version: VersionField
     replicas: int = Field(1, ge=1, le=16, description="Replicas per served version.")
     pool: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Executor pool to run in.")
-    max_memory_mb: int | None = Field(None, ge=64, description="Address-space limit of each replica.")
+    # Bounded like the integer columns they are stored in: a larger number is a 422 naming the field, not a
+    # database error.
+    max_memory_mb: int | None = Field(None, ge=64, le=MAX_MEMORY_MB, description="Address-space limit of each replica.")
 
 
 class CanaryRequest(Strict):
     version: VersionField
     percent: int = Field(ge=1, le=99, description="Share of the traffic the canary gets.")
     model: str | None = Field(None, min_length=1, max_length=256, description="Default: the primary's model.")
-    expected_revision: int | None = Field(None, ge=1, description="Refuse (409) when the endpoint moved past it.")
+    expected_revision: int | None = Field(
+        None, ge=1, le=MAX_REVISION, description="Refuse (409) when the endpoint moved past it."
+    )
 
 
 class ChangeRequest(Strict):
-    expected_revision: int | None = Field(None, ge=1, description="Refuse (409) when the endpoint moved past it.")
+    expected_revision: int | None = Field(
+        None, ge=1, le=MAX_REVISION, description="Refuse (409) when the endpoint moved past it."
+    )
 
 
 class ScaleRequest(Strict):

@@ -56,7 +56,7 @@ def parse_read_only(
     reason a table is refused, or None), only known functions. Raises Invalid naming ``field``."""
     import sqlglot
     from sqlglot import exp
-    from sqlglot.errors import ParseError
+    from sqlglot.errors import ParseError, TokenError
 
     writes, file_readers = _writes(), _file_readers()
     try:
@@ -64,6 +64,8 @@ def parse_read_only(
     except ParseError as exc:
         first = exc.errors[0]["description"] if exc.errors else str(exc)
         raise Invalid(f"the SQL does not parse: {first}", field=field) from exc
+    except TokenError as exc:  # an unterminated string or identifier, before any parsing
+        raise Invalid(f"the SQL does not parse: {exc}", field=field) from exc
     if len(statements) != 1:
         raise Invalid(f"exactly one statement is allowed (found {len(statements)})", field=field)
     statement = statements[0]

@@ -59,3 +59,24 @@ def test_delete_an_endpoint_stops_its_replicas_and_its_tokens(live_api: LiveServ
     assert len(audit) == 1 and audit[0][1]["name"] == "churn-del" and audit[0][1]["replicas"] == 2
     assert audit[0][0] == str(user)  # who deleted it
     assert tokens == (0,)
+
+
+def test_numbers_beyond_the_columns_are_refused_naming_the_field(live_api: LiveServer, provision: Provisioner) -> None:
+    # Found by the contract fuzzer: a memory limit beyond a 32-bit integer reached the database as a bigint
+    # and came back as a 500; it is a 422 that names the field, and nothing is created.
+    tenant = provision.tenant("serving-bounds")
+    operator = operator_client(live_api, provision.user_token("operator", tenant)[1])
+    project = {"project": str(tenant.project_id)}
+    body = {**project, "name": "churn-big", "model": "churn", "version": "1", "max_memory_mb": 1_811_043_702_632}
+    too_big = operator.post("/serving/endpoints", json=body)
+    assert too_big.status_code == 422, too_big.text
+    assert "max_memory_mb" in too_big.text
+    assert operator.get("/serving/endpoints", params=project).json() == []
+    created = operator.post("/serving/endpoints", json={**body, "max_memory_mb": 2048})
+    assert created.status_code == 201, created.text
+    stale = operator.post(
+        "/serving/endpoints/churn-big/canary",
+        params=project,
+        json={"version": "2", "percent": 10, "expected_revision": 2**40},
+    )
+    assert stale.status_code == 422 and "expected_revision" in stale.text, stale.text
