@@ -14,6 +14,7 @@ import json
 import multiprocessing as mp
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import _harness
@@ -156,7 +157,7 @@ def procrastinate_round(database_url: str, processes: int, jobs: int) -> tuple[i
     return int(done), elapsed
 
 
-def measure(target, args_per_agent: list[tuple[object, ...]]) -> tuple[int, float, float]:  # type: ignore[no-untyped-def]
+def measure(target: Callable[..., None], args_per_agent: list[tuple[object, ...]]) -> tuple[int, float, float]:
     """Tasks done by all agents, the wall time, and the server CPU seconds their connections used. The clock
     starts once every agent process has started, connected (and registered) and said so: starting 8 Python
     processes takes seconds on a busy machine, which a fixed pause before the clock counted as queue time."""
