@@ -565,6 +565,21 @@ def run_detail_page() -> rx.Component:
     page: rx.Component = rx.cond(
         RunDetailState.not_found != "",
         not_found_notice(RunDetailState.not_found, element_id="run-not-found"),
-        rx.cond(RunDetailState.loaded, _body(), rx.center(rx.spinner(size="3"), padding="64px")),
+        rx.cond(
+            RunDetailState.loaded,
+            _body(),
+            rx.cond(RunDetailState.load_failed, _load_failed(), rx.center(rx.spinner(size="3"), padding="64px")),
+        ),
     )
     return page
+
+
+def _load_failed() -> rx.Component:
+    """Opening the run failed (the database did not answer): why, and a button to try again."""
+    notice: rx.Component = rx.vstack(
+        error_callout(RunDetailState.error, "run-load-error", width="100%"),
+        rx.button(rx.icon("rotate-cw", size=14), "Try again", on_click=RunDetailState.load, id="run-load-retry",
+                  variant="soft"),
+        spacing="3", padding="32px", width="100%", align="start",
+    )  # fmt: skip
+    return notice

@@ -29,6 +29,15 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and exc.sqlstate in RETRYABLE_SQLSTATES
 
 
+def is_transient_for_reads(exc: BaseException) -> bool:
+    """``is_retryable``, or the database could not be reached (a dropped connection, a pool that stayed full):
+    safe to retry for a transaction that only reads. A statement that ran out of time (57014) is not retried:
+    it would run out of time again."""
+    if is_retryable(exc):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and exc.sqlstate != "57014"
+
+
 async def retry_transaction(
     work: Callable[[], Awaitable[T]],
     *,
@@ -36,8 +45,10 @@ async def retry_transaction(
     attempts: int = DEFAULT_ATTEMPTS,
     base_delay_s: float = 0.02,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    retry_if: Callable[[BaseException], bool] = is_retryable,
 ) -> T:
-    """Run ``work`` (one whole transaction) again when Postgres aborts it with 40001/40P01.
+    """Run ``work`` (one whole transaction) again when Postgres aborts it with 40001/40P01 (or, with
+    ``retry_if=is_transient_for_reads``, when a read-only ``work`` could not reach the database).
 
     ``work`` must open its own transaction (or run one autocommit statement) each call. After
     ``attempts`` tries the last error is raised. Backoff is short and jittered, so two retried
@@ -47,7 +58,7 @@ async def retry_transaction(
         try:
             return await work()
         except psycopg.Error as exc:
-            if not is_retryable(exc) or attempt == attempts:
+            if not retry_if(exc) or attempt == attempts:
                 raise
             delay = base_delay_s * (2 ** (attempt - 1)) * (1 + random.random())  # noqa: S311 (jitter, not crypto)
             log.warning(

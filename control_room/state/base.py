@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +35,8 @@ from control_room.services import users
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import ServiceError, Unauthorized, from_db_error
 from control_room.state.events import background, handler
+
+logger = logging.getLogger(__name__)
 
 SESSION_CHECK_SECONDS = 30.0
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -121,7 +124,9 @@ def problem_text(exc: Exception) -> str:
         mapped = from_db_error(exc)
         if mapped is not None:
             return problem_text(mapped)
+        logger.warning("the control-plane database failed to answer", exc_info=exc)  # the page says: see the logs
         return "the control-plane database failed to answer; try again, and check its logs if it persists"
+    logger.error("unexpected error shown to a person", exc_info=exc)
     return f"unexpected error: {exc}"
 
 

@@ -21,6 +21,7 @@ from control_room.db import notify
 from control_room.db.notify import EVENTS_CHANNEL
 from control_room.services import artifacts, events, retention, runs
 from control_room.services.errors import NotFound
+from control_room.services.retry import is_transient_for_reads, retry_transaction
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.run_actions import rerun_event
@@ -52,6 +53,7 @@ WATCH_WAIT_SECONDS = 2.0
 WATCH_IDLE_SECONDS = 6.0
 TABS = ("overview", "timeline", "artifacts")
 TITLE_TICKS = 5
+LOAD_RETRY_SECONDS = 0.5  # then 1 and 2 s (jittered): a page that opens late beats one that gives up
 
 
 class RunDetailState(SessionState):
@@ -83,6 +85,7 @@ class RunDetailState(SessionState):
     not_found: rx.Field[str] = rx.field("")
     error: rx.Field[str] = rx.field("")
     loaded: rx.Field[bool] = rx.field(False)
+    load_failed: rx.Field[bool] = rx.field(False)  # opening the run failed: its error shows, with Try again
     can_operate_run: rx.Field[bool] = rx.field(False)
     is_acting: rx.Field[bool] = rx.field(False)
     confirm_cancel: rx.Field[bool] = rx.field(False)
@@ -161,29 +164,19 @@ class RunDetailState(SessionState):
                 self.not_found = "This is not a run id."
             return
         try:
-            async with as_user(signed.principal) as conn:
-                run = await runs.get_run(conn, run_id=run_id)
-                by_key = {task["key"]: str(task["id"]) for task in run["tasks"]}
-                event_task = by_key.get(wanted_log_task, "")
-                filters["task_id"] = uuid.UUID(event_task) if event_task else None
-                page = await events.list_events(conn, run_id=run_id, **filters, limit=EVENTS_PAGE)
-                found = await artifacts.list_run_artifacts(conn, run_id=run_id)
-                archive = await retention.archive_of(conn, run_id=run_id)
-                archive_problem = ""
-                if archive is not None:  # the attempts table and the timeline come from the archive too
-                    try:
-                        await retention.fill_archived_attempts(conn, run=run)
-                    except StorageError as exc:  # the page still opens; the notice says what is wrong
-                        archive_problem = f" Its attempts could not be read back: {exc}"
+            opened = await self._read_run(signed, run_id, filters, wanted_log_task)
         except NotFound as exc:
             async with self:
                 self.not_found = exc.message
                 self.loaded = True
             return
-        except Exception as exc:
+        except Exception as exc:  # the page says what failed and offers to try again, instead of spinning on
             async with self:
-                self.error = problem_text(exc)
+                if generation == self._generation:
+                    self.error = problem_text(exc)
+                    self.load_failed = True
             return
+        run, event_task, page, found, archive, archive_problem = opened
         async with self:
             if generation != self._generation:
                 return
@@ -206,6 +199,35 @@ class RunDetailState(SessionState):
         if self.follow:
             yield rx.call_script(SCROLL_LOG_TO_END)
 
+    async def _read_run(
+        self, signed: SignedIn, run_id: uuid.UUID, filters: dict[str, Any], wanted_log_task: str
+    ) -> tuple[dict[str, Any], str, Any, Any, Any, str]:
+        """The run, its newest events, artifacts and archive, in one transaction; a database that fails to
+        answer (a dropped connection, a pool that stayed full) is asked again before the page gives up."""
+
+        async def read() -> tuple[dict[str, Any], str, Any, Any, Any, str]:
+            async with as_user(signed.principal) as conn:
+                run = await runs.get_run(conn, run_id=run_id)
+                by_key = {task["key"]: str(task["id"]) for task in run["tasks"]}
+                event_task = by_key.get(wanted_log_task, "")
+                page = await events.list_events(
+                    conn, run_id=run_id, **(filters | {"task_id": uuid.UUID(event_task) if event_task else None}),
+                    limit=EVENTS_PAGE,
+                )  # fmt: skip
+                found = await artifacts.list_run_artifacts(conn, run_id=run_id)
+                archive = await retention.archive_of(conn, run_id=run_id)
+                archive_problem = ""
+                if archive is not None:  # the attempts table and the timeline come from the archive too
+                    try:
+                        await retention.fill_archived_attempts(conn, run=run)
+                    except StorageError as exc:  # the page still opens; the notice says what is wrong
+                        archive_problem = f" Its attempts could not be read back: {exc}"
+            return run, event_task, page, found, archive, archive_problem
+
+        return await retry_transaction(
+            read, what=f"opening run {run_id}", base_delay_s=LOAD_RETRY_SECONDS, retry_if=is_transient_for_reads
+        )
+
     def _reset(self) -> None:
         self.header = RunHeader()
         self.params, self.tasks, self.attempts, self.events, self.run_artifacts = [], [], [], [], []
@@ -214,7 +236,7 @@ class RunDetailState(SessionState):
         self._figure_signature = ""
         self._idle_ticks = 0
         self._title_ticks = 0
-        self.loaded = False
+        self.loaded = self.load_failed = False
         self.not_found = self.error = ""
         self.has_older = False
         self.confirm_cancel = False

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +59,7 @@ class UiWorld:
     agent: str
     shots: Path
     smtp: SmtpServer
+    log: Path  # `lakehouse run`'s output: its tail goes into the report of a failed test
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -147,6 +148,7 @@ def ui_world(pg_server: PostgresServer, pytestconfig: pytest.Config, ui_smtp: Sm
             agent=agent["name"],
             shots=shots,
             smtp=ui_smtp,
+            log=log,
         )
     finally:
         if process.poll() is None:
@@ -186,14 +188,16 @@ def session_token(page: Page) -> str:
 
 
 @pytest.fixture
-def sign_in(ui_world: UiWorld, browser: Browser) -> Iterator[SignIn]:
+def sign_in(ui_world: UiWorld, browser: Browser, request: pytest.FixtureRequest) -> Iterator[SignIn]:
     """Factory: a new browser context signed in as the account (each person has their own cookies)."""
     contexts: list[BrowserContext] = []
+    request.node.stash[OPENED_PAGES] = []
 
     def open_as(account: Account) -> Page:
         context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
         contexts.append(context)
         page = context.new_page()
+        request.node.stash[OPENED_PAGES].append(page)
         page.set_default_timeout(UI_TIMEOUT_MS)
         sign_in_by_form(page, ui_world, account)
         expect(page.locator("#signed-in-role")).to_have_text(account.role)
@@ -202,3 +206,27 @@ def sign_in(ui_world: UiWorld, browser: Browser) -> Iterator[SignIn]:
     yield open_as
     for context in contexts:
         context.close()
+
+
+OPENED_PAGES = pytest.StashKey[list[Page]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed browser test's report shows what each signed-in page showed and the control room's last log
+    lines: a failure on a busy CI machine can then be read, not only re-run."""
+    report = yield
+    if report.failed and call.when == "call":
+        for page in item.stash.get(OPENED_PAGES, []):
+            try:
+                text = page.inner_text("body", timeout=2000)[:2000]
+            except Exception as exc:  # a closed or crashed page still gets a line
+                text = f"(the page could not be read: {exc})"
+            report.sections.append((f"page {page.url}", text))
+        world = getattr(item, "funcargs", {}).get("ui_world")
+        if isinstance(world, UiWorld) and world.log.exists():
+            tail = world.log.read_text(errors="replace").splitlines()[-80:]
+            report.sections.append(("lakehouse run (last 80 lines)", "\n".join(tail)))
+    return report
