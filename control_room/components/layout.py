@@ -11,8 +11,9 @@ from reflex.event import EventType
 from control_room import routes
 from control_room.components.api_tokens import api_tokens_link
 from control_room.components.bell import notification_bell
+from control_room.components.live import live_ticker
 from control_room.components.post_form import post_form
-from control_room.state.base import ALL, ENVIRONMENTS, ProjectChoice, SessionState
+from control_room.state.base import ALL, ENVIRONMENTS, LOAD_WATCH_SECONDS, ProjectChoice, SessionState
 
 PRODUCT_NAME = "Lakehouse Control Room"
 SIDEBAR_WIDTH = "232px"
@@ -283,6 +284,8 @@ def page_shell(title: str, content: rx.Component, reload: Sequence[EventType[()]
             min_height="100vh",
         ),
         rx.script(src="/keyboard.js"),  # "/" focuses search; j / k / Enter walk table rows
+        rx.cond(rx.State.is_hydrated, rx.fragment(), live_ticker(int(LOAD_WATCH_SECONDS * 1000),
+                                                                 SessionState.reload_if_stuck)),
         **THEME,
     )
     return shell

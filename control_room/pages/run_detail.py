@@ -568,7 +568,11 @@ def run_detail_page() -> rx.Component:
         rx.cond(
             RunDetailState.loaded,
             _body(),
-            rx.cond(RunDetailState.load_failed, _load_failed(), rx.center(rx.spinner(size="3"), padding="64px")),
+            rx.cond(
+                RunDetailState.load_failed,
+                _load_failed(),
+                rx.center(rx.spinner(size="3"), padding="64px", id="run-opening"),
+            ),
         ),
     )
     return page

@@ -27,6 +27,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 import psycopg
 import reflex as rx
 from psycopg import AsyncConnection
+from reflex.state import OnLoadInternalState
 
 from control_room import routes
 from control_room.config import get_settings
@@ -39,6 +40,8 @@ from control_room.state.events import background, handler
 logger = logging.getLogger(__name__)
 
 SESSION_CHECK_SECONDS = 30.0
+LOAD_WATCH_SECONDS = 2.0  # the shell's load watchdog ticks this often while a page is not loaded
+LOAD_STUCK_SECONDS = 6.0  # pages load in well under a second
 ENVIRONMENTS = ("dev", "staging", "prod")
 ALL = "all"  # "no filter" in selects (Radix selects cannot hold an empty value)
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
@@ -150,6 +153,28 @@ class SessionState(rx.State):
     _user_id: str = ""
     _checked_token: str = ""
     _checked_at: float = 0.0
+    # The shell's load watchdog (reload_if_stuck): the page it watches, since when, and its last tick.
+    _unloaded_path: str = ""
+    _unloaded_since: float = 0.0
+    _unloaded_tick: float = 0.0
+
+    @handler
+    def reload_if_stuck(self, _now: str = "") -> Any:
+        """The shell's watchdog while a page is not hydrated (its load events not yet run). A navigation sends
+        one event that makes the server run the new page's load events; were it lost (a websocket that
+        reconnected mid-navigation), the page would wait for ever. Still waiting LOAD_STUCK_SECONDS after
+        its first tick, the page asks again."""
+        now = time.monotonic()
+        path = self.router.url.path
+        if path != self._unloaded_path or now - self._unloaded_tick > 2 * LOAD_WATCH_SECONDS:  # another wait
+            self._unloaded_path, self._unloaded_since = path, now
+        self._unloaded_tick = now
+        if now - self._unloaded_since < LOAD_STUCK_SECONDS:
+            return None
+        self._unloaded_since = now
+        logger.warning("page %s was not loaded after %.0f s: asking for its load events again", path,
+                       LOAD_STUCK_SECONDS)  # fmt: skip
+        return OnLoadInternalState.on_load_internal
 
     @rx.var
     def project_id(self) -> str:

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.e2e.ui.conftest import SignIn, UiWorld, screenshot, session_token
 
 pytestmark = pytest.mark.e2e
 
 RUN_PAGE = re.compile(r".*/runs/(?P<id>[0-9a-f-]{36})")
+# What a page sends after a navigation inside it: the server then runs the new page's load events.
+LOAD_EVENT = re.compile(r"on_load_internal_state\.on_load_internal\b")
 # Records every text #run-status shows, in the page itself, so no transition between polls is missed.
 WATCH_STATUS = """() => {
     window.__statusSeen = [];
@@ -189,6 +191,40 @@ def _demo_run(world: UiWorld) -> str:
     )
     assert rows, "no succeeded demo run"
     return str(rows[0][0])
+
+
+def test_a_page_whose_load_event_is_lost_still_opens(ui_world: UiWorld, sign_in: SignIn) -> None:
+    """The event that runs a page's load events after a navigation, dropped on its way to the server (a
+    websocket that reconnected mid-navigation; CI once saw the run page spin for 30 s after a submit): the
+    shell's watchdog asks again after a few seconds, and the page opens instead of waiting for ever."""
+    operator = sign_in(ui_world.operator)
+    dropped: list[str] = []
+
+    def drop_each_navigations_load(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if isinstance(message, str) and LOAD_EVENT.search(message) and len(dropped) < 2:
+                dropped.append(message)  # never reaches the server
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    operator.route_web_socket(re.compile(r".*/_event.*"), drop_each_navigations_load)
+    operator.goto(f"{ui_world.url}/runs")  # a new page load: its websocket goes through the route
+    # Into the newest run from the list: a navigation inside the page, whose load the page asks the server for.
+    link = operator.locator("#runs-table a.run-link").first
+    run_id = str(link.get_attribute("href")).rstrip("/").rsplit("/", 1)[-1]
+    ((tasks,),) = ui_world.query("select count(*) from ops.tasks where run_id = %s", run_id)
+    link.click()
+    expect(operator.locator("#run-opening")).to_be_visible()
+    expect(operator.locator("#run-status")).to_be_visible()
+    expect(operator.locator("#tasks-table tbody tr")).to_have_count(int(str(tasks)))
+    assert len(dropped) == 1
+    operator.click("#nav-catalog")  # another page (one that reads only when it loads), the same loss
+    expect(operator.locator("#catalog-table tbody tr").first).to_be_visible()
+    assert len(dropped) == 2
 
 
 def test_artifact_preview_verify_and_download(ui_world: UiWorld, sign_in: SignIn, tmp_path: Path) -> None:
