@@ -335,6 +335,10 @@ class TasksResource:
     def __init__(self, client: ExecutorClient) -> None:
         self._client = client
 
+    def _lease_op(self, path: str, body: Mapping[str, Any], reply: type[ModelT]) -> ModelT:
+        """POST an operation under a lease (a 409 becomes LeaseLost) and parse its reply."""
+        return self._client._parse(reply, self._client.request("POST", path, json=body, lease_op=True))
+
     def claim(
         self,
         *,
@@ -356,23 +360,18 @@ class TasksResource:
         return self._client._parse(ClaimReply, response).tasks
 
     def heartbeat(self, task_id: uuid.UUID, lease_token: uuid.UUID) -> TaskHeartbeatReply:
-        response = self._client.request(
-            "POST", f"/tasks/{task_id}/heartbeat", json={"lease_token": str(lease_token)}, lease_op=True
-        )
-        return self._client._parse(TaskHeartbeatReply, response)
+        return self._lease_op(f"/tasks/{task_id}/heartbeat", {"lease_token": str(lease_token)}, TaskHeartbeatReply)
 
     def heartbeat_many(self, leases: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[LeaseBatchItem]:
         """Extend many leases in one call; an item with ``ok`` false lost its lease."""
         body = {"items": [{"task_id": str(t), "lease_token": str(lease)} for t, lease in leases]}
-        response = self._client.request("POST", "/tasks/heartbeat", json=body, lease_op=True)
-        return self._client._parse(LeaseBatchReply, response).items
+        return self._lease_op("/tasks/heartbeat", body, LeaseBatchReply).items
 
     def append_events(
         self, task_id: uuid.UUID, lease_token: uuid.UUID, events: Sequence[Mapping[str, Any]]
     ) -> EventBatchReply:
         body = {"lease_token": str(lease_token), "events": list(events)}
-        response = self._client.request("POST", f"/tasks/{task_id}/events", json=body, lease_op=True)
-        return self._client._parse(EventBatchReply, response)
+        return self._lease_op(f"/tasks/{task_id}/events", body, EventBatchReply)
 
     def finalize(
         self,
@@ -384,13 +383,11 @@ class TasksResource:
         error: str | None = None,
     ) -> FinalizeReply:
         body = {"lease_token": str(lease_token), "outcome": outcome, "result": result, "error": error}
-        response = self._client.request("POST", f"/tasks/{task_id}/finalize", json=body, lease_op=True)
-        return self._client._parse(FinalizeReply, response)
+        return self._lease_op(f"/tasks/{task_id}/finalize", body, FinalizeReply)
 
     def finalize_many(self, items: Sequence[Mapping[str, Any]]) -> list[FinalizeBatchItem]:
         """Finalize many tasks; each item (task_id, lease_token, outcome, result, error) succeeds on its own."""
-        response = self._client.request("POST", "/tasks/finalize", json={"items": list(items)}, lease_op=True)
-        return self._client._parse(FinalizeBatchReply, response).items
+        return self._lease_op("/tasks/finalize", {"items": list(items)}, FinalizeBatchReply).items
 
     def policies(self, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
         """The access policies the task is held to (``POST /tasks/{id}/policies``): its principal, groups and
@@ -409,8 +406,7 @@ class TasksResource:
 
     def release(self, task_id: uuid.UUID, lease_token: uuid.UUID, *, reason: str | None = None) -> ReleaseReply:
         body = {"lease_token": str(lease_token), "reason": reason}
-        response = self._client.request("POST", f"/tasks/{task_id}/release", json=body, lease_op=True)
-        return self._client._parse(ReleaseReply, response)
+        return self._lease_op(f"/tasks/{task_id}/release", body, ReleaseReply)
 
     def report(
         self,

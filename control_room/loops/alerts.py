@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +55,17 @@ def _matches(rule: AlertRule, row: Row) -> bool:
     if rule.match_template_id is not None and rule.match_template_id != row.get("template_id"):
         return False
     return rule.match_pool is None or rule.match_pool == row.get("pool")
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A subject a time-based rule finds in breach at this pass: fired once per ``window``."""
+
+    subject: str
+    window: str
+    title: str
+    summary: str
+    refs: dict[str, Any] = field(default_factory=dict)
 
 
 class AlertEvaluator:
@@ -111,15 +123,7 @@ class AlertEvaluator:
             ):
                 incident = await alerts.incident(conn, firing.incident_id)
                 assert incident is not None
-                await notifications.plan_and_enqueue(
-                    conn,
-                    incident=incident,
-                    event_id=firing.event_id,
-                    event_kind="fired",
-                    now=now,
-                    base_url=self.base_url,
-                    targets=await self._targets(conn, incident),
-                )
+                await self._announce(conn, incident, event_id=firing.event_id, event_kind="fired", now=now)
         return True
 
     async def resolve(
@@ -133,16 +137,31 @@ class AlertEvaluator:
             incident = await alerts.incident(conn, done[0])
             assert incident is not None
             if not await alerts.active_mute(conn, org_id=rule.org_id, job=incident["job"], now=now):
-                await notifications.plan_and_enqueue(
-                    conn,
-                    incident=incident,
-                    event_id=done[1],
-                    event_kind="resolved",
-                    now=now,
-                    base_url=self.base_url,
-                    targets=await self._targets(conn, incident),
-                )
+                await self._announce(conn, incident, event_id=done[1], event_kind="resolved", now=now)
         return True
+
+    async def _announce(
+        self,
+        conn: psycopg.AsyncConnection,
+        incident: Row,
+        *,
+        event_id: int,
+        event_kind: str,
+        now: datetime,
+        targets: list[str] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue the messages of one incident event (to its rule's targets and routing owner unless told)."""
+        await notifications.plan_and_enqueue(
+            conn,
+            incident=incident,
+            event_id=event_id,
+            event_kind=event_kind,
+            now=now,
+            base_url=self.base_url,
+            targets=targets if targets is not None else await self._targets(conn, incident),
+            detail=detail,
+        )
 
     async def _targets(self, conn: psycopg.AsyncConnection, incident: Row) -> list[str]:
         targets = list(incident["notify"])
@@ -338,24 +357,35 @@ class AlertEvaluator:
             for row in rows:
                 incident = await alerts.incident(conn, row["incident_id"])
                 assert incident is not None
-                await notifications.plan_and_enqueue(
-                    conn,
-                    incident=incident,
-                    event_id=row["event_id"],
-                    event_kind="escalated",
-                    now=now,
-                    base_url=self.base_url,
-                    targets=[row["target"]],
-                    detail={"level": row["level"]},
-                )
+                await self._announce(
+                    conn, incident, event_id=row["event_id"], event_kind="escalated", now=now,
+                    targets=[row["target"]], detail={"level": row["level"]},
+                )  # fmt: skip
         return len(rows)
 
-    async def _resolve_cleared(
-        self, conn: psycopg.AsyncConnection, rule: AlertRule, firing: set[str], now: datetime, reason: str
-    ) -> None:
-        for subject in await alerts.open_subjects(conn, rule_id=rule.id):
-            if subject not in firing:
-                await self.resolve(conn, rule, subject=subject, now=now, reason=reason)
+    async def _fire_breaches(
+        self,
+        conn: psycopg.AsyncConnection,
+        rule: AlertRule,
+        now: datetime,
+        breaches: Iterable[Breach],
+        *,
+        cleared: str | None,
+    ) -> int:
+        """Fire every breach found at this pass; with a ``cleared`` reason, also resolve the rule's open
+        incidents whose subject is in breach no more."""
+        fired, firing = 0, set()
+        for breach in breaches:
+            firing.add(breach.subject)
+            fired += await self.fire(
+                conn, rule, subject=breach.subject, window=breach.window, now=now, title=breach.title,
+                summary=breach.summary, **breach.refs,
+            )  # fmt: skip
+        if cleared is not None:
+            for subject in await alerts.open_subjects(conn, rule_id=rule.id):
+                if subject not in firing:
+                    await self.resolve(conn, rule, subject=subject, now=now, reason=cleared)
+        return fired
 
     async def _periodic_run_duration(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         fired = 0
@@ -367,69 +397,57 @@ class AlertEvaluator:
     async def _periodic_sla(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         due, day = await alerts.local_day_start(conn, now=now, timezone=rule.sla_timezone, at=rule.sla_time)
         day_start, _ = await alerts.local_day_start(conn, now=now, timezone=rule.sla_timezone, at="00:00")
-        fired, late = 0, set()
-        for job in await alerts.job_last_success(conn, org_id=rule.org_id, rule=rule):
-            if now >= due and (job["last_success"] is None or job["last_success"] < day_start):
-                late.add(f"job:{job['job']}")
-                fired += await self.fire(
-                    conn,
-                    rule,
-                    subject=f"job:{job['job']}",
-                    window=f"sla:{day}",
-                    now=now,
-                    title=f"{job['job']} has not succeeded by {rule.sla_time} {rule.sla_timezone}",
-                    summary=f"Last success: {job['last_success'] or 'never'}",
-                    project_id=job["project_id"],
-                    job=job["job"],
-                )
-        await self._resolve_cleared(conn, rule, late, now, "the job succeeded (or a new SLA day began)")
-        return fired
+        late = [
+            Breach(
+                subject=f"job:{job['job']}",
+                window=f"sla:{day}",
+                title=f"{job['job']} has not succeeded by {rule.sla_time} {rule.sla_timezone}",
+                summary=f"Last success: {job['last_success'] or 'never'}",
+                refs={"project_id": job["project_id"], "job": job["job"]},
+            )
+            for job in await alerts.job_last_success(conn, org_id=rule.org_id, rule=rule)
+            if now >= due and (job["last_success"] is None or job["last_success"] < day_start)
+        ]
+        return await self._fire_breaches(conn, rule, now, late, cleared="the job succeeded (or a new SLA day began)")
 
     async def _periodic_queue_wait(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
-        fired, firing = 0, set()
         assert rule.threshold is not None  # a check of ops.alert_rules for queue_wait rules
         tasks = await alerts.queued_too_long(
             conn, org_id=rule.org_id, seconds=rule.threshold, pool=rule.match_pool, now=now
         )
-        for task in tasks:
-            if rule.project_id is not None and task["project_id"] != rule.project_id:
-                continue
-            subject = f"pool:{task['pool']}"
-            firing.add(subject)
-            fired += await self.fire(
-                conn,
-                rule,
-                subject=subject,
+        waiting = [
+            Breach(
+                subject=f"pool:{task['pool']}",
                 window=f"task:{task['id']}",
-                now=now,
                 title=f"Tasks wait over {rule.threshold} s in pool {task['pool']}",
                 summary=f"Task {task['key']} queued {task['waited_s']:.0f} s: {task['why']}",
-                project_id=task["project_id"],
-                run_id=task["run_id"],
-                task_id=task["id"],
-                route_rule_id=task["route_rule_id"],
+                refs={
+                    "project_id": task["project_id"],
+                    "run_id": task["run_id"],
+                    "task_id": task["id"],
+                    "route_rule_id": task["route_rule_id"],
+                },
             )
-        await self._resolve_cleared(conn, rule, firing, now, "no task waits over the threshold")
-        return fired
+            for task in tasks
+            if rule.project_id is None or task["project_id"] == rule.project_id
+        ]
+        return await self._fire_breaches(conn, rule, now, waiting, cleared="no task waits over the threshold")
 
     async def _periodic_executor_offline(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
-        fired, firing = 0, set()
         after = timedelta(seconds=rule.threshold or get_settings().executor_offline_after_seconds)
+        offline: list[Breach] = []
         pools: dict[str, list[Row]] = {}
         for ex in await alerts.executors_of_org(conn, org_id=rule.org_id, pool=rule.match_pool):
             pools.setdefault(ex["pool"], []).append(ex)
             silent = ex["last_heartbeat_at"] is None or now - ex["last_heartbeat_at"] > after
             if ex["status"] in ("online", "draining", "offline") and silent and ex["status"] != "pending":
-                subject = f"executor:{ex['name']}"
-                firing.add(subject)
-                fired += await self.fire(
-                    conn,
-                    rule,
-                    subject=subject,
-                    window=f"hb:{ex['last_heartbeat_at']}",
-                    now=now,
-                    title=f"Executor {ex['name']} is offline (pool {ex['pool']})",
-                    summary=f"Last heartbeat: {ex['last_heartbeat_at'] or 'never'}",
+                offline.append(
+                    Breach(
+                        subject=f"executor:{ex['name']}",
+                        window=f"hb:{ex['last_heartbeat_at']}",
+                        title=f"Executor {ex['name']} is offline (pool {ex['pool']})",
+                        summary=f"Last heartbeat: {ex['last_heartbeat_at'] or 'never'}",
+                    )
                 )
         for pool, members in pools.items():
             alive = [
@@ -440,96 +458,80 @@ class AlertEvaluator:
                 and now - m["last_heartbeat_at"] <= after
             ]
             if not alive:
-                subject = f"pool:{pool}"
-                firing.add(subject)
                 last = max((m["last_heartbeat_at"] for m in members if m["last_heartbeat_at"]), default=None)
-                fired += await self.fire(
-                    conn,
-                    rule,
-                    subject=subject,
-                    window=f"hb:{last}",
-                    now=now,
-                    title=f"Pool {pool} has no online executor",
-                    summary=f"{len(members)} executor(s), none online",
+                offline.append(
+                    Breach(
+                        subject=f"pool:{pool}",
+                        window=f"hb:{last}",
+                        title=f"Pool {pool} has no online executor",
+                        summary=f"{len(members)} executor(s), none online",
+                    )
                 )
-        await self._resolve_cleared(conn, rule, firing, now, "executors are back online")
-        return fired
+        return await self._fire_breaches(conn, rule, now, offline, cleared="executors are back online")
 
     async def _periodic_cap_breach(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
-        fired, firing = 0, set()
         day = now.astimezone(UTC).date()
+        over: list[Breach] = []
         for cap in await alerts.cap_levels(conn, org_id=rule.org_id, day=day):
-            subject = f"cap:{cap['name']}"
+            subject, refs = f"cap:{cap['name']}", {"project_id": cap["project_id"]}
             share = (
                 (float(cap["used"]) * 100 / cap["limit_value"])
                 if cap["used"] is not None and cap["limit_value"]
                 else None
             )
             if cap["breaches"] > 0:
-                firing.add(subject)
-                fired += await self.fire(
-                    conn,
-                    rule,
-                    subject=subject,
-                    window=f"{day}:refusals:{cap['breaches']}",
-                    now=now,
-                    title=f"Cap {cap['name']} refused work ({cap['breaches']} today)",
-                    summary=f"{cap['kind']} limit {cap['limit_value']}",
-                    project_id=cap["project_id"],
+                over.append(
+                    Breach(
+                        subject=subject,
+                        window=f"{day}:refusals:{cap['breaches']}",
+                        title=f"Cap {cap['name']} refused work ({cap['breaches']} today)",
+                        summary=f"{cap['kind']} limit {cap['limit_value']}",
+                        refs=refs,
+                    )
                 )
             elif rule.cap_percent and share is not None and share >= rule.cap_percent:
-                firing.add(subject)
-                fired += await self.fire(
-                    conn,
-                    rule,
-                    subject=subject,
-                    window=f"{day}:usage",
-                    now=now,
-                    title=f"Cap {cap['name']} at {share:.0f} % of its limit",
-                    summary=f"{cap['kind']}: {cap['used']} of {cap['limit_value']}",
-                    project_id=cap["project_id"],
+                over.append(
+                    Breach(
+                        subject=subject,
+                        window=f"{day}:usage",
+                        title=f"Cap {cap['name']} at {share:.0f} % of its limit",
+                        summary=f"{cap['kind']}: {cap['used']} of {cap['limit_value']}",
+                        refs=refs,
+                    )
                 )
-        await self._resolve_cleared(conn, rule, firing, now, "caps are below their thresholds")
-        return fired
+        return await self._fire_breaches(conn, rule, now, over, cleared="caps are below their thresholds")
 
     async def _periodic_schedule_missed(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
-        fired = 0
         since = now - timedelta(seconds=rule.window_s or 86_400)
-        for fire in await alerts.schedule_fires_missed(
-            conn, org_id=rule.org_id, project_id=rule.project_id, since=since
-        ):
-            fired += await self.fire(
-                conn,
-                rule,
+        missed = [
+            Breach(
                 subject=f"schedule:{fire['schedule_id']}",
                 window=f"fire:{fire['id']}",
-                now=now,
                 title=f"Schedule {fire['schedule']} {fire['status']} its {fire['fire_time']:%Y-%m-%d %H:%M} fire",
                 summary=fire["reason"] or "",
-                project_id=fire["project_id"],
+                refs={"project_id": fire["project_id"]},
             )
-        return fired
+            for fire in await alerts.schedule_fires_missed(
+                conn, org_id=rule.org_id, project_id=rule.project_id, since=since
+            )
+        ]
+        return await self._fire_breaches(conn, rule, now, missed, cleared=None)
 
     async def _periodic_dataset_freshness(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
-        fired, firing = 0, set()
+        stale: list[Breach] = []
         for ds in await alerts.dataset_writes(conn, org_id=rule.org_id, rule=rule):
             age = (now - ds["last_write"]).total_seconds()
             if age > rule.threshold:
-                subject = f"dataset:{ds['id']}"
-                firing.add(subject)
-                fired += await self.fire(
-                    conn,
-                    rule,
-                    subject=subject,
-                    window=f"write:{ds['last_run_id']}",
-                    now=now,
-                    title=f"Dataset {ds['name']} is stale ({age / 3600:.1f} h old)",
-                    summary=f"Expected a write every {rule.threshold} s; last written by run {ds['last_run_id']}",
-                    project_id=ds["project_id"],
-                    run_id=ds["last_run_id"],
+                stale.append(
+                    Breach(
+                        subject=f"dataset:{ds['id']}",
+                        window=f"write:{ds['last_run_id']}",
+                        title=f"Dataset {ds['name']} is stale ({age / 3600:.1f} h old)",
+                        summary=f"Expected a write every {rule.threshold} s; last written by run {ds['last_run_id']}",
+                        refs={"project_id": ds["project_id"], "run_id": ds["last_run_id"]},
+                    )
                 )
-        await self._resolve_cleared(conn, rule, firing, now, "the dataset was written again")
-        return fired
+        return await self._fire_breaches(conn, rule, now, stale, cleared="the dataset was written again")
 
 
 async def run_alert_evaluator(database_url: str, *, clock: Callable[[], datetime] = utcnow) -> None:

@@ -166,17 +166,28 @@ async def resolve_org(conn: AsyncConnection, org: str | None) -> uuid.UUID:
     raise Invalid(f"several orgs exist ({names}, ...): say which one owns the executor with --org", field="org")
 
 
-async def create_executor_token(conn: AsyncConnection, *, name: str, pool: str, org_id: uuid.UUID) -> str:
-    """Create an executor identity in a pool of an org and return its token (shown once)."""
+async def _executor_with_new_token(
+    conn: AsyncConnection, on_conflict: str, *, name: str, pool: str, org_id: uuid.UUID, refused: str
+) -> str:
+    """Insert the executor (``on_conflict``: what to do when the name exists) with a new token; the token
+    (shown once), or Conflict with ``refused`` when no row was written."""
     token = new_token(EXECUTOR_TOKEN_PREFIX)
     cur = await conn.execute(
         "insert into ops.executors (org_id, name, pool, token_hash, status) values (%s, %s, %s, %s, 'pending') "
-        "on conflict (name) do nothing returning id",
+        + on_conflict,
         (org_id, name, pool, hash_token(token)),
     )
     if await cur.fetchone() is None:
-        raise Conflict(f'an executor named "{name}" already exists; revoke it or pick another name', field="name")
+        raise Conflict(refused, field="name")
     return token
+
+
+async def create_executor_token(conn: AsyncConnection, *, name: str, pool: str, org_id: uuid.UUID) -> str:
+    """Create an executor identity in a pool of an org and return its token (shown once)."""
+    return await _executor_with_new_token(
+        conn, "on conflict (name) do nothing returning id", name=name, pool=pool, org_id=org_id,
+        refused=f'an executor named "{name}" already exists; revoke it or pick another name',
+    )  # fmt: skip
 
 
 async def rotate_executor_token(conn: AsyncConnection, *, name: str, pool: str, org_id: uuid.UUID) -> str:
@@ -185,17 +196,14 @@ async def rotate_executor_token(conn: AsyncConnection, *, name: str, pool: str, 
     The executor row (its history, leases and registry entry) is kept, so an agent restarted with the
     new token is the same executor; its earlier leases are handed back by its next heartbeat.
     """
-    token = new_token(EXECUTOR_TOKEN_PREFIX)
-    cur = await conn.execute(
-        "insert into ops.executors (org_id, name, pool, token_hash, status) values (%s, %s, %s, %s, 'pending') "
+    return await _executor_with_new_token(
+        conn,
         "on conflict (name) do update set token_hash = excluded.token_hash, token_revoked_at = null, "
         "status = 'pending', drain_requested = false, pool = excluded.pool "
         "where ops.executors.org_id = excluded.org_id returning id",
-        (org_id, name, pool, hash_token(token)),
-    )
-    if await cur.fetchone() is None:
-        raise Conflict(f'executor "{name}" belongs to another org; pick another name', field="name")
-    return token
+        name=name, pool=pool, org_id=org_id,
+        refused=f'executor "{name}" belongs to another org; pick another name',
+    )  # fmt: skip
 
 
 async def revoke_executor_token(conn: AsyncConnection, *, name: str) -> None:

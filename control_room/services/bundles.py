@@ -231,6 +231,19 @@ def park_routing_positions(conn: psycopg.Connection[Any], rule_ids: list[uuid.UU
         conn.execute("update ops.routing_rules set position = %s where id = %s", (-2_000_000_000 + offset, rule_id))
 
 
+def version_args(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A version's columns as SQL arguments, in the order the version statements take them: params_schema,
+    tasks, max_attempts, retry_backoff_s, timeout_s, content_sha256."""
+    return (
+        Jsonb(values["params_schema"]),
+        Jsonb(values["tasks"]),
+        values["max_attempts"],
+        values["retry_backoff_s"],
+        values["timeout_s"],
+        values["content_sha256"],
+    )
+
+
 def insert_template_version(
     conn: psycopg.Connection[Any], template_id: uuid.UUID, definition: Mapping[str, Any], *, actor: str
 ) -> int:
@@ -243,17 +256,7 @@ def insert_template_version(
     conn.execute(
         "insert into ops.job_template_versions (template_id, version, params_schema, tasks, max_attempts, "
         "retry_backoff_s, timeout_s, content_sha256, created_by) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            template_id,
-            version,
-            Jsonb(definition["params_schema"]),
-            Jsonb(definition["tasks"]),
-            definition["max_attempts"],
-            definition["retry_backoff_s"],
-            definition["timeout_s"],
-            definition["content_sha256"],
-            actor,
-        ),
+        (template_id, version, *version_args(definition), actor),
     )
     return version
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +43,19 @@ def load_demo_data(database_url: str) -> bool:
 
 
 DEMO_PROJECT_ID = "00000000-0000-4000-8000-000000000101"
+
+
+def _submit_demo_run(conn: psycopg.Connection, spec: Mapping[str, object], key: str) -> uuid.UUID | None:
+    """Queue a demo run in dev; its idempotency ``key`` makes a repeat return the same run. Its id, or None
+    when a cap refused it."""
+    row = conn.execute(
+        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
+        (DEMO_PROJECT_ID, json.dumps(spec), key),
+    ).fetchone()
+    run_id: uuid.UUID | None = row[0] if row is not None else None
+    return run_id
+
+
 DEMO_PIPELINE_KEY = "demo-pipeline-shell-python-shell"
 # shell -> python -> shell, each producing an artifact; the local agent of `lakehouse run` runs it.
 DEMO_PIPELINE_SPEC: dict[str, object] = {
@@ -86,10 +101,7 @@ DEMO_PIPELINE_SPEC: dict[str, object] = {
 
 def submit_demo_pipeline(conn: psycopg.Connection) -> None:
     """Queue the demo pipeline run once (its idempotency key makes a repeat return the same run)."""
-    conn.execute(
-        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
-        (DEMO_PROJECT_ID, json.dumps(DEMO_PIPELINE_SPEC), DEMO_PIPELINE_KEY),
-    )
+    _submit_demo_run(conn, DEMO_PIPELINE_SPEC, DEMO_PIPELINE_KEY)
 
 
 DEMO_WAREHOUSE_KEY = "demo-warehouse-duckdb"
@@ -117,10 +129,7 @@ DEMO_WAREHOUSE_SPEC: dict[str, object] = {
 
 def submit_demo_warehouse_query(conn: psycopg.Connection) -> None:
     """Queue the demo DuckDB query run once (idempotent by its key, like the pipeline)."""
-    conn.execute(
-        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
-        (DEMO_PROJECT_ID, json.dumps(DEMO_WAREHOUSE_SPEC), DEMO_WAREHOUSE_KEY),
-    )
+    _submit_demo_run(conn, DEMO_WAREHOUSE_SPEC, DEMO_WAREHOUSE_KEY)
 
 
 DEMO_DBT_KEY = "demo-dbt-build-shop"
@@ -189,10 +198,7 @@ def submit_demo_dbt_build(conn: psycopg.Connection) -> None:
     environment, and without dbt no agent of `make run` could ever take the task."""
     if importlib.util.find_spec("dbt") is None:
         return
-    conn.execute(
-        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
-        (DEMO_PROJECT_ID, json.dumps(demo_dbt_spec(get_settings().data_dir)), DEMO_DBT_KEY),
-    )
+    _submit_demo_run(conn, demo_dbt_spec(get_settings().data_dir), DEMO_DBT_KEY)
 
 
 DEMO_FAILING_KEY = "demo-failing-job"
@@ -214,10 +220,7 @@ DEMO_FAILING_SPEC: dict[str, object] = {
 
 def submit_demo_failing_run(conn: psycopg.Connection) -> None:
     """Queue the deliberately failing demo run once."""
-    conn.execute(
-        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
-        (DEMO_PROJECT_ID, json.dumps(DEMO_FAILING_SPEC), DEMO_FAILING_KEY),
-    )
+    _submit_demo_run(conn, DEMO_FAILING_SPEC, DEMO_FAILING_KEY)
 
 
 DEMO_BACKFILL_DAYS = 6
@@ -290,10 +293,7 @@ DEMO_TRAINING_SPEC: dict[str, object] = {
 
 def submit_demo_training(conn: psycopg.Connection) -> None:
     """Queue the demo training run once (idempotency key)."""
-    conn.execute(
-        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
-        (DEMO_PROJECT_ID, json.dumps(DEMO_TRAINING_SPEC), DEMO_TRAINING_KEY),
-    )
+    _submit_demo_run(conn, DEMO_TRAINING_SPEC, DEMO_TRAINING_KEY)
 
 
 DEMO_CUSTOMERS_KEY = "demo-customers-duckdb"
@@ -324,11 +324,7 @@ DEMO_CUSTOMERS_SPEC: dict[str, object] = {
 def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
     """The demo customers table: its run queued, its dataset registered with email tagged pii (the example
     bundle's policy mask-customer-email masks it for group analysts)."""
-    row = conn.execute(
-        "select run_id from ops.submit_run(%s, 'dev', %s::jsonb, '{}'::jsonb, 'demo', null, 'demo data', %s)",
-        (DEMO_PROJECT_ID, json.dumps(DEMO_CUSTOMERS_SPEC), DEMO_CUSTOMERS_KEY),
-    ).fetchone()
-    assert row is not None
+    run_id = _submit_demo_run(conn, DEMO_CUSTOMERS_SPEC, DEMO_CUSTOMERS_KEY)
     columns = [
         {"name": "customer_id", "type": "INTEGER"},
         {"name": "full_name", "type": "VARCHAR"},
@@ -344,5 +340,5 @@ def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
         "%s::jsonb, 'Demo customers; email is masked for group analysts', r.id, r.id, t.id "
         "from ops.runs r join ops.tasks t on t.run_id = r.id where r.id = %s "
         "on conflict do nothing",
-        (DEMO_PROJECT_ID, namespace, json.dumps(columns), row[0]),
+        (DEMO_PROJECT_ID, namespace, json.dumps(columns), run_id),
     )

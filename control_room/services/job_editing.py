@@ -25,6 +25,7 @@ from control_room.bundle.models import JobTemplate, Schedule, TaskTemplate
 from control_room.bundle.source import InvalidInput, Problem, format_path, parse_yaml, validate_document
 from control_room.bundle.store import template_fields, version_fields, version_values
 from control_room.db.rows import returned_id
+from control_room.services.bundles import version_args
 from control_room.services.errors import Invalid
 from control_room.services.jobs import validate_params, version_schema
 from control_room.services.schedules import CronSchedule, check_schedule_fields
@@ -117,7 +118,6 @@ async def save_template(
     if template is None:
         first = problems[0]
         raise Invalid(f"line {first.line}: {first.message}", field=first.path)
-    values = version_values(template)
     cur = await conn.execute(
         "select template_id, version, new_version, created from ops.save_job_template("
         "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -127,12 +127,7 @@ async def save_template(
             template.description,
             template.owner,
             list(template.tags),
-            Jsonb(values["params_schema"]),
-            Jsonb(values["tasks"]),
-            values["max_attempts"],
-            values["retry_backoff_s"],
-            values["timeout_s"],
-            values["content_sha256"],
+            *version_args(version_values(template)),
             expected_version,
             by,
         ),

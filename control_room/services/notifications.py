@@ -7,7 +7,10 @@ transaction, keyed by the event, so a firing and its messages commit together ex
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -190,6 +193,53 @@ def channels_of(user: Row) -> list[str]:
 # Planning --------------------------------------------------------------------------------------------
 
 
+# Queues one delivery of an event's message: (channel, target, payload, user_id, not_before, held) -> rows queued.
+Enqueue = Callable[[str, str, dict[str, Any], uuid.UUID | None, datetime, str | None], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class EventOutbox:
+    """One event's message on its way out (an incident's or a promotion request's): its payload per channel
+    (slack, webhook, email) and how a delivery of it is queued."""
+
+    payloads: dict[str, dict[str, Any]]
+    enqueue: Enqueue
+
+    async def to_targets(
+        self, targets: Iterable[str], member: Callable[[str], Row | None], now: datetime
+    ) -> tuple[int, list[Row]]:
+        """Queue the message to the shared channels ``targets`` name (``slack:<channel>``,
+        ``webhook:<channel>``, an http(s) URL or an e-mail address); returns how many were queued and the
+        members (``member`` of an address) named, whose own preferences decide how they hear of it."""
+        queued, named = 0, []
+        for target in targets:
+            if target.startswith("slack:"):
+                queued += await self.enqueue("slack", target[6:].lstrip("#"), self.payloads["slack"], None, now, None)
+            elif target.startswith(("webhook:", "http://", "https://")):
+                name = target[8:] if target.startswith("webhook:") else target
+                queued += await self.enqueue("webhook", name, self.payloads["webhook"], None, now, None)
+            elif "@" in target:
+                user = member(target)
+                if user is not None:
+                    named.append(user)
+                else:
+                    queued += await self.enqueue("email", target, self.payloads["email"], None, now, None)
+        return queued, named
+
+    async def to_member(self, user: Row, severity: str, now: datetime) -> int:
+        """Queue the message to a member's own e-mail and webhook, held under their quiet hours or digest."""
+        when, why = held_until(preferences_of(user), severity, now)
+        channels = channels_of(user)
+        queued = 0
+        if "email" in channels:
+            queued += await self.enqueue("email", user["email"], self.payloads["email"], user["user_id"], when, why)
+        if "webhook" in channels and user["webhook_url"]:
+            queued += await self.enqueue(
+                "webhook", user["webhook_url"], self.payloads["webhook"], user["user_id"], when, why
+            )
+        return queued
+
+
 async def plan_and_enqueue(
     conn: AsyncConnection,
     *,
@@ -212,22 +262,16 @@ async def plan_and_enqueue(
     users = await org_users(conn, incident["org_id"], incident.get("project_id"))
     by_email = {u["email"].lower(): u for u in users}
     severity, job = incident["severity"], incident.get("job")
-    queued = 0
-    personal: dict[uuid.UUID, Row] = {}
-    for target in dict.fromkeys(t.strip() for t in targets if t and t.strip()):
-        if target.startswith("slack:"):
-            queued += await _enqueue(
-                conn, event_id, "slack", target[6:].lstrip("#"), slack_payload(msg), None, now, None
-            )
-        elif target.startswith("webhook:") or target.startswith(("http://", "https://")):
-            name = target[8:] if target.startswith("webhook:") else target
-            queued += await _enqueue(conn, event_id, "webhook", name, webhook_payload(msg), None, now, None)
-        elif "@" in target:
-            user = by_email.get(target.lower().removeprefix("user:"))
-            if user is not None:
-                personal[user["user_id"]] = user
-            else:
-                queued += await _enqueue(conn, event_id, "email", target, email_payload(msg), None, now, None)
+    outbox = EventOutbox(
+        {"slack": slack_payload(msg), "webhook": webhook_payload(msg), "email": email_payload(msg)},
+        partial(_enqueue, conn, event_id),
+    )
+    queued, named = await outbox.to_targets(
+        dict.fromkeys(t.strip() for t in targets if t and t.strip()),
+        lambda address: by_email.get(address.lower().removeprefix("user:")),
+        now,
+    )
+    personal: dict[uuid.UUID, Row] = {user["user_id"]: user for user in named}
     for user in users:
         prefs = preferences_of(user)
         if prefs and (
@@ -236,19 +280,8 @@ async def plan_and_enqueue(
         ):
             personal.setdefault(user["user_id"], user)
     for user in personal.values():
-        prefs = preferences_of(user)
-        if not accepts(prefs, severity, job):
-            continue
-        when, why = held_until(prefs, severity, now)
-        channels = channels_of(user)
-        if "email" in channels:
-            queued += await _enqueue(
-                conn, event_id, "email", user["email"], email_payload(msg), user["user_id"], when, why
-            )
-        if "webhook" in channels and user["webhook_url"]:
-            queued += await _enqueue(
-                conn, event_id, "webhook", user["webhook_url"], webhook_payload(msg), user["user_id"], when, why
-            )
+        if accepts(preferences_of(user), severity, job):
+            queued += await outbox.to_member(user, severity, now)
     for user in users:
         if "in_app" in channels_of(user) and accepts(preferences_of(user), severity, job):
             rows = await dict_rows(

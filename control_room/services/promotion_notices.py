@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -164,35 +165,23 @@ async def _enqueue_all(
     else:
         wanted = approvers | ({request["requested_by_id"]} if request["requested_by_id"] else set())
     by_email = {u["email"].lower(): u for u in users}
-    queued = 0
-    for target in dict.fromkeys(str(t).strip() for t in request["gate"].get("notify") or [] if str(t).strip()):
-        if target.startswith("slack:"):
-            queued += await _enqueue(conn, notice, "slack", target[6:].lstrip("#"), slack_payload(msg), None, now)
-        elif target.startswith(("webhook:", "http://", "https://")):
-            name = target[8:] if target.startswith("webhook:") else target
-            queued += await _enqueue(conn, notice, "webhook", name, webhook_payload(msg), None, now)
-        elif "@" in target:
-            member = by_email.get(target.lower())
-            if member is not None:
-                wanted.add(member["user_id"])
-            else:
-                queued += await _enqueue(conn, notice, "email", target, notifications.email_payload(msg), None, now)
+    outbox = notifications.EventOutbox(
+        {"slack": slack_payload(msg), "webhook": webhook_payload(msg), "email": notifications.email_payload(msg)},
+        partial(_enqueue, conn, notice),
+    )
+    queued, named = await outbox.to_targets(
+        dict.fromkeys(str(t).strip() for t in request["gate"].get("notify") or [] if str(t).strip()),
+        lambda address: by_email.get(address.lower()),
+        now,
+    )
+    wanted.update(user["user_id"] for user in named)
     for user in users:
         if user["user_id"] not in wanted:
             continue
-        prefs = notifications.preferences_of(user)
-        if not notifications.accepts(prefs, severity, job):
+        if not notifications.accepts(notifications.preferences_of(user), severity, job):
             continue
-        when, why = notifications.held_until(prefs, severity, now)
+        queued += await outbox.to_member(user, severity, now)
         channels = notifications.channels_of(user)
-        if "email" in channels:
-            queued += await _enqueue(
-                conn, notice, "email", user["email"], notifications.email_payload(msg), user["user_id"], when, why
-            )
-        if "webhook" in channels and user["webhook_url"]:
-            queued += await _enqueue(
-                conn, notice, "webhook", user["webhook_url"], webhook_payload(msg), user["user_id"], when, why
-            )
         # The bell of an opened request is rung by ops.request_promotion itself (in-app before channels).
         if "in_app" in channels and event != "opened":
             rows = await dict_rows(

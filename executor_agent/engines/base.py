@@ -8,6 +8,7 @@ It reports through the context only: events, log lines, progress, artifacts and 
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,16 @@ def report_cap_exceeded(context: TaskContext, kind: CapKind) -> str:
         context.emit("limits.cores_exceeded", words, level="error", data={"kind": kind, "limit": limit,
                                                                           "cpu_seconds": cpu_s})  # fmt: skip
     return words
+
+
+def importable(*modules: str) -> bool:
+    """Whether every one of these modules imports (an engine's optional libraries are installed)."""
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 class Engine(abc.ABC):

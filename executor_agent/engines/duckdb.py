@@ -48,7 +48,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from executor_agent.config import DEFAULT_STATE_DIR
-from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskContext
+from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskContext, importable
 from executor_agent.engines.spark_support.lineage import dataset_ref
 from executor_agent.engines.sql_support.history import QueryActuals
 from executor_agent.engines.sql_support.lineage import TableDataset
@@ -58,10 +58,10 @@ from executor_agent.engines.sql_support.task import (
     ScanEstimate,
     SessionIdentity,
     SqlBackend,
-    SqlTaskRun,
     SqlTaskSpec,
     StatementFailed,
     optional_string,
+    run_sql_task,
     string_map,
 )
 
@@ -135,20 +135,11 @@ class DuckdbEngine(Engine):
 
     @classmethod
     def available(cls) -> bool:
-        try:
-            import duckdb  # noqa: F401
-            import pyarrow  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return importable("duckdb", "pyarrow")
 
     def run(self, context: TaskContext) -> EngineResult:
         spec = SqlTaskSpec.parse(context.spec, engine="duckdb", key=context.task_key)
-        backend = DuckdbBackend(context, DuckdbSettings())
-        try:
-            return SqlTaskRun(context, backend, spec).run()
-        finally:
-            backend.close()
+        return run_sql_task(context, DuckdbBackend(context, DuckdbSettings()), spec)
 
 
 class DuckdbBackend(SqlBackend):

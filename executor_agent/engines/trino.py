@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskContext
+from executor_agent.engines.base import Engine, EngineError, EngineResult, TaskContext, importable
 from executor_agent.engines.sql_support.history import QueryActuals
 from executor_agent.engines.sql_support.statements import Statement
 from executor_agent.engines.sql_support.task import (
@@ -39,10 +39,10 @@ from executor_agent.engines.sql_support.task import (
     ScanEstimate,
     SessionIdentity,
     SqlBackend,
-    SqlTaskRun,
     SqlTaskSpec,
     StatementFailed,
     optional_string,
+    run_sql_task,
     string_map,
 )
 
@@ -79,20 +79,11 @@ class TrinoEngine(Engine):
 
     @classmethod
     def available(cls) -> bool:
-        try:
-            import pyarrow  # noqa: F401
-            import trino  # noqa: F401
-        except ImportError:
-            return False
-        return bool(TrinoSettings().url)
+        return importable("pyarrow", "trino") and bool(TrinoSettings().url)
 
     def run(self, context: TaskContext) -> EngineResult:
         spec = SqlTaskSpec.parse(context.spec, engine="trino", key=context.task_key)
-        backend = TrinoBackend(context, TrinoSettings(), spec)
-        try:
-            return SqlTaskRun(context, backend, spec).run()
-        finally:
-            backend.close()
+        return run_sql_task(context, TrinoBackend(context, TrinoSettings(), spec), spec)
 
 
 class TrinoBackend(SqlBackend):

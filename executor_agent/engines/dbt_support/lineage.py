@@ -13,22 +13,13 @@ unique ids), so the catalog can show their latest results from the run's node ev
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from executor_agent.engines.dbt_support.column_lineage import ColumnPairs, dialect_for, trace_columns
+from executor_agent.engines.spark_support.lineage import DatasetRef
 
 DATASET_TYPES = ("source", "seed", "model", "snapshot")
 EXPOSURE = "exposure"
-
-
-@dataclass(frozen=True)
-class DatasetId:
-    namespace: str
-    name: str
-
-    def as_ref(self) -> dict[str, str]:
-        return {"namespace": self.namespace, "name": self.name}
 
 
 class ProjectGraph:
@@ -102,14 +93,14 @@ class ProjectGraph:
         """A dataset node's relation as (database, schema, identifier), the parts its name joins."""
         return tuple(self.dataset_id(unique_id).name.split("."))
 
-    def dataset_id(self, unique_id: str) -> DatasetId:
+    def dataset_id(self, unique_id: str) -> DatasetRef:
         if unique_id in self.exposures:
-            return DatasetId(f"dbt://{self.project_name}", self.exposures[unique_id]["name"])
+            return DatasetRef(f"dbt://{self.project_name}", self.exposures[unique_id]["name"])
         node = self.nodes[unique_id]
         identifier = node.get("identifier") if node.get("resource_type") == "source" else None
         identifier = identifier or node.get("alias") or node["name"]
         parts = [part for part in (node.get("database"), node.get("schema"), identifier) if part]
-        return DatasetId(self.namespace, ".".join(parts))
+        return DatasetRef(self.namespace, ".".join(parts))
 
     def upstream_of(self, unique_id: str) -> list[str]:
         """The datasets a node reads, in manifest order, without repeats."""
@@ -177,7 +168,7 @@ class ProjectGraph:
                 for column, parent, field, test in sorted(self.relationships[unique_id])
             ]
         out: dict[str, Any] = {
-            **ref.as_ref(),
+            **ref.as_payload(),
             "kind": EXPOSURE if is_exposure else node["resource_type"],
             "description": node.get("description") or "",
             "metadata": {k: v for k, v in metadata.items() if v is not None},
@@ -192,12 +183,12 @@ class ProjectGraph:
     def report(self) -> dict[str, list[dict[str, Any]]]:
         """Datasets and edges of the whole project graph. Two nodes on one relation (a source declared
         over a seed's table) are one dataset: the first in (nodes, sources, exposures) order."""
-        datasets: dict[DatasetId, dict[str, Any]] = {}
+        datasets: dict[DatasetRef, dict[str, Any]] = {}
         for unique_id in sorted(self.nodes, key=lambda u: (self.nodes[u]["resource_type"] == "source", u)):
             datasets.setdefault(self.dataset_id(unique_id), self.dataset(unique_id))
         for unique_id in sorted(self.exposures):
             datasets.setdefault(self.dataset_id(unique_id), self.dataset(unique_id))
-        edges: dict[tuple[DatasetId, DatasetId], dict[str, Any]] = {}
+        edges: dict[tuple[DatasetRef, DatasetRef], dict[str, Any]] = {}
         for child in sorted(self.nodes) + sorted(self.exposures):
             downstream = self.dataset_id(child)
             for parent in self.upstream_of(child):
@@ -205,7 +196,7 @@ class ProjectGraph:
                 if upstream != downstream:
                     edge = edges.setdefault(
                         (upstream, downstream),
-                        {"upstream": upstream.as_ref(), "downstream": downstream.as_ref(), "job_name": child},
+                        {"upstream": upstream.as_payload(), "downstream": downstream.as_payload(), "job_name": child},
                     )
                     pairs = self.column_edges.get(child, {}).get(parent)
                     if pairs and "column_lineage" not in edge:

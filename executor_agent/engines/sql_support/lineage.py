@@ -25,20 +25,10 @@ from sqlglot.errors import SqlglotError
 
 from executor_agent.engines.base import TaskContext
 from executor_agent.engines.dbt_support.column_lineage import trace_columns
-from executor_agent.engines.dbt_support.openlineage import RUN_EVENT_SCHEMA, run_id_for
+from executor_agent.engines.dbt_support.openlineage import FACET_SCHEMAS, RUN_EVENT_SCHEMA, run_id_for
 from executor_agent.policy.guard import _is_cte_reference
 
 PRODUCER = "urn:lakehouse-control-room:executor-agent:sql"
-FACETS = "https://openlineage.io/spec/facets"
-_FACET_SCHEMAS = {
-    "schema": f"{FACETS}/1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet",
-    "dataSource": f"{FACETS}/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet",
-    "columnLineage": f"{FACETS}/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet",
-    "outputStatistics": f"{FACETS}/1-0-2/OutputStatisticsOutputDatasetFacet.json"
-    "#/$defs/OutputStatisticsOutputDatasetFacet",
-    "sql": f"{FACETS}/1-1-0/SQLJobFacet.json#/$defs/SQLJobFacet",
-    "jobType": f"{FACETS}/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet",
-}
 _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create)
 MAX_SQL_FACET_CHARS = 20_000
 
@@ -297,4 +287,4 @@ class TaskLineage:
 
 
 def _facet(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"_producer": PRODUCER, "_schemaURL": _FACET_SCHEMAS[kind], **fields}
+    return {"_producer": PRODUCER, "_schemaURL": FACET_SCHEMAS[kind], **fields}

@@ -253,6 +253,14 @@ class _StatementOutcome:
     retryable: bool = False
 
 
+def run_sql_task(context: TaskContext, backend: SqlBackend, spec: SqlTaskSpec) -> EngineResult:
+    """Run the task on a backend made for it, and close the backend however the run ends."""
+    try:
+        return SqlTaskRun(context, backend, spec).run()
+    finally:
+        backend.close()
+
+
 class SqlTaskRun:
     """One SQL task on one backend: the flow described in the module docstring."""
 
