@@ -581,6 +581,7 @@ def run_detail_page() -> rx.Component:
 def _load_failed() -> rx.Component:
     """Opening the run failed (the database did not answer): why, and a button to try again."""
     notice: rx.Component = rx.vstack(
+        rx.heading("This run could not be opened", size="4", id="run-load-title"),
         error_callout(RunDetailState.error, "run-load-error", width="100%"),
         rx.button(rx.icon("rotate-cw", size=14), "Try again", on_click=RunDetailState.load, id="run-load-retry",
                   variant="soft"),

@@ -65,6 +65,11 @@ class UiWorld:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
 
+    def execute(self, sql: str, *args: object) -> None:
+        """A statement that returns no rows (DDL, a grant), as the database owner."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            conn.execute(sql, args)  # type: ignore[arg-type]
+
     def api_token(self, account: Account) -> str:
         """A new API token of the account (as `POST /tokens` would make), for calls outside the browser."""
         token = new_token(USER_TOKEN_PREFIX)

@@ -227,6 +227,26 @@ def test_a_page_whose_load_event_is_lost_still_opens(ui_world: UiWorld, sign_in:
     assert len(dropped) == 2
 
 
+def test_a_run_that_cannot_be_read_says_why_and_opens_on_try_again(ui_world: UiWorld, sign_in: SignIn) -> None:
+    """Opening a run fails for a reason a retry cannot fix by itself (here: the signed-in role lost its right to
+    read the run's archive record): the page says what failed and offers Try again, instead of a spinner."""
+    operator = sign_in(ui_world.operator)
+    link = operator.locator("#runs-table a.run-link").first
+    href = str(link.get_attribute("href"))
+    ui_world.execute("revoke select on ops.event_archives from authenticated")
+    try:
+        operator.goto(ui_world.url + href)
+        expect(operator.locator("#run-load-error")).to_contain_text("event_archives")
+        expect(operator.locator("#run-load-retry")).to_be_visible()
+        expect(operator.locator("#run-status")).to_have_count(0)
+        _shot(operator, ui_world, "run_load_error")
+    finally:
+        ui_world.execute("grant select on ops.event_archives to authenticated")
+    operator.click("#run-load-retry")
+    expect(operator.locator("#run-status")).to_be_visible()
+    expect(operator.locator("#run-load-error")).to_have_count(0)
+
+
 def test_artifact_preview_verify_and_download(ui_world: UiWorld, sign_in: SignIn, tmp_path: Path) -> None:
     _wait_for(lambda: ui_world.query("select 1 from ops.runs where status = 'succeeded' and name like 'demo%%'"),
               "a succeeded demo run", timeout=120)  # fmt: skip
