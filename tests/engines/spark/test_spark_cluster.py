@@ -47,7 +47,11 @@ class Cluster:
 
     def state(self) -> dict[str, Any]:
         """The master's JSON status: its workers, running and completed applications."""
-        return dict(httpx.get(f"{self.ui_url}/json/", timeout=10).json())
+        response = httpx.get(f"{self.ui_url}/json/", timeout=10)
+        # Starting, the web UI answers 404 (an HTML page) for a moment before the master's pages are
+        # registered: an HTTPStatusError, which master_up reads as "not up yet" (CI once failed on the HTML).
+        response.raise_for_status()
+        return dict(response.json())
 
     def alive_workers(self) -> list[dict[str, Any]]:
         return [w for w in self.state()["workers"] if w["state"] == "ALIVE"]
