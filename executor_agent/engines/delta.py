@@ -175,6 +175,22 @@ def _version_or_timestamp(raw: Mapping[str, Any], where: str) -> tuple[int | Non
     return None, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _version_at(table: DeltaTable, moment: datetime | None, where: str) -> int:
+    """The table's version as of ``moment``: the last commit whose timestamp is at or before it.
+
+    The commit timestamps are those the ``history`` operation reports (each commit's ``commitInfo``).
+    delta-rs's own ``load_as_version(datetime)`` compares the log files' modification times instead,
+    which trail ``commitInfo`` by a millisecond or more: a timestamp copied from the history would
+    then open the version before it.
+    """
+    assert moment is not None
+    at_ms = moment.timestamp() * 1000
+    versions = [int(c["version"]) for c in table.history() if "version" in c and c.get("timestamp", 0) <= at_ms]
+    if not versions:
+        raise EngineError(f"{where}.timestamp: {moment.isoformat()} is before the table's first commit")
+    return max(versions)
+
+
 @dataclass(frozen=True)
 class DeltaRequest:
     """One validated Delta operation from a task spec's ``delta`` object."""
@@ -257,7 +273,9 @@ class DeltaOperations:
             raise EngineError(f"{self.where}.table: no Delta table at {self.request.table} (create it first)") from None
         if version is not None or timestamp is not None:
             try:
-                table.load_as_version(version if version is not None else timestamp)  # type: ignore[arg-type]
+                table.load_as_version(version if version is not None else _version_at(table, timestamp, self.where))
+            except EngineError:
+                raise
             except Exception as exc:
                 at = f"version {version}" if version is not None else f"timestamp {timestamp}"
                 raise EngineError(f"{self.where}: cannot load {self.request.table} at {at}: {exc}") from None
@@ -301,7 +319,9 @@ class DeltaOperations:
                 raise EngineError(f"{where}.table: no Delta table at {source.location}")
             table = DeltaTable(source.location)
             if source.version is not None or source.timestamp is not None:
-                table.load_as_version(source.version if source.version is not None else source.timestamp)  # type: ignore[arg-type]
+                table.load_as_version(
+                    source.version if source.version is not None else _version_at(table, source.timestamp, where)
+                )
             return table.to_pyarrow_table()
         assert source.location is not None
         return self._read_files(source.location, source.file_format, where)

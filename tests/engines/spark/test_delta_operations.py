@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,19 @@ def test_merge_then_time_travel_returns_exactly_the_previous_rows(harness: Harne
     assert sorted(json.loads(artifact.path.read_text()), key=lambda r: r["id"]) == CUSTOMERS
     assert artifact.content_type == "application/json"
 
-    # ...and at the timestamp of that version's commit.
+    # ...and at the timestamp the history gives that version's commit. The log files' modification
+    # times trail those timestamps (by a millisecond, or by seconds on a slow store): they must not
+    # decide which version a timestamp opens, so here they are pushed 5 s later.
+    for log_file in (table / "_delta_log").glob("*.json"):
+        stat = log_file.stat()
+        os.utime(log_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
     commit_ms = next(c["timestamp"] for c in DeltaTable(str(table)).history() if c["version"] == before)
     at = datetime.fromtimestamp(commit_ms / 1000, tz=UTC).isoformat()
     reader, read = delta_task(harness, {"operation": "read", "table": str(table), "timestamp": at})
     assert read.outcome == "succeeded", read.error
     assert read.result["version"] == before
+    with pytest.raises(EngineError, match=r"timestamp: 2001-01-01T00:00:00\+00:00 is before the table"):
+        delta_task(harness, {"operation": "read", "table": str(table), "timestamp": "2001-01-01T00:00:00"})
     parquet = reader.artifact(f"customers-v{before}.parquet")
     assert rows_by_id(pq.read_table(parquet.path)) == CUSTOMERS
 
