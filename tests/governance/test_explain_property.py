@@ -1,7 +1,9 @@
 """The simulator's explanation agrees with the SQL router: for 1,000 random task specs against a random
 matrix, ``routing.explain`` picks the rule and pool that ops.route_task (what ops.route_on_queue uses) picks;
-and so does `GET /api/v1/routing/explain` on a live server, asked by a member of one project only (rules on
-projects the caller cannot see must still match only those projects' tasks)."""
+and so does `GET /api/v1/routing/explain` on a live server for 300 more, asked by a member of one project only
+(rules on projects the caller cannot see must still match only those projects' tasks). The endpoint runs the
+same ``routing.explain``: its 300 check what the HTTP path adds (permissions, the spec's pool), in a third of
+the time 1,000 calls took in CI."""
 
 from __future__ import annotations
 
@@ -83,13 +85,14 @@ def test_explain_matches_sql_routing_for_1000_random_specs(gov: GovWorld, db: ps
     assert 100 < matched < 1000, f"the random matrix should both match and miss ({matched} matched)"
 
 
+ENDPOINT_SPECS = 300
 ROUTE_FULL_SQL = (
     "select r.name, x.pool, x.required_labels, x.allow_pool_override from ops.route_task(%s, %s, %s, %s, %s, %s) x "
     "join ops.routing_rules r on r.id = x.rule_id"
 )
 
 
-def test_the_explain_endpoint_matches_sql_routing_for_1000_random_specs(
+def test_the_explain_endpoint_matches_sql_routing_for_300_random_specs(
     live_api: LiveServer, provision: Provisioner, tmp_path: Path
 ) -> None:
     rng = random.Random(1919)
@@ -109,7 +112,7 @@ def test_the_explain_endpoint_matches_sql_routing_for_1000_random_specs(
         )
         matched = overridden = 0
         started = time.monotonic()
-        for _ in range(1000):
+        for _ in range(ENDPOINT_SPECS):
             environment, engine = rng.choice(["dev", "staging", "prod"]), rng.choice(ENGINES)
             labels, tags = _subset(rng, LABELS, 3), _subset(rng, TAGS, 2)
             pool = rng.choice(["", "", "vip", "etl"])
@@ -138,5 +141,5 @@ def test_the_explain_endpoint_matches_sql_routing_for_1000_random_specs(
         elapsed = time.monotonic() - started
     hidden = [r for r in draft if r.project == "ml" and r.enabled]
     assert hidden, "the random matrix has enabled rules on the project the viewer cannot see"
-    assert 100 < matched < 1000 and overridden > 0, (matched, overridden)
-    print(f"1000 explain calls in {elapsed:.1f} s ({matched} matched a rule, {overridden} took the spec's pool)")
+    assert ENDPOINT_SPECS // 10 < matched < ENDPOINT_SPECS and overridden > 0, (matched, overridden)
+    print(f"{ENDPOINT_SPECS} explain calls in {elapsed:.1f} s ({matched} matched, {overridden} took the spec's pool)")

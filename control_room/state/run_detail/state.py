@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -54,6 +55,10 @@ WATCH_IDLE_SECONDS = 6.0
 TABS = ("overview", "timeline", "artifacts")
 TITLE_TICKS = 5
 LOAD_RETRY_SECONDS = 0.5  # then 1 and 2 s (jittered): a page that opens late beats one that gives up
+
+
+# What the browser shows in its address bar (path and query), for a load whose router may be stale.
+CURRENT_ADDRESS = "window.location.pathname + window.location.search"
 
 
 class RunDetailState(SessionState):
@@ -144,12 +149,39 @@ class RunDetailState(SessionState):
 
     @signed_in_event
     async def load(self, signed: SignedIn) -> AsyncIterator[Any]:
-        """Open the run: header, tasks, figures, newest events and artifacts, in one transaction."""
+        """Open the run of the page's address: header, tasks, figures, newest events and artifacts."""
         async with self:
             run_id = self._current_run_id()
-            query = self.router.url.query_parameters
+            query = dict(self.router.url.query_parameters)
+        if run_id is None:
+            # The router can still describe the page the browser has just left (this background load read it
+            # after an event of that page, seen once right after a submit's redirect): the address bar decides.
+            yield rx.call_script(CURRENT_ADDRESS, callback=RunDetailState.open_address)
+            return
+        async for item in self._open(signed, run_id, query):
+            yield item
+
+    @signed_in_event
+    async def open_address(self, signed: SignedIn, address: str) -> AsyncIterator[Any]:
+        """Open the run named by the browser's own address (``/runs/<id>?tab=…``), given by the browser."""
+        parts = urllib.parse.urlsplit(str(address))
+        prefix, _, last = parts.path.rstrip("/").rpartition("/")
+        if not prefix.endswith(routes.RUNS):  # the person has moved on to another page meanwhile
+            return
+        try:
+            run_id = uuid.UUID(last)
+        except ValueError:
+            async with self:
+                self._reset()
+                self.not_found = "This is not a run id."
+            return
+        async for item in self._open(signed, run_id, dict(urllib.parse.parse_qsl(parts.query))):
+            yield item
+
+    async def _open(self, signed: SignedIn, run_id: uuid.UUID, query: dict[str, str]) -> AsyncIterator[Any]:
+        async with self:
             wanted_tab, wanted_log_task = query.get("tab", ""), query.get("log_task", "")
-            if run_id is None or str(run_id) != self._shown_run:
+            if str(run_id) != self._shown_run:
                 self._reset()
             self.tab = wanted_tab if wanted_tab in TABS else "overview"
             # The event log's filters come from the address too (a shared link, a reload, Back).
@@ -159,10 +191,6 @@ class RunDetailState(SessionState):
             self._generation += 1
             generation = self._generation
             filters = self._event_filters()
-        if run_id is None:
-            async with self:
-                self.not_found = "This is not a run id."
-            return
         try:
             opened = await self._read_run(signed, run_id, filters, wanted_log_task)
         except NotFound as exc:
