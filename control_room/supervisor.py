@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import psutil
 import psycopg
@@ -34,6 +35,9 @@ from control_room.services.auth import rotate_executor_token
 from control_room.services.errors import NotFound, ServiceError
 from control_room.services.orgs import org_for_local_agent
 from control_room.services.users import create_demo_admin
+
+if TYPE_CHECKING:
+    from control_room.demo_outbox import DemoOutbox
 
 EMBEDDED_DATABASE = "lakehouse"
 TOOLS_BIN = PROJECT_ROOT / ".tools" / "node_modules" / ".bin"
@@ -316,6 +320,7 @@ class Supervisor:
         self.web: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
         self.tracking: subprocess.Popen[bytes] | None = None
+        self.outbox: DemoOutbox | None = None
         self.tracking_uri: str | None = os.environ.get("MLFLOW_TRACKING_URI") or None
         # While a process is being started, a stop signal is held back until we know its handle.
         self._defer_stop = False
@@ -391,6 +396,8 @@ class Supervisor:
 
         self.out("web: building the UI and starting the server (a first run installs frontend packages)")
         web_env = web_server_env(self.database.url)
+        if settings.load_demo_data:
+            web_env |= self._start_demo_outbox(web_env)
         if self.tracking_uri:
             web_env["MLFLOW_TRACKING_URI"] = self.tracking_uri
         with self._stop_deferred():
@@ -430,6 +437,20 @@ class Supervisor:
                 f"demo admin: {admin.email}  password: {admin.password}  "
                 f"(shown once; reset with `lakehouse users create-admin --email {admin.email}`)"
             )
+
+    def _start_demo_outbox(self, configured: dict[str, str]) -> dict[str, str]:
+        """The demo's alerts delivered to local files: e-mail and Slack not configured here go to the outbox."""
+        from control_room.demo_outbox import DemoOutbox  # aiosmtpd: only for the demo
+
+        with self._stop_deferred():
+            self.outbox = DemoOutbox(self.settings.data_dir / "outbox").start()
+        env = self.outbox.environment(configured)
+        kept = [what for what, key in (("e-mail", "LAKEHOUSE_SMTP_HOST"), ("Slack", "DEMO_SLACK_")) if
+                any(k.startswith(key) for k in env)]  # fmt: skip
+        if kept:
+            self.out(f"demo outbox: alert {' and '.join(kept)} kept in {_display_path(self.outbox.directory)} "
+                     f"(SMTP {self.outbox.host}:{self.outbox.smtp_port})")  # fmt: skip
+        return env
 
     def _start_tracking_server(self, database_url: str) -> None:
         """MLflow: the configured MLFLOW_TRACKING_URI, else a server of our own on the control plane's Postgres."""
@@ -528,6 +549,9 @@ class Supervisor:
             except Exception as exc:
                 self.err(f"error: stopping the web server (process group {self.web.pid}): {exc}")
             self.web = None
+        if self.outbox is not None:  # after the web server: its sender may be delivering to it
+            self.outbox.stop()
+            self.outbox = None
         if self.tracking is not None:
             self.out("stopping: mlflow server")
             try:

@@ -96,11 +96,13 @@ def test_alert_channels_round_trip_with_secrets_as_environment_variable_names(
     assert load_demo_data(url) is True
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(DEMO_BUNDLE_DIR, bundle_dir)
-    (bundle_dir / "channels.yaml").write_text(CHANNELS, encoding="utf-8")
+    # In place of the demo's two Slack channels: data-incidents changes, data-platform goes, two are new.
+    channels = bundle_dir / "alert_channels.yaml"
+    channels.write_text(CHANNELS, encoding="utf-8")
     with psycopg.connect(url, autocommit=True) as conn:
         plan = plan_bundle(conn, load_bundle(bundle_dir))
-        assert sorted(c.key for c in plan.changes if c.section == "alert_channels") == [
-            "data-incidents", "oncall-mail", "pager",
+        assert sorted((c.key, c.action) for c in plan.changes if c.section == "alert_channels") == [
+            ("data-incidents", "update"), ("data-platform", "delete"), ("oncall-mail", "create"), ("pager", "create"),
         ]  # fmt: skip
         deploy_bundle(conn, load_bundle(bundle_dir), actor="tests")
         assert plan_bundle(conn, load_bundle(bundle_dir)).is_empty
@@ -109,14 +111,14 @@ def test_alert_channels_round_trip_with_secrets_as_environment_variable_names(
         audited = conn.execute(
             "select count(*) from ops.audit_log where entity = 'alert_channels' and actor = 'tests'"
         ).fetchone()
-        assert audited == (3,)
+        assert audited == (4,)
         exported = tmp_path / "exported"
         export_bundle(conn, "demo", exported)
         text = (exported / "alert_channels.yaml").read_text(encoding="utf-8")
         assert "PAGER_WEBHOOK_SECRET" in text and "http" not in text  # names of variables, never values
         assert plan_bundle(conn, load_bundle(exported)).is_empty
         # Removing a channel from the bundle deletes it.
-        (bundle_dir / "channels.yaml").write_text(CHANNELS.split("  - name: pager")[0], encoding="utf-8")
+        channels.write_text(CHANNELS.split("  - name: pager")[0], encoding="utf-8")
         deploy_bundle(conn, load_bundle(bundle_dir), actor="tests")
         names = [n for (n,) in conn.execute("select name from ops.alert_channels order by name")]
         assert names == ["data-incidents"]

@@ -23,7 +23,8 @@ from control_room.services.demo import load_demo_data
 from tests.bundle.conftest import CliResult, DemoLikeOrg, copy_bundle, edit, line_of
 
 CONFIG_TABLES = (
-    "routing_rules", "caps", "job_templates", "schedules", "alert_rules", "promotion_gates", "serving_endpoints",
+    "routing_rules", "caps", "job_templates", "schedules", "alert_rules", "alert_channels", "promotion_gates",
+    "serving_endpoints",
 )  # fmt: skip
 
 

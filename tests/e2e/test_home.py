@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from control_room.db.migrate import discover
+from tests.agent.conftest import wait_until
 from tests.e2e.conftest import RunningControlRoom, StartControlRoom, alive
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +43,13 @@ def test_home_page_shows_the_product_and_schema_version_and_ctrl_c_stops_everyth
     screenshot = Path(output_path) / "home.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 0
+
+    # The demo's alerts are delivered: with no SMTP server configured, its outbox keeps the e-mail (the
+    # promotion of the demo's nightly ingest to staging is announced to its requester).
+    assert "demo outbox: alert e-mail and Slack kept in" in control_room.output()
+    mail = control_room.data_dir / "outbox" / "mail"
+    wait_until(lambda: any("[PROMOTION]" in m.read_text() for m in mail.glob("*.eml")), timeout=90,
+               what="the demo's promotion e-mail in the outbox")  # fmt: skip
 
     _stops_everything(control_room, signal.SIGINT)
 
