@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from control_room.api.contract import CONTRACT_PATH
+from control_room.api.contract import load_contract
 from control_room.cli import app
 from control_room.validators.contract import breaking_changes, check_contract
 from tests.validators.conftest import GitRepo
@@ -19,20 +20,29 @@ CONTRACT = "contracts/api.openapi.yaml"
 Edit = Callable[[dict[str, Any]], None]
 
 
+@functools.cache
+def _contract_once() -> dict[str, Any]:
+    return load_contract()
+
+
 def the_contract() -> dict[str, Any]:
-    loaded = yaml.safe_load(CONTRACT_PATH.read_text(encoding="utf-8"))
-    assert isinstance(loaded, dict)
-    return loaded
+    """A copy of the committed contract (read once: each test edits its own copy)."""
+    return copy.deepcopy(_contract_once())
+
+
+def dump(document: dict[str, Any]) -> str:
+    # libyaml's dumper: these copies only need to be valid YAML, written 5x faster than pure Python's.
+    return yaml.dump(document, Dumper=yaml.CSafeDumper, sort_keys=False)
 
 
 def two_commits(repo: GitRepo, change: Edit) -> None:
     """Commit 1: the real contract. Commit 2: the same with ``change`` applied."""
     document = the_contract()
-    repo.write(CONTRACT, yaml.safe_dump(document, sort_keys=False))
+    repo.write(CONTRACT, dump(document))
     repo.commit("contract as merged")
     changed = copy.deepcopy(document)
     change(changed)
-    repo.write(CONTRACT, yaml.safe_dump(changed, sort_keys=False))
+    repo.write(CONTRACT, dump(changed))
     repo.commit("the pull request")
 
 
