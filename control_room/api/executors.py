@@ -10,7 +10,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.types import DecoratedCallable
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from control_room.api.deps import Executor, Pool
 from control_room.api.models import (
@@ -21,6 +21,7 @@ from control_room.api.models import (
     ClaimRequest,
     EventBatch,
     EventBatchReply,
+    EventCreate,
     ExecutorHeartbeat,
     ExecutorHeartbeatReply,
     ExecutorPublic,
@@ -41,6 +42,8 @@ from control_room.db.notify import get_notifier
 from control_room.services import artifacts, tasks
 from control_room.services.retry import retry_transaction
 from control_room.storage import get_store
+
+EVENTS_JSON = TypeAdapter(list[EventCreate])
 
 router = APIRouter(tags=["executors"])
 LEASE_ERRORS: dict[int | str, dict[str, Any]] = {"409": {"description": "Lease lost: stop working on the task."}}
@@ -134,10 +137,13 @@ async def heartbeat_task(task_id: uuid.UUID, body: LeaseRef, executor: Executor,
 )
 async def append_events(task_id: uuid.UUID, body: EventBatch, executor: Executor, db: Pool) -> dict[str, int]:
     """Append a batch of the attempt's events; idempotent by seq (re-sends are counted as duplicates)."""
-    # The whole batch in one dump (pydantic-core walks the list), half the time of one dump per event.
-    events = body.model_dump(mode="json", exclude_none=True, include={"events"})["events"]
+    # The whole batch dumped straight to JSON text by pydantic-core: half the time of a dump to Python objects
+    # and a JSON encoding of those.
+    events = EVENTS_JSON.dump_json(body.events, exclude_none=True).decode()
     async with db.connection() as conn:
-        return await tasks.append_events(conn, task_id=task_id, lease_token=body.lease_token, events=events)
+        return await tasks.append_events(
+            conn, task_id=task_id, lease_token=body.lease_token, events_json=events, count=len(body.events)
+        )
 
 
 @router.post(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -17,22 +20,77 @@ EVENTS_CHANNEL = "lakehouse_events"  # payload: run id
 NOTIFICATIONS_CHANNEL = "lakehouse_notifications"  # payload: user id (the bell)
 
 
+# Channels whose notification is work for one waiter, not news for all: the first waiter in line is woken and
+# hands the wake-up on when it is done (see Turn).
+QUEUED_CHANNELS = frozenset({TASKS_CHANNEL})
+
+
+@dataclass(eq=False)
+class Turn:
+    """A place in the line of waiters of a work channel (a claim waiting for tasks of its pool).
+
+    A notification wakes only the first turn in line, so one submit does not set every idle agent's claim
+    racing for one task. The woken waiter calls ``Notifier.hand_on`` once it has claimed: the next turn in
+    line is woken, if it was already waiting when the notification came. So the wake-up walks the line one
+    claim at a time, and reaches every waiter of that moment (one whose engines or labels fit the task, when
+    the first could not claim it), and a waiter that joins later (a claim that has just re-checked) is never
+    woken for a notification it did not miss."""
+
+    key: tuple[str, str]
+    number: int
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    woken_for: int | None = None  # the newest turn number in line when this one was woken by a notification
+
+
 class Notifier:
     """Turns Postgres notifications into asyncio wake-ups keyed by (channel, payload).
 
-    Take a waiter *before* checking the database, then wait on it: a notification that
+    Take a waiter (or a turn) *before* checking the database, then wait on it: a notification that
     arrives between the check and the wait still wakes the waiter.
     """
 
     def __init__(self, database_url: str) -> None:
         self._url = database_url
         self._waiters: dict[tuple[str, str], asyncio.Event] = {}
+        self._lines: dict[tuple[str, str], deque[Turn]] = {}
+        self._numbers = itertools.count(1)
+        self._newest = 0
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     def waiter(self, channel: str, key: str) -> asyncio.Event:
         """The event set by the next notification on channel with this payload."""
         return self._waiters.setdefault((channel, key), asyncio.Event())
+
+    def turn(self, channel: str, key: str) -> Turn:
+        """A place at the end of the line of (channel, key): woken by a notification when first in line."""
+        self._newest = next(self._numbers)
+        turn = Turn((channel, key), self._newest)
+        self._lines.setdefault(turn.key, deque()).append(turn)
+        return turn
+
+    def leave(self, turn: Turn) -> None:
+        """Out of line (the claim got tasks or its time ran out); a turn already woken is out already."""
+        line = self._lines.get(turn.key)
+        if line is not None:
+            with contextlib.suppress(ValueError):
+                line.remove(turn)
+            if not line:
+                del self._lines[turn.key]
+
+    def hand_on(self, turn: Turn) -> None:
+        """After a woken turn's claim: wake the next turn in line that was waiting when its wake-up came."""
+        if turn.woken_for is not None:
+            self._wake_first(turn.key, turn.woken_for)
+
+    def _wake_first(self, key: tuple[str, str], joined_by: int) -> None:
+        line = self._lines.get(key)
+        if line and line[0].number <= joined_by:
+            first = line.popleft()
+            if not line:
+                del self._lines[key]
+            first.woken_for = joined_by
+            first.event.set()
 
     async def wait(self, event: asyncio.Event, within: float) -> bool:
         """Wait for a waiter up to ``within`` seconds; True when notified, False when the time ran out."""
@@ -45,6 +103,9 @@ class Notifier:
         return True
 
     def _signal(self, channel: str, key: str) -> None:
+        if channel in QUEUED_CHANNELS:
+            self._wake_first((channel, key), self._newest)
+            return
         event = self._waiters.pop((channel, key), None)
         if event is not None:
             event.set()
@@ -53,6 +114,10 @@ class Notifier:
         waiters, self._waiters = self._waiters, {}
         for event in waiters.values():
             event.set()
+        lines, self._lines = self._lines, {}
+        for line in lines.values():
+            for turn in line:
+                turn.event.set()  # all awake: nobody needs a wake-up handed on
 
     async def start(self) -> None:
         """Start listening in the background; returns once the first LISTEN is in place (or failed)."""

@@ -90,12 +90,14 @@ async def act_as_principal(conn: AsyncConnection, principal: Principal) -> None:
 
 async def _act_as(conn: AsyncConnection, principal: Principal) -> None:
     if isinstance(principal, UserPrincipal):
-        await conn.execute("set local role authenticated")
         fields = {"sub": str(principal.user_id), "role": "authenticated", "email": principal.email}
         if principal.role_ceiling:
             fields["lakehouse_role_ceiling"] = principal.role_ceiling
         claims = json.dumps(fields)
-        await conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        # One round trip, as PostgREST does it: set_config('role', ..., true) is SET LOCAL ROLE.
+        await conn.execute(
+            "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)", (claims,)
+        )
     else:
         name = principal.name if not isinstance(principal, ExecutorPrincipal) else f"executor:{principal.name}"
         await conn.execute("select set_config('lakehouse.actor', %s, true)", (name,))

@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from control_room.config import get_settings
-from control_room.db.notify import TASKS_CHANNEL, Notifier
+from control_room.db.notify import TASKS_CHANNEL, Notifier, Turn
 from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services import metrics
 from control_room.services.auth import ExecutorPrincipal
@@ -103,25 +103,39 @@ async def claim(
     The connection goes back to the pool while waiting, so idle agents hold no connections.
     """
     deadline = time.monotonic() + max(0.0, min(opts.wait_s, get_settings().claim_wait_max_seconds))
-    while True:
-        waiter = notifier.waiter(TASKS_CHANNEL, executor.pool) if notifier else None
 
-        async def claim_once() -> list[dict[str, Any]]:
-            async with pool.connection() as conn:
-                return await _claim_once(conn, executor, opts)
+    async def claim_once() -> list[dict[str, Any]]:
+        async with pool.connection() as conn:
+            return await _claim_once(conn, executor, opts)
 
-        rows = await retry_transaction(claim_once, what=f"claim by executor {executor.name}")
-        metrics.CLAIMS.labels(pool=executor.pool).inc()
-        remaining = deadline - time.monotonic()
-        if rows or remaining <= 0:
-            if rows:
-                metrics.TASKS_CLAIMED.labels(pool=executor.pool).inc(len(rows))
-            return rows
-        timeout = min(remaining, CLAIM_RECHECK_SECONDS)
-        if notifier and waiter:
-            await notifier.wait(waiter, timeout)
-        else:
-            await asyncio.sleep(min(timeout, 0.5))
+    turn: Turn | None = None  # this claim's place in line, taken before each check of the database
+    woken: Turn | None = None  # the turn whose wake-up the next check answers, handed on once it is done
+    try:
+        while True:
+            turn = notifier.turn(TASKS_CHANNEL, executor.pool) if notifier else None
+            try:
+                rows = await retry_transaction(claim_once, what=f"claim by executor {executor.name}")
+            finally:
+                if notifier and woken:
+                    notifier.hand_on(woken)
+                    woken = None
+            metrics.CLAIMS.labels(pool=executor.pool).inc()
+            remaining = deadline - time.monotonic()
+            if rows or remaining <= 0:
+                if rows:
+                    metrics.TASKS_CLAIMED.labels(pool=executor.pool).inc(len(rows))
+                return rows
+            timeout = min(remaining, CLAIM_RECHECK_SECONDS)
+            if notifier and turn:
+                await notifier.wait(turn.event, timeout)
+                notifier.leave(turn)
+                woken, turn = (turn if turn.event.is_set() else None), None
+            else:
+                await asyncio.sleep(min(timeout, 0.5))
+    finally:
+        if notifier and turn:  # a wake-up that came during the last check is handed on, not lost
+            notifier.leave(turn)
+            notifier.hand_on(turn)
 
 
 async def task_heartbeat(conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
@@ -144,16 +158,16 @@ async def task_heartbeats(conn: AsyncConnection, *, items: list[dict[str, Any]])
 
 
 async def append_events(
-    conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID, events: list[dict[str, Any]]
+    conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID, events_json: str, count: int
 ) -> dict[str, int]:
-    """Store a batch of events; re-sent sequence numbers are counted as duplicates, not stored twice."""
+    """Store a batch of ``count`` events (a JSON array); re-sent sequence numbers are counted as duplicates,
+    not stored twice."""
     started = time.perf_counter()
-    payload = dumps_json(events)
-    cur = await conn.execute("select ops.append_events(%s, %s, %s::jsonb)", (task_id, lease_token, payload))
+    cur = await conn.execute("select ops.append_events(%s, %s, %s::jsonb)", (task_id, lease_token, events_json))
     row = await cur.fetchone()
     metrics.EVENT_APPEND_SECONDS.observe(time.perf_counter() - started)
     accepted = int(row[0]) if row else 0
-    return {"accepted": accepted, "duplicates": len(events) - accepted}
+    return {"accepted": accepted, "duplicates": count - accepted}
 
 
 async def finalize(

@@ -113,6 +113,57 @@ def test_long_poll_is_woken_by_a_submit(live_api: LiveServer, provision: Provisi
     assert time.monotonic() - submitted < 3
 
 
+def claims_answered(server: LiveServer, pool: str) -> float:
+    """The server's count of claim checks answered for the pool (its Prometheus counter)."""
+    for line in httpx.get(f"{server.base_url}{API}/metrics").text.splitlines():
+        if line.startswith(f'lakehouse_claims_total{{pool="{pool}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_wake_up_is_handed_on_to_the_waiting_agent_that_can_run_the_task(
+    live_api: LiveServer, provision: Provisioner, pool: str
+) -> None:
+    """A task notification wakes one waiting claim, first in line. Here the first two in line run only Python;
+    they hand the wake-up on, and the shell agent behind them claims the shell task at once, not at its
+    5-second re-check."""
+    operator = client(live_api, provision.user_token("operator")[1])
+    waiting: list[tuple[httpx.Client, tuple[str, ...]]] = [
+        (client(live_api, provision.executor_token(pool)), ("python",)),
+        (client(live_api, provision.executor_token(pool)), ("python",)),
+        (client(live_api, provision.executor_token(pool)), ("shell",)),
+    ]
+    results: list[dict[str, Any]] = [{} for _ in waiting]
+
+    def wait_for_work(i: int) -> None:
+        agent = waiting[i][0]
+        started = time.monotonic()
+        results[i]["tasks"] = claim(agent, wait_s=4)  # under the 5-second re-check
+        results[i]["waited"] = time.monotonic() - started
+
+    threads = []
+    for i, (agent, engines) in enumerate(waiting):
+        register(agent, engines=engines)
+        threads.append(threading.Thread(target=wait_for_work, args=(i,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while claims_answered(live_api, pool) < i + 1:  # its first check came back empty: it is in line
+            assert time.monotonic() < deadline, "the agent's long poll never reached its wait"
+            time.sleep(0.02)
+    submitted = time.monotonic()
+    submit(
+        operator,
+        [{"key": "a", "engine": "shell", "command": "true", "pool": pool}],
+        project=str(provision.tenant().project_id),
+    )
+    threads[2].join(timeout=15)
+    assert len(results[2]["tasks"]) == 1
+    assert time.monotonic() - submitted < 2.5, "the shell agent waited for its re-check, not a handed-on wake-up"
+    for t in threads[:2]:
+        t.join(timeout=15)
+    assert results[0]["tasks"] == [] and results[1]["tasks"] == []
+
+
 def test_stale_finalize_is_409_and_silent_agent_is_reaped(
     live_api: LiveServer, provision: Provisioner, pool: str
 ) -> None:
