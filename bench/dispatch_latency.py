@@ -49,16 +49,20 @@ def main() -> None:
                             json={"lease_token": t["lease_token"], "outcome": "succeeded"},
                         )
 
+        answered: list[float] = []  # submit sent -> its own response, ms: the part of dispatch before the commit
+
         def submit_round(runs: int, until: float = 0.0) -> list[float]:
             """Submit ``runs`` runs at the steady rate (more, until the monotonic time ``until``); the
             submit -> claimed latency of each, in ms, once the agents have claimed them all."""
             submitted_at: dict[str, float] = {}
+            answered.clear()
             interval = 1.0 / RATE_PER_S
             next_at = time.perf_counter()
             while len(submitted_at) < runs or time.monotonic() < until:
                 time.sleep(max(0.0, next_at - time.perf_counter()))  # pacing the steady submit rate
                 sent = time.perf_counter()
                 run = user.post("/runs", json={"project": project, "spec": {"tasks": [TASK]}})
+                answered.append((time.perf_counter() - sent) * 1000)
                 submitted_at[run.json()["id"]] = sent
                 next_at += interval
             deadline = time.monotonic() + 30
@@ -82,6 +86,7 @@ def main() -> None:
             f"({len(samples)} claimed), after a {WARMUP_SECONDS:g} s warm-up from the server's first healthy answer"
         )
         print(f"  submit -> claimed  {fmt(percentiles(samples))}")
+        print(f"  submit -> answered {fmt(percentiles(answered))}  (the submit's own response, for comparison)")
         print(f"  warm-up ({len(warmup)} runs, the server starting its loops): {fmt(percentiles(warmup))}")
         print("  load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
