@@ -14,7 +14,7 @@ from control_room.db.connection import get_pool
 from control_room.services import auth
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 # The choices of the create form: lifetime in days ("never": no expiry) and the role ceiling.
 LIFETIMES = {"7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year", "never": "Never expires"}
@@ -151,10 +151,7 @@ class ApiTokensState(SessionState):
         """Open the confirmation for revoking a token."""
         self.revoke_target, self.revoke_open = name, True
 
-    @handler
-    def set_revoke_open(self, value: bool) -> None:
-        """The revoke dialog opened or closed."""
-        self.revoke_open = value
+    set_revoke_open = setter("revoke_open")
 
     @signed_in_event
     async def revoke(self, signed: SignedIn) -> None:

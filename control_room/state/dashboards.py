@@ -19,7 +19,7 @@ from control_room.dashboards.models import DashboardFile
 from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 TEMPLATE_PREFIX = "template:"
 SAVED_PREFIX = "saved:"
@@ -256,13 +256,8 @@ class DashboardsState(SessionState):
         self.preview, self.editor_error, self.notice = [], "", ""
         self.editor_open = True
 
-    @handler
-    def set_editor_open(self, is_open: bool) -> None:
-        self.editor_open = is_open
-
-    @handler
-    def set_source_yaml(self, value: str) -> None:
-        self.source_yaml = value
+    set_editor_open = setter("editor_open")
+    set_source_yaml = setter("source_yaml")
 
     @handler
     def set_save_slug(self, value: str) -> None:

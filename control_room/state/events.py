@@ -22,3 +22,16 @@ def handler(fn: Callable[..., Any]) -> Any:
 def background(fn: Callable[..., Any]) -> Any:
     """A background event handler: does its I/O unlocked, and enters ``async with self`` to assign."""
     return rx.event(background=True)(fn)  # type: ignore[operator]
+
+
+def setter(var: str, *, longest: int | None = None) -> Any:
+    """A regular event handler ``set_<var>`` that stores the value it is given in the state var ``var`` (an
+    input, a select, a switch or a dialog that opened or closed). ``longest``: a text is cut to that many
+    characters. Assign it to the class attribute of the same name: ``set_body = setter("body")``."""
+
+    def set_var(self: Any, value: Any) -> None:
+        setattr(self, var, value if longest is None else value[:longest])
+
+    # Reflex names an event after its function's qualified name: it must be the attribute's.
+    set_var.__name__ = set_var.__qualname__ = f"set_{var}"
+    return handler(set_var)

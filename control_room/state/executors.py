@@ -16,7 +16,7 @@ from control_room.components.figures import pool_load_figure
 from control_room.services import executors
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 # The chart is recomputed at most this often (it reads the last hour of attempts).
 CHART_EVERY_SECONDS = 30.0
@@ -143,10 +143,7 @@ class ExecutorsState(SessionState):
             self.revoke_target = found
             self.revoke_open = True
 
-    @handler
-    def set_revoke_open(self, is_open: bool) -> None:
-        """Close (or open) the revoke confirmation."""
-        self.revoke_open = is_open
+    set_revoke_open = setter("revoke_open")
 
     @background
     async def revoke(self) -> AsyncIterator[Any]:

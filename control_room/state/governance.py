@@ -21,7 +21,7 @@ from control_room import routes
 from control_room.db.connection import connect, database_url
 from control_room.services import caps, governance, routing
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 REFRESH_MS = 5000
 RECENT_SHOWN = 3  # refusals listed beside each cap (the API and CLI give 5)
@@ -606,9 +606,7 @@ class GovernanceState(SessionState):
             ]
             self.review_open = True
 
-    @handler
-    def set_review_open(self, is_open: bool) -> None:
-        self.review_open = is_open
+    set_review_open = setter("review_open")
 
     @signed_in_event
     async def apply(self, signed: SignedIn) -> AsyncIterator[Any]:
@@ -732,9 +730,7 @@ class GovernanceState(SessionState):
     def set_cap_field(self, name: str, value: str) -> None:
         self.cap_form = {**self.cap_form, name: value}
 
-    @handler
-    def set_cap_open(self, is_open: bool) -> None:
-        self.cap_open = is_open
+    set_cap_open = setter("cap_open")
 
     @signed_in_event
     async def save_cap(self, signed: SignedIn) -> AsyncIterator[Any]:

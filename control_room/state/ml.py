@@ -17,7 +17,7 @@ from control_room.components.ml_figures import metric_curves_figure
 from control_room.services import ml_tracking
 from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.paging import KeysetPages
 
 PAGE_SIZE = 25
@@ -293,9 +293,7 @@ class ExperimentState(KeysetPages, SessionState):
         chosen = set(self.selected)
         self.runs = [mlflow_run_row(r, self.columns, chosen) for r in self._raw]
 
-    @handler
-    def set_filter_text(self, value: str) -> None:
-        self.filter_text = value[:2000]
+    set_filter_text = setter("filter_text", longest=2000)
 
     @handler
     def apply_filter(self) -> Any:
@@ -396,13 +394,8 @@ class ExperimentState(KeysetPages, SessionState):
         self.compare_metric = value
         self._draw_compare()
 
-    @handler
-    def set_compare_open(self, value: bool) -> None:
-        self.compare_open = value
-
-    @handler
-    def set_detail_open(self, value: bool) -> None:
-        self.detail_open = value
+    set_compare_open = setter("compare_open")
+    set_detail_open = setter("detail_open")
 
     @background
     async def open_run(self, run_id: str) -> AsyncIterator[Any]:
@@ -497,13 +490,8 @@ class ModelsState(KeysetPages, SessionState):
                 self.alias_version = self.versions[0].version if self.versions else ""
         yield
 
-    @handler
-    def set_alias(self, value: str) -> None:
-        self.alias = value
-
-    @handler
-    def set_alias_version(self, value: str) -> None:
-        self.alias_version = value
+    set_alias = setter("alias")
+    set_alias_version = setter("alias_version")
 
     @handler
     def set_gate_metric(self, value: str) -> None:

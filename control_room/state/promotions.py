@@ -15,7 +15,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.paging import KeysetPages
 
 PAGE_SIZE = 25
@@ -271,9 +271,7 @@ class PromotionState(SessionState):
         self.refusal = refusal or ""
         self.job_href = routes.job_detail(str(request["template_id"]))
 
-    @handler
-    def set_comment(self, value: str) -> None:
-        self.comment = value[:2000]
+    set_comment = setter("comment", longest=2000)
 
     @handler
     def tick(self, _value: str) -> Any:

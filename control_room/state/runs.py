@@ -18,7 +18,7 @@ from control_room.services.errors import Invalid
 from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.run_actions import rerun_event
 from control_room.state.task_form import TaskForm
 
@@ -507,10 +507,7 @@ class RunsState(TaskForm, SessionState):
         self.submit_environment = self.environment if self.environment != ALL else "dev"
         self._fill_example(self.example_key)
 
-    @handler
-    def set_submit_open(self, is_open: bool) -> None:
-        """Close (or open) the dialog."""
-        self.submit_open = is_open
+    set_submit_open = setter("submit_open")
 
     def _fill_example(self, key: str) -> None:
         chosen = example(key)
@@ -541,15 +538,8 @@ class RunsState(TaskForm, SessionState):
         self.spec_text = value
         self._sync_form()
 
-    @handler
-    def set_params_text(self, value: str) -> None:
-        """The edited params (a JSON object)."""
-        self.params_text = value
-
-    @handler
-    def set_submit_environment(self, value: str) -> None:
-        """Environment to run in."""
-        self.submit_environment = value
+    set_params_text = setter("params_text")
+    set_submit_environment = setter("submit_environment")
 
     @background
     async def submit(self) -> AsyncIterator[Any]:

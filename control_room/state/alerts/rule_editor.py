@@ -14,7 +14,7 @@ from control_room.services import alert_preview, alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.rules import RulesState
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 KINDS = tuple(alert_preview.QUERIES)
 # The settings each kind reads (the scope fields apply to all).
@@ -149,13 +149,8 @@ class RuleEditorState(SessionState):
         if name in BLANK_FORM:
             self.form = {**self.form, name: value[:2000]}
 
-    @handler
-    def set_escalate(self, value: bool) -> None:
-        self.escalate = value
-
-    @handler
-    def set_enabled(self, value: bool) -> None:
-        self.enabled = value
+    set_escalate = setter("escalate")
+    set_enabled = setter("enabled")
 
     @handler
     def set_open(self, value: bool) -> None:

@@ -14,7 +14,7 @@ import reflex as rx
 from control_room.services import backfills
 from control_room.services.errors import Invalid
 from control_room.state.base import ALL, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import BackfillRow, backfill_row
 
@@ -67,9 +67,7 @@ class BackfillState(JobState):
         self.bf_environment = self.environment if self.environment != ALL else "dev"
         self.backfill_open = True
 
-    @handler
-    def set_backfill_open(self, is_open: bool) -> None:
-        self.backfill_open = is_open
+    set_backfill_open = setter("backfill_open")
 
     @handler
     def set_field(self, name: str, value: str) -> None:

@@ -13,7 +13,7 @@ from control_room import routes
 from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import Invalid
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.task_form import TaskForm
 
 
@@ -78,9 +78,7 @@ class JobEditorState(TaskForm, SessionState):
             self._check()
             self.editor_open = True
 
-    @handler
-    def set_editor_open(self, is_open: bool) -> None:
-        self.editor_open = is_open
+    set_editor_open = setter("editor_open")
 
     @handler
     def set_yaml(self, text: str) -> None:

@@ -13,7 +13,7 @@ from control_room.services.errors import Invalid, ServiceError
 from control_room.specs.forms import ParamField, field_of, form_fields, initial_values, typed_params
 from control_room.state import formatting
 from control_room.state.base import ALL, as_user, problem_text
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.job.detail import JobState
 
 
@@ -48,10 +48,7 @@ class RunFormState(JobState):
             self.run_environment = environment if environment != ALL else "dev"
             self.run_open = True
 
-    @handler
-    def set_run_open(self, is_open: bool) -> None:
-        """Close (or open) the dialog."""
-        self.run_open = is_open
+    set_run_open = setter("run_open")
 
     @handler
     def set_value(self, name: str, value: Any) -> None:
@@ -60,10 +57,7 @@ class RunFormState(JobState):
         self.values = {**self.values, name: text}
         self.field_errors = {k: v for k, v in self.field_errors.items() if k != name}
 
-    @handler
-    def set_run_environment(self, value: str) -> None:
-        """Environment to run in."""
-        self.run_environment = value
+    set_run_environment = setter("run_environment")
 
     @background
     async def submit_run(self) -> AsyncIterator[Any]:

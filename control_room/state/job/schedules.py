@@ -19,7 +19,7 @@ from control_room.services import job_editing, jobs, schedules
 from control_room.services.errors import Invalid, ServiceError
 from control_room.state import formatting
 from control_room.state.base import ALL, SignedIn, as_user, problem_text
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import FireRow, fire_row
 
@@ -150,10 +150,7 @@ class ScheduleState(JobState):
             self._check()
             self.editor_open = True
 
-    @handler
-    def set_editor_open(self, is_open: bool) -> None:
-        """Close (or open) the editor."""
-        self.editor_open = is_open
+    set_editor_open = setter("editor_open")
 
     @handler
     def set_draft(self, name: str, value: str) -> None:

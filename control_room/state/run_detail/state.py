@@ -24,7 +24,7 @@ from control_room.services import artifacts, events, retention, runs
 from control_room.services.errors import NotFound
 from control_room.services.retry import is_transient_for_reads, retry_transaction
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
     ARCHIVED_PAGE,
@@ -524,10 +524,7 @@ class RunDetailState(SessionState):
             self.archived_events, self.archived_loaded, self.archived_more = [], False, False
         yield rx.call_script(SCROLL_LOG_TO_END)
 
-    @handler
-    def set_confirm_cancel(self, is_open: bool) -> None:
-        """Open or close the cancel confirmation."""
-        self.confirm_cancel = is_open
+    set_confirm_cancel = setter("confirm_cancel")
 
     @background
     async def cancel(self) -> AsyncIterator[Any]:
@@ -586,10 +583,7 @@ class RunDetailState(SessionState):
             unsuccessful = [task.key for task in self.tasks if task.status != "succeeded"]
             self.rerun_task = (unsuccessful or [self.tasks[0].key])[0]
 
-    @handler
-    def set_rerun_task(self, key: str) -> None:
-        """The task to re-run from."""
-        self.rerun_task = key
+    set_rerun_task = setter("rerun_task")
 
     async def _rerun(self, mode: str, from_task: str | None) -> AsyncIterator[Any]:
         async with self:
