@@ -61,16 +61,14 @@ class PreferencesState(SessionState):
             jobs = await notifications.known_jobs(conn, org_id=org)
             return org, row or notifications.default_preferences(org, signed.principal.user_id), jobs
 
-        found = await self._read_as(signed, read)
-        async with self:
-            self.error = found.error
-            if found.value is None:
-                return
-            org, prefs, jobs = found.value
+        def show(found: tuple[uuid.UUID, NotificationPreferences, list[str]]) -> None:
+            org, prefs, jobs = found
             self._org_id = str(org)
             self.saved = ""
             self._apply(prefs)
             self.jobs = sorted({*jobs, *self.subscribed_jobs, *self.muted_jobs})
+
+        await self._read_shown(read, show, signed=signed)
 
     def _apply(self, row: NotificationPreferences) -> None:
         self.channels = list(row.channels)

@@ -18,7 +18,7 @@ from control_room.services.errors import Invalid
 from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
-from control_room.state.events import background, handler, setter
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.run_actions import rerun_event
 from control_room.state.task_form import TaskForm
 
@@ -450,12 +450,9 @@ class RunsState(TaskForm, SessionState):
             yield event
 
     @background
+    @exclusive("is_acting")
     async def cancel_one(self, run_id: str) -> AsyncIterator[Any]:
         """The row action: cancel this run."""
-        async with self:
-            if self.is_acting:
-                return
-            self.is_acting = True
         async for event in self._cancel([run_id]):
             yield event
 
@@ -483,17 +480,10 @@ class RunsState(TaskForm, SessionState):
         yield RunsState.load
 
     @background
+    @exclusive("is_acting")
     async def rerun_one(self, run_id: str) -> AsyncIterator[Any]:
         """The row action: re-run the failed, cancelled and downstream tasks of this run, reusing the rest."""
-        async with self:
-            if self.is_acting:
-                return
-            self.is_acting = True
-        try:
-            event = await rerun_event(await self.signed_in(), uuid.UUID(run_id), mode="failed")
-        finally:
-            async with self:
-                self.is_acting = False
+        event = await rerun_event(await self.signed_in(), uuid.UUID(run_id), mode="failed")
         if event is not None:
             yield event
 
@@ -542,15 +532,14 @@ class RunsState(TaskForm, SessionState):
     set_submit_environment = setter("submit_environment")
 
     @background
+    @exclusive("is_submitting")
     async def submit(self) -> AsyncIterator[Any]:
         """Submit the edited spec as a manual run (the SQL checks the operator role again)."""
         async with self:
-            if self.is_submitting:
-                return
-            self.is_submitting = True
             self.submit_error = ""
             spec_text, params_text, environment = self.spec_text, self.params_text, self.submit_environment
-        try:
+
+        async def work() -> dict[str, Any]:
             signed = await self.signed_in()
             if signed is None or signed.project_id is None:
                 raise Invalid("sign in and pick a project first", field="project")
@@ -570,14 +559,11 @@ class RunsState(TaskForm, SessionState):
                     requested_by=signed.principal.user_id,
                     requested_by_name=signed.principal.email,
                 )
-        except Exception as exc:
-            async with self:
-                self.submit_error = problem_text(exc)
-                self.is_submitting = False
+            return run
+
+        run = await self._dialog_sent(work, error="submit_error", dialog="submit_open")
+        if run is None:
             return
-        async with self:
-            self.is_submitting = False
-            self.submit_open = False
         yield rx.toast.success(f"Run {formatting.short_id(run['id'])} submitted")
         yield rx.redirect(routes.run_detail(str(run["id"])))
 

@@ -20,7 +20,7 @@ from control_room.db.connection import get_pool
 from control_room.services import serving
 from control_room.services.serving_proxy import proxy_for
 from control_room.state.base import SignedIn, problem_text, signed_in_event
-from control_room.state.events import background, setter
+from control_room.state.events import background, exclusive, setter
 from control_room.state.ml import MlBase
 
 T = TypeVar("T")
@@ -260,12 +260,11 @@ class EndpointsState(MlBase):
         await self._list()
 
     @background
+    @exclusive("sending")
     async def try_it(self) -> None:
         """Send the body to the open endpoint through the proxy (as the signed-in viewer) and show the answer."""
         async with self:
-            if self.sending:
-                return
-            self.sending, self.answer, self.answer_meta = True, "", ""
+            self.answer, self.answer_meta = "", ""
             body, endpoint_id = self.body, uuid.UUID(self.selected_id)
 
         async def check(conn: AsyncConnection, _signed: SignedIn) -> Any:
@@ -288,4 +287,4 @@ class EndpointsState(MlBase):
             except Exception as exc:
                 error = problem_text(exc)
         async with self:
-            self.sending, self.answer, self.answer_meta, self.action_error = False, answer, meta, error
+            self.answer, self.answer_meta, self.action_error = answer, meta, error

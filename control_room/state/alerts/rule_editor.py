@@ -14,7 +14,7 @@ from control_room.services import alert_preview, alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.rules import RulesState
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler, setter
+from control_room.state.events import background, exclusive, handler, setter
 
 KINDS = tuple(alert_preview.QUERIES)
 # The settings each kind reads (the scope fields apply to all).
@@ -166,12 +166,10 @@ class RuleEditorState(SessionState):
         return signed, signed.project_id, rule_fields(form, escalate=escalate, enabled=enabled)
 
     @background
+    @exclusive("is_saving")
     async def save(self) -> AsyncIterator[Any]:
         """Create or update the rule as the signed-in user (RLS: its admins only); audited in SQL."""
         async with self:
-            if self.is_saving:
-                return
-            self.is_saving = True
             form, rule_id, escalate, enabled = dict(self.form), self.rule_id, self.escalate, self.enabled
         error = ""
         try:
@@ -186,7 +184,6 @@ class RuleEditorState(SessionState):
         except Exception as exc:
             error = problem_text(exc)
         async with self:
-            self.is_saving = False
             self.error = error
             self.is_open = bool(error)
         if not error:

@@ -73,15 +73,14 @@ class JobPromotionState(SessionState):
             version, target, comment = self.version, self.target, self.comment
         if job_id is None:
             return
-        try:
+
+        async def work() -> dict[str, Any]:
             async with as_user(signed.principal) as conn:
-                request = await promotions.request_promotion(
+                return await promotions.request_promotion(
                     conn, template_id=job_id, version=int(version or 0), to_environment=target, comment=comment
                 )
-        except Exception as exc:
-            async with self:
-                self.error = problem_text(exc)
+
+        request = await self._dialog_sent(work, error="error", dialog="dialog_open")
+        if request is None:
             return
-        async with self:
-            self.dialog_open = False
         yield rx.redirect(routes.promotion_detail(str(request["id"])))
