@@ -320,16 +320,21 @@ class SessionState(rx.State):
 
     async def _read_shown(
         self,
-        read: Callable[[AsyncConnection, SignedIn], Awaitable[T]],
+        read: Callable[[AsyncConnection, SignedIn], Awaitable[T | None]],
         show: Callable[[T], None],
         *,
         signed: SignedIn | None = None,
         error: str = "error",
+        needs_project: bool = True,
     ) -> None:
         """``read`` as the user (``signed`` when already checked, as in a ``signed_in_event``), then, with the
-        state locked, its problem in the state var ``error`` ("" when none) and, when it succeeded, ``show``
-        of its value."""
-        reading = await (self._read_as(signed, read) if signed is not None else self._read_as_user(read))
+        state locked, its problem in the state var ``error`` ("" when none) and, when it found a value (not
+        None), ``show`` of it. ``needs_project`` as for ``_read_as_user``."""
+        reading = await (
+            self._read_as(signed, read, needs_project=needs_project)
+            if signed is not None
+            else self._read_as_user(read, needs_project=needs_project)
+        )
         async with self:
             setattr(self, error, reading.error)
             if reading.value is not None:

@@ -20,6 +20,7 @@ from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.run_actions import rerun_event
+from control_room.state.run_detail.rows import RunFacts, run_facts
 from control_room.state.task_form import TaskForm
 
 PAGE_SIZE = 50
@@ -31,26 +32,12 @@ VIEW_FIELDS = ("statuses", "engine", "trigger", "time_range", "text", "sort", "d
 
 
 @dataclasses.dataclass
-class RunRow:
+class RunRow(RunFacts):
     """One row of the runs table, ready to show."""
 
-    id: str = ""
     short_id: str = ""
-    name: str = ""
-    status: str = ""
-    environment: str = ""
     engines: str = ""
-    trigger: str = ""
     tasks: str = ""
-    created: str = ""
-    started: str = ""
-    finished: str = ""
-    created_iso: str = ""
-    started_iso: str = ""
-    finished_iso: str = ""
-    duration: str = ""
-    requested_by: str = ""
-    cancel_requested: bool = False
     tags: list[str] = dataclasses.field(default_factory=list)
     can_cancel: bool = False  # still going, no cancel asked yet
     can_rerun: bool = False  # failed or cancelled
@@ -60,23 +47,10 @@ class RunRow:
 def run_row(row: dict[str, Any]) -> RunRow:
     """The table row of a run as ``runs.list_runs_sorted`` / ``runs_by_id`` return it."""
     return RunRow(
-        id=str(row["id"]),
+        **run_facts(row, duration=formatting.duration(row["duration_s"])),
         short_id=formatting.short_id(row["id"]),
-        name=row["name"],
-        status=row["status"],
-        environment=row["environment"],
         engines=", ".join(row["engines"]),
-        trigger=row["trigger"],
         tasks=f"{row['tasks_done']}/{row['task_count']}",
-        created=formatting.timestamp(row["created_at"]),
-        started=formatting.timestamp(row["started_at"]),
-        finished=formatting.timestamp(row["finished_at"]),
-        created_iso=formatting.iso(row["created_at"]),
-        started_iso=formatting.iso(row["started_at"]),
-        finished_iso=formatting.iso(row["finished_at"]),
-        duration=formatting.duration(row["duration_s"]),
-        requested_by=row["requested_by_name"] or "",
-        cancel_requested=bool(row["cancel_requested"]),
         tags=list(row.get("tags") or []),
         can_cancel=row["status"] in ("queued", "running") and not row["cancel_requested"],
         can_rerun=row["status"] in ("failed", "cancelled"),

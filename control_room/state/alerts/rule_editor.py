@@ -132,17 +132,12 @@ class RuleEditorState(SessionState):
 
     @signed_in_event
     async def open_edit(self, signed: SignedIn, rule_id: str) -> None:
-        try:
-            async with as_user(signed.principal) as conn:
-                rule = await alerts.rule(conn, uuid.UUID(rule_id))
-        except Exception as exc:
-            async with self:
-                self.error = problem_text(exc)
-            return
-        if rule is None:
-            return
-        async with self:
+        def show(rule: dict[str, Any]) -> None:
             self._reset(form_of(rule), rule_id, escalate=rule["escalate"], enabled=rule["enabled"])
+
+        await self._read_shown(
+            lambda conn, _: alerts.rule(conn, uuid.UUID(rule_id)), show, signed=signed, needs_project=False
+        )
 
     @handler
     def set_field(self, name: str, value: str) -> None:

@@ -88,12 +88,9 @@ class BackfillState(JobState):
     @background
     async def load_backfills(self, _now: str = "") -> None:
         """The job's backfills, newest first (refreshed live while the page is open)."""
-        try:
-            found = await self.read_job(lambda conn, job_id: backfills.list_backfills(conn, template_id=job_id))
-        except Exception as exc:
-            async with self:
-                self.bf_error = problem_text(exc)
-            return
+        found = await self.read_job_showing(
+            lambda conn, job_id: backfills.list_backfills(conn, template_id=job_id), error="bf_error"
+        )
         if found is None:
             return
         async with self:

@@ -106,6 +106,17 @@ class JobState(SessionState):
         async with as_user(signed.principal) as conn:
             return await work(conn, job_id)
 
+    async def read_job_showing(
+        self, work: Callable[[AsyncConnection, uuid.UUID], Awaitable[T]], *, error: str
+    ) -> T | None:
+        """``read_job``, a failure shown in the state var ``error`` (and None returned) instead of raised."""
+        try:
+            return await self.read_job(work)
+        except Exception as exc:
+            async with self:
+                setattr(self, error, problem_text(exc))
+            return None
+
     @signed_in_event
     async def load(self, signed: SignedIn) -> None:
         """Open the job: template, versions, DAG, params schema, schedules and latest runs."""
