@@ -14,7 +14,7 @@ from control_room.db.connection import get_pool
 from control_room.services import auth
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 
 # The choices of the create form: lifetime in days ("never": no expiry) and the role ceiling.
 LIFETIMES = {"7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year", "never": "Never expires"}
@@ -111,12 +111,10 @@ class ApiTokensState(SessionState):
         self.ceiling = value if value in CEILINGS else NO_CEILING
 
     @signed_in_event
+    @exclusive("creating")
     async def create(self, signed: SignedIn, form: dict[str, Any]) -> AsyncIterator[Any]:
         """Create a token; its secret goes to this page once, in the dialog."""
         async with self:
-            if self.creating:
-                return
-            self.creating = True
             self.form_error = ""
             lifetime, ceiling = self.lifetime, self.ceiling
         name = str(form.get("name", "")).strip()
@@ -133,11 +131,9 @@ class ApiTokensState(SessionState):
         except Exception as exc:
             async with self:
                 self.form_error = problem_text(exc)
-                self.creating = False
             return
         async with self:
             self.created_name, self.created_token = name, token
-            self.creating = False
         yield rx.set_value("token-name", "")
         await self._refresh()
 
@@ -151,10 +147,7 @@ class ApiTokensState(SessionState):
         """Open the confirmation for revoking a token."""
         self.revoke_target, self.revoke_open = name, True
 
-    @handler
-    def set_revoke_open(self, value: bool) -> None:
-        """The revoke dialog opened or closed."""
-        self.revoke_open = value
+    set_revoke_open = setter("revoke_open")
 
     @signed_in_event
     async def revoke(self, signed: SignedIn) -> None:

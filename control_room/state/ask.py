@@ -16,7 +16,7 @@ from anyio import to_thread
 from control_room.components.dashboard_figures import chart_figure
 from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, setter
 from control_room.storage import get_store
 
 RUN_DEADLINE_S = 180.0
@@ -52,13 +52,8 @@ class AskState(SessionState):
             if wanted:
                 self.question = wanted[:2000]
 
-    @handler
-    def set_question(self, value: str) -> None:
-        self.question = value[:2000]
-
-    @handler
-    def set_sql(self, value: str) -> None:
-        self.sql = value[:20_000]
+    set_question = setter("question", longest=2000)
+    set_sql = setter("sql", longest=20_000)
 
     @background
     async def ask(self) -> None:

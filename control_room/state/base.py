@@ -35,7 +35,7 @@ from control_room.db.connection import get_pool
 from control_room.services import users
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import ServiceError, Unauthorized, from_db_error
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, passed_on
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +318,42 @@ class SessionState(rx.State):
         except Exception as exc:
             return Reading(None, problem_text(exc), signed)
 
+    async def _read_shown(
+        self,
+        read: Callable[[AsyncConnection, SignedIn], Awaitable[T | None]],
+        show: Callable[[T], None],
+        *,
+        signed: SignedIn | None = None,
+        error: str = "error",
+        needs_project: bool = True,
+    ) -> None:
+        """``read`` as the user (``signed`` when already checked, as in a ``signed_in_event``), then, with the
+        state locked, its problem in the state var ``error`` ("" when none) and, when it found a value (not
+        None), ``show`` of it. ``needs_project`` as for ``_read_as_user``."""
+        reading = await (
+            self._read_as(signed, read, needs_project=needs_project)
+            if signed is not None
+            else self._read_as_user(read, needs_project=needs_project)
+        )
+        async with self:
+            setattr(self, error, reading.error)
+            if reading.value is not None:
+                show(reading.value)
+
+    async def _dialog_sent(self, work: Callable[[], Awaitable[T]], *, error: str, dialog: str) -> T | None:
+        """A dialog's form sent: ``work``'s result (never None), then the dialog (the state var ``dialog``)
+        closed; or None when ``work`` failed, its problem shown in the state var ``error``, the dialog still
+        open for a correction."""
+        try:
+            done = await work()
+        except Exception as exc:
+            async with self:
+                setattr(self, error, problem_text(exc))
+            return None
+        async with self:
+            setattr(self, dialog, False)
+        return done
+
     @handler
     def set_project(self, project_id: str) -> None:
         """Switch project (the page's own load event runs next, see components.layout)."""
@@ -360,12 +396,8 @@ def signed_in_event(
         if signed is None:
             yield await self._login_redirect()
             return
-        done = fn(self, signed, *args, **kwargs)
-        if isinstance(done, AsyncIterator):
-            async for item in done:
-                yield item
-        elif (result := await done) is not None:
-            yield result
+        async for item in passed_on(fn(self, signed, *args, **kwargs)):
+            yield item
 
     functools.update_wrapper(event, fn)
     # Reflex reads an event's arguments from its signature and type hints: those of fn but its second (signed).

@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room import routes
 from control_room.db import notify
 from control_room.db.notify import NOTIFICATIONS_CHANNEL
 from control_room.services import notifications
 from control_room.state import formatting
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user
 from control_room.state.events import background
 
 RECENT = 10
@@ -109,23 +110,17 @@ class BellState(SessionState):
                 self._watching = False
 
     async def _refresh(self) -> None:
-        signed = await self.signed_in()
-        if signed is None:
-            return
-        user_id = signed.principal.user_id
-        try:
-            async with as_user(signed.principal) as conn:
-                rows = await notifications.list_notifications(conn, user_id=user_id, limit=RECENT)
-                unread = await notifications.unread_count(conn, user_id=user_id)
-        except Exception as exc:
-            async with self:
-                self.error = problem_text(exc)
-            return
-        now = datetime.now(UTC)
-        async with self:
+        async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[list[dict[str, Any]], int]:
+            user_id = signed.principal.user_id
+            rows = await notifications.list_notifications(conn, user_id=user_id, limit=RECENT)
+            return rows, await notifications.unread_count(conn, user_id=user_id)
+
+        def show(found: tuple[list[dict[str, Any]], int]) -> None:
+            rows, self.unread = found
+            now = datetime.now(UTC)
             self.items = [bell_item(row, now) for row in rows]
-            self.unread = unread
-            self.error = ""
+
+        await self._read_shown(read, show, needs_project=False)
 
     @background
     async def open_item(self, notification_id: str, href: str) -> AsyncIterator[Any]:

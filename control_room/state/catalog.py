@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 from control_room.services import catalog
 from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.paging import KeysetPages
 
 PAGE_SIZE = 50
@@ -122,9 +122,7 @@ class CatalogState(KeysetPages, SessionState):
         self.text = value[:200]
         return self._first_page()
 
-    @handler
-    def set_panel_open(self, is_open: bool) -> None:
-        self.panel_open = is_open
+    set_panel_open = setter("panel_open")
 
     @signed_in_event
     async def open_dataset(self, signed: SignedIn, dataset_id: str) -> None:

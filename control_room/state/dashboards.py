@@ -19,7 +19,7 @@ from control_room.dashboards.models import DashboardFile
 from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 TEMPLATE_PREFIX = "template:"
 SAVED_PREFIX = "saved:"
@@ -256,13 +256,8 @@ class DashboardsState(SessionState):
         self.preview, self.editor_error, self.notice = [], "", ""
         self.editor_open = True
 
-    @handler
-    def set_editor_open(self, is_open: bool) -> None:
-        self.editor_open = is_open
-
-    @handler
-    def set_source_yaml(self, value: str) -> None:
-        self.source_yaml = value
+    set_editor_open = setter("editor_open")
+    set_source_yaml = setter("source_yaml")
 
     @handler
     def set_save_slug(self, value: str) -> None:
@@ -288,23 +283,24 @@ class DashboardsState(SessionState):
     @signed_in_event
     async def save(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Save the edited YAML as the project's dashboard (a new version when it changed)."""
-        if signed.project_id is None:
+        project_id = signed.project_id
+        if project_id is None:
             return
         async with self:
             source, slug, selected, version = self.source_yaml, self.save_slug, self.selected, self._version
         template = selected.removeprefix(TEMPLATE_PREFIX) if selected.startswith(TEMPLATE_PREFIX) else None
-        try:
+
+        async def work() -> dict[str, Any]:
             async with as_user(signed.principal) as conn:
-                saved = await dashboards.save_dashboard(
-                    conn, project_id=signed.project_id, slug=slug, source_yaml=source, template=template,
+                return await dashboards.save_dashboard(
+                    conn, project_id=project_id, slug=slug, source_yaml=source, template=template,
                     expected_version=version if selected == f"{SAVED_PREFIX}{slug}" else None,
                 )  # fmt: skip
-        except Exception as exc:
-            async with self:
-                self.editor_error = problem_text(exc)
+
+        saved = await self._dialog_sent(work, error="editor_error", dialog="editor_open")
+        if saved is None:
             return
         async with self:
-            self.editor_open = False
             self.selected = f"{SAVED_PREFIX}{slug}"
             self.notice = f"Saved {slug} as version {saved['version']}."
         yield DashboardsState.open_page

@@ -8,7 +8,8 @@ so pages can write ``State.handler(arg)`` the way Reflex intends.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reflex as rx
@@ -22,3 +23,49 @@ def handler(fn: Callable[..., Any]) -> Any:
 def background(fn: Callable[..., Any]) -> Any:
     """A background event handler: does its I/O unlocked, and enters ``async with self`` to assign."""
     return rx.event(background=True)(fn)  # type: ignore[operator]
+
+
+def setter(var: str, *, longest: int | None = None) -> Any:
+    """A regular event handler ``set_<var>`` that stores the value it is given in the state var ``var`` (an
+    input, a select, a switch or a dialog that opened or closed). ``longest``: a text is cut to that many
+    characters. Assign it to the class attribute of the same name: ``set_body = setter("body")``."""
+
+    def set_var(self: Any, value: Any) -> None:
+        setattr(self, var, value if longest is None else value[:longest])
+
+    # Reflex names an event after its function's qualified name: it must be the attribute's.
+    set_var.__name__ = set_var.__qualname__ = f"set_{var}"
+    return handler(set_var)
+
+
+def exclusive(flag: str) -> Callable[[Callable[..., Any]], Any]:
+    """An event (a coroutine or an async generator, under ``background`` or ``signed_in_event``) that runs once
+    at a time in a tab: it sets the state's bool ``flag`` (the page shows it busy), does nothing when ``flag``
+    was set already (a second click), and clears it when it ends, however it ends."""
+
+    def wrap(fn: Callable[..., Any]) -> Any:
+        async def event(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async with self:
+                if getattr(self, flag):
+                    return
+                setattr(self, flag, True)
+            try:
+                async for item in passed_on(fn(self, *args, **kwargs)):
+                    yield item
+            finally:
+                async with self:
+                    setattr(self, flag, False)
+
+        return functools.update_wrapper(event, fn)
+
+    return wrap
+
+
+async def passed_on(done: AsyncIterator[Any] | Awaitable[Any]) -> AsyncIterator[Any]:
+    """The events of an event's body: each one an async generator yields, or a coroutine's result (when not
+    None)."""
+    if isinstance(done, AsyncIterator):
+        async for item in done:
+            yield item
+    elif (result := await done) is not None:
+        yield result

@@ -11,12 +11,13 @@ from typing import Any
 
 import plotly.graph_objects as go
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room.components.figures import pool_load_figure
 from control_room.services import executors
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 # The chart is recomputed at most this often (it reads the last hour of attempts).
 CHART_EVERY_SECONDS = 30.0
@@ -143,10 +144,7 @@ class ExecutorsState(SessionState):
             self.revoke_target = found
             self.revoke_open = True
 
-    @handler
-    def set_revoke_open(self, is_open: bool) -> None:
-        """Close (or open) the revoke confirmation."""
-        self.revoke_open = is_open
+    set_revoke_open = setter("revoke_open")
 
     @background
     async def revoke(self) -> AsyncIterator[Any]:
@@ -162,24 +160,23 @@ class ExecutorsState(SessionState):
             if self.pending_action:
                 return
             self.pending_action = executor_id
-        message = ""
+
+        async def act(conn: AsyncConnection, _signed: SignedIn) -> None:
+            target = uuid.UUID(executor_id)
+            if action == "revoke":
+                await executors.revoke(conn, executor_id=target)
+            else:
+                await executors.set_drain(conn, executor_id=target, drain=action == "drain")
+
         try:
-            signed = await self.signed_in()
-            if signed is None:
-                return
-            async with as_user(signed.principal) as conn:
-                target = uuid.UUID(executor_id)
-                if action == "revoke":
-                    await executors.revoke(conn, executor_id=target)
-                else:
-                    await executors.set_drain(conn, executor_id=target, drain=action == "drain")
-        except Exception as exc:
-            message = problem_text(exc)
+            acted = await self._read_as_user(act, needs_project=False)
         finally:
             async with self:
                 self.pending_action = ""
-        if message:
-            yield rx.toast.error(f"{action.capitalize()} refused: {message}")
+        if acted.signed is None:
+            return
+        if acted.error:
+            yield rx.toast.error(f"{action.capitalize()} refused: {acted.error}")
             return
         done = {"drain": "draining: it claims no new tasks", "undrain": "back online", "revoke": "token revoked"}
         yield rx.toast.success(f"Executor {done[action]}")

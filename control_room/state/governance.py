@@ -21,7 +21,7 @@ from control_room import routes
 from control_room.db.connection import connect, database_url
 from control_room.services import caps, governance, routing
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 
 REFRESH_MS = 5000
 RECENT_SHOWN = 3  # refusals listed beside each cap (the API and CLI give 5)
@@ -381,12 +381,9 @@ class GovernanceState(SessionState):
     # Loading ------------------------------------------------------------------------------------------
 
     @signed_in_event
+    @exclusive("is_loading")
     async def load(self, signed: SignedIn) -> None:
         """Everything the page shows: the matrix (keeping an unapplied draft), caps, drift."""
-        async with self:
-            if self.is_loading:
-                return
-            self.is_loading = True
         try:
             if signed.project_id is None:
                 raise PermissionError("You are not a member of any project yet: ask an admin for a role.")
@@ -400,7 +397,7 @@ class GovernanceState(SessionState):
         except Exception as exc:
             async with self:
                 self.error = str(exc) if isinstance(exc, PermissionError) else problem_text(exc)
-                self.is_loading, self.loaded = False, True
+                self.loaded = True
             return
         async with self:
             self.error = ""
@@ -424,7 +421,7 @@ class GovernanceState(SessionState):
             )
             self.bundle_only, self.bundle_location = drift.bundle_only, drift.bundle_location
             self.updated_at = datetime.now(UTC).strftime("%H:%M:%S")
-            self.is_loading, self.loaded = False, True
+            self.loaded = True
 
     def _reset_draft(self, matrix: routing.Matrix) -> None:
         self.rules = [rule_row(r, r.id) for r in matrix.rules]
@@ -606,9 +603,7 @@ class GovernanceState(SessionState):
             ]
             self.review_open = True
 
-    @handler
-    def set_review_open(self, is_open: bool) -> None:
-        self.review_open = is_open
+    set_review_open = setter("review_open")
 
     @signed_in_event
     async def apply(self, signed: SignedIn) -> AsyncIterator[Any]:
@@ -732,9 +727,7 @@ class GovernanceState(SessionState):
     def set_cap_field(self, name: str, value: str) -> None:
         self.cap_form = {**self.cap_form, name: value}
 
-    @handler
-    def set_cap_open(self, is_open: bool) -> None:
-        self.cap_open = is_open
+    set_cap_open = setter("cap_open")
 
     @signed_in_event
     async def save_cap(self, signed: SignedIn) -> AsyncIterator[Any]:
@@ -761,15 +754,13 @@ class GovernanceState(SessionState):
             enabled=form.get("enabled", "true") == "true",
             id=form.get("id", ""),
         )
-        try:
+
+        async def work() -> uuid.UUID:
             async with as_user(signed.principal) as conn:
-                await caps.save_cap(conn, org_id=uuid.UUID(org_id), draft=draft, by=signed.principal.email)
-        except Exception as exc:
-            async with self:
-                self.cap_error = problem_text(exc)
+                return await caps.save_cap(conn, org_id=uuid.UUID(org_id), draft=draft, by=signed.principal.email)
+
+        if await self._dialog_sent(work, error="cap_error", dialog="cap_open") is None:
             return
-        async with self:
-            self.cap_open = False
         yield rx.toast.success(f"Saved cap {draft.name}.")
         yield GovernanceState.refresh
 

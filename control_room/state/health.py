@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import reflex as rx
 
 from control_room.services.health import check_database
-from control_room.state.events import background
+from control_room.state.events import background, exclusive
 
 
 class HealthState(rx.State):
@@ -19,16 +19,12 @@ class HealthState(rx.State):
     is_loading: bool = False
 
     @background
+    @exclusive("is_loading")
     async def load_health(self) -> AsyncIterator[None]:
         """Run the health check outside the state lock, then store its outcome."""
-        async with self:
-            if self.is_loading:
-                return
-            self.is_loading = True
         yield
         health = await check_database()
         async with self:
             self.database = health.database
             self.schema_version = health.schema_version or ""
             self.detail = health.detail or ""
-            self.is_loading = False

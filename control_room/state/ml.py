@@ -17,7 +17,7 @@ from control_room.components.ml_figures import metric_curves_figure
 from control_room.services import ml_tracking
 from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.paging import KeysetPages
 
 PAGE_SIZE = 25
@@ -293,9 +293,7 @@ class ExperimentState(KeysetPages, SessionState):
         chosen = set(self.selected)
         self.runs = [mlflow_run_row(r, self.columns, chosen) for r in self._raw]
 
-    @handler
-    def set_filter_text(self, value: str) -> None:
-        self.filter_text = value[:2000]
+    set_filter_text = setter("filter_text", longest=2000)
 
     @handler
     def apply_filter(self) -> Any:
@@ -361,12 +359,7 @@ class ExperimentState(KeysetPages, SessionState):
         async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
             return await ml_tracking.compare_runs(conn, project=str(signed.project_id), run_ids=run_ids)
 
-        reading = await self._read_as_user(read)
-        value, error = reading.value, reading.error
-        async with self:
-            self.error = error
-            if value is None:
-                return
+        def show(value: Any) -> None:
             runs = value["runs"]
             self.compare_names = [r["run_name"] for r in runs]
             self.compare_params = [
@@ -386,6 +379,8 @@ class ExperimentState(KeysetPages, SessionState):
             self._draw_compare()
             self.compare_open = True
 
+        await self._read_shown(read, show)
+
     def _draw_compare(self) -> None:
         metric = self.compare_metric
         curves = {run_id: per_metric.get(metric, []) for run_id, per_metric in self._compare_curves.items()}
@@ -396,13 +391,8 @@ class ExperimentState(KeysetPages, SessionState):
         self.compare_metric = value
         self._draw_compare()
 
-    @handler
-    def set_compare_open(self, value: bool) -> None:
-        self.compare_open = value
-
-    @handler
-    def set_detail_open(self, value: bool) -> None:
-        self.detail_open = value
+    set_compare_open = setter("compare_open")
+    set_detail_open = setter("detail_open")
 
     @background
     async def open_run(self, run_id: str) -> AsyncIterator[Any]:
@@ -411,12 +401,7 @@ class ExperimentState(KeysetPages, SessionState):
         async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
             return await ml_tracking.get_run(conn, project=str(signed.project_id), run_id=run_id)
 
-        reading = await self._read_as_user(read)
-        value, error = reading.value, reading.error
-        async with self:
-            self.error = error
-            if value is None:
-                return
+        def show(value: Any) -> None:
             facts = [KeyValue("status", value["status"]), KeyValue("started", _when(value["start_time"])),
                      KeyValue("run id", value["run_id"])]  # fmt: skip
             facts += [KeyValue(f"param {k}", v) for k, v in sorted(value["params"].items())]
@@ -427,6 +412,8 @@ class ExperimentState(KeysetPages, SessionState):
             self.detail_facts = facts
             self.detail_artifacts = [a["path"] + ("/" if a["is_dir"] else "") for a in value["artifacts"]]
             self.detail_open = True
+
+        await self._read_shown(read, show)
         yield
 
 
@@ -484,38 +471,29 @@ class ModelsState(KeysetPages, SessionState):
         async def read(conn: AsyncConnection, signed: SignedIn) -> Any:
             return await ml_tracking.get_model(conn, project=str(signed.project_id), name=name)
 
-        reading = await self._read_as_user(read)
-        value, error = reading.value, reading.error
-        async with self:
-            self.error = error
-            if value is None:
-                return
+        def show(value: Any) -> None:
             self.model, self.model_description = value["name"], value["description"]
             self.model_aliases = [KeyValue(a, v) for a, v in sorted(value["aliases"].items())]
             self.versions = [version_row(v) for v in value["versions"]]
             if self.alias_version not in self.version_choices:
                 self.alias_version = self.versions[0].version if self.versions else ""
+
+        await self._read_shown(read, show)
         yield
 
-    @handler
-    def set_alias(self, value: str) -> None:
-        self.alias = value
-
-    @handler
-    def set_alias_version(self, value: str) -> None:
-        self.alias_version = value
+    set_alias = setter("alias")
+    set_alias_version = setter("alias_version")
 
     @handler
     def set_gate_metric(self, value: str) -> None:
         self.gate_metric = value.strip()[:250]
 
     @background
+    @exclusive("saving")
     async def save_alias(self) -> AsyncIterator[Any]:
         """Point the alias at the version (role-checked and audited by the service and SQL)."""
         async with self:
-            if self.saving:
-                return
-            self.saving, self.message, self.alias_error = True, "", ""
+            self.message, self.alias_error = "", ""
             model, alias, version, gate = self.model, self.alias, self.alias_version, self.gate_metric
 
         async def write(conn: AsyncConnection, signed: SignedIn) -> Any:
@@ -527,7 +505,7 @@ class ModelsState(KeysetPages, SessionState):
         reading = await self._read_as_user(write)
         value, error = reading.value, reading.error
         async with self:
-            self.saving, self.alias_error = False, error
+            self.alias_error = error
             if value is not None:
                 moved = f" (was v{value['previous_version']})" if value["previous_version"] else ""
                 self.message = f"@{alias} now points at version {version}{moved}"

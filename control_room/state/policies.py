@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 from control_room.services import access_policies, policy_previews
 from control_room.services.governance import resolve_org
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import handler
+from control_room.state.events import handler, setter
 
 
 @dataclasses.dataclass
@@ -118,13 +118,8 @@ class PoliciesState(SessionState):
     def set_preview(self, field: str, value: str) -> None:
         self.preview = {**self.preview, field: value[:20000]}
 
-    @handler
-    def set_group_name(self, value: str) -> None:
-        self.group_name = value[:63]
-
-    @handler
-    def set_group_members(self, value: str) -> None:
-        self.group_members = value[:4000]
+    set_group_name = setter("group_name", longest=63)
+    set_group_members = setter("group_members", longest=4000)
 
     @signed_in_event
     async def save_group(self, signed: SignedIn) -> Any:

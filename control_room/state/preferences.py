@@ -12,7 +12,7 @@ from control_room.db.tables import NotificationPreferences
 from control_room.services import alerts, notifications
 from control_room.services.errors import Invalid
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 CHANNELS = ("email", "in_app", "webhook")
 SEVERITIES = ("info", "warning", "critical")
@@ -61,16 +61,14 @@ class PreferencesState(SessionState):
             jobs = await notifications.known_jobs(conn, org_id=org)
             return org, row or notifications.default_preferences(org, signed.principal.user_id), jobs
 
-        found = await self._read_as(signed, read)
-        async with self:
-            self.error = found.error
-            if found.value is None:
-                return
-            org, prefs, jobs = found.value
+        def show(found: tuple[uuid.UUID, NotificationPreferences, list[str]]) -> None:
+            org, prefs, jobs = found
             self._org_id = str(org)
             self.saved = ""
             self._apply(prefs)
             self.jobs = sorted({*jobs, *self.subscribed_jobs, *self.muted_jobs})
+
+        await self._read_shown(read, show, signed=signed)
 
     def _apply(self, row: NotificationPreferences) -> None:
         self.channels = list(row.channels)
@@ -110,13 +108,8 @@ class PreferencesState(SessionState):
         if name in ("webhook_url", "quiet_start", "quiet_end", "timezone", "min_severity"):
             setattr(self, name, value.strip()[:500])
 
-    @handler
-    def set_critical_overrides_quiet(self, value: bool) -> None:
-        self.critical_overrides_quiet = value
-
-    @handler
-    def set_digest_info(self, value: bool) -> None:
-        self.digest_info = value
+    set_critical_overrides_quiet = setter("critical_overrides_quiet")
+    set_digest_info = setter("digest_info")
 
     @background
     async def save(self) -> None:

@@ -15,7 +15,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.paging import KeysetPages
 
 PAGE_SIZE = 25
@@ -169,11 +169,9 @@ class PromotionsState(KeysetPages, SessionState):
         yield PromotionsState.load
 
     @signed_in_event
+    @exclusive("is_loading")
     async def load(self, signed: SignedIn) -> None:
         async with self:
-            if self.is_loading:
-                return
-            self.is_loading = True
             cursor, status = self._page_cursor(), self.status
         pipeline: list[PipelineRow] = []
         rows: list[RequestRow] = []
@@ -194,7 +192,7 @@ class PromotionsState(KeysetPages, SessionState):
         async with self:
             self.pipeline, self.requests, self.error = pipeline, rows, error
             self._record_next(next_cursor)
-            self.loaded, self.is_loading = True, False
+            self.loaded = True
             self.updated_at = f"{datetime.now():%H:%M:%S}"
 
     @handler
@@ -271,9 +269,7 @@ class PromotionState(SessionState):
         self.refusal = refusal or ""
         self.job_href = routes.job_detail(str(request["template_id"]))
 
-    @handler
-    def set_comment(self, value: str) -> None:
-        self.comment = value[:2000]
+    set_comment = setter("comment", longest=2000)
 
     @handler
     def tick(self, _value: str) -> Any:

@@ -18,8 +18,9 @@ from control_room.services.errors import Invalid
 from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.run_actions import rerun_event
+from control_room.state.run_detail.rows import RunFacts, run_facts
 from control_room.state.task_form import TaskForm
 
 PAGE_SIZE = 50
@@ -31,26 +32,12 @@ VIEW_FIELDS = ("statuses", "engine", "trigger", "time_range", "text", "sort", "d
 
 
 @dataclasses.dataclass
-class RunRow:
+class RunRow(RunFacts):
     """One row of the runs table, ready to show."""
 
-    id: str = ""
     short_id: str = ""
-    name: str = ""
-    status: str = ""
-    environment: str = ""
     engines: str = ""
-    trigger: str = ""
     tasks: str = ""
-    created: str = ""
-    started: str = ""
-    finished: str = ""
-    created_iso: str = ""
-    started_iso: str = ""
-    finished_iso: str = ""
-    duration: str = ""
-    requested_by: str = ""
-    cancel_requested: bool = False
     tags: list[str] = dataclasses.field(default_factory=list)
     can_cancel: bool = False  # still going, no cancel asked yet
     can_rerun: bool = False  # failed or cancelled
@@ -60,23 +47,10 @@ class RunRow:
 def run_row(row: dict[str, Any]) -> RunRow:
     """The table row of a run as ``runs.list_runs_sorted`` / ``runs_by_id`` return it."""
     return RunRow(
-        id=str(row["id"]),
+        **run_facts(row, duration=formatting.duration(row["duration_s"])),
         short_id=formatting.short_id(row["id"]),
-        name=row["name"],
-        status=row["status"],
-        environment=row["environment"],
         engines=", ".join(row["engines"]),
-        trigger=row["trigger"],
         tasks=f"{row['tasks_done']}/{row['task_count']}",
-        created=formatting.timestamp(row["created_at"]),
-        started=formatting.timestamp(row["started_at"]),
-        finished=formatting.timestamp(row["finished_at"]),
-        created_iso=formatting.iso(row["created_at"]),
-        started_iso=formatting.iso(row["started_at"]),
-        finished_iso=formatting.iso(row["finished_at"]),
-        duration=formatting.duration(row["duration_s"]),
-        requested_by=row["requested_by_name"] or "",
-        cancel_requested=bool(row["cancel_requested"]),
         tags=list(row.get("tags") or []),
         can_cancel=row["status"] in ("queued", "running") and not row["cancel_requested"],
         can_rerun=row["status"] in ("failed", "cancelled"),
@@ -450,12 +424,9 @@ class RunsState(TaskForm, SessionState):
             yield event
 
     @background
+    @exclusive("is_acting")
     async def cancel_one(self, run_id: str) -> AsyncIterator[Any]:
         """The row action: cancel this run."""
-        async with self:
-            if self.is_acting:
-                return
-            self.is_acting = True
         async for event in self._cancel([run_id]):
             yield event
 
@@ -483,17 +454,10 @@ class RunsState(TaskForm, SessionState):
         yield RunsState.load
 
     @background
+    @exclusive("is_acting")
     async def rerun_one(self, run_id: str) -> AsyncIterator[Any]:
         """The row action: re-run the failed, cancelled and downstream tasks of this run, reusing the rest."""
-        async with self:
-            if self.is_acting:
-                return
-            self.is_acting = True
-        try:
-            event = await rerun_event(await self.signed_in(), uuid.UUID(run_id), mode="failed")
-        finally:
-            async with self:
-                self.is_acting = False
+        event = await rerun_event(await self.signed_in(), uuid.UUID(run_id), mode="failed")
         if event is not None:
             yield event
 
@@ -507,10 +471,7 @@ class RunsState(TaskForm, SessionState):
         self.submit_environment = self.environment if self.environment != ALL else "dev"
         self._fill_example(self.example_key)
 
-    @handler
-    def set_submit_open(self, is_open: bool) -> None:
-        """Close (or open) the dialog."""
-        self.submit_open = is_open
+    set_submit_open = setter("submit_open")
 
     def _fill_example(self, key: str) -> None:
         chosen = example(key)
@@ -541,26 +502,18 @@ class RunsState(TaskForm, SessionState):
         self.spec_text = value
         self._sync_form()
 
-    @handler
-    def set_params_text(self, value: str) -> None:
-        """The edited params (a JSON object)."""
-        self.params_text = value
-
-    @handler
-    def set_submit_environment(self, value: str) -> None:
-        """Environment to run in."""
-        self.submit_environment = value
+    set_params_text = setter("params_text")
+    set_submit_environment = setter("submit_environment")
 
     @background
+    @exclusive("is_submitting")
     async def submit(self) -> AsyncIterator[Any]:
         """Submit the edited spec as a manual run (the SQL checks the operator role again)."""
         async with self:
-            if self.is_submitting:
-                return
-            self.is_submitting = True
             self.submit_error = ""
             spec_text, params_text, environment = self.spec_text, self.params_text, self.submit_environment
-        try:
+
+        async def work() -> dict[str, Any]:
             signed = await self.signed_in()
             if signed is None or signed.project_id is None:
                 raise Invalid("sign in and pick a project first", field="project")
@@ -580,14 +533,11 @@ class RunsState(TaskForm, SessionState):
                     requested_by=signed.principal.user_id,
                     requested_by_name=signed.principal.email,
                 )
-        except Exception as exc:
-            async with self:
-                self.submit_error = problem_text(exc)
-                self.is_submitting = False
+            return run
+
+        run = await self._dialog_sent(work, error="submit_error", dialog="submit_open")
+        if run is None:
             return
-        async with self:
-            self.is_submitting = False
-            self.submit_open = False
         yield rx.toast.success(f"Run {formatting.short_id(run['id'])} submitted")
         yield rx.redirect(routes.run_detail(str(run["id"])))
 

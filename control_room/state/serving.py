@@ -20,7 +20,7 @@ from control_room.db.connection import get_pool
 from control_room.services import serving
 from control_room.services.serving_proxy import proxy_for
 from control_room.state.base import SignedIn, problem_text, signed_in_event
-from control_room.state.events import background
+from control_room.state.events import background, exclusive, setter
 from control_room.state.ml import MlBase
 
 T = TypeVar("T")
@@ -106,37 +106,14 @@ class EndpointsState(MlBase):
     answer_meta: rx.Field[str] = rx.field("")
     sending: rx.Field[bool] = rx.field(False)
 
-    @rx.event
-    def set_new_name(self, value: str) -> None:
-        self.new_name = value
-
-    @rx.event
-    def set_new_model(self, value: str) -> None:
-        self.new_model = value
-
-    @rx.event
-    def set_new_version(self, value: str) -> None:
-        self.new_version = value
-
-    @rx.event
-    def set_new_replicas(self, value: str) -> None:
-        self.new_replicas = value
-
-    @rx.event
-    def set_canary_version(self, value: str) -> None:
-        self.canary_version = value
-
-    @rx.event
-    def set_canary_percent(self, value: str) -> None:
-        self.canary_percent = value
-
-    @rx.event
-    def set_body(self, value: str) -> None:
-        self.body = value
-
-    @rx.event
-    def set_confirm_delete(self, value: bool) -> None:
-        self.confirm_delete = value
+    set_new_name = setter("new_name")
+    set_new_model = setter("new_model")
+    set_new_version = setter("new_version")
+    set_new_replicas = setter("new_replicas")
+    set_canary_version = setter("canary_version")
+    set_canary_percent = setter("canary_percent")
+    set_body = setter("body")
+    set_confirm_delete = setter("confirm_delete")
 
     @rx.event
     def ask_delete(self) -> None:
@@ -283,12 +260,11 @@ class EndpointsState(MlBase):
         await self._list()
 
     @background
+    @exclusive("sending")
     async def try_it(self) -> None:
         """Send the body to the open endpoint through the proxy (as the signed-in viewer) and show the answer."""
         async with self:
-            if self.sending:
-                return
-            self.sending, self.answer, self.answer_meta = True, "", ""
+            self.answer, self.answer_meta = "", ""
             body, endpoint_id = self.body, uuid.UUID(self.selected_id)
 
         async def check(conn: AsyncConnection, _signed: SignedIn) -> Any:
@@ -311,4 +287,4 @@ class EndpointsState(MlBase):
             except Exception as exc:
                 error = problem_text(exc)
         async with self:
-            self.sending, self.answer, self.answer_meta, self.action_error = False, answer, meta, error
+            self.answer, self.answer_meta, self.action_error = answer, meta, error

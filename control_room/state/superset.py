@@ -13,7 +13,7 @@ from control_room import routes
 from control_room.config import get_settings
 from control_room.services import superset
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background
+from control_room.state.events import background, exclusive
 
 SAVED_PREFIX = "saved:"
 # Guest tokens live 300 s (deploy/superset/superset_config.py): a fresh one well before.
@@ -46,14 +46,13 @@ class SupersetState(SessionState):
     error: rx.Field[str] = rx.field("")
 
     @signed_in_event
+    @exclusive("pushing")
     async def push(self, signed: SignedIn, selected: str) -> AsyncIterator[Any]:
         """Push the selected saved dashboard to Superset, then open it embedded."""
         if signed.project_id is None:
             return
         async with self:
-            if self.pushing:
-                return
-            self.pushing, self.push_notice, self.push_error = True, "", ""
+            self.push_notice, self.push_error = "", ""
         slug = selected.removeprefix(SAVED_PREFIX)
         try:
             if not selected.startswith(SAVED_PREFIX):
@@ -62,11 +61,10 @@ class SupersetState(SessionState):
                 pushed = await superset.push_dashboard(conn, project_id=signed.project_id, slug=slug)
         except Exception as exc:
             async with self:
-                self.pushing, self.push_error = False, problem_text(exc)
+                self.push_error = problem_text(exc)
             return
         left_out = f"; left out: {', '.join(pushed['skipped'])}" if pushed["skipped"] else ""
         async with self:
-            self.pushing = False
             self.push_notice = f"Pushed {slug} to Superset ({len(pushed['charts'])} charts{left_out})."
         yield rx.redirect(embed_path(slug))
 

@@ -14,7 +14,7 @@ from control_room.services.errors import Invalid
 from control_room.state.alerts.incidents import IncidentsState
 from control_room.state.alerts.rows import IncidentRow, TimelineRow, incident_row, timeline_rows
 from control_room.state.base import SessionState, as_user, problem_text
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 
 SNOOZE_CHOICES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(days=1)}
 
@@ -81,13 +81,8 @@ class IncidentState(SessionState):
     def set_open(self, value: bool) -> None:
         self.is_open = value
 
-    @handler
-    def set_snooze_choice(self, value: str) -> None:
-        self.snooze_choice = value
-
-    @handler
-    def set_snooze_custom(self, value: str) -> None:
-        self.snooze_custom = value[:40]
+    set_snooze_choice = setter("snooze_choice")
+    set_snooze_custom = setter("snooze_custom", longest=40)
 
     @background
     async def ack(self) -> AsyncIterator[Any]:

@@ -14,7 +14,7 @@ from control_room.services import alert_preview, alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.rules import RulesState
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 
 KINDS = tuple(alert_preview.QUERIES)
 # The settings each kind reads (the scope fields apply to all).
@@ -132,30 +132,20 @@ class RuleEditorState(SessionState):
 
     @signed_in_event
     async def open_edit(self, signed: SignedIn, rule_id: str) -> None:
-        try:
-            async with as_user(signed.principal) as conn:
-                rule = await alerts.rule(conn, uuid.UUID(rule_id))
-        except Exception as exc:
-            async with self:
-                self.error = problem_text(exc)
-            return
-        if rule is None:
-            return
-        async with self:
+        def show(rule: dict[str, Any]) -> None:
             self._reset(form_of(rule), rule_id, escalate=rule["escalate"], enabled=rule["enabled"])
+
+        await self._read_shown(
+            lambda conn, _: alerts.rule(conn, uuid.UUID(rule_id)), show, signed=signed, needs_project=False
+        )
 
     @handler
     def set_field(self, name: str, value: str) -> None:
         if name in BLANK_FORM:
             self.form = {**self.form, name: value[:2000]}
 
-    @handler
-    def set_escalate(self, value: bool) -> None:
-        self.escalate = value
-
-    @handler
-    def set_enabled(self, value: bool) -> None:
-        self.enabled = value
+    set_escalate = setter("escalate")
+    set_enabled = setter("enabled")
 
     @handler
     def set_open(self, value: bool) -> None:
@@ -171,12 +161,10 @@ class RuleEditorState(SessionState):
         return signed, signed.project_id, rule_fields(form, escalate=escalate, enabled=enabled)
 
     @background
+    @exclusive("is_saving")
     async def save(self) -> AsyncIterator[Any]:
         """Create or update the rule as the signed-in user (RLS: its admins only); audited in SQL."""
         async with self:
-            if self.is_saving:
-                return
-            self.is_saving = True
             form, rule_id, escalate, enabled = dict(self.form), self.rule_id, self.escalate, self.enabled
         error = ""
         try:
@@ -191,7 +179,6 @@ class RuleEditorState(SessionState):
         except Exception as exc:
             error = problem_text(exc)
         async with self:
-            self.is_saving = False
             self.error = error
             self.is_open = bool(error)
         if not error:

@@ -14,7 +14,7 @@ import reflex as rx
 from control_room.services import backfills
 from control_room.services.errors import Invalid
 from control_room.state.base import ALL, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import BackfillRow, backfill_row
 
@@ -67,9 +67,7 @@ class BackfillState(JobState):
         self.bf_environment = self.environment if self.environment != ALL else "dev"
         self.backfill_open = True
 
-    @handler
-    def set_backfill_open(self, is_open: bool) -> None:
-        self.backfill_open = is_open
+    set_backfill_open = setter("backfill_open")
 
     @handler
     def set_field(self, name: str, value: str) -> None:
@@ -90,24 +88,19 @@ class BackfillState(JobState):
     @background
     async def load_backfills(self, _now: str = "") -> None:
         """The job's backfills, newest first (refreshed live while the page is open)."""
-        try:
-            found = await self.read_job(lambda conn, job_id: backfills.list_backfills(conn, template_id=job_id))
-        except Exception as exc:
-            async with self:
-                self.bf_error = problem_text(exc)
-            return
+        found = await self.read_job_showing(
+            lambda conn, job_id: backfills.list_backfills(conn, template_id=job_id), error="bf_error"
+        )
         if found is None:
             return
         async with self:
             self.backfill_rows = [backfill_row(b) for b in found]
 
     @background
+    @exclusive("is_creating")
     async def create(self) -> AsyncIterator[Any]:
         """Create the backfill; its first runs start at once, the rest as earlier ones end."""
         async with self:
-            if self.is_creating:
-                return
-            self.is_creating = True
             start, end, step = self.bf_start, self.bf_end, self.bf_step.strip()
             params_text = self.bf_params
             schedule, concurrency, order, environment = (
@@ -116,28 +109,25 @@ class BackfillState(JobState):
                 self.bf_order,
                 self.bf_environment,
             )
-        try:
+
+        async def work() -> dict[str, Any]:
             signed, job_id = await self.acting()
             try:
                 limit = int(concurrency)
             except ValueError as exc:
                 raise Invalid("must be a whole number", field="max_concurrency") from exc
             async with as_user(signed.principal) as conn:
-                created = await backfills.create_backfill(
+                return await backfills.create_backfill(
                     conn, template_id=job_id, environment=environment,
                     start=parse_instant(start, "start"), end=parse_instant(end, "end"),
                     step=step or None, schedule_id=None if schedule == NO_SCHEDULE else uuid.UUID(schedule),
                     max_concurrency=limit, run_order=order, params=parse_params(params_text),
                     requested_by=signed.principal.user_id, requested_by_name=signed.principal.email,
                 )  # fmt: skip
-        except Exception as exc:
-            async with self:
-                self.is_creating = False
-                self.bf_error = problem_text(exc)
+
+        created = await self._dialog_sent(work, error="bf_error", dialog="backfill_open")
+        if created is None:
             return
-        async with self:
-            self.is_creating = False
-            self.backfill_open = False
         yield rx.toast.success(f"Backfill of {created['total']} intervals started")
         yield JobState.set_tab("backfills")
         yield BackfillState.load_backfills

@@ -18,7 +18,7 @@ from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import NotFound
 from control_room.state import formatting
 from control_room.state.base import ROLE_RANK, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler
 from control_room.state.job.rows import (
     JobHeader,
     ScheduleRow,
@@ -106,6 +106,17 @@ class JobState(SessionState):
         async with as_user(signed.principal) as conn:
             return await work(conn, job_id)
 
+    async def read_job_showing(
+        self, work: Callable[[AsyncConnection, uuid.UUID], Awaitable[T]], *, error: str
+    ) -> T | None:
+        """``read_job``, a failure shown in the state var ``error`` (and None returned) instead of raised."""
+        try:
+            return await self.read_job(work)
+        except Exception as exc:
+            async with self:
+                setattr(self, error, problem_text(exc))
+            return None
+
     @signed_in_event
     async def load(self, signed: SignedIn) -> None:
         """Open the job: template, versions, DAG, params schema, schedules and latest runs."""
@@ -180,22 +191,15 @@ class JobState(SessionState):
         self.tab = tab if tab in TABS else "overview"
 
     @background
+    @exclusive("is_acting")
     async def set_archived(self, archived: bool) -> AsyncIterator[Any]:
         """Archive the template (its schedules are disabled) or restore it (admins; checked in SQL)."""
-        async with self:
-            if self.is_acting:
-                return
-            self.is_acting = True
         try:
             signed, job_id = await self.acting()
             async with as_user(signed.principal) as conn:
                 await job_editing.set_archived(conn, template_id=job_id, archived=archived, by=signed.principal.email)
         except Exception as exc:
-            async with self:
-                self.is_acting = False
             yield rx.toast.error(problem_text(exc))
             return
-        async with self:
-            self.is_acting = False
         yield rx.toast.success("Job archived: its schedules are disabled" if archived else "Job restored")
         yield JobState.load

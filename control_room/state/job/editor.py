@@ -13,7 +13,7 @@ from control_room import routes
 from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import Invalid
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.task_form import TaskForm
 
 
@@ -78,9 +78,7 @@ class JobEditorState(TaskForm, SessionState):
             self._check()
             self.editor_open = True
 
-    @handler
-    def set_editor_open(self, is_open: bool) -> None:
-        self.editor_open = is_open
+    set_editor_open = setter("editor_open")
 
     @handler
     def set_yaml(self, text: str) -> None:
@@ -90,16 +88,15 @@ class JobEditorState(TaskForm, SessionState):
         self._check()
 
     @background
+    @exclusive("is_saving")
     async def save(self) -> AsyncIterator[Any]:
         """Save (admins; checked in SQL): a changed definition becomes the next version; then open the job."""
         async with self:
-            if self.is_saving:
-                return
-            self.is_saving = True
             text, project, base = self.yaml_text, self._project_slug, self.base_version
             editing = self.editing_name
         signed = await self.signed_in()
-        try:
+
+        async def work() -> dict[str, Any]:
             if signed is None:
                 raise Invalid("sign in first", field="session")
             parsed, _ = job_editing.parse_template(text, project=project)
@@ -109,18 +106,14 @@ class JobEditorState(TaskForm, SessionState):
                 )
             async with as_user(signed.principal) as conn:
                 project_id = await runs.resolve_project(conn, project)
-                saved = await job_editing.save_template(
+                return await job_editing.save_template(
                     conn, project_id=project_id, project=project, text=text,
                     expected_version=base if editing else None, by=signed.principal.email,
                 )  # fmt: skip
-        except Exception as exc:
-            async with self:
-                self.is_saving = False
-                self.save_error = problem_text(exc)
+
+        saved = await self._dialog_sent(work, error="save_error", dialog="editor_open")
+        if saved is None:
             return
-        async with self:
-            self.is_saving = False
-            self.editor_open = False
         what = f"version {saved['version']} saved" if saved["new_version"] else "details saved (definition unchanged)"
         yield rx.toast.success(f"{saved['name']}: {what}")
         yield rx.redirect(routes.job_detail(str(saved["template_id"])))

@@ -14,7 +14,6 @@ from psycopg import AsyncConnection
 from control_room.components.job_figures import duration_figure, success_figure, task_trend_figure
 from control_room.services import job_history
 from control_room.state import formatting
-from control_room.state.base import problem_text
 from control_room.state.events import background
 from control_room.state.job.detail import JobState
 
@@ -56,12 +55,7 @@ class JobHistoryState(JobState):
                 await job_history.task_durations(conn, template_id=job_id, limit=HISTORY_RUNS),
             )
 
-        try:
-            found = await self.read_job(read)
-        except Exception as exc:
-            async with self:
-                self.history_error = problem_text(exc)
-            return
+        found = await self.read_job_showing(read, error="history_error")
         if found is None:
             return
         job_id, runs, days, tasks = found

@@ -11,7 +11,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, setter
 from control_room.state.job.detail import job_id_of
 from control_room.state.promotions import StageCell, pipeline_row
 
@@ -60,21 +60,10 @@ class JobPromotionState(SessionState):
     def open_dialog(self) -> None:
         self.dialog_open, self.error, self.comment = True, "", ""
 
-    @handler
-    def set_dialog_open(self, value: bool) -> None:
-        self.dialog_open = value
-
-    @handler
-    def set_version(self, value: str) -> None:
-        self.version = value
-
-    @handler
-    def set_target(self, value: str) -> None:
-        self.target = value
-
-    @handler
-    def set_comment(self, value: str) -> None:
-        self.comment = value[:2000]
+    set_dialog_open = setter("dialog_open")
+    set_version = setter("version")
+    set_target = setter("target")
+    set_comment = setter("comment", longest=2000)
 
     @signed_in_event
     async def submit(self, signed: SignedIn) -> AsyncIterator[Any]:
@@ -84,15 +73,14 @@ class JobPromotionState(SessionState):
             version, target, comment = self.version, self.target, self.comment
         if job_id is None:
             return
-        try:
+
+        async def work() -> dict[str, Any]:
             async with as_user(signed.principal) as conn:
-                request = await promotions.request_promotion(
+                return await promotions.request_promotion(
                     conn, template_id=job_id, version=int(version or 0), to_environment=target, comment=comment
                 )
-        except Exception as exc:
-            async with self:
-                self.error = problem_text(exc)
+
+        request = await self._dialog_sent(work, error="error", dialog="dialog_open")
+        if request is None:
             return
-        async with self:
-            self.dialog_open = False
         yield rx.redirect(routes.promotion_detail(str(request["id"])))

@@ -13,7 +13,7 @@ from control_room.services.errors import Invalid, ServiceError
 from control_room.specs.forms import ParamField, field_of, form_fields, initial_values, typed_params
 from control_room.state import formatting
 from control_room.state.base import ALL, as_user, problem_text
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.job.detail import JobState
 
 
@@ -48,10 +48,7 @@ class RunFormState(JobState):
             self.run_environment = environment if environment != ALL else "dev"
             self.run_open = True
 
-    @handler
-    def set_run_open(self, is_open: bool) -> None:
-        """Close (or open) the dialog."""
-        self.run_open = is_open
+    set_run_open = setter("run_open")
 
     @handler
     def set_value(self, name: str, value: Any) -> None:
@@ -60,18 +57,13 @@ class RunFormState(JobState):
         self.values = {**self.values, name: text}
         self.field_errors = {k: v for k, v in self.field_errors.items() if k != name}
 
-    @handler
-    def set_run_environment(self, value: str) -> None:
-        """Environment to run in."""
-        self.run_environment = value
+    set_run_environment = setter("run_environment")
 
     @background
+    @exclusive("is_submitting")
     async def submit_run(self) -> AsyncIterator[Any]:
         """Run the template with the form's params; the new run shows in the job's runs."""
         async with self:
-            if self.is_submitting:
-                return
-            self.is_submitting = True
             fields, values, environment = list(self.fields), dict(self.values), self.run_environment
         try:
             signed, job_id = await self.acting()
@@ -84,7 +76,6 @@ class RunFormState(JobState):
         except Exception as exc:
             named = field_of(exc.field) if isinstance(exc, ServiceError) else ""
             async with self:
-                self.is_submitting = False
                 if named and isinstance(exc, Invalid):
                     self.field_errors = {named: exc.message}
                     self.form_error = ""
@@ -92,7 +83,6 @@ class RunFormState(JobState):
                     self.form_error = problem_text(exc)
             return
         async with self:
-            self.is_submitting = False
             self.run_open = False
         yield rx.toast.success(f"Run {formatting.short_id(run['id'])} submitted (v{run['template_version']})")
         yield JobState.set_tab("runs")

@@ -19,7 +19,7 @@ from control_room.services import job_editing, jobs, schedules
 from control_room.services.errors import Invalid, ServiceError
 from control_room.state import formatting
 from control_room.state.base import ALL, SignedIn, as_user, problem_text
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import FireRow, fire_row
 
@@ -150,10 +150,7 @@ class ScheduleState(JobState):
             self._check()
             self.editor_open = True
 
-    @handler
-    def set_editor_open(self, is_open: bool) -> None:
-        """Close (or open) the editor."""
-        self.editor_open = is_open
+    set_editor_open = setter("editor_open")
 
     @handler
     def set_draft(self, name: str, value: str) -> None:
@@ -168,12 +165,10 @@ class ScheduleState(JobState):
         self.draft_enabled = bool(value)
 
     @background
+    @exclusive("is_saving")
     async def save(self) -> AsyncIterator[Any]:
         """Save the schedule (admins; checked in SQL); the scheduler plans it from its next tick."""
         async with self:
-            if self.is_saving:
-                return
-            self.is_saving = True
             values, enabled, editing = dict(self.draft), self.draft_enabled, self.editing_id
             template, project = self._template, self._project
         try:
@@ -186,12 +181,10 @@ class ScheduleState(JobState):
                 )  # fmt: skip
         except Exception as exc:
             async with self:
-                self.is_saving = False
                 self.draft_error = problem_text(exc)
                 self.draft_field = exc.field or "" if isinstance(exc, ServiceError) else ""
             return
         async with self:
-            self.is_saving = False
             self.editor_open = False
         yield rx.toast.success(f"Schedule {values.get('name', '')} saved")
         yield JobState.load

@@ -7,7 +7,6 @@ import difflib
 import reflex as rx
 
 from control_room.services import job_editing, jobs
-from control_room.state.base import problem_text
 from control_room.state.events import background
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import DiffLine
@@ -52,12 +51,9 @@ class VersionDiffState(JobState):
             else:  # opening the page: the latest version against the one before
                 self.left_version = self.right_version = ""
             left, right = self.left_version, self.right_version
-        try:
-            template = await self.read_job(lambda conn, job_id: jobs.get_template(conn, template_id=job_id))
-        except Exception as exc:
-            async with self:
-                self.diff_error = problem_text(exc)
-            return
+        template = await self.read_job_showing(
+            lambda conn, job_id: jobs.get_template(conn, template_id=job_id), error="diff_error"
+        )
         if template is None:
             return
         by_number = {str(v["version"]): v for v in template["versions"]}

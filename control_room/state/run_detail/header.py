@@ -7,7 +7,7 @@ from typing import Any
 
 from control_room import routes
 from control_room.state import formatting
-from control_room.state.run_detail.rows import ParamRow, RunHeader
+from control_room.state.run_detail.rows import ParamRow, RunHeader, run_facts
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 TASK_DONE = ("succeeded", "failed", "cancelled", "timed_out", "lost", "skipped")
@@ -36,24 +36,11 @@ def run_header(run: dict[str, Any], *, now: datetime) -> RunHeader:
     """The header of a run as ``runs.get_run`` returns it."""
     retry_of = run["retry_of"]
     return RunHeader(
-        id=str(run["id"]),
-        name=run["name"],
-        status=run["status"],
+        **run_facts(run, duration=formatting.between(run["started_at"], run["finished_at"], now=now)),
         project=run.get("project_name") or run["project"],
         project_id=str(run["project_id"]),
-        environment=run["environment"],
-        trigger=run["trigger"],
-        requested_by=run["requested_by_name"] or "",
-        created=formatting.timestamp(run["created_at"]),
-        started=formatting.timestamp(run["started_at"]),
-        finished=formatting.timestamp(run["finished_at"]),
-        created_iso=formatting.iso(run["created_at"]),
-        started_iso=formatting.iso(run["started_at"]),
-        finished_iso=formatting.iso(run["finished_at"]),
-        duration=formatting.between(run["started_at"], run["finished_at"], now=now),
         error=run.get("error") or "",
         warnings="; ".join(run.get("warnings") or []),
-        cancel_requested=bool(run["cancel_requested"]),
         project_slug=run["project"],
         retry_of=formatting.short_id(retry_of) if retry_of else "",
         retry_of_href=routes.run_detail(str(retry_of)) if retry_of else "",

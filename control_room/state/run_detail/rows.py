@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+from control_room.state import formatting
 
 
 @dataclasses.dataclass
-class RunHeader:
-    """The run's identity, state and timing, formatted."""
+class RunFacts:
+    """A run's identity, state and timing, formatted: what a row of the runs table and the run page's header
+    both show."""
 
     id: str = ""
     name: str = ""
     status: str = ""
-    project: str = ""
-    project_id: str = ""
     environment: str = ""
     trigger: str = ""
     requested_by: str = ""
@@ -24,9 +26,37 @@ class RunHeader:
     started_iso: str = ""
     finished_iso: str = ""
     duration: str = ""
+    cancel_requested: bool = False
+
+
+def run_facts(run: dict[str, Any], *, duration: str) -> dict[str, Any]:
+    """The ``RunFacts`` fields of a run as the runs service returns it (in a list or alone)."""
+    return {
+        "id": str(run["id"]),
+        "name": run["name"],
+        "status": run["status"],
+        "environment": run["environment"],
+        "trigger": run["trigger"],
+        "requested_by": run["requested_by_name"] or "",
+        "created": formatting.timestamp(run["created_at"]),
+        "started": formatting.timestamp(run["started_at"]),
+        "finished": formatting.timestamp(run["finished_at"]),
+        "created_iso": formatting.iso(run["created_at"]),
+        "started_iso": formatting.iso(run["started_at"]),
+        "finished_iso": formatting.iso(run["finished_at"]),
+        "duration": duration,
+        "cancel_requested": bool(run["cancel_requested"]),
+    }
+
+
+@dataclasses.dataclass
+class RunHeader(RunFacts):
+    """The run page's header: the run's facts, its project, error and warnings, and the run it re-ran."""
+
+    project: str = ""
+    project_id: str = ""
     error: str = ""
     warnings: str = ""  # found at submit: no live executor offers an engine of the routed pool
-    cancel_requested: bool = False
     project_slug: str = ""
     retry_of: str = ""
     retry_of_href: str = ""

@@ -24,7 +24,7 @@ from control_room.services import artifacts, events, retention, runs
 from control_room.services.errors import NotFound
 from control_room.services.retry import is_transient_for_reads, retry_transaction
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
     ARCHIVED_PAGE,
@@ -524,37 +524,29 @@ class RunDetailState(SessionState):
             self.archived_events, self.archived_loaded, self.archived_more = [], False, False
         yield rx.call_script(SCROLL_LOG_TO_END)
 
-    @handler
-    def set_confirm_cancel(self, is_open: bool) -> None:
-        """Open or close the cancel confirmation."""
-        self.confirm_cancel = is_open
+    set_confirm_cancel = setter("confirm_cancel")
 
     @background
+    @exclusive("is_acting")
     async def cancel(self) -> AsyncIterator[Any]:
         """Cancel the run: waiting tasks end now, running ones are stopped by their agents. The SQL
         refuses it (LH403) for anyone below operator, whatever this page showed."""
         async with self:
-            if self.is_acting or not self._shown_run:
-                return
-            self.is_acting = True
             self.confirm_cancel = False
-            run_id = uuid.UUID(self._shown_run)
-        message = ""
-        try:
-            signed = await self.signed_in()
-            if signed is None:
-                return
-            async with as_user(signed.principal) as conn:
-                run = await runs.cancel_run(conn, run_id=run_id, by=signed.principal.email)
+            shown = self._shown_run
+        if not shown:
+            return
+        cancelled = await self._read_as_user(
+            lambda conn, signed: runs.cancel_run(conn, run_id=uuid.UUID(shown), by=signed.principal.email),
+            needs_project=False,
+        )
+        if cancelled.signed is None:
+            return
+        if cancelled.value is not None:
             async with self:
-                self._apply_run(run, signed)
-        except Exception as exc:
-            message = problem_text(exc)
-        finally:
-            async with self:
-                self.is_acting = False
-        if message:
-            yield rx.toast.error(f"Cancel refused: {message}")
+                self._apply_run(cancelled.value, cancelled.signed)
+        if cancelled.error:
+            yield rx.toast.error(f"Cancel refused: {cancelled.error}")
         else:
             yield rx.toast.info("Cancel requested: waiting tasks ended, running ones are being stopped")
 
@@ -586,10 +578,7 @@ class RunDetailState(SessionState):
             unsuccessful = [task.key for task in self.tasks if task.status != "succeeded"]
             self.rerun_task = (unsuccessful or [self.tasks[0].key])[0]
 
-    @handler
-    def set_rerun_task(self, key: str) -> None:
-        """The task to re-run from."""
-        self.rerun_task = key
+    set_rerun_task = setter("rerun_task")
 
     async def _rerun(self, mode: str, from_task: str | None) -> AsyncIterator[Any]:
         async with self:
