@@ -355,8 +355,10 @@ class Event(OpsTable, table=True):
     __table_args__ = (UniqueConstraint("task_id", "attempt", "seq"), {"schema": SCHEMA})
 
     id: int = Field(sa_column=_bigint(nullable=False, primary_key=True))
-    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False, fk="ops.runs.id"))
-    task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True, fk="ops.tasks.id"))
+    # No foreign keys: their per-row checks cost a third of an append; the writers guarantee the ids
+    # (20261210000400_events_without_row_checks.sql).
+    run_id: uuid.UUID = Field(sa_column=_uuid(nullable=False))
+    task_id: uuid.UUID | None = Field(sa_column=_uuid(nullable=True))
     attempt: int | None = Field(sa_column=_integer(nullable=True))
     seq: int | None = Field(sa_column=_integer(nullable=True))
     ts: datetime = Field(sa_column=_timestamptz(nullable=False))
