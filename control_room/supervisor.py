@@ -27,6 +27,7 @@ import psutil
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from control_room.bundle.loader import display_path
 from control_room.config import MIGRATIONS_DIR, PROJECT_ROOT, SEED_FILE, Settings, get_settings
 from control_room.db.connection import connect_async
 from control_room.db.embedded import EmbeddedPostgres, start_embedded
@@ -71,7 +72,7 @@ class ControlPlaneDatabase:
     def describe(self) -> str:
         """Where the database is, for progress lines (never includes a password)."""
         if self.embedded is not None:
-            return f"embedded, {_display_path(self.embedded.pgdata)}"
+            return f"embedded, {display_path(self.embedded.pgdata)}"
         return f"external, {describe_url(self.url)}"
 
 
@@ -84,13 +85,6 @@ def describe_url(url: str) -> str:
     host = str(params.get("host") or "localhost")
     port = str(params.get("port") or "5432")
     return f"{host}:{port}/{params.get('dbname') or params.get('user') or 'postgres'}"
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _embedded_running(pgdata: Path) -> bool:
@@ -384,7 +378,7 @@ class Supervisor:
             if self.database.embedded is not None:
                 hint = (
                     f" For this local embedded database you may instead delete "
-                    f"{_display_path(self.database.embedded.pgdata)} to start over (its data is lost)."
+                    f"{display_path(self.database.embedded.pgdata)} to start over (its data is lost)."
                 )
             raise SupervisorError(f"{exc}{hint}") from exc
         self.out(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
@@ -448,7 +442,7 @@ class Supervisor:
         kept = [what for what, key in (("e-mail", "LAKEHOUSE_SMTP_HOST"), ("Slack", "DEMO_SLACK_")) if
                 any(k.startswith(key) for k in env)]  # fmt: skip
         if kept:
-            self.out(f"demo outbox: alert {' and '.join(kept)} kept in {_display_path(self.outbox.directory)} "
+            self.out(f"demo outbox: alert {' and '.join(kept)} kept in {display_path(self.outbox.directory)} "
                      f"(SMTP {self.outbox.host}:{self.outbox.smtp_port})")  # fmt: skip
         return env
 
@@ -471,7 +465,7 @@ class Supervisor:
         except (tracking_server.TrackingServerError, psycopg.Error) as exc:
             raise _tracking_failed(exc) from exc
         self.tracking_uri = plan.url
-        self.out(f"mlflow: starting ({plan.describe()}; log {_display_path(log_file)})")
+        self.out(f"mlflow: starting ({plan.describe()}; log {display_path(log_file)})")
 
     def _wait_for_tracking_server(self) -> None:
         """The MLflow server started beside the web build must answer before the agent gets training work."""
@@ -532,32 +526,29 @@ class Supervisor:
             f"(last answer: {last})"
         )
 
+    def _stop_child(self, process: subprocess.Popen[bytes], name: str, what: str) -> None:
+        """Stop one child's process group; a failure is reported (naming ``what``), not raised, so the
+        shutdown's next steps still run."""
+        self.out(f"stopping: {name}")
+        try:
+            stop_process_group(process, self.out, name)
+        except Exception as exc:
+            self.err(f"error: stopping {what} (process group {process.pid}): {exc}")
+
     def _shutdown(self) -> None:
         # Each step runs even when an earlier one failed: a half-stopped supervisor leaves orphans.
         if self.agent is not None:
             # First, while the API still answers: the agent hands back its leases and sends its spool.
-            self.out("stopping: executor agent")
-            try:
-                stop_process_group(self.agent, self.out, "executor agent")
-            except Exception as exc:
-                self.err(f"error: stopping the executor agent (process group {self.agent.pid}): {exc}")
+            self._stop_child(self.agent, "executor agent", "the executor agent")
             self.agent = None
         if self.web is not None:
-            self.out("stopping: web server")
-            try:
-                stop_process_group(self.web, self.out)
-            except Exception as exc:
-                self.err(f"error: stopping the web server (process group {self.web.pid}): {exc}")
+            self._stop_child(self.web, "web server", "the web server")
             self.web = None
         if self.outbox is not None:  # after the web server: its sender may be delivering to it
             self.outbox.stop()
             self.outbox = None
         if self.tracking is not None:
-            self.out("stopping: mlflow server")
-            try:
-                stop_process_group(self.tracking, self.out, "mlflow server")
-            except Exception as exc:
-                self.err(f"error: stopping the MLflow server (process group {self.tracking.pid}): {exc}")
+            self._stop_child(self.tracking, "mlflow server", "the MLflow server")
             self.tracking = None
         embedded = self.database.embedded if self.database is not None else None
         if embedded is None and not self._embedded_was_running and _embedded_running(self.settings.pgdata_dir):

@@ -281,6 +281,15 @@ class Agent:
         self._draining.set()
         self._forced.set()
 
+    def _pass_stopped(self, what: str, exc: Exception) -> bool:
+        """A pass sending to the control plane stops at ``exc``: an outage (noted against ``what``) or a refusal
+        of this executor's token (fatal). Returns False, the pass's answer that it did not get through."""
+        if isinstance(exc, ControlPlaneUnavailable):
+            self._outage.failed(what, exc)
+        else:
+            self._fatal(exc)
+        return False
+
     # Restart recovery ---------------------------------------------------------------------------------------
 
     def _recover(self) -> None:
@@ -607,12 +616,8 @@ class Agent:
             chunk = leases[start : start + LEASES_PER_BATCH]
             try:
                 items = self.client.tasks.heartbeat_many([(lease.task_id, lease.lease_token) for lease in chunk])
-            except ControlPlaneUnavailable as exc:
-                self._outage.failed("lease heartbeat", exc)
-                return False
-            except (Unauthorized, Forbidden) as exc:
-                self._fatal(exc)
-                return False
+            except (ControlPlaneUnavailable, Unauthorized, Forbidden) as exc:
+                return self._pass_stopped("lease heartbeat", exc)
             self._outage.ok()
             for lease, item in zip(chunk, items, strict=False):
                 if item.task_id != lease.task_id:
@@ -697,12 +702,8 @@ class Agent:
                     break
                 try:
                     reply = self.client.tasks.append_events(task_id, lease_token, [event.body for event in batch])
-                except ControlPlaneUnavailable as exc:
-                    self._outage.failed("events", exc)
-                    return False
-                except (Unauthorized, Forbidden) as exc:
-                    self._fatal(exc)
-                    return False
+                except (ControlPlaneUnavailable, Unauthorized, Forbidden) as exc:
+                    return self._pass_stopped("events", exc)
                 except ClientError as exc:
                     # Cannot be accepted ever (unknown lease, or refused content): keeping it would block the rest.
                     log.error("dropping %d events of task %s attempt %s: %s", len(batch), task_id, attempt, exc)
@@ -779,12 +780,8 @@ class Agent:
             bodies = [self._finalize_body(item) for item in chunk]
             try:
                 replies = self.client.tasks.finalize_many(bodies)
-            except ControlPlaneUnavailable as exc:
-                self._outage.failed("finalize", exc)
-                return False
-            except (Unauthorized, Forbidden) as exc:
-                self._fatal(exc)
-                return False
+            except (ControlPlaneUnavailable, Unauthorized, Forbidden) as exc:
+                return self._pass_stopped("finalize", exc)
             except ClientError as exc:
                 log.warning("a finalize batch was refused as a whole (%s); sending its items one by one", exc)
                 if not self._finalize_one_by_one(chunk, bodies):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from control_room.api.deps import Executor, Pool, User, UserConnection
 from control_room.api.executors import leased_task_route
 from control_room.api.models import LeaseRef, Strict
+from control_room.bundle.models import PolicyRule
 from control_room.services import access_policies, policy_previews, trino_rules
 from control_room.services.auth import scoped
 from control_room.services.governance import resolve_org
@@ -87,22 +88,16 @@ async def task_policies(task_id: uuid.UUID, body: LeaseRef, executor: Executor, 
 # People's side -------------------------------------------------------------------------------------------
 
 
-class PolicyBody(Strict):
-    """One policy; ``target`` is a dataset id, a schema (name prefix such as ``warehouse.main``) or a tag."""
+class OrgBody(Strict):
+    """A request body of an org's access settings: ``org`` names it by slug or id; omitted, your only org."""
 
     org: str | None = None
+
+
+class PolicyBody(PolicyRule, OrgBody):
+    """One policy; ``target`` is a dataset id, a schema (name prefix such as ``warehouse.main``) or a tag."""
+
     name: str = Field(min_length=1, max_length=100)
-    kind: Literal["grant", "deny", "row_filter", "column_mask"]
-    target_kind: Literal["dataset", "schema", "tag"]
-    target: str = Field(min_length=1, max_length=1000)
-    principal_kind: Literal["everyone", "group", "user", "service_principal"] = "everyone"
-    principal: str = ""
-    privilege: Literal["read", "write", "admin"] | None = None
-    row_filter: str | None = Field(default=None, max_length=4000)
-    mask_column: str | None = Field(default=None, max_length=200)
-    mask_kind: Literal["null", "hash", "redact", "partial", "expression"] | None = None
-    mask_expression: str | None = Field(default=None, max_length=4000)
-    description: str = Field(default="", max_length=1000)
 
 
 class GroupMember(Strict):
@@ -110,14 +105,12 @@ class GroupMember(Strict):
     name: str = Field(min_length=1, max_length=320)
 
 
-class GroupBody(Strict):
-    org: str | None = None
+class GroupBody(OrgBody):
     description: str = Field(default="", max_length=1000)
     members: list[GroupMember] = Field(default_factory=list, max_length=10000)
 
 
-class ServicePrincipalBody(Strict):
-    org: str | None = None
+class ServicePrincipalBody(OrgBody):
     description: str = Field(default="", max_length=1000)
 
 

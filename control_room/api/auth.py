@@ -4,7 +4,6 @@ and the short cache of API token look-ups that OpenLineage ingest authenticates 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -109,15 +108,9 @@ class TokenCreate(Strict):
     )
 
 
-class TokenPublic(BaseModel):
-    id: uuid.UUID
-    name: str
-    token_prefix: str
-    role_ceiling: str | None
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+# The contract's name for the service's ApiTokenPublic (no docstring: it would change the published schema).
+class TokenPublic(auth.ApiTokenPublic):
+    pass
 
 
 class TokenCreated(TokenPublic):
@@ -182,14 +175,14 @@ async def create_token(body: TokenCreate, user: User, db: Pool) -> dict[str, Any
             role_ceiling=body.role_ceiling,
         )
         (created,) = [t for t in await auth.list_api_tokens(conn, user_id=user.user_id) if t.name == body.name.strip()]
-    return {**dataclasses.asdict(created), "token": token}
+    return {**created.model_dump(), "token": token}
 
 
 @router.get("/tokens", operation_id="listApiTokens", response_model=TokenPage)
 async def list_tokens(user: User, db: Pool) -> dict[str, Any]:
     """Your API tokens (never the tokens themselves), newest first, with when each was last used."""
     async with db.connection() as conn:
-        return {"items": [dataclasses.asdict(t) for t in await auth.list_api_tokens(conn, user_id=user.user_id)]}
+        return {"items": [t.model_dump() for t in await auth.list_api_tokens(conn, user_id=user.user_id)]}
 
 
 @router.delete("/tokens/{name}", operation_id="revokeApiToken", status_code=204, response_class=Response)

@@ -4,7 +4,8 @@ and stats, the agent's replica report, and the invocations proxy."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -194,13 +195,22 @@ async def _detail(conn: Any, endpoint_id: uuid.UUID) -> dict[str, Any]:
     return await serving.get_endpoint(conn, endpoint_id=endpoint_id)
 
 
+@asynccontextmanager
+async def _endpoint(
+    db: Any, user: Any, endpoint: str, project: uuid.UUID | None
+) -> AsyncIterator[tuple[Any, uuid.UUID]]:
+    """A connection scoped to the caller and the id of the endpoint ``endpoint`` names (an id, or a name in
+    ``project``): the first two steps of every request about one endpoint."""
+    async with db.connection() as conn, scoped(conn, user):
+        yield conn, await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+
+
 async def _change(
     db: Any, user: Any, endpoint: str, project: Any, apply: Callable[[Any, uuid.UUID], Awaitable[int]]
 ) -> dict[str, Any]:
     """One change of an endpoint as the caller: resolve it, ``apply(conn, endpoint_id)`` (the new revision),
     and answer with the revision and the endpoint as it is now."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         revision = await apply(conn, endpoint_id)
         return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
 
@@ -232,8 +242,7 @@ async def create_endpoint(body: EndpointCreate, user: User, db: Pool) -> dict[st
 @router.get("/serving/endpoints/{endpoint}", operation_id="getServingEndpoint", response_model=EndpointDetail)
 async def get_endpoint(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> dict[str, Any]:
     """One endpoint: traffic split, replicas with health and addresses, revisions."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         return await _detail(conn, endpoint_id)
 
 
@@ -246,8 +255,7 @@ async def get_endpoint(endpoint: EndpointPath, user: User, db: Pool, project: Pr
 )
 async def delete_endpoint(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> Response:
     """Delete an endpoint: its replicas stop, its tokens stop working, and the audit log records it (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         await serving.delete_endpoint(conn, endpoint_id=endpoint_id)
     return Response(status_code=204)
 
@@ -262,8 +270,7 @@ async def canary(
     endpoint: EndpointPath, body: CanaryRequest, user: User, db: Pool, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Send a share of the traffic to a new version (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         revision = await serving.canary(
             conn, endpoint_id=endpoint_id, version=body.version, percent=body.percent, model=body.model,
             expected_revision=body.expected_revision,
@@ -358,8 +365,7 @@ async def stats(
     minutes: Annotated[int, Query(ge=1, le=1440)] = 30,
 ) -> dict[str, Any]:
     """Requests per minute, error rate and latency p50/p95 the proxy measured."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         return await serving.request_stats(conn, endpoint_id=endpoint_id, minutes=minutes)
 
 
@@ -368,8 +374,7 @@ async def list_tokens(
     endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None
 ) -> list[dict[str, Any]]:
     """The endpoint's tokens, never their secret (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         return await serving.list_tokens(conn, endpoint_id=endpoint_id)
 
 
@@ -384,8 +389,7 @@ async def create_token(
     endpoint: EndpointPath, body: TokenCreate, user: User, db: Pool, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """A bearer token for this endpoint's invocations only, shown once (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         token = await serving.create_token(conn, endpoint_id=endpoint_id, name=body.name)
     return {"name": body.name, "token": token}
 
@@ -404,8 +408,7 @@ async def revoke_token(
     project: ProjectQuery = None,
 ) -> Response:
     """Revoke a token: the proxy refuses it within seconds (operators)."""
-    async with db.connection() as conn, scoped(conn, user):
-        endpoint_id = await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=project)
+    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         await serving.revoke_token(conn, endpoint_id=endpoint_id, name=name)
     return Response(status_code=204)
 

@@ -92,8 +92,9 @@ def bundle_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _display(path: Path) -> str:
-    """Paths in problems are relative to the working directory when possible (clickable in editors)."""
+def display_path(path: Path) -> str:
+    """A path relative to the working directory when it lies below it (clickable in editors), else as given:
+    how problems and the supervisor's messages name files."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -108,12 +109,12 @@ def load_bundle(root: Path) -> LoadedBundle:
     elif root.is_dir():
         files, manifest_dir = bundle_files(root), root
     else:
-        raise InvalidInput([Problem(_display(root), 1, "(document)", "no such bundle directory or file")])
+        raise InvalidInput([Problem(display_path(root), 1, "(document)", "no such bundle directory or file")])
     problems: list[Problem] = []
     parsed: list[tuple[YamlDocument, BundleFile]] = []
     for path in files:
         try:
-            document = load_yaml(path, _display(path))
+            document = load_yaml(path, display_path(path))
             parsed.append((document, validate_document(document, BundleFile)))
         except InvalidInput as exc:
             problems.extend(exc.problems)
@@ -138,7 +139,7 @@ def load_bundle(root: Path) -> LoadedBundle:
                 origins[(section, len(merged[section]))] = Origin(document, (section, index))
                 merged[section].append(item)
     if org is None:
-        where = _display(manifest_dir / MANIFEST)
+        where = display_path(manifest_dir / MANIFEST)
         problems.append(Problem(where, 1, "org", f"required: {MANIFEST} must name the org (org: <slug>)"))
         raise InvalidInput(problems)
     assert org_origin is not None

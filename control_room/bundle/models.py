@@ -377,21 +377,31 @@ class Group(BundleModel):
     members: list[GroupMember] = Field(default_factory=list)
 
 
-class AccessPolicy(BundleModel):
-    """A grant, deny, row filter or column mask on a dataset (by name), a schema (a name prefix) or a tag."""
+class PolicyRule(BaseModel):
+    """The fields of an access policy, in this order: the bundle's ``AccessPolicy`` and the API's ``PolicyBody``
+    both build on it (each narrows its name, target and principal in place)."""
 
-    name: str = Field(pattern=POLICY_NAME_PATTERN, description="Unique within the org, e.g. mask-email.")
+    name: str
     kind: Literal["grant", "deny", "row_filter", "column_mask"]
-    target_kind: Literal["dataset", "schema", "tag"] = "dataset"
-    target: str = Field(min_length=1, max_length=1000, description="A dataset's full name, a schema prefix or a tag.")
+    target_kind: Literal["dataset", "schema", "tag"]
+    target: str = Field(min_length=1, max_length=1000)
     principal_kind: Literal["everyone", "group", "user", "service_principal"] = "everyone"
-    principal: str = Field(default="", max_length=320)
+    principal: str = ""
     privilege: Literal["read", "write", "admin"] | None = None
     row_filter: str | None = Field(default=None, max_length=4000)
     mask_column: str | None = Field(default=None, max_length=200)
     mask_kind: Literal["null", "hash", "redact", "partial", "expression"] | None = None
     mask_expression: str | None = Field(default=None, max_length=4000)
     description: str = Field(default="", max_length=1000)
+
+
+class AccessPolicy(PolicyRule, BundleModel):
+    """A grant, deny, row filter or column mask on a dataset (by name), a schema (a name prefix) or a tag."""
+
+    name: str = Field(pattern=POLICY_NAME_PATTERN, description="Unique within the org, e.g. mask-email.")
+    target_kind: Literal["dataset", "schema", "tag"] = "dataset"
+    target: str = Field(min_length=1, max_length=1000, description="A dataset's full name, a schema prefix or a tag.")
+    principal: str = Field(default="", max_length=320)
 
 
 # Serving endpoints (issue 23) -----------------------------------------------------------------------

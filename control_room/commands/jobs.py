@@ -24,6 +24,8 @@ T = TypeVar("T")
 
 
 ScheduleName = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")
+TemplateName = typer.Argument(..., help="Template name, PROJECT/NAME or id.")
+TemplateProject = typer.Option(None, "--project", help="Project slug, when the name is ambiguous.")
 
 
 def _on_schedule(name: str, act: Callable[[psycopg.AsyncConnection, uuid.UUID], Awaitable[T]]) -> T:
@@ -100,12 +102,12 @@ def list_command(
 
 @app.command("run")
 def run_command(
-    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
+    name: str = TemplateName,
     env: str = typer.Option("dev", "--env", help="Environment: dev, staging or prod."),
     param: Annotated[list[str] | None, typer.Option("--param", help="A parameter KEY=VALUE (repeatable).")] = None,
     params_json: str | None = typer.Option(None, "--params-json", help="Parameters as one JSON object."),
     version: int | None = typer.Option(None, "--version", min=1, help="Template version (default: the latest)."),
-    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
+    project: str | None = TemplateProject,
 ) -> None:
     """Run a job template; its params are checked against the version's params schema."""
     if env not in ("dev", "staging", "prod"):
@@ -144,23 +146,35 @@ def schedules_command() -> None:
         )
 
 
-def _set_paused(name: str, paused: bool) -> None:
-    _on_schedule(name, lambda conn, schedule_id: schedules.set_paused(
-        conn, schedule_id=schedule_id, paused=paused, by=_actor()
-    ))  # fmt: skip
-    typer.echo(f"schedule {name} {'paused' if paused else 'resumed'}")
+# Sets a schedule's switch (paused, enabled) to a value as the actor: (conn, schedule id, value, actor).
+ScheduleSwitch = Callable[[psycopg.AsyncConnection, uuid.UUID, bool, str], Awaitable[object]]
 
 
-@app.command("pause")
-def pause_command(name: str = ScheduleName) -> None:
-    """Pause a schedule: it fires nothing until resumed."""
-    _set_paused(name, True)
+def _switch_commands(switch: ScheduleSwitch, *commands: tuple[str, bool, str, str]) -> None:
+    """A command per (command, value, what the reply says was done, help): it sets the switch of the schedule
+    NAME names to the value, then says `schedule NAME <done>`."""
+    for command_name, value, done, help_text in commands:
+        app.command(command_name, help=help_text)(_switch_command(switch, value, done))
 
 
-@app.command("resume")
-def resume_command(name: str = ScheduleName) -> None:
-    """Resume a schedule from its next fire time (fires that fell in the pause are not caught up)."""
-    _set_paused(name, False)
+def _switch_command(switch: ScheduleSwitch, value: bool, done: str) -> Callable[[str], None]:
+    def command(name: str = ScheduleName) -> None:
+        _on_schedule(name, lambda conn, schedule_id: switch(conn, schedule_id, value, _actor()))
+        typer.echo(f"schedule {name} {done}")
+
+    return command
+
+
+def _set_paused(conn: psycopg.AsyncConnection, schedule_id: uuid.UUID, paused: bool, by: str) -> Awaitable[None]:
+    return schedules.set_paused(conn, schedule_id=schedule_id, paused=paused, by=by)
+
+
+_switch_commands(
+    _set_paused,
+    ("pause", True, "paused", "Pause a schedule: it fires nothing until resumed."),
+    ("resume", False, "resumed",
+     "Resume a schedule from its next fire time (fires that fell in the pause are not caught up)."),
+)  # fmt: skip
 
 
 @app.command("fire")
@@ -174,7 +188,7 @@ def fire_command(name: str = ScheduleName) -> None:
 
 @app.command("backfill")
 def backfill_command(
-    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
+    name: str = TemplateName,
     start: str = typer.Option(..., "--start", help="Range start, ISO 8601 (UTC when no offset is given)."),
     end: str = typer.Option(..., "--end", help="Range end, ISO 8601."),
     step: str | None = typer.Option(None, "--step", help="15m, 6h, 1d, 1w or a cron expression."),
@@ -183,7 +197,7 @@ def backfill_command(
     param: Annotated[list[str] | None, typer.Option("--param", help="A parameter KEY=VALUE (repeatable).")] = None,
     max_concurrency: int = typer.Option(1, "--max-concurrency", min=1, max=100, help="Runs at a time."),
     newest_first: bool = typer.Option(False, "--newest-first", help="Run the newest interval first."),
-    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
+    project: str | None = TemplateProject,
 ) -> None:
     """One run per interval of a date range, with interval params, a few at a time, as one backfill."""
     try:
@@ -289,22 +303,17 @@ def _set_archived(name: str, project: str | None, archived: bool) -> None:
     typer.echo(f"job {name} {'archived (its schedules are disabled)' if archived else 'restored'}")
 
 
-@app.command("archive")
-def archive_command(
-    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
-    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
-) -> None:
-    """Archive a job: it no longer runs and its schedules are disabled."""
-    _set_archived(name, project, True)
+def _archive_command(archived: bool) -> Callable[[str, str | None], None]:
+    def command(name: str = TemplateName, project: str | None = TemplateProject) -> None:
+        _set_archived(name, project, archived)
+
+    return command
 
 
-@app.command("restore")
-def restore_command(
-    name: str = typer.Argument(..., help="Template name, PROJECT/NAME or id."),
-    project: str | None = typer.Option(None, "--project", help="Project slug, when the name is ambiguous."),
-) -> None:
-    """Restore an archived job (its schedules stay disabled until enabled)."""
-    _set_archived(name, project, False)
+app.command("archive", help="Archive a job: it no longer runs and its schedules are disabled.")(_archive_command(True))
+app.command("restore", help="Restore an archived job (its schedules stay disabled until enabled).")(
+    _archive_command(False)
+)
 
 
 @app.command("schedule-save")
@@ -340,20 +349,12 @@ def schedule_save_command(
     typer.echo(f"schedule {project}/{draft.name} of {template_name} saved ({schedule_id})")
 
 
-def _set_enabled(name: str, enabled: bool) -> None:
-    _on_schedule(name, lambda conn, schedule_id: job_editing.set_schedule_enabled(
-        conn, schedule_id=schedule_id, enabled=enabled, by=_actor()
-    ))  # fmt: skip
-    typer.echo(f"schedule {name} {'enabled' if enabled else 'disabled'}")
+def _set_enabled(conn: psycopg.AsyncConnection, schedule_id: uuid.UUID, enabled: bool, by: str) -> Awaitable[None]:
+    return job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=by)
 
 
-@app.command("enable")
-def enable_command(name: str = ScheduleName) -> None:
-    """Enable a schedule."""
-    _set_enabled(name, True)
-
-
-@app.command("disable")
-def disable_command(name: str = ScheduleName) -> None:
-    """Disable a schedule: it fires nothing until enabled."""
-    _set_enabled(name, False)
+_switch_commands(
+    _set_enabled,
+    ("enable", True, "enabled", "Enable a schedule."),
+    ("disable", False, "disabled", "Disable a schedule: it fires nothing until enabled."),
+)

@@ -98,11 +98,17 @@ def set_command(
     typer.echo(f"saved policy {name} ({_in_org(work, org)})")
 
 
-@app.command("delete")
-def delete_command(name: str, org: OrgOption = None) -> None:
-    """Delete a policy by name."""
-    _in_org(lambda conn, org_id: access_policies.delete_policy(conn, org_id=org_id, name=name), org)
-    typer.echo(f"deleted policy {name}")
+def _delete_command(what: str, delete: Callable[..., Awaitable[None]]) -> Callable[[str, str | None], None]:
+    """`... NAME [--org]`: ``delete(conn, org_id=, name=)`` the org's ``what`` of that name, and say so."""
+
+    def command(name: str, org: OrgOption = None) -> None:
+        _in_org(lambda conn, org_id: delete(conn, org_id=org_id, name=name), org)
+        typer.echo(f"deleted {what} {name}")
+
+    return command
+
+
+app.command("delete", help="Delete a policy by name.")(_delete_command("policy", access_policies.delete_policy))
 
 
 @app.command("group")
@@ -151,11 +157,9 @@ def refusals_command(
     _print(rows, ["at", "principal", "dataset", "privilege", "policy", "run_id"], as_json)
 
 
-@app.command("group-delete")
-def group_delete_command(name: str, org: OrgOption = None) -> None:
-    """Delete a group (its policies stay and match nobody)."""
-    _in_org(lambda conn, org_id: access_policies.delete_group(conn, org_id=org_id, name=name), org)
-    typer.echo(f"deleted group {name}")
+app.command("group-delete", help="Delete a group (its policies stay and match nobody).")(
+    _delete_command("group", access_policies.delete_group)
+)
 
 
 @app.command("service-principal")

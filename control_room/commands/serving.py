@@ -130,28 +130,26 @@ def canary_command(
     _change(project, endpoint, "canary", version=version, percent=percent, model=model)
 
 
-@app.command("promote")
-def promote_command(endpoint: str, project: ProjectOption) -> None:
-    """Give the canary 100 % of the traffic."""
-    _change(project, endpoint, "promote")
+# The changes that take nothing but the endpoint, each a command of its name: (change, what it does).
+BARE_CHANGES = (
+    ("promote", "Give the canary 100 % of the traffic."),
+    ("rollback", "Back to the version served before (ends a canary, or undoes a promote)."),
+    ("stop", "Stop serving: the replicas' tasks are cancelled."),
+    ("start", "Serve again on the current traffic split."),
+)
 
 
-@app.command("rollback")
-def rollback_command(endpoint: str, project: ProjectOption) -> None:
-    """Back to the version served before (ends a canary, or undoes a promote)."""
-    _change(project, endpoint, "rollback")
+def _bare_change_command(change: str, help_text: str) -> None:
+    """Register `lakehouse serving CHANGE ENDPOINT`."""
+
+    def command(endpoint: str, project: ProjectOption) -> None:
+        _change(project, endpoint, change)
+
+    app.command(change, help=help_text)(command)
 
 
-@app.command("stop")
-def stop_command(endpoint: str, project: ProjectOption) -> None:
-    """Stop serving: the replicas' tasks are cancelled."""
-    _change(project, endpoint, "stop")
-
-
-@app.command("start")
-def start_command(endpoint: str, project: ProjectOption) -> None:
-    """Serve again on the current traffic split."""
-    _change(project, endpoint, "start")
+for _change_name, _help_text in BARE_CHANGES:
+    _bare_change_command(_change_name, _help_text)
 
 
 @app.command("scale")

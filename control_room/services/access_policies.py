@@ -29,10 +29,6 @@ POLICY_COLUMNS = (
 )
 
 
-async def _all(conn: AsyncConnection, statement: str, args: Any) -> list[dict[str, Any]]:
-    return await dict_rows(conn, statement, args)
-
-
 def restricts(decision: dict[str, Any]) -> bool:
     """Whether a decision holds anything back: a refused read or write, a row filter or a mask."""
     return (
@@ -205,7 +201,9 @@ async def list_policies(conn: AsyncConnection, *, org_id: uuid.UUID, target: str
     """The org's policies (those on one target when given), by name."""
     where = "p.org_id = %s" + (" and p.target = %s" if target else "")
     args: tuple[Any, ...] = (org_id, target) if target else (org_id,)
-    return await _all(conn, f"select {POLICY_COLUMNS} from ops.access_policies p where {where} order by p.name", args)
+    return await dict_rows(
+        conn, f"select {POLICY_COLUMNS} from ops.access_policies p where {where} order by p.name", args
+    )
 
 
 async def save_policy(
@@ -221,7 +219,7 @@ async def delete_policy(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) 
 
 async def list_groups(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[dict[str, Any]]:
     """The org's groups with their members (``[{"kind", "name"}]``), by name."""
-    return await _all(
+    return await dict_rows(
         conn,
         "select g.id, g.name, g.description, coalesce((select jsonb_agg(jsonb_build_object('kind', m.member_kind, "
         "'name', m.member) order by m.member_kind, m.member) from ops.principal_group_members m "
@@ -243,7 +241,7 @@ async def delete_group(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -
 
 
 async def list_service_principals(conn: AsyncConnection, *, org_id: uuid.UUID) -> list[dict[str, Any]]:
-    return await _all(
+    return await dict_rows(
         conn,
         "select s.id, s.name, s.description, s.created_at from ops.service_principals s where s.org_id = %s "
         "order by s.name",
@@ -267,13 +265,13 @@ async def set_run_as(conn: AsyncConnection, *, template_id: uuid.UUID, service_p
 async def audit(conn: AsyncConnection, *, org_id: uuid.UUID, limit: int = 50) -> list[dict[str, Any]]:
     """The latest changes to the org's groups, service principals and policies, and the refusals of the agents'
     access guards (entity ``access_refusals``: an org admin sees all, a user their own), newest first."""
-    return await _all(conn, "select * from ops.access_audit(%s, %s)", (org_id, limit))
+    return await dict_rows(conn, "select * from ops.access_audit(%s, %s)", (org_id, limit))
 
 
 async def refusals(conn: AsyncConnection, *, org_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
     """The statements the agents refused for a missing privilege (who, which dataset and privilege, which
     policy or "no grant", when, which run and task), newest first; RLS: org admins all, users their own."""
-    return await _all(
+    return await dict_rows(
         conn,
         "select r.id, r.at, r.principal_kind, r.principal, r.dataset, r.dataset_id, r.privilege, "
         "coalesce(r.policy, 'no grant') as policy, r.reason, r.run_id, r.task_id, r.attempt "

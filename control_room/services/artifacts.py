@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 from control_room.config import get_settings
 from control_room.db.rows import dict_rows, first_dict_row
 from control_room.services.errors import Conflict, Invalid, LeaseLost, NotFound
-from control_room.services.pagination import escape_like
+from control_room.services.pagination import ListQuery, Page, newest_first
 from control_room.storage import (
     ArtifactExists,
     ArtifactStore,
@@ -33,6 +33,7 @@ ARTIFACT_COLUMNS = (
     "a.id, a.run_id, a.project_id, a.task_id, t.key as task_key, a.attempt, a.name, "
     "ops.artifact_location(a.id) as uri, a.size_bytes, a.sha256, a.content_type, a.metadata, a.created_at"
 )
+NEWEST_FIRST = newest_first("a")
 
 
 async def _attempt_of_lease(conn: AsyncConnection, task_id: uuid.UUID, lease_token: uuid.UUID) -> dict[str, Any]:
@@ -268,39 +269,32 @@ async def list_project_artifacts(
     text: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> Page:
     """A project's artifacts across runs, newest first (keyset on created_at, id), optionally of one
     run or with ``text`` in the name; returns the rows (with their run's name) and the next cursor."""
-    where = ["a.project_id = %s"]
-    args: list[Any] = [project_id]
-    if run_id is not None:
-        where.append("a.run_id = %s")
-        args.append(run_id)
-    if text and text.strip():
-        escaped = escape_like(text.strip())
-        where.append("a.name ilike %s")
-        args.append(f"%{escaped}%")
+    query = ListQuery()
+    query.equal("a.project_id", project_id)
+    query.equal("a.run_id", run_id)
+    query.matches("a.name", text.strip() if text else None)
     if cursor:
-        try:
-            at, artifact_id = cursor.split("|", 1)
-            after = (datetime.fromisoformat(at), uuid.UUID(artifact_id))
-        except ValueError as exc:
-            raise Invalid("not a cursor of this list; start from the first page", field="cursor") from exc
-        where.append("(a.created_at, a.id) < (%s, %s)")
-        args.extend(after)
-    args.append(limit + 1)
-    rows = await dict_rows(
+        query.after(NEWEST_FIRST, *_decode_cursor(cursor))
+    return await query.page(
         conn,
-        f"select {ARTIFACT_COLUMNS}, r.name as run_name from ops.artifacts a "
-        "left join ops.tasks t on t.id = a.task_id join ops.runs r on r.id = a.run_id "
-        f"where {' and '.join(where)} order by a.created_at desc, a.id desc limit %s",
-        args,
+        columns=f"{ARTIFACT_COLUMNS}, r.name as run_name",
+        source="ops.artifacts a left join ops.tasks t on t.id = a.task_id join ops.runs r on r.id = a.run_id",
+        keyset=NEWEST_FIRST,
+        limit=limit,
+        cursor_of=lambda row: f"{row['created_at'].isoformat()}|{row['id']}",
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = f"{rows[-1]['created_at'].isoformat()}|{rows[-1]['id']}"
-    return rows, next_cursor
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) of this list's own cursor (plain ``created_at|id``, as the Artifacts page keeps it)."""
+    try:
+        at, artifact_id = cursor.split("|", 1)
+        return datetime.fromisoformat(at), uuid.UUID(artifact_id)
+    except ValueError as exc:
+        raise Invalid("not a cursor of this list; start from the first page", field="cursor") from exc
 
 
 async def find_for_task(

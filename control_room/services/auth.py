@@ -14,6 +14,7 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict
 
 from control_room.db.rows import dict_rows, returned_id
 from control_room.services import caps
@@ -245,9 +246,10 @@ async def grant_project_role(conn: AsyncConnection, *, user_id: uuid.UUID, proje
 ROLE_CEILINGS = ("viewer", "operator", "admin")
 
 
-@dataclass(frozen=True)
-class ApiTokenPublic:
-    """An API token as its owner sees it: never the token or its hash."""
+class ApiTokenPublic(BaseModel):
+    """An API token as its owner sees it: never the token or its hash (the API's reply, too)."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: uuid.UUID
     name: str

@@ -11,7 +11,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows
-from control_room.services.errors import Invalid, NotFound, visible_row
+from control_room.services.errors import Invalid, NotFound, visible_by_id
 from control_room.services.jobs import validate_params, version_schema
 from control_room.services.schedules import CronSchedule
 
@@ -157,12 +157,8 @@ def _with_progress(row: dict[str, Any]) -> dict[str, Any]:
 
 async def get_backfill(conn: AsyncConnection, *, backfill_id: uuid.UUID) -> dict[str, Any]:
     """A backfill with its progress (intervals by status) and every interval with its run."""
-    backfill = await visible_row(
-        conn,
-        f"select {BACKFILL_COLUMNS} from {BACKFILL_FROM} where b.id = %s",
-        (backfill_id,),
-        f"backfill {backfill_id}",
-        field="backfill_id",
+    backfill = await visible_by_id(
+        conn, BACKFILL_COLUMNS, BACKFILL_FROM, "b.id", backfill_id, what="backfill", field="backfill_id"
     )
     backfill["intervals"] = await dict_rows(
         conn,

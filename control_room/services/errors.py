@@ -57,6 +57,16 @@ async def visible_row(
     return visible(await first_dict_row(conn, statement, args), what, field=field)
 
 
+async def visible_by_id(
+    conn: psycopg.AsyncConnection, columns: str, source: str, key: str, row_id: uuid.UUID, *, what: str, field: str
+) -> dict[str, Any]:
+    """The row of ``select columns from source where key = row_id`` (our own constant SQL) as a dict; NotFound
+    naming "<what> <row_id>" as in ``visible`` when there is none: the detail lookup of a list's row."""
+    return await visible_row(
+        conn, f"select {columns} from {source} where {key} = %s", (row_id,), f"{what} {row_id}", field=field
+    )
+
+
 def the_only_id(rows: Sequence[Sequence[Any]], *, field: str, missing: str, ambiguous: str) -> uuid.UUID:
     """The id (first column) of the one row a lookup by name found (it asks for two at most): NotFound with
     ``missing`` when it found none, Invalid with ``ambiguous`` when the name matched several."""

@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible_row
+from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible_by_id
 from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, escape_like, name_cursor_after
 from control_room.services.runs import get_run, note_engine_availability, resolve_project
 
@@ -243,12 +243,8 @@ async def template_facets(conn: AsyncConnection, *, project_id: uuid.UUID) -> di
 
 async def get_template(conn: AsyncConnection, *, template_id: uuid.UUID) -> dict[str, Any]:
     """A template with every version (newest first) and its schedules."""
-    template = await visible_row(
-        conn,
-        f"select {TEMPLATE_COLUMNS} from {TEMPLATE_FROM} where t.id = %s",
-        (template_id,),
-        f"job template {template_id}",
-        field="template_id",
+    template = await visible_by_id(
+        conn, TEMPLATE_COLUMNS, TEMPLATE_FROM, "t.id", template_id, what="job template", field="template_id"
     )
     template["versions"] = await dict_rows(
         conn,

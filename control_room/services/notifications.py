@@ -264,7 +264,7 @@ async def plan_and_enqueue(
     severity, job = incident["severity"], incident.get("job")
     outbox = EventOutbox(
         {"slack": slack_payload(msg), "webhook": webhook_payload(msg), "email": email_payload(msg)},
-        partial(_enqueue, conn, event_id),
+        partial(enqueue_delivery, conn, ENQUEUE_EVENT_DELIVERY, event_id),
     )
     queued, named = await outbox.to_targets(
         dict.fromkeys(t.strip() for t in targets if t and t.strip()),
@@ -293,9 +293,14 @@ async def plan_and_enqueue(
     return queued
 
 
-async def _enqueue(
+# How an incident event's delivery is queued (ops.enqueue_delivery's arguments: those of ``enqueue_delivery``).
+ENQUEUE_EVENT_DELIVERY = "select ops.enqueue_delivery(%s, %s, %s, %s, %s, %s, %s) as id"
+
+
+async def enqueue_delivery(
     conn: AsyncConnection,
-    event_id: int,
+    statement: str,
+    source: int,
     channel: str,
     target: str,
     payload: dict[str, Any],
@@ -303,11 +308,9 @@ async def _enqueue(
     not_before: datetime,
     held: str | None,
 ) -> int:
-    rows = await dict_rows(
-        conn,
-        "select ops.enqueue_delivery(%s, %s, %s, %s, %s, %s, %s) as id",
-        (event_id, channel, target, Jsonb(payload), user_id, not_before, held),
-    )
+    """Queue one delivery in the outbox with ``statement`` (the SQL function of the message's source: an
+    incident event, a promotion notice); 1 when a row was queued, 0 when the function queued none."""
+    rows = await dict_rows(conn, statement, (source, channel, target, Jsonb(payload), user_id, not_before, held))
     return 1 if rows and rows[0]["id"] else 0
 
 

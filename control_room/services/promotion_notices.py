@@ -25,6 +25,8 @@ Row = dict[str, Any]
 EVENTS = ("opened", "promoted", "rejected", "cancelled", "superseded")
 # An opened request asks something of its approvers; a decision only informs.
 SEVERITY = {"opened": "warning"}
+# How a promotion notice's delivery is queued (the arguments of ``notifications.enqueue_delivery``).
+ENQUEUE_PROMOTION_DELIVERY = "select ops.enqueue_promotion_delivery(%s, %s, %s, %s, %s, %s, %s) as id"
 
 
 async def unplanned_events(conn: AsyncConnection, *, limit: int = 50) -> list[Row]:
@@ -167,7 +169,7 @@ async def _enqueue_all(
     by_email = {u["email"].lower(): u for u in users}
     outbox = notifications.EventOutbox(
         {"slack": slack_payload(msg), "webhook": webhook_payload(msg), "email": notifications.email_payload(msg)},
-        partial(_enqueue, conn, notice),
+        partial(notifications.enqueue_delivery, conn, ENQUEUE_PROMOTION_DELIVERY, notice),
     )
     queued, named = await outbox.to_targets(
         dict.fromkeys(str(t).strip() for t in request["gate"].get("notify") or [] if str(t).strip()),
@@ -192,24 +194,6 @@ async def _enqueue_all(
             )  # fmt: skip
             queued += 1 if rows[0]["id"] else 0
     return queued
-
-
-async def _enqueue(
-    conn: AsyncConnection,
-    notice: int,
-    channel: str,
-    target: str,
-    payload: dict[str, Any],
-    user_id: uuid.UUID | None,
-    not_before: datetime,
-    held: str | None = None,
-) -> int:
-    rows = await dict_rows(
-        conn,
-        "select ops.enqueue_promotion_delivery(%s, %s, %s, %s, %s, %s, %s) as id",
-        (notice, channel, target, Jsonb(payload), user_id, not_before, held),
-    )
-    return 1 if rows[0]["id"] else 0
 
 
 async def plan_due(conn: AsyncConnection, *, now: datetime, base_url: str, limit: int = 50) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows
-from control_room.services.errors import Invalid, visible_row
+from control_room.services.errors import Invalid, visible_by_id
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, newest_first
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -150,12 +150,8 @@ async def evaluate_pending(conn: AsyncConnection, *, now: datetime, min_age_s: f
 
 async def get_request(conn: AsyncConnection, *, request_id: uuid.UUID) -> dict[str, Any]:
     """A request with its checks (and their evidence), approvals in force and every decision."""
-    request = await visible_row(
-        conn,
-        f"select {REQUEST_COLUMNS} from {REQUEST_FROM} where x.id = %s",
-        (request_id,),
-        f"promotion request {request_id}",
-        field="request_id",
+    request = await visible_by_id(
+        conn, REQUEST_COLUMNS, REQUEST_FROM, "x.id", request_id, what="promotion request", field="request_id"
     )
     request["decisions"] = await dict_rows(
         conn,

@@ -34,7 +34,7 @@ from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
 
 from control_room.db.rows import dict_rows, first_dict_row
-from control_room.services.errors import Invalid, the_only_id, visible_row
+from control_room.services.errors import Invalid, the_only_id, visible_by_id, visible_row
 from control_room.services.jobs import validate_params
 from control_room.services.pagination import ListQuery, fetch_rows
 
@@ -639,12 +639,8 @@ async def get_schedule(
     conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, upcoming: int = 10, fires: int = 50
 ) -> dict[str, Any]:
     """A schedule with its next ``upcoming`` fire times and its latest fires."""
-    schedule = await visible_row(
-        conn,
-        f"select {SCHEDULE_COLUMNS} from {SCHEDULE_FROM} where s.id = %s",
-        (schedule_id,),
-        f"schedule {schedule_id}",
-        field="schedule_id",
+    schedule = await visible_by_id(
+        conn, SCHEDULE_COLUMNS, SCHEDULE_FROM, "s.id", schedule_id, what="schedule", field="schedule_id"
     )
     schedule["fires"] = await dict_rows(
         conn,
