@@ -10,6 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.tables import data_table
 from control_room.state.catalog import CatalogRow, CatalogState, ColumnRow, LineRow
@@ -100,12 +101,11 @@ def _panel() -> rx.Component:
 @layout(route=routes.CATALOG, title="Catalog", on_load=CatalogState.open_page)
 def catalog_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Catalog", size="6"),
+        page_heading(
+            "Catalog",
             rx.spacer(),
             rx.input(placeholder="Search name, column, description, tag, owner", value=CatalogState.text,
                      on_change=CatalogState.set_text.debounce(300), width="360px", id="catalog-search"),
-            width="100%", align="center",
         ),
         error_callout(CatalogState.error, size="2"),
         data_table(("Dataset", "Kind", "Namespace", "Columns", "Owner"), rx.foreach(CatalogState.rows, _row),

@@ -10,6 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
 from control_room.components.tables import data_table
@@ -52,12 +53,11 @@ def _linked_row(row: MlflowRunRow) -> rx.Component:
 @layout(route=routes.ML_EXPERIMENTS, title="Experiments", on_load=ExperimentsState.open_page)
 def experiments_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Experiments", size="6"),
+        page_heading(
+            "Experiments",
             rx.spacer(),
             rx.input(placeholder="Search experiments", value=ExperimentsState.text,
                      on_change=ExperimentsState.set_text.debounce(300), width="320px", id="experiments-search"),
-            width="100%", align="center",
         ),
         error_callout(ExperimentsState.error, width="100%"),
         rx.cond(ExperimentsState.linked_run != "", rx.card(rx.vstack(

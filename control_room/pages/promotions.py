@@ -10,6 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.tables import data_table
@@ -76,12 +77,7 @@ def _request_row(row: RequestRow) -> rx.Component:
 @layout(route=routes.PROMOTIONS, title="Promotions", on_load=PromotionsState.open_page)
 def promotions_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Promotions", size="6"),
-            updated_label(PromotionsState.updated_at, PromotionsState.is_loading),
-            rx.spacer(),
-            width="100%", align="center",
-        ),
+        page_heading("Promotions", updated_label(PromotionsState.updated_at, PromotionsState.is_loading), rx.spacer()),
         rx.text("A job version moves dev → staging → prod only through the checks and approvals of the gate into "
                 "each environment; a gated environment runs only its deployed version.", size="2",
                 color_scheme="gray"),
@@ -182,12 +178,12 @@ def promotion_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Promotions", size="2"), spacing="1"),
                 href=routes.PROMOTIONS),
-        rx.hstack(
-            rx.heading(PromotionState.title, size="6", id="promotion-title"),
+        page_heading(
+            PromotionState.title,
             rx.badge(PromotionState.status, color_scheme=PromotionState.tone, size="2", id="promotion-status"),
             rx.spacer(),
             rx.link("Job page", href=PromotionState.job_href, size="2"),
-            width="100%", align="center",
+            heading_id="promotion-title",
         ),
         error_callout(PromotionState.error, "promotion-error", size="2"),
         rx.cond(PromotionState.notice != "", rx.callout(PromotionState.notice, icon="info", color_scheme="indigo")),
