@@ -9,7 +9,9 @@ import reflex as rx
 from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.tables import data_table
+from control_room.components.notice import empty_state
+from control_room.components.paging import newer_older_pager
+from control_room.components.tables import data_table, result_table
 from control_room.state.artifacts import ArtifactsState
 
 # A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
@@ -86,33 +88,14 @@ def _table() -> rx.Component:
 
 
 def _pager() -> rx.Component:
-    bar: rx.Component = rx.hstack(
-        rx.text("Page ", ArtifactsState.page, size="2", color_scheme="gray"),
-        rx.spacer(),
-        rx.button(rx.icon("chevron-left", size=14), "Newer", variant="soft", color_scheme="gray", size="2",
-                  disabled=ArtifactsState.page <= 1, on_click=ArtifactsState.previous_page),
-        rx.button("Older", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~ArtifactsState.has_next, on_click=ArtifactsState.next_page),
-        width="100%",
-        align="center",
-    )  # fmt: skip
-    return bar
+    return newer_older_pager(ArtifactsState, rx.text("Page ", ArtifactsState.page, size="2", color_scheme="gray"))
 
 
 def _table_preview() -> rx.Component:
     box: rx.Component = rx.vstack(
         rx.scroll_area(
-            rx.table.root(
-                rx.table.header(rx.table.row(rx.foreach(ArtifactsState.preview_columns,
-                    lambda c: rx.table.column_header_cell(c)))),
-                rx.table.body(
-                    rx.foreach(ArtifactsState.preview_rows, lambda r: rx.table.row(rx.foreach(r,
-                        lambda v: rx.table.cell(v))))
-                ),
-                size="1",
-                variant="surface",
-                id="preview-table",
-            ),
+            result_table(ArtifactsState.preview_columns, ArtifactsState.preview_rows, variant="surface",
+                         id="preview-table"),
             type="auto",
             scrollbars="both",
             style={"max_height": "460px"},
@@ -232,9 +215,7 @@ def artifacts_page() -> rx.Component:
         error_callout(ArtifactsState.error, width="100%"),
         rx.cond(
             ArtifactsState.loaded & (ArtifactsState.rows.length() == 0),
-            rx.center(rx.vstack(rx.icon("package-open", size=28, color=rx.color("gray", 9)),
-                                rx.text("No artifacts here yet.", size="2", color_scheme="gray"), align="center"),
-                      padding="48px"),
+            empty_state("package-open", "No artifacts here yet."),
             _table(),
         ),
         _pager(),

@@ -11,6 +11,7 @@ from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.tables import result_table
 from control_room.dashboards.models import REFRESH_CHOICES, TIME_RANGES
 from control_room.pages.superset import push_button, push_messages
 from control_room.state.dashboards import Choice, DashboardsState, FilterChoice, Panel
@@ -21,12 +22,8 @@ REFRESH_LABELS = [str(seconds) for seconds in REFRESH_CHOICES]
 
 def _table(panel: Any) -> rx.Component:
     table: rx.Component = rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(rx.foreach(panel.columns, lambda c: rx.table.column_header_cell(c)))),
-            rx.table.body(rx.foreach(panel.rows, lambda row: rx.table.row(
-                rx.foreach(row, lambda v: rx.table.cell(rx.text(v, size="1", class_name="truncate")))))),
-            size="1", width="100%",
-        ),
+        result_table(panel.columns, panel.rows, cell=lambda value: rx.text(value, size="1", class_name="truncate"),
+                     width="100%"),
         max_height="300px", overflow_y="auto", width="100%",
     )  # fmt: skip
     return table

@@ -11,7 +11,7 @@ from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.headings import section_card
 from control_room.components.layout import layout
-from control_room.components.tables import data_table
+from control_room.components.tables import data_table, result_table
 from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
 
 DRAFT: Any = PoliciesState.draft
@@ -134,11 +134,6 @@ def _simulator() -> rx.Component:
     return card
 
 
-def _preview_row(row: Any) -> rx.Component:
-    item: rx.Component = rx.table.row(rx.foreach(row, lambda cell: rx.table.cell(rx.code(cell, variant="ghost"))))
-    return item
-
-
 def _preview() -> rx.Component:
     """As principal X, this query returns…: a run acting as X on the warehouse (its editors only)."""
     set_preview = PoliciesState.set_preview
@@ -167,11 +162,9 @@ def _preview() -> rx.Component:
             spacing="3", align="center",
         ),
         error_callout(PoliciesState.preview_error, "preview-error"),
-        rx.cond(PoliciesState.preview_columns.length() > 0, rx.table.root(
-            rx.table.header(rx.table.row(rx.foreach(PoliciesState.preview_columns,
-                                                    lambda c: rx.table.column_header_cell(c)))),
-            rx.table.body(rx.foreach(PoliciesState.preview_rows, _preview_row)),
-            size="1", width="100%", id="preview-table",
+        rx.cond(PoliciesState.preview_columns.length() > 0, result_table(
+            PoliciesState.preview_columns, PoliciesState.preview_rows,
+            cell=lambda value: rx.code(value, variant="ghost"), width="100%", id="preview-table",
         )),
         spacing="2", width="100%",
     )  # fmt: skip

@@ -9,8 +9,11 @@ import reflex as rx
 from control_room import routes
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.notice import empty_state
+from control_room.components.paging import newer_older_pager
 from control_room.components.schema_form import task_form
 from control_room.components.status import STATUS_COLORS, status_badge
+from control_room.components.tables import data_table
 from control_room.components.times import local_time
 from control_room.services.ui_examples import EXAMPLES
 from control_room.state.base import ALL, ENVIRONMENTS, SessionState
@@ -183,22 +186,7 @@ def _row(run: Any) -> rx.Component:
 
 
 def _table() -> rx.Component:
-    head = RUN_COLUMNS
-    table: rx.Component = rx.table.root(
-        rx.table.header(
-            rx.table.row(
-                *(rx.table.column_header_cell(label, text_align="right" if label == "Duration" else None)
-                  for label in head)
-            )
-        ),
-        rx.table.body(rx.foreach(RunsState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="runs-table",
-    )  # fmt: skip
-    return table
+    return data_table(RUN_COLUMNS, rx.foreach(RunsState.rows, _row), "runs-table", right=("Duration",))
 
 
 def _bulk_bar() -> rx.Component:
@@ -221,31 +209,9 @@ def _bulk_bar() -> rx.Component:
     return bar
 
 
-def _empty() -> rx.Component:
-    box: rx.Component = rx.center(
-        rx.vstack(
-            rx.icon("inbox", size=28, color=rx.color("gray", 9)),
-            rx.text("No runs match these filters.", size="2", color_scheme="gray"),
-            align="center",
-        ),
-        padding="48px",
-        id="runs-empty",
-    )
-    return box
-
-
 def _pager() -> rx.Component:
-    bar: rx.Component = rx.hstack(
-        rx.text(f"{PAGE_SIZE} per page · page ", RunsState.page, size="2", color_scheme="gray", id="runs-page"),
-        rx.spacer(),
-        rx.button(rx.icon("chevron-left", size=14), "Newer", variant="soft", color_scheme="gray", size="2",
-                  disabled=RunsState.page <= 1, on_click=RunsState.previous_page, id="runs-newer"),
-        rx.button("Older", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~RunsState.has_next, on_click=RunsState.next_page, id="runs-older"),
-        width="100%",
-        align="center",
-    )  # fmt: skip
-    return bar
+    label = rx.text(f"{PAGE_SIZE} per page · page ", RunsState.page, size="2", color_scheme="gray", id="runs-page")
+    return newer_older_pager(RunsState, label, "runs")
 
 
 def _submit_dialog() -> rx.Component:
@@ -344,7 +310,8 @@ def runs_page() -> rx.Component:
         rx.cond(RunsState.error != "", rx.callout(RunsState.error, icon="triangle-alert", color_scheme="red",
                                                   size="1", width="100%", id="runs-error")),
         _bulk_bar(),
-        rx.cond(RunsState.loaded & (RunsState.rows.length() == 0), _empty(), _table()),
+        rx.cond(RunsState.loaded & (RunsState.rows.length() == 0),
+                empty_state("inbox", "No runs match these filters.", "runs-empty"), _table()),
         _pager(),
         _submit_dialog(),
         live_ticker(1500, RunsState.tick),
