@@ -7,13 +7,15 @@ from typing import Any
 import reflex as rx
 
 
-def keyset_pager(state: Any, prefix: str) -> rx.Component:
-    """Previous, "Page N", Next of a KeysetPages state; ids ``<prefix>-previous`` and ``<prefix>-next``."""
+def keyset_pager(state: Any, prefix: str | None = None, *, size: str | None = None) -> rx.Component:
+    """Previous, "Page N", Next of a KeysetPages state; ids ``<prefix>-previous`` and ``<prefix>-next`` when a
+    ``prefix`` is given; the buttons in ``size`` when given."""
     pager: rx.Component = rx.hstack(
-        rx.button("Previous", on_click=state.previous_page, disabled=state.page <= 1, variant="soft",
-                  id=f"{prefix}-previous"),
+        rx.button("Previous", on_click=state.previous_page, disabled=state.page <= 1, variant="soft", size=size,
+                  id=prefix and f"{prefix}-previous"),
         rx.text("Page ", state.page, size="2"),
-        rx.button("Next", on_click=state.next_page, disabled=~state.has_next, variant="soft", id=f"{prefix}-next"),
+        rx.button("Next", on_click=state.next_page, disabled=~state.has_next, variant="soft", size=size,
+                  id=prefix and f"{prefix}-next"),
         spacing="3", align="center",
     )  # fmt: skip
     return pager

@@ -53,3 +53,9 @@ def result_table(
         **({"size": "1"} | props),
     )  # fmt: skip
     return table
+
+
+def opener_cell(text: Any, on_click: Any, class_name: str) -> rx.Component:
+    """A body cell whose text opens the row's panel or dialog (a link without an address of its own)."""
+    cell: rx.Component = rx.table.cell(rx.link(text, on_click=on_click, cursor="pointer", class_name=class_name))
+    return cell

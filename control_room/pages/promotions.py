@@ -13,6 +13,7 @@ from control_room.components.forms import error_callout
 from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.paging import keyset_pager
 from control_room.components.tables import data_table
 from control_room.state.promotions import (
     CheckRow,
@@ -97,14 +98,7 @@ def promotions_page() -> rx.Component:
                 rx.text("No promotion request yet: open a job and request one, or run "
                         "`lakehouse promote JOB --version N --to staging`.", color_scheme="gray",
                         id="promotions-empty")),
-        rx.hstack(
-            rx.button("Previous", on_click=PromotionsState.previous_page, disabled=PromotionsState.page <= 1,
-                      variant="soft"),
-            rx.text("Page ", PromotionsState.page, size="2"),
-            rx.button("Next", on_click=PromotionsState.next_page, disabled=~PromotionsState.has_next,
-                      variant="soft"),
-            spacing="3", align="center",
-        ),
+        keyset_pager(PromotionsState),
         live_ticker(LIVE_MS, PromotionsState.tick),
         spacing="4", width="100%",
     )  # fmt: skip

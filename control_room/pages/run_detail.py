@@ -11,6 +11,7 @@ from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.notice import not_found_notice
+from control_room.components.search import search_box
 from control_room.components.status import level_badge, status_badge
 from control_room.components.tables import data_table
 from control_room.components.task_panel import task_panel
@@ -376,12 +377,8 @@ def _events() -> rx.Component:
             on_change=RunDetailState.set_event_task,
             size="1",
         ),
-        rx.debounce_input(
-            rx.input(rx.input.slot(rx.icon("search", size=12)), placeholder="Search messages…",
-                value=RunDetailState.search,
-                     on_change=RunDetailState.set_search, size="1", width="220px", id="event-search"),
-            debounce_timeout=300,
-        ),
+        search_box(RunDetailState.search, RunDetailState.set_search, "Search messages…", "event-search", "220px",
+                   icon_size=12, size="1"),
         rx.hstack(
             rx.switch(checked=RunDetailState.follow, on_change=RunDetailState.set_follow, size="1", id="event-follow"),
             rx.text("Follow", size="1"),

@@ -7,11 +7,13 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import choice_select, dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.notice import empty_state
 from control_room.components.paging import newer_older_pager
 from control_room.components.schema_form import task_form
+from control_room.components.search import search_box
 from control_room.components.status import STATUS_COLORS, status_badge
 from control_room.components.tables import data_table
 from control_room.components.times import local_time
@@ -53,19 +55,8 @@ def _select(name: str, value: rx.Var[str], options: dict[str, str], width: str) 
 def _filters() -> rx.Component:
     bar: rx.Component = rx.vstack(
         rx.hstack(
-            rx.debounce_input(
-                rx.input(
-                    rx.input.slot(rx.icon("search", size=14)),
-                    placeholder="Search name or run id…  ( / )",
-                    value=RunsState.text,
-                    on_change=RunsState.set_text,
-                    width="280px",
-                    size="2",
-                    id="runs-search",
-                    data_search_box="runs",
-                ),
-                debounce_timeout=300,
-            ),
+            search_box(RunsState.text, RunsState.set_text, "Search name or run id…  ( / )", "runs-search", "280px",
+                       size="2", data_search_box="runs"),
             _select("engine", RunsState.engine, {ALL: "All engines", **{e: e for e in ENGINES}}, "140px"),
             _select("trigger", RunsState.trigger, {ALL: "All triggers", **{t: t for t in TRIGGERS}}, "140px"),
             _select("time_range", RunsState.time_range, TIME_LABELS, "150px"),
@@ -215,77 +206,48 @@ def _pager() -> rx.Component:
 
 
 def _submit_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Submit a run"),
-            rx.dialog.description(
-                "Start from an example, edit its tasks in the form or the JSON beside it, and run it in ",
-                rx.text.strong(SessionState.project_name), ".", size="2", color_scheme="gray",
-            ),
-            rx.vstack(
-                rx.hstack(
-                    rx.vstack(
-                        rx.text("Example", size="2", weight="medium"),
-                        rx.select.root(
-                            rx.select.trigger(width="100%", id="submit-example"),
-                            rx.select.content(*(rx.select.item(e.label, value=e.key) for e in EXAMPLES)),
-                            value=RunsState.example_key,
-                            on_change=RunsState.choose_example,
-                        ),
-                        width="100%",
-                        spacing="1",
-                    ),
-                    rx.vstack(
-                        rx.text("Environment", size="2", weight="medium"),
-                        rx.select.root(
-                            rx.select.trigger(width="140px", id="submit-environment"),
-                            rx.select.content(*(rx.select.item(env, value=env) for env in ENVIRONMENTS)),
-                            value=RunsState.submit_environment,
-                            on_change=RunsState.set_submit_environment,
-                        ),
-                        spacing="1",
-                    ),
-                    width="100%",
-                    spacing="3",
+    dialog: rx.Component = form_dialog(
+        "Submit a run",
+        rx.vstack(
+            rx.hstack(
+                field_label("Example", choice_select(RunsState.example_key, [(e.key, e.label) for e in EXAMPLES],
+                                                     RunsState.choose_example, "submit-example")),
+                rx.vstack(
+                    rx.text("Environment", size="2", weight="medium"),
+                    choice_select(RunsState.submit_environment, [(env, env) for env in ENVIRONMENTS],
+                                  RunsState.set_submit_environment, "submit-environment", "140px"),
+                    spacing="1",
                 ),
-                rx.text(RunsState.example_description, size="1", color_scheme="gray"),
-                rx.grid(
-                    rx.box(task_form(RunsState, "submit-form-"), id="submit-form", class_name="submit-form-pane"),
-                    rx.vstack(
-                        rx.text("Spec (JSON)", size="2", weight="medium"),
-                        rx.debounce_input(
-                            rx.text_area(value=RunsState.spec_text, on_change=RunsState.set_spec_text, rows="18",
-                                         class_name="mono", id="submit-spec", width="100%", font_size="12px",
-                                         spell_check=False),
-                            debounce_timeout=300,
-                        ),
-                        rx.text("Params (JSON object)", size="2", weight="medium"),
-                        rx.text_area(value=RunsState.params_text, on_change=RunsState.set_params_text, rows="3",
-                                     class_name="mono", id="submit-params", width="100%", font_size="12px"),
-                        spacing="1", width="100%",
-                    ),
-                    columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
-                ),
-                rx.cond(RunsState.submit_error != "",
-                        rx.callout(RunsState.submit_error, icon="triangle-alert", color_scheme="red", size="1",
-                                   width="100%", id="submit-error")),
-                rx.hstack(
-                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                    rx.button(rx.cond(RunsState.is_submitting, rx.spinner(size="2"), rx.icon("play", size=14)),
-                              "Submit run", on_click=RunsState.submit, disabled=RunsState.is_submitting,
-                              id="submit-confirm"),
-                    justify="end",
-                    width="100%",
-                    spacing="3",
-                ),
-                spacing="2",
-                margin_top="12px",
                 width="100%",
+                spacing="3",
             ),
-            max_width="1120px",
+            rx.text(RunsState.example_description, size="1", color_scheme="gray"),
+            rx.grid(
+                rx.box(task_form(RunsState, "submit-form-"), id="submit-form", class_name="submit-form-pane"),
+                rx.vstack(
+                    rx.text("Spec (JSON)", size="2", weight="medium"),
+                    rx.debounce_input(
+                        rx.text_area(value=RunsState.spec_text, on_change=RunsState.set_spec_text, rows="18",
+                                     class_name="mono", id="submit-spec", width="100%", font_size="12px",
+                                     spell_check=False),
+                        debounce_timeout=300,
+                    ),
+                    rx.text("Params (JSON object)", size="2", weight="medium"),
+                    rx.text_area(value=RunsState.params_text, on_change=RunsState.set_params_text, rows="3",
+                                 class_name="mono", id="submit-params", width="100%", font_size="12px"),
+                    spacing="1", width="100%",
+                ),
+                columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
+            ),
+            error_callout(RunsState.submit_error, "submit-error", width="100%"),
+            dialog_actions("Submit run", RunsState.submit, RunsState.is_submitting, "submit-confirm", icon="play"),
+            spacing="2",
+            margin_top="12px",
+            width="100%",
         ),
-        open=RunsState.submit_open,
-        on_open_change=RunsState.set_submit_open,
+        is_open=RunsState.submit_open, on_open_change=RunsState.set_submit_open, max_width="1120px",
+        description=("Start from an example, edit its tasks in the form or the JSON beside it, and run it in ",
+                     rx.text.strong(SessionState.project_name), "."),
     )  # fmt: skip
     return dialog
 
