@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from control_room import routes
@@ -33,3 +35,10 @@ def empty_state(icon: str, message: str, element_id: str | None = None) -> rx.Co
         id=element_id,
     )  # fmt: skip
     return box
+
+
+def empty_note(message: Any, **props: Any) -> rx.Component:
+    """A list or chart with nothing to show, said in one grey sentence centred in its place; ``props`` (its
+    padding or size, an id) go to the centring box."""
+    note: rx.Component = rx.center(rx.text(message, size="2", color_scheme="gray"), **props)
+    return note

@@ -12,6 +12,7 @@ from control_room.components.dialogs import confirm_dialog
 from control_room.components.forms import error_callout, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.notice import empty_note
 from control_room.components.tables import data_table
 from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
 
@@ -143,7 +144,7 @@ def api_tokens_page() -> rx.Component:
         error_callout(ApiTokensState.error, "api-tokens-error"),
         rx.cond(
             ApiTokensState.loaded & (ApiTokensState.rows.length() == 0),
-            rx.center(rx.text("You have no API tokens yet.", size="2", color_scheme="gray"), padding="32px"),
+            empty_note("You have no API tokens yet.", padding="32px"),
             _table(),
         ),
         _created_dialog(),

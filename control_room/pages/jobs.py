@@ -12,6 +12,7 @@ from control_room.components.forms import error_callout
 from control_room.components.job_dialogs import job_editor_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.notice import empty_note
 from control_room.components.search import search_box
 from control_room.components.status import status_badge
 from control_room.components.tables import data_table
@@ -148,8 +149,7 @@ def jobs_page() -> rx.Component:
             _filters(),
             error_callout(JobsState.error, "jobs-error", width="100%"),
             rx.cond(JobsState.loaded & (JobsState.rows.length() == 0),
-                    rx.center(rx.text("No job matches these filters.", size="2", color_scheme="gray"),
-                              padding="48px", id="jobs-empty"),
+                    empty_note("No job matches these filters.", padding="48px", id="jobs-empty"),
                     _table()),
             _pager(),
             live_ticker(5000, JobsState.tick),

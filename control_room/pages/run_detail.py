@@ -10,7 +10,7 @@ from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
-from control_room.components.notice import not_found_notice
+from control_room.components.notice import empty_note, not_found_notice
 from control_room.components.search import search_box
 from control_room.components.status import level_badge, status_badge
 from control_room.components.tables import data_table
@@ -397,9 +397,8 @@ def _events() -> rx.Component:
                                 on_click=RunDetailState.load_older, id="events-older"), padding="6px"),
         ),
         rx.cond((RunDetailState.events.length() == 0) & (RunDetailState.archived_events.length() == 0),
-                rx.center(rx.text(rx.cond(RunDetailState.archive_notice != "", "No events left in the database: "
-                                          "load the archived ones above.", "No events yet."),
-                                  size="2", color_scheme="gray"), padding="24px")),
+                empty_note(rx.cond(RunDetailState.archive_notice != "", "No events left in the database: "
+                                   "load the archived ones above.", "No events yet."), padding="24px")),
         rx.foreach(RunDetailState.events, _event_row),
     )  # fmt: skip
     # Follow mode: the browser keeps the newest event in view while the log stays scrolled to its end
