@@ -1,7 +1,8 @@
-"""Confirmation dialogs for actions that cannot be undone (revoking an executor's or an API token)."""
+"""Dialogs: confirmations of actions that cannot be undone (revoking a token), and the panels that show one thing."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import reflex as rx
@@ -30,6 +31,32 @@ def confirm_dialog(
                 justify="end",
                 margin_top="16px",
             ),
+        ),
+        open=is_open,
+        on_open_change=on_open_change,
+    )  # fmt: skip
+    return dialog
+
+
+def panel_dialog(
+    header: Sequence[rx.Component],
+    *body: rx.Component,
+    is_open: rx.Var[bool],
+    on_open_change: Any,
+    max_width: str,
+    width: str,
+    element_id: str,
+    **header_props: Any,
+) -> rx.Component:
+    """A wide dialog showing one thing (a dataset, an artifact, a run): a full-width header row of ``header`` with
+    the ✕ that closes it at the right (``header_props`` go to that row), then ``body``."""
+    dialog: rx.Component = rx.dialog.root(
+        rx.dialog.content(
+            rx.hstack(*header, rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost",
+                                                              color_scheme="gray")),
+                      **({"width": "100%"} | header_props)),
+            *body,
+            max_width=max_width, width=width, id=element_id,
         ),
         open=is_open,
         on_open_change=on_open_change,

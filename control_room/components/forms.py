@@ -38,12 +38,20 @@ def error_callout(message: rx.Var[str], element_id: str | None = None, **props: 
 
 
 def dialog_actions(
-    label: str, on_click: Any, busy: Any, button_id: str, *, disabled: Any = False, cancel: str = "Cancel"
+    label: str,
+    on_click: Any,
+    busy: Any,
+    button_id: str,
+    *,
+    disabled: Any = False,
+    cancel: str = "Cancel",
+    icon: str = "check",
 ) -> rx.Component:
-    """The bar at the foot of a form dialog: ``cancel`` (closes it) and the confirm button, spinning while busy."""
+    """The bar at the foot of a form dialog: ``cancel`` (closes it) and the confirm button (its ``icon`` in front),
+    spinning while busy."""
     bar: rx.Component = rx.hstack(
         rx.dialog.close(rx.button(cancel, variant="soft", color_scheme="gray")),
-        rx.button(rx.cond(busy, rx.spinner(size="2"), rx.icon("check", size=14)), label, on_click=on_click,
+        rx.button(rx.cond(busy, rx.spinner(size="2"), rx.icon(icon, size=14)), label, on_click=on_click,
                   disabled=busy | disabled, id=button_id),
         justify="end", width="100%", spacing="3",
     )  # fmt: skip
@@ -55,15 +63,19 @@ def form_dialog(
     *children: rx.Component,
     is_open: rx.Var[bool],
     on_open_change: Any,
-    max_width: str,
-    description: str = "",
+    max_width: str | None = None,
+    description: str | tuple[Any, ...] = "",
+    **content_props: Any,
 ) -> rx.Component:
-    """A dialog framing a form: its title, an optional grey description, then ``children``."""
+    """A dialog framing a form: its title, an optional grey description (a sentence, or its parts: text and
+    vars), then ``children``. ``content_props`` (width, id) go to the dialog's box."""
     heading: list[rx.Component] = [title if isinstance(title, rx.Component) else rx.dialog.title(title)]
     if description:
-        heading.append(rx.dialog.description(description, size="2", color_scheme="gray"))
+        parts = description if isinstance(description, tuple) else (description,)
+        heading.append(rx.dialog.description(*parts, size="2", color_scheme="gray"))
+    look = content_props if max_width is None else {"max_width": max_width} | content_props
     dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(*heading, *children, max_width=max_width),
+        rx.dialog.content(*heading, *children, **look),
         open=is_open,
         on_open_change=on_open_change,
     )

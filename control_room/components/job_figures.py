@@ -35,6 +35,12 @@ def _seconds_over_time(height: int, *, legend_y: float) -> dict[str, Any]:
     )
 
 
+def _durations(points: Sequence[dict[str, Any]], name: str, mode: str, **style: Any) -> go.Scatter:
+    """One trace of a chart of durations: each point's ``duration_s`` over its ``created_at``."""
+    return go.Scatter(x=[point["created_at"] for point in points], y=[point["duration_s"] for point in points],
+                      mode=mode, name=name, **style)  # fmt: skip
+
+
 def duration_figure(runs: Sequence[dict[str, Any]], p95_s: float | None) -> go.Figure:
     """One dot per finished run (x: created, y: duration in seconds) in its outcome's colour, and the p95."""
     figure = go.Figure()
@@ -42,17 +48,14 @@ def duration_figure(runs: Sequence[dict[str, Any]], p95_s: float | None) -> go.F
     for status in sorted({run["status"] for run in finished}):
         points = [run for run in finished if run["status"] == status]
         figure.add_trace(
-            go.Scatter(
-                x=[run["created_at"] for run in points],
-                y=[run["duration_s"] for run in points],
-                mode="markers",
-                name=status,
+            _durations(
+                points, status, "markers",
                 marker={"color": STATUS_HEX.get(status, "#8B8D98"), "size": 9},
                 customdata=[[str(run["id"])[:8], run["trigger"]] for run in points],
                 hovertemplate=f"<b>{status}</b> · run %{{customdata[0]}} (%{{customdata[1]}})"
                 "<br>%{x|%Y-%m-%d %H:%M} UTC · %{y:.1f} s<extra></extra>",
             )
-        )
+        )  # fmt: skip
     if p95_s is not None:
         figure.add_hline(
             y=p95_s, line={"color": "#8E4EC6", "dash": "dash", "width": 1.5},
@@ -90,16 +93,13 @@ def task_trend_figure(tasks: Sequence[dict[str, Any]]) -> go.Figure:
     for index, key in enumerate(sorted({task["key"] for task in tasks})):
         points = [task for task in tasks if task["key"] == key]
         figure.add_trace(
-            go.Scatter(
-                x=[task["created_at"] for task in points],
-                y=[task["duration_s"] for task in points],
-                mode="lines+markers",
-                name=key,
+            _durations(
+                points, key, "lines+markers",
                 line={"color": POOL_COLORS[index % len(POOL_COLORS)], "width": 1.6},
                 marker={"size": 5},
                 hovertemplate=f"<b>{key}</b><br>%{{x|%Y-%m-%d %H:%M}} UTC · %{{y:.1f}} s<extra></extra>",
             )
-        )
+        )  # fmt: skip
     figure.update_layout(**_seconds_over_time(220, legend_y=1.2))
     return figure
 

@@ -1,8 +1,8 @@
-"""The table of a list page or panel: one header row of labels over a body, in the look every page shares."""
+"""The tables of list pages, panels and query results: a header row of labels over a body, in one look."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import reflex as rx
@@ -33,3 +33,29 @@ def data_table(
         id=element_id,
     )
     return table
+
+
+def result_table(
+    columns: rx.Var[Any],
+    rows: rx.Var[Any],
+    *,
+    cell: Callable[[Any], Any] | None = None,
+    **props: Any,
+) -> rx.Component:
+    """The rows of a query or a file, whose columns are known only once read: a header cell per name in
+    ``columns``, then a row per item of ``rows`` with each value in a cell of its own (as ``cell`` shapes it,
+    plain text unless given); small, unless ``props`` (which go to the table) say otherwise."""
+    shape = cell or (lambda value: value)
+    table: rx.Component = rx.table.root(
+        rx.table.header(rx.table.row(rx.foreach(columns, lambda name: rx.table.column_header_cell(name)))),
+        rx.table.body(rx.foreach(rows, lambda row: rx.table.row(rx.foreach(row, lambda value: rx.table.cell(
+            shape(value)))))),
+        **({"size": "1"} | props),
+    )  # fmt: skip
+    return table
+
+
+def opener_cell(text: Any, on_click: Any, class_name: str) -> rx.Component:
+    """A body cell whose text opens the row's panel or dialog (a link without an address of its own)."""
+    cell: rx.Component = rx.table.cell(rx.link(text, on_click=on_click, cursor="pointer", class_name=class_name))
+    return cell

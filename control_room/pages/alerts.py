@@ -10,9 +10,11 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.bell import severity_badge
-from control_room.components.forms import error_callout
+from control_room.components.forms import error_callout, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
+from control_room.components.paging import keyset_pager
+from control_room.components.search import text_search
 from control_room.components.tables import data_table
 from control_room.state.alerts.incident import SNOOZE_CHOICES, IncidentState
 from control_room.state.alerts.incidents import REFRESH_MS, IncidentsState
@@ -103,48 +105,46 @@ def _editor() -> rx.Component:
         spacing="2", width="100%", padding="12px", border=f"1px dashed {rx.color('gray', 6)}",
         border_radius="var(--radius-3)",
     )  # fmt: skip
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(rx.cond(RuleEditorState.rule_id != "", "Edit rule", "New alert rule")),
-            rx.vstack(
-                rx.grid(
-                    _input("name", "Name", "lowercase, digits, - and _", placeholder="orders-failed"),
-                    _field("Kind", _select("kind", [(k, k.replace("_", " ")) for k in KINDS])),
-                    _field("Severity", _select("severity", [("info", "info"), ("warning", "warning"),
-                                                            ("critical", "critical")])),
-                    _field("Scope", rx.select.root(
-                        rx.select.trigger(width="100%", id="rule-scope"),
-                        rx.select.content(rx.select.item("Whole org", value="org"),
-                                          rx.foreach(SessionState.projects, _project_item)),
-                        value=FORM["scope"], on_change=lambda value: RuleEditorState.set_field("scope", value))),
-                    _field("Environment", _select("environment", [(ALL, "every environment"),
-                                                                  *((e, e) for e in ENVIRONMENTS)])),
-                    _input("notify", "Notify", "e-mail, slack:<channel>, webhook:<channel>; members' bells always"),
-                    columns="3", spacing="3", width="100%",
-                ),
-                settings,
-                rx.hstack(
-                    rx.checkbox("Escalate along the routing owners", checked=RuleEditorState.escalate,
-                                on_change=RuleEditorState.set_escalate, id="rule-escalate"),
-                    rx.cond(RuleEditorState.escalate, rx.box(_input("escalate_after_s", "after (s)"), width="140px")),
-                    rx.checkbox("Enabled", checked=RuleEditorState.enabled, on_change=RuleEditorState.set_enabled,
-                                id="rule-enabled"),
-                    spacing="4", align="end",
-                ),
-                _input("description", "Description"),
-                preview,
-                error_callout(RuleEditorState.error, "rule-error"),
-                rx.hstack(
-                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                    rx.button("Save rule", on_click=RuleEditorState.save, loading=RuleEditorState.is_saving,
-                              id="rule-save"),
-                    justify="end", width="100%", spacing="3",
-                ),
-                spacing="4", width="100%",
+    dialog: rx.Component = form_dialog(
+        rx.dialog.title(rx.cond(RuleEditorState.rule_id != "", "Edit rule", "New alert rule")),
+        rx.vstack(
+            rx.grid(
+                _input("name", "Name", "lowercase, digits, - and _", placeholder="orders-failed"),
+                _field("Kind", _select("kind", [(k, k.replace("_", " ")) for k in KINDS])),
+                _field("Severity", _select("severity", [("info", "info"), ("warning", "warning"),
+                                                        ("critical", "critical")])),
+                _field("Scope", rx.select.root(
+                    rx.select.trigger(width="100%", id="rule-scope"),
+                    rx.select.content(rx.select.item("Whole org", value="org"),
+                                      rx.foreach(SessionState.projects, _project_item)),
+                    value=FORM["scope"], on_change=lambda value: RuleEditorState.set_field("scope", value))),
+                _field("Environment", _select("environment", [(ALL, "every environment"),
+                                                              *((e, e) for e in ENVIRONMENTS)])),
+                _input("notify", "Notify", "e-mail, slack:<channel>, webhook:<channel>; members' bells always"),
+                columns="3", spacing="3", width="100%",
             ),
-            max_width="860px", width="92vw", id="rule-editor",
+            settings,
+            rx.hstack(
+                rx.checkbox("Escalate along the routing owners", checked=RuleEditorState.escalate,
+                            on_change=RuleEditorState.set_escalate, id="rule-escalate"),
+                rx.cond(RuleEditorState.escalate, rx.box(_input("escalate_after_s", "after (s)"), width="140px")),
+                rx.checkbox("Enabled", checked=RuleEditorState.enabled, on_change=RuleEditorState.set_enabled,
+                            id="rule-enabled"),
+                spacing="4", align="end",
+            ),
+            _input("description", "Description"),
+            preview,
+            error_callout(RuleEditorState.error, "rule-error"),
+            rx.hstack(
+                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                rx.button("Save rule", on_click=RuleEditorState.save, loading=RuleEditorState.is_saving,
+                          id="rule-save"),
+                justify="end", width="100%", spacing="3",
+            ),
+            spacing="4", width="100%",
         ),
-        open=RuleEditorState.is_open, on_open_change=RuleEditorState.set_open,
+        is_open=RuleEditorState.is_open, on_open_change=RuleEditorState.set_open,
+        max_width="860px", width="92vw", id="rule-editor",
     )  # fmt: skip
     return dialog
 
@@ -241,28 +241,26 @@ def _incident_dialog() -> rx.Component:
                   on_click=IncidentState.resolve, id="incident-resolve"),
         spacing="2", align="center", wrap="wrap",
     )  # fmt: skip
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.hstack(
-                severity_badge(INCIDENT.severity), state_badge(INCIDENT.state),
-                rx.dialog.title(INCIDENT.title, margin="0", id="incident-title"), spacing="2", align="center",
-            ),
-            rx.text(INCIDENT.summary, size="2", color_scheme="gray", margin_y="8px"),
-            error_callout(IncidentState.error, "incident-error"),
-            rx.grid(*(rx.vstack(rx.text(label, size="1", color_scheme="gray"), rx.text(value, size="2"), spacing="0")
-                      for label, value in facts), columns="3", spacing="3", width="100%", margin_y="12px"),
-            rx.cond(INCIDENT.run_href != "", rx.link(rx.hstack(rx.icon("external-link", size=14), "Open the run",
-                                                                spacing="1", align="center"),
-                                                      href=INCIDENT.run_href, id="incident-run")),
-            rx.cond(IncidentState.can_act & (INCIDENT.state != "resolved"), rx.box(actions, margin_y="12px")),
-            rx.heading("Timeline: firings, messages sent, acks", size="3", margin_top="12px"),
-            rx.vstack(rx.foreach(IncidentState.timeline, _timeline_line), spacing="1", id="incident-timeline",
-                      margin_top="8px"),
-            rx.hstack(rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")), justify="end",
-                      margin_top="16px"),
-            max_width="900px", width="92vw", id="incident-detail",
+    dialog: rx.Component = form_dialog(
+        rx.hstack(
+            severity_badge(INCIDENT.severity), state_badge(INCIDENT.state),
+            rx.dialog.title(INCIDENT.title, margin="0", id="incident-title"), spacing="2", align="center",
         ),
-        open=IncidentState.is_open, on_open_change=IncidentState.set_open,
+        rx.text(INCIDENT.summary, size="2", color_scheme="gray", margin_y="8px"),
+        error_callout(IncidentState.error, "incident-error"),
+        rx.grid(*(rx.vstack(rx.text(label, size="1", color_scheme="gray"), rx.text(value, size="2"), spacing="0")
+                  for label, value in facts), columns="3", spacing="3", width="100%", margin_y="12px"),
+        rx.cond(INCIDENT.run_href != "", rx.link(rx.hstack(rx.icon("external-link", size=14), "Open the run",
+                                                            spacing="1", align="center"),
+                                                  href=INCIDENT.run_href, id="incident-run")),
+        rx.cond(IncidentState.can_act & (INCIDENT.state != "resolved"), rx.box(actions, margin_y="12px")),
+        rx.heading("Timeline: firings, messages sent, acks", size="3", margin_top="12px"),
+        rx.vstack(rx.foreach(IncidentState.timeline, _timeline_line), spacing="1", id="incident-timeline",
+                  margin_top="8px"),
+        rx.hstack(rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")), justify="end",
+                  margin_top="16px"),
+        is_open=IncidentState.is_open, on_open_change=IncidentState.set_open,
+        max_width="900px", width="92vw", id="incident-detail",
     )  # fmt: skip
     return dialog
 
@@ -282,8 +280,8 @@ def _incidents() -> rx.Component:
                                   *(rx.select.item(s, value=s) for s in ("info", "warning", "critical"))),
                 value=IncidentsState.severity, on_change=IncidentsState.set_severity,
             ),
-            rx.input(placeholder="Search title or subject", value=IncidentsState.text, width="260px",
-                     on_change=IncidentsState.set_text.debounce(300), id="incident-search"),
+            text_search(IncidentsState.text, IncidentsState.set_text, "Search title or subject", "incident-search",
+                        "260px"),
             spacing="3", align="center", wrap="wrap",
         ),
         error_callout(IncidentsState.error, size="2"),
@@ -292,14 +290,7 @@ def _incidents() -> rx.Component:
                    class_name="data-table"),
         rx.cond(IncidentsState.loaded & (IncidentsState.rows.length() == 0),
                 rx.text("No incident here.", color_scheme="gray", size="2", id="incidents-empty")),
-        rx.hstack(
-            rx.button("Previous", on_click=IncidentsState.previous_page, disabled=IncidentsState.page <= 1,
-                      variant="soft", size="1"),
-            rx.text("Page ", IncidentsState.page, size="2"),
-            rx.button("Next", on_click=IncidentsState.next_page, disabled=~IncidentsState.has_next, variant="soft",
-                      size="1"),
-            spacing="3", align="center",
-        ),
+        keyset_pager(IncidentsState, size="1"),
         live_ticker(REFRESH_MS, IncidentsState.load),
         _incident_dialog(),
         spacing="3", width="100%",

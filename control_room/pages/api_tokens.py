@@ -9,9 +9,10 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.dialogs import confirm_dialog
-from control_room.components.forms import error_callout
+from control_room.components.forms import error_callout, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.notice import empty_note
 from control_room.components.tables import data_table
 from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
 
@@ -95,31 +96,28 @@ def _table() -> rx.Component:
 
 
 def _created_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Token ", ApiTokensState.created_name, " created"),
-            rx.dialog.description(
-                "Copy it now: it is shown this once and only its hash is stored. "
-                "Send it in the header Authorization: Bearer <token>.",
-                size="2",
-            ),
-            rx.hstack(
-                rx.code(ApiTokensState.created_token, size="2", id="created-token", class_name="mono",
-                        style={"word_break": "break-all"}),
-                rx.icon_button(rx.icon("copy", size=14), size="1", variant="soft",
-                               on_click=rx.set_clipboard(ApiTokensState.created_token), aria_label="Copy token"),
-                spacing="2",
-                align="center",
-                margin_top="12px",
-            ),
-            rx.hstack(
-                rx.dialog.close(rx.button("Done", id="created-token-done")),
-                justify="end",
-                margin_top="16px",
-            ),
+    dialog: rx.Component = form_dialog(
+        rx.dialog.title("Token ", ApiTokensState.created_name, " created"),
+        rx.dialog.description(
+            "Copy it now: it is shown this once and only its hash is stored. "
+            "Send it in the header Authorization: Bearer <token>.",
+            size="2",
         ),
-        open=ApiTokensState.created_token != "",
-        on_open_change=ApiTokensState.forget_created,
+        rx.hstack(
+            rx.code(ApiTokensState.created_token, size="2", id="created-token", class_name="mono",
+                    style={"word_break": "break-all"}),
+            rx.icon_button(rx.icon("copy", size=14), size="1", variant="soft",
+                           on_click=rx.set_clipboard(ApiTokensState.created_token), aria_label="Copy token"),
+            spacing="2",
+            align="center",
+            margin_top="12px",
+        ),
+        rx.hstack(
+            rx.dialog.close(rx.button("Done", id="created-token-done")),
+            justify="end",
+            margin_top="16px",
+        ),
+        is_open=ApiTokensState.created_token != "", on_open_change=ApiTokensState.forget_created,
     )  # fmt: skip
     return dialog
 
@@ -146,7 +144,7 @@ def api_tokens_page() -> rx.Component:
         error_callout(ApiTokensState.error, "api-tokens-error"),
         rx.cond(
             ApiTokensState.loaded & (ApiTokensState.rows.length() == 0),
-            rx.center(rx.text("You have no API tokens yet.", size="2", color_scheme="gray"), padding="32px"),
+            empty_note("You have no API tokens yet.", padding="32px"),
             _table(),
         ),
         _created_dialog(),

@@ -7,9 +7,13 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
-from control_room.components.tables import data_table
+from control_room.components.notice import empty_state
+from control_room.components.paging import newer_older_pager
+from control_room.components.search import search_box
+from control_room.components.tables import data_table, result_table
 from control_room.state.artifacts import ArtifactsState
 
 # A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
@@ -55,12 +59,7 @@ def _row(artifact: Any) -> rx.Component:
 
 def _toolbar() -> rx.Component:
     bar: rx.Component = rx.hstack(
-        rx.debounce_input(
-            rx.input(rx.input.slot(rx.icon("search", size=14)), placeholder="Filter by name…",
-                value=ArtifactsState.text,
-                     on_change=ArtifactsState.set_text, width="280px", id="artifacts-search"),
-            debounce_timeout=300,
-        ),
+        search_box(ArtifactsState.text, ArtifactsState.set_text, "Filter by name…", "artifacts-search", "280px"),
         rx.cond(
             ArtifactsState.run_filter != "",
             rx.badge(
@@ -86,33 +85,14 @@ def _table() -> rx.Component:
 
 
 def _pager() -> rx.Component:
-    bar: rx.Component = rx.hstack(
-        rx.text("Page ", ArtifactsState.page, size="2", color_scheme="gray"),
-        rx.spacer(),
-        rx.button(rx.icon("chevron-left", size=14), "Newer", variant="soft", color_scheme="gray", size="2",
-                  disabled=ArtifactsState.page <= 1, on_click=ArtifactsState.previous_page),
-        rx.button("Older", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~ArtifactsState.has_next, on_click=ArtifactsState.next_page),
-        width="100%",
-        align="center",
-    )  # fmt: skip
-    return bar
+    return newer_older_pager(ArtifactsState, rx.text("Page ", ArtifactsState.page, size="2", color_scheme="gray"))
 
 
 def _table_preview() -> rx.Component:
     box: rx.Component = rx.vstack(
         rx.scroll_area(
-            rx.table.root(
-                rx.table.header(rx.table.row(rx.foreach(ArtifactsState.preview_columns,
-                    lambda c: rx.table.column_header_cell(c)))),
-                rx.table.body(
-                    rx.foreach(ArtifactsState.preview_rows, lambda r: rx.table.row(rx.foreach(r,
-                        lambda v: rx.table.cell(v))))
-                ),
-                size="1",
-                variant="surface",
-                id="preview-table",
-            ),
+            result_table(ArtifactsState.preview_columns, ArtifactsState.preview_rows, variant="surface",
+                         id="preview-table"),
             type="auto",
             scrollbars="both",
             style={"max_height": "460px"},
@@ -175,51 +155,48 @@ def _verify_result() -> rx.Component:
 
 
 def _preview_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
+    header = (
+        rx.vstack(
+            rx.dialog.title(SELECTED.name, margin="0", id="preview-title"),
             rx.hstack(
-                rx.vstack(
-                    rx.dialog.title(SELECTED.name, margin="0", id="preview-title"),
-                    rx.hstack(
-                        rx.text(SELECTED.content_type, size="1", color_scheme="gray"),
-                        rx.text("·", size="1", color_scheme="gray"),
-                        rx.text(SELECTED.size, size="1", color_scheme="gray"),
-                        rx.text("·", size="1", color_scheme="gray"),
-                        rx.text("task ", SELECTED.task_key, " attempt ", SELECTED.attempt, size="1",
-                                color_scheme="gray"),
-                        spacing="2",
-                    ),
-                    rx.code("sha256:", SELECTED.sha256, size="1", variant="ghost", color_scheme="gray",
-                            id="preview-sha"),
-                    spacing="1",
-                    min_width="0",
-                ),
-                rx.spacer(),
-                rx.button(rx.icon("shield-check", size=14), "Verify", variant="soft", on_click=ArtifactsState.verify,
-                          loading=ArtifactsState.verify_state == "checking", id="verify-artifact"),
-                rx.button(rx.icon("download", size=14), "Download", variant="soft", color_scheme="gray",
-                          on_click=ArtifactsState.download, id="download-artifact"),
-                rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
-                width="100%",
-                align="start",
+                rx.text(SELECTED.content_type, size="1", color_scheme="gray"),
+                rx.text("·", size="1", color_scheme="gray"),
+                rx.text(SELECTED.size, size="1", color_scheme="gray"),
+                rx.text("·", size="1", color_scheme="gray"),
+                rx.text("task ", SELECTED.task_key, " attempt ", SELECTED.attempt, size="1",
+                        color_scheme="gray"),
                 spacing="2",
             ),
-            rx.vstack(
-                _verify_result(),
-                rx.cond(ArtifactsState.preview_note != "", rx.callout(ArtifactsState.preview_note, icon="info",
-                    size="1", width="100%")),
-                rx.cond(ArtifactsState.preview_loading, rx.center(rx.spinner(size="3"), padding="32px", width="100%"),
-                        _preview_body()),
-                spacing="3",
-                margin_top="16px",
-                width="100%",
-            ),
-            max_width="960px",
-            width="90vw",
-            id="artifact-preview",
+            rx.code("sha256:", SELECTED.sha256, size="1", variant="ghost", color_scheme="gray",
+                    id="preview-sha"),
+            spacing="1",
+            min_width="0",
         ),
-        open=ArtifactsState.preview_open,
+        rx.spacer(),
+        rx.button(rx.icon("shield-check", size=14), "Verify", variant="soft", on_click=ArtifactsState.verify,
+                  loading=ArtifactsState.verify_state == "checking", id="verify-artifact"),
+        rx.button(rx.icon("download", size=14), "Download", variant="soft", color_scheme="gray",
+                  on_click=ArtifactsState.download, id="download-artifact"),
+    )
+    dialog: rx.Component = panel_dialog(
+        header,
+        rx.vstack(
+            _verify_result(),
+            rx.cond(ArtifactsState.preview_note != "", rx.callout(ArtifactsState.preview_note, icon="info",
+                size="1", width="100%")),
+            rx.cond(ArtifactsState.preview_loading, rx.center(rx.spinner(size="3"), padding="32px", width="100%"),
+                    _preview_body()),
+            spacing="3",
+            margin_top="16px",
+            width="100%",
+        ),
+        is_open=ArtifactsState.preview_open,
         on_open_change=ArtifactsState.set_preview_open,
+        max_width="960px",
+        width="90vw",
+        element_id="artifact-preview",
+        align="start",
+        spacing="2",
     )  # fmt: skip
     return dialog
 
@@ -232,9 +209,7 @@ def artifacts_page() -> rx.Component:
         error_callout(ArtifactsState.error, width="100%"),
         rx.cond(
             ArtifactsState.loaded & (ArtifactsState.rows.length() == 0),
-            rx.center(rx.vstack(rx.icon("package-open", size=28, color=rx.color("gray", 9)),
-                                rx.text("No artifacts here yet.", size="2", color_scheme="gray"), align="center"),
-                      padding="48px"),
+            empty_state("package-open", "No artifacts here yet."),
             _table(),
         ),
         _pager(),

@@ -7,6 +7,7 @@ import reflex as rx
 from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
+from control_room.components.tables import result_table
 from control_room.state.ask import AskState
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
@@ -19,12 +20,7 @@ def _result() -> rx.Component:
         rx.cond(AskState.has_chart, rx.card(rx.plotly.basic(data=AskState.figure, config=PLOT_CONFIG, width="100%"),
                                             width="100%", id="ask-chart")),
         rx.box(
-            rx.table.root(
-                rx.table.header(rx.table.row(rx.foreach(AskState.columns, lambda c: rx.table.column_header_cell(c)))),
-                rx.table.body(rx.foreach(AskState.rows, lambda row: rx.table.row(
-                    rx.foreach(row, lambda v: rx.table.cell(v))))),
-                size="1", width="100%", id="ask-table",
-            ),
+            result_table(AskState.columns, AskState.rows, width="100%", id="ask-table"),
             max_height="360px", overflow_y="auto", width="100%",
         ),
         spacing="3", width="100%",

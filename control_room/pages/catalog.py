@@ -9,9 +9,13 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
-from control_room.components.tables import data_table
+from control_room.components.paging import keyset_pager
+from control_room.components.search import text_search
+from control_room.components.tables import data_table, opener_cell
 from control_room.state.catalog import CatalogRow, CatalogState, ColumnRow, LineRow
 
 # Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
@@ -22,8 +26,7 @@ SELECTED: Any = CatalogState.selected
 
 def _row(row: CatalogRow) -> rx.Component:
     item: rx.Component = rx.table.row(
-        rx.table.cell(rx.link(row.name, on_click=CatalogState.open_dataset(row.id), cursor="pointer",
-                              class_name="catalog-name")),
+        opener_cell(row.name, CatalogState.open_dataset(row.id), "catalog-name"),
         rx.table.cell(rx.badge(row.kind, variant="surface", size="1")),
         rx.table.cell(rx.text(row.namespace, size="1", color_scheme="gray", class_name="truncate")),
         rx.table.cell(rx.text(row.columns, class_name="tabular")),
@@ -63,49 +66,43 @@ def _lines(key: str, title: str, empty: str) -> rx.Component:
 
 
 def _panel() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.hstack(
-                rx.vstack(rx.dialog.title(SELECTED.name, id="dataset-name"),
-                          rx.text(SELECTED.description, size="2", color_scheme="gray"), spacing="1"),
-                rx.spacer(),
-                rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
-                width="100%", align="start",
-            ),
-            error_callout(CatalogState.panel_error),
-            rx.grid(
-                rx.foreach(FACTS, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
-                                                          rx.text(fact[1], size="2"), spacing="0")),
-                columns="3", spacing="3", width="100%", margin_y="12px", id="dataset-facts",
-            ),
-            rx.heading("Schema", size="3"),
-            data_table(("Column", "Type", "Description"), rx.foreach(CatalogState.columns, _column), "dataset-columns",
-                       plain=True, size="1"),
-            rx.grid(
-                _lines("quality", "Quality (dbt tests)", "No tests on this dataset."),
-                _lines("schema_changes", "Schema changes", "No schema change recorded."),
-                _lines("upstream", "Upstream", "Nothing upstream."),
-                _lines("downstream", "Downstream", "Nothing downstream."),
-                columns="2", spacing="4", width="100%", margin_top="16px",
-            ),
-            rx.box(_lines("runs", "Runs that read or wrote it", "No run recorded."), margin_top="16px"),
-            max_width="1000px", width="92vw", id="dataset-panel",
+    header = (
+        rx.vstack(rx.dialog.title(SELECTED.name, id="dataset-name"),
+                  rx.text(SELECTED.description, size="2", color_scheme="gray"), spacing="1"),
+        rx.spacer(),
+    )
+    return panel_dialog(
+        header,
+        error_callout(CatalogState.panel_error),
+        rx.grid(
+            rx.foreach(FACTS, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
+                                                      rx.text(fact[1], size="2"), spacing="0")),
+            columns="3", spacing="3", width="100%", margin_y="12px", id="dataset-facts",
         ),
-        open=CatalogState.panel_open,
-        on_open_change=CatalogState.set_panel_open,
+        rx.heading("Schema", size="3"),
+        data_table(("Column", "Type", "Description"), rx.foreach(CatalogState.columns, _column), "dataset-columns",
+                   plain=True, size="1"),
+        rx.grid(
+            _lines("quality", "Quality (dbt tests)", "No tests on this dataset."),
+            _lines("schema_changes", "Schema changes", "No schema change recorded."),
+            _lines("upstream", "Upstream", "Nothing upstream."),
+            _lines("downstream", "Downstream", "Nothing downstream."),
+            columns="2", spacing="4", width="100%", margin_top="16px",
+        ),
+        rx.box(_lines("runs", "Runs that read or wrote it", "No run recorded."), margin_top="16px"),
+        is_open=CatalogState.panel_open, on_open_change=CatalogState.set_panel_open,
+        max_width="1000px", width="92vw", element_id="dataset-panel", align="start",
     )  # fmt: skip
-    return dialog
 
 
 @layout(route=routes.CATALOG, title="Catalog", on_load=CatalogState.open_page)
 def catalog_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Catalog", size="6"),
+        page_heading(
+            "Catalog",
             rx.spacer(),
-            rx.input(placeholder="Search name, column, description, tag, owner", value=CatalogState.text,
-                     on_change=CatalogState.set_text.debounce(300), width="360px", id="catalog-search"),
-            width="100%", align="center",
+            text_search(CatalogState.text, CatalogState.set_text, "Search name, column, description, tag, owner",
+                        "catalog-search", "360px"),
         ),
         error_callout(CatalogState.error, size="2"),
         data_table(("Dataset", "Kind", "Namespace", "Columns", "Owner"), rx.foreach(CatalogState.rows, _row),
@@ -113,14 +110,7 @@ def catalog_page() -> rx.Component:
         rx.cond(CatalogState.loaded & (CatalogState.rows.length() == 0),
                 rx.text("No dataset yet: run a dbt build or send OpenLineage events to /api/v1/lineage.",
                         color_scheme="gray", id="catalog-empty")),
-        rx.hstack(
-            rx.button("Previous", on_click=CatalogState.previous_page, disabled=CatalogState.page <= 1,
-                      variant="soft", id="catalog-previous"),
-            rx.text("Page ", CatalogState.page, size="2"),
-            rx.button("Next", on_click=CatalogState.next_page, disabled=~CatalogState.has_next, variant="soft",
-                      id="catalog-next"),
-            spacing="3", align="center",
-        ),
+        keyset_pager(CatalogState, "catalog"),
         _panel(),
         spacing="4", width="100%",
     )  # fmt: skip

@@ -8,9 +8,10 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.forms import error_callout
+from control_room.components.forms import error_callout, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.tables import result_table
 from control_room.dashboards.models import REFRESH_CHOICES, TIME_RANGES
 from control_room.pages.superset import push_button, push_messages
 from control_room.state.dashboards import Choice, DashboardsState, FilterChoice, Panel
@@ -21,12 +22,8 @@ REFRESH_LABELS = [str(seconds) for seconds in REFRESH_CHOICES]
 
 def _table(panel: Any) -> rx.Component:
     table: rx.Component = rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(rx.foreach(panel.columns, lambda c: rx.table.column_header_cell(c)))),
-            rx.table.body(rx.foreach(panel.rows, lambda row: rx.table.row(
-                rx.foreach(row, lambda v: rx.table.cell(rx.text(v, size="1", class_name="truncate")))))),
-            size="1", width="100%",
-        ),
+        result_table(panel.columns, panel.rows, cell=lambda value: rx.text(value, size="1", class_name="truncate"),
+                     width="100%"),
         max_height="300px", overflow_y="auto", width="100%",
     )  # fmt: skip
     return table
@@ -75,33 +72,30 @@ def _filter(item: FilterChoice) -> rx.Component:
 
 
 def _editor() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Edit dashboard YAML"),
-            rx.text("Datasets are SQL on the ops views, read with your rights; :project_id, :since, :until and "
-                    "each filter's name are bound for you. Schema: spec/dashboard.schema.json.",
-                    size="1", color_scheme="gray"),
-            rx.grid(
-                rx.text_area(value=DashboardsState.source_yaml, on_change=DashboardsState.set_source_yaml,
-                             font_family="monospace", font_size="12px", height="60vh", id="dashboard-yaml"),
-                rx.box(_rows(DashboardsState.preview), height="60vh", overflow_y="auto", id="dashboard-preview"),
-                columns="2", spacing="3", width="100%",
-            ),
-            error_callout(DashboardsState.editor_error, "dashboard-editor-error"),
-            rx.hstack(
-                rx.text("Save as", size="2"),
-                rx.input(value=DashboardsState.save_slug, on_change=DashboardsState.set_save_slug, width="220px",
-                         id="dashboard-slug"),
-                rx.spacer(),
-                rx.button("Preview", on_click=DashboardsState.preview_yaml, variant="soft", id="dashboard-preview-btn"),
-                rx.button("Save", on_click=DashboardsState.save, id="dashboard-save"),
-                rx.dialog.close(rx.button("Cancel", variant="ghost", color_scheme="gray")),
-                width="100%", align="center", margin_top="8px",
-            ),
-            max_width="1400px", width="95vw",
+    dialog: rx.Component = form_dialog(
+        "Edit dashboard YAML",
+        rx.text("Datasets are SQL on the ops views, read with your rights; :project_id, :since, :until and "
+                "each filter's name are bound for you. Schema: spec/dashboard.schema.json.",
+                size="1", color_scheme="gray"),
+        rx.grid(
+            rx.text_area(value=DashboardsState.source_yaml, on_change=DashboardsState.set_source_yaml,
+                         font_family="monospace", font_size="12px", height="60vh", id="dashboard-yaml"),
+            rx.box(_rows(DashboardsState.preview), height="60vh", overflow_y="auto", id="dashboard-preview"),
+            columns="2", spacing="3", width="100%",
         ),
-        open=DashboardsState.editor_open,
-        on_open_change=DashboardsState.set_editor_open,
+        error_callout(DashboardsState.editor_error, "dashboard-editor-error"),
+        rx.hstack(
+            rx.text("Save as", size="2"),
+            rx.input(value=DashboardsState.save_slug, on_change=DashboardsState.set_save_slug, width="220px",
+                     id="dashboard-slug"),
+            rx.spacer(),
+            rx.button("Preview", on_click=DashboardsState.preview_yaml, variant="soft", id="dashboard-preview-btn"),
+            rx.button("Save", on_click=DashboardsState.save, id="dashboard-save"),
+            rx.dialog.close(rx.button("Cancel", variant="ghost", color_scheme="gray")),
+            width="100%", align="center", margin_top="8px",
+        ),
+        is_open=DashboardsState.editor_open, on_open_change=DashboardsState.set_editor_open,
+        max_width="1400px", width="95vw",
     )  # fmt: skip
     return dialog
 

@@ -12,6 +12,7 @@ from control_room.components.dialogs import confirm_dialog
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.notice import empty_note
 from control_room.components.status import status_badge
 from control_room.components.tables import data_table
 from control_room.state.base import SessionState
@@ -143,8 +144,7 @@ def executors_page() -> rx.Component:
                     ExecutorsState.chart_has_data,
                     rx.plotly.basic(data=ExecutorsState.chart, config={"displayModeBar": False, "responsive": True},
                                     width="100%", id="pool-chart"),
-                    rx.center(rx.text("No pool has run anything in the last hour.", size="2", color_scheme="gray"),
-                              height="120px", width="100%"),
+                    empty_note("No pool has run anything in the last hour.", height="120px", width="100%"),
                 ),
                 spacing="2",
                 width="100%",
@@ -154,8 +154,7 @@ def executors_page() -> rx.Component:
         error_callout(ExecutorsState.error, "executors-error", width="100%"),
         rx.cond(
             ExecutorsState.loaded & (ExecutorsState.rows.length() == 0),
-            rx.center(rx.text("No executor has registered yet: start one with `lakehouse-executor run`.",
-                              size="2", color_scheme="gray"), padding="32px"),
+            empty_note("No executor has registered yet: start one with `lakehouse-executor run`.", padding="32px"),
             _table(),
         ),
         _revoke_dialog(),

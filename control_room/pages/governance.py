@@ -10,6 +10,7 @@ import reflex as rx
 from control_room import routes
 from control_room.components.draggable import draggable_row
 from control_room.components.forms import dialog_actions, error_callout, field_label, form_dialog
+from control_room.components.headings import section_card
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.tables import data_table
@@ -408,17 +409,14 @@ def _simulator() -> rx.Component:
         ),
         spacing="2",
     )
-    card: rx.Component = rx.card(
-        rx.vstack(
-            rx.heading("Simulator", size="3"),
-            rx.text("Where would such a task go, and what would hold it?", size="1", color_scheme="gray"),
-            form,
-            rx.cond(GovernanceState.sim_ran, result),
-            spacing="3",
-            width="100%",
-        ),
+    card: rx.Component = section_card(
+        "Simulator",
+        rx.text("Where would such a task go, and what would hold it?", size="1", color_scheme="gray"),
+        form,
+        rx.cond(GovernanceState.sim_ran, result),
+        spacing="3",
         width="100%",
-        id="simulator",
+        card_id="simulator",
     )
     return card
 
@@ -649,55 +647,52 @@ def _effective_task(t: Any) -> rx.Component:
 
 def _effective_panel() -> rx.Component:
     """Which limits apply to a spec's tasks and which is tightest, without submitting anything."""
-    card: rx.Component = rx.card(
-        rx.vstack(
-            rx.heading("Effective caps for a spec", size="3"),
-            rx.text(
-                "Paste a run spec or one task (YAML or JSON), or pick a job template: each task is routed as at "
-                "enqueue, then every cap and the spec's own ceilings are weighed.",
-                size="1",
-                color_scheme="gray",
-            ),
-            rx.hstack(
-                rx.select(
-                    GovernanceState.eff_templates,
-                    value=GovernanceState.eff_template,
-                    placeholder="pick a job template",
-                    size="1",
-                    on_change=GovernanceState.pick_template,
-                    id="eff-template",
-                ),
-                *_scope_pickers("eff"),
-                rx.button(
-                    rx.icon("gauge", size=13),
-                    "Show limits",
-                    size="1",
-                    on_click=GovernanceState.show_effective,
-                    id="eff-show",
-                ),
-                spacing="2",
-                wrap="wrap",
-            ),
-            rx.text_area(
-                value=GovernanceState.eff_spec,
-                on_change=lambda v: GovernanceState.set_eff("spec", v),
-                rows="7",
-                width="100%",
-                class_name="mono",
-                id="eff-spec",
-            ),
-            error_callout(GovernanceState.eff_error, "eff-error"),
-            rx.cond(
-                GovernanceState.eff_ran,
-                rx.vstack(
-                    rx.foreach(GovernanceState.eff_tasks, _effective_task), spacing="4", width="100%", id="eff-result"
-                ),
-            ),
-            spacing="3",
-            width="100%",
+    card: rx.Component = section_card(
+        "Effective caps for a spec",
+        rx.text(
+            "Paste a run spec or one task (YAML or JSON), or pick a job template: each task is routed as at "
+            "enqueue, then every cap and the spec's own ceilings are weighed.",
+            size="1",
+            color_scheme="gray",
         ),
+        rx.hstack(
+            rx.select(
+                GovernanceState.eff_templates,
+                value=GovernanceState.eff_template,
+                placeholder="pick a job template",
+                size="1",
+                on_change=GovernanceState.pick_template,
+                id="eff-template",
+            ),
+            *_scope_pickers("eff"),
+            rx.button(
+                rx.icon("gauge", size=13),
+                "Show limits",
+                size="1",
+                on_click=GovernanceState.show_effective,
+                id="eff-show",
+            ),
+            spacing="2",
+            wrap="wrap",
+        ),
+        rx.text_area(
+            value=GovernanceState.eff_spec,
+            on_change=lambda v: GovernanceState.set_eff("spec", v),
+            rows="7",
+            width="100%",
+            class_name="mono",
+            id="eff-spec",
+        ),
+        error_callout(GovernanceState.eff_error, "eff-error"),
+        rx.cond(
+            GovernanceState.eff_ran,
+            rx.vstack(
+                rx.foreach(GovernanceState.eff_tasks, _effective_task), spacing="4", width="100%", id="eff-result"
+            ),
+        ),
+        spacing="3",
         width="100%",
-        id="effective-caps",
+        card_id="effective-caps",
     )
     return card
 

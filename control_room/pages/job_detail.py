@@ -20,7 +20,7 @@ from control_room.components.job_dialogs import (
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
-from control_room.components.tables import data_table
+from control_room.components.tables import data_table, opener_cell
 from control_room.state.job.backfills import BackfillState
 from control_room.state.job.detail import JobState
 from control_room.state.job.editor import JobEditorState
@@ -255,8 +255,7 @@ def _versions() -> rx.Component:
 
 def _schedule_row(schedule: ScheduleRow) -> rx.Component:
     row: rx.Component = rx.table.row(
-        rx.table.cell(rx.link(schedule.name, on_click=ScheduleState.select(schedule.id), cursor="pointer",
-                              class_name="schedule-link")),
+        opener_cell(schedule.name, ScheduleState.select(schedule.id), "schedule-link"),
         rx.table.cell(rx.badge(schedule.environment, variant="outline", color_scheme="gray")),
         rx.table.cell(rx.code(schedule.cron, variant="ghost"), rx.text(" ", schedule.timezone, size="1",
                                                                        color_scheme="gray")),

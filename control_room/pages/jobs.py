@@ -12,6 +12,8 @@ from control_room.components.forms import error_callout
 from control_room.components.job_dialogs import job_editor_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.notice import empty_note
+from control_room.components.search import search_box
 from control_room.components.status import status_badge
 from control_room.components.tables import data_table
 from control_room.state.base import ALL, SessionState
@@ -37,11 +39,7 @@ def _choice(name: str, value: rx.Var[str], all_label: str, options: Any, width: 
 
 def _filters() -> rx.Component:
     bar: rx.Component = rx.hstack(
-        rx.debounce_input(
-            rx.input(rx.input.slot(rx.icon("search", size=14)), placeholder="Search name, owner, tag…",
-                     value=JobsState.text, on_change=JobsState.set_text, width="260px", size="2", id="jobs-search"),
-            debounce_timeout=300,
-        ),
+        search_box(JobsState.text, JobsState.set_text, "Search name, owner, tag…", "jobs-search", "260px", size="2"),
         _choice("tag", JobsState.tag, "All tags", JobsState.tag_options, "140px"),
         _choice("owner", JobsState.owner, "All owners", JobsState.owner_options, "220px"),
         _choice("last_status", JobsState.last_status, "Any last run", list(LAST_STATUSES), "150px"),
@@ -151,8 +149,7 @@ def jobs_page() -> rx.Component:
             _filters(),
             error_callout(JobsState.error, "jobs-error", width="100%"),
             rx.cond(JobsState.loaded & (JobsState.rows.length() == 0),
-                    rx.center(rx.text("No job matches these filters.", size="2", color_scheme="gray"),
-                              padding="48px", id="jobs-empty"),
+                    empty_note("No job matches these filters.", padding="48px", id="jobs-empty"),
                     _table()),
             _pager(),
             live_ticker(5000, JobsState.tick),

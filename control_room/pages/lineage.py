@@ -10,6 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.state.lineage import LegendRow, LineageState, NodeRow
 
@@ -113,12 +114,12 @@ def _graph() -> rx.Component:
 @layout(route=routes.LINEAGE, title="Lineage", on_load=LineageState.open_page)
 def lineage_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Lineage", size="6"),
+        page_heading(
+            "Lineage",
             rx.text(LineageState.summary, size="2", color_scheme="gray", id="lineage-summary"),
             rx.spacer(),
             rx.hstack(rx.foreach(LineageState.legend_rows, _legend), spacing="3"),
-            width="100%", align="center", spacing="3",
+            spacing="3",
         ),
         _controls(),
         error_callout(LineageState.error, "lineage-error", size="2"),

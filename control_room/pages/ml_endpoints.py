@@ -10,8 +10,9 @@ import reflex as rx
 from control_room import routes
 from control_room.components.dialogs import confirm_dialog
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
-from control_room.components.tables import data_table
+from control_room.components.tables import data_table, opener_cell
 from control_room.state.serving import EndpointRow, EndpointsState, ReplicaRow
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
@@ -26,8 +27,7 @@ def _health_badge(health: rx.Var[str] | str) -> rx.Component:
 
 def _endpoint_row(row: EndpointRow) -> rx.Component:
     item: rx.Component = rx.table.row(
-        rx.table.cell(rx.link(row.name, on_click=EndpointsState.open_endpoint(row.name), cursor="pointer",
-                              class_name="endpoint-name")),
+        opener_cell(row.name, EndpointsState.open_endpoint(row.name), "endpoint-name"),
         rx.table.cell(_health_badge(row.health)),
         rx.table.cell(rx.text(row.replicas, class_name="tabular")),
         rx.table.cell(rx.text(row.traffic, size="2")),
@@ -116,9 +116,9 @@ def _try_it() -> rx.Component:
 @layout(route=routes.ML_ENDPOINTS, title="Endpoints", on_load=EndpointsState.open_page)
 def endpoints_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(rx.heading("Serving endpoints", size="6"), rx.spacer(),
-                  rx.button(rx.icon("refresh-cw", size=14), "Refresh", on_click=EndpointsState.refresh,
-                            variant="soft", id="endpoints-refresh"), width="100%", align="center"),
+        page_heading("Serving endpoints", rx.spacer(),
+                     rx.button(rx.icon("refresh-cw", size=14), "Refresh", on_click=EndpointsState.refresh,
+                               variant="soft", id="endpoints-refresh")),
         error_callout(EndpointsState.error, width="100%"),
         _create_form(),
         rx.cond(EndpointsState.message != "", rx.callout(EndpointsState.message, icon="check", color_scheme="green",

@@ -9,10 +9,13 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
-from control_room.components.tables import data_table
+from control_room.components.search import text_search
+from control_room.components.tables import data_table, opener_cell
 from control_room.state.ml import (
     CompareParam,
     ExperimentRow,
@@ -52,12 +55,11 @@ def _linked_row(row: MlflowRunRow) -> rx.Component:
 @layout(route=routes.ML_EXPERIMENTS, title="Experiments", on_load=ExperimentsState.open_page)
 def experiments_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Experiments", size="6"),
+        page_heading(
+            "Experiments",
             rx.spacer(),
-            rx.input(placeholder="Search experiments", value=ExperimentsState.text,
-                     on_change=ExperimentsState.set_text.debounce(300), width="320px", id="experiments-search"),
-            width="100%", align="center",
+            text_search(ExperimentsState.text, ExperimentsState.set_text, "Search experiments", "experiments-search",
+                        "320px"),
         ),
         error_callout(ExperimentsState.error, width="100%"),
         rx.cond(ExperimentsState.linked_run != "", rx.card(rx.vstack(
@@ -86,8 +88,7 @@ def _run_row(row: MlflowRunRow) -> rx.Component:
     item: rx.Component = rx.table.row(
         rx.table.cell(rx.checkbox(checked=row.selected, on_change=lambda _v: ExperimentState.toggle_run(row.run_id),
                                   class_name="run-select")),
-        rx.table.cell(rx.link(row.name, on_click=ExperimentState.open_run(row.run_id), cursor="pointer",
-                              class_name="mlflow-run-name")),
+        opener_cell(row.name, ExperimentState.open_run(row.run_id), "mlflow-run-name"),
         rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
         rx.table.cell(rx.text(row.started, size="1")),
         rx.foreach(row.cells, lambda value: rx.table.cell(rx.text(value, size="2", class_name="tabular"))),
@@ -134,25 +135,19 @@ def _compare_table(rows: Any, title: str, ident: str) -> rx.Component:
 
 
 def _compare_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.hstack(rx.dialog.title("Compare runs"), rx.spacer(),
-                      rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
-                      width="100%"),
-            rx.hstack(rx.text("Metric", size="2"),
-                      rx.select(ExperimentState.compare_metric_names, value=ExperimentState.compare_metric,
-                                on_change=ExperimentState.set_compare_metric, size="1", id="compare-metric"),
-                      spacing="2", align="center"),
-            rx.plotly.basic(data=ExperimentState.compare_chart, config=PLOT_CONFIG, width="100%", id="compare-chart"),
-            rx.grid(_compare_table(ExperimentState.compare_params, "Params (differences highlighted)",
-                                   "compare-params"),
-                    _compare_table(ExperimentState.compare_metrics, "Metrics: last (min, max)", "compare-metrics"),
-                    columns="2", spacing="4", width="100%"),
-            max_width="1100px", width="94vw", id="compare-dialog",
-        ),
-        open=ExperimentState.compare_open, on_open_change=ExperimentState.set_compare_open,
+    return panel_dialog(
+        (rx.dialog.title("Compare runs"), rx.spacer()),
+        rx.hstack(rx.text("Metric", size="2"),
+                  rx.select(ExperimentState.compare_metric_names, value=ExperimentState.compare_metric,
+                            on_change=ExperimentState.set_compare_metric, size="1", id="compare-metric"),
+                  spacing="2", align="center"),
+        rx.plotly.basic(data=ExperimentState.compare_chart, config=PLOT_CONFIG, width="100%", id="compare-chart"),
+        rx.grid(_compare_table(ExperimentState.compare_params, "Params (differences highlighted)", "compare-params"),
+                _compare_table(ExperimentState.compare_metrics, "Metrics: last (min, max)", "compare-metrics"),
+                columns="2", spacing="4", width="100%"),
+        is_open=ExperimentState.compare_open, on_open_change=ExperimentState.set_compare_open,
+        max_width="1100px", width="94vw", element_id="compare-dialog",
     )  # fmt: skip
-    return dialog
 
 
 def _fact(fact: KeyValue) -> rx.Component:
@@ -162,22 +157,18 @@ def _fact(fact: KeyValue) -> rx.Component:
 
 
 def _run_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.hstack(rx.dialog.title(ExperimentState.detail_name, id="mlflow-run-title"), rx.spacer(),
-                      rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray")),
-                      width="100%"),
-            rx.cond(ExperimentState.detail_lakehouse_run != "",
-                    rx.link("Open the control-room run that logged it",
-                            href="/runs/" + ExperimentState.detail_lakehouse_run, id="mlflow-run-origin")),
-            rx.table.root(rx.table.body(rx.foreach(ExperimentState.detail_facts, _fact)), size="1", width="100%",
-                          id="mlflow-run-facts"),
-            rx.heading("Artifacts", size="3", margin_top="12px"),
-            rx.vstack(rx.foreach(ExperimentState.detail_artifacts, lambda path: rx.code(path, variant="ghost")),
-                      spacing="1", id="mlflow-run-artifacts"),
-            max_width="760px", width="92vw", id="mlflow-run-dialog",
-        ),
-        open=ExperimentState.detail_open, on_open_change=ExperimentState.set_detail_open,
+    dialog: rx.Component = panel_dialog(
+        (rx.dialog.title(ExperimentState.detail_name, id="mlflow-run-title"), rx.spacer()),
+        rx.cond(ExperimentState.detail_lakehouse_run != "",
+                rx.link("Open the control-room run that logged it",
+                        href="/runs/" + ExperimentState.detail_lakehouse_run, id="mlflow-run-origin")),
+        rx.table.root(rx.table.body(rx.foreach(ExperimentState.detail_facts, _fact)), size="1", width="100%",
+                      id="mlflow-run-facts"),
+        rx.heading("Artifacts", size="3", margin_top="12px"),
+        rx.vstack(rx.foreach(ExperimentState.detail_artifacts, lambda path: rx.code(path, variant="ghost")),
+                  spacing="1", id="mlflow-run-artifacts"),
+        is_open=ExperimentState.detail_open, on_open_change=ExperimentState.set_detail_open,
+        max_width="760px", width="92vw", element_id="mlflow-run-dialog",
     )  # fmt: skip
     return dialog
 

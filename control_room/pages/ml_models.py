@@ -10,14 +10,13 @@ from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
-from control_room.components.tables import data_table
+from control_room.components.tables import data_table, opener_cell
 from control_room.state.ml import ALIASES, KeyValue, ModelRow, ModelsState, VersionRow
 
 
 def _model_row(row: ModelRow) -> rx.Component:
     item: rx.Component = rx.table.row(
-        rx.table.cell(rx.link(row.name, on_click=ModelsState.open_model(row.name), cursor="pointer",
-                              class_name="model-name")),
+        opener_cell(row.name, ModelsState.open_model(row.name), "model-name"),
         rx.table.cell(rx.text(row.latest, class_name="tabular")),
         rx.table.cell(rx.text(row.aliases, size="2")),
         rx.table.cell(rx.text(row.updated, size="1")),

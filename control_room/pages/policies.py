@@ -9,8 +9,9 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import section_card
 from control_room.components.layout import layout
-from control_room.components.tables import data_table
+from control_room.components.tables import data_table, result_table
 from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
 
 DRAFT: Any = PoliciesState.draft
@@ -64,127 +65,108 @@ def _input(
 
 def _editor() -> rx.Component:
     set_draft = PoliciesState.set_draft
-    card: rx.Component = rx.card(
-        rx.vstack(
-            rx.heading("New or changed policy", size="3"),
-            rx.hstack(
-                _input("name", "name, e.g. mask-email", DRAFT, set_draft, "policy"),
-                _select("kind", ["grant", "deny", "row_filter", "column_mask"], DRAFT, set_draft, "kind"),
-                _select("target_kind", ["dataset", "schema", "tag"], DRAFT, set_draft, "on (dataset)"),
-                _input("target", "dataset name, schema prefix or tag", DRAFT, set_draft, "policy", "260px"),
-                wrap="wrap", spacing="2",
-            ),
-            rx.hstack(
-                _select("principal_kind", ["everyone", "group", "user", "service_principal"], DRAFT, set_draft,
-                        "for (everyone)"),
-                _input("principal", "group, e-mail or service principal", DRAFT, set_draft, "policy", "240px"),
-                _select("privilege", ["read", "write", "admin"], DRAFT, set_draft, "privilege"),
-                wrap="wrap", spacing="2",
-            ),
-            rx.hstack(
-                _input("mask_column", "column to mask", DRAFT, set_draft, "policy"),
-                _select("mask_kind", ["null", "hash", "redact", "partial", "expression"], DRAFT, set_draft, "mask"),
-                _input("row_filter", "row filter, e.g. region = 'EU'", DRAFT, set_draft, "policy", "320px"),
-                wrap="wrap", spacing="2",
-            ),
-            rx.button("Save policy", on_click=PoliciesState.save_policy, id="policy-save"),
-            spacing="3",
+    card: rx.Component = section_card(
+        "New or changed policy",
+        rx.hstack(
+            _input("name", "name, e.g. mask-email", DRAFT, set_draft, "policy"),
+            _select("kind", ["grant", "deny", "row_filter", "column_mask"], DRAFT, set_draft, "kind"),
+            _select("target_kind", ["dataset", "schema", "tag"], DRAFT, set_draft, "on (dataset)"),
+            _input("target", "dataset name, schema prefix or tag", DRAFT, set_draft, "policy", "260px"),
+            wrap="wrap", spacing="2",
         ),
-        width="100%",
+        rx.hstack(
+            _select("principal_kind", ["everyone", "group", "user", "service_principal"], DRAFT, set_draft,
+                    "for (everyone)"),
+            _input("principal", "group, e-mail or service principal", DRAFT, set_draft, "policy", "240px"),
+            _select("privilege", ["read", "write", "admin"], DRAFT, set_draft, "privilege"),
+            wrap="wrap", spacing="2",
+        ),
+        rx.hstack(
+            _input("mask_column", "column to mask", DRAFT, set_draft, "policy"),
+            _select("mask_kind", ["null", "hash", "redact", "partial", "expression"], DRAFT, set_draft, "mask"),
+            _input("row_filter", "row filter, e.g. region = 'EU'", DRAFT, set_draft, "policy", "320px"),
+            wrap="wrap", spacing="2",
+        ),
+        rx.button("Save policy", on_click=PoliciesState.save_policy, id="policy-save"),
+        spacing="3",
     )  # fmt: skip
     return card
 
 
 def _groups() -> rx.Component:
-    card: rx.Component = rx.card(
-        rx.vstack(
-            rx.heading("Groups", size="3"),
-            rx.foreach(PoliciesState.groups, lambda line: rx.text(line, size="2", class_name="policy-group")),
-            rx.cond(PoliciesState.can_edit_groups, rx.hstack(
-                rx.input(placeholder="group, e.g. analysts", value=PoliciesState.group_name,
-                         on_change=PoliciesState.set_group_name, id="group-name"),
-                rx.input(placeholder="members' e-mails, comma-separated", value=PoliciesState.group_members,
-                         on_change=PoliciesState.set_group_members, width="320px", id="group-members"),
-                rx.button("Save group", on_click=PoliciesState.save_group, variant="soft", id="group-save"),
-                spacing="2", wrap="wrap",
-            )),
-            spacing="2",
-        ),
-        width="100%",
+    card: rx.Component = section_card(
+        "Groups",
+        rx.foreach(PoliciesState.groups, lambda line: rx.text(line, size="2", class_name="policy-group")),
+        rx.cond(PoliciesState.can_edit_groups, rx.hstack(
+            rx.input(placeholder="group, e.g. analysts", value=PoliciesState.group_name,
+                     on_change=PoliciesState.set_group_name, id="group-name"),
+            rx.input(placeholder="members' e-mails, comma-separated", value=PoliciesState.group_members,
+                     on_change=PoliciesState.set_group_members, width="320px", id="group-members"),
+            rx.button("Save group", on_click=PoliciesState.save_group, variant="soft", id="group-save"),
+            spacing="2", wrap="wrap",
+        )),
+        spacing="2",
     )  # fmt: skip
     return card
 
 
 def _simulator() -> rx.Component:
     set_question = PoliciesState.set_question
-    card: rx.Component = rx.card(
-        rx.vstack(
-            rx.heading("Simulator", size="3"),
-            rx.hstack(
-                rx.el.select(rx.el.option("group", value="group"), rx.el.option("user", value="user"),
-                             value=QUESTION["kind"].to(str), on_change=lambda v: set_question("kind", v),
-                             id="simulate-kind", class_name="policy-select"),
-                _input("principal", "analysts", QUESTION, set_question, "simulate", "160px"),
-                rx.text("read column", size="2"),
-                _input("column", "email (optional)", QUESTION, set_question, "simulate", "140px"),
-                rx.text("of", size="2"),
-                _input("dataset", "customers", QUESTION, set_question, "simulate", "200px"),
-                rx.button("Ask", on_click=PoliciesState.simulate, variant="soft", id="simulate-ask"),
-                spacing="2", align="center", wrap="wrap",
-            ),
-            rx.cond(PoliciesState.verdict != "",
-                    rx.callout(PoliciesState.verdict, size="1", id="simulate-verdict",
-                               color_scheme=rx.cond(PoliciesState.verdict_allowed, "green", "red"))),
-            spacing="2",
+    card: rx.Component = section_card(
+        "Simulator",
+        rx.hstack(
+            rx.el.select(rx.el.option("group", value="group"), rx.el.option("user", value="user"),
+                         value=QUESTION["kind"].to(str), on_change=lambda v: set_question("kind", v),
+                         id="simulate-kind", class_name="policy-select"),
+            _input("principal", "analysts", QUESTION, set_question, "simulate", "160px"),
+            rx.text("read column", size="2"),
+            _input("column", "email (optional)", QUESTION, set_question, "simulate", "140px"),
+            rx.text("of", size="2"),
+            _input("dataset", "customers", QUESTION, set_question, "simulate", "200px"),
+            rx.button("Ask", on_click=PoliciesState.simulate, variant="soft", id="simulate-ask"),
+            spacing="2", align="center", wrap="wrap",
         ),
-        width="100%",
+        rx.cond(PoliciesState.verdict != "",
+                rx.callout(PoliciesState.verdict, size="1", id="simulate-verdict",
+                           color_scheme=rx.cond(PoliciesState.verdict_allowed, "green", "red"))),
+        spacing="2",
     )  # fmt: skip
     return card
-
-
-def _preview_row(row: Any) -> rx.Component:
-    item: rx.Component = rx.table.row(rx.foreach(row, lambda cell: rx.table.cell(rx.code(cell, variant="ghost"))))
-    return item
 
 
 def _preview() -> rx.Component:
     """As principal X, this query returns…: a run acting as X on the warehouse (its editors only)."""
     set_preview = PoliciesState.set_preview
-    card: rx.Component = rx.card(
-        rx.vstack(
-            rx.heading("Preview as a principal", size="3"),
-            rx.text("Runs the query on the warehouse as them: their refusals, row filters and masks apply as in "
-                    "their own tasks.", size="1", color_scheme="gray"),
-            rx.hstack(
-                rx.text("As", size="2"),
-                rx.el.select(rx.el.option("a member of group", value="group"), rx.el.option("user", value="user"),
-                             rx.el.option("service principal", value="service_principal"),
-                             value=PREVIEW["kind"].to(str), on_change=lambda v: set_preview("kind", v),
-                             id="preview-kind", class_name="policy-select"),
-                _input("principal", "analysts, or an e-mail", PREVIEW, set_preview, "preview", "220px"),
-                rx.text("on", size="2"),
-                _input("dataset", "customers", PREVIEW, set_preview, "preview", "220px"),
-                spacing="2", align="center", wrap="wrap",
-            ),
-            rx.text_area(placeholder="A query (empty: the dataset's first 20 rows, every column)",
-                         value=PREVIEW["sql"].to(str), on_change=lambda v: set_preview("sql", v), id="preview-sql",
-                         width="100%", rows="2"),
-            rx.hstack(
-                rx.button("Run preview", on_click=PoliciesState.run_preview, loading=PoliciesState.preview_running,
-                          id="preview-run"),
-                rx.text(PoliciesState.preview_status, size="2", color_scheme="gray", id="preview-status"),
-                spacing="3", align="center",
-            ),
-            error_callout(PoliciesState.preview_error, "preview-error"),
-            rx.cond(PoliciesState.preview_columns.length() > 0, rx.table.root(
-                rx.table.header(rx.table.row(rx.foreach(PoliciesState.preview_columns,
-                                                        lambda c: rx.table.column_header_cell(c)))),
-                rx.table.body(rx.foreach(PoliciesState.preview_rows, _preview_row)),
-                size="1", width="100%", id="preview-table",
-            )),
-            spacing="2", width="100%",
+    card: rx.Component = section_card(
+        "Preview as a principal",
+        rx.text("Runs the query on the warehouse as them: their refusals, row filters and masks apply as in "
+                "their own tasks.", size="1", color_scheme="gray"),
+        rx.hstack(
+            rx.text("As", size="2"),
+            rx.el.select(rx.el.option("a member of group", value="group"), rx.el.option("user", value="user"),
+                         rx.el.option("service principal", value="service_principal"),
+                         value=PREVIEW["kind"].to(str), on_change=lambda v: set_preview("kind", v),
+                         id="preview-kind", class_name="policy-select"),
+            _input("principal", "analysts, or an e-mail", PREVIEW, set_preview, "preview", "220px"),
+            rx.text("on", size="2"),
+            _input("dataset", "customers", PREVIEW, set_preview, "preview", "220px"),
+            spacing="2", align="center", wrap="wrap",
         ),
-        width="100%",
+        rx.text_area(placeholder="A query (empty: the dataset's first 20 rows, every column)",
+                     value=PREVIEW["sql"].to(str), on_change=lambda v: set_preview("sql", v), id="preview-sql",
+                     width="100%", rows="2"),
+        rx.hstack(
+            rx.button("Run preview", on_click=PoliciesState.run_preview, loading=PoliciesState.preview_running,
+                      id="preview-run"),
+            rx.text(PoliciesState.preview_status, size="2", color_scheme="gray", id="preview-status"),
+            spacing="3", align="center",
+        ),
+        error_callout(PoliciesState.preview_error, "preview-error"),
+        rx.cond(PoliciesState.preview_columns.length() > 0, result_table(
+            PoliciesState.preview_columns, PoliciesState.preview_rows,
+            cell=lambda value: rx.code(value, variant="ghost"), width="100%", id="preview-table",
+        )),
+        spacing="2", width="100%",
     )  # fmt: skip
     return card
 

@@ -7,6 +7,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import section_card
 from control_room.components.layout import layout
 from control_room.components.tables import data_table
 from control_room.state.base import ProjectChoice, SessionState
@@ -16,8 +17,7 @@ CHANNEL_LABELS = (("email", "E-mail"), ("in_app", "In-app (the bell)"), ("webhoo
 
 
 def _card(title: str, *children: rx.Component) -> rx.Component:
-    card: rx.Component = rx.card(rx.vstack(rx.heading(title, size="3"), *children, spacing="3", width="100%"),
-                                 width="100%")  # fmt: skip
+    card: rx.Component = section_card(title, *children, spacing="3", width="100%")
     return card
 
 

@@ -10,8 +10,10 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.paging import keyset_pager
 from control_room.components.tables import data_table
 from control_room.state.promotions import (
     CheckRow,
@@ -76,12 +78,7 @@ def _request_row(row: RequestRow) -> rx.Component:
 @layout(route=routes.PROMOTIONS, title="Promotions", on_load=PromotionsState.open_page)
 def promotions_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Promotions", size="6"),
-            updated_label(PromotionsState.updated_at, PromotionsState.is_loading),
-            rx.spacer(),
-            width="100%", align="center",
-        ),
+        page_heading("Promotions", updated_label(PromotionsState.updated_at, PromotionsState.is_loading), rx.spacer()),
         rx.text("A job version moves dev → staging → prod only through the checks and approvals of the gate into "
                 "each environment; a gated environment runs only its deployed version.", size="2",
                 color_scheme="gray"),
@@ -101,14 +98,7 @@ def promotions_page() -> rx.Component:
                 rx.text("No promotion request yet: open a job and request one, or run "
                         "`lakehouse promote JOB --version N --to staging`.", color_scheme="gray",
                         id="promotions-empty")),
-        rx.hstack(
-            rx.button("Previous", on_click=PromotionsState.previous_page, disabled=PromotionsState.page <= 1,
-                      variant="soft"),
-            rx.text("Page ", PromotionsState.page, size="2"),
-            rx.button("Next", on_click=PromotionsState.next_page, disabled=~PromotionsState.has_next,
-                      variant="soft"),
-            spacing="3", align="center",
-        ),
+        keyset_pager(PromotionsState),
         live_ticker(LIVE_MS, PromotionsState.tick),
         spacing="4", width="100%",
     )  # fmt: skip
@@ -182,12 +172,12 @@ def promotion_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Promotions", size="2"), spacing="1"),
                 href=routes.PROMOTIONS),
-        rx.hstack(
-            rx.heading(PromotionState.title, size="6", id="promotion-title"),
+        page_heading(
+            PromotionState.title,
             rx.badge(PromotionState.status, color_scheme=PromotionState.tone, size="2", id="promotion-status"),
             rx.spacer(),
             rx.link("Job page", href=PromotionState.job_href, size="2"),
-            width="100%", align="center",
+            heading_id="promotion-title",
         ),
         error_callout(PromotionState.error, "promotion-error", size="2"),
         rx.cond(PromotionState.notice != "", rx.callout(PromotionState.notice, icon="info", color_scheme="indigo")),

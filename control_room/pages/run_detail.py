@@ -10,7 +10,8 @@ from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
-from control_room.components.notice import not_found_notice
+from control_room.components.notice import empty_note, not_found_notice
+from control_room.components.search import search_box
 from control_room.components.status import level_badge, status_badge
 from control_room.components.tables import data_table
 from control_room.components.task_panel import task_panel
@@ -376,12 +377,8 @@ def _events() -> rx.Component:
             on_change=RunDetailState.set_event_task,
             size="1",
         ),
-        rx.debounce_input(
-            rx.input(rx.input.slot(rx.icon("search", size=12)), placeholder="Search messages…",
-                value=RunDetailState.search,
-                     on_change=RunDetailState.set_search, size="1", width="220px", id="event-search"),
-            debounce_timeout=300,
-        ),
+        search_box(RunDetailState.search, RunDetailState.set_search, "Search messages…", "event-search", "220px",
+                   icon_size=12, size="1"),
         rx.hstack(
             rx.switch(checked=RunDetailState.follow, on_change=RunDetailState.set_follow, size="1", id="event-follow"),
             rx.text("Follow", size="1"),
@@ -400,9 +397,8 @@ def _events() -> rx.Component:
                                 on_click=RunDetailState.load_older, id="events-older"), padding="6px"),
         ),
         rx.cond((RunDetailState.events.length() == 0) & (RunDetailState.archived_events.length() == 0),
-                rx.center(rx.text(rx.cond(RunDetailState.archive_notice != "", "No events left in the database: "
-                                          "load the archived ones above.", "No events yet."),
-                                  size="2", color_scheme="gray"), padding="24px")),
+                empty_note(rx.cond(RunDetailState.archive_notice != "", "No events left in the database: "
+                                   "load the archived ones above.", "No events yet."), padding="24px")),
         rx.foreach(RunDetailState.events, _event_row),
     )  # fmt: skip
     # Follow mode: the browser keeps the newest event in view while the log stays scrolled to its end

@@ -7,10 +7,15 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.forms import choice_select, dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.notice import empty_state
+from control_room.components.paging import newer_older_pager
 from control_room.components.schema_form import task_form
+from control_room.components.search import search_box
 from control_room.components.status import STATUS_COLORS, status_badge
+from control_room.components.tables import data_table
 from control_room.components.times import local_time
 from control_room.services.ui_examples import EXAMPLES
 from control_room.state.base import ALL, ENVIRONMENTS, SessionState
@@ -50,19 +55,8 @@ def _select(name: str, value: rx.Var[str], options: dict[str, str], width: str) 
 def _filters() -> rx.Component:
     bar: rx.Component = rx.vstack(
         rx.hstack(
-            rx.debounce_input(
-                rx.input(
-                    rx.input.slot(rx.icon("search", size=14)),
-                    placeholder="Search name or run id…  ( / )",
-                    value=RunsState.text,
-                    on_change=RunsState.set_text,
-                    width="280px",
-                    size="2",
-                    id="runs-search",
-                    data_search_box="runs",
-                ),
-                debounce_timeout=300,
-            ),
+            search_box(RunsState.text, RunsState.set_text, "Search name or run id…  ( / )", "runs-search", "280px",
+                       size="2", data_search_box="runs"),
             _select("engine", RunsState.engine, {ALL: "All engines", **{e: e for e in ENGINES}}, "140px"),
             _select("trigger", RunsState.trigger, {ALL: "All triggers", **{t: t for t in TRIGGERS}}, "140px"),
             _select("time_range", RunsState.time_range, TIME_LABELS, "150px"),
@@ -183,22 +177,7 @@ def _row(run: Any) -> rx.Component:
 
 
 def _table() -> rx.Component:
-    head = RUN_COLUMNS
-    table: rx.Component = rx.table.root(
-        rx.table.header(
-            rx.table.row(
-                *(rx.table.column_header_cell(label, text_align="right" if label == "Duration" else None)
-                  for label in head)
-            )
-        ),
-        rx.table.body(rx.foreach(RunsState.rows, _row)),
-        variant="surface",
-        size="1",
-        width="100%",
-        class_name="data-table",
-        id="runs-table",
-    )  # fmt: skip
-    return table
+    return data_table(RUN_COLUMNS, rx.foreach(RunsState.rows, _row), "runs-table", right=("Duration",))
 
 
 def _bulk_bar() -> rx.Component:
@@ -221,105 +200,54 @@ def _bulk_bar() -> rx.Component:
     return bar
 
 
-def _empty() -> rx.Component:
-    box: rx.Component = rx.center(
-        rx.vstack(
-            rx.icon("inbox", size=28, color=rx.color("gray", 9)),
-            rx.text("No runs match these filters.", size="2", color_scheme="gray"),
-            align="center",
-        ),
-        padding="48px",
-        id="runs-empty",
-    )
-    return box
-
-
 def _pager() -> rx.Component:
-    bar: rx.Component = rx.hstack(
-        rx.text(f"{PAGE_SIZE} per page · page ", RunsState.page, size="2", color_scheme="gray", id="runs-page"),
-        rx.spacer(),
-        rx.button(rx.icon("chevron-left", size=14), "Newer", variant="soft", color_scheme="gray", size="2",
-                  disabled=RunsState.page <= 1, on_click=RunsState.previous_page, id="runs-newer"),
-        rx.button("Older", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~RunsState.has_next, on_click=RunsState.next_page, id="runs-older"),
-        width="100%",
-        align="center",
-    )  # fmt: skip
-    return bar
+    label = rx.text(f"{PAGE_SIZE} per page · page ", RunsState.page, size="2", color_scheme="gray", id="runs-page")
+    return newer_older_pager(RunsState, label, "runs")
 
 
 def _submit_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Submit a run"),
-            rx.dialog.description(
-                "Start from an example, edit its tasks in the form or the JSON beside it, and run it in ",
-                rx.text.strong(SessionState.project_name), ".", size="2", color_scheme="gray",
-            ),
-            rx.vstack(
-                rx.hstack(
-                    rx.vstack(
-                        rx.text("Example", size="2", weight="medium"),
-                        rx.select.root(
-                            rx.select.trigger(width="100%", id="submit-example"),
-                            rx.select.content(*(rx.select.item(e.label, value=e.key) for e in EXAMPLES)),
-                            value=RunsState.example_key,
-                            on_change=RunsState.choose_example,
-                        ),
-                        width="100%",
-                        spacing="1",
-                    ),
-                    rx.vstack(
-                        rx.text("Environment", size="2", weight="medium"),
-                        rx.select.root(
-                            rx.select.trigger(width="140px", id="submit-environment"),
-                            rx.select.content(*(rx.select.item(env, value=env) for env in ENVIRONMENTS)),
-                            value=RunsState.submit_environment,
-                            on_change=RunsState.set_submit_environment,
-                        ),
-                        spacing="1",
-                    ),
-                    width="100%",
-                    spacing="3",
+    dialog: rx.Component = form_dialog(
+        "Submit a run",
+        rx.vstack(
+            rx.hstack(
+                field_label("Example", choice_select(RunsState.example_key, [(e.key, e.label) for e in EXAMPLES],
+                                                     RunsState.choose_example, "submit-example")),
+                rx.vstack(
+                    rx.text("Environment", size="2", weight="medium"),
+                    choice_select(RunsState.submit_environment, [(env, env) for env in ENVIRONMENTS],
+                                  RunsState.set_submit_environment, "submit-environment", "140px"),
+                    spacing="1",
                 ),
-                rx.text(RunsState.example_description, size="1", color_scheme="gray"),
-                rx.grid(
-                    rx.box(task_form(RunsState, "submit-form-"), id="submit-form", class_name="submit-form-pane"),
-                    rx.vstack(
-                        rx.text("Spec (JSON)", size="2", weight="medium"),
-                        rx.debounce_input(
-                            rx.text_area(value=RunsState.spec_text, on_change=RunsState.set_spec_text, rows="18",
-                                         class_name="mono", id="submit-spec", width="100%", font_size="12px",
-                                         spell_check=False),
-                            debounce_timeout=300,
-                        ),
-                        rx.text("Params (JSON object)", size="2", weight="medium"),
-                        rx.text_area(value=RunsState.params_text, on_change=RunsState.set_params_text, rows="3",
-                                     class_name="mono", id="submit-params", width="100%", font_size="12px"),
-                        spacing="1", width="100%",
-                    ),
-                    columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
-                ),
-                rx.cond(RunsState.submit_error != "",
-                        rx.callout(RunsState.submit_error, icon="triangle-alert", color_scheme="red", size="1",
-                                   width="100%", id="submit-error")),
-                rx.hstack(
-                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                    rx.button(rx.cond(RunsState.is_submitting, rx.spinner(size="2"), rx.icon("play", size=14)),
-                              "Submit run", on_click=RunsState.submit, disabled=RunsState.is_submitting,
-                              id="submit-confirm"),
-                    justify="end",
-                    width="100%",
-                    spacing="3",
-                ),
-                spacing="2",
-                margin_top="12px",
                 width="100%",
+                spacing="3",
             ),
-            max_width="1120px",
+            rx.text(RunsState.example_description, size="1", color_scheme="gray"),
+            rx.grid(
+                rx.box(task_form(RunsState, "submit-form-"), id="submit-form", class_name="submit-form-pane"),
+                rx.vstack(
+                    rx.text("Spec (JSON)", size="2", weight="medium"),
+                    rx.debounce_input(
+                        rx.text_area(value=RunsState.spec_text, on_change=RunsState.set_spec_text, rows="18",
+                                     class_name="mono", id="submit-spec", width="100%", font_size="12px",
+                                     spell_check=False),
+                        debounce_timeout=300,
+                    ),
+                    rx.text("Params (JSON object)", size="2", weight="medium"),
+                    rx.text_area(value=RunsState.params_text, on_change=RunsState.set_params_text, rows="3",
+                                 class_name="mono", id="submit-params", width="100%", font_size="12px"),
+                    spacing="1", width="100%",
+                ),
+                columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
+            ),
+            error_callout(RunsState.submit_error, "submit-error", width="100%"),
+            dialog_actions("Submit run", RunsState.submit, RunsState.is_submitting, "submit-confirm", icon="play"),
+            spacing="2",
+            margin_top="12px",
+            width="100%",
         ),
-        open=RunsState.submit_open,
-        on_open_change=RunsState.set_submit_open,
+        is_open=RunsState.submit_open, on_open_change=RunsState.set_submit_open, max_width="1120px",
+        description=("Start from an example, edit its tasks in the form or the JSON beside it, and run it in ",
+                     rx.text.strong(SessionState.project_name), "."),
     )  # fmt: skip
     return dialog
 
@@ -344,7 +272,8 @@ def runs_page() -> rx.Component:
         rx.cond(RunsState.error != "", rx.callout(RunsState.error, icon="triangle-alert", color_scheme="red",
                                                   size="1", width="100%", id="runs-error")),
         _bulk_bar(),
-        rx.cond(RunsState.loaded & (RunsState.rows.length() == 0), _empty(), _table()),
+        rx.cond(RunsState.loaded & (RunsState.rows.length() == 0),
+                empty_state("inbox", "No runs match these filters.", "runs-empty"), _table()),
         _pager(),
         _submit_dialog(),
         live_ticker(1500, RunsState.tick),

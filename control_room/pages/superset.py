@@ -9,6 +9,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.superset_embed import superset_embed
@@ -18,11 +19,11 @@ from control_room.state.superset import REFRESH_MS, SupersetState
 @layout(route=routes.SUPERSET_EMBED, title="Superset dashboard", on_load=SupersetState.open_embed)
 def superset_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.heading("Superset · ", SupersetState.slug, size="6", id="superset-title"),
+        page_heading(
+            ("Superset · ", SupersetState.slug),
             rx.spacer(),
             rx.link(rx.button(rx.icon("arrow-left", size=14), "Dashboards", variant="soft"), href=routes.DASHBOARDS),
-            width="100%", align="center",
+            heading_id="superset-title",
         ),
         error_callout(SupersetState.error, "superset-error", size="2"),
         rx.cond(SupersetState.rls_note != "", rx.text(SupersetState.rls_note, size="2", color_scheme="gray",
