@@ -116,8 +116,13 @@ def sql_agent(database_url: str, executor_id: str, ready: mp.Queue, start: mp.Ev
         counts.put((done, backend_cpu_s(conn) - cpu))
 
 
-def bare_agent(  # type: ignore[type-arg]
-    database_url: str, worker: int, batch: int, ready: mp.Queue, start: mp.Event, counts: mp.Queue
+def bare_agent(
+    database_url: str,
+    worker: int,
+    batch: int,
+    ready: mp.Queue,  # type: ignore[type-arg]
+    start: mp.Event,
+    counts: mp.Queue,  # type: ignore[type-arg]
 ) -> None:
     done = 0
     with psycopg.connect(database_url, autocommit=True) as conn:
