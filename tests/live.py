@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,18 @@ def wait_until_healthy(base_url: str, proc: subprocess.Popen[bytes] | None = Non
             last = exc
         time.sleep(0.1)  # polling a server that is starting: nothing to await
     raise TimeoutError(f"server at {base_url} not healthy after {timeout}s: {last}")
+
+
+def refused_soon(send: Callable[[], httpx.Response], within: float = 5.0) -> httpx.Response:
+    """The first reply of ``send`` that is not a success, trying again until ``within`` seconds have passed.
+
+    The API remembers who a token stands for until the database's notice that something behind it changed
+    arrives (control_room/api/principals.py); a test that changes a token straight in the database is ahead
+    of that notice by a few milliseconds, which a loaded machine may stretch."""
+    deadline = time.monotonic() + within
+    while (reply := send()).is_success and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling the server for the refusal, with a deadline
+    return reply
 
 
 @dataclass

@@ -1,12 +1,9 @@
 """Sign-in for API clients and the caller's own API tokens: POST /auth/sessions returns a bearer token
-(throttled exactly like the sign-in form), /tokens creates (shown once), lists and revokes `lhu_` tokens;
-and the short cache of API token look-ups that OpenLineage ingest authenticates through."""
+(throttled exactly like the sign-in form), /tokens creates (shown once), lists and revokes `lhu_` tokens."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,76 +11,16 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from control_room.api import deps
 from control_room.api.deps import Pool, User, bearer
 from control_room.api.models import Number, Strict
-from control_room.db.connection import get_pool
+from control_room.api.principals import PRINCIPALS
 from control_room.services import auth, users
-from control_room.services.auth import SESSION_TOKEN_PREFIX, USER_TOKEN_PREFIX, UserPrincipal
+from control_room.services.auth import SESSION_TOKEN_PREFIX
 from control_room.services.errors import Forbidden
 
 router = APIRouter(tags=["auth"])
 
 
-class TokenCache:
-    """Users behind `lhu_` API tokens, remembered for ``ttl`` seconds, keyed by the token's SHA-256 (the
-    token itself is never kept). A producer posting hundreds of OpenLineage events a second otherwise
-    costs the database a token look-up (and the API a pool checkout and a round trip) per event.
-
-    What a cached entry may miss is bounded by the TTL: a token revoked or expired, or its user
-    deactivated, in another process is refused within ``ttl`` seconds; revoking through this process's
-    API forgets the user's entries at once. Roles are not cached: the ingest call checks the caller's
-    project role in SQL on every event. Refusals are never cached (a token just created works at once)."""
-
-    def __init__(self, *, ttl: float = 5.0, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self.clock = clock
-        self._entries: dict[str, tuple[float, UserPrincipal]] = {}
-
-    def get(self, digest: str) -> UserPrincipal | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[0] <= self.clock():
-            del self._entries[digest]
-            return None
-        return entry[1]
-
-    def put(self, digest: str, user: UserPrincipal) -> None:
-        now = self.clock()
-        if len(self._entries) >= self.max_entries:
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-        self._entries[digest] = (now + self.ttl, user)
-
-    def forget_user(self, user_id: uuid.UUID) -> None:
-        self._entries = {k: v for k, v in self._entries.items() if v[1].user_id != user_id}
-
-
-API_TOKENS = TokenCache()
-
-
-async def cached_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> UserPrincipal:
-    """The user behind the request's bearer token, as ``deps.user`` finds it, with `lhu_` API tokens
-    looked up through API_TOKENS (other tokens and cookies take the uncached path)."""
-    token = credentials.credentials if credentials is not None and credentials.scheme.lower() == "bearer" else ""
-    if not token.startswith(USER_TOKEN_PREFIX):
-        return await deps.user(await deps.principal(request, await get_pool(), credentials))
-    digest = auth.hash_token(token)
-    known = API_TOKENS.get(digest)
-    if known is not None:
-        return known
-    async with (await get_pool()).connection() as conn:
-        who = await deps.user(await auth.authenticate(conn, token))
-    API_TOKENS.put(digest, who)
-    return who
-
-
-CachedUser = Annotated[UserPrincipal, Depends(cached_user)]
 THROTTLED: dict[int | str, dict[str, Any]] = {"429": {"description": "Too many failed sign-ins: try again later."}}
 
 
@@ -152,6 +89,7 @@ async def sign_out(
         raise Forbidden("this request is not authenticated with a session token; revoke API tokens under /tokens")
     async with db.connection() as conn:
         await users.sign_out(conn, token=token)
+    PRINCIPALS.forget_all()  # at once here; other processes on the database's notice
     return Response(status_code=204)
 
 
@@ -190,5 +128,5 @@ async def revoke_token(name: str, user: User, db: Pool) -> Response:
     """Revoke one of your API tokens by name: its next request gets 401."""
     async with db.connection() as conn:
         await auth.revoke_api_token(conn, user_id=user.user_id, name=name)
-    API_TOKENS.forget_user(user.user_id)
+    PRINCIPALS.forget_all()  # at once here; other processes on the database's notice
     return Response(status_code=204)

@@ -11,9 +11,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from control_room import session_cookie
+from control_room.api.principals import principal_of
 from control_room.config import get_settings
 from control_room.db.connection import get_pool
-from control_room.services.auth import ExecutorPrincipal, UserPrincipal, authenticate, scoped
+from control_room.services.auth import ExecutorPrincipal, UserPrincipal, scoped
 from control_room.services.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="Executor token (lhx_…) or user API token (lhu_…).")
@@ -39,8 +40,7 @@ async def principal(
         token = session_cookie.session_token(request.headers.get("cookie", ""), get_settings())
     if not token:
         raise Unauthorized("send `Authorization: Bearer <token>`")
-    async with db.connection() as conn:
-        return await authenticate(conn, token)
+    return await principal_of(db, token)
 
 
 async def executor(who: Annotated[ExecutorPrincipal | UserPrincipal, Depends(principal)]) -> ExecutorPrincipal:

@@ -11,8 +11,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from control_room.api.auth import CachedUser
-from control_room.api.deps import Executor, Pool, UserConnection
+from control_room.api.deps import Executor, Pool, User, UserConnection
 from control_room.api.executors import leased_task_route
 from control_room.api.models import IsoDatetime, Strict
 from control_room.db.connection import get_pool
@@ -300,7 +299,7 @@ class OpenLineageIngestReply(BaseModel):
     openapi_extra=OPENLINEAGE_BODY,
 )
 async def ingest_openlineage(
-    request: Request, user: CachedUser, project: Annotated[str | None, Query(max_length=200)] = None
+    request: Request, user: User, project: Annotated[str | None, Query(max_length=200)] = None
 ) -> Response:
     """Store an OpenLineage event from an outside producer (point ``OPENLINEAGE_URL`` at the control room
     and ``OPENLINEAGE_API_KEY`` at a user API token with the operator role). The event is validated against
@@ -308,7 +307,7 @@ async def ingest_openlineage(
     eventType and eventTime. Its job, datasets and input -> output edges join the project's lineage.
     ``project`` (slug or id) is needed only when the token's user is operator on several projects."""
     # The hot path of issue 21 (>= 500 events/s): the body is parsed once by orjson and stored as sent,
-    # the token's user comes from a 5-second cache (control_room/api/auth.py), and the reply is encoded
+    # the token's user is remembered between requests (control_room/api/principals.py), and the reply is encoded
     # here rather than validated against its model; the schema check of the event is the validation.
     body = await request.body()
     sent: str | None = None

@@ -18,11 +18,15 @@ log = logging.getLogger(__name__)
 TASKS_CHANNEL = "lakehouse_tasks_queued"  # payload: pool name
 EVENTS_CHANNEL = "lakehouse_events"  # payload: run id
 NOTIFICATIONS_CHANNEL = "lakehouse_notifications"  # payload: user id (the bell)
+AUTH_CHANNEL = "lakehouse_auth_changed"  # no payload: a token, session, user or executor changed
 
 
 # Channels whose notification is work for one waiter, not news for all: the first waiter in line is woken and
 # hands the wake-up on when it is done (see Turn).
 QUEUED_CHANNELS = frozenset({TASKS_CHANNEL})
+
+# Auth generations are unique in the process, across notifiers (the API's lifespan starts a new one each time).
+_AUTH_GENERATIONS = itertools.count(1)
 
 
 @dataclass(eq=False)
@@ -57,6 +61,13 @@ class Notifier:
         self._newest = 0
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._listening = False
+        self._auth_generation = next(_AUTH_GENERATIONS)
+
+    def auth_generation(self) -> int | None:
+        """A number that changes whenever what a token look-up read may have changed (an AUTH_CHANNEL
+        notification, a lost or new LISTEN connection); None while not listening, when nothing is sure."""
+        return self._auth_generation if self._listening else None
 
     def waiter(self, channel: str, key: str) -> asyncio.Event:
         """The event set by the next notification on channel with this payload."""
@@ -103,6 +114,9 @@ class Notifier:
         return True
 
     def _signal(self, channel: str, key: str) -> None:
+        if channel == AUTH_CHANNEL:
+            self._auth_generation = next(_AUTH_GENERATIONS)
+            return
         if channel in QUEUED_CHANNELS:
             self._wake_first((channel, key), self._newest)
             return
@@ -111,6 +125,7 @@ class Notifier:
             event.set()
 
     def _signal_all(self) -> None:
+        self._auth_generation = next(_AUTH_GENERATIONS)
         waiters, self._waiters = self._waiters, {}
         for event in waiters.values():
             event.set()
@@ -138,13 +153,19 @@ class Notifier:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    await listen(conn, TASKS_CHANNEL, EVENTS_CHANNEL, NOTIFICATIONS_CHANNEL)
+                    await listen(conn, TASKS_CHANNEL, EVENTS_CHANNEL, NOTIFICATIONS_CHANNEL, AUTH_CHANNEL)
                     self._ready.set()
                     backoff = 0.5
                     # Anything may have happened while we were not listening: let everyone re-check.
                     self._signal_all()
-                    async for note in conn.notifies():
-                        self._signal(note.channel, note.payload)
+                    self._listening = True
+                    try:
+                        async for note in conn.notifies():
+                            self._signal(note.channel, note.payload)
+                    finally:
+                        # Not listening from here on: nothing remembered on the strength of notices is sure.
+                        self._listening = False
+                        self._auth_generation = next(_AUTH_GENERATIONS)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -110,7 +110,7 @@ TOKEN_TOUCH_SECONDS = 60
 # The live token's user, and its last_used_at moved to now when unset or older than the touch interval.
 USER_TOKEN_LOOKUP = """
 with token as (
-    select t.id, t.last_used_at, u.id as user_id, u.email, t.role_ceiling
+    select t.id, t.last_used_at, u.id as user_id, u.email, t.role_ceiling, t.expires_at
     from ops.api_tokens t join ops.users u on u.id = t.user_id
     where t.token_hash = %(digest)s and t.revoked_at is null and (t.expires_at is null or t.expires_at > now())
       and u.is_active
@@ -119,12 +119,25 @@ with token as (
     where t.id = token.id
       and (token.last_used_at is null or token.last_used_at < now() - make_interval(secs => %(touch)s))
 )
-select user_id, email, role_ceiling from token
+select user_id, email, role_ceiling, expires_at from token
+"""
+SESSION_LOOKUP = """
+select u.id, u.email, s.expires_at from ops.user_sessions s join ops.users u on u.id = s.user_id
+where s.token_hash = %s and s.revoked_at is null and s.expires_at > now() and u.is_active
 """
 
+# Who a bearer token stands for (a ServicePrincipal has none).
+Caller = ExecutorPrincipal | UserPrincipal
 
-async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal | UserPrincipal:
+
+async def authenticate(conn: AsyncConnection, token: str) -> Caller:
     """The principal behind a bearer token, or Unauthorized (never echoing the token)."""
+    return (await look_up(conn, token))[0]
+
+
+async def look_up(conn: AsyncConnection, token: str) -> tuple[Caller, datetime | None]:
+    """The principal behind a bearer token and when the token expires (None: not by itself), or
+    Unauthorized (never echoing the token)."""
     digest = hash_token(token)
     if token.startswith(EXECUTOR_TOKEN_PREFIX):
         cur = await conn.execute(
@@ -133,21 +146,17 @@ async def authenticate(conn: AsyncConnection, token: str) -> ExecutorPrincipal |
         )
         row = await cur.fetchone()
         if row:
-            return ExecutorPrincipal(executor_id=row[0], name=row[1], pool=row[2], org_id=row[3])
+            return ExecutorPrincipal(executor_id=row[0], name=row[1], pool=row[2], org_id=row[3]), None
     elif token.startswith(USER_TOKEN_PREFIX):
         cur = await conn.execute(USER_TOKEN_LOOKUP, {"digest": digest, "touch": TOKEN_TOUCH_SECONDS})
         row = await cur.fetchone()
         if row:
-            return UserPrincipal(user_id=row[0], email=row[1], role_ceiling=row[2])
+            return UserPrincipal(user_id=row[0], email=row[1], role_ceiling=row[2]), row[3]
     elif token.startswith(SESSION_TOKEN_PREFIX):
-        cur = await conn.execute(
-            "select u.id, u.email from ops.user_sessions s join ops.users u on u.id = s.user_id "
-            "where s.token_hash = %s and s.revoked_at is null and s.expires_at > now() and u.is_active",
-            (digest,),
-        )
+        cur = await conn.execute(SESSION_LOOKUP, (digest,))
         row = await cur.fetchone()
         if row:
-            return UserPrincipal(user_id=row[0], email=row[1])
+            return UserPrincipal(user_id=row[0], email=row[1]), row[2]
     raise Unauthorized("the bearer token is unknown, expired or revoked")
 
 

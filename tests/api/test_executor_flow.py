@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import LiveServer, Provisioner
+from tests.live import LiveServer, Provisioner, refused_soon
 
 API = "/api/v1"
 
@@ -260,7 +260,7 @@ def test_unknown_and_revoked_tokens_get_401_without_echo(
             "update ops.executors set token_revoked_at = now(), status = 'revoked' where name = %s",
             (f"to-revoke-{pool}",),
         )
-    revoked = agent.post("/tasks/claim", json={})
+    revoked = refused_soon(lambda: agent.post("/tasks/claim", json={}))
     assert revoked.status_code == 401
     assert token not in revoked.text
     nobody = client(live_api, "lhx_not-a-real-token").get("/runs")

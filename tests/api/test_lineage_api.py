@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.integration.factories import Tenant
-from tests.live import LiveServer, Provisioner
+from tests.live import LiveServer, Provisioner, refused_soon
 
 API = "/api/v1"
 NS = "duckdb:///warehouse/shop.duckdb"
@@ -446,11 +446,12 @@ def test_an_invalid_event_is_refused_naming_the_json_path(
     assert viewer.get("/datasets", params={"project": str(tenant.project_id)}).json()["items"] == []
 
 
-def test_ingest_refuses_a_revoked_token_at_once_through_the_api_and_within_seconds_from_elsewhere(
+def test_ingest_refuses_a_revoked_token_at_once_through_the_api_and_on_the_notice_from_elsewhere(
     live_api: LiveServer, provision: Provisioner
 ) -> None:
-    """Ingest looks API tokens up through a 5-second cache (control_room/api/auth.py): a revoke through this
-    server's API forgets it at once; one written by another process (another replica, the CLI) within seconds."""
+    """The API remembers who a token stands for (control_room/api/principals.py): a revoke through this
+    server's API forgets it at once; one written by another process (another replica, the CLI) as soon as the
+    database's notice of it arrives."""
     tenant = provision.tenant("openlineage-revoke")
     event = external_event("START", str(uuid.uuid4()), "2026-12-03T10:00:00Z")
     through_api = client(live_api, provision.user_token("operator", tenant)[1])
@@ -464,10 +465,8 @@ def test_ingest_refuses_a_revoked_token_at_once_through_the_api_and_within_secon
     with psycopg.connect(provision.database_url, autocommit=True) as conn:
         conn.execute("update ops.api_tokens set revoked_at = now() where user_id = %s", (user_id,))
     revoked_at = time.monotonic()
-    while (status := elsewhere.post("/lineage", json=event).status_code) == 201 and time.monotonic() < revoked_at + 30:
-        time.sleep(0.2)  # polling the server for the refusal, with a deadline
-    assert status == 401
-    assert time.monotonic() - revoked_at < 5 + 5  # the TTL, and a loaded machine's slack
+    assert refused_soon(lambda: elsewhere.post("/lineage", json=event), within=30).status_code == 401
+    assert time.monotonic() - revoked_at < 10  # a notice, not the TTL (entries are kept for a minute)
 
 
 def test_ingest_needs_an_operator_token_of_the_project(live_api: LiveServer, provision: Provisioner) -> None:

@@ -10,7 +10,7 @@ import httpx
 import psycopg
 
 from tests.integration.factories import TEST_OVERRIDE_RULE
-from tests.live import LiveServer, Provisioner
+from tests.live import LiveServer, Provisioner, refused_soon
 
 API = "/api/v1"
 
@@ -93,7 +93,7 @@ def test_revoked_and_expired_tokens_are_refused(live_api: LiveServer, provision:
         conn.execute(
             "update ops.api_tokens set expires_at = now() - interval '1 second' where user_id = %s", (user_id,)
         )
-    expired = user.get("/runs")
+    expired = refused_soon(lambda: user.get("/runs"))
     assert expired.status_code == 401 and token not in expired.text
     executor_token = provision.executor_token(f"p-{uuid.uuid4().hex[:6]}", tenant=tenant)
     agent = client(live_api, executor_token)
@@ -104,7 +104,7 @@ def test_revoked_and_expired_tokens_are_refused(live_api: LiveServer, provision:
             "encode(sha256(%s::bytea), 'hex')",
             (executor_token,),
         )
-    replayed = agent.post("/tasks/claim", json={})
+    replayed = refused_soon(lambda: agent.post("/tasks/claim", json={}))
     assert replayed.status_code == 401 and executor_token not in replayed.text
     forged = client(live_api, "lhx_" + "A" * 43).post("/tasks/claim", json={})
     assert forged.status_code == 401
@@ -113,8 +113,8 @@ def test_revoked_and_expired_tokens_are_refused(live_api: LiveServer, provision:
 def test_openlineage_ingest_refuses_forged_expired_and_inactive_users_tokens(
     live_api: LiveServer, provision: Provisioner
 ) -> None:
-    """Ingest authenticates through its own token cache (control_room/api/auth.py): what the cache has not
-    seen is looked up, and refusals are never remembered as successes nor echo the token."""
+    """Tokens the API has not seen are looked up (control_room/api/principals.py), and refusals are never
+    remembered as successes nor echo the token."""
     tenant = provision.tenant("red-ingest")
     event = {"eventType": "START", "eventTime": "2026-12-03T10:00:00Z", "producer": "p", "schemaURL": "s",
              "run": {"runId": str(uuid.uuid4())}, "job": {"namespace": "red", "name": "j"}}  # fmt: skip
