@@ -50,22 +50,26 @@ async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) 
 
     async def submit() -> tuple[dict[str, Any], bool]:
         # Pipeline mode sends the transaction's statements without waiting where no answer is needed yet
-        # (BEGIN and the role with the project lookup; the engines note with the run read): half the round
-        # trips of the submit, which is the first half of dispatch latency.
-        async with db.connection() as conn, conn.pipeline(), scoped(conn, user):
-            return await runs.submit_run(
-                conn,
-                project=body.project,
-                environment=body.environment,
-                spec=body.spec.model_dump(mode="json", exclude_unset=True, by_alias=True),
-                params=body.params,
-                idempotency_key=body.idempotency_key,
-                priority=body.priority,
-                tags=body.tags,
-                trigger="api",
-                requested_by=user.user_id,
-                requested_by_name=user.email,
-            )
+        # (BEGIN and the role with the project lookup; the engines note, the run's read and the COMMIT): the
+        # commit, whose NOTIFY wakes a waiting agent, is the first half of dispatch latency.
+        async with db.connection() as conn, conn.pipeline():
+            async with scoped(conn, user):
+                run_id, created = await runs.submit_run(
+                    conn,
+                    project=body.project,
+                    environment=body.environment,
+                    spec=body.spec.model_dump(mode="json", exclude_unset=True, by_alias=True),
+                    params=body.params,
+                    idempotency_key=body.idempotency_key,
+                    priority=body.priority,
+                    tags=body.tags,
+                    trigger="api",
+                    requested_by=user.user_id,
+                    requested_by_name=user.email,
+                )
+                read = await runs.send_run_read(conn, run_id)  # answered with the commit
+            async with read:
+                return await runs.run_read(read, run_id), created
 
     run, created = await retry_transaction(submit, what=f"submit by {user.email}")
     if not created:

@@ -117,15 +117,15 @@ async def start_preview(
         "tasks": [{"key": "preview", "engine": "duckdb", "sql": query, "max_attempts": 1}],
     }
     async with conn.transaction():
-        run, _ = await runs.submit_run(
+        run_id, _ = await runs.submit_run(
             conn, project=str(found["project_id"]), environment=environment, spec=spec, params={},
             idempotency_key=None, priority=0, tags=[PREVIEW_TAG], trigger="api",
             requested_by=requested_by, requested_by_name=requested_by_name,
         )  # fmt: skip
         await conn.execute(
-            "select ops.start_policy_preview(%s, %s, %s, %s)", (run["id"], found["id"], principal_kind, who)
+            "select ops.start_policy_preview(%s, %s, %s, %s)", (run_id, found["id"], principal_kind, who)
         )
-    return PreviewStarted(uuid.UUID(str(run["id"])), str(found["name"]), principal_kind, who, query)
+    return PreviewStarted(run_id, str(found["name"]), principal_kind, who, query)
 
 
 async def preview_result(conn: AsyncConnection, *, run_id: uuid.UUID, limit: int = PREVIEW_ROWS) -> PreviewResult:

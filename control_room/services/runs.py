@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
@@ -98,8 +98,9 @@ async def submit_run(
     requested_by: uuid.UUID | None,
     requested_by_name: str | None,
     retry_of: uuid.UUID | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """Create a run (or return the one with the same idempotency key); True when created now.
+) -> tuple[uuid.UUID, bool]:
+    """Create a run (or find the one with the same idempotency key): its id, and True when created now
+    (``get_run`` reads it; the API sends that read with the commit, see ``send_run_read``).
 
     The spec is checked here, against the engines' models (control_room/specs): the one place that knows the
     field rules. The SQL function checks only what it needs to build the run (keys, dependencies)."""
@@ -128,7 +129,7 @@ async def submit_run(
         raise CapExceeded(refusal, record=await caps.pending_submit_refusal(conn))
     if created:
         await note_engine_availability(conn, run_id)
-    return await get_run(conn, run_id=run_id, with_tasks=False), bool(created)
+    return run_id, bool(created)
 
 
 async def note_engine_availability(conn: AsyncConnection, run_id: uuid.UUID) -> None:
@@ -176,18 +177,31 @@ async def list_runs(conn: AsyncConnection, *, filters: RunFilters, cursor: str |
     )
 
 
+async def send_run_read(conn: AsyncConnection, run_id: uuid.UUID) -> AsyncCursor[dict[str, Any]]:
+    """Send the read of a run's row (its spec and error included) on a new cursor; ``run_read`` takes the
+    answer. In pipeline mode the read travels with what comes after it, e.g. the transaction's commit."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        sql.SQL("select {cols}, r.spec, r.error, p.name as project_name from {src} where r.id = %s").format(
+            cols=sql.SQL(RUN_COLUMNS), src=sql.SQL(RUN_FROM)
+        ),
+        (run_id,),
+    )
+    return cur
+
+
+async def run_read(cur: AsyncCursor[dict[str, Any]], run_id: uuid.UUID) -> dict[str, Any]:
+    """The answer to ``send_run_read``: the run's row, or NotFound."""
+    run = await cur.fetchone()
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist or is not visible to you", field="run_id")
+    return run
+
+
 async def get_run(conn: AsyncConnection, *, run_id: uuid.UUID, with_tasks: bool = True) -> dict[str, Any]:
     """A run with (optionally) its spec, tasks and every task's attempts."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.SQL("select {cols}, r.spec, r.error, p.name as project_name from {src} where r.id = %s").format(
-                cols=sql.SQL(RUN_COLUMNS), src=sql.SQL(RUN_FROM)
-            ),
-            (run_id,),
-        )
-        run = await cur.fetchone()
-        if run is None:
-            raise NotFound(f"run {run_id} does not exist or is not visible to you", field="run_id")
+    async with await send_run_read(conn, run_id) as cur:
+        run = await run_read(cur, run_id)
         if not with_tasks:
             return run
         await cur.execute(
@@ -296,7 +310,7 @@ async def retry_run(
         raise Conflict(
             f"run {run_id} is {run['status']}; only {' or '.join(allowed)} runs can be re-run this way", field="run_id"
         )
-    created, _ = await submit_run(
+    rerun_id, _ = await submit_run(
         conn,
         project=str(run["project_id"]),
         environment=run["environment"],
@@ -312,9 +326,8 @@ async def retry_run(
     )
     if mode != "all":
         # Same transaction: no executor sees the new run before the reused tasks are marked succeeded.
-        await conn.execute("select ops.reuse_succeeded_tasks(%s, %s)", (created["id"], from_task))
-        created = await get_run(conn, run_id=created["id"], with_tasks=False)
-    return created
+        await conn.execute("select ops.reuse_succeeded_tasks(%s, %s)", (rerun_id, from_task))
+    return await get_run(conn, run_id=rerun_id, with_tasks=False)
 
 
 # The runs list of the web UI: one project at a time, three sort orders, each paged by keyset on

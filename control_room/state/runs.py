@@ -338,8 +338,9 @@ class RunsState(TaskForm, SessionState):
     def _forget_page_data(self) -> None:
         """When a tab loads a page anew (its hydrate, see SessionGuard): the rows of its last visit are not sent
         to be drawn before the list is read again (they were another page, or another filter's)."""
-        self._show(rows=[], loaded=False, has_next=False, page=1, error="", selected=[], submit_open=False,
-                   submit_error="")
+        self._show(
+            rows=[], loaded=False, has_next=False, page=1, error="", selected=[], submit_open=False, submit_error=""
+        )
         self._restart()
         self._generation += 1  # an answer still on its way is for the last visit
 
@@ -513,14 +514,14 @@ class RunsState(TaskForm, SessionState):
             self.submit_error = ""
             spec_text, params_text, environment = self.spec_text, self.params_text, self.submit_environment
 
-        async def work() -> dict[str, Any]:
+        async def work() -> uuid.UUID:
             signed = await self.signed_in()
             if signed is None or signed.project_id is None:
                 raise Invalid("sign in and pick a project first", field="project")
             spec = _parse_object(spec_text, "spec")
             params = _parse_object(params_text, "params")
             async with as_user(signed.principal) as conn:
-                run, _ = await runs.submit_run(
+                run_id, _ = await runs.submit_run(
                     conn,
                     project=str(signed.project_id),
                     environment=environment,
@@ -533,13 +534,13 @@ class RunsState(TaskForm, SessionState):
                     requested_by=signed.principal.user_id,
                     requested_by_name=signed.principal.email,
                 )
-            return run
+            return run_id
 
-        run = await self._dialog_sent(work, error="submit_error", dialog="submit_open")
-        if run is None:
+        run_id = await self._dialog_sent(work, error="submit_error", dialog="submit_open")
+        if run_id is None:
             return
-        yield rx.toast.success(f"Run {formatting.short_id(run['id'])} submitted")
-        yield rx.redirect(routes.run_detail(str(run["id"])))
+        yield rx.toast.success(f"Run {formatting.short_id(run_id)} submitted")
+        yield rx.redirect(routes.run_detail(str(run_id)))
 
 
 def _uuid_or_none(text: str) -> uuid.UUID | None:
