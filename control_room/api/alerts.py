@@ -277,7 +277,8 @@ async def _detail(conn: Any, incident_id: uuid.UUID) -> dict[str, Any]:
     row = await alerts.incident(conn, incident_id)
     if row is None:
         raise NotFound(f"incident {incident_id} does not exist or is not visible to you")
-    return {**row, **await alerts.incident_timeline(conn, incident_id)}
+    timeline = await alerts.incident_timeline(conn, incident_id)
+    return {**row, "events": timeline.events, "deliveries": timeline.deliveries}
 
 
 @router.get("/alerts/incidents/{incident_id}", operation_id="getIncident", response_model=IncidentDetail)

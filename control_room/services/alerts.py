@@ -12,7 +12,8 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from control_room.db.rows import dict_rows, model_rows
-from control_room.db.tables import AlertRule
+from control_room.db.tables import AlertDelivery, AlertIncidentEvent, AlertRule
+from control_room.services import deliveries
 from control_room.services.errors import NotFound
 from control_room.services.pagination import Keyset, ListQuery, Page, decode_cursor, encode_cursor, escape_like
 
@@ -345,18 +346,20 @@ async def list_incidents(
     )
 
 
-async def incident_timeline(conn: AsyncConnection, incident_id: uuid.UUID) -> dict[str, list[Row]]:
+@dataclass(frozen=True)
+class IncidentTimeline:
+    """An incident's events (fired, escalated, acked, ...) and its deliveries log."""
+
+    events: list[AlertIncidentEvent]
+    deliveries: list[AlertDelivery]
+
+
+async def incident_timeline(conn: AsyncConnection, incident_id: uuid.UUID) -> IncidentTimeline:
     """An incident's events and its deliveries log."""
-    events = await dict_rows(
-        conn, "select * from ops.alert_incident_events where incident_id = %s order by id", (incident_id,)
-    )
-    deliveries = await dict_rows(
-        conn,
-        "select id, event_id, channel, target, state, attempts, last_error, held_reason, created_at, sent_at, "
-        "next_attempt_at from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",
-        (incident_id,),
-    )
-    return {"events": events, "deliveries": deliveries}
+    async with conn.cursor(row_factory=model_rows(AlertIncidentEvent)) as cur:
+        await cur.execute("select * from ops.alert_incident_events where incident_id = %s order by id", (incident_id,))
+        events = await cur.fetchall()
+    return IncidentTimeline(events, await deliveries.deliveries_of(conn, incident_id=incident_id))
 
 
 async def act(
