@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from control_room.bundle.models import POOL_PATTERN, RoutingRule
 from control_room.bundle.source import format_path
 from control_room.db import tables
-from control_room.db.rows import dict_rows, model_rows
+from control_room.db.rows import dict_rows, typed_rows
 from control_room.services.errors import Invalid, NotFound
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -168,9 +168,9 @@ async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
 
 async def _rules(conn: AsyncConnection, org_id: uuid.UUID) -> list[tables.RoutingRule]:
     """The org's routing rules in priority order."""
-    async with conn.cursor(row_factory=model_rows(tables.RoutingRule)) as cur:
-        await cur.execute("select * from ops.routing_rules where org_id = %s order by position", (org_id,))
-        return await cur.fetchall()
+    return await typed_rows(
+        conn, tables.RoutingRule, "select * from ops.routing_rules where org_id = %s order by position", (org_id,)
+    )
 
 
 def _draft(rule: tables.RoutingRule, matrix: Matrix) -> RuleDraft:
