@@ -71,27 +71,31 @@ def _input(
     return control
 
 
+def _policy_input(field: str, placeholder: str, width: str = "200px") -> rx.Component:
+    """A text input of the policy draft."""
+    return _input(field, placeholder, DRAFT, PoliciesState.set_draft, "policy", width)
+
+
 def _editor() -> rx.Component:
-    set_draft = PoliciesState.set_draft
     card: rx.Component = section_card(
         "New or changed policy",
         rx.hstack(
-            _input("name", "name, e.g. mask-email", DRAFT, set_draft, "policy"),
+            _policy_input("name", "name, e.g. mask-email"),
             _policy_select("kind", ["grant", "deny", "row_filter", "column_mask"], "kind"),
             _policy_select("target_kind", ["dataset", "schema", "tag"], "on (dataset)"),
-            _input("target", "dataset name, schema prefix or tag", DRAFT, set_draft, "policy", "260px"),
+            _policy_input("target", "dataset name, schema prefix or tag", "260px"),
             wrap="wrap", spacing="2",
         ),
         rx.hstack(
             _policy_select("principal_kind", ["everyone", "group", "user", "service_principal"], "for (everyone)"),
-            _input("principal", "group, e-mail or service principal", DRAFT, set_draft, "policy", "240px"),
+            _policy_input("principal", "group, e-mail or service principal", "240px"),
             _policy_select("privilege", ["read", "write", "admin"], "privilege"),
             wrap="wrap", spacing="2",
         ),
         rx.hstack(
-            _input("mask_column", "column to mask", DRAFT, set_draft, "policy"),
+            _policy_input("mask_column", "column to mask"),
             _policy_select("mask_kind", ["null", "hash", "redact", "partial", "expression"], "mask"),
-            _input("row_filter", "row filter, e.g. region = 'EU'", DRAFT, set_draft, "policy", "320px"),
+            _policy_input("row_filter", "row filter, e.g. region = 'EU'", "320px"),
             wrap="wrap", spacing="2",
         ),
         rx.button("Save policy", on_click=PoliciesState.save_policy, id="policy-save"),
