@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, IsoDatetime, Strict
-from control_room.db.tables import NotificationPreferences
+from control_room.db.tables import AlertRule, NotificationPreferences
 from control_room.services import alerts, notifications
 from control_room.services.auth import UserPrincipal
 from control_room.services.errors import Invalid, NotFound
@@ -238,14 +238,14 @@ async def list_rules(conn: UserConnection) -> dict[str, Any]:
 
 
 @router.post("/alerts/rules", operation_id="createAlertRule", response_model=AlertRulePublic, status_code=201)
-async def create_rule(body: AlertRuleCreate, conn: UserConnection) -> dict[str, Any]:
+async def create_rule(body: AlertRuleCreate, conn: UserConnection) -> AlertRule:
     """Create a rule (org admins; project admins for their project's rules)."""
     fields = body.model_dump(exclude_none=True, exclude={"org_id"}, mode="json")
     return await alerts.create_rule(conn, org_id=body.org_id, fields=fields)
 
 
 @router.patch("/alerts/rules/{rule_id}", operation_id="updateAlertRule", response_model=AlertRulePublic)
-async def update_rule(rule_id: uuid.UUID, body: AlertRuleFields, conn: UserConnection) -> dict[str, Any]:
+async def update_rule(rule_id: uuid.UUID, body: AlertRuleFields, conn: UserConnection) -> AlertRule:
     """Change some fields of a rule (its admins)."""
     row = await alerts.update_rule(conn, rule_id=rule_id, fields=body.model_dump(exclude_unset=True, mode="json"))
     if row is None:
@@ -277,7 +277,8 @@ async def _detail(conn: Any, incident_id: uuid.UUID) -> dict[str, Any]:
     row = await alerts.incident(conn, incident_id)
     if row is None:
         raise NotFound(f"incident {incident_id} does not exist or is not visible to you")
-    return {**row, **await alerts.incident_timeline(conn, incident_id)}
+    timeline = await alerts.incident_timeline(conn, incident_id)
+    return {**row, "events": timeline.events, "deliveries": timeline.deliveries}
 
 
 @router.get("/alerts/incidents/{incident_id}", operation_id="getIncident", response_model=IncidentDetail)

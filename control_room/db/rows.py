@@ -67,3 +67,21 @@ async def returned_id(conn: AsyncConnection, statement: Statement, args: Args = 
     row = await cur.fetchone()
     assert row is not None
     return uuid.UUID(str(row[0]))
+
+
+async def typed_rows(
+    conn: AsyncConnection, model: type[ModelT], statement: Statement, args: Args = None
+) -> list[ModelT]:
+    """Every row of one statement (our own constant SQL) that returns whole rows of ``model``'s table."""
+    async with conn.cursor(row_factory=model_rows(model)) as cur:
+        await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+        return await cur.fetchall()
+
+
+async def first_typed_row(
+    conn: AsyncConnection, model: type[ModelT], statement: Statement, args: Args = None
+) -> ModelT | None:
+    """The first row of one statement as a ``model`` instance, or None when it returns none."""
+    async with conn.cursor(row_factory=model_rows(model)) as cur:
+        await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+        return await cur.fetchone()

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -471,34 +471,11 @@ class AlertEvaluator:
 
     async def _periodic_cap_breach(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
         day = now.astimezone(UTC).date()
-        over: list[Breach] = []
-        for cap in await alerts.cap_levels(conn, org_id=rule.org_id, day=day):
-            subject, refs = f"cap:{cap['name']}", {"project_id": cap["project_id"]}
-            share = (
-                (float(cap["used"]) * 100 / cap["limit_value"])
-                if cap["used"] is not None and cap["limit_value"]
-                else None
-            )
-            if cap["breaches"] > 0:
-                over.append(
-                    Breach(
-                        subject=subject,
-                        window=f"{day}:refusals:{cap['breaches']}",
-                        title=f"Cap {cap['name']} refused work ({cap['breaches']} today)",
-                        summary=f"{cap['kind']} limit {cap['limit_value']}",
-                        refs=refs,
-                    )
-                )
-            elif rule.cap_percent and share is not None and share >= rule.cap_percent:
-                over.append(
-                    Breach(
-                        subject=subject,
-                        window=f"{day}:usage",
-                        title=f"Cap {cap['name']} at {share:.0f} % of its limit",
-                        summary=f"{cap['kind']}: {cap['used']} of {cap['limit_value']}",
-                        refs=refs,
-                    )
-                )
+        over = [
+            breach
+            for cap in await alerts.cap_levels(conn, org_id=rule.org_id, day=day)
+            if (breach := _cap_breach(cap, day, rule.cap_percent)) is not None
+        ]
         return await self._fire_breaches(conn, rule, now, over, cleared="caps are below their thresholds")
 
     async def _periodic_schedule_missed(self, conn: psycopg.AsyncConnection, rule: AlertRule, now: datetime) -> int:
@@ -533,6 +510,21 @@ class AlertEvaluator:
                 )
         return await self._fire_breaches(conn, rule, now, stale, cleared="the dataset was written again")
 
+
+
+def _cap_breach(cap: Row, day: date, cap_percent: int | None) -> Breach | None:
+    """A per-day cap that refused work today, or whose usage reached the rule's share of its limit; else None."""
+    name, kind, limit, used = cap["name"], cap["kind"], cap["limit_value"], cap["used"]
+    share = float(used) * 100 / limit if used is not None and limit else None
+    if cap["breaches"] > 0:
+        window = f"{day}:refusals:{cap['breaches']}"
+        title, summary = f"Cap {name} refused work ({cap['breaches']} today)", f"{kind} limit {limit}"
+    elif cap_percent and share is not None and share >= cap_percent:
+        window = f"{day}:usage"
+        title, summary = f"Cap {name} at {share:.0f} % of its limit", f"{kind}: {used} of {limit}"
+    else:
+        return None
+    return Breach(f"cap:{name}", window, title, summary, refs={"project_id": cap["project_id"]})
 
 async def run_alert_evaluator(database_url: str, *, clock: Callable[[], datetime] = utcnow) -> None:
     """Forever: LISTEN for task/run endings and run events, evaluate each; evaluate time-based rules

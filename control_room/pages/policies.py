@@ -43,14 +43,22 @@ def _audit(row: AuditRow) -> rx.Component:
     return item
 
 
-def _select(field: str, options: list[str], state_map: Any, setter: Any, placeholder: str) -> rx.Component:
-    """A native select (the first, empty option shows what an empty choice means)."""
-    choices = [rx.el.option(placeholder, value=""), *[rx.el.option(o.replace("_", " "), value=o) for o in options]]
+def _select(
+    field: str, choices: list[tuple[str, str]], state_map: Any, setter: Any, prefix: str = "policy"
+) -> rx.Component:
+    """A native select of (value, label) choices."""
     control: rx.Component = rx.el.select(
-        *choices, value=state_map[field].to(str), on_change=lambda value: setter(field, value),
-        id=f"policy-{field.replace('_', '-')}", class_name="policy-select",
+        *[rx.el.option(label, value=value) for value, label in choices], value=state_map[field].to(str),
+        on_change=lambda value: setter(field, value), id=f"{prefix}-{field.replace('_', '-')}",
+        class_name="policy-select",
     )  # fmt: skip
     return control
+
+
+def _policy_select(field: str, options: list[str], placeholder: str) -> rx.Component:
+    """A select of the policy draft; its first, empty choice shows what an empty choice means."""
+    choices = [("", placeholder), *[(option, option.replace("_", " ")) for option in options]]
+    return _select(field, choices, DRAFT, PoliciesState.set_draft)
 
 
 def _input(
@@ -63,28 +71,31 @@ def _input(
     return control
 
 
+def _policy_input(field: str, placeholder: str, width: str = "200px") -> rx.Component:
+    """A text input of the policy draft."""
+    return _input(field, placeholder, DRAFT, PoliciesState.set_draft, "policy", width)
+
+
 def _editor() -> rx.Component:
-    set_draft = PoliciesState.set_draft
     card: rx.Component = section_card(
         "New or changed policy",
         rx.hstack(
-            _input("name", "name, e.g. mask-email", DRAFT, set_draft, "policy"),
-            _select("kind", ["grant", "deny", "row_filter", "column_mask"], DRAFT, set_draft, "kind"),
-            _select("target_kind", ["dataset", "schema", "tag"], DRAFT, set_draft, "on (dataset)"),
-            _input("target", "dataset name, schema prefix or tag", DRAFT, set_draft, "policy", "260px"),
+            _policy_input("name", "name, e.g. mask-email"),
+            _policy_select("kind", ["grant", "deny", "row_filter", "column_mask"], "kind"),
+            _policy_select("target_kind", ["dataset", "schema", "tag"], "on (dataset)"),
+            _policy_input("target", "dataset name, schema prefix or tag", "260px"),
             wrap="wrap", spacing="2",
         ),
         rx.hstack(
-            _select("principal_kind", ["everyone", "group", "user", "service_principal"], DRAFT, set_draft,
-                    "for (everyone)"),
-            _input("principal", "group, e-mail or service principal", DRAFT, set_draft, "policy", "240px"),
-            _select("privilege", ["read", "write", "admin"], DRAFT, set_draft, "privilege"),
+            _policy_select("principal_kind", ["everyone", "group", "user", "service_principal"], "for (everyone)"),
+            _policy_input("principal", "group, e-mail or service principal", "240px"),
+            _policy_select("privilege", ["read", "write", "admin"], "privilege"),
             wrap="wrap", spacing="2",
         ),
         rx.hstack(
-            _input("mask_column", "column to mask", DRAFT, set_draft, "policy"),
-            _select("mask_kind", ["null", "hash", "redact", "partial", "expression"], DRAFT, set_draft, "mask"),
-            _input("row_filter", "row filter, e.g. region = 'EU'", DRAFT, set_draft, "policy", "320px"),
+            _policy_input("mask_column", "column to mask"),
+            _policy_select("mask_kind", ["null", "hash", "redact", "partial", "expression"], "mask"),
+            _policy_input("row_filter", "row filter, e.g. region = 'EU'", "320px"),
             wrap="wrap", spacing="2",
         ),
         rx.button("Save policy", on_click=PoliciesState.save_policy, id="policy-save"),
@@ -115,9 +126,7 @@ def _simulator() -> rx.Component:
     card: rx.Component = section_card(
         "Simulator",
         rx.hstack(
-            rx.el.select(rx.el.option("group", value="group"), rx.el.option("user", value="user"),
-                         value=QUESTION["kind"].to(str), on_change=lambda v: set_question("kind", v),
-                         id="simulate-kind", class_name="policy-select"),
+            _select("kind", [("group", "group"), ("user", "user")], QUESTION, set_question, "simulate"),
             _input("principal", "analysts", QUESTION, set_question, "simulate", "160px"),
             rx.text("read column", size="2"),
             _input("column", "email (optional)", QUESTION, set_question, "simulate", "140px"),
@@ -143,10 +152,8 @@ def _preview() -> rx.Component:
                 "their own tasks.", size="1", color_scheme="gray"),
         rx.hstack(
             rx.text("As", size="2"),
-            rx.el.select(rx.el.option("a member of group", value="group"), rx.el.option("user", value="user"),
-                         rx.el.option("service principal", value="service_principal"),
-                         value=PREVIEW["kind"].to(str), on_change=lambda v: set_preview("kind", v),
-                         id="preview-kind", class_name="policy-select"),
+            _select("kind", [("group", "a member of group"), ("user", "user"),
+                             ("service_principal", "service principal")], PREVIEW, set_preview, "preview"),
             _input("principal", "analysts, or an e-mail", PREVIEW, set_preview, "preview", "220px"),
             rx.text("on", size="2"),
             _input("dataset", "customers", PREVIEW, set_preview, "preview", "220px"),

@@ -32,9 +32,9 @@ def _job(job: rx.Var[str]) -> rx.Component:
     row: rx.Component = rx.table.row(
         rx.table.cell(rx.code(job, variant="ghost")),
         rx.table.cell(rx.switch(checked=PreferencesState.subscribed_jobs.contains(job),
-                                on_change=lambda on: PreferencesState.set_subscribed_job(job, on))),
+                                on_change=lambda on: PreferencesState.toggle("subscribed_jobs", job, on))),
         rx.table.cell(rx.switch(checked=PreferencesState.muted_jobs.contains(job), color_scheme="red",
-                                on_change=lambda on: PreferencesState.set_muted_job(job, on))),
+                                on_change=lambda on: PreferencesState.toggle("muted_jobs", job, on))),
         data_job=job,
     )  # fmt: skip
     return row
@@ -44,7 +44,7 @@ def _project(project: ProjectChoice) -> rx.Component:
     box: rx.Component = rx.checkbox(
         project.name,
         checked=PreferencesState.subscribed_projects.contains(project.id),
-        on_change=lambda on: PreferencesState.set_subscribed_project(project.id, on),
+        on_change=lambda on: PreferencesState.toggle("subscribed_projects", project.id, on),
     )
     return box
 
@@ -58,7 +58,7 @@ def preferences_page() -> rx.Component:
         rx.grid(
             _card("Channels",
                   *(rx.checkbox(label, checked=PreferencesState.channels.contains(key), id=f"pref-channel-{key}",
-                                on_change=lambda on, key=key: PreferencesState.set_channel(key, on))
+                                on_change=lambda on, key=key: PreferencesState.toggle("channels", key, on))
                     for key, label in CHANNEL_LABELS),
                   _text_input("webhook_url", "https://hooks.example.com/me", width="100%"),
                   rx.hstack(rx.text("Minimum severity", size="2"),

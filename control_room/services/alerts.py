@@ -11,8 +11,9 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import dict_rows, model_rows
-from control_room.db.tables import AlertRule
+from control_room.db.rows import dict_rows, first_typed_row, typed_rows
+from control_room.db.tables import AlertDelivery, AlertIncidentEvent, AlertRule
+from control_room.services import deliveries
 from control_room.services.errors import NotFound
 from control_room.services.pagination import Keyset, ListQuery, Page, decode_cursor, encode_cursor, escape_like
 
@@ -49,13 +50,13 @@ class Firing:
 
 async def enabled_rules(conn: AsyncConnection, kinds: tuple[str, ...] | None = None) -> list[AlertRule]:
     """Enabled alert rules (of these kinds), with the environment-free columns the evaluator matches on."""
-    async with conn.cursor(row_factory=model_rows(AlertRule)) as cur:
-        await cur.execute(
-            "select * from ops.alert_rules where enabled and (%(kinds)s::text[] is null or kind = any(%(kinds)s)) "
-            "order by org_id, name",
-            {"kinds": list(kinds) if kinds else None},
-        )
-        return await cur.fetchall()
+    return await typed_rows(
+        conn,
+        AlertRule,
+        "select * from ops.alert_rules where enabled and (%(kinds)s::text[] is null or kind = any(%(kinds)s)) "
+        "order by org_id, name",
+        {"kinds": list(kinds) if kinds else None},
+    )
 
 
 async def run_signal(conn: AsyncConnection, run_id: uuid.UUID | str, now: datetime) -> Row | None:
@@ -345,18 +346,21 @@ async def list_incidents(
     )
 
 
-async def incident_timeline(conn: AsyncConnection, incident_id: uuid.UUID) -> dict[str, list[Row]]:
+@dataclass(frozen=True)
+class IncidentTimeline:
+    """An incident's events (fired, escalated, acked, ...) and its deliveries log."""
+
+    events: list[AlertIncidentEvent]
+    deliveries: list[AlertDelivery]
+
+
+async def incident_timeline(conn: AsyncConnection, incident_id: uuid.UUID) -> IncidentTimeline:
     """An incident's events and its deliveries log."""
-    events = await dict_rows(
-        conn, "select * from ops.alert_incident_events where incident_id = %s order by id", (incident_id,)
-    )
-    deliveries = await dict_rows(
-        conn,
-        "select id, event_id, channel, target, state, attempts, last_error, held_reason, created_at, sent_at, "
-        "next_attempt_at from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",
+    events = await typed_rows(
+        conn, AlertIncidentEvent, "select * from ops.alert_incident_events where incident_id = %s order by id",
         (incident_id,),
     )
-    return {"events": events, "deliveries": deliveries}
+    return IncidentTimeline(events, await deliveries.deliveries_of(conn, incident_id=incident_id))
 
 
 async def act(
@@ -439,22 +443,25 @@ def _rule_values(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: (Jsonb(v) if k == "event_attributes" else v) for k, v in fields.items() if k in RULE_FIELDS}
 
 
-async def rule(conn: AsyncConnection, rule_id: uuid.UUID) -> Row | None:
-    rows = await dict_rows(conn, "select * from ops.alert_rules where id = %s", (rule_id,))
-    return rows[0] if rows else None
+async def rule(conn: AsyncConnection, rule_id: uuid.UUID) -> AlertRule | None:
+    """One rule, when the caller may read it."""
+    return await first_typed_row(conn, AlertRule, "select * from ops.alert_rules where id = %s", (rule_id,))
 
 
-async def create_rule(conn: AsyncConnection, *, org_id: uuid.UUID, fields: dict[str, Any]) -> Row:
+async def create_rule(conn: AsyncConnection, *, org_id: uuid.UUID, fields: dict[str, Any]) -> AlertRule:
     """Create a rule (RLS: org admins for org-wide rules, project admins for a project's)."""
     values = {"org_id": org_id, **_rule_values(fields)}
     statement = sql.SQL("insert into ops.alert_rules ({}) values ({}) returning *").format(
         sql.SQL(", ").join(map(sql.Identifier, values)), sql.SQL(", ").join(sql.Placeholder() * len(values))
     )
-    rows = await dict_rows(conn, statement, list(values.values()))
-    return rows[0]
+    created = await first_typed_row(conn, AlertRule, statement, list(values.values()))
+    assert created is not None  # an insert that did not raise returned its row
+    return created
 
 
-async def update_rule(conn: AsyncConnection, *, rule_id: uuid.UUID, fields: dict[str, Any]) -> Row | None:
+async def update_rule(
+    conn: AsyncConnection, *, rule_id: uuid.UUID, fields: dict[str, Any]
+) -> AlertRule | None:
     """Change a rule's fields (RLS decides who may); None when the caller cannot see or change it."""
     values = _rule_values(fields)
     if not values:
@@ -463,8 +470,7 @@ async def update_rule(conn: AsyncConnection, *, rule_id: uuid.UUID, fields: dict
         sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in values),
         sql.Placeholder(),
     )
-    rows = await dict_rows(conn, statement, [*values.values(), rule_id])
-    return rows[0] if rows else None
+    return await first_typed_row(conn, AlertRule, statement, [*values.values(), rule_id])
 
 
 async def delete_rule(conn: AsyncConnection, *, rule_id: uuid.UUID) -> bool:

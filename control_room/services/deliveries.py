@@ -7,7 +7,7 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import model_rows
+from control_room.db.rows import first_typed_row, typed_rows
 from control_room.db.tables import AlertChannel, AlertDelivery
 
 
@@ -15,9 +15,9 @@ async def claim_due(
     conn: AsyncConnection, *, now: datetime, limit: int, lease_seconds: int = 60
 ) -> list[AlertDelivery]:
     """Take up to ``limit`` due pending deliveries for this sender (their attempt counted, held for the lease)."""
-    async with conn.cursor(row_factory=model_rows(AlertDelivery)) as cur:
-        await cur.execute("select * from ops.claim_deliveries(%s, %s, %s)", (now, limit, lease_seconds))
-        return list(await cur.fetchall())
+    return await typed_rows(
+        conn, AlertDelivery, "select * from ops.claim_deliveries(%s, %s, %s)", (now, limit, lease_seconds)
+    )
 
 
 async def finish(
@@ -31,16 +31,16 @@ async def finish(
 
 async def channel(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> AlertChannel | None:
     """A named channel of the org (its secrets are environment-variable names)."""
-    async with conn.cursor(row_factory=model_rows(AlertChannel)) as cur:
-        await cur.execute("select * from ops.alert_channels where org_id = %s and name = %s", (org_id, name))
-        return await cur.fetchone()
+    return await first_typed_row(
+        conn, AlertChannel, "select * from ops.alert_channels where org_id = %s and name = %s", (org_id, name)
+    )
 
 
 async def deliveries_of(conn: AsyncConnection, *, incident_id: uuid.UUID) -> list[AlertDelivery]:
     """The deliveries log of one incident."""
-    async with conn.cursor(row_factory=model_rows(AlertDelivery)) as cur:
-        await cur.execute(
-            "select * from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",
-            (incident_id,),
-        )
-        return list(await cur.fetchall())
+    return await typed_rows(
+        conn,
+        AlertDelivery,
+        "select * from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",
+        (incident_id,),
+    )

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import dict_rows, model_rows
-from control_room.db.tables import NotificationPreferences
+from control_room.db.rows import dict_rows, first_typed_row, typed_rows
+from control_room.db.tables import Notification, NotificationPreferences
 
 Row = dict[str, Any]
 
@@ -319,12 +319,13 @@ async def enqueue_delivery(
 
 async def list_notifications(
     conn: AsyncConnection, *, user_id: uuid.UUID, unread_only: bool = False, limit: int = 50
-) -> list[Row]:
+) -> list[Notification]:
     """A user's notifications, newest first."""
-    return await dict_rows(
+    return await typed_rows(
         conn,
-        "select id, org_id, incident_id, severity, title, body, link, created_at, read_at from ops.notifications "
-        "where user_id = %s and (not %s or read_at is null) order by created_at desc limit %s",
+        Notification,
+        "select * from ops.notifications where user_id = %s and (not %s or read_at is null) "
+        "order by created_at desc limit %s",
         (user_id, unread_only, limit),
     )
 
@@ -355,22 +356,24 @@ async def get_preferences(
     conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID
 ) -> NotificationPreferences | None:
     """A user's saved preferences in an org (None: never saved, the defaults apply)."""
-    async with conn.cursor(row_factory=model_rows(NotificationPreferences)) as cur:
-        await cur.execute(
-            "select * from ops.notification_preferences where org_id = %s and user_id = %s", (org_id, user_id)
-        )
-        return await cur.fetchone()
+    return await first_typed_row(
+        conn,
+        NotificationPreferences,
+        "select * from ops.notification_preferences where org_id = %s and user_id = %s",
+        (org_id, user_id),
+    )
 
 
 async def put_preferences(
     conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID, actor_id: uuid.UUID, prefs: dict[str, Any]
 ) -> NotificationPreferences:
     """Write a user's own preferences (refused for anyone else, admins included)."""
-    async with conn.cursor(row_factory=model_rows(NotificationPreferences)) as cur:
-        await cur.execute(
-            "select * from ops.put_notification_preferences(%s, %s, %s, %s)", (org_id, user_id, actor_id, Jsonb(prefs))
-        )
-        row = await cur.fetchone()
+    row = await first_typed_row(
+        conn,
+        NotificationPreferences,
+        "select * from ops.put_notification_preferences(%s, %s, %s, %s)",
+        (org_id, user_id, actor_id, Jsonb(prefs)),
+    )
     assert row is not None  # the function returns the row it wrote (or raises)
     return row
 

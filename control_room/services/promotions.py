@@ -14,7 +14,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, typed_rows
+from control_room.db.tables import Deployment
 from control_room.services.errors import Invalid, visible_by_id
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, newest_first
 
@@ -248,14 +249,14 @@ async def pipeline(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict
 
 async def deployments(
     conn: AsyncConnection, *, template_id: uuid.UUID, environment: str | None = None, limit: int = 50
-) -> list[dict[str, Any]]:
+) -> list[Deployment]:
     """A job's deployment history, newest first (of one environment when given)."""
     if environment is not None and environment not in ENVIRONMENTS:
         raise Invalid(f'"{environment}" is not dev, staging or prod', field="environment")
-    return await dict_rows(
+    return await typed_rows(
         conn,
-        "select d.id, d.environment, d.version, d.previous_version, d.action, d.promotion_id, d.actor, "
-        "d.comment, d.deployed_at from ops.deployments d where d.template_id = %s "
-        "and (%s::text is null or d.environment = %s) order by d.id desc limit %s",
+        Deployment,
+        "select * from ops.deployments where template_id = %s and (%s::text is null or environment = %s) "
+        "order by id desc limit %s",
         (template_id, environment, environment, limit),
     )

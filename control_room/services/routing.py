@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from control_room.bundle.models import POOL_PATTERN, RoutingRule
 from control_room.bundle.source import format_path
-from control_room.db.rows import dict_rows
+from control_room.db import tables
+from control_room.db.rows import dict_rows, typed_rows
 from control_room.services.errors import Invalid, NotFound
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -161,26 +162,35 @@ async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
         ],
         people=await _people(conn, org_id),
     )
-    for r in await dict_rows(conn, "select * from ops.routing_rules where org_id = %s order by position", (org_id,)):
-        matrix.rules.append(
-            RuleDraft(
-                id=str(r["id"]),
-                name=r["name"],
-                position=r["position"],
-                project=matrix.project_slug(r["match_project_id"]),
-                environment=r["match_environment"] or "",
-                engine=r["match_engine"] or "",
-                labels=list(r["match_labels"]),
-                tags=list(r["match_tags"]),
-                pool=r["pool"],
-                required_labels=list(r["required_labels"]),
-                allow_pool_override=r["allow_pool_override"],
-                owner=r["owner"] or "",
-                escalation=[str(x) for x in r["escalation"]],
-                enabled=r["enabled"],
-            )
-        )
+    matrix.rules = [_draft(rule, matrix) for rule in await _rules(conn, org_id)]
     return matrix
+
+
+async def _rules(conn: AsyncConnection, org_id: uuid.UUID) -> list[tables.RoutingRule]:
+    """The org's routing rules in priority order."""
+    return await typed_rows(
+        conn, tables.RoutingRule, "select * from ops.routing_rules where org_id = %s order by position", (org_id,)
+    )
+
+
+def _draft(rule: tables.RoutingRule, matrix: Matrix) -> RuleDraft:
+    """A live rule as the editor holds it (its project by slug)."""
+    return RuleDraft(
+        id=str(rule.id),
+        name=rule.name,
+        position=rule.position,
+        project=matrix.project_slug(rule.match_project_id),
+        environment=rule.match_environment or "",
+        engine=rule.match_engine or "",
+        labels=list(rule.match_labels),
+        tags=list(rule.match_tags),
+        pool=rule.pool,
+        required_labels=list(rule.required_labels),
+        allow_pool_override=rule.allow_pool_override,
+        owner=rule.owner or "",
+        escalation=[str(x) for x in rule.escalation],
+        enabled=rule.enabled,
+    )
 
 
 async def _people(conn: AsyncConnection, org_id: uuid.UUID) -> set[str]:

@@ -21,6 +21,7 @@ from psycopg import AsyncConnection
 from control_room import routes
 from control_room.db import notify
 from control_room.db.notify import NOTIFICATIONS_CHANNEL
+from control_room.db.tables import Notification
 from control_room.services import notifications
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, as_user
@@ -45,15 +46,15 @@ class BellItem:
     href: str = ""
 
 
-def bell_item(row: dict[str, Any], now: datetime) -> BellItem:
+def bell_item(row: Notification, now: datetime) -> BellItem:
     return BellItem(
-        id=str(row["id"]),
-        title=row["title"],
-        body=row["body"],
-        severity=row["severity"],
-        when=formatting.ago((now - row["created_at"]).total_seconds()),
-        unread=row["read_at"] is None,
-        href=routes.incident(str(row["incident_id"])) if row["incident_id"] else routes.ALERTS,
+        id=str(row.id),
+        title=row.title,
+        body=row.body,
+        severity=row.severity,
+        when=formatting.ago((now - row.created_at).total_seconds()),
+        unread=row.read_at is None,
+        href=routes.incident(str(row.incident_id)) if row.incident_id else routes.ALERTS,
     )
 
 
@@ -110,12 +111,12 @@ class BellState(SessionState):
                 self._watching = False
 
     async def _refresh(self) -> None:
-        async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[list[dict[str, Any]], int]:
+        async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[list[Notification], int]:
             user_id = signed.principal.user_id
             rows = await notifications.list_notifications(conn, user_id=user_id, limit=RECENT)
             return rows, await notifications.unread_count(conn, user_id=user_id)
 
-        def show(found: tuple[list[dict[str, Any]], int]) -> None:
+        def show(found: tuple[list[Notification], int]) -> None:
             rows, self.unread = found
             now = datetime.now(UTC)
             self.items = [bell_item(row, now) for row in rows]

@@ -16,6 +16,8 @@ from control_room.state.events import background, handler, setter
 
 CHANNELS = ("email", "in_app", "webhook")
 SEVERITIES = ("info", "warning", "critical")
+# The list preferences whose values checkboxes and switches toggle one at a time.
+LISTS = ("channels", "subscribed_jobs", "muted_jobs", "subscribed_projects")
 
 
 def _clock(value: time | None) -> str:
@@ -82,26 +84,13 @@ class PreferencesState(SessionState):
         self.subscribed_projects = [str(p) for p in row.subscribed_projects]
         self.muted_jobs = list(row.muted_jobs)
 
-    @staticmethod
-    def _toggled(values: list[str], value: str, on: bool) -> list[str]:
-        return sorted({*values, value}) if on else [v for v in values if v != value]
-
     @handler
-    def set_channel(self, channel: str, on: bool) -> None:
-        if channel in CHANNELS:
-            self.channels = self._toggled(self.channels, channel, on)
-
-    @handler
-    def set_subscribed_job(self, job: str, on: bool) -> None:
-        self.subscribed_jobs = self._toggled(self.subscribed_jobs, job, on)
-
-    @handler
-    def set_muted_job(self, job: str, on: bool) -> None:
-        self.muted_jobs = self._toggled(self.muted_jobs, job, on)
-
-    @handler
-    def set_subscribed_project(self, project_id: str, on: bool) -> None:
-        self.subscribed_projects = self._toggled(self.subscribed_projects, project_id, on)
+    def toggle(self, name: str, value: str, on: bool) -> None:
+        """Check or uncheck one value of a list preference: a channel, a subscribed or muted job, a project."""
+        if name not in LISTS or (name == "channels" and value not in CHANNELS):
+            return
+        values: list[str] = getattr(self, name)
+        setattr(self, name, sorted({*values, value}) if on else [v for v in values if v != value])
 
     @handler
     def set_text(self, name: str, value: str) -> None:

@@ -130,7 +130,7 @@ def test_run_failed_fires_once_under_two_evaluators_emails_and_resolves_on_succe
     assert "FIRING" in mail["Subject"] and "nightly" in mail["Subject"]
     assert f"{BASE}/runs/" in mail.get_payload()
     bell = run(with_conn(database_url, lambda c: notifications.list_notifications(c, user_id=user)))
-    assert len(bell) == 1 and bell[0]["severity"] == "critical"
+    assert len(bell) == 1 and bell[0].severity == "critical"
 
     ok, _ = run_job(db, tenant, pool, name="nightly", outcome="succeeded")
     signal(database_url, replicas[0], f"run:{ok}", now + timedelta(minutes=1))

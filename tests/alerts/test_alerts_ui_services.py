@@ -62,8 +62,8 @@ def test_rule_edits_by_people_are_audited_and_trusted_writes_are_not(
     admin = UserPrincipal(user_id=admin_id, email=email)
     fields = {"name": "api-made", "kind": "queue_wait", "threshold": 600, "project_id": tenant.project_id}
     created = as_user(database_url, admin, lambda c: alerts.create_rule(c, org_id=tenant.org_id, fields=fields))
-    as_user(database_url, admin, lambda c: alerts.update_rule(c, rule_id=created["id"], fields={"threshold": 900}))
-    as_user(database_url, admin, lambda c: alerts.delete_rule(c, rule_id=created["id"]))
+    as_user(database_url, admin, lambda c: alerts.update_rule(c, rule_id=created.id, fields={"threshold": 900}))
+    as_user(database_url, admin, lambda c: alerts.delete_rule(c, rule_id=created.id))
     add_rule(db, tenant, "run_failed")  # a trusted write (bundle deploy, CLI): audited by its caller
     rows = db.execute(
         "select actor, action, project_id, detail from ops.audit_log where entity = 'alert_rules' "

@@ -326,7 +326,7 @@ def test_rollback_deploys_the_previous_version_and_is_audited(world: JobWorld, j
     history = run_async(
         jobs_db, lambda c: promotions.deployments(c, template_id=world.template_id, environment="staging")
     )
-    assert [(d["action"], d["version"], d["previous_version"]) for d in history] == [
+    assert [(d.action, d.version, d.previous_version) for d in history] == [
         ("rollback", 1, 2), ("promote", 2, 1), ("promote", 1, None),
     ]  # fmt: skip
     audit = world.conn.execute(

@@ -115,7 +115,7 @@ def test_a_rollback_with_rollback_approvals_opens_a_request_that_needs_four_eyes
     history = run_async(
         jobs_db, lambda c: promotions.deployments(c, template_id=world.template_id, environment="staging")
     )
-    assert (history[0]["action"], history[0]["version"], history[0]["previous_version"]) == ("rollback", 1, v2)
+    assert (history[0].action, history[0].version, history[0].previous_version) == ("rollback", 1, v2)
     audit = world.conn.execute(
         "select entity, action from ops.audit_log where entity_id in (%s, %s) order by id",
         (request_id, world.template_id),

@@ -74,7 +74,7 @@ class IncidentState(SessionState):
                 self.error = f"Incident {incident_id} does not exist or is not visible to you."
                 return
             self.incident = incident_row(row)
-            self.timeline = timeline_rows(found["events"], found["deliveries"])
+            self.timeline = timeline_rows(found.events, found.deliveries)
             self.can_act = signed.is_org_admin or signed.can_operate(row["project_id"])
 
     @handler

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from control_room import routes
+from control_room.db.tables import AlertDelivery, AlertIncidentEvent
 from control_room.state import formatting
 
 
@@ -109,18 +110,18 @@ EVENT_TONES = {"fired": "red", "refired": "red", "escalated": "crimson", "acked"
 DELIVERY_TONES = {"sent": "grass", "pending": "amber", "dead": "red"}
 
 
-def timeline_rows(events: list[dict[str, Any]], deliveries: list[dict[str, Any]]) -> list[TimelineRow]:
+def timeline_rows(events: list[AlertIncidentEvent], deliveries: list[AlertDelivery]) -> list[TimelineRow]:
     """Events (fired, acked, ...) and messages (e-mail, Slack, webhook) in time order."""
     lines: list[tuple[datetime, TimelineRow]] = []
     for event in events:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(event["detail"].items()))
-        lines.append((event["at"], TimelineRow(
-            formatting.timestamp(event["at"]), f"{event['kind']} by {event['actor']}", detail,
-            EVENT_TONES.get(event["kind"], "gray"))))  # fmt: skip
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(event.detail.items()))
+        lines.append((event.at, TimelineRow(
+            formatting.timestamp(event.at), f"{event.kind} by {event.actor}", detail,
+            EVENT_TONES.get(event.kind, "gray"))))  # fmt: skip
     for d in deliveries:
-        when = d["sent_at"] or d["created_at"]
-        state = d["state"] + (f" ({d['held_reason']})" if d["held_reason"] and d["state"] == "pending" else "")
-        detail = f"{state}, {d['attempts']} attempt(s)" + (f": {d['last_error']}" if d["last_error"] else "")
-        lines.append((when, TimelineRow(formatting.timestamp(when), f"{d['channel']} to {d['target']}", detail,
-                                        DELIVERY_TONES.get(d["state"], "gray"))))  # fmt: skip
+        when = d.sent_at or d.created_at
+        state = d.state + (f" ({d.held_reason})" if d.held_reason and d.state == "pending" else "")
+        detail = f"{state}, {d.attempts} attempt(s)" + (f": {d.last_error}" if d.last_error else "")
+        lines.append((when, TimelineRow(formatting.timestamp(when), f"{d.channel} to {d.target}", detail,
+                                        DELIVERY_TONES.get(d.state, "gray"))))  # fmt: skip
     return [line for _, line in sorted(lines, key=lambda pair: pair[0])]

@@ -10,6 +10,7 @@ from typing import Any
 
 import reflex as rx
 
+from control_room.db.tables import AlertRule
 from control_room.services import alert_preview, alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.rules import RulesState
@@ -42,15 +43,15 @@ BLANK_FORM = {
 }  # fmt: skip
 
 
-def form_of(rule: dict[str, Any]) -> dict[str, str]:
+def form_of(rule: AlertRule) -> dict[str, str]:
     """The editor's text fields for a stored rule."""
-    form = {key: "" if rule.get(key) is None else str(rule[key]) for key in BLANK_FORM}
-    form["scope"] = str(rule["project_id"]) if rule["project_id"] else ORG_WIDE
-    form["environment"] = rule["match_environment"] or ALL
-    form["event_level"] = rule["event_level"] or ALL
-    form["event_attributes"] = json.dumps(rule["event_attributes"] or {})
-    form["notify"] = ", ".join(rule["notify"])
-    form["sla_time"] = rule["sla_time"].strftime("%H:%M") if rule["sla_time"] else ""
+    form = {key: "" if (value := getattr(rule, key, None)) is None else str(value) for key in BLANK_FORM}
+    form["scope"] = str(rule.project_id) if rule.project_id else ORG_WIDE
+    form["environment"] = rule.match_environment or ALL
+    form["event_level"] = rule.event_level or ALL
+    form["event_attributes"] = json.dumps(rule.event_attributes or {})
+    form["notify"] = ", ".join(rule.notify)
+    form["sla_time"] = rule.sla_time.strftime("%H:%M") if rule.sla_time else ""
     return form
 
 
@@ -132,8 +133,8 @@ class RuleEditorState(SessionState):
 
     @signed_in_event
     async def open_edit(self, signed: SignedIn, rule_id: str) -> None:
-        def show(rule: dict[str, Any]) -> None:
-            self._reset(form_of(rule), rule_id, escalate=rule["escalate"], enabled=rule["enabled"])
+        def show(rule: AlertRule) -> None:
+            self._reset(form_of(rule), rule_id, escalate=rule.escalate, enabled=rule.enabled)
 
         await self._read_shown(
             lambda conn, _: alerts.rule(conn, uuid.UUID(rule_id)), show, signed=signed, needs_project=False
