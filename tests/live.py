@@ -45,13 +45,14 @@ def wait_until_healthy(base_url: str, proc: subprocess.Popen[bytes] | None = Non
 
 
 def refused_soon(send: Callable[[], httpx.Response], within: float = 5.0) -> httpx.Response:
-    """The first reply of ``send`` that is not a success, trying again until ``within`` seconds have passed.
+    """The first 401 reply of ``send``, trying again until ``within`` seconds have passed (then its last reply).
 
     The API remembers who a token stands for until the database's notice that something behind it changed
     arrives (control_room/api/principals.py); a test that changes a token straight in the database is ahead
-    of that notice by a few milliseconds, which a loaded machine may stretch."""
+    of that notice by a few milliseconds, which a loaded machine may stretch. Meanwhile a request may also be
+    refused by the SQL it reaches (a revoked executor's claim: 403), so only a 401 ends the wait."""
     deadline = time.monotonic() + within
-    while (reply := send()).is_success and time.monotonic() < deadline:
+    while (reply := send()).status_code != 401 and time.monotonic() < deadline:
         time.sleep(0.02)  # polling the server for the refusal, with a deadline
     return reply
 
