@@ -12,6 +12,7 @@ import typer
 from control_room.commands.ml import ProjectOption, _project_id
 from control_room.commands.on_database import on_database
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
+from control_room.db.tables import Dashboard
 from control_room.services import auth, dashboards
 from control_room.services.errors import Invalid
 
@@ -34,14 +35,14 @@ def templates_command() -> None:
 def list_command(project: ProjectOption) -> None:
     """List the project's saved dashboards."""
 
-    async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+    async def work(conn: psycopg.AsyncConnection) -> list[Dashboard]:
         return await dashboards.list_dashboards(conn, project_id=await _project_id(conn, project))
 
     rows = on_database(work)
     if not rows:
         typer.echo("no dashboard yet: `lakehouse dashboards clone --project P TEMPLATE SLUG` starts one")
     for row in rows:
-        typer.echo(f"{row['slug']:24} v{row['latest_version']:<4} {row['title']}  (from {row['template'] or '-'})")
+        typer.echo(f"{row.slug:24} v{row.latest_version:<4} {row.title}  (from {row.template or '-'})")
 
 
 @app.command("show")
