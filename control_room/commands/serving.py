@@ -87,10 +87,8 @@ def get_command(endpoint: str, project: ProjectOption) -> None:
             f"pid {r['pid'] or '-'}  attempt {r['attempt']}  restarts {r['restarts']}  run {r['run_id']}"
         )
     for rev in detail["revisions"]:
-        split = ", ".join(f"v{r['version']} {r['percent']}%" for r in rev["routes"])
-        typer.echo(
-            f"  rev {rev['revision']:<3} {rev['action']:8} {split:24} by {rev['created_by']} {rev['created_at']:%c}"
-        )
+        split = ", ".join(f"v{r['version']} {r['percent']}%" for r in rev.routes)
+        typer.echo(f"  rev {rev.revision:<3} {rev.action:8} {split:24} by {rev.created_by} {rev.created_at:%c}")
 
 
 @app.command("create")
