@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
-from control_room.commands.ml import ProjectOption, _project_id
 from control_room.commands.on_database import on_database
+from control_room.commands.project_option import ProjectOption, project_id_of
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.db.tables import Dashboard
 from control_room.services import auth, dashboards
@@ -36,7 +36,7 @@ def list_command(project: ProjectOption) -> None:
     """List the project's saved dashboards."""
 
     async def work(conn: psycopg.AsyncConnection) -> list[Dashboard]:
-        return await dashboards.list_dashboards(conn, project_id=await _project_id(conn, project))
+        return await dashboards.list_dashboards(conn, project_id=await project_id_of(conn, project))
 
     rows = on_database(work)
     if not rows:
@@ -53,7 +53,7 @@ def show_command(
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         return await dashboards.get_dashboard(
-            conn, project_id=await _project_id(conn, project), slug=slug, version=version
+            conn, project_id=await project_id_of(conn, project), slug=slug, version=version
         )
 
     typer.echo(on_database(work)["source_yaml"], nl=False)
@@ -70,7 +70,7 @@ def clone_command(project: ProjectOption, template: str, slug: str) -> None:
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         await auth.act_as(conn, _actor())
         return await dashboards.clone_template(
-            conn, project_id=await _project_id(conn, project), template=template, slug=slug, by=_actor()
+            conn, project_id=await project_id_of(conn, project), template=template, slug=slug, by=_actor()
         )
 
     _say_saved(slug, on_database(work))
@@ -96,7 +96,7 @@ def save_command(
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         return await dashboards.save_dashboard(
-            conn, project_id=await _project_id(conn, project), slug=slug, source_yaml=source, message=message,
+            conn, project_id=await project_id_of(conn, project), slug=slug, source_yaml=source, message=message,
             by=_actor(),
         )  # fmt: skip
 
@@ -117,7 +117,7 @@ def push_command(
         raise typer.Exit(1)
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        return await superset.push_dashboard(conn, project_id=await _project_id(conn, project), slug=slug)
+        return await superset.push_dashboard(conn, project_id=await project_id_of(conn, project), slug=slug)
 
     pushed = on_database(work)
     typer.echo(f"dashboard {slug}: pushed to Superset as {pushed['slug']} (id {pushed['superset_id']}, "

@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import getpass
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import psycopg
 import typer
 
 from control_room.commands.on_database import on_database
-from control_room.services import auth, runs, serving
-from control_room.services.errors import Invalid, ServiceError
+from control_room.commands.project_option import ProjectOption, project_id_of
+from control_room.services import auth, serving
 
 app = typer.Typer(help="Model serving endpoints: create, canary, promote, roll back, stop; tokens.",
                   no_args_is_help=True)  # fmt: skip
 token_app = typer.Typer(help="Bearer tokens of an endpoint's invocations URL (lhe_…).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
-ProjectOption = Annotated[str, typer.Option("--project", help="Project slug or id.")]
-
-
-async def _project_id(conn: psycopg.AsyncConnection, project: str) -> uuid.UUID:
-    try:
-        return await runs.resolve_project(conn, project)
-    except ServiceError as exc:
-        raise Invalid(exc.message, field="--project") from exc
-
-
 async def _endpoint_id(conn: psycopg.AsyncConnection, project: str, endpoint: str) -> uuid.UUID:
-    return await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=await _project_id(conn, project))
+    return await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=await project_id_of(conn, project))
 
 
 def _print(endpoint: dict[str, Any]) -> None:
@@ -65,7 +55,7 @@ def list_command(project: ProjectOption) -> None:
     """The project's endpoints: health, healthy/total replicas, revision and traffic split."""
 
     async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
-        return await serving.list_endpoints(conn, project_id=await _project_id(conn, project))
+        return await serving.list_endpoints(conn, project_id=await project_id_of(conn, project))
 
     for endpoint in on_database(work):
         _print(endpoint)
@@ -108,7 +98,7 @@ def create_command(
         async with conn.transaction():
             await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
             endpoint_id = await serving.create_endpoint(
-                conn, project_id=await _project_id(conn, project), environment=environment, name=name, model=model,
+                conn, project_id=await project_id_of(conn, project), environment=environment, name=name, model=model,
                 version=version, replicas=replicas, pool=pool, max_memory_mb=max_memory_mb,
             )  # fmt: skip
             return await serving.get_endpoint(conn, endpoint_id=endpoint_id)
