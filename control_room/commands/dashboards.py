@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
@@ -12,9 +12,11 @@ import typer
 from control_room.commands.on_database import on_database
 from control_room.commands.project_option import ProjectOption, project_id_of
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
-from control_room.db.tables import Dashboard
 from control_room.services import auth, dashboards
 from control_room.services.errors import Invalid
+
+if TYPE_CHECKING:
+    from control_room.db.tables import Dashboard
 
 app = typer.Typer(help="Dashboards: shipped templates, a project's dashboards and their versions.",
                   no_args_is_help=True)  # fmt: skip

@@ -29,12 +29,13 @@ from psycopg import AsyncConnection
 
 from control_room.config import get_settings
 from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
-from control_room.db.tables import Nl2sqlQuestion
 from control_room.services.errors import Invalid
 from control_room.services.sql_guard import parse_read_only, with_limit
 
-if TYPE_CHECKING:  # sqlglot takes most of a second to import: loaded by the calls that parse, not at start-up
+if TYPE_CHECKING:  # sqlglot (most of a second) and the SQLModel mirror: imported by the calls that use them
     from sqlglot import exp
+
+    from control_room.db.tables import Nl2sqlQuestion
 
 MAX_ROWS = 1_000
 DIALECT = "duckdb"
@@ -822,6 +823,8 @@ async def question_outcome(conn: AsyncConnection, *, question_id: uuid.UUID) -> 
 
 async def list_questions(conn: AsyncConnection, *, project_id: uuid.UUID, limit: int = 100) -> list[Nl2sqlQuestion]:
     """The project's latest questions with their SQL, outcome and feedback (the evaluation set)."""
+    from control_room.db.tables import Nl2sqlQuestion
+
     async with conn.cursor(row_factory=model_rows(Nl2sqlQuestion)) as cur:
         await cur.execute(
             "select * from ops.nl2sql_questions where project_id = %s order by created_at desc, id desc limit %s",

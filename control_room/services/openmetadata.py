@@ -23,14 +23,13 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from control_room.db.rows import model_rows
-from control_room.db.tables import Dataset, LineageEdge
 from control_room.services.auth import ExecutorPrincipal, Principal, scoped
 from control_room.services.errors import Forbidden, Invalid, LeaseLost, ServiceError, from_db_error
 from control_room.services.openmetadata_client import (
@@ -47,6 +46,9 @@ from control_room.services.openmetadata_client import (
     Table,
 )
 from control_room.services.runs import resolve_project
+
+if TYPE_CHECKING:  # the SQLModel mirror takes a while to import (`lakehouse catalog`): loaded on use
+    from control_room.db.tables import Dataset, LineageEdge
 
 # Our column types (dbt catalog, Delta, information_schema, OpenLineage) -> OpenMetadata's dataType enum.
 DATA_TYPES = (
@@ -318,6 +320,8 @@ def _placed(row: Dataset, service: str) -> _Dataset:
 async def _project_lineage(
     conn: AsyncConnection, project_id: uuid.UUID, service: str
 ) -> tuple[list[_Dataset], list[LineageEdge]]:
+    from control_room.db.tables import Dataset, LineageEdge
+
     async with conn.cursor(row_factory=model_rows(Dataset)) as cur:
         await cur.execute(DATASETS, {"p": project_id, "kinds": list(TABLE_KINDS)})
         datasets = [_placed(row, service) for row in await cur.fetchall()]

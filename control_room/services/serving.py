@@ -12,14 +12,16 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
-from control_room.db.tables import ServingEndpointRevision
 from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
 from control_room.services.errors import Invalid, NotFound, Unauthorized
+
+if TYPE_CHECKING:  # the SQLModel mirror takes a while to import (the CLI's serving commands): loaded on use
+    from control_room.db.tables import ServingEndpointRevision
 
 SERVING_TOKEN_PREFIX = "lhe_"
 BUCKET_SECONDS = 10
@@ -140,6 +142,8 @@ async def get_endpoint(conn: AsyncConnection, *, endpoint_id: uuid.UUID) -> dict
 
 async def _revisions(conn: AsyncConnection, endpoint_id: uuid.UUID) -> list[ServingEndpointRevision]:
     """The endpoint's last 50 traffic splits, newest first."""
+    from control_room.db.tables import ServingEndpointRevision
+
     async with conn.cursor(row_factory=model_rows(ServingEndpointRevision)) as cur:
         await cur.execute(
             "select * from ops.serving_endpoint_revisions where endpoint_id = %s order by revision desc limit 50",
