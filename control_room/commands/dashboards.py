@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
 
-from control_room.commands.on_database import on_database
+from control_room.commands.on_database import cli_actor, on_database
 from control_room.commands.project_option import ProjectOption, project_id_of
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.services import auth, dashboards
@@ -20,10 +19,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Dashboards: shipped templates, a project's dashboards and their versions.",
                   no_args_is_help=True)  # fmt: skip
-
-
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
 
 
 @app.command("templates")
@@ -70,9 +65,9 @@ def clone_command(project: ProjectOption, template: str, slug: str) -> None:
     """Clone a shipped template into the project as dashboard SLUG."""
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        await auth.act_as(conn, _actor())
+        await auth.act_as(conn, cli_actor())
         return await dashboards.clone_template(
-            conn, project_id=await project_id_of(conn, project), template=template, slug=slug, by=_actor()
+            conn, project_id=await project_id_of(conn, project), template=template, slug=slug, by=cli_actor()
         )
 
     _say_saved(slug, on_database(work))
@@ -99,7 +94,7 @@ def save_command(
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         return await dashboards.save_dashboard(
             conn, project_id=await project_id_of(conn, project), slug=slug, source_yaml=source, message=message,
-            by=_actor(),
+            by=cli_actor(),
         )  # fmt: skip
 
     _say_saved(slug, on_database(work))

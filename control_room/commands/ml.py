@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from typing import Any
 
 import psycopg
 import typer
 
-from control_room.commands.on_database import on_database
+from control_room.commands.on_database import act_as_cli, on_database
 from control_room.commands.project_option import ProjectOption, project_id_of
 from control_room.config import get_settings
-from control_room.services import auth, ml_tracking
+from control_room.services import ml_tracking
 
 app = typer.Typer(help="MLflow: experiments, registered models and their aliases.", no_args_is_help=True)
 alias_app = typer.Typer(help="Point a model alias (champion, challenger, ...) at a version, or remove it.",
@@ -62,7 +61,7 @@ def _change_alias(project: str, model: str, alias: str, version: str | None, gat
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         project_id = await project_id_of(conn, project)
         async with conn.transaction():  # the audit row is kept only when MLflow made the change
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             return await ml_tracking.set_model_alias(
                 conn, project=project_id, name=model, alias=alias, version=version, gate_metric=gate_metric
             )

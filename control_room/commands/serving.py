@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
 import uuid
 from typing import Any
 
 import psycopg
 import typer
 
-from control_room.commands.on_database import on_database
+from control_room.commands.on_database import act_as_cli, on_database
 from control_room.commands.project_option import ProjectOption, project_id_of
-from control_room.services import auth, serving
+from control_room.services import serving
 
 app = typer.Typer(help="Model serving endpoints: create, canary, promote, roll back, stop; tokens.",
                   no_args_is_help=True)  # fmt: skip
@@ -33,7 +32,7 @@ def _print(endpoint: dict[str, Any]) -> None:
 def _change(project: str, endpoint: str, change: str, **options: Any) -> None:
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             endpoint_id = await _endpoint_id(conn, project, endpoint)
             if change == "canary":
                 await serving.canary(conn, endpoint_id=endpoint_id, **options)
@@ -96,7 +95,7 @@ def create_command(
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             endpoint_id = await serving.create_endpoint(
                 conn, project_id=await project_id_of(conn, project), environment=environment, name=name, model=model,
                 version=version, replicas=replicas, pool=pool, max_memory_mb=max_memory_mb,
@@ -158,7 +157,7 @@ def delete_command(
 
     async def work(conn: psycopg.AsyncConnection) -> None:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             await serving.delete_endpoint(conn, endpoint_id=await _endpoint_id(conn, project, endpoint))
 
     on_database(work)
@@ -171,7 +170,7 @@ def token_create_command(endpoint: str, name: str, project: ProjectOption) -> No
 
     async def work(conn: psycopg.AsyncConnection) -> str:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             endpoint_id = await _endpoint_id(conn, project, endpoint)
             return await serving.create_token(conn, endpoint_id=endpoint_id, name=name)
 
@@ -184,7 +183,7 @@ def token_revoke_command(endpoint: str, name: str, project: ProjectOption) -> No
 
     async def work(conn: psycopg.AsyncConnection) -> None:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             await serving.revoke_token(conn, endpoint_id=await _endpoint_id(conn, project, endpoint), name=name)
 
     on_database(work)
