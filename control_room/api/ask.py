@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from control_room.api.deps import UserConnection
 from control_room.api.models import Strict
+from control_room.db.tables import Nl2sqlQuestion
 from control_room.services import nl2sql
 
 router = APIRouter(tags=["ask"])
@@ -93,6 +94,6 @@ async def feedback(question_id: uuid.UUID, body: FeedbackBody, conn: UserConnect
 @router.get("/ask", response_model=list[QuestionPublic])
 async def list_questions(
     project: ProjectQuery, conn: UserConnection, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[dict[str, Any]]:
+) -> list[Nl2sqlQuestion]:
     """The project's latest questions, their SQL, outcome and feedback."""
     return await nl2sql.list_questions(conn, project_id=project, limit=limit)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from control_room.api.deps import User, UserConnection
 from control_room.api.models import Strict
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
+from control_room.db.tables import Dashboard
 from control_room.services import dashboards
 
 router = APIRouter(tags=["dashboards"])
@@ -101,7 +102,7 @@ async def list_templates(_user: User) -> list[dict[str, Any]]:
 
 
 @router.get("/dashboards", response_model=list[DashboardPublic])
-async def list_dashboards(project: ProjectQuery, conn: UserConnection) -> list[dict[str, Any]]:
+async def list_dashboards(project: ProjectQuery, conn: UserConnection) -> list[Dashboard]:
     """The project's saved dashboards."""
     return await dashboards.list_dashboards(conn, project_id=project)
 

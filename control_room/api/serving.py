@@ -206,13 +206,23 @@ async def _endpoint(
 
 
 async def _change(
-    db: Any, user: Any, endpoint: str, project: Any, apply: Callable[[Any, uuid.UUID], Awaitable[int]]
+    db: Any, user: Any, endpoint: str, project: Any, apply: Callable[..., Awaitable[int]], **arguments: Any
 ) -> dict[str, Any]:
-    """One change of an endpoint as the caller: resolve it, ``apply(conn, endpoint_id)`` (the new revision),
-    and answer with the revision and the endpoint as it is now."""
+    """One change of an endpoint as the caller: resolve it, ``apply(conn, endpoint_id=..., **arguments)`` (the
+    new revision), and answer with the revision and the endpoint as it is now."""
     async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
-        revision = await apply(conn, endpoint_id)
+        revision = await apply(conn, endpoint_id=endpoint_id, **arguments)
         return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+
+
+def _change_route(action: str, operation_id: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The POST route of one change of an endpoint (``/serving/endpoints/{endpoint}/<action>``)."""
+    return router.post(
+        f"/serving/endpoints/{{endpoint}}/{action}",
+        operation_id=operation_id,
+        response_model=ChangeReply,
+        responses=CHANGES,
+    )
 
 
 @router.get("/serving/endpoints", operation_id="listServingEndpoints", response_model=list[EndpointPublic])
@@ -260,100 +270,53 @@ async def delete_endpoint(endpoint: EndpointPath, user: User, db: Pool, project:
     return Response(status_code=204)
 
 
-@router.post(
-    "/serving/endpoints/{endpoint}/canary",
-    operation_id="canaryServingEndpoint",
-    response_model=ChangeReply,
-    responses=CHANGES,
-)
+@_change_route("canary", "canaryServingEndpoint")
 async def canary(
     endpoint: EndpointPath, body: CanaryRequest, user: User, db: Pool, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Send a share of the traffic to a new version (operators)."""
-    async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
-        revision = await serving.canary(
-            conn, endpoint_id=endpoint_id, version=body.version, percent=body.percent, model=body.model,
-            expected_revision=body.expected_revision,
-        )  # fmt: skip
-        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+    return await _change(
+        db, user, endpoint, project, serving.canary, version=body.version, percent=body.percent, model=body.model,
+        expected_revision=body.expected_revision,
+    )  # fmt: skip
 
 
-@router.post(
-    "/serving/endpoints/{endpoint}/promote",
-    operation_id="promoteServingEndpoint",
-    response_model=ChangeReply,
-    responses=CHANGES,
-)
+@_change_route("promote", "promoteServingEndpoint")
 async def promote(
     endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Give the canary all the traffic; the old version's replicas stop (operators)."""
     expected = body.expected_revision if body else None
-    return await _change(
-        db, user, endpoint, project,
-        lambda conn, endpoint_id: serving.promote(conn, endpoint_id=endpoint_id, expected_revision=expected),
-    )  # fmt: skip
+    return await _change(db, user, endpoint, project, serving.promote, expected_revision=expected)
 
 
-@router.post(
-    "/serving/endpoints/{endpoint}/rollback",
-    operation_id="rollbackServingEndpoint",
-    response_model=ChangeReply,
-    responses=CHANGES,
-)
+@_change_route("rollback", "rollbackServingEndpoint")
 async def rollback(
     endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Back to the version served before (ends a canary, or undoes a promote) (operators)."""
     expected = body.expected_revision if body else None
-    return await _change(
-        db, user, endpoint, project,
-        lambda conn, endpoint_id: serving.rollback(conn, endpoint_id=endpoint_id, expected_revision=expected),
-    )  # fmt: skip
+    return await _change(db, user, endpoint, project, serving.rollback, expected_revision=expected)
 
 
-@router.post(
-    "/serving/endpoints/{endpoint}/stop",
-    operation_id="stopServingEndpoint",
-    response_model=ChangeReply,
-    responses=CHANGES,
-)
+@_change_route("stop", "stopServingEndpoint")
 async def stop(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> dict[str, Any]:
     """Stop serving: every replica's task is cancelled (operators)."""
-    return await _change(
-        db, user, endpoint, project,
-        lambda conn, endpoint_id: serving.set_running(conn, endpoint_id=endpoint_id, running=False),
-    )  # fmt: skip
+    return await _change(db, user, endpoint, project, serving.set_running, running=False)
 
 
-@router.post(
-    "/serving/endpoints/{endpoint}/start",
-    operation_id="startServingEndpoint",
-    response_model=ChangeReply,
-    responses=CHANGES,
-)
+@_change_route("start", "startServingEndpoint")
 async def start(endpoint: EndpointPath, user: User, db: Pool, project: ProjectQuery = None) -> dict[str, Any]:
     """Serve again on the current traffic split (operators)."""
-    return await _change(
-        db, user, endpoint, project,
-        lambda conn, endpoint_id: serving.set_running(conn, endpoint_id=endpoint_id, running=True),
-    )  # fmt: skip
+    return await _change(db, user, endpoint, project, serving.set_running, running=True)
 
 
-@router.post(
-    "/serving/endpoints/{endpoint}/scale",
-    operation_id="scaleServingEndpoint",
-    response_model=ChangeReply,
-    responses=CHANGES,
-)
+@_change_route("scale", "scaleServingEndpoint")
 async def scale(
     endpoint: EndpointPath, body: ScaleRequest, user: User, db: Pool, project: ProjectQuery = None
 ) -> dict[str, Any]:
     """Replicas per served version (operators; a serving concurrent_tasks cap bounds the org's total)."""
-    return await _change(
-        db, user, endpoint, project,
-        lambda conn, endpoint_id: serving.scale(conn, endpoint_id=endpoint_id, replicas=body.replicas),
-    )  # fmt: skip
+    return await _change(db, user, endpoint, project, serving.scale, replicas=body.replicas)
 
 
 @router.get("/serving/endpoints/{endpoint}/stats", operation_id="getServingEndpointStats", response_model=EndpointStats)

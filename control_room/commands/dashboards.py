@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
 
-from control_room.commands.ml import ProjectOption, _project_id
-from control_room.commands.on_database import on_database
+from control_room.commands.on_database import cli_actor, on_database
+from control_room.commands.project_option import ProjectOption, project_id_of
 from control_room.dashboards.loader import parse_dashboard, shipped_templates
 from control_room.services import auth, dashboards
 from control_room.services.errors import Invalid
 
+if TYPE_CHECKING:
+    from control_room.db.tables import Dashboard
+
 app = typer.Typer(help="Dashboards: shipped templates, a project's dashboards and their versions.",
                   no_args_is_help=True)  # fmt: skip
-
-
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
 
 
 @app.command("templates")
@@ -34,14 +32,14 @@ def templates_command() -> None:
 def list_command(project: ProjectOption) -> None:
     """List the project's saved dashboards."""
 
-    async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
-        return await dashboards.list_dashboards(conn, project_id=await _project_id(conn, project))
+    async def work(conn: psycopg.AsyncConnection) -> list[Dashboard]:
+        return await dashboards.list_dashboards(conn, project_id=await project_id_of(conn, project))
 
     rows = on_database(work)
     if not rows:
         typer.echo("no dashboard yet: `lakehouse dashboards clone --project P TEMPLATE SLUG` starts one")
     for row in rows:
-        typer.echo(f"{row['slug']:24} v{row['latest_version']:<4} {row['title']}  (from {row['template'] or '-'})")
+        typer.echo(f"{row.slug:24} v{row.latest_version:<4} {row.title}  (from {row.template or '-'})")
 
 
 @app.command("show")
@@ -52,7 +50,7 @@ def show_command(
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         return await dashboards.get_dashboard(
-            conn, project_id=await _project_id(conn, project), slug=slug, version=version
+            conn, project_id=await project_id_of(conn, project), slug=slug, version=version
         )
 
     typer.echo(on_database(work)["source_yaml"], nl=False)
@@ -67,9 +65,9 @@ def clone_command(project: ProjectOption, template: str, slug: str) -> None:
     """Clone a shipped template into the project as dashboard SLUG."""
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        await auth.act_as(conn, _actor())
+        await auth.act_as(conn, cli_actor())
         return await dashboards.clone_template(
-            conn, project_id=await _project_id(conn, project), template=template, slug=slug, by=_actor()
+            conn, project_id=await project_id_of(conn, project), template=template, slug=slug, by=cli_actor()
         )
 
     _say_saved(slug, on_database(work))
@@ -95,8 +93,8 @@ def save_command(
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         return await dashboards.save_dashboard(
-            conn, project_id=await _project_id(conn, project), slug=slug, source_yaml=source, message=message,
-            by=_actor(),
+            conn, project_id=await project_id_of(conn, project), slug=slug, source_yaml=source, message=message,
+            by=cli_actor(),
         )  # fmt: skip
 
     _say_saved(slug, on_database(work))
@@ -116,7 +114,7 @@ def push_command(
         raise typer.Exit(1)
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        return await superset.push_dashboard(conn, project_id=await _project_id(conn, project), slug=slug)
+        return await superset.push_dashboard(conn, project_id=await project_id_of(conn, project), slug=slug)
 
     pushed = on_database(work)
     typer.echo(f"dashboard {slug}: pushed to Superset as {pushed['slug']} (id {pushed['superset_id']}, "

@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import psycopg
 import typer
 
-from control_room.commands.on_database import on_database
+from control_room.commands.on_database import act_as_cli, on_database
+from control_room.commands.project_option import ProjectOption, project_id_of
 from control_room.config import get_settings
-from control_room.services import auth, ml_tracking, runs
-from control_room.services.errors import Invalid, ServiceError
+from control_room.services import ml_tracking
 
 app = typer.Typer(help="MLflow: experiments, registered models and their aliases.", no_args_is_help=True)
 alias_app = typer.Typer(help="Point a model alias (champion, challenger, ...) at a version, or remove it.",
                         no_args_is_help=True)  # fmt: skip
 app.add_typer(alias_app, name="alias")
 
-ProjectOption = Annotated[str, typer.Option("--project", help="Project slug or id.")]
-
-
 def _use_tracking_server() -> None:
     """MLFLOW_TRACKING_URI, else the server `lakehouse run` starts (LAKEHOUSE_MLFLOW_HOST/PORT)."""
     settings = get_settings()
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"http://{settings.mlflow_host}:{settings.mlflow_port}")
-
-
-async def _project_id(conn: psycopg.AsyncConnection, project: str) -> uuid.UUID:
-    try:
-        return await runs.resolve_project(conn, project)
-    except ServiceError as exc:
-        raise Invalid(exc.message, field="--project") from exc
 
 
 @app.command("experiments")
@@ -43,7 +31,7 @@ def experiments_command(project: ProjectOption, search: str | None = typer.Optio
 
     async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
         rows, _next = await ml_tracking.list_experiments(
-            conn, project=await _project_id(conn, project), text=search, limit=ml_tracking.MAX_PAGE
+            conn, project=await project_id_of(conn, project), text=search, limit=ml_tracking.MAX_PAGE
         )
         return rows
 
@@ -58,7 +46,7 @@ def models_command(project: ProjectOption) -> None:
     _use_tracking_server()
 
     async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
-        rows, _next = await ml_tracking.list_models(conn, project=await _project_id(conn, project),
+        rows, _next = await ml_tracking.list_models(conn, project=await project_id_of(conn, project),
                                                     limit=ml_tracking.MAX_PAGE)  # fmt: skip
         return rows
 
@@ -71,9 +59,9 @@ def _change_alias(project: str, model: str, alias: str, version: str | None, gat
     _use_tracking_server()
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        project_id = await _project_id(conn, project)
+        project_id = await project_id_of(conn, project)
         async with conn.transaction():  # the audit row is kept only when MLflow made the change
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             return await ml_tracking.set_model_alias(
                 conn, project=project_id, name=model, alias=alias, version=version, gate_metric=gate_metric
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ import typer
 
 from control_room.config import get_settings
 from control_room.db.connection import connect_async
+from control_room.services import auth
 from control_room.services.errors import ServiceError, from_db_error
 from control_room.supervisor import SupervisorError, control_plane_database
 
@@ -42,3 +44,13 @@ def on_database(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
             field = f" ({mapped.field})" if mapped.field else ""
             typer.echo(f"error{field}: {mapped.message}", err=True)
         raise typer.Exit(1) from exc
+
+
+def cli_actor() -> str:
+    """Who the CLI's changes are recorded as (audit log, ``by`` columns): ``cli:<login name>``."""
+    return f"cli:{getpass.getuser()}"
+
+
+async def act_as_cli(conn: psycopg.AsyncConnection) -> None:
+    """Record the changes of the caller's open transaction as the CLI's (``auth.act_as``, transaction-local)."""
+    await auth.act_as(conn, cli_actor(), local=True)

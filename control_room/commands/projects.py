@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
 from typing import Annotated
 
 import psycopg
 import typer
 
-from control_room.commands.on_database import on_database
-from control_room.services import auth, retention, runs
+from control_room.commands.on_database import act_as_cli, cli_actor, on_database
+from control_room.services import retention, runs
 
 app = typer.Typer(help="Projects: event retention (days before a finished run's events move to Parquet).",
                   no_args_is_help=True)  # fmt: skip
@@ -27,7 +26,7 @@ def retention_command(
 
     async def work(conn: psycopg.AsyncConnection) -> int:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             project_id = await runs.resolve_project(conn, project)
             if days is None:
                 return await retention.get_retention(conn, project_id=project_id)
@@ -46,7 +45,7 @@ def archive_command(
 
     async def work(conn: psycopg.AsyncConnection) -> retention.PassResult:
         return await retention.archive_due(
-            conn, now=lambda: datetime.now(UTC), worker=f"cli:{getpass.getuser()}", max_runs=runs_per_pass
+            conn, now=lambda: datetime.now(UTC), worker=cli_actor(), max_runs=runs_per_pass
         )
 
     done = on_database(work)

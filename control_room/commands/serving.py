@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import getpass
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import psycopg
 import typer
 
-from control_room.commands.on_database import on_database
-from control_room.services import auth, runs, serving
-from control_room.services.errors import Invalid, ServiceError
+from control_room.commands.on_database import act_as_cli, on_database
+from control_room.commands.project_option import ProjectOption, project_id_of
+from control_room.services import serving
 
 app = typer.Typer(help="Model serving endpoints: create, canary, promote, roll back, stop; tokens.",
                   no_args_is_help=True)  # fmt: skip
 token_app = typer.Typer(help="Bearer tokens of an endpoint's invocations URL (lhe_…).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
-ProjectOption = Annotated[str, typer.Option("--project", help="Project slug or id.")]
-
-
-async def _project_id(conn: psycopg.AsyncConnection, project: str) -> uuid.UUID:
-    try:
-        return await runs.resolve_project(conn, project)
-    except ServiceError as exc:
-        raise Invalid(exc.message, field="--project") from exc
-
-
 async def _endpoint_id(conn: psycopg.AsyncConnection, project: str, endpoint: str) -> uuid.UUID:
-    return await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=await _project_id(conn, project))
+    return await serving.resolve_endpoint(conn, endpoint=endpoint, project_id=await project_id_of(conn, project))
 
 
 def _print(endpoint: dict[str, Any]) -> None:
@@ -43,7 +32,7 @@ def _print(endpoint: dict[str, Any]) -> None:
 def _change(project: str, endpoint: str, change: str, **options: Any) -> None:
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             endpoint_id = await _endpoint_id(conn, project, endpoint)
             if change == "canary":
                 await serving.canary(conn, endpoint_id=endpoint_id, **options)
@@ -65,7 +54,7 @@ def list_command(project: ProjectOption) -> None:
     """The project's endpoints: health, healthy/total replicas, revision and traffic split."""
 
     async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
-        return await serving.list_endpoints(conn, project_id=await _project_id(conn, project))
+        return await serving.list_endpoints(conn, project_id=await project_id_of(conn, project))
 
     for endpoint in on_database(work):
         _print(endpoint)
@@ -87,10 +76,8 @@ def get_command(endpoint: str, project: ProjectOption) -> None:
             f"pid {r['pid'] or '-'}  attempt {r['attempt']}  restarts {r['restarts']}  run {r['run_id']}"
         )
     for rev in detail["revisions"]:
-        split = ", ".join(f"v{r['version']} {r['percent']}%" for r in rev["routes"])
-        typer.echo(
-            f"  rev {rev['revision']:<3} {rev['action']:8} {split:24} by {rev['created_by']} {rev['created_at']:%c}"
-        )
+        split = ", ".join(f"v{r['version']} {r['percent']}%" for r in rev.routes)
+        typer.echo(f"  rev {rev.revision:<3} {rev.action:8} {split:24} by {rev.created_by} {rev.created_at:%c}")
 
 
 @app.command("create")
@@ -108,9 +95,9 @@ def create_command(
 
     async def work(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             endpoint_id = await serving.create_endpoint(
-                conn, project_id=await _project_id(conn, project), environment=environment, name=name, model=model,
+                conn, project_id=await project_id_of(conn, project), environment=environment, name=name, model=model,
                 version=version, replicas=replicas, pool=pool, max_memory_mb=max_memory_mb,
             )  # fmt: skip
             return await serving.get_endpoint(conn, endpoint_id=endpoint_id)
@@ -170,7 +157,7 @@ def delete_command(
 
     async def work(conn: psycopg.AsyncConnection) -> None:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             await serving.delete_endpoint(conn, endpoint_id=await _endpoint_id(conn, project, endpoint))
 
     on_database(work)
@@ -183,7 +170,7 @@ def token_create_command(endpoint: str, name: str, project: ProjectOption) -> No
 
     async def work(conn: psycopg.AsyncConnection) -> str:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             endpoint_id = await _endpoint_id(conn, project, endpoint)
             return await serving.create_token(conn, endpoint_id=endpoint_id, name=name)
 
@@ -196,7 +183,7 @@ def token_revoke_command(endpoint: str, name: str, project: ProjectOption) -> No
 
     async def work(conn: psycopg.AsyncConnection) -> None:
         async with conn.transaction():
-            await auth.act_as(conn, f"cli:{getpass.getuser()}", local=True)
+            await act_as_cli(conn)
             await serving.revoke_token(conn, endpoint_id=await _endpoint_id(conn, project, endpoint), name=name)
 
     on_database(work)

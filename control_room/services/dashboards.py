@@ -30,15 +30,17 @@ from psycopg import AsyncConnection
 from control_room.config import get_settings
 from control_room.dashboards.loader import content_sha256, parse_dashboard, shipped_templates
 from control_room.dashboards.models import DashboardFile, Dataset
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows, first_dict_row, model_rows
 from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.services.errors import Forbidden, Invalid, NotFound, ServiceError, from_db_error
 from control_room.services.result_rows import json_cell
 from control_room.services.sql_guard import bind_placeholders, parse_read_only, typed_literal, with_limit
 from control_room.storage import get_store
 
-if TYPE_CHECKING:  # sqlglot takes most of a second to import: loaded by the calls that parse, not at start-up
+if TYPE_CHECKING:  # sqlglot (most of a second) and the SQLModel mirror: imported by the calls that use them
     from sqlglot import exp
+
+    from control_room.db.tables import Dashboard
 
 MAX_DATASET_ROWS = 5_000
 DATASET_TIMEOUT = "10s"
@@ -299,15 +301,17 @@ async def clone_template(
     )  # fmt: skip
 
 
-async def list_dashboards(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[dict[str, Any]]:
+async def list_dashboards(conn: AsyncConnection, *, project_id: uuid.UUID) -> list[Dashboard]:
     """The project's saved dashboards (RLS: only a member's), by title."""
-    return await dict_rows(
-        conn,
-        "select d.id, d.slug, d.title, d.template, d.latest_version, d.created_by, d.updated_at "
-        "from ops.dashboards d where d.project_id = %s and d.archived_at is null order by d.title, d.slug "
-        "limit 500",
-        (project_id,),
-    )
+    from control_room.db.tables import Dashboard
+
+    async with conn.cursor(row_factory=model_rows(Dashboard)) as cur:
+        await cur.execute(
+            "select * from ops.dashboards where project_id = %s and archived_at is null order by title, slug "
+            "limit 500",
+            (project_id,),
+        )
+        return list(await cur.fetchall())
 
 
 async def get_dashboard(

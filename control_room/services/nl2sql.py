@@ -28,12 +28,14 @@ import httpx
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row, returned_id
+from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
 from control_room.services.errors import Invalid
 from control_room.services.sql_guard import parse_read_only, with_limit
 
-if TYPE_CHECKING:  # sqlglot takes most of a second to import: loaded by the calls that parse, not at start-up
+if TYPE_CHECKING:  # sqlglot (most of a second) and the SQLModel mirror: imported by the calls that use them
     from sqlglot import exp
+
+    from control_room.db.tables import Nl2sqlQuestion
 
 MAX_ROWS = 1_000
 DIALECT = "duckdb"
@@ -819,15 +821,16 @@ async def question_outcome(conn: AsyncConnection, *, question_id: uuid.UUID) -> 
     return row
 
 
-async def list_questions(conn: AsyncConnection, *, project_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
+async def list_questions(conn: AsyncConnection, *, project_id: uuid.UUID, limit: int = 100) -> list[Nl2sqlQuestion]:
     """The project's latest questions with their SQL, outcome and feedback (the evaluation set)."""
-    return await dict_rows(
-        conn,
-        "select id, question, provider, outcome, generated_sql, message, final_sql, run_id, feedback, fixed_sql, "
-        "asked_by, created_at from ops.nl2sql_questions where project_id = %s "
-        "order by created_at desc, id desc limit %s",
-        (project_id, limit),
-    )
+    from control_room.db.tables import Nl2sqlQuestion
+
+    async with conn.cursor(row_factory=model_rows(Nl2sqlQuestion)) as cur:
+        await cur.execute(
+            "select * from ops.nl2sql_questions where project_id = %s order by created_at desc, id desc limit %s",
+            (project_id, limit),
+        )
+        return list(await cur.fetchall())
 
 
 def auto_chart(columns: list[str], types: list[str]) -> tuple[str, str | None, list[str]]:

@@ -23,13 +23,13 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from control_room.db.rows import dict_rows
+from control_room.db.rows import model_rows
 from control_room.services.auth import ExecutorPrincipal, Principal, scoped
 from control_room.services.errors import Forbidden, Invalid, LeaseLost, ServiceError, from_db_error
 from control_room.services.openmetadata_client import (
@@ -46,6 +46,9 @@ from control_room.services.openmetadata_client import (
     Table,
 )
 from control_room.services.runs import resolve_project
+
+if TYPE_CHECKING:  # the SQLModel mirror takes a while to import (`lakehouse catalog`): loaded on use
+    from control_room.db.tables import Dataset, LineageEdge
 
 # Our column types (dbt catalog, Delta, information_schema, OpenLineage) -> OpenMetadata's dataType enum.
 DATA_TYPES = (
@@ -67,13 +70,8 @@ DATA_TYPES = (
 )
 TABLE_KINDS = ("source", "seed", "model", "snapshot", "table")
 LINEAGE_SOURCE = "Manual"  # OpenMetadata's lineage source enum has no value for an outside pusher
-DATASETS = """
-select d.id, d.namespace, d.name, d.kind, d.columns, d.owner, d.description, d.metadata
-from ops.datasets d where d.project_id = %(p)s and d.kind = any(%(kinds)s) order by d.name, d.id
-"""
-EDGES = """
-select e.upstream_id, e.downstream_id, e.column_lineage from ops.lineage_edges e where e.project_id = %(p)s
-"""
+DATASETS = "select * from ops.datasets where project_id = %(p)s and kind = any(%(kinds)s) order by name, id"
+EDGES = "select * from ops.lineage_edges where project_id = %(p)s"
 
 
 class OpenMetadataUnavailable(ServiceError):
@@ -128,18 +126,15 @@ class SyncReport:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Dataset:
-    id: str
-    name: str
+    """A catalog dataset of ours and the OpenMetadata table it is pushed to."""
+
+    row: Dataset
     fqn: str
     database: str
     schema: str
     table: str
-    columns: list[dict[str, Any]]
-    owner: str | None
-    description: str
-    metadata: dict[str, Any]
 
 
 def _desired_columns(dataset: _Dataset) -> list[Column]:
@@ -150,7 +145,7 @@ def _desired_columns(dataset: _Dataset) -> list[Column]:
             dataTypeDisplay=str(c.get("type") or "") or None,
             description=str(c.get("description") or "") or None,
         )
-        for c in dataset.columns
+        for c in dataset.row.columns
         if c.get("name")
     ]
 
@@ -158,7 +153,7 @@ def _desired_columns(dataset: _Dataset) -> list[Column]:
 def _table_changes(dataset: _Dataset, current: Table | None, owner: EntityReference | None) -> list[str]:
     """Which fields a push would change (all of them for a new table)."""
     if current is None:
-        return ["columns", *(["description"] if dataset.description else []), *(["owners"] if owner else [])]
+        return ["columns", *(["description"] if dataset.row.description else []), *(["owners"] if owner else [])]
     changed = []
     theirs = {c.name: c for c in current.columns}
     wanted = _desired_columns(dataset)
@@ -166,7 +161,7 @@ def _table_changes(dataset: _Dataset, current: Table | None, owner: EntityRefere
         changed.append("columns")
     elif any(c.description and not theirs[c.name].description for c in wanted):
         changed.append("columns")  # a column description OpenMetadata lacks
-    if dataset.description and not current.description:
+    if dataset.row.description and not current.description:
         changed.append("description")
     if owner is not None and owner.id not in {o.id for o in current.owners}:
         changed.append("owners")
@@ -215,7 +210,7 @@ class OpenMetadataSync:
 
     async def push_table(self, dataset: _Dataset) -> Table | None:
         current = await self.client.table(dataset.fqn)
-        owner = await self._owner(dataset.owner)
+        owner = await self._owner(dataset.row.owner)
         fields = _table_changes(dataset, current, owner)
         if not fields:
             return current
@@ -238,16 +233,20 @@ class OpenMetadataSync:
                 name=dataset.table,
                 databaseSchema=f"{self.service}.{dataset.database}.{dataset.schema}",
                 columns=_desired_columns(dataset),
-                description=dataset.description or None,
+                description=dataset.row.description or None,
                 owners=owners,
             )
         )
         return await self.client.table(dataset.fqn)  # as OpenMetadata keeps it (its own rules applied)
 
     async def push_lineage(
-        self, upstream: _Dataset, downstream: _Dataset, pairs: list[dict[str, Any]], tables: dict[str, Table | None]
+        self,
+        upstream: _Dataset,
+        downstream: _Dataset,
+        pairs: list[dict[str, Any]],
+        tables: dict[uuid.UUID, Table | None],
     ) -> None:
-        up, down = tables.get(upstream.id), tables.get(downstream.id)
+        up, down = tables.get(upstream.row.id), tables.get(downstream.row.id)
         wanted = sorted(
             (f"{upstream.fqn}.{p['upstream_column']}", f"{downstream.fqn}.{p['downstream_column']}") for p in pairs
         )
@@ -283,10 +282,10 @@ class OpenMetadataSync:
             )
         )
 
-    def pull_rows(self, datasets: list[_Dataset], tables: dict[str, Table | None]) -> list[dict[str, Any]]:
+    def pull_rows(self, datasets: list[_Dataset], tables: dict[uuid.UUID, Table | None]) -> list[dict[str, Any]]:
         rows = []
         for dataset in datasets:
-            table = tables.get(dataset.id)
+            table = tables.get(dataset.row.id)
             if table is None:
                 continue
             pulled = _pulled(table)
@@ -294,9 +293,9 @@ class OpenMetadataSync:
             fields = [
                 name
                 for name, differs in (
-                    ("openmetadata", dataset.metadata.get("openmetadata") != pulled),
-                    ("owner", dataset.owner is None and owner is not None),
-                    ("description", not dataset.description and bool(pulled["description"])),
+                    ("openmetadata", dataset.row.metadata_.get("openmetadata") != pulled),
+                    ("owner", dataset.row.owner is None and owner is not None),
+                    ("description", not dataset.row.description and bool(pulled["description"])),
                 )
                 if differs
             ]
@@ -304,7 +303,7 @@ class OpenMetadataSync:
                 self.report.changes.append(Change("pull", "pull", dataset.fqn, fields))
                 rows.append(
                     {
-                        "dataset_id": dataset.id,
+                        "dataset_id": str(dataset.row.id),
                         "openmetadata": pulled,
                         "owner": owner,
                         "description": pulled["description"],
@@ -313,29 +312,22 @@ class OpenMetadataSync:
         return rows
 
 
+def _placed(row: Dataset, service: str) -> _Dataset:
+    database, schema, table = table_fqn(service, row.name)
+    return _Dataset(row, f"{service}.{database}.{schema}.{table}", database, schema, table)
+
+
 async def _project_lineage(
     conn: AsyncConnection, project_id: uuid.UUID, service: str
-) -> tuple[list[_Dataset], list[dict[str, Any]]]:
-    rows = await dict_rows(conn, DATASETS, {"p": project_id, "kinds": list(TABLE_KINDS)})
-    edges = await dict_rows(conn, EDGES, {"p": project_id})
-    datasets = []
-    for row in rows:
-        database, schema, table = table_fqn(service, row["name"])
-        datasets.append(
-            _Dataset(
-                id=str(row["id"]),
-                name=row["name"],
-                fqn=f"{service}.{database}.{schema}.{table}",
-                database=database,
-                schema=schema,
-                table=table,
-                columns=list(row["columns"] or []),
-                owner=row["owner"],
-                description=row["description"] or "",
-                metadata=dict(row["metadata"] or {}),
-            )
-        )
-    return datasets, [dict(e) for e in edges]
+) -> tuple[list[_Dataset], list[LineageEdge]]:
+    from control_room.db.tables import Dataset, LineageEdge
+
+    async with conn.cursor(row_factory=model_rows(Dataset)) as cur:
+        await cur.execute(DATASETS, {"p": project_id, "kinds": list(TABLE_KINDS)})
+        datasets = [_placed(row, service) for row in await cur.fetchall()]
+    async with conn.cursor(row_factory=model_rows(LineageEdge)) as edges:
+        await edges.execute(EDGES, {"p": project_id})
+        return datasets, list(await edges.fetchall())
 
 
 async def sync_openmetadata(
@@ -414,7 +406,7 @@ async def _sync(
     client: OpenMetadataClient,
     project_id: uuid.UUID,
     datasets: list[_Dataset],
-    edges: list[dict[str, Any]],
+    edges: list[LineageEdge],
     *,
     service: str,
     dry_run: bool,
@@ -428,19 +420,21 @@ async def _sync(
         )
     sync = OpenMetadataSync(client, service=service, dry_run=dry_run)
     seen: dict[str, str] = {}
-    tables: dict[str, Table | None] = {}
+    tables: dict[uuid.UUID, Table | None] = {}
     for dataset in datasets:
         if dataset.fqn in seen:
-            sync.report.warnings.append(f"{dataset.name} and {seen[dataset.fqn]} are both {dataset.fqn}; pushed once")
+            sync.report.warnings.append(
+                f"{dataset.row.name} and {seen[dataset.fqn]} are both {dataset.fqn}; pushed once"
+            )
             continue
-        seen[dataset.fqn] = dataset.name
-        tables[dataset.id] = await sync.push_table(dataset)
+        seen[dataset.fqn] = dataset.row.name
+        tables[dataset.row.id] = await sync.push_table(dataset)
     sync.report.tables = len(seen)
-    by_id = {d.id: d for d in datasets if d.id in tables}
+    by_id = {d.row.id: d for d in datasets if d.row.id in tables}
     for edge in edges:
-        up, down = by_id.get(str(edge["upstream_id"])), by_id.get(str(edge["downstream_id"]))
+        up, down = by_id.get(edge.upstream_id), by_id.get(edge.downstream_id)
         if up is not None and down is not None:
-            await sync.push_lineage(up, down, list(edge["column_lineage"] or []), tables)
+            await sync.push_lineage(up, down, edge.column_lineage, tables)
     rows = sync.pull_rows(list(by_id.values()), tables)
     if rows and not dry_run:
         async with scoped(conn, principal):

@@ -12,13 +12,16 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, first_dict_row, returned_id
+from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
 from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
 from control_room.services.errors import Invalid, NotFound, Unauthorized
+
+if TYPE_CHECKING:  # the SQLModel mirror takes a while to import (the CLI's serving commands): loaded on use
+    from control_room.db.tables import ServingEndpointRevision
 
 SERVING_TOKEN_PREFIX = "lhe_"
 BUCKET_SECONDS = 10
@@ -125,7 +128,7 @@ def _with_replicas(endpoint: dict[str, Any], replicas: list[dict[str, Any]]) -> 
 
 
 async def get_endpoint(conn: AsyncConnection, *, endpoint_id: uuid.UUID) -> dict[str, Any]:
-    """One endpoint: traffic split, replicas with health, and its revisions (newest first)."""
+    """One endpoint: traffic split, replicas with health, and its revisions (newest first, as table rows)."""
     endpoint = await first_dict_row(
         conn, f"select {_ENDPOINT_COLUMNS} {_ENDPOINT_FROM} where e.id = %s", (endpoint_id,)
     )
@@ -134,16 +137,19 @@ async def get_endpoint(conn: AsyncConnection, *, endpoint_id: uuid.UUID) -> dict
     replicas = await dict_rows(
         conn, _REPLICA_SELECT + "where s.endpoint_id = %s and s.retired_at is null", (endpoint_id,)
     )
-    revisions = [
-        {**r, "routes": _routes(r["routes"])}
-        for r in await dict_rows(
-            conn,
-            "select revision, routes, action, created_by, created_at from ops.serving_endpoint_revisions "
-            "where endpoint_id = %s order by revision desc limit 50",
+    return {**_with_replicas(endpoint, replicas), "revisions": await _revisions(conn, endpoint_id)}
+
+
+async def _revisions(conn: AsyncConnection, endpoint_id: uuid.UUID) -> list[ServingEndpointRevision]:
+    """The endpoint's last 50 traffic splits, newest first."""
+    from control_room.db.tables import ServingEndpointRevision
+
+    async with conn.cursor(row_factory=model_rows(ServingEndpointRevision)) as cur:
+        await cur.execute(
+            "select * from ops.serving_endpoint_revisions where endpoint_id = %s order by revision desc limit 50",
             (endpoint_id,),
         )
-    ]
-    return {**_with_replicas(endpoint, replicas), "revisions": revisions}
+        return list(await cur.fetchall())
 
 
 async def _apply(
@@ -206,7 +212,7 @@ async def rollback(
     now = {(r["model"], r["version"]) for r in current["routes"]}
     single_now = len(now) == 1
     for revision in current["revisions"][1:]:
-        routes = revision["routes"]
+        routes = revision.routes
         if len(routes) != 1:
             continue
         served = (routes[0]["model"], routes[0]["version"])

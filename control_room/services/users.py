@@ -17,6 +17,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -24,9 +25,12 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from control_room.config import Settings, get_settings
-from control_room.db.rows import returned_id
+from control_room.db.rows import model_rows, returned_id
 from control_room.services.auth import SESSION_TOKEN_PREFIX, UserPrincipal, hash_token, new_token, scoped
 from control_room.services.errors import Invalid, NotFound, ServiceError, Unauthorized
+
+if TYPE_CHECKING:  # the SQLModel mirror takes a while to import (`lakehouse users`): loaded on use
+    from control_room.db.tables import User
 
 ROLES = ("viewer", "operator", "admin")
 MIN_PASSWORD_LENGTH = 10
@@ -66,6 +70,11 @@ class SignedInUser:
     user_id: uuid.UUID
     email: str
     display_name: str
+
+    @classmethod
+    def of(cls, account: User) -> SignedInUser:
+        """The person of a local account."""
+        return cls(user_id=account.id, email=account.email, display_name=account.display_name)
 
     @property
     def principal(self) -> UserPrincipal:
@@ -182,13 +191,19 @@ def create_demo_admin(database_url: str, *, email: str = DEMO_ADMIN_EMAIL) -> Ad
 
 async def find_user(conn: AsyncConnection, *, email: str) -> SignedInUser:
     """The active user with this email."""
-    cur = await conn.execute(
-        "select id, email, display_name from ops.users where email = %s and is_active", (_check_email(email),)
-    )
-    row = await cur.fetchone()
-    if row is None:
+    account = await _active_account(conn, _check_email(email))
+    if account is None:
         raise NotFound(f'no active user with email "{email}"', field="email")
-    return SignedInUser(user_id=row[0], email=row[1], display_name=row[2])
+    return SignedInUser.of(account)
+
+
+async def _active_account(conn: AsyncConnection, email: str) -> User | None:
+    """The active local account with this email (already normalized), or None."""
+    from control_room.db.tables import User
+
+    async with conn.cursor(row_factory=model_rows(User)) as cur:
+        await cur.execute("select * from ops.users where email = %s and is_active", (email,))
+        return await cur.fetchone()
 
 
 async def grant_role(conn: AsyncConnection, *, email: str, project: str, role: str) -> None:
@@ -289,15 +304,11 @@ async def _identity(conn: AsyncConnection, *, email: str, password: str, setting
             raise Unauthorized("this account is disabled in the control room; ask an admin")
         user = SignedInUser(user_id=user.user_id, email=user.email.lower(), display_name=row[0])
     else:
-        cur = await conn.execute(
-            "select id, email, display_name, password_hash from ops.users where email = %s and is_active",
-            (email.strip().lower(),),
-        )
-        row = await cur.fetchone()
-        stored_hash = row[3] if row is not None else None
-        if not await _password_matches(stored_hash, password) or row is None:
+        account = await _active_account(conn, email.strip().lower())
+        stored_hash = account.password_hash if account is not None else None
+        if not await _password_matches(stored_hash, password) or account is None:
             raise Unauthorized(WRONG_CREDENTIALS)
-        user = SignedInUser(user_id=row[0], email=row[1], display_name=row[2])
+        user = SignedInUser.of(account)
     return user
 
 

@@ -138,7 +138,7 @@ class DashboardsState(SessionState):
                 async with as_user(signed.principal) as conn:
                     saved = await dashboards.list_dashboards(conn, project_id=signed.project_id)
                 choices += [
-                    Choice(f"{SAVED_PREFIX}{d['slug']}", f"{d['title']} (v{d['latest_version']})") for d in saved
+                    Choice(f"{SAVED_PREFIX}{d.slug}", f"{d.title} (v{d.latest_version})") for d in saved
                 ]
             except Exception as exc:
                 error = problem_text(exc)

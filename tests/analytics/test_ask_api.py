@@ -66,6 +66,7 @@ def test_ask_review_run_and_feedback(live_api: LiveServer, provision: Provisione
     assert listed[asked["question_id"]]["feedback"] == "wrong"
     assert listed[asked["question_id"]]["run_id"] == ran.json()["run_id"]
     assert listed[refused["question_id"]]["outcome"] == "refused"
+    assert "org_id" not in listed[refused["question_id"]]  # the public face, not the whole row
 
 
 def test_another_projects_datasets_are_never_offered(live_api: LiveServer, provision: Provisioner) -> None:

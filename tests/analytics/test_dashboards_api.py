@@ -45,6 +45,11 @@ def test_clone_save_and_read_data_over_http(live_api: LiveServer, provision: Pro
     saved = operator.put("/dashboards/health", params=project, json={"source_yaml": edited, "expected_version": 1})
     assert saved.json()["version"] == 2, saved.text
 
+    listed = viewer.get("/dashboards", params=project).json()
+    assert [(d["slug"], d["title"], d["latest_version"], d["template"]) for d in listed] == [
+        ("health", "Health", 2, "run-health")
+    ]
+    assert set(listed[0]) == {"id", "slug", "title", "template", "latest_version", "created_by", "updated_at"}
     detail = viewer.get("/dashboards/health", params=project).json()
     assert detail["title"] == "Health" and [v["version"] for v in detail["versions"]] == [2, 1]
     data = {d["name"]: d for d in viewer.get("/dashboards/health/data", params=project).json()}
