@@ -67,3 +67,22 @@ async def returned_id(conn: AsyncConnection, statement: Statement, args: Args = 
     row = await cur.fetchone()
     assert row is not None
     return uuid.UUID(str(row[0]))
+
+
+async def model_list(
+    conn: AsyncConnection, model: type[ModelT], statement: Statement, args: Args = None
+) -> list[ModelT]:
+    """Every row of one statement (a ``select *`` of ``model``'s table, or of a function returning its rows),
+    validated into ``model``."""
+    async with conn.cursor(row_factory=model_rows(model)) as cur:
+        await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+        return await cur.fetchall()
+
+
+async def first_model(
+    conn: AsyncConnection, model: type[ModelT], statement: Statement, args: Args = None
+) -> ModelT | None:
+    """The first row of one statement validated into ``model``, or None when it returns none."""
+    async with conn.cursor(row_factory=model_rows(model)) as cur:
+        await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+        return await cur.fetchone()

@@ -12,7 +12,7 @@ from anyio import to_thread
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row, model_rows
+from control_room.db.rows import dict_rows, first_dict_row, first_model
 from control_room.db.tables import ArtifactUpload
 from control_room.services.errors import Conflict, Invalid, LeaseLost, NotFound
 from control_room.services.pagination import ListQuery, Page, newest_first
@@ -138,9 +138,7 @@ async def initiate_upload(
 
 
 async def _upload(conn: AsyncConnection, upload_id: uuid.UUID) -> ArtifactUpload:
-    async with conn.cursor(row_factory=model_rows(ArtifactUpload)) as cur:
-        await cur.execute("select * from ops.artifact_uploads where id = %s", (upload_id,))
-        row = await cur.fetchone()
+    row = await first_model(conn, ArtifactUpload, "select * from ops.artifact_uploads where id = %s", (upload_id,))
     if row is None:
         raise NotFound(f"upload {upload_id} does not exist", field="upload_id")
     return row

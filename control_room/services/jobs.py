@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, model_rows
+from control_room.db.rows import dict_rows, model_list
 from control_room.db.tables import JobTemplateVersion
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible_by_id
@@ -247,11 +247,12 @@ async def get_template(conn: AsyncConnection, *, template_id: uuid.UUID) -> dict
     template = await visible_by_id(
         conn, TEMPLATE_COLUMNS, TEMPLATE_FROM, "t.id", template_id, what="job template", field="template_id"
     )
-    async with conn.cursor(row_factory=model_rows(JobTemplateVersion)) as cur:
-        await cur.execute(
-            "select * from ops.job_template_versions where template_id = %s order by version desc", (template_id,)
-        )
-        template["versions"] = await cur.fetchall()
+    template["versions"] = await model_list(
+        conn,
+        JobTemplateVersion,
+        "select * from ops.job_template_versions where template_id = %s order by version desc",
+        (template_id,),
+    )
     template["schedule_list"] = await dict_rows(
         conn,
         """

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from anyio import to_thread
 from psycopg import AsyncConnection
 
-from control_room.db.rows import model_rows
+from control_room.db.rows import first_model, model_list
 from control_room.db.tables import EventArchive
 from control_room.services.errors import Invalid, NotFound
 from control_room.storage import ArtifactExists, ArtifactStore, StorageError, get_store
@@ -129,11 +129,12 @@ async def archive_due(
     """
     store = store or get_store()
     result = PassResult()
-    async with conn.cursor(row_factory=model_rows(EventArchive)) as cur:
-        await cur.execute(
-            "select * from ops.claim_event_archives(%s, %s, %s, %s)", (now(), worker, max_runs, LEASE_SECONDS)
-        )
-        claims = await cur.fetchall()
+    claims = await model_list(
+        conn,
+        EventArchive,
+        "select * from ops.claim_event_archives(%s, %s, %s, %s)",
+        (now(), worker, max_runs, LEASE_SECONDS),
+    )
     result.runs_claimed = len(claims)
     for claim in claims:
         if claim.status == "writing":
@@ -278,9 +279,9 @@ async def _attempts_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[b
 
 async def archive_of(conn: AsyncConnection, *, run_id: uuid.UUID) -> EventArchive | None:
     """The run's recorded archive (RLS applies to the caller), or None when its events were never archived."""
-    async with conn.cursor(row_factory=model_rows(EventArchive)) as cur:
-        await cur.execute("select * from ops.event_archives where run_id = %s and status <> 'writing'", (run_id,))
-        return await cur.fetchone()
+    return await first_model(
+        conn, EventArchive, "select * from ops.event_archives where run_id = %s and status <> 'writing'", (run_id,)
+    )
 
 
 def _read_verified(store: ArtifactStore, key: str | None, size: int | None, sha256: str | None) -> pa.Table:
