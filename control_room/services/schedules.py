@@ -660,10 +660,15 @@ async def set_paused(conn: AsyncConnection, *, schedule_id: uuid.UUID, paused: b
     await conn.execute("select 1 from ops.set_schedule_paused(%s, %s, %s)", (schedule_id, paused, by))
 
 
+async def schedule_row(conn: AsyncConnection, *, schedule_id: uuid.UUID, field: str = "schedule_id") -> Schedule:
+    """The schedule's table row; NotFound (on ``field``) when it does not exist or is not visible to the caller."""
+    found = await first_model(conn, Schedule, "select * from ops.schedules where id = %s", (schedule_id,))
+    return visible(found, f"schedule {schedule_id}", field=field)
+
+
 async def fire_now(conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, by: str | None) -> dict[str, Any]:
     """Fire a schedule at once (operators): its params plus interval params ending now."""
-    found = await first_model(conn, Schedule, "select * from ops.schedules where id = %s", (schedule_id,))
-    schedule = visible(found, f"schedule {schedule_id}", field="schedule_id")
+    schedule = await schedule_row(conn, schedule_id=schedule_id)
     version = await first_model(
         conn,
         JobTemplateVersion,
