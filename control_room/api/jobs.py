@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, IsoDatetime, RunPage, RunPublic, Strict
+from control_room.api.runs import submit_options, submitted
 from control_room.services import backfills, job_editing, jobs, runs, schedules
 
 router = APIRouter(tags=["jobs"])
@@ -297,16 +298,9 @@ async def run_template(
         environment=body.environment,
         params=body.params,
         version=body.version,
-        idempotency_key=body.idempotency_key,
-        priority=body.priority,
-        tags=body.tags,
-        trigger="api",
-        requested_by=user.user_id,
-        requested_by_name=user.email,
+        **submit_options(body, user),
     )
-    if not created:
-        response.status_code = 200
-    return run
+    return submitted(run, created, response)
 
 
 @router.get("/templates/{template_id}/runs", operation_id="listTemplateRuns", response_model=RunPage)
@@ -342,9 +336,7 @@ async def save_template(body: TemplateSave, user: User, conn: UserConnection, re
         conn, project_id=project_id, project=body.project, text=text, expected_version=body.expected_version,
         by=user.email,
     )  # fmt: skip
-    if not saved["created"]:
-        response.status_code = 200
-    return saved
+    return submitted(saved, saved["created"], response)
 
 
 async def _set_archived(conn: AsyncConnection, template_id: uuid.UUID, archived: bool, by: str) -> dict[str, Any]:

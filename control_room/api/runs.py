@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypedDict
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
@@ -25,13 +25,56 @@ from control_room.api.models import (
 )
 from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, result_policies, runs, task_detail
-from control_room.services.auth import scoped
+from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import Invalid
 from control_room.services.retry import retry_transaction
 from control_room.storage import get_store
 
 router = APIRouter(tags=["runs"])
 STREAM_PAGE = 500
+
+
+class SubmitBody(Protocol):
+    """The fields every submit body has (runs of a spec, runs of a template)."""
+
+    @property
+    def idempotency_key(self) -> str | None: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def tags(self) -> list[str]: ...
+
+
+class SubmitOptions(TypedDict):
+    """The submit arguments of runs.submit_run and jobs.run_template that do not name the run itself."""
+
+    idempotency_key: str | None
+    priority: int
+    tags: list[str]
+    trigger: str
+    requested_by: uuid.UUID | None
+    requested_by_name: str | None
+
+
+def submit_options(body: SubmitBody, user: UserPrincipal) -> SubmitOptions:
+    """What every submit through the API passes besides the run itself: the body's idempotency key, priority
+    and tags, and the caller as requester."""
+    return SubmitOptions(
+        idempotency_key=body.idempotency_key,
+        priority=body.priority,
+        tags=body.tags,
+        trigger="api",
+        requested_by=user.user_id,
+        requested_by_name=user.email,
+    )
+
+
+def submitted(run: dict[str, Any], created: bool, response: Response) -> dict[str, Any]:
+    """The reply of a create: 201 when it made something new, 200 when the thing already existed (the run of the
+    same idempotency key; a job saved as its next version)."""
+    if not created:
+        response.status_code = 200
+    return run
 
 
 @router.post(
@@ -60,21 +103,14 @@ async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) 
                     environment=body.environment,
                     spec=body.spec.model_dump(mode="json", exclude_unset=True, by_alias=True),
                     params=body.params,
-                    idempotency_key=body.idempotency_key,
-                    priority=body.priority,
-                    tags=body.tags,
-                    trigger="api",
-                    requested_by=user.user_id,
-                    requested_by_name=user.email,
+                    **submit_options(body, user),
                 )
                 read = await runs.send_run_read(conn, run_id)  # answered with the commit
             async with read:
                 return await runs.run_read(read, run_id), created
 
     run, created = await retry_transaction(submit, what=f"submit by {user.email}")
-    if not created:
-        response.status_code = 200
-    return run
+    return submitted(run, created, response)
 
 
 @router.get("/runs", operation_id="listRuns", response_model=RunPage)

@@ -25,3 +25,15 @@ def section_card(title: str, *children: rx.Component, card_id: str | None = None
         rx.card(column, width="100%") if card_id is None else rx.card(column, width="100%", id=card_id)
     )
     return card
+
+
+def titled_card(
+    title: Any, *children: rx.Component, element_id: str | None = None, spacing: str = "2", **props: Any
+) -> rx.Component:
+    """A full-width card of a detail page: a small title (a text or var, or a row that opens with one) over
+    ``children`` in a column; ``props`` go to the card (``grid_column``, …)."""
+    heading = title if isinstance(title, rx.Component) else rx.text(title, size="2", weight="medium")
+    card: rx.Component = rx.card(
+        rx.vstack(heading, *children, spacing=spacing, width="100%"), width="100%", id=element_id, **props
+    )
+    return card

@@ -322,3 +322,25 @@ def layout(
         return content
 
     return register
+
+
+# A tab: its label (a text, or a component such as counted_label), its value and its panel.
+Tab = tuple[str | rx.Component, str, rx.Component]
+
+
+def page_tabs(tabs: Sequence[Tab], value: rx.Var[str], on_change: EventType[str]) -> rx.Component:
+    """A detail page's tabs: one trigger (id ``tab-<value>``) and one panel per tab, the open one held in state."""
+    root: rx.Component = rx.tabs.root(
+        rx.tabs.list(*(rx.tabs.trigger(label, value=key, id=f"tab-{key}") for label, key, _ in tabs)),
+        *(rx.tabs.content(panel, value=key, padding_top="16px") for _, key, panel in tabs),
+        value=value,
+        on_change=on_change,
+        width="100%",
+    )
+    return root
+
+
+def counted_label(label: str, count: rx.Var[int]) -> rx.Component:
+    """A tab's label with the number of things under it beside it."""
+    row: rx.Component = rx.hstack(label, rx.badge(count, size="1", variant="soft"), spacing="2", align="center")
+    return row

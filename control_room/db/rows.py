@@ -69,19 +69,20 @@ async def returned_id(conn: AsyncConnection, statement: Statement, args: Args = 
     return uuid.UUID(str(row[0]))
 
 
-async def typed_rows(
+async def model_list(
     conn: AsyncConnection, model: type[ModelT], statement: Statement, args: Args = None
 ) -> list[ModelT]:
-    """Every row of one statement (our own constant SQL) that returns whole rows of ``model``'s table."""
+    """Every row of one statement (a ``select *`` of ``model``'s table, or of a function returning its rows),
+    validated into ``model``."""
     async with conn.cursor(row_factory=model_rows(model)) as cur:
         await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
         return await cur.fetchall()
 
 
-async def first_typed_row(
+async def first_model(
     conn: AsyncConnection, model: type[ModelT], statement: Statement, args: Args = None
 ) -> ModelT | None:
-    """The first row of one statement as a ``model`` instance, or None when it returns none."""
+    """The first row of one statement validated into ``model``, or None when it returns none."""
     async with conn.cursor(row_factory=model_rows(model)) as cur:
         await cur.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
         return await cur.fetchone()

@@ -10,6 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import dialog_actions, error_callout, form_dialog
+from control_room.components.headings import titled_card
 from control_room.components.job_dialogs import (
     backfill_dialog,
     job_editor_dialog,
@@ -17,7 +18,7 @@ from control_room.components.job_dialogs import (
     run_dialog,
     schedule_dialog,
 )
-from control_room.components.layout import layout
+from control_room.components.layout import counted_label, layout, page_tabs
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.status import status_badge
 from control_room.components.tables import data_table, opener_cell
@@ -42,16 +43,6 @@ from control_room.state.runs import RunRow
 HEADER: Any = JobState.header
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
 DIFF_COLORS = {"replace": "amber", "delete": "red", "insert": "grass"}
-
-
-def _card(
-    title: str | rx.Var[str], *children: rx.Component, element_id: str | None = None, **props: Any
-) -> rx.Component:
-    card: rx.Component = rx.card(
-        rx.vstack(rx.text(title, size="2", weight="medium"), *children, spacing="2", width="100%"),
-        width="100%", id=element_id, **props,
-    )  # fmt: skip
-    return card
 
 
 def _header() -> rx.Component:
@@ -127,7 +118,7 @@ def _stage(cell: StageCell) -> rx.Component:
 
 
 def _promotion_card() -> rx.Component:
-    card: rx.Component = _card(
+    card: rx.Component = titled_card(
         "Environments (a shield: a promotion gate decides what runs there)",
         rx.hstack(
             rx.foreach(JobPromotionState.stages, _stage),
@@ -166,11 +157,11 @@ def _promotion_dialog() -> rx.Component:
 def _overview() -> rx.Component:
     panel: rx.Component = rx.grid(
         _promotion_card(),
-        _card("Task graph of the current version",
+        titled_card("Task graph of the current version",
               rx.plotly.basic(data=JobState.dag, config=PLOT_CONFIG, width="100%", id="job-dag")),
-        _card("Params schema", rx.code_block(JobState.params_schema, language="json", font_size="12px",
+        titled_card("Params schema", rx.code_block(JobState.params_schema, language="json", font_size="12px",
                                              width="100%", id="job-params-schema")),
-        _card("Latest runs", _runs_table(), grid_column="1 / -1"),
+        titled_card("Latest runs", _runs_table(), grid_column="1 / -1"),
         columns="3fr 2fr", spacing="4", width="100%", align="start",
     )  # fmt: skip
     return panel
@@ -180,18 +171,18 @@ def _history() -> rx.Component:
     panel: rx.Component = rx.vstack(
         rx.text(JobHistoryState.history_summary, size="2", color_scheme="gray", id="history-summary"),
         rx.cond(JobHistoryState.has_history, rx.grid(
-            _card("Duration per run (coloured by outcome, dashed: p95)",
+            titled_card("Duration per run (coloured by outcome, dashed: p95)",
                   rx.plotly.basic(data=JobHistoryState.durations, config=PLOT_CONFIG, width="100%",
                                   id="history-durations"), grid_column="1 / -1"),
-            _card("Success rate per day (UTC)",
+            titled_card("Success rate per day (UTC)",
                   rx.plotly.basic(data=JobHistoryState.success, config=PLOT_CONFIG, width="100%",
                                   id="history-success")),
-            _card("Duration per task",
+            titled_card("Duration per task",
                   rx.plotly.basic(data=JobHistoryState.task_trend, config=PLOT_CONFIG, width="100%",
                                   id="history-tasks")),
             columns="2", spacing="4", width="100%",
         )),
-        _card("Runs of this job", _runs_table()),
+        titled_card("Runs of this job", _runs_table()),
         live_ticker(5000, JobHistoryState.load_history),
         spacing="4", width="100%",
     )  # fmt: skip
@@ -237,10 +228,10 @@ def _diff_line(line: DiffLine) -> rx.Component:
 
 def _versions() -> rx.Component:
     panel: rx.Component = rx.vstack(
-        _card("Versions (immutable; a changed definition is the next version)",
+        titled_card("Versions (immutable; a changed definition is the next version)",
               data_table(("Version", "Created (UTC)", "By", "Tasks", "Content SHA-256"),
                          rx.foreach(JobState.versions, _version_row), "job-versions")),
-        _card("Compare",
+        titled_card("Compare",
               rx.hstack(_version_pick("left", VersionDiffState.left_version), rx.icon("arrow-right", size=14),
                         _version_pick("right", VersionDiffState.right_version),
                         rx.text(VersionDiffState.diff_summary, size="2", color_scheme="gray", id="diff-summary"),
@@ -305,14 +296,14 @@ def _schedules() -> rx.Component:
         data_table(("Schedule", "Env", "Cron", "State", "Next fire (UTC)", "Policies", ""),
                    rx.foreach(JobState.schedules, _schedule_row), "job-schedules"),
         rx.cond(ScheduleState.selected_schedule != "", rx.grid(
-            _card("Past fires of " + ScheduleState.selected_name + " (coloured by outcome)",
+            titled_card("Past fires of " + ScheduleState.selected_name + " (coloured by outcome)",
                   rx.cond(ScheduleState.fires.length() > 0,
                           rx.plotly.basic(data=ScheduleState.fire_strip, config=PLOT_CONFIG, width="100%",
                                           id="fire-strip"),
                           rx.text("No fire yet.", size="1", color_scheme="gray")),
                   data_table(("Fire time (UTC)", "Outcome", "Trigger", "", "Reason"),
                              rx.foreach(ScheduleState.fires, _fire_row), "schedule-fires")),
-            _card("Next 10 fires", preview_table(ScheduleState.selected_preview, "selected-preview")),
+            titled_card("Next 10 fires", preview_table(ScheduleState.selected_preview, "selected-preview")),
             columns="3fr 2fr", spacing="4", width="100%",
         )),
         spacing="4", width="100%",
@@ -357,21 +348,15 @@ def _body() -> rx.Component:
         ),
         _header(),
         error_callout(JobState.error, "job-error", width="100%"),
-        rx.tabs.root(
-            rx.tabs.list(
-                rx.tabs.trigger("Overview", value="overview", id="tab-overview"),
-                rx.tabs.trigger("Runs & history", value="runs", id="tab-runs"),
-                rx.tabs.trigger("Versions", value="versions", id="tab-versions"),
-                rx.tabs.trigger(rx.hstack("Schedules", rx.badge(JobState.schedules.length(), size="1", variant="soft"),
-                                          spacing="2", align="center"), value="schedules", id="tab-schedules"),
-                rx.tabs.trigger("Backfills", value="backfills", id="tab-backfills"),
+        page_tabs(
+            (
+                ("Overview", "overview", _overview()),
+                ("Runs & history", "runs", _history()),
+                ("Versions", "versions", _versions()),
+                (counted_label("Schedules", JobState.schedules.length()), "schedules", _schedules()),
+                ("Backfills", "backfills", _backfills()),
             ),
-            rx.tabs.content(_overview(), value="overview", padding_top="16px"),
-            rx.tabs.content(_history(), value="runs", padding_top="16px"),
-            rx.tabs.content(_versions(), value="versions", padding_top="16px"),
-            rx.tabs.content(_schedules(), value="schedules", padding_top="16px"),
-            rx.tabs.content(_backfills(), value="backfills", padding_top="16px"),
-            value=JobState.tab, on_change=JobState.set_tab, width="100%",
+            JobState.tab, JobState.set_tab,
         ),
         live_ticker(3000, JobState.tick),
         run_dialog(), schedule_dialog(), backfill_dialog(JobState.schedules), job_editor_dialog(), _promotion_dialog(),

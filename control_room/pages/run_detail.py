@@ -8,7 +8,8 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
-from control_room.components.layout import layout
+from control_room.components.headings import titled_card
+from control_room.components.layout import counted_label, layout, page_tabs
 from control_room.components.live import live_ticker
 from control_room.components.notice import empty_note, not_found_notice
 from control_room.components.search import search_box
@@ -294,38 +295,17 @@ def _table(headers: tuple[str, ...], body: rx.Component, table_id: str) -> rx.Co
 def _overview() -> rx.Component:
     panel: rx.Component = rx.vstack(
         rx.grid(
-            rx.card(
-                rx.vstack(
-                    rx.text("Task graph", size="2", weight="medium"),
-                    rx.plotly.basic(data=RunDetailState.dag, config={"displayModeBar": False, "responsive": True},
-                                    width="100%", id="run-dag", on_click=TaskPanelState.pick_task_node),
-                    spacing="2",
-                ),
-                width="100%",
-            ),
-            rx.card(
-                rx.vstack(
-                    rx.text("Tasks", size="2", weight="medium"),
-                    _table(TASK_COLUMNS, rx.foreach(RunDetailState.tasks, _task_row), "tasks-table"),
-                    spacing="2",
-                    width="100%",
-                ),
-                width="100%",
-            ),
+            titled_card("Task graph",
+                        rx.plotly.basic(data=RunDetailState.dag, config={"displayModeBar": False, "responsive": True},
+                                        width="100%", id="run-dag", on_click=TaskPanelState.pick_task_node)),
+            titled_card("Tasks", _table(TASK_COLUMNS, rx.foreach(RunDetailState.tasks, _task_row), "tasks-table")),
             columns=rx.breakpoints(initial="1", lg="minmax(240px, 1fr) 2fr"),
             spacing="4",
             width="100%",
         ),
-        rx.card(
-            rx.vstack(
-                rx.text("Attempts", size="2", weight="medium"),
-                _table(("Task", "#", "Executor", "Claimed (UTC)", "Claimed → finished", "Outcome", "Error"),
-                       rx.foreach(RunDetailState.attempts, _attempt_row), "attempts-table"),
-                spacing="2",
-                width="100%",
-            ),
-            width="100%",
-        ),
+        titled_card("Attempts",
+                    _table(("Task", "#", "Executor", "Claimed (UTC)", "Claimed → finished", "Outcome", "Error"),
+                           rx.foreach(RunDetailState.attempts, _attempt_row), "attempts-table")),
         spacing="4",
         width="100%",
     )  # fmt: skip
@@ -353,7 +333,7 @@ def _event_row(event: Any) -> rx.Component:
 
 
 def _events() -> rx.Component:
-    toolbar: rx.Component = rx.hstack(
+    toolbar = rx.hstack(
         rx.text("Events", size="2", weight="medium"),
         rx.text(RunDetailState.event_count_label, size="1", color_scheme="gray", id="event-count"),
         rx.spacer(),
@@ -408,8 +388,7 @@ def _events() -> rx.Component:
         rx.auto_scroll(*rows, class_name="event-log", id="event-log", width="100%"),
         rx.box(*rows, class_name="event-log", id="event-log", width="100%"),
     )
-    card: rx.Component = rx.card(rx.vstack(toolbar, _archive_notice(), log, spacing="3", width="100%"), width="100%")
-    return card
+    return titled_card(toolbar, _archive_notice(), log, spacing="3")
 
 
 def _archive_notice() -> rx.Component:
@@ -445,28 +424,17 @@ def _archive_notice() -> rx.Component:
 
 
 def _timeline() -> rx.Component:
-    panel: rx.Component = rx.vstack(
-        rx.card(
-            rx.vstack(
-                rx.hstack(
-                    rx.text("Timeline", size="2", weight="medium"),
-                    rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome; "
-                            "click a bar to open its attempt; wheel to zoom, drag to pan, double-click to reset",
-                            size="1", color_scheme="gray"),
-                    spacing="3", align="center",
-                ),
-                rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True,
-                                                                  "scrollZoom": True, "doubleClick": "reset"},
-                                width="100%", id="run-gantt", on_click=TaskPanelState.pick_attempt_bar),
-                spacing="2",
-                width="100%",
-            ),
-            width="100%",
-        ),
-        _events(),
-        spacing="4",
-        width="100%",
+    heading = rx.hstack(
+        rx.text("Timeline", size="2", weight="medium"),
+        rx.text("one bar per attempt, from claim to finish (UTC), coloured by outcome; "
+                "click a bar to open its attempt; wheel to zoom, drag to pan, double-click to reset",
+                size="1", color_scheme="gray"),
+        spacing="3", align="center",
     )  # fmt: skip
+    gantt = rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True,
+                                                               "scrollZoom": True, "doubleClick": "reset"},
+                            width="100%", id="run-gantt", on_click=TaskPanelState.pick_attempt_bar)  # fmt: skip
+    panel: rx.Component = rx.vstack(titled_card(heading, gantt), _events(), spacing="4", width="100%")
     return panel
 
 
@@ -482,29 +450,20 @@ def _artifact_row(artifact: Any) -> rx.Component:
 
 
 def _artifacts() -> rx.Component:
-    card: rx.Component = rx.card(
-        rx.vstack(
-            rx.hstack(
-                rx.text("Artifacts", size="2", weight="medium"),
-                rx.spacer(),
-                rx.link("Open in the artifact browser", href=routes.ARTIFACTS + "?run=" + HEADER.id, size="2"),
-                rx.link("MLflow runs", href=routes.ML_EXPERIMENTS + "?run=" + HEADER.id, size="2",
-                        id="run-mlflow-link"),
-                width="100%",
-            ),
-            rx.cond(
-                RunDetailState.run_artifacts.length() > 0,
-                _table(("Name", "Task", "Type", "Size", "SHA-256"), rx.foreach(RunDetailState.run_artifacts,
-                    _artifact_row),
-                       "run-artifacts-table"),
-                rx.text("This run has no artifacts yet.", size="2", color_scheme="gray"),
-            ),
-            spacing="3",
-            width="100%",
-        ),
+    heading = rx.hstack(
+        rx.text("Artifacts", size="2", weight="medium"),
+        rx.spacer(),
+        rx.link("Open in the artifact browser", href=routes.ARTIFACTS + "?run=" + HEADER.id, size="2"),
+        rx.link("MLflow runs", href=routes.ML_EXPERIMENTS + "?run=" + HEADER.id, size="2", id="run-mlflow-link"),
         width="100%",
+    )
+    listing = rx.cond(
+        RunDetailState.run_artifacts.length() > 0,
+        _table(("Name", "Task", "Type", "Size", "SHA-256"), rx.foreach(RunDetailState.run_artifacts, _artifact_row),
+               "run-artifacts-table"),
+        rx.text("This run has no artifacts yet.", size="2", color_scheme="gray"),
     )  # fmt: skip
-    return card
+    return titled_card(heading, listing, spacing="3")
 
 
 def _body() -> rx.Component:
@@ -528,20 +487,13 @@ def _body() -> rx.Component:
         ),
         _header(),
         error_callout(RunDetailState.error, "run-error", width="100%"),
-        rx.tabs.root(
-            rx.tabs.list(
-                rx.tabs.trigger("Overview", value="overview", id="tab-overview"),
-                rx.tabs.trigger("Timeline & events", value="timeline", id="tab-timeline"),
-                rx.tabs.trigger(rx.hstack("Artifacts", rx.badge(RunDetailState.run_artifacts.length(), size="1",
-                                                                  variant="soft"), spacing="2", align="center"),
-                                value="artifacts", id="tab-artifacts"),
+        page_tabs(
+            (
+                ("Overview", "overview", _overview()),
+                ("Timeline & events", "timeline", _timeline()),
+                (counted_label("Artifacts", RunDetailState.run_artifacts.length()), "artifacts", _artifacts()),
             ),
-            rx.tabs.content(_overview(), value="overview", padding_top="16px"),
-            rx.tabs.content(_timeline(), value="timeline", padding_top="16px"),
-            rx.tabs.content(_artifacts(), value="artifacts", padding_top="16px"),
-            value=RunDetailState.tab,
-            on_change=RunDetailState.set_tab,
-            width="100%",
+            RunDetailState.tab, RunDetailState.set_tab,
         ),
         task_panel(),
         spacing="4",

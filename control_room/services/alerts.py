@@ -11,7 +11,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import dict_rows, first_typed_row, typed_rows
+from control_room.db.rows import dict_rows, first_model, model_list
 from control_room.db.tables import AlertDelivery, AlertIncidentEvent, AlertRule
 from control_room.services import deliveries
 from control_room.services.errors import NotFound
@@ -50,7 +50,7 @@ class Firing:
 
 async def enabled_rules(conn: AsyncConnection, kinds: tuple[str, ...] | None = None) -> list[AlertRule]:
     """Enabled alert rules (of these kinds), with the environment-free columns the evaluator matches on."""
-    return await typed_rows(
+    return await model_list(
         conn,
         AlertRule,
         "select * from ops.alert_rules where enabled and (%(kinds)s::text[] is null or kind = any(%(kinds)s)) "
@@ -356,7 +356,7 @@ class IncidentTimeline:
 
 async def incident_timeline(conn: AsyncConnection, incident_id: uuid.UUID) -> IncidentTimeline:
     """An incident's events and its deliveries log."""
-    events = await typed_rows(
+    events = await model_list(
         conn, AlertIncidentEvent, "select * from ops.alert_incident_events where incident_id = %s order by id",
         (incident_id,),
     )
@@ -445,7 +445,7 @@ def _rule_values(fields: dict[str, Any]) -> dict[str, Any]:
 
 async def rule(conn: AsyncConnection, rule_id: uuid.UUID) -> AlertRule | None:
     """One rule, when the caller may read it."""
-    return await first_typed_row(conn, AlertRule, "select * from ops.alert_rules where id = %s", (rule_id,))
+    return await first_model(conn, AlertRule, "select * from ops.alert_rules where id = %s", (rule_id,))
 
 
 async def create_rule(conn: AsyncConnection, *, org_id: uuid.UUID, fields: dict[str, Any]) -> AlertRule:
@@ -454,7 +454,7 @@ async def create_rule(conn: AsyncConnection, *, org_id: uuid.UUID, fields: dict[
     statement = sql.SQL("insert into ops.alert_rules ({}) values ({}) returning *").format(
         sql.SQL(", ").join(map(sql.Identifier, values)), sql.SQL(", ").join(sql.Placeholder() * len(values))
     )
-    created = await first_typed_row(conn, AlertRule, statement, list(values.values()))
+    created = await first_model(conn, AlertRule, statement, list(values.values()))
     assert created is not None  # an insert that did not raise returned its row
     return created
 
@@ -470,7 +470,7 @@ async def update_rule(
         sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in values),
         sql.Placeholder(),
     )
-    return await first_typed_row(conn, AlertRule, statement, [*values.values(), rule_id])
+    return await first_model(conn, AlertRule, statement, [*values.values(), rule_id])
 
 
 async def delete_rule(conn: AsyncConnection, *, rule_id: uuid.UUID) -> bool:

@@ -12,7 +12,8 @@ from anyio import to_thread
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows, first_dict_row, first_model
+from control_room.db.tables import ArtifactUpload
 from control_room.services.errors import Conflict, Invalid, LeaseLost, NotFound
 from control_room.services.pagination import ListQuery, Page, newest_first
 from control_room.storage import (
@@ -136,8 +137,8 @@ async def initiate_upload(
     }
 
 
-async def _upload(conn: AsyncConnection, upload_id: uuid.UUID) -> dict[str, Any]:
-    row = await first_dict_row(conn, "select * from ops.artifact_uploads where id = %s", (upload_id,))
+async def _upload(conn: AsyncConnection, upload_id: uuid.UUID) -> ArtifactUpload:
+    row = await first_model(conn, ArtifactUpload, "select * from ops.artifact_uploads where id = %s", (upload_id,))
     if row is None:
         raise NotFound(f"upload {upload_id} does not exist", field="upload_id")
     return row
@@ -146,9 +147,9 @@ async def _upload(conn: AsyncConnection, upload_id: uuid.UUID) -> dict[str, Any]
 async def receive_upload(conn: AsyncConnection, *, upload_id: uuid.UUID, chunks: Any) -> None:
     """Take the bytes of a local-store upload, verifying size and SHA-256 while streaming."""
     upload = await _upload(conn, upload_id)
-    if upload["status"] == "completed":
+    if upload.status == "completed":
         raise Conflict("this upload is already complete; artifacts are immutable", field="upload_id")
-    if upload["expires_at"] < datetime.now(UTC):
+    if upload.expires_at < datetime.now(UTC):
         raise Conflict("this upload URL has expired; initiate the upload again", field="upload_id")
     store = get_store()
     if store.kind != "local":
@@ -156,7 +157,7 @@ async def receive_upload(conn: AsyncConnection, *, upload_id: uuid.UUID, chunks:
             "this control plane stores artifacts in S3: PUT the bytes to the presigned URL", field="upload_id"
         )
     try:
-        await store.receive(upload["storage_key"], chunks, size=upload["size_bytes"], sha256=upload["sha256"])
+        await store.receive(upload.storage_key, chunks, size=upload.size_bytes, sha256=upload.sha256)
     except (ChecksumMismatch, SizeMismatch) as exc:
         await conn.execute("update ops.artifact_uploads set error = %s where id = %s", (str(exc), upload_id))
         raise Invalid(f"upload rejected, nothing stored: {exc}", field="body") from exc
@@ -170,22 +171,22 @@ async def complete_upload(
 ) -> dict[str, Any]:
     """Verify the stored bytes against the declared size and SHA-256, then register the artifact."""
     upload = await _upload(conn, upload_id)
-    if upload["task_id"] != task_id or upload["lease_token"] != lease_token:
+    if upload.task_id != task_id or upload.lease_token != lease_token:
         raise LeaseLost(f"upload {upload_id} does not belong to this task and lease")
-    if upload["status"] == "completed" and upload["artifact_id"]:
-        found = await _artifact(conn, "a.id = %s", (upload["artifact_id"],))
+    if upload.status == "completed" and upload.artifact_id:
+        found = await _artifact(conn, "a.id = %s", (upload.artifact_id,))
         assert found is not None
         return found
     store = get_store()
     result = await to_thread.run_sync(
-        lambda: _verify(store, upload["storage_key"], upload["size_bytes"], upload["sha256"])
+        lambda: _verify(store, upload.storage_key, upload.size_bytes, upload.sha256)
     )
     if not result[0]:
         await conn.execute(
             "update ops.artifact_uploads set status = 'rejected', error = %s where id = %s", (result[1], upload_id)
         )
         if store.kind == "s3":
-            await to_thread.run_sync(lambda: store.delete_pending(upload["storage_key"]))
+            await to_thread.run_sync(lambda: store.delete_pending(upload.storage_key))
         raise Invalid(f"upload rejected, nothing registered: {result[1]}", field="sha256")
     async with conn.transaction():
         cur = await conn.execute(
@@ -193,21 +194,21 @@ async def complete_upload(
             "content_type, metadata) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
             "on conflict (task_id, attempt, name) do nothing returning id",
             (
-                upload["run_id"],
-                upload["project_id"],
+                upload.run_id,
+                upload.project_id,
                 task_id,
-                upload["attempt"],
-                upload["name"],
-                store.uri(upload["storage_key"]),
-                upload["size_bytes"],
-                upload["sha256"],
-                upload["content_type"],
-                json.dumps(upload["metadata"]),
+                upload.attempt,
+                upload.name,
+                store.uri(upload.storage_key),
+                upload.size_bytes,
+                upload.sha256,
+                upload.content_type,
+                json.dumps(upload.metadata_),
             ),
         )
         row = await cur.fetchone()
         if row is None:
-            raise Conflict(f'artifact "{upload["name"]}" of this attempt is already registered', field="name")
+            raise Conflict(f'artifact "{upload.name}" of this attempt is already registered', field="name")
         await conn.execute(
             "update ops.artifact_uploads set status = 'completed', artifact_id = %s, completed_at = now() "
             "where id = %s",

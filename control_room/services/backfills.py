@@ -11,9 +11,9 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows
-from control_room.services.errors import Invalid, NotFound, visible_by_id
+from control_room.services.errors import Invalid, visible_by_id
 from control_room.services.jobs import validate_params, version_schema
-from control_room.services.schedules import CronSchedule
+from control_room.services.schedules import CronSchedule, schedule_row
 
 MAX_INTERVALS = 10_000
 RUN_ORDERS = ("oldest_first", "newest_first")
@@ -91,17 +91,12 @@ async def create_backfill(
     timezone = "UTC"
     run_params = dict(params or {})
     if schedule_id is not None:
-        cur = await conn.execute(
-            "select template_id, cron, timezone, params from ops.schedules where id = %s", (schedule_id,)
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"schedule {schedule_id} does not exist or is not visible to you", field="schedule")
-        if row[0] != template_id:
+        schedule = await schedule_row(conn, schedule_id=schedule_id, field="schedule")
+        if schedule.template_id != template_id:
             raise Invalid("the schedule runs another job template", field="schedule")
-        step = step or row[1]
-        timezone = row[2]
-        run_params = {**row[3], **run_params}
+        step = step or schedule.cron
+        timezone = schedule.timezone
+        run_params = {**schedule.params, **run_params}
     if not step:
         raise Invalid("give a step (e.g. 1d, 6h or a cron expression) or a schedule", field="step")
     intervals = backfill_intervals(start, end, step, timezone)

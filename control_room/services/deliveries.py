@@ -7,7 +7,7 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import first_typed_row, typed_rows
+from control_room.db.rows import first_model, model_list
 from control_room.db.tables import AlertChannel, AlertDelivery
 
 
@@ -15,7 +15,7 @@ async def claim_due(
     conn: AsyncConnection, *, now: datetime, limit: int, lease_seconds: int = 60
 ) -> list[AlertDelivery]:
     """Take up to ``limit`` due pending deliveries for this sender (their attempt counted, held for the lease)."""
-    return await typed_rows(
+    return await model_list(
         conn, AlertDelivery, "select * from ops.claim_deliveries(%s, %s, %s)", (now, limit, lease_seconds)
     )
 
@@ -31,14 +31,14 @@ async def finish(
 
 async def channel(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> AlertChannel | None:
     """A named channel of the org (its secrets are environment-variable names)."""
-    return await first_typed_row(
+    return await first_model(
         conn, AlertChannel, "select * from ops.alert_channels where org_id = %s and name = %s", (org_id, name)
     )
 
 
 async def deliveries_of(conn: AsyncConnection, *, incident_id: uuid.UUID) -> list[AlertDelivery]:
     """The deliveries log of one incident."""
-    return await typed_rows(
+    return await model_list(
         conn,
         AlertDelivery,
         "select * from ops.alert_deliveries where incident_id = %s order by created_at, channel, target",

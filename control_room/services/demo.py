@@ -31,18 +31,21 @@ def load_demo_data(database_url: str) -> bool:
             conn.execute(SEED_FILE.read_text(encoding="utf-8").encode())
             # Routing, caps, job templates, schedules, alerts and promotion gates: the example bundle.
             deploy_bundle(conn, load_bundle(DEMO_BUNDLE_DIR), actor="demo-data")
-            submit_demo_pipeline(conn)
-            submit_demo_warehouse_query(conn)
+            for spec, key in DEMO_RUNS:
+                _submit_demo_run(conn, spec, key)
             submit_demo_dbt_build(conn)
-            submit_demo_failing_run(conn)
             submit_demo_backfill(conn)
             open_demo_promotion(conn)
-            submit_demo_training(conn)
             set_up_demo_access_policies(conn)
     return True
 
 
 DEMO_PROJECT_ID = "00000000-0000-4000-8000-000000000101"
+
+
+def _one_task_job(name: str, task: dict[str, object]) -> dict[str, object]:
+    """The run spec of a demo job of one task."""
+    return {"name": name, "tasks": [task]}
 
 
 def _submit_demo_run(conn: psycopg.Connection, spec: Mapping[str, object], key: str) -> uuid.UUID | None:
@@ -99,37 +102,25 @@ DEMO_PIPELINE_SPEC: dict[str, object] = {
 }
 
 
-def submit_demo_pipeline(conn: psycopg.Connection) -> None:
-    """Queue the demo pipeline run once (its idempotency key makes a repeat return the same run)."""
-    _submit_demo_run(conn, DEMO_PIPELINE_SPEC, DEMO_PIPELINE_KEY)
-
-
 DEMO_WAREHOUSE_KEY = "demo-warehouse-duckdb"
 # The SQL task type on the embedded DuckDB warehouse: a table, an aggregate and a result worth paging.
-DEMO_WAREHOUSE_SPEC: dict[str, object] = {
-    "name": "demo warehouse: orders by region (DuckDB)",
-    "tasks": [
-        {
-            "key": "orders_by_region",
-            "engine": "duckdb",
-            "timeout_s": 300,
-            "sql": (
-                "create or replace table demo_orders as select range + 1 as order_id, "
-                "'region' || (range % 4) as region, (range * 37) % 500 as amount, "
-                "date '2026-01-01' + cast(range % 90 as integer) as order_date from range(100000);\n"
-                "select region, count(*) as orders, sum(amount) as revenue, min(order_date) as first_day, "
-                "max(order_date) as last_day from demo_orders group by region order by region;\n"
-                "select * from demo_orders where amount > 400 order by order_id"
-            ),
-            "output": {"formats": ["parquet", "csv"], "preview_rows": 50},
-        }
-    ],
-}
-
-
-def submit_demo_warehouse_query(conn: psycopg.Connection) -> None:
-    """Queue the demo DuckDB query run once (idempotent by its key, like the pipeline)."""
-    _submit_demo_run(conn, DEMO_WAREHOUSE_SPEC, DEMO_WAREHOUSE_KEY)
+DEMO_WAREHOUSE_SPEC = _one_task_job(
+    "demo warehouse: orders by region (DuckDB)",
+    {
+        "key": "orders_by_region",
+        "engine": "duckdb",
+        "timeout_s": 300,
+        "sql": (
+            "create or replace table demo_orders as select range + 1 as order_id, "
+            "'region' || (range % 4) as region, (range * 37) % 500 as amount, "
+            "date '2026-01-01' + cast(range % 90 as integer) as order_date from range(100000);\n"
+            "select region, count(*) as orders, sum(amount) as revenue, min(order_date) as first_day, "
+            "max(order_date) as last_day from demo_orders group by region order by region;\n"
+            "select * from demo_orders where amount > 400 order by order_id"
+        ),
+        "output": {"formats": ["parquet", "csv"], "preview_rows": 50},
+    },
+)
 
 
 DEMO_DBT_KEY = "demo-dbt-build-shop"
@@ -204,23 +195,16 @@ def submit_demo_dbt_build(conn: psycopg.Connection) -> None:
 DEMO_FAILING_KEY = "demo-failing-job"
 # A job that fails on purpose (one attempt, exit 3): the demo bundle's alert rule demo-run-failed
 # (examples/bundle/alerts.yaml) fires on it, so the bell has something to show.
-DEMO_FAILING_SPEC: dict[str, object] = {
-    "name": "demo failing job: validate orders",
-    "tasks": [
-        {
-            "key": "validate",
-            "engine": "shell",
-            "timeout_s": 60,
-            "max_attempts": 1,
-            "command": "echo 'validating orders: 3 rows with a negative amount' >&2; exit 3",
-        }
-    ],
-}
-
-
-def submit_demo_failing_run(conn: psycopg.Connection) -> None:
-    """Queue the deliberately failing demo run once."""
-    _submit_demo_run(conn, DEMO_FAILING_SPEC, DEMO_FAILING_KEY)
+DEMO_FAILING_SPEC = _one_task_job(
+    "demo failing job: validate orders",
+    {
+        "key": "validate",
+        "engine": "shell",
+        "timeout_s": 60,
+        "max_attempts": 1,
+        "command": "echo 'validating orders: 3 rows with a negative amount' >&2; exit 3",
+    },
+)
 
 
 DEMO_BACKFILL_DAYS = 6
@@ -277,23 +261,16 @@ def open_demo_promotion(conn: psycopg.Connection) -> None:
 DEMO_TRAINING_KEY = "demo-training-churn-classifier"
 # A python task that logs three MLflow runs (params, per-epoch metrics, the model) and registers the best
 # as `churn-classifier`: the Experiments and Models pages show it once the local agent has run it.
-DEMO_TRAINING_SPEC: dict[str, object] = {
-    "name": "demo training: churn classifier (MLflow)",
-    "tasks": [
-        {
-            "key": "train",
-            "engine": "python",
-            "timeout_s": 900,
-            "function": "executor_agent.examples.train_model:train",
-            "params": {"rows": 2000, "epochs": 12, "alphas": [0.1, 0.01, 0.0001], "model_name": "churn-classifier"},
-        }
-    ],
-}
-
-
-def submit_demo_training(conn: psycopg.Connection) -> None:
-    """Queue the demo training run once (idempotency key)."""
-    _submit_demo_run(conn, DEMO_TRAINING_SPEC, DEMO_TRAINING_KEY)
+DEMO_TRAINING_SPEC = _one_task_job(
+    "demo training: churn classifier (MLflow)",
+    {
+        "key": "train",
+        "engine": "python",
+        "timeout_s": 900,
+        "function": "executor_agent.examples.train_model:train",
+        "params": {"rows": 2000, "epochs": 12, "alphas": [0.1, 0.01, 0.0001], "model_name": "churn-classifier"},
+    },
+)
 
 
 DEMO_CUSTOMERS_KEY = "demo-customers-duckdb"
@@ -302,23 +279,21 @@ DEMO_ANALYST_EMAIL = "analyst@demo.example"
 # analysts (issue 22): `lakehouse users create --email analyst@demo.example --project lakehouse --role operator`
 # gives the analyst a password; their query tasks then see the masked values. Group analysts and the
 # mask come with the example bundle (examples/bundle/access.yaml).
-DEMO_CUSTOMERS_SPEC: dict[str, object] = {
-    "name": "demo warehouse: customers (email masked for analysts)",
-    "tasks": [
-        {
-            "key": "customers",
-            "engine": "duckdb",
-            "timeout_s": 300,
-            "sql": (
-                "create or replace table demo_customers as select * from (values "
-                "(1, 'Ada Lovelace', 'ada@shop.example', 'GB'), (2, 'Grace Hopper', 'grace@shop.example', 'US'), "
-                "(3, 'Alan Turing', 'alan@shop.example', 'GB'), (4, 'Hedy Lamarr', 'hedy@shop.example', 'AT')) "
-                "t(customer_id, full_name, email, country);\n"
-                "select customer_id, full_name, email, country from demo_customers order by customer_id"
-            ),
-        }
-    ],
-}
+DEMO_CUSTOMERS_SPEC = _one_task_job(
+    "demo warehouse: customers (email masked for analysts)",
+    {
+        "key": "customers",
+        "engine": "duckdb",
+        "timeout_s": 300,
+        "sql": (
+            "create or replace table demo_customers as select * from (values "
+            "(1, 'Ada Lovelace', 'ada@shop.example', 'GB'), (2, 'Grace Hopper', 'grace@shop.example', 'US'), "
+            "(3, 'Alan Turing', 'alan@shop.example', 'GB'), (4, 'Hedy Lamarr', 'hedy@shop.example', 'AT')) "
+            "t(customer_id, full_name, email, country);\n"
+            "select customer_id, full_name, email, country from demo_customers order by customer_id"
+        ),
+    },
+)
 
 
 def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
@@ -342,3 +317,13 @@ def set_up_demo_access_policies(conn: psycopg.Connection) -> None:
         "on conflict do nothing",
         (DEMO_PROJECT_ID, namespace, json.dumps(columns), run_id),
     )
+
+
+# The demo runs queued as they are (the dbt build, which needs dbt, and the customers run, whose dataset is
+# registered beside it, are queued by their own functions).
+DEMO_RUNS: tuple[tuple[dict[str, object], str], ...] = (
+    (DEMO_PIPELINE_SPEC, DEMO_PIPELINE_KEY),
+    (DEMO_WAREHOUSE_SPEC, DEMO_WAREHOUSE_KEY),
+    (DEMO_FAILING_SPEC, DEMO_FAILING_KEY),
+    (DEMO_TRAINING_SPEC, DEMO_TRAINING_KEY),
+)

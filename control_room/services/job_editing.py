@@ -25,6 +25,7 @@ from control_room.bundle.models import JobTemplate, Schedule, TaskTemplate
 from control_room.bundle.source import InvalidInput, Problem, format_path, parse_yaml, validate_document
 from control_room.bundle.store import template_fields, version_fields, version_values
 from control_room.db.rows import returned_id
+from control_room.db.tables import JobTemplateVersion
 from control_room.services.bundles import version_args
 from control_room.services.errors import Invalid
 from control_room.services.jobs import validate_params, version_schema
@@ -87,11 +88,11 @@ def problem_line(problem: Problem) -> str:
     return f"line {problem.line} · {problem.path}: {problem.message}"
 
 
-def template_yaml(template: dict[str, Any], version: dict[str, Any] | None) -> str:
+def template_yaml(template: dict[str, Any], version: JobTemplateVersion | None) -> str:
     """The editor's YAML of a template (a row of ``jobs.get_template``) at one of its versions."""
     data = template_fields(template) | {"tasks": [{"key": "todo", "engine": "shell"}]}
     if version is not None:
-        data.update(version_fields(version))
+        data.update(version_fields(version.model_dump()))
     model = JobTemplate.model_validate({k: v for k, v in data.items() if v is not None})
     document = item_document(model)
     document.pop("project", None)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, model_list
+from control_room.db.tables import JobTemplateVersion
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible_by_id
 from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, escape_like, name_cursor_after
@@ -242,14 +243,14 @@ async def template_facets(conn: AsyncConnection, *, project_id: uuid.UUID) -> di
 
 
 async def get_template(conn: AsyncConnection, *, template_id: uuid.UUID) -> dict[str, Any]:
-    """A template with every version (newest first) and its schedules."""
+    """A template with every version (newest first, as ``JobTemplateVersion`` rows) and its schedules."""
     template = await visible_by_id(
         conn, TEMPLATE_COLUMNS, TEMPLATE_FROM, "t.id", template_id, what="job template", field="template_id"
     )
-    template["versions"] = await dict_rows(
+    template["versions"] = await model_list(
         conn,
-        "select id, version, params_schema, tasks, max_attempts, retry_backoff_s, timeout_s, content_sha256, "
-        "created_by, created_at from ops.job_template_versions where template_id = %s order by version desc",
+        JobTemplateVersion,
+        "select * from ops.job_template_versions where template_id = %s order by version desc",
         (template_id,),
     )
     template["schedule_list"] = await dict_rows(

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import dict_rows, first_typed_row, typed_rows
+from control_room.db.rows import dict_rows, first_model, model_list
 from control_room.db.tables import Notification, NotificationPreferences
 
 Row = dict[str, Any]
@@ -321,7 +321,7 @@ async def list_notifications(
     conn: AsyncConnection, *, user_id: uuid.UUID, unread_only: bool = False, limit: int = 50
 ) -> list[Notification]:
     """A user's notifications, newest first."""
-    return await typed_rows(
+    return await model_list(
         conn,
         Notification,
         "select * from ops.notifications where user_id = %s and (not %s or read_at is null) "
@@ -356,7 +356,7 @@ async def get_preferences(
     conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID
 ) -> NotificationPreferences | None:
     """A user's saved preferences in an org (None: never saved, the defaults apply)."""
-    return await first_typed_row(
+    return await first_model(
         conn,
         NotificationPreferences,
         "select * from ops.notification_preferences where org_id = %s and user_id = %s",
@@ -368,7 +368,7 @@ async def put_preferences(
     conn: AsyncConnection, *, org_id: uuid.UUID, user_id: uuid.UUID, actor_id: uuid.UUID, prefs: dict[str, Any]
 ) -> NotificationPreferences:
     """Write a user's own preferences (refused for anyone else, admins included)."""
-    row = await first_typed_row(
+    row = await first_model(
         conn,
         NotificationPreferences,
         "select * from ops.put_notification_preferences(%s, %s, %s, %s)",

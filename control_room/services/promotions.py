@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, typed_rows
+from control_room.db.rows import dict_rows, model_list
 from control_room.db.tables import Deployment
 from control_room.services.errors import Invalid, visible_by_id
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, newest_first
@@ -253,7 +253,7 @@ async def deployments(
     """A job's deployment history, newest first (of one environment when given)."""
     if environment is not None and environment not in ENVIRONMENTS:
         raise Invalid(f'"{environment}" is not dev, staging or prod', field="environment")
-    return await typed_rows(
+    return await model_list(
         conn,
         Deployment,
         "select * from ops.deployments where template_id = %s and (%s::text is null or environment = %s) "

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from anyio import to_thread
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import first_model, model_list
+from control_room.db.tables import EventArchive
 from control_room.services.errors import Invalid, NotFound
 from control_room.storage import ArtifactExists, ArtifactStore, StorageError, get_store
 
@@ -84,10 +85,6 @@ def attempt_schema() -> pa.Schema:
 
 # The attempt fields runs.get_run gives each task (executor_id apart, stored as text).
 ATTEMPT_FIELDS = ("attempt", "executor_name", "claimed_at", "started_at", "finished_at", "outcome", "error")
-ARCHIVE_COLUMNS = (
-    "run_id, project_id, status, retention_days, last_event_id, event_count, attempt_count, events_key, "
-    "events_size_bytes, events_sha256, attempts_key, attempts_size_bytes, attempts_sha256, archived_at, deleted_at"
-)
 
 
 @dataclass
@@ -132,12 +129,15 @@ async def archive_due(
     """
     store = store or get_store()
     result = PassResult()
-    claims = await dict_rows(
-        conn, "select * from ops.claim_event_archives(%s, %s, %s, %s)", (now(), worker, max_runs, LEASE_SECONDS)
+    claims = await model_list(
+        conn,
+        EventArchive,
+        "select * from ops.claim_event_archives(%s, %s, %s, %s)",
+        (now(), worker, max_runs, LEASE_SECONDS),
     )
     result.runs_claimed = len(claims)
     for claim in claims:
-        if claim["status"] == "writing":
+        if claim.status == "writing":
             written = await write_archive(conn, claim=claim, store=store, now=now)
             if written is None:
                 result.claims_lost += 1
@@ -152,12 +152,12 @@ async def archive_due(
 
 
 async def write_archive(
-    conn: AsyncConnection, *, claim: dict[str, Any], store: ArtifactStore, now: Callable[[], datetime]
+    conn: AsyncConnection, *, claim: EventArchive, store: ArtifactStore, now: Callable[[], datetime]
 ) -> tuple[int, int] | None:
     """Write, store, verify and record a claimed run's Parquet files.
 
     Returns (events, attempts) archived, or None when the claim was lost to another replica."""
-    run_id, project_id = claim["run_id"], claim["project_id"]
+    run_id, project_id = claim.run_id, claim.project_id
     events_bytes, event_count, last_event_id = await _events_parquet(conn, run_id)
     attempts_bytes, attempt_count = await _attempts_parquet(conn, run_id)
     events_file = await to_thread.run_sync(
@@ -168,7 +168,7 @@ async def write_archive(
     )
     cur = await conn.execute(
         "select ops.record_event_archive(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (run_id, claim["claim_token"], last_event_id, event_count, attempt_count,
+        (run_id, claim.claim_token, last_event_id, event_count, attempt_count,
          events_file.key, events_file.size, events_file.sha256,
          attempts_file.key, attempts_file.size, attempts_file.sha256, now()),
     )  # fmt: skip
@@ -179,14 +179,14 @@ async def write_archive(
 
 
 async def delete_archived(
-    conn: AsyncConnection, *, claim: dict[str, Any], batch: int, now: Callable[[], datetime], result: PassResult
+    conn: AsyncConnection, *, claim: EventArchive, batch: int, now: Callable[[], datetime], result: PassResult
 ) -> bool:
     """Delete the run's archived rows batch by batch (one short transaction each); False if the claim was lost."""
     while True:
         started = time.perf_counter()
         cur = await conn.execute(
             "select deleted, finished, lost from ops.delete_archived_rows(%s, %s, %s, %s, %s)",
-            (claim["run_id"], claim["claim_token"], batch, now(), LEASE_SECONDS),
+            (claim.run_id, claim.claim_token, batch, now(), LEASE_SECONDS),
         )
         row = await cur.fetchone()
         result.batch_seconds.append(time.perf_counter() - started)
@@ -277,15 +277,17 @@ async def _attempts_parquet(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[b
 # Reading back ----------------------------------------------------------------------------------------
 
 
-async def archive_of(conn: AsyncConnection, *, run_id: uuid.UUID) -> dict[str, Any] | None:
+async def archive_of(conn: AsyncConnection, *, run_id: uuid.UUID) -> EventArchive | None:
     """The run's recorded archive (RLS applies to the caller), or None when its events were never archived."""
-    return await first_dict_row(
-        conn, f"select {ARCHIVE_COLUMNS} from ops.event_archives where run_id = %s and status <> 'writing'", (run_id,)
+    return await first_model(
+        conn, EventArchive, "select * from ops.event_archives where run_id = %s and status <> 'writing'", (run_id,)
     )
 
 
-def _read_verified(store: ArtifactStore, key: str, size: int, sha256: str) -> pa.Table:
+def _read_verified(store: ArtifactStore, key: str | None, size: int | None, sha256: str | None) -> pa.Table:
     """The Parquet file's table, after checking its bytes against the recorded size and SHA-256."""
+    if key is None or size is None or sha256 is None:  # recorded together before the status leaves 'writing'
+        raise StorageError("the run's archive row records no Parquet file; see the retention loop's log for why")
     data = b"".join(store.iter_bytes(key, chunk_size=1 << 20))
     actual = hashlib.sha256(data).hexdigest()
     if len(data) != size or actual != sha256:
@@ -305,7 +307,7 @@ async def archived_events(
     after_id: int = 0,
     limit: int = 1000,
     store: ArtifactStore | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[EventArchive, list[dict[str, Any]]]:
     """The run's archive and its archived events with id > ``after_id`` (at most ``limit``), in id order,
     shaped like ``events.list_events`` rows. NotFound when the run has no archive the caller may see."""
     if limit < 1:
@@ -315,7 +317,7 @@ async def archived_events(
         raise NotFound(f"run {run_id} has no archived events (or is not visible to you)", field="run_id")
     store = store or get_store()
     table = await to_thread.run_sync(
-        lambda: _read_verified(store, archive["events_key"], archive["events_size_bytes"], archive["events_sha256"])
+        lambda: _read_verified(store, archive.events_key, archive.events_size_bytes, archive.events_sha256)
     )
     rows = [r for r in table.to_pylist() if r["id"] > after_id][:limit]
     for row in rows:
@@ -334,9 +336,7 @@ async def archived_attempts(
         raise NotFound(f"run {run_id} has no archived attempts (or is not visible to you)", field="run_id")
     store = store or get_store()
     table = await to_thread.run_sync(
-        lambda: _read_verified(
-            store, archive["attempts_key"], archive["attempts_size_bytes"], archive["attempts_sha256"]
-        )
+        lambda: _read_verified(store, archive.attempts_key, archive.attempts_size_bytes, archive.attempts_sha256)
     )
     rows: list[dict[str, Any]] = table.to_pylist()
     for row in rows:

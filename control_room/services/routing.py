@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from control_room.bundle.models import POOL_PATTERN, RoutingRule
 from control_room.bundle.source import format_path
 from control_room.db import tables
-from control_room.db.rows import dict_rows, typed_rows
+from control_room.db.rows import dict_rows, model_list
 from control_room.services.errors import Invalid, NotFound
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -168,7 +168,7 @@ async def load_matrix(conn: AsyncConnection, *, org_id: uuid.UUID) -> Matrix:
 
 async def _rules(conn: AsyncConnection, org_id: uuid.UUID) -> list[tables.RoutingRule]:
     """The org's routing rules in priority order."""
-    return await typed_rows(
+    return await model_list(
         conn, tables.RoutingRule, "select * from ops.routing_rules where org_id = %s order by position", (org_id,)
     )
 

@@ -33,8 +33,9 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
 
-from control_room.db.rows import dict_rows, first_dict_row
-from control_room.services.errors import Invalid, the_only_id, visible_by_id, visible_row
+from control_room.db.rows import dict_rows, first_dict_row, first_model
+from control_room.db.tables import JobTemplateVersion, Schedule
+from control_room.services.errors import Invalid, the_only_id, visible, visible_by_id
 from control_room.services.jobs import validate_params
 from control_room.services.pagination import ListQuery, fetch_rows
 
@@ -659,30 +660,29 @@ async def set_paused(conn: AsyncConnection, *, schedule_id: uuid.UUID, paused: b
     await conn.execute("select 1 from ops.set_schedule_paused(%s, %s, %s)", (schedule_id, paused, by))
 
 
+async def schedule_row(conn: AsyncConnection, *, schedule_id: uuid.UUID, field: str = "schedule_id") -> Schedule:
+    """The schedule's table row; NotFound (on ``field``) when it does not exist or is not visible to the caller."""
+    found = await first_model(conn, Schedule, "select * from ops.schedules where id = %s", (schedule_id,))
+    return visible(found, f"schedule {schedule_id}", field=field)
+
+
 async def fire_now(conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, by: str | None) -> dict[str, Any]:
     """Fire a schedule at once (operators): its params plus interval params ending now."""
-    schedule = await visible_row(
+    schedule = await schedule_row(conn, schedule_id=schedule_id)
+    version = await first_model(
         conn,
-        "select s.id, s.cron, s.timezone, s.params, s.template_id, s.environment_id from ops.schedules s "
-        "where s.id = %s",
-        (schedule_id,),
-        f"schedule {schedule_id}",
-        field="schedule_id",
-    )
-    version = await first_dict_row(
-        conn,
-        "select v.version, v.params_schema from ops.job_template_versions v "
-        "where v.id = ops.resolve_template_version(%s, %s, null)",
-        (schedule["template_id"], schedule["environment_id"]),
+        JobTemplateVersion,
+        "select * from ops.job_template_versions where id = ops.resolve_template_version(%s, %s, null)",
+        (schedule.template_id, schedule.environment_id),
     )
     assert version is not None
-    params = validate_params(version["params_schema"], schedule["params"])
-    previous = CronSchedule.of(schedule["cron"], schedule["timezone"]).previous_before(now)
+    params = validate_params(version.params_schema, schedule.params)
+    previous = CronSchedule.of(schedule.cron, schedule.timezone).previous_before(now)
     params.update(interval_params(now, previous))
     fired = await first_dict_row(
         conn,
         "select fire_id, status, run_id from ops.fire_schedule_now(%s, %s::jsonb, %s, %s)",
-        (schedule_id, json.dumps(params), version["version"], by),
+        (schedule_id, json.dumps(params), version.version, by),
     )
     assert fired is not None
     return fired

@@ -16,6 +16,8 @@ import pytest
 
 from control_room.db.connection import connect_async
 from control_room.db.migrate import migrate
+from control_room.db.rows import model_rows
+from control_room.db.tables import EventArchive
 from control_room.loops.retention import run_retention
 from control_room.services import retention, runs
 from control_room.storage import LocalArtifactStore
@@ -114,14 +116,14 @@ def test_exactly_the_old_runs_move_to_verified_parquet_and_read_back_in_order(
     assert conn.execute("select count(*) from ops.event_archives").fetchone() == (1,)
 
     found, rows = on_db(retention_db, lambda c: retention.archived_events(c, run_id=old, store=store))
-    assert found["event_count"] == 14
+    assert found.event_count == 14
     assert [
         (r["id"], r["task_key"], r["attempt"], r["seq"], r["ts"], r["type"], r["level"], r["message"], r["data"])
         for r in rows
     ] == [tuple(e) for e in before]
     page, more = on_db(retention_db, lambda c: retention.archived_events(c, run_id=old, after_id=before[9][0],
                                                                           limit=3, store=store))  # fmt: skip
-    assert [r["id"] for r in more] == [e[0] for e in before[10:13]] and page["run_id"] == old
+    assert [r["id"] for r in more] == [e[0] for e in before[10:13]] and page.run_id == old
     attempts = on_db(retention_db, lambda c: retention.archived_attempts(c, run_id=old, store=store))
     assert sorted((a["task_key"], a["attempt"], a["outcome"]) for a in attempts) == [
         ("extract", 1, "succeeded"),
@@ -192,17 +194,17 @@ def test_a_crash_after_the_parquet_is_written_loses_nothing_and_a_rerun_finishes
     async def crash(aconn: psycopg.AsyncConnection) -> None:
         """A replica that dies: the Parquet of one run stored but not recorded; the other recorded and one
         batch of its rows deleted."""
-        async with aconn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        async with aconn.cursor(row_factory=model_rows(EventArchive)) as cur:
             await cur.execute("select * from ops.claim_event_archives(%s, 'dying', 10, 300)", (NOW,))
-            claims = {c["run_id"]: c for c in await cur.fetchall()}
+            claims = {c.run_id: c for c in await cur.fetchall()}
         assert set(claims) == {first, second}
-        tokens.append(claims[second]["claim_token"])
+        tokens.append(claims[second].claim_token)
         events_bytes, _, last = await retention._events_parquet(aconn, first)
         retention._store(store, retention.archive_key(tenant.project_id, first, f"events-upto-{last}.parquet"),
                          events_bytes)  # fmt: skip
         assert await retention.write_archive(aconn, claim=claims[second], store=store, now=lambda: NOW) == (14, 2)
         cur2 = await aconn.execute("select * from ops.delete_archived_rows(%s, %s, 4, %s, 300)",
-                                   (second, claims[second]["claim_token"], NOW))  # fmt: skip
+                                   (second, claims[second].claim_token, NOW))  # fmt: skip
         assert await cur2.fetchone() == (4, False, False)
 
     tokens: list[uuid.UUID] = []

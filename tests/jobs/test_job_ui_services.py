@@ -17,6 +17,7 @@ import pytest
 
 from control_room.bundle.deploy import plan_bundle
 from control_room.bundle.loader import load_bundle
+from control_room.db.tables import JobTemplateVersion
 from control_room.services import job_editing, job_history, jobs
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import Conflict, Forbidden, Invalid, NotFound, from_db_error
@@ -194,8 +195,8 @@ def test_the_editor_reports_problems_with_lines_as_the_bundle_does(world: JobWor
     assert template is not None and problems == []
     # The YAML the editor opens with is the version itself: parsing it back gives the same definition.
     detail = {"project": "p", "name": "n", "description": "", "owner": None, "tags": []}
-    version = {"params_schema": {"type": "object"}, "max_attempts": 2, "retry_backoff_s": 5, "timeout_s": None,
-               "tasks": [{"key": "a", "engine": "shell", "config": {"command": "echo"}}]}  # fmt: skip
+    version = JobTemplateVersion(params_schema={"type": "object"}, max_attempts=2, retry_backoff_s=5, timeout_s=None,
+                                 tasks=[{"key": "a", "engine": "shell", "config": {"command": "echo"}}])  # fmt: skip
     reparsed, _ = job_editing.parse_template(job_editing.template_yaml(detail, version), project="p")
     assert reparsed is not None and reparsed.retries.max_attempts == 2 and reparsed.tasks[0].key == "a"
 

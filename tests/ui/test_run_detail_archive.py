@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from control_room.db.tables import EventArchive
 from control_room.state.run_detail.events import archive_notice, archived_matches, event_row
 
 TASK = uuid.uuid4()
@@ -18,8 +19,8 @@ def _event(level: str, message: str, task_id: uuid.UUID | None = TASK) -> dict[s
 
 
 def test_the_notice_names_counts_date_and_retention() -> None:
-    archive = {"event_count": 12345, "attempt_count": 3, "retention_days": 30,
-               "archived_at": datetime(2026, 11, 2, 9, 30, 12, tzinfo=UTC)}  # fmt: skip
+    archive = EventArchive(event_count=12345, attempt_count=3, retention_days=30,
+                           archived_at=datetime(2026, 11, 2, 9, 30, 12, tzinfo=UTC))  # fmt: skip
     assert archive_notice(archive) == (
         "12,345 events and 3 attempts of this run were archived to Parquet on 2026-11-02 09:30 UTC "
         "(project retention: 30 days after the run finished)."

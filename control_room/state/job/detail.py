@@ -161,8 +161,8 @@ class JobState(SessionState):
             self.schedules = [schedule_row(s) for s in template["schedule_list"]]
             self.recent_runs = [run_row(r) for r in found]
             if str(job_id) != self._shown or not self.loaded:
-                self.dag = version_dag_figure(latest["tasks"] if latest else [])
-                self.params_schema = formatting.pretty_json(latest["params_schema"] if latest else {})
+                self.dag = version_dag_figure(latest.tasks if latest else [])
+                self.params_schema = formatting.pretty_json(latest.params_schema if latest else {})
             self.job_role = signed.role_on(template["project_id"])
             self.not_found = self.error = ""
             self._shown = str(job_id)

@@ -71,7 +71,7 @@ class JobEditorState(TaskForm, SessionState):
         async with self:
             self._project_slug = template["project"]
             self.editing_name = template["name"]
-            self.base_version = latest["version"] if latest else 0
+            self.base_version = latest.version if latest else 0
             self.yaml_text = job_editing.template_yaml(template, latest)
             self.form_task = 0
             self.save_error = ""

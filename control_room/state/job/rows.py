@@ -7,6 +7,7 @@ from typing import Any
 
 from control_room import routes
 from control_room.components.job_figures import fire_outcome
+from control_room.db.tables import JobTemplateVersion
 from control_room.state import formatting
 
 
@@ -118,15 +119,15 @@ def job_header(template: dict[str, Any]) -> JobHeader:
     )
 
 
-def version_row(version: dict[str, Any]) -> VersionRow:
+def version_row(version: JobTemplateVersion) -> VersionRow:
     return VersionRow(
-        version=version["version"],
-        number=str(version["version"]),
-        label=f"v{version['version']}",
-        created=formatting.timestamp(version["created_at"]),
-        created_by=version["created_by"] or "",
-        tasks=len(version["tasks"]),
-        sha=version["content_sha256"][:12],
+        version=version.version,
+        number=str(version.version),
+        label=f"v{version.version}",
+        created=formatting.timestamp(version.created_at),
+        created_by=version.created_by or "",
+        tasks=len(version.tasks),
+        sha=version.content_sha256[:12],
     )
 
 

@@ -56,7 +56,7 @@ class VersionDiffState(JobState):
         )
         if template is None:
             return
-        by_number = {str(v["version"]): v for v in template["versions"]}
+        by_number = {str(v.version): v for v in template["versions"]}
         numbers = sorted(by_number, key=int)
         if not numbers:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
+from control_room.db.tables import EventArchive
 from control_room.state import formatting
 from control_room.state.run_detail.rows import EventRow
 
@@ -42,14 +43,14 @@ def event_row(row: dict[str, Any], *, archived: bool = False) -> EventRow:
     )
 
 
-def archive_notice(archive: dict[str, Any] | None) -> str:
+def archive_notice(archive: EventArchive | None) -> str:
     """What the event log says about a run whose events the retention moved to Parquet ("" when none)."""
-    if archive is None:
+    if archive is None or archive.archived_at is None:
         return ""
-    when = f"{archive['archived_at'].astimezone(UTC):%Y-%m-%d %H:%M}"
+    when = f"{archive.archived_at.astimezone(UTC):%Y-%m-%d %H:%M}"
     return (
-        f"{archive['event_count']:,} events and {archive['attempt_count']:,} attempts of this run were archived to "
-        f"Parquet on {when} UTC (project retention: {archive['retention_days']} days after the run finished)."
+        f"{archive.event_count:,} events and {archive.attempt_count:,} attempts of this run were archived to "
+        f"Parquet on {when} UTC (project retention: {archive.retention_days} days after the run finished)."
     )
 
 
