@@ -13,7 +13,7 @@ import threading
 import time
 
 import httpx
-from _harness import bench_env, fmt, percentiles
+from _harness import bench_env, echo_round_trips, fmt, percentiles
 
 AGENTS = 4
 RUNS = 200
@@ -81,12 +81,18 @@ def main() -> None:
         warmup = submit_round(WARMUP_RUNS, until=healthy_at + WARMUP_SECONDS)
         samples = submit_round(RUNS)
         stop.set()
+        paced_echo, eager_echo = echo_round_trips(1.0 / RATE_PER_S), echo_round_trips(0.0)
         print(
             f"dispatch_latency: {AGENTS} idle long-polling agents, {RUNS} runs at {RATE_PER_S}/s "
             f"({len(samples)} claimed), after a {WARMUP_SECONDS:g} s warm-up from the server's first healthy answer"
         )
         print(f"  submit -> claimed  {fmt(percentiles(samples))}")
         print(f"  submit -> answered {fmt(percentiles(answered))}  (the submit's own response, for comparison)")
+        print(
+            f"  this machine's floor: a 50-byte round trip to another process {fmt(percentiles(paced_echo))} "
+            f"at {RATE_PER_S}/s, {percentiles(eager_echo)['p50']:.2f} ms p50 back to back "
+            "(a dispatch makes about a dozen such hand-offs: client, API, Postgres, listener, agent)"
+        )
         print(f"  warm-up ({len(warmup)} runs, the server starting its loops): {fmt(percentiles(warmup))}")
         print("  load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
