@@ -23,7 +23,10 @@ class Clock:
 
 def cache(clock: Clock, *, ttl: float = 60.0, max_entries: int = 10_000) -> PrincipalCache:
     """A cache on the test's clock, whose wall clock reads NOON at the start."""
-    wall = lambda: NOON + timedelta(seconds=clock.now - 1000.0)  # noqa: E731
+
+    def wall() -> datetime:
+        return NOON + timedelta(seconds=clock.now - 1000.0)
+
     return PrincipalCache(ttl=ttl, max_entries=max_entries, clock=clock, wall=wall)
 
 

@@ -64,6 +64,9 @@ def test_create_use_and_revoke_an_api_token_from_the_user_menu(ui_world: UiWorld
     row.locator(".revoke-token").click()
     page.click("#revoke-token-confirm")
     expect(row).to_have_attribute("data-status", "revoked")
-    use = lambda: httpx.get(f"{api}/runs", params={"project": DEMO_PROJECT}, headers=headers, timeout=10)  # noqa: E731
+
+    def use() -> httpx.Response:
+        return httpx.get(f"{api}/runs", params={"project": DEMO_PROJECT}, headers=headers, timeout=10)
+
     assert refused_soon(use).status_code == 401  # the revoke's notice reaches every API process
     page.screenshot(path=str(ui_world.shots / "api_tokens_revoked.png"), full_page=True)
