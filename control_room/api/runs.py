@@ -26,7 +26,7 @@ from control_room.api.models import (
 from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, result_policies, runs, task_detail
 from control_room.services.auth import UserPrincipal, scoped
-from control_room.services.errors import Invalid
+from control_room.services.errors import CapExceeded, Invalid
 from control_room.services.retry import retry_transaction
 from control_room.storage import get_store
 
@@ -92,12 +92,13 @@ async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) 
     """Submit a run of a spec with params; the same idempotency key returns the existing run (200)."""
 
     async def submit() -> tuple[dict[str, Any], bool]:
-        # Pipeline mode sends the transaction's statements without waiting where no answer is needed yet
-        # (BEGIN and the role with the project lookup; the engines note, the run's read and the COMMIT): the
-        # commit, whose NOTIFY wakes a waiting agent, is the first half of dispatch latency.
+        # One round trip: in pipeline mode BEGIN, the role, the submit, the read of its run and the COMMIT (whose
+        # NOTIFY wakes a waiting agent: the first half of dispatch latency) go out together, and the answers are
+        # read after. A submit a cap refused commits only what ops.submit_run recorded of the refusal (the row
+        # beside its cap, the cap's breach count); there is no run to read.
         async with db.connection() as conn, conn.pipeline():
             async with scoped(conn, user):
-                run_id, created = await runs.submit_run(
+                sent = await runs.send_submit(
                     conn,
                     project=body.project,
                     environment=body.environment,
@@ -105,8 +106,12 @@ async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) 
                     params=body.params,
                     **submit_options(body, user),
                 )
-                read = await runs.send_run_read(conn, run_id)  # answered with the commit
-            async with read:
+                read = await runs.send_run_read(conn, None)
+            async with sent, read:
+                run_id, created, refusal = await runs.submit_answer(sent)
+                if refusal:
+                    raise CapExceeded(refusal)
+                assert run_id is not None
                 return await runs.run_read(read, run_id), created
 
     run, created = await retry_transaction(submit, what=f"submit by {user.email}")

@@ -8,7 +8,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, sql
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from control_room.config import get_settings
 from control_room.db.rows import dict_rows
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, the_only_id, visible_row
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, visible_row
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -57,21 +57,22 @@ def search_text(value: str | None, *, field: str) -> str | None:
     return value.strip() or None
 
 
-async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
-    """A project id from an id or a slug (slugs must be unambiguous among visible projects)."""
+def project_reference(project: str) -> tuple[str, uuid.UUID | None]:
+    """A project reference as ``ops.resolve_project`` takes it: the text given, and that text as an id when it is
+    one (else None: a slug)."""
     try:
-        project_id = uuid.UUID(project)
+        return project, uuid.UUID(project)
     except ValueError:
-        project_id = None
-    if project_id is not None:
-        cur = await conn.execute("select id from ops.projects where id = %s", (project_id,))
-    else:
-        cur = await conn.execute("select id from ops.projects where slug = %s limit 2", (project,))
-    return the_only_id(
-        await cur.fetchall(), field="project",
-        missing=f'project "{project}" does not exist or is not visible to you',
-        ambiguous=f'project slug "{project}" exists in several orgs; pass the project id',
-    )  # fmt: skip
+        return project, None
+
+
+async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
+    """A project id from an id or a slug (slugs must be unambiguous among visible projects): NotFound or
+    Invalid naming the field ``project`` otherwise (``ops.resolve_project``, as the caller sees projects)."""
+    cur = await conn.execute("select ops.resolve_project(%s, %s)", project_reference(project))
+    row = await cur.fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
 
 
 def check_run_spec(spec: Any, *, at: str = "spec") -> None:
@@ -84,52 +85,81 @@ def check_run_spec(spec: Any, *, at: str = "spec") -> None:
         raise Invalid(f"{first['field']}: {first['message']}", field=first["field"], errors=errors) from None
 
 
-async def submit_run(
-    conn: AsyncConnection,
-    *,
-    project: str,
-    environment: str,
-    spec: dict[str, Any],
-    params: dict[str, Any],
-    idempotency_key: str | None,
-    priority: int,
-    tags: list[str],
-    trigger: str,
-    requested_by: uuid.UUID | None,
-    requested_by_name: str | None,
-    retry_of: uuid.UUID | None = None,
-) -> tuple[uuid.UUID, bool]:
-    """Create a run (or find the one with the same idempotency key): its id, and True when created now
-    (``get_run`` reads it; the API sends that read with the commit, see ``send_run_read``).
+class SubmitFields(TypedDict):
+    """What a submit names: the project (id or slug), environment, spec and params, and how it was asked for."""
+
+    project: str
+    environment: str
+    spec: dict[str, Any]
+    params: dict[str, Any]
+    idempotency_key: str | None
+    priority: int
+    tags: list[str]
+    trigger: str
+    requested_by: uuid.UUID | None
+    requested_by_name: str | None
+    retry_of: NotRequired[uuid.UUID | None]
+
+
+# The run the transaction's submit created or found (``send_submit`` sets it), for a read sent before the
+# submit's answer came back.
+SUBMITTED_RUN = "nullif(current_setting('lakehouse.submitted_run', true), '')::uuid"
+
+
+async def send_submit(conn: AsyncConnection, **fields: Unpack[SubmitFields]) -> AsyncCursor[Any]:
+    """Send the submit of a run on a new cursor; ``submit_answer`` takes the answer. In pipeline mode it travels
+    with what comes after it (a read of ``SUBMITTED_RUN``, the commit).
 
     The spec is checked here, against the engines' models (control_room/specs): the one place that knows the
-    field rules. The SQL function checks only what it needs to build the run (keys, dependencies)."""
-    check_run_spec(spec)
-    project_id = await resolve_project(conn, project)
-    cur = await conn.execute(
-        "select run_id, created, refusal from ops.submit_run(%s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)",
+    field rules. The SQL function checks only what it needs to build the run (keys, dependencies). One
+    statement: the project's look-up (as the caller sees projects), the submit, and for a new run the note of
+    which engines are live (a warning on the run, or LH422 rolling the submit back when the project sets
+    require_available_engine)."""
+    check_run_spec(fields["spec"])
+    cur = conn.cursor()
+    await cur.execute(
+        "select s.run_id, s.created, s.refusal, "
+        "case when s.created then ops.note_engine_availability(s.run_id, %s) end, "
+        "set_config('lakehouse.submitted_run', coalesce(s.run_id::text, ''), true) "
+        "from ops.submit_run(ops.resolve_project(%s, %s), %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s) s",
         (
-            project_id,
-            environment,
-            json.dumps(spec),
-            json.dumps(params),
-            trigger,
-            requested_by,
-            requested_by_name,
-            idempotency_key,
-            priority,
-            tags,
-            retry_of,
+            get_settings().executor_offline_after_seconds,
+            *project_reference(fields["project"]),
+            fields["environment"],
+            json.dumps(fields["spec"]),
+            json.dumps(fields["params"]),
+            fields["trigger"],
+            fields["requested_by"],
+            fields["requested_by_name"],
+            fields["idempotency_key"],
+            fields["priority"],
+            fields["tags"],
+            fields.get("retry_of"),
         ),
     )
+    return cur
+
+
+async def submit_answer(cur: AsyncCursor[Any]) -> tuple[uuid.UUID | None, bool, str | None]:
+    """The answer to ``send_submit``: the run's id (None when refused), True when created now (not the run of
+    the same idempotency key), and the refusal of a runs-per-day cap (ops.submit_run recorded it in the
+    transaction)."""
     row = await cur.fetchone()
     assert row is not None
-    run_id, created, refusal = row
+    run_id, created, refusal, _, _ = row
+    return run_id, bool(created), refusal
+
+
+async def submit_run(conn: AsyncConnection, **fields: Unpack[SubmitFields]) -> tuple[uuid.UUID, bool]:
+    """Create a run (or find the one with the same idempotency key): its id, and True when created now
+    (``get_run`` reads it). A refusal raises CapExceeded carrying the refusal's row, recorded again once the
+    caller's transaction has rolled back (``control_room.services.auth.scoped``)."""
+    async with await send_submit(conn, **fields) as cur:
+        run_id, created, refusal = await submit_answer(cur)
     if refusal:
         raise CapExceeded(refusal, record=await caps.pending_submit_refusal(conn))
-    if created:
-        await note_engine_availability(conn, run_id)
-    return run_id, bool(created)
+    assert run_id is not None
+    return run_id, created
 
 
 async def note_engine_availability(conn: AsyncConnection, run_id: uuid.UUID) -> None:
@@ -177,15 +207,18 @@ async def list_runs(conn: AsyncConnection, *, filters: RunFilters, cursor: str |
     )
 
 
-async def send_run_read(conn: AsyncConnection, run_id: uuid.UUID) -> AsyncCursor[dict[str, Any]]:
+async def send_run_read(conn: AsyncConnection, run_id: uuid.UUID | None) -> AsyncCursor[dict[str, Any]]:
     """Send the read of a run's row (its spec and error included) on a new cursor; ``run_read`` takes the
-    answer. In pipeline mode the read travels with what comes after it, e.g. the transaction's commit."""
+    answer. In pipeline mode the read travels with what comes after it, e.g. the transaction's commit. A
+    ``run_id`` of None reads the run the transaction's ``send_submit`` created or found."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
-        sql.SQL("select {cols}, r.spec, r.error, p.name as project_name from {src} where r.id = %s").format(
-            cols=sql.SQL(RUN_COLUMNS), src=sql.SQL(RUN_FROM)
+        sql.SQL("select {cols}, r.spec, r.error, p.name as project_name from {src} where r.id = {id}").format(
+            cols=sql.SQL(RUN_COLUMNS),
+            src=sql.SQL(RUN_FROM),
+            id=sql.Placeholder() if run_id is not None else sql.SQL(SUBMITTED_RUN),
         ),
-        (run_id,),
+        (run_id,) if run_id is not None else None,
     )
     return cur
 
