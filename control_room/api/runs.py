@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, Protocol
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
@@ -45,21 +45,10 @@ class SubmitBody(Protocol):
     def tags(self) -> list[str]: ...
 
 
-class SubmitOptions(TypedDict):
-    """The submit arguments of runs.submit_run and jobs.run_template that do not name the run itself."""
-
-    idempotency_key: str | None
-    priority: int
-    tags: list[str]
-    trigger: str
-    requested_by: uuid.UUID | None
-    requested_by_name: str | None
-
-
-def submit_options(body: SubmitBody, user: UserPrincipal) -> SubmitOptions:
+def submit_options(body: SubmitBody, user: UserPrincipal) -> runs.SubmitOptions:
     """What every submit through the API passes besides the run itself: the body's idempotency key, priority
     and tags, and the caller as requester."""
-    return SubmitOptions(
+    return runs.SubmitOptions(
         idempotency_key=body.idempotency_key,
         priority=body.priority,
         tags=body.tags,

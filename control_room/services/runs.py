@@ -85,19 +85,25 @@ def check_run_spec(spec: Any, *, at: str = "spec") -> None:
         raise Invalid(f"{first['field']}: {first['message']}", field=first["field"], errors=errors) from None
 
 
-class SubmitFields(TypedDict):
-    """What a submit names: the project (id or slug), environment, spec and params, and how it was asked for."""
+class SubmitOptions(TypedDict):
+    """How a submit was asked for: the arguments of ``submit_run`` and ``jobs.run_template`` that do not name the
+    run itself."""
 
-    project: str
-    environment: str
-    spec: dict[str, Any]
-    params: dict[str, Any]
     idempotency_key: str | None
     priority: int
     tags: list[str]
     trigger: str
     requested_by: uuid.UUID | None
     requested_by_name: str | None
+
+
+class SubmitFields(SubmitOptions):
+    """What a submit names: the project (id or slug), environment, spec and params, and how it was asked for."""
+
+    project: str
+    environment: str
+    spec: dict[str, Any]
+    params: dict[str, Any]
     retry_of: NotRequired[uuid.UUID | None]
 
 
