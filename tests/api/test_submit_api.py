@@ -92,3 +92,20 @@ def test_an_idempotent_submit_and_a_refused_one(live_api: LiveServer, provision:
         usage = conn.execute("select runs, breaches from ops.cap_usage where cap_id = %s", (cap[0],)).fetchone()
     assert refusals == [("submit", "one-trip", 2)], "both refusals are kept, as one row repeated"
     assert usage == (0, 2), "the cap's day counts both breaches and no run"
+
+
+def test_an_error_inside_the_one_trip_rolls_it_all_back(live_api: LiveServer, provision: Provisioner) -> None:
+    """The statement after the submit (the run's read) and the COMMIT were sent with it: a submit SQL refuses
+    rolls back, answers the problem naming its field, and leaves the connection fit for the next request."""
+    with psycopg.connect(provision.database_url, autocommit=True) as conn:
+        tenant = make_tenant(conn)
+        conn.execute("delete from ops.environments where project_id = %s and name = 'prod'", (tenant.project_id,))
+    operator = client(live_api, provision.user_token("operator", tenant)[1])
+    for _ in range(3):  # more times than the pool has idle connections to hand out
+        refused = operator.post("/runs", json={"project": str(tenant.project_id), "environment": "prod", "spec": SPEC})
+        assert refused.status_code == 422 and refused.json()["field"] == "environment", refused.text
+        assert '"prod" is not an environment of this project' in refused.json()["detail"]
+    assert runs_of(provision, tenant.project_id) == 0
+    ok = operator.post("/runs", json={"project": str(tenant.project_id), "environment": "staging", "spec": SPEC})
+    assert ok.status_code == 201 and ok.json()["environment"] == "staging", ok.text
+    assert runs_of(provision, tenant.project_id) == 1
