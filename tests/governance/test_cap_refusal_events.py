@@ -66,6 +66,9 @@ def test_a_refused_submit_is_listed_with_its_cap_after_its_transaction_rolled_ba
         "and name = 'lh-no-runs')",
         (gov.org.org_id,),
     ).fetchone() == (2,)
+    # Every refusal counts among the cap's refusals of the day (the caps page, the cap_breach alert), though
+    # the transaction that made it rolled back.
+    assert _caps(gov)["lh-no-runs"].refusals_today == 3
 
     # Pages of one cap's refusals, newest first.
     cap_id = gov.call("viewer", lambda c: caps.cap_id_by_name(c, org_id=gov.org.org_id, name="lh-no-runs"))
@@ -108,6 +111,9 @@ def test_a_refusal_is_recorded_again_only_when_true(gov: GovWorld, db: psycopg.C
     assert db.execute(
         "select count(*), sum(repeats) from ops.cap_refusal_events where id = %s", (row["id"],)
     ).fetchone() == (1, 1)
+    assert db.execute(
+        "select breaches from ops.cap_usage where cap_id = %s and day = ops.utc_today()", (row["cap_id"],)
+    ).fetchone() == (1,), "and one breach of the cap's day"
     # A viewer may not submit, so may not record; a cap that is not full records nothing.
     forged = {**row, "id": str(uuid.uuid4())}
     with pytest.raises(Exception, match="operator role"):
