@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from control_room.config import get_settings
 from control_room.db.rows import dict_rows
 from control_room.services import caps
-from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, visible_row
+from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, from_db_error, visible_row
 from control_room.services.pagination import (
     Keyset,
     ListQuery,
@@ -69,8 +69,11 @@ def project_reference(project: str) -> tuple[str, uuid.UUID | None]:
 async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
     """A project id from an id or a slug (slugs must be unambiguous among visible projects): NotFound or
     Invalid naming the field ``project`` otherwise (``ops.resolve_project``, as the caller sees projects)."""
-    cur = await conn.execute("select ops.resolve_project(%s, %s)", project_reference(project))
-    row = await cur.fetchone()
+    try:
+        cur = await conn.execute("select ops.resolve_project(%s, %s)", project_reference(project))
+        row = await cur.fetchone()
+    except psycopg.Error as exc:  # its callers catch ServiceError (the CLI's --project names the option)
+        raise from_db_error(exc) or exc from exc
     assert row is not None
     return uuid.UUID(str(row[0]))
 
