@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
+from control_room.config import get_settings
 from control_room.db.rows import dict_rows, model_list
 from control_room.db.tables import JobTemplateVersion
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible_by_id
 from control_room.services.pagination import ListQuery, Page, by_name, decode_key_cursor, escape_like, name_cursor_after
-from control_room.services.runs import get_run, note_engine_availability, resolve_project
+from control_room.services.runs import ENGINES_NOTE, get_run, resolve_project
 
 if TYPE_CHECKING:  # imported where used: jsonschema's format checkers take seconds to import, and CLI
     # commands that only list (`lakehouse jobs list`, `alerts rules`) should not pay for them
@@ -308,9 +309,10 @@ async def run_template(
     schema = await version_schema(conn, template_id=template_id, version=version)
     checked = validate_params(schema, params)
     cur = await conn.execute(
-        "select run_id, created, refusal, version from ops.submit_template_run("
-        "%s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)",
+        f"select s.run_id, s.created, s.refusal, s.version, {ENGINES_NOTE} from ops.submit_template_run("
+        "%s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s) s",
         (
+            get_settings().executor_offline_after_seconds,
             template_id,
             environment,
             json.dumps(checked),
@@ -325,11 +327,9 @@ async def run_template(
     )
     row = await cur.fetchone()
     assert row is not None
-    run_id, created, refusal, used_version = row
+    run_id, created, refusal, used_version, _ = row
     if refusal:
         raise CapExceeded(refusal, record=await caps.pending_submit_refusal(conn))
-    if created:
-        await note_engine_availability(conn, run_id)
     run = await get_run(conn, run_id=run_id, with_tasks=False)
     run.update(template_id=template_id, template_version=used_version)
     return run, bool(created)

@@ -110,6 +110,11 @@ class SubmitFields(SubmitOptions):
     retry_of: NotRequired[uuid.UUID | None]
 
 
+# For a new run, which engines are live: a warning on the run, or LH422 rolling the submit back when the project
+# sets require_available_engine. A column of the submit's own statement (its function aliased ``s``, the
+# setting executor_offline_after_seconds its first parameter), so the note costs no round trip of its own.
+ENGINES_NOTE = "case when s.created then ops.note_engine_availability(s.run_id, %s) end"
+
 # The run the transaction's submit created or found (``send_submit`` sets it), for a read sent before the
 # submit's answer came back.
 SUBMITTED_RUN = "nullif(current_setting('lakehouse.submitted_run', true), '')::uuid"
@@ -121,14 +126,11 @@ async def send_submit(conn: AsyncConnection, **fields: Unpack[SubmitFields]) -> 
 
     The spec is checked here, against the engines' models (control_room/specs): the one place that knows the
     field rules. The SQL function checks only what it needs to build the run (keys, dependencies). One
-    statement: the project's look-up (as the caller sees projects), the submit, and for a new run the note of
-    which engines are live (a warning on the run, or LH422 rolling the submit back when the project sets
-    require_available_engine)."""
+    statement: the project's look-up (as the caller sees projects), the submit, and ``ENGINES_NOTE``."""
     check_run_spec(fields["spec"])
     cur = conn.cursor()
     await cur.execute(
-        "select s.run_id, s.created, s.refusal, "
-        "case when s.created then ops.note_engine_availability(s.run_id, %s) end, "
+        f"select s.run_id, s.created, s.refusal, {ENGINES_NOTE}, "
         "set_config('lakehouse.submitted_run', coalesce(s.run_id::text, ''), true) "
         "from ops.submit_run(ops.resolve_project(%s, %s), %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s) s",
         (
@@ -169,14 +171,6 @@ async def submit_run(conn: AsyncConnection, **fields: Unpack[SubmitFields]) -> t
         raise CapExceeded(refusal, record=await caps.pending_submit_refusal(conn))
     assert run_id is not None
     return run_id, created
-
-
-async def note_engine_availability(conn: AsyncConnection, run_id: uuid.UUID) -> None:
-    """Which engines are live for a new run: a warning on the run, or a refusal (LH422, rolling the submit
-    back) when the project sets require_available_engine."""
-    await conn.execute(
-        "select ops.note_engine_availability(%s, %s)", (run_id, get_settings().executor_offline_after_seconds)
-    )
 
 
 @dataclass(frozen=True)
