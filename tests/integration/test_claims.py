@@ -1,5 +1,6 @@
 """Claims in SQL: idempotent by claim id, an executor's forgotten leases handed back by its heartbeat, a
-heartbeat after finalize reported as finalized (not lost), and only the executor's org's tasks."""
+heartbeat after finalize reported as finalized (not lost), only the executor's org's tasks, and a claim whose
+commit a crash lost (the claim does not wait for its WAL flush) a lost lease."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from control_room.services import tasks
 from tests.integration.factories import Tenant, claim, finalize, make_executor, make_tenant, submit, task
 
 pytestmark = pytest.mark.migrations
@@ -85,3 +88,34 @@ def test_claims_return_only_the_executor_orgs_tasks(db: psycopg.Connection, tena
         (str(other.org_id),),
     ).fetchall()
     assert audit == [("share", "shared")]
+
+
+def test_a_claim_skips_only_its_own_flush_and_a_claim_a_crash_forgot_is_a_lost_lease(
+    db: psycopg.Connection, tenant: Tenant, pool: str
+) -> None:
+    run_id = submit(db, tenant, [task("only", pool=pool)])
+    executor = make_executor(db, tenant, pool=pool)
+    args = (executor, None, None, 1, 60, None)
+    # What a crash before the WAL writer's flush leaves of a claim the agent was told of: nothing.
+    with db.transaction(force_rollback=True), db.cursor(row_factory=dict_row) as cur:
+        (forgotten,) = cur.execute(tasks.CLAIM_SQL, args).fetchall()
+        assert cur.execute("select current_setting('synchronous_commit') as s").fetchone() == {"s": "off"}
+    with db.cursor(row_factory=dict_row) as cur:
+        (again,) = cur.execute(tasks.CLAIM_SQL, args).fetchall()  # committed, on its own (autocommit)
+    # Only the claim's own transaction: the next one on the same pooled connection waits for its flush again.
+    assert db.execute("select current_setting('synchronous_commit')").fetchone() == ("on",)
+    assert (again["task_id"], again["attempt"]) == (forgotten["task_id"], 1)
+    # The agent holding the forgotten lease hears "lease lost" at its first contact, as after a reaped lease.
+    with pytest.raises(psycopg.Error) as lost:
+        db.execute("select * from ops.extend_lease(%s, %s)", (forgotten["task_id"], forgotten["lease_token"]))
+    assert lost.value.sqlstate == "LH409"
+    with pytest.raises(psycopg.Error) as lost_again:
+        finalize(db, forgotten["task_id"], forgotten["lease_token"], "failed")
+    assert lost_again.value.sqlstate == "LH409"
+    assert finalize(db, again["task_id"], again["lease_token"])["task_status"] == "succeeded"
+    attempts = db.execute(
+        "select a.attempt, a.outcome from ops.task_attempts a join ops.tasks t on t.id = a.task_id "
+        "where t.run_id = %s",
+        (run_id,),
+    ).fetchall()
+    assert attempts == [(1, "succeeded")]
