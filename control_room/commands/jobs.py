@@ -26,6 +26,7 @@ T = TypeVar("T")
 ScheduleName = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")
 TemplateName = typer.Argument(..., help="Template name, PROJECT/NAME or id.")
 TemplateProject = typer.Option(None, "--project", help="Project slug, when the name is ambiguous.")
+BackfillId = typer.Argument(..., help="The backfill's id.")
 
 
 def _on_schedule(name: str, act: Callable[[psycopg.AsyncConnection, uuid.UUID], Awaitable[T]]) -> T:
@@ -232,10 +233,9 @@ def backfill_command(
 
 
 @app.command("backfill-status")
-def backfill_status_command(backfill: str = typer.Argument(..., help="The backfill's id.")) -> None:
+def backfill_status_command(backfill: str = BackfillId) -> None:
     """A backfill's progress and its intervals."""
-    backfill_id = _backfill_id(backfill)
-    found = on_database(lambda c: backfills.get_backfill(c, backfill_id=backfill_id))
+    found = _on_backfill(backfill, lambda conn, backfill_id: backfills.get_backfill(conn, backfill_id=backfill_id))
     typer.echo(
         f"backfill {found['id']} of {found['template']} in {found['environment']}: {found['status']}, "
         f"{found['done']}/{found['total']} done {dict(sorted(found['progress'].items()))}"
@@ -248,11 +248,19 @@ def backfill_status_command(backfill: str = typer.Argument(..., help="The backfi
 
 
 @app.command("backfill-cancel")
-def backfill_cancel_command(backfill: str = typer.Argument(..., help="The backfill's id.")) -> None:
+def backfill_cancel_command(backfill: str = BackfillId) -> None:
     """Cancel a backfill as a group: pending intervals never run, active runs are cancelled."""
-    backfill_id = _backfill_id(backfill)
-    found = on_database(lambda c: backfills.cancel_backfill(c, backfill_id=backfill_id, by=_actor()))
+    found = _on_backfill(
+        backfill, lambda conn, backfill_id: backfills.cancel_backfill(conn, backfill_id=backfill_id, by=_actor())
+    )
     typer.echo(f"backfill {found['id']}: {found['status']}")
+
+
+def _on_backfill(backfill: str, act: Callable[[psycopg.AsyncConnection, uuid.UUID], Awaitable[T]]) -> T:
+    """Run ``act`` on the database with the backfill id BACKFILL gives; refused before connecting when it is
+    not an id."""
+    backfill_id = _backfill_id(backfill)
+    return on_database(lambda conn: act(conn, backfill_id))
 
 
 def _backfill_id(text: str) -> uuid.UUID:

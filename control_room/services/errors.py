@@ -67,6 +67,17 @@ async def visible_by_id(
     )
 
 
+async def found_row(
+    conn: psycopg.AsyncConnection, statement: Statement, args: Args, missing: ServiceError
+) -> dict[str, Any]:
+    """The first row of one statement as a dict; raises ``missing`` when it returns none (a lookup whose
+    refusal is its own, not ``visible_row``'s NotFound)."""
+    row = await first_dict_row(conn, statement, args)
+    if row is None:
+        raise missing
+    return row
+
+
 def the_only_id(rows: Sequence[Sequence[Any]], *, field: str, missing: str, ambiguous: str) -> uuid.UUID:
     """The id (first column) of the one row a lookup by name found (it asks for two at most): NotFound with
     ``missing`` when it found none, Invalid with ``ambiguous`` when the name matched several."""

@@ -29,7 +29,7 @@ from psycopg import AsyncConnection
 
 from control_room.config import get_settings
 from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
-from control_room.services.errors import Invalid
+from control_room.services.errors import Invalid, found_row
 from control_room.services.sql_guard import parse_read_only, with_limit
 
 if TYPE_CHECKING:  # sqlglot (most of a second) and the SQLModel mirror: imported by the calls that use them
@@ -802,14 +802,13 @@ async def give_feedback(conn: AsyncConnection, *, question_id: uuid.UUID, correc
 
 async def question_outcome(conn: AsyncConnection, *, question_id: uuid.UUID) -> dict[str, Any]:
     """A question's run: its status and error, and the Parquet result of its last statement once finished."""
-    row = await first_dict_row(
+    row = await found_row(
         conn,
         "select q.id, q.question, q.final_sql, q.run_id, r.status, r.error from ops.nl2sql_questions q "
         "left join ops.runs r on r.id = q.run_id where q.id = %s",
         (question_id,),
+        Invalid(f"question {question_id} does not exist or is not visible to you", field="question"),
     )
-    if row is None:
-        raise Invalid(f"question {question_id} does not exist or is not visible to you", field="question")
     artifact = await first_dict_row(
         conn,
         "select a.id from ops.query_history h join ops.artifacts a on a.task_id = h.task_id "

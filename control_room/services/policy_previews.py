@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 
 from control_room.db.rows import first_dict_row
 from control_room.services import access_policies, artifacts, queries, result_policies, runs
-from control_room.services.errors import Invalid, NotFound
+from control_room.services.errors import Invalid, NotFound, found_row
 from control_room.storage import get_store
 
 PreviewPrincipalKind = Literal["user", "service_principal", "group"]
@@ -80,15 +80,13 @@ def check_query(sql: str) -> str:
 
 async def _dataset(conn: AsyncConnection, org_id: uuid.UUID, dataset: str) -> dict[str, Any]:
     target = await access_policies.dataset_target(conn, org_id=org_id, dataset=dataset)
-    row = await first_dict_row(
+    return await found_row(
         conn,
         "select d.id, d.name, p.id as project_id, p.slug from ops.datasets d "
         "join ops.projects p on p.id = d.project_id where d.id = %s",
         (target,),
+        NotFound(f'no dataset "{dataset}" visible to you', field="dataset"),
     )
-    if row is None:
-        raise NotFound(f'no dataset "{dataset}" visible to you', field="dataset")
-    return row
 
 
 async def start_preview(

@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
 from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
-from control_room.services.errors import Invalid, NotFound, Unauthorized
+from control_room.services.errors import Invalid, NotFound, Unauthorized, found_row
 
 if TYPE_CHECKING:  # the SQLModel mirror takes a while to import (the CLI's serving commands): loaded on use
     from control_room.db.tables import ServingEndpointRevision
@@ -345,15 +345,14 @@ class Route:
 
 async def routing_table(conn: AsyncConnection, *, endpoint_id: uuid.UUID) -> tuple[str, list[Route]]:
     """(status, routes) of an endpoint as the proxy uses them: healthy replicas only."""
-    row = await first_dict_row(
+    row = await found_row(
         conn,
         "select e.status, r.routes from ops.serving_endpoints e "
         "join ops.serving_endpoint_revisions r on r.endpoint_id = e.id and r.revision = e.revision "
         "where e.id = %s",
         (endpoint_id,),
+        NotFound(f"endpoint {endpoint_id} does not exist", field="endpoint"),
     )
-    if row is None:
-        raise NotFound(f"endpoint {endpoint_id} does not exist", field="endpoint")
     replicas = await dict_rows(
         conn, _REPLICA_SELECT + "where s.endpoint_id = %s and s.retired_at is null", (endpoint_id,)
     )
