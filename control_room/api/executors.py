@@ -13,6 +13,7 @@ from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, TypeAdapter
 
 from control_room.api.deps import Executor, Pool
+from control_room.api.json_body import post_with_model_body
 from control_room.api.models import (
     ArtifactFetch,
     ArtifactInitiate,
@@ -132,8 +133,13 @@ async def heartbeat_task(task_id: uuid.UUID, body: LeaseRef, executor: Executor,
         return await tasks.task_heartbeat(conn, task_id=task_id, lease_token=body.lease_token)
 
 
-@router.post(
-    "/tasks/{task_id}/events", operation_id="appendEvents", response_model=EventBatchReply, responses=LEASE_ERRORS
+@post_with_model_body(  # a hundred events a call: validated from the bytes
+    router,
+    "/tasks/{task_id}/events",
+    EventBatch,
+    operation_id="appendEvents",
+    response_model=EventBatchReply,
+    responses=LEASE_ERRORS,
 )
 async def append_events(task_id: uuid.UUID, body: EventBatch, executor: Executor, db: Pool) -> dict[str, int]:
     """Append a batch of the attempt's events; idempotent by seq (re-sends are counted as duplicates)."""
