@@ -19,27 +19,19 @@ from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, ValidationError
 
 
-class _ModelBodyRequest(Request):
-    model: type[BaseModel]
-
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            body = await self.body()
-            try:
-                self._json = self.model.model_validate_json(body)
-            except ValidationError:
-                self._json = json.loads(body)  # FastAPI validates this, and names what is wrong, as elsewhere
-        return self._json
-
-
 def model_body_route(model: type[BaseModel]) -> type[APIRoute]:
     """A route class (``route_class_override`` of ``APIRouter.add_api_route``) for a route whose body is
     ``model``."""
 
-    class ModelBodyRequest(_ModelBodyRequest):
-        pass
-
-    ModelBodyRequest.model = model
+    class ModelBodyRequest(Request):
+        async def json(self) -> Any:
+            if not hasattr(self, "_json"):
+                body = await self.body()
+                try:
+                    self._json = model.model_validate_json(body)
+                except ValidationError:
+                    self._json = json.loads(body)  # FastAPI validates this, and names what is wrong, as elsewhere
+            return self._json
 
     class ModelBodyRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 
@@ -169,3 +170,13 @@ def finished_run(
         "update ops.runs set finished_at = now() - make_interval(secs => %s) where id = %s", (days_ago * 86400, run_id)
     )
     return run_id
+
+
+def assert_lease_lost(conn: psycopg.Connection, held: dict[str, Any], outcome: str = "succeeded") -> None:
+    """The lease of ``held`` (a claimed task's row) is refused, LH409, both to extend it and to finalize."""
+    with pytest.raises(psycopg.Error) as extend_err:
+        conn.execute("select * from ops.extend_lease(%s, %s)", (held["task_id"], held["lease_token"]))
+    assert extend_err.value.sqlstate == "LH409"
+    with pytest.raises(psycopg.Error) as final_err:
+        finalize(conn, held["task_id"], held["lease_token"], outcome)
+    assert final_err.value.sqlstate == "LH409"
