@@ -6,7 +6,8 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.live import live_ticker
-from control_room.state.bell import KEEP_ALIVE_MS, BellItem, BellState
+from control_room.state.bell import KEEP_ALIVE_MS, BellState
+from control_room.state.rows import BellItem
 
 SEVERITY_COLORS = {"info": "blue", "warning": "amber", "critical": "red"}
 

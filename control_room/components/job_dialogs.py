@@ -14,7 +14,8 @@ from control_room.state.base import ENVIRONMENTS
 from control_room.state.job.backfills import NO_SCHEDULE, BackfillState
 from control_room.state.job.editor import JobEditorState
 from control_room.state.job.run_form import RunFormState
-from control_room.state.job.schedules import PreviewRow, ScheduleState
+from control_room.state.job.schedules import ScheduleState
+from control_room.state.rows import PreviewRow
 
 # Dict vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 VALUES: Any = RunFormState.values

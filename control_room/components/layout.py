@@ -13,7 +13,8 @@ from control_room.components.api_tokens import api_tokens_link
 from control_room.components.bell import notification_bell
 from control_room.components.live import live_ticker
 from control_room.components.post_form import post_form
-from control_room.state.base import ALL, ENVIRONMENTS, LOAD_WATCH_SECONDS, ProjectChoice, SessionState
+from control_room.state.base import ALL, ENVIRONMENTS, LOAD_WATCH_SECONDS, SessionState
+from control_room.state.rows import ProjectChoice
 
 PRODUCT_NAME = "Lakehouse Control Room"
 SIDEBAR_WIDTH = "232px"

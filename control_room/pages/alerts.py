@@ -18,10 +18,10 @@ from control_room.components.search import text_search
 from control_room.components.tables import data_table
 from control_room.state.alerts.incident import SNOOZE_CHOICES, IncidentState
 from control_room.state.alerts.incidents import REFRESH_MS, IncidentsState
-from control_room.state.alerts.rows import IncidentRow, RuleRow, TimelineRow
 from control_room.state.alerts.rule_editor import KINDS, RuleEditorState
 from control_room.state.alerts.rules import RulesState
-from control_room.state.base import ALL, ENVIRONMENTS, ProjectChoice, SessionState
+from control_room.state.base import ALL, ENVIRONMENTS, SessionState
+from control_room.state.rows import AlertRuleRow, IncidentRow, ProjectChoice, TimelineRow
 
 STATE_COLORS = {"open": "red", "acked": "blue", "resolved": "grass"}
 # Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
@@ -149,7 +149,7 @@ def _editor() -> rx.Component:
     return dialog
 
 
-def _rule(rule: RuleRow) -> rx.Component:
+def _rule(rule: AlertRuleRow) -> rx.Component:
     row: rx.Component = rx.table.row(
         rx.table.cell(rx.vstack(rx.text(rule.name, weight="medium"), rx.text(rule.kind.replace("_", " "), size="1",
                                                                              color_scheme="gray"), spacing="0")),

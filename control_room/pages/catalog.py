@@ -16,7 +16,8 @@ from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
 from control_room.components.search import text_search
 from control_room.components.tables import data_table, opener_cell
-from control_room.state.catalog import CatalogRow, CatalogState, ColumnRow, LineRow
+from control_room.state.catalog import CatalogState
+from control_room.state.rows import CatalogRow, ColumnRow, LineRow
 
 # Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 LINES: Any = CatalogState.lines

@@ -14,7 +14,8 @@ from control_room.components.live import live_intro, live_ticker
 from control_room.components.tables import result_table
 from control_room.dashboards.models import REFRESH_CHOICES, TIME_RANGES
 from control_room.pages.superset import push_button, push_messages
-from control_room.state.dashboards import Choice, DashboardsState, FilterChoice, Panel
+from control_room.state.dashboards import DashboardsState
+from control_room.state.rows import Choice, FilterChoice, Panel
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
 REFRESH_LABELS = [str(seconds) for seconds in REFRESH_CHOICES]

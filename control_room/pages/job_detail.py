@@ -27,18 +27,10 @@ from control_room.state.job.detail import JobState
 from control_room.state.job.editor import JobEditorState
 from control_room.state.job.history import JobHistoryState
 from control_room.state.job.promotion import JobPromotionState
-from control_room.state.job.rows import (
-    BackfillRow,
-    DiffLine,
-    FireRow,
-    ScheduleRow,
-    VersionRow,
-)
 from control_room.state.job.run_form import RunFormState
 from control_room.state.job.schedules import ScheduleState
 from control_room.state.job.versions import VersionDiffState
-from control_room.state.promotions import StageCell
-from control_room.state.runs import RunRow
+from control_room.state.rows import BackfillRow, DiffLine, FireRow, RunRow, ScheduleRow, StageCell, VersionRow
 
 HEADER: Any = JobState.header
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}

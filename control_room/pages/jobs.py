@@ -18,8 +18,8 @@ from control_room.components.status import status_badge
 from control_room.components.tables import data_table
 from control_room.state.base import ALL, SessionState
 from control_room.state.job.editor import JobEditorState
-from control_room.state.job.rows import ScheduleRow
-from control_room.state.jobs import LAST_STATUSES, PAGE_SIZE, JobRow, JobsState
+from control_room.state.jobs import LAST_STATUSES, PAGE_SIZE, JobsState
+from control_room.state.rows import JobRow, ScheduleRow
 from control_room.state.schedule_list import ScheduleListState
 
 

@@ -12,7 +12,8 @@ from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.headings import page_heading
 from control_room.components.layout import layout
-from control_room.state.lineage import LegendRow, LineageState, NodeRow
+from control_room.state.lineage import LineageState
+from control_room.state.rows import LegendRow, NodeRow
 
 # Dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 FOCUS: Any = LineageState.focus

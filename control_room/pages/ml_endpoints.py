@@ -13,7 +13,8 @@ from control_room.components.forms import error_callout
 from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.tables import data_table, opener_cell
-from control_room.state.serving import EndpointRow, EndpointsState, ReplicaRow
+from control_room.state.rows import EndpointRow, ReplicaRow
+from control_room.state.serving import EndpointsState
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
 HEALTH_COLORS = {"healthy": "green", "degraded": "amber", "starting": "blue", "down": "red", "stopped": "gray"}

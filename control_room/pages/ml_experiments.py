@@ -16,14 +16,8 @@ from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
 from control_room.components.search import text_search
 from control_room.components.tables import data_table, opener_cell
-from control_room.state.ml import (
-    CompareParam,
-    ExperimentRow,
-    ExperimentsState,
-    ExperimentState,
-    KeyValue,
-    MlflowRunRow,
-)
+from control_room.state.ml import ExperimentsState, ExperimentState
+from control_room.state.rows import CompareParam, ExperimentRow, KeyValue, MlflowRunRow
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
 LINKED: Any = ExperimentsState.linked_experiments

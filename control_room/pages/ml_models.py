@@ -11,7 +11,8 @@ from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
 from control_room.components.tables import data_table, opener_cell
-from control_room.state.ml import ALIASES, KeyValue, ModelRow, ModelsState, VersionRow
+from control_room.state.ml import ALIASES, ModelsState
+from control_room.state.rows import KeyValue, ModelRow, ModelVersionRow
 
 
 def _model_row(row: ModelRow) -> rx.Component:
@@ -25,7 +26,7 @@ def _model_row(row: ModelRow) -> rx.Component:
     return item
 
 
-def _version_row(row: VersionRow) -> rx.Component:
+def _version_row(row: ModelVersionRow) -> rx.Component:
     item: rx.Component = rx.table.row(
         rx.table.cell(rx.text("v", row.version, weight="medium")),
         rx.table.cell(rx.hstack(rx.foreach(row.aliases, lambda alias: rx.badge("@", alias, color_scheme=rx.cond(

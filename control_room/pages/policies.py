@@ -12,7 +12,8 @@ from control_room.components.forms import error_callout
 from control_room.components.headings import section_card
 from control_room.components.layout import layout
 from control_room.components.tables import data_table, result_table
-from control_room.state.policies import AuditRow, PoliciesState, PolicyRow
+from control_room.state.policies import PoliciesState
+from control_room.state.rows import AuditRow, PolicyRow
 
 DRAFT: Any = PoliciesState.draft
 QUESTION: Any = PoliciesState.question

@@ -10,8 +10,9 @@ from control_room.components.forms import error_callout
 from control_room.components.headings import section_card
 from control_room.components.layout import layout
 from control_room.components.tables import data_table
-from control_room.state.base import ProjectChoice, SessionState
+from control_room.state.base import SessionState
 from control_room.state.preferences import SEVERITIES, PreferencesState
+from control_room.state.rows import ProjectChoice
 
 CHANNEL_LABELS = (("email", "E-mail"), ("in_app", "In-app (the bell)"), ("webhook", "Personal webhook"))
 

@@ -15,16 +15,8 @@ from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.paging import keyset_pager
 from control_room.components.tables import data_table
-from control_room.state.promotions import (
-    CheckRow,
-    DecisionRow,
-    EvidenceRow,
-    PipelineRow,
-    PromotionsState,
-    PromotionState,
-    RequestRow,
-    StageCell,
-)
+from control_room.state.promotions import PromotionsState, PromotionState
+from control_room.state.rows import CheckRow, DecisionRow, EvidenceRow, PipelineRow, RequestRow, StageCell
 
 LIVE_MS = 3000
 FACTS: Any = PromotionState.facts  # a list of pairs, typed Any for mypy (Reflex's Field descriptor)

@@ -3,7 +3,6 @@ shown once), list with when each was last used, revoke. Same services as `lakeho
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,24 +14,12 @@ from control_room.services import auth
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.rows import ApiTokenRow
 
 # The choices of the create form: lifetime in days ("never": no expiry) and the role ceiling.
 LIFETIMES = {"7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year", "never": "Never expires"}
 NO_CEILING = "none"
 CEILINGS = {NO_CEILING: "My roles (no ceiling)", "viewer": "Viewer", "operator": "Operator", "admin": "Admin"}
-
-
-@dataclasses.dataclass
-class ApiTokenRow:
-    """One token in the table (never the token itself)."""
-
-    name: str = ""
-    prefix: str = ""
-    ceiling: str = ""
-    created: str = ""
-    expires: str = ""
-    last_used: str = ""
-    status: str = ""  # active, expired or revoked
 
 
 def api_token_row(token: auth.ApiTokenPublic, *, now: datetime) -> ApiTokenRow:

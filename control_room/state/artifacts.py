@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,28 +17,10 @@ from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, download_script, signed_in_event
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
+from control_room.state.rows import ArtifactRow
 from control_room.storage import VerifyResult
 
 PAGE_SIZE = 50
-
-
-@dataclasses.dataclass
-class ArtifactRow:
-    """One artifact in the browser's table."""
-
-    id: str = ""
-    name: str = ""
-    content_type: str = ""
-    kind: str = ""
-    size: str = ""
-    sha256: str = ""
-    sha_short: str = ""
-    created: str = ""
-    run_id: str = ""
-    run_name: str = ""
-    run_href: str = ""
-    task_key: str = ""
-    attempt: int = 0
 
 
 def artifact_row(row: dict[str, Any]) -> ArtifactRow:
@@ -164,7 +145,6 @@ class ArtifactsState(KeysetPages, SessionState):
     def restart(self) -> Any:
         """First page (after a project or environment switch)."""
         return self._first_page()
-
 
     # Preview ------------------------------------------------------------------------------------
 

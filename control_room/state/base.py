@@ -12,7 +12,6 @@ as the user.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import json
@@ -36,6 +35,8 @@ from control_room.services import users
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import ServiceError, Unauthorized, from_db_error
 from control_room.state.events import background, handler, passed_on
+from control_room.state.rows import ALL as ALL  # re-exported: the pages import it with the state
+from control_room.state.rows import ProjectChoice
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +44,11 @@ SESSION_CHECK_SECONDS = 30.0
 LOAD_WATCH_SECONDS = 2.0  # the shell's load watchdog ticks this often while a page is not loaded
 LOAD_STUCK_SECONDS = 6.0  # pages load in well under a second
 ENVIRONMENTS = ("dev", "staging", "prod")
-ALL = "all"  # "no filter" in selects (Radix selects cannot hold an empty value)
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
 NO_PROJECT = "You are not a member of any project yet: ask an admin for a role."
 T = TypeVar("T")
 P = ParamSpec("P")
 S = TypeVar("S", bound="SessionState")
-
-
-@dataclasses.dataclass
-class ProjectChoice:
-    """A project in the switcher, with the signed-in user's role on it."""
-
-    id: str = ""
-    slug: str = ""
-    name: str = ""
-    org: str = ""
-    role: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ client-side keep-alive (no database work) tells the watcher the page is still op
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,24 +25,12 @@ from control_room.services import notifications
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, as_user
 from control_room.state.events import background
+from control_room.state.rows import BellItem
 
 RECENT = 10
 WATCH_WAIT_SECONDS = 5.0
 KEEP_ALIVE_MS = 5_000
 WATCH_IDLE_SECONDS = 15.0
-
-
-@dataclasses.dataclass
-class BellItem:
-    """One notification in the bell's dropdown."""
-
-    id: str = ""
-    title: str = ""
-    body: str = ""
-    severity: str = "info"
-    when: str = ""
-    unread: bool = False
-    href: str = ""
 
 
 def bell_item(row: Notification, now: datetime) -> BellItem:

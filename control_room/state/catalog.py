@@ -3,7 +3,6 @@ and one dataset's panel (schema, freshness, row count, quality, neighbours, runs
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,37 +15,9 @@ from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn, signed_in_event
 from control_room.state.events import background, handler, setter
 from control_room.state.paging import KeysetPages
+from control_room.state.rows import CatalogRow, ColumnRow, LineRow
 
 PAGE_SIZE = 50
-
-
-@dataclasses.dataclass
-class CatalogRow:
-    """One dataset in the catalog list."""
-
-    id: str = ""
-    namespace: str = ""
-    name: str = ""
-    kind: str = ""
-    owner: str = ""
-    columns: int = 0
-    description: str = ""
-
-
-@dataclasses.dataclass
-class ColumnRow:
-    name: str = ""
-    type: str = ""
-    description: str = ""
-
-
-@dataclasses.dataclass
-class LineRow:
-    """A line of a panel list (a neighbour, a test result, a run, a schema change)."""
-
-    title: str = ""
-    detail: str = ""
-    tone: str = "gray"
 
 
 def catalog_row(row: dict[str, Any]) -> CatalogRow:
@@ -88,7 +59,6 @@ class CatalogState(KeysetPages, SessionState):
     lines: rx.Field[dict[str, list[LineRow]]] = rx.field(default_factory=dict)
     facts: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     panel_error: rx.Field[str] = rx.field("")
-
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:

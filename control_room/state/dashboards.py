@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import plotly.graph_objects as go
 import reflex as rx
 
 from control_room.components.dashboard_figures import chart_figure
@@ -20,41 +19,13 @@ from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler, setter
+from control_room.state.rows import Choice, FilterChoice, Panel
 
 TEMPLATE_PREFIX = "template:"
 SAVED_PREFIX = "saved:"
 MAX_TABLE_ROWS = 50
 WAREHOUSE_POLL_S = 2.0
 WAREHOUSE_WAIT_S = 180.0
-
-
-@dataclasses.dataclass
-class Panel:
-    """One chart as drawn: a plotly figure, a table or a number, or why it could not be drawn."""
-
-    id: str = ""
-    title: str = ""
-    kind: str = "figure"
-    figure: go.Figure = dataclasses.field(default_factory=go.Figure)
-    columns: list[str] = dataclasses.field(default_factory=list)
-    rows: list[list[str]] = dataclasses.field(default_factory=list)
-    number: str = ""
-    message: str = ""
-    pending: bool = False  # a warehouse dataset still computing (the page polls until it is drawn)
-
-
-@dataclasses.dataclass
-class Choice:
-    key: str = ""
-    label: str = ""
-
-
-@dataclasses.dataclass
-class FilterChoice:
-    name: str = ""
-    label: str = ""
-    value: str = ALL
-    options: list[str] = dataclasses.field(default_factory=list)
 
 
 def _cell(value: Any) -> str:
@@ -137,9 +108,7 @@ class DashboardsState(SessionState):
             try:
                 async with as_user(signed.principal) as conn:
                     saved = await dashboards.list_dashboards(conn, project_id=signed.project_id)
-                choices += [
-                    Choice(f"{SAVED_PREFIX}{d.slug}", f"{d.title} (v{d.latest_version})") for d in saved
-                ]
+                choices += [Choice(f"{SAVED_PREFIX}{d.slug}", f"{d.title} (v{d.latest_version})") for d in saved]
             except Exception as exc:
                 error = problem_text(exc)
         async with self:

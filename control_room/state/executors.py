@@ -3,7 +3,6 @@ revoke for org admins; running tasks per pool over the last hour."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,28 +17,10 @@ from control_room.services import executors
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler, setter
+from control_room.state.rows import ExecutorRow
 
 # The chart is recomputed at most this often (it reads the last hour of attempts).
 CHART_EVERY_SECONDS = 30.0
-
-
-@dataclasses.dataclass
-class ExecutorRow:
-    """One executor in the registry table."""
-
-    id: str = ""
-    name: str = ""
-    hostname: str = ""
-    pool: str = ""
-    state: str = ""
-    engines: list[str] = dataclasses.field(default_factory=list)
-    labels: list[str] = dataclasses.field(default_factory=list)
-    running: int = 0
-    capacity: int = 0
-    load_percent: int = 0
-    version: str = ""
-    last_heartbeat: str = ""
-    drain_requested: bool = False
 
 
 def executor_row(row: dict[str, Any]) -> ExecutorRow:

@@ -22,6 +22,7 @@ from control_room.db.connection import connect, database_url
 from control_room.services import caps, governance, routing
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.rows import CapRow, LimitRow, OwnerRow, RefusalRow, RuleRow, TaskLimitsRow, VerdictRow
 
 REFRESH_MS = 5000
 RECENT_SHOWN = 3  # refusals listed beside each cap (the API and CLI give 5)
@@ -43,109 +44,6 @@ EDIT_FIELDS = (
     "owner",
     "escalation",
 )
-
-
-@dataclasses.dataclass
-class RuleRow:
-    """One rule of the draft as the table shows it (lists joined with ", ")."""
-
-    key: str = ""  # stable across moves: the rule's id, or a fresh one for a new rule
-    id: str = ""
-    name: str = ""
-    position: int = 0
-    project: str = ""
-    environment: str = ""
-    engine: str = ""
-    labels: str = ""
-    tags: str = ""
-    pool: str = ""
-    required_labels: str = ""
-    allow_pool_override: bool = False
-    owner: str = ""
-    escalation: str = ""
-    enabled: bool = True
-    match: list[str] = dataclasses.field(default_factory=list)
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    changed: bool = False
-
-
-@dataclasses.dataclass
-class VerdictRow:
-    name: str = ""
-    matched: bool = False
-    reasons: str = ""
-
-
-@dataclasses.dataclass
-class RefusalRow:
-    """One refusal a cap caused, with a link to its run (the task's panel on the run page)."""
-
-    when: str = ""
-    layer: str = ""
-    run_href: str = ""
-    run_label: str = ""
-    message: str = ""
-
-
-@dataclasses.dataclass
-class LimitRow:
-    """One limit on a task in the effective-caps panel."""
-
-    kind: str = ""
-    limit_label: str = ""
-    source: str = ""
-    target: str = ""
-    layer: str = ""
-    used_label: str = ""
-    tightest: bool = False
-
-
-@dataclasses.dataclass
-class TaskLimitsRow:
-    """A task of the spec in the effective-caps panel: where it goes and the limits on it."""
-
-    key: str = ""
-    engine: str = ""
-    pool: str = ""
-    rule: str = ""
-    limits: list[LimitRow] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class CapRow:
-    """A cap with its usage, as the caps table and the simulator show it."""
-
-    id: str = ""
-    name: str = ""
-    scope: str = ""
-    target: str = ""
-    project: str = ""
-    environment: str = ""
-    pool: str = ""
-    engine: str = ""
-    kind: str = ""
-    limit: int = 0
-    limit_label: str = ""
-    enabled: bool = True
-    layer: str = ""
-    used_label: str = ""
-    percent: int = 0
-    has_usage: bool = False
-    waiting_reason: str = ""
-    refusals: str = ""
-    recent: list[RefusalRow] = dataclasses.field(default_factory=list)
-    tightest: bool = False
-
-
-@dataclasses.dataclass
-class OwnerRow:
-    pool: str = ""
-    project: str = ""
-    environment: str = ""
-    engine: str = ""
-    owner: str = ""
-    escalation: str = ""
-    rule: str = ""
 
 
 def _joined(values: list[str]) -> str:

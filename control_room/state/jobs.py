@@ -3,7 +3,6 @@ search, filters (tag, owner, last status, archived) and keyset pages, refreshed 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,29 +14,10 @@ from control_room.services import jobs
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
+from control_room.state.rows import JobRow
 
 PAGE_SIZE = 50
 LAST_STATUSES = ("succeeded", "failed", "running", "queued", "cancelled", "never")
-
-
-@dataclasses.dataclass
-class JobRow:
-    """One job template in the list, ready to show."""
-
-    id: str = ""
-    name: str = ""
-    description: str = ""
-    owner: str = ""
-    tags: list[str] = dataclasses.field(default_factory=list)
-    version: str = ""
-    last_status: str = ""
-    last_run: str = ""
-    success: str = ""
-    runs: int = 0
-    p50: str = ""
-    p95: str = ""
-    next_fire: str = ""
-    href: str = ""
 
 
 def job_row(row: dict[str, Any]) -> JobRow:

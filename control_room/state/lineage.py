@@ -3,7 +3,6 @@ outcome; search to focus, click a node for its panel, expand it in place, highli
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import plotly.graph_objects as go
@@ -14,21 +13,9 @@ from control_room.components.lineage_figure import COLOR_MODES, DATASET_CURVE, J
 from control_room.services import lineage_graph
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler
+from control_room.state.rows import LegendRow, NodeRow
 
 DEFAULT_HOPS = 2
-
-
-@dataclasses.dataclass
-class NodeRow:
-    """A node as the page shows it (a search match, the clicked node)."""
-
-    id: str = ""
-    kind: str = ""
-    name: str = ""
-    namespace: str = ""
-    subtype: str = ""
-    outcome: str = ""
-    updated: str = ""
 
 
 def node_row(node: lineage_graph.Node) -> NodeRow:
@@ -37,12 +24,6 @@ def node_row(node: lineage_graph.Node) -> NodeRow:
         outcome=node.outcome or "no run yet",
         updated=f"{node.updated_at:%Y-%m-%d %H:%M} UTC" if node.updated_at else "never",
     )  # fmt: skip
-
-
-@dataclasses.dataclass
-class LegendRow:
-    color: str = ""
-    meaning: str = ""
 
 
 class LineageState(SessionState):

@@ -3,7 +3,6 @@ metric charts, compare of 2-10 runs, run detail) and the model registry with its
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.paging import KeysetPages
+from control_room.state.rows import CompareParam, ExperimentRow, KeyValue, MlflowRunRow, ModelRow, ModelVersionRow
 
 PAGE_SIZE = 25
 MAX_COLUMNS = 8
@@ -37,65 +37,6 @@ def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-@dataclasses.dataclass
-class ExperimentRow:
-    id: str = ""
-    name: str = ""
-    runs: str = ""
-    last_run: str = ""
-    last_status: str = ""
-
-
-@dataclasses.dataclass
-class MlflowRunRow:
-    """A run of the experiment table: fixed fields and the chosen columns' cells."""
-
-    run_id: str = ""
-    name: str = ""
-    status: str = ""
-    started: str = ""
-    cells: list[str] = dataclasses.field(default_factory=list)
-    lakehouse_run_id: str = ""
-    lakehouse_task_key: str = ""
-    selected: bool = False
-
-
-@dataclasses.dataclass
-class CompareParam:
-    name: str = ""
-    cells: list[str] = dataclasses.field(default_factory=list)
-    differs: bool = False
-
-
-@dataclasses.dataclass
-class KeyValue:
-    key: str = ""
-    value: str = ""
-
-
-@dataclasses.dataclass
-class ModelRow:
-    name: str = ""
-    aliases: str = ""
-    latest: str = ""
-    updated: str = ""
-    description: str = ""
-
-
-@dataclasses.dataclass
-class VersionRow:
-    version: str = ""
-    aliases: list[str] = dataclasses.field(default_factory=list)
-    status: str = ""
-    run_id: str = ""
-    run_name: str = ""
-    run_href: str = ""
-    lakehouse_run_id: str = ""
-    metrics: str = ""
-    signature: str = ""
-    created: str = ""
 
 
 def experiment_row(row: dict[str, Any]) -> ExperimentRow:
@@ -130,9 +71,9 @@ def mlflow_run_row(row: dict[str, Any], columns: list[str], selected: set[str]) 
     )  # fmt: skip
 
 
-def version_row(row: dict[str, Any]) -> VersionRow:
+def version_row(row: dict[str, Any]) -> ModelVersionRow:
     signature = row["signature"]
-    return VersionRow(
+    return ModelVersionRow(
         version=row["version"], aliases=row["aliases"], status=row["status"], run_id=row["run_id"] or "",
         run_name=row["run_name"], lakehouse_run_id=row["lakehouse_run_id"] or "",
         run_href=routes.ml_experiment(row["experiment_id"], mlflow_run=row["run_id"]) if row["experiment_id"] else "",
@@ -162,7 +103,6 @@ class ExperimentsState(KeysetPages, SessionState):
     linked_run: rx.Field[str] = rx.field("")
     linked: rx.Field[list[MlflowRunRow]] = rx.field(default_factory=list)
     linked_experiments: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
-
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -228,7 +168,6 @@ class ExperimentState(KeysetPages, SessionState):
     _raw: list[dict[str, Any]] = []
     _compare_curves: dict[str, Any] = {}
     _compare_labels: dict[str, str] = {}
-
 
     @rx.var
     def metric_names(self) -> list[str]:
@@ -424,14 +363,13 @@ class ModelsState(KeysetPages, SessionState):
     model: rx.Field[str] = rx.field("")
     model_description: rx.Field[str] = rx.field("")
     model_aliases: rx.Field[list[KeyValue]] = rx.field(default_factory=list)
-    versions: rx.Field[list[VersionRow]] = rx.field(default_factory=list)
+    versions: rx.Field[list[ModelVersionRow]] = rx.field(default_factory=list)
     alias: rx.Field[str] = rx.field("champion")
     alias_version: rx.Field[str] = rx.field("")
     gate_metric: rx.Field[str] = rx.field("")
     message: rx.Field[str] = rx.field("")
     alias_error: rx.Field[str] = rx.field("")
     saving: rx.Field[bool] = rx.field(False)
-
 
     @rx.var
     def version_choices(self) -> list[str]:

@@ -5,7 +5,6 @@ dataset owners for their datasets' policies)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,23 +17,7 @@ from control_room.services import access_policies, policy_previews
 from control_room.services.governance import resolve_org
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import handler, setter
-
-
-@dataclasses.dataclass
-class PolicyRow:
-    name: str = ""
-    kind: str = ""
-    target: str = ""
-    who: str = ""
-    what: str = ""
-
-
-@dataclasses.dataclass
-class AuditRow:
-    at: str = ""
-    actor: str = ""
-    what: str = ""
-    refusal: bool = False
+from control_room.state.rows import AuditRow, PolicyRow
 
 
 def policy_row(row: dict[str, Any]) -> PolicyRow:

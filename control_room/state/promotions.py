@@ -4,7 +4,6 @@ those who may (the SQL decides; the page only hides what would be refused)."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -17,68 +16,10 @@ from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.paging import KeysetPages
+from control_room.state.rows import CheckRow, DecisionRow, EvidenceRow, PipelineRow, RequestRow, StageCell
 
 PAGE_SIZE = 25
 STATUS_TONE = {"pending": "amber", "promoted": "green", "rejected": "red", "cancelled": "gray", "superseded": "gray"}
-
-
-@dataclasses.dataclass
-class StageCell:
-    """One environment of one job in the pipeline view."""
-
-    environment: str = ""
-    version: str = "—"
-    gate: str = ""
-    request_id: str = ""
-    request_label: str = ""
-    request_tone: str = "gray"
-    ticks: str = ""
-
-
-@dataclasses.dataclass
-class PipelineRow:
-    job: str = ""
-    template_id: str = ""
-    latest: str = ""
-    cells: list[StageCell] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class RequestRow:
-    id: str = ""
-    job: str = ""
-    version: str = ""
-    route: str = ""
-    status: str = ""
-    tone: str = "gray"
-    checks: str = ""
-    approvals: str = ""
-    requested_by: str = ""
-    created_at: str = ""
-
-
-@dataclasses.dataclass
-class EvidenceRow:
-    label: str = ""
-    href: str = ""
-
-
-@dataclasses.dataclass
-class CheckRow:
-    name: str = ""
-    label: str = ""
-    passed: bool = False
-    summary: str = ""
-    evidence: list[EvidenceRow] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class DecisionRow:
-    decision: str = ""
-    actor: str = ""
-    comment: str = ""
-    at: str = ""
-    note: str = ""
 
 
 def _ticks(checks: list[dict[str, Any]]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -19,8 +18,9 @@ from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
 from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.rows import RunRow
 from control_room.state.run_actions import rerun_event
-from control_room.state.run_detail.rows import RunFacts, run_facts
+from control_room.state.run_detail.rows import run_facts
 from control_room.state.task_form import TaskForm
 
 PAGE_SIZE = 50
@@ -29,19 +29,6 @@ SHARED_KEYS = ("status", "range", "engine", "trigger", "q", "sort", "dir")
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 ENGINES = ("shell", "python", "dbt", "spark", "duckdb", "trino", "delta", "catalog_sync")
 VIEW_FIELDS = ("statuses", "engine", "trigger", "time_range", "text", "sort", "descending", "job", "job_name")
-
-
-@dataclasses.dataclass
-class RunRow(RunFacts):
-    """One row of the runs table, ready to show."""
-
-    short_id: str = ""
-    engines: str = ""
-    tasks: str = ""
-    tags: list[str] = dataclasses.field(default_factory=list)
-    can_cancel: bool = False  # still going, no cancel asked yet
-    can_rerun: bool = False  # failed or cancelled
-    href: str = ""
 
 
 def run_row(row: dict[str, Any]) -> RunRow:

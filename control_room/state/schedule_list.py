@@ -10,7 +10,8 @@ import reflex as rx
 from control_room.services import schedules
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import handler
-from control_room.state.job.rows import ScheduleRow, schedule_row
+from control_room.state.job.rows import schedule_row
+from control_room.state.rows import ScheduleRow
 
 VIEWS = ("jobs", "schedules")
 

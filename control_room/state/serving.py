@@ -4,7 +4,6 @@ prediction through the proxy."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +21,7 @@ from control_room.services.serving_proxy import proxy_for
 from control_room.state.base import SignedIn, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, setter
 from control_room.state.ml import MlBase
+from control_room.state.rows import EndpointRow, ReplicaRow
 
 T = TypeVar("T")
 DEMO_BODY = json.dumps(
@@ -29,28 +29,6 @@ DEMO_BODY = json.dumps(
                          "data": [[3, 95.0, 4, 1.0], [60, 30.0, 0, 9.0]]}},
     indent=1,
 )  # fmt: skip
-
-
-@dataclasses.dataclass
-class EndpointRow:
-    name: str = ""
-    health: str = ""
-    replicas: str = ""
-    traffic: str = ""
-    revision: str = ""
-
-
-@dataclasses.dataclass
-class ReplicaRow:
-    version: str = ""
-    index: str = ""
-    state: str = ""
-    address: str = ""
-    pid: str = ""
-    attempt: str = ""
-    restarts: str = ""
-    run_href: str = ""
-    error: str = ""
 
 
 def _traffic(routes_: list[dict[str, Any]]) -> str:

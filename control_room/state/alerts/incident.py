@@ -12,9 +12,10 @@ import reflex as rx
 from control_room.services import alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.incidents import IncidentsState
-from control_room.state.alerts.rows import IncidentRow, TimelineRow, incident_row, timeline_rows
+from control_room.state.alerts.rows import incident_row, timeline_rows
 from control_room.state.base import SessionState, as_user, problem_text
 from control_room.state.events import background, handler, setter
+from control_room.state.rows import IncidentRow, TimelineRow
 
 SNOOZE_CHOICES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(days=1)}
 

@@ -10,10 +10,11 @@ from psycopg import AsyncConnection
 
 from control_room.services import alerts
 from control_room.services.pagination import Page
-from control_room.state.alerts.rows import IncidentRow, incident_row
+from control_room.state.alerts.rows import incident_row
 from control_room.state.base import ALL, SessionState, SignedIn
 from control_room.state.events import background, handler
 from control_room.state.paging import KeysetPages
+from control_room.state.rows import IncidentRow
 
 PAGE_SIZE = 25
 REFRESH_MS = 5_000
@@ -26,7 +27,6 @@ class IncidentsState(KeysetPages, SessionState):
     state_filter: rx.Field[str] = rx.field("open")
     severity: rx.Field[str] = rx.field(ALL)
     text: rx.Field[str] = rx.field("")
-
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:

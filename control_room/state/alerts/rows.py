@@ -2,62 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Any
 
 from control_room import routes
 from control_room.db.tables import AlertDelivery, AlertIncidentEvent
 from control_room.state import formatting
-
-
-@dataclasses.dataclass
-class RuleRow:
-    """One alert rule in the rules table."""
-
-    id: str = ""
-    name: str = ""
-    kind: str = ""
-    scope: str = ""
-    condition: str = ""
-    severity: str = ""
-    notify: str = ""
-    enabled: bool = True
-    last_fired: str = ""
-    open_incidents: int = 0
-    incidents: int = 0
-    editable: bool = False
-
-
-@dataclasses.dataclass
-class IncidentRow:
-    """One incident in the incidents table (and the header of its detail)."""
-
-    id: str = ""
-    title: str = ""
-    summary: str = ""
-    rule: str = ""
-    subject: str = ""
-    severity: str = ""
-    state: str = ""
-    count: int = 0
-    first_fired: str = ""
-    last_fired: str = ""
-    acked: str = ""
-    snoozed_until: str = ""
-    resolved: str = ""
-    run_href: str = ""
-    escalation_level: int = 0
-
-
-@dataclasses.dataclass
-class TimelineRow:
-    """One line of an incident's timeline: what happened, or a message sent (with its state)."""
-
-    at: str = ""
-    what: str = ""
-    detail: str = ""
-    tone: str = "gray"
+from control_room.state.rows import AlertRuleRow, IncidentRow, TimelineRow
 
 
 def condition(rule: dict[str, Any]) -> str:
@@ -78,13 +29,13 @@ def condition(rule: dict[str, Any]) -> str:
     return parts.get(kind, "")
 
 
-def rule_row(rule: dict[str, Any], project_names: dict[str, str], editable: bool) -> RuleRow:
+def rule_row(rule: dict[str, Any], project_names: dict[str, str], editable: bool) -> AlertRuleRow:
     scope = project_names.get(str(rule["project_id"]), "a project") if rule["project_id"] else "whole org"
     if rule["match_environment"]:
         scope += f" · {rule['match_environment']}"
     if rule["match_pool"]:
         scope += f" · pool {rule['match_pool']}"
-    return RuleRow(
+    return AlertRuleRow(
         id=str(rule["id"]), name=rule["name"], kind=rule["kind"], scope=scope, condition=condition(rule),
         severity=rule["severity"], notify=", ".join(rule["notify"]) or "members' bells", enabled=rule["enabled"],
         last_fired=formatting.timestamp(rule["last_fired_at"]) or "never",

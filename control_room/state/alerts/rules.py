@@ -10,8 +10,9 @@ import reflex as rx
 from psycopg import AsyncConnection
 
 from control_room.services import alerts
-from control_room.state.alerts.rows import RuleRow, rule_row
+from control_room.state.alerts.rows import rule_row
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
+from control_room.state.rows import AlertRuleRow
 
 
 def can_edit_rule(signed: SignedIn, project_id: uuid.UUID | str | None) -> bool:
@@ -22,7 +23,7 @@ def can_edit_rule(signed: SignedIn, project_id: uuid.UUID | str | None) -> bool:
 class RulesState(SessionState):
     """Rules of the selected project's org."""
 
-    rules: rx.Field[list[RuleRow]] = rx.field(default_factory=list)
+    rules: rx.Field[list[AlertRuleRow]] = rx.field(default_factory=list)
     can_create: rx.Field[bool] = rx.field(False)
     error: rx.Field[str] = rx.field("")
     loaded: rx.Field[bool] = rx.field(False)

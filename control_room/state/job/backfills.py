@@ -16,7 +16,8 @@ from control_room.services.errors import Invalid
 from control_room.state.base import ALL, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.job.detail import JobState
-from control_room.state.job.rows import BackfillRow, backfill_row
+from control_room.state.job.rows import backfill_row
+from control_room.state.rows import BackfillRow
 
 NO_SCHEDULE = "none"
 

@@ -19,15 +19,9 @@ from control_room.services.errors import NotFound
 from control_room.state import formatting
 from control_room.state.base import ROLE_RANK, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler
-from control_room.state.job.rows import (
-    JobHeader,
-    ScheduleRow,
-    VersionRow,
-    job_header,
-    schedule_row,
-    version_row,
-)
-from control_room.state.runs import RunRow, run_row
+from control_room.state.job.rows import job_header, schedule_row, version_row
+from control_room.state.rows import JobHeader, RunRow, ScheduleRow, VersionRow
+from control_room.state.runs import run_row
 
 T = TypeVar("T")
 TABS = ("overview", "runs", "versions", "schedules", "backfills")

@@ -13,7 +13,8 @@ from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler, setter
 from control_room.state.job.detail import job_id_of
-from control_room.state.promotions import StageCell, pipeline_row
+from control_room.state.promotions import pipeline_row
+from control_room.state.rows import StageCell
 
 
 class JobPromotionState(SessionState):

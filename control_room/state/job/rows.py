@@ -2,104 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from control_room import routes
 from control_room.components.job_figures import fire_outcome
 from control_room.db.tables import JobTemplateVersion
 from control_room.state import formatting
-
-
-@dataclasses.dataclass
-class JobHeader:
-    """The template's identity and latest version, formatted."""
-
-    id: str = ""
-    name: str = ""
-    project: str = ""
-    project_id: str = ""
-    description: str = ""
-    owner: str = ""
-    tags: list[str] = dataclasses.field(default_factory=list)
-    latest_version: int = 0
-    archived: bool = False
-    created: str = ""
-    runs_href: str = ""
-
-
-@dataclasses.dataclass
-class VersionRow:
-    """One immutable version of the template."""
-
-    version: int = 0
-    number: str = ""  # the version as text: the value of the diff's version pickers
-    label: str = ""
-    created: str = ""
-    created_by: str = ""
-    tasks: int = 0
-    sha: str = ""
-
-
-@dataclasses.dataclass
-class ScheduleRow:
-    """One schedule of the template."""
-
-    id: str = ""
-    name: str = ""
-    environment: str = ""
-    cron: str = ""
-    timezone: str = ""
-    state: str = ""  # enabled, paused or disabled
-    enabled: bool = True
-    paused: bool = False
-    next_fire: str = ""
-    policies: str = ""
-    params: str = ""
-    job: str = ""
-    job_href: str = ""
-    last_fire: str = ""
-
-
-@dataclasses.dataclass
-class FireRow:
-    """One past fire of a schedule."""
-
-    fire_time: str = ""
-    outcome: str = ""
-    reason: str = ""
-    trigger: str = ""
-    run_href: str = ""
-
-
-@dataclasses.dataclass
-class BackfillRow:
-    """One backfill with its progress."""
-
-    id: str = ""
-    status: str = ""
-    environment: str = ""
-    span: str = ""
-    step: str = ""
-    order: str = ""
-    concurrency: int = 1
-    total: int = 0
-    done: int = 0
-    percent: int = 0
-    summary: str = ""
-    created: str = ""
-    requested_by: str = ""
-
-
-@dataclasses.dataclass
-class DiffLine:
-    """One line of a side-by-side diff: kind is equal, replace, delete or insert."""
-
-    left_no: str = ""
-    left: str = ""
-    right_no: str = ""
-    right: str = ""
-    kind: str = "equal"
+from control_room.state.rows import BackfillRow, FireRow, JobHeader, ScheduleRow, VersionRow
 
 
 def job_header(template: dict[str, Any]) -> JobHeader:

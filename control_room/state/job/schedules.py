@@ -4,7 +4,6 @@ schedule's past fires as a calendar strip coloured by outcome."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +20,8 @@ from control_room.state import formatting
 from control_room.state.base import ALL, SignedIn, as_user, problem_text
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.job.detail import JobState
-from control_room.state.job.rows import FireRow, fire_row
+from control_room.state.job.rows import fire_row
+from control_room.state.rows import FireRow, PreviewRow
 
 PREVIEW_COUNT = 10
 FIRES_SHOWN = 60
@@ -29,14 +29,6 @@ FIRES_SHOWN = 60
 DRAFT_FIELDS = ("name", "environment", "cron", "timezone", "params", "catchup", "catchup_limit", "overlap",
                 "jitter_s", "misfire_grace_s", "description")  # fmt: skip
 NUMBER_FIELDS = ("catchup_limit", "jitter_s", "misfire_grace_s")
-
-
-@dataclasses.dataclass
-class PreviewRow:
-    """One upcoming fire, in the schedule's zone and in the viewer's."""
-
-    schedule_zone: str = ""
-    viewer_zone: str = ""
 
 
 def draft_of(values: dict[str, str], enabled: bool) -> job_editing.ScheduleDraft:

@@ -9,7 +9,7 @@ import reflex as rx
 from control_room.services import job_editing, jobs
 from control_room.state.events import background
 from control_room.state.job.detail import JobState
-from control_room.state.job.rows import DiffLine
+from control_room.state.rows import DiffLine
 
 
 def side_by_side(left: str, right: str) -> list[DiffLine]:

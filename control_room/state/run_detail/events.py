@@ -7,7 +7,7 @@ from typing import Any
 
 from control_room.db.tables import EventArchive
 from control_room.state import formatting
-from control_room.state.run_detail.rows import EventRow
+from control_room.state.rows import EventRow
 
 EVENTS_PAGE = 200
 MAX_EVENTS_KEPT = 2000

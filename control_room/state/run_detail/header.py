@@ -7,7 +7,8 @@ from typing import Any
 
 from control_room import routes
 from control_room.state import formatting
-from control_room.state.run_detail.rows import ParamRow, RunHeader, run_facts
+from control_room.state.rows import ParamRow, RunHeader
+from control_room.state.run_detail.rows import run_facts
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 TASK_DONE = ("succeeded", "failed", "cancelled", "timed_out", "lost", "skipped")

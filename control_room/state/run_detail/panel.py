@@ -3,7 +3,6 @@ datasets it read and wrote), opened from a task or attempt row, kept in the addr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -18,8 +17,8 @@ from control_room import routes
 from control_room.services import artifacts, events, runs, task_detail
 from control_room.state.base import as_user, download_script, problem_text, replace_address
 from control_room.state.events import background, handler
+from control_room.state.rows import AttemptRow, DatasetRow, EventRow, RunArtifactRow
 from control_room.state.run_detail.events import event_row
-from control_room.state.run_detail.rows import AttemptRow, EventRow, RunArtifactRow
 from control_room.state.run_detail.state import RunDetailState
 from control_room.state.run_detail.tasks import artifact_rows, attempt_rows
 
@@ -28,16 +27,6 @@ SCROLL_TO_EVENT = (
     "setTimeout(() => {{ const row = document.getElementById({target}); "
     "if (row) {{ row.scrollIntoView({{block: 'center'}}); }} }}, 80)"
 )
-
-
-@dataclasses.dataclass
-class DatasetRow:
-    """A dataset the task read or wrote, linking to the catalog when it is registered."""
-
-    access: str = ""
-    name: str = ""
-    namespace: str = ""
-    href: str = ""
 
 
 def dataset_rows(found: list[dict[str, Any]]) -> list[DatasetRow]:

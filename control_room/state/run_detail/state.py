@@ -25,6 +25,7 @@ from control_room.services.errors import NotFound
 from control_room.services.retry import is_transient_for_reads, retry_transaction
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.rows import AttemptRow, EventRow, ParamRow, RunArtifactRow, RunHeader, TaskRow
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
     ARCHIVED_PAGE,
@@ -39,7 +40,6 @@ from control_room.state.run_detail.events import (
     min_level,
 )
 from control_room.state.run_detail.header import TERMINAL, param_rows, rerun_links, run_header
-from control_room.state.run_detail.rows import AttemptRow, EventRow, ParamRow, RunArtifactRow, RunHeader, TaskRow
 from control_room.state.run_detail.tasks import (
     artifact_rows,
     attempt_rows,

@@ -8,7 +8,7 @@ from typing import Any
 from control_room import routes
 from control_room.components.figures import task_order
 from control_room.state import formatting
-from control_room.state.run_detail.rows import AttemptRow, RunArtifactRow, TaskRow
+from control_room.state.rows import AttemptRow, RunArtifactRow, TaskRow
 
 
 def ordered_tasks(run: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
