@@ -4,6 +4,7 @@ the simulator, the Trino rules export, and the executor operation handing an SQL
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -122,10 +123,27 @@ class SimulationPublic(BaseModel):
     row_filters: list[str]
 
 
-@router.get("/access/policies")
-async def list_policies(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
-    """The org's access policies by name."""
-    return await access_policies.list_policies(conn, org_id=org_id)
+def _list_route(path: str, list_all: Callable[..., Awaitable[list[dict[str, Any]]]], description: str = "") -> None:
+    """GET ``path``: ``list_all(conn, org_id=...)`` of the queried org; the route is named as ``list_all``."""
+
+    async def list_route(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
+        return await list_all(conn, org_id=org_id)
+
+    router.get(path, name=list_all.__name__, description=description)(list_route)
+
+
+def _delete_route(path: str, delete: Callable[..., Awaitable[None]]) -> None:
+    """DELETE ``path`` (``.../{name}``, 204): ``delete(conn, org_id=..., name=...)`` in the queried org; the
+    route is named as ``delete``."""
+
+    async def delete_route(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
+        await delete(conn, org_id=org_id, name=name)
+        return Response(status_code=204)
+
+    router.delete(path, status_code=204, name=delete.__name__)(delete_route)
+
+
+_list_route("/access/policies", access_policies.list_policies, "The org's access policies by name.")
 
 
 @router.put("/access/policies")
@@ -138,15 +156,10 @@ async def save_policy(conn: UserConnection, body: PolicyBody) -> dict[str, Any]:
     return {"id": policy_id, "name": body.name}
 
 
-@router.delete("/access/policies/{name}", status_code=204)
-async def delete_policy(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
-    await access_policies.delete_policy(conn, org_id=org_id, name=name)
-    return Response(status_code=204)
+_delete_route("/access/policies/{name}", access_policies.delete_policy)
 
 
-@router.get("/access/groups")
-async def list_groups(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
-    return await access_policies.list_groups(conn, org_id=org_id)
+_list_route("/access/groups", access_policies.list_groups)
 
 
 @router.put("/access/groups/{name}")
@@ -162,15 +175,10 @@ async def save_group(name: str, conn: UserConnection, body: GroupBody) -> dict[s
     return {"id": group_id, "name": name}
 
 
-@router.delete("/access/groups/{name}", status_code=204)
-async def delete_group(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
-    await access_policies.delete_group(conn, org_id=org_id, name=name)
-    return Response(status_code=204)
+_delete_route("/access/groups/{name}", access_policies.delete_group)
 
 
-@router.get("/access/service-principals")
-async def list_service_principals(conn: UserConnection, org_id: QueriedOrg) -> list[dict[str, Any]]:
-    return await access_policies.list_service_principals(conn, org_id=org_id)
+_list_route("/access/service-principals", access_policies.list_service_principals)
 
 
 @router.put("/access/service-principals/{name}")
@@ -181,10 +189,7 @@ async def save_service_principal(name: str, conn: UserConnection, body: ServiceP
     return {"id": sp_id, "name": name}
 
 
-@router.delete("/access/service-principals/{name}", status_code=204)
-async def delete_service_principal(name: str, conn: UserConnection, org_id: QueriedOrg) -> Response:
-    await access_policies.delete_service_principal(conn, org_id=org_id, name=name)
-    return Response(status_code=204)
+_delete_route("/access/service-principals/{name}", access_policies.delete_service_principal)
 
 
 @router.get("/access/simulate", response_model=SimulationPublic)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -12,7 +14,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, IsoDatetime, RunPage, RunPublic, Strict
-from control_room.api.runs import submit_options, submitted
+from control_room.api.runs import submit_options, submit_route, submitted
 from control_room.services import backfills, job_editing, jobs, runs, schedules
 
 router = APIRouter(tags=["jobs"])
@@ -21,7 +23,9 @@ router = APIRouter(tags=["jobs"])
 # Wire models ------------------------------------------------------------------------------------------
 
 
-class TemplateSummary(BaseModel):
+class TemplateFields(BaseModel):
+    """A job template's own fields, first in its summary and in its detail."""
+
     id: uuid.UUID
     name: str
     project_id: uuid.UUID
@@ -30,6 +34,9 @@ class TemplateSummary(BaseModel):
     owner: str | None
     tags: list[str]
     archived_at: datetime | None
+
+
+class TemplateSummary(TemplateFields):
     latest_version: int | None
     schedules: int
     runs: int = Field(description="Runs of the last 30 days.")
@@ -76,15 +83,7 @@ class TemplateScheduleRef(BaseModel):
     description: str
 
 
-class TemplateDetail(BaseModel):
-    id: uuid.UUID
-    name: str
-    project_id: uuid.UUID
-    project: str
-    description: str
-    owner: str | None
-    tags: list[str]
-    archived_at: datetime | None
+class TemplateDetail(TemplateFields):
     created_at: datetime
     updated_at: datetime
     latest_version: int | None
@@ -277,16 +276,10 @@ async def get_template(template_id: uuid.UUID, conn: UserConnection) -> dict[str
     return await jobs.get_template(conn, template_id=template_id)
 
 
-@router.post(
-    "/templates/{template_id}/runs",
-    operation_id="runTemplate",
-    response_model=TemplateRunPublic,
-    status_code=201,
-    responses={
-        "200": {"description": "A run with this idempotency key already existed.", "model": TemplateRunPublic},
-        "429": {"description": "A runs-per-day cap was reached."},
-    },
-)
+@submit_route(
+    router, "/templates/{template_id}/runs", operation_id="runTemplate", model=TemplateRunPublic,
+    errors={"429": "A runs-per-day cap was reached."},
+)  # fmt: skip
 async def run_template(
     template_id: uuid.UUID, body: TemplateRunCreate, user: User, conn: UserConnection, response: Response
 ) -> dict[str, Any]:
@@ -317,16 +310,11 @@ async def list_template_runs(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.post(
-    "/templates",
-    operation_id="saveTemplate",
-    response_model=TemplateSaved,
-    status_code=201,
-    responses={
-        "200": {"description": "An existing job: saved as its next version, or unchanged.", "model": TemplateSaved},
-        "409": {"description": "expected_version is not the job's latest version."},
-    },
-)
+@submit_route(
+    router, "/templates", operation_id="saveTemplate", model=TemplateSaved,
+    existing="An existing job: saved as its next version, or unchanged.",
+    errors={"409": "expected_version is not the job's latest version."},
+)  # fmt: skip
 async def save_template(body: TemplateSave, user: User, conn: UserConnection, response: Response) -> dict[str, Any]:
     """Create a job or save its next immutable version (admins), checked as the bundle checks it; 422 names the
     field (`tasks[0].config.command`). The same as the job editor's Save and `lakehouse jobs save`."""
@@ -397,21 +385,29 @@ async def update_schedule(
     return await _save_schedule(conn, template_id=None, schedule_id=schedule_id, body=body, by=user.email)
 
 
-async def _set_enabled(conn: AsyncConnection, schedule_id: uuid.UUID, enabled: bool, by: str) -> dict[str, Any]:
-    await job_editing.set_schedule_enabled(conn, schedule_id=schedule_id, enabled=enabled, by=by)
-    return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+def _schedule_switch_route(
+    action: str, operation_id: str, switch: Callable[..., Awaitable[None]], description: str
+) -> None:
+    """POST /schedules/{schedule_id}/<action> (the route ``<action>_schedule``): ``switch(conn, schedule_id=...,
+    by=...)``, answered with the schedule as it is now."""
+
+    async def route(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
+        await switch(conn, schedule_id=schedule_id, by=user.email)
+        return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+
+    router.post(
+        f"/schedules/{{schedule_id}}/{action}", operation_id=operation_id, response_model=ScheduleDetail,
+        name=f"{action}_schedule", description=description,
+    )(route)  # fmt: skip
 
 
-@router.post("/schedules/{schedule_id}/enable", operation_id="enableSchedule", response_model=ScheduleDetail)
-async def enable_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
-    """Enable a schedule (admins)."""
-    return await _set_enabled(conn, schedule_id, True, user.email)
-
-
-@router.post("/schedules/{schedule_id}/disable", operation_id="disableSchedule", response_model=ScheduleDetail)
-async def disable_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
-    """Disable a schedule (admins): it fires nothing, not even on "fire now", until enabled."""
-    return await _set_enabled(conn, schedule_id, False, user.email)
+_schedule_switch_route(
+    "enable", "enableSchedule", partial(job_editing.set_schedule_enabled, enabled=True), "Enable a schedule (admins)."
+)
+_schedule_switch_route(
+    "disable", "disableSchedule", partial(job_editing.set_schedule_enabled, enabled=False),
+    'Disable a schedule (admins): it fires nothing, not even on "fire now", until enabled.',
+)  # fmt: skip
 
 
 @router.get("/schedules", operation_id="listSchedules", response_model=ScheduleList)
@@ -426,18 +422,14 @@ async def get_schedule(schedule_id: uuid.UUID, conn: UserConnection) -> dict[str
     return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
 
 
-@router.post("/schedules/{schedule_id}/pause", operation_id="pauseSchedule", response_model=ScheduleDetail)
-async def pause_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
-    """Pause a schedule (operators): it fires nothing until resumed."""
-    await schedules.set_paused(conn, schedule_id=schedule_id, paused=True, by=user.email)
-    return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
-
-
-@router.post("/schedules/{schedule_id}/resume", operation_id="resumeSchedule", response_model=ScheduleDetail)
-async def resume_schedule(schedule_id: uuid.UUID, user: User, conn: UserConnection) -> dict[str, Any]:
-    """Resume a schedule (operators): it fires again from its next fire time after now (no catch-up)."""
-    await schedules.set_paused(conn, schedule_id=schedule_id, paused=False, by=user.email)
-    return await schedules.get_schedule(conn, schedule_id=schedule_id, now=datetime.now(UTC))
+_schedule_switch_route(
+    "pause", "pauseSchedule", partial(schedules.set_paused, paused=True),
+    "Pause a schedule (operators): it fires nothing until resumed.",
+)  # fmt: skip
+_schedule_switch_route(
+    "resume", "resumeSchedule", partial(schedules.set_paused, paused=False),
+    "Resume a schedule (operators): it fires again from its next fire time after now (no catch-up).",
+)  # fmt: skip
 
 
 @router.post("/schedules/{schedule_id}/fire", operation_id="fireSchedule", response_model=FireResult, status_code=201)

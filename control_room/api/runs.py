@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any, Protocol
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.types import DecoratedCallable
+from pydantic import BaseModel
 
 from control_room.api.deps import Pool, User, UserConnection
 from control_room.api.models import (
@@ -66,17 +68,26 @@ def submitted(run: dict[str, Any], created: bool, response: Response) -> dict[st
     return run
 
 
-@router.post(
-    "/runs",
-    operation_id="submitRun",
-    response_model=RunPublic,
-    status_code=201,
-    responses={
-        "200": {"description": "A run with this idempotency key already existed.", "model": RunPublic},
-        "429": {"description": "A runs-per-day cap was reached."},
-        "409": {"description": "Conflict."},
-    },
-)
+def submit_route(
+    on: APIRouter,
+    path: str,
+    *,
+    operation_id: str,
+    model: type[BaseModel],
+    existing: str = "A run with this idempotency key already existed.",
+    errors: dict[str, str] | None = None,
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """The POST route of a create answered with ``submitted``: 201 with ``model``, or 200 with it when the thing
+    already existed (``existing`` says when); ``errors``: other statuses it answers and what they mean."""
+    responses: dict[int | str, dict[str, Any]] = {"200": {"description": existing, "model": model}}
+    responses.update({status: {"description": meaning} for status, meaning in (errors or {}).items()})
+    return on.post(path, operation_id=operation_id, response_model=model, status_code=201, responses=responses)
+
+
+@submit_route(
+    router, "/runs", operation_id="submitRun", model=RunPublic,
+    errors={"429": "A runs-per-day cap was reached.", "409": "Conflict."},
+)  # fmt: skip
 async def submit_run(body: RunCreate, user: User, db: Pool, response: Response) -> dict[str, Any]:
     """Submit a run of a spec with params; the same idempotency key returns the existing run (200)."""
 

@@ -212,17 +212,35 @@ async def _change(
     new revision), and answer with the revision and the endpoint as it is now."""
     async with _endpoint(db, user, endpoint, project) as (conn, endpoint_id):
         revision = await apply(conn, endpoint_id=endpoint_id, **arguments)
-        return {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+        reply = {"revision": revision, "endpoint": await _detail(conn, endpoint_id)}
+    proxy_for(db).forget_table(endpoint_id)  # committed: this process's next invocation routes by it
+    return reply
 
 
-def _change_route(action: str, operation_id: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _change_route(action: str, operation_id: str, **route: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The POST route of one change of an endpoint (``/serving/endpoints/{endpoint}/<action>``)."""
     return router.post(
         f"/serving/endpoints/{{endpoint}}/{action}",
         operation_id=operation_id,
         response_model=ChangeReply,
         responses=CHANGES,
+        **route,
     )
+
+
+def _revision_change_route(
+    action: str, operation_id: str, apply: Callable[..., Awaitable[int]], description: str
+) -> None:
+    """Register the change route ``action`` whose only input is an optional expected revision (promote,
+    rollback): ``apply(conn, endpoint_id=..., expected_revision=...)``."""
+
+    async def change(
+        endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
+    ) -> dict[str, Any]:
+        expected = body.expected_revision if body else None
+        return await _change(db, user, endpoint, project, apply, expected_revision=expected)
+
+    _change_route(action, operation_id, name=action, description=description)(change)
 
 
 @router.get("/serving/endpoints", operation_id="listServingEndpoints", response_model=list[EndpointPublic])
@@ -281,22 +299,14 @@ async def canary(
     )  # fmt: skip
 
 
-@_change_route("promote", "promoteServingEndpoint")
-async def promote(
-    endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
-) -> dict[str, Any]:
-    """Give the canary all the traffic; the old version's replicas stop (operators)."""
-    expected = body.expected_revision if body else None
-    return await _change(db, user, endpoint, project, serving.promote, expected_revision=expected)
-
-
-@_change_route("rollback", "rollbackServingEndpoint")
-async def rollback(
-    endpoint: EndpointPath, user: User, db: Pool, body: ChangeRequest | None = None, project: ProjectQuery = None
-) -> dict[str, Any]:
-    """Back to the version served before (ends a canary, or undoes a promote) (operators)."""
-    expected = body.expected_revision if body else None
-    return await _change(db, user, endpoint, project, serving.rollback, expected_revision=expected)
+_revision_change_route(
+    "promote", "promoteServingEndpoint", serving.promote,
+    "Give the canary all the traffic; the old version's replicas stop (operators).",
+)  # fmt: skip
+_revision_change_route(
+    "rollback", "rollbackServingEndpoint", serving.rollback,
+    "Back to the version served before (ends a canary, or undoes a promote) (operators).",
+)  # fmt: skip
 
 
 @_change_route("stop", "stopServingEndpoint")

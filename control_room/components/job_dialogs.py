@@ -11,16 +11,17 @@ from control_room.components.forms import choice_select, dialog_actions, error_c
 from control_room.components.schema_form import schema_field, task_form
 from control_room.specs.forms import ParamField
 from control_room.state.base import ENVIRONMENTS
-from control_room.state.job.backfills import NO_SCHEDULE, BackfillState
+from control_room.state.job.backfills import BackfillState
 from control_room.state.job.editor import JobEditorState
 from control_room.state.job.run_form import RunFormState
 from control_room.state.job.schedules import ScheduleState
-from control_room.state.rows import PreviewRow
+from control_room.state.rows import NO_SCHEDULE, PreviewRow
 
 # Dict vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 VALUES: Any = RunFormState.values
 FIELD_ERRORS: Any = RunFormState.field_errors
 DRAFT: Any = ScheduleState.draft
+BACKFILL: Any = BackfillState.form
 
 
 def _problem(line: rx.Var[str]) -> rx.Component:
@@ -179,10 +180,18 @@ def schedule_dialog() -> rx.Component:
 # The backfill form ----------------------------------------------------------------------------------
 
 
-def _bf_input(name: str, label: str, value: rx.Var[str], **props: Any) -> rx.Component:
+def _bf_input(name: str, label: str, **props: Any) -> rx.Component:
     box: rx.Component = field_label(
-        label, rx.input(value=value, on_change=lambda v: BackfillState.set_field(name, v), width="100%",
-                        id=name.replace("_", "-"), **props),
+        label, rx.input(value=getattr(BACKFILL, name), on_change=lambda v: BackfillState.set_field(name, v),
+                        width="100%", id=f"bf-{name}", **props),
+    )  # fmt: skip
+    return box
+
+
+def _bf_select(name: str, label: str, options: list[tuple[str, str]]) -> rx.Component:
+    box: rx.Component = field_label(
+        label, choice_select(getattr(BACKFILL, name), options, lambda v: BackfillState.set_field(name, v),
+                             f"bf-{name}"),
     )  # fmt: skip
     return box
 
@@ -192,28 +201,24 @@ def backfill_dialog(schedule_options: Any) -> rx.Component:
     return form_dialog(
         "Backfill",
         rx.grid(
-            _bf_input("bf_start", "From", BackfillState.bf_start, placeholder="2026-11-01"),
-            _bf_input("bf_end", "To", BackfillState.bf_end, placeholder="2026-11-06"),
-            _bf_input("bf_step", "Step (15m, 6h, 1d, 1w or a cron)", BackfillState.bf_step),
+            _bf_input("start", "From", placeholder="2026-11-01"),
+            _bf_input("end", "To", placeholder="2026-11-06"),
+            _bf_input("step", "Step (15m, 6h, 1d, 1w or a cron)"),
             field_label("Or the cron of a schedule", rx.select.root(
                 rx.select.trigger(width="100%", id="bf-schedule"),
                 rx.select.content(rx.select.item("no schedule", value=NO_SCHEDULE),
                                   rx.foreach(schedule_options,
                                              lambda s: rx.select.item(s.name + " (" + s.cron + ")", value=s.id))),
-                value=BackfillState.bf_schedule, on_change=lambda v: BackfillState.set_field("bf_schedule", v),
+                value=BACKFILL.schedule, on_change=lambda v: BackfillState.set_field("schedule", v),
             )),
-            _bf_input("bf_concurrency", "Runs at a time", BackfillState.bf_concurrency, type="number"),
-            field_label("Order", choice_select(BackfillState.bf_order, [("oldest_first", "oldest first"),
-                                                              ("newest_first", "newest first")],
-                                    lambda v: BackfillState.set_field("bf_order", v), "bf-order")),
-            field_label("Environment", choice_select(BackfillState.bf_environment, [(e, e) for e in ENVIRONMENTS],
-                                          lambda v: BackfillState.set_field("bf_environment", v),
-                                          "bf-environment")),
+            _bf_input("concurrency", "Runs at a time", type="number"),
+            _bf_select("order", "Order", [("oldest_first", "oldest first"), ("newest_first", "newest first")]),
+            _bf_select("environment", "Environment", [(e, e) for e in ENVIRONMENTS]),
             columns="2", spacing="3", width="100%", margin_top="12px",
         ),
         field_label("Params of every run (JSON object; a schedule's params are the base)",
-               rx.text_area(value=BackfillState.bf_params, rows="3", class_name="mono", width="100%",
-                            on_change=lambda v: BackfillState.set_field("bf_params", v), id="bf-params")),
+               rx.text_area(value=BACKFILL.params, rows="3", class_name="mono", width="100%",
+                            on_change=lambda v: BackfillState.set_field("params", v), id="bf-params")),
         rx.vstack(
             error_callout(BackfillState.bf_error, "bf-error", width="100%"),
             dialog_actions("Start backfill", BackfillState.create, BackfillState.is_creating, "bf-confirm"),

@@ -11,6 +11,9 @@ from control_room.components.forms import error_callout
 from control_room.components.status import level_badge, status_badge
 from control_room.state.run_detail.panel import TaskPanelState
 
+# A dataclass-valued var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
+TASK: Any = TaskPanelState.panel_task
+
 
 def _section(title: str, *children: rx.Component, **props: Any) -> rx.Component:
     section: rx.Component = rx.vstack(
@@ -36,16 +39,26 @@ def _attempt(row: Any) -> rx.Component:
     return item
 
 
-def _event(event: Any) -> rx.Component:
+def event_line(
+    event: Any, *, task: rx.Component | None = None, mark: rx.Component | None = None, **props: Any
+) -> rx.Component:
+    """One line of an event log (the run page's and the panel's): its time, level, ``task`` (the run page's log
+    names the task), then its message (``mark`` in front) with the detail muted; ``props`` go to the line."""
     line: rx.Component = rx.box(
         rx.text(event.time, as_="span", class_name="event-time"),
         rx.box(level_badge(event.level)),
-        rx.text(event.message, " ", rx.text(event.detail, as_="span", class_name="event-detail"), as_="span",
-                class_name="event-message"),
-        class_name="event-row panel-event level-" + event.level,
-        id="panel-event-" + event.id.to_string(),
+        *([task] if task is not None else []),
+        rx.text(*([mark] if mark is not None else []), event.message, " ",
+                rx.text(event.detail, as_="span", class_name="event-detail"), as_="span", class_name="event-message"),
+        **props,
     )  # fmt: skip
     return line
+
+
+def _event(event: Any) -> rx.Component:
+    return event_line(
+        event, class_name="event-row panel-event level-" + event.level, id="panel-event-" + event.id.to_string()
+    )
 
 
 def _dataset(row: Any) -> rx.Component:
@@ -105,10 +118,9 @@ def _log() -> rx.Component:
 def _content() -> rx.Component:
     header: rx.Component = rx.hstack(
         rx.text(TaskPanelState.panel_key, size="4", weight="bold", class_name="mono", id="panel-task-key"),
-        rx.badge(TaskPanelState.panel_engine, variant="surface", color_scheme="indigo", size="1"),
-        status_badge(TaskPanelState.panel_status),
-        rx.cond(TaskPanelState.panel_reused_href != "",
-                rx.link("outcome reused: open the original", href=TaskPanelState.panel_reused_href, size="1")),
+        rx.badge(TASK.engine, variant="surface", color_scheme="indigo", size="1"),
+        status_badge(TASK.status),
+        rx.cond(TASK.reused_href != "", rx.link("outcome reused: open the original", href=TASK.reused_href, size="1")),
         rx.spacer(),
         rx.drawer.close(rx.icon_button(rx.icon("x", size=14), variant="ghost", size="1", aria_label="Close",
                                        id="panel-close")),
@@ -129,7 +141,7 @@ def _content() -> rx.Component:
                  rx.cond(TaskPanelState.panel_artifacts.length() == 0,
                          rx.text("No artifacts.", size="1", color_scheme="gray")),
                  rx.foreach(TaskPanelState.panel_artifacts, _artifact), id="panel-artifacts"),
-        _section("Spec", rx.code_block(TaskPanelState.panel_spec, language="json", font_size="12px", width="100%",
+        _section("Spec", rx.code_block(TASK.spec, language="json", font_size="12px", width="100%",
                                        max_height="280px", overflow="auto"), id="panel-spec"),
         spacing="4", width="100%", padding="20px", overflow_y="auto", height="100%",
     )  # fmt: skip

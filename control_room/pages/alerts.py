@@ -15,6 +15,7 @@ from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.paging import keyset_pager
 from control_room.components.search import text_search
+from control_room.components.stacked_text import fact, name_over_detail
 from control_room.components.tables import data_table
 from control_room.state.alerts.incident import SNOOZE_CHOICES, IncidentState
 from control_room.state.alerts.incidents import REFRESH_MS, IncidentsState
@@ -196,8 +197,7 @@ def _rules() -> rx.Component:
 def _incident(row: IncidentRow) -> rx.Component:
     item: rx.Component = rx.table.row(
         rx.table.cell(severity_badge(row.severity)),
-        rx.table.cell(rx.vstack(rx.text(row.title, weight="medium", size="2"),
-                                rx.text(row.subject, size="1", color_scheme="gray"), spacing="0")),
+        rx.table.cell(name_over_detail(row.title, row.subject)),
         rx.table.cell(rx.text(row.rule, size="1")),
         rx.table.cell(state_badge(row.state)),
         rx.table.cell(rx.text(row.count, class_name="tabular")),
@@ -248,8 +248,8 @@ def _incident_dialog() -> rx.Component:
         ),
         rx.text(INCIDENT.summary, size="2", color_scheme="gray", margin_y="8px"),
         error_callout(IncidentState.error, "incident-error"),
-        rx.grid(*(rx.vstack(rx.text(label, size="1", color_scheme="gray"), rx.text(value, size="2"), spacing="0")
-                  for label, value in facts), columns="3", spacing="3", width="100%", margin_y="12px"),
+        rx.grid(*(fact(label, value) for label, value in facts), columns="3", spacing="3", width="100%",
+                margin_y="12px"),
         rx.cond(INCIDENT.run_href != "", rx.link(rx.hstack(rx.icon("external-link", size=14), "Open the run",
                                                             spacing="1", align="center"),
                                                   href=INCIDENT.run_href, id="incident-run")),

@@ -8,11 +8,11 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.dialogs import confirm_dialog
 from control_room.components.forms import error_callout, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
+from control_room.components.revoke import revoke_token_dialog
 from control_room.components.tables import data_table
 from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
 
@@ -122,18 +122,6 @@ def _created_dialog() -> rx.Component:
     return dialog
 
 
-def _revoke_dialog() -> rx.Component:
-    return confirm_dialog(
-        title=("Revoke ", ApiTokensState.revoke_target, "?"),
-        description="Its next request is refused (401). This cannot be undone; create a new token if needed.",
-        confirm_label="Revoke token",
-        confirm_id="revoke-token-confirm",
-        on_confirm=ApiTokensState.revoke,
-        is_open=ApiTokensState.revoke_open,
-        on_open_change=ApiTokensState.set_revoke_open,
-    )
-
-
 @layout(route=routes.API_TOKENS, title="API tokens", on_load=ApiTokensState.load)
 def api_tokens_page() -> rx.Component:
     """The create form, then the person's tokens."""
@@ -148,7 +136,9 @@ def api_tokens_page() -> rx.Component:
             _table(),
         ),
         _created_dialog(),
-        _revoke_dialog(),
+        revoke_token_dialog(ApiTokensState, ApiTokensState.revoke_target,
+                            "Its next request is refused (401). This cannot be undone; create a new token if needed.",
+                            "revoke-token-confirm"),
         live_ticker(10_000, ApiTokensState.tick),
         spacing="4",
         width="100%",

@@ -13,6 +13,7 @@ from control_room.components.layout import layout
 from control_room.components.notice import empty_state
 from control_room.components.paging import newer_older_pager
 from control_room.components.search import search_box
+from control_room.components.stacked_text import name_over_detail
 from control_room.components.tables import data_table, result_table
 from control_room.state.artifacts import ArtifactsState
 
@@ -36,11 +37,7 @@ def _row(artifact: Any) -> rx.Component:
         rx.table.cell(
             rx.hstack(
                 _kind_icon(artifact.kind),
-                rx.vstack(
-                    rx.text(artifact.name, weight="medium", size="2"),
-                    rx.text(artifact.content_type, size="1", color_scheme="gray"),
-                    spacing="0",
-                ),
+                name_over_detail(artifact.name, artifact.content_type),
                 spacing="2",
                 align="center",
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from control_room import routes
@@ -9,6 +11,9 @@ from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.tables import result_table
 from control_room.state.ask import AskState
+
+# A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
+TRANSLATION: Any = AskState.translation
 
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
 EXAMPLES = ("top 5 customers by total order amount", "orders by status", "total amount by country",
@@ -44,12 +49,12 @@ def ask_page() -> rx.Component:
                   *[rx.link(example, size="1", on_click=AskState.set_question(example), cursor="pointer")
                     for example in EXAMPLES], spacing="3", wrap="wrap"),
         error_callout(AskState.error, "ask-error", size="2"),
-        rx.cond(AskState.question_id != "", rx.cond(
-            AskState.refused,
-            rx.callout(AskState.message, icon="circle-help", color_scheme="amber", id="ask-refusal"),
+        rx.cond(TRANSLATION.question_id != "", rx.cond(
+            TRANSLATION.refused,
+            rx.callout(TRANSLATION.message, icon="circle-help", color_scheme="amber", id="ask-refusal"),
             rx.vstack(
                 rx.hstack(rx.text("SQL to review", weight="bold", size="2"),
-                          rx.badge(AskState.provider, variant="surface"), spacing="2", align="center"),
+                          rx.badge(TRANSLATION.provider, variant="surface"), spacing="2", align="center"),
                 rx.text_area(value=AskState.sql, on_change=AskState.set_sql, font_family="monospace",
                              font_size="13px", rows="14", width="100%", id="ask-sql"),
                 rx.hstack(

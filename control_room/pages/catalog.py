@@ -15,7 +15,9 @@ from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
 from control_room.components.search import text_search
-from control_room.components.tables import data_table, opener_cell
+from control_room.components.stacked_text import fact
+from control_room.components.table_rows import opener_row, text_cell
+from control_room.components.tables import data_table
 from control_room.state.catalog import CatalogState
 from control_room.state.rows import CatalogRow, ColumnRow, LineRow
 
@@ -26,22 +28,21 @@ SELECTED: Any = CatalogState.selected
 
 
 def _row(row: CatalogRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
-        opener_cell(row.name, CatalogState.open_dataset(row.id), "catalog-name"),
+    return opener_row(
+        row.name, CatalogState.open_dataset(row.id), "catalog-name",
         rx.table.cell(rx.badge(row.kind, variant="surface", size="1")),
-        rx.table.cell(rx.text(row.namespace, size="1", color_scheme="gray", class_name="truncate")),
-        rx.table.cell(rx.text(row.columns, class_name="tabular")),
-        rx.table.cell(rx.text(row.owner, size="1")),
+        text_cell(row.namespace, size="1", color_scheme="gray", class_name="truncate"),
+        text_cell(row.columns, class_name="tabular"),
+        text_cell(row.owner, size="1"),
         class_name="catalog-row",
     )  # fmt: skip
-    return item
 
 
 def _column(column: ColumnRow) -> rx.Component:
     item: rx.Component = rx.table.row(
         rx.table.cell(rx.code(column.name, variant="ghost")),
-        rx.table.cell(rx.text(column.type, size="1")),
-        rx.table.cell(rx.text(column.description, size="1", color_scheme="gray")),
+        text_cell(column.type, size="1"),
+        text_cell(column.description, size="1", color_scheme="gray"),
         class_name="catalog-column",
     )
     return item
@@ -76,8 +77,7 @@ def _panel() -> rx.Component:
         header,
         error_callout(CatalogState.panel_error),
         rx.grid(
-            rx.foreach(FACTS, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
-                                                      rx.text(fact[1], size="2"), spacing="0")),
+            rx.foreach(FACTS, lambda pair: fact(pair[0], pair[1])),
             columns="3", spacing="3", width="100%", margin_y="12px", id="dataset-facts",
         ),
         rx.heading("Schema", size="3"),

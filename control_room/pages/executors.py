@@ -8,11 +8,12 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.dialogs import confirm_dialog
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
+from control_room.components.revoke import revoke_token_dialog
+from control_room.components.stacked_text import name_over_detail
 from control_room.components.status import status_badge
 from control_room.components.tables import data_table
 from control_room.state.base import SessionState
@@ -65,13 +66,7 @@ def _admin_actions(executor: Any) -> rx.Component:
 
 def _row(executor: Any) -> rx.Component:
     row: rx.Component = rx.table.row(
-        rx.table.cell(
-            rx.vstack(
-                rx.text(executor.name, weight="medium", size="2"),
-                rx.text(executor.hostname, size="1", color_scheme="gray"),
-                spacing="0",
-            )
-        ),
+        rx.table.cell(name_over_detail(executor.name, executor.hostname)),
         rx.table.cell(rx.badge(executor.pool, variant="outline", color_scheme="gray")),
         rx.table.cell(status_badge(executor.state)),
         rx.table.cell(_tags(executor.engines, "indigo")),
@@ -106,15 +101,12 @@ def _table() -> rx.Component:
 
 
 def _revoke_dialog() -> rx.Component:
-    return confirm_dialog(
-        title=("Revoke ", REVOKE_TARGET.name, "?"),
-        description="Its token stops working at once: its next request is refused and the tasks it holds are "
-        "requeued when their leases expire. This cannot be undone; the agent needs a new token.",
-        confirm_label="Revoke token",
-        confirm_id="revoke-confirm",
-        on_confirm=ExecutorsState.revoke,
-        is_open=ExecutorsState.revoke_open,
-        on_open_change=ExecutorsState.set_revoke_open,
+    return revoke_token_dialog(
+        ExecutorsState,
+        REVOKE_TARGET.name,
+        "Its token stops working at once: its next request is refused and the tasks it holds are requeued when "
+        "their leases expire. This cannot be undone; the agent needs a new token.",
+        "revoke-confirm",
     )
 
 

@@ -17,9 +17,11 @@ from control_room.components.tables import data_table
 from control_room.services import caps, routing
 from control_room.state.governance import REFRESH_MS, GovernanceState
 
-# Dict vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
+# Dict and dataclass vars, typed Any: mypy resolves Reflex's Field descriptor for them to ArrayVar.
 EDIT: Any = GovernanceState.edit
 CAP_FORM: Any = GovernanceState.cap_form
+SIM: Any = GovernanceState.sim
+EFF_FORM: Any = GovernanceState.eff_form
 ANY = "any"
 
 
@@ -166,7 +168,7 @@ def _view_cells(row: Any, index: Any) -> list[rx.Component]:
                     rx.text(row.name, weight="medium", size="2"),
                     rx.cond(row.changed, rx.badge("draft", color_scheme="amber", size="1", variant="soft")),
                     rx.cond(
-                        GovernanceState.sim_ran & (GovernanceState.sim_rule == row.name),
+                        SIM.ran & (SIM.rule == row.name),
                         rx.badge("simulated match", color_scheme="grass", size="1", class_name="sim-match"),
                     ),
                     spacing="2",
@@ -214,7 +216,7 @@ def _view_cells(row: Any, index: Any) -> list[rx.Component]:
 
 
 def _rule_row(row: Any, index: Any) -> rx.Component:
-    sim_match = GovernanceState.sim_ran & (GovernanceState.sim_rule == row.name)
+    sim_match = SIM.ran & (SIM.rule == row.name)
     drop_here = GovernanceState.drag_over == row.key
     moving_down = GovernanceState.drag_from_index < index
     tr: rx.Component = rx.cond(
@@ -342,9 +344,10 @@ def _applied_cap(c: Any) -> rx.Component:
 
 
 def _form_field(form: str, name: str) -> tuple[Any, Any]:
-    """The state var ``<form>_<name>`` of the simulator ("sim") or effective-limits ("eff") form, and its setter."""
+    """Field ``name`` of the simulator ("sim") or effective-limits ("eff") form (state var ``<form>_form``), and
+    its setter."""
     setter = getattr(GovernanceState, f"set_{form}")
-    return getattr(GovernanceState, f"{form}_{name}"), lambda v: setter(name, v)
+    return getattr(getattr(GovernanceState, f"{form}_form"), name), lambda v: setter(name, v)
 
 
 def _small_input(form: str, name: str, placeholder: str, **props: Any) -> rx.Component:
@@ -370,25 +373,25 @@ def _simulator() -> rx.Component:
     result: rx.Component = rx.vstack(
         rx.hstack(
             rx.text("→ pool", size="2"),
-            rx.badge(GovernanceState.sim_pool, size="2", id="sim-pool"),
-            rx.text(rx.cond(GovernanceState.sim_rule != "", "by rule ", "no rule matched"), size="2"),
-            rx.text(GovernanceState.sim_rule, size="2", weight="bold", id="sim-rule"),
-            rx.cond(GovernanceState.sim_on_draft, rx.badge("your draft", color_scheme="amber", size="1")),
+            rx.badge(SIM.pool, size="2", id="sim-pool"),
+            rx.text(rx.cond(SIM.rule != "", "by rule ", "no rule matched"), size="2"),
+            rx.text(SIM.rule, size="2", weight="bold", id="sim-rule"),
+            rx.cond(SIM.on_draft, rx.badge("your draft", color_scheme="amber", size="1")),
             spacing="2",
             align="center",
             wrap="wrap",
         ),
-        rx.vstack(rx.foreach(GovernanceState.sim_verdicts, _verdict), spacing="1"),
+        rx.vstack(rx.foreach(SIM.verdicts, _verdict), spacing="1"),
         rx.text(
             "Could claim it now: ",
-            rx.cond(GovernanceState.sim_executors.length() > 0, GovernanceState.sim_executors.join(", "), "none"),
+            rx.cond(SIM.executors.length() > 0, SIM.executors.join(", "), "none"),
             size="1",
             id="sim-executors",
         ),
         rx.text("Caps that apply", size="1", weight="medium"),
-        rx.vstack(rx.foreach(GovernanceState.sim_caps, _applied_cap), spacing="1"),
+        rx.vstack(rx.foreach(SIM.caps, _applied_cap), spacing="1"),
         rx.foreach(
-            GovernanceState.sim_waits,
+            SIM.waits,
             lambda w: rx.callout(w, icon="hourglass", color_scheme="amber", size="1", class_name="sim-wait"),
         ),
         spacing="2",
@@ -413,7 +416,7 @@ def _simulator() -> rx.Component:
         "Simulator",
         rx.text("Where would such a task go, and what would hold it?", size="1", color_scheme="gray"),
         form,
-        rx.cond(GovernanceState.sim_ran, result),
+        rx.cond(SIM.ran, result),
         spacing="3",
         width="100%",
         card_id="simulator",
@@ -658,7 +661,7 @@ def _effective_panel() -> rx.Component:
         rx.hstack(
             rx.select(
                 GovernanceState.eff_templates,
-                value=GovernanceState.eff_template,
+                value=EFF_FORM.template,
                 placeholder="pick a job template",
                 size="1",
                 on_change=GovernanceState.pick_template,
@@ -676,7 +679,7 @@ def _effective_panel() -> rx.Component:
             wrap="wrap",
         ),
         rx.text_area(
-            value=GovernanceState.eff_spec,
+            value=EFF_FORM.spec,
             on_change=lambda v: GovernanceState.set_eff("spec", v),
             rows="7",
             width="100%",

@@ -9,7 +9,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.forms import dialog_actions, error_callout, form_dialog
+from control_room.components.forms import dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.headings import titled_card
 from control_room.components.job_dialogs import (
     backfill_dialog,
@@ -20,6 +20,7 @@ from control_room.components.job_dialogs import (
 )
 from control_room.components.layout import counted_label, layout, page_tabs
 from control_room.components.live import live_ticker, updated_label
+from control_room.components.schedule_cells import schedule_cells
 from control_room.components.status import status_badge
 from control_room.components.tables import data_table, opener_cell
 from control_room.state.job.backfills import BackfillState
@@ -130,12 +131,10 @@ def _promotion_dialog() -> rx.Component:
     return form_dialog(
         "Request promotion",
         rx.vstack(
-            rx.text("Version", size="2", weight="medium"),
-            rx.select(JobPromotionState.versions, value=JobPromotionState.version,
-                      on_change=JobPromotionState.set_version, id="promotion-version"),
-            rx.text("Into", size="2", weight="medium"),
-            rx.select(["staging", "prod"], value=JobPromotionState.target, on_change=JobPromotionState.set_target,
-                      id="promotion-target"),
+            field_label("Version", rx.select(JobPromotionState.versions, value=JobPromotionState.version,
+                                             on_change=JobPromotionState.set_version, id="promotion-version")),
+            field_label("Into", rx.select(["staging", "prod"], value=JobPromotionState.target,
+                                          on_change=JobPromotionState.set_target, id="promotion-target")),
             rx.text_area(placeholder="What changed and why it is ready", value=JobPromotionState.comment,
                          on_change=JobPromotionState.set_comment, width="100%", id="promotion-comment"),
             error_callout(JobPromotionState.error, "promotion-request-error"),
@@ -239,27 +238,22 @@ def _versions() -> rx.Component:
 def _schedule_row(schedule: ScheduleRow) -> rx.Component:
     row: rx.Component = rx.table.row(
         opener_cell(schedule.name, ScheduleState.select(schedule.id), "schedule-link"),
-        rx.table.cell(rx.badge(schedule.environment, variant="outline", color_scheme="gray")),
-        rx.table.cell(rx.code(schedule.cron, variant="ghost"), rx.text(" ", schedule.timezone, size="1",
-                                                                       color_scheme="gray")),
-        rx.table.cell(rx.badge(schedule.state, color_scheme=rx.match(schedule.state, ("enabled", "grass"),
-                                                                     ("paused", "amber"), "gray"), variant="soft")),
-        rx.table.cell(rx.text(schedule.next_fire, size="1", class_name="tabular")),
+        *schedule_cells(schedule),
         rx.table.cell(rx.text(schedule.policies, size="1", color_scheme="gray")),
         rx.table.cell(rx.hstack(
             rx.cond(JobState.can_operate_job, rx.hstack(
                 rx.button("Fire now", size="1", variant="soft", on_click=ScheduleState.fire_now(schedule.id),
                           class_name="schedule-fire"),
-                rx.cond(schedule.enabled, rx.button(rx.cond(schedule.paused, "Resume", "Pause"), size="1",
-                                                    variant="soft", color_scheme="gray",
-                                                    on_click=ScheduleState.set_paused(schedule.id, ~schedule.paused))),
+                rx.cond(schedule.enabled, rx.button(
+                    rx.cond(schedule.paused, "Resume", "Pause"), size="1", variant="soft", color_scheme="gray",
+                    on_click=ScheduleState.switch(schedule.id, "paused", ~schedule.paused))),
                 spacing="1")),
             rx.cond(JobState.can_admin_job, rx.hstack(
                 rx.button("Edit", size="1", variant="soft", color_scheme="gray",
                           on_click=ScheduleState.open_editor(schedule.id), class_name="schedule-edit"),
                 rx.button(rx.cond(schedule.enabled, "Disable", "Enable"), size="1", variant="soft",
                           color_scheme=rx.cond(schedule.enabled, "orange", "grass"),
-                          on_click=ScheduleState.set_enabled(schedule.id, ~schedule.enabled)),
+                          on_click=ScheduleState.switch(schedule.id, "enabled", ~schedule.enabled)),
                 spacing="1")),
             spacing="1")),
         class_name="schedule-row", data_schedule=schedule.name,

@@ -13,6 +13,7 @@ from control_room.components.job_dialogs import job_editor_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
+from control_room.components.schedule_cells import schedule_cells
 from control_room.components.search import search_box
 from control_room.components.status import status_badge
 from control_room.components.tables import data_table
@@ -93,9 +94,9 @@ def _pager() -> rx.Component:
         rx.text(f"{PAGE_SIZE} per page · page ", JobsState.page, size="2", color_scheme="gray"),
         rx.spacer(),
         rx.button(rx.icon("chevron-left", size=14), "Previous", variant="soft", color_scheme="gray", size="2",
-                  disabled=JobsState.page <= 1, on_click=JobsState.turn_page(-1), id="jobs-previous"),
+                  disabled=JobsState.page <= 1, on_click=JobsState.previous_page, id="jobs-previous"),
         rx.button("Next", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~JobsState.has_next, on_click=JobsState.turn_page(1), id="jobs-next"),
+                  disabled=~JobsState.has_next, on_click=JobsState.next_page, id="jobs-next"),
         width="100%", align="center",
     )  # fmt: skip
     return bar
@@ -105,12 +106,7 @@ def _schedule_row(schedule: ScheduleRow) -> rx.Component:
     row: rx.Component = rx.table.row(
         rx.table.cell(rx.text(schedule.name, size="2", weight="medium")),
         rx.table.cell(rx.link(schedule.job, href=schedule.job_href, size="2", class_name="schedule-job-link")),
-        rx.table.cell(rx.badge(schedule.environment, variant="outline", color_scheme="gray")),
-        rx.table.cell(rx.code(schedule.cron, variant="ghost"), rx.text(" ", schedule.timezone, size="1",
-                                                                       color_scheme="gray")),
-        rx.table.cell(rx.badge(schedule.state, variant="soft", color_scheme=rx.match(
-            schedule.state, ("enabled", "grass"), ("paused", "amber"), "gray"))),
-        rx.table.cell(rx.text(schedule.next_fire, size="1", class_name="tabular")),
+        *schedule_cells(schedule),
         rx.table.cell(rx.text(schedule.last_fire, size="1", class_name="tabular")),
         rx.table.cell(rx.text(schedule.policies, size="1", color_scheme="gray")),
         class_name="project-schedule-row", data_schedule=schedule.name,

@@ -11,10 +11,11 @@ import reflex as rx
 from control_room import routes
 from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
-from control_room.components.headings import page_heading
+from control_room.components.headings import page_heading, titled_card
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
 from control_room.components.search import text_search
+from control_room.components.table_rows import body_row, number_cell, text_cell
 from control_room.components.tables import data_table, opener_cell
 from control_room.state.ml import ExperimentsState, ExperimentState
 from control_room.state.rows import CompareParam, ExperimentRow, KeyValue, MlflowRunRow
@@ -24,26 +25,24 @@ LINKED: Any = ExperimentsState.linked_experiments
 
 
 def _experiment_row(row: ExperimentRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
+    return body_row(
         rx.table.cell(rx.link(row.name, href=f"{routes.ML_EXPERIMENTS}/" + row.id, class_name="experiment-name")),
-        rx.table.cell(rx.text(row.runs, class_name="tabular")),
-        rx.table.cell(rx.text(row.last_run, size="2")),
+        number_cell(row.runs),
+        text_cell(row.last_run, size="2"),
         rx.table.cell(rx.cond(row.last_status != "", rx.badge(row.last_status, variant="soft", size="1"))),
         class_name="experiment-row",
     )
-    return item
 
 
 def _linked_row(row: MlflowRunRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
+    return body_row(
         rx.table.cell(rx.link(row.name, href=f"{routes.ML_EXPERIMENTS}/" + LINKED[row.run_id].to(str)
                               + "?mlflow_run=" + row.run_id)),
-        rx.table.cell(rx.text(row.lakehouse_task_key, size="2")),
+        text_cell(row.lakehouse_task_key, size="2"),
         rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
-        rx.table.cell(rx.text(row.started, size="2")),
+        text_cell(row.started, size="2"),
         class_name="linked-mlflow-run",
     )  # fmt: skip
-    return item
 
 
 @layout(route=routes.ML_EXPERIMENTS, title="Experiments", on_load=ExperimentsState.open_page)
@@ -56,14 +55,14 @@ def experiments_page() -> rx.Component:
                         "320px"),
         ),
         error_callout(ExperimentsState.error, width="100%"),
-        rx.cond(ExperimentsState.linked_run != "", rx.card(rx.vstack(
+        rx.cond(ExperimentsState.linked_run != "", titled_card(
             rx.hstack(rx.text("MLflow runs logged by run ", size="2", weight="medium"),
                       rx.link(rx.code(ExperimentsState.linked_run), href="/runs/" + ExperimentsState.linked_run),
                       spacing="1", align="center"),
             rx.table.root(rx.table.body(rx.foreach(ExperimentsState.linked, _linked_row)), size="1", width="100%"),
             rx.cond(ExperimentsState.linked.length() == 0,
                     rx.text("That run logged nothing to MLflow.", size="2", color_scheme="gray")),
-            spacing="2", width="100%"), width="100%", id="linked-mlflow-runs")),
+            element_id="linked-mlflow-runs")),
         data_table(("Experiment", "Runs", "Last run", "Last status"),
                    rx.foreach(ExperimentsState.rows, _experiment_row), "experiments-table", plain=True),
         rx.cond(ExperimentsState.loaded & (ExperimentsState.rows.length() == 0) & (ExperimentsState.error == ""),
@@ -79,20 +78,19 @@ def experiments_page() -> rx.Component:
 
 
 def _run_row(row: MlflowRunRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
+    return body_row(
         rx.table.cell(rx.checkbox(checked=row.selected, on_change=lambda _v: ExperimentState.toggle_run(row.run_id),
                                   class_name="run-select")),
         opener_cell(row.name, ExperimentState.open_run(row.run_id), "mlflow-run-name"),
         rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
-        rx.table.cell(rx.text(row.started, size="1")),
-        rx.foreach(row.cells, lambda value: rx.table.cell(rx.text(value, size="2", class_name="tabular"))),
+        text_cell(row.started, size="1"),
+        rx.foreach(row.cells, lambda value: number_cell(value, size="2")),
         rx.table.cell(rx.cond(row.lakehouse_run_id != "",
                               rx.link(row.lakehouse_task_key, href="/runs/" + row.lakehouse_run_id, size="2",
                                       class_name="lakehouse-run-link"),
                               rx.text("—", size="2", color_scheme="gray"))),
         class_name="mlflow-run-row",
     )  # fmt: skip
-    return item
 
 
 def _column_chooser() -> rx.Component:
@@ -108,12 +106,11 @@ def _column_chooser() -> rx.Component:
 
 def _compare_table(rows: Any, title: str, ident: str) -> rx.Component:
     def row(entry: CompareParam) -> rx.Component:
-        item: rx.Component = rx.table.row(
-            rx.table.cell(rx.text(entry.name, weight=rx.cond(entry.differs, "bold", "regular"), size="2")),
-            rx.foreach(entry.cells, lambda value: rx.table.cell(rx.text(value, size="2", class_name="tabular"))),
+        return body_row(
+            text_cell(entry.name, weight=rx.cond(entry.differs, "bold", "regular"), size="2"),
+            rx.foreach(entry.cells, lambda value: number_cell(value, size="2")),
             background=rx.cond(entry.differs, rx.color("amber", 2), "transparent"),
         )
-        return item
 
     table: rx.Component = rx.vstack(
         rx.heading(title, size="3"),
@@ -145,13 +142,11 @@ def _compare_dialog() -> rx.Component:
 
 
 def _fact(fact: KeyValue) -> rx.Component:
-    item: rx.Component = rx.table.row(rx.table.cell(rx.text(fact.key, size="1", color_scheme="gray")),
-                                      rx.table.cell(rx.text(fact.value, size="2")))  # fmt: skip
-    return item
+    return body_row(text_cell(fact.key, size="1", color_scheme="gray"), text_cell(fact.value, size="2"))
 
 
 def _run_dialog() -> rx.Component:
-    dialog: rx.Component = panel_dialog(
+    return panel_dialog(
         (rx.dialog.title(ExperimentState.detail_name, id="mlflow-run-title"), rx.spacer()),
         rx.cond(ExperimentState.detail_lakehouse_run != "",
                 rx.link("Open the control-room run that logged it",
@@ -164,7 +159,6 @@ def _run_dialog() -> rx.Component:
         is_open=ExperimentState.detail_open, on_open_change=ExperimentState.set_detail_open,
         max_width="760px", width="92vw", element_id="mlflow-run-dialog",
     )  # fmt: skip
-    return dialog
 
 
 @layout(route=routes.ML_EXPERIMENT, title="Experiment", on_load=ExperimentState.open_page)
@@ -198,14 +192,14 @@ def experiment_page() -> rx.Component:
             width="100%", id="mlflow-runs-table",
         ),
         keyset_pager(ExperimentState, "runs"),
-        rx.card(rx.vstack(
+        titled_card(
             rx.hstack(rx.text("Metric per step", size="2", weight="medium"),
                       rx.select(ExperimentState.metric_names, value=ExperimentState.metric,
                                 on_change=ExperimentState.set_metric, size="1", id="chart-metric"),
                       rx.text("selected runs (or the first five)", size="1", color_scheme="gray"),
                       spacing="2", align="center"),
             rx.plotly.basic(data=ExperimentState.chart, config=PLOT_CONFIG, width="100%", id="metric-chart"),
-            spacing="2", width="100%"), width="100%"),
+        ),
         _compare_dialog(),
         _run_dialog(),
         spacing="4", width="100%",

@@ -4,31 +4,37 @@ optionally checked against the current holder's metric), each change audited."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import titled_card
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
-from control_room.components.tables import data_table, opener_cell
+from control_room.components.table_rows import body_row, number_cell, opener_row, text_cell
+from control_room.components.tables import data_table
 from control_room.state.ml import ALIASES, ModelsState
 from control_room.state.rows import KeyValue, ModelRow, ModelVersionRow
 
+# A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
+FORM: Any = ModelsState.form
+
 
 def _model_row(row: ModelRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
-        opener_cell(row.name, ModelsState.open_model(row.name), "model-name"),
-        rx.table.cell(rx.text(row.latest, class_name="tabular")),
-        rx.table.cell(rx.text(row.aliases, size="2")),
-        rx.table.cell(rx.text(row.updated, size="1")),
+    return opener_row(
+        row.name, ModelsState.open_model(row.name), "model-name",
+        number_cell(row.latest),
+        text_cell(row.aliases, size="2"),
+        text_cell(row.updated, size="1"),
         class_name="model-row",
     )  # fmt: skip
-    return item
 
 
 def _version_row(row: ModelVersionRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
-        rx.table.cell(rx.text("v", row.version, weight="medium")),
+    return body_row(
+        text_cell("v", row.version, weight="medium"),
         rx.table.cell(rx.hstack(rx.foreach(row.aliases, lambda alias: rx.badge("@", alias, color_scheme=rx.cond(
             alias == "champion", "green", "indigo"), size="1")), spacing="1")),
         rx.table.cell(rx.badge(row.status, variant="soft", size="1")),
@@ -38,12 +44,11 @@ def _version_row(row: ModelVersionRow) -> rx.Component:
             rx.cond(row.lakehouse_run_id != "",
                     rx.link("control-room run", href="/runs/" + row.lakehouse_run_id, size="1")),
             spacing="0")),
-        rx.table.cell(rx.text(row.metrics, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(row.signature, size="1", color_scheme="gray", max_width="320px")),
-        rx.table.cell(rx.text(row.created, size="1")),
+        number_cell(row.metrics, size="1"),
+        text_cell(row.signature, size="1", color_scheme="gray", max_width="320px"),
+        text_cell(row.created, size="1"),
         class_name="model-version-row",
     )  # fmt: skip
-    return item
 
 
 def _alias_badge(entry: KeyValue) -> rx.Component:
@@ -53,15 +58,17 @@ def _alias_badge(entry: KeyValue) -> rx.Component:
 
 
 def _alias_form() -> rx.Component:
-    form: rx.Component = rx.cond(ModelsState.can_operate, rx.card(rx.vstack(
-        rx.text("Set an alias", size="2", weight="medium"),
+    form: rx.Component = rx.cond(ModelsState.can_operate, titled_card(
+        "Set an alias",
         rx.hstack(
-            rx.select(list(ALIASES), value=ModelsState.alias, on_change=ModelsState.set_alias, id="alias-name"),
+            rx.select(list(ALIASES), value=FORM.alias, on_change=lambda value: ModelsState.set_form("alias", value),
+                      id="alias-name"),
             rx.text("→ version", size="2"),
-            rx.select(ModelsState.version_choices, value=ModelsState.alias_version,
-                      on_change=ModelsState.set_alias_version, id="alias-version"),
-            rx.input(placeholder="check metric (e.g. auc), optional", value=ModelsState.gate_metric,
-                     on_change=ModelsState.set_gate_metric, width="240px", id="alias-gate"),
+            rx.select(ModelsState.version_choices, value=FORM.version,
+                      on_change=lambda value: ModelsState.set_form("version", value), id="alias-version"),
+            rx.input(placeholder="check metric (e.g. auc), optional", value=FORM.gate_metric,
+                     on_change=lambda value: ModelsState.set_form("gate_metric", value), width="240px",
+                     id="alias-gate"),
             rx.button("Set alias", on_click=ModelsState.save_alias, loading=ModelsState.saving, id="alias-save"),
             spacing="2", align="center", wrap="wrap",
         ),
@@ -70,7 +77,7 @@ def _alias_form() -> rx.Component:
         rx.cond(ModelsState.message != "", rx.callout(ModelsState.message, icon="check", color_scheme="green",
                                                        size="1", id="alias-message")),
         error_callout(ModelsState.alias_error, "alias-error"),
-        spacing="2", width="100%"), width="100%"))  # fmt: skip
+    ))  # fmt: skip
     return form
 
 

@@ -3,6 +3,8 @@ zone with the critical override, the daily digest for info, subscriptions to job
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from control_room import routes
@@ -14,6 +16,8 @@ from control_room.state.base import SessionState
 from control_room.state.preferences import SEVERITIES, PreferencesState
 from control_room.state.rows import ProjectChoice
 
+# A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
+FORM: Any = PreferencesState.form
 CHANNEL_LABELS = (("email", "E-mail"), ("in_app", "In-app (the bell)"), ("webhook", "Personal webhook"))
 
 
@@ -23,7 +27,7 @@ def _card(title: str, *children: rx.Component) -> rx.Component:
 
 
 def _text_input(name: str, placeholder: str, **props: object) -> rx.Component:
-    box: rx.Component = rx.input(value=getattr(PreferencesState, name), placeholder=placeholder,
+    box: rx.Component = rx.input(value=getattr(FORM, name), placeholder=placeholder,
                                  on_change=lambda value: PreferencesState.set_text(name, value),
                                  id=f"pref-{name.replace('_', '-')}", **props)  # fmt: skip
     return box
@@ -32,9 +36,9 @@ def _text_input(name: str, placeholder: str, **props: object) -> rx.Component:
 def _job(job: rx.Var[str]) -> rx.Component:
     row: rx.Component = rx.table.row(
         rx.table.cell(rx.code(job, variant="ghost")),
-        rx.table.cell(rx.switch(checked=PreferencesState.subscribed_jobs.contains(job),
+        rx.table.cell(rx.switch(checked=FORM.subscribed_jobs.contains(job),
                                 on_change=lambda on: PreferencesState.toggle("subscribed_jobs", job, on))),
-        rx.table.cell(rx.switch(checked=PreferencesState.muted_jobs.contains(job), color_scheme="red",
+        rx.table.cell(rx.switch(checked=FORM.muted_jobs.contains(job), color_scheme="red",
                                 on_change=lambda on: PreferencesState.toggle("muted_jobs", job, on))),
         data_job=job,
     )  # fmt: skip
@@ -44,7 +48,7 @@ def _job(job: rx.Var[str]) -> rx.Component:
 def _project(project: ProjectChoice) -> rx.Component:
     box: rx.Component = rx.checkbox(
         project.name,
-        checked=PreferencesState.subscribed_projects.contains(project.id),
+        checked=FORM.subscribed_projects.contains(project.id),
         on_change=lambda on: PreferencesState.toggle("subscribed_projects", project.id, on),
     )
     return box
@@ -58,12 +62,12 @@ def preferences_page() -> rx.Component:
         error_callout(PreferencesState.error, "pref-error", size="2"),
         rx.grid(
             _card("Channels",
-                  *(rx.checkbox(label, checked=PreferencesState.channels.contains(key), id=f"pref-channel-{key}",
+                  *(rx.checkbox(label, checked=FORM.channels.contains(key), id=f"pref-channel-{key}",
                                 on_change=lambda on, key=key: PreferencesState.toggle("channels", key, on))
                     for key, label in CHANNEL_LABELS),
                   _text_input("webhook_url", "https://hooks.example.com/me", width="100%"),
                   rx.hstack(rx.text("Minimum severity", size="2"),
-                            rx.select(list(SEVERITIES), value=PreferencesState.min_severity,
+                            rx.select(list(SEVERITIES), value=FORM.min_severity,
                                       on_change=lambda v: PreferencesState.set_text("min_severity", v),
                                       id="pref-min-severity"), align="center", spacing="3")),
             _card("Quiet hours",
@@ -72,11 +76,11 @@ def preferences_page() -> rx.Component:
                   rx.hstack(rx.text("Time zone", size="2"), _text_input("timezone", "Europe/Paris"), align="center",
                             spacing="3"),
                   rx.checkbox("Critical pages reach me during quiet hours",
-                              checked=PreferencesState.critical_overrides_quiet,
-                              on_change=PreferencesState.set_critical_overrides_quiet, id="pref-critical-override"),
+                              checked=FORM.critical_overrides_quiet, id="pref-critical-override",
+                              on_change=lambda on: PreferencesState.set_flag("critical_overrides_quiet", on)),
                   rx.checkbox("Info: one daily digest (09:00 my time) instead of each message",
-                              checked=PreferencesState.digest_info, on_change=PreferencesState.set_digest_info,
-                              id="pref-digest")),
+                              checked=FORM.digest_info, id="pref-digest",
+                              on_change=lambda on: PreferencesState.set_flag("digest_info", on))),
             columns="2", spacing="4", width="100%",
         ),
         _card("Display",

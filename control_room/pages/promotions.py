@@ -19,7 +19,7 @@ from control_room.state.promotions import PromotionsState, PromotionState
 from control_room.state.rows import CheckRow, DecisionRow, EvidenceRow, PipelineRow, RequestRow, StageCell
 
 LIVE_MS = 3000
-FACTS: Any = PromotionState.facts  # a list of pairs, typed Any for mypy (Reflex's Field descriptor)
+VIEW: Any = PromotionState.view  # a dataclass var, typed Any for mypy (Reflex's Field descriptor)
 
 
 def _cell(cell: StageCell) -> rx.Component:
@@ -138,9 +138,9 @@ def _decision(decision: DecisionRow) -> rx.Component:
 
 def _decide_box() -> rx.Component:
     box: rx.Component = rx.cond(
-        PromotionState.status == "pending",
+        VIEW.status == "pending",
         rx.cond(
-            PromotionState.may_decide,
+            VIEW.may_decide,
             rx.vstack(
                 rx.text_area(placeholder="Comment (required to reject)", value=PromotionState.comment,
                              on_change=PromotionState.set_comment, width="100%", id="decision-comment"),
@@ -153,7 +153,7 @@ def _decide_box() -> rx.Component:
                 ),
                 spacing="2", width="100%", max_width="640px",
             ),
-            rx.text(PromotionState.refusal, size="2", color_scheme="gray", id="decision-refusal"),
+            rx.text(VIEW.refusal, size="2", color_scheme="gray", id="decision-refusal"),
         ),
     )  # fmt: skip
     return box
@@ -165,26 +165,26 @@ def promotion_page() -> rx.Component:
         rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Promotions", size="2"), spacing="1"),
                 href=routes.PROMOTIONS),
         page_heading(
-            PromotionState.title,
-            rx.badge(PromotionState.status, color_scheme=PromotionState.tone, size="2", id="promotion-status"),
+            VIEW.title,
+            rx.badge(VIEW.status, color_scheme=VIEW.tone, size="2", id="promotion-status"),
             rx.spacer(),
-            rx.link("Job page", href=PromotionState.job_href, size="2"),
+            rx.link("Job page", href=VIEW.job_href, size="2"),
             heading_id="promotion-title",
         ),
         error_callout(PromotionState.error, "promotion-error", size="2"),
         rx.cond(PromotionState.notice != "", rx.callout(PromotionState.notice, icon="info", color_scheme="indigo")),
-        rx.cond(PromotionState.outcome != "", rx.callout(PromotionState.outcome, icon="flag",
-                                                         color_scheme=PromotionState.tone, id="promotion-outcome")),
+        rx.cond(VIEW.outcome != "", rx.callout(VIEW.outcome, icon="flag", color_scheme=VIEW.tone,
+                                               id="promotion-outcome")),
         rx.grid(
-            rx.foreach(FACTS, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
+            rx.foreach(VIEW.facts, lambda fact: rx.vstack(rx.text(fact[0], size="1", color_scheme="gray"),
                                                       rx.text(fact[1], size="2"), spacing="0")),
             columns="3", spacing="4", width="100%",
         ),
         rx.heading("Checks", size="4", margin_top="8px"),
-        rx.vstack(rx.foreach(PromotionState.checks, _check), spacing="3", width="100%", id="promotion-checks"),
+        rx.vstack(rx.foreach(VIEW.checks, _check), spacing="3", width="100%", id="promotion-checks"),
         rx.heading("Decisions", size="4", margin_top="8px"),
-        rx.cond(PromotionState.decisions.length() > 0,
-                rx.vstack(rx.foreach(PromotionState.decisions, _decision), spacing="2", id="promotion-decisions"),
+        rx.cond(VIEW.decisions.length() > 0,
+                rx.vstack(rx.foreach(VIEW.decisions, _decision), spacing="2", id="promotion-decisions"),
                 rx.text("No approval or rejection yet.", size="2", color_scheme="gray")),
         _decide_box(),
         live_ticker(LIVE_MS, PromotionState.tick),

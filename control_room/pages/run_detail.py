@@ -13,9 +13,9 @@ from control_room.components.layout import counted_label, layout, page_tabs
 from control_room.components.live import live_ticker
 from control_room.components.notice import empty_note, not_found_notice
 from control_room.components.search import search_box
-from control_room.components.status import level_badge, status_badge
+from control_room.components.status import status_badge
 from control_room.components.tables import data_table
-from control_room.components.task_panel import task_panel
+from control_room.components.task_panel import event_line, task_panel
 from control_room.components.times import local_time
 from control_room.state.run_detail import (
     RunDetailState,
@@ -313,23 +313,15 @@ def _overview() -> rx.Component:
 
 
 def _event_row(event: Any) -> rx.Component:
-    row: rx.Component = rx.box(
-        rx.text(event.time, as_="span", class_name="event-time"),
-        rx.box(level_badge(event.level)),
-        rx.text(event.task, as_="span", class_name="event-task", title=event.type),
-        rx.text(
-            rx.cond(event.archived, rx.badge("archived", color_scheme="gray", variant="outline", size="1",
-                                             class_name="archived-badge", margin_right="6px")),
-            event.message,
-            " ",
-            rx.text(event.detail, as_="span", class_name="event-detail"),
-            as_="span",
-            class_name="event-message",
-        ),
+    archived = rx.badge("archived", color_scheme="gray", variant="outline", size="1", class_name="archived-badge",
+                        margin_right="6px")  # fmt: skip
+    return event_line(
+        event,
+        task=rx.text(event.task, as_="span", class_name="event-task", title=event.type),
+        mark=rx.cond(event.archived, archived),
         class_name="event-row level-" + event.level + rx.cond(event.archived, " archived", ""),
         data_event_id=event.id,
     )
-    return row
 
 
 def _events() -> rx.Component:

@@ -15,22 +15,24 @@ from control_room.components.live import live_ticker
 from control_room.components.superset_embed import superset_embed
 from control_room.state.superset import REFRESH_MS, SupersetState
 
+# A dataclass var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
+EMBED: Any = SupersetState.embed
+
 
 @layout(route=routes.SUPERSET_EMBED, title="Superset dashboard", on_load=SupersetState.open_embed)
 def superset_page() -> rx.Component:
     content: rx.Component = rx.vstack(
         page_heading(
-            ("Superset · ", SupersetState.slug),
+            ("Superset · ", EMBED.slug),
             rx.spacer(),
             rx.link(rx.button(rx.icon("arrow-left", size=14), "Dashboards", variant="soft"), href=routes.DASHBOARDS),
             heading_id="superset-title",
         ),
         error_callout(SupersetState.error, "superset-error", size="2"),
-        rx.cond(SupersetState.rls_note != "", rx.text(SupersetState.rls_note, size="2", color_scheme="gray",
-                                                      id="superset-rls-note")),
-        rx.cond(SupersetState.guest_token != "",
-                superset_embed(dashboard_id=SupersetState.embedded_uuid, superset_domain=SupersetState.superset_url,
-                               guest_token=SupersetState.guest_token, height="1500px", id="superset-embed")),
+        rx.cond(EMBED.rls_note != "", rx.text(EMBED.rls_note, size="2", color_scheme="gray", id="superset-rls-note")),
+        rx.cond(EMBED.guest_token != "",
+                superset_embed(dashboard_id=EMBED.embedded_uuid, superset_domain=EMBED.superset_url,
+                               guest_token=EMBED.guest_token, height="1500px", id="superset-embed")),
         live_ticker(REFRESH_MS, SupersetState.refresh_token),
         spacing="3", width="100%", id="superset-page",
     )  # fmt: skip

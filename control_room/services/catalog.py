@@ -50,11 +50,8 @@ _FACET_SUFFIXES = (
 )
 
 
-class InvalidEvent(ServiceError):
+class InvalidEvent(ServiceError, status=400, title="Invalid OpenLineage event"):
     """An event the OpenLineage schema refuses (400, naming the failing JSON path)."""
-
-    status = 400
-    title = "Invalid OpenLineage event"
 
 
 def _facet_location(file_name: str) -> str:

@@ -12,10 +12,18 @@ from control_room.db.rows import Args, Statement, first_dict_row
 
 
 class ServiceError(Exception):
-    """An error a caller can act on; ``status`` is the HTTP status the API answers with."""
+    """An error a caller can act on; ``status`` is the HTTP status the API answers with, ``title`` its problem
+    title. A subclass names its own in its header: ``class NotFound(ServiceError, status=404, title="Not found")``."""
 
     status = 400
     title = "Bad request"
+
+    def __init_subclass__(cls, *, status: int | None = None, title: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if title is not None:
+            cls.title = title
 
     def __init__(self, message: str, *, field: str | None = None, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
@@ -24,19 +32,16 @@ class ServiceError(Exception):
         self.errors = errors  # every problem found, each with field, pointer and message
 
 
-class Unauthorized(ServiceError):
-    status = 401
-    title = "Unauthorized"
+class Unauthorized(ServiceError, status=401, title="Unauthorized"):
+    pass
 
 
-class Forbidden(ServiceError):
-    status = 403
-    title = "Forbidden"
+class Forbidden(ServiceError, status=403, title="Forbidden"):
+    pass
 
 
-class NotFound(ServiceError):
-    status = 404
-    title = "Not found"
+class NotFound(ServiceError, status=404, title="Not found"):
+    pass
 
 
 RowT = TypeVar("RowT")
@@ -78,34 +83,28 @@ async def found_row(
     return row
 
 
-def the_only_id(rows: Sequence[Sequence[Any]], *, field: str, missing: str, ambiguous: str) -> uuid.UUID:
-    """The id (first column) of the one row a lookup by name found (it asks for two at most): NotFound with
-    ``missing`` when it found none, Invalid with ``ambiguous`` when the name matched several."""
-    if not rows:
-        raise NotFound(missing, field=field)
+def the_only_id(rows: Sequence[Sequence[Any]], what: str, *, field: str, hint: str) -> uuid.UUID:
+    """The id (first column) of the one row a lookup of ``what`` by name found (it asks for two at most):
+    NotFound as in ``visible`` when it found none, Invalid ("<what> exists in several projects; pass <hint>")
+    when the name matched several."""
     if len(rows) > 1:
-        raise Invalid(ambiguous, field=field)
-    return uuid.UUID(str(rows[0][0]))
+        raise Invalid(f"{what} exists in several projects; pass {hint}", field=field)
+    return uuid.UUID(str(visible(rows[0] if rows else None, what, field=field)[0]))
 
 
-class Conflict(ServiceError):
-    status = 409
-    title = "Conflict"
+class Conflict(ServiceError, status=409, title="Conflict"):
+    pass
 
 
-class LeaseLost(Conflict):
-    title = "Lease lost"
+class LeaseLost(Conflict, title="Lease lost"):
+    pass
 
 
-class Invalid(ServiceError):
-    status = 422
-    title = "Invalid request"
+class Invalid(ServiceError, status=422, title="Invalid request"):
+    pass
 
 
-class CapExceeded(ServiceError):
-    status = 429
-    title = "Cap reached"
-
+class CapExceeded(ServiceError, status=429, title="Cap reached"):
     def __init__(
         self,
         message: str,

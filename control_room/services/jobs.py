@@ -116,10 +116,8 @@ async def resolve_template(conn: AsyncConnection, template: str, *, project: str
     else:
         cur = await conn.execute("select id from ops.job_templates where name = %s limit 2", (template,))
     return the_only_id(
-        await cur.fetchall(), field="template",
-        missing=f'job template "{template}" does not exist or is not visible to you',
-        ambiguous=f'job template "{template}" exists in several projects; pass --project or PROJECT/NAME',
-    )  # fmt: skip
+        await cur.fetchall(), f'job template "{template}"', field="template", hint="--project or PROJECT/NAME"
+    )
 
 
 # Run figures of each template over 30 days (runs, success rate, p50/p95 duration), its latest run

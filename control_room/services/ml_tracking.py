@@ -40,11 +40,8 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 T = TypeVar("T")
 
 
-class TrackingUnavailable(ServiceError):
+class TrackingUnavailable(ServiceError, status=503, title="MLflow unavailable"):
     """No MLflow tracking server is configured or it does not answer."""
-
-    status = 503
-    title = "MLflow unavailable"
 
 
 def tracking_uri() -> str | None:

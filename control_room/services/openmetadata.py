@@ -74,11 +74,8 @@ DATASETS = "select * from ops.datasets where project_id = %(p)s and kind = any(%
 EDGES = "select * from ops.lineage_edges where project_id = %(p)s"
 
 
-class OpenMetadataUnavailable(ServiceError):
+class OpenMetadataUnavailable(ServiceError, status=502, title="OpenMetadata refused"):
     """OpenMetadata refused a call or could not be reached (the sync stopped there)."""
-
-    status = 502
-    title = "OpenMetadata refused"
 
 
 def data_type(ours: str) -> str:

@@ -611,11 +611,7 @@ async def resolve_schedule(conn: AsyncConnection, schedule: str) -> uuid.UUID:
         )
     else:
         cur = await conn.execute("select id from ops.schedules where name = %s limit 2", (name,))
-    return the_only_id(
-        await cur.fetchall(), field="schedule",
-        missing=f'schedule "{schedule}" does not exist or is not visible to you',
-        ambiguous=f'schedule "{schedule}" exists in several projects; pass PROJECT/NAME',
-    )  # fmt: skip
+    return the_only_id(await cur.fetchall(), f'schedule "{schedule}"', field="schedule", hint="PROJECT/NAME")
 
 
 async def list_schedules(

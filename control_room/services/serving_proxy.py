@@ -51,14 +51,12 @@ MAX_TRIES = 4
 FORWARD_TIMEOUT_S = 60.0
 
 
-class NoHealthyReplica(ServiceError):
-    status = 503
-    title = "No healthy replica"
+class NoHealthyReplica(ServiceError, status=503, title="No healthy replica"):
+    pass
 
 
-class ReplicaFailed(ServiceError):
-    status = 502
-    title = "Replica failed"
+class ReplicaFailed(ServiceError, status=502, title="Replica failed"):
+    pass
 
 
 def pick_route(routes: Sequence[Route], draw: float, *, skip: frozenset[str] = frozenset()) -> Route | None:
@@ -90,6 +88,7 @@ class RefreshAhead(Generic[K, V]):
         self.clock = clock
         self._values: dict[K, tuple[float, V]] = {}
         self._reads: dict[K, asyncio.Task[V]] = {}
+        self._forgotten: dict[K, float] = {}  # key -> when: a read that started before then is not kept
 
     async def get(self, key: K, read: Callable[[], Awaitable[V]], *, newer_than: float | None = None) -> V:
         """The value of ``key``; ``read()`` fetches it. ``newer_than`` (a clock time): only a value whose read
@@ -108,6 +107,13 @@ class RefreshAhead(Generic[K, V]):
                 return held[1]
         return await asyncio.shield(self._read(key, read))
 
+    def forget(self, key: K) -> None:
+        """Drop ``key``'s value and any read under way, so the next ``get`` reads it anew: for a change this
+        process has just committed (a read that started before it could hold the old value)."""
+        self._values.pop(key, None)
+        self._reads.pop(key, None)
+        self._forgotten[key] = self.clock()
+
     def _read(self, key: K, read: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
         task = self._reads.get(key)
         if task is None:
@@ -124,7 +130,8 @@ class RefreshAhead(Generic[K, V]):
         except ServiceError:
             self._values.pop(key, None)
             raise
-        self._values[key] = (started, value)
+        if started >= self._forgotten.get(key, started):
+            self._values[key] = (started, value)
         return value
 
     def _done(self, key: K, task: asyncio.Task[V]) -> None:
@@ -224,6 +231,11 @@ class ServingProxy:
                 return await serving.routing_table(conn, endpoint_id=endpoint_id)
 
         return await self._tables.get(endpoint_id, read, newer_than=self.clock() if fresh else None)
+
+    def forget_table(self, endpoint_id: uuid.UUID) -> None:
+        """A change of the endpoint was committed here: this process routes by the new table from its next
+        request on (other processes within TABLE_TTL_S)."""
+        self._tables.forget(endpoint_id)
 
     def _down_now(self) -> frozenset[str]:
         now = self.clock()

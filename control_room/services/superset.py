@@ -46,10 +46,8 @@ DENY_ALL = "1 = 0"
 TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 
 
-class SupersetUnavailable(ServiceError):
+class SupersetUnavailable(ServiceError, status=502):
     """Superset is not configured, or did not answer as expected."""
-
-    status = 502
 
 
 @dataclass(frozen=True)

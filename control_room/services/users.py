@@ -49,18 +49,12 @@ def _dummy_hash() -> str:
 WRONG_CREDENTIALS = "the email or password is wrong"
 
 
-class SignInThrottled(ServiceError):
+class SignInThrottled(ServiceError, status=429, title="Too many sign-in attempts"):
     """Too many failed sign-ins for an account or from a client address."""
 
-    status = 429
-    title = "Too many sign-in attempts"
 
-
-class AuthProviderUnavailable(ServiceError):
+class AuthProviderUnavailable(ServiceError, status=503, title="Sign-in provider unavailable"):
     """Supabase Auth could not be reached or answered with a server error."""
-
-    status = 503
-    title = "Sign-in provider unavailable"
 
 
 @dataclass(frozen=True)

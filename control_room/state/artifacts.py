@@ -16,7 +16,7 @@ from control_room.services.pagination import Page
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, download_script, signed_in_event
 from control_room.state.events import background, handler
-from control_room.state.paging import KeysetPages
+from control_room.state.paging import KeysetPages, filter_setter
 from control_room.state.rows import ArtifactRow
 from control_room.storage import VerifyResult
 
@@ -95,17 +95,12 @@ class ArtifactsState(KeysetPages, SessionState):
     async def open_page(self) -> AsyncIterator[Any]:
         """Page load: take ``?run=`` and ``?artifact=`` from the URL, then list (and open the preview)."""
         async with self:
-            query = self.router.url.query_parameters
-            self.run_filter = query.get("run", "")
-            wanted = query.get("artifact", "")
+            self.run_filter = self.router.url.query_parameters.get("run", "")
             # The preview is open only when the URL asks for it: a reload, Back or a later visit never
             # reopens the one looked at before.
             self.preview_open = False
-            self._reset_pages()
-        async for event in self._list():
+        async for event in self._open_first_page("artifact", ArtifactsState.open_preview):
             yield event
-        if wanted:
-            yield ArtifactsState.open_preview(wanted)
 
     async def _list(self) -> AsyncIterator[Any]:
         async with self:
@@ -127,24 +122,13 @@ class ArtifactsState(KeysetPages, SessionState):
         async for event in self._load_page(read, show):
             yield event
 
-    @handler
-    def set_text(self, value: str) -> Any:
-        """Filter by name."""
-        self.text = value[:200]
-        self.page = 1
-        return ArtifactsState.load
+    set_text = filter_setter("text", longest=200)  # by name
 
     @handler
     def clear_run_filter(self) -> Any:
         """Show artifacts of every run again."""
         self.run_filter = ""
-        self.page = 1
-        return [rx.redirect(routes.ARTIFACTS), ArtifactsState.load]
-
-    @handler
-    def restart(self) -> Any:
-        """First page (after a project or environment switch)."""
-        return self._first_page()
+        return [rx.redirect(routes.ARTIFACTS), self._first_page()]
 
     # Preview ------------------------------------------------------------------------------------
 

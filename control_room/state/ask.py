@@ -17,6 +17,7 @@ from control_room.components.dashboard_figures import chart_figure
 from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, setter
+from control_room.state.rows import Translation
 from control_room.storage import get_store
 
 RUN_DEADLINE_S = 180.0
@@ -30,10 +31,7 @@ class AskState(SessionState):
 
     question: rx.Field[str] = rx.field("")
     sql: rx.Field[str] = rx.field("")
-    message: rx.Field[str] = rx.field("")
-    refused: rx.Field[bool] = rx.field(False)
-    provider: rx.Field[str] = rx.field("")
-    question_id: rx.Field[str] = rx.field("")
+    translation: rx.Field[Translation] = rx.field(default_factory=Translation)
     run_id: rx.Field[str] = rx.field("")
     run_status: rx.Field[str] = rx.field("")
     columns: rx.Field[list[str]] = rx.field(default_factory=list)
@@ -74,9 +72,9 @@ class AskState(SessionState):
             return
         async with self:
             self.busy = False
-            self.sql, self.message = translation.sql or "", translation.message
-            self.refused, self.provider = translation.refused, translation.provider
-            self.question_id, self.run_id, self.run_status = str(question_id), "", ""
+            self.sql, self.run_id, self.run_status = translation.sql or "", "", ""
+            self.translation = Translation(str(question_id), translation.provider, translation.refused,
+                                           translation.message)  # fmt: skip
             self.columns, self.rows, self.has_chart, self.feedback_given = [], [], False, ""
 
     @background
@@ -84,9 +82,9 @@ class AskState(SessionState):
         """Run the reviewed SQL as a DuckDB SQL task on an agent, wait for it, then show its result."""
         signed = await self.signed_in()
         async with self:
-            if signed is None or signed.project_id is None or self.busy or not self.question_id:
+            if signed is None or signed.project_id is None or self.busy or not self.translation.question_id:
                 return
-            self.busy, self.error, sql, question_id = True, "", self.sql, uuid.UUID(self.question_id)
+            self.busy, self.error, sql, question_id = True, "", self.sql, uuid.UUID(self.translation.question_id)
         try:
             async with as_user(signed.principal) as conn:
                 policy = await nl2sql.access_policy(conn, project_id=signed.project_id)
@@ -146,9 +144,9 @@ class AskState(SessionState):
         """Mark the SQL correct, or wrong with the SQL as edited now (the fixed SQL)."""
         signed = await self.signed_in()
         async with self:
-            if signed is None or not self.question_id:
+            if signed is None or not self.translation.question_id:
                 return
-            question_id, sql = uuid.UUID(self.question_id), self.sql
+            question_id, sql = uuid.UUID(self.translation.question_id), self.sql
         try:
             async with as_user(signed.principal) as conn:
                 await nl2sql.give_feedback(conn, question_id=question_id, correct=correct,

@@ -24,7 +24,7 @@ from control_room.db.tables import Notification
 from control_room.services import notifications
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, as_user
-from control_room.state.events import background
+from control_room.state.events import background, exclusive
 from control_room.state.rows import BellItem
 
 RECENT = 10
@@ -73,29 +73,21 @@ class BellState(SessionState):
             yield BellState.watch
 
     @background
+    @exclusive("_watching")
     async def watch(self) -> None:
         """Re-read the bell whenever this user's notifications change, while the page is open."""
         async with self:
-            if self._watching or not self._user_id:
-                return
-            self._watching = True
             user_id = self._user_id
+        if not user_id:
+            return
 
         async def page_open() -> bool:
             async with self:
                 return self._user_id == user_id and time.monotonic() - self._seen_at <= WATCH_IDLE_SECONDS
 
-        try:
-            await notify.watch(
-                NOTIFICATIONS_CHANNEL,
-                user_id,
-                wait_s=WATCH_WAIT_SECONDS,
-                still_wanted=page_open,
-                on_notify=self._refresh,
-            )
-        finally:
-            async with self:
-                self._watching = False
+        await notify.watch(
+            NOTIFICATIONS_CHANNEL, user_id, wait_s=WATCH_WAIT_SECONDS, still_wanted=page_open, on_notify=self._refresh
+        )
 
     async def _refresh(self) -> None:
         async def read(conn: AsyncConnection, signed: SignedIn) -> tuple[list[Notification], int]:

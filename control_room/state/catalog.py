@@ -13,8 +13,8 @@ from psycopg import AsyncConnection
 from control_room.services import catalog
 from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn, signed_in_event
-from control_room.state.events import background, handler, setter
-from control_room.state.paging import KeysetPages
+from control_room.state.events import background, setter
+from control_room.state.paging import KeysetPages, filter_setter
 from control_room.state.rows import CatalogRow, ColumnRow, LineRow
 
 PAGE_SIZE = 50
@@ -63,13 +63,8 @@ class CatalogState(KeysetPages, SessionState):
     @background
     async def open_page(self) -> AsyncIterator[Any]:
         """First page; opens the dataset named by ``?dataset=``."""
-        async with self:
-            wanted = self.router.url.query_parameters.get("dataset", "")
-            self._reset_pages()
-        async for event in self._list():
+        async for event in self._open_first_page("dataset", CatalogState.open_dataset):
             yield event
-        if wanted:
-            yield CatalogState.open_dataset(wanted)
 
     async def _list(self) -> AsyncIterator[Any]:
         async with self:
@@ -86,12 +81,7 @@ class CatalogState(KeysetPages, SessionState):
         async for event in self._load_page(read, show):
             yield event
 
-    @handler
-    def set_text(self, value: str) -> Any:
-        """Search by name, column, description, tag or owner."""
-        self.text = value[:200]
-        return self._first_page()
-
+    set_text = filter_setter("text", longest=200)  # by name, column, description, tag or owner
     set_panel_open = setter("panel_open")
 
     @signed_in_event

@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import reflex as rx
 import yaml
@@ -22,7 +22,18 @@ from control_room.db.connection import connect, database_url
 from control_room.services import caps, governance, routing
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
-from control_room.state.rows import CapRow, LimitRow, OwnerRow, RefusalRow, RuleRow, TaskLimitsRow, VerdictRow
+from control_room.state.rows import (
+    CapRow,
+    EffectiveForm,
+    LimitRow,
+    OwnerRow,
+    RefusalRow,
+    RuleRow,
+    SimForm,
+    SimResult,
+    TaskLimitsRow,
+    VerdictRow,
+)
 
 REFRESH_MS = 5000
 RECENT_SHOWN = 3  # refusals listed beside each cap (the API and CLI give 5)
@@ -32,6 +43,9 @@ EXAMPLE_SPEC = """tasks:
     sql: select 1
     timeout_s: 600
 """
+FormT = TypeVar("FormT", SimForm, EffectiveForm)
+LIST_FIELDS = ("labels", "tags", "required_labels", "escalation")  # of a rule: lists, ", "-joined in its row
+TRIMMED_FIELDS = ("name", "engine", "pool", "owner")  # of a rule, typed in the editor: spaces around dropped
 EDIT_FIELDS = (
     "name",
     "project",
@@ -59,24 +73,8 @@ def rule_row(rule: routing.RuleDraft, key: str) -> RuleRow:
     match = [f"project {_project_label(rule.project)}"] if rule.project else []
     match += [f"{n} {getattr(rule, n)}" for n in ("environment", "engine") if getattr(rule, n)]
     match += [f"label {v}" for v in rule.labels] + [f"tag {v}" for v in rule.tags]
-    return RuleRow(
-        key=key,
-        id=rule.id,
-        name=rule.name,
-        position=rule.position,
-        project=rule.project,
-        environment=rule.environment,
-        engine=rule.engine,
-        labels=_joined(rule.labels),
-        tags=_joined(rule.tags),
-        pool=rule.pool,
-        required_labels=_joined(rule.required_labels),
-        allow_pool_override=rule.allow_pool_override,
-        owner=rule.owner,
-        escalation=_joined(rule.escalation),
-        enabled=rule.enabled,
-        match=match or ["any task"],
-    )
+    values: dict[str, Any] = {n: _joined(v) if n in LIST_FIELDS else v for n, v in _draft_values(rule).items()}
+    return RuleRow(key=key, match=match or ["any task"], **values)
 
 
 def plain_row(row: RuleRow, **changes: Any) -> RuleRow:
@@ -88,22 +86,15 @@ def plain_row(row: RuleRow, **changes: Any) -> RuleRow:
 
 def rule_draft(row: RuleRow) -> routing.RuleDraft:
     """The draft rule of a table row."""
-    return routing.RuleDraft(
-        id=row.id,
-        name=row.name.strip(),
-        position=row.position,
-        project=row.project,
-        environment=row.environment,
-        engine=row.engine.strip(),
-        labels=routing.parse_list(row.labels),
-        tags=routing.parse_list(row.tags),
-        pool=row.pool.strip(),
-        required_labels=routing.parse_list(row.required_labels),
-        allow_pool_override=row.allow_pool_override,
-        owner=row.owner.strip(),
-        escalation=routing.parse_list(row.escalation),
-        enabled=row.enabled,
-    )
+    values = _draft_values(row)
+    values.update({name: routing.parse_list(values[name]) for name in LIST_FIELDS})
+    values.update({name: values[name].strip() for name in TRIMMED_FIELDS})
+    return routing.RuleDraft(**values)
+
+
+def _draft_values(rule: routing.RuleDraft | RuleRow) -> dict[str, Any]:
+    """The values of a rule's draft fields (a table row has them all, under the same names)."""
+    return {f.name: getattr(rule, f.name) for f in dataclasses.fields(routing.RuleDraft)}
 
 
 def cap_row(cap: caps.CapView, tightest: bool = False) -> CapRow:
@@ -194,6 +185,13 @@ def owner_rows(rules: list[routing.RuleDraft]) -> list[OwnerRow]:
     ]
 
 
+def with_field(form: FormT, name: str, value: str) -> FormT:
+    """``form`` with one field set (a name it does not have leaves it as it was)."""
+    if name not in {f.name for f in dataclasses.fields(form)}:
+        return form
+    return dataclasses.replace(form, **{name: value})
+
+
 def _read_drift(slug: str) -> governance.Drift:
     # The bundle code reads on a synchronous connection; membership was checked as the user first.
     with connect(database_url()) as conn:
@@ -225,30 +223,15 @@ class GovernanceState(SessionState):
     is_applying: rx.Field[bool] = rx.field(False)
     projects_in_org: rx.Field[list[str]] = rx.field(default_factory=list)
     # Simulator
-    sim_project: rx.Field[str] = rx.field("")
-    sim_environment: rx.Field[str] = rx.field("prod")
-    sim_engine: rx.Field[str] = rx.field("spark")
-    sim_labels: rx.Field[str] = rx.field("")
-    sim_tags: rx.Field[str] = rx.field("")
-    sim_ran: rx.Field[bool] = rx.field(False)
-    sim_rule: rx.Field[str] = rx.field("")
-    sim_pool: rx.Field[str] = rx.field("")
-    sim_labels_required: rx.Field[str] = rx.field("")
-    sim_verdicts: rx.Field[list[VerdictRow]] = rx.field(default_factory=list)
-    sim_executors: rx.Field[list[str]] = rx.field(default_factory=list)
-    sim_caps: rx.Field[list[CapRow]] = rx.field(default_factory=list)
-    sim_waits: rx.Field[list[str]] = rx.field(default_factory=list)
-    sim_on_draft: rx.Field[bool] = rx.field(False)
+    sim_form: rx.Field[SimForm] = rx.field(default_factory=SimForm)
+    sim: rx.Field[SimResult] = rx.field(default_factory=SimResult)
     # Caps
     caps: rx.Field[list[CapRow]] = rx.field(default_factory=list)
     cap_open: rx.Field[bool] = rx.field(False)
     cap_form: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
     cap_error: rx.Field[str] = rx.field("")
     # Effective caps for a spec
-    eff_project: rx.Field[str] = rx.field("")
-    eff_environment: rx.Field[str] = rx.field("prod")
-    eff_spec: rx.Field[str] = rx.field(EXAMPLE_SPEC)
-    eff_template: rx.Field[str] = rx.field("")
+    eff_form: rx.Field[EffectiveForm] = rx.field(default_factory=lambda: EffectiveForm(spec=EXAMPLE_SPEC))
     eff_templates: rx.Field[list[str]] = rx.field(default_factory=list)
     eff_tasks: rx.Field[list[TaskLimitsRow]] = rx.field(default_factory=list)
     eff_error: rx.Field[str] = rx.field("")
@@ -301,10 +284,11 @@ class GovernanceState(SessionState):
             self.error = ""
             self._org_id, self.org, self.can_edit = str(org_id), matrix.org, can_edit
             self.projects_in_org = sorted(matrix.projects)
-            if not self.sim_project and matrix.projects:
-                self.sim_project = sorted(matrix.projects)[0]
-            if not self.eff_project and matrix.projects:
-                self.eff_project = sorted(matrix.projects)[0]
+            first_project = min(matrix.projects, default="")
+            if not self.sim_form.project:
+                self.sim_form = with_field(self.sim_form, "project", first_project)
+            if not self.eff_form.project:
+                self.eff_form = with_field(self.eff_form, "project", first_project)
             self._templates = {f"{slug}/{name}": (slug, spec) for slug, name, spec in templates}
             self.eff_templates = list(self._templates)
             self._matrix = matrix
@@ -533,19 +517,19 @@ class GovernanceState(SessionState):
 
     @handler
     def set_sim(self, name: str, value: str) -> None:
-        setattr(self, f"sim_{name}", value)
+        self.sim_form = with_field(self.sim_form, name, value)
 
     @background
     async def simulate(self) -> AsyncIterator[Any]:
         """Where such a task goes under the draft matrix, why earlier rules did not match, and what applies."""
         async with self:
-            matrix, drafts, dirty = self._matrix, self._drafts(), self.dirty
+            matrix, drafts, dirty, form = self._matrix, self._drafts(), self.dirty, self.sim_form
             probe = routing.TaskProbe(
-                self.sim_project,
-                self.sim_environment,
-                self.sim_engine.strip(),
-                tuple(routing.parse_list(self.sim_labels)),
-                tuple(routing.parse_list(self.sim_tags)),
+                form.project,
+                form.environment,
+                form.engine.strip(),
+                tuple(routing.parse_list(form.labels)),
+                tuple(routing.parse_list(form.tags)),
             )
         if matrix is None:
             return
@@ -557,16 +541,20 @@ class GovernanceState(SessionState):
             return
         sim = found.value
         async with self:
-            self.sim_ran, self.sim_on_draft = True, dirty
-            self.sim_rule, self.sim_pool = sim.route.rule, sim.route.pool
-            self.sim_labels_required = _joined(list(sim.route.required_labels))
-            self.sim_verdicts = [
-                VerdictRow(v.name, v.matched, "; ".join(v.reasons) if not v.matched else "matches")
-                for v in sim.route.verdicts
-            ]
-            self.sim_executors = [e.name for e in sim.executors]
-            self.sim_caps = [cap_row(c, t) for c, t in sim.caps]
-            self.sim_waits = sim.waits
+            self.sim = SimResult(
+                ran=True,
+                on_draft=dirty,
+                rule=sim.route.rule,
+                pool=sim.route.pool,
+                labels_required=_joined(list(sim.route.required_labels)),
+                verdicts=[
+                    VerdictRow(v.name, v.matched, "; ".join(v.reasons) if not v.matched else "matches")
+                    for v in sim.route.verdicts
+                ],
+                executors=[e.name for e in sim.executors],
+                caps=[cap_row(c, t) for c, t in sim.caps],
+                waits=sim.waits,
+            )
 
     # Caps ----------------------------------------------------------------------------------------------
 
@@ -680,7 +668,7 @@ class GovernanceState(SessionState):
 
     @handler
     def set_eff(self, name: str, value: str) -> None:
-        setattr(self, f"eff_{name}", value)
+        self.eff_form = with_field(self.eff_form, name, value)
 
     @handler
     def pick_template(self, value: str) -> None:
@@ -688,14 +676,15 @@ class GovernanceState(SessionState):
         picked = self._templates.get(value)
         if picked is None:
             return
-        self.eff_template, self.eff_project = value, picked[0]
-        self.eff_spec = yaml.safe_dump(picked[1], sort_keys=False)
+        spec = yaml.safe_dump(picked[1], sort_keys=False)
+        self.eff_form = dataclasses.replace(self.eff_form, template=value, project=picked[0], spec=spec)
 
     @signed_in_event
     async def show_effective(self, signed: SignedIn) -> None:
         """Which limits apply to each task of the pasted or picked spec, and which is tightest of each kind."""
         async with self:
-            org_id, project, environment, text = self._org_id, self.eff_project, self.eff_environment, self.eff_spec
+            org_id, form = self._org_id, self.eff_form
+            project, environment, text = form.project, form.environment, form.spec
         if not org_id:
             return
         try:

@@ -3,6 +3,7 @@ metric charts, compare of 2-10 runs, run detail) and the model registry with its
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,7 +19,15 @@ from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.paging import KeysetPages
-from control_room.state.rows import CompareParam, ExperimentRow, KeyValue, MlflowRunRow, ModelRow, ModelVersionRow
+from control_room.state.rows import (
+    AliasForm,
+    CompareParam,
+    ExperimentRow,
+    KeyValue,
+    MlflowRunRow,
+    ModelRow,
+    ModelVersionRow,
+)
 
 PAGE_SIZE = 25
 MAX_COLUMNS = 8
@@ -364,9 +373,7 @@ class ModelsState(KeysetPages, SessionState):
     model_description: rx.Field[str] = rx.field("")
     model_aliases: rx.Field[list[KeyValue]] = rx.field(default_factory=list)
     versions: rx.Field[list[ModelVersionRow]] = rx.field(default_factory=list)
-    alias: rx.Field[str] = rx.field("champion")
-    alias_version: rx.Field[str] = rx.field("")
-    gate_metric: rx.Field[str] = rx.field("")
+    form: rx.Field[AliasForm] = rx.field(default_factory=AliasForm)
     message: rx.Field[str] = rx.field("")
     alias_error: rx.Field[str] = rx.field("")
     saving: rx.Field[bool] = rx.field(False)
@@ -413,18 +420,18 @@ class ModelsState(KeysetPages, SessionState):
             self.model, self.model_description = value["name"], value["description"]
             self.model_aliases = [KeyValue(a, v) for a, v in sorted(value["aliases"].items())]
             self.versions = [version_row(v) for v in value["versions"]]
-            if self.alias_version not in self.version_choices:
-                self.alias_version = self.versions[0].version if self.versions else ""
+            if self.form.version not in self.version_choices:
+                self.form = dataclasses.replace(self.form, version=self.versions[0].version if self.versions else "")
 
         await self._read_shown(read, show)
         yield
 
-    set_alias = setter("alias")
-    set_alias_version = setter("alias_version")
-
     @handler
-    def set_gate_metric(self, value: str) -> None:
-        self.gate_metric = value.strip()[:250]
+    def set_form(self, field: str, value: str) -> None:
+        """The alias, the version or the check metric (a metric name: trimmed, 250 characters at most)."""
+        if field in {f.name for f in dataclasses.fields(AliasForm)}:
+            value = value.strip()[:250] if field == "gate_metric" else value
+            self.form = dataclasses.replace(self.form, **{field: value})
 
     @background
     @exclusive("saving")
@@ -432,7 +439,7 @@ class ModelsState(KeysetPages, SessionState):
         """Point the alias at the version (role-checked and audited by the service and SQL)."""
         async with self:
             self.message, self.alias_error = "", ""
-            model, alias, version, gate = self.model, self.alias, self.alias_version, self.gate_metric
+            model, alias, version, gate = self.model, self.form.alias, self.form.version, self.form.gate_metric
 
         async def write(conn: AsyncConnection, signed: SignedIn) -> Any:
             return await ml_tracking.set_model_alias(

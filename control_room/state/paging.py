@@ -66,6 +66,17 @@ class KeysetPages(rx.State, mixin=True):
         self._reset_pages()
         return self._reload()
 
+    async def _open_first_page(self, param: str, open_item: Callable[[str], Any]) -> AsyncIterator[Any]:
+        """A page load: the first page, then the event ``open_item`` of the item that the address's ``?<param>=``
+        names (when it names one)."""
+        async with self:
+            wanted = self.router.url.query_parameters.get(param, "")
+            self._reset_pages()
+        async for event in self._list():
+            yield event
+        if wanted:
+            yield open_item(wanted)
+
     async def _load_page(
         self, read: PageRead[R], show: Callable[[list[R]], None], *, needs_project: bool = True
     ) -> AsyncIterator[Any]:
@@ -105,3 +116,17 @@ class KeysetPages(rx.State, mixin=True):
             self.page -= 1
             return self._reload()
         return None
+
+
+def filter_setter(var: str, *, longest: int | None = None) -> Any:
+    """A regular event handler ``set_<var>`` for a filter of a ``KeysetPages`` list (a search box, a select): it
+    stores the value it is given in the state var ``var`` (a text cut to ``longest`` characters), then shows the
+    first page again. Assign it to the class attribute of the same name: ``set_text = filter_setter("text")``."""
+
+    def set_filter(self: Any, value: str) -> Any:  # not self: KeysetPages, which Reflex reads as another state
+        setattr(self, var, value if longest is None else value[:longest])
+        return self._first_page()
+
+    # Reflex names an event after its function's qualified name: it must be the attribute's.
+    set_filter.__name__ = set_filter.__qualname__ = f"set_{var}"
+    return handler(set_filter)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import time
+from typing import Any
 
 import reflex as rx
 from psycopg import AsyncConnection
@@ -12,12 +14,16 @@ from control_room.db.tables import NotificationPreferences
 from control_room.services import alerts, notifications
 from control_room.services.errors import Invalid
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler, setter
+from control_room.state.events import background, exclusive, handler
+from control_room.state.rows import PreferencesForm
 
 CHANNELS = ("email", "in_app", "webhook")
 SEVERITIES = ("info", "warning", "critical")
-# The list preferences whose values checkboxes and switches toggle one at a time.
+# The form's fields by how the page changes them: list values that checkboxes and switches toggle one at a
+# time, texts typed or chosen, and flags checked.
 LISTS = ("channels", "subscribed_jobs", "muted_jobs", "subscribed_projects")
+TEXTS = ("webhook_url", "quiet_start", "quiet_end", "timezone", "min_severity")
+FLAGS = ("critical_overrides_quiet", "digest_info")
 
 
 def _clock(value: time | None) -> str:
@@ -33,20 +39,35 @@ def _time(text: str, field: str) -> str | None:
         raise Invalid(f"{field.replace('_', ' ')} must be a time such as 22:00", field=field) from exc
 
 
+def preferences_form(row: NotificationPreferences) -> PreferencesForm:
+    """The form showing a user's stored preferences."""
+    return PreferencesForm(
+        channels=list(row.channels), webhook_url=row.webhook_url or "", min_severity=row.min_severity,
+        quiet_start=_clock(row.quiet_start), quiet_end=_clock(row.quiet_end), timezone=row.timezone,
+        critical_overrides_quiet=row.critical_overrides_quiet, digest_info=row.digest_info,
+        subscribed_jobs=list(row.subscribed_jobs), subscribed_projects=[str(p) for p in row.subscribed_projects],
+        muted_jobs=list(row.muted_jobs),
+    )  # fmt: skip
+
+
+def written_preferences(form: PreferencesForm) -> dict[str, Any]:
+    """The preferences to write, as the SQL function takes them; Invalid when the quiet hours or the personal
+    webhook are not usable."""
+    quiet = (_time(form.quiet_start, "quiet_start"), _time(form.quiet_end, "quiet_end"))
+    if (quiet[0] is None) != (quiet[1] is None):
+        raise Invalid("quiet hours need both a start and an end (or neither)", field="quiet_end")
+    if "webhook" in form.channels and not form.webhook_url.startswith(("http://", "https://")):
+        raise Invalid("a personal webhook needs an http(s) URL", field="webhook_url")
+    return dataclasses.asdict(form) | {
+        "webhook_url": form.webhook_url or None, "quiet_start": quiet[0], "quiet_end": quiet[1],
+        "timezone": form.timezone or "UTC",
+    }  # fmt: skip
+
+
 class PreferencesState(SessionState):
     """Channels, minimum severity, quiet hours, digest, subscriptions and muted jobs."""
 
-    channels: rx.Field[list[str]] = rx.field(default_factory=lambda: ["email", "in_app"])
-    webhook_url: rx.Field[str] = rx.field("")
-    min_severity: rx.Field[str] = rx.field("info")
-    quiet_start: rx.Field[str] = rx.field("")
-    quiet_end: rx.Field[str] = rx.field("")
-    timezone: rx.Field[str] = rx.field("UTC")
-    critical_overrides_quiet: rx.Field[bool] = rx.field(True)
-    digest_info: rx.Field[bool] = rx.field(False)
-    subscribed_jobs: rx.Field[list[str]] = rx.field(default_factory=list)
-    subscribed_projects: rx.Field[list[str]] = rx.field(default_factory=list)
-    muted_jobs: rx.Field[list[str]] = rx.field(default_factory=list)
+    form: rx.Field[PreferencesForm] = rx.field(default_factory=PreferencesForm)
     jobs: rx.Field[list[str]] = rx.field(default_factory=list)
     error: rx.Field[str] = rx.field("")
     saved: rx.Field[str] = rx.field("")
@@ -67,72 +88,50 @@ class PreferencesState(SessionState):
             org, prefs, jobs = found
             self._org_id = str(org)
             self.saved = ""
-            self._apply(prefs)
-            self.jobs = sorted({*jobs, *self.subscribed_jobs, *self.muted_jobs})
+            self.form = preferences_form(prefs)
+            self.jobs = sorted({*jobs, *self.form.subscribed_jobs, *self.form.muted_jobs})
 
         await self._read_shown(read, show, signed=signed)
 
-    def _apply(self, row: NotificationPreferences) -> None:
-        self.channels = list(row.channels)
-        self.webhook_url = row.webhook_url or ""
-        self.min_severity = row.min_severity
-        self.quiet_start, self.quiet_end = _clock(row.quiet_start), _clock(row.quiet_end)
-        self.timezone = row.timezone
-        self.critical_overrides_quiet = row.critical_overrides_quiet
-        self.digest_info = row.digest_info
-        self.subscribed_jobs = list(row.subscribed_jobs)
-        self.subscribed_projects = [str(p) for p in row.subscribed_projects]
-        self.muted_jobs = list(row.muted_jobs)
+    def _change(self, name: str, value: Any) -> None:
+        self.form = dataclasses.replace(self.form, **{name: value})
 
     @handler
     def toggle(self, name: str, value: str, on: bool) -> None:
         """Check or uncheck one value of a list preference: a channel, a subscribed or muted job, a project."""
         if name not in LISTS or (name == "channels" and value not in CHANNELS):
             return
-        values: list[str] = getattr(self, name)
-        setattr(self, name, sorted({*values, value}) if on else [v for v in values if v != value])
+        values: list[str] = getattr(self.form, name)
+        self._change(name, sorted({*values, value}) if on else [v for v in values if v != value])
 
     @handler
     def set_text(self, name: str, value: str) -> None:
-        if name in ("webhook_url", "quiet_start", "quiet_end", "timezone", "min_severity"):
-            setattr(self, name, value.strip()[:500])
+        if name in TEXTS:
+            self._change(name, value.strip()[:500])
 
-    set_critical_overrides_quiet = setter("critical_overrides_quiet")
-    set_digest_info = setter("digest_info")
+    @handler
+    def set_flag(self, name: str, on: bool) -> None:
+        if name in FLAGS:
+            self._change(name, bool(on))
 
     @background
+    @exclusive("is_saving")
     async def save(self) -> None:
         """Write the preferences as the user themself (the SQL refuses anyone else, admins included)."""
         async with self:
-            if self.is_saving or not self._org_id:
+            if not self._org_id:
                 return
-            self.is_saving = True
-            org = uuid.UUID(self._org_id)
-            try:
-                quiet = (_time(self.quiet_start, "quiet_start"), _time(self.quiet_end, "quiet_end"))
-                if (quiet[0] is None) != (quiet[1] is None):
-                    raise Invalid("quiet hours need both a start and an end (or neither)", field="quiet_end")
-                if "webhook" in self.channels and not self.webhook_url.startswith(("http://", "https://")):
-                    raise Invalid("a personal webhook needs an http(s) URL", field="webhook_url")
-                prefs = {
-                    "channels": self.channels, "webhook_url": self.webhook_url or None,
-                    "min_severity": self.min_severity, "quiet_start": quiet[0], "quiet_end": quiet[1],
-                    "timezone": self.timezone or "UTC", "critical_overrides_quiet": self.critical_overrides_quiet,
-                    "digest_info": self.digest_info, "subscribed_jobs": self.subscribed_jobs,
-                    "subscribed_projects": self.subscribed_projects, "muted_jobs": self.muted_jobs,
-                }  # fmt: skip
-                problem = ""
-            except Invalid as exc:
-                problem = problem_text(exc)
-        error, saved = problem, ""
+            org, form = uuid.UUID(self._org_id), self.form
+        error, saved = "", ""
         signed = await self.signed_in()
-        if not problem and signed is not None:
-            user = signed.principal.user_id
-            try:
+        try:
+            prefs = written_preferences(form)
+            if signed is not None:
+                user = signed.principal.user_id
                 async with as_user(signed.principal) as conn:
                     await notifications.put_preferences(conn, org_id=org, user_id=user, actor_id=user, prefs=prefs)
                 saved = "Saved."
-            except Exception as exc:
-                error = problem_text(exc)
+        except Exception as exc:
+            error = problem_text(exc)
         async with self:
-            self.is_saving, self.error, self.saved = False, error, saved
+            self.error, self.saved = error, saved

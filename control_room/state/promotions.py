@@ -16,7 +16,15 @@ from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.paging import KeysetPages
-from control_room.state.rows import CheckRow, DecisionRow, EvidenceRow, PipelineRow, RequestRow, StageCell
+from control_room.state.rows import (
+    CheckRow,
+    DecisionRow,
+    EvidenceRow,
+    PipelineRow,
+    PromotionView,
+    RequestRow,
+    StageCell,
+)
 
 PAGE_SIZE = 25
 STATUS_TONE = {"pending": "amber", "promoted": "green", "rejected": "red", "cancelled": "gray", "superseded": "gray"}
@@ -89,6 +97,33 @@ def check_row(check: dict[str, Any]) -> CheckRow:
     )  # fmt: skip
 
 
+def promotion_view(request: dict[str, Any], refusal: str | None) -> PromotionView:
+    """One request as its page shows it; ``refusal`` says why the caller may not decide (None: they may)."""
+    approvers = ", ".join(request["gate"].get("approvers") or []) or "project admins"
+    return PromotionView(
+        title=f"{request['job']} v{request['version']}: {_route(request)}",
+        status=request["status"],
+        tone=STATUS_TONE.get(request["status"], "gray"),
+        facts=[
+            ("Gate", request["gate_name"]),
+            ("Requested by", f"{request['requested_by']} · {_when(request['created_at'])}"),
+            ("Approvals", f"{request['approvals']} of {request['required_approvals']} (approvers: {approvers})"),
+            ("Evaluated", _when(request["evaluated_at"]) or "—"),
+            ("Comment", request["comment"] or "—"),
+        ],
+        checks=[check_row(c) for c in request["checks"]],
+        decisions=[
+            DecisionRow(d["decision"], d["actor"], d["comment"], _when(d["created_at"]),
+                        "expired: the evidence changed" if d["decision"] == "approve" and not d["in_force"] else "")
+            for d in request["decisions"]
+        ],
+        outcome=request["outcome"] or "",
+        may_decide=refusal is None,
+        refusal=refusal or "",
+        job_href=routes.job_detail(str(request["template_id"])),
+    )  # fmt: skip
+
+
 class PromotionsState(KeysetPages, SessionState):
     """The pipeline and the requests list of the current project (live while open)."""
 
@@ -150,19 +185,10 @@ class PromotionState(SessionState):
     """One request: its checks with evidence links, decisions, and the caller's Approve/Reject."""
 
     request_id: rx.Field[str] = rx.field("")
-    title: rx.Field[str] = rx.field("")
-    status: rx.Field[str] = rx.field("")
-    tone: rx.Field[str] = rx.field("gray")
-    facts: rx.Field[list[tuple[str, str]]] = rx.field(default_factory=list)
-    checks: rx.Field[list[CheckRow]] = rx.field(default_factory=list)
-    decisions: rx.Field[list[DecisionRow]] = rx.field(default_factory=list)
-    outcome: rx.Field[str] = rx.field("")
-    may_decide: rx.Field[bool] = rx.field(False)
-    refusal: rx.Field[str] = rx.field("")
+    view: rx.Field[PromotionView] = rx.field(default_factory=PromotionView)
     comment: rx.Field[str] = rx.field("")
     error: rx.Field[str] = rx.field("")
     notice: rx.Field[str] = rx.field("")
-    job_href: rx.Field[str] = rx.field("")
 
     @background
     async def open_page(self) -> AsyncIterator[Any]:
@@ -184,37 +210,13 @@ class PromotionState(SessionState):
                 self.error = problem_text(exc)
             return
         async with self:
-            self._show(request, refusal)
-
-    def _show(self, request: dict[str, Any], refusal: str | None) -> None:
-        self.title = f"{request['job']} v{request['version']}: {_route(request)}"
-        self.status = request["status"]
-        self.tone = STATUS_TONE.get(request["status"], "gray")
-        gate = request["gate"]
-        approvers = ", ".join(gate.get("approvers") or []) or "project admins"
-        self.facts = [
-            ("Gate", request["gate_name"]),
-            ("Requested by", f"{request['requested_by']} · {_when(request['created_at'])}"),
-            ("Approvals", f"{request['approvals']} of {request['required_approvals']} (approvers: {approvers})"),
-            ("Evaluated", _when(request["evaluated_at"]) or "—"),
-            ("Comment", request["comment"] or "—"),
-        ]
-        self.checks = [check_row(c) for c in request["checks"]]
-        self.decisions = [
-            DecisionRow(d["decision"], d["actor"], d["comment"], _when(d["created_at"]),
-                        "expired: the evidence changed" if d["decision"] == "approve" and not d["in_force"] else "")
-            for d in request["decisions"]
-        ]  # fmt: skip
-        self.outcome = request["outcome"] or ""
-        self.may_decide = refusal is None
-        self.refusal = refusal or ""
-        self.job_href = routes.job_detail(str(request["template_id"]))
+            self.view = promotion_view(request, refusal)
 
     set_comment = setter("comment", longest=2000)
 
     @handler
     def tick(self, _value: str) -> Any:
-        return PromotionState.load if self.status == "pending" else None
+        return PromotionState.load if self.view.status == "pending" else None
 
     @signed_in_event
     async def decide(self, signed: SignedIn, decision: str) -> AsyncIterator[Any]:

@@ -302,6 +302,60 @@ class OwnerRow:
     rule: str = ""
 
 
+@dataclasses.dataclass
+class SimForm:
+    """The routing simulator's task: where it is submitted and what it carries (lists comma separated)."""
+
+    project: str = ""
+    environment: str = "prod"
+    engine: str = "spark"
+    labels: str = ""
+    tags: str = ""
+
+
+@dataclasses.dataclass
+class SimResult:
+    """Where the simulated task goes, why the earlier rules did not match it, and what would hold it."""
+
+    ran: bool = False
+    on_draft: bool = False  # simulated on an unapplied draft
+    rule: str = ""
+    pool: str = ""
+    labels_required: str = ""
+    verdicts: list[VerdictRow] = dataclasses.field(default_factory=list)
+    executors: list[str] = dataclasses.field(default_factory=list)
+    caps: list[CapRow] = dataclasses.field(default_factory=list)
+    waits: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class EffectiveForm:
+    """The effective-caps panel's spec (pasted, or a job template's) and where it would run."""
+
+    project: str = ""
+    environment: str = "prod"
+    spec: str = ""
+    template: str = ""  # the job template picked ("project/name"), if any
+
+
+# job.backfills
+NO_SCHEDULE = "none"  # the backfill's step is its own, not a schedule's cron (Radix selects hold no empty value)
+
+
+@dataclasses.dataclass
+class BackfillForm:
+    """The backfill form's inputs, as typed (read when the backfill is created)."""
+
+    start: str = ""
+    end: str = ""
+    step: str = "1d"
+    schedule: str = NO_SCHEDULE
+    concurrency: str = "2"
+    order: str = "oldest_first"
+    environment: str = "dev"
+    params: str = "{}"
+
+
 # job.rows
 @dataclasses.dataclass
 class JobHeader:
@@ -504,6 +558,15 @@ class ModelVersionRow:
     created: str = ""
 
 
+@dataclasses.dataclass
+class AliasForm:
+    """The alias form: which alias, the version it should point at, and the metric to check (optional)."""
+
+    alias: str = "champion"
+    version: str = ""
+    gate_metric: str = ""
+
+
 # policies
 @dataclasses.dataclass
 class PolicyRow:
@@ -582,6 +645,22 @@ class DecisionRow:
     note: str = ""
 
 
+@dataclasses.dataclass
+class PromotionView:
+    """One request's page: what it asks, its facts, checks and decisions, and whether the caller may decide."""
+
+    title: str = ""
+    status: str = ""
+    tone: str = "gray"
+    facts: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    checks: list[CheckRow] = dataclasses.field(default_factory=list)
+    decisions: list[DecisionRow] = dataclasses.field(default_factory=list)
+    outcome: str = ""
+    may_decide: bool = False
+    refusal: str = ""
+    job_href: str = ""
+
+
 # run_detail.panel
 @dataclasses.dataclass
 class DatasetRow:
@@ -591,6 +670,17 @@ class DatasetRow:
     name: str = ""
     namespace: str = ""
     href: str = ""
+
+
+@dataclasses.dataclass
+class PanelTask:
+    """The task the panel is open on: its engine and state, its spec as submitted (pretty JSON), and the run
+    whose outcome it reused (a link, "" when none)."""
+
+    engine: str = ""
+    status: str = ""
+    spec: str = ""
+    reused_href: str = ""
 
 
 # run_detail.rows
@@ -735,3 +825,76 @@ class ReplicaRow:
     restarts: str = ""
     run_href: str = ""
     error: str = ""
+
+
+@dataclasses.dataclass
+class EndpointForm:
+    """What an operator typed: the create form (name, registered model, version, replicas) and the canary bar."""
+
+    name: str = ""
+    model: str = "churn-classifier"
+    version: str = "1"
+    replicas: str = "1"
+    canary_version: str = ""
+    canary_percent: str = "10"
+
+
+@dataclasses.dataclass
+class EndpointDetail:
+    """The open endpoint's header: its id, health, traffic split, request totals and its first replica's logs."""
+
+    id: str = ""
+    health: str = ""
+    traffic: str = ""
+    totals: str = ""
+    logs_href: str = ""
+
+
+@dataclasses.dataclass
+class TryAnswer:
+    """The proxy's answer to "try it": its body (indented when JSON) and which replica of which model sent it."""
+
+    body: str = ""
+    meta: str = ""
+
+
+# preferences
+@dataclasses.dataclass
+class PreferencesForm:
+    """The notification preferences as the page edits them (quiet hours as HH:MM text, projects as ids)."""
+
+    channels: list[str] = dataclasses.field(default_factory=lambda: ["email", "in_app"])
+    webhook_url: str = ""
+    min_severity: str = "info"
+    quiet_start: str = ""
+    quiet_end: str = ""
+    timezone: str = "UTC"
+    critical_overrides_quiet: bool = True
+    digest_info: bool = False
+    subscribed_jobs: list[str] = dataclasses.field(default_factory=list)
+    subscribed_projects: list[str] = dataclasses.field(default_factory=list)
+    muted_jobs: list[str] = dataclasses.field(default_factory=list)
+
+
+# ask
+@dataclasses.dataclass
+class Translation:
+    """A question's translation as recorded: its id, the translator that made it, and whether it refused (why)."""
+
+    question_id: str = ""
+    provider: str = ""
+    refused: bool = False
+    message: str = ""
+
+
+# superset
+@dataclasses.dataclass
+class SupersetEmbed:
+    """What the embed page shows: the saved dashboard's slug, its embedded id at Superset's address with the
+    guest token minted for the user, and a note on the row filters that apply."""
+
+    slug: str = ""
+    embedded_uuid: str = ""
+    superset_url: str = ""
+    guest_token: str = ""
+    rls_note: str = ""

@@ -4,6 +4,7 @@ prediction through the proxy."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,9 +20,9 @@ from control_room.db.connection import get_pool
 from control_room.services import serving
 from control_room.services.serving_proxy import proxy_for
 from control_room.state.base import SignedIn, problem_text, signed_in_event
-from control_room.state.events import background, exclusive, setter
+from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.ml import MlBase
-from control_room.state.rows import EndpointRow, ReplicaRow
+from control_room.state.rows import EndpointDetail, EndpointForm, EndpointRow, ReplicaRow, TryAnswer
 
 T = TypeVar("T")
 DEMO_BODY = json.dumps(
@@ -60,38 +61,27 @@ class EndpointsState(MlBase):
     """The project's endpoints, the selected one's detail and stats, the create form and "try it"."""
 
     rows: rx.Field[list[EndpointRow]] = rx.field(default_factory=list)
-    selected: rx.Field[str] = rx.field("")
-    selected_id: rx.Field[str] = rx.field("")
-    health: rx.Field[str] = rx.field("")
-    traffic: rx.Field[str] = rx.field("")
+    selected: rx.Field[str] = rx.field("")  # the open endpoint's name (refresh opens it again)
+    detail: rx.Field[EndpointDetail] = rx.field(default_factory=EndpointDetail)
     replicas: rx.Field[list[ReplicaRow]] = rx.field(default_factory=list)
-    totals: rx.Field[str] = rx.field("")
     chart: rx.Field[go.Figure] = rx.field(default_factory=go.Figure)
-    logs_href: rx.Field[str] = rx.field("")
-    # Create form
-    new_name: rx.Field[str] = rx.field("")
-    new_model: rx.Field[str] = rx.field("churn-classifier")
-    new_version: rx.Field[str] = rx.field("1")
-    new_replicas: rx.Field[str] = rx.field("1")
-    canary_version: rx.Field[str] = rx.field("")
-    canary_percent: rx.Field[str] = rx.field("10")
+    form: rx.Field[EndpointForm] = rx.field(default_factory=EndpointForm)
     message: rx.Field[str] = rx.field("")
     action_error: rx.Field[str] = rx.field("")
     confirm_delete: rx.Field[bool] = rx.field(False)
     # Try it
     body: rx.Field[str] = rx.field(DEMO_BODY)
-    answer: rx.Field[str] = rx.field("")
-    answer_meta: rx.Field[str] = rx.field("")
+    answer: rx.Field[TryAnswer] = rx.field(default_factory=TryAnswer)
     sending: rx.Field[bool] = rx.field(False)
 
-    set_new_name = setter("new_name")
-    set_new_model = setter("new_model")
-    set_new_version = setter("new_version")
-    set_new_replicas = setter("new_replicas")
-    set_canary_version = setter("canary_version")
-    set_canary_percent = setter("canary_percent")
     set_body = setter("body")
     set_confirm_delete = setter("confirm_delete")
+
+    @handler
+    def set_form(self, field: str, value: str) -> None:
+        """One input of the create form or the canary bar."""
+        if field in {f.name for f in dataclasses.fields(EndpointForm)}:
+            self.form = dataclasses.replace(self.form, **{field: value})
 
     @rx.event
     def ask_delete(self) -> None:
@@ -151,9 +141,7 @@ class EndpointsState(MlBase):
             if value is None:
                 return
             detail, stats = value
-            self.selected, self.selected_id = detail["name"], str(detail["id"])
-            self.health = detail["health"]
-            self.traffic = _traffic(detail["routes"])
+            self.selected = detail["name"]
             self.replicas = [
                 ReplicaRow(
                     f"{r['model_name']} v{r['model_version']}", str(r["replica_index"]),
@@ -163,12 +151,13 @@ class EndpointsState(MlBase):
                 )
                 for r in detail["replica_list"]
             ]  # fmt: skip
-            self.logs_href = self.replicas[0].run_href if self.replicas else ""
             p50, p95 = stats["latency_p50_ms"], stats["latency_p95_ms"]
-            self.totals = (
+            totals = (
                 f"{stats['requests']} requests in 30 min · error rate {stats['error_rate'] * 100:.1f}% · "
                 f"p50 {p50 if p50 is not None else '—'} ms · p95 {p95 if p95 is not None else '—'} ms"
             )
+            self.detail = EndpointDetail(str(detail["id"]), detail["health"], _traffic(detail["routes"]), totals,
+                                         self.replicas[0].run_href if self.replicas else "")  # fmt: skip
             self.chart = stats_figure(stats)
         yield
 
@@ -183,8 +172,9 @@ class EndpointsState(MlBase):
     async def create(self) -> AsyncIterator[Any]:
         """Create the endpoint of the form (operators)."""
         async with self:
-            name, model, version = self.new_name.strip(), self.new_model.strip(), self.new_version.strip()
-            replicas = int(self.new_replicas) if self.new_replicas.isdigit() else 1
+            form = self.form
+            name, model, version = form.name.strip(), form.model.strip(), form.version.strip()
+            replicas = int(form.replicas) if form.replicas.isdigit() else 1
 
         async def work(conn: AsyncConnection, signed: SignedIn) -> Any:
             assert signed.project_id is not None
@@ -202,8 +192,8 @@ class EndpointsState(MlBase):
     async def change(self, action: str) -> AsyncIterator[Any]:
         """canary, promote, rollback, stop or start the open endpoint (operators)."""
         async with self:
-            endpoint_id = uuid.UUID(self.selected_id)
-            version, percent = self.canary_version.strip(), self.canary_percent.strip()
+            endpoint_id = uuid.UUID(self.detail.id)
+            version, percent = self.form.canary_version.strip(), self.form.canary_percent.strip()
 
         async def work(conn: AsyncConnection, _signed: SignedIn) -> Any:
             if action == "canary":
@@ -222,7 +212,7 @@ class EndpointsState(MlBase):
     async def delete(self, _signed: SignedIn) -> None:
         """Delete the open endpoint (operators): its replicas stop and its tokens stop working."""
         async with self:
-            endpoint_id, name = uuid.UUID(self.selected_id), self.selected
+            endpoint_id, name = uuid.UUID(self.detail.id), self.selected
             self.confirm_delete = False
 
         async def work(conn: AsyncConnection, _signed: SignedIn) -> Any:
@@ -234,7 +224,7 @@ class EndpointsState(MlBase):
             self.action_error = error
             self.message = f"endpoint {name} deleted: its replicas are stopping" if value is not None else ""
             if value is not None:
-                self.selected, self.selected_id, self.replicas, self.answer, self.answer_meta = "", "", [], "", ""
+                self.selected, self.detail, self.replicas, self.answer = "", EndpointDetail(), [], TryAnswer()
         await self._list()
 
     @background
@@ -242,8 +232,8 @@ class EndpointsState(MlBase):
     async def try_it(self) -> None:
         """Send the body to the open endpoint through the proxy (as the signed-in viewer) and show the answer."""
         async with self:
-            self.answer, self.answer_meta = "", ""
-            body, endpoint_id = self.body, uuid.UUID(self.selected_id)
+            self.answer = TryAnswer()
+            body, endpoint_id = self.body, uuid.UUID(self.detail.id)
 
         async def check(conn: AsyncConnection, _signed: SignedIn) -> Any:
             return await serving.get_endpoint(conn, endpoint_id=endpoint_id)  # the viewer may see it
@@ -265,4 +255,4 @@ class EndpointsState(MlBase):
             except Exception as exc:
                 error = problem_text(exc)
         async with self:
-            self.answer, self.answer_meta, self.action_error = answer, meta, error
+            self.answer, self.action_error = TryAnswer(answer, meta), error

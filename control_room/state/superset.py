@@ -14,6 +14,7 @@ from control_room.config import get_settings
 from control_room.services import superset
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive
+from control_room.state.rows import SupersetEmbed
 
 SAVED_PREFIX = "saved:"
 # Guest tokens live 300 s (deploy/superset/superset_config.py): a fresh one well before.
@@ -32,17 +33,13 @@ def embed_path(slug: str) -> str:
 
 
 class SupersetState(SessionState):
-    """Push results and the embedded dashboard's id, Superset's address and the current guest token."""
+    """Push results and the embed: the embedded dashboard's id, Superset's address and the current guest token."""
 
     enabled: rx.Field[bool] = rx.field(default_factory=superset_enabled)
     pushing: rx.Field[bool] = rx.field(False)
     push_notice: rx.Field[str] = rx.field("")
     push_error: rx.Field[str] = rx.field("")
-    slug: rx.Field[str] = rx.field("")
-    embedded_uuid: rx.Field[str] = rx.field("")
-    superset_url: rx.Field[str] = rx.field("")
-    guest_token: rx.Field[str] = rx.field("")
-    rls_note: rx.Field[str] = rx.field("")
+    embed: rx.Field[SupersetEmbed] = rx.field(default_factory=SupersetEmbed)
     error: rx.Field[str] = rx.field("")
 
     @signed_in_event
@@ -72,7 +69,7 @@ class SupersetState(SessionState):
     async def open_embed(self, signed: SignedIn) -> None:
         """Mint a guest token for ``?dashboard=`` as the signed-in user (their row filters included)."""
         async with self:
-            slug = self.router.url.query_parameters.get("dashboard", "") or self.slug
+            slug = self.router.url.query_parameters.get("dashboard", "") or self.embed.slug
         found: dict[str, Any] = {}
         error = ""
         if not superset_enabled():
@@ -86,14 +83,13 @@ class SupersetState(SessionState):
                                                        email=signed.principal.email)  # fmt: skip
             except Exception as exc:
                 error = problem_text(exc)
+        count = len(found.get("rls", []))
+        rls_note = (f"{count} row-level-security clause(s) from your access policies apply." if count
+                    else "No access policy restricts what you see here.") if found else ""  # fmt: skip
         async with self:
-            self.slug, self.error = slug, error
-            self.embedded_uuid = str(found.get("embedded_uuid", ""))
-            self.superset_url = str(found.get("superset_url", ""))
-            self.guest_token = str(found.get("token", ""))
-            count = len(found.get("rls", []))
-            self.rls_note = (f"{count} row-level-security clause(s) from your access policies apply." if count
-                             else "No access policy restricts what you see here.") if found else ""  # fmt: skip
+            self.error = error
+            self.embed = SupersetEmbed(slug, str(found.get("embedded_uuid", "")), str(found.get("superset_url", "")),
+                                       str(found.get("token", "")), rls_note)  # fmt: skip
 
     @background
     async def refresh_token(self, _tick: str = "") -> AsyncIterator[Any]:

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import reflex as rx
+from psycopg import AsyncConnection
 
 from control_room.services import alerts
 from control_room.services.errors import Invalid
 from control_room.state.alerts.incidents import IncidentsState
 from control_room.state.alerts.rows import incident_row, timeline_rows
-from control_room.state.base import SessionState, as_user, problem_text
+from control_room.state.base import SessionState, SignedIn, as_user, problem_text
 from control_room.state.events import background, handler, setter
 from control_room.state.rows import IncidentRow, TimelineRow
 
@@ -58,22 +59,20 @@ class IncidentState(SessionState):
         await self._load(incident_id)
 
     async def _load(self, incident_id: str) -> None:
-        signed = await self.signed_in()
+        async def read(conn: AsyncConnection, _: SignedIn) -> tuple[alerts.Row, alerts.IncidentTimeline] | None:
+            row = await alerts.incident(conn, uuid.UUID(incident_id))
+            return (row, await alerts.incident_timeline(conn, uuid.UUID(incident_id))) if row else None
+
+        reading = await self._read_as_user(read, needs_project=False)
+        signed = reading.signed
         if signed is None:
-            return
-        try:
-            async with as_user(signed.principal) as conn:
-                row = await alerts.incident(conn, uuid.UUID(incident_id))
-                found = await alerts.incident_timeline(conn, uuid.UUID(incident_id)) if row else None
-        except Exception as exc:
-            async with self:
-                self.error, self.is_open = problem_text(exc), True
             return
         async with self:
             self.is_open = True
-            if row is None or found is None:
-                self.error = f"Incident {incident_id} does not exist or is not visible to you."
+            if reading.value is None:
+                self.error = reading.error or f"Incident {incident_id} does not exist or is not visible to you."
                 return
+            row, found = reading.value
             self.incident = incident_row(row)
             self.timeline = timeline_rows(found.events, found.deliveries)
             self.can_act = signed.is_org_admin or signed.can_operate(row["project_id"])

@@ -12,8 +12,8 @@ from control_room.services import alerts
 from control_room.services.pagination import Page
 from control_room.state.alerts.rows import incident_row
 from control_room.state.base import ALL, SessionState, SignedIn
-from control_room.state.events import background, handler
-from control_room.state.paging import KeysetPages
+from control_room.state.events import background
+from control_room.state.paging import KeysetPages, filter_setter
 from control_room.state.rows import IncidentRow
 
 PAGE_SIZE = 25
@@ -55,17 +55,6 @@ class IncidentsState(KeysetPages, SessionState):
         async for event in self._load_page(read, show, needs_project=False):
             yield event
 
-    @handler
-    def set_state_filter(self, value: str) -> Any:
-        self.state_filter = value
-        return self._first_page()
-
-    @handler
-    def set_severity(self, value: str) -> Any:
-        self.severity = value
-        return self._first_page()
-
-    @handler
-    def set_text(self, value: str) -> Any:
-        self.text = value[:200]
-        return self._first_page()
+    set_state_filter = filter_setter("state_filter")
+    set_severity = filter_setter("severity")
+    set_text = filter_setter("text", longest=200)

@@ -3,6 +3,7 @@ backfill (operators); each shows its progress and is cancelled as a group."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -17,9 +18,9 @@ from control_room.state.base import ALL, SignedIn, as_user, problem_text, signed
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import backfill_row
-from control_room.state.rows import BackfillRow
+from control_room.state.rows import NO_SCHEDULE, BackfillForm, BackfillRow
 
-NO_SCHEDULE = "none"
+FORM_FIELDS = frozenset(field.name for field in dataclasses.fields(BackfillForm))
 
 
 def parse_instant(text: str, field: str) -> datetime:
@@ -46,14 +47,7 @@ class BackfillState(JobState):
     """The backfill form and the job's backfills."""
 
     backfill_open: rx.Field[bool] = rx.field(False)
-    bf_start: rx.Field[str] = rx.field("")
-    bf_end: rx.Field[str] = rx.field("")
-    bf_step: rx.Field[str] = rx.field("1d")
-    bf_schedule: rx.Field[str] = rx.field(NO_SCHEDULE)
-    bf_concurrency: rx.Field[str] = rx.field("2")
-    bf_order: rx.Field[str] = rx.field("oldest_first")
-    bf_environment: rx.Field[str] = rx.field("dev")
-    bf_params: rx.Field[str] = rx.field("{}")
+    form: rx.Field[BackfillForm] = rx.field(default_factory=BackfillForm)
     bf_error: rx.Field[str] = rx.field("")
     is_creating: rx.Field[bool] = rx.field(False)
     backfill_rows: rx.Field[list[BackfillRow]] = rx.field(default_factory=list)
@@ -62,10 +56,11 @@ class BackfillState(JobState):
     def open_backfill(self) -> None:
         """Open the form on the last 5 days, one run per day."""
         today = datetime.now(UTC).date()
-        self.bf_start = (today - timedelta(days=5)).isoformat()
-        self.bf_end = today.isoformat()
-        self.bf_step, self.bf_schedule, self.bf_error = "1d", NO_SCHEDULE, ""
-        self.bf_environment = self.environment if self.environment != ALL else "dev"
+        self.form = dataclasses.replace(
+            self.form, start=(today - timedelta(days=5)).isoformat(), end=today.isoformat(), step="1d",
+            schedule=NO_SCHEDULE, environment=self.environment if self.environment != ALL else "dev",
+        )  # fmt: skip
+        self.bf_error = ""
         self.backfill_open = True
 
     set_backfill_open = setter("backfill_open")
@@ -73,17 +68,8 @@ class BackfillState(JobState):
     @handler
     def set_field(self, name: str, value: str) -> None:
         """One input of the form changed."""
-        if name in (
-            "bf_start",
-            "bf_end",
-            "bf_step",
-            "bf_schedule",
-            "bf_concurrency",
-            "bf_order",
-            "bf_environment",
-            "bf_params",
-        ):
-            setattr(self, name, value)
+        if name in FORM_FIELDS:
+            self.form = dataclasses.replace(self.form, **{name: value})
             self.bf_error = ""
 
     @background
@@ -102,27 +88,21 @@ class BackfillState(JobState):
     async def create(self) -> AsyncIterator[Any]:
         """Create the backfill; its first runs start at once, the rest as earlier ones end."""
         async with self:
-            start, end, step = self.bf_start, self.bf_end, self.bf_step.strip()
-            params_text = self.bf_params
-            schedule, concurrency, order, environment = (
-                self.bf_schedule,
-                self.bf_concurrency,
-                self.bf_order,
-                self.bf_environment,
-            )
+            form = dataclasses.replace(self.form)  # a copy of its own, read after the lock is released
 
         async def work() -> dict[str, Any]:
             signed, job_id = await self.acting()
             try:
-                limit = int(concurrency)
+                limit = int(form.concurrency)
             except ValueError as exc:
                 raise Invalid("must be a whole number", field="max_concurrency") from exc
             async with as_user(signed.principal) as conn:
                 return await backfills.create_backfill(
-                    conn, template_id=job_id, environment=environment,
-                    start=parse_instant(start, "start"), end=parse_instant(end, "end"),
-                    step=step or None, schedule_id=None if schedule == NO_SCHEDULE else uuid.UUID(schedule),
-                    max_concurrency=limit, run_order=order, params=parse_params(params_text),
+                    conn, template_id=job_id, environment=form.environment,
+                    start=parse_instant(form.start, "start"), end=parse_instant(form.end, "end"),
+                    step=form.step.strip() or None,
+                    schedule_id=None if form.schedule == NO_SCHEDULE else uuid.UUID(form.schedule),
+                    max_concurrency=limit, run_order=form.order, params=parse_params(form.params),
                     requested_by=signed.principal.user_id, requested_by_name=signed.principal.email,
                 )  # fmt: skip
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,12 @@ FIRES_SHOWN = 60
 DRAFT_FIELDS = ("name", "environment", "cron", "timezone", "params", "catchup", "catchup_limit", "overlap",
                 "jitter_s", "misfire_grace_s", "description")  # fmt: skip
 NUMBER_FIELDS = ("catchup_limit", "jitter_s", "misfire_grace_s")
+# A schedule's switches: the service call that sets one (its value passed by the switch's name), and the
+# notices when it is turned on and off.
+SWITCHES: dict[str, tuple[Callable[..., Awaitable[Any]], str, str]] = {
+    "enabled": (job_editing.set_schedule_enabled, "Schedule enabled", "Schedule disabled"),
+    "paused": (schedules.set_paused, "Schedule paused", "Schedule resumed"),
+}
 
 
 def draft_of(values: dict[str, str], enabled: bool) -> job_editing.ScheduleDraft:
@@ -195,23 +201,16 @@ class ScheduleState(JobState):
         yield JobState.load
 
     @background
-    async def set_enabled(self, schedule_id: str, enabled: bool) -> AsyncIterator[Any]:
-        """Enable or disable a schedule (admins)."""
+    async def switch(self, schedule_id: str, name: str, on: bool) -> AsyncIterator[Any]:
+        """Turn one of a schedule's SWITCHES on or off: enabled (admins) or paused (operators)."""
+        if name not in SWITCHES:
+            return
+        change, done_on, done_off = SWITCHES[name]
 
         async def work(conn: Any, by: str) -> None:
-            await job_editing.set_schedule_enabled(conn, schedule_id=uuid.UUID(schedule_id), enabled=enabled, by=by)
+            await change(conn, schedule_id=uuid.UUID(schedule_id), by=by, **{name: on})
 
-        async for event in self._act(work, "Schedule enabled" if enabled else "Schedule disabled"):
-            yield event
-
-    @background
-    async def set_paused(self, schedule_id: str, paused: bool) -> AsyncIterator[Any]:
-        """Pause or resume a schedule (operators)."""
-
-        async def work(conn: Any, by: str) -> None:
-            await schedules.set_paused(conn, schedule_id=uuid.UUID(schedule_id), paused=paused, by=by)
-
-        async for event in self._act(work, "Schedule paused" if paused else "Schedule resumed"):
+        async for event in self._act(work, done_on if on else done_off):
             yield event
 
     @background

@@ -17,7 +17,7 @@ from control_room import routes
 from control_room.services import artifacts, events, runs, task_detail
 from control_room.state.base import as_user, download_script, problem_text, replace_address
 from control_room.state.events import background, handler
-from control_room.state.rows import AttemptRow, DatasetRow, EventRow, RunArtifactRow
+from control_room.state.rows import AttemptRow, DatasetRow, EventRow, PanelTask, RunArtifactRow
 from control_room.state.run_detail.events import event_row
 from control_room.state.run_detail.state import RunDetailState
 from control_room.state.run_detail.tasks import artifact_rows, attempt_rows
@@ -52,11 +52,8 @@ class TaskPanelState(RunDetailState):
 
     panel_open: rx.Field[bool] = rx.field(False)
     panel_key: rx.Field[str] = rx.field("")
-    panel_engine: rx.Field[str] = rx.field("")
-    panel_status: rx.Field[str] = rx.field("")
-    panel_spec: rx.Field[str] = rx.field("")
+    panel_task: rx.Field[PanelTask] = rx.field(default_factory=PanelTask)
     panel_error: rx.Field[str] = rx.field("")
-    panel_reused_href: rx.Field[str] = rx.field("")
     panel_attempt: rx.Field[str] = rx.field("")  # the attempt whose log is shown ("" while none)
     panel_attempts: rx.Field[list[AttemptRow]] = rx.field(default_factory=list)
     panel_events: rx.Field[list[EventRow]] = rx.field(default_factory=list)
@@ -158,9 +155,12 @@ class TaskPanelState(RunDetailState):
         order = {key: 0}
         async with self:
             self._panel_task_id = str(task["id"])
-            self.panel_engine, self.panel_status = task["engine"], task["status"]
-            self.panel_spec = task_spec(run, key)
-            self.panel_reused_href = routes.run_detail(str(source_run), task=key) if source != task["id"] else ""
+            self.panel_task = PanelTask(
+                engine=task["engine"],
+                status=task["status"],
+                spec=task_spec(run, key),
+                reused_href=routes.run_detail(str(source_run), task=key) if source != task["id"] else "",
+            )
             flat = [{**a, "task_key": key, "executor": a["executor_name"]} for a in task["attempts"]]
             self.panel_attempts = attempt_rows(flat, order, now=datetime.now(UTC))
             self.panel_attempt = str(chosen) if chosen else ""
