@@ -445,8 +445,5 @@ class Spool:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -63,3 +63,13 @@ def level_badge(level: rx.Var[str]) -> rx.Component:
     color = rx.Var.create(LEVEL_COLORS).to(dict)[level].to(str)
     badge: rx.Component = rx.badge(level, color_scheme=color, variant="soft", size="1", class_name="level-badge")
     return badge
+
+
+def badge_list(values: rx.Var[list[str]], color: str) -> rx.Component:
+    """A wrapping row of small badges, one a value (an executor's engines or labels, a rule's match)."""
+    badges: rx.Component = rx.flex(
+        rx.foreach(values, lambda value: rx.badge(value, variant="surface", color_scheme=color, size="1")),
+        wrap="wrap",
+        gap="4px",
+    )
+    return badges

@@ -7,6 +7,7 @@ from typing import Any
 
 import reflex as rx
 
+from control_room.components.status import status_badge
 from control_room.components.tables import opener_cell
 
 
@@ -19,6 +20,12 @@ def text_cell(*parts: Any, **props: Any) -> rx.Component:
 def number_cell(*parts: Any, **props: Any) -> rx.Component:
     """A body cell holding a number, a count or an address, in tabular figures so that the column lines up."""
     return text_cell(*parts, class_name="tabular", **props)
+
+
+def status_cell(status: Any) -> rx.Component:
+    """A body cell holding the status's badge (a run's, a task attempt's, a backfill's, an executor's state)."""
+    cell: rx.Component = rx.table.cell(status_badge(status))
+    return cell
 
 
 def body_row(*cells: Any, **props: Any) -> rx.Component:

@@ -9,6 +9,7 @@ import reflex as rx
 
 from control_room.components.forms import error_callout
 from control_room.components.status import level_badge, status_badge
+from control_room.components.table_rows import body_row, number_cell, status_cell, text_cell
 from control_room.state.run_detail.panel import TaskPanelState
 
 # A dataclass-valued var, typed Any: mypy resolves Reflex's Field descriptor for it to ArrayVar.
@@ -23,14 +24,13 @@ def _section(title: str, *children: rx.Component, **props: Any) -> rx.Component:
 
 
 def _attempt(row: Any) -> rx.Component:
-    item: rx.Component = rx.table.row(
-        rx.table.cell(rx.text("#", row.attempt, size="2")),
-        rx.table.cell(rx.text(row.executor, size="2")),
-        rx.table.cell(rx.text(row.claimed, size="2", class_name="tabular")),
-        rx.table.cell(rx.text(row.duration, size="2", class_name="tabular")),
-        rx.table.cell(status_badge(row.outcome)),
-        rx.table.cell(rx.text(row.error, size="1", color_scheme="red", class_name="truncate", max_width="200px",
-                              title=row.error)),
+    item: rx.Component = body_row(
+        text_cell("#", row.attempt, size="2"),
+        text_cell(row.executor, size="2"),
+        number_cell(row.claimed, size="2"),
+        number_cell(row.duration, size="2"),
+        status_cell(row.outcome),
+        text_cell(row.error, size="1", color_scheme="red", class_name="truncate", max_width="200px", title=row.error),
         data_attempt=row.attempt,
         class_name="panel-attempt",
         cursor="pointer",

@@ -16,6 +16,7 @@ from control_room.components.live import live_ticker
 from control_room.components.paging import keyset_pager
 from control_room.components.search import text_search
 from control_room.components.stacked_text import fact, name_over_detail
+from control_room.components.table_rows import body_row, number_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.state.alerts.incident import SNOOZE_CHOICES, IncidentState
 from control_room.state.alerts.incidents import REFRESH_MS, IncidentsState
@@ -151,15 +152,15 @@ def _editor() -> rx.Component:
 
 
 def _rule(rule: AlertRuleRow) -> rx.Component:
-    row: rx.Component = rx.table.row(
+    row: rx.Component = body_row(
         rx.table.cell(rx.vstack(rx.text(rule.name, weight="medium"), rx.text(rule.kind.replace("_", " "), size="1",
                                                                              color_scheme="gray"), spacing="0")),
-        rx.table.cell(rx.text(rule.scope, size="2")),
-        rx.table.cell(rx.text(rule.condition, size="1")),
+        text_cell(rule.scope, size="2"),
+        text_cell(rule.condition, size="1"),
         rx.table.cell(severity_badge(rule.severity)),
-        rx.table.cell(rx.text(rule.notify, size="1", class_name="truncate", max_width="220px")),
-        rx.table.cell(rx.text(rule.last_fired, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(rule.open_incidents, " / ", rule.incidents, class_name="tabular")),
+        text_cell(rule.notify, size="1", class_name="truncate", max_width="220px"),
+        number_cell(rule.last_fired, size="1"),
+        number_cell(rule.open_incidents, " / ", rule.incidents),
         rx.table.cell(rx.cond(
             rule.editable,
             rx.hstack(
@@ -195,13 +196,13 @@ def _rules() -> rx.Component:
 
 
 def _incident(row: IncidentRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
+    item: rx.Component = body_row(
         rx.table.cell(severity_badge(row.severity)),
         rx.table.cell(name_over_detail(row.title, row.subject)),
-        rx.table.cell(rx.text(row.rule, size="1")),
+        text_cell(row.rule, size="1"),
         rx.table.cell(state_badge(row.state)),
-        rx.table.cell(rx.text(row.count, class_name="tabular")),
-        rx.table.cell(rx.text(row.last_fired, size="1", class_name="tabular")),
+        number_cell(row.count),
+        number_cell(row.last_fired, size="1"),
         on_click=IncidentState.open(row.id), class_name="clickable incident-row", data_incident=row.id,
     )  # fmt: skip
     return item

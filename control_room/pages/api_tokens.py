@@ -13,6 +13,7 @@ from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
 from control_room.components.revoke import revoke_token_dialog
+from control_room.components.table_rows import body_row, text_cell
 from control_room.components.tables import data_table
 from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
 
@@ -70,14 +71,14 @@ def _create_form() -> rx.Component:
 
 def _row(token: Any) -> rx.Component:
     status_color: Any = rx.match(token.status, *STATUS_COLORS.items(), "gray")
-    row: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(token.name, weight="medium", size="2")),
-        rx.table.cell(rx.text(token.prefix, size="2", class_name="mono")),
+    row: rx.Component = body_row(
+        text_cell(token.name, weight="medium", size="2"),
+        text_cell(token.prefix, size="2", class_name="mono"),
         rx.table.cell(rx.cond(token.ceiling != "", rx.badge(token.ceiling, variant="surface", size="1"),
                               rx.text("—", size="2", color_scheme="gray"))),
-        rx.table.cell(rx.text(token.created, size="2", white_space="nowrap")),
-        rx.table.cell(rx.text(token.expires, size="2", white_space="nowrap")),
-        rx.table.cell(rx.text(token.last_used, size="2", white_space="nowrap", class_name="token-last-used")),
+        text_cell(token.created, size="2", white_space="nowrap"),
+        text_cell(token.expires, size="2", white_space="nowrap"),
+        text_cell(token.last_used, size="2", white_space="nowrap", class_name="token-last-used"),
         rx.table.cell(rx.badge(token.status, color_scheme=status_color, variant="soft", size="1")),
         rx.table.cell(rx.cond(token.status == "active",
                               rx.button(rx.icon("ban", size=12), "Revoke", size="1", variant="soft",

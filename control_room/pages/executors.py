@@ -14,7 +14,8 @@ from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
 from control_room.components.revoke import revoke_token_dialog
 from control_room.components.stacked_text import name_over_detail
-from control_room.components.status import status_badge
+from control_room.components.status import badge_list
+from control_room.components.table_rows import status_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.state.base import SessionState
 from control_room.state.executors import ExecutorsState
@@ -35,15 +36,6 @@ def _stat(label: str, value: rx.Var[int] | rx.Component, color: str, stat_id: st
         size="2",
     )  # fmt: skip
     return card
-
-
-def _tags(values: Any, color: str) -> rx.Component:
-    tags: rx.Component = rx.flex(
-        rx.foreach(values, lambda value: rx.badge(value, variant="surface", color_scheme=color, size="1")),
-        wrap="wrap",
-        gap="4px",
-    )
-    return tags
 
 
 def _admin_actions(executor: Any) -> rx.Component:
@@ -68,9 +60,9 @@ def _row(executor: Any) -> rx.Component:
     row: rx.Component = rx.table.row(
         rx.table.cell(name_over_detail(executor.name, executor.hostname)),
         rx.table.cell(rx.badge(executor.pool, variant="outline", color_scheme="gray")),
-        rx.table.cell(status_badge(executor.state)),
-        rx.table.cell(_tags(executor.engines, "indigo")),
-        rx.table.cell(_tags(executor.labels, "gray")),
+        status_cell(executor.state),
+        rx.table.cell(badge_list(executor.engines, "indigo")),
+        rx.table.cell(badge_list(executor.labels, "gray")),
         rx.table.cell(
             rx.vstack(
                 rx.text(executor.running, " / ", executor.capacity, size="2", class_name="tabular"),
@@ -78,8 +70,8 @@ def _row(executor: Any) -> rx.Component:
                 spacing="1",
             )
         ),
-        rx.table.cell(rx.text(executor.version, size="2", class_name="mono")),
-        rx.table.cell(rx.text(executor.last_heartbeat, size="2", white_space="nowrap")),
+        text_cell(executor.version, size="2", class_name="mono"),
+        text_cell(executor.last_heartbeat, size="2", white_space="nowrap"),
         rx.cond(
             SessionState.is_org_admin,
             rx.table.cell(rx.cond(executor.state != "revoked", _admin_actions(executor))),

@@ -13,6 +13,8 @@ from control_room.components.forms import dialog_actions, error_callout, field_l
 from control_room.components.headings import section_card
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
+from control_room.components.status import badge_list
+from control_room.components.table_rows import body_row, text_cell
 from control_room.components.tables import data_table
 from control_room.services import caps, routing
 from control_room.state.governance import REFRESH_MS, GovernanceState
@@ -23,15 +25,6 @@ CAP_FORM: Any = GovernanceState.cap_form
 SIM: Any = GovernanceState.sim
 EFF_FORM: Any = GovernanceState.eff_form
 ANY = "any"
-
-
-def _chips(values: Any, color: str) -> rx.Component:
-    chips: rx.Component = rx.flex(
-        rx.foreach(values, lambda v: rx.badge(v, variant="surface", color_scheme=color, size="1")),
-        wrap="wrap",
-        gap="4px",
-    )
-    return chips
 
 
 def _select(name: str, options: list[str], value: Any, on_change: Any, width: str = "110px") -> rx.Component:
@@ -180,7 +173,7 @@ def _view_cells(row: Any, index: Any) -> list[rx.Component]:
                 spacing="1",
             )
         ),
-        rx.table.cell(_chips(row.match, "indigo")),
+        rx.table.cell(badge_list(row.match, "indigo")),
         rx.table.cell(
             rx.vstack(
                 rx.badge(row.pool, variant="outline", color_scheme="gray"),
@@ -509,11 +502,11 @@ def _refusals(cap: Any) -> rx.Component:
 
 
 def _cap_row(cap: Any) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(cap.name, weight="medium", size="2")),
-        rx.table.cell(rx.text(cap.target, size="2")),
-        rx.table.cell(rx.text(cap.kind, size="1", class_name="mono")),
-        rx.table.cell(rx.text(cap.limit_label, size="2", class_name="tabular cap-limit")),
+    row: rx.Component = body_row(
+        text_cell(cap.name, weight="medium", size="2"),
+        text_cell(cap.target, size="2"),
+        text_cell(cap.kind, size="1", class_name="mono"),
+        text_cell(cap.limit_label, size="2", class_name="tabular cap-limit"),
         rx.table.cell(_usage(cap)),
         rx.table.cell(rx.badge(cap.layer, variant="soft", size="1")),
         rx.table.cell(_refusals(cap)),
@@ -591,8 +584,8 @@ def _cap_dialog() -> rx.Component:
 
 
 def _effective_limit(x: Any) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(x.kind, size="1", class_name="mono")),
+    row: rx.Component = body_row(
+        text_cell(x.kind, size="1", class_name="mono"),
         rx.table.cell(
             rx.text(x.limit_label, size="1", class_name="tabular", weight=rx.cond(x.tightest, "bold", "regular"))
         ),
@@ -603,9 +596,9 @@ def _effective_limit(x: Any) -> rx.Component:
                 spacing="2",
             )
         ),
-        rx.table.cell(rx.text(x.target, size="1", color_scheme="gray")),
+        text_cell(x.target, size="1", color_scheme="gray"),
         rx.table.cell(rx.badge(x.layer, variant="soft", size="1")),
-        rx.table.cell(rx.text(x.used_label, size="1", color_scheme="gray")),
+        text_cell(x.used_label, size="1", color_scheme="gray"),
         data_limit=x.source,
         data_tightest=rx.cond(x.tightest, "true", "false"),
         class_name="effective-limit",
@@ -738,12 +731,12 @@ def _ownership() -> rx.Component:
     heads = ["Pool", "Project", "Environment", "Engine", "Owner", "Escalation", "From rule"]
 
     def row(o: Any) -> rx.Component:
-        tr: rx.Component = rx.table.row(
+        tr: rx.Component = body_row(
             rx.table.cell(rx.badge(o.pool, variant="outline", color_scheme="gray")),
-            *(rx.table.cell(rx.text(v, size="2")) for v in (o.project, o.environment, o.engine)),
-            rx.table.cell(rx.text(o.owner, size="2", weight="medium")),
-            rx.table.cell(rx.text(o.escalation, size="1", color_scheme="gray")),
-            rx.table.cell(rx.text(o.rule, size="1", class_name="mono")),
+            *(text_cell(v, size="2") for v in (o.project, o.environment, o.engine)),
+            text_cell(o.owner, size="2", weight="medium"),
+            text_cell(o.escalation, size="1", color_scheme="gray"),
+            text_cell(o.rule, size="1", class_name="mono"),
         )
         return tr
 

@@ -21,7 +21,7 @@ from control_room.components.job_dialogs import (
 from control_room.components.layout import counted_label, layout, page_tabs
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.schedule_cells import schedule_cells
-from control_room.components.status import status_badge
+from control_room.components.table_rows import body_row, number_cell, status_cell, text_cell
 from control_room.components.tables import data_table, opener_cell
 from control_room.state.job.backfills import BackfillState
 from control_room.state.job.detail import JobState
@@ -77,15 +77,15 @@ def _header() -> rx.Component:
 
 
 def _run_row(run: RunRow) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(status_badge(run.status)),
+    row: rx.Component = body_row(
+        status_cell(run.status),
         rx.table.cell(rx.link(run.short_id, href=run.href, class_name="mono job-run-link")),
         rx.table.cell(rx.badge(run.environment, variant="outline", color_scheme="gray")),
-        rx.table.cell(rx.text(run.trigger, size="1", color_scheme="gray")),
-        rx.table.cell(rx.text(run.tasks, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(run.created, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(run.duration, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(run.requested_by, size="1", color_scheme="gray")),
+        text_cell(run.trigger, size="1", color_scheme="gray"),
+        number_cell(run.tasks, size="1"),
+        number_cell(run.created, size="1"),
+        number_cell(run.duration, size="1"),
+        text_cell(run.requested_by, size="1", color_scheme="gray"),
         class_name="job-run-row", data_status=run.status,
     )  # fmt: skip
     return row
@@ -181,11 +181,11 @@ def _history() -> rx.Component:
 
 
 def _version_row(version: VersionRow) -> rx.Component:
-    row: rx.Component = rx.table.row(
+    row: rx.Component = body_row(
         rx.table.cell(rx.badge(version.label, variant="surface")),
-        rx.table.cell(rx.text(version.created, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(version.created_by, size="1")),
-        rx.table.cell(rx.text(version.tasks, size="1")),
+        number_cell(version.created, size="1"),
+        text_cell(version.created_by, size="1"),
+        text_cell(version.tasks, size="1"),
         rx.table.cell(rx.code(version.sha, variant="ghost", size="1")),
         class_name="job-version-row",
     )
@@ -239,7 +239,7 @@ def _schedule_row(schedule: ScheduleRow) -> rx.Component:
     row: rx.Component = rx.table.row(
         opener_cell(schedule.name, ScheduleState.select(schedule.id), "schedule-link"),
         *schedule_cells(schedule),
-        rx.table.cell(rx.text(schedule.policies, size="1", color_scheme="gray")),
+        text_cell(schedule.policies, size="1", color_scheme="gray"),
         rx.table.cell(rx.hstack(
             rx.cond(JobState.can_operate_job, rx.hstack(
                 rx.button("Fire now", size="1", variant="soft", on_click=ScheduleState.fire_now(schedule.id),
@@ -262,12 +262,12 @@ def _schedule_row(schedule: ScheduleRow) -> rx.Component:
 
 
 def _fire_row(fire: FireRow) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(fire.fire_time, size="1", class_name="tabular")),
+    row: rx.Component = body_row(
+        number_cell(fire.fire_time, size="1"),
         rx.table.cell(rx.badge(fire.outcome, variant="soft", size="1")),
-        rx.table.cell(rx.text(fire.trigger, size="1", color_scheme="gray")),
+        text_cell(fire.trigger, size="1", color_scheme="gray"),
         rx.table.cell(rx.cond(fire.run_href != "", rx.link("run", href=fire.run_href, size="1"))),
-        rx.table.cell(rx.text(fire.reason, size="1", color_scheme="gray")),
+        text_cell(fire.reason, size="1", color_scheme="gray"),
         class_name="fire-row", data_outcome=fire.outcome,
     )  # fmt: skip
     return row
@@ -298,15 +298,14 @@ def _schedules() -> rx.Component:
 
 
 def _backfill_row(backfill: BackfillRow) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(status_badge(backfill.status)),
-        rx.table.cell(rx.text(backfill.span, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(backfill.step, " · ", backfill.order, " · ", backfill.concurrency, " at a time",
-                              size="1")),
+    row: rx.Component = body_row(
+        status_cell(backfill.status),
+        number_cell(backfill.span, size="1"),
+        text_cell(backfill.step, " · ", backfill.order, " · ", backfill.concurrency, " at a time", size="1"),
         rx.table.cell(rx.vstack(rx.progress(value=backfill.percent, width="160px"),
                                 rx.text(backfill.done, " / ", backfill.total, " done · ", backfill.summary, size="1",
                                         color_scheme="gray", class_name="backfill-progress"), spacing="1")),
-        rx.table.cell(rx.text(backfill.created, size="1", class_name="tabular")),
+        number_cell(backfill.created, size="1"),
         rx.table.cell(rx.cond(JobState.can_operate_job & (backfill.status == "running"),
                               rx.button("Cancel", size="1", variant="soft", color_scheme="red",
                                         on_click=BackfillState.cancel(backfill.id), class_name="backfill-cancel"))),

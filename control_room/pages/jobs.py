@@ -16,6 +16,7 @@ from control_room.components.notice import empty_note
 from control_room.components.schedule_cells import schedule_cells
 from control_room.components.search import search_box
 from control_room.components.status import status_badge
+from control_room.components.table_rows import body_row, number_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.state.base import ALL, SessionState
 from control_room.state.job.editor import JobEditorState
@@ -60,7 +61,7 @@ def _row(job: JobRow) -> rx.Component:
                 spacing="0",
             )
         ),
-        rx.table.cell(rx.text(job.version, size="1", color_scheme="gray")),
+        text_cell(job.version, size="1", color_scheme="gray"),
         rx.table.cell(rx.cond(job.last_status != "",
                               rx.vstack(status_badge(job.last_status),
                                         rx.text(job.last_run, size="1", color_scheme="gray", class_name="tabular"),
@@ -73,8 +74,8 @@ def _row(job: JobRow) -> rx.Component:
                               rx.text("—", size="2", color_scheme="gray")), text_align="right"),
         rx.table.cell(rx.text(job.p50, size="2", class_name="tabular"), text_align="right", white_space="nowrap"),
         rx.table.cell(rx.text(job.p95, size="2", class_name="tabular"), text_align="right", white_space="nowrap"),
-        rx.table.cell(rx.text(job.next_fire, size="1", class_name="tabular", white_space="nowrap")),
-        rx.table.cell(rx.text(job.owner, size="1")),
+        number_cell(job.next_fire, size="1", white_space="nowrap"),
+        text_cell(job.owner, size="1"),
         rx.table.cell(rx.hstack(rx.foreach(job.tags, lambda tag: rx.badge(tag, variant="surface", size="1")),
                                 spacing="1", wrap="wrap")),
         class_name="job-row",
@@ -103,12 +104,12 @@ def _pager() -> rx.Component:
 
 
 def _schedule_row(schedule: ScheduleRow) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(schedule.name, size="2", weight="medium")),
+    row: rx.Component = body_row(
+        text_cell(schedule.name, size="2", weight="medium"),
         rx.table.cell(rx.link(schedule.job, href=schedule.job_href, size="2", class_name="schedule-job-link")),
         *schedule_cells(schedule),
-        rx.table.cell(rx.text(schedule.last_fire, size="1", class_name="tabular")),
-        rx.table.cell(rx.text(schedule.policies, size="1", color_scheme="gray")),
+        number_cell(schedule.last_fire, size="1"),
+        text_cell(schedule.policies, size="1", color_scheme="gray"),
         class_name="project-schedule-row", data_schedule=schedule.name,
     )  # fmt: skip
     return row

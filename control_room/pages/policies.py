@@ -11,6 +11,7 @@ from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.headings import section_card
 from control_room.components.layout import layout
+from control_room.components.table_rows import body_row, text_cell
 from control_room.components.tables import data_table, result_table
 from control_room.state.policies import PoliciesState
 from control_room.state.rows import AuditRow, PolicyRow
@@ -21,11 +22,11 @@ PREVIEW: Any = PoliciesState.preview
 
 
 def _policy(row: PolicyRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(row.name, weight="medium")),
+    item: rx.Component = body_row(
+        text_cell(row.name, weight="medium"),
         rx.table.cell(rx.badge(row.kind, variant="surface", size="1")),
-        rx.table.cell(rx.text(row.target, size="2")),
-        rx.table.cell(rx.text(row.who, size="2")),
+        text_cell(row.target, size="2"),
+        text_cell(row.who, size="2"),
         rx.table.cell(rx.code(row.what, variant="ghost")),
         class_name="policy-row",
     )

@@ -14,6 +14,7 @@ from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.paging import keyset_pager
+from control_room.components.table_rows import body_row, number_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.state.promotions import PromotionsState, PromotionState
 from control_room.state.rows import CheckRow, DecisionRow, EvidenceRow, PipelineRow, RequestRow, StageCell
@@ -54,14 +55,14 @@ def _pipeline_row(row: PipelineRow) -> rx.Component:
 
 
 def _request_row(row: RequestRow) -> rx.Component:
-    item: rx.Component = rx.table.row(
+    item: rx.Component = body_row(
         rx.table.cell(rx.link(row.job, " ", row.version, href="/promotions/" + row.id, weight="medium")),
-        rx.table.cell(rx.text(row.route, size="2")),
+        text_cell(row.route, size="2"),
         rx.table.cell(rx.badge(row.status, color_scheme=row.tone, variant="soft")),
-        rx.table.cell(rx.text(row.checks, class_name="tabular")),
-        rx.table.cell(rx.text(row.approvals, class_name="tabular")),
-        rx.table.cell(rx.text(row.requested_by, size="1")),
-        rx.table.cell(rx.text(row.created_at, size="1", color_scheme="gray")),
+        number_cell(row.checks),
+        number_cell(row.approvals),
+        text_cell(row.requested_by, size="1"),
+        text_cell(row.created_at, size="1", color_scheme="gray"),
         class_name="promotion-row",
     )  # fmt: skip
     return item

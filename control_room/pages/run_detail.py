@@ -14,6 +14,7 @@ from control_room.components.live import live_ticker
 from control_room.components.notice import empty_note, not_found_notice
 from control_room.components.search import search_box
 from control_room.components.status import status_badge
+from control_room.components.table_rows import body_row, number_cell, status_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.components.task_panel import event_line, task_panel
 from control_room.components.times import local_time
@@ -84,11 +85,6 @@ def _actions() -> rx.Component:
     return actions
 
 
-def _task_option(task: Any) -> rx.Component:
-    item: rx.Component = rx.select.item(task.key, value=task.key)
-    return item
-
-
 def _rerun_from_dialog() -> rx.Component:
     dialog: rx.Component = rx.dialog.root(
         rx.dialog.trigger(
@@ -103,7 +99,9 @@ def _rerun_from_dialog() -> rx.Component:
             ),
             rx.select.root(
                 rx.select.trigger(width="100%", id="rerun-task"),
-                rx.select.content(rx.foreach(RunDetailState.tasks, _task_option)),
+                rx.select.content(
+                    rx.foreach(RunDetailState.tasks, lambda task: rx.select.item(task.key, value=task.key))
+                ),
                 value=RunDetailState.rerun_task,
                 on_change=RunDetailState.set_rerun_task,
             ),
@@ -216,8 +214,8 @@ def _param(param: Any) -> rx.Component:
 
 
 def _task_row(task: Any) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(task.key, weight="medium", size="2", class_name="mono")),
+    row: rx.Component = body_row(
+        text_cell(task.key, weight="medium", size="2", class_name="mono"),
         rx.table.cell(rx.badge(task.engine, variant="surface", color_scheme="indigo", size="1")),
         rx.table.cell(
             rx.hstack(
@@ -229,8 +227,8 @@ def _task_row(task: Any) -> rx.Component:
                 spacing="1", align="center",
             )
         ),
-        rx.table.cell(rx.text(task.attempts, size="2", class_name="tabular")),
-        rx.table.cell(rx.text(task.executor, size="2")),
+        number_cell(task.attempts, size="2"),
+        text_cell(task.executor, size="2"),
         rx.table.cell(rx.text(task.queued, size="2", class_name="tabular"), class_name="task-queued"),
         rx.table.cell(rx.text(task.duration, size="2", class_name="tabular"), class_name="task-duration"),
         rx.table.cell(
@@ -254,15 +252,15 @@ def _task_row(task: Any) -> rx.Component:
 
 
 def _attempt_row(attempt: Any) -> rx.Component:
-    row: rx.Component = rx.table.row(
-        rx.table.cell(rx.text(attempt.task_key, size="2", class_name="mono")),
-        rx.table.cell(rx.text(attempt.attempt, size="2")),
-        rx.table.cell(rx.text(attempt.executor, size="2")),
-        rx.table.cell(rx.text(attempt.claimed, size="2", class_name="tabular")),
+    row: rx.Component = body_row(
+        text_cell(attempt.task_key, size="2", class_name="mono"),
+        text_cell(attempt.attempt, size="2"),
+        text_cell(attempt.executor, size="2"),
+        number_cell(attempt.claimed, size="2"),
         rx.table.cell(rx.text(attempt.duration, size="2", class_name="tabular"), class_name="attempt-duration"),
-        rx.table.cell(status_badge(attempt.outcome)),
-        rx.table.cell(rx.text(attempt.error, size="1", color_scheme="red", class_name="truncate", max_width="320px",
-                              title=attempt.error)),
+        status_cell(attempt.outcome),
+        text_cell(attempt.error, size="1", color_scheme="red", class_name="truncate", max_width="320px",
+                  title=attempt.error),
         data_task=attempt.task_key,
         data_attempt=attempt.attempt,
         class_name="attempt-row",
@@ -344,7 +342,7 @@ def _events() -> rx.Component:
         rx.select.root(
             rx.select.trigger(placeholder="All tasks", width="150px", id="event-task"),
             rx.select.content(rx.select.item("All tasks", value="all"),
-                              rx.foreach(RunDetailState.tasks, _task_filter_item)),
+                              rx.foreach(RunDetailState.tasks, lambda task: rx.select.item(task.key, value=task.id))),
             value=rx.cond(RunDetailState.event_task == "", "all", RunDetailState.event_task),
             on_change=RunDetailState.set_event_task,
             size="1",
@@ -431,11 +429,11 @@ def _timeline() -> rx.Component:
 
 
 def _artifact_row(artifact: Any) -> rx.Component:
-    row: rx.Component = rx.table.row(
+    row: rx.Component = body_row(
         rx.table.cell(rx.link(artifact.name, href=artifact.href, weight="medium", size="2")),
-        rx.table.cell(rx.text(artifact.task_key, size="2", class_name="mono")),
-        rx.table.cell(rx.text(artifact.content_type, size="2", color_scheme="gray")),
-        rx.table.cell(rx.text(artifact.size, size="2", class_name="tabular")),
+        text_cell(artifact.task_key, size="2", class_name="mono"),
+        text_cell(artifact.content_type, size="2", color_scheme="gray"),
+        number_cell(artifact.size, size="2"),
         rx.table.cell(rx.code(artifact.sha_short, size="1", variant="ghost")),
     )
     return row
@@ -492,11 +490,6 @@ def _body() -> rx.Component:
         width="100%",
     )  # fmt: skip
     return body
-
-
-def _task_filter_item(task: Any) -> rx.Component:
-    item: rx.Component = rx.select.item(task.key, value=task.id)
-    return item
 
 
 @layout(route=routes.RUN_DETAIL, title="Run", on_load=[RunDetailState.load, TaskPanelState.open_from_address])

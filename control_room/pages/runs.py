@@ -14,7 +14,8 @@ from control_room.components.notice import empty_state
 from control_room.components.paging import newer_older_pager
 from control_room.components.schema_form import task_form
 from control_room.components.search import search_box
-from control_room.components.status import STATUS_COLORS, status_badge
+from control_room.components.status import STATUS_COLORS
+from control_room.components.table_rows import number_cell, status_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.components.times import local_time
 from control_room.services.ui_examples import EXAMPLES
@@ -146,7 +147,7 @@ def _row(run: Any) -> rx.Component:
                                 on_change=lambda _checked: RunsState.toggle_selected(run.id),
                                 on_click=rx.stop_propagation, class_name="row-select")),
         ),
-        rx.table.cell(status_badge(run.status)),
+        status_cell(run.status),
         rx.table.cell(
             rx.vstack(
                 rx.link(run.name, href=run.href, weight="medium", size="2", class_name="run-link"),
@@ -160,9 +161,9 @@ def _row(run: Any) -> rx.Component:
             )
         ),
         rx.table.cell(rx.badge(run.environment, variant="outline", color_scheme="gray")),
-        rx.table.cell(rx.text(run.engines, size="2")),
-        rx.table.cell(rx.text(run.trigger, size="2", color_scheme="gray")),
-        rx.table.cell(rx.text(run.tasks, size="2", class_name="tabular")),
+        text_cell(run.engines, size="2"),
+        text_cell(run.trigger, size="2", color_scheme="gray"),
+        number_cell(run.tasks, size="2"),
         rx.table.cell(local_time(run.created_iso, run.created, relative=True, size="2"), class_name="run-created"),
         rx.table.cell(local_time(run.started_iso, run.started, compact=True, size="2"), class_name="run-started"),
         rx.table.cell(local_time(run.finished_iso, run.finished, compact=True, size="2"), class_name="run-finished"),
@@ -269,8 +270,7 @@ def runs_page() -> rx.Component:
             spacing="4",
         ),
         _filters(),
-        rx.cond(RunsState.error != "", rx.callout(RunsState.error, icon="triangle-alert", color_scheme="red",
-                                                  size="1", width="100%", id="runs-error")),
+        error_callout(RunsState.error, "runs-error", width="100%"),
         _bulk_bar(),
         rx.cond(RunsState.loaded & (RunsState.rows.length() == 0),
                 empty_state("inbox", "No runs match these filters.", "runs-empty"), _table()),
