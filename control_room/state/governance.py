@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import reflex as rx
 import yaml
@@ -33,6 +33,7 @@ from control_room.state.rows import (
     SimResult,
     TaskLimitsRow,
     VerdictRow,
+    with_field,
 )
 
 REFRESH_MS = 5000
@@ -43,7 +44,6 @@ EXAMPLE_SPEC = """tasks:
     sql: select 1
     timeout_s: 600
 """
-FormT = TypeVar("FormT", SimForm, EffectiveForm)
 LIST_FIELDS = ("labels", "tags", "required_labels", "escalation")  # of a rule: lists, ", "-joined in its row
 TRIMMED_FIELDS = ("name", "engine", "pool", "owner")  # of a rule, typed in the editor: spaces around dropped
 EDIT_FIELDS = (
@@ -183,13 +183,6 @@ def owner_rows(rules: list[routing.RuleDraft]) -> list[OwnerRow]:
         for r in rules
         if r.enabled
     ]
-
-
-def with_field(form: FormT, name: str, value: str) -> FormT:
-    """``form`` with one field set (a name it does not have leaves it as it was)."""
-    if name not in {f.name for f in dataclasses.fields(form)}:
-        return form
-    return dataclasses.replace(form, **{name: value})
 
 
 def _read_drift(slug: str) -> governance.Drift:

@@ -27,6 +27,7 @@ from control_room.state.rows import (
     MlflowRunRow,
     ModelRow,
     ModelVersionRow,
+    with_field,
 )
 
 PAGE_SIZE = 25
@@ -429,9 +430,7 @@ class ModelsState(KeysetPages, SessionState):
     @handler
     def set_form(self, field: str, value: str) -> None:
         """The alias, the version or the check metric (a metric name: trimmed, 250 characters at most)."""
-        if field in {f.name for f in dataclasses.fields(AliasForm)}:
-            value = value.strip()[:250] if field == "gate_metric" else value
-            self.form = dataclasses.replace(self.form, **{field: value})
+        self.form = with_field(self.form, field, value.strip()[:250] if field == "gate_metric" else value)
 
     @background
     @exclusive("saving")

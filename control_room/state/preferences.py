@@ -15,7 +15,7 @@ from control_room.services import alerts, notifications
 from control_room.services.errors import Invalid
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler
-from control_room.state.rows import PreferencesForm
+from control_room.state.rows import PreferencesForm, with_field
 
 CHANNELS = ("email", "in_app", "webhook")
 SEVERITIES = ("info", "warning", "critical")
@@ -94,7 +94,7 @@ class PreferencesState(SessionState):
         await self._read_shown(read, show, signed=signed)
 
     def _change(self, name: str, value: Any) -> None:
-        self.form = dataclasses.replace(self.form, **{name: value})
+        self.form = with_field(self.form, name, value)
 
     @handler
     def toggle(self, name: str, value: str, on: bool) -> None:

@@ -2,10 +2,20 @@
 for the table rows). States build these from service rows; nothing here reads the database or formats."""
 
 import dataclasses
+from typing import Any, TypeVar
 
 import plotly.graph_objects as go
 
 ALL = "all"  # "no filter" in selects (Radix selects cannot hold an empty value)
+FormT = TypeVar("FormT")
+
+
+def with_field(form: FormT, name: str, value: Any) -> FormT:
+    """``form`` (one of the dataclasses below) with one field set, as a page's input changes it; a name it does
+    not have (the browser sends the name) leaves it as it was."""
+    if name not in {f.name for f in dataclasses.fields(form)}:  # type: ignore[arg-type]
+        return form
+    return dataclasses.replace(form, **{name: value})  # type: ignore[type-var]
 
 
 # alerts.rows

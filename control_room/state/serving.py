@@ -4,7 +4,6 @@ prediction through the proxy."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +21,7 @@ from control_room.services.serving_proxy import proxy_for
 from control_room.state.base import SignedIn, problem_text, signed_in_event
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.ml import MlBase
-from control_room.state.rows import EndpointDetail, EndpointForm, EndpointRow, ReplicaRow, TryAnswer
+from control_room.state.rows import EndpointDetail, EndpointForm, EndpointRow, ReplicaRow, TryAnswer, with_field
 
 T = TypeVar("T")
 DEMO_BODY = json.dumps(
@@ -80,8 +79,7 @@ class EndpointsState(MlBase):
     @handler
     def set_form(self, field: str, value: str) -> None:
         """One input of the create form or the canary bar."""
-        if field in {f.name for f in dataclasses.fields(EndpointForm)}:
-            self.form = dataclasses.replace(self.form, **{field: value})
+        self.form = with_field(self.form, field, value)
 
     @rx.event
     def ask_delete(self) -> None:

@@ -18,9 +18,7 @@ from control_room.state.base import ALL, SignedIn, as_user, problem_text, signed
 from control_room.state.events import background, exclusive, handler, setter
 from control_room.state.job.detail import JobState
 from control_room.state.job.rows import backfill_row
-from control_room.state.rows import NO_SCHEDULE, BackfillForm, BackfillRow
-
-FORM_FIELDS = frozenset(field.name for field in dataclasses.fields(BackfillForm))
+from control_room.state.rows import NO_SCHEDULE, BackfillForm, BackfillRow, with_field
 
 
 def parse_instant(text: str, field: str) -> datetime:
@@ -68,9 +66,7 @@ class BackfillState(JobState):
     @handler
     def set_field(self, name: str, value: str) -> None:
         """One input of the form changed."""
-        if name in FORM_FIELDS:
-            self.form = dataclasses.replace(self.form, **{name: value})
-            self.bf_error = ""
+        self.form, self.bf_error = with_field(self.form, name, value), ""
 
     @background
     async def load_backfills(self, _now: str = "") -> None:
