@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 
 from control_room.config import MIGRATIONS_DIR
+from control_room.db.rows import scalar
 
 MIGRATION_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[a-z0-9_]+)\.sql$")
 # Any constant works as long as every replica uses the same one.
@@ -145,6 +146,5 @@ def latest_applied(conn: psycopg.Connection) -> str | None:
 
 async def latest_applied_async(conn: psycopg.AsyncConnection) -> str | None:
     """``latest_applied`` over an async connection (the server's pool is async)."""
-    cursor = await conn.execute(_LATEST_APPLIED)
-    row = await cursor.fetchone()
-    return str(row[0]).removesuffix(".sql") if row else None
+    latest = await scalar(conn, _LATEST_APPLIED)
+    return None if latest is None else str(latest).removesuffix(".sql")

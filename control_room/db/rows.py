@@ -60,13 +60,27 @@ async def first_dict_row(conn: AsyncConnection, statement: Statement, args: Args
         return await cur.fetchone()
 
 
+async def scalar(conn: AsyncConnection, statement: Statement, args: Args = None) -> Any:
+    """The first column of the first row of one statement (a count, an ops function's answer, ``insert ...
+    returning``), or None when it returns no row."""
+    cur = await conn.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def one_row(conn: AsyncConnection, statement: Statement, args: Args = None) -> tuple[Any, ...]:
+    """The one row a statement always returns (an ops function's answer, ``insert ... returning``, an
+    aggregate), as a tuple."""
+    cur = await conn.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+    row = await cur.fetchone()
+    assert row is not None, "the statement returned no row"
+    return row
+
+
 async def returned_id(conn: AsyncConnection, statement: Statement, args: Args = None) -> uuid.UUID:
     """The id a statement returns in the first column of its one row (``insert ... returning id``, or an ops
     function that answers with the id it saved)."""
-    cur = await conn.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    return uuid.UUID(str(await scalar(conn, statement, args)))
 
 
 async def model_list(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from control_room.db.rows import dict_rows, first_dict_row, returned_id
+from control_room.db.rows import dict_rows, first_dict_row, one_row, returned_id, scalar
 from control_room.services.errors import Invalid, LeaseLost, NotFound
 
 PrincipalKind = Literal["user", "service_principal"]
@@ -124,12 +124,12 @@ async def simulate(
         raise Invalid("one of read, write, admin", field="privilege")
     dataset_id = await _dataset_id(conn, project_id, dataset)
     if principal_kind == "group":
-        cur = await conn.execute(
+        decision = await scalar(
+            conn,
             "select ops.access_decision_for(%s, 'service_principal', %s, array[%s]::text[])",
             (dataset_id, f"(a member of group {principal})", principal),
         )
-        row = await cur.fetchone()
-        found = [row[0]] if row and row[0] else []
+        found = [decision] if decision else []
     else:
         found = await decisions(
             conn, project_id=project_id, principal_kind=principal_kind, principal=principal, dataset_ids=[dataset_id]
@@ -165,14 +165,14 @@ class EditorRights:
 
 async def editor_rights(conn: AsyncConnection, *, org_id: uuid.UUID) -> EditorRights:
     """Org admins edit every policy and group; a dataset's owner edits its dataset's policies."""
-    cur = await conn.execute(
+    row = await one_row(
+        conn,
         "select coalesce(ops.org_role(%s), '') = 'admin' or not ops.caller_is_end_user(), "
         "exists (select 1 from ops.datasets d join ops.projects p on p.id = d.project_id where p.org_id = %s "
         "and lower(d.owner) = lower(ops.caller_email()))",
         (org_id, org_id),
     )
-    row = await cur.fetchone()
-    return EditorRights(bool(row and row[0]), bool(row and row[1]))
+    return EditorRights(bool(row[0]), bool(row[1]))
 
 
 # Reading and writing the model ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from anyio import to_thread
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row, first_model
+from control_room.db.rows import dict_rows, first_dict_row, first_model, scalar
 from control_room.db.tables import ArtifactUpload
 from control_room.services.errors import Conflict, Invalid, LeaseLost, NotFound
 from control_room.services.pagination import ListQuery, Page, newest_first
@@ -95,7 +95,8 @@ async def initiate_upload(
         raise Conflict(f'artifact "{name}" of this attempt already exists with other content', field="name")
     settings = get_settings()
     expires = datetime.now(UTC) + timedelta(seconds=settings.upload_url_expiry_seconds)
-    cur = await conn.execute(
+    upload_id = await scalar(
+        conn,
         "insert into ops.artifact_uploads (task_id, attempt, run_id, project_id, lease_token, name, size_bytes, "
         "sha256, content_type, metadata, storage_key, expires_at) "
         "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) returning id",
@@ -114,9 +115,6 @@ async def initiate_upload(
             expires,
         ),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    upload_id = row[0]
     store = get_store()
     target = await to_thread.run_sync(
         lambda: store.upload_target(
@@ -189,7 +187,8 @@ async def complete_upload(
             await to_thread.run_sync(lambda: store.delete_pending(upload.storage_key))
         raise Invalid(f"upload rejected, nothing registered: {result[1]}", field="sha256")
     async with conn.transaction():
-        cur = await conn.execute(
+        artifact_id = await scalar(
+            conn,
             "insert into ops.artifacts (run_id, project_id, task_id, attempt, name, uri, size_bytes, sha256, "
             "content_type, metadata) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
             "on conflict (task_id, attempt, name) do nothing returning id",
@@ -206,15 +205,14 @@ async def complete_upload(
                 json.dumps(upload.metadata_),
             ),
         )
-        row = await cur.fetchone()
-        if row is None:
+        if artifact_id is None:
             raise Conflict(f'artifact "{upload.name}" of this attempt is already registered', field="name")
         await conn.execute(
             "update ops.artifact_uploads set status = 'completed', artifact_id = %s, completed_at = now() "
             "where id = %s",
-            (row[0], upload_id),
+            (artifact_id, upload_id),
         )
-    found = await _artifact(conn, "a.id = %s", (row[0],))
+    found = await _artifact(conn, "a.id = %s", (artifact_id,))
     assert found is not None
     return found
 

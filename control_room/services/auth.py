@@ -16,7 +16,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict
 
-from control_room.db.rows import dict_rows, returned_id
+from control_room.db.rows import dict_rows, returned_id, scalar
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, Unauthorized
 
@@ -163,11 +163,10 @@ async def look_up(conn: AsyncConnection, token: str) -> tuple[Caller, datetime |
 async def resolve_org(conn: AsyncConnection, org: str | None) -> uuid.UUID:
     """The org named by id or slug; with none given, the only org (an error names the choices otherwise)."""
     if org:
-        cur = await conn.execute("select id from ops.orgs where slug = %s or id::text = %s", (org.lower(), org))
-        row = await cur.fetchone()
-        if row is None:
+        found = await scalar(conn, "select id from ops.orgs where slug = %s or id::text = %s", (org.lower(), org))
+        if found is None:
             raise NotFound(f'no org "{org}"; `lakehouse bundle` or `lakehouse run` creates the demo org', field="org")
-        return uuid.UUID(str(row[0]))
+        return uuid.UUID(str(found))
     cur = await conn.execute("select id, slug from ops.orgs order by slug limit 6")
     rows = await cur.fetchall()
     if len(rows) == 1:
@@ -337,6 +336,5 @@ async def act_as(conn: AsyncConnection, actor: str, *, local: bool = False) -> N
 
 async def user_id_by_email(conn: AsyncConnection, email: str) -> uuid.UUID | None:
     """The id of the user with this e-mail (case-insensitive), or None."""
-    cur = await conn.execute("select id from ops.users where lower(email) = lower(%s)", (email,))
-    row = await cur.fetchone()
-    return None if row is None else uuid.UUID(str(row[0]))
+    found = await scalar(conn, "select id from ops.users where lower(email) = lower(%s)", (email,))
+    return None if found is None else uuid.UUID(str(found))

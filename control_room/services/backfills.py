@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, scalar
 from control_room.services.errors import Invalid, visible_by_id
 from control_room.services.jobs import validate_params, version_schema
 from control_room.services.schedules import CronSchedule, schedule_row
@@ -103,7 +103,8 @@ async def create_backfill(
     schema = await version_schema(conn, template_id=template_id, version=version)
     checked = validate_params(schema, run_params)
     ordered = intervals if run_order == "oldest_first" else list(reversed(intervals))
-    cur = await conn.execute(
+    backfill_id = await scalar(
+        conn,
         "select ops.create_backfill(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s)",
         (
             template_id,
@@ -122,9 +123,7 @@ async def create_backfill(
             requested_by_name,
         ),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return await get_backfill(conn, backfill_id=row[0])
+    return await get_backfill(conn, backfill_id=backfill_id)
 
 
 BACKFILL_COLUMNS = """

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from control_room.bundle.models import Cap
 from control_room.bundle.source import format_path
-from control_room.db.rows import dict_rows, returned_id
+from control_room.db.rows import dict_rows, returned_id, scalar
 from control_room.services.errors import Invalid, NotFound
 
 SCOPES = ("org", "project", "environment", "pool", "engine")
@@ -218,17 +218,14 @@ async def refusal_page(
 
 async def pending_submit_refusal(conn: AsyncConnection) -> dict[str, Any] | None:
     """The refusal ops.submit_run recorded in this transaction (to record again after it rolls back)."""
-    cur = await conn.execute("select ops.pending_submit_refusal()")
-    row = await cur.fetchone()
-    return dict(row[0]) if row and row[0] else None
+    refusal = await scalar(conn, "select ops.pending_submit_refusal()")
+    return dict(refusal) if refusal else None
 
 
 async def record_submit_refusal(conn: AsyncConnection, *, row: dict[str, Any]) -> bool:
     """Record a refused submit whose transaction rolled back; checked in SQL (the cap is full, the caller may
     submit there) and idempotent. True when recorded."""
-    cur = await conn.execute("select ops.record_submit_refusal(%s)", (Jsonb(row),))
-    found = await cur.fetchone()
-    return bool(found and found[0])
+    return bool(await scalar(conn, "select ops.record_submit_refusal(%s)", (Jsonb(row),)))
 
 
 @dataclass(frozen=True)
@@ -440,19 +437,17 @@ async def save_cap(conn: AsyncConnection, *, org_id: uuid.UUID, draft: CapDraft,
     draft.as_bundle_cap()
     project_id = environment_id = None
     if draft.scope in ("project", "environment"):
-        cur = await conn.execute("select id from ops.projects where org_id = %s and slug = %s", (org_id, draft.project))
-        row = await cur.fetchone()
-        if row is None:
-            raise Invalid(f'project "{draft.project}" is not a project of this org that you can see', field="project")
-        project_id = row[0]
-    if draft.scope == "environment":
-        cur = await conn.execute(
-            "select id from ops.environments where project_id = %s and name = %s", (project_id, draft.environment)
+        project_id = await scalar(
+            conn, "select id from ops.projects where org_id = %s and slug = %s", (org_id, draft.project)
         )
-        row = await cur.fetchone()
-        if row is None:
+        if project_id is None:
+            raise Invalid(f'project "{draft.project}" is not a project of this org that you can see', field="project")
+    if draft.scope == "environment":
+        environment_id = await scalar(
+            conn, "select id from ops.environments where project_id = %s and name = %s", (project_id, draft.environment)
+        )
+        if environment_id is None:
             raise Invalid(f'project "{draft.project}" has no environment "{draft.environment}"', field="environment")
-        environment_id = row[0]
     return await returned_id(
         conn,
         "select ops.save_cap(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -468,10 +463,9 @@ async def delete_cap(conn: AsyncConnection, *, cap_id: uuid.UUID, by: str | None
 
 async def cap_id_by_name(conn: AsyncConnection, *, org_id: uuid.UUID, name: str) -> uuid.UUID:
     """The id of the org's cap of this name; NotFound naming the caps there are."""
-    cur = await conn.execute("select id from ops.caps where org_id = %s and name = %s", (org_id, name))
-    row = await cur.fetchone()
-    if row is None:
+    found = await scalar(conn, "select id from ops.caps where org_id = %s and name = %s", (org_id, name))
+    if found is None:
         cur = await conn.execute("select name from ops.caps where org_id = %s order by name", (org_id,))
         names = ", ".join(r[0] for r in await cur.fetchall()) or "none"
         raise NotFound(f'no cap named "{name}" (caps: {names})', field="name")
-    return uuid.UUID(str(row[0]))
+    return uuid.UUID(str(found))

@@ -27,7 +27,7 @@ from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 
 from control_room.config import PROJECT_ROOT
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, scalar
 from control_room.services import lineage
 from control_room.services.auth import Principal, act_as_principal
 from control_room.services.errors import NotFound, ServiceError
@@ -340,9 +340,7 @@ async def dataset_page(conn: AsyncConnection, dataset_id: uuid.UUID, *, limit: i
         ("downstream", "upstream_id", "downstream_id"),
     ):
         dataset[side] = await dict_rows(conn, NEIGHBOURS.format(this=this, other=other), (dataset_id, limit))
-        cur = await conn.execute(COUNT_NEIGHBOURS.format(this=this), (dataset_id,))
-        counted = await cur.fetchone()
-        dataset[f"{side}_count"] = int(counted[0]) if counted else 0
+        dataset[f"{side}_count"] = int(await scalar(conn, COUNT_NEIGHBOURS.format(this=this), (dataset_id,)))
     tests = dataset["metadata"].get("tests") if isinstance(dataset["metadata"], dict) else None
     dataset["quality"] = (
         await dict_rows(conn, QUALITY, (dataset["last_run_id"], [str(t) for t in tests]))

@@ -30,7 +30,7 @@ from psycopg import AsyncConnection
 from control_room.config import get_settings
 from control_room.dashboards.loader import content_sha256, parse_dashboard, shipped_templates
 from control_room.dashboards.models import DashboardFile, Dataset
-from control_room.db.rows import dict_rows, first_dict_row, model_rows
+from control_room.db.rows import dict_rows, first_dict_row, model_rows, one_row, scalar
 from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.services.errors import Forbidden, Invalid, NotFound, ServiceError, from_db_error
 from control_room.services.result_rows import json_cell
@@ -106,9 +106,8 @@ def control_plane_statement(dataset: Dataset, scope: DatasetScope, *, at: str = 
 
 async def _require_viewer_connection(conn: AsyncConnection) -> None:
     """Refuse to run a dataset on a connection that does not act as a signed-in user (no superuser reads)."""
-    cur = await conn.execute("select current_user, auth.uid()")
-    row = await cur.fetchone()
-    if row is None or row[0] != "authenticated" or row[1] is None:
+    row = await one_row(conn, "select current_user, auth.uid()")
+    if row[0] != "authenticated" or row[1] is None:
         raise Forbidden("dashboard datasets are read as the signed-in user; this connection is not scoped to one")
 
 
@@ -134,16 +133,16 @@ def _warehouse_key(text: str) -> str:
 
 async def _finished_result(conn: AsyncConnection, run: dict[str, Any]) -> DatasetResult:
     """The rows of a succeeded dataset run (its last statement's Parquet result), if the viewer may see them."""
-    cur = await conn.execute(
+    found = await scalar(
+        conn,
         "select a.id from ops.query_history h join ops.artifacts a on a.task_id = h.task_id and a.attempt = h.attempt "
         "and a.name = h.result_artifact where h.run_id = %s and h.state = 'finished' "
         "order by h.statement_index desc limit 1",
         (run["id"],),
     )
-    found = await cur.fetchone()
     if found is None:
         return DatasetResult(error=f"run {run['id']} finished without a result")
-    artifact = await artifacts.get_artifact(conn, artifact_id=found[0])
+    artifact = await artifacts.get_artifact(conn, artifact_id=found)
     await result_policies.require_rows_visible(conn, artifact=artifact)
     store = get_store()
     result = await to_thread.run_sync(
@@ -178,8 +177,7 @@ async def run_warehouse_dataset(
         return DatasetResult(note="no warehouse table of this project is readable by you (none in the catalog yet?)")
     text = warehouse_statement(dataset, scope, policy, at=at)
     statement_key = _warehouse_key(text)
-    cur = await conn.execute("select auth.uid()")
-    user = (await cur.fetchone() or [None])[0]
+    user = await scalar(conn, "select auth.uid()")
     window_start = int((now or datetime.now(UTC)).timestamp()) // WAREHOUSE_WINDOW_S
     mine = f"{statement_key}:{user}:"
     submitted: uuid.UUID | None = None
@@ -280,14 +278,13 @@ async def save_dashboard(
 ) -> dict[str, Any]:
     """Validate and save: a new dashboard, or a new version when the definition changed (operators)."""
     dashboard = parse_dashboard(source_yaml)
-    cur = await conn.execute(
+    row = await one_row(
+        conn,
         "select dashboard_id, version, new_version, created from ops.save_dashboard(%s, %s, %s, %s, %s::jsonb, %s, "
         "%s, %s, %s, %s)",
         (project_id, slug, dashboard.title, template, json.dumps(dashboard.model_dump(mode="json")), source_yaml,
          content_sha256(dashboard), message, expected_version, by),
     )  # fmt: skip
-    row = await cur.fetchone()
-    assert row is not None  # the function returns one row or raises
     return {"id": row[0], "slug": slug, "version": row[1], "new_version": row[2], "created": row[3]}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
+from control_room.db.rows import scalar
 from control_room.services.errors import Invalid
 from control_room.services.pagination import ListQuery, fetch_rows
 
@@ -58,6 +59,5 @@ async def list_events(
 
 
 async def run_is_finished(conn: AsyncConnection, *, run_id: uuid.UUID) -> bool:
-    cur = await conn.execute("select status from ops.runs where id = %s", (run_id,))
-    row = await cur.fetchone()
-    return row is None or row[0] in TERMINAL_RUN
+    status = await scalar(conn, "select status from ops.runs where id = %s", (run_id,))
+    return status is None or status in TERMINAL_RUN

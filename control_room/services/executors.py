@@ -12,7 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, scalar
 
 EXECUTOR_STATES = ("online", "draining", "offline", "pending", "revoked")
 
@@ -25,18 +25,12 @@ async def list_executors(conn: AsyncConnection, *, offline_after_seconds: int | 
 
 async def set_drain(conn: AsyncConnection, *, executor_id: uuid.UUID, drain: bool) -> str:
     """Drain (claims stop, running tasks finish) or undrain an executor; returns its status."""
-    cur = await conn.execute("select ops.set_executor_drain(%s, %s)", (executor_id, drain))
-    row = await cur.fetchone()
-    assert row is not None
-    return str(row[0])
+    return str(await scalar(conn, "select ops.set_executor_drain(%s, %s)", (executor_id, drain)))
 
 
 async def revoke(conn: AsyncConnection, *, executor_id: uuid.UUID) -> str:
     """Revoke an executor's token: its next request gets 401 and its leases expire."""
-    cur = await conn.execute("select ops.revoke_executor(%s)", (executor_id,))
-    row = await cur.fetchone()
-    assert row is not None
-    return str(row[0])
+    return str(await scalar(conn, "select ops.revoke_executor(%s)", (executor_id,)))
 
 
 async def pool_load(conn: AsyncConnection, *, minutes: int = 60, step_seconds: int = 60) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from control_room.bundle.export import render_bundle
 from control_room.bundle.models import Bundle, sorted_bundle
 from control_room.bundle.plan import Plan, diff_bundles
 from control_room.bundle.store import org_directory, read_live
+from control_room.db.rows import scalar
 from control_room.services.errors import NotFound
 
 
@@ -131,11 +132,10 @@ async def set_lock(
 
 async def org_slug(conn: psycopg.AsyncConnection[Any], *, org_id: uuid.UUID) -> str:
     """The slug of an org the caller can see (NotFound otherwise)."""
-    cur = await conn.execute("select slug from ops.orgs where id = %s", (org_id,))
-    row = await cur.fetchone()
-    if row is None:
+    slug = await scalar(conn, "select slug from ops.orgs where id = %s", (org_id,))
+    if slug is None:
         raise NotFound(f"org {org_id} does not exist or is not yours", field="org")
-    return str(row[0])
+    return str(slug)
 
 
 async def lock_state(conn: psycopg.AsyncConnection[Any], *, org_id: uuid.UUID) -> tuple[bool, str]:
@@ -149,19 +149,16 @@ async def lock_state(conn: psycopg.AsyncConnection[Any], *, org_id: uuid.UUID) -
 
 async def is_org_admin(conn: psycopg.AsyncConnection[Any], *, org_id: uuid.UUID) -> bool:
     """Whether the caller may edit the org's routing and caps (the SQL functions check it again)."""
-    cur = await conn.execute(
-        "select coalesce(ops.org_role(%s), '') = 'admin' or not ops.caller_is_end_user()", (org_id,)
+    return bool(
+        await scalar(conn, "select coalesce(ops.org_role(%s), '') = 'admin' or not ops.caller_is_end_user()", (org_id,))
     )
-    row = await cur.fetchone()
-    return bool(row and row[0])
 
 
 async def resolve_org(conn: psycopg.AsyncConnection[Any], org: str | None) -> uuid.UUID:
     """The org named by slug or id whose governance the caller reads (its members, project members included);
     with none given, the caller's only such org."""
-    cur = await conn.execute("select ops.governance_org_id(%s)", (org,))
-    row = await cur.fetchone()
-    if row is None or row[0] is None:
+    found = await scalar(conn, "select ops.governance_org_id(%s)", (org,))
+    if found is None:
         what = f'no org "{org}" that you belong to' if org else "you belong to several orgs (or none)"
         raise NotFound(f"{what}: name one with org=<slug>", field="org")
-    return uuid.UUID(str(row[0]))
+    return uuid.UUID(str(found))

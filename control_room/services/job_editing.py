@@ -24,7 +24,7 @@ from control_room.bundle.loader import template_problems
 from control_room.bundle.models import JobTemplate, Schedule, TaskTemplate
 from control_room.bundle.source import InvalidInput, Problem, format_path, parse_yaml, validate_document
 from control_room.bundle.store import template_fields, version_fields, version_values
-from control_room.db.rows import returned_id
+from control_room.db.rows import one_row, returned_id
 from control_room.db.tables import JobTemplateVersion
 from control_room.services.bundles import version_args
 from control_room.services.errors import Invalid
@@ -119,7 +119,8 @@ async def save_template(
     if template is None:
         first = problems[0]
         raise Invalid(f"line {first.line}: {first.message}", field=first.path)
-    cur = await conn.execute(
+    row = await one_row(
+        conn,
         "select template_id, version, new_version, created from ops.save_job_template("
         "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
@@ -133,8 +134,6 @@ async def save_template(
             by,
         ),
     )
-    row = await cur.fetchone()
-    assert row is not None
     return {"template_id": row[0], "name": template.name, "version": row[1], "new_version": row[2], "created": row[3]}
 
 

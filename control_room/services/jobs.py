@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, model_list
+from control_room.db.rows import dict_rows, model_list, one_row
 from control_room.db.tables import JobTemplateVersion
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Invalid, NotFound, the_only_id, visible_by_id
@@ -229,15 +229,14 @@ async def templates_page(
 
 async def template_facets(conn: AsyncConnection, *, project_id: uuid.UUID) -> dict[str, list[str]]:
     """The tags and owners of a project's templates (the Jobs page's filter choices)."""
-    cur = await conn.execute(
+    row = await one_row(
+        conn,
         "select coalesce(array(select distinct x from ops.job_templates t, unnest(t.tags) x "
         "where t.project_id = %s order by 1), '{}'), "
         "coalesce(array(select distinct owner from ops.job_templates where project_id = %s and owner is not null "
         "order by 1), '{}')",
         (project_id, project_id),
     )
-    row = await cur.fetchone()
-    assert row is not None
     return {"tags": list(row[0]), "owners": list(row[1])}
 
 
@@ -306,7 +305,8 @@ async def run_template(
     """
     schema = await version_schema(conn, template_id=template_id, version=version)
     checked = validate_params(schema, params)
-    cur = await conn.execute(
+    run_id, created, refusal, used_version, _ = await one_row(
+        conn,
         f"select s.run_id, s.created, s.refusal, s.version, {ENGINES_NOTE} from ops.submit_template_run("
         "%s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s) s",
         (
@@ -323,9 +323,6 @@ async def run_template(
             tags or [],
         ),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    run_id, created, refusal, used_version, _ = row
     if refusal:
         raise CapExceeded(refusal, record=await caps.pending_submit_refusal(conn))
     run = await get_run(conn, run_id=run_id, with_tasks=False)

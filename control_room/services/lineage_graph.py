@@ -21,7 +21,7 @@ from typing import Any
 import networkx as nx
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, scalar
 from control_room.services.errors import NotFound
 
 CACHE_SIZE = 16
@@ -209,10 +209,7 @@ async def _rows(conn: AsyncConnection, statement: str, project_id: uuid.UUID) ->
 
 async def load_graph(conn: AsyncConnection, project_id: uuid.UUID) -> LineageGraph:
     """The project's lineage as the connection's user sees it, rebuilt only when its version moved."""
-    async with conn.cursor() as cur:
-        await cur.execute(VERSION, {"p": project_id})
-        version_row = await cur.fetchone()
-    version = str(version_row[0]) if version_row else ""
+    version = str(await scalar(conn, VERSION, {"p": project_id}))
     key = ("graph", project_id, version)
     cached = CACHE.get(key)
     if isinstance(cached, LineageGraph):

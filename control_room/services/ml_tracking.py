@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from anyio import to_thread
 from psycopg import AsyncConnection
 
+from control_room.db.rows import scalar
 from control_room.services.errors import Invalid, NotFound, ServiceError
 
 if TYPE_CHECKING:
@@ -123,11 +124,10 @@ def _uuid(value: uuid.UUID | str, *, field: str) -> uuid.UUID:
 
 async def project_slug(conn: AsyncConnection, project_id: uuid.UUID | str) -> str:
     """The slug of a project the caller can see (RLS); NotFound otherwise."""
-    cur = await conn.execute("select slug from ops.projects where id = %s", (_uuid(project_id, field="project"),))
-    row = await cur.fetchone()
-    if row is None:
+    slug = await scalar(conn, "select slug from ops.projects where id = %s", (_uuid(project_id, field="project"),))
+    if slug is None:
         raise NotFound(f"project {project_id} does not exist or you are not a member", field="project")
-    return str(row[0])
+    return str(slug)
 
 
 def experiment_tags(project: str) -> dict[str, str]:
@@ -313,11 +313,10 @@ async def compare_runs(conn: AsyncConnection, *, project: uuid.UUID | str, run_i
 async def runs_of_lakehouse_run(conn: AsyncConnection, *, run_id: uuid.UUID | str) -> list[dict[str, Any]]:
     """The MLflow runs a control-room run's tasks logged (by their ``lakehouse.run_id`` tag)."""
     wanted = _uuid(run_id, field="run")
-    cur = await conn.execute("select project_id from ops.runs where id = %s", (wanted,))
-    row = await cur.fetchone()
-    if row is None:
+    project_id = await scalar(conn, "select project_id from ops.runs where id = %s", (wanted,))
+    if project_id is None:
         raise NotFound(f"run {run_id} does not exist or you cannot see it", field="run")
-    slug = await project_slug(conn, row[0])
+    slug = await project_slug(conn, project_id)
 
     def search() -> list[dict[str, Any]]:
         ids = _experiment_ids(slug)

@@ -28,7 +28,7 @@ import httpx
 from psycopg import AsyncConnection
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
+from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id, scalar
 from control_room.services.errors import Invalid, found_row
 from control_room.services.sql_guard import parse_read_only, with_limit
 
@@ -773,15 +773,14 @@ async def run_question(
 ) -> uuid.UUID:
     """Guard the reviewed (possibly edited) SQL again and submit it as a DuckDB SQL task; the question keeps it."""
     checked = guard(sql, policy)
-    cur = await conn.execute("select project_id from ops.nl2sql_questions where id = %s", (question_id,))
-    found = await cur.fetchone()
-    if found is None or found[0] != project_id:
+    found = await scalar(conn, "select project_id from ops.nl2sql_questions where id = %s", (question_id,))
+    if found != project_id:
         raise Invalid(f"question {question_id} does not exist in this project", field="question")
     cur = await conn.execute(
         # Requested by the asker: the agent applies their access policies, and result policies show them the rows.
         "select run_id, refusal from ops.submit_run(%s, %s, %s::jsonb, '{}'::jsonb, 'api', auth.uid(), 'ask', null)",
         (
-            found[0],
+            found,
             environment,
             json.dumps(ask_task_spec(checked, policy, max_scan_bytes=get_settings().nl2sql_max_scan_bytes)),
         ),

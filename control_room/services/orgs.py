@@ -6,9 +6,10 @@ import uuid
 
 from psycopg import AsyncConnection
 
+from control_room.db.rows import scalar
+
 
 async def org_for_local_agent(conn: AsyncConnection, *, preferred_slug: str) -> uuid.UUID | None:
     """The org with ``preferred_slug`` (the demo org), else the oldest org; None when there is no org."""
-    cur = await conn.execute("select id from ops.orgs order by slug <> %s, created_at, id limit 1", (preferred_slug,))
-    row = await cur.fetchone()
-    return None if row is None else uuid.UUID(str(row[0]))
+    found = await scalar(conn, "select id from ops.orgs order by slug <> %s, created_at, id limit 1", (preferred_slug,))
+    return None if found is None else uuid.UUID(str(found))

@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, model_list
+from control_room.db.rows import dict_rows, model_list, one_row, scalar
 from control_room.db.tables import Deployment
 from control_room.services.errors import Invalid, visible_by_id
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, newest_first
@@ -39,13 +39,6 @@ REQUEST_FROM = """
 BY_NEWEST = newest_first("x")
 
 
-async def _one(conn: AsyncConnection, query: str, args: tuple[Any, ...]) -> Any:
-    cur = await conn.execute(query, args)
-    row = await cur.fetchone()
-    assert row is not None
-    return row[0]
-
-
 async def request_promotion(
     conn: AsyncConnection,
     *,
@@ -60,7 +53,7 @@ async def request_promotion(
     """Open a request to move ``version`` into ``to_environment`` (operators); its checks are evaluated at once."""
     if to_environment not in ("staging", "prod"):
         raise Invalid(f'"{to_environment}": promotions go to staging or prod', field="to_environment")
-    request_id = await _one(
+    request_id = await scalar(
         conn,
         "select ops.request_promotion(%s, %s, %s, %s, %s, %s, coalesce(%s, now()))",
         (template_id, version, to_environment, comment, user_id, by, now),
@@ -81,7 +74,7 @@ async def decide(
     approval was the last one missing and the checks pass)."""
     if decision not in DECISIONS:
         raise Invalid(f'"{decision}": use one of {", ".join(DECISIONS)}', field="decision")
-    status: str = await _one(
+    status: str = await scalar(
         conn,
         "select ops.decide_promotion(%s, %s, %s, %s, coalesce(%s, now()))",
         (request_id, decision, comment, user_id, now),
@@ -93,7 +86,7 @@ async def decision_refusal(
     conn: AsyncConnection, *, request_id: uuid.UUID, user_id: uuid.UUID | None = None
 ) -> str | None:
     """Why the caller (a trusted caller: ``user_id``) may not approve or reject; None when they may."""
-    refusal: str | None = await _one(conn, "select ops.promotion_decision_refusal(%s, %s)", (request_id, user_id))
+    refusal: str | None = await scalar(conn, "select ops.promotion_decision_refusal(%s, %s)", (request_id, user_id))
     return refusal
 
 
@@ -110,12 +103,11 @@ async def rollback(
     its gate the rollback is done at once (admins): status ``rolled_back``. Otherwise a rollback request opens
     (operators; no checks, the gate's ``rollback_approvals`` approvals, four eyes): status ``pending`` with its
     ``request_id`` (``promoted`` when the gate's approvals were none after all)."""
-    cur = await conn.execute(
+    row = await one_row(
+        conn,
         "select version, previous_version, request_id, status from ops.rollback_deployment(%s, %s, %s, %s, %s)",
         (template_id, environment, comment, user_id, by),
     )
-    row = await cur.fetchone()
-    assert row is not None
     return {"version": int(row[0]), "previous_version": int(row[1]), "request_id": row[2], "status": row[3]}
 
 
@@ -131,7 +123,7 @@ async def report_check(
     by: str | None = None,
 ) -> int:
     """Record an external check's result (CI's ``pr-gate``) for a version; pending requests re-evaluate."""
-    report_id: int = await _one(
+    report_id: int = await scalar(
         conn,
         "select ops.report_version_check(%s, %s, %s, %s, %s, %s, %s)",
         (template_id, version, name, status, url, summary, by),
@@ -141,7 +133,7 @@ async def report_check(
 
 async def evaluate_pending(conn: AsyncConnection, *, now: datetime, min_age_s: float = 0.0, limit: int = 100) -> int:
     """The promotion loop's pass: re-evaluate pending requests (each under its row lock); returns promotions."""
-    promoted: int = await _one(
+    promoted: int = await scalar(
         conn,
         "select ops.evaluate_pending_promotions(%s, %s, make_interval(secs => %s))",
         (now, limit, min_age_s),

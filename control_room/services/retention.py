@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from anyio import to_thread
 from psycopg import AsyncConnection
 
-from control_room.db.rows import first_model, model_list
+from control_room.db.rows import first_model, model_list, scalar
 from control_room.db.tables import EventArchive
 from control_room.services.errors import Invalid, NotFound
 from control_room.storage import ArtifactExists, ArtifactStore, StorageError, get_store
@@ -166,14 +166,14 @@ async def write_archive(
     attempts_file = await to_thread.run_sync(
         lambda: _store(store, archive_key(project_id, run_id, f"attempts-{attempt_count}.parquet"), attempts_bytes)
     )
-    cur = await conn.execute(
+    recorded = await scalar(
+        conn,
         "select ops.record_event_archive(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (run_id, claim.claim_token, last_event_id, event_count, attempt_count,
          events_file.key, events_file.size, events_file.sha256,
          attempts_file.key, attempts_file.size, attempts_file.sha256, now()),
     )  # fmt: skip
-    row = await cur.fetchone()
-    if not (row and row[0]):
+    if not recorded:
         return None
     return event_count, attempt_count
 
@@ -349,21 +349,17 @@ async def archived_attempts(
 
 async def get_retention(conn: AsyncConnection, *, project_id: uuid.UUID) -> int:
     """The project's event retention in days (0: kept forever)."""
-    cur = await conn.execute("select event_retention_days from ops.projects where id = %s", (project_id,))
-    row = await cur.fetchone()
-    if row is None:
+    days = await scalar(conn, "select event_retention_days from ops.projects where id = %s", (project_id,))
+    if days is None:
         raise NotFound(f"project {project_id} does not exist or is not visible to you", field="project")
-    return int(row[0])
+    return int(days)
 
 
 async def set_retention(conn: AsyncConnection, *, project_id: uuid.UUID, days: int) -> int:
     """Set the project's event retention (project admins; checked and audited in SQL)."""
     if not 0 <= days <= 3650:
         raise Invalid("must be between 0 (keep forever) and 3650 days", field="event_retention_days")
-    cur = await conn.execute("select ops.set_event_retention(%s, %s)", (project_id, days))
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(await scalar(conn, "select ops.set_event_retention(%s, %s)", (project_id, days)))
 
 
 async def fill_archived_attempts(

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from control_room.bundle.models import POOL_PATTERN, RoutingRule
 from control_room.bundle.source import format_path
 from control_room.db import tables
-from control_room.db.rows import dict_rows, model_list
+from control_room.db.rows import dict_rows, model_list, scalar
 from control_room.services.errors import Invalid, NotFound
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -575,13 +575,9 @@ async def apply(
         first = problems[0]
         raise Invalid(f'rule "{first.name}": {first.message}', field=f"rules[{first.rule}].{first.field or 'name'}")
     payload = [rule_payload(rule, matrix.projects) for rule in rules]
-    async with conn.cursor() as cur:
-        await cur.execute(
-            "select ops.apply_routing_rules(%s, %s, %s, %s)", (matrix.org_id, Jsonb(payload), fingerprint, by)
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    result: dict[str, Any] = row[0]
+    result: dict[str, Any] = await scalar(
+        conn, "select ops.apply_routing_rules(%s, %s, %s, %s)", (matrix.org_id, Jsonb(payload), fingerprint, by)
+    )
     return result
 
 

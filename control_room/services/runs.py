@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from control_room.config import get_settings
-from control_room.db.rows import dict_rows
+from control_room.db.rows import dict_rows, returned_id, scalar
 from control_room.services import caps
 from control_room.services.errors import CapExceeded, Conflict, Invalid, NotFound, from_db_error, visible_row
 from control_room.services.pagination import (
@@ -70,12 +70,9 @@ async def resolve_project(conn: AsyncConnection, project: str) -> uuid.UUID:
     """A project id from an id or a slug (slugs must be unambiguous among visible projects): NotFound or
     Invalid naming the field ``project`` otherwise (``ops.resolve_project``, as the caller sees projects)."""
     try:
-        cur = await conn.execute("select ops.resolve_project(%s, %s)", project_reference(project))
-        row = await cur.fetchone()
+        return await returned_id(conn, "select ops.resolve_project(%s, %s)", project_reference(project))
     except psycopg.Error as exc:  # its callers catch ServiceError (the CLI's --project names the option)
         raise from_db_error(exc) or exc from exc
-    assert row is not None
-    return uuid.UUID(str(row[0]))
 
 
 def check_run_spec(spec: Any, *, at: str = "spec") -> None:
@@ -498,10 +495,10 @@ async def _search_runs_by_name(conn: AsyncConnection, keyset: Keyset, conditions
         if NAME_SEARCH_ORDERED_MS <= 0:
             raise psycopg.errors.QueryCanceled("the ordered walk is disabled")
         async with conn.transaction():  # a savepoint: a cancel stays inside it
-            found = await (await conn.execute("select current_setting('statement_timeout')")).fetchone()
+            found = await scalar(conn, "select current_setting('statement_timeout')")
             await conn.execute("select set_config('statement_timeout', %s, true)", (str(NAME_SEARCH_ORDERED_MS),))
             rows = await fetch_rows(conn, _sorted_runs_statement(keyset, conditions, matches_first=False), args)
-            await conn.execute("select set_config('statement_timeout', %s, true)", (found[0] if found else "0",))
+            await conn.execute("select set_config('statement_timeout', %s, true)", (found,))
             return rows
     except psycopg.errors.QueryCanceled:
         return await fetch_rows(conn, _sorted_runs_statement(keyset, conditions, matches_first=True), args)

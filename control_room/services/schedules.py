@@ -33,7 +33,7 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
 
-from control_room.db.rows import dict_rows, first_dict_row, first_model
+from control_room.db.rows import dict_rows, first_dict_row, first_model, scalar
 from control_room.db.tables import JobTemplateVersion, Schedule
 from control_room.services.errors import Invalid, the_only_id, visible, visible_by_id
 from control_room.services.jobs import validate_params
@@ -561,12 +561,8 @@ async def tick(
             break
         if submit_budget_s is not None and time.monotonic() - started > submit_budget_s:
             break
-    cur = await conn.execute("select ops.release_queued_fires()")
-    row = await cur.fetchone()
-    result.released = int(row[0]) if row else 0
-    cur = await conn.execute("select ops.advance_backfills()")
-    row = await cur.fetchone()
-    result.backfill_runs = int(row[0]) if row else 0
+    result.released = int(await scalar(conn, "select ops.release_queued_fires()"))
+    result.backfill_runs = int(await scalar(conn, "select ops.advance_backfills()"))
     return result
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
-from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id
+from control_room.db.rows import dict_rows, first_dict_row, model_rows, returned_id, scalar
 from control_room.services.auth import TOKEN_TOUCH_SECONDS, hash_token, new_token
 from control_room.services.errors import Invalid, NotFound, Unauthorized, found_row
 
@@ -162,13 +162,12 @@ async def _apply(
     expected_revision: int | None = None,
     by: str | None = None,
 ) -> int:
-    cur = await conn.execute(
+    revision = await scalar(
+        conn,
         "select ops.update_serving_endpoint(%s, %s, %s::jsonb, %s, %s, %s)",
         (endpoint_id, action, json.dumps(routes) if routes is not None else None, replicas, expected_revision, by),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(revision)
 
 
 async def canary(
@@ -260,9 +259,7 @@ async def report_replica(
 
 async def restart_replicas(conn: AsyncConnection) -> int:
     """The restart policy: new runs for live replicas whose task ended for good; how many were started."""
-    cur = await conn.execute("select ops.restart_serving_replicas()")
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return int(await scalar(conn, "select ops.restart_serving_replicas()"))
 
 
 # Tokens ----------------------------------------------------------------------------------------------

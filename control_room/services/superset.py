@@ -32,6 +32,7 @@ from sqlglot import exp
 
 from control_room.config import Settings, get_settings
 from control_room.dashboards.models import Chart, DashboardFile, Dataset
+from control_room.db.rows import scalar
 from control_room.services import access_policies, dashboards
 from control_room.services.errors import Forbidden, Invalid, NotFound, ServiceError
 from control_room.services.sql_guard import bind_placeholders, parse_read_only, typed_literal, with_limit
@@ -388,9 +389,7 @@ def bundle_zip(plan: PushPlan) -> bytes:
 
 
 async def _acting_user(conn: AsyncConnection) -> bool:
-    cur = await conn.execute("select current_user = 'authenticated'")
-    row = await cur.fetchone()
-    return bool(row and row[0])
+    return bool(await scalar(conn, "select current_user = 'authenticated'"))
 
 
 async def push_dashboard(

@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from control_room.config import get_settings
 from control_room.db.notify import TASKS_CHANNEL, Notifier, Turn
-from control_room.db.rows import dict_rows, first_dict_row
+from control_room.db.rows import dict_rows, first_dict_row, scalar
 from control_room.services import metrics
 from control_room.services.auth import ExecutorPrincipal
 from control_room.services.retry import retry_transaction
@@ -175,10 +175,10 @@ async def append_events(
     """Store a batch of ``count`` events (a JSON array); re-sent sequence numbers are counted as duplicates,
     not stored twice."""
     started = time.perf_counter()
-    cur = await conn.execute("select ops.append_events(%s, %s, %s::jsonb)", (task_id, lease_token, events_json))
-    row = await cur.fetchone()
+    accepted = int(
+        await scalar(conn, "select ops.append_events(%s, %s, %s::jsonb)", (task_id, lease_token, events_json))
+    )
     metrics.EVENT_APPEND_SECONDS.observe(time.perf_counter() - started)
-    accepted = int(row[0]) if row else 0
     return {"accepted": accepted, "duplicates": count - accepted}
 
 
@@ -229,7 +229,4 @@ async def finalize_many(conn: AsyncConnection, *, items: list[dict[str, Any]]) -
 
 async def release(conn: AsyncConnection, *, task_id: uuid.UUID, lease_token: uuid.UUID, reason: str | None) -> str:
     """Hand a lease back (agent shutdown): the task is queued again and the attempt does not count."""
-    cur = await conn.execute("select ops.release_task(%s, %s, %s)", (task_id, lease_token, reason))
-    row = await cur.fetchone()
-    assert row is not None
-    return str(row[0])
+    return str(await scalar(conn, "select ops.release_task(%s, %s, %s)", (task_id, lease_token, reason)))

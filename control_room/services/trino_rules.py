@@ -18,6 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from control_room.db.rows import scalar
 from control_room.services.errors import Forbidden
 
 WRITE_PRIVILEGES = ["SELECT", "INSERT", "DELETE", "UPDATE"]
@@ -87,9 +88,7 @@ async def _principals(conn: AsyncConnection, org_id: uuid.UUID) -> list[tuple[st
 
 async def export(conn: AsyncConnection, *, org_id: uuid.UUID, catalog: str = "lakehouse") -> dict[str, Any]:
     """The rules.json document for the org's datasets as tables of ``catalog`` (org members)."""
-    cur = await conn.execute("select ops.is_org_member(%s) or not ops.caller_is_end_user()", (org_id,))
-    allowed = await cur.fetchone()
-    if not allowed or not allowed[0]:
+    if not await scalar(conn, "select ops.is_org_member(%s) or not ops.caller_is_end_user()", (org_id,)):
         raise Forbidden("you are not a member of this org", field="org")
     # Decisions for a principal on every governed dataset: "everyone" is a principal holding no group.
     query = (

@@ -25,7 +25,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from control_room.config import Settings, get_settings
-from control_room.db.rows import model_rows, returned_id
+from control_room.db.rows import model_rows, one_row, returned_id, scalar
 from control_room.services.auth import SESSION_TOKEN_PREFIX, UserPrincipal, hash_token, new_token, scoped
 from control_room.services.errors import Invalid, NotFound, ServiceError, Unauthorized
 
@@ -226,15 +226,14 @@ async def _start_session(
     conn: AsyncConnection, user: SignedInUser, *, user_agent: str | None, settings: Settings
 ) -> NewSession:
     token = new_token(SESSION_TOKEN_PREFIX)
-    cur = await conn.execute(
+    expires_at = await scalar(
+        conn,
         "insert into ops.user_sessions (user_id, token_hash, expires_at, user_agent) "
         "values (%s, %s, now() + make_interval(secs => %s), %s) returning expires_at",
         (user.user_id, hash_token(token), settings.session_hours * 3600, (user_agent or "")[:300] or None),
     )
-    row = await cur.fetchone()
-    assert row is not None
     await conn.execute("update ops.users set last_login_at = now() where id = %s", (user.user_id,))
-    return NewSession(token=token, user=user, expires_at=row[0])
+    return NewSession(token=token, user=user, expires_at=expires_at)
 
 
 async def sign_in(
@@ -265,14 +264,13 @@ async def sign_in(
 
 async def _refuse_when_throttled(conn: AsyncConnection, *, email: str, client: str, settings: Settings) -> None:
     """SignInThrottled when the account or the client address failed too often within the window."""
-    cur = await conn.execute(
+    row = await one_row(
+        conn,
         "select count(*) filter (where email = %s), count(*) filter (where client = %s and client <> ''), "
         "ceil(extract(epoch from (min(at) + make_interval(secs => %s) - now())) / 60)::int "
         "from ops.sign_in_failures where at > now() - make_interval(secs => %s) and (email = %s or client = %s)",
         (email, client, settings.sign_in_window_seconds, settings.sign_in_window_seconds, email, client),
     )
-    row = await cur.fetchone()
-    assert row is not None
     by_account, by_client, minutes = int(row[0]), int(row[1]), max(int(row[2] or 1), 1)
     if by_account >= settings.sign_in_max_failures_per_account:
         raise SignInThrottled(
@@ -287,13 +285,12 @@ async def _identity(conn: AsyncConnection, *, email: str, password: str, setting
     """Who the credentials belong to; Unauthorized when they are wrong."""
     if settings.supabase_url:
         user = await _supabase_identity(email=email.strip(), password=password, settings=settings)
-        cur = await conn.execute(
+        row = await one_row(
+            conn,
             "insert into ops.users (id, email) values (%s, lower(%s)) "
             "on conflict (id) do update set email = excluded.email returning display_name, is_active",
             (user.user_id, user.email),
         )
-        row = await cur.fetchone()
-        assert row is not None
         if not row[1]:
             raise Unauthorized("this account is disabled in the control room; ask an admin")
         user = SignedInUser(user_id=user.user_id, email=user.email.lower(), display_name=row[0])
