@@ -16,6 +16,7 @@ from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, IsoDatetime, RunPage, RunPublic, Strict
 from control_room.api.runs import submit_options, submit_route, submitted
 from control_room.services import backfills, job_editing, jobs, runs, schedules
+from control_room.services.pagination import page_reply
 
 router = APIRouter(tags=["jobs"])
 
@@ -304,10 +305,8 @@ async def list_template_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Runs of one template, newest first."""
-    items, next_cursor = await runs.list_runs(
-        conn, filters=runs.RunFilters(template_id=template_id), cursor=cursor, limit=limit
-    )
-    return {"items": items, "next_cursor": next_cursor}
+    page = await runs.list_runs(conn, filters=runs.RunFilters(template_id=template_id), cursor=cursor, limit=limit)
+    return page_reply(page)
 
 
 @submit_route(

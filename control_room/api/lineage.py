@@ -16,6 +16,7 @@ from control_room.api.executors import leased_task_route
 from control_room.api.models import IsoDatetime, Strict
 from control_room.db.connection import get_pool
 from control_room.services import catalog, lineage, runs
+from control_room.services.pagination import page_reply
 
 router = APIRouter()
 
@@ -231,8 +232,7 @@ async def list_datasets(
     filters = lineage.DatasetFilters(
         project=project, kinds=list(kind or []), namespace=namespace, text=q, last_run_id=last_run_id
     )
-    items, next_cursor = await lineage.list_datasets(conn, filters=filters, cursor=cursor, limit=limit)
-    return {"items": items, "next_cursor": next_cursor}
+    return page_reply(await lineage.list_datasets(conn, filters=filters, cursor=cursor, limit=limit))
 
 
 @router.get("/datasets/{dataset_id}", operation_id="getDataset", tags=["lineage"], response_model=DatasetDetail)

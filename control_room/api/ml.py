@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, StrictBool
 from control_room.api.deps import UserConnection
 from control_room.api.models import Strict
 from control_room.services import ml_tracking
+from control_room.services.pagination import page_reply
 
 # Every operation here needs the tracking server; when it is not configured or down the answer is 503.
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -177,8 +178,7 @@ async def list_experiments(
     cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> dict[str, Any]:  # fmt: skip
     """The project's MLflow experiments with their run count and last run, newest first."""
-    items, next_cursor = await ml_tracking.list_experiments(conn, project=project, text=q, cursor=cursor, limit=limit)
-    return {"items": items, "next_cursor": next_cursor}
+    return page_reply(await ml_tracking.list_experiments(conn, project=project, text=q, cursor=cursor, limit=limit))
 
 
 @router.get("/ml/experiments/{experiment_id}/runs", operation_id="listExperimentRuns", response_model=MlflowRunPage)
@@ -224,8 +224,7 @@ async def list_models(
     cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> dict[str, Any]:  # fmt: skip
     """The project's registered models with their aliases, by name."""
-    items, next_cursor = await ml_tracking.list_models(conn, project=project, text=q, cursor=cursor, limit=limit)
-    return {"items": items, "next_cursor": next_cursor}
+    return page_reply(await ml_tracking.list_models(conn, project=project, text=q, cursor=cursor, limit=limit))
 
 
 @router.get("/ml/models/{name}", operation_id="getRegisteredModel", response_model=ModelDetail)

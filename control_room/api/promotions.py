@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from control_room.api.deps import User, UserConnection
 from control_room.api.models import Int, Strict
 from control_room.services import jobs, promotions
+from control_room.services.pagination import page_reply
 from control_room.services.runs import resolve_project
 
 router = APIRouter(tags=["promotions"])
@@ -194,10 +195,10 @@ async def list_promotions(
     """Promotion requests newest first (keyset pages)."""
     project_id = await resolve_project(conn, project) if project else None
     template_id = await jobs.resolve_template(conn, job, project=project) if job else None
-    items, next_cursor = await promotions.requests_page(
+    page = await promotions.requests_page(
         conn, project_id=project_id, template_id=template_id, status=status, cursor=cursor, limit=limit
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return page_reply(page)
 
 
 @router.post("/promotions", operation_id="requestPromotion", response_model=PromotionRequestDetail, status_code=201)

@@ -14,6 +14,7 @@ from control_room.api.deps import Executor, Pool, User, UserConnection
 from control_room.api.models import Int, IsoDatetime, Strict
 from control_room.services import artifacts, queries, result_policies
 from control_room.services.auth import scoped
+from control_room.services.pagination import page_reply
 from control_room.storage import get_store
 
 router = APIRouter(tags=["queries"])
@@ -149,8 +150,7 @@ async def list_queries(
     filters = queries.QueryFilters(
         engine=engine, states=states, project=project, run_id=run_id, task_id=task_id, user=query_user, text=q
     )
-    items, next_cursor = await queries.list_queries(conn, filters=filters, cursor=cursor, limit=limit)
-    return {"items": items, "next_cursor": next_cursor}
+    return page_reply(await queries.list_queries(conn, filters=filters, cursor=cursor, limit=limit))
 
 
 @router.get("/queries/{query_history_id}", operation_id="getQuery", response_model=QueryPublic)

@@ -29,6 +29,7 @@ from control_room.db.notify import EVENTS_CHANNEL, get_notifier
 from control_room.services import artifacts, events, result_policies, runs, task_detail
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import CapExceeded, Invalid
+from control_room.services.pagination import page_reply
 from control_room.services.retry import retry_transaction
 from control_room.storage import get_store
 
@@ -143,8 +144,7 @@ async def list_runs(
         created_after=created_after,
         created_before=created_before,
     )
-    items, next_cursor = await runs.list_runs(conn, filters=filters, cursor=cursor, limit=limit)
-    return {"items": items, "next_cursor": next_cursor}
+    return page_reply(await runs.list_runs(conn, filters=filters, cursor=cursor, limit=limit))
 
 
 @router.get("/runs/{run_id}", operation_id="getRun", response_model=RunDetail)

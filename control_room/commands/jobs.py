@@ -27,6 +27,8 @@ ScheduleName = typer.Argument(..., help="Schedule name, PROJECT/NAME or id.")
 TemplateName = typer.Argument(..., help="Template name, PROJECT/NAME or id.")
 TemplateProject = typer.Option(None, "--project", help="Project slug, when the name is ambiguous.")
 BackfillId = typer.Argument(..., help="The backfill's id.")
+EnvOption = typer.Option("dev", "--env", help="Environment: dev, staging or prod.")
+ParamOption = Annotated[list[str] | None, typer.Option("--param", help="A parameter KEY=VALUE (repeatable).")]
 
 
 def _on_schedule(name: str, act: Callable[[psycopg.AsyncConnection, uuid.UUID], Awaitable[T]]) -> T:
@@ -104,8 +106,8 @@ def list_command(
 @app.command("run")
 def run_command(
     name: str = TemplateName,
-    env: str = typer.Option("dev", "--env", help="Environment: dev, staging or prod."),
-    param: Annotated[list[str] | None, typer.Option("--param", help="A parameter KEY=VALUE (repeatable).")] = None,
+    env: str = EnvOption,
+    param: ParamOption = None,
     params_json: str | None = typer.Option(None, "--params-json", help="Parameters as one JSON object."),
     version: int | None = typer.Option(None, "--version", min=1, help="Template version (default: the latest)."),
     project: str | None = TemplateProject,
@@ -194,8 +196,8 @@ def backfill_command(
     end: str = typer.Option(..., "--end", help="Range end, ISO 8601."),
     step: str | None = typer.Option(None, "--step", help="15m, 6h, 1d, 1w or a cron expression."),
     schedule: str | None = typer.Option(None, "--schedule", help="Use this schedule's cron, zone and params."),
-    env: str = typer.Option("dev", "--env", help="Environment: dev, staging or prod."),
-    param: Annotated[list[str] | None, typer.Option("--param", help="A parameter KEY=VALUE (repeatable).")] = None,
+    env: str = EnvOption,
+    param: ParamOption = None,
     max_concurrency: int = typer.Option(1, "--max-concurrency", min=1, max=100, help="Runs at a time."),
     newest_first: bool = typer.Option(False, "--newest-first", help="Run the newest interval first."),
     project: str | None = TemplateProject,

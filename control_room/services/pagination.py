@@ -18,6 +18,12 @@ from control_room.services.errors import Invalid
 Page = tuple[list[dict[str, Any]], str | None]
 
 
+def page_reply(page: Page) -> dict[str, Any]:
+    """A page as the API answers it: ``{"items": ..., "next_cursor": ...}``."""
+    items, next_cursor = page
+    return {"items": items, "next_cursor": next_cursor}
+
+
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
     """The cursor after a row of a newest-first (created_at, id) listing."""
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
