@@ -86,7 +86,11 @@ class VerifyResult:
 
 
 class ArtifactStore(ABC):
-    """Write-once artifact bytes addressed by keys from :func:`artifact_key`."""
+    """Write-once artifact bytes addressed by keys from :func:`artifact_key`.
+
+    The public methods check the declared size, SHA-256 and byte range once, for every store; a store
+    implements the ``_`` methods they call with the checked values.
+    """
 
     kind: str
 
@@ -94,13 +98,27 @@ class ArtifactStore(ABC):
     def uri(self, key: str) -> str:
         """A URI naming where the key's bytes live (``file://`` or ``s3://``)."""
 
-    @abstractmethod
     def upload_target(self, key: str, *, size: int, sha256: str, content_type: str, local_put_url: str) -> UploadTarget:
         """The request an executor makes to upload the key's bytes."""
+        expected_sha = check_sha256(sha256)
+        return self._upload_target(
+            key, size=check_size(size), sha256=expected_sha, content_type=content_type, local_put_url=local_put_url
+        )
 
     @abstractmethod
+    def _upload_target(
+        self, key: str, *, size: int, sha256: str, content_type: str, local_put_url: str
+    ) -> UploadTarget:
+        """``upload_target`` with the size and SHA-256 checked (the SHA-256 normalized)."""
+
     async def receive(self, key: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str) -> None:
         """Store bytes streamed through the control plane, checking size and SHA-256 before they appear."""
+        expected_sha = check_sha256(sha256)
+        await self._receive(key, chunks, size=check_size(size), sha256=expected_sha)
+
+    @abstractmethod
+    async def _receive(self, key: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str) -> None:
+        """``receive`` with the declared size and SHA-256 checked (the SHA-256 normalized)."""
 
     def verify(self, key: str, *, size: int, sha256: str) -> VerifyResult:
         """Re-read the stored bytes and compare them with the declared size and SHA-256.
@@ -141,9 +159,13 @@ class ArtifactStore(ABC):
             )
         return result(True, actual_sha, actual_size, "size and SHA-256 match")
 
-    @abstractmethod
     def put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
         """Store bytes the control plane itself produced (write-once, SHA-256 checked before they appear)."""
+        self._put_bytes(key, data, sha256=check_sha256(sha256), content_type=content_type)
+
+    @abstractmethod
+    def _put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
+        """``put_bytes`` with the declared SHA-256 checked and normalized."""
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -153,11 +175,16 @@ class ArtifactStore(ABC):
     def size(self, key: str) -> int:
         """Size in bytes of the stored object; raises ArtifactMissing."""
 
-    @abstractmethod
     def iter_bytes(
         self, key: str, *, start: int = 0, end: int | None = None, chunk_size: int = 1 << 16
     ) -> Iterator[bytes]:
         """The stored bytes in ``[start, end)`` (end clamped to the size); raises ArtifactMissing up front."""
+        first, stop = check_range(start, end, self.size(key))
+        return self._iter_range(key, first, stop, chunk_size)
+
+    @abstractmethod
+    def _iter_range(self, key: str, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+        """The stored bytes in ``[start, stop)``, a range within the stored size."""
 
     @abstractmethod
     def delete_pending(self, key: str) -> None:

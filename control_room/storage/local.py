@@ -22,9 +22,6 @@ from control_room.storage.base import (
     StorageError,
     UploadTarget,
     check_key,
-    check_range,
-    check_sha256,
-    check_size,
 )
 
 # Received chunks are gathered to about this size before one write in a worker thread.
@@ -52,10 +49,10 @@ class LocalArtifactStore(ArtifactStore):
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
 
-    def upload_target(self, key: str, *, size: int, sha256: str, content_type: str, local_put_url: str) -> UploadTarget:
+    def _upload_target(
+        self, key: str, *, size: int, sha256: str, content_type: str, local_put_url: str
+    ) -> UploadTarget:
         self.path(key)
-        check_sha256(sha256)
-        check_size(size)
         return UploadTarget(
             url=local_put_url,
             method="PUT",
@@ -63,10 +60,8 @@ class LocalArtifactStore(ArtifactStore):
             expires_at=datetime.now(UTC) + timedelta(seconds=self.upload_url_expiry_seconds),
         )
 
-    async def receive(self, key: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str) -> None:
+    async def _receive(self, key: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str) -> None:
         final = self.path(key)
-        expected_sha = check_sha256(sha256)
-        check_size(size)
         if final.exists():
             raise ArtifactExists(key)
         # Blocking file calls go to a thread so a large upload never stalls the event loop.
@@ -96,8 +91,8 @@ class LocalArtifactStore(ArtifactStore):
             if received < size:
                 raise SizeMismatch(key, expected=size, actual=received)
             actual_sha = digest.hexdigest()
-            if actual_sha != expected_sha:
-                raise ChecksumMismatch(key, expected=expected_sha, actual=actual_sha)
+            if actual_sha != sha256:
+                raise ChecksumMismatch(key, expected=sha256, actual=actual_sha)
             await asyncio.to_thread(self._commit, key, handle, bytes(buffer), temp, final)
         except OSError as exc:
             raise StorageError(
@@ -140,12 +135,11 @@ class LocalArtifactStore(ArtifactStore):
             ) from exc
         _fsync_folder(final.parent)
 
-    def put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
+    def _put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
         final = self.path(key)
-        expected_sha = check_sha256(sha256)
         actual_sha = hashlib.sha256(data).hexdigest()
-        if actual_sha != expected_sha:
-            raise ChecksumMismatch(key, expected=expected_sha, actual=actual_sha)
+        if actual_sha != sha256:
+            raise ChecksumMismatch(key, expected=sha256, actual=actual_sha)
         if final.exists():
             raise ArtifactExists(key)
         temp, handle = self._open_temp(final)
@@ -170,12 +164,8 @@ class LocalArtifactStore(ArtifactStore):
         except FileNotFoundError:
             raise ArtifactMissing(key, str(path)) from None
 
-    def iter_bytes(
-        self, key: str, *, start: int = 0, end: int | None = None, chunk_size: int = 1 << 16
-    ) -> Iterator[bytes]:
-        path = self.path(key)
-        first, stop = check_range(start, end, self.size(key))
-        return _read_range(path, first, stop, chunk_size)
+    def _iter_range(self, key: str, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+        return _read_range(self.path(key), start, stop, chunk_size)
 
     def delete_pending(self, key: str) -> None:
         path = self.path(key)

@@ -19,9 +19,6 @@ from control_room.storage.base import (
     StorageError,
     UploadTarget,
     check_key,
-    check_range,
-    check_sha256,
-    check_size,
 )
 
 if TYPE_CHECKING:
@@ -97,9 +94,10 @@ class S3ArtifactStore(ArtifactStore):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(key)}"
 
-    def upload_target(self, key: str, *, size: int, sha256: str, content_type: str, local_put_url: str) -> UploadTarget:
-        checksum = base64.b64encode(bytes.fromhex(check_sha256(sha256))).decode("ascii")
-        check_size(size)
+    def _upload_target(
+        self, key: str, *, size: int, sha256: str, content_type: str, local_put_url: str
+    ) -> UploadTarget:
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         self._ensure_bucket()
         expires_at = datetime.now(UTC) + timedelta(seconds=self.upload_url_expiry_seconds)
         params = {
@@ -126,14 +124,14 @@ class S3ArtifactStore(ArtifactStore):
         }
         return UploadTarget(url=str(url), method="PUT", headers=headers, expires_at=expires_at)
 
-    async def receive(self, key: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str) -> None:
+    async def _receive(self, key: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str) -> None:
         raise StorageError(
             f"artifact {key!r}: the S3 artifact store does not accept bytes through the control plane; "
             "uploads go to the presigned URL returned by upload_target"
         )
 
-    def put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
-        checksum = base64.b64encode(bytes.fromhex(check_sha256(sha256))).decode("ascii")
+    def _put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> None:
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         self._ensure_bucket()
         try:
             # The server checks the SHA-256 (BadDigest otherwise) and refuses a second write (412).
@@ -163,13 +161,10 @@ class S3ArtifactStore(ArtifactStore):
             self._raise("read the size of", key, exc)
         return int(head["ContentLength"])
 
-    def iter_bytes(
-        self, key: str, *, start: int = 0, end: int | None = None, chunk_size: int = 1 << 16
-    ) -> Iterator[bytes]:
-        first, stop = check_range(start, end, self.size(key))
-        if first == stop:
+    def _iter_range(self, key: str, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+        if start == stop:
             return iter(())
-        return self._read(key, f"bytes={first}-{stop - 1}", chunk_size=chunk_size)
+        return self._read(key, f"bytes={start}-{stop - 1}", chunk_size=chunk_size)
 
     def _read(self, key: str, byte_range: str | None, *, chunk_size: int) -> Iterator[bytes]:
         extra = {"Range": byte_range} if byte_range else {}
