@@ -17,14 +17,18 @@ def confirm_dialog(
     on_confirm: Any,
     is_open: rx.Var[bool],
     on_open_change: Any,
+    cancel_label: str = "Keep it",
+    trigger: rx.Component | None = None,
 ) -> rx.Component:
-    """An alert dialog: the title, what happens, "Keep it" and a red confirm button."""
+    """An alert dialog: the title, what happens, ``cancel_label`` and a red confirm button; opened by ``trigger``
+    when given (else by setting ``is_open``)."""
     dialog: rx.Component = rx.alert_dialog.root(
+        *([] if trigger is None else [rx.alert_dialog.trigger(trigger)]),
         rx.alert_dialog.content(
             rx.alert_dialog.title(*title),
             rx.alert_dialog.description(description, size="2"),
             rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
+                rx.alert_dialog.cancel(rx.button(cancel_label, variant="soft", color_scheme="gray")),
                 rx.alert_dialog.action(rx.button(confirm_label, color_scheme="red", on_click=on_confirm,
                                                  id=confirm_id)),
                 spacing="3",

@@ -10,7 +10,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.bell import severity_badge
-from control_room.components.forms import error_callout, form_dialog
+from control_room.components.forms import dialog_actions, error_callout, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_ticker
 from control_room.components.paging import keyset_pager
@@ -137,12 +137,7 @@ def _editor() -> rx.Component:
             _input("description", "Description"),
             preview,
             error_callout(RuleEditorState.error, "rule-error"),
-            rx.hstack(
-                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                rx.button("Save rule", on_click=RuleEditorState.save, loading=RuleEditorState.is_saving,
-                          id="rule-save"),
-                justify="end", width="100%", spacing="3",
-            ),
+            dialog_actions("Save rule", RuleEditorState.save, RuleEditorState.is_saving, "rule-save"),
             spacing="4", width="100%",
         ),
         is_open=RuleEditorState.is_open, on_open_change=RuleEditorState.set_open,

@@ -8,7 +8,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.forms import error_callout, form_dialog
+from control_room.components.forms import choice_select, error_callout, form_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
@@ -20,19 +20,17 @@ from control_room.state.api_tokens import CEILINGS, LIFETIMES, ApiTokensState
 STATUS_COLORS = {"active": "grass", "expired": "amber", "revoked": "gray"}
 
 
-def _select(label: str, choices: dict[str, str], value: rx.Var[str], on_change: Any, select_id: str) -> rx.Component:
+def _field(label: str, control: rx.Component) -> rx.Component:
+    """A field of the create form: its small grey label above its control."""
     field: rx.Component = rx.vstack(
-        rx.text(label, size="1", weight="medium", color_scheme="gray"),
-        rx.select.root(
-            rx.select.trigger(min_width="170px", id=select_id),
-            rx.select.content(*(rx.select.item(text, value=key) for key, text in choices.items())),
-            value=value,
-            on_change=on_change,
-            size="2",
-        ),
-        spacing="1",
+        rx.text(label, size="1", weight="medium", color_scheme="gray"), control, spacing="1"
     )
     return field
+
+
+def _select(label: str, choices: dict[str, str], value: rx.Var[str], on_change: Any, select_id: str) -> rx.Component:
+    control = choice_select(value, list(choices.items()), on_change, select_id, "auto", min_width="170px")
+    return _field(label, control)
 
 
 def _create_form() -> rx.Component:
@@ -41,12 +39,8 @@ def _create_form() -> rx.Component:
             rx.vstack(
                 rx.text("New token", size="3", weight="bold"),
                 rx.hstack(
-                    rx.vstack(
-                        rx.text("Name", size="1", weight="medium", color_scheme="gray"),
-                        rx.input(name="name", id="token-name", placeholder="e.g. ci-nightly", required=True,
-                                 max_length=100, size="2", width="240px"),
-                        spacing="1",
-                    ),
+                    _field("Name", rx.input(name="name", id="token-name", placeholder="e.g. ci-nightly",
+                                            required=True, max_length=100, size="2", width="240px")),
                     _select("Expires", LIFETIMES, ApiTokensState.lifetime, ApiTokensState.set_lifetime,
                             "token-lifetime"),
                     _select("Role ceiling", CEILINGS, ApiTokensState.ceiling, ApiTokensState.set_ceiling,

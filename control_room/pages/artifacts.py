@@ -11,7 +11,7 @@ from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
 from control_room.components.layout import layout
 from control_room.components.notice import empty_state
-from control_room.components.paging import newer_older_pager
+from control_room.components.paging import newer_older_pager, pager_bar
 from control_room.components.search import search_box
 from control_room.components.stacked_text import name_over_detail
 from control_room.components.tables import data_table, result_table
@@ -86,6 +86,7 @@ def _pager() -> rx.Component:
 
 
 def _table_preview() -> rx.Component:
+    page = ArtifactsState.preview_page
     box: rx.Component = rx.vstack(
         rx.scroll_area(
             result_table(ArtifactsState.preview_columns, ArtifactsState.preview_rows, variant="surface",
@@ -94,18 +95,11 @@ def _table_preview() -> rx.Component:
             scrollbars="both",
             style={"max_height": "460px"},
         ),
-        rx.hstack(
+        pager_bar(
             rx.text(ArtifactsState.preview_page_label, size="1", color_scheme="gray", id="preview-rows"),
-            rx.spacer(),
-            rx.button(rx.icon("chevron-left", size=14), "Previous", size="1", variant="soft", color_scheme="gray",
-                      disabled=ArtifactsState.preview_page <= 0,
-                          on_click=ArtifactsState.preview_page_to(ArtifactsState.preview_page - 1)),
-            rx.button("Next", rx.icon("chevron-right", size=14), size="1", variant="soft", color_scheme="gray",
-                      disabled=ArtifactsState.preview_page >= ArtifactsState.preview_pages - 1,
-                          on_click=ArtifactsState.preview_page_to(ArtifactsState.preview_page + 1),
-                      id="preview-next"),
-            width="100%",
-            align="center",
+            ArtifactsState.preview_page_to(page - 1), ArtifactsState.preview_page_to(page + 1),
+            back_disabled=page <= 0, forward_disabled=page >= ArtifactsState.preview_pages - 1, prefix="preview",
+            size="1",
         ),
         width="100%",
         spacing="2",

@@ -9,6 +9,7 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import error_callout
+from control_room.components.headings import titled_card
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
@@ -119,21 +120,16 @@ def executors_page() -> rx.Component:
             spacing="3",
             width="100%",
         ),
-        rx.card(
-            rx.vstack(
-                rx.hstack(rx.text("Running tasks per pool", size="2", weight="medium"),
-                          rx.text("peak per minute, last hour (UTC)", size="1", color_scheme="gray"), spacing="2",
-                          align="center"),
-                rx.cond(
-                    ExecutorsState.chart_has_data,
-                    rx.plotly.basic(data=ExecutorsState.chart, config={"displayModeBar": False, "responsive": True},
-                                    width="100%", id="pool-chart"),
-                    empty_note("No pool has run anything in the last hour.", height="120px", width="100%"),
-                ),
-                spacing="2",
-                width="100%",
+        titled_card(
+            rx.hstack(rx.text("Running tasks per pool", size="2", weight="medium"),
+                      rx.text("peak per minute, last hour (UTC)", size="1", color_scheme="gray"), spacing="2",
+                      align="center"),
+            rx.cond(
+                ExecutorsState.chart_has_data,
+                rx.plotly.basic(data=ExecutorsState.chart, config={"displayModeBar": False, "responsive": True},
+                                width="100%", id="pool-chart"),
+                empty_note("No pool has run anything in the last hour.", height="120px", width="100%"),
             ),
-            width="100%",
         ),
         error_callout(ExecutorsState.error, "executors-error", width="100%"),
         rx.cond(

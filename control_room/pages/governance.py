@@ -539,6 +539,16 @@ def _cap_field(name: str, label: str, options: Any = None, **props: Any) -> rx.C
 
 def _cap_dialog() -> rx.Component:
     scope = CAP_FORM["scope"]
+    delete = rx.cond(
+        CAP_FORM["id"] != "",
+        rx.button(
+            "Delete",
+            color_scheme="red",
+            variant="soft",
+            on_click=GovernanceState.delete_cap(CAP_FORM["id"]),
+            id="cap-delete",
+        ),
+    )
     return form_dialog(
         rx.dialog.title(rx.cond(CAP_FORM["id"] == "", "New cap", "Edit cap")),
         rx.vstack(
@@ -557,23 +567,7 @@ def _cap_dialog() -> rx.Component:
             rx.cond(scope == "pool", _cap_field("pool", "Pool")),
             rx.cond(scope == "engine", _cap_field("engine", "Engine")),
             error_callout(GovernanceState.cap_error, "cap-error"),
-            rx.hstack(
-                rx.cond(
-                    CAP_FORM["id"] != "",
-                    rx.button(
-                        "Delete",
-                        color_scheme="red",
-                        variant="soft",
-                        on_click=GovernanceState.delete_cap(CAP_FORM["id"]),
-                        id="cap-delete",
-                    ),
-                ),
-                rx.spacer(),
-                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                rx.button("Save", on_click=GovernanceState.save_cap, id="cap-save"),
-                spacing="3",
-                width="100%",
-            ),
+            dialog_actions("Save", GovernanceState.save_cap, False, "cap-save", start=[delete]),
             spacing="3",
             margin_top="8px",
         ),

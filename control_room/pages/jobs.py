@@ -13,6 +13,7 @@ from control_room.components.job_dialogs import job_editor_dialog
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
+from control_room.components.paging import pager_bar
 from control_room.components.schedule_cells import schedule_cells
 from control_room.components.search import search_box
 from control_room.components.status import status_badge
@@ -91,16 +92,9 @@ def _table() -> rx.Component:
 
 
 def _pager() -> rx.Component:
-    bar: rx.Component = rx.hstack(
-        rx.text(f"{PAGE_SIZE} per page · page ", JobsState.page, size="2", color_scheme="gray"),
-        rx.spacer(),
-        rx.button(rx.icon("chevron-left", size=14), "Previous", variant="soft", color_scheme="gray", size="2",
-                  disabled=JobsState.page <= 1, on_click=JobsState.previous_page, id="jobs-previous"),
-        rx.button("Next", rx.icon("chevron-right", size=14), variant="soft", color_scheme="gray", size="2",
-                  disabled=~JobsState.has_next, on_click=JobsState.next_page, id="jobs-next"),
-        width="100%", align="center",
-    )  # fmt: skip
-    return bar
+    return pager_bar(rx.text(f"{PAGE_SIZE} per page · page ", JobsState.page, size="2", color_scheme="gray"),
+                     JobsState.previous_page, JobsState.next_page, back_disabled=JobsState.page <= 1,
+                     forward_disabled=~JobsState.has_next, prefix="jobs")  # fmt: skip
 
 
 def _schedule_row(schedule: ScheduleRow) -> rx.Component:

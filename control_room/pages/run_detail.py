@@ -7,7 +7,8 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.forms import error_callout
+from control_room.components.dialogs import confirm_dialog
+from control_room.components.forms import dialog_actions, error_callout, form_dialog
 from control_room.components.headings import titled_card
 from control_room.components.layout import counted_label, layout, page_tabs
 from control_room.components.live import live_ticker
@@ -36,27 +37,14 @@ def _fact(label: str, value: rx.Var[str] | rx.Component, **props: object) -> rx.
 
 
 def _actions() -> rx.Component:
-    cancel_dialog: rx.Component = rx.alert_dialog.root(
-        rx.alert_dialog.trigger(
-            rx.button(rx.icon("circle-stop", size=16), "Cancel run", color_scheme="red", variant="soft",
-                      disabled=RunDetailState.is_acting, id="cancel-run"),
-        ),
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Cancel this run?"),
-            rx.alert_dialog.description(
-                "Queued and waiting tasks end at once; running tasks are stopped by their executors.", size="2"
-            ),
-            rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Keep running", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(rx.button("Cancel run", color_scheme="red", on_click=RunDetailState.cancel,
-                                                 id="cancel-confirm")),
-                spacing="3",
-                justify="end",
-                margin_top="16px",
-            ),
-        ),
-        open=RunDetailState.confirm_cancel,
-        on_open_change=RunDetailState.set_confirm_cancel,
+    cancel_dialog = confirm_dialog(
+        title=("Cancel this run?",),
+        description="Queued and waiting tasks end at once; running tasks are stopped by their executors.",
+        confirm_label="Cancel run", confirm_id="cancel-confirm", on_confirm=RunDetailState.cancel,
+        is_open=RunDetailState.confirm_cancel, on_open_change=RunDetailState.set_confirm_cancel,
+        cancel_label="Keep running",
+        trigger=rx.button(rx.icon("circle-stop", size=16), "Cancel run", color_scheme="red", variant="soft",
+                          disabled=RunDetailState.is_acting, id="cancel-run"),
     )  # fmt: skip
     failed_or_cancelled = (HEADER.status == "failed") | (HEADER.status == "cancelled")
     actions: rx.Component = rx.cond(
@@ -86,17 +74,9 @@ def _actions() -> rx.Component:
 
 
 def _rerun_from_dialog() -> rx.Component:
-    dialog: rx.Component = rx.dialog.root(
-        rx.dialog.trigger(
-            rx.button(rx.icon("git-branch", size=16), "Re-run from task…", variant="soft",
-                      disabled=RunDetailState.is_acting, id="rerun-from"),
-        ),
-        rx.dialog.content(
-            rx.dialog.title("Re-run from a task"),
-            rx.dialog.description(
-                "The task you pick and every task downstream of it run again; the others keep their outcome and "
-                "artifacts from this run.", size="2",
-            ),
+    return form_dialog(
+        "Re-run from a task",
+        rx.vstack(
             rx.select.root(
                 rx.select.trigger(width="100%", id="rerun-task"),
                 rx.select.content(
@@ -105,19 +85,17 @@ def _rerun_from_dialog() -> rx.Component:
                 value=RunDetailState.rerun_task,
                 on_change=RunDetailState.set_rerun_task,
             ),
-            rx.hstack(
-                rx.dialog.close(rx.button("Keep", variant="soft", color_scheme="gray")),
-                rx.button("Re-run from here", on_click=RunDetailState.rerun_from_task, id="rerun-from-confirm"),
-                spacing="3",
-                justify="end",
-                margin_top="16px",
-            ),
-            max_width="440px",
+            dialog_actions("Re-run from here", RunDetailState.rerun_from_task, RunDetailState.is_acting,
+                           "rerun-from-confirm", cancel="Keep"),
+            spacing="4", margin_top="12px", width="100%",
         ),
-        open=RunDetailState.confirm_rerun_from,
-        on_open_change=RunDetailState.set_confirm_rerun_from,
+        is_open=RunDetailState.confirm_rerun_from, on_open_change=RunDetailState.set_confirm_rerun_from,
+        max_width="440px",
+        description="The task you pick and every task downstream of it run again; the others keep their outcome "
+                    "and artifacts from this run.",
+        trigger=rx.button(rx.icon("git-branch", size=16), "Re-run from task…", variant="soft",
+                          disabled=RunDetailState.is_acting, id="rerun-from"),
     )  # fmt: skip
-    return dialog
 
 
 def _rerun_link(link: Any) -> rx.Component:

@@ -9,7 +9,7 @@ import reflex as rx
 from control_room import routes
 from control_room.components.forms import choice_select, dialog_actions, error_callout, field_label, form_dialog
 from control_room.components.layout import layout
-from control_room.components.live import live_ticker, updated_label
+from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_state
 from control_room.components.paging import newer_older_pager
 from control_room.components.schema_form import task_form
@@ -257,18 +257,11 @@ def _submit_dialog() -> rx.Component:
 def runs_page() -> rx.Component:
     """Filters, the live table and the pager; the submit button for operators."""
     page: rx.Component = rx.vstack(
-        rx.hstack(
-            rx.text("Runs of ", rx.text.strong(SessionState.project_name), size="2", color_scheme="gray"),
-            rx.spacer(),
-            updated_label(RunsLiveState.updated_at, RunsLiveState.is_loading),
-            rx.cond(
-                SessionState.can_operate,
-                rx.button(rx.icon("plus", size=16), "Submit run", on_click=RunsState.open_submit, id="submit-run"),
-            ),
-            width="100%",
-            align="center",
-            spacing="4",
-        ),
+        live_intro(rx.text("Runs of ", rx.text.strong(SessionState.project_name), size="2", color_scheme="gray"),
+                   RunsLiveState.updated_at, RunsLiveState.is_loading,
+                   rx.cond(SessionState.can_operate, rx.button(rx.icon("plus", size=16), "Submit run",
+                                                               on_click=RunsState.open_submit, id="submit-run")),
+                   spacing="4"),
         _filters(),
         error_callout(RunsState.error, "runs-error", width="100%"),
         _bulk_bar(),

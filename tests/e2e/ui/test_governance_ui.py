@@ -123,6 +123,7 @@ def test_cap_usage_and_operator_reads_only(ui_world: UiWorld, sign_in: SignIn) -
     admin.fill("#cap-name", CAP)
     admin.fill("#cap-pool", "default")
     admin.fill("#cap-limit", "1")
+    screenshot(admin, ui_world, "governance-3-cap-dialog")
     admin.click("#cap-save")
     expect(admin.locator(f"#caps-table tr[data-cap='{CAP}'] .cap-limit")).to_have_text("1 tasks")
     token = ui_world.api_token(ui_world.operator)

@@ -362,6 +362,7 @@ def test_rerun_failed_reuses_the_upstream_task_and_links_both_ways(
         operator.click("#rerun-from")
         operator.click("#rerun-task")
         operator.get_by_role("option", name="publish").click()
+        _shots(operator, ui_world, "i16_rerun_from_dialog")
         operator.click("#rerun-from-confirm")
         operator.wait_for_url(lambda url: RUN_PAGE.match(url) is not None and rerun not in url)
         third = RUN_PAGE.match(operator.url)
@@ -457,6 +458,8 @@ def test_runs_list_shows_times_and_tags_with_row_actions_and_bulk_cancel(ui_worl
     operator.wait_for_url(RUN_PAGE)
     expect(operator.locator("#rerun-of")).to_contain_text(ids[0][:8])
     operator.click("#cancel-run")
+    expect(operator.locator("#cancel-confirm")).to_be_visible()
+    _shots(operator, ui_world, "i16_cancel_run_dialog")
     operator.click("#cancel-confirm")
     expect(operator.locator("#run-status")).to_have_text("cancelled", timeout=60_000)
 
