@@ -14,6 +14,11 @@ app = typer.Typer(
     help="People who sign in to the control room: local accounts and their roles.",
     no_args_is_help=True,
 )
+SignInEmail = typer.Option(..., "--email", help="Email the person signs in with.")
+PasswordStdin = typer.Option(
+    False, "--password-stdin", help="Read the password from standard input instead of generating one."
+)
+DisplayName = typer.Option("", "--name", help="Display name.")
 
 
 def _password(from_stdin: bool) -> str | None:
@@ -24,11 +29,9 @@ def _password(from_stdin: bool) -> str | None:
 
 @app.command("create-admin")
 def create_admin_command(
-    email: str = typer.Option(..., "--email", help="Email the admin signs in with."),
-    password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the password from standard input instead of generating one."
-    ),
-    name: str = typer.Option("", "--name", help="Display name."),
+    email: str = SignInEmail,
+    password_stdin: bool = PasswordStdin,
+    name: str = DisplayName,
 ) -> None:
     """Create (or reset) a local admin of every org; prints the password once when it was generated."""
     password = _password(password_stdin)
@@ -41,11 +44,11 @@ def create_admin_command(
 
 @app.command("create")
 def create_command(
-    email: str = typer.Option(..., "--email", help="Email the person signs in with."),
+    email: str = SignInEmail,
     project: str = typer.Option(..., "--project", help="Project id or slug to grant the role on."),
     role: str = typer.Option("viewer", "--role", help="viewer, operator or admin."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
-    name: str = typer.Option("", "--name", help="Display name."),
+    password_stdin: bool = PasswordStdin,
+    name: str = DisplayName,
 ) -> None:
     """Create a local account with a role on one project; prints the password once when generated."""
     given = _password(password_stdin)
