@@ -135,13 +135,15 @@ async def until(done: Callable[[], bool], within_s: float = 5.0) -> None:
 
 @in_loop
 async def test_a_pooled_connection_closed_by_the_replica_is_written_again_on_another_one() -> None:
-    seen: dict[int, int] = {}
+    # Keyed by the writer itself, not id(writer): a closed connection's writer, once freed, can leave its id to
+    # the next connection's, which would then be taken for a second request and dropped.
+    seen: dict[asyncio.StreamWriter, int] = {}
 
     async def drops_the_second(body: bytes, writer: asyncio.StreamWriter) -> bool:
         # Each connection answers its first request and closes on its second without a byte of an answer:
         # what a keep-alive expiring just as a request arrives looks like to the client.
-        seen[id(writer)] = seen.get(id(writer), 0) + 1
-        if seen[id(writer)] > 1:
+        seen[writer] = seen.get(writer, 0) + 1
+        if seen[writer] > 1:
             return False
         writer.write(_answer(b'{"ok": ' + body + b"}", f"content-length: {len(body) + 8}"))
         return True
