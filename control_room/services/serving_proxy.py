@@ -26,6 +26,7 @@ import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -331,13 +332,14 @@ class ServingProxy:
         await self.client.aclose()
 
 
-_proxies: dict[int, ServingProxy] = {}
+# Keyed by the loop itself, weakly: an id(loop) could be handed on to a later loop once the first is freed.
+_proxies: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ServingProxy] = weakref.WeakKeyDictionary()
 
 
 def proxy_for(pool: AsyncConnectionPool) -> ServingProxy:
     """This event loop's proxy (created on first use)."""
     loop = asyncio.get_running_loop()
-    proxy = _proxies.get(id(loop))
+    proxy = _proxies.get(loop)
     if proxy is None or proxy.pool is not pool:
-        proxy = _proxies[id(loop)] = ServingProxy(pool)
+        proxy = _proxies[loop] = ServingProxy(pool)
     return proxy
