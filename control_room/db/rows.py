@@ -60,19 +60,22 @@ async def first_dict_row(conn: AsyncConnection, statement: Statement, args: Args
         return await cur.fetchone()
 
 
+async def _first_tuple(conn: AsyncConnection, statement: Statement, args: Args) -> tuple[Any, ...] | None:
+    cur = await conn.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
+    return await cur.fetchone()
+
+
 async def scalar(conn: AsyncConnection, statement: Statement, args: Args = None) -> Any:
     """The first column of the first row of one statement (a count, an ops function's answer, ``insert ...
     returning``), or None when it returns no row."""
-    cur = await conn.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
-    row = await cur.fetchone()
+    row = await _first_tuple(conn, statement, args)
     return None if row is None else row[0]
 
 
 async def one_row(conn: AsyncConnection, statement: Statement, args: Args = None) -> tuple[Any, ...]:
     """The one row a statement always returns (an ops function's answer, ``insert ... returning``, an
     aggregate), as a tuple."""
-    cur = await conn.execute(statement, args)  # type: ignore[arg-type]  # str of our own constant SQL
-    row = await cur.fetchone()
+    row = await _first_tuple(conn, statement, args)
     assert row is not None, "the statement returned no row"
     return row
 
