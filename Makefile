@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (the 40-minute budget is for 2 cores); 0 runs the suite in one process.
+TEST_WORKERS ?= 2
 
 # uv itself is pinned: the lock file's format and resolution follow its version.
 UV_VERSION := 0.13.9
@@ -35,7 +37,7 @@ run: lock-check $(BASE_STAMP) $(BUN_STAMP)  ## Start Postgres, migrations, demo 
 	$(BIN)/lakehouse run
 
 test: lock-check $(DEV_STAMP) $(BUN_STAMP) $(ACTIONLINT_STAMP) chromium  ## Run pytest (PYTEST_ARGS="-m migrations" to select)
-	@$(BIN)/pytest $(PYTEST_ARGS); code=$$?; \
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest: no tests collected (treated as success)"; exit 0; fi; \
 	exit $$code
 

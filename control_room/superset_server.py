@@ -11,6 +11,7 @@ of it (``create database … template``, a second). The read-only role Superset 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -73,7 +74,9 @@ def ensure_installed(venv: Path = DEFAULT_VENV, *, log_file: Path | None = None)
     stamp = venv / f".installed-{recipe_hash()}"
     if stamp.exists() and python.exists():
         return python
-    with _log_sink(log_file) as log:
+    with exclusive(venv.with_name(f".{venv.name}.lock")), _log_sink(log_file) as log:
+        if stamp.exists() and python.exists():  # another process installed it while this one waited
+            return python
         for command in (
             [_uv(), "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv)],
             [_uv(), "pip", "install", "--quiet", "--python", str(python), "-r", str(REQUIREMENTS)],
@@ -81,10 +84,20 @@ def ensure_installed(venv: Path = DEFAULT_VENV, *, log_file: Path | None = None)
             done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_SECONDS)
             if done.returncode != 0:
                 raise SupersetServerError(f"`{' '.join(command)}` failed (exit {done.returncode}, see {log_file})")
-    for old in venv.glob(".installed-*"):
-        old.unlink()
-    stamp.touch()
+        for old in venv.glob(".installed-*"):
+            old.unlink()
+        stamp.touch()
     return python
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file``: one install at a time into one virtualenv (`make superset`
+    beside the tests, or two test workers)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def psycopg2_url(conninfo: str, **override: str) -> str:

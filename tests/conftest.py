@@ -8,11 +8,13 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from xdist.scheduler import LoadScopeScheduling
 
 from control_room.db.migrate import migrate
 from tests.live import LiveServer, Provisioner, live_server
@@ -43,6 +45,30 @@ class PostgresServer:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             for name in self.created:
                 conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+LONGEST_FOLDERS = ("tests/e2e", "tests/ml", "tests/engines/spark", "tests/contract", "tests/agent")
+
+
+class FolderScheduling(LoadScopeScheduling):
+    """`make test` runs on two cores (pytest-xdist): a folder's tests go to one worker, so a folder's shared servers
+    (its session fixtures: Spark, dbt's projects, the e2e control room) start once, not once per worker."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        folder = nodeid.split("::", 1)[0].rpartition("/")[0]
+        # All of e2e together: each of its packages starts `lakehouse run`, which builds the UI in one .web/.
+        return "tests/e2e" if folder.startswith("tests/e2e") else folder
+
+    def _assign_work_unit(self, node: Any) -> None:
+        # The longest folders first (by their tests' total time, not their count): none is left for the end.
+        for folder in reversed(LONGEST_FOLDERS):
+            if folder in self.workqueue:
+                self.workqueue.move_to_end(folder, last=False)
+        super()._assign_work_unit(node)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> FolderScheduling:
+    return FolderScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ SERVICE_USER, SERVICE_PASSWORD = "lh-service", "superset-test-service-pw"
 READER_PASSWORD = "superset-test-reader-pw"
 PREPARE_TIMEOUT_SECONDS = 1500.0
 LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"lh-superset-test-{os.getpid()}.log"
+PREPARE_LOCK = superset_server.DEFAULT_VENV.with_name(".superset-test-prepare.lock")
 _preparing: concurrent.futures.Future[Path] | None = None
 
 
@@ -37,10 +38,12 @@ def _plan(control_plane_url: str, database: str, port: int) -> superset_server.S
 
 
 def _prepare(control_plane_url: str | None) -> Path:
-    """Install, then (with a known server) build the template database: the slow part, off the main thread."""
-    python = superset_server.ensure_installed(log_file=LOG)
-    if control_plane_url:
-        superset_server.ensure_template(_plan(control_plane_url, "", 0), python, log_file=LOG)
+    """Install, then (with a known server) build the template database: the slow part, off the main thread.
+    One test worker at a time: every worker starts this, the first builds, the others then find it built."""
+    with superset_server.exclusive(PREPARE_LOCK):
+        python = superset_server.ensure_installed(log_file=LOG)
+        if control_plane_url:
+            superset_server.ensure_template(_plan(control_plane_url, "", 0), python, log_file=LOG)
     return python
 
 

@@ -17,6 +17,11 @@ from control_room.db.rows import scalar
 MIGRATION_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[a-z0-9_]+)\.sql$")
 # Any constant works as long as every replica uses the same one.
 MIGRATION_LOCK_KEY = 7_245_118_900_301
+# Roles are cluster-wide, but the lock above is per database: two databases of one server migrated at once (a
+# second control plane on the server, the test suite on two cores) can collide on a role statement. The file's
+# transaction is rolled back whole, so it is applied again; a handful of attempts outlasts any such collision.
+COLLISION_ATTEMPTS = 5
+COLLISION_BACKOFF_SECONDS = 0.2
 
 _BOOTSTRAP = """
 create schema if not exists ops;
@@ -85,6 +90,34 @@ def _check_not_edited(files: list[MigrationFile], applied: dict[str, tuple[str, 
             )
 
 
+def _collided(exc: psycopg.Error) -> bool:
+    """A concurrent change to a cluster-wide catalog row (a role) by another database's migration."""
+    catalog_duplicate = isinstance(exc, psycopg.errors.UniqueViolation) and (exc.diag.constraint_name or "").startswith(
+        "pg_"
+    )
+    return catalog_duplicate or (exc.sqlstate == "XX000" and "concurrently" in str(exc))
+
+
+def _apply(conn: psycopg.Connection, f: MigrationFile) -> None:
+    """One file and its ``schema_migrations`` row in one transaction, again when it collided with another
+    database's migration on a role."""
+    for attempt in range(1, COLLISION_ATTEMPTS + 1):
+        started = time.monotonic()
+        try:
+            with conn.transaction():
+                conn.execute(f.sql().encode())
+                conn.execute(
+                    "insert into ops.schema_migrations (filename, sha256, duration_ms) values (%s, %s, %s)",
+                    (f.filename, f.sha256, int((time.monotonic() - started) * 1000)),
+                )
+            return
+        except psycopg.Error as exc:
+            if attempt < COLLISION_ATTEMPTS and _collided(exc):
+                time.sleep(COLLISION_BACKOFF_SECONDS * attempt)
+                continue
+            raise MigrationError(f"{f.filename} failed and was rolled back: {exc}") from exc
+
+
 def migrate(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration, each in its own transaction; returns the files applied."""
     files = discover(directory)
@@ -99,16 +132,7 @@ def migrate(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
             for f in files:
                 if f.filename in applied:
                     continue
-                started = time.monotonic()
-                try:
-                    with conn.transaction():
-                        conn.execute(f.sql().encode())
-                        conn.execute(
-                            "insert into ops.schema_migrations (filename, sha256, duration_ms) values (%s, %s, %s)",
-                            (f.filename, f.sha256, int((time.monotonic() - started) * 1000)),
-                        )
-                except psycopg.Error as exc:
-                    raise MigrationError(f"{f.filename} failed and was rolled back: {exc}") from exc
+                _apply(conn, f)
                 done.append(f.filename)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
 from control_room.config import PROJECT_ROOT
 
@@ -39,15 +40,43 @@ LAKEHOUSE = Path(sys.executable).with_name("lakehouse")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the e2e tests last: Playwright's sync API keeps an event loop running in the main thread for
-    the rest of the session, and any later test calling ``asyncio.run`` would fail."""
+    """Every test in this folder is e2e, whether or not its module says so."""
     here = Path(__file__).parent
-    for item in items:  # every test in this folder is e2e, whether or not its module says so
+    for item in items:
         if here in Path(item.path).parents and not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.e2e)
-    e2e = [item for item in items if item.get_closest_marker("e2e")]
-    if e2e:
-        items[:] = [item for item in items if not item.get_closest_marker("e2e")] + e2e
+
+
+# pytest-playwright starts Playwright once per session. Its sync API marks an event loop as running in the main
+# thread until it stops, so any later test calling ``asyncio.run`` would fail. Here it lives as long as this
+# package's tests: a test worker that runs them can go on with other tests after them.
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as started:
+        yield started
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    return getattr(playwright, browser_name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="package")
+def launch_browser(browser_type_launch_args: dict[str, Any], browser_type: BrowserType) -> Callable[..., Browser]:
+    return lambda **options: browser_type.launch(**{**browser_type_launch_args, **options})
+
+
+@pytest.fixture(scope="package")
+def browser_context_args(playwright: Playwright, device: str | None, base_url: str | None) -> dict[str, Any]:
+    """The pytest-playwright options these tests may pass: --device and --base-url (no video recording)."""
+    return {**(playwright.devices[device] if device else {}), **({"base_url": base_url} if base_url else {})}
+
+
+@pytest.fixture(scope="package")
+def browser(launch_browser: Callable[..., Browser]) -> Iterator[Browser]:
+    launched = launch_browser()
+    yield launched
+    launched.close()
 
 
 @pytest.fixture(scope="session")

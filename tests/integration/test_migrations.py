@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from control_room.config import MIGRATIONS_DIR
+from control_room.db import migrate as migrations
 from control_room.db.migrate import MigrationError, discover, migrate, status
 
 pytestmark = pytest.mark.migrations
@@ -92,6 +94,43 @@ def test_concurrent_replicas_migrate_once(fresh_database: Callable[[], str]) -> 
         t.join(timeout=120)
     assert not errors, errors
     assert sorted(len(r) for r in results) == [0, 0, len(discover())]
+
+
+@pytest.mark.parametrize("attempts", [1, migrations.COLLISION_ATTEMPTS])
+def test_a_collision_with_another_databases_migration_on_a_role_is_applied_again(
+    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch, attempts: int
+) -> None:
+    """Another database of the server alters the cluster-wide reader role while this one's migration does:
+    with one attempt the file fails ("tuple concurrently updated"), with the runner's attempts it is applied."""
+    monkeypatch.setattr(migrations, "COLLISION_ATTEMPTS", attempts)
+    other, url = fresh_database(), fresh_database()
+    migrate(other)
+    database = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(_migrate_or_error(url)))
+    with psycopg.connect(other) as holder, psycopg.connect(other, autocommit=True) as watcher:
+        holder.execute("alter role lakehouse_superset_reader set statement_timeout = '30s'")  # uncommitted
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not watcher.execute(
+            "select 1 from pg_stat_activity where datname = %s and wait_event_type = 'Lock'", (database,)
+        ).fetchone():
+            assert worker.is_alive() and time.monotonic() < deadline, f"the migration never waited: {outcome}"
+            time.sleep(0.05)
+        holder.commit()
+    worker.join(timeout=120)
+    if attempts == 1:
+        assert isinstance(outcome[0], MigrationError) and "superset_reader" in str(outcome[0])
+        assert "concurrently" in str(outcome[0])
+    else:
+        assert outcome == [[f.filename for f in discover()]]
+
+
+def _migrate_or_error(url: str) -> list[str] | MigrationError:
+    try:
+        return migrate(url)
+    except MigrationError as exc:
+        return exc
 
 
 def test_compat_migration_keeps_existing_auth_functions(fresh_database: Callable[[], str]) -> None:
