@@ -57,8 +57,7 @@ class FolderScheduling(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
         folder = nodeid.split("::", 1)[0].rpartition("/")[0]
         # All of e2e together: each of its packages starts `lakehouse run`, which builds the UI in one .web/.
-        # tests/superset with them, first: they share one Superset, and its dashboard tests expect to push into
-        # it before the e2e demo does (the pushed database keeps the reader URI of the first push).
+        # tests/superset with them: they share one Superset (started once per worker).
         return "tests/e2e" if folder.startswith(("tests/e2e", "tests/superset")) else folder
 
     def _assign_work_unit(self, node: Any) -> None:
@@ -66,9 +65,6 @@ class FolderScheduling(LoadScopeScheduling):
         for folder in reversed(LONGEST_FOLDERS):
             if folder in self.workqueue:
                 self.workqueue.move_to_end(folder, last=False)
-        if "tests/e2e" in self.workqueue:
-            unit = self.workqueue["tests/e2e"]
-            self.workqueue["tests/e2e"] = dict(sorted(unit.items(), key=lambda test: "tests/superset/" not in test[0]))
         super()._assign_work_unit(node)
 
 

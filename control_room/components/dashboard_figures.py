@@ -14,6 +14,7 @@ from control_room.components.status import STATUS_HEX
 GRID = "rgba(128,128,128,0.18)"
 PALETTE = ("#3E63DD", "#E5484D", "#30A46C", "#F76B15", "#8E4EC6", "#12A594", "#FFC53D", "#D6409F")
 CHART_HEIGHT = 280
+LABEL_CHARS = 18  # longest category tick label drawn in full
 
 
 def _column(columns: list[str], rows: list[list[Any]], name: str | None) -> list[Any]:
@@ -120,12 +121,22 @@ def _dtick(grain: str, span: timedelta) -> int | str:
     return next((step for step in (1, 2, 3, 6, 12, 24) if hours / step <= MAX_TICKS), 48) * HOUR_MS
 
 
+def _short_ticks(xs: list[Any]) -> dict[str, Any]:
+    """Category ticks cut to LABEL_CHARS with an ellipsis when a label is longer: plotly gives long labels (a job's
+    name) most of the chart's height. The full value stays the point's x, in the hover and for cross-filters."""
+    labels = list(dict.fromkeys(x for x in xs if isinstance(x, str)))
+    if all(len(label) <= LABEL_CHARS for label in labels):
+        return {}
+    short = [label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1].rstrip() + "…" for label in labels]
+    return {"tickmode": "array", "tickvals": labels, "ticktext": short}
+
+
 def _x_axis(xs: list[Any], grain: str | None, *, kind: str) -> dict[str, Any]:
     """A time axis formatted by its grain (tick format, one tick per bucket, hover); a lone bucket gets its
     grain's width either side, so plotly does not zoom to milliseconds. Bars stand on categories instead."""
     axis: dict[str, Any] = {"showgrid": False, "automargin": True}
     if grain is None:
-        return axis
+        return axis | _short_ticks(xs)
     if kind in ("bar", "histogram"):
         axis["type"] = "category"  # their labels are already the grain's ("2026-03" would read as a date)
         return axis

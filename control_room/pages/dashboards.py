@@ -25,7 +25,7 @@ def _table(panel: Any) -> rx.Component:
     table: rx.Component = rx.box(
         result_table(panel.columns, panel.rows, cell=lambda value: rx.text(value, size="1", class_name="truncate"),
                      width="100%"),
-        max_height="300px", overflow_y="auto", width="100%",
+        max_height="300px", overflow="auto", width="100%",
     )  # fmt: skip
     return table
 

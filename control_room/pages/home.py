@@ -19,9 +19,10 @@ COUNTS: Any = OverviewState.counts
 
 
 def _health_card() -> rx.Component:
-    badge: rx.Component = rx.cond(
-        HealthState.database == "ok",
-        rx.badge("database ok", color_scheme="grass", variant="soft", id="health-database"),
+    badge: rx.Component = rx.match(
+        HealthState.database,
+        ("ok", rx.badge("database ok", color_scheme="grass", variant="soft", id="health-database")),
+        ("checking", rx.badge("checking…", color_scheme="gray", variant="soft", id="health-database")),
         rx.badge(HealthState.database, color_scheme="red", variant="soft", id="health-database"),
     )
     card: rx.Component = rx.card(
@@ -70,8 +71,11 @@ def home_page() -> rx.Component:
     """Health, then the last day's runs per status, each linking to the runs list."""
     page: rx.Component = rx.vstack(
         _health_card(),
-        live_intro(rx.text("Runs of ", rx.text.strong(OverviewState.project_name), " in ", OverviewState.scope_label,
-                           ", last 24 hours", size="2", color_scheme="gray", id="overview-scope"),
+        live_intro(rx.text(rx.cond(OverviewState.project_name != "",
+                                   rx.fragment("Runs of ", rx.text.strong(OverviewState.project_name), " in "),
+                                   "Runs in "),
+                           OverviewState.scope_label, ", last 24 hours", size="2", color_scheme="gray",
+                           id="overview-scope"),
                    OverviewState.updated_at, OverviewState.is_loading),
         rx.grid(*(_count_card(status) for status in STATUSES), columns=rx.breakpoints(initial="2", sm="3", md="5"),
                 spacing="3", width="100%"),

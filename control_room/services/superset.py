@@ -1,8 +1,14 @@
 """Superset: push a project's dashboard to a Superset instance, and mint guest tokens to embed it.
 
-Push builds Superset's import bundle (a zip of YAML files: database, datasets, charts, dashboard) with uuids derived
-from the project and the dashboard's slug, and imports it with ``overwrite``: pushing again updates the same
-dashboard, never adds one. Superset reads the control plane's dashboard relations through the read-only role
+Push builds Superset's asset bundle (a zip of YAML files: database, datasets, charts, dashboard) with uuids derived
+from the project and the dashboard's slug, and imports it through ``/api/v1/assets/import/``, which overwrites every
+object it names: pushing again updates the same dashboard, its datasets and charts, never adds one. (The dashboard
+import endpoint keeps existing databases, datasets and charts as they are, so an edited chart or a changed reader
+password would never reach Superset.) The database object is one per control plane (its uuid and name derive from
+the server and database Superset reads), and so are the datasets on it (Superset never moves a dataset to another
+database), so two control planes sharing a Superset never read each other's.
+
+Superset reads the control plane's dashboard relations through the read-only role
 ``lakehouse_superset_reader`` (never the DuckDB warehouse, which allows one writer process), so only control-plane
 datasets are pushed; warehouse datasets are left out and named in the result. Each pushed dataset is the template's
 SQL with the project bound as a literal and the time range as ``now() - interval``.
@@ -41,6 +47,7 @@ from control_room.superset_server import reader_url
 # uuids of everything pushed derive from this namespace (fixed forever: changing it duplicates every dashboard).
 NAMESPACE = uuid.UUID("5b0f4c1e-2a7d-4f43-9d3e-7c1a8e6f2b90")
 DATABASE_NAME = "Lakehouse control plane (read-only)"
+DATABASE_FILE = "databases/lakehouse_control_plane.yaml"
 ROW_LIMIT = 5_000
 INTERVALS = {"24h": "24 hours", "7d": "7 days", "14d": "14 days", "30d": "30 days", "90d": "90 days"}
 DENY_ALL = "1 = 0"
@@ -101,6 +108,16 @@ def stable_uuid(project_id: uuid.UUID, slug: str, *parts: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, "/".join([str(project_id), slug, *parts]))
 
 
+def database_of(reader_uri: str) -> tuple[uuid.UUID, str]:
+    """Superset's database object for the control plane ``reader_uri`` reads: its uuid and its (unique) name, both
+    from the server and database it reads, so each control plane sharing a Superset has its own."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(reader_uri)
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+    return uuid.uuid5(NAMESPACE, f"database/{where}"), f"{DATABASE_NAME} {where}"
+
+
 def superset_slug(project_id: uuid.UUID, slug: str) -> str:
     """The pushed dashboard's slug in Superset (unique per project and dashboard)."""
     return f"lh-{stable_uuid(project_id, slug, 'dashboard')}"
@@ -151,12 +168,11 @@ class SupersetClient:
         """One authenticated call; 404 comes back as is, other errors as SupersetUnavailable."""
         return await self._send(method, path, headers=await self._headers(), **kwargs)
 
-    async def import_dashboard(self, bundle: bytes, passwords: dict[str, str]) -> None:
-        """POST /api/v1/dashboard/import/ with overwrite (the bundle's uuids decide what is updated)."""
+    async def import_assets(self, bundle: bytes, passwords: dict[str, str]) -> None:
+        """POST /api/v1/assets/import/: every object of the bundle is created or overwritten (found by its uuid)."""
         await self.call(
-            "POST", "/api/v1/dashboard/import/",
-            files={"formData": ("dashboard.zip", bundle, "application/zip")},
-            data={"overwrite": "true", "passwords": json.dumps(passwords)},
+            "POST", "/api/v1/assets/import/",
+            files={"bundle": ("assets.zip", bundle, "application/zip")}, data={"passwords": json.dumps(passwords)},
         )  # fmt: skip
 
     async def dashboard(self, slug: str) -> dict[str, Any] | None:
@@ -318,13 +334,18 @@ async def plan_push(
     conn: AsyncConnection, *, project_id: uuid.UUID, slug: str, spec: DashboardFile, reader_uri: str
 ) -> PushPlan:
     """The import bundle of a dashboard (datasets' columns read with LIMIT 0 on ``conn``, as the caller)."""
-    database_uuid = uuid.uuid5(NAMESPACE, f"database/{DATABASE_NAME}")
+    database_uuid, database_name = database_of(reader_uri)
     dashboard_uuid = stable_uuid(project_id, slug, "dashboard")
+    # A Superset dataset belongs to one database object for good (its import never moves it), so datasets are per
+    # control plane too; the charts and the dashboard are the project's, repointed to this push's datasets.
+    def dataset_uuid(name: str) -> uuid.UUID:
+        return stable_uuid(project_id, slug, "dataset", name, str(database_uuid))
+
     version = {"version": "1.0.0"}
     files: dict[str, dict[str, Any]] = {
-        "metadata.yaml": {"version": "1.0.0", "type": "Dashboard", "timestamp": datetime.now(UTC).isoformat()},
-        "databases/lakehouse_control_plane.yaml": version | {
-            "database_name": DATABASE_NAME, "sqlalchemy_uri": reader_uri, "cache_timeout": None,
+        "metadata.yaml": {"version": "1.0.0", "type": "assets", "timestamp": datetime.now(UTC).isoformat()},
+        DATABASE_FILE: version | {
+            "database_name": database_name, "sqlalchemy_uri": reader_uri, "cache_timeout": None,
             "expose_in_sqllab": False, "allow_run_async": False, "allow_ctas": False, "allow_cvas": False,
             "allow_dml": False, "allow_file_upload": False, "extra": {"allows_virtual_table_explore": True},
             "uuid": str(database_uuid),
@@ -347,7 +368,7 @@ async def plan_push(
             "description": dataset.description or None, "default_endpoint": None, "offset": 0, "cache_timeout": None,
             "schema": None, "sql": text, "params": None, "template_params": None, "filter_select_enabled": True,
             "fetch_values_predicate": None, "extra": None, "normalize_columns": False, "always_filter_main_dttm": False,
-            "uuid": str(stable_uuid(project_id, slug, "dataset", name)), "metrics": [],
+            "uuid": str(dataset_uuid(name)), "metrics": [],
             "columns": [_column_yaml(c, t) for c, t in columns], "database_uuid": str(database_uuid),
         }  # fmt: skip
     chart_uuids: dict[str, uuid.UUID] = {}
@@ -361,7 +382,7 @@ async def plan_push(
             "slice_name": chart.title, "description": chart.description or None, "certified_by": None,
             "certification_details": None, "viz_type": viz, "params": params | {"viz_type": viz},
             "query_context": None, "cache_timeout": None, "uuid": str(chart_uuids[chart.id]),
-            "dataset_uuid": str(stable_uuid(project_id, slug, "dataset", chart.dataset)),
+            "dataset_uuid": str(dataset_uuid(chart.dataset)),
         }  # fmt: skip
         plan.charts.append(chart.id)
     if not chart_uuids:
@@ -405,7 +426,7 @@ async def push_dashboard(
     config = config or settings_for(conn)
     plan = await plan_push(conn, project_id=project_id, slug=slug, spec=spec, reader_uri=config.reader_uri)
     async with SupersetClient(config, transport) as client:
-        await client.import_dashboard(bundle_zip(plan), {"databases/lakehouse_control_plane.yaml": _password(config)})
+        await client.import_assets(bundle_zip(plan), {DATABASE_FILE: _password(config)})
         found = await client.dashboard(plan.slug)
         if found is None:
             raise SupersetUnavailable(f"Superset accepted the import but has no dashboard {plan.slug}")

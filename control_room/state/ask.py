@@ -17,6 +17,7 @@ from control_room.components.dashboard_figures import chart_figure
 from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, setter
+from control_room.state.formatting import cell_text
 from control_room.state.rows import Translation
 from control_room.storage import get_store
 
@@ -120,7 +121,7 @@ class AskState(SessionState):
                 )
                 return
             self.columns = [c["name"] for c in result["columns"]]
-            self.rows = [["" if v is None else str(v) for v in row] for row in result["rows"]]
+            self.rows = [[cell_text(v) for v in row] for row in result["rows"]]
             kind, x, y = nl2sql.auto_chart(self.columns, [c["type"] for c in result["columns"]])
             self.has_chart = kind != "table"
             if self.has_chart:

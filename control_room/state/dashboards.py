@@ -19,6 +19,7 @@ from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
 from control_room.state.events import background, handler, setter
+from control_room.state.formatting import cell_text
 from control_room.state.rows import Choice, FilterChoice, Panel
 
 TEMPLATE_PREFIX = "template:"
@@ -26,10 +27,6 @@ SAVED_PREFIX = "saved:"
 MAX_TABLE_ROWS = 50
 WAREHOUSE_POLL_S = 2.0
 WAREHOUSE_WAIT_S = 180.0
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 async def draw(
@@ -55,10 +52,10 @@ async def draw(
                 panel.kind, panel.message = "message", result.error or result.note
             elif chart.type == "table":
                 panel.columns = result.columns
-                panel.rows = [[_cell(v) for v in r] for r in result.rows[:MAX_TABLE_ROWS]]
+                panel.rows = [[cell_text(v) for v in r] for r in result.rows[:MAX_TABLE_ROWS]]
             elif chart.type == "number":
                 index = result.columns.index(chart.y[0]) if chart.y[0] in result.columns else -1
-                panel.number = _cell(result.rows[0][index]) if result.rows and index >= 0 else "—"
+                panel.number = cell_text(result.rows[0][index]) if result.rows and index >= 0 else "—"
             else:
                 panel.kind = "figure"
                 grain = spec.datasets[chart.dataset].time_grain

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,25 @@ def between(start: datetime | None, end: datetime | None, *, now: datetime | Non
 def timestamp(value: datetime | None) -> str:
     """``2026-05-01 12:03:04`` in UTC; empty when unknown."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+# An instant as a query result carries it in JSON (``datetime.isoformat()``): date, "T", then the time.
+ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def cell_text(value: object) -> str:
+    """One cell of a query result as a table shows it: empty for null, an instant with a time zone as
+    ``2026-05-01 12:03:04 UTC`` (an ISO text such as ``2026-05-01T12:03:04.123456+00:00`` is hard to read)."""
+    if value is None:
+        return ""
+    text = str(value)
+    if not ISO_INSTANT.match(text):
+        return text
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return f"{timestamp(moment)} UTC" if moment.tzinfo else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def iso(value: datetime | None) -> str:

@@ -13,7 +13,7 @@ from control_room.state.events import background, exclusive
 class HealthState(rx.State):
     """Loaded on page load by a background event; the state lock is held only to assign."""
 
-    database: str = "unknown"
+    database: str = "checking"  # until the first check answers: "ok", or what is wrong
     schema_version: str = ""
     detail: str = ""
     is_loading: bool = False

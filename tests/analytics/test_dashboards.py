@@ -173,6 +173,16 @@ def test_figures_keep_a_lone_day_readable() -> None:
     assert pie.data[0].marker.colors[0] != pie.data[0].marker.colors[1]
 
 
+def test_long_category_labels_are_cut_on_the_axis_only() -> None:
+    rows = [["demo pipeline: extract -> summarize -> publish", 2.5], ["nightly-ingest", 1.0]]
+    figure = chart_figure("bar", ["job", "p95"], rows, x="job", y=["p95"], color=None)
+    assert list(figure.data[0].x) == [rows[0][0], "nightly-ingest"]  # the hover and a cross-filter get the full name
+    assert list(figure.layout.xaxis.tickvals) == [rows[0][0], "nightly-ingest"]
+    assert list(figure.layout.xaxis.ticktext) == ["demo pipeline: ex…", "nightly-ingest"]
+    short = chart_figure("bar", ["env", "runs"], [["dev", 3], ["prod", 1]], x="env", y=["runs"], color=None)
+    assert short.layout.xaxis.tickvals is None  # short labels: plotly's own ticks
+
+
 def _axis(kind: str, rows: list[list[Any]], grain: str | None = None) -> tuple[list[Any], Any]:
     figure = chart_figure(kind, ["at", "n"], rows, x="at", y=["n"], color=None, grain=grain)
     return list(figure.data[0].x), figure.layout.xaxis

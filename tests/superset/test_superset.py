@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from control_room.db.migrate import migrate
 from control_room.services import dashboards, superset
@@ -40,10 +41,22 @@ class World:
 
         return asyncio.run(main())
 
+    def push(self) -> dict[str, Any]:
+        return self.call("operator", lambda c: superset.push_dashboard(c, project_id=PROJECT, slug="run-health",
+                                                                       config=self.config))  # fmt: skip
 
-@pytest.fixture(scope="module")
-def world(pg_server: Any, superset_instance: RunningSuperset) -> World:
-    url = pg_server.create_database("lh_superset")
+    def runs_by_status(self) -> dict[str, int]:
+        """What the run-health dashboard's "runs by status" should show: this control plane's runs."""
+        with psycopg.connect(self.url) as conn:
+            return dict(conn.execute("select status, count(*) from ops.runs where project_id = %s and created_at >= "
+                                     "now() - interval '14 days' group by 1", (PROJECT,)).fetchall())  # fmt: skip
+
+
+def make_world(pg_server: Any, name: str, *, finished: str, superset: Callable[[], RunningSuperset]) -> World:
+    """A control plane (database ``name``) with the demo project, its users and policy, and six of its runs finished
+    (``finished``: a SQL expression of the run's position ``p.n``), the run-health dashboard cloned. Superset is
+    asked for once the database is migrated (the migrations create the read-only role it is given a password of)."""
+    url = pg_server.create_database(name)
     migrate(url)
     assert load_demo_data(url)
     users = {who: uuid.uuid4() for who in ("viewer", "operator", "outsider")}
@@ -71,18 +84,31 @@ def world(pg_server: Any, superset_instance: RunningSuperset) -> World:
         # The demo's runs are queued (no agent here): finish some, as an agent would have, so statuses differ.
         conn.execute(
             "with picked as (select id, row_number() over (order by created_at) as n from ops.runs "
-            "where project_id = %s) update ops.runs r set status = case when p.n %% 3 = 0 then 'failed' "
-            "else 'succeeded' end, started_at = r.created_at, finished_at = r.created_at + interval '1 minute' "
+            f"where project_id = %s) update ops.runs r set status = {finished}, "
+            "started_at = r.created_at, finished_at = r.created_at + interval '1 minute' "
             "from picked p where p.id = r.id and p.n <= 6",
             (PROJECT,),
         )
         assert conn.execute(
             "select count(distinct status) from ops.runs where project_id = %s", (PROJECT,)
         ).fetchone() >= (2,), "the demo needs runs of more than one status for the filter to show"
-    w = World(url, users, superset_instance.settings(url))
+    w = World(url, users, superset().settings(url))
     w.call("operator", lambda c: dashboards.clone_template(c, project_id=PROJECT, template="run-health",
                                                            slug="run-health"))  # fmt: skip
     return w
+
+
+@pytest.fixture(scope="module")
+def world(pg_server: Any, request: pytest.FixtureRequest) -> World:
+    return make_world(pg_server, "lh_superset", finished="case when p.n %% 3 = 0 then 'failed' else 'succeeded' end",
+                      superset=lambda: request.getfixturevalue("superset_instance"))  # fmt: skip
+
+
+def runs_by_status(c: httpx.Client, dashboard_id: int) -> dict[str, int]:
+    """The "runs by status" dataset of a pushed run-health dashboard, as Superset reads it."""
+    datasets = c.get(f"/api/v1/dashboard/{dashboard_id}/datasets").json()["result"]
+    by_status = next(d for d in datasets if d["table_name"].startswith("run-health__runs_by_status__"))
+    return {row["status"]: row["runs"] for row in dataset_rows(c, by_status["id"], ["status", "runs"])}
 
 
 def admin_client(instance: RunningSuperset) -> httpx.Client:
@@ -106,9 +132,7 @@ def dataset_rows(c: httpx.Client, dataset_id: int, columns: list[str], headers: 
 def test_push_twice_leaves_one_dashboard_reading_the_control_plane(
     world: World, superset_instance: RunningSuperset
 ) -> None:
-    push = lambda: world.call("operator", lambda c: superset.push_dashboard(  # noqa: E731
-        c, project_id=PROJECT, slug="run-health", config=world.config))  # fmt: skip
-    first, second = push(), push()
+    first, second = world.push(), world.push()
     assert first["superset_id"] == second["superset_id"] and first["uuid"] == second["uuid"]
     assert first["embedded_uuid"] == second["embedded_uuid"]
     assert first["uuid"] == superset.stable_uuid(PROJECT, "run-health", "dashboard")
@@ -118,14 +142,8 @@ def test_push_twice_leaves_one_dashboard_reading_the_control_plane(
         charts = c.get(f"/api/v1/dashboard/{first['superset_id']}/charts").json()["result"]
         assert sorted(chart["slice_name"] for chart in charts) == sorted(
             chart.title for chart in dashboards.dashboard_of(dashboards.template_yaml("run-health")).charts)
-        datasets = c.get(f"/api/v1/dashboard/{first['superset_id']}/datasets").json()["result"]
-        assert len(datasets) == 6
-        by_status = next(d for d in datasets if d["table_name"].startswith("run-health__runs_by_status__"))
-        rows = dataset_rows(c, by_status["id"], ["status", "runs"])
-    with psycopg.connect(world.url) as conn:
-        expected = dict(conn.execute("select status, count(*) from ops.runs where project_id = %s and created_at >= "
-                                     "now() - interval '14 days' group by 1", (PROJECT,)).fetchall())  # fmt: skip
-    assert {row["status"]: row["runs"] for row in rows} == expected
+        assert len(c.get(f"/api/v1/dashboard/{first['superset_id']}/datasets").json()["result"]) == 6
+        assert runs_by_status(c, first["superset_id"]) == world.runs_by_status()
     # A viewer may not push.
     with pytest.raises(Exception, match="operator"):
         world.call("viewer", lambda c: superset.push_dashboard(c, project_id=PROJECT, slug="run-health",
@@ -140,8 +158,7 @@ def _claims(token: str) -> dict[str, Any]:
 def test_a_restricted_member_gets_the_row_filter_of_their_policy(
     world: World, superset_instance: RunningSuperset
 ) -> None:
-    pushed = world.call("operator", lambda c: superset.push_dashboard(c, project_id=PROJECT, slug="run-health",
-                                                                      config=world.config))  # fmt: skip
+    pushed = world.push()
     mint = lambda who: world.call(who, lambda c: superset.guest_token(  # noqa: E731
         c, project_id=PROJECT, slug="run-health", email=f"{who}@test.example", config=world.config))  # fmt: skip
     viewer, operator = mint("viewer"), mint("operator")
@@ -171,3 +188,35 @@ def test_a_restricted_member_gets_the_row_filter_of_their_policy(
     # Not a member: no token.
     with pytest.raises(Exception, match=r"(?i)role|not"):
         mint("outsider")
+
+
+def test_control_planes_sharing_a_superset_each_have_their_database_and_a_push_updates_every_object(
+    world: World, pg_server: Any, superset_instance: RunningSuperset
+) -> None:
+    """Another control plane (the same demo project, other runs) pushes the same dashboard with an edited chart: the
+    dashboard's datasets now read that control plane through its own database object, and the chart is renamed.
+    Pushing again from the first brings back its chart and its runs: a push overwrites database, datasets and charts."""
+    other = make_world(pg_server, "lh_superset_other", finished="'cancelled'", superset=lambda: superset_instance)
+    assert other.runs_by_status() != world.runs_by_status()
+    edited = dashboards.template_yaml("run-health").replace("title: Recent failures", "title: Failures, newest first")
+    other.call("operator", lambda c: dashboards.save_dashboard(c, project_id=PROJECT, slug="run-health",
+                                                               source_yaml=edited, message="renamed"))  # fmt: skip
+    theirs = other.push()
+    with admin_client(superset_instance) as c:
+        assert runs_by_status(c, theirs["superset_id"]) == other.runs_by_status()
+        titles = {chart["slice_name"] for chart in
+                  c.get(f"/api/v1/dashboard/{theirs['superset_id']}/charts").json()["result"]}
+        assert "Failures, newest first" in titles and "Recent failures" not in titles
+        ours = world.push()
+        assert ours["superset_id"] == theirs["superset_id"]
+        assert runs_by_status(c, ours["superset_id"]) == world.runs_by_status()
+        titles = {chart["slice_name"] for chart in
+                  c.get(f"/api/v1/dashboard/{ours['superset_id']}/charts").json()["result"]}
+        assert "Recent failures" in titles and "Failures, newest first" not in titles
+        # One database object per control plane, named after the database it reads.
+        names = {d["database_name"]: d["uuid"] for d in
+                 c.get("/api/v1/database/", params={"q": json.dumps({"columns": ["database_name", "uuid"],
+                                                                     "page_size": 100})}).json()["result"]}
+    for w in (world, other):
+        database_uuid, name = superset.database_of(w.config.reader_uri)
+        assert name.endswith("/" + conninfo_to_dict(w.url)["dbname"]) and names[name] == str(database_uuid)

@@ -4,6 +4,7 @@ SQL task on the local agent, its result table and an automatic chart."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -25,6 +26,9 @@ def test_run_health_dashboard_then_clone_and_edit(ui_world: UiWorld, sign_in: Si
     expect(runs.locator(".js-plotly-plot .bars path").first).to_be_visible()  # bars drawn from the demo's runs
     expect(page.locator("#panel-runs_by_status .js-plotly-plot .slice").first).to_be_visible()
     expect(page.locator("#panel-duration_p95 .js-plotly-plot").first).to_be_visible()
+    # The table's instants read as seconds in UTC, not as ISO text ("2026-12-06T13:42:23.893919+00:00").
+    failure_time = page.locator("#panel-recent_failures tbody tr td").first
+    expect(failure_time).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$"))
     screenshot(page, ui_world, "dashboard-run-health")
 
     page.click("#dashboard-edit")

@@ -35,6 +35,8 @@ PAGES = {
 
 # What shows that a page's data arrived (the pages load it over the websocket, after the page itself).
 LOADED = {
+    "overview": "#health-database:has-text('database ok')",
+    "governance": ".rule-row",
     "runs": "#runs-table tbody tr",
     "catalog": "#catalog-table tbody tr",
     "experiments": "#experiments-table tbody tr",
@@ -75,6 +77,7 @@ def test_every_page_renders_at_1440_and_820_px_without_sideways_scrolling(ui_wor
             expect(admin.locator("#page-title")).to_be_visible()
             expect(admin.locator("#page-title")).not_to_have_text("")
             admin.wait_for_load_state("networkidle")
+            expect(admin.locator("#signed-in-user")).to_have_text(ui_world.admin.email)  # the session's state arrived
             if name in LOADED:
                 expect(admin.locator(LOADED[name]).first).to_be_visible()
             found = admin.evaluate(OVERFLOW)
