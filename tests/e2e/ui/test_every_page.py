@@ -37,6 +37,8 @@ PAGES = {
 LOADED = {
     "overview": "#health-database:has-text('database ok')",
     "governance": ".rule-row",
+    "executors": "tr[data-executor]",
+    "jobs": ".job-row",
     "runs": "#runs-table tbody tr",
     "catalog": "#catalog-table tbody tr",
     "experiments": "#experiments-table tbody tr",
