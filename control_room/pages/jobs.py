@@ -58,7 +58,8 @@ def _row(job: JobRow) -> rx.Component:
         rx.table.cell(
             rx.vstack(
                 rx.link(job.name, href=job.href, weight="medium", size="2", class_name="job-link"),
-                rx.text(job.description, size="1", color_scheme="gray", class_name="truncate", max_width="360px"),
+                rx.text(job.description, size="1", color_scheme="gray", class_name="truncate", max_width="260px",
+                        title=job.description),
                 spacing="0",
             )
         ),
@@ -76,7 +77,7 @@ def _row(job: JobRow) -> rx.Component:
         rx.table.cell(rx.text(job.p50, size="2", class_name="tabular"), text_align="right", white_space="nowrap"),
         rx.table.cell(rx.text(job.p95, size="2", class_name="tabular"), text_align="right", white_space="nowrap"),
         number_cell(job.next_fire, size="1", white_space="nowrap"),
-        text_cell(job.owner, size="1"),
+        text_cell(job.owner, size="1", class_name="truncate", max_width="180px", title=job.owner),
         rx.table.cell(rx.hstack(rx.foreach(job.tags, lambda tag: rx.badge(tag, variant="surface", size="1")),
                                 spacing="1", wrap="wrap")),
         class_name="job-row",
