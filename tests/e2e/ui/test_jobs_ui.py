@@ -232,6 +232,12 @@ def test_create_run_schedule_backfill_and_history_of_a_job(ui_world: UiWorld, si
     _tab(operator, "schedules")
     expect(operator.locator(".schedule-fire")).to_have_count(1)
     expect(operator.locator(".schedule-edit")).to_have_count(0)
+    # An operator may pause it: its every-minute fires stop (and stop adding runs to the later tests' lists).
+    paused_row = operator.locator(f"#job-schedules tbody tr[data-schedule='{name}-schedule']")
+    paused_row.get_by_role("button", name="Pause").click()
+    expect(paused_row).to_contain_text("paused")
+    paused = ui_world.query("select paused_at is not null from ops.schedules where name = %s", f"{name}-schedule")
+    assert paused == [(True,)]
     viewer = sign_in(ui_world.viewer)
     viewer.goto(f"{ui_world.url}/jobs/{job_id}")
     expect(viewer.locator("#job-name")).to_have_text(name)
