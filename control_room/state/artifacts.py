@@ -15,7 +15,7 @@ from control_room.services.errors import Invalid
 from control_room.services.pagination import Page
 from control_room.state import formatting
 from control_room.state.base import SessionState, SignedIn, download_script, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, page_url
 from control_room.state.paging import KeysetPages, filter_setter
 from control_room.state.rows import ArtifactRow
 from control_room.storage import VerifyResult
@@ -95,7 +95,7 @@ class ArtifactsState(KeysetPages, SessionState):
     async def open_page(self) -> AsyncIterator[Any]:
         """Page load: take ``?run=`` and ``?artifact=`` from the URL, then list (and open the preview)."""
         async with self:
-            self.run_filter = self.router.url.query_parameters.get("run", "")
+            self.run_filter = page_url(self).query_parameters.get("run", "")
             # The preview is open only when the URL asks for it: a reload, Back or a later visit never
             # reopens the one looked at before.
             self.preview_open = False
@@ -136,7 +136,7 @@ class ArtifactsState(KeysetPages, SessionState):
     def set_preview_open(self, is_open: bool) -> Any:
         """Close (or open) the preview; closing one that the URL opened drops ``?artifact=`` from it."""
         self.preview_open = is_open
-        if not is_open and self.router.url.query_parameters.get("artifact"):
+        if not is_open and page_url(self).query_parameters.get("artifact"):
             return rx.redirect(routes.artifacts(run_id=self.run_filter or None), replace=True)
         return None
 

@@ -16,7 +16,7 @@ from anyio import to_thread
 from control_room.components.dashboard_figures import chart_figure
 from control_room.services import artifacts, nl2sql, queries, result_policies
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, setter
+from control_room.state.events import background, page_url, setter
 from control_room.state.formatting import cell_text
 from control_room.state.rows import Translation
 from control_room.storage import get_store
@@ -47,7 +47,7 @@ class AskState(SessionState):
     async def open_page(self, signed: SignedIn) -> None:
         """Check the session; ``?q=`` fills in a question."""
         async with self:
-            wanted = self.router.url.query_parameters.get("q", "")
+            wanted = page_url(self).query_parameters.get("q", "")
             if wanted:
                 self.question = wanted[:2000]
 

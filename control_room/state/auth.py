@@ -11,7 +11,7 @@ import reflex as rx
 from control_room import routes, session_cookie
 from control_room.config import get_settings
 from control_room.state.base import SessionState
-from control_room.state.events import background
+from control_room.state.events import background, page_url
 
 
 class LoginState(SessionState):
@@ -27,7 +27,7 @@ class LoginState(SessionState):
         settings = get_settings()
         async with self:
             self.supabase = bool(settings.supabase_url)
-            self.next_path = routes.safe_next_path(self.router.url.query_parameters.get("next"))
+            self.next_path = routes.safe_next_path(page_url(self).query_parameters.get("next"))
             self.error = session_cookie.sign_in_error(self.router.headers.cookie, settings)
             wanted = self.next_path
         if await self.signed_in() is not None:

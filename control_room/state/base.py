@@ -34,7 +34,7 @@ from control_room.db.connection import get_pool
 from control_room.services import users
 from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import ServiceError, Unauthorized, from_db_error
-from control_room.state.events import background, handler, passed_on
+from control_room.state.events import background, handler, page_url, passed_on
 from control_room.state.rows import ALL as ALL  # re-exported: the pages import it with the state
 from control_room.state.rows import ProjectChoice
 
@@ -278,7 +278,7 @@ class SessionState(rx.State):
     async def current_path(self) -> str:
         """The path (with query) the browser is on, for returning there after signing in."""
         async with self:
-            url = self.router.url
+            url = page_url(self)
             return url.path + (f"?{url.query}" if url.query else "")
 
     async def _login_redirect(self) -> Any:

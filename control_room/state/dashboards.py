@@ -18,7 +18,7 @@ from control_room.dashboards.models import DashboardFile
 from control_room.services import dashboards
 from control_room.services.auth import UserPrincipal
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler, setter
+from control_room.state.events import background, handler, page_url, setter
 from control_room.state.formatting import cell_text
 from control_room.state.rows import Choice, FilterChoice, Panel
 
@@ -109,7 +109,7 @@ class DashboardsState(SessionState):
             except Exception as exc:
                 error = problem_text(exc)
         async with self:
-            wanted = self.router.url.query_parameters.get("dashboard", "")
+            wanted = page_url(self).query_parameters.get("dashboard", "")
             self.choices, self.error = choices, error
             if wanted and any(c.key == wanted for c in choices):
                 self.selected = wanted

@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reflex as rx
+from reflex.istate.data import ReflexURL
+from reflex_base.constants.route import RouteVar
+from reflex_base.event.context import EventContext
 
 
 def handler(fn: Callable[..., Any]) -> Any:
@@ -69,3 +72,23 @@ async def passed_on(done: AsyncIterator[Any] | Awaitable[Any]) -> AsyncIterator[
             yield item
     elif (result := await done) is not None:
         yield result
+
+
+def page_url(state: Any) -> ReflexURL:
+    """The address of the page that sent the event being handled (path and query).
+
+    Read this, not ``state.router.url``, in a background event: its ``async with self`` loads the tab's newest
+    state, whose router is that of the tab's last event, which can come from the page the person just left (a
+    ticker's event sent before a navigation and handled after it; CI saw a saved job's page say "This is not a
+    job id" so). Reflex keeps each event's own routing data in its context, and the events it yields inherit it.
+    """
+    try:
+        address = EventContext.get().router_data.get(RouteVar.ORIGIN, "")
+    except LookupError:  # outside an event
+        address = ""
+    return ReflexURL(address) if address else state.router.url
+
+
+def page_tail(state: Any) -> str:
+    """The last segment of the event's page path: a dynamic route's id (``/jobs/<id>``, ``/runs/<id>``)."""
+    return str(page_url(state).path).rstrip("/").rsplit("/", 1)[-1]

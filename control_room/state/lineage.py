@@ -12,7 +12,7 @@ from control_room import routes
 from control_room.components.lineage_figure import COLOR_MODES, DATASET_CURVE, JOB_CURVE, legend, lineage_figure
 from control_room.services import lineage_graph
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, page_url
 from control_room.state.rows import LegendRow, NodeRow
 
 DEFAULT_HOPS = 2
@@ -57,7 +57,7 @@ class LineageState(SessionState):
     async def open_page(self, _signed: SignedIn) -> None:
         """Draws what the address asks for: ``?node=<id>&hops=N`` (else the whole project)."""
         async with self:
-            query = self.router.url.query_parameters
+            query = page_url(self).query_parameters
             self._focus_id = query.get("node") or None
             self.hops = _hops(query.get("hops", ""))
             self._expanded = []

@@ -17,7 +17,7 @@ from control_room.components.ml_figures import metric_curves_figure
 from control_room.services import ml_tracking
 from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn
-from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.events import background, exclusive, handler, page_tail, page_url, setter
 from control_room.state.paging import KeysetPages
 from control_room.state.rows import (
     AliasForm,
@@ -118,7 +118,7 @@ class ExperimentsState(KeysetPages, SessionState):
     async def open_page(self) -> AsyncIterator[Any]:
         """First page; ``?run=`` also lists the MLflow runs that control-room run logged."""
         async with self:
-            self.linked_run = self.router.url.query_parameters.get("run", "")
+            self.linked_run = page_url(self).query_parameters.get("run", "")
             self._reset_pages()
         async for event in self._list():
             yield event
@@ -199,8 +199,8 @@ class ExperimentState(KeysetPages, SessionState):
     async def open_page(self) -> AsyncIterator[Any]:
         """The experiment named by the route; ``?mlflow_run=`` opens that run's detail."""
         async with self:
-            self._experiment_id = self.router.page.params.get("experiment_id", "")
-            wanted = self.router.url.query_parameters.get("mlflow_run", "")
+            self._experiment_id = page_tail(self)
+            wanted = page_url(self).query_parameters.get("mlflow_run", "")
             self.selected, self.columns, self.compare_open, self.detail_open = [], [], False, False
             self.chart = go.Figure()
             self._reset_pages()
@@ -387,7 +387,7 @@ class ModelsState(KeysetPages, SessionState):
     async def open_page(self) -> AsyncIterator[Any]:
         """First page; ``?model=`` opens that model."""
         async with self:
-            wanted = self.router.url.query_parameters.get("model", "")
+            wanted = page_url(self).query_parameters.get("model", "")
             self._reset_pages()
         async for event in self._list():
             yield event

@@ -9,6 +9,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import runs
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, signed_in_event
+from control_room.state.events import page_tail
 
 
 class OverviewState(SessionState):
@@ -69,6 +70,6 @@ class ComingLaterState(SessionState):
     async def check(self, _signed: SignedIn) -> None:
         """Send the browser to sign in when nobody is; else name the feature of ``/later/<feature>``."""
         async with self:
-            feature = self.router.url.path.rstrip("/").rsplit("/", 1)[-1]
+            feature = page_tail(self)
             self.feature_title = routes.LATER_FEATURES.get(feature, "")
             self.is_known = feature in routes.LATER_FEATURES

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import reflex as rx
 from psycopg import AsyncConnection
 
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, page_url
 
 if TYPE_CHECKING:
     from control_room.state.base import SessionState, SignedIn
@@ -70,7 +70,7 @@ class KeysetPages(rx.State, mixin=True):
         """A page load: the first page, then the event ``open_item`` of the item that the address's ``?<param>=``
         names (when it names one)."""
         async with self:
-            wanted = self.router.url.query_parameters.get(param, "")
+            wanted = page_url(self).query_parameters.get(param, "")
             self._reset_pages()
         async for event in self._list():
             yield event

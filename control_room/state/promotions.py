@@ -14,7 +14,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.events import background, exclusive, handler, page_tail, setter
 from control_room.state.paging import KeysetPages
 from control_room.state.rows import (
     CheckRow,
@@ -193,7 +193,7 @@ class PromotionState(SessionState):
     @background
     async def open_page(self) -> AsyncIterator[Any]:
         async with self:
-            self.request_id = str(self.router.page.params.get("request_id", ""))
+            self.request_id = page_tail(self)
             self.comment, self.notice, self.error = "", "", ""
         yield PromotionState.load
 

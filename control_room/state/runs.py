@@ -17,7 +17,7 @@ from control_room.services.errors import Invalid
 from control_room.services.ui_examples import EXAMPLES, example
 from control_room.state import formatting
 from control_room.state.base import ALL, SessionState, SignedIn, as_user, problem_text, replace_address
-from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.events import background, exclusive, handler, page_url, setter
 from control_room.state.rows import RunRow
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.rows import run_facts
@@ -299,7 +299,7 @@ class RunsState(TaskForm, SessionState):
         narrow the list: ``?job=`` to a job's runs, ``?status=failed,cancelled`` and ``?range=24h`` (the
         overview's cards link so). Dialogs never reopen by themselves: opening the page closes the submit dialog
         and forgets its error (``_show_page`` and ``_forget_page_data``)."""
-        query = self.router.url.query_parameters
+        query = page_url(self).query_parameters
         changes: dict[str, Any] = {"job": query.get("job", ""), "job_name": query.get("job_name", "")}
         if any(key in query for key in SHARED_KEYS):  # a shared link: its filters, sort and search win
             window, sort = str(query.get("range", "")), str(query.get("sort", ""))

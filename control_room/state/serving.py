@@ -19,7 +19,7 @@ from control_room.db.connection import get_pool
 from control_room.services import serving
 from control_room.services.serving_proxy import proxy_for
 from control_room.state.base import SignedIn, problem_text, signed_in_event
-from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.events import background, exclusive, handler, page_url, setter
 from control_room.state.ml import MlBase
 from control_room.state.rows import EndpointDetail, EndpointForm, EndpointRow, ReplicaRow, TryAnswer, with_field
 
@@ -90,7 +90,7 @@ class EndpointsState(MlBase):
     async def open_page(self, _signed: SignedIn) -> AsyncIterator[Any]:
         """The list; ``?endpoint=`` (or the first endpoint) opens its detail."""
         async with self:
-            wanted = self.router.url.query_parameters.get("endpoint", "")
+            wanted = page_url(self).query_parameters.get("endpoint", "")
         await self._list()
         async with self:
             first = wanted or (self.rows[0].name if self.rows else "")

@@ -13,7 +13,7 @@ from control_room import routes
 from control_room.config import get_settings
 from control_room.services import superset
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, exclusive
+from control_room.state.events import background, exclusive, page_url
 from control_room.state.rows import SupersetEmbed
 
 SAVED_PREFIX = "saved:"
@@ -69,7 +69,7 @@ class SupersetState(SessionState):
     async def open_embed(self, signed: SignedIn) -> None:
         """Mint a guest token for ``?dashboard=`` as the signed-in user (their row filters included)."""
         async with self:
-            slug = self.router.url.query_parameters.get("dashboard", "") or self.embed.slug
+            slug = page_url(self).query_parameters.get("dashboard", "") or self.embed.slug
         found: dict[str, Any] = {}
         error = ""
         if not superset_enabled():

@@ -15,7 +15,7 @@ from control_room.services.errors import Invalid
 from control_room.state.alerts.incidents import IncidentsState
 from control_room.state.alerts.rows import incident_row, timeline_rows
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text
-from control_room.state.events import background, handler, setter
+from control_room.state.events import background, handler, page_url, setter
 from control_room.state.rows import IncidentRow, TimelineRow
 
 SNOOZE_CHOICES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(days=1)}
@@ -48,7 +48,7 @@ class IncidentState(SessionState):
     async def open_from_url(self) -> None:
         """Open the incident named by ``?incident=`` (the link of notifications and messages)."""
         async with self:
-            wanted = self.router.url.query_parameters.get("incident", "")
+            wanted = page_url(self).query_parameters.get("incident", "")
         if wanted:
             await self._load(wanted)
 

@@ -12,7 +12,7 @@ from control_room.services import alerts
 from control_room.services.pagination import Page
 from control_room.state.alerts.rows import incident_row
 from control_room.state.base import ALL, SessionState, SignedIn
-from control_room.state.events import background
+from control_room.state.events import background, page_url
 from control_room.state.paging import KeysetPages, filter_setter
 from control_room.state.rows import IncidentRow
 
@@ -33,7 +33,7 @@ class IncidentsState(KeysetPages, SessionState):
         """The first page (every state when the URL names one incident: it may be resolved already)."""
         async with self:
             self._reset_pages()
-            if self.router.url.query_parameters.get("incident", ""):
+            if page_url(self).query_parameters.get("incident", ""):
                 self.state_filter = ALL
         async for event in self._list():
             yield event

@@ -18,7 +18,7 @@ from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import NotFound
 from control_room.state import formatting
 from control_room.state.base import ROLE_RANK, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, exclusive, handler
+from control_room.state.events import background, exclusive, handler, page_tail, page_url
 from control_room.state.job.rows import job_header, schedule_row, version_row
 from control_room.state.rows import JobHeader, RunRow, ScheduleRow, VersionRow
 from control_room.state.runs import run_row
@@ -31,15 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def job_id_of(state: rx.State) -> uuid.UUID | None:
-    """The route's [job_id] (Reflex adds it to the root state as a var), or None when it is not an id.
-    Right after a client-side redirect (a saved job opens its page) the var can still be empty or name the
-    job shown before: the address itself (/jobs/<id>) says which job is open."""
-    for candidate in (state.router.url.path.rstrip("/").rsplit("/", 1)[-1], str(getattr(state, "job_id", ""))):
-        try:
-            return uuid.UUID(candidate)
-        except ValueError:
-            continue
-    return None
+    """The job of the event's page (``/jobs/<id>``), or None when its address names no job."""
+    try:
+        return uuid.UUID(page_tail(state))
+    except ValueError:
+        return None
 
 
 class JobState(SessionState):
@@ -118,7 +114,7 @@ class JobState(SessionState):
             job_id = job_id_of(self)
             self._opening = str(job_id) if job_id else ""
             if str(job_id) != self._shown:
-                wanted = self.router.url.query_parameters.get("tab", "")
+                wanted = page_url(self).query_parameters.get("tab", "")
                 self.tab = wanted if wanted in TABS else "overview"
                 self.loaded = False
                 self.header, self.versions, self.schedules, self.recent_runs = JobHeader(), [], [], []

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from control_room import routes
 from control_room.services import artifacts, events, runs, task_detail
 from control_room.state.base import as_user, download_script, problem_text, replace_address
-from control_room.state.events import background, handler
+from control_room.state.events import background, handler, page_url
 from control_room.state.rows import AttemptRow, DatasetRow, EventRow, PanelTask, RunArtifactRow
 from control_room.state.run_detail.events import event_row
 from control_room.state.run_detail.state import RunDetailState
@@ -73,7 +73,7 @@ class TaskPanelState(RunDetailState):
     async def open_from_address(self) -> AsyncIterator[Any]:
         """Opens the panel named by ``?task=`` (and ``&attempt=``) when the page loads."""
         async with self:
-            query = self.router.url.query_parameters
+            query = page_url(self).query_parameters
             key, attempt = query.get("task", ""), query.get("attempt", "")
             if not key:  # another run, or Back to the page without a panel
                 self.panel_open, self.panel_key = False, ""

@@ -24,7 +24,7 @@ from control_room.services import artifacts, events, retention, runs
 from control_room.services.errors import NotFound
 from control_room.services.retry import is_transient_for_reads, retry_transaction
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address, signed_in_event
-from control_room.state.events import background, exclusive, handler, setter
+from control_room.state.events import background, exclusive, handler, page_tail, page_url, setter
 from control_room.state.rows import AttemptRow, EventRow, ParamRow, RunArtifactRow, RunHeader, TaskRow
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
@@ -138,24 +138,21 @@ class RunDetailState(SessionState):
         return [rx.call_script(replace_address(self._address()))] if self._shown_run else []
 
     def _current_run_id(self) -> uuid.UUID | None:
-        # The route's [run_id] argument: Reflex adds it to the root state as a var. Right after a client-side
-        # redirect it can still be empty: the address itself (/runs/<id>) says the same.
-        for candidate in (str(getattr(self, "run_id", "")), self.router.url.path.rstrip("/").rsplit("/", 1)[-1]):
-            try:
-                return uuid.UUID(candidate)
-            except ValueError:
-                continue
-        return None
+        """The run of the event's page (``/runs/<id>``), or None when its address names no run."""
+        try:
+            return uuid.UUID(page_tail(self))
+        except ValueError:
+            return None
 
     @signed_in_event
     async def load(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Open the run of the page's address: header, tasks, figures, newest events and artifacts."""
         async with self:
             run_id = self._current_run_id()
-            query = dict(self.router.url.query_parameters)
+            query = dict(page_url(self).query_parameters)
         if run_id is None:
-            # The router can still describe the page the browser has just left (this background load read it
-            # after an event of that page, seen once right after a submit's redirect): the address bar decides.
+            # The event came with another address than the browser shows (seen once right after a submit's
+            # redirect, before loads read their own event's address): the address bar decides.
             yield rx.call_script(CURRENT_ADDRESS, callback=RunDetailState.open_address)
             return
         async for item in self._open(signed, run_id, query):

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -197,12 +198,14 @@ def sign_in(ui_world: UiWorld, browser: Browser, request: pytest.FixtureRequest)
     """Factory: a new browser context signed in as the account (each person has their own cookies)."""
     contexts: list[BrowserContext] = []
     request.node.stash[OPENED_PAGES] = []
+    request.node.stash[BROWSER_NOTES] = {}
 
     def open_as(account: Account) -> Page:
         context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
         contexts.append(context)
         page = context.new_page()
         request.node.stash[OPENED_PAGES].append(page)
+        _note_browser_events(page, request.node.stash[BROWSER_NOTES].setdefault(id(page), []))
         page.set_default_timeout(UI_TIMEOUT_MS)
         sign_in_by_form(page, ui_world, account)
         expect(page.locator("#signed-in-role")).to_have_text(account.role)
@@ -214,22 +217,49 @@ def sign_in(ui_world: UiWorld, browser: Browser, request: pytest.FixtureRequest)
 
 
 OPENED_PAGES = pytest.StashKey[list[Page]]()
+BROWSER_NOTES = pytest.StashKey[dict[int, list[str]]]()
+NOTES_KEPT = 30
+
+
+def _note_browser_events(page: Page, notes: list[str]) -> None:
+    """Keeps what a failure report needs from the browser: its errors and warnings, uncaught exceptions, and
+    each address the page went to (a reload or a navigation nobody asked for shows here)."""
+
+    def note(text: str) -> None:
+        notes.append(f"{time.strftime('%H:%M:%S')} {text[:400]}")
+        del notes[:-NOTES_KEPT]
+
+    page.on("console", lambda m: note(f"console {m.type}: {m.text}") if m.type in {"error", "warning"} else None)
+    page.on("pageerror", lambda error: note(f"uncaught: {error}"))
+    page.on("framenavigated", lambda frame: note(f"at {frame.url}") if frame == page.main_frame else None)
+    page.on("crash", lambda _page: note("the page crashed"))
+
+
+def _page_text(page: Page) -> str:
+    """What the page shows but the sidebar's links (the same on every page)."""
+    try:
+        text = page.inner_text("body", timeout=2000)
+        sidebar = page.locator("#sidebar")
+        if sidebar.count():
+            text = text.replace(sidebar.inner_text(timeout=2000), "", 1)
+        return text.strip()[:1500]
+    except Exception as exc:  # a closed or crashed page still gets a line
+        return f"(the page could not be read: {exc})"
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failed browser test's report shows what each signed-in page showed and the control room's last log
-    lines: a failure on a busy CI machine can then be read, not only re-run."""
+    """A failed browser test's report shows what each signed-in page showed, what its browser noted (errors,
+    addresses) and the control room's last log lines: a failure on a busy CI machine can then be read, not only
+    re-run."""
     report = yield
     if report.failed and call.when == "call":
+        notes = item.stash.get(BROWSER_NOTES, {})
         for page in item.stash.get(OPENED_PAGES, []):
-            try:
-                text = page.inner_text("body", timeout=2000)[:2000]
-            except Exception as exc:  # a closed or crashed page still gets a line
-                text = f"(the page could not be read: {exc})"
-            report.sections.append((f"page {page.url}", text))
+            report.sections.append((f"page {page.url}", _page_text(page)))
+            report.sections.append((f"browser of {page.url}", "\n".join(notes.get(id(page), [])) or "(nothing)"))
         world = getattr(item, "funcargs", {}).get("ui_world")
         if isinstance(world, UiWorld) and world.log.exists():
             tail = world.log.read_text(errors="replace").splitlines()[-80:]
