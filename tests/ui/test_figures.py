@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from control_room.components.figures import dag_figure, dag_positions, gantt_figure, pool_load_figure
 from control_room.components.status import STATUS_HEX
+from control_room.state.run_detail.timeline import figure_signature, updated_figures
 
 
 def _task(key: str, status: str = "succeeded", depends_on: tuple[str, ...] = ()) -> dict[str, object]:
@@ -42,6 +43,28 @@ def test_gantt_has_a_bar_per_attempt_coloured_by_outcome() -> None:
     assert figure.data[0].x[0] == 10000 and figure.data[1].x[0] == 10000  # ms; the open attempt runs to now
     (now_line,) = figure.layout.shapes  # an attempt still runs: a "now" line
     assert now_line.x0 == t0 + timedelta(seconds=30)
+
+
+def test_a_running_attempts_gantt_is_rebuilt_only_when_due_and_at_once_when_something_changed() -> None:
+    """The run page refreshes on every burst of a busy run's events: its Gantt (a running bar that grows) is
+    sent again only when the page says a growth is due, but any change of state is drawn at once."""
+    t0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    running = [{"task_key": "a", "attempt": 1, "claimed_at": t0, "started_at": t0, "finished_at": None,
+                "outcome": None, "executor": "x"}]  # fmt: skip
+    tasks = [{**_task("a", "running"), "attempt": 1}]
+    shown = figure_signature(tasks, running)
+    quiet = updated_figures(tasks, running, shown=shown, now=t0 + timedelta(seconds=3), grow=False)
+    assert quiet.gantt is None and quiet.dag is None
+    grown = updated_figures(tasks, running, shown=shown, now=t0 + timedelta(seconds=6), grow=True)
+    assert grown.gantt is not None and grown.dag is None
+    assert grown.gantt.layout.shapes[0].x0 == t0 + timedelta(seconds=6)  # the "now" line moved on
+    finished = [{**running[0], "finished_at": t0 + timedelta(seconds=7), "outcome": "succeeded"}]
+    tasks = [{**_task("a"), "attempt": 1}]
+    done = updated_figures(tasks, finished, shown=shown, now=t0 + timedelta(seconds=7), grow=False)
+    assert done.gantt is not None and done.dag is not None  # a change is drawn although no growth was due
+    assert [bar.marker.color for bar in done.gantt.data] == [STATUS_HEX["succeeded"]]
+    settled = updated_figures(tasks, finished, shown=done.signature, now=t0 + timedelta(seconds=20))
+    assert settled.gantt is None and settled.dag is None  # nothing runs: nothing to grow
 
 
 def test_pool_chart_has_one_line_per_pool() -> None:

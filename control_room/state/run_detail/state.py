@@ -5,6 +5,7 @@ What each part shows is built in its own module: header.py, tasks.py, timeline.p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.parse
@@ -52,6 +53,11 @@ from control_room.storage import StorageError
 
 WATCH_WAIT_SECONDS = 2.0
 WATCH_IDLE_SECONDS = 6.0
+# A busy run notifies many times a second. A pushed refresh comes at most this often after the one before (the
+# events that arrive meanwhile come with it), and a running attempt's Gantt bar grows at most this often: each
+# refresh sends the event tail and each figure is drawn again, which kept a loaded browser too busy to answer.
+PUSH_REFRESH_SECONDS = 0.5
+GANTT_GROW_SECONDS = 5.0
 TABS = ("overview", "timeline", "artifacts")
 TITLE_TICKS = 5
 LOAD_RETRY_SECONDS = 0.5  # then 1 and 2 s (jittered): a page that opens late beats one that gives up
@@ -99,7 +105,9 @@ class RunDetailState(SessionState):
     _first_event_id: int = 0
     _last_event_id: int = 0
     _figure_signature: str = ""
+    _gantt_at: float = 0.0  # when the Gantt was last built (monotonic)
     _refreshing: bool = False
+    _refreshed_at: float = 0.0  # when the last refresh started (monotonic)
     _generation: int = 0
     _idle_ticks: int = 0
     _watching: bool = False
@@ -259,6 +267,7 @@ class RunDetailState(SessionState):
         self.dag, self.gantt = go.Figure(), go.Figure()
         self._first_event_id = self._last_event_id = 0
         self._figure_signature = ""
+        self._gantt_at = 0.0
         self._idle_ticks = 0
         self._title_ticks = 0
         self.loaded = self.load_failed = False
@@ -285,11 +294,13 @@ class RunDetailState(SessionState):
         self.can_operate_run = signed.can_operate(run["project_id"])
         self.tasks = task_rows(tasks, now=now)
         self.attempts = attempt_rows(attempts, order, now=now)
-        figures = updated_figures(tasks, attempts, shown=self._figure_signature, now=now)
+        grow = time.monotonic() - self._gantt_at >= GANTT_GROW_SECONDS
+        figures = updated_figures(tasks, attempts, shown=self._figure_signature, now=now, grow=grow)
         if figures.dag is not None:
             self.dag = figures.dag
         if figures.gantt is not None:
             self.gantt = figures.gantt
+            self._gantt_at = time.monotonic()
         self._figure_signature = figures.signature
 
     def _apply_artifacts(self, found: list[dict[str, Any]]) -> None:
@@ -346,9 +357,16 @@ class RunDetailState(SessionState):
             async with self:  # stop when the page was left (no tick for a while) or shows another run
                 return self._shown_run == run and time.monotonic() - self._seen_at <= WATCH_IDLE_SECONDS
 
+        async def refresh_soon() -> None:
+            async with self:
+                wait = self._refreshed_at + PUSH_REFRESH_SECONDS - time.monotonic()
+            if wait > 0:  # a refresh just ran: the next one, a moment later, reads what arrives meanwhile too
+                await asyncio.sleep(wait)
+            await self._refresh()
+
         try:
             await notify.watch(
-                EVENTS_CHANNEL, run, wait_s=WATCH_WAIT_SECONDS, still_wanted=still_shown, on_notify=self._refresh
+                EVENTS_CHANNEL, run, wait_s=WATCH_WAIT_SECONDS, still_wanted=still_shown, on_notify=refresh_soon
             )
         finally:
             async with self:
@@ -361,6 +379,7 @@ class RunDetailState(SessionState):
             if self._refreshing or not self.loaded or not self._shown_run or self.not_found:
                 return
             self._refreshing = True
+            self._refreshed_at = time.monotonic()
             generation = self._generation
             run_id = uuid.UUID(self._shown_run)
             after = self._last_event_id

@@ -30,14 +30,16 @@ class Figures:
 
 
 def updated_figures(
-    tasks: list[dict[str, Any]], attempts: list[dict[str, Any]], *, shown: str, now: datetime
+    tasks: list[dict[str, Any]], attempts: list[dict[str, Any]], *, shown: str, now: datetime, grow: bool = True
 ) -> Figures:
-    """The DAG when a task or attempt changed; the Gantt then too, and while an attempt runs (its bar grows)."""
+    """The DAG when a task or attempt changed; the Gantt then too, and, while an attempt runs, when ``grow``
+    says its bar is due to grow (the caller spaces those out: a figure sent on every live refresh of a busy run
+    kept the browser drawing it several times a second)."""
     signature = figure_signature(tasks, attempts)
     running = any(a["outcome"] is None for a in attempts)
     changed = signature != shown
     return Figures(
         dag=dag_figure(tasks) if changed else None,
-        gantt=gantt_figure(tasks, attempts, now=now) if changed or running else None,
+        gantt=gantt_figure(tasks, attempts, now=now) if changed or (running and grow) else None,
         signature=signature,
     )
