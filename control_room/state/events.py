@@ -9,6 +9,7 @@ so pages can write ``State.handler(arg)`` the way Reflex intends.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -91,4 +92,12 @@ def page_url(state: Any) -> ReflexURL:
 
 def page_tail(state: Any) -> str:
     """The last segment of the event's page path: a dynamic route's id (``/jobs/<id>``, ``/runs/<id>``)."""
-    return str(page_url(state).path).rstrip("/").rsplit("/", 1)[-1]
+    return page_url(state).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def page_id(state: Any) -> uuid.UUID | None:
+    """The id the event's page path ends with (``/jobs/<id>``, ``/runs/<id>``), or None when it names none."""
+    try:
+        return uuid.UUID(page_tail(state))
+    except ValueError:
+        return None

@@ -13,12 +13,13 @@ import ast
 import types
 import uuid
 from pathlib import Path
+from typing import Any
 
 from reflex.istate.data import ReflexURL
+from reflex.istate.manager.memory import StateManagerMemory
 from reflex_base.event.context import EventContext
 
-from control_room.state.events import page_tail, page_url
-from control_room.state.job.detail import job_id_of
+from control_room.state.events import page_id, page_tail, page_url
 
 STATES = Path(__file__).resolve().parents[2] / "control_room" / "state"
 # Regular (locked) handlers get their own event's router; this one watches the page the router shows.
@@ -30,10 +31,17 @@ def _tab_left_on(path: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(router=types.SimpleNamespace(url=ReflexURL(path)), job_id="")
 
 
+async def _enqueue(token: str, *events: Any) -> None:
+    """Where the event's follow-up events would go (none here)."""
+
+
 def _event_from(address: str) -> EventContext:
+    """The context Reflex handles an event from ``address`` in (what a handler reads while it runs)."""
     path = address.split("?", 1)[0]
+    # Reflex's in-memory manager (concrete: it runs; mypy reads its overloaded methods as abstract).
+    manager = StateManagerMemory()  # type: ignore[abstract]
     return EventContext(
-        token="tab", state_manager=None, enqueue_impl=None,  # type: ignore[arg-type]
+        token="tab", state_manager=manager, enqueue_impl=_enqueue,
         router_data={"pathname": path, "asPath": address, "query": {}},
     )  # fmt: skip
 
@@ -42,18 +50,18 @@ def test_a_load_reads_the_address_of_its_own_event_when_the_tab_has_moved_on() -
     job = uuid.uuid4()
     stale = _tab_left_on("/jobs")
     with _event_from(f"/jobs/{job}?tab=runs"):
-        assert job_id_of(stale) == job
+        assert page_id(stale) == job
         assert page_tail(stale) == str(job)
         assert dict(page_url(stale).query_parameters) == {"tab": "runs"}
     # Outside an event (nothing to go by): the state's router.
     assert page_url(stale) == "/jobs"
-    assert job_id_of(stale) is None
+    assert page_id(stale) is None
 
 
 def test_an_address_that_names_no_job_is_none() -> None:
     with _event_from("/jobs/new/"):
         assert page_tail(_tab_left_on("/jobs")) == "new"
-        assert job_id_of(_tab_left_on("/jobs")) is None
+        assert page_id(_tab_left_on("/jobs")) is None
 
 
 def router_reads(source: str, filename: str) -> list[str]:
@@ -84,13 +92,13 @@ def test_states_read_the_events_address_not_the_router() -> None:
 
 
 def test_the_check_finds_a_planted_router_read() -> None:
-    planted = '''
+    planted = """
 class S:
     async def open_page(self):
         async with self:
             wanted = self.router.url.query_parameters.get("run", "")
             other = self.router.page.params.get("run_id", "")
-'''
+"""
     assert router_reads(planted, "planted.py") == [
         "planted.py:5: open_page reads router.url",
         "planted.py:6: open_page reads router.page",

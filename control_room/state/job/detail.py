@@ -18,7 +18,7 @@ from control_room.services import job_editing, jobs, runs
 from control_room.services.errors import NotFound
 from control_room.state import formatting
 from control_room.state.base import ROLE_RANK, SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, exclusive, handler, page_tail, page_url
+from control_room.state.events import background, exclusive, handler, page_id, page_url
 from control_room.state.job.rows import job_header, schedule_row, version_row
 from control_room.state.rows import JobHeader, RunRow, ScheduleRow, VersionRow
 from control_room.state.runs import run_row
@@ -28,14 +28,6 @@ TABS = ("overview", "runs", "versions", "schedules", "backfills")
 RECENT_RUNS = 20
 
 log = logging.getLogger(__name__)
-
-
-def job_id_of(state: rx.State) -> uuid.UUID | None:
-    """The job of the event's page (``/jobs/<id>``), or None when its address names no job."""
-    try:
-        return uuid.UUID(page_tail(state))
-    except ValueError:
-        return None
 
 
 class JobState(SessionState):
@@ -76,7 +68,7 @@ class JobState(SessionState):
         """Outside the lock: who is signed in and which job is on screen (None when either is missing)."""
         signed = await self.signed_in()
         async with self:
-            job_id = job_id_of(self)
+            job_id = page_id(self)
         return None if signed is None or job_id is None else (signed, job_id)
 
     async def acting(self) -> tuple[SignedIn, uuid.UUID]:
@@ -111,7 +103,7 @@ class JobState(SessionState):
     async def load(self, signed: SignedIn) -> None:
         """Open the job: template, versions, DAG, params schema, schedules and latest runs."""
         async with self:
-            job_id = job_id_of(self)
+            job_id = page_id(self)
             self._opening = str(job_id) if job_id else ""
             if str(job_id) != self._shown:
                 wanted = page_url(self).query_parameters.get("tab", "")

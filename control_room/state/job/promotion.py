@@ -11,8 +11,7 @@ import reflex as rx
 from control_room import routes
 from control_room.services import promotions
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, signed_in_event
-from control_room.state.events import background, handler, setter
-from control_room.state.job.detail import job_id_of
+from control_room.state.events import background, handler, page_id, setter
 from control_room.state.promotions import pipeline_row
 from control_room.state.rows import StageCell
 
@@ -33,7 +32,7 @@ class JobPromotionState(SessionState):
         """The job's version per environment (and the pending requests into them)."""
         signed = await self.signed_in()
         async with self:
-            job_id = job_id_of(self)
+            job_id = page_id(self)
         if signed is None or job_id is None or signed.project_id is None:
             return
         try:
@@ -70,7 +69,7 @@ class JobPromotionState(SessionState):
     async def submit(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Open the request as the signed-in person, then show its page (checks and approvers)."""
         async with self:
-            job_id = job_id_of(self)
+            job_id = page_id(self)
             version, target, comment = self.version, self.target, self.comment
         if job_id is None:
             return

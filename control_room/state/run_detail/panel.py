@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from control_room import routes
 from control_room.services import artifacts, events, runs, task_detail
 from control_room.state.base import as_user, download_script, problem_text, replace_address
-from control_room.state.events import background, handler, page_url
+from control_room.state.events import background, handler, page_id, page_url
 from control_room.state.rows import AttemptRow, DatasetRow, EventRow, PanelTask, RunArtifactRow
 from control_room.state.run_detail.events import event_row
 from control_room.state.run_detail.state import RunDetailState
@@ -118,7 +118,7 @@ class TaskPanelState(RunDetailState):
     async def open_task(self, key: str, attempt: str = "") -> AsyncIterator[Any]:
         """Open the panel on a task (its latest attempt unless one is named)."""
         async with self:
-            run = self._current_run_id()
+            run = page_id(self)
             self.panel_open, self.panel_loading, self.panel_key = True, True, key
             self.panel_error = ""
         if run is None:
@@ -186,7 +186,7 @@ class TaskPanelState(RunDetailState):
     async def jump_to_first_error(self) -> AsyncIterator[Any]:
         """Show the log from the attempt's first error on, and scroll to it."""
         async with self:
-            run, first = self._current_run_id(), self.panel_first_error
+            run, first = page_id(self), self.panel_first_error
             task_id, attempt = self._panel_task_id, self.panel_attempt
         signed = await self.signed_in()
         if run is None or not first or not task_id or signed is None:
@@ -204,7 +204,7 @@ class TaskPanelState(RunDetailState):
     @handler
     def download_log(self) -> Any:
         """The attempt's whole log as a file, through the HTTP API."""
-        run = self._current_run_id()
+        run = page_id(self)
         if run is None or not self.panel_key:
             return None
         attempt = f"?attempt={self.panel_attempt}" if self.panel_attempt else ""

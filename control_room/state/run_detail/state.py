@@ -25,7 +25,7 @@ from control_room.services import artifacts, events, retention, runs
 from control_room.services.errors import NotFound
 from control_room.services.retry import is_transient_for_reads, retry_transaction
 from control_room.state.base import SessionState, SignedIn, as_user, problem_text, replace_address, signed_in_event
-from control_room.state.events import background, exclusive, handler, page_tail, page_url, setter
+from control_room.state.events import background, exclusive, handler, page_id, page_url, setter
 from control_room.state.rows import AttemptRow, EventRow, ParamRow, RunArtifactRow, RunHeader, TaskRow
 from control_room.state.run_actions import rerun_event
 from control_room.state.run_detail.events import (
@@ -145,18 +145,11 @@ class RunDetailState(SessionState):
         """Shows this view's address in the address bar (no navigation): a script, none before a run shows."""
         return [rx.call_script(replace_address(self._address()))] if self._shown_run else []
 
-    def _current_run_id(self) -> uuid.UUID | None:
-        """The run of the event's page (``/runs/<id>``), or None when its address names no run."""
-        try:
-            return uuid.UUID(page_tail(self))
-        except ValueError:
-            return None
-
     @signed_in_event
     async def load(self, signed: SignedIn) -> AsyncIterator[Any]:
         """Open the run of the page's address: header, tasks, figures, newest events and artifacts."""
         async with self:
-            run_id = self._current_run_id()
+            run_id = page_id(self)
             query = dict(page_url(self).query_parameters)
         if run_id is None:
             # The event came with another address than the browser shows (seen once right after a submit's
@@ -422,7 +415,7 @@ class RunDetailState(SessionState):
         """The run's archived events (read back from its Parquet, checksum verified), shown above the live ones;
         again for the next page."""
         async with self:
-            run_id = self._current_run_id()
+            run_id = page_id(self)
             if run_id is None or self.is_loading_archive:
                 return
             self.is_loading_archive = True
