@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, TypeAdapter
 
+from control_room.api.artifact_bytes import binary_content, bytes_reply, stream_artifact
 from control_room.api.deps import Executor, Pool
 from control_room.api.json_body import post_with_model_body
 from control_room.api.models import (
@@ -42,7 +42,6 @@ from control_room.api.models import (
 from control_room.db.notify import get_notifier
 from control_room.services import artifacts, tasks
 from control_room.services.retry import retry_transaction
-from control_room.storage import get_store
 
 EVENTS_JSON = TypeAdapter(list[EventCreate])
 
@@ -64,16 +63,7 @@ def leased_task_route(
 async def register_executor(body: ExecutorRegister, executor: Executor, db: Pool) -> dict[str, Any]:
     """Announce this agent's engines, labels and capacity; returns the lease timing to use."""
     async with db.connection() as conn:
-        return await tasks.register(
-            conn,
-            executor,
-            labels=body.labels,
-            engines=body.engines,
-            max_concurrency=body.max_concurrency,
-            version=body.version,
-            hostname=body.hostname,
-            metadata=body.metadata,
-        )
+        return await tasks.register(conn, executor, **body.model_dump())
 
 
 @router.post("/executors/heartbeat", operation_id="executorHeartbeat", response_model=ExecutorHeartbeatReply)
@@ -87,18 +77,7 @@ async def executor_heartbeat(body: ExecutorHeartbeat, executor: Executor, db: Po
 async def claim_tasks(body: ClaimRequest, executor: Executor, db: Pool) -> dict[str, Any]:
     """Claim up to max_tasks of this executor's pool; with none queued, wait up to wait_s (long poll)."""
     notifier = await get_notifier() if body.wait_s > 0 else None
-    rows = await tasks.claim(
-        db,
-        notifier,
-        executor,
-        tasks.ClaimOptions(
-            max_tasks=body.max_tasks,
-            engines=body.engines,
-            labels=body.labels,
-            wait_s=body.wait_s,
-            claim_id=body.claim_id,
-        ),
-    )
+    rows = await tasks.claim(db, notifier, executor, tasks.ClaimOptions(**body.model_dump()))
     return {"tasks": rows}
 
 
@@ -159,14 +138,7 @@ async def finalize_task(task_id: uuid.UUID, body: FinalizeRequest, executor: Exe
     """Record the attempt's outcome; repeating the same finalize is harmless, a stale lease gets 409."""
     async with db.connection() as conn:  # autocommit: each try is one whole transaction
         return await retry_transaction(
-            lambda: tasks.finalize(
-                conn,
-                task_id=task_id,
-                lease_token=body.lease_token,
-                outcome=body.outcome,
-                result=body.result,
-                error=body.error,
-            ),
+            lambda: tasks.finalize(conn, task_id=task_id, **body.model_dump()),
             what=f"finalize by executor {executor.name}",
         )
 
@@ -183,15 +155,7 @@ async def initiate_artifact(
     """Start an upload: returns where to PUT the bytes (a presigned S3 URL or this server)."""
     async with db.connection() as conn:
         return await artifacts.initiate_upload(
-            conn,
-            task_id=task_id,
-            lease_token=body.lease_token,
-            name=body.name,
-            size_bytes=body.size_bytes,
-            sha256=body.sha256,
-            content_type=body.content_type,
-            metadata=body.metadata,
-            base_url=str(request.base_url),
+            conn, task_id=task_id, base_url=str(request.base_url), **body.model_dump()
         )
 
 
@@ -203,7 +167,7 @@ async def initiate_artifact(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "content": binary_content("application/octet-stream"),
         },
         "x-problems": ["400", "401", "403", "404", "409", "422", "500"],
     },
@@ -246,10 +210,9 @@ async def release_task(task_id: uuid.UUID, body: ReleaseRequest, executor: Execu
     operation_id="fetchArtifact",
     response_class=StreamingResponse,
     responses={
-        "200": {
-            "description": "The artifact's bytes; `X-Artifact-Sha256` lets the agent verify them.",
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-        },
+        "200": bytes_reply(
+            "The artifact's bytes; `X-Artifact-Sha256` lets the agent verify them.", "application/octet-stream"
+        ),
         **LEASE_ERRORS,
     },
 )
@@ -257,24 +220,9 @@ async def fetch_artifact(task_id: uuid.UUID, body: ArtifactFetch, executor: Exec
     """Download an artifact of an earlier task (of this run, or of another run of the same project) while
     holding this task's lease: a dbt project, a Spark application, a manifest for slim CI."""
     async with db.connection() as conn:
-        artifact = await artifacts.find_for_task(
-            conn,
-            task_id=task_id,
-            lease_token=body.lease_token,
-            task_key=body.task_key,
-            name=body.name,
-            run_id=body.run_id,
-        )
-    store = get_store()
-    key = artifacts.storage_key_of(artifact)
-    chunks = await to_thread.run_sync(lambda: store.iter_bytes(key))
-    return StreamingResponse(
-        chunks,
+        artifact = await artifacts.find_for_task(conn, task_id=task_id, **body.model_dump())
+    return await stream_artifact(
+        artifact,
         media_type="application/octet-stream",
-        headers={
-            "Content-Length": str(artifact["size_bytes"]),
-            "ETag": f'"{artifact["sha256"]}"',
-            "X-Artifact-Sha256": artifact["sha256"],
-            "X-Artifact-Id": str(artifact["id"]),
-        },
+        headers={"X-Artifact-Sha256": artifact["sha256"], "X-Artifact-Id": str(artifact["id"])},
     )

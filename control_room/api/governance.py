@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, StrictBool
 
+from control_room.api.artifact_bytes import binary_content
 from control_room.api.deps import Pool, User, UserConnection
 from control_room.api.models import Int, Strict
 from control_room.bundle.models import CapKind, CapScope
@@ -341,19 +342,14 @@ async def effective_caps(conn: UserConnection, body: EffectiveCapsQuery) -> Effe
     return EffectiveCaps(tasks=[_task_limits_public(t) for t in found])
 
 
+def _limit_public(limit: caps.Limit) -> LimitPublic:
+    data = dataclasses.asdict(limit)
+    data.pop("cap")
+    return LimitPublic(**data, used_label=limit.cap.used_label if limit.cap else "")
+
+
 def _task_limits_public(task: caps.TaskLimits) -> TaskLimitsPublic:
-    limits = [
-        LimitPublic(
-            kind=x.kind,
-            limit=x.limit,
-            layer=x.layer,
-            source=x.source,
-            target=x.target,
-            tightest=x.tightest,
-            used_label=x.cap.used_label if x.cap else "",
-        )
-        for x in task.limits
-    ]
+    limits = [_limit_public(x) for x in task.limits]
     return TaskLimitsPublic(key=task.key, engine=task.engine, pool=task.pool, rule=task.rule, limits=limits)
 
 
@@ -426,7 +422,7 @@ async def get_drift(user: User, db: Pool, org: str | None = OrgQuery) -> DriftPu
 @router.get(
     "/governance/bundle.zip",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}},
+    responses={200: {"content": binary_content("application/zip")}},
 )
 async def export_bundle_zip(user: User, db: Pool, org: str | None = OrgQuery) -> Response:
     """The org's live configuration as a canonical bundle folder in a zip, ready to commit."""

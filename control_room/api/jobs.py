@@ -448,17 +448,11 @@ async def create_backfill(body: BackfillCreate, user: User, conn: UserConnection
     return await backfills.create_backfill(
         conn,
         template_id=template_id,
-        environment=body.environment,
-        start=body.start,
-        end=body.end,
-        step=body.step,
         schedule_id=schedule_id,
-        params=body.params,
-        version=body.version,
-        max_concurrency=body.max_concurrency,
         run_order=body.order,
         requested_by=user.user_id,
         requested_by_name=user.email,
+        **body.model_dump(exclude={"template", "schedule", "order"}),  # the rest as the service names them
     )
 
 

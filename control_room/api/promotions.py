@@ -255,9 +255,7 @@ async def rollback_deployment(
 ) -> dict[str, Any]:
     """Deploy the version that ran before the current one in an environment (admins; audited; no checks). When
     the gate into it sets rollback_approvals, this opens a rollback request instead (operators; four eyes)."""
-    return await promotions.rollback(
-        conn, template_id=template_id, environment=body.environment, comment=body.comment, user_id=user.user_id
-    )
+    return await promotions.rollback(conn, template_id=template_id, user_id=user.user_id, **body.model_dump())
 
 
 @router.post(

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Protocol
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
+from control_room.api.artifact_bytes import bytes_reply, stream_artifact
 from control_room.api.deps import Pool, User, UserConnection
 from control_room.api.models import (
     ArtifactList,
@@ -31,7 +31,6 @@ from control_room.services.auth import UserPrincipal, scoped
 from control_room.services.errors import CapExceeded, Invalid
 from control_room.services.pagination import page_reply
 from control_room.services.retry import retry_transaction
-from control_room.storage import get_store
 
 router = APIRouter(tags=["runs"])
 STREAM_PAGE = 500
@@ -335,12 +334,7 @@ async def get_artifact(artifact_id: uuid.UUID, conn: UserConnection) -> dict[str
     "/artifacts/{artifact_id}/content",
     operation_id="downloadArtifact",
     response_class=StreamingResponse,
-    responses={
-        "200": {
-            "description": "The artifact's bytes, served with the content type it was uploaded with.",
-            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    },
+    responses={"200": bytes_reply("The artifact's bytes, served with the content type it was uploaded with.", "*/*")},
 )
 async def download_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> StreamingResponse:
     """The artifact's bytes, with its SHA-256 as the ETag (403 when the access policies of the datasets its
@@ -348,16 +342,9 @@ async def download_artifact(artifact_id: uuid.UUID, user: User, db: Pool) -> Str
     async with db.connection() as conn, scoped(conn, user):
         artifact = await artifacts.get_artifact(conn, artifact_id=artifact_id)
         await result_policies.require_rows_visible(conn, artifact=artifact)
-    store = get_store()
-    key = artifacts.storage_key_of(artifact)
-    chunks: Iterator[bytes] = await to_thread.run_sync(lambda: store.iter_bytes(key))
     filename = artifact["name"].rsplit("/", 1)[-1].replace('"', "")
-    return StreamingResponse(
-        chunks,
+    return await stream_artifact(
+        artifact,
         media_type=artifact["content_type"],
-        headers={
-            "Content-Length": str(artifact["size_bytes"]),
-            "ETag": f'"{artifact["sha256"]}"',
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        },
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

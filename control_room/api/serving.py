@@ -395,9 +395,7 @@ async def revoke_token(
 async def report_replica(task_id: uuid.UUID, body: ReplicaReport, executor: Executor, db: Pool) -> dict[str, Any]:
     """A serving task's server answers: record where, so the proxy routes to it (lease-fenced)."""
     async with db.connection() as conn:
-        return await serving.report_replica(
-            conn, task_id=task_id, lease_token=body.lease_token, address=body.address, pid=body.pid
-        )
+        return await serving.report_replica(conn, task_id=task_id, **body.model_dump())
 
 
 # The proxy --------------------------------------------------------------------------------------------

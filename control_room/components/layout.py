@@ -13,6 +13,7 @@ from control_room.components.api_tokens import api_tokens_link
 from control_room.components.bell import notification_bell
 from control_room.components.live import live_ticker
 from control_room.components.post_form import post_form
+from control_room.components.styles import ROW
 from control_room.state.base import ALL, ENVIRONMENTS, LOAD_WATCH_SECONDS, SessionState
 from control_room.state.rows import ProjectChoice
 
@@ -81,8 +82,7 @@ def _later_item(feature: str, label: str) -> rx.Component:
                 margin_left="auto",
                 class_name="nav-label",
             ),
-            spacing="2",
-            align="center",
+            **ROW,
             width="100%",
         ),
         href=routes.coming_later(feature),
@@ -341,7 +341,14 @@ def page_tabs(tabs: Sequence[Tab], value: rx.Var[str], on_change: EventType[str]
     return root
 
 
+def section_column(*sections: rx.Component) -> rx.Component:
+    """A page's content, a tab's panel or a large card's body: its sections one under another, full width, a
+    spacing-4 gap between them."""
+    column: rx.Component = rx.vstack(*sections, spacing="4", width="100%")
+    return column
+
+
 def counted_label(label: str, count: rx.Var[int]) -> rx.Component:
     """A tab's label with the number of things under it beside it."""
-    row: rx.Component = rx.hstack(label, rx.badge(count, size="1", variant="soft"), spacing="2", align="center")
+    row: rx.Component = rx.hstack(label, rx.badge(count, size="1", variant="soft"), **ROW)
     return row

@@ -9,11 +9,12 @@ import reflex as rx
 from control_room import routes
 from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
-from control_room.components.layout import layout
+from control_room.components.layout import layout, section_column
 from control_room.components.notice import empty_state
 from control_room.components.paging import newer_older_pager, pager_bar
 from control_room.components.search import search_box
 from control_room.components.stacked_text import name_over_detail
+from control_room.components.styles import BANNER, ROW, TOOLBAR
 from control_room.components.tables import data_table, result_table
 from control_room.state.artifacts import ArtifactsState
 
@@ -21,6 +22,8 @@ from control_room.state.artifacts import ArtifactsState
 SELECTED: Any = ArtifactsState.selected
 KIND_ICONS = {"text": "file-text", "json": "braces", "csv": "sheet", "parquet": "table", "image": "image",
               "binary": "file"}  # fmt: skip
+# A verification's outcome: its icon and colour.
+VERIFIED_LOOKS = {"ok": ("shield-check", "grass"), "mismatch": ("shield-alert", "red")}
 
 
 def _kind_icon(kind: Any) -> rx.Component:
@@ -38,8 +41,7 @@ def _row(artifact: Any) -> rx.Component:
             rx.hstack(
                 _kind_icon(artifact.kind),
                 name_over_detail(artifact.name, artifact.content_type),
-                spacing="2",
-                align="center",
+                **ROW,
             )
         ),
         rx.table.cell(rx.link(artifact.run_name, href=artifact.run_href, size="2", on_click=rx.stop_propagation)),
@@ -69,9 +71,7 @@ def _toolbar() -> rx.Component:
         ),
         rx.spacer(),
         rx.cond(ArtifactsState.is_loading, rx.spinner(size="2")),
-        width="100%",
-        align="center",
-        spacing="3",
+        **TOOLBAR,
     )  # fmt: skip
     return bar
 
@@ -113,9 +113,9 @@ def _preview_body() -> rx.Component:
         (
             "text",
             rx.vstack(
-                rx.cond(ArtifactsState.preview_has_earlier, rx.button(rx.icon("chevrons-up", size=12),
-                    "Load earlier", size="1",
-                                                         variant="ghost", on_click=ArtifactsState.preview_earlier)),
+                rx.cond(ArtifactsState.preview_has_earlier,
+                        rx.button(rx.icon("chevrons-up", size=12), "Load earlier", size="1", variant="ghost",
+                                  on_click=ArtifactsState.preview_earlier)),
                 rx.el.pre(ArtifactsState.preview_text, class_name="preview-text mono", id="preview-text"),
                 width="100%",
                 spacing="1",
@@ -133,13 +133,10 @@ def _preview_body() -> rx.Component:
 def _verify_result() -> rx.Component:
     result: rx.Component = rx.match(
         ArtifactsState.verify_state,
-        ("checking", rx.callout("Re-reading the stored bytes…", icon="loader", size="1", width="100%")),
-        ("ok", rx.callout(ArtifactsState.verify_message, icon="shield-check", color_scheme="grass", size="1",
-            width="100%",
-                          id="verify-result", data_state="ok")),
-        ("mismatch", rx.callout(ArtifactsState.verify_message, icon="shield-alert", color_scheme="red", size="1",
-            width="100%",
-                                id="verify-result", data_state="mismatch")),
+        ("checking", rx.callout("Re-reading the stored bytes…", icon="loader", **BANNER)),
+        *((state, rx.callout(ArtifactsState.verify_message, icon=icon, color_scheme=color, **BANNER, id="verify-result",
+                             data_state=state))
+          for state, (icon, color) in VERIFIED_LOOKS.items()),
         rx.fragment(),
     )  # fmt: skip
     return result
@@ -169,12 +166,11 @@ def _preview_dialog() -> rx.Component:
         rx.button(rx.icon("download", size=14), "Download", variant="soft", color_scheme="gray",
                   on_click=ArtifactsState.download, id="download-artifact"),
     )
-    dialog: rx.Component = panel_dialog(
+    return panel_dialog(
         header,
         rx.vstack(
             _verify_result(),
-            rx.cond(ArtifactsState.preview_note != "", rx.callout(ArtifactsState.preview_note, icon="info",
-                size="1", width="100%")),
+            rx.cond(ArtifactsState.preview_note != "", rx.callout(ArtifactsState.preview_note, icon="info", **BANNER)),
             rx.cond(ArtifactsState.preview_loading, rx.center(rx.spinner(size="3"), padding="32px", width="100%"),
                     _preview_body()),
             spacing="3",
@@ -189,13 +185,12 @@ def _preview_dialog() -> rx.Component:
         align="start",
         spacing="2",
     )  # fmt: skip
-    return dialog
 
 
 @layout(route=routes.ARTIFACTS, title="Artifacts", on_load=ArtifactsState.open_page)
 def artifacts_page() -> rx.Component:
     """The table of artifacts; clicking one opens its preview."""
-    page: rx.Component = rx.vstack(
+    return section_column(
         _toolbar(),
         error_callout(ArtifactsState.error, width="100%"),
         rx.cond(
@@ -205,7 +200,4 @@ def artifacts_page() -> rx.Component:
         ),
         _pager(),
         _preview_dialog(),
-        spacing="4",
-        width="100%",
     )  # fmt: skip
-    return page

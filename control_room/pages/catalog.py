@@ -9,12 +9,11 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.blocks import searched_heading
 from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
-from control_room.components.headings import page_heading
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
-from control_room.components.search import text_search
 from control_room.components.stacked_text import fact
 from control_room.components.table_rows import opener_row, text_cell
 from control_room.components.tables import data_table
@@ -99,12 +98,8 @@ def _panel() -> rx.Component:
 @layout(route=routes.CATALOG, title="Catalog", on_load=CatalogState.open_page)
 def catalog_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        page_heading(
-            "Catalog",
-            rx.spacer(),
-            text_search(CatalogState.text, CatalogState.set_text, "Search name, column, description, tag, owner",
-                        "catalog-search", "360px"),
-        ),
+        searched_heading("Catalog", CatalogState, "Search name, column, description, tag, owner", "catalog-search",
+                         "360px"),
         error_callout(CatalogState.error, size="2"),
         data_table(("Dataset", "Kind", "Namespace", "Columns", "Owner"), rx.foreach(CatalogState.rows, _row),
                    "catalog-table", plain=True),

@@ -10,12 +10,13 @@ import reflex as rx
 from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.headings import titled_card
-from control_room.components.layout import layout
+from control_room.components.layout import layout, section_column
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
 from control_room.components.revoke import revoke_token_dialog
 from control_room.components.stacked_text import name_over_detail
 from control_room.components.status import badge_list
+from control_room.components.styles import ROW
 from control_room.components.table_rows import status_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.state.base import SessionState
@@ -30,7 +31,7 @@ def _stat(label: str, value: rx.Var[int] | rx.Component, color: str, stat_id: st
     card: rx.Component = rx.card(
         rx.vstack(
             rx.hstack(rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(color, 9)),
-                      rx.text(label, size="2", color_scheme="gray"), spacing="2", align="center"),
+                      rx.text(label, size="2", color_scheme="gray"), **ROW),
             rx.text(value, size="6", weight="bold", class_name="tabular", id=stat_id),
             spacing="1",
         ),
@@ -85,12 +86,11 @@ def _row(executor: Any) -> rx.Component:
 
 def _table() -> rx.Component:
     heads = ["Executor", "Pool", "State", "Engines", "Labels", "Running", "Version", "Last heartbeat"]
-    table: rx.Component = data_table(
+    return data_table(
         (*heads, rx.cond(SessionState.is_org_admin, rx.table.column_header_cell("Actions"))),
         rx.foreach(ExecutorsState.rows, _row),
         "executors-table",
     )
-    return table
 
 
 def _revoke_dialog() -> rx.Component:
@@ -106,7 +106,7 @@ def _revoke_dialog() -> rx.Component:
 @layout(route=routes.EXECUTORS, title="Executors", on_load=ExecutorsState.load)
 def executors_page() -> rx.Component:
     """Summary, pool chart, and the registry table."""
-    page: rx.Component = rx.vstack(
+    return section_column(
         live_intro(rx.text("Agents that claim and run tasks; shared by every project.", size="2", color_scheme="gray"),
                    ExecutorsState.updated_at, ~ExecutorsState.loaded),
         rx.grid(
@@ -122,8 +122,7 @@ def executors_page() -> rx.Component:
         ),
         titled_card(
             rx.hstack(rx.text("Running tasks per pool", size="2", weight="medium"),
-                      rx.text("peak per minute, last hour (UTC)", size="1", color_scheme="gray"), spacing="2",
-                      align="center"),
+                      rx.text("peak per minute, last hour (UTC)", size="1", color_scheme="gray"), **ROW),
             rx.cond(
                 ExecutorsState.chart_has_data,
                 rx.plotly.basic(data=ExecutorsState.chart, config={"displayModeBar": False, "responsive": True},
@@ -139,7 +138,4 @@ def executors_page() -> rx.Component:
         ),
         _revoke_dialog(),
         live_ticker(3000, ExecutorsState.tick),
-        spacing="4",
-        width="100%",
     )  # fmt: skip
-    return page

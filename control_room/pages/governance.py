@@ -10,7 +10,7 @@ import reflex as rx
 from control_room import routes
 from control_room.components.draggable import draggable_row
 from control_room.components.forms import dialog_actions, error_callout, field_label, form_dialog
-from control_room.components.headings import section_card
+from control_room.components.headings import section_card, titled_card
 from control_room.components.layout import layout
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.status import badge_list
@@ -51,6 +51,41 @@ def _input(name: str, placeholder: str = "", width: str = "100%") -> rx.Componen
         id=f"edit-{name}",
     )
     return box
+
+
+def _enabled_switch(row: Any, **props: Any) -> rx.Component:
+    """The switch that turns a rule on or off (in the draft); ``props`` go to the switch."""
+    switch: rx.Component = rx.switch(
+        checked=row.enabled, on_change=lambda _: GovernanceState.toggle_enabled(row.key), size="1", **props
+    )
+    return switch
+
+
+def _on_off(enabled: Any) -> rx.Component:
+    """A rule's or a cap's state, read only: a green "on" or a grey "off"."""
+    badge: rx.Component = rx.badge(
+        rx.cond(enabled, "on", "off"), color_scheme=rx.cond(enabled, "grass", "gray"), size="1"
+    )
+    return badge
+
+
+def _amber_notes(lines: Any, icon: str, class_name: str) -> rx.Component:
+    """An amber callout per line of ``lines`` (a warning, a reason to wait), each of class ``class_name``."""
+    notes: rx.Component = rx.foreach(
+        lines, lambda line: rx.callout(line, icon=icon, color_scheme="amber", size="1", class_name=class_name)
+    )
+    return notes
+
+
+def _small_lines(lines: Any, class_name: str = "mono") -> rx.Component:
+    """A small text per line of ``lines`` (a change, a rerouted task), each of class ``class_name``."""
+    texts: rx.Component = rx.foreach(lines, lambda line: rx.text(line, size="1", class_name=class_name))
+    return texts
+
+
+def _surface_table(head: Any, body: rx.Component, element_id: str) -> rx.Component:
+    """A full-width table of this page in the small surface look."""
+    return data_table(head, body, element_id, plain=True, variant="surface", size="1")
 
 
 def _edit_cells(row: Any, index: Any) -> list[rx.Component]:
@@ -95,9 +130,7 @@ def _edit_cells(row: Any, index: Any) -> list[rx.Component]:
         ),
         rx.table.cell(rx.vstack(_input("pool", "pool"), _input("required_labels", "required labels"), spacing="1")),
         rx.table.cell(rx.vstack(_input("owner", "owner"), _input("escalation", "escalation chain"), spacing="1")),
-        rx.table.cell(
-            rx.switch(checked=row.enabled, on_change=lambda _: GovernanceState.toggle_enabled(row.key), size="1")
-        ),
+        rx.table.cell(_enabled_switch(row)),
         rx.table.cell(
             rx.hstack(
                 rx.button("Done", size="1", on_click=GovernanceState.finish_edit, id="edit-done"),
@@ -191,18 +224,7 @@ def _view_cells(row: Any, index: Any) -> list[rx.Component]:
             )
         ),
         rx.table.cell(
-            rx.cond(
-                GovernanceState.can_edit,
-                rx.switch(
-                    checked=row.enabled,
-                    on_change=lambda _: GovernanceState.toggle_enabled(row.key),
-                    size="1",
-                    class_name="rule-enabled",
-                ),
-                rx.badge(
-                    rx.cond(row.enabled, "on", "off"), color_scheme=rx.cond(row.enabled, "grass", "gray"), size="1"
-                ),
-            )
+            rx.cond(GovernanceState.can_edit, _enabled_switch(row, class_name="rule-enabled"), _on_off(row.enabled))
         ),
         rx.cond(GovernanceState.can_edit, rx.table.cell(_admin_actions(row, index))),
     ]
@@ -284,30 +306,13 @@ def _matrix() -> rx.Component:
         width="100%",
         align="center",
     )
-    table: rx.Component = data_table(
+    table = _surface_table(
         (*heads, rx.cond(GovernanceState.can_edit, rx.table.column_header_cell("Actions"))),
         rx.foreach(GovernanceState.rules, _rule_row),
         "rules-table",
-        plain=True,
-        variant="surface",
-        size="1",
     )
-    card: rx.Component = rx.card(
-        rx.vstack(
-            toolbar,
-            rx.foreach(
-                GovernanceState.matrix_warnings,
-                lambda w: rx.callout(
-                    w, icon="triangle-alert", color_scheme="amber", size="1", class_name="matrix-warning"
-                ),
-            ),
-            table,
-            spacing="3",
-            width="100%",
-        ),
-        width="100%",
-    )
-    return card
+    warnings = _amber_notes(GovernanceState.matrix_warnings, "triangle-alert", "matrix-warning")
+    return titled_card(toolbar, warnings, table, spacing="3")
 
 
 def _verdict(v: Any) -> rx.Component:
@@ -326,14 +331,22 @@ def _verdict(v: Any) -> rx.Component:
     return row
 
 
-def _applied_cap(c: Any) -> rx.Component:
+def _with_tightest_badge(tightest: Any, *children: rx.Component) -> rx.Component:
+    """``children`` in a row, then a "tightest" badge when theirs is the tightest of the limits that apply."""
     row: rx.Component = rx.hstack(
-        rx.text(c.name, size="1", weight=rx.cond(c.tightest, "bold", "regular")),
-        rx.text(c.kind, " ≤ ", c.limit_label, size="1", color_scheme="gray"),
-        rx.cond(c.tightest, rx.badge("tightest", size="1", color_scheme="crimson", variant="soft")),
+        *children,
+        rx.cond(tightest, rx.badge("tightest", size="1", color_scheme="crimson", variant="soft")),
         spacing="2",
     )
     return row
+
+
+def _applied_cap(c: Any) -> rx.Component:
+    return _with_tightest_badge(
+        c.tightest,
+        rx.text(c.name, size="1", weight=rx.cond(c.tightest, "bold", "regular")),
+        rx.text(c.kind, " ≤ ", c.limit_label, size="1", color_scheme="gray"),
+    )
 
 
 def _form_field(form: str, name: str) -> tuple[Any, Any]:
@@ -383,10 +396,7 @@ def _simulator() -> rx.Component:
         ),
         rx.text("Caps that apply", size="1", weight="medium"),
         rx.vstack(rx.foreach(SIM.caps, _applied_cap), spacing="1"),
-        rx.foreach(
-            SIM.waits,
-            lambda w: rx.callout(w, icon="hourglass", color_scheme="amber", size="1", class_name="sim-wait"),
-        ),
+        _amber_notes(SIM.waits, "hourglass", "sim-wait"),
         spacing="2",
         width="100%",
         id="sim-result",
@@ -422,14 +432,9 @@ def _review_dialog() -> rx.Component:
         "Apply the routing matrix",
         rx.vstack(
             rx.text("Changes", weight="medium", size="2"),
-            rx.box(
-                rx.foreach(GovernanceState.diff_lines, lambda line: rx.text(line, class_name="mono", size="1")),
-                id="review-diff",
-            ),
+            rx.box(_small_lines(GovernanceState.diff_lines), id="review-diff"),
             rx.text("Queued work", weight="medium", size="2"),
-            rx.foreach(
-                GovernanceState.reroute_lines, lambda line: rx.text(line, size="1", class_name="reroute-line")
-            ),
+            _small_lines(GovernanceState.reroute_lines, "reroute-line"),
             dialog_actions(
                 "Apply", GovernanceState.apply, GovernanceState.is_applying, "apply-confirm", cancel="Keep editing"
             ),
@@ -510,9 +515,7 @@ def _cap_row(cap: Any) -> rx.Component:
         rx.table.cell(_usage(cap)),
         rx.table.cell(rx.badge(cap.layer, variant="soft", size="1")),
         rx.table.cell(_refusals(cap)),
-        rx.table.cell(
-            rx.badge(rx.cond(cap.enabled, "on", "off"), color_scheme=rx.cond(cap.enabled, "grass", "gray"), size="1")
-        ),
+        rx.table.cell(_on_off(cap.enabled)),
         rx.cond(
             GovernanceState.can_edit,
             rx.table.cell(
@@ -583,13 +586,7 @@ def _effective_limit(x: Any) -> rx.Component:
         rx.table.cell(
             rx.text(x.limit_label, size="1", class_name="tabular", weight=rx.cond(x.tightest, "bold", "regular"))
         ),
-        rx.table.cell(
-            rx.hstack(
-                rx.text(x.source, size="1", weight="medium"),
-                rx.cond(x.tightest, rx.badge("tightest", size="1", color_scheme="crimson", variant="soft")),
-                spacing="2",
-            )
-        ),
+        rx.table.cell(_with_tightest_badge(x.tightest, rx.text(x.source, size="1", weight="medium"))),
         text_cell(x.target, size="1", color_scheme="gray"),
         rx.table.cell(rx.badge(x.layer, variant="soft", size="1")),
         text_cell(x.used_label, size="1", color_scheme="gray"),
@@ -711,8 +708,11 @@ def _caps() -> rx.Component:
             width="100%",
             align="center",
         ),
-        data_table((*heads, rx.cond(GovernanceState.can_edit, rx.table.column_header_cell(""))),
-                   rx.foreach(GovernanceState.caps, _cap_row), "caps-table", plain=True, variant="surface", size="1"),
+        _surface_table(
+            (*heads, rx.cond(GovernanceState.can_edit, rx.table.column_header_cell(""))),
+            rx.foreach(GovernanceState.caps, _cap_row),
+            "caps-table",
+        ),
         _cap_dialog(),
         _effective_panel(),
         spacing="3",
@@ -740,64 +740,60 @@ def _ownership() -> rx.Component:
             size="2",
             color_scheme="gray",
         ),
-        data_table(heads, rx.foreach(GovernanceState.owners, row), "owners-table", plain=True, variant="surface",
-                   size="1"),
+        _surface_table(heads, rx.foreach(GovernanceState.owners, row), "owners-table"),
         spacing="3",
         width="100%",
     )
     return table
 
 
+def _export_link(label: str, element_id: str | None = None, **button_props: Any) -> rx.Component:
+    """A button downloading the live configuration as a bundle; ``button_props`` go to the button."""
+    link: rx.Component = rx.link(
+        rx.button(rx.icon("download", size=13), label, size="1", **button_props),
+        href=GovernanceState.export_href,
+        is_external=True,
+        id=element_id,
+    )
+    return link
+
+
+def _callout_while(
+    shown: Any, message: rx.Component, icon: str, color: str, element_id: str, **props: Any
+) -> rx.Component:
+    """A small callout shown while ``shown`` holds; ``props`` go to the callout."""
+    box: rx.Component = rx.cond(
+        shown, rx.callout(message, icon=icon, color_scheme=color, size="1", id=element_id, **props)
+    )
+    return box
+
+
 def _drift_banner() -> rx.Component:
+    """Above the tabs: that the configuration is locked to the bundle, and how it drifted from it."""
+    locked = rx.text(
+        "Locked to the bundle: edits here are refused. Change it at ",
+        GovernanceState.bundle_location,
+        " and deploy.",
+    )
+    summary = rx.text(
+        "The live configuration differs from the bundle deployed ",
+        GovernanceState.deployed_label,
+        ": ",
+        GovernanceState.drift_lines.length(),
+        " change(s).",
+        weight="medium",
+    )
+    drift = rx.vstack(
+        rx.hstack(
+            summary, rx.spacer(), _export_link("Export as bundle", "export-bundle"), width="100%", align="center"
+        ),
+        _small_lines(GovernanceState.drift_lines),
+        spacing="1",
+        width="100%",
+    )
     banner: rx.Component = rx.vstack(
-        rx.cond(
-            GovernanceState.bundle_only,
-            rx.callout(
-                rx.text(
-                    "Locked to the bundle: edits here are refused. Change it at ",
-                    GovernanceState.bundle_location,
-                    " and deploy.",
-                ),
-                icon="lock",
-                color_scheme="gray",
-                size="1",
-                id="bundle-only",
-            ),
-        ),
-        rx.cond(
-            GovernanceState.has_drift,
-            rx.callout(
-                rx.vstack(
-                    rx.hstack(
-                        rx.text(
-                            "The live configuration differs from the bundle deployed ",
-                            GovernanceState.deployed_label,
-                            ": ",
-                            GovernanceState.drift_lines.length(),
-                            " change(s).",
-                            weight="medium",
-                        ),
-                        rx.spacer(),
-                        rx.link(
-                            rx.button(rx.icon("download", size=13), "Export as bundle", size="1"),
-                            href=GovernanceState.export_href,
-                            is_external=True,
-                            id="export-bundle",
-                        ),
-                        width="100%",
-                        align="center",
-                    ),
-                    rx.foreach(GovernanceState.drift_lines, lambda line: rx.text(line, size="1", class_name="mono")),
-                    spacing="1",
-                    width="100%",
-                ),
-                icon="git-compare",
-                color_scheme="amber",
-                size="1",
-                width="100%",
-                id="drift-banner",
-            ),
-        ),
+        _callout_while(GovernanceState.bundle_only, locked, "lock", "gray", "bundle-only"),
+        _callout_while(GovernanceState.has_drift, drift, "git-compare", "amber", "drift-banner", width="100%"),
         width="100%",
         spacing="2",
     )
@@ -816,10 +812,7 @@ def _drift_tab() -> rx.Component:
         ),
         rx.cond(
             GovernanceState.has_drift,
-            rx.box(
-                rx.foreach(GovernanceState.drift_lines, lambda line: rx.text(line, size="1", class_name="mono")),
-                id="drift-lines",
-            ),
+            rx.box(_small_lines(GovernanceState.drift_lines), id="drift-lines"),
             rx.text(
                 "No drift: the live configuration matches the deployed bundle.",
                 size="2",
@@ -827,11 +820,7 @@ def _drift_tab() -> rx.Component:
                 id="no-drift",
             ),
         ),
-        rx.link(
-            rx.button(rx.icon("download", size=13), "Export as bundle (zip)", size="1", variant="soft"),
-            href=GovernanceState.export_href,
-            is_external=True,
-        ),
+        _export_link("Export as bundle (zip)", variant="soft"),
         rx.text(
             "`lakehouse bundle plan` on your repository shows these edits; `lakehouse governance drift` lists them.",
             size="1",

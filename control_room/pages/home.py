@@ -7,7 +7,7 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
-from control_room.components.layout import layout
+from control_room.components.layout import layout, section_column
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.status import status_badge
 from control_room.state.health import HealthState
@@ -69,7 +69,7 @@ def _count_card(status: str) -> rx.Component:
 @layout(route=routes.HOME, title="Overview", on_load=[OverviewState.load, HealthState.load_health])
 def home_page() -> rx.Component:
     """Health, then the last day's runs per status, each linking to the runs list."""
-    page: rx.Component = rx.vstack(
+    return section_column(
         _health_card(),
         live_intro(rx.text(rx.cond(OverviewState.project_name != "",
                                    rx.fragment("Runs of ", rx.text.strong(OverviewState.project_name), " in "),
@@ -80,7 +80,4 @@ def home_page() -> rx.Component:
         rx.grid(*(_count_card(status) for status in STATUSES), columns=rx.breakpoints(initial="2", sm="3", md="5"),
                 spacing="3", width="100%"),
         live_ticker(3000, OverviewState.tick),
-        spacing="4",
-        width="100%",
     )  # fmt: skip
-    return page

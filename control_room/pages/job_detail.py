@@ -18,9 +18,10 @@ from control_room.components.job_dialogs import (
     run_dialog,
     schedule_dialog,
 )
-from control_room.components.layout import counted_label, layout, page_tabs
+from control_room.components.layout import counted_label, layout, page_tabs, section_column
 from control_room.components.live import live_ticker, updated_label
 from control_room.components.schedule_cells import schedule_cells
+from control_room.components.styles import ROW
 from control_room.components.table_rows import body_row, number_cell, status_cell, text_cell
 from control_room.components.tables import data_table, opener_cell
 from control_room.state.job.backfills import BackfillState
@@ -50,7 +51,7 @@ def _header() -> rx.Component:
             rx.hstack(rx.text("Owner ", rx.text.strong(HEADER.owner), size="1", color_scheme="gray"),
                       rx.foreach(HEADER.tags, lambda tag: rx.badge(tag, variant="surface", size="1")),
                       rx.link("All runs of this job →", href=HEADER.runs_href, size="1", id="job-runs-link"),
-                      spacing="2", align="center"),
+                      **ROW),
             spacing="1",
         ),
         rx.spacer(),
@@ -77,7 +78,7 @@ def _header() -> rx.Component:
 
 
 def _run_row(run: RunRow) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         status_cell(run.status),
         rx.table.cell(rx.link(run.short_id, href=run.href, class_name="mono job-run-link")),
         rx.table.cell(rx.badge(run.environment, variant="outline", color_scheme="gray")),
@@ -88,7 +89,6 @@ def _run_row(run: RunRow) -> rx.Component:
         text_cell(run.requested_by, size="1", color_scheme="gray"),
         class_name="job-run-row", data_status=run.status,
     )  # fmt: skip
-    return row
 
 
 def _runs_table() -> rx.Component:
@@ -111,7 +111,7 @@ def _stage(cell: StageCell) -> rx.Component:
 
 
 def _promotion_card() -> rx.Component:
-    card: rx.Component = titled_card(
+    return titled_card(
         "Environments (a shield: a promotion gate decides what runs there)",
         rx.hstack(
             rx.foreach(JobPromotionState.stages, _stage),
@@ -124,7 +124,6 @@ def _promotion_card() -> rx.Component:
         live_ticker(3000, JobPromotionState.tick),
         grid_column="1 / -1", element_id="job-environments",
     )  # fmt: skip
-    return card
 
 
 def _promotion_dialog() -> rx.Component:
@@ -159,7 +158,7 @@ def _overview() -> rx.Component:
 
 
 def _history() -> rx.Component:
-    panel: rx.Component = rx.vstack(
+    return section_column(
         rx.text(JobHistoryState.history_summary, size="2", color_scheme="gray", id="history-summary"),
         rx.cond(JobHistoryState.has_history, rx.grid(
             titled_card("Duration per run (coloured by outcome, dashed: p95)",
@@ -175,13 +174,11 @@ def _history() -> rx.Component:
         )),
         titled_card("Runs of this job", _runs_table()),
         live_ticker(5000, JobHistoryState.load_history),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return panel
 
 
 def _version_row(version: VersionRow) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         rx.table.cell(rx.badge(version.label, variant="surface")),
         number_cell(version.created, size="1"),
         text_cell(version.created_by, size="1"),
@@ -189,7 +186,6 @@ def _version_row(version: VersionRow) -> rx.Component:
         rx.table.cell(rx.code(version.sha, variant="ghost", size="1")),
         class_name="job-version-row",
     )
-    return row
 
 
 def _version_pick(side: str, value: rx.Var[str]) -> rx.Component:
@@ -218,7 +214,7 @@ def _diff_line(line: DiffLine) -> rx.Component:
 
 
 def _versions() -> rx.Component:
-    panel: rx.Component = rx.vstack(
+    return section_column(
         titled_card("Versions (immutable; a changed definition is the next version)",
               data_table(("Version", "Created (UTC)", "By", "Tasks", "Content SHA-256"),
                          rx.foreach(JobState.versions, _version_row), "job-versions")),
@@ -230,9 +226,7 @@ def _versions() -> rx.Component:
               rx.table.root(rx.table.body(rx.foreach(VersionDiffState.diff, _diff_line)), size="1", width="100%",
                             id="version-diff", table_layout="fixed"),
               element_id="version-compare"),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return panel
 
 
 def _schedule_row(schedule: ScheduleRow) -> rx.Component:
@@ -262,7 +256,7 @@ def _schedule_row(schedule: ScheduleRow) -> rx.Component:
 
 
 def _fire_row(fire: FireRow) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         number_cell(fire.fire_time, size="1"),
         rx.table.cell(rx.badge(fire.outcome, variant="soft", size="1")),
         text_cell(fire.trigger, size="1", color_scheme="gray"),
@@ -270,11 +264,10 @@ def _fire_row(fire: FireRow) -> rx.Component:
         text_cell(fire.reason, size="1", color_scheme="gray"),
         class_name="fire-row", data_outcome=fire.outcome,
     )  # fmt: skip
-    return row
 
 
 def _schedules() -> rx.Component:
-    panel: rx.Component = rx.vstack(
+    return section_column(
         rx.hstack(rx.spacer(), rx.cond(JobState.can_admin_job & ~HEADER.archived,
                                        rx.button(rx.icon("plus", size=14), "New schedule", size="2",
                                                  on_click=ScheduleState.open_editor(""), id="schedule-new")),
@@ -292,13 +285,11 @@ def _schedules() -> rx.Component:
             titled_card("Next 10 fires", preview_table(ScheduleState.selected_preview, "selected-preview")),
             columns="3fr 2fr", spacing="4", width="100%",
         )),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return panel
 
 
 def _backfill_row(backfill: BackfillRow) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         status_cell(backfill.status),
         number_cell(backfill.span, size="1"),
         text_cell(backfill.step, " · ", backfill.order, " · ", backfill.concurrency, " at a time", size="1"),
@@ -311,21 +302,18 @@ def _backfill_row(backfill: BackfillRow) -> rx.Component:
                                         on_click=BackfillState.cancel(backfill.id), class_name="backfill-cancel"))),
         class_name="backfill-row", data_status=backfill.status,
     )  # fmt: skip
-    return row
 
 
 def _backfills() -> rx.Component:
-    panel: rx.Component = rx.vstack(
+    return section_column(
         data_table(("Status", "Range (UTC)", "Step", "Progress", "Created (UTC)", ""),
                    rx.foreach(BackfillState.backfill_rows, _backfill_row), "job-backfills"),
         live_ticker(3000, BackfillState.load_backfills),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return panel
 
 
 def _body() -> rx.Component:
-    body: rx.Component = rx.vstack(
+    return section_column(
         rx.hstack(
             rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Jobs", size="2"), spacing="1", align="center"),
                     href=routes.JOBS, color_scheme="gray"),
@@ -345,9 +333,7 @@ def _body() -> rx.Component:
         ),
         live_ticker(3000, JobState.tick),
         run_dialog(), schedule_dialog(), backfill_dialog(JobState.schedules), job_editor_dialog(), _promotion_dialog(),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return body
 
 
 VIEWER_ZONE = "Intl.DateTimeFormat().resolvedOptions().timeZone"

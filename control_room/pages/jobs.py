@@ -10,13 +10,14 @@ import reflex as rx
 from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.job_dialogs import job_editor_dialog
-from control_room.components.layout import layout
+from control_room.components.layout import layout, section_column
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_note
 from control_room.components.paging import pager_bar
 from control_room.components.schedule_cells import schedule_cells
 from control_room.components.search import search_box
 from control_room.components.status import status_badge
+from control_room.components.styles import ROW
 from control_room.components.table_rows import body_row, number_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.state.base import ALL, SessionState
@@ -47,8 +48,8 @@ def _filters() -> rx.Component:
         _choice("owner", JobsState.owner, "All owners", JobsState.owner_options, "220px"),
         _choice("last_status", JobsState.last_status, "Any last run", list(LAST_STATUSES), "150px"),
         rx.hstack(rx.switch(checked=JobsState.archived, on_change=JobsState.set_archived, id="jobs-archived"),
-                  rx.text("Archived", size="2"), spacing="2", align="center"),
-        spacing="2", align="center", width="100%", wrap="wrap",
+                  rx.text("Archived", size="2"), **ROW),
+        **ROW, width="100%", wrap="wrap",
     )  # fmt: skip
     return bar
 
@@ -99,7 +100,7 @@ def _pager() -> rx.Component:
 
 
 def _schedule_row(schedule: ScheduleRow) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         text_cell(schedule.name, size="2", weight="medium"),
         rx.table.cell(rx.link(schedule.job, href=schedule.job_href, size="2", class_name="schedule-job-link")),
         *schedule_cells(schedule),
@@ -107,7 +108,6 @@ def _schedule_row(schedule: ScheduleRow) -> rx.Component:
         text_cell(schedule.policies, size="1", color_scheme="gray"),
         class_name="project-schedule-row", data_schedule=schedule.name,
     )  # fmt: skip
-    return row
 
 
 def _schedules() -> rx.Component:
@@ -125,7 +125,7 @@ def _schedules() -> rx.Component:
 @layout(route=routes.JOBS, title="Jobs", on_load=[JobsState.restart, ScheduleListState.set_view("jobs")])
 def jobs_page() -> rx.Component:
     """Filters, the live table and the pager; "New job" for admins."""
-    page: rx.Component = rx.vstack(
+    return section_column(
         live_intro(rx.text("Job templates of ", rx.text.strong(SessionState.project_name), size="2",
                            color_scheme="gray"),
                    JobsState.updated_at, JobsState.is_loading,
@@ -137,7 +137,7 @@ def jobs_page() -> rx.Component:
             rx.segmented_control.item("Schedules", value="schedules"),
             value=ScheduleListState.view, on_change=ScheduleListState.set_view, id="jobs-view",
         ),
-        rx.cond(ScheduleListState.view == "schedules", _schedules(), rx.vstack(
+        rx.cond(ScheduleListState.view == "schedules", _schedules(), section_column(
             _filters(),
             error_callout(JobsState.error, "jobs-error", width="100%"),
             rx.cond(JobsState.loaded & (JobsState.rows.length() == 0),
@@ -145,9 +145,6 @@ def jobs_page() -> rx.Component:
                     _table()),
             _pager(),
             live_ticker(5000, JobsState.tick),
-            spacing="4", width="100%",
         )),
         job_editor_dialog(),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return page

@@ -11,7 +11,8 @@ import reflex as rx
 from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.headings import page_heading
-from control_room.components.layout import layout
+from control_room.components.layout import layout, section_column
+from control_room.components.styles import ROW
 from control_room.state.lineage import LineageState
 from control_room.state.rows import LegendRow, NodeRow
 
@@ -52,16 +53,16 @@ def _controls() -> rx.Component:
         rx.hstack(rx.text("Hops", size="2"),
                   rx.select(["1", "2", "3", "4", "5"], value=LineageState.hops.to_string(),
                             on_change=LineageState.set_hops, size="1", id="lineage-hops"),
-                  spacing="2", align="center"),
+                  **ROW),
         rx.hstack(rx.text("Colour by", size="2"),
                   rx.select(["freshness", "outcome"], value=LineageState.mode, on_change=LineageState.set_mode,
                             size="1", id="lineage-mode"),
-                  spacing="2", align="center"),
+                  **ROW),
         rx.cond(LineageState.columns.length() > 0,
                 rx.hstack(rx.text("Column path", size="2"),
                           rx.select(LineageState.columns, value=LineageState.column, placeholder="(none)",
                                     on_change=LineageState.set_column, size="1", id="lineage-column"),
-                          spacing="2", align="center")),
+                          **ROW)),
         rx.spacer(),
         rx.cond(FOCUS.id != "", rx.button("Whole project", on_click=LineageState.whole_project, variant="soft",
                                           size="1", id="lineage-whole")),
@@ -114,7 +115,7 @@ def _graph() -> rx.Component:
 
 @layout(route=routes.LINEAGE, title="Lineage", on_load=LineageState.open_page)
 def lineage_page() -> rx.Component:
-    content: rx.Component = rx.vstack(
+    return section_column(
         page_heading(
             "Lineage",
             rx.text(LineageState.summary, size="2", color_scheme="gray", id="lineage-summary"),
@@ -136,6 +137,4 @@ def lineage_page() -> rx.Component:
         rx.cond(LineageState.loaded & (LineageState.node_count == 0), rx.text(
             "No lineage yet: run a dbt build or send OpenLineage events to /api/v1/lineage.", color_scheme="gray",
             id="lineage-empty")),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return content

@@ -9,12 +9,12 @@ from typing import Any
 import reflex as rx
 
 from control_room import routes
+from control_room.components.blocks import searched_heading
 from control_room.components.dialogs import panel_dialog
 from control_room.components.forms import error_callout
-from control_room.components.headings import page_heading, titled_card
+from control_room.components.headings import titled_card
 from control_room.components.layout import layout
 from control_room.components.paging import keyset_pager
-from control_room.components.search import text_search
 from control_room.components.table_rows import body_row, number_cell, text_cell
 from control_room.components.tables import data_table, opener_cell
 from control_room.state.ml import ExperimentsState, ExperimentState
@@ -48,12 +48,7 @@ def _linked_row(row: MlflowRunRow) -> rx.Component:
 @layout(route=routes.ML_EXPERIMENTS, title="Experiments", on_load=ExperimentsState.open_page)
 def experiments_page() -> rx.Component:
     content: rx.Component = rx.vstack(
-        page_heading(
-            "Experiments",
-            rx.spacer(),
-            text_search(ExperimentsState.text, ExperimentsState.set_text, "Search experiments", "experiments-search",
-                        "320px"),
-        ),
+        searched_heading("Experiments", ExperimentsState, "Search experiments", "experiments-search", "320px"),
         error_callout(ExperimentsState.error, width="100%"),
         rx.cond(ExperimentsState.linked_run != "", titled_card(
             rx.hstack(rx.text("MLflow runs logged by run ", size="2", weight="medium"),

@@ -3,6 +3,7 @@ an editor (admins, and owners for their datasets); the simulator with its reason
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import reflex as rx
@@ -10,7 +11,7 @@ import reflex as rx
 from control_room import routes
 from control_room.components.forms import error_callout
 from control_room.components.headings import section_card
-from control_room.components.layout import layout
+from control_room.components.layout import layout, section_column
 from control_room.components.table_rows import body_row, text_cell
 from control_room.components.tables import data_table, result_table
 from control_room.state.policies import PoliciesState
@@ -45,69 +46,75 @@ def _audit(row: AuditRow) -> rx.Component:
     return item
 
 
-def _select(
-    field: str, choices: list[tuple[str, str]], state_map: Any, setter: Any, prefix: str = "policy"
-) -> rx.Component:
-    """A native select of (value, label) choices."""
-    control: rx.Component = rx.el.select(
-        *[rx.el.option(label, value=value) for value, label in choices], value=state_map[field].to(str),
-        on_change=lambda value: setter(field, value), id=f"{prefix}-{field.replace('_', '-')}",
-        class_name="policy-select",
-    )  # fmt: skip
-    return control
+@dataclass(frozen=True)
+class _Form:
+    """One form of the page: the state dict holding its fields, that dict's setter (field, value), and the prefix
+    of its controls' ids (``<prefix>-<field>``, underscores as dashes)."""
+
+    values: Any
+    setter: Any
+    prefix: str
+
+    def _id(self, field: str) -> str:
+        return f"{self.prefix}-{field.replace('_', '-')}"
+
+    def select(self, field: str, choices: list[tuple[str, str]]) -> rx.Component:
+        """A native select of (value, label) choices."""
+        control: rx.Component = rx.el.select(
+            *[rx.el.option(label, value=value) for value, label in choices], value=self.values[field].to(str),
+            on_change=lambda value: self.setter(field, value), id=self._id(field), class_name="policy-select",
+        )  # fmt: skip
+        return control
+
+    def input(self, field: str, placeholder: str, width: str = "200px") -> rx.Component:
+        """A text input."""
+        control: rx.Component = rx.input(
+            placeholder=placeholder, value=self.values[field].to(str), width=width,
+            on_change=lambda value: self.setter(field, value), id=self._id(field),
+        )  # fmt: skip
+        return control
+
+
+DRAFT_FORM = _Form(DRAFT, PoliciesState.set_draft, "policy")
+QUESTION_FORM = _Form(QUESTION, PoliciesState.set_question, "simulate")
+PREVIEW_FORM = _Form(PREVIEW, PoliciesState.set_preview, "preview")
 
 
 def _policy_select(field: str, options: list[str], placeholder: str) -> rx.Component:
     """A select of the policy draft; its first, empty choice shows what an empty choice means."""
     choices = [("", placeholder), *[(option, option.replace("_", " ")) for option in options]]
-    return _select(field, choices, DRAFT, PoliciesState.set_draft)
-
-
-def _input(
-    field: str, placeholder: str, state_map: Any, setter: Any, prefix: str, width: str = "200px"
-) -> rx.Component:
-    control: rx.Component = rx.input(
-        placeholder=placeholder, value=state_map[field].to(str), width=width,
-        on_change=lambda value: setter(field, value), id=f"{prefix}-{field.replace('_', '-')}",
-    )  # fmt: skip
-    return control
-
-
-def _policy_input(field: str, placeholder: str, width: str = "200px") -> rx.Component:
-    """A text input of the policy draft."""
-    return _input(field, placeholder, DRAFT, PoliciesState.set_draft, "policy", width)
+    return DRAFT_FORM.select(field, choices)
 
 
 def _editor() -> rx.Component:
-    card: rx.Component = section_card(
+    return section_card(
         "New or changed policy",
         rx.hstack(
-            _policy_input("name", "name, e.g. mask-email"),
+            DRAFT_FORM.input("name", "name, e.g. mask-email"),
             _policy_select("kind", ["grant", "deny", "row_filter", "column_mask"], "kind"),
             _policy_select("target_kind", ["dataset", "schema", "tag"], "on (dataset)"),
-            _policy_input("target", "dataset name, schema prefix or tag", "260px"),
+            DRAFT_FORM.input("target", "dataset name, schema prefix or tag", "260px"),
             wrap="wrap", spacing="2",
         ),
         rx.hstack(
             _policy_select("principal_kind", ["everyone", "group", "user", "service_principal"], "for (everyone)"),
-            _policy_input("principal", "group, e-mail or service principal", "240px"),
+            DRAFT_FORM.input("principal", "group, e-mail or service principal", "240px"),
             _policy_select("privilege", ["read", "write", "admin"], "privilege"),
             wrap="wrap", spacing="2",
         ),
         rx.hstack(
-            _policy_input("mask_column", "column to mask"),
+            DRAFT_FORM.input("mask_column", "column to mask"),
             _policy_select("mask_kind", ["null", "hash", "redact", "partial", "expression"], "mask"),
-            _policy_input("row_filter", "row filter, e.g. region = 'EU'", "320px"),
+            DRAFT_FORM.input("row_filter", "row filter, e.g. region = 'EU'", "320px"),
             wrap="wrap", spacing="2",
         ),
         rx.button("Save policy", on_click=PoliciesState.save_policy, id="policy-save"),
         spacing="3",
     )  # fmt: skip
-    return card
 
 
 def _groups() -> rx.Component:
-    card: rx.Component = section_card(
+    return section_card(
         "Groups",
         rx.foreach(PoliciesState.groups, lambda line: rx.text(line, size="2", class_name="policy-group")),
         rx.cond(PoliciesState.can_edit_groups, rx.hstack(
@@ -120,20 +127,18 @@ def _groups() -> rx.Component:
         )),
         spacing="2",
     )  # fmt: skip
-    return card
 
 
 def _simulator() -> rx.Component:
-    set_question = PoliciesState.set_question
-    card: rx.Component = section_card(
+    return section_card(
         "Simulator",
         rx.hstack(
-            _select("kind", [("group", "group"), ("user", "user")], QUESTION, set_question, "simulate"),
-            _input("principal", "analysts", QUESTION, set_question, "simulate", "160px"),
+            QUESTION_FORM.select("kind", [("group", "group"), ("user", "user")]),
+            QUESTION_FORM.input("principal", "analysts", "160px"),
             rx.text("read column", size="2"),
-            _input("column", "email (optional)", QUESTION, set_question, "simulate", "140px"),
+            QUESTION_FORM.input("column", "email (optional)", "140px"),
             rx.text("of", size="2"),
-            _input("dataset", "customers", QUESTION, set_question, "simulate", "200px"),
+            QUESTION_FORM.input("dataset", "customers"),
             rx.button("Ask", on_click=PoliciesState.simulate, variant="soft", id="simulate-ask"),
             spacing="2", align="center", wrap="wrap",
         ),
@@ -142,27 +147,25 @@ def _simulator() -> rx.Component:
                            color_scheme=rx.cond(PoliciesState.verdict_allowed, "green", "red"))),
         spacing="2",
     )  # fmt: skip
-    return card
 
 
 def _preview() -> rx.Component:
     """As principal X, this query returns…: a run acting as X on the warehouse (its editors only)."""
-    set_preview = PoliciesState.set_preview
-    card: rx.Component = section_card(
+    return section_card(
         "Preview as a principal",
         rx.text("Runs the query on the warehouse as them: their refusals, row filters and masks apply as in "
                 "their own tasks.", size="1", color_scheme="gray"),
         rx.hstack(
             rx.text("As", size="2"),
-            _select("kind", [("group", "a member of group"), ("user", "user"),
-                             ("service_principal", "service principal")], PREVIEW, set_preview, "preview"),
-            _input("principal", "analysts, or an e-mail", PREVIEW, set_preview, "preview", "220px"),
+            PREVIEW_FORM.select("kind", [("group", "a member of group"), ("user", "user"),
+                                         ("service_principal", "service principal")]),
+            PREVIEW_FORM.input("principal", "analysts, or an e-mail", "220px"),
             rx.text("on", size="2"),
-            _input("dataset", "customers", PREVIEW, set_preview, "preview", "220px"),
+            PREVIEW_FORM.input("dataset", "customers", "220px"),
             spacing="2", align="center", wrap="wrap",
         ),
         rx.text_area(placeholder="A query (empty: the dataset's first 20 rows, every column)",
-                     value=PREVIEW["sql"].to(str), on_change=lambda v: set_preview("sql", v), id="preview-sql",
+                     value=PREVIEW["sql"].to(str), on_change=lambda v: PREVIEW_FORM.setter("sql", v), id="preview-sql",
                      width="100%", rows="2"),
         rx.hstack(
             rx.button("Run preview", on_click=PoliciesState.run_preview, loading=PoliciesState.preview_running,
@@ -177,12 +180,11 @@ def _preview() -> rx.Component:
         )),
         spacing="2", width="100%",
     )  # fmt: skip
-    return card
 
 
 @layout(route=routes.POLICIES, title="Access policies", on_load=PoliciesState.load)
 def policies_page() -> rx.Component:
-    content: rx.Component = rx.vstack(
+    return section_column(
         rx.heading("Access policies", size="6"),
         rx.text("Grants, row filters and column masks, enforced by the SQL engines' agents and the catalog.",
                 size="2", color_scheme="gray"),
@@ -200,6 +202,4 @@ def policies_page() -> rx.Component:
         rx.cond(PoliciesState.can_edit_policies, _preview()),
         rx.heading("Audit", size="3"),
         rx.vstack(rx.foreach(PoliciesState.audit_rows, _audit), spacing="1", id="policies-audit"),
-        spacing="4", width="100%",
     )  # fmt: skip
-    return content

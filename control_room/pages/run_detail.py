@@ -10,11 +10,12 @@ from control_room import routes
 from control_room.components.dialogs import confirm_dialog
 from control_room.components.forms import dialog_actions, error_callout, form_dialog
 from control_room.components.headings import titled_card
-from control_room.components.layout import counted_label, layout, page_tabs
+from control_room.components.layout import counted_label, layout, page_tabs, section_column
 from control_room.components.live import live_ticker
 from control_room.components.notice import empty_note, not_found_notice
 from control_room.components.search import search_box
 from control_room.components.status import status_badge
+from control_room.components.styles import BANNER, ROW, TOOLBAR
 from control_room.components.table_rows import body_row, number_cell, status_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.components.task_panel import event_line, task_panel
@@ -105,7 +106,7 @@ def _rerun_link(link: Any) -> rx.Component:
 
 def _header() -> rx.Component:
     card: rx.Component = rx.card(
-        rx.vstack(
+        section_column(
             rx.hstack(
                 rx.vstack(
                     rx.hstack(
@@ -125,8 +126,7 @@ def _header() -> rx.Component:
                         ),
                         rx.text("·", color_scheme="gray"),
                         rx.text(HEADER.tasks_summary, size="1", color_scheme="gray", id="run-progress"),
-                        spacing="2",
-                        align="center",
+                        **ROW,
                     ),
                     spacing="1",
                 ),
@@ -173,9 +173,7 @@ def _header() -> rx.Component:
             ),
             error_callout(HEADER.error, "run-error-summary", icon="circle-alert", width="100%"),
             rx.cond(HEADER.warnings != "", rx.callout(HEADER.warnings, icon="triangle-alert", color_scheme="amber",
-                                                        size="1", width="100%", id="run-warnings")),
-            spacing="4",
-            width="100%",
+                                                        **BANNER, id="run-warnings")),
         ),
         size="3",
         width="100%",
@@ -192,7 +190,7 @@ def _param(param: Any) -> rx.Component:
 
 
 def _task_row(task: Any) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         text_cell(task.key, weight="medium", size="2", class_name="mono"),
         rx.table.cell(rx.badge(task.engine, variant="surface", color_scheme="indigo", size="1")),
         rx.table.cell(
@@ -226,11 +224,10 @@ def _task_row(task: Any) -> rx.Component:
         title="Open the task: spec, attempts, log, artifacts, lineage",
         on_click=TaskPanelState.open_task(task.key, ""),
     )  # fmt: skip
-    return row
 
 
 def _attempt_row(attempt: Any) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         text_cell(attempt.task_key, size="2", class_name="mono"),
         text_cell(attempt.attempt, size="2"),
         text_cell(attempt.executor, size="2"),
@@ -245,7 +242,6 @@ def _attempt_row(attempt: Any) -> rx.Component:
         cursor="pointer",
         on_click=TaskPanelState.open_attempt(attempt.task_key, attempt.attempt),
     )  # fmt: skip
-    return row
 
 
 # What each duration measures (the column headers' hover), so the three figures of an attempt agree.
@@ -269,7 +265,7 @@ def _table(headers: tuple[str, ...], body: rx.Component, table_id: str) -> rx.Co
 
 
 def _overview() -> rx.Component:
-    panel: rx.Component = rx.vstack(
+    return section_column(
         rx.grid(
             titled_card("Task graph",
                         rx.plotly.basic(data=RunDetailState.dag, config={"displayModeBar": False, "responsive": True},
@@ -282,10 +278,7 @@ def _overview() -> rx.Component:
         titled_card("Attempts",
                     _table(("Task", "#", "Executor", "Claimed (UTC)", "Claimed → finished", "Outcome", "Error"),
                            rx.foreach(RunDetailState.attempts, _attempt_row), "attempts-table")),
-        spacing="4",
-        width="100%",
     )  # fmt: skip
-    return panel
 
 
 def _event_row(event: Any) -> rx.Component:
@@ -333,9 +326,7 @@ def _events() -> rx.Component:
             spacing="1",
             align="center",
         ),
-        width="100%",
-        align="center",
-        spacing="3",
+        **TOOLBAR,
     )  # fmt: skip
     rows = (
         rx.foreach(RunDetailState.archived_events, _event_row),
@@ -377,14 +368,11 @@ def _archive_notice() -> rx.Component:
                     rx.text(RunDetailState.archived_events.length().to_string() + " archived events shown",
                             size="1", color_scheme="gray", id="archived-count"),
                 ),
-                width="100%",
-                align="center",
-                spacing="3",
+                **TOOLBAR,
             ),
             color_scheme="gray",
             variant="surface",
-            size="1",
-            width="100%",
+            **BANNER,
             id="event-archive",
         ),
     )  # fmt: skip
@@ -402,19 +390,17 @@ def _timeline() -> rx.Component:
     gantt = rx.plotly.basic(data=RunDetailState.gantt, config={"displayModeBar": False, "responsive": True,
                                                                "scrollZoom": True, "doubleClick": "reset"},
                             width="100%", id="run-gantt", on_click=TaskPanelState.pick_attempt_bar)  # fmt: skip
-    panel: rx.Component = rx.vstack(titled_card(heading, gantt), _events(), spacing="4", width="100%")
-    return panel
+    return section_column(titled_card(heading, gantt), _events())
 
 
 def _artifact_row(artifact: Any) -> rx.Component:
-    row: rx.Component = body_row(
+    return body_row(
         rx.table.cell(rx.link(artifact.name, href=artifact.href, weight="medium", size="2")),
         text_cell(artifact.task_key, size="2", class_name="mono"),
         text_cell(artifact.content_type, size="2", color_scheme="gray"),
         number_cell(artifact.size, size="2"),
         rx.table.cell(rx.code(artifact.sha_short, size="1", variant="ghost")),
     )
-    return row
 
 
 def _artifacts() -> rx.Component:
@@ -435,7 +421,7 @@ def _artifacts() -> rx.Component:
 
 
 def _body() -> rx.Component:
-    body: rx.Component = rx.vstack(
+    return section_column(
         rx.hstack(
             rx.hstack(
                 rx.link(HEADER.project, href=routes.HOME, color_scheme="gray", size="2"),
@@ -446,8 +432,8 @@ def _body() -> rx.Component:
                 rx.cond(TaskPanelState.panel_open & (TaskPanelState.panel_key != ""), rx.hstack(
                     rx.icon("chevron-right", size=12, color=rx.color("gray", 9)),
                     rx.text(TaskPanelState.panel_key, size="2", class_name="mono", id="breadcrumb-task"),
-                    spacing="2", align="center")),
-                spacing="2", align="center", id="breadcrumbs", aria_label="Breadcrumbs",
+                    **ROW)),
+                **ROW, id="breadcrumbs", aria_label="Breadcrumbs",
             ),
             rx.spacer(),
             live_ticker(1000, RunDetailState.tick),
@@ -464,10 +450,7 @@ def _body() -> rx.Component:
             RunDetailState.tab, RunDetailState.set_tab,
         ),
         task_panel(),
-        spacing="4",
-        width="100%",
     )  # fmt: skip
-    return body
 
 
 @layout(route=routes.RUN_DETAIL, title="Run", on_load=[RunDetailState.load, TaskPanelState.open_from_address])

@@ -8,13 +8,14 @@ import reflex as rx
 
 from control_room import routes
 from control_room.components.forms import choice_select, dialog_actions, error_callout, field_label, form_dialog
-from control_room.components.layout import layout
+from control_room.components.layout import layout, section_column
 from control_room.components.live import live_intro, live_ticker
 from control_room.components.notice import empty_state
 from control_room.components.paging import newer_older_pager
 from control_room.components.schema_form import task_form
 from control_room.components.search import search_box
 from control_room.components.status import STATUS_COLORS
+from control_room.components.styles import BANNER, ROW
 from control_room.components.table_rows import number_cell, status_cell, text_cell
 from control_room.components.tables import data_table
 from control_room.components.times import local_time
@@ -78,8 +79,7 @@ def _filters() -> rx.Component:
                 ),
                 content=rx.cond(RunsState.descending, "Newest / longest first", "Oldest / shortest first"),
             ),
-            spacing="2",
-            align="center",
+            **ROW,
             width="100%",
             wrap="wrap",
         ),
@@ -96,8 +96,7 @@ def _filters() -> rx.Component:
                       variant=rx.cond(RunsState.statuses.length() == 0, "solid", "outline"),
                       on_click=RunsState.clear_statuses, id="status-filter-all"),
             *(_status_chip(status) for status in STATUSES),
-            spacing="2",
-            align="center",
+            **ROW,
             wrap="wrap",
         ),
         spacing="3",
@@ -194,8 +193,7 @@ def _bulk_bar() -> rx.Component:
                 align="center",
             ),
             icon="list-checks",
-            size="1",
-            width="100%",
+            **BANNER,
         ),
     )  # fmt: skip
     return bar
@@ -207,7 +205,7 @@ def _pager() -> rx.Component:
 
 
 def _submit_dialog() -> rx.Component:
-    dialog: rx.Component = form_dialog(
+    return form_dialog(
         "Submit a run",
         rx.vstack(
             rx.hstack(
@@ -250,13 +248,12 @@ def _submit_dialog() -> rx.Component:
         description=("Start from an example, edit its tasks in the form or the JSON beside it, and run it in ",
                      rx.text.strong(SessionState.project_name), "."),
     )  # fmt: skip
-    return dialog
 
 
 @layout(route=routes.RUNS, title="Runs", on_load=RunsState.open_list)
 def runs_page() -> rx.Component:
     """Filters, the live table and the pager; the submit button for operators."""
-    page: rx.Component = rx.vstack(
+    return section_column(
         live_intro(rx.text("Runs of ", rx.text.strong(SessionState.project_name), size="2", color_scheme="gray"),
                    RunsLiveState.updated_at, RunsLiveState.is_loading,
                    rx.cond(SessionState.can_operate, rx.button(rx.icon("plus", size=16), "Submit run",
@@ -270,7 +267,4 @@ def runs_page() -> rx.Component:
         _pager(),
         _submit_dialog(),
         live_ticker(1500, RunsState.tick),
-        spacing="4",
-        width="100%",
     )  # fmt: skip
-    return page

@@ -11,8 +11,9 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows, scalar
-from control_room.services.errors import Invalid, visible_by_id
+from control_room.services.errors import Invalid
 from control_room.services.jobs import validate_params, version_schema
+from control_room.services.row_detail import RowDetail
 from control_room.services.schedules import CronSchedule, schedule_row
 
 MAX_INTERVALS = 10_000
@@ -149,19 +150,20 @@ def _with_progress(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+BACKFILL_DETAIL = RowDetail(
+    BACKFILL_COLUMNS, BACKFILL_FROM, "b.id", what="backfill", field="backfill_id", children="intervals",
+    child_rows="""
+        select i.position, i.data_interval_start, i.data_interval_end, i.status, i.run_id, i.error,
+               r.status as run_status
+        from ops.backfill_intervals i left join ops.runs r on r.id = i.run_id
+        where i.backfill_id = %(id)s order by i.position
+    """,
+)  # fmt: skip
+
+
 async def get_backfill(conn: AsyncConnection, *, backfill_id: uuid.UUID) -> dict[str, Any]:
     """A backfill with its progress (intervals by status) and every interval with its run."""
-    backfill = await visible_by_id(
-        conn, BACKFILL_COLUMNS, BACKFILL_FROM, "b.id", backfill_id, what="backfill", field="backfill_id"
-    )
-    backfill["intervals"] = await dict_rows(
-        conn,
-        "select i.position, i.data_interval_start, i.data_interval_end, i.status, i.run_id, i.error, "
-        "r.status as run_status from ops.backfill_intervals i left join ops.runs r on r.id = i.run_id "
-        "where i.backfill_id = %s order by i.position",
-        (backfill_id,),
-    )
-    return _with_progress(backfill)
+    return _with_progress(await BACKFILL_DETAIL.read(conn, backfill_id))
 
 
 async def list_backfills(

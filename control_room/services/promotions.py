@@ -16,8 +16,9 @@ from psycopg import AsyncConnection
 
 from control_room.db.rows import dict_rows, model_list, one_row, scalar
 from control_room.db.tables import Deployment
-from control_room.services.errors import Invalid, visible_by_id
+from control_room.services.errors import Invalid
 from control_room.services.pagination import ListQuery, Page, cursor_after, decode_cursor, newest_first
+from control_room.services.row_detail import RowDetail
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 STATUSES = ("pending", "promoted", "rejected", "cancelled", "superseded")
@@ -141,19 +142,19 @@ async def evaluate_pending(conn: AsyncConnection, *, now: datetime, min_age_s: f
     return promoted
 
 
+REQUEST_DETAIL = RowDetail(
+    REQUEST_COLUMNS, REQUEST_FROM, "x.id", what="promotion request", field="request_id", children="decisions",
+    child_rows="""
+        select d.id, d.decision, d.actor, d.actor_id, d.comment, d.evidence_epoch, d.created_at,
+               (d.decision = 'approve' and d.evidence_epoch = %(evidence_epoch)s) as in_force
+        from ops.promotion_decisions d where d.request_id = %(id)s order by d.id
+    """,
+)  # fmt: skip
+
+
 async def get_request(conn: AsyncConnection, *, request_id: uuid.UUID) -> dict[str, Any]:
     """A request with its checks (and their evidence), approvals in force and every decision."""
-    request = await visible_by_id(
-        conn, REQUEST_COLUMNS, REQUEST_FROM, "x.id", request_id, what="promotion request", field="request_id"
-    )
-    request["decisions"] = await dict_rows(
-        conn,
-        "select d.id, d.decision, d.actor, d.actor_id, d.comment, d.evidence_epoch, d.created_at, "
-        "(d.decision = 'approve' and d.evidence_epoch = %s) as in_force "
-        "from ops.promotion_decisions d where d.request_id = %s order by d.id",
-        (request["evidence_epoch"], request_id),
-    )
-    return request
+    return await REQUEST_DETAIL.read(conn, request_id)
 
 
 async def requests_page(

@@ -33,11 +33,12 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 from psycopg import AsyncConnection, sql
 
-from control_room.db.rows import dict_rows, first_dict_row, first_model, scalar
+from control_room.db.rows import first_dict_row, first_model, scalar
 from control_room.db.tables import JobTemplateVersion, Schedule
-from control_room.services.errors import Invalid, the_only_id, visible, visible_by_id
+from control_room.services.errors import Invalid, the_only_id, visible
 from control_room.services.jobs import validate_params
 from control_room.services.pagination import ListQuery, fetch_rows
+from control_room.services.row_detail import RowDetail
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -628,20 +629,22 @@ async def list_schedules(
     return await fetch_rows(conn, statement, query.args)
 
 
+SCHEDULE_DETAIL = RowDetail(
+    SCHEDULE_COLUMNS, SCHEDULE_FROM, "s.id", what="schedule", field="schedule_id", children="fires",
+    child_rows="""
+        select f.id, f.fire_time, f.due_at, f.status, f.reason, f.run_id, f.trigger, f.fired_by,
+               f.template_version, f.created_at, r.status as run_status
+        from ops.schedule_fires f left join ops.runs r on r.id = f.run_id
+        where f.schedule_id = %(id)s order by f.fire_time desc limit %(fires)s
+    """,
+)  # fmt: skip
+
+
 async def get_schedule(
     conn: AsyncConnection, *, schedule_id: uuid.UUID, now: datetime, upcoming: int = 10, fires: int = 50
 ) -> dict[str, Any]:
     """A schedule with its next ``upcoming`` fire times and its latest fires."""
-    schedule = await visible_by_id(
-        conn, SCHEDULE_COLUMNS, SCHEDULE_FROM, "s.id", schedule_id, what="schedule", field="schedule_id"
-    )
-    schedule["fires"] = await dict_rows(
-        conn,
-        "select f.id, f.fire_time, f.due_at, f.status, f.reason, f.run_id, f.trigger, f.fired_by, "
-        "f.template_version, f.created_at, r.status as run_status from ops.schedule_fires f "
-        "left join ops.runs r on r.id = f.run_id where f.schedule_id = %s order by f.fire_time desc limit %s",
-        (schedule_id, fires),
-    )
+    schedule = await SCHEDULE_DETAIL.read(conn, schedule_id, fires=fires)
     start = schedule["next_fire_at"] - timedelta(microseconds=1) if schedule["next_fire_at"] else now
     schedule["upcoming"] = CronSchedule.of(schedule["cron"], schedule["timezone"]).upcoming(start, upcoming)
     return schedule

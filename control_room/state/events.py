@@ -29,13 +29,16 @@ def background(fn: Callable[..., Any]) -> Any:
     return rx.event(background=True)(fn)  # type: ignore[operator]
 
 
-def setter(var: str, *, longest: int | None = None) -> Any:
+def setter(var: str, *, longest: int | None = None, then: str | None = None) -> Any:
     """A regular event handler ``set_<var>`` that stores the value it is given in the state var ``var`` (an
     input, a select, a switch or a dialog that opened or closed). ``longest``: a text is cut to that many
-    characters. Assign it to the class attribute of the same name: ``set_body = setter("body")``."""
+    characters. ``then``: the name of a method of the state that follows the change (redraws what depends on
+    the var); the handler returns its result, the events to run next. Assign it to the class attribute of the
+    same name: ``set_body = setter("body")``."""
 
-    def set_var(self: Any, value: Any) -> None:
+    def set_var(self: Any, value: Any) -> Any:  # not self: a state class, which Reflex reads as another state
         setattr(self, var, value if longest is None else value[:longest])
+        return getattr(self, then)() if then else None
 
     # Reflex names an event after its function's qualified name: it must be the attribute's.
     set_var.__name__ = set_var.__qualname__ = f"set_{var}"

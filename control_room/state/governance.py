@@ -44,6 +44,9 @@ EXAMPLE_SPEC = """tasks:
     sql: select 1
     timeout_s: 600
 """
+# Of a cap: the fields its table row shows as the service gives them (the row's other fields are worded here).
+CAP_SHOWN_AS_IS = ("id", "name", "scope", "target", "project", "environment", "pool", "engine", "kind", "limit",
+                   "enabled", "layer", "used_label", "percent")  # fmt: skip
 LIST_FIELDS = ("labels", "tags", "required_labels", "escalation")  # of a rule: lists, ", "-joined in its row
 TRIMMED_FIELDS = ("name", "engine", "pool", "owner")  # of a rule, typed in the editor: spaces around dropped
 EDIT_FIELDS = (
@@ -101,21 +104,8 @@ def cap_row(cap: caps.CapView, tightest: bool = False) -> CapRow:
     """The table row of a cap."""
     refusals = f"{cap.refusals_7d} in 7 days" + (f" (last {cap.last_refusal_day})" if cap.last_refusal_day else "")
     return CapRow(
-        id=cap.id,
-        name=cap.name,
-        scope=cap.scope,
-        target=cap.target,
-        project=cap.project,
-        environment=cap.environment,
-        pool=cap.pool,
-        engine=cap.engine,
-        kind=cap.kind,
-        limit=cap.limit,
+        **{name: getattr(cap, name) for name in CAP_SHOWN_AS_IS},
         limit_label=f"{cap.limit:,} {caps.UNIT[cap.kind]}",
-        enabled=cap.enabled,
-        layer=cap.layer,
-        used_label=cap.used_label,
-        percent=cap.percent,
         has_usage=cap.used is not None,
         waiting_reason=f"{cap.waiting} queued: {cap.waiting_reason}" if cap.waiting_reason else "",
         refusals=refusals if cap.refusals_7d else ("" if cap.recent else "none"),

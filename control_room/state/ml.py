@@ -18,7 +18,7 @@ from control_room.services import ml_tracking
 from control_room.services.pagination import Page
 from control_room.state.base import SessionState, SignedIn
 from control_room.state.events import background, exclusive, handler, page_tail, page_url, setter
-from control_room.state.paging import KeysetPages
+from control_room.state.paging import KeysetPages, filter_setter
 from control_room.state.rows import (
     AliasForm,
     CompareParam,
@@ -249,10 +249,7 @@ class ExperimentState(KeysetPages, SessionState):
         """Search with MLflow's syntax (e.g. ``metrics.auc > 0.8``)."""
         return self._first_page()
 
-    @handler
-    def set_order_by(self, value: str) -> Any:
-        self.order_by = value
-        return self._first_page()
+    set_order_by = filter_setter("order_by")
 
     @handler
     def toggle_column(self, column: str) -> None:
@@ -335,11 +332,7 @@ class ExperimentState(KeysetPages, SessionState):
         curves = {run_id: per_metric.get(metric, []) for run_id, per_metric in self._compare_curves.items()}
         self.compare_chart = metric_curves_figure(curves, self._compare_labels, metric, height=300)
 
-    @handler
-    def set_compare_metric(self, value: str) -> None:
-        self.compare_metric = value
-        self._draw_compare()
-
+    set_compare_metric = setter("compare_metric", then="_draw_compare")
     set_compare_open = setter("compare_open")
     set_detail_open = setter("detail_open")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import reflex as rx
 from psycopg import AsyncConnection
 
-from control_room.state.events import background, handler, page_url
+from control_room.state.events import background, handler, page_url, setter
 
 if TYPE_CHECKING:
     from control_room.state.base import SessionState, SignedIn
@@ -122,11 +122,4 @@ def filter_setter(var: str, *, longest: int | None = None) -> Any:
     """A regular event handler ``set_<var>`` for a filter of a ``KeysetPages`` list (a search box, a select): it
     stores the value it is given in the state var ``var`` (a text cut to ``longest`` characters), then shows the
     first page again. Assign it to the class attribute of the same name: ``set_text = filter_setter("text")``."""
-
-    def set_filter(self: Any, value: str) -> Any:  # not self: KeysetPages, which Reflex reads as another state
-        setattr(self, var, value if longest is None else value[:longest])
-        return self._first_page()
-
-    # Reflex names an event after its function's qualified name: it must be the attribute's.
-    set_filter.__name__ = set_filter.__qualname__ = f"set_{var}"
-    return handler(set_filter)
+    return setter(var, longest=longest, then="_first_page")

@@ -484,12 +484,7 @@ class RunsState(TaskForm, SessionState):
         self._fill_example(key)
         self.submit_error = ""
 
-    @handler
-    def set_spec_text(self, value: str) -> None:
-        """The edited spec (JSON): the form follows."""
-        self.spec_text = value
-        self._sync_form()
-
+    set_spec_text = setter("spec_text", then="_sync_form")  # the edited spec (JSON): the form follows
     set_params_text = setter("params_text")
     set_submit_environment = setter("submit_environment")
 

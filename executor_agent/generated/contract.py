@@ -67,68 +67,6 @@ class ArtifactReference(BaseModel):
     """
 
 
-class CatalogSyncTaskSpec(BaseModel):
-    """
-    A sync of the run's project with an outside catalog (OpenMetadata), done by the control room for
-    the agent holding the task's lease; its differences (the dry run's diff) are the task's result.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
-    engine: Annotated[Literal["catalog_sync"], Field(title="Engine")]
-    """
-    Syncs the project with an outside catalog.
-    """
-    catalog: Annotated[Literal["openmetadata"], Field(title="Catalog")] = "openmetadata"
-    """
-    The catalog: the OpenMetadata server the control room is configured with (LAKEHOUSE_OPENMETADATA_URL).
-    """
-    dry_run: Annotated[StrictBool | None, Field(title="Dry Run")] = False
-    """
-    Only list the differences (the diff is the task's result); write nothing.
-    """
-
-
 class ClaimReply(BaseModel):
     tasks: Annotated[list[TaskAssignment], Field(title="Tasks")]
 
@@ -169,128 +107,6 @@ class DbtStateManifest(BaseModel):
     manifest_path: Annotated[StrictStr, Field(min_length=1, title="Manifest Path")]
     """
     Path of the earlier run's manifest.json.
-    """
-
-
-class DbtTaskSpec(BaseModel):
-    """
-    A dbt command on a project, with per-node results, lineage and artifacts.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    max_memory_mb: Annotated[StrictInt | None, Field(ge=1, title="Max Memory Mb")] = None
-    """
-    Address-space limit of the child, MB (the lower of this and the cap).
-    """
-    cpu_time_s: Annotated[StrictInt | None, Field(ge=1, title="Cpu Time S")] = None
-    """
-    CPU-time limit of the child, seconds.
-    """
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
-    engine: Annotated[Literal["dbt"], Field(title="Engine")]
-    """
-    Runs dbt.
-    """
-    command: Annotated[
-        Literal["build", "run", "test", "seed", "snapshot", "compile", "docs generate"],
-        Field(examples=["build"], title="Command"),
-    ]
-    """
-    The dbt command.
-    """
-    project: Annotated[
-        StrictStr | DbtProjectPath | DbtProjectArtifact,
-        Field(examples=[{"path": "examples/dbt"}], title="Project"),
-    ]
-    """
-    The project: a path, {"path": ...}, or {"artifact": {...}} of an earlier task.
-    """
-    select: Annotated[
-        StrictStr | list[StrictStr] | None,
-        Field(examples=[["tag:daily"]], title="Select"),
-    ] = None
-    """
-    dbt selector(s).
-    """
-    exclude: Annotated[StrictStr | list[StrictStr] | None, Field(title="Exclude")] = None
-    """
-    dbt selector(s) to leave out.
-    """
-    vars: Annotated[dict[str, Any] | None, Field(title="Vars")] = None
-    """
-    dbt vars; the run's params are added on top.
-    """
-    full_refresh: Annotated[StrictBool | None, Field(title="Full Refresh")] = False
-    """
-    Rebuild incremental models (build, run, seed, compile).
-    """
-    target: Annotated[StrictStr | None, Field(min_length=1, title="Target")] = None
-    """
-    The profile output to use.
-    """
-    threads: Annotated[StrictInt | None, Field(examples=[4], ge=1, le=64, title="Threads")] = None
-    """
-    dbt threads.
-    """
-    profile: Annotated[dict[str, Any] | None, Field(title="Profile")] = None
-    """
-    One output ({"type": "duckdb", "path": "shop.duckdb"}) or {"target": ..., "outputs": {...}}; a value {"env": "NAME"} is read from the agent's environment as a secret. Default: DuckDB on the agent's warehouse.
-    """
-    state: Annotated[DbtStateManifest | DbtProjectArtifact | None, Field(title="State")] = None
-    """
-    An earlier run's manifest, for state:modified+ and defer.
-    """
-    defer: Annotated[StrictBool | None, Field(title="Defer")] = False
-    """
-    Resolve unselected refs against state (needs state).
-    """
-    docs: Annotated[StrictBool | None, Field(title="Docs")] = False
-    """
-    Also generate the catalog (column types) after the command.
-    """
-    openlineage_namespace: Annotated[StrictStr | None, Field(min_length=1, title="Openlineage Namespace")] = None
-    """
-    Namespace of emitted OpenLineage jobs (default lakehouse/<project>).
     """
 
 
@@ -463,168 +279,6 @@ class DeltaSource(BaseModel):
     """
 
 
-class DeltaTaskSpec(BaseModel):
-    """
-    A Delta table operation on an agent without Java (the same as a spark task's delta object).
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
-    engine: Annotated[Literal["delta"], Field(title="Engine")]
-    """
-    Runs a Delta table operation.
-    """
-    delta: DeltaOperation
-
-
-class DuckdbTaskSpec(BaseModel):
-    """
-    SQL on the agent's DuckDB warehouse, with lake tables registered as views.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    sql: Annotated[
-        StrictStr,
-        Field(
-            examples=["select 42 as answer"],
-            max_length=1000000,
-            min_length=1,
-            title="Sql",
-        ),
-    ]
-    """
-    A statement or a script (statements separated by ;).
-    """
-    output: SqlOutput | None = None
-    max_scan_bytes: Annotated[StrictInt | None, Field(ge=0, title="Max Scan Bytes")] = None
-    """
-    Refuse a statement estimated to scan more (the lower of this and the cap).
-    """
-    on_unknown_estimate: Annotated[Literal["run", "refuse"] | None, Field(title="On Unknown Estimate")] = "run"
-    """
-    What to do when the engine cannot estimate the scan.
-    """
-    user: Annotated[StrictStr | None, Field(min_length=1, title="User")] = None
-    """
-    The user statements run as.
-    """
-    schema_: Annotated[StrictStr | None, Field(alias="schema", min_length=1, title="Schema")] = None
-    """
-    The current schema.
-    """
-    session_properties: Annotated[
-        dict[str, StrictStr | StrictInt | float | StrictBool] | None,
-        Field(title="Session Properties"),
-    ] = None
-    """
-    Session settings.
-    """
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
-    engine: Annotated[Literal["duckdb"], Field(title="Engine")]
-    """
-    Runs SQL on DuckDB.
-    """
-    database: Annotated[StrictStr | None, Field(min_length=1, title="Database")] = None
-    """
-    Database file (default: the warehouse).
-    """
-    read_only: Annotated[StrictBool | None, Field(title="Read Only")] = False
-    """
-    Open the database read-only.
-    """
-    tables: Annotated[
-        dict[str, StrictStr | TableLocation] | None,
-        Field(examples=[{"trips": "s3://bucket/trips"}], title="Tables"),
-    ] = None
-    """
-    Views to register: name -> location.
-    """
-    discover_tables: Annotated[StrictBool | None, Field(title="Discover Tables")] = True
-    """
-    Register the tables found in the agent's data folder.
-    """
-
-
 class EventBatchReply(BaseModel):
     accepted: Annotated[StrictInt, Field(title="Accepted")]
     duplicates: Annotated[StrictInt, Field(title="Duplicates")]
@@ -766,22 +420,11 @@ class LeaseBatchReply(BaseModel):
     items: Annotated[list[LeaseBatchItem], Field(title="Items")]
 
 
-class PythonTaskSpec(BaseModel):
+class ProcessFields(BaseModel):
     """
-    A ``module:function`` called with the run's params, or a script, in a child Python process.
+    The fields ShellTaskSpec, PythonTaskSpec share.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    max_memory_mb: Annotated[StrictInt | None, Field(ge=1, title="Max Memory Mb")] = None
-    """
-    Address-space limit of the child, MB (the lower of this and the cap).
-    """
-    cpu_time_s: Annotated[StrictInt | None, Field(ge=1, title="Cpu Time S")] = None
-    """
-    CPU-time limit of the child, seconds.
-    """
     env: Annotated[dict[str, StrictStr] | None, Field(title="Env")] = None
     """
     Extra environment variables of the child.
@@ -797,6 +440,164 @@ class PythonTaskSpec(BaseModel):
     """
     Glob patterns, relative to the work folder, of files uploaded when the task ends on its own.
     """
+
+
+class ProcessLimits(BaseModel):
+    """
+    The fields ShellTaskSpec, PythonTaskSpec, DbtTaskSpec, SparkTaskSpec, ServingTaskSpec share.
+    """
+
+    max_memory_mb: Annotated[StrictInt | None, Field(ge=1, title="Max Memory Mb")] = None
+    """
+    Address-space limit of the child, MB (the lower of this and the cap).
+    """
+    cpu_time_s: Annotated[StrictInt | None, Field(ge=1, title="Cpu Time S")] = None
+    """
+    CPU-time limit of the child, seconds.
+    """
+
+
+class ReleaseReply(BaseModel):
+    task_status: Annotated[Literal["queued", "cancelled"], Field(title="Task Status")]
+
+
+class SparkApplicationArtifact(BaseModel):
+    """
+    A .py application uploaded by an earlier task of the run.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    task: Annotated[StrictStr, Field(pattern="^[A-Za-z0-9_.-]{1,100}$", title="Task")]
+    """
+    Key of the task that uploaded it.
+    """
+    name: Annotated[StrictStr, Field(min_length=1, title="Name")]
+    """
+    The artifact's name.
+    """
+
+
+class SparkLineage(BaseModel):
+    """
+    Locations the job reads and writes, reported as lineage when it succeeds.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    inputs: Annotated[list[StrictStr] | None, Field(title="Inputs")] = None
+    outputs: Annotated[list[StrictStr] | None, Field(title="Outputs")] = None
+
+
+class SqlFields(BaseModel):
+    """
+    The fields DuckdbTaskSpec, TrinoTaskSpec share.
+    """
+
+    sql: Annotated[
+        StrictStr,
+        Field(
+            examples=["select 42 as answer"],
+            max_length=1000000,
+            min_length=1,
+            title="Sql",
+        ),
+    ]
+    """
+    A statement or a script (statements separated by ;).
+    """
+    output: SqlOutput | None = None
+    max_scan_bytes: Annotated[StrictInt | None, Field(ge=0, title="Max Scan Bytes")] = None
+    """
+    Refuse a statement estimated to scan more (the lower of this and the cap).
+    """
+    on_unknown_estimate: Annotated[Literal["run", "refuse"] | None, Field(title="On Unknown Estimate")] = "run"
+    """
+    What to do when the engine cannot estimate the scan.
+    """
+    user: Annotated[StrictStr | None, Field(min_length=1, title="User")] = None
+    """
+    The user statements run as.
+    """
+    schema_: Annotated[StrictStr | None, Field(alias="schema", min_length=1, title="Schema")] = None
+    """
+    The current schema.
+    """
+    session_properties: Annotated[
+        dict[str, StrictStr | StrictInt | float | StrictBool] | None,
+        Field(title="Session Properties"),
+    ] = None
+    """
+    Session settings.
+    """
+
+
+class SqlOutput(BaseModel):
+    """
+    How a result set is stored: Parquet always, CSV on request, and a JSON preview.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    formats: Annotated[list[Literal["parquet", "csv"]] | None, Field(title="Formats")] = None
+    """
+    Parquet is always written.
+    """
+    preview_rows: Annotated[StrictInt | None, Field(ge=0, le=10000, title="Preview Rows")] = 100
+    """
+    Rows in the JSON preview.
+    """
+    row_group_rows: Annotated[StrictInt | None, Field(ge=1000, le=1048576, title="Row Group Rows")] = 65536
+    """
+    Rows per Parquet row group.
+    """
+
+
+class TableLocation(BaseModel):
+    """
+    A lake table registered as a view: its location and format.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    path: Annotated[StrictStr, Field(min_length=1, title="Path")]
+    format: Annotated[Literal["delta", "parquet", "csv"] | None, Field(title="Format")] = None
+    """
+    Default: guessed.
+    """
+
+
+class TaskAssignment(BaseModel):
+    task_id: Annotated[UUID, Field(title="Task Id")]
+    run_id: Annotated[UUID, Field(title="Run Id")]
+    task_key: Annotated[StrictStr, Field(title="Task Key")]
+    engine: Annotated[StrictStr, Field(title="Engine")]
+    spec: Annotated[dict[str, Any], Field(title="Spec")]
+    params: Annotated[dict[str, Any], Field(title="Params")]
+    attempt: Annotated[StrictInt, Field(title="Attempt")]
+    max_attempts: Annotated[StrictInt, Field(title="Max Attempts")]
+    lease_token: Annotated[UUID, Field(title="Lease Token")]
+    lease_expires_at: Annotated[AwareDatetime, Field(title="Lease Expires At")]
+    heartbeat_interval_s: Annotated[float, Field(title="Heartbeat Interval S")]
+    timeout_s: Annotated[StrictInt | None, Field(title="Timeout S")]
+    limits: Annotated[dict[str, StrictInt], Field(title="Limits")]
+    """
+    Caps that apply (max_runtime_s, scanned_bytes_per_query, ...).
+    """
+    project_id: Annotated[UUID, Field(title="Project Id")]
+    project: Annotated[StrictStr, Field(title="Project")]
+    environment: Annotated[StrictStr, Field(title="Environment")]
+
+
+class TaskBase(BaseModel):
+    """
+    The fields ShellTaskSpec, PythonTaskSpec, DbtTaskSpec, SparkTaskSpec, DeltaTaskSpec, DuckdbTaskSpec, TrinoTaskSpec, CatalogSyncTaskSpec, ServingTaskSpec share.
+    """
+
     key: Annotated[
         StrictStr,
         Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
@@ -836,6 +637,162 @@ class PythonTaskSpec(BaseModel):
     """
     What the task is for (shown only).
     """
+
+
+class CatalogSyncTaskSpec(TaskBase):
+    """
+    A sync of the run's project with an outside catalog (OpenMetadata), done by the control room for
+    the agent holding the task's lease; its differences (the dry run's diff) are the task's result.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    engine: Annotated[Literal["catalog_sync"], Field(title="Engine")]
+    """
+    Syncs the project with an outside catalog.
+    """
+    catalog: Annotated[Literal["openmetadata"], Field(title="Catalog")] = "openmetadata"
+    """
+    The catalog: the OpenMetadata server the control room is configured with (LAKEHOUSE_OPENMETADATA_URL).
+    """
+    dry_run: Annotated[StrictBool | None, Field(title="Dry Run")] = False
+    """
+    Only list the differences (the diff is the task's result); write nothing.
+    """
+
+
+class DbtTaskSpec(TaskBase, ProcessLimits):
+    """
+    A dbt command on a project, with per-node results, lineage and artifacts.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    engine: Annotated[Literal["dbt"], Field(title="Engine")]
+    """
+    Runs dbt.
+    """
+    command: Annotated[
+        Literal["build", "run", "test", "seed", "snapshot", "compile", "docs generate"],
+        Field(examples=["build"], title="Command"),
+    ]
+    """
+    The dbt command.
+    """
+    project: Annotated[
+        StrictStr | DbtProjectPath | DbtProjectArtifact,
+        Field(examples=[{"path": "examples/dbt"}], title="Project"),
+    ]
+    """
+    The project: a path, {"path": ...}, or {"artifact": {...}} of an earlier task.
+    """
+    select: Annotated[
+        StrictStr | list[StrictStr] | None,
+        Field(examples=[["tag:daily"]], title="Select"),
+    ] = None
+    """
+    dbt selector(s).
+    """
+    exclude: Annotated[StrictStr | list[StrictStr] | None, Field(title="Exclude")] = None
+    """
+    dbt selector(s) to leave out.
+    """
+    vars: Annotated[dict[str, Any] | None, Field(title="Vars")] = None
+    """
+    dbt vars; the run's params are added on top.
+    """
+    full_refresh: Annotated[StrictBool | None, Field(title="Full Refresh")] = False
+    """
+    Rebuild incremental models (build, run, seed, compile).
+    """
+    target: Annotated[StrictStr | None, Field(min_length=1, title="Target")] = None
+    """
+    The profile output to use.
+    """
+    threads: Annotated[StrictInt | None, Field(examples=[4], ge=1, le=64, title="Threads")] = None
+    """
+    dbt threads.
+    """
+    profile: Annotated[dict[str, Any] | None, Field(title="Profile")] = None
+    """
+    One output ({"type": "duckdb", "path": "shop.duckdb"}) or {"target": ..., "outputs": {...}}; a value {"env": "NAME"} is read from the agent's environment as a secret. Default: DuckDB on the agent's warehouse.
+    """
+    state: Annotated[DbtStateManifest | DbtProjectArtifact | None, Field(title="State")] = None
+    """
+    An earlier run's manifest, for state:modified+ and defer.
+    """
+    defer: Annotated[StrictBool | None, Field(title="Defer")] = False
+    """
+    Resolve unselected refs against state (needs state).
+    """
+    docs: Annotated[StrictBool | None, Field(title="Docs")] = False
+    """
+    Also generate the catalog (column types) after the command.
+    """
+    openlineage_namespace: Annotated[StrictStr | None, Field(min_length=1, title="Openlineage Namespace")] = None
+    """
+    Namespace of emitted OpenLineage jobs (default lakehouse/<project>).
+    """
+
+
+class DeltaTaskSpec(TaskBase):
+    """
+    A Delta table operation on an agent without Java (the same as a spark task's delta object).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    engine: Annotated[Literal["delta"], Field(title="Engine")]
+    """
+    Runs a Delta table operation.
+    """
+    delta: DeltaOperation
+
+
+class DuckdbTaskSpec(TaskBase, SqlFields):
+    """
+    SQL on the agent's DuckDB warehouse, with lake tables registered as views.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    engine: Annotated[Literal["duckdb"], Field(title="Engine")]
+    """
+    Runs SQL on DuckDB.
+    """
+    database: Annotated[StrictStr | None, Field(min_length=1, title="Database")] = None
+    """
+    Database file (default: the warehouse).
+    """
+    read_only: Annotated[StrictBool | None, Field(title="Read Only")] = False
+    """
+    Open the database read-only.
+    """
+    tables: Annotated[
+        dict[str, StrictStr | TableLocation] | None,
+        Field(examples=[{"trips": "s3://bucket/trips"}], title="Tables"),
+    ] = None
+    """
+    Views to register: name -> location.
+    """
+    discover_tables: Annotated[StrictBool | None, Field(title="Discover Tables")] = True
+    """
+    Register the tables found in the agent's data folder.
+    """
+
+
+class PythonTaskSpec(TaskBase, ProcessFields, ProcessLimits):
+    """
+    A ``module:function`` called with the run's params, or a script, in a child Python process.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
     engine: Annotated[Literal["python"], Field(title="Engine")]
     """
     Runs Python code.
@@ -873,11 +830,7 @@ class PythonTaskSpec(BaseModel):
     """
 
 
-class ReleaseReply(BaseModel):
-    task_status: Annotated[Literal["queued", "cancelled"], Field(title="Task Status")]
-
-
-class ServingTaskSpec(BaseModel):
+class ServingTaskSpec(TaskBase, ProcessLimits):
     """
     A long-running service task: `mlflow models serve` of one model version until the task is cancelled.
 
@@ -890,53 +843,6 @@ class ServingTaskSpec(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    max_memory_mb: Annotated[StrictInt | None, Field(ge=1, title="Max Memory Mb")] = None
-    """
-    Address-space limit of the child, MB (the lower of this and the cap).
-    """
-    cpu_time_s: Annotated[StrictInt | None, Field(ge=1, title="Cpu Time S")] = None
-    """
-    CPU-time limit of the child, seconds.
-    """
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
     engine: Annotated[Literal["serving"], Field(title="Engine")]
     """
     Serves an MLflow model over HTTP until cancelled.
@@ -983,7 +889,7 @@ class ServingTaskSpec(BaseModel):
     """
 
 
-class ShellTaskSpec(BaseModel):
+class ShellTaskSpec(TaskBase, ProcessFields, ProcessLimits):
     """
     A command in its own process group; output lines become log events.
     """
@@ -991,68 +897,6 @@ class ShellTaskSpec(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    max_memory_mb: Annotated[StrictInt | None, Field(ge=1, title="Max Memory Mb")] = None
-    """
-    Address-space limit of the child, MB (the lower of this and the cap).
-    """
-    cpu_time_s: Annotated[StrictInt | None, Field(ge=1, title="Cpu Time S")] = None
-    """
-    CPU-time limit of the child, seconds.
-    """
-    env: Annotated[dict[str, StrictStr] | None, Field(title="Env")] = None
-    """
-    Extra environment variables of the child.
-    """
-    cwd: Annotated[StrictStr | None, Field(pattern="^[^/]", title="Cwd")] = None
-    """
-    Folder to run in, relative to the attempt's work folder (created when missing; no ..).
-    """
-    artifacts: Annotated[
-        list[StrictStr] | None,
-        Field(examples=[["out/*.csv", "report.md"]], title="Artifacts"),
-    ] = None
-    """
-    Glob patterns, relative to the work folder, of files uploaded when the task ends on its own.
-    """
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
     engine: Annotated[Literal["shell"], Field(title="Engine")]
     """
     Runs a command.
@@ -1074,37 +918,7 @@ class ShellTaskSpec(BaseModel):
     """
 
 
-class SparkApplicationArtifact(BaseModel):
-    """
-    A .py application uploaded by an earlier task of the run.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    task: Annotated[StrictStr, Field(pattern="^[A-Za-z0-9_.-]{1,100}$", title="Task")]
-    """
-    Key of the task that uploaded it.
-    """
-    name: Annotated[StrictStr, Field(min_length=1, title="Name")]
-    """
-    The artifact's name.
-    """
-
-
-class SparkLineage(BaseModel):
-    """
-    Locations the job reads and writes, reported as lineage when it succeeds.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    inputs: Annotated[list[StrictStr] | None, Field(title="Inputs")] = None
-    outputs: Annotated[list[StrictStr] | None, Field(title="Outputs")] = None
-
-
-class SparkTaskSpec(BaseModel):
+class SparkTaskSpec(TaskBase, ProcessLimits):
     """
     One spark-submit (or, with ``delta``, one Delta table operation), observed and bounded by the agent.
     """
@@ -1112,53 +926,6 @@ class SparkTaskSpec(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    max_memory_mb: Annotated[StrictInt | None, Field(ge=1, title="Max Memory Mb")] = None
-    """
-    Address-space limit of the child, MB (the lower of this and the cap).
-    """
-    cpu_time_s: Annotated[StrictInt | None, Field(ge=1, title="Cpu Time S")] = None
-    """
-    CPU-time limit of the child, seconds.
-    """
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
     engine: Annotated[Literal["spark"], Field(title="Engine")]
     """
     Runs a Spark application.
@@ -1247,71 +1014,12 @@ class SparkTaskSpec(BaseModel):
     """
 
 
-class SqlOutput(BaseModel):
-    """
-    How a result set is stored: Parquet always, CSV on request, and a JSON preview.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    formats: Annotated[list[Literal["parquet", "csv"]] | None, Field(title="Formats")] = None
-    """
-    Parquet is always written.
-    """
-    preview_rows: Annotated[StrictInt | None, Field(ge=0, le=10000, title="Preview Rows")] = 100
-    """
-    Rows in the JSON preview.
-    """
-    row_group_rows: Annotated[StrictInt | None, Field(ge=1000, le=1048576, title="Row Group Rows")] = 65536
-    """
-    Rows per Parquet row group.
-    """
-
-
-class TableLocation(BaseModel):
-    """
-    A lake table registered as a view: its location and format.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    path: Annotated[StrictStr, Field(min_length=1, title="Path")]
-    format: Annotated[Literal["delta", "parquet", "csv"] | None, Field(title="Format")] = None
-    """
-    Default: guessed.
-    """
-
-
-class TaskAssignment(BaseModel):
-    task_id: Annotated[UUID, Field(title="Task Id")]
-    run_id: Annotated[UUID, Field(title="Run Id")]
-    task_key: Annotated[StrictStr, Field(title="Task Key")]
-    engine: Annotated[StrictStr, Field(title="Engine")]
-    spec: Annotated[dict[str, Any], Field(title="Spec")]
-    params: Annotated[dict[str, Any], Field(title="Params")]
-    attempt: Annotated[StrictInt, Field(title="Attempt")]
-    max_attempts: Annotated[StrictInt, Field(title="Max Attempts")]
-    lease_token: Annotated[UUID, Field(title="Lease Token")]
-    lease_expires_at: Annotated[AwareDatetime, Field(title="Lease Expires At")]
-    heartbeat_interval_s: Annotated[float, Field(title="Heartbeat Interval S")]
-    timeout_s: Annotated[StrictInt | None, Field(title="Timeout S")]
-    limits: Annotated[dict[str, StrictInt], Field(title="Limits")]
-    """
-    Caps that apply (max_runtime_s, scanned_bytes_per_query, ...).
-    """
-    project_id: Annotated[UUID, Field(title="Project Id")]
-    project: Annotated[StrictStr, Field(title="Project")]
-    environment: Annotated[StrictStr, Field(title="Environment")]
-
-
 class TaskHeartbeatReply(BaseModel):
     lease_expires_at: Annotated[AwareDatetime, Field(title="Lease Expires At")]
     cancel_requested: Annotated[StrictBool, Field(title="Cancel Requested")]
 
 
-class TrinoTaskSpec(BaseModel):
+class TrinoTaskSpec(TaskBase, SqlFields):
     """
     SQL on the agent's Trino cluster (the cluster and its credentials are agent settings).
     """
@@ -1319,81 +1027,6 @@ class TrinoTaskSpec(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    sql: Annotated[
-        StrictStr,
-        Field(
-            examples=["select 42 as answer"],
-            max_length=1000000,
-            min_length=1,
-            title="Sql",
-        ),
-    ]
-    """
-    A statement or a script (statements separated by ;).
-    """
-    output: SqlOutput | None = None
-    max_scan_bytes: Annotated[StrictInt | None, Field(ge=0, title="Max Scan Bytes")] = None
-    """
-    Refuse a statement estimated to scan more (the lower of this and the cap).
-    """
-    on_unknown_estimate: Annotated[Literal["run", "refuse"] | None, Field(title="On Unknown Estimate")] = "run"
-    """
-    What to do when the engine cannot estimate the scan.
-    """
-    user: Annotated[StrictStr | None, Field(min_length=1, title="User")] = None
-    """
-    The user statements run as.
-    """
-    schema_: Annotated[StrictStr | None, Field(alias="schema", min_length=1, title="Schema")] = None
-    """
-    The current schema.
-    """
-    session_properties: Annotated[
-        dict[str, StrictStr | StrictInt | float | StrictBool] | None,
-        Field(title="Session Properties"),
-    ] = None
-    """
-    Session settings.
-    """
-    key: Annotated[
-        StrictStr,
-        Field(examples=["build"], pattern="^[A-Za-z0-9_.-]{1,100}$", title="Key"),
-    ]
-    """
-    Unique within the run; other tasks name it in depends_on.
-    """
-    depends_on: Annotated[list[StrictStr] | None, Field(max_length=1000, title="Depends On")] = None
-    """
-    Keys of tasks of this run that must succeed first.
-    """
-    timeout_s: Annotated[StrictInt | None, Field(ge=1, le=2147483647, title="Timeout S")] = None
-    """
-    Stop the attempt after this many seconds (timed_out).
-    """
-    max_attempts: Annotated[StrictInt | None, Field(ge=1, le=100, title="Max Attempts")] = 3
-    """
-    Attempts, the first included.
-    """
-    retry_backoff_s: Annotated[StrictInt | None, Field(ge=0, le=86400, title="Retry Backoff S")] = 10
-    """
-    Base of the exponential backoff between attempts, seconds.
-    """
-    pool: Annotated[StrictStr | None, Field(pattern="^[a-z0-9][a-z0-9_-]{0,62}$", title="Pool")] = None
-    """
-    Run in this executor pool (skips the routing rules).
-    """
-    labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Labels")] = None
-    """
-    Labels routing rules match on.
-    """
-    required_labels: Annotated[list[StrictStr] | None, Field(max_length=64, title="Required Labels")] = None
-    """
-    Labels the executor must have to claim the task.
-    """
-    description: Annotated[StrictStr | None, Field(max_length=2000, title="Description")] = None
-    """
-    What the task is for (shown only).
-    """
     engine: Annotated[Literal["trino"], Field(title="Engine")]
     """
     Runs SQL on Trino.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from pathlib import Path
@@ -53,6 +54,27 @@ def test_generated_specs_check_what_the_server_checks() -> None:
     ]:
         with pytest.raises(ValidationError, match=where):
             TaskSpec.model_validate(bad)
+
+
+def test_each_generated_spec_has_its_contract_fields_in_the_contracts_order_though_shared_ones_sit_on_bases() -> None:
+    from executor_agent.generated import contract
+
+    schemas = CONTRACT["components"]["schemas"]
+    for option in schemas["TaskSpec"]["oneOf"]:
+        name = option["$ref"].rsplit("/", 1)[1]
+        model = getattr(contract, name)
+        declared = schemas[name]
+        fields = {info.alias or field: info for field, info in model.model_fields.items()}  # schema_: "schema"
+        assert list(fields) == list(declared["properties"]), name
+        required = {field for field, info in fields.items() if info.is_required()}
+        assert required == set(declared.get("required", [])), name
+    # A shared field the build has no base name for stops it with a message, not a silently different module.
+    specs = build.agent_schemas(CONTRACT)
+    bare = copy.deepcopy({name: schema for name, schema in CONTRACT["components"]["schemas"].items() if name in specs})
+    bare["ShellTaskSpec"]["properties"] = {**bare["ShellTaskSpec"]["properties"], "shared_new": {"type": "string"}}
+    bare["DbtTaskSpec"]["properties"] = {**bare["DbtTaskSpec"]["properties"], "shared_new": {"type": "string"}}
+    with pytest.raises(ValueError, match="shared_new: name their base in SHARED_SPEC_FIELDS"):
+        build.shared_bases(bare)
 
 
 def request_schema(method: str, path: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,7 @@ def summarize_event_log(event_dir: Path) -> EventLogSummary:
     return EventLogSummary(app_id, app_name, progress, tuple(files))
 
 
+@dataclass(kw_only=True, eq=False)
 class SparkRestPoller:
     """A background thread that follows one driver's REST API while the job runs.
 
@@ -145,39 +146,31 @@ class SparkRestPoller:
     A driver that is not up yet, or already gone, is simply asked again next round.
     """
 
-    def __init__(
-        self,
-        *,
-        ui_port: int,
-        interval_s: float,
-        on_ui: Callable[[str, str], None],
-        on_progress: Callable[[StageProgress], None],
-        on_tick: Callable[[], None] | None = None,
-        on_error: Callable[[BaseException], None] | None = None,
-        host: str = "127.0.0.1",
-    ) -> None:
-        self._host = host
-        self._port = ui_port
-        self._interval_s = interval_s
-        self._on_ui = on_ui
-        self._on_progress = on_progress
-        self._on_tick = on_tick
-        self._on_error = on_error
-        self._stop = threading.Event()
+    ui_port: int
+    interval_s: float
+    on_ui: Callable[[str, str], None]
+    on_progress: Callable[[StageProgress], None]
+    on_tick: Callable[[], None] | None = None
+    on_error: Callable[[BaseException], None] | None = None
+    host: str = "127.0.0.1"
+    app_id: str | None = field(default=None, init=False)
+    ui_url: str | None = field(default=None, init=False)
+    last: StageProgress | None = field(default=None, init=False)
+    polls: int = field(default=0, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, name="spark-progress", daemon=True)
-        self.app_id: str | None = None
-        self.ui_url: str | None = None
-        self.last: StageProgress | None = None
-        self.polls = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        return f"http://{self.host}:{self.ui_port}"
 
     def use_port(self, port: int) -> None:
         """Follow the UI to another port (Spark moves to the next free one when ours was taken)."""
-        if port != self._port:
-            self._port = port
+        if port != self.ui_port:
+            self.ui_port = port
             self.app_id = None
             self.ui_url = None
 
@@ -200,13 +193,13 @@ class SparkRestPoller:
         with httpx.Client(timeout=httpx.Timeout(15.0), trust_env=False) as client:
             while not self._stop.is_set():
                 try:
-                    if self._on_tick is not None:
-                        self._on_tick()
+                    if self.on_tick is not None:
+                        self.on_tick()
                     self.poll_once(client)
                 except Exception as exc:  # one bad round must not end the polling
-                    if self._on_error is not None:
-                        self._on_error(exc)
-                self._stop.wait(self._interval_s)
+                    if self.on_error is not None:
+                        self.on_error(exc)
+                self._stop.wait(self.interval_s)
 
     def poll_once(self, client: httpx.Client) -> None:
         """One round: find the application, then read its stages."""
@@ -219,7 +212,7 @@ class SparkRestPoller:
                     return
                 self.app_id = str(applications[0]["id"])
                 self.ui_url = self.base_url
-                self._on_ui(self.ui_url, self.app_id)
+                self.on_ui(self.ui_url, self.app_id)
             response = client.get(f"{self.base_url}/api/v1/applications/{self.app_id}/stages")
             stages = response.json() if response.status_code == 200 else None
         except (httpx.TransportError, ValueError):
@@ -229,4 +222,4 @@ class SparkRestPoller:
         progress = summarize_stages(stages)
         if progress != self.last and progress.stages_total > 0:
             self.last = progress
-            self._on_progress(progress)
+            self.on_progress(progress)
