@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from control_room.services import schedules
+from control_room.services.errors import NotFound
 from tests.jobs.conftest import JobWorld, end_run, make_world, run_async, tick
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -343,3 +344,16 @@ def test_a_submit_budget_leaves_the_rest_pending_for_the_next_tick(world: JobWor
     assert first.claimed == 6 and first.fires == {"fired": 2}  # every fire recorded, one batch of runs
     second = run_async(jobs_db, lambda c: schedules.tick(c, now + SECOND, submit_batch=2))
     assert second.claimed == 0 and second.fires == {"fired": 4}
+
+
+def test_a_schedules_detail_has_its_latest_fires_newest_first_up_to_the_limit(world: JobWorld, jobs_db: str) -> None:
+    schedule_id = world.schedule(overlap="allow", planned_from=T0)
+    fire_minutes(world, jobs_db, schedule_id, [1, 2, 3])
+    detail = run_async(jobs_db, lambda c: schedules.get_schedule(c, schedule_id=schedule_id, now=T0, fires=2))
+    assert detail["id"] == schedule_id and detail["cron"] == "* * * * *"
+    assert [f["fire_time"] for f in detail["fires"]] == [T0 + timedelta(minutes=3), T0 + timedelta(minutes=2)]
+    assert [f["run_status"] for f in detail["fires"]] == ["queued", "queued"]  # each fire's run, joined
+    assert detail["upcoming"][0] == detail["next_fire_at"]
+    missing = uuid.uuid4()
+    with pytest.raises(NotFound, match=f"schedule {missing} does not exist or is not visible to you"):
+        run_async(jobs_db, lambda c: schedules.get_schedule(c, schedule_id=missing, now=T0))
